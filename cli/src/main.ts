@@ -1,0 +1,142 @@
+/**
+ * The `trellis` dispatcher: finds the command for argv, parses its flags,
+ * runs it and maps failures to exit codes. Usage errors exit 2 with the
+ * command's synopsis; other errors print one line (stack with --debug) and
+ * exit 1.
+ */
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { TrellisError, UsageError } from '@trellis/shared';
+import type { Command, CommandContext } from './command';
+
+export interface RunOptions {
+  argv: string[];
+  stdout?: NodeJS.WritableStream;
+  stderr?: NodeJS.WritableStream;
+  env?: NodeJS.ProcessEnv;
+  cwd?: string;
+  stopSignal?: AbortSignal;
+  commands?: Command[];
+}
+
+/** Every command shipped in `src/commands/`, sorted by name. */
+export function loadCommands(dir: string = join(__dirname, 'commands')): Command[] {
+  const out: Command[] = [];
+  for (const file of readdirSync(dir).sort()) {
+    if (!file.endsWith('.js')) continue;
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const mod = require(join(dir, file)) as { commands?: Command[] };
+    if (Array.isArray(mod.commands)) out.push(...mod.commands);
+  }
+  return out.sort((a, b) => a.name.localeCompare(b.name));
+}
+
+/** Runs the CLI and resolves with the exit code; never calls process.exit. */
+export async function runCli(options: RunOptions): Promise<number> {
+  const stdout = options.stdout ?? process.stdout;
+  const stderr = options.stderr ?? process.stderr;
+  const argv = options.argv;
+  const debug = argv.includes('--debug');
+  const commands = options.commands ?? loadCommands();
+
+  const words: string[] = [];
+  for (const a of argv) {
+    if (a.startsWith('-')) break;
+    words.push(a);
+  }
+  let command: Command | undefined;
+  let used = 0;
+  for (let n = words.length; n > 0 && !command; n--) {
+    const name = words.slice(0, n).join(' ');
+    command = commands.find((c) => c.name === name);
+    if (command) used = n;
+  }
+
+  if (!command) {
+    const prefix = words.join(' ');
+    const wantsHelp = argv.includes('--help') || argv.includes('-h') || argv.length === 0;
+    const group = commands.filter((c) => prefix === '' || c.name.startsWith(prefix + ' '));
+    if (group.length > 0 && (wantsHelp || prefix !== '')) {
+      stdout.write(overview(group, prefix));
+      return wantsHelp || prefix === '' ? 0 : 2;
+    }
+    if (argv.includes('--version')) {
+      stdout.write(`trellis ${version()}\n`);
+      return 0;
+    }
+    if (wantsHelp) {
+      stdout.write(overview(commands, ''));
+      return 0;
+    }
+    stderr.write(`trellis: unknown command "${prefix || argv[0]}". Run "trellis --help" for the list.\n`);
+    return 2;
+  }
+
+  const rest = argv.slice(used);
+  if (rest.includes('--help') || rest.includes('-h')) {
+    stdout.write(commandHelp(command));
+    return 0;
+  }
+
+  let parsed: ReturnType<typeof parseArgs>;
+  try {
+    parsed = parseArgs({
+      args: rest,
+      options: { ...command.options, debug: { type: 'boolean' } },
+      allowPositionals: command.allowPositionals ?? false,
+      strict: true,
+    });
+  } catch (err) {
+    stderr.write(`trellis ${command.name}: ${(err as Error).message.replace(/\. To specify a positional.*$/s, '')}\nusage: ${command.usage}\n`);
+    return 2;
+  }
+
+  const ctx: CommandContext = {
+    values: parsed.values as CommandContext['values'],
+    positionals: parsed.positionals,
+    stdout,
+    stderr,
+    env: options.env ?? process.env,
+    cwd: options.cwd ?? process.cwd(),
+    debug,
+    stopSignal: options.stopSignal ?? new AbortController().signal,
+  };
+  try {
+    const code = await command.run(ctx);
+    return typeof code === 'number' ? code : 0;
+  } catch (err) {
+    if (err instanceof UsageError) {
+      stderr.write(`trellis ${command.name}: ${err.message}\nusage: ${command.usage}\n`);
+      return 2;
+    }
+    stderr.write(`trellis ${command.name}: ${describeError(err)}\n`);
+    if (debug && err instanceof Error && err.stack) stderr.write(err.stack + '\n');
+    return 1;
+  }
+}
+
+/** One line for an error: `[CODE] message` for ours, the message otherwise. */
+export function describeError(err: unknown): string {
+  if (err instanceof TrellisError) return `${err.message} [${err.code}]`;
+  if (err instanceof Error) return err.message;
+  return String(err);
+}
+
+function overview(commands: Command[], prefix: string): string {
+  const width = Math.max(...commands.map((c) => c.name.length));
+  const lines = commands.map((c) => `  trellis ${c.name.padEnd(width)}  ${c.summary}`);
+  const head = prefix === ''
+    ? `trellis ${version()}: zero-trust service mesh security\n\nusage: trellis COMMAND [flags]   (add --help to any command; --debug shows stack traces)\n\ncommands:\n`
+    : `usage: trellis ${prefix} SUBCOMMAND [flags]\n\nsubcommands:\n`;
+  return head + lines.join('\n') + '\n';
+}
+
+function commandHelp(c: Command): string {
+  return `usage: ${c.usage}\n\n${c.summary}\n${c.description ? '\n' + c.description.trimEnd() + '\n' : ''}`;
+}
+
+function version(): string {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return (require('../../package.json') as { version: string }).version;
+}

@@ -1,0 +1,76 @@
+import { expect } from 'chai';
+import { PassThrough } from 'node:stream';
+import { UsageError, TrellisError } from '@trellis/shared';
+import { trellisSync } from '@trellis/testkit';
+import { runCli } from '../src/main';
+import type { Command } from '../src/command';
+
+function capture(): { stream: PassThrough; text: () => string } {
+  const stream = new PassThrough();
+  const chunks: Buffer[] = [];
+  stream.on('data', (c: Buffer) => chunks.push(c));
+  return { stream, text: () => Buffer.concat(chunks).toString('utf8') };
+}
+
+const fake: Command[] = [
+  { name: 'ca init', summary: 'init', usage: 'trellis ca init --dir DIR', options: { dir: { type: 'string' } }, async run(ctx) { if (!ctx.values.dir) throw new UsageError('--dir is required'); ctx.stdout.write(`dir=${String(ctx.values.dir)}\n`); } },
+  { name: 'ca fail', summary: 'fails', usage: 'trellis ca fail', options: {}, async run() { throw new TrellisError('TRELLIS_TEST_BOOM', 'it broke'); } },
+];
+
+async function run(argv: string[]): Promise<{ code: number; out: string; err: string }> {
+  const out = capture();
+  const err = capture();
+  const code = await runCli({ argv, stdout: out.stream, stderr: err.stream, commands: fake });
+  return { code, out: out.text(), err: err.text() };
+}
+
+describe('trellis dispatcher', () => {
+  it('Should run the command named by the longest matching words', async () => {
+    const r = await run(['ca', 'init', '--dir', '/x']);
+    expect(r.code).to.equal(0);
+    expect(r.out).to.equal('dir=/x\n');
+  });
+
+  it('Should exit 2 with the usage line on an unknown flag', async () => {
+    const r = await run(['ca', 'init', '--bogus']);
+    expect(r.code).to.equal(2);
+    expect(r.err).to.contain('usage: trellis ca init --dir DIR');
+  });
+
+  it('Should exit 2 when a command reports a usage error', async () => {
+    const r = await run(['ca', 'init']);
+    expect(r.code).to.equal(2);
+    expect(r.err).to.contain('--dir is required');
+  });
+
+  it('Should print one line with the error code and exit 1 on a failure', async () => {
+    const r = await run(['ca', 'fail']);
+    expect(r.code).to.equal(1);
+    expect(r.err.trim().split('\n')).to.have.length(1);
+    expect(r.err).to.contain('[TRELLIS_TEST_BOOM]');
+  });
+
+  it('Should print the stack trace only with --debug', async () => {
+    const r = await run(['ca', 'fail', '--debug']);
+    expect(r.code).to.equal(1);
+    expect(r.err).to.match(/\n\s+at /);
+  });
+
+  it('Should list the subcommands of a group', async () => {
+    const r = await run(['ca', '--help']);
+    expect(r.code).to.equal(0);
+    expect(r.out).to.contain('trellis ca init').and.to.contain('trellis ca fail');
+  });
+
+  it('Should exit 2 on an unknown command', async () => {
+    const r = await run(['frobnicate']);
+    expect(r.code).to.equal(2);
+    expect(r.err).to.contain('unknown command');
+  });
+
+  it('Should run as the real trellis binary and print its help', () => {
+    const r = trellisSync(['--help']);
+    expect(r.status).to.equal(0);
+    expect(r.stdout).to.contain('usage: trellis COMMAND');
+  });
+});

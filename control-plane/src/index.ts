@@ -1,0 +1,2 @@
+/** @trellis/control-plane public API. */
+export {};

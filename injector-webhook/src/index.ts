@@ -1,0 +1,2 @@
+/** @trellis/injector-webhook public API. */
+export {};

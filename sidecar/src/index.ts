@@ -1,0 +1,2 @@
+/** @trellis/sidecar public API. */
+export {};
