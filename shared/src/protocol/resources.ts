@@ -1,0 +1,163 @@
+/**
+ * The JSON shapes of resource bodies, one per type URL, and a strict decoder
+ * the client runs before handing a resource to the sidecar: a body that does
+ * not match its type is a NACK with the field path, never a crash.
+ */
+import { TrellisError } from '../errors/trellis-error';
+import {
+  AUTHORIZATION_POLICIES_TYPE_URL,
+  ENDPOINTS_TYPE_URL,
+  PEER_AUTHENTICATION_TYPE_URL,
+  REVOCATIONS_TYPE_URL,
+  SVID_TYPE_URL,
+  TRUST_BUNDLE_TYPE_URL,
+  type TypeUrl,
+} from './type-urls';
+
+/** A signed workload certificate. The private key never travels: the sidecar kept it. */
+export interface SvidResource {
+  spiffeId: string;
+  /** Leaf first, then intermediates (PEM). */
+  chainPem: string;
+  serialHex: string;
+  /** ISO-8601. */
+  notBefore: string;
+  /** ISO-8601. */
+  notAfter: string;
+}
+
+/** Every trusted root; during a root rotation both old and new are present. */
+export interface TrustBundleResource {
+  trustDomain: string;
+  rootsPem: string[];
+}
+
+/** mTLS mode names, as in Istio's PeerAuthentication. */
+export type MtlsMode = 'STRICT' | 'PERMISSIVE' | 'DISABLE';
+
+/** The effective PeerAuthentication for one workload. */
+export interface PeerAuthenticationResource {
+  mode: MtlsMode;
+  /** Per-port overrides, keyed by port number as a string. */
+  portModes: Record<string, MtlsMode>;
+}
+
+/** The AuthorizationPolicies selecting one workload, as JSON the policy engine evaluates. */
+export interface AuthorizationPoliciesResource {
+  policies: unknown[];
+}
+
+/** Credentials that must be refused at once, before they expire. */
+export interface RevocationsResource {
+  /** Lower-case hex certificate serials. */
+  serials: string[];
+  spiffeIds: string[];
+}
+
+/** One address serving a service, and who serves it. */
+export interface Endpoint {
+  /** host:port */
+  address: string;
+  spiffeId: string;
+}
+
+/** The endpoints of one service; the resource name is the service name. */
+export interface EndpointsResource {
+  service: string;
+  endpoints: Endpoint[];
+}
+
+/** The body type for each type URL. */
+export interface ResourceBodies {
+  [SVID_TYPE_URL]: SvidResource;
+  [TRUST_BUNDLE_TYPE_URL]: TrustBundleResource;
+  [PEER_AUTHENTICATION_TYPE_URL]: PeerAuthenticationResource;
+  [AUTHORIZATION_POLICIES_TYPE_URL]: AuthorizationPoliciesResource;
+  [REVOCATIONS_TYPE_URL]: RevocationsResource;
+  [ENDPOINTS_TYPE_URL]: EndpointsResource;
+}
+
+/** A resource body that does not have the shape its type URL promises. */
+export class ProtocolError extends TrellisError {}
+
+/** Fixed resource names for the single-resource types. */
+export const SINGLETON_RESOURCE_NAME = 'default';
+
+const MODES: readonly string[] = ['STRICT', 'PERMISSIVE', 'DISABLE'];
+
+/**
+ * Parses and checks one resource body; throws ProtocolError
+ * `TRELLIS_PROTOCOL_BAD_RESOURCE` naming the field when it is malformed.
+ */
+export function decodeResource<T extends TypeUrl>(typeUrl: T, body: Uint8Array | string): ResourceBodies[T] {
+  let v: unknown;
+  try {
+    v = JSON.parse(typeof body === 'string' ? body : Buffer.from(body).toString('utf8'));
+  } catch (err) {
+    throw bad(typeUrl, '', `not JSON: ${(err as Error).message}`);
+  }
+  const o = obj(typeUrl, v, '');
+  switch (typeUrl) {
+    case SVID_TYPE_URL:
+      for (const f of ['spiffeId', 'chainPem', 'serialHex', 'notBefore', 'notAfter']) str(typeUrl, o, f);
+      if (Number.isNaN(Date.parse(o.notAfter as string))) throw bad(typeUrl, 'notAfter', 'not a date');
+      break;
+    case TRUST_BUNDLE_TYPE_URL:
+      str(typeUrl, o, 'trustDomain');
+      strArray(typeUrl, o, 'rootsPem');
+      if ((o.rootsPem as string[]).length === 0) throw bad(typeUrl, 'rootsPem', 'empty: a bundle needs at least one root');
+      break;
+    case PEER_AUTHENTICATION_TYPE_URL: {
+      if (!MODES.includes(o.mode as string)) throw bad(typeUrl, 'mode', `must be one of ${MODES.join(', ')}`);
+      const pm = obj(typeUrl, o.portModes, 'portModes');
+      for (const [port, mode] of Object.entries(pm)) {
+        if (!/^\d+$/.test(port)) throw bad(typeUrl, `portModes.${port}`, 'not a port number');
+        if (!MODES.includes(mode as string)) throw bad(typeUrl, `portModes.${port}`, `must be one of ${MODES.join(', ')}`);
+      }
+      break;
+    }
+    case AUTHORIZATION_POLICIES_TYPE_URL:
+      if (!Array.isArray(o.policies)) throw bad(typeUrl, 'policies', 'must be an array');
+      break;
+    case REVOCATIONS_TYPE_URL:
+      strArray(typeUrl, o, 'serials');
+      strArray(typeUrl, o, 'spiffeIds');
+      break;
+    case ENDPOINTS_TYPE_URL: {
+      str(typeUrl, o, 'service');
+      if (!Array.isArray(o.endpoints)) throw bad(typeUrl, 'endpoints', 'must be an array');
+      (o.endpoints as unknown[]).forEach((e, i) => {
+        const eo = obj(typeUrl, e, `endpoints[${i}]`);
+        if (typeof eo.address !== 'string') throw bad(typeUrl, `endpoints[${i}].address`, 'must be a string');
+        if (typeof eo.spiffeId !== 'string') throw bad(typeUrl, `endpoints[${i}].spiffeId`, 'must be a string');
+      });
+      break;
+    }
+    default:
+      throw bad(typeUrl, '', 'unknown type URL');
+  }
+  return Object.freeze(o) as unknown as ResourceBodies[T];
+}
+
+/** Serialises a resource body for the wire. */
+export function encodeResource(body: unknown): Buffer {
+  return Buffer.from(JSON.stringify(body), 'utf8');
+}
+
+function bad(typeUrl: string, field: string, reason: string): ProtocolError {
+  return new ProtocolError('TRELLIS_PROTOCOL_BAD_RESOURCE', `${typeUrl}${field ? ' field ' + field : ''}: ${reason}`, { typeUrl, field });
+}
+
+function obj(typeUrl: string, v: unknown, field: string): Record<string, unknown> {
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw bad(typeUrl, field, 'must be an object');
+  return v as Record<string, unknown>;
+}
+
+function str(typeUrl: string, o: Record<string, unknown>, f: string): void {
+  if (typeof o[f] !== 'string' || o[f] === '') throw bad(typeUrl, f, 'must be a non-empty string');
+}
+
+function strArray(typeUrl: string, o: Record<string, unknown>, f: string): void {
+  const a = o[f];
+  if (!Array.isArray(a) || a.some((x) => typeof x !== 'string')) throw bad(typeUrl, f, 'must be an array of strings');
+}
