@@ -22,3 +22,20 @@ export {
   isKubernetesServiceAccount,
 } from './identity/spiffe-id';
 export type { SpiffeId, SpiffeIdErrorCodeValue, KubernetesIdentity } from './identity/spiffe-id';
+export {
+  SVID_TYPE_URL, TRUST_BUNDLE_TYPE_URL, PEER_AUTHENTICATION_TYPE_URL, AUTHORIZATION_POLICIES_TYPE_URL,
+  REVOCATIONS_TYPE_URL, ENDPOINTS_TYPE_URL, ALL_TYPE_URLS, TYPE_SHORT_NAMES, isKnownTypeUrl, typeShortName,
+} from './protocol/type-urls';
+export type { TypeUrl } from './protocol/type-urls';
+export { canonicalJson, contentVersion } from './protocol/content-version';
+export { decodeResource, encodeResource, ProtocolError, SINGLETON_RESOURCE_NAME } from './protocol/resources';
+export type {
+  SvidResource, TrustBundleResource, PeerAuthenticationResource, AuthorizationPoliciesResource, RevocationsResource,
+  EndpointsResource, Endpoint, MtlsMode, ResourceBodies,
+} from './protocol/resources';
+export { AckTracker } from './protocol/ack-tracker';
+export type { SyncState, RequestVerdict, TypeSyncSnapshot } from './protocol/ack-tracker';
+export { PROTO_ROOT, DISCOVERY_PROTO_FILE, DISCOVERY_SERVICE } from './protocol/proto-path';
+export * as der from './x509/der';
+export { DerError, DerErrorCode } from './x509/der';
+export type { DerErrorCodeValue, Tlv, BitString } from './x509/der';
