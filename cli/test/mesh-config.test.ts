@@ -1,0 +1,74 @@
+import { expect } from 'chai';
+import { readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { parseMeshConfig, MeshConfigError } from '../src/up/mesh-config';
+
+const EXAMPLE = join(__dirname, '..', '..', '..', 'examples', 'mesh.yaml');
+const parse = (text: string) => parseMeshConfig(text, 'mesh.yaml', (p) => resolve('/base', p));
+
+function issuesOf(text: string): MeshConfigError['issues'] {
+  try {
+    parse(text);
+  } catch (err) {
+    expect(err).to.be.instanceOf(MeshConfigError);
+    expect((err as MeshConfigError).code).to.equal('TRELLIS_UP_BAD_CONFIG');
+    return (err as MeshConfigError).issues;
+  }
+  throw new Error('expected the mesh file to be refused');
+}
+
+describe('trellis up mesh file', () => {
+  it('Should load the bundled example with defaults filled in', () => {
+    const cfg = parseMeshConfig(readFileSync(EXAMPLE, 'utf8'), EXAMPLE, (p) => resolve('/base', p));
+    expect(cfg.trustDomain).to.equal('trellis.local');
+    expect(cfg.policyDir).to.equal('/base/policies');
+    expect(cfg.svidTtl).to.equal('1m');
+    expect(cfg.workloads.map((w) => w.name)).to.deep.equal(['frontend', 'payments', 'ledger']);
+    const payments = cfg.workloads[1]!;
+    expect(payments.inbound).to.deep.equal([{ port: 17001, appPort: 18081, http: true }]);
+    expect(payments.outbound).to.deep.equal([{ port: 19101, service: 'ledger' }]);
+    expect(Object.isFrozen(payments.labels)).to.equal(true);
+  });
+
+  it('Should report every problem with its line, column and field path', () => {
+    const issues = issuesOf([
+      'trustDomain: Bad_Domain!',
+      'policyDir: ./p',
+      'workloads:',
+      '  - name: web',
+      '    namespace: shop',
+      '    admin: 127.0.0.1:15100',
+      '    app: { builtin: echo, port: 70000 }',
+      '    colour: blue',
+    ].join('\n'));
+    const byPath = Object.fromEntries(issues.map((i) => [i.path, i]));
+    expect(byPath['trustDomain']?.line).to.equal(1);
+    expect(byPath['workloads.0.app.port']?.line).to.equal(7);
+    expect(byPath['workloads.0.colour']?.message).to.contain('unknown field "colour"');
+    expect(byPath['workloads.0.colour']?.line).to.equal(8);
+    expect(byPath['workloads.0.colour']?.column).to.equal(5);
+  });
+
+  it('Should refuse two listeners on the same port', () => {
+    const issues = issuesOf([
+      'trustDomain: td',
+      'policyDir: ./p',
+      'workloads:',
+      '  - { name: a, namespace: ns, admin: "127.0.0.1:15100", app: { builtin: echo, port: 18000 } }',
+      '  - { name: b, namespace: ns, admin: "127.0.0.1:15100", app: { builtin: echo, port: 18001 } }',
+    ].join('\n'));
+    expect(issues).to.have.length(1);
+    expect(issues[0]!.path).to.equal('workloads.1.admin');
+    expect(issues[0]!.message).to.contain('port 15100 is already used by a admin');
+  });
+
+  it('Should refuse an app with both a command and the builtin', () => {
+    const issues = issuesOf('trustDomain: td\npolicyDir: p\nworkloads:\n  - { name: a, namespace: ns, admin: "127.0.0.1:1", app: { builtin: echo, command: [x], port: 2 } }\n');
+    expect(issues.map((i) => i.message)).to.include('needs exactly one of "builtin" or "command"');
+  });
+
+  it('Should report a YAML syntax error with its position', () => {
+    const issues = issuesOf('trustDomain: td\nworkloads: [\n');
+    expect(issues[0]!.line).to.be.greaterThan(1);
+  });
+});
