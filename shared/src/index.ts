@@ -39,3 +39,4 @@ export { PROTO_ROOT, DISCOVERY_PROTO_FILE, DISCOVERY_SERVICE } from './protocol/
 export * as der from './x509/der';
 export { DerError, DerErrorCode } from './x509/der';
 export type { DerErrorCodeValue, Tlv, BitString } from './x509/der';
+export * from './policy';

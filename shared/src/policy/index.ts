@@ -1,0 +1,31 @@
+/** Policy manifests (Istio-compatible PeerAuthentication and AuthorizationPolicy) and their pure decisions. */
+export { parsePolicyFile, DEFAULT_ROOT_NAMESPACE, deepFreeze } from './parse-policy-file';
+export type { ParsePolicyOptions, ParsedPolicyFile } from './parse-policy-file';
+export { PolicyError, POLICY_CODES, formatIssue } from './policy-error';
+export type { PolicyCode } from './policy-error';
+export { POLICY_API_VERSIONS } from './policy-types';
+export type {
+  AuthorizationPolicy,
+  AuthzAction,
+  AuthzOperation,
+  AuthzRule,
+  AuthzSource,
+  EffectiveMtlsMode,
+  MatchLabels,
+  ManifestMtlsMode,
+  PeerAuthentication,
+  Policy,
+  PolicyIssue,
+  PolicyMetadata,
+  PolicyWorkload,
+} from './policy-types';
+export { buildPolicySet, isPolicySet, labelsMatch, policySetFingerprint, byAge } from './policy-set';
+export type { PolicySet, PolicyRef } from './policy-set';
+export { effectivePeerAuthentication, resolvePeerAuthentication, peerAuthenticationLevels, modeForPort } from './peer-authentication';
+export type { EffectivePeerAuthentication, PeerAuthenticationOptions, PeerAuthenticationScope, ResolvedPeerAuthentication } from './peer-authentication';
+export { authorize, selectAuthorizationPolicies } from './authorize';
+export type { AuthorizeOptions, AuthzDecision, AuthzMatch, AuthzReasonCode, AuthzRequest } from './authorize';
+export { policiesFromJSON, policiesToJSON, policyToManifest } from './policy-wire';
+export type { PolicyManifest } from './policy-wire';
+export { matchString } from './string-match';
+export { ipInBlock, parseIp, parseIpBlock } from './ip-block';

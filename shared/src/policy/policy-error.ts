@@ -1,0 +1,67 @@
+/**
+ * The error family for policy manifests and policy evaluation.
+ *
+ * Every code is stable and listed in docs/errors.md; callers match on `code`.
+ * A manifest that cannot be accepted produces `PolicyIssue`s (all of them, with
+ * file, document, line, column and field path); `PolicyError` is thrown when a
+ * caller asks for policies that must be valid (the wire format, a strict load).
+ */
+import { TrellisError } from '../errors/trellis-error';
+import type { PolicyIssue } from './policy-types';
+
+/** Stable codes of the policy family. Errors refuse a document; warnings do not. */
+export const POLICY_CODES = Object.freeze({
+  /** The file is not well-formed YAML (or a document has duplicate keys). */
+  YAML: 'TRELLIS_POLICY_YAML',
+  /** A document is not a mapping, or has no `kind`/`apiVersion` we can read. */
+  NOT_A_MANIFEST: 'TRELLIS_POLICY_NOT_A_MANIFEST',
+  /** `apiVersion` is not one of the accepted groups/versions. */
+  BAD_API_VERSION: 'TRELLIS_POLICY_BAD_API_VERSION',
+  /** `kind` is not PeerAuthentication or AuthorizationPolicy. */
+  UNKNOWN_KIND: 'TRELLIS_POLICY_UNKNOWN_KIND',
+  /** A field that exists in neither Istio's API nor ours. */
+  UNKNOWN_FIELD: 'TRELLIS_POLICY_UNKNOWN_FIELD',
+  /** A required field is missing. */
+  MISSING_FIELD: 'TRELLIS_POLICY_MISSING_FIELD',
+  /** A field has the wrong type, an empty list, an out-of-range or malformed value. */
+  INVALID_VALUE: 'TRELLIS_POLICY_INVALID_VALUE',
+  /** Fields that are valid alone but not together (e.g. portLevelMtls without selector). */
+  CONFLICT: 'TRELLIS_POLICY_CONFLICTING_FIELDS',
+  /** A field or kind Istio supports but Trellis does not implement: refused, never ignored. */
+  UNSUPPORTED: 'TRELLIS_POLICY_UNSUPPORTED',
+  /** The same kind/namespace/name appears twice. */
+  DUPLICATE: 'TRELLIS_POLICY_DUPLICATE',
+  /** A file could not be read. */
+  FILE: 'TRELLIS_POLICY_FILE',
+  /** Serialised policies received over the wire are malformed. */
+  WIRE: 'TRELLIS_POLICY_WIRE',
+  /** Warning: a selector policy in the root namespace (PeerAuthentication) is ignored. */
+  IGNORED_SELECTOR: 'TRELLIS_POLICY_IGNORED_SELECTOR',
+  /** Warning: a selector with no labels selects every workload of the namespace. */
+  EMPTY_SELECTOR: 'TRELLIS_POLICY_EMPTY_SELECTOR',
+  /** Warning: a DENY rule with HTTP fields and no ports also denies TCP traffic on every port. */
+  DENY_HTTP_ON_TCP: 'TRELLIS_POLICY_DENY_HTTP_ON_TCP',
+});
+
+/** One of the values of POLICY_CODES. */
+export type PolicyCode = (typeof POLICY_CODES)[keyof typeof POLICY_CODES];
+
+/** Thrown when policies that must be valid are not; `issues` holds every problem found. */
+export class PolicyError extends TrellisError {
+  /** Every error found (never only the first). */
+  readonly issues: readonly PolicyIssue[];
+
+  constructor(code: PolicyCode, message: string, issues: readonly PolicyIssue[] = [], details: Record<string, unknown> = {}) {
+    super(code, message, { ...details, issues: issues.map(formatIssue) });
+    this.issues = Object.freeze([...issues]);
+  }
+}
+
+/** `file:line:col: doc N: path: message [CODE]`, the one-line form used by the CLI and logs. */
+export function formatIssue(issue: PolicyIssue): string {
+  const where = `${issue.file}:${issue.line}:${issue.column}`;
+  const doc = issue.documentIndex >= 0 ? ` document ${issue.documentIndex}` : '';
+  const path = issue.path ? ` ${issue.path}:` : '';
+  const sev = issue.severity === 'warning' ? ' warning:' : '';
+  return `${where}:${doc}${sev}${path} ${issue.message} [${issue.code}]`;
+}
