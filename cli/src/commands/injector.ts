@@ -1,0 +1,93 @@
+/** `trellis injector`: the mutating admission webhook server, and its caBundle. */
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { UsageError, createLogger } from '@trellis/shared';
+import { FileCertSource, InjectorError, startWebhookServer, type CertSource } from '@trellis/injector-webhook';
+import type { Command, CommandContext } from '../command';
+import { optionalString } from '../flags';
+import { loadInjectorConfig } from './inject';
+
+/** Splits `HOST:PORT` (IPv6 in brackets); a usage error naming `flagName` otherwise. */
+export function parseListen(value: string, flagName: string): { host: string; port: number } {
+  const m = /^(\[[^\]]+\]|[^:]+):([0-9]{1,5})$/.exec(value);
+  const port = m ? Number(m[2]) : NaN;
+  if (!m || port > 65535) throw new UsageError(`--${flagName} must be HOST:PORT, got "${value}"`, { flag: flagName });
+  return { host: m[1]!.replace(/^\[|\]$/g, ''), port };
+}
+
+function certSource(ctx: CommandContext, logger: ReturnType<typeof createLogger>): CertSource {
+  const cert = optionalString(ctx, 'cert');
+  const key = optionalString(ctx, 'key');
+  const caDir = optionalString(ctx, 'ca-dir');
+  if (caDir !== undefined && (cert !== undefined || key !== undefined)) throw new UsageError('give either --ca-dir or --cert/--key, not both', { flag: 'ca-dir' });
+  if (caDir !== undefined) {
+    throw new InjectorError('TRELLIS_INJECTOR_BAD_CERT', '--ca-dir is not available in this build yet; issue a serving certificate and pass --cert/--key', { flag: 'ca-dir' });
+  }
+  if (cert === undefined || key === undefined) throw new UsageError('--cert and --key are required (the serving certificate and key files)', { flag: cert === undefined ? 'cert' : 'key' });
+  const interval = Number(ctx.env.TRELLIS_INJECTOR_RELOAD_MS ?? 2000);
+  return new FileCertSource({ certFile: resolve(ctx.cwd, cert), keyFile: resolve(ctx.cwd, key), intervalMs: Number.isFinite(interval) && interval > 0 ? interval : 2000, logger });
+}
+
+export const commands: Command[] = [
+  {
+    name: 'injector',
+    summary: 'Run the sidecar-injection admission webhook (HTTPS, POST /inject)',
+    usage: 'trellis injector [--listen HOST:PORT] (--cert FILE --key FILE | --ca-dir DIR) [--config FILE] [--log-level LEVEL]',
+    description: `Serves AdmissionReview v1 on https://HOST:PORT/inject and GET /healthz.
+The serving certificate is re-read when --cert/--key change (no restart).
+
+  --listen HOST:PORT   default 0.0.0.0:15017
+  --cert, --key FILE   serving certificate chain and key (PEM)
+  --ca-dir DIR         issue the serving certificate from a Trellis CA directory
+  --config FILE        injector settings (YAML; see docs/kubernetes.md)
+  --log-level LEVEL    debug|info|warn|error (default info)`,
+    options: {
+      listen: { type: 'string' },
+      cert: { type: 'string' },
+      key: { type: 'string' },
+      'ca-dir': { type: 'string' },
+      config: { type: 'string' },
+      'log-level': { type: 'string' },
+    },
+    async run(ctx) {
+      const { host, port } = parseListen(optionalString(ctx, 'listen') ?? '0.0.0.0:15017', 'listen');
+      const level = optionalString(ctx, 'log-level') ?? 'info';
+      if (!['debug', 'info', 'warn', 'error'].includes(level)) throw new UsageError(`--log-level must be debug, info, warn or error, got "${level}"`, { flag: 'log-level' });
+      const logger = createLogger({ component: 'injector', sink: ctx.stderr, level: level as 'info' });
+      const config = loadInjectorConfig(ctx);
+      const certs = certSource(ctx, logger);
+      const server = await startWebhookServer(host, port, { config, certs, logger });
+      const addr = server.address();
+      ctx.stdout.write(`injector listening on https://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}/inject\n`);
+      await new Promise<void>((done) => {
+        if (ctx.stopSignal.aborted) done();
+        else ctx.stopSignal.addEventListener('abort', () => done(), { once: true });
+      });
+      certs.close();
+      await server.close();
+    },
+  },
+  {
+    name: 'injector ca-bundle',
+    summary: 'Print the base64 caBundle for the MutatingWebhookConfiguration',
+    usage: 'trellis injector ca-bundle (--ca-file FILE | --ca-dir DIR)',
+    description: `Prints the PEM trust bundle that verifies the injector's serving certificate,
+base64-encoded on one line, as clientConfig.caBundle expects.
+
+  --ca-file FILE   a PEM file with the CA certificate(s)
+  --ca-dir DIR     a Trellis CA directory`,
+    options: { 'ca-file': { type: 'string' }, 'ca-dir': { type: 'string' } },
+    async run(ctx) {
+      const file = optionalString(ctx, 'ca-file');
+      if (file === undefined) throw new UsageError('--ca-file is required', { flag: 'ca-file' });
+      let pem: string;
+      try {
+        pem = readFileSync(resolve(ctx.cwd, file), 'utf8');
+      } catch (err) {
+        throw new UsageError(`cannot read --ca-file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { flag: 'ca-file' });
+      }
+      if (!/-----BEGIN CERTIFICATE-----/.test(pem)) throw new InjectorError('TRELLIS_INJECTOR_BAD_CERT', `${file}: no PEM certificate found`, { file });
+      ctx.stdout.write(Buffer.from(pem, 'utf8').toString('base64') + '\n');
+    },
+  },
+];
