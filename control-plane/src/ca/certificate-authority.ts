@@ -1,0 +1,296 @@
+/**
+ * The subordinate CA the control plane issues X.509-SVIDs with.
+ *
+ * Loaded once from a CA dir (intermediate cert + key through a Signer, the
+ * chain and the root bundle; the root key is not needed). `issue()` is the
+ * hot path: validate the request, parse and check the CSR, decide the
+ * validity, fill the pre-encoded template, sign, re-check what was signed,
+ * append the audit line. The `trellis ca sign` command and the control
+ * plane's gRPC service both call it.
+ */
+import { randomFillSync, verify as cryptoVerify, type KeyObject } from 'node:crypto';
+import { channel } from 'node:diagnostics_channel';
+import { join } from 'node:path';
+import { parseSpiffeId, silentLogger, SpiffeIdError, type Logger } from '@trellis/shared';
+import { openAuditLog, type AuditSink } from './audit-log';
+import { CaError, CaErrorCode } from './ca-error';
+import { readCaCertificate, verifyCaChain, certificateHasKey, type CaCertificate } from './ca-chain';
+import { CA_FILES, readCaFiles } from './ca-dir';
+import { subjectPublicKeyBits } from './certificate-fields';
+import { parseCsr } from './csr';
+import { checkIssuedSvid } from './issued-check';
+import { pemCertificates, toPem } from './pem';
+import { createFileSigner, type Signer } from './signer';
+import { checkCsrIdentity, svidValidity } from './svid-profile';
+import { SvidTemplate } from './svid-template';
+
+/** A request to issue one SVID. The caller has already authenticated the requester and authorized `spiffeId`. */
+export interface IssueRequest {
+  /** PKCS#10 CSR, DER or PEM. */
+  csr: Buffer;
+  /** The identity to issue; the CSR may only repeat it or leave it out. */
+  spiffeId: string;
+  /** Default 3600; allowed 60..86400. */
+  ttlSeconds?: number;
+  /** Who asked (for the audit log), e.g. a pod's service account or `cli`. */
+  requester: string;
+}
+
+/** A freshly issued X.509-SVID. */
+export interface IssuedSvid {
+  /** Lowercase hex of the serial number. */
+  serialHex: string;
+  spiffeId: string;
+  notBefore: Date;
+  notAfter: Date;
+  leafDer: Buffer;
+  leafPem: string;
+  /** Leaf, then the intermediate (and any intermediates above it), PEM. */
+  chainPem: string;
+  /** Leaf key type: `ec-p256`, `ec-p384` or `rsa-<bits>`. */
+  keyType: string;
+}
+
+/** Collaborators of a loaded CA. */
+export interface CertificateAuthorityDeps {
+  /** Current time; default `() => new Date()`. */
+  clock?: () => Date;
+  logger?: Logger;
+  /** Signs with the intermediate key; default: the file-backed `intermediate.key`. An HSM signer plugs in here. */
+  signer?: Signer;
+  /** Audit sink; default: append to `audit.log` in the CA dir. */
+  audit?: AuditSink;
+  /**
+   * Also verify the signature of every issued certificate with the
+   * intermediate's public key (on top of the structural re-check). Default
+   * false: it costs a second ECDSA verify per SVID; the signer is probed
+   * once at load time instead. Turn it on for signers that can fail silently.
+   */
+  verifyEverySignature?: boolean;
+}
+
+/** Issuance events for metrics/tracing subscribers; publishing is free when nobody listens. */
+export const ISSUED_CHANNEL = 'trellis:ca:issued';
+const issuedChannel = channel(ISSUED_CHANNEL);
+
+/** A CA loaded from a directory. Create with {@link loadCertificateAuthority}. */
+export class CertificateAuthority {
+  private readonly template: SvidTemplate;
+  private readonly chainTail: string;
+  private readonly serialPool = Buffer.allocUnsafe(16 * 256);
+  private serialNext = this.serialPool.length;
+
+  /** @internal use {@link loadCertificateAuthority}. */
+  constructor(
+    /** The trust domain, from the intermediate's URI SAN. */
+    readonly trustDomain: string,
+    private readonly intermediate: CaCertificate,
+    uppers: CaCertificate[],
+    private readonly roots: CaCertificate[],
+    private readonly signer: Signer,
+    private readonly audit: AuditSink,
+    private readonly clock: () => Date,
+    private readonly logger: Logger,
+    private readonly verifyKey: KeyObject | undefined,
+  ) {
+    this.template = new SvidTemplate(intermediate.fields.subjectDer, intermediate.keyId, signer.algorithm);
+    this.chainTail = [intermediate, ...uppers].map((c) => c.pem).join('');
+  }
+
+  /** The intermediate certificate, PEM. */
+  get intermediatePem(): string {
+    return this.intermediate.pem;
+  }
+
+  /** When the intermediate expires; no SVID outlives it. */
+  get intermediateNotAfter(): Date {
+    return this.intermediate.fields.notAfter;
+  }
+
+  /** When each trusted root expires, in bundle order. */
+  get rootNotAfters(): Date[] {
+    return this.roots.map((r) => r.fields.notAfter);
+  }
+
+  /** The earliest root expiry. */
+  get rootNotAfter(): Date {
+    return new Date(Math.min(...this.roots.map((r) => r.fields.notAfter.getTime())));
+  }
+
+  /** The roots workloads should trust, PEM, one per entry. */
+  trustBundle(): { rootsPem: string[] } {
+    return { rootsPem: this.roots.map((r) => r.pem) };
+  }
+
+  /**
+   * Issues an X.509-SVID for `req.spiffeId`. Fails closed with a CaError:
+   * BAD_REQUEST, BAD_SPIFFE_ID (invalid, other trust domain, or no path),
+   * TTL_OUT_OF_RANGE, BAD_PEM/BAD_DER, UNSUPPORTED_KEY, BAD_CSR_SIGNATURE,
+   * CSR_IDENTITY_MISMATCH, INTERMEDIATE_EXPIRED, SELF_CHECK_FAILED.
+   */
+  async issue(req: IssueRequest): Promise<IssuedSvid> {
+    if (typeof req.requester !== 'string' || req.requester === '') {
+      throw new CaError(CaErrorCode.BAD_REQUEST, 'requester is required (who is asking, for the audit log)', { field: 'requester' });
+    }
+    if (!Buffer.isBuffer(req.csr)) throw new CaError(CaErrorCode.BAD_REQUEST, 'csr must be a Buffer (DER or PEM)', { field: 'csr' });
+    const spiffeId = this.checkSpiffeId(req.spiffeId);
+    const validity = svidValidity(this.clock(), req.ttlSeconds, this.intermediate.fields);
+    const csr = parseCsr(req.csr);
+    checkCsrIdentity(csr, spiffeId);
+
+    const serial = this.nextSerial();
+    const tbs = this.template.encodeTbs({
+      serial,
+      notBefore: validity.notBefore,
+      notAfter: validity.notAfter,
+      spkiDer: csr.spkiDer,
+      publicKeyBits: subjectPublicKeyBits(csr.spkiDer),
+      spiffeId,
+      rsa: csr.publicKey.asymmetricKeyType === 'rsa',
+    });
+    const signed = this.signer.sign(tbs);
+    const signature = signed instanceof Promise ? await signed : signed;
+    const leafDer = this.template.encodeCertificate(tbs, signature);
+    checkIssuedSvid(leafDer, {
+      serial,
+      spiffeId,
+      notBefore: validity.notBefore,
+      notAfter: validity.notAfter,
+      spkiDer: csr.spkiDer,
+      issuerDer: this.intermediate.fields.subjectDer,
+      issuerKeyId: this.intermediate.keyId,
+      algorithm: this.signer.algorithm,
+      issuerPublicKey: this.verifyKey,
+    });
+
+    const serialHex = serialToHex(serial);
+    this.audit.append({
+      time: this.clock().toISOString(),
+      serial: serialHex,
+      spiffeId,
+      notAfter: validity.notAfter.toISOString(),
+      keyType: csr.keyType,
+      requester: req.requester,
+    });
+    if (issuedChannel.hasSubscribers) issuedChannel.publish({ serial: serialHex, spiffeId, notAfter: validity.notAfter, keyType: csr.keyType, requester: req.requester });
+    const leafPem = toPem(leafDer, 'CERTIFICATE');
+    return { serialHex, spiffeId, notBefore: validity.notBefore, notAfter: validity.notAfter, leafDer, leafPem, chainPem: leafPem + this.chainTail, keyType: csr.keyType };
+  }
+
+  /** Releases the audit log. */
+  close(): void {
+    this.audit.close();
+    this.logger.debug('ca closed', { trustDomain: this.trustDomain });
+  }
+
+  private checkSpiffeId(input: unknown): string {
+    if (typeof input !== 'string') throw new CaError(CaErrorCode.BAD_SPIFFE_ID, 'spiffeId must be a string', { field: 'spiffeId' });
+    let id;
+    try {
+      id = parseSpiffeId(input);
+    } catch (err) {
+      if (err instanceof SpiffeIdError) {
+        throw new CaError(CaErrorCode.BAD_SPIFFE_ID, `invalid SPIFFE ID "${input}": ${err.message}`, { field: 'spiffeId', reason: err.code }, { cause: err });
+      }
+      throw err;
+    }
+    if (id.trustDomain !== this.trustDomain) {
+      throw new CaError(CaErrorCode.BAD_SPIFFE_ID, `SPIFFE ID "${input}" is outside this CA's trust domain ${this.trustDomain}`, { field: 'spiffeId' });
+    }
+    if (id.path === '') {
+      throw new CaError(CaErrorCode.BAD_SPIFFE_ID, `SPIFFE ID "${input}" names the trust domain itself; a workload ID needs a path`, { field: 'spiffeId' });
+    }
+    return id.toString();
+  }
+
+  private nextSerial(): Buffer {
+    for (;;) {
+      if (this.serialNext >= this.serialPool.length) {
+        randomFillSync(this.serialPool);
+        this.serialNext = 0;
+      }
+      const s = Buffer.from(this.serialPool.subarray(this.serialNext, this.serialNext + 16));
+      this.serialNext += 16;
+      if (s.some((b) => b !== 0)) return s;
+    }
+  }
+}
+
+/**
+ * Loads the CA in `dir`. Needs `intermediate.pem`, `intermediate.key` (unless
+ * `deps.signer` is given), `chain.pem` and `root.pem`; `root.key` is never
+ * read. Refuses with DIR_MISSING, DIR_INCOMPLETE, BAD_PEM, KEY_MISMATCH,
+ * CHAIN_INVALID or INTERMEDIATE_EXPIRED; probes the signer once so a wrong
+ * key fails here rather than on the first request.
+ */
+export async function loadCertificateAuthority(dir: string, deps: CertificateAuthorityDeps = {}): Promise<CertificateAuthority> {
+  const clock = deps.clock ?? (() => new Date());
+  const logger = deps.logger ?? silentLogger;
+  const names: string[] = [CA_FILES.intermediateCert, CA_FILES.chain, CA_FILES.rootCert];
+  if (!deps.signer) names.push(CA_FILES.intermediateKey);
+  const files = readCaFiles(dir, names);
+  const source = (n: string): string => join(dir, n);
+
+  const intDers = pemCertificates(files.get(CA_FILES.intermediateCert)!, source(CA_FILES.intermediateCert));
+  if (intDers.length !== 1) {
+    throw new CaError(CaErrorCode.BAD_PEM, `${source(CA_FILES.intermediateCert)}: expected exactly one certificate, found ${intDers.length}`, { file: source(CA_FILES.intermediateCert) });
+  }
+  const intermediate = readCaCertificate(intDers[0]!, source(CA_FILES.intermediateCert));
+  const chain = pemCertificates(files.get(CA_FILES.chain)!, source(CA_FILES.chain)).map((d, i) => readCaCertificate(d, `${source(CA_FILES.chain)} certificate ${i + 1}`));
+  if (!chain[0] || !chain[0].der.equals(intermediate.der)) {
+    throw new CaError(CaErrorCode.CHAIN_INVALID, `${source(CA_FILES.chain)} must start with the intermediate certificate`, { file: source(CA_FILES.chain) });
+  }
+  const roots = pemCertificates(files.get(CA_FILES.rootCert)!, source(CA_FILES.rootCert)).map((d, i) => readCaCertificate(d, `${source(CA_FILES.rootCert)} certificate ${i + 1}`));
+
+  const signer = deps.signer ?? createFileSigner(files.get(CA_FILES.intermediateKey)!, source(CA_FILES.intermediateKey));
+  if (!certificateHasKey(intermediate, signer.publicKey)) {
+    throw new CaError(CaErrorCode.KEY_MISMATCH, `${source(CA_FILES.intermediateKey)} is not the key of ${source(CA_FILES.intermediateCert)}`, { dir });
+  }
+  await probeSigner(signer);
+  const now = clock();
+  if (now >= intermediate.fields.notAfter) {
+    throw new CaError(CaErrorCode.INTERMEDIATE_EXPIRED, `the intermediate in ${dir} expired at ${intermediate.fields.notAfter.toISOString()}`, { dir, notAfter: intermediate.fields.notAfter.toISOString() });
+  }
+  verifyCaChain(intermediate, chain.slice(1), roots, now);
+
+  const tdUris = intermediate.uris.filter((u) => u.startsWith('spiffe://'));
+  if (tdUris.length !== 1) {
+    throw new CaError(CaErrorCode.CHAIN_INVALID, `the intermediate must carry exactly one URI SAN spiffe://<trust-domain>, found ${tdUris.length}`, { dir });
+  }
+  let td;
+  try {
+    td = parseSpiffeId(tdUris[0]!);
+  } catch (err) {
+    throw new CaError(CaErrorCode.CHAIN_INVALID, `the intermediate's URI SAN ${tdUris[0]} is not a valid SPIFFE ID`, { dir }, { cause: err });
+  }
+  if (td.path !== '') {
+    throw new CaError(CaErrorCode.CHAIN_INVALID, `the intermediate's URI SAN ${tdUris[0]} must be the bare trust domain ID`, { dir });
+  }
+
+  const audit = deps.audit ?? openAuditLog(join(dir, CA_FILES.auditLog));
+  logger.info('ca loaded', {
+    trustDomain: td.trustDomain,
+    keyType: signer.keyType,
+    intermediateNotAfter: intermediate.fields.notAfter.toISOString(),
+    roots: roots.length,
+  });
+  return new CertificateAuthority(td.trustDomain, intermediate, chain.slice(1), roots, signer, audit, clock, logger, deps.verifyEverySignature ? signer.publicKey : undefined);
+}
+
+async function probeSigner(signer: Signer): Promise<void> {
+  const probe = Buffer.from('trellis ca signer probe');
+  const sig = await signer.sign(probe);
+  let ok = false;
+  try {
+    ok = cryptoVerify(signer.algorithm.hash, probe, signer.publicKey, sig);
+  } catch {
+    ok = false;
+  }
+  if (!ok) throw new CaError(CaErrorCode.KEY_MISMATCH, 'the signer produced a signature its own public key does not verify', {});
+}
+
+function serialToHex(serial: Buffer): string {
+  let i = 0;
+  while (i < serial.length - 1 && serial[i] === 0) i++;
+  return serial.toString('hex', i);
+}
