@@ -17,6 +17,8 @@ export interface ChildSpec {
   cwd?: string;
   /** Restart when it exits while the supervisor is running (default true). */
   restart?: boolean;
+  /** Runs before every (re)start, e.g. to issue a fresh single-use token. */
+  prepare?: () => void;
 }
 
 export interface SupervisorDeps {
@@ -84,6 +86,11 @@ export class Supervisor {
 
   private launch(entry: Running): void {
     const { spec } = entry;
+    try {
+      spec.prepare?.();
+    } catch (err) {
+      this.deps.logger.error('child preparation failed', { child: spec.name, err });
+    }
     const child = spawn(spec.command, spec.args, {
       cwd: spec.cwd,
       env: { ...process.env, ...spec.env },

@@ -1,0 +1,55 @@
+/**
+ * Small HTTP helpers `trellis up` uses to watch its children through their
+ * admin endpoints (control plane and sidecars): readiness polling and JSON reads.
+ */
+import { request } from 'node:http';
+
+export interface HttpReply {
+  status: number;
+  body: string;
+}
+
+/** GET http://ADDR/PATH with a timeout; rejects on connection errors. */
+export function httpGet(addr: string, path: string, timeoutMs = 2000): Promise<HttpReply> {
+  const colon = addr.lastIndexOf(':');
+  return new Promise((resolve, reject) => {
+    const req = request({ host: addr.slice(0, colon), port: Number(addr.slice(colon + 1)), path, method: 'GET', timeout: timeoutMs, agent: false }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error(`GET ${addr}${path} timed out after ${timeoutMs} ms`)));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/** GET and parse JSON; undefined when unreachable or not 2xx JSON. */
+export async function getJson<T>(addr: string, path: string): Promise<T | undefined> {
+  try {
+    const r = await httpGet(addr, path);
+    if (r.status < 200 || r.status >= 300) return undefined;
+    return JSON.parse(r.body) as T;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Polls `GET addr+path` until it answers 200, or rejects after `timeoutMs`. */
+export async function waitReady(addr: string, path: string, timeoutMs: number, signal?: AbortSignal): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last = 'no answer';
+  while (Date.now() < deadline) {
+    if (signal?.aborted) throw new Error('stopped');
+    try {
+      const r = await httpGet(addr, path, 1000);
+      if (r.status === 200) return;
+      last = `HTTP ${r.status}`;
+    } catch (err) {
+      last = (err as Error).message;
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`${addr}${path} not ready after ${timeoutMs} ms (last: ${last})`);
+}

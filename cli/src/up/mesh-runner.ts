@@ -1,0 +1,137 @@
+/**
+ * Brings a local mesh up from a MeshConfig: the CA (created once, then
+ * reused; never silently replaced), the control plane, and for each workload
+ * a fresh join token, its app and its sidecar, all as supervised child
+ * processes of the real `trellis` binary.
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { TrellisError, type Logger } from '@trellis/shared';
+import type { MeshConfig, WorkloadConfig } from './mesh-config';
+import { Supervisor } from './supervisor';
+import { waitReady } from './admin-client';
+
+export interface MeshRunnerDeps {
+  logger: Logger;
+  /** Where prefixed child logs go. */
+  output: NodeJS.WritableStream;
+  /** Path of the `trellis` entry script (cli/bin/trellis.js). */
+  trellisBin: string;
+}
+
+/** Paths inside the state dir. */
+export function statePaths(stateDir: string): { caDir: string; rootPem: string; workloadDir: (name: string) => string } {
+  const caDir = join(stateDir, 'ca');
+  return { caDir, rootPem: join(caDir, 'root.pem'), workloadDir: (name) => join(stateDir, 'workloads', name) };
+}
+
+/** The SPIFFE ID a workload of the mesh file gets. */
+export function workloadSpiffeId(trustDomain: string, w: WorkloadConfig): string {
+  return `spiffe://${trustDomain}/ns/${w.namespace}/sa/${w.serviceAccount}`;
+}
+
+/** Runs and supervises one local mesh. */
+export class MeshRunner {
+  readonly supervisor: Supervisor;
+  private readonly paths: ReturnType<typeof statePaths>;
+
+  constructor(private readonly config: MeshConfig, private readonly stateDir: string, private readonly deps: MeshRunnerDeps) {
+    this.paths = statePaths(stateDir);
+    this.supervisor = new Supervisor({ logger: deps.logger, output: deps.output });
+  }
+
+  /** Starts everything and resolves when the control plane and every sidecar report ready. */
+  async start(signal?: AbortSignal): Promise<void> {
+    mkdirSync(this.stateDir, { recursive: true });
+    this.ensureCa();
+    const cp = this.config.controlPlane;
+    this.supervisor.start({
+      name: 'control-plane',
+      command: process.execPath,
+      args: [
+        this.deps.trellisBin, 'control-plane',
+        '--ca-dir', this.paths.caDir,
+        '--policy-dir', this.config.policyDir,
+        '--listen', cp.listen,
+        '--admin', cp.admin,
+        '--svid-ttl', this.config.svidTtl,
+      ],
+    });
+    await waitReady(cp.admin, '/readyz', 30_000, signal);
+    this.deps.logger.info('control plane ready', { listen: cp.listen, admin: cp.admin });
+
+    for (const w of this.config.workloads) this.startWorkload(w);
+    await Promise.all(this.config.workloads.map((w) => waitReady(w.admin, '/ready', 60_000, signal)));
+    this.deps.logger.info('mesh ready', { workloads: this.config.workloads.map((w) => w.name) });
+  }
+
+  /** Stops every child; resolves when all have exited. */
+  stop(): Promise<void> {
+    return this.supervisor.stop();
+  }
+
+  private ensureCa(): void {
+    const { caDir, rootPem } = this.paths;
+    if (existsSync(rootPem)) {
+      const pem = readFileSync(rootPem, 'utf8');
+      // The root names its trust domain in the intermediate's URI SAN; check via the CA's own record.
+      const tdFile = join(caDir, 'trust-domain');
+      const recorded = existsSync(tdFile) ? readFileSync(tdFile, 'utf8').trim() : undefined;
+      if (recorded !== undefined && recorded !== this.config.trustDomain) {
+        throw new TrellisError(
+          'TRELLIS_UP_CA_MISMATCH',
+          `${caDir} holds a CA for trust domain "${recorded}" but ${this.config.file} asks for "${this.config.trustDomain}"; ` +
+            `use another --state-dir, or remove ${caDir} deliberately to start over`,
+          { caDir },
+        );
+      }
+      if (!pem.includes('BEGIN CERTIFICATE')) throw new TrellisError('TRELLIS_UP_CA_BROKEN', `${rootPem} holds no certificate; remove ${caDir} to start over`);
+      this.deps.logger.info('reusing CA', { caDir });
+      return;
+    }
+    const r = spawnSync(process.execPath, [this.deps.trellisBin, 'ca', 'init', '--dir', caDir, '--trust-domain', this.config.trustDomain], { encoding: 'utf8' });
+    if (r.status !== 0) throw new TrellisError('TRELLIS_UP_CA_INIT_FAILED', `trellis ca init failed: ${(r.stderr || r.stdout).trim()}`);
+    writeFileSync(join(caDir, 'trust-domain'), this.config.trustDomain + '\n');
+    this.deps.logger.info('created CA', { caDir, trustDomain: this.config.trustDomain });
+  }
+
+  /** Issues a fresh single-use join token for `w` into its state dir. */
+  private issueToken(w: WorkloadConfig): string {
+    const dir = this.paths.workloadDir(w.name);
+    mkdirSync(dir, { recursive: true });
+    const r = spawnSync(
+      process.execPath,
+      [this.deps.trellisBin, 'token', 'create', '--ca-dir', this.paths.caDir, '--spiffe-id', workloadSpiffeId(this.config.trustDomain, w), '--ttl', '15m', '--uses', '1'],
+      { encoding: 'utf8' },
+    );
+    if (r.status !== 0) throw new TrellisError('TRELLIS_UP_TOKEN_FAILED', `trellis token create for ${w.name} failed: ${(r.stderr || r.stdout).trim()}`);
+    const file = join(dir, 'token');
+    writeFileSync(file, r.stdout.trim() + '\n', { mode: 0o600 });
+    return file;
+  }
+
+  private startWorkload(w: WorkloadConfig): void {
+    const bin = this.deps.trellisBin;
+    if (w.app.kind === 'builtin') {
+      this.supervisor.start({ name: `${w.name}/app`, command: process.execPath, args: [bin, 'echo-app', '--name', w.name, '--listen', `127.0.0.1:${w.app.port}`] });
+    } else {
+      const [cmd, ...args] = w.app.command;
+      this.supervisor.start({ name: `${w.name}/app`, command: cmd!, args, env: { PORT: String(w.app.port) } });
+    }
+    const tokenFile = join(this.paths.workloadDir(w.name), 'token');
+    const args = [
+      bin, 'sidecar',
+      '--control-plane', this.config.controlPlane.listen,
+      '--ca-bundle', this.paths.rootPem,
+      '--token-file', tokenFile,
+      '--namespace', w.namespace,
+      '--service', w.service,
+      '--labels', Object.entries(w.labels).map(([k, v]) => `${k}=${v}`).join(','),
+      '--admin', w.admin,
+    ];
+    for (const p of w.inbound) args.push('--inbound', `127.0.0.1:${p.port}=${p.appPort}${p.http ? '/http' : ''}`);
+    for (const p of w.outbound) args.push('--outbound', `127.0.0.1:${p.port}=${p.service}`);
+    this.supervisor.start({ name: `${w.name}/sidecar`, command: process.execPath, args, prepare: () => this.issueToken(w) });
+  }
+}
