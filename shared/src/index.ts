@@ -40,3 +40,4 @@ export * as der from './x509/der';
 export { DerError, DerErrorCode } from './x509/der';
 export type { DerErrorCodeValue, Tlv, BitString } from './x509/der';
 export * from './policy';
+export { parseDuration, parseDurationSeconds, formatDuration, DurationError } from './util/duration';
