@@ -41,3 +41,12 @@ export { DerError, DerErrorCode } from './x509/der';
 export type { DerErrorCodeValue, Tlv, BitString } from './x509/der';
 export * from './policy';
 export { parseDuration, parseDurationSeconds, formatDuration, DurationError } from './util/duration';
+export { X509Error, X509ErrorCode } from './x509/x509-error';
+export type { X509ErrorCodeValue } from './x509/x509-error';
+export { pemBlocks, pemToDer, derToPem } from './x509/pem';
+export type { PemBlock } from './x509/pem';
+export { Oid } from './x509/oids';
+export { parseCertificate, parseCertificates } from './x509/certificate-facts';
+export type {
+  CertificateFacts, KeyType, BasicConstraintsFacts, KeyUsageFacts, ExtKeyUsageFacts, SubjectAltNameFacts, ExtensionFacts,
+} from './x509/certificate-facts';
