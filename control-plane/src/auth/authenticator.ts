@@ -1,0 +1,80 @@
+/**
+ * Decides who opened a discovery stream. An mTLS client certificate that
+ * chained to the trust bundle (checked by TLS) wins: that is how renewals
+ * authenticate. Otherwise the bearer token in `authorization` metadata: a join
+ * token (`tj1.` prefix) or a Kubernetes ServiceAccount token. Fails closed:
+ * no credential, a certificate without exactly one SPIFFE ID in our trust
+ * domain, a revoked or expired credential, all throw UNAUTHENTICATED errors.
+ */
+import { parseSpiffeId } from '@trellis/shared';
+import { ControlPlaneError, ControlPlaneErrorCode } from '../errors/control-plane-error';
+import type { AuthenticatedPeer } from './authenticated-peer';
+import { isJoinToken, verifyJoinToken } from './join-token';
+import type { JoinTokenStore } from './join-token-store';
+import type { KubernetesTokenVerifier } from './kubernetes-token';
+
+/** The parts of a TLS peer certificate the authenticator reads (node:tls PeerCertificate). */
+export interface PeerCertificateView {
+  subjectaltname?: string;
+  valid_from: string;
+  valid_to: string;
+  serialNumber: string;
+}
+
+/** Collaborators of the authenticator. */
+export interface AuthenticatorDeps {
+  trustDomain: string;
+  /** Absent when Kubernetes tokens are not configured. */
+  kubernetes?: KubernetesTokenVerifier;
+  joinTokens: JoinTokenStore;
+  /** True when a serial (lower-case hex) or SPIFFE ID has been revoked. */
+  isRevoked(serialHex: string, spiffeId: string): boolean;
+}
+
+/** What arrived with the stream. */
+export interface StreamCredentials {
+  bearerToken?: string;
+  peerCertificate?: PeerCertificateView;
+}
+
+/** Authenticates one stream at `nowMs`. Consumes a join-token use on success. */
+export async function authenticate(deps: AuthenticatorDeps, creds: StreamCredentials, nowMs: number): Promise<AuthenticatedPeer> {
+  const C = ControlPlaneErrorCode;
+  if (creds.peerCertificate) return fromCertificate(deps, creds.peerCertificate, nowMs);
+  const token = creds.bearerToken;
+  if (!token) throw new ControlPlaneError(C.TOKEN_MISSING, 'no client certificate and no bearer token in "authorization" metadata');
+  if (isJoinToken(token)) {
+    if (!deps.joinTokens.hasKey()) throw new ControlPlaneError(C.TOKEN_BAD_SIGNATURE, 'join tokens are not enabled on this control plane (no key)');
+    const claims = await verifyJoinToken(deps.joinTokens.key(false), token, nowMs, deps.trustDomain);
+    if (deps.isRevoked('', claims.spiffeId)) throw new ControlPlaneError(C.CERT_REJECTED, `${claims.spiffeId} is revoked`);
+    const use = deps.joinTokens.consume(claims.tokenId, claims.uses);
+    return { spiffeId: claims.spiffeId, method: 'join-token', expiresAtMs: claims.expiresAtMs, audit: { tokenId: claims.tokenId, use, uses: claims.uses } };
+  }
+  if (!deps.kubernetes) throw new ControlPlaneError(C.KUBERNETES_AUTH_DISABLED, 'kubernetes token presented but no issuer/JWKS is configured');
+  const peer = await deps.kubernetes(token, nowMs);
+  if (deps.isRevoked('', peer.spiffeId)) throw new ControlPlaneError(C.CERT_REJECTED, `${peer.spiffeId} is revoked`);
+  return peer;
+}
+
+/** The SPIFFE ID of a chain-verified client certificate, with checks of its own. */
+function fromCertificate(deps: AuthenticatorDeps, cert: PeerCertificateView, nowMs: number): AuthenticatedPeer {
+  const C = ControlPlaneErrorCode;
+  const uris = (cert.subjectaltname ?? '')
+    .split(/,\s*/)
+    .filter((s) => s.startsWith('URI:'))
+    .map((s) => s.slice(4));
+  if (uris.length !== 1) throw new ControlPlaneError(C.CERT_REJECTED, `client certificate must carry exactly one URI SAN, has ${uris.length}`);
+  const spiffeId = uris[0]!;
+  let td: string;
+  try {
+    td = parseSpiffeId(spiffeId).trustDomain;
+  } catch {
+    throw new ControlPlaneError(C.CERT_REJECTED, 'client certificate URI SAN is not a SPIFFE ID');
+  }
+  if (td !== deps.trustDomain) throw new ControlPlaneError(C.CERT_REJECTED, `client certificate is for trust domain ${td}, not ${deps.trustDomain}`);
+  const notAfter = Date.parse(cert.valid_to);
+  if (!(notAfter > nowMs)) throw new ControlPlaneError(C.CREDENTIAL_EXPIRED, `client certificate expired at ${cert.valid_to}`);
+  const serialHex = cert.serialNumber.toLowerCase().replace(/^0+(?=.)/, '');
+  if (deps.isRevoked(serialHex, spiffeId)) throw new ControlPlaneError(C.CERT_REJECTED, `client certificate ${serialHex} for ${spiffeId} is revoked`);
+  return { spiffeId, method: 'svid', expiresAtMs: notAfter, audit: { serialHex } };
+}

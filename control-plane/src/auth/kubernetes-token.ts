@@ -1,0 +1,94 @@
+/**
+ * Verifies Kubernetes projected ServiceAccount tokens offline, against the
+ * cluster issuer's public keys (a JWKS file), as the API server's
+ * TokenReview would: signature, issuer, audience, expiry and not-before.
+ * `system:serviceaccount:NS:SA` becomes `spiffe://<td>/ns/NS/sa/SA`.
+ * Fails closed: any doubt is an UNAUTHENTICATED error carrying the reason.
+ */
+import { createLocalJWKSet, errors as joseErrors, jwtVerify, type JSONWebKeySet, type JWTPayload } from 'jose';
+import { kubernetesSpiffeId } from '@trellis/shared';
+import { ControlPlaneError, ControlPlaneErrorCode } from '../errors/control-plane-error';
+import type { AuthenticatedPeer } from './authenticated-peer';
+
+/** What the control plane is configured to accept. */
+export interface KubernetesTokenSettings {
+  issuer: string;
+  audience: string;
+  jwks: JSONWebKeySet;
+  /** Allowed clock skew in seconds (default 30). */
+  clockToleranceSeconds?: number;
+}
+
+/** Verifies one token at `nowMs`. */
+export type KubernetesTokenVerifier = (token: string, nowMs: number) => Promise<AuthenticatedPeer>;
+
+const ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'ES256', 'ES384'];
+
+/** Builds a verifier for `trustDomain` from the settings (the JWKS is parsed once). */
+export function createKubernetesTokenVerifier(settings: KubernetesTokenSettings, trustDomain: string): KubernetesTokenVerifier {
+  const keys = createLocalJWKSet(settings.jwks);
+  return async (token, nowMs) => {
+    let payload: JWTPayload;
+    try {
+      ({ payload } = await jwtVerify(token, keys, {
+        issuer: settings.issuer,
+        audience: settings.audience,
+        algorithms: ALGORITHMS,
+        currentDate: new Date(nowMs),
+        clockTolerance: settings.clockToleranceSeconds ?? 30,
+        requiredClaims: ['exp', 'sub'],
+      }));
+    } catch (err) {
+      throw fromJose(err);
+    }
+    const sub = String(payload.sub);
+    const m = /^system:serviceaccount:([^:]+):([^:]+)$/.exec(sub);
+    if (!m) throw claims(`sub "${sub}" is not system:serviceaccount:NAMESPACE:NAME`);
+    const [, namespace, serviceAccount] = m as unknown as [string, string, string];
+    const k8s = (payload['kubernetes.io'] ?? {}) as { namespace?: string; serviceaccount?: { name?: string; uid?: string }; pod?: { name?: string; uid?: string } };
+    // When the kubernetes.io claim is present it must agree with sub: a token
+    // whose claims disagree was not minted by a real API server.
+    if (k8s.namespace !== undefined && k8s.namespace !== namespace) throw claims('kubernetes.io.namespace disagrees with sub');
+    if (k8s.serviceaccount?.name !== undefined && k8s.serviceaccount.name !== serviceAccount) throw claims('kubernetes.io.serviceaccount.name disagrees with sub');
+    let spiffeId: string;
+    try {
+      spiffeId = kubernetesSpiffeId(trustDomain, namespace, serviceAccount).toString();
+    } catch (err) {
+      throw claims(`sub does not map to a SPIFFE ID: ${(err as Error).message}`);
+    }
+    return {
+      spiffeId,
+      method: 'kubernetes-token',
+      expiresAtMs: (payload.exp as number) * 1000,
+      audit: {
+        namespace,
+        serviceAccount,
+        serviceAccountUid: k8s.serviceaccount?.uid,
+        podName: k8s.pod?.name,
+        podUid: k8s.pod?.uid,
+        tokenId: payload.jti,
+      },
+    };
+  };
+}
+
+function claims(reason: string): ControlPlaneError {
+  return new ControlPlaneError(ControlPlaneErrorCode.TOKEN_BAD_CLAIMS, `kubernetes token: ${reason}`);
+}
+
+/** Translates jose's failures into our codes, keeping the reason. */
+function fromJose(err: unknown): ControlPlaneError {
+  const C = ControlPlaneErrorCode;
+  const why = (err as Error).message;
+  if (err instanceof joseErrors.JWTExpired) return new ControlPlaneError(C.TOKEN_EXPIRED, `kubernetes token expired: ${why}`);
+  if (err instanceof joseErrors.JWTClaimValidationFailed) {
+    if (err.claim === 'aud') return new ControlPlaneError(C.TOKEN_WRONG_AUDIENCE, `kubernetes token: wrong audience: ${why}`);
+    if (err.claim === 'iss') return new ControlPlaneError(C.TOKEN_WRONG_ISSUER, `kubernetes token: wrong issuer: ${why}`);
+    if (err.claim === 'nbf' || err.claim === 'iat') return new ControlPlaneError(C.TOKEN_NOT_YET_VALID, `kubernetes token not yet valid: ${why}`);
+    return new ControlPlaneError(C.TOKEN_BAD_CLAIMS, `kubernetes token: ${why}`);
+  }
+  if (err instanceof joseErrors.JWSSignatureVerificationFailed || err instanceof joseErrors.JWKSNoMatchingKey || err instanceof joseErrors.JOSEAlgNotAllowed) {
+    return new ControlPlaneError(C.TOKEN_BAD_SIGNATURE, `kubernetes token: signature not from the cluster issuer: ${why}`);
+  }
+  return new ControlPlaneError(C.TOKEN_MALFORMED, `kubernetes token malformed: ${why}`);
+}

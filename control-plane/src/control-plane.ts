@@ -1,0 +1,201 @@
+/**
+ * Wires a running control plane: its own SVID, the discovery service behind
+ * gRPC/TLS, the admin server, and the watchers that keep the trust bundle,
+ * revocations and the server certificate current. Everything it serves comes
+ * from disk (CA dir, policy dir, join-token records), so a restarted replica
+ * or a second one on the same dirs serves the same versions.
+ */
+import { readFileSync, statSync } from 'node:fs';
+import type { Server as HttpServer } from 'node:http';
+import type * as grpc from '@grpc/grpc-js';
+import { parse as parseYaml } from 'yaml';
+import type { Logger, MtlsMode, RevocationsResource } from '@trellis/shared';
+import { startAdminServer } from './admin/admin-server';
+import { JoinTokenStore } from './auth/join-token-store';
+import { createKubernetesTokenVerifier, type KubernetesTokenSettings } from './auth/kubernetes-token';
+import { DiscoveryService } from './discovery/discovery-service';
+import { startGrpcDiscoveryServer, stopGrpcServer } from './discovery/grpc-discovery-server';
+import type { PolicySource } from './discovery/policy-source';
+import { SigningLimiter } from './issuance/signing-limiter';
+import type { CaExpiry, SvidAuthority } from './issuance/svid-authority';
+import { createControlPlaneMetrics, type ControlPlaneMetrics } from './observability/control-plane-metrics';
+import { MutableCertificateProvider } from './tls/mutable-certificate-provider';
+import { controlPlaneSpiffeId, createKeyAndCsr, shouldRotate } from './tls/server-identity';
+
+/** Resolved settings (after config file and flags are merged and validated). */
+export interface ControlPlaneOptions {
+  caDir: string;
+  listen: string;
+  admin: string;
+  svidTtlSeconds: number;
+  defaultMtlsMode: MtlsMode;
+  kubernetes?: KubernetesTokenSettings;
+  signing: { concurrency: number; maxQueue: number };
+  idleStreamTimeoutMs: number;
+  debounceMs: number;
+  revocationsFile?: string;
+  /** How often the trust bundle, revocations and own certificate are re-checked. */
+  refreshMs: number;
+}
+
+/** Collaborators. */
+export interface ControlPlaneDeps {
+  authority: SvidAuthority;
+  policy: PolicySource;
+  logger: Logger;
+  nowMs?: () => number;
+  caExpiry?: () => CaExpiry;
+}
+
+/** A started control plane. */
+export interface RunningControlPlane {
+  readonly spiffeId: string;
+  readonly discoveryPort: number;
+  readonly adminPort: number;
+  readonly metrics: ControlPlaneMetrics;
+  readonly service: DiscoveryService;
+  /** Ends streams with UNAVAILABLE, stops servers (waiting up to `graceMs`), releases watchers. */
+  stop(graceMs?: number): Promise<void>;
+}
+
+/** Starts the control plane; the returned promise resolves once it is ready. */
+export async function startControlPlane(opts: ControlPlaneOptions, deps: ControlPlaneDeps): Promise<RunningControlPlane> {
+  const nowMs = deps.nowMs ?? Date.now;
+  const log = deps.logger;
+  const td = deps.authority.trustDomain;
+  const spiffeId = controlPlaneSpiffeId(td);
+  const limiter = new SigningLimiter(opts.signing, nowMs);
+  const metrics = createControlPlaneMetrics({ collectExpiry: deps.caExpiry, signingDepth: () => limiter.depth, nowMs });
+  const joinTokens = new JoinTokenStore(opts.caDir);
+  const kubernetes = opts.kubernetes ? createKubernetesTokenVerifier(opts.kubernetes, td) : undefined;
+
+  const bundle = (): { trustDomain: string; rootsPem: string[] } => ({ trustDomain: td, rootsPem: [...deps.authority.trustBundle().rootsPem] });
+  const tls = new MutableCertificateProvider();
+  let initial = bundle();
+  tls.setCa(initial.rootsPem.join('\n'));
+
+  let ownNotBefore = new Date(0);
+  let ownNotAfter = new Date(0);
+  const renewOwn = async (): Promise<void> => {
+    const { keyPem, csrDer } = await createKeyAndCsr(spiffeId);
+    const issued = await deps.authority.issue({ csr: csrDer, spiffeId, ttlSeconds: opts.svidTtlSeconds, requester: 'control-plane' });
+    tls.setIdentity(issued.chainPem, keyPem);
+    ownNotBefore = new Date(issued.notBefore);
+    ownNotAfter = new Date(issued.notAfter);
+    log.info('control plane certificate issued', { spiffeId, serial: issued.serialHex, notAfter: ownNotAfter.toISOString() });
+  };
+  await renewOwn();
+
+  const service = new DiscoveryService({
+    auth: { trustDomain: td, kubernetes, joinTokens, isRevoked: () => false },
+    authority: deps.authority,
+    limiter,
+    metrics,
+    logger: log,
+    nowMs,
+    svidTtlSeconds: opts.svidTtlSeconds,
+    idleTimeoutMs: opts.idleStreamTimeoutMs,
+    policy: deps.policy,
+    initialBundle: Object.freeze(initial),
+    debounceMs: opts.debounceMs,
+  });
+
+  let revocationsStamp = '';
+  const loadRevocations = (): void => {
+    if (!opts.revocationsFile) return;
+    const file = opts.revocationsFile;
+    try {
+      const st = statSync(file);
+      const stamp = `${st.mtimeMs}:${st.size}`;
+      if (stamp === revocationsStamp) return;
+      revocationsStamp = stamp;
+      service.setRevocations(parseRevocations(readFileSync(file, 'utf8'), file));
+      log.info('revocations loaded', { file, ...countOf(service.snapshot().revocations) });
+    } catch (err) {
+      // Keep the last good list: a half-written file must not un-revoke anything.
+      log.error('revocations not reloaded; keeping the last good list', { file, error: err });
+    }
+  };
+  loadRevocations();
+
+  const grpcServer: { server: grpc.Server; port: number } = await startGrpcDiscoveryServer(service, tls, opts.listen, (code) => metrics.streamErrors.inc({ code }));
+  let ready = true;
+  const admin: { server: HttpServer; port: number } = await startAdminServer(opts.admin, {
+    ready: () => ready,
+    metrics: metrics.registry,
+    proxies: () => service.registry.statuses(),
+    policies: () => deps.policy.status(),
+  });
+
+  let refreshing = false;
+  const refresh = setInterval(() => {
+    if (refreshing) return;
+    refreshing = true;
+    (async () => {
+      try {
+        const b = bundle();
+        if (b.rootsPem.join('\n') !== initial.rootsPem.join('\n')) {
+          initial = b;
+          tls.setCa(b.rootsPem.join('\n'));
+          service.setBundle(b);
+          log.info('trust bundle changed', { roots: b.rootsPem.length });
+        }
+        loadRevocations();
+        if (shouldRotate(nowMs(), ownNotBefore, ownNotAfter)) await renewOwn();
+      } catch (err) {
+        log.error('refresh failed; serving the previous state', { error: err });
+      } finally {
+        refreshing = false;
+      }
+    })();
+  }, opts.refreshMs);
+  refresh.unref();
+
+  log.info('control plane ready', { listen: `${hostPart(opts.listen)}:${grpcServer.port}`, admin: `${hostPart(opts.admin)}:${admin.port}`, spiffeId, trustDomain: td });
+
+  let stopped: Promise<void> | null = null;
+  return {
+    spiffeId,
+    discoveryPort: grpcServer.port,
+    adminPort: admin.port,
+    metrics,
+    service,
+    stop(graceMs = 5000) {
+      if (stopped) return stopped;
+      stopped = (async () => {
+        ready = false;
+        clearInterval(refresh);
+        service.close();
+        await stopGrpcServer(grpcServer.server, graceMs);
+        await new Promise<void>((r) => {
+          admin.server.close(() => r());
+          admin.server.closeAllConnections();
+        });
+        deps.policy.close();
+        log.info('control plane stopped', {});
+      })();
+      return stopped;
+    },
+  };
+}
+
+/** Parses a revocation list file: YAML or JSON `{serials: [hex], spiffeIds: [id]}`. */
+export function parseRevocations(text: string, file: string): RevocationsResource {
+  const v = (parseYaml(text) ?? {}) as Record<string, unknown>;
+  const list = (k: string): string[] => {
+    const a = v[k] ?? [];
+    if (!Array.isArray(a) || a.some((x) => typeof x !== 'string' && typeof x !== 'number')) throw new Error(`${file}: ${k} must be a list of strings`);
+    return a.map((x) => String(x));
+  };
+  if (typeof v !== 'object' || Array.isArray(v)) throw new Error(`${file}: must be a mapping with serials and spiffeIds`);
+  return { serials: list('serials').map((s) => s.toLowerCase().replace(/:/g, '')), spiffeIds: list('spiffeIds') };
+}
+
+function countOf(r: RevocationsResource): { serials: number; spiffeIds: number } {
+  return { serials: r.serials.length, spiffeIds: r.spiffeIds.length };
+}
+
+function hostPart(hostPort: string): string {
+  const i = hostPort.lastIndexOf(':');
+  return i > 0 ? hostPort.slice(0, i) : hostPort;
+}

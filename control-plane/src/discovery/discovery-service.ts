@@ -1,0 +1,152 @@
+/**
+ * The transport-free core of the discovery server: the current snapshot
+ * (bundle, policy, revocations, endpoints), the connected sessions and the
+ * debounced pushes. A change marks its type dirty; after the debounce window
+ * every session recomputes that type and sends only if its version changed.
+ */
+import {
+  AUTHORIZATION_POLICIES_TYPE_URL,
+  canonicalJson,
+  ENDPOINTS_TYPE_URL,
+  PEER_AUTHENTICATION_TYPE_URL,
+  REVOCATIONS_TYPE_URL,
+  TRUST_BUNDLE_TYPE_URL,
+  type RevocationsResource,
+  type TrustBundleResource,
+  type TypeUrl,
+} from '@trellis/shared';
+import type { StreamCredentials } from '../auth/authenticator';
+import { ControlPlaneError, ControlPlaneErrorCode } from '../errors/control-plane-error';
+import type { PolicySource } from './policy-source';
+import { ProxyRegistry } from './proxy-registry';
+import { PushDebouncer } from './push-debouncer';
+import { ResourceBuilder, type DiscoverySnapshot } from './resource-builder';
+import { StreamSession, type SessionDeps, type StreamTransport } from './stream-session';
+
+/** Settings and collaborators of the discovery service. */
+export interface DiscoveryServiceDeps extends Omit<SessionDeps, 'builder' | 'snapshot' | 'onNodeKnown' | 'onClosed'> {
+  policy: PolicySource;
+  initialBundle: TrustBundleResource;
+  debounceMs: number;
+}
+
+/** Sessions, snapshot and pushes, independent of gRPC. */
+export class DiscoveryService {
+  readonly registry = new ProxyRegistry();
+  private readonly builder = new ResourceBuilder();
+  private readonly debouncer: PushDebouncer;
+  private bundle: TrustBundleResource;
+  private revocations: RevocationsResource = Object.freeze({ serials: [], spiffeIds: [] });
+  private revokedSerials = new Set<string>();
+  private revokedIds = new Set<string>();
+  private snap: DiscoverySnapshot | null = null;
+  private readonly unsubscribePolicy: () => void;
+  private draining = false;
+  private readonly sessionDeps: SessionDeps;
+
+  constructor(private readonly deps: DiscoveryServiceDeps) {
+    this.bundle = deps.initialBundle;
+    this.debouncer = new PushDebouncer(deps.debounceMs, (types) => this.flush(types));
+    this.unsubscribePolicy = deps.policy.subscribe(() => {
+      this.snap = null;
+      this.debouncer.mark(PEER_AUTHENTICATION_TYPE_URL, AUTHORIZATION_POLICIES_TYPE_URL);
+    });
+    this.sessionDeps = {
+      ...deps,
+      auth: { ...deps.auth, isRevoked: (serial, id) => this.isRevoked(serial, id) || deps.auth.isRevoked(serial, id) },
+      builder: this.builder,
+      snapshot: () => this.snapshot(),
+      onNodeKnown: (s) => {
+        if (this.registry.add(s)) this.endpointsChanged();
+        deps.metrics.connectedSidecars.set(this.registry.size);
+      },
+      onClosed: (s) => {
+        if (this.registry.remove(s)) this.endpointsChanged();
+        deps.metrics.connectedSidecars.set(this.registry.size);
+      },
+    };
+  }
+
+  /** Starts a session for a new stream; refused with UNAVAILABLE while draining. */
+  openStream(transport: StreamTransport, creds: StreamCredentials): StreamSession | null {
+    if (this.draining) {
+      transport.end(new ControlPlaneError(ControlPlaneErrorCode.SHUTTING_DOWN, 'control plane is shutting down; use another replica'));
+      return null;
+    }
+    return new StreamSession(this.sessionDeps, transport, creds);
+  }
+
+  /** The current snapshot (rebuilt lazily after a change). */
+  snapshot(): DiscoverySnapshot {
+    if (!this.snap) {
+      this.snap = Object.freeze({
+        bundle: this.bundle,
+        policy: this.deps.policy.current(),
+        revocations: this.revocations,
+        endpoints: this.registry.endpoints(),
+      });
+    }
+    return this.snap;
+  }
+
+  /** Replaces the trust bundle; pushes only when its content changed. */
+  setBundle(b: TrustBundleResource): void {
+    if (canonicalJson(b) === canonicalJson(this.bundle)) return;
+    this.bundle = Object.freeze({ trustDomain: b.trustDomain, rootsPem: [...b.rootsPem] });
+    this.snap = null;
+    this.debouncer.mark(TRUST_BUNDLE_TYPE_URL);
+  }
+
+  /** The bundle being served. */
+  currentBundle(): TrustBundleResource {
+    return this.bundle;
+  }
+
+  /**
+   * Replaces the revocation list. Streams authenticated by a now-revoked
+   * certificate or identity are ended at once (fail closed).
+   */
+  setRevocations(r: RevocationsResource): void {
+    const next = Object.freeze({ serials: [...new Set(r.serials.map((s) => s.toLowerCase()))].sort(), spiffeIds: [...new Set(r.spiffeIds)].sort() });
+    if (canonicalJson(next) === canonicalJson(this.revocations)) return;
+    this.revocations = next;
+    this.revokedSerials = new Set(next.serials);
+    this.revokedIds = new Set(next.spiffeIds);
+    this.snap = null;
+    this.debouncer.mark(REVOCATIONS_TYPE_URL);
+    for (const s of this.registry.all()) {
+      const p = s.peer;
+      if (!p) continue;
+      const serial = typeof p.audit['serialHex'] === 'string' ? (p.audit['serialHex'] as string) : '';
+      if (this.isRevoked(serial, p.spiffeId)) s.fail(new ControlPlaneError(ControlPlaneErrorCode.CERT_REJECTED, `${p.spiffeId} was revoked`));
+    }
+  }
+
+  /** True when the serial or SPIFFE ID is on the revocation list. */
+  isRevoked(serialHex: string, spiffeId: string): boolean {
+    return (serialHex !== '' && this.revokedSerials.has(serialHex.toLowerCase())) || this.revokedIds.has(spiffeId);
+  }
+
+  /** Stops accepting streams and ends every open one with UNAVAILABLE so sidecars fail over. */
+  drain(): void {
+    this.draining = true;
+    this.debouncer.stop();
+    for (const s of this.registry.all()) s.fail(new ControlPlaneError(ControlPlaneErrorCode.SHUTTING_DOWN, 'control plane is shutting down; use another replica'));
+  }
+
+  /** Releases subscriptions and timers. */
+  close(): void {
+    this.drain();
+    this.unsubscribePolicy();
+  }
+
+  private endpointsChanged(): void {
+    this.snap = null;
+    this.debouncer.mark(ENDPOINTS_TYPE_URL);
+  }
+
+  private flush(types: ReadonlySet<TypeUrl>): void {
+    this.snap = null;
+    for (const s of this.registry.all()) s.refresh(types);
+  }
+}

@@ -1,0 +1,108 @@
+/**
+ * The gRPC adapter: serves trellis.discovery.v1.Discovery over TLS with the
+ * control plane's own SVID, asks for (but does not require) a client
+ * certificate chained to the trust bundle, and hands each call to the
+ * DiscoveryService. Messages over 4 MiB are refused by grpc-js itself with
+ * RESOURCE_EXHAUSTED.
+ */
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import { DISCOVERY_PROTO_FILE, PROTO_ROOT } from '@trellis/shared';
+import type { PeerCertificateView, StreamCredentials } from '../auth/authenticator';
+import { toGrpcStatus } from '../errors/grpc-status';
+import type { DiscoveryService } from './discovery-service';
+import type { MutableCertificateProvider } from '../tls/mutable-certificate-provider';
+import { PROTO_LOADER_OPTIONS, type WireRequest, type WireResponse } from './wire-types';
+
+/** Largest message accepted from a sidecar. */
+export const MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
+
+/** Loads the Discovery service definition from shared/proto. */
+export function loadDiscoveryService(): grpc.ServiceDefinition {
+  const def = protoLoader.loadSync(DISCOVERY_PROTO_FILE, { ...PROTO_LOADER_OPTIONS, includeDirs: [PROTO_ROOT] });
+  const pkg = grpc.loadPackageDefinition(def) as unknown as { trellis: { discovery: { v1: { Discovery: grpc.ServiceClientConstructor } } } };
+  return pkg.trellis.discovery.v1.Discovery.service;
+}
+
+/** Starts the gRPC server on `listen` (host:port); resolves with the bound port. */
+export async function startGrpcDiscoveryServer(
+  service: DiscoveryService,
+  tls: MutableCertificateProvider,
+  listen: string,
+  onStreamError: (code: string) => void,
+): Promise<{ server: grpc.Server; port: number }> {
+  const server = new grpc.Server({
+    'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
+    'grpc.keepalive_time_ms': 60_000,
+    'grpc.keepalive_permit_without_calls': 1,
+  });
+  server.addService(loadDiscoveryService(), {
+    StreamResources: (call: grpc.ServerDuplexStream<WireRequest, WireResponse>) => {
+      const peerHost = hostOf(call.getPeer());
+      let ended = false;
+      const transport = {
+        peerHost,
+        send: (res: WireResponse) => {
+          if (!ended) call.write(res);
+        },
+        end: (err: unknown) => {
+          if (ended) return;
+          ended = true;
+          if (err === null) call.end();
+          else call.emit('error', toGrpcStatus(err));
+        },
+      };
+      const auth = call.getAuthContext();
+      const creds: StreamCredentials = {
+        bearerToken: bearer(call.metadata),
+        peerCertificate: auth?.sslPeerCertificate ? (auth.sslPeerCertificate as unknown as PeerCertificateView) : undefined,
+      };
+      const session = service.openStream(transport, creds);
+      if (!session) return;
+      call.on('data', (req: WireRequest) => session.onRequest(req));
+      call.on('end', () => session.onPeerGone());
+      call.on('cancelled', () => session.onPeerGone());
+      call.on('error', (err: { code?: number }) => {
+        // grpc-js reports inbound failures (e.g. a message over the size limit) here.
+        if (!ended && err && typeof err.code === 'number') onStreamError(`GRPC_${grpc.status[err.code] ?? err.code}`);
+        ended = true;
+        session.onPeerGone();
+      });
+    },
+  });
+  const creds = grpc.experimental.createCertificateProviderServerCredentials(tls, tls, false);
+  const port = await new Promise<number>((resolve, reject) => {
+    server.bindAsync(listen, creds, (err, p) => (err ? reject(err) : resolve(p)));
+  });
+  return { server, port };
+}
+
+/** Stops the server, waiting up to `graceMs` for calls to finish, then forcing. */
+export async function stopGrpcServer(server: grpc.Server, graceMs: number): Promise<void> {
+  await new Promise<void>((resolve) => {
+    const t = setTimeout(() => {
+      server.forceShutdown();
+      resolve();
+    }, graceMs);
+    server.tryShutdown(() => {
+      clearTimeout(t);
+      resolve();
+    });
+  });
+}
+
+function bearer(md: grpc.Metadata): string | undefined {
+  const v = md.get('authorization')[0];
+  if (typeof v !== 'string') return undefined;
+  const m = /^Bearer\s+(\S+)$/i.exec(v.trim());
+  return m ? m[1] : undefined;
+}
+
+function hostOf(peer: string): string {
+  // "ipv4:127.0.0.1:1234", "ipv6:[::1]:1234" or "127.0.0.1:1234"
+  const p = peer.replace(/^ipv[46]:/, '');
+  const m6 = /^\[([^\]]+)\]:\d+$/.exec(p);
+  if (m6) return m6[1]!;
+  const i = p.lastIndexOf(':');
+  return i > 0 ? p.slice(0, i) : p;
+}

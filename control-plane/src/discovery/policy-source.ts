@@ -1,0 +1,52 @@
+/**
+ * What the discovery layer needs from the policy engine
+ * (control-plane/src/policy): for one workload, its effective
+ * PeerAuthentication and the AuthorizationPolicies that select it, from an
+ * immutable snapshot replaced whole on every change.
+ */
+import type { AuthorizationPoliciesResource, MtlsMode, PeerAuthenticationResource } from '@trellis/shared';
+
+/** The workload facts policies select on: namespace and labels only, as Istio's selectors. */
+export interface WorkloadFacts {
+  namespace: string;
+  labels: Readonly<Record<string, string>>;
+}
+
+/** One immutable policy snapshot. */
+export interface PolicyView {
+  peerAuthentication(w: WorkloadFacts): PeerAuthenticationResource;
+  authorizationPolicies(w: WorkloadFacts): AuthorizationPoliciesResource;
+}
+
+/** A stream of policy snapshots. */
+export interface PolicySource {
+  current(): PolicyView;
+  /** Calls `listener` after every change; returns an unsubscribe function. */
+  subscribe(listener: () => void): () => void;
+  /** What /debug/policies shows (files, errors, last-good state). */
+  status(): unknown;
+  close(): void;
+}
+
+/** A policy source with no policies: every workload gets `defaultMode` and no authorization policies. */
+export function staticPolicySource(defaultMode: MtlsMode): PolicySource & { replace(view: PolicyView): void } {
+  const empty: PolicyView = {
+    peerAuthentication: () => ({ mode: defaultMode, portModes: {} }),
+    authorizationPolicies: () => ({ policies: [] }),
+  };
+  let view = empty;
+  const listeners = new Set<() => void>();
+  return {
+    current: () => view,
+    subscribe(l) {
+      listeners.add(l);
+      return () => listeners.delete(l);
+    },
+    status: () => ({ source: 'static', defaultMode }),
+    close: () => listeners.clear(),
+    replace(v) {
+      view = v;
+      for (const l of listeners) l();
+    },
+  };
+}

@@ -1,0 +1,328 @@
+/**
+ * One sidecar's discovery stream: authenticate once, validate every request,
+ * sign CSRs under the signing limiter, send the current state of each
+ * subscribed type, and track ACK/NACK per type. Any protocol violation ends
+ * this stream alone with a precise status; the server and other streams go on.
+ */
+import {
+  AckTracker,
+  ALL_TYPE_URLS,
+  encodeResource,
+  isKnownTypeUrl,
+  parseKubernetesSpiffeId,
+  SINGLETON_RESOURCE_NAME,
+  SVID_TYPE_URL,
+  contentVersion,
+  typeShortName,
+  TrellisError,
+  type Endpoint,
+  type Logger,
+  type SvidResource,
+  type TypeSyncSnapshot,
+  type TypeUrl,
+} from '@trellis/shared';
+import type { AuthenticatedPeer } from '../auth/authenticated-peer';
+import { authenticate, type AuthenticatorDeps, type StreamCredentials } from '../auth/authenticator';
+import { ControlPlaneError, ControlPlaneErrorCode } from '../errors/control-plane-error';
+import type { SigningLimiter } from '../issuance/signing-limiter';
+import type { SvidAuthority } from '../issuance/svid-authority';
+import type { ControlPlaneMetrics } from '../observability/control-plane-metrics';
+import type { DiscoverySnapshot, ResourceBuilder } from './resource-builder';
+import type { WireNode, WireRequest, WireResponse } from './wire-types';
+
+/** How a session talks back to its gRPC call. */
+export interface StreamTransport {
+  send(res: WireResponse): void;
+  /** Ends the call with the status for `err` (null = OK). */
+  end(err: unknown): void;
+  /** The peer's IP as the server saw it. */
+  readonly peerHost: string;
+}
+
+/** Collaborators shared by all sessions. */
+export interface SessionDeps {
+  auth: AuthenticatorDeps;
+  authority: SvidAuthority;
+  limiter: SigningLimiter;
+  builder: ResourceBuilder;
+  snapshot(): DiscoverySnapshot;
+  metrics: ControlPlaneMetrics;
+  logger: Logger;
+  nowMs(): number;
+  svidTtlSeconds: number;
+  idleTimeoutMs: number;
+  /** Called once the node is known (registers endpoints) and on close. */
+  onNodeKnown(session: StreamSession): void;
+  onClosed(session: StreamSession): void;
+}
+
+/** The node after validation, frozen. */
+export interface SessionNode {
+  readonly spiffeId: string;
+  readonly namespace: string;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly service: string;
+  readonly inboundPorts: readonly number[];
+  readonly address: string;
+}
+
+/** One proxy as /debug/proxies shows it. */
+export interface ProxyStatus {
+  id: number;
+  spiffeId: string | null;
+  authMethod: string | null;
+  namespace: string | null;
+  service: string | null;
+  address: string | null;
+  connectedAt: string;
+  certificateExpiry: string | null;
+  types: Record<string, TypeSyncSnapshot>;
+}
+
+const MAX_CSR_BYTES = 16 * 1024;
+let nextSessionId = 1;
+
+/** The server side of one StreamResources call. */
+export class StreamSession {
+  readonly id = nextSessionId++;
+  peer: AuthenticatedPeer | null = null;
+  node: SessionNode | null = null;
+  private readonly trackers = new Map<TypeUrl, AckTracker>();
+  private readonly subscriptions = new Map<TypeUrl, readonly string[]>();
+  private svidNotAfter: Date | null = null;
+  private nonceCounter = 0;
+  private closed = false;
+  private chain: Promise<void>;
+  private idleTimer: NodeJS.Timeout | null;
+  private readonly connectedAt: Date;
+  private readonly log: Logger;
+
+  constructor(private readonly deps: SessionDeps, private readonly transport: StreamTransport, creds: StreamCredentials) {
+    this.connectedAt = new Date(deps.nowMs());
+    this.log = deps.logger.child({ stream: this.id });
+    this.idleTimer = setTimeout(() => {
+      this.fail(new ControlPlaneError(ControlPlaneErrorCode.IDLE_STREAM, `no request within ${deps.idleTimeoutMs} ms of opening the stream`));
+    }, deps.idleTimeoutMs);
+    this.idleTimer.unref();
+    this.chain = authenticate(deps.auth, creds, deps.nowMs()).then(
+      (peer) => {
+        this.peer = peer;
+        this.log.info('stream authenticated', { spiffeId: peer.spiffeId, authMethod: peer.method, ...peer.audit, event: 'audit' });
+      },
+      (err) => {
+        this.deps.metrics.svidsRefused.inc({ reason: codeOf(err) });
+        this.log.warn('stream authentication refused', { error: err, peer: transport.peerHost, event: 'audit' });
+        this.fail(err);
+      },
+    );
+  }
+
+  /** True once the stream has ended. */
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  /** Queues one request; requests are handled strictly in order. */
+  onRequest(req: WireRequest): void {
+    if (this.idleTimer) {
+      clearTimeout(this.idleTimer);
+      this.idleTimer = null;
+    }
+    this.chain = this.chain.then(() => (this.closed ? undefined : this.handle(req))).catch((err) => this.fail(err));
+  }
+
+  /** The sidecar half-closed or cancelled: forget it. */
+  onPeerGone(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.cleanup();
+    this.transport.end(null);
+  }
+
+  /** Ends the stream with `err` (or OK when null), e.g. on shutdown. */
+  fail(err: unknown): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (err !== null) {
+      this.deps.metrics.streamErrors.inc({ code: codeOf(err) });
+      this.log.info('stream ended', { error: err, spiffeId: this.peer?.spiffeId });
+    }
+    this.cleanup();
+    this.transport.end(err);
+  }
+
+  /** Re-computes the dirty types and pushes only what changed for this sidecar. */
+  refresh(types: ReadonlySet<TypeUrl>): void {
+    if (this.closed || !this.node) return;
+    for (const t of types) if (this.subscriptions.has(t) && t !== SVID_TYPE_URL) this.push(t);
+  }
+
+  /** The endpoints this sidecar serves, from its node and the peer address. */
+  servedEndpoints(): Endpoint[] {
+    if (!this.node || !this.peer || this.node.service === '') return [];
+    const host = this.node.address || this.transport.peerHost;
+    return this.node.inboundPorts.map((p) => ({ address: host.includes(':') ? `[${host}]:${p}` : `${host}:${p}`, spiffeId: this.peer!.spiffeId }));
+  }
+
+  /** The per-type state, for /debug/proxies. */
+  status(): ProxyStatus {
+    const types: Record<string, TypeSyncSnapshot> = {};
+    for (const t of ALL_TYPE_URLS) types[typeShortName(t)] = this.tracker(t).snapshot();
+    const certExpiry = this.svidNotAfter ?? (this.peer?.method === 'svid' ? new Date(this.peer.expiresAtMs) : null);
+    return {
+      id: this.id,
+      spiffeId: this.peer?.spiffeId ?? null,
+      authMethod: this.peer?.method ?? null,
+      namespace: this.node?.namespace ?? null,
+      service: this.node?.service || null,
+      address: this.node ? this.node.address || this.transport.peerHost : null,
+      connectedAt: this.connectedAt.toISOString(),
+      certificateExpiry: certExpiry ? certExpiry.toISOString() : null,
+      types,
+    };
+  }
+
+  private cleanup(): void {
+    if (this.idleTimer) clearTimeout(this.idleTimer);
+    this.idleTimer = null;
+    this.deps.onClosed(this);
+  }
+
+  private tracker(t: TypeUrl): AckTracker {
+    let tr = this.trackers.get(t);
+    if (!tr) {
+      tr = new AckTracker();
+      this.trackers.set(t, tr);
+    }
+    return tr;
+  }
+
+  private async handle(req: WireRequest): Promise<void> {
+    const C = ControlPlaneErrorCode;
+    const peer = this.peer;
+    if (!peer) return; // authentication failed; the stream is ending
+    if (!this.node) {
+      this.node = this.validateNode(req.node, peer);
+      this.deps.onNodeKnown(this);
+    }
+    const typeUrl = req.type_url;
+    if (!isKnownTypeUrl(typeUrl)) throw new ControlPlaneError(C.UNKNOWN_TYPE, `unknown type_url "${String(typeUrl).slice(0, 200)}"`, { typeUrl: String(typeUrl).slice(0, 200) });
+
+    if (typeUrl === SVID_TYPE_URL && req.csr && req.csr.length > 0) {
+      this.subscriptions.set(typeUrl, []);
+      await this.issueSvid(req.csr, peer);
+      return;
+    }
+
+    const now = this.deps.nowMs();
+    const verdict = this.tracker(typeUrl).onRequest(
+      { versionInfo: req.version_info ?? '', responseNonce: req.response_nonce ?? '', errorDetail: req.error_detail?.message || (req.error_detail ? 'rejected' : null) },
+      now,
+      this.isKnownNonce(req.response_nonce ?? ''),
+    );
+    const short = typeShortName(typeUrl);
+    switch (verdict.kind) {
+      case 'unknown-nonce':
+        throw new ControlPlaneError(C.UNKNOWN_NONCE, `response_nonce "${String(req.response_nonce).slice(0, 64)}" was never sent on this stream`, { typeUrl });
+      case 'nack':
+        this.deps.metrics.rejections.inc({ type: short });
+        this.log.warn('sidecar rejected resources', { spiffeId: peer.spiffeId, type: short, version: verdict.rejectedVersion, detail: verdict.detail.slice(0, 1000) });
+        break;
+      case 'ack':
+        this.deps.metrics.pushToAck.observe({ type: short }, verdict.latencyMs / 1000);
+        break;
+      case 'stale':
+      case 'subscribe':
+        break;
+    }
+    const names = typeUrl === SVID_TYPE_URL ? [] : [...(req.resource_names ?? [])].sort();
+    const before = this.subscriptions.get(typeUrl);
+    this.subscriptions.set(typeUrl, names);
+    if (typeUrl === SVID_TYPE_URL) return;
+    if (verdict.kind === 'subscribe' || !before || before.join(',') !== names.join(',')) this.push(typeUrl);
+  }
+
+  private validateNode(n: WireNode | null, peer: AuthenticatedPeer): SessionNode {
+    const C = ControlPlaneErrorCode;
+    if (!n) throw new ControlPlaneError(C.BAD_REQUEST, 'the first request on a stream must carry node');
+    if (n.spiffe_id && n.spiffe_id !== peer.spiffeId) {
+      this.log.warn('node claims another identity', { event: 'audit', authenticated: peer.spiffeId, claimed: n.spiffe_id.slice(0, 300) });
+      throw new ControlPlaneError(C.IDENTITY_MISMATCH, `node.spiffe_id ${n.spiffe_id.slice(0, 300)} is not the authenticated identity ${peer.spiffeId}`);
+    }
+    let namespace = n.namespace ?? '';
+    const k8sNs = parseKubernetesSpiffeId(peer.spiffeId)?.namespace ?? null;
+    if (k8sNs !== null) {
+      if (namespace !== '' && namespace !== k8sNs) throw new ControlPlaneError(C.IDENTITY_MISMATCH, `node.namespace ${namespace.slice(0, 100)} is not the identity's namespace ${k8sNs}`);
+      namespace = k8sNs;
+    }
+    const ports = n.inbound_ports ?? [];
+    for (const p of ports) if (!Number.isInteger(p) || p < 1 || p > 65535) throw new ControlPlaneError(C.BAD_REQUEST, `node.inbound_ports: ${p} is not a port`);
+    if ((n.service ?? '').length > 253) throw new ControlPlaneError(C.BAD_REQUEST, 'node.service longer than 253 characters');
+    const labels: Record<string, string> = {};
+    for (const [k, v] of Object.entries(n.labels ?? {})) labels[k] = String(v);
+    return Object.freeze({
+      spiffeId: peer.spiffeId,
+      namespace,
+      labels: Object.freeze(labels),
+      service: n.service ?? '',
+      inboundPorts: Object.freeze([...ports]),
+      address: n.address ?? '',
+    });
+  }
+
+  private async issueSvid(csr: Buffer, peer: AuthenticatedPeer): Promise<void> {
+    const C = ControlPlaneErrorCode;
+    try {
+      if (this.deps.nowMs() >= peer.expiresAtMs) {
+        throw new ControlPlaneError(C.CREDENTIAL_EXPIRED, `the ${peer.method} that opened this stream has expired; reconnect with the current SVID`);
+      }
+      if (csr.length > MAX_CSR_BYTES) throw new ControlPlaneError(C.CSR_MALFORMED, `CSR is ${csr.length} bytes, over ${MAX_CSR_BYTES}`);
+      const issued = await this.deps.limiter.run(() =>
+        this.deps.authority.issue({ csr, spiffeId: peer.spiffeId, ttlSeconds: this.deps.svidTtlSeconds, requester: `discovery/${peer.method}` }),
+      );
+      if (this.closed) return;
+      const body: SvidResource = {
+        spiffeId: issued.spiffeId,
+        chainPem: issued.chainPem,
+        serialHex: issued.serialHex,
+        notBefore: new Date(issued.notBefore).toISOString(),
+        notAfter: new Date(issued.notAfter).toISOString(),
+      };
+      this.svidNotAfter = new Date(issued.notAfter);
+      this.deps.metrics.svidsIssued.inc({ method: peer.method });
+      this.log.info('svid issued', { event: 'audit', spiffeId: body.spiffeId, serial: body.serialHex, notAfter: body.notAfter, authMethod: peer.method, ...peer.audit });
+      const resources = [{ name: SINGLETON_RESOURCE_NAME, body }];
+      this.send(SVID_TYPE_URL, contentVersion(resources), resources);
+    } catch (err) {
+      const code = codeOf(err);
+      this.deps.metrics.svidsRefused.inc({ reason: code });
+      this.log.warn('svid refused', { event: 'audit', spiffeId: peer.spiffeId, authMethod: peer.method, error: err, ...peer.audit });
+      throw err;
+    }
+  }
+
+  private push(t: TypeUrl): void {
+    const node = this.node!;
+    const built = this.deps.builder.build(t, node, this.subscriptions.get(t) ?? [], this.deps.snapshot());
+    if (this.tracker(t).shouldSend(built.version)) this.send(t, built.version, built.resources);
+  }
+
+  private send(t: TypeUrl, version: string, resources: ReadonlyArray<{ name: string; body: unknown }>): void {
+    if (this.closed) return;
+    const nonce = (++this.nonceCounter).toString(36);
+    this.tracker(t).recordSent(version, nonce, this.deps.nowMs());
+    this.deps.metrics.pushes.inc({ type: typeShortName(t) });
+    this.transport.send({ type_url: t, version_info: version, nonce, resources: resources.map((r) => ({ name: r.name, body: encodeResource(r.body) })) });
+  }
+
+  private isKnownNonce(n: string): boolean {
+    if (!/^[0-9a-z]{1,10}$/.test(n)) return false;
+    const v = parseInt(n, 36);
+    return v >= 1 && v <= this.nonceCounter;
+  }
+}
+
+function codeOf(err: unknown): string {
+  if (err instanceof TrellisError) return err.code;
+  return 'TRELLIS_CP_INTERNAL';
+}

@@ -1,0 +1,74 @@
+/**
+ * The control plane's Prometheus metrics, on a registry of its own (no
+ * prom-client global), every name prefixed `trellis_`.
+ */
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+
+/** Every metric the control plane records. */
+export interface ControlPlaneMetrics {
+  readonly registry: Registry;
+  svidsIssued: Counter<'method'>;
+  svidsRefused: Counter<'reason'>;
+  connectedSidecars: Gauge<string>;
+  pushes: Counter<'type'>;
+  rejections: Counter<'type'>;
+  pushToAck: Histogram<'type'>;
+  streamErrors: Counter<'code'>;
+  signingQueueDepth: Gauge<string>;
+  intermediateExpiry: Gauge<string>;
+  rootExpiry: Gauge<string>;
+}
+
+/** Creates the metrics on a fresh registry. `collectExpiry` is called at scrape time. */
+export function createControlPlaneMetrics(opts: {
+  collectExpiry?: () => { intermediateNotAfter?: Date; rootNotAfter?: Date };
+  signingDepth?: () => number;
+  nowMs?: () => number;
+} = {}): ControlPlaneMetrics {
+  const registry = new Registry();
+  const now = opts.nowMs ?? Date.now;
+  const registers = [registry];
+  const expiry = (): { intermediateNotAfter?: Date; rootNotAfter?: Date } => (opts.collectExpiry ? opts.collectExpiry() : {});
+  return {
+    registry,
+    svidsIssued: new Counter({ name: 'trellis_svids_issued_total', help: 'X.509-SVIDs issued, by how the workload authenticated.', labelNames: ['method'], registers }),
+    svidsRefused: new Counter({ name: 'trellis_svids_refused_total', help: 'SVID requests refused, by error code.', labelNames: ['reason'], registers }),
+    connectedSidecars: new Gauge({ name: 'trellis_connected_sidecars', help: 'Authenticated discovery streams currently open.', registers }),
+    pushes: new Counter({ name: 'trellis_discovery_pushes_total', help: 'Discovery responses sent, by resource type.', labelNames: ['type'], registers }),
+    rejections: new Counter({ name: 'trellis_discovery_rejections_total', help: 'Discovery responses NACKed by sidecars, by resource type.', labelNames: ['type'], registers }),
+    pushToAck: new Histogram({
+      name: 'trellis_discovery_push_ack_seconds',
+      help: 'Time from sending a response to its ACK, by resource type.',
+      labelNames: ['type'],
+      buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers,
+    }),
+    streamErrors: new Counter({ name: 'trellis_discovery_stream_errors_total', help: 'Discovery streams ended with an error, by Trellis error code.', labelNames: ['code'], registers }),
+    signingQueueDepth: new Gauge({
+      name: 'trellis_signing_queue_depth',
+      help: 'CSR signings running or waiting.',
+      registers,
+      collect() {
+        if (opts.signingDepth) this.set(opts.signingDepth());
+      },
+    }),
+    intermediateExpiry: new Gauge({
+      name: 'trellis_ca_intermediate_expiry_seconds',
+      help: 'Seconds until the intermediate CA certificate expires.',
+      registers,
+      collect() {
+        const d = expiry().intermediateNotAfter;
+        if (d) this.set((d.getTime() - now()) / 1000);
+      },
+    }),
+    rootExpiry: new Gauge({
+      name: 'trellis_ca_root_expiry_seconds',
+      help: 'Seconds until the earliest-expiring trusted root expires.',
+      registers,
+      collect() {
+        const d = expiry().rootNotAfter;
+        if (d) this.set((d.getTime() - now()) / 1000);
+      },
+    }),
+  };
+}
