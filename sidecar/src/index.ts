@@ -1,2 +1,43 @@
 /** @trellis/sidecar public API. */
-export {};
+export { SidecarError } from './errors';
+export type { SidecarErrorCode } from './errors';
+export { SidecarState, readiness, makeCredentials, makeTrustBundle, makeRevocations, splitPem } from './state/sidecar-state';
+export type {
+  Credentials,
+  TrustBundle,
+  PeerAuthMode,
+  PeerAuthentication,
+  AuthorizationState,
+  RevocationList,
+  ServiceEndpoints,
+  SidecarSnapshot,
+  SnapshotUpdate,
+  SnapshotPart,
+} from './state/sidecar-state';
+export { leafFacts, normaliseSerial, urisFromSubjectAltName } from './identity/leaf-facts';
+export type { LeafFacts } from './identity/leaf-facts';
+export { verifyPeer, splitWorkloadSpiffeId } from './identity/peer-verifier';
+export type { PeerVerdict, PeerRefusal, PeerContext } from './identity/peer-verifier';
+export { nextRotation, retryDelay, DEFAULT_ROTATION } from './identity/next-rotation';
+export type { RotationPolicy } from './identity/next-rotation';
+export { buildCsr } from './identity/csr-builder';
+export { IdentityManager } from './identity/identity-manager';
+export type { IdentityManagerDeps, IssuedChain } from './identity/identity-manager';
+export { classifyFirstBytes } from './inbound/tls-detect';
+export type { FirstBytes } from './inbound/tls-detect';
+export { InboundListener } from './inbound/inbound-listener';
+export type { InboundSpec, InboundDeps } from './inbound/inbound-listener';
+export { upstreamHeaders } from './inbound/http-forwarder';
+export { OutboundListener, resolveTarget } from './outbound/outbound-listener';
+export type { OutboundSpec, OutboundTarget, OutboundDeps } from './outbound/outbound-listener';
+export { SidecarMetrics } from './metrics/sidecar-metrics';
+export type { Direction } from './metrics/sidecar-metrics';
+export { ConnectionTracker } from './proxy/connection-tracker';
+export type { TrackedConnection } from './proxy/connection-tracker';
+export { splice } from './proxy/splice';
+export { decide } from './policy/authorizer';
+export type { Authorizer, AuthzRequest, AuthzDecision, Workload } from './policy/authorizer';
+export { startAdminServer } from './admin/admin-server';
+export type { AdminSource } from './admin/admin-server';
+export { Sidecar } from './sidecar';
+export type { SidecarOptions, SidecarDeps } from './sidecar';

@@ -1,0 +1,144 @@
+/**
+ * Owns the workload's identity: generates a fresh EC P-256 key in memory for
+ * every issuance (the key is never written anywhere and never leaves this
+ * process), asks for a certificate with a CSR, installs the result in the
+ * SidecarState, and renews at the time `nextRotation` picks. Failed renewals
+ * retry with jittered backoff while the current certificate keeps serving;
+ * if it expires first, the manager logs loudly and the sidecar fails closed
+ * (readiness and inbound checks read the expiry from the state).
+ */
+import { generateKeyPair, type KeyObject } from 'node:crypto';
+import { promisify } from 'node:util';
+import type { Logger } from '@trellis/shared';
+import { SidecarError } from '../errors';
+import { makeCredentials, type Credentials, type SidecarState } from '../state/sidecar-state';
+import { buildCsr } from './csr-builder';
+import { DEFAULT_ROTATION, nextRotation, retryDelay, type RotationPolicy } from './next-rotation';
+
+const generateKeyPairAsync = promisify(generateKeyPair);
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** What the issuer returns: the chain for our CSR, leaf first. */
+export interface IssuedChain {
+  chainPem: string;
+}
+
+/** Collaborators of the IdentityManager. */
+export interface IdentityManagerDeps {
+  state: SidecarState;
+  /** Sends the CSR to the CA (the discovery client's `requestSvid`). */
+  issue(csrDer: Buffer): Promise<IssuedChain>;
+  logger: Logger;
+  clock: () => Date;
+  random?: () => number;
+  /** The SPIFFE ID we expect; put in the CSR's URI SAN when given. */
+  spiffeId?: string;
+  rotation?: RotationPolicy;
+  /** Called after each attempt (metrics). */
+  onRotation?: (result: 'ok' | 'error', creds?: Credentials) => void;
+}
+
+/** Keeps a valid SVID in the state. */
+export class IdentityManager {
+  private timer: NodeJS.Timeout | undefined;
+  private expiryTimer: NodeJS.Timeout | undefined;
+  private stopped = false;
+  private attempt = 0;
+  private inFlight: Promise<Credentials> | undefined;
+
+  constructor(private readonly deps: IdentityManagerDeps) {}
+
+  /** Obtains the first SVID (retrying until it succeeds or `stop()`), then schedules renewals. */
+  async start(): Promise<Credentials> {
+    for (;;) {
+      try {
+        return await this.rotateNow();
+      } catch (err) {
+        if (this.stopped) throw err;
+        const delay = retryDelay(this.attempt++, this.random());
+        this.deps.logger.warn('first SVID issuance failed; retrying', { error: err, retryInMs: delay });
+        await new Promise((r) => setTimeout(r, delay).unref());
+      }
+    }
+  }
+
+  /** Generates a fresh key, gets it certified, installs it. Concurrent calls share one attempt. */
+  rotateNow(): Promise<Credentials> {
+    if (!this.inFlight) {
+      this.inFlight = this.doRotate().finally(() => {
+        this.inFlight = undefined;
+      });
+    }
+    return this.inFlight;
+  }
+
+  /** Cancels timers; the current credentials stay in the state. */
+  stop(): void {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    if (this.expiryTimer) clearTimeout(this.expiryTimer);
+  }
+
+  private random(): number {
+    return (this.deps.random ?? Math.random)();
+  }
+
+  private async doRotate(): Promise<Credentials> {
+    const { logger } = this.deps;
+    let creds: Credentials;
+    try {
+      const { privateKey, publicKey } = (await generateKeyPairAsync('ec', { namedCurve: 'P-256' })) as { privateKey: KeyObject; publicKey: KeyObject };
+      const csr = buildCsr(privateKey, publicKey.export({ type: 'spki', format: 'der' }), this.deps.spiffeId);
+      const issued = await this.deps.issue(csr);
+      creds = makeCredentials(privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, issued.chainPem);
+      if (this.deps.spiffeId !== undefined && creds.spiffeId !== this.deps.spiffeId) {
+        throw new SidecarError('TRELLIS_SIDECAR_ISSUE_FAILED', `the CA issued ${creds.spiffeId}, expected ${this.deps.spiffeId}`, { spiffeId: creds.spiffeId });
+      }
+      this.deps.state.update({ credentials: creds });
+    } catch (err) {
+      this.deps.onRotation?.('error');
+      logger.warn('SVID renewal failed; keeping the current certificate', { error: err, attempt: this.attempt });
+      this.scheduleRetry();
+      throw err;
+    }
+    this.attempt = 0;
+    this.deps.onRotation?.('ok', creds);
+    logger.info('SVID installed', { spiffeId: creds.spiffeId, serial: creds.serialHex, notAfter: creds.notAfter.toISOString() });
+    this.schedule(creds);
+    return creds;
+  }
+
+  private schedule(creds: Credentials): void {
+    if (this.stopped) return;
+    const now = this.deps.clock();
+    const at = nextRotation(now, creds.notBefore, creds.notAfter, this.deps.rotation ?? DEFAULT_ROTATION, this.random());
+    this.setTimer(at.getTime() - now.getTime());
+    if (this.expiryTimer) clearTimeout(this.expiryTimer);
+    this.expiryTimer = setTimeout(() => this.checkExpiry(creds), Math.min(MAX_TIMER_MS, Math.max(0, creds.notAfter.getTime() - now.getTime()) + 1));
+    this.expiryTimer.unref();
+  }
+
+  private scheduleRetry(): void {
+    if (this.stopped) return;
+    this.setTimer(retryDelay(this.attempt++, this.random()));
+  }
+
+  private setTimer(ms: number): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = setTimeout(() => {
+      this.rotateNow().catch(() => undefined);
+    }, Math.min(MAX_TIMER_MS, Math.max(0, ms)));
+    this.timer.unref();
+  }
+
+  private checkExpiry(creds: Credentials): void {
+    const current = this.deps.state.current().credentials;
+    if (current === creds && this.deps.clock().getTime() >= creds.notAfter.getTime()) {
+      this.deps.logger.error('SVID EXPIRED before renewal succeeded: refusing inbound mTLS and reporting not ready until a new certificate arrives', {
+        spiffeId: creds.spiffeId,
+        serial: creds.serialHex,
+        notAfter: creds.notAfter.toISOString(),
+      });
+    }
+  }
+}

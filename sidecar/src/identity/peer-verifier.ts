@@ -1,0 +1,73 @@
+/**
+ * Decides whether a peer that completed a TLS handshake is a valid workload.
+ *
+ * The TLS layer has already checked that the chain reaches the trust bundle.
+ * This adds the SPIFFE rules: the leaf is an X.509-SVID, its trust domain is
+ * ours, it is inside its validity window at `now`, and neither its serial nor
+ * its SPIFFE ID is revoked. Pure: the time and the revocation list are inputs.
+ */
+import type { LeafFacts } from './leaf-facts';
+import type { RevocationList } from '../state/sidecar-state';
+
+/** Why a peer was refused; also the `reason` label of the refusal metric. */
+export type PeerRefusal = 'no_certificate' | 'untrusted_chain' | 'not_svid' | 'foreign_trust_domain' | 'expired' | 'revoked';
+
+/** The verdict on a peer: its identity, or the reason it was refused. */
+export type PeerVerdict =
+  | { readonly ok: true; readonly spiffeId: string; readonly trustDomain: string; readonly serialHex: string }
+  | { readonly ok: false; readonly reason: PeerRefusal; readonly detail: string };
+
+/** What the decision needs besides the certificate. */
+export interface PeerContext {
+  /** Trust domains we accept peers from (ours, plus federated ones later). */
+  readonly trustDomains: ReadonlySet<string>;
+  readonly revocations: RevocationList;
+  readonly now: Date;
+}
+
+const SPIFFE_ID = /^spiffe:\/\/([a-z0-9._-]+)(\/[A-Za-z0-9._~!$&'()*+,;=:@%-]+(?:\/[A-Za-z0-9._~!$&'()*+,;=:@%-]+)*)$/;
+
+/**
+ * Splits a SPIFFE ID of a workload (non-empty path) into trust domain and
+ * path, or returns undefined when it is not one. Rejects dot segments.
+ */
+export function splitWorkloadSpiffeId(id: string): { trustDomain: string; path: string } | undefined {
+  const m = SPIFFE_ID.exec(id);
+  if (!m) return undefined;
+  const path = m[2]!;
+  if (path.split('/').some((seg) => seg === '.' || seg === '..')) return undefined;
+  return { trustDomain: m[1]!, path };
+}
+
+/**
+ * Verifies a peer's leaf. Fails closed: anything not positively valid is
+ * refused, with the reason.
+ */
+export function verifyPeer(leaf: LeafFacts | undefined, ctx: PeerContext): PeerVerdict {
+  if (!leaf) return { ok: false, reason: 'no_certificate', detail: 'the peer presented no certificate' };
+  if (leaf.ca) return { ok: false, reason: 'not_svid', detail: 'the leaf is a CA certificate' };
+  const ku = leaf.facts.keyUsage;
+  if (!ku.present || !ku.digitalSignature || ku.keyCertSign || ku.cRLSign) {
+    return { ok: false, reason: 'not_svid', detail: 'an X.509-SVID leaf needs keyUsage digitalSignature and neither keyCertSign nor cRLSign' };
+  }
+  if (leaf.uris.length !== 1) {
+    return { ok: false, reason: 'not_svid', detail: `an X.509-SVID has exactly one URI SAN, this leaf has ${leaf.uris.length}` };
+  }
+  const spiffeId = leaf.uris[0]!;
+  const parts = splitWorkloadSpiffeId(spiffeId);
+  if (!parts) return { ok: false, reason: 'not_svid', detail: `the URI SAN "${spiffeId}" is not a workload SPIFFE ID` };
+  const t = ctx.now.getTime();
+  if (t < leaf.notBefore.getTime() || t > leaf.notAfter.getTime()) {
+    return { ok: false, reason: 'expired', detail: `the leaf is valid from ${leaf.notBefore.toISOString()} to ${leaf.notAfter.toISOString()}` };
+  }
+  if (!ctx.trustDomains.has(parts.trustDomain)) {
+    return { ok: false, reason: 'foreign_trust_domain', detail: `trust domain "${parts.trustDomain}" is not accepted` };
+  }
+  if (ctx.revocations.serials.has(leaf.serialHex)) {
+    return { ok: false, reason: 'revoked', detail: `serial ${leaf.serialHex} is revoked` };
+  }
+  if (ctx.revocations.spiffeIds.has(spiffeId)) {
+    return { ok: false, reason: 'revoked', detail: `${spiffeId} is revoked` };
+  }
+  return { ok: true, spiffeId, trustDomain: parts.trustDomain, serialHex: leaf.serialHex };
+}

@@ -1,0 +1,318 @@
+/**
+ * One `--inbound [HOST:]PORT=APP_PORT[/http]` listener.
+ *
+ * Per connection it reads the snapshot once and enforces the effective
+ * PeerAuthentication mode for the application port: STRICT terminates mTLS,
+ * DISABLE passes plaintext, PERMISSIVE sniffs the first bytes (a TLS
+ * handshake record) and otherwise passes plaintext, falling back to
+ * plaintext after a detection timeout for server-first protocols. A TLS
+ * peer must chain to the bundle (checked by OpenSSL during the handshake)
+ * and pass `verifyPeer`; then AuthorizationPolicy decides, per connection on
+ * TCP ports and per request on `/http` ports. Everything fails closed: no
+ * policy yet, no valid SVID of our own, a bad peer or a DENY closes the
+ * connection (403 on `/http` ports) and counts a refusal with its reason.
+ */
+import { createServer as createNetServer, connect as netConnect, type Server, type Socket } from 'node:net';
+import { TLSSocket, type SecureContext } from 'node:tls';
+import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
+import type { Logger } from '@trellis/shared';
+import { classifyFirstBytes } from './tls-detect';
+import { forwardHttpRequest, type HttpForwarder } from './http-forwarder';
+import { leafFacts } from '../identity/leaf-facts';
+import { verifyPeer, type PeerRefusal } from '../identity/peer-verifier';
+import { decide, type Authorizer, type Workload } from '../policy/authorizer';
+import { splice } from '../proxy/splice';
+import type { PeerAuthMode, SidecarSnapshot, SidecarState } from '../state/sidecar-state';
+import type { SidecarMetrics } from '../metrics/sidecar-metrics';
+import type { ConnectionTracker, TrackedConnection } from '../proxy/connection-tracker';
+
+/** Where an inbound listener listens and where it forwards. */
+export interface InboundSpec {
+  readonly host: string;
+  readonly port: number;
+  readonly appPort: number;
+  readonly http: boolean;
+}
+
+/** Collaborators of an InboundListener. */
+export interface InboundDeps {
+  state: SidecarState;
+  metrics: SidecarMetrics;
+  logger: Logger;
+  clock: () => Date;
+  authorize: Authorizer;
+  workload: Workload;
+  tracker: ConnectionTracker;
+  /** The TLS server context for the current snapshot (undefined: none yet). */
+  serverContext(): SecureContext | undefined;
+  /** Our SPIFFE ID for XFCC `By=`. */
+  appHost?: string;
+  /** PERMISSIVE: how long to wait for a client's first bytes. Default 1000 ms. */
+  detectTimeoutMs?: number;
+  /** How long a TLS handshake may take. Default 10 s. */
+  handshakeTimeoutMs?: number;
+}
+
+/** What we know about the downstream of a connection. */
+interface PeerInfo {
+  principal?: string;
+  serialHex?: string;
+  certSha256?: string;
+  tracked: TrackedConnection;
+}
+
+const PEERS = new WeakMap<object, PeerInfo>();
+
+/** An inbound listener; `start()` binds it. */
+export class InboundListener {
+  private readonly server: Server;
+  private readonly httpServer?: HttpServer;
+  private readonly forwarder?: HttpForwarder;
+  private boundPort = 0;
+
+  constructor(
+    readonly spec: InboundSpec,
+    private readonly deps: InboundDeps,
+  ) {
+    this.server = createNetServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true }, (s) => this.onConnection(s));
+    if (spec.http) {
+      this.forwarder = forwardHttpRequest({ appHost: deps.appHost ?? '127.0.0.1', appPort: spec.appPort });
+      this.httpServer = createHttpServer({ keepAliveTimeout: 60_000, noDelay: true }, (req, res) => this.onHttpRequest(req, res));
+      this.httpServer.on('clientError', (_err, socket) => socket.destroy());
+      // A client that half-closes after its request still gets the response.
+      (this.httpServer as HttpServer & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
+    }
+  }
+
+  /** The port actually bound (useful with port 0). */
+  get port(): number {
+    return this.boundPort;
+  }
+
+  /** Binds the listener. */
+  start(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(this.spec.port, this.spec.host, () => {
+        this.server.off('error', reject);
+        const a = this.server.address();
+        this.boundPort = typeof a === 'object' && a ? a.port : this.spec.port;
+        resolve();
+      });
+    });
+  }
+
+  /** Stops accepting new connections; open ones carry on. */
+  stopAccepting(): Promise<void> {
+    return new Promise((resolve) => this.server.close(() => resolve()));
+  }
+
+  /**
+   * Counts and logs a refusal, then destroys `socket`: the outermost stream
+   * (the TLSSocket once one wraps the TCP socket, since the TLS layer owns the
+   * TCP handle from then on).
+   */
+  private refuse(socket: Socket | TLSSocket, reason: PeerRefusal | string, detail?: string): void {
+    this.deps.metrics.refuse('inbound', reason);
+    this.deps.logger.debug('inbound connection refused', { port: this.spec.port, reason, detail, remote: socket.remoteAddress });
+    socket.destroy();
+  }
+
+  private onConnection(socket: Socket): void {
+    const { metrics } = this.deps;
+    metrics.connections.inc({ direction: 'inbound' });
+    socket.on('error', () => socket.destroy());
+    const snap = this.deps.state.current();
+    if (!snap.peerAuth || !snap.authz) return this.refuse(socket, 'not_ready', 'no policy received yet');
+    const mode: PeerAuthMode = snap.peerAuth.portModes[this.spec.appPort] ?? snap.peerAuth.mode;
+    if (mode === 'DISABLE') return this.accepted(socket, snap, undefined, undefined);
+    if (mode === 'STRICT') return this.handshake(socket, snap);
+    this.sniff(socket, snap);
+  }
+
+  private sniff(socket: Socket, snap: SidecarSnapshot): void {
+    let seen: Buffer = Buffer.alloc(0);
+    const timer = setTimeout(() => {
+      socket.off('data', onData);
+      socket.pause();
+      this.accepted(socket, snap, undefined, undefined);
+    }, this.deps.detectTimeoutMs ?? 1000);
+    const onData = (chunk: Buffer): void => {
+      seen = seen.length === 0 ? chunk : Buffer.concat([seen, chunk]);
+      const kind = classifyFirstBytes(seen);
+      if (kind === 'need-more') return;
+      clearTimeout(timer);
+      socket.off('data', onData);
+      socket.pause();
+      socket.unshift(seen);
+      if (kind === 'tls') this.handshake(socket, snap);
+      else this.accepted(socket, snap, undefined, undefined);
+    };
+    socket.on('data', onData);
+    socket.once('close', () => clearTimeout(timer));
+    socket.resume();
+  }
+
+  private handshake(socket: Socket, snap: SidecarSnapshot): void {
+    const { metrics, clock } = this.deps;
+    const creds = snap.credentials;
+    const ctx = this.deps.serverContext();
+    if (!creds || !snap.bundle || !ctx || clock().getTime() >= creds.notAfter.getTime()) {
+      return this.refuse(socket, 'no_valid_svid', 'we hold no valid SVID: failing closed');
+    }
+    // rejectUnauthorized stays off so that every refusal is ours, with its
+    // reason; nothing reaches the application before the checks below pass.
+    const tls = new TLSSocket(socket, {
+      isServer: true,
+      secureContext: ctx,
+      requestCert: true,
+      rejectUnauthorized: false,
+    });
+    let failure: string | undefined;
+    let settled = false;
+    const fail = (reason: string, detail?: string): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      metrics.handshakes.inc({ direction: 'inbound', result: 'error' });
+      this.refuse(tls, reason, detail);
+    };
+    const timer = setTimeout(() => fail('handshake_timeout'), this.deps.handshakeTimeoutMs ?? 10_000);
+    // TLSSocket reports server-side handshake failures on '_tlsError' (an
+    // 'error' is only emitted once control is released to the caller).
+    tls.on('_tlsError', (err: Error & { code?: string }) => {
+      failure = err.code ?? err.message;
+    });
+    tls.on('error', (err: Error & { code?: string }) => {
+      failure ??= err.code ?? err.message;
+      if (!settled) fail(handshakeRefusal(failure), failure);
+      else tls.destroy();
+    });
+    tls.once('close', () => fail(handshakeRefusal(failure), failure ?? 'closed during the handshake'));
+    tls.once('secure', () => {
+      if (settled) return;
+      let cert;
+      try {
+        cert = tls.getPeerX509Certificate();
+      } catch {
+        cert = undefined;
+      }
+      if (!cert) return fail('no_certificate', 'the peer presented no certificate');
+      const chainError = verifyError(tls);
+      if (chainError !== undefined) {
+        const reason = handshakeRefusal(chainError);
+        return fail(reason === 'handshake_failed' ? 'untrusted_chain' : reason, chainError);
+      }
+      // Read the state again: a revocation may have landed during the handshake.
+      const now = this.deps.state.current();
+      let verdict;
+      let sha256: string | undefined;
+      try {
+        const facts = leafFacts(cert);
+        sha256 = facts.sha256;
+        verdict = verifyPeer(facts, { trustDomains: new Set([creds.trustDomain]), revocations: now.revocations, now: clock() });
+      } catch (err) {
+        verdict = { ok: false as const, reason: 'not_svid' as const, detail: (err as Error).message };
+      }
+      if (!verdict.ok) return fail(verdict.reason, verdict.detail);
+      settled = true;
+      clearTimeout(timer);
+      metrics.handshakes.inc({ direction: 'inbound', result: 'ok' });
+      this.accepted(tls, now, { principal: verdict.spiffeId, serialHex: verdict.serialHex, certSha256: sha256 }, socket);
+    });
+  }
+
+  /** The peer passed authentication (or is plaintext); now authorization and forwarding. */
+  private accepted(conn: Socket | TLSSocket, snap: SidecarSnapshot, peer: Omit<PeerInfo, 'tracked'> | undefined, raw: Socket | undefined): void {
+    const tracked = this.deps.tracker.add({ direction: 'inbound', spiffeId: peer?.principal, serialHex: peer?.serialHex, sockets: raw ? [conn, raw] : [conn] });
+    conn.once('close', () => {
+      this.deps.tracker.remove(tracked);
+      const rx = (raw ?? conn).bytesRead;
+      const tx = (raw ?? conn).bytesWritten;
+      this.deps.metrics.bytes.inc({ direction: 'inbound', flow: 'rx' }, rx);
+      this.deps.metrics.bytes.inc({ direction: 'inbound', flow: 'tx' }, tx);
+    });
+    if (this.httpServer) {
+      PEERS.set(conn, { ...peer, tracked });
+      this.httpServer.emit('connection', conn);
+      conn.resume();
+      return;
+    }
+    const d = decide(this.deps.authorize, snap.authz?.policies ?? [], this.deps.workload, {
+      principal: peer?.principal,
+      sourceIp: conn.remoteAddress,
+      port: this.spec.appPort,
+    });
+    if (d.decision !== 'ALLOW') {
+      this.deps.logger.info('inbound connection denied by policy', { port: this.spec.port, principal: peer?.principal, reason: d.reason, policy: d.policy });
+      this.refuse(conn, 'authz_denied', d.reason);
+      return;
+    }
+    const app = netConnect({ host: this.deps.appHost ?? '127.0.0.1', port: this.spec.appPort, allowHalfOpen: true, noDelay: true });
+    tracked.sockets.push(app);
+    app.once('error', () => {
+      this.deps.metrics.refuse('inbound', 'app_unreachable');
+    });
+    conn.resume();
+    splice(conn, app);
+  }
+
+  private onHttpRequest(req: IncomingMessage, res: ServerResponse): void {
+    const peer = PEERS.get(req.socket) ?? PEERS.get((req.socket as unknown as { _parent?: object })._parent ?? {});
+    const snap = this.deps.state.current();
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    const d = peer
+      ? decide(this.deps.authorize, snap.authz?.policies ?? [], this.deps.workload, {
+          principal: peer.principal,
+          sourceIp: req.socket.remoteAddress,
+          port: this.spec.appPort,
+          http: { method: req.method ?? 'GET', path: q < 0 ? url : url.slice(0, q), host: req.headers.host },
+        })
+      : { decision: 'DENY' as const, reason: 'connection state lost' };
+    if (d.decision !== 'ALLOW') {
+      this.deps.metrics.refuse('inbound', 'authz_denied');
+      this.deps.logger.info('inbound request denied by policy', { port: this.spec.port, principal: peer?.principal, method: req.method, path: url, reason: d.reason });
+      const body = 'RBAC: access denied\n';
+      res.writeHead(403, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body) });
+      res.end(body);
+      req.resume();
+      return;
+    }
+    const ours = snap.credentials?.spiffeId;
+    const xfcc = peer?.principal ? `By=${ours ?? ''};Hash=${peer.certSha256 ?? ''};URI=${peer.principal}` : undefined;
+    this.forwarder!(req, res, xfcc, () => this.deps.metrics.refuse('inbound', 'app_unreachable'));
+  }
+}
+
+/**
+ * OpenSSL's verdict on the peer chain against our bundle: undefined when it
+ * verified, else the error code. A TLSSocket made outside a tls.Server does
+ * not fill in `authorized`, so ask the handle the way tls.Server does.
+ */
+function verifyError(tls: TLSSocket): string | undefined {
+  const handle = (tls as unknown as { _handle?: { verifyError(): (Error & { code?: string }) | null } })._handle;
+  if (!handle) return 'NO_TLS_HANDLE';
+  const err = handle.verifyError();
+  return err ? (err.code ?? err.message) : undefined;
+}
+
+function handshakeRefusal(code: string | undefined): PeerRefusal | string {
+  switch (code) {
+    case 'ERR_SSL_PEER_DID_NOT_RETURN_A_CERTIFICATE':
+      return 'no_certificate';
+    case 'CERT_HAS_EXPIRED':
+    case 'CERT_NOT_YET_VALID':
+      return 'expired';
+    case 'UNABLE_TO_VERIFY_LEAF_SIGNATURE':
+    case 'UNABLE_TO_GET_ISSUER_CERT':
+    case 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY':
+    case 'SELF_SIGNED_CERT_IN_CHAIN':
+    case 'DEPTH_ZERO_SELF_SIGNED_CERT':
+    case 'CERT_SIGNATURE_FAILURE':
+    case 'ERR_SSL_TLSV1_ALERT_UNKNOWN_CA':
+      return 'untrusted_chain';
+    default:
+      return 'handshake_failed';
+  }
+}

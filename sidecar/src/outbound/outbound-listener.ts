@@ -1,0 +1,191 @@
+/**
+ * One `--outbound [HOST:]LOCAL_PORT=SERVICE[:PORT]` (or `=ADDR#SPIFFE_ID`)
+ * listener: plaintext from the application on localhost, mTLS to the
+ * destination with our SVID. The server is authenticated by its SPIFFE ID
+ * against the identities the control plane lists for the service (or the
+ * explicit one), never by hostname. TLS 1.2 minimum (1.3 preferred by
+ * OpenSSL's negotiation); sessions are cached per destination for
+ * resumption and dropped when our credentials or the bundle change.
+ */
+import { createServer as createNetServer, type Server, type Socket } from 'node:net';
+import { connect as tlsConnect, type SecureContext, type TLSSocket } from 'node:tls';
+import type { Logger } from '@trellis/shared';
+import { leafFacts } from '../identity/leaf-facts';
+import { verifyPeer } from '../identity/peer-verifier';
+import { splice } from '../proxy/splice';
+import type { SidecarSnapshot, SidecarState } from '../state/sidecar-state';
+import type { SidecarMetrics } from '../metrics/sidecar-metrics';
+import type { ConnectionTracker } from '../proxy/connection-tracker';
+
+/** The destination of an outbound listener. */
+export type OutboundTarget =
+  | { readonly kind: 'service'; readonly service: string; readonly port?: number }
+  | { readonly kind: 'explicit'; readonly address: string; readonly spiffeId: string };
+
+/** Where an outbound listener listens and where it goes. */
+export interface OutboundSpec {
+  readonly host: string;
+  readonly port: number;
+  readonly target: OutboundTarget;
+}
+
+/** Collaborators of an OutboundListener. */
+export interface OutboundDeps {
+  state: SidecarState;
+  metrics: SidecarMetrics;
+  logger: Logger;
+  clock: () => Date;
+  tracker: ConnectionTracker;
+  /** The client TLS context for the current snapshot. */
+  clientContext(): SecureContext | undefined;
+  connectTimeoutMs?: number;
+}
+
+/** Picks the address and allowed identities for a target from a snapshot. Pure. */
+export function resolveTarget(
+  target: OutboundTarget,
+  snap: SidecarSnapshot,
+  pick: number,
+): { address: string; spiffeIds: readonly string[] } | { error: string } {
+  if (target.kind === 'explicit') return { address: target.address, spiffeIds: [target.spiffeId] };
+  const keys = target.port !== undefined ? [`${target.service}:${target.port}`, target.service] : [target.service];
+  for (const k of keys) {
+    const e = snap.endpoints[k];
+    if (!e || e.addresses.length === 0) continue;
+    if (e.spiffeIds.length === 0) return { error: `service "${k}" lists no identities` };
+    let address = e.addresses[pick % e.addresses.length]!;
+    if (k === target.service && target.port !== undefined) address = address.replace(/:\d+$/, `:${target.port}`);
+    return { address, spiffeIds: e.spiffeIds };
+  }
+  return { error: `no endpoints for service "${keys[0]}"` };
+}
+
+function splitHostPort(address: string): { host: string; port: number } {
+  const i = address.lastIndexOf(':');
+  const host = address.slice(0, i).replace(/^\[(.*)\]$/, '$1');
+  return { host, port: Number(address.slice(i + 1)) };
+}
+
+/** An outbound listener; `start()` binds it. */
+export class OutboundListener {
+  private readonly server: Server;
+  private readonly sessions = new Map<string, Buffer>();
+  private sessionEpoch: SecureContext | undefined;
+  private rr = 0;
+  private boundPort = 0;
+
+  constructor(
+    readonly spec: OutboundSpec,
+    private readonly deps: OutboundDeps,
+  ) {
+    this.server = createNetServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true }, (s) => this.onConnection(s));
+  }
+
+  /** The port actually bound. */
+  get port(): number {
+    return this.boundPort;
+  }
+
+  /** Binds the listener. */
+  start(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(this.spec.port, this.spec.host, () => {
+        this.server.off('error', reject);
+        const a = this.server.address();
+        this.boundPort = typeof a === 'object' && a ? a.port : this.spec.port;
+        resolve();
+      });
+    });
+  }
+
+  /** Stops accepting new connections. */
+  stopAccepting(): Promise<void> {
+    return new Promise((resolve) => this.server.close(() => resolve()));
+  }
+
+  private refuse(app: Socket, reason: string, detail?: string): void {
+    this.deps.metrics.refuse('outbound', reason);
+    this.deps.logger.info('outbound connection refused', { port: this.spec.port, reason, detail });
+    app.destroy();
+  }
+
+  private onConnection(app: Socket): void {
+    const { metrics, clock } = this.deps;
+    metrics.connections.inc({ direction: 'outbound' });
+    app.on('error', () => app.destroy());
+    const snap = this.deps.state.current();
+    const ctx = this.deps.clientContext();
+    if (!snap.credentials || !snap.bundle || !ctx || clock().getTime() >= snap.credentials.notAfter.getTime()) {
+      return this.refuse(app, 'no_valid_svid', 'we hold no valid SVID: failing closed');
+    }
+    if (ctx !== this.sessionEpoch) {
+      this.sessions.clear();
+      this.sessionEpoch = ctx;
+    }
+    const dest = resolveTarget(this.spec.target, snap, this.rr++);
+    if ('error' in dest) return this.refuse(app, 'no_endpoint', dest.error);
+    const { host, port } = splitHostPort(dest.address);
+    const tls: TLSSocket = tlsConnect({
+      host,
+      port,
+      secureContext: ctx,
+      minVersion: 'TLSv1.2',
+      session: this.sessions.get(dest.address),
+      // The server is checked by SPIFFE ID after the handshake, never by hostname.
+      checkServerIdentity: () => undefined,
+    });
+    tls.on('session', (s: Buffer) => {
+      if (ctx === this.sessionEpoch) this.sessions.set(dest.address, s);
+    });
+    const timer = setTimeout(() => {
+      this.refuse(app, 'connect_timeout', dest.address);
+      tls.destroy();
+    }, this.deps.connectTimeoutMs ?? 10_000);
+    let secured = false;
+    tls.once('error', (err: Error & { code?: string }) => {
+      clearTimeout(timer);
+      if (secured) return;
+      metrics.handshakes.inc({ direction: 'outbound', result: 'error' });
+      this.sessions.delete(dest.address);
+      this.refuse(app, err.code === 'ECONNREFUSED' ? 'upstream_unreachable' : 'handshake_failed', err.code ?? err.message);
+    });
+    tls.once('secureConnect', () => {
+      clearTimeout(timer);
+      secured = true;
+      const now = this.deps.state.current();
+      let verdict;
+      try {
+        const cert = tls.getPeerX509Certificate();
+        verdict = verifyPeer(cert ? leafFacts(cert) : undefined, {
+          trustDomains: new Set([snap.credentials!.trustDomain]),
+          revocations: now.revocations,
+          now: clock(),
+        });
+      } catch (err) {
+        verdict = { ok: false as const, reason: 'not_svid' as const, detail: (err as Error).message };
+      }
+      if (!tls.authorized) verdict = { ok: false as const, reason: 'untrusted_chain' as const, detail: String(tls.authorizationError) };
+      if (verdict.ok && !dest.spiffeIds.includes(verdict.spiffeId)) {
+        verdict = { ok: false as const, reason: 'wrong_server_identity' as const, detail: `${verdict.spiffeId} is not one of ${dest.spiffeIds.join(', ')}` };
+      }
+      if (!verdict.ok) {
+        metrics.handshakes.inc({ direction: 'outbound', result: 'error' });
+        this.sessions.delete(dest.address);
+        this.refuse(app, verdict.reason, verdict.detail);
+        tls.destroy();
+        return;
+      }
+      metrics.handshakes.inc({ direction: 'outbound', result: tls.isSessionReused() ? 'resumed' : 'ok' });
+      tls.on('error', () => tls.destroy());
+      const tracked = this.deps.tracker.add({ direction: 'outbound', spiffeId: verdict.spiffeId, serialHex: verdict.serialHex, sockets: [app, tls] });
+      app.once('close', () => {
+        this.deps.tracker.remove(tracked);
+        metrics.bytes.inc({ direction: 'outbound', flow: 'rx' }, app.bytesRead);
+        metrics.bytes.inc({ direction: 'outbound', flow: 'tx' }, app.bytesWritten);
+      });
+      app.resume();
+      splice(app, tls);
+    });
+  }
+}

@@ -1,0 +1,75 @@
+/**
+ * The open proxied connections, so that a revocation can close those of the
+ * revoked identity and a drain can wait for (then cut) the rest.
+ */
+import type { Duplex } from 'node:stream';
+import type { Direction } from '../metrics/sidecar-metrics';
+import type { RevocationList } from '../state/sidecar-state';
+
+/** One proxied connection and the sockets that make it up. */
+export interface TrackedConnection {
+  readonly direction: Direction;
+  /** The peer's SPIFFE ID (inbound: the client; outbound: the server). */
+  readonly spiffeId?: string;
+  readonly serialHex?: string;
+  readonly sockets: Duplex[];
+}
+
+/** The set of open connections. */
+export class ConnectionTracker {
+  private readonly open = new Set<TrackedConnection>();
+  private readonly idleWaiters: Array<() => void> = [];
+
+  constructor(private readonly onCountChange?: (direction: Direction, delta: number) => void) {}
+
+  /** Registers a connection; remove it when it closes. */
+  add(c: Omit<TrackedConnection, 'sockets'> & { sockets: Duplex[] }): TrackedConnection {
+    const t: TrackedConnection = { ...c };
+    this.open.add(t);
+    this.onCountChange?.(t.direction, 1);
+    return t;
+  }
+
+  /** Forgets a closed connection. Idempotent. */
+  remove(t: TrackedConnection): void {
+    if (!this.open.delete(t)) return;
+    this.onCountChange?.(t.direction, -1);
+    if (this.open.size === 0) for (const w of this.idleWaiters.splice(0)) w();
+  }
+
+  /** How many are open. */
+  get size(): number {
+    return this.open.size;
+  }
+
+  /** Destroys every connection whose peer is on `revocations`; returns how many. */
+  closeRevoked(revocations: RevocationList): number {
+    let n = 0;
+    for (const t of [...this.open]) {
+      const hit = (t.serialHex !== undefined && revocations.serials.has(t.serialHex)) || (t.spiffeId !== undefined && revocations.spiffeIds.has(t.spiffeId));
+      if (!hit) continue;
+      n++;
+      for (const s of t.sockets) s.destroy();
+      this.remove(t);
+    }
+    return n;
+  }
+
+  /** Resolves when no connection is open, or after `ms` (then destroys what is left). */
+  drain(ms: number): Promise<void> {
+    if (this.open.size === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        for (const t of [...this.open]) {
+          for (const s of t.sockets) s.destroy();
+          this.remove(t);
+        }
+        resolve();
+      }, ms);
+      this.idleWaiters.push(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+}

@@ -1,0 +1,48 @@
+/**
+ * The hot path: joins two connected sockets in both directions.
+ *
+ * Node's native `pipe()` between sockets already moves each chunk without a
+ * copy; what matters is around it: Nagle off on both sides (request/response
+ * traffic otherwise waits for delayed ACKs), half-close passed through (so a
+ * client that shuts its write side still gets the reply), an error on either
+ * side tearing down both, and byte counts read once from the sockets at the
+ * end rather than counted per chunk.
+ */
+import type { Duplex } from 'node:stream';
+
+/** A socket-like stream with the counters net.Socket and tls.TLSSocket have. */
+export type ProxySocket = Duplex & { setNoDelay?(noDelay?: boolean): unknown; bytesRead?: number; bytesWritten?: number };
+
+/** Bytes that went each way once the splice is over. */
+export interface SpliceResult {
+  /** Bytes read from `a` (and written to `b`). */
+  aToB: number;
+  /** Bytes read from `b` (and written to `a`). */
+  bToA: number;
+}
+
+/** Joins `a` and `b`; calls `onDone` once when both are closed. */
+export function splice(a: ProxySocket, b: ProxySocket, onDone?: (r: SpliceResult) => void): void {
+  a.setNoDelay?.(true);
+  b.setNoDelay?.(true);
+  let closed = 0;
+  const fail = (): void => {
+    a.destroy();
+    b.destroy();
+  };
+  const done = (): void => {
+    if (++closed === 2 && onDone) onDone({ aToB: b.bytesWritten ?? 0, bToA: a.bytesWritten ?? 0 });
+  };
+  a.on('error', fail);
+  b.on('error', fail);
+  a.once('close', () => {
+    done();
+    if (!b.destroyed && !b.writableEnded) b.destroy();
+  });
+  b.once('close', () => {
+    done();
+    if (!a.destroyed && !a.writableEnded) a.destroy();
+  });
+  a.pipe(b);
+  b.pipe(a);
+}

@@ -1,0 +1,183 @@
+/**
+ * The sidecar assembled: state, listeners, admin, drain. The discovery
+ * client and the IdentityManager feed the SidecarState from outside; this
+ * class only reacts to it (new TLS contexts on credential or bundle change,
+ * closing revoked connections) and serves traffic with it.
+ */
+import { randomBytes } from 'node:crypto';
+import { createSecureContext, type SecureContext } from 'node:tls';
+import type { Server } from 'node:http';
+import type { Logger } from '@trellis/shared';
+import { startAdminServer } from './admin/admin-server';
+import { InboundListener, type InboundSpec } from './inbound/inbound-listener';
+import { OutboundListener, type OutboundSpec } from './outbound/outbound-listener';
+import { SidecarMetrics } from './metrics/sidecar-metrics';
+import { ConnectionTracker } from './proxy/connection-tracker';
+import { readiness, SidecarState, type SidecarSnapshot } from './state/sidecar-state';
+import type { Authorizer, Workload } from './policy/authorizer';
+import { SidecarError } from './errors';
+
+/** What a sidecar runs. */
+export interface SidecarOptions {
+  inbound: readonly InboundSpec[];
+  outbound: readonly OutboundSpec[];
+  /** Admin address; omit for none. */
+  admin?: { host: string; port: number };
+  workload: Workload;
+  /** How long SIGTERM waits for open connections. Default 5000 ms. */
+  drainMs?: number;
+  /** PERMISSIVE detection timeout. Default 1000 ms. */
+  detectTimeoutMs?: number;
+}
+
+/** Collaborators of the Sidecar. */
+export interface SidecarDeps {
+  logger: Logger;
+  authorize: Authorizer;
+  clock?: () => Date;
+  state?: SidecarState;
+  /** Extra fields for /config_dump (e.g. discovery sync state). */
+  extraDump?: () => Record<string, unknown>;
+  /** Called when POST /quitquitquit arrives. */
+  onQuit?: () => void;
+  /** Include Node process metrics in /stats. Default true. */
+  processMetrics?: boolean;
+}
+
+/** A running sidecar. */
+export class Sidecar {
+  readonly state: SidecarState;
+  readonly metrics: SidecarMetrics;
+  readonly tracker: ConnectionTracker;
+  readonly inbound: InboundListener[] = [];
+  readonly outbound: OutboundListener[] = [];
+  private adminServer: Server | undefined;
+  private adminPort = 0;
+  private serverCtx: SecureContext | undefined;
+  private clientCtx: SecureContext | undefined;
+  private readonly ticketKeys = randomBytes(48);
+  private readonly clock: () => Date;
+
+  constructor(
+    private readonly options: SidecarOptions,
+    private readonly deps: SidecarDeps,
+  ) {
+    this.clock = deps.clock ?? (() => new Date());
+    this.state = deps.state ?? new SidecarState();
+    this.metrics = new SidecarMetrics({
+      certExpirySeconds: () => {
+        const c = this.state.current().credentials;
+        return c ? (c.notAfter.getTime() - this.clock().getTime()) / 1000 : undefined;
+      },
+      ready: () => this.readiness().ready,
+      processMetrics: deps.processMetrics,
+    });
+    this.tracker = new ConnectionTracker((direction, delta) => this.metrics.activeConnections.inc({ direction }, delta));
+    this.rebuildContexts(this.state.current());
+    this.state.onChange((snap, changed) => {
+      if (changed.includes('credentials') || changed.includes('bundle')) this.rebuildContexts(snap);
+      if (changed.includes('revocations')) {
+        const n = this.tracker.closeRevoked(snap.revocations);
+        if (n > 0) {
+          this.metrics.refusals.inc({ direction: 'inbound', reason: 'revoked' }, n);
+          deps.logger.warn('closed connections of revoked identities', { count: n });
+        }
+      }
+    });
+    const common = { state: this.state, metrics: this.metrics, logger: deps.logger, clock: this.clock, tracker: this.tracker };
+    for (const spec of options.inbound) {
+      this.inbound.push(
+        new InboundListener(spec, {
+          ...common,
+          authorize: deps.authorize,
+          workload: options.workload,
+          serverContext: () => this.serverCtx,
+          detectTimeoutMs: options.detectTimeoutMs,
+        }),
+      );
+    }
+    for (const spec of options.outbound) this.outbound.push(new OutboundListener(spec, { ...common, clientContext: () => this.clientCtx }));
+  }
+
+  /** Ready = a valid SVID, a bundle and a policy. */
+  readiness(): { ready: boolean; reason: string } {
+    return readiness(this.state.current(), this.clock());
+  }
+
+  /** The admin port actually bound (0 when none). */
+  get adminBoundPort(): number {
+    return this.adminPort;
+  }
+
+  /** Binds every listener and the admin server. */
+  async start(): Promise<void> {
+    try {
+      for (const l of [...this.inbound, ...this.outbound]) await l.start();
+    } catch (err) {
+      await this.stop(0);
+      throw new SidecarError('TRELLIS_SIDECAR_LISTEN_FAILED', `cannot listen: ${(err as Error).message}`, {}, { cause: err });
+    }
+    if (this.options.admin) {
+      const a = await startAdminServer(this.options.admin.host, this.options.admin.port, {
+        readiness: () => this.readiness(),
+        metricsText: () => this.metrics.registry.metrics(),
+        metricsContentType: this.metrics.registry.contentType,
+        configDump: () => this.configDump(),
+        quit: () => this.deps.onQuit?.(),
+      });
+      this.adminServer = a.server;
+      this.adminPort = a.port;
+    }
+    this.deps.logger.info('sidecar listening', {
+      inbound: this.inbound.map((l) => `${l.spec.host}:${l.port}=${l.spec.appPort}${l.spec.http ? '/http' : ''}`),
+      outbound: this.outbound.map((l) => `${l.spec.host}:${l.port}`),
+      admin: this.options.admin ? `${this.options.admin.host}:${this.adminPort}` : undefined,
+    });
+  }
+
+  /** Stops accepting, waits up to `drainMs` for open connections, then closes the rest and the admin server. */
+  async stop(drainMs = this.options.drainMs ?? 5000): Promise<void> {
+    await Promise.all([...this.inbound, ...this.outbound].map((l) => l.stopAccepting().catch(() => undefined)));
+    await this.tracker.drain(drainMs);
+    if (this.adminServer) {
+      this.adminServer.closeAllConnections();
+      await new Promise<void>((r) => this.adminServer!.close(() => r()));
+    }
+  }
+
+  /** The JSON served on /config_dump. Never includes a private key. */
+  configDump(): Record<string, unknown> {
+    const s = this.state.current();
+    const c = s.credentials;
+    return {
+      ready: this.readiness(),
+      identity: c ? { spiffeId: c.spiffeId, serial: c.serialHex, notBefore: c.notBefore.toISOString(), notAfter: c.notAfter.toISOString() } : null,
+      bundle: s.bundle ? { fingerprints: s.bundle.fingerprints } : null,
+      peerAuthentication: s.peerAuth ?? null,
+      authorizationPolicies: s.authz?.policies ?? null,
+      revocations: { serials: [...s.revocations.serials], spiffeIds: [...s.revocations.spiffeIds] },
+      endpoints: s.endpoints,
+      listeners: {
+        inbound: this.inbound.map((l) => ({ address: `${l.spec.host}:${l.port}`, appPort: l.spec.appPort, http: l.spec.http })),
+        outbound: this.outbound.map((l) => ({ address: `${l.spec.host}:${l.port}`, target: l.spec.target })),
+      },
+      workload: this.options.workload,
+      openConnections: this.tracker.size,
+      ...(this.deps.extraDump?.() ?? {}),
+    };
+  }
+
+  private rebuildContexts(snap: SidecarSnapshot): void {
+    const c = snap.credentials;
+    const b = snap.bundle;
+    if (!c || !b) return;
+    try {
+      const base = { key: c.keyPem, cert: c.chainPem, ca: [...b.rootsPem], minVersion: 'TLSv1.2' as const };
+      this.serverCtx = createSecureContext({ ...base, ticketKeys: this.ticketKeys });
+      this.clientCtx = createSecureContext(base);
+    } catch (err) {
+      // The state validated the parts; should OpenSSL still refuse them, keep the last good contexts.
+      this.deps.logger.error('cannot build TLS contexts; keeping the previous ones', { error: err, serial: c.serialHex });
+    }
+  }
+}
