@@ -62,3 +62,5 @@ export { FileCertSource, validateServingPair } from './webhook/serving-cert';
 export type { CertSource, ServingPair, FileCertSourceOptions } from './webhook/serving-cert';
 export { MAX_BODY_BYTES, startWebhookServer } from './webhook/webhook-server';
 export type { WebhookServer, WebhookServerDeps } from './webhook/webhook-server';
+export { toStructuralSchema, policyCrd, policyCrds } from './kubernetes/policy-crds';
+export type { JsonSchema, CrdNames } from './kubernetes/policy-crds';

@@ -1,0 +1,115 @@
+import { expect } from 'chai';
+import { spawnSync } from 'node:child_process';
+import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseAllDocuments, parse as parseYaml, stringify } from 'yaml';
+import { REPO_ROOT } from '@trellis/testkit';
+import { parseInjectorConfig, policyCrds, type JsonSchema } from '@trellis/injector-webhook';
+import { validateK8sObject } from './injector-k8s-schema';
+
+const DEPLOY = join(REPO_ROOT, 'deploy');
+const SCHEMAS = join(REPO_ROOT, 'shared', 'src', 'policy', 'schemas');
+const CRD_HEADER = '# Generated from shared/src/policy/schemas by test/integration/injector-deploy.test.ts (UPDATE_GOLDEN=1).\n';
+
+type Obj = Record<string, any>;
+
+describe('deploy/ manifests', function () {
+  let built: Obj[] = [];
+
+  before(function () {
+    const which = spawnSync('kubectl', ['version', '--client'], { encoding: 'utf8' });
+    if (which.error) {
+      console.warn('      skipped: kubectl is not installed, so `kubectl kustomize deploy/` cannot run here');
+      this.skip();
+    }
+    const r = spawnSync('kubectl', ['kustomize', DEPLOY], { encoding: 'utf8' });
+    expect(r.status, r.stderr).to.equal(0);
+    built = parseAllDocuments(r.stdout).map((d) => d.toJS() as Obj).filter((d) => d !== null);
+  });
+
+  it('builds with kubectl kustomize into every object Trellis needs', () => {
+    const kinds = built.map((o) => `${o.kind}/${o.metadata.name}`);
+    expect(kinds).to.include.members([
+      'Namespace/trellis-system',
+      'ServiceAccount/trellis-control-plane',
+      'ServiceAccount/trellis-injector',
+      'ClusterRole/trellis-control-plane',
+      'Deployment/trellis-control-plane',
+      'Service/trellis-control-plane',
+      'Deployment/trellis-injector',
+      'Service/trellis-injector',
+      'MutatingWebhookConfiguration/trellis-sidecar-injector',
+      'CustomResourceDefinition/peerauthentications.security.trellis.dev',
+      'CustomResourceDefinition/authorizationpolicies.security.trellis.dev',
+      'ConfigMap/trellis-injector-config',
+      'ConfigMap/trellis-policies',
+    ]);
+  });
+
+  it('validates every built object against the Kubernetes schema', () => {
+    for (const o of built) validateK8sObject(o, 'kubectl kustomize deploy/');
+  });
+
+  it('runs the control plane with 2 replicas and its CA from a Secret', () => {
+    const cp = built.find((o) => o.kind === 'Deployment' && o.metadata.name === 'trellis-control-plane')!;
+    expect(cp.spec.replicas).to.equal(2);
+    expect(cp.spec.template.spec.volumes.find((v: Obj) => v.secret)?.secret.secretName).to.equal('trellis-ca');
+  });
+
+  it('points both webhooks at /inject with AdmissionReview v1 and failurePolicy Fail', () => {
+    const mwc = built.find((o) => o.kind === 'MutatingWebhookConfiguration')!;
+    expect(mwc.webhooks).to.have.length(2);
+    for (const w of mwc.webhooks) {
+      expect(w.clientConfig.service).to.deep.include({ name: 'trellis-injector', namespace: 'trellis-system', path: '/inject' });
+      expect(w.admissionReviewVersions).to.deep.equal(['v1']);
+      expect(w.failurePolicy).to.equal('Fail');
+      expect(w.sideEffects).to.equal('None');
+    }
+    expect(mwc.webhooks[0].namespaceSelector).to.deep.equal({ matchLabels: { 'trellis-injection': 'enabled' } });
+  });
+
+  it('ships an injector config the injector accepts', () => {
+    const cm = built.find((o) => o.kind === 'ConfigMap' && o.metadata.name === 'trellis-injector-config')!;
+    const config = parseInjectorConfig(cm.data['config.yaml'], 'deploy/injector-config.yaml');
+    expect(config.nativeSidecar).to.equal(true);
+  });
+
+  it('never gives control-plane or injector pods a sidecar or any capability', () => {
+    for (const d of built.filter((o) => o.kind === 'Deployment')) {
+      expect(d.spec.template.metadata.labels['sidecar.trellis.dev/inject']).to.equal('false');
+      for (const c of [...d.spec.template.spec.containers, ...(d.spec.template.spec.initContainers ?? [])]) {
+        expect(c.securityContext.capabilities).to.deep.equal({ drop: ['ALL'] }, `${d.metadata.name}/${c.name}`);
+        expect(c.securityContext.allowPrivilegeEscalation).to.equal(false);
+      }
+    }
+  });
+
+  it('keeps the policy CRDs in step with the policy JSON Schemas (UPDATE_GOLDEN=1 regenerates them)', () => {
+    const pa = JSON.parse(readFileSync(join(SCHEMAS, 'peer-authentication.schema.json'), 'utf8')) as JsonSchema;
+    const ap = JSON.parse(readFileSync(join(SCHEMAS, 'authorization-policy.schema.json'), 'utf8')) as JsonSchema;
+    const [paCrd, apCrd] = policyCrds(pa, ap);
+    for (const [file, crd] of [['peerauthentications.yaml', paCrd], ['authorizationpolicies.yaml', apCrd]] as const) {
+      const path = join(DEPLOY, 'crds', file);
+      const text = CRD_HEADER + stringify(crd, { lineWidth: 0 });
+      if (process.env.UPDATE_GOLDEN === '1') writeFileSync(path, text);
+      expect(readFileSync(path, 'utf8'), `${path} is stale; rerun with UPDATE_GOLDEN=1`).to.equal(text);
+    }
+  });
+
+  it('generates structural CRD schemas (every node typed)', () => {
+    for (const file of readdirSync(join(DEPLOY, 'crds'))) {
+      const crd = parseYaml(readFileSync(join(DEPLOY, 'crds', file), 'utf8')) as Obj;
+      const untyped: string[] = [];
+      const walk = (n: Obj, path: string): void => {
+        if (!n.type && !n['x-kubernetes-preserve-unknown-fields']) untyped.push(path || '(root)');
+        for (const [k, v] of Object.entries((n.properties ?? {}) as Obj)) walk(v as Obj, `${path}.${k}`);
+        if (n.items) walk(n.items, `${path}[]`);
+        if (n.additionalProperties && typeof n.additionalProperties === 'object') walk(n.additionalProperties, `${path}{}`);
+        expect(n.additionalProperties, `${file}${path}: additionalProperties false is not allowed in a CRD`).to.not.equal(false);
+        expect(n).to.not.have.property('const');
+      };
+      walk(crd.spec.versions[0].schema.openAPIV3Schema, '');
+      expect(untyped, file).to.deep.equal([]);
+    }
+  });
+});
