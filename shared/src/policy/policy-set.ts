@@ -55,6 +55,6 @@ export function labelsMatch(matchLabels: MatchLabels, workload: PolicyWorkload):
  * tell an edit that changes nothing (a comment, a reordering) from a real change.
  */
 export function policySetFingerprint(set: PolicySet): string {
-  const strip = (p: Policy): unknown => ({ ...p, metadata: { ...p.metadata, source: undefined } });
+  const strip = (p: Policy): unknown => ({ ...p, metadata: { ...p.metadata, source: undefined, creationTimestampSource: undefined } });
   return JSON.stringify({ pa: set.peerAuthentications.map(strip), ap: set.authorizationPolicies.map(strip) });
 }
