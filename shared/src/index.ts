@@ -50,3 +50,10 @@ export { parseCertificate, parseCertificates } from './x509/certificate-facts';
 export type {
   CertificateFacts, KeyType, BasicConstraintsFacts, KeyUsageFacts, ExtKeyUsageFacts, SubjectAltNameFacts, ExtensionFacts,
 } from './x509/certificate-facts';
+export {
+  SvidError, SvidErrorCode, validateLeafSvid, validateSigningCertificate, validateSvidChain,
+  assertLeafSvid, assertSigningCertificate, assertSvidChain,
+} from './identity/x509-svid';
+export type { SvidErrorCodeValue, SvidVerdict, SigningCertVerdict, SvidRejection, SvidCheckOptions } from './identity/x509-svid';
+export { parseX509SvidPem } from './identity/x509-svid-pem';
+export type { X509SvidMaterial } from './identity/x509-svid-pem';
