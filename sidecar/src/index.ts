@@ -35,7 +35,7 @@ export type { Direction } from './metrics/sidecar-metrics';
 export { ConnectionTracker } from './proxy/connection-tracker';
 export type { TrackedConnection } from './proxy/connection-tracker';
 export { splice } from './proxy/splice';
-export { decide } from './policy/authorizer';
+export { decide, sharedAuthorizer, policiesFromWire } from './policy/authorizer';
 export type { Authorizer, AuthzRequest, AuthzDecision, Workload } from './policy/authorizer';
 export { startAdminServer } from './admin/admin-server';
 export type { AdminSource } from './admin/admin-server';

@@ -173,7 +173,8 @@ export class Sidecar {
     if (!c || !b) return;
     try {
       const base = { key: c.keyPem, cert: c.chainPem, ca: [...b.rootsPem], minVersion: 'TLSv1.2' as const };
-      this.serverCtx = createSecureContext({ ...base, ticketKeys: this.ticketKeys });
+      // A session ID context is required for resumption when client certificates are requested.
+      this.serverCtx = createSecureContext({ ...base, ticketKeys: this.ticketKeys, sessionIdContext: 'trellis-inbound' });
       this.clientCtx = createSecureContext(base);
     } catch (err) {
       // The state validated the parts; should OpenSSL still refuse them, keep the last good contexts.

@@ -114,7 +114,7 @@ export class InboundListener {
    */
   private refuse(socket: Socket | TLSSocket, reason: PeerRefusal | string, detail?: string): void {
     this.deps.metrics.refuse('inbound', reason);
-    this.deps.logger.debug('inbound connection refused', { port: this.spec.port, reason, detail, remote: socket.remoteAddress });
+    this.deps.logger.debug('inbound connection refused', { port: this.boundPort, reason, detail, remote: socket.remoteAddress });
     socket.destroy();
   }
 

@@ -11,7 +11,7 @@ import { createServer as createNetServer, type Server, type Socket } from 'node:
 import { connect as tlsConnect, type SecureContext, type TLSSocket } from 'node:tls';
 import type { Logger } from '@trellis/shared';
 import { leafFacts } from '../identity/leaf-facts';
-import { verifyPeer } from '../identity/peer-verifier';
+import { splitWorkloadSpiffeId, verifyPeer, type PeerVerdict } from '../identity/peer-verifier';
 import { splice } from '../proxy/splice';
 import type { SidecarSnapshot, SidecarState } from '../state/sidecar-state';
 import type { SidecarMetrics } from '../metrics/sidecar-metrics';
@@ -60,6 +60,23 @@ export function resolveTarget(
   return { error: `no endpoints for service "${keys[0]}"` };
 }
 
+/** Re-checks an identity verified earlier against today's revocations and its expiry. Fails closed. */
+function verifyResumed(peer: VerifiedServer, snap: SidecarSnapshot, now: Date): PeerVerdict {
+  if (now.getTime() > peer.notAfter.getTime()) return { ok: false, reason: 'expired', detail: 'the resumed session belongs to an expired certificate' };
+  if (snap.revocations.serials.has(peer.serialHex) || snap.revocations.spiffeIds.has(peer.spiffeId)) {
+    return { ok: false, reason: 'revoked', detail: `${peer.spiffeId} is revoked` };
+  }
+  const parts = splitWorkloadSpiffeId(peer.spiffeId);
+  return { ok: true, spiffeId: peer.spiffeId, trustDomain: parts?.trustDomain ?? '', serialHex: peer.serialHex };
+}
+
+/** A server identity verified on a full handshake. */
+interface VerifiedServer {
+  spiffeId: string;
+  serialHex: string;
+  notAfter: Date;
+}
+
 function splitHostPort(address: string): { host: string; port: number } {
   const i = address.lastIndexOf(':');
   const host = address.slice(0, i).replace(/^\[(.*)\]$/, '$1');
@@ -69,7 +86,12 @@ function splitHostPort(address: string): { host: string; port: number } {
 /** An outbound listener; `start()` binds it. */
 export class OutboundListener {
   private readonly server: Server;
-  private readonly sessions = new Map<string, Buffer>();
+  /**
+   * Resumable sessions per destination, with the identity verified on the
+   * full handshake (a resumed TLS 1.3 session shows no peer certificate on
+   * the client side, so the verified identity travels with the ticket).
+   */
+  private readonly sessions = new Map<string, { ticket: Buffer; peer: VerifiedServer }>();
   private sessionEpoch: SecureContext | undefined;
   private rr = 0;
   private boundPort = 0;
@@ -106,7 +128,7 @@ export class OutboundListener {
 
   private refuse(app: Socket, reason: string, detail?: string): void {
     this.deps.metrics.refuse('outbound', reason);
-    this.deps.logger.info('outbound connection refused', { port: this.spec.port, reason, detail });
+    this.deps.logger.info('outbound connection refused', { port: this.boundPort, reason, detail });
     app.destroy();
   }
 
@@ -131,12 +153,18 @@ export class OutboundListener {
       port,
       secureContext: ctx,
       minVersion: 'TLSv1.2',
-      session: this.sessions.get(dest.address),
+      session: this.sessions.get(dest.address)?.ticket,
       // The server is checked by SPIFFE ID after the handshake, never by hostname.
       checkServerIdentity: () => undefined,
     });
+    let verified: VerifiedServer | undefined;
+    let ticket: Buffer | undefined;
+    const remember = (): void => {
+      if (verified && ticket && ctx === this.sessionEpoch) this.sessions.set(dest.address, { ticket, peer: verified });
+    };
     tls.on('session', (s: Buffer) => {
-      if (ctx === this.sessionEpoch) this.sessions.set(dest.address, s);
+      ticket = s;
+      remember();
     });
     const timer = setTimeout(() => {
       this.refuse(app, 'connect_timeout', dest.address);
@@ -154,14 +182,20 @@ export class OutboundListener {
       clearTimeout(timer);
       secured = true;
       const now = this.deps.state.current();
+      const cached = this.sessions.get(dest.address);
       let verdict;
       try {
         const cert = tls.getPeerX509Certificate();
-        verdict = verifyPeer(cert ? leafFacts(cert) : undefined, {
-          trustDomains: new Set([snap.credentials!.trustDomain]),
-          revocations: now.revocations,
-          now: clock(),
-        });
+        const resumed = tls.isSessionReused() && !cert && cached !== undefined;
+        verdict = resumed
+          ? verifyResumed(cached.peer, now, clock())
+          : verifyPeer(cert ? leafFacts(cert) : undefined, {
+              trustDomains: new Set([snap.credentials!.trustDomain]),
+              revocations: now.revocations,
+              now: clock(),
+            });
+        if (verdict.ok && !resumed && cert) verified = { spiffeId: verdict.spiffeId, serialHex: verdict.serialHex, notAfter: new Date(cert.validTo) };
+        else if (verdict.ok && resumed) verified = cached.peer;
       } catch (err) {
         verdict = { ok: false as const, reason: 'not_svid' as const, detail: (err as Error).message };
       }
@@ -177,6 +211,7 @@ export class OutboundListener {
         return;
       }
       metrics.handshakes.inc({ direction: 'outbound', result: tls.isSessionReused() ? 'resumed' : 'ok' });
+      remember();
       tls.on('error', () => tls.destroy());
       const tracked = this.deps.tracker.add({ direction: 'outbound', spiffeId: verdict.spiffeId, serialHex: verdict.serialHex, sockets: [app, tls] });
       app.once('close', () => {

@@ -4,6 +4,7 @@
  * sidecar calls it through this type so listeners stay independent of how
  * policies are represented.
  */
+import { authorize, policiesFromJSON, type Policy } from '@trellis/shared';
 
 /** The workload this sidecar fronts. */
 export interface Workload {
@@ -45,4 +46,25 @@ export function decide(authorizer: Authorizer, policies: readonly object[], work
   } catch (err) {
     return { decision: 'DENY', reason: `policy evaluation failed: ${(err as Error).message}` };
   }
+}
+
+/**
+ * The production authorizer: the shared Istio-compatible `authorize`, over
+ * policies already validated with `policiesFromJSON` (see `policiesFromWire`).
+ * `trustDomain` lets `serviceAccounts`-style rules match only in our domain.
+ */
+export function sharedAuthorizer(opts: { trustDomain?: () => string | undefined } = {}): Authorizer {
+  return (policies, workload, request) => {
+    const d = authorize(policies as readonly Policy[], workload, request, { trustDomain: opts.trustDomain?.() });
+    return { decision: d.decision, reason: `${d.code}: ${d.reason}`, policy: d.policy ? { namespace: d.policy.namespace, name: d.policy.name } : undefined, ruleIndex: d.ruleIndex };
+  };
+}
+
+/**
+ * Policies from the wire (Istio-shaped JSON manifests) → validated, frozen
+ * policies for the state. Throws PolicyError `TRELLIS_POLICY_WIRE` on any
+ * invalid one, so the caller keeps the previous set.
+ */
+export function policiesFromWire(data: unknown, origin = 'control plane'): object[] {
+  return policiesFromJSON(data, origin).filter((p) => p.kind === 'AuthorizationPolicy');
 }
