@@ -12,6 +12,7 @@ export { DEFAULT_INJECTOR_CONFIG, buildInjectorConfig, parseInjectorConfig } fro
 export type { InjectorConfig, ResourceSpec } from './config/injector-config';
 export {
   INJECT_KEY,
+  ISTIO_INJECT_KEY,
   UPSTREAMS_ANNOTATION,
   EXCLUDE_INBOUND_ANNOTATION,
   STATUS_ANNOTATION,

@@ -55,6 +55,8 @@ describe('injection decision', () => {
     ['lets the pod label opt in inside a disabled namespace', pod({ labels: { 'sidecar.trellis.dev/inject': 'true' } }), 'disabled', true, 'pod-label-true'],
     ['lets the pod annotation opt out inside an enabled namespace', pod({ annotations: { 'sidecar.trellis.dev/inject': 'false' } }), 'enabled', false, 'annotation-false'],
     ['lets the label win over the annotation', pod({ labels: { 'sidecar.trellis.dev/inject': 'false' }, annotations: { 'sidecar.trellis.dev/inject': 'true' } }), 'enabled', false, 'pod-label-false'],
+    ['honours Istio\'s sidecar.istio.io/inject opt-out annotation', pod({ annotations: { 'sidecar.istio.io/inject': 'false' } }), 'enabled', false, 'annotation-false'],
+    ['lets our annotation win over Istio\'s', pod({ annotations: { 'sidecar.istio.io/inject': 'false', 'sidecar.trellis.dev/inject': 'true' } }), 'disabled', true, 'annotation-true'],
     ['never injects a hostNetwork pod, even when asked', pod({ labels: { 'sidecar.trellis.dev/inject': 'true' }, spec: { hostNetwork: true } }), 'enabled', false, 'host-network'],
     ['never injects a pod twice', pod({ annotations: { [STATUS_ANNOTATION]: '{}' } }), 'enabled', false, 'already-injected'],
     ['treats a pod that already has our container as injected', pod({ spec: { containers: [{ name: 'trellis-sidecar', image: 'x' }] } }), 'enabled', false, 'already-injected'],

@@ -6,6 +6,8 @@ import { InjectorError } from '../errors/injector-error';
 
 /** Pod label or annotation: "true" | "false". The label wins over the annotation. */
 export const INJECT_KEY = 'sidecar.trellis.dev/inject';
+/** Istio's equivalent of INJECT_KEY, honoured below ours so existing manifests keep their opt-outs. */
+export const ISTIO_INJECT_KEY = 'sidecar.istio.io/inject';
 /** Annotation: outbound upstreams, `SERVICE[.NAMESPACE]:PORT,...`. */
 export const UPSTREAMS_ANNOTATION = 'sidecar.trellis.dev/upstreams';
 /** Annotation: app ports that are neither proxied nor redirected, `PORT,...`. */
@@ -67,12 +69,12 @@ export function parsePortList(annotation: string, value: string | undefined): nu
 }
 
 /** "true" → true, "false" → false, absent → undefined; anything else is an error naming where it was found. */
-export function parseInjectFlag(value: string | undefined, where: 'label' | 'annotation'): boolean | undefined {
+export function parseInjectFlag(value: string | undefined, where: 'label' | 'annotation', key: string = INJECT_KEY): boolean | undefined {
   if (value === undefined) return undefined;
   const v = value.trim().toLowerCase();
   if (v === 'true') return true;
   if (v === 'false') return false;
-  throw new InjectorError('TRELLIS_INJECTOR_BAD_ANNOTATION', `${where} ${INJECT_KEY}: "${value}" must be "true" or "false"`, { [where]: INJECT_KEY, value });
+  throw new InjectorError('TRELLIS_INJECTOR_BAD_ANNOTATION', `${where} ${key}: "${value}" must be "true" or "false"`, { [where]: key, value });
 }
 
 function parsePort(s: string): number | undefined {

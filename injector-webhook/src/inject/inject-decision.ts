@@ -4,10 +4,11 @@
  * Order: hostNetwork pods never (the redirect rules would rewrite the node's
  * own network); already-injected pods never (idempotent: the status
  * annotation or our container names are present); then the pod label, then
- * the pod annotation, then the namespace (which the webhook's namespaceSelector
+ * the pod annotation (Istio's `sidecar.istio.io/inject` is read after ours at
+ * each level, so manifests written for Istio keep their opt-outs), then the namespace (which the webhook's namespaceSelector
  * has already applied, so inside the webhook it defaults to enabled).
  */
-import { INJECT_KEY, STATUS_ANNOTATION, parseInjectFlag } from './annotations';
+import { INJECT_KEY, ISTIO_INJECT_KEY, STATUS_ANNOTATION, parseInjectFlag } from './annotations';
 import type { PodLike } from './pod-shape';
 import { INIT_CONTAINER_NAME, SIDECAR_CONTAINER_NAME } from './sidecar-template';
 
@@ -52,8 +53,9 @@ export function decideInjection(pod: PodLike, context: InjectionContext = {}): I
   if (annotations[STATUS_ANNOTATION] !== undefined || names.includes(SIDECAR_CONTAINER_NAME) || names.includes(INIT_CONTAINER_NAME)) {
     return { inject: false, reason: 'already-injected' };
   }
-  const label = parseInjectFlag(pod.metadata?.labels?.[INJECT_KEY], 'label');
-  const annotation = parseInjectFlag(annotations[INJECT_KEY], 'annotation');
+  const labels = pod.metadata?.labels ?? {};
+  const label = parseInjectFlag(labels[INJECT_KEY], 'label') ?? parseInjectFlag(labels[ISTIO_INJECT_KEY], 'label', ISTIO_INJECT_KEY);
+  const annotation = parseInjectFlag(annotations[INJECT_KEY], 'annotation') ?? parseInjectFlag(annotations[ISTIO_INJECT_KEY], 'annotation', ISTIO_INJECT_KEY);
   let decision: InjectionDecision;
   if (label !== undefined) decision = { inject: label, reason: label ? 'pod-label-true' : 'pod-label-false' };
   else if (annotation !== undefined) decision = { inject: annotation, reason: annotation ? 'annotation-true' : 'annotation-false' };
