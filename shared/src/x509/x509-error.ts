@@ -19,8 +19,26 @@ export const X509ErrorCode = Object.freeze({
   DUPLICATE_EXTENSION: 'TRELLIS_X509_DUPLICATE_EXTENSION',
   /** An extension Trellis reads (basicConstraints, keyUsage, EKU, SAN, SKI, AKI) whose value is malformed. */
   BAD_EXTENSION: 'TRELLIS_X509_BAD_EXTENSION',
-  /** A trust bundle that cannot be used (malformed document, bad entry). */
-  BAD_BUNDLE: 'TRELLIS_X509_BAD_BUNDLE',
+  /** A SPIFFE bundle that is not a JSON object, or a field of the wrong type. */
+  BUNDLE_BAD_JSON: 'TRELLIS_X509_BUNDLE_BAD_JSON',
+  /** A SPIFFE bundle without the `keys` member (Trust Domain and Bundle 4.1.3). */
+  BUNDLE_NO_KEYS: 'TRELLIS_X509_BUNDLE_NO_KEYS',
+  /** `spiffe_sequence` / `spiffe_refresh_hint` that is not a non-negative integer. */
+  BUNDLE_BAD_FIELD: 'TRELLIS_X509_BUNDLE_BAD_FIELD',
+  /** An `x509-svid` entry whose `x5c` holds more than one certificate (X509-SVID 6.1). */
+  BUNDLE_X5C_COUNT: 'TRELLIS_X509_BUNDLE_X5C_COUNT',
+  /** An `x509-svid` entry whose `x5c` is not base64 DER of a certificate. */
+  BUNDLE_BAD_X5C: 'TRELLIS_X509_BUNDLE_BAD_X5C',
+  /** An entry whose JWK key parameters are not a valid public key. */
+  BUNDLE_BAD_KEY: 'TRELLIS_X509_BUNDLE_BAD_KEY',
+  /** An `x509-svid` entry whose JWK key is not the key of its `x5c` certificate. */
+  BUNDLE_KEY_MISMATCH: 'TRELLIS_X509_BUNDLE_KEY_MISMATCH',
+  /** A `jwt-svid` entry without a `kid` (JWT-SVID 6). */
+  BUNDLE_MISSING_KID: 'TRELLIS_X509_BUNDLE_MISSING_KID',
+  /** Two `jwt-svid` entries with the same `kid`. */
+  BUNDLE_DUPLICATE_KID: 'TRELLIS_X509_BUNDLE_DUPLICATE_KID',
+  /** An entry carrying private key parameters (`d`, `p`, ...): never publish or accept those. */
+  BUNDLE_PRIVATE_KEY: 'TRELLIS_X509_BUNDLE_PRIVATE_KEY',
 });
 
 /** One of the {@link X509ErrorCode} values. */
