@@ -1,0 +1,382 @@
+/**
+ * The control plane's policy directory: loads every `*.yaml`, `*.yml` and
+ * `*.json` file, watches the directory (fs.watch with a debounce, plus a
+ * periodic rescan because fs.watch misses events on some file systems and
+ * volume mounts), and publishes one immutable PolicySet.
+ *
+ * Per-file last-good semantics: a file whose new content has any error is
+ * rejected whole and its previous good policies stay in force; the rejection
+ * is logged, counted through `deps.metrics`, and shown by `status()` (served as
+ * /debug/policies). Nothing is lost by a bad edit. Deleting a file does
+ * remove its policies: that is an explicit operator action.
+ *
+ * A policy without `metadata.creationTimestamp` is dated by when its file was
+ * first seen: the file's mtime at the first scan that found it, remembered for
+ * the life of the store so later edits do not change its conflict order.
+ *
+ * A `change` event (and every `subscribe` listener) fires only when the
+ * effective content changed: rewriting a file with the same policies, or
+ * editing a comment, does not wake the discovery streams.
+ */
+import { createHash } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import * as nodeFs from 'node:fs';
+import { join } from 'node:path';
+import {
+  buildPolicySet,
+  DEFAULT_ROOT_NAMESPACE,
+  formatIssue,
+  parsePolicyFile,
+  policySetFingerprint,
+  POLICY_CODES,
+  type Logger,
+  type Policy,
+  type PolicyIssue,
+  type PolicySet,
+} from '@trellis/shared';
+
+/** The file-system calls the store makes; tests may wrap them, production uses node:fs. */
+export interface PolicyFs {
+  readdir(dir: string): Promise<string[]>;
+  readFile(path: string): Promise<string>;
+  /** Modification time, used as "first seen" for undated policies. */
+  mtime(path: string): Promise<Date>;
+  /** Calls `onEvent` on any change in `dir`; returns a closer. May throw (no watch support). */
+  watch(dir: string, onEvent: () => void, onError: (err: Error) => void): { close(): void };
+}
+
+/** Counters the store reports; wire them to prom-client in the control plane. */
+export interface PolicyStoreMetrics {
+  /** A file's new content was rejected (its last good version stays). */
+  fileRejected(file: string): void;
+  /** A scan finished; `changed` when a new PolicySet was published. */
+  reloaded?(changed: boolean): void;
+}
+
+/** Collaborators of the store. */
+export interface PolicyStoreDeps {
+  logger: Logger;
+  /** Clock for status times. */
+  now: () => Date;
+  fs?: PolicyFs;
+  metrics?: PolicyStoreMetrics;
+  /** Timers, injectable so tests can drive them. */
+  timers?: { setTimeout: typeof setTimeout; clearTimeout: typeof clearTimeout; setInterval: typeof setInterval; clearInterval: typeof clearInterval };
+}
+
+/** Options of the store. */
+export interface PolicyStoreOptions {
+  dir: string;
+  /** Default `trellis-system`. */
+  rootNamespace?: string;
+  /** Quiet time after a watch event before rescanning; default 100 ms (editors write in several steps). */
+  debounceMs?: number;
+  /** Periodic rescan; default 5000 ms; 0 disables. */
+  rescanIntervalMs?: number;
+}
+
+/** One file in `status()`. */
+export interface PolicyFileStatus {
+  readonly file: string;
+  /** `ok`: current content in force; `rejected`: the last good content (if any) is in force instead. */
+  readonly state: 'ok' | 'rejected';
+  /** Policies in force from this file, as `Kind namespace/name`. */
+  readonly policies: readonly string[];
+  readonly firstSeen: string;
+  readonly lastGoodAt: string | null;
+  readonly rejectedAt: string | null;
+  /** Errors of the rejected content and warnings of the content in force, formatted `file:line:col: ...`. */
+  readonly errors: readonly string[];
+  readonly warnings: readonly string[];
+}
+
+/** What /debug/policies shows. */
+export interface PolicyStoreStatus {
+  readonly dir: string;
+  readonly rootNamespace: string;
+  /** sha256 of the effective content; changes exactly when a `change` event fires. */
+  readonly version: string;
+  readonly lastScanAt: string | null;
+  /** Why the directory itself could not be read, if it could not. */
+  readonly dirError: string | null;
+  readonly watching: boolean;
+  /** Policies defined in two files (the first file, by name, wins). */
+  readonly duplicates: readonly string[];
+  readonly counts: { readonly peerAuthentications: number; readonly authorizationPolicies: number };
+  readonly files: readonly PolicyFileStatus[];
+}
+
+interface FileState {
+  text: string | null;
+  firstSeen: Date;
+  good: Policy[];
+  goodWarnings: PolicyIssue[];
+  lastGoodAt: Date | null;
+  rejected: { at: Date; errors: PolicyIssue[] } | null;
+}
+
+const POLICY_FILE = /\.(ya?ml|json)$/;
+
+/** Node's fs, behind PolicyFs. */
+export const nodePolicyFs: PolicyFs = {
+  readdir: (dir) => nodeFs.promises.readdir(dir),
+  readFile: (path) => nodeFs.promises.readFile(path, 'utf8'),
+  mtime: async (path) => (await nodeFs.promises.stat(path)).mtime,
+  watch(dir, onEvent, onError) {
+    const w = nodeFs.watch(dir, { persistent: false }, () => onEvent());
+    w.on('error', onError);
+    return { close: () => w.close() };
+  },
+};
+
+/** The policy directory, loaded and watched. Create, `await start()`, read `current()`, `close()` at shutdown. */
+export class PolicyStore extends EventEmitter<{ change: [PolicySet]; rejected: [string, readonly PolicyIssue[]] }> {
+  private readonly fs: PolicyFs;
+  private readonly root: string;
+  private readonly files = new Map<string, FileState>();
+  private set: PolicySet = buildPolicySet([]);
+  private fingerprint = policySetFingerprint(this.set);
+  private versionHash = sha256(this.fingerprint);
+  private lastScanAt: Date | null = null;
+  private dirError: string | null = null;
+  private watcher: { close(): void } | null = null;
+  private debounce: ReturnType<typeof setTimeout> | null = null;
+  private interval: ReturnType<typeof setInterval> | null = null;
+  private scanning: Promise<boolean> | null = null;
+  private duplicates: string[] = [];
+  private rescanRequested = false;
+  private closed = false;
+
+  constructor(
+    private readonly opts: PolicyStoreOptions,
+    private readonly deps: PolicyStoreDeps,
+  ) {
+    super();
+    this.fs = deps.fs ?? nodePolicyFs;
+    this.root = opts.rootNamespace ?? DEFAULT_ROOT_NAMESPACE;
+  }
+
+  /** Loads the directory once, then starts watching. Resolves after the first load. */
+  async start(): Promise<void> {
+    await this.reload();
+    if (this.closed) return;
+    const timers = this.timers();
+    try {
+      this.watcher = this.fs.watch(this.opts.dir, () => this.schedule(), (err) => {
+        this.deps.logger.warn('policy dir watch failed; relying on the periodic rescan', { dir: this.opts.dir, error: err });
+        this.watcher?.close();
+        this.watcher = null;
+      });
+    } catch (err) {
+      this.deps.logger.warn('cannot watch the policy dir; relying on the periodic rescan', { dir: this.opts.dir, error: err });
+    }
+    const every = this.opts.rescanIntervalMs ?? 5000;
+    if (every > 0) {
+      this.interval = timers.setInterval(() => void this.reload(), every);
+      (this.interval as { unref?: () => void }).unref?.();
+    }
+  }
+
+  /** The PolicySet in force (frozen; replaced whole on change). */
+  current(): PolicySet {
+    return this.set;
+  }
+
+  /** Content version of `current()`. */
+  version(): string {
+    return this.versionHash;
+  }
+
+  /** Calls `listener` with each new PolicySet; returns an unsubscribe function. */
+  subscribe(listener: (set: PolicySet) => void): () => void {
+    this.on('change', listener);
+    return () => this.off('change', listener);
+  }
+
+  /**
+   * Rescans now. Resolves true when the effective content changed. Concurrent
+   * calls share one scan and queue at most one more, so no edit is missed.
+   */
+  async reload(): Promise<boolean> {
+    if (this.scanning) {
+      this.rescanRequested = true;
+      return this.scanning;
+    }
+    this.scanning = this.scan().finally(() => {
+      this.scanning = null;
+    });
+    const changed = await this.scanning;
+    if (this.rescanRequested && !this.closed) {
+      this.rescanRequested = false;
+      return (await this.reload()) || changed;
+    }
+    return changed;
+  }
+
+  /** Everything an operator needs to see why a policy is or is not in force. */
+  status(): PolicyStoreStatus {
+    const files = [...this.files.entries()].sort(([a], [b]) => (a < b ? -1 : 1));
+    return {
+      dir: this.opts.dir,
+      rootNamespace: this.root,
+      version: this.versionHash,
+      lastScanAt: this.lastScanAt?.toISOString() ?? null,
+      dirError: this.dirError,
+      watching: this.watcher !== null,
+      duplicates: [...this.duplicates],
+      counts: { peerAuthentications: this.set.peerAuthentications.length, authorizationPolicies: this.set.authorizationPolicies.length },
+      files: files.map(([file, s]) => ({
+        file,
+        state: s.rejected ? 'rejected' : 'ok',
+        policies: s.good.map((p) => `${p.kind} ${p.metadata.namespace}/${p.metadata.name}`),
+        firstSeen: s.firstSeen.toISOString(),
+        lastGoodAt: s.lastGoodAt?.toISOString() ?? null,
+        rejectedAt: s.rejected?.at.toISOString() ?? null,
+        errors: (s.rejected?.errors ?? []).map(formatIssue),
+        warnings: s.goodWarnings.map(formatIssue),
+      })),
+    };
+  }
+
+  /** Stops watching and timers; the last PolicySet stays readable. */
+  close(): void {
+    this.closed = true;
+    const timers = this.timers();
+    this.watcher?.close();
+    this.watcher = null;
+    if (this.debounce) timers.clearTimeout(this.debounce);
+    if (this.interval) timers.clearInterval(this.interval);
+    this.debounce = null;
+    this.interval = null;
+    this.removeAllListeners();
+  }
+
+  private schedule(): void {
+    if (this.closed) return;
+    const timers = this.timers();
+    if (this.debounce) timers.clearTimeout(this.debounce);
+    this.debounce = timers.setTimeout(() => {
+      this.debounce = null;
+      void this.reload();
+    }, this.opts.debounceMs ?? 100);
+  }
+
+  private timers(): NonNullable<PolicyStoreDeps['timers']> {
+    return this.deps.timers ?? { setTimeout, clearTimeout, setInterval, clearInterval };
+  }
+
+  private async scan(): Promise<boolean> {
+    const log = this.deps.logger;
+    let names: string[];
+    try {
+      names = (await this.fs.readdir(this.opts.dir)).filter((n) => POLICY_FILE.test(n) && !n.startsWith('.')).sort();
+      if (this.dirError) log.info('policy dir readable again', { dir: this.opts.dir });
+      this.dirError = null;
+    } catch (err) {
+      // An unreadable directory keeps every policy in force: failing open to "no policies" would drop DENYs.
+      const msg = `${this.opts.dir}: ${(err as Error).message}`;
+      if (this.dirError !== msg) log.error('policy dir unreadable; keeping the policies in force', { dir: this.opts.dir, error: err });
+      this.dirError = msg;
+      this.lastScanAt = this.deps.now();
+      this.deps.metrics?.reloaded?.(false);
+      return false;
+    }
+    for (const gone of [...this.files.keys()].filter((f) => !names.includes(f))) {
+      this.files.delete(gone);
+      log.info('policy file removed; its policies are withdrawn', { file: join(this.opts.dir, gone) });
+    }
+    for (const name of names) await this.scanFile(name);
+    this.lastScanAt = this.deps.now();
+    const changed = this.publish();
+    this.deps.metrics?.reloaded?.(changed);
+    return changed;
+  }
+
+  private async scanFile(name: string): Promise<void> {
+    const path = join(this.opts.dir, name);
+    const log = this.deps.logger;
+    let prev = this.files.get(name);
+    let text: string;
+    try {
+      if (!prev) {
+        const firstSeen = await this.fs.mtime(path);
+        prev = { text: null, firstSeen, good: [], goodWarnings: [], lastGoodAt: null, rejected: null };
+        this.files.set(name, prev);
+      }
+      text = await this.fs.readFile(path);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+        // Gone between readdir and read (an editor's rename): the next scan settles it.
+        if (prev && prev.text === null) this.files.delete(name);
+        return;
+      }
+      const issue: PolicyIssue = { severity: 'error', code: POLICY_CODES.FILE, file: path, documentIndex: -1, line: 1, column: 1, path: '', message: `cannot read: ${(err as Error).message}` };
+      if (prev) prev.text = null; // re-parse once it is readable again, even if unchanged
+      this.reject(name, prev!, [issue], path);
+      return;
+    }
+    if (text === prev.text) return;
+    prev.text = text;
+    const parsed = parsePolicyFile(text, path, { firstSeen: prev.firstSeen, rootNamespace: this.root });
+    const errors = parsed.issues.filter((i) => i.severity === 'error');
+    if (errors.length > 0) {
+      this.reject(name, prev, errors, path);
+      return;
+    }
+    const warnings = parsed.issues.filter((i) => i.severity === 'warning');
+    for (const w of warnings) log.warn('policy warning', { file: path, issue: formatIssue(w), code: w.code });
+    if (prev.rejected) log.info('policy file accepted again', { file: path });
+    prev.good = parsed.policies;
+    prev.goodWarnings = warnings;
+    prev.lastGoodAt = this.deps.now();
+    prev.rejected = null;
+  }
+
+  private reject(name: string, state: FileState, errors: PolicyIssue[], path: string): void {
+    state.rejected = { at: this.deps.now(), errors };
+    this.deps.logger.error(state.lastGoodAt ? 'policy file rejected; its last good version stays in force' : 'policy file rejected; it has no good version yet', {
+      file: path,
+      code: errors[0]?.code,
+      errors: errors.length,
+      issues: errors.slice(0, 20).map(formatIssue),
+    });
+    this.deps.metrics?.fileRejected(name);
+    this.emit('rejected', name, errors);
+  }
+
+  /** Builds the set from every file's good policies; a kind/namespace/name defined by two files is kept from the first file (sorted by name) only. */
+  private publish(): boolean {
+    const seen = new Map<string, string>();
+    const all: Policy[] = [];
+    const duplicates: string[] = [];
+    for (const [name, state] of [...this.files.entries()].sort(([a], [b]) => (a < b ? -1 : 1))) {
+      for (const p of state.good) {
+        const key = `${p.kind}/${p.metadata.namespace}/${p.metadata.name}`;
+        const owner = seen.get(key);
+        if (owner !== undefined) {
+          duplicates.push(`${p.kind} ${p.metadata.namespace}/${p.metadata.name} is defined in ${owner} and ${name}; ${name} is ignored [${POLICY_CODES.DUPLICATE}]`);
+          continue;
+        }
+        seen.set(key, name);
+        all.push(p);
+      }
+    }
+    if (duplicates.join('\n') !== this.duplicates.join('\n')) {
+      for (const d of duplicates) this.deps.logger.warn('policy defined in two files; the first file wins', { issue: d, code: POLICY_CODES.DUPLICATE });
+    }
+    this.duplicates = duplicates;
+    const set = buildPolicySet(all);
+    const fp = policySetFingerprint(set);
+    if (fp === this.fingerprint) return false;
+    this.set = set;
+    this.fingerprint = fp;
+    this.versionHash = sha256(fp);
+    this.deps.logger.info('policies updated', { dir: this.opts.dir, version: this.versionHash.slice(0, 12), peerAuthentications: set.peerAuthentications.length, authorizationPolicies: set.authorizationPolicies.length });
+    this.emit('change', set);
+    return true;
+  }
+}
+
+function sha256(s: string): string {
+  return createHash('sha256').update(s).digest('hex');
+}
