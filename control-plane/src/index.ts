@@ -15,3 +15,4 @@ export type { ParsedCsr } from './ca/csr';
 export { SVID_TTL, CLOCK_SKEW_SECONDS, svidValidity, checkCsrIdentity } from './ca/svid-profile';
 export type { SvidValidity } from './ca/svid-profile';
 export type { AuditRecord, AuditSink } from './ca/audit-log';
+export * from './policy';
