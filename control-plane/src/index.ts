@@ -16,3 +16,12 @@ export { SVID_TTL, CLOCK_SKEW_SECONDS, svidValidity, checkCsrIdentity } from './
 export type { SvidValidity } from './ca/svid-profile';
 export type { AuditRecord, AuditSink } from './ca/audit-log';
 export * from './policy';
+export { HsmError, HsmErrorCode } from './hsm/hsm-error';
+export type { HsmErrorCodeValue } from './hsm/hsm-error';
+export { openPkcs11Signer } from './hsm/pkcs11-signer';
+export type { Pkcs11Signer, Pkcs11SignerDeps } from './hsm/pkcs11-signer';
+export { loadSigner } from './hsm/load-signer';
+export { SIGNER_CONFIG_FILE, parseSignerConfig, readSignerConfigFile, formatSignerConfig, readPin } from './hsm/signer-config';
+export type { Pkcs11SignerConfig, PinSource } from './hsm/signer-config';
+export { generateHsmKey, writeHsmIntermediateCsr, importHsmIntermediate } from './hsm/hsm-setup';
+export type { HsmKeygenResult } from './hsm/hsm-setup';
