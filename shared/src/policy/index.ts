@@ -29,3 +29,5 @@ export { policiesFromJSON, policiesToJSON, policyToManifest } from './policy-wir
 export type { PolicyManifest } from './policy-wire';
 export { matchString } from './string-match';
 export { ipInBlock, parseIp, parseIpBlock } from './ip-block';
+export { explainInbound } from './explain';
+export type { InboundExplanation } from './explain';
