@@ -7,7 +7,7 @@
  * issuance uses the pre-encoded template in svid-template.ts.
  */
 import 'reflect-metadata';
-import { createPrivateKey, generateKeyPairSync, randomBytes, webcrypto, type KeyObject } from 'node:crypto';
+import { createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, webcrypto, type KeyObject } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import * as x509 from '@peculiar/x509';
@@ -169,7 +169,7 @@ export function importIntermediate(dir: string, certPem: string, chainPem: strin
   const certDers = pemCertificates(certPem, certSource);
   if (certDers.length !== 1) throw new CaError(CaErrorCode.BAD_PEM, `${certSource}: expected exactly one certificate, found ${certDers.length}`, { file: certSource });
   const intermediate = readCaCertificate(certDers[0]!, certSource);
-  if (!certificateHasKey(intermediate, key)) {
+  if (!certificateHasKey(intermediate, createPublicKey(key))) {
     throw new CaError(CaErrorCode.KEY_MISMATCH, `${certSource} is not for the key in ${join(dir, CA_FILES.intermediateKey)} (was it signed from this dir's intermediate.csr?)`, { file: certSource });
   }
   const chain = pemCertificates(chainPem, chainSource).map((d, i) => readCaCertificate(d, `${chainSource} certificate ${i + 1}`));
