@@ -65,3 +65,5 @@ export { MAX_BODY_BYTES, startWebhookServer } from './webhook/webhook-server';
 export type { WebhookServer, WebhookServerDeps } from './webhook/webhook-server';
 export { toStructuralSchema, policyCrd, policyCrds } from './kubernetes/policy-crds';
 export type { JsonSchema, CrdNames } from './kubernetes/policy-crds';
+export { IssuedCertSource, buildCsr, renewalDelayMs } from './webhook/issued-cert-source';
+export type { IssuedCertSourceDeps, IssuedChain } from './webhook/issued-cert-source';

@@ -1,8 +1,10 @@
 /** `trellis injector`: the mutating admission webhook server, and its caBundle. */
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { UsageError, createLogger } from '@trellis/shared';
-import { FileCertSource, InjectorError, startWebhookServer, type CertSource } from '@trellis/injector-webhook';
+import { join } from 'node:path';
+import { UsageError, createLogger, parseDurationSeconds } from '@trellis/shared';
+import { CA_FILES, loadCertificateAuthority } from '@trellis/control-plane';
+import { FileCertSource, InjectorError, IssuedCertSource, startWebhookServer, type CertSource } from '@trellis/injector-webhook';
 import type { Command, CommandContext } from '../command';
 import { optionalString } from '../flags';
 import { loadInjectorConfig } from './inject';
@@ -15,13 +17,19 @@ export function parseListen(value: string, flagName: string): { host: string; po
   return { host: m[1]!.replace(/^\[|\]$/g, ''), port };
 }
 
-function certSource(ctx: CommandContext, logger: ReturnType<typeof createLogger>): CertSource {
+async function certSource(ctx: CommandContext, logger: ReturnType<typeof createLogger>): Promise<CertSource> {
   const cert = optionalString(ctx, 'cert');
   const key = optionalString(ctx, 'key');
   const caDir = optionalString(ctx, 'ca-dir');
   if (caDir !== undefined && (cert !== undefined || key !== undefined)) throw new UsageError('give either --ca-dir or --cert/--key, not both', { flag: 'ca-dir' });
   if (caDir !== undefined) {
-    throw new InjectorError('TRELLIS_INJECTOR_BAD_CERT', '--ca-dir is not available in this build yet; issue a serving certificate and pass --cert/--key', { flag: 'ca-dir' });
+    const ttlSeconds = parseDurationSeconds(optionalString(ctx, 'cert-ttl') ?? '24h', 'cert-ttl');
+    const ca = await loadCertificateAuthority(resolve(ctx.cwd, caDir), { logger: logger.child({ component: 'ca' }) });
+    const spiffeId = optionalString(ctx, 'spiffe-id') ?? `spiffe://${ca.trustDomain}/ns/trellis-system/sa/trellis-injector`;
+    return IssuedCertSource.start({
+      issue: async (csr) => ({ chainPem: (await ca.issue({ csr, spiffeId, ttlSeconds, requester: 'trellis-injector' })).chainPem }),
+      logger,
+    });
   }
   if (cert === undefined || key === undefined) throw new UsageError('--cert and --key are required (the serving certificate and key files)', { flag: cert === undefined ? 'cert' : 'key' });
   const interval = Number(ctx.env.TRELLIS_INJECTOR_RELOAD_MS ?? 2000);
@@ -32,13 +40,16 @@ export const commands: Command[] = [
   {
     name: 'injector',
     summary: 'Run the sidecar-injection admission webhook (HTTPS, POST /inject)',
-    usage: 'trellis injector [--listen HOST:PORT] (--cert FILE --key FILE | --ca-dir DIR) [--config FILE] [--log-level LEVEL]',
+    usage: 'trellis injector [--listen HOST:PORT] (--cert FILE --key FILE | --ca-dir DIR [--cert-ttl 24h] [--spiffe-id ID]) [--config FILE] [--log-level LEVEL]',
     description: `Serves AdmissionReview v1 on https://HOST:PORT/inject and GET /healthz.
 The serving certificate is re-read when --cert/--key change (no restart).
 
   --listen HOST:PORT   default 0.0.0.0:15017
   --cert, --key FILE   serving certificate chain and key (PEM)
-  --ca-dir DIR         issue the serving certificate from a Trellis CA directory
+  --ca-dir DIR         issue the serving certificate from a Trellis CA directory (key kept in
+                       memory only) and renew it at half its lifetime
+  --cert-ttl DURATION  lifetime of that certificate (default 24h)
+  --spiffe-id ID       its identity (default spiffe://<td>/ns/trellis-system/sa/trellis-injector)
   --config FILE        injector settings (YAML; see docs/kubernetes.md)
   --log-level LEVEL    debug|info|warn|error (default info)`,
     options: {
@@ -46,6 +57,8 @@ The serving certificate is re-read when --cert/--key change (no restart).
       cert: { type: 'string' },
       key: { type: 'string' },
       'ca-dir': { type: 'string' },
+      'cert-ttl': { type: 'string' },
+      'spiffe-id': { type: 'string' },
       config: { type: 'string' },
       'log-level': { type: 'string' },
     },
@@ -55,7 +68,7 @@ The serving certificate is re-read when --cert/--key change (no restart).
       if (!['debug', 'info', 'warn', 'error'].includes(level)) throw new UsageError(`--log-level must be debug, info, warn or error, got "${level}"`, { flag: 'log-level' });
       const logger = createLogger({ component: 'injector', sink: ctx.stderr, level: level as 'info' });
       const config = loadInjectorConfig(ctx);
-      const certs = certSource(ctx, logger);
+      const certs = await certSource(ctx, logger);
       const server = await startWebhookServer(host, port, { config, certs, logger });
       const addr = server.address();
       ctx.stdout.write(`injector listening on https://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}/inject\n`);
@@ -75,16 +88,18 @@ The serving certificate is re-read when --cert/--key change (no restart).
 base64-encoded on one line, as clientConfig.caBundle expects.
 
   --ca-file FILE   a PEM file with the CA certificate(s)
-  --ca-dir DIR     a Trellis CA directory`,
+  --ca-dir DIR     a Trellis CA directory (its root.pem)`,
     options: { 'ca-file': { type: 'string' }, 'ca-dir': { type: 'string' } },
     async run(ctx) {
-      const file = optionalString(ctx, 'ca-file');
-      if (file === undefined) throw new UsageError('--ca-file is required', { flag: 'ca-file' });
+      const caDir = optionalString(ctx, 'ca-dir');
+      const given = optionalString(ctx, 'ca-file');
+      if ((caDir === undefined) === (given === undefined)) throw new UsageError('give exactly one of --ca-file or --ca-dir', { flag: 'ca-file' });
+      const file = given ?? join(caDir!, CA_FILES.rootCert);
       let pem: string;
       try {
         pem = readFileSync(resolve(ctx.cwd, file), 'utf8');
       } catch (err) {
-        throw new UsageError(`cannot read --ca-file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { flag: 'ca-file' });
+        throw new UsageError(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { flag: given ? 'ca-file' : 'ca-dir' });
       }
       if (!/-----BEGIN CERTIFICATE-----/.test(pem)) throw new InjectorError('TRELLIS_INJECTOR_BAD_CERT', `${file}: no PEM certificate found`, { file });
       ctx.stdout.write(Buffer.from(pem, 'utf8').toString('base64') + '\n');

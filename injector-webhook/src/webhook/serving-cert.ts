@@ -16,7 +16,8 @@ import { InjectorError } from '../errors/injector-error';
 export interface ServingPair {
   readonly certPem: string;
   readonly keyPem: string;
-  /** Leaf notAfter, for logs and rotation. */
+  /** Leaf validity, for logs and rotation. */
+  readonly notBefore: Date;
   readonly notAfter: Date;
   /** Leaf serial (hex), for logs. */
   readonly serial: string;
@@ -47,7 +48,7 @@ export function validateServingPair(certPem: string, keyPem: string, source: str
   } catch (err) {
     throw new InjectorError('TRELLIS_INJECTOR_BAD_CERT', `${source}: private key is not valid PEM or does not match the certificate`, { source }, { cause: err });
   }
-  return Object.freeze({ certPem, keyPem, notAfter: new Date(leaf.validTo), serial: leaf.serialNumber });
+  return Object.freeze({ certPem, keyPem, notBefore: new Date(leaf.validFrom), notAfter: new Date(leaf.validTo), serial: leaf.serialNumber });
 }
 
 /** Options of the file source. */
