@@ -2,10 +2,11 @@
  * Decides whether a peer that completed a TLS handshake is a valid workload.
  *
  * The TLS layer has already checked that the chain reaches the trust bundle.
- * This adds the SPIFFE rules: the leaf is an X.509-SVID, its trust domain is
+ * This adds the SPIFFE rules: the leaf is an X.509-SVID (shared profile checks), its trust domain is
  * ours, it is inside its validity window at `now`, and neither its serial nor
  * its SPIFFE ID is revoked. Pure: the time and the revocation list are inputs.
  */
+import { SvidErrorCode, validateLeafSvid } from '@trellis/shared';
 import type { LeafFacts } from './leaf-facts';
 import type { RevocationList } from '../state/sidecar-state';
 
@@ -40,28 +41,21 @@ export function splitWorkloadSpiffeId(id: string): { trustDomain: string; path: 
 }
 
 /**
- * Verifies a peer's leaf. Fails closed: anything not positively valid is
- * refused, with the reason.
+ * Verifies a peer's leaf: the shared X.509-SVID profile rules
+ * (`validateLeafSvid`), validity at `now`, our trust domain, revocation.
+ * Fails closed: anything not positively valid is refused, with the reason.
  */
 export function verifyPeer(leaf: LeafFacts | undefined, ctx: PeerContext): PeerVerdict {
   if (!leaf) return { ok: false, reason: 'no_certificate', detail: 'the peer presented no certificate' };
-  if (leaf.ca) return { ok: false, reason: 'not_svid', detail: 'the leaf is a CA certificate' };
-  const ku = leaf.facts.keyUsage;
-  if (!ku.present || !ku.digitalSignature || ku.keyCertSign || ku.cRLSign) {
-    return { ok: false, reason: 'not_svid', detail: 'an X.509-SVID leaf needs keyUsage digitalSignature and neither keyCertSign nor cRLSign' };
+  const v = validateLeafSvid(leaf.facts, { now: ctx.now });
+  if (!v.ok) {
+    const expired = v.code === SvidErrorCode.EXPIRED || v.code === SvidErrorCode.NOT_YET_VALID;
+    return { ok: false, reason: expired ? 'expired' : 'not_svid', detail: `${v.code}: ${v.reason}` };
   }
-  if (leaf.uris.length !== 1) {
-    return { ok: false, reason: 'not_svid', detail: `an X.509-SVID has exactly one URI SAN, this leaf has ${leaf.uris.length}` };
-  }
-  const spiffeId = leaf.uris[0]!;
-  const parts = splitWorkloadSpiffeId(spiffeId);
-  if (!parts) return { ok: false, reason: 'not_svid', detail: `the URI SAN "${spiffeId}" is not a workload SPIFFE ID` };
-  const t = ctx.now.getTime();
-  if (t < leaf.notBefore.getTime() || t > leaf.notAfter.getTime()) {
-    return { ok: false, reason: 'expired', detail: `the leaf is valid from ${leaf.notBefore.toISOString()} to ${leaf.notAfter.toISOString()}` };
-  }
-  if (!ctx.trustDomains.has(parts.trustDomain)) {
-    return { ok: false, reason: 'foreign_trust_domain', detail: `trust domain "${parts.trustDomain}" is not accepted` };
+  const spiffeId = v.spiffeId.toString();
+  const trustDomain = v.spiffeId.trustDomain;
+  if (!ctx.trustDomains.has(trustDomain)) {
+    return { ok: false, reason: 'foreign_trust_domain', detail: `trust domain "${trustDomain}" is not accepted` };
   }
   if (ctx.revocations.serials.has(leaf.serialHex)) {
     return { ok: false, reason: 'revoked', detail: `serial ${leaf.serialHex} is revoked` };
@@ -69,5 +63,5 @@ export function verifyPeer(leaf: LeafFacts | undefined, ctx: PeerContext): PeerV
   if (ctx.revocations.spiffeIds.has(spiffeId)) {
     return { ok: false, reason: 'revoked', detail: `${spiffeId} is revoked` };
   }
-  return { ok: true, spiffeId, trustDomain: parts.trustDomain, serialHex: leaf.serialHex };
+  return { ok: true, spiffeId, trustDomain, serialHex: leaf.serialHex };
 }

@@ -244,7 +244,7 @@ export class InboundListener {
       port: this.spec.appPort,
     });
     if (d.decision !== 'ALLOW') {
-      this.deps.logger.info('inbound connection denied by policy', { port: this.spec.port, principal: peer?.principal, reason: d.reason, policy: d.policy });
+      this.deps.logger.info('inbound connection denied by policy', { port: this.boundPort, principal: peer?.principal, reason: d.reason, policy: d.policy });
       this.refuse(conn, 'authz_denied', d.reason);
       return;
     }
@@ -272,7 +272,7 @@ export class InboundListener {
       : { decision: 'DENY' as const, reason: 'connection state lost' };
     if (d.decision !== 'ALLOW') {
       this.deps.metrics.refuse('inbound', 'authz_denied');
-      this.deps.logger.info('inbound request denied by policy', { port: this.spec.port, principal: peer?.principal, method: req.method, path: url, reason: d.reason });
+      this.deps.logger.info('inbound request denied by policy', { port: this.boundPort, principal: peer?.principal, method: req.method, path: url, reason: d.reason });
       const body = 'RBAC: access denied\n';
       res.writeHead(403, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body) });
       res.end(body);

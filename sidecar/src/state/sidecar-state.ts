@@ -9,6 +9,7 @@
  * connection never sees half an update.
  */
 import { X509Certificate, createHash, createPublicKey } from 'node:crypto';
+import { validateLeafSvid } from '@trellis/shared';
 import { SidecarError } from '../errors';
 import { leafFacts, normaliseSerial } from '../identity/leaf-facts';
 import { splitWorkloadSpiffeId } from '../identity/peer-verifier';
@@ -178,8 +179,9 @@ export function makeCredentials(keyPem: string, chainPem: string): Credentials {
   }
   if (!keyMatches) throw new SidecarError('TRELLIS_SIDECAR_KEY_MISMATCH', 'the leaf certificate was not issued for our private key', { field: 'chain[0]' });
   const facts = leafFacts(leaf);
-  const id = facts.uris.length === 1 ? splitWorkloadSpiffeId(facts.uris[0]!) : undefined;
-  if (!id || facts.ca) throw new SidecarError('TRELLIS_SIDECAR_BAD_CREDENTIALS', 'the leaf is not an X.509-SVID (one SPIFFE URI SAN, CA:false)', { field: 'chain[0]' });
+  const verdict = validateLeafSvid(facts.facts);
+  if (!verdict.ok) throw new SidecarError('TRELLIS_SIDECAR_BAD_CREDENTIALS', `our leaf is not an X.509-SVID: ${verdict.reason}`, { field: 'chain[0]', cause: verdict.code });
+  const id = { trustDomain: verdict.spiffeId.trustDomain };
   return Object.freeze({
     keyPem,
     chainPem: certs.join(''),

@@ -5,6 +5,7 @@
  */
 import 'reflect-metadata';
 import { webcrypto, randomBytes } from 'node:crypto';
+import { spawn } from 'node:child_process';
 import { createServer as createNetServer, connect as netConnect, type Server as NetServer, type Socket } from 'node:net';
 import { createServer as createHttpServer, type Server as HttpServer, request as httpRequest } from 'node:http';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
@@ -173,5 +174,30 @@ export function httpGet(port: number, path: string, headers: Record<string, stri
     });
     req.on('error', reject);
     req.end();
+  });
+}
+
+/**
+ * Runs a tool (curl, openssl) asynchronously: the sidecar under test lives
+ * in this process, so a synchronous spawn would block the very event loop
+ * that has to answer it.
+ */
+export function runTool(cmd: string, args: string[], input?: string, timeoutMs = 15_000, until?: RegExp): Promise<{ status: number; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => {
+      stdout += d;
+      if (until?.test(stdout)) child.kill('SIGTERM');
+    });
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ status: code ?? -1, stdout, stderr });
+    });
+    child.stdin.end(input ?? '');
   });
 }
