@@ -20,7 +20,7 @@ export { HsmError, HsmErrorCode } from './hsm/hsm-error';
 export type { HsmErrorCodeValue } from './hsm/hsm-error';
 export { openPkcs11Signer } from './hsm/pkcs11-signer';
 export type { Pkcs11Signer, Pkcs11SignerDeps } from './hsm/pkcs11-signer';
-export { loadSigner } from './hsm/load-signer';
+export { loadSigner, requireSigner } from './hsm/load-signer';
 export { SIGNER_CONFIG_FILE, parseSignerConfig, readSignerConfigFile, formatSignerConfig, readPin } from './hsm/signer-config';
 export type { Pkcs11SignerConfig, PinSource } from './hsm/signer-config';
 export { generateHsmKey, writeHsmIntermediateCsr, importHsmIntermediate } from './hsm/hsm-setup';

@@ -11,6 +11,8 @@ import { TrellisError } from '@trellis/shared';
 export const HsmErrorCode = Object.freeze({
   /** `signer.yaml` is unreadable, not YAML, or has missing/invalid fields (every problem is listed). */
   BAD_CONFIG: 'TRELLIS_HSM_BAD_CONFIG',
+  /** The CA dir has no `signer.yaml` but the operation needs the HSM signer. */
+  NOT_CONFIGURED: 'TRELLIS_HSM_NOT_CONFIGURED',
   /** The PIN file cannot be read or is empty, or the PIN environment variable is unset or empty. */
   PIN_UNAVAILABLE: 'TRELLIS_HSM_PIN_UNAVAILABLE',
   /** The `pkcs11js` binding is not installed or its native part failed to load. */

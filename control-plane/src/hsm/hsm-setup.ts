@@ -49,7 +49,7 @@ export function generateHsmKey(caDir: string, config: Pkcs11SignerConfig, opts: 
   const mod = acquirePkcs11Module(config.module, deps.loadBinding ?? requirePkcs11Binding);
   try {
     const { binding, api } = mod;
-    const slot = findSlot(api, config, config.module);
+    const slot = findSlot(mod.binding, mod.api, config, config.module);
     const what = `${config.tokenLabel !== undefined ? `token "${config.tokenLabel}"` : `slot ${config.slot}`} key "${config.keyLabel}"`;
     const session = openUserSession(mod, slot, pin, what);
     try {

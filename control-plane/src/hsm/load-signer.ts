@@ -9,6 +9,7 @@
  */
 import { join } from 'node:path';
 import { caFileExists } from '../ca/ca-dir';
+import { HsmError, HsmErrorCode } from './hsm-error';
 import { openPkcs11Signer, type Pkcs11Signer, type Pkcs11SignerDeps } from './pkcs11-signer';
 import { readSignerConfigFile, SIGNER_CONFIG_FILE } from './signer-config';
 
@@ -21,4 +22,13 @@ import { readSignerConfigFile, SIGNER_CONFIG_FILE } from './signer-config';
 export function loadSigner(caDir: string, deps: Pkcs11SignerDeps = {}): Pkcs11Signer | undefined {
   if (!caFileExists(caDir, SIGNER_CONFIG_FILE)) return undefined;
   return openPkcs11Signer(readSignerConfigFile(join(caDir, SIGNER_CONFIG_FILE)), deps);
+}
+
+/** Like {@link loadSigner}, but NOT_CONFIGURED when `caDir` has no `signer.yaml`. */
+export function requireSigner(caDir: string, deps: Pkcs11SignerDeps = {}): Pkcs11Signer {
+  const signer = loadSigner(caDir, deps);
+  if (!signer) {
+    throw new HsmError(HsmErrorCode.NOT_CONFIGURED, `${join(caDir, SIGNER_CONFIG_FILE)} not found: this CA dir has no HSM signer (run "trellis hsm keygen --dir ${caDir} ..." first)`, { file: join(caDir, SIGNER_CONFIG_FILE) });
+  }
+  return signer;
 }

@@ -90,7 +90,7 @@ class TokenSigner implements Pkcs11Signer {
   ) {
     const { binding, api } = mod;
     this.description = `${config.tokenLabel !== undefined ? `token "${config.tokenLabel}"` : `slot ${config.slot}`} key "${config.keyLabel}"`;
-    this.slot = findSlot(api, config, config.module);
+    this.slot = findSlot(mod.binding, mod.api, config, config.module);
     const session = this.openSession();
     try {
       const pair = findKeyPair(binding, api, session, config, this.description);

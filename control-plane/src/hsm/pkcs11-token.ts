@@ -64,11 +64,13 @@ export function slotId(handle: Buffer): number {
 }
 
 /** Finds the slot holding the configured token. TOKEN_NOT_FOUND lists the labels it saw. */
-export function findSlot(api: Pkcs11Api, sel: SlotSelector, module: string): Buffer {
+export function findSlot(binding: Pkcs11Binding, api: Pkcs11Api, sel: SlotSelector, module: string): Buffer {
   const slots = api.C_GetSlotList(true);
   const seen: string[] = [];
   for (const s of slots) {
-    const label = api.C_GetTokenInfo(s).label.trim();
+    const info = api.C_GetTokenInfo(s);
+    if ((info.flags & binding.CKF_TOKEN_INITIALIZED) === 0) continue;
+    const label = info.label.trim();
     seen.push(label);
     if (sel.tokenLabel !== undefined && label === sel.tokenLabel) return s;
     if (sel.slot !== undefined && slotId(s) === sel.slot) return s;

@@ -90,7 +90,7 @@ describe('PKCS#11 signer on a real SoftHSM2 token', function () {
   it('Should generate the key inside the token as sensitive and never extractable, so CKA_VALUE cannot be read', function () {
     const mod = acquirePkcs11Module(SOFTHSM_MODULE);
     const { binding, api } = mod;
-    const session = openUserSession(mod, findSlot(api, { tokenLabel: token.label }, SOFTHSM_MODULE), token.pin, 'test');
+    const session = openUserSession(mod, findSlot(binding, api, { tokenLabel: token.label }, SOFTHSM_MODULE), token.pin, 'test');
     try {
       const { privateKey } = findKeyPair(binding, api, session, { keyLabel: 'int-p256' }, 'test');
       const attrs = api.C_GetAttributeValue(session, privateKey, [
@@ -134,7 +134,7 @@ describe('PKCS#11 signer on a real SoftHSM2 token', function () {
   it('Should refuse an extractable private key on the token (fail closed)', function () {
     const mod = acquirePkcs11Module(SOFTHSM_MODULE);
     const { binding, api } = mod;
-    const session = openUserSession(mod, findSlot(api, { tokenLabel: token.label }, SOFTHSM_MODULE), token.pin, 'test');
+    const session = openUserSession(mod, findSlot(binding, api, { tokenLabel: token.label }, SOFTHSM_MODULE), token.pin, 'test');
     try {
       const common = [{ type: binding.CKA_TOKEN, value: true }, { type: binding.CKA_LABEL, value: 'exportable' }];
       api.C_GenerateKeyPair(session, { mechanism: binding.CKM_EC_KEY_PAIR_GEN },
