@@ -4,66 +4,40 @@
  * importing an intermediate signed by an enterprise root.
  */
 import { createHash, X509Certificate, type KeyObject } from 'node:crypto';
+import { parseCertificate, TrellisError, type CertificateFacts } from '@trellis/shared';
 import { CaError, CaErrorCode } from './ca-error';
-import { readCertificateFields, subjectPublicKeyBits, type CertificateFields } from './certificate-fields';
-import { expectTlv, readTlv } from './der-walk';
+import { subjectPublicKeyBits } from './key-types';
 import { toPem } from './pem';
 
 /** A CA certificate with the facts the CA needs about it. */
 export interface CaCertificate {
   der: Buffer;
   pem: string;
-  fields: CertificateFields;
+  facts: CertificateFacts;
+  /** Same object as `facts` (the name earlier callers used). */
+  fields: CertificateFacts;
+  /** URI SANs. */
+  uris: readonly string[];
   x509: X509Certificate;
   /** subjectKeyIdentifier (computed from the key, RFC 5280 method 1, when the extension is absent). */
   keyId: Buffer;
-  /** URI SANs. */
-  uris: string[];
-  isCa: boolean;
-  /** keyUsage has keyCertSign. */
-  canSign: boolean;
   selfSigned: boolean;
 }
 
-/** Parses one certificate (DER), naming `source` in errors. */
+/** Parses one certificate (DER), naming `source` in errors (BAD_DER). */
 export function readCaCertificate(der: Buffer, source: string): CaCertificate {
-  const fields = readCertificateFields(der, source);
+  let facts: CertificateFacts;
   let x509: X509Certificate;
   try {
+    facts = parseCertificate(der);
     x509 = new X509Certificate(der);
   } catch (err) {
-    throw new CaError(CaErrorCode.BAD_DER, `${source}: not a certificate (${(err as Error).message})`, { file: source }, { cause: err });
+    const reason = err instanceof TrellisError ? `${err.message} [${err.code}]` : (err as Error).message;
+    throw new CaError(CaErrorCode.BAD_DER, `${source}: not a valid certificate (${reason})`, { file: source }, { cause: err });
   }
-  let keyId: Buffer | undefined;
-  let isCa = false;
-  let canSign = false;
-  const uris: string[] = [];
-  for (const e of fields.extensions) {
-    if (e.oid === '2.5.29.14') {
-      const t = expectTlv(e.value, 0, e.value.length, 0x04, `${source} subjectKeyIdentifier`);
-      keyId = e.value.subarray(t.valueStart, t.end);
-    } else if (e.oid === '2.5.29.19') {
-      const s = expectTlv(e.value, 0, e.value.length, 0x30, `${source} basicConstraints`);
-      if (s.valueStart < s.end) {
-        const b = readTlv(e.value, s.valueStart, s.end, `${source} basicConstraints`);
-        isCa = b.tag === 0x01 && e.value[b.valueStart] !== 0;
-      }
-    } else if (e.oid === '2.5.29.15') {
-      const b = expectTlv(e.value, 0, e.value.length, 0x03, `${source} keyUsage`);
-      canSign = b.end - b.valueStart > 1 && (e.value[b.valueStart + 1]! & 0x04) !== 0;
-    } else if (e.oid === '2.5.29.17') {
-      const names = expectTlv(e.value, 0, e.value.length, 0x30, `${source} subjectAltName`);
-      let p = names.valueStart;
-      while (p < names.end) {
-        const n = readTlv(e.value, p, names.end, `${source} subjectAltName`);
-        if (n.tag === 0x86) uris.push(e.value.toString('utf8', n.valueStart, n.end));
-        p = n.end;
-      }
-    }
-  }
-  keyId ??= createHash('sha1').update(subjectPublicKeyBits(fields.spkiDer, `${source} subjectPublicKeyInfo`)).digest();
-  const selfSigned = fields.issuerDer.equals(fields.subjectDer) && safeVerify(x509, x509.publicKey);
-  return { der, pem: toPem(der, 'CERTIFICATE'), fields, x509, keyId, uris, isCa, canSign, selfSigned };
+  const keyId = facts.subjectKeyId ?? createHash('sha1').update(subjectPublicKeyBits(facts.spki)).digest();
+  const selfSigned = facts.issuer.equals(facts.subject) && safeVerify(x509, x509.publicKey);
+  return { der, pem: toPem(der, 'CERTIFICATE'), facts, fields: facts, uris: facts.subjectAltName.uris, x509, keyId, selfSigned };
 }
 
 /**
@@ -74,35 +48,35 @@ export function readCaCertificate(der: Buffer, source: string): CaCertificate {
  */
 export function verifyCaChain(intermediate: CaCertificate, uppers: CaCertificate[], roots: CaCertificate[], now: Date): void {
   const invalid = (msg: string): never => {
-    throw new CaError(CaErrorCode.CHAIN_INVALID, msg, { subject: intermediate.x509.subject });
+    throw new CaError(CaErrorCode.CHAIN_INVALID, msg, { subject: intermediate.facts.subjectText });
   };
-  if (!intermediate.isCa) invalid('the intermediate is not a CA certificate (basicConstraints CA:true missing)');
-  if (!intermediate.canSign) invalid('the intermediate lacks keyUsage keyCertSign');
+  if (!intermediate.facts.basicConstraints.ca) invalid('the intermediate is not a CA certificate (basicConstraints CA:true missing)');
+  if (!intermediate.facts.keyUsage.keyCertSign) invalid('the intermediate lacks keyUsage keyCertSign');
   if (roots.length === 0) invalid('no root certificate was given');
   for (const r of roots) {
-    if (!r.selfSigned) invalid(`root "${r.x509.subject.replace(/\n/g, ', ')}" is not self-signed`);
+    if (!r.selfSigned) invalid(`root "${r.facts.subjectText}" is not self-signed`);
   }
   let current = intermediate;
   const pool = [...uppers];
   for (let depth = 0; depth < 8; depth++) {
-    if (now < current.fields.notBefore || now >= current.fields.notAfter) {
-      invalid(`"${current.x509.subject.replace(/\n/g, ', ')}" is not valid now (${current.fields.notBefore.toISOString()} .. ${current.fields.notAfter.toISOString()})`);
+    if (now < current.facts.notBefore || now >= current.facts.notAfter) {
+      invalid(`"${current.facts.subjectText}" is not valid now (${current.facts.notBefore.toISOString()} .. ${current.facts.notAfter.toISOString()})`);
     }
-    const root = roots.find((r) => r.fields.subjectDer.equals(current.fields.issuerDer) && safeVerify(current.x509, r.x509.publicKey));
+    const root = roots.find((r) => r.facts.subject.equals(current.facts.issuer) && safeVerify(current.x509, r.x509.publicKey));
     if (root) {
-      if (now < root.fields.notBefore || now >= root.fields.notAfter) invalid('the root is not valid now');
+      if (now < root.facts.notBefore || now >= root.facts.notAfter) invalid(`root "${root.facts.subjectText}" is not valid now`);
       return;
     }
-    const i = pool.findIndex((u) => u.fields.subjectDer.equals(current.fields.issuerDer) && safeVerify(current.x509, u.x509.publicKey));
-    if (i < 0) invalid(`"${current.x509.subject.replace(/\n/g, ', ')}" is not signed by any given root or chain certificate`);
+    const i = pool.findIndex((u) => u.facts.subject.equals(current.facts.issuer) && safeVerify(current.x509, u.x509.publicKey));
+    if (i < 0) invalid(`"${current.facts.subjectText}" is not signed by any given root or chain certificate`);
     const next = pool.splice(i, 1)[0]!;
-    if (!next.isCa || !next.canSign) invalid(`chain certificate "${next.x509.subject.replace(/\n/g, ', ')}" is not a signing CA`);
+    if (!next.facts.basicConstraints.ca || !next.facts.keyUsage.keyCertSign) invalid(`chain certificate "${next.facts.subjectText}" is not a signing CA`);
     current = next;
   }
   invalid('the chain is longer than 8 certificates');
 }
 
-/** True when `key` is the public half of the certificate's key. */
+/** True when `key` (a public KeyObject) is the certificate's key. */
 export function certificateHasKey(cert: CaCertificate, key: KeyObject): boolean {
   return cert.x509.publicKey.equals(key);
 }

@@ -177,7 +177,7 @@ export function importIntermediate(dir: string, certPem: string, chainPem: strin
   const uppers = chain.filter((c) => !c.selfSigned && !c.der.equals(intermediate.der));
   const now = (opts.clock ?? (() => new Date()))();
   verifyCaChain(intermediate, uppers, roots, now);
-  const tdUris = intermediate.uris.filter((u) => u.startsWith('spiffe://'));
+  const tdUris = intermediate.facts.subjectAltName.uris.filter((u) => u.startsWith('spiffe://'));
   if (tdUris.length !== 1) {
     throw new CaError(CaErrorCode.CHAIN_INVALID, `${certSource} must carry exactly one URI SAN spiffe://<trust-domain>, found ${tdUris.length}`, { file: certSource });
   }
@@ -192,8 +192,8 @@ export function importIntermediate(dir: string, certPem: string, chainPem: strin
     dir,
     trustDomain,
     keyType,
-    rootNotAfter: new Date(Math.min(...roots.map((r) => r.fields.notAfter.getTime()))),
-    intermediateNotAfter: intermediate.fields.notAfter,
+    rootNotAfter: new Date(Math.min(...roots.map((r) => r.facts.notAfter.getTime()))),
+    intermediateNotAfter: intermediate.facts.notAfter,
     files: writes.map((w) => w.name),
   };
 }

@@ -16,8 +16,8 @@ import { openAuditLog, type AuditSink } from './audit-log';
 import { CaError, CaErrorCode } from './ca-error';
 import { readCaCertificate, verifyCaChain, certificateHasKey, type CaCertificate } from './ca-chain';
 import { CA_FILES, readCaFiles } from './ca-dir';
-import { subjectPublicKeyBits } from './certificate-fields';
 import { parseCsr } from './csr';
+import { subjectPublicKeyBits } from './key-types';
 import { checkIssuedSvid } from './issued-check';
 import { pemCertificates, toPem } from './pem';
 import { createFileSigner, type Signer } from './signer';
@@ -93,7 +93,7 @@ export class CertificateAuthority {
     private readonly logger: Logger,
     private readonly verifyKey: KeyObject | undefined,
   ) {
-    this.template = new SvidTemplate(intermediate.fields.subjectDer, intermediate.keyId, signer.algorithm);
+    this.template = new SvidTemplate(intermediate.facts.subject, intermediate.keyId, signer.algorithm);
     this.chainTail = [intermediate, ...uppers].map((c) => c.pem).join('');
   }
 
@@ -104,17 +104,17 @@ export class CertificateAuthority {
 
   /** When the intermediate expires; no SVID outlives it. */
   get intermediateNotAfter(): Date {
-    return this.intermediate.fields.notAfter;
+    return this.intermediate.facts.notAfter;
   }
 
   /** When each trusted root expires, in bundle order. */
   get rootNotAfters(): Date[] {
-    return this.roots.map((r) => r.fields.notAfter);
+    return this.roots.map((r) => r.facts.notAfter);
   }
 
   /** The earliest root expiry. */
   get rootNotAfter(): Date {
-    return new Date(Math.min(...this.roots.map((r) => r.fields.notAfter.getTime())));
+    return new Date(Math.min(...this.roots.map((r) => r.facts.notAfter.getTime())));
   }
 
   /** The roots workloads should trust, PEM, one per entry. */
@@ -134,7 +134,7 @@ export class CertificateAuthority {
     }
     if (!Buffer.isBuffer(req.csr)) throw new CaError(CaErrorCode.BAD_REQUEST, 'csr must be a Buffer (DER or PEM)', { field: 'csr' });
     const spiffeId = this.checkSpiffeId(req.spiffeId);
-    const validity = svidValidity(this.clock(), req.ttlSeconds, this.intermediate.fields);
+    const validity = svidValidity(this.clock(), req.ttlSeconds, this.intermediate.facts);
     const csr = parseCsr(req.csr);
     checkCsrIdentity(csr, spiffeId);
 
@@ -154,10 +154,11 @@ export class CertificateAuthority {
     checkIssuedSvid(leafDer, {
       serial,
       spiffeId,
+      trustDomain: this.trustDomain,
       notBefore: validity.notBefore,
       notAfter: validity.notAfter,
       spkiDer: csr.spkiDer,
-      issuerDer: this.intermediate.fields.subjectDer,
+      issuerDer: this.intermediate.facts.subject,
       issuerKeyId: this.intermediate.keyId,
       algorithm: this.signer.algorithm,
       issuerPublicKey: this.verifyKey,
@@ -248,12 +249,12 @@ export async function loadCertificateAuthority(dir: string, deps: CertificateAut
   }
   await probeSigner(signer);
   const now = clock();
-  if (now >= intermediate.fields.notAfter) {
-    throw new CaError(CaErrorCode.INTERMEDIATE_EXPIRED, `the intermediate in ${dir} expired at ${intermediate.fields.notAfter.toISOString()}`, { dir, notAfter: intermediate.fields.notAfter.toISOString() });
+  if (now >= intermediate.facts.notAfter) {
+    throw new CaError(CaErrorCode.INTERMEDIATE_EXPIRED, `the intermediate in ${dir} expired at ${intermediate.facts.notAfter.toISOString()}`, { dir, notAfter: intermediate.facts.notAfter.toISOString() });
   }
   verifyCaChain(intermediate, chain.slice(1), roots, now);
 
-  const tdUris = intermediate.uris.filter((u) => u.startsWith('spiffe://'));
+  const tdUris = intermediate.facts.subjectAltName.uris.filter((u) => u.startsWith('spiffe://'));
   if (tdUris.length !== 1) {
     throw new CaError(CaErrorCode.CHAIN_INVALID, `the intermediate must carry exactly one URI SAN spiffe://<trust-domain>, found ${tdUris.length}`, { dir });
   }
@@ -271,7 +272,7 @@ export async function loadCertificateAuthority(dir: string, deps: CertificateAut
   logger.info('ca loaded', {
     trustDomain: td.trustDomain,
     keyType: signer.keyType,
-    intermediateNotAfter: intermediate.fields.notAfter.toISOString(),
+    intermediateNotAfter: intermediate.facts.notAfter.toISOString(),
     roots: roots.length,
   });
   return new CertificateAuthority(td.trustDomain, intermediate, chain.slice(1), roots, signer, audit, clock, logger, deps.verifyEverySignature ? signer.publicKey : undefined);

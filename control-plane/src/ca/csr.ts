@@ -8,9 +8,8 @@
  * told to authorize and uses the CSR's names only to refuse a mismatch.
  */
 import { verify as cryptoVerify, type KeyObject } from 'node:crypto';
+import { der, DerError, DerErrorCode } from '@trellis/shared';
 import { CaError, CaErrorCode } from './ca-error';
-import { expectTlv, oidEquals, oidValue, readTlv } from './der-walk';
-import { decodeOid } from './certificate-fields';
 import { describeKey, publicKeyFromSpki, SIGNATURE_ALGORITHMS } from './key-types';
 import { pemBlock } from './pem';
 
@@ -29,9 +28,9 @@ export interface ParsedCsr {
   signatureAlgorithm: string;
 }
 
-const EXTENSION_REQUEST = oidValue('1.2.840.113549.1.9.14');
-const SUBJECT_ALT_NAME = oidValue('2.5.29.17');
-const BASIC_CONSTRAINTS = oidValue('2.5.29.19');
+const EXTENSION_REQUEST = '1.2.840.113549.1.9.14';
+const SUBJECT_ALT_NAME = '2.5.29.17';
+const BASIC_CONSTRAINTS = '2.5.29.19';
 const CSR_LABELS = ['CERTIFICATE REQUEST', 'NEW CERTIFICATE REQUEST'] as const;
 
 /**
@@ -41,64 +40,23 @@ const CSR_LABELS = ['CERTIFICATE REQUEST', 'NEW CERTIFICATE REQUEST'] as const;
  * signature does not verify.
  */
 export function parseCsr(input: Buffer | string, source = 'CSR'): ParsedCsr {
-  const der = toDer(input, source);
-  const req = expectTlv(der, 0, der.length, 0x30, `${source} CertificationRequest`);
-  if (req.end !== der.length) throw new CaError(CaErrorCode.BAD_DER, `malformed DER in ${source}: trailing bytes`, { field: source });
-  const cri = expectTlv(der, req.valueStart, req.end, 0x30, `${source} certificationRequestInfo`);
-  const alg = expectTlv(der, cri.end, req.end, 0x30, `${source} signatureAlgorithm`);
-  const sig = expectTlv(der, alg.end, req.end, 0x03, `${source} signature`);
-
-  const version = expectTlv(der, cri.valueStart, cri.end, 0x02, `${source} version`);
-  if (version.end - version.valueStart !== 1 || der[version.valueStart] !== 0) {
-    throw new CaError(CaErrorCode.BAD_DER, `malformed DER in ${source} version: only v1 (0) CSRs exist`, { field: `${source} version` });
-  }
-  const subject = expectTlv(der, version.end, cri.end, 0x30, `${source} subject`);
-  const spki = expectTlv(der, subject.end, cri.end, 0x30, `${source} subjectPKInfo`);
-  const spkiDer = der.subarray(spki.start, spki.end);
-
-  const uris: string[] = [];
-  let requestsCa = false;
-  if (spki.end < cri.end) {
-    const attrs = expectTlv(der, spki.end, cri.end, 0xa0, `${source} attributes`);
-    let p = attrs.valueStart;
-    while (p < attrs.end) {
-      const attr = expectTlv(der, p, attrs.end, 0x30, `${source} attribute`);
-      const type = expectTlv(der, attr.valueStart, attr.end, 0x06, `${source} attribute type`);
-      if (oidEquals(der, type, EXTENSION_REQUEST)) {
-        const set = expectTlv(der, type.end, attr.end, 0x31, `${source} extensionRequest`);
-        let q = set.valueStart;
-        while (q < set.end) {
-          const exts = expectTlv(der, q, set.end, 0x30, `${source} extensionRequest extensions`);
-          let r = exts.valueStart;
-          while (r < exts.end) {
-            const ext = expectTlv(der, r, exts.end, 0x30, `${source} requested extension`);
-            const id = expectTlv(der, ext.valueStart, ext.end, 0x06, `${source} requested extension id`);
-            let v = readTlv(der, id.end, ext.end, `${source} requested extension`);
-            if (v.tag === 0x01) v = readTlv(der, v.end, ext.end, `${source} requested extension value`);
-            if (v.tag !== 0x04) throw new CaError(CaErrorCode.BAD_DER, `malformed DER in ${source} requested extension: extnValue is not an OCTET STRING`, { field: source });
-            if (oidEquals(der, id, SUBJECT_ALT_NAME)) readUris(der, v.valueStart, v.end, source, uris);
-            else if (oidEquals(der, id, BASIC_CONSTRAINTS)) requestsCa = requestsCa || readCaFlag(der, v.valueStart, v.end, source);
-            r = ext.end;
-          }
-          q = exts.end;
-        }
-      }
-      p = attr.end;
+  const bytes = toDer(input, source);
+  let fields: CsrFields;
+  try {
+    fields = readCsrFields(bytes, source);
+  } catch (err) {
+    if (err instanceof DerError) {
+      throw new CaError(CaErrorCode.BAD_DER, `${source}: malformed DER (${err.message})`, { field: err.details.field ?? source, derCode: err.code }, { cause: err });
     }
+    throw err;
   }
-
-  const algOid = expectTlv(der, alg.valueStart, alg.end, 0x06, `${source} signature algorithm`);
-  const algorithm = SIGNATURE_ALGORITHMS[decodeOid(der, algOid)];
+  const algorithm = SIGNATURE_ALGORITHMS[fields.signatureAlgorithmOid];
   if (!algorithm) {
-    throw new CaError(CaErrorCode.UNSUPPORTED_KEY, `${source}: signature algorithm ${decodeOid(der, algOid)} is not supported (ECDSA or RSA PKCS#1 v1.5 with SHA-2)`, { field: `${source} signatureAlgorithm` });
+    throw new CaError(CaErrorCode.UNSUPPORTED_KEY, `${source}: signature algorithm ${fields.signatureAlgorithmOid} is not supported (ECDSA or RSA PKCS#1 v1.5 with SHA-2)`, { field: `${source} signatureAlgorithm` });
   }
-  if (sig.end - sig.valueStart < 2 || der[sig.valueStart] !== 0) {
-    throw new CaError(CaErrorCode.BAD_DER, `malformed DER in ${source} signature: BIT STRING with unused bits`, { field: `${source} signature` });
-  }
-
   let publicKey: KeyObject;
   try {
-    publicKey = publicKeyFromSpki(spkiDer);
+    publicKey = publicKeyFromSpki(fields.spkiDer);
   } catch (err) {
     throw new CaError(CaErrorCode.UNSUPPORTED_KEY, `${source}: the public key cannot be loaded (${(err as Error).message})`, { field: `${source} subjectPKInfo` }, { cause: err });
   }
@@ -109,12 +67,69 @@ export function parseCsr(input: Buffer | string, source = 'CSR'): ParsedCsr {
   }
   let ok = false;
   try {
-    ok = cryptoVerify(algorithm.hash, der.subarray(cri.start, cri.end), publicKey, der.subarray(sig.valueStart + 1, sig.end));
+    ok = cryptoVerify(algorithm.hash, fields.signedDer, publicKey, fields.signature);
   } catch {
     ok = false;
   }
   if (!ok) throw new CaError(CaErrorCode.BAD_CSR_SIGNATURE, `${source}: the CSR's signature does not verify with the key it carries`, { field: `${source} signature` });
-  return { spkiDer, publicKey, keyType, uris, requestsCa, signatureAlgorithm: algorithm.name };
+  return { spkiDer: fields.spkiDer, publicKey, keyType, uris: fields.uris, requestsCa: fields.requestsCa, signatureAlgorithm: algorithm.name };
+}
+
+interface CsrFields {
+  signedDer: Buffer;
+  spkiDer: Buffer;
+  uris: string[];
+  requestsCa: boolean;
+  signatureAlgorithmOid: string;
+  signature: Buffer;
+}
+
+/** The DER walk; throws DerError (wrapped by the caller) on any malformation. */
+function readCsrFields(buf: Buffer, source: string): CsrFields {
+  const req = der.readWhole(buf, 0x30, `${source} CertificationRequest`);
+  const cri = der.expectTlv(buf, req.start, 0x30, 'certificationRequestInfo', req.end);
+  const alg = der.expectTlv(buf, cri.end, 0x30, 'signatureAlgorithm', req.end);
+  const sig = der.expectTlv(buf, alg.end, 0x03, 'signature', req.end);
+  if (sig.end !== req.end) throw new DerError(DerErrorCode.TRAILING_DATA, `DER: ${source}: data after the signature`, { field: 'signature', offset: sig.end });
+
+  const version = der.expectTlv(buf, cri.start, 0x02, 'version', cri.end);
+  if (der.decodeSmallInteger(buf, version) !== 0) throw new DerError(DerErrorCode.INTEGER_OUT_OF_RANGE, 'DER: CSR version must be 0 (v1)', { field: 'version' });
+  const subject = der.expectTlv(buf, version.end, 0x30, 'subject', cri.end);
+  const spki = der.expectTlv(buf, subject.end, 0x30, 'subjectPKInfo', cri.end);
+
+  const uris: string[] = [];
+  let requestsCa = false;
+  if (spki.end < cri.end) {
+    const attrs = der.expectTlv(buf, spki.end, 0xa0, 'attributes', cri.end);
+    der.forEachChild(buf, attrs, (attr) => {
+      if (attr.tag !== 0x30) throw new DerError(DerErrorCode.UNEXPECTED_TAG, 'DER: attribute is not a SEQUENCE', { field: 'attribute', offset: attr.offset });
+      const type = der.expectTlv(buf, attr.start, 0x06, 'attribute type', attr.end);
+      if (der.decodeOid(buf, type) !== EXTENSION_REQUEST) return;
+      const values = der.expectTlv(buf, type.end, 0x31, 'extensionRequest', attr.end);
+      der.forEachChild(buf, values, (exts) => {
+        if (exts.tag !== 0x30) throw new DerError(DerErrorCode.UNEXPECTED_TAG, 'DER: extensionRequest value is not a SEQUENCE', { field: 'extensionRequest', offset: exts.offset });
+        der.forEachChild(buf, exts, (ext) => {
+          const id = der.expectTlv(buf, ext.start, 0x06, 'requested extension id', ext.end);
+          let v = der.readTlv(buf, id.end, ext.end);
+          if (v.tag === 0x01) v = der.readTlv(buf, v.end, ext.end);
+          if (v.tag !== 0x04) throw new DerError(DerErrorCode.UNEXPECTED_TAG, 'DER: extnValue is not an OCTET STRING', { field: 'requested extension', offset: v.offset });
+          const oid = der.decodeOid(buf, id);
+          if (oid === SUBJECT_ALT_NAME) readUris(buf, v.start, v.end, uris);
+          else if (oid === BASIC_CONSTRAINTS) requestsCa = readCaFlag(buf, v.start, v.end) || requestsCa;
+        });
+      });
+    });
+  }
+
+  const algOid = der.expectTlv(buf, alg.start, 0x06, 'signature algorithm', alg.end);
+  return {
+    signedDer: der.encoded(buf, cri),
+    spkiDer: der.encoded(buf, spki),
+    uris,
+    requestsCa,
+    signatureAlgorithmOid: der.decodeOid(buf, algOid),
+    signature: der.decodeBitString(buf, sig).bytes,
+  };
 }
 
 function toDer(input: Buffer | string, source: string): Buffer {
@@ -124,19 +139,17 @@ function toDer(input: Buffer | string, source: string): Buffer {
   return pemBlock(text, CSR_LABELS, source);
 }
 
-function readUris(der: Buffer, start: number, end: number, source: string, out: string[]): void {
-  const names = expectTlv(der, start, end, 0x30, `${source} subjectAltName`);
-  let p = names.valueStart;
-  while (p < names.end) {
-    const n = readTlv(der, p, names.end, `${source} subjectAltName entry`);
-    if (n.tag === 0x86) out.push(der.toString('utf8', n.valueStart, n.end));
-    p = n.end;
-  }
+function readUris(buf: Buffer, start: number, end: number, out: string[]): void {
+  const names = der.expectTlv(buf, start, 0x30, 'subjectAltName', end);
+  if (names.end !== end) throw new DerError(DerErrorCode.TRAILING_DATA, 'DER: data after subjectAltName', { field: 'subjectAltName', offset: names.end });
+  der.forEachChild(buf, names, (n) => {
+    if (n.tag === 0x86) out.push(buf.toString('utf8', n.start, n.end));
+  });
 }
 
-function readCaFlag(der: Buffer, start: number, end: number, source: string): boolean {
-  const bc = expectTlv(der, start, end, 0x30, `${source} basicConstraints`);
-  if (bc.valueStart === bc.end) return false;
-  const first = readTlv(der, bc.valueStart, bc.end, `${source} basicConstraints cA`);
-  return first.tag === 0x01 && der[first.valueStart] !== 0;
+function readCaFlag(buf: Buffer, start: number, end: number): boolean {
+  const bc = der.expectTlv(buf, start, 0x30, 'basicConstraints', end);
+  if (bc.start === bc.end) return false;
+  const first = der.readTlv(buf, bc.start, bc.end);
+  return first.tag === 0x01 && der.decodeBoolean(buf, first);
 }

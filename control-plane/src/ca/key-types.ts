@@ -4,7 +4,7 @@
  */
 import { createPublicKey, type KeyObject } from 'node:crypto';
 import { CaError, CaErrorCode } from './ca-error';
-import { oidTlv, tlvOf, oidValue } from './der-walk';
+import { der } from '@trellis/shared';
 
 /** CA key types `trellis ca init --key-type` accepts. */
 export const CA_KEY_TYPES = ['ec-p256', 'ec-p384', 'rsa-2048'] as const;
@@ -24,10 +24,10 @@ export interface SignatureAlgorithm {
 }
 
 function ecdsa(name: string, oid: string, hash: SignatureAlgorithm['hash']): SignatureAlgorithm {
-  return Object.freeze({ name, oid, hash, identifierDer: tlvOf(0x30, [oidTlv(oid)]) });
+  return Object.freeze({ name, oid, hash, identifierDer: der.sequence(der.oid(oid)) });
 }
 function rsa(name: string, oid: string, hash: SignatureAlgorithm['hash']): SignatureAlgorithm {
-  return Object.freeze({ name, oid, hash, identifierDer: tlvOf(0x30, [oidTlv(oid), Buffer.from([0x05, 0x00])]) });
+  return Object.freeze({ name, oid, hash, identifierDer: der.sequence(der.oid(oid), der.nullValue()) });
 }
 
 /** Signature algorithms Trellis signs with and accepts on CSRs, by OID. */
@@ -75,18 +75,17 @@ export function describeKey(key: KeyObject, what: string): { keyType: string; al
   throw new CaError(CaErrorCode.UNSUPPORTED_KEY, `${what}: ${kind ?? 'unknown'} keys are not supported (EC P-256/P-384 or RSA 2048..4096)`, { field: what });
 }
 
-const EC_PUBLIC_KEY = oidValue('1.2.840.10045.2.1');
-const P256 = oidValue('1.2.840.10045.3.1.7');
-const P384 = oidValue('1.3.132.0.34');
+const EC_PUBLIC_KEY = '1.2.840.10045.2.1';
+const P256 = '1.2.840.10045.3.1.7';
+const P384 = '1.3.132.0.34';
 const SPKI_EC_PREFIX: Array<{ crv: 'P-256' | 'P-384'; prefix: Buffer; size: number }> = [
   { crv: 'P-256', size: 32, prefix: spkiPrefix(P256, 65) },
   { crv: 'P-384', size: 48, prefix: spkiPrefix(P384, 97) },
 ];
 
-function spkiPrefix(curve: Buffer, pointLen: number): Buffer {
-  const alg = tlvOf(0x30, [tlvOf(0x06, [EC_PUBLIC_KEY]), tlvOf(0x06, [curve])]);
-  const bitHeader = Buffer.from([0x03, pointLen + 1, 0x00]);
-  const full = tlvOf(0x30, [alg, bitHeader, Buffer.alloc(pointLen)]);
+/** The SPKI bytes before the EC point (04 || X || Y) for a named curve. */
+function spkiPrefix(curve: string, pointLen: number): Buffer {
+  const full = der.sequence(der.sequence(der.oid(EC_PUBLIC_KEY), der.oid(curve)), der.bitString(Buffer.alloc(pointLen)));
   return full.subarray(0, full.length - pointLen);
 }
 
@@ -107,4 +106,12 @@ export function publicKeyFromSpki(spki: Buffer): KeyObject {
     }
   }
   return createPublicKey({ key: spki, format: 'der', type: 'spki' });
+}
+
+/** The subjectPublicKey BIT STRING contents of SPKI DER (what RFC 5280 method 1 hashes for a key id). */
+export function subjectPublicKeyBits(spki: Buffer): Buffer {
+  const s = der.readWhole(spki, 0x30, 'subjectPublicKeyInfo');
+  const alg = der.expectTlv(spki, s.start, 0x30, 'subjectPublicKeyInfo algorithm', s.end);
+  const bits = der.expectTlv(spki, alg.end, 0x03, 'subjectPublicKey', s.end);
+  return der.decodeBitString(spki, bits).bytes;
 }

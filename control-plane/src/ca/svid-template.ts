@@ -11,7 +11,7 @@
  * Extension order: basicConstraints, keyUsage, extKeyUsage, SKI, AKI, SAN.
  */
 import { createHash } from 'node:crypto';
-import { header, oidTlv, timeTlv, tlvOf, unsignedIntegerTlv } from './der-walk';
+import { der } from '@trellis/shared';
 import type { SignatureAlgorithm } from './key-types';
 
 /** The per-request inputs of one SVID. */
@@ -34,10 +34,7 @@ const VERSION_3 = Buffer.from([0xa0, 0x03, 0x02, 0x01, 0x02]);
 const EMPTY_SUBJECT = Buffer.from([0x30, 0x00]);
 
 function extension(oid: string, critical: boolean, value: Buffer): Buffer {
-  const parts = [oidTlv(oid)];
-  if (critical) parts.push(Buffer.from([0x01, 0x01, 0xff]));
-  parts.push(tlvOf(0x04, [value]));
-  return tlvOf(0x30, parts);
+  return critical ? der.sequence(der.oid(oid), der.boolean(true), der.octetString(value)) : der.sequence(der.oid(oid), der.octetString(value));
 }
 
 /** basicConstraints CA:false, critical. */
@@ -47,11 +44,11 @@ const KEY_USAGE_EC = extension('2.5.29.15', true, Buffer.from([0x03, 0x02, 0x07,
 /** keyUsage digitalSignature + keyEncipherment, critical. */
 const KEY_USAGE_RSA = extension('2.5.29.15', true, Buffer.from([0x03, 0x02, 0x05, 0xa0]));
 /** extKeyUsage serverAuth + clientAuth. */
-const EXT_KEY_USAGE = extension('2.5.29.37', false, tlvOf(0x30, [oidTlv('1.3.6.1.5.5.7.3.1'), oidTlv('1.3.6.1.5.5.7.3.2')]));
+const EXT_KEY_USAGE = extension('2.5.29.37', false, der.sequence(der.oid('1.3.6.1.5.5.7.3.1'), der.oid('1.3.6.1.5.5.7.3.2')));
 /** SKI extension header up to the 20-byte SHA-1. */
-const SKI_PREFIX = extension('2.5.29.14', false, tlvOf(0x04, [Buffer.alloc(20)])).subarray(0, -20);
+const SKI_PREFIX = extension('2.5.29.14', false, der.octetString(Buffer.alloc(20))).subarray(0, -20);
 /** SAN: OID + critical flag (the subject is empty, so RFC 5280 4.2.1.6 makes SAN critical). */
-const SAN_OID_CRITICAL = Buffer.concat([oidTlv('2.5.29.17'), Buffer.from([0x01, 0x01, 0xff])]);
+const SAN_OID_CRITICAL = Buffer.concat([der.oid('2.5.29.17'), der.boolean(true)]);
 
 /** A TBSCertificate template bound to one issuer and signature algorithm. */
 export class SvidTemplate {
@@ -68,44 +65,27 @@ export class SvidTemplate {
     readonly algorithm: SignatureAlgorithm,
   ) {
     this.afterSerial = Buffer.concat([algorithm.identifierDer, issuerSubjectDer]);
-    this.akiExtension = extension('2.5.29.35', false, tlvOf(0x30, [tlvOf(0x80, [issuerKeyId])]));
+    this.akiExtension = extension('2.5.29.35', false, der.sequence(der.contextImplicit(0, issuerKeyId)));
   }
 
   /** The DER TBSCertificate for `f`. */
   encodeTbs(f: SvidFields): Buffer {
     const ski = createHash('sha1').update(f.publicKeyBits).digest();
-    const uri = Buffer.from(f.spiffeId, 'utf8');
-    const uriTlv = Buffer.concat([header(0x86, uri.length), uri]);
-    const names = Buffer.concat([header(0x30, uriTlv.length), uriTlv]);
-    const sanValue = Buffer.concat([header(0x04, names.length), names]);
-    const sanBody = SAN_OID_CRITICAL.length + sanValue.length;
-    const san = Buffer.concat([header(0x30, sanBody), SAN_OID_CRITICAL, sanValue]);
-    const exts = [BASIC_CONSTRAINTS, f.rsa ? KEY_USAGE_RSA : KEY_USAGE_EC, EXT_KEY_USAGE, SKI_PREFIX, ski, this.akiExtension, san];
-    let extLen = 0;
-    for (const e of exts) extLen += e.length;
-    const extSeqHeader = header(0x30, extLen);
-    const extWrapper = header(0xa3, extSeqHeader.length + extLen);
-
-    const nb = timeTlv(f.notBefore);
-    const na = timeTlv(f.notAfter);
-    const validityHeader = header(0x30, nb.length + na.length);
-    const serial = unsignedIntegerTlv(f.serial);
-
-    const parts = [
-      VERSION_3, serial, this.afterSerial, validityHeader, nb, na, EMPTY_SUBJECT, f.spkiDer,
-      extWrapper, extSeqHeader, ...exts,
-    ];
-    let len = 0;
-    for (const p of parts) len += p.length;
-    const h = header(0x30, len);
-    return Buffer.concat([h, ...parts], h.length + len);
+    const san = der.sequence(SAN_OID_CRITICAL, der.octetString(der.sequence(der.contextImplicit(6, Buffer.from(f.spiffeId, 'utf8')))));
+    const extensions = der.contextExplicit(3, der.sequence(BASIC_CONSTRAINTS, f.rsa ? KEY_USAGE_RSA : KEY_USAGE_EC, EXT_KEY_USAGE, SKI_PREFIX, ski, this.akiExtension, san));
+    return der.sequence(
+      VERSION_3,
+      der.integer(f.serial),
+      this.afterSerial,
+      der.sequence(der.time(f.notBefore), der.time(f.notAfter)),
+      EMPTY_SUBJECT,
+      f.spkiDer,
+      extensions,
+    );
   }
 
   /** The complete Certificate DER: TBS, signature algorithm, signature BIT STRING. */
   encodeCertificate(tbs: Buffer, signature: Buffer): Buffer {
-    const bitHeader = header(0x03, signature.length + 1);
-    const body = tbs.length + this.algorithm.identifierDer.length + bitHeader.length + 1 + signature.length;
-    const h = header(0x30, body);
-    return Buffer.concat([h, tbs, this.algorithm.identifierDer, bitHeader, Buffer.from([0]), signature], h.length + body);
+    return der.sequence(tbs, this.algorithm.identifierDer, der.bitString(signature));
   }
 }
