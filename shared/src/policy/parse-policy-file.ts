@@ -12,7 +12,7 @@
  */
 import Ajv, { type ErrorObject, type ValidateFunction } from 'ajv';
 import addFormats from 'ajv-formats';
-import { LineCounter, parseAllDocuments, type Document } from 'yaml';
+import { LineCounter, parseAllDocuments } from 'yaml';
 import authorizationPolicySchema from './schemas/authorization-policy.schema.json';
 import peerAuthenticationSchema from './schemas/peer-authentication.schema.json';
 import { formatPath, locate, pointerToPath, type FieldPath } from './manifest-location';
@@ -92,7 +92,7 @@ export function parsePolicyFile(text: string, file: string, opts: ParsePolicyOpt
       push({ severity: 'error', code: POLICY_CODES.NOT_A_MANIFEST, path: [], at: 'value', message: 'a policy document must be a mapping with apiVersion, kind, metadata and spec' });
       return;
     }
-    const result = checkDocument(value, doc, root);
+    const result = checkDocument(value, root);
     const label = describe(value);
     for (const r of result) push(r, label);
     if (result.some((r) => r.severity === 'error')) return;
@@ -115,7 +115,7 @@ function describe(value: Obj): string | undefined {
   return `${value['kind']} ${typeof m['namespace'] === 'string' ? m['namespace'] : 'default'}/${m['name']}`;
 }
 
-function checkDocument(value: Obj, _doc: Document, root: string): RawIssue[] {
+function checkDocument(value: Obj, root: string): RawIssue[] {
   const out: RawIssue[] = [];
   const kind = value['kind'];
   const apiVersion = value['apiVersion'];
