@@ -146,6 +146,8 @@ export class PolicyStore extends EventEmitter<{ change: [PolicySet]; rejected: [
   private duplicates: string[] = [];
   private rescanRequested = false;
   private closed = false;
+  private started = false;
+  private watchError: string | null = null;
 
   constructor(
     private readonly opts: PolicyStoreOptions,
@@ -158,22 +160,30 @@ export class PolicyStore extends EventEmitter<{ change: [PolicySet]; rejected: [
 
   /** Loads the directory once, then starts watching. Resolves after the first load. */
   async start(): Promise<void> {
+    this.started = true;
     await this.reload();
     if (this.closed) return;
-    const timers = this.timers();
+    const every = this.opts.rescanIntervalMs ?? 5000;
+    if (every > 0) {
+      this.interval = this.timers().setInterval(() => void this.reload(), every);
+      (this.interval as { unref?: () => void }).unref?.();
+    }
+  }
+
+  /** (Re)establishes the directory watch; retried after every scan, so a directory created later gets watched too. */
+  private ensureWatch(): void {
+    if (!this.started || this.closed || this.watcher) return;
     try {
       this.watcher = this.fs.watch(this.opts.dir, () => this.schedule(), (err) => {
         this.deps.logger.warn('policy dir watch failed; relying on the periodic rescan', { dir: this.opts.dir, error: err });
         this.watcher?.close();
         this.watcher = null;
       });
+      this.watchError = null;
     } catch (err) {
-      this.deps.logger.warn('cannot watch the policy dir; relying on the periodic rescan', { dir: this.opts.dir, error: err });
-    }
-    const every = this.opts.rescanIntervalMs ?? 5000;
-    if (every > 0) {
-      this.interval = timers.setInterval(() => void this.reload(), every);
-      (this.interval as { unref?: () => void }).unref?.();
+      const msg = (err as Error).message;
+      if (this.watchError !== msg) this.deps.logger.warn('cannot watch the policy dir; relying on the periodic rescan', { dir: this.opts.dir, error: err });
+      this.watchError = msg;
     }
   }
 
@@ -288,6 +298,7 @@ export class PolicyStore extends EventEmitter<{ change: [PolicySet]; rejected: [
     for (const name of names) await this.scanFile(name);
     this.lastScanAt = this.deps.now();
     const changed = this.publish();
+    this.ensureWatch();
     this.deps.metrics?.reloaded?.(changed);
     return changed;
   }
@@ -311,8 +322,10 @@ export class PolicyStore extends EventEmitter<{ change: [PolicySet]; rejected: [
         return;
       }
       const issue: PolicyIssue = { severity: 'error', code: POLICY_CODES.FILE, file: path, documentIndex: -1, line: 1, column: 1, path: '', message: `cannot read: ${(err as Error).message}` };
-      if (prev) prev.text = null; // re-parse once it is readable again, even if unchanged
-      this.reject(name, prev!, [issue], path);
+      if (!prev) return;
+      prev.text = null; // re-parse once it is readable again, even if unchanged
+      const same = prev.rejected?.errors.length === 1 && prev.rejected.errors[0]?.message === issue.message;
+      if (!same) this.reject(name, prev, [issue], path); // report a lasting read error once, not on every rescan
       return;
     }
     if (text === prev.text) return;

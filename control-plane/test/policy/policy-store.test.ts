@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { chmodSync, renameSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, renameSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createLogger, POLICY_CODES, type PolicySet } from '@trellis/shared';
 import { makeTmpDir } from '@trellis/testkit';
@@ -195,6 +195,8 @@ describe('PolicyStore', () => {
       fail = true;
       writeFileSync(join(h.dir, 'a.yaml'), pa('a', 'DISABLE'));
       await h.store.reload();
+      await h.store.reload();
+      expect(h.rejected, 'a lasting read error is reported once').to.deep.equal(['a.yaml']);
       expect(h.store.current().peerAuthentications[0]!.mtlsMode).to.equal('STRICT');
       expect(h.store.status().files[0]!.errors.join()).to.contain(POLICY_CODES.FILE);
       fail = false;
@@ -233,5 +235,24 @@ describe('PolicyStore', () => {
     const next = nextChange(h.store);
     writeFileSync(join(h.dir, 'q.yaml'), ap('q'));
     expect(names(await next)).to.deep.equal(['p', 'q']);
+  });
+
+  it('loads and then watches a directory that appears after start', async () => {
+    h = harness({ rescanIntervalMs: 30 });
+    const later = join(h.dir, 'later');
+    const store = new PolicyStore({ dir: later, rescanIntervalMs: 30, debounceMs: 20 }, { logger: createLogger({ component: 'policy', sink: { write: () => undefined } }), now: () => NOW });
+    try {
+      await store.start();
+      expect(store.status().dirError).to.contain(later);
+      expect(store.status().watching).to.equal(false);
+      const next = nextChange(store);
+      mkdirSync(later);
+      writeFileSync(join(later, 'p.yaml'), pa('p', 'STRICT'));
+      expect(names(await next)).to.deep.equal(['p']);
+      expect(store.status().dirError).to.equal(null);
+      expect(store.status().watching).to.equal(true);
+    } finally {
+      store.close();
+    }
   });
 });
