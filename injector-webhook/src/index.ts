@@ -52,7 +52,7 @@ export {
 } from './inject/sidecar-template';
 export type { SidecarInputs } from './inject/sidecar-template';
 export { INBOUND_CHAIN, OUTPUT_CHAIN, parseRedirectPorts, buildRedirectRules, renderRestore, jumpDeletions } from './redirect/redirect-rules';
-export type { RedirectPlan, RedirectPort } from './redirect/redirect-rules';
+export type { RedirectPlan, RedirectPort, IpFamily } from './redirect/redirect-rules';
 export { applyRedirect, spawnRunner } from './redirect/apply-redirect';
 export type { ApplyRedirectDeps, CommandRunner, RunResult } from './redirect/apply-redirect';
 export { injectManifests } from './offline/inject-manifests';

@@ -26,6 +26,26 @@ describe('redirect rules', () => {
     expect(text).to.not.include('--uid-owner');
   });
 
+  it('exempts ::1 rather than 127.0.0.0/8 in the IPv6 rule set, and is otherwise the same', () => {
+    const plan = { inbound: [{ appPort: 8080, proxyPort: 15100 }], proxyUid: 1337 };
+    const v4 = buildRedirectRules(plan, 4).map((r) => r.join(' '));
+    const v6 = buildRedirectRules(plan, 6).map((r) => r.join(' '));
+    expect(v6).to.include('-A TRELLIS_OUTPUT -d ::1/128 -j RETURN');
+    expect(v6.filter((r) => !r.includes('::1'))).to.deep.equal(v4.filter((r) => !r.includes('127.0.0.0/8')));
+  });
+
+  it('programs ip6tables after iptables when asked for both families', async () => {
+    const programs: string[] = [];
+    await applyRedirect({ inbound: [{ appPort: 80, proxyPort: 15100 }] }, {
+      run: async (program, args) => {
+        programs.push(program);
+        return { status: args.includes('-D') ? 1 : 0, stdout: '', stderr: '' };
+      },
+      families: [4, 6],
+    });
+    expect(programs.filter((p) => p.endsWith('-restore'))).to.deep.equal(['iptables-restore', 'ip6tables-restore']);
+  });
+
   it('parses repeated and comma-separated --inbound values', () => {
     expect(parseRedirectPorts(['8080=15100,9090=15101', '7070=15102'])).to.deep.equal([
       { appPort: 8080, proxyPort: 15100 },

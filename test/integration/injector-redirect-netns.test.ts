@@ -13,6 +13,8 @@ const POD = `trl-pod-${suffix}`;
 const PEER = `trl-peer-${suffix}`;
 const POD_IP = '10.251.7.1';
 const PEER_IP = '10.251.7.2';
+const POD_IP6 = 'fd00:251:7::1';
+const PEER_IP6 = 'fd00:251:7::2';
 
 function sh(args: string[], input?: string): { status: number; stdout: string; stderr: string } {
   const r = spawnSync(args[0]!, args.slice(1), { encoding: 'utf8', input, timeout: 20_000 });
@@ -60,6 +62,8 @@ describe('trellis redirect apply inside a network namespace (real iptables)', fu
       ['ip', 'link', 'set', `trlq${suffix}`, 'netns', PEER],
       ['ip', '-n', POD, 'addr', 'add', `${POD_IP}/24`, 'dev', `trlp${suffix}`],
       ['ip', '-n', PEER, 'addr', 'add', `${PEER_IP}/24`, 'dev', `trlq${suffix}`],
+      ['ip', '-n', POD, 'addr', 'add', `${POD_IP6}/64`, 'dev', `trlp${suffix}`, 'nodad'],
+      ['ip', '-n', PEER, 'addr', 'add', `${PEER_IP6}/64`, 'dev', `trlq${suffix}`, 'nodad'],
       ['ip', '-n', POD, 'link', 'set', `trlp${suffix}`, 'up'],
       ['ip', '-n', PEER, 'link', 'set', `trlq${suffix}`, 'up'],
       ['ip', '-n', POD, 'link', 'set', 'lo', 'up'],
@@ -70,7 +74,7 @@ describe('trellis redirect apply inside a network namespace (real iptables)', fu
     }
     // The "pod": an app on 8080, an unredirected port 9090, and a stand-in sidecar listener on 15100, each saying who it is.
     const server = `const net = require('net');
-for (const [port, who] of [[8080, 'app'], [9090, 'metrics'], [15100, 'sidecar']]) net.createServer((s) => s.end(who)).listen(port, '0.0.0.0');
+for (const [port, who] of [[8080, 'app'], [9090, 'metrics'], [15100, 'sidecar']]) net.createServer((s) => s.end(who)).listen({ port, host: '::', ipv6Only: false });
 setTimeout(() => process.stdout.write('ready\\n'), 100);`;
     apps = spawn('ip', ['netns', 'exec', POD, process.execPath, '-e', server], { stdio: ['ignore', 'pipe', 'inherit'] });
     await new Promise<void>((resolve) => apps!.stdout!.once('data', () => resolve()));
@@ -82,8 +86,9 @@ setTimeout(() => process.stdout.write('ready\\n'), 100);`;
     sh(['ip', 'netns', 'del', PEER]);
   });
 
-  it('reaches the app directly before any rule is installed', () => {
+  it('reaches the app directly, over IPv4 and IPv6, before any rule is installed', () => {
     expect(dial(PEER, POD_IP, 8080)).to.equal('app');
+    expect(dial(PEER, POD_IP6, 8080)).to.equal('app');
   });
 
   it('sends a peer that dials the app port to the sidecar once the rules are in', () => {
@@ -92,8 +97,13 @@ setTimeout(() => process.stdout.write('ready\\n'), 100);`;
     expect(dial(PEER, POD_IP, 8080)).to.equal('sidecar');
   });
 
+  it('closes the IPv6 path too, so a dual-stack pod cannot be reached around the sidecar', () => {
+    expect(dial(PEER, POD_IP6, 8080)).to.equal('sidecar');
+  });
+
   it('still lets the sidecar reach the app over loopback', () => {
     expect(dial(POD, '127.0.0.1', 8080)).to.equal('app');
+    expect(dial(POD, '::1', 8080)).to.equal('app');
   });
 
   it('redirects in-pod dials to the pod IP, except from the sidecar UID', () => {

@@ -4,7 +4,7 @@
  */
 import { spawn } from 'node:child_process';
 import { InjectorError } from '../errors/injector-error';
-import { jumpDeletions, renderRestore, type RedirectPlan } from './redirect-rules';
+import { jumpDeletions, renderRestore, type IpFamily, type RedirectPlan } from './redirect-rules';
 
 /** Result of one command. */
 export interface RunResult {
@@ -19,9 +19,11 @@ export type CommandRunner = (program: string, args: readonly string[], input?: s
 /** Collaborators of `applyRedirect`. */
 export interface ApplyRedirectDeps {
   run: CommandRunner;
-  /** Program names, overridable for nonstandard installs. */
-  iptables?: string;
-  iptablesRestore?: string;
+  /**
+   * Families to program (default [4]). Include 6 whenever the pod has IPv6:
+   * otherwise a peer could dial the app port over IPv6 and bypass the sidecar.
+   */
+  families?: readonly IpFamily[];
 }
 
 /**
@@ -31,17 +33,19 @@ export interface ApplyRedirectDeps {
  * non-zero and the pod does not start: fail closed, no unprotected app port).
  */
 export async function applyRedirect(plan: RedirectPlan, deps: ApplyRedirectDeps): Promise<void> {
-  const iptables = deps.iptables ?? 'iptables';
-  const restore = deps.iptablesRestore ?? 'iptables-restore';
-  for (const del of jumpDeletions()) {
-    for (let i = 0; i < 16; i++) {
-      const r = await deps.run(iptables, ['-w', ...del]);
-      if (r.status !== 0) break;
+  for (const family of deps.families ?? [4]) {
+    const iptables = family === 4 ? 'iptables' : 'ip6tables';
+    const restore = `${iptables}-restore`;
+    for (const del of jumpDeletions()) {
+      for (let i = 0; i < 16; i++) {
+        const r = await deps.run(iptables, ['-w', ...del]);
+        if (r.status !== 0) break;
+      }
     }
-  }
-  const r = await deps.run(restore, ['-w', '--noflush'], renderRestore(plan));
-  if (r.status !== 0) {
-    throw new InjectorError('TRELLIS_INJECTOR_IPTABLES_FAILED', `${restore} failed (exit ${r.status}): ${r.stderr.trim().split('\n')[0] ?? ''}`, { program: restore, status: r.status });
+    const r = await deps.run(restore, ['-w', '--noflush'], renderRestore(plan, family));
+    if (r.status !== 0) {
+      throw new InjectorError('TRELLIS_INJECTOR_IPTABLES_FAILED', `${restore} failed (exit ${r.status}): ${r.stderr.trim().split('\n')[0] ?? ''}`, { program: restore, status: r.status, family });
+    }
   }
 }
 

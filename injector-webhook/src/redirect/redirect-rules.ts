@@ -28,6 +28,9 @@ export interface RedirectPlan {
   readonly proxyUid?: number;
 }
 
+/** Address family of a rule set: iptables (4) or ip6tables (6). */
+export type IpFamily = 4 | 6;
+
 /**
  * Parses `--inbound` values: each a comma-separated list of `APP_PORT=PROXY_PORT`.
  * Throws TRELLIS_INJECTOR_BAD_REDIRECT naming the entry; an app port given twice
@@ -56,7 +59,7 @@ export function parseRedirectPorts(values: readonly string[]): RedirectPort[] {
 }
 
 /** The nat rules as iptables argument lists (without the `iptables -t nat` prefix). */
-export function buildRedirectRules(plan: RedirectPlan): string[][] {
+export function buildRedirectRules(plan: RedirectPlan, family: IpFamily = 4): string[][] {
   const rules: string[][] = [
     ['-A', 'PREROUTING', '-p', 'tcp', '-j', INBOUND_CHAIN],
     ['-A', 'OUTPUT', '-p', 'tcp', '-j', OUTPUT_CHAIN],
@@ -65,7 +68,7 @@ export function buildRedirectRules(plan: RedirectPlan): string[][] {
     rules.push(['-A', INBOUND_CHAIN, '-p', 'tcp', '--dport', String(p.appPort), '-j', 'REDIRECT', '--to-ports', String(p.proxyPort)]);
   }
   if (plan.proxyUid !== undefined) rules.push(['-A', OUTPUT_CHAIN, '-m', 'owner', '--uid-owner', String(plan.proxyUid), '-j', 'RETURN']);
-  rules.push(['-A', OUTPUT_CHAIN, '-d', '127.0.0.0/8', '-j', 'RETURN']);
+  rules.push(['-A', OUTPUT_CHAIN, '-d', family === 4 ? '127.0.0.0/8' : '::1/128', '-j', 'RETURN']);
   for (const p of plan.inbound) {
     rules.push(['-A', OUTPUT_CHAIN, '-p', 'tcp', '-m', 'addrtype', '--dst-type', 'LOCAL', '--dport', String(p.appPort), '-j', 'REDIRECT', '--to-ports', String(p.proxyPort)]);
   }
@@ -76,8 +79,8 @@ export function buildRedirectRules(plan: RedirectPlan): string[][] {
  * The rules as `iptables-restore --noflush` input. Declaring our chains there
  * creates them or flushes them if present; nothing else in the table is touched.
  */
-export function renderRestore(plan: RedirectPlan): string {
-  return ['*nat', `:${INBOUND_CHAIN} - [0:0]`, `:${OUTPUT_CHAIN} - [0:0]`, ...buildRedirectRules(plan).map((r) => r.join(' ')), 'COMMIT', ''].join('\n');
+export function renderRestore(plan: RedirectPlan, family: IpFamily = 4): string {
+  return ['*nat', `:${INBOUND_CHAIN} - [0:0]`, `:${OUTPUT_CHAIN} - [0:0]`, ...buildRedirectRules(plan, family).map((r) => r.join(' ')), 'COMMIT', ''].join('\n');
 }
 
 /**
