@@ -20,6 +20,7 @@ export function loadInjectorConfig(ctx: CommandContext): InjectorConfig {
   return parseInjectorConfig(text, file);
 }
 
+/** The commands this module adds to `trellis`. */
 export const commands: Command[] = [
   {
     name: 'inject',

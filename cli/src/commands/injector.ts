@@ -36,6 +36,7 @@ async function certSource(ctx: CommandContext, logger: ReturnType<typeof createL
   return new FileCertSource({ certFile: resolve(ctx.cwd, cert), keyFile: resolve(ctx.cwd, key), intervalMs: Number.isFinite(interval) && interval > 0 ? interval : 2000, logger });
 }
 
+/** The commands this module adds to `trellis`. */
 export const commands: Command[] = [
   {
     name: 'injector',

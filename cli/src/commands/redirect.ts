@@ -20,6 +20,7 @@ function families(ctx: CommandContext): IpFamily[] {
   return mode === 'on' || (mode === 'auto' && hasIpv6()) ? [4, 6] : [4];
 }
 
+/** The commands this module adds to `trellis`. */
 export const commands: Command[] = [
   {
     name: 'redirect apply',

@@ -15,13 +15,17 @@ import type { AppProbe } from './probe-rewrite';
 export const SIDECAR_CONTAINER_NAME = 'trellis-sidecar';
 /** Name of the init container that installs the redirect rules. */
 export const INIT_CONTAINER_NAME = 'trellis-init';
-/** Volumes the injection adds. */
+/** Projected ServiceAccount token volume (sidecar only). */
 export const TOKEN_VOLUME = 'trellis-token';
+/** Volume holding the trust bundle ConfigMap. */
 export const CA_VOLUME = 'trellis-ca';
+/** Downward-API volume with the pod's labels and annotations. */
 export const PODINFO_VOLUME = 'trellis-podinfo';
-/** Where the sidecar finds them. */
+/** Where the sidecar mounts the token. */
 export const TOKEN_DIR = '/var/run/secrets/trellis/tokens';
+/** Where the sidecar mounts the trust bundle. */
 export const CA_DIR = '/var/run/secrets/trellis/ca';
+/** Where the sidecar mounts the podinfo files. */
 export const PODINFO_DIR = '/etc/trellis/podinfo';
 
 /** What the sidecar needs to know about this pod. */

@@ -11,8 +11,9 @@
  */
 import { InjectorError } from '../errors/injector-error';
 
-/** Our chains in the nat table. */
+/** Our chain for inbound traffic (jumped to from nat PREROUTING). */
 export const INBOUND_CHAIN = 'TRELLIS_INBOUND';
+/** Our chain for in-pod traffic (jumped to from nat OUTPUT). */
 export const OUTPUT_CHAIN = 'TRELLIS_OUTPUT';
 
 /** One app port and the sidecar port its traffic goes to. */
