@@ -61,3 +61,7 @@ export { createTrustBundle, parsePemBundle, parseSpiffeBundle, formatPemBundle, 
 export type { TrustBundle, TrustBundleOptions, JwtAuthority, IgnoredBundleEntry } from './x509/trust-bundle';
 export { compileSpiffeIdMatcher } from './identity/spiffe-id-matcher';
 export type { SpiffeIdMatcherSpec, SpiffeIdMatcher, SpiffeIdMatch } from './identity/spiffe-id-matcher';
+export { verifyCertificatePath, PathErrorCode } from './x509/path-validation';
+export type { PathValidationOptions, PathVerdict, PathErrorCodeValue } from './x509/path-validation';
+export { verifyX509Svid } from './identity/x509-svid-verify';
+export type { X509SvidVerification, X509SvidVerifyOptions, TrustBundleSet } from './identity/x509-svid-verify';

@@ -19,6 +19,7 @@ import {
   validateLeafSvid,
   validateSigningCertificate,
   validateSvidChain,
+  verifyX509Svid,
   type CertificateFacts,
 } from '@trellis/shared';
 import { TestCa, makeTmpDir, openssl, type LeafOptions } from '@trellis/testkit';
@@ -136,5 +137,28 @@ describe('Identity checks on TestCa certificates', function () {
     writeFileSync(join(tmp.dir, 'other-bundle.pem'), formatPemBundle(createTrustBundle('other.org', [facts(other.root.pem)])));
     const bad = openssl(['verify', '-CAfile', join(tmp.dir, 'other-bundle.pem'), '-untrusted', join(tmp.dir, 'chain-int.pem'), join(tmp.dir, 'chain-leaf.pem')]);
     expect(bad.status).to.not.equal(0);
+  });
+  it('verifies a TestCa SVID against its bundle and agrees with openssl on an impostor CA', async () => {
+    const impostor = await TestCa.create('example.org'); // same names, different keys
+    const leaf = await ca.issueLeaf('spiffe://example.org/ns/a/sa/b');
+    const chain = [facts(leaf.pem), facts(ca.intermediate.pem)];
+    const good = verifyX509Svid(chain, createTrustBundle('example.org', [facts(ca.root.pem)]), { now: new Date(), requiredEku: Oid.serverAuth });
+    expect(good.ok && good.spiffeId.toString()).to.equal('spiffe://example.org/ns/a/sa/b');
+    const bad = verifyX509Svid(chain, createTrustBundle('example.org', [facts(impostor.root.pem)]), { now: new Date() });
+    expect(bad).to.include({ ok: false, code: 'TRELLIS_X509_PATH_UNTRUSTED' });
+    writeFileSync(join(tmp.dir, 'impostor.pem'), impostor.root.pem);
+    writeFileSync(join(tmp.dir, 'v-int.pem'), ca.intermediate.pem);
+    writeFileSync(join(tmp.dir, 'v-leaf.pem'), leaf.pem);
+    const r = openssl(['verify', '-CAfile', join(tmp.dir, 'impostor.pem'), '-untrusted', join(tmp.dir, 'v-int.pem'), join(tmp.dir, 'v-leaf.pem')]);
+    expect(r.status).to.not.equal(0);
+  });
+
+  it('refuses a leaf signed by a key other than its named issuer', async () => {
+    const impostor = await TestCa.create('example.org');
+    const forged = await impostor.issueLeaf('spiffe://example.org/admin');
+    // Presented with the genuine intermediate: names chain, the signature does not.
+    const v = verifyX509Svid([facts(forged.pem), facts(ca.intermediate.pem)], createTrustBundle('example.org', [facts(ca.root.pem)]), { now: new Date() });
+    expect(v.ok).to.equal(false);
+    expect(!v.ok && v.code).to.be.oneOf(['TRELLIS_X509_PATH_BAD_SIGNATURE', 'TRELLIS_X509_PATH_UNTRUSTED']);
   });
 });

@@ -56,6 +56,8 @@ export const SvidErrorCode = Object.freeze({
   SIGNING_CERT_MISSING_KEY_CERT_SIGN: 'TRELLIS_SVID_SIGNING_CERT_MISSING_KEY_CERT_SIGN',
   /** A signing certificate whose SPIFFE ID has a path (X509-SVID 3.2). */
   SIGNING_CERT_ID_HAS_PATH: 'TRELLIS_SVID_SIGNING_CERT_ID_HAS_PATH',
+  /** No trust bundle is known for the SVID's trust domain (X509-SVID 5.1). */
+  NO_BUNDLE_FOR_TRUST_DOMAIN: 'TRELLIS_SVID_NO_BUNDLE_FOR_TRUST_DOMAIN',
   /** An SVID given with no certificate at all. */
   NO_CERTIFICATES: 'TRELLIS_SVID_NO_CERTIFICATES',
   /** No private key where an SVID key was expected. */

@@ -5,6 +5,7 @@ import { SpiffeIdErrorCode } from '../../src/identity/spiffe-id';
 import { SvidErrorCode } from '../../src/identity/x509-svid';
 import { X509ErrorCode } from '../../src/x509/x509-error';
 import { DerErrorCode } from '../../src/x509/der-error';
+import { PathErrorCode } from '../../src/x509/path-validation';
 
 describe('Identity and X.509 error codes', () => {
   const doc = readFileSync(join(__dirname, '..', '..', '..', '..', 'docs', 'errors.md'), 'utf8');
@@ -13,6 +14,7 @@ describe('Identity and X.509 error codes', () => {
     ['SvidError', SvidErrorCode],
     ['X509Error', X509ErrorCode],
     ['DerError', DerErrorCode],
+    ['path validation', PathErrorCode],
   ];
   for (const [family, codes] of families) {
     it(`documents every ${family} code in docs/errors.md`, () => {
