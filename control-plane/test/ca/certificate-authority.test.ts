@@ -72,56 +72,58 @@ describe('Certificate authority issuance', function () {
     expect(svid.keyType).to.equal('ec-p256');
   });
 
-  it('Should encode the same certificate as @peculiar/x509 building it the slow way from the same inputs', async () => {
-    const csr = await makeCsr();
-    const svid = await ca.issue({ csr: csr.der, spiffeId: ID, ttlSeconds: 900, requester: 'test' });
-    const intermediate = new x509.X509Certificate(ca.intermediatePem);
-    const intKey = await webcrypto.subtle.importKey(
-      'pkcs8',
-      createPrivateKey(fx.read('intermediate.key')).export({ type: 'pkcs8', format: 'der' }),
-      { name: 'ECDSA', namedCurve: 'P-256' },
-      false,
-      ['sign'],
-    );
-    const slow = await x509.X509CertificateGenerator.create({
-      serialNumber: svid.serialHex,
-      subject: '',
-      issuer: intermediate.subjectName.toString(),
-      notBefore: svid.notBefore,
-      notAfter: svid.notAfter,
-      publicKey: csr.publicKey,
-      signingKey: intKey,
-      signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' },
-      extensions: [
-        new x509.BasicConstraintsExtension(false, undefined, true),
-        new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
-        new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth]),
-        await x509.SubjectKeyIdentifierExtension.create(csr.publicKey),
-        await x509.AuthorityKeyIdentifierExtension.create(intermediate),
-        new x509.SubjectAlternativeNameExtension([{ type: 'url', value: ID }], true),
-      ],
+  for (const leafType of ['ec-p256', 'ec-p384', 'rsa-2048'] as const) {
+    it(`Should encode the same ${leafType} certificate as @peculiar/x509 building it the slow way from the same inputs`, async () => {
+      const csr = await makeCsr({ keyType: leafType });
+      const svid = await ca.issue({ csr: csr.der, spiffeId: ID, ttlSeconds: 900, requester: 'test' });
+      const intermediate = new x509.X509Certificate(ca.intermediatePem);
+      const intKey = await webcrypto.subtle.importKey(
+        'pkcs8',
+        createPrivateKey(fx.read('intermediate.key')).export({ type: 'pkcs8', format: 'der' }),
+        { name: 'ECDSA', namedCurve: 'P-256' },
+        false,
+        ['sign'],
+      );
+      const slow = await x509.X509CertificateGenerator.create({
+        serialNumber: svid.serialHex,
+        subject: '',
+        issuer: intermediate.subjectName.toString(),
+        notBefore: svid.notBefore,
+        notAfter: svid.notAfter,
+        publicKey: csr.publicKey,
+        signingKey: intKey,
+        signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' },
+        extensions: [
+          new x509.BasicConstraintsExtension(false, undefined, true),
+          new x509.KeyUsagesExtension(leafType === 'rsa-2048' ? x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment : x509.KeyUsageFlags.digitalSignature, true),
+          new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth]),
+          await x509.SubjectKeyIdentifierExtension.create(csr.publicKey),
+          await x509.AuthorityKeyIdentifierExtension.create(intermediate),
+          new x509.SubjectAlternativeNameExtension([{ type: 'url', value: ID }], true),
+        ],
+      });
+      const fast = new x509.X509Certificate(svid.leafDer);
+      const view = (c: x509.X509Certificate) => ({
+        serial: c.serialNumber.replace(/^0+/, ''),
+        subject: c.subject,
+        issuer: c.issuer,
+        notBefore: c.notBefore.toISOString(),
+        notAfter: c.notAfter.toISOString(),
+        publicKey: Buffer.from(c.publicKey.rawData).toString('hex'),
+        signatureAlgorithm: c.signatureAlgorithm,
+        extensions: c.extensions.map((e) => ({ type: e.type, critical: e.critical, value: Buffer.from(e.value).toString('hex') })),
+      });
+      expect(view(fast)).to.deep.equal(view(slow));
+      expect(await fast.verify({ publicKey: intermediate, date: new Date(svid.notBefore.getTime() + 1000) })).to.equal(true);
+      const tbs = (der: ArrayBuffer | Buffer) => {
+        const b = Buffer.from(der as ArrayBuffer);
+        const hdr = b[1]! & 0x80 ? 2 + (b[1]! & 0x7f) : 2;
+        const len = b[hdr + 1]! & 0x80 ? b.readUIntBE(hdr + 2, b[hdr + 1]! & 0x7f) + 2 + (b[hdr + 1]! & 0x7f) : b[hdr + 1]! + 2;
+        return b.subarray(hdr, hdr + len).toString('hex');
+      };
+      expect(tbs(svid.leafDer), 'TBSCertificate bytes').to.equal(tbs(slow.rawData));
     });
-    const fast = new x509.X509Certificate(svid.leafDer);
-    const view = (c: x509.X509Certificate) => ({
-      serial: c.serialNumber.replace(/^0+/, ''),
-      subject: c.subject,
-      issuer: c.issuer,
-      notBefore: c.notBefore.toISOString(),
-      notAfter: c.notAfter.toISOString(),
-      publicKey: Buffer.from(c.publicKey.rawData).toString('hex'),
-      signatureAlgorithm: c.signatureAlgorithm,
-      extensions: c.extensions.map((e) => ({ type: e.type, critical: e.critical, value: Buffer.from(e.value).toString('hex') })),
-    });
-    expect(view(fast)).to.deep.equal(view(slow));
-    expect(await fast.verify({ publicKey: intermediate, date: new Date(svid.notBefore.getTime() + 1000) })).to.equal(true);
-    const tbs = (der: ArrayBuffer | Buffer) => {
-      const b = Buffer.from(der as ArrayBuffer);
-      const hdr = b[1]! & 0x80 ? 2 + (b[1]! & 0x7f) : 2;
-      const len = b[hdr + 1]! & 0x80 ? b.readUIntBE(hdr + 2, b[hdr + 1]! & 0x7f) + 2 + (b[hdr + 1]! & 0x7f) : b[hdr + 1]! + 2;
-      return b.subarray(hdr, hdr + len).toString('hex');
-    };
-    expect(tbs(svid.leafDer), 'TBSCertificate bytes').to.equal(tbs(slow.rawData));
-  });
+  }
 
   it('Should issue only the authorized ID even when the CSR carries none', async () => {
     const csr = await makeCsr({ dnsNames: ['evil.example.com'] });

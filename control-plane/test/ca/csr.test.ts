@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import * as fc from 'fast-check';
 import { makeTmpDir } from '@trellis/testkit';
 import { CaError } from '../../src/ca/ca-error';
 import { parseCsr } from '../../src/ca/csr';
@@ -101,5 +102,25 @@ describe('CSR parsing on the issuance path', () => {
         expect(err, junk.toString('hex')).to.be.instanceOf(CaError);
       }
     }
+  });
+});
+
+describe('CSR parsing under mutation', () => {
+  it('Should answer every single-byte change or truncation of a valid CSR with a verified parse or a CaError', async () => {
+    const csr = await makeCsr({ uris: ['spiffe://example.org/a'] });
+    fc.assert(
+      fc.property(fc.nat({ max: csr.der.length - 1 }), fc.integer({ min: 1, max: 255 }), fc.boolean(), (pos, xor, truncate) => {
+        const mutated = truncate ? csr.der.subarray(0, pos) : Buffer.from(csr.der);
+        if (!truncate) mutated[pos] ^= xor;
+        try {
+          const p = parseCsr(mutated);
+          // A change the parser accepts must still carry a signature that verifies, i.e. it hit no signed byte.
+          expect(p.spkiDer.equals(parseCsr(csr.der).spkiDer)).to.equal(true);
+        } catch (err) {
+          expect(err).to.be.instanceOf(CaError);
+        }
+      }),
+      { numRuns: 400 },
+    );
   });
 });
