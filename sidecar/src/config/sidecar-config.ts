@@ -1,0 +1,294 @@
+/**
+ * `trellis sidecar` settings from three sources, parsed once at the edge
+ * into a frozen typed object: command-line flags win over `TRELLIS_*`
+ * environment variables (what injection sets), which win over the YAML
+ * config file. Every problem is collected with its source and field before
+ * anything starts, and reported together.
+ */
+import { parse as parseYaml } from 'yaml';
+import { isSpiffeId, kubernetesSpiffeId, parseDuration } from '@trellis/shared';
+import { SidecarError } from '../errors';
+import type { InboundSpec } from '../inbound/inbound-listener';
+import type { OutboundSpec } from '../outbound/outbound-listener';
+import type { RotationPolicy } from '../identity/next-rotation';
+
+/** Everything the sidecar process needs, validated. */
+export interface SidecarConfig {
+  readonly controlPlane: readonly string[];
+  readonly caBundleFile: string;
+  readonly tokenFile: string;
+  readonly namespace: string;
+  readonly service: string;
+  readonly serviceAccount: string;
+  readonly trustDomain: string;
+  /** Our expected SPIFFE ID (from --spiffe-id, else the Kubernetes form). */
+  readonly spiffeId: string;
+  readonly controlPlaneSpiffeId: string;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly inbound: readonly InboundSpec[];
+  readonly outbound: readonly OutboundSpec[];
+  readonly admin?: { readonly host: string; readonly port: number };
+  readonly drainMs: number;
+  readonly detectTimeoutMs: number;
+  readonly rotation: RotationPolicy;
+  readonly podIp?: string;
+  readonly logLevel: 'debug' | 'info' | 'warn' | 'error';
+}
+
+/** One setting's raw value(s) as each source gives it. */
+type Raw = string | string[] | undefined;
+
+/** The settings, their flag names, environment variables and config-file keys. */
+export const SETTINGS = [
+  { flag: 'control-plane', env: 'TRELLIS_CONTROL_PLANE', key: 'controlPlane', list: true },
+  { flag: 'ca-bundle', env: 'TRELLIS_CA_BUNDLE', key: 'caBundle' },
+  { flag: 'token-file', env: 'TRELLIS_TOKEN_FILE', key: 'tokenFile' },
+  { flag: 'namespace', env: 'TRELLIS_NAMESPACE', key: 'namespace', fallbackEnv: 'TRELLIS_POD_NAMESPACE' },
+  { flag: 'service', env: 'TRELLIS_SERVICE', key: 'service' },
+  { flag: 'service-account', env: 'TRELLIS_SERVICE_ACCOUNT', key: 'serviceAccount' },
+  { flag: 'trust-domain', env: 'TRELLIS_TRUST_DOMAIN', key: 'trustDomain' },
+  { flag: 'spiffe-id', env: 'TRELLIS_SPIFFE_ID', key: 'spiffeId' },
+  { flag: 'control-plane-id', env: 'TRELLIS_CONTROL_PLANE_ID', key: 'controlPlaneSpiffeId' },
+  { flag: 'labels', env: 'TRELLIS_LABELS', key: 'labels', list: true },
+  { flag: 'inbound', env: 'TRELLIS_INBOUND', key: 'inbound', list: true },
+  { flag: 'outbound', env: 'TRELLIS_OUTBOUND', key: 'outbound', list: true },
+  { flag: 'admin', env: 'TRELLIS_ADMIN', key: 'admin' },
+  { flag: 'drain', env: 'TRELLIS_DRAIN', key: 'drain' },
+  { flag: 'detect-timeout', env: 'TRELLIS_DETECT_TIMEOUT', key: 'detectTimeout' },
+  { flag: 'rotate-at', env: 'TRELLIS_ROTATE_AT', key: 'rotateAt' },
+  { flag: 'rotate-jitter', env: 'TRELLIS_ROTATE_JITTER', key: 'rotateJitter' },
+  { flag: 'log-level', env: 'TRELLIS_LOG_LEVEL', key: 'logLevel' },
+] as const;
+
+/** The sources to merge. */
+export interface ConfigSources {
+  /** Parsed flags (node:util parseArgs values). */
+  flags: Record<string, string | boolean | Array<string | boolean> | undefined>;
+  env: NodeJS.ProcessEnv;
+  /** The YAML config file, when --config / TRELLIS_CONFIG was given. */
+  file?: { path: string; text: string };
+}
+
+/**
+ * Merges and validates the sources. Throws SidecarError
+ * `TRELLIS_SIDECAR_BAD_CONFIG` listing every problem (`details.problems`).
+ */
+export function parseSidecarConfig(src: ConfigSources): SidecarConfig {
+  const problems: string[] = [];
+  let fileValues: Record<string, unknown> = {};
+  if (src.file) {
+    try {
+      const doc = parseYaml(src.file.text) as unknown;
+      if (doc !== null && doc !== undefined && (typeof doc !== 'object' || Array.isArray(doc))) problems.push(`${src.file.path}: the config file must be a YAML mapping`);
+      else fileValues = (doc ?? {}) as Record<string, unknown>;
+      const known = new Set<string>(SETTINGS.map((s) => s.key));
+      for (const k of Object.keys(fileValues)) if (!known.has(k)) problems.push(`${src.file.path}: unknown field "${k}" (known: ${[...known].join(', ')})`);
+    } catch (err) {
+      problems.push(`${src.file.path}: not valid YAML: ${(err as Error).message.split('\n')[0]}`);
+    }
+  }
+  const where = new Map<string, string>();
+  const get = (flag: string): Raw => {
+    const s = SETTINGS.find((x) => x.flag === flag)!;
+    const f = src.flags[flag];
+    if (f !== undefined && f !== false) {
+      where.set(flag, `--${flag}`);
+      const arr = (Array.isArray(f) ? f : [f]).filter((v): v is string => typeof v === 'string');
+      return 'list' in s && s.list ? arr.flatMap(splitList) : arr[arr.length - 1];
+    }
+    const e = src.env[s.env] ?? ('fallbackEnv' in s ? src.env[s.fallbackEnv] : undefined);
+    if (e !== undefined && e !== '') {
+      where.set(flag, `$${s.env}`);
+      return 'list' in s && s.list ? splitList(e) : e;
+    }
+    const v = fileValues[s.key];
+    if (v !== undefined && v !== null) {
+      where.set(flag, `${src.file!.path}: ${s.key}`);
+      if ('list' in s && s.list) {
+        if (Array.isArray(v)) return v.map(String);
+        if (typeof v === 'object') return Object.entries(v as Record<string, unknown>).map(([k, x]) => `${k}=${String(x)}`);
+        return splitList(String(v));
+      }
+      return String(v);
+    }
+    return undefined;
+  };
+  const label = (flag: string): string => where.get(flag) ?? `--${flag}`;
+  const required = (flag: string): string => {
+    const v = get(flag);
+    const s = Array.isArray(v) ? v.join(',') : v;
+    if (!s) {
+      const setting = SETTINGS.find((x) => x.flag === flag)!;
+      problems.push(`--${flag} is required (or $${setting.env}, or "${setting.key}" in the config file)`);
+      return '';
+    }
+    return s;
+  };
+
+  const controlPlane = (get('control-plane') as string[] | undefined) ?? [];
+  if (controlPlane.length === 0) problems.push('--control-plane is required (or $TRELLIS_CONTROL_PLANE, or "controlPlane" in the config file)');
+  controlPlane.forEach((a) => {
+    if (!/^[^\s:]+:\d{1,5}$/.test(a) && !/^\[[0-9a-fA-F:.]+\]:\d{1,5}$/.test(a)) problems.push(`${label('control-plane')}: "${a}" is not HOST:PORT`);
+  });
+  const caBundleFile = required('ca-bundle');
+  const tokenFile = required('token-file');
+  const namespace = required('namespace');
+  const service = required('service');
+  const serviceAccount = (get('service-account') as string | undefined) ?? 'default';
+  const trustDomain = (get('trust-domain') as string | undefined) ?? 'cluster.local';
+  let spiffeId = get('spiffe-id') as string | undefined;
+  if (spiffeId !== undefined && !isSpiffeId(spiffeId)) problems.push(`${label('spiffe-id')}: "${spiffeId}" is not a SPIFFE ID`);
+  if (spiffeId === undefined && namespace) {
+    try {
+      spiffeId = kubernetesSpiffeId(trustDomain, namespace, serviceAccount).toString();
+    } catch (err) {
+      problems.push(`cannot form our SPIFFE ID from trust domain "${trustDomain}", namespace "${namespace}", service account "${serviceAccount}": ${(err as Error).message}`);
+    }
+  }
+  const controlPlaneSpiffeId = (get('control-plane-id') as string | undefined) ?? `spiffe://${trustDomain}/ns/trellis-system/sa/trellis-control-plane`;
+  if (!isSpiffeId(controlPlaneSpiffeId)) problems.push(`${label('control-plane-id')}: "${controlPlaneSpiffeId}" is not a SPIFFE ID`);
+
+  const labels: Record<string, string> = {};
+  for (const kv of (get('labels') as string[] | undefined) ?? []) {
+    const i = kv.indexOf('=');
+    if (i <= 0) problems.push(`${label('labels')}: "${kv}" is not KEY=VALUE`);
+    else labels[kv.slice(0, i)] = kv.slice(i + 1);
+  }
+
+  const inbound: InboundSpec[] = [];
+  for (const s of (get('inbound') as string[] | undefined) ?? []) {
+    const r = parseInboundSpec(s);
+    if (typeof r === 'string') problems.push(`${label('inbound')}: "${s}": ${r}`);
+    else inbound.push(r);
+  }
+  const outbound: OutboundSpec[] = [];
+  for (const s of (get('outbound') as string[] | undefined) ?? []) {
+    const r = parseOutboundSpec(s);
+    if (typeof r === 'string') problems.push(`${label('outbound')}: "${s}": ${r}`);
+    else outbound.push(r);
+  }
+  const ports = [...inbound.map((l) => `${l.host}:${l.port}`), ...outbound.map((l) => `${l.host}:${l.port}`)];
+  for (const p of new Set(ports.filter((p, i) => ports.indexOf(p) !== i && !p.endsWith(':0')))) problems.push(`listener address ${p} is used twice`);
+
+  let admin: SidecarConfig['admin'];
+  const adminRaw = get('admin') as string | undefined;
+  if (adminRaw !== undefined) {
+    const hp = parseHostPort(adminRaw, '127.0.0.1');
+    if (typeof hp === 'string') problems.push(`${label('admin')}: "${adminRaw}": ${hp}`);
+    else admin = hp;
+  }
+
+  const duration = (flag: string, dflt: number): number => {
+    const v = get(flag) as string | undefined;
+    if (v === undefined) return dflt;
+    try {
+      return parseDuration(v, label(flag));
+    } catch (err) {
+      problems.push(`${label(flag)}: ${(err as Error).message}`);
+      return dflt;
+    }
+  };
+  const drainMs = duration('drain', 5000);
+  const detectTimeoutMs = duration('detect-timeout', 1000);
+  const fraction = (flag: string, dflt: number, min: number, max: number): number => {
+    const v = get(flag) as string | undefined;
+    if (v === undefined) return dflt;
+    const n = v.endsWith('%') ? Number(v.slice(0, -1)) / 100 : Number(v);
+    if (!Number.isFinite(n) || n < min || n >= max) {
+      problems.push(`${label(flag)}: "${v}" must be a fraction in [${min}, ${max}) such as 0.5 or 50%`);
+      return dflt;
+    }
+    return n;
+  };
+  const rotation = { fraction: fraction('rotate-at', 0.5, 0.05, 1), jitter: fraction('rotate-jitter', 0.1, 0, 0.5) };
+  if (rotation.fraction - rotation.jitter <= 0 || rotation.fraction + rotation.jitter >= 1) {
+    problems.push(`rotation window ${rotation.fraction}±${rotation.jitter} must stay inside (0, 1) of the lifetime`);
+  }
+  const logLevel = ((get('log-level') as string | undefined) ?? 'info') as SidecarConfig['logLevel'];
+  if (!['debug', 'info', 'warn', 'error'].includes(logLevel)) problems.push(`${label('log-level')}: "${logLevel}" must be debug, info, warn or error`);
+
+  if (problems.length > 0) {
+    throw new SidecarError('TRELLIS_SIDECAR_BAD_CONFIG', `invalid sidecar configuration (${problems.length} problem${problems.length > 1 ? 's' : ''}):\n  - ${problems.join('\n  - ')}`, { problems });
+  }
+  return Object.freeze({
+    controlPlane: Object.freeze(controlPlane),
+    caBundleFile,
+    tokenFile,
+    namespace,
+    service,
+    serviceAccount,
+    trustDomain,
+    spiffeId: spiffeId!,
+    controlPlaneSpiffeId,
+    labels: Object.freeze(labels),
+    inbound: Object.freeze(inbound),
+    outbound: Object.freeze(outbound),
+    admin,
+    drainMs,
+    detectTimeoutMs,
+    rotation: Object.freeze(rotation),
+    podIp: src.env.TRELLIS_POD_IP || undefined,
+    logLevel,
+  });
+}
+
+function splitList(s: string): string[] {
+  return s
+    .split(/[,\s]+/)
+    .map((x) => x.trim())
+    .filter((x) => x !== '');
+}
+
+function parsePort(s: string): number | undefined {
+  if (!/^\d{1,5}$/.test(s)) return undefined;
+  const n = Number(s);
+  return n <= 65535 ? n : undefined;
+}
+
+/** `[HOST:]PORT` → host and port, or the reason it is not. */
+export function parseHostPort(s: string, defaultHost: string): { host: string; port: number } | string {
+  const m = /^(?:(\[[0-9a-fA-F:.]+\]|[^:\s[\]]+):)?(\d+)$/.exec(s);
+  if (!m) return 'expected [HOST:]PORT';
+  const port = parsePort(m[2]!);
+  if (port === undefined) return `port ${m[2]} is out of range`;
+  return { host: (m[1] ?? defaultHost).replace(/^\[(.*)\]$/, '$1'), port };
+}
+
+/** `[HOST:]PORT=APP_PORT[/http]` → an InboundSpec, or the reason it is not one. Host defaults to 0.0.0.0. */
+export function parseInboundSpec(s: string): InboundSpec | string {
+  const eq = s.indexOf('=');
+  if (eq < 0) return 'expected [HOST:]PORT=APP_PORT[/http]';
+  const listen = parseHostPort(s.slice(0, eq), '0.0.0.0');
+  if (typeof listen === 'string') return `listen address: ${listen}`;
+  const m = /^(\d+)(\/http)?$/.exec(s.slice(eq + 1));
+  if (!m) return 'the application side must be APP_PORT or APP_PORT/http';
+  const appPort = parsePort(m[1]!);
+  if (appPort === undefined || appPort === 0) return `application port ${m[1]} is out of range`;
+  return Object.freeze({ host: listen.host, port: listen.port, appPort, http: m[2] !== undefined });
+}
+
+/** `[HOST:]LOCAL_PORT=SERVICE[:PORT]` or `=ADDR#SPIFFE_ID` → an OutboundSpec, or the reason. Host defaults to 127.0.0.1. */
+export function parseOutboundSpec(s: string): OutboundSpec | string {
+  const eq = s.indexOf('=');
+  if (eq < 0) return 'expected [HOST:]LOCAL_PORT=SERVICE[:PORT] or [HOST:]LOCAL_PORT=ADDR#SPIFFE_ID';
+  const listen = parseHostPort(s.slice(0, eq), '127.0.0.1');
+  if (typeof listen === 'string') return `listen address: ${listen}`;
+  const target = s.slice(eq + 1);
+  const hash = target.indexOf('#');
+  if (hash >= 0) {
+    const addr = target.slice(0, hash);
+    const id = target.slice(hash + 1);
+    const hp = parseHostPort(addr, '');
+    if (typeof hp === 'string' || hp.host === '') return `explicit target "${addr}" must be HOST:PORT`;
+    if (!isSpiffeId(id)) return `"${id}" is not a SPIFFE ID`;
+    return Object.freeze({ host: listen.host, port: listen.port, target: Object.freeze({ kind: 'explicit' as const, address: addr, spiffeId: id }) });
+  }
+  const m = /^([a-z0-9]([-a-z0-9.]*[a-z0-9])?)(?::(\d+))?$/.exec(target);
+  if (!m) return `"${target}" is not SERVICE[:PORT] (a DNS-style service name)`;
+  let port: number | undefined;
+  if (m[3] !== undefined) {
+    port = parsePort(m[3]);
+    if (port === undefined || port === 0) return `port ${m[3]} is out of range`;
+  }
+  return Object.freeze({ host: listen.host, port: listen.port, target: Object.freeze(port === undefined ? { kind: 'service' as const, service: m[1]! } : { kind: 'service' as const, service: m[1]!, port }) });
+}

@@ -1,0 +1,137 @@
+/**
+ * Runs a sidecar process from a validated SidecarConfig: listeners and admin
+ * first (they refuse traffic until ready), then the discovery stream and the
+ * IdentityManager, which fill the state. Resolves when the sidecar has
+ * drained after `stopSignal` (SIGTERM/SIGINT) or POST /quitquitquit.
+ */
+import { readFile } from 'node:fs/promises';
+import type { Logger } from '@trellis/shared';
+import { SidecarError } from './errors';
+import { Sidecar } from './sidecar';
+import { IdentityManager } from './identity/identity-manager';
+import { sharedAuthorizer } from './policy/authorizer';
+import { wireDiscovery, type DiscoverySource } from './control/discovery-wiring';
+import type { SidecarConfig } from './config/sidecar-config';
+
+/** The discovery client as the runner uses it. */
+export interface DiscoveryRuntime extends DiscoverySource {
+  start(): void;
+  stop(): void;
+  requestSvid(csrDer: Buffer): Promise<{ chainPem: string }>;
+  syncState(): Record<string, unknown>;
+  connection(): unknown;
+}
+
+/** What the discovery client is built from. */
+export interface DiscoveryRuntimeOptions {
+  addresses: string[];
+  bootstrapBundlePem: string;
+  getToken(): Promise<string>;
+  getCredentials(): { keyPem: string; chainPem: string; notAfter: Date } | null;
+  node: { spiffeId: string; namespace: string; labels: Record<string, string>; service: string; inboundPorts: number[]; address?: string };
+  controlPlaneSpiffeId: string;
+  logger: Logger;
+  endpointNames?: string[];
+}
+
+/** Collaborators of runSidecar. */
+export interface RunSidecarDeps {
+  logger: Logger;
+  stopSignal: AbortSignal;
+  createDiscovery(opts: DiscoveryRuntimeOptions): DiscoveryRuntime;
+  clock?: () => Date;
+}
+
+/** Starts everything and resolves after the drain. */
+export async function runSidecar(config: SidecarConfig, deps: RunSidecarDeps): Promise<void> {
+  const { logger } = deps;
+  const clock = deps.clock ?? (() => new Date());
+  let bootstrap: string;
+  try {
+    bootstrap = await readFile(config.caBundleFile, 'utf8');
+  } catch (err) {
+    throw new SidecarError('TRELLIS_SIDECAR_BAD_CONFIG', `--ca-bundle ${config.caBundleFile}: cannot read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { file: config.caBundleFile });
+  }
+  if (!bootstrap.includes('-----BEGIN CERTIFICATE-----')) {
+    throw new SidecarError('TRELLIS_SIDECAR_BAD_CONFIG', `--ca-bundle ${config.caBundleFile}: no PEM certificate in the file`, { file: config.caBundleFile });
+  }
+
+  let quit: () => void = () => undefined;
+  const quitRequested = new Promise<void>((resolve) => (quit = resolve));
+  let discovery: DiscoveryRuntime | undefined;
+  const sidecar: Sidecar = new Sidecar(
+    {
+      inbound: config.inbound,
+      outbound: config.outbound,
+      admin: config.admin,
+      workload: { namespace: config.namespace, labels: config.labels },
+      drainMs: config.drainMs,
+      detectTimeoutMs: config.detectTimeoutMs,
+    },
+    {
+      logger,
+      clock,
+      authorize: sharedAuthorizer({ trustDomain: (): string => sidecar.state.current().credentials?.trustDomain ?? config.trustDomain }),
+      extraDump: () => ({ controlPlane: discovery ? { connection: discovery.connection(), sync: discovery.syncState() } : null }),
+      onQuit: () => quit(),
+    },
+  );
+  await sidecar.start();
+
+  discovery = deps.createDiscovery({
+    addresses: [...config.controlPlane],
+    bootstrapBundlePem: bootstrap,
+    // Re-read at every use: the kubelet rotates projected tokens in place.
+    getToken: async () => {
+      try {
+        return (await readFile(config.tokenFile, 'utf8')).trim();
+      } catch (err) {
+        throw new SidecarError('TRELLIS_SIDECAR_BAD_CONFIG', `--token-file ${config.tokenFile}: cannot read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { file: config.tokenFile });
+      }
+    },
+    getCredentials: () => {
+      const c = sidecar.state.current().credentials;
+      return c ? { keyPem: c.keyPem, chainPem: c.chainPem, notAfter: c.notAfter } : null;
+    },
+    node: {
+      spiffeId: config.spiffeId,
+      namespace: config.namespace,
+      labels: { ...config.labels },
+      service: config.service,
+      inboundPorts: config.inbound.map((l) => l.appPort),
+      address: config.podIp,
+    },
+    controlPlaneSpiffeId: config.controlPlaneSpiffeId,
+    logger: logger.child({ component: 'discovery' }),
+  });
+  wireDiscovery(discovery, sidecar.state, { logger, onConnectionChange: (c) => sidecar.metrics.controlPlaneConnected.set(c ? 1 : 0) });
+  const identity = new IdentityManager({
+    state: sidecar.state,
+    issue: (csr) => discovery!.requestSvid(csr),
+    logger: logger.child({ component: 'identity' }),
+    clock,
+    spiffeId: config.spiffeId,
+    rotation: config.rotation,
+    onRotation: (result) => sidecar.metrics.rotations.inc({ result }),
+  });
+  let wasReady = false;
+  const readyWatch = setInterval(() => {
+    const r = sidecar.readiness();
+    if (r.ready !== wasReady) {
+      wasReady = r.ready;
+      if (r.ready) logger.info('sidecar ready', { spiffeId: sidecar.state.current().credentials?.spiffeId, admin: config.admin ? `${config.admin.host}:${sidecar.adminBoundPort}` : undefined });
+      else logger.error('sidecar NOT READY: refusing traffic', { reason: r.reason });
+    }
+  }, 250);
+  readyWatch.unref();
+  discovery.start();
+  identity.start().catch((err) => logger.error('identity manager stopped', { error: err }));
+
+  await Promise.race([quitRequested, new Promise<void>((resolve) => (deps.stopSignal.aborted ? resolve() : deps.stopSignal.addEventListener('abort', () => resolve(), { once: true })))]);
+  logger.info('draining', { drainMs: config.drainMs, open: sidecar.tracker.size });
+  clearInterval(readyWatch);
+  identity.stop();
+  await sidecar.stop(config.drainMs);
+  discovery.stop();
+  logger.info('sidecar stopped');
+}

@@ -1,0 +1,94 @@
+import { expect } from 'chai';
+import { parseInboundSpec, parseOutboundSpec, parseSidecarConfig, type SidecarConfig } from './helpers/harness';
+
+const BASE = { 'control-plane': ['cp-0:15012', 'cp-1:15012'], 'ca-bundle': '/etc/trellis/ca.pem', 'token-file': '/var/run/token', namespace: 'shop', service: 'cart' };
+
+function problems(fn: () => unknown): string[] {
+  try {
+    fn();
+  } catch (err) {
+    expect((err as { code?: string }).code).to.equal('TRELLIS_SIDECAR_BAD_CONFIG');
+    return (err as { details: { problems: string[] } }).details.problems;
+  }
+  throw new Error('expected a TRELLIS_SIDECAR_BAD_CONFIG error');
+}
+
+describe('Sidecar configuration', () => {
+  it('Should parse the issue-style flags into a frozen config with our Kubernetes SPIFFE ID', () => {
+    const c: SidecarConfig = parseSidecarConfig({
+      flags: { ...BASE, labels: ['app=cart,version=v2'], inbound: ['15006=8080/http', '127.0.0.1:15007=9090'], outbound: ['15101=payments:9001', '15102=10.0.0.9:8443#spiffe://cluster.local/ns/pay/sa/api'], admin: '127.0.0.1:15000' },
+      env: { TRELLIS_SERVICE_ACCOUNT: 'cart-sa' },
+    });
+    expect(Object.isFrozen(c)).to.equal(true);
+    expect(c.spiffeId).to.equal('spiffe://cluster.local/ns/shop/sa/cart-sa');
+    expect(c.controlPlane).to.deep.equal(['cp-0:15012', 'cp-1:15012']);
+    expect(c.labels).to.deep.equal({ app: 'cart', version: 'v2' });
+    expect(c.inbound).to.deep.equal([
+      { host: '0.0.0.0', port: 15006, appPort: 8080, http: true },
+      { host: '127.0.0.1', port: 15007, appPort: 9090, http: false },
+    ]);
+    expect(c.outbound).to.deep.equal([
+      { host: '127.0.0.1', port: 15101, target: { kind: 'service', service: 'payments', port: 9001 } },
+      { host: '127.0.0.1', port: 15102, target: { kind: 'explicit', address: '10.0.0.9:8443', spiffeId: 'spiffe://cluster.local/ns/pay/sa/api' } },
+    ]);
+    expect(c.admin).to.deep.equal({ host: '127.0.0.1', port: 15000 });
+    expect(c.drainMs).to.equal(5000);
+    expect(c.rotation).to.deep.equal({ fraction: 0.5, jitter: 0.1 });
+  });
+
+  it('Should let flags win over environment variables, and environment variables over the file', () => {
+    const file = { path: 'sidecar.yaml', text: 'controlPlane: [file:1]\ncaBundle: /file/ca.pem\ntokenFile: /file/token\nnamespace: filens\nservice: filesvc\ndrain: 30s\nlabels: {app: web}\ninbound: ["15006=8080"]\n' };
+    const c = parseSidecarConfig({ flags: { service: 'flagsvc' }, env: { TRELLIS_NAMESPACE: 'envns', TRELLIS_SERVICE: 'envsvc' }, file });
+    expect(c.service).to.equal('flagsvc');
+    expect(c.namespace).to.equal('envns');
+    expect(c.caBundleFile).to.equal('/file/ca.pem');
+    expect(c.drainMs).to.equal(30_000);
+    expect(c.labels).to.deep.equal({ app: 'web' });
+    expect(c.inbound).to.have.length(1);
+  });
+
+  it('Should take the namespace from the downward-API variable injection sets', () => {
+    const { namespace, ...rest } = BASE;
+    void namespace;
+    expect(parseSidecarConfig({ flags: rest, env: { TRELLIS_POD_NAMESPACE: 'from-pod' } }).namespace).to.equal('from-pod');
+  });
+
+  it('Should report every problem at once, naming the source of each bad value', () => {
+    const found = problems(() =>
+      parseSidecarConfig({
+        flags: { inbound: ['15006=http'], outbound: ['15101=Not_A_Service'], admin: 'localhost:99999' },
+        env: { TRELLIS_DRAIN: 'soon', TRELLIS_ROTATE_AT: '1.5' },
+        file: { path: 'bad.yaml', text: 'colour: blue\n' },
+      }),
+    );
+    const text = found.join('\n');
+    for (const needle of ['--control-plane is required', '--ca-bundle is required', '--token-file is required', '--namespace is required', '--service is required', '--inbound: "15006=http"', '--outbound: "15101=Not_A_Service"', '--admin: "localhost:99999"', '$TRELLIS_DRAIN', '$TRELLIS_ROTATE_AT', 'bad.yaml: unknown field "colour"']) {
+      expect(text).to.contain(needle);
+    }
+  });
+
+  const inboundCases: Array<[string, unknown]> = [
+    ['15006=8080', { host: '0.0.0.0', port: 15006, appPort: 8080, http: false }],
+    ['[::1]:15006=8080/http', { host: '::1', port: 15006, appPort: 8080, http: true }],
+    ['15006', 'expected [HOST:]PORT=APP_PORT[/http]'],
+    ['15006=0', 'application port 0 is out of range'],
+    ['99999=80', 'listen address: port 99999 is out of range'],
+  ];
+  for (const [spec, want] of inboundCases) {
+    it(`Should read --inbound ${spec} as ${typeof want === 'string' ? 'an error' : 'a listener'}`, () => {
+      expect(parseInboundSpec(spec)).to.deep.equal(want);
+    });
+  }
+
+  const outboundCases: Array<[string, unknown]> = [
+    ['15101=payments', { host: '127.0.0.1', port: 15101, target: { kind: 'service', service: 'payments' } }],
+    ['0.0.0.0:15101=ledger.finance:9002', { host: '0.0.0.0', port: 15101, target: { kind: 'service', service: 'ledger.finance', port: 9002 } }],
+    ['15101=10.0.0.1:443#not-spiffe', '"not-spiffe" is not a SPIFFE ID'],
+    ['15101=:443#spiffe://td/ns/a/sa/b', 'explicit target ":443" must be HOST:PORT'],
+  ];
+  for (const [spec, want] of outboundCases) {
+    it(`Should read --outbound ${spec} as ${typeof want === 'string' ? 'an error' : 'a listener'}`, () => {
+      expect(parseOutboundSpec(spec)).to.deep.equal(want);
+    });
+  }
+});
