@@ -22,6 +22,8 @@ export interface InjectorConfig {
   readonly imagePullPolicy: 'Always' | 'IfNotPresent' | 'Never';
   /** `host:port` of the control plane's discovery endpoint (comma-separated for several). */
   readonly controlPlane: string;
+  /** Trust domain of the mesh; the sidecar forms its SPIFFE ID from it, the namespace and the service account. */
+  readonly trustDomain: string;
   /** ConfigMap (in the pod's namespace) holding the first trust anchor, and its key. */
   readonly caBundleConfigMap: string;
   readonly caBundleKey: string;
@@ -46,6 +48,7 @@ export const DEFAULT_INJECTOR_CONFIG: InjectorConfig = deepFreeze({
   image: 'ghcr.io/trellis-mesh/trellis:0.1.0',
   imagePullPolicy: 'IfNotPresent',
   controlPlane: 'trellis-control-plane.trellis-system.svc:15012',
+  trustDomain: 'cluster.local',
   caBundleConfigMap: 'trellis-ca-root-cert',
   caBundleKey: 'root-cert.pem',
   nativeSidecar: false,
@@ -62,7 +65,7 @@ export const DEFAULT_INJECTOR_CONFIG: InjectorConfig = deepFreeze({
 });
 
 const PORT_FIELDS = ['proxyUid', 'inboundPortBase', 'adminPort', 'healthPort', 'tokenExpirationSeconds'] as const;
-const STRING_FIELDS = ['image', 'controlPlane', 'caBundleConfigMap', 'caBundleKey', 'tokenAudience'] as const;
+const STRING_FIELDS = ['image', 'controlPlane', 'trustDomain', 'caBundleConfigMap', 'caBundleKey', 'tokenAudience'] as const;
 const KNOWN = new Set<string>([...PORT_FIELDS, ...STRING_FIELDS, 'imagePullPolicy', 'nativeSidecar', 'resources']);
 const QUANTITY = /^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$/;
 

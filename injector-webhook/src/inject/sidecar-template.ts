@@ -63,6 +63,7 @@ export function sidecarContainer(config: InjectorConfig, inputs: SidecarInputs):
     fieldEnv('TRELLIS_POD_IP', 'status.podIP'),
     fieldEnv('TRELLIS_SERVICE_ACCOUNT', 'spec.serviceAccountName'),
     fieldEnv('TRELLIS_NODE_NAME', 'spec.nodeName'),
+    { name: 'TRELLIS_TRUST_DOMAIN', value: config.trustDomain },
     { name: 'TRELLIS_HEALTH_LISTEN', value: `0.0.0.0:${config.healthPort}` },
   ];
   if (Object.keys(inputs.probes).length > 0) env.push({ name: 'TRELLIS_APP_PROBES', value: JSON.stringify(inputs.probes) });
