@@ -92,19 +92,35 @@ export function parsePolicyFile(text: string, file: string, opts: ParsePolicyOpt
       push({ severity: 'error', code: POLICY_CODES.NOT_A_MANIFEST, path: [], at: 'value', message: 'a policy document must be a mapping with apiVersion, kind, metadata and spec' });
       return;
     }
-    const result = checkDocument(value, root);
-    const label = describe(value);
-    for (const r of result) push(r, label);
-    if (result.some((r) => r.severity === 'error')) return;
-    const policy = normalise(value, file, index, opts.firstSeen);
-    const key = `${policy.kind}/${policy.metadata.namespace}/${policy.metadata.name}`;
-    const first = seen.get(key);
-    if (first !== undefined) {
-      push({ severity: 'error', code: POLICY_CODES.DUPLICATE, path: ['metadata', 'name'], at: 'value', message: `${policy.kind} ${policy.metadata.namespace}/${policy.metadata.name} is already defined in document ${first} of this file` }, label);
-      return;
+    // `kubectl get ... -o yaml` wraps resources in a v1 List: read its items as documents of their own.
+    const units: Array<{ value: Obj; prefix: FieldPath }> = [];
+    if (value['kind'] === 'List' && value['apiVersion'] === 'v1') {
+      for (const k of Object.keys(value)) {
+        if (!['apiVersion', 'kind', 'items', 'metadata'].includes(k)) push({ severity: 'error', code: POLICY_CODES.UNKNOWN_FIELD, path: [k], at: 'key', message: `unknown field "${k}" in a List` });
+      }
+      const items = Array.isArray(value['items']) ? (value['items'] as unknown[]) : [];
+      items.forEach((item, i) => {
+        if (isObj(item)) units.push({ value: item, prefix: ['items', i] });
+        else push({ severity: 'error', code: POLICY_CODES.NOT_A_MANIFEST, path: ['items', i], at: 'value', message: 'a List item must be a policy mapping' });
+      });
+    } else {
+      units.push({ value, prefix: [] });
     }
-    seen.set(key, index);
-    policies.push(policy);
+    for (const { value: unit, prefix } of units) {
+      const result = checkDocument(unit, root);
+      const label = describe(unit);
+      for (const r of result) push({ ...r, path: [...prefix, ...r.path] }, label);
+      if (result.some((r) => r.severity === 'error')) continue;
+      const policy = normalise(unit, file, index, opts.firstSeen);
+      const key = `${policy.kind}/${policy.metadata.namespace}/${policy.metadata.name}`;
+      const first = seen.get(key);
+      if (first !== undefined) {
+        push({ severity: 'error', code: POLICY_CODES.DUPLICATE, path: [...prefix, 'metadata', 'name'], at: 'value', message: `${policy.kind} ${policy.metadata.namespace}/${policy.metadata.name} is already defined in document ${first} of this file` }, label);
+        continue;
+      }
+      seen.set(key, index);
+      policies.push(policy);
+    }
   });
   return { policies, issues };
 }

@@ -148,4 +148,34 @@ describe('parsePolicyFile', () => {
     const r = parse(AP('  action: DENY\n  rules:\n  - to: [{operation: {ports: ["8080"], methods: [GET]}}]\n'));
     expect(r.issues).to.deep.equal([]);
   });
+
+  it('reads the items of a kubectl List (kubectl get -o yaml), with paths into the list', () => {
+    const list = `apiVersion: v1
+kind: List
+items:
+- apiVersion: security.istio.io/v1
+  kind: PeerAuthentication
+  metadata:
+    name: a
+    namespace: foo
+    uid: 0b7f
+    resourceVersion: "42"
+    generation: 1
+    creationTimestamp: "2024-05-06T07:08:09Z"
+    annotations: {kubectl.kubernetes.io/last-applied-configuration: "{}"}
+  spec: {mtls: {mode: STRICT}}
+  status: {}
+- apiVersion: security.istio.io/v1
+  kind: AuthorizationPolicy
+  metadata: {name: b, namespace: foo}
+  spec:
+    action: MAYBE
+metadata:
+  resourceVersion: ""
+`;
+    const r = parse(list);
+    expect(r.policies.map((p) => p.metadata.name)).to.deep.equal(['a']);
+    expect(r.policies[0]!.metadata.creationTimestamp).to.equal('2024-05-06T07:08:09.000Z');
+    expect(errors(r.issues).map((i) => [i.path, i.line, i.code])).to.deep.equal([['items[1].spec.action', 20, POLICY_CODES.INVALID_VALUE]]);
+  });
 });
