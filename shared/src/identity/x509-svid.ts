@@ -31,9 +31,7 @@ export const SvidErrorCode = Object.freeze({
   WRONG_TRUST_DOMAIN: 'TRELLIS_SVID_WRONG_TRUST_DOMAIN',
   /** A leaf with basicConstraints cA=true (X509-SVID 4.1, 5.2). */
   LEAF_IS_CA: 'TRELLIS_SVID_LEAF_IS_CA',
-  /** No keyUsage extension (X509-SVID 4.3). */
-  KEY_USAGE_MISSING: 'TRELLIS_SVID_KEY_USAGE_MISSING',
-  /** A leaf without digitalSignature (X509-SVID 4.3). */
+  /** A leaf without digitalSignature, including a leaf with no keyUsage extension at all (X509-SVID 4.3). */
   LEAF_MISSING_DIGITAL_SIGNATURE: 'TRELLIS_SVID_LEAF_MISSING_DIGITAL_SIGNATURE',
   /** A leaf with keyCertSign (X509-SVID 4.3, 5.2). */
   LEAF_HAS_KEY_CERT_SIGN: 'TRELLIS_SVID_LEAF_HAS_KEY_CERT_SIGN',
@@ -52,7 +50,7 @@ export const SvidErrorCode = Object.freeze({
   EXPIRED: 'TRELLIS_SVID_EXPIRED',
   /** A signing certificate without basicConstraints cA=true (X509-SVID 3.2, 4.1). */
   SIGNING_CERT_NOT_CA: 'TRELLIS_SVID_SIGNING_CERT_NOT_CA',
-  /** A signing certificate without keyCertSign (X509-SVID 3.2, 4.3). */
+  /** A signing certificate without keyCertSign, including one with no keyUsage extension at all (X509-SVID 3.2, 4.3). */
   SIGNING_CERT_MISSING_KEY_CERT_SIGN: 'TRELLIS_SVID_SIGNING_CERT_MISSING_KEY_CERT_SIGN',
   /** A signing certificate whose SPIFFE ID has a path (X509-SVID 3.2). */
   SIGNING_CERT_ID_HAS_PATH: 'TRELLIS_SVID_SIGNING_CERT_ID_HAS_PATH',
@@ -179,7 +177,7 @@ function commonTail(cert: CertificateFacts, who: string, understood: Set<string>
  * Checks a leaf X.509-SVID. Fails closed; returns the SPIFFE ID or the first broken rule.
  *
  * Rules, in order: exactly one URI SAN that is a valid SPIFFE ID with a path
- * (and in `opts.trustDomain` when given); not a CA; keyUsage present with
+ * (and in `opts.trustDomain` when given); not a CA; keyUsage with
  * digitalSignature and without keyCertSign and cRLSign; EKU, when present,
  * holding serverAuth and clientAuth; keyUsage critical; a critical SAN when the
  * subject is empty; no critical extension we do not understand; within validity
@@ -199,7 +197,10 @@ export function validateLeafSvid(cert: CertificateFacts, opts: SvidCheckOptions 
     return reject(SvidErrorCode.LEAF_IS_CA, 'X509-SVID 4.1, 5.2', 'leaf certificate must not have the basicConstraints CA flag set to true');
   }
   const ku = cert.keyUsage;
-  if (!ku.present) return reject(SvidErrorCode.KEY_USAGE_MISSING, 'X509-SVID 4.3', 'leaf certificate must have a keyUsage extension');
+  // No keyUsage at all means digitalSignature is not set: same code as go-spiffe (Go omits an empty keyUsage).
+  if (!ku.present) {
+    return reject(SvidErrorCode.LEAF_MISSING_DIGITAL_SIGNATURE, 'X509-SVID 4.3', "leaf certificate has no keyUsage extension, so 'digitalSignature' is not set");
+  }
   if (!ku.digitalSignature) {
     return reject(SvidErrorCode.LEAF_MISSING_DIGITAL_SIGNATURE, 'X509-SVID 4.3', "leaf certificate must have 'digitalSignature' set as key usage");
   }
@@ -226,7 +227,9 @@ export function validateSigningCertificate(cert: CertificateFacts, opts: SvidChe
   if (!cert.basicConstraints.ca) {
     return reject(SvidErrorCode.SIGNING_CERT_NOT_CA, 'X509-SVID 3.2, 4.1', 'signing certificate must have the basicConstraints CA flag set to true');
   }
-  if (!cert.keyUsage.present) return reject(SvidErrorCode.KEY_USAGE_MISSING, 'X509-SVID 4.3', 'signing certificate must have a keyUsage extension');
+  if (!cert.keyUsage.present) {
+    return reject(SvidErrorCode.SIGNING_CERT_MISSING_KEY_CERT_SIGN, 'X509-SVID 3.2, 4.3', "signing certificate has no keyUsage extension, so 'keyCertSign' is not set");
+  }
   if (!cert.keyUsage.keyCertSign) {
     return reject(SvidErrorCode.SIGNING_CERT_MISSING_KEY_CERT_SIGN, 'X509-SVID 3.2, 4.3', "signing certificate must have 'keyCertSign' set as key usage");
   }
