@@ -39,6 +39,14 @@ describe('trellis ca (real binary)', function () {
     expect(text).to.match(/Key Usage: critical\s+Certificate Sign, CRL Sign/);
     expect(text).to.contain('URI:spiffe://example.org');
     expect(openssl(['verify', '-CAfile', join(dir, 'root.pem'), join(dir, 'intermediate.pem')]).status).to.equal(0);
+    const days = (file: string): number => {
+      const out = openssl(['x509', '-noout', '-startdate', '-enddate', '-in', join(dir, file)]).stdout;
+      return (Date.parse(/notAfter=(.*)/.exec(out)![1]!) - Date.parse(/notBefore=(.*)/.exec(out)![1]!)) / 86_400_000;
+    };
+    expect(Math.round(days('root.pem'))).to.equal(3650);
+    expect(Math.round(days('intermediate.pem'))).to.equal(365);
+    const rootText = openssl(['x509', '-noout', '-text', '-in', join(dir, 'root.pem')]).stdout;
+    expect(rootText).to.match(/Basic Constraints: critical\s+CA:TRUE/);
   });
 
   it('Should sign a CSR into a leaf + intermediate chain that openssl verifies', () => {

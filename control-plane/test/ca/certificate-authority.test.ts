@@ -125,6 +125,19 @@ describe('Certificate authority issuance', function () {
     });
   }
 
+  it('Should encode SPIFFE IDs of every length class (DER length forms 1, 2 and 3 bytes) so openssl and Node read them back', async () => {
+    const csr = await makeCsr();
+    const prefix = 'spiffe://example.org/';
+    for (const total of [30, 126, 127, 128, 129, 200, 255, 256, 257, 400, 1000, 2048]) {
+      const path = Array.from({ length: total - prefix.length }, (_, i) => (i % 50 === 49 ? '/' : 'a')).join('').replace(/\/$/, 'b');
+      const id = prefix + path;
+      expect(Buffer.byteLength(id)).to.equal(total);
+      const svid = await ca.issue({ csr: csr.der, spiffeId: id, requester: 'test' });
+      expect(new NodeX509(svid.leafPem).subjectAltName, `length ${total}`).to.equal(`URI:${id}`);
+      if ([127, 128, 255, 256, 2048].includes(total)) expect(opensslVerify(fx, svid.leafPem).status, `length ${total}`).to.equal(0);
+    }
+  });
+
   it('Should issue only the authorized ID even when the CSR carries none', async () => {
     const csr = await makeCsr({ dnsNames: ['evil.example.com'] });
     const svid = await ca.issue({ csr: csr.der, spiffeId: ID, requester: 'test' });
