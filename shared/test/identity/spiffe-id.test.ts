@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import * as fc from 'fast-check';
 import {
   SpiffeIdError,
   SpiffeIdErrorCode,
@@ -272,5 +273,43 @@ describe('Kubernetes SPIFFE IDs', () => {
 
   it('accepts a dotted service account name', () => {
     expect(kubernetesSpiffeId('cluster.local', 'ns', 'system.worker').path).to.equal('/ns/ns/sa/system.worker');
+  });
+});
+
+describe('SPIFFE ID parsing, property-based', () => {
+  // An independent statement of the grammar: a regex, not a scanner.
+  const GRAMMAR = /^spiffe:\/\/[a-z0-9._-]+(\/(?!\.\.?(\/|$))[A-Za-z0-9._-]+)*$/;
+  const alphabet = fc.constantFrom(...'spiffe:/abcXYZ019._-%?#@:'.split(''), 'é', '\u0000', ' ');
+  const idLike = fc.tuple(fc.constantFrom('spiffe://', 'spiffe:/', 'Spiffe://', ''), fc.array(alphabet, { maxLength: 40 })).map(([p, cs]) => p + cs.join(''));
+
+  it('agrees with the grammar regex on random ID-like strings, and only ever throws SpiffeIdError', () => {
+    fc.assert(
+      fc.property(idLike, (input) => {
+        let ok: boolean;
+        try {
+          const id = parseSpiffeId(input);
+          ok = true;
+          expect(id.toString()).to.equal(input);
+          expect('spiffe://' + id.trustDomain + id.path).to.equal(input);
+        } catch (err) {
+          if (!(err instanceof SpiffeIdError)) throw err;
+          ok = false;
+        }
+        return ok === GRAMMAR.test(input);
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  it('parses every generated valid ID back into its parts', () => {
+    const td = fc.stringMatching(/^[a-z0-9._-]{1,20}$/);
+    const seg = fc.stringMatching(/^[A-Za-z0-9._-]{1,12}$/).filter((x) => x !== '.' && x !== '..');
+    fc.assert(
+      fc.property(td, fc.array(seg, { maxLength: 6 }), (t, segs) => {
+        const path = segs.map((x) => '/' + x).join('');
+        const id = parseSpiffeId(`spiffe://${t}${path}`);
+        return id.trustDomain === t && id.path === path && formatSpiffeId(t, path) === id.toString();
+      }),
+    );
   });
 });
