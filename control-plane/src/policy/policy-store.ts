@@ -165,7 +165,7 @@ export class PolicyStore extends EventEmitter<{ change: [PolicySet]; rejected: [
     if (this.closed) return;
     const every = this.opts.rescanIntervalMs ?? 5000;
     if (every > 0) {
-      this.interval = this.timers().setInterval(() => void this.reload(), every);
+      this.interval = this.timers().setInterval(() => this.backgroundReload(), every);
       (this.interval as { unref?: () => void }).unref?.();
     }
   }
@@ -267,8 +267,13 @@ export class PolicyStore extends EventEmitter<{ change: [PolicySet]; rejected: [
     if (this.debounce) timers.clearTimeout(this.debounce);
     this.debounce = timers.setTimeout(() => {
       this.debounce = null;
-      void this.reload();
+      this.backgroundReload();
     }, this.opts.debounceMs ?? 100);
+  }
+
+  /** A reload from a timer: an unexpected failure is logged, never an unhandled rejection that would stop the process. */
+  private backgroundReload(): void {
+    this.reload().catch((err: unknown) => this.deps.logger.error('policy dir scan failed; the policies in force are unchanged', { dir: this.opts.dir, error: err }));
   }
 
   private timers(): NonNullable<PolicyStoreDeps['timers']> {
@@ -330,7 +335,14 @@ export class PolicyStore extends EventEmitter<{ change: [PolicySet]; rejected: [
     }
     if (text === prev.text) return;
     prev.text = text;
-    const parsed = parsePolicyFile(text, path, { firstSeen: prev.firstSeen, rootNamespace: this.root });
+    let parsed: ReturnType<typeof parsePolicyFile>;
+    try {
+      parsed = parsePolicyFile(text, path, { firstSeen: prev.firstSeen, rootNamespace: this.root });
+    } catch (err) {
+      // The parser reports bad input as issues; this is a bug guard, and it still fails closed (last good stays).
+      this.reject(name, prev, [{ severity: 'error', code: POLICY_CODES.YAML, file: path, documentIndex: -1, line: 1, column: 1, path: '', message: `cannot parse: ${(err as Error).message}` }], path);
+      return;
+    }
     const errors = parsed.issues.filter((i) => i.severity === 'error');
     if (errors.length > 0) {
       this.reject(name, prev, errors, path);

@@ -86,7 +86,14 @@ export function parsePolicyFile(text: string, file: string, opts: ParsePolicyOpt
       return;
     }
     if (doc.contents === null) return; // an empty document (a stray `---`) is not a manifest
-    const value: unknown = doc.toJS({ maxAliasCount: 100 });
+    let value: unknown;
+    try {
+      value = doc.toJS({ maxAliasCount: 100 });
+    } catch (err) {
+      // Unresolved aliases and alias bombs surface only here.
+      push({ severity: 'error', code: POLICY_CODES.YAML, path: [], at: 'value', message: `invalid YAML: ${(err as Error).message}` });
+      return;
+    }
     if (value === null || value === undefined) return;
     if (!isObj(value)) {
       push({ severity: 'error', code: POLICY_CODES.NOT_A_MANIFEST, path: [], at: 'value', message: 'a policy document must be a mapping with apiVersion, kind, metadata and spec' });

@@ -68,6 +68,8 @@ describe('parsePolicyFile', () => {
   const refused: Array<[string, string, string, string]> = [
     ['bad YAML', 'a: [1,\n', POLICY_CODES.YAML, ''],
     ['duplicate keys', 'apiVersion: a\napiVersion: b\n', POLICY_CODES.YAML, ''],
+    ['an unresolved alias', 'kind: *nowhere\n', POLICY_CODES.YAML, ''],
+    ['an alias bomb', 'a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\n', POLICY_CODES.YAML, ''],
     ['a scalar document', 'hello\n', POLICY_CODES.NOT_A_MANIFEST, ''],
     ['an unknown apiVersion', 'apiVersion: security.istio.io/v2\nkind: PeerAuthentication\nmetadata: {name: a}\n', POLICY_CODES.BAD_API_VERSION, 'apiVersion'],
     ['a missing apiVersion', 'kind: PeerAuthentication\nmetadata: {name: a}\n', POLICY_CODES.MISSING_FIELD, 'apiVersion'],
