@@ -124,6 +124,8 @@ class TokenSigner implements Pkcs11Signer {
     } catch (err) {
       if (!(err instanceof LostSession)) throw err;
       this.logger.warn('hsm session lost; retrying on a fresh session', { key: this.config.keyLabel, reason: err.reason });
+      // Whatever dropped one session (token reset, logout, device re-inserted) usually dropped the idle ones too.
+      for (const idle of this.idle.splice(0)) this.closeSession(idle);
       try {
         return await this.signOnce(tbs);
       } catch (again) {

@@ -9,7 +9,7 @@ import { HsmError, HsmErrorCode } from '../../src/hsm/hsm-error';
 import { acquirePkcs11Module } from '../../src/hsm/pkcs11-module';
 import { openPkcs11Signer, type Pkcs11Signer } from '../../src/hsm/pkcs11-signer';
 import { generateHsmKey } from '../../src/hsm/hsm-setup';
-import { findKeyPair, findSlot, openUserSession } from '../../src/hsm/pkcs11-token';
+import { findKeyPair, findSlot, openUserSession, slotId } from '../../src/hsm/pkcs11-token';
 import { parseSignerConfig, type Pkcs11SignerConfig } from '../../src/hsm/signer-config';
 import { createSoftHsm, softHsmUnavailable, SOFTHSM_MODULE, type SoftHsm } from './softhsm-token';
 
@@ -222,6 +222,36 @@ describe('PKCS#11 signer on a real SoftHSM2 token', function () {
     } finally {
       dir.cleanup();
     }
+  });
+
+  it('Should recover when the token drops every session, logging in again on a fresh one', async function () {
+    const lines: string[] = [];
+    const logger = createLogger({ component: 'test', sink: { write: (l: string) => lines.push(l) } });
+    const signer = open(config({ sessions: 3 }), { logger });
+    await Promise.all([1, 2, 3].map((i) => signer.sign(Buffer.from(`warm ${i}`))));
+    const mod = acquirePkcs11Module(SOFTHSM_MODULE);
+    try {
+      mod.api.C_CloseAllSessions(findSlot(mod.binding, mod.api, { tokenLabel: token.label }, SOFTHSM_MODULE));
+    } finally {
+      mod.release();
+    }
+    const data = Buffer.from('after the sessions were closed');
+    const sig = await signer.sign(data);
+    expect(cryptoVerify('sha256', data, signer.publicKey, sig)).to.equal(true);
+    expect(lines.map((l) => JSON.parse(l) as { msg: string; reason?: string }).find((l) => l.msg === 'hsm session lost; retrying on a fresh session')?.reason).to.equal('CKR_SESSION_HANDLE_INVALID');
+  });
+
+  it('Should find the token by slot ID as well as by label', async function () {
+    const mod = acquirePkcs11Module(SOFTHSM_MODULE);
+    let id: number;
+    try {
+      id = slotId(findSlot(mod.binding, mod.api, { tokenLabel: token.label }, SOFTHSM_MODULE));
+    } finally {
+      mod.release();
+    }
+    const bySlot = open(config({ tokenLabel: undefined, slot: id }));
+    const byLabel = open(config());
+    expect(bySlot.publicKeyDer.equals(byLabel.publicKeyDer)).to.equal(true);
   });
 
   it('Should fail with CLOSED after close, and keep other signers on the same module working', async function () {
