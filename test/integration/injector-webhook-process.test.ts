@@ -153,6 +153,23 @@ describe('trellis injector (real process, real HTTPS, curl as the client)', func
     expect(child!.exitCode).to.equal(null);
   });
 
+  it('answers 405 for a GET of /inject and 200 on /healthz', () => {
+    const code = (method: string, path: string): string =>
+      spawnSync('curl', ['-sS', '--cacert', caFile, '-X', method, '-o', '/dev/null', '-w', '%{http_code}', `https://localhost:${port}${path}`], { encoding: 'utf8' }).stdout;
+    expect(code('GET', '/inject')).to.equal('405');
+    expect(code('GET', '/healthz')).to.equal('200');
+  });
+
+  it('refuses a bad --config with every problem and its code, and a bad --listen as a usage error', () => {
+    const cfg = join(tmp.dir, 'bad-config.yaml');
+    writeFileSync(cfg, 'image: ""\nproxyUid: root\nsurprise: 1\n');
+    const r = trellisSync(['injector', '--listen', '127.0.0.1:0', '--cert', certFile, '--key', keyFile, '--config', cfg]);
+    expect(r.status).to.equal(1);
+    expect(r.stderr).to.include('TRELLIS_INJECTOR_BAD_CONFIG');
+    for (const field of ['image', 'proxyUid', 'surprise']) expect(r.stderr).to.include(`${field}:`);
+    expect(trellisSync(['injector', '--listen', 'nowhere', '--cert', certFile, '--key', keyFile]).status).to.equal(2);
+  });
+
   it('prints the caBundle as one base64 line of the CA PEM', () => {
     const r = trellisSync(['injector', 'ca-bundle', '--ca-file', caFile]);
     expect(r.status, r.stderr).to.equal(0);
