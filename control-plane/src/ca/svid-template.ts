@@ -10,7 +10,7 @@
  *
  * Extension order: basicConstraints, keyUsage, extKeyUsage, SKI, AKI, SAN.
  */
-import { createHash } from 'node:crypto';
+import * as nodeCrypto from 'node:crypto';
 import { der } from '@trellis/shared';
 import type { SignatureAlgorithm } from './key-types';
 
@@ -50,6 +50,11 @@ const SKI_PREFIX = extension('2.5.29.14', false, der.octetString(Buffer.alloc(20
 /** SAN: OID + critical flag (the subject is empty, so RFC 5280 4.2.1.6 makes SAN critical). */
 const SAN_OID_CRITICAL = Buffer.concat([der.oid('2.5.29.17'), der.boolean(true)]);
 
+/** SHA-1 for the SKI: one-shot `crypto.hash` (Node >= 20.12, no Hash object per request) when present. */
+const sha1: (data: Buffer) => Buffer = typeof nodeCrypto.hash === 'function'
+  ? (data) => nodeCrypto.hash('sha1', data, 'buffer')
+  : (data) => nodeCrypto.createHash('sha1').update(data).digest();
+
 /** A TBSCertificate template bound to one issuer and signature algorithm. */
 export class SvidTemplate {
   private readonly afterSerial: Buffer;
@@ -70,7 +75,7 @@ export class SvidTemplate {
 
   /** The DER TBSCertificate for `f`. */
   encodeTbs(f: SvidFields): Buffer {
-    const ski = createHash('sha1').update(f.publicKeyBits).digest();
+    const ski = sha1(f.publicKeyBits);
     const san = der.sequence(SAN_OID_CRITICAL, der.octetString(der.sequence(der.contextImplicit(6, Buffer.from(f.spiffeId, 'utf8')))));
     const extensions = der.contextExplicit(3, der.sequence(BASIC_CONSTRAINTS, f.rsa ? KEY_USAGE_RSA : KEY_USAGE_EC, EXT_KEY_USAGE, SKI_PREFIX, ski, this.akiExtension, san));
     return der.sequence(
