@@ -47,7 +47,15 @@ export function parseX509SvidPem(
       .filter((b) => b.label === 'CERTIFICATE')
       .map((b) => b.der),
   );
-  const keyBlock = pemBlocks(keyPem, keySource).find((b) => KEY_LABELS[b.label] !== undefined);
+  const keyBlocks = pemBlocks(keyPem, keySource);
+  const keyBlock = keyBlocks.find((b) => KEY_LABELS[b.label] !== undefined);
+  const encrypted = keyBlocks.find((b) => b.label === 'ENCRYPTED PRIVATE KEY');
+  if (!keyBlock && encrypted) {
+    throw new SvidError(SvidErrorCode.MALFORMED_PRIVATE_KEY, `${keySource}: the private key at line ${encrypted.line} is encrypted; SVID keys must be stored unencrypted (0600)`, {
+      source: keySource,
+      line: encrypted.line,
+    });
+  }
   let privateKey: KeyObject | undefined;
   if (keyBlock) {
     try {

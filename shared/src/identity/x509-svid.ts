@@ -60,7 +60,7 @@ export const SvidErrorCode = Object.freeze({
   NO_CERTIFICATES: 'TRELLIS_SVID_NO_CERTIFICATES',
   /** No private key where an SVID key was expected. */
   NO_PRIVATE_KEY: 'TRELLIS_SVID_NO_PRIVATE_KEY',
-  /** A private key that cannot be parsed (PKCS#8, SEC1 or PKCS#1 expected). */
+  /** A private key that cannot be parsed (PKCS#8, SEC1 or PKCS#1 expected), or an encrypted one. */
   MALFORMED_PRIVATE_KEY: 'TRELLIS_SVID_MALFORMED_PRIVATE_KEY',
   /** The private key does not belong to the leaf certificate. */
   KEY_MISMATCH: 'TRELLIS_SVID_KEY_MISMATCH',

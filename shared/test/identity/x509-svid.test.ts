@@ -1,5 +1,9 @@
 import { expect } from 'chai';
 import { generateKeyPairSync, sign } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { parseCertificate, parseCertificates, type CertificateFacts } from '../../src/x509/certificate-facts';
 import { pemToDer } from '../../src/x509/pem';
 import { X509Error } from '../../src/x509/x509-error';
@@ -284,5 +288,48 @@ describe('X.509-SVID profile checks, one broken rule at a time', () => {
 
   it('rejects the leaf first when both the leaf and an intermediate are bad', () => {
     expect(validateSvidChain(make({ ca: true }), [make({ ca: false, ku: [KCS], uris: [] })])).to.include({ code: SvidErrorCode.LEAF_IS_CA, index: 0 });
+  });
+});
+
+describe('X.509-SVID loading of the key formats openssl writes', function () {
+  this.timeout(20_000);
+  let dir: string;
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), 'trellis-svid-keys-'));
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  const run = (...args: string[]): void => {
+    execFileSync('openssl', args, { stdio: 'pipe' });
+  };
+  const selfSignedSvid = (name: string, keyArgs: string[]): { cert: Buffer; key: string } => {
+    const key = join(dir, `${name}.key`);
+    const cert = join(dir, `${name}.crt`);
+    run('req', '-x509', '-nodes', '-newkey', ...keyArgs, '-keyout', key, '-out', cert, '-days', '1', '-subj', '/O=Trellis',
+      '-addext', 'basicConstraints=critical,CA:FALSE', '-addext', 'keyUsage=critical,digitalSignature',
+      '-addext', 'extendedKeyUsage=serverAuth,clientAuth', '-addext', `subjectAltName=URI:spiffe://example.org/${name}`);
+    return { cert: readFileSync(cert), key };
+  };
+
+  it('loads PKCS#8, SEC1 (EC PRIVATE KEY) and PKCS#1 (RSA PRIVATE KEY) keys', () => {
+    const ec = selfSignedSvid('ec', ['ec', '-pkeyopt', 'ec_paramgen_curve:P-256']);
+    run('ec', '-in', ec.key, '-out', join(dir, 'ec-sec1.pem'));
+    const rsa = selfSignedSvid('rsa', ['rsa:2048']);
+    run('rsa', '-in', rsa.key, '-traditional', '-out', join(dir, 'rsa-pkcs1.pem'));
+    const sec1 = readFileSync(join(dir, 'ec-sec1.pem'), 'utf8');
+    const pkcs1 = readFileSync(join(dir, 'rsa-pkcs1.pem'), 'utf8');
+    expect(sec1).to.contain('BEGIN EC PRIVATE KEY');
+    expect(pkcs1).to.contain('BEGIN RSA PRIVATE KEY');
+    expect(parseX509SvidPem(ec.cert, readFileSync(ec.key)).spiffeId.path).to.equal('/ec');
+    expect(parseX509SvidPem(ec.cert, sec1).privateKey.asymmetricKeyType).to.equal('ec');
+    expect(parseX509SvidPem(rsa.cert, pkcs1).privateKey.asymmetricKeyType).to.equal('rsa');
+    expect(errCode(() => parseX509SvidPem(rsa.cert, sec1))).to.equal(SvidErrorCode.KEY_MISMATCH);
+  });
+
+  it('refuses an encrypted key with a reason instead of reporting it missing', () => {
+    const ec = selfSignedSvid('enc', ['ec', '-pkeyopt', 'ec_paramgen_curve:P-256']);
+    run('pkcs8', '-topk8', '-in', ec.key, '-out', join(dir, 'enc.pem'), '-passout', 'pass:secret-test-only');
+    const v = (): unknown => parseX509SvidPem(ec.cert, readFileSync(join(dir, 'enc.pem')));
+    expect(errCode(v)).to.equal(SvidErrorCode.MALFORMED_PRIVATE_KEY);
   });
 });
