@@ -125,7 +125,11 @@ function decide(list: readonly AuthorizationPolicy[], ctx: Ctx): Omit<AuthzDecis
   for (const p of list.filter((x) => x.action === 'DENY')) {
     const ri = firstMatchingRule(p, ctx);
     if (ri !== undefined) {
-      return { decision: 'DENY', code: 'DENY_MATCHED', reason: `denied by DENY policy ${p.metadata.namespace}/${p.metadata.name} rule ${ri}`, policy: refOf(p), ruleIndex: ri };
+      const rule = p.rules?.[ri];
+      const notes: string[] = [];
+      if (!ctx.request.http && rule?.to?.some(hasHttpFields)) notes.push('its HTTP fields cannot be checked on a non-HTTP port, so it applies on its other fields');
+      if (!ctx.request.principal && rule?.from?.some(hasPeerFields)) notes.push('the request is plaintext, so its identity conditions count as matched');
+      return { decision: 'DENY', code: 'DENY_MATCHED', reason: `denied by DENY policy ${p.metadata.namespace}/${p.metadata.name} rule ${ri}${notes.length ? ` (${notes.join('; ')})` : ''}`, policy: refOf(p), ruleIndex: ri };
     }
   }
   const allows = list.filter((x) => x.action === 'ALLOW');
@@ -198,6 +202,10 @@ function serviceAccountMatches(entry: string, p: AuthorizationPolicy, peer: Peer
   if (ctx.tds.size === 0 || peer.namespace === undefined) return undefined;
   const [ns, sa] = entry.includes('/') ? (entry.split('/') as [string, string]) : [p.metadata.namespace, entry];
   return ctx.tds.has(peer.td) && peer.namespace === ns && peer.serviceAccount === sa;
+}
+
+function hasPeerFields(s: AuthzSource): boolean {
+  return !!(s.principals || s.notPrincipals || s.namespaces || s.notNamespaces || s.serviceAccounts || s.notServiceAccounts);
 }
 
 function hasHttpFields(o: AuthzOperation): boolean {

@@ -130,6 +130,12 @@ describe('authorize', () => {
     expect(r.dryRun).to.deep.equal({ decision: 'DENY', code: 'DENY_MATCHED', policy: { namespace: 'foo', name: 'dry' }, ruleIndex: 0 });
   });
 
+  it('says why a DENY applied to a plaintext or TCP request', () => {
+    const r = authorize(policySet(ap('d', '{action: DENY, rules: [{from: [{source: {namespaces: [bad]}}], to: [{operation: {methods: [DELETE]}}]}]}')), web, tcp(), { rootNamespace: ROOT });
+    expect(r.code).to.equal('DENY_MATCHED');
+    expect(r.reason).to.match(/plaintext/).and.match(/non-HTTP/);
+  });
+
   it('explains a TCP request that an HTTP-only ALLOW could not match', () => {
     const r = authorize(policySet(ap('m', '{rules: [{to: [{operation: {methods: [GET]}}]}]}')), web, tcp(SLEEP), { rootNamespace: ROOT });
     expect(r.reason).to.match(/not HTTP/);
