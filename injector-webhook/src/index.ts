@@ -16,11 +16,13 @@ export {
   UPSTREAMS_ANNOTATION,
   EXCLUDE_INBOUND_ANNOTATION,
   STATUS_ANNOTATION,
+  NATIVE_SIDECAR_ANNOTATION,
   NAMESPACE_LABEL,
   DEFAULT_CONTAINER_ANNOTATION,
   parseUpstreams,
   parsePortList,
   parseInjectFlag,
+  parseBooleanAnnotation,
 } from './inject/annotations';
 export type { Upstream } from './inject/annotations';
 export { decideInjection } from './inject/inject-decision';

@@ -120,6 +120,15 @@ describe('injectPod', () => {
     expect(sidecarOf(out).startupProbe.httpGet).to.deep.include({ path: '/ready', port: 15021 });
   });
 
+  it('lets a pod choose native or classic sidecar mode with sidecar.trellis.dev/nativeSidecar', () => {
+    const native = injected(pod({ annotations: { 'sidecar.trellis.dev/nativeSidecar': 'true' } }));
+    expect(sidecarOf(native).restartPolicy).to.equal('Always');
+    expect(native.spec.containers.map((c: Obj) => c.name)).to.deep.equal(['web']);
+    const classic = injected(pod({ annotations: { 'sidecar.trellis.dev/nativeSidecar': 'false' } }), buildInjectorConfig({ nativeSidecar: true }));
+    expect(classic.spec.containers.map((c: Obj) => c.name)).to.deep.equal(['trellis-sidecar', 'web']);
+    expect(() => injectPod(pod({ annotations: { 'sidecar.trellis.dev/nativeSidecar': 'maybe' } }), DEFAULT_INJECTOR_CONFIG)).to.throw().with.property('code', 'TRELLIS_INJECTOR_BAD_ANNOTATION');
+  });
+
   it('gives the sidecar the trellis sidecar flags for this pod', () => {
     const p = pod({ labels: { tier: 'front' }, annotations: { 'sidecar.trellis.dev/upstreams': 'payments:9001, ledger.finance:9002' } });
     const args: string[] = sidecarOf(injected(p)).args;

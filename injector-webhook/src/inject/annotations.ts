@@ -12,6 +12,8 @@ export const ISTIO_INJECT_KEY = 'sidecar.istio.io/inject';
 export const UPSTREAMS_ANNOTATION = 'sidecar.trellis.dev/upstreams';
 /** Annotation: app ports that are neither proxied nor redirected, `PORT,...`. */
 export const EXCLUDE_INBOUND_ANNOTATION = 'sidecar.trellis.dev/excludeInboundPorts';
+/** Annotation: "true"/"false" overrides the config's nativeSidecar for this pod (e.g. "true" for Jobs). */
+export const NATIVE_SIDECAR_ANNOTATION = 'sidecar.trellis.dev/nativeSidecar';
 /** Annotation written by the injector: what it added (JSON). Its presence means "already injected". */
 export const STATUS_ANNOTATION = 'sidecar.trellis.dev/status';
 /** Namespace label the webhook's namespaceSelector matches. */
@@ -75,6 +77,15 @@ export function parseInjectFlag(value: string | undefined, where: 'label' | 'ann
   if (v === 'true') return true;
   if (v === 'false') return false;
   throw new InjectorError('TRELLIS_INJECTOR_BAD_ANNOTATION', `${where} ${key}: "${value}" must be "true" or "false"`, { [where]: key, value });
+}
+
+/** A "true"/"false" annotation; absent → undefined; anything else is TRELLIS_INJECTOR_BAD_ANNOTATION naming it. */
+export function parseBooleanAnnotation(annotation: string, value: string | undefined): boolean | undefined {
+  if (value === undefined) return undefined;
+  const v = value.trim().toLowerCase();
+  if (v === 'true') return true;
+  if (v === 'false') return false;
+  throw new InjectorError('TRELLIS_INJECTOR_BAD_ANNOTATION', `annotation ${annotation}: "${value}" must be "true" or "false"`, { annotation, value });
 }
 
 function parsePort(s: string): number | undefined {

@@ -11,8 +11,10 @@ import type { InjectorConfig } from '../config/injector-config';
 import {
   DEFAULT_CONTAINER_ANNOTATION,
   EXCLUDE_INBOUND_ANNOTATION,
+  NATIVE_SIDECAR_ANNOTATION,
   STATUS_ANNOTATION,
   UPSTREAMS_ANNOTATION,
+  parseBooleanAnnotation,
   parsePortList,
   parseUpstreams,
 } from './annotations';
@@ -47,12 +49,14 @@ export interface InjectionResult {
  * the same patch. Throws TRELLIS_INJECTOR_BAD_MANIFEST for a pod it cannot read
  * and TRELLIS_INJECTOR_BAD_ANNOTATION for a malformed Trellis annotation.
  */
-export function injectPod(podValue: unknown, config: InjectorConfig, context: InjectionContext = {}): InjectionResult {
+export function injectPod(podValue: unknown, baseConfig: InjectorConfig, context: InjectionContext = {}): InjectionResult {
   const pod = asPodLike(podValue);
   const decision = decideInjection(pod, context);
   if (!decision.inject) return { injected: false, reason: decision.reason, patch: [] };
 
   const annotations = pod.metadata?.annotations ?? {};
+  const native = parseBooleanAnnotation(NATIVE_SIDECAR_ANNOTATION, annotations[NATIVE_SIDECAR_ANNOTATION]) ?? baseConfig.nativeSidecar;
+  const config: InjectorConfig = native === baseConfig.nativeSidecar ? baseConfig : { ...baseConfig, nativeSidecar: native };
   const labels = pod.metadata?.labels ?? {};
   const upstreams = parseUpstreams(annotations[UPSTREAMS_ANNOTATION]);
   const exclude = parsePortList(EXCLUDE_INBOUND_ANNOTATION, annotations[EXCLUDE_INBOUND_ANNOTATION]);
