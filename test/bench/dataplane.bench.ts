@@ -1,0 +1,204 @@
+/**
+ * `npm run bench -- dataplane`: the data path measured side by side in one
+ * run, with the same load generator (autocannon, in this process) and the
+ * same app (its own process):
+ *   direct   autocannon → app
+ *   trellis  autocannon → client sidecar (outbound) ═mTLS═ server sidecar (inbound) → app
+ *   haproxy  autocannon → client haproxy ═mTLS═ server haproxy → app  (Debian haproxy, one thread each)
+ * plus single-stream bulk throughput through the Trellis pair, new mTLS
+ * handshakes per second against the server sidecar, and each sidecar's idle
+ * and loaded RSS. Both proxy pairs run in TCP mode with the same TestCa
+ * certificates and verify the peer against the same root.
+ *
+ * Flags: --duration=SECONDS (default 8), --connections=N (default 32),
+ * --bulk-mb=N (default 256).
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
+import { connect as netConnect } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
+import { join } from 'node:path';
+import { TestCa, freePort, makeTmpDir } from '@trellis/testkit';
+
+interface CannonResult {
+  requests: { average: number; total: number };
+  latency: { p50: number; p99: number; average: number };
+  errors: number;
+  non2xx: number;
+  timeouts: number;
+}
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const autocannon = require('autocannon') as (opts: Record<string, unknown>) => Promise<CannonResult>;
+
+function flagValue(flags: string[], name: string, dflt: number): number {
+  const f = flags.find((x) => x.startsWith(`--${name}=`));
+  return f ? Number(f.slice(name.length + 3)) : dflt;
+}
+
+function startJsonChild(cmd: string, args: string[], input?: string, env: NodeJS.ProcessEnv = {}): Promise<{ child: ChildProcess; info: Record<string, unknown> }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'inherit'], env: { ...process.env, ...env } });
+    let out = '';
+    child.stdout!.setEncoding('utf8').on('data', (d: string) => {
+      out += d;
+      const nl = out.indexOf('\n');
+      if (nl >= 0) resolve({ child, info: JSON.parse(out.slice(0, nl)) as Record<string, unknown> });
+    });
+    child.on('error', reject);
+    child.on('exit', (code) => reject(new Error(`${args[0] ?? cmd} exited with ${code} before it was ready`)));
+    child.stdin!.end(input ?? '');
+  });
+}
+
+function rssMb(pid: number | undefined): number {
+  if (!pid) return NaN;
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Math.round((Number(m[1]) / 1024) * 10) / 10 : NaN;
+}
+
+async function load(port: number, seconds: number, connections: number): Promise<{ rps: number; p50_ms: number; p99_ms: number; errors: number }> {
+  // A short warm-up so JIT, session caches and connection pools are in steady state.
+  await autocannon({ url: `http://127.0.0.1:${port}/`, connections, duration: 1 });
+  const r = await autocannon({ url: `http://127.0.0.1:${port}/`, connections, duration: seconds });
+  return { rps: Math.round(r.requests.average), p50_ms: r.latency.p50, p99_ms: r.latency.p99, errors: r.errors + r.non2xx + r.timeouts };
+}
+
+function bulk(port: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const start = process.hrtime.bigint();
+    let bytes = 0;
+    const s = netConnect({ host: '127.0.0.1', port });
+    s.on('data', (d: Buffer) => (bytes += d.length));
+    s.on('error', reject);
+    s.on('close', () => {
+      const secs = Number(process.hrtime.bigint() - start) / 1e9;
+      resolve(Math.round(bytes / 1024 / 1024 / secs));
+    });
+  });
+}
+
+async function handshakesPerSecond(port: number, client: { key: string; cert: string; ca: string }, seconds: number, parallel = 8): Promise<number> {
+  let done = 0;
+  const deadline = Date.now() + seconds * 1000;
+  const one = (): Promise<void> =>
+    new Promise((resolve) => {
+      const s = tlsConnect({ host: '127.0.0.1', port, key: client.key, cert: client.cert, ca: client.ca, checkServerIdentity: () => undefined });
+      s.on('secureConnect', () => {
+        done++;
+        s.destroy();
+        resolve();
+      });
+      s.on('error', () => resolve());
+    });
+  await Promise.all(
+    Array.from({ length: parallel }, async () => {
+      while (Date.now() < deadline) await one();
+    }),
+  );
+  return Math.round(done / seconds);
+}
+
+/** The benchmark entry point. */
+export async function run(flags: string[]): Promise<Record<string, unknown>> {
+  const seconds = flagValue(flags, 'duration', 8);
+  const connections = flagValue(flags, 'connections', 32);
+  const bulkMb = flagValue(flags, 'bulk-mb', 256);
+  const tmp = makeTmpDir('trellis-bench-dataplane-');
+  const children: ChildProcess[] = [];
+  const notes: string[] = [];
+  try {
+    const ca = await TestCa.create('bench.local');
+    const serverLeaf = await ca.issueLeaf('spiffe://bench.local/ns/bench/sa/server', { notAfter: new Date(Date.now() + 6 * 3600_000) });
+    const clientLeaf = await ca.issueLeaf('spiffe://bench.local/ns/bench/sa/client', { notAfter: new Date(Date.now() + 6 * 3600_000) });
+
+    const app = await startJsonChild(process.execPath, [join(__dirname, 'dataplane', 'bench-app.js')], undefined, { BULK_MB: String(bulkMb) });
+    children.push(app.child);
+    const appPort = app.info.http as number;
+    const bulkPort = app.info.bulk as number;
+
+    // The Trellis pair.
+    const server = await startJsonChild(
+      process.execPath,
+      [join(__dirname, 'dataplane', 'bench-sidecar.js')],
+      JSON.stringify({
+        keyPem: serverLeaf.key.keyPem,
+        chainPem: serverLeaf.chainPem,
+        rootsPem: [ca.root.pem],
+        inbound: [
+          { host: '127.0.0.1', port: 0, appPort, http: false },
+          { host: '127.0.0.1', port: 0, appPort: bulkPort, http: false },
+        ],
+        outbound: [],
+      }),
+    );
+    children.push(server.child);
+    const [serverIn, serverBulkIn] = server.info.inbound as [number, number];
+    const client = await startJsonChild(
+      process.execPath,
+      [join(__dirname, 'dataplane', 'bench-sidecar.js')],
+      JSON.stringify({
+        keyPem: clientLeaf.key.keyPem,
+        chainPem: clientLeaf.chainPem,
+        rootsPem: [ca.root.pem],
+        inbound: [],
+        outbound: [
+          { host: '127.0.0.1', port: 0, target: { kind: 'explicit', address: `127.0.0.1:${serverIn}`, spiffeId: 'spiffe://bench.local/ns/bench/sa/server' } },
+          { host: '127.0.0.1', port: 0, target: { kind: 'explicit', address: `127.0.0.1:${serverBulkIn}`, spiffeId: 'spiffe://bench.local/ns/bench/sa/server' } },
+        ],
+      }),
+    );
+    children.push(client.child);
+    const [clientOut, clientBulkOut] = client.info.outbound as [number, number];
+    await new Promise((r) => setTimeout(r, 500));
+    const idle = { server: rssMb(server.child.pid), client: rssMb(client.child.pid) };
+
+    // The haproxy pair, configured the same way (TCP mode, mTLS verified against the same root).
+    let haproxyPort: number | undefined;
+    const haproxyBin = spawnSync('sh', ['-c', 'command -v haproxy'], { encoding: 'utf8' }).stdout.trim();
+    if (haproxyBin === '') {
+      notes.push('haproxy not installed (apt-get install -y haproxy): haproxy pair skipped');
+    } else {
+      const f = (n: string): string => join(tmp.dir, n);
+      writeFileSync(f('root.pem'), ca.root.pem);
+      writeFileSync(f('server.pem'), serverLeaf.chainPem + serverLeaf.key.keyPem, { mode: 0o600 });
+      writeFileSync(f('client.pem'), clientLeaf.chainPem + clientLeaf.key.keyPem, { mode: 0o600 });
+      const hServer = await freePort();
+      haproxyPort = await freePort();
+      const common = 'global\n  nbthread 1\n  maxconn 4096\n  tune.ssl.default-dh-param 2048\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n';
+      writeFileSync(f('server.cfg'), `${common}frontend fe\n  bind 127.0.0.1:${hServer} ssl crt ${f('server.pem')} ca-file ${f('root.pem')} verify required ssl-min-ver TLSv1.2\n  default_backend app\nbackend app\n  server app 127.0.0.1:${appPort}\n`);
+      writeFileSync(f('client.cfg'), `${common}frontend fe\n  bind 127.0.0.1:${haproxyPort}\n  default_backend up\nbackend up\n  server s 127.0.0.1:${hServer} ssl crt ${f('client.pem')} ca-file ${f('root.pem')} verify required ssl-min-ver TLSv1.2\n`);
+      for (const cfg of ['server.cfg', 'client.cfg']) {
+        const h = spawn(haproxyBin, ['-db', '-f', f(cfg)], { stdio: ['ignore', 'ignore', 'inherit'] });
+        children.push(h);
+      }
+      await new Promise((r) => setTimeout(r, 700));
+    }
+
+    // Side by side in one run, one path after the other with the same load settings.
+    const direct = await load(appPort, seconds, connections);
+    const trellis = await load(clientOut, seconds, connections);
+    const loaded = { server: rssMb(server.child.pid), client: rssMb(client.child.pid) };
+    const haproxy = haproxyPort !== undefined ? await load(haproxyPort, seconds, connections) : null;
+
+    const bulkMbS = await bulk(clientBulkOut);
+    const hps = await handshakesPerSecond(serverIn, { key: clientLeaf.key.keyPem, cert: clientLeaf.chainPem, ca: ca.root.pem }, 3);
+
+    return {
+      direct,
+      trellis,
+      haproxy,
+      rps_ratio_vs_haproxy: haproxy ? Math.round((trellis.rps / haproxy.rps) * 100) / 100 : null,
+      p99_ratio_vs_haproxy: haproxy && haproxy.p99_ms > 0 ? Math.round((trellis.p99_ms / haproxy.p99_ms) * 100) / 100 : null,
+      bulk_mb_s: bulkMbS,
+      handshakes_per_s: hps,
+      idle_rss_mb: Math.max(idle.server, idle.client),
+      rss_mb: { idle, loaded },
+      load: { tool: 'autocannon', connections, seconds, mode: 'tcp' },
+      ...(notes.length ? { notes } : {}),
+    };
+  } finally {
+    for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
+    tmp.cleanup();
+  }
+}

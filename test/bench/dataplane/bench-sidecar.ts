@@ -1,0 +1,43 @@
+/**
+ * One Trellis sidecar as its own process, with static state handed over on
+ * stdin (JSON: credentials PEMs, bundle, listeners): the dataplane benchmark
+ * measures the data path, so the control plane is left out and the process
+ * runs exactly the Sidecar class `trellis sidecar` runs. Prints
+ * `{"inbound":[ports],"outbound":[ports]}` once listening.
+ */
+import { silentLogger } from '@trellis/shared';
+import { Sidecar, makeCredentials, makeTrustBundle, sharedAuthorizer, type InboundSpec, type OutboundSpec } from '@trellis/sidecar';
+
+interface Input {
+  keyPem: string;
+  chainPem: string;
+  rootsPem: string[];
+  inbound: InboundSpec[];
+  outbound: OutboundSpec[];
+}
+
+async function main(): Promise<void> {
+  let text = '';
+  for await (const chunk of process.stdin) text += String(chunk);
+  const input = JSON.parse(text) as Input;
+  const sidecar = new Sidecar(
+    { inbound: input.inbound, outbound: input.outbound, workload: { namespace: 'bench', labels: {} } },
+    { logger: silentLogger, authorize: sharedAuthorizer(), processMetrics: false },
+  );
+  sidecar.state.update({
+    credentials: makeCredentials(input.keyPem, input.chainPem),
+    bundle: makeTrustBundle(input.rootsPem),
+    peerAuth: { mode: 'STRICT', portModes: {} },
+    authz: { policies: [] },
+  });
+  await sidecar.start();
+  process.stdout.write(JSON.stringify({ inbound: sidecar.inbound.map((l) => l.port), outbound: sidecar.outbound.map((l) => l.port) }) + '\n');
+  process.on('SIGTERM', () => {
+    void sidecar.stop(0).then(() => process.exit(0));
+  });
+}
+
+main().catch((err) => {
+  process.stderr.write(`bench-sidecar: ${(err as Error).message}\n`);
+  process.exit(1);
+});
