@@ -7,7 +7,9 @@ import * as x509 from '@peculiar/x509';
 import { FakeClock, hasOpenssl } from '@trellis/testkit';
 import { CaError } from '../../src/ca/ca-error';
 import { writeCaFiles } from '../../src/ca/ca-dir';
-import { loadCertificateAuthority, type CertificateAuthority } from '../../src/ca/certificate-authority';
+import { ISSUED_CHANNEL, loadCertificateAuthority, type CertificateAuthority } from '../../src/ca/certificate-authority';
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
+import { createLogger } from '@trellis/shared';
 import { createFileSigner, type Signer } from '../../src/ca/signer';
 import { makeCaFixture, opensslText, opensslVerify, type CaFixture } from './ca-fixture';
 import { makeCsr } from './csr-fixtures';
@@ -259,6 +261,48 @@ describe('Certificate authority validity and self-check', () => {
       } finally {
         fx.cleanup();
       }
+    }
+  });
+});
+
+describe('Certificate authority collaborators', () => {
+  it('Should run from an injected signer with no intermediate.key on disk (the HSM case)', async () => {
+    const fx = await makeCaFixture();
+    try {
+      const signer = createFileSigner(fx.read('intermediate.key'));
+      rmSync(join(fx.dir, 'intermediate.key'));
+      const ca = await loadCertificateAuthority(fx.dir, { signer: { ...signer, sign: async (tbs: Buffer) => signer.sign(tbs) } });
+      const svid = await ca.issue({ csr: (await makeCsr()).der, spiffeId: ID, requester: 'test' });
+      ca.close();
+      expect(opensslVerify(fx, svid.leafPem).status).to.equal(0);
+    } finally {
+      fx.cleanup();
+    }
+  });
+
+  it('Should log the load without key material and publish issuances on the diagnostics channel without certificates', async () => {
+    const fx = await makeCaFixture();
+    const lines: string[] = [];
+    const events: unknown[] = [];
+    const onIssued = (m: unknown): void => {
+      events.push(m);
+    };
+    subscribe(ISSUED_CHANNEL, onIssued);
+    try {
+      const ca = await loadCertificateAuthority(fx.dir, { logger: createLogger({ component: 'ca', sink: { write: (l: string) => lines.push(l) }, level: 'debug' }) });
+      const svid = await ca.issue({ csr: (await makeCsr()).der, spiffeId: ID, requester: 'test' });
+      ca.close();
+      const keyBody = fx.read('intermediate.key').split('\n')[1]!;
+      const all = lines.join('');
+      expect(lines.length).to.be.greaterThan(0);
+      expect(all).not.to.contain('PRIVATE KEY');
+      expect(all).not.to.contain(keyBody.slice(0, 24));
+      expect(events).to.have.length(1);
+      expect(events[0]).to.include({ serial: svid.serialHex, spiffeId: ID, requester: 'test' });
+      expect(JSON.stringify(events[0])).not.to.contain('BEGIN');
+    } finally {
+      unsubscribe(ISSUED_CHANNEL, onIssued);
+      fx.cleanup();
     }
   });
 });
