@@ -35,6 +35,8 @@ export const HsmErrorCode = Object.freeze({
   KEY_EXPORTABLE: 'TRELLIS_HSM_KEY_EXPORTABLE',
   /** The token key is not EC P-256/P-384 or RSA 2048..4096. */
   UNSUPPORTED_KEY: 'TRELLIS_HSM_UNSUPPORTED_KEY',
+  /** After a reconnect the label names a different key pair than the one the signer opened with; it refuses to sign (fail closed). */
+  KEY_CHANGED: 'TRELLIS_HSM_KEY_CHANGED',
   /** The token failed a signing operation. */
   SIGN_FAILED: 'TRELLIS_HSM_SIGN_FAILED',
   /** The signer was used after `close()`. */

@@ -13,7 +13,9 @@
  * pool of sessions, so a slow network HSM never blocks the event loop and
  * several signatures can be in flight. A session the token has dropped
  * (device removed, session closed, logged out) is discarded and the
- * signature retried once on a fresh session.
+ * signature retried once on a fresh session, after looking the key up
+ * again. For that re-login the PIN stays in the signer's memory; it is never
+ * logged nor put in an error.
  */
 import { createHash, type KeyObject } from 'node:crypto';
 import type { Signer } from '../ca/signer';
@@ -45,7 +47,8 @@ export interface Pkcs11SignerDeps extends PinDeps {
   loadBinding?: BindingLoader;
 }
 
-const SESSION_LOST = ['CKR_SESSION_HANDLE_INVALID', 'CKR_SESSION_CLOSED', 'CKR_USER_NOT_LOGGED_IN', 'CKR_DEVICE_REMOVED', 'CKR_TOKEN_NOT_PRESENT', 'CKR_DEVICE_ERROR'];
+/** Return values after which a fresh session (and a fresh key lookup: handles may change when a token is re-inserted) can succeed. */
+const SESSION_LOST = ['CKR_SESSION_HANDLE_INVALID', 'CKR_SESSION_CLOSED', 'CKR_USER_NOT_LOGGED_IN', 'CKR_DEVICE_REMOVED', 'CKR_TOKEN_NOT_PRESENT', 'CKR_DEVICE_ERROR', 'CKR_KEY_HANDLE_INVALID', 'CKR_OBJECT_HANDLE_INVALID'];
 
 /**
  * Opens the signer described by `config`: loads the module, finds the token,
@@ -81,6 +84,8 @@ class TokenSigner implements Pkcs11Signer {
   private readonly waiting: Array<{ resolve: (s: Buffer) => void; reject: (e: unknown) => void }> = [];
   private openCount = 0;
   private closed = false;
+  /** Set when a session was lost: the next fresh session looks the key up again before signing. */
+  private refindPending = false;
 
   constructor(
     private readonly config: Pkcs11SignerConfig,
@@ -126,6 +131,7 @@ class TokenSigner implements Pkcs11Signer {
       this.logger.warn('hsm session lost; retrying on a fresh session', { key: this.config.keyLabel, reason: err.reason });
       // Whatever dropped one session (token reset, logout, device re-inserted) usually dropped the idle ones too.
       for (const idle of this.idle.splice(0)) this.closeSession(idle);
+      this.refindPending = true;
       try {
         return await this.signOnce(tbs);
       } catch (again) {
@@ -203,7 +209,10 @@ class TokenSigner implements Pkcs11Signer {
       let fresh: Buffer | undefined;
       try {
         fresh = this.openSession();
-        if (this.openCount === 1) this.refindKey(fresh);
+        if (this.refindPending) {
+          this.refindKey(fresh);
+          this.refindPending = false;
+        }
         return Promise.resolve(fresh);
       } catch (err) {
         if (fresh) this.closeSession(fresh);
@@ -229,9 +238,16 @@ class TokenSigner implements Pkcs11Signer {
     else this.idle.push(s);
   }
 
-  /** After every session was lost the object handles may have changed (token re-inserted): look the key up again. */
+  /** After a session was lost the object handles may have changed (token re-inserted): look the key up again. */
   private refindKey(session: Buffer): void {
-    this.privateKey = findKeyPair(this.mod.binding, this.mod.api, session, this.config, this.description).privateKey;
+    const { binding, api } = this.mod;
+    const pair = findKeyPair(binding, api, session, this.config, this.description);
+    const pub = readTokenPublicKey(binding, api, session, pair.publicKey, this.description);
+    if (!pub.spkiDer.equals(this.publicKeyDer)) {
+      // Signing with it would produce certificates the intermediate does not vouch for.
+      throw new HsmError(HsmErrorCode.KEY_CHANGED, `${this.description}: after reconnecting, the key under this label is not the key the signer opened with; refusing to sign`, { key: this.config.keyLabel });
+    }
+    this.privateKey = pair.privateKey;
   }
 }
 

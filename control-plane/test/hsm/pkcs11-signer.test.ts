@@ -241,6 +241,32 @@ describe('PKCS#11 signer on a real SoftHSM2 token', function () {
     expect(lines.map((l) => JSON.parse(l) as { msg: string; reason?: string }).find((l) => l.msg === 'hsm session lost; retrying on a fresh session')?.reason).to.equal('CKR_SESSION_HANDLE_INVALID');
   });
 
+  it('Should refuse to sign with KEY_CHANGED when, after a reconnect, the label names another key', async function () {
+    const dir = makeTmpDir('trellis-hsm-swap-');
+    try {
+      generateHsmKey(dir.dir, config({ keyLabel: 'swap' }));
+      const signer = open(config({ keyLabel: 'swap' }));
+      await signer.sign(Buffer.from('before'));
+      const mod = acquirePkcs11Module(SOFTHSM_MODULE);
+      const { binding, api } = mod;
+      const slot = findSlot(binding, api, { tokenLabel: token.label }, SOFTHSM_MODULE);
+      try {
+        api.C_CloseAllSessions(slot);
+        const session = openUserSession(mod, slot, token.pin, 'test');
+        const old = findKeyPair(binding, api, session, { keyLabel: 'swap' }, 'test');
+        api.C_DestroyObject(session, old.privateKey);
+        api.C_DestroyObject(session, old.publicKey);
+        api.C_CloseSession(session);
+      } finally {
+        mod.release();
+      }
+      generateHsmKey(dir.dir, config({ keyLabel: 'swap' }), { force: true });
+      expect(await asyncCodeOf(signer.sign(Buffer.from('after')))).to.equal(HsmErrorCode.KEY_CHANGED);
+    } finally {
+      dir.cleanup();
+    }
+  });
+
   it('Should find the token by slot ID as well as by label', async function () {
     const mod = acquirePkcs11Module(SOFTHSM_MODULE);
     let id: number;
