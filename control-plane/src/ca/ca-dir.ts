@@ -59,15 +59,19 @@ export function readCaFiles(dir: string, names: string[]): Map<string, string> {
   requireCaDir(dir);
   const out = new Map<string, string>();
   const missing: string[] = [];
+  const unreadable: string[] = [];
   for (const name of names) {
     try {
       out.set(name, readFileSync(join(dir, name), 'utf8'));
-    } catch {
-      missing.push(name);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') missing.push(name);
+      else unreadable.push(`${name} (${code ?? (err as Error).message})`);
     }
   }
-  if (missing.length > 0) {
-    throw new CaError(CaErrorCode.DIR_INCOMPLETE, `CA directory ${dir} is incomplete: missing ${missing.join(', ')}`, { dir, missing });
+  if (missing.length > 0 || unreadable.length > 0) {
+    const parts = [missing.length > 0 ? `missing ${missing.join(', ')}` : '', unreadable.length > 0 ? `cannot read ${unreadable.join(', ')}` : ''].filter(Boolean);
+    throw new CaError(CaErrorCode.DIR_INCOMPLETE, `CA directory ${dir} is incomplete: ${parts.join('; ')}`, { dir, missing, unreadable });
   }
   return out;
 }
