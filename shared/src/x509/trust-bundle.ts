@@ -183,7 +183,12 @@ export function parseSpiffeBundle(trustDomain: string, json: string | Buffer, so
         throw err(X509ErrorCode.BUNDLE_BAD_X5C, source, `keys[${index}].x5c[0]: ${(e as Error).message}`, { index });
       }
       const fromJwk = spkiOf(publicKeyFromJwk(jwkParams, source, index));
-      const fromCert = spkiOf(createPublicKey({ key: cert.spki, format: 'der', type: 'spki' }));
+      let fromCert: Buffer;
+      try {
+        fromCert = spkiOf(createPublicKey({ key: cert.spki, format: 'der', type: 'spki' }));
+      } catch (e) {
+        throw err(X509ErrorCode.BUNDLE_BAD_X5C, source, `keys[${index}].x5c[0] has a public key that cannot be read: ${(e as Error).message}`, { index });
+      }
       if (!fromJwk.equals(fromCert)) {
         throw err(X509ErrorCode.BUNDLE_KEY_MISMATCH, source, `keys[${index}]: the JWK key is not the key of its x5c certificate`, { index });
       }
@@ -216,13 +221,19 @@ export function formatPemBundle(bundle: TrustBundle): string {
  * one `x509-svid` entry per CA with its key parameters and a single-cert `x5c`
  * and no `kid` (X509-SVID 6.1), then the `jwt-svid` keys, then the sequence and
  * refresh hint when set. `parseSpiffeBundle` reads it back to the same bundle.
+ * Throws `TRELLIS_X509_BUNDLE_BAD_KEY` for an authority whose key has no JWK form.
  */
 export function formatSpiffeBundle(bundle: TrustBundle): string {
   const keys: Record<string, unknown>[] = [];
-  for (const c of bundle.x509Authorities) {
-    const params = createPublicKey({ key: c.spki, format: 'der', type: 'spki' }).export({ format: 'jwk' });
+  bundle.x509Authorities.forEach((c, index) => {
+    let params: JsonWebKey;
+    try {
+      params = createPublicKey({ key: c.spki, format: 'der', type: 'spki' }).export({ format: 'jwk' });
+    } catch (e) {
+      throw err(X509ErrorCode.BUNDLE_BAD_KEY, 'bundle', `authority #${index + 1} (${c.subjectText || c.serialHex}) has a key that cannot be written as a JWK: ${(e as Error).message}`, { index });
+    }
     keys.push({ use: 'x509-svid', ...params, x5c: [c.der.toString('base64')] });
-  }
+  });
   for (const j of bundle.jwtAuthorities) keys.push({ use: 'jwt-svid', kid: j.keyId, ...j.jwk });
   const doc: Record<string, unknown> = { keys };
   if (bundle.sequenceNumber !== undefined) doc['spiffe_sequence'] = bundle.sequenceNumber;

@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import * as fc from 'fast-check';
 import { X509Certificate, createPublicKey, generateKeyPairSync, sign } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -258,6 +259,26 @@ describe('Certificate facts', () => {
 
 describe('PEM', () => {
   const cert = Buffer.from('3003020101', 'hex');
+
+  it('only ever throws X509Error on random text around PEM markers', () => {
+    const piece = fc.constantFrom('-----BEGIN CERTIFICATE-----', '-----END CERTIFICATE-----', '-----BEGIN X-----', 'MAMCAQE=', 'Proc-Type: 4', '\n', '\r\n', '=', 'junk', ' ');
+    fc.assert(
+      fc.property(fc.array(piece, { maxLength: 12 }), (parts) => {
+        try {
+          for (const d of pemToDer(parts.join(''))) {
+            try {
+              parseCertificate(d);
+            } catch (err) {
+              if (!(err instanceof X509Error)) throw err;
+            }
+          }
+        } catch (err) {
+          if (!(err instanceof X509Error)) throw err;
+        }
+      }),
+      { numRuns: 1000 },
+    );
+  });
 
   it('round-trips DER through PEM with 64-column lines', () => {
     const big = Buffer.alloc(100, 0xab);

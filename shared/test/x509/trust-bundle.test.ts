@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import * as fc from 'fast-check';
 import { generateKeyPairSync, sign } from 'node:crypto';
 import { createTrustBundle, formatPemBundle, formatSpiffeBundle, parsePemBundle, parseSpiffeBundle } from '../../src/x509/trust-bundle';
 import { parseCertificate, type CertificateFacts } from '../../src/x509/certificate-facts';
@@ -199,5 +200,49 @@ describe('SPIFFE bundle documents against go-spiffe spiffebundle cases', () => {
       expect(Object.isFrozen(b)).to.equal(true);
       expect(Object.isFrozen(b.x509Authorities)).to.equal(true);
     });
+  });
+});
+
+describe('Trust bundle parsing on hostile input', () => {
+  const valid = readCorpusFile('go-spiffe', 'spiffebundle', 'spiffebundle_valid_2.json').toString('utf8');
+
+  it('only ever throws X509Error for random JSON documents', () => {
+    fc.assert(
+      fc.property(fc.jsonValue(), (v) => {
+        try {
+          parseSpiffeBundle('example.org', JSON.stringify(v));
+        } catch (err) {
+          if (!(err instanceof X509Error)) throw err;
+        }
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  it('only ever throws X509Error for random entries in the keys array', () => {
+    fc.assert(
+      fc.property(fc.array(fc.dictionary(fc.constantFrom('use', 'kty', 'crv', 'x', 'y', 'n', 'e', 'kid', 'x5c'), fc.jsonValue())), (keys) => {
+        try {
+          parseSpiffeBundle('example.org', JSON.stringify({ keys }));
+        } catch (err) {
+          if (!(err instanceof X509Error)) throw err;
+        }
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  it('only ever throws X509Error when a valid document is cut short or has a byte changed', () => {
+    fc.assert(
+      fc.property(fc.nat(valid.length - 1), fc.integer({ min: 32, max: 126 }), fc.boolean(), (at, ch, cut) => {
+        const text = cut ? valid.slice(0, at) : valid.slice(0, at) + String.fromCharCode(ch) + valid.slice(at + 1);
+        try {
+          parseSpiffeBundle('example.org', text);
+        } catch (err) {
+          if (!(err instanceof X509Error)) throw err;
+        }
+      }),
+      { numRuns: 500 },
+    );
   });
 });
