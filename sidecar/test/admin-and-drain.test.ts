@@ -1,0 +1,106 @@
+import { expect } from 'chai';
+import { connect as tlsConnect } from 'node:tls';
+import { request } from 'node:http';
+import { TestCa } from '@trellis/testkit';
+import { Sidecar, sharedAuthorizer, silentAuthz } from './helpers/harness';
+import { bundleOf, credentialsFrom, startEchoApp, tlsExchange } from './helpers/fixture';
+
+const TD = 'cluster.local';
+
+function admin(port: number, path: string, method = 'GET'): Promise<{ status: number; body: string; type: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, path, method, agent: false }, (res) => {
+      let body = '';
+      res.setEncoding('utf8').on('data', (d: string) => (body += d));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body, type: String(res.headers['content-type']) }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+describe('Admin endpoint and drain', function () {
+  this.timeout(20_000);
+  let ca: TestCa;
+  let app: Awaited<ReturnType<typeof startEchoApp>>;
+  let sidecar: Sidecar;
+  let quits = 0;
+
+  before(async () => {
+    ca = await TestCa.create(TD);
+    app = await startEchoApp();
+    sidecar = new Sidecar(
+      { inbound: [{ host: '127.0.0.1', port: 0, appPort: app.port, http: false }], outbound: [], admin: { host: '127.0.0.1', port: 0 }, workload: { namespace: 'shop', labels: { app: 'cart' } } },
+      { logger: silentAuthz.logger, authorize: sharedAuthorizer(), onQuit: () => quits++ },
+    );
+    await sidecar.start();
+  });
+
+  after(async () => {
+    await sidecar.stop(0);
+    await app.close();
+  });
+
+  it('Should answer /ready 503 with the reason until SVID, bundle and policy are present, then 200', async () => {
+    const before = await admin(sidecar.adminBoundPort, '/ready');
+    expect(before.status).to.equal(503);
+    expect(before.body).to.contain('no SVID');
+    sidecar.state.update({ credentials: await credentialsFrom(ca, `spiffe://${TD}/ns/shop/sa/cart`), bundle: bundleOf(ca), peerAuth: { mode: 'STRICT', portModes: {} }, authz: { policies: [] } });
+    expect((await admin(sidecar.adminBoundPort, '/ready')).status).to.equal(200);
+  });
+
+  it('Should export trellis_ metrics in Prometheus text, counting connections and refusals by reason', async () => {
+    const client = await ca.issueLeaf(`spiffe://${TD}/ns/shop/sa/web`);
+    const port = sidecar.inbound[0]!.port;
+    expect((await tlsExchange(port, { client, ca: ca.root.pem, payload: 'x' })).data).to.equal('echo:x');
+    await tlsExchange(port, { ca: ca.root.pem, payload: 'x' });
+    const r = await admin(sidecar.adminBoundPort, '/stats');
+    expect(r.status).to.equal(200);
+    expect(r.type).to.contain('text/plain');
+    expect(r.body).to.match(/^trellis_connections_total\{direction="inbound"\} [1-9]/m);
+    expect(r.body).to.match(/^trellis_refusals_total\{direction="inbound",reason="no_certificate"\} 1$/m);
+    expect(r.body).to.match(/^trellis_handshakes_total\{direction="inbound",result="ok"\} [1-9]/m);
+    expect(r.body).to.match(/^trellis_certificate_expiry_seconds \d+/m);
+    expect(r.body).to.match(/^trellis_bytes_total\{direction="inbound",flow="rx"\} [1-9]/m);
+    expect(r.body).to.match(/^trellis_ready 1$/m);
+  });
+
+  it('Should dump identity, bundle fingerprints, policy and listeners, and never a private key', async () => {
+    const r = await admin(sidecar.adminBoundPort, '/config_dump');
+    const dump = JSON.parse(r.body) as Record<string, unknown> & { identity: { spiffeId: string; serial: string }; bundle: { fingerprints: string[] } };
+    expect(dump.identity.spiffeId).to.equal(`spiffe://${TD}/ns/shop/sa/cart`);
+    expect(dump.identity.serial).to.match(/^[0-9a-f]+$/);
+    expect(dump.bundle.fingerprints[0]).to.match(/^[0-9a-f]{64}$/);
+    expect(dump).to.have.keys(['ready', 'identity', 'bundle', 'peerAuthentication', 'authorizationPolicies', 'revocations', 'endpoints', 'listeners', 'workload', 'openConnections']);
+    expect(r.body).to.not.contain('PRIVATE KEY');
+    expect(r.body).to.not.contain(sidecar.state.current().credentials!.keyPem.split('\n')[1]!);
+  });
+
+  it('Should accept only POST on /quitquitquit and call the quit hook', async () => {
+    expect((await admin(sidecar.adminBoundPort, '/quitquitquit')).status).to.equal(405);
+    expect((await admin(sidecar.adminBoundPort, '/quitquitquit', 'POST')).status).to.equal(200);
+    await new Promise((r) => setImmediate(r));
+    expect(quits).to.equal(1);
+  });
+
+  it('Should stop accepting on stop() but let an open connection finish within the drain time', async () => {
+    const client = await ca.issueLeaf(`spiffe://${TD}/ns/shop/sa/web`);
+    const port = sidecar.inbound[0]!.port;
+    const s = tlsConnect({ host: '127.0.0.1', port, ca: ca.root.pem, key: client.key.keyPem, cert: client.chainPem, checkServerIdentity: () => undefined });
+    await new Promise<void>((r) => s.once('secureConnect', () => r()));
+    s.write('one');
+    await new Promise<void>((r) => s.once('data', () => r()));
+    const stopping = sidecar.stop(5000);
+    // New connections are refused once stop() begins...
+    await new Promise((r) => setTimeout(r, 50));
+    const late = await tlsExchange(port, { client, ca: ca.root.pem, payload: 'late', timeoutMs: 1000 });
+    expect(late.error).to.equal('ECONNREFUSED');
+    // ...while the open one still works, and the drain ends when it closes.
+    const reply = new Promise<string>((r) => s.once('data', (d: Buffer) => r(d.toString())));
+    s.write('two');
+    expect(await reply).to.equal('echo:two');
+    s.end();
+    await stopping;
+    expect(sidecar.tracker.size).to.equal(0);
+  });
+});
