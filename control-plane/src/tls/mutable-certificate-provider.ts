@@ -30,14 +30,21 @@ export class MutableCertificateProvider implements CertificateProvider {
 
   addCaCertificateListener(l: CaListener): void {
     this.caListeners.add(l);
-    if (this.ca) l(this.ca);
+    // Deferred: grpc-js registers its own watcher only after adding listeners,
+    // so a synchronous call here would be lost and the server would refuse
+    // every handshake.
+    queueMicrotask(() => {
+      if (this.ca && this.caListeners.has(l)) l(this.ca);
+    });
   }
   removeCaCertificateListener(l: CaListener): void {
     this.caListeners.delete(l);
   }
   addIdentityCertificateListener(l: IdListener): void {
     this.idListeners.add(l);
-    if (this.identity) l(this.identity);
+    queueMicrotask(() => {
+      if (this.identity && this.idListeners.has(l)) l(this.identity);
+    });
   }
   removeIdentityCertificateListener(l: IdListener): void {
     this.idListeners.delete(l);

@@ -1,0 +1,143 @@
+/**
+ * `trellis control-plane`: runs the control plane until SIGINT/SIGTERM.
+ * Wiring only: config from file + flags, the CA from --ca-dir, policies from
+ * --policy-dir, then @trellis/control-plane's startControlPlane.
+ */
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import {
+  ControlPlaneError,
+  ControlPlaneErrorCode,
+  loadCertificateAuthority,
+  policyDirSource,
+  readConfigFile,
+  resolveConfig,
+  startControlPlane,
+  type ControlPlaneConfigInput,
+} from '@trellis/control-plane';
+import { createLogger, UsageError, type MtlsMode } from '@trellis/shared';
+import type { Command, CommandContext } from '../command';
+import { optionalString } from '../flags';
+
+function intFlag(ctx: CommandContext, name: string): number | undefined {
+  const v = optionalString(ctx, name);
+  if (v === undefined) return undefined;
+  if (!/^\d+$/.test(v)) throw new UsageError(`--${name} must be a non-negative integer, got "${v}"`, { flag: name });
+  return Number(v);
+}
+
+function pathFlag(ctx: CommandContext, name: string): string | undefined {
+  const v = optionalString(ctx, name);
+  return v === undefined ? undefined : resolve(ctx.cwd, v);
+}
+
+export const commands: Command[] = [
+  {
+    name: 'control-plane',
+    summary: 'Run the control plane: workload authentication, SVID issuance, discovery stream',
+    usage: 'trellis control-plane --ca-dir DIR --policy-dir DIR [--listen 127.0.0.1:15012] [--admin 127.0.0.1:15014] [--config FILE] [flags]',
+    description: `Flags (each can also be set in the YAML --config file; flags win):
+  --trust-domain TD          must match the CA's trust domain
+  --svid-ttl 1h              lifetime of issued SVIDs (1m..24h)
+  --default-mtls-mode MODE   STRICT (default), PERMISSIVE or DISABLE when no policy decides
+  --k8s-issuer URL           accept Kubernetes ServiceAccount tokens from this issuer
+  --k8s-audience trellis     audience those tokens must carry
+  --k8s-jwks FILE            the issuer's public keys (JWKS JSON)
+  --signing-concurrency 4    CSRs signed at once
+  --signing-queue 20000      CSRs allowed to wait; beyond, RESOURCE_EXHAUSTED with a retry hint
+  --revocations FILE         YAML/JSON {serials: [...], spiffeIds: [...]}, watched
+  --idle-timeout 10s         end streams that send nothing
+  --log-level info
+Logs JSON lines to stderr; prints {"msg":"control plane ready",...} when serving.
+SIGTERM drains: streams end with UNAVAILABLE so sidecars fail over, then it exits.`,
+    options: {
+      'ca-dir': { type: 'string' },
+      'policy-dir': { type: 'string' },
+      listen: { type: 'string' },
+      admin: { type: 'string' },
+      config: { type: 'string' },
+      'trust-domain': { type: 'string' },
+      'svid-ttl': { type: 'string' },
+      'default-mtls-mode': { type: 'string' },
+      'k8s-issuer': { type: 'string' },
+      'k8s-audience': { type: 'string' },
+      'k8s-jwks': { type: 'string' },
+      'signing-concurrency': { type: 'string' },
+      'signing-queue': { type: 'string' },
+      revocations: { type: 'string' },
+      'idle-timeout': { type: 'string' },
+      'log-level': { type: 'string' },
+    },
+    async run(ctx) {
+      const configFile = pathFlag(ctx, 'config');
+      const fromFile: ControlPlaneConfigInput = configFile ? readConfigFile(configFile) : {};
+      const k8sIssuer = optionalString(ctx, 'k8s-issuer');
+      const k8sJwks = pathFlag(ctx, 'k8s-jwks');
+      const k8sAudience = optionalString(ctx, 'k8s-audience');
+      const concurrency = intFlag(ctx, 'signing-concurrency');
+      const maxQueue = intFlag(ctx, 'signing-queue');
+      const cfg = resolveConfig(fromFile, {
+        caDir: pathFlag(ctx, 'ca-dir'),
+        policyDir: pathFlag(ctx, 'policy-dir'),
+        listen: optionalString(ctx, 'listen'),
+        admin: optionalString(ctx, 'admin'),
+        trustDomain: optionalString(ctx, 'trust-domain'),
+        svidTtl: optionalString(ctx, 'svid-ttl'),
+        defaultMtlsMode: optionalString(ctx, 'default-mtls-mode') as MtlsMode | undefined,
+        kubernetes: k8sIssuer || k8sJwks || k8sAudience ? { issuer: k8sIssuer, jwksFile: k8sJwks, audience: k8sAudience } : undefined,
+        signing: concurrency !== undefined || maxQueue !== undefined ? { concurrency, maxQueue } : undefined,
+        revocationsFile: pathFlag(ctx, 'revocations'),
+        idleStreamTimeout: optionalString(ctx, 'idle-timeout'),
+        logLevel: optionalString(ctx, 'log-level') as ControlPlaneConfigInput['logLevel'],
+      });
+      const logger = createLogger({ component: 'control-plane', sink: ctx.stderr, level: cfg.logLevel });
+      const ca = await loadCertificateAuthority(cfg.caDir, { logger: logger.child({ component: 'ca' }) });
+      if (cfg.trustDomain && cfg.trustDomain !== ca.trustDomain) {
+        throw new ControlPlaneError(ControlPlaneErrorCode.CONFIG_INVALID, `trust domain ${cfg.trustDomain} does not match the CA in ${cfg.caDir} (${ca.trustDomain})`);
+      }
+      let kubernetes;
+      if (cfg.kubernetes) {
+        let jwks: unknown;
+        try {
+          jwks = JSON.parse(readFileSync(cfg.kubernetes.jwksFile, 'utf8'));
+        } catch (err) {
+          throw new ControlPlaneError(ControlPlaneErrorCode.CONFIG_INVALID, `${cfg.kubernetes.jwksFile}: not a readable JWKS JSON file: ${(err as Error).message}`);
+        }
+        if (!jwks || !Array.isArray((jwks as { keys?: unknown }).keys)) {
+          throw new ControlPlaneError(ControlPlaneErrorCode.CONFIG_INVALID, `${cfg.kubernetes.jwksFile}: /keys: must be an array of JWKs`);
+        }
+        kubernetes = { issuer: cfg.kubernetes.issuer, audience: cfg.kubernetes.audience, jwks: jwks as { keys: [] } };
+      }
+      const policy = policyDirSource(cfg.policyDir, { rootNamespace: cfg.rootNamespace, defaultMode: cfg.defaultMtlsMode, pollMs: 250, logger: logger.child({ component: 'policy' }) });
+      const running = await startControlPlane(
+        {
+          caDir: cfg.caDir,
+          listen: cfg.listen,
+          admin: cfg.admin,
+          svidTtlSeconds: cfg.svidTtlSeconds,
+          defaultMtlsMode: cfg.defaultMtlsMode,
+          kubernetes,
+          signing: cfg.signing,
+          idleStreamTimeoutMs: cfg.idleStreamTimeoutMs,
+          debounceMs: cfg.debounceMs,
+          revocationsFile: cfg.revocationsFile ?? undefined,
+          refreshMs: 1000,
+        },
+        {
+          authority: ca,
+          policy,
+          logger,
+          caExpiry: () => ({ intermediateNotAfter: ca.intermediateNotAfter, rootNotAfter: ca.rootNotAfter }),
+        },
+      );
+      await new Promise<void>((r) => {
+        if (ctx.stopSignal.aborted) r();
+        else ctx.stopSignal.addEventListener('abort', () => r(), { once: true });
+      });
+      logger.info('control plane draining', { signal: String(ctx.stopSignal.reason ?? '') });
+      await running.stop(5000);
+      ca.close();
+      return 0;
+    },
+  },
+];

@@ -1,0 +1,191 @@
+/**
+ * The control plane's configuration: a YAML file (validated with ajv, every
+ * problem reported with its path) merged with command-line flags, flags
+ * winning. Parsed once at the edge into a frozen, fully-resolved object.
+ */
+import { readFileSync } from 'node:fs';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import Ajv from 'ajv';
+import { parse as parseYaml } from 'yaml';
+import { parseDuration, type MtlsMode, type LogLevel } from '@trellis/shared';
+import { ControlPlaneError, ControlPlaneErrorCode } from '../errors/control-plane-error';
+
+/** Settings as they may appear in the file or flags (all optional here). */
+export interface ControlPlaneConfigInput {
+  trustDomain?: string;
+  caDir?: string;
+  policyDir?: string;
+  listen?: string;
+  admin?: string;
+  svidTtl?: string;
+  defaultMtlsMode?: MtlsMode;
+  rootNamespace?: string;
+  kubernetes?: { issuer?: string; audience?: string; jwksFile?: string };
+  signing?: { concurrency?: number; maxQueue?: number };
+  revocationsFile?: string;
+  idleStreamTimeout?: string;
+  pushDebounce?: string;
+  logLevel?: LogLevel;
+}
+
+/** The resolved configuration. */
+export interface ControlPlaneConfig {
+  readonly trustDomain: string | null;
+  readonly caDir: string;
+  readonly policyDir: string;
+  readonly listen: string;
+  readonly admin: string;
+  readonly svidTtlSeconds: number;
+  readonly defaultMtlsMode: MtlsMode;
+  readonly rootNamespace: string;
+  readonly kubernetes: { readonly issuer: string; readonly audience: string; readonly jwksFile: string } | null;
+  readonly signing: { readonly concurrency: number; readonly maxQueue: number };
+  readonly revocationsFile: string | null;
+  readonly idleStreamTimeoutMs: number;
+  readonly debounceMs: number;
+  readonly logLevel: LogLevel;
+}
+
+const HOST_PORT = '^(\\[[0-9a-fA-F:.]+\\]|[A-Za-z0-9.-]+):[0-9]{1,5}$';
+const DURATION = '^([0-9]+(ms|s|m|h|d))+$';
+
+const SCHEMA = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    trustDomain: { type: 'string', minLength: 1 },
+    caDir: { type: 'string', minLength: 1 },
+    policyDir: { type: 'string', minLength: 1 },
+    listen: { type: 'string', pattern: HOST_PORT },
+    admin: { type: 'string', pattern: HOST_PORT },
+    svidTtl: { type: 'string', pattern: DURATION },
+    defaultMtlsMode: { enum: ['STRICT', 'PERMISSIVE', 'DISABLE'] },
+    rootNamespace: { type: 'string', minLength: 1 },
+    kubernetes: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['issuer', 'jwksFile'],
+      properties: {
+        issuer: { type: 'string', minLength: 1 },
+        audience: { type: 'string', minLength: 1 },
+        jwksFile: { type: 'string', minLength: 1 },
+      },
+    },
+    signing: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        concurrency: { type: 'integer', minimum: 1, maximum: 1024 },
+        maxQueue: { type: 'integer', minimum: 0, maximum: 1000000 },
+      },
+    },
+    revocationsFile: { type: 'string', minLength: 1 },
+    idleStreamTimeout: { type: 'string', pattern: DURATION },
+    pushDebounce: { type: 'string', pattern: DURATION },
+    logLevel: { enum: ['debug', 'info', 'warn', 'error'] },
+  },
+} as const;
+
+const ajv = new Ajv({ allErrors: true, strict: true });
+const validate = ajv.compile(SCHEMA);
+
+/** Reads and validates a config file; relative paths in it resolve against its folder. */
+export function readConfigFile(file: string): ControlPlaneConfigInput {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw invalid([`${file}: cannot read: ${(err as Error).message}`]);
+  }
+  let doc: unknown;
+  try {
+    doc = parseYaml(text) ?? {};
+  } catch (err) {
+    throw invalid([`${file}: not YAML: ${(err as Error).message}`]);
+  }
+  const problems = check(doc, file);
+  if (problems.length > 0) throw invalid(problems);
+  const input = doc as ControlPlaneConfigInput;
+  const base = dirname(resolve(file));
+  const abs = (p: string | undefined): string | undefined => (p === undefined ? undefined : isAbsolute(p) ? p : resolve(base, p));
+  return {
+    ...input,
+    caDir: abs(input.caDir),
+    policyDir: abs(input.policyDir),
+    revocationsFile: abs(input.revocationsFile),
+    kubernetes: input.kubernetes ? { ...input.kubernetes, jwksFile: abs(input.kubernetes.jwksFile) } : undefined,
+  };
+}
+
+/** Every schema problem as "source: /path: reason". */
+export function check(doc: unknown, source: string): string[] {
+  if (validate(doc)) return [];
+  return (validate.errors ?? []).map((e) => {
+    const path = e.instancePath || '/';
+    if (e.keyword === 'additionalProperties') return `${source}: ${path}: unknown field "${(e.params as { additionalProperty: string }).additionalProperty}"`;
+    if (e.keyword === 'enum') return `${source}: ${path}: must be one of ${(e.params as { allowedValues: unknown[] }).allowedValues.join(', ')}`;
+    return `${source}: ${path}: ${e.message}`;
+  });
+}
+
+/**
+ * Merges file and flags (flags win) into the resolved config, applying
+ * defaults. Throws TRELLIS_CP_CONFIG_INVALID listing every problem.
+ */
+export function resolveConfig(file: ControlPlaneConfigInput, flags: ControlPlaneConfigInput): ControlPlaneConfig {
+  const merged: ControlPlaneConfigInput = {
+    ...file,
+    ...stripUndefined(flags),
+    kubernetes: mergeObj(file.kubernetes, flags.kubernetes),
+    signing: mergeObj(file.signing, flags.signing),
+  };
+  if (!merged.kubernetes) delete merged.kubernetes;
+  if (!merged.signing) delete merged.signing;
+  const problems = check(merged, 'config');
+  if (!merged.caDir) problems.push('config: /caDir: required (--ca-dir or caDir in the config file)');
+  if (!merged.policyDir) problems.push('config: /policyDir: required (--policy-dir or policyDir in the config file)');
+  const dur = (v: string | undefined, field: string, dflt: number): number => {
+    if (v === undefined) return dflt;
+    try {
+      return parseDuration(v, field);
+    } catch (err) {
+      problems.push(`config: /${field}: ${(err as Error).message}`);
+      return dflt;
+    }
+  };
+  const svidTtlMs = dur(merged.svidTtl, 'svidTtl', 3600_000);
+  if (svidTtlMs < 60_000 || svidTtlMs > 86_400_000) problems.push('config: /svidTtl: must be between 1m and 24h');
+  const idle = dur(merged.idleStreamTimeout, 'idleStreamTimeout', 10_000);
+  const debounce = dur(merged.pushDebounce, 'pushDebounce', 100);
+  if (problems.length > 0) throw invalid(problems);
+  const k = merged.kubernetes;
+  return Object.freeze({
+    trustDomain: merged.trustDomain ?? null,
+    caDir: merged.caDir!,
+    policyDir: merged.policyDir!,
+    listen: merged.listen ?? '127.0.0.1:15012',
+    admin: merged.admin ?? '127.0.0.1:15014',
+    svidTtlSeconds: Math.round(svidTtlMs / 1000),
+    defaultMtlsMode: merged.defaultMtlsMode ?? 'STRICT',
+    rootNamespace: merged.rootNamespace ?? 'trellis-system',
+    kubernetes: k && k.issuer && k.jwksFile ? Object.freeze({ issuer: k.issuer, audience: k.audience ?? 'trellis', jwksFile: k.jwksFile }) : null,
+    signing: Object.freeze({ concurrency: merged.signing?.concurrency ?? 4, maxQueue: merged.signing?.maxQueue ?? 20_000 }),
+    revocationsFile: merged.revocationsFile ?? null,
+    idleStreamTimeoutMs: idle,
+    debounceMs: debounce,
+    logLevel: merged.logLevel ?? 'info',
+  });
+}
+
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+function mergeObj<T extends object>(a: T | undefined, b: T | undefined): T | undefined {
+  if (!a && !b) return undefined;
+  return { ...(a ?? {}), ...stripUndefined(b ?? ({} as T)) } as T;
+}
+
+function invalid(problems: string[]): ControlPlaneError {
+  return new ControlPlaneError(ControlPlaneErrorCode.CONFIG_INVALID, `invalid control-plane configuration:\n  ${problems.join('\n  ')}`, { problems });
+}

@@ -1,0 +1,412 @@
+/**
+ * The sidecar's end of the discovery stream.
+ *
+ * Connects over TLS to one of the control-plane addresses, verifying the
+ * server by its exact SPIFFE ID against the current trust bundle (never by
+ * hostname). First contact authenticates with a bearer token (re-read through
+ * `getToken()` at every connect); once the sidecar holds an unexpired SVID,
+ * connections authenticate with it over mTLS instead. On any failure it
+ * reconnects with jittered exponential backoff (cap 30 s) across all
+ * addresses and re-subscribes, telling the server the versions it holds so an
+ * unchanged config is not re-sent.
+ *
+ * Resources are handed to the handler registered for their type; a handler
+ * that returns accepts them (ACK), one that throws rejects them (NACK with the
+ * previously accepted version and the error). The private key is only ever
+ * used here as the TLS client key, via `getCredentials()`.
+ */
+import { X509Certificate } from 'node:crypto';
+import * as grpc from '@grpc/grpc-js';
+import {
+  decodeResource,
+  isKnownTypeUrl,
+  SVID_TYPE_URL,
+  TRUST_BUNDLE_TYPE_URL,
+  typeShortName,
+  TrellisError,
+  type Logger,
+  type ResourceBodies,
+  type SvidResource,
+  type TypeUrl,
+} from '@trellis/shared';
+import { backoffDelayMs, DEFAULT_BACKOFF, type BackoffOptions } from './backoff';
+import { DiscoveryError, DiscoveryErrorCode } from './discovery-error';
+import { discoveryClientConstructor } from './discovery-proto';
+
+/** What the sidecar says about itself (identity is proven separately). */
+export interface DiscoveryNode {
+  spiffeId: string;
+  namespace: string;
+  labels: Record<string, string>;
+  service: string;
+  inboundPorts: number[];
+  /** Address callers should use; empty = the address the control plane sees. */
+  address?: string;
+}
+
+/** The sidecar's current SVID, for mTLS renewals. */
+export interface ClientCredentials {
+  keyPem: string;
+  chainPem: string;
+  notAfter: Date;
+}
+
+/** Options of a DiscoveryClient. */
+export interface DiscoveryClientOptions {
+  /** host:port of every control-plane replica; tried in turn. */
+  addresses: string[];
+  /** Roots to trust before the first bundle arrives (PEM). */
+  bootstrapBundlePem: string;
+  /** The bearer token for first contact, re-read at each use. */
+  getToken(): Promise<string>;
+  /** The current SVID and key, or null before the first one. */
+  getCredentials?(): ClientCredentials | null;
+  node: DiscoveryNode;
+  /** `spiffe://<td>/ns/trellis-system/sa/trellis-control-plane`. */
+  controlPlaneSpiffeId: string;
+  logger: Logger;
+  clock?: () => number;
+  random?: () => number;
+  backoff?: BackoffOptions;
+  /** Endpoints wanted (service names); empty = all. */
+  endpointNames?: string[];
+}
+
+/** A resource handed to a handler. */
+export interface ReceivedResource<T extends TypeUrl> {
+  name: string;
+  body: ResourceBodies[T];
+}
+
+/** Accepts (returns) or rejects (throws) a new version of one type. */
+export type ResourceHandler<T extends TypeUrl> = (resources: ReadonlyArray<ReceivedResource<T>>, version: string) => void | Promise<void>;
+
+/** The client's per-type view, for the sidecar's admin page and metrics. */
+export interface ClientTypeState {
+  state: 'NOT_RECEIVED' | 'ACKED' | 'NACKED';
+  acceptedVersion: string | null;
+  lastError: string | null;
+  /** ISO-8601 time of the last accepted update. */
+  updatedAt: string | null;
+}
+
+interface PendingCsr {
+  csr: Buffer;
+  resolve(v: SvidResource): void;
+  reject(e: unknown): void;
+}
+
+interface WireResponse {
+  type_url: string;
+  version_info: string;
+  nonce: string;
+  resources: Array<{ name: string; body: Buffer }>;
+}
+
+type Call = grpc.ClientDuplexStream<Record<string, unknown>, WireResponse>;
+
+/** One long-lived, self-healing discovery stream. */
+export class DiscoveryClient {
+  private readonly handlers = new Map<TypeUrl, ResourceHandler<TypeUrl>>();
+  private readonly accepted = new Map<TypeUrl, string>();
+  private readonly states = new Map<TypeUrl, ClientTypeState>();
+  private rootsPem: string;
+  private pendingCsr: PendingCsr | null = null;
+  private call: Call | null = null;
+  private client: grpc.Client | null = null;
+  private addressIndex = 0;
+  private attempt = 0;
+  private retryHintMs = 0;
+  private stopped = true;
+  private timer: NodeJS.Timeout | null = null;
+  private chain: Promise<void> = Promise.resolve();
+  private connectedAddress: string | null = null;
+  private lastStreamError: { grpcCode: number; serverCode: string | null; message: string } | null = null;
+  private readonly now: () => number;
+  private readonly random: () => number;
+  private readonly backoff: BackoffOptions;
+  private readonly connectListeners = new Set<(connected: boolean) => void>();
+
+  constructor(private readonly opts: DiscoveryClientOptions) {
+    if (opts.addresses.length === 0) throw new DiscoveryError(DiscoveryErrorCode.BAD_OPTIONS, 'addresses: at least one control-plane address is required');
+    if (!opts.bootstrapBundlePem.includes('BEGIN CERTIFICATE')) throw new DiscoveryError(DiscoveryErrorCode.BAD_OPTIONS, 'bootstrapBundlePem: no PEM certificate');
+    this.rootsPem = opts.bootstrapBundlePem;
+    this.now = opts.clock ?? Date.now;
+    this.random = opts.random ?? Math.random;
+    this.backoff = opts.backoff ?? DEFAULT_BACKOFF;
+  }
+
+  /** Registers the handler for one type (and subscribes to it); call before start(). */
+  on<T extends TypeUrl>(typeUrl: T, handler: ResourceHandler<T>): this {
+    if (typeUrl === SVID_TYPE_URL) throw new DiscoveryError(DiscoveryErrorCode.BAD_OPTIONS, 'SVIDs are obtained with requestSvid(), not a handler');
+    this.handlers.set(typeUrl, handler as unknown as ResourceHandler<TypeUrl>);
+    this.states.set(typeUrl, { state: 'NOT_RECEIVED', acceptedVersion: null, lastError: null, updatedAt: null });
+    return this;
+  }
+
+  /** Called with true on every (re)connect and false on every disconnect. */
+  onConnectionChange(listener: (connected: boolean) => void): () => void {
+    this.connectListeners.add(listener);
+    return () => this.connectListeners.delete(listener);
+  }
+
+  /** Opens the stream (and keeps it open until stop()). */
+  start(): void {
+    if (!this.stopped) return;
+    this.stopped = false;
+    this.connect();
+  }
+
+  /** Closes the stream and rejects a pending SVID request. */
+  stop(): void {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    this.teardown();
+    if (this.pendingCsr) {
+      this.pendingCsr.reject(new DiscoveryError(DiscoveryErrorCode.STOPPED, 'discovery client stopped'));
+      this.pendingCsr = null;
+    }
+  }
+
+  /**
+   * Sends a CSR and resolves with the signed chain. Survives reconnects (the
+   * CSR is re-sent on the new stream); rejects with TRELLIS_DISCOVERY_REFUSED
+   * when the control plane refuses it (PERMISSION_DENIED, INVALID_ARGUMENT),
+   * with `details.serverCode` saying why.
+   */
+  requestSvid(csrDer: Buffer): Promise<SvidResource> {
+    if (this.pendingCsr) this.pendingCsr.reject(new DiscoveryError(DiscoveryErrorCode.STOPPED, 'superseded by a newer CSR'));
+    return new Promise<SvidResource>((resolve, reject) => {
+      this.pendingCsr = { csr: csrDer, resolve, reject };
+      if (this.call) this.write({ type_url: SVID_TYPE_URL, version_info: this.accepted.get(SVID_TYPE_URL) ?? '', response_nonce: '', csr: csrDer });
+    });
+  }
+
+  /** Per-type sync state, keyed by short type name. */
+  syncState(): Record<string, ClientTypeState> {
+    const out: Record<string, ClientTypeState> = {};
+    for (const [t, s] of this.states) out[typeShortName(t)] = { ...s };
+    return out;
+  }
+
+  /** Whether a stream is open, to which address, and the last failure. */
+  connection(): { connected: boolean; address: string | null; lastError: { grpcCode: number; serverCode: string | null; message: string } | null } {
+    return { connected: this.call !== null && this.connectedAddress !== null, address: this.connectedAddress, lastError: this.lastStreamError };
+  }
+
+  /** The roots currently trusted for the control plane (bootstrap, then the latest accepted bundle). */
+  trustedRootsPem(): string {
+    return this.rootsPem;
+  }
+
+  private connect(): void {
+    if (this.stopped) return;
+    const address = this.opts.addresses[this.addressIndex % this.opts.addresses.length]!;
+    this.addressIndex++;
+    const creds = this.opts.getCredentials?.() ?? null;
+    const useMtls = creds !== null && creds.notAfter.getTime() > this.now() + 5_000;
+    const start = async (): Promise<void> => {
+      const metadata = new grpc.Metadata();
+      if (!useMtls) metadata.set('authorization', `Bearer ${await this.opts.getToken()}`);
+      if (this.stopped) return;
+      const expected = this.opts.controlPlaneSpiffeId;
+      const channelCreds = grpc.credentials.createSsl(
+        Buffer.from(this.rootsPem),
+        useMtls ? Buffer.from(creds!.keyPem) : null,
+        useMtls ? Buffer.from(creds!.chainPem) : null,
+        {
+          // Replaces hostname checks: the control plane is known by its SPIFFE ID alone.
+          checkServerIdentity: (_host, cert) => {
+            const uris = (cert.subjectaltname ?? '').split(/,\s*/).filter((s) => s.startsWith('URI:')).map((s) => s.slice(4));
+            if (uris.length === 1 && uris[0] === expected) return undefined;
+            return new DiscoveryError(DiscoveryErrorCode.SERVER_IDENTITY, `control plane presented ${uris.join(',') || 'no SPIFFE ID'}, expected ${expected}`);
+          },
+        },
+      );
+      const Ctor = discoveryClientConstructor();
+      const client = new Ctor(address, channelCreds, {
+        'grpc.ssl_target_name_override': 'trellis-control-plane',
+        'grpc.max_receive_message_length': 16 * 1024 * 1024,
+        'grpc.keepalive_time_ms': 30_000,
+      });
+      this.client = client;
+      const call = (client as unknown as { StreamResources(md: grpc.Metadata): Call }).StreamResources(metadata);
+      this.call = call;
+      let first = true;
+      call.on('metadata', () => {
+        if (this.call !== call) return;
+        this.connectedAddress = address;
+        for (const l of this.connectListeners) l(true);
+      });
+      call.on('data', (res: WireResponse) => {
+        if (this.call !== call) return;
+        this.attempt = 0;
+        this.retryHintMs = 0;
+        this.chain = this.chain.then(() => this.onResponse(call, res)).catch((err) => this.opts.logger.error('discovery response handling failed', { error: err }));
+      });
+      call.on('error', (err: grpc.ServiceError) => this.onStreamEnd(call, err));
+      call.on('end', () => this.onStreamEnd(call, null));
+      // Subscribe: node in the first request, the version we hold for each type.
+      for (const t of this.handlers.keys()) {
+        const req: Record<string, unknown> = {
+          type_url: t,
+          version_info: this.accepted.get(t) ?? '',
+          response_nonce: '',
+          resource_names: t === 'type.trellis.dev/trellis.v1.Endpoints' ? this.opts.endpointNames ?? [] : [],
+        };
+        if (first) req['node'] = this.wireNode();
+        first = false;
+        this.write(req);
+      }
+      const svidReq: Record<string, unknown> = { type_url: SVID_TYPE_URL, version_info: this.accepted.get(SVID_TYPE_URL) ?? '', response_nonce: '' };
+      if (first) svidReq['node'] = this.wireNode();
+      if (this.pendingCsr) svidReq['csr'] = this.pendingCsr.csr;
+      this.write(svidReq);
+      this.opts.logger.info('discovery stream opened', { address, auth: useMtls ? 'svid' : 'token' });
+    };
+    start().catch((err) => {
+      this.opts.logger.warn('discovery connect failed', { address, error: err });
+      this.scheduleReconnect();
+    });
+  }
+
+  private wireNode(): Record<string, unknown> {
+    const n = this.opts.node;
+    return { spiffe_id: n.spiffeId, namespace: n.namespace, labels: n.labels, service: n.service, inbound_ports: n.inboundPorts, address: n.address ?? '' };
+  }
+
+  private write(req: Record<string, unknown>): void {
+    try {
+      this.call?.write(req);
+    } catch (err) {
+      this.opts.logger.warn('discovery write failed', { error: err });
+    }
+  }
+
+  private async onResponse(call: Call, res: WireResponse): Promise<void> {
+    if (this.call !== call) return;
+    const t = res.type_url;
+    if (!isKnownTypeUrl(t)) {
+      this.nack(t, res, `unknown type_url ${t}`);
+      return;
+    }
+    if (t === SVID_TYPE_URL) {
+      let svid: SvidResource;
+      try {
+        if (res.resources.length !== 1) throw new Error(`expected 1 SVID, got ${res.resources.length}`);
+        svid = decodeResource(SVID_TYPE_URL, res.resources[0]!.body);
+        if (svid.spiffeId !== this.opts.node.spiffeId) throw new Error(`SVID is for ${svid.spiffeId}, expected ${this.opts.node.spiffeId}`);
+      } catch (err) {
+        this.nack(t, res, (err as Error).message);
+        return;
+      }
+      this.ack(t, res);
+      const p = this.pendingCsr;
+      this.pendingCsr = null;
+      p?.resolve(svid);
+      return;
+    }
+    const handler = this.handlers.get(t);
+    if (!handler) {
+      this.nack(t, res, `not subscribed to ${t}`);
+      return;
+    }
+    try {
+      const decoded = res.resources.map((r) => ({ name: r.name, body: decodeResource(t, r.body) }));
+      if (t === TRUST_BUNDLE_TYPE_URL) checkBundle(decoded as ReadonlyArray<ReceivedResource<typeof TRUST_BUNDLE_TYPE_URL>>);
+      await handler(decoded, res.version_info);
+      if (t === TRUST_BUNDLE_TYPE_URL) {
+        this.rootsPem = (decoded[0]!.body as ResourceBodies[typeof TRUST_BUNDLE_TYPE_URL]).rootsPem.join('\n');
+      }
+    } catch (err) {
+      this.nack(t, res, err instanceof TrellisError ? `${err.message} [${err.code}]` : (err as Error).message);
+      return;
+    }
+    this.ack(t, res);
+  }
+
+  private ack(t: TypeUrl, res: WireResponse): void {
+    this.accepted.set(t, res.version_info);
+    if (this.states.has(t)) this.states.set(t, { state: 'ACKED', acceptedVersion: res.version_info, lastError: null, updatedAt: new Date(this.now()).toISOString() });
+    this.write({ type_url: t, version_info: res.version_info, response_nonce: res.nonce, resource_names: this.namesFor(t) });
+  }
+
+  private nack(t: string, res: WireResponse, message: string): void {
+    this.opts.logger.warn('discovery update rejected', { type: typeShortName(t), version: res.version_info, error: message });
+    if (isKnownTypeUrl(t)) {
+      const prev = this.states.get(t);
+      if (prev) this.states.set(t, { ...prev, state: 'NACKED', lastError: message });
+    }
+    this.write({
+      type_url: t,
+      version_info: isKnownTypeUrl(t) ? this.accepted.get(t) ?? '' : '',
+      response_nonce: res.nonce,
+      resource_names: isKnownTypeUrl(t) ? this.namesFor(t) : [],
+      error_detail: { code: grpc.status.INVALID_ARGUMENT, message: message.slice(0, 4000) },
+    });
+  }
+
+  private namesFor(t: TypeUrl): string[] {
+    return t === 'type.trellis.dev/trellis.v1.Endpoints' ? this.opts.endpointNames ?? [] : [];
+  }
+
+  private onStreamEnd(call: Call, err: grpc.ServiceError | null): void {
+    if (this.call !== call) return;
+    const code = err?.code ?? grpc.status.UNAVAILABLE;
+    const serverCode = (err?.metadata?.get('trellis-error-code')[0] as string | undefined) ?? null;
+    const retry = Number(err?.metadata?.get('trellis-retry-after-ms')[0] ?? 0);
+    this.lastStreamError = { grpcCode: code, serverCode, message: err?.details ?? 'stream ended by the server' };
+    this.retryHintMs = Number.isFinite(retry) ? retry : 0;
+    if (!this.stopped) this.opts.logger.warn('discovery stream ended', { grpcCode: grpc.status[code], serverCode, message: err?.details });
+    if (this.pendingCsr && (code === grpc.status.PERMISSION_DENIED || code === grpc.status.INVALID_ARGUMENT)) {
+      const p = this.pendingCsr;
+      this.pendingCsr = null;
+      p.reject(new DiscoveryError(DiscoveryErrorCode.REFUSED, `control plane refused the CSR: ${err?.details ?? grpc.status[code]}`, { grpcCode: code, serverCode }));
+    }
+    this.teardown();
+    this.scheduleReconnect();
+  }
+
+  private teardown(): void {
+    const call = this.call;
+    const client = this.client;
+    const wasConnected = this.connectedAddress !== null;
+    this.call = null;
+    this.client = null;
+    this.connectedAddress = null;
+    if (call) {
+      try {
+        call.cancel();
+      } catch {
+        /* already closed */
+      }
+    }
+    client?.close();
+    if (wasConnected) for (const l of this.connectListeners) l(false);
+  }
+
+  private scheduleReconnect(): void {
+    if (this.stopped || this.timer) return;
+    const delay = Math.max(this.retryHintMs, backoffDelayMs(this.attempt, this.backoff, this.random()));
+    this.attempt++;
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      this.connect();
+    }, delay);
+  }
+}
+
+/** Every root in a bundle must parse as a CA certificate; else the update is rejected and the old bundle kept. */
+function checkBundle(resources: ReadonlyArray<ReceivedResource<typeof TRUST_BUNDLE_TYPE_URL>>): void {
+  if (resources.length !== 1) throw new Error(`expected one trust bundle, got ${resources.length}`);
+  resources[0]!.body.rootsPem.forEach((pem, i) => {
+    let c: X509Certificate;
+    try {
+      c = new X509Certificate(pem);
+    } catch (err) {
+      throw new Error(`rootsPem[${i}]: not a certificate: ${(err as Error).message}`);
+    }
+    if (!c.ca) throw new Error(`rootsPem[${i}]: not a CA certificate`);
+  });
+}
