@@ -157,6 +157,30 @@ describe('CA with its intermediate key in a SoftHSM2 token', function () {
     expect(r.stderr).to.contain(join(broken, 'signer.yaml'));
   });
 
+  it('Should answer conflicting or missing hsm keygen flags with a usage error (exit 2) naming the flag', function () {
+    const base = ['hsm', 'keygen', '--dir', join(tmp.dir, 'unused'), '--module', MODULE, '--key-label', 'k'];
+    const cases: Array<[string[], string]> = [
+      [[...base, '--token-label', 'trellis-ca', '--slot', '1', '--pin-env', 'TRELLIS_HSM_PIN'], '--token-label'],
+      [[...base, '--pin-env', 'TRELLIS_HSM_PIN'], '--token-label'],
+      [[...base, '--token-label', 'trellis-ca', '--pin-env', 'TRELLIS_HSM_PIN', '--pin-file', '/x'], '--pin-file'],
+      [[...base, '--token-label', 'trellis-ca', '--pin-env', 'TRELLIS_HSM_PIN', '--key-type', 'ed25519'], '--key-type'],
+      [[...base, '--token-label', 'trellis-ca', '--pin-env', 'TRELLIS_HSM_PIN', '--slot', 'one'], '--slot'],
+    ];
+    for (const [args, flagName] of cases) {
+      const r = run(args);
+      expect(r.status, args.join(' ')).to.equal(2);
+      expect(r.stderr, args.join(' ')).to.contain(flagName);
+    }
+    expect(existsSync(join(tmp.dir, 'unused'))).to.equal(false);
+  });
+
+  it('Should refuse through the CLI to generate a second key under a label the token already has', function () {
+    const r = run(['hsm', 'keygen', '--dir', join(tmp.dir, 'second'), '--module', MODULE, '--token-label', 'trellis-ca', '--key-label', 'intermediate', '--pin-env', 'TRELLIS_HSM_PIN']);
+    expect(r.status).to.equal(1);
+    expect(r.stderr).to.contain(HsmErrorCode.KEY_EXISTS);
+    expect(existsSync(join(tmp.dir, 'second', 'signer.yaml'))).to.equal(false);
+  });
+
   it('Should load the control plane without pkcs11js and fail only when an HSM is configured', function () {
     // A child process where require('pkcs11js') fails, as when the native build did not run.
     const script = `
