@@ -126,7 +126,7 @@ be a signing CA with URI SAN spiffe://<trust-domain> and chain to a given root.`
       const csr = readInput(ctx, 'csr');
       const ca = await loadCertificateAuthority(dir);
       try {
-        const svid = await ca.issue({ csr: csr.bytes, spiffeId, ttlSeconds, requester: `cli:${ctx.env.USER ?? "unknown"}` });
+        const svid = await ca.issue({ csr: csr.bytes, spiffeId, ttlSeconds, requester: `cli:${ctx.env.USER ?? 'unknown'}` });
         ctx.stdout.write(svid.chainPem);
       } finally {
         ca.close();
