@@ -12,7 +12,7 @@ import { generateHsmKey, importHsmIntermediate, writeHsmIntermediateCsr } from '
 import { loadSigner, requireSigner } from '../../src/hsm/load-signer';
 import type { Pkcs11Signer } from '../../src/hsm/pkcs11-signer';
 import { parseSignerConfig } from '../../src/hsm/signer-config';
-import { createSoftHsm, softHsmUnavailable, SOFTHSM_MODULE, type SoftHsm } from './softhsm-token';
+import { createSoftHsm, skipWithoutSoftHsm, SOFTHSM_MODULE, type SoftHsm } from './softhsm-token';
 
 x509.cryptoProvider.set(webcrypto as never);
 
@@ -23,7 +23,7 @@ describe('Setting up a CA dir with its key in the HSM', function () {
 
   before(function () {
     // Skipped only when SoftHSM2 cannot be installed here; CI installs the softhsm2 package.
-    if (softHsmUnavailable()) this.skip();
+    skipWithoutSoftHsm(this);
     hsm = createSoftHsm();
     const token = hsm.initToken('setup');
     tmp = makeTmpDir('trellis-hsm-setup-');

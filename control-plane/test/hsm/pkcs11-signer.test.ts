@@ -11,7 +11,7 @@ import { openPkcs11Signer, type Pkcs11Signer } from '../../src/hsm/pkcs11-signer
 import { generateHsmKey } from '../../src/hsm/hsm-setup';
 import { findKeyPair, findSlot, openUserSession, slotId } from '../../src/hsm/pkcs11-token';
 import { parseSignerConfig, type Pkcs11SignerConfig } from '../../src/hsm/signer-config';
-import { createSoftHsm, softHsmUnavailable, SOFTHSM_MODULE, type SoftHsm } from './softhsm-token';
+import { createSoftHsm, skipWithoutSoftHsm, SOFTHSM_MODULE, type SoftHsm } from './softhsm-token';
 
 function codeOf(fn: () => unknown): string | undefined {
   try {
@@ -48,9 +48,8 @@ describe('PKCS#11 signer on a real SoftHSM2 token', function () {
   };
 
   before(function () {
-    const why = softHsmUnavailable();
     // Skipped only when SoftHSM2 cannot be installed here; CI installs the softhsm2 package.
-    if (why) this.skip();
+    skipWithoutSoftHsm(this);
     hsm = createSoftHsm();
     token = hsm.initToken('trellis-test');
     caDir = makeTmpDir('trellis-hsm-ca-');

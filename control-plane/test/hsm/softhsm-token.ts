@@ -28,6 +28,15 @@ export function softHsmUnavailable(): string | undefined {
   return undefined;
 }
 
+/** Skips the suite (from a `before` hook), printing why, when SoftHSM2 is not usable here. */
+export function skipWithoutSoftHsm(ctx: Mocha.Context): void {
+  const why = softHsmUnavailable();
+  if (!why) return;
+  // eslint-disable-next-line no-console
+  console.log(`      skipping: ${why}`);
+  ctx.skip();
+}
+
 /** One SoftHSM2 installation with initialised tokens. */
 export interface SoftHsm {
   dir: string;
