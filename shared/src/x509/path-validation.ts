@@ -9,7 +9,8 @@
  * validity at `now` (anchors included), every issuer must be a CA with
  * keyCertSign, pathLen constraints hold, no certificate may carry a critical
  * extension we do not evaluate (name constraints included: we do not evaluate
- * them, so we refuse them), and when `requiredEku` is given the leaf and every
+ * them, so we refuse them), keys are RSA >= 2048 bits, EC P-256/P-384/P-521
+ * or Ed25519, and when `requiredEku` is given the leaf and every
  * intermediate that restricts EKU must allow it. SHA-1 and unknown signature
  * algorithms are refused.
  *
@@ -34,6 +35,8 @@ export const PathErrorCode = Object.freeze({
   BAD_SIGNATURE: 'TRELLIS_X509_PATH_BAD_SIGNATURE',
   /** A signature algorithm we refuse (SHA-1) or cannot check (RSA-PSS, unknown). */
   UNSUPPORTED_ALGORITHM: 'TRELLIS_X509_PATH_UNSUPPORTED_ALGORITHM',
+  /** A key on the path that is too weak (RSA under 2048 bits) or of a type we do not accept (not P-256/P-384/P-521, RSA or Ed25519). */
+  WEAK_KEY: 'TRELLIS_X509_PATH_WEAK_KEY',
   /** A certificate on the path (anchor included) has expired at `now`. */
   EXPIRED: 'TRELLIS_X509_PATH_EXPIRED',
   /** A certificate on the path is not yet valid at `now`. */
@@ -118,8 +121,15 @@ function conformanceCheck(c: CertificateFacts, role: string): Fail | undefined {
   return undefined;
 }
 
+function keyCheck(c: CertificateFacts, role: string): Fail | undefined {
+  const t = c.keyType;
+  if (t === 'other') return fail(PathErrorCode.WEAK_KEY, `${role} ${label(c)} has a key of an unsupported type (${c.publicKeyAlgorithm})`);
+  if (t.startsWith('rsa-') && Number(t.slice(4)) < 2048) return fail(PathErrorCode.WEAK_KEY, `${role} ${label(c)} has a ${t.slice(4)}-bit RSA key; at least 2048 bits are required`);
+  return undefined;
+}
+
 function criticalCheck(c: CertificateFacts, role: string): Fail | undefined {
-  const shape = conformanceCheck(c, role);
+  const shape = conformanceCheck(c, role) ?? keyCheck(c, role);
   if (shape) return shape;
   for (const oid of c.criticalExtensions) {
     if (!UNDERSTOOD.has(oid)) return fail(PathErrorCode.UNHANDLED_CRITICAL_EXTENSION, `${role} ${label(c)} has critical extension ${oid}, which this validator does not evaluate`);

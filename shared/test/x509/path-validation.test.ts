@@ -1,4 +1,6 @@
 import { expect } from 'chai';
+import { createHash, generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
+import * as der from '../../src/x509/der';
 import { parseCertificate, type CertificateFacts } from '../../src/x509/certificate-facts';
 import { pemToDer } from '../../src/x509/pem';
 import { X509Error } from '../../src/x509/x509-error';
@@ -93,5 +95,99 @@ describe('Certificate path validation against x509-limbo chain-and-extensions ca
     expectCode('pathlen::intermediate-violates-pathlen-0', PathErrorCode.PATH_LEN_EXCEEDED);
     expectCode('rfc5280::leaf-ku-keycertsign', PathErrorCode.NONCONFORMING);
     expectCode('rfc5280::serial::zero', PathErrorCode.NONCONFORMING);
+  });
+});
+
+describe('Certificate path validation on crafted chains', () => {
+  interface Key {
+    pub: KeyObject;
+    priv: KeyObject;
+    rsa: boolean;
+  }
+  const ecKey = (): Key => {
+    const k = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    return { pub: k.publicKey, priv: k.privateKey, rsa: false };
+  };
+  const rsaKey = (bits: number): Key => {
+    const k = generateKeyPairSync('rsa', { modulusLength: bits });
+    return { pub: k.publicKey, priv: k.privateKey, rsa: true };
+  };
+  const skiOf = (k: Key): Buffer => createHash('sha1').update(k.pub.export({ type: 'spki', format: 'der' })).digest();
+  const name = (cn: string): Buffer => der.sequence(der.set(der.sequence(der.oid(Oid.commonName), der.utf8String(cn))));
+  const ext = (o: string, v: Buffer, critical = false): Buffer =>
+    critical ? der.sequence(der.oid(o), der.boolean(true), der.octetString(v)) : der.sequence(der.oid(o), der.octetString(v));
+
+  /** A certificate for `key` named `cn`, issued by `issuerCn` and signed with `signer`. */
+  function cert(cn: string, key: Key, issuerCn: string, issuerKey: Key, signer: Key, ca: boolean): CertificateFacts {
+    const alg = der.sequence(der.oid(signer.rsa ? Oid.sha256WithRsa : Oid.ecdsaWithSha256), ...(signer.rsa ? [der.nullValue()] : []));
+    const tbs = der.sequence(
+      der.contextExplicit(0, der.integer(2)),
+      der.integer(Buffer.from(cn.padEnd(8, '.'))),
+      alg,
+      name(issuerCn),
+      der.sequence(der.time(new Date('2024-01-01T00:00:00Z')), der.time(new Date('2030-01-01T00:00:00Z'))),
+      name(cn),
+      key.pub.export({ type: 'spki', format: 'der' }),
+      der.contextExplicit(
+        3,
+        der.sequence(
+          ext(Oid.basicConstraints, ca ? der.sequence(der.boolean(true)) : der.sequence(), true),
+          ext(Oid.keyUsage, der.namedBits(ca ? [5, 6] : [0]), true),
+          ext(Oid.subjectKeyIdentifier, der.octetString(skiOf(key))),
+          ext(Oid.authorityKeyIdentifier, der.sequence(der.contextImplicit(0, skiOf(issuerKey)))),
+        ),
+      ),
+    );
+    return parseCertificate(der.sequence(tbs, alg, der.bitString(sign('sha256', tbs, signer.priv))));
+  }
+  const now = new Date('2025-01-01T00:00:00Z');
+
+  it('accepts a well-formed root -> intermediate -> leaf chain', () => {
+    const rk = ecKey();
+    const ik = ecKey();
+    const lk = ecKey();
+    const root = cert('root', rk, 'root', rk, rk, true);
+    const inter = cert('int', ik, 'root', rk, rk, true);
+    const leaf = cert('leaf', lk, 'int', ik, ik, false);
+    const v = verifyCertificatePath(leaf, [inter], [root], { now });
+    expect(v.ok && v.path.map((c) => c.subjectText)).to.deep.equal(['CN=leaf', 'CN=int', 'CN=root']);
+  });
+
+  it('refuses a leaf whose signature is not the named issuer key (BAD_SIGNATURE)', () => {
+    const rk = ecKey();
+    const forger = ecKey();
+    const root = cert('root', rk, 'root', rk, rk, true);
+    const leaf = cert('leaf', ecKey(), 'root', rk, forger, false);
+    expect(verifyCertificatePath(leaf, [], [root], { now })).to.include({ ok: false, code: PathErrorCode.BAD_SIGNATURE });
+  });
+
+  it('refuses a chain through a 1024-bit RSA intermediate (WEAK_KEY)', function () {
+    this.timeout(20_000);
+    const rk = ecKey();
+    const weak = rsaKey(1024);
+    const root = cert('root', rk, 'root', rk, rk, true);
+    const inter = cert('int', weak, 'root', rk, rk, true);
+    const leaf = cert('leaf', ecKey(), 'int', weak, weak, false);
+    expect(verifyCertificatePath(leaf, [inter], [root], { now })).to.include({ ok: false, code: PathErrorCode.WEAK_KEY });
+  });
+
+  it('accepts a 2048-bit RSA intermediate', function () {
+    this.timeout(20_000);
+    const rk = ecKey();
+    const ok = rsaKey(2048);
+    const root = cert('root', rk, 'root', rk, rk, true);
+    const inter = cert('int', ok, 'root', rk, rk, true);
+    const leaf = cert('leaf', ecKey(), 'int', ok, ok, false);
+    expect(verifyCertificatePath(leaf, [inter], [root], { now }).ok).to.equal(true);
+  });
+
+  it('refuses an intermediate that is not a CA, and a leaf outside its validity', () => {
+    const rk = ecKey();
+    const ik = ecKey();
+    const root = cert('root', rk, 'root', rk, rk, true);
+    const notCa = cert('int', ik, 'root', rk, rk, false);
+    const leaf = cert('leaf', ecKey(), 'int', ik, ik, false);
+    expect(verifyCertificatePath(leaf, [notCa], [root], { now })).to.include({ ok: false, code: PathErrorCode.ISSUER_NOT_CA });
+    expect(verifyCertificatePath(leaf, [notCa], [root], { now: new Date('2031-01-01T00:00:00Z') })).to.include({ ok: false, code: PathErrorCode.EXPIRED });
   });
 });
