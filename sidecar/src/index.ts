@@ -47,3 +47,4 @@ export { wireDiscovery } from './control/discovery-wiring';
 export type { DiscoverySource } from './control/discovery-wiring';
 export { runSidecar } from './run-sidecar';
 export type { RunSidecarDeps, DiscoveryRuntime, DiscoveryRuntimeOptions } from './run-sidecar';
+export { DiscoveryClient } from './discovery/discovery-client';

@@ -1,0 +1,83 @@
+/** `trellis sidecar`: the per-pod mTLS proxy (wiring only; behaviour lives in @trellis/sidecar). */
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { createLogger, type LogLevel } from '@trellis/shared';
+import { DiscoveryClient, SidecarError, parseSidecarConfig, runSidecar } from '@trellis/sidecar';
+import type { Command } from '../command';
+import { optionalString } from '../flags';
+
+export const commands: Command[] = [
+  {
+    name: 'sidecar',
+    summary: 'Run the mTLS sidecar: SVID rotation, inbound/outbound mTLS, policy enforcement, admin',
+    usage:
+      'trellis sidecar --control-plane ADDR[,ADDR...] --ca-bundle FILE --token-file FILE --namespace NS --service NAME\n' +
+      '                [--service-account SA] [--trust-domain TD] [--labels k=v,...]\n' +
+      '                [--inbound [HOST:]PORT=APP_PORT[/http] ...] [--outbound [HOST:]LOCAL_PORT=SERVICE[:PORT] | =ADDR#SPIFFE_ID ...]\n' +
+      '                [--admin 127.0.0.1:15000] [--drain 5s] [--config FILE]',
+    description: `Every flag can also come from an environment variable (TRELLIS_ + the flag name in
+upper case with _ for -, e.g. TRELLIS_CONTROL_PLANE, TRELLIS_INBOUND="15006=8080/http,15007=9090")
+or from the YAML file given by --config / TRELLIS_CONFIG (camelCase keys: controlPlane, caBundle,
+tokenFile, namespace, service, serviceAccount, trustDomain, spiffeId, labels, inbound, outbound,
+admin, drain, detectTimeout, rotateAt, rotateJitter, logLevel). Flags win over the environment,
+which wins over the file.
+
+  --control-plane ADDR,...  control-plane replicas (HOST:PORT), tried in turn with backoff
+  --ca-bundle FILE          roots to trust for the control plane until it pushes the bundle
+  --token-file FILE         bearer token for first contact; re-read at each use
+  --namespace NS            our namespace (else TRELLIS_POD_NAMESPACE)
+  --service NAME            our service name
+  --service-account SA      our service account (default "default"; SPIFFE ID
+                            spiffe://TD/ns/NS/sa/SA unless --spiffe-id is given)
+  --trust-domain TD         default cluster.local
+  --inbound SPEC            [HOST:]PORT=APP_PORT[/http]; host defaults to 0.0.0.0
+  --outbound SPEC           [HOST:]LOCAL_PORT=SERVICE[:PORT] or =ADDR#SPIFFE_ID; host 127.0.0.1
+  --admin HOST:PORT         /ready, /stats, /config_dump, POST /quitquitquit
+  --drain DURATION          how long SIGTERM waits for open connections (default 5s)
+  --detect-timeout DUR      PERMISSIVE: wait for client bytes this long (default 1s)
+  --rotate-at F             renew at this fraction of the lifetime (default 0.5)
+  --rotate-jitter F         +/- this fraction of the lifetime (default 0.1)
+  --log-level LEVEL         debug, info (default), warn, error`,
+    options: {
+      config: { type: 'string' },
+      'control-plane': { type: 'string', multiple: true },
+      'ca-bundle': { type: 'string' },
+      'token-file': { type: 'string' },
+      namespace: { type: 'string' },
+      service: { type: 'string' },
+      'service-account': { type: 'string' },
+      'trust-domain': { type: 'string' },
+      'spiffe-id': { type: 'string' },
+      'control-plane-id': { type: 'string' },
+      labels: { type: 'string', multiple: true },
+      inbound: { type: 'string', multiple: true },
+      outbound: { type: 'string', multiple: true },
+      admin: { type: 'string' },
+      drain: { type: 'string' },
+      'detect-timeout': { type: 'string' },
+      'rotate-at': { type: 'string' },
+      'rotate-jitter': { type: 'string' },
+      'log-level': { type: 'string' },
+    },
+    async run(ctx) {
+      const configPath = optionalString(ctx, 'config') ?? (ctx.env.TRELLIS_CONFIG || undefined);
+      let file: { path: string; text: string } | undefined;
+      if (configPath !== undefined) {
+        const path = resolve(ctx.cwd, configPath);
+        try {
+          file = { path: configPath, text: readFileSync(path, 'utf8') };
+        } catch (err) {
+          throw new SidecarError('TRELLIS_SIDECAR_BAD_CONFIG', `--config ${configPath}: cannot read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { file: configPath });
+        }
+      }
+      const config = parseSidecarConfig({ flags: ctx.values, env: ctx.env, file });
+      const abs = (p: string): string => resolve(ctx.cwd, p);
+      const logger = createLogger({ component: 'sidecar', sink: ctx.stderr, level: config.logLevel as LogLevel }, { spiffeId: config.spiffeId });
+      await runSidecar(
+        { ...config, caBundleFile: abs(config.caBundleFile), tokenFile: abs(config.tokenFile) },
+        { logger, stopSignal: ctx.stopSignal, createDiscovery: (o) => new DiscoveryClient(o) },
+      );
+      return 0;
+    },
+  },
+];
