@@ -9,6 +9,7 @@ import {
   importIntermediate,
   initCertificateAuthority,
   loadCertificateAuthority,
+  loadSigner,
   writeIntermediateCsr,
   type CaKeyType,
 } from '@trellis/control-plane';
@@ -108,7 +109,8 @@ be a signing CA with URI SAN spiffe://<trust-domain> and chain to a given root.`
     summary: 'Issue an X.509-SVID for a CSR and print the leaf + intermediate chain (PEM)',
     usage: 'trellis ca sign --dir DIR --csr FILE --spiffe-id ID [--ttl 1h]',
     description: `--csr is a PKCS#10 CSR (PEM or DER) whose URI SAN is empty or exactly --spiffe-id.
---ttl accepts 90s, 15m, 1h, ... between 1m and 24h (default 1h). Appends a line to audit.log.`,
+--ttl accepts 90s, 15m, 1h, ... between 1m and 24h (default 1h). Appends a line to audit.log.
+When DIR holds signer.yaml (see "trellis hsm keygen"), the intermediate key in the HSM signs.`,
     options: { dir: { type: 'string' }, csr: { type: 'string' }, 'spiffe-id': { type: 'string' }, ttl: { type: 'string' } },
     async run(ctx) {
       const dir = dirFlag(ctx);
@@ -124,12 +126,18 @@ be a signing CA with URI SAN spiffe://<trust-domain> and chain to a given root.`
         }
       }
       const csr = readInput(ctx, 'csr');
-      const ca = await loadCertificateAuthority(dir);
+      // A CA dir with signer.yaml keeps its key in an HSM; otherwise intermediate.key signs.
+      const signer = loadSigner(dir, { env: ctx.env });
       try {
-        const svid = await ca.issue({ csr: csr.bytes, spiffeId, ttlSeconds, requester: `cli:${ctx.env.USER ?? 'unknown'}` });
-        ctx.stdout.write(svid.chainPem);
+        const ca = await loadCertificateAuthority(dir, signer ? { signer } : {});
+        try {
+          const svid = await ca.issue({ csr: csr.bytes, spiffeId, ttlSeconds, requester: `cli:${ctx.env.USER ?? 'unknown'}` });
+          ctx.stdout.write(svid.chainPem);
+        } finally {
+          ca.close();
+        }
       } finally {
-        ca.close();
+        signer?.close();
       }
     },
   },
