@@ -1,0 +1,210 @@
+/**
+ * Shared fixtures for the control-plane integration tests: a real CA made by
+ * `trellis ca init`, a real `trellis control-plane` child process, and a
+ * "fake sidecar" that drives the real DiscoveryClient over loopback gRPC/TLS
+ * (its key and CSR generated here at run time, the key never sent).
+ */
+import { generateKeyPairSync, X509Certificate } from 'node:crypto';
+import type { ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { ALL_TYPE_URLS, createLogger, silentLogger, SVID_TYPE_URL, typeShortName, type TypeUrl, type Logger } from '@trellis/shared';
+import { buildCsr } from '@trellis/sidecar';
+import { DiscoveryClient, type ClientCredentials } from '@trellis/sidecar/dist/src/discovery/discovery-client';
+import { discoveryClientConstructor } from '@trellis/sidecar/dist/src/discovery/discovery-proto';
+import { freePort, trellisSpawn, trellisSync } from '@trellis/testkit';
+
+/** The trust domain every test uses. */
+export const TD = 'example.org';
+/** The control plane's SPIFFE ID in TD. */
+export const CP_ID = `spiffe://${TD}/ns/trellis-system/sa/trellis-control-plane`;
+
+/** Creates a CA in `dir` with the real CLI. */
+export function initCa(dir: string): void {
+  const r = trellisSync(['ca', 'init', '--dir', dir, '--trust-domain', TD]);
+  if (r.status !== 0) throw new Error(`ca init failed: ${r.stderr}`);
+}
+
+/** Mints a join token with the real CLI. */
+export function joinToken(caDir: string, spiffeId: string, extra: string[] = []): string {
+  const r = trellisSync(['token', 'create', '--ca-dir', caDir, '--spiffe-id', spiffeId, ...extra]);
+  if (r.status !== 0) throw new Error(`token create failed: ${r.stderr}`);
+  return r.stdout.trim();
+}
+
+/** A running `trellis control-plane` process. */
+export interface ControlPlaneProcess {
+  child: ChildProcess;
+  port: number;
+  adminPort: number;
+  address: string;
+  admin: string;
+  /** Every stderr line so far (JSON logs). */
+  logs: string[];
+  /** Sends `signal` and resolves with the exit code. */
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+/** Starts the control plane and resolves once it logs "control plane ready". */
+export async function startControlPlaneProcess(caDir: string, policyDir: string, extra: string[] = [], ports?: { port: number; adminPort: number }): Promise<ControlPlaneProcess> {
+  const port = ports?.port ?? (await freePort());
+  const adminPort = ports?.adminPort ?? (await freePort());
+  const child = trellisSpawn(['control-plane', '--ca-dir', caDir, '--policy-dir', policyDir, '--listen', `127.0.0.1:${port}`, '--admin', `127.0.0.1:${adminPort}`, ...extra]);
+  const logs: string[] = [];
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  await new Promise<void>((resolve, reject) => {
+    let buf = '';
+    child.stderr!.on('data', (d: Buffer) => {
+      buf += d.toString();
+      let i: number;
+      while ((i = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, i);
+        buf = buf.slice(i + 1);
+        logs.push(line);
+        if (line.includes('"control plane ready"')) resolve();
+      }
+    });
+    child.on('exit', (code) => reject(new Error(`control plane exited ${code}: ${logs.join('\n')}`)));
+  });
+  return {
+    child,
+    port,
+    adminPort,
+    address: `127.0.0.1:${port}`,
+    admin: `127.0.0.1:${adminPort}`,
+    logs,
+    stop: async (signal = 'SIGTERM') => {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      return exited;
+    },
+  };
+}
+
+/** Polls `cond` every 20 ms until it holds; fails after `timeoutMs` with `what`. */
+export async function waitFor(cond: () => boolean | Promise<boolean>, what: string, timeoutMs = 15_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    if (await cond()) return;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** GETs a JSON document from the admin port. */
+export async function adminJson<T>(admin: string, path: string): Promise<T> {
+  const res = await fetch(`http://${admin}${path}`);
+  return (await res.json()) as T;
+}
+
+/** Options of a fake sidecar. */
+export interface FakeSidecarOptions {
+  addresses: string[];
+  caDir: string;
+  spiffeId: string;
+  token?: () => string;
+  namespace?: string;
+  labels?: Record<string, string>;
+  service?: string;
+  inboundPorts?: number[];
+  /** Return an error message to NACK an update of that type. */
+  reject?: (type: string, version: string) => string | null;
+  logger?: Logger;
+  verbose?: boolean;
+}
+
+/** A minimal sidecar: the real DiscoveryClient, a local key, and a log of what it received. */
+export class FakeSidecar {
+  readonly client: DiscoveryClient;
+  /** short type name → versions accepted, in order. */
+  readonly accepted = new Map<string, string[]>();
+  /** short type name → every version received (accepted or not). */
+  readonly received = new Map<string, string[]>();
+  readonly bodies = new Map<string, unknown[]>();
+  creds: (ClientCredentials & { serialHex: string }) | null = null;
+  connects = 0;
+
+  constructor(private readonly o: FakeSidecarOptions) {
+    const logger = o.logger ?? (o.verbose ? createLogger({ component: 'fake-sidecar', sink: process.stderr }) : silentLogger);
+    this.client = new DiscoveryClient({
+      addresses: o.addresses,
+      bootstrapBundlePem: readFileSync(join(o.caDir, 'root.pem'), 'utf8'),
+      getToken: async () => (o.token ? o.token() : ''),
+      getCredentials: () => this.creds,
+      node: {
+        spiffeId: o.spiffeId,
+        namespace: o.namespace ?? 'default',
+        labels: o.labels ?? {},
+        service: o.service ?? '',
+        inboundPorts: o.inboundPorts ?? [],
+      },
+      controlPlaneSpiffeId: CP_ID,
+      logger,
+      backoff: { initialMs: 50, maxMs: 500 },
+    });
+    for (const t of ALL_TYPE_URLS) {
+      if (t === SVID_TYPE_URL) continue;
+      this.client.on(t as Exclude<TypeUrl, typeof SVID_TYPE_URL>, (resources, version) => {
+        const short = typeShortName(t);
+        push(this.received, short, version);
+        const why = o.reject?.(short, version);
+        if (why) throw new Error(why);
+        push(this.accepted, short, version);
+        this.bodies.set(short, resources.map((r) => r.body));
+      });
+    }
+    this.client.onConnectionChange((up) => {
+      if (up) this.connects++;
+    });
+  }
+
+  start(): this {
+    this.client.start();
+    return this;
+  }
+
+  stop(): void {
+    this.client.stop();
+  }
+
+  /** Generates a key, sends a CSR for `uri` (default: own ID), keeps the result for mTLS. */
+  async rotate(uri: string | null = this.o.spiffeId): Promise<X509Certificate> {
+    const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const csr = buildCsr(privateKey, publicKey.export({ type: 'spki', format: 'der' }) as Buffer, uri ?? undefined);
+    const svid = await this.client.requestSvid(csr);
+    const leaf = new X509Certificate(svid.chainPem);
+    this.creds = { keyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, chainPem: svid.chainPem, notAfter: new Date(svid.notAfter), serialHex: svid.serialHex };
+    return leaf;
+  }
+
+  count(short: string): number {
+    return this.received.get(short)?.length ?? 0;
+  }
+
+  last(short: string): string | undefined {
+    const a = this.accepted.get(short);
+    return a?.[a.length - 1];
+  }
+}
+
+function push(m: Map<string, string[]>, k: string, v: string): void {
+  const a = m.get(k) ?? [];
+  a.push(v);
+  m.set(k, a);
+}
+
+/** A raw discovery stream for feeding the server bad input. */
+export function rawStream(address: string, caDir: string, token: string): { call: grpc.ClientDuplexStream<Record<string, unknown>, unknown>; done: Promise<grpc.StatusObject & { serverCode: string | null }>; client: grpc.Client } {
+  const creds = grpc.credentials.createSsl(readFileSync(join(caDir, 'root.pem')), null, null, { checkServerIdentity: () => undefined });
+  const Ctor = discoveryClientConstructor();
+  const client = new Ctor(address, creds, { 'grpc.ssl_target_name_override': 'trellis-control-plane', 'grpc.max_send_message_length': 8 * 1024 * 1024 });
+  const md = new grpc.Metadata();
+  if (token) md.set('authorization', `Bearer ${token}`);
+  const call = (client as unknown as { StreamResources(md: grpc.Metadata): grpc.ClientDuplexStream<Record<string, unknown>, unknown> }).StreamResources(md);
+  const done = new Promise<grpc.StatusObject & { serverCode: string | null }>((resolve) => {
+    call.on('data', () => undefined);
+    call.on('error', (err: grpc.ServiceError) => resolve({ code: err.code, details: err.details, metadata: err.metadata, serverCode: (err.metadata?.get('trellis-error-code')[0] as string) ?? null }));
+    call.on('end', () => resolve({ code: grpc.status.OK, details: '', metadata: new grpc.Metadata(), serverCode: null }));
+  });
+  return { call, done, client };
+}
