@@ -74,6 +74,7 @@ export async function runSidecar(config: SidecarConfig, deps: RunSidecarDeps): P
       authorize: sharedAuthorizer({ trustDomain: (): string => sidecar.state.current().credentials?.trustDomain ?? config.trustDomain }),
       extraDump: () => ({ controlPlane: discovery ? { connection: discovery.connection(), sync: discovery.syncState() } : null }),
       onQuit: () => quit(),
+      controlPlaneConnected: () => (discovery ? (discovery.connection() as { connected?: boolean }).connected === true : undefined),
     },
   );
   await sidecar.start();
@@ -104,7 +105,7 @@ export async function runSidecar(config: SidecarConfig, deps: RunSidecarDeps): P
     controlPlaneSpiffeId: config.controlPlaneSpiffeId,
     logger: logger.child({ component: 'discovery' }),
   });
-  wireDiscovery(discovery, sidecar.state, { logger, onConnectionChange: (c) => sidecar.metrics.controlPlaneConnected.set(c ? 1 : 0) });
+  wireDiscovery(discovery, sidecar.state, { logger });
   const identity = new IdentityManager({
     state: sidecar.state,
     issue: (csr) => discovery!.requestSvid(csr),

@@ -40,6 +40,8 @@ export interface SidecarDeps {
   extraDump?: () => Record<string, unknown>;
   /** Called when POST /quitquitquit arrives. */
   onQuit?: () => void;
+  /** Read at scrape time for trellis_control_plane_connected (undefined: leave the gauge as set). */
+  controlPlaneConnected?: () => boolean | undefined;
   /** Include Node process metrics in /stats. Default true. */
   processMetrics?: boolean;
 }
@@ -70,6 +72,7 @@ export class Sidecar {
         return c ? (c.notAfter.getTime() - this.clock().getTime()) / 1000 : undefined;
       },
       ready: () => this.readiness().ready,
+      controlPlaneConnected: deps.controlPlaneConnected,
       processMetrics: deps.processMetrics,
     });
     this.tracker = new ConnectionTracker((direction, delta) => this.metrics.activeConnections.inc({ direction }, delta));

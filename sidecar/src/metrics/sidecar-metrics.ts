@@ -22,7 +22,7 @@ export class SidecarMetrics {
   readonly controlPlaneConnected: Gauge;
   readonly ready: Gauge;
 
-  constructor(opts: { certExpirySeconds: () => number | undefined; ready: () => boolean; processMetrics?: boolean }) {
+  constructor(opts: { certExpirySeconds: () => number | undefined; ready: () => boolean; controlPlaneConnected?: () => boolean | undefined; processMetrics?: boolean }) {
     const registers = [this.registry];
     this.connections = new Counter({ name: 'trellis_connections_total', help: 'Connections accepted, by direction', labelNames: ['direction'], registers });
     this.activeConnections = new Gauge({ name: 'trellis_connections_active', help: 'Connections open now, by direction', labelNames: ['direction'], registers });
@@ -39,7 +39,15 @@ export class SidecarMetrics {
         if (v !== undefined) this.set(v);
       },
     });
-    this.controlPlaneConnected = new Gauge({ name: 'trellis_control_plane_connected', help: '1 while the discovery stream is connected', registers });
+    this.controlPlaneConnected = new Gauge({
+      name: 'trellis_control_plane_connected',
+      help: '1 while the discovery stream is connected',
+      registers,
+      collect() {
+        const c = opts.controlPlaneConnected?.();
+        if (c !== undefined) this.set(c ? 1 : 0);
+      },
+    });
     this.ready = new Gauge({
       name: 'trellis_ready',
       help: '1 when the sidecar has a valid SVID, bundle and policy',

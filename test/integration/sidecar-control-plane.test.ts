@@ -1,0 +1,187 @@
+import { expect } from 'chai';
+import type { ChildProcess } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { createServer, request, type Server } from 'node:http';
+import { join } from 'node:path';
+import { freePort, makeTmpDir, trellisSpawn, trellisSync } from '@trellis/testkit';
+
+const TD = 'cluster.local';
+const CART = `spiffe://${TD}/ns/shop/sa/cart`;
+const WEB = `spiffe://${TD}/ns/shop/sa/web`;
+
+const POLICIES = `apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: default, namespace: trellis-system}
+spec: {mtls: {mode: STRICT}}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: cart-from-web, namespace: shop}
+spec:
+  selector: {matchLabels: {app: cart}}
+  action: ALLOW
+  rules:
+  - from: [{source: {principals: ["${TD}/ns/shop/sa/web"]}}]
+    to: [{operation: {methods: ["GET"]}}]
+`;
+
+function get(port: number, path: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, path, agent: false, timeout: 5000 }, (res) => {
+      let body = '';
+      res.setEncoding('utf8').on('data', (d: string) => (body += d));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+async function waitFor(what: string, cond: () => Promise<boolean>, ms = 20_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    if (await cond().catch(() => false)) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+function exited(p: ChildProcess): Promise<number | null> {
+  return p.exitCode !== null ? Promise.resolve(p.exitCode) : new Promise((r) => p.once('exit', (code) => r(code)));
+}
+
+describe('trellis sidecar with a real control plane (real processes, real gRPC and mTLS over loopback)', function () {
+  this.timeout(90_000);
+  const tmp = makeTmpDir('trellis-sidecar-cp-');
+  const f = (n: string): string => join(tmp.dir, n);
+  const procs: ChildProcess[] = [];
+  const logs = new Map<ChildProcess, string>();
+  let app: Server;
+  let cp: ChildProcess;
+  let cartSidecar: ChildProcess;
+  let webSidecar: ChildProcess;
+  const port: Record<string, number> = {};
+
+  const spawnLogged = (args: string[]): ChildProcess => {
+    const p = trellisSpawn(args, { cwd: tmp.dir });
+    logs.set(p, '');
+    p.stderr!.setEncoding('utf8').on('data', (d: string) => logs.set(p, logs.get(p)! + d));
+    p.stdout!.resume();
+    procs.push(p);
+    return p;
+  };
+  const startControlPlane = (): ChildProcess =>
+    spawnLogged(['control-plane', '--ca-dir', f('ca'), '--policy-dir', f('policies'), '--listen', `127.0.0.1:${port.cp}`, '--admin', `127.0.0.1:${port.cpAdmin}`]);
+  const ready = async (adminPort: number): Promise<boolean> => (await get(adminPort, '/ready')).status === 200;
+  const stat = async (adminPort: number, name: string): Promise<number> => {
+    const m = new RegExp(`^${name} (\\S+)$`, 'm').exec((await get(adminPort, '/stats')).body);
+    return m ? Number(m[1]) : NaN;
+  };
+
+  before(async () => {
+    for (const k of ['cp', 'cpAdmin', 'cartIn', 'cartAdmin', 'webOut', 'webAdmin']) port[k] = await freePort();
+    const init = trellisSync(['ca', 'init', '--dir', f('ca'), '--trust-domain', TD]);
+    expect(init.status, init.stderr).to.equal(0);
+    for (const [name, id] of [['cart', CART], ['web', WEB]]) {
+      const t = trellisSync(['token', 'create', '--ca-dir', f('ca'), '--spiffe-id', id, '--uses', '5']);
+      expect(t.status, t.stderr).to.equal(0);
+      writeFileSync(f(`${name}.token`), t.stdout.trim() + '\n', { mode: 0o600 });
+    }
+    mkdirSync(f('policies'));
+    writeFileSync(f('policies/shop.yaml'), POLICIES);
+    app = createServer((req, res) => {
+      const body = JSON.stringify({ path: req.url, xfcc: req.headers['x-forwarded-client-cert'] ?? null });
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(body);
+    });
+    await new Promise<void>((r) => app.listen(0, '127.0.0.1', () => r()));
+    port.app = (app.address() as { port: number }).port;
+
+    cp = startControlPlane();
+    await waitFor('the control plane', async () => logs.get(cp)!.includes('control plane ready'));
+    const common = ['--control-plane', `127.0.0.1:${port.cp}`, '--ca-bundle', f('ca/root.pem'), '--namespace', 'shop', '--drain', '2s'];
+    cartSidecar = spawnLogged(['sidecar', ...common, '--token-file', f('cart.token'), '--service', 'cart', '--service-account', 'cart', '--labels', 'app=cart',
+      '--inbound', `127.0.0.1:${port.cartIn}=${port.app}/http`, '--admin', `127.0.0.1:${port.cartAdmin}`]);
+    // The web sidecar takes its settings from the environment, as injection may pass them.
+    webSidecar = trellisSpawn(['sidecar', ...common, '--service', 'web'], {
+      cwd: tmp.dir,
+      env: { ...process.env, TRELLIS_TOKEN_FILE: f('web.token'), TRELLIS_SERVICE_ACCOUNT: 'web', TRELLIS_LABELS: 'app=web',
+        TRELLIS_OUTBOUND: `${port.webOut}=127.0.0.1:${port.cartIn}#${CART}`, TRELLIS_ADMIN: `127.0.0.1:${port.webAdmin}` },
+    });
+    logs.set(webSidecar, '');
+    webSidecar.stderr!.setEncoding('utf8').on('data', (d: string) => logs.set(webSidecar, logs.get(webSidecar)! + d));
+    procs.push(webSidecar);
+    await waitFor('both sidecars ready', async () => (await ready(port.cartAdmin!)) && (await ready(port.webAdmin!)));
+  });
+
+  afterEach(function () {
+    if (this.currentTest?.state === 'failed') {
+      for (const [p, text] of logs) process.stderr.write(`--- ${p.spawnargs.slice(2, 4).join(' ')} (last lines)\n${text.split('\n').slice(-15).join('\n')}\n`);
+    }
+  });
+
+  after(async () => {
+    for (const p of procs) if (p.exitCode === null) p.kill('SIGKILL');
+    await new Promise<void>((r) => app.close(() => r()));
+    tmp.cleanup();
+  });
+
+  it('Should carry a request from web to cart over mTLS, and cart should see web\'s SPIFFE ID', async () => {
+    const r = await get(port.webOut!, '/items');
+    expect(r.status).to.equal(200);
+    const body = JSON.parse(r.body) as { path: string; xfcc: string };
+    expect(body.path).to.equal('/items');
+    expect(body.xfcc).to.match(new RegExp(`^By=${CART};Hash=[0-9a-f]{64};URI=${WEB}$`));
+  });
+
+  it('Should answer 403 when the pushed AuthorizationPolicy does not allow the method', async () => {
+    const r = await new Promise<number>((resolve, reject) => {
+      const req = request({ host: '127.0.0.1', port: port.webOut, path: '/items', method: 'DELETE', agent: false }, (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      });
+      req.on('error', reject);
+      req.end();
+    });
+    expect(r).to.equal(403);
+  });
+
+  it('Should fail no request while the control plane is killed and restarted under traffic', async () => {
+    const failures: string[] = [];
+    let ok = 0;
+    let running = true;
+    const loop = (async () => {
+      while (running) {
+        try {
+          const r = await get(port.webOut!, '/ping');
+          if (r.status === 200) ok++;
+          else failures.push(`status ${r.status}`);
+        } catch (err) {
+          failures.push((err as Error).message);
+        }
+      }
+    })();
+    await new Promise((r) => setTimeout(r, 500));
+    cp.kill('SIGKILL');
+    await exited(cp);
+    await waitFor('the sidecars to notice', async () => (await stat(port.webAdmin!, 'trellis_control_plane_connected')) === 0);
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(await ready(port.cartAdmin!)).to.equal(true);
+    expect(await ready(port.webAdmin!)).to.equal(true);
+    cp = startControlPlane();
+    await waitFor('the control plane to come back', async () => logs.get(cp)!.includes('control plane ready'));
+    await waitFor('both sidecars to reconnect', async () => (await stat(port.webAdmin!, 'trellis_control_plane_connected')) === 1 && (await stat(port.cartAdmin!, 'trellis_control_plane_connected')) === 1, 40_000);
+    running = false;
+    await loop;
+    expect(failures).to.deep.equal([]);
+    expect(ok).to.be.greaterThan(10);
+  });
+
+  it('Should drain and exit 0 on SIGTERM', async () => {
+    cartSidecar.kill('SIGTERM');
+    expect(await exited(cartSidecar)).to.equal(0);
+    expect(logs.get(cartSidecar)).to.contain('"msg":"sidecar stopped"');
+    expect(logs.get(cartSidecar)).to.not.contain('PRIVATE KEY');
+  });
+});
