@@ -123,6 +123,8 @@ export class FakeSidecar {
   readonly bodies = new Map<string, unknown[]>();
   creds: (ClientCredentials & { serialHex: string }) | null = null;
   connects = 0;
+  /** Every stream end the client saw, in order. */
+  readonly ends: Array<{ grpcCode: number; serverCode: string | null; retryAfterMs: number }> = [];
 
   constructor(private readonly o: FakeSidecarOptions) {
     const logger = o.logger ?? (o.verbose ? createLogger({ component: 'fake-sidecar', sink: process.stderr }) : silentLogger);
@@ -153,6 +155,7 @@ export class FakeSidecar {
         this.bodies.set(short, resources.map((r) => r.body));
       });
     }
+    this.client.onStreamEnded((e) => this.ends.push(e));
     this.client.onConnectionChange((up) => {
       if (up) this.connects++;
     });

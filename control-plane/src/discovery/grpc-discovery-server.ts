@@ -42,6 +42,9 @@ export async function startGrpcDiscoveryServer(
       let ended = false;
       const transport = {
         peerHost,
+        accepted: () => {
+          if (!ended) call.sendMetadata(new grpc.Metadata());
+        },
         send: (res: WireResponse) => {
           if (!ended) call.write(res);
         },

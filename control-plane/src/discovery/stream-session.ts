@@ -35,6 +35,8 @@ export interface StreamTransport {
   send(res: WireResponse): void;
   /** Ends the call with the status for `err` (null = OK). */
   end(err: unknown): void;
+  /** Tells the sidecar the stream is authenticated and open (sends response headers). */
+  accepted(): void;
   /** The peer's IP as the server saw it. */
   readonly peerHost: string;
 }
@@ -107,6 +109,7 @@ export class StreamSession {
     this.chain = authenticate(deps.auth, creds, deps.nowMs()).then(
       (peer) => {
         this.peer = peer;
+        if (!this.closed) transport.accepted();
         this.log.info('stream authenticated', { spiffeId: peer.spiffeId, authMethod: peer.method, ...peer.audit, event: 'audit' });
       },
       (err) => {

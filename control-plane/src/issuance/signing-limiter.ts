@@ -38,6 +38,10 @@ export class SigningLimiter {
     } else {
       this.active++;
     }
+    // Signing is synchronous CPU work: yield to the event loop first so
+    // arriving requests are read (and queued or refused) instead of waiting
+    // unseen in socket buffers behind a long run of signings.
+    await new Promise<void>((resolve) => setImmediate(resolve));
     const start = this.nowMs();
     try {
       return await job();

@@ -72,6 +72,14 @@ export interface DiscoveryClientOptions {
   endpointNames?: string[];
 }
 
+/** How a stream ended. */
+export interface StreamEndInfo {
+  grpcCode: number;
+  serverCode: string | null;
+  message: string;
+  retryAfterMs: number;
+}
+
 /** A resource handed to a handler. */
 export interface ReceivedResource<T extends TypeUrl> {
   name: string;
@@ -126,6 +134,7 @@ export class DiscoveryClient {
   private readonly random: () => number;
   private readonly backoff: BackoffOptions;
   private readonly connectListeners = new Set<(connected: boolean) => void>();
+  private readonly endListeners = new Set<(e: StreamEndInfo) => void>();
 
   constructor(private readonly opts: DiscoveryClientOptions) {
     if (opts.addresses.length === 0) throw new DiscoveryError(DiscoveryErrorCode.BAD_OPTIONS, 'addresses: at least one control-plane address is required');
@@ -148,6 +157,12 @@ export class DiscoveryClient {
   onConnectionChange(listener: (connected: boolean) => void): () => void {
     this.connectListeners.add(listener);
     return () => this.connectListeners.delete(listener);
+  }
+
+  /** Called each time a stream ends, with the status and the control plane's error code (for metrics and logs). */
+  onStreamEnded(listener: (e: StreamEndInfo) => void): () => void {
+    this.endListeners.add(listener);
+    return () => this.endListeners.delete(listener);
   }
 
   /** Opens the stream (and keeps it open until stop()). */
@@ -358,6 +373,7 @@ export class DiscoveryClient {
     const retry = Number(err?.metadata?.get('trellis-retry-after-ms')[0] ?? 0);
     this.lastStreamError = { grpcCode: code, serverCode, message: err?.details ?? 'stream ended by the server' };
     this.retryHintMs = Number.isFinite(retry) ? retry : 0;
+    for (const l of this.endListeners) l({ ...this.lastStreamError, retryAfterMs: this.retryHintMs });
     if (!this.stopped) this.opts.logger.warn('discovery stream ended', { grpcCode: grpc.status[code], serverCode, message: err?.details });
     if (this.pendingCsr && (code === grpc.status.PERMISSION_DENIED || code === grpc.status.INVALID_ARGUMENT)) {
       const p = this.pendingCsr;
