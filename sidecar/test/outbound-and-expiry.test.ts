@@ -1,0 +1,143 @@
+import { expect } from 'chai';
+import { TestCa } from '@trellis/testkit';
+import { IdentityManager, Sidecar, makeTrustBundle, sharedAuthorizer, silentAuthz } from './helpers/harness';
+import { bundleOf, credentialsFrom, httpGet, signCsr, startHttpApp, tlsExchange, tcpExchange, startEchoApp } from './helpers/fixture';
+
+const TD = 'cluster.local';
+const CART = `spiffe://${TD}/ns/shop/sa/cart`;
+const WEB = `spiffe://${TD}/ns/shop/sa/web`;
+
+async function refusals(sc: Sidecar, reason: string): Promise<number> {
+  return (await sc.metrics.refusals.get()).values.filter((v) => v.labels.reason === reason).reduce((a, v) => a + v.value, 0);
+}
+
+function sidecar(opts: ConstructorParameters<typeof Sidecar>[0]): Sidecar {
+  return new Sidecar(opts, { logger: silentAuthz.logger, authorize: sharedAuthorizer(), processMetrics: false });
+}
+
+describe('Outbound by service endpoints', function () {
+  this.timeout(20_000);
+  let ca: TestCa;
+  let app: Awaited<ReturnType<typeof startHttpApp>>;
+  let server: Sidecar;
+  let client: Sidecar;
+
+  before(async () => {
+    ca = await TestCa.create(TD);
+    app = await startHttpApp();
+    server = sidecar({ inbound: [{ host: '127.0.0.1', port: 0, appPort: app.port, http: true }], outbound: [], workload: { namespace: 'shop', labels: {} } });
+    server.state.update({ credentials: await credentialsFrom(ca, CART), bundle: bundleOf(ca), peerAuth: { mode: 'STRICT', portModes: {} }, authz: { policies: [] } });
+    await server.start();
+    client = sidecar({
+      inbound: [],
+      outbound: [
+        { host: '127.0.0.1', port: 0, target: { kind: 'service', service: 'cart' } },
+        { host: '127.0.0.1', port: 0, target: { kind: 'service', service: 'unknown' } },
+      ],
+      workload: { namespace: 'shop', labels: {} },
+    });
+    client.state.update({ credentials: await credentialsFrom(ca, WEB), bundle: bundleOf(ca), peerAuth: { mode: 'STRICT', portModes: {} }, authz: { policies: [] } });
+    await client.start();
+  });
+
+  after(async () => {
+    await client.stop(0);
+    await server.stop(0);
+    await app.close();
+  });
+
+  it('Should reach a service at the endpoints the control plane lists when the server presents a listed identity', async () => {
+    client.state.update({ endpoints: { cart: { addresses: [`127.0.0.1:${server.inbound[0]!.port}`], spiffeIds: [CART] } } });
+    const r = await httpGet(client.outbound[0]!.port, '/x');
+    expect(r.status).to.equal(200);
+    expect((JSON.parse(r.body) as { xfcc: string }).xfcc).to.contain(`URI=${WEB}`);
+  });
+
+  it('Should refuse a server whose SPIFFE ID the endpoints do not list, whatever its hostname', async () => {
+    client.state.update({ endpoints: { cart: { addresses: [`localhost:${server.inbound[0]!.port}`], spiffeIds: [`spiffe://${TD}/ns/shop/sa/payments`] } } });
+    const before = await refusals(client, 'wrong_server_identity');
+    await httpGet(client.outbound[0]!.port, '/x').then(
+      () => expect.fail('the request should not get through'),
+      () => undefined,
+    );
+    expect(await refusals(client, 'wrong_server_identity')).to.equal(before + 1);
+  });
+
+  it('Should refuse an outbound connection to a service with no endpoints', async () => {
+    const before = await refusals(client, 'no_endpoint');
+    expect((await tcpExchange(client.outbound[1]!.port, 'GET / HTTP/1.0\r\n\r\n')).data).to.equal('');
+    expect(await refusals(client, 'no_endpoint')).to.equal(before + 1);
+  });
+});
+
+describe('Trust bundle updates and certificate expiry', function () {
+  this.timeout(20_000);
+
+  it('Should trust both roots during a root rotation, and only the new one after it', async () => {
+    const oldCa = await TestCa.create(TD);
+    const newCa = await TestCa.create(TD);
+    const app = await startEchoApp();
+    const sc = sidecar({ inbound: [{ host: '127.0.0.1', port: 0, appPort: app.port, http: false }], outbound: [], workload: { namespace: 'shop', labels: {} } });
+    sc.state.update({ credentials: await credentialsFrom(oldCa, CART), bundle: bundleOf(oldCa), peerAuth: { mode: 'STRICT', portModes: {} }, authz: { policies: [] } });
+    await sc.start();
+    try {
+      const port = sc.inbound[0]!.port;
+      const fromOld = await oldCa.issueLeaf(WEB);
+      const fromNew = await newCa.issueLeaf(WEB);
+      const both = [oldCa.root.pem, newCa.root.pem];
+      expect((await tlsExchange(port, { client: fromNew, ca: both, payload: 'a' })).data).to.equal('');
+      sc.state.update({ bundle: makeTrustBundle(both) });
+      expect((await tlsExchange(port, { client: fromOld, ca: both, payload: 'b' })).data).to.equal('echo:b');
+      expect((await tlsExchange(port, { client: fromNew, ca: both, payload: 'c' })).data).to.equal('echo:c');
+      sc.state.update({ credentials: await credentialsFrom(newCa, CART), bundle: bundleOf(newCa) });
+      expect((await tlsExchange(port, { client: fromNew, ca: both, payload: 'd' })).data).to.equal('echo:d');
+      expect((await tlsExchange(port, { client: fromOld, ca: both, payload: 'e' })).data).to.equal('');
+    } finally {
+      await sc.stop(0);
+      await app.close();
+    }
+  });
+
+  it('Should keep serving while renewal fails, then fail closed (not ready, inbound refused) once the certificate expires', async () => {
+    const ca = await TestCa.create(TD);
+    const app = await startEchoApp();
+    const sc = sidecar({ inbound: [{ host: '127.0.0.1', port: 0, appPort: app.port, http: false }], outbound: [], workload: { namespace: 'shop', labels: {} } });
+    sc.state.update({ bundle: bundleOf(ca), peerAuth: { mode: 'STRICT', portModes: {} }, authz: { policies: [] } });
+    let controlPlaneUp = true;
+    const errors: string[] = [];
+    const im = new IdentityManager({
+      state: sc.state,
+      issue: async (csr) => {
+        if (!controlPlaneUp) throw new Error('control plane unreachable');
+        return signCsr(ca, csr, 2500);
+      },
+      logger: { ...silentAuthz.logger, error: (msg: string) => errors.push(msg), child: () => silentAuthz.logger } as typeof silentAuthz.logger,
+      clock: () => new Date(),
+      spiffeId: CART,
+    });
+    await im.start();
+    await sc.start();
+    try {
+      controlPlaneUp = false;
+      const port = sc.inbound[0]!.port;
+      const client = await ca.issueLeaf(WEB);
+      expect((await tlsExchange(port, { client, ca: ca.root.pem, payload: 'still' })).data).to.equal('echo:still');
+      expect(sc.readiness().ready).to.equal(true);
+      await new Promise((r) => setTimeout(r, 2700));
+      expect(sc.readiness().ready).to.equal(false);
+      const before = await refusals(sc, 'no_valid_svid');
+      expect((await tlsExchange(port, { client, ca: ca.root.pem, payload: 'late' })).data).to.equal('');
+      expect(await refusals(sc, 'no_valid_svid')).to.equal(before + 1);
+      expect(errors.some((m) => /EXPIRED/.test(m))).to.equal(true);
+      // Renewal succeeds again: back in service without a restart.
+      controlPlaneUp = true;
+      await im.rotateNow();
+      expect(sc.readiness().ready).to.equal(true);
+      expect((await tlsExchange(port, { client, ca: ca.root.pem, payload: 'back' })).data).to.equal('echo:back');
+    } finally {
+      im.stop();
+      await sc.stop(0);
+      await app.close();
+    }
+  });
+});
