@@ -1,0 +1,61 @@
+/**
+ * The revocation list on disk: `revocations.json` in the CA dir, written
+ * atomically. Besides the entries it carries the `serials` and `spiffeIds`
+ * the sidecars must refuse, so the control plane's `--revocations FILE`
+ * watcher reads it as it is.
+ */
+import { readFileSync } from 'node:fs';
+import { basename, dirname } from 'node:path';
+import { writeCaFiles } from '../ca/ca-dir';
+import { LifecycleError, LifecycleErrorCode } from './lifecycle-error';
+import { EMPTY_REVOCATIONS, revocationsResource, type RevocationEntry, type RevocationList } from './revocation-list';
+
+/** File name of the store inside the CA dir. */
+export const REVOCATIONS_FILE = 'revocations.json';
+
+const KINDS = new Set(['spiffeId', 'serial']);
+
+/** Parses the store; BAD_STATE naming the file and the field of the first bad entry. */
+export function parseRevocationStore(text: string, source: string): RevocationList {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch (err) {
+    throw new LifecycleError(LifecycleErrorCode.BAD_STATE, `${source}: not valid JSON (${(err as Error).message})`, { file: source }, { cause: err });
+  }
+  const entries = (doc as { entries?: unknown })?.entries;
+  if (typeof doc !== 'object' || doc === null || !Array.isArray(entries)) throw new LifecycleError(LifecycleErrorCode.BAD_STATE, `${source}: entries must be a list`, { file: source, field: 'entries' });
+  const out: RevocationEntry[] = entries.map((e: unknown, i: number) => {
+    const r = e as Record<string, unknown>;
+    const bad = (field: string): never => {
+      throw new LifecycleError(LifecycleErrorCode.BAD_STATE, `${source}: entries[${i}].${field} is missing or invalid`, { file: source, field: `entries[${i}].${field}` });
+    };
+    if (typeof r !== 'object' || r === null) bad('');
+    if (!KINDS.has(r['kind'] as string)) bad('kind');
+    if (typeof r['value'] !== 'string' || r['value'] === '') bad('value');
+    if (typeof r['reason'] !== 'string') bad('reason');
+    if (typeof r['revokedAt'] !== 'string' || Number.isNaN(Date.parse(r['revokedAt']))) bad('revokedAt');
+    if (r['expiresAt'] !== null && (typeof r['expiresAt'] !== 'string' || Number.isNaN(Date.parse(r['expiresAt'])))) bad('expiresAt');
+    return Object.freeze({ kind: r['kind'] as RevocationEntry['kind'], value: r['value'] as string, reason: r['reason'] as string, revokedAt: r['revokedAt'] as string, expiresAt: r['expiresAt'] as string | null });
+  });
+  return Object.freeze({ entries: Object.freeze(out) });
+}
+
+/** Loads the store at `path`; a missing file is the empty list. */
+export function loadRevocationStore(path: string): RevocationList {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return EMPTY_REVOCATIONS;
+    throw new LifecycleError(LifecycleErrorCode.BAD_STATE, `${path}: cannot read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, { file: path }, { cause: err });
+  }
+  return parseRevocationStore(text, path);
+}
+
+/** Writes the store atomically (temp file + rename), with the push view computed at `now`. */
+export function saveRevocationStore(path: string, list: RevocationList, now: Date): void {
+  const view = revocationsResource(list, now);
+  const doc = { version: 1, updatedAt: now.toISOString(), serials: view.serials, spiffeIds: view.spiffeIds, entries: list.entries };
+  writeCaFiles(dirname(path), [{ name: basename(path), contents: JSON.stringify(doc, null, 2) + '\n', mode: 0o644 }]);
+}
