@@ -46,3 +46,32 @@ export { SIGNER_CONFIG_FILE, parseSignerConfig, readSignerConfigFile, formatSign
 export type { Pkcs11SignerConfig, PinSource } from './hsm/signer-config';
 export { generateHsmKey, writeHsmIntermediateCsr, importHsmIntermediate } from './hsm/hsm-setup';
 export type { HsmKeygenResult } from './hsm/hsm-setup';
+export { LifecycleError, LifecycleErrorCode } from './lifecycle/lifecycle-error';
+export type { LifecycleErrorCodeValue } from './lifecycle/lifecycle-error';
+export { shouldPrepareNextIntermediate, shouldActivateNextIntermediate } from './lifecycle/rotation-timing';
+export type { Validity, TimingDecision } from './lifecycle/rotation-timing';
+export { classifyExpiry, worstStatus, humanSeconds, DEFAULT_THRESHOLDS } from './lifecycle/expiry-check';
+export type { ExpiryStatus, ExpiryThresholds, ExpiryVerdict, CertificateKind } from './lifecycle/expiry-check';
+export { signIntermediateCsr } from './lifecycle/ca-material';
+export { loadRootSigner } from './lifecycle/root-dir';
+export {
+  readIntermediateSlots, prepareNextIntermediate, installNextIntermediate, signNextIntermediateWithRoot, activateNextIntermediate, SLOT_DIRS,
+} from './lifecycle/intermediate-slots';
+export type { IntermediateSlots, NextSlotState, ActivationResult } from './lifecycle/intermediate-slots';
+export { createEnvironmentIntermediate, checkEnvironmentName, ENVIRONMENT_FILE } from './lifecycle/environment';
+export type { EnvironmentOptions, EnvironmentResult } from './lifecycle/environment';
+export { decideRootRotation, advanceRootRotation } from './lifecycle/root-rotation';
+export type { RootRotationState, RootRotationPhase, RotationDecision, ObservedProxy } from './lifecycle/root-rotation';
+export { startRootRotation, stepRootRotation, bundleVersion, readBundleRoots, proxiesFromAdmin } from './lifecycle/root-rotation-driver';
+export type { RotationStep } from './lifecycle/root-rotation-driver';
+export { loadRootRotationState, ROOT_ROTATION_FILE } from './lifecycle/root-rotation-store';
+export { readAuditLog, parseAuditLog, latestNotAfter, unexpiredIssuedBefore } from './lifecycle/audit-index';
+export {
+  addRevocation, liftRevocation, pruneRevocations, revocationsResource, isRenewalRefused, EMPTY_REVOCATIONS,
+} from './lifecycle/revocation-list';
+export type { RevocationEntry, RevocationList } from './lifecycle/revocation-list';
+export { loadRevocationStore, saveRevocationStore, REVOCATIONS_FILE } from './lifecycle/revocation-store';
+export { parseFederationConfig, loadFederatedBundle, federationDecision } from './lifecycle/federation';
+export type { FederationEntry } from './lifecycle/federation';
+export { buildCheckReport, caDirCheckItems, checkExitCode } from './lifecycle/check-report';
+export type { CheckReport, CheckItem, CheckSubject } from './lifecycle/check-report';

@@ -3,8 +3,10 @@
  * gauges: ok, warn, critical or expired. Pure; the time is a parameter.
  *
  * A threshold is the smaller of an absolute duration and a fraction of the
- * certificate's lifetime, so one rule fits a ten-year root (warn 180 days
- * before) and a one-hour SVID (warn 20 minutes before).
+ * certificate's lifetime, so one rule fits a week-long serving certificate
+ * and a one-hour SVID (warn 20 minutes before). CA certificates use the
+ * absolute durations alone: a short-lived intermediate 10 days from expiry
+ * is an emergency whatever its lifetime.
  */
 
 /** Severity, ordered. */
@@ -25,9 +27,9 @@ const DAY = 86_400;
 
 /** Default thresholds per kind. */
 export const DEFAULT_THRESHOLDS: Readonly<Record<CertificateKind, ExpiryThresholds>> = Object.freeze({
-  root: Object.freeze({ warnSeconds: 180 * DAY, warnFraction: 1 / 3, criticalSeconds: 30 * DAY, criticalFraction: 1 / 10 }),
-  intermediate: Object.freeze({ warnSeconds: 60 * DAY, warnFraction: 1 / 3, criticalSeconds: 14 * DAY, criticalFraction: 1 / 10 }),
-  'next-intermediate': Object.freeze({ warnSeconds: 60 * DAY, warnFraction: 1 / 3, criticalSeconds: 14 * DAY, criticalFraction: 1 / 10 }),
+  root: Object.freeze({ warnSeconds: 180 * DAY, warnFraction: 1, criticalSeconds: 30 * DAY, criticalFraction: 1 }),
+  intermediate: Object.freeze({ warnSeconds: 60 * DAY, warnFraction: 1, criticalSeconds: 14 * DAY, criticalFraction: 1 }),
+  'next-intermediate': Object.freeze({ warnSeconds: 60 * DAY, warnFraction: 1, criticalSeconds: 14 * DAY, criticalFraction: 1 }),
   serving: Object.freeze({ warnSeconds: 7 * DAY, warnFraction: 1 / 3, criticalSeconds: DAY, criticalFraction: 1 / 10 }),
   leaf: Object.freeze({ warnSeconds: 7 * DAY, warnFraction: 1 / 3, criticalSeconds: DAY, criticalFraction: 1 / 10 }),
 });
