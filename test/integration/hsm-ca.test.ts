@@ -123,6 +123,20 @@ describe('CA with its intermediate key in a SoftHSM2 token', function () {
     expect(text).to.contain('ecdsa-with-SHA256');
   });
 
+  it('Should sign through the HSM when the CA dir is loaded without naming a signer, as the control plane does', async function () {
+    const plain = await loadCertificateAuthority(caDir, { env, verifyEverySignature: true });
+    try {
+      const req = openssl(['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-subj', '/', '-keyout', join(tmp.dir, 'leaf2.key'), '-out', join(tmp.dir, 'leaf2.csr')]);
+      expect(req.status, req.stderr).to.equal(0);
+      const svid = await plain.issue({ csr: readFileSync(join(tmp.dir, 'leaf2.csr')), spiffeId: `spiffe://${TD}/ns/default/sa/api`, requester: 'hsm-test' });
+      writeFileSync(join(tmp.dir, 'leaf2.pem'), svid.leafPem);
+      const v = openssl(['verify', '-CAfile', join(caDir, 'root.pem'), '-untrusted', join(caDir, 'chain.pem'), join(tmp.dir, 'leaf2.pem')]);
+      expect(v.status, v.stdout + v.stderr).to.equal(0);
+    } finally {
+      plain.close();
+    }
+  });
+
   it('Should leave no intermediate private key anywhere in the CA dir', function () {
     expect(existsSync(join(caDir, 'intermediate.key'))).to.equal(false);
     for (const f of readdirSync(caDir)) {

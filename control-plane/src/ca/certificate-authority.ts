@@ -16,6 +16,7 @@ import { openAuditLog, type AuditSink } from './audit-log';
 import { CaError, CaErrorCode } from './ca-error';
 import { readCaCertificate, verifyCaChain, certificateHasKey, type CaCertificate } from './ca-chain';
 import { CA_FILES, readCaFiles } from './ca-dir';
+import { loadSigner } from '../hsm/load-signer';
 import { parseCsr } from './csr';
 import { subjectPublicKeyBits } from './key-types';
 import { checkIssuedSvid } from './issued-check';
@@ -67,6 +68,8 @@ export interface CertificateAuthorityDeps {
    * once at load time instead. Turn it on for signers that can fail silently.
    */
   verifyEverySignature?: boolean;
+  /** Environment for an HSM PIN given by variable name in signer.yaml; default process.env. */
+  env?: NodeJS.ProcessEnv;
 }
 
 /** Issuance events for metrics/tracing subscribers; publishing is free when nobody listens. */
@@ -181,6 +184,7 @@ export class CertificateAuthority {
   /** Releases the audit log. */
   close(): void {
     this.audit.close();
+    (this.signer as Partial<{ close(): void }>).close?.();
     this.logger.debug('ca closed', { trustDomain: this.trustDomain });
   }
 
@@ -227,8 +231,11 @@ export class CertificateAuthority {
 export async function loadCertificateAuthority(dir: string, deps: CertificateAuthorityDeps = {}): Promise<CertificateAuthority> {
   const clock = deps.clock ?? (() => new Date());
   const logger = deps.logger ?? silentLogger;
+  // A CA dir with signer.yaml keeps its intermediate key in an HSM (PKCS#11);
+  // every command that loads the CA then signs through the token, no key file needed.
+  const hsmSigner = deps.signer ? undefined : loadSigner(dir, { logger, env: deps.env ?? process.env });
   const names: string[] = [CA_FILES.intermediateCert, CA_FILES.chain, CA_FILES.rootCert];
-  if (!deps.signer) names.push(CA_FILES.intermediateKey);
+  if (!deps.signer && !hsmSigner) names.push(CA_FILES.intermediateKey);
   const files = readCaFiles(dir, names);
   const source = (n: string): string => join(dir, n);
 
@@ -243,7 +250,7 @@ export async function loadCertificateAuthority(dir: string, deps: CertificateAut
   }
   const roots = pemCertificates(files.get(CA_FILES.rootCert)!, source(CA_FILES.rootCert)).map((d, i) => readCaCertificate(d, `${source(CA_FILES.rootCert)} certificate ${i + 1}`));
 
-  const signer = deps.signer ?? createFileSigner(files.get(CA_FILES.intermediateKey)!, source(CA_FILES.intermediateKey));
+  const signer = deps.signer ?? hsmSigner ?? createFileSigner(files.get(CA_FILES.intermediateKey)!, source(CA_FILES.intermediateKey));
   if (!certificateHasKey(intermediate, signer.publicKey)) {
     throw new CaError(CaErrorCode.KEY_MISMATCH, `${source(CA_FILES.intermediateKey)} is not the key of ${source(CA_FILES.intermediateCert)}`, { dir });
   }
