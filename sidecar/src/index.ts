@@ -38,6 +38,8 @@ export { splice } from './proxy/splice';
 export { decide, sharedAuthorizer, policiesFromWire } from './policy/authorizer';
 export type { Authorizer, AuthzRequest, AuthzDecision, Workload } from './policy/authorizer';
 export { startAdminServer } from './admin/admin-server';
+export { startHealthServer, parseAppProbes } from './admin/health-server';
+export type { AppProbe } from './admin/health-server';
 export type { AdminSource } from './admin/admin-server';
 export { Sidecar } from './sidecar';
 export type { SidecarOptions, SidecarDeps } from './sidecar';

@@ -8,6 +8,7 @@ import { readFile } from 'node:fs/promises';
 import type { Logger } from '@trellis/shared';
 import { SidecarError } from './errors';
 import { Sidecar } from './sidecar';
+import { startHealthServer } from './admin/health-server';
 import { IdentityManager } from './identity/identity-manager';
 import { sharedAuthorizer } from './policy/authorizer';
 import { wireDiscovery, type DiscoverySource } from './control/discovery-wiring';
@@ -78,6 +79,11 @@ export async function runSidecar(config: SidecarConfig, deps: RunSidecarDeps): P
     },
   );
   await sidecar.start();
+  const health = config.health
+    ? await startHealthServer(config.health.host, config.health.port, { readiness: () => sidecar.readiness(), probes: config.appProbes }).catch((err: Error) => {
+        throw new SidecarError('TRELLIS_SIDECAR_LISTEN_FAILED', `health port ${config.health!.host}:${config.health!.port}: ${err.message}`);
+      })
+    : undefined;
 
   discovery = deps.createDiscovery({
     addresses: [...config.controlPlane],
@@ -134,5 +140,9 @@ export async function runSidecar(config: SidecarConfig, deps: RunSidecarDeps): P
   identity.stop();
   await sidecar.stop(config.drainMs);
   discovery.stop();
+  if (health) {
+    health.server.closeAllConnections();
+    await new Promise<void>((r) => health.server.close(() => r()));
+  }
   logger.info('sidecar stopped');
 }

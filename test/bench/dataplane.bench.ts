@@ -7,7 +7,9 @@
  *   haproxy  autocannon → client haproxy ═mTLS═ server haproxy → app  (Debian haproxy, one thread each)
  * plus single-stream bulk throughput through the Trellis pair, new mTLS
  * handshakes per second against the server sidecar, and each sidecar's idle
- * and loaded RSS. Both proxy pairs run in TCP mode with the same TestCa
+ * and loaded RSS; the same bulk and handshake measures direct and through
+ * haproxy are reported under `reference` so the machine's noise can be read
+ * off as ratios. Both proxy pairs run in TCP mode with the same TestCa
  * certificates and verify the peer against the same root.
  *
  * Flags: --duration=SECONDS (default 8), --connections=N (default 32),
@@ -155,6 +157,8 @@ export async function run(flags: string[]): Promise<Record<string, unknown>> {
 
     // The haproxy pair, configured the same way (TCP mode, mTLS verified against the same root).
     let haproxyPort: number | undefined;
+    let haproxyBulkPort: number | undefined;
+    let haproxyServerPort: number | undefined;
     const haproxyBin = spawnSync('sh', ['-c', 'command -v haproxy'], { encoding: 'utf8' }).stdout.trim();
     if (haproxyBin === '') {
       notes.push('haproxy not installed (apt-get install -y haproxy): haproxy pair skipped');
@@ -164,10 +168,15 @@ export async function run(flags: string[]): Promise<Record<string, unknown>> {
       writeFileSync(f('server.pem'), serverLeaf.chainPem + serverLeaf.key.keyPem, { mode: 0o600 });
       writeFileSync(f('client.pem'), clientLeaf.chainPem + clientLeaf.key.keyPem, { mode: 0o600 });
       const hServer = await freePort();
+      const hServerBulk = await freePort();
       haproxyPort = await freePort();
+      haproxyBulkPort = await freePort();
+      haproxyServerPort = hServer;
       const common = 'global\n  nbthread 1\n  maxconn 4096\n  tune.ssl.default-dh-param 2048\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n';
-      writeFileSync(f('server.cfg'), `${common}frontend fe\n  bind 127.0.0.1:${hServer} ssl crt ${f('server.pem')} ca-file ${f('root.pem')} verify required ssl-min-ver TLSv1.2\n  default_backend app\nbackend app\n  server app 127.0.0.1:${appPort}\n`);
-      writeFileSync(f('client.cfg'), `${common}frontend fe\n  bind 127.0.0.1:${haproxyPort}\n  default_backend up\nbackend up\n  server s 127.0.0.1:${hServer} ssl crt ${f('client.pem')} ca-file ${f('root.pem')} verify required ssl-min-ver TLSv1.2\n`);
+      writeFileSync(f('server.cfg'), `${common}frontend fe\n  bind 127.0.0.1:${hServer} ssl crt ${f('server.pem')} ca-file ${f('root.pem')} verify required ssl-min-ver TLSv1.2\n  default_backend app\nbackend app\n  server app 127.0.0.1:${appPort}\n` +
+        `frontend feb\n  bind 127.0.0.1:${hServerBulk} ssl crt ${f('server.pem')} ca-file ${f('root.pem')} verify required ssl-min-ver TLSv1.2\n  default_backend bulk\nbackend bulk\n  server bulk 127.0.0.1:${bulkPort}\n`);
+      writeFileSync(f('client.cfg'), `${common}frontend fe\n  bind 127.0.0.1:${haproxyPort}\n  default_backend up\nbackend up\n  server s 127.0.0.1:${hServer} ssl crt ${f('client.pem')} ca-file ${f('root.pem')} verify required ssl-min-ver TLSv1.2\n` +
+        `frontend feb\n  bind 127.0.0.1:${haproxyBulkPort}\n  default_backend upb\nbackend upb\n  server s 127.0.0.1:${hServerBulk} ssl crt ${f('client.pem')} ca-file ${f('root.pem')} verify required ssl-min-ver TLSv1.2\n`);
       for (const cfg of ['server.cfg', 'client.cfg']) {
         const h = spawn(haproxyBin, ['-db', '-f', f(cfg)], { stdio: ['ignore', 'ignore', 'inherit'] });
         children.push(h);
@@ -182,7 +191,11 @@ export async function run(flags: string[]): Promise<Record<string, unknown>> {
     const haproxy = haproxyPort !== undefined ? await load(haproxyPort, seconds, connections) : null;
 
     const bulkMbS = await bulk(clientBulkOut);
-    const hps = await handshakesPerSecond(serverIn, { key: clientLeaf.key.keyPem, cert: clientLeaf.chainPem, ca: ca.root.pem }, 3);
+    const bulkDirect = await bulk(bulkPort);
+    const bulkHaproxy = haproxyBulkPort !== undefined ? await bulk(haproxyBulkPort) : null;
+    const clientCreds = { key: clientLeaf.key.keyPem, cert: clientLeaf.chainPem, ca: ca.root.pem };
+    const hps = await handshakesPerSecond(serverIn, clientCreds, 3);
+    const hpsHaproxy = haproxyServerPort !== undefined ? await handshakesPerSecond(haproxyServerPort, clientCreds, 3) : null;
 
     return {
       direct,
@@ -192,6 +205,7 @@ export async function run(flags: string[]): Promise<Record<string, unknown>> {
       p99_ratio_vs_haproxy: haproxy && haproxy.p99_ms > 0 ? Math.round((trellis.p99_ms / haproxy.p99_ms) * 100) / 100 : null,
       bulk_mb_s: bulkMbS,
       handshakes_per_s: hps,
+      reference: { bulk_mb_s_direct: bulkDirect, bulk_mb_s_haproxy: bulkHaproxy, handshakes_per_s_haproxy: hpsHaproxy },
       idle_rss_mb: Math.max(idle.server, idle.client),
       rss_mb: { idle, loaded },
       load: { tool: 'autocannon', connections, seconds, mode: 'tcp' },

@@ -33,6 +33,8 @@ which wins over the file.
   --inbound SPEC            [HOST:]PORT=APP_PORT[/http]; host defaults to 0.0.0.0
   --outbound SPEC           [HOST:]LOCAL_PORT=SERVICE[:PORT] or =ADDR#SPIFFE_ID; host 127.0.0.1
   --admin HOST:PORT         /ready, /stats, /config_dump, POST /quitquitquit
+  --health HOST:PORT        kubelet-facing /ready and /app-health/<container>/<probe>
+                            (forwarded to the probes in TRELLIS_APP_PROBES); env TRELLIS_HEALTH_LISTEN
   --drain DURATION          how long SIGTERM waits for open connections (default 5s)
   --detect-timeout DUR      PERMISSIVE: wait for client bytes this long (default 1s)
   --rotate-at F             renew at this fraction of the lifetime (default 0.5)
@@ -53,6 +55,7 @@ which wins over the file.
       inbound: { type: 'string', multiple: true },
       outbound: { type: 'string', multiple: true },
       admin: { type: 'string' },
+      health: { type: 'string' },
       drain: { type: 'string' },
       'detect-timeout': { type: 'string' },
       'rotate-at': { type: 'string' },

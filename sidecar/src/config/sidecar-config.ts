@@ -11,6 +11,7 @@ import { SidecarError } from '../errors';
 import type { InboundSpec } from '../inbound/inbound-listener';
 import type { OutboundSpec } from '../outbound/outbound-listener';
 import type { RotationPolicy } from '../identity/next-rotation';
+import { parseAppProbes, type AppProbe } from '../admin/health-server';
 
 /** Everything the sidecar process needs, validated. */
 export interface SidecarConfig {
@@ -28,6 +29,10 @@ export interface SidecarConfig {
   readonly inbound: readonly InboundSpec[];
   readonly outbound: readonly OutboundSpec[];
   readonly admin?: { readonly host: string; readonly port: number };
+  /** The kubelet-facing health port (`/ready`, `/app-health/...`), when set. */
+  readonly health?: { readonly host: string; readonly port: number };
+  /** Original application probes from TRELLIS_APP_PROBES, keyed by `/app-health/...` path. */
+  readonly appProbes: Readonly<Record<string, AppProbe>>;
   readonly drainMs: number;
   readonly detectTimeoutMs: number;
   readonly rotation: RotationPolicy;
@@ -53,6 +58,7 @@ export const SETTINGS = [
   { flag: 'inbound', env: 'TRELLIS_INBOUND', key: 'inbound', list: true },
   { flag: 'outbound', env: 'TRELLIS_OUTBOUND', key: 'outbound', list: true },
   { flag: 'admin', env: 'TRELLIS_ADMIN', key: 'admin' },
+  { flag: 'health', env: 'TRELLIS_HEALTH_LISTEN', key: 'health' },
   { flag: 'drain', env: 'TRELLIS_DRAIN', key: 'drain' },
   { flag: 'detect-timeout', env: 'TRELLIS_DETECT_TIMEOUT', key: 'detectTimeout' },
   { flag: 'rotate-at', env: 'TRELLIS_ROTATE_AT', key: 'rotateAt' },
@@ -178,6 +184,20 @@ export function parseSidecarConfig(src: ConfigSources): SidecarConfig {
     else admin = hp;
   }
 
+  let health: SidecarConfig['health'];
+  const healthRaw = get('health') as string | undefined;
+  if (healthRaw !== undefined) {
+    const hp = parseHostPort(healthRaw, '0.0.0.0');
+    if (typeof hp === 'string') problems.push(`${label('health')}: "${healthRaw}": ${hp}`);
+    else health = hp;
+  }
+  let appProbes: Record<string, AppProbe> = {};
+  if (src.env.TRELLIS_APP_PROBES) {
+    const parsed = parseAppProbes(src.env.TRELLIS_APP_PROBES, '$TRELLIS_APP_PROBES');
+    appProbes = parsed.probes;
+    problems.push(...parsed.problems);
+  }
+
   const duration = (flag: string, dflt: number): number => {
     const v = get(flag) as string | undefined;
     if (v === undefined) return dflt;
@@ -224,6 +244,8 @@ export function parseSidecarConfig(src: ConfigSources): SidecarConfig {
     inbound: Object.freeze(inbound),
     outbound: Object.freeze(outbound),
     admin,
+    health,
+    appProbes: Object.freeze(appProbes),
     drainMs,
     detectTimeoutMs,
     rotation: Object.freeze(rotation),
