@@ -35,6 +35,13 @@ export interface IssueRequest {
   ttlSeconds?: number;
   /** Who asked (for the audit log), e.g. a pod's service account or `cli`. */
   requester: string;
+  /**
+   * DNS SANs to add beside the SPIFFE ID, for serving certificates that a
+   * non-SPIFFE client checks by hostname (the Kubernetes API server calling
+   * the injector webhook). Only trusted in-process callers set this; the
+   * discovery stream never does.
+   */
+  dnsNames?: readonly string[];
 }
 
 /** A freshly issued X.509-SVID. */
@@ -138,6 +145,7 @@ export class CertificateAuthority {
     if (!Buffer.isBuffer(req.csr)) throw new CaError(CaErrorCode.BAD_REQUEST, 'csr must be a Buffer (DER or PEM)', { field: 'csr' });
     const spiffeId = this.checkSpiffeId(req.spiffeId);
     const validity = svidValidity(this.clock(), req.ttlSeconds, this.intermediate.facts);
+    const dnsNames = checkDnsNames(req.dnsNames);
     const csr = parseCsr(req.csr);
     checkCsrIdentity(csr, spiffeId);
 
@@ -149,6 +157,7 @@ export class CertificateAuthority {
       spkiDer: csr.spkiDer,
       publicKeyBits: subjectPublicKeyBits(csr.spkiDer),
       spiffeId,
+      dnsNames,
       rsa: csr.publicKey.asymmetricKeyType === 'rsa',
     });
     const signed = this.signer.sign(tbs);
@@ -157,6 +166,7 @@ export class CertificateAuthority {
     checkIssuedSvid(leafDer, {
       serial,
       spiffeId,
+      dnsNames,
       trustDomain: this.trustDomain,
       notBefore: validity.notBefore,
       notAfter: validity.notAfter,
@@ -301,4 +311,18 @@ function serialToHex(serial: Buffer): string {
   let i = 0;
   while (i < serial.length - 1 && serial[i] === 0) i++;
   return serial.toString('hex', i);
+}
+
+const DNS_NAME = /^(?=.{1,253}$)([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*$/;
+
+/** Validates requested DNS SANs: lowercase hostnames only, no wildcards, at most 16. */
+function checkDnsNames(names: readonly string[] | undefined): readonly string[] | undefined {
+  if (names === undefined || names.length === 0) return undefined;
+  if (names.length > 16) throw new CaError(CaErrorCode.BAD_REQUEST, `at most 16 DNS names may be requested, got ${names.length}`, { field: 'dnsNames' });
+  for (const n of names) {
+    if (typeof n !== 'string' || !DNS_NAME.test(n)) {
+      throw new CaError(CaErrorCode.BAD_REQUEST, `DNS name ${JSON.stringify(n)} is not a lowercase hostname (letters, digits, '-', '.'; no wildcard)`, { field: 'dnsNames' });
+    }
+  }
+  return names;
 }

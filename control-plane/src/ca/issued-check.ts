@@ -29,6 +29,8 @@ export interface ExpectedSvid {
   issuerDer: Buffer;
   issuerKeyId: Buffer;
   algorithm: SignatureAlgorithm;
+  /** DNS SANs requested beside the SPIFFE ID (none when undefined). */
+  dnsNames?: readonly string[];
   /** When set, the signature is verified with this (the intermediate's) key. */
   issuerPublicKey?: KeyObject;
 }
@@ -47,6 +49,8 @@ export function checkIssuedSvid(der: Buffer, want: ExpectedSvid): void {
   const verdict = validateLeafSvid(f, { trustDomain: want.trustDomain });
   if (!verdict.ok) fail(`${verdict.reason} [${verdict.code}]`);
   if (f.subjectAltName.uris.length !== 1 || f.subjectAltName.uris[0] !== want.spiffeId) fail('the URI SAN is not exactly the authorized ID');
+  const wantDns = want.dnsNames ?? [];
+  if (f.subjectAltName.dnsNames.length !== wantDns.length || wantDns.some((d, i) => f.subjectAltName.dnsNames[i] !== d)) fail('the DNS SANs are not exactly the requested ones');
   if (f.version !== 3) fail('version is not v3');
   if (!f.serial.equals(stripZeros(want.serial))) fail('serial differs from the one drawn');
   if (f.signatureAlgorithm !== want.algorithm.oid) fail('signature algorithm differs from the signer');

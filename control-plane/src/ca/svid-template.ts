@@ -26,6 +26,8 @@ export interface SvidFields {
   publicKeyBits: Buffer;
   /** The one URI SAN. */
   spiffeId: string;
+  /** Optional DNS SANs (the X509-SVID spec allows other SAN types beside the one URI), e.g. for a webhook's serving name. */
+  dnsNames?: readonly string[];
   /** RSA leaves also get keyEncipherment. */
   rsa: boolean;
 }
@@ -76,7 +78,9 @@ export class SvidTemplate {
   /** The DER TBSCertificate for `f`. */
   encodeTbs(f: SvidFields): Buffer {
     const ski = sha1(f.publicKeyBits);
-    const san = der.sequence(SAN_OID_CRITICAL, der.octetString(der.sequence(der.contextImplicit(6, Buffer.from(f.spiffeId, 'utf8')))));
+    const uri = der.contextImplicit(6, Buffer.from(f.spiffeId, 'utf8'));
+    const names = f.dnsNames && f.dnsNames.length > 0 ? der.sequence(uri, ...f.dnsNames.map((d) => der.contextImplicit(2, Buffer.from(d, 'ascii')))) : der.sequence(uri);
+    const san = der.sequence(SAN_OID_CRITICAL, der.octetString(names));
     const extensions = der.contextExplicit(3, der.sequence(BASIC_CONSTRAINTS, f.rsa ? KEY_USAGE_RSA : KEY_USAGE_EC, EXT_KEY_USAGE, SKI_PREFIX, ski, this.akiExtension, san));
     return der.sequence(
       VERSION_3,

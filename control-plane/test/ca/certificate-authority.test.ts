@@ -140,6 +140,21 @@ describe('Certificate authority issuance', function () {
     }
   });
 
+  it('Should add requested DNS SANs beside the one SPIFFE ID, so a hostname-checking client accepts the certificate', async () => {
+    const csr = await makeCsr();
+    const svid = await ca.issue({ csr: csr.der, spiffeId: ID, requester: 'test', dnsNames: ['trellis-injector.trellis-system.svc'] });
+    expect(opensslVerify(fx, svid.leafPem, ['-purpose', 'sslserver', '-verify_hostname', 'trellis-injector.trellis-system.svc']).status).to.equal(0);
+    expect(opensslVerify(fx, svid.leafPem, ['-verify_hostname', 'other.example.com']).status).to.not.equal(0);
+    expect(new NodeX509(svid.leafPem).subjectAltName).to.equal(`URI:${ID}, DNS:trellis-injector.trellis-system.svc`);
+  });
+
+  it('Should refuse a DNS SAN that is not a plain lowercase hostname', async () => {
+    const csr = await makeCsr();
+    for (const bad of ['*.example.com', 'Upper.example.com', 'has space', '-lead.example.com', '']) {
+      expect(await codeOf(ca.issue({ csr: csr.der, spiffeId: ID, requester: 'test', dnsNames: [bad] })), bad).to.equal('TRELLIS_CA_BAD_REQUEST');
+    }
+  });
+
   it('Should issue only the authorized ID even when the CSR carries none', async () => {
     const csr = await makeCsr({ dnsNames: ['evil.example.com'] });
     const svid = await ca.issue({ csr: csr.der, spiffeId: ID, requester: 'test' });
