@@ -62,7 +62,7 @@ export { createEnvironmentIntermediate, checkEnvironmentName, ENVIRONMENT_FILE }
 export type { EnvironmentOptions, EnvironmentResult } from './lifecycle/environment';
 export { decideRootRotation, advanceRootRotation } from './lifecycle/root-rotation';
 export type { RootRotationState, RootRotationPhase, RotationDecision, ObservedProxy } from './lifecycle/root-rotation';
-export { startRootRotation, stepRootRotation, bundleVersion, readBundleRoots, proxiesFromAdmin } from './lifecycle/root-rotation-driver';
+export { startRootRotation, stepRootRotation, observeRotation, bundleVersion, readBundleRoots, proxiesFromAdmin } from './lifecycle/root-rotation-driver';
 export type { RotationStep } from './lifecycle/root-rotation-driver';
 export { loadRootRotationState, ROOT_ROTATION_FILE } from './lifecycle/root-rotation-store';
 export { readAuditLog, parseAuditLog, latestNotAfter, unexpiredIssuedBefore } from './lifecycle/audit-index';

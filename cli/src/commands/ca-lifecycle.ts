@@ -1,0 +1,273 @@
+/**
+ * `trellis ca new-intermediate | prepare-intermediate | sign-intermediate |
+ * activate-intermediate | rotate-root | status`: the CA's life after
+ * `ca init`. Wiring only; the behaviour lives in @trellis/control-plane's
+ * lifecycle module.
+ */
+import { readFileSync, writeFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import {
+  activateNextIntermediate,
+  CA_KEY_TYPES,
+  createEnvironmentIntermediate,
+  decideRootRotation,
+  installNextIntermediate,
+  loadRootRotationState,
+  loadRootSigner,
+  observeRotation,
+  prepareNextIntermediate,
+  proxiesFromAdmin,
+  readBundleRoots,
+  readIntermediateSlots,
+  signIntermediateCsr,
+  signNextIntermediateWithRoot,
+  startRootRotation,
+  stepRootRotation,
+  type CaKeyType,
+  type ObservedProxy,
+  type RotationStep,
+} from '@trellis/control-plane';
+import { DurationError, parseDurationSeconds, UsageError } from '@trellis/shared';
+import type { Command, CommandContext } from '../command';
+import { flag, optionalString, outputFormat, requiredString } from '../flags';
+import { httpGet } from '../up/admin-client';
+
+function pathFlag(ctx: CommandContext, name: string): string {
+  return resolve(ctx.cwd, requiredString(ctx, name));
+}
+
+function keyTypeFlag(ctx: CommandContext): CaKeyType | undefined {
+  const v = optionalString(ctx, 'key-type');
+  if (v === undefined) return undefined;
+  if (!(CA_KEY_TYPES as readonly string[]).includes(v)) throw new UsageError(`--key-type must be one of ${CA_KEY_TYPES.join(', ')}, got "${v}"`, { flag: 'key-type' });
+  return v as CaKeyType;
+}
+
+function daysFlag(ctx: CommandContext, name: string): number | undefined {
+  const v = optionalString(ctx, name);
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1 || n > 36_500) throw new UsageError(`--${name} must be a whole number of days between 1 and 36500, got "${v}"`, { flag: name });
+  return n;
+}
+
+function readInput(ctx: CommandContext, name: string): { path: string; text: string } {
+  const path = pathFlag(ctx, name);
+  try {
+    return { path, text: readFileSync(path, 'utf8') };
+  } catch (err) {
+    throw new UsageError(`--${name} ${path}: cannot read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, { flag: name });
+  }
+}
+
+/** The connected sidecars' bundle ACKs from the control plane's admin endpoint; null when it cannot be asked. */
+export async function observeProxies(ctx: CommandContext, admin: string | undefined): Promise<ObservedProxy[] | null> {
+  if (admin === undefined) return null;
+  try {
+    const r = await httpGet(admin, '/debug/proxies', 5000);
+    if (r.status !== 200) {
+      ctx.stderr.write(`warning: ${admin}/debug/proxies answered ${r.status}; sidecar ACKs unknown\n`);
+      return null;
+    }
+    return proxiesFromAdmin(JSON.parse(r.body));
+  } catch (err) {
+    ctx.stderr.write(`warning: cannot reach the admin endpoint ${admin} (${(err as Error).message}); sidecar ACKs unknown\n`);
+    return null;
+  }
+}
+
+function printStep(ctx: CommandContext, caDir: string, step: RotationStep): void {
+  if (outputFormat(ctx) === 'json') {
+    ctx.stdout.write(JSON.stringify({ phase: step.state.phase, applied: step.applied, waitingFor: step.decision.waitingFor, laggingProxies: step.decision.laggingProxies, startedAt: step.state.startedAt, phaseSince: step.state.phaseSince, switchedAt: step.state.switchedAt, roots: readBundleRoots(caDir).length }) + '\n');
+    return;
+  }
+  const applied = step.applied === 'switch-intermediate' ? 'switched to an intermediate under the new root; sidecars renew onto it\n'
+    : step.applied === 'drop-old-root' ? 'dropped the old root from the trust bundle\n' : '';
+  ctx.stdout.write(applied + `root rotation phase: ${step.state.phase}\n` + (step.decision.waitingFor ? `  waiting for: ${step.decision.waitingFor}\n` : step.state.phase === 'done' ? '  rotation complete\n' : ''));
+  for (const p of step.decision.laggingProxies.slice(0, 20)) ctx.stdout.write(`  not yet ACKed: proxy ${p.id} ${p.spiffeId ?? '(unauthenticated)'} holds ${p.bundleAckedVersion ?? 'nothing'}\n`);
+}
+
+/** The CA lifecycle commands. */
+export const commands: Command[] = [
+  {
+    name: 'ca new-intermediate',
+    summary: 'Create a separate CA dir for one environment (dev, staging, prod) under a root',
+    usage: 'trellis ca new-intermediate --root-dir DIR --out-dir DIR --name prod [--trust-domain cluster.local] [--key-type ec-p256|ec-p384|rsa-2048] [--validity-days 365] [--force]',
+    description: `--root-dir holds root.pem and root.key (run this where the root lives). --out-dir becomes a
+complete CA dir for the control plane of that environment: the root certificate (not its key),
+a fresh intermediate key (0600) and certificate, chain.pem and environment.json. Each
+environment has its own intermediate, so one environment's compromise does not reach the others.`,
+    options: { 'root-dir': { type: 'string' }, 'out-dir': { type: 'string' }, name: { type: 'string' }, 'trust-domain': { type: 'string' }, 'key-type': { type: 'string' }, 'validity-days': { type: 'string' }, force: { type: 'boolean' }, output: { type: 'string', short: 'o' } },
+    async run(ctx) {
+      const r = await createEnvironmentIntermediate(pathFlag(ctx, 'root-dir'), pathFlag(ctx, 'out-dir'), {
+        name: requiredString(ctx, 'name'),
+        trustDomain: optionalString(ctx, 'trust-domain'),
+        keyType: keyTypeFlag(ctx),
+        validityDays: daysFlag(ctx, 'validity-days'),
+        now: new Date(),
+        force: flag(ctx, 'force'),
+      });
+      if (outputFormat(ctx) === 'json') {
+        ctx.stdout.write(JSON.stringify(r) + '\n');
+        return;
+      }
+      ctx.stdout.write(`created intermediate for environment ${r.name} (trust domain ${r.trustDomain}) in ${r.dir}\n  valid until ${r.intermediateNotAfter.toISOString()}\n  files: ${r.files.join(', ')}\n`);
+    },
+  },
+  {
+    name: 'ca prepare-intermediate',
+    summary: 'Prepare the next intermediate (key + CSR in DIR/next/), and sign it when the root is at hand',
+    usage: 'trellis ca prepare-intermediate --dir DIR [--root-dir DIR] [--validity-days 365] [--key-type ...] [--force]',
+    description: `Writes DIR/next/intermediate.key (0600) and DIR/next/intermediate.csr for the same trust
+domain as the current intermediate; an already prepared slot is kept unless --force.
+With --root-dir (development, or an online root) the CSR is signed and installed at once;
+otherwise take the CSR to the root and run "trellis ca sign-intermediate" there.`,
+    options: { dir: { type: 'string' }, 'root-dir': { type: 'string' }, 'validity-days': { type: 'string' }, 'key-type': { type: 'string' }, force: { type: 'boolean' } },
+    async run(ctx) {
+      const dir = pathFlag(ctx, 'dir');
+      const prepared = await prepareNextIntermediate(dir, { keyType: keyTypeFlag(ctx), force: flag(ctx, 'force') });
+      const rootDir = optionalString(ctx, 'root-dir');
+      if (rootDir !== undefined) {
+        const cert = await signNextIntermediateWithRoot(dir, resolve(ctx.cwd, rootDir), { now: new Date(), validityDays: daysFlag(ctx, 'validity-days') });
+        ctx.stdout.write(`next intermediate signed and ready, valid until ${cert.facts.notAfter.toISOString()}\n  activate it: trellis ca activate-intermediate --dir ${dir}\n`);
+        return;
+      }
+      ctx.stdout.write(`${prepared.created ? 'prepared' : 'already prepared'}: ${prepared.csrPath}\n  sign it where the root lives: trellis ca sign-intermediate --root-dir ROOT_DIR --csr ${prepared.csrPath} --out next.pem\n  then: trellis ca activate-intermediate --dir ${dir} --cert next.pem\n`);
+    },
+  },
+  {
+    name: 'ca sign-intermediate',
+    summary: 'Sign an intermediate CSR with the (offline) root',
+    usage: 'trellis ca sign-intermediate --root-dir DIR --csr FILE [--out FILE] [--trust-domain TD] [--validity-days 365]',
+    description: `Run wherever root.pem and root.key live. The CSR must carry exactly one URI SAN
+spiffe://<trust-domain> (and that one, with --trust-domain); the certificate gets the
+intermediate profile (CA:true pathLen 0, keyCertSign + cRLSign) whatever else the CSR asks,
+never outlives the root, and is verified against the root before it is written.`,
+    options: { 'root-dir': { type: 'string' }, csr: { type: 'string' }, out: { type: 'string' }, 'trust-domain': { type: 'string' }, 'validity-days': { type: 'string' } },
+    async run(ctx) {
+      const csr = readInput(ctx, 'csr');
+      const now = new Date();
+      const root = await loadRootSigner(pathFlag(ctx, 'root-dir'), now);
+      const signed = await signIntermediateCsr(root, csr.text, { now, validityDays: daysFlag(ctx, 'validity-days'), source: csr.path, expectTrustDomain: optionalString(ctx, 'trust-domain') });
+      const out = optionalString(ctx, 'out');
+      if (out === undefined) {
+        ctx.stdout.write(signed.certPem);
+        return;
+      }
+      writeFileSync(resolve(ctx.cwd, out), signed.certPem, { mode: 0o644 });
+      ctx.stdout.write(`signed intermediate for ${signed.trustDomain}, valid until ${signed.notAfter.toISOString()}: ${resolve(ctx.cwd, out)}\n`);
+    },
+  },
+  {
+    name: 'ca activate-intermediate',
+    summary: 'Install the signed next intermediate and make it the one the CA issues from',
+    usage: 'trellis ca activate-intermediate --dir DIR [--cert FILE] [--when-due]',
+    description: `--cert installs the certificate signed from DIR/next/intermediate.csr first (it must
+match the prepared key and chain to DIR/root.pem). Without --when-due the switch happens now;
+with it, only once the current intermediate is past five sixths of its life. The replaced
+certificate moves to DIR/previous/; leaves it issued keep verifying until they expire.`,
+    options: { dir: { type: 'string' }, cert: { type: 'string' }, 'when-due': { type: 'boolean' } },
+    async run(ctx) {
+      const dir = pathFlag(ctx, 'dir');
+      const now = new Date();
+      if (optionalString(ctx, 'cert') !== undefined) {
+        const cert = readInput(ctx, 'cert');
+        installNextIntermediate(dir, cert.text, { now, source: cert.path });
+      }
+      const r = activateNextIntermediate(dir, { now, force: !flag(ctx, 'when-due') });
+      if (!r.activated) {
+        ctx.stdout.write(`not activated: ${r.decision.reason}${r.decision.at ? ` (due ${r.decision.at.toISOString()})` : ''}\n`);
+        return;
+      }
+      ctx.stdout.write(`activated: new leaves now come from the intermediate valid until ${r.current.facts.notAfter.toISOString()}\n`);
+    },
+  },
+  {
+    name: 'ca rotate-root',
+    summary: 'Start or advance a gated root rotation (new root in the bundle, switch, drop the old root)',
+    usage: 'trellis ca rotate-root --ca-dir DIR [--root-dir NEW_ROOT_DIR] [--admin ADDR] [--reload-grace 60s] [--wait] [--poll 5s] [-o json]',
+    description: `The first run adds the new root (taken from --root-dir, or created there) beside the old one in
+DIR/root.pem. Each later run advances one phase when its gate is met, observed, never assumed:
+  1 bundle  every sidecar connected to --admin has ACKed the bundle holding both roots
+  2 renew   the CA issues under the new root; waits until no leaf issued before the switch
+            (+ --reload-grace, the control plane's refresh interval) is unexpired (audit.log)
+  3 done    the old root is dropped from the bundle
+State is DIR/root-rotation.json, so a restart (of anything) resumes. --wait keeps advancing
+until done, polling every --poll.`,
+    options: { 'ca-dir': { type: 'string' }, 'root-dir': { type: 'string' }, admin: { type: 'string' }, 'reload-grace': { type: 'string' }, wait: { type: 'boolean' }, poll: { type: 'string' }, 'key-type': { type: 'string' }, output: { type: 'string', short: 'o' } },
+    async run(ctx) {
+      const caDir = pathFlag(ctx, 'ca-dir');
+      const admin = optionalString(ctx, 'admin');
+      const seconds = (name: string, dflt: number): number => {
+        const v = optionalString(ctx, name);
+        if (v === undefined) return dflt;
+        try {
+          return parseDurationSeconds(v, `--${name}`);
+        } catch (err) {
+          if (err instanceof DurationError) throw new UsageError(err.message, { flag: name });
+          throw err;
+        }
+      };
+      const state = loadRootRotationState(caDir);
+      if (!state || state.phase === 'done') {
+        const rootDir = optionalString(ctx, 'root-dir');
+        if (rootDir === undefined) throw new UsageError('--root-dir is required to start a root rotation (where the new root is, or will be created)', { flag: 'root-dir' });
+        const started = await startRootRotation(caDir, { newRootDir: resolve(ctx.cwd, rootDir), now: new Date(), keyType: keyTypeFlag(ctx), reloadGraceSeconds: seconds('reload-grace', 60) });
+        ctx.stderr.write(`root rotation started at ${started.startedAt}: the bundle now holds ${readBundleRoots(caDir).length} roots\n`);
+      }
+      const pollMs = seconds('poll', 5) * 1000;
+      for (;;) {
+        const step = await stepRootRotation(caDir, await observeProxies(ctx, admin), new Date());
+        if (!flag(ctx, 'wait') || step.state.phase === 'done' || ctx.stopSignal.aborted) {
+          printStep(ctx, caDir, step);
+          return;
+        }
+        if (step.applied !== 'none') printStep(ctx, caDir, step);
+        await new Promise<void>((r) => {
+          const t = setTimeout(r, pollMs);
+          ctx.stopSignal.addEventListener('abort', () => {
+            clearTimeout(t);
+            r();
+          }, { once: true });
+        });
+      }
+    },
+  },
+  {
+    name: 'ca status',
+    summary: 'Show the CA: roots, intermediate slots and any root rotation with what it waits for',
+    usage: 'trellis ca status --ca-dir DIR [--admin ADDR] [-o json]',
+    options: { 'ca-dir': { type: 'string' }, admin: { type: 'string' }, output: { type: 'string', short: 'o' } },
+    async run(ctx) {
+      const caDir = pathFlag(ctx, 'ca-dir');
+      const slots = readIntermediateSlots(caDir);
+      const state = loadRootRotationState(caDir);
+      let rotation: Record<string, unknown> | null = null;
+      if (state) {
+        const d = decideRootRotation(state, observeRotation(caDir, state, await observeProxies(ctx, optionalString(ctx, 'admin')), new Date()));
+        rotation = { phase: state.phase, startedAt: state.startedAt, phaseSince: state.phaseSince, switchedAt: state.switchedAt, nextAction: d.action, waitingFor: d.waitingFor, laggingProxies: d.laggingProxies };
+      }
+      const view = {
+        trustDomain: slots.current.trustDomain,
+        roots: slots.current.roots.map((r) => ({ subject: r.facts.subjectText, notAfter: r.facts.notAfter.toISOString() })),
+        intermediate: { subject: slots.current.cert.facts.subjectText, notAfter: slots.current.cert.facts.notAfter.toISOString() },
+        next: { state: slots.nextState, notAfter: slots.next?.facts.notAfter.toISOString() ?? null, csr: slots.nextCsrPath },
+        rootRotation: rotation,
+      };
+      if (outputFormat(ctx) === 'json') {
+        ctx.stdout.write(JSON.stringify(view) + '\n');
+        return;
+      }
+      let out = `trust domain ${view.trustDomain}\n`;
+      for (const r of view.roots) out += `  root          ${r.notAfter}  ${r.subject}\n`;
+      out += `  intermediate  ${view.intermediate.notAfter}  ${view.intermediate.subject}\n`;
+      out += `  next          ${view.next.state}${view.next.notAfter ? ` (valid until ${view.next.notAfter})` : ''}\n`;
+      if (rotation) {
+        out += `root rotation: phase ${String(rotation['phase'])} since ${String(rotation['phaseSince'])}\n`;
+        if (rotation['waitingFor']) out += `  waiting for: ${String(rotation['waitingFor'])}\n`;
+        else if (rotation['nextAction'] !== 'none') out += `  ready to advance (${String(rotation['nextAction'])}): run trellis ca rotate-root --ca-dir ${caDir}\n`;
+      } else out += 'root rotation: none\n';
+      ctx.stdout.write(out);
+    },
+  },
+];

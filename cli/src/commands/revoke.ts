@@ -1,0 +1,59 @@
+/**
+ * `trellis revoke`: put a SPIFFE ID or a serial on the revocation list (or
+ * lift it). Wiring only; the list and its store live in
+ * @trellis/control-plane's lifecycle module.
+ */
+import { join, resolve } from 'node:path';
+import {
+  addRevocation,
+  liftRevocation,
+  loadRevocationStore,
+  pruneRevocations,
+  readAuditLog,
+  REVOCATIONS_FILE,
+  revocationsResource,
+  saveRevocationStore,
+  CA_FILES,
+} from '@trellis/control-plane';
+import { UsageError } from '@trellis/shared';
+import type { Command } from '../command';
+import { flag, optionalString, outputFormat, requiredString } from '../flags';
+
+/** `revoke`. */
+export const commands: Command[] = [
+  {
+    name: 'revoke',
+    summary: 'Revoke (or --lift) a SPIFFE ID or a certificate serial',
+    usage: 'trellis revoke --ca-dir DIR (--spiffe-id ID | --serial HEX) [--reason TEXT] [--lift]\n       trellis revoke --ca-dir DIR --list [-o json]',
+    description: `Writes DIR/revocations.json atomically. A control plane started with
+--revocations DIR/revocations.json pushes it to every sidecar on its next refresh, and the
+sidecars cut open connections of revoked identities. A serial entry leaves the list once the
+certificate has expired (expiry from DIR/audit.log); a SPIFFE ID stays until --lift.`,
+    options: { 'ca-dir': { type: 'string' }, 'spiffe-id': { type: 'string' }, serial: { type: 'string' }, reason: { type: 'string' }, lift: { type: 'boolean' }, list: { type: 'boolean' }, output: { type: 'string', short: 'o' } },
+    async run(ctx) {
+      const caDir = resolve(ctx.cwd, requiredString(ctx, 'ca-dir'));
+      const path = join(caDir, REVOCATIONS_FILE);
+      const now = new Date();
+      let list = pruneRevocations(loadRevocationStore(path), now);
+      if (flag(ctx, 'list')) {
+        if (outputFormat(ctx) === 'json') ctx.stdout.write(JSON.stringify({ entries: list.entries, pushed: revocationsResource(list, now) }) + '\n');
+        else if (list.entries.length === 0) ctx.stdout.write('nothing is revoked\n');
+        else for (const e of list.entries) ctx.stdout.write(`${e.kind === 'serial' ? 'serial   ' : 'spiffe-id'} ${e.value}  revoked ${e.revokedAt}  until ${e.expiresAt ?? 'lifted'}  (${e.reason})\n`);
+        return;
+      }
+      const target = { spiffeId: optionalString(ctx, 'spiffe-id'), serial: optionalString(ctx, 'serial') };
+      if ((target.spiffeId === undefined) === (target.serial === undefined)) throw new UsageError('give exactly one of --spiffe-id or --serial (or --list)', { flag: 'spiffe-id' });
+      const t = target.spiffeId !== undefined ? { spiffeId: target.spiffeId } : { serial: target.serial };
+      if (flag(ctx, 'lift')) {
+        list = liftRevocation(list, t);
+        saveRevocationStore(path, list, now);
+        ctx.stdout.write(`lifted ${target.spiffeId ?? target.serial}; ${path} updated\n`);
+        return;
+      }
+      list = addRevocation(list, t, { now, reason: optionalString(ctx, 'reason'), audit: readAuditLog(join(caDir, CA_FILES.auditLog)) });
+      saveRevocationStore(path, list, now);
+      const e = list.entries[list.entries.length - 1]!;
+      ctx.stdout.write(`revoked ${e.kind === 'serial' ? 'serial' : 'SPIFFE ID'} ${e.value} (${e.reason}); ${e.kind === 'serial' ? `listed until ${e.expiresAt ?? 'lifted'}` : 'listed until lifted'}\n  ${path} updated; a control plane watching it with --revocations pushes it to every sidecar\n`);
+    },
+  },
+];
