@@ -81,7 +81,8 @@ describe('injector serving certificate from a Trellis CA dir', function () {
         child.stdout!.on('data', (d: Buffer) => d.toString().includes('listening') && resolve());
         child.on('exit', (code) => reject(new Error(`exited ${code}: ${err}`)));
       });
-      const r = openssl(['s_client', '-connect', `127.0.0.1:${port}`, '-CAfile', join(caDir, 'root.pem'), '-verify_return_error', '-showcerts'], '');
+      // -verify_hostname: the API server checks the Service DNS name, not the SPIFFE ID.
+      const r = openssl(['s_client', '-connect', `127.0.0.1:${port}`, '-CAfile', join(caDir, 'root.pem'), '-verify_hostname', 'trellis-injector.trellis-system.svc', '-verify_return_error', '-showcerts'], '');
       expect(r.stdout).to.include('Verify return code: 0 (ok)');
       const leafPem = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/.exec(r.stdout)![0];
       expect(new X509Certificate(leafPem).subjectAltName).to.include('URI:spiffe://mesh.test/ns/trellis-system/sa/trellis-injector');

@@ -6,7 +6,7 @@ import { UsageError, createLogger, parseDurationSeconds } from '@trellis/shared'
 import { CA_FILES, loadCertificateAuthority } from '@trellis/control-plane';
 import { FileCertSource, InjectorError, IssuedCertSource, startWebhookServer, type CertSource } from '@trellis/injector-webhook';
 import type { Command, CommandContext } from '../command';
-import { optionalString } from '../flags';
+import { optionalString, stringList } from '../flags';
 import { loadInjectorConfig } from './inject';
 
 /** Splits `HOST:PORT` (IPv6 in brackets); a usage error naming `flagName` otherwise. */
@@ -26,8 +26,11 @@ async function certSource(ctx: CommandContext, logger: ReturnType<typeof createL
     const ttlSeconds = parseDurationSeconds(optionalString(ctx, 'cert-ttl') ?? '24h', 'cert-ttl');
     const ca = await loadCertificateAuthority(resolve(ctx.cwd, caDir), { logger: logger.child({ component: 'ca' }) });
     const spiffeId = optionalString(ctx, 'spiffe-id') ?? `spiffe://${ca.trustDomain}/ns/trellis-system/sa/trellis-injector`;
+    // The API server dials the webhook Service by DNS name and checks it, so the serving certificate carries those names too.
+    const given = stringList(ctx, 'dns-name');
+    const dnsNames = given.length > 0 ? given : ['trellis-injector.trellis-system.svc', 'trellis-injector.trellis-system.svc.cluster.local'];
     return IssuedCertSource.start({
-      issue: async (csr) => ({ chainPem: (await ca.issue({ csr, spiffeId, ttlSeconds, requester: 'trellis-injector' })).chainPem }),
+      issue: async (csr) => ({ chainPem: (await ca.issue({ csr, spiffeId, ttlSeconds, dnsNames, requester: 'trellis-injector' })).chainPem }),
       logger,
     });
   }
@@ -41,7 +44,7 @@ export const commands: Command[] = [
   {
     name: 'injector',
     summary: 'Run the sidecar-injection admission webhook (HTTPS, POST /inject)',
-    usage: 'trellis injector [--listen HOST:PORT] (--cert FILE --key FILE | --ca-dir DIR [--cert-ttl 24h] [--spiffe-id ID]) [--config FILE] [--log-level LEVEL]',
+    usage: 'trellis injector [--listen HOST:PORT] (--cert FILE --key FILE | --ca-dir DIR [--cert-ttl 24h] [--spiffe-id ID] [--dns-name NAME]...) [--config FILE] [--log-level LEVEL]',
     description: `Serves AdmissionReview v1 on https://HOST:PORT/inject and GET /healthz.
 The serving certificate is re-read when --cert/--key change (no restart).
 
@@ -51,6 +54,9 @@ The serving certificate is re-read when --cert/--key change (no restart).
                        memory only) and renew it at half its lifetime
   --cert-ttl DURATION  lifetime of that certificate (default 24h)
   --spiffe-id ID       its identity (default spiffe://<td>/ns/trellis-system/sa/trellis-injector)
+  --dns-name NAME      a DNS SAN for it, repeatable (default trellis-injector.trellis-system.svc
+                       and trellis-injector.trellis-system.svc.cluster.local: the names the API
+                       server dials and checks)
   --config FILE        injector settings (YAML; see docs/kubernetes.md)
   --log-level LEVEL    debug|info|warn|error (default info)`,
     options: {
@@ -60,6 +66,7 @@ The serving certificate is re-read when --cert/--key change (no restart).
       'ca-dir': { type: 'string' },
       'cert-ttl': { type: 'string' },
       'spiffe-id': { type: 'string' },
+      'dns-name': { type: 'string', multiple: true },
       config: { type: 'string' },
       'log-level': { type: 'string' },
     },
