@@ -59,11 +59,26 @@ function rssMb(pid: number | undefined): number {
   return m ? Math.round((Number(m[1]) / 1024) * 10) / 10 : NaN;
 }
 
-async function load(port: number, seconds: number, connections: number): Promise<{ rps: number; p50_ms: number; p99_ms: number; errors: number }> {
+/** CPU time (user + system) a process has used, in ms (from /proc, clock ticks of 10 ms). */
+function cpuMs(pid: number | undefined): number {
+  if (!pid) return NaN;
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+
+/**
+ * Load through `port`. Besides requests/s and latency it reports the CPU the
+ * proxy processes `pids` spent per 1000 requests: on a shared, noisy machine
+ * that ratio is far steadier than requests/s.
+ */
+async function load(port: number, seconds: number, connections: number, pids: Array<number | undefined> = []): Promise<{ rps: number; p50_ms: number; p99_ms: number; errors: number; proxy_cpu_ms_per_1k_req?: number }> {
   // A short warm-up so JIT, session caches and connection pools are in steady state.
   await autocannon({ url: `http://127.0.0.1:${port}/`, connections, duration: 1 });
+  const before = pids.reduce<number>((a, p) => a + cpuMs(p), 0);
   const r = await autocannon({ url: `http://127.0.0.1:${port}/`, connections, duration: seconds });
-  return { rps: Math.round(r.requests.average), p50_ms: r.latency.p50, p99_ms: r.latency.p99, errors: r.errors + r.non2xx + r.timeouts };
+  const used = pids.reduce<number>((a, p) => a + cpuMs(p), 0) - before;
+  const out = { rps: Math.round(r.requests.average), p50_ms: r.latency.p50, p99_ms: r.latency.p99, errors: r.errors + r.non2xx + r.timeouts };
+  return pids.length > 0 && r.requests.total > 0 ? { ...out, proxy_cpu_ms_per_1k_req: Math.round((used / (r.requests.total / 1000)) * 100) / 100 } : out;
 }
 
 function bulk(port: number): Promise<number> {
@@ -157,6 +172,7 @@ export async function run(flags: string[]): Promise<Record<string, unknown>> {
 
     // The haproxy pair, configured the same way (TCP mode, mTLS verified against the same root).
     let haproxyPort: number | undefined;
+    const haproxyPids: Array<number | undefined> = [];
     let haproxyBulkPort: number | undefined;
     let haproxyServerPort: number | undefined;
     const haproxyBin = spawnSync('sh', ['-c', 'command -v haproxy'], { encoding: 'utf8' }).stdout.trim();
@@ -180,15 +196,16 @@ export async function run(flags: string[]): Promise<Record<string, unknown>> {
       for (const cfg of ['server.cfg', 'client.cfg']) {
         const h = spawn(haproxyBin, ['-db', '-f', f(cfg)], { stdio: ['ignore', 'ignore', 'inherit'] });
         children.push(h);
+        haproxyPids.push(h.pid);
       }
       await new Promise((r) => setTimeout(r, 700));
     }
 
     // Side by side in one run, one path after the other with the same load settings.
     const direct = await load(appPort, seconds, connections);
-    const trellis = await load(clientOut, seconds, connections);
+    const trellis = await load(clientOut, seconds, connections, [server.child.pid, client.child.pid]);
     const loaded = { server: rssMb(server.child.pid), client: rssMb(client.child.pid) };
-    const haproxy = haproxyPort !== undefined ? await load(haproxyPort, seconds, connections) : null;
+    const haproxy = haproxyPort !== undefined ? await load(haproxyPort, seconds, connections, haproxyPids) : null;
 
     const bulkMbS = await bulk(clientBulkOut);
     const bulkDirect = await bulk(bulkPort);
@@ -203,6 +220,8 @@ export async function run(flags: string[]): Promise<Record<string, unknown>> {
       haproxy,
       rps_ratio_vs_haproxy: haproxy ? Math.round((trellis.rps / haproxy.rps) * 100) / 100 : null,
       p99_ratio_vs_haproxy: haproxy && haproxy.p99_ms > 0 ? Math.round((trellis.p99_ms / haproxy.p99_ms) * 100) / 100 : null,
+      cpu_per_request_ratio_vs_haproxy:
+        haproxy?.proxy_cpu_ms_per_1k_req && trellis.proxy_cpu_ms_per_1k_req ? Math.round((trellis.proxy_cpu_ms_per_1k_req / haproxy.proxy_cpu_ms_per_1k_req) * 100) / 100 : null,
       bulk_mb_s: bulkMbS,
       handshakes_per_s: hps,
       reference: { bulk_mb_s_direct: bulkDirect, bulk_mb_s_haproxy: bulkHaproxy, handshakes_per_s_haproxy: hpsHaproxy },
