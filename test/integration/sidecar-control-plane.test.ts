@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import type { ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { createServer, request, type Server } from 'node:http';
+import { Agent, createServer, request, type Server } from 'node:http';
 import { join } from 'node:path';
 import { freePort, makeTmpDir, trellisSpawn, trellisSync } from '@trellis/testkit';
 
@@ -72,7 +72,7 @@ describe('trellis sidecar with a real control plane (real processes, real gRPC a
     return p;
   };
   const startControlPlane = (): ChildProcess =>
-    spawnLogged(['control-plane', '--ca-dir', f('ca'), '--policy-dir', f('policies'), '--listen', `127.0.0.1:${port.cp}`, '--admin', `127.0.0.1:${port.cpAdmin}`]);
+    spawnLogged(['control-plane', '--ca-dir', f('ca'), '--policy-dir', f('policies'), '--revocations', f('revocations.yaml'), '--listen', `127.0.0.1:${port.cp}`, '--admin', `127.0.0.1:${port.cpAdmin}`]);
   const ready = async (adminPort: number): Promise<boolean> => (await get(adminPort, '/ready')).status === 200;
   const stat = async (adminPort: number, name: string): Promise<number> => {
     const m = new RegExp(`^${name} (\\S+)$`, 'm').exec((await get(adminPort, '/stats')).body);
@@ -89,6 +89,7 @@ describe('trellis sidecar with a real control plane (real processes, real gRPC a
       writeFileSync(f(`${name}.token`), t.stdout.trim() + '\n', { mode: 0o600 });
     }
     mkdirSync(f('policies'));
+    writeFileSync(f('revocations.yaml'), 'serials: []\nspiffeIds: []\n');
     writeFileSync(f('policies/shop.yaml'), POLICIES);
     app = createServer((req, res) => {
       const body = JSON.stringify({ path: req.url, xfcc: req.headers['x-forwarded-client-cert'] ?? null });
@@ -176,6 +177,40 @@ describe('trellis sidecar with a real control plane (real processes, real gRPC a
     await loop;
     expect(failures).to.deep.equal([]);
     expect(ok).to.be.greaterThan(10);
+  });
+
+  it('Should close an open connection of an identity the control plane revokes, and refuse it afterwards', async () => {
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    try {
+      const keepAliveGet = (): Promise<number> =>
+        new Promise((resolve, reject) => {
+          const req = request({ host: '127.0.0.1', port: port.webOut, path: '/kept', agent }, (res) => {
+            res.resume();
+            res.on('end', () => resolve(res.statusCode ?? 0));
+          });
+          req.on('error', reject);
+          req.end();
+        });
+      expect(await keepAliveGet()).to.equal(200);
+      const socketClosed = new Promise<void>((resolve) => {
+        const sockets = Object.values(agent.freeSockets).flat();
+        expect(sockets).to.have.length(1);
+        sockets[0]!.once('close', () => resolve());
+      });
+      writeFileSync(f('revocations.yaml'), `serials: []\nspiffeIds: ["${WEB}"]\n`);
+      await socketClosed;
+      await waitFor('the revocation to refuse new requests', async () => {
+        try {
+          await get(port.webOut!, '/after');
+          return false;
+        } catch {
+          return true;
+        }
+      });
+      expect(await stat(port.cartAdmin!, 'trellis_refusals_total{direction="inbound",reason="revoked"}')).to.be.at.least(1);
+    } finally {
+      agent.destroy();
+    }
   });
 
   it('Should drain and exit 0 on SIGTERM', async () => {
