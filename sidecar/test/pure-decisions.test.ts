@@ -1,0 +1,70 @@
+import { expect } from 'chai';
+import { SidecarState, classifyFirstBytes, resolveTarget, upstreamHeaders, verifyPeer, makeRevocations, type LeafFacts } from './helpers/harness';
+
+describe('classifyFirstBytes (PERMISSIVE sniffing)', () => {
+  const cases: Array<[string, number[], string]> = [
+    ['a TLS 1.0-style ClientHello record header', [0x16, 0x03, 0x01, 0x02, 0x00], 'tls'],
+    ['a TLS 1.2/1.3 record header', [0x16, 0x03, 0x03], 'tls'],
+    ['an HTTP request', [...Buffer.from('GET / HTTP/1.1')], 'plaintext'],
+    ['a handshake byte followed by something other than a version', [0x16, 0x04], 'plaintext'],
+    ['a lone handshake byte', [0x16], 'need-more'],
+    ['nothing yet', [], 'need-more'],
+    ['a Redis inline command', [...Buffer.from('PING\r\n')], 'plaintext'],
+  ];
+  for (const [what, bytes, want] of cases) {
+    it(`Should classify ${what} as ${want}`, () => {
+      expect(classifyFirstBytes(Buffer.from(bytes))).to.equal(want);
+    });
+  }
+});
+
+describe('resolveTarget (outbound destination and allowed identities)', () => {
+  const st = new SidecarState();
+  st.update({
+    endpoints: {
+      payments: { addresses: ['10.0.0.1:9001', '10.0.0.2:9001'], spiffeIds: ['spiffe://td/ns/pay/sa/api'] },
+      'ledger:9002': { addresses: ['10.0.1.1:9002'], spiffeIds: ['spiffe://td/ns/fin/sa/ledger'] },
+      empty: { addresses: [], spiffeIds: [] },
+    },
+  });
+  const snap = st.current();
+
+  it('Should round-robin over the listed addresses and allow only the listed identities', () => {
+    const a = resolveTarget({ kind: 'service', service: 'payments' }, snap, 0);
+    const b = resolveTarget({ kind: 'service', service: 'payments' }, snap, 1);
+    expect(a).to.deep.equal({ address: '10.0.0.1:9001', spiffeIds: ['spiffe://td/ns/pay/sa/api'] });
+    expect(b).to.deep.equal({ address: '10.0.0.2:9001', spiffeIds: ['spiffe://td/ns/pay/sa/api'] });
+  });
+
+  it('Should prefer a service:port entry and otherwise use the port asked for', () => {
+    expect(resolveTarget({ kind: 'service', service: 'ledger', port: 9002 }, snap, 0)).to.deep.equal({ address: '10.0.1.1:9002', spiffeIds: ['spiffe://td/ns/fin/sa/ledger'] });
+    expect(resolveTarget({ kind: 'service', service: 'payments', port: 8443 }, snap, 0)).to.deep.equal({ address: '10.0.0.1:8443', spiffeIds: ['spiffe://td/ns/pay/sa/api'] });
+  });
+
+  it('Should fail closed for an unknown or empty service', () => {
+    expect(resolveTarget({ kind: 'service', service: 'nope' }, snap, 0)).to.have.property('error');
+    expect(resolveTarget({ kind: 'service', service: 'empty' }, snap, 0)).to.have.property('error');
+  });
+
+  it('Should use an explicit target as given', () => {
+    expect(resolveTarget({ kind: 'explicit', address: '1.2.3.4:5', spiffeId: 'spiffe://td/ns/a/sa/b' }, snap, 7)).to.deep.equal({ address: '1.2.3.4:5', spiffeIds: ['spiffe://td/ns/a/sa/b'] });
+  });
+});
+
+describe('upstreamHeaders (what the app receives on /http ports)', () => {
+  it('Should drop a client-sent x-forwarded-client-cert and hop-by-hop headers, and add ours', () => {
+    const out = upstreamHeaders({ host: 'cart', 'x-forwarded-client-cert': 'URI=spiffe://evil', connection: 'keep-alive', 'keep-alive': 'timeout=5', upgrade: 'h2c', 'x-request-id': 'abc' }, 'By=a;URI=b');
+    expect(out).to.deep.equal({ host: 'cart', 'x-request-id': 'abc', 'x-forwarded-client-cert': 'By=a;URI=b' });
+  });
+
+  it('Should send no x-forwarded-client-cert at all for a plaintext peer', () => {
+    expect(upstreamHeaders({ host: 'cart', 'x-forwarded-client-cert': 'URI=spiffe://evil' }, undefined)).to.deep.equal({ host: 'cart' });
+  });
+});
+
+describe('verifyPeer', () => {
+  it('Should refuse when no certificate was presented', () => {
+    const v = verifyPeer(undefined as LeafFacts | undefined, { trustDomains: new Set(['td']), revocations: makeRevocations(), now: new Date() });
+    expect(v).to.deep.include({ ok: false, reason: 'no_certificate' });
+  });
+});
