@@ -72,7 +72,7 @@ describe('trellis sidecar with a real control plane (real processes, real gRPC a
     return p;
   };
   const startControlPlane = (): ChildProcess =>
-    spawnLogged(['control-plane', '--ca-dir', f('ca'), '--policy-dir', f('policies'), '--revocations', f('revocations.yaml'), '--listen', `127.0.0.1:${port.cp}`, '--admin', `127.0.0.1:${port.cpAdmin}`]);
+    spawnLogged(['control-plane', '--ca-dir', f('ca'), '--policy-dir', f('policies'), '--revocations', f('revocations.yaml'), '--svid-ttl', '1m', '--listen', `127.0.0.1:${port.cp}`, '--admin', `127.0.0.1:${port.cpAdmin}`]);
   const ready = async (adminPort: number): Promise<boolean> => (await get(adminPort, '/ready')).status === 200;
   const stat = async (adminPort: number, name: string): Promise<number> => {
     const m = new RegExp(`^${name} (\\S+)$`, 'm').exec((await get(adminPort, '/stats')).body);
@@ -101,7 +101,8 @@ describe('trellis sidecar with a real control plane (real processes, real gRPC a
 
     cp = startControlPlane();
     await waitFor('the control plane', async () => logs.get(cp)!.includes('control plane ready'));
-    const common = ['--control-plane', `127.0.0.1:${port.cp}`, '--ca-bundle', f('ca/root.pem'), '--namespace', 'shop', '--drain', '2s'];
+    // 1-minute SVIDs renewed at 5% ± 1% of their lifetime: a rotation every ~3 s.
+    const common = ['--control-plane', `127.0.0.1:${port.cp}`, '--ca-bundle', f('ca/root.pem'), '--namespace', 'shop', '--drain', '2s', '--rotate-at', '0.05', '--rotate-jitter', '0.01'];
     cartSidecar = spawnLogged(['sidecar', ...common, '--token-file', f('cart.token'), '--service', 'cart', '--service-account', 'cart', '--labels', 'app=cart',
       '--inbound', `127.0.0.1:${port.cartIn}=${port.app}/http`, '--admin', `127.0.0.1:${port.cartAdmin}`]);
     // The web sidecar takes its settings from the environment, as injection may pass them.
@@ -134,6 +135,39 @@ describe('trellis sidecar with a real control plane (real processes, real gRPC a
     const body = JSON.parse(r.body) as { path: string; xfcc: string };
     expect(body.path).to.equal('/items');
     expect(body.xfcc).to.match(new RegExp(`^By=${CART};Hash=[0-9a-f]{64};URI=${WEB}$`));
+  });
+
+  it('Should rotate both SVIDs every few seconds under continuous traffic with zero failed requests, resuming TLS sessions', async () => {
+    const rotations = async (): Promise<number[]> => [
+      await stat(port.webAdmin!, 'trellis_certificate_rotations_total{result="ok"}'),
+      await stat(port.cartAdmin!, 'trellis_certificate_rotations_total{result="ok"}'),
+    ];
+    const serial = async (adminPort: number): Promise<string> => (JSON.parse((await get(adminPort, '/config_dump')).body) as { identity: { serial: string } }).identity.serial;
+    const start = await rotations();
+    const serialsBefore = [await serial(port.webAdmin!), await serial(port.cartAdmin!)];
+    const failures: string[] = [];
+    let ok = 0;
+    const deadline = Date.now() + 20_000;
+    let now = start;
+    while (Date.now() < deadline && (now[0]! < start[0]! + 2 || now[1]! < start[1]! + 2)) {
+      for (let i = 0; i < 20; i++) {
+        try {
+          const r = await get(port.webOut!, '/rotate');
+          if (r.status === 200) ok++;
+          else failures.push(`status ${r.status}`);
+        } catch (err) {
+          failures.push((err as Error).message);
+        }
+      }
+      now = await rotations();
+    }
+    expect(failures).to.deep.equal([]);
+    expect(now[0]).to.be.at.least(start[0]! + 2);
+    expect(now[1]).to.be.at.least(start[1]! + 2);
+    expect(await serial(port.webAdmin!)).to.not.equal(serialsBefore[0]);
+    expect(await serial(port.cartAdmin!)).to.not.equal(serialsBefore[1]);
+    expect(ok).to.be.greaterThan(20);
+    expect(await stat(port.webAdmin!, 'trellis_handshakes_total{direction="outbound",result="resumed"}')).to.be.greaterThan(0);
   });
 
   it('Should answer 403 when the pushed AuthorizationPolicy does not allow the method', async () => {

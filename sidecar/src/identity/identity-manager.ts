@@ -17,6 +17,8 @@ import { DEFAULT_ROTATION, nextRotation, retryDelay, type RotationPolicy } from 
 
 const generateKeyPairAsync = promisify(generateKeyPair);
 const MAX_TIMER_MS = 2 ** 31 - 1;
+/** The shortest time between installing an SVID and renewing it, so a misconfiguration cannot renew in a tight loop. */
+const MIN_ROTATION_MS = 1000;
 
 /** What the issuer returns: the chain for our CSR, leaf first. */
 export interface IssuedChain {
@@ -111,8 +113,14 @@ export class IdentityManager {
   private schedule(creds: Credentials): void {
     if (this.stopped) return;
     const now = this.deps.clock();
-    const at = nextRotation(now, creds.notBefore, creds.notAfter, this.deps.rotation ?? DEFAULT_ROTATION, this.random());
-    this.setTimer(at.getTime() - now.getTime());
+    // The lifetime counts from when the certificate could first be used here:
+    // CAs back-date notBefore for clock skew (ours by 60 s), which would
+    // otherwise put the renewal of a short-lived SVID in the past and renew in
+    // a loop. And never renew sooner than MIN_ROTATION_MS after installing.
+    const start = new Date(Math.max(creds.notBefore.getTime(), now.getTime()));
+    const at = nextRotation(now, start, creds.notAfter, this.deps.rotation ?? DEFAULT_ROTATION, this.random());
+    const delay = Math.max(at.getTime() - now.getTime(), Math.min(MIN_ROTATION_MS, creds.notAfter.getTime() - now.getTime()));
+    this.setTimer(delay);
     if (this.expiryTimer) clearTimeout(this.expiryTimer);
     this.expiryTimer = setTimeout(() => this.checkExpiry(creds), Math.min(MAX_TIMER_MS, Math.max(0, creds.notAfter.getTime() - now.getTime()) + 1));
     this.expiryTimer.unref();
