@@ -105,7 +105,10 @@ export async function runSidecar(config: SidecarConfig, deps: RunSidecarDeps): P
       namespace: config.namespace,
       labels: { ...config.labels },
       service: config.service,
-      inboundPorts: config.inbound.map((l) => l.appPort),
+      // Announce the ports that accept mTLS (our listeners): peers can always dial those. In a pod
+      // with the iptables redirect, dialing an app port lands on the same listener, and an outbound
+      // SERVICE:PORT substitutes that port; without a redirect (trellis up) only the listener is safe.
+      inboundPorts: config.inbound.map((l) => l.port),
       address: config.podIp,
     },
     controlPlaneSpiffeId: config.controlPlaneSpiffeId,
