@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { TestCa } from '@trellis/testkit';
+import { TestCa, freePort } from '@trellis/testkit';
 import { IdentityManager, Sidecar, makeTrustBundle, sharedAuthorizer, silentAuthz } from './helpers/harness';
 import { bundleOf, credentialsFrom, httpGet, signCsr, startHttpApp, tlsExchange, tcpExchange, startEchoApp } from './helpers/fixture';
 
@@ -51,6 +51,12 @@ describe('Outbound by service endpoints', function () {
     const r = await httpGet(client.outbound[0]!.port, '/x');
     expect(r.status).to.equal(200);
     expect((JSON.parse(r.body) as { xfcc: string }).xfcc).to.contain(`URI=${WEB}`);
+  });
+
+  it('Should move on to the next endpoint when one refuses connections, so no request fails', async () => {
+    const dead = await freePort();
+    client.state.update({ endpoints: { cart: { addresses: [`127.0.0.1:${dead}`, `127.0.0.1:${server.inbound[0]!.port}`], spiffeIds: [CART] } } });
+    for (let i = 0; i < 4; i++) expect((await httpGet(client.outbound[0]!.port, `/try-${i}`)).status).to.equal(200);
   });
 
   it('Should refuse a server whose SPIFFE ID the endpoints do not list, whatever its hostname', async () => {

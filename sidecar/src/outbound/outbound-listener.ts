@@ -148,7 +148,27 @@ export class OutboundListener {
       this.sessions.clear();
       this.sessionEpoch = ctx;
     }
-    const dest = resolveTarget(this.spec.target, snap, this.rr++);
+    const pick = this.rr++;
+    const candidates = this.spec.target.kind === 'service' ? Math.max(1, this.endpointCount(snap)) : 1;
+    this.dial(app, snap, ctx, pick, candidates);
+  }
+
+  private endpointCount(snap: SidecarSnapshot): number {
+    const t = this.spec.target;
+    if (t.kind !== 'service') return 1;
+    const e = (t.port !== undefined ? snap.endpoints[`${t.service}:${t.port}`] : undefined) ?? snap.endpoints[t.service];
+    return e?.addresses.length ?? 0;
+  }
+
+  /**
+   * Opens mTLS to the `pick`-th endpoint. A connection that fails before the
+   * handshake completes (refused, reset) moves on to the next endpoint, up to
+   * `attemptsLeft` in all, since no application byte has been sent yet.
+   */
+  private dial(app: Socket, snap: SidecarSnapshot, ctx: SecureContext, pick: number, attemptsLeft: number): void {
+    const { metrics, clock } = this.deps;
+    if (app.destroyed) return;
+    const dest = resolveTarget(this.spec.target, snap, pick);
     if ('error' in dest) return this.refuse(app, 'no_endpoint', dest.error);
     const { host, port } = splitHostPort(dest.address);
     const tls: TLSSocket = tlsConnect({
@@ -179,7 +199,12 @@ export class OutboundListener {
       if (secured) return;
       metrics.handshakes.inc({ direction: 'outbound', result: 'error' });
       this.sessions.delete(dest.address);
-      this.refuse(app, err.code === 'ECONNREFUSED' ? 'upstream_unreachable' : 'handshake_failed', err.code ?? err.message);
+      const unreachable = err.code === 'ECONNREFUSED' || err.code === 'ECONNRESET' || err.code === 'EHOSTUNREACH' || err.code === 'ETIMEDOUT';
+      if (unreachable && attemptsLeft > 1) {
+        this.deps.logger.debug('outbound endpoint unreachable; trying the next one', { address: dest.address, code: err.code });
+        return this.dial(app, snap, ctx, pick + 1, attemptsLeft - 1);
+      }
+      this.refuse(app, unreachable ? 'upstream_unreachable' : 'handshake_failed', err.code ?? err.message);
     });
     tls.once('secureConnect', () => {
       clearTimeout(timer);
