@@ -75,12 +75,14 @@ export async function startControlPlane(opts: ControlPlaneOptions, deps: Control
   tls.setCa(initial.rootsPem.join('\n'));
 
   let ownNotBefore = new Date(0);
+  let ownInstalledAt = 0;
   let ownNotAfter = new Date(0);
   const renewOwn = async (): Promise<void> => {
     const { keyPem, csrDer } = await createKeyAndCsr(spiffeId);
     const issued = await deps.authority.issue({ csr: csrDer, spiffeId, ttlSeconds: opts.svidTtlSeconds, requester: 'control-plane' });
     tls.setIdentity(issued.chainPem, keyPem);
     ownNotBefore = new Date(issued.notBefore);
+    ownInstalledAt = nowMs();
     ownNotAfter = new Date(issued.notAfter);
     log.info('control plane certificate issued', { spiffeId, serial: issued.serialHex, notAfter: ownNotAfter.toISOString() });
   };
@@ -141,7 +143,7 @@ export async function startControlPlane(opts: ControlPlaneOptions, deps: Control
           log.info('trust bundle changed', { roots: b.rootsPem.length });
         }
         loadRevocations();
-        if (shouldRotate(nowMs(), ownNotBefore, ownNotAfter)) await renewOwn();
+        if (shouldRotate(nowMs(), ownNotBefore, ownNotAfter, ownInstalledAt)) await renewOwn();
       } catch (err) {
         log.error('refresh failed; serving the previous state', { error: err });
       } finally {

@@ -14,9 +14,14 @@ export function controlPlaneSpiffeId(trustDomain: string): string {
   return `spiffe://${trustDomain}/ns/trellis-system/sa/trellis-control-plane`;
 }
 
-/** True once half of the certificate's lifetime has passed (fails towards rotating). */
-export function shouldRotate(nowMs: number, notBefore: Date, notAfter: Date): boolean {
-  const nb = notBefore.getTime();
+/**
+ * True once half of the certificate's usable lifetime has passed (fails towards rotating).
+ * The window starts at `installedAtMs` when that is later than notBefore: the CA back-dates
+ * notBefore by a clock-skew allowance, which for a one-minute certificate would otherwise
+ * put the half-way point at the moment of issue and renew it in a loop.
+ */
+export function shouldRotate(nowMs: number, notBefore: Date, notAfter: Date, installedAtMs = 0): boolean {
+  const nb = Math.max(notBefore.getTime(), installedAtMs);
   const na = notAfter.getTime();
   if (!(na > nb)) return true;
   return nowMs >= nb + (na - nb) / 2;
