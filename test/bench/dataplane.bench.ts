@@ -7,7 +7,9 @@
  *   haproxy  autocannon → client haproxy ═mTLS═ server haproxy → app  (Debian haproxy, one thread each)
  * plus single-stream bulk throughput through the Trellis pair, new mTLS
  * handshakes per second against the server sidecar, and each sidecar's idle
- * and loaded RSS; the same bulk and handshake measures direct and through
+ * and loaded RSS (plus the idle RSS of the real `trellis sidecar` binary,
+ * which also loads every other CLI command); the same bulk and handshake
+ * measures direct and through
  * haproxy are reported under `reference` so the machine's noise can be read
  * off as ratios. Both proxy pairs run in TCP mode with the same TestCa
  * certificates and verify the peer against the same root.
@@ -21,7 +23,7 @@ import { readFileSync } from 'node:fs';
 import { connect as netConnect } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { join } from 'node:path';
-import { TestCa, freePort, makeTmpDir } from '@trellis/testkit';
+import { TestCa, freePort, makeTmpDir, trellisSpawn } from '@trellis/testkit';
 
 interface CannonResult {
   requests: { average: number; total: number };
@@ -214,6 +216,19 @@ export async function run(flags: string[]): Promise<Record<string, unknown>> {
     const hps = await handshakesPerSecond(serverIn, clientCreds, 3);
     const hpsHaproxy = haproxyServerPort !== undefined ? await handshakesPerSecond(haproxyServerPort, clientCreds, 3) : null;
 
+    // The real `trellis sidecar` binary, idle (no control plane reachable): what a pod pays.
+    let binaryIdle = NaN;
+    {
+      writeFileSync(join(tmp.dir, 'root-bootstrap.pem'), ca.root.pem);
+      writeFileSync(join(tmp.dir, 'token'), 'unused\n');
+      const deadPort = await freePort();
+      const bin = trellisSpawn(['sidecar', '--control-plane', `127.0.0.1:${deadPort}`, '--ca-bundle', join(tmp.dir, 'root-bootstrap.pem'), '--token-file', join(tmp.dir, 'token'),
+        '--namespace', 'bench', '--service', 'bench', '--inbound', `127.0.0.1:0=${appPort}`, '--admin', '127.0.0.1:0', '--log-level', 'error']);
+      children.push(bin);
+      await new Promise((r) => setTimeout(r, 2500));
+      binaryIdle = rssMb(bin.pid);
+    }
+
     return {
       direct,
       trellis,
@@ -226,7 +241,7 @@ export async function run(flags: string[]): Promise<Record<string, unknown>> {
       handshakes_per_s: hps,
       reference: { bulk_mb_s_direct: bulkDirect, bulk_mb_s_haproxy: bulkHaproxy, handshakes_per_s_haproxy: hpsHaproxy },
       idle_rss_mb: Math.max(idle.server, idle.client),
-      rss_mb: { idle, loaded },
+      rss_mb: { idle, loaded, trellis_binary_idle: binaryIdle },
       load: { tool: 'autocannon', connections, seconds, mode: 'tcp' },
       ...(notes.length ? { notes } : {}),
     };
