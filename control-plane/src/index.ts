@@ -70,7 +70,9 @@ export {
   addRevocation, liftRevocation, pruneRevocations, revocationsResource, isRenewalRefused, EMPTY_REVOCATIONS,
 } from './lifecycle/revocation-list';
 export type { RevocationEntry, RevocationList } from './lifecycle/revocation-list';
-export { loadRevocationStore, saveRevocationStore, REVOCATIONS_FILE } from './lifecycle/revocation-store';
+export { loadRevocationStore, saveRevocationStore, revokeInCaDir, liftInCaDir, REVOCATIONS_FILE } from './lifecycle/revocation-store';
+export { auditLifecycle } from './lifecycle/lifecycle-audit';
+export type { LifecycleEvent } from './lifecycle/lifecycle-audit';
 export { parseFederationConfig, loadFederatedBundle, federationDecision } from './lifecycle/federation';
 export type { FederationEntry } from './lifecycle/federation';
 export { buildCheckReport, caDirCheckItems, checkExitCode } from './lifecycle/check-report';

@@ -4,17 +4,7 @@
  * @trellis/control-plane's lifecycle module.
  */
 import { join, resolve } from 'node:path';
-import {
-  addRevocation,
-  liftRevocation,
-  loadRevocationStore,
-  pruneRevocations,
-  readAuditLog,
-  REVOCATIONS_FILE,
-  revocationsResource,
-  saveRevocationStore,
-  CA_FILES,
-} from '@trellis/control-plane';
+import { liftInCaDir, loadRevocationStore, pruneRevocations, REVOCATIONS_FILE, revocationsResource, revokeInCaDir } from '@trellis/control-plane';
 import { UsageError } from '@trellis/shared';
 import type { Command } from '../command';
 import { flag, optionalString, outputFormat, requiredString } from '../flags';
@@ -34,7 +24,7 @@ certificate has expired (expiry from DIR/audit.log); a SPIFFE ID stays until --l
       const caDir = resolve(ctx.cwd, requiredString(ctx, 'ca-dir'));
       const path = join(caDir, REVOCATIONS_FILE);
       const now = new Date();
-      let list = pruneRevocations(loadRevocationStore(path), now);
+      const list = pruneRevocations(loadRevocationStore(path), now);
       if (flag(ctx, 'list')) {
         if (outputFormat(ctx) === 'json') ctx.stdout.write(JSON.stringify({ entries: list.entries, pushed: revocationsResource(list, now) }) + '\n');
         else if (list.entries.length === 0) ctx.stdout.write('nothing is revoked\n');
@@ -45,14 +35,11 @@ certificate has expired (expiry from DIR/audit.log); a SPIFFE ID stays until --l
       if ((target.spiffeId === undefined) === (target.serial === undefined)) throw new UsageError('give exactly one of --spiffe-id or --serial (or --list)', { flag: 'spiffe-id' });
       const t = target.spiffeId !== undefined ? { spiffeId: target.spiffeId } : { serial: target.serial };
       if (flag(ctx, 'lift')) {
-        list = liftRevocation(list, t);
-        saveRevocationStore(path, list, now);
+        liftInCaDir(caDir, t, { now });
         ctx.stdout.write(`lifted ${target.spiffeId ?? target.serial}; ${path} updated\n`);
         return;
       }
-      list = addRevocation(list, t, { now, reason: optionalString(ctx, 'reason'), audit: readAuditLog(join(caDir, CA_FILES.auditLog)) });
-      saveRevocationStore(path, list, now);
-      const e = list.entries[list.entries.length - 1]!;
+      const { entry: e } = revokeInCaDir(caDir, t, { now, reason: optionalString(ctx, 'reason') });
       ctx.stdout.write(`revoked ${e.kind === 'serial' ? 'serial' : 'SPIFFE ID'} ${e.value} (${e.reason}); ${e.kind === 'serial' ? `listed until ${e.expiresAt ?? 'lifted'}` : 'listed until lifted'}\n  ${path} updated; a control plane watching it with --revocations pushes it to every sidecar\n`);
     },
   },

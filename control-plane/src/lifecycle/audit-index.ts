@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs';
 import type { AuditRecord } from '../ca/audit-log';
 
-/** The audit records that parsed, and how many lines did not. */
+/** The issuance records that parsed, and how many lines did not (lifecycle event lines are neither). */
 export interface AuditIndex {
   readonly records: readonly AuditRecord[];
   readonly badLines: number;
@@ -20,7 +20,8 @@ export function parseAuditLog(text: string): AuditIndex {
   for (const line of text.split('\n')) {
     if (line.trim() === '') continue;
     try {
-      const r = JSON.parse(line) as Partial<AuditRecord>;
+      const r = JSON.parse(line) as Partial<AuditRecord> & { event?: unknown };
+      if (typeof r.event === 'string') continue;
       if (typeof r.serial === 'string' && typeof r.spiffeId === 'string' && typeof r.notAfter === 'string' && typeof r.time === 'string' && !Number.isNaN(Date.parse(r.notAfter)) && !Number.isNaN(Date.parse(r.time))) {
         records.push(r as AuditRecord);
       } else badLines++;

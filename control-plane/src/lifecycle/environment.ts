@@ -11,6 +11,7 @@ import { CA_FILES, writeCaFiles } from '../ca/ca-dir';
 import { CaError, CaErrorCode } from '../ca/ca-error';
 import type { CaKeyType } from '../ca/key-types';
 import { createIntermediateCsr, generateCaKey, signIntermediateCsr } from './ca-material';
+import { auditLifecycle } from './lifecycle-audit';
 import { LifecycleError, LifecycleErrorCode } from './lifecycle-error';
 import { loadRootSigner } from './root-dir';
 
@@ -76,5 +77,6 @@ export async function createEnvironmentIntermediate(rootDir: string, outDir: str
     { name: ENVIRONMENT_FILE, contents: JSON.stringify({ name, trustDomain, createdAt: o.now.toISOString() }, null, 2) + '\n', mode: 0o644 },
   ];
   writeCaFiles(outDir, files);
+  auditLifecycle(outDir, 'environment.created', o.now, { name, trustDomain, notAfter: signed.notAfter.toISOString() });
   return { dir: outDir, name, trustDomain, intermediateNotAfter: signed.notAfter, files: files.map((f) => f.name) };
 }

@@ -19,6 +19,7 @@ import { CA_KEY_TYPES, describeKey, type CaKeyType } from '../ca/key-types';
 import { pemCertificates } from '../ca/pem';
 import { SIGNER_CONFIG_FILE } from '../hsm/signer-config';
 import { createIntermediateCsr, generateCaKey, signIntermediateCsr } from './ca-material';
+import { auditLifecycle } from './lifecycle-audit';
 import { LifecycleError, LifecycleErrorCode } from './lifecycle-error';
 import { loadRootSigner } from './root-dir';
 import { shouldActivateNextIntermediate, type TimingDecision } from './rotation-timing';
@@ -121,6 +122,7 @@ export async function prepareNextIntermediate(caDir: string, o: { keyType?: CaKe
     { name: CA_FILES.intermediateKey, contents: key.pem, mode: 0o600 },
     { name: CA_FILES.intermediateCsr, contents: csrPem, mode: 0o644 },
   ]);
+  auditLifecycle(caDir, 'intermediate.prepared', new Date(), { trustDomain: current.trustDomain, keyType });
   return { csrPem, csrPath, created: true, trustDomain: current.trustDomain };
 }
 
@@ -153,6 +155,7 @@ export function installNextIntermediate(caDir: string, certPem: string, o: { now
     { name: CA_FILES.intermediateCert, contents: cert.pem, mode: 0o644 },
     { name: CA_FILES.chain, contents: [cert, ...uppers].map((c) => c.pem).join(''), mode: 0o644 },
   ]);
+  auditLifecycle(caDir, 'intermediate.signed', o.now, { serial: cert.facts.serialHex, notAfter: cert.facts.notAfter.toISOString() });
   return cert;
 }
 
@@ -216,5 +219,6 @@ export function activateNextIntermediate(caDir: string, o: { now: Date; force?: 
     { name: CA_FILES.chain, contents: files.get(CA_FILES.chain)!, mode: 0o644 },
   ]);
   rmSync(nextDir, { recursive: true, force: true });
+  auditLifecycle(caDir, 'intermediate.activated', o.now, { serial: next.facts.serialHex, notAfter: next.facts.notAfter.toISOString(), replacedSerial: slots.current.cert.facts.serialHex, reason: decision.reason });
   return { activated: true, decision, current: next };
 }

@@ -25,6 +25,8 @@ export const LifecycleErrorCode = Object.freeze({
   ROTATION_GATED: 'TRELLIS_LIFECYCLE_ROTATION_GATED',
   /** A revocation names neither a valid SPIFFE ID nor a hex serial. */
   BAD_REVOCATION: 'TRELLIS_LIFECYCLE_BAD_REVOCATION',
+  /** The CA refuses to issue for a revoked SPIFFE ID until the entry is lifted. */
+  REVOKED: 'TRELLIS_LIFECYCLE_REVOKED',
   /** `revoke --lift` named an entry that is not on the list. */
   NOT_REVOKED: 'TRELLIS_LIFECYCLE_NOT_REVOKED',
   /** The federation config has a bad entry (path, trust domain, bundle). */

@@ -5,10 +5,12 @@
  * watcher reads it as it is.
  */
 import { readFileSync } from 'node:fs';
-import { basename, dirname } from 'node:path';
-import { writeCaFiles } from '../ca/ca-dir';
+import { basename, dirname, join } from 'node:path';
+import { CA_FILES, writeCaFiles } from '../ca/ca-dir';
+import { readAuditLog } from './audit-index';
+import { auditLifecycle } from './lifecycle-audit';
 import { LifecycleError, LifecycleErrorCode } from './lifecycle-error';
-import { EMPTY_REVOCATIONS, revocationsResource, type RevocationEntry, type RevocationList } from './revocation-list';
+import { addRevocation, EMPTY_REVOCATIONS, liftRevocation, pruneRevocations, revocationsResource, type RevocationEntry, type RevocationList } from './revocation-list';
 
 /** File name of the store inside the CA dir. */
 export const REVOCATIONS_FILE = 'revocations.json';
@@ -58,4 +60,23 @@ export function saveRevocationStore(path: string, list: RevocationList, now: Dat
   const view = revocationsResource(list, now);
   const doc = { version: 1, updatedAt: now.toISOString(), serials: view.serials, spiffeIds: view.spiffeIds, entries: list.entries };
   writeCaFiles(dirname(path), [{ name: basename(path), contents: JSON.stringify(doc, null, 2) + '\n', mode: 0o644 }]);
+}
+
+/** Revokes in the CA dir's store (pruned first), writes it and the audit line; returns the new list and its entry. */
+export function revokeInCaDir(caDir: string, target: { spiffeId?: string; serial?: string }, o: { now: Date; reason?: string }): { list: RevocationList; entry: RevocationEntry } {
+  const path = join(caDir, REVOCATIONS_FILE);
+  const list = addRevocation(pruneRevocations(loadRevocationStore(path), o.now), target, { now: o.now, reason: o.reason, audit: readAuditLog(join(caDir, CA_FILES.auditLog)) });
+  saveRevocationStore(path, list, o.now);
+  const entry = list.entries[list.entries.length - 1]!;
+  auditLifecycle(caDir, 'revocation.added', o.now, { kind: entry.kind, value: entry.value, reason: entry.reason, expiresAt: entry.expiresAt });
+  return { list, entry };
+}
+
+/** Lifts an entry in the CA dir's store (NOT_REVOKED when absent), writes it and the audit line. */
+export function liftInCaDir(caDir: string, target: { spiffeId?: string; serial?: string }, o: { now: Date }): RevocationList {
+  const path = join(caDir, REVOCATIONS_FILE);
+  const list = liftRevocation(pruneRevocations(loadRevocationStore(path), o.now), target);
+  saveRevocationStore(path, list, o.now);
+  auditLifecycle(caDir, 'revocation.lifted', o.now, { value: target.spiffeId ?? target.serial ?? null });
+  return list;
 }

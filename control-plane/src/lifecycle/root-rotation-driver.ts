@@ -16,6 +16,7 @@ import { pemCertificates, toPem } from '../ca/pem';
 import { readAuditLog, unexpiredIssuedBefore } from './audit-index';
 import { createRootCertificate, generateCaKey } from './ca-material';
 import { activateNextIntermediate, prepareNextIntermediate, readCurrentIntermediate, signNextIntermediateWithRoot } from './intermediate-slots';
+import { auditLifecycle } from './lifecycle-audit';
 import { LifecycleError, LifecycleErrorCode } from './lifecycle-error';
 import { loadRootSigner } from './root-dir';
 import { advanceRootRotation, decideRootRotation, oldLeafCutoff, type ObservedProxy, type RootRotationState, type RotationDecision, type RotationObservation } from './root-rotation';
@@ -79,6 +80,7 @@ export async function startRootRotation(caDir: string, o: StartRotationOptions):
     reloadGraceSeconds: o.reloadGraceSeconds ?? 60,
   });
   saveRootRotationState(caDir, state);
+  auditLifecycle(caDir, 'root-rotation.started', o.now, { newRoot: root.cert.facts.subjectText, newRootSerial: root.cert.facts.serialHex, roots: oldRoots.length + 1 });
   return state;
 }
 
@@ -116,7 +118,10 @@ export async function stepRootRotation(caDir: string, proxies: readonly Observed
     writeCaFiles(caDir, [{ name: CA_FILES.rootCert, contents: state.newRootPem, mode: 0o644 }]);
   }
   const next = advanceRootRotation(state, decision.action, now);
-  if (next !== state) saveRootRotationState(caDir, next);
+  if (next !== state) {
+    saveRootRotationState(caDir, next);
+    auditLifecycle(caDir, decision.action === 'switch-intermediate' ? 'root-rotation.switched' : 'root-rotation.old-root-dropped', now, { phase: next.phase });
+  }
   return { state: next, decision, applied: decision.action };
 }
 

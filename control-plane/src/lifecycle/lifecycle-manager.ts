@@ -1,0 +1,117 @@
+/**
+ * The control plane's lifecycle timer: on every tick it reloads the CA when
+ * its dir changed, prepares / signs / activates the next intermediate when
+ * their time has come, and advances a root rotation whose gate is met. The
+ * decisions are the pure functions of this folder; this file only calls
+ * them on a timer and logs what happened. A failing step is logged and
+ * retried on the next tick; it never stops the control plane.
+ */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Logger } from '@trellis/shared';
+import { SIGNER_CONFIG_FILE } from '../hsm/signer-config';
+import { activateNextIntermediate, prepareNextIntermediate, readIntermediateSlots, signNextIntermediateWithRoot } from './intermediate-slots';
+import type { ReloadingAuthority } from './reloading-authority';
+import type { ObservedProxy } from './root-rotation';
+import { stepRootRotation } from './root-rotation-driver';
+import { loadRootRotationState } from './root-rotation-store';
+import { shouldPrepareNextIntermediate } from './rotation-timing';
+
+/** Settings of {@link startLifecycleManager}. */
+export interface LifecycleManagerOptions {
+  caDir: string;
+  /** The root (root.pem + root.key) when it is online; without it the next intermediate waits for `trellis ca sign-intermediate`. */
+  rootDir?: string;
+  /** Tick interval; default 1 s (ticks are cheap: a few stats unless something is due). */
+  intervalMs?: number;
+  intermediateValidityDays?: number;
+}
+
+/** Collaborators. */
+export interface LifecycleManagerDeps {
+  authority: ReloadingAuthority;
+  logger: Logger;
+  clock?: () => Date;
+  /** The connected sidecars and the bundle version each ACKed; null when unknown. */
+  proxies?: () => readonly ObservedProxy[] | null;
+}
+
+/** A running manager. */
+export interface LifecycleManager {
+  /** Runs one tick now (tests and the timer). */
+  tick(): Promise<void>;
+  stop(): void;
+}
+
+/** Starts the timer; the first tick runs at once. */
+export function startLifecycleManager(o: LifecycleManagerOptions, deps: LifecycleManagerDeps): LifecycleManager {
+  const clock = deps.clock ?? (() => new Date());
+  const log = deps.logger;
+  let running: Promise<void> | null = null;
+  let warnedWaiting = '';
+  let lastWaiting = '';
+
+  const intermediateStep = async (now: Date): Promise<boolean> => {
+    if (existsSync(join(o.caDir, SIGNER_CONFIG_FILE))) return false;
+    const slots = readIntermediateSlots(o.caDir);
+    if (slots.nextState === 'empty') {
+      if (!shouldPrepareNextIntermediate(now, slots.current.cert.facts).yes) return false;
+      const p = await prepareNextIntermediate(o.caDir);
+      log.info('next intermediate prepared', { csr: p.csrPath, currentNotAfter: slots.current.cert.facts.notAfter.toISOString() });
+      return intermediateStep(now);
+    }
+    if (slots.nextState === 'prepared') {
+      if (o.rootDir) {
+        const cert = await signNextIntermediateWithRoot(o.caDir, o.rootDir, { now, validityDays: o.intermediateValidityDays });
+        log.info('next intermediate signed with the online root', { notAfter: cert.facts.notAfter.toISOString() });
+        return intermediateStep(now);
+      }
+      if (warnedWaiting !== slots.nextCsrPath) {
+        warnedWaiting = slots.nextCsrPath ?? '';
+        log.warn('next intermediate waits for the offline root: run "trellis ca sign-intermediate" where the root lives, then "trellis ca activate-intermediate"', { csr: slots.nextCsrPath, currentNotAfter: slots.current.cert.facts.notAfter.toISOString() });
+      }
+      return false;
+    }
+    const r = activateNextIntermediate(o.caDir, { now });
+    if (r.activated) log.info('next intermediate activated', { notAfter: r.current.facts.notAfter.toISOString(), reason: r.decision.reason });
+    return r.activated;
+  };
+
+  const rotationStep = async (now: Date): Promise<boolean> => {
+    const state = loadRootRotationState(o.caDir);
+    if (!state || state.phase === 'done') return false;
+    const step = await stepRootRotation(o.caDir, deps.proxies ? deps.proxies() : null, now, { intermediateValidityDays: o.intermediateValidityDays });
+    if (step.applied !== 'none') log.info('root rotation advanced', { phase: step.state.phase, applied: step.applied });
+    else if (step.decision.waitingFor !== lastWaiting) log.info('root rotation waiting', { phase: step.state.phase, waitingFor: step.decision.waitingFor });
+    lastWaiting = step.decision.waitingFor;
+    return step.applied !== 'none';
+  };
+
+  const tick = (): Promise<void> => {
+    if (running) return running;
+    running = (async () => {
+      const now = clock();
+      for (const [what, step] of [['intermediate rotation', intermediateStep], ['root rotation', rotationStep]] as const) {
+        try {
+          await step(now);
+        } catch (err) {
+          log.error(`${what} step failed; retrying on the next tick`, { error: err });
+        }
+      }
+      await deps.authority.refresh();
+    })().finally(() => {
+      running = null;
+    });
+    return running;
+  };
+
+  void tick();
+  const timer = setInterval(() => void tick(), o.intervalMs ?? 1000);
+  timer.unref();
+  return {
+    tick,
+    stop() {
+      clearInterval(timer);
+    },
+  };
+}
