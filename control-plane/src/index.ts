@@ -77,3 +77,8 @@ export { parseFederationConfig, loadFederatedBundle, federationDecision } from '
 export type { FederationEntry } from './lifecycle/federation';
 export { buildCheckReport, caDirCheckItems, checkExitCode } from './lifecycle/check-report';
 export type { CheckReport, CheckItem, CheckSubject } from './lifecycle/check-report';
+export { ReloadingAuthority, openReloadingAuthority } from './lifecycle/reloading-authority';
+export type { ReloadingAuthorityDeps } from './lifecycle/reloading-authority';
+export { startLifecycleManager } from './lifecycle/lifecycle-manager';
+export type { LifecycleManager, LifecycleManagerOptions, LifecycleManagerDeps } from './lifecycle/lifecycle-manager';
+export { registerLifecycleGauges } from './lifecycle/lifecycle-metrics';

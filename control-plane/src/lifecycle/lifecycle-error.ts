@@ -21,8 +21,6 @@ export const LifecycleErrorCode = Object.freeze({
   BAD_INTERMEDIATE_CSR: 'TRELLIS_LIFECYCLE_BAD_INTERMEDIATE_CSR',
   /** A root rotation is already in progress (or none is, for an operation that needs one). */
   ROTATION_CONFLICT: 'TRELLIS_LIFECYCLE_ROTATION_CONFLICT',
-  /** The current phase's gate is not met yet; the rotation did not advance. */
-  ROTATION_GATED: 'TRELLIS_LIFECYCLE_ROTATION_GATED',
   /** A revocation names neither a valid SPIFFE ID nor a hex serial. */
   BAD_REVOCATION: 'TRELLIS_LIFECYCLE_BAD_REVOCATION',
   /** The CA refuses to issue for a revoked SPIFFE ID until the entry is lifted. */
