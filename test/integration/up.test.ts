@@ -1,0 +1,98 @@
+/**
+ * `trellis up` as a user runs it: the real binary, real child processes, the
+ * bundled example copied into a temp dir (the scenario edits its policy dir).
+ */
+import { expect } from 'chai';
+import { spawnSync } from 'node:child_process';
+import { cpSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { makeTmpDir, REPO_ROOT, trellisSpawn, trellisSync } from '@trellis/testkit';
+
+/** PIDs of processes whose command line mentions `marker`. */
+function processesMentioning(marker: string): number[] {
+  const r = spawnSync('ps', ['-eo', 'pid=,args='], { encoding: 'utf8' });
+  return r.stdout
+    .split('\n')
+    .filter((l) => l.includes(marker) && !l.includes('ps -eo'))
+    .map((l) => Number(l.trim().split(/\s+/)[0]));
+}
+
+function waitFor(read: () => string, pattern: RegExp, timeoutMs: number): Promise<RegExpExecArray> {
+  return new Promise((resolve, reject) => {
+    const deadline = Date.now() + timeoutMs;
+    const tick = (): void => {
+      const m = pattern.exec(read());
+      if (m) return resolve(m);
+      if (Date.now() > deadline) return reject(new Error(`timed out waiting for ${pattern}; output so far:\n${read().slice(-3000)}`));
+      setTimeout(tick, 200);
+    };
+    tick();
+  });
+}
+
+describe('trellis up (real binary, real children)', function () {
+  this.timeout(240_000);
+  let tmp: ReturnType<typeof makeTmpDir>;
+  let config: string;
+
+  before(() => {
+    tmp = makeTmpDir('trellis-up-');
+    cpSync(join(REPO_ROOT, 'examples'), join(tmp.dir, 'examples'), { recursive: true });
+    config = join(tmp.dir, 'examples', 'mesh.yaml');
+  });
+  after(() => tmp.cleanup());
+
+  it('Should pass every step of the example scenario and exit 0 with --once', () => {
+    const r = trellisSync(['up', '--config', config, '--state-dir', join(tmp.dir, 'state'), '--scenario', '--once'], { timeoutMs: 200_000 });
+    const steps = r.stdout.split('\n').filter((l) => /^(PASS|FAIL) step \d/.test(l));
+    expect(steps, r.stdout + r.stderr.slice(-4000)).to.have.length(5);
+    expect(steps.filter((l) => l.startsWith('FAIL')), r.stdout).to.deep.equal([]);
+    expect(r.stdout).to.contain('scenario: 5 passed, 0 failed');
+    expect(r.status).to.equal(0);
+    // Child logs are prefixed with the workload name.
+    expect(r.stderr).to.match(/^\[payments\/sidecar\] \{/m);
+    expect(processesMentioning(tmp.dir), 'no child may outlive trellis up').to.deep.equal([]);
+    // The CA was created once, with its key 0600, and the policy dir is as it was.
+    expect(existsSync(join(tmp.dir, 'state', 'ca', 'root.pem'))).to.equal(true);
+    expect(existsSync(join(tmp.dir, 'examples', 'policies', 'zz-scenario-allow-frontend.yaml'))).to.equal(false);
+  });
+
+  it('Should restart a child that dies, and stop every child on Ctrl-C', async () => {
+    const child = trellisSpawn(['up', '--config', config, '--state-dir', join(tmp.dir, 'state'), '--status-every', '1']);
+    let out = '';
+    let err = '';
+    child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    try {
+      await waitFor(() => out, /press Ctrl-C to stop/, 90_000);
+      expect(err, 'the CA must be reused, not replaced').to.contain('"msg":"reusing CA"');
+      // The live status names each workload with its identity.
+      await waitFor(() => out, /ledger\s+yes\s+spiffe:\/\/trellis\.local\/ns\/shop\/sa\/ledger/, 30_000);
+      // Kill the ledger sidecar as a crash would.
+      const victim = processesMentioning(join(tmp.dir, 'state', 'workloads', 'ledger', 'token'));
+      expect(victim, 'the ledger sidecar process').to.have.length(1);
+      process.kill(victim[0]!, 'SIGKILL');
+      await waitFor(() => err, /"msg":"child exited","child":"ledger\/sidecar"/, 10_000);
+      await waitFor(() => err, /"msg":"restarting child","child":"ledger\/sidecar"/, 15_000);
+      await waitFor(() => out.slice(out.lastIndexOf('WORKLOAD')), /ledger\s+yes/, 60_000);
+      child.kill('SIGINT');
+      expect(await exited).to.equal(0);
+      expect(out).to.contain('trellis up: stopped every child');
+      expect(processesMentioning(tmp.dir), 'no child may outlive trellis up').to.deep.equal([]);
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL');
+    }
+  });
+
+  it('Should refuse a broken mesh file with every problem and its line, exit 1, and start nothing', () => {
+    const bad = join(tmp.dir, 'bad.yaml');
+    writeFileSync(bad, readFileSync(config, 'utf8').replace('svidTtl: 1m', 'svidTtl: soon').replace('namespace: shop\n    serviceAccount: payments', 'namespace: shop\n    colour: blue\n    serviceAccount: payments'));
+    const r = trellisSync(['up', '--config', bad, '--state-dir', join(tmp.dir, 'state2'), '--once']);
+    expect(r.status).to.equal(1);
+    expect(r.stderr).to.match(/bad\.yaml:6:\d+ svidTtl: /);
+    expect(r.stderr).to.match(/bad\.yaml:\d+:\d+ workloads\.1\.colour: unknown field "colour"/);
+    expect(r.stderr).to.contain('[TRELLIS_UP_BAD_CONFIG]');
+    expect(existsSync(join(tmp.dir, 'state2'))).to.equal(false);
+  });
+});
