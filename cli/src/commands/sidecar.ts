@@ -6,6 +6,7 @@ import { DiscoveryClient, SidecarError, parseSidecarConfig, runSidecar } from '@
 import type { Command } from '../command';
 import { optionalString } from '../flags';
 
+/** The `sidecar` command; the dispatcher discovers it. */
 export const commands: Command[] = [
   {
     name: 'sidecar',

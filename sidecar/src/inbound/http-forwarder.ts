@@ -35,6 +35,11 @@ export function forwardHttpRequest(opts: { appHost: string; appPort: number }): 
       },
     );
     up.setNoDelay(true);
+    // A client that goes away mid-request, or an app that resets mid-response,
+    // ends this exchange only: an unhandled stream error would end the process.
+    req.on('error', () => up.destroy());
+    res.on('error', () => up.destroy());
+    up.on('response', (upRes) => upRes.on('error', () => res.destroy()));
     up.on('error', () => {
       onUpstreamError();
       if (!res.headersSent) {

@@ -1,0 +1,75 @@
+import { expect } from 'chai';
+import { createServer, type Server } from 'node:http';
+import { connect as netConnect } from 'node:net';
+import { TestCa } from '@trellis/testkit';
+import { Sidecar, sharedAuthorizer, silentAuthz } from './helpers/harness';
+import { bundleOf, credentialsFrom, tcpExchange, tlsExchange } from './helpers/fixture';
+
+const TD = 'cluster.local';
+
+describe('Bad input on the data path never takes the sidecar down', function () {
+  this.timeout(20_000);
+  let ca: TestCa;
+  let app: Server;
+  let sc: Sidecar;
+  let httpPort: number;
+  let tcpPort: number;
+
+  before(async () => {
+    ca = await TestCa.create(TD);
+    // An app that reads slowly and sometimes resets mid-response.
+    app = createServer((req, res) => {
+      if (req.url === '/reset') {
+        res.writeHead(200, { 'content-length': 1000 });
+        res.write('partial');
+        setTimeout(() => req.socket.destroy(), 20);
+        return;
+      }
+      req.resume();
+      req.on('end', () => res.end('ok'));
+    });
+    await new Promise<void>((r) => app.listen(0, '127.0.0.1', () => r()));
+    const appPort = (app.address() as { port: number }).port;
+    sc = new Sidecar(
+      {
+        inbound: [
+          { host: '127.0.0.1', port: 0, appPort, http: true },
+          { host: '127.0.0.1', port: 0, appPort: appPort + 0, http: false },
+        ],
+        outbound: [],
+        workload: { namespace: 'shop', labels: {} },
+      },
+      { logger: silentAuthz.logger, authorize: sharedAuthorizer(), processMetrics: false },
+    );
+    sc.state.update({ credentials: await credentialsFrom(ca, `spiffe://${TD}/ns/shop/sa/cart`), bundle: bundleOf(ca), peerAuth: { mode: 'PERMISSIVE', portModes: {} }, authz: { policies: [] } });
+    await sc.start();
+    [httpPort, tcpPort] = sc.inbound.map((l) => l.port) as [number, number];
+  });
+
+  after(async () => {
+    await sc.stop(0);
+    app.close();
+  });
+
+  it('Should survive garbage, a truncated TLS record, aborted uploads and mid-response resets, and keep serving', async () => {
+    await tcpExchange(httpPort, 'NOT HTTP AT ALL\r\n\r\n', 1000);
+    await tcpExchange(tcpPort, Buffer.from([0x16, 0x03, 0x01, 0x00, 0xff, 0x01]).toString('latin1'), 500);
+    // An upload that stops half-way and disconnects.
+    await new Promise<void>((resolve) => {
+      const s = netConnect({ host: '127.0.0.1', port: httpPort }, () => {
+        s.write('POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n' + 'a'.repeat(5000));
+        setTimeout(() => {
+          s.destroy();
+          resolve();
+        }, 50);
+      });
+      s.on('error', () => resolve());
+    });
+    await tcpExchange(httpPort, 'GET /reset HTTP/1.1\r\nHost: x\r\n\r\n', 1000);
+    await new Promise((r) => setTimeout(r, 100));
+    const client = await ca.issueLeaf(`spiffe://${TD}/ns/shop/sa/web`);
+    const r = await tlsExchange(httpPort, { client, ca: ca.root.pem, payload: 'GET /fine HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' });
+    expect(r.data).to.match(/^HTTP\/1\.1 200/);
+    expect(r.data).to.match(/ok$/);
+  });
+});
