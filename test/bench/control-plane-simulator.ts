@@ -30,6 +30,7 @@ const out = (o: unknown): void => {
 };
 
 let errors = 0;
+const errorsByCode: Record<string, number> = {};
 let certified = 0;
 const authzVersions: string[][] = [];
 const acceptedAt: number[] = [];
@@ -56,8 +57,10 @@ for (let i = 0; i < cfg.sidecars; i++) {
     if (baselineVersions && version !== baselineVersions[i]) acceptedAt[i] ??= Date.now();
     checkConverged();
   });
-  c.onStreamEnded(() => {
+  c.onStreamEnded((e) => {
     errors++;
+    const k = e.serverCode ?? `GRPC_${e.grpcCode}`;
+    errorsByCode[k] = (errorsByCode[k] ?? 0) + 1;
   });
   clients.push(c);
   c.start();
@@ -71,7 +74,7 @@ for (let i = 0; i < cfg.sidecars; i++) {
         const settle = setInterval(() => {
           if (authzVersions.every((v) => v.length > 0)) {
             clearInterval(settle);
-            out({ phase: 'certified', all_certified_ms: Date.now() - start, errors });
+            out({ phase: 'certified', all_certified_ms: Date.now() - start, errors, errors_by_code: errorsByCode, sim_cpu_s: process.cpuUsage().user / 1e6 });
           }
         }, 20);
       }

@@ -11,7 +11,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
-import { freePort, makeTmpDir, trellisSpawn, trellisSync } from '@trellis/testkit';
+import { freePort, makeTmpDir, TRELLIS_BIN, trellisSync } from '@trellis/testkit';
 
 const TD = 'bench.example';
 const ISSUER = 'https://kubernetes.default.svc';
@@ -20,6 +20,11 @@ function flagValue(flags: string[], name: string): string | undefined {
   const i = flags.findIndex((f) => f === name || f.startsWith(name + '='));
   if (i < 0) return undefined;
   return flags[i]!.includes('=') ? flags[i]!.split('=')[1] : flags[i + 1];
+}
+
+function cpuSeconds(pid: number): number {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(f[11]) + Number(f[12])) / 100;
 }
 
 function rssMb(pid: number, field: 'VmRSS' | 'VmHWM'): number {
@@ -56,10 +61,13 @@ export async function run(flags: string[]): Promise<Record<string, unknown>> {
     }
     const port = await freePort();
     const adminPort = await freePort();
-    const cp = trellisSpawn(
-      ['control-plane', '--ca-dir', caDir, '--policy-dir', policyDir, '--listen', `127.0.0.1:${port}`, '--admin', `127.0.0.1:${adminPort}`,
+    // BENCH_CP_NODE_ARGS (e.g. "--cpu-prof") profiles the control plane process.
+    const nodeArgs = (process.env.BENCH_CP_NODE_ARGS ?? '').split(' ').filter(Boolean);
+    const cp = spawn(
+      process.execPath,
+      [...nodeArgs, TRELLIS_BIN, 'control-plane', '--ca-dir', caDir, '--policy-dir', policyDir, '--listen', `127.0.0.1:${port}`, '--admin', `127.0.0.1:${adminPort}`,
         '--k8s-issuer', ISSUER, '--k8s-jwks', join(tmp.dir, 'jwks.json'), '--signing-concurrency', '8', '--signing-queue', String(Math.max(1000, Math.floor(n / 4))), '--log-level', 'warn'],
-      { stdio: ['ignore', 'ignore', 'pipe'] },
+      { stdio: ['ignore', 'ignore', 'pipe'], cwd: tmp.dir },
     );
     let cpErr = '';
     cp.stderr!.on('data', (d: Buffer) => {
@@ -86,10 +94,10 @@ export async function run(flags: string[]): Promise<Record<string, unknown>> {
       trustDomain: TD,
     })], { stdio: ['pipe', 'pipe', 'inherit'] });
     const lines = createInterface({ input: sim.stdout! });
-    const next = (phase: string): Promise<Record<string, number>> =>
+    const next = (phase: string): Promise<Record<string, any>> =>
       new Promise((resolve, reject) => {
         const onLine = (l: string): void => {
-          const m = JSON.parse(l) as Record<string, number> & { phase: string };
+          const m = JSON.parse(l) as Record<string, any> & { phase: string };
           if (m.phase === phase) {
             lines.off('line', onLine);
             resolve(m);
@@ -101,6 +109,7 @@ export async function run(flags: string[]): Promise<Record<string, unknown>> {
 
     const certified = await next('certified');
     const connectedMb = rssMb(cp.pid!, 'VmRSS');
+    const cpCpuCertified = cpuSeconds(cp.pid!);
     const converged = next('converged');
     const writtenAt = Date.now();
     writeFileSync(join(policyDir, 'bench.yaml'), `apiVersion: security.istio.io/v1
@@ -129,6 +138,9 @@ spec:
       sidecars: n,
       all_certified_s: Math.round(certified.all_certified_ms!) / 1000,
       errors: certified.errors,
+      errors_by_code: certified.errors_by_code,
+      control_plane_cpu_s: cpCpuCertified,
+      simulator_cpu_s: certified.sim_cpu_s,
       peak_rss_mb: Math.round(peakMb),
       kb_per_stream: Math.round(((connectedMb - baselineMb) * 1024) / n),
       converge_p50_ms: conv.converge_p50_ms,
@@ -136,6 +148,7 @@ spec:
       note: 'includes the 250 ms policy-dir poll and 100 ms push debounce',
     };
   } finally {
-    tmp.cleanup();
+    if (process.env.BENCH_CP_NODE_ARGS) process.stderr.write(`bench: control-plane profile left in ${tmp.dir}\n`);
+    else tmp.cleanup();
   }
 }
