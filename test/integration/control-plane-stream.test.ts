@@ -94,7 +94,7 @@ describe('control plane discovery stream (real process, real gRPC/TLS)', functio
 
     // An unrelated change (another namespace) does not re-send the rejected version.
     writeFileSync(join(policyDir, 'unrelated.yaml'), authz('elsewhere', 'other', 'app: x'));
-    await waitFor(async () => (await adminJson<{ generation: number }>(cp.admin, '/debug/policies')).generation >= 1, 'the policy to load');
+    await waitFor(async () => (await adminJson<{ files: Array<{ file: string; state: string }> }>(cp.admin, '/debug/policies')).files.some((f) => f.file.endsWith('unrelated.yaml') && f.state === 'ok'), 'the policy to load');
     const pushesAfter = await metric(cp.admin, 'trellis_discovery_pushes_total', 'type="authz"');
     expect(s.count('authz')).to.equal(1);
 

@@ -9,7 +9,8 @@ import {
   ControlPlaneError,
   ControlPlaneErrorCode,
   loadCertificateAuthority,
-  policyDirSource,
+  PolicyStore,
+  policyStoreSource,
   readConfigFile,
   resolveConfig,
   startControlPlane,
@@ -108,7 +109,9 @@ SIGTERM drains: streams end with UNAVAILABLE so sidecars fail over, then it exit
         }
         kubernetes = { issuer: cfg.kubernetes.issuer, audience: cfg.kubernetes.audience, jwks: jwks as { keys: [] } };
       }
-      const policy = policyDirSource(cfg.policyDir, { rootNamespace: cfg.rootNamespace, defaultMode: cfg.defaultMtlsMode, pollMs: 250, logger: logger.child({ component: 'policy' }) });
+      const store = new PolicyStore({ dir: cfg.policyDir, rootNamespace: cfg.rootNamespace }, { logger: logger.child({ component: 'policy' }), now: () => new Date() });
+      await store.start();
+      const policy = policyStoreSource(store, { rootNamespace: cfg.rootNamespace, defaultMode: cfg.defaultMtlsMode });
       const running = await startControlPlane(
         {
           caDir: cfg.caDir,
