@@ -145,7 +145,7 @@ spec:
       kb_per_stream: Math.round(((connectedMb - baselineMb) * 1024) / n),
       converge_p50_ms: conv.converge_p50_ms,
       converge_p99_ms: conv.converge_p99_ms,
-      note: 'includes the 250 ms policy-dir poll and 100 ms push debounce',
+      note: 'convergence includes the policy store debounce (100 ms) and the push debounce (100 ms)',
     };
   } finally {
     if (process.env.BENCH_CP_NODE_ARGS) process.stderr.write(`bench: control-plane profile left in ${tmp.dir}\n`);

@@ -5,9 +5,9 @@
  * RESOURCE_EXHAUSTED and a retry hint instead of falling over.
  */
 import { expect } from 'chai';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { makeTmpDir } from '@trellis/testkit';
+import { makeTmpDir, trellisSync } from '@trellis/testkit';
 import { adminJson, FakeSidecar, initCa, joinToken, startControlPlaneProcess, waitFor, TD, type ControlPlaneProcess } from './control-plane-harness';
 
 const TYPES = ['bundle', 'peer_authn', 'authz', 'revocations', 'endpoints'];
@@ -120,5 +120,26 @@ describe('control plane restart, replicas and overload (real processes)', functi
     expect((await fetch(`http://${cp.admin}/healthz`)).status).to.equal(200);
     for (const s of herd) s.stop();
     await cp.stop();
+  });
+
+  it('exits 1 on a bad config file, naming the file and every bad field', () => {
+    const file = join(tmp.dir, 'bad.yaml');
+    writeFileSync(file, 'svidTtl: soon\nlisten: 15012\nkubernetes:\n  audience: trellis\n');
+    const r = trellisSync(['control-plane', '--config', file, '--ca-dir', caDir, '--policy-dir', policyDir]);
+    expect(r.status).to.equal(1);
+    expect(r.stderr).to.include('TRELLIS_CP_CONFIG_INVALID');
+    for (const field of ['/svidTtl', '/listen', '/kubernetes']) expect(r.stderr).to.include(`${file}: ${field}`);
+  });
+
+  it('exits 1 when the configured trust domain is not the CA\'s', () => {
+    const r = trellisSync(['control-plane', '--ca-dir', caDir, '--policy-dir', policyDir, '--trust-domain', 'other.org', '--listen', '127.0.0.1:0', '--admin', '127.0.0.1:0']);
+    expect(r.status).to.equal(1);
+    expect(r.stderr).to.include('TRELLIS_CP_CONFIG_INVALID');
+  });
+
+  it('refuses to mint a join token outside the CA\'s trust domain (usage error, exit 2)', () => {
+    const r = trellisSync(['token', 'create', '--ca-dir', caDir, '--spiffe-id', 'spiffe://other.org/vm/x']);
+    expect(r.status).to.equal(2);
+    expect(r.stderr).to.include('trust domain');
   });
 });
