@@ -22,6 +22,7 @@ import { leafFacts } from '../identity/leaf-facts';
 import { verifyPeer, type PeerRefusal } from '../identity/peer-verifier';
 import { decide, type Authorizer, type Workload } from '../policy/authorizer';
 import { splice } from '../proxy/splice';
+import { directRead } from '../proxy/direct-read';
 import type { PeerAuthMode, SidecarSnapshot, SidecarState } from '../state/sidecar-state';
 import type { SidecarMetrics } from '../metrics/sidecar-metrics';
 import type { ConnectionTracker, TrackedConnection } from '../proxy/connection-tracker';
@@ -251,13 +252,14 @@ export class InboundListener {
       this.refuse(conn, 'authz_denied', d.reason);
       return;
     }
-    const app = netConnect({ host: this.deps.appHost ?? '127.0.0.1', port: this.spec.appPort, allowHalfOpen: true, noDelay: true });
+    const direct = directRead();
+    const app = netConnect({ host: this.deps.appHost ?? '127.0.0.1', port: this.spec.appPort, allowHalfOpen: true, noDelay: true, onread: direct.onread });
     tracked.sockets.push(app);
     app.once('error', () => {
       this.deps.metrics.refuse('inbound', 'app_unreachable');
     });
     conn.resume();
-    splice(conn, app);
+    splice(conn, app, undefined, { bDirect: direct });
   }
 
   private onHttpRequest(req: IncomingMessage, res: ServerResponse): void {

@@ -8,11 +8,12 @@
  * resumption and dropped when our credentials or the bundle change.
  */
 import { createServer as createNetServer, type Server, type Socket } from 'node:net';
-import { connect as tlsConnect, type SecureContext, type TLSSocket } from 'node:tls';
+import { connect as tlsConnect, type ConnectionOptions, type SecureContext, type TLSSocket } from 'node:tls';
 import type { Logger } from '@trellis/shared';
 import { leafFacts } from '../identity/leaf-facts';
 import { splitWorkloadSpiffeId, verifyPeer, type PeerVerdict } from '../identity/peer-verifier';
 import { splice } from '../proxy/splice';
+import { directRead } from '../proxy/direct-read';
 import type { SidecarSnapshot, SidecarState } from '../state/sidecar-state';
 import type { SidecarMetrics } from '../metrics/sidecar-metrics';
 import type { ConnectionTracker } from '../proxy/connection-tracker';
@@ -171,15 +172,18 @@ export class OutboundListener {
     const dest = resolveTarget(this.spec.target, snap, pick);
     if ('error' in dest) return this.refuse(app, 'no_endpoint', dest.error);
     const { host, port } = splitHostPort(dest.address);
+    const direct = directRead();
+    // `onread` is honoured by tls.connect (it builds the socket) though the typings omit it.
     const tls: TLSSocket = tlsConnect({
       host,
       port,
+      onread: direct.onread,
       secureContext: ctx,
       minVersion: 'TLSv1.2',
       session: this.sessions.get(dest.address)?.ticket,
       // The server is checked by SPIFFE ID after the handshake, never by hostname.
       checkServerIdentity: () => undefined,
-    });
+    } as ConnectionOptions);
     let verified: VerifiedServer | undefined;
     let ticket: Buffer | undefined;
     const remember = (): void => {
@@ -248,7 +252,7 @@ export class OutboundListener {
         metrics.bytes.inc({ direction: 'outbound', flow: 'tx' }, app.bytesWritten);
       });
       app.resume();
-      splice(app, tls);
+      splice(app, tls, undefined, { bDirect: direct });
     });
   }
 }

@@ -9,6 +9,7 @@
  * end rather than counted per chunk.
  */
 import type { Duplex } from 'node:stream';
+import type { DirectRead } from './direct-read';
 
 /** A socket-like stream with the counters net.Socket and tls.TLSSocket have. */
 export type ProxySocket = Duplex & { setNoDelay?(noDelay?: boolean): unknown; bytesRead?: number; bytesWritten?: number };
@@ -21,8 +22,14 @@ export interface SpliceResult {
   bToA: number;
 }
 
+/** How each side is read: by default a stream pipe; `direct` when the socket was opened with `directRead().onread`. */
+export interface SpliceOptions {
+  aDirect?: DirectRead;
+  bDirect?: DirectRead;
+}
+
 /** Joins `a` and `b`; calls `onDone` once when both are closed. */
-export function splice(a: ProxySocket, b: ProxySocket, onDone?: (r: SpliceResult) => void): void {
+export function splice(a: ProxySocket, b: ProxySocket, onDone?: (r: SpliceResult) => void, opts: SpliceOptions = {}): void {
   a.setNoDelay?.(true);
   b.setNoDelay?.(true);
   let closed = 0;
@@ -43,6 +50,17 @@ export function splice(a: ProxySocket, b: ProxySocket, onDone?: (r: SpliceResult
     done();
     if (!a.destroyed && !a.writableEnded) a.destroy();
   });
-  a.pipe(b);
-  b.pipe(a);
+  forward(a, b, opts.aDirect);
+  forward(b, a, opts.bDirect);
+}
+
+function forward(src: ProxySocket, dst: ProxySocket, direct: DirectRead | undefined): void {
+  if (!direct) {
+    src.pipe(dst);
+    return;
+  }
+  direct.attach(src, dst);
+  // With onread no 'data' flows through the stream, but 'end' still does.
+  src.once('end', () => dst.end());
+  src.resume();
 }
