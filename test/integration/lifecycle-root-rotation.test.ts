@@ -1,5 +1,5 @@
 /**
- * A full root rotation under continuous mTLS traffic, against a control
+ * An intermediate rotation and then a full root rotation under continuous mTLS traffic, against a control
  * plane running in this process (the real discovery server over loopback
  * gRPC/TLS, with the lifecycle manager and the reloading CA) and sidecars
  * speaking the real discovery protocol. The rotation is started with the
@@ -41,7 +41,7 @@ function rootsOf(s: FakeSidecar): string {
   return (b?.rootsPem ?? []).join('\n');
 }
 
-describe('root rotation under traffic (in-process control plane, real gRPC/TLS and mTLS)', function () {
+describe('intermediate and root rotation under traffic (in-process control plane, real gRPC/TLS and mTLS)', function () {
   this.timeout(180_000);
   let tmp: { dir: string; cleanup: () => void };
   let caDir: string;
@@ -85,13 +85,24 @@ describe('root rotation under traffic (in-process control plane, real gRPC/TLS a
   });
 
   after(async () => {
+    traffic = false;
+    await loop;
+    await renewals;
     for (const s of sidecars) s.stop();
     server?.close();
     if (plane) await stopPlane(plane);
     tmp?.cleanup();
   });
 
-  it('rotates the root through all three phases with a restart in the middle, and no handshake between sidecars fails', async () => {
+  let web: FakeSidecar;
+  let cart: FakeSidecar;
+  let ok = 0;
+  const failures: string[] = [];
+  let traffic = false;
+  let loop: Promise<void> = Promise.resolve();
+  let renewals: Promise<void> = Promise.resolve();
+
+  before(async () => {
     const make = (name: string): FakeSidecar => {
       const id = `spiffe://${TD}/ns/shop/sa/${name}`;
       const token = joinToken(caDir, id, ['--uses', '10']);
@@ -99,8 +110,8 @@ describe('root rotation under traffic (in-process control plane, real gRPC/TLS a
       sidecars.push(s);
       return s.start();
     };
-    const web = make('web');
-    const cart = make('cart');
+    web = make('web');
+    cart = make('cart');
     await web.rotate();
     await cart.rotate();
     await waitFor(() => rootsOf(web) !== '' && rootsOf(cart) !== '', 'both sidecars to hold the bundle');
@@ -113,8 +124,6 @@ describe('root rotation under traffic (in-process control plane, real gRPC/TLS a
     serverContext();
     await new Promise<void>((r) => server!.listen(0, '127.0.0.1', () => r()));
     const port = (server.address() as { port: number }).port;
-    let ok = 0;
-    const failures: string[] = [];
     const handshake = (): Promise<void> =>
       new Promise((resolve) => {
         const sock = connect({ host: '127.0.0.1', port, key: web.creds!.keyPem, cert: web.creds!.chainPem, ca: rootsOf(web), checkServerIdentity: () => undefined }, () => {
@@ -129,9 +138,9 @@ describe('root rotation under traffic (in-process control plane, real gRPC/TLS a
           resolve();
         });
       });
-    let traffic = true;
+    traffic = true;
     // Like a real sidecar, renew at half life (the CA's minimum TTL is one minute).
-    const renewals = (async () => {
+    renewals = (async () => {
       while (traffic) {
         for (const s of [web, cart]) {
           if (s.creds && s.creds.notAfter.getTime() - Date.now() < 30_000) await s.rotate().catch(() => undefined);
@@ -139,7 +148,7 @@ describe('root rotation under traffic (in-process control plane, real gRPC/TLS a
         await new Promise((r) => setTimeout(r, 500));
       }
     })();
-    const loop = (async () => {
+    loop = (async () => {
       while (traffic) {
         serverContext();
         await handshake();
@@ -147,6 +156,28 @@ describe('root rotation under traffic (in-process control plane, real gRPC/TLS a
       }
     })();
 
+  });
+
+  it('rotates the intermediate under traffic: new leaves come from the new one at once, none of the old ones breaks', async () => {
+    const failedBefore = failures.length;
+    const oldIntermediate = readFileSync(join(caDir, 'intermediate.pem'), 'utf8').trim();
+    const p = trellisSync(['ca', 'prepare-intermediate', '--dir', caDir, '--root-dir', caDir]);
+    expect(p.status, p.stderr).to.equal(0);
+    const a = trellisSync(['ca', 'activate-intermediate', '--dir', caDir]);
+    expect(a.status, a.stderr).to.equal(0);
+    const newIntermediate = readFileSync(join(caDir, 'intermediate.pem'), 'utf8').trim();
+    expect(newIntermediate).to.not.equal(oldIntermediate);
+    await waitFor(async () => {
+      await web.rotate();
+      return web.creds!.chainPem.includes(newIntermediate);
+    }, 'a renewal to come from the new intermediate', 20_000);
+    expect(cart.creds!.chainPem, 'cart still holds a leaf of the old intermediate').to.contain(oldIntermediate);
+    const before = ok;
+    await waitFor(() => ok > before + 5 || failures.length > failedBefore, 'traffic between a new-intermediate client and an old-intermediate server');
+    expect(failures.slice(failedBefore), failures.slice(failedBefore, failedBefore + 3).join('; ')).to.deep.equal([]);
+  });
+
+  it('rotates the root through all three phases with a restart in the middle, and no handshake between sidecars fails', async () => {
     const start = trellisSync(['ca', 'rotate-root', '--ca-dir', caDir, '--root-dir', join(tmp.dir, 'newroot'), '--reload-grace', '1s']);
     expect(start.status, start.stderr).to.equal(0);
     const newRoot = readFileSync(join(tmp.dir, 'newroot', 'root.pem'), 'utf8').trim();
@@ -175,9 +206,6 @@ describe('root rotation under traffic (in-process control plane, real gRPC/TLS a
     await waitFor(() => rootsOf(web).trim() === newRoot && rootsOf(cart).trim() === newRoot, 'the sidecars to hold only the new root', 20_000);
     const before = ok;
     await waitFor(() => ok > before + 5 || failures.length > 0, 'traffic to continue on the new root alone');
-    traffic = false;
-    await loop;
-    await renewals;
     expect(failures, failures.slice(0, 3).join('; ')).to.deep.equal([]);
     expect(ok).to.be.greaterThan(50);
     const events = readFileSync(join(caDir, 'audit.log'), 'utf8').split('\n').filter((l) => l.includes('"event"')).map((l) => (JSON.parse(l) as { event: string }).event);
