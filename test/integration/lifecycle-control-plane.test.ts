@@ -57,6 +57,23 @@ describe('CA lifecycle with a running control plane (real processes, real gRPC/T
     await waitFor(() => !holds(a, evil) && !holds(b, evil), 'the lifted entry to leave both sidecars');
   });
 
+  it('trellis check lists each connected sidecar leaf and the control plane serving certificate read over TLS', async () => {
+    const s = sidecar('checked');
+    await s.rotate();
+    const r = trellisSync(['check', '--ca-dir', caDir, '--admin', cp.admin, '--tls', `control-plane=${cp.address}`, '-o', 'json']);
+    expect(r.status, r.stdout + r.stderr).to.equal(0);
+    const report = JSON.parse(r.stdout) as { status: string; items: Array<{ kind: string; subject: string; status: string; notAfter: string }> };
+    const leaf = report.items.find((i) => i.kind === 'leaf' && i.subject === `spiffe://${TD}/ns/shop/sa/checked`);
+    expect(leaf, r.stdout).to.not.equal(undefined);
+    expect(leaf!.status).to.equal('ok');
+    expect(leaf!.notAfter).to.equal(s.creds!.notAfter.toISOString());
+    const serving = report.items.find((i) => i.kind === 'serving');
+    expect(serving, r.stdout).to.not.equal(undefined);
+    expect(serving!.status).to.equal('ok');
+    const down = trellisSync(['check', '--tls', 'injector=127.0.0.1:1', '-o', 'json']);
+    expect((JSON.parse(down.stdout) as { notes: string[] }).notes.join(' ')).to.contain('cannot read the serving certificate of injector');
+  });
+
   it('ca rotate-root --admin names the connected sidecars that have not ACKed the two-root bundle and does not advance without them', async () => {
     const s = sidecar('gate');
     await s.rotate();

@@ -7,8 +7,8 @@
  */
 import { connect } from 'node:tls';
 import { X509Certificate } from 'node:crypto';
-import { resolve } from 'node:path';
-import { buildCheckReport, caDirCheckItems, checkExitCode, DEFAULT_THRESHOLDS, humanSeconds, type CheckSubject } from '@trellis/control-plane';
+import { join, resolve } from 'node:path';
+import { buildCheckReport, caDirCheckItems, CA_FILES, checkExitCode, DEFAULT_THRESHOLDS, humanSeconds, readAuditLog, type CheckSubject } from '@trellis/control-plane';
 import { UsageError } from '@trellis/shared';
 import type { Command, CommandContext } from '../command';
 import { optionalString, outputFormat, stringList } from '../flags';
@@ -74,9 +74,15 @@ critical or expired, 2 on usage errors.`,
         try {
           const reply = await httpGet(admin, '/debug/proxies', 5000);
           const proxies = (JSON.parse(reply.body) as { proxies?: Array<{ id: number; spiffeId: string | null; certificateExpiry: string | null }> }).proxies ?? [];
+          // The audit log tells when each leaf was issued, so its lifetime (and the fractional thresholds) are known.
+          const issued = new Map<string, Date>();
+          if (caDir !== undefined) {
+            for (const r of readAuditLog(join(resolve(ctx.cwd, caDir), CA_FILES.auditLog)).records) issued.set(`${r.spiffeId} ${new Date(r.notAfter).toISOString()}`, new Date(Date.parse(r.time) - 60_000));
+          }
           for (const p of proxies) {
             if (!p.certificateExpiry) continue;
-            subjects.push({ kind: 'leaf', name: `sidecar ${p.id}`, subject: p.spiffeId ?? '(unauthenticated)', notBefore: null, notAfter: new Date(p.certificateExpiry), fix: `the sidecar is not renewing: trellis proxy-status --admin ${admin}; restart it, or trellis ca reissue` });
+            const notAfter = new Date(p.certificateExpiry);
+            subjects.push({ kind: 'leaf', name: `sidecar ${p.id}`, subject: p.spiffeId ?? '(unauthenticated)', notBefore: issued.get(`${p.spiffeId} ${notAfter.toISOString()}`) ?? null, notAfter, fix: `the sidecar is not renewing its SVID: see trellis proxy-status --admin ${admin}, and restart it` });
           }
           notes.push(`${proxies.length} sidecar(s) connected to ${admin}`);
         } catch (err) {
@@ -88,7 +94,7 @@ critical or expired, 2 on usage errors.`,
         const [name, addr] = eq > 0 ? [t.slice(0, eq), t.slice(eq + 1)] : [t, t];
         try {
           const c = await servingCertificate(addr);
-          subjects.push({ kind: 'serving', name: `${name} (${addr})`, subject: c.subject.replace(/\n/g, ', ') || c.subjectAltName || '', notBefore: new Date(c.validFrom), notAfter: new Date(c.validTo), fix: `renew the serving certificate of ${name} (the control plane renews its own; restart it if it did not)` });
+          subjects.push({ kind: 'serving', name: `${name} (${addr})`, subject: (c.subject ?? '').replace(/\n/g, ', ') || c.subjectAltName || '', notBefore: new Date(c.validFrom), notAfter: new Date(c.validTo), fix: `renew the serving certificate of ${name} (the control plane renews its own; restart it if it did not)` });
         } catch (err) {
           notes.push(`cannot read the serving certificate of ${name} at ${addr}: ${(err as Error).message}`);
         }

@@ -51,8 +51,10 @@ export function buildCheckReport(now: Date, subjects: readonly CheckSubject[], n
   let status: ExpiryStatus = 'ok';
   const items = subjects.map((s) => {
     const t = thresholds[s.kind] ?? DEFAULT_THRESHOLDS[s.kind];
-    // Without a start, only the absolute thresholds apply.
-    const v = classifyExpiry(now, s.notBefore ?? new Date(0), s.notAfter, s.notBefore ? t : { ...t, warnFraction: Infinity, criticalFraction: Infinity });
+    // Without a start the lifetime is unknown: CA and serving certificates keep their absolute
+    // thresholds; a short-lived leaf is only flagged once expired (a 1-minute SVID is always "a day" from expiry).
+    const unknownLife = s.kind === 'leaf' ? { ...t, warnSeconds: 0, criticalSeconds: 0 } : { ...t, warnFraction: Infinity, criticalFraction: Infinity };
+    const v = classifyExpiry(now, s.notBefore ?? new Date(0), s.notAfter, s.notBefore ? t : unknownLife);
     let st = v.status;
     let reason = v.reason;
     if (s.floor && worstStatus(st, s.floor.status) !== st) {

@@ -78,3 +78,22 @@ describe('environments, federation and the check report', function () {
     expect(checkExitCode(report)).to.equal(1);
   });
 });
+
+describe('check report for leaves', () => {
+  const now = new Date(Date.UTC(2026, 0, 1, 12));
+  const leaf = (notBefore: Date | null, minutesLeft: number) => ({ kind: 'leaf' as const, name: 'sidecar 1', subject: 'spiffe://example.org/a', notBefore, notAfter: new Date(now.getTime() + minutesLeft * 60_000), fix: 'restart it' });
+
+  it('judges a leaf by its lifetime when the issue time is known', () => {
+    const issued = new Date(now.getTime() - 55 * 60_000);
+    expect(buildCheckReport(now, [leaf(issued, 5)]).items[0]!.status).to.equal('critical');
+    expect(buildCheckReport(now, [leaf(new Date(now.getTime() - 10 * 60_000), 50)]).items[0]!.status).to.equal('ok');
+  });
+
+  it('flags a leaf of unknown lifetime only once it has expired, so one-minute SVIDs are not always critical', () => {
+    expect(buildCheckReport(now, [leaf(null, 0.5)]).items[0]!.status).to.equal('ok');
+    const expired = buildCheckReport(now, [leaf(null, -1)]);
+    expect(expired.items[0]!.status).to.equal('expired');
+    expect(expired.items[0]!.fix).to.equal('restart it');
+    expect(checkExitCode(expired)).to.equal(1);
+  });
+});
