@@ -66,7 +66,7 @@ export async function run(flags: string[]): Promise<Record<string, unknown>> {
     const cp = spawn(
       process.execPath,
       [...nodeArgs, TRELLIS_BIN, 'control-plane', '--ca-dir', caDir, '--policy-dir', policyDir, '--listen', `127.0.0.1:${port}`, '--admin', `127.0.0.1:${adminPort}`,
-        '--k8s-issuer', ISSUER, '--k8s-jwks', join(tmp.dir, 'jwks.json'), '--signing-concurrency', '8', '--signing-queue', String(Math.max(1000, Math.floor(n / 4))), '--log-level', 'warn'],
+        '--k8s-issuer', ISSUER, '--k8s-jwks', join(tmp.dir, 'jwks.json'), '--log-level', 'warn'],
       { stdio: ['ignore', 'ignore', 'pipe'], cwd: tmp.dir },
     );
     let cpErr = '';

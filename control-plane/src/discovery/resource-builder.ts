@@ -7,6 +7,7 @@
 import {
   AUTHORIZATION_POLICIES_TYPE_URL,
   contentVersion,
+  encodeResource,
   ENDPOINTS_TYPE_URL,
   PEER_AUTHENTICATION_TYPE_URL,
   REVOCATIONS_TYPE_URL,
@@ -31,6 +32,8 @@ export interface DiscoverySnapshot {
 export interface BuiltResources {
   readonly version: string;
   readonly resources: ReadonlyArray<{ name: string; body: unknown }>;
+  /** The resources serialised for the wire, computed once and shared by every sidecar that gets them. */
+  readonly wire: ReadonlyArray<{ name: string; body: Buffer }>;
 }
 
 /** Builds resources with per-snapshot-part memoisation. */
@@ -56,7 +59,7 @@ export class ResourceBuilder {
             .filter((n) => snap.endpoints.has(n))
             .sort()
             .map((n) => ({ name: n, body: snap.endpoints.get(n) as unknown }));
-          return { version: contentVersion(resources), resources };
+          return built(contentVersion(resources), resources);
         });
       default:
         throw new Error(`no builder for ${typeUrl}`);
@@ -89,7 +92,19 @@ export class ResourceBuilder {
 
 function one(body: unknown): BuiltResources {
   const resources = [{ name: SINGLETON_RESOURCE_NAME, body }];
-  return { version: contentVersion(resources), resources };
+  return built(contentVersion(resources), resources);
+}
+
+function built(version: string, resources: Array<{ name: string; body: unknown }>): BuiltResources {
+  let wire: Array<{ name: string; body: Buffer }> | null = null;
+  return {
+    version,
+    resources,
+    get wire() {
+      wire ??= resources.map((r) => ({ name: r.name, body: encodeResource(r.body) }));
+      return wire;
+    },
+  };
 }
 
 /** Policies select on namespace and labels only (the PolicyView contract); this key captures both. */

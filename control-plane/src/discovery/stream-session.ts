@@ -295,7 +295,7 @@ export class StreamSession {
       this.deps.metrics.svidsIssued.inc({ method: peer.method });
       this.log.info('svid issued', { event: 'audit', spiffeId: body.spiffeId, serial: body.serialHex, notAfter: body.notAfter, authMethod: peer.method, ...peer.audit });
       const resources = [{ name: SINGLETON_RESOURCE_NAME, body }];
-      this.send(SVID_TYPE_URL, contentVersion(resources), resources);
+      this.send(SVID_TYPE_URL, contentVersion(resources), [{ name: SINGLETON_RESOURCE_NAME, body: encodeResource(body) }]);
     } catch (err) {
       const code = codeOf(err);
       this.deps.metrics.svidsRefused.inc({ reason: code });
@@ -307,15 +307,15 @@ export class StreamSession {
   private push(t: TypeUrl): void {
     const node = this.node!;
     const built = this.deps.builder.build(t, node, this.subscriptions.get(t) ?? [], this.deps.snapshot());
-    if (this.tracker(t).shouldSend(built.version)) this.send(t, built.version, built.resources);
+    if (this.tracker(t).shouldSend(built.version)) this.send(t, built.version, built.wire);
   }
 
-  private send(t: TypeUrl, version: string, resources: ReadonlyArray<{ name: string; body: unknown }>): void {
+  private send(t: TypeUrl, version: string, resources: ReadonlyArray<{ name: string; body: Buffer }>): void {
     if (this.closed) return;
     const nonce = (++this.nonceCounter).toString(36);
     this.tracker(t).recordSent(version, nonce, this.deps.nowMs());
     this.deps.metrics.pushes.inc({ type: typeShortName(t) });
-    this.transport.send({ type_url: t, version_info: version, nonce, resources: resources.map((r) => ({ name: r.name, body: encodeResource(r.body) })) });
+    this.transport.send({ type_url: t, version_info: version, nonce, resources: [...resources] });
   }
 
   private isKnownNonce(n: string): boolean {
