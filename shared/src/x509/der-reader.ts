@@ -207,10 +207,13 @@ export function decodeUnsignedIntegerBytes(buf: Buffer, tlv: Tlv): Buffer {
 export function decodeOid(buf: Uint8Array, tlv: Tlv): string {
   if (tlv.length === 0) throw new DerError(DerErrorCode.BAD_OID, `DER: empty OID at offset ${tlv.offset}`, { offset: tlv.offset });
   if (buf[tlv.end - 1]! & 0x80) throw new DerError(DerErrorCode.BAD_OID, `DER: OID at offset ${tlv.offset} ends mid-arc`, { offset: tlv.offset });
-  const arcs: string[] = [];
+  // Arcs are plain numbers while they stay exact (below 2^53, i.e. every OID seen in
+  // practice); only a longer arc falls back to BigInt. This runs on the issuance hot path.
+  let out = '';
   let v = 0;
   let big: bigint | undefined;
   let arcStart = true;
+  let first = true;
   for (let i = tlv.start; i < tlv.end; i++) {
     const b = buf[i]!;
     if (arcStart && b === 0x80) {
@@ -221,19 +224,24 @@ export function decodeOid(buf: Uint8Array, tlv: Tlv): string {
     else if (v > 0x3ffffffffff) big = (BigInt(v) << 7n) | BigInt(b & 0x7f);
     else v = v * 128 + (b & 0x7f);
     if ((b & 0x80) === 0) {
-      const arc = big ?? BigInt(v);
-      if (arcs.length === 0) {
-        const first = arc < 40n ? 0n : arc < 80n ? 1n : 2n;
-        arcs.push(first.toString(), (arc - first * 40n).toString());
+      if (first) {
+        if (big !== undefined) {
+          const top = big < 40n ? 0n : big < 80n ? 1n : 2n;
+          out = `${top}.${big - top * 40n}`;
+        } else {
+          const top = v < 40 ? 0 : v < 80 ? 1 : 2;
+          out = `${top}.${v - top * 40}`;
+        }
+        first = false;
       } else {
-        arcs.push(arc.toString());
+        out += '.' + (big !== undefined ? big.toString() : String(v));
       }
       v = 0;
       big = undefined;
       arcStart = true;
     }
   }
-  return arcs.join('.');
+  return out;
 }
 
 /** A decoded BIT STRING: the bytes (sharing memory) and how many trailing bits are padding. */
