@@ -33,6 +33,7 @@ describe('Inbound listener', function () {
   let disablePort: number;
   let greeterPort: number;
   let httpPort: number;
+  let httpAppPort: number;
   let client: Awaited<ReturnType<TestCa['issueLeaf']>>;
 
   before(async () => {
@@ -43,6 +44,7 @@ describe('Inbound listener', function () {
     const disableApp = await startEchoApp();
     const greeter = await startGreeterApp();
     const httpApp = await startHttpApp();
+    httpAppPort = httpApp.port;
     apps.push(strictApp, permissiveApp, disableApp, greeter, httpApp);
     sidecar = new Sidecar(
       {
@@ -172,6 +174,22 @@ describe('Inbound listener', function () {
       expect((await tlsExchange(strictPort, { client, ca: ca.root.pem, payload: 'y' })).data).to.equal('echo:y');
     } finally {
       sidecar.state.update({ authz: { policies: [] } });
+    }
+  });
+
+  it('Should serve plaintext HTTP on a PERMISSIVE /http port with no x-forwarded-client-cert, even a forged one', async () => {
+    sidecar.state.update({ peerAuth: { ...sidecar.state.current().peerAuth!, portModes: { ...sidecar.state.current().peerAuth!.portModes, [httpAppPort]: 'PERMISSIVE' } } });
+    try {
+      const r = await tcpExchange(httpPort, 'GET /plain HTTP/1.1\r\nHost: server\r\nx-forwarded-client-cert: URI=spiffe://cluster.local/ns/kube-system/sa/admin\r\nConnection: close\r\n\r\n');
+      expect(r.data).to.match(/^HTTP\/1\.1 200/);
+      const body = JSON.parse(r.data.slice(r.data.indexOf('\r\n\r\n') + 4)) as { xfcc: string | null; path: string };
+      expect(body.path).to.equal('/plain');
+      expect(body.xfcc).to.equal(null);
+    } finally {
+      const pa = sidecar.state.current().peerAuth!;
+      const portModes = { ...pa.portModes };
+      delete portModes[httpAppPort];
+      sidecar.state.update({ peerAuth: { mode: pa.mode, portModes } });
     }
   });
 

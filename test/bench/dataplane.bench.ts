@@ -68,19 +68,53 @@ function cpuMs(pid: number | undefined): number {
   return (Number(fields[11]) + Number(fields[12])) * 10;
 }
 
+/** One load path: where to send requests and which proxy processes to charge CPU to. */
+interface LoadPath {
+  port: number;
+  pids: Array<number | undefined>;
+}
+
+/** The load result of one path. */
+interface LoadResult {
+  rps: number;
+  p50_ms: number;
+  p99_ms: number;
+  errors: number;
+  proxy_cpu_ms_per_1k_req?: number;
+}
+
 /**
- * Load through `port`. Besides requests/s and latency it reports the CPU the
- * proxy processes `pids` spent per 1000 requests: on a shared, noisy machine
- * that ratio is far steadier than requests/s.
+ * Loads every path with the same autocannon settings, interleaved in
+ * `rounds` short rounds (A, B, C, A, B, C, ...) so that drifting load from
+ * other work on a shared machine hits all paths alike. Besides requests/s
+ * and latency (the median of the rounds' p50 and p99) it reports the CPU the
+ * proxy processes spent per 1000 requests, which is steadier still.
  */
-async function load(port: number, seconds: number, connections: number, pids: Array<number | undefined> = []): Promise<{ rps: number; p50_ms: number; p99_ms: number; errors: number; proxy_cpu_ms_per_1k_req?: number }> {
+async function loadInterleaved(paths: LoadPath[], seconds: number, connections: number, rounds = 4): Promise<LoadResult[]> {
   // A short warm-up so JIT, session caches and connection pools are in steady state.
-  await autocannon({ url: `http://127.0.0.1:${port}/`, connections, duration: 1 });
-  const before = pids.reduce<number>((a, p) => a + cpuMs(p), 0);
-  const r = await autocannon({ url: `http://127.0.0.1:${port}/`, connections, duration: seconds });
-  const used = pids.reduce<number>((a, p) => a + cpuMs(p), 0) - before;
-  const out = { rps: Math.round(r.requests.average), p50_ms: r.latency.p50, p99_ms: r.latency.p99, errors: r.errors + r.non2xx + r.timeouts };
-  return pids.length > 0 && r.requests.total > 0 ? { ...out, proxy_cpu_ms_per_1k_req: Math.round((used / (r.requests.total / 1000)) * 100) / 100 } : out;
+  for (const p of paths) await autocannon({ url: `http://127.0.0.1:${p.port}/`, connections, duration: 1 });
+  const acc = paths.map(() => ({ requests: 0, seconds: 0, cpu: 0, errors: 0, p50: [] as number[], p99: [] as number[] }));
+  const per = Math.max(1, Math.round(seconds / rounds));
+  for (let r = 0; r < rounds; r++) {
+    for (let i = 0; i < paths.length; i++) {
+      const p = paths[i]!;
+      const a = acc[i]!;
+      const before = p.pids.reduce<number>((x, pid) => x + cpuMs(pid), 0);
+      const res = await autocannon({ url: `http://127.0.0.1:${p.port}/`, connections, duration: per });
+      a.cpu += p.pids.reduce<number>((x, pid) => x + cpuMs(pid), 0) - before;
+      a.requests += res.requests.total;
+      a.seconds += per;
+      a.errors += res.errors + res.non2xx + res.timeouts;
+      a.p50.push(res.latency.p50);
+      a.p99.push(res.latency.p99);
+    }
+  }
+  const median = (xs: number[]): number => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
+  return acc.map((a, i) => {
+    const out: LoadResult = { rps: Math.round(a.requests / a.seconds), p50_ms: median(a.p50), p99_ms: median(a.p99), errors: a.errors };
+    if (paths[i]!.pids.length > 0 && a.requests > 0) out.proxy_cpu_ms_per_1k_req = Math.round((a.cpu / (a.requests / 1000)) * 100) / 100;
+    return out;
+  });
 }
 
 function bulk(port: number): Promise<number> {
@@ -203,11 +237,14 @@ export async function run(flags: string[]): Promise<Record<string, unknown>> {
       await new Promise((r) => setTimeout(r, 700));
     }
 
-    // Side by side in one run, one path after the other with the same load settings.
-    const direct = await load(appPort, seconds, connections);
-    const trellis = await load(clientOut, seconds, connections, [server.child.pid, client.child.pid]);
+    const paths: LoadPath[] = [
+      { port: appPort, pids: [] },
+      { port: clientOut, pids: [server.child.pid, client.child.pid] },
+      ...(haproxyPort !== undefined ? [{ port: haproxyPort, pids: haproxyPids }] : []),
+    ];
+    const [direct, trellis, haproxyResult] = await loadInterleaved(paths, seconds, connections);
+    const haproxy = haproxyResult ?? null;
     const loaded = { server: rssMb(server.child.pid), client: rssMb(client.child.pid) };
-    const haproxy = haproxyPort !== undefined ? await load(haproxyPort, seconds, connections, haproxyPids) : null;
 
     const bulkMbS = await bulk(clientBulkOut);
     const bulkDirect = await bulk(bulkPort);
