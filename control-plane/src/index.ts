@@ -81,4 +81,5 @@ export type { ReloadingAuthorityDeps } from './lifecycle/reloading-authority';
 export { startLifecycleManager } from './lifecycle/lifecycle-manager';
 export type { LifecycleManager, LifecycleManagerOptions, LifecycleManagerDeps } from './lifecycle/lifecycle-manager';
 export { registerLifecycleGauges } from './lifecycle/lifecycle-metrics';
+export { withLifecycleLock, LIFECYCLE_LOCK_FILE } from './lifecycle/lifecycle-lock';
 export { policyStoreSource } from './discovery/policy-store-source';

@@ -25,6 +25,7 @@ import {
   stepRootRotation,
   type CaKeyType,
   type ObservedProxy,
+  withLifecycleLock,
   type RotationStep,
 } from '@trellis/control-plane';
 import { DurationError, parseDurationSeconds, UsageError } from '@trellis/shared';
@@ -125,10 +126,15 @@ otherwise take the CSR to the root and run "trellis ca sign-intermediate" there.
     options: { dir: { type: 'string' }, 'root-dir': { type: 'string' }, 'validity-days': { type: 'string' }, 'key-type': { type: 'string' }, force: { type: 'boolean' } },
     async run(ctx) {
       const dir = pathFlag(ctx, 'dir');
-      const prepared = await prepareNextIntermediate(dir, { keyType: keyTypeFlag(ctx), force: flag(ctx, 'force') });
       const rootDir = optionalString(ctx, 'root-dir');
-      if (rootDir !== undefined) {
-        const cert = await signNextIntermediateWithRoot(dir, resolve(ctx.cwd, rootDir), { now: new Date(), validityDays: daysFlag(ctx, 'validity-days') });
+      const keyType = keyTypeFlag(ctx);
+      const validityDays = daysFlag(ctx, 'validity-days');
+      const { prepared, cert } = await withLifecycleLock(dir, async () => {
+        const p = await prepareNextIntermediate(dir, { keyType, force: flag(ctx, 'force') });
+        const c = rootDir === undefined ? null : await signNextIntermediateWithRoot(dir, resolve(ctx.cwd, rootDir), { now: new Date(), validityDays });
+        return { prepared: p, cert: c };
+      });
+      if (cert) {
         ctx.stdout.write(`next intermediate signed and ready, valid until ${cert.facts.notAfter.toISOString()}\n  activate it: trellis ca activate-intermediate --dir ${dir}\n`);
         return;
       }
@@ -170,11 +176,11 @@ certificate moves to DIR/previous/; leaves it issued keep verifying until they e
     async run(ctx) {
       const dir = pathFlag(ctx, 'dir');
       const now = new Date();
-      if (optionalString(ctx, 'cert') !== undefined) {
-        const cert = readInput(ctx, 'cert');
-        installNextIntermediate(dir, cert.text, { now, source: cert.path });
-      }
-      const r = activateNextIntermediate(dir, { now, force: !flag(ctx, 'when-due') });
+      const cert = optionalString(ctx, 'cert') !== undefined ? readInput(ctx, 'cert') : null;
+      const r = await withLifecycleLock(dir, () => {
+        if (cert) installNextIntermediate(dir, cert.text, { now, source: cert.path });
+        return activateNextIntermediate(dir, { now, force: !flag(ctx, 'when-due') });
+      });
       if (!r.activated) {
         ctx.stdout.write(`not activated: ${r.decision.reason}${r.decision.at ? ` (due ${r.decision.at.toISOString()})` : ''}\n`);
         return;

@@ -11,6 +11,8 @@ import { join } from 'node:path';
 import type { Logger } from '@trellis/shared';
 import { SIGNER_CONFIG_FILE } from '../hsm/signer-config';
 import { activateNextIntermediate, prepareNextIntermediate, readIntermediateSlots, signNextIntermediateWithRoot } from './intermediate-slots';
+import { LifecycleError, LifecycleErrorCode } from './lifecycle-error';
+import { withLifecycleLock } from './lifecycle-lock';
 import type { ReloadingAuthority } from './reloading-authority';
 import type { ObservedProxy } from './root-rotation';
 import { stepRootRotation } from './root-rotation-driver';
@@ -91,11 +93,12 @@ export function startLifecycleManager(o: LifecycleManagerOptions, deps: Lifecycl
     if (running) return running;
     running = (async () => {
       const now = clock();
-      for (const [what, step] of [['intermediate rotation', intermediateStep], ['root rotation', rotationStep]] as const) {
+      for (const [what, step] of [['intermediate rotation', (n: Date) => withLifecycleLock(o.caDir, () => intermediateStep(n))], ['root rotation', rotationStep]] as const) {
         try {
           await step(now);
         } catch (err) {
-          log.error(`${what} step failed; retrying on the next tick`, { error: err });
+          if (err instanceof LifecycleError && err.code === LifecycleErrorCode.ROTATION_CONFLICT) log.debug(`${what} step skipped: the CA dir is busy`, { error: err });
+          else log.error(`${what} step failed; retrying on the next tick`, { error: err });
         }
       }
       await deps.authority.refresh();

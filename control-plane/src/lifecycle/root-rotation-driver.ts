@@ -17,6 +17,7 @@ import { readAuditLog, unexpiredIssuedBefore } from './audit-index';
 import { createRootCertificate, generateCaKey } from './ca-material';
 import { activateNextIntermediate, prepareNextIntermediate, readCurrentIntermediate, signNextIntermediateWithRoot } from './intermediate-slots';
 import { auditLifecycle } from './lifecycle-audit';
+import { withLifecycleLock } from './lifecycle-lock';
 import { LifecycleError, LifecycleErrorCode } from './lifecycle-error';
 import { loadRootSigner } from './root-dir';
 import { advanceRootRotation, decideRootRotation, oldLeafCutoff, type ObservedProxy, type RootRotationState, type RotationDecision, type RotationObservation } from './root-rotation';
@@ -48,6 +49,10 @@ export interface StartRotationOptions {
  * or when the "new" root is already trusted.
  */
 export async function startRootRotation(caDir: string, o: StartRotationOptions): Promise<RootRotationState> {
+  return withLifecycleLock(caDir, () => startLocked(caDir, o));
+}
+
+async function startLocked(caDir: string, o: StartRotationOptions): Promise<RootRotationState> {
   const existing = loadRootRotationState(caDir);
   if (existing && existing.phase !== 'done') {
     throw new LifecycleError(LifecycleErrorCode.ROTATION_CONFLICT, `a root rotation started at ${existing.startedAt} is in phase ${existing.phase}; run "trellis ca rotate-root" again to advance it`, { phase: existing.phase });
@@ -105,6 +110,10 @@ export interface RotationStep {
  * (ROTATION_CONFLICT) when no rotation was started.
  */
 export async function stepRootRotation(caDir: string, proxies: readonly ObservedProxy[] | null, now: Date, o: { intermediateValidityDays?: number } = {}): Promise<RotationStep> {
+  return withLifecycleLock(caDir, () => stepLocked(caDir, proxies, now, o));
+}
+
+async function stepLocked(caDir: string, proxies: readonly ObservedProxy[] | null, now: Date, o: { intermediateValidityDays?: number }): Promise<RotationStep> {
   const state = loadRootRotationState(caDir);
   if (!state) throw new LifecycleError(LifecycleErrorCode.ROTATION_CONFLICT, `no root rotation was started in ${caDir} (run "trellis ca rotate-root --ca-dir ${caDir} --new-root-dir DIR")`, {});
   const decision = decideRootRotation(state, observeRotation(caDir, state, proxies, now));

@@ -8,6 +8,7 @@ import { loadCertificateAuthority } from '../../src/ca/certificate-authority';
 import { advanceRootRotation, decideRootRotation, type RootRotationState } from '../../src/lifecycle/root-rotation';
 import { bundleVersion, proxiesFromAdmin, readBundleRoots, startRootRotation, stepRootRotation } from '../../src/lifecycle/root-rotation-driver';
 import { loadRootRotationState, parseRootRotationState } from '../../src/lifecycle/root-rotation-store';
+import { LIFECYCLE_LOCK_FILE, withLifecycleLock } from '../../src/lifecycle/lifecycle-lock';
 
 const T0 = Date.UTC(2026, 0, 1);
 const at = (s: number): Date => new Date(T0 + s * 1000);
@@ -160,5 +161,27 @@ describe('root rotation on a CA dir', function () {
     expect(final).to.not.contain(oldRoot.trim());
     expect(verify(tmp.dir, final, newLeaf.chainPem)).to.equal(0);
     expect(verify(tmp.dir, final, oldLeaf.chainPem), 'the old root is no longer trusted').to.not.equal(0);
+  });
+});
+
+describe('lifecycle lock', () => {
+  let tmp: { dir: string; cleanup: () => void };
+  beforeEach(() => {
+    tmp = makeTmpDir('trellis-lock-');
+  });
+  afterEach(() => tmp.cleanup());
+
+  it('refuses a second step while another live process holds the CA dir, and takes over a lock whose owner is gone', async () => {
+    writeFileSync(join(tmp.dir, LIFECYCLE_LOCK_FILE), String(process.ppid));
+    let err: unknown;
+    try {
+      await withLifecycleLock(tmp.dir, () => 1);
+    } catch (e) {
+      err = e;
+    }
+    expect(hasErrorCode(err, 'TRELLIS_LIFECYCLE_ROTATION_CONFLICT')).to.equal(true);
+    writeFileSync(join(tmp.dir, LIFECYCLE_LOCK_FILE), '4194303');
+    expect(await withLifecycleLock(tmp.dir, () => 42)).to.equal(42);
+    expect(() => readFileSync(join(tmp.dir, LIFECYCLE_LOCK_FILE)), 'released after the step').to.throw();
   });
 });
