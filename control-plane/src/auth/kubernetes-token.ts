@@ -5,7 +5,7 @@
  * `system:serviceaccount:NS:SA` becomes `spiffe://<td>/ns/NS/sa/SA`.
  * Fails closed: any doubt is an UNAUTHENTICATED error carrying the reason.
  */
-import { createLocalJWKSet, errors as joseErrors, jwtVerify, type JSONWebKeySet, type JWTPayload } from 'jose';
+import { errors as joseErrors, importJWK, jwtVerify, type JSONWebKeySet, type JWTHeaderParameters, type JWTPayload, type KeyLike } from 'jose';
 import { kubernetesSpiffeId } from '@trellis/shared';
 import { ControlPlaneError, ControlPlaneErrorCode } from '../errors/control-plane-error';
 import type { AuthenticatedPeer } from './authenticated-peer';
@@ -26,7 +26,7 @@ const ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'ES256', 'ES384'];
 
 /** Builds a verifier for `trustDomain` from the settings (the JWKS is parsed once). */
 export function createKubernetesTokenVerifier(settings: KubernetesTokenSettings, trustDomain: string): KubernetesTokenVerifier {
-  const keys = createLocalJWKSet(settings.jwks);
+  const keys = keyResolver(settings.jwks);
   return async (token, nowMs) => {
     let payload: JWTPayload;
     try {
@@ -69,6 +69,32 @@ export function createKubernetesTokenVerifier(settings: KubernetesTokenSettings,
         tokenId: payload.jti,
       },
     };
+  };
+}
+
+/**
+ * Imports every JWK once (on first use) and picks the key by `kid` and `alg`,
+ * so verifying a token costs one signature check, not a key import.
+ */
+function keyResolver(jwks: JSONWebKeySet): (header: JWTHeaderParameters) => Promise<KeyLike | Uint8Array> {
+  let imported: Promise<Array<{ kid?: string; alg: string; key: KeyLike | Uint8Array }>> | null = null;
+  const load = async (): Promise<Array<{ kid?: string; alg: string; key: KeyLike | Uint8Array }>> => {
+    const out: Array<{ kid?: string; alg: string; key: KeyLike | Uint8Array }> = [];
+    for (const jwk of jwks.keys) {
+      if (jwk.use !== undefined && jwk.use !== 'sig') continue;
+      const algs = jwk.alg ? [jwk.alg] : jwk.kty === 'RSA' ? ['RS256'] : jwk.kty === 'EC' ? [jwk.crv === 'P-384' ? 'ES384' : 'ES256'] : [];
+      for (const alg of algs) {
+        if (!ALGORITHMS.includes(alg)) continue;
+        out.push({ kid: jwk.kid, alg, key: await importJWK(jwk, alg) });
+      }
+    }
+    return out;
+  };
+  return async (header) => {
+    imported ??= load();
+    const candidates = (await imported).filter((k) => k.alg === header.alg && (header.kid === undefined || k.kid === header.kid));
+    if (candidates.length !== 1) throw new joseErrors.JWKSNoMatchingKey(candidates.length === 0 ? 'no key in the JWKS matches the token header' : 'several keys match the token header; give them kids');
+    return candidates[0]!.key;
   };
 }
 
