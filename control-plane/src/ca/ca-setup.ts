@@ -156,8 +156,6 @@ export async function writeIntermediateCsr(dir: string, opts: IntermediateCsrOpt
  * writes intermediate.pem, chain.pem and root.pem together.
  */
 export function importIntermediate(dir: string, certPem: string, chainPem: string, opts: { certSource?: string; chainSource?: string; clock?: () => Date } = {}): CaSetupResult {
-  const certSource = opts.certSource ?? 'intermediate certificate';
-  const chainSource = opts.chainSource ?? 'chain';
   const files = readCaFiles(dir, [CA_FILES.intermediateKey]);
   let key: KeyObject;
   try {
@@ -166,11 +164,40 @@ export function importIntermediate(dir: string, certPem: string, chainPem: strin
     throw new CaError(CaErrorCode.BAD_PEM, `${join(dir, CA_FILES.intermediateKey)}: not a readable PEM private key`, { file: join(dir, CA_FILES.intermediateKey) }, { cause: err });
   }
   const { keyType } = describeKey(key, join(dir, CA_FILES.intermediateKey));
+  const installed = installIntermediate(dir, createPublicKey(key), `the key in ${join(dir, CA_FILES.intermediateKey)}`, certPem, chainPem, opts);
+  return {
+    dir,
+    trustDomain: installed.trustDomain,
+    keyType,
+    rootNotAfter: installed.rootNotAfter,
+    intermediateNotAfter: installed.intermediateNotAfter,
+    files: installed.files,
+  };
+}
+
+/** What {@link installIntermediate} wrote. */
+export interface InstalledIntermediate {
+  trustDomain: string;
+  intermediateNotAfter: Date;
+  rootNotAfter: Date;
+  files: string[];
+}
+
+/**
+ * The checks and writes every intermediate install shares, whichever way its
+ * key is held (a key file, or an HSM): the certificate is for `publicKey`
+ * (KEY_MISMATCH, naming `keyName`), is a signing CA with exactly one URI SAN
+ * `spiffe://<td>` and chains to a root in `chainPem` now (CHAIN_INVALID).
+ * Then intermediate.pem, chain.pem and root.pem are written together.
+ */
+export function installIntermediate(dir: string, publicKey: KeyObject, keyName: string, certPem: string, chainPem: string, opts: { certSource?: string; chainSource?: string; clock?: () => Date } = {}): InstalledIntermediate {
+  const certSource = opts.certSource ?? 'intermediate certificate';
+  const chainSource = opts.chainSource ?? 'chain';
   const certDers = pemCertificates(certPem, certSource);
   if (certDers.length !== 1) throw new CaError(CaErrorCode.BAD_PEM, `${certSource}: expected exactly one certificate, found ${certDers.length}`, { file: certSource });
   const intermediate = readCaCertificate(certDers[0]!, certSource);
-  if (!certificateHasKey(intermediate, createPublicKey(key))) {
-    throw new CaError(CaErrorCode.KEY_MISMATCH, `${certSource} is not for the key in ${join(dir, CA_FILES.intermediateKey)} (was it signed from this dir's intermediate.csr?)`, { file: certSource });
+  if (!certificateHasKey(intermediate, publicKey)) {
+    throw new CaError(CaErrorCode.KEY_MISMATCH, `${certSource} is not for ${keyName} (was it signed from this dir's intermediate.csr?)`, { file: certSource });
   }
   const chain = pemCertificates(chainPem, chainSource).map((d, i) => readCaCertificate(d, `${chainSource} certificate ${i + 1}`));
   const roots = chain.filter((c) => c.selfSigned);
@@ -189,11 +216,9 @@ export function importIntermediate(dir: string, certPem: string, chainPem: strin
   ];
   writeCaFiles(dir, writes);
   return {
-    dir,
     trustDomain,
-    keyType,
-    rootNotAfter: new Date(Math.min(...roots.map((r) => r.facts.notAfter.getTime()))),
     intermediateNotAfter: intermediate.facts.notAfter,
+    rootNotAfter: new Date(Math.min(...roots.map((r) => r.facts.notAfter.getTime()))),
     files: writes.map((w) => w.name),
   };
 }
@@ -212,7 +237,8 @@ function refuseExisting(dir: string, force: boolean | undefined, names: string[]
   }
 }
 
-function checkTrustDomain(td: string, code: typeof CaErrorCode.BAD_SPIFFE_ID | typeof CaErrorCode.CHAIN_INVALID = CaErrorCode.BAD_SPIFFE_ID): string {
+/** Parses a trust domain, mapping a bad one to a CaError with `code`. */
+export function checkTrustDomain(td: string, code: typeof CaErrorCode.BAD_SPIFFE_ID | typeof CaErrorCode.CHAIN_INVALID = CaErrorCode.BAD_SPIFFE_ID): string {
   try {
     return parseTrustDomain(td);
   } catch (err) {

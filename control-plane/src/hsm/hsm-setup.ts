@@ -10,11 +10,10 @@
 import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseTrustDomain, SpiffeIdError } from '@trellis/shared';
-import { CaError, CaErrorCode } from '../ca/ca-error';
-import { certificateHasKey, readCaCertificate, verifyCaChain } from '../ca/ca-chain';
-import { CA_FILES, caFileExists, requireCaDir, writeCaFiles, type CaFileWrite } from '../ca/ca-dir';
-import { pemCertificates, toPem } from '../ca/pem';
+import { CaErrorCode } from '../ca/ca-error';
+import { CA_FILES, caFileExists, requireCaDir, writeCaFiles } from '../ca/ca-dir';
+import { toPem } from '../ca/pem';
+import { checkTrustDomain, installIntermediate } from '../ca/ca-setup';
 import { HsmError, HsmErrorCode } from './hsm-error';
 import { createIntermediateCsr } from './intermediate-csr';
 import { acquirePkcs11Module, requirePkcs11Binding } from './pkcs11-module';
@@ -97,37 +96,6 @@ export async function writeHsmIntermediateCsr(caDir: string, signer: Pkcs11Signe
  */
 export function importHsmIntermediate(caDir: string, signer: Pkcs11Signer, certPem: string, chainPem: string, opts: { certSource?: string; chainSource?: string; clock?: () => Date } = {}): { trustDomain: string; intermediateNotAfter: Date; files: string[] } {
   requireCaDir(caDir);
-  const certSource = opts.certSource ?? 'intermediate certificate';
-  const chainSource = opts.chainSource ?? 'chain';
-  const certDers = pemCertificates(certPem, certSource);
-  if (certDers.length !== 1) throw new CaError(CaErrorCode.BAD_PEM, `${certSource}: expected exactly one certificate, found ${certDers.length}`, { file: certSource });
-  const intermediate = readCaCertificate(certDers[0]!, certSource);
-  if (!certificateHasKey(intermediate, signer.publicKey)) {
-    throw new CaError(CaErrorCode.KEY_MISMATCH, `${certSource} is not for the HSM ${signer.description} (was it signed from this dir's intermediate.csr?)`, { file: certSource });
-  }
-  const chain = pemCertificates(chainPem, chainSource).map((d, i) => readCaCertificate(d, `${chainSource} certificate ${i + 1}`));
-  const roots = chain.filter((c) => c.selfSigned);
-  const uppers = chain.filter((c) => !c.selfSigned && !c.der.equals(intermediate.der));
-  verifyCaChain(intermediate, uppers, roots, (opts.clock ?? (() => new Date()))());
-  const tdUris = intermediate.uris.filter((u) => u.startsWith('spiffe://'));
-  if (tdUris.length !== 1) {
-    throw new CaError(CaErrorCode.CHAIN_INVALID, `${certSource} must carry exactly one URI SAN spiffe://<trust-domain>, found ${tdUris.length}`, { file: certSource });
-  }
-  const trustDomain = checkTrustDomain(tdUris[0]!.slice('spiffe://'.length), CaErrorCode.CHAIN_INVALID);
-  const writes: CaFileWrite[] = [
-    { name: CA_FILES.intermediateCert, contents: intermediate.pem, mode: 0o644 },
-    { name: CA_FILES.chain, contents: [intermediate, ...uppers].map((c) => c.pem).join(''), mode: 0o644 },
-    { name: CA_FILES.rootCert, contents: roots.map((r) => r.pem).join(''), mode: 0o644 },
-  ];
-  writeCaFiles(caDir, writes);
-  return { trustDomain, intermediateNotAfter: intermediate.fields.notAfter, files: writes.map((w) => w.name) };
-}
-
-function checkTrustDomain(td: string, code: typeof CaErrorCode.BAD_SPIFFE_ID | typeof CaErrorCode.CHAIN_INVALID): string {
-  try {
-    return parseTrustDomain(td);
-  } catch (err) {
-    if (err instanceof SpiffeIdError) throw new CaError(code, `invalid trust domain "${td}": ${err.message}`, { field: 'trustDomain', reason: err.code }, { cause: err });
-    throw err;
-  }
+  const { trustDomain, intermediateNotAfter, files } = installIntermediate(caDir, signer.publicKey, `the HSM ${signer.description}`, certPem, chainPem, opts);
+  return { trustDomain, intermediateNotAfter, files };
 }
