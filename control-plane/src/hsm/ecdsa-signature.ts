@@ -7,7 +7,7 @@
  * around the uncompressed point, though some modules return the bare point.
  * Pure functions, no PKCS#11 calls.
  */
-import { tlvOf } from '../ca/der-walk';
+import { der } from '@trellis/shared';
 
 /** Encodes a non-negative big-endian magnitude as a DER INTEGER. */
 function derUnsignedInteger(magnitude: Buffer): Buffer {
@@ -15,7 +15,7 @@ function derUnsignedInteger(magnitude: Buffer): Buffer {
   while (i < magnitude.length - 1 && magnitude[i] === 0) i++;
   let v = magnitude.subarray(i);
   if (v[0]! & 0x80) v = Buffer.concat([Buffer.from([0]), v]);
-  return tlvOf(0x02, [v]);
+  return der.tlv(0x02, v);
 }
 
 /**
@@ -25,7 +25,7 @@ function derUnsignedInteger(magnitude: Buffer): Buffer {
 export function ecdsaRawToDer(raw: Buffer): Buffer | undefined {
   if (raw.length === 0 || raw.length % 2 !== 0) return undefined;
   const half = raw.length / 2;
-  return tlvOf(0x30, [derUnsignedInteger(raw.subarray(0, half)), derUnsignedInteger(raw.subarray(half))]);
+  return der.tlv(0x30, derUnsignedInteger(raw.subarray(0, half)), derUnsignedInteger(raw.subarray(half)));
 }
 
 /**

@@ -6,7 +6,7 @@
  */
 import { createHash, createPublicKey, type KeyObject } from 'node:crypto';
 import { endianness } from 'node:os';
-import { oidTlv } from '../ca/der-walk';
+import { der } from '@trellis/shared';
 import { describeKey, generationParams, type CaKeyType, type SignatureAlgorithm } from '../ca/key-types';
 import { ecPointFromAttribute } from './ecdsa-signature';
 import { HsmError, HsmErrorCode } from './hsm-error';
@@ -178,7 +178,7 @@ export function generateTokenKeyPair(binding: Pkcs11Binding, api: Pkcs11Api, ses
   if (p.kind === 'ec') {
     const curve = CURVES[p.namedCurve]!;
     mechanism = binding.CKM_EC_KEY_PAIR_GEN;
-    pub = [...common, { type: binding.CKA_CLASS, value: binding.CKO_PUBLIC_KEY }, { type: binding.CKA_KEY_TYPE, value: binding.CKK_EC }, { type: binding.CKA_VERIFY, value: true }, { type: binding.CKA_EC_PARAMS, value: oidTlv(curve.oid) }];
+    pub = [...common, { type: binding.CKA_CLASS, value: binding.CKO_PUBLIC_KEY }, { type: binding.CKA_KEY_TYPE, value: binding.CKK_EC }, { type: binding.CKA_VERIFY, value: true }, { type: binding.CKA_EC_PARAMS, value: der.oid(curve.oid) }];
     priv.push({ type: binding.CKA_KEY_TYPE, value: binding.CKK_EC });
   } else {
     mechanism = binding.CKM_RSA_PKCS_KEY_PAIR_GEN;
@@ -222,7 +222,7 @@ export function readTokenPublicKey(binding: Pkcs11Binding, api: Pkcs11Api, sessi
   let ecSize: number | undefined;
   if (keyKind === binding.CKK_EC) {
     const params = attr(api, session, publicKey, binding.CKA_EC_PARAMS);
-    const curve = Object.values(CURVES).find((c) => params.equals(oidTlv(c.oid)));
+    const curve = Object.values(CURVES).find((c) => params.equals(der.oid(c.oid)));
     if (!curve) throw new HsmError(HsmErrorCode.UNSUPPORTED_KEY, `${what}: EC curve of the token key is not supported (use P-256 or P-384)`, {});
     const point = ecPointFromAttribute(attr(api, session, publicKey, binding.CKA_EC_POINT), curve.size);
     if (!point) throw new HsmError(HsmErrorCode.UNSUPPORTED_KEY, `${what}: CKA_EC_POINT of the token key is not an uncompressed ${curve.crv} point`, {});
