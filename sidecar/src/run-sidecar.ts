@@ -135,9 +135,13 @@ export async function runSidecar(config: SidecarConfig, deps: RunSidecarDeps): P
   }, 250);
   readyWatch.unref();
   discovery.start();
-  identity.start().catch((err) => logger.error('identity manager stopped', { error: err }));
+  let stopping = false;
+  identity.start().catch((err) => {
+    if (!stopping) logger.error('identity manager stopped', { error: err });
+  });
 
   await Promise.race([quitRequested, new Promise<void>((resolve) => (deps.stopSignal.aborted ? resolve() : deps.stopSignal.addEventListener('abort', () => resolve(), { once: true })))]);
+  stopping = true;
   logger.info('draining', { drainMs: config.drainMs, open: sidecar.tracker.size });
   clearInterval(readyWatch);
   identity.stop();

@@ -98,6 +98,7 @@ export class IdentityManager {
       }
       this.deps.state.update({ credentials: creds });
     } catch (err) {
+      if (this.stopped) throw err;
       this.deps.onRotation?.('error');
       logger.warn('SVID renewal failed; keeping the current certificate', { error: err, attempt: this.attempt });
       this.scheduleRetry();
