@@ -6,6 +6,7 @@
  * or a second one on the same dirs serves the same versions.
  */
 import { readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Server as HttpServer } from 'node:http';
 import type * as grpc from '@grpc/grpc-js';
 import { parse as parseYaml } from 'yaml';
@@ -21,6 +22,8 @@ import type { CaExpiry, SvidAuthority } from './issuance/svid-authority';
 import { createControlPlaneMetrics, type ControlPlaneMetrics } from './observability/control-plane-metrics';
 import { MutableCertificateProvider } from './tls/mutable-certificate-provider';
 import { controlPlaneSpiffeId, createKeyAndCsr, shouldRotate } from './tls/server-identity';
+import { loadRevocationStore } from './lifecycle/revocation-store';
+import { revocationsResource } from './lifecycle/revocation-list';
 
 /** Resolved settings (after config file and flags are merged and validated). */
 export interface ControlPlaneOptions {
@@ -33,6 +36,7 @@ export interface ControlPlaneOptions {
   signing: { concurrency: number; maxQueue: number };
   idleStreamTimeoutMs: number;
   debounceMs: number;
+  /** Revocation list to watch and push; default `<caDir>/revocations.json` (as written by `trellis revoke`). */
   revocationsFile?: string;
   /** How often the trust bundle, revocations and own certificate are re-checked. */
   refreshMs: number;
@@ -104,14 +108,18 @@ export async function startControlPlane(opts: ControlPlaneOptions, deps: Control
 
   let revocationsStamp = '';
   const loadRevocations = (): void => {
-    if (!opts.revocationsFile) return;
-    const file = opts.revocationsFile;
+    const file = opts.revocationsFile ?? join(opts.caDir, 'revocations.json');
     try {
-      const st = statSync(file);
-      const stamp = `${st.mtimeMs}:${st.size}`;
+      let stamp = 'absent';
+      try {
+        const st = statSync(file);
+        stamp = `${st.mtimeMs}:${st.size}:${st.ino}`;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      }
       if (stamp === revocationsStamp) return;
       revocationsStamp = stamp;
-      service.setRevocations(parseRevocations(readFileSync(file, 'utf8'), file));
+      service.setRevocations(stamp === 'absent' ? { serials: [], spiffeIds: [] } : parseRevocations(readFileSync(file, 'utf8'), file, new Date(nowMs())));
       log.info('revocations loaded', { file, ...countOf(service.snapshot().revocations) });
     } catch (err) {
       // Keep the last good list: a half-written file must not un-revoke anything.
@@ -142,6 +150,7 @@ export async function startControlPlane(opts: ControlPlaneOptions, deps: Control
           service.setBundle(b);
           log.info('trust bundle changed', { roots: b.rootsPem.length });
         }
+        if (deps.authority.refresh) await deps.authority.refresh();
         loadRevocations();
         if (shouldRotate(nowMs(), ownNotBefore, ownNotAfter, ownInstalledAt)) await renewOwn();
       } catch (err) {
@@ -181,9 +190,14 @@ export async function startControlPlane(opts: ControlPlaneOptions, deps: Control
   };
 }
 
-/** Parses a revocation list file: YAML or JSON `{serials: [hex], spiffeIds: [id]}`. */
-export function parseRevocations(text: string, file: string): RevocationsResource {
+/**
+ * Parses a revocation list file: the CA dir's `revocations.json` as `trellis
+ * revoke` writes it (`{entries: [...]}`; serial entries drop out once their
+ * certificate expired), or a plain YAML/JSON `{serials: [hex], spiffeIds: [id]}`.
+ */
+export function parseRevocations(text: string, file: string, now: Date = new Date()): RevocationsResource {
   const v = (parseYaml(text) ?? {}) as Record<string, unknown>;
+  if (v && typeof v === 'object' && 'entries' in v) return revocationsResource(loadRevocationStore(file), now);
   const list = (k: string): string[] => {
     const a = v[k] ?? [];
     if (!Array.isArray(a) || a.some((x) => typeof x !== 'string' && typeof x !== 'number')) throw new Error(`${file}: ${k} must be a list of strings`);

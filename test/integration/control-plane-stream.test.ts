@@ -52,8 +52,7 @@ describe('control plane discovery stream (real process, real gRPC/TLS)', functio
     policyDir = join(tmp.dir, 'policies');
     mkdirSync(policyDir);
     initCa(caDir);
-    writeFileSync(join(tmp.dir, 'revocations.yaml'), 'serials: []\nspiffeIds: []\n');
-    cp = await startControlPlaneProcess(caDir, policyDir, ['--idle-timeout', '1s', '--revocations', join(tmp.dir, 'revocations.yaml')]);
+    cp = await startControlPlaneProcess(caDir, policyDir, ['--idle-timeout', '1s']);
   });
 
   after(async () => {
@@ -177,15 +176,16 @@ describe('control plane discovery stream (real process, real gRPC/TLS)', functio
     }
   });
 
-  it('pushes a revocation to every sidecar and ends the revoked workload\'s own stream at once', async () => {
+  it('pushes a `trellis revoke` to every sidecar and ends the revoked workload\'s own stream at once', async () => {
     const watcher = sidecar('watcher', 'shop', {});
     const victim = sidecar('victim', 'shop', {});
     await victim.rotate();
     await waitFor(() => watcher.count('revocations') === 1 && victim.count('revocations') === 1, 'the initial revocation lists');
     const revokedId = `spiffe://${TD}/ns/shop/sa/victim`;
-    writeFileSync(join(tmp.dir, 'revocations.yaml'), `serials: ["${victim.creds!.serialHex}"]\nspiffeIds: ["${revokedId}"]\n`);
+    const r = trellisSync(['revoke', '--ca-dir', caDir, '--spiffe-id', revokedId, '--reason', 'test']);
+    expect(r.status, r.stderr).to.equal(0);
     await waitFor(() => watcher.count('revocations') === 2, 'the new revocation list');
-    expect(watcher.bodies.get('revocations')).to.deep.equal([{ serials: [victim.creds!.serialHex], spiffeIds: [revokedId] }]);
+    expect(watcher.bodies.get('revocations')).to.deep.equal([{ serials: [], spiffeIds: [revokedId] }]);
     await waitFor(() => victim.ends.some((e) => e.serverCode === 'TRELLIS_CP_CERT_REJECTED'), 'the revoked stream to end');
     // It cannot come back: neither its certificate nor a token for its identity is accepted.
     const token = joinToken(caDir, revokedId);
@@ -195,7 +195,7 @@ describe('control plane discovery stream (real process, real gRPC/TLS)', functio
     await waitFor(() => again.ends.length > 0, 'the refusal');
     expect(again.ends[0]!.serverCode).to.equal('TRELLIS_CP_CERT_REJECTED');
     for (const s of [watcher, victim, again]) s.stop();
-    writeFileSync(join(tmp.dir, 'revocations.yaml'), 'serials: []\nspiffeIds: []\n');
+    expect(trellisSync(['revoke', '--ca-dir', caDir, '--spiffe-id', revokedId, '--lift']).status).to.equal(0);
   });
 
   it('serves /healthz, /readyz and trellis_-prefixed metrics', async () => {

@@ -9,6 +9,7 @@ import {
   ControlPlaneError,
   ControlPlaneErrorCode,
   loadCertificateAuthority,
+  openReloadingAuthority,
   PolicyStore,
   policyStoreSource,
   readConfigFile,
@@ -46,7 +47,7 @@ export const commands: Command[] = [
   --k8s-jwks FILE            the issuer's public keys (JWKS JSON)
   --signing-concurrency 4    CSRs signed at once
   --signing-queue 20000      CSRs allowed to wait; beyond, RESOURCE_EXHAUSTED with a retry hint
-  --revocations FILE         YAML/JSON {serials: [...], spiffeIds: [...]}, watched
+  --revocations FILE         default DIR/revocations.json (trellis revoke); or YAML/JSON {serials, spiffeIds}; watched
   --idle-timeout 10s         end streams that send nothing
   --log-level info
 Logs JSON lines to stderr; prints {"msg":"control plane ready",...} when serving.
@@ -92,7 +93,9 @@ SIGTERM drains: streams end with UNAVAILABLE so sidecars fail over, then it exit
         logLevel: optionalString(ctx, 'log-level') as ControlPlaneConfigInput['logLevel'],
       });
       const logger = createLogger({ component: 'control-plane', sink: ctx.stderr, level: cfg.logLevel });
-      const ca = await loadCertificateAuthority(cfg.caDir, { logger: logger.child({ component: 'ca' }) });
+      const caLogger = logger.child({ component: 'ca' });
+      // Follows the CA dir: an activated intermediate or a rotated root is picked up (and pushed) without a restart.
+      const ca = await openReloadingAuthority(cfg.caDir, { load: (dir) => loadCertificateAuthority(dir, { logger: caLogger }), logger: caLogger });
       if (cfg.trustDomain && cfg.trustDomain !== ca.trustDomain) {
         throw new ControlPlaneError(ControlPlaneErrorCode.CONFIG_INVALID, `trust domain ${cfg.trustDomain} does not match the CA in ${cfg.caDir} (${ca.trustDomain})`);
       }
@@ -130,7 +133,7 @@ SIGTERM drains: streams end with UNAVAILABLE so sidecars fail over, then it exit
           authority: ca,
           policy,
           logger,
-          caExpiry: () => ({ intermediateNotAfter: ca.intermediateNotAfter, rootNotAfter: ca.rootNotAfter }),
+          caExpiry: () => ca.expiry(),
         },
       );
       await new Promise<void>((r) => {

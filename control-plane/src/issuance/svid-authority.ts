@@ -26,6 +26,8 @@ export interface SvidAuthority {
   issue(req: { csr: Buffer; spiffeId: string; ttlSeconds?: number; requester: string }): IssuedSvid | Promise<IssuedSvid>;
   /** Every trusted root (PEM). */
   trustBundle(): { rootsPem: string[] };
+  /** Re-reads the CA dir when it changed (an activated intermediate, a rotated root); optional. */
+  refresh?(): Promise<boolean>;
 }
 
 /** Optional expiry view used for the `trellis_ca_*_expiry_seconds` gauges. */
