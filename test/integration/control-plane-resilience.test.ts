@@ -122,6 +122,24 @@ describe('control plane restart, replicas and overload (real processes)', functi
     await cp.stop();
   });
 
+  it('pushes the two-root bundle of a root rotation to connected sidecars without a restart', async () => {
+    const cp = await start();
+    const id = `spiffe://${TD}/ns/shop/sa/bundle-watcher`;
+    const token = joinToken(caDir, id);
+    const s = new FakeSidecar({ addresses: [cp.address], caDir, spiffeId: id, token: () => token, namespace: 'shop' });
+    sidecars.push(s);
+    s.start();
+    await waitFor(() => s.count('bundle') === 1, 'the first bundle');
+    expect((s.bodies.get('bundle') as Array<{ rootsPem: string[] }>)[0]!.rootsPem).to.have.length(1);
+    const r = trellisSync(['ca', 'rotate-root', '--ca-dir', caDir, '--root-dir', join(tmp.dir, 'new-root')]);
+    expect(r.status, r.stderr).to.equal(0);
+    await waitFor(() => s.count('bundle') === 2, 'the two-root bundle');
+    expect((s.bodies.get('bundle') as Array<{ rootsPem: string[] }>)[0]!.rootsPem).to.have.length(2);
+    await waitFor(async () => (await adminJson<{ proxies: Array<{ spiffeId: string; types: Record<string, { state: string }> }> }>(cp.admin, '/debug/proxies')).proxies.find((p) => p.spiffeId === id)?.types['bundle']?.state === 'SYNCED', 'the bundle ACK');
+    s.stop();
+    await cp.stop();
+  });
+
   it('exits 1 on a bad config file, naming the file and every bad field', () => {
     const file = join(tmp.dir, 'bad.yaml');
     writeFileSync(file, 'svidTtl: soon\nlisten: 15012\nkubernetes:\n  audience: trellis\n');
