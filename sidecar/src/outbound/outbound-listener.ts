@@ -172,6 +172,12 @@ export class OutboundListener {
     const dest = resolveTarget(this.spec.target, snap, pick);
     if ('error' in dest) return this.refuse(app, 'no_endpoint', dest.error);
     const { host, port } = splitHostPort(dest.address);
+    // Offer a ticket only while the server certificate it was verified with is
+    // still valid (with a second to spare): resuming past that would have to be
+    // refused as expired, failing a request a full handshake would carry.
+    const cachedSession = this.sessions.get(dest.address);
+    const ticketUsable = cachedSession !== undefined && cachedSession.peer.notAfter.getTime() > clock().getTime() + 1000;
+    if (cachedSession && !ticketUsable) this.sessions.delete(dest.address);
     const direct = directRead();
     // `onread` is honoured by tls.connect (it builds the socket) though the typings omit it.
     const tls: TLSSocket = tlsConnect({
@@ -180,7 +186,7 @@ export class OutboundListener {
       onread: direct.onread,
       secureContext: ctx,
       minVersion: 'TLSv1.2',
-      session: this.sessions.get(dest.address)?.ticket,
+      session: ticketUsable ? cachedSession.ticket : undefined,
       // The server is checked by SPIFFE ID after the handshake, never by hostname.
       checkServerIdentity: () => undefined,
     } as ConnectionOptions);
