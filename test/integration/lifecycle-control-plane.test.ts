@@ -5,7 +5,7 @@
  * `trellis ca rotate-root` gates on the bundle ACKs the control plane reports.
  */
 import { expect } from 'chai';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { EMPTY_REVOCATIONS, saveRevocationStore } from '@trellis/control-plane';
 import { makeTmpDir, trellisSync } from '@trellis/testkit';
@@ -74,21 +74,37 @@ describe('CA lifecycle with a running control plane (real processes, real gRPC/T
     expect((JSON.parse(down.stdout) as { notes: string[] }).notes.join(' ')).to.contain('cannot read the serving certificate of injector');
   });
 
-  it('ca rotate-root --admin names the connected sidecars that have not ACKed the two-root bundle and does not advance without them', async () => {
+  it('ca rotate-root --admin waits for every connected sidecar to ACK the two-root bundle, then switches the CA to the new root', async () => {
     const s = sidecar('gate');
     await s.rotate();
     await waitFor(() => s.last('bundle') !== undefined, 'the sidecar to ACK a bundle');
     const r = trellisSync(['ca', 'rotate-root', '--ca-dir', caDir, '--root-dir', join(tmp.dir, 'newroot'), '--admin', cp.admin, '--reload-grace', '2s', '-o', 'json']);
     expect(r.status, r.stderr).to.equal(0);
-    const step = JSON.parse(r.stdout) as { phase: string; applied: string; waitingFor: string; laggingProxies: Array<{ spiffeId: string }> };
-    // The sidecars either still hold the one-root bundle (not yet pushed) or have ACKed the two-root one;
-    // the rotation may only have switched if every connected one ACKed.
-    if (step.applied === 'none') {
-      expect(step.phase).to.equal('bundle');
-      expect(step.waitingFor).to.match(/connected sidecar\(s\) to ACK bundle version/);
-      expect(step.laggingProxies.map((p) => p.spiffeId)).to.include(`spiffe://${TD}/ns/shop/sa/gate`);
-    } else {
-      expect(step.applied).to.equal('switch-intermediate');
+    const first = JSON.parse(r.stdout) as { phase: string; applied: string; waitingFor: string; laggingProxies: Array<{ spiffeId: string }> };
+    // Right after the new root is written, no sidecar holds the two-root bundle yet.
+    expect(first.applied).to.equal('none');
+    expect(first.waitingFor).to.match(/connected sidecar\(s\) to ACK bundle version/);
+    expect(first.laggingProxies.map((p) => p.spiffeId)).to.include(`spiffe://${TD}/ns/shop/sa/gate`);
+
+    const newRoot = readFileSync(join(tmp.dir, 'newroot', 'root.pem'), 'utf8').trim();
+    const roots = (x: FakeSidecar): string[] => ((x.bodies.get('bundle')?.[0] as { rootsPem?: string[] } | undefined)?.rootsPem ?? []);
+    let step = first;
+    await waitFor(() => {
+      const again = trellisSync(['ca', 'rotate-root', '--ca-dir', caDir, '--admin', cp.admin, '-o', 'json']);
+      step = JSON.parse(again.stdout) as typeof first;
+      return step.phase === 'renew';
+    }, 'the rotation to switch once the sidecars ACKed', 30_000);
+    // It could only switch after every connected sidecar held both roots.
+    for (const x of sidecars) {
+      expect(roots(x).length, 'two roots').to.equal(2);
+      expect(roots(x).map((p) => p.trim())).to.include(newRoot);
     }
+    await waitFor(async () => {
+      await s.rotate();
+      return s.creds!.chainPem.includes(readFileSync(join(caDir, 'intermediate.pem'), 'utf8').trim());
+    }, 'a renewal from the intermediate under the new root', 20_000);
+    const st = JSON.parse(trellisSync(['ca', 'status', '--ca-dir', caDir, '-o', 'json']).stdout) as { rootRotation: { phase: string; waitingFor: string } };
+    expect(st.rootRotation.phase).to.equal('renew');
+    expect(st.rootRotation.waitingFor).to.match(/expire|reload grace/);
   });
 });
