@@ -57,7 +57,7 @@ export class Sidecar {
   private adminPort = 0;
   private serverCtx: SecureContext | undefined;
   private clientCtx: SecureContext | undefined;
-  private readonly ticketKeys = randomBytes(48);
+  private ticketKeys = randomBytes(48);
   private readonly clock: () => Date;
 
   constructor(
@@ -78,6 +78,12 @@ export class Sidecar {
     this.tracker = new ConnectionTracker((direction, delta) => this.metrics.activeConnections.inc({ direction }, delta));
     this.rebuildContexts(this.state.current());
     this.state.onChange((snap, changed) => {
+      if (changed.includes('bundle')) {
+        // A resumed session skips chain verification; new ticket keys make
+        // sure no session made under the old bundle (perhaps with a root
+        // just removed) can be resumed.
+        this.ticketKeys = randomBytes(48);
+      }
       if (changed.includes('credentials') || changed.includes('bundle')) this.rebuildContexts(snap);
       if (changed.includes('revocations')) {
         const n = this.tracker.closeRevoked(snap.revocations);

@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import { connect as tlsConnect } from 'node:tls';
 import { TestCa, freePort } from '@trellis/testkit';
 import { IdentityManager, Sidecar, makeTrustBundle, sharedAuthorizer, silentAuthz } from './helpers/harness';
 import { bundleOf, credentialsFrom, httpGet, signCsr, startHttpApp, tlsExchange, tcpExchange, startEchoApp } from './helpers/fixture';
@@ -142,6 +143,51 @@ describe('Trust bundle updates and certificate expiry', function () {
       expect((await tlsExchange(port, { client, ca: ca.root.pem, payload: 'back' })).data).to.equal('echo:back');
     } finally {
       im.stop();
+      await sc.stop(0);
+      await app.close();
+    }
+  });
+});
+
+describe('Session resumption and the trust bundle', function () {
+  this.timeout(20_000);
+
+  it('Should not let a session made under a root that was since removed from the bundle be resumed', async () => {
+    const oldCa = await TestCa.create(TD);
+    const newCa = await TestCa.create(TD);
+    const app = await startEchoApp();
+    const sc = sidecar({ inbound: [{ host: '127.0.0.1', port: 0, appPort: app.port, http: false }], outbound: [], workload: { namespace: 'shop', labels: {} } });
+    sc.state.update({ credentials: await credentialsFrom(newCa, CART), bundle: makeTrustBundle([oldCa.root.pem, newCa.root.pem]), peerAuth: { mode: 'STRICT', portModes: {} }, authz: { policies: [] } });
+    await sc.start();
+    try {
+      const port = sc.inbound[0]!.port;
+      const oldClient = await oldCa.issueLeaf(WEB);
+      // A full handshake with the old root still trusted, keeping the session ticket.
+      const session = await new Promise<Buffer>((resolve, reject) => {
+        const s = tlsConnect({ host: '127.0.0.1', port, ca: newCa.root.pem, key: oldClient.key.keyPem, cert: oldClient.chainPem, checkServerIdentity: () => undefined });
+        s.on('session', (t: Buffer) => {
+          resolve(t);
+          s.destroy();
+        });
+        s.on('secureConnect', () => s.write('x'));
+        s.on('error', reject);
+      });
+      sc.state.update({ bundle: bundleOf(newCa) });
+      const resumed = await new Promise<{ reused: boolean; data: string }>((resolve) => {
+        let data = '';
+        let reused = false;
+        const s = tlsConnect({ host: '127.0.0.1', port, ca: newCa.root.pem, key: oldClient.key.keyPem, cert: oldClient.chainPem, session, checkServerIdentity: () => undefined });
+        s.on('secureConnect', () => {
+          reused = s.isSessionReused();
+          s.end('again');
+        });
+        s.on('data', (d: Buffer) => (data += d.toString()));
+        s.on('error', () => undefined);
+        s.on('close', () => resolve({ reused, data }));
+      });
+      expect(resumed.reused).to.equal(false);
+      expect(resumed.data).to.equal('');
+    } finally {
       await sc.stop(0);
       await app.close();
     }
