@@ -23,6 +23,9 @@ import { PushDebouncer } from './push-debouncer';
 import { ResourceBuilder, type DiscoverySnapshot } from './resource-builder';
 import { StreamSession, type SessionDeps, type StreamTransport } from './stream-session';
 
+/** Sessions refreshed per event-loop turn during a push. */
+const FLUSH_BATCH = 250;
+
 /** Settings and collaborators of the discovery service. */
 export interface DiscoveryServiceDeps extends Omit<SessionDeps, 'builder' | 'snapshot' | 'onNodeKnown' | 'onClosed'> {
   policy: PolicySource;
@@ -145,8 +148,19 @@ export class DiscoveryService {
     this.debouncer.mark(ENDPOINTS_TYPE_URL);
   }
 
+  /**
+   * Refreshes every session in batches, yielding between them so the first
+   * sidecars' pushes reach the wire (and their ACKs come back) while later
+   * batches are still being computed, instead of after the whole fleet.
+   */
   private flush(types: ReadonlySet<TypeUrl>): void {
     this.snap = null;
-    for (const s of this.registry.all()) s.refresh(types);
+    const sessions = this.registry.all();
+    const step = (from: number): void => {
+      const end = Math.min(sessions.length, from + FLUSH_BATCH);
+      for (let i = from; i < end; i++) sessions[i]!.refresh(types);
+      if (end < sessions.length && !this.draining) setImmediate(() => step(end));
+    };
+    step(0);
   }
 }
