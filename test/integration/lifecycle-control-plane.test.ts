@@ -91,6 +91,7 @@ describe('CA lifecycle with a running control plane (real processes, real gRPC/T
     let step = first;
     await waitFor(() => {
       const again = trellisSync(['ca', 'rotate-root', '--ca-dir', caDir, '--admin', cp.admin, '-o', 'json']);
+      expect(again.status, again.stderr).to.equal(0);
       step = JSON.parse(again.stdout) as typeof first;
       return step.phase === 'renew';
     }, 'the rotation to switch once the sidecars ACKed', 30_000);

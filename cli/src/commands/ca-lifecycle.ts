@@ -33,6 +33,9 @@ import type { Command, CommandContext } from '../command';
 import { flag, optionalString, outputFormat, requiredString } from '../flags';
 import { httpGet } from '../up/admin-client';
 
+/** How long a command waits for the control plane's lifecycle step on the same CA dir to finish. */
+const LOCK_WAIT_MS = 10_000;
+
 function pathFlag(ctx: CommandContext, name: string): string {
   return resolve(ctx.cwd, requiredString(ctx, name));
 }
@@ -133,7 +136,7 @@ otherwise take the CSR to the root and run "trellis ca sign-intermediate" there.
         const p = await prepareNextIntermediate(dir, { keyType, force: flag(ctx, 'force') });
         const c = rootDir === undefined ? null : await signNextIntermediateWithRoot(dir, resolve(ctx.cwd, rootDir), { now: new Date(), validityDays });
         return { prepared: p, cert: c };
-      });
+      }, { waitMs: LOCK_WAIT_MS });
       if (cert) {
         ctx.stdout.write(`next intermediate signed and ready, valid until ${cert.facts.notAfter.toISOString()}\n  activate it: trellis ca activate-intermediate --dir ${dir}\n`);
         return;
@@ -180,7 +183,7 @@ certificate moves to DIR/previous/; leaves it issued keep verifying until they e
       const r = await withLifecycleLock(dir, () => {
         if (cert) installNextIntermediate(dir, cert.text, { now, source: cert.path });
         return activateNextIntermediate(dir, { now, force: !flag(ctx, 'when-due') });
-      });
+      }, { waitMs: LOCK_WAIT_MS });
       if (!r.activated) {
         ctx.stdout.write(`not activated: ${r.decision.reason}${r.decision.at ? ` (due ${r.decision.at.toISOString()})` : ''}\n`);
         return;
@@ -218,12 +221,12 @@ until done, polling every --poll.`,
       if (!state || state.phase === 'done') {
         const rootDir = optionalString(ctx, 'root-dir');
         if (rootDir === undefined) throw new UsageError('--root-dir is required to start a root rotation (where the new root is, or will be created)', { flag: 'root-dir' });
-        const started = await startRootRotation(caDir, { newRootDir: resolve(ctx.cwd, rootDir), now: new Date(), keyType: keyTypeFlag(ctx), reloadGraceSeconds: seconds('reload-grace', 60) });
+        const started = await startRootRotation(caDir, { newRootDir: resolve(ctx.cwd, rootDir), now: new Date(), keyType: keyTypeFlag(ctx), reloadGraceSeconds: seconds('reload-grace', 60), lockWaitMs: LOCK_WAIT_MS });
         ctx.stderr.write(`root rotation started at ${started.startedAt}: the bundle now holds ${readBundleRoots(caDir).length} roots\n`);
       }
       const pollMs = seconds('poll', 5) * 1000;
       for (;;) {
-        const step = await stepRootRotation(caDir, await observeProxies(ctx, admin), new Date());
+        const step = await stepRootRotation(caDir, await observeProxies(ctx, admin), new Date(), { lockWaitMs: LOCK_WAIT_MS });
         if (!flag(ctx, 'wait') || step.state.phase === 'done' || ctx.stopSignal.aborted) {
           printStep(ctx, caDir, step);
           return;

@@ -35,25 +35,38 @@ function acquire(path: string): boolean {
   }
 }
 
+function tryLock(path: string, caDir: string): void {
+  if (acquire(path)) return;
+  let owner = NaN;
+  try {
+    owner = Number(readFileSync(path, 'utf8').trim());
+  } catch {
+    owner = NaN;
+  }
+  if (Number.isInteger(owner) && owner > 0 && owner !== process.pid && alive(owner)) {
+    throw new LifecycleError(LifecycleErrorCode.ROTATION_CONFLICT, `another lifecycle step is running on ${caDir} (pid ${owner}); try again`, { pid: owner });
+  }
+  if (owner === process.pid) throw new LifecycleError(LifecycleErrorCode.ROTATION_CONFLICT, `a lifecycle step is already running on ${caDir} in this process`, {});
+  rmSync(path, { force: true });
+  if (!acquire(path)) throw new LifecycleError(LifecycleErrorCode.ROTATION_CONFLICT, `another lifecycle step took the lock on ${caDir}; try again`, {});
+}
+
 /**
- * Runs `fn` holding the CA dir's lifecycle lock. Refuses with
- * ROTATION_CONFLICT while another live process holds it.
+ * Runs `fn` holding the CA dir's lifecycle lock, waiting up to `waitMs`
+ * (default 0) for another process's step to finish. Refuses with
+ * ROTATION_CONFLICT while another live process still holds it.
  */
-export async function withLifecycleLock<T>(caDir: string, fn: () => Promise<T> | T): Promise<T> {
+export async function withLifecycleLock<T>(caDir: string, fn: () => Promise<T> | T, o: { waitMs?: number } = {}): Promise<T> {
   const path = join(caDir, LIFECYCLE_LOCK_FILE);
-  if (!acquire(path)) {
-    let owner = NaN;
+  const deadline = Date.now() + (o.waitMs ?? 0);
+  for (;;) {
     try {
-      owner = Number(readFileSync(path, 'utf8').trim());
-    } catch {
-      owner = NaN;
+      tryLock(path, caDir);
+      break;
+    } catch (err) {
+      if (!(err instanceof LifecycleError) || Date.now() >= deadline) throw err;
+      await new Promise((r) => setTimeout(r, 50));
     }
-    if (Number.isInteger(owner) && owner > 0 && owner !== process.pid && alive(owner)) {
-      throw new LifecycleError(LifecycleErrorCode.ROTATION_CONFLICT, `another lifecycle step is running on ${caDir} (pid ${owner}); try again`, { pid: owner });
-    }
-    if (owner === process.pid) throw new LifecycleError(LifecycleErrorCode.ROTATION_CONFLICT, `a lifecycle step is already running on ${caDir} in this process`, {});
-    rmSync(path, { force: true });
-    if (!acquire(path)) throw new LifecycleError(LifecycleErrorCode.ROTATION_CONFLICT, `another lifecycle step took the lock on ${caDir}; try again`, {});
   }
   try {
     return await fn();

@@ -36,6 +36,8 @@ export function readBundleRoots(caDir: string): string[] {
 
 /** Options of {@link startRootRotation}. */
 export interface StartRotationOptions {
+  /** Wait this long for another process's lifecycle step (default 0: refuse at once). */
+  lockWaitMs?: number;
   /** Holds the new root (root.pem + root.key); created there when empty. */
   newRootDir: string;
   now: Date;
@@ -49,7 +51,7 @@ export interface StartRotationOptions {
  * or when the "new" root is already trusted.
  */
 export async function startRootRotation(caDir: string, o: StartRotationOptions): Promise<RootRotationState> {
-  return withLifecycleLock(caDir, () => startLocked(caDir, o));
+  return withLifecycleLock(caDir, () => startLocked(caDir, o), { waitMs: o.lockWaitMs });
 }
 
 async function startLocked(caDir: string, o: StartRotationOptions): Promise<RootRotationState> {
@@ -109,8 +111,8 @@ export interface RotationStep {
  * Decides and, when the gate is met, applies one step. Refuses
  * (ROTATION_CONFLICT) when no rotation was started.
  */
-export async function stepRootRotation(caDir: string, proxies: readonly ObservedProxy[] | null, now: Date, o: { intermediateValidityDays?: number } = {}): Promise<RotationStep> {
-  return withLifecycleLock(caDir, () => stepLocked(caDir, proxies, now, o));
+export async function stepRootRotation(caDir: string, proxies: readonly ObservedProxy[] | null, now: Date, o: { intermediateValidityDays?: number; lockWaitMs?: number } = {}): Promise<RotationStep> {
+  return withLifecycleLock(caDir, () => stepLocked(caDir, proxies, now, o), { waitMs: o.lockWaitMs });
 }
 
 async function stepLocked(caDir: string, proxies: readonly ObservedProxy[] | null, now: Date, o: { intermediateValidityDays?: number }): Promise<RotationStep> {

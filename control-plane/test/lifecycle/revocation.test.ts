@@ -86,7 +86,8 @@ describe('revocation store', () => {
     saveRevocationStore(path, l, at(40));
     const reloaded = loadRevocationStore(path);
     expect(reloaded).to.deep.equal(l);
-    expect(parseRevocations(readFileSync(path, 'utf8'), path)).to.deep.equal({ serials: ['bb01'], spiffeIds: ['spiffe://example.org/ns/a/sa/web'] });
+    expect(parseRevocations(readFileSync(path, 'utf8'), path, at(40))).to.deep.equal({ serials: ['bb01'], spiffeIds: ['spiffe://example.org/ns/a/sa/web'] });
+    expect(parseRevocations(readFileSync(path, 'utf8'), path, at(61)).serials, 'an expired serial is no longer pushed').to.deep.equal([]);
   });
 
   it('refuses a damaged store, naming the entry field, instead of forgetting revocations', () => {

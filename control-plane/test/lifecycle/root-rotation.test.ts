@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { hasErrorCode } from '@trellis/shared';
 import { makeTmpDir, openssl } from '@trellis/testkit';
@@ -180,6 +180,9 @@ describe('lifecycle lock', () => {
       err = e;
     }
     expect(hasErrorCode(err, 'TRELLIS_LIFECYCLE_ROTATION_CONFLICT')).to.equal(true);
+    // A step that waits gets the lock as soon as the other process lets go.
+    setTimeout(() => rmSync(join(tmp.dir, LIFECYCLE_LOCK_FILE), { force: true }), 100);
+    expect(await withLifecycleLock(tmp.dir, () => 7, { waitMs: 5000 })).to.equal(7);
     writeFileSync(join(tmp.dir, LIFECYCLE_LOCK_FILE), '4194303');
     expect(await withLifecycleLock(tmp.dir, () => 42)).to.equal(42);
     expect(() => readFileSync(join(tmp.dir, LIFECYCLE_LOCK_FILE)), 'released after the step').to.throw();
