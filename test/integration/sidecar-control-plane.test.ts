@@ -80,7 +80,7 @@ describe('trellis sidecar with a real control plane (real processes, real gRPC a
   };
 
   before(async () => {
-    for (const k of ['cp', 'cpAdmin', 'cartIn', 'cartAdmin', 'webOut', 'webAdmin']) port[k] = await freePort();
+    for (const k of ['cp', 'cpAdmin', 'cartIn', 'cartAdmin', 'webOut', 'webSvc', 'webAdmin']) port[k] = await freePort();
     const init = trellisSync(['ca', 'init', '--dir', f('ca'), '--trust-domain', TD]);
     expect(init.status, init.stderr).to.equal(0);
     for (const [name, id] of [['cart', CART], ['web', WEB]]) {
@@ -109,7 +109,7 @@ describe('trellis sidecar with a real control plane (real processes, real gRPC a
     webSidecar = trellisSpawn(['sidecar', ...common, '--service', 'web'], {
       cwd: tmp.dir,
       env: { ...process.env, TRELLIS_TOKEN_FILE: f('web.token'), TRELLIS_SERVICE_ACCOUNT: 'web', TRELLIS_LABELS: 'app=web',
-        TRELLIS_OUTBOUND: `${port.webOut}=127.0.0.1:${port.cartIn}#${CART}`, TRELLIS_ADMIN: `127.0.0.1:${port.webAdmin}` },
+        TRELLIS_OUTBOUND: `${port.webOut}=127.0.0.1:${port.cartIn}#${CART},${port.webSvc}=cart`, TRELLIS_ADMIN: `127.0.0.1:${port.webAdmin}` },
     });
     logs.set(webSidecar, '');
     webSidecar.stderr!.setEncoding('utf8').on('data', (d: string) => logs.set(webSidecar, logs.get(webSidecar)! + d));
@@ -135,6 +135,16 @@ describe('trellis sidecar with a real control plane (real processes, real gRPC a
     const body = JSON.parse(r.body) as { path: string; xfcc: string };
     expect(body.path).to.equal('/items');
     expect(body.xfcc).to.match(new RegExp(`^By=${CART};Hash=[0-9a-f]{64};URI=${WEB}$`));
+  });
+
+  it('Should reach cart by service name through the endpoints the control plane pushes', async () => {
+    await waitFor('the cart endpoint', async () => {
+      const dump = JSON.parse((await get(port.webAdmin!, '/config_dump')).body) as { endpoints: Record<string, { addresses: string[] }> };
+      return (dump.endpoints.cart?.addresses.length ?? 0) > 0;
+    });
+    const r = await get(port.webSvc!, '/by-name');
+    expect(r.status).to.equal(200);
+    expect((JSON.parse(r.body) as { xfcc: string }).xfcc).to.contain(`URI=${WEB}`);
   });
 
   it('Should rotate both SVIDs every few seconds under continuous traffic with zero failed requests, resuming TLS sessions', async () => {
