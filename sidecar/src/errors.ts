@@ -7,7 +7,6 @@ import { TrellisError } from '@trellis/shared';
 /** Stable codes for everything the sidecar refuses or fails at. */
 export type SidecarErrorCode =
   | 'TRELLIS_SIDECAR_BAD_CONFIG'
-  | 'TRELLIS_SIDECAR_BAD_LISTENER'
   | 'TRELLIS_SIDECAR_BAD_CREDENTIALS'
   | 'TRELLIS_SIDECAR_BAD_BUNDLE'
   | 'TRELLIS_SIDECAR_BAD_PEER_AUTH'
@@ -16,7 +15,6 @@ export type SidecarErrorCode =
   | 'TRELLIS_SIDECAR_BAD_ENDPOINTS'
   | 'TRELLIS_SIDECAR_KEY_MISMATCH'
   | 'TRELLIS_SIDECAR_ISSUE_FAILED'
-  | 'TRELLIS_SIDECAR_NO_ENDPOINT'
   | 'TRELLIS_SIDECAR_LISTEN_FAILED';
 
 /** An error raised by the sidecar; `code` says exactly what went wrong. */

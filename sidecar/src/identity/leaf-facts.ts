@@ -27,19 +27,6 @@ export function normaliseSerial(serial: string): string {
   return s === '' ? '0' : s;
 }
 
-/** Reads the URI SANs out of Node's `subjectAltName` string form. */
-export function urisFromSubjectAltName(san: string | undefined): string[] {
-  if (!san) return [];
-  const out: string[] = [];
-  // Node quotes values that contain separators as JSON strings: URI:"a, b".
-  const re = /(?:^|, )URI:("(?:[^"\\]|\\.)*"|[^,]*)/g;
-  for (let m = re.exec(san); m; m = re.exec(san)) {
-    const v = m[1]!;
-    out.push(v.startsWith('"') ? (JSON.parse(v) as string) : v);
-  }
-  return out;
-}
-
 /** Parses `der` (or an already-parsed certificate) into LeafFacts. Throws on bad DER. */
 export function leafFacts(input: Buffer | X509Certificate): LeafFacts {
   const der = input instanceof X509Certificate ? input.raw : input;
