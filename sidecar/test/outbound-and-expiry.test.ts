@@ -193,3 +193,41 @@ describe('Session resumption and the trust bundle', function () {
     }
   });
 });
+
+describe('Installing a new certificate', function () {
+  this.timeout(20_000);
+
+  it('Should present the new certificate on the very next handshake while an open connection keeps working', async () => {
+    const ca = await TestCa.create(TD);
+    const app = await startEchoApp();
+    const sc = sidecar({ inbound: [{ host: '127.0.0.1', port: 0, appPort: app.port, http: false }], outbound: [], workload: { namespace: 'shop', labels: {} } });
+    const first = await credentialsFrom(ca, CART);
+    sc.state.update({ credentials: first, bundle: bundleOf(ca), peerAuth: { mode: 'STRICT', portModes: {} }, authz: { policies: [] } });
+    await sc.start();
+    const client = await ca.issueLeaf(WEB);
+    const port = sc.inbound[0]!.port;
+    const open = tlsConnect({ host: '127.0.0.1', port, ca: ca.root.pem, key: client.key.keyPem, cert: client.chainPem, checkServerIdentity: () => undefined });
+    try {
+      await new Promise<void>((r) => open.once('secureConnect', () => r()));
+      expect(open.getPeerX509Certificate()!.serialNumber.toLowerCase().replace(/^0+/, '')).to.equal(first.serialHex);
+      const second = await credentialsFrom(ca, CART);
+      sc.state.update({ credentials: second });
+      const serialSeen = await new Promise<string>((resolve, reject) => {
+        const s = tlsConnect({ host: '127.0.0.1', port, ca: ca.root.pem, key: client.key.keyPem, cert: client.chainPem, checkServerIdentity: () => undefined });
+        s.once('secureConnect', () => {
+          resolve(s.getPeerX509Certificate()!.serialNumber.toLowerCase().replace(/^0+/, ''));
+          s.destroy();
+        });
+        s.on('error', reject);
+      });
+      expect(serialSeen).to.equal(second.serialHex);
+      const echoed = new Promise<string>((r) => open.once('data', (d: Buffer) => r(d.toString())));
+      open.write('still-open');
+      expect(await echoed).to.equal('echo:still-open');
+    } finally {
+      open.destroy();
+      await sc.stop(0);
+      await app.close();
+    }
+  });
+});
