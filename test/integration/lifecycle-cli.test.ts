@@ -176,6 +176,24 @@ describe('CA lifecycle through the trellis binary', function () {
     expect(view.rootRotation.waitingFor).to.contain('--admin');
   });
 
+  it('trellis check lists federated roots from a bundle another trust domain exported, and refuses a bad federation config', async () => {
+    const ours = join(tmp.dir, 'ours');
+    const partner = join(tmp.dir, 'partner');
+    await initCertificateAuthority(ours, { trustDomain: 'example.org' });
+    await initCertificateAuthority(partner, { trustDomain: 'partner.org' });
+    expect(trellisSync(['bundle', 'export', '--ca-dir', partner, '--out', join(tmp.dir, 'partner.json')]).status).to.equal(0);
+    writeFileSync(join(tmp.dir, 'fed.yaml'), 'federatesWith:\n  - trustDomain: partner.org\n    bundleFile: partner.json\n');
+    const r = trellisSync(['check', '--ca-dir', ours, '--federation', join(tmp.dir, 'fed.yaml'), '-o', 'json']);
+    expect(r.status, r.stderr).to.equal(0);
+    const items = (JSON.parse(r.stdout) as { items: Array<{ name: string; status: string }> }).items;
+    expect(items.map((i) => i.name)).to.include('federated partner.org #1');
+    writeFileSync(join(tmp.dir, 'bad.yaml'), 'federatesWith:\n  - trustDomain: example.org\n    bundleFile: partner.json\n');
+    const bad = trellisSync(['check', '--ca-dir', ours, '--federation', join(tmp.dir, 'bad.yaml')]);
+    expect(bad.status).to.equal(1);
+    expect(bad.stderr).to.contain('TRELLIS_LIFECYCLE_BAD_FEDERATION');
+    expect(bad.stderr).to.contain('federatesWith[0].trustDomain');
+  });
+
   it('revoke persists entries the control plane watcher reads, lifts them, and refuses bad targets', async () => {
     const ca = join(tmp.dir, 'ca');
     await initCertificateAuthority(ca, { trustDomain: 'example.org' });

@@ -5,10 +5,11 @@
  * admin endpoint for the sidecars' leaves, and opens real TLS connections
  * to read serving certificates. Decisions live in @trellis/control-plane.
  */
+import { readFileSync } from 'node:fs';
 import { connect } from 'node:tls';
 import { X509Certificate } from 'node:crypto';
 import { join, resolve } from 'node:path';
-import { buildCheckReport, caDirCheckItems, CA_FILES, checkExitCode, DEFAULT_THRESHOLDS, humanSeconds, readAuditLog, type CheckSubject } from '@trellis/control-plane';
+import { buildCheckReport, caDirCheckItems, CA_FILES, checkExitCode, DEFAULT_THRESHOLDS, humanSeconds, loadFederatedBundle, parseFederationConfig, readAuditLog, readIntermediateSlots, type CheckSubject } from '@trellis/control-plane';
 import { UsageError } from '@trellis/shared';
 import type { Command, CommandContext } from '../command';
 import { optionalString, outputFormat, stringList } from '../flags';
@@ -46,21 +47,23 @@ export const commands: Command[] = [
   {
     name: 'check',
     summary: 'List every certificate with its expiry; exit 1 when one is critical or expired',
-    usage: 'trellis check [--ca-dir DIR] [--admin ADDR] [--tls NAME=HOST:PORT ...] [--warn-days N] [--critical-days N] [-o json]',
+    usage: 'trellis check [--ca-dir DIR] [--admin ADDR] [--tls NAME=HOST:PORT ...] [--federation FILE] [--warn-days N] [--critical-days N] [-o json]',
     description: `--ca-dir   roots, the current intermediate and the next one (warns once the intermediate is past
            half its life without a signed successor, the alarm for an offline root)
 --admin    the control plane's admin address: each connected sidecar's leaf
 --tls      a serving certificate read over TLS, e.g. --tls control-plane=127.0.0.1:15010
            --tls injector=127.0.0.1:9443 (repeatable)
+--federation the federatesWith config: every federated trust domain's roots (a bad entry is an error)
 --warn-days / --critical-days override the root and intermediate thresholds (default 60/14
 for intermediates, 180/30 for roots). Exit 0 when all are ok or warn, 1 when any is
 critical or expired, 2 on usage errors.`,
-    options: { 'ca-dir': { type: 'string' }, admin: { type: 'string' }, tls: { type: 'string', multiple: true }, 'warn-days': { type: 'string' }, 'critical-days': { type: 'string' }, output: { type: 'string', short: 'o' } },
+    options: { 'ca-dir': { type: 'string' }, admin: { type: 'string' }, tls: { type: 'string', multiple: true }, federation: { type: 'string' }, 'warn-days': { type: 'string' }, 'critical-days': { type: 'string' }, output: { type: 'string', short: 'o' } },
     async run(ctx) {
       const caDir = optionalString(ctx, 'ca-dir');
       const admin = optionalString(ctx, 'admin');
       const tls = stringList(ctx, 'tls');
-      if (caDir === undefined && admin === undefined && tls.length === 0) throw new UsageError('give at least one of --ca-dir, --admin or --tls', { flag: 'ca-dir' });
+      const federation = optionalString(ctx, 'federation');
+      if (caDir === undefined && admin === undefined && tls.length === 0 && federation === undefined) throw new UsageError('give at least one of --ca-dir, --admin, --tls or --federation', { flag: 'ca-dir' });
       const format = outputFormat(ctx);
       const now = new Date();
       const subjects: CheckSubject[] = [];
@@ -97,6 +100,23 @@ critical or expired, 2 on usage errors.`,
           subjects.push({ kind: 'serving', name: `${name} (${addr})`, subject: (c.subject ?? '').replace(/\n/g, ', ') || c.subjectAltName || '', notBefore: new Date(c.validFrom), notAfter: new Date(c.validTo), fix: `renew the serving certificate of ${name} (the control plane renews its own; restart it if it did not)` });
         } catch (err) {
           notes.push(`cannot read the serving certificate of ${name} at ${addr}: ${(err as Error).message}`);
+        }
+      }
+      if (federation !== undefined) {
+        if (caDir === undefined) throw new UsageError('--federation needs --ca-dir (our own trust domain comes from it)', { flag: 'federation' });
+        const file = resolve(ctx.cwd, federation);
+        let text: string;
+        try {
+          text = readFileSync(file, 'utf8');
+        } catch (err) {
+          throw new UsageError(`--federation ${file}: cannot read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, { flag: 'federation' });
+        }
+        const local = readIntermediateSlots(resolve(ctx.cwd, caDir)).current.trustDomain;
+        for (const entry of parseFederationConfig(text, file, local)) {
+          const bundle = loadFederatedBundle(entry);
+          bundle.x509Authorities.forEach((c, i) => {
+            subjects.push({ kind: 'root', name: `federated ${entry.trustDomain} #${i + 1}`, subject: c.subjectText, notBefore: c.notBefore, notAfter: c.notAfter, fix: `ask ${entry.trustDomain} for a fresh bundle (trellis bundle export there) and replace ${entry.bundleFile}` });
+          });
         }
       }
       const warnDays = daysOption(ctx, 'warn-days');
