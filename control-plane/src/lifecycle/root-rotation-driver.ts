@@ -9,7 +9,7 @@
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { contentVersion, SINGLETON_RESOURCE_NAME } from '@trellis/shared';
-import { readCaCertificate } from '../ca/ca-chain';
+import { readCaCertificate, verifyCaChain } from '../ca/ca-chain';
 import { CA_FILES, writeCaFiles } from '../ca/ca-dir';
 import type { CaKeyType } from '../ca/key-types';
 import { pemCertificates, toPem } from '../ca/pem';
@@ -126,6 +126,14 @@ async function stepLocked(caDir: string, proxies: readonly ObservedProxy[] | nul
   } else if (decision.action === 'drop-old-root') {
     const newRoot = readCaCertificate(pemCertificates(state.newRootPem, 'new root')[0]!, 'new root');
     if (now >= newRoot.facts.notAfter) throw new LifecycleError(LifecycleErrorCode.ROOT_UNAVAILABLE, 'the new root has expired; the old root stays', {});
+    // Never drop the root the CA still issues under (an intermediate activated by hand after the switch).
+    const current = readCurrentIntermediate(caDir);
+    const chain = pemCertificates(readFileSync(join(caDir, CA_FILES.chain), 'utf8'), join(caDir, CA_FILES.chain)).slice(1).map((d, i) => readCaCertificate(d, `chain ${i + 2}`));
+    try {
+      verifyCaChain(current.cert, chain, [newRoot], now);
+    } catch (err) {
+      throw new LifecycleError(LifecycleErrorCode.ROTATION_CONFLICT, `the current intermediate does not chain to the new root; the old root stays (re-run the switch: trellis ca prepare-intermediate --dir ${caDir} --root-dir ${state.newRootDir} --force, then activate-intermediate)`, {}, { cause: err });
+    }
     writeCaFiles(caDir, [{ name: CA_FILES.rootCert, contents: state.newRootPem, mode: 0o644 }]);
   }
   const next = advanceRootRotation(state, decision.action, now);

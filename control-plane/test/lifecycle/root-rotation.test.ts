@@ -9,6 +9,7 @@ import { advanceRootRotation, decideRootRotation, type RootRotationState } from 
 import { bundleVersion, proxiesFromAdmin, readBundleRoots, startRootRotation, stepRootRotation } from '../../src/lifecycle/root-rotation-driver';
 import { loadRootRotationState, parseRootRotationState } from '../../src/lifecycle/root-rotation-store';
 import { LIFECYCLE_LOCK_FILE, withLifecycleLock } from '../../src/lifecycle/lifecycle-lock';
+import { activateNextIntermediate, prepareNextIntermediate, signNextIntermediateWithRoot } from '../../src/lifecycle/intermediate-slots';
 
 const T0 = Date.UTC(2026, 0, 1);
 const at = (s: number): Date => new Date(T0 + s * 1000);
@@ -161,6 +162,24 @@ describe('root rotation on a CA dir', function () {
     expect(final).to.not.contain(oldRoot.trim());
     expect(verify(tmp.dir, final, newLeaf.chainPem)).to.equal(0);
     expect(verify(tmp.dir, final, oldLeaf.chainPem), 'the old root is no longer trusted').to.not.equal(0);
+  });
+
+  it('keeps the old root when the CA was switched back to an intermediate under it by hand', async () => {
+    await startRootRotation(caDir, { newRootDir: join(tmp.dir, 'newroot'), now: new Date(), reloadGraceSeconds: 0 });
+    await stepRootRotation(caDir, [], new Date());
+    // An operator activates an intermediate signed by the old root (whose key is still in the CA dir).
+    await prepareNextIntermediate(caDir, { force: true });
+    await signNextIntermediateWithRoot(caDir, caDir, { now: new Date() });
+    activateNextIntermediate(caDir, { now: new Date(), force: true });
+    let err: unknown;
+    try {
+      await stepRootRotation(caDir, [], new Date(Date.now() + 2 * 86_400_000));
+    } catch (e) {
+      err = e;
+    }
+    expect(hasErrorCode(err, 'TRELLIS_LIFECYCLE_ROTATION_CONFLICT'), String(err)).to.equal(true);
+    expect(readBundleRoots(caDir)).to.have.length(2);
+    expect(loadRootRotationState(caDir)?.phase).to.equal('renew');
   });
 });
 
