@@ -20,8 +20,9 @@ import { classifyFirstBytes } from './tls-detect';
 import { forwardHttpRequest, type HttpForwarder } from './http-forwarder';
 import { leafFacts } from '../identity/leaf-facts';
 import { verifyPeer, type PeerRefusal } from '../identity/peer-verifier';
-import { decide, type Authorizer, type Workload } from '../policy/authorizer';
-import { splice } from '../proxy/splice';
+import { decide, type Authorizer, type AuthzDecision, type Workload } from '../policy/authorizer';
+import { splice, type ProxySocket } from '../proxy/splice';
+import type { Duplex } from 'node:stream';
 import { directRead } from '../proxy/direct-read';
 import type { PeerAuthMode, SidecarSnapshot, SidecarState } from '../state/sidecar-state';
 import type { SidecarMetrics } from '../metrics/sidecar-metrics';
@@ -80,6 +81,7 @@ export class InboundListener {
       this.forwarder = forwardHttpRequest({ appHost: deps.appHost ?? '127.0.0.1', appPort: spec.appPort });
       this.httpServer = createHttpServer({ keepAliveTimeout: 60_000, noDelay: true }, (req, res) => this.onHttpRequest(req, res));
       this.httpServer.on('clientError', (_err, socket) => socket.destroy());
+      this.httpServer.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.onHttpUpgrade(req, socket, head));
       // A client that half-closes after its request still gets the response.
       (this.httpServer as HttpServer & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
     }
@@ -262,30 +264,68 @@ export class InboundListener {
     splice(conn, app, undefined, { bDirect: direct });
   }
 
-  private onHttpRequest(req: IncomingMessage, res: ServerResponse): void {
+  /** AuthorizationPolicy for one HTTP request on this port; fails closed if the connection's peer is unknown. */
+  private authorizeHttp(req: IncomingMessage): { peer: PeerInfo | undefined; decision: AuthzDecision; xfcc: string | undefined } {
     const peer = PEERS.get(req.socket) ?? PEERS.get((req.socket as unknown as { _parent?: object })._parent ?? {});
     const snap = this.deps.state.current();
     const url = req.url ?? '/';
     const q = url.indexOf('?');
-    const d = peer
+    const decision: AuthzDecision = peer
       ? decide(this.deps.authorize, snap.authz?.policies ?? [], this.deps.workload, {
           principal: peer.principal,
           sourceIp: req.socket.remoteAddress,
           port: this.spec.appPort,
           http: { method: req.method ?? 'GET', path: q < 0 ? url : url.slice(0, q), host: req.headers.host },
         })
-      : { decision: 'DENY' as const, reason: 'connection state lost' };
-    if (d.decision !== 'ALLOW') {
+      : { decision: 'DENY', reason: 'connection state lost' };
+    if (decision.decision !== 'ALLOW') {
       this.deps.metrics.refuse('inbound', 'authz_denied');
-      this.deps.logger.info('inbound request denied by policy', { port: this.boundPort, principal: peer?.principal, method: req.method, path: url, reason: d.reason });
+      this.deps.logger.info('inbound request denied by policy', { port: this.boundPort, principal: peer?.principal, method: req.method, path: url, reason: decision.reason });
+    }
+    const ours = snap.credentials?.spiffeId;
+    const xfcc = peer?.principal ? `By=${ours ?? ''};Hash=${peer.certSha256 ?? ''};URI=${peer.principal}` : undefined;
+    return { peer, decision, xfcc };
+  }
+
+  /**
+   * An `Upgrade` request (WebSocket and the like) on an /http port: the same
+   * authorization and XFCC rewrite as any request, then the connection is
+   * handed to the application as a byte stream.
+   */
+  private onHttpUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    socket.on('error', () => socket.destroy());
+    const { decision, xfcc } = this.authorizeHttp(req);
+    if (decision.decision !== 'ALLOW') {
+      socket.end('HTTP/1.1 403 Forbidden\r\ncontent-type: text/plain\r\ncontent-length: 20\r\nconnection: close\r\n\r\nRBAC: access denied\n');
+      return;
+    }
+    const app = netConnect({ host: this.deps.appHost ?? '127.0.0.1', port: this.spec.appPort, allowHalfOpen: true, noDelay: true });
+    app.once('error', () => {
+      this.deps.metrics.refuse('inbound', 'app_unreachable');
+      socket.destroy();
+    });
+    app.once('connect', () => {
+      const lines = [`${req.method ?? 'GET'} ${req.url ?? '/'} HTTP/${req.httpVersion}`];
+      for (let i = 0; i < req.rawHeaders.length; i += 2) {
+        if (req.rawHeaders[i]!.toLowerCase() === 'x-forwarded-client-cert') continue;
+        lines.push(`${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}`);
+      }
+      if (xfcc !== undefined) lines.push(`x-forwarded-client-cert: ${xfcc}`);
+      app.write(lines.join('\r\n') + '\r\n\r\n');
+      if (head.length > 0) app.write(head);
+      splice(socket as ProxySocket, app);
+    });
+  }
+
+  private onHttpRequest(req: IncomingMessage, res: ServerResponse): void {
+    const { decision: d, xfcc } = this.authorizeHttp(req);
+    if (d.decision !== 'ALLOW') {
       const body = 'RBAC: access denied\n';
       res.writeHead(403, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body) });
       res.end(body);
       req.resume();
       return;
     }
-    const ours = snap.credentials?.spiffeId;
-    const xfcc = peer?.principal ? `By=${ours ?? ''};Hash=${peer.certSha256 ?? ''};URI=${peer.principal}` : undefined;
     this.forwarder!(req, res, xfcc, () => this.deps.metrics.refuse('inbound', 'app_unreachable'));
   }
 }
