@@ -2,10 +2,10 @@ import { expect } from 'chai';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createTrustBundle, formatSpiffeBundle, hasErrorCode, parseCertificate, pemToDer } from '@trellis/shared';
-import { makeTmpDir } from '@trellis/testkit';
+import { makeTmpDir, openssl } from '@trellis/testkit';
 import { initCertificateAuthority } from '../../src/ca/ca-setup';
 import { buildCheckReport, caDirCheckItems, checkExitCode } from '../../src/lifecycle/check-report';
-import { checkEnvironmentName } from '../../src/lifecycle/environment';
+import { checkEnvironmentName, createEnvironmentIntermediate } from '../../src/lifecycle/environment';
 import { federationDecision, loadFederatedBundle, parseFederationConfig } from '../../src/lifecycle/federation';
 import { prepareNextIntermediate } from '../../src/lifecycle/intermediate-slots';
 
@@ -96,4 +96,35 @@ describe('check report for leaves', () => {
     expect(expired.items[0]!.fix).to.equal('restart it');
     expect(checkExitCode(expired)).to.equal(1);
   });
+});
+
+describe('environment intermediates across key types', function () {
+  this.timeout(60_000);
+  let tmp: { dir: string; cleanup: () => void };
+  beforeEach(() => {
+    tmp = makeTmpDir('trellis-env-');
+  });
+  afterEach(() => tmp.cleanup());
+
+  const cases: Array<['ec-p256' | 'ec-p384' | 'rsa-2048', 'ec-p256' | 'ec-p384' | 'rsa-2048']> = [
+    ['rsa-2048', 'ec-p384'],
+    ['ec-p384', 'rsa-2048'],
+    ['ec-p256', 'ec-p256'],
+  ];
+  for (const [rootType, envType] of cases) {
+    it(`signs a ${envType} environment intermediate under a ${rootType} root that openssl verifies with the CA profile`, async () => {
+      const root = join(tmp.dir, 'root');
+      await initCertificateAuthority(root, { trustDomain: 'example.org', keyType: rootType });
+      const r = await createEnvironmentIntermediate(root, join(tmp.dir, 'staging'), { name: 'staging', trustDomain: 'staging.example.org', keyType: envType, now: new Date(), validityDays: 90 });
+      expect(r.files).to.include('environment.json');
+      const cert = join(tmp.dir, 'staging', 'intermediate.pem');
+      const v = openssl(['verify', '-x509_strict', '-CAfile', join(root, 'root.pem'), cert]);
+      expect(v.status, v.stdout + v.stderr).to.equal(0);
+      const text = openssl(['x509', '-noout', '-text', '-in', cert]).stdout;
+      expect(text).to.match(/CA:TRUE, pathlen:0/);
+      expect(text).to.contain('URI:spiffe://staging.example.org');
+      expect(text).to.match(/Certificate Sign, CRL Sign/);
+      expect(JSON.parse(readFileSync(join(tmp.dir, 'staging', 'environment.json'), 'utf8'))).to.include({ name: 'staging', trustDomain: 'staging.example.org' });
+    });
+  }
 });
