@@ -82,6 +82,8 @@ export interface ProxyStatus {
 }
 
 const MAX_CSR_BYTES = 16 * 1024;
+/** Requests a stream may have waiting; a sidecar needs a handful (one per type), so more is a flood. */
+const MAX_PENDING_REQUESTS = 64;
 let nextSessionId = 1;
 
 /** The server side of one StreamResources call. */
@@ -93,6 +95,7 @@ export class StreamSession {
   private readonly subscriptions = new Map<TypeUrl, readonly string[]>();
   private svidNotAfter: Date | null = null;
   private nonceCounter = 0;
+  private pending = 0;
   private closed = false;
   private chain: Promise<void>;
   private idleTimer: NodeJS.Timeout | null;
@@ -131,7 +134,16 @@ export class StreamSession {
       clearTimeout(this.idleTimer);
       this.idleTimer = null;
     }
-    this.chain = this.chain.then(() => (this.closed ? undefined : this.handle(req))).catch((err) => this.fail(err));
+    if (++this.pending > MAX_PENDING_REQUESTS) {
+      this.fail(new ControlPlaneError(ControlPlaneErrorCode.REQUEST_FLOOD, `more than ${MAX_PENDING_REQUESTS} requests waiting on one stream`));
+      return;
+    }
+    this.chain = this.chain
+      .then(() => (this.closed ? undefined : this.handle(req)))
+      .catch((err) => this.fail(err))
+      .finally(() => {
+        this.pending--;
+      });
   }
 
   /** The sidecar half-closed or cancelled: forget it. */

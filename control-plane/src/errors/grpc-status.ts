@@ -27,6 +27,7 @@ const BY_CODE: Readonly<Record<string, status>> = Object.freeze({
   TRELLIS_CP_UNKNOWN_NONCE: status.INVALID_ARGUMENT,
   TRELLIS_CP_BAD_REQUEST: status.INVALID_ARGUMENT,
   TRELLIS_CP_IDLE_STREAM: status.DEADLINE_EXCEEDED,
+  TRELLIS_CP_REQUEST_FLOOD: status.RESOURCE_EXHAUSTED,
   TRELLIS_CP_SHUTTING_DOWN: status.UNAVAILABLE,
   // The CA's own refusals (control-plane/src/ca/ca-error.ts).
   TRELLIS_CA_CSR_IDENTITY_MISMATCH: status.PERMISSION_DENIED,
