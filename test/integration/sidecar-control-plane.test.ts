@@ -257,6 +257,19 @@ describe('trellis sidecar with a real control plane (real processes, real gRPC a
     }
   });
 
+  it('Should reach the control plane behind a dead first address in --control-plane', async () => {
+    const dead = await freePort();
+    const adminPort = await freePort();
+    const t = trellisSync(['token', 'create', '--ca-dir', f('ca'), '--spiffe-id', `spiffe://${TD}/ns/shop/sa/batch`]);
+    expect(t.status, t.stderr).to.equal(0);
+    writeFileSync(f('batch.token'), t.stdout.trim() + '\n', { mode: 0o600 });
+    const batch = spawnLogged(['sidecar', '--control-plane', `127.0.0.1:${dead},127.0.0.1:${port.cp}`, '--ca-bundle', f('ca/root.pem'), '--token-file', f('batch.token'),
+      '--namespace', 'shop', '--service', 'batch', '--service-account', 'batch', '--admin', `127.0.0.1:${adminPort}`]);
+    await waitFor('the batch sidecar to get ready', () => ready(adminPort), 40_000);
+    batch.kill('SIGTERM');
+    expect(await exited(batch)).to.equal(0);
+  });
+
   it('Should drain and exit 0 on SIGTERM', async () => {
     cartSidecar.kill('SIGTERM');
     expect(await exited(cartSidecar)).to.equal(0);
