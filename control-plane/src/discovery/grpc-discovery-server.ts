@@ -35,6 +35,8 @@ export async function startGrpcDiscoveryServer(
     'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
     'grpc.keepalive_time_ms': 60_000,
     'grpc.keepalive_permit_without_calls': 1,
+    // channelz bookkeeping showed up at ~4% of the server's CPU per connection in the scale bench; nothing reads it.
+    'grpc.enable_channelz': 0,
   });
   server.addService(loadDiscoveryService(), {
     StreamResources: (call: grpc.ServerDuplexStream<WireRequest, WireResponse>) => {

@@ -244,6 +244,7 @@ export class DiscoveryClient {
         'grpc.ssl_target_name_override': 'trellis-control-plane',
         'grpc.max_receive_message_length': 16 * 1024 * 1024,
         'grpc.keepalive_time_ms': 30_000,
+        'grpc.enable_channelz': 0,
       });
       this.client = client;
       const call = (client as unknown as { StreamResources(md: grpc.Metadata): Call }).StreamResources(metadata);
