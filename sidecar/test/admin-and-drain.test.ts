@@ -3,7 +3,7 @@ import { connect as tlsConnect } from 'node:tls';
 import { request } from 'node:http';
 import { TestCa } from '@trellis/testkit';
 import { Sidecar, sharedAuthorizer, silentAuthz } from './helpers/harness';
-import { bundleOf, credentialsFrom, startEchoApp, tlsExchange } from './helpers/fixture';
+import { bundleOf, credentialsFrom, startEchoApp, startHttpApp, tlsExchange } from './helpers/fixture';
 
 const TD = 'cluster.local';
 
@@ -102,5 +102,37 @@ describe('Admin endpoint and drain', function () {
     s.end();
     await stopping;
     expect(sidecar.tracker.size).to.equal(0);
+  });
+});
+
+describe('Drain on /http ports', function () {
+  this.timeout(20_000);
+
+  it('Should close idle keep-alive HTTP connections at once when draining instead of waiting out the drain time', async () => {
+    const ca = await TestCa.create(TD);
+    const app = await startHttpApp();
+    const sc = new Sidecar(
+      { inbound: [{ host: '127.0.0.1', port: 0, appPort: app.port, http: true }], outbound: [], workload: { namespace: 'shop', labels: {} } },
+      { logger: silentAuthz.logger, authorize: sharedAuthorizer(), processMetrics: false },
+    );
+    sc.state.update({ credentials: await credentialsFrom(ca, `spiffe://${TD}/ns/shop/sa/cart`), bundle: bundleOf(ca), peerAuth: { mode: 'STRICT', portModes: {} }, authz: { policies: [] } });
+    await sc.start();
+    const client = await ca.issueLeaf(`spiffe://${TD}/ns/shop/sa/web`);
+    const s = tlsConnect({ host: '127.0.0.1', port: sc.inbound[0]!.port, ca: ca.root.pem, key: client.key.keyPem, cert: client.chainPem, checkServerIdentity: () => undefined });
+    try {
+      await new Promise<void>((r) => s.once('secureConnect', () => r()));
+      const first = new Promise<string>((r) => s.once('data', (d: Buffer) => r(d.toString())));
+      s.write('GET /a HTTP/1.1\r\nHost: cart\r\n\r\n');
+      expect(await first).to.match(/^HTTP\/1\.1 200/);
+      const closed = new Promise<void>((r) => s.once('close', () => r()));
+      // A drain time far beyond the test's timeout: stop() can only return in
+      // time because the idle connection was closed, not because time ran out.
+      await sc.stop(600_000);
+      await closed;
+      expect(sc.tracker.size).to.equal(0);
+    } finally {
+      s.destroy();
+      await app.close();
+    }
   });
 });

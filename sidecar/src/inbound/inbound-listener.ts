@@ -71,6 +71,9 @@ export class InboundListener {
   private readonly httpServer?: HttpServer;
   private readonly forwarder?: HttpForwarder;
   private boundPort = 0;
+  private draining = false;
+  /** Open connections on an /http port and their requests in flight, for the drain. */
+  private readonly httpConns = new Map<Duplex, { inFlight: number }>();
 
   constructor(
     readonly spec: InboundSpec,
@@ -110,6 +113,13 @@ export class InboundListener {
     // close() stops listening at once; its callback would also wait for every
     // open connection, which is the drain's job, not this one's.
     if (this.server.listening) this.server.close();
+    if (this.httpServer) {
+      // HTTP clients learn to go elsewhere: idle keep-alive connections are
+      // closed now, busy ones after their current response. (The http.Server
+      // cannot do it: it never accepted these connections itself.)
+      this.draining = true;
+      for (const [conn, st] of this.httpConns) if (st.inFlight === 0) conn.end();
+    }
     return Promise.resolve();
   }
 
@@ -240,6 +250,8 @@ export class InboundListener {
     });
     if (this.httpServer) {
       PEERS.set(conn, { ...peer, tracked });
+      this.httpConns.set(conn, { inFlight: 0 });
+      conn.once('close', () => this.httpConns.delete(conn));
       this.httpServer.emit('connection', conn);
       conn.resume();
       return;
@@ -321,11 +333,21 @@ export class InboundListener {
     const { decision: d, xfcc } = this.authorizeHttp(req);
     if (d.decision !== 'ALLOW') {
       const body = 'RBAC: access denied\n';
+      if (this.draining) res.shouldKeepAlive = false;
       res.writeHead(403, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body) });
       res.end(body);
       req.resume();
       return;
     }
+    const st = this.httpConns.get(req.socket);
+    if (st) {
+      st.inFlight++;
+      res.once('close', () => {
+        st.inFlight--;
+        if (this.draining && st.inFlight === 0) req.socket.end();
+      });
+    }
+    if (this.draining) res.shouldKeepAlive = false;
     this.forwarder!(req, res, xfcc, () => this.deps.metrics.refuse('inbound', 'app_unreachable'));
   }
 }
