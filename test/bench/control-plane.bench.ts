@@ -12,15 +12,10 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { freePort, makeTmpDir, TRELLIS_BIN, trellisSync } from '@trellis/testkit';
+import { stringFlag } from './bench-flags';
 
 const TD = 'bench.example';
 const ISSUER = 'https://kubernetes.default.svc';
-
-function flagValue(flags: string[], name: string): string | undefined {
-  const i = flags.findIndex((f) => f === name || f.startsWith(name + '='));
-  if (i < 0) return undefined;
-  return flags[i]!.includes('=') ? flags[i]!.split('=')[1] : flags[i + 1];
-}
 
 function cpuSeconds(pid: number): number {
   const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
@@ -34,7 +29,7 @@ function rssMb(pid: number, field: 'VmRSS' | 'VmHWM'): number {
 
 /** Runs the benchmark; see the module comment. */
 export async function run(flags: string[]): Promise<Record<string, unknown>> {
-  const n = Number(process.env.BENCH_SIDECARS ?? flagValue(flags, '--sidecars') ?? 10_000);
+  const n = Number(process.env.BENCH_SIDECARS ?? stringFlag(flags, 'sidecars') ?? 10_000);
   const tmp = makeTmpDir('trellis-bench-cp-');
   try {
     const caDir = join(tmp.dir, 'ca');

@@ -28,6 +28,7 @@ import {
   type CertificateAuthority,
 } from '@trellis/control-plane';
 import { der } from '@trellis/shared';
+import { numberFlag } from './bench-flags';
 
 const MODULE = process.env.TRELLIS_SOFTHSM_MODULE ?? '/usr/lib/softhsm/libsofthsm2.so';
 const TD = 'bench.local';
@@ -37,13 +38,6 @@ function makeCsr(): Buffer {
   const spki = publicKey.export({ type: 'spki', format: 'der' });
   const info = der.sequence(der.integer(0), der.sequence(), spki, der.tlv(0xa0));
   return der.sequence(info, der.sequence(der.oid('1.2.840.10045.4.3.2')), der.bitString(sign('sha256', info, privateKey)));
-}
-
-function flagValue(flags: string[], name: string, dflt: number): number {
-  const f = flags.find((x) => x.startsWith(`--${name}=`));
-  const v = f ? Number(f.slice(name.length + 3)) : dflt;
-  if (!Number.isFinite(v) || v <= 0) throw new Error(`--${name} must be a positive number`);
-  return v;
 }
 
 async function rate(seconds: number, inflight: number, fn: (i: number) => Promise<unknown>): Promise<number> {
@@ -63,9 +57,9 @@ function must(r: ReturnType<typeof spawnSync>, what: string): void {
 
 /** Runs the benchmark; the runner prints `{"bench":"issuance-hsm",...}`. */
 export async function run(flags: string[]): Promise<Record<string, unknown>> {
-  const seconds = flagValue(flags, 'seconds', 1);
-  const rounds = flagValue(flags, 'rounds', 3);
-  const inflight = flagValue(flags, 'inflight', 8);
+  const seconds = numberFlag(flags, 'seconds', 1);
+  const rounds = numberFlag(flags, 'rounds', 3);
+  const inflight = numberFlag(flags, 'inflight', 8);
   if (!existsSync(MODULE)) throw new Error(`SoftHSM2 module ${MODULE} not found (apt-get install -y softhsm2)`);
   const tmp = mkdtempSync(join(tmpdir(), 'trellis-bench-hsm-'));
   const previousConf = process.env.SOFTHSM2_CONF;

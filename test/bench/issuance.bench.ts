@@ -22,6 +22,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { initCertificateAuthority, loadCertificateAuthority } from '@trellis/control-plane';
 import { der } from '@trellis/shared';
+import { numberFlag } from './bench-flags';
 
 const ECDSA_WITH_SHA256 = '1.2.840.10045.4.3.2';
 
@@ -32,13 +33,6 @@ function makeCsr(): Buffer {
   const info = der.sequence(der.integer(0), der.sequence(), spki, der.tlv(0xa0));
   const signature = sign('sha256', info, privateKey);
   return der.sequence(info, der.sequence(der.oid(ECDSA_WITH_SHA256)), der.bitString(signature));
-}
-
-function flagValue(flags: string[], name: string, dflt: number): number {
-  const f = flags.find((x) => x.startsWith(`--${name}=`));
-  const v = f ? Number(f.slice(name.length + 3)) : dflt;
-  if (!Number.isFinite(v) || v <= 0) throw new Error(`--${name} must be a positive number`);
-  return v;
 }
 
 function rateSync(seconds: number, fn: () => void): number {
@@ -65,8 +59,8 @@ async function rateAsync(seconds: number, fn: (i: number) => Promise<unknown>): 
 
 /** Runs the benchmark; the runner prints `{"bench":"issuance",...}`. */
 export async function run(flags: string[]): Promise<Record<string, unknown>> {
-  const seconds = flagValue(flags, 'seconds', 0.5);
-  const rounds = flagValue(flags, 'rounds', 6);
+  const seconds = numberFlag(flags, 'seconds', 0.5);
+  const rounds = numberFlag(flags, 'rounds', 6);
   const tmp = mkdtempSync(join(tmpdir(), 'trellis-bench-ca-'));
   try {
     const dir = join(tmp, 'ca');

@@ -16,8 +16,14 @@ async function main(): Promise<number> {
     .filter((f) => f.endsWith('.bench.js'))
     .map((f) => f.slice(0, -'.bench.js'.length))
     .sort();
-  const names = argv.filter((a) => !a.startsWith('-'));
-  const flags = argv.filter((a) => a.startsWith('-'));
+  // Words that name a benchmark select it; every other word belongs to the flag before it
+  // (`control-plane --sidecars 200` passes `--sidecars 200` to that benchmark).
+  const names: string[] = [];
+  const flags: string[] = [];
+  for (const a of argv) {
+    if (!a.startsWith('-') && (available.includes(a) || flags.length === 0)) names.push(a);
+    else flags.push(a);
+  }
   const chosen = names.length > 0 ? names : available;
   let failed = 0;
   for (const name of chosen) {
