@@ -2,7 +2,6 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { createLogger, type LogLevel } from '@trellis/shared';
-import { DiscoveryClient, SidecarError, parseSidecarConfig, runSidecar } from '@trellis/sidecar';
 import type { Command } from '../command';
 import { optionalString } from '../flags';
 
@@ -64,6 +63,10 @@ which wins over the file.
       'log-level': { type: 'string' },
     },
     async run(ctx) {
+      // Loaded here, not at module load: every trellis command's module is
+      // loaded at start, and the others need neither gRPC nor the data plane.
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      const { DiscoveryClient, SidecarError, parseSidecarConfig, runSidecar } = require('@trellis/sidecar') as typeof import('@trellis/sidecar');
       const configPath = optionalString(ctx, 'config') ?? (ctx.env.TRELLIS_CONFIG || undefined);
       let file: { path: string; text: string } | undefined;
       if (configPath !== undefined) {
