@@ -78,6 +78,9 @@ export async function runSidecar(config: SidecarConfig, deps: RunSidecarDeps): P
       controlPlaneConnected: () => (discovery ? (discovery.connection() as { connected?: boolean }).connected === true : undefined),
     },
   );
+  if (config.admin && !isLoopback(config.admin.host)) {
+    logger.warn('the admin endpoint listens beyond localhost: /config_dump and POST /quitquitquit are reachable from the network', { admin: `${config.admin.host}:${config.admin.port}` });
+  }
   await sidecar.start();
   const health = config.health
     ? await startHealthServer(config.health.host, config.health.port, { readiness: () => sidecar.readiness(), probes: config.appProbes }).catch((err: Error) => {
@@ -152,4 +155,8 @@ export async function runSidecar(config: SidecarConfig, deps: RunSidecarDeps): P
     await new Promise<void>((r) => health.server.close(() => r()));
   }
   logger.info('sidecar stopped');
+}
+
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\./.test(host);
 }
