@@ -87,10 +87,10 @@ export class Sidecar {
       if (changed.includes('credentials') || changed.includes('bundle')) this.rebuildContexts(snap);
       if (changed.includes('revocations')) {
         const n = this.tracker.closeRevoked(snap.revocations);
-        if (n > 0) {
-          this.metrics.refusals.inc({ direction: 'inbound', reason: 'revoked' }, n);
-          deps.logger.warn('closed connections of revoked identities', { count: n });
+        for (const direction of ['inbound', 'outbound'] as const) {
+          if (n[direction] > 0) this.metrics.refusals.inc({ direction, reason: 'revoked' }, n[direction]);
         }
+        if (n.inbound + n.outbound > 0) deps.logger.warn('closed connections of revoked identities', { inbound: n.inbound, outbound: n.outbound });
       }
     });
     const common = { state: this.state, metrics: this.metrics, logger: deps.logger, clock: this.clock, tracker: this.tracker };

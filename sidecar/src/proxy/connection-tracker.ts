@@ -42,13 +42,13 @@ export class ConnectionTracker {
     return this.open.size;
   }
 
-  /** Destroys every connection whose peer is on `revocations`; returns how many. */
-  closeRevoked(revocations: RevocationList): number {
-    let n = 0;
+  /** Destroys every connection whose peer is on `revocations`; returns how many, by direction. */
+  closeRevoked(revocations: RevocationList): Record<Direction, number> {
+    const n: Record<Direction, number> = { inbound: 0, outbound: 0 };
     for (const t of [...this.open]) {
       const hit = (t.serialHex !== undefined && revocations.serials.has(t.serialHex)) || (t.spiffeId !== undefined && revocations.spiffeIds.has(t.spiffeId));
       if (!hit) continue;
-      n++;
+      n[t.direction]++;
       for (const s of t.sockets) s.destroy();
       this.remove(t);
     }
