@@ -7,7 +7,8 @@
  *   haproxy  autocannon → client haproxy ═mTLS═ server haproxy → app  (Debian haproxy, one thread each)
  * plus single-stream bulk throughput through the Trellis pair, new mTLS
  * handshakes per second against the server sidecar, and each sidecar's idle
- * and loaded RSS (plus the idle RSS of the real `trellis sidecar` binary,
+ * and loaded RSS, the same Trellis pair through an /http listener
+ * (`trellis_http_port`: per-request authorization and XFCC) (plus the idle RSS of the real `trellis sidecar` binary,
  * which also loads every other CLI command); the same bulk and handshake
  * measures direct and through
  * haproxy are reported under `reference` so the machine's noise can be read
@@ -181,12 +182,13 @@ export async function run(flags: string[]): Promise<Record<string, unknown>> {
         inbound: [
           { host: '127.0.0.1', port: 0, appPort, http: false },
           { host: '127.0.0.1', port: 0, appPort: bulkPort, http: false },
+          { host: '127.0.0.1', port: 0, appPort, http: true },
         ],
         outbound: [],
       }),
     );
     children.push(server.child);
-    const [serverIn, serverBulkIn] = server.info.inbound as [number, number];
+    const [serverIn, serverBulkIn, serverHttpIn] = server.info.inbound as [number, number, number];
     const client = await startJsonChild(
       process.execPath,
       [join(__dirname, 'dataplane', 'bench-sidecar.js')],
@@ -198,11 +200,12 @@ export async function run(flags: string[]): Promise<Record<string, unknown>> {
         outbound: [
           { host: '127.0.0.1', port: 0, target: { kind: 'explicit', address: `127.0.0.1:${serverIn}`, spiffeId: 'spiffe://bench.local/ns/bench/sa/server' } },
           { host: '127.0.0.1', port: 0, target: { kind: 'explicit', address: `127.0.0.1:${serverBulkIn}`, spiffeId: 'spiffe://bench.local/ns/bench/sa/server' } },
+          { host: '127.0.0.1', port: 0, target: { kind: 'explicit', address: `127.0.0.1:${serverHttpIn}`, spiffeId: 'spiffe://bench.local/ns/bench/sa/server' } },
         ],
       }),
     );
     children.push(client.child);
-    const [clientOut, clientBulkOut] = client.info.outbound as [number, number];
+    const [clientOut, clientBulkOut, clientHttpOut] = client.info.outbound as [number, number, number];
     await new Promise((r) => setTimeout(r, 500));
     const idle = { server: rssMb(server.child.pid), client: rssMb(client.child.pid) };
 
@@ -240,9 +243,11 @@ export async function run(flags: string[]): Promise<Record<string, unknown>> {
     const paths: LoadPath[] = [
       { port: appPort, pids: [] },
       { port: clientOut, pids: [server.child.pid, client.child.pid] },
+      // The same pair with the server's /http listener: per-request authorization and XFCC.
+      { port: clientHttpOut, pids: [server.child.pid, client.child.pid] },
       ...(haproxyPort !== undefined ? [{ port: haproxyPort, pids: haproxyPids }] : []),
     ];
-    const [direct, trellis, haproxyResult] = await loadInterleaved(paths, seconds, connections);
+    const [direct, trellis, trellisHttp, haproxyResult] = await loadInterleaved(paths, seconds, connections);
     const haproxy = haproxyResult ?? null;
     const loaded = { server: rssMb(server.child.pid), client: rssMb(client.child.pid) };
 
@@ -270,6 +275,7 @@ export async function run(flags: string[]): Promise<Record<string, unknown>> {
       direct,
       trellis,
       haproxy,
+      trellis_http_port: trellisHttp,
       rps_ratio_vs_haproxy: haproxy ? Math.round((trellis.rps / haproxy.rps) * 100) / 100 : null,
       p99_ratio_vs_haproxy: haproxy && haproxy.p99_ms > 0 ? Math.round((trellis.p99_ms / haproxy.p99_ms) * 100) / 100 : null,
       cpu_per_request_ratio_vs_haproxy:
