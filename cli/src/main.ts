@@ -20,16 +20,45 @@ export interface RunOptions {
   commands?: Command[];
 }
 
+const COMMANDS_DIR = join(__dirname, 'commands');
+
 /** Every command shipped in `src/commands/`, sorted by name. */
-export function loadCommands(dir: string = join(__dirname, 'commands')): Command[] {
+export function loadCommands(dir: string = COMMANDS_DIR): Command[] {
   const out: Command[] = [];
   for (const file of readdirSync(dir).sort()) {
     if (!file.endsWith('.js')) continue;
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const mod = require(join(dir, file)) as { commands?: Command[] };
-    if (Array.isArray(mod.commands)) out.push(...mod.commands);
+    out.push(...commandsIn(join(dir, file)));
   }
   return out.sort((a, b) => a.name.localeCompare(b.name));
+}
+
+function commandsIn(path: string): Command[] {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const mod = require(path) as { commands?: Command[] };
+  return Array.isArray(mod.commands) ? mod.commands : [];
+}
+
+/**
+ * The commands of the module named after the first word (`sidecar` → commands/sidecar.js),
+ * when that module has the command argv names. Long-running commands (sidecar,
+ * control-plane, injector, up) then load only their own dependencies, which keeps a
+ * sidecar's memory down; anything else falls back to loading every module.
+ */
+function commandsFor(words: string[]): Command[] | undefined {
+  const first = words[0];
+  if (first === undefined || !/^[a-z][a-z0-9-]*$/.test(first)) return undefined;
+  let candidates: Command[];
+  try {
+    candidates = commandsIn(join(COMMANDS_DIR, `${first}.js`));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'MODULE_NOT_FOUND') return undefined;
+    throw err;
+  }
+  for (let n = words.length; n > 0; n--) {
+    const name = words.slice(0, n).join(' ');
+    if (candidates.some((c) => c.name === name)) return candidates;
+  }
+  return undefined;
 }
 
 /** Runs the CLI and resolves with the exit code; never calls process.exit. */
@@ -38,13 +67,13 @@ export async function runCli(options: RunOptions): Promise<number> {
   const stderr = options.stderr ?? process.stderr;
   const argv = options.argv;
   const debug = argv.includes('--debug');
-  const commands = options.commands ?? loadCommands();
-
   const words: string[] = [];
   for (const a of argv) {
     if (a.startsWith('-')) break;
     words.push(a);
   }
+  const commands = options.commands ?? commandsFor(words) ?? loadCommands();
+
   let command: Command | undefined;
   let used = 0;
   for (let n = words.length; n > 0 && !command; n--) {

@@ -1,6 +1,8 @@
 import { expect } from 'chai';
 import { PassThrough } from 'node:stream';
 import { UsageError, TrellisError } from '@trellis/shared';
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
 import { trellisSync } from '@trellis/testkit';
 import { runCli } from '../src/main';
 import type { Command } from '../src/command';
@@ -66,6 +68,19 @@ describe('trellis dispatcher', () => {
     const r = await run(['frobnicate']);
     expect(r.code).to.equal(2);
     expect(r.err).to.contain('unknown command');
+  });
+
+  it('Should load only the module of a command named after it, so a sidecar does not carry the control plane', () => {
+    const script = `
+      const { runCli } = require(${JSON.stringify(join(__dirname, '..', 'src', 'main.js'))});
+      const { PassThrough } = require('node:stream');
+      runCli({ argv: ['echo-app', '--help'], stdout: new PassThrough(), stderr: new PassThrough() }).then((code) => {
+        const loaded = Object.keys(require.cache);
+        console.log(JSON.stringify({ code, controlPlane: loaded.some((f) => f.includes('/control-plane/dist/')), grpc: loaded.some((f) => f.includes('@grpc')) }));
+      });`;
+    const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8' });
+    expect(r.status, r.stderr).to.equal(0);
+    expect(JSON.parse(r.stdout)).to.deep.equal({ code: 0, controlPlane: false, grpc: false });
   });
 
   it('Should run as the real trellis binary and print its help', () => {

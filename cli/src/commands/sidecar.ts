@@ -1,7 +1,7 @@
 /** `trellis sidecar`: the per-pod mTLS proxy (wiring only; behaviour lives in @trellis/sidecar). */
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { createLogger, type LogLevel } from '@trellis/shared';
+import { createLogger, UsageError, type LogLevel } from '@trellis/shared';
 import type { Command } from '../command';
 import { optionalString } from '../flags';
 
@@ -77,7 +77,15 @@ which wins over the file.
           throw new SidecarError('TRELLIS_SIDECAR_BAD_CONFIG', `--config ${configPath}: cannot read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { file: configPath });
         }
       }
-      const config = parseSidecarConfig({ flags: ctx.values, env: ctx.env, file });
+      let config: ReturnType<typeof parseSidecarConfig>;
+      try {
+        config = parseSidecarConfig({ flags: ctx.values, env: ctx.env, file });
+      } catch (err) {
+        // Problems only in the flags are a command line that cannot be used: exit 2 with the usage.
+        const problems = err instanceof SidecarError ? (err.details.problems as string[] | undefined) : undefined;
+        if (problems && problems.length > 0 && problems.every((p) => p.startsWith('--'))) throw new UsageError(err instanceof Error ? err.message : String(err), { problems });
+        throw err;
+      }
       const abs = (p: string): string => resolve(ctx.cwd, p);
       const logger = createLogger({ component: 'sidecar', sink: ctx.stderr, level: config.logLevel as LogLevel }, { spiffeId: config.spiffeId });
       await runSidecar(
