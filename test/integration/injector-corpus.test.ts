@@ -39,7 +39,7 @@ const TEMPLATE_PATH: Record<string, string[]> = {
 };
 
 function mustExist(path: string): void {
-  if (!existsSync(path)) throw new Error(`corpus missing: ${path} (set TRELLIS_CORPORA_DIR or restore /work/shared/corpora)`);
+  if (!existsSync(path)) throw new Error(`corpus missing: ${path} (set TRELLIS_CORPORA_DIR, or put the corpora in ../shared/corpora beside the checkout)`);
 }
 
 function workloads(doc: Obj): Obj[] {
