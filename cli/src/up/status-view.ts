@@ -18,8 +18,25 @@ export interface WorkloadStatus {
 
 interface Dump {
   identity?: { spiffeId?: string; notAfter?: string };
-  controlPlane?: { state?: string; connected?: boolean };
-  sync?: Record<string, unknown> | string;
+  controlPlane?: {
+    connection?: { connected?: boolean };
+    sync?: Record<string, { state?: string } | undefined>;
+  };
+}
+
+/**
+ * One word for a sidecar's sync with the control plane, from its /config_dump:
+ * OFFLINE when disconnected, NACKED when it rejected a pushed resource, SYNCED when
+ * every type is acknowledged, SYNCING otherwise.
+ */
+export function syncWord(dump: Dump | undefined): string {
+  const cp = dump?.controlPlane;
+  if (!cp) return 'UNKNOWN';
+  if (cp.connection?.connected !== true) return 'OFFLINE';
+  const states = Object.values(cp.sync ?? {}).map((t) => t?.state);
+  if (states.some((st) => st === 'NACKED')) return 'NACKED';
+  if (states.length > 0 && states.every((st) => st === 'ACKED')) return 'SYNCED';
+  return 'SYNCING';
 }
 
 /** Sums the samples of Prometheus text lines whose name and labels match. */
@@ -49,14 +66,16 @@ export async function collectStatus(config: MeshConfig, now: Date): Promise<Work
         httpGet(w.admin, '/ready').then((r) => r.status === 200, () => false),
       ]);
       const notAfter = dump?.identity?.notAfter ? Date.parse(dump.identity.notAfter) : NaN;
-      const sync = typeof dump?.sync === 'string' ? dump.sync : dump?.controlPlane?.state ?? (dump?.controlPlane?.connected ? 'CONNECTED' : ready ? 'READY' : 'DOWN');
+      // Inbound connections the sidecar let through vs refused (mTLS, revocation or policy).
+      const refused = sumMetric(stats, /^trellis_refusals_total$/, /direction="inbound"/);
+      const inbound = sumMetric(stats, /^trellis_connections_total$/, /direction="inbound"/);
       return {
         name: w.name,
         identity: dump?.identity?.spiffeId ?? '-',
         expiresInS: Number.isFinite(notAfter) ? Math.round((notAfter - now.getTime()) / 1000) : undefined,
-        sync,
-        allowed: sumMetric(stats, /^trellis_.*(request|connection|decision)s?_total$/, /(decision|result|outcome)="(allow|allowed|ALLOW)"/),
-        refused: sumMetric(stats, /^trellis_.*refus.*_total$/),
+        sync: dump ? syncWord(dump) : 'DOWN',
+        allowed: Math.max(0, inbound - refused),
+        refused,
         ready,
       };
     }),
@@ -65,7 +84,7 @@ export async function collectStatus(config: MeshConfig, now: Date): Promise<Work
 
 /** Formats rows as a fixed-width table. */
 export function renderStatus(rows: WorkloadStatus[], now: Date): string {
-  const head = ['WORKLOAD', 'READY', 'IDENTITY', 'CERT EXPIRES', 'SYNC', 'ALLOWED', 'REFUSED'];
+  const head = ['WORKLOAD', 'READY', 'IDENTITY', 'CERT EXPIRES', 'SYNC', 'INBOUND ALLOWED', 'REFUSED'];
   const body = rows.map((r) => [
     r.name,
     r.ready ? 'yes' : 'NO',
