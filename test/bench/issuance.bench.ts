@@ -111,6 +111,7 @@ export async function run(flags: string[]): Promise<Record<string, unknown>> {
       csr_verify_per_s: Math.round(csrVerifyBest),
       limit_with_key_import_per_s: Math.round(limitWithImport),
       ratio_with_key_import: Number((svidBest / limitWithImport).toFixed(3)),
+      verifier: ca.csrVerifier,
       rounds,
       seconds_per_round: seconds,
     };

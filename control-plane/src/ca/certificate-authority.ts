@@ -17,7 +17,8 @@ import { CaError, CaErrorCode } from './ca-error';
 import { readCaCertificate, verifyCaChain, certificateHasKey, type CaCertificate } from './ca-chain';
 import { CA_FILES, readCaFiles } from './ca-dir';
 import { loadSigner } from '../hsm/load-signer';
-import { parseCsr } from './csr';
+import { parseCsr, type CsrVerifyOptions } from './csr';
+import { defaultNativeEcdsaVerify, type NativeEcdsaVerify } from './native-ecdsa';
 import { subjectPublicKeyBits } from './key-types';
 import { checkIssuedSvid } from './issued-check';
 import { pemCertificates, toPem } from './pem';
@@ -77,6 +78,12 @@ export interface CertificateAuthorityDeps {
   verifyEverySignature?: boolean;
   /** Environment for an HSM PIN given by variable name in signer.yaml; default process.env. */
   env?: NodeJS.ProcessEnv;
+  /**
+   * How CSR signatures on P-256/P-384 keys are checked: undefined = the
+   * native verifier (`@trellis/ecdsa-verify`) when it is built and passes its
+   * self-test, else node:crypto; null = always node:crypto. Same verdicts either way.
+   */
+  nativeVerify?: NativeEcdsaVerify | null;
 }
 
 /** Issuance events for metrics/tracing subscribers; publishing is free when nobody listens. */
@@ -89,6 +96,9 @@ export class CertificateAuthority {
   private readonly chainTail: string;
   private readonly serialPool = Buffer.allocUnsafe(16 * 256);
   private serialNext = this.serialPool.length;
+  private readonly csrOptions: CsrVerifyOptions;
+  /** Which verifier checks EC CSR signatures: `native` (the addon) or `node` (node:crypto). */
+  readonly csrVerifier: 'native' | 'node';
 
   /** @internal use {@link loadCertificateAuthority}. */
   constructor(
@@ -102,7 +112,10 @@ export class CertificateAuthority {
     private readonly clock: () => Date,
     private readonly logger: Logger,
     private readonly verifyKey: KeyObject | undefined,
+    nativeVerify: NativeEcdsaVerify | null,
   ) {
+    this.csrOptions = Object.freeze({ nativeVerify });
+    this.csrVerifier = nativeVerify ? 'native' : 'node';
     this.template = new SvidTemplate(intermediate.facts.subject, intermediate.keyId, signer.algorithm);
     this.chainTail = [intermediate, ...uppers].map((c) => c.pem).join('');
   }
@@ -146,7 +159,7 @@ export class CertificateAuthority {
     const spiffeId = this.checkSpiffeId(req.spiffeId);
     const validity = svidValidity(this.clock(), req.ttlSeconds, this.intermediate.facts);
     const dnsNames = checkDnsNames(req.dnsNames);
-    const csr = parseCsr(req.csr);
+    const csr = parseCsr(req.csr, 'CSR', this.csrOptions);
     checkCsrIdentity(csr, spiffeId);
 
     const serial = this.nextSerial();
@@ -158,7 +171,7 @@ export class CertificateAuthority {
       publicKeyBits: subjectPublicKeyBits(csr.spkiDer),
       spiffeId,
       dnsNames,
-      rsa: csr.publicKey.asymmetricKeyType === 'rsa',
+      rsa: csr.keyType.startsWith('rsa'),
     });
     const signed = this.signer.sign(tbs);
     const signature = signed instanceof Promise ? await signed : signed;
@@ -286,13 +299,15 @@ export async function loadCertificateAuthority(dir: string, deps: CertificateAut
   }
 
   const audit = deps.audit ?? openAuditLog(join(dir, CA_FILES.auditLog));
+  const nativeVerify = deps.nativeVerify === undefined ? defaultNativeEcdsaVerify() : deps.nativeVerify;
   logger.info('ca loaded', {
+    csrVerifier: nativeVerify ? 'native' : 'node',
     trustDomain: td.trustDomain,
     keyType: signer.keyType,
     intermediateNotAfter: intermediate.facts.notAfter.toISOString(),
     roots: roots.length,
   });
-  return new CertificateAuthority(td.trustDomain, intermediate, chain.slice(1), roots, signer, audit, clock, logger, deps.verifyEverySignature ? signer.publicKey : undefined);
+  return new CertificateAuthority(td.trustDomain, intermediate, chain.slice(1), roots, signer, audit, clock, logger, deps.verifyEverySignature ? signer.publicKey : undefined, nativeVerify);
 }
 
 async function probeSigner(signer: Signer): Promise<void> {

@@ -1,7 +1,10 @@
 /**
  * PKCS#10 certificate signing requests, read for the issuance hot path: a
  * minimal DER walk that finds the key, the requested URI SANs and any CA
- * request, then checks the CSR's own signature with node:crypto.
+ * request, then checks the CSR's own signature: with the optional native
+ * verifier for uncompressed P-256/P-384 keys (no KeyObject import, see
+ * native-ecdsa.ts), with node:crypto for everything else or when the addon
+ * is absent. Both paths give the same verdict and the same error codes.
  *
  * The CSR is only evidence that the requester holds the key. What it asks
  * for is never copied into a certificate: the CA issues the identity it was
@@ -10,13 +13,15 @@
 import { verify as cryptoVerify, type KeyObject } from 'node:crypto';
 import { der, DerError, DerErrorCode } from '@trellis/shared';
 import { CaError, CaErrorCode } from './ca-error';
-import { describeKey, publicKeyFromSpki, SIGNATURE_ALGORITHMS } from './key-types';
+import { describeKey, ecPointOfSpki, publicKeyFromSpki, SIGNATURE_ALGORITHMS } from './key-types';
+import { defaultNativeEcdsaVerify, NATIVE_HASH, type NativeEcdsaVerify } from './native-ecdsa';
 import { pemBlock } from './pem';
 
 /** What the CA learns from a CSR whose signature verified. */
 export interface ParsedCsr {
   /** SubjectPublicKeyInfo DER, copied byte for byte into the certificate. */
   spkiDer: Buffer;
+  /** The key as a KeyObject; built on first access (the native path never needs one). */
   publicKey: KeyObject;
   /** `ec-p256`, `ec-p384` or `rsa-<bits>`. */
   keyType: string;
@@ -33,13 +38,22 @@ const SUBJECT_ALT_NAME = '2.5.29.17';
 const BASIC_CONSTRAINTS = '2.5.29.19';
 const CSR_LABELS = ['CERTIFICATE REQUEST', 'NEW CERTIFICATE REQUEST'] as const;
 
+/** How {@link parseCsr} checks signatures. */
+export interface CsrVerifyOptions {
+  /**
+   * The native ECDSA verifier: undefined = the addon if it is built and
+   * passes its self-test, null = always node:crypto.
+   */
+  nativeVerify?: NativeEcdsaVerify | null;
+}
+
 /**
  * Parses a CSR given as DER or PEM and verifies its self-signature.
  * Fails closed: BAD_PEM / BAD_DER for malformed input, UNSUPPORTED_KEY for
  * keys and algorithms outside the profile, BAD_CSR_SIGNATURE when the
  * signature does not verify.
  */
-export function parseCsr(input: Buffer | string, source = 'CSR'): ParsedCsr {
+export function parseCsr(input: Buffer | string, source = 'CSR', options: CsrVerifyOptions = {}): ParsedCsr {
   const bytes = toDer(input, source);
   let fields: CsrFields;
   try {
@@ -53,6 +67,27 @@ export function parseCsr(input: Buffer | string, source = 'CSR'): ParsedCsr {
   const algorithm = SIGNATURE_ALGORITHMS[fields.signatureAlgorithmOid];
   if (!algorithm) {
     throw new CaError(CaErrorCode.UNSUPPORTED_KEY, `${source}: signature algorithm ${fields.signatureAlgorithmOid} is not supported (ECDSA or RSA PKCS#1 v1.5 with SHA-2)`, { field: `${source} signatureAlgorithm` });
+  }
+  const native = options.nativeVerify === undefined ? defaultNativeEcdsaVerify() : options.nativeVerify;
+  const ec = native && algorithm.name.startsWith('ecdsa') ? ecPointOfSpki(fields.spkiDer) : undefined;
+  if (native && ec) {
+    const verdict = native(ec.curve, ec.point, NATIVE_HASH[algorithm.hash], fields.signedDer, fields.signature);
+    if (verdict === -1) {
+      throw new CaError(CaErrorCode.UNSUPPORTED_KEY, `${source}: the public key cannot be loaded (the ${ec.crv} point is not on the curve)`, { field: `${source} subjectPKInfo` });
+    }
+    if (verdict !== 1) throw new CaError(CaErrorCode.BAD_CSR_SIGNATURE, `${source}: the CSR's signature does not verify with the key it carries`, { field: `${source} signature` });
+    const spkiDer = fields.spkiDer;
+    let key: KeyObject | undefined;
+    return {
+      spkiDer,
+      get publicKey(): KeyObject {
+        return (key ??= publicKeyFromSpki(spkiDer));
+      },
+      keyType: ec.keyType,
+      uris: fields.uris,
+      requestsCa: fields.requestsCa,
+      signatureAlgorithm: algorithm.name,
+    };
   }
   let publicKey: KeyObject;
   try {

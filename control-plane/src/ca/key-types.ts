@@ -89,6 +89,32 @@ function spkiPrefix(curve: string, pointLen: number): Buffer {
   return full.subarray(0, full.length - pointLen);
 }
 
+/** An uncompressed EC point found in SPKI DER, with its curve. */
+export interface SpkiEcPoint {
+  /** 0 = P-256, 1 = P-384 (the native verifier's numbering). */
+  curve: 0 | 1;
+  crv: 'P-256' | 'P-384';
+  keyType: 'ec-p256' | 'ec-p384';
+  /** 04 || X || Y, a view into the SPKI bytes. */
+  point: Buffer;
+}
+
+/**
+ * The uncompressed P-256/P-384 point of SPKI DER whose algorithm is exactly
+ * id-ecPublicKey with that named curve, or undefined for anything else
+ * (other curves, compressed points, explicit parameters, RSA). Says nothing
+ * about whether the point is on the curve: the importer checks that.
+ */
+export function ecPointOfSpki(spki: Buffer): SpkiEcPoint | undefined {
+  for (let i = 0; i < SPKI_EC_PREFIX.length; i++) {
+    const c = SPKI_EC_PREFIX[i]!;
+    if (spki.length === c.prefix.length + 2 * c.size + 1 && spki.compare(c.prefix, 0, c.prefix.length, 0, c.prefix.length) === 0 && spki[c.prefix.length] === 0x04) {
+      return { curve: i as 0 | 1, crv: c.crv, keyType: c.crv === 'P-256' ? 'ec-p256' : 'ec-p384', point: spki.subarray(c.prefix.length) };
+    }
+  }
+  return undefined;
+}
+
 /**
  * A public KeyObject from SubjectPublicKeyInfo DER.
  *
@@ -98,12 +124,12 @@ function spkiPrefix(curve: string, pointLen: number): Buffer {
  * on the curve. Everything else takes the general decoder.
  */
 export function publicKeyFromSpki(spki: Buffer): KeyObject {
-  for (const c of SPKI_EC_PREFIX) {
-    if (spki.length === c.prefix.length + 2 * c.size + 1 && spki.compare(c.prefix, 0, c.prefix.length, 0, c.prefix.length) === 0 && spki[c.prefix.length] === 0x04) {
-      const x = spki.subarray(c.prefix.length + 1, c.prefix.length + 1 + c.size);
-      const y = spki.subarray(c.prefix.length + 1 + c.size);
-      return createPublicKey({ key: { kty: 'EC', crv: c.crv, x: x.toString('base64url'), y: y.toString('base64url') }, format: 'jwk' });
-    }
+  const ec = ecPointOfSpki(spki);
+  if (ec) {
+    const size = (ec.point.length - 1) / 2;
+    const x = ec.point.subarray(1, 1 + size);
+    const y = ec.point.subarray(1 + size);
+    return createPublicKey({ key: { kty: 'EC', crv: ec.crv, x: x.toString('base64url'), y: y.toString('base64url') }, format: 'jwk' });
   }
   return createPublicKey({ key: spki, format: 'der', type: 'spki' });
 }

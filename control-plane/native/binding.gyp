@@ -1,0 +1,11 @@
+{
+  "targets": [
+    {
+      "target_name": "ecdsa_verify",
+      "sources": ["src/ecdsa_verify.c"],
+      "defines": ["NAPI_VERSION=8"],
+      "cflags": ["-O2", "-Wall", "-Wextra"],
+      "xcode_settings": { "OTHER_CFLAGS": ["-O2"] }
+    }
+  ]
+}
