@@ -74,6 +74,15 @@ describe('CA lifecycle with a running control plane (real processes, real gRPC/T
     expect((JSON.parse(down.stdout) as { notes: string[] }).notes.join(' ')).to.contain('cannot read the serving certificate of injector');
   });
 
+  it('serves the lifecycle gauges on /metrics: expiry status per CA certificate, next intermediate, rotation phase, revocations', async () => {
+    const text = await (await fetch(`http://${cp.admin}/metrics`)).text();
+    expect(text).to.match(/^trellis_lifecycle_certificate_status\{kind="intermediate",[^}]*\} 0$/m);
+    expect(text).to.match(/^trellis_lifecycle_certificate_remaining_seconds\{kind="root",[^}]*\} \d+$/m);
+    expect(text).to.match(/^trellis_lifecycle_next_intermediate_state 0$/m);
+    expect(text).to.match(/^trellis_lifecycle_root_rotation_phase 0$/m);
+    expect(text).to.match(/^trellis_lifecycle_revocations\{kind="spiffeId"\} \d+$/m);
+  });
+
   it('ca rotate-root --admin waits for every connected sidecar to ACK the two-root bundle, then switches the CA to the new root', async () => {
     const s = sidecar('gate');
     await s.rotate();

@@ -10,6 +10,9 @@ import {
   ControlPlaneErrorCode,
   loadCertificateAuthority,
   openReloadingAuthority,
+  proxiesFromAdmin,
+  registerLifecycleGauges,
+  startLifecycleManager,
   PolicyStore,
   policyStoreSource,
   readConfigFile,
@@ -48,6 +51,9 @@ export const commands: Command[] = [
   --signing-concurrency 4    CSRs signed at once
   --signing-queue 20000      CSRs allowed to wait; beyond, RESOURCE_EXHAUSTED with a retry hint
   --revocations FILE         default DIR/revocations.json (trellis revoke); or YAML/JSON {serials, spiffeIds}; watched
+  --root-dir DIR             the root (root.pem + root.key) when it is online: the next intermediate is signed
+                             and activated automatically; without it (and without root.key in the CA dir) it is
+                             prepared at half life and waits for "trellis ca sign-intermediate" (trellis check warns)
   --idle-timeout 10s         end streams that send nothing
   --log-level info
 Logs JSON lines to stderr; prints {"msg":"control plane ready",...} when serving.
@@ -67,6 +73,7 @@ SIGTERM drains: streams end with UNAVAILABLE so sidecars fail over, then it exit
       'signing-concurrency': { type: 'string' },
       'signing-queue': { type: 'string' },
       revocations: { type: 'string' },
+      'root-dir': { type: 'string' },
       'idle-timeout': { type: 'string' },
       'log-level': { type: 'string' },
     },
@@ -136,11 +143,18 @@ SIGTERM drains: streams end with UNAVAILABLE so sidecars fail over, then it exit
           caExpiry: () => ca.expiry(),
         },
       );
+      // CA lifecycle: intermediate rotation when due, a started root rotation advanced on observed ACKs, trellis_lifecycle_* gauges.
+      registerLifecycleGauges(running.metrics.registry, cfg.caDir);
+      const lifecycle = startLifecycleManager(
+        { caDir: cfg.caDir, rootDir: pathFlag(ctx, 'root-dir') },
+        { authority: ca, logger: logger.child({ component: 'lifecycle' }), proxies: () => proxiesFromAdmin({ proxies: running.service.registry.statuses() }) },
+      );
       await new Promise<void>((r) => {
         if (ctx.stopSignal.aborted) r();
         else ctx.stopSignal.addEventListener('abort', () => r(), { once: true });
       });
       logger.info('control plane draining', { signal: String(ctx.stopSignal.reason ?? '') });
+      lifecycle.stop();
       await running.stop(5000);
       ca.close();
       return 0;

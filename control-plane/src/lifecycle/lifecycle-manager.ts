@@ -9,6 +9,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from '@trellis/shared';
+import { CA_FILES } from '../ca/ca-dir';
 import { SIGNER_CONFIG_FILE } from '../hsm/signer-config';
 import { activateNextIntermediate, prepareNextIntermediate, readIntermediateSlots, signNextIntermediateWithRoot } from './intermediate-slots';
 import { LifecycleError, LifecycleErrorCode } from './lifecycle-error';
@@ -22,7 +23,10 @@ import { shouldPrepareNextIntermediate } from './rotation-timing';
 /** Settings of {@link startLifecycleManager}. */
 export interface LifecycleManagerOptions {
   caDir: string;
-  /** The root (root.pem + root.key) when it is online; without it the next intermediate waits for `trellis ca sign-intermediate`. */
+  /**
+   * The root (root.pem + root.key) when it is online; default: the CA dir itself when it holds
+   * root.key (a development CA). Otherwise the next intermediate waits for `trellis ca sign-intermediate`.
+   */
   rootDir?: string;
   /** Tick interval; default 1 s (ticks are cheap: a few stats unless something is due). */
   intervalMs?: number;
@@ -53,8 +57,15 @@ export function startLifecycleManager(o: LifecycleManagerOptions, deps: Lifecycl
   let warnedWaiting = '';
   let lastWaiting = '';
 
+  // A development CA keeps root.key beside the intermediate (`trellis ca init`): then the root is online.
+  const implicitRoot = o.rootDir === undefined && existsSync(join(o.caDir, CA_FILES.rootKey));
+  let rootDir = o.rootDir ?? (implicitRoot ? o.caDir : undefined);
+
   const intermediateStep = async (now: Date): Promise<boolean> => {
     if (existsSync(join(o.caDir, SIGNER_CONFIG_FILE))) return false;
+    // During a root rotation the rotation owns the intermediate.
+    const rotation = loadRootRotationState(o.caDir);
+    if (rotation && rotation.phase !== 'done') return false;
     const slots = readIntermediateSlots(o.caDir);
     if (slots.nextState === 'empty') {
       if (!shouldPrepareNextIntermediate(now, slots.current.cert.facts).yes) return false;
@@ -63,10 +74,17 @@ export function startLifecycleManager(o: LifecycleManagerOptions, deps: Lifecycl
       return intermediateStep(now);
     }
     if (slots.nextState === 'prepared') {
-      if (o.rootDir) {
-        const cert = await signNextIntermediateWithRoot(o.caDir, o.rootDir, { now, validityDays: o.intermediateValidityDays });
-        log.info('next intermediate signed with the online root', { notAfter: cert.facts.notAfter.toISOString() });
-        return intermediateStep(now);
+      if (rootDir) {
+        try {
+          const cert = await signNextIntermediateWithRoot(o.caDir, rootDir, { now, validityDays: o.intermediateValidityDays });
+          log.info('next intermediate signed with the online root', { notAfter: cert.facts.notAfter.toISOString() });
+          return intermediateStep(now);
+        } catch (err) {
+          // root.key in the CA dir that no longer signs for root.pem (e.g. after a root rotation): treat the root as offline.
+          if (!implicitRoot || !(err instanceof LifecycleError && err.code === LifecycleErrorCode.ROOT_UNAVAILABLE)) throw err;
+          log.warn('root.key in the CA dir cannot sign for root.pem; waiting for the offline root', { error: err });
+          rootDir = undefined;
+        }
       }
       if (warnedWaiting !== slots.nextCsrPath) {
         warnedWaiting = slots.nextCsrPath ?? '';

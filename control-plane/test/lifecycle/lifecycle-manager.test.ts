@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { readFileSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { Registry } from 'prom-client';
 import { hasErrorCode, silentLogger } from '@trellis/shared';
@@ -61,6 +61,7 @@ describe('lifecycle manager and reloading authority', function () {
   });
 
   it('with the root offline, prepares the next intermediate and reports it waiting through the gauges', async () => {
+    rmSync(join(caDir, 'root.key'));
     const clock = new FakeClock(new Date(Date.now() + 40 * DAY));
     const authority = await openReloadingAuthority(caDir, { load: (d) => loadCertificateAuthority(d, { clock: clock.now }), logger: silentLogger });
     const mgr = startLifecycleManager({ caDir, intervalMs: 3_600_000 }, { authority, logger: silentLogger, clock: clock.now });
@@ -73,6 +74,19 @@ describe('lifecycle manager and reloading authority', function () {
       expect(text).to.match(/^trellis_lifecycle_next_intermediate_state 1$/m);
       expect(text).to.match(/^trellis_lifecycle_root_rotation_phase 0$/m);
       expect(text).to.match(/^trellis_lifecycle_certificate_status\{kind="intermediate",[^}]*\} 1$/m);
+    } finally {
+      mgr.stop();
+      authority.close();
+    }
+  });
+
+  it('treats root.key in the CA dir as an online root (a development CA) and signs the next intermediate by itself', async () => {
+    const clock = new FakeClock(new Date(Date.now() + 40 * DAY));
+    const authority = await openReloadingAuthority(caDir, { load: (d) => loadCertificateAuthority(d, { clock: clock.now }), logger: silentLogger });
+    const mgr = startLifecycleManager({ caDir, intervalMs: 3_600_000 }, { authority, logger: silentLogger, clock: clock.now });
+    try {
+      await mgr.tick();
+      expect(readIntermediateSlots(caDir).nextState).to.equal('signed');
     } finally {
       mgr.stop();
       authority.close();
