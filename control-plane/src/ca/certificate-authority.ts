@@ -8,7 +8,7 @@
  * append the audit line. The `trellis ca sign` command and the control
  * plane's gRPC service both call it.
  */
-import { randomFillSync, verify as cryptoVerify, type KeyObject } from 'node:crypto';
+import { generateKeyPairSync, randomFillSync, verify as cryptoVerify, type KeyObject } from 'node:crypto';
 import { channel } from 'node:diagnostics_channel';
 import { join } from 'node:path';
 import { parseSpiffeId, silentLogger, SpiffeIdError, type Logger } from '@trellis/shared';
@@ -20,7 +20,8 @@ import { loadSigner } from '../hsm/load-signer';
 import { parseCsr, type CsrVerifyOptions } from './csr';
 import { defaultNativeEcdsaVerify, type NativeEcdsaVerify } from './native-ecdsa';
 import { subjectPublicKeyBits } from './key-types';
-import { checkIssuedSvid } from './issued-check';
+import { checkIssuedSvid, type ExpectedSvid } from './issued-check';
+import { readBackIssuedSvid } from './issued-readback';
 import { pemCertificates, toPem } from './pem';
 import { createFileSigner, type Signer } from './signer';
 import { checkCsrIdentity, svidValidity } from './svid-profile';
@@ -176,7 +177,7 @@ export class CertificateAuthority {
     const signed = this.signer.sign(tbs);
     const signature = signed instanceof Promise ? await signed : signed;
     const leafDer = this.template.encodeCertificate(tbs, signature);
-    checkIssuedSvid(leafDer, {
+    readBackIssuedSvid(leafDer, {
       serial,
       spiffeId,
       dnsNames,
@@ -202,6 +203,39 @@ export class CertificateAuthority {
     if (issuedChannel.hasSubscribers) issuedChannel.publish({ serial: serialHex, spiffeId, notAfter: validity.notAfter, keyType: csr.keyType, requester: req.requester });
     const leafPem = toPem(leafDer, 'CERTIFICATE');
     return { serialHex, spiffeId, notBefore: validity.notBefore, notAfter: validity.notAfter, leafDer, leafPem, chainPem: leafPem + this.chainTail, keyType: csr.keyType };
+  }
+
+  /**
+   * Runs the template once through the full check (the shared certificate
+   * parser and `validateLeafSvid`, beside the per-request read-back) on
+   * unsigned probes with and without DNS SANs. Nothing is signed, audited or
+   * handed out. Throws SELF_CHECK_FAILED when the template is broken.
+   * @internal called by {@link loadCertificateAuthority}.
+   */
+  probeTemplate(): void {
+    // The intermediate's own window: no clock involved, so loading never depends on the time of day.
+    const validity = { notBefore: this.intermediate.facts.notBefore, notAfter: this.intermediate.facts.notAfter };
+    const spkiDer = generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ type: 'spki', format: 'der' });
+    for (const dnsNames of [undefined, ['template-probe.trellis.invalid']]) {
+      const serial = this.nextSerial();
+      const spiffeId = `spiffe://${this.trustDomain}/trellis/template-probe`;
+      const tbs = this.template.encodeTbs({ serial, notBefore: validity.notBefore, notAfter: validity.notAfter, spkiDer, publicKeyBits: subjectPublicKeyBits(spkiDer), spiffeId, dnsNames, rsa: false });
+      const probe = this.template.encodeCertificate(tbs, Buffer.alloc(8));
+      const want: ExpectedSvid = {
+        serial,
+        spiffeId,
+        dnsNames,
+        trustDomain: this.trustDomain,
+        notBefore: validity.notBefore,
+        notAfter: validity.notAfter,
+        spkiDer,
+        issuerDer: this.intermediate.facts.subject,
+        issuerKeyId: this.intermediate.keyId,
+        algorithm: this.signer.algorithm,
+      };
+      checkIssuedSvid(probe, want);
+      readBackIssuedSvid(probe, want);
+    }
   }
 
   /** Releases the audit log. */
@@ -300,6 +334,13 @@ export async function loadCertificateAuthority(dir: string, deps: CertificateAut
 
   const audit = deps.audit ?? openAuditLog(join(dir, CA_FILES.auditLog));
   const nativeVerify = deps.nativeVerify === undefined ? defaultNativeEcdsaVerify() : deps.nativeVerify;
+  const ca = new CertificateAuthority(td.trustDomain, intermediate, chain.slice(1), roots, signer, audit, clock, logger, deps.verifyEverySignature ? signer.publicKey : undefined, nativeVerify);
+  try {
+    ca.probeTemplate();
+  } catch (err) {
+    ca.close();
+    throw err;
+  }
   logger.info('ca loaded', {
     csrVerifier: nativeVerify ? 'native' : 'node',
     trustDomain: td.trustDomain,
@@ -307,7 +348,7 @@ export async function loadCertificateAuthority(dir: string, deps: CertificateAut
     intermediateNotAfter: intermediate.facts.notAfter.toISOString(),
     roots: roots.length,
   });
-  return new CertificateAuthority(td.trustDomain, intermediate, chain.slice(1), roots, signer, audit, clock, logger, deps.verifyEverySignature ? signer.publicKey : undefined, nativeVerify);
+  return ca;
 }
 
 async function probeSigner(signer: Signer): Promise<void> {
