@@ -17,8 +17,8 @@
  *
  * Fails closed: any deviation is TRELLIS_CA_SELF_CHECK_FAILED naming the rule.
  */
-import { createHash, verify as cryptoVerify } from 'node:crypto';
-import { der, DerError, parseSpiffeId } from '@trellis/shared';
+import * as nodeCrypto from 'node:crypto';
+import { der, DerError, parseSpiffeId, type Tlv } from '@trellis/shared';
 import { CaError, CaErrorCode } from './ca-error';
 import type { ExpectedSvid } from './issued-check';
 
@@ -47,6 +47,32 @@ const KU_CRL_SIGN = 6;
 
 class Broken extends Error {}
 
+/** SHA-1 for the SKI: one-shot `crypto.hash` (Node >= 20.12) when present. */
+const sha1: (data: Buffer) => Buffer = typeof nodeCrypto.hash === 'function'
+  ? (data) => nodeCrypto.hash('sha1', data, 'buffer')
+  : (data) => nodeCrypto.createHash('sha1').update(data).digest();
+
+/**
+ * Whether `buf[from, to)` is exactly `expected`. A plain loop: for the few
+ * dozen bytes compared here it beats a subarray plus Buffer#equals (a native
+ * call each), which dominated this check.
+ */
+function sameBytes(buf: Buffer, from: number, to: number, expected: Buffer): boolean {
+  if (to - from !== expected.length) return false;
+  for (let i = 0; i < expected.length; i++) if (buf[from + i] !== expected[i]) return false;
+  return true;
+}
+
+/** The whole encoding (header + contents) of `t` is exactly `expected`. */
+function encodedIs(buf: Buffer, t: Tlv, expected: Buffer): boolean {
+  return sameBytes(buf, t.offset, t.end, expected);
+}
+
+/** The contents of `t` are exactly `expected`. */
+function contentsAre(buf: Buffer, t: Tlv, expected: Buffer): boolean {
+  return sameBytes(buf, t.start, t.end, expected);
+}
+
 function bit(bytes: Buffer, n: number): boolean {
   const b = bytes[n >> 3];
   return b !== undefined && (b & (0x80 >> (n & 7))) !== 0;
@@ -72,7 +98,9 @@ function readBack(buf: Buffer, want: ExpectedSvid): void {
   const outerAlg = der.expectTlv(buf, tbs.end, SEQ, 'signatureAlgorithm', cert.end);
   const sig = der.expectTlv(buf, outerAlg.end, BIT_STRING, 'signature', cert.end);
   if (sig.end !== cert.end) fail('data after the signature');
-  if (!der.encoded(buf, outerAlg).equals(want.algorithm.identifierDer)) fail('signature algorithm differs from the signer');
+  const signature = der.decodeBitString(buf, sig);
+  if (signature.unusedBits !== 0 || signature.bytes.length === 0) fail('the signature is not a whole number of bytes');
+  if (!encodedIs(buf, outerAlg, want.algorithm.identifierDer)) fail('signature algorithm differs from the signer');
 
   const version = der.expectTlv(buf, tbs.start, 0xa0, 'version', tbs.end);
   const versionInt = der.expectTlv(buf, version.start, INTEGER, 'version', version.end);
@@ -80,9 +108,9 @@ function readBack(buf: Buffer, want: ExpectedSvid): void {
   const serial = der.expectTlv(buf, version.end, INTEGER, 'serialNumber', tbs.end);
   if (!der.decodeUnsignedIntegerBytes(buf, serial).equals(stripZeros(want.serial))) fail('serial differs from the one drawn');
   const innerAlg = der.expectTlv(buf, serial.end, SEQ, 'signature', tbs.end);
-  if (!der.encoded(buf, innerAlg).equals(want.algorithm.identifierDer)) fail('signature algorithm differs from the signer');
+  if (!encodedIs(buf, innerAlg, want.algorithm.identifierDer)) fail('signature algorithm differs from the signer');
   const issuer = der.expectTlv(buf, innerAlg.end, SEQ, 'issuer', tbs.end);
-  if (!der.encoded(buf, issuer).equals(want.issuerDer)) fail('issuer is not the intermediate subject');
+  if (!encodedIs(buf, issuer, want.issuerDer)) fail('issuer is not the intermediate subject');
   const validity = der.expectTlv(buf, issuer.end, SEQ, 'validity', tbs.end);
   const notBefore = der.readTlv(buf, validity.start, validity.end);
   const notAfter = der.readTlv(buf, notBefore.end, validity.end);
@@ -93,7 +121,7 @@ function readBack(buf: Buffer, want: ExpectedSvid): void {
   const subject = der.expectTlv(buf, validity.end, SEQ, 'subject', tbs.end);
   if (subject.length !== 0) fail('subject is not empty');
   const spki = der.expectTlv(buf, subject.end, SEQ, 'subjectPublicKeyInfo', tbs.end);
-  if (!der.encoded(buf, spki).equals(want.spkiDer)) fail('public key is not the CSR key');
+  if (!encodedIs(buf, spki, want.spkiDer)) fail('public key is not the CSR key');
   const extsWrapper = der.expectTlv(buf, spki.end, 0xa3, 'extensions', tbs.end);
   if (extsWrapper.end !== tbs.end) fail('fields after the extensions (issuer/subject unique IDs are not in the profile)');
   const exts = der.expectTlv(buf, extsWrapper.start, SEQ, 'extensions', extsWrapper.end);
@@ -112,8 +140,7 @@ function readBack(buf: Buffer, want: ExpectedSvid): void {
       next = der.readTlv(buf, next.end, ext.end);
     }
     if (next.tag !== OCTET_STRING || next.end !== ext.end) fail('an extension value is not one OCTET STRING');
-    const id = der.encoded(buf, oid);
-    const name = extensionName(id);
+    const name = extensionName(buf, oid);
     if (seen.has(name)) fail(`duplicate extension ${name}`);
     seen.add(name);
     checkExtension(name, critical, buf, next.start, next.end, want);
@@ -125,7 +152,7 @@ function readBack(buf: Buffer, want: ExpectedSvid): void {
   if (want.issuerPublicKey) {
     let ok = false;
     try {
-      ok = cryptoVerify(want.algorithm.hash, der.encoded(buf, tbs), want.issuerPublicKey, der.decodeBitString(buf, sig).bytes);
+      ok = nodeCrypto.verify(want.algorithm.hash, der.encoded(buf, tbs), want.issuerPublicKey, signature.bytes);
     } catch {
       ok = false;
     }
@@ -133,14 +160,14 @@ function readBack(buf: Buffer, want: ExpectedSvid): void {
   }
 }
 
-function extensionName(id: Buffer): string {
-  if (id.equals(OID_BC)) return 'basicConstraints';
-  if (id.equals(OID_KU)) return 'keyUsage';
-  if (id.equals(OID_EKU)) return 'extKeyUsage';
-  if (id.equals(OID_SKI)) return 'subjectKeyIdentifier';
-  if (id.equals(OID_AKI)) return 'authorityKeyIdentifier';
-  if (id.equals(OID_SAN)) return 'subjectAltName';
-  return fail(`extension ${id.toString('hex')} is not in the SVID profile`);
+function extensionName(buf: Buffer, oid: Tlv): string {
+  if (encodedIs(buf, oid, OID_BC)) return 'basicConstraints';
+  if (encodedIs(buf, oid, OID_KU)) return 'keyUsage';
+  if (encodedIs(buf, oid, OID_EKU)) return 'extKeyUsage';
+  if (encodedIs(buf, oid, OID_SKI)) return 'subjectKeyIdentifier';
+  if (encodedIs(buf, oid, OID_AKI)) return 'authorityKeyIdentifier';
+  if (encodedIs(buf, oid, OID_SAN)) return 'subjectAltName';
+  return fail(`extension ${der.decodeOid(buf, oid)} is not in the SVID profile`);
 }
 
 function checkExtension(name: string, critical: boolean, buf: Buffer, start: number, end: number, want: ExpectedSvid): void {
@@ -157,7 +184,7 @@ function checkExtension(name: string, critical: boolean, buf: Buffer, start: num
       const bits = der.decodeBitString(buf, value).bytes;
       if (!bit(bits, KU_DIGITAL_SIGNATURE)) fail('keyUsage lacks digitalSignature');
       if (bit(bits, KU_KEY_CERT_SIGN) || bit(bits, KU_CRL_SIGN)) fail('keyUsage allows keyCertSign or cRLSign');
-      const rsa = spkiAlgorithm(want.spkiDer).equals(RSA_ENCRYPTION_OID);
+      const rsa = spkiAlgorithmIs(want.spkiDer, RSA_ENCRYPTION_OID);
       for (let n = 0; n < Math.max(bits.length * 8, KU_KEY_ENCIPHERMENT + 1); n++) {
         const wanted = n === KU_DIGITAL_SIGNATURE || (rsa && n === KU_KEY_ENCIPHERMENT);
         if (bit(bits, n) !== wanted) fail('keyUsage is not exactly the profile (digitalSignature, plus keyEncipherment for RSA)');
@@ -173,9 +200,8 @@ function checkExtension(name: string, critical: boolean, buf: Buffer, start: num
       der.forEachChild(buf, value, (p) => {
         count++;
         if (p.tag !== OID) fail('an extKeyUsage purpose is not an OID');
-        const id = der.encoded(buf, p);
-        if (id.equals(OID_SERVER_AUTH)) server = true;
-        else if (id.equals(OID_CLIENT_AUTH)) client = true;
+        if (encodedIs(buf, p, OID_SERVER_AUTH)) server = true;
+        else if (encodedIs(buf, p, OID_CLIENT_AUTH)) client = true;
       });
       if (!server || !client || count !== 2) fail('extKeyUsage is not exactly serverAuth + clientAuth');
       return;
@@ -183,13 +209,13 @@ function checkExtension(name: string, critical: boolean, buf: Buffer, start: num
     case 'subjectKeyIdentifier': {
       if (value.tag !== OCTET_STRING) fail('SKI is not an OCTET STRING');
       const keyBits = subjectPublicKeyBits(want.spkiDer);
-      if (!der.contents(buf, value).equals(createHash('sha1').update(keyBits).digest())) fail('SKI is not the SHA-1 of the public key (RFC 5280 method 1)');
+      if (!contentsAre(buf, value, sha1(keyBits))) fail('SKI is not the SHA-1 of the public key (RFC 5280 method 1)');
       return;
     }
     case 'authorityKeyIdentifier': {
       if (value.tag !== SEQ) fail('AKI is not a SEQUENCE');
       const keyId = der.readTlv(buf, value.start, value.end);
-      if (keyId.tag !== 0x80 || keyId.end !== value.end || !der.contents(buf, keyId).equals(want.issuerKeyId)) fail('AKI is not the intermediate key id');
+      if (keyId.tag !== 0x80 || keyId.end !== value.end || !contentsAre(buf, keyId, want.issuerKeyId)) fail('AKI is not the intermediate key id');
       return;
     }
     case 'subjectAltName':
@@ -198,7 +224,7 @@ function checkExtension(name: string, critical: boolean, buf: Buffer, start: num
   }
 }
 
-function checkSan(critical: boolean, buf: Buffer, names: ReturnType<typeof der.readTlv>, want: ExpectedSvid): void {
+function checkSan(critical: boolean, buf: Buffer, names: Tlv, want: ExpectedSvid): void {
   if (!critical) fail('subjectAltName is not critical although the subject is empty');
   if (names.tag !== SEQ) fail('subjectAltName is not a SEQUENCE');
   const uris: string[] = [];
@@ -224,11 +250,11 @@ function checkSan(critical: boolean, buf: Buffer, names: ReturnType<typeof der.r
 /** rsaEncryption, the SPKI algorithm of RSA keys (whose leaves also get keyEncipherment). */
 const RSA_ENCRYPTION_OID = der.oid('1.2.840.113549.1.1.1');
 
-/** The algorithm OID (DER) of SPKI bytes. */
-function spkiAlgorithm(spki: Buffer): Buffer {
+/** Whether the SPKI's algorithm OID is `oid` (DER). */
+function spkiAlgorithmIs(spki: Buffer, oid: Buffer): boolean {
   const s = der.readWhole(spki, SEQ, 'subjectPublicKeyInfo');
   const alg = der.expectTlv(spki, s.start, SEQ, 'algorithm', s.end);
-  return der.encoded(spki, der.expectTlv(spki, alg.start, OID, 'algorithm', alg.end));
+  return encodedIs(spki, der.expectTlv(spki, alg.start, OID, 'algorithm', alg.end), oid);
 }
 
 function subjectPublicKeyBits(spki: Buffer): Buffer {

@@ -157,6 +157,7 @@ describe('The per-request read-back of an issued SVID', () => {
     ['a duplicate basicConstraints', (p) => void p.extensions.push(ext('2.5.29.19', true, der.sequence())), /duplicate/],
     ['an extra non-critical extension', (p) => void p.extensions.push(ext('1.3.6.1.5.5.7.1.1', false, der.sequence())), /not in the SVID profile/],
     ['an explicit critical FALSE', (p) => void (p.extensions[2] = der.sequence(der.oid('2.5.29.37'), der.boolean(false), der.octetString(der.sequence(der.oid('1.3.6.1.5.5.7.3.1'), der.oid('1.3.6.1.5.5.7.3.2'))))), /critical FALSE/],
+    ['a signature BIT STRING with unused bits', (p) => void (p.signature = der.bitString(Buffer.alloc(70, 0x80), 7)), /whole number of bytes/],
     ['bytes after the signature', (p) => void (p.signature = Buffer.concat([p.signature, Buffer.from([0x05, 0x00])])), /after the signature/],
   ];
   for (const [name, change, rule] of deviations) {
@@ -181,6 +182,18 @@ describe('The per-request read-back of an issued SVID', () => {
     expect(ruleOf(() => readBackIssuedSvid(build(p), { ...want, issuerPublicKey }))).to.match(/signature does not verify/);
   });
 
+  it('Should refuse every flip of the lowest, highest or all bits of any byte that the full parser-based check refuses (exhaustive)', () => {
+    for (let pos = 0; pos < svid.leafDer.length; pos++) {
+      for (const xor of [0x01, 0x80, 0xff]) {
+        const mutated = Buffer.from(svid.leafDer);
+        mutated[pos]! ^= xor;
+        if (ruleOf(() => readBackIssuedSvid(mutated, want)) === undefined) {
+          expect(ruleOf(() => checkIssuedSvid(mutated, want)), `accepted ^0x${xor.toString(16)} at ${pos}`).to.equal(undefined);
+        }
+      }
+    }
+  });
+
   it('Should never accept a byte change or truncation that the full parser-based check refuses (property)', () => {
     fc.assert(
       fc.property(fc.nat({ max: svid.leafDer.length - 1 }), fc.integer({ min: 1, max: 255 }), fc.boolean(), (pos, xor, truncate) => {
@@ -189,7 +202,7 @@ describe('The per-request read-back of an issued SVID', () => {
         const lean = ruleOf(() => readBackIssuedSvid(mutated, want));
         if (lean === undefined) expect(ruleOf(() => checkIssuedSvid(mutated, want)), `accepted a change at ${pos}`).to.equal(undefined);
       }),
-      { numRuns: 1500 },
+      { numRuns: 3000 },
     );
   });
 });
