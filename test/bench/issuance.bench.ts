@@ -10,6 +10,14 @@
  * of a fresh key, and `limit_with_key_import_per_s` / `ratio_with_key_import`
  * say how close issuance gets to what node:crypto can do per CSR at all.
  *
+ * With the optional native verifier (`@trellis/ecdsa-verify`, built at
+ * install from control-plane/native) the CA skips that import: `verifier`
+ * says which path issuance used (`native` or `node`), and when the addon is
+ * there `native_csr_verify_per_s` measures its verify of a fresh key's
+ * signature from the raw point, with `limit_native_per_s` / `ratio_native`
+ * the same limit and ratio for it. `ratio_with_key_import` above 1 then only
+ * says issuance no longer pays for the import.
+ *
  * Issuance here is the real path: CSR parse + signature check, policy,
  * template fill, sign, post-sign profile check, audit-log append. Rounds of
  * the three measurements alternate and the best round of each is kept, so a
@@ -33,6 +41,18 @@ function makeCsr(): Buffer {
   const info = der.sequence(der.integer(0), der.sequence(), spki, der.tlv(0xa0));
   const signature = sign('sha256', info, privateKey);
   return der.sequence(info, der.sequence(der.oid(ECDSA_WITH_SHA256)), der.bitString(signature));
+}
+
+type NativeVerify = (curve: 0 | 1, point: Buffer, hash: 0 | 1 | 2, message: Buffer, signature: Buffer) => number;
+
+/** The optional addon's verify, or null when it is not built (the bench then reports the node:crypto path only). */
+function loadNativeVerify(): NativeVerify | null {
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    return (require('@trellis/ecdsa-verify') as { verify: NativeVerify | null }).verify;
+  } catch {
+    return null;
+  }
 }
 
 function rateSync(seconds: number, fn: () => void): number {
@@ -77,6 +97,12 @@ export async function run(flags: string[]): Promise<Record<string, unknown>> {
       return { jwk: kp.publicKey.export({ format: 'jwk' }), sig: sign('sha256', tbsLike, kp.privateKey) };
     });
     let freshNext = 0;
+    const native = loadNativeVerify();
+    const freshPoints = fresh.map((f) => Buffer.concat([Buffer.from([0x04]), Buffer.from(f.jwk.x!, 'base64url'), Buffer.from(f.jwk.y!, 'base64url')]));
+    const nativeVerify = (): void => {
+      const i = freshNext++ % fresh.length;
+      if (native!(0, freshPoints[i]!, 0, tbsLike, fresh[i]!.sig) !== 1) throw new Error('native verify failed');
+    };
     const importAndVerify = (): void => {
       const f = fresh[freshNext++ % fresh.length]!;
       if (!verify('sha256', tbsLike, createPublicKey({ key: f.jwk, format: 'jwk' }), f.sig)) throw new Error('fresh verify failed');
@@ -92,11 +118,13 @@ export async function run(flags: string[]): Promise<Record<string, unknown>> {
     let verifyBest = 0;
     let svidBest = 0;
     let csrVerifyBest = 0;
+    let nativeBest = 0;
     for (let r = 0; r < rounds; r++) {
       svidBest = Math.max(svidBest, await rateAsync(seconds, (i) => ca.issue({ csr: csrs[i % csrs.length]!, spiffeId: ids[i % ids.length]!, requester: 'bench' })));
       signBest = Math.max(signBest, rateSync(seconds, () => signOnce(privateKey)));
       verifyBest = Math.max(verifyBest, rateSync(seconds, () => verify('sha256', tbsLike, publicKey, sig)));
       csrVerifyBest = Math.max(csrVerifyBest, rateSync(seconds, importAndVerify));
+      if (native) nativeBest = Math.max(nativeBest, rateSync(seconds, nativeVerify));
     }
     ca.close();
     const limit = 1 / (1 / signBest + 1 / verifyBest);
@@ -112,6 +140,13 @@ export async function run(flags: string[]): Promise<Record<string, unknown>> {
       limit_with_key_import_per_s: Math.round(limitWithImport),
       ratio_with_key_import: Number((svidBest / limitWithImport).toFixed(3)),
       verifier: ca.csrVerifier,
+      ...(native
+        ? {
+            native_csr_verify_per_s: Math.round(nativeBest),
+            limit_native_per_s: Math.round(1 / (1 / signBest + 1 / nativeBest)),
+            ratio_native: Number((svidBest / (1 / (1 / signBest + 1 / nativeBest))).toFixed(3)),
+          }
+        : {}),
       rounds,
       seconds_per_round: seconds,
     };

@@ -1,6 +1,8 @@
 /**
- * The CA's check of what it has just signed, before anything is handed out
- * (the SPIRE habit: build, sign, then validate the result).
+ * The full check of a certificate the template produced (the SPIRE habit:
+ * build, sign, then validate the result). The CA runs it on unsigned probes
+ * of its template when it loads; each issued SVID then goes through the
+ * cheaper, stricter byte-level read-back in issued-readback.ts.
  *
  * The certificate is re-read from its DER by the shared certificate parser,
  * an implementation independent of the template that wrote it, and must:
