@@ -5,6 +5,7 @@
       "sources": ["src/ecdsa_verify.c"],
       "defines": ["NAPI_VERSION=8"],
       "cflags": ["-O2", "-Wall", "-Wextra"],
+      "ldflags": ["-Wl,-z,now"],
       "xcode_settings": { "OTHER_CFLAGS": ["-O2"] }
     }
   ]

@@ -78,6 +78,8 @@ describe('The native ECDSA verifier', function () {
       // Without the addon the CA runs on node:crypto (covered by the fallback tests below); the
       // agreement tests need the addon, and a build that exists but does not load fails the first test.
       if (built && existsSync(built)) throw new Error(`${built} exists but the addon did not load or failed its self-test`);
+      // CI sets this so a build that silently failed at install shows up as a failure, not a skip.
+      if (process.env['TRELLIS_REQUIRE_NATIVE_ECDSA'] === '1') throw new Error('TRELLIS_REQUIRE_NATIVE_ECDSA=1 but @trellis/ecdsa-verify was not built (needs g++, make, python3 at npm ci)');
       this.skip();
     }
     verify = native!;
