@@ -10,8 +10,10 @@ import { join } from 'node:path';
 import type { Server as HttpServer } from 'node:http';
 import type * as grpc from '@grpc/grpc-js';
 import { parse as parseYaml } from 'yaml';
-import type { Logger, MtlsMode, RevocationsResource } from '@trellis/shared';
+import type { Logger, MtlsMode, RevocationsResource, TrustBundleResource } from '@trellis/shared';
 import { startAdminServer } from './admin/admin-server';
+import { lifecycleRoutes } from './admin/lifecycle-routes';
+import { proxiesFromAdmin } from './lifecycle/root-rotation-driver';
 import { JoinTokenStore } from './auth/join-token-store';
 import { createKubernetesTokenVerifier, type KubernetesTokenSettings } from './auth/kubernetes-token';
 import { DiscoveryService } from './discovery/discovery-service';
@@ -24,6 +26,7 @@ import { MutableCertificateProvider } from './tls/mutable-certificate-provider';
 import { controlPlaneSpiffeId, createKeyAndCsr, shouldRotate } from './tls/server-identity';
 import { loadRevocationStore } from './lifecycle/revocation-store';
 import { revocationsResource } from './lifecycle/revocation-list';
+import { FederationWatcher } from './lifecycle/federation-source';
 
 /** Resolved settings (after config file and flags are merged and validated). */
 export interface ControlPlaneOptions {
@@ -38,6 +41,8 @@ export interface ControlPlaneOptions {
   debounceMs: number;
   /** Revocation list to watch and push; default `<caDir>/revocations.json` (as written by `trellis revoke`). */
   revocationsFile?: string;
+  /** The federatesWith config whose bundles are pushed to sidecars (watched); none: no federation. */
+  federationFile?: string;
   /** How often the trust bundle, revocations and own certificate are re-checked. */
   refreshMs: number;
 }
@@ -73,7 +78,16 @@ export async function startControlPlane(opts: ControlPlaneOptions, deps: Control
   const joinTokens = new JoinTokenStore(opts.caDir);
   const kubernetes = opts.kubernetes ? createKubernetesTokenVerifier(opts.kubernetes, td) : undefined;
 
-  const bundle = (): { trustDomain: string; rootsPem: string[] } => ({ trustDomain: td, rootsPem: [...deps.authority.trustBundle().rootsPem] });
+  // Federated roots travel in the bundle resource for sidecars only; our own
+  // gRPC server keeps trusting our roots alone.
+  const federation = opts.federationFile ? new FederationWatcher(opts.federationFile, td) : undefined;
+  const federatedCount = (): number => Object.keys(federation?.current ?? {}).length;
+  if (federation) federation.load();
+  const bundle = (): TrustBundleResource => {
+    const fed = federation?.current ?? {};
+    const base = { trustDomain: td, rootsPem: [...deps.authority.trustBundle().rootsPem] };
+    return Object.keys(fed).length === 0 ? base : { ...base, federatedRootsPem: Object.fromEntries(Object.entries(fed).map(([k, v]) => [k, [...v]])) };
+  };
   const tls = new MutableCertificateProvider();
   let initial = bundle();
   tls.setCa(initial.rootsPem.join('\n'));
@@ -135,6 +149,12 @@ export async function startControlPlane(opts: ControlPlaneOptions, deps: Control
     metrics: metrics.registry,
     proxies: () => service.registry.statuses(),
     policies: () => deps.policy.status(),
+    routes: lifecycleRoutes({
+      caDir: opts.caDir,
+      clock: () => new Date(nowMs()),
+      proxies: () => proxiesFromAdmin({ proxies: service.registry.statuses() }) ?? [],
+      revocationsChanged: loadRevocations,
+    }),
   });
 
   let refreshing = false;
@@ -143,12 +163,18 @@ export async function startControlPlane(opts: ControlPlaneOptions, deps: Control
     refreshing = true;
     (async () => {
       try {
+        if (federation) {
+          const r = federation.check();
+          // A bad federation file keeps the last good set (fail closed: nothing new is trusted).
+          if ('error' in r) log.error('federation not reloaded; keeping the last good bundles', { file: federation.file, error: r.error });
+          else if (r.changed) log.info('federated bundles loaded', { file: federation.file, trustDomains: Object.keys(r.roots) });
+        }
         const b = bundle();
-        if (b.rootsPem.join('\n') !== initial.rootsPem.join('\n')) {
+        if (JSON.stringify(b) !== JSON.stringify(initial)) {
+          if (b.rootsPem.join('\n') !== initial.rootsPem.join('\n')) tls.setCa(b.rootsPem.join('\n'));
           initial = b;
-          tls.setCa(b.rootsPem.join('\n'));
           service.setBundle(b);
-          log.info('trust bundle changed', { roots: b.rootsPem.length });
+          log.info('trust bundle changed', { roots: b.rootsPem.length, federatedTrustDomains: federatedCount() });
         }
         if (deps.authority.refresh) await deps.authority.refresh();
         loadRevocations();
@@ -162,7 +188,7 @@ export async function startControlPlane(opts: ControlPlaneOptions, deps: Control
   }, opts.refreshMs);
   refresh.unref();
 
-  log.info('control plane ready', { listen: `${hostPart(opts.listen)}:${grpcServer.port}`, admin: `${hostPart(opts.admin)}:${admin.port}`, spiffeId, trustDomain: td });
+  log.info('control plane ready', { listen: `${hostPart(opts.listen)}:${grpcServer.port}`, admin: `${hostPart(opts.admin)}:${admin.port}`, spiffeId, trustDomain: td, federatedTrustDomains: Object.keys(federation?.current ?? {}) });
 
   let stopped: Promise<void> | null = null;
   return {

@@ -83,3 +83,9 @@ export type { LifecycleManager, LifecycleManagerOptions, LifecycleManagerDeps } 
 export { registerLifecycleGauges } from './lifecycle/lifecycle-metrics';
 export { withLifecycleLock, LIFECYCLE_LOCK_FILE } from './lifecycle/lifecycle-lock';
 export { policyStoreSource } from './discovery/policy-store-source';
+export { AdminError, AdminErrorCode } from './admin/admin-error';
+export type { AdminErrorCodeValue } from './admin/admin-error';
+export { adminRequest } from './admin/admin-client';
+export { httpStatusOf } from './admin/admin-status';
+export { caStatusView } from './lifecycle/ca-status';
+export type { CaStatusView } from './lifecycle/ca-status';

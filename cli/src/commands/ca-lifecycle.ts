@@ -8,17 +8,17 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import {
   activateNextIntermediate,
+  adminRequest,
+  caStatusView,
+  type CaStatusView,
   CA_KEY_TYPES,
   createEnvironmentIntermediate,
-  decideRootRotation,
   installNextIntermediate,
   loadRootRotationState,
   loadRootSigner,
-  observeRotation,
   prepareNextIntermediate,
   proxiesFromAdmin,
   readBundleRoots,
-  readIntermediateSlots,
   signIntermediateCsr,
   signNextIntermediateWithRoot,
   startRootRotation,
@@ -194,7 +194,7 @@ certificate moves to DIR/previous/; leaves it issued keep verifying until they e
   {
     name: 'ca rotate-root',
     summary: 'Start or advance a gated root rotation (new root in the bundle, switch, drop the old root)',
-    usage: 'trellis ca rotate-root --ca-dir DIR [--root-dir NEW_ROOT_DIR] [--admin ADDR] [--reload-grace 60s] [--wait] [--poll 5s] [-o json]',
+    usage: 'trellis ca rotate-root --admin ADDR [--root-dir NEW_ROOT_DIR] [--reload-grace 60s] [--wait] [--poll 5s] [-o json]\n       trellis ca rotate-root --ca-dir DIR [--root-dir NEW_ROOT_DIR] [--admin ADDR] [--reload-grace 60s] [--wait] [--poll 5s] [-o json]',
     description: `The first run adds the new root (taken from --root-dir, or created there) beside the old one in
 DIR/root.pem. Each later run advances one phase when its gate is met, observed, never assumed:
   1 bundle  every sidecar connected to --admin has ACKed the bundle holding both roots
@@ -202,10 +202,12 @@ DIR/root.pem. Each later run advances one phase when its gate is met, observed, 
             (+ --reload-grace, the control plane's refresh interval) is unexpired (audit.log)
   3 done    the old root is dropped from the bundle
 State is DIR/root-rotation.json, so a restart (of anything) resumes. --wait keeps advancing
-until done, polling every --poll.`,
+until done, polling every --poll.
+With --admin ADDR alone, the running control plane starts or advances the rotation of its own
+CA dir (under the lifecycle lock), gated on the ACKs it observes itself. With --ca-dir, this
+command writes DIR and --admin only reports the sidecars' ACKs.`,
     options: { 'ca-dir': { type: 'string' }, 'root-dir': { type: 'string' }, admin: { type: 'string' }, 'reload-grace': { type: 'string' }, wait: { type: 'boolean' }, poll: { type: 'string' }, 'key-type': { type: 'string' }, output: { type: 'string', short: 'o' } },
     async run(ctx) {
-      const caDir = pathFlag(ctx, 'ca-dir');
       const admin = optionalString(ctx, 'admin');
       const seconds = (name: string, dflt: number): number => {
         const v = optionalString(ctx, name);
@@ -217,6 +219,30 @@ until done, polling every --poll.`,
           throw err;
         }
       };
+      const pollMs = seconds('poll', 5) * 1000;
+      const pause = (): Promise<void> => new Promise<void>((r) => {
+        const t = setTimeout(r, pollMs);
+        ctx.stopSignal.addEventListener('abort', () => {
+          clearTimeout(t);
+          r();
+        }, { once: true });
+      });
+      if (optionalString(ctx, 'ca-dir') === undefined && admin !== undefined) {
+        const rootDir = optionalString(ctx, 'root-dir');
+        let body: Record<string, unknown> = { rootDir: rootDir === undefined ? undefined : resolve(ctx.cwd, rootDir), reloadGraceSeconds: optionalString(ctx, 'reload-grace') === undefined ? undefined : seconds('reload-grace', 60) };
+        for (;;) {
+          const step = await adminRequest<AdminRotationStep>(admin, 'POST', '/lifecycle/rotate-root', body);
+          body = {};
+          if (step.started) ctx.stderr.write(`root rotation started at ${step.startedAt}: the bundle now holds ${step.roots} roots\n`);
+          if (!flag(ctx, 'wait') || step.phase === 'done' || ctx.stopSignal.aborted) {
+            printAdminStep(ctx, step);
+            return;
+          }
+          if (step.applied !== 'none') printAdminStep(ctx, step);
+          await pause();
+        }
+      }
+      const caDir = pathFlag(ctx, 'ca-dir');
       const state = loadRootRotationState(caDir);
       if (!state || state.phase === 'done') {
         const rootDir = optionalString(ctx, 'root-dir');
@@ -224,7 +250,6 @@ until done, polling every --poll.`,
         const started = await startRootRotation(caDir, { newRootDir: resolve(ctx.cwd, rootDir), now: new Date(), keyType: keyTypeFlag(ctx), reloadGraceSeconds: seconds('reload-grace', 60), lockWaitMs: LOCK_WAIT_MS });
         ctx.stderr.write(`root rotation started at ${started.startedAt}: the bundle now holds ${readBundleRoots(caDir).length} roots\n`);
       }
-      const pollMs = seconds('poll', 5) * 1000;
       for (;;) {
         const step = await stepRootRotation(caDir, await observeProxies(ctx, admin), new Date(), { lockWaitMs: LOCK_WAIT_MS });
         if (!flag(ctx, 'wait') || step.state.phase === 'done' || ctx.stopSignal.aborted) {
@@ -232,51 +257,62 @@ until done, polling every --poll.`,
           return;
         }
         if (step.applied !== 'none') printStep(ctx, caDir, step);
-        await new Promise<void>((r) => {
-          const t = setTimeout(r, pollMs);
-          ctx.stopSignal.addEventListener('abort', () => {
-            clearTimeout(t);
-            r();
-          }, { once: true });
-        });
+        await pause();
       }
     },
   },
   {
     name: 'ca status',
     summary: 'Show the CA: roots, intermediate slots and any root rotation with what it waits for',
-    usage: 'trellis ca status --ca-dir DIR [--admin ADDR] [-o json]',
+    usage: 'trellis ca status --admin ADDR [-o json]\n       trellis ca status --ca-dir DIR [--admin ADDR] [-o json]',
+    description: `With --admin ADDR alone, the running control plane reports its own CA dir and the ACKs it
+observes; with --ca-dir, this command reads DIR (and --admin only for the sidecars' ACKs).`,
     options: { 'ca-dir': { type: 'string' }, admin: { type: 'string' }, output: { type: 'string', short: 'o' } },
     async run(ctx) {
-      const caDir = pathFlag(ctx, 'ca-dir');
-      const slots = readIntermediateSlots(caDir);
-      const state = loadRootRotationState(caDir);
-      let rotation: Record<string, unknown> | null = null;
-      if (state) {
-        const d = decideRootRotation(state, observeRotation(caDir, state, await observeProxies(ctx, optionalString(ctx, 'admin')), new Date()));
-        rotation = { phase: state.phase, startedAt: state.startedAt, phaseSince: state.phaseSince, switchedAt: state.switchedAt, nextAction: d.action, waitingFor: d.waitingFor, laggingProxies: d.laggingProxies };
-      }
-      const view = {
-        trustDomain: slots.current.trustDomain,
-        roots: slots.current.roots.map((r) => ({ subject: r.facts.subjectText, notAfter: r.facts.notAfter.toISOString() })),
-        intermediate: { subject: slots.current.cert.facts.subjectText, notAfter: slots.current.cert.facts.notAfter.toISOString() },
-        next: { state: slots.nextState, notAfter: slots.next?.facts.notAfter.toISOString() ?? null, csr: slots.nextCsrPath },
-        rootRotation: rotation,
-      };
+      const admin = optionalString(ctx, 'admin');
+      const local = optionalString(ctx, 'ca-dir') !== undefined || admin === undefined;
+      const view = local
+        ? caStatusView(pathFlag(ctx, 'ca-dir'), await observeProxies(ctx, admin), new Date())
+        : await adminRequest<CaStatusView>(admin, 'GET', '/lifecycle/status');
       if (outputFormat(ctx) === 'json') {
         ctx.stdout.write(JSON.stringify(view) + '\n');
         return;
       }
+      const rotation = view.rootRotation;
       let out = `trust domain ${view.trustDomain}\n`;
       for (const r of view.roots) out += `  root          ${r.notAfter}  ${r.subject}\n`;
       out += `  intermediate  ${view.intermediate.notAfter}  ${view.intermediate.subject}\n`;
       out += `  next          ${view.next.state}${view.next.notAfter ? ` (valid until ${view.next.notAfter})` : ''}\n`;
       if (rotation) {
-        out += `root rotation: phase ${String(rotation['phase'])} since ${String(rotation['phaseSince'])}\n`;
-        if (rotation['waitingFor']) out += `  waiting for: ${String(rotation['waitingFor'])}\n`;
-        else if (rotation['nextAction'] !== 'none') out += `  ready to advance (${String(rotation['nextAction'])}): run trellis ca rotate-root --ca-dir ${caDir}\n`;
+        out += `root rotation: phase ${rotation.phase} since ${rotation.phaseSince}\n`;
+        if (rotation.waitingFor) out += `  waiting for: ${rotation.waitingFor}\n`;
+        else if (rotation.nextAction !== 'none') out += `  ready to advance (${rotation.nextAction}): run trellis ca rotate-root ${local ? `--ca-dir ${pathFlag(ctx, 'ca-dir')}` : `--admin ${admin!}`}\n`;
       } else out += 'root rotation: none\n';
       ctx.stdout.write(out);
     },
   },
 ];
+
+/** What `POST /lifecycle/rotate-root` answers. */
+interface AdminRotationStep {
+  started: boolean;
+  phase: string;
+  applied: string;
+  waitingFor: string;
+  laggingProxies: Array<{ id: string | number; spiffeId: string | null; bundleAckedVersion: string | null }>;
+  startedAt: string;
+  phaseSince: string;
+  switchedAt: string | null;
+  roots: number;
+}
+
+function printAdminStep(ctx: CommandContext, step: AdminRotationStep): void {
+  if (outputFormat(ctx) === 'json') {
+    ctx.stdout.write(JSON.stringify({ phase: step.phase, applied: step.applied, waitingFor: step.waitingFor, laggingProxies: step.laggingProxies, startedAt: step.startedAt, phaseSince: step.phaseSince, switchedAt: step.switchedAt, roots: step.roots }) + '\n');
+    return;
+  }
+  const applied = step.applied === 'switch-intermediate' ? 'switched to an intermediate under the new root; sidecars renew onto it\n'
+    : step.applied === 'drop-old-root' ? 'dropped the old root from the trust bundle\n' : '';
+  ctx.stdout.write(applied + `root rotation phase: ${step.phase}\n` + (step.waitingFor ? `  waiting for: ${step.waitingFor}\n` : step.phase === 'done' ? '  rotation complete\n' : ''));
+  for (const p of step.laggingProxies.slice(0, 20)) ctx.stdout.write(`  not yet ACKed: proxy ${p.id} ${p.spiffeId ?? '(unauthenticated)'} holds ${p.bundleAckedVersion ?? 'nothing'}\n`);
+}

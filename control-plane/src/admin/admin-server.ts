@@ -1,11 +1,21 @@
 /**
- * The admin HTTP endpoint: liveness, readiness, Prometheus metrics and the
- * debug views operators and `trellis proxy-status` read. Plain HTTP on a
- * loopback address by default; it exposes no secrets (no keys, no tokens, no
- * full certificates).
+ * The admin HTTP endpoint: liveness, readiness, Prometheus metrics, the
+ * debug views operators and `trellis proxy-status` read, and the lifecycle
+ * steps (`POST /lifecycle/...`) that `trellis revoke --admin` and `trellis
+ * ca ... --admin` call. Plain HTTP on a loopback address by default: whoever
+ * can reach it can revoke and rotate, so keep it on localhost. It exposes no
+ * secrets (no keys, no tokens, no full certificates).
  */
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Registry } from 'prom-client';
+import { AdminError, AdminErrorCode } from './admin-error';
+import { errorBody, httpStatusOf } from './admin-status';
+import type { AdminRoute } from './lifecycle-routes';
+
+const GET_PATHS: readonly string[] = ['/healthz', '/readyz', '/metrics', '/debug/proxies', '/debug/policies'];
+
+/** The largest request body the admin API reads. */
+const MAX_BODY_BYTES = 64 * 1024;
 
 /** What the admin server reads from the running control plane. */
 export interface AdminSources {
@@ -13,6 +23,8 @@ export interface AdminSources {
   metrics: Registry;
   proxies(): unknown;
   policies(): unknown;
+  /** Extra routes (the lifecycle steps); their errors are mapped by {@link httpStatusOf}. */
+  routes?: readonly AdminRoute[];
 }
 
 /** Starts the admin server on host:port; resolves with the bound port. */
@@ -24,7 +36,13 @@ export async function startAdminServer(listen: string, src: AdminSources): Promi
       res.writeHead(code, { 'content-type': 'application/json' });
       res.end(JSON.stringify(body, null, 2) + '\n');
     };
-    if (req.method !== 'GET' && req.method !== 'HEAD') return json(405, { error: 'method not allowed' });
+    const route = (src.routes ?? []).find((r) => r.path === url);
+    if (route) {
+      serveRoute(route, req, res, json);
+      return undefined;
+    }
+    if (req.method !== 'GET' && req.method !== 'HEAD' && GET_PATHS.includes(url)) return fail(new AdminError(AdminErrorCode.METHOD_NOT_ALLOWED, `${req.method ?? '?'} ${url}: only GET here`, { method: req.method }));
+    if (req.method !== 'GET' && req.method !== 'HEAD') return fail(new AdminError(AdminErrorCode.NOT_FOUND, `no such path ${url}`, { paths: [...(src.routes ?? []).map((r) => `${r.method} ${r.path}`)] }));
     switch (url) {
       case '/healthz':
         return json(200, { status: 'ok' });
@@ -44,7 +62,10 @@ export async function startAdminServer(listen: string, src: AdminSources): Promi
       case '/debug/policies':
         return json(200, src.policies());
       default:
-        return json(404, { error: `no such path ${url}`, paths: ['/healthz', '/readyz', '/metrics', '/debug/proxies', '/debug/policies'] });
+        return fail(new AdminError(AdminErrorCode.NOT_FOUND, `no such path ${url}`, { paths: [...GET_PATHS, ...(src.routes ?? []).map((r) => `${r.method} ${r.path}`)] }));
+    }
+    function fail(err: unknown): void {
+      json(httpStatusOf(err), errorBody(err));
     }
   });
   const bound = await new Promise<number>((resolve, reject) => {
@@ -55,6 +76,41 @@ export async function startAdminServer(listen: string, src: AdminSources): Promi
     });
   });
   return { server, port: bound };
+}
+
+ /** Reads the JSON body (POST), runs the route, and answers its result or its mapped error. */
+function serveRoute(route: AdminRoute, req: IncomingMessage, res: ServerResponse, json: (code: number, body: unknown) => void): void {
+  const fail = (err: unknown): void => json(httpStatusOf(err), errorBody(err));
+  if (req.method !== route.method && !(route.method === 'GET' && req.method === 'HEAD')) {
+    res.setHeader('allow', route.method);
+    req.resume();
+    return fail(new AdminError(AdminErrorCode.METHOD_NOT_ALLOWED, `${req.method ?? '?'} ${route.path}: use ${route.method}`, { method: req.method, allowed: route.method }));
+  }
+  const chunks: Buffer[] = [];
+  let size = 0;
+  let tooLarge = false;
+  req.on('data', (c: Buffer) => {
+    size += c.length;
+    if (size > MAX_BODY_BYTES) tooLarge = true;
+    else chunks.push(c);
+  });
+  req.on('error', () => res.destroy());
+  req.on('end', () => {
+    (async () => {
+      if (tooLarge) throw new AdminError(AdminErrorCode.BAD_BODY, `request body over ${MAX_BODY_BYTES} bytes`, { field: '' });
+      let body: unknown = {};
+      const text = Buffer.concat(chunks).toString('utf8');
+      if (route.method === 'POST' && text.trim() !== '') {
+        try {
+          body = JSON.parse(text);
+        } catch (err) {
+          throw new AdminError(AdminErrorCode.BAD_BODY, `request body is not JSON: ${(err as Error).message}`, { field: '' });
+        }
+      }
+      if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new AdminError(AdminErrorCode.BAD_BODY, 'request body must be a JSON object', { field: '' });
+      return route.handle(body as Record<string, unknown>);
+    })().then((out) => json(200, out), fail);
+  });
 }
 
 /** Splits "host:port" (IPv6 as "[::1]:port"). */

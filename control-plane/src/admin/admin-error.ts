@@ -1,0 +1,33 @@
+/**
+ * The error family of the control plane's admin API: a request the admin
+ * server cannot act on (bad JSON, a field of the wrong type, an unknown path
+ * or method), and the client side's failures to get an answer. Lifecycle
+ * refusals keep their own LifecycleError codes; {@link httpStatusOf} maps
+ * both families to HTTP statuses in one place.
+ */
+import { TrellisError } from '@trellis/shared';
+
+/** Every code an {@link AdminError} can carry. Stable; documented in docs/errors.md. */
+export const AdminErrorCode = Object.freeze({
+  /** The request body is not JSON, not an object, too large, or a field is missing or of the wrong type (`details.field`). */
+  BAD_BODY: 'TRELLIS_ADMIN_BAD_BODY',
+  /** No such admin path. */
+  NOT_FOUND: 'TRELLIS_ADMIN_NOT_FOUND',
+  /** The path exists but not for this HTTP method. */
+  METHOD_NOT_ALLOWED: 'TRELLIS_ADMIN_METHOD_NOT_ALLOWED',
+  /** The client could not reach the admin endpoint, or it answered something that is not the admin API's JSON. */
+  UNREACHABLE: 'TRELLIS_ADMIN_UNREACHABLE',
+  /** The admin endpoint refused the request; `details.serverCode` is the server's code, `details.status` the HTTP status. */
+  REFUSED: 'TRELLIS_ADMIN_REFUSED',
+});
+
+/** One of the {@link AdminErrorCode} values. */
+export type AdminErrorCodeValue = (typeof AdminErrorCode)[keyof typeof AdminErrorCode];
+
+/** An error of the admin API; `code` says exactly what went wrong. */
+export class AdminError extends TrellisError {
+  declare readonly code: AdminErrorCodeValue;
+  constructor(code: AdminErrorCodeValue, message: string, details: Record<string, unknown> = {}, options?: { cause?: unknown }) {
+    super(code, message, details, options);
+  }
+}
