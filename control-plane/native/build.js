@@ -25,9 +25,10 @@ const args = [...cmd.slice(1), 'rebuild'];
 // No network here: build against the headers installed next to this node when npm has no nodedir.
 const localHeaders = resolve(process.execPath, '..', '..');
 if (!process.env.npm_config_nodedir && existsSync(join(localHeaders, 'include', 'node', 'node_api.h'))) args.push(`--nodedir=${localHeaders}`);
-const r = spawnSync(cmd[0], args, { cwd: __dirname, stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8' });
+// Bounded: node-gyp may try to download headers, and an install must not hang on a network that is not there.
+const r = spawnSync(cmd[0], args, { cwd: __dirname, stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8', timeout: 300_000 });
 if (r.status !== 0) {
   const tail = `${r.stdout ?? ''}${r.stderr ?? ''}`.trim().split('\n').slice(-8).join('\n');
-  console.warn(`@trellis/ecdsa-verify: native build failed (exit ${r.status}); the CA will verify CSRs with node:crypto\n${tail}`);
+  console.warn(`@trellis/ecdsa-verify: native build failed (${r.error ? r.error.message : `exit ${r.status}`}); the CA will verify CSRs with node:crypto\n${tail}`);
 }
 process.exit(0);

@@ -20,6 +20,7 @@
  */
 #define OPENSSL_SUPPRESS_DEPRECATED 1
 #include <node_api.h>
+#include <openssl/bn.h>
 #include <openssl/ec.h>
 #include <openssl/ecdsa.h>
 #include <openssl/err.h>
@@ -37,12 +38,14 @@ static const size_t curve_bytes[CURVE_COUNT] = { 32, 48 };
 typedef struct {
   EC_KEY *key[CURVE_COUNT];
   EC_POINT *point[CURVE_COUNT];
+  BN_CTX *bn;
 } instance_t;
 
 static void instance_free(napi_env env, void *data, void *hint) {
   (void)env;
   (void)hint;
   instance_t *inst = (instance_t *)data;
+  if (inst->bn) BN_CTX_free(inst->bn);
   for (int i = 0; i < CURVE_COUNT; i++) {
     if (inst->point[i]) EC_POINT_free(inst->point[i]);
     if (inst->key[i]) EC_KEY_free(inst->key[i]);
@@ -106,8 +109,8 @@ static napi_value verify(napi_env env, napi_callback_info info) {
 
   /* Uncompressed only: 04 || X || Y. Anything else is the caller's to route elsewhere. */
   if (point_len != 1 + 2 * curve_bytes[curve] || point[0] != 0x04) return make_int(env, RESULT_BAD_KEY);
-  if (EC_POINT_oct2point(group, pub, point, point_len, NULL) != 1 || EC_POINT_is_at_infinity(group, pub) ||
-      EC_POINT_is_on_curve(group, pub, NULL) != 1 || EC_KEY_set_public_key(key, pub) != 1) {
+  if (EC_POINT_oct2point(group, pub, point, point_len, inst->bn) != 1 || EC_POINT_is_at_infinity(group, pub) ||
+      EC_POINT_is_on_curve(group, pub, inst->bn) != 1 || EC_KEY_set_public_key(key, pub) != 1) {
     ERR_clear_error();
     return make_int(env, RESULT_BAD_KEY);
   }
@@ -132,6 +135,13 @@ static napi_value verify(napi_env env, napi_callback_info info) {
 static napi_value init(napi_env env, napi_value exports) {
   instance_t *inst = (instance_t *)calloc(1, sizeof(instance_t));
   if (inst == NULL) {
+    napi_throw_error(env, "ERR_ECDSA_VERIFY_STATE", "ecdsa-verify: out of memory");
+    return NULL;
+  }
+  inst->bn = BN_CTX_new();
+  if (inst->bn == NULL) {
+    ERR_clear_error();
+    instance_free(env, inst, NULL);
     napi_throw_error(env, "ERR_ECDSA_VERIFY_STATE", "ecdsa-verify: out of memory");
     return NULL;
   }
