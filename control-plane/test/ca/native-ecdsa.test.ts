@@ -2,6 +2,7 @@ import { expect } from 'chai';
 import * as fc from 'fast-check';
 import { createPublicKey, generateKeyPairSync, sign as cryptoSign, verify as cryptoVerify, type KeyObject } from 'node:crypto';
 import { existsSync } from 'node:fs';
+import { Worker } from 'node:worker_threads';
 import { dirname, join } from 'node:path';
 import { der } from '@trellis/shared';
 import { loadNativeEcdsaVerify, NATIVE_ECDSA_PACKAGE, NATIVE_HASH, type NativeEcdsaVerify, type NativeVerdict } from '../../src/ca/native-ecdsa';
@@ -186,6 +187,27 @@ describe('The native ECDSA verifier', function () {
     expect(verify(0, k.point, 0, msg, Buffer.from([0x30, 0x01]))).to.equal(0);
     const again = freshKey('P-384');
     expect(cryptoVerify('sha384', msg, again.key, cryptoSign('sha384', msg, again.privateKey))).to.equal(true);
+  });
+
+  it('Should keep per-thread state: worker threads verifying at the same time as the main thread all get the right verdicts', async () => {
+    const k = freshKey('P-256');
+    const msg = Buffer.from('concurrent');
+    const sig = cryptoSign('sha256', msg, k.privateKey);
+    const bad = flipBit(k.point, 8 * (k.point.length - 1));
+    const source = `
+      const { workerData, parentPort } = require('node:worker_threads');
+      const { verify } = require(${JSON.stringify(NATIVE_ECDSA_PACKAGE)});
+      const p = Buffer.from(workerData.point), b = Buffer.from(workerData.bad), m = Buffer.from(workerData.msg), s = Buffer.from(workerData.sig);
+      let good = 0, refused = 0;
+      for (let i = 0; i < 3000; i++) { good += verify(0, p, 0, m, s) === 1 ? 1 : 0; refused += verify(0, b, 0, m, s) === -1 ? 1 : 0; }
+      parentPort.postMessage({ good, refused });`;
+    const workers = [0, 1].map(() => new Worker(source, { eval: true, workerData: { point: k.point, bad, msg, sig } }));
+    const results = workers.map((w) => new Promise<{ good: number; refused: number }>((resolve, reject) => w.once('message', resolve).once('error', reject)));
+    let good = 0;
+    for (let i = 0; i < 3000; i++) good += verify(0, k.point, 0, msg, sig) === 1 ? 1 : 0;
+    expect(good).to.equal(3000);
+    for (const r of await Promise.all(results)) expect(r).to.deep.equal({ good: 3000, refused: 3000 });
+    await Promise.all(workers.map((w) => w.terminate()));
   });
 
   it('Should throw a TypeError for arguments of the wrong type rather than guess', () => {
