@@ -70,8 +70,9 @@ export function parseCsr(input: Buffer | string, source = 'CSR', options: CsrVer
   }
   const native = options.nativeVerify === undefined ? defaultNativeEcdsaVerify() : options.nativeVerify;
   const ec = native && algorithm.name.startsWith('ecdsa') ? ecPointOfSpki(fields.spkiDer) : undefined;
-  if (native && ec) {
-    const verdict = native(ec.curve, ec.point, NATIVE_HASH[algorithm.hash], fields.signedDer, fields.signature);
+  // The addon answers 1, 0 or -1; anything else (it threw) leaves the verdict to node:crypto below.
+  const verdict = native && ec ? nativeVerdict(native, ec.curve, ec.point, NATIVE_HASH[algorithm.hash], fields.signedDer, fields.signature) : undefined;
+  if (ec && verdict !== undefined) {
     if (verdict === -1) {
       throw new CaError(CaErrorCode.UNSUPPORTED_KEY, `${source}: the public key cannot be loaded (the ${ec.crv} point is not on the curve)`, { field: `${source} subjectPKInfo` });
     }
@@ -108,6 +109,15 @@ export function parseCsr(input: Buffer | string, source = 'CSR', options: CsrVer
   }
   if (!ok) throw new CaError(CaErrorCode.BAD_CSR_SIGNATURE, `${source}: the CSR's signature does not verify with the key it carries`, { field: `${source} signature` });
   return { spkiDer: fields.spkiDer, publicKey, keyType, uris: fields.uris, requestsCa: fields.requestsCa, signatureAlgorithm: algorithm.name };
+}
+
+function nativeVerdict(native: NativeEcdsaVerify, ...args: Parameters<NativeEcdsaVerify>): -1 | 0 | 1 | undefined {
+  try {
+    const v = native(...args);
+    return v === 1 || v === 0 || v === -1 ? v : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 interface CsrFields {

@@ -110,6 +110,23 @@ describe('CSR signature checks with and without the native verifier', function (
   });
 });
 
+describe('parseCsr with a native verifier that misbehaves at run time', () => {
+  it('Should take the node:crypto verdict when the native verifier throws or answers something other than 1, 0 or -1', async () => {
+    const p256 = ecKey('P-256');
+    const good = (await makeCsr({ keyType: 'ec-p256' })).der;
+    const badSig = csrWithSpki(ecSpki('P-256', p256.point), ecKey('P-256').privateKey, 'sha256');
+    const throws = (): never => {
+      throw new Error('addon fault');
+    };
+    const answers7 = (() => 7) as unknown as ReturnType<typeof loadNativeEcdsaVerify>;
+    for (const csr of [good, badSig]) {
+      expect(outcome(csr, throws)).to.equal(outcome(csr, null));
+      expect(outcome(csr, answers7)).to.equal(outcome(csr, null));
+    }
+    expect(outcome(badSig, throws)).to.equal('error TRELLIS_CA_BAD_CSR_SIGNATURE');
+  });
+});
+
 describe('The CA without the native verifier', () => {
   let fx: CaFixture;
   before(async () => {
