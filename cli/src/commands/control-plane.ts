@@ -51,6 +51,8 @@ export const commands: Command[] = [
   --signing-concurrency 4    CSRs signed at once
   --signing-queue 20000      CSRs allowed to wait; beyond, RESOURCE_EXHAUSTED with a retry hint
   --revocations FILE         default DIR/revocations.json (trellis revoke); or YAML/JSON {serials, spiffeIds}; watched
+  --federation FILE          federatesWith config (trust domain + SPIFFE bundle document or PEM per entry);
+                             those roots are pushed to sidecars; watched, a bad edit keeps the last good set
   --root-dir DIR             the root (root.pem + root.key) when it is online: the next intermediate is signed
                              and activated automatically; without it (and without root.key in the CA dir) it is
                              prepared at half life and waits for "trellis ca sign-intermediate" (trellis check warns)
@@ -73,6 +75,7 @@ SIGTERM drains: streams end with UNAVAILABLE so sidecars fail over, then it exit
       'signing-concurrency': { type: 'string' },
       'signing-queue': { type: 'string' },
       revocations: { type: 'string' },
+      federation: { type: 'string' },
       'root-dir': { type: 'string' },
       'idle-timeout': { type: 'string' },
       'log-level': { type: 'string' },
@@ -96,6 +99,7 @@ SIGTERM drains: streams end with UNAVAILABLE so sidecars fail over, then it exit
         kubernetes: k8sIssuer || k8sJwks || k8sAudience ? { issuer: k8sIssuer, jwksFile: k8sJwks, audience: k8sAudience } : undefined,
         signing: concurrency !== undefined || maxQueue !== undefined ? { concurrency, maxQueue } : undefined,
         revocationsFile: pathFlag(ctx, 'revocations'),
+        federation: pathFlag(ctx, 'federation'),
         idleStreamTimeout: optionalString(ctx, 'idle-timeout'),
         logLevel: optionalString(ctx, 'log-level') as ControlPlaneConfigInput['logLevel'],
       });
@@ -134,6 +138,7 @@ SIGTERM drains: streams end with UNAVAILABLE so sidecars fail over, then it exit
           idleStreamTimeoutMs: cfg.idleStreamTimeoutMs,
           debounceMs: cfg.debounceMs,
           revocationsFile: cfg.revocationsFile ?? undefined,
+          federationFile: cfg.federationFile ?? undefined,
           refreshMs: 1000,
         },
         {

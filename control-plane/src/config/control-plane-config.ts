@@ -23,6 +23,8 @@ export interface ControlPlaneConfigInput {
   kubernetes?: { issuer?: string; audience?: string; jwksFile?: string };
   signing?: { concurrency?: number; maxQueue?: number };
   revocationsFile?: string;
+  /** The federatesWith config (other trust domains' bundles); watched. */
+  federation?: string;
   idleStreamTimeout?: string;
   pushDebounce?: string;
   logLevel?: LogLevel;
@@ -41,6 +43,8 @@ export interface ControlPlaneConfig {
   readonly kubernetes: { readonly issuer: string; readonly audience: string; readonly jwksFile: string } | null;
   readonly signing: { readonly concurrency: number; readonly maxQueue: number };
   readonly revocationsFile: string | null;
+  /** The federatesWith config file, or null when we federate with no one. */
+  readonly federationFile: string | null;
   readonly idleStreamTimeoutMs: number;
   readonly debounceMs: number;
   readonly logLevel: LogLevel;
@@ -80,6 +84,7 @@ const SCHEMA = {
       },
     },
     revocationsFile: { type: 'string', minLength: 1 },
+    federation: { type: 'string', minLength: 1 },
     idleStreamTimeout: { type: 'string', pattern: DURATION },
     pushDebounce: { type: 'string', pattern: DURATION },
     logLevel: { enum: ['debug', 'info', 'warn', 'error'] },
@@ -113,6 +118,7 @@ export function readConfigFile(file: string): ControlPlaneConfigInput {
     caDir: abs(input.caDir),
     policyDir: abs(input.policyDir),
     revocationsFile: abs(input.revocationsFile),
+    federation: abs(input.federation),
     kubernetes: input.kubernetes ? { ...input.kubernetes, jwksFile: abs(input.kubernetes.jwksFile) } : undefined,
   };
 }
@@ -171,6 +177,7 @@ export function resolveConfig(file: ControlPlaneConfigInput, flags: ControlPlane
     kubernetes: k && k.issuer && k.jwksFile ? Object.freeze({ issuer: k.issuer, audience: k.audience ?? 'trellis', jwksFile: k.jwksFile }) : null,
     signing: Object.freeze({ concurrency: merged.signing?.concurrency ?? 4, maxQueue: merged.signing?.maxQueue ?? 20_000 }),
     revocationsFile: merged.revocationsFile ?? null,
+    federationFile: merged.federation ?? null,
     idleStreamTimeoutMs: idle,
     debounceMs: debounce,
     logLevel: merged.logLevel ?? 'info',

@@ -95,7 +95,11 @@ export class DiscoveryService {
   /** Replaces the trust bundle; pushes only when its content changed. */
   setBundle(b: TrustBundleResource): void {
     if (canonicalJson(b) === canonicalJson(this.bundle)) return;
-    this.bundle = Object.freeze({ trustDomain: b.trustDomain, rootsPem: [...b.rootsPem] });
+    this.bundle = Object.freeze({
+      trustDomain: b.trustDomain,
+      rootsPem: [...b.rootsPem],
+      ...(b.federatedRootsPem && Object.keys(b.federatedRootsPem).length > 0 ? { federatedRootsPem: { ...b.federatedRootsPem } } : {}),
+    });
     this.snap = null;
     this.debouncer.mark(TRUST_BUNDLE_TYPE_URL);
   }

@@ -26,10 +26,17 @@ export interface SvidResource {
   notAfter: string;
 }
 
-/** Every trusted root; during a root rotation both old and new are present. */
+/**
+ * Every trusted root; during a root rotation both old and new are present.
+ * `rootsPem` are our own trust domain's roots (the only ones the control
+ * plane connection trusts); `federatedRootsPem` holds the roots of each
+ * trust domain we federate with, keyed by trust domain (protocol v2; absent
+ * or empty: no federation).
+ */
 export interface TrustBundleResource {
   trustDomain: string;
   rootsPem: string[];
+  federatedRootsPem?: Record<string, string[]>;
 }
 
 /** mTLS mode names, as in Istio's PeerAuthentication. */
@@ -106,6 +113,14 @@ export function decodeResource<T extends TypeUrl>(typeUrl: T, body: Uint8Array |
       str(typeUrl, o, 'trustDomain');
       strArray(typeUrl, o, 'rootsPem');
       if ((o.rootsPem as string[]).length === 0) throw bad(typeUrl, 'rootsPem', 'empty: a bundle needs at least one root');
+      if (o.federatedRootsPem !== undefined) {
+        const fed = obj(typeUrl, o.federatedRootsPem, 'federatedRootsPem');
+        for (const td of Object.keys(fed)) {
+          if (td === o.trustDomain) throw bad(typeUrl, `federatedRootsPem.${td}`, 'is our own trust domain');
+          strArray(typeUrl, fed, td);
+          if ((fed[td] as string[]).length === 0) throw bad(typeUrl, `federatedRootsPem.${td}`, 'empty: a federated bundle needs at least one root');
+        }
+      }
       break;
     case PEER_AUTHENTICATION_TYPE_URL: {
       if (!MODES.includes(o.mode as string)) throw bad(typeUrl, 'mode', `must be one of ${MODES.join(', ')}`);

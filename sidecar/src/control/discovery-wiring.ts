@@ -15,7 +15,7 @@ import {
   type TypeUrl,
 } from '@trellis/shared';
 import { policiesFromWire } from '../policy/authorizer';
-import { makeRevocations, makeTrustBundle, type PeerAuthMode, type ServiceEndpoints, type SidecarState } from '../state/sidecar-state';
+import { makeFederatedTrustBundle, makeRevocations, type PeerAuthMode, type ServiceEndpoints, type SidecarState } from '../state/sidecar-state';
 
 /** The part of the discovery client this adapter uses. */
 export interface DiscoverySource {
@@ -28,8 +28,8 @@ export function wireDiscovery(client: DiscoverySource, state: SidecarState, deps
   const { logger } = deps;
   client.on(TRUST_BUNDLE_TYPE_URL, (resources, version) => {
     const body = single(resources, 'trust bundle');
-    state.update({ bundle: makeTrustBundle(body.rootsPem) });
-    logger.info('trust bundle applied', { version, roots: body.rootsPem.length, fingerprints: state.current().bundle?.fingerprints });
+    state.update({ bundle: makeFederatedTrustBundle(body.trustDomain, body.rootsPem, body.federatedRootsPem ?? {}) });
+    logger.info('trust bundle applied', { version, roots: body.rootsPem.length, federatedTrustDomains: Object.keys(body.federatedRootsPem ?? {}), fingerprints: state.current().bundle?.fingerprints });
   });
   client.on(PEER_AUTHENTICATION_TYPE_URL, (resources, version) => {
     const body = single(resources, 'peer authentication');

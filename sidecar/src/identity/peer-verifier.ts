@@ -3,10 +3,14 @@
  *
  * The TLS layer has already checked that the chain reaches the trust bundle.
  * This adds the SPIFFE rules: the leaf is an X.509-SVID (shared profile checks), its trust domain is
- * ours, it is inside its validity window at `now`, and neither its serial nor
- * its SPIFFE ID is revoked. Pure: the time and the revocation list are inputs.
+ * ours or one we federate with, it is inside its validity window at `now`,
+ * and neither its serial nor its SPIFFE ID is revoked. Once the TLS layer
+ * trusts several trust domains' roots, it also checks that the chain reaches
+ * a root of the leaf's OWN trust domain (a partner's CA must not vouch for
+ * our workloads, nor for a third domain's). Pure: the time and the
+ * revocation list are inputs.
  */
-import { SvidErrorCode, validateLeafSvid } from '@trellis/shared';
+import { SvidErrorCode, validateLeafSvid, verifyCertificatePath, type CertificateFacts } from '@trellis/shared';
 import type { LeafFacts } from './leaf-facts';
 import type { RevocationList } from '../state/sidecar-state';
 
@@ -20,10 +24,19 @@ export type PeerVerdict =
 
 /** What the decision needs besides the certificate. */
 export interface PeerContext {
-  /** Trust domains we accept peers from (ours, plus federated ones later). */
+  /** Trust domains we accept peers from (ours, plus the federated ones). */
   readonly trustDomains: ReadonlySet<string>;
   readonly revocations: RevocationList;
   readonly now: Date;
+  /**
+   * When the TLS layer anchored on a mixed set of roots: the roots of each
+   * trust domain and the intermediates the peer presented. The chain must
+   * then reach a root of the leaf's own trust domain.
+   */
+  readonly anchors?: {
+    readonly byTrustDomain: ReadonlyMap<string, readonly CertificateFacts[]>;
+    readonly intermediates: readonly CertificateFacts[];
+  };
 }
 
 const SPIFFE_ID = /^spiffe:\/\/([a-z0-9._-]+)(\/[A-Za-z0-9._~!$&'()*+,;=:@%-]+(?:\/[A-Za-z0-9._~!$&'()*+,;=:@%-]+)*)$/;
@@ -55,7 +68,13 @@ export function verifyPeer(leaf: LeafFacts | undefined, ctx: PeerContext): PeerV
   const spiffeId = v.spiffeId.toString();
   const trustDomain = v.spiffeId.trustDomain;
   if (!ctx.trustDomains.has(trustDomain)) {
-    return { ok: false, reason: 'foreign_trust_domain', detail: `trust domain "${trustDomain}" is not accepted` };
+    return { ok: false, reason: 'foreign_trust_domain', detail: `trust domain "${trustDomain}" is neither ours nor federated` };
+  }
+  if (ctx.anchors) {
+    const roots = ctx.anchors.byTrustDomain.get(trustDomain);
+    if (!roots || roots.length === 0) return { ok: false, reason: 'foreign_trust_domain', detail: `no roots for trust domain "${trustDomain}"` };
+    const path = verifyCertificatePath(leaf.facts, ctx.anchors.intermediates, roots, { now: ctx.now });
+    if (!path.ok) return { ok: false, reason: 'untrusted_chain', detail: `not chained to a root of ${trustDomain}: ${path.code}: ${path.reason}` };
   }
   if (ctx.revocations.serials.has(leaf.serialHex)) {
     return { ok: false, reason: 'revoked', detail: `serial ${leaf.serialHex} is revoked` };

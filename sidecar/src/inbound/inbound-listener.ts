@@ -7,7 +7,8 @@
  * handshake record) and otherwise passes plaintext, falling back to
  * plaintext after a detection timeout for server-first protocols. A TLS
  * peer must chain to the bundle (checked by OpenSSL during the handshake)
- * and pass `verifyPeer`; then AuthorizationPolicy decides, per connection on
+ * and pass `verifyPeer` (with federation: its trust domain is ours or a
+ * federated one, and its chain reaches a root of that same trust domain); then AuthorizationPolicy decides, per connection on
  * TCP ports and per request on `/http` ports. Everything fails closed: no
  * policy yet, no valid SVID of our own, a bad peer or a DENY closes the
  * connection (403 on `/http` ports) and counts a refusal with its reason.
@@ -25,6 +26,7 @@ import { splice, type ProxySocket } from '../proxy/splice';
 import type { Duplex } from 'node:stream';
 import { directRead } from '../proxy/direct-read';
 import type { PeerAuthMode, SidecarSnapshot, SidecarState } from '../state/sidecar-state';
+import { federationInForce, peerTrust, presentedIntermediates } from '../state/peer-trust';
 import type { SidecarMetrics } from '../metrics/sidecar-metrics';
 import type { ConnectionTracker, TrackedConnection } from '../proxy/connection-tracker';
 
@@ -207,6 +209,8 @@ export class InboundListener {
     tls.once('close', () => fail(handshakeRefusal(failure), failure ?? 'closed during the handshake'));
     tls.once('secure', () => {
       if (settled) return;
+      // The presented chain first: Node returns only the leaf once getPeerX509Certificate ran.
+      const presented = federationInForce(this.deps.state.current()) ? presentedIntermediates(tls) : [];
       let cert;
       try {
         cert = tls.getPeerX509Certificate();
@@ -226,7 +230,7 @@ export class InboundListener {
       try {
         const facts = leafFacts(cert);
         sha256 = facts.sha256;
-        verdict = verifyPeer(facts, { trustDomains: new Set([creds.trustDomain]), revocations: now.revocations, now: clock() });
+        verdict = verifyPeer(facts, peerTrust(now, creds.trustDomain, clock(), () => presented));
       } catch (err) {
         verdict = { ok: false as const, reason: 'not_svid' as const, detail: (err as Error).message };
       }

@@ -3,7 +3,9 @@
  * listener: plaintext from the application on localhost, mTLS to the
  * destination with our SVID. The server is authenticated by its SPIFFE ID
  * against the identities the control plane lists for the service (or the
- * explicit one), never by hostname. TLS 1.2 minimum (1.3 preferred by
+ * explicit one), never by hostname; a server of a federated trust domain is
+ * accepted when the endpoint or `ADDR#SPIFFE_ID` names it and its chain
+ * reaches a root of that trust domain. TLS 1.2 minimum (1.3 preferred by
  * OpenSSL's negotiation); sessions are cached per destination for
  * resumption and dropped when our credentials or the bundle change.
  */
@@ -15,6 +17,7 @@ import { splitWorkloadSpiffeId, verifyPeer, type PeerVerdict } from '../identity
 import { splice } from '../proxy/splice';
 import { directRead } from '../proxy/direct-read';
 import type { SidecarSnapshot, SidecarState } from '../state/sidecar-state';
+import { federationInForce, peerTrust, presentedIntermediates } from '../state/peer-trust';
 import type { SidecarMetrics } from '../metrics/sidecar-metrics';
 import type { ConnectionTracker } from '../proxy/connection-tracker';
 
@@ -223,15 +226,13 @@ export class OutboundListener {
       const cached = this.sessions.get(dest.address);
       let verdict;
       try {
+        // The presented chain first: Node returns only the leaf once getPeerX509Certificate ran.
+        const presented = federationInForce(now) ? presentedIntermediates(tls) : [];
         const cert = tls.getPeerX509Certificate();
         const resumed = tls.isSessionReused() && !cert && cached !== undefined;
         verdict = resumed
           ? verifyResumed(cached.peer, now, clock())
-          : verifyPeer(cert ? leafFacts(cert) : undefined, {
-              trustDomains: new Set([snap.credentials!.trustDomain]),
-              revocations: now.revocations,
-              now: clock(),
-            });
+          : verifyPeer(cert ? leafFacts(cert) : undefined, peerTrust(now, snap.credentials!.trustDomain, clock(), () => presented));
         if (verdict.ok && !resumed && cert) verified = { spiffeId: verdict.spiffeId, serialHex: verdict.serialHex, notAfter: new Date(cert.validTo) };
         else if (verdict.ok && resumed) verified = cached.peer;
       } catch (err) {

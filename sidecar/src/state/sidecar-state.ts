@@ -9,7 +9,7 @@
  * connection never sees half an update.
  */
 import { X509Certificate, createHash, createPublicKey } from 'node:crypto';
-import { validateLeafSvid } from '@trellis/shared';
+import { parseCertificate, parseTrustDomain, validateLeafSvid, type CertificateFacts } from '@trellis/shared';
 import { SidecarError } from '../errors';
 import { leafFacts, normaliseSerial } from '../identity/leaf-facts';
 import { splitWorkloadSpiffeId } from '../identity/peer-verifier';
@@ -31,11 +31,20 @@ export interface Credentials {
   readonly notAfter: Date;
 }
 
-/** The roots we trust; during a root rotation it holds both. */
+/**
+ * The roots we trust; during a root rotation it holds both. With federation
+ * `rootsPem` holds every root the TLS layer may anchor on (ours first, then
+ * each federated trust domain's), and `byTrustDomain` says which roots belong
+ * to which trust domain: a peer must chain to a root of its OWN trust domain.
+ */
 export interface TrustBundle {
   readonly rootsPem: readonly string[];
   /** SHA-256 fingerprints of the roots, lower-case hex, same order. */
   readonly fingerprints: readonly string[];
+  /** Our trust domain, when the bundle names it (bundles from the control plane do). */
+  readonly trustDomain?: string;
+  /** Parsed roots per trust domain (ours and each federated one); absent for a bootstrap bundle. */
+  readonly byTrustDomain?: ReadonlyMap<string, readonly CertificateFacts[]>;
 }
 
 /** The effective PeerAuthentication for this workload: a default and per-port overrides. */
@@ -200,6 +209,42 @@ export function makeTrustBundle(roots: string | readonly string[]): TrustBundle 
   return checkBundle({ rootsPem: pems, fingerprints: [] });
 }
 
+/**
+ * Builds a TrustBundle from our trust domain's roots and the roots of each
+ * trust domain we federate with. Throws TRELLIS_SIDECAR_BAD_BUNDLE naming
+ * the trust domain and root when one does not parse or is not a CA, and when
+ * a federated entry is empty or names our own trust domain.
+ */
+export function makeFederatedTrustBundle(trustDomain: string, ownRoots: readonly string[], federated: Readonly<Record<string, readonly string[]>> = {}): TrustBundle {
+  const own = checkBundle({ rootsPem: ownRoots.flatMap(splitPem), fingerprints: [] });
+  const byTd = new Map<string, readonly CertificateFacts[]>([[trustDomain, own.rootsPem.map((p, i) => parseRoot(p, `bundle.${trustDomain}[${i}]`))]]);
+  const all = [...own.rootsPem];
+  for (const [td, roots] of Object.entries(federated)) {
+    const field = `bundle.federated.${td}`;
+    try {
+      parseTrustDomain(td);
+    } catch (err) {
+      throw new SidecarError('TRELLIS_SIDECAR_BAD_BUNDLE', `federated trust domain "${td}" is not a trust domain: ${(err as Error).message}`, { field });
+    }
+    if (td === trustDomain) throw new SidecarError('TRELLIS_SIDECAR_BAD_BUNDLE', `federated trust domain "${td}" is our own`, { field });
+    const pems = roots.flatMap(splitPem);
+    if (pems.length === 0) throw new SidecarError('TRELLIS_SIDECAR_BAD_BUNDLE', `the federated bundle of ${td} holds no root certificate`, { field });
+    checkBundle({ rootsPem: pems, fingerprints: [] }, field);
+    byTd.set(td, pems.map((p, i) => parseRoot(p, `${field}[${i}]`)));
+    all.push(...pems);
+  }
+  const checked = checkBundle({ rootsPem: all, fingerprints: [] });
+  return Object.freeze({ ...checked, trustDomain, byTrustDomain: byTd });
+}
+
+function parseRoot(pem: string, field: string): CertificateFacts {
+  try {
+    return parseCertificate(Buffer.from(pem.replace(/-----[A-Z ]+-----/g, '').replace(/\s+/g, ''), 'base64'));
+  } catch (err) {
+    throw new SidecarError('TRELLIS_SIDECAR_BAD_BUNDLE', `${field} does not parse: ${(err as Error).message}`, { field });
+  }
+}
+
 /** Builds a RevocationList from serials and SPIFFE IDs. */
 export function makeRevocations(serials: readonly string[] = [], spiffeIds: readonly string[] = []): RevocationList {
   return checkRevocations({ serials: new Set(serials), spiffeIds: new Set(spiffeIds) });
@@ -217,9 +262,9 @@ function checkCredentials(c: Credentials): Credentials {
   return c;
 }
 
-function checkBundle(b: TrustBundle): TrustBundle {
+function checkBundle(b: TrustBundle, where = 'bundle.roots'): TrustBundle {
   if (!b || !Array.isArray(b.rootsPem) || b.rootsPem.length === 0) {
-    throw new SidecarError('TRELLIS_SIDECAR_BAD_BUNDLE', 'the trust bundle holds no root certificate', { field: 'bundle.roots' });
+    throw new SidecarError('TRELLIS_SIDECAR_BAD_BUNDLE', 'the trust bundle holds no root certificate', { field: where });
   }
   const fingerprints: string[] = [];
   b.rootsPem.forEach((pem, i) => {
@@ -227,12 +272,17 @@ function checkBundle(b: TrustBundle): TrustBundle {
     try {
       cert = new X509Certificate(pem);
     } catch (err) {
-      throw new SidecarError('TRELLIS_SIDECAR_BAD_BUNDLE', `bundle root ${i} does not parse: ${(err as Error).message}`, { field: `bundle.roots[${i}]` });
+      throw new SidecarError('TRELLIS_SIDECAR_BAD_BUNDLE', `bundle root ${i} does not parse: ${(err as Error).message}`, { field: `${where}[${i}]` });
     }
-    if (!cert.ca) throw new SidecarError('TRELLIS_SIDECAR_BAD_BUNDLE', `bundle root ${i} is not a CA certificate`, { field: `bundle.roots[${i}]` });
+    if (!cert.ca) throw new SidecarError('TRELLIS_SIDECAR_BAD_BUNDLE', `bundle root ${i} is not a CA certificate`, { field: `${where}[${i}]` });
     fingerprints.push(createHash('sha256').update(cert.raw).digest('hex'));
   });
-  return Object.freeze({ rootsPem: Object.freeze([...b.rootsPem]), fingerprints: Object.freeze(fingerprints) });
+  return Object.freeze({
+    rootsPem: Object.freeze([...b.rootsPem]),
+    fingerprints: Object.freeze(fingerprints),
+    ...(b.trustDomain !== undefined ? { trustDomain: b.trustDomain } : {}),
+    ...(b.byTrustDomain !== undefined ? { byTrustDomain: b.byTrustDomain } : {}),
+  });
 }
 
 function checkPeerAuth(p: PeerAuthentication): PeerAuthentication {
