@@ -1,0 +1,203 @@
+import { expect } from 'chai';
+import type { ChildProcess } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer, request, type Server } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import { join } from 'node:path';
+import { freePort, makeTmpDir, openssl, trellisSpawn, trellisSync } from '@trellis/testkit';
+
+const A = 'a.example';
+const B = 'b.example';
+const C = 'c.example';
+const CART = `spiffe://${A}/ns/shop/sa/cart`;
+const PARTNER = `spiffe://${B}/ns/partner/sa/client`;
+const PARTNER_OTHER = `spiffe://${B}/ns/partner/sa/other`;
+const STRANGER = `spiffe://${C}/ns/partner/sa/client`;
+
+const POLICIES = `apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: default, namespace: trellis-system}
+spec: {mtls: {mode: STRICT}}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: cart-from-partner, namespace: shop}
+spec:
+  selector: {matchLabels: {app: cart}}
+  action: ALLOW
+  rules:
+  - from: [{source: {principals: ["${B}/ns/partner/sa/client"]}}]
+`;
+
+function get(port: number, path: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, path, agent: false, timeout: 5000 }, (res) => {
+      let body = '';
+      res.setEncoding('utf8').on('data', (d: string) => (body += d));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/** HTTPS with a client SVID; the server is verified against A's root (no hostname: SVIDs carry a SPIFFE ID). */
+function mtlsGet(port: number, client: { key: string; chain: string }, ca: string): Promise<{ status: number; body: string } | { error: string }> {
+  return new Promise((resolve) => {
+    const req = httpsRequest(
+      { host: '127.0.0.1', port, path: '/hello', agent: false, timeout: 5000, key: client.key, cert: client.chain, ca, checkServerIdentity: () => undefined },
+      (res) => {
+        let body = '';
+        res.setEncoding('utf8').on('data', (d: string) => (body += d));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', (err: Error & { code?: string }) => resolve({ error: err.code ?? err.message }));
+    req.end();
+  });
+}
+
+async function waitFor(what: string, cond: () => Promise<boolean>, ms = 20_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    if (await cond().catch(() => false)) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+describe('Federation end to end: trellis control-plane --federation and a trellis sidecar (real processes, real mTLS)', function () {
+  this.timeout(90_000);
+  const tmp = makeTmpDir('trellis-federation-');
+  const f = (n: string): string => join(tmp.dir, n);
+  const procs: ChildProcess[] = [];
+  const logs = new Map<ChildProcess, string>();
+  let app: Server;
+  let cp: ChildProcess;
+  const port: Record<string, number> = {};
+  const clients: Record<string, { key: string; chain: string }> = {};
+  let rootA = '';
+
+  const spawnLogged = (args: string[]): ChildProcess => {
+    const p = trellisSpawn(args, { cwd: tmp.dir });
+    logs.set(p, '');
+    p.stderr!.setEncoding('utf8').on('data', (d: string) => logs.set(p, logs.get(p)! + d));
+    p.stdout!.resume();
+    procs.push(p);
+    return p;
+  };
+  const refusals = async (reason: string): Promise<number> => {
+    const m = new RegExp(`^trellis_refusals_total\\{direction="inbound",reason="${reason}"\\} (\\S+)$`, 'm').exec((await get(port.cartAdmin!, '/stats')).body);
+    return m ? Number(m[1]) : 0;
+  };
+  const rootCount = async (): Promise<number> => ((JSON.parse((await get(port.cartAdmin!, '/config_dump')).body) as { bundle: { fingerprints: string[] } | null }).bundle?.fingerprints.length ?? 0);
+  /** A client SVID: key made by openssl, signed by `trellis ca sign` of the CA in `caDir`. */
+  const svid = (caDir: string, spiffeId: string, name: string): { key: string; chain: string } => {
+    const key = openssl(['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', f(`${name}.key`)]);
+    expect(key.status, key.stderr).to.equal(0);
+    const csr = openssl(['req', '-new', '-key', f(`${name}.key`), '-subj', '/O=partner', '-out', f(`${name}.csr`)]);
+    expect(csr.status, csr.stderr).to.equal(0);
+    const signed = trellisSync(['ca', 'sign', '--dir', f(caDir), '--csr', f(`${name}.csr`), '--spiffe-id', spiffeId, '--ttl', '1h']);
+    expect(signed.status, signed.stderr).to.equal(0);
+    return { key: readFileSync(f(`${name}.key`), 'utf8'), chain: signed.stdout };
+  };
+
+  before(async () => {
+    for (const k of ['cp', 'cpAdmin', 'cartIn', 'cartAdmin']) port[k] = await freePort();
+    for (const [dir, td] of [['caA', A], ['caB', B], ['caC', C]] as const) {
+      const init = trellisSync(['ca', 'init', '--dir', f(dir), '--trust-domain', td]);
+      expect(init.status, init.stderr).to.equal(0);
+    }
+    rootA = readFileSync(f('caA/root.pem'), 'utf8');
+    // B hands us its bundle as a SPIFFE bundle document, as `trellis bundle export` writes it.
+    const exported = trellisSync(['bundle', 'export', '--ca-dir', f('caB'), '--out', f('b.bundle.json')]);
+    expect(exported.status, exported.stderr).to.equal(0);
+    writeFileSync(f('federation.yaml'), `federatesWith:\n  - trustDomain: ${B}\n    bundleFile: b.bundle.json\n`);
+    clients.partner = svid('caB', PARTNER, 'partner');
+    clients.other = svid('caB', PARTNER_OTHER, 'other');
+    clients.stranger = svid('caC', STRANGER, 'stranger');
+    const t = trellisSync(['token', 'create', '--ca-dir', f('caA'), '--spiffe-id', CART, '--uses', '3']);
+    expect(t.status, t.stderr).to.equal(0);
+    writeFileSync(f('cart.token'), t.stdout.trim() + '\n', { mode: 0o600 });
+    mkdirSync(f('policies'));
+    writeFileSync(f('policies/shop.yaml'), POLICIES);
+    app = createServer((req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ xfcc: req.headers['x-forwarded-client-cert'] ?? null }));
+    });
+    await new Promise<void>((r) => app.listen(0, '127.0.0.1', () => r()));
+    port.app = (app.address() as { port: number }).port;
+
+    cp = spawnLogged(['control-plane', '--ca-dir', f('caA'), '--policy-dir', f('policies'), '--federation', f('federation.yaml'),
+      '--listen', `127.0.0.1:${port.cp}`, '--admin', `127.0.0.1:${port.cpAdmin}`]);
+    await waitFor('the control plane', async () => logs.get(cp)!.includes('control plane ready'));
+    spawnLogged(['sidecar', '--control-plane', `127.0.0.1:${port.cp}`, '--ca-bundle', f('caA/root.pem'), '--token-file', f('cart.token'),
+      '--trust-domain', A, '--namespace', 'shop', '--service', 'cart', '--service-account', 'cart', '--labels', 'app=cart',
+      '--inbound', `127.0.0.1:${port.cartIn}=${port.app}/http`, '--admin', `127.0.0.1:${port.cartAdmin}`]);
+    try {
+      await waitFor('the sidecar ready', async () => (await get(port.cartAdmin!, '/ready')).status === 200);
+      await waitFor('the federated bundle at the sidecar', async () => (await rootCount()) === 2);
+    } catch (err) {
+      dumpLogs();
+      throw err;
+    }
+  });
+
+  const dumpLogs = (): void => {
+    for (const [p, text] of logs) process.stderr.write(`--- ${p.spawnargs.slice(2, 4).join(' ')} (last lines)\n${text.split('\n').slice(-15).join('\n')}\n`);
+  };
+  afterEach(function () {
+    if (this.currentTest?.state === 'failed') dumpLogs();
+  });
+
+  after(async () => {
+    for (const p of procs) if (p.exitCode === null) p.kill('SIGKILL');
+    if (app) await new Promise<void>((r) => app.close(() => r()));
+    tmp.cleanup();
+  });
+
+  it('Should accept a client holding an SVID of the federated trust domain when a policy names its principal, and pass its SPIFFE ID on', async () => {
+    const r = await mtlsGet(port.cartIn!, clients.partner!, rootA);
+    expect(r).to.have.property('status', 200);
+    expect((JSON.parse((r as { body: string }).body) as { xfcc: string }).xfcc).to.match(new RegExp(`^By=${CART};Hash=[0-9a-f]{64};URI=${PARTNER}$`));
+  });
+
+  it('Should answer 403 to a federated client whose principal no policy allows', async () => {
+    const r = await mtlsGet(port.cartIn!, clients.other!, rootA);
+    expect(r).to.have.property('status', 403);
+  });
+
+  it('Should refuse a client of an unfederated trust domain at the handshake, and count it', async () => {
+    const before = await refusals('untrusted_chain');
+    const r = await mtlsGet(port.cartIn!, clients.stranger!, rootA);
+    expect(r).to.have.property('error');
+    expect(await refusals('untrusted_chain')).to.equal(before + 1);
+  });
+
+  it('Should keep the last good federated bundles when the federation config is broken', async () => {
+    writeFileSync(f('federation.yaml'), `federatesWith:\n  - trustDomain: ${A}\n    bundleFile: b.bundle.json\n`);
+    await waitFor('the control plane to refuse the edit', async () => logs.get(cp)!.includes('TRELLIS_LIFECYCLE_BAD_FEDERATION'));
+    expect(await rootCount()).to.equal(2);
+    expect(await mtlsGet(port.cartIn!, clients.partner!, rootA)).to.have.property('status', 200);
+  });
+
+  it('Should refuse an unfederated client even once its root reaches the TLS trust list through a partner\'s bundle (reason foreign_trust_domain)', async () => {
+    // B's bundle now (wrongly) carries C's root too: OpenSSL accepts C's chain, Trellis still refuses C's trust domain.
+    writeFileSync(f('b-and-c.pem'), readFileSync(f('caB/root.pem'), 'utf8') + readFileSync(f('caC/root.pem'), 'utf8'));
+    writeFileSync(f('federation.yaml'), `federatesWith:\n  - trustDomain: ${B}\n    bundleFile: b-and-c.pem\n`);
+    await waitFor('three roots at the sidecar', async () => (await rootCount()) === 3);
+    const before = await refusals('foreign_trust_domain');
+    const r = await mtlsGet(port.cartIn!, clients.stranger!, rootA);
+    expect(r).to.have.property('error');
+    expect(await refusals('foreign_trust_domain')).to.equal(before + 1);
+    expect(await mtlsGet(port.cartIn!, clients.partner!, rootA)).to.have.property('status', 200);
+  });
+
+  it('Should refuse the partner once the control plane no longer federates with its trust domain', async () => {
+    writeFileSync(f('federation.yaml'), 'federatesWith: []\n');
+    await waitFor('our root alone at the sidecar', async () => (await rootCount()) === 1);
+    expect(await mtlsGet(port.cartIn!, clients.partner!, rootA)).to.have.property('error');
+  });
+});
