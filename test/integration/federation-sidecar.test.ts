@@ -2,8 +2,9 @@ import { expect } from 'chai';
 import type { ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, request, type Server } from 'node:http';
-import { request as httpsRequest } from 'node:https';
+import { createServer as createHttpsServer, request as httpsRequest, type Server as HttpsServer } from 'node:https';
 import { join } from 'node:path';
+import type { TLSSocket } from 'node:tls';
 import { freePort, makeTmpDir, openssl, trellisSpawn, trellisSync } from '@trellis/testkit';
 
 const A = 'a.example';
@@ -13,6 +14,7 @@ const CART = `spiffe://${A}/ns/shop/sa/cart`;
 const PARTNER = `spiffe://${B}/ns/partner/sa/client`;
 const PARTNER_OTHER = `spiffe://${B}/ns/partner/sa/other`;
 const STRANGER = `spiffe://${C}/ns/partner/sa/client`;
+const PARTNER_API = `spiffe://${B}/ns/partner/sa/api`;
 
 const POLICIES = `apiVersion: security.istio.io/v1
 kind: PeerAuthentication
@@ -75,6 +77,7 @@ describe('Federation end to end: trellis control-plane --federation and a trelli
   const procs: ChildProcess[] = [];
   const logs = new Map<ChildProcess, string>();
   let app: Server;
+  let partnerServer: HttpsServer;
   let cp: ChildProcess;
   const port: Record<string, number> = {};
   const clients: Record<string, { key: string; chain: string }> = {};
@@ -105,7 +108,7 @@ describe('Federation end to end: trellis control-plane --federation and a trelli
   };
 
   before(async () => {
-    for (const k of ['cp', 'cpAdmin', 'cartIn', 'cartAdmin']) port[k] = await freePort();
+    for (const k of ['cp', 'cpAdmin', 'cartIn', 'cartAdmin', 'cartOut']) port[k] = await freePort();
     for (const [dir, td] of [['caA', A], ['caB', B], ['caC', C]] as const) {
       const init = trellisSync(['ca', 'init', '--dir', f(dir), '--trust-domain', td]);
       expect(init.status, init.stderr).to.equal(0);
@@ -129,13 +132,22 @@ describe('Federation end to end: trellis control-plane --federation and a trelli
     });
     await new Promise<void>((r) => app.listen(0, '127.0.0.1', () => r()));
     port.app = (app.address() as { port: number }).port;
+    // A partner service outside our mesh: B's SVID, clients verified against OUR root (B federates with us too).
+    const api = svid('caB', PARTNER_API, 'partner-api');
+    partnerServer = createHttpsServer({ key: api.key, cert: api.chain, ca: rootA, requestCert: true, rejectUnauthorized: true }, (req, res) => {
+      const peer = (req.socket as TLSSocket).getPeerX509Certificate();
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.end(`partner saw ${peer?.subjectAltName ?? 'nobody'}`);
+    });
+    await new Promise<void>((r) => partnerServer.listen(0, '127.0.0.1', () => r()));
+    port.partner = (partnerServer.address() as { port: number }).port;
 
     cp = spawnLogged(['control-plane', '--ca-dir', f('caA'), '--policy-dir', f('policies'), '--federation', f('federation.yaml'),
       '--listen', `127.0.0.1:${port.cp}`, '--admin', `127.0.0.1:${port.cpAdmin}`]);
     await waitFor('the control plane', async () => logs.get(cp)!.includes('control plane ready'));
     spawnLogged(['sidecar', '--control-plane', `127.0.0.1:${port.cp}`, '--ca-bundle', f('caA/root.pem'), '--token-file', f('cart.token'),
       '--trust-domain', A, '--namespace', 'shop', '--service', 'cart', '--service-account', 'cart', '--labels', 'app=cart',
-      '--inbound', `127.0.0.1:${port.cartIn}=${port.app}/http`, '--admin', `127.0.0.1:${port.cartAdmin}`]);
+      '--inbound', `127.0.0.1:${port.cartIn}=${port.app}/http`, '--outbound', `${port.cartOut}=127.0.0.1:${port.partner}#${PARTNER_API}`, '--admin', `127.0.0.1:${port.cartAdmin}`]);
     try {
       await waitFor('the sidecar ready', async () => (await get(port.cartAdmin!, '/ready')).status === 200);
       await waitFor('the federated bundle at the sidecar', async () => (await rootCount()) === 2);
@@ -155,6 +167,10 @@ describe('Federation end to end: trellis control-plane --federation and a trelli
   after(async () => {
     for (const p of procs) if (p.exitCode === null) p.kill('SIGKILL');
     if (app) await new Promise<void>((r) => app.close(() => r()));
+    if (partnerServer) {
+      partnerServer.closeAllConnections();
+      await new Promise<void>((r) => partnerServer.close(() => r()));
+    }
     tmp.cleanup();
   });
 
@@ -167,6 +183,12 @@ describe('Federation end to end: trellis control-plane --federation and a trelli
   it('Should answer 403 to a federated client whose principal no policy allows', async () => {
     const r = await mtlsGet(port.cartIn!, clients.other!, rootA);
     expect(r).to.have.property('status', 403);
+  });
+
+  it('Should reach a server of the federated trust domain through an outbound ADDR#SPIFFE_ID, presenting our SVID', async () => {
+    const r = await get(port.cartOut!, '/');
+    expect(r.status).to.equal(200);
+    expect(r.body).to.equal(`partner saw URI:${CART}`);
   });
 
   it('Should refuse a client of an unfederated trust domain at the handshake, and count it', async () => {
