@@ -1,7 +1,8 @@
 import { expect } from 'chai';
 import { createServer as createTlsServer, type Server as TlsServer } from 'node:tls';
 import { TestCa } from '@trellis/testkit';
-import { Sidecar, SidecarError, sharedAuthorizer, silentAuthz } from './helpers/harness';
+import { TRUST_BUNDLE_TYPE_URL, decodeResource, encodeResource, silentLogger } from '@trellis/shared';
+import { Sidecar, SidecarError, SidecarState, sharedAuthorizer, silentAuthz, wireDiscovery, type DiscoverySource } from './helpers/harness';
 import { makeFederatedTrustBundle } from '../src/state/sidecar-state';
 import { credentialsFrom, startEchoApp, tcpExchange, tlsExchange } from './helpers/fixture';
 
@@ -151,5 +152,48 @@ describe('Federation in the sidecar (real TLS over loopback)', function () {
     expect(codeOf(() => makeFederatedTrustBundle(A, [caA.root.pem], { [B]: [leaf.pem] }))).to.equal('TRELLIS_SIDECAR_BAD_BUNDLE');
     expect(codeOf(() => makeFederatedTrustBundle(A, [caA.root.pem], { 'Not A Domain': [caB.root.pem] }))).to.equal('TRELLIS_SIDECAR_BAD_BUNDLE');
     expect(codeOf(() => makeFederatedTrustBundle(A, [caA.root.pem], { [B]: [caB.root.pem] }))).to.equal(undefined);
+  });
+});
+
+describe('Federated roots from the discovery stream into the sidecar state', () => {
+  let caA: TestCa;
+  let caB: TestCa;
+  before(async () => {
+    [caA, caB] = await Promise.all([TestCa.create(A), TestCa.create(B)]);
+  });
+
+  /** Records the bundle handler the wiring registers, so a test can push a decoded resource through it. */
+  const wired = (state: SidecarState): ((body: unknown) => unknown) => {
+    let handler: ((r: ReadonlyArray<{ name: string; body: unknown }>, v: string) => unknown) | undefined;
+    const source: DiscoverySource = {
+      on: (typeUrl, h) => {
+        if (typeUrl === TRUST_BUNDLE_TYPE_URL) handler = h as typeof handler;
+        return undefined;
+      },
+      onConnectionChange: () => undefined,
+    };
+    wireDiscovery(source, state, { logger: silentLogger });
+    return (body) => handler!([{ name: 'default', body: decodeResource(TRUST_BUNDLE_TYPE_URL, encodeResource(body)) }], 'v1');
+  };
+
+  it('Should keep our roots first and index every federated trust domain\'s roots by trust domain', () => {
+    const state = new SidecarState();
+    wired(state)({ trustDomain: A, rootsPem: [caA.root.pem], federatedRootsPem: { [B]: [caB.root.pem] } });
+    const b = state.current().bundle!;
+    expect(b.rootsPem).to.have.length(2);
+    expect(b.rootsPem[0]).to.contain(caA.root.pem.split('\n')[1]!);
+    expect([...b.byTrustDomain!.keys()]).to.deep.equal([A, B]);
+    expect(b.byTrustDomain!.get(B)![0]!.subjectText).to.contain(B);
+  });
+
+  it('Should refuse (NACK) a federated entry naming our own trust domain or an empty one, keeping the previous bundle', () => {
+    const state = new SidecarState();
+    const push = wired(state);
+    push({ trustDomain: A, rootsPem: [caA.root.pem], federatedRootsPem: { [B]: [caB.root.pem] } });
+    const before = state.current().bundle;
+    expect(codeOf(() => push({ trustDomain: A, rootsPem: [caA.root.pem], federatedRootsPem: { [A]: [caB.root.pem] } }))).to.equal('TRELLIS_PROTOCOL_BAD_RESOURCE');
+    expect(codeOf(() => push({ trustDomain: A, rootsPem: [caA.root.pem], federatedRootsPem: { [B]: [] } }))).to.equal('TRELLIS_PROTOCOL_BAD_RESOURCE');
+    expect(codeOf(() => push({ trustDomain: A, rootsPem: [caA.root.pem], federatedRootsPem: { [B]: ['not a certificate'] } }))).to.equal('TRELLIS_SIDECAR_BAD_BUNDLE');
+    expect(state.current().bundle).to.equal(before);
   });
 });
