@@ -14,6 +14,7 @@ import type { Logger, MtlsMode, RevocationsResource, TrustBundleResource } from 
 import { startAdminServer } from './admin/admin-server';
 import { lifecycleRoutes } from './admin/lifecycle-routes';
 import { proxiesFromAdmin } from './lifecycle/root-rotation-driver';
+import { loadRootRotationState } from './lifecycle/root-rotation-store';
 import { JoinTokenStore } from './auth/join-token-store';
 import { createKubernetesTokenVerifier, type KubernetesTokenSettings } from './auth/kubernetes-token';
 import { DiscoveryService } from './discovery/discovery-service';
@@ -45,6 +46,11 @@ export interface ControlPlaneOptions {
   federationFile?: string;
   /** How often the trust bundle, revocations and own certificate are re-checked. */
   refreshMs: number;
+  /**
+   * The window over which sidecars renew when a root rotation switches to
+   * the new root; default a quarter of the SVID TTL, at most 60 s.
+   */
+  rootSwitchRenewWindowMs?: number;
 }
 
 /** Collaborators. */
@@ -154,8 +160,33 @@ export async function startControlPlane(opts: ControlPlaneOptions, deps: Control
       clock: () => new Date(nowMs()),
       proxies: () => proxiesFromAdmin({ proxies: service.registry.statuses() }) ?? [],
       revocationsChanged: loadRevocations,
+      reissue: (target, windowMs) => {
+        const r = service.reissue(target, windowMs);
+        log.info('forced re-issue ordered', { event: 'audit', target: 'spiffeId' in target ? target.spiffeId : 'all', windowMs, sidecars: r.sidecars });
+        return r;
+      },
     }),
   });
+
+  // A root rotation's switch (phase 2), by whoever made it (the lifecycle timer, the admin API, a
+  // CLI on the CA dir), asks every sidecar to renew onto the new root, spread over a window.
+  // One already switched when we started is left to the sidecars' own schedules (no storm on restart).
+  const rotationSwitchedAt = (): string | null => {
+    try {
+      return loadRootRotationState(opts.caDir)?.switchedAt ?? null;
+    } catch {
+      return null;
+    }
+  };
+  let seenSwitch = rotationSwitchedAt();
+  const checkRootSwitch = (): void => {
+    const sw = rotationSwitchedAt();
+    if (sw === null || sw === seenSwitch) return;
+    seenSwitch = sw;
+    const windowMs = opts.rootSwitchRenewWindowMs ?? Math.min(60_000, Math.floor((opts.svidTtlSeconds * 1000) / 4));
+    const r = service.reissue({ all: true }, windowMs, 'root-rotation');
+    log.info('root rotation switched: sidecars asked to renew onto the new root', { event: 'audit', switchedAt: sw, windowMs, sidecars: r.sidecars });
+  };
 
   let refreshing = false;
   const refresh = setInterval(() => {
@@ -177,6 +208,7 @@ export async function startControlPlane(opts: ControlPlaneOptions, deps: Control
           log.info('trust bundle changed', { roots: b.rootsPem.length, federatedTrustDomains: federatedCount() });
         }
         if (deps.authority.refresh) await deps.authority.refresh();
+        checkRootSwitch();
         loadRevocations();
         if (shouldRotate(nowMs(), ownNotBefore, ownNotAfter, ownInstalledAt)) await renewOwn();
       } catch (err) {

@@ -65,3 +65,5 @@ export { verifyCertificatePath, PathErrorCode } from './x509/path-validation';
 export type { PathValidationOptions, PathVerdict, PathErrorCodeValue } from './x509/path-validation';
 export { verifyX509Svid } from './identity/x509-svid-verify';
 export type { X509SvidVerification, X509SvidVerifyOptions, TrustBundleSet } from './identity/x509-svid-verify';
+export { RENEWAL_TYPE_URL } from './protocol/type-urls';
+export type { RenewalResource } from './protocol/resources';

@@ -262,6 +262,37 @@ command writes DIR and --admin only reports the sidecars' ACKs.`,
     },
   },
   {
+    name: 'ca reissue',
+    summary: 'Make sidecars renew with fresh keys now, spread over a jitter window (suspected key compromise)',
+    usage: 'trellis ca reissue --admin ADDR (--all | --spiffe-id ID) [--window 60s] [-o json]',
+    description: `The control plane tells every matching connected sidecar (and any that connects later,
+while the order lasts) to renew with a fresh key by its own instant inside --window, so the CA
+is not stormed. A sidecar whose certificate was issued after the order is left alone. The old
+certificates stay valid until they expire; revoke them (trellis revoke) to refuse them now.`,
+    options: { admin: { type: 'string' }, all: { type: 'boolean' }, 'spiffe-id': { type: 'string' }, window: { type: 'string' }, output: { type: 'string', short: 'o' } },
+    async run(ctx) {
+      const admin = requiredString(ctx, 'admin');
+      const spiffeId = optionalString(ctx, 'spiffe-id');
+      if (flag(ctx, 'all') === (spiffeId !== undefined)) throw new UsageError('give exactly one of --all or --spiffe-id', { flag: 'all' });
+      let windowSeconds = 60;
+      const w = optionalString(ctx, 'window');
+      if (w !== undefined) {
+        try {
+          windowSeconds = parseDurationSeconds(w, '--window');
+        } catch (err) {
+          if (err instanceof DurationError) throw new UsageError(err.message, { flag: 'window' });
+          throw err;
+        }
+      }
+      const r = await adminRequest<{ sidecars: number; renewBy: { earliest: string | null; latest: string | null } }>(admin, 'POST', '/lifecycle/reissue', spiffeId !== undefined ? { spiffeId, windowSeconds } : { all: true, windowSeconds });
+      if (outputFormat(ctx) === 'json') {
+        ctx.stdout.write(JSON.stringify(r) + '\n');
+        return;
+      }
+      ctx.stdout.write(`re-issue ordered: ${r.sidecars} connected sidecar(s) renew with fresh keys${r.renewBy.earliest ? ` between ${r.renewBy.earliest} and ${r.renewBy.latest}` : ''}\n`);
+    },
+  },
+  {
     name: 'ca status',
     summary: 'Show the CA: roots, intermediate slots and any root rotation with what it waits for',
     usage: 'trellis ca status --admin ADDR [-o json]\n       trellis ca status --ca-dir DIR [--admin ADDR] [-o json]',

@@ -9,6 +9,7 @@ import {
   canonicalJson,
   ENDPOINTS_TYPE_URL,
   PEER_AUTHENTICATION_TYPE_URL,
+  RENEWAL_TYPE_URL,
   REVOCATIONS_TYPE_URL,
   TRUST_BUNDLE_TYPE_URL,
   type RevocationsResource,
@@ -20,6 +21,7 @@ import { ControlPlaneError, ControlPlaneErrorCode } from '../errors/control-plan
 import type { PolicySource } from './policy-source';
 import { ProxyRegistry } from './proxy-registry';
 import { PushDebouncer } from './push-debouncer';
+import { ReissueBook } from './reissue-orders';
 import { ResourceBuilder, type DiscoverySnapshot } from './resource-builder';
 import { StreamSession, type SessionDeps, type StreamTransport } from './stream-session';
 
@@ -27,7 +29,9 @@ import { StreamSession, type SessionDeps, type StreamTransport } from './stream-
 const FLUSH_BATCH = 250;
 
 /** Settings and collaborators of the discovery service. */
-export interface DiscoveryServiceDeps extends Omit<SessionDeps, 'builder' | 'snapshot' | 'onNodeKnown' | 'onClosed'> {
+export interface DiscoveryServiceDeps extends Omit<SessionDeps, 'builder' | 'snapshot' | 'onNodeKnown' | 'onClosed' | 'reissue' | 'random'> {
+  /** [0, 1) for re-issue jitter; default Math.random. */
+  random?: () => number;
   policy: PolicySource;
   initialBundle: TrustBundleResource;
   debounceMs: number;
@@ -46,9 +50,11 @@ export class DiscoveryService {
   private readonly unsubscribePolicy: () => void;
   private draining = false;
   private readonly sessionDeps: SessionDeps;
+  private readonly reissueBook: ReissueBook;
 
   constructor(private readonly deps: DiscoveryServiceDeps) {
     this.bundle = deps.initialBundle;
+    this.reissueBook = new ReissueBook(deps.svidTtlSeconds * 1000);
     this.debouncer = new PushDebouncer(deps.debounceMs, (types) => this.flush(types));
     this.unsubscribePolicy = deps.policy.subscribe(() => {
       this.snap = null;
@@ -59,6 +65,8 @@ export class DiscoveryService {
       auth: { ...deps.auth, isRevoked: (serial, id) => this.isRevoked(serial, id) || deps.auth.isRevoked(serial, id) },
       builder: this.builder,
       snapshot: () => this.snapshot(),
+      reissue: this.reissueBook,
+      random: deps.random ?? Math.random,
       onNodeKnown: (s) => {
         if (this.registry.add(s)) this.endpointsChanged();
         deps.metrics.connectedSidecars.set(this.registry.size);
@@ -90,6 +98,24 @@ export class DiscoveryService {
       });
     }
     return this.snap;
+  }
+
+  /**
+   * Orders every matching sidecar (all, or one SPIFFE ID) to renew with a
+   * fresh key at its own jittered instant within `windowMs`; connected ones
+   * are told after the debounce, later ones when they subscribe. Returns how
+   * many connected sidecars were asked and the spread of their deadlines.
+   */
+  reissue(target: { all: true } | { spiffeId: string }, windowMs: number, reason: 'reissue' | 'root-rotation' = 'reissue'): { sidecars: number; renewBy: { earliest: string | null; latest: string | null } } {
+    const order = this.reissueBook.order({ nowMs: this.deps.nowMs(), windowMs, spiffeId: 'spiffeId' in target ? target.spiffeId : null, reason });
+    const deadlines: string[] = [];
+    for (const s of this.registry.all()) {
+      const r = s.renewal();
+      if (r.renewBy !== null && r.orderedAt === new Date(order.orderedAtMs).toISOString()) deadlines.push(r.renewBy);
+    }
+    deadlines.sort();
+    this.debouncer.mark(RENEWAL_TYPE_URL);
+    return { sidecars: deadlines.length, renewBy: { earliest: deadlines[0] ?? null, latest: deadlines[deadlines.length - 1] ?? null } };
   }
 
   /** Replaces the trust bundle; pushes only when its content changed. */

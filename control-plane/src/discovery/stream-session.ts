@@ -10,6 +10,7 @@ import {
   encodeResource,
   isKnownTypeUrl,
   parseKubernetesSpiffeId,
+  RENEWAL_TYPE_URL,
   SINGLETON_RESOURCE_NAME,
   SVID_TYPE_URL,
   contentVersion,
@@ -17,6 +18,7 @@ import {
   TrellisError,
   type Endpoint,
   type Logger,
+  type RenewalResource,
   type SvidResource,
   type TypeSyncSnapshot,
   type TypeUrl,
@@ -27,6 +29,7 @@ import { ControlPlaneError, ControlPlaneErrorCode } from '../errors/control-plan
 import type { SigningLimiter } from '../issuance/signing-limiter';
 import type { SvidAuthority } from '../issuance/svid-authority';
 import type { ControlPlaneMetrics } from '../observability/control-plane-metrics';
+import { renewalFor, type ReissueBook } from './reissue-orders';
 import type { DiscoverySnapshot, ResourceBuilder } from './resource-builder';
 import type { WireNode, WireRequest, WireResponse } from './wire-types';
 
@@ -56,6 +59,10 @@ export interface SessionDeps {
   /** Called once the node is known (registers endpoints) and on close. */
   onNodeKnown(session: StreamSession): void;
   onClosed(session: StreamSession): void;
+  /** Live re-issue orders and what this control plane issued while they are live. */
+  reissue: Pick<ReissueBook, 'live' | 'issuedAt' | 'noteIssued'>;
+  /** [0, 1): each sidecar's place inside a re-issue window. */
+  random(): number;
 }
 
 /** The node after validation, frozen. */
@@ -94,6 +101,10 @@ export class StreamSession {
   private readonly trackers = new Map<TypeUrl, AckTracker>();
   private readonly subscriptions = new Map<TypeUrl, readonly string[]>();
   private svidNotAfter: Date | null = null;
+  /** When an SVID was last issued on this stream (our clock). */
+  private svidIssuedAtMs: number | null = null;
+  /** This sidecar's jitter draw per re-issue order, so a re-computation keeps its place in the window. */
+  private readonly jitters = new Map<number, number>();
   private nonceCounter = 0;
   private pending = 0;
   private closed = false;
@@ -170,6 +181,28 @@ export class StreamSession {
   refresh(types: ReadonlySet<TypeUrl>): void {
     if (this.closed || !this.node) return;
     for (const t of types) if (this.subscriptions.has(t) && t !== SVID_TYPE_URL) this.push(t);
+  }
+
+  /**
+   * The renewal this sidecar is asked for now: a live re-issue order that
+   * postdates the certificate it holds (issued on this stream, or the one it
+   * authenticated with), at its own jittered instant inside the window.
+   */
+  renewal(): RenewalResource {
+    const peer = this.peer;
+    if (!peer) return renewalFor([], { spiffeId: '', issuedAtMs: null }, () => 0, 0);
+    const now = this.deps.nowMs();
+    const serial = peer.method === 'svid' ? peer.audit['serialHex'] : undefined;
+    const issuedAtMs = this.svidIssuedAtMs ?? (typeof serial === 'string' ? this.deps.reissue.issuedAt(serial) : null);
+    const jitter = (id: number): number => {
+      let j = this.jitters.get(id);
+      if (j === undefined) {
+        j = this.deps.random();
+        this.jitters.set(id, j);
+      }
+      return j;
+    };
+    return renewalFor(this.deps.reissue.live(now), { spiffeId: peer.spiffeId, issuedAtMs }, jitter, now);
   }
 
   /** The endpoints this sidecar serves, from its node and the peer address. */
@@ -304,10 +337,14 @@ export class StreamSession {
         notAfter: new Date(issued.notAfter).toISOString(),
       };
       this.svidNotAfter = new Date(issued.notAfter);
+      this.svidIssuedAtMs = this.deps.nowMs();
+      this.deps.reissue.noteIssued(issued.serialHex, this.svidIssuedAtMs);
       this.deps.metrics.svidsIssued.inc({ method: peer.method });
       this.log.info('svid issued', { event: 'audit', spiffeId: body.spiffeId, serial: body.serialHex, notAfter: body.notAfter, authMethod: peer.method, ...peer.audit });
       const resources = [{ name: SINGLETON_RESOURCE_NAME, body }];
       this.send(SVID_TYPE_URL, contentVersion(resources), [{ name: SINGLETON_RESOURCE_NAME, body: encodeResource(body) }]);
+      // A fresh key answers any pending re-issue order: say so after the SVID.
+      if (this.subscriptions.has(RENEWAL_TYPE_URL)) this.push(RENEWAL_TYPE_URL);
     } catch (err) {
       const code = codeOf(err);
       this.deps.metrics.svidsRefused.inc({ reason: code });
@@ -317,6 +354,12 @@ export class StreamSession {
   }
 
   private push(t: TypeUrl): void {
+    if (t === RENEWAL_TYPE_URL) {
+      const body = this.renewal();
+      const version = contentVersion([{ name: SINGLETON_RESOURCE_NAME, body }]);
+      if (this.tracker(t).shouldSend(version)) this.send(t, version, [{ name: SINGLETON_RESOURCE_NAME, body: encodeResource(body) }]);
+      return;
+    }
     const node = this.node!;
     const built = this.deps.builder.build(t, node, this.subscriptions.get(t) ?? [], this.deps.snapshot());
     if (this.tracker(t).shouldSend(built.version)) this.send(t, built.version, built.wire);

@@ -8,6 +8,7 @@ import {
   AUTHORIZATION_POLICIES_TYPE_URL,
   ENDPOINTS_TYPE_URL,
   PEER_AUTHENTICATION_TYPE_URL,
+  RENEWAL_TYPE_URL,
   REVOCATIONS_TYPE_URL,
   SVID_TYPE_URL,
   TRUST_BUNDLE_TYPE_URL,
@@ -74,6 +75,22 @@ export interface EndpointsResource {
   endpoints: Endpoint[];
 }
 
+/**
+ * What the control plane asks of this sidecar's identity: renew with a fresh
+ * key by `renewBy` (a per-sidecar jittered instant inside the re-issue
+ * window) when the certificate it holds was issued before `orderedAt`; both
+ * null when nothing is asked. Advisory and idempotent: a sidecar renews at
+ * the earlier of `renewBy` and its own schedule, once.
+ */
+export interface RenewalResource {
+  /** ISO-8601, or null. */
+  renewBy: string | null;
+  /** ISO-8601 instant of the order (re-issue or root switch), or null. */
+  orderedAt: string | null;
+  /** Why (`reissue`, `root-rotation`), for logs. */
+  reason: string;
+}
+
 /** The body type for each type URL. */
 export interface ResourceBodies {
   [SVID_TYPE_URL]: SvidResource;
@@ -82,6 +99,7 @@ export interface ResourceBodies {
   [AUTHORIZATION_POLICIES_TYPE_URL]: AuthorizationPoliciesResource;
   [REVOCATIONS_TYPE_URL]: RevocationsResource;
   [ENDPOINTS_TYPE_URL]: EndpointsResource;
+  [RENEWAL_TYPE_URL]: RenewalResource;
 }
 
 /** A resource body that does not have the shape its type URL promises. */
@@ -148,6 +166,13 @@ export function decodeResource<T extends TypeUrl>(typeUrl: T, body: Uint8Array |
       });
       break;
     }
+    case RENEWAL_TYPE_URL:
+      for (const f of ['renewBy', 'orderedAt']) {
+        if (o[f] !== null && (typeof o[f] !== 'string' || Number.isNaN(Date.parse(o[f] as string)))) throw bad(typeUrl, f, 'must be an ISO-8601 date or null');
+      }
+      if ((o.renewBy === null) !== (o.orderedAt === null)) throw bad(typeUrl, 'renewBy', 'renewBy and orderedAt are both set or both null');
+      if (typeof o.reason !== 'string') throw bad(typeUrl, 'reason', 'must be a string');
+      break;
     default:
       throw bad(typeUrl, '', 'unknown type URL');
   }

@@ -16,6 +16,8 @@ export const AUTHORIZATION_POLICIES_TYPE_URL = 'type.trellis.dev/trellis.v1.Auth
 export const REVOCATIONS_TYPE_URL = 'type.trellis.dev/trellis.v1.Revocations';
 /** Service name → addresses and the SPIFFE IDs serving them. */
 export const ENDPOINTS_TYPE_URL = 'type.trellis.dev/trellis.v1.Endpoints';
+/** "Renew with a fresh key by this time": a forced re-issue or a root rotation's switch, jittered per sidecar. */
+export const RENEWAL_TYPE_URL = 'type.trellis.dev/trellis.v1.Renewal';
 
 /** Every type URL, in the order a sidecar should subscribe to them (bundle before SVID). */
 export const ALL_TYPE_URLS = [
@@ -25,6 +27,7 @@ export const ALL_TYPE_URLS = [
   AUTHORIZATION_POLICIES_TYPE_URL,
   REVOCATIONS_TYPE_URL,
   ENDPOINTS_TYPE_URL,
+  RENEWAL_TYPE_URL,
 ] as const;
 
 /** One of the known type URLs. */
@@ -38,6 +41,7 @@ export const TYPE_SHORT_NAMES: Readonly<Record<TypeUrl, string>> = Object.freeze
   [AUTHORIZATION_POLICIES_TYPE_URL]: 'authz',
   [REVOCATIONS_TYPE_URL]: 'revocations',
   [ENDPOINTS_TYPE_URL]: 'endpoints',
+  [RENEWAL_TYPE_URL]: 'renewal',
 });
 
 /** True when `typeUrl` is one this protocol version defines. */

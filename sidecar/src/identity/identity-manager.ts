@@ -6,10 +6,16 @@
  * retry with jittered backoff while the current certificate keeps serving;
  * if it expires first, the manager logs loudly and the sidecar fails closed
  * (readiness and inbound checks read the expiry from the state).
+ *
+ * The control plane may also ask for an earlier renewal (a forced re-issue
+ * or a root rotation's switch): a Renewal resource with a per-sidecar
+ * jittered `renewBy`. The manager renews, with a fresh key as always, at the
+ * earlier of that and its own schedule; installing any new certificate
+ * answers the request.
  */
 import { generateKeyPair, type KeyObject } from 'node:crypto';
 import { promisify } from 'node:util';
-import type { Logger } from '@trellis/shared';
+import { RENEWAL_TYPE_URL, type Logger, type RenewalResource } from '@trellis/shared';
 import { SidecarError } from '../errors';
 import { makeCredentials, type Credentials, type SidecarState } from '../state/sidecar-state';
 import { buildCsr } from './csr-builder';
@@ -36,6 +42,11 @@ export interface IdentityManagerDeps {
   /** The SPIFFE ID we expect; put in the CSR's URI SAN when given. */
   spiffeId?: string;
   rotation?: RotationPolicy;
+  /**
+   * Where renewal requests come from (the discovery client): the manager
+   * registers its Renewal handler here when constructed, before the stream starts.
+   */
+  renewHints?: { on(typeUrl: typeof RENEWAL_TYPE_URL, handler: (resources: ReadonlyArray<{ name: string; body: RenewalResource }>, version: string) => void): unknown };
   /** Called after each attempt (metrics). */
   onRotation?: (result: 'ok' | 'error', creds?: Credentials) => void;
 }
@@ -47,8 +58,29 @@ export class IdentityManager {
   private stopped = false;
   private attempt = 0;
   private inFlight: Promise<Credentials> | undefined;
+  /** Our own next renewal (epoch ms), and the control plane's earlier deadline if it asked for one. */
+  private ownAtMs: number | null = null;
+  private requestedAtMs: number | null = null;
 
-  constructor(private readonly deps: IdentityManagerDeps) {}
+  constructor(private readonly deps: IdentityManagerDeps) {
+    deps.renewHints?.on(RENEWAL_TYPE_URL, (resources) => {
+      if (resources.length !== 1) throw new SidecarError('TRELLIS_SIDECAR_ISSUE_FAILED', `expected exactly one renewal resource, got ${resources.length}`, {});
+      this.renewalRequested(resources[0]!.body);
+    });
+  }
+
+  /**
+   * Applies a renewal request: renew by `renewBy` when that is earlier than
+   * our own schedule; a request with no deadline withdraws an earlier one.
+   */
+  renewalRequested(r: RenewalResource): void {
+    if (this.stopped) return;
+    const at = r.renewBy === null ? null : Date.parse(r.renewBy);
+    if (at === this.requestedAtMs) return;
+    this.requestedAtMs = at;
+    if (at !== null) this.deps.logger.info('control plane asks for a renewal with a fresh key', { reason: r.reason, orderedAt: r.orderedAt, renewBy: r.renewBy });
+    this.arm();
+  }
 
   /** Obtains the first SVID (retrying until it succeeds or `stop()`), then schedules renewals. */
   async start(): Promise<Credentials> {
@@ -101,6 +133,8 @@ export class IdentityManager {
       if (this.stopped) throw err;
       this.deps.onRotation?.('error');
       logger.warn('SVID renewal failed; keeping the current certificate', { error: err, attempt: this.attempt });
+      // The retry backoff governs now: a past renewal deadline must not turn into a tight loop.
+      this.requestedAtMs = null;
       this.scheduleRetry();
       throw err;
     }
@@ -121,7 +155,10 @@ export class IdentityManager {
     const start = new Date(Math.max(creds.notBefore.getTime(), now.getTime()));
     const at = nextRotation(now, start, creds.notAfter, this.deps.rotation ?? DEFAULT_ROTATION, this.random());
     const delay = Math.max(at.getTime() - now.getTime(), Math.min(MIN_ROTATION_MS, creds.notAfter.getTime() - now.getTime()));
-    this.setTimer(delay);
+    // A new certificate (fresh key) answers any renewal the control plane asked for.
+    this.ownAtMs = now.getTime() + delay;
+    this.requestedAtMs = null;
+    this.arm();
     if (this.expiryTimer) clearTimeout(this.expiryTimer);
     this.expiryTimer = setTimeout(() => this.checkExpiry(creds), Math.min(MAX_TIMER_MS, Math.max(0, creds.notAfter.getTime() - now.getTime()) + 1));
     this.expiryTimer.unref();
@@ -129,7 +166,16 @@ export class IdentityManager {
 
   private scheduleRetry(): void {
     if (this.stopped) return;
-    this.setTimer(retryDelay(this.attempt++, this.random()));
+    this.ownAtMs = this.deps.clock().getTime() + retryDelay(this.attempt++, this.random());
+    this.arm();
+  }
+
+  /** Sets the timer to the earlier of our own schedule and the control plane's request. */
+  private arm(): void {
+    if (this.stopped) return;
+    if (this.ownAtMs === null && this.requestedAtMs === null) return;
+    const at = Math.min(this.ownAtMs ?? Infinity, this.requestedAtMs ?? Infinity);
+    this.setTimer(at - this.deps.clock().getTime());
   }
 
   private setTimer(ms: number): void {

@@ -1,0 +1,97 @@
+/**
+ * Forced re-issue orders and the per-sidecar decision they lead to. An
+ * order (from `trellis ca reissue`, or a root rotation's switch to the new
+ * root) says: every matching sidecar whose certificate was issued before
+ * `orderedAtMs` renews with a fresh key at a jittered instant inside
+ * `windowMs`, so the CA is not stormed. The decision is pure (time, jitter
+ * and what is known of the sidecar's certificate are inputs); the book only
+ * remembers orders and when each serial was issued, in memory: a restarted
+ * control plane forgets pending orders (sidecars keep their own schedule).
+ */
+import type { RenewalResource } from '@trellis/shared';
+
+/** One re-issue order. */
+export interface ReissueOrder {
+  readonly id: number;
+  readonly orderedAtMs: number;
+  readonly windowMs: number;
+  /** The SPIFFE ID it targets; null: every sidecar. */
+  readonly spiffeId: string | null;
+  readonly reason: 'reissue' | 'root-rotation';
+  /** After this, every certificate issued before the order has expired: the order is moot. */
+  readonly untilMs: number;
+}
+
+/** What is known of the certificate a sidecar holds. */
+export interface HeldCertificate {
+  spiffeId: string;
+  /** When the control plane issued it (its own clock); null when unknown (issued by another replica or before a restart). */
+  issuedAtMs: number | null;
+}
+
+/** The body of the no-renewal-asked resource. */
+export const NO_RENEWAL: RenewalResource = Object.freeze({ renewBy: null, orderedAt: null, reason: '' });
+
+/**
+ * The renewal this sidecar is asked for: the earliest `orderedAt + jitter *
+ * window` (never before `nowMs`) among live orders that match its SPIFFE ID
+ * and postdate its certificate. A certificate of unknown issuance counts as
+ * older than the order (fail closed: a suspected-compromised key is not left
+ * in place because we lost track of it). `jitter(orderId)` is in [0, 1).
+ */
+export function renewalFor(orders: readonly ReissueOrder[], held: HeldCertificate, jitter: (orderId: number) => number, nowMs: number): RenewalResource {
+  let best: { at: number; order: ReissueOrder } | null = null;
+  for (const o of orders) {
+    if (nowMs >= o.untilMs) continue;
+    if (o.spiffeId !== null && o.spiffeId !== held.spiffeId) continue;
+    if (held.issuedAtMs !== null && held.issuedAtMs >= o.orderedAtMs) continue;
+    const j = Math.min(Math.max(jitter(o.id), 0), 1);
+    const at = Math.max(o.orderedAtMs + Math.floor(j * o.windowMs), nowMs);
+    if (!best || at < best.at) best = { at, order: o };
+  }
+  if (!best) return NO_RENEWAL;
+  return Object.freeze({ renewBy: new Date(best.at).toISOString(), orderedAt: new Date(best.order.orderedAtMs).toISOString(), reason: best.order.reason });
+}
+
+/** Normalises a hex serial for comparison (lower case, no colons, no leading zeros). */
+export function normalSerial(hex: string): string {
+  return hex.toLowerCase().replace(/:/g, '').replace(/^0+(?=.)/, '');
+}
+
+/** The live orders and the issuance times of serials issued while any order is live. */
+export class ReissueBook {
+  private orders: ReissueOrder[] = [];
+  private readonly issued = new Map<string, number>();
+  private nextId = 1;
+
+  constructor(private readonly svidTtlMs: number) {}
+
+  /** Records an order; returns it. */
+  order(o: { nowMs: number; windowMs: number; spiffeId: string | null; reason: ReissueOrder['reason'] }): ReissueOrder {
+    const order: ReissueOrder = Object.freeze({ id: this.nextId++, orderedAtMs: o.nowMs, windowMs: o.windowMs, spiffeId: o.spiffeId, reason: o.reason, untilMs: o.nowMs + o.windowMs + this.svidTtlMs });
+    this.orders.push(order);
+    return order;
+  }
+
+  /** Remembers that `serialHex` was issued at `nowMs` (only while an order is live: nothing else needs it). */
+  noteIssued(serialHex: string, nowMs: number): void {
+    this.prune(nowMs);
+    if (this.orders.length > 0) this.issued.set(normalSerial(serialHex), nowMs);
+  }
+
+  /** When `serialHex` was issued, if this control plane issued it while an order was live. */
+  issuedAt(serialHex: string): number | null {
+    return this.issued.get(normalSerial(serialHex)) ?? null;
+  }
+
+  /** The live orders. */
+  live(nowMs: number): readonly ReissueOrder[] {
+    this.prune(nowMs);
+    return this.orders;
+  }
+
+  private prune(nowMs: number): void {
+    if (this.orders.some((o) => nowMs >= o.untilMs)) this.orders = this.orders.filter((o) => nowMs < o.untilMs);
+    if (this.orders.length === 0) this.issued.clear();
+  }
+}
