@@ -1,0 +1,137 @@
+/**
+ * `trellis revoke --admin` against real processes: a `trellis control-plane`
+ * and two `trellis sidecar` processes with an HTTP app behind mTLS. The
+ * revocation made through the admin API reaches the sidecars, cuts an open
+ * kept-alive connection of the revoked identity, and refuses it afterwards;
+ * `--lift` lets it back in.
+ */
+import { expect } from 'chai';
+import type { ChildProcess } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { Agent, createServer, request, type Server } from 'node:http';
+import { join } from 'node:path';
+import { freePort, makeTmpDir, trellisSpawn, trellisSync } from '@trellis/testkit';
+
+const TD = 'cluster.local';
+const CART = `spiffe://${TD}/ns/shop/sa/cart`;
+const WEB = `spiffe://${TD}/ns/shop/sa/web`;
+
+const POLICIES = `apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: default, namespace: trellis-system}
+spec: {mtls: {mode: STRICT}}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: cart-from-web, namespace: shop}
+spec:
+  selector: {matchLabels: {app: cart}}
+  action: ALLOW
+  rules:
+  - from: [{source: {principals: ["${TD}/ns/shop/sa/web"]}}]
+`;
+
+function get(port: number, path: string, agent: Agent | false = false): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, path, agent, timeout: 5000 }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+async function waitFor(what: string, cond: () => Promise<boolean>, ms = 20_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    if (await cond().catch(() => false)) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+describe('trellis revoke --admin with real control plane and sidecar processes', function () {
+  this.timeout(60_000);
+  const tmp = makeTmpDir('trellis-revoke-admin-');
+  const f = (n: string): string => join(tmp.dir, n);
+  const procs: ChildProcess[] = [];
+  const logs = new Map<ChildProcess, string>();
+  const port: Record<string, number> = {};
+  let app: Server;
+
+  const spawnLogged = (args: string[]): ChildProcess => {
+    const p = trellisSpawn(args, { cwd: tmp.dir });
+    logs.set(p, '');
+    p.stderr!.setEncoding('utf8').on('data', (d: string) => logs.set(p, logs.get(p)! + d));
+    p.stdout!.resume();
+    procs.push(p);
+    return p;
+  };
+  const ready = async (adminPort: number): Promise<boolean> => new Promise((resolve) => {
+    get(adminPort, '/ready').then((s) => resolve(s === 200), () => resolve(false));
+  });
+
+  before(async () => {
+    for (const k of ['cp', 'cpAdmin', 'cartIn', 'cartAdmin', 'webOut', 'webAdmin']) port[k] = await freePort();
+    expect(trellisSync(['ca', 'init', '--dir', f('ca'), '--trust-domain', TD]).status).to.equal(0);
+    for (const [name, id] of [['cart', CART], ['web', WEB]]) {
+      const t = trellisSync(['token', 'create', '--ca-dir', f('ca'), '--spiffe-id', id, '--uses', '5']);
+      expect(t.status, t.stderr).to.equal(0);
+      writeFileSync(f(`${name}.token`), t.stdout.trim() + '\n', { mode: 0o600 });
+    }
+    mkdirSync(f('policies'));
+    writeFileSync(f('policies/shop.yaml'), POLICIES);
+    app = createServer((_req, res) => res.end('ok'));
+    await new Promise<void>((r) => app.listen(0, '127.0.0.1', () => r()));
+    port.app = (app.address() as { port: number }).port;
+    const cp = spawnLogged(['control-plane', '--ca-dir', f('ca'), '--policy-dir', f('policies'), '--listen', `127.0.0.1:${port.cp}`, '--admin', `127.0.0.1:${port.cpAdmin}`]);
+    await waitFor('the control plane', async () => logs.get(cp)!.includes('control plane ready'));
+    const common = ['--control-plane', `127.0.0.1:${port.cp}`, '--ca-bundle', f('ca/root.pem'), '--namespace', 'shop', '--drain', '1s'];
+    spawnLogged(['sidecar', ...common, '--token-file', f('cart.token'), '--service', 'cart', '--service-account', 'cart', '--labels', 'app=cart',
+      '--inbound', `127.0.0.1:${port.cartIn}=${port.app}/http`, '--admin', `127.0.0.1:${port.cartAdmin}`]);
+    spawnLogged(['sidecar', ...common, '--token-file', f('web.token'), '--service', 'web', '--service-account', 'web', '--labels', 'app=web',
+      '--outbound', `${port.webOut}=127.0.0.1:${port.cartIn}#${CART}`, '--admin', `127.0.0.1:${port.webAdmin}`]);
+    await waitFor('both sidecars ready', async () => (await ready(port.cartAdmin!)) && (await ready(port.webAdmin!)));
+  });
+
+  afterEach(function () {
+    if (this.currentTest?.state === 'failed') {
+      for (const [p, text] of logs) process.stderr.write(`--- ${p.spawnargs.slice(2, 4).join(' ')} (last lines)\n${text.split('\n').slice(-15).join('\n')}\n`);
+    }
+  });
+
+  after(async () => {
+    for (const p of procs) if (p.exitCode === null) p.kill('SIGKILL');
+    await new Promise<void>((r) => app.close(() => r()));
+    tmp.cleanup();
+  });
+
+  it('cuts an open connection of the identity revoked through the admin API, refuses it afterwards, and lets it back once lifted', async () => {
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    try {
+      expect(await get(port.webOut!, '/kept', agent)).to.equal(200);
+      const sockets = Object.values(agent.freeSockets).flat();
+      expect(sockets).to.have.length(1);
+      const socketClosed = new Promise<void>((resolve) => sockets[0]!.once('close', () => resolve()));
+
+      const r = trellisSync(['revoke', '--admin', `127.0.0.1:${port.cpAdmin}`, '--spiffe-id', WEB, '--reason', 'key compromise']);
+      expect(r.status, r.stderr).to.equal(0);
+      await socketClosed;
+      await waitFor('new requests of the revoked identity to be refused', async () => {
+        try {
+          return (await get(port.webOut!, '/after')) !== 200;
+        } catch {
+          return true;
+        }
+      });
+
+      const lift = trellisSync(['revoke', '--admin', `127.0.0.1:${port.cpAdmin}`, '--spiffe-id', WEB, '--lift']);
+      expect(lift.status, lift.stderr).to.equal(0);
+      await waitFor('the lifted identity to be served again', async () => (await get(port.webOut!, '/again')) === 200);
+    } finally {
+      agent.destroy();
+    }
+  });
+});
