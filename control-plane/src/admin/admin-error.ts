@@ -15,6 +15,8 @@ export const AdminErrorCode = Object.freeze({
   NOT_FOUND: 'TRELLIS_ADMIN_NOT_FOUND',
   /** The path exists but not for this HTTP method. */
   METHOD_NOT_ALLOWED: 'TRELLIS_ADMIN_METHOD_NOT_ALLOWED',
+  /** HTTP 500: the step failed in a way no other code covers (the message says how); the state is as it was or as the step left it. */
+  INTERNAL: 'TRELLIS_ADMIN_INTERNAL',
   /** The client could not reach the admin endpoint, or it answered something that is not the admin API's JSON. */
   UNREACHABLE: 'TRELLIS_ADMIN_UNREACHABLE',
   /** The admin endpoint refused the request; `details.serverCode` is the server's code, `details.status` the HTTP status. */

@@ -32,5 +32,5 @@ export function httpStatusOf(err: unknown): number {
 /** The JSON body for `err`: code, message and details (never a stack, never a key). */
 export function errorBody(err: unknown): { error: { code: string; message: string; details: Readonly<Record<string, unknown>> } } {
   if (err instanceof TrellisError) return { error: { code: err.code, message: err.message, details: err.details } };
-  return { error: { code: 'TRELLIS_ADMIN_INTERNAL', message: (err as Error)?.message ?? String(err), details: {} } };
+  return { error: { code: AdminErrorCode.INTERNAL, message: (err as Error)?.message ?? String(err), details: {} } };
 }
