@@ -4,7 +4,7 @@
  *
  * Every bad request is answered and forgotten: a body that is not JSON, not an
  * AdmissionReview v1 or has no uid gets HTTP 400 with `{code, message}`; a body
- * over 3 MiB gets 413 without being read further. Nothing a client sends can
+ * over 3 MiB gets 413 once the rest of it has been read and dropped (bounded). Nothing a client sends can
  * stop the server. The serving certificate is swapped in place
  * (`setSecureContext`) when its source changes; open connections keep theirs.
  */
@@ -90,11 +90,13 @@ async function handle(req: IncomingMessage, res: ServerResponse, deps: WebhookSe
   const limit = deps.maxBodyBytes ?? MAX_BODY_BYTES;
   const declared = Number(req.headers['content-length'] ?? NaN);
   if (Number.isFinite(declared) && declared > limit) {
+    await discardBody(req, limit);
     tooLarge(res, limit, deps.logger);
     return;
   }
   const body = await readBody(req, limit);
   if (body === undefined) {
+    await discardBody(req, limit);
     tooLarge(res, limit, deps.logger);
     return;
   }
@@ -142,6 +144,38 @@ function readBody(req: IncomingMessage, limit: number): Promise<Buffer | undefin
       if (!over) resolve(Buffer.concat(chunks));
     });
     req.on('error', reject);
+  });
+}
+
+/**
+ * Reads and drops the rest of an oversized body, so the client has finished
+ * sending when the 413 arrives (answering mid-upload makes clients see a
+ * broken pipe instead of the answer). Bounded: past 4x the limit or 10 s the
+ * socket is destroyed instead, so a client cannot stream forever.
+ */
+function discardBody(req: IncomingMessage, limit: number): Promise<void> {
+  return new Promise((resolve) => {
+    if (req.readableEnded) return resolve();
+    let seen = 0;
+    const done = (): void => {
+      clearTimeout(timer);
+      resolve();
+    };
+    const timer = setTimeout(() => {
+      req.socket.destroy();
+      done();
+    }, 10_000);
+    req.on('data', (chunk: Buffer) => {
+      seen += chunk.length;
+      if (seen > 4 * limit) {
+        req.socket.destroy();
+        done();
+      }
+    });
+    req.on('end', done);
+    req.on('error', done);
+    req.on('close', done);
+    req.resume();
   });
 }
 
