@@ -29,6 +29,7 @@ import type { PeerAuthMode, SidecarSnapshot, SidecarState } from '../state/sidec
 import { federationInForce, peerTrust, presentedIntermediates } from '../state/peer-trust';
 import type { SidecarMetrics } from '../metrics/sidecar-metrics';
 import type { ConnectionTracker, TrackedConnection } from '../proxy/connection-tracker';
+import { bindServer } from '../proxy/bind-server';
 
 /** Where an inbound listener listens and where it forwards. */
 export interface InboundSpec {
@@ -98,16 +99,8 @@ export class InboundListener {
   }
 
   /** Binds the listener. */
-  start(): Promise<void> {
-    return new Promise((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(this.spec.port, this.spec.host, () => {
-        this.server.off('error', reject);
-        const a = this.server.address();
-        this.boundPort = typeof a === 'object' && a ? a.port : this.spec.port;
-        resolve();
-      });
-    });
+  async start(): Promise<void> {
+    this.boundPort = await bindServer(this.server, this.spec.port, this.spec.host);
   }
 
   /** Stops accepting new connections; open ones carry on. */

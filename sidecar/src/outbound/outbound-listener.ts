@@ -20,6 +20,7 @@ import type { SidecarSnapshot, SidecarState } from '../state/sidecar-state';
 import { federationInForce, peerTrust, presentedIntermediates } from '../state/peer-trust';
 import type { SidecarMetrics } from '../metrics/sidecar-metrics';
 import type { ConnectionTracker } from '../proxy/connection-tracker';
+import { bindServer } from '../proxy/bind-server';
 
 /** The destination of an outbound listener. */
 export type OutboundTarget =
@@ -113,16 +114,8 @@ export class OutboundListener {
   }
 
   /** Binds the listener. */
-  start(): Promise<void> {
-    return new Promise((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(this.spec.port, this.spec.host, () => {
-        this.server.off('error', reject);
-        const a = this.server.address();
-        this.boundPort = typeof a === 'object' && a ? a.port : this.spec.port;
-        resolve();
-      });
-    });
+  async start(): Promise<void> {
+    this.boundPort = await bindServer(this.server, this.spec.port, this.spec.host);
   }
 
   /** Stops accepting new connections. */
