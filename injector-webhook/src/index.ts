@@ -57,7 +57,7 @@ export { INBOUND_CHAIN, OUTPUT_CHAIN, parseRedirectPorts, buildRedirectRules, re
 export type { RedirectPlan, RedirectPort, IpFamily } from './redirect/redirect-rules';
 export { applyRedirect, spawnRunner } from './redirect/apply-redirect';
 export type { ApplyRedirectDeps, CommandRunner, RunResult } from './redirect/apply-redirect';
-export { injectManifests } from './offline/inject-manifests';
+export { injectManifests, TEMPLATE_PATHS } from './offline/inject-manifests';
 export type { InjectManifestsResult, ManifestReport } from './offline/inject-manifests';
 export { ADMISSION_API_VERSION, reviewAdmission } from './webhook/admission-review';
 export type { AdmissionResponse, ReviewOutcome } from './webhook/admission-review';

@@ -11,6 +11,7 @@ import {
   decodePatch,
   encodePatch,
   injectManifests,
+  TEMPLATE_PATHS,
   injectPod,
   startWebhookServer,
   validateServingPair,
@@ -26,17 +27,8 @@ type Obj = Record<string, any>;
 const ISTIO = join(CORPORA_DIR, 'istio-inject');
 const ADMISSION = join(CORPORA_DIR, 'k8s-admission');
 const OUR = new Set(['trellis-sidecar', 'trellis-init']);
-const TEMPLATE_PATH: Record<string, string[]> = {
-  Pod: [],
-  Deployment: ['spec', 'template'],
-  StatefulSet: ['spec', 'template'],
-  DaemonSet: ['spec', 'template'],
-  ReplicaSet: ['spec', 'template'],
-  ReplicationController: ['spec', 'template'],
-  Job: ['spec', 'template'],
-  CronJob: ['spec', 'jobTemplate', 'spec', 'template'],
-  DeploymentConfig: ['spec', 'template'],
-};
+// The same table the offline injector uses, so the corpus test walks exactly the kinds it injects.
+const TEMPLATE_PATH = TEMPLATE_PATHS;
 
 function mustExist(path: string): void {
   if (!existsSync(path)) throw new Error(`corpus missing: ${path} (set TRELLIS_CORPORA_DIR, or put the corpora in ../shared/corpora beside the checkout)`);

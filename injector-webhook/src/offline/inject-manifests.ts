@@ -13,8 +13,8 @@ import { injectPod } from '../inject/inject-pod';
 import { isObject } from '../inject/pod-shape';
 import { TrellisError } from '@trellis/shared';
 
-/** Where the pod template sits in each workload kind. */
-const TEMPLATE_PATHS: Readonly<Record<string, readonly string[]>> = {
+/** Where the pod template sits in each workload kind that injection handles (other kinds pass through). */
+export const TEMPLATE_PATHS: Readonly<Record<string, readonly string[]>> = {
   Pod: [],
   Deployment: ['spec', 'template'],
   StatefulSet: ['spec', 'template'],
