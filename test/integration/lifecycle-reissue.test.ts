@@ -57,7 +57,8 @@ describe('forced re-issue over the admin API (real control plane process, real m
       const c = s.credentials;
       me.installed.push({ serial: c.serialHex, spki: createPublicKey(c.keyPem).export({ type: 'spki', format: 'der' }).toString('hex'), at: Date.now() });
     });
-    me.identity = new IdentityManager({ state, issue: (csr) => client.requestSvid(csr), logger: silentLogger, clock: () => new Date(), spiffeId: id, renewHints: {
+    // 1-minute SVIDs renewed on their own schedule only near the end of their life: any earlier renewal was asked for.
+    me.identity = new IdentityManager({ state, issue: (csr) => client.requestSvid(csr), logger: silentLogger, clock: () => new Date(), spiffeId: id, rotation: { fraction: 0.95, jitter: 0.01 }, renewHints: {
       on: (t, h) => client.on(t, (rs, v) => {
         me.renewals.push({ renewBy: rs[0]?.body.renewBy ?? null, reason: rs[0]?.body.reason ?? '' });
         return h(rs, v);
@@ -95,7 +96,7 @@ describe('forced re-issue over the admin API (real control plane process, real m
       const sock: TLSSocket = connect({ host: '127.0.0.1', port, key: c.keyPem, cert: c.chainPem, ca: rootsPem(b.state), checkServerIdentity: () => undefined, minVersion: 'TLSv1.3' }, () => sock.write('ping'));
       let got = '';
       sock.on('data', (d: Buffer) => (got += d.toString()));
-      sock.on('end', () => (got === 'pong' ? resolve(new X509Certificate(sock.getPeerX509Certificate()!.raw).serialNumber.toLowerCase()) : reject(new Error(`answer "${got}"`))));
+      sock.on('end', () => (got === 'pong' ? resolve(new X509Certificate(sock.getPeerX509Certificate()!.raw).serialNumber.toLowerCase().replace(/^0+/, '')) : reject(new Error(`answer "${got}"`))));
       sock.on('error', reject);
       sock.setTimeout(5000, () => sock.destroy(new Error('timeout')));
     });
@@ -107,7 +108,7 @@ describe('forced re-issue over the admin API (real control plane process, real m
     const policyDir = join(tmp.dir, 'policies');
     mkdirSync(policyDir);
     initCa(caDir);
-    cp = await startControlPlaneProcess(caDir, policyDir, ['--svid-ttl', '1h']);
+    cp = await startControlPlaneProcess(caDir, policyDir, ['--svid-ttl', '1m']);
   });
 
   after(async () => {
@@ -126,7 +127,7 @@ describe('forced re-issue over the admin API (real control plane process, real m
     const port = await serve(a);
     const firstA = a.installed[a.installed.length - 1]!;
     const firstB = b.installed[b.installed.length - 1]!;
-    expect(await ping(b, port)).to.equal(firstA.serial.replace(/^0+/, ''));
+    expect(await ping(b, port)).to.equal(firstA.serial.toLowerCase().replace(/^0+/, ''));
 
     let stop = false;
     let ok = 0;
@@ -151,7 +152,7 @@ describe('forced re-issue over the admin API (real control plane process, real m
     expect(Date.parse(out.renewBy.latest)).to.be.at.most(Date.now() + 3000);
 
     await waitFor(() => a.installed.length >= 2 && b.installed.length >= 2, 'both identities to renew', 20_000);
-    await waitFor(async () => (await ping(b, port)) !== firstA.serial.replace(/^0+/, ''), 'the server to present its new certificate');
+    await waitFor(async () => (await ping(b, port)) !== firstA.serial.toLowerCase().replace(/^0+/, ''), 'the server to present its new certificate');
     stop = true;
     await traffic;
 
@@ -180,6 +181,23 @@ describe('forced re-issue over the admin API (real control plane process, real m
     await waitFor(() => b.renewals[b.renewals.length - 1]!.renewBy === null, 'its request to be withdrawn');
     expect(a.installed.length, 'the other identity did not renew').to.equal(beforeA);
     expect(a.renewals.slice(asksA).filter((x) => x.renewBy !== null), 'the other identity was not asked').to.deep.equal([]);
+  });
+
+  it('asks every sidecar to renew onto the new root when a root rotation switches (phase 2), long before their own schedule', async () => {
+    const [a, b] = ids as [Identity, Identity];
+    const before = [a.installed.length, b.installed.length];
+    const start = trellisSync(['ca', 'rotate-root', '--admin', cp.admin, '--root-dir', join(tmp.dir, 'root2'), '-o', 'json']);
+    expect(start.status, start.stderr).to.equal(0);
+    const newRoot = new X509Certificate(readFileSync(join(tmp.dir, 'root2', 'root.pem')));
+    await waitFor(() => {
+      const r = trellisSync(['ca', 'rotate-root', '--admin', cp.admin, '-o', 'json']);
+      return r.status === 0 && (JSON.parse(r.stdout) as { phase: string }).phase === 'renew';
+    }, 'the switch to the new root', 20_000);
+    for (const [i, me] of [a, b].entries()) {
+      await waitFor(() => me.installed.length > before[i]! && me.renewals.some((x) => x.reason === 'root-rotation'), `${me.id} to renew onto the new root`, 30_000);
+      const chain = me.state.current().credentials!.chainPem.split(/(?=-----BEGIN CERTIFICATE-----)/).map((pem) => new X509Certificate(pem));
+      expect(chain[1]!.verify(newRoot.publicKey), `${me.id}'s intermediate is signed by the new root`).to.equal(true);
+    }
   });
 
   it('refuses a reissue without a target, with both targets, or with a bad window, naming the flag or field', async () => {
