@@ -88,6 +88,7 @@ describe('lifecycle steps over the admin API (real trellis control-plane process
       { path: '/lifecycle/nope', body: '{}', status: 404, code: 'TRELLIS_ADMIN_NOT_FOUND' },
       { path: '/lifecycle/rotate-root', body: '{}', status: 400, code: 'TRELLIS_ADMIN_BAD_BODY', field: 'rootDir' },
       { path: '/lifecycle/rotate-root', body: '{"rootDir": "/x", "reloadGraceSeconds": "soon"}', status: 400, code: 'TRELLIS_ADMIN_BAD_BODY', field: 'reloadGraceSeconds' },
+      { path: '/lifecycle/rotate-root', body: '{"rootDir": "/x", "keyType": "dsa-512"}', status: 400, code: 'TRELLIS_ADMIN_BAD_BODY', field: 'keyType' },
     ];
     for (const c of cases) {
       const r = await post(c.path, c.body, c.method);

@@ -194,7 +194,7 @@ certificate moves to DIR/previous/; leaves it issued keep verifying until they e
   {
     name: 'ca rotate-root',
     summary: 'Start or advance a gated root rotation (new root in the bundle, switch, drop the old root)',
-    usage: 'trellis ca rotate-root --admin ADDR [--root-dir NEW_ROOT_DIR] [--reload-grace 60s] [--wait] [--poll 5s] [-o json]\n       trellis ca rotate-root --ca-dir DIR [--root-dir NEW_ROOT_DIR] [--admin ADDR] [--reload-grace 60s] [--wait] [--poll 5s] [-o json]',
+    usage: 'trellis ca rotate-root --admin ADDR [--root-dir NEW_ROOT_DIR] [--key-type ec-p256|ec-p384|rsa-2048] [--reload-grace 60s] [--wait] [--poll 5s] [-o json]\n       trellis ca rotate-root --ca-dir DIR [--root-dir NEW_ROOT_DIR] [--admin ADDR] [--reload-grace 60s] [--wait] [--poll 5s] [-o json]',
     description: `The first run adds the new root (taken from --root-dir, or created there) beside the old one in
 DIR/root.pem. Each later run advances one phase when its gate is met, observed, never assumed:
   1 bundle  every sidecar connected to --admin has ACKed the bundle holding both roots
@@ -229,7 +229,7 @@ command writes DIR and --admin only reports the sidecars' ACKs.`,
       });
       if (optionalString(ctx, 'ca-dir') === undefined && admin !== undefined) {
         const rootDir = optionalString(ctx, 'root-dir');
-        let body: Record<string, unknown> = { rootDir: rootDir === undefined ? undefined : resolve(ctx.cwd, rootDir), reloadGraceSeconds: optionalString(ctx, 'reload-grace') === undefined ? undefined : seconds('reload-grace', 60) };
+        let body: Record<string, unknown> = { rootDir: rootDir === undefined ? undefined : resolve(ctx.cwd, rootDir), keyType: keyTypeFlag(ctx), reloadGraceSeconds: optionalString(ctx, 'reload-grace') === undefined ? undefined : seconds('reload-grace', 60) };
         for (;;) {
           const step = await adminRequest<AdminRotationStep>(admin, 'POST', '/lifecycle/rotate-root', body);
           body = {};

@@ -7,6 +7,7 @@
  * admin server maps them to HTTP statuses in one place.
  */
 import { resolve } from 'node:path';
+import { CA_KEY_TYPES, type CaKeyType } from '../ca/key-types';
 import { liftInCaDir, revokeInCaDir } from '../lifecycle/revocation-store';
 import { caStatusView } from '../lifecycle/ca-status';
 import { withLifecycleLock } from '../lifecycle/lifecycle-lock';
@@ -68,11 +69,13 @@ export function lifecycleRoutes(deps: LifecycleRouteDeps): AdminRoute[] {
       handle: async (b) => {
         const rootDir = optional(b, 'rootDir');
         const grace = optionalNumber(b, 'reloadGraceSeconds');
+        const keyType = optional(b, 'keyType');
+        if (keyType !== undefined && !(CA_KEY_TYPES as readonly string[]).includes(keyType)) throw new AdminError(AdminErrorCode.BAD_BODY, `keyType must be one of ${CA_KEY_TYPES.join(', ')}`, { field: 'keyType' });
         const state = loadRootRotationState(deps.caDir);
         let started = false;
         if (!state || state.phase === 'done') {
           if (rootDir === undefined) throw new AdminError(AdminErrorCode.BAD_BODY, 'rootDir is required to start a root rotation (where the new root is, or will be created)', { field: 'rootDir' });
-          await startRootRotation(deps.caDir, { newRootDir: resolve(rootDir), now: deps.clock(), reloadGraceSeconds: grace, lockWaitMs: LOCK_WAIT_MS });
+          await startRootRotation(deps.caDir, { newRootDir: resolve(rootDir), now: deps.clock(), keyType: keyType as CaKeyType | undefined, reloadGraceSeconds: grace, lockWaitMs: LOCK_WAIT_MS });
           started = true;
         }
         const step = await stepRootRotation(deps.caDir, deps.proxies(), deps.clock(), { lockWaitMs: LOCK_WAIT_MS });
