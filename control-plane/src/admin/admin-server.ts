@@ -41,8 +41,12 @@ export async function startAdminServer(listen: string, src: AdminSources): Promi
       serveRoute(route, req, res, json);
       return undefined;
     }
-    if (req.method !== 'GET' && req.method !== 'HEAD' && GET_PATHS.includes(url)) return fail(new AdminError(AdminErrorCode.METHOD_NOT_ALLOWED, `${req.method ?? '?'} ${url}: only GET here`, { method: req.method }));
-    if (req.method !== 'GET' && req.method !== 'HEAD') return fail(new AdminError(AdminErrorCode.NOT_FOUND, `no such path ${url}`, { paths: [...(src.routes ?? []).map((r) => `${r.method} ${r.path}`)] }));
+    const paths = [...GET_PATHS, ...(src.routes ?? []).map((r) => `${r.method} ${r.path}`)];
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      return GET_PATHS.includes(url)
+        ? fail(new AdminError(AdminErrorCode.METHOD_NOT_ALLOWED, `${req.method ?? '?'} ${url}: only GET here`, { method: req.method, allowed: 'GET' }))
+        : fail(new AdminError(AdminErrorCode.NOT_FOUND, `no such path ${url}`, { paths }));
+    }
     switch (url) {
       case '/healthz':
         return json(200, { status: 'ok' });
@@ -62,7 +66,7 @@ export async function startAdminServer(listen: string, src: AdminSources): Promi
       case '/debug/policies':
         return json(200, src.policies());
       default:
-        return fail(new AdminError(AdminErrorCode.NOT_FOUND, `no such path ${url}`, { paths: [...GET_PATHS, ...(src.routes ?? []).map((r) => `${r.method} ${r.path}`)] }));
+        return fail(new AdminError(AdminErrorCode.NOT_FOUND, `no such path ${url}`, { paths }));
     }
     function fail(err: unknown): void {
       json(httpStatusOf(err), errorBody(err));
