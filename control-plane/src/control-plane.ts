@@ -15,6 +15,7 @@ import { startAdminServer } from './admin/admin-server';
 import { lifecycleRoutes } from './admin/lifecycle-routes';
 import { proxiesFromAdmin } from './lifecycle/root-rotation-driver';
 import { loadRootRotationState } from './lifecycle/root-rotation-store';
+import { auditLifecycle } from './lifecycle/lifecycle-audit';
 import { JoinTokenStore } from './auth/join-token-store';
 import { createKubernetesTokenVerifier, type KubernetesTokenSettings } from './auth/kubernetes-token';
 import { DiscoveryService } from './discovery/discovery-service';
@@ -162,7 +163,9 @@ export async function startControlPlane(opts: ControlPlaneOptions, deps: Control
       revocationsChanged: loadRevocations,
       reissue: (target, windowMs) => {
         const r = service.reissue(target, windowMs);
-        log.info('forced re-issue ordered', { event: 'audit', target: 'spiffeId' in target ? target.spiffeId : 'all', windowMs, sidecars: r.sidecars });
+        const who = 'spiffeId' in target ? target.spiffeId : 'all';
+        log.info('forced re-issue ordered', { event: 'audit', target: who, windowMs, sidecars: r.sidecars });
+        auditLifecycle(opts.caDir, 'reissue.ordered', new Date(nowMs()), { reason: 'reissue', target: who, windowMs, sidecars: r.sidecars });
         return r;
       },
     }),
@@ -186,6 +189,7 @@ export async function startControlPlane(opts: ControlPlaneOptions, deps: Control
     const windowMs = opts.rootSwitchRenewWindowMs ?? Math.min(60_000, Math.floor((opts.svidTtlSeconds * 1000) / 4));
     const r = service.reissue({ all: true }, windowMs, 'root-rotation');
     log.info('root rotation switched: sidecars asked to renew onto the new root', { event: 'audit', switchedAt: sw, windowMs, sidecars: r.sidecars });
+    auditLifecycle(opts.caDir, 'reissue.ordered', new Date(nowMs()), { reason: 'root-rotation', target: 'all', windowMs, sidecars: r.sidecars });
   };
 
   let refreshing = false;

@@ -150,6 +150,9 @@ describe('forced re-issue over the admin API (real control plane process, real m
     expect(out.sidecars).to.equal(2);
     expect(Date.parse(out.renewBy.earliest)).to.be.at.least(orderedAt - 1000);
     expect(Date.parse(out.renewBy.latest)).to.be.at.most(Date.now() + 3000);
+    const audit = readFileSync(join(caDir, 'audit.log'), 'utf8').split('\n').filter((l) => l.includes('"reissue.ordered"')).map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(audit, 'the order is a line in the CA audit log').to.have.length(1);
+    expect(audit[0]).to.include({ reason: 'reissue', target: 'all', windowMs: 3000, sidecars: 2 });
 
     await waitFor(() => a.installed.length >= 2 && b.installed.length >= 2, 'both identities to renew', 20_000);
     await waitFor(async () => (await ping(b, port)) !== firstA.serial.toLowerCase().replace(/^0+/, ''), 'the server to present its new certificate');

@@ -19,7 +19,8 @@ export type LifecycleEvent =
   | 'root-rotation.switched'
   | 'root-rotation.old-root-dropped'
   | 'revocation.added'
-  | 'revocation.lifted';
+  | 'revocation.lifted'
+  | 'reissue.ordered';
 
 /** Appends one event line to `caDir/audit.log`. Best effort: an unwritable log never blocks a lifecycle step that already happened, but is reported to the caller. */
 export function auditLifecycle(caDir: string, event: LifecycleEvent, now: Date, fields: Record<string, string | number | null> = {}): Error | null {
