@@ -126,6 +126,8 @@ export async function runSidecar(config: SidecarConfig, deps: RunSidecarDeps): P
     spiffeId: config.spiffeId,
     rotation: config.rotation,
     onRotation: (result) => sidecar.metrics.rotations.inc({ result }),
+    // Forced re-issue (trellis ca reissue, root rotation): renew with a fresh key by the pushed deadline.
+    renewHints: discovery,
   });
   let wasReady = false;
   const readyWatch = setInterval(() => {

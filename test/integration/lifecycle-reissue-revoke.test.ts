@@ -108,6 +108,31 @@ describe('trellis revoke --admin with real control plane and sidecar processes',
     tmp.cleanup();
   });
 
+  it('makes real sidecar processes renew with new serials after trellis ca reissue --admin, with no failed request', async () => {
+    const serialOf = async (adminPort: number): Promise<string> => {
+      const body = await new Promise<string>((resolve, reject) => {
+        request({ host: '127.0.0.1', port: adminPort, path: '/config_dump', agent: false }, (res) => {
+          let b = '';
+          res.on('data', (d: Buffer) => (b += d.toString()));
+          res.on('end', () => resolve(b));
+        }).on('error', reject).end();
+      });
+      return (JSON.parse(body) as { identity: { serial: string } }).identity.serial;
+    };
+    const before = { cart: await serialOf(port.cartAdmin!), web: await serialOf(port.webAdmin!) };
+    const r = trellisSync(['ca', 'reissue', '--admin', `127.0.0.1:${port.cpAdmin}`, '--all', '--window', '3s']);
+    expect(r.status, r.stderr).to.equal(0);
+    let failed = 0;
+    let ok = 0;
+    await waitFor('both sidecars to present new serials', async () => {
+      if ((await get(port.webOut!, '/during-reissue').catch(() => 0)) === 200) ok++;
+      else failed++;
+      return (await serialOf(port.cartAdmin!)) !== before.cart && (await serialOf(port.webAdmin!)) !== before.web;
+    });
+    expect(ok).to.be.greaterThan(0);
+    expect(failed, 'requests failed during the forced re-issue').to.equal(0);
+  });
+
   it('cuts an open connection of the identity revoked through the admin API, refuses it afterwards, and lets it back once lifted', async () => {
     const agent = new Agent({ keepAlive: true, maxSockets: 1 });
     try {
