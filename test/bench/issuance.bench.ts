@@ -31,6 +31,7 @@ import { join } from 'node:path';
 import { initCertificateAuthority, loadCertificateAuthority } from '@trellis/control-plane';
 import { der } from '@trellis/shared';
 import { numberFlag } from './bench-flags';
+import { measureHsmIssuance } from './issuance-hsm';
 
 const ECDSA_WITH_SHA256 = '1.2.840.10045.4.3.2';
 
@@ -149,6 +150,8 @@ export async function run(flags: string[]): Promise<Record<string, unknown>> {
         : {}),
       rounds,
       seconds_per_round: seconds,
+      // The same CA with its intermediate key in a PKCS#11 token (SoftHSM2), measured in this run.
+      hsm: await measureHsmIssuance(flags).catch((err: Error) => ({ skipped: err.message })),
     };
   } finally {
     rmSync(tmp, { recursive: true, force: true });

@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- issuance-hsm`: X.509-SVIDs issued per second when the
+ * Part of `npm run bench -- issuance`: X.509-SVIDs issued per second when the
  * intermediate key is in a PKCS#11 token (SoftHSM2), beside the same CA
  * with its key in a file, measured in the same run.
  *
@@ -56,7 +56,7 @@ function must(r: ReturnType<typeof spawnSync>, what: string): void {
 }
 
 /** Runs the benchmark; the runner prints `{"bench":"issuance-hsm",...}`. */
-export async function run(flags: string[]): Promise<Record<string, unknown>> {
+export async function measureHsmIssuance(flags: string[]): Promise<Record<string, unknown>> {
   const seconds = numberFlag(flags, 'seconds', 1);
   const rounds = numberFlag(flags, 'rounds', 3);
   const inflight = numberFlag(flags, 'inflight', 8);
