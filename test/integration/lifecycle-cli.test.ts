@@ -101,6 +101,27 @@ describe('CA lifecycle through the trellis binary', function () {
     expect(after.status, after.out).to.equal(0);
   });
 
+  it('installs and activates the next intermediate signed by the offline root through trellis ca import too', async () => {
+    const ca = join(tmp.dir, 'ca');
+    const rootDir = join(tmp.dir, 'offline-root');
+    await initCertificateAuthority(ca, { trustDomain: 'example.org' });
+    mkdirSync(rootDir);
+    copyFileSync(join(ca, 'root.pem'), join(rootDir, 'root.pem'));
+    copyFileSync(join(ca, 'root.key'), join(rootDir, 'root.key'));
+    rmSync(join(ca, 'root.key'));
+    const oldIntermediate = readFileSync(join(ca, 'intermediate.pem'), 'utf8');
+    expect(trellisSync(['ca', 'prepare-intermediate', '--dir', ca]).status).to.equal(0);
+    const s = trellisSync(['ca', 'sign-intermediate', '--root-dir', rootDir, '--csr', join(ca, 'next', 'intermediate.csr'), '--trust-domain', 'example.org', '--out', join(tmp.dir, 'next.pem')]);
+    expect(s.status, s.stderr).to.equal(0);
+    const imp = trellisSync(['ca', 'import', '--dir', ca, '--cert', join(tmp.dir, 'next.pem'), '--chain', join(rootDir, 'root.pem')]);
+    expect(imp.status, imp.stderr).to.equal(0);
+    expect(imp.stdout).to.contain('activated the next intermediate');
+    expect(readFileSync(join(ca, 'intermediate.pem'), 'utf8')).to.equal(readFileSync(join(tmp.dir, 'next.pem'), 'utf8'));
+    expect(readFileSync(join(ca, 'intermediate.pem'), 'utf8')).to.not.equal(oldIntermediate);
+    const after = signAndVerify(tmp.dir, ca, join(ca, 'root.pem'), 'spiffe://example.org/ns/a/sa/imported');
+    expect(after.status, after.out).to.equal(0);
+  });
+
   it('refuses to sign an intermediate CSR for another trust domain than the one asked for', async () => {
     const ca = join(tmp.dir, 'ca');
     await initCertificateAuthority(ca, { trustDomain: 'example.org' });

@@ -2,11 +2,15 @@
  * `trellis ca ...`: create, install and use the subordinate CA. Wiring only;
  * the behaviour lives in @trellis/control-plane's CA.
  */
-import { readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import {
   CA_KEY_TYPES,
   importIntermediate,
+  installNextIntermediate,
+  activateNextIntermediate,
+  withLifecycleLock,
+  SLOT_DIRS,
   initCertificateAuthority,
   loadCertificateAuthority,
   loadSigner,
@@ -92,12 +96,24 @@ then install the result with "trellis ca import".`,
     usage: 'trellis ca import --dir DIR --cert FILE --chain FILE',
     description: `--cert is the signed intermediate; --chain holds the root(s) it chains to and any
 intermediates in between. The certificate must match the dir's intermediate.key,
-be a signing CA with URI SAN spiffe://<trust-domain> and chain to a given root.`,
+be a signing CA with URI SAN spiffe://<trust-domain> and chain to a given root.
+When DIR holds a prepared next intermediate (DIR/next/, see "trellis ca prepare-intermediate"),
+the certificate is for that key: it is installed and activated, and new leaves come from it at once
+(the offline-root rotation: prepare, sign-intermediate where the root lives, import).`,
     options: { dir: { type: 'string' }, cert: { type: 'string' }, chain: { type: 'string' } },
     async run(ctx) {
       const dir = dirFlag(ctx);
       const cert = readInput(ctx, 'cert');
       const chain = readInput(ctx, 'chain');
+      if (existsSync(join(dir, SLOT_DIRS.next, 'intermediate.key'))) {
+        const now = new Date();
+        const r = await withLifecycleLock(dir, () => {
+          installNextIntermediate(dir, cert.text, { now, chainPem: chain.text, source: cert.path });
+          return activateNextIntermediate(dir, { now, force: true });
+        }, { waitMs: 10_000 });
+        ctx.stdout.write(`imported and activated the next intermediate in ${dir}\n  valid until ${r.current.facts.notAfter.toISOString()}; new leaves come from it now\n`);
+        return;
+      }
       const r = importIntermediate(dir, cert.text, chain.text, { certSource: cert.path, chainSource: chain.path });
       ctx.stdout.write(`imported intermediate for trust domain ${r.trustDomain} into ${r.dir}\n` +
         `  intermediate valid until ${r.intermediateNotAfter.toISOString()}\n` +
