@@ -2,7 +2,8 @@
  * Maps a field path inside a parsed YAML document back to its line and column,
  * and formats the path the way users read it (`spec.rules[0].from`).
  */
-import { isMap, isPair, isScalar, isSeq, type Document, type LineCounter, type Node } from 'yaml';
+import type { Document, LineCounter, Node } from 'yaml';
+import { yamlLibrary } from './yaml-library';
 
 /** A path as a list of keys and array indexes. */
 export type FieldPath = ReadonlyArray<string | number>;
@@ -19,6 +20,7 @@ export interface Position {
  * ancestor (a missing field points at its parent).
  */
 export function locate(doc: Document, lc: LineCounter, path: FieldPath, at: 'key' | 'value' = 'value'): Position {
+  const { isMap, isPair, isScalar, isSeq } = yamlLibrary();
   let node: unknown = doc.contents;
   let offset = rangeStart(node) ?? 0;
   for (let i = 0; i < path.length; i++) {

@@ -10,9 +10,8 @@
  * (callers that need all-or-nothing, like the control plane's per-file
  * last-good rule, look at `issues`).
  */
-import Ajv, { type ErrorObject, type ValidateFunction } from 'ajv';
-import addFormats from 'ajv-formats';
-import { LineCounter, parseAllDocuments } from 'yaml';
+import type { ErrorObject, ValidateFunction } from 'ajv';
+import { yamlLibrary } from './yaml-library';
 import authorizationPolicySchema from './schemas/authorization-policy.schema.json';
 import peerAuthenticationSchema from './schemas/peer-authentication.schema.json';
 import { formatPath, locate, pointerToPath, type FieldPath } from './manifest-location';
@@ -55,6 +54,12 @@ let validators: { pa: ValidateFunction; ap: ValidateFunction } | undefined;
 
 function getValidators(): { pa: ValidateFunction; ap: ValidateFunction } {
   if (!validators) {
+    // Loaded on first parse, not at import: sidecars import this package for authorize() and
+    // never parse manifests, and ajv + its formats cost them several MB of resident memory.
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { default: Ajv } = require('ajv') as typeof import('ajv');
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { default: addFormats } = require('ajv-formats') as typeof import('ajv-formats');
     const ajv = new Ajv({ allErrors: true, strict: true });
     addFormats(ajv, ['date-time']);
     validators = { pa: ajv.compile(peerAuthenticationSchema), ap: ajv.compile(authorizationPolicySchema) };
@@ -64,6 +69,7 @@ function getValidators(): { pa: ValidateFunction; ap: ValidateFunction } {
 
 /** Parses `text` (the content of `file`); never throws for bad input. */
 export function parsePolicyFile(text: string, file: string, opts: ParsePolicyOptions): ParsedPolicyFile {
+  const { LineCounter, parseAllDocuments } = yamlLibrary();
   const lc = new LineCounter();
   const docs = parseAllDocuments(text, { lineCounter: lc, uniqueKeys: true, prettyErrors: true });
   const policies: Policy[] = [];
