@@ -6,10 +6,9 @@
  */
 import { expect } from 'chai';
 import { spawnSync, type ChildProcess } from 'node:child_process';
-import { request } from 'node:http';
 import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { freePort, makeTmpDir, TRELLIS_BIN, trellisSpawn, trellisSync } from '@trellis/testkit';
+import { freePort, makeTmpDir, TRELLIS_BIN, trellisSpawn, trellisSync, httpGet, waitFor } from '@trellis/testkit';
 import { PodNetwork, netnsUnsupportedReason, type Pod } from '../src/netns/pod-network';
 
 const TD = 'e2e.local';
@@ -21,27 +20,8 @@ function spiffeId(sa: string): string {
   return `spiffe://${TD}/ns/shop/sa/${sa}`;
 }
 
-function httpGet(host: string, port: number, path: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = request({ host, port, path, agent: false, timeout: 2000 }, (res) => {
-      let body = '';
-      res.on('data', (d: Buffer) => (body += d.toString()));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-    });
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', reject);
-    req.end();
-  });
-}
-
-async function eventually(what: string, timeoutMs: number, fn: () => Promise<boolean> | boolean): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await Promise.resolve().then(fn).catch(() => false)) return;
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for: ${what}`);
-}
+/** Polls like waitFor, at the slower pace namespaced processes need. */
+const eventually = (what: string, timeoutMs: number, fn: () => Promise<boolean> | boolean): Promise<void> => waitFor(what, fn, timeoutMs, 250);
 
 const PERMISSIVE_OR_STRICT = (mode: string): string => `apiVersion: security.trellis.dev/v1
 kind: PeerAuthentication
@@ -89,7 +69,7 @@ describe('pods in network namespaces (real iptables, sidecars and control plane)
     const sidecar = net.spawn(pod, process.execPath, args, { env: { ...process.env, TRELLIS_POD_IP: pod.ip } });
     logs[`${sa}/sidecar`] = '';
     sidecar.stderr!.on('data', (d: Buffer) => (logs[`${sa}/sidecar`] += d.toString()));
-    await eventually(`${sa} sidecar ready`, 60_000, async () => (await httpGet(pod.ip, 15000, '/ready')).status === 200);
+    await eventually(`${sa} sidecar ready`, 60_000, async () => (await httpGet(15000, '/ready', { host: pod.ip })).status === 200);
   };
 
   /** curl inside `pod`; returns the HTTP status (0 when no HTTP answer) and body. */
@@ -207,6 +187,6 @@ describe('pods in network namespaces (real iptables, sidecars and control plane)
       await new Promise((r) => setTimeout(r, 100));
     }
     expect(ok, 'requests answered while the control plane was down').to.equal(20);
-    expect((await httpGet(pods.server!.ip, 15000, '/ready')).status).to.equal(200);
+    expect((await httpGet(15000, '/ready', { host: pods.server!.ip })).status).to.equal(200);
   });
 });

@@ -1,11 +1,13 @@
 import { expect } from 'chai';
 import type { ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer, request, type Server } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import { createServer as createHttpsServer, request as httpsRequest, type Server as HttpsServer } from 'node:https';
 import { join } from 'node:path';
 import type { TLSSocket } from 'node:tls';
-import { freePort, makeTmpDir, openssl, trellisSpawn, trellisSync } from '@trellis/testkit';
+import { freePort, makeTmpDir, openssl, trellisSpawn, trellisSync, httpGet, waitFor } from '@trellis/testkit';
+
+const get = (port: number, path: string) => httpGet(port, path);
 
 const A = 'a.example';
 const B = 'b.example';
@@ -31,19 +33,6 @@ spec:
   - from: [{source: {principals: ["${B}/ns/partner/sa/client"]}}]
 `;
 
-function get(port: number, path: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path, agent: false, timeout: 5000 }, (res) => {
-      let body = '';
-      res.setEncoding('utf8').on('data', (d: string) => (body += d));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-    });
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', reject);
-    req.end();
-  });
-}
-
 /** HTTPS with a client SVID; the server is verified against A's root (no hostname: SVIDs carry a SPIFFE ID). */
 function mtlsGet(port: number, client: { key: string; chain: string }, ca: string): Promise<{ status: number; body: string } | { error: string }> {
   return new Promise((resolve) => {
@@ -59,15 +48,6 @@ function mtlsGet(port: number, client: { key: string; chain: string }, ca: strin
     req.on('error', (err: Error & { code?: string }) => resolve({ error: err.code ?? err.message }));
     req.end();
   });
-}
-
-async function waitFor(what: string, cond: () => Promise<boolean>, ms = 20_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (await cond().catch(() => false)) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for ${what}`);
 }
 
 describe('Federation end to end: trellis control-plane --federation and a trellis sidecar (real processes, real mTLS)', function () {

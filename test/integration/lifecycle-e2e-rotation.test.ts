@@ -11,37 +11,17 @@ import { expect } from 'chai';
 import type { ChildProcess } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer, request, type Server } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import { connect } from 'node:tls';
 import { join } from 'node:path';
 import { loadRootRotationState } from '@trellis/control-plane';
-import { freePort, makeTmpDir, trellisSpawn, trellisSync } from '@trellis/testkit';
+import { freePort, makeTmpDir, trellisSpawn, trellisSync, httpGet, waitFor } from '@trellis/testkit';
+
+const get = (port: number, path: string) => httpGet(port, path);
 
 const TD = 'cluster.local';
 const CART = `spiffe://${TD}/ns/shop/sa/cart`;
 const WEB = `spiffe://${TD}/ns/shop/sa/web`;
-
-function get(port: number, path: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path, agent: false, timeout: 5000 }, (res) => {
-      let body = '';
-      res.setEncoding('utf8').on('data', (d: string) => (body += d));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-    });
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', reject);
-    req.end();
-  });
-}
-
-async function waitFor(what: string, cond: () => boolean | Promise<boolean>, ms = 20_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (await Promise.resolve(cond()).catch(() => false)) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 /** The certificate chain a TLS server presents (no client certificate is offered; the handshake may then be refused). */
 function servedChain(port: number): Promise<X509Certificate[]> {

@@ -8,9 +8,11 @@
 import { expect } from 'chai';
 import type { ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { Agent, createServer, request, type Server } from 'node:http';
+import { Agent, createServer, type Server } from 'node:http';
 import { join } from 'node:path';
-import { freePort, makeTmpDir, trellisSpawn, trellisSync } from '@trellis/testkit';
+import { freePort, makeTmpDir, trellisSpawn, trellisSync, httpGet, waitFor } from '@trellis/testkit';
+
+const get = (port: number, path: string, agent: Agent | false = false): Promise<number> => httpGet(port, path, { agent }).then((r) => r.status);
 
 const TD = 'cluster.local';
 const CART = `spiffe://${TD}/ns/shop/sa/cart`;
@@ -30,27 +32,6 @@ spec:
   rules:
   - from: [{source: {principals: ["${TD}/ns/shop/sa/web"]}}]
 `;
-
-function get(port: number, path: string, agent: Agent | false = false): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path, agent, timeout: 5000 }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode ?? 0));
-    });
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', reject);
-    req.end();
-  });
-}
-
-async function waitFor(what: string, cond: () => Promise<boolean>, ms = 20_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (await cond().catch(() => false)) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 describe('trellis revoke --admin with real control plane and sidecar processes', function () {
   this.timeout(60_000);
@@ -109,16 +90,8 @@ describe('trellis revoke --admin with real control plane and sidecar processes',
   });
 
   it('makes real sidecar processes renew with new serials after trellis ca reissue --admin, with no failed request', async () => {
-    const serialOf = async (adminPort: number): Promise<string> => {
-      const body = await new Promise<string>((resolve, reject) => {
-        request({ host: '127.0.0.1', port: adminPort, path: '/config_dump', agent: false }, (res) => {
-          let b = '';
-          res.on('data', (d: Buffer) => (b += d.toString()));
-          res.on('end', () => resolve(b));
-        }).on('error', reject).end();
-      });
-      return (JSON.parse(body) as { identity: { serial: string } }).identity.serial;
-    };
+    const serialOf = async (adminPort: number): Promise<string> =>
+      (JSON.parse((await httpGet(adminPort, '/config_dump')).body) as { identity: { serial: string } }).identity.serial;
     const before = { cart: await serialOf(port.cartAdmin!), web: await serialOf(port.webAdmin!) };
     const r = trellisSync(['ca', 'reissue', '--admin', `127.0.0.1:${port.cpAdmin}`, '--all', '--window', '3s']);
     expect(r.status, r.stderr).to.equal(0);

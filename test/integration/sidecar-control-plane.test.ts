@@ -3,7 +3,9 @@ import type { ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { Agent, createServer, request, type Server } from 'node:http';
 import { join } from 'node:path';
-import { freePort, makeTmpDir, trellisSpawn, trellisSync } from '@trellis/testkit';
+import { freePort, makeTmpDir, trellisSpawn, trellisSync, httpGet, waitFor } from '@trellis/testkit';
+
+const get = (port: number, path: string) => httpGet(port, path);
 
 const TD = 'cluster.local';
 const CART = `spiffe://${TD}/ns/shop/sa/cart`;
@@ -24,28 +26,6 @@ spec:
   - from: [{source: {principals: ["${TD}/ns/shop/sa/web"]}}]
     to: [{operation: {methods: ["GET"]}}]
 `;
-
-function get(port: number, path: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path, agent: false, timeout: 5000 }, (res) => {
-      let body = '';
-      res.setEncoding('utf8').on('data', (d: string) => (body += d));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-    });
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', reject);
-    req.end();
-  });
-}
-
-async function waitFor(what: string, cond: () => Promise<boolean>, ms = 20_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (await cond().catch(() => false)) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 function exited(p: ChildProcess): Promise<number | null> {
   return p.exitCode !== null ? Promise.resolve(p.exitCode) : new Promise((r) => p.once('exit', (code) => r(code)));

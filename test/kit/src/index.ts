@@ -8,3 +8,6 @@ export { trellisSync, trellisSpawn, REPO_ROOT, TRELLIS_BIN, CORPORA_DIR } from '
 export type { CliResult } from './cli-runner';
 export { TestCa, generateTestKey, nodeCert } from './test-ca';
 export type { TestCert, TestKeyPair, LeafOptions } from './test-ca';
+export { waitFor } from './wait-for';
+export { httpGet } from './http-get';
+export type { HttpGetOptions } from './http-get';
