@@ -211,3 +211,15 @@ export function rawStream(address: string, caDir: string, token: string): { call
   });
   return { call, done, client };
 }
+
+/**
+ * Starts a FakeSidecar for `spiffe://TD/ns/shop/sa/NAME` with a fresh join
+ * token (3 uses) against `cp`, and records it in `started` for cleanup.
+ */
+export function startShopSidecar(cp: ControlPlaneProcess, caDir: string, name: string, started: FakeSidecar[]): FakeSidecar {
+  const id = `spiffe://${TD}/ns/shop/sa/${name}`;
+  const token = joinToken(caDir, id, ['--uses', '3']);
+  const s = new FakeSidecar({ addresses: [cp.address], caDir, spiffeId: id, token: () => token, namespace: 'shop' });
+  started.push(s);
+  return s.start();
+}

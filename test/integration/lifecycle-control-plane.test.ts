@@ -9,7 +9,7 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { EMPTY_REVOCATIONS, saveRevocationStore } from '@trellis/control-plane';
 import { makeTmpDir, trellisSync } from '@trellis/testkit';
-import { FakeSidecar, initCa, joinToken, startControlPlaneProcess, waitFor, TD, type ControlPlaneProcess } from './control-plane-harness';
+import { FakeSidecar, initCa, startControlPlaneProcess, startShopSidecar, waitFor, TD, type ControlPlaneProcess } from './control-plane-harness';
 
 describe('CA lifecycle with a running control plane (real processes, real gRPC/TLS)', function () {
   this.timeout(60_000);
@@ -18,13 +18,7 @@ describe('CA lifecycle with a running control plane (real processes, real gRPC/T
   let cp: ControlPlaneProcess;
   const sidecars: FakeSidecar[] = [];
 
-  function sidecar(name: string): FakeSidecar {
-    const id = `spiffe://${TD}/ns/shop/sa/${name}`;
-    const token = joinToken(caDir, id, ['--uses', '3']);
-    const s = new FakeSidecar({ addresses: [cp.address], caDir, spiffeId: id, token: () => token, namespace: 'shop' });
-    sidecars.push(s);
-    return s.start();
-  }
+  const sidecar = (name: string): FakeSidecar => startShopSidecar(cp, caDir, name, sidecars);
 
   before(async () => {
     tmp = makeTmpDir('trellis-lifecycle-cp-');

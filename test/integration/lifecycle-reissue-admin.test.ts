@@ -9,7 +9,7 @@ import { expect } from 'chai';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { makeTmpDir, trellisSync } from '@trellis/testkit';
-import { FakeSidecar, initCa, joinToken, startControlPlaneProcess, waitFor, TD, type ControlPlaneProcess } from './control-plane-harness';
+import { FakeSidecar, initCa, startControlPlaneProcess, startShopSidecar, waitFor, TD, type ControlPlaneProcess } from './control-plane-harness';
 
 describe('lifecycle steps over the admin API (real trellis control-plane process)', function () {
   this.timeout(60_000);
@@ -18,13 +18,7 @@ describe('lifecycle steps over the admin API (real trellis control-plane process
   let cp: ControlPlaneProcess;
   const sidecars: FakeSidecar[] = [];
 
-  function sidecar(name: string): FakeSidecar {
-    const id = `spiffe://${TD}/ns/shop/sa/${name}`;
-    const token = joinToken(caDir, id, ['--uses', '3']);
-    const s = new FakeSidecar({ addresses: [cp.address], caDir, spiffeId: id, token: () => token, namespace: 'shop' });
-    sidecars.push(s);
-    return s.start();
-  }
+  const sidecar = (name: string): FakeSidecar => startShopSidecar(cp, caDir, name, sidecars);
 
   async function post(path: string, body: string, method = 'POST'): Promise<{ status: number; body: { error?: { code: string; details: Record<string, unknown> } } & Record<string, unknown> }> {
     const res = await fetch(`http://${cp.admin}${path}`, { method, body: method === 'GET' ? undefined : body, headers: { 'content-type': 'application/json' } });
