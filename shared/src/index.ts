@@ -34,6 +34,28 @@ export type {
   EndpointsResource, Endpoint, MtlsMode, ResourceBodies,
 } from './protocol/resources';
 export { AckTracker } from './protocol/ack-tracker';
+export {
+  decodeDiscoveryRequest,
+  decodeDiscoveryResponse,
+  decodeErrorDetail,
+  decodeNode,
+  decodeResourceMessage,
+  encodeDiscoveryRequest,
+  encodeDiscoveryResponse,
+  encodeErrorDetail,
+  encodeNode,
+  encodeResourceMessage,
+} from './protocol/discovery-messages';
+export type {
+  DiscoveryRequestInit,
+  DiscoveryRequestMessage,
+  DiscoveryResponseInit,
+  DiscoveryResponseMessage,
+  ErrorDetailMessage,
+  NodeMessage,
+  ResourceMessage,
+} from './protocol/discovery-messages';
+export { BAD_MESSAGE_CODE } from './protocol/protobuf-wire';
 export type { SyncState, RequestVerdict, TypeSyncSnapshot } from './protocol/ack-tracker';
 export { PROTO_ROOT, DISCOVERY_PROTO_FILE, DISCOVERY_SERVICE } from './protocol/proto-path';
 export * as der from './x509/der';
