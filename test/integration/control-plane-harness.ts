@@ -12,7 +12,7 @@ import * as grpc from '@grpc/grpc-js';
 import { ALL_TYPE_URLS, createLogger, silentLogger, SVID_TYPE_URL, typeShortName, type TypeUrl, type Logger } from '@trellis/shared';
 import { buildCsr } from '@trellis/sidecar';
 import { DiscoveryClient, type ClientCredentials } from '@trellis/sidecar/dist/src/discovery/discovery-client';
-import { discoveryClientConstructor } from '@trellis/sidecar/dist/src/discovery/discovery-proto';
+import { loadDiscoveryService } from '@trellis/control-plane/dist/src/discovery/grpc-discovery-server';
 import { freePort, trellisSpawn, trellisSync } from '@trellis/testkit';
 
 /** The trust domain every test uses. */
@@ -199,7 +199,8 @@ function push(m: Map<string, string[]>, k: string, v: string): void {
 /** A raw discovery stream for feeding the server bad input. */
 export function rawStream(address: string, caDir: string, token: string): { call: grpc.ClientDuplexStream<Record<string, unknown>, unknown>; done: Promise<grpc.StatusObject & { serverCode: string | null }>; client: grpc.Client } {
   const creds = grpc.credentials.createSsl(readFileSync(join(caDir, 'root.pem')), null, null, { checkServerIdentity: () => undefined });
-  const Ctor = discoveryClientConstructor();
+  // A plain grpc-js client built from the control plane's own service definition (the sidecar no longer uses grpc-js).
+  const Ctor = grpc.makeGenericClientConstructor(loadDiscoveryService(), 'Discovery');
   const client = new Ctor(address, creds, { 'grpc.ssl_target_name_override': 'trellis-control-plane', 'grpc.max_send_message_length': 8 * 1024 * 1024 });
   const md = new grpc.Metadata();
   if (token) md.set('authorization', `Bearer ${token}`);

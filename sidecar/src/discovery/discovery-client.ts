@@ -16,9 +16,13 @@
  * used here as the TLS client key, via `getCredentials()`.
  */
 import { X509Certificate } from 'node:crypto';
-import * as grpc from '@grpc/grpc-js';
 import {
+  decodeDiscoveryResponse,
   decodeResource,
+  DISCOVERY_SERVICE,
+  encodeDiscoveryRequest,
+  type DiscoveryRequestInit,
+  type DiscoveryResponseMessage,
   isKnownTypeUrl,
   SVID_TYPE_URL,
   TRUST_BUNDLE_TYPE_URL,
@@ -31,7 +35,8 @@ import {
 } from '@trellis/shared';
 import { backoffDelayMs, DEFAULT_BACKOFF, type BackoffOptions } from './backoff';
 import { DiscoveryError, DiscoveryErrorCode } from './discovery-error';
-import { discoveryClientConstructor } from './discovery-proto';
+import { GrpcBidiCall } from './grpc-bidi-call';
+import { GrpcStatus, grpcStatusName, type CallStatus } from './grpc-status';
 
 /** What the sidecar says about itself (identity is proven separately). */
 export interface DiscoveryNode {
@@ -104,14 +109,17 @@ interface PendingCsr {
   reject(e: unknown): void;
 }
 
-interface WireResponse {
-  type_url: string;
-  version_info: string;
-  nonce: string;
-  resources: Array<{ name: string; body: Buffer }>;
-}
+type WireResponse = DiscoveryResponseMessage;
+type Call = GrpcBidiCall;
 
-type Call = grpc.ClientDuplexStream<Record<string, unknown>, WireResponse>;
+/** Transport settings, as the grpc-js channel had them. */
+const MAX_RECEIVE_MESSAGE_BYTES = 16 * 1024 * 1024;
+const KEEPALIVE_MS = 30_000;
+const KEEPALIVE_TIMEOUT_MS = 20_000;
+const CONNECT_TIMEOUT_MS = 20_000;
+/** SNI sent to the control plane (it is verified by SPIFFE ID, not by name). */
+const CONTROL_PLANE_SERVERNAME = 'trellis-control-plane';
+const STREAM_PATH = `/${DISCOVERY_SERVICE}/StreamResources`;
 
 /** One long-lived, self-healing discovery stream. */
 export class DiscoveryClient {
@@ -121,7 +129,6 @@ export class DiscoveryClient {
   private rootsPem: string;
   private pendingCsr: PendingCsr | null = null;
   private call: Call | null = null;
-  private client: grpc.Client | null = null;
   private addressIndex = 0;
   private attempt = 0;
   private retryHintMs = 0;
@@ -222,62 +229,72 @@ export class DiscoveryClient {
     const creds = this.opts.getCredentials?.() ?? null;
     const useMtls = creds !== null && creds.notAfter.getTime() > this.now() + 5_000;
     const start = async (): Promise<void> => {
-      const metadata = new grpc.Metadata();
-      if (!useMtls) metadata.set('authorization', `Bearer ${await this.opts.getToken()}`);
+      const metadata: Record<string, string> = {};
+      if (!useMtls) metadata['authorization'] = `Bearer ${await this.opts.getToken()}`;
       if (this.stopped) return;
       const expected = this.opts.controlPlaneSpiffeId;
-      const channelCreds = grpc.credentials.createSsl(
-        Buffer.from(this.rootsPem),
-        useMtls ? Buffer.from(creds!.keyPem) : null,
-        useMtls ? Buffer.from(creds!.chainPem) : null,
+      let first = true;
+      const call: Call = new GrpcBidiCall(
         {
-          // Replaces hostname checks: the control plane is known by its SPIFFE ID alone.
-          checkServerIdentity: (_host, cert) => {
-            const uris = (cert.subjectaltname ?? '').split(/,\s*/).filter((s) => s.startsWith('URI:')).map((s) => s.slice(4));
-            if (uris.length === 1 && uris[0] === expected) return undefined;
-            return new DiscoveryError(DiscoveryErrorCode.SERVER_IDENTITY, `control plane presented ${uris.join(',') || 'no SPIFFE ID'}, expected ${expected}`);
+          address,
+          path: STREAM_PATH,
+          tls: {
+            caPem: this.rootsPem,
+            ...(useMtls ? { keyPem: creds!.keyPem, certPem: creds!.chainPem } : {}),
+            servername: CONTROL_PLANE_SERVERNAME,
+            // Replaces hostname checks: the control plane is known by its SPIFFE ID alone.
+            checkServerIdentity: (_host, cert) => {
+              const uris = (cert.subjectaltname ?? '').split(/,\s*/).filter((s) => s.startsWith('URI:')).map((s) => s.slice(4));
+              if (uris.length === 1 && uris[0] === expected) return undefined;
+              return new DiscoveryError(DiscoveryErrorCode.SERVER_IDENTITY, `control plane presented ${uris.join(',') || 'no SPIFFE ID'}, expected ${expected}`);
+            },
           },
+          metadata,
+          maxReceiveMessageBytes: MAX_RECEIVE_MESSAGE_BYTES,
+          keepaliveMs: KEEPALIVE_MS,
+          keepaliveTimeoutMs: KEEPALIVE_TIMEOUT_MS,
+          connectTimeoutMs: CONNECT_TIMEOUT_MS,
+        },
+        {
+          onMetadata: () => {
+            if (this.call !== call) return;
+            this.connectedAddress = address;
+            for (const l of this.connectListeners) l(true);
+          },
+          onMessage: (buf) => {
+            if (this.call !== call) return;
+            let res: WireResponse;
+            try {
+              res = decodeDiscoveryResponse(buf);
+            } catch (err) {
+              // A message we cannot parse: end this stream as grpc-js did (INTERNAL) and reconnect.
+              call.cancel();
+              this.onStreamEnd(call, { code: GrpcStatus.INTERNAL, details: `failed to parse a DiscoveryResponse: ${(err as Error).message}`, metadata: {} });
+              return;
+            }
+            this.attempt = 0;
+            this.retryHintMs = 0;
+            this.chain = this.chain.then(() => this.onResponse(call, res)).catch((err) => this.opts.logger.error('discovery response handling failed', { error: err }));
+          },
+          onStatus: (status) => this.onStreamEnd(call, status),
         },
       );
-      const Ctor = discoveryClientConstructor();
-      const client = new Ctor(address, channelCreds, {
-        'grpc.ssl_target_name_override': 'trellis-control-plane',
-        'grpc.max_receive_message_length': 16 * 1024 * 1024,
-        'grpc.keepalive_time_ms': 30_000,
-        'grpc.enable_channelz': 0,
-      });
-      this.client = client;
-      const call = (client as unknown as { StreamResources(md: grpc.Metadata): Call }).StreamResources(metadata);
       this.call = call;
-      let first = true;
-      call.on('metadata', () => {
-        if (this.call !== call) return;
-        this.connectedAddress = address;
-        for (const l of this.connectListeners) l(true);
-      });
-      call.on('data', (res: WireResponse) => {
-        if (this.call !== call) return;
-        this.attempt = 0;
-        this.retryHintMs = 0;
-        this.chain = this.chain.then(() => this.onResponse(call, res)).catch((err) => this.opts.logger.error('discovery response handling failed', { error: err }));
-      });
-      call.on('error', (err: grpc.ServiceError) => this.onStreamEnd(call, err));
-      call.on('end', () => this.onStreamEnd(call, null));
       // Subscribe: node in the first request, the version we hold for each type.
       for (const t of this.handlers.keys()) {
-        const req: Record<string, unknown> = {
+        const req: DiscoveryRequestInit = {
           type_url: t,
           version_info: this.accepted.get(t) ?? '',
           response_nonce: '',
           resource_names: t === 'type.trellis.dev/trellis.v1.Endpoints' ? this.opts.endpointNames ?? [] : [],
         };
-        if (first) req['node'] = this.wireNode();
+        if (first) req.node = this.wireNode();
         first = false;
         this.write(req);
       }
-      const svidReq: Record<string, unknown> = { type_url: SVID_TYPE_URL, version_info: this.accepted.get(SVID_TYPE_URL) ?? '', response_nonce: '' };
-      if (first) svidReq['node'] = this.wireNode();
-      if (this.pendingCsr) svidReq['csr'] = this.pendingCsr.csr;
+      const svidReq: DiscoveryRequestInit = { type_url: SVID_TYPE_URL, version_info: this.accepted.get(SVID_TYPE_URL) ?? '', response_nonce: '' };
+      if (first) svidReq.node = this.wireNode();
+      if (this.pendingCsr) svidReq.csr = this.pendingCsr.csr;
       this.write(svidReq);
       this.opts.logger.info('discovery stream opened', { address, auth: useMtls ? 'svid' : 'token' });
     };
@@ -287,14 +304,14 @@ export class DiscoveryClient {
     });
   }
 
-  private wireNode(): Record<string, unknown> {
+  private wireNode(): NonNullable<DiscoveryRequestInit['node']> {
     const n = this.opts.node;
     return { spiffe_id: n.spiffeId, namespace: n.namespace, labels: n.labels, service: n.service, inbound_ports: n.inboundPorts, address: n.address ?? '' };
   }
 
-  private write(req: Record<string, unknown>): void {
+  private write(req: DiscoveryRequestInit): void {
     try {
-      this.call?.write(req);
+      this.call?.write(encodeDiscoveryRequest(req));
     } catch (err) {
       this.opts.logger.warn('discovery write failed', { error: err });
     }
@@ -359,7 +376,7 @@ export class DiscoveryClient {
       version_info: isKnownTypeUrl(t) ? this.accepted.get(t) ?? '' : '',
       response_nonce: res.nonce,
       resource_names: isKnownTypeUrl(t) ? this.namesFor(t) : [],
-      error_detail: { code: grpc.status.INVALID_ARGUMENT, message: message.slice(0, 4000) },
+      error_detail: { code: GrpcStatus.INVALID_ARGUMENT, message: message.slice(0, 4000) },
     });
   }
 
@@ -367,19 +384,21 @@ export class DiscoveryClient {
     return t === 'type.trellis.dev/trellis.v1.Endpoints' ? this.opts.endpointNames ?? [] : [];
   }
 
-  private onStreamEnd(call: Call, err: grpc.ServiceError | null): void {
+  /** `status` null: the server ended the stream with OK, which this long-lived stream treats as UNAVAILABLE. */
+  private onStreamEnd(call: Call, status: CallStatus | null): void {
     if (this.call !== call) return;
-    const code = err?.code ?? grpc.status.UNAVAILABLE;
-    const serverCode = (err?.metadata?.get('trellis-error-code')[0] as string | undefined) ?? null;
-    const retry = Number(err?.metadata?.get('trellis-retry-after-ms')[0] ?? 0);
+    const err = status === null || status.code === GrpcStatus.OK ? null : status;
+    const code = err?.code ?? GrpcStatus.UNAVAILABLE;
+    const serverCode = err?.metadata['trellis-error-code'] ?? null;
+    const retry = Number(err?.metadata['trellis-retry-after-ms'] ?? 0);
     this.lastStreamError = { grpcCode: code, serverCode, message: err?.details ?? 'stream ended by the server' };
-    this.retryHintMs = Number.isFinite(retry) ? retry : 0;
+    this.retryHintMs = Number.isFinite(retry) && retry > 0 ? retry : 0;
     for (const l of this.endListeners) l({ ...this.lastStreamError, retryAfterMs: this.retryHintMs });
-    if (!this.stopped) this.opts.logger.warn('discovery stream ended', { grpcCode: grpc.status[code], serverCode, message: err?.details });
-    if (this.pendingCsr && (code === grpc.status.PERMISSION_DENIED || code === grpc.status.INVALID_ARGUMENT)) {
+    if (!this.stopped) this.opts.logger.warn('discovery stream ended', { grpcCode: grpcStatusName(code), serverCode, message: err?.details });
+    if (this.pendingCsr && (code === GrpcStatus.PERMISSION_DENIED || code === GrpcStatus.INVALID_ARGUMENT)) {
       const p = this.pendingCsr;
       this.pendingCsr = null;
-      p.reject(new DiscoveryError(DiscoveryErrorCode.REFUSED, `control plane refused the CSR: ${err?.details ?? grpc.status[code]}`, { grpcCode: code, serverCode }));
+      p.reject(new DiscoveryError(DiscoveryErrorCode.REFUSED, `control plane refused the CSR: ${err?.details ?? grpcStatusName(code)}`, { grpcCode: code, serverCode }));
     }
     this.teardown();
     this.scheduleReconnect();
@@ -387,19 +406,10 @@ export class DiscoveryClient {
 
   private teardown(): void {
     const call = this.call;
-    const client = this.client;
     const wasConnected = this.connectedAddress !== null;
     this.call = null;
-    this.client = null;
     this.connectedAddress = null;
-    if (call) {
-      try {
-        call.cancel();
-      } catch {
-        /* already closed */
-      }
-    }
-    client?.close();
+    call?.cancel();
     if (wasConnected) for (const l of this.connectListeners) l(false);
   }
 

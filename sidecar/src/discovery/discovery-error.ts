@@ -15,6 +15,8 @@ export const DiscoveryErrorCode = Object.freeze({
   BAD_OPTIONS: 'TRELLIS_DISCOVERY_BAD_OPTIONS',
   /** The control plane's certificate is not the expected SPIFFE ID. */
   SERVER_IDENTITY: 'TRELLIS_DISCOVERY_SERVER_IDENTITY',
+  /** The control plane sent a gRPC frame we cannot accept (compressed, or over the size limit). */
+  BAD_FRAME: 'TRELLIS_DISCOVERY_BAD_FRAME',
 });
 
 /** An error raised by the discovery client. */

@@ -8,33 +8,52 @@ import * as grpc from '@grpc/grpc-js';
 import { encodeResource, PEER_AUTHENTICATION_TYPE_URL, silentLogger, TRUST_BUNDLE_TYPE_URL } from '@trellis/shared';
 import { TestCa } from '@trellis/testkit';
 import { backoffDelayMs } from '../../src/discovery/backoff';
-import { DiscoveryClient } from '../../src/discovery/discovery-client';
-import { discoveryClientConstructor } from '../../src/discovery/discovery-proto';
+import { DiscoveryClient, type DiscoveryClientOptions, type StreamEndInfo } from '../../src/discovery/discovery-client';
+import { DiscoveryError } from '../../src/discovery/discovery-error';
+import { discoveryServiceDefinition } from '../helpers/discovery-service';
 
 const CP_ID = 'spiffe://example.org/ns/trellis-system/sa/trellis-control-plane';
+
+type ServerCall = grpc.ServerDuplexStream<Record<string, unknown>, unknown>;
 
 interface Seen {
   tokens: string[];
   requests: Array<Record<string, unknown>>;
-  call?: grpc.ServerDuplexStream<Record<string, unknown>, unknown>;
+  call?: ServerCall;
+  peerUris: string[];
+  cancelled: number;
 }
 
-async function fakeControlPlane(ca: TestCa, serverId: string): Promise<{ server: grpc.Server; address: string; seen: Seen }> {
+/** A grpc-js Discovery server (as the control plane runs) with hooks for each call. */
+async function fakeControlPlane(ca: TestCa, serverId: string, opts: { requireClientCert?: boolean; onCall?: (call: ServerCall) => void } = {}): Promise<{ server: grpc.Server; address: string; seen: Seen }> {
   const leaf = await ca.issueLeaf(serverId);
-  const seen: Seen = { tokens: [], requests: [] };
+  const seen: Seen = { tokens: [], requests: [], peerUris: [], cancelled: 0 };
   const server = new grpc.Server();
-  server.addService(discoveryClientConstructor().service, {
-    StreamResources: (call: grpc.ServerDuplexStream<Record<string, unknown>, unknown>) => {
+  server.addService(discoveryServiceDefinition(), {
+    StreamResources: (call: ServerCall) => {
       seen.tokens.push(String(call.metadata.get('authorization')[0] ?? ''));
+      const peer = call.getAuthContext()?.sslPeerCertificate;
+      if (peer) seen.peerUris.push(String(peer.subjectaltname ?? ''));
       seen.call = call;
       call.on('data', (r: Record<string, unknown>) => seen.requests.push(r));
+      call.on('cancelled', () => seen.cancelled++);
       call.on('error', () => undefined);
+      opts.onCall?.(call);
     },
   });
+  const roots = opts.requireClientCert ? Buffer.from(ca.root.pem) : null;
   const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createSsl(null, [{ cert_chain: Buffer.from(leaf.chainPem), private_key: Buffer.from(leaf.key.keyPem) }], false), (e, p) => (e ? reject(e) : resolve(p))),
+    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createSsl(roots, [{ cert_chain: Buffer.from(leaf.chainPem), private_key: Buffer.from(leaf.key.keyPem) }], opts.requireClientCert ?? false), (e, p) => (e ? reject(e) : resolve(p))),
   );
   return { server, address: `127.0.0.1:${port}`, seen };
+}
+
+/** A refusal as the control plane sends it (control-plane/src/errors/grpc-status.ts). */
+function refusal(code: grpc.status, details: string, serverCode: string, retryAfterMs?: number): Partial<grpc.StatusObject> {
+  const metadata = new grpc.Metadata();
+  metadata.set('trellis-error-code', serverCode);
+  if (retryAfterMs !== undefined) metadata.set('trellis-retry-after-ms', String(retryAfterMs));
+  return { code, details, metadata };
 }
 
 async function waitFor(cond: () => boolean, what: string): Promise<void> {
@@ -57,7 +76,7 @@ describe('DiscoveryClient', function () {
     while (cleanups.length) cleanups.pop()!();
   });
 
-  function client(address: string, rootPem: string): DiscoveryClient {
+  function client(address: string, rootPem: string, extra: Partial<DiscoveryClientOptions> = {}): DiscoveryClient {
     const c = new DiscoveryClient({
       addresses: [address],
       bootstrapBundlePem: rootPem,
@@ -66,6 +85,7 @@ describe('DiscoveryClient', function () {
       controlPlaneSpiffeId: CP_ID,
       logger: silentLogger,
       backoff: { initialMs: 20, maxMs: 100 },
+      ...extra,
     });
     cleanups.push(() => c.stop());
     return c;
@@ -120,6 +140,87 @@ describe('DiscoveryClient', function () {
     await waitFor(() => seen.requests.some((r) => r['response_nonce'] === 'c'), 'the NACK of a malformed body');
     expect((seen.requests.find((r) => r['response_nonce'] === 'c')!['error_detail'] as { message: string }).message).to.include('TRELLIS_PROTOCOL_BAD_RESOURCE');
     expect(c.syncState()['peer_authn']).to.include({ state: 'NACKED', acceptedVersion: 'v1' });
+  });
+
+  it('reports a trailers-only refusal with its status, decoded message, Trellis code and retry hint, without ever counting as connected', async () => {
+    const { server, address } = await fakeControlPlane(ca, CP_ID, {
+      onCall: (call) => call.emit('error', refusal(grpc.status.RESOURCE_EXHAUSTED, 'signing queue full: 100% busy, retry [TRELLIS_CP_OVERLOADED]', 'TRELLIS_CP_OVERLOADED', 60)),
+    });
+    cleanups.push(() => server.forceShutdown());
+    const ends: StreamEndInfo[] = [];
+    const connected: boolean[] = [];
+    const c = client(address, ca.root.pem);
+    c.onStreamEnded((e) => ends.push(e));
+    c.onConnectionChange((up) => connected.push(up));
+    c.on(TRUST_BUNDLE_TYPE_URL, () => undefined).start();
+    await waitFor(() => ends.length >= 1, 'the refusal');
+    expect(ends[0]).to.deep.equal({ grpcCode: grpc.status.RESOURCE_EXHAUSTED, serverCode: 'TRELLIS_CP_OVERLOADED', message: 'signing queue full: 100% busy, retry [TRELLIS_CP_OVERLOADED]', retryAfterMs: 60 });
+    expect(connected).to.deep.equal([]);
+    expect(c.connection().lastError).to.deep.include({ serverCode: 'TRELLIS_CP_OVERLOADED' });
+  });
+
+  it('rejects a pending CSR with TRELLIS_DISCOVERY_REFUSED when the stream ends PERMISSION_DENIED after its headers', async () => {
+    const { server, address, seen } = await fakeControlPlane(ca, CP_ID, {
+      onCall: (call) => {
+        call.sendMetadata(new grpc.Metadata());
+        call.on('data', (r: Record<string, unknown>) => {
+          if ((r['csr'] as Buffer).length > 0) call.emit('error', refusal(grpc.status.PERMISSION_DENIED, 'CSR names another workload [TRELLIS_CA_CSR_IDENTITY_MISMATCH]', 'TRELLIS_CA_CSR_IDENTITY_MISMATCH'));
+        });
+      },
+    });
+    cleanups.push(() => server.forceShutdown());
+    const connected: boolean[] = [];
+    const c = client(address, ca.root.pem);
+    c.onConnectionChange((up) => connected.push(up));
+    c.on(TRUST_BUNDLE_TYPE_URL, () => undefined).start();
+    const err = await c.requestSvid(Buffer.from([0x30, 0x03, 0x02, 0x01, 0x01])).then(
+      () => null,
+      (e: unknown) => e,
+    );
+    expect(err).to.be.instanceOf(DiscoveryError);
+    expect((err as DiscoveryError).code).to.equal('TRELLIS_DISCOVERY_REFUSED');
+    expect((err as DiscoveryError).details).to.deep.equal({ grpcCode: grpc.status.PERMISSION_DENIED, serverCode: 'TRELLIS_CA_CSR_IDENTITY_MISMATCH' });
+    expect(seen.requests.find((r) => (r['csr'] as Buffer).length > 0)!['csr']).to.deep.equal(Buffer.from([0x30, 0x03, 0x02, 0x01, 0x01]));
+    await waitFor(() => connected.length >= 2, 'connect then disconnect');
+    expect(connected.slice(0, 2)).to.deep.equal([true, false]);
+  });
+
+  it('authenticates with its SVID over mTLS, sending no token, once it holds an unexpired certificate', async () => {
+    const { server, address, seen } = await fakeControlPlane(ca, CP_ID, { requireClientCert: true });
+    cleanups.push(() => server.forceShutdown());
+    const svid = await ca.issueLeaf('spiffe://example.org/ns/shop/sa/web');
+    const c = client(address, ca.root.pem, { getCredentials: () => ({ keyPem: svid.key.keyPem, chainPem: svid.chainPem, notAfter: new Date(Date.now() + 3_600_000) }) });
+    c.on(TRUST_BUNDLE_TYPE_URL, () => undefined).start();
+    await waitFor(() => seen.requests.length >= 1, 'the subscription');
+    expect(seen.tokens).to.deep.equal(['']);
+    expect(seen.peerUris).to.deep.equal(['URI:spiffe://example.org/ns/shop/sa/web']);
+  });
+
+  it('cancels its stream on stop(), so the server sees the call cancelled', async () => {
+    const { server, address, seen } = await fakeControlPlane(ca, CP_ID, { onCall: (call) => call.sendMetadata(new grpc.Metadata()) });
+    cleanups.push(() => server.forceShutdown());
+    const c = client(address, ca.root.pem);
+    c.on(TRUST_BUNDLE_TYPE_URL, () => undefined).start();
+    await waitFor(() => c.connection().connected, 'the connection');
+    c.stop();
+    await waitFor(() => seen.cancelled === 1, 'the server to see the cancellation');
+    expect(c.connection().connected).to.equal(false);
+  });
+
+  it('reconnects and re-subscribes with the version it accepted after the server ends the stream', async () => {
+    const { server, address, seen } = await fakeControlPlane(ca, CP_ID, { onCall: (call) => call.sendMetadata(new grpc.Metadata()) });
+    cleanups.push(() => server.forceShutdown());
+    const c = client(address, ca.root.pem);
+    c.on(PEER_AUTHENTICATION_TYPE_URL, () => undefined).start();
+    await waitFor(() => seen.requests.length >= 2, 'the subscriptions');
+    seen.call!.write({ type_url: PEER_AUTHENTICATION_TYPE_URL, version_info: 'v7', nonce: 'n', resources: [{ name: 'default', body: encodeResource({ mode: 'STRICT', portModes: {} }) }] });
+    await waitFor(() => seen.requests.some((r) => r['response_nonce'] === 'n'), 'the ACK');
+    const first = seen.call!;
+    first.end();
+    await waitFor(() => seen.call !== first && seen.requests.filter((r) => r['type_url'] === PEER_AUTHENTICATION_TYPE_URL).length >= 3, 'the re-subscription');
+    const resub = seen.requests.filter((r) => r['type_url'] === PEER_AUTHENTICATION_TYPE_URL)[2]!;
+    expect(resub).to.include({ version_info: 'v7', response_nonce: '' });
+    expect(resub['node']).to.deep.include({ spiffe_id: 'spiffe://example.org/ns/shop/sa/web', labels: { app: 'web' }, inbound_ports: [8080] });
   });
 
   it('backs off exponentially with jitter up to the cap', () => {
