@@ -25,11 +25,19 @@ interface Seen {
 }
 
 /** A grpc-js Discovery server (as the control plane runs) with hooks for each call. */
-async function fakeControlPlane(ca: TestCa, serverId: string, opts: { requireClientCert?: boolean; onCall?: (call: ServerCall) => void } = {}): Promise<{ server: grpc.Server; address: string; seen: Seen }> {
+async function fakeControlPlane(
+  ca: TestCa,
+  serverId: string,
+  opts: { requireClientCert?: boolean; onCall?: (call: ServerCall) => void; rawResponses?: boolean } = {},
+): Promise<{ server: grpc.Server; address: string; seen: Seen }> {
   const leaf = await ca.issueLeaf(serverId);
   const seen: Seen = { tokens: [], requests: [], peerUris: [], cancelled: 0 };
   const server = new grpc.Server();
-  server.addService(discoveryServiceDefinition(), {
+  const def = discoveryServiceDefinition();
+  // rawResponses: the server writes Buffers as the message bytes, to send what no protobuf encoder would.
+  const method = def['StreamResources']!;
+  const service = opts.rawResponses ? { StreamResources: { ...method, responseSerialize: (b: Buffer) => b } } : def;
+  server.addService(service, {
     StreamResources: (call: ServerCall) => {
       seen.tokens.push(String(call.metadata.get('authorization')[0] ?? ''));
       const peer = call.getAuthContext()?.sslPeerCertificate;
@@ -221,6 +229,45 @@ describe('DiscoveryClient', function () {
     const resub = seen.requests.filter((r) => r['type_url'] === PEER_AUTHENTICATION_TYPE_URL)[2]!;
     expect(resub).to.include({ version_info: 'v7', response_nonce: '' });
     expect(resub['node']).to.deep.include({ spiffe_id: 'spiffe://example.org/ns/shop/sa/web', labels: { app: 'web' }, inbound_ports: [8080] });
+  });
+
+  it('ends the stream INTERNAL on a malformed DiscoveryResponse, and reconnects', async () => {
+    const { server, address, seen } = await fakeControlPlane(ca, CP_ID, {
+      rawResponses: true,
+      onCall: (call) => {
+        call.sendMetadata(new grpc.Metadata());
+        // field 1 (type_url), length 9, but only 2 bytes follow.
+        call.write(Buffer.from([0x0a, 0x09, 0x61, 0x62]));
+      },
+    });
+    cleanups.push(() => server.forceShutdown());
+    const ends: StreamEndInfo[] = [];
+    const c = client(address, ca.root.pem);
+    c.onStreamEnded((e) => ends.push(e));
+    c.on(TRUST_BUNDLE_TYPE_URL, () => undefined).start();
+    await waitFor(() => ends.length >= 1 && seen.tokens.length >= 2, 'the failed stream and a reconnect');
+    expect(ends[0]!.grpcCode).to.equal(grpc.status.INTERNAL);
+    expect(ends[0]!.message).to.include('DiscoveryResponse.type_url');
+  });
+
+  it('refuses a response over 16 MiB with RESOURCE_EXHAUSTED before buffering it', async () => {
+    const { server, address } = await fakeControlPlane(ca, CP_ID, {
+      onCall: (call) => {
+        call.sendMetadata(new grpc.Metadata());
+        call.write({ type_url: TRUST_BUNDLE_TYPE_URL, version_info: 'big', nonce: 'x', resources: [{ name: 'default', body: Buffer.alloc(16 * 1024 * 1024 + 1, 0x20) }] });
+      },
+    });
+    cleanups.push(() => server.forceShutdown());
+    const ends: StreamEndInfo[] = [];
+    let handled = 0;
+    const c = client(address, ca.root.pem);
+    c.onStreamEnded((e) => ends.push(e));
+    c.on(TRUST_BUNDLE_TYPE_URL, () => {
+      handled++;
+    }).start();
+    await waitFor(() => ends.length >= 1, 'the refusal');
+    expect(ends[0]!.grpcCode).to.equal(grpc.status.RESOURCE_EXHAUSTED);
+    expect(handled).to.equal(0);
   });
 
   it('backs off exponentially with jitter up to the cap', () => {

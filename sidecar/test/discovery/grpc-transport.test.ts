@@ -7,7 +7,10 @@ import { expect } from 'chai';
 import fc from 'fast-check';
 import { frameMessage, MessageDeframer } from '../../src/discovery/grpc-framing';
 import { decodeGrpcMessage, GrpcStatus, grpcStatusName, statusFromHttp, statusFromRstCode, statusFromTrailers } from '../../src/discovery/grpc-status';
-import { DiscoveryError } from '../../src/discovery/discovery-error';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { BAD_MESSAGE_CODE } from '@trellis/shared';
+import { DiscoveryError, DiscoveryErrorCode } from '../../src/discovery/discovery-error';
 
 describe('gRPC framing', () => {
   it('prefixes a message with a zero compressed flag and its big-endian length', () => {
@@ -103,5 +106,13 @@ describe('gRPC status mapping', () => {
       GrpcStatus.INTERNAL,
       GrpcStatus.INTERNAL,
     ]);
+  });
+});
+
+describe('discovery error codes', () => {
+  it('documents every discovery client and protobuf codec code in docs/errors.md', () => {
+    const doc = readFileSync(join(__dirname, '..', '..', '..', '..', 'docs', 'errors.md'), 'utf8');
+    const missing = [...Object.values(DiscoveryErrorCode), BAD_MESSAGE_CODE].filter((c) => !doc.includes('`' + c + '`'));
+    expect(missing).to.deep.equal([]);
   });
 });
