@@ -17,6 +17,8 @@ export const DiscoveryErrorCode = Object.freeze({
   SERVER_IDENTITY: 'TRELLIS_DISCOVERY_SERVER_IDENTITY',
   /** The control plane sent a gRPC frame we cannot accept (compressed, or over the size limit). */
   BAD_FRAME: 'TRELLIS_DISCOVERY_BAD_FRAME',
+  /** Call metadata (e.g. the bearer token) is not a valid gRPC header; nothing is sent. */
+  BAD_METADATA: 'TRELLIS_DISCOVERY_BAD_METADATA',
 });
 
 /** An error raised by the discovery client. */

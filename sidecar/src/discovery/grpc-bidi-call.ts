@@ -17,7 +17,7 @@ import * as http2 from 'node:http2';
 import type { PeerCertificate } from 'node:tls';
 import { frameMessage, MessageDeframer } from './grpc-framing';
 import { GrpcStatus, statusFromHttp, statusFromRstCode, statusFromTrailers, type CallStatus } from './grpc-status';
-import { DiscoveryError } from './discovery-error';
+import { DiscoveryError, DiscoveryErrorCode } from './discovery-error';
 
 /** TLS settings of the connection. */
 export interface CallTls {
@@ -59,6 +59,21 @@ export interface BidiCallListener {
 const { HTTP2_HEADER_STATUS, HTTP2_HEADER_CONTENT_TYPE, NGHTTP2_CANCEL, NGHTTP2_NO_ERROR } = http2.constants;
 const USER_AGENT = 'trellis-sidecar (node:http2)';
 
+/**
+ * Custom metadata must be valid gRPC ASCII headers (lower-case name, printable
+ * ASCII value); node:http2 would otherwise drop an invalid header silently and
+ * send the call without it. Throws DiscoveryError TRELLIS_DISCOVERY_BAD_METADATA
+ * naming the key, never the value (it may be a token).
+ */
+export function checkMetadata(metadata: Readonly<Record<string, string>>): void {
+  for (const [k, v] of Object.entries(metadata)) {
+    if (!/^[0-9a-z_.-]+$/.test(k) || k.startsWith('grpc-') || k.endsWith('-bin')) {
+      throw new DiscoveryError(DiscoveryErrorCode.BAD_METADATA, `metadata key ${JSON.stringify(k)} is not a valid gRPC ASCII header name`, { key: k });
+    }
+    if (!/^[\x20-\x7e]*$/.test(v)) throw new DiscoveryError(DiscoveryErrorCode.BAD_METADATA, `metadata ${k}: value has characters outside printable ASCII`, { key: k });
+  }
+}
+
 /** An open call; write() messages, cancel() to end it. */
 export class GrpcBidiCall {
   private readonly session: http2.ClientHttp2Session;
@@ -75,6 +90,7 @@ export class GrpcBidiCall {
     private readonly opts: BidiCallOptions,
     private readonly listener: BidiCallListener,
   ) {
+    checkMetadata(opts.metadata);
     this.deframer = new MessageDeframer(opts.maxReceiveMessageBytes);
     const t = opts.tls;
     this.session = http2.connect(`https://${opts.address}`, {

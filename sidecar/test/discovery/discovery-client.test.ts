@@ -270,6 +270,19 @@ describe('DiscoveryClient', function () {
     expect(handled).to.equal(0);
   });
 
+  it('sends nothing when the token cannot be a header value, logs the key but not the token, and keeps retrying', async () => {
+    const { server, address, seen } = await fakeControlPlane(ca, CP_ID);
+    cleanups.push(() => server.forceShutdown());
+    const warnings: Array<{ msg: string; fields: string }> = [];
+    const logger = { ...silentLogger, warn: (msg: string, fields?: Record<string, unknown>) => warnings.push({ msg, fields: JSON.stringify(fields, (_k, v: unknown) => (v instanceof Error ? { code: (v as DiscoveryError).code, message: v.message } : v)) }) };
+    const c = client(address, ca.root.pem, { getToken: async () => 'line1\nline2', logger });
+    c.on(TRUST_BUNDLE_TYPE_URL, () => undefined).start();
+    await waitFor(() => warnings.filter((w) => w.msg === 'discovery connect failed').length >= 2, 'two abandoned attempts');
+    const failed = warnings.find((w) => w.msg === 'discovery connect failed')!;
+    expect(failed.fields).to.include('TRELLIS_DISCOVERY_BAD_METADATA').and.include('authorization').and.not.include('line1');
+    expect(seen.tokens).to.deep.equal([]);
+  });
+
   it('backs off exponentially with jitter up to the cap', () => {
     const o = { initialMs: 250, maxMs: 30_000 };
     expect(backoffDelayMs(0, o, 0)).to.equal(125);
