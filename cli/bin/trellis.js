@@ -1,7 +1,18 @@
 #!/usr/bin/env node
 'use strict';
 // Entry point of the `trellis` command; all logic lives in cli/src/main.ts.
-const { runCli } = require('../dist/src/main');
+// `trellis sidecar` runs from the one-file bundle the build makes (see
+// cli/src/sidecar-entry.ts): a sidecar per pod, so its start-up memory counts.
+const path = require('node:path');
+const fs = require('node:fs');
+
+function entry(argv) {
+  const bundle = path.join(__dirname, '..', 'dist', 'trellis-sidecar.js');
+  if (argv[0] === 'sidecar' && fs.existsSync(bundle)) return require(bundle).runSidecarCli;
+  return require('../dist/src/main').runCli;
+}
+const argv = process.argv.slice(2);
+const runCli = entry(argv);
 
 const controller = new AbortController();
 let signals = 0;
@@ -12,7 +23,7 @@ for (const sig of ['SIGINT', 'SIGTERM']) {
     controller.abort(sig);
   });
 }
-runCli({ argv: process.argv.slice(2), stopSignal: controller.signal }).then(
+runCli({ argv, stopSignal: controller.signal }).then(
   (code) => { process.exitCode = code; },
   (err) => { process.stderr.write(`trellis: ${err && err.message ? err.message : err}\n`); process.exitCode = 1; },
 );
