@@ -65,7 +65,9 @@ describe('trellis up (real binary, real children)', function () {
     child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
     const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
     try {
-      await waitFor(() => out, /press Ctrl-C to stop/, 90_000);
+      await waitFor(() => out, /press Ctrl-C to stop/, 90_000).catch((e: Error) => {
+        throw new Error(`${e.message}\n--- stderr ---\n${err.slice(-3000)}`);
+      });
       expect(err, 'the CA must be reused, not replaced').to.contain('"msg":"reusing CA"');
       // The live status names each workload with its identity.
       await waitFor(() => out, /ledger\s+yes\s+spiffe:\/\/trellis\.local\/ns\/shop\/sa\/ledger/, 30_000);

@@ -1,0 +1,30 @@
+/**
+ * No Docker engine runs here, so the image build itself is not exercised.
+ * What can be checked is the part that breaks silently when the build
+ * changes: every file the runtime stage copies out of the build stage must
+ * be something `npm run build` (which the Dockerfile's build stage mirrors)
+ * actually produces, and every build step the Dockerfile runs must exist.
+ */
+import { expect } from 'chai';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { REPO_ROOT } from '@trellis/testkit';
+
+const DOCKERFILE = join(REPO_ROOT, 'deploy', 'Dockerfile');
+
+describe('deploy/Dockerfile', () => {
+  const text = readFileSync(DOCKERFILE, 'utf8');
+
+  it('Should copy from the build stage only paths that the build produces', () => {
+    const sources = [...text.matchAll(/^COPY --from=build \/src\/(\S+) \S+$/gm)].map((m) => m[1]!);
+    expect(sources.length).to.be.greaterThan(10);
+    const missing = sources.filter((s) => !existsSync(join(REPO_ROOT, s)));
+    expect(missing, `deploy/Dockerfile copies paths the build does not produce`).to.deep.equal([]);
+  });
+
+  it('Should build the sidecar bundle that bin/trellis.js runs for `trellis sidecar`', () => {
+    expect(text).to.match(/node cli\/scripts\/bundle-sidecar\.js/);
+    expect(text).to.contain('COPY --from=build /src/cli/dist/trellis-sidecar.js');
+    expect(existsSync(join(REPO_ROOT, 'cli', 'scripts', 'bundle-sidecar.js'))).to.equal(true);
+  });
+});
