@@ -5,10 +5,12 @@
  * wire that ends one stream with a precise status while the rest carry on.
  */
 import { expect } from 'chai';
+import { generateKeyPairSync } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { AUTHORIZATION_POLICIES_TYPE_URL, SVID_TYPE_URL } from '@trellis/shared';
+import { buildCsr } from '@trellis/sidecar';
 import { makeTmpDir, trellisSync } from '@trellis/testkit';
 import { adminJson, FakeSidecar, initCa, joinToken, rawStream, startControlPlaneProcess, waitFor, TD, type ControlPlaneProcess } from './control-plane-harness';
 
@@ -147,27 +149,30 @@ describe('control plane discovery stream (real process, real gRPC/TLS)', functio
   });
 
   describe('bad input on the wire', () => {
-    const cases: Array<[string, (call: grpc.ClientDuplexStream<Record<string, unknown>, unknown>, id: string) => void, number, string | null]> = [
+    const cases: Array<[string, (call: grpc.ClientDuplexStream<Record<string, unknown>, unknown>, id: string) => void, number, string]> = [
       ['an unknown type_url', (c, id) => c.write({ node: { spiffe_id: id }, type_url: 'type.example/Nope' }), grpc.status.INVALID_ARGUMENT, 'TRELLIS_CP_UNKNOWN_TYPE'],
       ['a NACK for a nonce never sent', (c, id) => c.write({ node: { spiffe_id: id }, type_url: AUTHORIZATION_POLICIES_TYPE_URL, response_nonce: 'zz99', error_detail: { code: 3, message: 'x' } }), grpc.status.INVALID_ARGUMENT, 'TRELLIS_CP_UNKNOWN_NONCE'],
-      ['a malformed CSR', (c, id) => c.write({ node: { spiffe_id: id }, type_url: SVID_TYPE_URL, csr: Buffer.from('30820102deadbeef', 'hex') }), grpc.status.INVALID_ARGUMENT, null],
+      ['a malformed CSR', (c, id) => c.write({ node: { spiffe_id: id }, type_url: SVID_TYPE_URL, csr: Buffer.from('30820102deadbeef', 'hex') }), grpc.status.INVALID_ARGUMENT, 'TRELLIS_CA_BAD_DER'],
       ['a first request without node', (c) => c.write({ type_url: AUTHORIZATION_POLICIES_TYPE_URL }), grpc.status.INVALID_ARGUMENT, 'TRELLIS_CP_BAD_REQUEST'],
-      ['a message over 4 MiB', (c, id) => c.write({ node: { spiffe_id: id }, type_url: SVID_TYPE_URL, csr: Buffer.alloc(4 * 1024 * 1024 + 10, 1) }), grpc.status.RESOURCE_EXHAUSTED, null],
+      ['a message over 4 MiB', (c, id) => c.write({ node: { spiffe_id: id }, type_url: SVID_TYPE_URL, csr: Buffer.alloc(4 * 1024 * 1024 + 10, 1) }), grpc.status.RESOURCE_EXHAUSTED, 'TRELLIS_CP_MESSAGE_TOO_LARGE'],
+      // Each CSR waits for a signing slot (at least one event-loop turn), so a burst of 200 arrives faster than it is served.
+      ['more than 64 requests waiting at once', (c, id) => {
+        const csr = validCsr(id);
+        for (let i = 0; i < 200; i++) c.write({ node: { spiffe_id: id }, type_url: SVID_TYPE_URL, csr });
+      }, grpc.status.RESOURCE_EXHAUSTED, 'TRELLIS_CP_REQUEST_FLOOD'],
       ['a stream that opens and sends nothing', () => undefined, grpc.status.DEADLINE_EXCEEDED, 'TRELLIS_CP_IDLE_STREAM'],
     ];
     for (const [what, send, code, serverCode] of cases) {
-      it(`ends the stream on ${what} with ${grpc.status[code]}, and the server carries on`, async () => {
+      it(`ends the stream on ${what} with ${grpc.status[code]} and ${serverCode}, counts it in trellis_discovery_stream_errors_total, and the server carries on`, async () => {
         const id = `spiffe://${TD}/vm/bad-${Math.random().toString(36).slice(2, 8)}`;
-        const errorsBefore = await metric(cp.admin, 'trellis_discovery_stream_errors_total', serverCode ? `code="${serverCode}"` : '');
+        const errorsBefore = await metric(cp.admin, 'trellis_discovery_stream_errors_total', `code="${serverCode}"`);
         const raw = rawStream(cp.address, caDir, joinToken(caDir, id));
         send(raw.call, id);
         const st = await raw.done;
         raw.client.close();
         expect(st.code, st.details).to.equal(code);
-        if (serverCode) {
-          expect(st.serverCode).to.equal(serverCode);
-          expect(await metric(cp.admin, 'trellis_discovery_stream_errors_total', `code="${serverCode}"`)).to.equal(errorsBefore + 1);
-        }
+        expect(st.serverCode, st.details).to.equal(serverCode);
+        expect(await metric(cp.admin, 'trellis_discovery_stream_errors_total', `code="${serverCode}"`)).to.equal(errorsBefore + 1);
         // Another sidecar is still served.
         const ok = sidecar(`after-${Math.random().toString(36).slice(2, 8)}`, 'shop', {});
         await ok.rotate();
@@ -211,6 +216,11 @@ describe('control plane discovery stream (real process, real gRPC/TLS)', functio
     expect(await metric(cp.admin, 'trellis_ca_intermediate_expiry_seconds')).to.be.greaterThan(300 * 86400);
   });
 });
+
+function validCsr(spiffeId: string): Buffer {
+  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  return buildCsr(privateKey, publicKey.export({ type: 'spki', format: 'der' }) as Buffer, spiffeId);
+}
 
 function authz(name: string, ns: string, selector: string): string {
   return `apiVersion: security.istio.io/v1

@@ -3,7 +3,7 @@
  * control plane's own SVID, asks for (but does not require) a client
  * certificate chained to the trust bundle, and hands each call to the
  * DiscoveryService. Messages over 4 MiB are refused by grpc-js itself with
- * RESOURCE_EXHAUSTED.
+ * RESOURCE_EXHAUSTED; transport-refusals.ts names and counts that refusal.
  */
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
@@ -12,6 +12,7 @@ import type { PeerCertificateView, StreamCredentials } from '../auth/authenticat
 import { toGrpcStatus } from '../errors/grpc-status';
 import type { DiscoveryService } from './discovery-service';
 import type { MutableCertificateProvider } from '../tls/mutable-certificate-provider';
+import { transportRefusalInterceptor } from './transport-refusals';
 import { PROTO_LOADER_OPTIONS, type WireRequest, type WireResponse } from './wire-types';
 
 /** Largest message accepted from a sidecar. */
@@ -32,6 +33,8 @@ export async function startGrpcDiscoveryServer(
   onStreamError: (code: string) => void,
 ): Promise<{ server: grpc.Server; port: number }> {
   const server = new grpc.Server({
+    // First, so it sees the statuses grpc-js sends on its own (see transport-refusals.ts).
+    interceptors: [transportRefusalInterceptor(onStreamError)],
     'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
     'grpc.keepalive_time_ms': 60_000,
     'grpc.keepalive_permit_without_calls': 1,
@@ -67,9 +70,8 @@ export async function startGrpcDiscoveryServer(
       call.on('data', (req: WireRequest) => session.onRequest(req));
       call.on('end', () => session.onPeerGone());
       call.on('cancelled', () => session.onPeerGone());
-      call.on('error', (err: { code?: number }) => {
-        // grpc-js reports inbound failures (e.g. a message over the size limit) here.
-        if (!ended && err && typeof err.code === 'number') onStreamError(`GRPC_${grpc.status[err.code] ?? err.code}`);
+      call.on('error', () => {
+        // Our own refusals come back here as well (transport.end emits them); either way the session is over.
         ended = true;
         session.onPeerGone();
       });
