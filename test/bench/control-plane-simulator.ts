@@ -1,21 +1,37 @@
 /**
  * The sidecar fleet for `npm run bench -- control-plane`, run as its own
- * process so its CPU and memory are not the control plane's. Each simulated
- * sidecar is a real DiscoveryClient with its own TLS connection, EC key and
- * CSR. Protocol with the parent (JSON lines): it prints
- * {"phase":"certified",...} once every sidecar holds an SVID, then reads
- * {"policyWrittenAt":ms} on stdin and prints {"phase":"converged",...} once
- * every sidecar has accepted an authz version newer than the one it had.
+ * process so its CPU and memory are not the server's. Every simulated sidecar
+ * has its own TLS connection (its own secure context, no session reuse: a
+ * sidecar's first connection has nothing to resume), its own EC key and CSR.
+ * Keys and CSRs are made before the clock starts: a real sidecar makes its
+ * key on its own CPU, not on the two cores it would share with the server
+ * here. Protocol with the parent (JSON lines on stdout):
  *
- * argv[2]: JSON {addresses, rootPem, controlPlaneSpiffeId, sidecars, tokens: string[], trustDomain}
+ * mode "trellis" (a real DiscoveryClient per sidecar against `trellis
+ * control-plane`): prints {"phase":"certified",...} once every sidecar holds
+ * an SVID and its first authz version, then reads {"policyWrittenAt":ms} on
+ * stdin and prints {"phase":"converged",...} once every sidecar has accepted
+ * an authz version newer than the one it had.
+ *
+ * mode "bare" (the platform floor, against bare-grpc-server.js): the same
+ * connection pattern with plain grpc-js clients: N connect at once, each opens
+ * one stream with the same bearer metadata, sends one request with its CSR
+ * and waits for one response; prints {"phase":"connected",...} once all have
+ * one, and keeps the streams open until told to stop.
+ *
+ * Both modes exit on {"stop":true}.
+ * argv[2]: JSON {mode, addresses, rootPem, controlPlaneSpiffeId, sidecars, tokens: string[], trustDomain}
  */
 import { generateKeyPairSync } from 'node:crypto';
 import { createInterface } from 'node:readline';
-import { AUTHORIZATION_POLICIES_TYPE_URL, silentLogger } from '@trellis/shared';
+import * as grpc from '@grpc/grpc-js';
+import { AUTHORIZATION_POLICIES_TYPE_URL, silentLogger, SVID_TYPE_URL } from '@trellis/shared';
 import { buildCsr } from '@trellis/sidecar';
 import { DiscoveryClient } from '@trellis/sidecar/dist/src/discovery/discovery-client';
+import { discoveryClientConstructor } from '@trellis/sidecar/dist/src/discovery/discovery-proto';
 
 interface Config {
+  mode: 'trellis' | 'bare';
   addresses: string[];
   rootPem: string;
   controlPlaneSpiffeId: string;
@@ -28,88 +44,141 @@ const cfg = JSON.parse(process.argv[2] ?? '{}') as Config;
 const out = (o: unknown): void => {
   process.stdout.write(JSON.stringify(o) + '\n');
 };
+const identity = (i: number): { spiffeId: string; token: string } => ({
+  spiffeId: `spiffe://${cfg.trustDomain}/ns/bench/sa/sa-${i % cfg.tokens.length}`,
+  token: cfg.tokens[i % cfg.tokens.length]!,
+});
 
-let errors = 0;
-const errorsByCode: Record<string, number> = {};
-let certified = 0;
-const authzVersions: string[][] = [];
-const acceptedAt: number[] = [];
-let baselineVersions: string[] | null = null;
-const clients: DiscoveryClient[] = [];
-const start = Date.now();
-
-for (let i = 0; i < cfg.sidecars; i++) {
-  const sa = `sa-${i % cfg.tokens.length}`;
-  const token = cfg.tokens[i % cfg.tokens.length]!;
-  const spiffeId = `spiffe://${cfg.trustDomain}/ns/bench/sa/${sa}`;
-  authzVersions.push([]);
-  const c = new DiscoveryClient({
-    addresses: cfg.addresses,
-    bootstrapBundlePem: cfg.rootPem,
-    getToken: async () => token,
-    node: { spiffeId, namespace: 'bench', labels: { app: 'bench' }, service: '', inboundPorts: [] },
-    controlPlaneSpiffeId: cfg.controlPlaneSpiffeId,
-    logger: silentLogger,
-    backoff: { initialMs: 100, maxMs: 5000 },
-  });
-  c.on(AUTHORIZATION_POLICIES_TYPE_URL, (_r, version) => {
-    authzVersions[i]!.push(version);
-    if (baselineVersions && version !== baselineVersions[i]) acceptedAt[i] ??= Date.now();
-    checkConverged();
-  });
-  c.onStreamEnded((e) => {
-    errors++;
-    const k = e.serverCode ?? `GRPC_${e.grpcCode}`;
-    errorsByCode[k] = (errorsByCode[k] ?? 0) + 1;
-  });
-  clients.push(c);
-  c.start();
+// Before the clock: one key and CSR per sidecar (bare mode: the server never parses it, so one does).
+const csrs: Buffer[] = [];
+for (let i = 0; i < (cfg.mode === 'bare' ? 1 : cfg.sidecars); i++) {
   const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-  const csr = buildCsr(privateKey, publicKey.export({ type: 'spki', format: 'der' }) as Buffer, spiffeId);
-  c.requestSvid(csr).then(
-    () => {
-      certified++;
-      if (certified === cfg.sidecars) {
-        // Wait until every sidecar also has its first authz version, so the change is measured from a settled state.
-        const settle = setInterval(() => {
-          if (authzVersions.every((v) => v.length > 0)) {
-            clearInterval(settle);
-            out({ phase: 'certified', all_certified_ms: Date.now() - start, errors, errors_by_code: errorsByCode, sim_cpu_s: process.cpuUsage().user / 1e6 });
-          }
-        }, 20);
-      }
-    },
-    (err: Error) => {
-      errors++;
-      out({ phase: 'error', message: err.message });
-    },
-  );
+  csrs.push(buildCsr(privateKey, publicKey.export({ type: 'spki', format: 'der' }) as Buffer, identity(i).spiffeId));
 }
+const cpuAtStart = process.cpuUsage();
+const simCpuS = (): number => {
+  const d = process.cpuUsage(cpuAtStart);
+  return Math.round((d.user + d.system) / 1e3) / 1e3;
+};
+const start = Date.now();
+const stops: Array<() => void> = [];
+let onPolicyWritten: (writtenAt: number) => void = () => undefined;
 
-let writtenAt = 0;
-let reported = false;
-function checkConverged(): void {
-  if (!baselineVersions || reported) return;
-  if (acceptedAt.filter((x) => x !== undefined).length < cfg.sidecars) return;
-  reported = true;
-  const lat = acceptedAt.map((t) => t - writtenAt).sort((a, b) => a - b);
-  const q = (p: number): number => lat[Math.min(lat.length - 1, Math.floor(p * lat.length))]!;
-  out({ phase: 'converged', converge_p50_ms: q(0.5), converge_p99_ms: q(0.99), converge_max_ms: lat[lat.length - 1] });
-}
+if (cfg.mode === 'bare') runBare();
+else runTrellis();
 
 createInterface({ input: process.stdin }).on('line', (line) => {
   const msg = JSON.parse(line) as { policyWrittenAt?: number; stop?: boolean };
-  if (msg.policyWrittenAt !== undefined) {
-    writtenAt = msg.policyWrittenAt;
-    baselineVersions = authzVersions.map((v) => v[0]!);
-    for (let i = 0; i < cfg.sidecars; i++) {
-      const v = authzVersions[i]!;
-      if (v.length > 1) acceptedAt[i] = Date.now();
-    }
-    checkConverged();
-  }
+  if (msg.policyWrittenAt !== undefined) onPolicyWritten(msg.policyWrittenAt);
   if (msg.stop) {
-    for (const c of clients) c.stop();
+    for (const s of stops) s();
     process.exit(0);
   }
 });
+
+function runTrellis(): void {
+  let errors = 0;
+  const errorsByCode: Record<string, number> = {};
+  let certified = 0;
+  const authzVersions: string[][] = [];
+  const acceptedAt: number[] = [];
+  let baselineVersions: string[] | null = null;
+  let writtenAt = 0;
+  let reported = false;
+  const checkConverged = (): void => {
+    if (!baselineVersions || reported) return;
+    if (acceptedAt.filter((x) => x !== undefined).length < cfg.sidecars) return;
+    reported = true;
+    const lat = acceptedAt.map((t) => t - writtenAt).sort((a, b) => a - b);
+    const q = (p: number): number => lat[Math.min(lat.length - 1, Math.floor(p * lat.length))]!;
+    out({ phase: 'converged', converge_p50_ms: q(0.5), converge_p99_ms: q(0.99), converge_max_ms: lat[lat.length - 1] });
+  };
+  onPolicyWritten = (at) => {
+    writtenAt = at;
+    baselineVersions = authzVersions.map((v) => v[0]!);
+    for (let i = 0; i < cfg.sidecars; i++) {
+      if (authzVersions[i]!.length > 1) acceptedAt[i] = Date.now();
+    }
+    checkConverged();
+  };
+
+  for (let i = 0; i < cfg.sidecars; i++) {
+    const { spiffeId, token } = identity(i);
+    authzVersions.push([]);
+    const c = new DiscoveryClient({
+      addresses: cfg.addresses,
+      bootstrapBundlePem: cfg.rootPem,
+      getToken: async () => token,
+      node: { spiffeId, namespace: 'bench', labels: { app: 'bench' }, service: '', inboundPorts: [] },
+      controlPlaneSpiffeId: cfg.controlPlaneSpiffeId,
+      logger: silentLogger,
+      backoff: { initialMs: 100, maxMs: 5000 },
+    });
+    c.on(AUTHORIZATION_POLICIES_TYPE_URL, (_r, version) => {
+      authzVersions[i]!.push(version);
+      if (baselineVersions && version !== baselineVersions[i]) acceptedAt[i] ??= Date.now();
+      checkConverged();
+    });
+    c.onStreamEnded((e) => {
+      errors++;
+      const k = e.serverCode ?? `GRPC_${e.grpcCode}`;
+      errorsByCode[k] = (errorsByCode[k] ?? 0) + 1;
+    });
+    stops.push(() => c.stop());
+    c.start();
+    c.requestSvid(csrs[i]!).then(
+      () => {
+        certified++;
+        if (certified === cfg.sidecars) {
+          // Wait until every sidecar also has its first authz version, so the change is measured from a settled state.
+          const settle = setInterval(() => {
+            if (authzVersions.every((v) => v.length > 0)) {
+              clearInterval(settle);
+              out({ phase: 'certified', all_certified_ms: Date.now() - start, errors, errors_by_code: errorsByCode, sim_cpu_s: simCpuS() });
+            }
+          }, 20);
+        }
+      },
+      (err: Error) => {
+        errors++;
+        out({ phase: 'error', message: err.message });
+      },
+    );
+  }
+}
+
+function runBare(): void {
+  const Ctor = discoveryClientConstructor();
+  const roots = Buffer.from(cfg.rootPem);
+  let answered = 0;
+  let errors = 0;
+  for (let i = 0; i < cfg.sidecars; i++) {
+    const { spiffeId, token } = identity(i);
+    // As DiscoveryClient connects: its own credentials (so its own connection), the same channel options.
+    const creds = grpc.credentials.createSsl(roots, null, null, { checkServerIdentity: () => undefined });
+    const client = new Ctor(cfg.addresses[0]!, creds, {
+      'grpc.ssl_target_name_override': 'trellis-control-plane',
+      'grpc.max_receive_message_length': 16 * 1024 * 1024,
+      'grpc.keepalive_time_ms': 30_000,
+      'grpc.enable_channelz': 0,
+    });
+    const md = new grpc.Metadata();
+    md.set('authorization', `Bearer ${token}`);
+    const call = (client as unknown as { StreamResources(md: grpc.Metadata): grpc.ClientDuplexStream<Record<string, unknown>, unknown> }).StreamResources(md);
+    let first = true;
+    call.on('data', () => {
+      if (!first) return;
+      first = false;
+      if (++answered === cfg.sidecars) out({ phase: 'connected', all_connected_ms: Date.now() - start, errors, sim_cpu_s: simCpuS() });
+    });
+    call.on('error', () => {
+      errors++;
+      out({ phase: 'error', message: `bare stream ${i} failed` });
+    });
+    call.write({ node: { spiffe_id: spiffeId, namespace: 'bench', labels: { app: 'bench' } }, type_url: SVID_TYPE_URL, csr: csrs[0]! });
+    stops.push(() => {
+      call.cancel();
+      client.close();
+    });
+  }
+}

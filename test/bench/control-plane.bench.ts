@@ -5,12 +5,21 @@
  * must reach all of them. Reports the time until all are certified, the
  * stream errors seen before retries succeeded, the control plane's peak RSS
  * and RSS per connected stream, and the policy convergence p50/p99.
+ *
+ * In the same run, `reference` measures the platform floor: a bare grpc-js
+ * TLS server (bare-grpc-server.js, a certificate from the same CA) driven
+ * with the same connection pattern, so the ratios say how much of the cost is
+ * ours and how much is Node + grpc-js + TLS on this machine.
+ * `--reference=false` skips it.
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
+import { loadCertificateAuthority } from '@trellis/control-plane';
+import { buildCsr } from '@trellis/sidecar';
 import { freePort, makeTmpDir, TRELLIS_BIN, trellisSync } from '@trellis/testkit';
 import { stringFlag } from './bench-flags';
 
@@ -25,6 +34,75 @@ function cpuSeconds(pid: number): number {
 function rssMb(pid: number, field: 'VmRSS' | 'VmHWM'): number {
   const m = new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Number(m[1]) / 1024 : NaN;
+}
+
+function round2(x: number): number {
+  return Math.round(x * 100) / 100;
+}
+
+/** Waits for the simulator's JSON line of a given phase. */
+function phases(sim: ChildProcess): (phase: string) => Promise<Record<string, any>> {
+  const lines = createInterface({ input: sim.stdout! });
+  return (phase) =>
+    new Promise((resolve, reject) => {
+      const onLine = (l: string): void => {
+        const m = JSON.parse(l) as Record<string, any> & { phase: string };
+        if (m.phase === phase) {
+          lines.off('line', onLine);
+          resolve(m);
+        }
+      };
+      lines.on('line', onLine);
+      sim.once('exit', (code) => reject(new Error(`simulator exited ${code} before ${phase}`)));
+    });
+}
+
+/**
+ * The platform floor: N plain grpc-js clients against bare-grpc-server.js
+ * (a P-256 certificate issued by the bench CA), connecting at once, one
+ * stream each, one request and one response, streams then held open.
+ */
+async function reference(dir: string, caDir: string, n: number, tokens: string[]): Promise<{ bare_grpc_all_connected_s: number; bare_kb_per_stream: number; bare_cpu_s: number; bare_client_cpu_s: number; bare_errors: number }> {
+  const spiffeId = `spiffe://${TD}/ns/trellis-system/sa/trellis-control-plane`;
+  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const ca = await loadCertificateAuthority(caDir);
+  const issued = await ca.issue({ csr: buildCsr(privateKey, publicKey.export({ type: 'spki', format: 'der' }) as Buffer, spiffeId), spiffeId, ttlSeconds: 3600, requester: 'bench' });
+  const files = { certFile: join(dir, 'bare-chain.pem'), keyFile: join(dir, 'bare-key.pem'), caFile: join(caDir, 'root.pem') };
+  writeFileSync(files.certFile, issued.chainPem);
+  writeFileSync(files.keyFile, privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
+  const server = spawn(process.execPath, [join(__dirname, 'bare-grpc-server.js'), JSON.stringify({ ...files, responseBytes: 2048 })], { stdio: ['ignore', 'pipe', 'inherit'] });
+  try {
+    const port = await new Promise<number>((resolve, reject) => {
+      createInterface({ input: server.stdout! }).once('line', (l) => resolve((JSON.parse(l) as { port: number }).port));
+      server.once('exit', (code) => reject(new Error(`bare grpc server exited ${code}`)));
+    });
+    await new Promise((r) => setTimeout(r, 200));
+    const baselineMb = rssMb(server.pid!, 'VmRSS');
+    const cpuBefore = cpuSeconds(server.pid!);
+    const sim = spawn(process.execPath, ['--max-old-space-size=8192', join(__dirname, 'control-plane-simulator.js'), JSON.stringify({
+      mode: 'bare',
+      addresses: [`127.0.0.1:${port}`],
+      rootPem: readFileSync(join(caDir, 'root.pem'), 'utf8'),
+      controlPlaneSpiffeId: spiffeId,
+      sidecars: n,
+      tokens,
+      trustDomain: TD,
+    })], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const connected = await phases(sim)('connected');
+    const connectedMb = rssMb(server.pid!, 'VmRSS');
+    const cpu = cpuSeconds(server.pid!) - cpuBefore;
+    sim.stdin!.write(JSON.stringify({ stop: true }) + '\n');
+    await new Promise((r) => sim.once('exit', r));
+    return {
+      bare_grpc_all_connected_s: Math.round(connected.all_connected_ms!) / 1000,
+      bare_kb_per_stream: Math.round(((connectedMb - baselineMb) * 1024) / n),
+      bare_cpu_s: Math.round(cpu * 100) / 100,
+      bare_client_cpu_s: connected.sim_cpu_s,
+      bare_errors: connected.errors,
+    };
+  } finally {
+    server.kill('SIGTERM');
+  }
 }
 
 /** Runs the benchmark; see the module comment. */
@@ -79,8 +157,10 @@ export async function run(flags: string[]): Promise<Record<string, unknown>> {
       await new Promise((r) => setTimeout(r, 50));
     }
     const baselineMb = rssMb(cp.pid!, 'VmRSS');
+    const cpCpuStartup = cpuSeconds(cp.pid!);
 
     const sim = spawn(process.execPath, ['--max-old-space-size=8192', join(__dirname, 'control-plane-simulator.js'), JSON.stringify({
+      mode: 'trellis',
       addresses: [`127.0.0.1:${port}`],
       rootPem: readFileSync(join(caDir, 'root.pem'), 'utf8'),
       controlPlaneSpiffeId: `spiffe://${TD}/ns/trellis-system/sa/trellis-control-plane`,
@@ -88,19 +168,7 @@ export async function run(flags: string[]): Promise<Record<string, unknown>> {
       tokens,
       trustDomain: TD,
     })], { stdio: ['pipe', 'pipe', 'inherit'] });
-    const lines = createInterface({ input: sim.stdout! });
-    const next = (phase: string): Promise<Record<string, any>> =>
-      new Promise((resolve, reject) => {
-        const onLine = (l: string): void => {
-          const m = JSON.parse(l) as Record<string, any> & { phase: string };
-          if (m.phase === phase) {
-            lines.off('line', onLine);
-            resolve(m);
-          }
-        };
-        lines.on('line', onLine);
-        sim.once('exit', (code) => reject(new Error(`simulator exited ${code} before ${phase}`)));
-      });
+    const next = phases(sim);
 
     const certified = await next('certified');
     const connectedMb = rssMb(cp.pid!, 'VmRSS');
@@ -129,18 +197,33 @@ spec:
     await new Promise((r) => sim.once('exit', r));
     cp.kill('SIGTERM');
     await new Promise((r) => cp.once('exit', r));
+    const ref = stringFlag(flags, 'reference') === 'false' ? null : await reference(tmp.dir, caDir, n, tokens);
+    const certifiedS = Math.round(certified.all_certified_ms!) / 1000;
+    const kbPerStream = Math.round(((connectedMb - baselineMb) * 1024) / n);
     return {
       sidecars: n,
-      all_certified_s: Math.round(certified.all_certified_ms!) / 1000,
+      all_certified_s: certifiedS,
       errors: certified.errors,
       errors_by_code: certified.errors_by_code,
       control_plane_cpu_s: cpCpuCertified,
+      control_plane_startup_cpu_s: cpCpuStartup,
       simulator_cpu_s: certified.sim_cpu_s,
       peak_rss_mb: Math.round(peakMb),
-      kb_per_stream: Math.round(((connectedMb - baselineMb) * 1024) / n),
+      kb_per_stream: kbPerStream,
       converge_p50_ms: conv.converge_p50_ms,
       converge_p99_ms: conv.converge_p99_ms,
-      note: 'convergence includes the policy store debounce (100 ms) and the push debounce (100 ms)',
+      ...(ref
+        ? {
+            reference: ref,
+            ratio_to_reference: {
+              all_connected: round2(certifiedS / ref.bare_grpc_all_connected_s),
+              kb_per_stream: round2(kbPerStream / ref.bare_kb_per_stream),
+              // Both after startup: the control plane's CPU from ready to all certified, the bare server's from listening to all answered.
+              server_cpu: round2((cpCpuCertified - cpCpuStartup) / ref.bare_cpu_s),
+            },
+          }
+        : {}),
+      note: 'convergence includes the policy store debounce (100 ms) and the push debounce (100 ms); simulator keys and CSRs are made before the clock starts',
     };
   } finally {
     if (process.env.BENCH_CP_NODE_ARGS) process.stderr.write(`bench: control-plane profile left in ${tmp.dir}\n`);
