@@ -14,7 +14,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
@@ -38,6 +38,16 @@ function rssMb(pid: number, field: 'VmRSS' | 'VmHWM'): number {
 
 function round2(x: number): number {
   return Math.round(x * 100) / 100;
+}
+
+/** Asks the control plane for a heap snapshot (written into `dir`) and waits until it is complete. */
+async function heapSnapshot(cp: ChildProcess, dir: string, adminPort: number): Promise<void> {
+  const count = (): number => readdirSync(dir).filter((f) => f.endsWith('.heapsnapshot')).length;
+  const before = count();
+  cp.kill('SIGUSR2');
+  // The process is blocked while it writes; the admin port answers again once the file is done.
+  for (let i = 0; i < 600 && count() === before; i++) await new Promise((r) => setTimeout(r, 100));
+  await fetch(`http://127.0.0.1:${adminPort}/readyz`);
 }
 
 /** Waits for the simulator's JSON line of a given phase. */
@@ -134,7 +144,8 @@ export async function run(flags: string[]): Promise<Record<string, unknown>> {
     }
     const port = await freePort();
     const adminPort = await freePort();
-    // BENCH_CP_NODE_ARGS (e.g. "--cpu-prof") profiles the control plane process.
+    // BENCH_CP_NODE_ARGS (e.g. "--cpu-prof") profiles the control plane process; with
+    // "--heapsnapshot-signal=SIGUSR2" the bench takes a heap snapshot once all are certified.
     const nodeArgs = (process.env.BENCH_CP_NODE_ARGS ?? '').split(' ').filter(Boolean);
     const cp = spawn(
       process.execPath,
@@ -171,6 +182,7 @@ export async function run(flags: string[]): Promise<Record<string, unknown>> {
     const next = phases(sim);
 
     const certified = await next('certified');
+    if (/--heapsnapshot-signal=SIGUSR2/.test(process.env.BENCH_CP_NODE_ARGS ?? '')) await heapSnapshot(cp, tmp.dir, adminPort);
     const connectedMb = rssMb(cp.pid!, 'VmRSS');
     const cpCpuCertified = cpuSeconds(cp.pid!);
     const converged = next('converged');

