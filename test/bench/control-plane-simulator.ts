@@ -5,22 +5,29 @@
  * sidecar's first connection has nothing to resume), its own EC key and CSR.
  * Keys and CSRs are made before the clock starts: a real sidecar makes its
  * key on its own CPU, not on the two cores it would share with the server
- * here. Protocol with the parent (JSON lines on stdout):
+ * here. The bench runs several of these processes, each with a slice of the
+ * fleet (sidecars are separate processes in a cluster; one process would
+ * serialise them on one core). Protocol with the parent (JSON lines):
+ *
+ * Each prints {"phase":"ready"} once its keys are made and starts every
+ * sidecar at once when it reads {"go":true}; times are reported as absolute
+ * Date.now() values so the parent can merge the slices.
  *
  * mode "trellis" (a real DiscoveryClient per sidecar against `trellis
- * control-plane`): prints {"phase":"certified",...} once every sidecar holds
- * an SVID and its first authz version, then reads {"policyWrittenAt":ms} on
- * stdin and prints {"phase":"converged",...} once every sidecar has accepted
- * an authz version newer than the one it had.
+ * control-plane`): prints {"phase":"certified","at":ms,...} once every sidecar
+ * of the slice holds an SVID and its first authz version, then reads
+ * {"policyWrittenAt":ms} and prints {"phase":"converged","accepted_at":[...]}
+ * once every sidecar has accepted an authz version newer than the one it had.
  *
  * mode "bare" (the platform floor, against bare-grpc-server.js): the same
- * connection pattern with plain grpc-js clients: N connect at once, each opens
- * one stream with the same bearer metadata, sends one request with its CSR
- * and waits for one response; prints {"phase":"connected",...} once all have
- * one, and keeps the streams open until told to stop.
+ * connection pattern with plain grpc-js clients: all connect at once, each
+ * opens one stream with the same bearer metadata, sends one request with its
+ * CSR and waits for one response; prints {"phase":"connected","at":ms,...}
+ * once all have one, and keeps the streams open until told to stop.
  *
  * Both modes exit on {"stop":true}.
- * argv[2]: JSON {mode, addresses, rootPem, controlPlaneSpiffeId, sidecars, tokens: string[], trustDomain}
+ * argv[2]: JSON {mode, addresses, rootPem, controlPlaneSpiffeId, first, sidecars, tokens: string[], trustDomain}
+ * (this slice is sidecars first .. first+sidecars-1 of the fleet)
  */
 import { generateKeyPairSync } from 'node:crypto';
 import { createInterface } from 'node:readline';
@@ -35,6 +42,7 @@ interface Config {
   addresses: string[];
   rootPem: string;
   controlPlaneSpiffeId: string;
+  first: number;
   sidecars: number;
   tokens: string[];
   trustDomain: string;
@@ -45,8 +53,8 @@ const out = (o: unknown): void => {
   process.stdout.write(JSON.stringify(o) + '\n');
 };
 const identity = (i: number): { spiffeId: string; token: string } => ({
-  spiffeId: `spiffe://${cfg.trustDomain}/ns/bench/sa/sa-${i % cfg.tokens.length}`,
-  token: cfg.tokens[i % cfg.tokens.length]!,
+  spiffeId: `spiffe://${cfg.trustDomain}/ns/bench/sa/sa-${(cfg.first + i) % cfg.tokens.length}`,
+  token: cfg.tokens[(cfg.first + i) % cfg.tokens.length]!,
 });
 
 // Before the clock: one key and CSR per sidecar (bare mode: the server never parses it, so one does).
@@ -55,20 +63,22 @@ for (let i = 0; i < (cfg.mode === 'bare' ? 1 : cfg.sidecars); i++) {
   const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
   csrs.push(buildCsr(privateKey, publicKey.export({ type: 'spki', format: 'der' }) as Buffer, identity(i).spiffeId));
 }
-const cpuAtStart = process.cpuUsage();
+let cpuAtStart = process.cpuUsage();
 const simCpuS = (): number => {
   const d = process.cpuUsage(cpuAtStart);
   return Math.round((d.user + d.system) / 1e3) / 1e3;
 };
-const start = Date.now();
 const stops: Array<() => void> = [];
 let onPolicyWritten: (writtenAt: number) => void = () => undefined;
-
-if (cfg.mode === 'bare') runBare();
-else runTrellis();
+out({ phase: 'ready' });
 
 createInterface({ input: process.stdin }).on('line', (line) => {
-  const msg = JSON.parse(line) as { policyWrittenAt?: number; stop?: boolean };
+  const msg = JSON.parse(line) as { go?: boolean; policyWrittenAt?: number; stop?: boolean };
+  if (msg.go) {
+    cpuAtStart = process.cpuUsage();
+    if (cfg.mode === 'bare') runBare();
+    else runTrellis();
+  }
   if (msg.policyWrittenAt !== undefined) onPolicyWritten(msg.policyWrittenAt);
   if (msg.stop) {
     for (const s of stops) s();
@@ -83,18 +93,14 @@ function runTrellis(): void {
   const authzVersions: string[][] = [];
   const acceptedAt: number[] = [];
   let baselineVersions: string[] | null = null;
-  let writtenAt = 0;
   let reported = false;
   const checkConverged = (): void => {
     if (!baselineVersions || reported) return;
     if (acceptedAt.filter((x) => x !== undefined).length < cfg.sidecars) return;
     reported = true;
-    const lat = acceptedAt.map((t) => t - writtenAt).sort((a, b) => a - b);
-    const q = (p: number): number => lat[Math.min(lat.length - 1, Math.floor(p * lat.length))]!;
-    out({ phase: 'converged', converge_p50_ms: q(0.5), converge_p99_ms: q(0.99), converge_max_ms: lat[lat.length - 1] });
+    out({ phase: 'converged', accepted_at: acceptedAt });
   };
-  onPolicyWritten = (at) => {
-    writtenAt = at;
+  onPolicyWritten = () => {
     baselineVersions = authzVersions.map((v) => v[0]!);
     for (let i = 0; i < cfg.sidecars; i++) {
       if (authzVersions[i]!.length > 1) acceptedAt[i] = Date.now();
@@ -134,7 +140,7 @@ function runTrellis(): void {
           const settle = setInterval(() => {
             if (authzVersions.every((v) => v.length > 0)) {
               clearInterval(settle);
-              out({ phase: 'certified', all_certified_ms: Date.now() - start, errors, errors_by_code: errorsByCode, sim_cpu_s: simCpuS() });
+              out({ phase: 'certified', at: Date.now(), errors, errors_by_code: errorsByCode, sim_cpu_s: simCpuS() });
             }
           }, 20);
         }
@@ -169,7 +175,7 @@ function runBare(): void {
     call.on('data', () => {
       if (!first) return;
       first = false;
-      if (++answered === cfg.sidecars) out({ phase: 'connected', all_connected_ms: Date.now() - start, errors, sim_cpu_s: simCpuS() });
+      if (++answered === cfg.sidecars) out({ phase: 'connected', at: Date.now(), errors, sim_cpu_s: simCpuS() });
     });
     call.on('error', () => {
       errors++;

@@ -11,9 +11,14 @@
  * with the same connection pattern, so the ratios say how much of the cost is
  * ours and how much is Node + grpc-js + TLS on this machine.
  * `--reference=false` skips it.
+ *
+ * The fleet runs in `--sim-procs` simulator processes (default: one per core),
+ * each with a slice of the sidecars, all started at once after they have
+ * made their keys.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
+import { availableParallelism } from 'node:os';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -50,6 +55,52 @@ async function heapSnapshot(cp: ChildProcess, dir: string, adminPort: number): P
   await fetch(`http://127.0.0.1:${adminPort}/readyz`);
 }
 
+function mergeCounts(parts: Array<Record<string, number>>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const p of parts) for (const [k, v] of Object.entries(p)) out[k] = (out[k] ?? 0) + v;
+  return out;
+}
+
+/** Simulator processes sharing a fleet of `n` sidecars. */
+interface Fleet {
+  /** Starts every sidecar of every slice at once; returns the Date.now() it did. */
+  go(): number;
+  /** Every slice's JSON line of `phase`. */
+  all(phase: string): Promise<Array<Record<string, unknown>>>;
+  send(msg: unknown): void;
+  stop(): Promise<void>;
+}
+
+/** Spawns `procs` simulators with consecutive slices of `n` and waits until each has made its keys. */
+async function startFleet(procs: number, n: number, base: Record<string, unknown>): Promise<Fleet> {
+  const sims: Array<{ child: ChildProcess; next: (phase: string) => Promise<Record<string, any>> }> = [];
+  for (let p = 0; p < procs; p++) {
+    const first = Math.floor((p * n) / procs);
+    const count = Math.floor(((p + 1) * n) / procs) - first;
+    const child = spawn(process.execPath, ['--max-old-space-size=8192', join(__dirname, 'control-plane-simulator.js'), JSON.stringify({ ...base, first, sidecars: count })], {
+      stdio: ['pipe', 'pipe', 'inherit'],
+    });
+    sims.push({ child, next: phases(child) });
+  }
+  await Promise.all(sims.map((s) => s.next('ready')));
+  const send = (msg: unknown): void => {
+    for (const s of sims) s.child.stdin!.write(JSON.stringify(msg) + '\n');
+  };
+  return {
+    go: () => {
+      const at = Date.now();
+      send({ go: true });
+      return at;
+    },
+    all: (phase) => Promise.all(sims.map((s) => s.next(phase))),
+    send,
+    stop: async () => {
+      send({ stop: true });
+      await Promise.all(sims.map((s) => (s.child.exitCode === null ? new Promise((r) => s.child.once('exit', r)) : undefined)));
+    },
+  };
+}
+
 /** Waits for the simulator's JSON line of a given phase. */
 function phases(sim: ChildProcess): (phase: string) => Promise<Record<string, any>> {
   const lines = createInterface({ input: sim.stdout! });
@@ -72,7 +123,7 @@ function phases(sim: ChildProcess): (phase: string) => Promise<Record<string, an
  * (a P-256 certificate issued by the bench CA), connecting at once, one
  * stream each, one request and one response, streams then held open.
  */
-async function reference(dir: string, caDir: string, n: number, tokens: string[]): Promise<{ bare_grpc_all_connected_s: number; bare_kb_per_stream: number; bare_cpu_s: number; bare_client_cpu_s: number; bare_errors: number }> {
+async function reference(dir: string, caDir: string, n: number, procs: number, tokens: string[]): Promise<{ bare_grpc_all_connected_s: number; bare_kb_per_stream: number; bare_cpu_s: number; bare_client_cpu_s: number; bare_errors: number }> {
   const spiffeId = `spiffe://${TD}/ns/trellis-system/sa/trellis-control-plane`;
   const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
   const ca = await loadCertificateAuthority(caDir);
@@ -89,20 +140,24 @@ async function reference(dir: string, caDir: string, n: number, tokens: string[]
     await new Promise((r) => setTimeout(r, 200));
     const baselineMb = rssMb(server.pid!, 'VmRSS');
     const cpuBefore = cpuSeconds(server.pid!);
-    const sim = spawn(process.execPath, ['--max-old-space-size=8192', join(__dirname, 'control-plane-simulator.js'), JSON.stringify({
+    const fleet = await startFleet(procs, n, {
       mode: 'bare',
       addresses: [`127.0.0.1:${port}`],
       rootPem: readFileSync(join(caDir, 'root.pem'), 'utf8'),
       controlPlaneSpiffeId: spiffeId,
-      sidecars: n,
       tokens,
       trustDomain: TD,
-    })], { stdio: ['pipe', 'pipe', 'inherit'] });
-    const connected = await phases(sim)('connected');
+    });
+    const goAt = fleet.go();
+    const parts = await fleet.all('connected');
     const connectedMb = rssMb(server.pid!, 'VmRSS');
     const cpu = cpuSeconds(server.pid!) - cpuBefore;
-    sim.stdin!.write(JSON.stringify({ stop: true }) + '\n');
-    await new Promise((r) => sim.once('exit', r));
+    await fleet.stop();
+    const connected = {
+      all_connected_ms: Math.max(...parts.map((c) => c.at as number)) - goAt,
+      errors: parts.reduce((a, c) => a + (c.errors as number), 0),
+      sim_cpu_s: round2(parts.reduce((a, c) => a + (c.sim_cpu_s as number), 0)),
+    };
     return {
       bare_grpc_all_connected_s: Math.round(connected.all_connected_ms!) / 1000,
       bare_kb_per_stream: Math.round(((connectedMb - baselineMb) * 1024) / n),
@@ -118,6 +173,8 @@ async function reference(dir: string, caDir: string, n: number, tokens: string[]
 /** Runs the benchmark; see the module comment. */
 export async function run(flags: string[]): Promise<Record<string, unknown>> {
   const n = Number(process.env.BENCH_SIDECARS ?? stringFlag(flags, 'sidecars') ?? 10_000);
+  // Simulator processes, each with a slice of the fleet; default: one per core.
+  const procs = Math.max(1, Math.min(n, Number(stringFlag(flags, 'sim-procs') ?? availableParallelism())));
   const tmp = makeTmpDir('trellis-bench-cp-');
   try {
     const caDir = join(tmp.dir, 'ca');
@@ -170,22 +227,26 @@ export async function run(flags: string[]): Promise<Record<string, unknown>> {
     const baselineMb = rssMb(cp.pid!, 'VmRSS');
     const cpCpuStartup = cpuSeconds(cp.pid!);
 
-    const sim = spawn(process.execPath, ['--max-old-space-size=8192', join(__dirname, 'control-plane-simulator.js'), JSON.stringify({
+    const fleet = await startFleet(procs, n, {
       mode: 'trellis',
       addresses: [`127.0.0.1:${port}`],
       rootPem: readFileSync(join(caDir, 'root.pem'), 'utf8'),
       controlPlaneSpiffeId: `spiffe://${TD}/ns/trellis-system/sa/trellis-control-plane`,
-      sidecars: n,
       tokens,
       trustDomain: TD,
-    })], { stdio: ['pipe', 'pipe', 'inherit'] });
-    const next = phases(sim);
-
-    const certified = await next('certified');
+    });
+    const goAt = fleet.go();
+    const certifiedParts = await fleet.all('certified');
+    const certified = {
+      all_certified_ms: Math.max(...certifiedParts.map((c) => c.at as number)) - goAt,
+      errors: certifiedParts.reduce((a, c) => a + (c.errors as number), 0),
+      errors_by_code: mergeCounts(certifiedParts.map((c) => c.errors_by_code as Record<string, number>)),
+      sim_cpu_s: round2(certifiedParts.reduce((a, c) => a + (c.sim_cpu_s as number), 0)),
+    };
     if (/--heapsnapshot-signal=SIGUSR2/.test(process.env.BENCH_CP_NODE_ARGS ?? '')) await heapSnapshot(cp, tmp.dir, adminPort);
     const connectedMb = rssMb(cp.pid!, 'VmRSS');
     const cpCpuCertified = cpuSeconds(cp.pid!);
-    const converged = next('converged');
+    const converged = fleet.all('converged');
     const writtenAt = Date.now();
     writeFileSync(join(policyDir, 'bench.yaml'), `apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
@@ -202,18 +263,20 @@ spec:
     - source:
         principals: ["${TD}/ns/bench/sa/sa-0"]
 `);
-    sim.stdin!.write(JSON.stringify({ policyWrittenAt: writtenAt }) + '\n');
-    const conv = await converged;
+    fleet.send({ policyWrittenAt: writtenAt });
+    const lat = (await converged).flatMap((c) => (c.accepted_at as number[]).map((t) => t - writtenAt)).sort((a, b) => a - b);
+    const q = (p: number): number => lat[Math.min(lat.length - 1, Math.floor(p * lat.length))]!;
+    const conv = { converge_p50_ms: q(0.5), converge_p99_ms: q(0.99) };
     const peakMb = rssMb(cp.pid!, 'VmHWM');
-    sim.stdin!.write(JSON.stringify({ stop: true }) + '\n');
-    await new Promise((r) => sim.once('exit', r));
+    await fleet.stop();
     cp.kill('SIGTERM');
     await new Promise((r) => cp.once('exit', r));
-    const ref = stringFlag(flags, 'reference') === 'false' ? null : await reference(tmp.dir, caDir, n, tokens);
+    const ref = stringFlag(flags, 'reference') === 'false' ? null : await reference(tmp.dir, caDir, n, procs, tokens);
     const certifiedS = Math.round(certified.all_certified_ms!) / 1000;
     const kbPerStream = Math.round(((connectedMb - baselineMb) * 1024) / n);
     return {
       sidecars: n,
+      simulator_processes: procs,
       all_certified_s: certifiedS,
       errors: certified.errors,
       errors_by_code: certified.errors_by_code,
