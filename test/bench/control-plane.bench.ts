@@ -19,7 +19,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import { availableParallelism } from 'node:os';
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
@@ -46,13 +46,24 @@ function round2(x: number): number {
 }
 
 /** Asks the control plane for a heap snapshot (written into `dir`) and waits until it is complete. */
-async function heapSnapshot(cp: ChildProcess, dir: string, adminPort: number): Promise<void> {
-  const count = (): number => readdirSync(dir).filter((f) => f.endsWith('.heapsnapshot')).length;
-  const before = count();
-  cp.kill('SIGUSR2');
-  // The process is blocked while it writes; the admin port answers again once the file is done.
-  for (let i = 0; i < 600 && count() === before; i++) await new Promise((r) => setTimeout(r, 100));
-  await fetch(`http://127.0.0.1:${adminPort}/readyz`);
+async function heapSnapshot(server: ChildProcess, dir: string): Promise<void> {
+  const files = (): string[] => readdirSync(dir).filter((f) => f.endsWith('.heapsnapshot'));
+  const before = files().length;
+  server.kill('SIGUSR2');
+  const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+  for (let i = 0; i < 600 && files().length === before; i++) await sleep(100);
+  // Written in one go by the blocked process: done once its size holds still.
+  const newest = join(dir, files().sort().pop()!);
+  for (let last = -1, i = 0; i < 600; i++, await sleep(500)) {
+    const size = statSync(newest).size;
+    if (size === last && size > 0) break;
+    last = size;
+  }
+}
+
+/** True when BENCH_CP_NODE_ARGS asks for heap snapshots. */
+function wantsHeapSnapshot(): boolean {
+  return /--heapsnapshot-signal=SIGUSR2/.test(process.env.BENCH_CP_NODE_ARGS ?? '');
 }
 
 function mergeCounts(parts: Array<Record<string, number>>): Record<string, number> {
@@ -131,7 +142,9 @@ async function reference(dir: string, caDir: string, n: number, procs: number, t
   const files = { certFile: join(dir, 'bare-chain.pem'), keyFile: join(dir, 'bare-key.pem'), caFile: join(caDir, 'root.pem') };
   writeFileSync(files.certFile, issued.chainPem);
   writeFileSync(files.keyFile, privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
-  const server = spawn(process.execPath, [join(__dirname, 'bare-grpc-server.js'), JSON.stringify({ ...files, responseBytes: 2048 })], { stdio: ['ignore', 'pipe', 'inherit'] });
+  // The profiling flags apply to both servers (profiles land in `dir`).
+  const nodeArgs = (process.env.BENCH_CP_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const server = spawn(process.execPath, [...nodeArgs, join(__dirname, 'bare-grpc-server.js'), JSON.stringify({ ...files, responseBytes: 2048 })], { stdio: ['ignore', 'pipe', 'inherit'], cwd: dir });
   try {
     const port = await new Promise<number>((resolve, reject) => {
       createInterface({ input: server.stdout! }).once('line', (l) => resolve((JSON.parse(l) as { port: number }).port));
@@ -152,6 +165,7 @@ async function reference(dir: string, caDir: string, n: number, procs: number, t
     const parts = await fleet.all('connected');
     const connectedMb = rssMb(server.pid!, 'VmRSS');
     const cpu = cpuSeconds(server.pid!) - cpuBefore;
+    if (wantsHeapSnapshot()) await heapSnapshot(server, dir);
     await fleet.stop();
     const connected = {
       all_connected_ms: Math.max(...parts.map((c) => c.at as number)) - goAt,
@@ -243,9 +257,9 @@ export async function run(flags: string[]): Promise<Record<string, unknown>> {
       errors_by_code: mergeCounts(certifiedParts.map((c) => c.errors_by_code as Record<string, number>)),
       sim_cpu_s: round2(certifiedParts.reduce((a, c) => a + (c.sim_cpu_s as number), 0)),
     };
-    if (/--heapsnapshot-signal=SIGUSR2/.test(process.env.BENCH_CP_NODE_ARGS ?? '')) await heapSnapshot(cp, tmp.dir, adminPort);
     const connectedMb = rssMb(cp.pid!, 'VmRSS');
     const cpCpuCertified = cpuSeconds(cp.pid!);
+    if (wantsHeapSnapshot()) await heapSnapshot(cp, tmp.dir);
     const converged = fleet.all('converged');
     const writtenAt = Date.now();
     writeFileSync(join(policyDir, 'bench.yaml'), `apiVersion: security.istio.io/v1
