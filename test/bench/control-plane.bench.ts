@@ -88,7 +88,9 @@ async function startFleet(procs: number, n: number, base: Record<string, unknown
   for (let p = 0; p < procs; p++) {
     const first = Math.floor((p * n) / procs);
     const count = Math.floor(((p + 1) * n) / procs) - first;
-    const child = spawn(process.execPath, ['--max-old-space-size=8192', join(__dirname, 'control-plane-simulator.js'), JSON.stringify({ ...base, first, sidecars: count })], {
+    // BENCH_SIM_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=DIR") profiles the simulators.
+    const simArgs = (process.env.BENCH_SIM_NODE_ARGS ?? '').split(' ').filter(Boolean);
+    const child = spawn(process.execPath, [...simArgs, '--max-old-space-size=8192', join(__dirname, 'control-plane-simulator.js'), JSON.stringify({ ...base, first, sidecars: count })], {
       stdio: ['pipe', 'pipe', 'inherit'],
     });
     sims.push({ child, next: phases(child) });
