@@ -66,6 +66,13 @@ function wantsHeapSnapshot(): boolean {
   return /--heapsnapshot-signal=SIGUSR2/.test(process.env.BENCH_CP_NODE_ARGS ?? '');
 }
 
+/** trellis_discovery_pushes_total{type="authz"} from the control plane's metrics. */
+async function authzPushes(adminPort: number): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith('trellis_discovery_pushes_total{type="authz"} '));
+  return line ? Number(line.split(' ').pop()) : 0;
+}
+
 function mergeCounts(parts: Array<Record<string, number>>): Record<string, number> {
   const out: Record<string, number> = {};
   for (const p of parts) for (const [k, v] of Object.entries(p)) out[k] = (out[k] ?? 0) + v;
@@ -263,6 +270,7 @@ export async function run(flags: string[]): Promise<Record<string, unknown>> {
     const cpCpuCertified = cpuSeconds(cp.pid!);
     if (wantsHeapSnapshot()) await heapSnapshot(cp, tmp.dir);
     const converged = fleet.all('converged');
+    const authzPushesBefore = await authzPushes(adminPort);
     const writtenAt = Date.now();
     writeFileSync(join(policyDir, 'bench.yaml'), `apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
@@ -280,9 +288,15 @@ spec:
         principals: ["${TD}/ns/bench/sa/sa-0"]
 `);
     fleet.send({ policyWrittenAt: writtenAt });
+    // The server's side of convergence: when the control plane has sent the new version to every sidecar.
+    let allSentMs: number | null = null;
+    while (allSentMs === null && Date.now() - writtenAt < 60_000) {
+      if ((await authzPushes(adminPort)) >= authzPushesBefore + n) allSentMs = Date.now() - writtenAt;
+      else await new Promise((r) => setTimeout(r, 25));
+    }
     const lat = (await converged).flatMap((c) => (c.accepted_at as number[]).map((t) => t - writtenAt)).sort((a, b) => a - b);
     const q = (p: number): number => lat[Math.min(lat.length - 1, Math.floor(p * lat.length))]!;
-    const conv = { converge_p50_ms: q(0.5), converge_p99_ms: q(0.99) };
+    const conv = { converge_p50_ms: q(0.5), converge_p99_ms: q(0.99), converge_all_sent_ms: allSentMs };
     const peakMb = rssMb(cp.pid!, 'VmHWM');
     await fleet.stop();
     cp.kill('SIGTERM');
@@ -303,6 +317,7 @@ spec:
       kb_per_stream: kbPerStream,
       converge_p50_ms: conv.converge_p50_ms,
       converge_p99_ms: conv.converge_p99_ms,
+      converge_all_sent_ms: conv.converge_all_sent_ms,
       ...(ref
         ? {
             reference: ref,
@@ -314,7 +329,7 @@ spec:
             },
           }
         : {}),
-      note: 'convergence includes the policy store debounce (100 ms) and the push debounce (100 ms); simulator keys and CSRs are made before the clock starts',
+      note: 'convergence includes the policy store debounce (100 ms) and the push debounce (100 ms); converge_all_sent_ms is when the control plane had sent the change to every sidecar (from its metrics); simulator keys and CSRs are made before the clock starts',
     };
   } finally {
     if (process.env.BENCH_CP_NODE_ARGS) process.stderr.write(`bench: control-plane profile left in ${tmp.dir}\n`);
