@@ -321,6 +321,13 @@ spec:
       ...(ref
         ? {
             reference: ref,
+            // CPU per sidecar (per connection for the reference), after startup: the figures that decide what N fits in a time on a core.
+            cpu_ms_per_sidecar: {
+              control_plane: round2(((cpCpuCertified - cpCpuStartup) * 1000) / n),
+              simulator: round2((certified.sim_cpu_s * 1000) / n),
+              bare_server: round2((ref.bare_cpu_s * 1000) / n),
+              bare_client: round2((ref.bare_client_cpu_s * 1000) / n),
+            },
             ratio_to_reference: {
               all_connected: round2(certifiedS / ref.bare_grpc_all_connected_s),
               kb_per_stream: round2(kbPerStream / ref.bare_kb_per_stream),
