@@ -42,12 +42,17 @@ export function readAuditLog(path: string): AuditIndex {
   }
 }
 
-/** The latest notAfter among leaves matching `spiffeId` or `serial` (lower-case hex), or null if none was issued. */
+/**
+ * The latest notAfter among leaves matching `spiffeId` or `serial` (lower-case
+ * hex without leading zeros, as revocation targets are normalised), or null if
+ * none was issued. The log writes whole bytes ("0a3f..."), so its serials are
+ * compared without their leading zeros too.
+ */
 export function latestNotAfter(index: AuditIndex, match: { spiffeId?: string; serial?: string }): Date | null {
   let latest: number | null = null;
   for (const r of index.records) {
     if (match.spiffeId !== undefined && r.spiffeId !== match.spiffeId) continue;
-    if (match.serial !== undefined && r.serial.toLowerCase() !== match.serial) continue;
+    if (match.serial !== undefined && r.serial.toLowerCase().replace(/^0+(?=.)/, '') !== match.serial) continue;
     const t = Date.parse(r.notAfter);
     if (latest === null || t > latest) latest = t;
   }

@@ -39,6 +39,15 @@ describe('revocation list', () => {
     expect(() => normaliseSerial('zz')).to.throw().that.satisfies((e: unknown) => hasErrorCode(e, 'TRELLIS_LIFECYCLE_BAD_REVOCATION'));
   });
 
+  it('finds the expiry of a serial whose first byte is below 0x10, however the target is written', () => {
+    // The audit log writes whole bytes ("0c5e..."); openssl and users may drop or keep the leading zero.
+    const log = parseAuditLog(line('0c5e', 'spiffe://example.org/ns/a/sa/web', 0, 60));
+    for (const serial of ['C5E', '0C5E', '00:0c:5e', '0x0c5e']) {
+      const l = addRevocation(EMPTY_REVOCATIONS, { serial }, { now: at(10), audit: log });
+      expect(l.entries[0], serial).to.include({ kind: 'serial', value: 'c5e', expiresAt: at(60).toISOString() });
+    }
+  });
+
   it('refuses a target that is neither a workload SPIFFE ID nor a serial', () => {
     for (const t of [{}, { spiffeId: 'http://x' }, { spiffeId: 'spiffe://example.org' }, { spiffeId: 'spiffe://example.org/a', serial: '01' }]) {
       expect(() => addRevocation(EMPTY_REVOCATIONS, t, { now: at(0), audit })).to.throw().that.satisfies((e: unknown) => hasErrorCode(e, 'TRELLIS_LIFECYCLE_BAD_REVOCATION'));
