@@ -24,7 +24,7 @@ import { verifyPeer, type PeerRefusal } from '../identity/peer-verifier';
 import { decide, type Authorizer, type AuthzDecision, type Workload } from '../policy/authorizer';
 import { splice, type ProxySocket } from '../proxy/splice';
 import type { Duplex } from 'node:stream';
-import { directRead } from '../proxy/direct-read';
+import { adoptDirectRead, directRead } from '../proxy/direct-read';
 import type { PeerAuthMode, SidecarSnapshot, SidecarState } from '../state/sidecar-state';
 import { federationInForce, peerTrust, presentedIntermediates } from '../state/peer-trust';
 import type { SidecarMetrics } from '../metrics/sidecar-metrics';
@@ -269,8 +269,9 @@ export class InboundListener {
     app.once('error', () => {
       this.deps.metrics.refuse('inbound', 'app_unreachable');
     });
+    const connDirect = adoptDirectRead(conn);
     conn.resume();
-    splice(conn, app, undefined, { bDirect: direct });
+    splice(conn, app, undefined, { aDirect: connDirect, bDirect: direct });
   }
 
   /** AuthorizationPolicy for one HTTP request on this port; fails closed if the connection's peer is unknown. */

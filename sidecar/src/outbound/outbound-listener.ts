@@ -15,7 +15,7 @@ import type { Logger } from '@trellis/shared';
 import { leafFacts } from '../identity/leaf-facts';
 import { splitWorkloadSpiffeId, verifyPeer, type PeerVerdict } from '../identity/peer-verifier';
 import { splice } from '../proxy/splice';
-import { directRead } from '../proxy/direct-read';
+import { adoptDirectRead, directRead } from '../proxy/direct-read';
 import type { SidecarSnapshot, SidecarState } from '../state/sidecar-state';
 import { federationInForce, peerTrust, presentedIntermediates } from '../state/peer-trust';
 import type { SidecarMetrics } from '../metrics/sidecar-metrics';
@@ -251,8 +251,9 @@ export class OutboundListener {
         metrics.bytes.inc({ direction: 'outbound', flow: 'rx' }, app.bytesRead);
         metrics.bytes.inc({ direction: 'outbound', flow: 'tx' }, app.bytesWritten);
       });
+      const appDirect = adoptDirectRead(app);
       app.resume();
-      splice(app, tls, undefined, { bDirect: direct });
+      splice(app, tls, undefined, { aDirect: appDirect, bDirect: direct });
     });
   }
 }

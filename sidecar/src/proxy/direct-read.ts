@@ -1,17 +1,26 @@
 /**
- * A faster read path for sockets the sidecar opens itself (the app
- * connection inbound, the mTLS connection outbound): Node's `onread` option
- * reads into one shared buffer and calls us directly, skipping the Readable
- * stream machinery (push, buffering, 'data' emission) on every chunk.
+ * A faster read path than the Readable stream machinery (push, buffering,
+ * 'data' emission, a fresh 64 KiB allocation per read): Node's `onread`
+ * reads into one shared buffer and calls us directly.
+ *
+ * Sockets the sidecar opens itself get it through the `onread` option of
+ * net.connect / tls.connect. Sockets it is handed (accepted connections, and
+ * the server-side TLSSocket wrapping one) are switched over by `adoptDirectRead`,
+ * which sets the same fields Node's constructor would have set from that
+ * option; on a runtime where those fields are not found it returns undefined
+ * and the caller keeps the stream path.
  *
  * One buffer serves every socket in the process: libuv reads into it and
  * calls the callback synchronously, and the callback copies the bytes out
- * before returning, so no read can overwrite another's data. Writes are
- * given the copy; backpressure pauses the source until the sink drains.
+ * (into a slab of the chunk pool) before returning, so no read can overwrite
+ * another's data. Writes are given the copy; backpressure pauses the source
+ * until the sink drains.
  */
 import type { Duplex } from 'node:stream';
+import { ChunkPool, type Slab } from './chunk-pool';
 
 const SHARED = Buffer.allocUnsafe(64 * 1024);
+const POOL = new ChunkPool();
 
 /** The `onread` option plus the handle to point it at its sink once known. */
 export interface DirectRead {
@@ -22,10 +31,10 @@ export interface DirectRead {
 }
 
 /** Makes the `onread` plumbing for one socket. */
-export function directRead(): DirectRead {
+export function directRead(pool: ChunkPool = POOL): DirectRead {
   let sink: Duplex | undefined;
   let source: Duplex | undefined;
-  let held: Buffer[] | undefined;
+  let held: Array<{ chunk: Buffer; slab: Slab }> | undefined;
   const resume = (): void => {
     source?.resume();
   };
@@ -33,13 +42,13 @@ export function directRead(): DirectRead {
     onread: {
       buffer: SHARED,
       callback(nread: number, buf: Buffer): boolean {
-        const copy = Buffer.allocUnsafe(nread);
-        buf.copy(copy, 0, 0, nread);
+        const slab = pool.slabFor(nread);
+        const chunk = slab.copyIn(buf, nread);
         if (!sink) {
-          (held ??= []).push(copy);
+          (held ??= []).push({ chunk, slab });
           return true;
         }
-        if (sink.write(copy)) return true;
+        if (sink.write(chunk, slab.done)) return true;
         sink.once('drain', resume);
         return false;
       },
@@ -48,9 +57,49 @@ export function directRead(): DirectRead {
       source = src;
       sink = dst;
       if (held) {
-        for (const b of held) dst.write(b);
+        for (const h of held) dst.write(h.chunk, h.slab.done);
         held = undefined;
       }
     },
   };
+}
+
+/** The private fields of net.Socket that its constructor fills from the `onread` option. */
+interface OnreadFields {
+  kBuffer: symbol;
+  kBufferCb: symbol;
+}
+
+let fields: OnreadFields | null | undefined;
+
+function onreadFields(socket: object): OnreadFields | null {
+  if (fields !== undefined) return fields;
+  const syms = Object.getOwnPropertySymbols(socket);
+  const kBuffer = syms.find((s) => s.description === 'kBuffer');
+  const kBufferCb = syms.find((s) => s.description === 'kBufferCb');
+  fields = kBuffer && kBufferCb ? { kBuffer, kBufferCb } : null;
+  return fields;
+}
+
+type HandleWithUserBuffer = { useUserBuffer?: (buf: Buffer) => void };
+
+/**
+ * Switches an open, paused socket (a net.Socket or a TLSSocket) to the
+ * `onread` path. Bytes already buffered in its Readable side are taken out
+ * first and delivered ahead of anything read later. Returns undefined, and
+ * leaves the socket untouched, when this runtime's sockets do not have the
+ * fields it needs.
+ */
+export function adoptDirectRead(socket: Duplex, pool: ChunkPool = POOL): DirectRead | undefined {
+  const f = onreadFields(socket);
+  const handle = (socket as unknown as { _handle?: HandleWithUserBuffer | null })._handle;
+  const slots = socket as unknown as Record<symbol, unknown>;
+  if (!f || !handle || typeof handle.useUserBuffer !== 'function' || !(f.kBuffer in socket) || slots[f.kBuffer]) return undefined;
+  const direct = directRead(pool);
+  // Already-buffered bytes keep their order: they are held like bytes read before attach().
+  for (let c = socket.read() as Buffer | null; c !== null; c = socket.read() as Buffer | null) direct.onread.callback(c.length, c);
+  slots[f.kBuffer] = direct.onread.buffer;
+  slots[f.kBufferCb] = direct.onread.callback;
+  handle.useUserBuffer(direct.onread.buffer);
+  return direct;
 }

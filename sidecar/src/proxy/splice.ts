@@ -1,8 +1,8 @@
 /**
  * The hot path: joins two connected sockets in both directions.
  *
- * Node's native `pipe()` between sockets already moves each chunk without a
- * copy; what matters is around it: Nagle off on both sides (request/response
+ * Each side is read through `direct-read` when the listener could set it up
+ * (every socket on Node 20), else through `pipe()`; around that: Nagle off on both sides (request/response
  * traffic otherwise waits for delayed ACKs), half-close passed through (so a
  * client that shuts its write side still gets the reply), an error on either
  * side tearing down both, and byte counts read once from the sockets at the
