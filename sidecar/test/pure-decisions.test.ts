@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { SidecarState, classifyFirstBytes, resolveTarget, upstreamHeaders, verifyPeer, makeRevocations, type LeafFacts } from './helpers/harness';
+import { SidecarState, classifyFirstBytes, resolveTarget, upstreamHeaders, downstreamHeaders, verifyPeer, makeRevocations, type LeafFacts } from './helpers/harness';
 
 describe('classifyFirstBytes (PERMISSIVE sniffing)', () => {
   const cases: Array<[string, number[], string]> = [
@@ -53,12 +53,42 @@ describe('resolveTarget (outbound destination and allowed identities)', () => {
 
 describe('upstreamHeaders (what the app receives on /http ports)', () => {
   it('Should drop a client-sent x-forwarded-client-cert and hop-by-hop headers, and add ours', () => {
-    const out = upstreamHeaders({ host: 'cart', 'x-forwarded-client-cert': 'URI=spiffe://evil', connection: 'keep-alive', 'keep-alive': 'timeout=5', upgrade: 'h2c', 'x-request-id': 'abc' }, 'By=a;URI=b');
-    expect(out).to.deep.equal({ host: 'cart', 'x-request-id': 'abc', 'x-forwarded-client-cert': 'By=a;URI=b' });
+    const out = upstreamHeaders(
+      ['Host', 'cart', 'x-forwarded-client-cert', 'URI=spiffe://evil', 'Connection', 'keep-alive', 'Keep-Alive', 'timeout=5', 'Upgrade', 'h2c', 'X-Request-Id', 'abc'],
+      'By=a;URI=b',
+    );
+    expect(out).to.deep.equal(['Host', 'cart', 'X-Request-Id', 'abc', 'x-forwarded-client-cert', 'By=a;URI=b']);
+  });
+
+  it('Should drop every client-sent x-forwarded-client-cert whatever its letter case', () => {
+    const out = upstreamHeaders(['X-Forwarded-Client-Cert', 'URI=spiffe://evil', 'host', 'cart', 'X-FORWARDED-CLIENT-CERT', 'URI=spiffe://evil2'], 'By=a;URI=b');
+    expect(out).to.deep.equal(['host', 'cart', 'x-forwarded-client-cert', 'By=a;URI=b']);
   });
 
   it('Should send no x-forwarded-client-cert at all for a plaintext peer', () => {
-    expect(upstreamHeaders({ host: 'cart', 'x-forwarded-client-cert': 'URI=spiffe://evil' }, undefined)).to.deep.equal({ host: 'cart' });
+    expect(upstreamHeaders(['host', 'cart', 'x-forwarded-client-cert', 'URI=spiffe://evil'], undefined)).to.deep.equal(['host', 'cart']);
+  });
+
+  it('Should keep repeated headers as separate lines, in order', () => {
+    expect(upstreamHeaders(['Host', 'cart', 'Accept', 'a', 'Accept', 'b'], undefined)).to.deep.equal(['Host', 'cart', 'Accept', 'a', 'Accept', 'b']);
+  });
+
+  it('Should add the given host only when the client sent none', () => {
+    expect(upstreamHeaders(['Accept', 'a'], undefined, '127.0.0.1:8080')).to.deep.equal(['Accept', 'a', 'host', '127.0.0.1:8080']);
+    expect(upstreamHeaders(['HOST', 'cart'], undefined, '127.0.0.1:8080')).to.deep.equal(['HOST', 'cart']);
+  });
+});
+
+describe('downstreamHeaders (what the client receives on /http ports)', () => {
+  it('Should drop the app connection management and keep everything else, repeated headers included', () => {
+    expect(downstreamHeaders(['Content-Type', 'text/plain', 'Connection', 'keep-alive', 'Keep-Alive', 'timeout=5', 'Set-Cookie', 'a=1', 'Set-Cookie', 'b=2'])).to.deep.equal([
+      'Content-Type',
+      'text/plain',
+      'Set-Cookie',
+      'a=1',
+      'Set-Cookie',
+      'b=2',
+    ]);
   });
 });
 
