@@ -63,11 +63,11 @@ function rssMb(pid: number | undefined): number {
   return m ? Math.round((Number(m[1]) / 1024) * 10) / 10 : NaN;
 }
 
-/** CPU time (user + system) a process has used, in ms (from /proc, clock ticks of 10 ms). */
-function cpuMs(pid: number | undefined): number {
-  if (!pid) return NaN;
+/** CPU time a process has used in user space and in the kernel, in ms (from /proc, clock ticks of 10 ms). */
+function cpuTimes(pid: number | undefined): { user: number; sys: number } {
+  if (!pid) return { user: NaN, sys: NaN };
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return (Number(fields[11]) + Number(fields[12])) * 10;
+  return { user: Number(fields[11]) * 10, sys: Number(fields[12]) * 10 };
 }
 
 /** The middle value (the upper one of an even count). */
@@ -75,7 +75,7 @@ function median(xs: number[]): number {
   return [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
 }
 
-/** One load path: where to send requests and which proxy processes to charge CPU to. */
+/** One load path: where to send requests and which proxy processes to charge CPU to (server side first, then client side). */
 interface LoadPath {
   port: number;
   pids: Array<number | undefined>;
@@ -88,6 +88,8 @@ interface LoadResult {
   p99_ms: number;
   errors: number;
   proxy_cpu_ms_per_1k_req?: number;
+  /** The same split by proxy (server side: inbound hop; client side: outbound hop) and by user space / kernel. */
+  proxy_cpu_split?: { server_ms_per_1k: number; client_ms_per_1k: number; user_share: number };
 }
 
 /**
@@ -100,15 +102,20 @@ interface LoadResult {
 async function loadInterleaved(paths: LoadPath[], seconds: number, connections: number, rounds = 4): Promise<LoadResult[]> {
   // A short warm-up so JIT, session caches and connection pools are in steady state.
   for (const p of paths) await autocannon({ url: `http://127.0.0.1:${p.port}/`, connections, duration: 1 });
-  const acc = paths.map(() => ({ requests: 0, seconds: 0, cpu: 0, errors: 0, p50: [] as number[], p99: [] as number[] }));
+  const acc = paths.map((p) => ({ requests: 0, seconds: 0, cpu: 0, user: 0, byPid: p.pids.map(() => 0), errors: 0, p50: [] as number[], p99: [] as number[] }));
   const per = Math.max(1, Math.round(seconds / rounds));
   for (let r = 0; r < rounds; r++) {
     for (let i = 0; i < paths.length; i++) {
       const p = paths[i]!;
       const a = acc[i]!;
-      const before = p.pids.reduce<number>((x, pid) => x + cpuMs(pid), 0);
+      const before = p.pids.map(cpuTimes);
       const res = await autocannon({ url: `http://127.0.0.1:${p.port}/`, connections, duration: per });
-      a.cpu += p.pids.reduce<number>((x, pid) => x + cpuMs(pid), 0) - before;
+      p.pids.map(cpuTimes).forEach((t, j) => {
+        const used = t.user + t.sys - before[j]!.user - before[j]!.sys;
+        a.cpu += used;
+        a.user += t.user - before[j]!.user;
+        a.byPid[j] += used;
+      });
       a.requests += res.requests.total;
       a.seconds += per;
       a.errors += res.errors + res.non2xx + res.timeouts;
@@ -118,7 +125,11 @@ async function loadInterleaved(paths: LoadPath[], seconds: number, connections: 
   }
   return acc.map((a, i) => {
     const out: LoadResult = { rps: Math.round(a.requests / a.seconds), p50_ms: median(a.p50), p99_ms: median(a.p99), errors: a.errors };
-    if (paths[i]!.pids.length > 0 && a.requests > 0) out.proxy_cpu_ms_per_1k_req = Math.round((a.cpu / (a.requests / 1000)) * 100) / 100;
+    const per1k = (ms: number): number => Math.round((ms / (a.requests / 1000)) * 100) / 100;
+    if (paths[i]!.pids.length > 0 && a.requests > 0) out.proxy_cpu_ms_per_1k_req = per1k(a.cpu);
+    if (paths[i]!.pids.length === 2 && a.requests > 0 && a.cpu > 0) {
+      out.proxy_cpu_split = { server_ms_per_1k: per1k(a.byPid[0]!), client_ms_per_1k: per1k(a.byPid[1]!), user_share: Math.round((a.user / a.cpu) * 100) / 100 };
+    }
     return out;
   });
 }
