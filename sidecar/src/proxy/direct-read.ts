@@ -12,15 +12,18 @@
  *
  * One buffer serves every socket in the process: libuv reads into it and
  * calls the callback synchronously, and the callback copies the bytes out
- * (into a slab of the chunk pool) before returning, so no read can overwrite
+ * (small reads into Node's buffer pool, larger ones into a slab of this
+ * socket's chunk lane) before returning, so no read can overwrite
  * another's data. Writes are given the copy; backpressure pauses the source
  * until the sink drains.
  */
 import type { Duplex } from 'node:stream';
-import { ChunkPool, type Slab } from './chunk-pool';
+import { ChunkLane, SlabStore } from './chunk-pool';
 
 const SHARED = Buffer.allocUnsafe(64 * 1024);
-const POOL = new ChunkPool();
+const STORE = new SlabStore();
+/** Below this a chunk is copied the plain way (see chunk-pool.ts for why larger ones are not). */
+const SMALL = 4096;
 
 /** The `onread` option plus the handle to point it at its sink once known. */
 export interface DirectRead {
@@ -31,10 +34,11 @@ export interface DirectRead {
 }
 
 /** Makes the `onread` plumbing for one socket. */
-export function directRead(pool: ChunkPool = POOL): DirectRead {
+export function directRead(store: SlabStore = STORE): DirectRead {
+  const lane = new ChunkLane(store);
   let sink: Duplex | undefined;
   let source: Duplex | undefined;
-  let held: Array<{ chunk: Buffer; slab: Slab }> | undefined;
+  let held: Array<{ chunk: Buffer; done: (() => void) | undefined }> | undefined;
   const resume = (): void => {
     source?.resume();
   };
@@ -42,13 +46,22 @@ export function directRead(pool: ChunkPool = POOL): DirectRead {
     onread: {
       buffer: SHARED,
       callback(nread: number, buf: Buffer): boolean {
-        const slab = pool.slabFor(nread);
-        const chunk = slab.copyIn(buf, nread);
+        let chunk: Buffer;
+        let done: (() => void) | undefined;
+        if (nread < SMALL) {
+          // Node's own 8 KiB pool: no callback, and little external memory for small messages.
+          chunk = Buffer.allocUnsafe(nread);
+          buf.copy(chunk, 0, 0, nread);
+        } else {
+          const slab = lane.slabFor(nread);
+          chunk = slab.copyIn(buf, nread);
+          done = slab.done;
+        }
         if (!sink) {
-          (held ??= []).push({ chunk, slab });
+          (held ??= []).push({ chunk, done });
           return true;
         }
-        if (sink.write(chunk, slab.done)) return true;
+        if (sink.write(chunk, done)) return true;
         sink.once('drain', resume);
         return false;
       },
@@ -57,7 +70,7 @@ export function directRead(pool: ChunkPool = POOL): DirectRead {
       source = src;
       sink = dst;
       if (held) {
-        for (const h of held) dst.write(h.chunk, h.slab.done);
+        for (const h of held) dst.write(h.chunk, h.done);
         held = undefined;
       }
     },
@@ -90,12 +103,12 @@ type HandleWithUserBuffer = { useUserBuffer?: (buf: Buffer) => void };
  * leaves the socket untouched, when this runtime's sockets do not have the
  * fields it needs.
  */
-export function adoptDirectRead(socket: Duplex, pool: ChunkPool = POOL): DirectRead | undefined {
+export function adoptDirectRead(socket: Duplex, store: SlabStore = STORE): DirectRead | undefined {
   const f = onreadFields(socket);
   const handle = (socket as unknown as { _handle?: HandleWithUserBuffer | null })._handle;
   const slots = socket as unknown as Record<symbol, unknown>;
   if (!f || !handle || typeof handle.useUserBuffer !== 'function' || !(f.kBuffer in socket) || slots[f.kBuffer]) return undefined;
-  const direct = directRead(pool);
+  const direct = directRead(store);
   // Already-buffered bytes keep their order: they are held like bytes read before attach().
   for (let c = socket.read() as Buffer | null; c !== null; c = socket.read() as Buffer | null) direct.onread.callback(c.length, c);
   slots[f.kBuffer] = direct.onread.buffer;
