@@ -14,7 +14,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { SVID_TYPE_URL } from '@trellis/shared';
-import { discoveryClientConstructor } from '@trellis/sidecar/dist/src/discovery/discovery-proto';
+import { loadDiscoveryService } from '@trellis/control-plane/dist/src/discovery/grpc-discovery-server';
 
 interface Config {
   certFile: string;
@@ -34,8 +34,8 @@ const server = new grpc.Server({
 });
 // One response, the size of an SVID answer, built once: the floor does no per-stream work.
 const response = { type_url: SVID_TYPE_URL, version_info: 'v1', nonce: '1', resources: [{ name: 'default', body: Buffer.alloc(cfg.responseBytes, 0x61) }] };
-// The same message codec as both ends of the real stream.
-server.addService(discoveryClientConstructor().service, {
+// The same service definition and message codec as the control plane.
+server.addService(loadDiscoveryService(), {
   StreamResources: (call: grpc.ServerDuplexStream<unknown, unknown>) => {
     let answered = false;
     call.on('data', () => {

@@ -20,7 +20,7 @@
  * once every sidecar has accepted an authz version newer than the one it had.
  *
  * mode "bare" (the platform floor, against bare-grpc-server.js): the same
- * connection pattern with plain grpc-js clients: all connect at once, each
+ * connection pattern and the same node:http2 client transport: all connect at once, each
  * opens one stream with the same bearer metadata, sends one request with its
  * CSR and waits for one response; prints {"phase":"connected","at":ms,...}
  * once all have one, and keeps the streams open until told to stop.
@@ -31,11 +31,10 @@
  */
 import { generateKeyPairSync } from 'node:crypto';
 import { createInterface } from 'node:readline';
-import * as grpc from '@grpc/grpc-js';
-import { AUTHORIZATION_POLICIES_TYPE_URL, silentLogger, SVID_TYPE_URL } from '@trellis/shared';
+import { AUTHORIZATION_POLICIES_TYPE_URL, DISCOVERY_SERVICE, encodeDiscoveryRequest, silentLogger, SVID_TYPE_URL } from '@trellis/shared';
 import { buildCsr } from '@trellis/sidecar';
 import { DiscoveryClient } from '@trellis/sidecar/dist/src/discovery/discovery-client';
-import { discoveryClientConstructor } from '@trellis/sidecar/dist/src/discovery/discovery-proto';
+import { GrpcBidiCall } from '@trellis/sidecar/dist/src/discovery/grpc-bidi-call';
 
 interface Config {
   mode: 'trellis' | 'bare';
@@ -154,37 +153,38 @@ function runTrellis(): void {
 }
 
 function runBare(): void {
-  const Ctor = discoveryClientConstructor();
-  const roots = Buffer.from(cfg.rootPem);
+  // The same client transport a real sidecar (and the trellis mode) uses: one
+  // node:http2 + TLS session per sidecar, the shared protobuf codec.
   let answered = 0;
   let errors = 0;
   for (let i = 0; i < cfg.sidecars; i++) {
     const { spiffeId, token } = identity(i);
-    // As DiscoveryClient connects: its own credentials (so its own connection), the same channel options.
-    const creds = grpc.credentials.createSsl(roots, null, null, { checkServerIdentity: () => undefined });
-    const client = new Ctor(cfg.addresses[0]!, creds, {
-      'grpc.ssl_target_name_override': 'trellis-control-plane',
-      'grpc.max_receive_message_length': 16 * 1024 * 1024,
-      'grpc.keepalive_time_ms': 30_000,
-      'grpc.enable_channelz': 0,
-    });
-    const md = new grpc.Metadata();
-    md.set('authorization', `Bearer ${token}`);
-    const call = (client as unknown as { StreamResources(md: grpc.Metadata): grpc.ClientDuplexStream<Record<string, unknown>, unknown> }).StreamResources(md);
     let first = true;
-    call.on('data', () => {
-      if (!first) return;
-      first = false;
-      if (++answered === cfg.sidecars) out({ phase: 'connected', at: Date.now(), errors, sim_cpu_s: simCpuS() });
-    });
-    call.on('error', () => {
-      errors++;
-      out({ phase: 'error', message: `bare stream ${i} failed` });
-    });
-    call.write({ node: { spiffe_id: spiffeId, namespace: 'bench', labels: { app: 'bench' } }, type_url: SVID_TYPE_URL, csr: csrs[0]! });
-    stops.push(() => {
-      call.cancel();
-      client.close();
-    });
+    const call = new GrpcBidiCall(
+      {
+        address: cfg.addresses[0]!,
+        path: `/${DISCOVERY_SERVICE}/StreamResources`,
+        tls: { caPem: cfg.rootPem, servername: 'trellis-control-plane', checkServerIdentity: () => undefined },
+        metadata: { authorization: `Bearer ${token}` },
+        maxReceiveMessageBytes: 16 * 1024 * 1024,
+        keepaliveMs: 30_000,
+        keepaliveTimeoutMs: 20_000,
+        connectTimeoutMs: 20_000,
+      },
+      {
+        onMetadata: () => undefined,
+        onMessage: () => {
+          if (!first) return;
+          first = false;
+          if (++answered === cfg.sidecars) out({ phase: 'connected', at: Date.now(), errors, sim_cpu_s: simCpuS() });
+        },
+        onStatus: () => {
+          errors++;
+          out({ phase: 'error', message: `bare stream ${i} failed` });
+        },
+      },
+    );
+    call.write(encodeDiscoveryRequest({ node: { spiffe_id: spiffeId, namespace: 'bench', labels: { app: 'bench' } }, type_url: SVID_TYPE_URL, csr: csrs[0]! }));
+    stops.push(() => call.cancel());
   }
 }

@@ -8,8 +8,9 @@
  *
  * In the same run, `reference` measures the platform floor: a bare grpc-js
  * TLS server (bare-grpc-server.js, a certificate from the same CA) driven
- * with the same connection pattern, so the ratios say how much of the cost is
- * ours and how much is Node + grpc-js + TLS on this machine.
+ * with the same connection pattern and the same client transport the
+ * sidecars use (node:http2), so the ratios say how much of the cost is ours
+ * and how much is Node + grpc-js + TLS on this machine.
  * `--reference=false` skips it.
  *
  * The fleet runs in `--sim-procs` simulator processes (default: one per core),
@@ -139,7 +140,7 @@ function phases(sim: ChildProcess): (phase: string) => Promise<Record<string, an
 }
 
 /**
- * The platform floor: N plain grpc-js clients against bare-grpc-server.js
+ * The platform floor: N clients (the sidecar's node:http2 transport) against bare-grpc-server.js
  * (a P-256 certificate issued by the bench CA), connecting at once, one
  * stream each, one request and one response, streams then held open.
  */
