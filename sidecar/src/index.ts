@@ -27,7 +27,7 @@ export { classifyFirstBytes } from './inbound/tls-detect';
 export type { FirstBytes } from './inbound/tls-detect';
 export { InboundListener } from './inbound/inbound-listener';
 export type { InboundSpec, InboundDeps } from './inbound/inbound-listener';
-export { downstreamHeaders, upstreamHeaders } from './inbound/http-forwarder';
+export { ambiguousRequestHeaders, downstreamHeaders, upstreamHeaders } from './inbound/http-forwarder';
 export { OutboundListener, resolveTarget } from './outbound/outbound-listener';
 export type { OutboundSpec, OutboundTarget, OutboundDeps } from './outbound/outbound-listener';
 export { SidecarMetrics } from './metrics/sidecar-metrics';

@@ -1,8 +1,9 @@
 import { expect } from 'chai';
-import { TestCa } from '@trellis/testkit';
+import { TestCa, waitFor } from '@trellis/testkit';
 import { Sidecar, makeRevocations, silentAuthz, type Authorizer } from './helpers/harness';
 import { bundleOf, credentialsFrom, startEchoApp, startGreeterApp, startHttpApp, tcpExchange, tlsExchange } from './helpers/fixture';
 import { connect as tlsConnect } from 'node:tls';
+import { createServer as createHttpServer } from 'node:http';
 
 const TD = 'cluster.local';
 const SERVER_ID = `spiffe://${TD}/ns/default/sa/server`;
@@ -206,6 +207,65 @@ describe('Inbound listener', function () {
       expect(denied.data).to.match(/^HTTP\/1\.1 403/);
     } finally {
       sidecar.state.update({ authz: { policies: [] } });
+    }
+  });
+  it('Should answer 400 to a request with two Host headers, and never forward it', async () => {
+    // Policy reads the first Host; an app may read the last: the request must not pass on one and be routed on the other.
+    // (Repeated or conflicting Transfer-Encoding/Content-Length never get this far: Node's parser refuses them.)
+    const before = await refusals(sidecar, 'bad_request');
+    const twoHosts = await tlsExchange(httpPort, { client, ca: ca.root.pem, payload: 'GET /x HTTP/1.1\r\nHost: public.example\r\nHost: admin.example\r\nConnection: close\r\n\r\n' });
+    expect(twoHosts.data).to.match(/^HTTP\/1\.1 400/);
+    expect(twoHosts.data).to.contain('bad request: more than one host header');
+    expect(twoHosts.data, 'the app never answered').not.to.contain('"path"');
+    expect(await refusals(sidecar, 'bad_request')).to.equal(before + 1);
+    // An ordinary request on the same port still goes through.
+    const ok = await tlsExchange(httpPort, { client, ca: ca.root.pem, payload: 'GET /fine HTTP/1.1\r\nHost: server\r\nConnection: close\r\n\r\n' });
+    expect(ok.data).to.match(/^HTTP\/1\.1 200/);
+  });
+});
+
+describe('Inbound /http listener when the client goes away mid-response', function () {
+  this.timeout(20_000);
+
+  it('Should end the exchange with the app instead of reading its stream forever', async () => {
+    const ca = await TestCa.create(TD);
+    let appResponseClosed = false;
+    let chunksSent = 0;
+    const streaming = createHttpServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      const timer = setInterval(() => {
+        chunksSent++;
+        res.write(Buffer.alloc(16 * 1024, 0x61));
+      }, 5);
+      res.once('close', () => {
+        appResponseClosed = true;
+        clearInterval(timer);
+      });
+    });
+    await new Promise<void>((r) => streaming.listen(0, '127.0.0.1', r));
+    const appPort = (streaming.address() as { port: number }).port;
+    const sc = new Sidecar(
+      { inbound: [{ host: '127.0.0.1', port: 0, appPort, http: true }], outbound: [], workload: { namespace: 'default', labels: { app: 'server' } } },
+      { logger: silentAuthz.logger, authorize: testAuthorizer, processMetrics: false },
+    );
+    sc.state.update({ credentials: await credentialsFrom(ca, SERVER_ID), bundle: bundleOf(ca), peerAuth: { mode: 'STRICT', portModes: {} }, authz: { policies: [] } });
+    await sc.start();
+    try {
+      const leaf = await ca.issueLeaf(CLIENT_ID);
+      const s = tlsConnect({ host: '127.0.0.1', port: sc.inbound[0]!.port, ca: ca.root.pem, key: leaf.key.keyPem, cert: leaf.chainPem, checkServerIdentity: () => undefined });
+      await new Promise<void>((resolve, reject) => {
+        s.once('error', reject);
+        s.once('secureConnect', () => s.write('GET /events HTTP/1.1\r\nHost: server\r\n\r\n'));
+        s.once('data', () => resolve());
+      });
+      s.destroy();
+      await waitFor('the app response to close', () => appResponseClosed, 10_000);
+      const sentAtClose = chunksSent;
+      await new Promise((r) => setTimeout(r, 200));
+      expect(chunksSent, 'the app stopped streaming once its response was closed').to.equal(sentAtClose);
+    } finally {
+      await sc.stop(0);
+      await new Promise<void>((r) => streaming.close(() => r()));
     }
   });
 });

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { SidecarState, classifyFirstBytes, resolveTarget, upstreamHeaders, downstreamHeaders, verifyPeer, makeRevocations, type LeafFacts } from './helpers/harness';
+import { SidecarState, classifyFirstBytes, resolveTarget, upstreamHeaders, downstreamHeaders, ambiguousRequestHeaders, verifyPeer, makeRevocations, type LeafFacts } from './helpers/harness';
 
 describe('classifyFirstBytes (PERMISSIVE sniffing)', () => {
   const cases: Array<[string, number[], string]> = [
@@ -76,6 +76,35 @@ describe('upstreamHeaders (what the app receives on /http ports)', () => {
   it('Should add the given host only when the client sent none', () => {
     expect(upstreamHeaders(['Accept', 'a'], undefined, '127.0.0.1:8080')).to.deep.equal(['Accept', 'a', 'host', '127.0.0.1:8080']);
     expect(upstreamHeaders(['HOST', 'cart'], undefined, '127.0.0.1:8080')).to.deep.equal(['HOST', 'cart']);
+  });
+});
+
+describe('ambiguousRequestHeaders (requests refused with 400 on /http ports)', () => {
+  it('Should refuse a second Host, whatever the letter case', () => {
+    expect(ambiguousRequestHeaders(['Host', 'public.example', 'HOST', 'admin.example'])).to.equal('more than one host header');
+  });
+
+  it('Should refuse repeated or conflicting framing headers', () => {
+    expect(ambiguousRequestHeaders(['Host', 'a', 'Transfer-Encoding', 'chunked', 'transfer-encoding', 'chunked'])).to.equal('more than one transfer-encoding header');
+    expect(ambiguousRequestHeaders(['Host', 'a', 'Content-Length', '5', 'Content-Length', '5'])).to.equal('more than one content-length header');
+    expect(ambiguousRequestHeaders(['Host', 'a', 'Content-Length', '5', 'Transfer-Encoding', 'chunked'])).to.equal('both transfer-encoding and content-length');
+  });
+
+  it('Should pass ordinary requests, repeated list headers included', () => {
+    expect(ambiguousRequestHeaders(['Host', 'a', 'Accept', 'x', 'Accept', 'y', 'Content-Length', '3'])).to.equal(undefined);
+    expect(ambiguousRequestHeaders([])).to.equal(undefined);
+  });
+});
+
+describe('Connection-listed headers (hop-by-hop for one hop only)', () => {
+  it('Should drop the headers the client Connection header names, but never let it remove Host or smuggle XFCC', () => {
+    const out = upstreamHeaders(['Host', 'cart', 'Connection', 'close, X-Hop', 'X-Hop', 'secret', 'Connection', 'x-other', 'X-Other', '1', 'X-Keep', 'k'], 'By=a;URI=b');
+    expect(out).to.deep.equal(['Host', 'cart', 'X-Keep', 'k', 'x-forwarded-client-cert', 'By=a;URI=b']);
+    expect(upstreamHeaders(['Host', 'cart', 'Connection', 'host'], undefined)).to.deep.equal(['Host', 'cart']);
+  });
+
+  it('Should drop the headers the app Connection header names from the response', () => {
+    expect(downstreamHeaders(['Content-Type', 'text/plain', 'Connection', 'X-Internal', 'X-Internal', 'v'])).to.deep.equal(['Content-Type', 'text/plain']);
   });
 });
 

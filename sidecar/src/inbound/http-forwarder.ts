@@ -15,19 +15,58 @@ export type HttpForwarder = (req: IncomingMessage, res: ServerResponse, xfcc: st
 
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'upgrade', 'x-forwarded-client-cert']);
 const RESPONSE_DROPPED = new Set(['connection', 'keep-alive']);
+/** Headers that must appear at most once: a second copy lets policy and app see different values. */
+const SINGLE = ['host', 'transfer-encoding', 'content-length'] as const;
+
+/**
+ * Why a request's headers are ambiguous, or undefined when they are not.
+ * Authorization reads one value (Node keeps the first `Host`), an app or
+ * framework may read another (the last, or all joined), so a repeated
+ * `Host` would let a request pass policy for one host and be routed to
+ * another; repeated framing headers invite request smuggling. Such requests
+ * are refused with 400 before authorization. Pure.
+ */
+export function ambiguousRequestHeaders(rawHeaders: readonly string[]): string | undefined {
+  const seen = new Set<string>();
+  for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
+    const lower = rawHeaders[i]!.toLowerCase();
+    if (!(SINGLE as readonly string[]).includes(lower)) continue;
+    if (seen.has(lower)) return `more than one ${lower} header`;
+    seen.add(lower);
+  }
+  if (seen.has('transfer-encoding') && seen.has('content-length')) return 'both transfer-encoding and content-length';
+  return undefined;
+}
+
+/** The header names a `Connection` header lists (hop-by-hop for this hop only, RFC 9110 7.6.1), lower case. */
+function connectionListed(rawHeaders: readonly string[]): Set<string> | undefined {
+  let out: Set<string> | undefined;
+  for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
+    if (rawHeaders[i]!.toLowerCase() !== 'connection') continue;
+    for (const token of rawHeaders[i + 1]!.split(',')) {
+      const t = token.trim().toLowerCase();
+      if (t !== '') (out ??= new Set()).add(t);
+    }
+  }
+  return out;
+}
 
 /**
  * The header list sent to the app, in `rawHeaders` form: hop-by-hop headers
- * and every client-sent XFCC (any letter case) removed, ours added; `host`
- * (when given) is added if the client sent none. Pure.
+ * (the fixed set and any the client's `Connection` header names) and every
+ * client-sent XFCC (any letter case) removed, ours added; `host` (when given)
+ * is added if the client sent none. Pure.
  */
 export function upstreamHeaders(rawHeaders: readonly string[], xfcc: string | undefined, host?: string): string[] {
   const out: string[] = [];
+  const listed = connectionListed(rawHeaders);
   let sawHost = false;
   for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
     const name = rawHeaders[i]!;
     const lower = name.toLowerCase();
-    if (HOP_BY_HOP.has(lower)) continue;
+    if (HOP_BY_HOP.has(lower) || (listed?.has(lower) && lower !== 'x-forwarded-client-cert' && lower !== 'host')) {
+      continue;
+    }
     if (lower === 'host') sawHost = true;
     out.push(name, rawHeaders[i + 1]!);
   }
@@ -39,15 +78,25 @@ export function upstreamHeaders(rawHeaders: readonly string[], xfcc: string | un
 /** The app's response headers passed to the client, in `rawHeaders` form, without its connection management. Pure. */
 export function downstreamHeaders(rawHeaders: readonly string[]): string[] {
   const out: string[] = [];
+  const listed = connectionListed(rawHeaders);
   for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
-    if (RESPONSE_DROPPED.has(rawHeaders[i]!.toLowerCase())) continue;
+    const lower = rawHeaders[i]!.toLowerCase();
+    if (RESPONSE_DROPPED.has(lower) || listed?.has(lower)) continue;
     out.push(rawHeaders[i]!, rawHeaders[i + 1]!);
   }
   return out;
 }
 
-/** Copies a body from `src` to `dst` with backpressure; ends `dst` when `src` ends. Once `dst` is destroyed the rest is read and dropped. */
-function forwardBody(src: Readable, dst: Writable): void {
+/**
+ * Copies a body from `src` to `dst` with backpressure; ends `dst` when `src`
+ * ends. With `stopWhenSinkCloses` (the response direction), a `dst` that
+ * closes before it finished (the client went away) destroys `src` instead of
+ * leaving it paused or read to its end: a streaming response whose client
+ * left must not keep the app connection busy forever. The request direction
+ * keeps reading and dropping, so an app that answers early (413) and closes
+ * does not cut the client's connection before it reads that answer.
+ */
+function forwardBody(src: Readable, dst: Writable, stopWhenSinkCloses = false): void {
   const resume = (): void => {
     src.resume();
   };
@@ -58,6 +107,11 @@ function forwardBody(src: Readable, dst: Writable): void {
     }
   });
   src.once('end', () => dst.end());
+  if (stopWhenSinkCloses) {
+    dst.once('close', () => {
+      if (!dst.writableFinished && !src.readableEnded) src.destroy();
+    });
+  }
 }
 
 /** Makes a forwarder to `appHost:appPort` with its own connection pool. */
@@ -69,16 +123,26 @@ export function forwardHttpRequest(opts: { appHost: string; appPort: number }): 
       { host: opts.appHost, port: opts.appPort, method: req.method, path: req.url, headers: upstreamHeaders(req.rawHeaders, xfcc, defaultHost), agent },
       (upRes) => {
         res.writeHead(upRes.statusCode ?? 502, upRes.statusMessage, downstreamHeaders(upRes.rawHeaders));
-        forwardBody(upRes, res);
+        forwardBody(upRes, res, true);
       },
     );
     up.setNoDelay(true);
     // A client that goes away mid-request, or an app that resets mid-response,
     // ends this exchange only: an unhandled stream error would end the process.
-    req.on('error', () => up.destroy());
-    res.on('error', () => up.destroy());
+    let clientGone = false;
+    const dropUpstream = (): void => {
+      clientGone = true;
+      up.destroy();
+    };
+    req.on('error', dropUpstream);
+    res.on('error', dropUpstream);
+    // The client went away before the response was complete: drop the exchange with the app too.
+    res.once('close', () => {
+      if (!res.writableFinished) dropUpstream();
+    });
     up.on('response', (upRes) => upRes.on('error', () => res.destroy()));
     up.on('error', () => {
+      if (clientGone) return;
       onUpstreamError();
       if (!res.headersSent) {
         res.writeHead(502, { 'content-type': 'text/plain', 'content-length': 24 });

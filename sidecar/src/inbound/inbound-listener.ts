@@ -18,7 +18,7 @@ import { TLSSocket, type SecureContext } from 'node:tls';
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import type { Logger } from '@trellis/shared';
 import { classifyFirstBytes } from './tls-detect';
-import { forwardHttpRequest, type HttpForwarder } from './http-forwarder';
+import { ambiguousRequestHeaders, forwardHttpRequest, type HttpForwarder } from './http-forwarder';
 import { leafFacts } from '../identity/leaf-facts';
 import { verifyPeer, type PeerRefusal } from '../identity/peer-verifier';
 import { decide, type Authorizer, type AuthzDecision, type Workload } from '../policy/authorizer';
@@ -304,6 +304,11 @@ export class InboundListener {
    */
   private onHttpUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     socket.on('error', () => socket.destroy());
+    const ambiguous = this.refuseAmbiguous(req);
+    if (ambiguous) {
+      socket.end(`HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(ambiguous)}\r\nconnection: close\r\n\r\n${ambiguous}`);
+      return;
+    }
     const { decision, xfcc } = this.authorizeHttp(req);
     if (decision.decision !== 'ALLOW') {
       socket.end('HTTP/1.1 403 Forbidden\r\ncontent-type: text/plain\r\ncontent-length: 20\r\nconnection: close\r\n\r\nRBAC: access denied\n');
@@ -327,7 +332,29 @@ export class InboundListener {
     });
   }
 
+  /**
+   * A request whose headers could be read two ways (a second Host, repeated
+   * framing headers) is refused before authorization: policy must judge
+   * exactly what the app will see. Returns the 400 body, or undefined.
+   */
+  private refuseAmbiguous(req: IncomingMessage): string | undefined {
+    const why = ambiguousRequestHeaders(req.rawHeaders);
+    if (why === undefined) return undefined;
+    this.deps.metrics.refuse('inbound', 'bad_request');
+    this.deps.logger.info('inbound request refused: ambiguous headers', { port: this.boundPort, method: req.method, path: req.url, reason: why });
+    return `bad request: ${why}\n`;
+  }
+
   private onHttpRequest(req: IncomingMessage, res: ServerResponse): void {
+    const ambiguous = this.refuseAmbiguous(req);
+    if (ambiguous) {
+      // The framing itself is in doubt, so the connection is not reused.
+      res.shouldKeepAlive = false;
+      res.writeHead(400, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(ambiguous), connection: 'close' });
+      res.end(ambiguous);
+      req.resume();
+      return;
+    }
     const { decision: d, xfcc } = this.authorizeHttp(req);
     if (d.decision !== 'ALLOW') {
       const body = 'RBAC: access denied\n';
