@@ -9,6 +9,9 @@
  */
 import { ProtocolError } from './resources';
 
+
+/** How deeply unknown groups may nest before a message is refused (protobuf's own parsers stop at 100). */
+const MAX_GROUP_DEPTH = 64;
 /** Wire types of the protobuf encoding. */
 export const WireType = Object.freeze({
   VARINT: 0,
@@ -126,8 +129,12 @@ export class ProtoReader {
     return new ProtoReader(this.buf, path, start, end);
   }
 
-  /** Skips one field of wire type `wireType` (its key already read). */
-  skip(wireType: number, field: number): void {
+  /**
+   * Skips one field of wire type `wireType` (its key already read). Nested
+   * groups recurse, so their depth is bounded: a few bytes per level must not
+   * be able to overflow the stack.
+   */
+  skip(wireType: number, field: number, depth = 0): void {
     const name = `#${field}`;
     switch (wireType) {
       case WireType.VARINT:
@@ -143,6 +150,7 @@ export class ProtoReader {
         this.advance(4, name);
         return;
       case WireType.SGROUP: {
+        if (depth >= MAX_GROUP_DEPTH) throw this.fail(name, `groups nested deeper than ${MAX_GROUP_DEPTH}`);
         for (;;) {
           if (!this.more()) throw this.fail(name, 'unterminated group');
           const k = this.key();
@@ -150,7 +158,7 @@ export class ProtoReader {
             if (k.field !== field) throw this.fail(name, `group ended by field ${k.field}`);
             return;
           }
-          this.skip(k.wireType, k.field);
+          this.skip(k.wireType, k.field, depth + 1);
         }
       }
       default:

@@ -199,6 +199,14 @@ describe('discovery message codec (wire compatibility with proto-loader)', () =>
     });
   }
 
+  it('rejects groups nested past the depth limit with TRELLIS_PROTOCOL_BAD_MESSAGE, not a stack overflow', () => {
+    // 0x2b opens a group of field 5; 200,000 of them would overflow the stack of a naive recursive skip.
+    expect(badMessage(() => decodeDiscoveryResponse(Buffer.alloc(200_000, 0x2b))).message).to.include('groups nested deeper than 64');
+    // 64 levels, properly closed, are still skipped.
+    const ok = Buffer.concat([Buffer.alloc(64, 0x2b), Buffer.alloc(64, 0x2c)]);
+    expect(decodeDiscoveryResponse(ok).resources).to.deep.equal([]);
+  });
+
   it('rejects a malformed Node inside a request, naming the path', () => {
     const inner = Buffer.from([0x1a, 0x04, 0x0a, 0x09, 0x61, 0x62]); // labels entry whose key overruns
     const wire = Buffer.concat([Buffer.from([0x0a, inner.length]), inner]);

@@ -120,6 +120,8 @@ const CONNECT_TIMEOUT_MS = 20_000;
 /** SNI sent to the control plane (it is verified by SPIFFE ID, not by name). */
 const CONTROL_PLANE_SERVERNAME = 'trellis-control-plane';
 const STREAM_PATH = `/${DISCOVERY_SERVICE}/StreamResources`;
+/** The longest `trellis-retry-after-ms` hint honoured (5 min). */
+const MAX_RETRY_HINT_MS = 300_000;
 
 /** One long-lived, self-healing discovery stream. */
 export class DiscoveryClient {
@@ -392,7 +394,8 @@ export class DiscoveryClient {
     const serverCode = err?.metadata['trellis-error-code'] ?? null;
     const retry = Number(err?.metadata['trellis-retry-after-ms'] ?? 0);
     this.lastStreamError = { grpcCode: code, serverCode, message: err?.details ?? 'stream ended by the server' };
-    this.retryHintMs = Number.isFinite(retry) && retry > 0 ? retry : 0;
+    // Bounded: an absurd hint would park the sidecar for days, and past 2^31 ms setTimeout fires at once (a reconnect storm).
+    this.retryHintMs = Number.isFinite(retry) && retry > 0 ? Math.min(retry, MAX_RETRY_HINT_MS) : 0;
     for (const l of this.endListeners) l({ ...this.lastStreamError, retryAfterMs: this.retryHintMs });
     if (!this.stopped) this.opts.logger.warn('discovery stream ended', { grpcCode: grpcStatusName(code), serverCode, message: err?.details });
     if (this.pendingCsr && (code === GrpcStatus.PERMISSION_DENIED || code === GrpcStatus.INVALID_ARGUMENT)) {
