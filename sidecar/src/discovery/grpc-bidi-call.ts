@@ -58,6 +58,8 @@ export interface BidiCallListener {
 
 const { HTTP2_HEADER_STATUS, HTTP2_HEADER_CONTENT_TYPE, NGHTTP2_CANCEL, NGHTTP2_NO_ERROR } = http2.constants;
 const USER_AGENT = 'trellis-sidecar (node:http2)';
+/** Headers the transport sets or HTTP/2 forbids: as metadata they would override ours or make the request throw. */
+const RESERVED_HEADERS = new Set(['content-type', 'te', 'user-agent', 'host', 'connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade']);
 
 /**
  * Custom metadata must be valid gRPC ASCII headers (lower-case name, printable
@@ -67,7 +69,7 @@ const USER_AGENT = 'trellis-sidecar (node:http2)';
  */
 export function checkMetadata(metadata: Readonly<Record<string, string>>): void {
   for (const [k, v] of Object.entries(metadata)) {
-    if (!/^[0-9a-z_.-]+$/.test(k) || k.startsWith('grpc-') || k.endsWith('-bin')) {
+    if (!/^[0-9a-z_.-]+$/.test(k) || k.startsWith('grpc-') || k.endsWith('-bin') || RESERVED_HEADERS.has(k)) {
       throw new DiscoveryError(DiscoveryErrorCode.BAD_METADATA, `metadata key ${JSON.stringify(k)} is not a valid gRPC ASCII header name`, { key: k });
     }
     if (!/^[\x20-\x7e]*$/.test(v)) throw new DiscoveryError(DiscoveryErrorCode.BAD_METADATA, `metadata ${k}: value has characters outside printable ASCII`, { key: k });

@@ -11,6 +11,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BAD_MESSAGE_CODE } from '@trellis/shared';
 import { DiscoveryError, DiscoveryErrorCode } from '../../src/discovery/discovery-error';
+import { checkMetadata } from '../../src/discovery/grpc-bidi-call';
 
 describe('gRPC framing', () => {
   it('prefixes a message with a zero compressed flag and its big-endian length', () => {
@@ -114,5 +115,22 @@ describe('discovery error codes', () => {
     const doc = readFileSync(join(__dirname, '..', '..', '..', '..', 'docs', 'errors.md'), 'utf8');
     const missing = [...Object.values(DiscoveryErrorCode), BAD_MESSAGE_CODE].filter((c) => !doc.includes('`' + c + '`'));
     expect(missing).to.deep.equal([]);
+  });
+});
+
+describe('call metadata checks', () => {
+  it('refuses metadata that would override the transport headers or that HTTP/2 forbids, naming the key only', () => {
+    for (const key of ['content-type', 'te', 'user-agent', 'host', 'connection', 'transfer-encoding', 'upgrade', 'grpc-timeout', 'token-bin', 'Authorization']) {
+      let err: unknown;
+      try {
+        checkMetadata({ [key]: 'v4lue' });
+      } catch (e) {
+        err = e;
+      }
+      expect(err, key).to.be.instanceOf(DiscoveryError);
+      expect((err as DiscoveryError).code).to.equal(DiscoveryErrorCode.BAD_METADATA);
+      expect((err as Error).message).not.to.contain('v4lue');
+    }
+    expect(() => checkMetadata({ authorization: 'Bearer abc', 'x-trellis-node': 'n1' })).not.to.throw();
   });
 });
