@@ -4,34 +4,16 @@
  * without generated stubs.
  */
 
-/** Node as it arrives. */
-export interface WireNode {
-  spiffe_id: string;
-  namespace: string;
-  labels: Record<string, string>;
-  service: string;
-  inbound_ports: number[];
-  address: string;
-}
+import type { DiscoveryRequestMessage, DiscoveryResponseMessage, NodeMessage } from '@trellis/shared';
+
+/** Node as it arrives (the shape shared/src/protocol/discovery-messages.ts decodes to as well). */
+export type WireNode = NodeMessage;
 
 /** DiscoveryRequest as it arrives. */
-export interface WireRequest {
-  node: WireNode | null;
-  type_url: string;
-  version_info: string;
-  response_nonce: string;
-  resource_names: string[];
-  error_detail: { code: number; message: string } | null;
-  csr: Buffer;
-}
+export type WireRequest = DiscoveryRequestMessage;
 
 /** DiscoveryResponse as we send it. */
-export interface WireResponse {
-  type_url: string;
-  version_info: string;
-  nonce: string;
-  resources: Array<{ name: string; body: Buffer }>;
-}
+export type WireResponse = DiscoveryResponseMessage;
 
 /** Options for proto-loader shared by server and client so both decode alike. */
 export const PROTO_LOADER_OPTIONS = Object.freeze({
