@@ -35,6 +35,20 @@ describe('Chunk lanes (memory for bytes in flight)', () => {
     expect([...held]).to.deep.equal(new Array(40).fill(1));
   });
 
+  it('Should not keep a slab made larger than the store size for one big read as a spare', () => {
+    const store = new SlabStore(64, 4);
+    const lane = new ChunkLane(store);
+    const big = lane.slabFor(200);
+    expect(big.buf.length).to.be.at.least(200);
+    big.copyIn(Buffer.alloc(200, 7), 200);
+    big.done();
+    expect(store.spareCount).to.equal(0);
+    const normal = lane.slabFor(64);
+    normal.copyIn(Buffer.alloc(64), 64);
+    normal.done();
+    expect(store.spareCount).to.equal(1);
+  });
+
   it('Should give a slab back to the store once every chunk cut from it is released, and reuse it', () => {
     const store = new SlabStore(64, 4);
     const lane = new ChunkLane(store);

@@ -35,9 +35,13 @@ export class SlabStore {
     return this.spare.pop() ?? new Slab(this.slabBytes, this);
   }
 
-  /** Takes back a slab whose chunks have all been released. */
+  /**
+   * Takes back a slab whose chunks have all been released. Only slabs of the
+   * store's size are kept: an oversized one (made for a read larger than a
+   * slab) is left to the garbage collector rather than held as a spare.
+   */
   give(slab: Slab): void {
-    if (this.spare.length < this.maxSpare) this.spare.push(slab);
+    if (slab.buf.length === this.slabBytes && this.spare.length < this.maxSpare) this.spare.push(slab);
   }
 
   /** Slabs kept for reuse (for tests). */
