@@ -5,7 +5,7 @@ import { createServer, type Server } from 'node:http';
 import { createServer as createHttpsServer, request as httpsRequest, type Server as HttpsServer } from 'node:https';
 import { join } from 'node:path';
 import type { TLSSocket } from 'node:tls';
-import { freePort, makeTmpDir, openssl, trellisSpawn, trellisSync, httpGet, waitFor } from '@trellis/testkit';
+import { freePort, makeTmpDir, ProcessGroup, openssl, trellisSync, httpGet, waitFor } from '@trellis/testkit';
 
 const get = (port: number, path: string) => httpGet(port, path);
 
@@ -54,8 +54,7 @@ describe('Federation end to end: trellis control-plane --federation and a trelli
   this.timeout(90_000);
   const tmp = makeTmpDir('trellis-federation-');
   const f = (n: string): string => join(tmp.dir, n);
-  const procs: ChildProcess[] = [];
-  const logs = new Map<ChildProcess, string>();
+  const group = new ProcessGroup(tmp.dir);
   let app: Server;
   let partnerServer: HttpsServer;
   let cp: ChildProcess;
@@ -63,14 +62,6 @@ describe('Federation end to end: trellis control-plane --federation and a trelli
   const clients: Record<string, { key: string; chain: string }> = {};
   let rootA = '';
 
-  const spawnLogged = (args: string[]): ChildProcess => {
-    const p = trellisSpawn(args, { cwd: tmp.dir });
-    logs.set(p, '');
-    p.stderr!.setEncoding('utf8').on('data', (d: string) => logs.set(p, logs.get(p)! + d));
-    p.stdout!.resume();
-    procs.push(p);
-    return p;
-  };
   const refusals = async (reason: string): Promise<number> => {
     const m = new RegExp(`^trellis_refusals_total\\{direction="inbound",reason="${reason}"\\} (\\S+)$`, 'm').exec((await get(port.cartAdmin!, '/stats')).body);
     return m ? Number(m[1]) : 0;
@@ -122,30 +113,27 @@ describe('Federation end to end: trellis control-plane --federation and a trelli
     await new Promise<void>((r) => partnerServer.listen(0, '127.0.0.1', () => r()));
     port.partner = (partnerServer.address() as { port: number }).port;
 
-    cp = spawnLogged(['control-plane', '--ca-dir', f('caA'), '--policy-dir', f('policies'), '--federation', f('federation.yaml'),
+    cp = group.spawn(['control-plane', '--ca-dir', f('caA'), '--policy-dir', f('policies'), '--federation', f('federation.yaml'),
       '--listen', `127.0.0.1:${port.cp}`, '--admin', `127.0.0.1:${port.cpAdmin}`]);
-    await waitFor('the control plane', async () => logs.get(cp)!.includes('control plane ready'));
-    spawnLogged(['sidecar', '--control-plane', `127.0.0.1:${port.cp}`, '--ca-bundle', f('caA/root.pem'), '--token-file', f('cart.token'),
+    await waitFor('the control plane', async () => group.log(cp).includes('control plane ready'));
+    group.spawn(['sidecar', '--control-plane', `127.0.0.1:${port.cp}`, '--ca-bundle', f('caA/root.pem'), '--token-file', f('cart.token'),
       '--trust-domain', A, '--namespace', 'shop', '--service', 'cart', '--service-account', 'cart', '--labels', 'app=cart',
       '--inbound', `127.0.0.1:${port.cartIn}=${port.app}/http`, '--outbound', `${port.cartOut}=127.0.0.1:${port.partner}#${PARTNER_API}`, '--admin', `127.0.0.1:${port.cartAdmin}`]);
     try {
       await waitFor('the sidecar ready', async () => (await get(port.cartAdmin!, '/ready')).status === 200);
       await waitFor('the federated bundle at the sidecar', async () => (await rootCount()) === 2);
     } catch (err) {
-      dumpLogs();
+      group.dumpLogs();
       throw err;
     }
   });
 
-  const dumpLogs = (): void => {
-    for (const [p, text] of logs) process.stderr.write(`--- ${p.spawnargs.slice(2, 4).join(' ')} (last lines)\n${text.split('\n').slice(-15).join('\n')}\n`);
-  };
   afterEach(function () {
-    if (this.currentTest?.state === 'failed') dumpLogs();
+    if (this.currentTest?.state === 'failed') group.dumpLogs();
   });
 
   after(async () => {
-    for (const p of procs) if (p.exitCode === null) p.kill('SIGKILL');
+    group.killAll();
     if (app) await new Promise<void>((r) => app.close(() => r()));
     if (partnerServer) {
       partnerServer.closeAllConnections();
@@ -180,7 +168,7 @@ describe('Federation end to end: trellis control-plane --federation and a trelli
 
   it('Should keep the last good federated bundles when the federation config is broken', async () => {
     writeFileSync(f('federation.yaml'), `federatesWith:\n  - trustDomain: ${A}\n    bundleFile: b.bundle.json\n`);
-    await waitFor('the control plane to refuse the edit', async () => logs.get(cp)!.includes('TRELLIS_LIFECYCLE_BAD_FEDERATION'));
+    await waitFor('the control plane to refuse the edit', async () => group.log(cp).includes('TRELLIS_LIFECYCLE_BAD_FEDERATION'));
     expect(await rootCount()).to.equal(2);
     expect(await mtlsGet(port.cartIn!, clients.partner!, rootA)).to.have.property('status', 200);
   });

@@ -15,7 +15,7 @@ import { createServer, type Server } from 'node:http';
 import { connect } from 'node:tls';
 import { join } from 'node:path';
 import { loadRootRotationState } from '@trellis/control-plane';
-import { freePort, makeTmpDir, trellisSpawn, trellisSync, httpGet, waitFor } from '@trellis/testkit';
+import { freePort, makeTmpDir, ProcessGroup, trellisSync, httpGet, waitFor } from '@trellis/testkit';
 
 const get = (port: number, path: string) => httpGet(port, path);
 
@@ -46,23 +46,15 @@ describe('root rotation with real control plane and sidecar processes under traf
   this.timeout(240_000);
   const tmp = makeTmpDir('trellis-e2e-rotation-');
   const f = (n: string): string => join(tmp.dir, n);
-  const procs: ChildProcess[] = [];
-  const logs = new Map<ChildProcess, string>();
+  // Minute-long SVIDs renewed every few seconds log a lot: keep the tail of each log.
+  const group = new ProcessGroup(tmp.dir, 200_000);
   const port: Record<string, number> = {};
   let app: Server;
   let cp: ChildProcess;
 
-  const spawnLogged = (args: string[]): ChildProcess => {
-    const p = trellisSpawn(args, { cwd: tmp.dir });
-    logs.set(p, '');
-    p.stderr!.setEncoding('utf8').on('data', (d: string) => logs.set(p, (logs.get(p)! + d).slice(-200_000)));
-    p.stdout!.resume();
-    procs.push(p);
-    return p;
-  };
   const startControlPlane = async (): Promise<ChildProcess> => {
-    const p = spawnLogged(['control-plane', '--ca-dir', f('ca'), '--policy-dir', f('policies'), '--svid-ttl', '1m', '--listen', `127.0.0.1:${port.cp}`, '--admin', `127.0.0.1:${port.cpAdmin}`]);
-    await waitFor('the control plane', () => logs.get(p)!.includes('control plane ready'));
+    const p = group.spawn(['control-plane', '--ca-dir', f('ca'), '--policy-dir', f('policies'), '--svid-ttl', '1m', '--listen', `127.0.0.1:${port.cp}`, '--admin', `127.0.0.1:${port.cpAdmin}`]);
+    await waitFor('the control plane', () => group.log(p).includes('control plane ready'));
     return p;
   };
   const ready = async (adminPort: number): Promise<boolean> => (await get(adminPort, '/ready')).status === 200;
@@ -82,19 +74,19 @@ describe('root rotation with real control plane and sidecar processes under traf
     cp = await startControlPlane();
     // One-minute SVIDs renewed at 5% ± 1% of their lifetime.
     const common = ['--control-plane', `127.0.0.1:${port.cp}`, '--ca-bundle', f('ca/root.pem'), '--namespace', 'shop', '--rotate-at', '0.05', '--rotate-jitter', '0.01'];
-    spawnLogged(['sidecar', ...common, '--token-file', f('cart.token'), '--service', 'cart', '--service-account', 'cart', '--inbound', `127.0.0.1:${port.cartIn}=${port.app}`, '--admin', `127.0.0.1:${port.cartAdmin}`]);
-    spawnLogged(['sidecar', ...common, '--token-file', f('web.token'), '--service', 'web', '--service-account', 'web', '--outbound', `${port.webOut}=127.0.0.1:${port.cartIn}#${CART}`, '--admin', `127.0.0.1:${port.webAdmin}`]);
+    group.spawn(['sidecar', ...common, '--token-file', f('cart.token'), '--service', 'cart', '--service-account', 'cart', '--inbound', `127.0.0.1:${port.cartIn}=${port.app}`, '--admin', `127.0.0.1:${port.cartAdmin}`]);
+    group.spawn(['sidecar', ...common, '--token-file', f('web.token'), '--service', 'web', '--service-account', 'web', '--outbound', `${port.webOut}=127.0.0.1:${port.cartIn}#${CART}`, '--admin', `127.0.0.1:${port.webAdmin}`]);
     await waitFor('both sidecars ready', async () => (await ready(port.cartAdmin!)) && (await ready(port.webAdmin!)));
   });
 
   afterEach(function () {
     if (this.currentTest?.state === 'failed') {
-      for (const [p, text] of logs) process.stderr.write(`--- ${p.spawnargs.slice(2, 4).join(' ')} (last lines)\n${text.split('\n').slice(-20).join('\n')}\n`);
+      group.dumpLogs(20);
     }
   });
 
   after(async () => {
-    for (const p of procs) if (p.exitCode === null) p.kill('SIGKILL');
+    group.killAll();
     await new Promise<void>((r) => app.close(() => r()));
     tmp.cleanup();
   });

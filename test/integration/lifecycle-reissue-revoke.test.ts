@@ -6,11 +6,10 @@
  * `--lift` lets it back in.
  */
 import { expect } from 'chai';
-import type { ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { Agent, createServer, type Server } from 'node:http';
 import { join } from 'node:path';
-import { freePort, makeTmpDir, trellisSpawn, trellisSync, httpGet, waitFor } from '@trellis/testkit';
+import { freePort, makeTmpDir, ProcessGroup, trellisSync, httpGet, waitFor } from '@trellis/testkit';
 
 const get = (port: number, path: string, agent: Agent | false = false): Promise<number> => httpGet(port, path, { agent }).then((r) => r.status);
 
@@ -37,19 +36,10 @@ describe('trellis revoke --admin with real control plane and sidecar processes',
   this.timeout(60_000);
   const tmp = makeTmpDir('trellis-revoke-admin-');
   const f = (n: string): string => join(tmp.dir, n);
-  const procs: ChildProcess[] = [];
-  const logs = new Map<ChildProcess, string>();
+  const group = new ProcessGroup(tmp.dir);
   const port: Record<string, number> = {};
   let app: Server;
 
-  const spawnLogged = (args: string[]): ChildProcess => {
-    const p = trellisSpawn(args, { cwd: tmp.dir });
-    logs.set(p, '');
-    p.stderr!.setEncoding('utf8').on('data', (d: string) => logs.set(p, logs.get(p)! + d));
-    p.stdout!.resume();
-    procs.push(p);
-    return p;
-  };
   const ready = async (adminPort: number): Promise<boolean> => new Promise((resolve) => {
     get(adminPort, '/ready').then((s) => resolve(s === 200), () => resolve(false));
   });
@@ -67,24 +57,24 @@ describe('trellis revoke --admin with real control plane and sidecar processes',
     app = createServer((_req, res) => res.end('ok'));
     await new Promise<void>((r) => app.listen(0, '127.0.0.1', () => r()));
     port.app = (app.address() as { port: number }).port;
-    const cp = spawnLogged(['control-plane', '--ca-dir', f('ca'), '--policy-dir', f('policies'), '--listen', `127.0.0.1:${port.cp}`, '--admin', `127.0.0.1:${port.cpAdmin}`]);
-    await waitFor('the control plane', async () => logs.get(cp)!.includes('control plane ready'));
+    const cp = group.spawn(['control-plane', '--ca-dir', f('ca'), '--policy-dir', f('policies'), '--listen', `127.0.0.1:${port.cp}`, '--admin', `127.0.0.1:${port.cpAdmin}`]);
+    await waitFor('the control plane', async () => group.log(cp).includes('control plane ready'));
     const common = ['--control-plane', `127.0.0.1:${port.cp}`, '--ca-bundle', f('ca/root.pem'), '--namespace', 'shop', '--drain', '1s'];
-    spawnLogged(['sidecar', ...common, '--token-file', f('cart.token'), '--service', 'cart', '--service-account', 'cart', '--labels', 'app=cart',
+    group.spawn(['sidecar', ...common, '--token-file', f('cart.token'), '--service', 'cart', '--service-account', 'cart', '--labels', 'app=cart',
       '--inbound', `127.0.0.1:${port.cartIn}=${port.app}/http`, '--admin', `127.0.0.1:${port.cartAdmin}`]);
-    spawnLogged(['sidecar', ...common, '--token-file', f('web.token'), '--service', 'web', '--service-account', 'web', '--labels', 'app=web',
+    group.spawn(['sidecar', ...common, '--token-file', f('web.token'), '--service', 'web', '--service-account', 'web', '--labels', 'app=web',
       '--outbound', `${port.webOut}=127.0.0.1:${port.cartIn}#${CART}`, '--admin', `127.0.0.1:${port.webAdmin}`]);
     await waitFor('both sidecars ready', async () => (await ready(port.cartAdmin!)) && (await ready(port.webAdmin!)));
   });
 
   afterEach(function () {
     if (this.currentTest?.state === 'failed') {
-      for (const [p, text] of logs) process.stderr.write(`--- ${p.spawnargs.slice(2, 4).join(' ')} (last lines)\n${text.split('\n').slice(-15).join('\n')}\n`);
+      group.dumpLogs();
     }
   });
 
   after(async () => {
-    for (const p of procs) if (p.exitCode === null) p.kill('SIGKILL');
+    group.killAll();
     await new Promise<void>((r) => app.close(() => r()));
     tmp.cleanup();
   });

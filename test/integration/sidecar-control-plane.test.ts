@@ -3,7 +3,7 @@ import type { ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { Agent, createServer, request, type Server } from 'node:http';
 import { join } from 'node:path';
-import { freePort, makeTmpDir, trellisSpawn, trellisSync, httpGet, waitFor } from '@trellis/testkit';
+import { freePort, makeTmpDir, ProcessGroup, trellisSync, httpGet, waitFor } from '@trellis/testkit';
 
 const get = (port: number, path: string) => httpGet(port, path);
 
@@ -35,24 +35,14 @@ describe('trellis sidecar with a real control plane (real processes, real gRPC a
   this.timeout(90_000);
   const tmp = makeTmpDir('trellis-sidecar-cp-');
   const f = (n: string): string => join(tmp.dir, n);
-  const procs: ChildProcess[] = [];
-  const logs = new Map<ChildProcess, string>();
+  const group = new ProcessGroup(tmp.dir);
   let app: Server;
   let cp: ChildProcess;
   let cartSidecar: ChildProcess;
-  let webSidecar: ChildProcess;
   const port: Record<string, number> = {};
 
-  const spawnLogged = (args: string[]): ChildProcess => {
-    const p = trellisSpawn(args, { cwd: tmp.dir });
-    logs.set(p, '');
-    p.stderr!.setEncoding('utf8').on('data', (d: string) => logs.set(p, logs.get(p)! + d));
-    p.stdout!.resume();
-    procs.push(p);
-    return p;
-  };
   const startControlPlane = (): ChildProcess =>
-    spawnLogged(['control-plane', '--ca-dir', f('ca'), '--policy-dir', f('policies'), '--revocations', f('revocations.yaml'), '--svid-ttl', '1m', '--listen', `127.0.0.1:${port.cp}`, '--admin', `127.0.0.1:${port.cpAdmin}`]);
+    group.spawn(['control-plane', '--ca-dir', f('ca'), '--policy-dir', f('policies'), '--revocations', f('revocations.yaml'), '--svid-ttl', '1m', '--listen', `127.0.0.1:${port.cp}`, '--admin', `127.0.0.1:${port.cpAdmin}`]);
   const ready = async (adminPort: number): Promise<boolean> => (await get(adminPort, '/ready')).status === 200;
   const stat = async (adminPort: number, name: string): Promise<number> => {
     const m = new RegExp(`^${name} (\\S+)$`, 'm').exec((await get(adminPort, '/stats')).body);
@@ -80,31 +70,31 @@ describe('trellis sidecar with a real control plane (real processes, real gRPC a
     port.app = (app.address() as { port: number }).port;
 
     cp = startControlPlane();
-    await waitFor('the control plane', async () => logs.get(cp)!.includes('control plane ready'));
+    await waitFor('the control plane', async () => group.log(cp).includes('control plane ready'));
     // 1-minute SVIDs renewed at 5% ± 1% of their lifetime: a rotation every ~3 s.
     const common = ['--control-plane', `127.0.0.1:${port.cp}`, '--ca-bundle', f('ca/root.pem'), '--namespace', 'shop', '--drain', '2s', '--rotate-at', '0.05', '--rotate-jitter', '0.01'];
-    cartSidecar = spawnLogged(['sidecar', ...common, '--token-file', f('cart.token'), '--service', 'cart', '--service-account', 'cart', '--labels', 'app=cart',
+    cartSidecar = group.spawn(['sidecar', ...common, '--token-file', f('cart.token'), '--service', 'cart', '--service-account', 'cart', '--labels', 'app=cart',
       '--inbound', `127.0.0.1:${port.cartIn}=${port.app}/http`, '--admin', `127.0.0.1:${port.cartAdmin}`]);
     // The web sidecar takes its settings from the environment, as injection may pass them.
-    webSidecar = trellisSpawn(['sidecar', ...common, '--service', 'web'], {
-      cwd: tmp.dir,
-      env: { ...process.env, TRELLIS_TOKEN_FILE: f('web.token'), TRELLIS_SERVICE_ACCOUNT: 'web', TRELLIS_LABELS: 'app=web',
-        TRELLIS_OUTBOUND: `${port.webOut}=127.0.0.1:${port.cartIn}#${CART},${port.webSvc}=cart`, TRELLIS_ADMIN: `127.0.0.1:${port.webAdmin}` },
+    group.spawn(['sidecar', ...common, '--service', 'web'], {
+      ...process.env,
+      TRELLIS_TOKEN_FILE: f('web.token'),
+      TRELLIS_SERVICE_ACCOUNT: 'web',
+      TRELLIS_LABELS: 'app=web',
+      TRELLIS_OUTBOUND: `${port.webOut}=127.0.0.1:${port.cartIn}#${CART},${port.webSvc}=cart`,
+      TRELLIS_ADMIN: `127.0.0.1:${port.webAdmin}`,
     });
-    logs.set(webSidecar, '');
-    webSidecar.stderr!.setEncoding('utf8').on('data', (d: string) => logs.set(webSidecar, logs.get(webSidecar)! + d));
-    procs.push(webSidecar);
     await waitFor('both sidecars ready', async () => (await ready(port.cartAdmin!)) && (await ready(port.webAdmin!)));
   });
 
   afterEach(function () {
     if (this.currentTest?.state === 'failed') {
-      for (const [p, text] of logs) process.stderr.write(`--- ${p.spawnargs.slice(2, 4).join(' ')} (last lines)\n${text.split('\n').slice(-15).join('\n')}\n`);
+      group.dumpLogs();
     }
   });
 
   after(async () => {
-    for (const p of procs) if (p.exitCode === null) p.kill('SIGKILL');
+    group.killAll();
     await new Promise<void>((r) => app.close(() => r()));
     tmp.cleanup();
   });
@@ -195,7 +185,7 @@ describe('trellis sidecar with a real control plane (real processes, real gRPC a
     expect(await ready(port.cartAdmin!)).to.equal(true);
     expect(await ready(port.webAdmin!)).to.equal(true);
     cp = startControlPlane();
-    await waitFor('the control plane to come back', async () => logs.get(cp)!.includes('control plane ready'));
+    await waitFor('the control plane to come back', async () => group.log(cp).includes('control plane ready'));
     await waitFor('both sidecars to reconnect', async () => (await stat(port.webAdmin!, 'trellis_control_plane_connected')) === 1 && (await stat(port.cartAdmin!, 'trellis_control_plane_connected')) === 1, 40_000);
     running = false;
     await loop;
@@ -243,7 +233,7 @@ describe('trellis sidecar with a real control plane (real processes, real gRPC a
     const t = trellisSync(['token', 'create', '--ca-dir', f('ca'), '--spiffe-id', `spiffe://${TD}/ns/shop/sa/batch`]);
     expect(t.status, t.stderr).to.equal(0);
     writeFileSync(f('batch.token'), t.stdout.trim() + '\n', { mode: 0o600 });
-    const batch = spawnLogged(['sidecar', '--control-plane', `127.0.0.1:${dead},127.0.0.1:${port.cp}`, '--ca-bundle', f('ca/root.pem'), '--token-file', f('batch.token'),
+    const batch = group.spawn(['sidecar', '--control-plane', `127.0.0.1:${dead},127.0.0.1:${port.cp}`, '--ca-bundle', f('ca/root.pem'), '--token-file', f('batch.token'),
       '--namespace', 'shop', '--service', 'batch', '--service-account', 'batch', '--admin', `127.0.0.1:${adminPort}`]);
     await waitFor('the batch sidecar to get ready', () => ready(adminPort), 40_000);
     batch.kill('SIGTERM');
@@ -253,7 +243,7 @@ describe('trellis sidecar with a real control plane (real processes, real gRPC a
   it('Should drain and exit 0 on SIGTERM', async () => {
     cartSidecar.kill('SIGTERM');
     expect(await exited(cartSidecar)).to.equal(0);
-    expect(logs.get(cartSidecar)).to.contain('"msg":"sidecar stopped"');
-    expect(logs.get(cartSidecar)).to.not.contain('PRIVATE KEY');
+    expect(group.log(cartSidecar)).to.contain('"msg":"sidecar stopped"');
+    expect(group.log(cartSidecar)).to.not.contain('PRIVATE KEY');
   });
 });

@@ -10,4 +10,5 @@ export { TestCa, generateTestKey, nodeCert } from './test-ca';
 export type { TestCert, TestKeyPair, LeafOptions } from './test-ca';
 export { waitFor } from './wait-for';
 export { httpGet } from './http-get';
+export { ProcessGroup } from './process-group';
 export type { HttpGetOptions } from './http-get';
