@@ -9,6 +9,8 @@ const esbuild = require('esbuild');
 
 const cliDir = join(__dirname, '..');
 const ON_DEMAND = ['yaml', 'ajv', 'ajv-formats'];
+// The native relay loads a compiled .node file from its own package directory.
+const NATIVE = ['@trellis/tls-relay'];
 
 esbuild
   .build({
@@ -18,7 +20,7 @@ esbuild
     platform: 'node',
     target: 'node20',
     format: 'cjs',
-    external: ON_DEMAND,
+    external: [...ON_DEMAND, ...NATIVE],
     // Readable stack traces matter more than a few hundred KB on disk.
     minify: false,
     legalComments: 'inline',

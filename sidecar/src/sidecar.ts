@@ -16,6 +16,7 @@ import { ConnectionTracker } from './proxy/connection-tracker';
 import { readiness, SidecarState, type SidecarSnapshot } from './state/sidecar-state';
 import type { Authorizer, Workload } from './policy/authorizer';
 import { SidecarError } from './errors';
+import { nativeRelay, nativeRelayUnavailable, type NativeDataPath, type NativeRelay, type RelayContext } from './proxy/native-relay';
 
 /** What a sidecar runs. */
 export interface SidecarOptions {
@@ -28,7 +29,16 @@ export interface SidecarOptions {
   drainMs?: number;
   /** PERMISSIVE detection timeout. Default 1000 ms. */
   detectTimeoutMs?: number;
+  /**
+   * Which data path carries STRICT TCP ports and outbound connections to IP
+   * addresses: `native` (the @trellis/tls-relay engine; an error if it is not
+   * built), `node` (node:tls), or `auto` (native when built). Default `auto`.
+   */
+  dataPath?: DataPath;
 }
+
+/** See SidecarOptions.dataPath. */
+export type DataPath = 'auto' | 'native' | 'node';
 
 /** Collaborators of the Sidecar. */
 export interface SidecarDeps {
@@ -59,6 +69,9 @@ export class Sidecar {
   private clientCtx: SecureContext | undefined;
   private ticketKeys = randomBytes(48);
   private readonly clock: () => Date;
+  private readonly relay: NativeRelay | null;
+  private nativeServerCtx: RelayContext | undefined;
+  private nativeClientCtx: RelayContext | undefined;
 
   constructor(
     private readonly options: SidecarOptions,
@@ -76,6 +89,7 @@ export class Sidecar {
       processMetrics: deps.processMetrics,
     });
     this.tracker = new ConnectionTracker((direction, delta) => this.metrics.activeConnections.inc({ direction }, delta));
+    this.relay = pickDataPath(options.dataPath ?? 'auto');
     this.rebuildContexts(this.state.current());
     this.state.onChange((snap, changed) => {
       if (changed.includes('bundle')) {
@@ -93,7 +107,10 @@ export class Sidecar {
         if (n.inbound + n.outbound > 0) deps.logger.warn('closed connections of revoked identities', { inbound: n.inbound, outbound: n.outbound });
       }
     });
-    const common = { state: this.state, metrics: this.metrics, logger: deps.logger, clock: this.clock, tracker: this.tracker };
+    const native: NativeDataPath | undefined = this.relay
+      ? { relay: this.relay, serverContext: () => this.nativeServerCtx, clientContext: () => this.nativeClientCtx }
+      : undefined;
+    const common = { state: this.state, metrics: this.metrics, logger: deps.logger, clock: this.clock, tracker: this.tracker, native };
     for (const spec of options.inbound) {
       this.inbound.push(
         new InboundListener(spec, {
@@ -166,6 +183,7 @@ export class Sidecar {
       authorizationPolicies: s.authz?.policies ?? null,
       revocations: { serials: [...s.revocations.serials], spiffeIds: [...s.revocations.spiffeIds] },
       endpoints: s.endpoints,
+      dataPath: this.relay ? 'native' : 'node',
       listeners: {
         inbound: this.inbound.map((l) => ({ address: `${l.spec.host}:${l.port}`, appPort: l.spec.appPort, http: l.spec.http })),
         outbound: this.outbound.map((l) => ({ address: `${l.spec.host}:${l.port}`, target: l.spec.target })),
@@ -188,6 +206,31 @@ export class Sidecar {
     } catch (err) {
       // The state validated the parts; should OpenSSL still refuse them, keep the last good contexts.
       this.deps.logger.error('cannot build TLS contexts; keeping the previous ones', { error: err, serial: c.serialHex });
+      return;
+    }
+    if (!this.relay) return;
+    try {
+      // Fresh contexts also mean fresh ticket keys: no session made under an
+      // older bundle or identity resumes on the native path.
+      const pems = { chainPem: c.chainPem, keyPem: c.keyPem, caPem: b.rootsPem.join('\n') };
+      const server = this.relay.context({ server: true, ...pems });
+      const client = this.relay.context({ server: false, ...pems });
+      this.nativeServerCtx?.release();
+      this.nativeClientCtx?.release();
+      this.nativeServerCtx = server;
+      this.nativeClientCtx = client;
+    } catch (err) {
+      this.deps.logger.error('cannot build native TLS contexts; keeping the previous ones', { error: err, serial: c.serialHex });
     }
   }
+}
+
+/** The native relay for `choice`, or null for the Node path. Throws when `native` is asked for and cannot be had. */
+function pickDataPath(choice: DataPath): NativeRelay | null {
+  if (choice === 'node') return null;
+  const relay = nativeRelay();
+  if (!relay && choice === 'native') {
+    throw new SidecarError('TRELLIS_SIDECAR_NATIVE_RELAY_MISSING', `--data-path native: ${nativeRelayUnavailable() ?? 'the native relay did not load'}`, {});
+  }
+  return relay;
 }

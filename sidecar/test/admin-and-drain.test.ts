@@ -71,7 +71,7 @@ describe('Admin endpoint and drain', function () {
     expect(dump.identity.spiffeId).to.equal(`spiffe://${TD}/ns/shop/sa/cart`);
     expect(dump.identity.serial).to.match(/^[0-9a-f]+$/);
     expect(dump.bundle.fingerprints[0]).to.match(/^[0-9a-f]{64}$/);
-    expect(dump).to.have.keys(['ready', 'identity', 'bundle', 'peerAuthentication', 'authorizationPolicies', 'revocations', 'endpoints', 'listeners', 'workload', 'openConnections']);
+    expect(dump).to.have.keys(['ready', 'identity', 'bundle', 'peerAuthentication', 'authorizationPolicies', 'revocations', 'endpoints', 'dataPath', 'listeners', 'workload', 'openConnections']);
     expect(r.body).to.not.contain('PRIVATE KEY');
     expect(r.body).to.not.contain(sidecar.state.current().credentials!.keyPem.split('\n')[1]!);
   });

@@ -37,6 +37,7 @@ which wins over the file.
                             (forwarded to the probes in TRELLIS_APP_PROBES); env TRELLIS_HEALTH_LISTEN
   --drain DURATION          how long SIGTERM waits for open connections (default 5s)
   --detect-timeout DUR      PERMISSIVE: wait for client bytes this long (default 1s)
+  --data-path PATH          auto (default: the native relay when built), native, node
   --rotate-at F             renew at this fraction of the lifetime (default 0.5)
   --rotate-jitter F         +/- this fraction of the lifetime (default 0.1)
   --log-level LEVEL         debug, info (default), warn, error`,
@@ -58,6 +59,7 @@ which wins over the file.
       health: { type: 'string' },
       drain: { type: 'string' },
       'detect-timeout': { type: 'string' },
+      'data-path': { type: 'string' },
       'rotate-at': { type: 'string' },
       'rotate-jitter': { type: 'string' },
       'log-level': { type: 'string' },

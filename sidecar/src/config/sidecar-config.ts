@@ -34,6 +34,8 @@ export interface SidecarConfig {
   readonly appProbes: Readonly<Record<string, AppProbe>>;
   readonly drainMs: number;
   readonly detectTimeoutMs: number;
+  /** Which data path carries STRICT TCP ports and outbound connections (see SidecarOptions.dataPath). */
+  readonly dataPath: 'auto' | 'native' | 'node';
   readonly rotation: RotationPolicy;
   readonly podIp?: string;
   readonly logLevel: 'debug' | 'info' | 'warn' | 'error';
@@ -60,6 +62,7 @@ export const SETTINGS = [
   { flag: 'health', env: 'TRELLIS_HEALTH_LISTEN', key: 'health' },
   { flag: 'drain', env: 'TRELLIS_DRAIN', key: 'drain' },
   { flag: 'detect-timeout', env: 'TRELLIS_DETECT_TIMEOUT', key: 'detectTimeout' },
+  { flag: 'data-path', env: 'TRELLIS_DATA_PATH', key: 'dataPath' },
   { flag: 'rotate-at', env: 'TRELLIS_ROTATE_AT', key: 'rotateAt' },
   { flag: 'rotate-jitter', env: 'TRELLIS_ROTATE_JITTER', key: 'rotateJitter' },
   { flag: 'log-level', env: 'TRELLIS_LOG_LEVEL', key: 'logLevel' },
@@ -225,6 +228,8 @@ export function parseSidecarConfig(src: ConfigSources): SidecarConfig {
   if (rotation.fraction - rotation.jitter <= 0 || rotation.fraction + rotation.jitter >= 1) {
     problems.push(`rotation window ${rotation.fraction}±${rotation.jitter} must stay inside (0, 1) of the lifetime`);
   }
+  const dataPath = ((get('data-path') as string | undefined) ?? 'auto') as SidecarConfig['dataPath'];
+  if (!['auto', 'native', 'node'].includes(dataPath)) problems.push(`${label('data-path')}: "${dataPath}" must be auto, native or node`);
   const logLevel = ((get('log-level') as string | undefined) ?? 'info') as SidecarConfig['logLevel'];
   if (!['debug', 'info', 'warn', 'error'].includes(logLevel)) problems.push(`${label('log-level')}: "${logLevel}" must be debug, info, warn or error`);
 
@@ -249,6 +254,7 @@ export function parseSidecarConfig(src: ConfigSources): SidecarConfig {
     appProbes: Object.freeze(appProbes),
     drainMs,
     detectTimeoutMs,
+    dataPath,
     rotation: Object.freeze(rotation),
     podIp: src.env.TRELLIS_POD_IP || undefined,
     logLevel,

@@ -29,6 +29,7 @@ import type { PeerAuthMode, SidecarSnapshot, SidecarState } from '../state/sidec
 import { federationInForce, peerTrust, presentedIntermediates } from '../state/peer-trust';
 import type { SidecarMetrics } from '../metrics/sidecar-metrics';
 import type { ConnectionTracker, TrackedConnection } from '../proxy/connection-tracker';
+import { verifyCode, type NativeDataPath, type RelayContext } from '../proxy/native-relay';
 import { bindServer } from '../proxy/bind-server';
 
 /** Where an inbound listener listens and where it forwards. */
@@ -50,6 +51,8 @@ export interface InboundDeps {
   tracker: ConnectionTracker;
   /** The TLS server context for the current snapshot (undefined: none yet). */
   serverContext(): SecureContext | undefined;
+  /** The native data path, when loaded: STRICT TCP ports use it. */
+  native?: NativeDataPath;
   /** Our SPIFFE ID for XFCC `By=`. */
   appHost?: string;
   /** PERMISSIVE: how long to wait for a client's first bytes. Default 1000 ms. */
@@ -156,7 +159,7 @@ export class InboundListener {
       socket.off('data', onData);
       socket.pause();
       socket.unshift(seen);
-      if (kind === 'tls') this.handshake(socket, snap);
+      if (kind === 'tls') this.handshake(socket, snap, true);
       else this.accepted(socket, snap, undefined, undefined);
     };
     socket.on('data', onData);
@@ -164,13 +167,16 @@ export class InboundListener {
     socket.resume();
   }
 
-  private handshake(socket: Socket, snap: SidecarSnapshot): void {
+  private handshake(socket: Socket, snap: SidecarSnapshot, sniffed = false): void {
     const { metrics, clock } = this.deps;
     const creds = snap.credentials;
     const ctx = this.deps.serverContext();
     if (!creds || !snap.bundle || !ctx || clock().getTime() >= creds.notAfter.getTime()) {
       return this.refuse(socket, 'no_valid_svid', 'we hold no valid SVID: failing closed');
     }
+    const native = this.spec.http ? undefined : this.deps.native;
+    const nctx = native?.serverContext();
+    if (native && nctx && !sniffed && this.handshakeNative(socket, native, nctx)) return;
     // rejectUnauthorized stays off so that every refusal is ours, with its
     // reason; nothing reaches the application before the checks below pass.
     const tls = new TLSSocket(socket, {
@@ -204,35 +210,122 @@ export class InboundListener {
       if (settled) return;
       // The presented chain first: Node returns only the leaf once getPeerX509Certificate ran.
       const presented = federationInForce(this.deps.state.current()) ? presentedIntermediates(tls) : [];
-      let cert;
+      let leaf: Buffer | undefined;
       try {
-        cert = tls.getPeerX509Certificate();
+        leaf = tls.getPeerX509Certificate()?.raw;
       } catch {
-        cert = undefined;
+        leaf = undefined;
       }
-      if (!cert) return fail('no_certificate', 'the peer presented no certificate');
-      const chainError = verifyError(tls);
-      if (chainError !== undefined) {
-        const reason = handshakeRefusal(chainError);
-        return fail(reason === 'handshake_failed' ? 'untrusted_chain' : reason, chainError);
-      }
-      // Read the state again: a revocation may have landed during the handshake.
-      const now = this.deps.state.current();
-      let verdict;
-      let sha256: string | undefined;
-      try {
-        const facts = leafFacts(cert);
-        sha256 = facts.sha256;
-        verdict = verifyPeer(facts, peerTrust(now, creds.trustDomain, clock(), () => presented));
-      } catch (err) {
-        verdict = { ok: false as const, reason: 'not_svid' as const, detail: (err as Error).message };
-      }
-      if (!verdict.ok) return fail(verdict.reason, verdict.detail);
+      const judged = this.judgeClient(leaf, verifyError(tls), () => presented);
+      if (!judged.ok) return fail(judged.reason, judged.detail);
       settled = true;
       clearTimeout(timer);
       metrics.handshakes.inc({ direction: 'inbound', result: 'ok' });
-      this.accepted(tls, now, { principal: verdict.spiffeId, serialHex: verdict.serialHex, certSha256: sha256 }, socket);
+      this.accepted(tls, judged.snap, judged.peer, socket);
     });
+  }
+
+  /**
+   * The checks after a server handshake, on either data path: a leaf was
+   * presented, OpenSSL verified the chain against our bundle, and the leaf
+   * is a valid, unrevoked SVID of a trust domain we accept. Reads the state
+   * again, since a revocation may have landed during the handshake.
+   */
+  private judgeClient(
+    leafDer: Buffer | undefined,
+    chainError: string | undefined,
+    presented: () => readonly Buffer[],
+  ): { ok: true; snap: SidecarSnapshot; peer: Omit<PeerInfo, 'tracked'> } | { ok: false; reason: string; detail?: string } {
+    if (!leafDer) return { ok: false, reason: 'no_certificate', detail: 'the peer presented no certificate' };
+    if (chainError !== undefined) {
+      const reason = handshakeRefusal(chainError);
+      return { ok: false, reason: reason === 'handshake_failed' ? 'untrusted_chain' : reason, detail: chainError };
+    }
+    const now = this.deps.state.current();
+    const trustDomain = now.credentials?.trustDomain;
+    if (!trustDomain) return { ok: false, reason: 'no_valid_svid', detail: 'we hold no valid SVID: failing closed' };
+    let verdict;
+    let sha256: string | undefined;
+    try {
+      const facts = leafFacts(leafDer);
+      sha256 = facts.sha256;
+      verdict = verifyPeer(facts, peerTrust(now, trustDomain, this.deps.clock(), presented));
+    } catch (err) {
+      verdict = { ok: false as const, reason: 'not_svid' as const, detail: (err as Error).message };
+    }
+    if (!verdict.ok) return { ok: false, reason: verdict.reason, detail: verdict.detail };
+    return { ok: true, snap: now, peer: { principal: verdict.spiffeId, serialHex: verdict.serialHex, certSha256: sha256 } };
+  }
+
+  /**
+   * STRICT on a TCP port through the native relay: the engine does the
+   * handshake and holds the connection; the same checks as the Node path
+   * and then AuthorizationPolicy decide whether it is let through to the
+   * app. Returns false (the socket untouched) when the socket cannot be
+   * handed over; the caller then takes the Node path.
+   */
+  private handshakeNative(socket: Socket, native: NativeDataPath, ctx: RelayContext): boolean {
+    const { metrics, logger } = this.deps;
+    const relay = native.relay;
+    const sourceIp = socket.remoteAddress;
+    let settled = false;
+    let tracked: TrackedConnection | undefined;
+    let timer: NodeJS.Timeout | undefined;
+    let id = 0;
+    const fail = (reason: string, detail?: string): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      metrics.handshakes.inc({ direction: 'inbound', result: 'error' });
+      metrics.refuse('inbound', reason);
+      logger.debug('inbound connection refused', { port: this.boundPort, reason, detail, remote: sourceIp });
+      relay.close(id);
+    };
+    const handedOver = relay.acceptTls(socket, ctx, {
+      onHandshake: (ev) => {
+        if (settled) return;
+        if (!ev.ok) {
+          const code = verifyCode(ev.verifyError) ?? ev.error;
+          return fail(handshakeRefusal(code), ev.error);
+        }
+        const presented = ev.chain.slice(1);
+        const judged = this.judgeClient(ev.chain[0], verifyCode(ev.verifyError), () => presented);
+        if (!judged.ok) return fail(judged.reason, judged.detail);
+        settled = true;
+        clearTimeout(timer);
+        metrics.handshakes.inc({ direction: 'inbound', result: 'ok' });
+        const d = decide(this.deps.authorize, judged.snap.authz?.policies ?? [], this.deps.workload, {
+          principal: judged.peer.principal,
+          sourceIp,
+          port: this.spec.appPort,
+        });
+        if (d.decision !== 'ALLOW') {
+          logger.info('inbound connection denied by policy', { port: this.boundPort, principal: judged.peer.principal, reason: d.reason, policy: d.policy });
+          metrics.refuse('inbound', 'authz_denied');
+          relay.close(id);
+          return;
+        }
+        tracked = this.deps.tracker.add({
+          direction: 'inbound',
+          spiffeId: judged.peer.principal,
+          serialHex: judged.peer.serialHex,
+          sockets: [{ destroy: () => relay.close(id) }],
+        });
+        relay.allow(id, this.deps.appHost ?? '127.0.0.1', this.spec.appPort);
+      },
+      onClosed: (ev) => {
+        fail('handshake_failed', ev.error ?? 'closed during the handshake');
+        if (!tracked) return;
+        this.deps.tracker.remove(tracked);
+        metrics.bytes.inc({ direction: 'inbound', flow: 'rx' }, ev.tlsIn);
+        metrics.bytes.inc({ direction: 'inbound', flow: 'tx' }, ev.tlsOut);
+        if (ev.error?.startsWith('app_connect:')) metrics.refuse('inbound', 'app_unreachable');
+      },
+    });
+    if (handedOver === undefined) return false;
+    id = handedOver;
+    timer = setTimeout(() => fail('handshake_timeout'), this.deps.handshakeTimeoutMs ?? 10_000);
+    return true;
   }
 
   /** The peer passed authentication (or is plaintext); now authorization and forwarding. */

@@ -9,7 +9,7 @@
  * OpenSSL's negotiation); sessions are cached per destination for
  * resumption and dropped when our credentials or the bundle change.
  */
-import { createServer as createNetServer, type Server, type Socket } from 'node:net';
+import { createServer as createNetServer, isIP, type Server, type Socket } from 'node:net';
 import { connect as tlsConnect, type ConnectionOptions, type SecureContext, type TLSSocket } from 'node:tls';
 import type { Logger } from '@trellis/shared';
 import { leafFacts } from '../identity/leaf-facts';
@@ -19,8 +19,9 @@ import { adoptDirectRead, directRead } from '../proxy/direct-read';
 import type { SidecarSnapshot, SidecarState } from '../state/sidecar-state';
 import { federationInForce, peerTrust, presentedIntermediates } from '../state/peer-trust';
 import type { SidecarMetrics } from '../metrics/sidecar-metrics';
-import type { ConnectionTracker } from '../proxy/connection-tracker';
+import type { ConnectionTracker, TrackedConnection } from '../proxy/connection-tracker';
 import { bindServer } from '../proxy/bind-server';
+import { verifyCode, type NativeDataPath, type RelayContext } from '../proxy/native-relay';
 
 /** The destination of an outbound listener. */
 export type OutboundTarget =
@@ -43,6 +44,8 @@ export interface OutboundDeps {
   tracker: ConnectionTracker;
   /** The client TLS context for the current snapshot. */
   clientContext(): SecureContext | undefined;
+  /** The native data path, when loaded: destinations given as IP addresses use it. */
+  native?: NativeDataPath;
   connectTimeoutMs?: number;
 }
 
@@ -75,12 +78,63 @@ function verifyResumed(peer: VerifiedServer, snap: SidecarSnapshot, now: Date): 
   return { ok: true, spiffeId: peer.spiffeId, trustDomain: parts?.trustDomain ?? '', serialHex: peer.serialHex };
 }
 
+/** A peer verdict, or a valid server that is not one the destination may have. */
+type ServerVerdict = PeerVerdict | { ok: false; reason: 'wrong_server_identity'; detail: string };
+
+/** What a client handshake showed of the server, on either data path. */
+interface ServerEvidence {
+  /** The leaf, DER (absent: none shown, as on a resumed TLS 1.3 session). */
+  leafDer: Buffer | undefined;
+  /** OpenSSL's complaint about the chain (undefined: it verified against the bundle). */
+  chainError: string | undefined;
+  /** The certificates after the leaf, DER (used with federation). */
+  presented: readonly Buffer[];
+  /** The identity verified when the resumed session was made (set only for a resumed session without a leaf). */
+  resumedPeer: VerifiedServer | undefined;
+  snap: SidecarSnapshot;
+  trustDomain: string;
+  now: Date;
+  /** The SPIFFE IDs the destination may have. */
+  allowed: readonly string[];
+}
+
+/**
+ * The server check of an outbound connection: a valid, unrevoked SVID
+ * chaining to the bundle (or the identity verified when a resumed session
+ * was made, checked again against today's revocations), and one of the
+ * identities the destination may have. Pure.
+ */
+function judgeServer(e: ServerEvidence): { verdict: ServerVerdict; verified: VerifiedServer | undefined } {
+  let verdict: ServerVerdict;
+  let verified: VerifiedServer | undefined;
+  try {
+    if (e.resumedPeer) {
+      verdict = verifyResumed(e.resumedPeer, e.snap, e.now);
+      if (verdict.ok) verified = e.resumedPeer;
+    } else {
+      const facts = e.leafDer ? leafFacts(e.leafDer) : undefined;
+      verdict = verifyPeer(facts, peerTrust(e.snap, e.trustDomain, e.now, () => e.presented));
+      if (verdict.ok && facts) verified = { spiffeId: verdict.spiffeId, serialHex: verdict.serialHex, notAfter: facts.notAfter };
+    }
+  } catch (err) {
+    verdict = { ok: false, reason: 'not_svid', detail: (err as Error).message };
+  }
+  if (e.chainError !== undefined) verdict = { ok: false, reason: 'untrusted_chain', detail: e.chainError };
+  if (verdict.ok && !e.allowed.includes(verdict.spiffeId)) {
+    verdict = { ok: false, reason: 'wrong_server_identity', detail: `${verdict.spiffeId} is not one of ${e.allowed.join(', ')}` };
+  }
+  return { verdict, verified: verdict.ok ? verified : undefined };
+}
+
 /** A server identity verified on a full handshake. */
 interface VerifiedServer {
   spiffeId: string;
   serialHex: string;
   notAfter: Date;
 }
+
+/** Errors that mean the endpoint is not there (try another), not that it misbehaved. */
+const UNREACHABLE = new Set(['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ETIMEDOUT']);
 
 function splitHostPort(address: string): { host: string; port: number } {
   const i = address.lastIndexOf(':');
@@ -174,6 +228,12 @@ export class OutboundListener {
     const cachedSession = this.sessions.get(dest.address);
     const ticketUsable = cachedSession !== undefined && cachedSession.peer.notAfter.getTime() > clock().getTime() + 1000;
     if (cachedSession && !ticketUsable) this.sessions.delete(dest.address);
+    const native = this.deps.native;
+    const nctx = native?.clientContext();
+    if (native && nctx && isIP(host) !== 0) {
+      const ticket = ticketUsable ? cachedSession.ticket : null;
+      if (this.dialNative(app, snap, ctx, pick, attemptsLeft, { native, nctx, host, port, dest, ticket })) return;
+    }
     const direct = directRead();
     // `onread` is honoured by tls.connect (it builds the socket) though the typings omit it.
     const tls: TLSSocket = tlsConnect({
@@ -205,7 +265,7 @@ export class OutboundListener {
       if (secured) return;
       metrics.handshakes.inc({ direction: 'outbound', result: 'error' });
       this.sessions.delete(dest.address);
-      const unreachable = err.code === 'ECONNREFUSED' || err.code === 'ECONNRESET' || err.code === 'EHOSTUNREACH' || err.code === 'ETIMEDOUT';
+      const unreachable = UNREACHABLE.has(err.code ?? '');
       if (unreachable && attemptsLeft > 1) {
         this.deps.logger.debug('outbound endpoint unreachable; trying the next one', { address: dest.address, code: err.code });
         return this.dial(app, snap, ctx, pick + 1, attemptsLeft - 1);
@@ -217,24 +277,28 @@ export class OutboundListener {
       secured = true;
       const now = this.deps.state.current();
       const cached = this.sessions.get(dest.address);
-      let verdict;
+      let cert;
+      let presented: Buffer[] = [];
       try {
         // The presented chain first: Node returns only the leaf once getPeerX509Certificate ran.
-        const presented = federationInForce(now) ? presentedIntermediates(tls) : [];
-        const cert = tls.getPeerX509Certificate();
-        const resumed = tls.isSessionReused() && !cert && cached !== undefined;
-        verdict = resumed
-          ? verifyResumed(cached.peer, now, clock())
-          : verifyPeer(cert ? leafFacts(cert) : undefined, peerTrust(now, snap.credentials!.trustDomain, clock(), () => presented));
-        if (verdict.ok && !resumed && cert) verified = { spiffeId: verdict.spiffeId, serialHex: verdict.serialHex, notAfter: new Date(cert.validTo) };
-        else if (verdict.ok && resumed) verified = cached.peer;
-      } catch (err) {
-        verdict = { ok: false as const, reason: 'not_svid' as const, detail: (err as Error).message };
+        presented = federationInForce(now) ? presentedIntermediates(tls) : [];
+        cert = tls.getPeerX509Certificate();
+      } catch {
+        cert = undefined;
       }
-      if (!tls.authorized) verdict = { ok: false as const, reason: 'untrusted_chain' as const, detail: String(tls.authorizationError) };
-      if (verdict.ok && !dest.spiffeIds.includes(verdict.spiffeId)) {
-        verdict = { ok: false as const, reason: 'wrong_server_identity' as const, detail: `${verdict.spiffeId} is not one of ${dest.spiffeIds.join(', ')}` };
-      }
+      const resumed = tls.isSessionReused() && !cert && cached !== undefined;
+      const judged = judgeServer({
+        leafDer: cert?.raw,
+        chainError: tls.authorized ? undefined : String(tls.authorizationError),
+        presented,
+        resumedPeer: resumed ? cached.peer : undefined,
+        snap: now,
+        trustDomain: snap.credentials!.trustDomain,
+        now: clock(),
+        allowed: dest.spiffeIds,
+      });
+      const verdict = judged.verdict;
+      verified = judged.verified;
       if (!verdict.ok) {
         metrics.handshakes.inc({ direction: 'outbound', result: 'error' });
         this.sessions.delete(dest.address);
@@ -255,5 +319,107 @@ export class OutboundListener {
       app.resume();
       splice(app, tls, undefined, { aDirect: appDirect, bDirect: direct });
     });
+  }
+
+  /**
+   * The native relay's dial: the engine connects, handshakes and holds the
+   * connection; the checks are judgeServer's, as on the Node path. The app's
+   * socket stays open (the engine works on its own copy of the descriptor)
+   * until the verdict, so a refused or reset endpoint can be retried.
+   * Returns false when the socket cannot be handed over.
+   */
+  private dialNative(
+    app: Socket,
+    snap: SidecarSnapshot,
+    ctx: SecureContext,
+    pick: number,
+    attemptsLeft: number,
+    d: { native: NativeDataPath; nctx: RelayContext; host: string; port: number; dest: { address: string; spiffeIds: readonly string[] }; ticket: Buffer | null },
+  ): boolean {
+    const { metrics, clock } = this.deps;
+    const relay = d.native.relay;
+    const address = d.dest.address;
+    let settled = false;
+    let verified: VerifiedServer | undefined;
+    let ticket: Buffer | undefined;
+    let tracked: TrackedConnection | undefined;
+    let timer: NodeJS.Timeout | undefined;
+    let id = 0;
+    const remember = (): void => {
+      if (verified && ticket && ctx === this.sessionEpoch) this.sessions.set(address, { ticket, peer: verified });
+    };
+    const handedOver = relay.connectTls(app, d.host, d.port, d.nctx, d.ticket, {
+      onSession: (s) => {
+        ticket = s;
+        remember();
+      },
+      onHandshake: (ev) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        if (!ev.ok) {
+          metrics.handshakes.inc({ direction: 'outbound', result: 'error' });
+          this.sessions.delete(address);
+          const unreachable = UNREACHABLE.has(ev.error);
+          if (unreachable && attemptsLeft > 1) {
+            this.deps.logger.debug('outbound endpoint unreachable; trying the next one', { address, code: ev.error });
+            this.dial(app, snap, ctx, pick + 1, attemptsLeft - 1);
+            return;
+          }
+          return this.refuse(app, unreachable ? 'upstream_unreachable' : 'handshake_failed', ev.error);
+        }
+        const now = this.deps.state.current();
+        const cached = this.sessions.get(address);
+        const judged = judgeServer({
+          leafDer: ev.chain[0],
+          chainError: verifyCode(ev.verifyError),
+          presented: ev.chain.slice(1),
+          resumedPeer: ev.resumed && ev.chain.length === 0 && cached !== undefined ? cached.peer : undefined,
+          snap: now,
+          trustDomain: snap.credentials!.trustDomain,
+          now: clock(),
+          allowed: d.dest.spiffeIds,
+        });
+        const verdict = judged.verdict;
+        if (!verdict.ok) {
+          metrics.handshakes.inc({ direction: 'outbound', result: 'error' });
+          this.sessions.delete(address);
+          relay.close(id);
+          return this.refuse(app, verdict.reason, verdict.detail);
+        }
+        verified = judged.verified;
+        metrics.handshakes.inc({ direction: 'outbound', result: ev.resumed ? 'resumed' : 'ok' });
+        remember();
+        tracked = this.deps.tracker.add({ direction: 'outbound', spiffeId: verdict.spiffeId, serialHex: verdict.serialHex, sockets: [{ destroy: () => relay.close(id) }] });
+        relay.allow(id);
+        // The engine relays on its own copy of the descriptor; ours goes.
+        app.destroy();
+      },
+      onClosed: (ev) => {
+        if (!settled) {
+          settled = true;
+          clearTimeout(timer);
+          metrics.handshakes.inc({ direction: 'outbound', result: 'error' });
+          this.refuse(app, 'handshake_failed', ev.error ?? 'closed during the handshake');
+        }
+        if (!tracked) return;
+        this.deps.tracker.remove(tracked);
+        metrics.bytes.inc({ direction: 'outbound', flow: 'rx' }, ev.plainIn);
+        metrics.bytes.inc({ direction: 'outbound', flow: 'tx' }, ev.plainOut);
+      },
+    });
+    if (handedOver === undefined) return false;
+    id = handedOver;
+    timer = setTimeout(() => {
+      if (settled) return;
+      settled = true;
+      this.refuse(app, 'connect_timeout', address);
+      relay.close(id);
+    }, this.deps.connectTimeoutMs ?? 10_000);
+    // The app leaving before the verdict ends the attempt.
+    app.once('close', () => {
+      if (!settled) relay.close(id);
+    });
+    return true;
   }
 }

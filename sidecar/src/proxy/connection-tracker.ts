@@ -2,9 +2,13 @@
  * The open proxied connections, so that a revocation can close those of the
  * revoked identity and a drain can wait for (then cut) the rest.
  */
-import type { Duplex } from 'node:stream';
 import type { Direction } from '../metrics/sidecar-metrics';
 import type { RevocationList } from '../state/sidecar-state';
+
+/** A socket, or a connection held by the native relay: what a revocation or a drain closes. */
+export interface Closable {
+  destroy(): void;
+}
 
 /** One proxied connection and the sockets that make it up. */
 export interface TrackedConnection {
@@ -12,7 +16,7 @@ export interface TrackedConnection {
   /** The peer's SPIFFE ID (inbound: the client; outbound: the server). */
   readonly spiffeId?: string;
   readonly serialHex?: string;
-  readonly sockets: Duplex[];
+  readonly sockets: Closable[];
 }
 
 /** The set of open connections. */
@@ -23,7 +27,7 @@ export class ConnectionTracker {
   constructor(private readonly onCountChange?: (direction: Direction, delta: number) => void) {}
 
   /** Registers a connection; remove it when it closes. */
-  add(c: Omit<TrackedConnection, 'sockets'> & { sockets: Duplex[] }): TrackedConnection {
+  add(c: Omit<TrackedConnection, 'sockets'> & { sockets: Closable[] }): TrackedConnection {
     const t: TrackedConnection = { ...c };
     this.open.add(t);
     this.onCountChange?.(t.direction, 1);

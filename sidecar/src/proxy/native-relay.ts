@@ -1,0 +1,207 @@
+/**
+ * The native data path: `@trellis/tls-relay`, an N-API addon that runs the
+ * TLS handshake, record encryption and byte relaying of established
+ * connections on one thread of its own (epoll and the OpenSSL the node
+ * binary exports). Node's per-event cost (a callback into JS, the stream
+ * machinery and TLSWrap's deferred write completion for every read and
+ * write) was about half of the sidecar's CPU per proxied request; the
+ * native loop pays what a C proxy pays.
+ *
+ * Every decision stays here in TypeScript: the addon reports the peer's
+ * chain and OpenSSL's verdict on it, then holds the connection (reading
+ * neither side) until `allow` or `close`. So the checks are the same
+ * functions the Node path runs, and a peer is refused for the same reasons.
+ *
+ * The addon is optional: without it (not built, or `TRELLIS_DATA_PATH=node`)
+ * the listeners keep the Node path. With `TRELLIS_REQUIRE_NATIVE_RELAY=1`
+ * (CI) a missing addon is an error instead of a silent fallback.
+ */
+import type { Socket } from 'node:net';
+import { SidecarError } from '../errors';
+
+/** The addon's TLS context (an SSL_CTX); connections using it keep it alive after release(). */
+export interface RelayContext {
+  release(): void;
+}
+
+/** What the addon reports; events of one connection arrive in order, `closed` last. */
+export type RelayEvent =
+  | { kind: 'handshake'; id: number; ok: true; chain: Buffer[]; verifyError: number; resumed: boolean; protocol: string }
+  | { kind: 'handshake'; id: number; ok: false; error: string; verifyError: number }
+  | { kind: 'session'; id: number; session: Buffer }
+  | { kind: 'closed'; id: number; plainIn: number; plainOut: number; tlsIn: number; tlsOut: number; error: string | null };
+
+type HandshakeEvent = Extract<RelayEvent, { kind: 'handshake' }>;
+/** A connection's end: its byte counts and why (null: orderly). */
+export type ClosedEvent = Extract<RelayEvent, { kind: 'closed' }>;
+
+interface RelayAddon {
+  context(opts: { server: boolean; chainPem: string; keyPem: string; caPem: string }): RelayContext;
+  acceptTls(fd: number, ctx: RelayContext): number;
+  connectTls(plainFd: number, host: string, port: number, ctx: RelayContext, session: Buffer | null): number;
+  allow(id: number, appHost?: string, appPort?: number): void;
+  close(id: number): void;
+  readonly size: number;
+  stop(): void;
+}
+
+/** What a listener wants to hear about one native connection. */
+export interface RelayHandlers {
+  onHandshake(ev: HandshakeEvent): void;
+  onSession?(session: Buffer): void;
+  onClosed(ev: ClosedEvent): void;
+}
+
+/** What the listeners are given: the engine and the contexts for the current credentials and bundle. */
+export interface NativeDataPath {
+  relay: NativeRelay;
+  /** Server side (inbound); undefined while there are no credentials. */
+  serverContext(): RelayContext | undefined;
+  /** Client side (outbound). */
+  clientContext(): RelayContext | undefined;
+}
+
+/** The process's native relay engine: one thread shared by every listener. */
+export class NativeRelay {
+  private readonly handlers = new Map<number, RelayHandlers>();
+  private readonly engine: RelayAddon;
+
+  constructor(ctor: new (onEvent: (ev: RelayEvent) => void) => RelayAddon) {
+    this.engine = new ctor((ev) => this.dispatch(ev));
+  }
+
+  /** Builds a TLS context; throws the addon's error (which names the PEM field) on bad input. */
+  context(opts: { server: boolean; chainPem: string; keyPem: string; caPem: string }): RelayContext {
+    return this.engine.context(opts);
+  }
+
+  /**
+   * Hands an accepted socket to the engine, which starts the server
+   * handshake on its own copy of the descriptor; the socket object is
+   * destroyed (its copy closed). Returns undefined, leaving the socket as
+   * it was, when no descriptor can be had from it.
+   */
+  acceptTls(socket: Socket, ctx: RelayContext, h: RelayHandlers): number | undefined {
+    const fd = socketFd(socket);
+    if (fd === undefined) return undefined;
+    const id = this.engine.acceptTls(fd, ctx);
+    this.handlers.set(id, h);
+    socket.destroy();
+    return id;
+  }
+
+  /**
+   * Opens mTLS to host:port for the application's socket `app`. The engine
+   * works on its own copy of the descriptor; `app` stays open so that a
+   * failed attempt can be retried elsewhere, and is to be destroyed by the
+   * caller once it calls `allow` (or refuses).
+   */
+  connectTls(app: Socket, host: string, port: number, ctx: RelayContext, session: Buffer | null, h: RelayHandlers): number | undefined {
+    const fd = socketFd(app);
+    if (fd === undefined) return undefined;
+    const id = this.engine.connectTls(fd, host, port, ctx, session);
+    this.handlers.set(id, h);
+    return id;
+  }
+
+  /** Lets a held connection through (inbound: to appHost:appPort). */
+  allow(id: number, appHost?: string, appPort?: number): void {
+    this.engine.allow(id, appHost, appPort);
+  }
+
+  /** Closes a connection; its `closed` event still follows. */
+  close(id: number): void {
+    this.engine.close(id);
+  }
+
+  /** Open native connections. */
+  get size(): number {
+    return this.engine.size;
+  }
+
+  private dispatch(ev: RelayEvent): void {
+    const h = this.handlers.get(ev.id);
+    if (!h) return;
+    if (ev.kind === 'handshake') h.onHandshake(ev);
+    else if (ev.kind === 'session') h.onSession?.(ev.session);
+    else {
+      this.handlers.delete(ev.id);
+      h.onClosed(ev);
+    }
+  }
+}
+
+/** The descriptor behind a connected net.Socket, if there is one. */
+function socketFd(socket: Socket): number | undefined {
+  const fd = (socket as unknown as { _handle?: { fd?: number } | null })._handle?.fd;
+  return typeof fd === 'number' && fd >= 0 ? fd : undefined;
+}
+
+let shared: NativeRelay | null | undefined;
+let whyNot: string | undefined;
+
+/**
+ * The process's engine, made on first use; null when the Node path is to
+ * be used (and `nativeRelayUnavailable()` says why). Throws
+ * TRELLIS_SIDECAR_NATIVE_RELAY_MISSING when the environment requires the
+ * addon and it did not load.
+ */
+export function nativeRelay(env: NodeJS.ProcessEnv = process.env): NativeRelay | null {
+  if (shared !== undefined) return shared;
+  if (env.TRELLIS_DATA_PATH === 'node') {
+    whyNot = 'TRELLIS_DATA_PATH=node';
+    shared = null;
+    return shared;
+  }
+  let mod: { Relay: (new (onEvent: (ev: RelayEvent) => void) => RelayAddon) | null; loadError: Error | null } | undefined;
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    mod = require('@trellis/tls-relay') as typeof mod;
+  } catch (err) {
+    whyNot = `@trellis/tls-relay not installed: ${(err as Error).message}`;
+  }
+  if (mod && !mod.Relay) whyNot = `@trellis/tls-relay not built: ${mod.loadError?.message ?? 'unknown reason'}`;
+  if (!mod?.Relay) {
+    if (env.TRELLIS_REQUIRE_NATIVE_RELAY === '1') {
+      throw new SidecarError('TRELLIS_SIDECAR_NATIVE_RELAY_MISSING', `the native relay is required (TRELLIS_REQUIRE_NATIVE_RELAY=1) but ${whyNot}`, {});
+    }
+    shared = null;
+    return shared;
+  }
+  shared = new NativeRelay(mod.Relay);
+  return shared;
+}
+
+/** Why the Node path is in use (undefined: the native one is, or it was not asked for yet). */
+export function nativeRelayUnavailable(): string | undefined {
+  return whyNot;
+}
+
+/** OpenSSL's X509_V_ERR_* numbers as the codes Node reports for them (the ones a peer check can meet). */
+const VERIFY_CODES: Readonly<Record<number, string>> = {
+  2: 'UNABLE_TO_GET_ISSUER_CERT',
+  4: 'UNABLE_TO_DECRYPT_CERT_SIGNATURE',
+  6: 'UNABLE_TO_DECODE_ISSUER_PUBLIC_KEY',
+  7: 'CERT_SIGNATURE_FAILURE',
+  9: 'CERT_NOT_YET_VALID',
+  10: 'CERT_HAS_EXPIRED',
+  13: 'ERROR_IN_CERT_NOT_BEFORE_FIELD',
+  14: 'ERROR_IN_CERT_NOT_AFTER_FIELD',
+  18: 'DEPTH_ZERO_SELF_SIGNED_CERT',
+  19: 'SELF_SIGNED_CERT_IN_CHAIN',
+  20: 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  21: 'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  22: 'CERT_CHAIN_TOO_LONG',
+  23: 'CERT_REVOKED',
+  24: 'INVALID_CA',
+  25: 'PATH_LENGTH_EXCEEDED',
+  26: 'INVALID_PURPOSE',
+  27: 'CERT_UNTRUSTED',
+  28: 'CERT_REJECTED',
+};
+
+/** The code for an X509_V_ERR_* number (undefined for X509_V_OK). Pure. */
+export function verifyCode(n: number): string | undefined {
+  if (n === 0) return undefined;
+  return VERIFY_CODES[n] ?? `X509_V_ERR_${n}`;
+}
