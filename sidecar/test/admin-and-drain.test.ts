@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import { connect as tlsConnect } from 'node:tls';
 import { request } from 'node:http';
 import { TestCa } from '@trellis/testkit';
-import { Sidecar, sharedAuthorizer, silentAuthz } from './helpers/harness';
+import { dataPaths, Sidecar, sharedAuthorizer, silentAuthz } from './helpers/harness';
 import { bundleOf, credentialsFrom, startEchoApp, startHttpApp, tlsExchange } from './helpers/fixture';
 
 const TD = 'cluster.local';
@@ -19,7 +19,7 @@ function admin(port: number, path: string, method = 'GET'): Promise<{ status: nu
   });
 }
 
-describe('Admin endpoint and drain', function () {
+for (const dataPath of dataPaths()) describe(`Admin endpoint and drain [${dataPath}]`, function () {
   this.timeout(20_000);
   let ca: TestCa;
   let app: Awaited<ReturnType<typeof startEchoApp>>;
@@ -30,7 +30,7 @@ describe('Admin endpoint and drain', function () {
     ca = await TestCa.create(TD);
     app = await startEchoApp();
     sidecar = new Sidecar(
-      { inbound: [{ host: '127.0.0.1', port: 0, appPort: app.port, http: false }], outbound: [], admin: { host: '127.0.0.1', port: 0 }, workload: { namespace: 'shop', labels: { app: 'cart' } } },
+      { inbound: [{ host: '127.0.0.1', port: 0, appPort: app.port, http: false }], outbound: [], admin: { host: '127.0.0.1', port: 0 }, dataPath, workload: { namespace: 'shop', labels: { app: 'cart' } } },
       { logger: silentAuthz.logger, authorize: sharedAuthorizer(), onQuit: () => quits++ },
     );
     await sidecar.start();
@@ -105,14 +105,14 @@ describe('Admin endpoint and drain', function () {
   });
 });
 
-describe('Drain on /http ports', function () {
+for (const dataPath of dataPaths()) describe(`Drain on /http ports [${dataPath}]`, function () {
   this.timeout(20_000);
 
   it('Should close idle keep-alive HTTP connections at once when draining instead of waiting out the drain time', async () => {
     const ca = await TestCa.create(TD);
     const app = await startHttpApp();
     const sc = new Sidecar(
-      { inbound: [{ host: '127.0.0.1', port: 0, appPort: app.port, http: true }], outbound: [], workload: { namespace: 'shop', labels: {} } },
+      { inbound: [{ host: '127.0.0.1', port: 0, appPort: app.port, http: true }], outbound: [], dataPath, workload: { namespace: 'shop', labels: {} } },
       { logger: silentAuthz.logger, authorize: sharedAuthorizer(), processMetrics: false },
     );
     sc.state.update({ credentials: await credentialsFrom(ca, `spiffe://${TD}/ns/shop/sa/cart`), bundle: bundleOf(ca), peerAuth: { mode: 'STRICT', portModes: {} }, authz: { policies: [] } });

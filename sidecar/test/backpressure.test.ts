@@ -1,13 +1,13 @@
 import { expect } from 'chai';
 import { createServer, connect as netConnect, type Server } from 'node:net';
 import { TestCa } from '@trellis/testkit';
-import { Sidecar, sharedAuthorizer, silentAuthz } from './helpers/harness';
+import { dataPaths, Sidecar, sharedAuthorizer, silentAuthz } from './helpers/harness';
 import { bundleOf, credentialsFrom } from './helpers/fixture';
 
 const TD = 'cluster.local';
 const MB = 1024 * 1024;
 
-describe('Backpressure through a sidecar pair', function () {
+for (const dataPath of dataPaths()) describe(`Backpressure through a sidecar pair [${dataPath}]`, function () {
   this.timeout(30_000);
 
   it('Should deliver every byte of a large stream to a slow reader in both directions, in order', async () => {
@@ -43,7 +43,7 @@ describe('Backpressure through a sidecar pair', function () {
         {
           inbound: inbound ? [{ host: '127.0.0.1', port: 0, appPort, http: false }] : [],
           outbound: inbound ? [] : [{ host: '127.0.0.1', port: 0, target: { kind: 'explicit', address: `127.0.0.1:${target}`, spiffeId: `spiffe://${TD}/ns/a/sa/server` } }],
-          workload: { namespace: 'a', labels: {} },
+          dataPath, workload: { namespace: 'a', labels: {} },
         },
         { logger: silentAuthz.logger, authorize: sharedAuthorizer(), processMetrics: false },
       );

@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import { createServer as createTlsServer, type Server as TlsServer } from 'node:tls';
 import { TestCa } from '@trellis/testkit';
 import { TRUST_BUNDLE_TYPE_URL, decodeResource, encodeResource, silentLogger } from '@trellis/shared';
-import { Sidecar, SidecarError, SidecarState, sharedAuthorizer, silentAuthz, wireDiscovery, type DiscoverySource } from './helpers/harness';
+import { dataPaths, Sidecar, SidecarError, SidecarState, sharedAuthorizer, silentAuthz, wireDiscovery, type DiscoverySource } from './helpers/harness';
 import { makeFederatedTrustBundle } from '../src/state/sidecar-state';
 import { credentialsFrom, startEchoApp, tcpExchange, tlsExchange } from './helpers/fixture';
 
@@ -25,7 +25,7 @@ function codeOf(fn: () => unknown): string | undefined {
   return undefined;
 }
 
-describe('Federation in the sidecar (real TLS over loopback)', function () {
+for (const dataPath of dataPaths()) describe(`Federation in the sidecar (real TLS over loopback) [${dataPath}]`, function () {
   this.timeout(20_000);
   let caA: TestCa;
   let caB: TestCa;
@@ -62,7 +62,7 @@ describe('Federation in the sidecar (real TLS over loopback)', function () {
           { host: '127.0.0.1', port: 0, target: { kind: 'explicit', address: `127.0.0.1:${partnerOk}`, spiffeId: `spiffe://${B}/ns/partner/sa/api` } },
           { host: '127.0.0.1', port: 0, target: { kind: 'explicit', address: `127.0.0.1:${partnerImpostor}`, spiffeId: `spiffe://${A}/ns/shop/sa/api` } },
         ],
-        workload: { namespace: 'shop', labels: { app: 'cart' } },
+        dataPath, workload: { namespace: 'shop', labels: { app: 'cart' } },
       },
       { logger: silentAuthz.logger, authorize: sharedAuthorizer(), processMetrics: false },
     );

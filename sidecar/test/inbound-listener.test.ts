@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { TestCa, waitFor } from '@trellis/testkit';
-import { Sidecar, makeRevocations, silentAuthz, type Authorizer } from './helpers/harness';
+import { dataPaths, Sidecar, makeRevocations, silentAuthz, type Authorizer } from './helpers/harness';
 import { bundleOf, credentialsFrom, startEchoApp, startGreeterApp, startHttpApp, tcpExchange, tlsExchange } from './helpers/fixture';
 import { connect as tlsConnect } from 'node:tls';
 import { createServer as createHttpServer } from 'node:http';
@@ -23,7 +23,7 @@ async function refusals(sc: Sidecar, reason: string): Promise<number> {
   return m.values.filter((v) => v.labels.reason === reason).reduce((a, v) => a + v.value, 0);
 }
 
-describe('Inbound listener', function () {
+for (const dataPath of dataPaths()) describe(`Inbound listener [${dataPath}]`, function () {
   this.timeout(20_000);
   let ca: TestCa;
   let otherCa: TestCa;
@@ -57,7 +57,7 @@ describe('Inbound listener', function () {
           { host: '127.0.0.1', port: 0, appPort: httpApp.port, http: true },
         ],
         outbound: [],
-        workload: { namespace: 'default', labels: { app: 'server' } },
+        dataPath, workload: { namespace: 'default', labels: { app: 'server' } },
         detectTimeoutMs: 200,
       },
       { logger: silentAuthz.logger, authorize: testAuthorizer, processMetrics: false },
@@ -224,7 +224,7 @@ describe('Inbound listener', function () {
   });
 });
 
-describe('Inbound /http listener when the client goes away mid-response', function () {
+for (const dataPath of dataPaths()) describe(`Inbound /http listener when the client goes away mid-response [${dataPath}]`, function () {
   this.timeout(20_000);
 
   it('Should end the exchange with the app instead of reading its stream forever', async () => {
@@ -245,7 +245,7 @@ describe('Inbound /http listener when the client goes away mid-response', functi
     await new Promise<void>((r) => streaming.listen(0, '127.0.0.1', r));
     const appPort = (streaming.address() as { port: number }).port;
     const sc = new Sidecar(
-      { inbound: [{ host: '127.0.0.1', port: 0, appPort, http: true }], outbound: [], workload: { namespace: 'default', labels: { app: 'server' } } },
+      { inbound: [{ host: '127.0.0.1', port: 0, appPort, http: true }], outbound: [], dataPath, workload: { namespace: 'default', labels: { app: 'server' } } },
       { logger: silentAuthz.logger, authorize: testAuthorizer, processMetrics: false },
     );
     sc.state.update({ credentials: await credentialsFrom(ca, SERVER_ID), bundle: bundleOf(ca), peerAuth: { mode: 'STRICT', portModes: {} }, authz: { policies: [] } });
@@ -270,12 +270,12 @@ describe('Inbound /http listener when the client goes away mid-response', functi
   });
 });
 
-describe('Inbound listener before the first policy', function () {
+for (const dataPath of dataPaths()) describe(`Inbound listener before the first policy [${dataPath}]`, function () {
   it('Should refuse every connection and report not ready until a policy arrives', async () => {
     const ca = await TestCa.create(TD);
     const app = await startEchoApp();
     const sc = new Sidecar(
-      { inbound: [{ host: '127.0.0.1', port: 0, appPort: app.port, http: false }], outbound: [], workload: { namespace: 'default', labels: {} } },
+      { inbound: [{ host: '127.0.0.1', port: 0, appPort: app.port, http: false }], outbound: [], dataPath, workload: { namespace: 'default', labels: {} } },
       { logger: silentAuthz.logger, authorize: testAuthorizer, processMetrics: false },
     );
     sc.state.update({ credentials: await credentialsFrom(ca, SERVER_ID), bundle: bundleOf(ca) });

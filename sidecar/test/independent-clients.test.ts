@@ -3,7 +3,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { TestCa, makeTmpDir } from '@trellis/testkit';
 import { createLogger } from '@trellis/shared';
-import { Sidecar, makeCredentials, policiesFromWire, sharedAuthorizer, silentAuthz } from './helpers/harness';
+import { dataPaths, Sidecar, makeCredentials, policiesFromWire, sharedAuthorizer, silentAuthz } from './helpers/harness';
 import { bundleOf, runTool, startEchoApp, startHttpApp } from './helpers/fixture';
 
 const TD = 'cluster.local';
@@ -31,7 +31,7 @@ function openssl(args: string[], input: string): Promise<{ status: number; stdou
   return runTool('openssl', args, input, 5000, /echo:ping/);
 }
 
-describe('Independent clients of an inbound listener (curl, openssl s_client)', function () {
+for (const dataPath of dataPaths()) describe(`Independent clients of an inbound listener (curl, openssl s_client) [${dataPath}]`, function () {
   this.timeout(30_000);
   let sidecar: Sidecar;
   let tmp: ReturnType<typeof makeTmpDir>;
@@ -53,7 +53,7 @@ describe('Independent clients of an inbound listener (curl, openssl s_client)', 
           { host: '127.0.0.1', port: 0, appPort: echo.port, http: false },
         ],
         outbound: [],
-        workload: { namespace: 'shop', labels: { app: 'cart' } },
+        dataPath, workload: { namespace: 'shop', labels: { app: 'cart' } },
       },
       { logger: process.env.H5_DEBUG ? createLogger({ component: 'test', sink: process.stderr, level: 'debug' }) : silentAuthz.logger, authorize: sharedAuthorizer({ trustDomain: () => TD }), processMetrics: false },
     );

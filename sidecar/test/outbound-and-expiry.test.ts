@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { connect as tlsConnect } from 'node:tls';
 import { TestCa, freePort } from '@trellis/testkit';
-import { IdentityManager, Sidecar, makeTrustBundle, sharedAuthorizer, silentAuthz } from './helpers/harness';
+import { dataPaths, IdentityManager, Sidecar, makeTrustBundle, sharedAuthorizer, silentAuthz } from './helpers/harness';
 import { bundleOf, credentialsFrom, httpGet, signCsr, startHttpApp, tlsExchange, tcpExchange, startEchoApp } from './helpers/fixture';
 
 const TD = 'cluster.local';
@@ -16,7 +16,7 @@ function sidecar(opts: ConstructorParameters<typeof Sidecar>[0]): Sidecar {
   return new Sidecar(opts, { logger: silentAuthz.logger, authorize: sharedAuthorizer(), processMetrics: false });
 }
 
-describe('Outbound by service endpoints', function () {
+for (const dataPath of dataPaths()) describe(`Outbound by service endpoints [${dataPath}]`, function () {
   this.timeout(20_000);
   let ca: TestCa;
   let app: Awaited<ReturnType<typeof startHttpApp>>;
@@ -26,7 +26,7 @@ describe('Outbound by service endpoints', function () {
   before(async () => {
     ca = await TestCa.create(TD);
     app = await startHttpApp();
-    server = sidecar({ inbound: [{ host: '127.0.0.1', port: 0, appPort: app.port, http: true }], outbound: [], workload: { namespace: 'shop', labels: {} } });
+    server = sidecar({ inbound: [{ host: '127.0.0.1', port: 0, appPort: app.port, http: true }], outbound: [], dataPath, workload: { namespace: 'shop', labels: {} } });
     server.state.update({ credentials: await credentialsFrom(ca, CART), bundle: bundleOf(ca), peerAuth: { mode: 'STRICT', portModes: {} }, authz: { policies: [] } });
     await server.start();
     client = sidecar({
@@ -35,7 +35,7 @@ describe('Outbound by service endpoints', function () {
         { host: '127.0.0.1', port: 0, target: { kind: 'service', service: 'cart' } },
         { host: '127.0.0.1', port: 0, target: { kind: 'service', service: 'unknown' } },
       ],
-      workload: { namespace: 'shop', labels: {} },
+      dataPath, workload: { namespace: 'shop', labels: {} },
     });
     client.state.update({ credentials: await credentialsFrom(ca, WEB), bundle: bundleOf(ca), peerAuth: { mode: 'STRICT', portModes: {} }, authz: { policies: [] } });
     await client.start();
@@ -77,14 +77,14 @@ describe('Outbound by service endpoints', function () {
   });
 });
 
-describe('Trust bundle updates and certificate expiry', function () {
+for (const dataPath of dataPaths()) describe(`Trust bundle updates and certificate expiry [${dataPath}]`, function () {
   this.timeout(20_000);
 
   it('Should trust both roots during a root rotation, and only the new one after it', async () => {
     const oldCa = await TestCa.create(TD);
     const newCa = await TestCa.create(TD);
     const app = await startEchoApp();
-    const sc = sidecar({ inbound: [{ host: '127.0.0.1', port: 0, appPort: app.port, http: false }], outbound: [], workload: { namespace: 'shop', labels: {} } });
+    const sc = sidecar({ inbound: [{ host: '127.0.0.1', port: 0, appPort: app.port, http: false }], outbound: [], dataPath, workload: { namespace: 'shop', labels: {} } });
     sc.state.update({ credentials: await credentialsFrom(oldCa, CART), bundle: bundleOf(oldCa), peerAuth: { mode: 'STRICT', portModes: {} }, authz: { policies: [] } });
     await sc.start();
     try {
@@ -108,7 +108,7 @@ describe('Trust bundle updates and certificate expiry', function () {
   it('Should keep serving while renewal fails, then fail closed (not ready, inbound refused) once the certificate expires', async () => {
     const ca = await TestCa.create(TD);
     const app = await startEchoApp();
-    const sc = sidecar({ inbound: [{ host: '127.0.0.1', port: 0, appPort: app.port, http: false }], outbound: [], workload: { namespace: 'shop', labels: {} } });
+    const sc = sidecar({ inbound: [{ host: '127.0.0.1', port: 0, appPort: app.port, http: false }], outbound: [], dataPath, workload: { namespace: 'shop', labels: {} } });
     sc.state.update({ bundle: bundleOf(ca), peerAuth: { mode: 'STRICT', portModes: {} }, authz: { policies: [] } });
     let controlPlaneUp = true;
     const errors: string[] = [];
@@ -149,14 +149,14 @@ describe('Trust bundle updates and certificate expiry', function () {
   });
 });
 
-describe('Session resumption and the trust bundle', function () {
+for (const dataPath of dataPaths()) describe(`Session resumption and the trust bundle [${dataPath}]`, function () {
   this.timeout(20_000);
 
   it('Should not let a session made under a root that was since removed from the bundle be resumed', async () => {
     const oldCa = await TestCa.create(TD);
     const newCa = await TestCa.create(TD);
     const app = await startEchoApp();
-    const sc = sidecar({ inbound: [{ host: '127.0.0.1', port: 0, appPort: app.port, http: false }], outbound: [], workload: { namespace: 'shop', labels: {} } });
+    const sc = sidecar({ inbound: [{ host: '127.0.0.1', port: 0, appPort: app.port, http: false }], outbound: [], dataPath, workload: { namespace: 'shop', labels: {} } });
     sc.state.update({ credentials: await credentialsFrom(newCa, CART), bundle: makeTrustBundle([oldCa.root.pem, newCa.root.pem]), peerAuth: { mode: 'STRICT', portModes: {} }, authz: { policies: [] } });
     await sc.start();
     try {
@@ -194,13 +194,13 @@ describe('Session resumption and the trust bundle', function () {
   });
 });
 
-describe('Installing a new certificate', function () {
+for (const dataPath of dataPaths()) describe(`Installing a new certificate [${dataPath}]`, function () {
   this.timeout(20_000);
 
   it('Should present the new certificate on the very next handshake while an open connection keeps working', async () => {
     const ca = await TestCa.create(TD);
     const app = await startEchoApp();
-    const sc = sidecar({ inbound: [{ host: '127.0.0.1', port: 0, appPort: app.port, http: false }], outbound: [], workload: { namespace: 'shop', labels: {} } });
+    const sc = sidecar({ inbound: [{ host: '127.0.0.1', port: 0, appPort: app.port, http: false }], outbound: [], dataPath, workload: { namespace: 'shop', labels: {} } });
     const first = await credentialsFrom(ca, CART);
     sc.state.update({ credentials: first, bundle: bundleOf(ca), peerAuth: { mode: 'STRICT', portModes: {} }, authz: { policies: [] } });
     await sc.start();

@@ -2,12 +2,12 @@ import { expect } from 'chai';
 import { createServer, type Server } from 'node:http';
 import { connect as netConnect } from 'node:net';
 import { TestCa } from '@trellis/testkit';
-import { Sidecar, sharedAuthorizer, silentAuthz } from './helpers/harness';
+import { dataPaths, Sidecar, sharedAuthorizer, silentAuthz } from './helpers/harness';
 import { bundleOf, credentialsFrom, tcpExchange, tlsExchange } from './helpers/fixture';
 
 const TD = 'cluster.local';
 
-describe('Bad input on the data path never takes the sidecar down', function () {
+for (const dataPath of dataPaths()) describe(`Bad input on the data path never takes the sidecar down [${dataPath}]`, function () {
   this.timeout(20_000);
   let ca: TestCa;
   let app: Server;
@@ -37,7 +37,7 @@ describe('Bad input on the data path never takes the sidecar down', function () 
           { host: '127.0.0.1', port: 0, appPort: appPort + 0, http: false },
         ],
         outbound: [],
-        workload: { namespace: 'shop', labels: {} },
+        dataPath, workload: { namespace: 'shop', labels: {} },
       },
       { logger: silentAuthz.logger, authorize: sharedAuthorizer(), processMetrics: false },
     );

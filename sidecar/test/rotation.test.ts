@@ -3,7 +3,7 @@ import { Agent } from 'node:http';
 import { request as httpRequest } from 'node:http';
 import { TestCa } from '@trellis/testkit';
 import { createLogger } from '@trellis/shared';
-import { IdentityManager, Sidecar, sharedAuthorizer, silentAuthz } from './helpers/harness';
+import { dataPaths, IdentityManager, Sidecar, sharedAuthorizer, silentAuthz } from './helpers/harness';
 import { bundleOf, signCsr, startHttpApp } from './helpers/fixture';
 
 const TD = 'cluster.local';
@@ -21,7 +21,7 @@ function get(port: number, agent: Agent | false): Promise<number> {
   });
 }
 
-describe('Certificate rotation under traffic', function () {
+for (const dataPath of dataPaths()) describe(`Certificate rotation under traffic [${dataPath}]`, function () {
   this.timeout(30_000);
 
   it('Should rotate both sidecars every few seconds with fresh keys and fail no request, keeping open connections', async () => {
@@ -32,7 +32,7 @@ describe('Certificate rotation under traffic', function () {
         {
           inbound: inbound ? [{ host: '127.0.0.1', port: 0, appPort: app.port, http: true }] : [],
           outbound: inbound ? [] : [{ host: '127.0.0.1', port: 0, target: { kind: 'explicit', address: `127.0.0.1:${targetPort}`, spiffeId: SERVER_ID } }],
-          workload: { namespace: 'shop', labels: {} },
+          dataPath, workload: { namespace: 'shop', labels: {} },
         },
         { logger: process.env.H5_DEBUG ? createLogger({ component: 'test', sink: process.stderr, level: 'debug' }) : silentAuthz.logger, authorize: sharedAuthorizer(), processMetrics: false },
       );

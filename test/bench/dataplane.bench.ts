@@ -4,6 +4,8 @@
  * same app (its own process):
  *   direct   autocannon → app
  *   trellis  autocannon → client sidecar (outbound) ═mTLS═ server sidecar (inbound) → app
+ *            on the data path `auto` picks (`data_path`: the native relay when built),
+ *            and the same pair on the Node path (`trellis_node_path`) when that was native
  *   haproxy  autocannon → client haproxy ═mTLS═ server haproxy → app  (Debian haproxy, one thread each)
  * plus single-stream bulk throughput through the Trellis pair (median of
  * three interleaved runs after a cold one, which is reported too), new mTLS
@@ -187,43 +189,42 @@ export async function run(flags: string[]): Promise<Record<string, unknown>> {
     const appPort = app.info.http as number;
     const bulkPort = app.info.bulk as number;
 
-    // The Trellis pair.
-    const server = await startJsonChild(
-      process.execPath,
-      [join(__dirname, 'dataplane', 'bench-sidecar.js')],
-      JSON.stringify({
-        keyPem: serverLeaf.key.keyPem,
-        chainPem: serverLeaf.chainPem,
-        rootsPem: [ca.root.pem],
-        inbound: [
-          { host: '127.0.0.1', port: 0, appPort, http: false },
-          { host: '127.0.0.1', port: 0, appPort: bulkPort, http: false },
-          { host: '127.0.0.1', port: 0, appPort, http: true },
-        ],
-        outbound: [],
-      }),
-    );
-    children.push(server.child);
-    const [serverIn, serverBulkIn, serverHttpIn] = server.info.inbound as [number, number, number];
-    const client = await startJsonChild(
-      process.execPath,
-      [join(__dirname, 'dataplane', 'bench-sidecar.js')],
-      JSON.stringify({
-        keyPem: clientLeaf.key.keyPem,
-        chainPem: clientLeaf.chainPem,
-        rootsPem: [ca.root.pem],
-        inbound: [],
-        outbound: [
-          { host: '127.0.0.1', port: 0, target: { kind: 'explicit', address: `127.0.0.1:${serverIn}`, spiffeId: 'spiffe://bench.local/ns/bench/sa/server' } },
-          { host: '127.0.0.1', port: 0, target: { kind: 'explicit', address: `127.0.0.1:${serverBulkIn}`, spiffeId: 'spiffe://bench.local/ns/bench/sa/server' } },
-          { host: '127.0.0.1', port: 0, target: { kind: 'explicit', address: `127.0.0.1:${serverHttpIn}`, spiffeId: 'spiffe://bench.local/ns/bench/sa/server' } },
-        ],
-      }),
-    );
-    children.push(client.child);
-    const [clientOut, clientBulkOut, clientHttpOut] = client.info.outbound as [number, number, number];
+    // The Trellis pair, on the data path `auto` picks (the native relay when built),
+    // and a second pair on the Node path for comparison.
+    const startPair = async (dataPath: 'auto' | 'node'): Promise<{ server: ChildProcess; client: ChildProcess; dataPath: string; serverIn: number; out: [number, number, number] }> => {
+      const server = await startJsonChild(
+        process.execPath,
+        [join(__dirname, 'dataplane', 'bench-sidecar.js')],
+        JSON.stringify({
+          keyPem: serverLeaf.key.keyPem,
+          chainPem: serverLeaf.chainPem,
+          rootsPem: [ca.root.pem],
+          dataPath,
+          inbound: [
+            { host: '127.0.0.1', port: 0, appPort, http: false },
+            { host: '127.0.0.1', port: 0, appPort: bulkPort, http: false },
+            { host: '127.0.0.1', port: 0, appPort, http: true },
+          ],
+          outbound: [],
+        }),
+      );
+      children.push(server.child);
+      const [serverIn, serverBulkIn, serverHttpIn] = server.info.inbound as [number, number, number];
+      const target = (port: number): Record<string, unknown> => ({ host: '127.0.0.1', port: 0, target: { kind: 'explicit', address: `127.0.0.1:${port}`, spiffeId: 'spiffe://bench.local/ns/bench/sa/server' } });
+      const client = await startJsonChild(
+        process.execPath,
+        [join(__dirname, 'dataplane', 'bench-sidecar.js')],
+        JSON.stringify({ keyPem: clientLeaf.key.keyPem, chainPem: clientLeaf.chainPem, rootsPem: [ca.root.pem], dataPath, inbound: [], outbound: [target(serverIn), target(serverBulkIn), target(serverHttpIn)] }),
+      );
+      children.push(client.child);
+      return { server: server.child, client: client.child, dataPath: String(server.info.dataPath), serverIn, out: client.info.outbound as [number, number, number] };
+    };
+    const pair = await startPair('auto');
+    const nodePair = pair.dataPath === 'native' ? await startPair('node') : undefined;
+    const { server: serverChild, client: clientChild, serverIn } = pair;
+    const [clientOut, clientBulkOut, clientHttpOut] = pair.out;
     await new Promise((r) => setTimeout(r, 500));
-    const idle = { server: rssMb(server.child.pid), client: rssMb(client.child.pid) };
+    const idle = { server: rssMb(serverChild.pid), client: rssMb(clientChild.pid) };
 
     // The haproxy pair, configured the same way (TCP mode, mTLS verified against the same root).
     let haproxyPort: number | undefined;
@@ -258,21 +259,24 @@ export async function run(flags: string[]): Promise<Record<string, unknown>> {
 
     const paths: LoadPath[] = [
       { port: appPort, pids: [] },
-      { port: clientOut, pids: [server.child.pid, client.child.pid] },
+      { port: clientOut, pids: [serverChild.pid, clientChild.pid] },
       // The same pair with the server's /http listener: per-request authorization and XFCC.
-      { port: clientHttpOut, pids: [server.child.pid, client.child.pid] },
+      { port: clientHttpOut, pids: [serverChild.pid, clientChild.pid] },
       ...(haproxyPort !== undefined ? [{ port: haproxyPort, pids: haproxyPids }] : []),
+      ...(nodePair ? [{ port: nodePair.out[0], pids: [nodePair.server.pid, nodePair.client.pid] }] : []),
     ];
-    const [direct, trellis, trellisHttp, haproxyResult] = await loadInterleaved(paths, seconds, connections);
-    const haproxy = haproxyResult ?? null;
-    const loaded = { server: rssMb(server.child.pid), client: rssMb(client.child.pid) };
+    const results = await loadInterleaved(paths, seconds, connections);
+    const [direct, trellis, trellisHttp] = results as [LoadResult, LoadResult, LoadResult];
+    const haproxy = haproxyPort !== undefined ? results[3]! : null;
+    const trellisNodePath = nodePair ? results[results.length - 1]! : null;
+    const loaded = { server: rssMb(serverChild.pid), client: rssMb(clientChild.pid) };
 
     // Bulk: one cold run per path (reported as is), then `bulkRuns` interleaved
     // runs whose median is the figure. A single sample was biased against the
     // sidecar: its first large transfer also pays the JIT for the bulk-sized
     // path (haproxy has nothing to warm up), and on a shared machine one sample
     // is at the mercy of one load spike.
-    const bulkPaths = [clientBulkOut, bulkPort, ...(haproxyBulkPort !== undefined ? [haproxyBulkPort] : [])];
+    const bulkPaths = [clientBulkOut, bulkPort, ...(haproxyBulkPort !== undefined ? [haproxyBulkPort] : []), ...(nodePair ? [nodePair.out[1]] : [])];
     const cold: number[] = [];
     for (const port of bulkPaths) cold.push(await bulk(port));
     const bulkRuns: number[][] = bulkPaths.map(() => []);
@@ -280,6 +284,7 @@ export async function run(flags: string[]): Promise<Record<string, unknown>> {
     const bulkMbS = median(bulkRuns[0]!);
     const bulkDirect = median(bulkRuns[1]!);
     const bulkHaproxy = haproxyBulkPort !== undefined ? median(bulkRuns[2]!) : null;
+    const bulkNodePath = nodePair ? median(bulkRuns[bulkRuns.length - 1]!) : null;
     const clientCreds = { key: clientLeaf.key.keyPem, cert: clientLeaf.chainPem, ca: ca.root.pem };
     const hps = await handshakesPerSecond(serverIn, clientCreds, 3);
     const hpsHaproxy = haproxyServerPort !== undefined ? await handshakesPerSecond(haproxyServerPort, clientCreds, 3) : null;
@@ -298,9 +303,11 @@ export async function run(flags: string[]): Promise<Record<string, unknown>> {
     }
 
     return {
+      data_path: pair.dataPath,
       direct,
       trellis,
       haproxy,
+      trellis_node_path: trellisNodePath ? { ...trellisNodePath, bulk_mb_s: bulkNodePath } : null,
       trellis_http_port: trellisHttp,
       rps_ratio_vs_haproxy: haproxy ? Math.round((trellis.rps / haproxy.rps) * 100) / 100 : null,
       p99_ratio_vs_haproxy: haproxy && haproxy.p99_ms > 0 ? Math.round((trellis.p99_ms / haproxy.p99_ms) * 100) / 100 : null,

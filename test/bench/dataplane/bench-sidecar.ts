@@ -28,6 +28,7 @@ interface Input {
   rootsPem: string[];
   inbound: InboundSpec[];
   outbound: OutboundSpec[];
+  dataPath?: 'auto' | 'native' | 'node';
 }
 
 async function main(): Promise<void> {
@@ -35,7 +36,7 @@ async function main(): Promise<void> {
   for await (const chunk of process.stdin) text += String(chunk);
   const input = JSON.parse(text) as Input;
   const sidecar = new Sidecar(
-    { inbound: input.inbound, outbound: input.outbound, workload: { namespace: 'bench', labels: {} } },
+    { inbound: input.inbound, outbound: input.outbound, workload: { namespace: 'bench', labels: {} }, dataPath: input.dataPath },
     { logger: silentLogger, authorize: sharedAuthorizer(), processMetrics: false },
   );
   sidecar.state.update({
@@ -45,7 +46,8 @@ async function main(): Promise<void> {
     authz: { policies: [] },
   });
   await sidecar.start();
-  process.stdout.write(JSON.stringify({ inbound: sidecar.inbound.map((l) => l.port), outbound: sidecar.outbound.map((l) => l.port) }) + '\n');
+  const dataPath = sidecar.configDump().dataPath;
+  process.stdout.write(JSON.stringify({ inbound: sidecar.inbound.map((l) => l.port), outbound: sidecar.outbound.map((l) => l.port), dataPath }) + '\n');
   process.on('SIGTERM', () => {
     void sidecar.stop(0).then(() => process.exit(0));
   });
