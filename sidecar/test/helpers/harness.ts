@@ -12,9 +12,12 @@ import { nativeRelay as loadNativeRelay, nativeRelayUnavailable as whyNoNativeRe
  * native relay when it is built. With TRELLIS_REQUIRE_NATIVE_RELAY=1 (CI) a
  * missing relay throws here rather than quietly halving the coverage.
  */
+let warned = false;
 export function dataPaths(): Array<'native' | 'node'> {
   if (process.env.TRELLIS_DATA_PATH === 'node') return ['node'];
   if (loadNativeRelay()) return ['native', 'node'];
+  if (warned) return ['node'];
+  warned = true;
   // eslint-disable-next-line no-console
   console.warn(`[sidecar tests] native relay not in use (${whyNoNativeRelay() ?? 'unknown'}); data-plane tests run on the Node path only`);
   return ['node'];
