@@ -47,6 +47,15 @@ describe('Sidecar configuration', () => {
     expect(c.inbound).to.have.length(1);
   });
 
+  it('Should default the data path to auto and refuse a value other than auto, native or node, naming its source', () => {
+    expect(parseSidecarConfig({ flags: BASE, env: {} }).dataPath).to.equal('auto');
+    expect(parseSidecarConfig({ flags: BASE, env: { TRELLIS_DATA_PATH: 'node' } }).dataPath).to.equal('node');
+    expect(parseSidecarConfig({ flags: { ...BASE, 'data-path': 'native' }, env: { TRELLIS_DATA_PATH: 'node' } }).dataPath).to.equal('native');
+    const found = problems(() => parseSidecarConfig({ flags: BASE, env: { TRELLIS_DATA_PATH: 'kernel' } }));
+    expect(found).to.have.length(1);
+    expect(found[0]).to.contain('TRELLIS_DATA_PATH').and.contain('"kernel"').and.contain('auto, native or node');
+  });
+
   it('Should take the namespace from the downward-API variable injection sets', () => {
     const { namespace, ...rest } = BASE;
     void namespace;
