@@ -159,6 +159,10 @@ SSL_CTX *BuildContext(ContextOptions &opts, NewSessionCallback on_session, std::
       }
       SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
       SSL_CTX_set_num_tickets(ctx, 1);
+      // TLS 1.3 resumes from stateless tickets; the cache only serves TLS 1.2
+      // session ids, and OpenSSL's default (20480 sessions with peer certs) is
+      // tens of MB per context.
+      SSL_CTX_sess_set_cache_size(ctx, 1024);
     } else {
       SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
       SSL_CTX_sess_set_new_cb(ctx, on_session);
