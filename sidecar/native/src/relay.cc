@@ -182,8 +182,14 @@ void CallJs(napi_env env, napi_value js_cb, void *, void *data) {
       napi_value obj = EventObject(env, *ev);
       napi_value undefined;
       napi_get_undefined(env, &undefined);
-      // A throwing onEvent surfaces as an uncaught exception, as for any callback.
       napi_call_function(env, undefined, js_cb, 1, &obj, nullptr);
+      // A throwing onEvent is an uncaught exception, as for any callback
+      // (rather than node 20's default of warning and dropping it).
+      bool pending = false;
+      if (napi_is_exception_pending(env, &pending) == napi_ok && pending) {
+        napi_value err;
+        if (napi_get_and_clear_last_exception(env, &err) == napi_ok) napi_fatal_exception(env, err);
+      }
       napi_close_handle_scope(env, scope);
     }
   }
