@@ -72,6 +72,8 @@ export class Sidecar {
   private readonly relay: NativeRelay | null;
   private nativeServerCtx: RelayContext | undefined;
   private nativeClientCtx: RelayContext | undefined;
+  /** node:tls's contexts are behind the current credentials or bundle (native path: they are built on first use). */
+  private nodeContextsStale = false;
 
   constructor(
     private readonly options: SidecarOptions,
@@ -117,12 +119,12 @@ export class Sidecar {
           ...common,
           authorize: deps.authorize,
           workload: options.workload,
-          serverContext: () => this.serverCtx,
+          serverContext: () => this.nodeContext('server'),
           detectTimeoutMs: options.detectTimeoutMs,
         }),
       );
     }
-    for (const spec of options.outbound) this.outbound.push(new OutboundListener(spec, { ...common, clientContext: () => this.clientCtx }));
+    for (const spec of options.outbound) this.outbound.push(new OutboundListener(spec, { ...common, clientContext: () => this.nodeContext('client') }));
   }
 
   /** Ready = a valid SVID, a bundle and a policy. */
@@ -194,7 +196,45 @@ export class Sidecar {
     };
   }
 
+  /**
+   * New TLS contexts for new credentials or a new bundle. With the native
+   * relay its contexts are built at once (which also proves OpenSSL takes
+   * the new key and chain) and node:tls's on first use: each costs ~0.6 MB,
+   * and a sidecar whose ports are all STRICT TCP never needs them.
+   */
   private rebuildContexts(snap: SidecarSnapshot): void {
+    if (!snap.credentials || !snap.bundle) return;
+    if (!this.relay) {
+      this.buildNodeContexts(snap);
+      return;
+    }
+    this.nodeContextsStale = true;
+    const c = snap.credentials;
+    try {
+      // Fresh contexts also mean fresh ticket keys: no session made under an
+      // older bundle or identity resumes on the native path.
+      const pems = { chainPem: c.chainPem, keyPem: c.keyPem, caPem: snap.bundle.rootsPem.join('\n') };
+      const server = this.relay.context({ server: true, ...pems });
+      const client = this.relay.context({ server: false, ...pems });
+      this.nativeServerCtx?.release();
+      this.nativeClientCtx?.release();
+      this.nativeServerCtx = server;
+      this.nativeClientCtx = client;
+    } catch (err) {
+      this.deps.logger.error('cannot build native TLS contexts; keeping the previous ones', { error: err, serial: c.serialHex });
+    }
+  }
+
+  /** node:tls's context of `kind` for the current credentials and bundle (built now if they changed since). */
+  private nodeContext(kind: 'server' | 'client'): SecureContext | undefined {
+    if (this.nodeContextsStale) {
+      this.nodeContextsStale = false;
+      this.buildNodeContexts(this.state.current());
+    }
+    return kind === 'server' ? this.serverCtx : this.clientCtx;
+  }
+
+  private buildNodeContexts(snap: SidecarSnapshot): void {
     const c = snap.credentials;
     const b = snap.bundle;
     if (!c || !b) return;
@@ -206,21 +246,6 @@ export class Sidecar {
     } catch (err) {
       // The state validated the parts; should OpenSSL still refuse them, keep the last good contexts.
       this.deps.logger.error('cannot build TLS contexts; keeping the previous ones', { error: err, serial: c.serialHex });
-      return;
-    }
-    if (!this.relay) return;
-    try {
-      // Fresh contexts also mean fresh ticket keys: no session made under an
-      // older bundle or identity resumes on the native path.
-      const pems = { chainPem: c.chainPem, keyPem: c.keyPem, caPem: b.rootsPem.join('\n') };
-      const server = this.relay.context({ server: true, ...pems });
-      const client = this.relay.context({ server: false, ...pems });
-      this.nativeServerCtx?.release();
-      this.nativeClientCtx?.release();
-      this.nativeServerCtx = server;
-      this.nativeClientCtx = client;
-    } catch (err) {
-      this.deps.logger.error('cannot build native TLS contexts; keeping the previous ones', { error: err, serial: c.serialHex });
     }
   }
 }

@@ -27,4 +27,11 @@ describe('deploy/Dockerfile', () => {
     expect(text).to.contain('COPY --from=build /src/cli/dist/trellis-sidecar.js');
     expect(existsSync(join(REPO_ROOT, 'cli', 'scripts', 'bundle-sidecar.js'))).to.equal(true);
   });
+
+  it('Should build the native relay and refuse to produce an image without it', () => {
+    expect(text).to.match(/node sidecar\/native\/build\.js/);
+    // build.js never fails (an npm install must not); the image build must.
+    expect(text).to.match(/test -f sidecar\/native\/build\/Release\/tls_relay\.node/);
+    expect(text).to.contain('COPY --from=build /src/sidecar/native/build/Release/tls_relay.node');
+  });
 });

@@ -170,13 +170,14 @@ export class InboundListener {
   private handshake(socket: Socket, snap: SidecarSnapshot, sniffed = false): void {
     const { metrics, clock } = this.deps;
     const creds = snap.credentials;
-    const ctx = this.deps.serverContext();
-    if (!creds || !snap.bundle || !ctx || clock().getTime() >= creds.notAfter.getTime()) {
+    if (!creds || !snap.bundle || clock().getTime() >= creds.notAfter.getTime()) {
       return this.refuse(socket, 'no_valid_svid', 'we hold no valid SVID: failing closed');
     }
     const native = this.spec.http ? undefined : this.deps.native;
     const nctx = native?.serverContext();
     if (native && nctx && !sniffed && this.handshakeNative(socket, native, nctx)) return;
+    const ctx = this.deps.serverContext();
+    if (!ctx) return this.refuse(socket, 'no_valid_svid', 'no TLS context for our credentials: failing closed');
     // rejectUnauthorized stays off so that every refusal is ours, with its
     // reason; nothing reaches the application before the checks below pass.
     const tls = new TLSSocket(socket, {

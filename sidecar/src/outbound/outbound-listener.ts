@@ -151,7 +151,7 @@ export class OutboundListener {
    * the client side, so the verified identity travels with the ticket).
    */
   private readonly sessions = new Map<string, { ticket: Buffer; peer: VerifiedServer }>();
-  private sessionEpoch: SecureContext | undefined;
+  private sessionEpoch: object | undefined;
   private rr = 0;
   private boundPort = 0;
 
@@ -191,17 +191,19 @@ export class OutboundListener {
     metrics.connections.inc({ direction: 'outbound' });
     app.on('error', () => app.destroy());
     const snap = this.deps.state.current();
-    const ctx = this.deps.clientContext();
-    if (!snap.credentials || !snap.bundle || !ctx || clock().getTime() >= snap.credentials.notAfter.getTime()) {
+    // The context of the path in use marks the credentials' generation: the
+    // session cache is only good within one (node:tls's is built on first use).
+    const epoch = this.deps.native?.clientContext() ?? this.deps.clientContext();
+    if (!snap.credentials || !snap.bundle || !epoch || clock().getTime() >= snap.credentials.notAfter.getTime()) {
       return this.refuse(app, 'no_valid_svid', 'we hold no valid SVID: failing closed');
     }
-    if (ctx !== this.sessionEpoch) {
+    if (epoch !== this.sessionEpoch) {
       this.sessions.clear();
-      this.sessionEpoch = ctx;
+      this.sessionEpoch = epoch;
     }
     const pick = this.rr++;
     const candidates = this.spec.target.kind === 'service' ? Math.max(1, this.endpointCount(snap)) : 1;
-    this.dial(app, snap, ctx, pick, candidates);
+    this.dial(app, snap, epoch, pick, candidates);
   }
 
   private endpointCount(snap: SidecarSnapshot): number {
@@ -216,7 +218,7 @@ export class OutboundListener {
    * handshake completes (refused, reset) moves on to the next endpoint, up to
    * `attemptsLeft` in all, since no application byte has been sent yet.
    */
-  private dial(app: Socket, snap: SidecarSnapshot, ctx: SecureContext, pick: number, attemptsLeft: number): void {
+  private dial(app: Socket, snap: SidecarSnapshot, epoch: object, pick: number, attemptsLeft: number): void {
     const { metrics, clock } = this.deps;
     if (app.destroyed) return;
     const dest = resolveTarget(this.spec.target, snap, pick);
@@ -232,8 +234,10 @@ export class OutboundListener {
     const nctx = native?.clientContext();
     if (native && nctx && isIP(host) !== 0) {
       const ticket = ticketUsable ? cachedSession.ticket : null;
-      if (this.dialNative(app, snap, ctx, pick, attemptsLeft, { native, nctx, host, port, dest, ticket })) return;
+      if (this.dialNative(app, snap, epoch, pick, attemptsLeft, { native, nctx, host, port, dest, ticket })) return;
     }
+    const ctx = this.deps.clientContext();
+    if (!ctx) return this.refuse(app, 'no_valid_svid', 'no TLS context for our credentials: failing closed');
     const direct = directRead();
     // `onread` is honoured by tls.connect (it builds the socket) though the typings omit it.
     const tls: TLSSocket = tlsConnect({
@@ -249,7 +253,7 @@ export class OutboundListener {
     let verified: VerifiedServer | undefined;
     let ticket: Buffer | undefined;
     const remember = (): void => {
-      if (verified && ticket && ctx === this.sessionEpoch) this.sessions.set(dest.address, { ticket, peer: verified });
+      if (verified && ticket && epoch === this.sessionEpoch) this.sessions.set(dest.address, { ticket, peer: verified });
     };
     tls.on('session', (s: Buffer) => {
       ticket = s;
@@ -268,7 +272,7 @@ export class OutboundListener {
       const unreachable = UNREACHABLE.has(err.code ?? '');
       if (unreachable && attemptsLeft > 1) {
         this.deps.logger.debug('outbound endpoint unreachable; trying the next one', { address: dest.address, code: err.code });
-        return this.dial(app, snap, ctx, pick + 1, attemptsLeft - 1);
+        return this.dial(app, snap, epoch, pick + 1, attemptsLeft - 1);
       }
       this.refuse(app, unreachable ? 'upstream_unreachable' : 'handshake_failed', err.code ?? err.message);
     });
@@ -331,7 +335,7 @@ export class OutboundListener {
   private dialNative(
     app: Socket,
     snap: SidecarSnapshot,
-    ctx: SecureContext,
+    epoch: object,
     pick: number,
     attemptsLeft: number,
     d: { native: NativeDataPath; nctx: RelayContext; host: string; port: number; dest: { address: string; spiffeIds: readonly string[] }; ticket: Buffer | null },
@@ -346,7 +350,7 @@ export class OutboundListener {
     let timer: NodeJS.Timeout | undefined;
     let id = 0;
     const remember = (): void => {
-      if (verified && ticket && ctx === this.sessionEpoch) this.sessions.set(address, { ticket, peer: verified });
+      if (verified && ticket && epoch === this.sessionEpoch) this.sessions.set(address, { ticket, peer: verified });
     };
     const handedOver = relay.connectTls(app, d.host, d.port, d.nctx, d.ticket, {
       onSession: (s) => {
@@ -363,7 +367,7 @@ export class OutboundListener {
           const unreachable = UNREACHABLE.has(ev.error);
           if (unreachable && attemptsLeft > 1) {
             this.deps.logger.debug('outbound endpoint unreachable; trying the next one', { address, code: ev.error });
-            this.dial(app, snap, ctx, pick + 1, attemptsLeft - 1);
+            this.dial(app, snap, epoch, pick + 1, attemptsLeft - 1);
             return;
           }
           return this.refuse(app, unreachable ? 'upstream_unreachable' : 'handshake_failed', ev.error);
