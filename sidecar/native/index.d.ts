@@ -52,8 +52,11 @@ export declare class Relay {
    * Throws a plain Error with a message naming the field and OpenSSL's reason ('chainPem: no certificate found',
    * 'keyPem: ...', 'keyPem does not match the certificate', 'caPem: ...'). Never puts key material in a message.
    * Wipe temporary key buffers (OPENSSL_cleanse) and free the EVP_PKEY once installed.
+   * resumption=false (default true): no tickets, no session cache, no 'session' events; every handshake is full
+   * (the sidecar turns it off on server contexts while federation is in force, since a resumed session shows
+   * only the leaf and federation needs the presented intermediates).
    */
-  context(opts: { server: boolean; chainPem: string; keyPem: string; caPem: string }): RelayContext;
+  context(opts: { server: boolean; chainPem: string; keyPem: string; caPem: string; resumption?: boolean }): RelayContext;
   /** Inbound. Takes a dup() of `fd` (an accepted TCP socket; the caller closes its own copy afterwards) and starts the server handshake at once. Returns the connection id (> 0). */
   acceptTls(fd: number, ctx: RelayContext): number;
   /** Outbound. Takes a dup() of `plainFd` (the app's accepted socket; the caller keeps its own copy until it decides), connects to host:port

@@ -43,7 +43,7 @@ export type { AppProbe } from './admin/health-server';
 export type { AdminSource } from './admin/admin-server';
 export { Sidecar } from './sidecar';
 export type { SidecarOptions, SidecarDeps, DataPath } from './sidecar';
-export { nativeRelay, nativeRelayUnavailable, verifyCode } from './proxy/native-relay';
+export { nativeRelay, nativeRelayUnavailable, verifyCode, handshakeErrorCode } from './proxy/native-relay';
 export type { NativeRelay, NativeDataPath, RelayContext, RelayEvent } from './proxy/native-relay';
 export { parseSidecarConfig, parseInboundSpec, parseOutboundSpec, parseHostPort, SETTINGS as SIDECAR_SETTINGS } from './config/sidecar-config';
 export type { SidecarConfig, ConfigSources } from './config/sidecar-config';

@@ -4,7 +4,7 @@
  * class only reacts to it (new TLS contexts on credential or bundle change,
  * closing revoked connections) and serves traffic with it.
  */
-import { randomBytes } from 'node:crypto';
+import { constants as tlsConstants, randomBytes } from 'node:crypto';
 import { createSecureContext, type SecureContext } from 'node:tls';
 import type { Server } from 'node:http';
 import type { Logger } from '@trellis/shared';
@@ -14,6 +14,7 @@ import { OutboundListener, type OutboundSpec } from './outbound/outbound-listene
 import { SidecarMetrics } from './metrics/sidecar-metrics';
 import { ConnectionTracker } from './proxy/connection-tracker';
 import { readiness, SidecarState, type SidecarSnapshot } from './state/sidecar-state';
+import { federationInForce } from './state/peer-trust';
 import type { Authorizer, Workload } from './policy/authorizer';
 import { SidecarError } from './errors';
 import { nativeRelay, nativeRelayUnavailable, type NativeDataPath, type NativeRelay, type RelayContext } from './proxy/native-relay';
@@ -214,14 +215,24 @@ export class Sidecar {
       // Fresh contexts also mean fresh ticket keys: no session made under an
       // older bundle or identity resumes on the native path.
       const pems = { chainPem: c.chainPem, keyPem: c.keyPem, caPem: snap.bundle.rootsPem.join('\n') };
-      const server = this.relay.context({ server: true, ...pems });
+      // A resumed session shows the server only the client's leaf, and
+      // federation needs the intermediates presented with it to insist on a
+      // root of the peer's own trust domain: no resumption while it is in force.
+      const server = this.relay.context({ server: true, ...pems, resumption: !federationInForce(snap) });
       const client = this.relay.context({ server: false, ...pems });
       this.nativeServerCtx?.release();
       this.nativeClientCtx?.release();
       this.nativeServerCtx = server;
       this.nativeClientCtx = client;
     } catch (err) {
-      this.deps.logger.error('cannot build native TLS contexts; keeping the previous ones', { error: err, serial: c.serialHex });
+      // Keeping the previous contexts would keep trusting the previous bundle:
+      // drop them, and the listeners take the Node path (whose contexts are
+      // built from the same snapshot, or refuse).
+      this.nativeServerCtx?.release();
+      this.nativeClientCtx?.release();
+      this.nativeServerCtx = undefined;
+      this.nativeClientCtx = undefined;
+      this.deps.logger.error('cannot build native TLS contexts; using the Node data path', { error: err, serial: c.serialHex });
     }
   }
 
@@ -241,7 +252,10 @@ export class Sidecar {
     try {
       const base = { key: c.keyPem, cert: c.chainPem, ca: [...b.rootsPem], minVersion: 'TLSv1.2' as const };
       // A session ID context is required for resumption when client certificates are requested.
-      this.serverCtx = createSecureContext({ ...base, ticketKeys: this.ticketKeys, sessionIdContext: 'trellis-inbound' });
+      // No tickets while federation is in force: a resumed session shows only the client's leaf,
+      // and federation needs the intermediates presented with it (see rebuildContexts).
+      const noTickets = federationInForce(snap) ? { secureOptions: tlsConstants.SSL_OP_NO_TICKET } : {};
+      this.serverCtx = createSecureContext({ ...base, ...noTickets, ticketKeys: this.ticketKeys, sessionIdContext: 'trellis-inbound' });
       this.clientCtx = createSecureContext(base);
     } catch (err) {
       // The state validated the parts; should OpenSSL still refuse them, keep the last good contexts.

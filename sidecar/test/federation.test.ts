@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { createServer as createTlsServer, type Server as TlsServer } from 'node:tls';
+import { connect as tlsConnect, createServer as createTlsServer, type Server as TlsServer } from 'node:tls';
 import { TestCa } from '@trellis/testkit';
 import { TRUST_BUNDLE_TYPE_URL, decodeResource, encodeResource, silentLogger } from '@trellis/shared';
 import { dataPaths, Sidecar, SidecarError, SidecarState, sharedAuthorizer, silentAuthz, wireDiscovery, type DiscoverySource } from './helpers/harness';
@@ -86,6 +86,26 @@ for (const dataPath of dataPaths()) describe(`Federation in the sidecar (real TL
   it('Should accept a client of a federated trust domain whose chain reaches that trust domain\'s root', async () => {
     const r = await tlsExchange(inPort, { client: await caB.issueLeaf(PARTNER), ca: caA.root.pem, payload: 'ping' });
     expect(r.data).to.equal('echo:ping');
+  });
+
+  it('Should let a federated client reconnect with the session it saved (a resumed session shows no intermediates)', async () => {
+    const leaf = await caB.issueLeaf(PARTNER);
+    const once = (session?: Buffer): Promise<{ data: string; session?: Buffer; reused: boolean }> =>
+      new Promise((resolve) => {
+        let data = '';
+        let saved: Buffer | undefined;
+        const s = tlsConnect({ host: '127.0.0.1', port: inPort, key: leaf.key.keyPem, cert: leaf.chainPem, ca: caA.root.pem, session, checkServerIdentity: () => undefined });
+        s.on('session', (x: Buffer) => (saved = x));
+        s.on('secureConnect', () => s.end('ping'));
+        s.on('data', (d: Buffer) => (data += String(d)));
+        s.on('error', () => undefined);
+        s.on('close', () => resolve({ data, session: saved, reused: s.isSessionReused() }));
+      });
+    const first = await once();
+    expect(first.data).to.equal('echo:ping');
+    // Whether the sidecar offers a session or not, offering back what we got must not get us refused.
+    const second = await once(first.session);
+    expect(second.data).to.equal('echo:ping');
   });
 
   it('Should still accept a client of our own trust domain', async () => {

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { SidecarState, classifyFirstBytes, resolveTarget, upstreamHeaders, downstreamHeaders, ambiguousRequestHeaders, verifyPeer, makeRevocations, type LeafFacts } from './helpers/harness';
+import { SidecarState, classifyFirstBytes, handshakeErrorCode, verifyCode, resolveTarget, upstreamHeaders, downstreamHeaders, ambiguousRequestHeaders, verifyPeer, makeRevocations, type LeafFacts } from './helpers/harness';
 
 describe('classifyFirstBytes (PERMISSIVE sniffing)', () => {
   const cases: Array<[string, number[], string]> = [
@@ -125,5 +125,23 @@ describe('verifyPeer', () => {
   it('Should refuse when no certificate was presented', () => {
     const v = verifyPeer(undefined as LeafFacts | undefined, { trustDomains: new Set(['td']), revocations: makeRevocations(), now: new Date() });
     expect(v).to.deep.include({ ok: false, reason: 'no_certificate' });
+  });
+});
+
+describe('Native relay verdicts in the codes the Node path reports', () => {
+  it('Should map OpenSSL X509_V_ERR numbers to the codes Node uses, and X509_V_OK to none', () => {
+    expect(verifyCode(0)).to.equal(undefined);
+    expect(verifyCode(10)).to.equal('CERT_HAS_EXPIRED');
+    expect(verifyCode(20)).to.equal('UNABLE_TO_GET_ISSUER_CERT_LOCALLY');
+    expect(verifyCode(21)).to.equal('UNABLE_TO_VERIFY_LEAF_SIGNATURE');
+    expect(verifyCode(19)).to.equal('SELF_SIGNED_CERT_IN_CHAIN');
+    expect(verifyCode(9999)).to.equal('X509_V_ERR_9999');
+  });
+
+  it('Should turn an OpenSSL reason into the ERR_SSL_ code Node derives from it, and pass errno names through', () => {
+    expect(handshakeErrorCode('SSL:tlsv1 alert unknown ca')).to.equal('ERR_SSL_TLSV1_ALERT_UNKNOWN_CA');
+    expect(handshakeErrorCode('SSL:wrong version number')).to.equal('ERR_SSL_WRONG_VERSION_NUMBER');
+    expect(handshakeErrorCode('ECONNRESET')).to.equal('ECONNRESET');
+    expect(handshakeErrorCode('EOF')).to.equal('EOF');
   });
 });

@@ -294,6 +294,10 @@ napi_value MakeContext(napi_env env, napi_callback_info info) {
   napi_value v;
   if (!GetField(env, argv[0], "server", &v) || napi_typeof(env, v, &t) != napi_ok || t != napi_boolean) return ThrowType(env, "server must be a boolean");
   napi_get_value_bool(env, v, &opts.server);
+  if (GetField(env, argv[0], "resumption", &v)) {
+    if (napi_typeof(env, v, &t) != napi_ok || (t != napi_boolean && t != napi_undefined)) return ThrowType(env, "resumption must be a boolean when given");
+    if (t == napi_boolean) napi_get_value_bool(env, v, &opts.resumption);
+  }
   if (!GetField(env, argv[0], "chainPem", &v) || !GetString(env, v, &opts.chain_pem)) return ThrowType(env, "chainPem must be a string");
   if (!GetField(env, argv[0], "caPem", &v) || !GetString(env, v, &opts.ca_pem)) return ThrowType(env, "caPem must be a string");
   if (!GetField(env, argv[0], "keyPem", &v) || !GetString(env, v, &opts.key_pem)) {

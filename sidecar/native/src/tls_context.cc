@@ -152,7 +152,11 @@ SSL_CTX *BuildContext(ContextOptions &opts, NewSessionCallback on_session, std::
     if (!roots_ok) break;
 
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, AcceptAnyChain);
-    if (opts.server) {
+    if (!opts.resumption) {
+      SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+      SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+      if (opts.server) SSL_CTX_set_num_tickets(ctx, 0);
+    } else if (opts.server) {
       if (SSL_CTX_set_session_id_context(ctx, kSessionIdContext, sizeof(kSessionIdContext) - 1) != 1) {
         *error = "context: " + TakeSslReason("cannot set the session id context");
         break;

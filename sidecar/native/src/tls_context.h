@@ -7,6 +7,8 @@ namespace trellis_relay {
 
 struct ContextOptions {
   bool server = false;
+  /** Session resumption (tickets and the session cache); off, every handshake is a full one. */
+  bool resumption = true;
   std::string chain_pem;
   std::string key_pem;  // wiped by BuildContext
   std::string ca_pem;

@@ -13,7 +13,7 @@
  * policy yet, no valid SVID of our own, a bad peer or a DENY closes the
  * connection (403 on `/http` ports) and counts a refusal with its reason.
  */
-import { createServer as createNetServer, connect as netConnect, type Server, type Socket } from 'node:net';
+import { createServer as createNetServer, connect as netConnect, isIP, type Server, type Socket } from 'node:net';
 import { TLSSocket, type SecureContext } from 'node:tls';
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import type { Logger } from '@trellis/shared';
@@ -29,7 +29,7 @@ import type { PeerAuthMode, SidecarSnapshot, SidecarState } from '../state/sidec
 import { federationInForce, peerTrust, presentedIntermediates } from '../state/peer-trust';
 import type { SidecarMetrics } from '../metrics/sidecar-metrics';
 import type { ConnectionTracker, TrackedConnection } from '../proxy/connection-tracker';
-import { verifyCode, type NativeDataPath, type RelayContext } from '../proxy/native-relay';
+import { handshakeErrorCode, verifyCode, type NativeDataPath, type RelayContext } from '../proxy/native-relay';
 import { bindServer } from '../proxy/bind-server';
 
 /** Where an inbound listener listens and where it forwards. */
@@ -103,7 +103,10 @@ export class InboundListener {
 
   /** Binds the listener. */
   async start(): Promise<void> {
-    this.boundPort = await bindServer(this.server, this.spec.port, this.spec.host);
+    this.boundPort = await bindServer(this.server, this.spec.port, this.spec.host, (err) => {
+      this.deps.metrics.refuse('inbound', 'accept_failed');
+      this.deps.logger.warn('inbound listener cannot accept a connection', { port: this.boundPort, error: err.message });
+    });
   }
 
   /** Stops accepting new connections; open ones carry on. */
@@ -173,7 +176,8 @@ export class InboundListener {
     if (!creds || !snap.bundle || clock().getTime() >= creds.notAfter.getTime()) {
       return this.refuse(socket, 'no_valid_svid', 'we hold no valid SVID: failing closed');
     }
-    const native = this.spec.http ? undefined : this.deps.native;
+    // The engine connects to the app by address, so a named app host stays on the Node path.
+    const native = this.spec.http || isIP(this.deps.appHost ?? '127.0.0.1') === 0 ? undefined : this.deps.native;
     const nctx = native?.serverContext();
     if (native && nctx && !sniffed && this.handshakeNative(socket, native, nctx)) return;
     const ctx = this.deps.serverContext();
@@ -286,7 +290,7 @@ export class InboundListener {
       onHandshake: (ev) => {
         if (settled) return;
         if (!ev.ok) {
-          const code = verifyCode(ev.verifyError) ?? ev.error;
+          const code = verifyCode(ev.verifyError) ?? handshakeErrorCode(ev.error);
           return fail(handshakeRefusal(code), ev.error);
         }
         const presented = ev.chain.slice(1);
@@ -312,7 +316,7 @@ export class InboundListener {
           serialHex: judged.peer.serialHex,
           sockets: [{ destroy: () => relay.close(id) }],
         });
-        relay.allow(id, this.deps.appHost ?? '127.0.0.1', this.spec.appPort);
+        if (!relay.allow(id, this.deps.appHost ?? '127.0.0.1', this.spec.appPort)) metrics.refuse('inbound', 'app_unreachable');
       },
       onClosed: (ev) => {
         fail('handshake_failed', ev.error ?? 'closed during the handshake');

@@ -169,7 +169,10 @@ export class OutboundListener {
 
   /** Binds the listener. */
   async start(): Promise<void> {
-    this.boundPort = await bindServer(this.server, this.spec.port, this.spec.host);
+    this.boundPort = await bindServer(this.server, this.spec.port, this.spec.host, (err) => {
+      this.deps.metrics.refuse('outbound', 'accept_failed');
+      this.deps.logger.warn('outbound listener cannot accept a connection', { port: this.boundPort, error: err.message });
+    });
   }
 
   /** Stops accepting new connections. */
@@ -227,14 +230,17 @@ export class OutboundListener {
     // Offer a ticket only while the server certificate it was verified with is
     // still valid (with a second to spare): resuming past that would have to be
     // refused as expired, failing a request a full handshake would carry.
-    const cachedSession = this.sessions.get(dest.address);
+    // A retry after new credentials or a new bundle (another epoch) offers no ticket from the cache.
+    const cachedSession = epoch === this.sessionEpoch ? this.sessions.get(dest.address) : undefined;
     const ticketUsable = cachedSession !== undefined && cachedSession.peer.notAfter.getTime() > clock().getTime() + 1000;
     if (cachedSession && !ticketUsable) this.sessions.delete(dest.address);
+    // The session offered, if any: a resumed handshake is judged by the identity stored with that very ticket.
+    const offered = ticketUsable ? cachedSession : undefined;
     const native = this.deps.native;
     const nctx = native?.clientContext();
-    if (native && nctx && isIP(host) !== 0) {
-      const ticket = ticketUsable ? cachedSession.ticket : null;
-      if (this.dialNative(app, snap, epoch, pick, attemptsLeft, { native, nctx, host, port, dest, ticket })) return;
+    // Literal addresses only (the engine does not resolve names), and no IPv6 zone ids.
+    if (native && nctx && isIP(host) !== 0 && !host.includes('%')) {
+      if (this.dialNative(app, snap, epoch, pick, attemptsLeft, { native, nctx, host, port, dest, offered })) return;
     }
     const ctx = this.deps.clientContext();
     if (!ctx) return this.refuse(app, 'no_valid_svid', 'no TLS context for our credentials: failing closed');
@@ -246,7 +252,7 @@ export class OutboundListener {
       onread: direct.onread,
       secureContext: ctx,
       minVersion: 'TLSv1.2',
-      session: ticketUsable ? cachedSession.ticket : undefined,
+      session: offered?.ticket,
       // The server is checked by SPIFFE ID after the handshake, never by hostname.
       checkServerIdentity: () => undefined,
     } as ConnectionOptions);
@@ -280,7 +286,6 @@ export class OutboundListener {
       clearTimeout(timer);
       secured = true;
       const now = this.deps.state.current();
-      const cached = this.sessions.get(dest.address);
       let cert;
       let presented: Buffer[] = [];
       try {
@@ -290,12 +295,12 @@ export class OutboundListener {
       } catch {
         cert = undefined;
       }
-      const resumed = tls.isSessionReused() && !cert && cached !== undefined;
+      const resumed = tls.isSessionReused() && !cert && offered !== undefined;
       const judged = judgeServer({
         leafDer: cert?.raw,
         chainError: tls.authorized ? undefined : String(tls.authorizationError),
         presented,
-        resumedPeer: resumed ? cached.peer : undefined,
+        resumedPeer: resumed ? offered.peer : undefined,
         snap: now,
         trustDomain: snap.credentials!.trustDomain,
         now: clock(),
@@ -338,7 +343,14 @@ export class OutboundListener {
     epoch: object,
     pick: number,
     attemptsLeft: number,
-    d: { native: NativeDataPath; nctx: RelayContext; host: string; port: number; dest: { address: string; spiffeIds: readonly string[] }; ticket: Buffer | null },
+    d: {
+      native: NativeDataPath;
+      nctx: RelayContext;
+      host: string;
+      port: number;
+      dest: { address: string; spiffeIds: readonly string[] };
+      offered: { ticket: Buffer; peer: VerifiedServer } | undefined;
+    },
   ): boolean {
     const { metrics, clock } = this.deps;
     const relay = d.native.relay;
@@ -352,7 +364,7 @@ export class OutboundListener {
     const remember = (): void => {
       if (verified && ticket && epoch === this.sessionEpoch) this.sessions.set(address, { ticket, peer: verified });
     };
-    const handedOver = relay.connectTls(app, d.host, d.port, d.nctx, d.ticket, {
+    const handedOver = relay.connectTls(app, d.host, d.port, d.nctx, d.offered?.ticket ?? null, {
       onSession: (s) => {
         ticket = s;
         remember();
@@ -373,12 +385,11 @@ export class OutboundListener {
           return this.refuse(app, unreachable ? 'upstream_unreachable' : 'handshake_failed', ev.error);
         }
         const now = this.deps.state.current();
-        const cached = this.sessions.get(address);
         const judged = judgeServer({
           leafDer: ev.chain[0],
           chainError: verifyCode(ev.verifyError),
           presented: ev.chain.slice(1),
-          resumedPeer: ev.resumed && ev.chain.length === 0 && cached !== undefined ? cached.peer : undefined,
+          resumedPeer: ev.resumed && ev.chain.length === 0 && d.offered !== undefined ? d.offered.peer : undefined,
           snap: now,
           trustDomain: snap.credentials!.trustDomain,
           now: clock(),
@@ -420,10 +431,8 @@ export class OutboundListener {
       this.refuse(app, 'connect_timeout', address);
       relay.close(id);
     }, this.deps.connectTimeoutMs ?? 10_000);
-    // The app leaving before the verdict ends the attempt.
-    app.once('close', () => {
-      if (!settled) relay.close(id);
-    });
+    // An app that leaves before the verdict is not noticed here (its socket is
+    // not read, so Node sees no 'close'): the relay starts and ends at once.
     return true;
   }
 }

@@ -36,13 +36,22 @@ type HandshakeEvent = Extract<RelayEvent, { kind: 'handshake' }>;
 export type ClosedEvent = Extract<RelayEvent, { kind: 'closed' }>;
 
 interface RelayAddon {
-  context(opts: { server: boolean; chainPem: string; keyPem: string; caPem: string }): RelayContext;
+  context(opts: ContextOptions): RelayContext;
   acceptTls(fd: number, ctx: RelayContext): number;
   connectTls(plainFd: number, host: string, port: number, ctx: RelayContext, session: Buffer | null): number;
   allow(id: number, appHost?: string, appPort?: number): void;
   close(id: number): void;
   readonly size: number;
   stop(): void;
+}
+
+/** A TLS context's material; `resumption: false` makes every handshake a full one. */
+export interface ContextOptions {
+  server: boolean;
+  chainPem: string;
+  keyPem: string;
+  caPem: string;
+  resumption?: boolean;
 }
 
 /** What a listener wants to hear about one native connection. */
@@ -71,7 +80,7 @@ export class NativeRelay {
   }
 
   /** Builds a TLS context; throws the addon's error (which names the PEM field) on bad input. */
-  context(opts: { server: boolean; chainPem: string; keyPem: string; caPem: string }): RelayContext {
+  context(opts: ContextOptions): RelayContext {
     return this.engine.context(opts);
   }
 
@@ -84,7 +93,14 @@ export class NativeRelay {
   acceptTls(socket: Socket, ctx: RelayContext, h: RelayHandlers): number | undefined {
     const fd = socketFd(socket);
     if (fd === undefined) return undefined;
-    const id = this.engine.acceptTls(fd, ctx);
+    let id: number;
+    try {
+      id = this.engine.acceptTls(fd, ctx);
+    } catch {
+      // Out of descriptors (EMFILE on the dup) or the engine stopped: the
+      // caller takes the Node path, which copes with those the way it always has.
+      return undefined;
+    }
     this.handlers.set(id, h);
     socket.destroy();
     return id;
@@ -99,14 +115,26 @@ export class NativeRelay {
   connectTls(app: Socket, host: string, port: number, ctx: RelayContext, session: Buffer | null, h: RelayHandlers): number | undefined {
     const fd = socketFd(app);
     if (fd === undefined) return undefined;
-    const id = this.engine.connectTls(fd, host, port, ctx, session);
+    let id: number;
+    try {
+      id = this.engine.connectTls(fd, host, port, ctx, session);
+    } catch {
+      // As in acceptTls (and an address form the engine does not take): the Node path.
+      return undefined;
+    }
     this.handlers.set(id, h);
     return id;
   }
 
-  /** Lets a held connection through (inbound: to appHost:appPort). */
-  allow(id: number, appHost?: string, appPort?: number): void {
-    this.engine.allow(id, appHost, appPort);
+  /** Lets a held connection through (inbound: to appHost:appPort). False, and the connection closed, if the engine refused the arguments. */
+  allow(id: number, appHost?: string, appPort?: number): boolean {
+    try {
+      this.engine.allow(id, appHost, appPort);
+      return true;
+    } catch {
+      this.engine.close(id);
+      return false;
+    }
   }
 
   /** Closes a connection; its `closed` event still follows. */
@@ -204,4 +232,14 @@ const VERIFY_CODES: Readonly<Record<number, string>> = {
 export function verifyCode(n: number): string | undefined {
   if (n === 0) return undefined;
   return VERIFY_CODES[n] ?? `X509_V_ERR_${n}`;
+}
+
+/**
+ * The code Node would give a handshake error the engine reports: an
+ * OpenSSL reason (`SSL:tlsv1 alert unknown ca`) becomes Node's
+ * `ERR_SSL_TLSV1_ALERT_UNKNOWN_CA`; errno names pass through. Pure.
+ */
+export function handshakeErrorCode(error: string): string {
+  if (!error.startsWith('SSL:')) return error;
+  return `ERR_SSL_${error.slice(4).trim().toUpperCase().replace(/[^A-Z0-9]+/g, '_')}`;
 }
