@@ -128,6 +128,11 @@ export class Sidecar {
     for (const spec of options.outbound) this.outbound.push(new OutboundListener(spec, { ...common, clientContext: () => this.nodeContext('client') }));
   }
 
+  /** The data path carrying STRICT TCP ports and outbound connections to IP addresses. */
+  get dataPath(): 'native' | 'node' {
+    return this.relay ? 'native' : 'node';
+  }
+
   /** Ready = a valid SVID, a bundle and a policy. */
   readiness(): { ready: boolean; reason: string } {
     return readiness(this.state.current(), this.clock());
@@ -186,7 +191,7 @@ export class Sidecar {
       authorizationPolicies: s.authz?.policies ?? null,
       revocations: { serials: [...s.revocations.serials], spiffeIds: [...s.revocations.spiffeIds] },
       endpoints: s.endpoints,
-      dataPath: this.relay ? 'native' : 'node',
+      dataPath: this.dataPath,
       listeners: {
         inbound: this.inbound.map((l) => ({ address: `${l.spec.host}:${l.port}`, appPort: l.spec.appPort, http: l.spec.http })),
         outbound: this.outbound.map((l) => ({ address: `${l.spec.host}:${l.port}`, target: l.spec.target })),

@@ -230,6 +230,21 @@ bool PumpToPlain(Conn &c) {
     if (r > 0) {
       c.ssl_read_wait = 0;
       size_t len = static_cast<size_t>(r);
+      // Records OpenSSL already holds (read_ahead) go out in the same send():
+      // one syscall for several records. Gathering stops when OpenSSL holds
+      // nothing more; whatever else stops it (an incomplete record the socket
+      // cannot finish yet, close_notify, an error) the next SSL_read reports.
+      while (len < c.engine->scratch_size() && SSL_has_pending(c.ssl) == 1) {
+        ERR_clear_error();
+        int more = SSL_read(c.ssl, scratch + len, static_cast<int>(c.engine->scratch_size() - len));
+        if (more <= 0) break;
+        len += static_cast<size_t>(more);
+      }
+      r = static_cast<int>(len);
+      // Nothing more held by OpenSSL: the socket is most likely drained too,
+      // so wait for epoll (level-triggered: it reports any byte that did
+      // arrive) rather than spend a read() on EAGAIN.
+      if (SSL_has_pending(c.ssl) == 0) c.tls_in = false;
       ssize_t n = c.plain_out ? send(c.plain_fd, scratch, len, MSG_NOSIGNAL) : -1;
       if (n < 0 && !c.plain_out) errno = EAGAIN;
       if (n == r) {
@@ -358,7 +373,12 @@ bool PumpToTls(Conn &c) {
       errno = 0;
       int r = SSL_write(c.ssl, scratch, static_cast<int>(n));
       int saved = errno;
-      if (r == n) continue;
+      if (r == n) {
+        // A short read drained the socket: wait for epoll (level-triggered)
+        // rather than spend a read() on EAGAIN.
+        if (static_cast<size_t>(n) < c.engine->scratch_size()) c.plain_in = false;
+        continue;
+      }
       if (r > 0) {
         c.to_tls.Assign(scratch + r, static_cast<size_t>(n - r));
         continue;

@@ -111,6 +111,8 @@ SSL_CTX *BuildContext(ContextOptions &opts, NewSessionCallback on_session, std::
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_IGNORE_UNEXPECTED_EOF);
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
     SSL_CTX_set_read_ahead(ctx, 1);
+    // One read() takes up to four full records (RELEASE_BUFFERS frees it on idle connections).
+    SSL_CTX_set_default_read_buffer_len(ctx, 4 * SSL3_RT_MAX_PLAIN_LENGTH + 4 * SSL3_RT_MAX_ENCRYPTED_OVERHEAD);
 
     if (SSL_CTX_use_certificate(ctx, chain[0]) != 1) {
       *error = "chainPem: " + TakeSslReason("certificate refused");

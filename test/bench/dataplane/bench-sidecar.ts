@@ -46,7 +46,7 @@ async function main(): Promise<void> {
     authz: { policies: [] },
   });
   await sidecar.start();
-  const dataPath = sidecar.configDump().dataPath;
+  const dataPath = sidecar.dataPath;
   process.stdout.write(JSON.stringify({ inbound: sidecar.inbound.map((l) => l.port), outbound: sidecar.outbound.map((l) => l.port), dataPath }) + '\n');
   process.on('SIGTERM', () => {
     void sidecar.stop(0).then(() => process.exit(0));
