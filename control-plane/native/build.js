@@ -1,34 +1,7 @@
 'use strict';
-/**
- * Install step of @trellis/ecdsa-verify: builds the addon with node-gyp
- * against the headers of the running node (whose binary exports the OpenSSL
- * the addon links to). Never fails the install: without the addon the CA
- * verifies CSRs with node:crypto, with identical verdicts, only slower.
- */
-const { spawnSync } = require('node:child_process');
-const { existsSync } = require('node:fs');
-const { join, resolve } = require('node:path');
-
-function nodeGypCommand() {
-  if (process.env.npm_config_node_gyp) return [process.execPath, process.env.npm_config_node_gyp];
-  const bundled = join(resolve(process.execPath, '..', '..'), 'lib', 'node_modules', 'npm', 'node_modules', 'node-gyp', 'bin', 'node-gyp.js');
-  if (existsSync(bundled)) return [process.execPath, bundled];
-  return null;
-}
-
-const cmd = nodeGypCommand();
-if (!cmd) {
-  console.warn('@trellis/ecdsa-verify: node-gyp not found; the CA will verify CSRs with node:crypto');
-  process.exit(0);
-}
-const args = [...cmd.slice(1), 'rebuild'];
-// No network here: build against the headers installed next to this node when npm has no nodedir.
-const localHeaders = resolve(process.execPath, '..', '..');
-if (!process.env.npm_config_nodedir && existsSync(join(localHeaders, 'include', 'node', 'node_api.h'))) args.push(`--nodedir=${localHeaders}`);
-// Bounded: node-gyp may try to download headers, and an install must not hang on a network that is not there.
-const r = spawnSync(cmd[0], args, { cwd: __dirname, stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8', timeout: 300_000 });
-if (r.status !== 0) {
-  const tail = `${r.stdout ?? ''}${r.stderr ?? ''}`.trim().split('\n').slice(-8).join('\n');
-  console.warn(`@trellis/ecdsa-verify: native build failed (${r.error ? r.error.message : `exit ${r.status}`}); the CA will verify CSRs with node:crypto\n${tail}`);
-}
-process.exit(0);
+// Install step of @trellis/ecdsa-verify (see scripts/build-native-addon.js).
+require('../../scripts/build-native-addon.js').buildNativeAddon({
+  dir: __dirname,
+  name: '@trellis/ecdsa-verify',
+  fallback: 'the CA will verify CSRs with node:crypto',
+});

@@ -19,40 +19,15 @@
 import type { Socket } from 'node:net';
 import { SidecarError } from '../errors';
 
-/** The addon's TLS context (an SSL_CTX); connections using it keep it alive after release(). */
-export interface RelayContext {
-  release(): void;
-}
+import type { Relay as RelayAddon, RelayContext, RelayEvent } from '@trellis/tls-relay';
 
-/** What the addon reports; events of one connection arrive in order, `closed` last. */
-export type RelayEvent =
-  | { kind: 'handshake'; id: number; ok: true; chain: Buffer[]; verifyError: number; resumed: boolean; protocol: string }
-  | { kind: 'handshake'; id: number; ok: false; error: string; verifyError: number }
-  | { kind: 'session'; id: number; session: Buffer }
-  | { kind: 'closed'; id: number; plainIn: number; plainOut: number; tlsIn: number; tlsOut: number; error: string | null };
-
+export type { RelayContext, RelayEvent };
 type HandshakeEvent = Extract<RelayEvent, { kind: 'handshake' }>;
 /** A connection's end: its byte counts and why (null: orderly). */
 export type ClosedEvent = Extract<RelayEvent, { kind: 'closed' }>;
 
-interface RelayAddon {
-  context(opts: ContextOptions): RelayContext;
-  acceptTls(fd: number, ctx: RelayContext): number;
-  connectTls(plainFd: number, host: string, port: number, ctx: RelayContext, session: Buffer | null): number;
-  allow(id: number, appHost?: string, appPort?: number): void;
-  close(id: number): void;
-  readonly size: number;
-  stop(): void;
-}
-
 /** A TLS context's material; `resumption: false` makes every handshake a full one. */
-export interface ContextOptions {
-  server: boolean;
-  chainPem: string;
-  keyPem: string;
-  caPem: string;
-  resumption?: boolean;
-}
+export type ContextOptions = Parameters<RelayAddon['context']>[0];
 
 /** What a listener wants to hear about one native connection. */
 export interface RelayHandlers {
