@@ -350,6 +350,46 @@ int TakeSocket(int64_t fd) {
 
 napi_value IdValue(napi_env env, int64_t id) { return Num(env, static_cast<double>(id)); }
 
+// The common part of acceptTls and connectTls: our own copy of the
+// descriptor, an SSL from the context (offering `session`, whose reference
+// this takes), and the command that hands both to the loop. Returns the id,
+// or throws (naming `fd_name` when the descriptor cannot be taken).
+napi_value StartConnection(napi_env env, RelayWrap *w, Command::Kind kind, int64_t fd, const char *fd_name, SSL_CTX *ctx, SSL_SESSION *session,
+                           const Address *addr) {
+  int sock = TakeSocket(fd);
+  if (sock < 0) {
+    SSL_SESSION_free(session);
+    return ThrowPlain(env, std::string(fd_name) + ": " + ErrnoName(errno));
+  }
+  SSL *ssl = SSL_new(ctx);
+  if (ssl == nullptr) {
+    SSL_SESSION_free(session);
+    close(sock);
+    return ThrowPlain(env, "SSL_new: " + TakeSslReason("out of memory"));
+  }
+  if (session != nullptr) {
+    if (SSL_set_session(ssl, session) != 1) ERR_clear_error();
+    SSL_SESSION_free(session);  // the SSL holds its own reference
+  }
+  Command cmd;
+  cmd.kind = kind;
+  cmd.id = w->engine->NextId();
+  cmd.fd = sock;
+  cmd.ssl = ssl;
+  if (addr != nullptr) {
+    cmd.has_addr = true;
+    cmd.addr = *addr;
+  }
+  w->engine->CountOpened();
+  if (!w->engine->Post(cmd)) {
+    w->engine->CountClosedUnstarted();
+    SSL_free(ssl);
+    close(sock);
+    return ThrowPlain(env, "the relay is stopped");
+  }
+  return IdValue(env, cmd.id);
+}
+
 napi_value AcceptTls(napi_env env, napi_callback_info info) {
   size_t argc = 2;
   napi_value argv[2];
@@ -361,26 +401,7 @@ napi_value AcceptTls(napi_env env, napi_callback_info info) {
   if (h == nullptr) return ThrowType(env, "ctx must be a RelayContext that was not released");
   if (!h->server) return ThrowType(env, "ctx must be a server context (server: true) for acceptTls");
   if (w->stopped) return ThrowPlain(env, "the relay is stopped");
-  int sock = TakeSocket(fd);
-  if (sock < 0) return ThrowPlain(env, "fd: " + ErrnoName(errno));
-  SSL *ssl = SSL_new(h->ctx);
-  if (ssl == nullptr) {
-    close(sock);
-    return ThrowPlain(env, "SSL_new: " + TakeSslReason("out of memory"));
-  }
-  Command cmd;
-  cmd.kind = Command::kAccept;
-  cmd.id = w->engine->NextId();
-  cmd.fd = sock;
-  cmd.ssl = ssl;
-  w->engine->CountOpened();
-  if (!w->engine->Post(cmd)) {
-    w->engine->CountClosedUnstarted();
-    SSL_free(ssl);
-    close(sock);
-    return ThrowPlain(env, "the relay is stopped");
-  }
-  return IdValue(env, cmd.id);
+  return StartConnection(env, w, Command::kAccept, fd, "fd", h->ctx, nullptr, nullptr);
 }
 
 napi_value ConnectTls(napi_env env, napi_callback_info info) {
@@ -417,36 +438,7 @@ napi_value ConnectTls(napi_env env, napi_callback_info info) {
     SSL_SESSION_free(session);
     return ThrowPlain(env, "the relay is stopped");
   }
-  int sock = TakeSocket(fd);
-  if (sock < 0) {
-    SSL_SESSION_free(session);
-    return ThrowPlain(env, "plainFd: " + ErrnoName(errno));
-  }
-  SSL *ssl = SSL_new(h->ctx);
-  if (ssl == nullptr) {
-    SSL_SESSION_free(session);
-    close(sock);
-    return ThrowPlain(env, "SSL_new: " + TakeSslReason("out of memory"));
-  }
-  if (session != nullptr) {
-    if (SSL_set_session(ssl, session) != 1) ERR_clear_error();
-    SSL_SESSION_free(session);  // the SSL holds its own reference
-  }
-  Command cmd;
-  cmd.kind = Command::kConnect;
-  cmd.id = w->engine->NextId();
-  cmd.fd = sock;
-  cmd.ssl = ssl;
-  cmd.has_addr = true;
-  cmd.addr = addr;
-  w->engine->CountOpened();
-  if (!w->engine->Post(cmd)) {
-    w->engine->CountClosedUnstarted();
-    SSL_free(ssl);
-    close(sock);
-    return ThrowPlain(env, "the relay is stopped");
-  }
-  return IdValue(env, cmd.id);
+  return StartConnection(env, w, Command::kConnect, fd, "plainFd", h->ctx, session, &addr);
 }
 
 napi_value Allow(napi_env env, napi_callback_info info) {
