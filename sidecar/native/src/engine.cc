@@ -45,8 +45,21 @@ bool Engine::Start(std::string *error) {
     *error = "epoll_ctl: " + ErrnoName(errno);
     return false;
   }
-  thread_ = std::thread([this] { Run(); });
+  // pthread rather than std::thread: the addon is built without exceptions,
+  // so a std::thread the kernel refuses would abort the process; this way a
+  // refusal is an error the sidecar answers by using the Node path.
+  int rc = pthread_create(&thread_, nullptr, &Engine::RunThread, this);
+  if (rc != 0) {
+    *error = "pthread_create: " + ErrnoName(rc);
+    return false;
+  }
+  started_ = true;
   return true;
+}
+
+void *Engine::RunThread(void *self) {
+  static_cast<Engine *>(self)->Run();
+  return nullptr;
 }
 
 bool Engine::Post(Command cmd) {
@@ -66,11 +79,11 @@ bool Engine::Post(Command cmd) {
 }
 
 void Engine::Stop() {
-  if (joined_ || !thread_.joinable()) return;
+  if (joined_ || !started_) return;
   Command cmd;
   cmd.kind = Command::kStop;
   Post(cmd);
-  thread_.join();
+  pthread_join(thread_, nullptr);
   joined_ = true;
 }
 

@@ -12,7 +12,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
-#include <thread>
+#include <pthread.h>
 #include <unordered_map>
 #include <vector>
 
@@ -89,7 +89,9 @@ class Engine {
   void *sink_data_;
   int epfd_ = -1;
   int evfd_ = -1;
-  std::thread thread_;
+  pthread_t thread_{};
+  bool started_ = false;
+  static void *RunThread(void *self);
   std::mutex mu_;
   std::deque<Command> queue_;
   std::atomic<bool> stopping_{false};

@@ -171,7 +171,14 @@ export function nativeRelay(env: NodeJS.ProcessEnv = process.env): NativeRelay |
     shared = null;
     return shared;
   }
-  shared = new NativeRelay(mod.Relay);
+  try {
+    shared = new NativeRelay(mod.Relay);
+  } catch (err) {
+    // The kernel refused the engine its epoll set or its thread.
+    whyNot = `@trellis/tls-relay could not start: ${(err as Error).message}`;
+    if (env.TRELLIS_REQUIRE_NATIVE_RELAY === '1') throw new SidecarError('TRELLIS_SIDECAR_NATIVE_RELAY_MISSING', `the native relay is required (TRELLIS_REQUIRE_NATIVE_RELAY=1) but ${whyNot}`, {});
+    shared = null;
+  }
   return shared;
 }
 
