@@ -176,6 +176,8 @@ describeNative('Native TLS relay engine (@trellis/tls-relay)', function () {
     cleanups.push(() => closeServer(app.server), () => closeServer(lis.server));
 
     const { tlsSock, raw } = await tlsClient(lis.port, clientOpts());
+    // Listened for from the start: the socket may close while the test awaits the 'closed' event.
+    const rawClosed = new Promise((r) => raw.once('close', r));
     const id = await lis.nextId();
     const hs = await h.handshakeOk(id);
     expect(hs.verifyError).to.equal(0);
@@ -192,7 +194,7 @@ describeNative('Native TLS relay engine (@trellis/tls-relay)', function () {
     tlsSock.end();
     expect((await received).toString()).to.equal('hello through the relay');
     const closed = await h.next(id, 'closed');
-    await new Promise((r) => raw.once('close', r));
+    await rawClosed;
     expect(closed.error).to.equal(null);
     expect(closed.plainIn).to.equal(23);
     expect(closed.plainOut).to.equal(23);

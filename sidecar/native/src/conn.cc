@@ -234,17 +234,23 @@ bool PumpToPlain(Conn &c) {
       // one syscall for several records. Gathering stops when OpenSSL holds
       // nothing more; whatever else stops it (an incomplete record the socket
       // cannot finish yet, close_notify, an error) the next SSL_read reports.
+      bool stopped_short = false;
       while (len < c.engine->scratch_size() && SSL_has_pending(c.ssl) == 1) {
         ERR_clear_error();
         int more = SSL_read(c.ssl, scratch + len, static_cast<int>(c.engine->scratch_size() - len));
-        if (more <= 0) break;
+        if (more <= 0) {
+          stopped_short = true;
+          break;
+        }
         len += static_cast<size_t>(more);
       }
       r = static_cast<int>(len);
       // Nothing more held by OpenSSL: the socket is most likely drained too,
       // so wait for epoll (level-triggered: it reports any byte that did
-      // arrive) rather than spend a read() on EAGAIN.
-      if (SSL_has_pending(c.ssl) == 0) c.tls_in = false;
+      // arrive) rather than spend a read() on EAGAIN. Not when the gathering
+      // stopped on something else (close_notify, an error): the next
+      // SSL_read must report it, since no new byte may ever wake us for it.
+      if (!stopped_short && SSL_has_pending(c.ssl) == 0) c.tls_in = false;
       ssize_t n = c.plain_out ? send(c.plain_fd, scratch, len, MSG_NOSIGNAL) : -1;
       if (n < 0 && !c.plain_out) errno = EAGAIN;
       if (n == r) {
