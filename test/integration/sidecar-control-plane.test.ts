@@ -107,6 +107,15 @@ describe('trellis sidecar with a real control plane (real processes, real gRPC a
     expect(body.xfcc).to.match(new RegExp(`^By=${CART};Hash=[0-9a-f]{64};URI=${WEB}$`));
   });
 
+  it('Should carry STRICT traffic on the native relay in the real binary when it is required (CI), and say so in /config_dump', async function () {
+    // Without TRELLIS_REQUIRE_NATIVE_RELAY the relay may legitimately be absent (auto falls back).
+    if (process.env.TRELLIS_REQUIRE_NATIVE_RELAY !== '1' || process.env.TRELLIS_DATA_PATH === 'node') this.skip();
+    for (const admin of [port.webAdmin!, port.cartAdmin!]) {
+      const dump = JSON.parse((await get(admin, '/config_dump')).body) as { dataPath: string };
+      expect(dump.dataPath).to.equal('native');
+    }
+  });
+
   it('Should reach cart by service name through the endpoints the control plane pushes', async () => {
     await waitFor('the cart endpoint', async () => {
       const dump = JSON.parse((await get(port.webAdmin!, '/config_dump')).body) as { endpoints: Record<string, { addresses: string[] }> };
