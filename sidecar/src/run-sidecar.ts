@@ -5,7 +5,7 @@
  * drained after `stopSignal` (SIGTERM/SIGINT) or POST /quitquitquit.
  */
 import { readFile } from 'node:fs/promises';
-import type { Logger } from '@trellis/shared';
+import { isLoopbackHost, type Logger } from '@trellis/shared';
 import { SidecarError } from './errors';
 import { Sidecar } from './sidecar';
 import { startHealthServer } from './admin/health-server';
@@ -79,8 +79,8 @@ export async function runSidecar(config: SidecarConfig, deps: RunSidecarDeps): P
       controlPlaneConnected: () => (discovery ? (discovery.connection() as { connected?: boolean }).connected === true : undefined),
     },
   );
-  if (config.admin && !isLoopback(config.admin.host)) {
-    logger.warn('the admin endpoint listens beyond localhost: /config_dump and POST /quitquitquit are reachable from the network', { admin: `${config.admin.host}:${config.admin.port}` });
+  if (config.admin && !isLoopbackHost(config.admin.host)) {
+    logger.warn('the admin endpoint listens beyond localhost (--admin-allow-remote): /config_dump and POST /quitquitquit are reachable from the network', { admin: `${config.admin.host}:${config.admin.port}` });
   }
   await sidecar.start();
   const health = config.health
@@ -158,8 +158,4 @@ export async function runSidecar(config: SidecarConfig, deps: RunSidecarDeps): P
     await new Promise<void>((r) => health.server.close(() => r()));
   }
   logger.info('sidecar stopped');
-}
-
-function isLoopback(host: string): boolean {
-  return host === 'localhost' || host === '::1' || /^127\./.test(host);
 }

@@ -36,6 +36,21 @@ describe('Sidecar configuration', () => {
     expect(c.rotation).to.deep.equal({ fraction: 0.5, jitter: 0.1 });
   });
 
+  it('Should refuse a non-loopback --admin unless --admin-allow-remote is given, naming the source', () => {
+    for (const admin of ['0.0.0.0:15000', '10.1.2.3:15000', '[::]:15000', 'pod.example:15000']) {
+      const p = problems(() => parseSidecarConfig({ flags: { ...BASE, admin }, env: {} }));
+      expect(p.join('\n'), admin).to.match(/--admin: .*not a loopback address.*--admin-allow-remote/);
+    }
+    const env = problems(() => parseSidecarConfig({ flags: BASE, env: { TRELLIS_ADMIN: '0.0.0.0:15000' } }));
+    expect(env.join('\n')).to.contain('$TRELLIS_ADMIN');
+    for (const admin of ['127.0.0.1:15000', '15000', 'localhost:15000', '[::1]:15000', '127.0.0.2:15000']) {
+      expect(parseSidecarConfig({ flags: { ...BASE, admin }, env: {} }).admin, admin).to.not.equal(undefined);
+    }
+    const allowed = parseSidecarConfig({ flags: { ...BASE, admin: '0.0.0.0:15000', 'admin-allow-remote': true }, env: {} });
+    expect(allowed.admin).to.deep.equal({ host: '0.0.0.0', port: 15000 });
+    expect(parseSidecarConfig({ flags: { ...BASE, admin: '0.0.0.0:15000' }, env: { TRELLIS_ADMIN_ALLOW_REMOTE: 'true' } }).admin).to.deep.equal({ host: '0.0.0.0', port: 15000 });
+  });
+
   it('Should let flags win over environment variables, and environment variables over the file', () => {
     const file = { path: 'sidecar.yaml', text: 'controlPlane: [file:1]\ncaBundle: /file/ca.pem\ntokenFile: /file/token\nnamespace: filens\nservice: filesvc\ndrain: 30s\nlabels: {app: web}\ninbound: ["15006=8080"]\n' };
     const c = parseSidecarConfig({ flags: { service: 'flagsvc' }, env: { TRELLIS_NAMESPACE: 'envns', TRELLIS_SERVICE: 'envsvc' }, file });

@@ -19,7 +19,7 @@ export const commands: Command[] = [
 upper case with _ for -, e.g. TRELLIS_CONTROL_PLANE, TRELLIS_INBOUND="15006=8080/http,15007=9090")
 or from the YAML file given by --config / TRELLIS_CONFIG (camelCase keys: controlPlane, caBundle,
 tokenFile, namespace, service, serviceAccount, trustDomain, spiffeId, labels, inbound, outbound,
-admin, drain, detectTimeout, rotateAt, rotateJitter, logLevel). Flags win over the environment,
+admin, adminAllowRemote, drain, detectTimeout, rotateAt, rotateJitter, logLevel). Flags win over the environment,
 which wins over the file.
 
   --control-plane ADDR,...  control-plane replicas (HOST:PORT), tried in turn with backoff
@@ -32,7 +32,10 @@ which wins over the file.
   --trust-domain TD         default cluster.local
   --inbound SPEC            [HOST:]PORT=APP_PORT[/http]; host defaults to 0.0.0.0
   --outbound SPEC           [HOST:]LOCAL_PORT=SERVICE[:PORT] or =ADDR#SPIFFE_ID; host 127.0.0.1
-  --admin HOST:PORT         /ready, /stats, /config_dump, POST /quitquitquit
+  --admin HOST:PORT         /ready, /stats, /config_dump, POST /quitquitquit; no authentication, so
+                            a loopback address (default host 127.0.0.1) unless --admin-allow-remote
+  --admin-allow-remote      let --admin listen beyond loopback (a trusted network only); env
+                            TRELLIS_ADMIN_ALLOW_REMOTE=true
   --health HOST:PORT        kubelet-facing /ready and /app-health/<container>/<probe>
                             (forwarded to the probes in TRELLIS_APP_PROBES); env TRELLIS_HEALTH_LISTEN
   --drain DURATION          how long SIGTERM waits for open connections (default 5s)
@@ -56,6 +59,7 @@ which wins over the file.
       inbound: { type: 'string', multiple: true },
       outbound: { type: 'string', multiple: true },
       admin: { type: 'string' },
+      'admin-allow-remote': { type: 'boolean' },
       health: { type: 'string' },
       drain: { type: 'string' },
       'detect-timeout': { type: 'string' },

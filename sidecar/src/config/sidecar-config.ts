@@ -5,7 +5,7 @@
  * config file. Every problem is collected with its source and field before
  * anything starts, and reported together.
  */
-import { isSpiffeId, kubernetesSpiffeId, parseDuration } from '@trellis/shared';
+import { isLoopbackHost, isSpiffeId, kubernetesSpiffeId, parseDuration } from '@trellis/shared';
 import { SidecarError } from '../errors';
 import type { InboundSpec } from '../inbound/inbound-listener';
 import type { OutboundSpec } from '../outbound/outbound-listener';
@@ -27,6 +27,10 @@ export interface SidecarConfig {
   readonly labels: Readonly<Record<string, string>>;
   readonly inbound: readonly InboundSpec[];
   readonly outbound: readonly OutboundSpec[];
+  /**
+   * The admin endpoint (`/ready`, `/stats`, `/config_dump`, `POST /quitquitquit`). It has no
+   * authentication, so it is a loopback address unless `--admin-allow-remote` was given.
+   */
   readonly admin?: { readonly host: string; readonly port: number };
   /** The kubelet-facing health port (`/ready`, `/app-health/...`), when set. */
   readonly health?: { readonly host: string; readonly port: number };
@@ -59,6 +63,7 @@ export const SETTINGS = [
   { flag: 'inbound', env: 'TRELLIS_INBOUND', key: 'inbound', list: true },
   { flag: 'outbound', env: 'TRELLIS_OUTBOUND', key: 'outbound', list: true },
   { flag: 'admin', env: 'TRELLIS_ADMIN', key: 'admin' },
+  { flag: 'admin-allow-remote', env: 'TRELLIS_ADMIN_ALLOW_REMOTE', key: 'adminAllowRemote', boolean: true },
   { flag: 'health', env: 'TRELLIS_HEALTH_LISTEN', key: 'health' },
   { flag: 'drain', env: 'TRELLIS_DRAIN', key: 'drain' },
   { flag: 'detect-timeout', env: 'TRELLIS_DETECT_TIMEOUT', key: 'detectTimeout' },
@@ -185,7 +190,10 @@ export function parseSidecarConfig(src: ConfigSources): SidecarConfig {
   if (adminRaw !== undefined) {
     const hp = parseHostPort(adminRaw, '127.0.0.1');
     if (typeof hp === 'string') problems.push(`${label('admin')}: "${adminRaw}": ${hp}`);
-    else admin = hp;
+    // Fails closed: /config_dump and POST /quitquitquit answer anyone who can connect (as Envoy's admin does).
+    else if (!isLoopbackHost(hp.host) && !allowRemoteAdmin(src, fileValues)) {
+      problems.push(`${label('admin')}: "${adminRaw}" is not a loopback address; the admin endpoint has no authentication, so keep it on 127.0.0.1, or pass --admin-allow-remote (TRELLIS_ADMIN_ALLOW_REMOTE=true) if the network around it is trusted`);
+    } else admin = hp;
   }
 
   let health: SidecarConfig['health'];
@@ -259,6 +267,15 @@ export function parseSidecarConfig(src: ConfigSources): SidecarConfig {
     podIp: src.env.TRELLIS_POD_IP || undefined,
     logLevel,
   });
+}
+
+/** `--admin-allow-remote`, `TRELLIS_ADMIN_ALLOW_REMOTE=true|1` or `adminAllowRemote: true` in the file (same precedence as every setting). */
+function allowRemoteAdmin(src: ConfigSources, fileValues: Record<string, unknown>): boolean {
+  const f = src.flags['admin-allow-remote'];
+  if (f !== undefined) return f === true || f === 'true';
+  const e = src.env.TRELLIS_ADMIN_ALLOW_REMOTE;
+  if (e !== undefined && e !== '') return e === 'true' || e === '1';
+  return fileValues['adminAllowRemote'] === true;
 }
 
 function splitList(s: string): string[] {
