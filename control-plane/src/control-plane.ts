@@ -7,12 +7,13 @@
  */
 import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Server as HttpServer } from 'node:http';
+import type { Server as HttpsServer } from 'node:https';
 import type * as grpc from '@grpc/grpc-js';
 import { parse as parseYaml } from 'yaml';
 import type { Logger, MtlsMode, RevocationsResource, TrustBundleResource } from '@trellis/shared';
 import { startAdminServer } from './admin/admin-server';
-import { lifecycleRoutes } from './admin/lifecycle-routes';
+import { defaultAdminSpiffeId } from './admin/admin-access';
+import { lifecycleRoutes, type RootRotationAuth } from './admin/lifecycle-routes';
 import { proxiesFromAdmin } from './lifecycle/root-rotation-driver';
 import { loadRootRotationState } from './lifecycle/root-rotation-store';
 import { auditLifecycle } from './lifecycle/lifecycle-audit';
@@ -34,7 +35,14 @@ import { FederationWatcher } from './lifecycle/federation-source';
 export interface ControlPlaneOptions {
   caDir: string;
   listen: string;
+  /** The admin HTTPS endpoint (mTLS with an admin identity, see admin/admin-access.ts). */
   admin: string;
+  /** SPIFFE IDs allowed on the admin API; default the trust domain's trellis-admin identity. */
+  adminAllow?: readonly string[];
+  /** Extra HOST[:PORT] values the admin API's Host header may carry. */
+  adminHosts?: readonly string[];
+  /** Who may start a root rotation over the admin API (default `root-key`). */
+  rootRotationAuth?: RootRotationAuth;
   svidTtlSeconds: number;
   defaultMtlsMode: MtlsMode;
   kubernetes?: KubernetesTokenSettings;
@@ -151,14 +159,24 @@ export async function startControlPlane(opts: ControlPlaneOptions, deps: Control
 
   const grpcServer: { server: grpc.Server; port: number } = await startGrpcDiscoveryServer(service, tls, opts.listen, (code) => metrics.streamErrors.inc({ code }));
   let ready = true;
-  const admin: { server: HttpServer; port: number } = await startAdminServer(opts.admin, {
+  const admin: { server: HttpsServer; port: number } = await startAdminServer(opts.admin, {
     ready: () => ready,
     metrics: metrics.registry,
     proxies: () => service.registry.statuses(),
     policies: () => deps.policy.status(),
+    tls,
+    access: {
+      trustDomain: td,
+      allow: opts.adminAllow ?? [defaultAdminSpiffeId(td)],
+      hosts: opts.adminHosts,
+      isRevoked: (serial, id) => service.isRevoked(serial, id),
+      now: () => new Date(nowMs()),
+    },
+    logger: log.child({ component: 'admin' }),
     routes: lifecycleRoutes({
       caDir: opts.caDir,
       clock: () => new Date(nowMs()),
+      rootRotationAuth: opts.rootRotationAuth,
       proxies: () => proxiesFromAdmin({ proxies: service.registry.statuses() }) ?? [],
       revocationsChanged: loadRevocations,
       reissue: (target, windowMs) => {
@@ -224,7 +242,7 @@ export async function startControlPlane(opts: ControlPlaneOptions, deps: Control
   }, opts.refreshMs);
   refresh.unref();
 
-  log.info('control plane ready', { listen: `${hostPart(opts.listen)}:${grpcServer.port}`, admin: `${hostPart(opts.admin)}:${admin.port}`, spiffeId, trustDomain: td, federatedTrustDomains: Object.keys(federation?.current ?? {}) });
+  log.info('control plane ready', { listen: `${hostPart(opts.listen)}:${grpcServer.port}`, admin: `${hostPart(opts.admin)}:${admin.port}`, adminAllow: opts.adminAllow ?? [defaultAdminSpiffeId(td)], spiffeId, trustDomain: td, federatedTrustDomains: Object.keys(federation?.current ?? {}) });
 
   let stopped: Promise<void> | null = null;
   return {

@@ -52,7 +52,8 @@ export type { Validity, TimingDecision } from './lifecycle/rotation-timing';
 export { classifyExpiry, worstStatus, humanSeconds, DEFAULT_THRESHOLDS } from './lifecycle/expiry-check';
 export type { ExpiryStatus, ExpiryThresholds, ExpiryVerdict, CertificateKind } from './lifecycle/expiry-check';
 export { signIntermediateCsr } from './lifecycle/ca-material';
-export { loadRootSigner } from './lifecycle/root-dir';
+export { loadRootSigner, ensureNewRoot } from './lifecycle/root-dir';
+export type { LoadedRoot } from './lifecycle/root-dir';
 export {
   readIntermediateSlots, prepareNextIntermediate, installNextIntermediate, signNextIntermediateWithRoot, activateNextIntermediate, SLOT_DIRS,
 } from './lifecycle/intermediate-slots';
@@ -61,8 +62,11 @@ export { createEnvironmentIntermediate, checkEnvironmentName, ENVIRONMENT_FILE }
 export type { EnvironmentOptions, EnvironmentResult } from './lifecycle/environment';
 export { decideRootRotation, advanceRootRotation } from './lifecycle/root-rotation';
 export type { RootRotationState, RootRotationPhase, RotationDecision, ObservedProxy } from './lifecycle/root-rotation';
-export { startRootRotation, stepRootRotation, observeRotation, bundleVersion, readBundleRoots, proxiesFromAdmin } from './lifecycle/root-rotation-driver';
-export type { RotationStep } from './lifecycle/root-rotation-driver';
+export {
+  prepareRootRotation, signRootRotationCsr, startRootRotation, startRootRotationWithRootDir, checkRotationMaterial, stepRootRotation, observeRotation, bundleVersion, readBundleRoots, proxiesFromAdmin,
+} from './lifecycle/root-rotation-driver';
+export type { RotationStep, RootRotationMaterial } from './lifecycle/root-rotation-driver';
+export { signRootRotationProof, verifyRootRotationProof, ROOT_PROOF_AUDIENCE } from './lifecycle/root-rotation-proof';
 export { loadRootRotationState, ROOT_ROTATION_FILE } from './lifecycle/root-rotation-store';
 export { readAuditLog, parseAuditLog, latestNotAfter, unexpiredIssuedBefore } from './lifecycle/audit-index';
 export {
@@ -86,6 +90,13 @@ export { policyStoreSource } from './discovery/policy-store-source';
 export { AdminError, AdminErrorCode } from './admin/admin-error';
 export type { AdminErrorCodeValue } from './admin/admin-error';
 export { adminRequest } from './admin/admin-client';
+export type { AdminTarget } from './admin/admin-client';
+export { issueAdminCredentials, loadAdminCredentials, ADMIN_CREDENTIAL_FILES, DEFAULT_ADMIN_CREDENTIAL_TTL_SECONDS } from './admin/admin-credentials';
+export type { AdminCredentials, IssuedAdminCredentials } from './admin/admin-credentials';
+export { decideAdminRequest, defaultAdminSpiffeId, PUBLIC_PATHS } from './admin/admin-access';
+export type { AdminDecision, AdminRequestFacts, AdminAccessPolicy } from './admin/admin-access';
+export { acceptedAdminHosts, isAcceptedHost } from './admin/admin-host';
+export type { RootRotationAuth } from './admin/lifecycle-routes';
 export { httpStatusOf } from './admin/admin-status';
 export { caStatusView } from './lifecycle/ca-status';
 export type { CaStatusView } from './lifecycle/ca-status';

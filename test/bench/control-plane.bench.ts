@@ -22,6 +22,7 @@ import { generateKeyPairSync } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { request as httpsRequest } from 'node:https';
 import { createInterface } from 'node:readline';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { loadCertificateAuthority } from '@trellis/control-plane';
@@ -67,9 +68,22 @@ function wantsHeapSnapshot(): boolean {
   return /--heapsnapshot-signal=SIGUSR2/.test(process.env.BENCH_CP_NODE_ARGS ?? '');
 }
 
+/** GETs a public path (/readyz, /metrics) of the admin HTTPS port, trusting the mesh roots in `caPem`. */
+function publicGet(adminPort: number, path: string, caPem: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest({ host: '127.0.0.1', port: adminPort, path, agent: false, ca: caPem, checkServerIdentity: () => undefined }, (res) => {
+      let body = '';
+      res.setEncoding('utf8').on('data', (d: string) => (body += d));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
 /** trellis_discovery_pushes_total{type="authz"} from the control plane's metrics. */
-async function authzPushes(adminPort: number): Promise<number> {
-  const text = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
+async function authzPushes(adminPort: number, caPem: string): Promise<number> {
+  const text = (await publicGet(adminPort, '/metrics', caPem)).body;
   const line = text.split('\n').find((l) => l.startsWith('trellis_discovery_pushes_total{type="authz"} '));
   return line ? Number(line.split(' ').pop()) : 0;
 }
@@ -241,7 +255,7 @@ export async function run(flags: string[]): Promise<Record<string, unknown>> {
     // Ready when the admin port answers.
     for (let i = 0; ; i++) {
       try {
-        if ((await fetch(`http://127.0.0.1:${adminPort}/readyz`)).ok) break;
+        if ((await publicGet(adminPort, '/readyz', readFileSync(join(caDir, 'root.pem'), 'utf8'))).status === 200) break;
       } catch {
         /* not yet */
       }
@@ -271,7 +285,7 @@ export async function run(flags: string[]): Promise<Record<string, unknown>> {
     const cpCpuCertified = cpuSeconds(cp.pid!);
     if (wantsHeapSnapshot()) await heapSnapshot(cp, tmp.dir);
     const converged = fleet.all('converged');
-    const authzPushesBefore = await authzPushes(adminPort);
+    const authzPushesBefore = await authzPushes(adminPort, readFileSync(join(caDir, 'root.pem'), 'utf8'));
     const writtenAt = Date.now();
     writeFileSync(join(policyDir, 'bench.yaml'), `apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
@@ -292,7 +306,7 @@ spec:
     // The server's side of convergence: when the control plane has sent the new version to every sidecar.
     let allSentMs: number | null = null;
     while (allSentMs === null && Date.now() - writtenAt < 60_000) {
-      if ((await authzPushes(adminPort)) >= authzPushesBefore + n) allSentMs = Date.now() - writtenAt;
+      if ((await authzPushes(adminPort, readFileSync(join(caDir, 'root.pem'), 'utf8'))) >= authzPushesBefore + n) allSentMs = Date.now() - writtenAt;
       else await new Promise((r) => setTimeout(r, 25));
     }
     const lat = (await converged).flatMap((c) => (c.accepted_at as number[]).map((t) => t - writtenAt)).sort((a, b) => a - b);

@@ -57,7 +57,7 @@ describe('pods in network namespaces (real iptables, sidecars and control plane)
     const tokenFile = join(tmp.dir, `${sa}.token`);
     writeFileSync(tokenFile, token.stdout.trim() + '\n', { mode: 0o600 });
     const args = [TRELLIS_BIN, 'sidecar', '--control-plane', cpAddr, '--ca-bundle', join(caDir, 'root.pem'), '--token-file', tokenFile,
-      '--trust-domain', TD, '--namespace', 'shop', '--service-account', sa, '--service', sa, '--labels', `app=${sa}`, '--admin', '0.0.0.0:15000'];
+      '--trust-domain', TD, '--namespace', 'shop', '--service-account', sa, '--service', sa, '--labels', `app=${sa}`, '--admin', '0.0.0.0:15000', '--admin-allow-remote'];
     if (opts.inbound) {
       const init = net.execSync(pod, process.execPath, [TRELLIS_BIN, 'redirect', 'apply', '--inbound', `${APP_PORT}=${PROXY_PORT}`]);
       expect(init.status, init.stderr).to.equal(0);
@@ -180,7 +180,7 @@ describe('pods in network namespaces (real iptables, sidecars and control plane)
   it('Should keep traffic flowing while the control plane is down and certificates are valid', async () => {
     cp!.kill('SIGKILL');
     await new Promise<void>((resolve) => (cp!.exitCode !== null || cp!.signalCode !== null ? resolve() : cp!.once('exit', () => resolve())));
-    expect(spawnSync('curl', ['-s', '--max-time', '2', `http://${cpAdmin}/healthz`]).status, 'the control plane is really gone').to.not.equal(0);
+    expect(spawnSync('curl', ['-sk', '--max-time', '2', `https://${cpAdmin}/healthz`]).status, 'the control plane is really gone').to.not.equal(0);
     let ok = 0;
     for (let i = 0; i < 20; i++) {
       if (curlIn(pods.client!, `http://127.0.0.1:${OUT_PORT}/down-${i}`).status === 200) ok++;

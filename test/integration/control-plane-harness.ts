@@ -6,13 +6,15 @@
  */
 import { generateKeyPairSync, X509Certificate } from 'node:crypto';
 import type { ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { ALL_TYPE_URLS, createLogger, silentLogger, SVID_TYPE_URL, typeShortName, type TypeUrl, type Logger } from '@trellis/shared';
 import { buildCsr } from '@trellis/sidecar';
 import { DiscoveryClient, type ClientCredentials } from '@trellis/sidecar/dist/src/discovery/discovery-client';
 import { loadDiscoveryService } from '@trellis/control-plane/dist/src/discovery/grpc-discovery-server';
+import { adminRequest, loadAdminCredentials } from '@trellis/control-plane';
 import { freePort, trellisSpawn, trellisSync } from '@trellis/testkit';
 
 /** The trust domain every test uses. */
@@ -33,6 +35,19 @@ export function joinToken(caDir: string, spiffeId: string, extra: string[] = [])
   return r.stdout.trim();
 }
 
+/**
+ * Admin credentials for the CA in `caDir`, written once with the real CLI to
+ * `<caDir>.admin` (short-lived, like an operator's before a rotation).
+ */
+export function adminCredentials(caDir: string, ttl = '10m'): string {
+  const dir = `${caDir}.admin`;
+  if (!existsSync(dir)) {
+    const r = trellisSync(['admin', 'credentials', '--ca-dir', caDir, '--out', dir, '--ttl', ttl]);
+    if (r.status !== 0) throw new Error(`admin credentials failed: ${r.stderr}`);
+  }
+  return dir;
+}
+
 /** A running `trellis control-plane` process. */
 export interface ControlPlaneProcess {
   child: ChildProcess;
@@ -40,6 +55,10 @@ export interface ControlPlaneProcess {
   adminPort: number;
   address: string;
   admin: string;
+  /** The admin credentials dir for its CA (see {@link adminCredentials}). */
+  adminCredentials: string;
+  /** Environment that gives the CLI those credentials. */
+  adminEnv: { TRELLIS_ADMIN_CREDENTIALS: string };
   /** Every stderr line so far (JSON logs). */
   logs: string[];
   /** Sends `signal` and resolves with the exit code. */
@@ -67,12 +86,15 @@ export async function startControlPlaneProcess(caDir: string, policyDir: string,
     });
     child.on('exit', (code) => reject(new Error(`control plane exited ${code}: ${logs.join('\n')}`)));
   });
+  const creds = adminCredentials(caDir);
   return {
     child,
     port,
     adminPort,
     address: `127.0.0.1:${port}`,
     admin: `127.0.0.1:${adminPort}`,
+    adminCredentials: creds,
+    adminEnv: { TRELLIS_ADMIN_CREDENTIALS: creds },
     logs,
     stop: async (signal = 'SIGTERM') => {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
@@ -91,10 +113,46 @@ export async function waitFor(cond: () => boolean | Promise<boolean>, what: stri
   }
 }
 
-/** GETs a JSON document from the admin port. */
-export async function adminJson<T>(admin: string, path: string): Promise<T> {
-  const res = await fetch(`http://${admin}${path}`);
-  return (await res.json()) as T;
+/**
+ * GETs a path of the admin HTTPS endpoint without a client certificate (what
+ * kubelet and Prometheus do), verifying the server by the mesh bundle and
+ * the control plane's SPIFFE ID.
+ */
+export function adminGet(cp: ControlPlaneProcess, path: string): Promise<{ status: number; body: string }> {
+  const creds = loadAdminCredentials(cp.adminCredentials, new Date());
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest({ host: '127.0.0.1', port: cp.adminPort, path, agent: false, ca: creds.bundlePem, checkServerIdentity: (_h, cert) => (cert.subjectaltname === `URI:${CP_ID}` ? undefined : new Error(`unexpected server ${cert.subjectaltname}`)) }, (res) => {
+      let body = '';
+      res.setEncoding('utf8').on('data', (d: string) => (body += d));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/** Sends a raw request (any body, method, Content-Type) to the admin port as the admin; resolves with the status and parsed JSON. */
+export function adminRaw(cp: ControlPlaneProcess, path: string, body: string, o: { method?: string; contentType?: string } = {}): Promise<{ status: number; body: { error?: { code: string; details: Record<string, unknown> } } & Record<string, unknown> }> {
+  const creds = loadAdminCredentials(cp.adminCredentials, new Date());
+  const method = o.method ?? 'POST';
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest({
+      host: '127.0.0.1', port: cp.adminPort, path, method, agent: false,
+      headers: method === 'GET' ? {} : { 'content-type': o.contentType ?? 'application/json' },
+      cert: creds.chainPem, key: creds.keyPem, ca: creds.bundlePem, checkServerIdentity: () => undefined,
+    }, (res) => {
+      let text = '';
+      res.setEncoding('utf8').on('data', (d: string) => (text += d));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) as never }));
+    });
+    req.on('error', reject);
+    req.end(method === 'GET' ? undefined : body);
+  });
+}
+
+/** GETs a JSON document from the admin port, as the admin (mTLS with the CA's admin credentials). */
+export async function adminJson<T>(cp: ControlPlaneProcess, path: string): Promise<T> {
+  return adminRequest<T>({ address: cp.admin, credentials: loadAdminCredentials(cp.adminCredentials, new Date()) }, 'GET', path);
 }
 
 /** Options of a fake sidecar. */

@@ -8,12 +8,12 @@ import { expect } from 'chai';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { makeTmpDir, trellisSync } from '@trellis/testkit';
-import { adminJson, FakeSidecar, initCa, joinToken, startControlPlaneProcess, waitFor, TD, type ControlPlaneProcess } from './control-plane-harness';
+import { adminGet, adminJson, FakeSidecar, initCa, joinToken, startControlPlaneProcess, waitFor, TD, type ControlPlaneProcess } from './control-plane-harness';
 
 const TYPES = ['bundle', 'peer_authn', 'authz', 'revocations', 'endpoints'];
 
-async function metric(admin: string, name: string, labels = ''): Promise<number> {
-  const text = await (await fetch(`http://${admin}/metrics`)).text();
+async function metric(cp: ControlPlaneProcess, name: string, labels = ''): Promise<number> {
+  const text = (await adminGet(cp, '/metrics')).body;
   const line = text.split('\n').find((l) => l.startsWith(`${name}${labels ? '{' + labels + '}' : ''} `));
   return line ? Number(line.split(' ').pop()) : 0;
 }
@@ -69,12 +69,12 @@ describe('control plane restart, replicas and overload (real processes)', functi
     const again = await start([], { port: cp.port, adminPort: cp.adminPort });
     await waitFor(() => s.connects > connectsBefore, 'the sidecar to reconnect');
     await waitFor(async () => {
-      const p = (await adminJson<{ proxies: Array<{ spiffeId: string; authMethod: string; types: Record<string, { state: string }> }> }>(again.admin, '/debug/proxies')).proxies.find((x) => x.spiffeId === id);
+      const p = (await adminJson<{ proxies: Array<{ spiffeId: string; authMethod: string; types: Record<string, { state: string }> }> }>(again, '/debug/proxies')).proxies.find((x) => x.spiffeId === id);
       return !!p && p.authMethod === 'svid' && TYPES.every((t) => p.types[t]!.state === 'SYNCED');
     }, 'the restarted control plane to show the sidecar SYNCED');
     // Same dirs, same content, same versions: nothing needed re-sending.
     expect(counts(s)).to.deep.equal(before);
-    expect(await metric(again.admin, 'trellis_discovery_pushes_total', 'type="authz"')).to.equal(0);
+    expect(await metric(again, 'trellis_discovery_pushes_total', 'type="authz"')).to.equal(0);
     s.stop();
     await again.stop();
   });
@@ -94,7 +94,7 @@ describe('control plane restart, replicas and overload (real processes)', functi
 
     await a.stop('SIGKILL');
     await waitFor(() => s.client.connection().address === b.address, 'failover to replica b');
-    await waitFor(async () => (await adminJson<{ proxies: Array<{ spiffeId: string }> }>(b.admin, '/debug/proxies')).proxies.some((p) => p.spiffeId === id), 'replica b to list the sidecar');
+    await waitFor(async () => (await adminJson<{ proxies: Array<{ spiffeId: string }> }>(b, '/debug/proxies')).proxies.some((p) => p.spiffeId === id), 'replica b to list the sidecar');
     expect(counts(s)).to.deep.equal(before);
     // And it can still renew there.
     await s.rotate();
@@ -113,11 +113,11 @@ describe('control plane restart, replicas and overload (real processes)', functi
     });
     const leaves = await Promise.all(herd.map((s) => s.rotate()));
     expect(new Set(leaves.map((l) => l.serialNumber)).size).to.equal(herd.length);
-    expect(await metric(cp.admin, 'trellis_svids_refused_total', 'reason="TRELLIS_CP_OVERLOADED"')).to.be.greaterThan(0);
+    expect(await metric(cp, 'trellis_svids_refused_total', 'reason="TRELLIS_CP_OVERLOADED"')).to.be.greaterThan(0);
     const refused = herd.flatMap((s) => s.ends).filter((e) => e.serverCode === 'TRELLIS_CP_OVERLOADED');
     expect(refused.length).to.be.greaterThan(0);
     for (const e of refused) expect(e.retryAfterMs).to.be.at.least(100);
-    expect((await fetch(`http://${cp.admin}/healthz`)).status).to.equal(200);
+    expect((await adminGet(cp, '/healthz')).status).to.equal(200);
     for (const s of herd) s.stop();
     await cp.stop();
   });
@@ -135,7 +135,7 @@ describe('control plane restart, replicas and overload (real processes)', functi
     expect(r.status, r.stderr).to.equal(0);
     await waitFor(() => s.count('bundle') === 2, 'the two-root bundle');
     expect((s.bodies.get('bundle') as Array<{ rootsPem: string[] }>)[0]!.rootsPem).to.have.length(2);
-    await waitFor(async () => (await adminJson<{ proxies: Array<{ spiffeId: string; types: Record<string, { state: string }> }> }>(cp.admin, '/debug/proxies')).proxies.find((p) => p.spiffeId === id)?.types['bundle']?.state === 'SYNCED', 'the bundle ACK');
+    await waitFor(async () => (await adminJson<{ proxies: Array<{ spiffeId: string; types: Record<string, { state: string }> }> }>(cp, '/debug/proxies')).proxies.find((p) => p.spiffeId === id)?.types['bundle']?.state === 'SYNCED', 'the bundle ACK');
     s.stop();
     await cp.stop();
   });

@@ -12,7 +12,7 @@ import * as grpc from '@grpc/grpc-js';
 import { AUTHORIZATION_POLICIES_TYPE_URL, SVID_TYPE_URL } from '@trellis/shared';
 import { buildCsr } from '@trellis/sidecar';
 import { makeTmpDir, trellisSync } from '@trellis/testkit';
-import { adminJson, FakeSidecar, initCa, joinToken, rawStream, startControlPlaneProcess, waitFor, TD, type ControlPlaneProcess } from './control-plane-harness';
+import { adminGet, adminJson, FakeSidecar, initCa, joinToken, rawStream, startControlPlaneProcess, waitFor, TD, type ControlPlaneProcess } from './control-plane-harness';
 
 interface ProxyView {
   spiffeId: string;
@@ -21,8 +21,8 @@ interface ProxyView {
   types: Record<string, { state: string; lastError: string | null; sentVersion: string | null }>;
 }
 
-async function metric(admin: string, name: string, labels = ''): Promise<number> {
-  const text = await (await fetch(`http://${admin}/metrics`)).text();
+async function metric(cp: ControlPlaneProcess, name: string, labels = ''): Promise<number> {
+  const text = (await adminGet(cp, '/metrics')).body;
   const line = text.split('\n').find((l) => l.startsWith(`${name}${labels ? '{' + labels + '}' : ''} `));
   return line ? Number(line.split(' ').pop()) : 0;
 }
@@ -45,7 +45,7 @@ describe('control plane discovery stream (real process, real gRPC/TLS)', functio
     return s.start();
   }
 
-  const proxies = async (): Promise<ProxyView[]> => (await adminJson<{ proxies: ProxyView[] }>(cp.admin, '/debug/proxies')).proxies;
+  const proxies = async (): Promise<ProxyView[]> => (await adminJson<{ proxies: ProxyView[] }>(cp, '/debug/proxies')).proxies;
   const proxy = async (id: string): Promise<ProxyView | undefined> => (await proxies()).find((p) => p.spiffeId === id);
 
   before(async () => {
@@ -76,7 +76,7 @@ describe('control plane discovery stream (real process, real gRPC/TLS)', functio
     expect(s.bodies.get('endpoints')).to.deep.equal([{ service: 'web', endpoints: [{ address: '127.0.0.1:8080', spiffeId: `spiffe://${TD}/ns/shop/sa/web` }] }]);
     expect(s.bodies.get('peer_authn')).to.deep.equal([{ mode: 'STRICT', portModes: {} }]);
 
-    const r = trellisSync(['proxy-status', '--admin', cp.admin]);
+    const r = trellisSync(['proxy-status', '--admin', cp.admin], { env: cp.adminEnv });
     expect(r.status, r.stderr).to.equal(0);
     const row = r.stdout.split('\n').find((l) => l.startsWith(`spiffe://${TD}/ns/shop/sa/web`));
     expect(row, r.stdout).to.match(/SYNCED\s+SYNCED\s+SYNCED\s+SYNCED\s+SYNCED\s+SYNCED$/);
@@ -90,13 +90,13 @@ describe('control plane discovery stream (real process, real gRPC/TLS)', functio
     const id = `spiffe://${TD}/ns/nack/sa/nacker`;
     await waitFor(async () => (await proxy(id))?.types['authz']?.state === 'NACKED', 'NACKED on the server');
     expect((await proxy(id))!.types['authz']!.lastError).to.equal('policy engine refused it');
-    expect(await metric(cp.admin, 'trellis_discovery_rejections_total', 'type="authz"')).to.be.greaterThan(0);
+    expect(await metric(cp, 'trellis_discovery_rejections_total', 'type="authz"')).to.be.greaterThan(0);
     const rejected = s.received.get('authz')![0];
 
     // An unrelated change (another namespace) does not re-send the rejected version.
     writeFileSync(join(policyDir, 'unrelated.yaml'), authz('elsewhere', 'other', 'app: x'));
-    await waitFor(async () => (await adminJson<{ files: Array<{ file: string; state: string }> }>(cp.admin, '/debug/policies')).files.some((f) => f.file.endsWith('unrelated.yaml') && f.state === 'ok'), 'the policy to load');
-    const pushesAfter = await metric(cp.admin, 'trellis_discovery_pushes_total', 'type="authz"');
+    await waitFor(async () => (await adminJson<{ files: Array<{ file: string; state: string }> }>(cp, '/debug/policies')).files.some((f) => f.file.endsWith('unrelated.yaml') && f.state === 'ok'), 'the policy to load');
+    const pushesAfter = await metric(cp, 'trellis_discovery_pushes_total', 'type="authz"');
     expect(s.count('authz')).to.equal(1);
 
     // A change that selects this workload produces a new version, which is sent and accepted.
@@ -105,7 +105,7 @@ describe('control plane discovery stream (real process, real gRPC/TLS)', functio
     await waitFor(() => s.count('authz') === 2, 'the new authz version');
     expect(s.received.get('authz')![1]).to.not.equal(rejected);
     await waitFor(async () => (await proxy(id))?.types['authz']?.state === 'SYNCED', 'SYNCED after the new version');
-    expect(await metric(cp.admin, 'trellis_discovery_pushes_total', 'type="authz"')).to.be.greaterThan(pushesAfter);
+    expect(await metric(cp, 'trellis_discovery_pushes_total', 'type="authz"')).to.be.greaterThan(pushesAfter);
     s.stop();
   });
 
@@ -114,12 +114,12 @@ describe('control plane discovery stream (real process, real gRPC/TLS)', functio
     const web = sidecar('webfront', 'store', { app: 'web' });
     const other = sidecar('ledger', 'finance', { app: 'cart' });
     await waitFor(() => [cart, web, other].every((s) => s.count('authz') === 1 && s.count('peer_authn') === 1), 'the initial pushes');
-    const before = await metric(cp.admin, 'trellis_discovery_pushes_total', 'type="authz"');
+    const before = await metric(cp, 'trellis_discovery_pushes_total', 'type="authz"');
 
     writeFileSync(join(policyDir, 'store-cart.yaml'), authz('cart-allow', 'store', 'app: cart'));
     await waitFor(() => cart.count('authz') === 2, 'the change to reach cart');
     // Pushes for one change go out in a single pass, so the counter is final once cart has it.
-    expect(await metric(cp.admin, 'trellis_discovery_pushes_total', 'type="authz"')).to.equal(before + 1);
+    expect(await metric(cp, 'trellis_discovery_pushes_total', 'type="authz"')).to.equal(before + 1);
     expect(web.count('authz')).to.equal(1);
     expect(other.count('authz')).to.equal(1);
     expect(cart.count('peer_authn')).to.equal(1);
@@ -136,14 +136,14 @@ describe('control plane discovery stream (real process, real gRPC/TLS)', functio
     first.start();
     await first.rotate();
     first.stop();
-    const before = await metric(cp.admin, 'trellis_svids_issued_total', 'method="svid"');
+    const before = await metric(cp, 'trellis_svids_issued_total', 'method="svid"');
     const second = new FakeSidecar({ addresses: [cp.address], caDir, spiffeId: id, token: () => token });
     sidecars.push(second);
     second.creds = first.creds;
     second.start();
     const leaf = await second.rotate();
     expect(leaf.serialNumber.toLowerCase()).to.not.equal(first.creds!.serialHex);
-    expect(await metric(cp.admin, 'trellis_svids_issued_total', 'method="svid"')).to.equal(before + 1);
+    expect(await metric(cp, 'trellis_svids_issued_total', 'method="svid"')).to.equal(before + 1);
     await waitFor(async () => (await proxy(id))?.authMethod === 'svid', 'the stream to show svid auth');
     second.stop();
   });
@@ -165,14 +165,14 @@ describe('control plane discovery stream (real process, real gRPC/TLS)', functio
     for (const [what, send, code, serverCode] of cases) {
       it(`ends the stream on ${what} with ${grpc.status[code]} and ${serverCode}, counts it in trellis_discovery_stream_errors_total, and the server carries on`, async () => {
         const id = `spiffe://${TD}/vm/bad-${Math.random().toString(36).slice(2, 8)}`;
-        const errorsBefore = await metric(cp.admin, 'trellis_discovery_stream_errors_total', `code="${serverCode}"`);
+        const errorsBefore = await metric(cp, 'trellis_discovery_stream_errors_total', `code="${serverCode}"`);
         const raw = rawStream(cp.address, caDir, joinToken(caDir, id));
         send(raw.call, id);
         const st = await raw.done;
         raw.client.close();
         expect(st.code, st.details).to.equal(code);
         expect(st.serverCode, st.details).to.equal(serverCode);
-        expect(await metric(cp.admin, 'trellis_discovery_stream_errors_total', `code="${serverCode}"`)).to.equal(errorsBefore + 1);
+        expect(await metric(cp, 'trellis_discovery_stream_errors_total', `code="${serverCode}"`)).to.equal(errorsBefore + 1);
         // Another sidecar is still served.
         const ok = sidecar(`after-${Math.random().toString(36).slice(2, 8)}`, 'shop', {});
         await ok.rotate();
@@ -204,16 +204,16 @@ describe('control plane discovery stream (real process, real gRPC/TLS)', functio
   });
 
   it('serves /healthz, /readyz and trellis_-prefixed metrics', async () => {
-    expect((await fetch(`http://${cp.admin}/healthz`)).status).to.equal(200);
-    expect((await fetch(`http://${cp.admin}/readyz`)).status).to.equal(200);
-    const text = await (await fetch(`http://${cp.admin}/metrics`)).text();
+    expect((await adminGet(cp, '/healthz')).status).to.equal(200);
+    expect((await adminGet(cp, '/readyz')).status).to.equal(200);
+    const text = (await adminGet(cp, '/metrics')).body;
     const names = [...new Set(text.split('\n').filter((l) => l.startsWith('# TYPE ')).map((l) => l.split(' ')[2]!))];
     expect(names.length).to.be.greaterThan(5);
     for (const n of names) expect(n.startsWith('trellis_'), n).to.equal(true);
     for (const n of ['trellis_svids_issued_total', 'trellis_svids_refused_total', 'trellis_connected_sidecars', 'trellis_discovery_pushes_total', 'trellis_discovery_rejections_total', 'trellis_discovery_push_ack_seconds', 'trellis_ca_intermediate_expiry_seconds', 'trellis_ca_root_expiry_seconds']) {
       expect(names).to.include(n);
     }
-    expect(await metric(cp.admin, 'trellis_ca_intermediate_expiry_seconds')).to.be.greaterThan(300 * 86400);
+    expect(await metric(cp, 'trellis_ca_intermediate_expiry_seconds')).to.be.greaterThan(300 * 86400);
   });
 });
 

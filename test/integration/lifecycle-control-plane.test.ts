@@ -9,7 +9,7 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { EMPTY_REVOCATIONS, saveRevocationStore } from '@trellis/control-plane';
 import { makeTmpDir, trellisSync } from '@trellis/testkit';
-import { FakeSidecar, initCa, startControlPlaneProcess, startShopSidecar, waitFor, TD, type ControlPlaneProcess } from './control-plane-harness';
+import { adminGet, FakeSidecar, initCa, startControlPlaneProcess, startShopSidecar, waitFor, TD, type ControlPlaneProcess } from './control-plane-harness';
 
 describe('CA lifecycle with a running control plane (real processes, real gRPC/TLS)', function () {
   this.timeout(60_000);
@@ -54,7 +54,7 @@ describe('CA lifecycle with a running control plane (real processes, real gRPC/T
   it('trellis check lists each connected sidecar leaf and the control plane serving certificate read over TLS', async () => {
     const s = sidecar('checked');
     await s.rotate();
-    const r = trellisSync(['check', '--ca-dir', caDir, '--admin', cp.admin, '--tls', `control-plane=${cp.address}`, '-o', 'json']);
+    const r = trellisSync(['check', '--ca-dir', caDir, '--admin', cp.admin, '--tls', `control-plane=${cp.address}`, '-o', 'json'], { env: cp.adminEnv });
     expect(r.status, r.stdout + r.stderr).to.equal(0);
     const report = JSON.parse(r.stdout) as { status: string; items: Array<{ kind: string; subject: string; status: string; notAfter: string }> };
     const leaf = report.items.find((i) => i.kind === 'leaf' && i.subject === `spiffe://${TD}/ns/shop/sa/checked`);
@@ -69,7 +69,7 @@ describe('CA lifecycle with a running control plane (real processes, real gRPC/T
   });
 
   it('serves the lifecycle gauges on /metrics: expiry status per CA certificate, next intermediate, rotation phase, revocations', async () => {
-    const text = await (await fetch(`http://${cp.admin}/metrics`)).text();
+    const text = (await adminGet(cp, '/metrics')).body;
     expect(text).to.match(/^trellis_lifecycle_certificate_status\{kind="intermediate",[^}]*\} 0$/m);
     expect(text).to.match(/^trellis_lifecycle_certificate_remaining_seconds\{kind="root",[^}]*\} \d+$/m);
     expect(text).to.match(/^trellis_lifecycle_next_intermediate_state 0$/m);
@@ -81,7 +81,7 @@ describe('CA lifecycle with a running control plane (real processes, real gRPC/T
     const s = sidecar('gate');
     await s.rotate();
     await waitFor(() => s.last('bundle') !== undefined, 'the sidecar to ACK a bundle');
-    const r = trellisSync(['ca', 'rotate-root', '--ca-dir', caDir, '--root-dir', join(tmp.dir, 'newroot'), '--admin', cp.admin, '--reload-grace', '2s', '-o', 'json']);
+    const r = trellisSync(['ca', 'rotate-root', '--ca-dir', caDir, '--root-dir', join(tmp.dir, 'newroot'), '--admin', cp.admin, '--reload-grace', '2s', '-o', 'json'], { env: cp.adminEnv });
     expect(r.status, r.stderr).to.equal(0);
     const first = JSON.parse(r.stdout) as { phase: string; applied: string; waitingFor: string; laggingProxies: Array<{ spiffeId: string }> };
     // Right after the new root is written, no sidecar holds the two-root bundle yet.
@@ -93,7 +93,7 @@ describe('CA lifecycle with a running control plane (real processes, real gRPC/T
     const roots = (x: FakeSidecar): string[] => ((x.bodies.get('bundle')?.[0] as { rootsPem?: string[] } | undefined)?.rootsPem ?? []);
     let step = first;
     await waitFor(() => {
-      const again = trellisSync(['ca', 'rotate-root', '--ca-dir', caDir, '--admin', cp.admin, '-o', 'json']);
+      const again = trellisSync(['ca', 'rotate-root', '--ca-dir', caDir, '--admin', cp.admin, '-o', 'json'], { env: cp.adminEnv });
       expect(again.status, again.stderr).to.equal(0);
       step = JSON.parse(again.stdout) as typeof first;
       return step.phase === 'renew';

@@ -109,7 +109,9 @@ describe('root rotation with real control plane and sidecar processes under traf
     })();
     try {
       await waitFor('traffic to flow', () => ok > 5);
-      const start = trellisSync(['ca', 'rotate-root', '--ca-dir', f('ca'), '--root-dir', f('newroot'), '--admin', `127.0.0.1:${port.cpAdmin}`, '--reload-grace', '3s']);
+      // The --ca-dir form writes the CA dir itself; --admin (mTLS, short-lived credentials) only reports the sidecars' ACKs.
+      expect(trellisSync(['admin', 'credentials', '--ca-dir', f('ca'), '--out', f('admin'), '--ttl', '1m']).status).to.equal(0);
+      const start = trellisSync(['ca', 'rotate-root', '--ca-dir', f('ca'), '--root-dir', f('newroot'), '--admin', `127.0.0.1:${port.cpAdmin}`, '--admin-credentials', f('admin'), '--reload-grace', '3s']);
       expect(start.status, start.stderr).to.equal(0);
       await waitFor('phase 2 (both sidecars ACKed the two-root bundle)', () => loadRootRotationState(f('ca'))?.phase === 'renew', 30_000);
 

@@ -9,7 +9,7 @@ import { expect } from 'chai';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { makeTmpDir, trellisSync } from '@trellis/testkit';
-import { FakeSidecar, initCa, startControlPlaneProcess, startShopSidecar, waitFor, TD, type ControlPlaneProcess } from './control-plane-harness';
+import { adminGet, adminRaw, FakeSidecar, initCa, startControlPlaneProcess, startShopSidecar, waitFor, TD, type ControlPlaneProcess } from './control-plane-harness';
 
 describe('lifecycle steps over the admin API (real trellis control-plane process)', function () {
   this.timeout(60_000);
@@ -20,10 +20,7 @@ describe('lifecycle steps over the admin API (real trellis control-plane process
 
   const sidecar = (name: string): FakeSidecar => startShopSidecar(cp, caDir, name, sidecars);
 
-  async function post(path: string, body: string, method = 'POST'): Promise<{ status: number; body: { error?: { code: string; details: Record<string, unknown> } } & Record<string, unknown> }> {
-    const res = await fetch(`http://${cp.admin}${path}`, { method, body: method === 'GET' ? undefined : body, headers: { 'content-type': 'application/json' } });
-    return { status: res.status, body: (await res.json()) as never };
-  }
+  const post = (path: string, body: string, method = 'POST'): ReturnType<typeof adminRaw> => adminRaw(cp, path, body, { method });
 
   before(async () => {
     tmp = makeTmpDir('trellis-lifecycle-admin-');
@@ -46,7 +43,7 @@ describe('lifecycle steps over the admin API (real trellis control-plane process
     await a.rotate();
     await b.rotate();
     const evil = `spiffe://${TD}/ns/shop/sa/evil`;
-    const r = trellisSync(['revoke', '--admin', cp.admin, '--spiffe-id', evil, '--reason', 'key compromise', '-o', 'json']);
+    const r = trellisSync(['revoke', '--admin', cp.admin, '--spiffe-id', evil, '--reason', 'key compromise', '-o', 'json'], { env: cp.adminEnv });
     expect(r.status, r.stderr).to.equal(0);
     expect((JSON.parse(r.stdout) as { revoked: { kind: string; value: string } }).revoked).to.include({ kind: 'spiffeId', value: evil });
     const onDisk = JSON.parse(readFileSync(join(caDir, 'revocations.json'), 'utf8')) as { spiffeIds: string[] };
@@ -54,13 +51,13 @@ describe('lifecycle steps over the admin API (real trellis control-plane process
     expect(existsSync(join(caDir, '.lifecycle.lock')), 'the lifecycle lock is released').to.equal(false);
     const holds = (s: FakeSidecar, id: string): boolean => ((s.bodies.get('revocations')?.[0] as { spiffeIds?: string[] } | undefined)?.spiffeIds ?? []).includes(id);
     await waitFor(() => holds(a, evil) && holds(b, evil), 'the revocation to reach both sidecars');
-    const lift = trellisSync(['revoke', '--admin', cp.admin, '--spiffe-id', evil, '--lift']);
+    const lift = trellisSync(['revoke', '--admin', cp.admin, '--spiffe-id', evil, '--lift'], { env: cp.adminEnv });
     expect(lift.status, lift.stderr).to.equal(0);
     await waitFor(() => !holds(a, evil) && !holds(b, evil), 'the lifted entry to leave both sidecars');
   });
 
   it('trellis revoke --admin refuses to lift what is not revoked with the server code, and exits 1', () => {
-    const r = trellisSync(['revoke', '--admin', cp.admin, '--serial', 'abcdef', '--lift']);
+    const r = trellisSync(['revoke', '--admin', cp.admin, '--serial', 'abcdef', '--lift'], { env: cp.adminEnv });
     expect(r.status).to.equal(1);
     expect(r.stderr).to.contain('TRELLIS_LIFECYCLE_NOT_REVOKED');
   });
@@ -80,9 +77,13 @@ describe('lifecycle steps over the admin API (real trellis control-plane process
       { path: '/lifecycle/revoke', body: '', method: 'GET', status: 405, code: 'TRELLIS_ADMIN_METHOD_NOT_ALLOWED' },
       { path: '/lifecycle/status', body: '{}', method: 'POST', status: 405, code: 'TRELLIS_ADMIN_METHOD_NOT_ALLOWED' },
       { path: '/lifecycle/nope', body: '{}', status: 404, code: 'TRELLIS_ADMIN_NOT_FOUND' },
-      { path: '/lifecycle/rotate-root', body: '{}', status: 400, code: 'TRELLIS_ADMIN_BAD_BODY', field: 'rootDir' },
-      { path: '/lifecycle/rotate-root', body: '{"rootDir": "/x", "reloadGraceSeconds": "soon"}', status: 400, code: 'TRELLIS_ADMIN_BAD_BODY', field: 'reloadGraceSeconds' },
-      { path: '/lifecycle/rotate-root', body: '{"rootDir": "/x", "keyType": "dsa-512"}', status: 400, code: 'TRELLIS_ADMIN_BAD_BODY', field: 'keyType' },
+      { path: '/lifecycle/rotate-root', body: '{}', status: 400, code: 'TRELLIS_ADMIN_BAD_BODY', field: 'newRootPem' },
+      { path: '/lifecycle/rotate-root', body: '{"rootDir": "/x"}', status: 400, code: 'TRELLIS_ADMIN_BAD_BODY', field: 'rootDir' },
+      { path: '/lifecycle/rotate-root', body: '{"reloadGraceSeconds": "soon"}', status: 400, code: 'TRELLIS_ADMIN_BAD_BODY', field: 'reloadGraceSeconds' },
+      { path: '/lifecycle/rotate-root', body: '{"newRootPem": "x"}', status: 400, code: 'TRELLIS_ADMIN_BAD_BODY', field: 'intermediatePem' },
+      { path: '/lifecycle/rotate-root', body: '{"newRootPem": "x", "intermediatePem": "y"}', status: 403, code: 'TRELLIS_LIFECYCLE_BAD_ROOT_PROOF' },
+      { path: '/lifecycle/rotate-root', body: '{"keyType": "ec-p256"}', status: 400, code: 'TRELLIS_ADMIN_BAD_BODY', field: 'keyType' },
+      { path: '/lifecycle/revoke', body: '{"serial": "ab", "caDir": "/etc"}', status: 400, code: 'TRELLIS_ADMIN_BAD_BODY', field: 'caDir' },
     ];
     for (const c of cases) {
       const r = await post(c.path, c.body, c.method);
@@ -92,11 +93,11 @@ describe('lifecycle steps over the admin API (real trellis control-plane process
     }
     expect(readFileSync(join(caDir, 'revocations.json'), 'utf8')).to.equal(before);
     expect(existsSync(join(caDir, 'root-rotation.json'))).to.equal(false);
-    expect((await fetch(`http://${cp.admin}/readyz`)).status, 'the server still serves').to.equal(200);
+    expect((await adminGet(cp, '/readyz')).status, 'the server still serves').to.equal(200);
   });
 
   it('trellis ca status --admin shows what the --ca-dir form shows, and ca rotate-root --admin starts a rotation gated on the ACKs the control plane observes', async () => {
-    const viaAdmin = trellisSync(['ca', 'status', '--admin', cp.admin, '-o', 'json']);
+    const viaAdmin = trellisSync(['ca', 'status', '--admin', cp.admin, '-o', 'json'], { env: cp.adminEnv });
     expect(viaAdmin.status, viaAdmin.stderr).to.equal(0);
     const viaDir = trellisSync(['ca', 'status', '--ca-dir', caDir, '-o', 'json']);
     expect(JSON.parse(viaAdmin.stdout)).to.deep.equal(JSON.parse(viaDir.stdout));
@@ -104,7 +105,7 @@ describe('lifecycle steps over the admin API (real trellis control-plane process
 
     const s = sidecar('watcher');
     await s.rotate();
-    const start = trellisSync(['ca', 'rotate-root', '--admin', cp.admin, '--root-dir', join(tmp.dir, 'root2'), '-o', 'json']);
+    const start = trellisSync(['ca', 'rotate-root', '--admin', cp.admin, '--root-dir', join(tmp.dir, 'root2'), '--current-root-dir', caDir, '-o', 'json'], { env: cp.adminEnv });
     expect(start.status, start.stderr).to.equal(0);
     const step = JSON.parse(start.stdout) as { phase: string; roots: number };
     expect(step.roots).to.equal(2);
@@ -112,13 +113,13 @@ describe('lifecycle steps over the admin API (real trellis control-plane process
     expect(readFileSync(join(tmp.dir, 'root2', 'root.key')).length).to.be.greaterThan(0);
     // Once every connected sidecar ACKed the two-root bundle, the next step switches to the new root.
     await waitFor(async () => {
-      const r = trellisSync(['ca', 'rotate-root', '--admin', cp.admin, '-o', 'json']);
+      const r = trellisSync(['ca', 'rotate-root', '--admin', cp.admin, '-o', 'json'], { env: cp.adminEnv });
       return r.status === 0 && (JSON.parse(r.stdout) as { phase: string }).phase === 'renew';
     }, 'the rotation to pass the bundle gate', 30_000);
-    const status = JSON.parse(trellisSync(['ca', 'status', '--admin', cp.admin, '-o', 'json']).stdout) as { rootRotation: { phase: string }; roots: unknown[] };
+    const status = JSON.parse(trellisSync(['ca', 'status', '--admin', cp.admin, '-o', 'json'], { env: cp.adminEnv }).stdout) as { rootRotation: { phase: string }; roots: unknown[] };
     expect(status.rootRotation.phase).to.equal('renew');
     expect(status.roots).to.have.length(2);
-    const again = trellisSync(['ca', 'rotate-root', '--admin', cp.admin, '--root-dir', join(tmp.dir, 'root3')]);
+    const again = trellisSync(['ca', 'rotate-root', '--admin', cp.admin, '--root-dir', join(tmp.dir, 'root3')], { env: cp.adminEnv });
     expect(again.status, 'a rotation in progress is advanced, not restarted').to.equal(0);
     expect(existsSync(join(tmp.dir, 'root3'))).to.equal(false);
   });

@@ -52,6 +52,7 @@ describe('trellis revoke --admin with real control plane and sidecar processes',
       expect(t.status, t.stderr).to.equal(0);
       writeFileSync(f(`${name}.token`), t.stdout.trim() + '\n', { mode: 0o600 });
     }
+    expect(trellisSync(['admin', 'credentials', '--ca-dir', f('ca'), '--out', f('admin'), '--ttl', '10m']).status).to.equal(0);
     mkdirSync(f('policies'));
     writeFileSync(f('policies/shop.yaml'), POLICIES);
     app = createServer((_req, res) => res.end('ok'));
@@ -83,7 +84,7 @@ describe('trellis revoke --admin with real control plane and sidecar processes',
     const serialOf = async (adminPort: number): Promise<string> =>
       (JSON.parse((await httpGet(adminPort, '/config_dump')).body) as { identity: { serial: string } }).identity.serial;
     const before = { cart: await serialOf(port.cartAdmin!), web: await serialOf(port.webAdmin!) };
-    const r = trellisSync(['ca', 'reissue', '--admin', `127.0.0.1:${port.cpAdmin}`, '--all', '--window', '3s']);
+    const r = trellisSync(['ca', 'reissue', '--admin', `127.0.0.1:${port.cpAdmin}`, '--admin-credentials', f('admin'), '--all', '--window', '3s']);
     expect(r.status, r.stderr).to.equal(0);
     let failed = 0;
     let ok = 0;
@@ -104,7 +105,7 @@ describe('trellis revoke --admin with real control plane and sidecar processes',
       expect(sockets).to.have.length(1);
       const socketClosed = new Promise<void>((resolve) => sockets[0]!.once('close', () => resolve()));
 
-      const r = trellisSync(['revoke', '--admin', `127.0.0.1:${port.cpAdmin}`, '--spiffe-id', WEB, '--reason', 'key compromise']);
+      const r = trellisSync(['revoke', '--admin', `127.0.0.1:${port.cpAdmin}`, '--admin-credentials', f('admin'), '--spiffe-id', WEB, '--reason', 'key compromise']);
       expect(r.status, r.stderr).to.equal(0);
       await socketClosed;
       await waitFor('new requests of the revoked identity to be refused', async () => {
@@ -115,7 +116,7 @@ describe('trellis revoke --admin with real control plane and sidecar processes',
         }
       });
 
-      const lift = trellisSync(['revoke', '--admin', `127.0.0.1:${port.cpAdmin}`, '--spiffe-id', WEB, '--lift']);
+      const lift = trellisSync(['revoke', '--admin', `127.0.0.1:${port.cpAdmin}`, '--admin-credentials', f('admin'), '--spiffe-id', WEB, '--lift']);
       expect(lift.status, lift.stderr).to.equal(0);
       await waitFor('the lifted identity to be served again', async () => (await get(port.webOut!, '/again')) === 200);
     } finally {

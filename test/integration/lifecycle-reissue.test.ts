@@ -14,7 +14,7 @@ import { connect, createServer, type Server, type TLSSocket } from 'node:tls';
 import { silentLogger } from '@trellis/shared';
 import { DiscoveryClient, IdentityManager, SidecarState, makeTrustBundle } from '@trellis/sidecar';
 import { makeTmpDir, trellisSync } from '@trellis/testkit';
-import { CP_ID, initCa, joinToken, startControlPlaneProcess, waitFor, TD, type ControlPlaneProcess } from './control-plane-harness';
+import { adminRaw, CP_ID, initCa, joinToken, startControlPlaneProcess, waitFor, TD, type ControlPlaneProcess } from './control-plane-harness';
 
 interface Identity {
   id: string;
@@ -144,7 +144,7 @@ describe('forced re-issue over the admin API (real control plane process, real m
     })();
 
     const orderedAt = Date.now();
-    const r = trellisSync(['ca', 'reissue', '--admin', cp.admin, '--all', '--window', '3s', '-o', 'json']);
+    const r = trellisSync(['ca', 'reissue', '--admin', cp.admin, '--all', '--window', '3s', '-o', 'json'], { env: cp.adminEnv });
     expect(r.status, r.stderr).to.equal(0);
     const out = JSON.parse(r.stdout) as { sidecars: number; renewBy: { earliest: string; latest: string } };
     expect(out.sidecars).to.equal(2);
@@ -177,7 +177,7 @@ describe('forced re-issue over the admin API (real control plane process, real m
     const beforeA = a.installed.length;
     const beforeB = b.installed.length;
     const asksA = a.renewals.length;
-    const r = trellisSync(['ca', 'reissue', '--admin', cp.admin, '--spiffe-id', b.id, '--window', '1s', '-o', 'json']);
+    const r = trellisSync(['ca', 'reissue', '--admin', cp.admin, '--spiffe-id', b.id, '--window', '1s', '-o', 'json'], { env: cp.adminEnv });
     expect(r.status, r.stderr).to.equal(0);
     expect((JSON.parse(r.stdout) as { sidecars: number }).sidecars).to.equal(1);
     await waitFor(() => b.installed.length === beforeB + 1, 'the named identity to renew');
@@ -189,11 +189,11 @@ describe('forced re-issue over the admin API (real control plane process, real m
   it('asks every sidecar to renew onto the new root when a root rotation switches (phase 2), long before their own schedule', async () => {
     const [a, b] = ids as [Identity, Identity];
     const before = [a.installed.length, b.installed.length];
-    const start = trellisSync(['ca', 'rotate-root', '--admin', cp.admin, '--root-dir', join(tmp.dir, 'root2'), '-o', 'json']);
+    const start = trellisSync(['ca', 'rotate-root', '--admin', cp.admin, '--root-dir', join(tmp.dir, 'root2'), '--current-root-dir', caDir, '-o', 'json'], { env: cp.adminEnv });
     expect(start.status, start.stderr).to.equal(0);
     const newRoot = new X509Certificate(readFileSync(join(tmp.dir, 'root2', 'root.pem')));
     await waitFor(() => {
-      const r = trellisSync(['ca', 'rotate-root', '--admin', cp.admin, '-o', 'json']);
+      const r = trellisSync(['ca', 'rotate-root', '--admin', cp.admin, '-o', 'json'], { env: cp.adminEnv });
       return r.status === 0 && (JSON.parse(r.stdout) as { phase: string }).phase === 'renew';
     }, 'the switch to the new root', 20_000);
     for (const [i, me] of [a, b].entries()) {
@@ -204,13 +204,13 @@ describe('forced re-issue over the admin API (real control plane process, real m
   });
 
   it('refuses a reissue without a target, with both targets, or with a bad window, naming the flag or field', async () => {
-    expect(trellisSync(['ca', 'reissue', '--admin', cp.admin]).status).to.equal(2);
-    expect(trellisSync(['ca', 'reissue', '--admin', cp.admin, '--all', '--spiffe-id', `spiffe://${TD}/x`]).status).to.equal(2);
-    expect(trellisSync(['ca', 'reissue', '--admin', cp.admin, '--all', '--window', 'soon']).status).to.equal(2);
+    expect(trellisSync(['ca', 'reissue', '--admin', cp.admin], { env: cp.adminEnv }).status).to.equal(2);
+    expect(trellisSync(['ca', 'reissue', '--admin', cp.admin, '--all', '--spiffe-id', `spiffe://${TD}/x`], { env: cp.adminEnv }).status).to.equal(2);
+    expect(trellisSync(['ca', 'reissue', '--admin', cp.admin, '--all', '--window', 'soon'], { env: cp.adminEnv }).status).to.equal(2);
     for (const body of ['{}', '{"all": "yes"}', '{"all": true, "windowSeconds": -1}', '{"all": true, "spiffeId": "spiffe://example.org/x"}']) {
-      const res = await fetch(`http://${cp.admin}/lifecycle/reissue`, { method: 'POST', body });
+      const res = await adminRaw(cp, '/lifecycle/reissue', body);
       expect(res.status, body).to.equal(400);
-      expect(((await res.json()) as { error: { code: string } }).error.code, body).to.equal('TRELLIS_ADMIN_BAD_BODY');
+      expect(res.body.error?.code, body).to.equal('TRELLIS_ADMIN_BAD_BODY');
     }
   });
 });

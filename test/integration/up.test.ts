@@ -4,7 +4,7 @@
  */
 import { expect } from 'chai';
 import { spawnSync } from 'node:child_process';
-import { cpSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { makeTmpDir, REPO_ROOT, trellisSpawn, trellisSync } from '@trellis/testkit';
 
@@ -54,6 +54,8 @@ describe('trellis up (real binary, real children)', function () {
     expect(processesMentioning(tmp.dir), 'no child may outlive trellis up').to.deep.equal([]);
     // The CA was created once, with its key 0600, and the policy dir is as it was.
     expect(existsSync(join(tmp.dir, 'state', 'ca', 'root.pem'))).to.equal(true);
+    // Admin credentials were provisioned under the state dir (step 5 read /debug/policies over mTLS with them).
+    expect(statSync(join(tmp.dir, 'state', 'admin', 'svid.key')).mode & 0o777).to.equal(0o600);
     expect(existsSync(join(tmp.dir, 'examples', 'policies', 'zz-scenario-allow-frontend.yaml'))).to.equal(false);
   });
 

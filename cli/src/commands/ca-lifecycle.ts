@@ -9,10 +9,12 @@ import { resolve } from 'node:path';
 import {
   activateNextIntermediate,
   adminRequest,
+  type AdminTarget,
   caStatusView,
   type CaStatusView,
   CA_KEY_TYPES,
   createEnvironmentIntermediate,
+  ensureNewRoot,
   installNextIntermediate,
   loadRootRotationState,
   loadRootSigner,
@@ -21,7 +23,9 @@ import {
   readBundleRoots,
   signIntermediateCsr,
   signNextIntermediateWithRoot,
-  startRootRotation,
+  signRootRotationCsr,
+  signRootRotationProof,
+  startRootRotationWithRootDir,
   stepRootRotation,
   type CaKeyType,
   type ObservedProxy,
@@ -29,9 +33,9 @@ import {
   type RotationStep,
 } from '@trellis/control-plane';
 import { DurationError, parseDurationSeconds, UsageError } from '@trellis/shared';
+import { ADMIN_CREDENTIALS_OPTION, adminTarget } from '../admin-target';
 import type { Command, CommandContext } from '../command';
 import { flag, optionalString, outputFormat, requiredString } from '../flags';
-import { httpGet } from '../up/admin-client';
 
 /** How long a command waits for the control plane's lifecycle step on the same CA dir to finish. */
 const LOCK_WAIT_MS = 10_000;
@@ -65,19 +69,20 @@ function readInput(ctx: CommandContext, name: string): { path: string; text: str
 }
 
 /** The connected sidecars' bundle ACKs from the control plane's admin endpoint; null when it cannot be asked. */
-export async function observeProxies(ctx: CommandContext, admin: string | undefined): Promise<ObservedProxy[] | null> {
-  if (admin === undefined) return null;
+export async function observeProxies(ctx: CommandContext, target: AdminTarget | undefined): Promise<ObservedProxy[] | null> {
+  if (target === undefined) return null;
   try {
-    const r = await httpGet(admin, '/debug/proxies', 5000);
-    if (r.status !== 200) {
-      ctx.stderr.write(`warning: ${admin}/debug/proxies answered ${r.status}; sidecar ACKs unknown\n`);
-      return null;
-    }
-    return proxiesFromAdmin(JSON.parse(r.body));
+    return proxiesFromAdmin(await adminRequest<unknown>(target, 'GET', '/debug/proxies', undefined, 5000));
   } catch (err) {
-    ctx.stderr.write(`warning: cannot reach the admin endpoint ${admin} (${(err as Error).message}); sidecar ACKs unknown\n`);
+    ctx.stderr.write(`warning: cannot read the sidecars from the admin endpoint ${target.address} (${(err as Error).message}); sidecar ACKs unknown\n`);
     return null;
   }
+}
+
+/** `--admin` as a target with credentials, or undefined without --admin. */
+function optionalAdmin(ctx: CommandContext): AdminTarget | undefined {
+  const admin = optionalString(ctx, 'admin');
+  return admin === undefined ? undefined : adminTarget(ctx, admin);
 }
 
 function printStep(ctx: CommandContext, caDir: string, step: RotationStep): void {
@@ -194,21 +199,26 @@ certificate moves to DIR/previous/; leaves it issued keep verifying until they e
   {
     name: 'ca rotate-root',
     summary: 'Start or advance a gated root rotation (new root in the bundle, switch, drop the old root)',
-    usage: 'trellis ca rotate-root --admin ADDR [--root-dir NEW_ROOT_DIR] [--key-type ec-p256|ec-p384|rsa-2048] [--reload-grace 60s] [--wait] [--poll 5s] [-o json]\n       trellis ca rotate-root --ca-dir DIR [--root-dir NEW_ROOT_DIR] [--admin ADDR] [--reload-grace 60s] [--wait] [--poll 5s] [-o json]',
-    description: `The first run adds the new root (taken from --root-dir, or created there) beside the old one in
-DIR/root.pem. Each later run advances one phase when its gate is met, observed, never assumed:
+    usage: 'trellis ca rotate-root --admin ADDR [--admin-credentials DIR] [--root-dir NEW_ROOT_DIR] [--current-root-dir DIR] [--key-type ec-p256|ec-p384|rsa-2048] [--reload-grace 60s] [--wait] [--poll 5s] [-o json]\n       trellis ca rotate-root --ca-dir DIR [--root-dir NEW_ROOT_DIR] [--admin ADDR] [--reload-grace 60s] [--wait] [--poll 5s] [-o json]',
+    description: `The first run adds the new root (read from --root-dir, or created there, on THIS machine) beside
+the old one in the CA's root.pem, with the next intermediate it signed waiting in next/. Each later
+run advances one phase when its gate is met, observed, never assumed:
   1 bundle  every sidecar connected to --admin has ACKed the bundle holding both roots
   2 renew   the CA issues under the new root; waits until no leaf issued before the switch
             (+ --reload-grace, the control plane's refresh interval) is unexpired (audit.log)
   3 done    the old root is dropped from the bundle
-State is DIR/root-rotation.json, so a restart (of anything) resumes. --wait keeps advancing
-until done, polling every --poll.
-With --admin ADDR alone, the running control plane starts or advances the rotation of its own
-CA dir (under the lifecycle lock), gated on the ACKs it observes itself. With --ca-dir, this
-command writes DIR and --admin only reports the sidecars' ACKs.`,
-    options: { 'ca-dir': { type: 'string' }, 'root-dir': { type: 'string' }, admin: { type: 'string' }, 'reload-grace': { type: 'string' }, wait: { type: 'boolean' }, poll: { type: 'string' }, 'key-type': { type: 'string' }, output: { type: 'string', short: 'o' } },
+State is root-rotation.json in the CA dir, so a restart (of anything) resumes. --wait keeps
+advancing until done, polling every --poll.
+With --admin ADDR alone, the running control plane starts or advances the rotation of its own CA
+dir, gated on the ACKs it observes itself. The new root's key never leaves --root-dir: this command
+fetches the CSR of the next intermediate, signs it with the new root here and sends certificates
+only. --current-root-dir (where the current root.pem and root.key are) signs that material as proof
+that you hold the current root, which the control plane requires unless it runs with
+--root-rotation-auth admin-identity. Needs admin credentials (--admin-credentials DIR or
+TRELLIS_ADMIN_CREDENTIALS). With --ca-dir, this command writes DIR itself and --admin only
+reports the sidecars' ACKs.`,
+    options: { ...ADMIN_CREDENTIALS_OPTION, 'ca-dir': { type: 'string' }, 'root-dir': { type: 'string' }, 'current-root-dir': { type: 'string' }, admin: { type: 'string' }, 'reload-grace': { type: 'string' }, wait: { type: 'boolean' }, poll: { type: 'string' }, 'key-type': { type: 'string' }, 'validity-days': { type: 'string' }, output: { type: 'string', short: 'o' } },
     async run(ctx) {
-      const admin = optionalString(ctx, 'admin');
       const seconds = (name: string, dflt: number): number => {
         const v = optionalString(ctx, name);
         if (v === undefined) return dflt;
@@ -227,11 +237,33 @@ command writes DIR and --admin only reports the sidecars' ACKs.`,
           r();
         }, { once: true });
       });
-      if (optionalString(ctx, 'ca-dir') === undefined && admin !== undefined) {
-        const rootDir = optionalString(ctx, 'root-dir');
-        let body: Record<string, unknown> = { rootDir: rootDir === undefined ? undefined : resolve(ctx.cwd, rootDir), keyType: keyTypeFlag(ctx), reloadGraceSeconds: optionalString(ctx, 'reload-grace') === undefined ? undefined : seconds('reload-grace', 60) };
+      const grace = optionalString(ctx, 'reload-grace') === undefined ? undefined : seconds('reload-grace', 60);
+      if (optionalString(ctx, 'ca-dir') === undefined && optionalString(ctx, 'admin') !== undefined) {
+        let target = adminTarget(ctx, requiredString(ctx, 'admin'));
+        let body: Record<string, unknown> = {};
+        const status = await adminRequest<CaStatusView>(target, 'GET', '/lifecycle/status');
+        const running = status.rootRotation !== null && status.rootRotation.phase !== 'done';
+        if (!running) {
+          const rootDir = optionalString(ctx, 'root-dir');
+          if (rootDir === undefined) throw new UsageError('--root-dir is required to start a root rotation (where the new root is, or will be created)', { flag: 'root-dir' });
+          const now = new Date();
+          const prepared = await adminRequest<{ trustDomain: string; csrPem: string; rootProof: 'required' | 'optional' }>(target, 'POST', '/lifecycle/rotate-root/prepare', {});
+          const currentRootDir = optionalString(ctx, 'current-root-dir');
+          if (currentRootDir === undefined && prepared.rootProof === 'required') {
+            throw new UsageError('this control plane starts a root rotation only with proof that you hold the current root: give --current-root-dir DIR (the current root.pem and root.key)', { flag: 'current-root-dir' });
+          }
+          const currentRoot = currentRootDir === undefined ? undefined : await loadRootSigner(resolve(ctx.cwd, currentRootDir), now);
+          const newRoot = await ensureNewRoot(resolve(ctx.cwd, rootDir), { trustDomain: prepared.trustDomain, now, keyType: keyTypeFlag(ctx) });
+          const material = await signRootRotationCsr(newRoot, prepared.csrPem, { trustDomain: prepared.trustDomain, now, validityDays: daysFlag(ctx, 'validity-days') });
+          const proof = currentRoot === undefined ? undefined : await signRootRotationProof(material, currentRoot, { trustDomain: prepared.trustDomain, now });
+          body = { ...material, proof, reloadGraceSeconds: grace };
+          // Once the CA switches, the control plane serves a certificate under the new root.
+          target = { ...target, extraRootsPem: [material.newRootPem] };
+        } else if (optionalString(ctx, 'root-dir') !== undefined) {
+          ctx.stderr.write(`a root rotation started at ${status.rootRotation!.startedAt} is in phase ${status.rootRotation!.phase}: advancing it (--root-dir is not used)\n`);
+        }
         for (;;) {
-          const step = await adminRequest<AdminRotationStep>(admin, 'POST', '/lifecycle/rotate-root', body);
+          const step = await adminRequest<AdminRotationStep>(target, 'POST', '/lifecycle/rotate-root', body);
           body = {};
           if (step.started) ctx.stderr.write(`root rotation started at ${step.startedAt}: the bundle now holds ${step.roots} roots\n`);
           if (!flag(ctx, 'wait') || step.phase === 'done' || ctx.stopSignal.aborted) {
@@ -243,15 +275,16 @@ command writes DIR and --admin only reports the sidecars' ACKs.`,
         }
       }
       const caDir = pathFlag(ctx, 'ca-dir');
+      const observed = optionalAdmin(ctx);
       const state = loadRootRotationState(caDir);
       if (!state || state.phase === 'done') {
         const rootDir = optionalString(ctx, 'root-dir');
         if (rootDir === undefined) throw new UsageError('--root-dir is required to start a root rotation (where the new root is, or will be created)', { flag: 'root-dir' });
-        const started = await startRootRotation(caDir, { newRootDir: resolve(ctx.cwd, rootDir), now: new Date(), keyType: keyTypeFlag(ctx), reloadGraceSeconds: seconds('reload-grace', 60), lockWaitMs: LOCK_WAIT_MS });
+        const started = await startRootRotationWithRootDir(caDir, resolve(ctx.cwd, rootDir), { now: new Date(), keyType: keyTypeFlag(ctx), reloadGraceSeconds: grace ?? 60, lockWaitMs: LOCK_WAIT_MS, validityDays: daysFlag(ctx, 'validity-days') });
         ctx.stderr.write(`root rotation started at ${started.startedAt}: the bundle now holds ${readBundleRoots(caDir).length} roots\n`);
       }
       for (;;) {
-        const step = await stepRootRotation(caDir, await observeProxies(ctx, admin), new Date(), { lockWaitMs: LOCK_WAIT_MS });
+        const step = await stepRootRotation(caDir, await observeProxies(ctx, observed), new Date(), { lockWaitMs: LOCK_WAIT_MS });
         if (!flag(ctx, 'wait') || step.state.phase === 'done' || ctx.stopSignal.aborted) {
           printStep(ctx, caDir, step);
           return;
@@ -264,12 +297,13 @@ command writes DIR and --admin only reports the sidecars' ACKs.`,
   {
     name: 'ca reissue',
     summary: 'Make sidecars renew with fresh keys now, spread over a jitter window (suspected key compromise)',
-    usage: 'trellis ca reissue --admin ADDR (--all | --spiffe-id ID) [--window 60s] [-o json]',
+    usage: 'trellis ca reissue --admin ADDR [--admin-credentials DIR] (--all | --spiffe-id ID) [--window 60s] [-o json]',
     description: `The control plane tells every matching connected sidecar (and any that connects later,
 while the order lasts) to renew with a fresh key by its own instant inside --window, so the CA
 is not stormed. A sidecar whose certificate was issued after the order is left alone. The old
-certificates stay valid until they expire; revoke them (trellis revoke) to refuse them now.`,
-    options: { admin: { type: 'string' }, all: { type: 'boolean' }, 'spiffe-id': { type: 'string' }, window: { type: 'string' }, output: { type: 'string', short: 'o' } },
+certificates stay valid until they expire; revoke them (trellis revoke) to refuse them now.
+Needs admin credentials (--admin-credentials DIR or TRELLIS_ADMIN_CREDENTIALS).`,
+    options: { ...ADMIN_CREDENTIALS_OPTION, admin: { type: 'string' }, all: { type: 'boolean' }, 'spiffe-id': { type: 'string' }, window: { type: 'string' }, output: { type: 'string', short: 'o' } },
     async run(ctx) {
       const admin = requiredString(ctx, 'admin');
       const spiffeId = optionalString(ctx, 'spiffe-id');
@@ -284,7 +318,7 @@ certificates stay valid until they expire; revoke them (trellis revoke) to refus
           throw err;
         }
       }
-      const r = await adminRequest<{ sidecars: number; renewBy: { earliest: string | null; latest: string | null } }>(admin, 'POST', '/lifecycle/reissue', spiffeId !== undefined ? { spiffeId, windowSeconds } : { all: true, windowSeconds });
+      const r = await adminRequest<{ sidecars: number; renewBy: { earliest: string | null; latest: string | null } }>(adminTarget(ctx, admin), 'POST', '/lifecycle/reissue', spiffeId !== undefined ? { spiffeId, windowSeconds } : { all: true, windowSeconds });
       if (outputFormat(ctx) === 'json') {
         ctx.stdout.write(JSON.stringify(r) + '\n');
         return;
@@ -295,16 +329,18 @@ certificates stay valid until they expire; revoke them (trellis revoke) to refus
   {
     name: 'ca status',
     summary: 'Show the CA: roots, intermediate slots and any root rotation with what it waits for',
-    usage: 'trellis ca status --admin ADDR [-o json]\n       trellis ca status --ca-dir DIR [--admin ADDR] [-o json]',
+    usage: 'trellis ca status --admin ADDR [--admin-credentials DIR] [-o json]\n       trellis ca status --ca-dir DIR [--admin ADDR] [-o json]',
     description: `With --admin ADDR alone, the running control plane reports its own CA dir and the ACKs it
-observes; with --ca-dir, this command reads DIR (and --admin only for the sidecars' ACKs).`,
-    options: { 'ca-dir': { type: 'string' }, admin: { type: 'string' }, output: { type: 'string', short: 'o' } },
+observes; with --ca-dir, this command reads DIR (and --admin only for the sidecars' ACKs).
+--admin needs admin credentials (--admin-credentials DIR or TRELLIS_ADMIN_CREDENTIALS).`,
+    options: { ...ADMIN_CREDENTIALS_OPTION, 'ca-dir': { type: 'string' }, admin: { type: 'string' }, output: { type: 'string', short: 'o' } },
     async run(ctx) {
       const admin = optionalString(ctx, 'admin');
       const local = optionalString(ctx, 'ca-dir') !== undefined || admin === undefined;
+      const target = optionalAdmin(ctx);
       const view = local
-        ? caStatusView(pathFlag(ctx, 'ca-dir'), await observeProxies(ctx, admin), new Date())
-        : await adminRequest<CaStatusView>(admin, 'GET', '/lifecycle/status');
+        ? caStatusView(pathFlag(ctx, 'ca-dir'), await observeProxies(ctx, target), new Date())
+        : await adminRequest<CaStatusView>(target!, 'GET', '/lifecycle/status');
       if (outputFormat(ctx) === 'json') {
         ctx.stdout.write(JSON.stringify(view) + '\n');
         return;

@@ -9,11 +9,11 @@ import { readFileSync } from 'node:fs';
 import { connect } from 'node:tls';
 import { X509Certificate } from 'node:crypto';
 import { join, resolve } from 'node:path';
-import { buildCheckReport, caDirCheckItems, CA_FILES, checkExitCode, DEFAULT_THRESHOLDS, humanSeconds, loadFederatedBundle, parseFederationConfig, readAuditLog, readIntermediateSlots, type CheckSubject } from '@trellis/control-plane';
+import { adminRequest, buildCheckReport, caDirCheckItems, CA_FILES, checkExitCode, DEFAULT_THRESHOLDS, humanSeconds, loadFederatedBundle, parseFederationConfig, readAuditLog, readIntermediateSlots, type CheckSubject } from '@trellis/control-plane';
 import { UsageError } from '@trellis/shared';
+import { ADMIN_CREDENTIALS_OPTION, adminTarget } from '../admin-target';
 import type { Command, CommandContext } from '../command';
 import { optionalString, outputFormat, stringList } from '../flags';
-import { httpGet } from '../up/admin-client';
 
 const DAY = 86_400;
 
@@ -47,17 +47,18 @@ export const commands: Command[] = [
   {
     name: 'check',
     summary: 'List every certificate with its expiry; exit 1 when one is critical or expired',
-    usage: 'trellis check [--ca-dir DIR] [--admin ADDR] [--tls NAME=HOST:PORT ...] [--federation FILE] [--warn-days N] [--critical-days N] [-o json]',
+    usage: 'trellis check [--ca-dir DIR] [--admin ADDR [--admin-credentials DIR]] [--tls NAME=HOST:PORT ...] [--federation FILE] [--warn-days N] [--critical-days N] [-o json]',
     description: `--ca-dir   roots, the current intermediate and the next one (warns once the intermediate is past
            half its life without a signed successor, the alarm for an offline root)
---admin    the control plane's admin address: each connected sidecar's leaf
+--admin    the control plane's admin address: each connected sidecar's leaf (needs admin
+           credentials: --admin-credentials DIR or TRELLIS_ADMIN_CREDENTIALS)
 --tls      a serving certificate read over TLS, e.g. --tls control-plane=127.0.0.1:15010
            --tls injector=127.0.0.1:9443 (repeatable)
 --federation the federatesWith config: every federated trust domain's roots (a bad entry is an error)
 --warn-days / --critical-days override the root and intermediate thresholds (default 60/14
 for intermediates, 180/30 for roots). Exit 0 when all are ok or warn, 1 when any is
 critical or expired, 2 on usage errors.`,
-    options: { 'ca-dir': { type: 'string' }, admin: { type: 'string' }, tls: { type: 'string', multiple: true }, federation: { type: 'string' }, 'warn-days': { type: 'string' }, 'critical-days': { type: 'string' }, output: { type: 'string', short: 'o' } },
+    options: { ...ADMIN_CREDENTIALS_OPTION, 'ca-dir': { type: 'string' }, admin: { type: 'string' }, tls: { type: 'string', multiple: true }, federation: { type: 'string' }, 'warn-days': { type: 'string' }, 'critical-days': { type: 'string' }, output: { type: 'string', short: 'o' } },
     async run(ctx) {
       const caDir = optionalString(ctx, 'ca-dir');
       const admin = optionalString(ctx, 'admin');
@@ -73,10 +74,11 @@ critical or expired, 2 on usage errors.`,
         subjects.push(...r.subjects);
         notes.push(...r.notes);
       }
-      if (admin !== undefined) {
+      const target = admin === undefined ? undefined : adminTarget(ctx, admin);
+      if (target !== undefined) {
         try {
-          const reply = await httpGet(admin, '/debug/proxies', 5000);
-          const proxies = (JSON.parse(reply.body) as { proxies?: Array<{ id: number; spiffeId: string | null; certificateExpiry: string | null }> }).proxies ?? [];
+          const reply = await adminRequest<unknown>(target, 'GET', '/debug/proxies', undefined, 5000);
+          const proxies = (reply as { proxies?: Array<{ id: number; spiffeId: string | null; certificateExpiry: string | null }> }).proxies ?? [];
           // The audit log tells when each leaf was issued, so its lifetime (and the fractional thresholds) are known.
           const issued = new Map<string, Date>();
           if (caDir !== undefined) {

@@ -22,13 +22,18 @@ import {
 } from '@trellis/control-plane';
 import { createLogger, UsageError, type MtlsMode } from '@trellis/shared';
 import type { Command, CommandContext } from '../command';
-import { optionalString } from '../flags';
+import { optionalString, stringList } from '../flags';
 
 function intFlag(ctx: CommandContext, name: string): number | undefined {
   const v = optionalString(ctx, name);
   if (v === undefined) return undefined;
   if (!/^\d+$/.test(v)) throw new UsageError(`--${name} must be a non-negative integer, got "${v}"`, { flag: name });
   return Number(v);
+}
+
+function listFlag(ctx: CommandContext, name: string): string[] | undefined {
+  const v = stringList(ctx, name);
+  return v.length > 0 ? v : undefined;
 }
 
 function pathFlag(ctx: CommandContext, name: string): string | undefined {
@@ -42,6 +47,15 @@ export const commands: Command[] = [
     summary: 'Run the control plane: workload authentication, SVID issuance, discovery stream',
     usage: 'trellis control-plane --ca-dir DIR --policy-dir DIR [--listen 127.0.0.1:15012] [--admin 127.0.0.1:15014] [--config FILE] [flags]',
     description: `Flags (each can also be set in the YAML --config file; flags win):
+  --admin HOST:PORT          the admin HTTPS endpoint (default 127.0.0.1:15014). /healthz, /readyz and
+                             /metrics answer anyone; everything else needs mTLS with an admin identity
+  --admin-allow ID           a SPIFFE ID allowed on the admin API (repeatable; config adminAllow);
+                             default spiffe://TD/ns/trellis-system/sa/trellis-admin
+  --admin-host HOST[:PORT]   another Host the admin API answers to besides its own address and
+                             loopback names, e.g. the pod IP (repeatable; config adminHosts)
+  --root-rotation-auth MODE  root-key (default): starting a root rotation over the admin API needs
+                             material signed by a current root key; admin-identity: the admin
+                             certificate alone (see docs/ca-lifecycle.md)
   --trust-domain TD          must match the CA's trust domain
   --svid-ttl 1h              lifetime of issued SVIDs (1m..24h)
   --default-mtls-mode MODE   STRICT (default), PERMISSIVE or DISABLE when no policy decides
@@ -65,6 +79,9 @@ SIGTERM drains: streams end with UNAVAILABLE so sidecars fail over, then it exit
       'policy-dir': { type: 'string' },
       listen: { type: 'string' },
       admin: { type: 'string' },
+      'admin-allow': { type: 'string', multiple: true },
+      'admin-host': { type: 'string', multiple: true },
+      'root-rotation-auth': { type: 'string' },
       config: { type: 'string' },
       'trust-domain': { type: 'string' },
       'svid-ttl': { type: 'string' },
@@ -93,6 +110,9 @@ SIGTERM drains: streams end with UNAVAILABLE so sidecars fail over, then it exit
         policyDir: pathFlag(ctx, 'policy-dir'),
         listen: optionalString(ctx, 'listen'),
         admin: optionalString(ctx, 'admin'),
+        adminAllow: listFlag(ctx, 'admin-allow'),
+        adminHosts: listFlag(ctx, 'admin-host'),
+        rootRotationAuth: optionalString(ctx, 'root-rotation-auth') as ControlPlaneConfigInput['rootRotationAuth'],
         trustDomain: optionalString(ctx, 'trust-domain'),
         svidTtl: optionalString(ctx, 'svid-ttl'),
         defaultMtlsMode: optionalString(ctx, 'default-mtls-mode') as MtlsMode | undefined,
@@ -131,6 +151,9 @@ SIGTERM drains: streams end with UNAVAILABLE so sidecars fail over, then it exit
           caDir: cfg.caDir,
           listen: cfg.listen,
           admin: cfg.admin,
+          adminAllow: cfg.adminAllow ?? undefined,
+          adminHosts: cfg.adminHosts,
+          rootRotationAuth: cfg.rootRotationAuth,
           svidTtlSeconds: cfg.svidTtlSeconds,
           defaultMtlsMode: cfg.defaultMtlsMode,
           kubernetes,

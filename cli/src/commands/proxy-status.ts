@@ -1,9 +1,11 @@
 /**
  * `trellis proxy-status`: every sidecar connected to a control plane, with
  * its identity, per-type sync state and certificate expiry, read from the
- * admin endpoint's /debug/proxies.
+ * admin endpoint's /debug/proxies (mTLS with admin credentials).
  */
-import { TrellisError, UsageError } from '@trellis/shared';
+import { adminRequest } from '@trellis/control-plane';
+import { UsageError } from '@trellis/shared';
+import { ADMIN_CREDENTIALS_OPTION, adminTarget } from '../admin-target';
 import type { Command } from '../command';
 import { optionalString, outputFormat } from '../flags';
 
@@ -24,22 +26,16 @@ export const commands: Command[] = [
   {
     name: 'proxy-status',
     summary: 'Show every sidecar connected to the control plane and its sync state',
-    usage: 'trellis proxy-status [--admin 127.0.0.1:15014] [-o text|json]',
+    usage: 'trellis proxy-status [--admin 127.0.0.1:15014] [--admin-credentials DIR] [-o text|json]',
     description: `States per type: SYNCED (ACKed the latest), STALE (sent, not yet ACKed),
-NACKED (rejected; the error is shown), NOT_SENT (not subscribed or nothing sent yet).`,
-    options: { admin: { type: 'string' }, output: { type: 'string', short: 'o' } },
+NACKED (rejected; the error is shown), NOT_SENT (not subscribed or nothing sent yet).
+Needs admin credentials (--admin-credentials DIR or TRELLIS_ADMIN_CREDENTIALS).`,
+    options: { ...ADMIN_CREDENTIALS_OPTION, admin: { type: 'string' }, output: { type: 'string', short: 'o' } },
     async run(ctx) {
       const admin = optionalString(ctx, 'admin') ?? '127.0.0.1:15014';
       if (!/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(admin)) throw new UsageError(`--admin must be host:port, got "${admin}"`, { flag: 'admin' });
       const format = outputFormat(ctx);
-      let body: { proxies: Proxy[] };
-      try {
-        const res = await fetch(`http://${admin}/debug/proxies`);
-        if (!res.ok) throw new Error(`HTTP ${res.status}`);
-        body = (await res.json()) as { proxies: Proxy[] };
-      } catch (err) {
-        throw new TrellisError('TRELLIS_CP_ADMIN_UNREACHABLE', `cannot read http://${admin}/debug/proxies: ${(err as Error).message}`, { admin });
-      }
+      const body = await adminRequest<{ proxies: Proxy[] }>(adminTarget(ctx, admin), 'GET', '/debug/proxies');
       if (format === 'json') {
         ctx.stdout.write(JSON.stringify(body.proxies, null, 2) + '\n');
         return 0;

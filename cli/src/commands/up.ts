@@ -22,7 +22,8 @@ export const commands: Command[] = [
     usage: 'trellis up [--config FILE] [--state-dir .trellis] [--scenario] [--once] [--status-every 10s]',
     description: [
       '--config FILE      the mesh file (default: the bundled examples/mesh.yaml)',
-      '--state-dir DIR    where the CA, tokens and logs live (default .trellis); the CA is created once and reused',
+      '--state-dir DIR    where the CA, tokens and logs live (default .trellis); the CA is created once and reused;',
+      '                   fresh admin credentials are written to DIR/admin at each start (TRELLIS_ADMIN_CREDENTIALS=DIR/admin)',
       '--scenario         walk the example scenario and print PASS/FAIL per step',
       '--once             exit after the scenario (or once ready): 0 if every step passed',
       '--status-every N   seconds between live status tables (default 10; 0 turns it off)',
@@ -53,7 +54,7 @@ export const commands: Command[] = [
         await runner.start(ctx.stopSignal);
         ctx.stdout.write(`trellis up: mesh "${file}" is running (${config.workloads.length} workloads, trust domain ${config.trustDomain})\n`);
         if (flag(ctx, 'scenario')) {
-          const results = await runScenario(config, { out: ctx.stdout, signal: ctx.stopSignal });
+          const results = await runScenario(config, { out: ctx.stdout, signal: ctx.stopSignal, admin: runner.adminTarget() });
           const passed = results.filter((r) => r.ok).length;
           ctx.stdout.write(`scenario: ${passed} passed, ${results.length - passed} failed\n`);
           if (passed !== results.length) code = 1;

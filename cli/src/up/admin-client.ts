@@ -1,6 +1,8 @@
 /**
- * Small HTTP helpers `trellis up` uses to watch its children through their
- * admin endpoints (control plane and sidecars): readiness polling and JSON reads.
+ * Small HTTP helpers `trellis up` uses to watch its sidecars through their
+ * loopback admin endpoints (plain HTTP): readiness polling and JSON reads.
+ * The control plane's admin API is HTTPS with admin credentials; it is
+ * reached through @trellis/control-plane's adminRequest, the one client.
  */
 import { request } from 'node:http';
 
@@ -37,19 +39,31 @@ export async function getJson<T>(addr: string, path: string): Promise<T | undefi
 }
 
 /** Polls `GET addr+path` until it answers 200, or rejects after `timeoutMs`. */
-export async function waitReady(addr: string, path: string, timeoutMs: number, signal?: AbortSignal): Promise<void> {
+export function waitReady(addr: string, path: string, timeoutMs: number, signal?: AbortSignal): Promise<void> {
+  return pollUntil(`${addr}${path}`, async () => {
+    const r = await httpGet(addr, path, 1000);
+    return r.status === 200 ? true : `HTTP ${r.status}`;
+  }, timeoutMs, signal);
+}
+
+/**
+ * Calls `probe` every 200 ms until it resolves true, or rejects after
+ * `timeoutMs` naming `what` and the last failure (a string `probe` returned,
+ * or the error it threw).
+ */
+export async function pollUntil(what: string, probe: () => Promise<true | string>, timeoutMs: number, signal?: AbortSignal): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let last = 'no answer';
   while (Date.now() < deadline) {
     if (signal?.aborted) throw new Error('stopped');
     try {
-      const r = await httpGet(addr, path, 1000);
-      if (r.status === 200) return;
-      last = `HTTP ${r.status}`;
+      const r = await probe();
+      if (r === true) return;
+      last = r;
     } catch (err) {
       last = (err as Error).message;
     }
     await new Promise((r) => setTimeout(r, 200));
   }
-  throw new Error(`${addr}${path} not ready after ${timeoutMs} ms (last: ${last})`);
+  throw new Error(`${what} not ready after ${timeoutMs} ms (last: ${last})`);
 }

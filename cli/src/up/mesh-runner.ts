@@ -7,10 +7,11 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { adminRequest, loadAdminCredentials, type AdminTarget } from '@trellis/control-plane';
 import { TrellisError, type Logger } from '@trellis/shared';
 import type { MeshConfig, WorkloadConfig } from './mesh-config';
 import { Supervisor } from './supervisor';
-import { waitReady } from './admin-client';
+import { pollUntil, waitReady } from './admin-client';
 
 export interface MeshRunnerDeps {
   logger: Logger;
@@ -21,9 +22,9 @@ export interface MeshRunnerDeps {
 }
 
 /** Paths inside the state dir. */
-export function statePaths(stateDir: string): { caDir: string; rootPem: string; workloadDir: (name: string) => string } {
+export function statePaths(stateDir: string): { caDir: string; rootPem: string; adminCredentials: string; workloadDir: (name: string) => string } {
   const caDir = join(stateDir, 'ca');
-  return { caDir, rootPem: join(caDir, 'root.pem'), workloadDir: (name) => join(stateDir, 'workloads', name) };
+  return { caDir, rootPem: join(caDir, 'root.pem'), adminCredentials: join(stateDir, 'admin'), workloadDir: (name) => join(stateDir, 'workloads', name) };
 }
 
 /** The SPIFFE ID a workload of the mesh file gets. */
@@ -41,10 +42,16 @@ export class MeshRunner {
     this.supervisor = new Supervisor({ logger: deps.logger, output: deps.output });
   }
 
+  /** The control plane's admin API as this mesh's admin (credentials written by {@link start}). */
+  adminTarget(): AdminTarget {
+    return { address: this.config.controlPlane.admin, credentials: loadAdminCredentials(this.paths.adminCredentials, new Date()) };
+  }
+
   /** Starts everything and resolves when the control plane and every sidecar report ready. */
   async start(signal?: AbortSignal): Promise<void> {
     mkdirSync(this.stateDir, { recursive: true });
     this.ensureCa();
+    this.issueAdminCredentials();
     const cp = this.config.controlPlane;
     this.supervisor.start({
       name: 'control-plane',
@@ -58,7 +65,8 @@ export class MeshRunner {
         '--svid-ttl', this.config.svidTtl,
       ],
     });
-    await waitReady(cp.admin, '/readyz', 30_000, signal);
+    const admin = this.adminTarget();
+    await pollUntil(`${cp.admin}/readyz`, () => adminRequest(admin, 'GET', '/readyz', undefined, 1000).then(() => true as const), 30_000, signal);
     this.deps.logger.info('control plane ready', { listen: cp.listen, admin: cp.admin });
 
     for (const w of this.config.workloads) this.startWorkload(w);
@@ -94,6 +102,14 @@ export class MeshRunner {
     if (r.status !== 0) throw new TrellisError('TRELLIS_UP_CA_INIT_FAILED', `trellis ca init failed: ${(r.stderr || r.stdout).trim()}`);
     writeFileSync(join(caDir, 'trust-domain'), this.config.trustDomain + '\n');
     this.deps.logger.info('created CA', { caDir, trustDomain: this.config.trustDomain });
+  }
+
+  /** Fresh admin credentials under the state dir at every start, so the local mesh needs no extra step. */
+  private issueAdminCredentials(): void {
+    const out = this.paths.adminCredentials;
+    const r = spawnSync(process.execPath, [this.deps.trellisBin, 'admin', 'credentials', '--ca-dir', this.paths.caDir, '--out', out], { encoding: 'utf8' });
+    if (r.status !== 0) throw new TrellisError('TRELLIS_UP_ADMIN_CREDENTIALS_FAILED', `trellis admin credentials failed: ${(r.stderr || r.stdout).trim()}`);
+    this.deps.logger.info('admin credentials written', { dir: out, use: `TRELLIS_ADMIN_CREDENTIALS=${out}` });
   }
 
   /** Issues a fresh single-use join token for `w` into its state dir. */

@@ -8,6 +8,7 @@ import { connect } from 'node:net';
 import { request, Agent } from 'node:http';
 import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { adminRequest, type AdminTarget } from '@trellis/control-plane';
 import type { MeshConfig, WorkloadConfig } from './mesh-config';
 import { getJson } from './admin-client';
 import { workloadSpiffeId } from './mesh-runner';
@@ -25,6 +26,8 @@ export interface ScenarioDeps {
   signal?: AbortSignal;
   /** Upper bound for the rotation step; defaults to 2.5 × the SVID TTL. */
   rotationTimeoutMs?: number;
+  /** The control plane's admin API with the mesh's admin credentials. */
+  admin: AdminTarget;
 }
 
 interface Reply {
@@ -181,7 +184,7 @@ export async function runScenario(config: MeshConfig, deps: ScenarioDeps): Promi
       const applied = await eventually(10_000, async () => (await status()) === 200);
       writeFileSync(file, 'apiVersion: security.trellis.dev/v1\nkind: AuthorizationPolicy\nmetadata: { name: broken, namespace: shop }\nspec: { action: SOMETIMES }\n');
       await sleep(1500);
-      const policies = await getJson<unknown>(config.controlPlane.admin, '/debug/policies');
+      const policies = await adminRequest<unknown>(deps.admin, 'GET', '/debug/policies').catch(() => undefined);
       const reported = JSON.stringify(policies ?? {}).includes('zz-scenario-allow-frontend.yaml');
       const kept = (await status()) === 200;
       return { ok: applied && reported && kept, detail: `edit applied: ${applied}; broken edit reported: ${reported}; last good kept: ${kept}` };

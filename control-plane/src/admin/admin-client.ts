@@ -1,20 +1,61 @@
 /**
- * The client side of the admin API, for the CLI's `--admin ADDR` forms: one
- * JSON request to the control plane's admin endpoint. A refusal comes back
- * as AdminError REFUSED carrying the server's code (`details.serverCode`),
- * so the CLI prints the same one line and code the server decided on.
+ * The client side of the admin API, the one every CLI command that talks to
+ * a control plane's `--admin ADDR` uses: one JSON request over mutual TLS.
+ * It presents the admin credentials (admin-credentials.ts) and accepts the
+ * server only when its certificate chains to the credentials' bundle and
+ * carries the control plane's SPIFFE ID (a hostname means nothing here, as
+ * for the sidecars). A refusal comes back as AdminError REFUSED carrying the
+ * server's code (`details.serverCode`), so the CLI prints the same one line
+ * and code the server decided on.
  */
-import { request } from 'node:http';
+import { request } from 'node:https';
+import type { PeerCertificate } from 'node:tls';
+import { controlPlaneSpiffeId } from '../tls/server-identity';
+import type { AdminCredentials } from './admin-credentials';
 import { AdminError, AdminErrorCode } from './admin-error';
 
-/** Sends `method path` with `body` as JSON to `addr` (host:port); resolves with the parsed 2xx answer. */
-export function adminRequest<T>(addr: string, method: 'GET' | 'POST', path: string, body?: unknown, timeoutMs = 30_000): Promise<T> {
-  const m = /^\[([^\]]+)\]:(\d+)$/.exec(addr) ?? /^([^:/]+):(\d+)$/.exec(addr.replace(/^http:\/\//, '').replace(/\/$/, ''));
+/** Where to send admin requests, and as whom. */
+export interface AdminTarget {
+  /** host:port (IPv6 as [::1]:port). */
+  readonly address: string;
+  readonly credentials: AdminCredentials;
+  /** Roots to trust for the server besides the credentials' bundle (a rotation's new root, once the CA switches to it). */
+  readonly extraRootsPem?: readonly string[];
+  /** The SPIFFE ID the server must present; default the control plane's ID in the credentials' trust domain. */
+  readonly serverSpiffeId?: string;
+}
+
+const TLS_TRUST_ERRORS = new Set(['UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'SELF_SIGNED_CERT_IN_CHAIN', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'CERT_HAS_EXPIRED', 'CERT_SIGNATURE_FAILURE']);
+
+/** Sends `method path` with `body` as JSON to the target; resolves with the parsed 2xx answer. */
+export function adminRequest<T>(target: AdminTarget, method: 'GET' | 'POST', path: string, body?: unknown, timeoutMs = 30_000): Promise<T> {
+  const addr = target.address;
+  const m = /^\[([^\]]+)\]:(\d+)$/.exec(addr) ?? /^([^:/]+):(\d+)$/.exec(addr.replace(/^https?:\/\//, '').replace(/\/$/, ''));
   if (!m) return Promise.reject(new AdminError(AdminErrorCode.UNREACHABLE, `admin address "${addr}" is not host:port`, { addr }));
-  const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+  const creds = target.credentials;
+  const expected = target.serverSpiffeId ?? controlPlaneSpiffeId(creds.trustDomain);
+  const payload = method === 'POST' ? Buffer.from(JSON.stringify(body ?? {})) : undefined;
   return new Promise<T>((resolve, reject) => {
     const req = request(
-      { host: m[1], port: Number(m[2]), path, method, timeout: timeoutMs, agent: false, headers: payload ? { 'content-type': 'application/json', 'content-length': payload.length } : {} },
+      {
+        host: m[1],
+        port: Number(m[2]),
+        path,
+        method,
+        timeout: timeoutMs,
+        agent: false,
+        headers: payload ? { 'content-type': 'application/json', 'content-length': payload.length } : {},
+        cert: creds.chainPem,
+        key: creds.keyPem,
+        ca: [creds.bundlePem, ...(target.extraRootsPem ?? [])],
+        minVersion: 'TLSv1.2',
+        // Replaces hostname checks: the control plane is known by its SPIFFE ID alone.
+        checkServerIdentity: (_host: string, cert: PeerCertificate) => {
+          const uris = (cert.subjectaltname ?? '').split(/,\s*/).filter((s) => s.startsWith('URI:')).map((s) => s.slice(4));
+          if (uris.length === 1 && uris[0] === expected) return undefined;
+          return new AdminError(AdminErrorCode.UNREACHABLE, `${addr} presented ${uris.join(', ') || 'no SPIFFE ID'}, not the control plane ${expected}`, { addr });
+        },
+      },
       (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
@@ -36,7 +77,12 @@ export function adminRequest<T>(addr: string, method: 'GET' | 'POST', path: stri
       },
     );
     req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
-    req.on('error', (err) => reject(new AdminError(AdminErrorCode.UNREACHABLE, `cannot reach the admin endpoint ${addr}: ${err.message}`, { addr }, { cause: err })));
+    req.on('error', (err) => {
+      if (err instanceof AdminError) return reject(err);
+      const code = (err as NodeJS.ErrnoException).code ?? '';
+      const hint = TLS_TRUST_ERRORS.has(code) ? ` (the server certificate does not chain to ${creds.dir}/bundle.pem: after a root rotation, write fresh credentials with "trellis admin credentials")` : '';
+      reject(new AdminError(AdminErrorCode.UNREACHABLE, `cannot reach the admin endpoint ${addr}: ${err.message}${hint}`, { addr, tlsCode: code || null }, { cause: err }));
+    });
     req.end(payload);
   });
 }

@@ -1,21 +1,47 @@
 /**
- * The admin HTTP endpoint: liveness, readiness, Prometheus metrics, the
- * debug views operators and `trellis proxy-status` read, and the lifecycle
- * steps (`POST /lifecycle/...`) that `trellis revoke --admin` and `trellis
- * ca ... --admin` call. Plain HTTP on a loopback address by default: whoever
- * can reach it can revoke and rotate, so keep it on localhost. It exposes no
- * secrets (no keys, no tokens, no full certificates).
+ * The admin endpoint: liveness, readiness, Prometheus metrics, the debug
+ * views `trellis proxy-status` reads, and the lifecycle steps (`POST
+ * /lifecycle/...`) behind `trellis revoke --admin` and `trellis ca ...
+ * --admin`. One HTTPS port, serving the control plane's own SVID from the
+ * same TLS-material holder as the discovery server and trusting the same
+ * mesh bundle. It asks every client for a certificate and decides per
+ * request (admin-access.ts): /healthz, /readyz and /metrics answer anyone;
+ * everything else needs mTLS with an admin identity. It exposes no secrets
+ * (no keys, no tokens, no full certificates) and never takes a file path.
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, type Server } from 'node:https';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { TLSSocket } from 'node:tls';
 import type { Registry } from 'prom-client';
+import { parseCertificates, parsePemBundle, type CertificateFacts, type Logger, type TrustBundle } from '@trellis/shared';
+import { decideAdminRequest, PUBLIC_PATHS, type AdminRequestFacts } from './admin-access';
 import { AdminError, AdminErrorCode } from './admin-error';
+import { acceptedAdminHosts } from './admin-host';
 import { errorBody, httpStatusOf } from './admin-status';
 import type { AdminRoute } from './lifecycle-routes';
 
-const GET_PATHS: readonly string[] = ['/healthz', '/readyz', '/metrics', '/debug/proxies', '/debug/policies'];
-
 /** The largest request body the admin API reads. */
 const MAX_BODY_BYTES = 64 * 1024;
+
+/** The TLS material the admin server serves and trusts (the control plane's MutableCertificateProvider). */
+export interface AdminTlsMaterial {
+  /** Our chain and key, and the roots client certificates must chain to; null before the first SVID. */
+  current(): { cert: Buffer; key: Buffer; ca: Buffer } | null;
+  /** Called after every swap; the server re-reads {@link current} for new connections. */
+  onUpdate(l: () => void): void;
+}
+
+/** Who may use the admin API. */
+export interface AdminAccessSettings {
+  trustDomain: string;
+  /** SPIFFE IDs allowed to use the protected paths. */
+  allow: readonly string[];
+  /** Extra `HOST[:PORT]` values the Host header may carry (the pod IP, a Service name). */
+  hosts?: readonly string[];
+  /** True when the serial (normalised hex) or the SPIFFE ID is revoked. */
+  isRevoked(serialHex: string, spiffeId: string): boolean;
+  now(): Date;
+}
 
 /** What the admin server reads from the running control plane. */
 export interface AdminSources {
@@ -25,29 +51,85 @@ export interface AdminSources {
   policies(): unknown;
   /** Extra routes (the lifecycle steps); their errors are mapped by {@link httpStatusOf}. */
   routes?: readonly AdminRoute[];
+  tls: AdminTlsMaterial;
+  access: AdminAccessSettings;
+  logger: Logger;
+}
+
+/**
+ * The presented client chain (leaf first, DER), without any trust anchor
+ * OpenSSL appended from our roots. Empty when no certificate was sent.
+ */
+function presentedChain(socket: TLSSocket): Buffer[] {
+  const out: Buffer[] = [];
+  let c = socket.getPeerCertificate(true) as { raw?: Buffer; issuerCertificate?: unknown } | undefined;
+  const seen = new Set<unknown>();
+  while (c && c.raw && !seen.has(c) && out.length < 10) {
+    seen.add(c);
+    out.push(c.raw);
+    const next = c.issuerCertificate as { raw?: Buffer; issuerCertificate?: unknown } | undefined;
+    if (!next || next === c) break;
+    c = next;
+  }
+  return out;
+}
+
+function parseChain(ders: Buffer[]): CertificateFacts[] | null {
+  try {
+    // Self-issued certificates are anchors; anchors come from our bundle, never from the peer.
+    return parseCertificates(ders).filter((c, i) => i === 0 || !c.issuer.equals(c.subject));
+  } catch {
+    return null;
+  }
 }
 
 /** Starts the admin server on host:port; resolves with the bound port. */
 export async function startAdminServer(listen: string, src: AdminSources): Promise<{ server: Server; port: number }> {
   const { host, port } = splitHostPort(listen);
-  const server = createServer((req, res) => {
-    const url = (req.url ?? '/').split('?')[0];
+  const material = src.tls.current();
+  if (!material) throw new AdminError(AdminErrorCode.INTERNAL, 'the admin server needs the control plane certificate and the trust bundle first', {});
+  let bundle: { pem: string; bundle: TrustBundle } | null = null;
+  const trustBundle = (ca: Buffer): TrustBundle => {
+    const pem = ca.toString('utf8');
+    if (bundle?.pem !== pem) bundle = { pem, bundle: parsePemBundle(src.access.trustDomain, pem, 'trust bundle') };
+    return bundle.bundle;
+  };
+  const allow = new Set(src.access.allow);
+  const routes = src.routes ?? [];
+  let hosts = acceptedAdminHosts(host, port, src.access.hosts);
+
+  const server = createServer({ ...material, requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.2' }, (req, res) => {
+    const path = (req.url ?? '/').split('?')[0]!;
+    const socket = req.socket as TLSSocket;
     const json = (code: number, body: unknown): void => {
-      res.writeHead(code, { 'content-type': 'application/json' });
+      res.writeHead(code, { 'content-type': 'application/json', 'cache-control': 'no-store' });
       res.end(JSON.stringify(body, null, 2) + '\n');
     };
-    const route = (src.routes ?? []).find((r) => r.path === url);
-    if (route) {
-      serveRoute(route, req, res, json);
-      return undefined;
+    const fail = (err: unknown): void => json(httpStatusOf(err), errorBody(err));
+    const route = routes.find((r) => r.path === path) ?? builtIn(path);
+    const current = src.tls.current()!;
+    const chain = parseChain(presentedChain(socket));
+    const facts: AdminRequestFacts = {
+      method: req.method ?? '',
+      path,
+      host: req.headers.host,
+      contentType: req.headers['content-type'],
+      route: route ? { method: route.method } : null,
+      peerChain: chain ?? [],
+      tlsVerified: socket.authorized === true,
+      tlsError: socket.authorizationError ? String(socket.authorizationError) : undefined,
+    };
+    const decision = chain === null
+      ? { allow: false as const, code: AdminErrorCode.UNAUTHENTICATED, reason: 'the client certificate chain cannot be parsed', details: {} }
+      : decideAdminRequest(facts, { trustBundle: trustBundle(current.ca), allow, hosts, isRevoked: src.access.isRevoked, now: src.access.now() });
+    if (!decision.allow) {
+      req.resume();
+      if (decision.code === AdminErrorCode.METHOD_NOT_ALLOWED && route) res.setHeader('allow', route.method);
+      src.logger.warn('admin request refused', { method: req.method, path, code: decision.code, reason: decision.reason, spiffeId: (decision.details['spiffeId'] as string | undefined) ?? null, remote: socket.remoteAddress ?? null });
+      return fail(new AdminError(decision.code, decision.reason, { ...decision.details }));
     }
-    const paths = [...GET_PATHS, ...(src.routes ?? []).map((r) => `${r.method} ${r.path}`)];
-    if (req.method !== 'GET' && req.method !== 'HEAD') {
-      return GET_PATHS.includes(url)
-        ? fail(new AdminError(AdminErrorCode.METHOD_NOT_ALLOWED, `${req.method ?? '?'} ${url}: only GET here`, { method: req.method, allowed: 'GET' }))
-        : fail(new AdminError(AdminErrorCode.NOT_FOUND, `no such path ${url}`, { paths }));
-    }
-    switch (url) {
+    if (decision.identity !== null) src.logger.info('admin request', { method: req.method, path, spiffeId: decision.identity });
+    switch (path) {
       case '/healthz':
         return json(200, { status: 'ok' });
       case '/readyz':
@@ -66,30 +148,37 @@ export async function startAdminServer(listen: string, src: AdminSources): Promi
       case '/debug/policies':
         return json(200, src.policies());
       default:
-        return fail(new AdminError(AdminErrorCode.NOT_FOUND, `no such path ${url}`, { paths }));
-    }
-    function fail(err: unknown): void {
-      json(httpStatusOf(err), errorBody(err));
+        return serveRoute(route as AdminRoute, req, res, json, decision.identity ?? '');
     }
   });
+  src.tls.onUpdate(() => {
+    const m = src.tls.current();
+    // A swap keeps the requestCert/rejectUnauthorized server options; only the context changes.
+    if (m) server.setSecureContext({ ...m, minVersion: 'TLSv1.2' });
+  });
+  // A TLS failure (a plain-HTTP client, a bad handshake) ends that connection only.
+  server.on('tlsClientError', (err) => src.logger.debug('admin TLS handshake failed', { error: err.message }));
   const bound = await new Promise<number>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => {
+      server.off('error', reject);
       const a = server.address();
       resolve(typeof a === 'object' && a ? a.port : port);
     });
   });
+  hosts = acceptedAdminHosts(host, bound, src.access.hosts);
   return { server, port: bound };
 }
 
- /** Reads the JSON body (POST), runs the route, and answers its result or its mapped error. */
-function serveRoute(route: AdminRoute, req: IncomingMessage, res: ServerResponse, json: (code: number, body: unknown) => void): void {
+/** The built-in GET routes (the handler switch serves them). */
+function builtIn(path: string): AdminRoute | null {
+  if (PUBLIC_PATHS.includes(path) || path === '/debug/proxies' || path === '/debug/policies') return { method: 'GET', path, handle: () => undefined };
+  return null;
+}
+
+/** Reads the JSON body (POST), runs the route, and answers its result or its mapped error. */
+function serveRoute(route: AdminRoute, req: IncomingMessage, res: ServerResponse, json: (code: number, body: unknown) => void, identity: string): void {
   const fail = (err: unknown): void => json(httpStatusOf(err), errorBody(err));
-  if (req.method !== route.method && !(route.method === 'GET' && req.method === 'HEAD')) {
-    res.setHeader('allow', route.method);
-    req.resume();
-    return fail(new AdminError(AdminErrorCode.METHOD_NOT_ALLOWED, `${req.method ?? '?'} ${route.path}: use ${route.method}`, { method: req.method, allowed: route.method }));
-  }
   const chunks: Buffer[] = [];
   let size = 0;
   let tooLarge = false;
@@ -112,7 +201,7 @@ function serveRoute(route: AdminRoute, req: IncomingMessage, res: ServerResponse
         }
       }
       if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new AdminError(AdminErrorCode.BAD_BODY, 'request body must be a JSON object', { field: '' });
-      return route.handle(body as Record<string, unknown>);
+      return route.handle(body as Record<string, unknown>, { identity });
     })().then((out) => json(200, out), fail);
   });
 }

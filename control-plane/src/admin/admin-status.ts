@@ -9,6 +9,10 @@ import { AdminErrorCode } from './admin-error';
 
 const STATUS: Readonly<Record<string, number>> = Object.freeze({
   [AdminErrorCode.BAD_BODY]: 400,
+  [AdminErrorCode.UNAUTHENTICATED]: 401,
+  [AdminErrorCode.FORBIDDEN]: 403,
+  [AdminErrorCode.MISDIRECTED]: 421,
+  [AdminErrorCode.UNSUPPORTED_MEDIA_TYPE]: 415,
   [AdminErrorCode.NOT_FOUND]: 404,
   [AdminErrorCode.METHOD_NOT_ALLOWED]: 405,
   [LifecycleErrorCode.BAD_REVOCATION]: 400,
@@ -20,6 +24,8 @@ const STATUS: Readonly<Record<string, number>> = Object.freeze({
   [LifecycleErrorCode.NO_NEXT_INTERMEDIATE]: 409,
   [LifecycleErrorCode.NEXT_NOT_SIGNED]: 409,
   [LifecycleErrorCode.BAD_INTERMEDIATE_CSR]: 422,
+  [LifecycleErrorCode.BAD_ROOT_PROOF]: 403,
+  [LifecycleErrorCode.BAD_ROTATION_MATERIAL]: 422,
   [LifecycleErrorCode.BAD_FEDERATION]: 500,
   [LifecycleErrorCode.BAD_STATE]: 500,
 });

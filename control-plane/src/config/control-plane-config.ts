@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import Ajv from 'ajv';
 import { parse as parseYaml } from 'yaml';
-import { parseDuration, type MtlsMode, type LogLevel } from '@trellis/shared';
+import { isSpiffeId, parseDuration, type MtlsMode, type LogLevel } from '@trellis/shared';
 import { ControlPlaneError, ControlPlaneErrorCode } from '../errors/control-plane-error';
 
 /** Settings as they may appear in the file or flags (all optional here). */
@@ -17,6 +17,12 @@ export interface ControlPlaneConfigInput {
   policyDir?: string;
   listen?: string;
   admin?: string;
+  /** SPIFFE IDs allowed to use the admin API (default spiffe://<td>/ns/trellis-system/sa/trellis-admin). */
+  adminAllow?: string[];
+  /** Extra HOST[:PORT] values the admin API's Host header may carry (e.g. the pod IP). */
+  adminHosts?: string[];
+  /** Who may start a root rotation over the admin API: `root-key` (default) or `admin-identity`. */
+  rootRotationAuth?: 'root-key' | 'admin-identity';
   svidTtl?: string;
   defaultMtlsMode?: MtlsMode;
   rootNamespace?: string;
@@ -37,6 +43,10 @@ export interface ControlPlaneConfig {
   readonly policyDir: string;
   readonly listen: string;
   readonly admin: string;
+  /** The admin allow-list; null means the default admin identity of the trust domain. */
+  readonly adminAllow: readonly string[] | null;
+  readonly adminHosts: readonly string[];
+  readonly rootRotationAuth: 'root-key' | 'admin-identity';
   readonly svidTtlSeconds: number;
   readonly defaultMtlsMode: MtlsMode;
   readonly rootNamespace: string;
@@ -52,6 +62,7 @@ export interface ControlPlaneConfig {
 
 const HOST_PORT = '^(\\[[0-9a-fA-F:.]+\\]|[A-Za-z0-9.-]+):[0-9]{1,5}$';
 const DURATION = '^([0-9]+(ms|s|m|h|d))+$';
+const ADMIN_HOST = '^((\\[[0-9a-fA-F:.]+\\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?|[0-9a-fA-F:.]*:[0-9a-fA-F:.]*:[0-9a-fA-F:.]*)$';
 
 const SCHEMA = {
   type: 'object',
@@ -62,6 +73,9 @@ const SCHEMA = {
     policyDir: { type: 'string', minLength: 1 },
     listen: { type: 'string', pattern: HOST_PORT },
     admin: { type: 'string', pattern: HOST_PORT },
+    adminAllow: { type: 'array', minItems: 1, items: { type: 'string', pattern: '^spiffe://' } },
+    adminHosts: { type: 'array', items: { type: 'string', pattern: ADMIN_HOST } },
+    rootRotationAuth: { enum: ['root-key', 'admin-identity'] },
     svidTtl: { type: 'string', pattern: DURATION },
     defaultMtlsMode: { enum: ['STRICT', 'PERMISSIVE', 'DISABLE'] },
     rootNamespace: { type: 'string', minLength: 1 },
@@ -161,6 +175,9 @@ export function resolveConfig(file: ControlPlaneConfigInput, flags: ControlPlane
   };
   const svidTtlMs = dur(merged.svidTtl, 'svidTtl', 3600_000);
   if (svidTtlMs < 60_000 || svidTtlMs > 86_400_000) problems.push('config: /svidTtl: must be between 1m and 24h');
+  (merged.adminAllow ?? []).forEach((id, i) => {
+    if (!isSpiffeId(id)) problems.push(`config: /adminAllow/${i}: "${id}" is not a SPIFFE ID`);
+  });
   const idle = dur(merged.idleStreamTimeout, 'idleStreamTimeout', 10_000);
   const debounce = dur(merged.pushDebounce, 'pushDebounce', 100);
   if (problems.length > 0) throw invalid(problems);
@@ -171,6 +188,9 @@ export function resolveConfig(file: ControlPlaneConfigInput, flags: ControlPlane
     policyDir: merged.policyDir!,
     listen: merged.listen ?? '127.0.0.1:15012',
     admin: merged.admin ?? '127.0.0.1:15014',
+    adminAllow: merged.adminAllow ? Object.freeze([...merged.adminAllow]) : null,
+    adminHosts: Object.freeze([...(merged.adminHosts ?? [])]),
+    rootRotationAuth: merged.rootRotationAuth ?? 'root-key',
     svidTtlSeconds: Math.round(svidTtlMs / 1000),
     defaultMtlsMode: merged.defaultMtlsMode ?? 'STRICT',
     rootNamespace: merged.rootNamespace ?? 'trellis-system',

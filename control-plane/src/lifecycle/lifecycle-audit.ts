@@ -16,6 +16,7 @@ export type LifecycleEvent =
   | 'intermediate.activated'
   | 'environment.created'
   | 'root-rotation.started'
+  | 'root-rotation.authorized'
   | 'root-rotation.switched'
   | 'root-rotation.old-root-dropped'
   | 'revocation.added'

@@ -19,6 +19,10 @@ export const LifecycleErrorCode = Object.freeze({
   NEXT_NOT_SIGNED: 'TRELLIS_LIFECYCLE_NEXT_NOT_SIGNED',
   /** A CSR handed to `ca sign-intermediate` does not ask for a Trellis intermediate. */
   BAD_INTERMEDIATE_CSR: 'TRELLIS_LIFECYCLE_BAD_INTERMEDIATE_CSR',
+  /** Root rotation material sent to the admin API is not signed by a current root (or the proof is stale or for other material), and the control plane requires that proof. */
+  BAD_ROOT_PROOF: 'TRELLIS_LIFECYCLE_BAD_ROOT_PROOF',
+  /** Root rotation material is unusable: the new root is not a self-signed CA of the trust domain, or the intermediate is not for the prepared key or not signed by the new root. */
+  BAD_ROTATION_MATERIAL: 'TRELLIS_LIFECYCLE_BAD_ROTATION_MATERIAL',
   /** A root rotation is already in progress (or none is, for an operation that needs one). */
   ROTATION_CONFLICT: 'TRELLIS_LIFECYCLE_ROTATION_CONFLICT',
   /** A revocation names neither a valid SPIFFE ID nor a hex serial. */

@@ -100,7 +100,7 @@ export function startLifecycleManager(o: LifecycleManagerOptions, deps: Lifecycl
   const rotationStep = async (now: Date): Promise<boolean> => {
     const state = loadRootRotationState(o.caDir);
     if (!state || state.phase === 'done') return false;
-    const step = await stepRootRotation(o.caDir, deps.proxies ? deps.proxies() : null, now, { intermediateValidityDays: o.intermediateValidityDays });
+    const step = await stepRootRotation(o.caDir, deps.proxies ? deps.proxies() : null, now);
     if (step.applied !== 'none') log.info('root rotation advanced', { phase: step.state.phase, applied: step.applied });
     else if (step.decision.waitingFor !== lastWaiting) log.info('root rotation waiting', { phase: step.state.phase, waitingFor: step.decision.waitingFor });
     lastWaiting = step.decision.waitingFor;

@@ -4,12 +4,13 @@
  * control plane unless the operator gives it the root (development or an
  * online root).
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { readCaCertificate, type CaCertificate } from '../ca/ca-chain';
-import { CA_FILES } from '../ca/ca-dir';
+import { CA_FILES, writeCaFiles } from '../ca/ca-dir';
+import type { CaKeyType } from '../ca/key-types';
 import { pemCertificates } from '../ca/pem';
-import { importPrivateKey, type RootSigner } from './ca-material';
+import { createRootCertificate, generateCaKey, importPrivateKey, type RootSigner } from './ca-material';
 import { LifecycleError, LifecycleErrorCode } from './lifecycle-error';
 
 /** A root that can sign, with its parsed certificate. */
@@ -43,4 +44,24 @@ export async function loadRootSigner(dir: string, now: Date): Promise<LoadedRoot
   if (!cert.selfSigned || !cert.facts.basicConstraints.ca) throw new LifecycleError(LifecycleErrorCode.ROOT_UNAVAILABLE, `${certPath}: the certificate for root.key is not a self-signed CA`, { file: certPath });
   if (now >= cert.facts.notAfter) throw new LifecycleError(LifecycleErrorCode.ROOT_UNAVAILABLE, `${certPath}: the root expired at ${cert.facts.notAfter.toISOString()}`, { file: certPath });
   return { cert, certPem: cert.pem, key };
+}
+
+/**
+ * The new root of a rotation, wherever the operator keeps it: loaded from
+ * `dir` when it holds root.pem, otherwise created there first (a fresh key
+ * 0600 in a 0700 dir, a self-signed root for `trustDomain` named after
+ * today's date). Runs where the root lives (the CLI), never in the control
+ * plane.
+ */
+export async function ensureNewRoot(dir: string, o: { trustDomain: string; now: Date; keyType?: CaKeyType }): Promise<LoadedRoot> {
+  if (!existsSync(join(dir, CA_FILES.rootCert))) {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const key = await generateCaKey(o.keyType ?? 'ec-p256');
+    const certPem = await createRootCertificate({ trustDomain: o.trustDomain, key, now: o.now, generation: o.now.toISOString().slice(0, 10) });
+    writeCaFiles(dir, [
+      { name: CA_FILES.rootKey, contents: key.pem, mode: 0o600 },
+      { name: CA_FILES.rootCert, contents: certPem, mode: 0o644 },
+    ]);
+  }
+  return loadRootSigner(dir, o.now);
 }

@@ -28,7 +28,8 @@ export function parseRootRotationState(text: string, source: string): RootRotati
   if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) bad('(document)', 'must be a JSON object');
   if (doc['version'] !== 1) bad('version', 'must be 1');
   if (!PHASES.has(doc['phase'] as string)) bad('phase', `must be one of ${[...PHASES].join(', ')}`);
-  for (const f of ['trustDomain', 'newRootPem', 'newRootDir']) if (typeof doc[f] !== 'string' || doc[f] === '') bad(f, 'must be a non-empty string');
+  // A `newRootDir` written by an older release is ignored: the state records no path.
+  for (const f of ['trustDomain', 'newRootPem']) if (typeof doc[f] !== 'string' || doc[f] === '') bad(f, 'must be a non-empty string');
   for (const f of ['startedAt', 'phaseSince']) if (typeof doc[f] !== 'string' || Number.isNaN(Date.parse(doc[f] as string))) bad(f, 'must be an ISO-8601 time');
   if (doc['switchedAt'] !== null && (typeof doc['switchedAt'] !== 'string' || Number.isNaN(Date.parse(doc['switchedAt'])))) bad('switchedAt', 'must be null or an ISO-8601 time');
   if (doc['phase'] !== 'bundle' && doc['switchedAt'] === null) bad('switchedAt', `must be set in phase ${String(doc['phase'])}`);
@@ -42,7 +43,6 @@ export function parseRootRotationState(text: string, source: string): RootRotati
     phaseSince: doc['phaseSince'] as string,
     oldRootsPem: Object.freeze([...(doc['oldRootsPem'] as string[])]),
     newRootPem: doc['newRootPem'] as string,
-    newRootDir: doc['newRootDir'] as string,
     switchedAt: doc['switchedAt'] as string | null,
     reloadGraceSeconds: doc['reloadGraceSeconds'] as number,
   });

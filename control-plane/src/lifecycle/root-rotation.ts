@@ -26,10 +26,11 @@ export interface RootRotationState {
   readonly phaseSince: string;
   /** The roots being replaced (PEM). */
   readonly oldRootsPem: readonly string[];
-  /** The new root (PEM). */
+  /**
+   * The new root (PEM). Its key never reaches the CA dir: the intermediate it
+   * signed waits in `next/` from the start and is activated at the switch.
+   */
   readonly newRootPem: string;
-  /** Where the new root's key lives (root.pem + root.key). */
-  readonly newRootDir: string;
   /** When the CA switched to the intermediate under the new root (phase `renew` on). */
   readonly switchedAt: string | null;
   /** How long after `switchedAt` a control plane may still issue from the old intermediate (its reload interval). */

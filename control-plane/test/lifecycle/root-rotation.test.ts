@@ -1,12 +1,14 @@
 import { expect } from 'chai';
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { hasErrorCode } from '@trellis/shared';
 import { makeTmpDir, openssl } from '@trellis/testkit';
 import { initCertificateAuthority } from '../../src/ca/ca-setup';
 import { loadCertificateAuthority } from '../../src/ca/certificate-authority';
 import { advanceRootRotation, decideRootRotation, type RootRotationState } from '../../src/lifecycle/root-rotation';
-import { bundleVersion, proxiesFromAdmin, readBundleRoots, startRootRotation, stepRootRotation } from '../../src/lifecycle/root-rotation-driver';
+import { bundleVersion, prepareRootRotation, proxiesFromAdmin, readBundleRoots, signRootRotationCsr, startRootRotation, startRootRotationWithRootDir, stepRootRotation } from '../../src/lifecycle/root-rotation-driver';
+import { ensureNewRoot } from '../../src/lifecycle/root-dir';
+import { createIntermediateCsr, generateCaKey } from '../../src/lifecycle/ca-material';
 import { loadRootRotationState, parseRootRotationState } from '../../src/lifecycle/root-rotation-store';
 import { LIFECYCLE_LOCK_FILE, withLifecycleLock } from '../../src/lifecycle/lifecycle-lock';
 import { activateNextIntermediate, prepareNextIntermediate, signNextIntermediateWithRoot } from '../../src/lifecycle/intermediate-slots';
@@ -22,7 +24,6 @@ const base: RootRotationState = Object.freeze({
   phaseSince: at(0).toISOString(),
   oldRootsPem: ['OLD'],
   newRootPem: 'NEW',
-  newRootDir: '/nowhere',
   switchedAt: null,
   reloadGraceSeconds: 60,
 });
@@ -123,14 +124,14 @@ describe('root rotation on a CA dir', function () {
   it('walks all three phases, each gated, and leaves from either root verify against the two-root bundle', async () => {
     const oldRoot = readFileSync(join(caDir, 'root.pem'), 'utf8');
     const oldLeaf = await issue('spiffe://example.org/ns/a/sa/old');
-    const started = await startRootRotation(caDir, { newRootDir: join(tmp.dir, 'newroot'), now: new Date(), reloadGraceSeconds: 0 });
+    const started = await startRootRotationWithRootDir(caDir, join(tmp.dir, 'newroot'), { now: new Date(), reloadGraceSeconds: 0 });
     expect(started.phase).to.equal('bundle');
     const twoRoots = readFileSync(join(caDir, 'root.pem'), 'utf8');
     expect(readBundleRoots(caDir)).to.have.length(2);
     expect(twoRoots.startsWith(oldRoot)).to.equal(true);
     let err: unknown;
     try {
-      await startRootRotation(caDir, { newRootDir: join(tmp.dir, 'other'), now: new Date() });
+      await startRootRotationWithRootDir(caDir, join(tmp.dir, 'other'), { now: new Date() });
     } catch (e) {
       err = e;
     }
@@ -164,8 +165,56 @@ describe('root rotation on a CA dir', function () {
     expect(verify(tmp.dir, final, oldLeaf.chainPem), 'the old root is no longer trusted').to.not.equal(0);
   });
 
+  it('Should start from certificates alone: the CA dir never receives the new root key and the state records no path', async () => {
+    const prepared = await prepareRootRotation(caDir);
+    const newRoot = await ensureNewRoot(join(tmp.dir, 'elsewhere'), { trustDomain: prepared.trustDomain, now: new Date() });
+    const material = await signRootRotationCsr(newRoot, prepared.csrPem, { trustDomain: prepared.trustDomain, now: new Date() });
+    const state = await startRootRotation(caDir, { material, now: new Date(), reloadGraceSeconds: 0 });
+    const onDisk = readFileSync(join(caDir, 'root-rotation.json'), 'utf8');
+    expect(onDisk).to.not.contain(tmp.dir);
+    expect(onDisk).to.not.match(/newRootDir|rootDir/);
+    expect(state.newRootPem).to.equal(readBundleRoots(caDir)[1]);
+    const newKey = readFileSync(join(tmp.dir, 'elsewhere', 'root.key'), 'utf8').split('\n')[1]!;
+    for (const f of readdirSync(caDir, { recursive: true }) as string[]) {
+      const path = join(caDir, f);
+      if (statSync(path).isFile()) expect(readFileSync(path, 'utf8'), f).to.not.contain(newKey);
+    }
+    // The switch activates the intermediate the new root signed at the start.
+    const v2 = bundleVersion('example.org', readBundleRoots(caDir));
+    const switched = await stepRootRotation(caDir, [{ id: 1, spiffeId: null, bundleAckedVersion: v2 }], new Date());
+    expect(switched.applied).to.equal('switch-intermediate');
+    expect(verify(tmp.dir, readFileSync(join(tmp.dir, 'elsewhere', 'root.pem'), 'utf8'), (await issue('spiffe://example.org/ns/a/sa/x')).chainPem)).to.equal(0);
+  });
+
+  it('Should refuse rotation material that is not for next/ or not signed by the new root, leaving root.pem as it was', async () => {
+    const before = readFileSync(join(caDir, 'root.pem'), 'utf8');
+    const prepared = await prepareRootRotation(caDir);
+    const rootA = await ensureNewRoot(join(tmp.dir, 'a'), { trustDomain: 'example.org', now: new Date() });
+    const rootB = await ensureNewRoot(join(tmp.dir, 'b'), { trustDomain: 'example.org', now: new Date() });
+    const good = await signRootRotationCsr(rootA, prepared.csrPem, { trustDomain: 'example.org', now: new Date() });
+    const otherCsr = await createIntermediateCsr('example.org', await generateCaKey('ec-p256'));
+    const otherKey = await signRootRotationCsr(rootA, otherCsr, { trustDomain: 'example.org', now: new Date() });
+    const cases: Array<[string, { newRootPem: string; intermediatePem: string }, string]> = [
+      ['an intermediate signed by another root', { newRootPem: rootB.certPem, intermediatePem: good.intermediatePem }, 'TRELLIS_LIFECYCLE_BAD_ROTATION_MATERIAL'],
+      ['an intermediate for another key than next/', otherKey, 'TRELLIS_CA_KEY_MISMATCH'],
+      ['a "root" that is the intermediate itself', { newRootPem: good.intermediatePem, intermediatePem: good.intermediatePem }, 'TRELLIS_LIFECYCLE_BAD_ROTATION_MATERIAL'],
+      ['no certificate at all', { newRootPem: 'nothing', intermediatePem: good.intermediatePem }, 'TRELLIS_LIFECYCLE_BAD_ROTATION_MATERIAL'],
+    ];
+    for (const [name, material, code] of cases) {
+      let err: unknown;
+      try {
+        await startRootRotation(caDir, { material, now: new Date() });
+      } catch (e) {
+        err = e;
+      }
+      expect((err as { code?: string })?.code, `${name}: ${String(err)}`).to.equal(code);
+      expect(readFileSync(join(caDir, 'root.pem'), 'utf8'), name).to.equal(before);
+      expect(loadRootRotationState(caDir), name).to.equal(null);
+    }
+  });
+
   it('keeps the old root when the CA was switched back to an intermediate under it by hand', async () => {
-    await startRootRotation(caDir, { newRootDir: join(tmp.dir, 'newroot'), now: new Date(), reloadGraceSeconds: 0 });
+    await startRootRotationWithRootDir(caDir, join(tmp.dir, 'newroot'), { now: new Date(), reloadGraceSeconds: 0 });
     await stepRootRotation(caDir, [], new Date());
     // An operator activates an intermediate signed by the old root (whose key is still in the CA dir).
     await prepareNextIntermediate(caDir, { force: true });
