@@ -57,6 +57,7 @@ describe('deploy/ manifests', function () {
       'ClusterRole/trellis-control-plane',
       'Deployment/trellis-control-plane',
       'Service/trellis-control-plane',
+      'NetworkPolicy/trellis-control-plane',
       'Deployment/trellis-injector',
       'Service/trellis-injector',
       'MutatingWebhookConfiguration/trellis-sidecar-injector',
@@ -75,6 +76,34 @@ describe('deploy/ manifests', function () {
     const cp = built.find((o) => o.kind === 'Deployment' && o.metadata.name === 'trellis-control-plane')!;
     expect(cp.spec.replicas).to.equal(2);
     expect(cp.spec.template.spec.volumes.find((v: Obj) => v.secret)?.secret.secretName).to.equal('trellis-ca');
+  });
+
+  it('Should allow the control plane admin port only from trellis-system, and discovery from every namespace, with a NetworkPolicy', () => {
+    const np = built.find((o) => o.kind === 'NetworkPolicy' && o.metadata.name === 'trellis-control-plane');
+    expect(np, 'NetworkPolicy/trellis-control-plane').to.not.equal(undefined);
+    expect(np!.metadata.namespace).to.equal('trellis-system');
+    expect(np!.spec.podSelector).to.deep.equal({ matchLabels: { app: 'trellis-control-plane' } });
+    expect(np!.spec.policyTypes).to.deep.equal(['Ingress']);
+    const rules = np!.spec.ingress as Obj[];
+    const portsOf = (r: Obj): number[] => (r.ports as Obj[]).map((p) => p.port as number);
+    const admin = rules.filter((r) => portsOf(r).includes(15014));
+    expect(admin, 'one rule opens 15014').to.have.length(1);
+    expect(portsOf(admin[0]!), 'the admin rule opens nothing else').to.deep.equal([15014]);
+    expect(admin[0]!.from).to.deep.equal([{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'trellis-system' } } }]);
+    const discovery = rules.find((r) => portsOf(r).includes(15012))!;
+    expect(discovery.from, 'sidecars in every namespace reach discovery').to.equal(undefined);
+  });
+
+  it('Should serve the control plane admin endpoint mTLS-only: probes over HTTPS and the pod IP as the admin Host', () => {
+    const cp = built.find((o) => o.kind === 'Deployment' && o.metadata.name === 'trellis-control-plane')!;
+    const c = cp.spec.template.spec.containers.find((x: Obj) => x.name === 'control-plane');
+    const args = c.args as string[];
+    expect(args[args.indexOf('--admin') + 1]).to.equal('0.0.0.0:15014');
+    expect(args[args.indexOf('--admin-host') + 1]).to.equal('$(POD_IP)');
+    expect(c.env.find((e: Obj) => e.name === 'POD_IP')?.valueFrom).to.deep.equal({ fieldRef: { fieldPath: 'status.podIP' } });
+    for (const probe of [c.readinessProbe, c.livenessProbe]) expect(probe.httpGet.scheme).to.equal('HTTPS');
+    const svc = built.find((o) => o.kind === 'Service' && o.metadata.name === 'trellis-control-plane')!;
+    expect(svc.spec.ports.map((p: Obj) => p.port), 'the admin port is not on the Service').to.deep.equal([15012]);
   });
 
   it('points both webhooks at /inject with AdmissionReview v1 and failurePolicy Fail', () => {
