@@ -14,7 +14,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import type { Registry } from 'prom-client';
 import { parseCertificates, parsePemBundle, type CertificateFacts, type Logger, type TrustBundle } from '@trellis/shared';
-import { decideAdminRequest, PUBLIC_PATHS, type AdminRequestFacts } from './admin-access';
+import { decideAdminRequest, PUBLIC_PATHS, type AdminDecision, type AdminRequestFacts } from './admin-access';
 import { AdminError, AdminErrorCode } from './admin-error';
 import { acceptedAdminHosts } from './admin-host';
 import { errorBody, httpStatusOf } from './admin-status';
@@ -98,6 +98,23 @@ export async function startAdminServer(listen: string, src: AdminSources): Promi
   const routes = src.routes ?? [];
   let hosts = acceptedAdminHosts(host, port, src.access.hosts);
 
+  /** The facts of one request as the TLS server saw them, decided against the current snapshot. */
+  const decide = (req: IncomingMessage, path: string, route: AdminRoute | null, socket: TLSSocket): AdminDecision => {
+    const chain = parseChain(presentedChain(socket));
+    if (chain === null) return { allow: false, code: AdminErrorCode.UNAUTHENTICATED, reason: 'the client certificate chain cannot be parsed', details: {} };
+    const facts: AdminRequestFacts = {
+      method: req.method ?? '',
+      path,
+      host: req.headers.host,
+      contentType: req.headers['content-type'],
+      route: route ? { method: route.method } : null,
+      peerChain: chain,
+      tlsVerified: socket.authorized === true,
+      tlsError: socket.authorizationError ? String(socket.authorizationError) : undefined,
+    };
+    return decideAdminRequest(facts, { trustBundle: trustBundle(src.tls.current()!.ca), allow, hosts, isRevoked: src.access.isRevoked, now: src.access.now() });
+  };
+
   const server = createServer({ ...material, requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.2' }, (req, res) => {
     const path = (req.url ?? '/').split('?')[0]!;
     const socket = req.socket as TLSSocket;
@@ -107,21 +124,15 @@ export async function startAdminServer(listen: string, src: AdminSources): Promi
     };
     const fail = (err: unknown): void => json(httpStatusOf(err), errorBody(err));
     const route = routes.find((r) => r.path === path) ?? builtIn(path);
-    const current = src.tls.current()!;
-    const chain = parseChain(presentedChain(socket));
-    const facts: AdminRequestFacts = {
-      method: req.method ?? '',
-      path,
-      host: req.headers.host,
-      contentType: req.headers['content-type'],
-      route: route ? { method: route.method } : null,
-      peerChain: chain ?? [],
-      tlsVerified: socket.authorized === true,
-      tlsError: socket.authorizationError ? String(socket.authorizationError) : undefined,
-    };
-    const decision = chain === null
-      ? { allow: false as const, code: AdminErrorCode.UNAUTHENTICATED, reason: 'the client certificate chain cannot be parsed', details: {} }
-      : decideAdminRequest(facts, { trustBundle: trustBundle(current.ca), allow, hosts, isRevoked: src.access.isRevoked, now: src.access.now() });
+    let decision: AdminDecision;
+    try {
+      decision = decide(req, path, route, socket);
+    } catch (err) {
+      // Fail closed without taking the server down: nothing is served on an error here.
+      req.resume();
+      src.logger.error('admin request could not be decided; refused', { path, error: err });
+      return fail(new AdminError(AdminErrorCode.INTERNAL, 'the admin server could not check this request', {}));
+    }
     if (!decision.allow) {
       req.resume();
       if (decision.code === AdminErrorCode.METHOD_NOT_ALLOWED && route) res.setHeader('allow', route.method);
