@@ -56,6 +56,7 @@ export class MeshRunner {
         '--listen', cp.listen,
         '--admin', cp.admin,
         '--svid-ttl', this.config.svidTtl,
+        ...(cp.pathNormalization ? ['--path-normalization', cp.pathNormalization] : []),
       ],
     });
     await waitReady(cp.admin, '/readyz', 30_000, signal);

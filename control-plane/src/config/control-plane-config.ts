@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import Ajv from 'ajv';
 import { parse as parseYaml } from 'yaml';
-import { parseDuration, type MtlsMode, type LogLevel } from '@trellis/shared';
+import { DEFAULT_PATH_NORMALIZATION, parseDuration, PATH_NORMALIZATIONS, type MtlsMode, type LogLevel, type PathNormalization } from '@trellis/shared';
 import { ControlPlaneError, ControlPlaneErrorCode } from '../errors/control-plane-error';
 
 /** Settings as they may appear in the file or flags (all optional here). */
@@ -19,6 +19,8 @@ export interface ControlPlaneConfigInput {
   admin?: string;
   svidTtl?: string;
   defaultMtlsMode?: MtlsMode;
+  /** Istio's meshConfig.pathNormalization.normalization, pushed to every sidecar. */
+  pathNormalization?: PathNormalization;
   rootNamespace?: string;
   kubernetes?: { issuer?: string; audience?: string; jwksFile?: string };
   signing?: { concurrency?: number; maxQueue?: number };
@@ -39,6 +41,8 @@ export interface ControlPlaneConfig {
   readonly admin: string;
   readonly svidTtlSeconds: number;
   readonly defaultMtlsMode: MtlsMode;
+  /** How sidecars normalize request paths before AuthorizationPolicy (default BASE, as Istio). */
+  readonly pathNormalization: PathNormalization;
   readonly rootNamespace: string;
   readonly kubernetes: { readonly issuer: string; readonly audience: string; readonly jwksFile: string } | null;
   readonly signing: { readonly concurrency: number; readonly maxQueue: number };
@@ -64,6 +68,7 @@ const SCHEMA = {
     admin: { type: 'string', pattern: HOST_PORT },
     svidTtl: { type: 'string', pattern: DURATION },
     defaultMtlsMode: { enum: ['STRICT', 'PERMISSIVE', 'DISABLE'] },
+    pathNormalization: { enum: [...PATH_NORMALIZATIONS] },
     rootNamespace: { type: 'string', minLength: 1 },
     kubernetes: {
       type: 'object',
@@ -173,6 +178,7 @@ export function resolveConfig(file: ControlPlaneConfigInput, flags: ControlPlane
     admin: merged.admin ?? '127.0.0.1:15014',
     svidTtlSeconds: Math.round(svidTtlMs / 1000),
     defaultMtlsMode: merged.defaultMtlsMode ?? 'STRICT',
+    pathNormalization: merged.pathNormalization ?? DEFAULT_PATH_NORMALIZATION,
     rootNamespace: merged.rootNamespace ?? 'trellis-system',
     kubernetes: k && k.issuer && k.jwksFile ? Object.freeze({ issuer: k.issuer, audience: k.audience ?? 'trellis', jwksFile: k.jwksFile }) : null,
     signing: Object.freeze({ concurrency: merged.signing?.concurrency ?? 4, maxQueue: merged.signing?.maxQueue ?? 20_000 }),
