@@ -308,3 +308,30 @@ for (const dataPath of dataPaths()) describe(`HTTP requests are authorized on th
     expect(await refusals(sidecar, 'upgrade_refused')).to.equal(before + 1);
   });
 });
+
+for (const dataPath of dataPaths()) describe(`The sidecar's own HTTP answers are framed exactly [${dataPath}]`, function () {
+  this.timeout(20_000);
+
+  it('Should answer a byte-correct 502 when the app is unreachable, and serve the next request on the same connection', async () => {
+    const ca = await TestCa.create(TD);
+    const dead = await startNaiveHttpApp();
+    const appPort = dead.port;
+    await dead.close();
+    const sc = new Sidecar(
+      { inbound: [{ host: '127.0.0.1', port: 0, appPort, http: true }], outbound: [], dataPath, workload: { namespace: 'default', labels: {} } },
+      { logger: silentAuthz.logger, authorize: sharedAuthorizer({ trustDomain: () => TD }), processMetrics: false },
+    );
+    sc.state.update({ credentials: await credentialsFrom(ca, SERVER_ID), bundle: bundleOf(ca), peerAuth: { mode: 'PERMISSIVE', portModes: {} }, authz: { policies: [] } });
+    await sc.start();
+    try {
+      const before = await refusals(sc, 'app_unreachable');
+      const reply = await rawExchange(sc.inbound[0]!.port, 'GET /a HTTP/1.1\r\nHost: server\r\n\r\nGET /b HTTP/1.1\r\nHost: server\r\nConnection: close\r\n\r\n');
+      const r = parseResponses(reply.data);
+      expect(r.map((x) => x.status)).to.deep.equal([502, 502]);
+      for (const x of r) expectByteCorrect(x, false);
+      expect(await refusals(sc, 'app_unreachable')).to.equal(before + 2);
+    } finally {
+      await sc.stop(0);
+    }
+  });
+});

@@ -169,8 +169,9 @@ export function forwardHttpRequest(opts: { appHost: string; appPort: number }): 
       if (clientGone) return;
       onUpstreamError();
       if (!res.headersSent) {
-        res.writeHead(502, { 'content-type': 'text/plain', 'content-length': 24 });
-        res.end('upstream connect error\n');
+        const body = 'upstream connect error\n';
+        res.writeHead(502, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body) });
+        res.end(body);
       } else {
         res.destroy();
       }
