@@ -184,7 +184,7 @@ export class HttpInbound {
     const reason = status === 408 ? 'request_timeout' : 'bad_request';
     this.deps.metrics.refuse('inbound', reason);
     this.deps.logger.info('inbound request refused', { port: this.deps.listenerPort(), reason, detail: err.code ?? err.message });
-    const body = `bad request: ${err.code ?? 'malformed HTTP'}\n`;
+    const body = `${STATUS_CODES[status]!.toLowerCase()}: ${err.code ?? 'malformed HTTP'}\n`;
     socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
     socket.once('finish', () => socket.destroy());
   }
@@ -194,9 +194,10 @@ export class HttpInbound {
       this.guarded.add(socket);
       socket.on('error', () => socket.destroy());
     }
-    // A response to a request pipelined before this one may still be on its way: ours goes after it.
+    // A response to a request pipelined before this one still holds the socket (Node lets go of it in
+    // its own 'finish' listener, and hands it to the next queued response): ours goes after them all.
     const previous = (socket as Duplex & { _httpMessage?: ServerResponse | null })._httpMessage;
-    if (previous && !previous.writableFinished) {
+    if (previous) {
       previous.once('finish', () => setImmediate(() => this.onUpgrade(req, socket, head)));
       return;
     }
