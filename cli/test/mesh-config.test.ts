@@ -67,6 +67,15 @@ describe('trellis up mesh file', () => {
     expect(issues.map((i) => i.message)).to.include('needs exactly one of "builtin" or "command"');
   });
 
+  it('Should take the control plane\'s path normalization by Istio\'s names only', () => {
+    const mesh = (v: string): string => `trustDomain: td\npolicyDir: p\ncontrolPlane: { pathNormalization: ${v} }\nworkloads:\n  - { name: a, namespace: ns, admin: "127.0.0.1:1", app: { builtin: echo, port: 2 } }\n`;
+    expect(parse(mesh('MERGE_SLASHES')).controlPlane.pathNormalization).to.equal('MERGE_SLASHES');
+    expect(parse(mesh('BASE')).controlPlane.pathNormalization).to.equal('BASE');
+    const issues = issuesOf(mesh('merge'));
+    expect(issues.map((i) => [i.path, i.line])).to.deep.equal([['controlPlane.pathNormalization', 3]]);
+    expect(issues[0]!.message).to.contain('DECODE_AND_MERGE_SLASHES');
+  });
+
   it('Should report a YAML syntax error with its position', () => {
     const issues = issuesOf('trustDomain: td\nworkloads: [\n');
     expect(issues[0]!.line).to.be.greaterThan(1);

@@ -189,6 +189,7 @@ export class Sidecar {
       bundle: s.bundle ? { fingerprints: s.bundle.fingerprints } : null,
       peerAuthentication: s.peerAuth ?? null,
       authorizationPolicies: s.authz?.policies ?? null,
+      pathNormalization: s.authz?.pathNormalization ?? null,
       revocations: { serials: [...s.revocations.serials], spiffeIds: [...s.revocations.spiffeIds] },
       endpoints: s.endpoints,
       dataPath: this.dataPath,

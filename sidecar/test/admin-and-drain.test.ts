@@ -71,7 +71,8 @@ for (const dataPath of dataPaths()) describe(`Admin endpoint and drain [${dataPa
     expect(dump.identity.spiffeId).to.equal(`spiffe://${TD}/ns/shop/sa/cart`);
     expect(dump.identity.serial).to.match(/^[0-9a-f]+$/);
     expect(dump.bundle.fingerprints[0]).to.match(/^[0-9a-f]{64}$/);
-    expect(dump).to.have.keys(['ready', 'identity', 'bundle', 'peerAuthentication', 'authorizationPolicies', 'revocations', 'endpoints', 'dataPath', 'listeners', 'workload', 'openConnections']);
+    expect(dump).to.have.keys(['ready', 'identity', 'bundle', 'peerAuthentication', 'authorizationPolicies', 'pathNormalization', 'revocations', 'endpoints', 'dataPath', 'listeners', 'workload', 'openConnections']);
+    expect(dump.pathNormalization, 'the path normalization in force, BASE when none was pushed').to.equal('BASE');
     expect(r.body).to.not.contain('PRIVATE KEY');
     expect(r.body).to.not.contain(sidecar.state.current().credentials!.keyPem.split('\n')[1]!);
   });

@@ -86,6 +86,16 @@ describe('Discovery resources into the sidecar state', () => {
     expect(state.current().authz).to.equal(before);
   });
 
+  it('Should apply the pushed path normalization, run BASE when none is pushed, and NACK an unknown one keeping the previous state', async () => {
+    await fake.push(AUTHORIZATION_POLICIES_TYPE_URL, [{ policies: [] }]);
+    expect(state.current().authz!.pathNormalization, 'a control plane that sends none leaves the sidecar on BASE').to.equal('BASE');
+    await fake.push(AUTHORIZATION_POLICIES_TYPE_URL, [{ policies: [], pathNormalization: 'MERGE_SLASHES' }]);
+    const merged = state.current().authz!;
+    expect(merged.pathNormalization).to.equal('MERGE_SLASHES');
+    expect(await codeOf(fake.push(AUTHORIZATION_POLICIES_TYPE_URL, [{ policies: [], pathNormalization: 'none' }]))).to.equal('TRELLIS_SIDECAR_BAD_POLICY');
+    expect(state.current().authz).to.equal(merged);
+  });
+
   it('Should apply revocations and group endpoints by service with their identities', async () => {
     await fake.push(REVOCATIONS_TYPE_URL, [{ serials: ['0A:BC'], spiffeIds: ['spiffe://cluster.local/ns/a/sa/gone'] }]);
     expect([...state.current().revocations.serials]).to.deep.equal(['abc']);

@@ -103,6 +103,12 @@ describe('Connection-listed headers (hop-by-hop for one hop only)', () => {
     expect(upstreamHeaders(['Host', 'cart', 'Connection', 'host'], undefined)).to.deep.equal(['Host', 'cart']);
   });
 
+  it('Should pass an Upgrade on only as the offer we make, never the client\'s own Connection-listed headers', () => {
+    const raw = ['Host', 'chat', 'Connection', 'Upgrade, HTTP2-Settings', 'Upgrade', 'websocket, h2c', 'HTTP2-Settings', 'AAMA', 'Sec-WebSocket-Key', 'k'];
+    expect(upstreamHeaders(raw, undefined, undefined, 'websocket')).to.deep.equal(['Host', 'chat', 'Sec-WebSocket-Key', 'k', 'upgrade', 'websocket', 'connection', 'upgrade']);
+    expect(upstreamHeaders(raw, undefined)).to.deep.equal(['Host', 'chat', 'Sec-WebSocket-Key', 'k']);
+  });
+
   it('Should drop the headers the app Connection header names from the response', () => {
     expect(downstreamHeaders(['Content-Type', 'text/plain', 'Connection', 'X-Internal', 'X-Internal', 'v'])).to.deep.equal(['Content-Type', 'text/plain']);
   });

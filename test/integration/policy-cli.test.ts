@@ -127,6 +127,7 @@ describe('trellis policy explain (real binary)', function () {
         pa('api', 'foo', '{selector: {matchLabels: {app: api}}, mtls: {mode: STRICT}, portLevelMtls: {"9090": {mode: DISABLE}}}'),
         ap('deny-bad', 'foo', '{action: DENY, rules: [{from: [{source: {namespaces: [bad]}}]}]}'),
         ap('web-get', 'foo', '{selector: {matchLabels: {app: web}}, rules: [{to: [{operation: {methods: [GET], ports: ["8080"]}}]}]}'),
+        ap('no-admin', 'foo', '{selector: {matchLabels: {app: admin}}, action: DENY, rules: [{to: [{operation: {paths: [/admin], ports: ["8080"]}}]}]}'),
       ].join('---\n'),
     );
   });
@@ -157,6 +158,23 @@ describe('trellis policy explain (real binary)', function () {
       expect(out['reason']).to.be.a('string').and.not.equal('');
     });
   }
+
+  it('Should judge --path as a sidecar does: normalized with --path-normalization, and a path it refuses is BAD_REQUEST', () => {
+    const base = ['--namespace', 'foo', '--labels', 'app=admin', '--port', '8080', '--principal', 'spiffe://cluster.local/ns/ok/sa/x', '--method', 'GET'];
+    const dotted = explain([...base, '--path', '/x/../%61dmin?q=/../']);
+    expect({ decision: dotted['decision'], code: dotted['code'] }).to.deep.equal({ decision: 'DENY', code: 'DENY_MATCHED' });
+    expect((dotted['request'] as { http: { path: string } }).http.path).to.equal('/admin?q=/../');
+    const none = explain([...base, '--path', '/x/../admin', '--path-normalization', 'NONE']);
+    expect({ decision: none['decision'], code: none['code'] }).to.deep.equal({ decision: 'ALLOW', code: 'NO_ALLOW_POLICY' });
+    const merged = explain([...base, '--path', '//admin', '--path-normalization', 'MERGE_SLASHES']);
+    expect(merged['code']).to.equal('DENY_MATCHED');
+    const refused = explain([...base, '--path', '/a%00']);
+    expect({ decision: refused['decision'], code: refused['code'] }).to.deep.equal({ decision: 'DENY', code: 'BAD_REQUEST' });
+    expect(refused['reason']).to.contain('400').and.contain('%00');
+    const text = trellisSync(['policy', 'explain', '--policy-dir', dir, ...base, '--path', '/./admin']);
+    expect(text.stdout).to.match(/^request {3}HTTP GET \/admin \(sent as \/\.\/admin, BASE\) from spiffe:/m);
+    expect(trellisSync(['policy', 'explain', '--policy-dir', dir, ...base, '--path', '/', '--path-normalization', 'merge']).status).to.equal(2);
+  });
 
   it('Should name the deciding policy and rule', () => {
     const out = explain(['--namespace', 'foo', '--labels', 'app=web', '--port', '8080', '--principal', 'spiffe://cluster.local/ns/ok/sa/x', '--method', 'GET', '--path', '/']);

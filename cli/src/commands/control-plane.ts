@@ -20,7 +20,7 @@ import {
   startControlPlane,
   type ControlPlaneConfigInput,
 } from '@trellis/control-plane';
-import { createLogger, UsageError, type MtlsMode } from '@trellis/shared';
+import { createLogger, UsageError, type MtlsMode, type PathNormalization } from '@trellis/shared';
 import type { Command, CommandContext } from '../command';
 import { optionalString, stringList } from '../flags';
 
@@ -59,6 +59,8 @@ export const commands: Command[] = [
   --trust-domain TD          must match the CA's trust domain
   --svid-ttl 1h              lifetime of issued SVIDs (1m..24h)
   --default-mtls-mode MODE   STRICT (default), PERMISSIVE or DISABLE when no policy decides
+  --path-normalization MODE  how sidecars normalize HTTP paths before AuthorizationPolicy (and forward them):
+                             BASE (default), MERGE_SLASHES, DECODE_AND_MERGE_SLASHES or NONE, as Istio's meshConfig
   --k8s-issuer URL           accept Kubernetes ServiceAccount tokens from this issuer
   --k8s-audience trellis     audience those tokens must carry
   --k8s-jwks FILE            the issuer's public keys (JWKS JSON)
@@ -86,6 +88,7 @@ SIGTERM drains: streams end with UNAVAILABLE so sidecars fail over, then it exit
       'trust-domain': { type: 'string' },
       'svid-ttl': { type: 'string' },
       'default-mtls-mode': { type: 'string' },
+      'path-normalization': { type: 'string' },
       'k8s-issuer': { type: 'string' },
       'k8s-audience': { type: 'string' },
       'k8s-jwks': { type: 'string' },
@@ -116,6 +119,7 @@ SIGTERM drains: streams end with UNAVAILABLE so sidecars fail over, then it exit
         trustDomain: optionalString(ctx, 'trust-domain'),
         svidTtl: optionalString(ctx, 'svid-ttl'),
         defaultMtlsMode: optionalString(ctx, 'default-mtls-mode') as MtlsMode | undefined,
+        pathNormalization: optionalString(ctx, 'path-normalization') as PathNormalization | undefined,
         kubernetes: k8sIssuer || k8sJwks || k8sAudience ? { issuer: k8sIssuer, jwksFile: k8sJwks, audience: k8sAudience } : undefined,
         signing: concurrency !== undefined || maxQueue !== undefined ? { concurrency, maxQueue } : undefined,
         revocationsFile: pathFlag(ctx, 'revocations'),
@@ -145,7 +149,7 @@ SIGTERM drains: streams end with UNAVAILABLE so sidecars fail over, then it exit
       }
       const store = new PolicyStore({ dir: cfg.policyDir, rootNamespace: cfg.rootNamespace }, { logger: logger.child({ component: 'policy' }), now: () => new Date() });
       await store.start();
-      const policy = policyStoreSource(store, { rootNamespace: cfg.rootNamespace, defaultMode: cfg.defaultMtlsMode });
+      const policy = policyStoreSource(store, { rootNamespace: cfg.rootNamespace, defaultMode: cfg.defaultMtlsMode, pathNormalization: cfg.pathNormalization });
       const running = await startControlPlane(
         {
           caDir: cfg.caDir,

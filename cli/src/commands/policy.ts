@@ -9,8 +9,12 @@ import { join, resolve } from 'node:path';
 import { PolicyStore } from '@trellis/control-plane';
 import {
   DEFAULT_ROOT_NAMESPACE,
+  DEFAULT_PATH_NORMALIZATION,
   explainInbound,
   formatIssue,
+  isPathNormalization,
+  normalizePath,
+  PATH_NORMALIZATIONS,
   parsePolicyFile,
   parseIp,
   POLICY_CODES,
@@ -140,13 +144,17 @@ namespace, which is ignored) do not fail validation. Exit 2 on a usage error.`,
     name: 'policy explain',
     summary: 'Show the mTLS mode and the allow/deny decision for one request to a workload',
     usage:
-      'trellis policy explain --policy-dir DIR --namespace NS [--labels k=v,...] --port P [--principal spiffe://TD/ns/NS/sa/SA] [--source-ip IP] [--method M --path P [--host H]] [--root-namespace trellis-system] [--default-mode STRICT|PERMISSIVE|DISABLE] [--trust-domain cluster.local] [-o text|json]',
+      'trellis policy explain --policy-dir DIR --namespace NS [--labels k=v,...] --port P [--principal spiffe://TD/ns/NS/sa/SA] [--source-ip IP] [--method M --path P [--host H]] [--path-normalization BASE] [--root-namespace trellis-system] [--default-mode STRICT|PERMISSIVE|DISABLE] [--trust-domain cluster.local] [-o text|json]',
     description: `Loads the policy directory as the control plane does (a file with errors is
 reported on stderr and left out, as it would be on a fresh start) and decides one
 inbound request to the workload (namespace + labels) on container port P.
 Without --principal the request is plaintext; --method/--path/--host make it an
 HTTP request (the port is served as HTTP), otherwise it is TCP and rules with
 HTTP fields cannot allow it. STRICT refuses plaintext before authorization.
+--path is judged as a sidecar judges it: normalized with --path-normalization
+(the control plane's option; BASE, MERGE_SLASHES, DECODE_AND_MERGE_SLASHES or
+NONE; default BASE), and a path a sidecar refuses is decision DENY, code
+BAD_REQUEST (the sidecar answers 400).
 -o json prints one object with mtlsMode, decision, reason, code, policy,
 ruleIndex and what decided the mode. Exit 0 whatever the decision.`,
     options: {
@@ -159,6 +167,7 @@ ruleIndex and what decided the mode. Exit 0 whatever the decision.`,
       method: { type: 'string' },
       path: { type: 'string' },
       host: { type: 'string' },
+      'path-normalization': { type: 'string' },
       'root-namespace': { type: 'string' },
       'default-mode': { type: 'string' },
       'trust-domain': { type: 'string' },
@@ -180,6 +189,12 @@ ruleIndex and what decided the mode. Exit 0 whatever the decision.`,
       if ((method === undefined) !== (path === undefined) || (host !== undefined && method === undefined)) {
         throw new UsageError('an HTTP request needs both --method and --path (--host is optional)', { flag: method === undefined ? 'method' : 'path' });
       }
+      const pathMode = optionalString(ctx, 'path-normalization') ?? DEFAULT_PATH_NORMALIZATION;
+      if (!isPathNormalization(pathMode)) throw new UsageError(`--path-normalization must be one of ${PATH_NORMALIZATIONS.join(', ')}`, { flag: 'path-normalization' });
+      // What a sidecar judges (and forwards): the normalized path, the query as sent.
+      const q = path?.indexOf('?') ?? -1;
+      const normalized = path === undefined ? undefined : normalizePath(q < 0 ? path : path.slice(0, q), pathMode);
+      const judgedPath = normalized?.ok ? normalized.path + (q < 0 ? '' : path!.slice(q)) : path;
       const defaultMode = (optionalString(ctx, 'default-mode') ?? 'STRICT').toUpperCase() as EffectiveMtlsMode;
       if (!MODES.includes(defaultMode)) throw new UsageError(`--default-mode must be one of ${MODES.join(', ')}`, { flag: 'default-mode' });
       try {
@@ -196,9 +211,14 @@ ruleIndex and what decided the mode. Exit 0 whatever the decision.`,
       const rejected = status.files.filter((f) => f.state === 'rejected');
       for (const f of rejected) ctx.stderr.write(`warning: ${f.file} is rejected and left out:\n${f.errors.map((e) => `  ${e}`).join('\n')}\n`);
 
-      const request = { port, ...(principal ? { principal } : {}), ...(sourceIp ? { sourceIp } : {}), ...(method && path ? { http: { method, path, ...(host ? { host } : {}) } } : {}) };
+      const request = { port, ...(principal ? { principal } : {}), ...(sourceIp ? { sourceIp } : {}), ...(method && judgedPath ? { http: { method, path: judgedPath, ...(host ? { host } : {}) } } : {}) };
       const workload = { namespace, labels };
-      const x = explainInbound(store.current(), workload, request, { rootNamespace: root, defaultMode, trustDomain: optionalString(ctx, 'trust-domain') ?? 'cluster.local' });
+      const explained = explainInbound(store.current(), workload, request, { rootNamespace: root, defaultMode, trustDomain: optionalString(ctx, 'trust-domain') ?? 'cluster.local' });
+      // A path the sidecar cannot normalize never reaches AuthorizationPolicy (a plaintext request under STRICT never gets that far).
+      const x =
+        normalized && !normalized.ok && explained.code !== 'PLAINTEXT_REJECTED'
+          ? { mtlsMode: explained.mtlsMode, mtlsDecidedBy: explained.mtlsDecidedBy, decision: 'DENY' as const, code: 'BAD_REQUEST' as const, reason: `the sidecar answers 400 and closes the connection: ${normalized.reason}`, request: explained.request }
+          : explained;
       if (format === 'json') {
         ctx.stdout.write(JSON.stringify({ workload, ...x, rejectedFiles: rejected.map((f) => f.file) }, null, 2) + '\n');
         return 0;
@@ -208,12 +228,12 @@ ruleIndex and what decided the mode. Exit 0 whatever the decision.`,
       ctx.stdout.write(
         [
           `workload  ${namespace} {${lbl}} port ${port}`,
-          `request   ${request.http ? `HTTP ${request.http.method} ${request.http.path}${request.http.host ? ` host ${request.http.host}` : ''}` : 'TCP'} from ${principal ?? 'plaintext'}${sourceIp ? ` (${sourceIp})` : ''}`,
+          `request   ${request.http ? `HTTP ${request.http.method} ${request.http.path}${judgedPath !== path ? ` (sent as ${path}, ${pathMode})` : ''}${request.http.host ? ` host ${request.http.host}` : ''}` : 'TCP'} from ${principal ?? 'plaintext'}${sourceIp ? ` (${sourceIp})` : ''}`,
           `mtlsMode  ${x.mtlsMode} (${by})`,
           `decision  ${x.decision} [${x.code}]`,
           `reason    ${x.reason}`,
-          ...(x.audit?.length ? [`audit     ${x.audit.map((a) => `${a.policy.namespace}/${a.policy.name} rule ${a.ruleIndex}`).join(', ')}`] : []),
-          ...(x.dryRun ? [`dry-run   would be ${x.dryRun.decision} [${x.dryRun.code}]`] : []),
+          ...('audit' in x && x.audit?.length ? [`audit     ${x.audit.map((a) => `${a.policy.namespace}/${a.policy.name} rule ${a.ruleIndex}`).join(', ')}`] : []),
+          ...('dryRun' in x && x.dryRun ? [`dry-run   would be ${x.dryRun.decision} [${x.dryRun.code}]`] : []),
         ].join('\n') + '\n',
       );
       return 0;

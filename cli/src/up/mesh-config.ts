@@ -7,7 +7,7 @@
  */
 import { Ajv, type ErrorObject } from 'ajv';
 import { LineCounter, parseDocument, isMap, isSeq, isPair, isScalar, type Node } from 'yaml';
-import { TrellisError } from '@trellis/shared';
+import { PATH_NORMALIZATIONS, TrellisError, type PathNormalization } from '@trellis/shared';
 
 /** The app a workload runs: a command, or the built-in echo/HTTP app. */
 export type WorkloadApp =
@@ -47,7 +47,8 @@ export interface MeshConfig {
   /** Policy dir, resolved relative to the mesh file. */
   readonly policyDir: string;
   readonly svidTtl: string;
-  readonly controlPlane: { readonly listen: string; readonly admin: string };
+  /** `pathNormalization` (Istio's names) is passed to the control plane, which pushes it to every sidecar; absent: BASE. */
+  readonly controlPlane: { readonly listen: string; readonly admin: string; readonly pathNormalization?: PathNormalization };
   readonly workloads: readonly WorkloadConfig[];
 }
 
@@ -89,7 +90,7 @@ const SCHEMA = {
     controlPlane: {
       type: 'object',
       additionalProperties: false,
-      properties: { listen: ADDR, admin: ADDR },
+      properties: { listen: ADDR, admin: ADDR, pathNormalization: { enum: [...PATH_NORMALIZATIONS] } },
     },
     workloads: {
       type: 'array',
@@ -175,7 +176,11 @@ export function parseMeshConfig(text: string, file: string, resolvePath: (p: str
     if (prev !== undefined) at(offsetOf(doc.contents, path), path.join('.'), `port ${port} is already used by ${prev}`);
     else seenPorts.set(port, owner);
   };
-  const cp = { listen: raw.controlPlane?.listen ?? '127.0.0.1:15012', admin: raw.controlPlane?.admin ?? '127.0.0.1:15014' };
+  const cp = {
+    listen: raw.controlPlane?.listen ?? '127.0.0.1:15012',
+    admin: raw.controlPlane?.admin ?? '127.0.0.1:15014',
+    ...(raw.controlPlane?.pathNormalization ? { pathNormalization: raw.controlPlane.pathNormalization } : {}),
+  };
   claim(portOf(cp.listen), 'controlPlane.listen', ['controlPlane', 'listen']);
   claim(portOf(cp.admin), 'controlPlane.admin', ['controlPlane', 'admin']);
   const names = new Set<string>();
@@ -214,7 +219,7 @@ interface RawMesh {
   trustDomain: string;
   policyDir: string;
   svidTtl?: string;
-  controlPlane?: { listen?: string; admin?: string };
+  controlPlane?: { listen?: string; admin?: string; pathNormalization?: PathNormalization };
   workloads: Array<{
     name: string;
     namespace: string;

@@ -63,6 +63,7 @@ export class MeshRunner {
         '--listen', cp.listen,
         '--admin', cp.admin,
         '--svid-ttl', this.config.svidTtl,
+        ...(cp.pathNormalization ? ['--path-normalization', cp.pathNormalization] : []),
       ],
     });
     const admin = this.adminTarget();

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import Ajv from 'ajv';
 import { parse as parseYaml } from 'yaml';
-import { isSpiffeId, parseDuration, type MtlsMode, type LogLevel } from '@trellis/shared';
+import { DEFAULT_PATH_NORMALIZATION, isSpiffeId, parseDuration, PATH_NORMALIZATIONS, type MtlsMode, type LogLevel, type PathNormalization } from '@trellis/shared';
 import { ControlPlaneError, ControlPlaneErrorCode } from '../errors/control-plane-error';
 
 /** Settings as they may appear in the file or flags (all optional here). */
@@ -25,6 +25,8 @@ export interface ControlPlaneConfigInput {
   rootRotationAuth?: 'root-key' | 'admin-identity';
   svidTtl?: string;
   defaultMtlsMode?: MtlsMode;
+  /** Istio's meshConfig.pathNormalization.normalization, pushed to every sidecar. */
+  pathNormalization?: PathNormalization;
   rootNamespace?: string;
   kubernetes?: { issuer?: string; audience?: string; jwksFile?: string };
   signing?: { concurrency?: number; maxQueue?: number };
@@ -49,6 +51,8 @@ export interface ControlPlaneConfig {
   readonly rootRotationAuth: 'root-key' | 'admin-identity';
   readonly svidTtlSeconds: number;
   readonly defaultMtlsMode: MtlsMode;
+  /** How sidecars normalize request paths before AuthorizationPolicy (default BASE, as Istio). */
+  readonly pathNormalization: PathNormalization;
   readonly rootNamespace: string;
   readonly kubernetes: { readonly issuer: string; readonly audience: string; readonly jwksFile: string } | null;
   readonly signing: { readonly concurrency: number; readonly maxQueue: number };
@@ -78,6 +82,7 @@ const SCHEMA = {
     rootRotationAuth: { enum: ['root-key', 'admin-identity'] },
     svidTtl: { type: 'string', pattern: DURATION },
     defaultMtlsMode: { enum: ['STRICT', 'PERMISSIVE', 'DISABLE'] },
+    pathNormalization: { enum: [...PATH_NORMALIZATIONS] },
     rootNamespace: { type: 'string', minLength: 1 },
     kubernetes: {
       type: 'object',
@@ -193,6 +198,7 @@ export function resolveConfig(file: ControlPlaneConfigInput, flags: ControlPlane
     rootRotationAuth: merged.rootRotationAuth ?? 'root-key',
     svidTtlSeconds: Math.round(svidTtlMs / 1000),
     defaultMtlsMode: merged.defaultMtlsMode ?? 'STRICT',
+    pathNormalization: merged.pathNormalization ?? DEFAULT_PATH_NORMALIZATION,
     rootNamespace: merged.rootNamespace ?? 'trellis-system',
     kubernetes: k && k.issuer && k.jwksFile ? Object.freeze({ issuer: k.issuer, audience: k.audience ?? 'trellis', jwksFile: k.jwksFile }) : null,
     signing: Object.freeze({ concurrency: merged.signing?.concurrency ?? 4, maxQueue: merged.signing?.maxQueue ?? 20_000 }),

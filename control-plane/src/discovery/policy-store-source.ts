@@ -4,13 +4,13 @@
  * PolicySource. One PolicyView per published PolicySet, so resource
  * memoisation keys on the set's identity.
  */
-import type { EffectiveMtlsMode, PolicySet } from '@trellis/shared';
+import type { EffectiveMtlsMode, PathNormalization, PolicySet } from '@trellis/shared';
 import type { PolicyStore } from '../policy/policy-store';
 import type { PolicySource, PolicyView } from './policy-source';
 import { policyViewFromSet } from './policy-view';
 
 /** A PolicySource backed by a started PolicyStore; close() closes the store. */
-export function policyStoreSource(store: PolicyStore, opts: { rootNamespace: string; defaultMode: EffectiveMtlsMode }): PolicySource {
+export function policyStoreSource(store: PolicyStore, opts: { rootNamespace: string; defaultMode: EffectiveMtlsMode; pathNormalization?: PathNormalization }): PolicySource {
   let set: PolicySet | null = null;
   let view: PolicyView | null = null;
   return {

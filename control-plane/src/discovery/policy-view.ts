@@ -1,19 +1,22 @@
 /**
  * Adapts a shared PolicySet to the discovery layer's PolicyView: the
  * effective PeerAuthentication and the selecting AuthorizationPolicies (as
- * wire JSON the sidecar re-validates with `policiesFromJSON`).
+ * wire JSON the sidecar re-validates with `policiesFromJSON`), with the
+ * mesh-wide path normalization the sidecar applies before them.
  */
 import {
+  DEFAULT_PATH_NORMALIZATION,
   policiesToJSON,
   resolvePeerAuthentication,
   selectAuthorizationPolicies,
   type EffectiveMtlsMode,
+  type PathNormalization,
   type PolicySet,
 } from '@trellis/shared';
 import type { PolicyView } from './policy-source';
 
 /** The view of one immutable PolicySet. */
-export function policyViewFromSet(set: PolicySet, opts: { rootNamespace: string; defaultMode: EffectiveMtlsMode }): PolicyView {
+export function policyViewFromSet(set: PolicySet, opts: { rootNamespace: string; defaultMode: EffectiveMtlsMode; pathNormalization?: PathNormalization }): PolicyView {
   return {
     peerAuthentication(w) {
       const r = resolvePeerAuthentication(set, { namespace: w.namespace, labels: w.labels }, opts);
@@ -22,7 +25,8 @@ export function policyViewFromSet(set: PolicySet, opts: { rootNamespace: string;
       return { mode: r.mode, portModes };
     },
     authorizationPolicies(w) {
-      return { policies: policiesToJSON(selectAuthorizationPolicies(set, { namespace: w.namespace, labels: w.labels }, { rootNamespace: opts.rootNamespace })) };
+      const policies = policiesToJSON(selectAuthorizationPolicies(set, { namespace: w.namespace, labels: w.labels }, { rootNamespace: opts.rootNamespace }));
+      return { policies, pathNormalization: opts.pathNormalization ?? DEFAULT_PATH_NORMALIZATION };
     },
   };
 }

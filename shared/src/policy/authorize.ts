@@ -15,6 +15,7 @@
 import { ipInBlock } from './ip-block';
 import { isPolicySet, labelsMatch, refOf, type PolicyRef, type PolicySet } from './policy-set';
 import type { AuthorizationPolicy, AuthzOperation, AuthzRule, AuthzSource, Policy, PolicyWorkload } from './policy-types';
+import { hostMatches } from './host-match';
 import { matchAny, matchString } from './string-match';
 
 /** The request as the sidecar sees it. */
@@ -24,7 +25,10 @@ export interface AuthzRequest {
   sourceIp?: string;
   /** Destination (container) port. */
   port: number;
-  /** Present only when the port is served as HTTP; then method/path/host rules apply. */
+  /**
+   * Present only when the port is served as HTTP; then method/path/host rules apply. `path` as the
+   * sidecar normalized it (see path-normalization.ts); `host` as sent (compared as host-match.ts says).
+   */
   http?: { method: string; path: string; host?: string };
 }
 
@@ -219,9 +223,19 @@ function operationMatches(o: AuthzOperation, ctx: Ctx, denyLike: boolean): boole
   if (!hasHttpFields(o)) return true;
   // HTTP fields on a TCP request: an ALLOW rule cannot match; a DENY/AUDIT rule applies on its other fields (as Istio's TCP filter does).
   if (!http) return denyLike;
+  // The sidecar passes a path it already normalized (path-normalization.ts) without its query; a caller
+  // such as `policy explain` may pass a query, which Istio never matches on.
   const path = http.path.replace(/[?#].*$/s, '');
   const host = http.host ?? '';
-  const pos = (list: readonly string[] | undefined, v: string, ci = false): boolean => !list || matchAny(list, v, ci);
-  const neg = (list: readonly string[] | undefined, v: string, ci = false): boolean => !list || !matchAny(list, v, ci);
-  return pos(o.methods, http.method) && neg(o.notMethods, http.method) && pos(o.paths, path) && neg(o.notPaths, path) && pos(o.hosts, host, true) && neg(o.notHosts, host, true);
+  const pos = (list: readonly string[] | undefined, v: string): boolean => !list || matchAny(list, v);
+  const neg = (list: readonly string[] | undefined, v: string): boolean => !list || !matchAny(list, v);
+  const anyHost = (list: readonly string[]): boolean => list.some((p) => hostMatches(p, host));
+  return (
+    pos(o.methods, http.method) &&
+    neg(o.notMethods, http.method) &&
+    pos(o.paths, path) &&
+    neg(o.notPaths, path) &&
+    (!o.hosts || anyHost(o.hosts)) &&
+    (!o.notHosts || !anyHost(o.notHosts))
+  );
 }

@@ -31,3 +31,7 @@ export { matchString } from './string-match';
 export { ipInBlock, parseIp, parseIpBlock } from './ip-block';
 export { explainInbound } from './explain';
 export type { InboundExplanation } from './explain';
+export { normalizePath, isPathNormalization, PATH_NORMALIZATIONS, DEFAULT_PATH_NORMALIZATION } from './path-normalization';
+export type { PathNormalization, NormalizedPath } from './path-normalization';
+export { canonicalHost, sameHost, hostMatches } from './host-match';
+export type { CanonicalHost } from './host-match';

@@ -4,6 +4,7 @@
  * not match its type is a NACK with the field path, never a crash.
  */
 import { TrellisError } from '../errors/trellis-error';
+import { isPathNormalization, PATH_NORMALIZATIONS, type PathNormalization } from '../policy/path-normalization';
 import {
   AUTHORIZATION_POLICIES_TYPE_URL,
   ENDPOINTS_TYPE_URL,
@@ -50,9 +51,15 @@ export interface PeerAuthenticationResource {
   portModes: Record<string, MtlsMode>;
 }
 
-/** The AuthorizationPolicies selecting one workload, as JSON the policy engine evaluates. */
+/**
+ * The AuthorizationPolicies selecting one workload, as JSON the policy engine
+ * evaluates, and the mesh-wide path normalization applied before them
+ * (Istio's meshConfig.pathNormalization; absent: BASE, so a control plane
+ * that predates the field never leaves a sidecar on NONE).
+ */
 export interface AuthorizationPoliciesResource {
   policies: unknown[];
+  pathNormalization?: PathNormalization;
 }
 
 /** Credentials that must be refused at once, before they expire. */
@@ -151,6 +158,7 @@ export function decodeResource<T extends TypeUrl>(typeUrl: T, body: Uint8Array |
     }
     case AUTHORIZATION_POLICIES_TYPE_URL:
       if (!Array.isArray(o.policies)) throw bad(typeUrl, 'policies', 'must be an array');
+      if (o.pathNormalization !== undefined && !isPathNormalization(o.pathNormalization)) throw bad(typeUrl, 'pathNormalization', `must be one of ${PATH_NORMALIZATIONS.join(', ')}`);
       break;
     case REVOCATIONS_TYPE_URL:
       strArray(typeUrl, o, 'serials');

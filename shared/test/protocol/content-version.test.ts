@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import fc from 'fast-check';
 import { contentVersion, canonicalJson } from '../../src/protocol/content-version';
 import { decodeResource, encodeResource } from '../../src/protocol/resources';
-import { PEER_AUTHENTICATION_TYPE_URL, TRUST_BUNDLE_TYPE_URL } from '../../src/protocol/type-urls';
+import { AUTHORIZATION_POLICIES_TYPE_URL, PEER_AUTHENTICATION_TYPE_URL, TRUST_BUNDLE_TYPE_URL } from '../../src/protocol/type-urls';
 
 describe('content-hash versions', () => {
   it('gives equal versions for equal content regardless of key and resource order', () => {
@@ -35,12 +35,21 @@ describe('resource decoding', () => {
     ['a non-numeric port', PEER_AUTHENTICATION_TYPE_URL, { mode: 'STRICT', portModes: { http: 'STRICT' } }],
     ['an empty bundle', TRUST_BUNDLE_TYPE_URL, { trustDomain: 'example.org', rootsPem: [] }],
     ['a bundle root that is not a string', TRUST_BUNDLE_TYPE_URL, { trustDomain: 'example.org', rootsPem: [42] }],
+    ['a path normalization Istio does not name', AUTHORIZATION_POLICIES_TYPE_URL, { policies: [], pathNormalization: 'base' }],
+    ['a path normalization that is not a string', AUTHORIZATION_POLICIES_TYPE_URL, { policies: [], pathNormalization: null }],
   ];
   for (const [what, type, body] of bad) {
     it(`refuses ${what} with TRELLIS_PROTOCOL_BAD_RESOURCE`, () => {
       expect(() => decodeResource(type as typeof PEER_AUTHENTICATION_TYPE_URL, encodeResource(body))).to.throw().with.property('code', 'TRELLIS_PROTOCOL_BAD_RESOURCE');
     });
   }
+
+  it('reads AuthorizationPolicies with each of Istio\'s path normalizations, and without one', () => {
+    for (const pathNormalization of ['NONE', 'BASE', 'MERGE_SLASHES', 'DECODE_AND_MERGE_SLASHES']) {
+      expect(decodeResource(AUTHORIZATION_POLICIES_TYPE_URL, encodeResource({ policies: [], pathNormalization }))).to.deep.equal({ policies: [], pathNormalization });
+    }
+    expect(decodeResource(AUTHORIZATION_POLICIES_TYPE_URL, encodeResource({ policies: [] }))).to.deep.equal({ policies: [] });
+  });
 
   it('refuses bytes that are not JSON', () => {
     expect(() => decodeResource(PEER_AUTHENTICATION_TYPE_URL, Buffer.from([0xff, 0x00]))).to.throw().with.property('code', 'TRELLIS_PROTOCOL_BAD_RESOURCE');

@@ -6,6 +6,7 @@
  */
 import {
   AUTHORIZATION_POLICIES_TYPE_URL,
+  DEFAULT_PATH_NORMALIZATION,
   ENDPOINTS_TYPE_URL,
   PEER_AUTHENTICATION_TYPE_URL,
   REVOCATIONS_TYPE_URL,
@@ -41,8 +42,10 @@ export function wireDiscovery(client: DiscoverySource, state: SidecarState, deps
   client.on(AUTHORIZATION_POLICIES_TYPE_URL, (resources, version) => {
     const body = single(resources, 'authorization policies');
     const policies = policiesFromWire(body.policies);
-    state.update({ authz: { policies } });
-    logger.info('authorization policies applied', { version, count: policies.length });
+    // A control plane that predates the field sends none: BASE, never NONE by accident.
+    const pathNormalization = body.pathNormalization ?? DEFAULT_PATH_NORMALIZATION;
+    state.update({ authz: { policies, pathNormalization } });
+    logger.info('authorization policies applied', { version, count: policies.length, pathNormalization });
   });
   client.on(REVOCATIONS_TYPE_URL, (resources, version) => {
     const body = single(resources, 'revocations');

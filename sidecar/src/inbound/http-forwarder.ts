@@ -2,16 +2,36 @@
  * Forwards one HTTP request from a `/http` inbound port to the application
  * over a keep-alive connection pool, replacing `x-forwarded-client-cert`
  * with the one we vouch for: a client can never forge its identity header.
+ * The request-target sent is the one policy judged (normalized, origin-form;
+ * see request-target.ts), never the client's raw one.
  *
  * Headers travel as raw name/value lists both ways (no header objects built
  * and re-serialised), and bodies are forwarded with two listeners per
  * direction instead of pipe(): on this path per-request overhead is the cost.
  */
 import { Agent, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Readable, Writable } from 'node:stream';
 
+/** What is sent to the app for one request, besides the client's end-to-end headers and body. */
+export interface Forward {
+  /** The origin-form request-target the app receives: the normalized path, then the query as sent. */
+  readonly target: string;
+  /** The XFCC we vouch for (mTLS peers), or undefined (plaintext): a client-sent one never passes. */
+  readonly xfcc: string | undefined;
+  /** `Host` to send when the client sent none (absolute-form target); default `appHost:appPort`. */
+  readonly host?: string;
+  /**
+   * An Upgrade to offer the app (the client's `websocket` token). Only a
+   * `101` answer calls `onSwitch` with the app's connection, to be joined to
+   * the client's as raw bytes; any other answer is an ordinary response on
+   * `res`, as Envoy does.
+   */
+  readonly upgrade?: { readonly protocol: string; onSwitch(upRes: IncomingMessage, appSocket: Socket, appHead: Buffer): void };
+}
+
 /** Forwards `req` to the app and streams the answer back on `res`. */
-export type HttpForwarder = (req: IncomingMessage, res: ServerResponse, xfcc: string | undefined, onUpstreamError: () => void) => void;
+export type HttpForwarder = (req: IncomingMessage, res: ServerResponse, fwd: Forward, onUpstreamError: () => void) => void;
 
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'upgrade', 'x-forwarded-client-cert']);
 const RESPONSE_DROPPED = new Set(['connection', 'keep-alive']);
@@ -55,9 +75,10 @@ function connectionListed(rawHeaders: readonly string[]): Set<string> | undefine
  * The header list sent to the app, in `rawHeaders` form: hop-by-hop headers
  * (the fixed set and any the client's `Connection` header names) and every
  * client-sent XFCC (any letter case) removed, ours added; `host` (when given)
- * is added if the client sent none. Pure.
+ * is added if the client sent none; with `upgrade`, `upgrade: <it>` and
+ * `connection: upgrade` are added back (the only hop-by-hop pair we pass). Pure.
  */
-export function upstreamHeaders(rawHeaders: readonly string[], xfcc: string | undefined, host?: string): string[] {
+export function upstreamHeaders(rawHeaders: readonly string[], xfcc: string | undefined, host?: string, upgrade?: string): string[] {
   const out: string[] = [];
   const listed = connectionListed(rawHeaders);
   let sawHost = false;
@@ -72,6 +93,7 @@ export function upstreamHeaders(rawHeaders: readonly string[], xfcc: string | un
   }
   if (!sawHost && host !== undefined) out.push('host', host);
   if (xfcc !== undefined) out.push('x-forwarded-client-cert', xfcc);
+  if (upgrade !== undefined) out.push('upgrade', upgrade, 'connection', 'upgrade');
   return out;
 }
 
@@ -118,14 +140,16 @@ function forwardBody(src: Readable, dst: Writable, stopWhenSinkCloses = false): 
 export function forwardHttpRequest(opts: { appHost: string; appPort: number }): HttpForwarder {
   const agent = new Agent({ keepAlive: true, maxFreeSockets: 256, scheduling: 'lifo' });
   const defaultHost = `${opts.appHost}:${opts.appPort}`;
-  return (req, res, xfcc, onUpstreamError) => {
+  return (req, res, fwd, onUpstreamError) => {
     const up = httpRequest(
-      { host: opts.appHost, port: opts.appPort, method: req.method, path: req.url, headers: upstreamHeaders(req.rawHeaders, xfcc, defaultHost), agent },
+      { host: opts.appHost, port: opts.appPort, method: req.method, path: fwd.target, headers: upstreamHeaders(req.rawHeaders, fwd.xfcc, fwd.host ?? defaultHost, fwd.upgrade?.protocol), agent },
       (upRes) => {
         res.writeHead(upRes.statusCode ?? 502, upRes.statusMessage, downstreamHeaders(upRes.rawHeaders));
         forwardBody(upRes, res, true);
       },
     );
+    // Node's client emits 'upgrade' only for a 101 to a request that offered one; without this listener it would drop the connection.
+    if (fwd.upgrade) up.on('upgrade', (upRes: IncomingMessage, socket: Socket, head: Buffer) => fwd.upgrade!.onSwitch(upRes, socket, head));
     up.setNoDelay(true);
     // A client that goes away mid-request, or an app that resets mid-response,
     // ends this exchange only: an unhandled stream error would end the process.
@@ -145,8 +169,9 @@ export function forwardHttpRequest(opts: { appHost: string; appPort: number }): 
       if (clientGone) return;
       onUpstreamError();
       if (!res.headersSent) {
-        res.writeHead(502, { 'content-type': 'text/plain', 'content-length': 24 });
-        res.end('upstream connect error\n');
+        const body = 'upstream connect error\n';
+        res.writeHead(502, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body) });
+        res.end(body);
       } else {
         res.destroy();
       }

@@ -9,21 +9,19 @@
  * peer must chain to the bundle (checked by OpenSSL during the handshake)
  * and pass `verifyPeer` (with federation: its trust domain is ours or a
  * federated one, and its chain reaches a root of that same trust domain); then AuthorizationPolicy decides, per connection on
- * TCP ports and per request on `/http` ports. Everything fails closed: no
+ * TCP ports and per request on `/http` ports (http-inbound.ts). Everything fails closed: no
  * policy yet, no valid SVID of our own, a bad peer or a DENY closes the
  * connection (403 on `/http` ports) and counts a refusal with its reason.
  */
 import { createServer as createNetServer, connect as netConnect, isIP, type Server, type Socket } from 'node:net';
 import { TLSSocket, type SecureContext } from 'node:tls';
-import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import type { Logger } from '@trellis/shared';
 import { classifyFirstBytes } from './tls-detect';
-import { ambiguousRequestHeaders, forwardHttpRequest, type HttpForwarder } from './http-forwarder';
+import { HttpInbound } from './http-inbound';
 import { leafFacts } from '../identity/leaf-facts';
 import { verifyPeer, type PeerRefusal } from '../identity/peer-verifier';
-import { decide, type Authorizer, type AuthzDecision, type Workload } from '../policy/authorizer';
-import { splice, type ProxySocket } from '../proxy/splice';
-import type { Duplex } from 'node:stream';
+import { decide, type Authorizer, type Workload } from '../policy/authorizer';
+import { splice } from '../proxy/splice';
 import { adoptDirectRead, directRead } from '../proxy/direct-read';
 import type { PeerAuthMode, SidecarSnapshot, SidecarState } from '../state/sidecar-state';
 import { federationInForce, peerTrust, presentedIntermediates } from '../state/peer-trust';
@@ -69,17 +67,12 @@ interface PeerInfo {
   tracked: TrackedConnection;
 }
 
-const PEERS = new WeakMap<object, PeerInfo>();
-
 /** An inbound listener; `start()` binds it. */
 export class InboundListener {
   private readonly server: Server;
-  private readonly httpServer?: HttpServer;
-  private readonly forwarder?: HttpForwarder;
+  /** Present on `/http` ports: per-request authorization and forwarding. */
+  private readonly http?: HttpInbound;
   private boundPort = 0;
-  private draining = false;
-  /** Open connections on an /http port and their requests in flight, for the drain. */
-  private readonly httpConns = new Map<Duplex, { inFlight: number }>();
 
   constructor(
     readonly spec: InboundSpec,
@@ -87,12 +80,8 @@ export class InboundListener {
   ) {
     this.server = createNetServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true }, (s) => this.onConnection(s));
     if (spec.http) {
-      this.forwarder = forwardHttpRequest({ appHost: deps.appHost ?? '127.0.0.1', appPort: spec.appPort });
-      this.httpServer = createHttpServer({ keepAliveTimeout: 60_000, noDelay: true }, (req, res) => this.onHttpRequest(req, res));
-      this.httpServer.on('clientError', (_err, socket) => socket.destroy());
-      this.httpServer.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.onHttpUpgrade(req, socket, head));
-      // A client that half-closes after its request still gets the response.
-      (this.httpServer as HttpServer & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
+      const { state, metrics, logger, authorize, workload } = deps;
+      this.http = new HttpInbound({ state, metrics, logger, authorize, workload, appHost: deps.appHost ?? '127.0.0.1', appPort: spec.appPort, listenerPort: () => this.boundPort });
     }
   }
 
@@ -114,13 +103,7 @@ export class InboundListener {
     // close() stops listening at once; its callback would also wait for every
     // open connection, which is the drain's job, not this one's.
     if (this.server.listening) this.server.close();
-    if (this.httpServer) {
-      // HTTP clients learn to go elsewhere: idle keep-alive connections are
-      // closed now, busy ones after their current response. (The http.Server
-      // cannot do it: it never accepted these connections itself.)
-      this.draining = true;
-      for (const [conn, st] of this.httpConns) if (st.inFlight === 0) conn.end();
-    }
+    this.http?.drain();
     return Promise.resolve();
   }
 
@@ -343,11 +326,8 @@ export class InboundListener {
       this.deps.metrics.bytes.inc({ direction: 'inbound', flow: 'rx' }, rx);
       this.deps.metrics.bytes.inc({ direction: 'inbound', flow: 'tx' }, tx);
     });
-    if (this.httpServer) {
-      PEERS.set(conn, { ...peer, tracked });
-      this.httpConns.set(conn, { inFlight: 0 });
-      conn.once('close', () => this.httpConns.delete(conn));
-      this.httpServer.emit('connection', conn);
+    if (this.http) {
+      this.http.serve(conn, peer && { principal: peer.principal, certSha256: peer.certSha256 });
       conn.resume();
       return;
     }
@@ -370,108 +350,6 @@ export class InboundListener {
     const connDirect = adoptDirectRead(conn);
     conn.resume();
     splice(conn, app, undefined, { aDirect: connDirect, bDirect: direct });
-  }
-
-  /** AuthorizationPolicy for one HTTP request on this port; fails closed if the connection's peer is unknown. */
-  private authorizeHttp(req: IncomingMessage): { peer: PeerInfo | undefined; decision: AuthzDecision; xfcc: string | undefined } {
-    const peer = PEERS.get(req.socket) ?? PEERS.get((req.socket as unknown as { _parent?: object })._parent ?? {});
-    const snap = this.deps.state.current();
-    const url = req.url ?? '/';
-    const q = url.indexOf('?');
-    const decision: AuthzDecision = peer
-      ? decide(this.deps.authorize, snap.authz?.policies ?? [], this.deps.workload, {
-          principal: peer.principal,
-          sourceIp: req.socket.remoteAddress,
-          port: this.spec.appPort,
-          http: { method: req.method ?? 'GET', path: q < 0 ? url : url.slice(0, q), host: req.headers.host },
-        })
-      : { decision: 'DENY', reason: 'connection state lost' };
-    if (decision.decision !== 'ALLOW') {
-      this.deps.metrics.refuse('inbound', 'authz_denied');
-      this.deps.logger.info('inbound request denied by policy', { port: this.boundPort, principal: peer?.principal, method: req.method, path: url, reason: decision.reason });
-    }
-    const ours = snap.credentials?.spiffeId;
-    const xfcc = peer?.principal ? `By=${ours ?? ''};Hash=${peer.certSha256 ?? ''};URI=${peer.principal}` : undefined;
-    return { peer, decision, xfcc };
-  }
-
-  /**
-   * An `Upgrade` request (WebSocket and the like) on an /http port: the same
-   * authorization and XFCC rewrite as any request, then the connection is
-   * handed to the application as a byte stream.
-   */
-  private onHttpUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
-    socket.on('error', () => socket.destroy());
-    const ambiguous = this.refuseAmbiguous(req);
-    if (ambiguous) {
-      socket.end(`HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(ambiguous)}\r\nconnection: close\r\n\r\n${ambiguous}`);
-      return;
-    }
-    const { decision, xfcc } = this.authorizeHttp(req);
-    if (decision.decision !== 'ALLOW') {
-      socket.end('HTTP/1.1 403 Forbidden\r\ncontent-type: text/plain\r\ncontent-length: 20\r\nconnection: close\r\n\r\nRBAC: access denied\n');
-      return;
-    }
-    const app = netConnect({ host: this.deps.appHost ?? '127.0.0.1', port: this.spec.appPort, allowHalfOpen: true, noDelay: true });
-    app.once('error', () => {
-      this.deps.metrics.refuse('inbound', 'app_unreachable');
-      socket.destroy();
-    });
-    app.once('connect', () => {
-      const lines = [`${req.method ?? 'GET'} ${req.url ?? '/'} HTTP/${req.httpVersion}`];
-      for (let i = 0; i < req.rawHeaders.length; i += 2) {
-        if (req.rawHeaders[i]!.toLowerCase() === 'x-forwarded-client-cert') continue;
-        lines.push(`${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}`);
-      }
-      if (xfcc !== undefined) lines.push(`x-forwarded-client-cert: ${xfcc}`);
-      app.write(lines.join('\r\n') + '\r\n\r\n');
-      if (head.length > 0) app.write(head);
-      splice(socket as ProxySocket, app);
-    });
-  }
-
-  /**
-   * A request whose headers could be read two ways (a second Host, repeated
-   * framing headers) is refused before authorization: policy must judge
-   * exactly what the app will see. Returns the 400 body, or undefined.
-   */
-  private refuseAmbiguous(req: IncomingMessage): string | undefined {
-    const why = ambiguousRequestHeaders(req.rawHeaders);
-    if (why === undefined) return undefined;
-    this.deps.metrics.refuse('inbound', 'bad_request');
-    this.deps.logger.info('inbound request refused: ambiguous headers', { port: this.boundPort, method: req.method, path: req.url, reason: why });
-    return `bad request: ${why}\n`;
-  }
-
-  private onHttpRequest(req: IncomingMessage, res: ServerResponse): void {
-    const ambiguous = this.refuseAmbiguous(req);
-    if (ambiguous) {
-      // The framing itself is in doubt, so the connection is not reused.
-      res.shouldKeepAlive = false;
-      res.writeHead(400, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(ambiguous), connection: 'close' });
-      res.end(ambiguous);
-      req.resume();
-      return;
-    }
-    const { decision: d, xfcc } = this.authorizeHttp(req);
-    if (d.decision !== 'ALLOW') {
-      const body = 'RBAC: access denied\n';
-      if (this.draining) res.shouldKeepAlive = false;
-      res.writeHead(403, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body) });
-      res.end(body);
-      req.resume();
-      return;
-    }
-    const st = this.httpConns.get(req.socket);
-    if (st) {
-      st.inFlight++;
-      res.once('close', () => {
-        st.inFlight--;
-        if (this.draining && st.inFlight === 0) req.socket.end();
-      });
-    }
-    if (this.draining) res.shouldKeepAlive = false;
-    this.forwarder!(req, res, xfcc, () => this.deps.metrics.refuse('inbound', 'app_unreachable'));
   }
 }
 

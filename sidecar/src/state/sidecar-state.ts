@@ -9,7 +9,7 @@
  * connection never sees half an update.
  */
 import { X509Certificate, createHash, createPublicKey } from 'node:crypto';
-import { parseCertificate, parseTrustDomain, validateLeafSvid, type CertificateFacts } from '@trellis/shared';
+import { DEFAULT_PATH_NORMALIZATION, isPathNormalization, parseCertificate, parseTrustDomain, PATH_NORMALIZATIONS, validateLeafSvid, type CertificateFacts, type PathNormalization } from '@trellis/shared';
 import { SidecarError } from '../errors';
 import { leafFacts, normaliseSerial } from '../identity/leaf-facts';
 import { splitWorkloadSpiffeId } from '../identity/peer-verifier';
@@ -53,9 +53,11 @@ export interface PeerAuthentication {
   readonly portModes: Readonly<Record<number, PeerAuthMode>>;
 }
 
-/** The AuthorizationPolicies that apply to this workload, as plain JSON data. */
+/** The AuthorizationPolicies that apply to this workload, as plain JSON data, and how request paths are normalized before them. */
 export interface AuthorizationState {
   readonly policies: readonly object[];
+  /** The mesh-wide path normalization (Istio's names); absent in an update means BASE, and a snapshot always holds one. */
+  readonly pathNormalization?: PathNormalization;
 }
 
 /** Revoked serials (normalised hex) and SPIFFE IDs. */
@@ -133,7 +135,11 @@ export class SidecarState {
       if (!Array.isArray(update.authz.policies) || update.authz.policies.some((p) => typeof p !== 'object' || p === null)) {
         throw new SidecarError('TRELLIS_SIDECAR_BAD_POLICY', 'authorization policies must be a list of objects', { field: 'authz.policies' });
       }
-      next.authz = Object.freeze({ policies: Object.freeze([...update.authz.policies]) });
+      const pathNormalization = update.authz.pathNormalization ?? DEFAULT_PATH_NORMALIZATION;
+      if (!isPathNormalization(pathNormalization)) {
+        throw new SidecarError('TRELLIS_SIDECAR_BAD_POLICY', `path normalization must be one of ${PATH_NORMALIZATIONS.join(', ')}`, { field: 'authz.pathNormalization' });
+      }
+      next.authz = Object.freeze({ policies: Object.freeze([...update.authz.policies]), pathNormalization });
       changed.push('authz');
     }
     if (update.revocations !== undefined) {

@@ -1,0 +1,301 @@
+/**
+ * The HTTP side of an `/http` inbound port. Every request on a connection
+ * that passed authentication is read as one view (request-target.ts: the
+ * path normalized as the mesh says, the target in origin-form, the host
+ * checked), authorized on that view and forwarded as that view, with the
+ * XFCC we vouch for: policy and application judge the same request.
+ *
+ * Upgrade (RFC 9110 §7.8). Node hands a request carrying `Connection:
+ * upgrade` over as a bare socket. It goes through the same checks, is
+ * offered to the app, and only a `101 Switching Protocols` from the app
+ * turns the connection into a byte stream, as in Envoy. Any other answer is
+ * written as an ordinary response and the connection goes back to HTTP
+ * parsing, so every later request on it is authorized and gets its XFCC
+ * rewritten. Only `websocket` is offered: Istio configures Envoy for
+ * websocket upgrades alone, and any other protocol is refused with 403
+ * (reason `upgrade_refused`); an `h2c` offer is dropped and the request
+ * served as HTTP/1.1, as Envoy does (an h2c switch would carry HTTP/2
+ * requests no policy sees). An Upgrade request with a body is refused with
+ * 400: Node passes such a body on as the connection's next bytes, where it
+ * would be read as a request.
+ *
+ * Fails closed: an unknown connection, a request that cannot be read as one
+ * view, or a DENY never reaches the app; each refusal is counted with its
+ * reason (`bad_request`, `bad_path`, `bad_host`, `authz_denied`,
+ * `upgrade_refused`) and every 400 closes the connection.
+ */
+import { createServer as createHttpServer, ServerResponse, STATUS_CODES, type IncomingMessage, type Server as HttpServer } from 'node:http';
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { TLSSocket } from 'node:tls';
+import { DEFAULT_PATH_NORMALIZATION, type Logger } from '@trellis/shared';
+import { ambiguousRequestHeaders, forwardHttpRequest, type Forward, type HttpForwarder } from './http-forwarder';
+import { readRequestTarget, type RequestView } from './request-target';
+import { decide, type Authorizer, type AuthzDecision, type Workload } from '../policy/authorizer';
+import { splice, type ProxySocket } from '../proxy/splice';
+import type { SidecarState } from '../state/sidecar-state';
+import type { SidecarMetrics } from '../metrics/sidecar-metrics';
+
+/** What authentication established about a connection's peer; empty for plaintext. */
+export interface HttpPeer {
+  /** The peer's SPIFFE ID (mTLS only). */
+  readonly principal?: string;
+  /** SHA-256 of the peer's leaf, hex, for XFCC `Hash=`. */
+  readonly certSha256?: string;
+}
+
+/** Collaborators of an HttpInbound. */
+export interface HttpInboundDeps {
+  state: SidecarState;
+  metrics: SidecarMetrics;
+  logger: Logger;
+  authorize: Authorizer;
+  workload: Workload;
+  appHost: string;
+  appPort: number;
+  /** The listener's bound port, for logs. */
+  listenerPort(): number;
+}
+
+/** The outcome of the checks every request goes through before it may reach the app. */
+type Gate = { readonly ok: true; readonly view: RequestView; readonly xfcc: string | undefined } | { readonly ok: false; readonly status: 400 | 403; readonly body: string; readonly close: boolean };
+
+const DENIED_BODY = 'RBAC: access denied\n';
+
+/** HTTP serving for one /http inbound port: `serve()` each authenticated connection. */
+export class HttpInbound {
+  private readonly server: HttpServer;
+  private readonly forwarder: HttpForwarder;
+  private readonly peers = new WeakMap<object, HttpPeer>();
+  /** Open connections and their requests in flight, for the drain. */
+  private readonly conns = new Map<Duplex, { inFlight: number }>();
+  private draining = false;
+  /** Sockets that already carry our error guard (an upgrade may be answered many times on one connection). */
+  private readonly guarded = new WeakSet<Duplex>();
+
+  constructor(private readonly deps: HttpInboundDeps) {
+    this.forwarder = forwardHttpRequest({ appHost: deps.appHost, appPort: deps.appPort });
+    this.server = createHttpServer({ keepAliveTimeout: 60_000, noDelay: true }, (req, res) => this.onRequest(req, res));
+    this.server.on('clientError', (err: Error & { code?: string }, socket: Duplex) => this.onClientError(err, socket));
+    this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket, head));
+    // A client that half-closes after its request still gets the response.
+    (this.server as HttpServer & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
+  }
+
+  /** Serves HTTP on `conn`, whose peer authentication established `peer` (undefined: plaintext). */
+  serve(conn: Socket | TLSSocket, peer: HttpPeer | undefined): void {
+    this.peers.set(conn, peer ?? {});
+    this.conns.set(conn, { inFlight: 0 });
+    conn.once('close', () => this.conns.delete(conn));
+    this.server.emit('connection', conn);
+  }
+
+  /**
+   * HTTP clients learn to go elsewhere: idle keep-alive connections are
+   * closed now, busy ones after their current response. (The http.Server
+   * cannot do it: it never accepted these connections itself.)
+   */
+  drain(): void {
+    this.draining = true;
+    for (const [conn, st] of this.conns) if (st.inFlight === 0) conn.end();
+  }
+
+  /**
+   * The checks before the app: headers that read one way only, one view of
+   * the target (400 otherwise, closing the connection), then
+   * AuthorizationPolicy on that view (403). Reads the snapshot once, so the
+   * path normalization and the policies are of one version.
+   */
+  private gate(req: IncomingMessage): Gate {
+    const ambiguous = ambiguousRequestHeaders(req.rawHeaders);
+    if (ambiguous !== undefined) return this.badRequest(req, 'bad_request', ambiguous);
+    const snap = this.deps.state.current();
+    const view = readRequestTarget(req.method ?? 'GET', req.url ?? '/', req.headers.host, snap.authz?.pathNormalization ?? DEFAULT_PATH_NORMALIZATION);
+    if (!view.ok) return this.badRequest(req, view.reason, view.detail);
+    const peer = this.peers.get(req.socket) ?? this.peers.get((req.socket as unknown as { _parent?: object })._parent ?? {});
+    const decision: AuthzDecision = peer
+      ? decide(this.deps.authorize, snap.authz?.policies ?? [], this.deps.workload, {
+          principal: peer.principal,
+          sourceIp: req.socket.remoteAddress,
+          port: this.deps.appPort,
+          http: { method: req.method ?? 'GET', path: view.path, host: view.host },
+        })
+      : { decision: 'DENY', reason: 'connection state lost' };
+    if (decision.decision !== 'ALLOW') {
+      this.deps.metrics.refuse('inbound', 'authz_denied');
+      this.deps.logger.info('inbound request denied by policy', { port: this.deps.listenerPort(), principal: peer?.principal, method: req.method, path: view.path, reason: decision.reason });
+      return { ok: false, status: 403, body: DENIED_BODY, close: false };
+    }
+    const ours = snap.credentials?.spiffeId;
+    const xfcc = peer?.principal ? `By=${ours ?? ''};Hash=${peer.certSha256 ?? ''};URI=${peer.principal}` : undefined;
+    return { ok: true, view, xfcc };
+  }
+
+  /** A 400 that closes the connection: the framing or the target is in doubt, so nothing after it is read. */
+  private badRequest(req: IncomingMessage, reason: string, detail: string): Gate {
+    this.deps.metrics.refuse('inbound', reason);
+    this.deps.logger.info('inbound request refused', { port: this.deps.listenerPort(), method: req.method, path: req.url, reason, detail });
+    return { ok: false, status: 400, body: `bad request: ${detail}\n`, close: true };
+  }
+
+  /** Writes a refusal: byte-correct (content-length), `connection: close` when it closes. */
+  private refuse(res: ServerResponse, g: Extract<Gate, { ok: false }>): void {
+    if (g.close || this.draining) res.shouldKeepAlive = false;
+    res.writeHead(g.status, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(g.body), ...(g.close ? { connection: 'close' } : {}) });
+    res.end(g.body);
+  }
+
+  private onRequest(req: IncomingMessage, res: ServerResponse): void {
+    const g = this.gate(req);
+    if (!g.ok) {
+      this.refuse(res, g);
+      req.resume();
+      return;
+    }
+    this.forward(req, res, { target: g.view.target, xfcc: g.xfcc, host: g.view.addHost });
+  }
+
+  private forward(req: IncomingMessage, res: ServerResponse, fwd: Forward): void {
+    const st = this.conns.get(req.socket);
+    if (st) {
+      st.inFlight++;
+      res.once('close', () => {
+        st.inFlight--;
+        if (this.draining && st.inFlight === 0) req.socket.end();
+      });
+    }
+    if (this.draining) res.shouldKeepAlive = false;
+    this.forwarder(req, res, fwd, () => this.deps.metrics.refuse('inbound', 'app_unreachable'));
+  }
+
+  /**
+   * A request Node's parser refused (a raw space or control byte in the
+   * target, a malformed header, ...): a byte-correct 400 (431 for headers
+   * too large) with `connection: close`, unless a response is already on
+   * its way, when the connection can only be dropped.
+   */
+  private onClientError(err: Error & { code?: string }, socket: Duplex): void {
+    const busy = (socket as Duplex & { _httpMessage?: unknown })._httpMessage;
+    if (err.code === 'ECONNRESET' || busy || !socket.writable) {
+      socket.destroy();
+      return;
+    }
+    const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+    const reason = status === 408 ? 'request_timeout' : 'bad_request';
+    this.deps.metrics.refuse('inbound', reason);
+    this.deps.logger.info('inbound request refused', { port: this.deps.listenerPort(), reason, detail: err.code ?? err.message });
+    const body = `${STATUS_CODES[status]!.toLowerCase()}: ${err.code ?? 'malformed HTTP'}\n`;
+    socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+    socket.once('finish', () => socket.destroy());
+  }
+
+  private onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    if (!this.guarded.has(socket)) {
+      this.guarded.add(socket);
+      socket.on('error', () => socket.destroy());
+    }
+    // A response to a request pipelined before this one still holds the socket (Node lets go of it in
+    // its own 'finish' listener, and hands it to the next queued response): ours goes after them all.
+    const previous = (socket as Duplex & { _httpMessage?: ServerResponse | null })._httpMessage;
+    if (previous) {
+      previous.once('finish', () => setImmediate(() => this.onUpgrade(req, socket, head)));
+      return;
+    }
+    if (socket.destroyed || !socket.writable) return;
+    // Node's server wrote nothing for this request and no longer reads the socket: answer it with a
+    // ServerResponse of our own (its framing is Node's), then hand the socket back or switch it.
+    const res = new ServerResponse(req);
+    res.assignSocket(socket as Socket);
+    res.shouldKeepAlive = keepsAlive(req) && !this.draining;
+    let switched = false;
+    res.once('finish', () => {
+      if (switched) return;
+      res.detachSocket(socket as Socket);
+      // As Node's server does after a response: 'close' tells the drain and the forwarder this exchange is over.
+      process.nextTick(() => res.emit('close'));
+      if (!res.shouldKeepAlive || (res as ServerResponse & { _last?: boolean })._last || !socket.writable) {
+        const s = socket as Duplex & { destroySoon?: () => void };
+        if (s.destroySoon) s.destroySoon();
+        else socket.end();
+        return;
+      }
+      // Back to HTTP: the bytes that came after this request are the next request, and meet the same checks.
+      if (head.length > 0) socket.unshift(head);
+      this.server.emit('connection', socket);
+    });
+    if (hasBody(req)) {
+      this.refuse(res, this.badRequest(req, 'bad_request', 'an Upgrade request with a body') as Extract<Gate, { ok: false }>);
+      return;
+    }
+    const offer = upgradeOffer(req.headers.upgrade);
+    if (offer.kind === 'refused') {
+      this.deps.metrics.refuse('inbound', 'upgrade_refused');
+      this.deps.logger.info('inbound upgrade refused', { port: this.deps.listenerPort(), upgrade: req.headers.upgrade });
+      this.refuse(res, { ok: false, status: 403, body: `upgrade refused: only websocket is carried\n`, close: false });
+      return;
+    }
+    const g = this.gate(req);
+    if (!g.ok) {
+      this.refuse(res, g);
+      return;
+    }
+    const fwd: Forward = { target: g.view.target, xfcc: g.xfcc, host: g.view.addHost };
+    if (offer.kind === 'none') {
+      this.forward(req, res, fwd);
+      return;
+    }
+    this.forward(req, res, {
+      ...fwd,
+      upgrade: {
+        protocol: offer.protocol,
+        onSwitch: (upRes, app, appHead) => {
+          switched = true;
+          res.detachSocket(socket as Socket);
+          (socket as Socket).setTimeout?.(0);
+          const lines = [`HTTP/1.1 101 ${upRes.statusMessage || 'Switching Protocols'}`];
+          for (let i = 0; i + 1 < upRes.rawHeaders.length; i += 2) lines.push(`${upRes.rawHeaders[i]}: ${upRes.rawHeaders[i + 1]}`);
+          socket.write(lines.join('\r\n') + '\r\n\r\n');
+          if (appHead.length > 0) socket.write(appHead);
+          if (head.length > 0) app.write(head);
+          app.on('error', () => socket.destroy());
+          splice(socket as ProxySocket, app);
+        },
+      },
+    });
+  }
+}
+
+/** Whether the client wants the connection kept after this response (RFC 9112 §9.3). */
+function keepsAlive(req: IncomingMessage): boolean {
+  const tokens = String(req.headers.connection ?? '')
+    .toLowerCase()
+    .split(',')
+    .map((t) => t.trim());
+  if (req.httpVersionMajor === 1 && req.httpVersionMinor >= 1) return !tokens.includes('close');
+  return tokens.includes('keep-alive');
+}
+
+/** True when the request announces a body (Node counts `Content-Length: 0` as none, and so do we). */
+function hasBody(req: IncomingMessage): boolean {
+  const te = req.headers['transfer-encoding'];
+  const cl = req.headers['content-length'];
+  return te !== undefined || (cl !== undefined && cl.trim() !== '0');
+}
+
+/** What to do with an `Upgrade` header. */
+type UpgradeOffer = { readonly kind: 'none' } | { readonly kind: 'refused' } | { readonly kind: 'websocket'; readonly protocol: string };
+
+/**
+ * `none` when only `h2c` was offered (dropped, as Envoy), `websocket` (with
+ * the client's tokens) when every protocol offered is WebSocket, else
+ * `refused`. Pure.
+ */
+function upgradeOffer(value: string | undefined): UpgradeOffer {
+  const tokens = String(value ?? '')
+    .split(',')
+    .map((t) => t.trim())
+    .filter((t) => t !== '' && t.toLowerCase() !== 'h2c');
+  if (tokens.length === 0) return { kind: 'none' };
+  if (tokens.every((t) => t.split('/')[0]!.toLowerCase() === 'websocket')) return { kind: 'websocket', protocol: tokens.join(', ') };
+  return { kind: 'refused' };
+}
