@@ -66,6 +66,7 @@ export { parseDuration, parseDurationSeconds, formatDuration, DurationError } fr
 export { X509Error, X509ErrorCode } from './x509/x509-error';
 export type { X509ErrorCodeValue } from './x509/x509-error';
 export { pemBlocks, pemToDer, derToPem } from './x509/pem';
+export { samePublicKey, spkiDer } from './x509/public-key';
 export type { PemBlock } from './x509/pem';
 export { Oid } from './x509/oids';
 export { parseCertificate, parseCertificates } from './x509/certificate-facts';
