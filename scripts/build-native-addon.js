@@ -26,11 +26,19 @@ function buildNativeAddon({ dir, name, fallback }) {
     return;
   }
   const args = [...cmd.slice(1), 'rebuild'];
-  // No network here: build against the headers installed next to this node when npm has no nodedir.
+  // No network here: build against the headers shipped with the node that runs this install (the
+  // project's pinned runtime, node_modules/node-linux-*, carries include/node), so the addon links the
+  // OpenSSL that node exports. A machine-wide npm `nodedir` may belong to an older system node: it is
+  // used only when the running node has no headers beside it.
   const localHeaders = resolve(process.execPath, '..', '..');
-  if (!process.env.npm_config_nodedir && existsSync(join(localHeaders, 'include', 'node', 'node_api.h'))) args.push(`--nodedir=${localHeaders}`);
+  // node-gyp lets npm_config_nodedir win over --nodedir, so both are set.
+  const env = { ...process.env };
+  if (existsSync(join(localHeaders, 'include', 'node', 'node_api.h'))) {
+    args.push(`--nodedir=${localHeaders}`);
+    env.npm_config_nodedir = localHeaders;
+  }
   // Bounded: node-gyp may try to download headers, and an install must not hang on a network that is not there.
-  const r = spawnSync(cmd[0], args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8', timeout: 300_000 });
+  const r = spawnSync(cmd[0], args, { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8', timeout: 300_000 });
   if (r.status !== 0) {
     const tail = `${r.stdout ?? ''}${r.stderr ?? ''}`.trim().split('\n').slice(-8).join('\n');
     console.warn(`${name}: native build failed (${r.error ? r.error.message : `exit ${r.status}`}); ${fallback}\n${tail}`);

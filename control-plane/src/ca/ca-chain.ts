@@ -4,7 +4,7 @@
  * importing an intermediate signed by an enterprise root.
  */
 import { createHash, X509Certificate, type KeyObject } from 'node:crypto';
-import { parseCertificate, TrellisError, type CertificateFacts } from '@trellis/shared';
+import { parseCertificate, samePublicKey, TrellisError, type CertificateFacts } from '@trellis/shared';
 import { CaError, CaErrorCode } from './ca-error';
 import { subjectPublicKeyBits } from './key-types';
 import { toPem } from './pem';
@@ -78,7 +78,7 @@ export function verifyCaChain(intermediate: CaCertificate, uppers: CaCertificate
 
 /** True when `key` (a public KeyObject) is the certificate's key. */
 export function certificateHasKey(cert: CaCertificate, key: KeyObject): boolean {
-  return cert.x509.publicKey.equals(key);
+  return samePublicKey(cert.x509.publicKey, key);
 }
 
 function safeVerify(cert: X509Certificate, key: KeyObject): boolean {

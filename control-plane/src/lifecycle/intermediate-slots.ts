@@ -12,6 +12,7 @@
 import { createPrivateKey, createPublicKey } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { samePublicKey } from '@trellis/shared';
 import { readCaCertificate, verifyCaChain, type CaCertificate } from '../ca/ca-chain';
 import { CA_FILES, readCaFiles, writeCaFiles } from '../ca/ca-dir';
 import { CaError, CaErrorCode } from '../ca/ca-error';
@@ -145,7 +146,7 @@ export function installNextIntermediate(caDir: string, certPem: string, o: { now
     .map((d, i) => readCaCertificate(d, `${source} chain certificate ${i + 1}`))
     .filter((c) => !c.selfSigned);
   const key = createPrivateKey(readFileSync(keyPath, 'utf8'));
-  if (!cert.x509.publicKey.equals(createPublicKey(key))) {
+  if (!samePublicKey(cert.x509.publicKey, createPublicKey(key))) {
     throw new CaError(CaErrorCode.KEY_MISMATCH, `${source} is not for the key in ${keyPath} (was it signed from ${join(nextDir, CA_FILES.intermediateCsr)}?)`, { file: source });
   }
   const td = trustDomainOf(cert, source);

@@ -6,6 +6,7 @@
  */
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { samePublicKey } from '@trellis/shared';
 import { readCaCertificate, type CaCertificate } from '../ca/ca-chain';
 import { CA_FILES, writeCaFiles } from '../ca/ca-dir';
 import type { CaKeyType } from '../ca/key-types';
@@ -39,7 +40,7 @@ export async function loadRootSigner(dir: string, now: Date): Promise<LoadedRoot
   const certText = readFile(certPath);
   const key = await importPrivateKey(readFile(keyPath), keyPath);
   const certs = pemCertificates(certText, certPath).map((d, i) => readCaCertificate(d, `${certPath} certificate ${i + 1}`));
-  const cert = certs.find((c) => c.x509.publicKey.equals(key.publicKey));
+  const cert = certs.find((c) => samePublicKey(c.x509.publicKey, key.publicKey));
   if (!cert) throw new LifecycleError(LifecycleErrorCode.ROOT_UNAVAILABLE, `${keyPath} is the key of no certificate in ${certPath}`, { file: keyPath });
   if (!cert.selfSigned || !cert.facts.basicConstraints.ca) throw new LifecycleError(LifecycleErrorCode.ROOT_UNAVAILABLE, `${certPath}: the certificate for root.key is not a self-signed CA`, { file: certPath });
   if (now >= cert.facts.notAfter) throw new LifecycleError(LifecycleErrorCode.ROOT_UNAVAILABLE, `${certPath}: the root expired at ${cert.facts.notAfter.toISOString()}`, { file: certPath });

@@ -9,6 +9,7 @@
 import { createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
 import { parseCertificates, type CertificateFacts } from '../x509/certificate-facts';
 import { pemBlocks } from '../x509/pem';
+import { samePublicKey } from '../x509/public-key';
 import type { SpiffeId } from './spiffe-id';
 import { SvidError, SvidErrorCode, assertSvidChain, type SvidCheckOptions } from './x509-svid';
 
@@ -74,11 +75,7 @@ export function parseX509SvidPem(
   if (!privateKey) throw new SvidError(SvidErrorCode.NO_PRIVATE_KEY, `${keySource}: no private key found`, { source: keySource });
   let matches = false;
   try {
-    // Compare normalised SPKI bytes, not KeyObject.equals: on Node 20, equals() across key
-    // types leaves an error on OpenSSL's queue that makes the next key parse in the process fail.
-    const fromKey = createPublicKey(privateKey).export({ type: 'spki', format: 'der' });
-    const fromCert = createPublicKey({ key: leaf.spki, format: 'der', type: 'spki' }).export({ type: 'spki', format: 'der' });
-    matches = fromKey.equals(fromCert);
+    matches = samePublicKey(createPublicKey(privateKey), createPublicKey({ key: leaf.spki, format: 'der', type: 'spki' }));
   } catch {
     matches = false;
   }

@@ -22,6 +22,7 @@
 import { createPublicKey, type JsonWebKey, type KeyObject } from 'node:crypto';
 import { parseTrustDomain } from '../identity/spiffe-id';
 import { parseCertificate, parseCertificates, type CertificateFacts } from './certificate-facts';
+import { spkiDer } from './public-key';
 import { derToPem, pemToDer } from './pem';
 import { X509Error, X509ErrorCode, type X509ErrorCodeValue } from './x509-error';
 
@@ -116,10 +117,6 @@ function publicKeyFromJwk(jwk: Record<string, unknown>, source: string, index: n
   }
 }
 
-function spkiOf(key: KeyObject): Buffer {
-  return key.export({ type: 'spki', format: 'der' });
-}
-
 /**
  * Reads a SPIFFE bundle document (JWK set) for `trustDomain`. Fails closed:
  * anything malformed throws {@link X509Error} with a `TRELLIS_X509_BUNDLE_*`
@@ -182,10 +179,10 @@ export function parseSpiffeBundle(trustDomain: string, json: string | Buffer, so
       } catch (e) {
         throw err(X509ErrorCode.BUNDLE_BAD_X5C, source, `keys[${index}].x5c[0]: ${(e as Error).message}`, { index });
       }
-      const fromJwk = spkiOf(publicKeyFromJwk(jwkParams, source, index));
+      const fromJwk = spkiDer(publicKeyFromJwk(jwkParams, source, index));
       let fromCert: Buffer;
       try {
-        fromCert = spkiOf(createPublicKey({ key: cert.spki, format: 'der', type: 'spki' }));
+        fromCert = spkiDer(createPublicKey({ key: cert.spki, format: 'der', type: 'spki' }));
       } catch (e) {
         throw err(X509ErrorCode.BUNDLE_BAD_X5C, source, `keys[${index}].x5c[0] has a public key that cannot be read: ${(e as Error).message}`, { index });
       }

