@@ -26,7 +26,14 @@ export interface ControlPlaneConfigInput {
   svidTtl?: string;
   defaultMtlsMode?: MtlsMode;
   rootNamespace?: string;
-  kubernetes?: { issuer?: string; audience?: string; jwksFile?: string };
+  /**
+   * Kubernetes ServiceAccount tokens: the issuer's keys from `jwksFile`
+   * (offline; `issuer` required), or from the API server's OIDC discovery
+   * (`jwksFromApiServer`; `issuer` defaults to the discovered one).
+   */
+  kubernetes?: { issuer?: string; audience?: string; jwksFile?: string; jwksFromApiServer?: boolean };
+  /** The API server connection for everything read from it; absent: in-cluster config. */
+  kubeconfig?: string;
   signing?: { concurrency?: number; maxQueue?: number };
   revocationsFile?: string;
   /** The federatesWith config (other trust domains' bundles); watched. */
@@ -50,7 +57,16 @@ export interface ControlPlaneConfig {
   readonly svidTtlSeconds: number;
   readonly defaultMtlsMode: MtlsMode;
   readonly rootNamespace: string;
-  readonly kubernetes: { readonly issuer: string; readonly audience: string; readonly jwksFile: string } | null;
+  readonly kubernetes: {
+    /** null: take the issuer the API server's discovery names. */
+    readonly issuer: string | null;
+    readonly audience: string;
+    /** The offline key file, or null when the keys come from the API server. */
+    readonly jwksFile: string | null;
+    readonly jwksFromApiServer: boolean;
+  } | null;
+  /** A kubeconfig file; null: the in-cluster config when something needs the API server. */
+  readonly kubeconfig: string | null;
   readonly signing: { readonly concurrency: number; readonly maxQueue: number };
   readonly revocationsFile: string | null;
   /** The federatesWith config file, or null when we federate with no one. */
@@ -82,13 +98,14 @@ const SCHEMA = {
     kubernetes: {
       type: 'object',
       additionalProperties: false,
-      required: ['issuer', 'jwksFile'],
       properties: {
         issuer: { type: 'string', minLength: 1 },
         audience: { type: 'string', minLength: 1 },
         jwksFile: { type: 'string', minLength: 1 },
+        jwksFromApiServer: { type: 'boolean' },
       },
     },
+    kubeconfig: { type: 'string', minLength: 1 },
     signing: {
       type: 'object',
       additionalProperties: false,
@@ -134,6 +151,7 @@ export function readConfigFile(file: string): ControlPlaneConfigInput {
     revocationsFile: abs(input.revocationsFile),
     federation: abs(input.federation),
     kubernetes: input.kubernetes ? { ...input.kubernetes, jwksFile: abs(input.kubernetes.jwksFile) } : undefined,
+    kubeconfig: abs(input.kubeconfig),
   };
 }
 
@@ -178,6 +196,12 @@ export function resolveConfig(file: ControlPlaneConfigInput, flags: ControlPlane
   (merged.adminAllow ?? []).forEach((id, i) => {
     if (!isSpiffeId(id)) problems.push(`config: /adminAllow/${i}: "${id}" is not a SPIFFE ID`);
   });
+  const k8s = merged.kubernetes;
+  if (k8s) {
+    if (k8s.jwksFile && k8s.jwksFromApiServer) problems.push('config: /kubernetes: give either jwksFile (--k8s-jwks) or jwksFromApiServer (--k8s-jwks-from-api), not both');
+    else if (!k8s.jwksFile && !k8s.jwksFromApiServer) problems.push('config: /kubernetes: the issuer\'s keys are needed: jwksFile (--k8s-jwks FILE) or jwksFromApiServer (--k8s-jwks-from-api)');
+    else if (k8s.jwksFile && !k8s.issuer) problems.push('config: /kubernetes/issuer: required with jwksFile (--k8s-issuer URL)');
+  }
   const idle = dur(merged.idleStreamTimeout, 'idleStreamTimeout', 10_000);
   const debounce = dur(merged.pushDebounce, 'pushDebounce', 100);
   if (problems.length > 0) throw invalid(problems);
@@ -194,7 +218,8 @@ export function resolveConfig(file: ControlPlaneConfigInput, flags: ControlPlane
     svidTtlSeconds: Math.round(svidTtlMs / 1000),
     defaultMtlsMode: merged.defaultMtlsMode ?? 'STRICT',
     rootNamespace: merged.rootNamespace ?? 'trellis-system',
-    kubernetes: k && k.issuer && k.jwksFile ? Object.freeze({ issuer: k.issuer, audience: k.audience ?? 'trellis', jwksFile: k.jwksFile }) : null,
+    kubernetes: k ? Object.freeze({ issuer: k.issuer ?? null, audience: k.audience ?? 'trellis', jwksFile: k.jwksFile ?? null, jwksFromApiServer: k.jwksFromApiServer === true }) : null,
+    kubeconfig: merged.kubeconfig ?? null,
     signing: Object.freeze({ concurrency: merged.signing?.concurrency ?? 4, maxQueue: merged.signing?.maxQueue ?? 20_000 }),
     revocationsFile: merged.revocationsFile ?? null,
     federationFile: merged.federation ?? null,

@@ -44,7 +44,7 @@ export interface KubeRequestOptions {
   /** Content type of `body` (default application/json). */
   contentType?: string;
   query?: Record<string, string | undefined>;
-  /** Accept header (default application/json). */
+  /** Accept header (default application/json; the JWKS endpoint wants application/jwk-set+json). */
   accept?: string;
 }
 
@@ -137,7 +137,7 @@ export class KubeClient {
         path: url.pathname,
       });
     }
-    if (parsed === undefined && (opts.accept ?? 'application/json') === 'application/json') {
+    if (parsed === undefined && (opts.accept ?? 'application/json').includes('json')) {
       throw new KubernetesError(KubernetesErrorCode.BAD_RESPONSE, `${what}: answer is not JSON`, { status, path: url.pathname });
     }
     return parsed as T;
