@@ -71,3 +71,11 @@ export { toStructuralSchema, policyCrd, policyCrds, PEER_AUTHENTICATION_RULES, M
 export type { JsonSchema, CrdNames } from './kubernetes/policy-crds';
 export { IssuedCertSource, buildCsr, renewalDelayMs } from './webhook/issued-cert-source';
 export type { IssuedCertSourceDeps, IssuedChain } from './webhook/issued-cert-source';
+export { makeWebhookCa, issueServingCert, servingCertDecision } from './kubernetes/webhook-certificates';
+export type { PemPair, ServingCertDecision, CertWindows } from './kubernetes/webhook-certificates';
+export { SecretCertSource } from './kubernetes/secret-cert-source';
+export type { SecretCertSourceOptions } from './kubernetes/secret-cert-source';
+export { publishCaBundle, withCaBundle, DEFAULT_WEBHOOK_CONFIGS } from './kubernetes/ca-bundle-publisher';
+export type { WebhookConfigRef } from './kubernetes/ca-bundle-publisher';
+export { startSelfManagedTls } from './kubernetes/self-managed-tls';
+export type { SelfManagedTls, SelfManagedTlsOptions } from './kubernetes/self-managed-tls';
