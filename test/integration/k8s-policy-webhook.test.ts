@@ -118,6 +118,30 @@ describe('policy validating webhook on a real API server', function () {
     expect(ok.status, ok.stderr).to.equal(0);
   });
 
+  it('Should refuse the same PeerAuthentications by the CRD\'s CEL rules alone on the 1.36 CRD server (when built)', async function () {
+    const kubeconfig = await k8s.startCrdServer136();
+    if (kubeconfig === null) {
+      console.warn('      skipped: no apiextensions-apiserver-1.36 (optional; ../shared/k8s/build-apiext-1.36.sh builds it)');
+      this.skip();
+    }
+    // That server has no /api and no webhooks: only the CRD's own schema and CEL rules decide.
+    const raw = (args: string[], input: string): { status: number; out: string } => {
+      const file = join(tmp.dir, `raw-${Math.random().toString(36).slice(2)}.json`);
+      writeFileSync(file, input);
+      const r = k8s.kubectl([`--kubeconfig=${kubeconfig}`, ...args, '-f', file]);
+      return { status: r.status, out: r.stdout + r.stderr };
+    };
+    for (const f of ['peerauthentications', 'authorizationpolicies']) {
+      const r = raw(['create', '--raw', '/apis/apiextensions.k8s.io/v1/customresourcedefinitions'], JSON.stringify(parseYaml(readFileSync(join(REPO_ROOT, 'deploy', 'crds', `${f}.yaml`), 'utf8'))));
+      expect(r.status, `the CRD (with its CEL rules, within the cost budget) is accepted: ${r.out}`).to.equal(0);
+    }
+    const create = (yaml: string): { status: number; out: string } =>
+      raw(['create', '--raw', '/apis/security.trellis.dev/v1/namespaces/shop/peerauthentications'], JSON.stringify(parseYaml(yaml)));
+    await waitFor('the CRD to serve', () => create(GOOD).status === 0, 20_000, 300);
+    expect(create(BAD_PORT).out).to.match(/spec.portLevelMtls: Invalid value: keys must be port numbers 1-65535/);
+    expect(create(NO_SELECTOR).out).to.match(/portLevelMtls requires selector/);
+  });
+
   it('Should refuse an AuthorizationPolicy trellis validate refuses (DENY without rules)', () => {
     const yaml = 'apiVersion: security.trellis.dev/v1\nkind: AuthorizationPolicy\nmetadata:\n  name: deny-nothing\n  namespace: shop\nspec:\n  action: DENY\n';
     const r = k8s.kubectl(['apply', '-f', '-'], { input: yaml });

@@ -57,6 +57,13 @@ export interface KubeApiServer {
    * real key rotation.
    */
   restart(opts?: { rotateServiceAccountKey?: boolean }): Promise<void>;
+  /**
+   * Starts the optional Kubernetes 1.36 CRD server (apiextensions-apiserver,
+   * built by ../shared/k8s/build-apiext-1.36.sh) beside this server, sharing
+   * its etcd and authn; resolves to its kubeconfig (no /api: use `--raw`), or
+   * null when it is not built here.
+   */
+  startCrdServer136(): Promise<string | null>;
   /** Stops what start started (recorded PIDs) and removes the run dir. */
   stop(): Promise<void>;
 }
@@ -155,6 +162,12 @@ export async function startKubeApiServer(opts: StartKubeApiServerOptions = {}): 
       const r = kubectl(args, o);
       if (r.status !== 0) throw new Error(`kubectl ${args.join(' ')} failed (exit ${r.status}): ${r.stderr.trim()}`);
       return r.stdout;
+    },
+    async startCrdServer136() {
+      if (!existsSync(join(a.bin, 'apiextensions-apiserver-1.36'))) return null;
+      const r = spawnSync('bash', [join(a.scripts, 'start-apiext-1.36.sh'), runDir], { env: { ...env, APIEXT_PORT: String(await freePort()) }, encoding: 'utf8', timeout: 120_000 });
+      if (r.status !== 0) throw new Error(`start-apiext-1.36.sh failed (exit ${r.status}): ${(r.stdout + r.stderr).trim().split('\n').slice(-15).join('\n')}`);
+      return join(runDir, 'apiext.kubeconfig');
     },
     async restart(o = {}) {
       stopProcesses();
