@@ -170,6 +170,13 @@ export async function startKubeApiServer(opts: StartKubeApiServerOptions = {}): 
       return join(runDir, 'apiext.kubeconfig');
     },
     async restart(o = {}) {
+      // A crash, not a graceful stop: kube-apiserver drains open watches for seconds before it exits,
+      // and a client must survive a crash anyway.
+      try {
+        process.kill(Number(readFileSync(join(runDir, 'kube-apiserver.pid'), 'utf8').trim()), 'SIGKILL');
+      } catch {
+        // already gone
+      }
       stopProcesses();
       if (o.rotateServiceAccountKey) rotateServiceAccountKey(pkiDir);
       start();
