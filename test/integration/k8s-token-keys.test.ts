@@ -5,12 +5,13 @@
  * rotation of that API server without restarting the verifier.
  */
 import { expect } from 'chai';
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createKubernetesTokenVerifier, discoverOidcTokenKeys, type KubernetesTokenVerifier, type OidcTokenKeys } from '@trellis/control-plane';
 import { KubeClient } from '@trellis/kubernetes';
 import { silentLogger } from '@trellis/shared';
-import { requireKubeApiServer, startKubeApiServer, type KubeApiServer } from '@trellis/testkit';
+import { makeTmpDir, requireKubeApiServer, startKubeApiServer, type KubeApiServer } from '@trellis/testkit';
+import { FakeSidecar, TD, initCa, startControlPlaneProcess, type ControlPlaneProcess } from './control-plane-harness';
 
 describe('Kubernetes token keys from a real API server', function () {
   this.timeout(120_000);
@@ -18,6 +19,17 @@ describe('Kubernetes token keys from a real API server', function () {
   let keys: OidcTokenKeys;
   let verify: KubernetesTokenVerifier;
   let tokenBeforeRotation: string;
+  let cp: ControlPlaneProcess | undefined;
+  const tmp = makeTmpDir('trellis-k8s-keys-');
+  const sidecars: FakeSidecar[] = [];
+  /** A sidecar presenting `token` to the real control plane process; resolves to its SVID's SPIFFE ID. */
+  const svidFor = async (token: string): Promise<string> => {
+    const s = new FakeSidecar({ addresses: [cp!.address], caDir: join(tmp.dir, 'ca'), spiffeId: `spiffe://${TD}/ns/shop/sa/cart`, namespace: 'shop', token: () => token });
+    sidecars.push(s);
+    const leaf = await s.start().rotate();
+    s.stop();
+    return leaf.subjectAltName ?? '';
+  };
 
   const tokenFor = (sa: string, ns: string, extra: string[] = []): string =>
     k8s.kubectlOk(['-n', ns, 'create', 'token', sa, '--audience', 'trellis', '--duration', '10m', ...extra]).trim();
@@ -43,9 +55,16 @@ describe('Kubernetes token keys from a real API server', function () {
     const client = await KubeClient.connect({ kubeconfig });
     keys = await discoverOidcTokenKeys({ fetchJson: (p) => client.request('GET', p, { accept: 'application/json, application/jwk-set+json' }), logger: silentLogger, minRefreshIntervalMs: 1000 });
     verify = createKubernetesTokenVerifier({ issuer: keys.issuer, audience: 'trellis', keys }, 'cluster.local');
+    // The real control plane, reading the keys the same way with the same credentials.
+    initCa(join(tmp.dir, 'ca'));
+    mkdirSync(join(tmp.dir, 'policies'));
+    cp = await startControlPlaneProcess(join(tmp.dir, 'ca'), join(tmp.dir, 'policies'), ['--k8s-jwks-from-api', '--kubeconfig', kubeconfig, '--k8s-jwks-min-refresh', '1s']);
   });
   after(async () => {
+    for (const s of sidecars) s.stop();
+    await cp?.stop();
     await k8s?.stop();
+    tmp.cleanup();
   });
 
   it('Should verify a real TokenRequest token and map it to the workload SPIFFE ID', async () => {
@@ -54,6 +73,7 @@ describe('Kubernetes token keys from a real API server', function () {
     const peer = await verify(tokenBeforeRotation, Date.now());
     expect(peer.spiffeId).to.equal('spiffe://cluster.local/ns/shop/sa/cart');
     expect(peer.method).to.equal('kubernetes-token');
+    expect(await svidFor(tokenBeforeRotation), 'trellis control-plane --k8s-jwks-from-api issues the SVID').to.equal(`URI:spiffe://${TD}/ns/shop/sa/cart`);
   });
 
   it('Should verify a pod-bound token and report the pod it is bound to', async () => {
@@ -76,5 +96,8 @@ describe('Kubernetes token keys from a real API server', function () {
     expect(keys.fetches(), 'one refetch on the unknown kid').to.equal(fetchesBefore + 1);
     // Tokens signed before the rotation still verify: the API server still publishes the old key.
     expect((await verify(tokenBeforeRotation, Date.now())).spiffeId).to.equal('spiffe://cluster.local/ns/shop/sa/cart');
+    // The running control plane process, started before the rotation, accepts the new token too.
+    expect(await svidFor(after)).to.equal(`URI:spiffe://${TD}/ns/shop/sa/cart`);
+    expect(cp!.logs.some((l) => l.includes('kubernetes token keys changed'))).to.equal(true);
   });
 });

@@ -62,7 +62,7 @@ async function kubernetesTokenSettings(cfg: ControlPlaneConfig, logger: Logger):
     return { issuer: k.issuer!, audience: k.audience, jwks: parseJwks(jwks, k.jwksFile) };
   }
   const client = await KubeClient.connect(cfg.kubeconfig !== null ? { kubeconfig: cfg.kubeconfig } : {});
-  const keys = await discoverOidcTokenKeys({ fetchJson: (path) => client.request('GET', path, { accept: 'application/json, application/jwk-set+json' }), logger: logger.child({ component: 'k8s-token-keys' }) });
+  const keys = await discoverOidcTokenKeys({ fetchJson: (path) => client.request('GET', path, { accept: 'application/json, application/jwk-set+json' }), logger: logger.child({ component: 'k8s-token-keys' }), minRefreshIntervalMs: k.jwksMinRefreshMs });
   if (k.issuer !== null && k.issuer !== keys.issuer) {
     throw new ControlPlaneError(ControlPlaneErrorCode.CONFIG_INVALID, `--k8s-issuer ${k.issuer} is not the issuer the API server names (${keys.issuer}); its tokens would never verify`);
   }
@@ -93,6 +93,7 @@ export const commands: Command[] = [
   --k8s-jwks-from-api        instead, read the issuer and its keys from the API server's OIDC discovery
                              with our own credentials, and refetch them (at most every 30 s) when a
                              token names an unknown key: key rotations need no restart
+  --k8s-jwks-min-refresh 30s least time between two such refetches
   --kubeconfig FILE          how to reach the API server (default: the pod's in-cluster config)
   --signing-concurrency 4    CSRs signed at once
   --signing-queue 20000      CSRs allowed to wait; beyond, RESOURCE_EXHAUSTED with a retry hint
@@ -122,6 +123,7 @@ SIGTERM drains: streams end with UNAVAILABLE so sidecars fail over, then it exit
       'k8s-audience': { type: 'string' },
       'k8s-jwks': { type: 'string' },
       'k8s-jwks-from-api': { type: 'boolean' },
+      'k8s-jwks-min-refresh': { type: 'string' },
       kubeconfig: { type: 'string' },
       'signing-concurrency': { type: 'string' },
       'signing-queue': { type: 'string' },
@@ -138,6 +140,7 @@ SIGTERM drains: streams end with UNAVAILABLE so sidecars fail over, then it exit
       const k8sJwks = pathFlag(ctx, 'k8s-jwks');
       const k8sAudience = optionalString(ctx, 'k8s-audience');
       const k8sFromApi = flag(ctx, 'k8s-jwks-from-api') || undefined;
+      const k8sMinRefresh = optionalString(ctx, 'k8s-jwks-min-refresh');
       const concurrency = intFlag(ctx, 'signing-concurrency');
       const maxQueue = intFlag(ctx, 'signing-queue');
       const cfg = resolveConfig(fromFile, {
@@ -151,7 +154,7 @@ SIGTERM drains: streams end with UNAVAILABLE so sidecars fail over, then it exit
         trustDomain: optionalString(ctx, 'trust-domain'),
         svidTtl: optionalString(ctx, 'svid-ttl'),
         defaultMtlsMode: optionalString(ctx, 'default-mtls-mode') as MtlsMode | undefined,
-        kubernetes: k8sIssuer || k8sJwks || k8sAudience || k8sFromApi ? { issuer: k8sIssuer, jwksFile: k8sJwks, audience: k8sAudience, jwksFromApiServer: k8sFromApi } : undefined,
+        kubernetes: k8sIssuer || k8sJwks || k8sAudience || k8sFromApi || k8sMinRefresh ? { issuer: k8sIssuer, jwksFile: k8sJwks, audience: k8sAudience, jwksFromApiServer: k8sFromApi, jwksMinRefresh: k8sMinRefresh } : undefined,
         kubeconfig: pathFlag(ctx, 'kubeconfig'),
         signing: concurrency !== undefined || maxQueue !== undefined ? { concurrency, maxQueue } : undefined,
         revocationsFile: pathFlag(ctx, 'revocations'),

@@ -31,7 +31,7 @@ export interface ControlPlaneConfigInput {
    * (offline; `issuer` required), or from the API server's OIDC discovery
    * (`jwksFromApiServer`; `issuer` defaults to the discovered one).
    */
-  kubernetes?: { issuer?: string; audience?: string; jwksFile?: string; jwksFromApiServer?: boolean };
+  kubernetes?: { issuer?: string; audience?: string; jwksFile?: string; jwksFromApiServer?: boolean; jwksMinRefresh?: string };
   /** The API server connection for everything read from it; absent: in-cluster config. */
   kubeconfig?: string;
   signing?: { concurrency?: number; maxQueue?: number };
@@ -64,6 +64,8 @@ export interface ControlPlaneConfig {
     /** The offline key file, or null when the keys come from the API server. */
     readonly jwksFile: string | null;
     readonly jwksFromApiServer: boolean;
+    /** Least time between two key refetches from the API server (default 30 s). */
+    readonly jwksMinRefreshMs: number;
   } | null;
   /** A kubeconfig file; null: the in-cluster config when something needs the API server. */
   readonly kubeconfig: string | null;
@@ -103,6 +105,7 @@ const SCHEMA = {
         audience: { type: 'string', minLength: 1 },
         jwksFile: { type: 'string', minLength: 1 },
         jwksFromApiServer: { type: 'boolean' },
+        jwksMinRefresh: { type: 'string', pattern: DURATION },
       },
     },
     kubeconfig: { type: 'string', minLength: 1 },
@@ -202,6 +205,7 @@ export function resolveConfig(file: ControlPlaneConfigInput, flags: ControlPlane
     else if (!k8s.jwksFile && !k8s.jwksFromApiServer) problems.push('config: /kubernetes: the issuer\'s keys are needed: jwksFile (--k8s-jwks FILE) or jwksFromApiServer (--k8s-jwks-from-api)');
     else if (k8s.jwksFile && !k8s.issuer) problems.push('config: /kubernetes/issuer: required with jwksFile (--k8s-issuer URL)');
   }
+  const jwksMinRefreshMs = dur(merged.kubernetes?.jwksMinRefresh, 'kubernetes/jwksMinRefresh', 30_000);
   const idle = dur(merged.idleStreamTimeout, 'idleStreamTimeout', 10_000);
   const debounce = dur(merged.pushDebounce, 'pushDebounce', 100);
   if (problems.length > 0) throw invalid(problems);
@@ -218,7 +222,7 @@ export function resolveConfig(file: ControlPlaneConfigInput, flags: ControlPlane
     svidTtlSeconds: Math.round(svidTtlMs / 1000),
     defaultMtlsMode: merged.defaultMtlsMode ?? 'STRICT',
     rootNamespace: merged.rootNamespace ?? 'trellis-system',
-    kubernetes: k ? Object.freeze({ issuer: k.issuer ?? null, audience: k.audience ?? 'trellis', jwksFile: k.jwksFile ?? null, jwksFromApiServer: k.jwksFromApiServer === true }) : null,
+    kubernetes: k ? Object.freeze({ issuer: k.issuer ?? null, audience: k.audience ?? 'trellis', jwksFile: k.jwksFile ?? null, jwksFromApiServer: k.jwksFromApiServer === true, jwksMinRefreshMs }) : null,
     kubeconfig: merged.kubeconfig ?? null,
     signing: Object.freeze({ concurrency: merged.signing?.concurrency ?? 4, maxQueue: merged.signing?.maxQueue ?? 20_000 }),
     revocationsFile: merged.revocationsFile ?? null,
