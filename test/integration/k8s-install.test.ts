@@ -11,6 +11,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
+import { KubeClient, objectPath } from '@trellis/kubernetes';
 import { ProcessGroup, REPO_ROOT, freePort, makeTmpDir, requireKubeApiServer, startKubeApiServer, trellisSync, waitFor, type KubeApiServer } from '@trellis/testkit';
 
 type Obj = Record<string, any>;
@@ -57,11 +58,9 @@ describe('trellis install on a real API server', function () {
 
   const install = (args: string[]): { status: number; stdout: string; stderr: string } =>
     trellisSync(['install', '--kubeconfig', k8s.kubeconfig, '--no-wait', ...args], { timeoutMs: 120_000 });
-  const get = (o: Obj): Obj | null => {
-    const r = k8s.kubectl(['get', `${o.kind.toLowerCase()}.${(o.apiVersion as string).includes('/') ? (o.apiVersion as string).split('/')[0] : ''}`.replace(/\.$/, ''), o.metadata.name, ...(o.metadata.namespace ? ['-n', o.metadata.namespace] : []), '-o', 'json']);
-    return r.status === 0 ? (JSON.parse(r.stdout) as Obj) : null;
-  };
-  const versions = (): Record<string, string> => Object.fromEntries(installed.map((o) => [key(o), get(o)?.metadata.resourceVersion ?? 'missing']));
+  let client: KubeClient;
+  const get = (o: Obj): Promise<Obj | null> => client.getOrNull(objectPath(o)) as Promise<Obj | null>;
+  const versions = async (): Promise<Record<string, string>> => Object.fromEntries(await Promise.all(installed.map(async (o) => [key(o), (await get(o))?.metadata.resourceVersion ?? 'missing'])));
   const caBundles = (): string[] =>
     ['mutatingwebhookconfiguration/trellis-sidecar-injector', 'validatingwebhookconfiguration/trellis-policy-validator'].flatMap(
       (o) => (JSON.parse(k8s.kubectlOk(['get', o, '-o', 'json'])) as Obj).webhooks.map((w: Obj) => w.clientConfig.caBundle ?? ''),
@@ -70,7 +69,9 @@ describe('trellis install on a real API server', function () {
   before(async function () {
     this.timeout(120_000);
     requireKubeApiServer(this, 'the trellis install tests');
-    k8s = await startKubeApiServer();
+    // No controller manager: nothing here needs pods, and the namespace's deletion is checked as started.
+    k8s = await startKubeApiServer({ noControllerManager: true });
+    client = await KubeClient.connect({ kubeconfig: k8s.kubeconfig });
   });
   afterEach(function () {
     if (this.currentTest?.state === 'failed') procs.dumpLogs(30);
@@ -81,7 +82,7 @@ describe('trellis install on a real API server', function () {
     tmp.cleanup();
   });
 
-  it('Should install everything in one command, with a new CA whose root key stays on this machine', () => {
+  it('Should install everything in one command, with a new CA whose root key stays on this machine', async () => {
     const r = install(['--generate-ca', '--trust-domain', 'prod.example', '--ca-out', caOut]);
     expect(r.status, r.stderr + r.stdout).to.equal(0);
     expect(r.stdout).to.include('trust domain prod.example');
@@ -89,14 +90,14 @@ describe('trellis install on a real API server', function () {
     expect(statSync(join(caOut, 'root.key')).mode & 0o777).to.equal(0o600);
     const dry = trellisSync(['install', '--dry-run', '-o', 'json', '--kubeconfig', k8s.kubeconfig, '--ca-dir', caOut]);
     installed = [...((JSON.parse(dry.stdout) as Obj).items as Obj[]), { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'trellis-ca', namespace: 'trellis-system' } }];
-    for (const o of installed) expect(get(o), key(o)).to.not.equal(null);
-    const secret = get({ apiVersion: 'v1', kind: 'Secret', metadata: { name: 'trellis-ca', namespace: 'trellis-system' } })!;
+    for (const o of installed) expect(await get(o), key(o)).to.not.equal(null);
+    const secret = (await get({ apiVersion: 'v1', kind: 'Secret', metadata: { name: 'trellis-ca', namespace: 'trellis-system' } }))!;
     expect(Object.keys(secret.data).sort()).to.deep.equal(['chain.pem', 'intermediate.key', 'intermediate.pem', 'root.pem']);
     // Adapted to 1.20 from discovery.
-    const cp = get({ apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'trellis-control-plane', namespace: 'trellis-system' } })!;
+    const cp = (await get({ apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'trellis-control-plane', namespace: 'trellis-system' } }))!;
     const args = cp.spec.template.spec.containers[0].args as string[];
     expect(args[args.indexOf('--trust-domain') + 1]).to.equal('prod.example');
-    const cfg = get({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'trellis-injector-config', namespace: 'trellis-system' } })!;
+    const cfg = (await get({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'trellis-injector-config', namespace: 'trellis-system' } }))!;
     expect(cfg.data['config.yaml']).to.include('trustDomain: prod.example').and.include('nativeSidecar: false');
     if (/^v1\.20\./.test(k8s.version)) {
       expect(r.stdout).to.include('policy/v1beta1');
@@ -104,15 +105,15 @@ describe('trellis install on a real API server', function () {
     }
   });
 
-  it('Should change nothing when run again, with or without the CA flags (every resourceVersion stays)', () => {
-    const before = versions();
+  it('Should change nothing when run again, with or without the CA flags (every resourceVersion stays)', async () => {
+    const before = await versions();
     for (const args of [[], ['--ca-dir', caOut]]) {
       const r = install(args);
       expect(r.status, r.stderr).to.equal(0);
       expect(r.stdout).to.match(/, 0 changed,/);
       expect(r.stdout.split('\n').filter((l) => / (created|configured)$/.test(l))).to.deep.equal([]);
     }
-    expect(versions()).to.deep.equal(before);
+    expect(await versions()).to.deep.equal(before);
   });
 
   it('Should grant the injector exactly what it needs: it makes its certificate and publishes caBundle with its own ServiceAccount', async () => {
@@ -148,12 +149,13 @@ describe('trellis install on a real API server', function () {
     expect(r.status, r.stderr).to.equal(0);
     const lines = r.stdout.split('\n');
     expect(lines.findIndex((l) => l.startsWith('MutatingWebhookConfiguration/'))).to.be.below(lines.findIndex((l) => l.startsWith('Deployment/')));
-    for (const o of installed.filter((x) => x.kind !== 'Namespace' && x.kind !== 'CustomResourceDefinition')) expect(get(o), key(o)).to.equal(null);
-    expect(get({ apiVersion: 'apiextensions.k8s.io/v1', kind: 'CustomResourceDefinition', metadata: { name: 'peerauthentications.security.trellis.dev' } })).to.not.equal(null);
-    await waitFor('the namespace to go', () => k8s.kubectl(['get', 'namespace', 'trellis-system']).status !== 0, 60_000, 500);
+    for (const o of installed.filter((x) => x.kind !== 'Namespace' && x.kind !== 'CustomResourceDefinition')) expect(await get(o), key(o)).to.equal(null);
+    expect(await get({ apiVersion: 'apiextensions.k8s.io/v1', kind: 'CustomResourceDefinition', metadata: { name: 'peerauthentications.security.trellis.dev' } })).to.not.equal(null);
+    const ns = k8s.kubectl(['get', 'namespace', 'trellis-system', '-o', 'json']);
+    expect(ns.status === 0 ? (JSON.parse(ns.stdout) as Obj).status.phase : 'gone', 'the namespace is going').to.be.oneOf(['Terminating', 'gone']);
     const purge = trellisSync(['uninstall', '--kubeconfig', k8s.kubeconfig, '--purge'], { timeoutMs: 120_000 });
     expect(purge.status, purge.stderr).to.equal(0);
-    expect(get({ apiVersion: 'apiextensions.k8s.io/v1', kind: 'CustomResourceDefinition', metadata: { name: 'peerauthentications.security.trellis.dev' } })).to.equal(null);
+    expect(await get({ apiVersion: 'apiextensions.k8s.io/v1', kind: 'CustomResourceDefinition', metadata: { name: 'peerauthentications.security.trellis.dev' } })).to.equal(null);
     expect(existsSync(join(caOut, 'root.key')), 'the local CA is the operator\'s, never touched').to.equal(true);
   });
 });
