@@ -26,7 +26,11 @@ export { createJoinToken, verifyJoinToken, isJoinToken, JOIN_TOKEN_PREFIX } from
 export type { JoinTokenClaims } from './auth/join-token';
 export { JoinTokenStore } from './auth/join-token-store';
 export { createKubernetesTokenVerifier } from './auth/kubernetes-token';
-export type { KubernetesTokenSettings } from './auth/kubernetes-token';
+export type { KubernetesTokenSettings, KubernetesTokenVerifier } from './auth/kubernetes-token';
+export { staticTokenKeys, mayRefetchKeys } from './auth/token-keys';
+export type { TokenKeySource, PodLiveness, BoundPod } from './auth/token-keys';
+export { discoverOidcTokenKeys, parseJwks, OIDC_DISCOVERY_PATH, API_SERVER_JWKS_PATH } from './auth/oidc-token-keys';
+export type { OidcTokenKeys, OidcTokenKeysDeps } from './auth/oidc-token-keys';
 export type { AuthenticatedPeer, AuthMethod } from './auth/authenticated-peer';
 export { staticPolicySource } from './discovery/policy-source';
 export type { PolicySource, PolicyView, WorkloadFacts } from './discovery/policy-source';

@@ -118,6 +118,15 @@ describe('deploy/ manifests', function () {
     expect(mwc.webhooks[0].namespaceSelector).to.deep.equal({ matchLabels: { 'trellis-injection': 'enabled' } });
   });
 
+  it('Should ship both webhook configurations without caBundle, so re-applying deploy/ never clears what the injector wrote', () => {
+    const configs = built.filter((o) => o.kind === 'MutatingWebhookConfiguration' || o.kind === 'ValidatingWebhookConfiguration');
+    expect(configs.map((o) => o.metadata.name).sort()).to.deep.equal(['trellis-policy-validator', 'trellis-sidecar-injector']);
+    for (const c of configs) for (const w of c.webhooks) expect(w.clientConfig, `${c.metadata.name}/${w.name}`).to.not.have.property('caBundle');
+    const inj = built.find((o) => o.kind === 'Deployment' && o.metadata.name === 'trellis-injector')!;
+    const args = inj.spec.template.spec.containers[0].args as string[];
+    expect(args[args.indexOf('--cert-secret') + 1]).to.equal('trellis-injector-tls');
+  });
+
   it('ships an injector config the injector accepts', () => {
     const cm = built.find((o) => o.kind === 'ConfigMap' && o.metadata.name === 'trellis-injector-config')!;
     const config = parseInjectorConfig(cm.data['config.yaml'], 'deploy/injector-config.yaml');

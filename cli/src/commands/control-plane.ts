@@ -4,11 +4,14 @@
  * --policy-dir, then @trellis/control-plane's startControlPlane.
  */
 import { readFileSync } from 'node:fs';
+import { KubeClient } from '@trellis/kubernetes';
 import { resolve } from 'node:path';
 import {
   ControlPlaneError,
   ControlPlaneErrorCode,
+  discoverOidcTokenKeys,
   loadCertificateAuthority,
+  parseJwks,
   openReloadingAuthority,
   proxiesFromAdmin,
   registerLifecycleGauges,
@@ -18,11 +21,13 @@ import {
   readConfigFile,
   resolveConfig,
   startControlPlane,
+  type ControlPlaneConfig,
   type ControlPlaneConfigInput,
+  type KubernetesTokenSettings,
 } from '@trellis/control-plane';
-import { createLogger, UsageError, type MtlsMode, type PathNormalization } from '@trellis/shared';
+import { createLogger, UsageError, type Logger, type MtlsMode, type PathNormalization } from '@trellis/shared';
 import type { Command, CommandContext } from '../command';
-import { optionalString, stringList } from '../flags';
+import { flag, optionalString, stringList } from '../flags';
 
 function intFlag(ctx: CommandContext, name: string): number | undefined {
   const v = optionalString(ctx, name);
@@ -39,6 +44,29 @@ function listFlag(ctx: CommandContext, name: string): string[] | undefined {
 function pathFlag(ctx: CommandContext, name: string): string | undefined {
   const v = optionalString(ctx, name);
   return v === undefined ? undefined : resolve(ctx.cwd, v);
+}
+
+/**
+ * The token verifier's settings: keys from the JWKS file, or the issuer and
+ * keys from the API server's OIDC discovery (refetched on an unknown kid).
+ */
+async function kubernetesTokenSettings(cfg: ControlPlaneConfig, logger: Logger): Promise<KubernetesTokenSettings> {
+  const k = cfg.kubernetes!;
+  if (k.jwksFile !== null) {
+    let jwks: unknown;
+    try {
+      jwks = JSON.parse(readFileSync(k.jwksFile, 'utf8'));
+    } catch (err) {
+      throw new ControlPlaneError(ControlPlaneErrorCode.CONFIG_INVALID, `${k.jwksFile}: not a readable JWKS JSON file: ${(err as Error).message}`);
+    }
+    return { issuer: k.issuer!, audience: k.audience, jwks: parseJwks(jwks, k.jwksFile) };
+  }
+  const client = await KubeClient.connect(cfg.kubeconfig !== null ? { kubeconfig: cfg.kubeconfig } : {});
+  const keys = await discoverOidcTokenKeys({ fetchJson: (path) => client.request('GET', path, { accept: 'application/json, application/jwk-set+json' }), logger: logger.child({ component: 'k8s-token-keys' }), minRefreshIntervalMs: k.jwksMinRefreshMs });
+  if (k.issuer !== null && k.issuer !== keys.issuer) {
+    throw new ControlPlaneError(ControlPlaneErrorCode.CONFIG_INVALID, `--k8s-issuer ${k.issuer} is not the issuer the API server names (${keys.issuer}); its tokens would never verify`);
+  }
+  return { issuer: keys.issuer, audience: k.audience, keys };
 }
 
 export const commands: Command[] = [
@@ -63,7 +91,12 @@ export const commands: Command[] = [
                              BASE (default), MERGE_SLASHES, DECODE_AND_MERGE_SLASHES or NONE, as Istio's meshConfig
   --k8s-issuer URL           accept Kubernetes ServiceAccount tokens from this issuer
   --k8s-audience trellis     audience those tokens must carry
-  --k8s-jwks FILE            the issuer's public keys (JWKS JSON)
+  --k8s-jwks FILE            the issuer's public keys (JWKS JSON), read once (offline)
+  --k8s-jwks-from-api        instead, read the issuer and its keys from the API server's OIDC discovery
+                             with our own credentials, and refetch them (at most every 30 s) when a
+                             token names an unknown key: key rotations need no restart
+  --k8s-jwks-min-refresh 30s least time between two such refetches
+  --kubeconfig FILE          how to reach the API server (default: the pod's in-cluster config)
   --signing-concurrency 4    CSRs signed at once
   --signing-queue 20000      CSRs allowed to wait; beyond, RESOURCE_EXHAUSTED with a retry hint
   --revocations FILE         default DIR/revocations.json (trellis revoke); or YAML/JSON {serials, spiffeIds}; watched
@@ -92,6 +125,9 @@ SIGTERM drains: streams end with UNAVAILABLE so sidecars fail over, then it exit
       'k8s-issuer': { type: 'string' },
       'k8s-audience': { type: 'string' },
       'k8s-jwks': { type: 'string' },
+      'k8s-jwks-from-api': { type: 'boolean' },
+      'k8s-jwks-min-refresh': { type: 'string' },
+      kubeconfig: { type: 'string' },
       'signing-concurrency': { type: 'string' },
       'signing-queue': { type: 'string' },
       revocations: { type: 'string' },
@@ -106,6 +142,8 @@ SIGTERM drains: streams end with UNAVAILABLE so sidecars fail over, then it exit
       const k8sIssuer = optionalString(ctx, 'k8s-issuer');
       const k8sJwks = pathFlag(ctx, 'k8s-jwks');
       const k8sAudience = optionalString(ctx, 'k8s-audience');
+      const k8sFromApi = flag(ctx, 'k8s-jwks-from-api') || undefined;
+      const k8sMinRefresh = optionalString(ctx, 'k8s-jwks-min-refresh');
       const concurrency = intFlag(ctx, 'signing-concurrency');
       const maxQueue = intFlag(ctx, 'signing-queue');
       const cfg = resolveConfig(fromFile, {
@@ -120,7 +158,8 @@ SIGTERM drains: streams end with UNAVAILABLE so sidecars fail over, then it exit
         svidTtl: optionalString(ctx, 'svid-ttl'),
         defaultMtlsMode: optionalString(ctx, 'default-mtls-mode') as MtlsMode | undefined,
         pathNormalization: optionalString(ctx, 'path-normalization') as PathNormalization | undefined,
-        kubernetes: k8sIssuer || k8sJwks || k8sAudience ? { issuer: k8sIssuer, jwksFile: k8sJwks, audience: k8sAudience } : undefined,
+        kubernetes: k8sIssuer || k8sJwks || k8sAudience || k8sFromApi || k8sMinRefresh ? { issuer: k8sIssuer, jwksFile: k8sJwks, audience: k8sAudience, jwksFromApiServer: k8sFromApi, jwksMinRefresh: k8sMinRefresh } : undefined,
+        kubeconfig: pathFlag(ctx, 'kubeconfig'),
         signing: concurrency !== undefined || maxQueue !== undefined ? { concurrency, maxQueue } : undefined,
         revocationsFile: pathFlag(ctx, 'revocations'),
         federation: pathFlag(ctx, 'federation'),
@@ -134,19 +173,7 @@ SIGTERM drains: streams end with UNAVAILABLE so sidecars fail over, then it exit
       if (cfg.trustDomain && cfg.trustDomain !== ca.trustDomain) {
         throw new ControlPlaneError(ControlPlaneErrorCode.CONFIG_INVALID, `trust domain ${cfg.trustDomain} does not match the CA in ${cfg.caDir} (${ca.trustDomain})`);
       }
-      let kubernetes;
-      if (cfg.kubernetes) {
-        let jwks: unknown;
-        try {
-          jwks = JSON.parse(readFileSync(cfg.kubernetes.jwksFile, 'utf8'));
-        } catch (err) {
-          throw new ControlPlaneError(ControlPlaneErrorCode.CONFIG_INVALID, `${cfg.kubernetes.jwksFile}: not a readable JWKS JSON file: ${(err as Error).message}`);
-        }
-        if (!jwks || !Array.isArray((jwks as { keys?: unknown }).keys)) {
-          throw new ControlPlaneError(ControlPlaneErrorCode.CONFIG_INVALID, `${cfg.kubernetes.jwksFile}: /keys: must be an array of JWKs`);
-        }
-        kubernetes = { issuer: cfg.kubernetes.issuer, audience: cfg.kubernetes.audience, jwks: jwks as { keys: [] } };
-      }
+      const kubernetes = cfg.kubernetes ? await kubernetesTokenSettings(cfg, logger) : undefined;
       const store = new PolicyStore({ dir: cfg.policyDir, rootNamespace: cfg.rootNamespace }, { logger: logger.child({ component: 'policy' }), now: () => new Date() });
       await store.start();
       const policy = policyStoreSource(store, { rootNamespace: cfg.rootNamespace, defaultMode: cfg.defaultMtlsMode, pathNormalization: cfg.pathNormalization });

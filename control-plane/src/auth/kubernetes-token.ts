@@ -1,7 +1,10 @@
 /**
  * Verifies Kubernetes projected ServiceAccount tokens offline, against the
- * cluster issuer's public keys (a JWKS file), as the API server's
- * TokenReview would: signature, issuer, audience, expiry and not-before.
+ * cluster issuer's public keys (a JWKS file, or the API server's OIDC
+ * discovery: token-keys.ts), as the API server's TokenReview would:
+ * signature, issuer, audience, expiry and not-before. A token whose `kid` is
+ * not in the current keys makes the key source refetch (rate-limited) once
+ * before it is refused, so the API server's key rotations need no restart.
  * `system:serviceaccount:NS:SA` becomes `spiffe://<td>/ns/NS/sa/SA`.
  * Fails closed: any doubt is an UNAUTHENTICATED error carrying the reason.
  */
@@ -9,12 +12,18 @@ import { errors as joseErrors, importJWK, jwtVerify, type JSONWebKeySet, type JW
 import { kubernetesSpiffeId } from '@trellis/shared';
 import { ControlPlaneError, ControlPlaneErrorCode } from '../errors/control-plane-error';
 import type { AuthenticatedPeer } from './authenticated-peer';
+import { staticTokenKeys, type PodLiveness, type TokenKeySource } from './token-keys';
 
 /** What the control plane is configured to accept. */
 export interface KubernetesTokenSettings {
   issuer: string;
   audience: string;
-  jwks: JSONWebKeySet;
+  /** The issuer's keys as a fixed set (`--k8s-jwks FILE`); or give `keys`. */
+  jwks?: JSONWebKeySet;
+  /** Where the keys come from (wins over `jwks`); e.g. the API server's OIDC discovery. */
+  keys?: TokenKeySource;
+  /** When given, a token bound to a pod this says is gone is refused (TOKEN_POD_GONE). */
+  pods?: PodLiveness;
   /** Allowed clock skew in seconds (default 30). */
   clockToleranceSeconds?: number;
 }
@@ -26,7 +35,8 @@ const ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'ES256', 'ES384'];
 
 /** Builds a verifier for `trustDomain` from the settings (the JWKS is parsed once). */
 export function createKubernetesTokenVerifier(settings: KubernetesTokenSettings, trustDomain: string): KubernetesTokenVerifier {
-  const keys = keyResolver(settings.jwks);
+  if (!settings.keys && !settings.jwks) throw new ControlPlaneError(ControlPlaneErrorCode.CONFIG_INVALID, 'kubernetes token verification needs keys: a JWKS file or the API server');
+  const keys = keyResolver(settings.keys ?? staticTokenKeys(settings.jwks!));
   return async (token, nowMs) => {
     let payload: JWTPayload;
     try {
@@ -50,6 +60,12 @@ export function createKubernetesTokenVerifier(settings: KubernetesTokenSettings,
     // whose claims disagree was not minted by a real API server.
     if (k8s.namespace !== undefined && k8s.namespace !== namespace) throw claims('kubernetes.io.namespace disagrees with sub');
     if (k8s.serviceaccount?.name !== undefined && k8s.serviceaccount.name !== serviceAccount) throw claims('kubernetes.io.serviceaccount.name disagrees with sub');
+    if (settings.pods && k8s.pod?.name) {
+      const pod = { namespace, name: k8s.pod.name, ...(k8s.pod.uid ? { uid: k8s.pod.uid } : {}) };
+      if (settings.pods.podStatus(pod) === 'gone') {
+        throw new ControlPlaneError(ControlPlaneErrorCode.TOKEN_POD_GONE, `kubernetes token: bound to pod ${namespace}/${pod.name}, which no longer exists`);
+      }
+    }
     let spiffeId: string;
     try {
       spiffeId = kubernetesSpiffeId(trustDomain, namespace, serviceAccount).toString();
@@ -72,27 +88,41 @@ export function createKubernetesTokenVerifier(settings: KubernetesTokenSettings,
   };
 }
 
+type ImportedKey = { kid?: string; alg: string; key: KeyLike | Uint8Array };
+
 /**
- * Imports every JWK once (on first use) and picks the key by `kid` and `alg`,
- * so verifying a token costs one signature check, not a key import.
+ * Imports each key set once (on first use) and picks the key by `kid` and
+ * `alg`, so verifying a token costs one signature check, not a key import.
+ * A `kid` the set lacks asks the source to refetch (it rate-limits) and the
+ * lookup runs once more on what it returns.
  */
-function keyResolver(jwks: JSONWebKeySet): (header: JWTHeaderParameters) => Promise<KeyLike | Uint8Array> {
-  let imported: Promise<Array<{ kid?: string; alg: string; key: KeyLike | Uint8Array }>> | null = null;
-  const load = async (): Promise<Array<{ kid?: string; alg: string; key: KeyLike | Uint8Array }>> => {
-    const out: Array<{ kid?: string; alg: string; key: KeyLike | Uint8Array }> = [];
-    for (const jwk of jwks.keys) {
-      if (jwk.use !== undefined && jwk.use !== 'sig') continue;
-      const algs = jwk.alg ? [jwk.alg] : jwk.kty === 'RSA' ? ['RS256'] : jwk.kty === 'EC' ? [jwk.crv === 'P-384' ? 'ES384' : 'ES256'] : [];
-      for (const alg of algs) {
-        if (!ALGORITHMS.includes(alg)) continue;
-        out.push({ kid: jwk.kid, alg, key: await importJWK(jwk, alg) });
-      }
+function keyResolver(source: TokenKeySource): (header: JWTHeaderParameters) => Promise<KeyLike | Uint8Array> {
+  const imported = new WeakMap<JSONWebKeySet, Promise<ImportedKey[]>>();
+  const importSet = (jwks: JSONWebKeySet): Promise<ImportedKey[]> => {
+    let p = imported.get(jwks);
+    if (!p) {
+      p = (async () => {
+        const out: ImportedKey[] = [];
+        for (const jwk of jwks.keys) {
+          if (jwk.use !== undefined && jwk.use !== 'sig') continue;
+          const algs = jwk.alg ? [jwk.alg] : jwk.kty === 'RSA' ? ['RS256'] : jwk.kty === 'EC' ? [jwk.crv === 'P-384' ? 'ES384' : 'ES256'] : [];
+          for (const alg of algs) {
+            if (!ALGORITHMS.includes(alg)) continue;
+            out.push({ kid: jwk.kid, alg, key: await importJWK(jwk, alg) });
+          }
+        }
+        return out;
+      })();
+      imported.set(jwks, p);
     }
-    return out;
+    return p;
   };
+  const pick = (keys: ImportedKey[], header: JWTHeaderParameters): ImportedKey[] => keys.filter((k) => k.alg === header.alg && (header.kid === undefined || k.kid === header.kid));
   return async (header) => {
-    imported ??= load();
-    const candidates = (await imported).filter((k) => k.alg === header.alg && (header.kid === undefined || k.kid === header.kid));
+    let candidates = pick(await importSet(await source.current()), header);
+    if (candidates.length === 0 && header.kid !== undefined) {
+      candidates = pick(await importSet(await source.refresh(`token names unknown kid ${header.kid}`)), header);
+    }
     if (candidates.length !== 1) throw new joseErrors.JWKSNoMatchingKey(candidates.length === 0 ? 'no key in the JWKS matches the token header' : 'several keys match the token header; give them kids');
     return candidates[0]!.key;
   };

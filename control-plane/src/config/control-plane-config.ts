@@ -28,7 +28,14 @@ export interface ControlPlaneConfigInput {
   /** Istio's meshConfig.pathNormalization.normalization, pushed to every sidecar. */
   pathNormalization?: PathNormalization;
   rootNamespace?: string;
-  kubernetes?: { issuer?: string; audience?: string; jwksFile?: string };
+  /**
+   * Kubernetes ServiceAccount tokens: the issuer's keys from `jwksFile`
+   * (offline; `issuer` required), or from the API server's OIDC discovery
+   * (`jwksFromApiServer`; `issuer` defaults to the discovered one).
+   */
+  kubernetes?: { issuer?: string; audience?: string; jwksFile?: string; jwksFromApiServer?: boolean; jwksMinRefresh?: string };
+  /** The API server connection for everything read from it; absent: in-cluster config. */
+  kubeconfig?: string;
   signing?: { concurrency?: number; maxQueue?: number };
   revocationsFile?: string;
   /** The federatesWith config (other trust domains' bundles); watched. */
@@ -54,7 +61,18 @@ export interface ControlPlaneConfig {
   /** How sidecars normalize request paths before AuthorizationPolicy (default BASE, as Istio). */
   readonly pathNormalization: PathNormalization;
   readonly rootNamespace: string;
-  readonly kubernetes: { readonly issuer: string; readonly audience: string; readonly jwksFile: string } | null;
+  readonly kubernetes: {
+    /** null: take the issuer the API server's discovery names. */
+    readonly issuer: string | null;
+    readonly audience: string;
+    /** The offline key file, or null when the keys come from the API server. */
+    readonly jwksFile: string | null;
+    readonly jwksFromApiServer: boolean;
+    /** Least time between two key refetches from the API server (default 30 s). */
+    readonly jwksMinRefreshMs: number;
+  } | null;
+  /** A kubeconfig file; null: the in-cluster config when something needs the API server. */
+  readonly kubeconfig: string | null;
   readonly signing: { readonly concurrency: number; readonly maxQueue: number };
   readonly revocationsFile: string | null;
   /** The federatesWith config file, or null when we federate with no one. */
@@ -87,13 +105,15 @@ const SCHEMA = {
     kubernetes: {
       type: 'object',
       additionalProperties: false,
-      required: ['issuer', 'jwksFile'],
       properties: {
         issuer: { type: 'string', minLength: 1 },
         audience: { type: 'string', minLength: 1 },
         jwksFile: { type: 'string', minLength: 1 },
+        jwksFromApiServer: { type: 'boolean' },
+        jwksMinRefresh: { type: 'string', pattern: DURATION },
       },
     },
+    kubeconfig: { type: 'string', minLength: 1 },
     signing: {
       type: 'object',
       additionalProperties: false,
@@ -139,6 +159,7 @@ export function readConfigFile(file: string): ControlPlaneConfigInput {
     revocationsFile: abs(input.revocationsFile),
     federation: abs(input.federation),
     kubernetes: input.kubernetes ? { ...input.kubernetes, jwksFile: abs(input.kubernetes.jwksFile) } : undefined,
+    kubeconfig: abs(input.kubeconfig),
   };
 }
 
@@ -183,6 +204,13 @@ export function resolveConfig(file: ControlPlaneConfigInput, flags: ControlPlane
   (merged.adminAllow ?? []).forEach((id, i) => {
     if (!isSpiffeId(id)) problems.push(`config: /adminAllow/${i}: "${id}" is not a SPIFFE ID`);
   });
+  const k8s = merged.kubernetes;
+  if (k8s) {
+    if (k8s.jwksFile && k8s.jwksFromApiServer) problems.push('config: /kubernetes: give either jwksFile (--k8s-jwks) or jwksFromApiServer (--k8s-jwks-from-api), not both');
+    else if (!k8s.jwksFile && !k8s.jwksFromApiServer) problems.push('config: /kubernetes: the issuer\'s keys are needed: jwksFile (--k8s-jwks FILE) or jwksFromApiServer (--k8s-jwks-from-api)');
+    else if (k8s.jwksFile && !k8s.issuer) problems.push('config: /kubernetes/issuer: required with jwksFile (--k8s-issuer URL)');
+  }
+  const jwksMinRefreshMs = dur(merged.kubernetes?.jwksMinRefresh, 'kubernetes/jwksMinRefresh', 30_000);
   const idle = dur(merged.idleStreamTimeout, 'idleStreamTimeout', 10_000);
   const debounce = dur(merged.pushDebounce, 'pushDebounce', 100);
   if (problems.length > 0) throw invalid(problems);
@@ -200,7 +228,8 @@ export function resolveConfig(file: ControlPlaneConfigInput, flags: ControlPlane
     defaultMtlsMode: merged.defaultMtlsMode ?? 'STRICT',
     pathNormalization: merged.pathNormalization ?? DEFAULT_PATH_NORMALIZATION,
     rootNamespace: merged.rootNamespace ?? 'trellis-system',
-    kubernetes: k && k.issuer && k.jwksFile ? Object.freeze({ issuer: k.issuer, audience: k.audience ?? 'trellis', jwksFile: k.jwksFile }) : null,
+    kubernetes: k ? Object.freeze({ issuer: k.issuer ?? null, audience: k.audience ?? 'trellis', jwksFile: k.jwksFile ?? null, jwksFromApiServer: k.jwksFromApiServer === true, jwksMinRefreshMs }) : null,
+    kubeconfig: merged.kubeconfig ?? null,
     signing: Object.freeze({ concurrency: merged.signing?.concurrency ?? 4, maxQueue: merged.signing?.maxQueue ?? 20_000 }),
     revocationsFile: merged.revocationsFile ?? null,
     federationFile: merged.federation ?? null,

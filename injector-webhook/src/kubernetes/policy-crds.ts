@@ -7,6 +7,12 @@
  * `enum`; `additionalProperties: false` is dropped (the API server prunes
  * unknown fields of a structural schema instead); `propertyNames.pattern`
  * becomes a CEL rule on the map keys; `$id`/`$schema`/`title` are dropped.
+ *
+ * Some of the validator's semantic rules are added as CEL rules where a
+ * structural schema can say them (PeerAuthentication: portLevelMtls keys are
+ * ports 1-65535, and portLevelMtls needs a selector with labels). CEL runs
+ * on Kubernetes 1.25+ only; the validating webhook (`/validate`, the same
+ * validator as `trellis validate`) covers every rule on every version.
  */
 
 /** A JSON Schema object (the subset the policy schemas use). */
@@ -98,10 +104,34 @@ export function policyCrd(schema: JsonSchema, names: CrdNames): Record<string, u
   };
 }
 
+/** CEL rules on PeerAuthentication's spec: the semantic checks of policy-semantics.ts that CEL can say. */
+export const PEER_AUTHENTICATION_RULES = Object.freeze({
+  spec: [
+    {
+      rule: '!has(self.portLevelMtls) || (has(self.selector) && has(self.selector.matchLabels) && size(self.selector.matchLabels) > 0)',
+      message: 'portLevelMtls requires selector: a mesh- or namespace-wide policy cannot set per-port modes',
+    },
+  ],
+  portLevelMtls: [{ rule: "self.all(k, k.matches('^[0-9]{1,5}$') && int(k) >= 1 && int(k) <= 65535)", message: 'keys must be port numbers 1-65535' }],
+});
+
+/**
+ * Most ports a PeerAuthentication's portLevelMtls may name in the CRD: bounds
+ * the CEL cost estimate (an unbounded map makes the API server refuse the
+ * rule); far above any workload's port count.
+ */
+export const MAX_PORT_LEVEL_MTLS = 256;
+
 /** Both policy CRDs, from the PeerAuthentication and AuthorizationPolicy schemas. */
 export function policyCrds(peerAuthenticationSchema: JsonSchema, authorizationPolicySchema: JsonSchema): Record<string, unknown>[] {
+  const pa = policyCrd(peerAuthenticationSchema, { kind: 'PeerAuthentication', plural: 'peerauthentications', singular: 'peerauthentication', shortNames: ['pa'], columns: [['Mode', '.spec.mtls.mode']] });
+  const spec = (((pa.spec as JsonSchema).versions as JsonSchema[])[0]!.schema as { openAPIV3Schema: { properties: { spec: JsonSchema } } }).openAPIV3Schema.properties.spec;
+  spec['x-kubernetes-validations'] = PEER_AUTHENTICATION_RULES.spec.map((r) => ({ ...r }));
+  const plm = (spec.properties as Record<string, JsonSchema>).portLevelMtls!;
+  plm.maxProperties = MAX_PORT_LEVEL_MTLS;
+  plm['x-kubernetes-validations'] = PEER_AUTHENTICATION_RULES.portLevelMtls.map((r) => ({ ...r }));
   return [
-    policyCrd(peerAuthenticationSchema, { kind: 'PeerAuthentication', plural: 'peerauthentications', singular: 'peerauthentication', shortNames: ['pa'], columns: [['Mode', '.spec.mtls.mode']] }),
+    pa,
     policyCrd(authorizationPolicySchema, { kind: 'AuthorizationPolicy', plural: 'authorizationpolicies', singular: 'authorizationpolicy', shortNames: ['ap'], columns: [['Action', '.spec.action']] }),
   ];
 }

@@ -30,13 +30,15 @@ export interface AdmissionResponse {
   patch?: string;
   status?: { code?: number; message: string; reason?: string };
   auditAnnotations?: Record<string, string>;
+  /** Shown by kubectl as `Warning: ...` (admission.k8s.io/v1, Kubernetes 1.19+). */
+  warnings?: string[];
 }
 
 /** The full answer: the AdmissionReview to send, plus what happened (for logs). */
 export interface ReviewOutcome {
   review: { apiVersion: string; kind: 'AdmissionReview'; response: AdmissionResponse };
-  /** Stable word for logs and metrics: injected | skipped | ignored | denied. */
-  outcome: 'injected' | 'skipped' | 'ignored' | 'denied';
+  /** Stable word for logs and metrics: injected | skipped | ignored | denied | validated. */
+  outcome: 'injected' | 'skipped' | 'ignored' | 'denied' | 'validated';
   reason: string;
   namespace?: string;
   name?: string;
@@ -47,14 +49,7 @@ export interface ReviewOutcome {
  * when the body is not an AdmissionReview v1 with a request uid.
  */
 export function reviewAdmission(body: unknown, config: InjectorConfig): ReviewOutcome {
-  if (!isObject(body)) throw badReview('body must be a JSON object');
-  if (body.kind !== 'AdmissionReview') throw badReview(`kind must be "AdmissionReview", got ${JSON.stringify(body.kind ?? null)}`);
-  if (body.apiVersion !== ADMISSION_API_VERSION) {
-    throw badReview(`apiVersion must be "${ADMISSION_API_VERSION}", got ${JSON.stringify(body.apiVersion ?? null)} (set admissionReviewVersions: [v1])`);
-  }
-  const req = body.request;
-  if (!isObject(req)) throw badReview('request is missing');
-  if (typeof req.uid !== 'string' || req.uid === '') throw badReview('request.uid is missing');
+  const req = admissionRequest(body);
   const uid = req.uid;
   const namespace = typeof req.namespace === 'string' && req.namespace !== '' ? req.namespace : undefined;
   const kind = isObject(req.kind) ? req.kind : {};
@@ -87,6 +82,22 @@ export function reviewAdmission(body: unknown, config: InjectorConfig): ReviewOu
     'injected',
     result.reason,
   );
+}
+
+/**
+ * The `request` of an AdmissionReview v1 body, with its uid checked. Throws
+ * TRELLIS_INJECTOR_BAD_REVIEW otherwise (shared by every webhook endpoint).
+ */
+export function admissionRequest(body: unknown): Record<string, unknown> & { uid: string } {
+  if (!isObject(body)) throw badReview('body must be a JSON object');
+  if (body.kind !== 'AdmissionReview') throw badReview(`kind must be "AdmissionReview", got ${JSON.stringify(body.kind ?? null)}`);
+  if (body.apiVersion !== ADMISSION_API_VERSION) {
+    throw badReview(`apiVersion must be "${ADMISSION_API_VERSION}", got ${JSON.stringify(body.apiVersion ?? null)} (set admissionReviewVersions: [v1])`);
+  }
+  const req = body.request;
+  if (!isObject(req)) throw badReview('request is missing');
+  if (typeof req.uid !== 'string' || req.uid === '') throw badReview('request.uid is missing');
+  return req as Record<string, unknown> & { uid: string };
 }
 
 function badReview(message: string): InjectorError {

@@ -1,6 +1,8 @@
 /**
- * The HTTPS server the Kubernetes API server calls: `POST /inject` with an
- * AdmissionReview v1. `GET /healthz` answers 200 for kubelet probes.
+ * The HTTPS server the Kubernetes API server calls: `POST /inject` (the
+ * mutating webhook: sidecar injection) and `POST /validate` (the validating
+ * webhook for policies, policy-review.ts), each with an AdmissionReview v1.
+ * `GET /healthz` answers 200 for kubelet probes.
  *
  * Every bad request is answered and forgotten: a body that is not JSON, not an
  * AdmissionReview v1 or has no uid gets HTTP 400 with `{code, message}`; a body
@@ -14,7 +16,8 @@ import type { AddressInfo } from 'node:net';
 import { TrellisError, type Logger } from '@trellis/shared';
 import type { InjectorConfig } from '../config/injector-config';
 import { InjectorError } from '../errors/injector-error';
-import { reviewAdmission } from './admission-review';
+import { reviewAdmission, type ReviewOutcome } from './admission-review';
+import { reviewPolicyAdmission } from './policy-review';
 import type { CertSource } from './serving-cert';
 
 /** Largest AdmissionReview body accepted (the API server's own request limit is 3 MiB). */
@@ -27,6 +30,9 @@ export interface WebhookServerDeps {
   logger: Logger;
   /** Override of MAX_BODY_BYTES (tests). */
   maxBodyBytes?: number;
+  /** The mesh root namespace, for policy warnings (default trellis-system). */
+  rootNamespace?: string;
+  clock?: () => Date;
 }
 
 /** A running webhook server. */
@@ -78,13 +84,13 @@ async function handle(req: IncomingMessage, res: ServerResponse, deps: WebhookSe
     res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
     return;
   }
-  if (path !== '/inject') {
-    sendJson(res, 404, { code: 'TRELLIS_INJECTOR_NOT_FOUND', message: `no such path ${path}; the webhook path is /inject` });
+  if (path !== '/inject' && path !== '/validate') {
+    sendJson(res, 404, { code: 'TRELLIS_INJECTOR_NOT_FOUND', message: `no such path ${path}; the webhook paths are /inject and /validate` });
     return;
   }
   if (req.method !== 'POST') {
     res.setHeader('allow', 'POST');
-    sendJson(res, 405, { code: 'TRELLIS_INJECTOR_METHOD', message: '/inject takes POST' });
+    sendJson(res, 405, { code: 'TRELLIS_INJECTOR_METHOD', message: `${path} takes POST` });
     return;
   }
   const limit = deps.maxBodyBytes ?? MAX_BODY_BYTES;
@@ -108,8 +114,10 @@ async function handle(req: IncomingMessage, res: ServerResponse, deps: WebhookSe
     return;
   }
   try {
-    const outcome = reviewAdmission(parsed, deps.config);
+    const outcome: ReviewOutcome =
+      path === '/validate' ? reviewPolicyAdmission(parsed, { now: (deps.clock ?? (() => new Date()))(), rootNamespace: deps.rootNamespace }) : reviewAdmission(parsed, deps.config);
     deps.logger.info('admission review', {
+      webhook: path,
       uid: outcome.review.response.uid,
       outcome: outcome.outcome,
       reason: outcome.reason,

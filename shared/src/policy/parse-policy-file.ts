@@ -138,6 +138,39 @@ export function parsePolicyFile(text: string, file: string, opts: ParsePolicyOpt
   return { policies, issues };
 }
 
+/** The metadata fields a policy means something by; the rest is the API server's bookkeeping. */
+const POLICY_METADATA_FIELDS = ['name', 'namespace', 'labels', 'annotations', 'creationTimestamp'] as const;
+
+/**
+ * Validates and normalises one policy object as the API server stores it
+ * (a custom resource from an admission review or a watch) with exactly the
+ * checks `parsePolicyFile` runs on a file, so `kubectl apply` and
+ * `trellis validate` refuse the same things with the same field paths and
+ * reasons. `source` stands in for the file name in issues (e.g.
+ * `PeerAuthentication shop/web`); issues carry line and column 0 (an object
+ * has no text). Metadata the API server manages (uid, resourceVersion,
+ * managedFields, finalizers, ...) and `status` are not policy content and
+ * are dropped before checking. Never throws for bad input.
+ */
+export function parsePolicyObject(value: unknown, source: string, opts: ParsePolicyOptions): ParsedPolicyFile {
+  const at = { file: source, documentIndex: -1, line: 0, column: 0 };
+  if (!isObj(value)) {
+    return { policies: [], issues: [{ severity: 'error', code: POLICY_CODES.NOT_A_MANIFEST, ...at, path: '', message: 'a policy object must be a mapping with apiVersion, kind, metadata and spec' }] };
+  }
+  const meta = isObj(value['metadata']) ? value['metadata'] : {};
+  const doc: Obj = {
+    apiVersion: value['apiVersion'],
+    kind: value['kind'],
+    metadata: Object.fromEntries(POLICY_METADATA_FIELDS.filter((k) => meta[k] !== undefined).map((k) => [k, meta[k]])),
+    ...(value['spec'] !== undefined ? { spec: value['spec'] } : {}),
+  };
+  const raw = checkDocument(doc, opts.rootNamespace ?? DEFAULT_ROOT_NAMESPACE);
+  const label = describe(doc);
+  const issues: PolicyIssue[] = raw.map((r) => ({ severity: r.severity, code: r.code, ...at, path: formatPath(r.path), message: r.message, ...(label ? { policy: label } : {}) }));
+  if (raw.some((r) => r.severity === 'error')) return { policies: [], issues };
+  return { policies: [normalise(doc, source, -1, opts.firstSeen)], issues };
+}
+
 function describe(value: Obj): string | undefined {
   const m = isObj(value['metadata']) ? value['metadata'] : {};
   if (typeof value['kind'] !== 'string' || typeof m['name'] !== 'string') return undefined;

@@ -59,7 +59,8 @@ export class PolicyError extends TrellisError {
 
 /** `file:line:col: doc N: path: message [CODE]`, the one-line form used by the CLI and logs. */
 export function formatIssue(issue: PolicyIssue): string {
-  const where = `${issue.file}:${issue.line}:${issue.column}`;
+  // An object checked without text (an admission review) has no line: its name stands alone.
+  const where = issue.line > 0 ? `${issue.file}:${issue.line}:${issue.column}` : issue.file;
   const doc = issue.documentIndex >= 0 ? ` document ${issue.documentIndex}` : '';
   const path = issue.path ? ` ${issue.path}:` : '';
   const sev = issue.severity === 'warning' ? ' warning:' : '';

@@ -102,9 +102,9 @@ export interface PolicyIssue {
   readonly file: string;
   /** 0-based index of the YAML document in the file; -1 for file-level problems. */
   readonly documentIndex: number;
-  /** 1-based. */
+  /** 1-based; 0 for an object checked without text (parsePolicyObject), where `file` names the object. */
   readonly line: number;
-  /** 1-based. */
+  /** 1-based; 0 as for `line`. */
   readonly column: number;
   /** Dotted field path, e.g. `spec.rules[0].from[0].source.principals[1]`; '' for the document. */
   readonly path: string;

@@ -12,3 +12,5 @@ export { waitFor } from './wait-for';
 export { httpGet } from './http-get';
 export { ProcessGroup } from './process-group';
 export type { HttpGetOptions } from './http-get';
+export { startKubeApiServer, requireKubeApiServer, kubeApiServerAvailability } from './kube-api-server';
+export type { KubeApiServer, KubeApiServerAvailability, KubectlResult, StartKubeApiServerOptions } from './kube-api-server';

@@ -1,0 +1,52 @@
+/**
+ * Applies objects with server-side apply as field manager `trellis-install`
+ * (force: we own what we apply). A field someone else owns and we do not
+ * send, like the caBundle the injector writes, is left alone, and an apply
+ * that changes nothing leaves the object's resourceVersion as it was, which
+ * is how a re-run reports `unchanged`.
+ */
+import { KubernetesError, KubernetesErrorCode, objectPath, objectRef, type KubeClient, type KubeObject } from '@trellis/kubernetes';
+
+/** What happened to one object. */
+export interface ApplyResult {
+  /** `Kind/namespace/name`. */
+  readonly ref: string;
+  readonly result: 'created' | 'configured' | 'unchanged' | 'deleted' | 'absent';
+}
+
+/** The field manager install applies as. */
+export const FIELD_MANAGER = 'trellis-install';
+
+/** `Kind/ns/name` of an object. */
+export function describeObject(o: KubeObject): string {
+  return `${o.kind}/${objectRef(o)}`;
+}
+
+/** Applies `objects` in order; resolves to one result each. */
+export async function applyObjects(client: KubeClient, objects: readonly KubeObject[]): Promise<ApplyResult[]> {
+  const out: ApplyResult[] = [];
+  for (const o of objects) {
+    const path = objectPath(o);
+    const before = await client.getOrNull(path);
+    const after = await client.apply(path, o, FIELD_MANAGER);
+    const result = before === null ? 'created' : before.metadata?.resourceVersion === after.metadata?.resourceVersion ? 'unchanged' : 'configured';
+    out.push({ ref: describeObject(o), result });
+  }
+  return out;
+}
+
+/** Deletes `objects` in order (foreground for namespaces' contents is the API server's job). */
+export async function deleteObjects(client: KubeClient, objects: readonly KubeObject[]): Promise<ApplyResult[]> {
+  const out: ApplyResult[] = [];
+  for (const o of objects) {
+    try {
+      const gone = await client.delete(objectPath(o), { propagationPolicy: 'Background' });
+      out.push({ ref: describeObject(o), result: gone ? 'deleted' : 'absent' });
+    } catch (err) {
+      // A kind this server does not serve (e.g. policy/v1 on 1.20) holds nothing to delete.
+      if (err instanceof KubernetesError && err.code === KubernetesErrorCode.NOT_FOUND) out.push({ ref: describeObject(o), result: 'absent' });
+      else throw err;
+    }
+  }
+  return out;
+}
