@@ -112,6 +112,8 @@ const SCHEMA = {
         jwksFromApiServer: { type: 'boolean' },
         jwksMinRefresh: { type: 'string', pattern: DURATION },
       },
+      // Where the issuer's keys come from is part of the block: a file that sets kubernetes without it is incomplete.
+      anyOf: [{ properties: { jwksFile: true }, required: ['jwksFile'] }, { properties: { jwksFromApiServer: true }, required: ['jwksFromApiServer'] }],
     },
     kubeconfig: { type: 'string', minLength: 1 },
     signing: {
@@ -166,10 +168,12 @@ export function readConfigFile(file: string): ControlPlaneConfigInput {
 /** Every schema problem as "source: /path: reason". */
 export function check(doc: unknown, source: string): string[] {
   if (validate(doc)) return [];
-  return (validate.errors ?? []).map((e) => {
+  // An anyOf's branches each report their own miss; the anyOf's one line says it better.
+  return (validate.errors ?? []).filter((e) => !e.schemaPath.includes('/anyOf/')).map((e) => {
     const path = e.instancePath || '/';
     if (e.keyword === 'additionalProperties') return `${source}: ${path}: unknown field "${(e.params as { additionalProperty: string }).additionalProperty}"`;
     if (e.keyword === 'enum') return `${source}: ${path}: must be one of ${(e.params as { allowedValues: unknown[] }).allowedValues.join(', ')}`;
+    if (e.keyword === 'anyOf' && path === '/kubernetes') return `${source}: ${path}: the issuer's keys are needed: jwksFile (--k8s-jwks FILE) or jwksFromApiServer (--k8s-jwks-from-api)`;
     return `${source}: ${path}: ${e.message}`;
   });
 }
@@ -207,7 +211,6 @@ export function resolveConfig(file: ControlPlaneConfigInput, flags: ControlPlane
   const k8s = merged.kubernetes;
   if (k8s) {
     if (k8s.jwksFile && k8s.jwksFromApiServer) problems.push('config: /kubernetes: give either jwksFile (--k8s-jwks) or jwksFromApiServer (--k8s-jwks-from-api), not both');
-    else if (!k8s.jwksFile && !k8s.jwksFromApiServer) problems.push('config: /kubernetes: the issuer\'s keys are needed: jwksFile (--k8s-jwks FILE) or jwksFromApiServer (--k8s-jwks-from-api)');
     else if (k8s.jwksFile && !k8s.issuer) problems.push('config: /kubernetes/issuer: required with jwksFile (--k8s-issuer URL)');
   }
   const jwksMinRefreshMs = dur(merged.kubernetes?.jwksMinRefresh, 'kubernetes/jwksMinRefresh', 30_000);
