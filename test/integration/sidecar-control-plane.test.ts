@@ -53,8 +53,10 @@ describe('trellis sidecar with a real control plane (real processes, real gRPC a
     for (const k of ['cp', 'cpAdmin', 'cartIn', 'cartAdmin', 'webOut', 'webSvc', 'webAdmin']) port[k] = await freePort();
     const init = trellisSync(['ca', 'init', '--dir', f('ca'), '--trust-domain', TD]);
     expect(init.status, init.stderr).to.equal(0);
-    for (const [name, id] of [['cart', CART], ['web', WEB]]) {
-      const t = trellisSync(['token', 'create', '--ca-dir', f('ca'), '--spiffe-id', id, '--uses', '5']);
+    // Each token attests what its sidecar announces: service, labels and, for cart, its inbound listener.
+    const attested: Record<string, string[]> = { cart: ['--service', 'cart', '--labels', 'app=cart', '--ports', String(port.cartIn)], web: ['--service', 'web', '--labels', 'app=web'] };
+    for (const [name, id] of [['cart', CART], ['web', WEB]] as const) {
+      const t = trellisSync(['token', 'create', '--ca-dir', f('ca'), '--spiffe-id', id, '--uses', '5', ...attested[name]!]);
       expect(t.status, t.stderr).to.equal(0);
       writeFileSync(f(`${name}.token`), t.stdout.trim() + '\n', { mode: 0o600 });
     }
@@ -239,7 +241,7 @@ describe('trellis sidecar with a real control plane (real processes, real gRPC a
   it('Should reach the control plane behind a dead first address in --control-plane', async () => {
     const dead = await freePort();
     const adminPort = await freePort();
-    const t = trellisSync(['token', 'create', '--ca-dir', f('ca'), '--spiffe-id', `spiffe://${TD}/ns/shop/sa/batch`]);
+    const t = trellisSync(['token', 'create', '--ca-dir', f('ca'), '--spiffe-id', `spiffe://${TD}/ns/shop/sa/batch`, '--service', 'batch']);
     expect(t.status, t.stderr).to.equal(0);
     writeFileSync(f('batch.token'), t.stdout.trim() + '\n', { mode: 0o600 });
     const batch = group.spawn(['sidecar', '--control-plane', `127.0.0.1:${dead},127.0.0.1:${port.cp}`, '--ca-bundle', f('ca/root.pem'), '--token-file', f('batch.token'),

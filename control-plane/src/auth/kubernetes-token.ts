@@ -2,12 +2,16 @@
  * Verifies Kubernetes projected ServiceAccount tokens offline, against the
  * cluster issuer's public keys (a JWKS file), as the API server's
  * TokenReview would: signature, issuer, audience, expiry and not-before.
- * `system:serviceaccount:NS:SA` becomes `spiffe://<td>/ns/NS/sa/SA`.
+ * `system:serviceaccount:NS:SA` becomes `spiffe://<td>/ns/NS/sa/SA`. The
+ * token attests that identity (and so its namespace) and nothing more: a
+ * service or labels would need the API server's word on the pod, which comes
+ * with the Kubernetes integration; until then such claims are refused.
  * Fails closed: any doubt is an UNAUTHENTICATED error carrying the reason.
  */
 import { errors as joseErrors, importJWK, jwtVerify, type JSONWebKeySet, type JWTHeaderParameters, type JWTPayload, type KeyLike } from 'jose';
 import { kubernetesSpiffeId } from '@trellis/shared';
 import { ControlPlaneError, ControlPlaneErrorCode } from '../errors/control-plane-error';
+import { identityOnly } from '../attestation/workload-attestation';
 import type { AuthenticatedPeer } from './authenticated-peer';
 
 /** What the control plane is configured to accept. */
@@ -68,6 +72,7 @@ export function createKubernetesTokenVerifier(settings: KubernetesTokenSettings,
         podUid: k8s.pod?.uid,
         tokenId: payload.jti,
       },
+      attestation: identityOnly(spiffeId),
     };
   };
 }

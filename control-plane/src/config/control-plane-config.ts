@@ -28,6 +28,14 @@ export interface ControlPlaneConfigInput {
   idleStreamTimeout?: string;
   pushDebounce?: string;
   logLevel?: LogLevel;
+  /** Discovery streams one identity may hold open at once. */
+  maxStreamsPerIdentity?: number;
+  /** Open discovery connections (TLS/HTTP/2 sessions), authenticated or not. */
+  maxConnections?: number;
+  /** A connection none of whose streams authenticated within this is closed. */
+  authTimeout?: string;
+  /** Serve the valid policy files even when some fail validation at first load (fails open; off by default). */
+  allowInvalidPolicies?: boolean;
 }
 
 /** The resolved configuration. */
@@ -48,6 +56,10 @@ export interface ControlPlaneConfig {
   readonly idleStreamTimeoutMs: number;
   readonly debounceMs: number;
   readonly logLevel: LogLevel;
+  readonly maxStreamsPerIdentity: number;
+  readonly maxConnections: number;
+  readonly authTimeoutMs: number;
+  readonly allowInvalidPolicies: boolean;
 }
 
 const HOST_PORT = '^(\\[[0-9a-fA-F:.]+\\]|[A-Za-z0-9.-]+):[0-9]{1,5}$';
@@ -88,6 +100,10 @@ const SCHEMA = {
     idleStreamTimeout: { type: 'string', pattern: DURATION },
     pushDebounce: { type: 'string', pattern: DURATION },
     logLevel: { enum: ['debug', 'info', 'warn', 'error'] },
+    maxStreamsPerIdentity: { type: 'integer', minimum: 1, maximum: 100000 },
+    maxConnections: { type: 'integer', minimum: 1, maximum: 1000000 },
+    authTimeout: { type: 'string', pattern: DURATION },
+    allowInvalidPolicies: { type: 'boolean' },
   },
 } as const;
 
@@ -163,6 +179,8 @@ export function resolveConfig(file: ControlPlaneConfigInput, flags: ControlPlane
   if (svidTtlMs < 60_000 || svidTtlMs > 86_400_000) problems.push('config: /svidTtl: must be between 1m and 24h');
   const idle = dur(merged.idleStreamTimeout, 'idleStreamTimeout', 10_000);
   const debounce = dur(merged.pushDebounce, 'pushDebounce', 100);
+  const authTimeout = dur(merged.authTimeout, 'authTimeout', 10_000);
+  if (authTimeout < 100 || authTimeout > 600_000) problems.push('config: /authTimeout: must be between 100ms and 10m');
   if (problems.length > 0) throw invalid(problems);
   const k = merged.kubernetes;
   return Object.freeze({
@@ -181,6 +199,10 @@ export function resolveConfig(file: ControlPlaneConfigInput, flags: ControlPlane
     idleStreamTimeoutMs: idle,
     debounceMs: debounce,
     logLevel: merged.logLevel ?? 'info',
+    maxStreamsPerIdentity: merged.maxStreamsPerIdentity ?? 4,
+    maxConnections: merged.maxConnections ?? 10_000,
+    authTimeoutMs: authTimeout,
+    allowInvalidPolicies: merged.allowInvalidPolicies ?? false,
   });
 }
 
