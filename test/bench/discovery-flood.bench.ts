@@ -13,8 +13,10 @@
  * by Trellis error code; and how many idle connections the server had closed
  * by `--hold` seconds (default 15).
  *
- * Flags: --streams N, --label-bytes N, --idle N, --hold S, and --cp-args "..."
- * (extra `trellis control-plane` flags, e.g. "--max-streams-per-identity 1000").
+ * Flags: --streams N, --label-bytes N, --empty-node (no labels: a node the
+ * control plane accepts, so only the stream cap refuses), --idle N, --hold S,
+ * and --cp-args "..." (extra `trellis control-plane` flags, e.g.
+ * "--max-streams-per-identity 1000").
  */
 import { readFileSync } from 'node:fs';
 import { connect } from 'node:net';
@@ -62,7 +64,7 @@ export async function run(flags: string[]): Promise<Record<string, unknown>> {
       // 16 labels sharing the byte budget, as a sidecar's --labels would carry them.
       const labels: Record<string, string> = {};
       const per = Math.max(1, Math.floor(labelBytes / 16));
-      for (let i = 0; i < 16; i++) labels[`k${i}`] = String.fromCharCode(97 + i).repeat(per);
+      if (!flags.includes('--empty-node')) for (let i = 0; i < 16; i++) labels[`k${i}`] = String.fromCharCode(97 + i).repeat(per);
       const request = encodeDiscoveryRequest({ type_url: AUTHORIZATION_POLICIES_TYPE_URL, version_info: '', response_nonce: '', node: { spiffe_id: id, namespace: 'flood', labels } });
 
       let peak = before;
@@ -139,7 +141,7 @@ export async function run(flags: string[]): Promise<Record<string, unknown>> {
 
       return {
         streams,
-        label_bytes: labelBytes,
+        label_bytes: flags.includes('--empty-node') ? 0 : labelBytes,
         accepted,
         refused: Object.fromEntries(refused),
         rss_before_mb: before,
