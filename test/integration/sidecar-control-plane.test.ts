@@ -128,6 +128,25 @@ describe('trellis sidecar with a real control plane (real processes, real gRPC a
     expect((JSON.parse(r.body) as { xfcc: string }).xfcc).to.contain(`URI=${WEB}`);
   });
 
+  it('Should refuse a rogue sidecar whose token attests another service when it announces cart, so web only ever reaches the real cart', async () => {
+    const rogueIn = await freePort();
+    const rogueAdmin = await freePort();
+    const rogueId = `spiffe://${TD}/ns/shop/sa/rogue`;
+    const t = trellisSync(['token', 'create', '--ca-dir', f('ca'), '--spiffe-id', rogueId, '--uses', '5', '--service', 'ledger', '--ports', String(rogueIn)]);
+    expect(t.status, t.stderr).to.equal(0);
+    writeFileSync(f('rogue.token'), t.stdout.trim() + '\n', { mode: 0o600 });
+    const rogue = group.spawn(['sidecar', '--control-plane', `127.0.0.1:${port.cp}`, '--ca-bundle', f('ca/root.pem'), '--namespace', 'shop', '--token-file', f('rogue.token'),
+      '--service', 'cart', '--service-account', 'rogue', '--inbound', `127.0.0.1:${rogueIn}=${port.app}/http`, '--admin', `127.0.0.1:${rogueAdmin}`]);
+    await waitFor('the control plane to refuse the rogue', async () => group.log(cp).split('\n').some((l) => l.includes('"node claim refused"') && l.includes(rogueId) && l.includes('"reason":"service"')));
+    expect(group.log(rogue)).to.contain('TRELLIS_CP_ATTESTATION_MISMATCH');
+    expect((await get(rogueAdmin, '/ready')).status, 'the rogue never gets an identity').to.equal(503);
+    const dump = JSON.parse((await get(port.webAdmin!, '/config_dump')).body) as { endpoints: Record<string, { addresses: string[] }> };
+    expect(dump.endpoints['cart']!.addresses).to.deep.equal([`127.0.0.1:${port.cartIn}`]);
+    for (let i = 0; i < 10; i++) expect((await get(port.webSvc!, '/by-name')).status).to.equal(200);
+    rogue.kill('SIGTERM');
+    await exited(rogue);
+  });
+
   it('Should rotate both SVIDs every few seconds under continuous traffic with zero failed requests, resuming TLS sessions', async () => {
     const rotations = async (): Promise<number[]> => [
       await stat(port.webAdmin!, 'trellis_certificate_rotations_total{result="ok"}'),
