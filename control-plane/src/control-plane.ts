@@ -20,6 +20,7 @@ import { createKubernetesTokenVerifier, type KubernetesTokenSettings } from './a
 import { DiscoveryService } from './discovery/discovery-service';
 import { startGrpcDiscoveryServer, type GrpcDiscoveryServer } from './discovery/grpc-discovery-server';
 import { FileAttestationStore } from './attestation/file-attestation-store';
+import { DEFAULT_CONNECTION_LIMITS } from './discovery/connection-guard';
 import type { PolicySource } from './discovery/policy-source';
 import { SigningLimiter } from './issuance/signing-limiter';
 import type { CaExpiry, SvidAuthority } from './issuance/svid-authority';
@@ -157,8 +158,8 @@ export async function startControlPlane(opts: ControlPlaneOptions, deps: Control
   loadRevocations();
 
   const grpcServer: GrpcDiscoveryServer = await startGrpcDiscoveryServer(service, tls, opts.listen, (code) => metrics.streamErrors.inc({ code }), {
-    maxConnections: opts.maxConnections ?? 10_000,
-    authTimeoutMs: opts.authTimeoutMs ?? 10_000,
+    maxConnections: opts.maxConnections ?? DEFAULT_CONNECTION_LIMITS.maxConnections,
+    authTimeoutMs: opts.authTimeoutMs ?? DEFAULT_CONNECTION_LIMITS.authTimeoutMs,
     onRefused: (reason) => metrics.connectionsRefused.inc({ reason }),
     onCount: (authenticated, unauthenticated) => {
       metrics.connections.set({ state: 'authenticated' }, authenticated);

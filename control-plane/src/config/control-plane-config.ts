@@ -9,6 +9,8 @@ import Ajv from 'ajv';
 import { parse as parseYaml } from 'yaml';
 import { parseDuration, type MtlsMode, type LogLevel } from '@trellis/shared';
 import { ControlPlaneError, ControlPlaneErrorCode } from '../errors/control-plane-error';
+import { DEFAULT_CONNECTION_LIMITS } from '../discovery/connection-guard';
+import { DEFAULT_MAX_STREAMS_PER_IDENTITY } from '../discovery/stream-quota';
 
 /** Settings as they may appear in the file or flags (all optional here). */
 export interface ControlPlaneConfigInput {
@@ -179,7 +181,7 @@ export function resolveConfig(file: ControlPlaneConfigInput, flags: ControlPlane
   if (svidTtlMs < 60_000 || svidTtlMs > 86_400_000) problems.push('config: /svidTtl: must be between 1m and 24h');
   const idle = dur(merged.idleStreamTimeout, 'idleStreamTimeout', 10_000);
   const debounce = dur(merged.pushDebounce, 'pushDebounce', 100);
-  const authTimeout = dur(merged.authTimeout, 'authTimeout', 10_000);
+  const authTimeout = dur(merged.authTimeout, 'authTimeout', DEFAULT_CONNECTION_LIMITS.authTimeoutMs);
   if (authTimeout < 100 || authTimeout > 600_000) problems.push('config: /authTimeout: must be between 100ms and 10m');
   if (problems.length > 0) throw invalid(problems);
   const k = merged.kubernetes;
@@ -199,8 +201,8 @@ export function resolveConfig(file: ControlPlaneConfigInput, flags: ControlPlane
     idleStreamTimeoutMs: idle,
     debounceMs: debounce,
     logLevel: merged.logLevel ?? 'info',
-    maxStreamsPerIdentity: merged.maxStreamsPerIdentity ?? 4,
-    maxConnections: merged.maxConnections ?? 10_000,
+    maxStreamsPerIdentity: merged.maxStreamsPerIdentity ?? DEFAULT_MAX_STREAMS_PER_IDENTITY,
+    maxConnections: merged.maxConnections ?? DEFAULT_CONNECTION_LIMITS.maxConnections,
     authTimeoutMs: authTimeout,
     allowInvalidPolicies: merged.allowInvalidPolicies ?? false,
   });

@@ -20,6 +20,12 @@
  */
 import type { Socket } from 'node:net';
 
+/**
+ * The defaults: 10,000 connections (about 90 KB each, so they fit the shipped
+ * 1Gi memory limit) and 10 s to authenticate one stream.
+ */
+export const DEFAULT_CONNECTION_LIMITS = Object.freeze({ maxConnections: 10_000, authTimeoutMs: 10_000 });
+
 /** Limits of the guard. */
 export interface ConnectionGuardOptions {
   maxConnections: number;

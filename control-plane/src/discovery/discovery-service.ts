@@ -23,11 +23,8 @@ import { ProxyRegistry } from './proxy-registry';
 import { PushDebouncer } from './push-debouncer';
 import { ReissueBook } from './reissue-orders';
 import { ResourceBuilder, type DiscoverySnapshot } from './resource-builder';
-import { StreamQuota } from './stream-quota';
+import { DEFAULT_MAX_STREAMS_PER_IDENTITY, StreamQuota } from './stream-quota';
 import { StreamSession, type SessionDeps, type StreamTransport } from './stream-session';
-
-/** Streams one identity may hold by default: one, one reconnecting, and room for two replicas. */
-export const DEFAULT_MAX_STREAMS_PER_IDENTITY = 4;
 
 /** Sessions refreshed per event-loop turn during a push. */
 const FLUSH_BATCH = 250;

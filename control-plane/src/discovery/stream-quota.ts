@@ -7,6 +7,9 @@
  * replica count per identity (the `maxStreamsPerIdentity` setting).
  */
 
+/** Streams one identity may hold by default: its stream, a reconnect overlapping it, and a little room (replicas sharing an identity need more). */
+export const DEFAULT_MAX_STREAMS_PER_IDENTITY = 4;
+
 /** Open streams per SPIFFE ID, bounded. */
 export class StreamQuota {
   private readonly held = new Map<string, number>();
