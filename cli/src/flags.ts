@@ -42,3 +42,20 @@ export function outputFormat(ctx: CommandContext): 'text' | 'json' {
   if (v !== 'text' && v !== 'json') throw new UsageError(`-o/--output must be "text" or "json", got "${v}"`, { flag: 'output' });
   return v;
 }
+
+/**
+ * `--name k=v,k2=v2` (comma-separated, or the flag repeated when declared
+ * `multiple: true`) as a label map; a usage error naming the item when one is
+ * not KEY=VALUE or a key is given twice.
+ */
+export function labelsFlag(ctx: CommandContext, name: string): Record<string, string> {
+  const labels: Record<string, string> = {};
+  for (const item of stringList(ctx, name).flatMap((v) => v.split(',')).map((s) => s.trim()).filter((s) => s !== '')) {
+    const eq = item.indexOf('=');
+    if (eq <= 0) throw new UsageError(`--${name} takes key=value pairs (comma-separated or repeated), got "${item}"`, { flag: name });
+    const key = item.slice(0, eq);
+    if (Object.prototype.hasOwnProperty.call(labels, key)) throw new UsageError(`--${name}: label "${key}" is given twice`, { flag: name });
+    labels[key] = item.slice(eq + 1);
+  }
+  return labels;
+}

@@ -2,6 +2,7 @@ import { expect } from 'chai';
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseMeshConfig, MeshConfigError } from '../src/up/mesh-config';
+import { tokenArgs } from '../src/up/mesh-runner';
 
 const EXAMPLE = join(__dirname, '..', '..', '..', 'examples', 'mesh.yaml');
 const parse = (text: string) => parseMeshConfig(text, 'mesh.yaml', (p) => resolve('/base', p));
@@ -79,5 +80,19 @@ describe('trellis up mesh file', () => {
   it('Should report a YAML syntax error with its position', () => {
     const issues = issuesOf('trustDomain: td\nworkloads: [\n');
     expect(issues[0]!.line).to.be.greaterThan(1);
+  });
+
+  it('Should refuse labels a join token could not attest, with their line', () => {
+    const issues = issuesOf(['trustDomain: t.local', 'policyDir: ./p', 'workloads:', '  - name: web', '    namespace: shop', '    admin: 127.0.0.1:15100', '    labels: { tier: "front end" }', '    app: { builtin: echo, port: 18080 }', ''].join('\n'));
+    expect(issues.map((i) => [i.line, i.path])).to.deep.equal([[7, 'workloads.0.labels']]);
+    expect(issues[0]!.message).to.match(/labels\.tier: value "front end"/);
+  });
+
+  it('Should mint each workload\'s token with its service, labels and inbound listener ports', () => {
+    const cfg = parseMeshConfig(readFileSync(EXAMPLE, 'utf8'), EXAMPLE, (p) => resolve('/base', p));
+    expect(tokenArgs('/ca', cfg.trustDomain, cfg.workloads[1]!)).to.deep.equal([
+      '--ca-dir', '/ca', '--spiffe-id', 'spiffe://trellis.local/ns/shop/sa/payments', '--ttl', '15m', '--uses', '1',
+      '--service', 'payments', '--labels', 'app=payments,tier=backend', '--ports', '17001',
+    ]);
   });
 });

@@ -8,7 +8,6 @@
 import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Server as HttpsServer } from 'node:https';
-import type * as grpc from '@grpc/grpc-js';
 import { parse as parseYaml } from 'yaml';
 import type { Logger, MtlsMode, RevocationsResource, TrustBundleResource } from '@trellis/shared';
 import { startAdminServer } from './admin/admin-server';
@@ -20,7 +19,9 @@ import { auditLifecycle } from './lifecycle/lifecycle-audit';
 import { JoinTokenStore } from './auth/join-token-store';
 import { createKubernetesTokenVerifier, type KubernetesTokenSettings } from './auth/kubernetes-token';
 import { DiscoveryService } from './discovery/discovery-service';
-import { startGrpcDiscoveryServer, stopGrpcServer } from './discovery/grpc-discovery-server';
+import { startGrpcDiscoveryServer, type GrpcDiscoveryServer } from './discovery/grpc-discovery-server';
+import { FileAttestationStore } from './attestation/file-attestation-store';
+import { DEFAULT_CONNECTION_LIMITS } from './discovery/connection-guard';
 import type { PolicySource } from './discovery/policy-source';
 import { SigningLimiter } from './issuance/signing-limiter';
 import type { CaExpiry, SvidAuthority } from './issuance/svid-authority';
@@ -49,6 +50,12 @@ export interface ControlPlaneOptions {
   signing: { concurrency: number; maxQueue: number };
   idleStreamTimeoutMs: number;
   debounceMs: number;
+  /** Discovery streams one identity may hold open (default 4). */
+  maxStreamsPerIdentity?: number;
+  /** Open discovery connections, authenticated or not (default 10,000). */
+  maxConnections?: number;
+  /** A connection none of whose streams authenticated within this is closed (default 10 s). */
+  authTimeoutMs?: number;
   /** Revocation list to watch and push; default `<caDir>/revocations.json` (as written by `trellis revoke`). */
   revocationsFile?: string;
   /** The federatesWith config whose bundles are pushed to sidecars (watched); none: no federation. */
@@ -122,7 +129,8 @@ export async function startControlPlane(opts: ControlPlaneOptions, deps: Control
   await renewOwn();
 
   const service = new DiscoveryService({
-    auth: { trustDomain: td, kubernetes, joinTokens, isRevoked: () => false },
+    auth: { trustDomain: td, kubernetes, joinTokens, isRevoked: () => false, attestations: new FileAttestationStore(opts.caDir, log) },
+    maxStreamsPerIdentity: opts.maxStreamsPerIdentity,
     authority: deps.authority,
     limiter,
     metrics,
@@ -157,10 +165,20 @@ export async function startControlPlane(opts: ControlPlaneOptions, deps: Control
   };
   loadRevocations();
 
-  const grpcServer: { server: grpc.Server; port: number } = await startGrpcDiscoveryServer(service, tls, opts.listen, (code) => metrics.streamErrors.inc({ code }));
+  const grpcServer: GrpcDiscoveryServer = await startGrpcDiscoveryServer(service, tls, opts.listen, (code) => metrics.streamErrors.inc({ code }), {
+    maxConnections: opts.maxConnections ?? DEFAULT_CONNECTION_LIMITS.maxConnections,
+    authTimeoutMs: opts.authTimeoutMs ?? DEFAULT_CONNECTION_LIMITS.authTimeoutMs,
+    onRefused: (reason) => metrics.connectionsRefused.inc({ reason }),
+    onCount: (authenticated, unauthenticated) => {
+      metrics.connections.set({ state: 'authenticated' }, authenticated);
+      metrics.connections.set({ state: 'unauthenticated' }, unauthenticated);
+    },
+  });
   let ready = true;
+  // Not ready while no policy may be served (a policy file failed validation at first load): fail closed.
+  const policyReady = (): boolean => deps.policy.current() !== null;
   const admin: { server: HttpsServer; port: number } = await startAdminServer(opts.admin, {
-    ready: () => ready,
+    ready: () => ready && policyReady(),
     metrics: metrics.registry,
     proxies: () => service.registry.statuses(),
     policies: () => deps.policy.status(),
@@ -242,7 +260,17 @@ export async function startControlPlane(opts: ControlPlaneOptions, deps: Control
   }, opts.refreshMs);
   refresh.unref();
 
-  log.info('control plane ready', { listen: `${hostPart(opts.listen)}:${grpcServer.port}`, admin: `${hostPart(opts.admin)}:${admin.port}`, adminAllow: opts.adminAllow ?? [defaultAdminSpiffeId(td)], spiffeId, trustDomain: td, federatedTrustDomains: Object.keys(federation?.current ?? {}) });
+  const where = { listen: `${hostPart(opts.listen)}:${grpcServer.port}`, admin: `${hostPart(opts.admin)}:${admin.port}`, adminAllow: opts.adminAllow ?? [defaultAdminSpiffeId(td)], spiffeId, trustDomain: td, federatedTrustDomains: Object.keys(federation?.current ?? {}) };
+  let unsubscribeReady = (): void => undefined;
+  if (policyReady()) log.info('control plane ready', where);
+  else {
+    log.error('control plane started but NOT ready: a policy file failed validation; no policy is served until every file validates (see /debug/policies)', { ...where, policies: deps.policy.status() });
+    unsubscribeReady = deps.policy.subscribe(() => {
+      if (!policyReady()) return;
+      unsubscribeReady();
+      log.info('control plane ready', where);
+    });
+  }
 
   let stopped: Promise<void> | null = null;
   return {
@@ -256,8 +284,9 @@ export async function startControlPlane(opts: ControlPlaneOptions, deps: Control
       stopped = (async () => {
         ready = false;
         clearInterval(refresh);
+        unsubscribeReady();
         service.close();
-        await stopGrpcServer(grpcServer.server, graceMs);
+        await grpcServer.stop(graceMs);
         await new Promise<void>((r) => {
           admin.server.close(() => r());
           admin.server.closeAllConnections();

@@ -25,6 +25,8 @@ export type { ControlPlaneConfig, ControlPlaneConfigInput } from './config/contr
 export { createJoinToken, verifyJoinToken, isJoinToken, JOIN_TOKEN_PREFIX } from './auth/join-token';
 export type { JoinTokenClaims } from './auth/join-token';
 export { JoinTokenStore } from './auth/join-token-store';
+export { WORKLOAD_METADATA_LIMITS, workloadMetadataProblems, sameLabels } from './attestation/workload-metadata';
+export type { WorkloadMetadata } from './attestation/workload-metadata';
 export { createKubernetesTokenVerifier } from './auth/kubernetes-token';
 export type { KubernetesTokenSettings, KubernetesTokenVerifier } from './auth/kubernetes-token';
 export { staticTokenKeys, mayRefetchKeys } from './auth/token-keys';

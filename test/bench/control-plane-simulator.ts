@@ -114,7 +114,8 @@ function runTrellis(): void {
       addresses: cfg.addresses,
       bootstrapBundlePem: cfg.rootPem,
       getToken: async () => token,
-      node: { spiffeId, namespace: 'bench', labels: { app: 'bench' }, service: '', inboundPorts: [] },
+      // A Kubernetes token attests no labels (yet): a sidecar claiming any would be refused.
+      node: { spiffeId, namespace: 'bench', labels: {}, service: '', inboundPorts: [] },
       controlPlaneSpiffeId: cfg.controlPlaneSpiffeId,
       logger: silentLogger,
       backoff: { initialMs: 100, maxMs: 5000 },

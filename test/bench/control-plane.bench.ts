@@ -245,7 +245,9 @@ export async function run(flags: string[]): Promise<Record<string, unknown>> {
     const cp = spawn(
       process.execPath,
       [...nodeArgs, TRELLIS_BIN, 'control-plane', '--ca-dir', caDir, '--policy-dir', policyDir, '--listen', `127.0.0.1:${port}`, '--admin', `127.0.0.1:${adminPort}`,
-        '--k8s-issuer', ISSUER, '--k8s-jwks', join(tmp.dir, 'jwks.json'), '--log-level', 'warn'],
+        '--k8s-issuer', ISSUER, '--k8s-jwks', join(tmp.dir, 'jwks.json'), '--log-level', 'warn',
+        // Sidecars share `accounts` ServiceAccounts, as replicas of a Deployment do: the per-identity stream cap must cover them.
+        '--max-streams-per-identity', String(Math.ceil(n / accounts) + 1)],
       { stdio: ['ignore', 'ignore', 'pipe'], cwd: tmp.dir },
     );
     let cpErr = '';
@@ -293,9 +295,6 @@ metadata:
   name: bench-allow
   namespace: bench
 spec:
-  selector:
-    matchLabels:
-      app: bench
   action: ALLOW
   rules:
   - from:

@@ -52,7 +52,9 @@ describe('pods in network namespaces (real iptables, sidecars and control plane)
 
   /** In `pod`: the init step, then the app and the sidecar, as injection lays them out. */
   const startPod = async (pod: Pod, sa: string, opts: { inbound?: boolean; outboundTo?: string }): Promise<void> => {
-    const token = trellisSync(['token', 'create', '--ca-dir', caDir, '--spiffe-id', spiffeId(sa), '--ttl', '15m']);
+    // The token attests what the sidecar announces: its service, labels and (with inbound) the listener port.
+    const attested = ['--service', sa, '--labels', `app=${sa}`, ...(opts.inbound ? ['--ports', String(PROXY_PORT)] : [])];
+    const token = trellisSync(['token', 'create', '--ca-dir', caDir, '--spiffe-id', spiffeId(sa), '--ttl', '15m', ...attested]);
     expect(token.status, token.stderr).to.equal(0);
     const tokenFile = join(tmp.dir, `${sa}.token`);
     writeFileSync(tokenFile, token.stdout.trim() + '\n', { mode: 0o600 });

@@ -9,7 +9,15 @@ import { join } from 'node:path';
 import { exportJWK, generateKeyPair, SignJWT, type KeyLike } from 'jose';
 import { DiscoveryError } from '@trellis/sidecar/dist/src/discovery/discovery-error';
 import { makeTmpDir, openssl, hasOpenssl } from '@trellis/testkit';
-import { FakeSidecar, initCa, joinToken, startControlPlaneProcess, waitFor, TD, type ControlPlaneProcess } from './control-plane-harness';
+import { generateKeyPairSync } from 'node:crypto';
+import { SVID_TYPE_URL } from '@trellis/shared';
+import { buildCsr } from '@trellis/sidecar';
+import { FakeSidecar, initCa, joinToken, rawStream, startControlPlaneProcess, waitFor, TD, type ControlPlaneProcess } from './control-plane-harness';
+
+function csrFor(spiffeId: string): Buffer {
+  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  return buildCsr(privateKey, publicKey.export({ type: 'spki', format: 'der' }) as Buffer, spiffeId);
+}
 
 const ISSUER = 'https://kubernetes.default.svc.cluster.local';
 
@@ -147,6 +155,45 @@ describe('control plane workload authentication (real process, real gRPC/TLS)', 
       expect(await refusal(sidecar(`spiffe://${TD}/ns/shop/sa/cart`, () => token, { namespace: 'shop' }))).to.deep.equal({ grpcCode: 16, serverCode: code });
     });
   }
+
+  const unattested: Array<[string, Partial<ConstructorParameters<typeof FakeSidecar>[0]>]> = [
+    ['a service', { service: 'cart' }],
+    ['labels', { labels: { app: 'cart' } }],
+    ['inbound ports', { inboundPorts: [8080] }],
+  ];
+  for (const [what, node] of unattested) {
+    it(`Should refuse a Kubernetes-token stream that claims ${what}, which the token does not attest, with PERMISSION_DENIED`, async () => {
+      const token = await k8sToken(cluster);
+      expect(await refusal(sidecar(`spiffe://${TD}/ns/shop/sa/cart`, () => token, { namespace: 'shop', ...node }))).to.deep.equal({ grpcCode: 7, serverCode: 'TRELLIS_CP_ATTESTATION_MISMATCH' });
+    });
+  }
+
+  it('Should refuse a second CSR on a join-token stream: the token attests one issuance, renewals go over mTLS', async () => {
+    const id = `spiffe://${TD}/vm/one-issuance`;
+    const raw = rawStream(cp.address, caDir, joinToken(caDir, id, ['--uses', '5']));
+    const responses: unknown[] = [];
+    raw.call.on('data', (d) => responses.push(d));
+    raw.call.write({ node: { spiffe_id: id }, type_url: SVID_TYPE_URL, csr: csrFor(id) });
+    await waitFor(() => responses.length === 1, 'the first SVID');
+    raw.call.write({ type_url: SVID_TYPE_URL, csr: csrFor(id) });
+    const st = await raw.done;
+    raw.client.close();
+    expect({ code: st.code, serverCode: st.serverCode }).to.deep.equal({ code: 9, serverCode: 'TRELLIS_CP_TOKEN_STREAM_SPENT' });
+    expect(responses).to.have.length(1);
+    expect(cp.logs.some((l) => l.includes('"svid refused"') && l.includes(id) && l.includes('TRELLIS_CP_TOKEN_STREAM_SPENT'))).to.equal(true);
+  });
+
+  it('Should renew over a new mTLS stream when the stream it holds was opened with a join token', async () => {
+    const id = `spiffe://${TD}/vm/renews-once`;
+    const token = joinToken(caDir, id, ['--uses', '1']);
+    const s = sidecar(id, () => token);
+    const first = await s.rotate();
+    const second = await s.rotate();
+    expect(second.serialNumber).to.not.equal(first.serialNumber);
+    expect(s.ends.map((e) => e.serverCode)).to.not.include('TRELLIS_CP_TOKEN_STREAM_SPENT');
+    await waitFor(() => cp.logs.some((l) => l.includes('"svid issued"') && l.includes(id) && l.includes('"authMethod":"svid"')), 'the renewal, authenticated by the SVID');
+    s.stop();
+  });
 
   it('refuses a stream with no credential at all', async () => {
     expect(await refusal(sidecar(`spiffe://${TD}/ns/shop/sa/cart`, () => ''))).to.deep.equal({ grpcCode: 16, serverCode: 'TRELLIS_CP_TOKEN_MISSING' });

@@ -65,8 +65,18 @@ export interface ControlPlaneProcess {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-/** Starts the control plane and resolves once it logs "control plane ready". */
-export async function startControlPlaneProcess(caDir: string, policyDir: string, extra: string[] = [], ports?: { port: number; adminPort: number }): Promise<ControlPlaneProcess> {
+/**
+ * Starts the control plane and resolves once it logs `readyLine` (default
+ * "control plane ready"; a control plane that is serving but not ready logs
+ * "control plane started").
+ */
+export async function startControlPlaneProcess(
+  caDir: string,
+  policyDir: string,
+  extra: string[] = [],
+  ports?: { port: number; adminPort: number },
+  readyLine = '"control plane ready"',
+): Promise<ControlPlaneProcess> {
   const port = ports?.port ?? (await freePort());
   const adminPort = ports?.adminPort ?? (await freePort());
   const child = trellisSpawn(['control-plane', '--ca-dir', caDir, '--policy-dir', policyDir, '--listen', `127.0.0.1:${port}`, '--admin', `127.0.0.1:${adminPort}`, ...extra]);
@@ -81,7 +91,7 @@ export async function startControlPlaneProcess(caDir: string, policyDir: string,
         const line = buf.slice(0, i);
         buf = buf.slice(i + 1);
         logs.push(line);
-        if (line.includes('"control plane ready"')) resolve();
+        if (line.includes(readyLine)) resolve();
       }
     });
     child.on('exit', (code) => reject(new Error(`control plane exited ${code}: ${logs.join('\n')}`)));
@@ -155,6 +165,13 @@ export async function adminJson<T>(cp: ControlPlaneProcess, path: string): Promi
   return adminRequest<T>({ address: cp.admin, credentials: loadAdminCredentials(cp.adminCredentials, new Date()) }, 'GET', path);
 }
 
+/** The value of one Prometheus sample on the admin port's /metrics (0 when absent; /metrics needs no client certificate). */
+export async function metricValue(cp: ControlPlaneProcess, name: string, labels = ''): Promise<number> {
+  const { body } = await adminGet(cp, '/metrics');
+  const line = body.split('\n').find((l) => l.startsWith(`${name}${labels ? '{' + labels + '}' : ''} `));
+  return line ? Number(line.split(' ').pop()) : 0;
+}
+
 /** Options of a fake sidecar. */
 export interface FakeSidecarOptions {
   addresses: string[];
@@ -165,6 +182,8 @@ export interface FakeSidecarOptions {
   labels?: Record<string, string>;
   service?: string;
   inboundPorts?: number[];
+  /** The address the node announces (empty: none). */
+  address?: string;
   /** Return an error message to NACK an update of that type. */
   reject?: (type: string, version: string) => string | null;
   logger?: Logger;
@@ -193,10 +212,12 @@ export class FakeSidecar {
       getCredentials: () => this.creds,
       node: {
         spiffeId: o.spiffeId,
-        namespace: o.namespace ?? 'default',
+        // Empty: the namespace is the identity's (ns/NS/sa/SA), or none for other SPIFFE IDs.
+        namespace: o.namespace ?? '',
         labels: o.labels ?? {},
         service: o.service ?? '',
         inboundPorts: o.inboundPorts ?? [],
+        address: o.address,
       },
       controlPlaneSpiffeId: CP_ID,
       logger,
@@ -254,9 +275,17 @@ function push(m: Map<string, string[]>, k: string, v: string): void {
   m.set(k, a);
 }
 
-/** A raw discovery stream for feeding the server bad input. */
-export function rawStream(address: string, caDir: string, token: string): { call: grpc.ClientDuplexStream<Record<string, unknown>, unknown>; done: Promise<grpc.StatusObject & { serverCode: string | null }>; client: grpc.Client } {
-  const creds = grpc.credentials.createSsl(readFileSync(join(caDir, 'root.pem')), null, null, { checkServerIdentity: () => undefined });
+/** A raw discovery stream for feeding the server bad input: authenticated by `token`, or by `svid` over mTLS. */
+export function rawStream(
+  address: string,
+  caDir: string,
+  token: string,
+  svid?: { keyPem: string; chainPem: string },
+): { call: grpc.ClientDuplexStream<Record<string, unknown>, unknown>; done: Promise<grpc.StatusObject & { serverCode: string | null }>; client: grpc.Client } {
+  const root = readFileSync(join(caDir, 'root.pem'));
+  const creds = svid
+    ? grpc.credentials.createSsl(root, Buffer.from(svid.keyPem), Buffer.from(svid.chainPem), { checkServerIdentity: () => undefined })
+    : grpc.credentials.createSsl(root, null, null, { checkServerIdentity: () => undefined });
   // A plain grpc-js client built from the control plane's own service definition (the sidecar no longer uses grpc-js).
   const Ctor = grpc.makeGenericClientConstructor(loadDiscoveryService(), 'Discovery');
   const client = new Ctor(address, creds, { 'grpc.ssl_target_name_override': 'trellis-control-plane', 'grpc.max_send_message_length': 8 * 1024 * 1024 });

@@ -53,7 +53,7 @@ describe('control plane restart, replicas and overload (real processes)', functi
   it('drains on SIGTERM, and after a restart the sidecar resyncs over mTLS without re-sent updates', async () => {
     const cp = await start();
     const id = `spiffe://${TD}/ns/shop/sa/restarter`;
-    const token = joinToken(caDir, id, ['--uses', '1']);
+    const token = joinToken(caDir, id, ['--uses', '1', '--service', 'restarter', '--ports', '9090']);
     const s = new FakeSidecar({ addresses: [cp.address], caDir, spiffeId: id, token: () => token, namespace: 'shop', service: 'restarter', inboundPorts: [9090] });
     sidecars.push(s);
     s.start();
@@ -103,7 +103,8 @@ describe('control plane restart, replicas and overload (real processes)', functi
   });
 
   it('refuses a signing herd beyond the queue with RESOURCE_EXHAUSTED and a retry hint; every sidecar still gets its SVID', async () => {
-    const cp = await start(['--signing-concurrency', '1', '--signing-queue', '1']);
+    // 40 sidecars of one identity (replicas sharing a ServiceAccount): the stream cap must cover them.
+    const cp = await start(['--signing-concurrency', '1', '--signing-queue', '1', '--max-streams-per-identity', '40']);
     const id = `spiffe://${TD}/ns/shop/sa/herd`;
     const token = joinToken(caDir, id, ['--uses', '200']);
     const herd = Array.from({ length: 40 }, () => {

@@ -37,9 +37,13 @@ describe('control plane discovery stream (real process, real gRPC/TLS)', functio
   let cp: ControlPlaneProcess;
   const sidecars: FakeSidecar[] = [];
 
+  /** A sidecar whose join token attests the labels, service and ports it announces. */
   function sidecar(name: string, ns: string, labels: Record<string, string>, extra: Partial<ConstructorParameters<typeof FakeSidecar>[0]> = {}): FakeSidecar {
     const id = `spiffe://${TD}/ns/${ns}/sa/${name}`;
-    const token = joinToken(caDir, id, ['--uses', '3']);
+    const attested = Object.keys(labels).length > 0 ? ['--labels', Object.entries(labels).map(([k, v]) => `${k}=${v}`).join(',')] : [];
+    if (extra.service) attested.push('--service', extra.service);
+    if (extra.inboundPorts?.length) attested.push('--ports', extra.inboundPorts.join(','));
+    const token = joinToken(caDir, id, ['--uses', '3', ...attested]);
     const s = new FakeSidecar({ addresses: [cp.address], caDir, spiffeId: id, token: () => token, namespace: ns, labels, ...extra });
     sidecars.push(s);
     return s.start();
@@ -149,24 +153,34 @@ describe('control plane discovery stream (real process, real gRPC/TLS)', functio
   });
 
   describe('bad input on the wire', () => {
-    const cases: Array<[string, (call: grpc.ClientDuplexStream<Record<string, unknown>, unknown>, id: string) => void, number, string]> = [
+    // A join-token stream obtains one SVID; a flood of CSRs needs a stream authenticated by an SVID (mTLS).
+    const cases: Array<[string, (call: grpc.ClientDuplexStream<Record<string, unknown>, unknown>, id: string) => void, number, string, 'svid'?]> = [
       ['an unknown type_url', (c, id) => c.write({ node: { spiffe_id: id }, type_url: 'type.example/Nope' }), grpc.status.INVALID_ARGUMENT, 'TRELLIS_CP_UNKNOWN_TYPE'],
       ['a NACK for a nonce never sent', (c, id) => c.write({ node: { spiffe_id: id }, type_url: AUTHORIZATION_POLICIES_TYPE_URL, response_nonce: 'zz99', error_detail: { code: 3, message: 'x' } }), grpc.status.INVALID_ARGUMENT, 'TRELLIS_CP_UNKNOWN_NONCE'],
       ['a malformed CSR', (c, id) => c.write({ node: { spiffe_id: id }, type_url: SVID_TYPE_URL, csr: Buffer.from('30820102deadbeef', 'hex') }), grpc.status.INVALID_ARGUMENT, 'TRELLIS_CA_BAD_DER'],
       ['a first request without node', (c) => c.write({ type_url: AUTHORIZATION_POLICIES_TYPE_URL }), grpc.status.INVALID_ARGUMENT, 'TRELLIS_CP_BAD_REQUEST'],
-      ['a message over 4 MiB', (c, id) => c.write({ node: { spiffe_id: id }, type_url: SVID_TYPE_URL, csr: Buffer.alloc(4 * 1024 * 1024 + 10, 1) }), grpc.status.RESOURCE_EXHAUSTED, 'TRELLIS_CP_MESSAGE_TOO_LARGE'],
+      ['a message over 64 KiB', (c, id) => c.write({ node: { spiffe_id: id }, type_url: SVID_TYPE_URL, csr: Buffer.alloc(64 * 1024 + 10, 1) }), grpc.status.RESOURCE_EXHAUSTED, 'TRELLIS_CP_MESSAGE_TOO_LARGE'],
       // Each CSR waits for a signing slot (at least one event-loop turn), so a burst of 200 arrives faster than it is served.
       ['more than 64 requests waiting at once', (c, id) => {
         const csr = validCsr(id);
         for (let i = 0; i < 200; i++) c.write({ node: { spiffe_id: id }, type_url: SVID_TYPE_URL, csr });
-      }, grpc.status.RESOURCE_EXHAUSTED, 'TRELLIS_CP_REQUEST_FLOOD'],
+      }, grpc.status.RESOURCE_EXHAUSTED, 'TRELLIS_CP_REQUEST_FLOOD', 'svid'],
       ['a stream that opens and sends nothing', () => undefined, grpc.status.DEADLINE_EXCEEDED, 'TRELLIS_CP_IDLE_STREAM'],
     ];
-    for (const [what, send, code, serverCode] of cases) {
+    for (const [what, send, code, serverCode, auth] of cases) {
       it(`ends the stream on ${what} with ${grpc.status[code]} and ${serverCode}, counts it in trellis_discovery_stream_errors_total, and the server carries on`, async () => {
         const id = `spiffe://${TD}/vm/bad-${Math.random().toString(36).slice(2, 8)}`;
         const errorsBefore = await metric(cp, 'trellis_discovery_stream_errors_total', `code="${serverCode}"`);
-        const raw = rawStream(cp.address, caDir, joinToken(caDir, id));
+        let raw: ReturnType<typeof rawStream>;
+        if (auth === 'svid') {
+          const token = joinToken(caDir, id);
+          const first = new FakeSidecar({ addresses: [cp.address], caDir, spiffeId: id, token: () => token }).start();
+          await first.rotate();
+          first.stop();
+          raw = rawStream(cp.address, caDir, '', first.creds!);
+        } else {
+          raw = rawStream(cp.address, caDir, joinToken(caDir, id));
+        }
         send(raw.call, id);
         const st = await raw.done;
         raw.client.close();

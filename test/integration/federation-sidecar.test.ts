@@ -92,7 +92,8 @@ describe('Federation end to end: trellis control-plane --federation and a trelli
     clients.partner = svid('caB', PARTNER, 'partner');
     clients.other = svid('caB', PARTNER_OTHER, 'other');
     clients.stranger = svid('caC', STRANGER, 'stranger');
-    const t = trellisSync(['token', 'create', '--ca-dir', f('caA'), '--spiffe-id', CART, '--uses', '3']);
+    // The token attests what the cart sidecar announces (service, labels, its inbound listener).
+    const t = trellisSync(['token', 'create', '--ca-dir', f('caA'), '--spiffe-id', CART, '--uses', '3', '--service', 'cart', '--labels', 'app=cart', '--ports', String(port.cartIn)]);
     expect(t.status, t.stderr).to.equal(0);
     writeFileSync(f('cart.token'), t.stdout.trim() + '\n', { mode: 0o600 });
     mkdirSync(f('policies'));

@@ -62,8 +62,10 @@ describe('root rotation with real control plane and sidecar processes under traf
   before(async () => {
     for (const k of ['cp', 'cpAdmin', 'cartIn', 'cartAdmin', 'webOut', 'webAdmin']) port[k] = await freePort();
     expect(trellisSync(['ca', 'init', '--dir', f('ca'), '--trust-domain', TD]).status).to.equal(0);
-    for (const [name, id] of [['cart', CART], ['web', WEB]]) {
-      const t = trellisSync(['token', 'create', '--ca-dir', f('ca'), '--spiffe-id', id, '--uses', '5']);
+    // Each token attests what its sidecar announces: its service and, for cart, its inbound listener.
+    const attested: Record<string, string[]> = { cart: ['--service', 'cart', '--ports', String(port.cartIn)], web: ['--service', 'web'] };
+    for (const [name, id] of [['cart', CART], ['web', WEB]] as const) {
+      const t = trellisSync(['token', 'create', '--ca-dir', f('ca'), '--spiffe-id', id, '--uses', '5', ...attested[name]!]);
       expect(t.status, t.stderr).to.equal(0);
       writeFileSync(f(`${name}.token`), t.stdout.trim() + '\n', { mode: 0o600 });
     }

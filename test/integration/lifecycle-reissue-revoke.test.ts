@@ -47,8 +47,10 @@ describe('trellis revoke --admin with real control plane and sidecar processes',
   before(async () => {
     for (const k of ['cp', 'cpAdmin', 'cartIn', 'cartAdmin', 'webOut', 'webAdmin']) port[k] = await freePort();
     expect(trellisSync(['ca', 'init', '--dir', f('ca'), '--trust-domain', TD]).status).to.equal(0);
-    for (const [name, id] of [['cart', CART], ['web', WEB]]) {
-      const t = trellisSync(['token', 'create', '--ca-dir', f('ca'), '--spiffe-id', id, '--uses', '5']);
+    // Each token attests what its sidecar announces: service, labels and, for cart, its inbound listener.
+    const attested: Record<string, string[]> = { cart: ['--service', 'cart', '--labels', 'app=cart', '--ports', String(port.cartIn)], web: ['--service', 'web', '--labels', 'app=web'] };
+    for (const [name, id] of [['cart', CART], ['web', WEB]] as const) {
+      const t = trellisSync(['token', 'create', '--ca-dir', f('ca'), '--spiffe-id', id, '--uses', '5', ...attested[name]!]);
       expect(t.status, t.stderr).to.equal(0);
       writeFileSync(f(`${name}.token`), t.stdout.trim() + '\n', { mode: 0o600 });
     }

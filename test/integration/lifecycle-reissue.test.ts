@@ -36,7 +36,7 @@ describe('forced re-issue over the admin API (real control plane process, real m
 
   async function identity(name: string): Promise<Identity> {
     const id = `spiffe://${TD}/ns/shop/sa/${name}`;
-    const token = joinToken(caDir, id, ['--uses', '5']);
+    const token = joinToken(caDir, id, ['--uses', '5', '--service', name]);
     const state = new SidecarState();
     const client = new DiscoveryClient({
       addresses: [cp.address],

@@ -54,7 +54,7 @@ describe('Path normalization from the control plane to the sidecar (real process
     for (const k of ['cp', 'cpAdmin', 'cartIn', 'cartAdmin']) port[k] = await freePort();
     const init = trellisSync(['ca', 'init', '--dir', f('ca'), '--trust-domain', TD]);
     expect(init.status, init.stderr).to.equal(0);
-    const t = trellisSync(['token', 'create', '--ca-dir', f('ca'), '--spiffe-id', CART, '--uses', '5']);
+    const t = trellisSync(['token', 'create', '--ca-dir', f('ca'), '--spiffe-id', CART, '--uses', '5', '--service', 'cart', '--labels', 'app=cart', '--ports', String(port.cartIn)]);
     expect(t.status, t.stderr).to.equal(0);
     writeFileSync(f('cart.token'), t.stdout.trim() + '\n', { mode: 0o600 });
     mkdirSync(f('policies'));

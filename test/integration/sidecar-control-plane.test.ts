@@ -53,8 +53,10 @@ describe('trellis sidecar with a real control plane (real processes, real gRPC a
     for (const k of ['cp', 'cpAdmin', 'cartIn', 'cartAdmin', 'webOut', 'webSvc', 'webAdmin']) port[k] = await freePort();
     const init = trellisSync(['ca', 'init', '--dir', f('ca'), '--trust-domain', TD]);
     expect(init.status, init.stderr).to.equal(0);
-    for (const [name, id] of [['cart', CART], ['web', WEB]]) {
-      const t = trellisSync(['token', 'create', '--ca-dir', f('ca'), '--spiffe-id', id, '--uses', '5']);
+    // Each token attests what its sidecar announces: service, labels and, for cart, its inbound listener.
+    const attested: Record<string, string[]> = { cart: ['--service', 'cart', '--labels', 'app=cart', '--ports', String(port.cartIn)], web: ['--service', 'web', '--labels', 'app=web'] };
+    for (const [name, id] of [['cart', CART], ['web', WEB]] as const) {
+      const t = trellisSync(['token', 'create', '--ca-dir', f('ca'), '--spiffe-id', id, '--uses', '5', ...attested[name]!]);
       expect(t.status, t.stderr).to.equal(0);
       writeFileSync(f(`${name}.token`), t.stdout.trim() + '\n', { mode: 0o600 });
     }
@@ -124,6 +126,25 @@ describe('trellis sidecar with a real control plane (real processes, real gRPC a
     const r = await get(port.webSvc!, '/by-name');
     expect(r.status).to.equal(200);
     expect((JSON.parse(r.body) as { xfcc: string }).xfcc).to.contain(`URI=${WEB}`);
+  });
+
+  it('Should refuse a rogue sidecar whose token attests another service when it announces cart, so web only ever reaches the real cart', async () => {
+    const rogueIn = await freePort();
+    const rogueAdmin = await freePort();
+    const rogueId = `spiffe://${TD}/ns/shop/sa/rogue`;
+    const t = trellisSync(['token', 'create', '--ca-dir', f('ca'), '--spiffe-id', rogueId, '--uses', '5', '--service', 'ledger', '--ports', String(rogueIn)]);
+    expect(t.status, t.stderr).to.equal(0);
+    writeFileSync(f('rogue.token'), t.stdout.trim() + '\n', { mode: 0o600 });
+    const rogue = group.spawn(['sidecar', '--control-plane', `127.0.0.1:${port.cp}`, '--ca-bundle', f('ca/root.pem'), '--namespace', 'shop', '--token-file', f('rogue.token'),
+      '--service', 'cart', '--service-account', 'rogue', '--inbound', `127.0.0.1:${rogueIn}=${port.app}/http`, '--admin', `127.0.0.1:${rogueAdmin}`]);
+    await waitFor('the control plane to refuse the rogue', async () => group.log(cp).split('\n').some((l) => l.includes('"node claim refused"') && l.includes(rogueId) && l.includes('"reason":"service"')));
+    expect(group.log(rogue)).to.contain('TRELLIS_CP_ATTESTATION_MISMATCH');
+    expect((await get(rogueAdmin, '/ready')).status, 'the rogue never gets an identity').to.equal(503);
+    const dump = JSON.parse((await get(port.webAdmin!, '/config_dump')).body) as { endpoints: Record<string, { addresses: string[] }> };
+    expect(dump.endpoints['cart']!.addresses).to.deep.equal([`127.0.0.1:${port.cartIn}`]);
+    for (let i = 0; i < 10; i++) expect((await get(port.webSvc!, '/by-name')).status).to.equal(200);
+    rogue.kill('SIGTERM');
+    await exited(rogue);
   });
 
   it('Should rotate both SVIDs every few seconds under continuous traffic with zero failed requests, resuming TLS sessions', async () => {
@@ -239,7 +260,7 @@ describe('trellis sidecar with a real control plane (real processes, real gRPC a
   it('Should reach the control plane behind a dead first address in --control-plane', async () => {
     const dead = await freePort();
     const adminPort = await freePort();
-    const t = trellisSync(['token', 'create', '--ca-dir', f('ca'), '--spiffe-id', `spiffe://${TD}/ns/shop/sa/batch`]);
+    const t = trellisSync(['token', 'create', '--ca-dir', f('ca'), '--spiffe-id', `spiffe://${TD}/ns/shop/sa/batch`, '--service', 'batch']);
     expect(t.status, t.stderr).to.equal(0);
     writeFileSync(f('batch.token'), t.stdout.trim() + '\n', { mode: 0o600 });
     const batch = group.spawn(['sidecar', '--control-plane', `127.0.0.1:${dead},127.0.0.1:${port.cp}`, '--ca-bundle', f('ca/root.pem'), '--token-file', f('batch.token'),

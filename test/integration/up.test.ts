@@ -99,4 +99,16 @@ describe('trellis up (real binary, real children)', function () {
     expect(r.stderr).to.contain('[TRELLIS_UP_BAD_CONFIG]');
     expect(existsSync(join(tmp.dir, 'state2'))).to.equal(false);
   });
+
+  it('Should refuse a policy file that fails validation, naming its file and line, exit 1, and start nothing', () => {
+    const dir = join(tmp.dir, 'broken-policies');
+    cpSync(join(tmp.dir, 'examples'), dir, { recursive: true });
+    const policy = join(dir, 'policies', 'ledger-authz.yaml');
+    writeFileSync(policy, readFileSync(policy, 'utf8').replace('action: ALLOW', 'action: MAYBE'));
+    const r = trellisSync(['up', '--config', join(dir, 'mesh.yaml'), '--state-dir', join(tmp.dir, 'state3'), '--once']);
+    expect(r.status, r.stderr).to.equal(1);
+    expect(r.stderr).to.match(/ledger-authz\.yaml:\d+:\d+: .*action/);
+    expect(r.stderr).to.contain('[TRELLIS_UP_POLICY_INVALID]');
+    expect(existsSync(join(tmp.dir, 'state3'))).to.equal(false);
+  });
 });

@@ -106,6 +106,12 @@ export const commands: Command[] = [
                              and activated automatically; without it (and without root.key in the CA dir) it is
                              prepared at half life and waits for "trellis ca sign-intermediate" (trellis check warns)
   --idle-timeout 10s         end streams that send nothing
+  --max-streams-per-identity 4   discovery streams one SPIFFE ID may hold open (the next: RESOURCE_EXHAUSTED);
+                             replicas sharing a ServiceAccount share its identity: raise it to cover them
+  --max-connections 10000    open discovery connections; beyond, new ones are closed at once
+  --auth-timeout 10s         close a connection none of whose streams authenticated within this
+  --allow-invalid-policies   serve the valid policy files even if some fail validation at start
+                             (default: not ready and no policy served until every file validates)
   --log-level info
 Logs JSON lines to stderr; prints {"msg":"control plane ready",...} when serving.
 SIGTERM drains: streams end with UNAVAILABLE so sidecars fail over, then it exits.`,
@@ -134,6 +140,10 @@ SIGTERM drains: streams end with UNAVAILABLE so sidecars fail over, then it exit
       federation: { type: 'string' },
       'root-dir': { type: 'string' },
       'idle-timeout': { type: 'string' },
+      'max-streams-per-identity': { type: 'string' },
+      'max-connections': { type: 'string' },
+      'auth-timeout': { type: 'string' },
+      'allow-invalid-policies': { type: 'boolean' },
       'log-level': { type: 'string' },
     },
     async run(ctx) {
@@ -165,6 +175,10 @@ SIGTERM drains: streams end with UNAVAILABLE so sidecars fail over, then it exit
         federation: pathFlag(ctx, 'federation'),
         idleStreamTimeout: optionalString(ctx, 'idle-timeout'),
         logLevel: optionalString(ctx, 'log-level') as ControlPlaneConfigInput['logLevel'],
+        maxStreamsPerIdentity: intFlag(ctx, 'max-streams-per-identity'),
+        maxConnections: intFlag(ctx, 'max-connections'),
+        authTimeout: optionalString(ctx, 'auth-timeout'),
+        allowInvalidPolicies: flag(ctx, 'allow-invalid-policies') ? true : undefined,
       });
       const logger = createLogger({ component: 'control-plane', sink: ctx.stderr, level: cfg.logLevel });
       const caLogger = logger.child({ component: 'ca' });
@@ -174,7 +188,11 @@ SIGTERM drains: streams end with UNAVAILABLE so sidecars fail over, then it exit
         throw new ControlPlaneError(ControlPlaneErrorCode.CONFIG_INVALID, `trust domain ${cfg.trustDomain} does not match the CA in ${cfg.caDir} (${ca.trustDomain})`);
       }
       const kubernetes = cfg.kubernetes ? await kubernetesTokenSettings(cfg, logger) : undefined;
-      const store = new PolicyStore({ dir: cfg.policyDir, rootNamespace: cfg.rootNamespace }, { logger: logger.child({ component: 'policy' }), now: () => new Date() });
+      const store = new PolicyStore(
+        { dir: cfg.policyDir, rootNamespace: cfg.rootNamespace, allowInvalidAtStart: cfg.allowInvalidPolicies },
+        { logger: logger.child({ component: 'policy' }), now: () => new Date() },
+      );
+      if (cfg.allowInvalidPolicies) logger.warn('--allow-invalid-policies: policy files that fail validation at start are skipped and the rest served; a workload whose only ALLOW policy is in such a file is allowed everything', {});
       await store.start();
       const policy = policyStoreSource(store, { rootNamespace: cfg.rootNamespace, defaultMode: cfg.defaultMtlsMode, pathNormalization: cfg.pathNormalization });
       const running = await startControlPlane(
@@ -191,6 +209,9 @@ SIGTERM drains: streams end with UNAVAILABLE so sidecars fail over, then it exit
           signing: cfg.signing,
           idleStreamTimeoutMs: cfg.idleStreamTimeoutMs,
           debounceMs: cfg.debounceMs,
+          maxStreamsPerIdentity: cfg.maxStreamsPerIdentity,
+          maxConnections: cfg.maxConnections,
+          authTimeoutMs: cfg.authTimeoutMs,
           revocationsFile: cfg.revocationsFile ?? undefined,
           federationFile: cfg.federationFile ?? undefined,
           refreshMs: 1000,

@@ -26,7 +26,7 @@ import {
   type PolicyIssue,
 } from '@trellis/shared';
 import type { Command, CommandContext } from '../command';
-import { optionalString, outputFormat, requiredString, stringList } from '../flags';
+import { labelsFlag, optionalString, outputFormat, requiredString } from '../flags';
 
 const MODES: readonly EffectiveMtlsMode[] = ['STRICT', 'PERMISSIVE', 'DISABLE'];
 
@@ -63,16 +63,6 @@ function summary(p: Policy): string {
   }
   const rules = p.rules === undefined ? 'no rules' : `${p.rules.length} rule${p.rules.length === 1 ? '' : 's'}`;
   return `AuthorizationPolicy ${p.metadata.namespace}/${p.metadata.name}: ${p.action}${p.dryRun ? ' (dry-run)' : ''}, ${rules}, ${scope}`;
-}
-
-function parseLabels(ctx: CommandContext): Record<string, string> {
-  const labels: Record<string, string> = {};
-  for (const item of stringList(ctx, 'labels').flatMap((v) => v.split(',')).filter((s) => s !== '')) {
-    const eq = item.indexOf('=');
-    if (eq <= 0) throw new UsageError(`--labels takes key=value pairs (comma-separated or repeated), got "${item}"`, { flag: 'labels' });
-    labels[item.slice(0, eq)] = item.slice(eq + 1);
-  }
-  return labels;
 }
 
 function parsePort(ctx: CommandContext): number {
@@ -177,7 +167,7 @@ ruleIndex and what decided the mode. Exit 0 whatever the decision.`,
       const format = outputFormat(ctx);
       const dir = resolve(ctx.cwd, requiredString(ctx, 'policy-dir'));
       const namespace = requiredString(ctx, 'namespace');
-      const labels = parseLabels(ctx);
+      const labels = labelsFlag(ctx, 'labels');
       const port = parsePort(ctx);
       const principal = optionalString(ctx, 'principal');
       if (principal !== undefined && !/^spiffe:\/\/[^/]+/.test(principal)) throw new UsageError(`--principal must be a full SPIFFE ID (spiffe://trust-domain/ns/NS/sa/SA), got "${principal}"`, { flag: 'principal' });

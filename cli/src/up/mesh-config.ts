@@ -7,6 +7,7 @@
  */
 import { Ajv, type ErrorObject } from 'ajv';
 import { LineCounter, parseDocument, isMap, isSeq, isPair, isScalar, type Node } from 'yaml';
+import { workloadMetadataProblems } from '@trellis/control-plane';
 import { PATH_NORMALIZATIONS, TrellisError, type PathNormalization } from '@trellis/shared';
 
 /** The app a workload runs: a command, or the built-in echo/HTTP app. */
@@ -192,6 +193,8 @@ export function parseMeshConfig(text: string, file: string, resolvePath: (p: str
     claim(w.app.port, `${w.name} app`, [...base, 'app', 'port']);
     (w.inbound ?? []).forEach((p, j) => claim(p.port, `${w.name} inbound`, [...base, 'inbound', String(j), 'port']));
     (w.outbound ?? []).forEach((p, j) => claim(p.port, `${w.name} outbound`, [...base, 'outbound', String(j), 'port']));
+    // Labels go into the workload's join token: the control plane's bounds and Kubernetes syntax apply.
+    for (const problem of workloadMetadataProblems({ labels: { app: w.name, ...(w.labels ?? {}) } })) at(offsetOf(doc.contents, [...base, 'labels']), `workloads.${i}.labels`, problem);
   });
   if (issues.length > 0) throw new MeshConfigError(file, issues);
 

@@ -7,8 +7,8 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { adminRequest, loadAdminCredentials, type AdminTarget } from '@trellis/control-plane';
-import { TrellisError, type Logger } from '@trellis/shared';
+import { adminRequest, loadAdminCredentials, PolicyStore, type AdminTarget } from '@trellis/control-plane';
+import { silentLogger, TrellisError, type Logger } from '@trellis/shared';
 import type { MeshConfig, WorkloadConfig } from './mesh-config';
 import { Supervisor } from './supervisor';
 import { pollUntil, waitReady } from './admin-client';
@@ -32,6 +32,38 @@ export function workloadSpiffeId(trustDomain: string, w: WorkloadConfig): string
   return `spiffe://${trustDomain}/ns/${w.namespace}/sa/${w.serviceAccount}`;
 }
 
+/**
+ * Refuses a policy dir whose files do not all validate, naming each problem:
+ * the control plane would start but serve no policy and never report ready
+ * (it fails closed at first load), and `trellis up` would wait in vain.
+ */
+export async function checkPolicyDir(dir: string): Promise<void> {
+  const store = new PolicyStore({ dir, rescanIntervalMs: 0 }, { logger: silentLogger, now: () => new Date() });
+  try {
+    await store.reload();
+    const st = store.status();
+    const problems = [...(st.dirError ? [st.dirError] : []), ...st.files.flatMap((f) => f.errors)];
+    if (problems.length > 0) {
+      throw new TrellisError(
+        'TRELLIS_UP_POLICY_INVALID',
+        `the policy dir ${dir} does not validate, so the control plane would serve no policy and never be ready; fix:\n  ${problems.join('\n  ')}`,
+        { dir, problems },
+      );
+    }
+  } finally {
+    store.close();
+  }
+}
+
+/** The `trellis token create` arguments for `w`: its identity and what it is known by. */
+export function tokenArgs(caDir: string, trustDomain: string, w: WorkloadConfig): string[] {
+  const args = ['--ca-dir', caDir, '--spiffe-id', workloadSpiffeId(trustDomain, w), '--ttl', '15m', '--uses', '1', '--service', w.service];
+  const labels = Object.entries(w.labels).map(([k, v]) => `${k}=${v}`).join(',');
+  if (labels !== '') args.push('--labels', labels);
+  if (w.inbound.length > 0) args.push('--ports', w.inbound.map((p) => p.port).join(','));
+  return args;
+}
+
 /** Runs and supervises one local mesh. */
 export class MeshRunner {
   readonly supervisor: Supervisor;
@@ -49,6 +81,7 @@ export class MeshRunner {
 
   /** Starts everything and resolves when the control plane and every sidecar report ready. */
   async start(signal?: AbortSignal): Promise<void> {
+    await checkPolicyDir(this.config.policyDir);
     mkdirSync(this.stateDir, { recursive: true });
     this.ensureCa();
     this.issueAdminCredentials();
@@ -113,15 +146,15 @@ export class MeshRunner {
     this.deps.logger.info('admin credentials written', { dir: out, use: `TRELLIS_ADMIN_CREDENTIALS=${out}` });
   }
 
-  /** Issues a fresh single-use join token for `w` into its state dir. */
+  /**
+   * Issues a fresh single-use join token for `w` into its state dir, binding
+   * its service, labels and inbound ports from the mesh file: the control
+   * plane publishes those, not what the sidecar announces.
+   */
   private issueToken(w: WorkloadConfig): string {
     const dir = this.paths.workloadDir(w.name);
     mkdirSync(dir, { recursive: true });
-    const r = spawnSync(
-      process.execPath,
-      [this.deps.trellisBin, 'token', 'create', '--ca-dir', this.paths.caDir, '--spiffe-id', workloadSpiffeId(this.config.trustDomain, w), '--ttl', '15m', '--uses', '1'],
-      { encoding: 'utf8' },
-    );
+    const r = spawnSync(process.execPath, [this.deps.trellisBin, 'token', 'create', ...tokenArgs(this.paths.caDir, this.config.trustDomain, w)], { encoding: 'utf8' });
     if (r.status !== 0) throw new TrellisError('TRELLIS_UP_TOKEN_FAILED', `trellis token create for ${w.name} failed: ${(r.stderr || r.stdout).trim()}`);
     const file = join(dir, 'token');
     writeFileSync(file, r.stdout.trim() + '\n', { mode: 0o600 });

@@ -4,6 +4,8 @@
  * merely claims (its Node) ever becomes part of it.
  */
 
+import type { WorkloadAttestation } from '../attestation/workload-attestation';
+
 /** How the identity was proven. */
 export type AuthMethod = 'kubernetes-token' | 'join-token' | 'svid';
 
@@ -15,4 +17,10 @@ export interface AuthenticatedPeer {
   readonly expiresAtMs: number;
   /** Fields for the audit log (pod name and uid, token id, certificate serial); never the token itself. */
   readonly audit: Readonly<Record<string, unknown>>;
+  /**
+   * What is attested about the workload beyond the identity (service,
+   * labels, inbound ports): from a join token's claims, recalled for an SVID
+   * issued under one, or the identity alone.
+   */
+  readonly attestation: WorkloadAttestation;
 }

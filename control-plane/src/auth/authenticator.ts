@@ -5,9 +5,15 @@
  * token (`tj1.` prefix) or a Kubernetes ServiceAccount token. Fails closed:
  * no credential, a certificate without exactly one SPIFFE ID in our trust
  * domain, a revoked or expired credential, all throw UNAUTHENTICATED errors.
+ *
+ * The peer also carries what is attested about the workload: a join token's
+ * claims; for a certificate, the attestation its SVID was issued under
+ * (recalled from `deps.attestations`), else the identity alone.
  */
 import { parseSpiffeId } from '@trellis/shared';
 import { ControlPlaneError, ControlPlaneErrorCode } from '../errors/control-plane-error';
+import type { AttestationStore } from '../attestation/attestation-store';
+import { fromJoinToken, identityOnly } from '../attestation/workload-attestation';
 import type { AuthenticatedPeer } from './authenticated-peer';
 import { isJoinToken, verifyJoinToken } from './join-token';
 import type { JoinTokenStore } from './join-token-store';
@@ -29,6 +35,8 @@ export interface AuthenticatorDeps {
   joinTokens: JoinTokenStore;
   /** True when a serial (lower-case hex) or SPIFFE ID has been revoked. */
   isRevoked(serialHex: string, spiffeId: string): boolean;
+  /** Attestations of issued SVIDs; absent: a certificate attests its identity alone. */
+  attestations?: AttestationStore;
 }
 
 /** What arrived with the stream. */
@@ -48,7 +56,13 @@ export async function authenticate(deps: AuthenticatorDeps, creds: StreamCredent
     const claims = await verifyJoinToken(deps.joinTokens.key(false), token, nowMs, deps.trustDomain);
     if (deps.isRevoked('', claims.spiffeId)) throw new ControlPlaneError(C.CERT_REJECTED, `${claims.spiffeId} is revoked`);
     const use = deps.joinTokens.consume(claims.tokenId, claims.uses);
-    return { spiffeId: claims.spiffeId, method: 'join-token', expiresAtMs: claims.expiresAtMs, audit: { tokenId: claims.tokenId, use, uses: claims.uses } };
+    return {
+      spiffeId: claims.spiffeId,
+      method: 'join-token',
+      expiresAtMs: claims.expiresAtMs,
+      audit: { tokenId: claims.tokenId, use, uses: claims.uses },
+      attestation: fromJoinToken(claims.spiffeId, claims.workload),
+    };
   }
   if (!deps.kubernetes) throw new ControlPlaneError(C.KUBERNETES_AUTH_DISABLED, 'kubernetes token presented but no issuer/JWKS is configured');
   const peer = await deps.kubernetes(token, nowMs);
@@ -76,5 +90,6 @@ function fromCertificate(deps: AuthenticatorDeps, cert: PeerCertificateView, now
   if (!(notAfter > nowMs)) throw new ControlPlaneError(C.CREDENTIAL_EXPIRED, `client certificate expired at ${cert.valid_to}`);
   const serialHex = cert.serialNumber.toLowerCase().replace(/^0+(?=.)/, '');
   if (deps.isRevoked(serialHex, spiffeId)) throw new ControlPlaneError(C.CERT_REJECTED, `client certificate ${serialHex} for ${spiffeId} is revoked`);
-  return { spiffeId, method: 'svid', expiresAtMs: notAfter, audit: { serialHex } };
+  const attestation = deps.attestations?.recall(serialHex, spiffeId, nowMs) ?? identityOnly(spiffeId);
+  return { spiffeId, method: 'svid', expiresAtMs: notAfter, audit: { serialHex }, attestation };
 }

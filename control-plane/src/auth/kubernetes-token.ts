@@ -6,11 +6,15 @@
  * not in the current keys makes the key source refetch (rate-limited) once
  * before it is refused, so the API server's key rotations need no restart.
  * `system:serviceaccount:NS:SA` becomes `spiffe://<td>/ns/NS/sa/SA`.
+ * The token attests that identity (and so its namespace) and nothing more:
+ * a service or labels need the API server's word on the pod (the registry
+ * from the API server); until a caller supplies it such claims are refused.
  * Fails closed: any doubt is an UNAUTHENTICATED error carrying the reason.
  */
 import { errors as joseErrors, importJWK, jwtVerify, type JSONWebKeySet, type JWTHeaderParameters, type JWTPayload, type KeyLike } from 'jose';
 import { kubernetesSpiffeId } from '@trellis/shared';
 import { ControlPlaneError, ControlPlaneErrorCode } from '../errors/control-plane-error';
+import { identityOnly } from '../attestation/workload-attestation';
 import type { AuthenticatedPeer } from './authenticated-peer';
 import { staticTokenKeys, type PodLiveness, type TokenKeySource } from './token-keys';
 
@@ -84,6 +88,7 @@ export function createKubernetesTokenVerifier(settings: KubernetesTokenSettings,
         podUid: k8s.pod?.uid,
         tokenId: payload.jti,
       },
+      attestation: identityOnly(spiffeId),
     };
   };
 }

@@ -9,6 +9,8 @@ import Ajv from 'ajv';
 import { parse as parseYaml } from 'yaml';
 import { DEFAULT_PATH_NORMALIZATION, isSpiffeId, parseDuration, PATH_NORMALIZATIONS, type MtlsMode, type LogLevel, type PathNormalization } from '@trellis/shared';
 import { ControlPlaneError, ControlPlaneErrorCode } from '../errors/control-plane-error';
+import { DEFAULT_CONNECTION_LIMITS } from '../discovery/connection-guard';
+import { DEFAULT_MAX_STREAMS_PER_IDENTITY } from '../discovery/stream-quota';
 
 /** Settings as they may appear in the file or flags (all optional here). */
 export interface ControlPlaneConfigInput {
@@ -43,6 +45,14 @@ export interface ControlPlaneConfigInput {
   idleStreamTimeout?: string;
   pushDebounce?: string;
   logLevel?: LogLevel;
+  /** Discovery streams one identity may hold open at once. */
+  maxStreamsPerIdentity?: number;
+  /** Open discovery connections (TLS/HTTP/2 sessions), authenticated or not. */
+  maxConnections?: number;
+  /** A connection none of whose streams authenticated within this is closed. */
+  authTimeout?: string;
+  /** Serve the valid policy files even when some fail validation at first load (fails open; off by default). */
+  allowInvalidPolicies?: boolean;
 }
 
 /** The resolved configuration. */
@@ -80,6 +90,10 @@ export interface ControlPlaneConfig {
   readonly idleStreamTimeoutMs: number;
   readonly debounceMs: number;
   readonly logLevel: LogLevel;
+  readonly maxStreamsPerIdentity: number;
+  readonly maxConnections: number;
+  readonly authTimeoutMs: number;
+  readonly allowInvalidPolicies: boolean;
 }
 
 const HOST_PORT = '^(\\[[0-9a-fA-F:.]+\\]|[A-Za-z0-9.-]+):[0-9]{1,5}$';
@@ -129,6 +143,10 @@ const SCHEMA = {
     idleStreamTimeout: { type: 'string', pattern: DURATION },
     pushDebounce: { type: 'string', pattern: DURATION },
     logLevel: { enum: ['debug', 'info', 'warn', 'error'] },
+    maxStreamsPerIdentity: { type: 'integer', minimum: 1, maximum: 100000 },
+    maxConnections: { type: 'integer', minimum: 1, maximum: 1000000 },
+    authTimeout: { type: 'string', pattern: DURATION },
+    allowInvalidPolicies: { type: 'boolean' },
   },
 } as const;
 
@@ -216,6 +234,8 @@ export function resolveConfig(file: ControlPlaneConfigInput, flags: ControlPlane
   const jwksMinRefreshMs = dur(merged.kubernetes?.jwksMinRefresh, 'kubernetes/jwksMinRefresh', 30_000);
   const idle = dur(merged.idleStreamTimeout, 'idleStreamTimeout', 10_000);
   const debounce = dur(merged.pushDebounce, 'pushDebounce', 100);
+  const authTimeout = dur(merged.authTimeout, 'authTimeout', DEFAULT_CONNECTION_LIMITS.authTimeoutMs);
+  if (authTimeout < 100 || authTimeout > 600_000) problems.push('config: /authTimeout: must be between 100ms and 10m');
   if (problems.length > 0) throw invalid(problems);
   const k = merged.kubernetes;
   return Object.freeze({
@@ -239,6 +259,10 @@ export function resolveConfig(file: ControlPlaneConfigInput, flags: ControlPlane
     idleStreamTimeoutMs: idle,
     debounceMs: debounce,
     logLevel: merged.logLevel ?? 'info',
+    maxStreamsPerIdentity: merged.maxStreamsPerIdentity ?? DEFAULT_MAX_STREAMS_PER_IDENTITY,
+    maxConnections: merged.maxConnections ?? DEFAULT_CONNECTION_LIMITS.maxConnections,
+    authTimeoutMs: authTimeout,
+    allowInvalidPolicies: merged.allowInvalidPolicies ?? false,
   });
 }
 

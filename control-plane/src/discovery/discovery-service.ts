@@ -23,13 +23,16 @@ import { ProxyRegistry } from './proxy-registry';
 import { PushDebouncer } from './push-debouncer';
 import { ReissueBook } from './reissue-orders';
 import { ResourceBuilder, type DiscoverySnapshot } from './resource-builder';
+import { DEFAULT_MAX_STREAMS_PER_IDENTITY, StreamQuota } from './stream-quota';
 import { StreamSession, type SessionDeps, type StreamTransport } from './stream-session';
 
 /** Sessions refreshed per event-loop turn during a push. */
 const FLUSH_BATCH = 250;
 
 /** Settings and collaborators of the discovery service. */
-export interface DiscoveryServiceDeps extends Omit<SessionDeps, 'builder' | 'snapshot' | 'onNodeKnown' | 'onClosed' | 'reissue' | 'random'> {
+export interface DiscoveryServiceDeps extends Omit<SessionDeps, 'builder' | 'snapshot' | 'onNodeKnown' | 'onClosed' | 'reissue' | 'random' | 'quota'> {
+  /** Discovery streams one identity may hold open at once (default 4). */
+  maxStreamsPerIdentity?: number;
   /** [0, 1) for re-issue jitter; default Math.random. */
   random?: () => number;
   policy: PolicySource;
@@ -67,6 +70,7 @@ export class DiscoveryService {
       snapshot: () => this.snapshot(),
       reissue: this.reissueBook,
       random: deps.random ?? Math.random,
+      quota: new StreamQuota(deps.maxStreamsPerIdentity ?? DEFAULT_MAX_STREAMS_PER_IDENTITY),
       onNodeKnown: (s) => {
         if (this.registry.add(s)) this.endpointsChanged();
         deps.metrics.connectedSidecars.set(this.registry.size);

@@ -2,21 +2,46 @@
  * The gRPC adapter: serves trellis.discovery.v1.Discovery over TLS with the
  * control plane's own SVID, asks for (but does not require) a client
  * certificate chained to the trust bundle, and hands each call to the
- * DiscoveryService. Messages over 4 MiB are refused by grpc-js itself with
+ * DiscoveryService. Messages over 64 KiB are refused by grpc-js itself with
  * RESOURCE_EXHAUSTED; transport-refusals.ts names and counts that refusal.
+ *
+ * The TCP listener is ours, not grpc-js's: each accepted socket passes the
+ * ConnectionGuard (connection cap, authentication deadline) and is then
+ * injected into grpc-js, which runs TLS and HTTP/2 on it. At most
+ * MAX_STREAMS_PER_CONNECTION streams may be open on one connection
+ * (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS): a sidecar uses one.
  */
+import { createServer, type Server as NetServer } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { DISCOVERY_PROTO_FILE, PROTO_ROOT } from '@trellis/shared';
 import type { PeerCertificateView, StreamCredentials } from '../auth/authenticator';
 import { toGrpcStatus } from '../errors/grpc-status';
+import { ConnectionGuard, type ConnectionGuardDeps, type ConnectionGuardOptions } from './connection-guard';
 import type { DiscoveryService } from './discovery-service';
 import type { MutableCertificateProvider } from '../tls/mutable-certificate-provider';
 import { transportRefusalInterceptor } from './transport-refusals';
 import { PROTO_LOADER_OPTIONS, type WireRequest, type WireResponse } from './wire-types';
 
-/** Largest message accepted from a sidecar. */
-export const MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
+/**
+ * Largest message accepted from a sidecar. A request holds at most a node
+ * (16 KiB), a CSR (16 KiB) and the service names it subscribes to; grpc-js
+ * refuses a bigger one from its length prefix, before buffering it. It was
+ * 4 MiB: 600 streams each sending a 1 MiB node then held ~900 MB at once
+ * while the nodes were read and refused (test/bench/discovery-flood.bench.ts).
+ */
+export const MAX_MESSAGE_BYTES = 64 * 1024;
+/** Concurrent streams one connection may open (a sidecar opens one). */
+export const MAX_STREAMS_PER_CONNECTION = 16;
+
+/** A started discovery server. */
+export interface GrpcDiscoveryServer {
+  readonly server: grpc.Server;
+  readonly port: number;
+  readonly guard: ConnectionGuard;
+  /** Stops accepting, waits up to `graceMs` for calls to finish, then forces every connection closed. */
+  stop(graceMs: number): Promise<void>;
+}
 
 /** Loads the Discovery service definition from shared/proto. */
 export function loadDiscoveryService(): grpc.ServiceDefinition {
@@ -25,13 +50,14 @@ export function loadDiscoveryService(): grpc.ServiceDefinition {
   return pkg.trellis.discovery.v1.Discovery.service;
 }
 
-/** Starts the gRPC server on `listen` (host:port); resolves with the bound port. */
+/** Starts the gRPC server on `listen` (host:port) behind the connection guard; resolves once listening. */
 export async function startGrpcDiscoveryServer(
   service: DiscoveryService,
   tls: MutableCertificateProvider,
   listen: string,
   onStreamError: (code: string) => void,
-): Promise<{ server: grpc.Server; port: number }> {
+  limits: ConnectionGuardOptions & ConnectionGuardDeps,
+): Promise<GrpcDiscoveryServer> {
   const server = new grpc.Server({
     // First, so it sees the statuses grpc-js sends on its own (see transport-refusals.ts).
     interceptors: [transportRefusalInterceptor(onStreamError)],
@@ -40,13 +66,19 @@ export async function startGrpcDiscoveryServer(
     'grpc.keepalive_permit_without_calls': 1,
     // channelz bookkeeping showed up at ~4% of the server's CPU per connection in the scale bench; nothing reads it.
     'grpc.enable_channelz': 0,
+    'grpc.max_concurrent_streams': MAX_STREAMS_PER_CONNECTION,
   });
+  const creds = grpc.experimental.createCertificateProviderServerCredentials(tls, tls, false);
+  const injector = server.createConnectionInjector(creds);
+  const guard = new ConnectionGuard(limits, limits, (socket) => injector.injectConnection(socket));
   server.addService(loadDiscoveryService(), {
     StreamResources: (call: grpc.ServerDuplexStream<WireRequest, WireResponse>) => {
-      const peerHost = hostOf(call.getPeer());
+      const peer = call.getPeer();
+      const peerHost = hostOf(peer);
       let ended = false;
       const transport = {
         peerHost,
+        authenticated: () => guard.authenticated(peer),
         accepted: () => {
           if (!ended) call.sendMetadata(new grpc.Metadata());
         },
@@ -77,15 +109,30 @@ export async function startGrpcDiscoveryServer(
       });
     },
   });
-  const creds = grpc.experimental.createCertificateProviderServerCredentials(tls, tls, false);
+  const listener: NetServer = createServer({ noDelay: true }, (socket) => guard.admit(socket));
+  const { host, port: wanted } = splitListen(listen);
   const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(listen, creds, (err, p) => (err ? reject(err) : resolve(p)));
+    listener.once('error', reject);
+    listener.listen({ host, port: wanted }, () => {
+      listener.off('error', reject);
+      resolve((listener.address() as { port: number }).port);
+    });
   });
-  return { server, port };
+  return {
+    server,
+    port,
+    guard,
+    async stop(graceMs) {
+      listener.close();
+      await stopGrpcServer(server, graceMs);
+      injector.destroy();
+      guard.closeAll();
+    },
+  };
 }
 
 /** Stops the server, waiting up to `graceMs` for calls to finish, then forcing. */
-export async function stopGrpcServer(server: grpc.Server, graceMs: number): Promise<void> {
+async function stopGrpcServer(server: grpc.Server, graceMs: number): Promise<void> {
   await new Promise<void>((resolve) => {
     const t = setTimeout(() => {
       server.forceShutdown();
@@ -103,6 +150,13 @@ function bearer(md: grpc.Metadata): string | undefined {
   if (typeof v !== 'string') return undefined;
   const m = /^Bearer\s+(\S+)$/i.exec(v.trim());
   return m ? m[1] : undefined;
+}
+
+/** `host:port` or `[v6]:port` as net.listen wants it. */
+function splitListen(listen: string): { host: string; port: number } {
+  const m = /^\[([^\]]+)\]:(\d+)$/.exec(listen) ?? /^([^:]+):(\d+)$/.exec(listen);
+  if (!m) throw new Error(`listen address "${listen}" is not HOST:PORT`);
+  return { host: m[1]!, port: Number(m[2]) };
 }
 
 function hostOf(peer: string): string {

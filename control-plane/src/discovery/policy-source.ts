@@ -20,8 +20,14 @@ export interface PolicyView {
 
 /** A stream of policy snapshots. */
 export interface PolicySource {
-  current(): PolicyView;
-  /** Calls `listener` after every change; returns an unsubscribe function. */
+  /**
+   * The snapshot to serve, or null while no policy may be served at all (a
+   * policy file failed validation at first load): sidecars then get no
+   * PeerAuthentication or AuthorizationPolicies and refuse inbound traffic
+   * (fail closed), and the control plane reports not ready.
+   */
+  current(): PolicyView | null;
+  /** Calls `listener` after every change (and when `current()` stops being null); returns an unsubscribe function. */
   subscribe(listener: () => void): () => void;
   /** What /debug/policies shows (files, errors, last-good state). */
   status(): unknown;

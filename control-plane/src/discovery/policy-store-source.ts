@@ -2,7 +2,8 @@
  * Adapts the policy engineer's PolicyStore (control-plane/src/policy: loads,
  * watches, keeps the last good content per file) to the discovery layer's
  * PolicySource. One PolicyView per published PolicySet, so resource
- * memoisation keys on the set's identity.
+ * memoisation keys on the set's identity; none until the store's first
+ * complete load (PolicyStore.servable()).
  */
 import type { EffectiveMtlsMode, PathNormalization, PolicySet } from '@trellis/shared';
 import type { PolicyStore } from '../policy/policy-store';
@@ -15,6 +16,7 @@ export function policyStoreSource(store: PolicyStore, opts: { rootNamespace: str
   let view: PolicyView | null = null;
   return {
     current() {
+      if (!store.servable()) return null;
       const s = store.current();
       if (s !== set || !view) {
         set = s;

@@ -22,7 +22,8 @@ import type { PolicyView, WorkloadFacts } from './policy-source';
 /** Everything resources are computed from; each part is replaced whole on change. */
 export interface DiscoverySnapshot {
   readonly bundle: TrustBundleResource;
-  readonly policy: PolicyView;
+  /** Null while no policy may be served (see PolicySource.current). */
+  readonly policy: PolicyView | null;
   readonly revocations: RevocationsResource;
   /** service name → endpoints, learned from connected sidecars. */
   readonly endpoints: ReadonlyMap<string, EndpointsResource>;
@@ -41,17 +42,22 @@ export class ResourceBuilder {
   private readonly singletons = new WeakMap<object, BuiltResources>();
   private readonly perWorkload = new WeakMap<object, Map<string, BuiltResources>>();
 
-  /** The resources of `typeUrl` for a workload; `names` filters endpoints (empty = all). */
-  build(typeUrl: string, w: WorkloadFacts, names: readonly string[], snap: DiscoverySnapshot): BuiltResources {
+  /**
+   * The resources of `typeUrl` for a workload; `names` filters endpoints
+   * (empty = all). Null for the policy types while no policy may be served:
+   * nothing is sent, never an empty (allow-all) set.
+   */
+  build(typeUrl: string, w: WorkloadFacts, names: readonly string[], snap: DiscoverySnapshot): BuiltResources | null {
+    const policy = snap.policy;
     switch (typeUrl) {
       case TRUST_BUNDLE_TYPE_URL:
         return this.singleton(snap.bundle, () => snap.bundle);
       case REVOCATIONS_TYPE_URL:
         return this.singleton(snap.revocations, () => snap.revocations);
       case PEER_AUTHENTICATION_TYPE_URL:
-        return this.memo(snap.policy, `pa|${workloadKey(w)}`, () => one(snap.policy.peerAuthentication(w)));
+        return policy && this.memo(policy, `pa|${workloadKey(w)}`, () => one(policy.peerAuthentication(w)));
       case AUTHORIZATION_POLICIES_TYPE_URL:
-        return this.memo(snap.policy, `az|${workloadKey(w)}`, () => one(snap.policy.authorizationPolicies(w)));
+        return policy && this.memo(policy, `az|${workloadKey(w)}`, () => one(policy.authorizationPolicies(w)));
       case ENDPOINTS_TYPE_URL:
         return this.memo(snap.endpoints, `ep|${names.join(',')}`, () => {
           const wanted = names.length === 0 ? [...snap.endpoints.keys()] : names;

@@ -1,15 +1,17 @@
 /**
- * One sidecar's discovery stream: authenticate once, validate every request,
- * sign CSRs under the signing limiter, send the current state of each
- * subscribed type, and track ACK/NACK per type. Any protocol violation ends
- * this stream alone with a precise status; the server and other streams go on.
+ * One sidecar's discovery stream: authenticate once, take one of the
+ * identity's stream slots, judge the node against what is attested for the
+ * identity (attestation/node-claims.ts), validate every request, sign CSRs
+ * under the signing limiter (one per join-token stream), send the current
+ * state of each subscribed type, and track ACK/NACK per type. Any protocol
+ * violation ends this stream alone with a precise status; the server and
+ * other streams go on.
  */
 import {
   AckTracker,
   ALL_TYPE_URLS,
   encodeResource,
   isKnownTypeUrl,
-  parseKubernetesSpiffeId,
   RENEWAL_TYPE_URL,
   SINGLETON_RESOURCE_NAME,
   SVID_TYPE_URL,
@@ -25,13 +27,17 @@ import {
 } from '@trellis/shared';
 import type { AuthenticatedPeer } from '../auth/authenticated-peer';
 import { authenticate, type AuthenticatorDeps, type StreamCredentials } from '../auth/authenticator';
+import { judgeNode, type SessionNode } from '../attestation/node-claims';
 import { ControlPlaneError, ControlPlaneErrorCode } from '../errors/control-plane-error';
 import type { SigningLimiter } from '../issuance/signing-limiter';
 import type { SvidAuthority } from '../issuance/svid-authority';
 import type { ControlPlaneMetrics } from '../observability/control-plane-metrics';
 import { renewalFor, type ReissueBook } from './reissue-orders';
 import type { DiscoverySnapshot, ResourceBuilder } from './resource-builder';
-import type { WireNode, WireRequest, WireResponse } from './wire-types';
+import type { StreamQuota } from './stream-quota';
+import type { WireRequest, WireResponse } from './wire-types';
+
+export type { SessionNode } from '../attestation/node-claims';
 
 /** How a session talks back to its gRPC call. */
 export interface StreamTransport {
@@ -42,6 +48,8 @@ export interface StreamTransport {
   accepted(): void;
   /** The peer's IP as the server saw it. */
   readonly peerHost: string;
+  /** Tells the connection this stream authenticated (it is then no longer cut for not authenticating). */
+  authenticated?(): void;
 }
 
 /** Collaborators shared by all sessions. */
@@ -63,16 +71,8 @@ export interface SessionDeps {
   reissue: Pick<ReissueBook, 'live' | 'issuedAt' | 'noteIssued'>;
   /** [0, 1): each sidecar's place inside a re-issue window. */
   random(): number;
-}
-
-/** The node after validation, frozen. */
-export interface SessionNode {
-  readonly spiffeId: string;
-  readonly namespace: string;
-  readonly labels: Readonly<Record<string, string>>;
-  readonly service: string;
-  readonly inboundPorts: readonly number[];
-  readonly address: string;
+  /** Open streams per identity and their cap. */
+  quota: StreamQuota;
 }
 
 /** One proxy as /debug/proxies shows it. */
@@ -101,6 +101,8 @@ export class StreamSession {
   private readonly trackers = new Map<TypeUrl, AckTracker>();
   private readonly subscriptions = new Map<TypeUrl, readonly string[]>();
   private svidNotAfter: Date | null = null;
+  /** True while this stream holds one of its identity's slots in the quota. */
+  private holdsSlot = false;
   /** When an SVID was last issued on this stream (our clock). */
   private svidIssuedAtMs: number | null = null;
   /** This sidecar's jitter draw per re-issue order, so a re-computation keeps its place in the window. */
@@ -120,8 +122,16 @@ export class StreamSession {
     this.idleTimer.unref();
     this.chain = authenticate(deps.auth, creds, deps.nowMs()).then(
       (peer) => {
+        if (this.closed) return;
+        if (!deps.quota.acquire(peer.spiffeId)) {
+          this.logWarn('stream refused: identity holds its maximum of streams', { event: 'audit', spiffeId: peer.spiffeId, authMethod: peer.method, max: deps.quota.maxPerIdentity, peer: transport.peerHost });
+          this.fail(new ControlPlaneError(ControlPlaneErrorCode.STREAM_LIMIT, `${peer.spiffeId} already holds ${deps.quota.maxPerIdentity} discovery streams on this control plane`, { retryAfterMs: 5000 }));
+          return;
+        }
+        this.holdsSlot = true;
         this.peer = peer;
-        if (!this.closed) transport.accepted();
+        transport.authenticated?.();
+        transport.accepted();
         this.logInfo('stream authenticated', { spiffeId: peer.spiffeId, authMethod: peer.method, ...peer.audit, event: 'audit' });
       },
       (err) => {
@@ -203,10 +213,10 @@ export class StreamSession {
     return renewalFor(this.deps.reissue.live(now), { spiffeId: peer.spiffeId, issuedAtMs }, jitter, now);
   }
 
-  /** The endpoints this sidecar serves, from its node and the peer address. */
+  /** The endpoints this sidecar serves: its attested service, at the address its stream comes from, on the attested ports it announced. */
   servedEndpoints(): Endpoint[] {
     if (!this.node || !this.peer || this.node.service === '') return [];
-    const host = this.node.address || this.transport.peerHost;
+    const host = this.node.address;
     return this.node.inboundPorts.map((p) => ({ address: host.includes(':') ? `[${host}]:${p}` : `${host}:${p}`, spiffeId: this.peer!.spiffeId }));
   }
 
@@ -221,7 +231,7 @@ export class StreamSession {
       authMethod: this.peer?.method ?? null,
       namespace: this.node?.namespace ?? null,
       service: this.node?.service || null,
-      address: this.node ? this.node.address || this.transport.peerHost : null,
+      address: this.node ? this.node.address : null,
       connectedAt: this.connectedAt.toISOString(),
       certificateExpiry: certExpiry ? certExpiry.toISOString() : null,
       types,
@@ -241,6 +251,8 @@ export class StreamSession {
   private cleanup(): void {
     if (this.idleTimer) clearTimeout(this.idleTimer);
     this.idleTimer = null;
+    if (this.holdsSlot && this.peer) this.deps.quota.release(this.peer.spiffeId);
+    this.holdsSlot = false;
     this.deps.onClosed(this);
   }
 
@@ -258,7 +270,7 @@ export class StreamSession {
     const peer = this.peer;
     if (!peer) return; // authentication failed; the stream is ending
     if (!this.node) {
-      this.node = this.validateNode(req.node, peer);
+      this.node = this.validateNode(req, peer);
       this.deps.onNodeKnown(this);
     }
     const typeUrl = req.type_url;
@@ -298,32 +310,25 @@ export class StreamSession {
     if (verdict.kind === 'subscribe' || !before || before.join(',') !== names.join(',')) this.push(typeUrl);
   }
 
-  private validateNode(n: WireNode | null, peer: AuthenticatedPeer): SessionNode {
-    const C = ControlPlaneErrorCode;
-    if (!n) throw new ControlPlaneError(C.BAD_REQUEST, 'the first request on a stream must carry node');
-    if (n.spiffe_id && n.spiffe_id !== peer.spiffeId) {
-      this.logWarn('node claims another identity', { event: 'audit', authenticated: peer.spiffeId, claimed: n.spiffe_id.slice(0, 300) });
-      throw new ControlPlaneError(C.IDENTITY_MISMATCH, `node.spiffe_id ${n.spiffe_id.slice(0, 300)} is not the authenticated identity ${peer.spiffeId}`);
+  /** The node this stream will be served as, judged against the attestation; a refusal is counted and audited. */
+  private validateNode(req: WireRequest, peer: AuthenticatedPeer): SessionNode {
+    const v = judgeNode(req.node, peer.attestation, this.transport.peerHost);
+    if (v.ok) return v.node;
+    const err = new ControlPlaneError(v.code, v.message, v.reason ? { reason: v.reason } : {});
+    if (v.code === ControlPlaneErrorCode.ATTESTATION_MISMATCH || v.code === ControlPlaneErrorCode.IDENTITY_MISMATCH) {
+      if (v.reason) this.deps.metrics.attestationRefusals.inc({ reason: v.reason });
+      this.logWarn('node claim refused', {
+        event: 'audit',
+        spiffeId: peer.spiffeId,
+        authMethod: peer.method,
+        attestedBy: peer.attestation.source,
+        reason: v.reason ?? 'identity',
+        code: v.code,
+        detail: v.message.slice(0, 1000),
+        peer: this.transport.peerHost,
+      });
     }
-    let namespace = n.namespace ?? '';
-    const k8sNs = parseKubernetesSpiffeId(peer.spiffeId)?.namespace ?? null;
-    if (k8sNs !== null) {
-      if (namespace !== '' && namespace !== k8sNs) throw new ControlPlaneError(C.IDENTITY_MISMATCH, `node.namespace ${namespace.slice(0, 100)} is not the identity's namespace ${k8sNs}`);
-      namespace = k8sNs;
-    }
-    const ports = n.inbound_ports ?? [];
-    for (const p of ports) if (!Number.isInteger(p) || p < 1 || p > 65535) throw new ControlPlaneError(C.BAD_REQUEST, `node.inbound_ports: ${p} is not a port`);
-    if ((n.service ?? '').length > 253) throw new ControlPlaneError(C.BAD_REQUEST, 'node.service longer than 253 characters');
-    const labels: Record<string, string> = {};
-    for (const [k, v] of Object.entries(n.labels ?? {})) labels[k] = String(v);
-    return Object.freeze({
-      spiffeId: peer.spiffeId,
-      namespace,
-      labels: Object.freeze(labels),
-      service: n.service ?? '',
-      inboundPorts: Object.freeze([...ports]),
-      address: n.address ?? '',
-    });
+    throw err;
   }
 
   private async issueSvid(csr: Buffer, peer: AuthenticatedPeer): Promise<void> {
@@ -332,11 +337,17 @@ export class StreamSession {
       if (this.deps.nowMs() >= peer.expiresAtMs) {
         throw new ControlPlaneError(C.CREDENTIAL_EXPIRED, `the ${peer.method} that opened this stream has expired; reconnect with the current SVID`);
       }
+      // A join token attests one issuance: later keys are proven with the SVID it bought, over mTLS.
+      if (peer.method === 'join-token' && this.svidIssuedAtMs !== null) {
+        throw new ControlPlaneError(C.TOKEN_STREAM_SPENT, 'this join-token stream already obtained its SVID; renew on a new stream authenticated with that SVID (mTLS)');
+      }
       if (csr.length > MAX_CSR_BYTES) throw new ControlPlaneError(C.CSR_MALFORMED, `CSR is ${csr.length} bytes, over ${MAX_CSR_BYTES}`);
       const issued = await this.deps.limiter.run(() =>
         this.deps.authority.issue({ csr, spiffeId: peer.spiffeId, ttlSeconds: this.deps.svidTtlSeconds, requester: `discovery/${peer.method}` }),
       );
       if (this.closed) return;
+      // Renewals authenticate with this SVID: they must find what it was issued under.
+      this.deps.auth.attestations?.remember(issued.serialHex, peer.attestation, new Date(issued.notAfter).getTime(), this.deps.nowMs());
       const body: SvidResource = {
         spiffeId: issued.spiffeId,
         chainPem: issued.chainPem,
@@ -370,7 +381,7 @@ export class StreamSession {
     }
     const node = this.node!;
     const built = this.deps.builder.build(t, node, this.subscriptions.get(t) ?? [], this.deps.snapshot());
-    if (this.tracker(t).shouldSend(built.version)) this.send(t, built.version, built.wire);
+    if (built && this.tracker(t).shouldSend(built.version)) this.send(t, built.version, built.wire);
   }
 
   private send(t: TypeUrl, version: string, resources: ReadonlyArray<{ name: string; body: Buffer }>): void {

@@ -10,7 +10,7 @@
  * (`this.sendStatus(...)` in BaseServerInterceptingCall), which the first
  * server interceptor receives as its `call`; wrapping `sendStatus` on that
  * object is the one place that sees them. The integration test for a message
- * over 4 MiB pins this, so a grpc-js upgrade that moves it fails loudly.
+ * over the limit (64 KiB) pins this, so a grpc-js upgrade that moves it fails loudly.
  */
 import { Metadata, ServerInterceptingCall, status, type ServerInterceptor, type StatusObject } from '@grpc/grpc-js';
 import { ControlPlaneErrorCode } from '../errors/control-plane-error';

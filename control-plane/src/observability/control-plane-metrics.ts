@@ -14,6 +14,12 @@ export interface ControlPlaneMetrics {
   rejections: Counter<'type'>;
   pushToAck: Histogram<'type'>;
   streamErrors: Counter<'code'>;
+  /** Nodes refused because a claim disagreed with the attestation, by which claim. */
+  attestationRefusals: Counter<'reason'>;
+  /** Connections closed by the server before or instead of serving them, by why. */
+  connectionsRefused: Counter<'reason'>;
+  /** Open gRPC connections (TLS/HTTP/2 sessions), by whether one of their streams has authenticated. */
+  connections: Gauge<'state'>;
   signingQueueDepth: Gauge<string>;
   intermediateExpiry: Gauge<string>;
   rootExpiry: Gauge<string>;
@@ -44,6 +50,19 @@ export function createControlPlaneMetrics(opts: {
       registers,
     }),
     streamErrors: new Counter({ name: 'trellis_discovery_stream_errors_total', help: 'Discovery streams ended with an error, by Trellis error code.', labelNames: ['code'], registers }),
+    attestationRefusals: new Counter({
+      name: 'trellis_attestation_refusals_total',
+      help: 'Discovery streams refused because the node claimed what its attestation does not say, by claim (service, labels, ports, address, namespace).',
+      labelNames: ['reason'],
+      registers,
+    }),
+    connectionsRefused: new Counter({
+      name: 'trellis_connections_refused_total',
+      help: 'Discovery connections closed by the server: over the connection limit (limit) or not authenticated in time (auth_timeout).',
+      labelNames: ['reason'],
+      registers,
+    }),
+    connections: new Gauge({ name: 'trellis_connections', help: 'Open discovery connections, by state (authenticated, unauthenticated).', labelNames: ['state'], registers }),
     signingQueueDepth: new Gauge({
       name: 'trellis_signing_queue_depth',
       help: 'CSR signings running or waiting.',

@@ -4,7 +4,14 @@
  * periodic rescan because fs.watch misses events on some file systems and
  * volume mounts), and publishes one immutable PolicySet.
  *
- * Per-file last-good semantics: a file whose new content has any error is
+ * First load fails closed: until one scan has read the directory and every
+ * file in it validated, `servable()` is false and the control plane serves no
+ * policy and reports not ready. Otherwise a file holding the only ALLOW
+ * policy for a workload, rejected at start, would leave that workload with
+ * no ALLOW policy: allow-all. `allowInvalidAtStart` opts out (the valid files
+ * are served at once; the operator accepts that risk).
+ *
+ * After that, per-file last-good semantics: a file whose new content has any error is
  * rejected whole and its previous good policies stay in force; the rejection
  * is logged, counted through `deps.metrics`, and shown by `status()` (served as
  * /debug/policies). Nothing is lost by a bad edit. Deleting a file does
@@ -73,6 +80,8 @@ export interface PolicyStoreOptions {
   debounceMs?: number;
   /** Periodic rescan; default 5000 ms; 0 disables. */
   rescanIntervalMs?: number;
+  /** Serve the valid files even when some fail validation at first load (default false: serve nothing until all validate). */
+  allowInvalidAtStart?: boolean;
 }
 
 /** One file in `status()`. */
@@ -100,6 +109,8 @@ export interface PolicyStoreStatus {
   /** Why the directory itself could not be read, if it could not. */
   readonly dirError: string | null;
   readonly watching: boolean;
+  /** False until a first load in which every file validated (or allowInvalidAtStart): no policy is served. */
+  readonly servable: boolean;
   /** Policies defined in two files (the first file, by name, wins). */
   readonly duplicates: readonly string[];
   readonly counts: { readonly peerAuthentications: number; readonly authorizationPolicies: number };
@@ -148,6 +159,7 @@ export class PolicyStore extends EventEmitter<{ change: [PolicySet]; rejected: [
   private closed = false;
   private started = false;
   private watchError: string | null = null;
+  private complete = false;
 
   constructor(
     private readonly opts: PolicyStoreOptions,
@@ -192,6 +204,15 @@ export class PolicyStore extends EventEmitter<{ change: [PolicySet]; rejected: [
     return this.set;
   }
 
+  /**
+   * True once a scan read the directory and every file validated (or any scan
+   * finished, with `allowInvalidAtStart`); stays true, since later rejections
+   * keep their file's last good content. Until then nothing may be served.
+   */
+  servable(): boolean {
+    return this.complete;
+  }
+
   /** Content version of `current()`. */
   version(): string {
     return this.versionHash;
@@ -233,6 +254,7 @@ export class PolicyStore extends EventEmitter<{ change: [PolicySet]; rejected: [
       lastScanAt: this.lastScanAt?.toISOString() ?? null,
       dirError: this.dirError,
       watching: this.watcher !== null,
+      servable: this.complete,
       duplicates: [...this.duplicates],
       counts: { peerAuthentications: this.set.peerAuthentications.length, authorizationPolicies: this.set.authorizationPolicies.length },
       files: files.map(([file, s]) => ({
@@ -282,6 +304,8 @@ export class PolicyStore extends EventEmitter<{ change: [PolicySet]; rejected: [
 
   private async scan(): Promise<boolean> {
     const log = this.deps.logger;
+    // A store that becomes servable on a later scan tells its listeners even when the content is unchanged.
+    const firstScan = this.lastScanAt === null;
     let names: string[];
     try {
       names = (await this.fs.readdir(this.opts.dir)).filter((n) => POLICY_FILE.test(n) && !n.startsWith('.')).sort();
@@ -293,8 +317,10 @@ export class PolicyStore extends EventEmitter<{ change: [PolicySet]; rejected: [
       if (this.dirError !== msg) log.error('policy dir unreadable; keeping the policies in force', { dir: this.opts.dir, error: err });
       this.dirError = msg;
       this.lastScanAt = this.deps.now();
-      this.deps.metrics?.reloaded?.(false);
-      return false;
+      const nowServable = this.markComplete(this.opts.allowInvalidAtStart === true) && !firstScan;
+      if (nowServable) this.emit('change', this.set);
+      this.deps.metrics?.reloaded?.(nowServable);
+      return nowServable;
     }
     for (const gone of [...this.files.keys()].filter((f) => !names.includes(f))) {
       this.files.delete(gone);
@@ -302,10 +328,34 @@ export class PolicyStore extends EventEmitter<{ change: [PolicySet]; rejected: [
     }
     for (const name of names) await this.scanFile(name);
     this.lastScanAt = this.deps.now();
-    const changed = this.publish();
+    // Servable before publishing, so listeners of this very change already see it.
+    const allValid = [...this.files.values()].every((f) => f.rejected === null);
+    const nowServable = this.markComplete(allValid || this.opts.allowInvalidAtStart === true);
+    let changed = this.publish();
+    if (nowServable && !changed && !firstScan) {
+      this.emit('change', this.set);
+      changed = true;
+    }
     this.ensureWatch();
     this.deps.metrics?.reloaded?.(changed);
     return changed;
+  }
+
+  /** Records the first complete load; true when this call made the store servable. */
+  private markComplete(ok: boolean): boolean {
+    if (this.complete || !ok) return false;
+    this.complete = true;
+    const rejected = [...this.files.entries()].filter(([, f]) => f.rejected !== null).map(([n]) => n);
+    if (rejected.length > 0 || this.dirError) {
+      this.deps.logger.warn('serving policies although some failed validation at first load (allowInvalidAtStart): a workload whose only ALLOW policy is in a rejected file is allowed everything', {
+        dir: this.opts.dir,
+        rejected,
+        dirError: this.dirError,
+      });
+    } else {
+      this.deps.logger.info('every policy file validated: policies are served', { dir: this.opts.dir, files: this.files.size });
+    }
+    return true;
   }
 
   private async scanFile(name: string): Promise<void> {

@@ -44,6 +44,14 @@ describe('control-plane config', () => {
     }
   });
 
+  it('Should default to 4 streams per identity, 10,000 connections, a 10 s authentication deadline and failing closed on invalid policies', () => {
+    const cfg = resolveConfig({}, { caDir: '/ca', policyDir: '/p' });
+    expect(cfg).to.include({ maxStreamsPerIdentity: 4, maxConnections: 10_000, authTimeoutMs: 10_000, allowInvalidPolicies: false });
+    const set = resolveConfig({ maxStreamsPerIdentity: 50, authTimeout: '2s' }, { caDir: '/ca', policyDir: '/p', maxConnections: 20, allowInvalidPolicies: true });
+    expect(set).to.include({ maxStreamsPerIdentity: 50, maxConnections: 20, authTimeoutMs: 2000, allowInvalidPolicies: true });
+    expect(() => resolveConfig({}, { caDir: '/ca', policyDir: '/p', maxStreamsPerIdentity: 0 })).to.throw(/maxStreamsPerIdentity/);
+  });
+
   it('requires the CA and policy dirs and an SVID TTL within 1m..24h', () => {
     expect(() => resolveConfig({}, { svidTtl: '48h' }))
       .to.throw()

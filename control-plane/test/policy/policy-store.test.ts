@@ -255,4 +255,58 @@ describe('PolicyStore', () => {
       store.close();
     }
   });
+
+  describe('first load (fails closed)', () => {
+    it('Should not be servable while a file fails validation at first load, and become servable, telling listeners, once it is fixed', async () => {
+      h = harness();
+      const bad = join(h.dir, 'bad.yaml');
+      writeFileSync(join(h.dir, 'good.yaml'), ap('g'));
+      writeFileSync(bad, pa('p', 'BLAH'));
+      await h.store.start();
+      expect(h.store.servable()).to.equal(false);
+      expect(h.store.status().servable).to.equal(false);
+      // The content does not change when the broken file is removed, yet listeners must hear the store is servable.
+      const next = nextChange(h.store, 2000);
+      rmSync(bad);
+      expect(await h.store.reload()).to.equal(true);
+      expect(names(await next)).to.deep.equal(['g']);
+      expect(h.store.servable()).to.equal(true);
+      expect(h.logs.some((l) => l['msg'] === 'every policy file validated: policies are served')).to.equal(true);
+    });
+
+    it('Should stay servable when a later edit fails validation: its last good version is served', async () => {
+      h = harness();
+      const file = join(h.dir, 'p.yaml');
+      writeFileSync(file, pa('p', 'STRICT'));
+      await h.store.start();
+      expect(h.store.servable()).to.equal(true);
+      writeFileSync(file, pa('p', 'BLAH'));
+      await h.store.reload();
+      expect(h.store.servable()).to.equal(true);
+      expect(names(h.store.current())).to.deep.equal(['p']);
+    });
+
+    it('Should not be servable while the directory cannot be read at first load', async () => {
+      h = harness();
+      const store = new PolicyStore({ dir: join(h.dir, 'missing'), rescanIntervalMs: 0 }, { logger: createLogger({ component: 'policy', sink: { write: () => undefined } }), now: () => NOW });
+      try {
+        await store.start();
+        expect(store.servable()).to.equal(false);
+      } finally {
+        store.close();
+      }
+    });
+
+    it('Should serve the valid files at once with allowInvalidAtStart, and warn what that risks', async () => {
+      h = harness({ allowInvalidAtStart: true });
+      writeFileSync(join(h.dir, 'good.yaml'), ap('g'));
+      writeFileSync(join(h.dir, 'bad.yaml'), pa('p', 'BLAH'));
+      await h.store.start();
+      expect(h.store.servable()).to.equal(true);
+      expect(names(h.store.current())).to.deep.equal(['g']);
+      const warn = h.logs.find((l) => l['level'] === 'warn' && String(l['msg']).includes('allowInvalidAtStart'));
+      expect(warn, 'a warning naming the risk').to.not.equal(undefined);
+      expect(warn!['rejected']).to.deep.equal(['bad.yaml']);
+    });
+  });
 });

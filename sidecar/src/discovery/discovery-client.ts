@@ -5,7 +5,9 @@
  * server by its exact SPIFFE ID against the current trust bundle (never by
  * hostname). First contact authenticates with a bearer token (re-read through
  * `getToken()` at every connect); once the sidecar holds an unexpired SVID,
- * connections authenticate with it over mTLS instead. On any failure it
+ * connections authenticate with it over mTLS instead. A join token attests
+ * one issuance, so a CSR while the open stream was token-authenticated moves
+ * to a new stream authenticated with the SVID first. On any failure it
  * reconnects with jittered exponential backoff (cap 30 s) across all
  * addresses and re-subscribes, telling the server the versions it holds so an
  * unchanged config is not re-sent.
@@ -131,6 +133,8 @@ export class DiscoveryClient {
   private rootsPem: string;
   private pendingCsr: PendingCsr | null = null;
   private call: Call | null = null;
+  /** How the open call authenticated. */
+  private callAuth: 'token' | 'svid' | null = null;
   private addressIndex = 0;
   private attempt = 0;
   private retryHintMs = 0;
@@ -203,8 +207,25 @@ export class DiscoveryClient {
     if (this.pendingCsr) this.pendingCsr.reject(new DiscoveryError(DiscoveryErrorCode.STOPPED, 'superseded by a newer CSR'));
     return new Promise<SvidResource>((resolve, reject) => {
       this.pendingCsr = { csr: csrDer, resolve, reject };
-      if (this.call) this.write({ type_url: SVID_TYPE_URL, version_info: this.accepted.get(SVID_TYPE_URL) ?? '', response_nonce: '', csr: csrDer });
+      if (!this.call) return;
+      if (this.callAuth === 'token' && this.usableCredentials() !== null) {
+        // The control plane refuses a second CSR on a join-token stream (TRELLIS_CP_TOKEN_STREAM_SPENT):
+        // renew on a new stream proven by the SVID; connect() sends the pending CSR there.
+        this.opts.logger.info('renewing over mTLS: moving off the token-authenticated stream', {});
+        this.teardown();
+        if (this.timer) clearTimeout(this.timer);
+        this.timer = null;
+        this.connect();
+        return;
+      }
+      this.write({ type_url: SVID_TYPE_URL, version_info: this.accepted.get(SVID_TYPE_URL) ?? '', response_nonce: '', csr: csrDer });
     });
+  }
+
+  /** The SVID to authenticate a new stream with, when it has more than 5 s left. */
+  private usableCredentials(): ClientCredentials | null {
+    const creds = this.opts.getCredentials?.() ?? null;
+    return creds !== null && creds.notAfter.getTime() > this.now() + 5_000 ? creds : null;
   }
 
   /** Per-type sync state, keyed by short type name. */
@@ -228,8 +249,8 @@ export class DiscoveryClient {
     if (this.stopped) return;
     const address = this.opts.addresses[this.addressIndex % this.opts.addresses.length]!;
     this.addressIndex++;
-    const creds = this.opts.getCredentials?.() ?? null;
-    const useMtls = creds !== null && creds.notAfter.getTime() > this.now() + 5_000;
+    const creds = this.usableCredentials();
+    const useMtls = creds !== null;
     const start = async (): Promise<void> => {
       const metadata: Record<string, string> = {};
       if (!useMtls) metadata['authorization'] = `Bearer ${await this.opts.getToken()}`;
@@ -282,6 +303,7 @@ export class DiscoveryClient {
         },
       );
       this.call = call;
+      this.callAuth = useMtls ? 'svid' : 'token';
       // Subscribe: node in the first request, the version we hold for each type.
       for (const t of this.handlers.keys()) {
         const req: DiscoveryRequestInit = {
@@ -411,6 +433,7 @@ export class DiscoveryClient {
     const call = this.call;
     const wasConnected = this.connectedAddress !== null;
     this.call = null;
+    this.callAuth = null;
     this.connectedAddress = null;
     call?.cancel();
     if (wasConnected) for (const l of this.connectListeners) l(false);

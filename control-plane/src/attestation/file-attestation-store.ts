@@ -1,0 +1,131 @@
+/**
+ * The AttestationStore of one CA dir: `<ca-dir>/attestations/<serial>.json`
+ * (0600, in a 0700 dir), one file per SVID issued under an attestation that
+ * vouches for more than the identity, written whole (temp file + rename) so
+ * a reader never sees half a record. Replicas sharing the CA dir, and a
+ * restarted control plane, read each other's records. Records are immutable,
+ * so they are cached once read; expired ones are swept (files and cache) at
+ * most once an hour.
+ */
+import { mkdirSync, readdirSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Logger } from '@trellis/shared';
+import { ControlPlaneError, ControlPlaneErrorCode } from '../errors/control-plane-error';
+import { normalSerial } from '../discovery/reissue-orders';
+import type { AttestationStore } from './attestation-store';
+import { attestsMetadata, fromJoinToken, type WorkloadAttestation } from './workload-attestation';
+import { workloadMetadataProblems } from './workload-metadata';
+
+const SWEEP_EVERY_MS = 3600_000;
+
+interface Entry {
+  attestation: WorkloadAttestation;
+  notAfterMs: number;
+}
+
+/** Attestations of issued SVIDs, in the CA dir. */
+export class FileAttestationStore implements AttestationStore {
+  private readonly dir: string;
+  private readonly cache = new Map<string, Entry>();
+  private lastSweepMs = 0;
+
+  constructor(caDir: string, private readonly logger?: Logger) {
+    this.dir = join(caDir, 'attestations');
+  }
+
+  /** Writes the record (only when it attests more than the identity: recalling nothing means the same). */
+  remember(serialHex: string, attestation: WorkloadAttestation, notAfterMs: number, nowMs: number): void {
+    if (!attestsMetadata(attestation)) return;
+    const serial = fileSerial(serialHex);
+    if (serial === null) throw new ControlPlaneError(ControlPlaneErrorCode.ATTESTATION_STORE, `serial "${serialHex.slice(0, 64)}" is not hex`);
+    const file = join(this.dir, `${serial}.json`);
+    const record = {
+      spiffeId: attestation.spiffeId,
+      source: attestation.source,
+      service: attestation.workload.service,
+      labels: attestation.workload.labels,
+      inboundPorts: attestation.workload.inboundPorts,
+      notAfter: new Date(notAfterMs).toISOString(),
+    };
+    try {
+      mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+      const tmp = `${file}.${process.pid}.tmp`;
+      writeFileSync(tmp, JSON.stringify(record) + '\n', { mode: 0o600 });
+      renameSync(tmp, file);
+    } catch (err) {
+      throw new ControlPlaneError(ControlPlaneErrorCode.ATTESTATION_STORE, `${file}: ${(err as Error).message}`, { file }, { cause: err });
+    }
+    this.cache.set(serial, { attestation, notAfterMs });
+    this.sweep(nowMs);
+  }
+
+  /** Reads the record (cache, then disk); a record that does not parse is logged and treated as absent (fail closed). */
+  recall(serialHex: string, spiffeId: string, nowMs: number): WorkloadAttestation | null {
+    const serial = fileSerial(serialHex);
+    if (serial === null) return null;
+    let entry = this.cache.get(serial) ?? null;
+    if (!entry) {
+      entry = this.read(serial);
+      if (entry) this.cache.set(serial, entry);
+    }
+    if (!entry || entry.notAfterMs <= nowMs) return null;
+    if (entry.attestation.spiffeId !== spiffeId) {
+      this.logger?.warn('attestation record is for another identity; attesting the identity alone', { event: 'audit', serial, spiffeId, recorded: entry.attestation.spiffeId });
+      return null;
+    }
+    return entry.attestation;
+  }
+
+  private read(serial: string): Entry | null {
+    const file = join(this.dir, `${serial}.json`);
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.logger?.error('attestation record unreadable; attesting the identity alone', { file, error: err });
+      return null;
+    }
+    try {
+      const r = JSON.parse(text) as { spiffeId?: unknown; source?: unknown; service?: unknown; labels?: unknown; inboundPorts?: unknown; notAfter?: unknown };
+      const notAfterMs = Date.parse(String(r.notAfter));
+      const workload = { service: r.service as string, labels: r.labels as Record<string, string>, inboundPorts: r.inboundPorts as number[] };
+      if (typeof r.spiffeId !== 'string' || r.source !== 'join-token' || typeof workload.service !== 'string' || !Array.isArray(workload.inboundPorts) || !workload.labels || typeof workload.labels !== 'object' || !Number.isFinite(notAfterMs)) {
+        throw new Error('missing or mistyped fields');
+      }
+      const problems = workloadMetadataProblems(workload);
+      if (problems.length > 0) throw new Error(problems.join('; '));
+      return { attestation: fromJoinToken(r.spiffeId, workload), notAfterMs };
+    } catch (err) {
+      this.logger?.error('attestation record does not parse; attesting the identity alone', { file, error: err });
+      return null;
+    }
+  }
+
+  /** Drops expired records, at most once per SWEEP_EVERY_MS. A failure only delays the sweep. */
+  private sweep(nowMs: number): void {
+    if (nowMs - this.lastSweepMs < SWEEP_EVERY_MS) return;
+    this.lastSweepMs = nowMs;
+    for (const [serial, e] of this.cache) if (e.notAfterMs <= nowMs) this.cache.delete(serial);
+    let names: string[];
+    try {
+      names = readdirSync(this.dir).filter((n) => n.endsWith('.json'));
+    } catch {
+      return;
+    }
+    for (const name of names) {
+      const e = this.read(name.slice(0, -'.json'.length));
+      if (e && e.notAfterMs > nowMs) continue;
+      try {
+        if (e) unlinkSync(join(this.dir, name));
+      } catch {
+        // Another replica swept it first.
+      }
+    }
+  }
+}
+
+/** The serial as a file name: normalised hex, or null (never a path). */
+function fileSerial(serialHex: string): string | null {
+  const s = normalSerial(serialHex);
+  return /^[0-9a-f]{1,40}$/.test(s) ? s : null;
+}
