@@ -103,6 +103,23 @@ export class ConnectionGuard {
     return this.open.size;
   }
 
+  /** Resolves once every connection has closed, or after `timeoutMs`, whichever comes first. */
+  whenClosed(timeoutMs: number): Promise<void> {
+    if (this.open.size === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      let left = this.open.size;
+      const timer = setTimeout(resolve, timeoutMs);
+      for (const t of this.open.values()) {
+        t.socket.once('close', () => {
+          if (--left === 0) {
+            clearTimeout(timer);
+            resolve();
+          }
+        });
+      }
+    });
+  }
+
   /** Closes every connection (shutdown). */
   closeAll(): void {
     for (const t of this.open.values()) t.socket.destroy();

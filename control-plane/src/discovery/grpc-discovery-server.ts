@@ -124,7 +124,13 @@ export async function startGrpcDiscoveryServer(
     guard,
     async stop(graceMs) {
       listener.close();
+      const deadline = Date.now() + graceMs;
       await stopGrpcServer(server, graceMs);
+      // tryShutdown can call back before the injected sessions have closed (closing the injector's
+      // never-listening http2 server calls back at once, and its count reaches zero), and destroying
+      // the sockets then resets streams whose final status is still being written. Wait for the
+      // connections themselves: each session closes once its streams have ended.
+      await guard.whenClosed(Math.max(0, deadline - Date.now()));
       injector.destroy();
       guard.closeAll();
     },
