@@ -8,7 +8,7 @@ import { mkdirSync, writeFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { exportJWK, generateKeyPair, SignJWT, type KeyLike } from 'jose';
 import { DiscoveryError } from '@trellis/sidecar/dist/src/discovery/discovery-error';
-import { makeTmpDir, openssl, hasOpenssl } from '@trellis/testkit';
+import { makeTmpDir, openssl, hasOpenssl, OPENSSL, skipUnless } from '@trellis/testkit';
 import { FakeSidecar, initCa, joinToken, startControlPlaneProcess, waitFor, TD, type ControlPlaneProcess } from './control-plane-harness';
 
 const ISSUER = 'https://kubernetes.default.svc.cluster.local';
@@ -173,7 +173,7 @@ describe('control plane workload authentication (real process, real gRPC/TLS)', 
   });
 
   it('refuses CSRs with two URI SANs or asking to be a CA, with PERMISSION_DENIED', async function () {
-    if (!hasOpenssl()) this.skip(); // needs openssl to craft CSRs our own builder would never produce
+    skipUnless(this, OPENSSL); // needs openssl to craft CSRs our own builder would never produce
     const id = `spiffe://${TD}/ns/shop/sa/cart`;
     const craft = (ext: string): Buffer => {
       const keyFile = join(tmp.dir, `k-${Math.random().toString(36).slice(2)}.pem`);
