@@ -10,6 +10,7 @@ import { exportJWK, generateKeyPair, SignJWT, type KeyLike } from 'jose';
 import { DiscoveryError } from '@trellis/sidecar/dist/src/discovery/discovery-error';
 import { makeTmpDir, openssl, hasOpenssl, OPENSSL, skipUnless } from '@trellis/testkit';
 import { FakeSidecar, initCa, joinToken, startControlPlaneProcess, waitFor, TD, type ControlPlaneProcess } from './control-plane-harness';
+import { createJoinToken, JoinTokenStore } from '@trellis/control-plane';
 
 const ISSUER = 'https://kubernetes.default.svc.cluster.local';
 
@@ -110,8 +111,8 @@ describe('control plane workload authentication (real process, real gRPC/TLS)', 
 
   it('refuses an expired join token with UNAUTHENTICATED', async () => {
     const id = `spiffe://${TD}/vm/late`;
-    const token = joinToken(caDir, id, ['--ttl', '1s']);
-    await new Promise((r) => setTimeout(r, 2100));
+    // Minted as `trellis token create --ttl 1s` would have been 10 s ago: expired now, without waiting for it.
+    const { token } = await createJoinToken(new JoinTokenStore(caDir).key(false), { spiffeId: id, ttlSeconds: 1, uses: 1, nowMs: Date.now() - 10_000 });
     expect(await refusal(sidecar(id, () => token))).to.deep.equal({ grpcCode: 16, serverCode: 'TRELLIS_CP_TOKEN_EXPIRED' });
   });
 
