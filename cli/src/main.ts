@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { TrellisError, UsageError } from '@trellis/shared';
 import type { Command, CommandContext } from './command';
+import { closestCommand } from './closest-command';
 
 export interface RunOptions {
   argv: string[];
@@ -90,15 +91,17 @@ export async function runCli(options: RunOptions): Promise<number> {
       stdout.write(overview(group, prefix));
       return wantsHelp || prefix === '' ? 0 : 2;
     }
-    if (argv.includes('--version')) {
+    if (prefix === '' && argv.includes('--version')) {
       stdout.write(`trellis ${version()}\n`);
       return 0;
     }
-    if (wantsHelp) {
+    if (prefix === '' && wantsHelp) {
       stdout.write(overview(commands, ''));
       return 0;
     }
-    stderr.write(`trellis: unknown command "${prefix || argv[0]}". Run "trellis --help" for the list.\n`);
+    // An unknown command is a usage error even with --help: printing the general
+    // help and exiting 0 would let a typo in a script pass as success.
+    stderr.write(unknownCommand(words, argv, commands));
     return 2;
   }
 
@@ -143,6 +146,16 @@ export async function runCli(options: RunOptions): Promise<number> {
     if (debug && err instanceof Error && err.stack) stderr.write(err.stack + '\n');
     return 1;
   }
+}
+
+/** The line for words that name no command or group: the unknown part, and the closest command when one is close. */
+function unknownCommand(words: string[], argv: string[], commands: Command[]): string {
+  // The words up to and including the first one that continues no known group.
+  let known = 0;
+  while (known < words.length && commands.some((c) => (c.name + ' ').startsWith(words.slice(0, known + 1).join(' ') + ' '))) known++;
+  const unknown = words.length > 0 ? words.slice(0, known + 1).join(' ') : (argv[0] ?? '');
+  const suggestion = words.length > 0 ? closestCommand(words, commands.map((c) => c.name)) : undefined;
+  return `trellis: unknown command "${unknown}".${suggestion ? ` Did you mean "trellis ${suggestion}"?` : ''} Run "trellis --help" for the list.\n`;
 }
 
 /** One line for an error: `[CODE] message` for ours, the message otherwise. */

@@ -70,6 +70,43 @@ describe('trellis dispatcher', () => {
     expect(r.err).to.contain('unknown command');
   });
 
+  it('Should exit 2 on an unknown command with --help, naming it and suggesting the closest command', async () => {
+    const r = await run(['ca', 'iint', '--help']);
+    expect(r.code).to.equal(2);
+    expect(r.out).to.equal('');
+    expect(r.err).to.equal('trellis: unknown command "ca iint". Did you mean "trellis ca init"? Run "trellis --help" for the list.\n');
+  });
+
+  it('Should exit 2 on an unknown first word with --help, without printing the general help', async () => {
+    const r = await run(['cs', 'init', '--help']);
+    expect(r.code).to.equal(2);
+    expect(r.out).to.equal('');
+    expect(r.err).to.contain('unknown command "cs"').and.to.contain('Did you mean "trellis ca init"?');
+  });
+
+  it('Should not suggest a command that is nothing like the unknown one', async () => {
+    const r = await run(['zzzzzzzzzz']);
+    expect(r.code).to.equal(2);
+    expect(r.err).to.equal('trellis: unknown command "zzzzzzzzzz". Run "trellis --help" for the list.\n');
+  });
+
+  it('Should still list a group\'s subcommands for the group name alone, and exit 0 with --help', async () => {
+    const r = await run(['ca']);
+    expect(r.code).to.equal(2);
+    expect(r.out).to.contain('trellis ca init');
+    expect((await run(['ca', '--help'])).code).to.equal(0);
+  });
+
+  it('Should make the real binary exit 2 for NOSUCHCOMMAND --help and suggest a close command', () => {
+    const r = trellisSync(['NOSUCHCOMMAND', '--help']);
+    expect(r.status).to.equal(2);
+    expect(r.stdout).to.equal('');
+    expect(r.stderr).to.contain('unknown command "NOSUCHCOMMAND"');
+    const typo = trellisSync(['chek', '--help']);
+    expect(typo.status).to.equal(2);
+    expect(typo.stderr).to.contain('Did you mean "trellis check"?');
+  });
+
   it('Should load only the module of a command named after it, so a sidecar does not carry the control plane', () => {
     const script = `
       const { runCli } = require(${JSON.stringify(join(__dirname, '..', 'src', 'main.js'))});

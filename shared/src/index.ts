@@ -81,6 +81,7 @@ export {
   assertLeafSvid, assertSigningCertificate, assertSvidChain,
 } from './identity/x509-svid';
 export type { SvidErrorCodeValue, SvidVerdict, SigningCertVerdict, SvidRejection, SvidCheckOptions } from './identity/x509-svid';
+export { JOIN_TOKEN_PREFIX, isJoinToken, joinTokenSpiffeId } from './identity/join-token-format';
 export { parseX509SvidPem } from './identity/x509-svid-pem';
 export type { X509SvidMaterial } from './identity/x509-svid-pem';
 export { createTrustBundle, parsePemBundle, parseSpiffeBundle, formatPemBundle, formatSpiffeBundle } from './x509/trust-bundle';

@@ -71,6 +71,53 @@ describe('Sidecar configuration', () => {
     expect(found[0]).to.contain('TRELLIS_DATA_PATH').and.contain('"kernel"').and.contain('auto, native or node');
   });
 
+  describe('identity from a join token', () => {
+    // A join token as `trellis token create` writes it: tj1. + a JWT whose sub is the SPIFFE ID (unsigned here: the sidecar never verifies its own token).
+    const jwtPart = (o: object): string => Buffer.from(JSON.stringify(o)).toString('base64url');
+    const joinToken = (sub: unknown): string => `tj1.${jwtPart({ alg: 'HS256', typ: 'JWT' })}.${jwtPart({ sub, iss: 'trellis-join-token', uses: 1 })}.c2ln`;
+    const noIdentity = { 'control-plane': ['cp:15012'], 'ca-bundle': '/ca.pem', 'token-file': '/token', service: 'frontend' };
+    const reading = (token: string | undefined) => (path: string): string | undefined => (path === '/token' ? token : undefined);
+
+    it('Should take the SPIFFE ID, trust domain, namespace and service account from a join token when no flag names them', () => {
+      const c = parseSidecarConfig({ flags: noIdentity, env: {}, readToken: reading(joinToken('spiffe://trellis.local/ns/shop/sa/frontend')) });
+      expect(c.spiffeId).to.equal('spiffe://trellis.local/ns/shop/sa/frontend');
+      expect(c.spiffeIdSource).to.equal('join-token');
+      expect(c.trustDomain).to.equal('trellis.local');
+      expect(c.controlPlaneSpiffeId).to.equal('spiffe://trellis.local/ns/trellis-system/sa/trellis-control-plane');
+      expect([c.namespace, c.serviceAccount]).to.deep.equal(['shop', 'frontend']);
+    });
+
+    it('Should keep --spiffe-id over the token, and --trust-domain over the token\'s trust domain', () => {
+      const token = reading(joinToken('spiffe://trellis.local/ns/shop/sa/frontend'));
+      const byFlag = parseSidecarConfig({ flags: { ...noIdentity, 'spiffe-id': 'spiffe://trellis.local/ns/shop/sa/other' }, env: {}, readToken: token });
+      expect([byFlag.spiffeId, byFlag.spiffeIdSource]).to.deep.equal(['spiffe://trellis.local/ns/shop/sa/other', 'flag']);
+      const td = parseSidecarConfig({ flags: { ...noIdentity, 'trust-domain': 'cluster.local' }, env: {}, readToken: token });
+      expect([td.spiffeId, td.trustDomain]).to.deep.equal(['spiffe://trellis.local/ns/shop/sa/frontend', 'cluster.local']);
+    });
+
+    it('Should take the trust domain from --spiffe-id when --trust-domain is not given', () => {
+      const c = parseSidecarConfig({ flags: { ...noIdentity, 'spiffe-id': 'spiffe://example.org/ns/web/sa/api' }, env: {} });
+      expect([c.trustDomain, c.namespace, c.serviceAccount]).to.deep.equal(['example.org', 'web', 'api']);
+    });
+
+    const notJoin: Array<[string, string | undefined]> = [
+      ['a Kubernetes ServiceAccount token', `${jwtPart({ alg: 'RS256' })}.${jwtPart({ sub: 'system:serviceaccount:shop:frontend' })}.sig`],
+      ['a join token whose sub is not a SPIFFE ID', joinToken('frontend')],
+      ['a join token whose payload is not JSON', 'tj1.e30.bm90IGpzb24.c2ln'],
+      ['an unreadable token file', undefined],
+    ];
+    for (const [what, token] of notJoin) {
+      it(`Should fall back to the Kubernetes form for ${what}`, () => {
+        const c = parseSidecarConfig({ flags: { ...noIdentity, namespace: 'shop' }, env: {}, readToken: reading(token) });
+        expect([c.spiffeId, c.spiffeIdSource]).to.deep.equal(['spiffe://cluster.local/ns/shop/sa/default', 'kubernetes']);
+      });
+    }
+
+    it('Should still require --namespace when nothing names the identity', () => {
+      expect(problems(() => parseSidecarConfig({ flags: noIdentity, env: {}, readToken: reading(undefined) }))).to.deep.equal(['--namespace is required (or $TRELLIS_NAMESPACE, or "namespace" in the config file)']);
+    });
+  });
+
   it('Should take the namespace from the downward-API variable injection sets', () => {
     const { namespace, ...rest } = BASE;
     void namespace;

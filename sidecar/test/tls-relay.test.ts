@@ -5,7 +5,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect as netConnect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import * as tls from 'node:tls';
-import { TestCa, freePort, makeTmpDir, hasOpenssl } from '@trellis/testkit';
+import { TestCa, describeWith, freePort, makeTmpDir, OPENSSL, optionalDependency, skipUnless } from '@trellis/testkit';
 import * as native from '@trellis/tls-relay';
 import type { RelayContext, RelayEvent } from '@trellis/tls-relay';
 
@@ -122,12 +122,14 @@ function derOf(pem: string): Buffer {
   return new X509Certificate(pem).raw;
 }
 
-const describeNative = RelayClass !== null || process.env['TRELLIS_REQUIRE_NATIVE_RELAY'] === '1' ? describe : describe.skip;
-if (RelayClass === null && process.env['TRELLIS_REQUIRE_NATIVE_RELAY'] !== '1') {
-  console.log(`  tls-relay: skipped, @trellis/tls-relay was not built (${String(native.loadError)})`);
-}
+/** The native relay engine; CI requires it (TRELLIS_REQUIRE_NATIVE_RELAY=1). */
+const NATIVE_RELAY = optionalDependency({
+  name: 'the native relay engine',
+  requireEnv: 'TRELLIS_REQUIRE_NATIVE_RELAY',
+  probe: () => (RelayClass !== null ? undefined : `@trellis/tls-relay did not load (${String(native.loadError)}; npm ci builds it when g++, make and python3 are installed)`),
+});
 
-describeNative('Native TLS relay engine (@trellis/tls-relay)', function () {
+describeWith(NATIVE_RELAY, 'Native TLS relay engine (@trellis/tls-relay)', function () {
   this.timeout(60_000);
 
   let ca: TestCa;
@@ -141,7 +143,6 @@ describeNative('Native TLS relay engine (@trellis/tls-relay)', function () {
   const cleanups: Array<() => unknown> = [];
 
   before(async function () {
-    if (RelayClass === null) throw new Error(`TRELLIS_REQUIRE_NATIVE_RELAY=1 but @trellis/tls-relay did not load: ${String(native.loadError)}`);
     ca = await TestCa.create(TD);
     otherCa = await TestCa.create('elsewhere.example');
     serverLeaf = await ca.issueLeaf(`spiffe://${TD}/ns/default/sa/server`);
@@ -485,7 +486,7 @@ describeNative('Native TLS relay engine (@trellis/tls-relay)', function () {
   });
 
   it('Should relay for openssl s_client (an independent TLS client) presenting a certificate', async function () {
-    if (!hasOpenssl()) this.skip();
+    skipUnless(this, OPENSSL);
     const app = await plainApp((s) => s.end('hello from the app\n'));
     const lis = await inboundListener(h, serverCtx);
     const tmp = makeTmpDir('trellis-relay-');

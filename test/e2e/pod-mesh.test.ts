@@ -8,8 +8,8 @@ import { expect } from 'chai';
 import { spawnSync, type ChildProcess } from 'node:child_process';
 import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { freePort, makeTmpDir, TRELLIS_BIN, trellisSpawn, trellisSync, httpGet, waitFor } from '@trellis/testkit';
-import { PodNetwork, netnsUnsupportedReason, type Pod } from '../src/netns/pod-network';
+import { describeWith, freePort, makeTmpDir, NETNS, TRELLIS_BIN, trellisSpawn, trellisSync, httpGet, waitFor } from '@trellis/testkit';
+import { PodNetwork, type Pod } from '../src/netns/pod-network';
 
 const TD = 'e2e.local';
 const APP_PORT = 8080;
@@ -30,9 +30,8 @@ spec:
   mtls: { mode: ${mode} }
 `;
 
-describe('pods in network namespaces (real iptables, sidecars and control plane)', function () {
+describeWith(NETNS, 'pods in network namespaces (real iptables, sidecars and control plane)', function () {
   this.timeout(180_000);
-  const unsupported = netnsUnsupportedReason();
   let tmp: ReturnType<typeof makeTmpDir>;
   let net: PodNetwork;
   let cp: ChildProcess | undefined;
@@ -82,11 +81,6 @@ describe('pods in network namespaces (real iptables, sidecars and control plane)
   };
 
   before(async function () {
-    if (unsupported) {
-      // Never a silent skip: say why in the test output.
-      console.log(`      skipping pod-level e2e tests: ${unsupported}`);
-      this.skip();
-    }
     tmp = makeTmpDir('trellis-e2e-');
     chmodSync(tmp.dir, 0o755);
     caDir = join(tmp.dir, 'ca');

@@ -7,25 +7,18 @@
 import { expect } from 'chai';
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { makeTmpDir, openssl, trellisSync } from '@trellis/testkit';
+import { describeWith, makeTmpDir, openssl, SOFTHSM, SOFTHSM_MODULE, trellisSync } from '@trellis/testkit';
 
-const MODULE = process.env.TRELLIS_SOFTHSM_MODULE ?? '/usr/lib/softhsm/libsofthsm2.so';
-
-function softHsmMissing(): string | undefined {
-  if (!existsSync(MODULE)) return `SoftHSM2 module ${MODULE} not found (apt-get install -y softhsm2)`;
-  const r = spawnSync('softhsm2-util', ['--version'], { encoding: 'utf8' });
-  if (r.error || r.status !== 0) return 'softhsm2-util is not runnable (apt-get install -y softhsm2)';
-  return undefined;
-}
+const MODULE = SOFTHSM_MODULE;
 
 function ok(r: { status: number; stdout: string; stderr: string }): string {
   expect(r.status, r.stderr).to.equal(0);
   return r.stdout;
 }
 
-describe('trellis ca sign with the intermediate key in an HSM (SoftHSM2, real binary)', function () {
+describeWith(SOFTHSM, 'trellis ca sign with the intermediate key in an HSM (SoftHSM2, real binary)', function () {
   this.timeout(60_000);
   const tmp = makeTmpDir('trellis-ca-hsm-');
   const dir = join(tmp.dir, 'ca');
@@ -33,12 +26,6 @@ describe('trellis ca sign with the intermediate key in an HSM (SoftHSM2, real bi
   after(() => tmp.cleanup());
 
   before(function () {
-    const why = softHsmMissing();
-    if (why) {
-      // eslint-disable-next-line no-console
-      console.log(`      skipping: ${why}`);
-      this.skip();
-    }
     const tokens = join(tmp.dir, 'tokens');
     mkdirSync(tokens, { mode: 0o700 });
     const conf = join(tmp.dir, 'softhsm2.conf');

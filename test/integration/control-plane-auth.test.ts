@@ -8,11 +8,12 @@ import { mkdirSync, writeFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { exportJWK, generateKeyPair, SignJWT, type KeyLike } from 'jose';
 import { DiscoveryError } from '@trellis/sidecar/dist/src/discovery/discovery-error';
-import { makeTmpDir, openssl, hasOpenssl } from '@trellis/testkit';
+import { makeTmpDir, openssl, hasOpenssl, OPENSSL, skipUnless } from '@trellis/testkit';
 import { generateKeyPairSync } from 'node:crypto';
 import { SVID_TYPE_URL } from '@trellis/shared';
 import { buildCsr } from '@trellis/sidecar';
 import { FakeSidecar, initCa, joinToken, rawStream, startControlPlaneProcess, waitFor, TD, type ControlPlaneProcess } from './control-plane-harness';
+import { createJoinToken, JoinTokenStore } from '@trellis/control-plane';
 
 function csrFor(spiffeId: string): Buffer {
   const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
@@ -118,8 +119,8 @@ describe('control plane workload authentication (real process, real gRPC/TLS)', 
 
   it('refuses an expired join token with UNAUTHENTICATED', async () => {
     const id = `spiffe://${TD}/vm/late`;
-    const token = joinToken(caDir, id, ['--ttl', '1s']);
-    await new Promise((r) => setTimeout(r, 2100));
+    // Minted as `trellis token create --ttl 1s` would have been 10 s ago: expired now, without waiting for it.
+    const { token } = await createJoinToken(new JoinTokenStore(caDir).key(false), { spiffeId: id, ttlSeconds: 1, uses: 1, nowMs: Date.now() - 10_000 });
     expect(await refusal(sidecar(id, () => token))).to.deep.equal({ grpcCode: 16, serverCode: 'TRELLIS_CP_TOKEN_EXPIRED' });
   });
 
@@ -220,7 +221,7 @@ describe('control plane workload authentication (real process, real gRPC/TLS)', 
   });
 
   it('refuses CSRs with two URI SANs or asking to be a CA, with PERMISSION_DENIED', async function () {
-    if (!hasOpenssl()) this.skip(); // needs openssl to craft CSRs our own builder would never produce
+    skipUnless(this, OPENSSL); // needs openssl to craft CSRs our own builder would never produce
     const id = `spiffe://${TD}/ns/shop/sa/cart`;
     const craft = (ext: string): Buffer => {
       const keyFile = join(tmp.dir, `k-${Math.random().toString(36).slice(2)}.pem`);

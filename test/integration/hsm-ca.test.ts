@@ -13,19 +13,12 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { HsmError, HsmErrorCode, loadCertificateAuthority, loadSigner, type CertificateAuthority, type Pkcs11Signer } from '@trellis/control-plane';
-import { makeTmpDir, openssl, REPO_ROOT, trellisSync } from '@trellis/testkit';
+import { describeWith, makeTmpDir, openssl, REPO_ROOT, SOFTHSM, SOFTHSM_MODULE, trellisSync } from '@trellis/testkit';
 
-const MODULE = process.env.TRELLIS_SOFTHSM_MODULE ?? '/usr/lib/softhsm/libsofthsm2.so';
+const MODULE = SOFTHSM_MODULE;
 const TD = 'hsm.example.org';
 
-function softHsmMissing(): string | undefined {
-  if (!existsSync(MODULE)) return `SoftHSM2 module ${MODULE} not found (apt-get install -y softhsm2)`;
-  const r = spawnSync('softhsm2-util', ['--version']);
-  if (r.error || r.status !== 0) return 'softhsm2-util not runnable (apt-get install -y softhsm2)';
-  return undefined;
-}
-
-describe('CA with its intermediate key in a SoftHSM2 token', function () {
+describeWith(SOFTHSM, 'CA with its intermediate key in a SoftHSM2 token', function () {
   this.timeout(60_000);
   let tmp: { dir: string; cleanup: () => void };
   let env: NodeJS.ProcessEnv;
@@ -39,13 +32,6 @@ describe('CA with its intermediate key in a SoftHSM2 token', function () {
   const run = (args: string[], extraEnv: NodeJS.ProcessEnv = {}): ReturnType<typeof trellisSync> => trellisSync(args, { env: { ...env, ...extraEnv } });
 
   before(function () {
-    const why = softHsmMissing();
-    // Skipped only when SoftHSM2 is not installed; CI installs the softhsm2 Debian package.
-    if (why) {
-      // eslint-disable-next-line no-console
-      console.log(`      skipping HSM end-to-end tests: ${why}`);
-      this.skip();
-    }
     tmp = makeTmpDir('trellis-hsm-e2e-');
     mkdirSync(join(tmp.dir, 'tokens'));
     const conf = join(tmp.dir, 'softhsm2.conf');

@@ -3,7 +3,7 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseAllDocuments, parse as parseYaml, stringify } from 'yaml';
-import { REPO_ROOT } from '@trellis/testkit';
+import { describeWith, KUBECTL, REPO_ROOT } from '@trellis/testkit';
 import { loadCommands, type Command } from '@trellis/cli';
 import { DEFAULT_INJECTOR_CONFIG, injectPod, parseInjectorConfig, policyCrds, type JsonSchema } from '@trellis/injector-webhook';
 import { validateK8sObject } from './injector-k8s-schema';
@@ -34,15 +34,10 @@ function expectAcceptedFlags(args: string[], where: string): void {
   }
 }
 
-describe('deploy/ manifests', function () {
+describeWith(KUBECTL, 'deploy/ manifests', function () {
   let built: Obj[] = [];
 
   before(function () {
-    const which = spawnSync('kubectl', ['version', '--client'], { encoding: 'utf8' });
-    if (which.error) {
-      console.warn('      skipped: kubectl is not installed, so `kubectl kustomize deploy/` cannot run here');
-      this.skip();
-    }
     const r = spawnSync('kubectl', ['kustomize', DEPLOY], { encoding: 'utf8' });
     expect(r.status, r.stderr).to.equal(0);
     built = parseAllDocuments(r.stdout).map((d) => d.toJS() as Obj).filter((d) => d !== null);

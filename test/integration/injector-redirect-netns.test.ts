@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { TRELLIS_BIN } from '@trellis/testkit';
+import { describeWith, NETNS, TRELLIS_BIN } from '@trellis/testkit';
 
 /**
  * `trellis redirect apply` for real: iptables rules installed inside a network
@@ -33,27 +33,11 @@ setTimeout(() => { process.stdout.write(out || 'TIMEOUT'); process.exit(0); }, 5
   return sh(['ip', 'netns', 'exec', ns, process.execPath, '-e', script]).stdout;
 }
 
-function whyUnsupported(): string | undefined {
-  if (process.getuid?.() !== 0) return 'not running as root (network namespaces and iptables need it)';
-  for (const tool of ['ip', 'iptables', 'iptables-restore']) {
-    if (sh(['sh', '-c', `command -v ${tool}`]).status !== 0) return `${tool} is not installed (apt-get install -y iproute2 iptables)`;
-  }
-  const probe = sh(['ip', 'netns', 'add', `trl-probe-${suffix}`]);
-  if (probe.status !== 0) return `the OS refuses network namespaces: ${probe.stderr.trim()}`;
-  sh(['ip', 'netns', 'del', `trl-probe-${suffix}`]);
-  return undefined;
-}
-
-describe('trellis redirect apply inside a network namespace (real iptables)', function () {
+describeWith(NETNS, 'trellis redirect apply inside a network namespace (real iptables)', function () {
   this.timeout(60_000);
   let apps: ChildProcess | undefined;
 
   before(async function () {
-    const why = whyUnsupported();
-    if (why) {
-      console.warn(`      skipped: ${why}`);
-      this.skip();
-    }
     for (const cmd of [
       ['ip', 'netns', 'add', POD],
       ['ip', 'netns', 'add', PEER],

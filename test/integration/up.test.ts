@@ -4,9 +4,32 @@
  */
 import { expect } from 'chai';
 import { spawnSync } from 'node:child_process';
-import { cpSync, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { makeTmpDir, REPO_ROOT, trellisSpawn, trellisSync } from '@trellis/testkit';
+import { addressInUse, makeTmpDir, REPO_ROOT, reservePorts, trellisSpawn, trellisSync, type CliResult } from '@trellis/testkit';
+
+const PORT_FIELD = /(port: |appPort: |127\.0\.0\.1:)(\d{4,5})\b/g;
+
+/**
+ * Writes `dest`: the mesh file `src` with each of its fixed ports replaced by
+ * a reserved free one, so two suites (or a developer's own `npm start`) can
+ * run side by side. The reservation is held until the caller releases it,
+ * right before `trellis up` starts.
+ */
+async function meshWithFreePorts(src: string, dest: string): Promise<{ release(): Promise<void>; ports: Map<number, number> }> {
+  const text = readFileSync(src, 'utf8');
+  const fixed = [...new Set([...text.matchAll(PORT_FIELD)].map((m) => Number(m[2])))];
+  const r = await reservePorts(fixed.length);
+  const ports = new Map(fixed.map((p, i) => [p, r.ports[i]!]));
+  writeFileSync(dest, text.replace(PORT_FIELD, (_, k: string, p: string) => `${k}${ports.get(Number(p))}`));
+  return { release: r.release, ports };
+}
+
+/** Every child log under `stateDir/logs`, concatenated. */
+function childLogs(stateDir: string): string {
+  const dir = join(stateDir, 'logs');
+  return existsSync(dir) ? readdirSync(dir).map((f) => readFileSync(join(dir, f), 'utf8')).join('\n') : '';
+}
 
 /** PIDs of processes whose command line mentions `marker`. */
 function processesMentioning(marker: string): number[] {
@@ -35,22 +58,60 @@ describe('trellis up (real binary, real children)', function () {
   let tmp: ReturnType<typeof makeTmpDir>;
   let config: string;
 
-  before(() => {
+  let example: string;
+  /** Frees the reserved ports right before `trellis up` binds them; the next mesh file gets fresh ones. */
+  let releasePorts: () => Promise<void> = async () => undefined;
+  before(async () => {
     tmp = makeTmpDir('trellis-up-');
     cpSync(join(REPO_ROOT, 'examples'), join(tmp.dir, 'examples'), { recursive: true });
-    config = join(tmp.dir, 'examples', 'mesh.yaml');
+    example = join(tmp.dir, 'examples', 'mesh.yaml');
+    config = join(tmp.dir, 'examples', 'mesh-free-ports.yaml');
+    releasePorts = (await meshWithFreePorts(example, config)).release;
   });
-  after(() => tmp.cleanup());
+  after(async () => {
+    await releasePorts();
+    tmp.cleanup();
+  });
 
-  it('Should pass every step of the example scenario and exit 0 with --once', () => {
-    const r = trellisSync(['up', '--config', config, '--state-dir', join(tmp.dir, 'state'), '--scenario', '--once'], { timeoutMs: 200_000 });
+  /**
+   * Runs `trellis up ARGS` to completion on the reserved ports. Should another
+   * process take one in the moment between release and bind (EADDRINUSE in a
+   * child log), runs again on fresh ports, at most twice more.
+   */
+  async function upOnFreePorts(args: string[], stateDir: string): Promise<CliResult> {
+    for (let attempt = 1; ; attempt++) {
+      await releasePorts();
+      const r = trellisSync(['up', '--config', config, '--state-dir', stateDir, ...args], { timeoutMs: 200_000 });
+      if (r.status === 0 || attempt === 3 || !addressInUse(childLogs(stateDir))) return r;
+      releasePorts = (await meshWithFreePorts(example, config)).release;
+    }
+  }
+
+  it('Should not bind the example\'s fixed ports: every port in the mesh file it runs is a reserved free one', async () => {
+    const fixed = [...readFileSync(example, 'utf8').matchAll(PORT_FIELD)].map((m) => m[2]);
+    const used = [...readFileSync(config, 'utf8').matchAll(PORT_FIELD)].map((m) => m[2]);
+    expect(used).to.have.length(fixed.length);
+    expect(used.filter((p) => fixed.includes(p))).to.deep.equal([]);
+  });
+
+  it('Should pass every step of the example scenario and exit 0 with --once, showing no child log lines but keeping them in files', async () => {
+    const stateDir = join(tmp.dir, 'state');
+    const r = await upOnFreePorts(['--scenario', '--once'], stateDir);
     const steps = r.stdout.split('\n').filter((l) => /^(PASS|FAIL) step \d/.test(l));
     expect(steps, r.stdout + r.stderr.slice(-4000)).to.have.length(5);
     expect(steps.filter((l) => l.startsWith('FAIL')), r.stdout).to.deep.equal([]);
     expect(r.stdout).to.contain('scenario: 5 passed, 0 failed');
     expect(r.status).to.equal(0);
-    // Child logs are prefixed with the workload name.
-    expect(r.stderr).to.match(/^\[payments\/sidecar\] \{/m);
+    // The terminal shows the scenario and warnings or errors only: no JSON log line, from a child or from up itself.
+    const terminal = `${r.stdout}\n${r.stderr}`.split('\n');
+    expect(terminal.filter((l) => /^(\[[^\]]+\] )?\{"time"/.test(l)), r.stderr.slice(0, 2000)).to.deep.equal([]);
+    // Each child's whole log is in <state-dir>/logs/<workload>-<process>.log, named once on the terminal.
+    const logs = join(stateDir, 'logs');
+    expect(readdirSync(logs).sort()).to.deep.equal(['control-plane.log', 'frontend-app.log', 'frontend-sidecar.log', 'ledger-app.log', 'ledger-sidecar.log', 'payments-app.log', 'payments-sidecar.log']);
+    expect(readFileSync(join(logs, 'payments-sidecar.log'), 'utf8')).to.match(/^\{"time".*"msg":"sidecar ready"/m);
+    expect(readFileSync(join(logs, 'control-plane.log'), 'utf8')).to.contain('"msg":"control plane ready"');
+    expect(terminal.filter((l) => l.includes('payments-sidecar.log')), r.stdout).to.have.length(1);
+    expect(r.stdout).to.contain(`trellis up: child logs in ${logs}/`);
     expect(processesMentioning(tmp.dir), 'no child may outlive trellis up').to.deep.equal([]);
     // The CA was created once, with its key 0600, and the policy dir is as it was.
     expect(existsSync(join(tmp.dir, 'state', 'ca', 'root.pem'))).to.equal(true);
@@ -59,8 +120,9 @@ describe('trellis up (real binary, real children)', function () {
     expect(existsSync(join(tmp.dir, 'examples', 'policies', 'zz-scenario-allow-frontend.yaml'))).to.equal(false);
   });
 
-  it('Should restart a child that dies, and stop every child on Ctrl-C', async () => {
-    const child = trellisSpawn(['up', '--config', config, '--state-dir', join(tmp.dir, 'state'), '--status-every', '1']);
+  it('Should interleave every child log line, prefixed with its name, with --verbose; restart a child that dies; and stop every child on Ctrl-C', async () => {
+    await releasePorts();
+    const child = trellisSpawn(['up', '--config', config, '--state-dir', join(tmp.dir, 'state'), '--status-every', '1', '--verbose']);
     let out = '';
     let err = '';
     child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
@@ -71,6 +133,7 @@ describe('trellis up (real binary, real children)', function () {
         throw new Error(`${e.message}\n--- stderr ---\n${err.slice(-3000)}`);
       });
       expect(err, 'the CA must be reused, not replaced').to.contain('"msg":"reusing CA"');
+      expect(err).to.match(/^\[payments\/sidecar\] \{"time"/m);
       // The live status names each workload with its identity.
       await waitFor(() => out, /ledger\s+yes\s+spiffe:\/\/trellis\.local\/ns\/shop\/sa\/ledger/, 30_000);
       // Kill the ledger sidecar as a crash would.

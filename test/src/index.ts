@@ -1,3 +1,3 @@
 /** @trellis/test: helpers for the cross-package and end-to-end suites. */
-export { PodNetwork, netnsUnsupportedReason } from './netns/pod-network';
+export { PodNetwork } from './netns/pod-network';
 export type { Pod } from './netns/pod-network';

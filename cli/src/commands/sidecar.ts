@@ -11,8 +11,8 @@ export const commands: Command[] = [
     name: 'sidecar',
     summary: 'Run the mTLS sidecar: SVID rotation, inbound/outbound mTLS, policy enforcement, admin',
     usage:
-      'trellis sidecar --control-plane ADDR[,ADDR...] --ca-bundle FILE --token-file FILE --namespace NS --service NAME\n' +
-      '                [--service-account SA] [--trust-domain TD] [--labels k=v,...]\n' +
+      'trellis sidecar --control-plane ADDR[,ADDR...] --ca-bundle FILE --token-file FILE --service NAME\n' +
+      '                [--namespace NS] [--service-account SA] [--trust-domain TD] [--spiffe-id ID] [--labels k=v,...]\n' +
       '                [--inbound [HOST:]PORT=APP_PORT[/http] ...] [--outbound [HOST:]LOCAL_PORT=SERVICE[:PORT] | =ADDR#SPIFFE_ID ...]\n' +
       '                [--admin 127.0.0.1:15000] [--drain 5s] [--config FILE]',
     description: `Every flag can also come from an environment variable (TRELLIS_ + the flag name in
@@ -24,12 +24,18 @@ which wins over the file.
 
   --control-plane ADDR,...  control-plane replicas (HOST:PORT), tried in turn with backoff
   --ca-bundle FILE          roots to trust for the control plane until it pushes the bundle
-  --token-file FILE         bearer token for first contact; re-read at each use
-  --namespace NS            our namespace (else TRELLIS_POD_NAMESPACE)
+  --token-file FILE         bearer token for first contact; re-read at each use. A join token
+                            (trellis token create) names our SPIFFE ID, so with one the
+                            identity flags below are not needed
+  --namespace NS            our namespace (else TRELLIS_POD_NAMESPACE, else the one in our
+                            SPIFFE ID); required when neither names it
   --service NAME            our service name
-  --service-account SA      our service account (default "default"; SPIFFE ID
-                            spiffe://TD/ns/NS/sa/SA unless --spiffe-id is given)
-  --trust-domain TD         default cluster.local
+  --spiffe-id ID            our SPIFFE ID; default: the one the join token names, else
+                            spiffe://TD/ns/NS/sa/SA
+  --service-account SA      our service account (default: from our SPIFFE ID, else "default")
+  --trust-domain TD         default: our SPIFFE ID's, else cluster.local; the control plane is
+                            expected as spiffe://TD/ns/trellis-system/sa/trellis-control-plane
+                            (--control-plane-id overrides)
   --inbound SPEC            [HOST:]PORT=APP_PORT[/http]; host defaults to 0.0.0.0
   --outbound SPEC           [HOST:]LOCAL_PORT=SERVICE[:PORT] or =ADDR#SPIFFE_ID; host 127.0.0.1
   --admin HOST:PORT         /ready, /stats, /config_dump, POST /quitquitquit; no authentication, so
@@ -85,7 +91,7 @@ which wins over the file.
       }
       let config: ReturnType<typeof parseSidecarConfig>;
       try {
-        config = parseSidecarConfig({ flags: ctx.values, env: ctx.env, file });
+        config = parseSidecarConfig({ flags: ctx.values, env: ctx.env, file, readToken: readTokenFile(ctx.cwd) });
       } catch (err) {
         // Problems only in the flags are a command line that cannot be used: exit 2 with the usage.
         const problems = err instanceof SidecarError ? (err.details.problems as string[] | undefined) : undefined;
@@ -102,3 +108,14 @@ which wins over the file.
     },
   },
 ];
+
+/** Reads a token file for the identity it names; an unreadable file is reported later, at first use. */
+function readTokenFile(cwd: string): (path: string) => string | undefined {
+  return (path) => {
+    try {
+      return readFileSync(resolve(cwd, path), 'utf8').trim();
+    } catch {
+      return undefined;
+    }
+  };
+}

@@ -3,7 +3,7 @@
  * the example's checks (what `npm start` does).
  */
 import { readFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { createLogger, TrellisError } from '@trellis/shared';
 import type { Command } from '../command';
 import { flag, optionalString } from '../flags';
@@ -11,6 +11,7 @@ import { parseMeshConfig } from '../up/mesh-config';
 import { MeshRunner } from '../up/mesh-runner';
 import { runScenario } from '../up/scenario';
 import { collectStatus, renderStatus } from '../up/status-view';
+import { terminalSink } from '../up/terminal-log';
 
 const DEFAULT_CONFIG = join(__dirname, '..', '..', '..', '..', 'examples', 'mesh.yaml');
 const TRELLIS_BIN = join(__dirname, '..', '..', '..', 'bin', 'trellis.js');
@@ -19,7 +20,7 @@ export const commands: Command[] = [
   {
     name: 'up',
     summary: 'Run a whole local mesh (CA, control plane, sidecars, apps) from one YAML file',
-    usage: 'trellis up [--config FILE] [--state-dir .trellis] [--scenario] [--once] [--status-every 10s]',
+    usage: 'trellis up [--config FILE] [--state-dir .trellis] [--scenario] [--once] [--status-every 10s] [--verbose]',
     description: [
       '--config FILE      the mesh file (default: the bundled examples/mesh.yaml)',
       '--state-dir DIR    where the CA, tokens and logs live (default .trellis); the CA is created once and reused;',
@@ -27,6 +28,9 @@ export const commands: Command[] = [
       '--scenario         walk the example scenario and print PASS/FAIL per step',
       '--once             exit after the scenario (or once ready): 0 if every step passed',
       '--status-every N   seconds between live status tables (default 10; 0 turns it off)',
+      '--verbose          interleave every child log line on the terminal, prefixed with [workload/process];',
+      '                   without it the terminal shows warnings and errors only, and each child logs to',
+      '                   DIR/logs/<workload>-<process>.log (paths printed at start)',
     ].join('\n'),
     options: {
       config: { type: 'string' },
@@ -34,6 +38,7 @@ export const commands: Command[] = [
       scenario: { type: 'boolean' },
       once: { type: 'boolean' },
       'status-every': { type: 'string' },
+      verbose: { type: 'boolean' },
     },
     async run(ctx) {
       const file = resolve(ctx.cwd, optionalString(ctx, 'config') ?? DEFAULT_CONFIG);
@@ -46,8 +51,14 @@ export const commands: Command[] = [
       const config = parseMeshConfig(text, file, (p) => resolve(dirname(file), p));
       const stateDir = resolve(ctx.cwd, optionalString(ctx, 'state-dir') ?? '.trellis');
       const statusEvery = Number((optionalString(ctx, 'status-every') ?? '10').replace(/s$/, ''));
-      const logger = createLogger({ component: 'up', sink: ctx.stderr });
-      const runner = new MeshRunner(config, stateDir, { logger, output: ctx.stderr, trellisBin: TRELLIS_BIN });
+      const verbose = flag(ctx, 'verbose');
+      const logger = createLogger({ component: 'up', sink: verbose ? ctx.stderr : terminalSink(ctx.stderr, 'up') });
+      const runner = new MeshRunner(config, stateDir, { logger, output: ctx.stderr, trellisBin: TRELLIS_BIN, verbose });
+      if (!verbose) {
+        // Named as the user named the state dir (default .trellis), so the path is one to copy.
+        const dir = join(optionalString(ctx, 'state-dir') ?? '.trellis', 'logs');
+        ctx.stdout.write(`trellis up: child logs in ${dir}/: ${runner.logFiles().map((f) => basename(f)).join(', ')} (--verbose shows them here)\n`);
+      }
       let code = 0;
       let timer: NodeJS.Timeout | undefined;
       try {

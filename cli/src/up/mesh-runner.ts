@@ -10,21 +10,22 @@ import { join } from 'node:path';
 import { adminRequest, loadAdminCredentials, PolicyStore, type AdminTarget } from '@trellis/control-plane';
 import { silentLogger, TrellisError, type Logger } from '@trellis/shared';
 import type { MeshConfig, WorkloadConfig } from './mesh-config';
-import { Supervisor } from './supervisor';
+import { childLogFile, Supervisor } from './supervisor';
 import { pollUntil, waitReady } from './admin-client';
 
 export interface MeshRunnerDeps {
   logger: Logger;
-  /** Where prefixed child logs go. */
+  /** The terminal: children's warnings and errors (every line with `verbose`); whole logs go to `<state-dir>/logs/`. */
   output: NodeJS.WritableStream;
+  verbose?: boolean;
   /** Path of the `trellis` entry script (cli/bin/trellis.js). */
   trellisBin: string;
 }
 
 /** Paths inside the state dir. */
-export function statePaths(stateDir: string): { caDir: string; rootPem: string; adminCredentials: string; workloadDir: (name: string) => string } {
+export function statePaths(stateDir: string): { caDir: string; rootPem: string; adminCredentials: string; logsDir: string; workloadDir: (name: string) => string } {
   const caDir = join(stateDir, 'ca');
-  return { caDir, rootPem: join(caDir, 'root.pem'), adminCredentials: join(stateDir, 'admin'), workloadDir: (name) => join(stateDir, 'workloads', name) };
+  return { caDir, rootPem: join(caDir, 'root.pem'), adminCredentials: join(stateDir, 'admin'), logsDir: join(stateDir, 'logs'), workloadDir: (name) => join(stateDir, 'workloads', name) };
 }
 
 /** The SPIFFE ID a workload of the mesh file gets. */
@@ -71,7 +72,13 @@ export class MeshRunner {
 
   constructor(private readonly config: MeshConfig, private readonly stateDir: string, private readonly deps: MeshRunnerDeps) {
     this.paths = statePaths(stateDir);
-    this.supervisor = new Supervisor({ logger: deps.logger, output: deps.output });
+    this.supervisor = new Supervisor({ logger: deps.logger, output: deps.output, logDir: this.paths.logsDir, verbose: deps.verbose ?? false });
+  }
+
+  /** The log file of every child this mesh starts, in start order. */
+  logFiles(): string[] {
+    const names = ['control-plane', ...this.config.workloads.flatMap((w) => [`${w.name}/app`, `${w.name}/sidecar`])];
+    return names.map((n) => join(this.paths.logsDir, childLogFile(n)));
   }
 
   /** The control plane's admin API as this mesh's admin (credentials written by {@link start}). */

@@ -1,12 +1,17 @@
 /**
- * Runs the child processes of a local mesh: starts each, prefixes its output
- * with its name, restarts it when it dies unexpectedly (with backoff), and on
- * stop terminates every child and waits, escalating to SIGKILL, so nothing is
- * left behind.
+ * Runs the child processes of a local mesh: starts each, writes its output to
+ * its own log file (when a log dir is given) and shows the terminal only its
+ * warnings and errors (every line, prefixed with its name, when verbose),
+ * restarts it when it dies unexpectedly (with backoff), and on stop
+ * terminates every child and waits, escalating to SIGKILL, so nothing is left
+ * behind.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { Logger } from '@trellis/shared';
+import { terminalLine } from './terminal-log';
 
 export interface ChildSpec {
   /** Short name used as the log prefix, e.g. `payments/sidecar`. */
@@ -23,8 +28,12 @@ export interface ChildSpec {
 
 export interface SupervisorDeps {
   logger: Logger;
-  /** Where prefixed child output goes. */
+  /** The terminal: warnings and errors of every child (every line, prefixed, when `verbose`). */
   output: NodeJS.WritableStream;
+  /** Each child's whole output goes to `<logDir>/<name with / as ->.log`, appended across restarts. */
+  logDir?: string;
+  /** Interleave every child line on `output`, prefixed with `[name]` (the pre-log-file behaviour). */
+  verbose?: boolean;
   /** Called for every child output line (after prefixing), e.g. to find a readiness line. */
   onLine?: (name: string, line: string) => void;
   /** Milliseconds to wait after SIGTERM before SIGKILL. */
@@ -37,6 +46,12 @@ interface Running {
   restarts: number;
   timer: NodeJS.Timeout | undefined;
   exited: Promise<void>;
+  log: WriteStream | undefined;
+}
+
+/** The log file name of a child: `payments/sidecar` → `payments-sidecar.log`. */
+export function childLogFile(name: string): string {
+  return `${name.replace(/[^A-Za-z0-9._-]+/g, '-')}.log`;
 }
 
 /** Supervises a set of named child processes. */
@@ -48,7 +63,13 @@ export class Supervisor {
 
   /** Starts `spec`; its output is prefixed with `[name]`. */
   start(spec: ChildSpec): void {
-    const entry: Running = { spec, child: undefined, restarts: 0, timer: undefined, exited: Promise.resolve() };
+    let log: WriteStream | undefined;
+    if (this.deps.logDir !== undefined) {
+      mkdirSync(this.deps.logDir, { recursive: true });
+      log = createWriteStream(join(this.deps.logDir, childLogFile(spec.name)), { flags: 'a' });
+      log.on('error', (err) => this.deps.logger.error('cannot write the child log file', { child: spec.name, err }));
+    }
+    const entry: Running = { spec, child: undefined, restarts: 0, timer: undefined, exited: Promise.resolve(), log };
     this.children.set(spec.name, entry);
     this.launch(entry);
   }
@@ -82,6 +103,7 @@ export class Supervisor {
       waits.push(e.exited.then(() => clearTimeout(hard)));
     }
     await Promise.all(waits);
+    await Promise.all([...this.children.values()].map((e) => (e.log ? new Promise<void>((r) => e.log!.end(() => r())) : undefined)));
   }
 
   private launch(entry: Running): void {
@@ -102,7 +124,13 @@ export class Supervisor {
     for (const stream of [child.stdout, child.stderr]) {
       if (!stream) continue;
       createInterface({ input: stream }).on('line', (line) => {
-        this.deps.output.write(prefix + line + '\n');
+        entry.log?.write(line + '\n');
+        if (this.deps.verbose || !entry.log) this.deps.output.write(prefix + line + '\n');
+        else if (!this.stopping) {
+          // While stopping, children warn that their peers went away: expected, and kept in the files only.
+          const shown = terminalLine(spec.name, line);
+          if (shown !== undefined) this.deps.output.write(shown + '\n');
+        }
         this.deps.onLine?.(spec.name, line);
       });
     }
@@ -110,7 +138,7 @@ export class Supervisor {
     child.once('exit', (code, signal) => {
       if (this.stopping) return;
       const restart = spec.restart ?? true;
-      this.deps.logger.warn('child exited', { child: spec.name, code, signal, restarting: restart });
+      this.deps.logger.warn('child exited', { child: spec.name, code, signal, restarting: restart, ...(this.deps.logDir !== undefined ? { log: join(this.deps.logDir, childLogFile(spec.name)) } : {}) });
       if (!restart) return;
       entry.restarts += 1;
       const delay = Math.min(10_000, 250 * 2 ** Math.min(entry.restarts - 1, 6));

@@ -11,12 +11,12 @@
  */
 import { randomUUID } from 'node:crypto';
 import { errors as joseErrors, jwtVerify, SignJWT } from 'jose';
-import { parseSpiffeId } from '@trellis/shared';
+import { isJoinToken, JOIN_TOKEN_PREFIX, parseSpiffeId } from '@trellis/shared';
 import { ControlPlaneError, ControlPlaneErrorCode } from '../errors/control-plane-error';
 import { workloadMetadataProblems, type WorkloadMetadata } from '../attestation/workload-metadata';
 
-/** Prefix that tells a join token from a Kubernetes token at a glance. */
-export const JOIN_TOKEN_PREFIX = 'tj1.';
+// The token's wire form (prefix, unverified `sub`) has one home in @trellis/shared, which the sidecar reads too.
+export { isJoinToken, JOIN_TOKEN_PREFIX };
 const ISSUER = 'trellis-join-token';
 
 /** What a verified join token grants. */
@@ -30,11 +30,6 @@ export interface JoinTokenClaims {
 }
 
 const NO_METADATA: WorkloadMetadata = Object.freeze({ service: '', labels: Object.freeze({}), inboundPorts: Object.freeze([]) });
-
-/** True when `token` has the join-token form (it may still be invalid). */
-export function isJoinToken(token: string): boolean {
-  return token.startsWith(JOIN_TOKEN_PREFIX);
-}
 
 /**
  * Mints a join token for `spiffeId` valid `ttlSeconds` from `nowMs`, usable

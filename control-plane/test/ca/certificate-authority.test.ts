@@ -4,7 +4,7 @@ import { createPrivateKey, webcrypto, X509Certificate as NodeX509 } from 'node:c
 import { readFileSync, rmSync, statSync, writeFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import * as x509 from '@peculiar/x509';
-import { FakeClock, hasOpenssl } from '@trellis/testkit';
+import { FakeClock, OPENSSL, skipUnless } from '@trellis/testkit';
 import { CaError } from '../../src/ca/ca-error';
 import { writeCaFiles } from '../../src/ca/ca-dir';
 import { ISSUED_CHANNEL, loadCertificateAuthority, type CertificateAuthority } from '../../src/ca/certificate-authority';
@@ -33,7 +33,7 @@ describe('Certificate authority issuance', function () {
   let ca: CertificateAuthority;
 
   before(async function () {
-    if (!hasOpenssl()) throw new Error('openssl is required for the CA tests (apt-get install -y openssl)');
+    skipUnless(this, OPENSSL);
     fx = await makeCaFixture();
     ca = await loadCertificateAuthority(fx.dir);
   });

@@ -5,7 +5,8 @@ import { ECDH, generateKeyPairSync, sign as cryptoSign, type KeyObject } from 'n
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { der } from '@trellis/shared';
-import { makeTmpDir, trellisSync } from '@trellis/testkit';
+import { makeTmpDir, skipUnless, trellisSync } from '@trellis/testkit';
+import { NATIVE_ECDSA } from './native-ecdsa-dependency';
 import { loadCertificateAuthority } from '../../src/ca/certificate-authority';
 import { CaError } from '../../src/ca/ca-error';
 import { parseCsr, type ParsedCsr } from '../../src/ca/csr';
@@ -58,7 +59,7 @@ describe('CSR signature checks with and without the native verifier', function (
   after(() => tmp.cleanup());
   before(function () {
     // Parity needs both paths; without the addon there is only node:crypto (the fallback tests below still run).
-    if (!native) this.skip();
+    skipUnless(this, NATIVE_ECDSA);
   });
 
   it('Should give the same verdict, key type and key on both paths for a corpus of good and bad CSRs', async () => {

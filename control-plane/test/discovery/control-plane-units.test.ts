@@ -2,6 +2,7 @@ import { expect } from 'chai';
 import { statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { makeTmpDir } from '@trellis/testkit';
+import { joinTokenSpiffeId } from '@trellis/shared';
 import { authenticate } from '../../src/auth/authenticator';
 import { createJoinToken } from '../../src/auth/join-token';
 import { JoinTokenStore } from '../../src/auth/join-token-store';
@@ -91,6 +92,14 @@ describe('join tokens', () => {
     } finally {
       cleanup();
     }
+  });
+
+  it('Should let the holder read the SPIFFE ID a minted token names without the key, as the sidecar does', async () => {
+    const key = new Uint8Array(32).fill(7);
+    const { token } = await createJoinToken(key, { spiffeId: 'spiffe://example.org/ns/shop/sa/web', ttlSeconds: 60, uses: 1, nowMs: Date.now() });
+    expect(joinTokenSpiffeId(token)).to.equal('spiffe://example.org/ns/shop/sa/web');
+    expect(joinTokenSpiffeId(`${token}\n`)).to.equal('spiffe://example.org/ns/shop/sa/web');
+    expect(joinTokenSpiffeId(token.slice(4))).to.equal(undefined);
   });
 
   it('refuses a token for another trust domain', async () => {

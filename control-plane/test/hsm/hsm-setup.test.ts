@@ -12,18 +12,17 @@ import { generateHsmKey, importHsmIntermediate, writeHsmIntermediateCsr } from '
 import { loadSigner, requireSigner } from '../../src/hsm/load-signer';
 import type { Pkcs11Signer } from '../../src/hsm/pkcs11-signer';
 import { parseSignerConfig } from '../../src/hsm/signer-config';
-import { createSoftHsm, skipWithoutSoftHsm, SOFTHSM_MODULE, type SoftHsm } from './softhsm-token';
+import { describeWith, SOFTHSM } from '@trellis/testkit';
+import { createSoftHsm, SOFTHSM_MODULE, type SoftHsm } from './softhsm-token';
 
 x509.cryptoProvider.set(webcrypto as never);
 
-describe('Setting up a CA dir with its key in the HSM', function () {
+describeWith(SOFTHSM, 'Setting up a CA dir with its key in the HSM', function () {
   let hsm: SoftHsm;
   let tmp: { dir: string; cleanup: () => void };
   const signers: Pkcs11Signer[] = [];
 
   before(function () {
-    // Skipped only when SoftHSM2 cannot be installed here; CI installs the softhsm2 package.
-    skipWithoutSoftHsm(this);
     hsm = createSoftHsm();
     const token = hsm.initToken('setup');
     tmp = makeTmpDir('trellis-hsm-setup-');

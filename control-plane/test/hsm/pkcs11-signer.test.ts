@@ -11,7 +11,8 @@ import { openPkcs11Signer, type Pkcs11Signer } from '../../src/hsm/pkcs11-signer
 import { generateHsmKey } from '../../src/hsm/hsm-setup';
 import { findKeyPair, findSlot, openUserSession, slotId } from '../../src/hsm/pkcs11-token';
 import { parseSignerConfig, type Pkcs11SignerConfig } from '../../src/hsm/signer-config';
-import { createSoftHsm, skipWithoutSoftHsm, SOFTHSM_MODULE, type SoftHsm } from './softhsm-token';
+import { describeWith, SOFTHSM } from '@trellis/testkit';
+import { createSoftHsm, SOFTHSM_MODULE, type SoftHsm } from './softhsm-token';
 
 function codeOf(fn: () => unknown): string | undefined {
   try {
@@ -33,7 +34,7 @@ async function asyncCodeOf(p: Promise<unknown>): Promise<string | undefined> {
   return undefined;
 }
 
-describe('PKCS#11 signer on a real SoftHSM2 token', function () {
+describeWith(SOFTHSM, 'PKCS#11 signer on a real SoftHSM2 token', function () {
   let hsm: SoftHsm;
   let token: { label: string; pin: string; pinFile: string };
   let caDir: { dir: string; cleanup: () => void };
@@ -48,8 +49,6 @@ describe('PKCS#11 signer on a real SoftHSM2 token', function () {
   };
 
   before(function () {
-    // Skipped only when SoftHSM2 cannot be installed here; CI installs the softhsm2 package.
-    skipWithoutSoftHsm(this);
     hsm = createSoftHsm();
     token = hsm.initToken('trellis-test');
     caDir = makeTmpDir('trellis-hsm-ca-');

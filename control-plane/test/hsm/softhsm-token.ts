@@ -7,35 +7,13 @@
  * finalised when the last signer closes, so each suite gets a fresh read.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, writeFileSync, mkdirSync } from 'node:fs';
+import { writeFileSync, mkdirSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { makeTmpDir } from '@trellis/testkit';
 
-/** Where Debian's `softhsm2` package puts the module. */
-export const SOFTHSM_MODULE = process.env.TRELLIS_SOFTHSM_MODULE ?? '/usr/lib/softhsm/libsofthsm2.so';
-
-/** Why SoftHSM2 cannot be used here, or undefined when it can. */
-export function softHsmUnavailable(): string | undefined {
-  if (!existsSync(SOFTHSM_MODULE)) return `SoftHSM2 module ${SOFTHSM_MODULE} not found (apt-get install -y softhsm2)`;
-  const r = spawnSync('softhsm2-util', ['--version'], { encoding: 'utf8' });
-  if (r.error || r.status !== 0) return 'softhsm2-util is not runnable (apt-get install -y softhsm2)';
-  try {
-    require('pkcs11js');
-  } catch (err) {
-    return `the pkcs11js binding does not load (${(err as Error).message.split('\n')[0]})`;
-  }
-  return undefined;
-}
-
-/** Skips the suite (from a `before` hook), printing why, when SoftHSM2 is not usable here. */
-export function skipWithoutSoftHsm(ctx: Mocha.Context): void {
-  const why = softHsmUnavailable();
-  if (!why) return;
-  // eslint-disable-next-line no-console
-  console.log(`      skipping: ${why}`);
-  ctx.skip();
-}
+// Whether SoftHSM2 is usable here, and the module path, are @trellis/testkit's SOFTHSM and SOFTHSM_MODULE.
+export { SOFTHSM_MODULE } from '@trellis/testkit';
 
 /** One SoftHSM2 installation with initialised tokens. */
 export interface SoftHsm {

@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { compileSpiffeIdMatcher, type SpiffeIdMatcherSpec } from '../../src/identity/spiffe-id-matcher';
 import { parseSpiffeId, SpiffeIdErrorCode } from '../../src/identity/spiffe-id';
-import { readCorpusJson } from './corpora';
+import { CORPORA, describeWith, readCorpusJson } from '@trellis/testkit';
 
 interface MatcherCase {
   matcher: { kind: string; id?: string; ids?: string[]; trust_domain?: string };
@@ -23,7 +23,7 @@ function spec(m: MatcherCase['matcher']): SpiffeIdMatcherSpec {
   }
 }
 
-describe('SPIFFE ID matchers', () => {
+describeWith(CORPORA, 'SPIFFE ID matchers', () => {
   const cases = readCorpusJson<{ matcher_cases: MatcherCase[] }>('spiffe-id', 'manifest.json').matcher_cases;
 
   it('has the corpus matcher cases loaded', () => {

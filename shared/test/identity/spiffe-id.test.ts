@@ -12,7 +12,7 @@ import {
   spiffeIdFromParts,
   trustDomainSpiffeId,
 } from '../../src/identity/spiffe-id';
-import { readCorpusJson } from './corpora';
+import { CORPORA, describeWith, itWith, readCorpusJson } from '@trellis/testkit';
 
 interface IdCase {
   id: string;
@@ -31,8 +31,11 @@ interface Sweep {
   trust_domain_sweep: { trust_domain: string; codepoint: number; expected: string }[];
 }
 
-const manifest = readCorpusJson<Manifest>('spiffe-id', 'manifest.json');
-const sweep = readCorpusJson<Sweep>('spiffe-id', 'charset_sweep.json');
+let cachedManifest: Manifest | undefined;
+let cachedSweep: Sweep | undefined;
+/** The corpus files, read inside suites gated on the corpora. */
+const manifest = (): Manifest => (cachedManifest ??= readCorpusJson<Manifest>('spiffe-id', 'manifest.json'));
+const sweep = (): Sweep => (cachedSweep ??= readCorpusJson<Sweep>('spiffe-id', 'charset_sweep.json'));
 
 /** The corpus's go-spiffe reason families, mapped to our codes. */
 const FAMILY: Record<string, string> = {
@@ -83,11 +86,11 @@ function codeOf(fn: () => unknown): string | undefined {
 }
 
 describe('SPIFFE ID parsing', () => {
-  describe('against the spiffe-id corpus id_cases', () => {
+  describeWith(CORPORA, 'against the spiffe-id corpus id_cases', () => {
     it('has the corpus cases loaded', () => {
-      expect(manifest.id_cases.length).to.be.greaterThan(50);
+      expect(manifest().id_cases.length).to.be.greaterThan(50);
     });
-    for (const c of manifest.id_cases) {
+    for (const c of manifest().id_cases) {
       const label = c.id.length > 80 ? `${c.id.slice(0, 60)}… (${c.id.length} bytes)` : JSON.stringify(c.id);
       if (c.expected === 'valid') {
         it(`accepts ${label} and splits it into trust domain and path`, () => {
@@ -108,11 +111,11 @@ describe('SPIFFE ID parsing', () => {
     }
   });
 
-  describe('against the per-character sweep', () => {
+  describeWith(CORPORA, 'against the per-character sweep', () => {
     it('gives every one of the 510 ID sweep cases its expected verdict and code', () => {
-      expect(sweep.id_sweep.length).to.equal(510);
+      expect(sweep().id_sweep.length).to.equal(510);
       const wrong: string[] = [];
-      for (const c of sweep.id_sweep) {
+      for (const c of sweep().id_sweep) {
         const ch = String.fromCodePoint(c.codepoint);
         const code = codeOf(() => parseSpiffeId(c.id));
         if (c.expected === 'valid') {
@@ -129,9 +132,9 @@ describe('SPIFFE ID parsing', () => {
     });
 
     it('gives every one of the 256 trust-domain sweep cases its expected verdict', () => {
-      expect(sweep.trust_domain_sweep.length).to.equal(256);
+      expect(sweep().trust_domain_sweep.length).to.equal(256);
       const wrong: string[] = [];
-      for (const c of sweep.trust_domain_sweep) {
+      for (const c of sweep().trust_domain_sweep) {
         let ok = true;
         try {
           expect(parseTrustDomain(c.trust_domain)).to.equal(c.trust_domain);
@@ -144,8 +147,8 @@ describe('SPIFFE ID parsing', () => {
     });
   });
 
-  describe('against trust_domain_cases', () => {
-    for (const c of manifest.trust_domain_cases) {
+  describeWith(CORPORA, 'against trust_domain_cases', () => {
+    for (const c of manifest().trust_domain_cases) {
       it(`${c.expected === 'valid' ? 'accepts' : 'rejects'} trust domain input ${JSON.stringify(c.input)}`, () => {
         if (c.expected === 'valid') expect(parseTrustDomain(c.input)).to.equal(c.trust_domain);
         else expect(codeOf(() => parseTrustDomain(c.input))).to.equal(SpiffeIdErrorCode.MISSING_TRUST_DOMAIN);
@@ -153,8 +156,8 @@ describe('SPIFFE ID parsing', () => {
     }
   });
 
-  describe('against path_segment_cases', () => {
-    for (const c of manifest.path_segment_cases) {
+  describeWith(CORPORA, 'against path_segment_cases', () => {
+    for (const c of manifest().path_segment_cases) {
       const segs = c.segments ?? [c.segment!];
       it(`${c.expected === 'valid' ? 'accepts' : 'rejects'} path segments ${JSON.stringify(segs)}`, () => {
         const path = '/' + segs.join('/');
@@ -223,8 +226,8 @@ describe('SPIFFE ID formatting', () => {
     expect(codeOf(() => formatSpiffeId('Example.org', '/a'))).to.equal(SpiffeIdErrorCode.BAD_TRUST_DOMAIN_CHAR);
   });
 
-  it('round-trips parse and format for every valid corpus ID', () => {
-    for (const c of manifest.id_cases.filter((x) => x.expected === 'valid')) {
+  itWith(CORPORA, 'round-trips parse and format for every valid corpus ID', () => {
+    for (const c of manifest().id_cases.filter((x) => x.expected === 'valid')) {
       const id = parseSpiffeId(c.id);
       expect(formatSpiffeId(id.trustDomain, id.path)).to.equal(c.id);
     }

@@ -6,9 +6,9 @@ import { PathErrorCode } from '../../src/x509/path-validation';
 import { Oid } from '../../src/x509/oids';
 import { SvidErrorCode } from '../../src/identity/x509-svid';
 import { verifyX509Svid } from '../../src/identity/x509-svid-verify';
-import { readCorpusFile } from './corpora';
+import { CORPORA, describeWith, readCorpusFile } from '@trellis/testkit';
 
-describe('X.509-SVID verification against a trust bundle', () => {
+describeWith(CORPORA, 'X.509-SVID verification against a trust bundle', () => {
   // go-spiffe's ECDSA chain omits its root, so its intermediate serves as the trust anchor (corpus SOURCE.md).
   const [leaf, intermediate] = parseCertificates(pemToDer(readCorpusFile('go-spiffe', 'x509svid', 'good-leaf-and-intermediate.pem')));
   const bundle = createTrustBundle('example.org', [intermediate!]);

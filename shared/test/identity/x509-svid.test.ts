@@ -19,7 +19,7 @@ import {
   validateSvidChain,
 } from '../../src/identity/x509-svid';
 import { parseX509SvidPem } from '../../src/identity/x509-svid-pem';
-import { readCorpusFile, readCorpusJson } from './corpora';
+import { CORPORA, describeWith, readCorpusFile, readCorpusJson } from '@trellis/testkit';
 
 interface ParseCase {
   name: string;
@@ -40,7 +40,9 @@ interface Manifest {
   x509svid_files: Record<string, FileMeta>;
 }
 
-const manifest = readCorpusJson<Manifest>('go-spiffe', 'manifest.json');
+let cachedManifest: Manifest | undefined;
+/** The go-spiffe manifest, read inside suites gated on the corpora. */
+const goSpiffe = (): Manifest => (cachedManifest ??= readCorpusJson<Manifest>('go-spiffe', 'manifest.json'));
 const corpus = (rel: string): Buffer => readCorpusFile('go-spiffe', ...rel.split('/'));
 const ECDSA_TIME = new Date('2020-03-24T14:30:00Z');
 const RSA_TIME = new Date('2021-01-01T00:00:00Z');
@@ -81,8 +83,8 @@ function errCode(fn: () => unknown): string | undefined {
   }
 }
 
-describe('X.509-SVID loading against go-spiffe x509svid.Parse cases', () => {
-  for (const c of manifest.x509svid_parse_cases) {
+describeWith(CORPORA, 'X.509-SVID loading against go-spiffe x509svid.Parse cases', () => {
+  for (const c of goSpiffe().x509svid_parse_cases) {
     if (c.expected === 'ok') {
       it(`loads "${c.name}" as ${c.spiffe_id} with ${c.num_certs} certificate(s)`, () => {
         const svid = parseX509SvidPem(corpus(c.certs_file), corpus(c.key_file));
@@ -119,8 +121,8 @@ describe('X.509-SVID loading against go-spiffe x509svid.Parse cases', () => {
   });
 });
 
-describe('X.509-SVID profile checks against the go-spiffe certificate files', () => {
-  for (const [file, meta] of Object.entries(manifest.x509svid_files)) {
+describeWith(CORPORA, 'X.509-SVID profile checks against the go-spiffe certificate files', () => {
+  for (const [file, meta] of Object.entries(goSpiffe().x509svid_files)) {
     if (!file.endsWith('.pem') || meta.expected === 'key') continue;
     if (meta.reason_code === 'MALFORMED_CERTIFICATE' || meta.reason_code === 'MALFORMED_PRIVATE_KEY' || meta.reason_code === 'NOT_PEM') continue;
     const want = meta.expected === 'valid' ? 'ok' : REASON[meta.reason_code!];

@@ -9,10 +9,11 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseAllDocuments, stringify } from 'yaml';
 import { authorize, buildPolicySet, parsePolicyFile, POLICY_CODES, type AuthorizeOptions, type AuthzRequest, type PolicyIssue } from '../../src';
-import { FIRST_SEEN, istioCorpusDir } from './policy-fixtures';
+import { CORPORA, corpusPath, describeWith } from '@trellis/testkit';
+import { FIRST_SEEN } from './policy-fixtures';
 
-const dir = istioCorpusDir();
-const manifest = JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8')) as {
+const dir = corpusPath('istio-security-policies');
+interface IstioManifest {
   crd_validation_cases: Array<{ file: string; doc_index: number; kind: string; name: string; expected: 'valid' | 'invalid'; error_contains?: string }>;
   validation_dataset: Array<{ file: string; kind: string; expected: 'valid' }>;
   go_validation_cases: {
@@ -20,7 +21,10 @@ const manifest = JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8')) as
     peer_authentication: Array<{ name: string; expected: 'valid' | 'invalid'; expect_warning?: boolean; policy: unknown }>;
   };
   authz_builder_cases: Array<{ protocol: string; input: string }>;
-};
+}
+let cachedManifest: IstioManifest | undefined;
+/** The corpus manifest, read inside suites gated on the corpora. */
+const manifest = (): IstioManifest => (cachedManifest ??= JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8')) as IstioManifest);
 
 const errorsOf = (issues: PolicyIssue[]) => issues.filter((i) => i.severity === 'error');
 const parseObject = (obj: unknown, file: string) => parsePolicyFile(stringify(obj), file, { firstSeen: FIRST_SEEN, rootNamespace: 'istio-system' });
@@ -61,8 +65,8 @@ function expectRefusedWithPath(key: string, issues: PolicyIssue[], policies: num
   }
 }
 
-describe('Istio corpus: CRD validation cases', () => {
-  for (const c of manifest.crd_validation_cases) {
+describeWith(CORPORA, 'Istio corpus: CRD validation cases', () => {
+  for (const c of manifest().crd_validation_cases) {
     it(`${c.expected === 'valid' ? 'accepts' : 'refuses'} ${c.file} document ${c.doc_index} (${c.name})`, () => {
       const docs = parseAllDocuments(readFileSync(join(dir, c.file), 'utf8'));
       const obj = (Array.isArray(docs) ? docs : [docs])[c.doc_index]!.toJS() as Record<string, unknown>;
@@ -74,7 +78,7 @@ describe('Istio corpus: CRD validation cases', () => {
   }
 
   it('refuses with Istio\'s own words where the rule is the same', () => {
-    const words = manifest.crd_validation_cases.filter((c) => c.kind !== 'RequestAuthentication' && c.error_contains && /Unsupported value|portLevelMtls requires selector|port must be between|Cannot set serviceAccounts/.test(c.error_contains));
+    const words = manifest().crd_validation_cases.filter((c) => c.kind !== 'RequestAuthentication' && c.error_contains && /Unsupported value|portLevelMtls requires selector|port must be between|Cannot set serviceAccounts/.test(c.error_contains));
     expect(words.length).to.be.greaterThan(4);
     for (const c of words) {
       const docs = parseAllDocuments(readFileSync(join(dir, c.file), 'utf8'));
@@ -86,8 +90,8 @@ describe('Istio corpus: CRD validation cases', () => {
   });
 });
 
-describe('Istio corpus: validation dataset', () => {
-  for (const c of manifest.validation_dataset) {
+describeWith(CORPORA, 'Istio corpus: validation dataset', () => {
+  for (const c of manifest().validation_dataset) {
     it(`reads ${c.file} as Istio does or refuses it as unsupported`, () => {
       const r = parsePolicyFile(readFileSync(join(dir, c.file), 'utf8'), c.file, { firstSeen: FIRST_SEEN });
       expectAcceptedOrUnsupported(c.file, r.issues, r.policies.length);
@@ -95,8 +99,8 @@ describe('Istio corpus: validation dataset', () => {
   }
 });
 
-describe('Istio corpus: validation_test.go cases', () => {
-  const all = [...manifest.go_validation_cases.authorization_policy, ...manifest.go_validation_cases.peer_authentication];
+describeWith(CORPORA, 'Istio corpus: validation_test.go cases', () => {
+  const all = [...manifest().go_validation_cases.authorization_policy, ...manifest().go_validation_cases.peer_authentication];
   for (const c of all) {
     it(`${c.expected === 'valid' ? 'accepts' : 'refuses'} "${c.name}"`, () => {
       const r = parseObject(c.policy, `go:${c.name}`);
@@ -223,8 +227,8 @@ const builder: Record<string, BuilderCase> = {
   },
 };
 
-describe('Istio corpus: authorization builder inputs', () => {
-  const inputs = [...new Set(manifest.authz_builder_cases.map((c) => c.input))];
+describeWith(CORPORA, 'Istio corpus: authorization builder inputs', () => {
+  const inputs = [...new Set(manifest().authz_builder_cases.map((c) => c.input))];
 
   it('has an expectation for every builder input of the corpus', () => {
     expect(inputs.length).to.be.greaterThan(20);
@@ -270,7 +274,7 @@ const DIVERGENCES: Array<{ input: string; req: AuthzRequest; control: AuthzReque
   },
 ];
 
-describe('Istio corpus: deliberate divergences', () => {
+describeWith(CORPORA, 'Istio corpus: deliberate divergences', () => {
   for (const d of DIVERGENCES) {
     it(`decides ${d.trellis} where Istio decides ${d.istio} for ${d.input} ${JSON.stringify(d.req.http ?? {})}: ${d.why}`, () => {
       const input = `authz-builder/${d.input}`;

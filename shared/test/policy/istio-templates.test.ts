@@ -9,7 +9,8 @@ import { expect } from 'chai';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { buildPolicySet, explainInbound, parsePolicyFile, POLICY_CODES, type AuthzRequest, type Policy } from '../../src';
-import { FIRST_SEEN, istioCorpusDir } from './policy-fixtures';
+import { CORPORA, corpusPath, describeWith } from '@trellis/testkit';
+import { FIRST_SEEN } from './policy-fixtures';
 
 const PORTS: Record<string, number> = { http: 18080, http2: 18085, tcp: 19090, grpc: 17070, https: 18443 };
 const CONTEXT: Record<string, string> = {
@@ -46,8 +47,9 @@ function render(text: string, file: string): string {
   });
 }
 
-const dir = join(istioCorpusDir(), 'integration-templates');
-const templates = ['authz', 'reachability'].flatMap((d) => readdirSync(join(dir, d)).filter((f) => f.endsWith('.yaml.tmpl')).map((f) => `${d}/${f}`));
+const dir = corpusPath('istio-security-policies', 'integration-templates');
+/** The template files, listed inside suites gated on the corpora. */
+const listTemplates = (): string[] => ['authz', 'reachability'].flatMap((d) => readdirSync(join(dir, d)).filter((f) => f.endsWith('.yaml.tmpl')).map((f) => `${d}/${f}`));
 
 function load(name: string): { policies: Policy[]; issues: ReturnType<typeof parsePolicyFile>['issues'] } {
   return parsePolicyFile(render(readFileSync(join(dir, name), 'utf8'), name), name, { firstSeen: FIRST_SEEN, rootNamespace: 'istio-system' });
@@ -56,7 +58,8 @@ function load(name: string): { policies: Policy[]; issues: ReturnType<typeof par
 /** Templates that use something Trellis refuses (pinned: the list only shrinks on purpose). */
 const UNSUPPORTED = new Set(['authz/conditions.yaml.tmpl', 'authz/path-templating.yaml.tmpl', 'authz/allow-trust-domain.yaml.tmpl']);
 
-describe('Istio corpus: integration templates', () => {
+describeWith(CORPORA, 'Istio corpus: integration templates', () => {
+  const templates = listTemplates();
   it('finds the templates', () => expect(templates.length).to.be.greaterThan(20));
 
   for (const name of templates) {

@@ -1,6 +1,4 @@
-/** Test helpers for policy suites: parse YAML that must be valid, and find the corpora. */
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
+/** Test helpers for policy suites: parse YAML that must be valid (the corpora are found by @trellis/testkit). */
 import { buildPolicySet, formatIssue, parsePolicyFile, type Policy, type PolicySet } from '../../src';
 
 /** A fixed "first seen" time so timestamps in tests are exact. */
@@ -17,15 +15,4 @@ export function policies(yaml: string, file = 'test.yaml'): Policy[] {
 /** A PolicySet from valid YAML. */
 export function policySet(yaml: string): PolicySet {
   return buildPolicySet(policies(yaml));
-}
-
-/**
- * The Istio corpus folder. Missing corpora fail loudly: a test that silently
- * skipped them would claim compatibility nobody checked.
- */
-export function istioCorpusDir(): string {
-  const base = process.env['TRELLIS_CORPORA_DIR'] ?? join(__dirname, '..', '..', '..', '..', '..', 'shared', 'corpora');
-  const dir = join(base, 'istio-security-policies');
-  if (!existsSync(join(dir, 'manifest.json'))) throw new Error(`Istio policy corpus not found at ${dir}; set TRELLIS_CORPORA_DIR`);
-  return dir;
 }

@@ -6,9 +6,9 @@
  */
 import { expect } from 'chai';
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { explainInbound, type EffectiveMtlsMode } from '../../src';
-import { istioCorpusDir, policySet } from './policy-fixtures';
+import { CORPORA, corpusPath, describeWith } from '@trellis/testkit';
+import { policySet } from './policy-fixtures';
 
 const ROOT = 'istio-system';
 const server = { namespace: 'ns1', labels: { app: 'b' } };
@@ -33,8 +33,8 @@ const rows: Record<string, { yaml: string; plaintextReachesSidecar: boolean; def
   'migration tls mutual': { yaml: pa('ns1', '{mtls: {mode: STRICT}}'), plaintextReachesSidecar: false },
 };
 
-describe('Istio corpus: reachability semantics', () => {
-  const table = (JSON.parse(readFileSync(join(istioCorpusDir(), 'manifest.json'), 'utf8')) as { reachability_semantics: { cases: Array<{ case: string; peer_authentication: string }> } }).reachability_semantics.cases;
+describeWith(CORPORA, 'Istio corpus: reachability semantics', () => {
+  const table = (JSON.parse(readFileSync(corpusPath('istio-security-policies', 'manifest.json'), 'utf8')) as { reachability_semantics: { cases: Array<{ case: string; peer_authentication: string }> } }).reachability_semantics.cases;
 
   it('covers every row of the table', () => {
     expect(Object.keys(rows).sort()).to.deep.equal(table.map((c) => c.case).sort());

@@ -10,7 +10,7 @@ import { derToPem, pemBlocks, pemToDer } from '../../src/x509/pem';
 import { X509Error, X509ErrorCode } from '../../src/x509/x509-error';
 import { Oid } from '../../src/x509/oids';
 import * as der from '../../src/x509/der';
-import { readCorpusFile, readCorpusJson } from '../identity/corpora';
+import { CORPORA, describeWith, itWith, OPENSSL, readCorpusFile, readCorpusJson } from '@trellis/testkit';
 
 interface CertMeta {
   subject: string;
@@ -90,9 +90,8 @@ function crossCheckWithNode(f: CertificateFacts): void {
 }
 
 describe('Certificate facts', () => {
-  const manifest = readCorpusJson<GoSpiffeManifest>('go-spiffe', 'manifest.json');
-
-  describe('against the go-spiffe corpus metadata and node:crypto', () => {
+  describeWith(CORPORA, 'against the go-spiffe corpus metadata and node:crypto', () => {
+    const manifest = readCorpusJson<GoSpiffeManifest>('go-spiffe', 'manifest.json');
     const files = { ...manifest.x509svid_files, ...manifest.x509bundle_files };
     for (const [file, meta] of Object.entries(files)) {
       const metas = (meta.certificates ?? []).filter((c): c is CertMeta => !('parse_error' in c));
@@ -120,7 +119,7 @@ describe('Certificate facts', () => {
     });
   });
 
-  describe('against certificates made by openssl', function () {
+  describeWith(OPENSSL, 'against certificates made by openssl', function () {
     let dir: string;
     before(() => {
       dir = mkdtempSync(join(tmpdir(), 'trellis-facts-'));
@@ -300,7 +299,7 @@ describe('PEM', () => {
     expect(x509code(() => pemToDer('Not PEM encoded file', 'CERTIFICATE', 'not-pem.pem'))).to.equal(X509ErrorCode.NOT_PEM);
   });
 
-  it('reads the go-spiffe PEM fixtures as go-spiffe does', () => {
+  itWith(CORPORA, 'reads the go-spiffe PEM fixtures as go-spiffe does', () => {
     expect(pemToDer(readCorpusFile('go-spiffe', 'x509bundle', 'certs.pem'))).to.have.length(2);
     expect(pemToDer(readCorpusFile('go-spiffe', 'x509bundle', 'empty.pem'))).to.have.length(0);
     expect(pemToDer(readCorpusFile('go-spiffe', 'x509bundle', 'key.pem'))).to.have.length(0);

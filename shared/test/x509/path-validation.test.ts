@@ -6,7 +6,7 @@ import { pemToDer } from '../../src/x509/pem';
 import { X509Error } from '../../src/x509/x509-error';
 import { Oid } from '../../src/x509/oids';
 import { PathErrorCode, verifyCertificatePath } from '../../src/x509/path-validation';
-import { readCorpusJson } from '../identity/corpora';
+import { CORPORA, describeWith, readCorpusJson } from '@trellis/testkit';
 
 interface LimboCase {
   id: string;
@@ -60,7 +60,7 @@ function verify(t: LimboCase): { ok: boolean; detail: string } {
   return { ok: v.ok, detail: v.ok ? 'ok' : `${v.code}: ${v.reason}` };
 }
 
-describe('Certificate path validation against x509-limbo chain-and-extensions cases', function () {
+describeWith(CORPORA, 'Certificate path validation against x509-limbo chain-and-extensions cases', function () {
   this.timeout(20_000);
   const manifest = readCorpusJson<LimboManifest>('x509-limbo', 'manifest.json');
   const files: [string, { id: string; relevance: string }[]][] = [

@@ -6,7 +6,7 @@ import { parseCertificate, type CertificateFacts } from '../../src/x509/certific
 import { X509Error, X509ErrorCode } from '../../src/x509/x509-error';
 import { Oid } from '../../src/x509/oids';
 import * as der from '../../src/x509/der';
-import { readCorpusFile, readCorpusJson } from '../identity/corpora';
+import { CORPORA, describeWith, itWith, readCorpusFile, readCorpusJson } from '@trellis/testkit';
 
 interface Manifest {
   x509bundle_files: Record<string, { expected: string; num_authorities?: number }>;
@@ -16,8 +16,11 @@ interface Manifest {
   >;
   trust_domain_used_by_go_spiffe_bundle_tests: string;
 }
-const manifest = readCorpusJson<Manifest>('go-spiffe', 'manifest.json');
-const TD = manifest.trust_domain_used_by_go_spiffe_bundle_tests;
+let cachedManifest: Manifest | undefined;
+/** The go-spiffe manifest, read inside suites gated on the corpora. */
+const goSpiffe = (): Manifest => (cachedManifest ??= readCorpusJson<Manifest>('go-spiffe', 'manifest.json'));
+/** The trust domain go-spiffe's bundle tests use. */
+const TD = 'domain.test';
 
 function code(fn: () => unknown): string | undefined {
   try {
@@ -63,8 +66,11 @@ function makeCa(cn: string): { facts: CertificateFacts; jwk: Record<string, unkn
   return { facts, jwk: publicKey.export({ format: 'jwk' }) as Record<string, unknown> };
 }
 
-describe('PEM trust bundles against go-spiffe x509bundle cases', () => {
-  for (const [file, meta] of Object.entries(manifest.x509bundle_files)) {
+describeWith(CORPORA, 'PEM trust bundles against go-spiffe x509bundle cases', () => {
+  it('uses the trust domain go-spiffe\'s bundle tests use', () => {
+    expect(goSpiffe().trust_domain_used_by_go_spiffe_bundle_tests).to.equal(TD);
+  });
+  for (const [file, meta] of Object.entries(goSpiffe().x509bundle_files)) {
     const want = EXPECTED_ERROR[file];
     if (meta.expected.startsWith('ok')) {
       it(`reads ${file} with ${meta.num_authorities} authorities`, () => {
@@ -96,8 +102,9 @@ describe('PEM trust bundles against go-spiffe x509bundle cases', () => {
   });
 });
 
-describe('SPIFFE bundle documents against go-spiffe spiffebundle cases', () => {
-  for (const [file, meta] of Object.entries(manifest.spiffebundle_files)) {
+describe('SPIFFE bundle documents', () => {
+  describeWith(CORPORA, 'against go-spiffe spiffebundle cases', () => {
+  for (const [file, meta] of Object.entries(goSpiffe().spiffebundle_files)) {
     const want = EXPECTED_ERROR[file];
     if (meta.expected === 'ok') {
       it(`reads ${file} with ${meta.x509_authorities} X.509 and ${meta.jwt_authorities} JWT authorities`, () => {
@@ -123,6 +130,7 @@ describe('SPIFFE bundle documents against go-spiffe spiffebundle cases', () => {
     expect(again.jwtAuthorities).to.deep.equal(b.jwtAuthorities);
     expect(again.sequenceNumber).to.equal(1);
     expect(again.refreshHintSeconds).to.equal(60);
+  });
   });
 
   it('writes x509-svid entries without kid and with exactly one x5c certificate', () => {
@@ -204,7 +212,6 @@ describe('SPIFFE bundle documents against go-spiffe spiffebundle cases', () => {
 });
 
 describe('Trust bundle parsing on hostile input', () => {
-  const valid = readCorpusFile('go-spiffe', 'spiffebundle', 'spiffebundle_valid_2.json').toString('utf8');
 
   it('only ever throws X509Error for random JSON documents', () => {
     fc.assert(
@@ -232,7 +239,8 @@ describe('Trust bundle parsing on hostile input', () => {
     );
   });
 
-  it('only ever throws X509Error when a valid document is cut short or has a byte changed', () => {
+  itWith(CORPORA, 'only ever throws X509Error when a valid document is cut short or has a byte changed', () => {
+    const valid = readCorpusFile('go-spiffe', 'spiffebundle', 'spiffebundle_valid_2.json').toString('utf8');
     fc.assert(
       fc.property(fc.nat(valid.length - 1), fc.integer({ min: 32, max: 126 }), fc.boolean(), (at, ch, cut) => {
         const text = cut ? valid.slice(0, at) : valid.slice(0, at) + String.fromCharCode(ch) + valid.slice(at + 1);

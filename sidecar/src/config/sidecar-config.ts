@@ -5,7 +5,7 @@
  * config file. Every problem is collected with its source and field before
  * anything starts, and reported together.
  */
-import { isLoopbackHost, isSpiffeId, kubernetesSpiffeId, parseDuration } from '@trellis/shared';
+import { isLoopbackHost, isSpiffeId, joinTokenSpiffeId, kubernetesSpiffeId, parseDuration, parseKubernetesSpiffeId, parseSpiffeId } from '@trellis/shared';
 import { SidecarError } from '../errors';
 import type { InboundSpec } from '../inbound/inbound-listener';
 import type { OutboundSpec } from '../outbound/outbound-listener';
@@ -21,8 +21,10 @@ export interface SidecarConfig {
   readonly service: string;
   readonly serviceAccount: string;
   readonly trustDomain: string;
-  /** Our expected SPIFFE ID (from --spiffe-id, else the Kubernetes form). */
+  /** Our expected SPIFFE ID: --spiffe-id, else the one the join token names, else the Kubernetes form. */
   readonly spiffeId: string;
+  /** Where `spiffeId` came from, so a mismatch can name the setting to fix. */
+  readonly spiffeIdSource: 'flag' | 'join-token' | 'kubernetes';
   readonly controlPlaneSpiffeId: string;
   readonly labels: Readonly<Record<string, string>>;
   readonly inbound: readonly InboundSpec[];
@@ -80,6 +82,12 @@ export interface ConfigSources {
   env: NodeJS.ProcessEnv;
   /** The YAML config file, when --config / TRELLIS_CONFIG was given. */
   file?: { path: string; text: string };
+  /**
+   * Reads the token file (trimmed), or undefined when it cannot be read. A
+   * join token names its SPIFFE ID, which then needs no flag; any other token
+   * (a Kubernetes ServiceAccount token) is ignored here.
+   */
+  readToken?: (path: string) => string | undefined;
 }
 
 /**
@@ -147,13 +155,29 @@ export function parseSidecarConfig(src: ConfigSources): SidecarConfig {
   });
   const caBundleFile = required('ca-bundle');
   const tokenFile = required('token-file');
-  const namespace = required('namespace');
-  const service = required('service');
-  const serviceAccount = (get('service-account') as string | undefined) ?? 'default';
-  const trustDomain = (get('trust-domain') as string | undefined) ?? 'cluster.local';
+  // Who we are: --spiffe-id, else the SPIFFE ID our join token names (the control plane
+  // issues exactly that one, so repeating it in flags can only contradict it), else the
+  // Kubernetes form from trust domain, namespace and service account.
+  const trustDomainRaw = get('trust-domain') as string | undefined;
   let spiffeId = get('spiffe-id') as string | undefined;
+  let spiffeIdSource: SidecarConfig['spiffeIdSource'] = 'flag';
   if (spiffeId !== undefined && !isSpiffeId(spiffeId)) problems.push(`${label('spiffe-id')}: "${spiffeId}" is not a SPIFFE ID`);
+  if (spiffeId === undefined && tokenFile && src.readToken) {
+    const token = src.readToken(tokenFile);
+    const fromToken = token === undefined ? undefined : joinTokenSpiffeId(token);
+    if (fromToken !== undefined) {
+      spiffeId = fromToken;
+      spiffeIdSource = 'join-token';
+    }
+  }
+  const named = spiffeId !== undefined && isSpiffeId(spiffeId) ? parseSpiffeId(spiffeId) : undefined;
+  const k8s = named ? parseKubernetesSpiffeId(named) : undefined;
+  const namespace = (get('namespace') as string | undefined) ?? k8s?.namespace ?? required('namespace');
+  const service = required('service');
+  const serviceAccount = (get('service-account') as string | undefined) ?? k8s?.serviceAccount ?? 'default';
+  const trustDomain = trustDomainRaw ?? named?.trustDomain ?? 'cluster.local';
   if (spiffeId === undefined && namespace) {
+    spiffeIdSource = 'kubernetes';
     try {
       spiffeId = kubernetesSpiffeId(trustDomain, namespace, serviceAccount).toString();
     } catch (err) {
@@ -253,6 +277,7 @@ export function parseSidecarConfig(src: ConfigSources): SidecarConfig {
     serviceAccount,
     trustDomain,
     spiffeId: spiffeId!,
+    spiffeIdSource,
     controlPlaneSpiffeId,
     labels: Object.freeze(labels),
     inbound: Object.freeze(inbound),

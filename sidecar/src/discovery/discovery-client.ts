@@ -30,6 +30,8 @@ import {
   TRUST_BUNDLE_TYPE_URL,
   typeShortName,
   TrellisError,
+  isSpiffeId,
+  parseSpiffeId,
   type Logger,
   type ResourceBodies,
   type SvidResource,
@@ -143,6 +145,10 @@ export class DiscoveryClient {
   private chain: Promise<void> = Promise.resolve();
   private connectedAddress: string | null = null;
   private lastStreamError: { grpcCode: number; serverCode: string | null; message: string } | null = null;
+  /** What the control plane presented when it was not the expected SPIFFE ID (set by the TLS check). */
+  private serverMismatch: string | null = null;
+  /** The identity mismatch last reported at error level; repeats go to debug until a stream works again. */
+  private reportedMismatch: string | null = null;
   private readonly now: () => number;
   private readonly random: () => number;
   private readonly backoff: BackoffOptions;
@@ -269,6 +275,7 @@ export class DiscoveryClient {
             checkServerIdentity: (_host, cert) => {
               const uris = (cert.subjectaltname ?? '').split(/,\s*/).filter((s) => s.startsWith('URI:')).map((s) => s.slice(4));
               if (uris.length === 1 && uris[0] === expected) return undefined;
+              this.serverMismatch = uris.join(',') || 'no SPIFFE ID';
               return new DiscoveryError(DiscoveryErrorCode.SERVER_IDENTITY, `control plane presented ${uris.join(',') || 'no SPIFFE ID'}, expected ${expected}`);
             },
           },
@@ -297,6 +304,7 @@ export class DiscoveryClient {
             }
             this.attempt = 0;
             this.retryHintMs = 0;
+            this.reportedMismatch = null;
             this.chain = this.chain.then(() => this.onResponse(call, res)).catch((err) => this.opts.logger.error('discovery response handling failed', { error: err }));
           },
           onStatus: (status) => this.onStreamEnd(call, status),
@@ -419,14 +427,54 @@ export class DiscoveryClient {
     // Bounded: an absurd hint would park the sidecar for days, and past 2^31 ms setTimeout fires at once (a reconnect storm).
     this.retryHintMs = Number.isFinite(retry) && retry > 0 ? Math.min(retry, MAX_RETRY_HINT_MS) : 0;
     for (const l of this.endListeners) l({ ...this.lastStreamError, retryAfterMs: this.retryHintMs });
-    if (!this.stopped) this.opts.logger.warn('discovery stream ended', { grpcCode: grpcStatusName(code), serverCode, message: err?.details });
-    if (this.pendingCsr && (code === GrpcStatus.PERMISSION_DENIED || code === GrpcStatus.INVALID_ARGUMENT)) {
+    const mismatch = this.identityMismatch(serverCode, err?.details ?? '');
+    this.serverMismatch = null;
+    if (this.stopped) {
+      // nothing to report
+    } else if (mismatch && this.reportedMismatch !== mismatch.message) {
+      // A contradiction in our own settings does not heal by retrying: say it once, loudly, with the
+      // fix, and keep retrying on the capped backoff (the token file or the control plane may change).
+      this.reportedMismatch = mismatch.message;
+      this.opts.logger.error(mismatch.message, { code: mismatch.code, fix: mismatch.fix, retrying: 'with backoff, up to every 30 s' });
+    } else if (mismatch) {
+      this.opts.logger.debug('discovery stream ended', { code: mismatch.code, message: err?.details });
+    } else {
+      this.opts.logger.warn('discovery stream ended', { grpcCode: grpcStatusName(code), serverCode, message: err?.details });
+    }
+    // An identity mismatch refuses the stream, not the CSR: keep it pending for the stream that works.
+    if (this.pendingCsr && !mismatch && (code === GrpcStatus.PERMISSION_DENIED || code === GrpcStatus.INVALID_ARGUMENT)) {
       const p = this.pendingCsr;
       this.pendingCsr = null;
       p.reject(new DiscoveryError(DiscoveryErrorCode.REFUSED, `control plane refused the CSR: ${err?.details ?? grpcStatusName(code)}`, { grpcCode: code, serverCode }));
     }
     this.teardown();
     this.scheduleReconnect();
+  }
+
+  /**
+   * A failure that means our identity settings contradict the control plane or our token, with the
+   * fix; null for any other failure. The control plane is expected by its SPIFFE ID, and issues only
+   * the identity the token authenticates, so retrying cannot fix either.
+   */
+  private identityMismatch(serverCode: string | null, details: string): { code: string; message: string; fix: string } | null {
+    const expected = this.opts.controlPlaneSpiffeId;
+    if (this.serverMismatch !== null) {
+      const presented = this.serverMismatch;
+      const theirs = isSpiffeId(presented) ? parseSpiffeId(presented).trustDomain : null;
+      const ours = isSpiffeId(expected) ? parseSpiffeId(expected).trustDomain : null;
+      const fix = theirs !== null && theirs !== ours
+        ? `the control plane serves trust domain ${theirs}: start the sidecar with --trust-domain ${theirs}, or without --trust-domain and --spiffe-id when its token is a join token (the token names the identity)`
+        : `start the sidecar with --control-plane-id ${presented} if that is the control plane you mean to trust`;
+      return { code: DiscoveryErrorCode.SERVER_IDENTITY, message: `the control plane presented ${presented}, but this sidecar expects ${expected} (from --trust-domain or --control-plane-id)`, fix };
+    }
+    if (serverCode === 'TRELLIS_CP_IDENTITY_MISMATCH') {
+      return {
+        code: serverCode,
+        message: `the control plane refused our identity settings: ${details} (this sidecar announced ${this.opts.node.spiffeId}, namespace ${this.opts.node.namespace})`,
+        fix: 'the token decides the identity: drop --spiffe-id, --trust-domain, --namespace and --service-account so the sidecar takes them from its join token, or give it a token for the identity you meant',
+      };
+    }
+    return null;
   }
 
   private teardown(): void {

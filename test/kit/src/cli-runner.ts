@@ -9,8 +9,6 @@ import { join } from 'node:path';
 export const REPO_ROOT = join(__dirname, '..', '..', '..', '..');
 /** The `trellis` entry point. */
 export const TRELLIS_BIN = join(REPO_ROOT, 'cli', 'bin', 'trellis.js');
-/** The shared corpora folder beside the checkout. */
-export const CORPORA_DIR = process.env.TRELLIS_CORPORA_DIR ?? join(REPO_ROOT, '..', 'shared', 'corpora');
 
 export interface CliResult {
   status: number;

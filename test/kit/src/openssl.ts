@@ -1,5 +1,6 @@
 /** Runs the system `openssl` as an independent verifier of what we issue. */
 import { spawnSync } from 'node:child_process';
+import { OPENSSL } from './test-dependencies';
 
 export interface OpensslResult {
   status: number;
@@ -14,11 +15,7 @@ export function openssl(args: string[], input?: string | Buffer): OpensslResult 
   return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
 }
 
-/** True when an `openssl` binary can be run here. */
+/** True when an `openssl` binary can be run here (the OPENSSL dependency's probe; suites gate on OPENSSL). */
 export function hasOpenssl(): boolean {
-  try {
-    return openssl(['version']).status === 0;
-  } catch {
-    return false;
-  }
+  return OPENSSL.missing() === undefined;
 }

@@ -5,7 +5,7 @@
  * (the "node"), and each pod is a namespace with a veth pair onto that bridge
  * and an address on the same subnet. Everything is named with a per-run
  * suffix and removed by `destroy()`, so parallel or aborted runs don't clash.
- * Needs root and iproute2; `netnsUnsupportedReason()` says why not, if not.
+ * Needs root, iproute2 and iptables: gate suites on @trellis/testkit's NETNS.
  */
 import { spawn, spawnSync, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -21,26 +21,6 @@ function run(cmd: string, args: string[]): void {
   const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 20_000 });
   if (r.error) throw r.error;
   if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.status}): ${r.stderr.trim()}`);
-}
-
-/**
- * Why network-namespace tests cannot run here, or undefined when they can.
- * Tries the real operations rather than guessing from uid.
- */
-export function netnsUnsupportedReason(): string | undefined {
-  if (process.platform !== 'linux') return `network namespaces need Linux (this is ${process.platform})`;
-  if (typeof process.getuid === 'function' && process.getuid() !== 0) return 'network namespaces need root (run the e2e tests as root)';
-  for (const tool of ['ip', 'iptables']) {
-    const r = spawnSync('sh', ['-c', `command -v ${tool}`], { encoding: 'utf8' });
-    if (r.status !== 0) return `${tool} is not installed (apt-get install -y iproute2 iptables)`;
-  }
-  const probe = `trprobe${randomBytes(3).toString('hex')}`;
-  const add = spawnSync('ip', ['netns', 'add', probe], { encoding: 'utf8' });
-  if (add.status !== 0) return `the OS refused "ip netns add": ${add.stderr.trim()}`;
-  const ipt = spawnSync('ip', ['netns', 'exec', probe, 'iptables', '-t', 'nat', '-L', '-n'], { encoding: 'utf8' });
-  spawnSync('ip', ['netns', 'del', probe]);
-  if (ipt.status !== 0) return `iptables cannot run inside a network namespace here: ${ipt.stderr.trim()}`;
-  return undefined;
 }
 
 /** A bridge plus pods on one /24. */
