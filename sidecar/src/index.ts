@@ -26,6 +26,8 @@ export type { IdentityManagerDeps, IssuedChain } from './identity/identity-manag
 export { classifyFirstBytes } from './inbound/tls-detect';
 export type { FirstBytes } from './inbound/tls-detect';
 export { InboundListener } from './inbound/inbound-listener';
+export { PendingHandshakes, DEFAULT_MAX_PENDING_HANDSHAKES, isSlot } from './inbound/pending-handshakes';
+export type { HandshakeSlot, CapacityRefusal } from './inbound/pending-handshakes';
 export type { InboundSpec, InboundDeps } from './inbound/inbound-listener';
 export { ambiguousRequestHeaders, downstreamHeaders, upstreamHeaders } from './inbound/http-forwarder';
 export { OutboundListener, resolveTarget } from './outbound/outbound-listener';

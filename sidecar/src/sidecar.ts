@@ -17,6 +17,7 @@ import { readiness, SidecarState, type SidecarSnapshot } from './state/sidecar-s
 import { federationInForce } from './state/peer-trust';
 import type { Authorizer, Workload } from './policy/authorizer';
 import { SidecarError } from './errors';
+import { PendingHandshakes } from './inbound/pending-handshakes';
 import { nativeRelay, nativeRelayUnavailable, type NativeDataPath, type NativeRelay, type RelayContext } from './proxy/native-relay';
 
 /** What a sidecar runs. */
@@ -36,6 +37,10 @@ export interface SidecarOptions {
    * built), `node` (node:tls), or `auto` (native when built). Default `auto`.
    */
   dataPath?: DataPath;
+  /** The cap on inbound connections not yet judged, across all inbound listeners. Default DEFAULT_MAX_PENDING_HANDSHAKES (1024). */
+  maxPendingHandshakes?: number;
+  /** How long an inbound connection may take from accept to a judged handshake. Default 10 s. */
+  handshakeTimeoutMs?: number;
 }
 
 /** See SidecarOptions.dataPath. */
@@ -62,6 +67,8 @@ export class Sidecar {
   readonly state: SidecarState;
   readonly metrics: SidecarMetrics;
   readonly tracker: ConnectionTracker;
+  /** Inbound connections accepted and not yet judged (the cap is shared by every inbound listener). */
+  readonly pendingHandshakes: PendingHandshakes;
   readonly inbound: InboundListener[] = [];
   readonly outbound: OutboundListener[] = [];
   private adminServer: Server | undefined;
@@ -82,7 +89,9 @@ export class Sidecar {
   ) {
     this.clock = deps.clock ?? (() => new Date());
     this.state = deps.state ?? new SidecarState();
+    this.pendingHandshakes = new PendingHandshakes(options.maxPendingHandshakes);
     this.metrics = new SidecarMetrics({
+      pendingHandshakes: () => this.pendingHandshakes.size,
       certExpirySeconds: () => {
         const c = this.state.current().credentials;
         return c ? (c.notAfter.getTime() - this.clock().getTime()) / 1000 : undefined;
@@ -122,6 +131,8 @@ export class Sidecar {
           workload: options.workload,
           serverContext: () => this.nodeContext('server'),
           detectTimeoutMs: options.detectTimeoutMs,
+          handshakeTimeoutMs: options.handshakeTimeoutMs,
+          pending: this.pendingHandshakes,
         }),
       );
     }
