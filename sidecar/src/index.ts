@@ -1,6 +1,8 @@
 /** @trellis/sidecar public API. */
 export { SidecarError } from './errors';
 export type { SidecarErrorCode } from './errors';
+export { TlsMaterial, DEFAULT_TLS_CONTEXT_FACTORY } from './state/tls-material';
+export type { TlsContextFactory, TlsMaterialDeps } from './state/tls-material';
 export { SidecarState, readiness, makeCredentials, makeTrustBundle, makeRevocations, splitPem } from './state/sidecar-state';
 export type {
   Credentials,

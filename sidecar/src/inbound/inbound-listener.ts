@@ -237,18 +237,22 @@ export class InboundListener {
     const native = this.spec.http || isIP(this.deps.appHost ?? '127.0.0.1') === 0 ? undefined : this.deps.native;
     const nctx = native?.serverContext();
     if (native && nctx && !sniffed && this.handshakeNative(socket, native, nctx, slot, deadline)) return;
+    if (!this.deps.serverContext()) return this.refuseNoContext(socket, slot);
     if (!sniffed) return this.firstBytes(socket, slot, deadline, () => this.handshakeNode(socket, slot, deadline));
     this.handshakeNode(socket, slot, deadline);
+  }
+
+  /** No TLS context for the current credentials and bundle (a rebuild failed): refused on either path. */
+  private refuseNoContext(socket: Socket, slot: HandshakeSlot): void {
+    slot.release();
+    this.refuse(socket, 'no_tls_context', 'no TLS context for the current credentials and trust bundle: failing closed');
   }
 
   /** The Node path's handshake (node:tls), the client's first bytes already read and put back. */
   private handshakeNode(socket: Socket, slot: HandshakeSlot, deadline: number): void {
     const { metrics } = this.deps;
     const ctx = this.deps.serverContext();
-    if (!ctx) {
-      slot.release();
-      return this.refuse(socket, 'no_valid_svid', 'no TLS context for our credentials: failing closed');
-    }
+    if (!ctx) return this.refuseNoContext(socket, slot);
     // rejectUnauthorized stays off so that every refusal is ours, with its
     // reason; nothing reaches the application before the checks below pass.
     const tls = new TLSSocket(socket, {
