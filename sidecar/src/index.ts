@@ -37,6 +37,8 @@ export type { OutboundSpec, OutboundTarget, OutboundDeps } from './outbound/outb
 export { SidecarMetrics } from './metrics/sidecar-metrics';
 export type { Direction } from './metrics/sidecar-metrics';
 export { ConnectionTracker } from './proxy/connection-tracker';
+export { HeapShrinker } from './proxy/shrink-heap';
+export type { HeapShrinkerDeps } from './proxy/shrink-heap';
 export type { TrackedConnection } from './proxy/connection-tracker';
 export { splice } from './proxy/splice';
 export { decide, sharedAuthorizer, policiesFromWire } from './policy/authorizer';

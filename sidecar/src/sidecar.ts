@@ -16,6 +16,7 @@ import { TlsMaterial, type TlsContextFactory } from './state/tls-material';
 import type { Authorizer, Workload } from './policy/authorizer';
 import { SidecarError } from './errors';
 import { PendingHandshakes } from './inbound/pending-handshakes';
+import { HeapShrinker } from './proxy/shrink-heap';
 import { nativeRelay, nativeRelayUnavailable, type NativeDataPath, type NativeRelay } from './proxy/native-relay';
 
 /** What a sidecar runs. */
@@ -69,6 +70,7 @@ export class Sidecar {
   readonly tracker: ConnectionTracker;
   /** Inbound connections accepted and not yet judged (the cap is shared by every inbound listener). */
   readonly pendingHandshakes: PendingHandshakes;
+  private readonly shrinker: HeapShrinker;
   readonly inbound: InboundListener[] = [];
   readonly outbound: OutboundListener[] = [];
   private adminServer: Server | undefined;
@@ -84,7 +86,9 @@ export class Sidecar {
   ) {
     this.clock = deps.clock ?? (() => new Date());
     this.state = deps.state ?? new SidecarState();
-    this.pendingHandshakes = new PendingHandshakes(options.maxPendingHandshakes);
+    this.shrinker = new HeapShrinker({ logger: deps.logger });
+    // A flood that hit the cap leaves its memory in V8's heap: give it back once it is over.
+    this.pendingHandshakes = new PendingHandshakes(options.maxPendingHandshakes, () => this.shrinker.request());
     this.metrics = new SidecarMetrics({
       pendingHandshakes: () => this.pendingHandshakes.size,
       certExpirySeconds: () => {
@@ -177,6 +181,7 @@ export class Sidecar {
   async stop(drainMs = this.options.drainMs ?? 5000): Promise<void> {
     await Promise.all([...this.inbound, ...this.outbound].map((l) => l.stopAccepting().catch(() => undefined)));
     await this.tracker.drain(drainMs);
+    this.shrinker.stop();
     if (this.adminServer) {
       this.adminServer.closeAllConnections();
       await new Promise<void>((r) => this.adminServer!.close(() => r()));

@@ -36,6 +36,24 @@ describe('The pending handshake cap', () => {
     expect(p.take()).to.deep.equal({ firstOfBurst: true });
   });
 
+  it('Should report the end of a burst once, when the count falls to half the cap after refusals', () => {
+    let ends = 0;
+    const p = new PendingHandshakes(4, () => ends++);
+    const slots = [p.take(), p.take(), p.take(), p.take()] as HandshakeSlot[];
+    slots[0]!.release();
+    slots[1]!.release();
+    expect(ends, 'no refusal yet: no burst').to.equal(0);
+    const more = [p.take(), p.take()] as HandshakeSlot[];
+    p.take();
+    more[0]!.release();
+    expect(ends).to.equal(0);
+    more[1]!.release();
+    slots[2]!.release();
+    expect(ends).to.equal(1);
+    slots[3]!.release();
+    expect(ends).to.equal(1);
+  });
+
   it('Should default to 1024 and refuse a cap that is not a positive integer', () => {
     expect(new PendingHandshakes().limit).to.equal(DEFAULT_MAX_PENDING_HANDSHAKES).and.equal(1024);
     for (const bad of [0, -1, 1.5, Number.NaN]) expect(() => new PendingHandshakes(bad), String(bad)).to.throw(RangeError);

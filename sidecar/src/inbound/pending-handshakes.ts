@@ -38,8 +38,15 @@ export class PendingHandshakes {
   private pending = 0;
   private full = false;
 
-  /** Throws RangeError unless `limit` is a positive integer. */
-  constructor(readonly limit: number = DEFAULT_MAX_PENDING_HANDSHAKES) {
+  /**
+   * Throws RangeError unless `limit` is a positive integer. `onBurstEnd`
+   * runs when the count falls to half the cap after refusals (the sidecar
+   * then gives the burst's memory back).
+   */
+  constructor(
+    readonly limit: number = DEFAULT_MAX_PENDING_HANDSHAKES,
+    private readonly onBurstEnd?: () => void,
+  ) {
     if (!Number.isInteger(limit) || limit < 1) throw new RangeError(`the pending handshake limit must be a positive integer, got ${String(limit)}`);
   }
 
@@ -66,7 +73,10 @@ export class PendingHandshakes {
         if (!held) return;
         held = false;
         this.pending--;
-        if (this.pending <= this.limit / 2) this.full = false;
+        if (this.full && this.pending <= this.limit / 2) {
+          this.full = false;
+          this.onBurstEnd?.();
+        }
       },
     };
   }

@@ -5,7 +5,8 @@
  * and optionally `maxPendingHandshakes` and `handshakeTimeoutMs`; serves one
  * STRICT inbound TCP listener; prints `{"port":N}` once listening. When
  * spawned with an IPC channel it answers the message `"stats"` with
- * `{ stats: <Prometheus text> }`, so a test can read the counters without
+ * `{ stats: <Prometheus text> }` and `"memory"` with
+ * `{ memory: process.memoryUsage() }`, so a test can read the counters without
  * touching the process's memory with an HTTP server of its own.
  */
 import { silentLogger } from '@trellis/shared';
@@ -41,6 +42,7 @@ async function main(): Promise<void> {
   await sc.start();
   process.on('message', (m) => {
     if (m === 'stats') void sc.metrics.registry.metrics().then((stats) => process.send?.({ stats }));
+    if (m === 'memory') process.send?.({ memory: process.memoryUsage() });
   });
   process.stdout.write(JSON.stringify({ port: sc.inbound[0]!.port }) + '\n');
 }
