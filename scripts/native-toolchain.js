@@ -68,11 +68,16 @@ function findToolchain() {
   return { cc, cxx, asanRuntime, fuzzerLib };
 }
 
-/** The directory holding node_api.h and node's OpenSSL headers for the running node, or null. */
+/**
+ * The directory holding node_api.h and node's OpenSSL headers for the
+ * running node, or null: the headers beside it first (as
+ * build-native-addon.js does: a machine-wide npm nodedir may belong to
+ * another node), then npm's nodedir, then node-gyp's download cache.
+ */
 function nodeIncludeDir() {
   const candidates = [
-    process.env.npm_config_nodedir && join(process.env.npm_config_nodedir, 'include', 'node'),
     join(resolve(process.execPath, '..', '..'), 'include', 'node'),
+    process.env.npm_config_nodedir && join(process.env.npm_config_nodedir, 'include', 'node'),
     join(homedir(), '.cache', 'node-gyp', process.versions.node, 'include', 'node'),
   ].filter(Boolean);
   return candidates.find((d) => existsSync(join(d, 'node_api.h')) && existsSync(join(d, 'openssl', 'ssl.h'))) ?? null;
