@@ -57,7 +57,9 @@ export declare class Relay {
    * only the leaf and federation needs the presented intermediates).
    */
   context(opts: { server: boolean; chainPem: string; keyPem: string; caPem: string; resumption?: boolean }): RelayContext;
-  /** Inbound. Takes a dup() of `fd` (an accepted TCP socket; the caller closes its own copy afterwards) and starts the server handshake at once. Returns the connection id (> 0). */
+  /** Inbound. Takes a dup() of `fd` (an accepted TCP socket; the caller closes its own copy afterwards) and starts the server handshake
+   *  when the peer's first bytes arrive: until then the connection holds no SSL object or buffer (a peer that closes first gets
+   *  handshake error 'EOF'). Returns the connection id (> 0). */
   acceptTls(fd: number, ctx: RelayContext): number;
   /** Outbound. Takes a dup() of `plainFd` (the app's accepted socket; the caller keeps its own copy until it decides), connects to host:port
    *  (IPv4 or IPv6 literal only; throw TypeError otherwise), client handshake (SNI not set), optionally offering `session`. */

@@ -68,6 +68,7 @@ export async function runSidecar(config: SidecarConfig, deps: RunSidecarDeps): P
       workload: { namespace: config.namespace, labels: config.labels },
       drainMs: config.drainMs,
       detectTimeoutMs: config.detectTimeoutMs,
+      maxPendingHandshakes: config.maxPendingHandshakes,
       dataPath: config.dataPath,
     },
     {

@@ -127,6 +127,9 @@ void ReportHandshake(Conn &c) {
 bool UpdateInterest(Conn &c) {
   uint32_t tls = 0, plain = 0;
   switch (c.phase) {
+    case Conn::kAwaitingBytes:
+      tls = EPOLLIN;
+      break;
     case Conn::kTcpConnecting:
       tls = EPOLLOUT;
       break;
@@ -184,6 +187,36 @@ void BeginHandshake(Conn &c) {
   }
   c.phase = Conn::kHandshaking;
   Handshake(c);
+}
+
+// kAwaitingBytes: the peer's first bytes (or its FIN) arrived. Only now is
+// the SSL object made and the handshake begun, so a flood of idle
+// connections holds no OpenSSL state.
+void FirstBytes(Conn &c) {
+  unsigned char probe;
+  ssize_t n;
+  do {
+    n = recv(c.tls_fd, &probe, 1, MSG_PEEK | MSG_DONTWAIT);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+    c.tls_in = false;
+    return;
+  }
+  if (n <= 0) {
+    // Gone before saying anything: no SSL was ever needed.
+    FailHandshake(c, n == 0 ? "EOF" : ErrnoName(errno));
+    return;
+  }
+  c.ssl = SSL_new(c.ctx);
+  SSL_CTX_free(c.ctx);  // the SSL holds its own reference
+  c.ctx = nullptr;
+  if (c.ssl == nullptr) {
+    FailHandshake(c, TakeSslError("out of memory"));
+    return;
+  }
+  SSL_set_app_data(c.ssl, &c);
+  SSL_set_accept_state(c.ssl);
+  BeginHandshake(c);
 }
 
 // tls -> plain. False when the connection was closed.
@@ -480,12 +513,12 @@ int OpenAndConnect(const Address &addr, bool *in_progress, int *err) {
 }  // namespace
 
 void ConnStart(Conn &c, bool has_addr, const Address &addr) {
-  SSL_set_app_data(c.ssl, &c);
   if (c.server) {
-    SSL_set_accept_state(c.ssl);
-    BeginHandshake(c);
+    c.phase = Conn::kAwaitingBytes;
+    UpdateInterest(c);
     return;
   }
+  SSL_set_app_data(c.ssl, &c);
   SSL_set_connect_state(c.ssl);
   if (!has_addr) {
     FailHandshake(c, "EINVAL");
@@ -517,6 +550,9 @@ void ConnOnEvent(Conn &c, bool tls_side, uint32_t events) {
     c.plain_out = c.plain_out || writable;
   }
   switch (c.phase) {
+    case Conn::kAwaitingBytes:
+      if (tls_side) FirstBytes(c);
+      break;
     case Conn::kTcpConnecting:
       if (tls_side) FinishTcpConnect(c);
       break;

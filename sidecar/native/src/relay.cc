@@ -361,21 +361,28 @@ napi_value StartConnection(napi_env env, RelayWrap *w, Command::Kind kind, int64
     SSL_SESSION_free(session);
     return ThrowPlain(env, std::string(fd_name) + ": " + ErrnoName(errno));
   }
-  SSL *ssl = SSL_new(ctx);
-  if (ssl == nullptr) {
-    SSL_SESSION_free(session);
-    close(sock);
-    return ThrowPlain(env, "SSL_new: " + TakeSslReason("out of memory"));
-  }
-  if (session != nullptr) {
-    if (SSL_set_session(ssl, session) != 1) ERR_clear_error();
-    SSL_SESSION_free(session);  // the SSL holds its own reference
-  }
   Command cmd;
   cmd.kind = kind;
+  if (kind == Command::kAccept) {
+    // The loop makes the SSL when the peer's first bytes arrive (see
+    // kAwaitingBytes); until then the connection holds this reference only.
+    SSL_CTX_up_ref(ctx);
+    cmd.ctx = ctx;
+  } else {
+    SSL *ssl = SSL_new(ctx);
+    if (ssl == nullptr) {
+      SSL_SESSION_free(session);
+      close(sock);
+      return ThrowPlain(env, "SSL_new: " + TakeSslReason("out of memory"));
+    }
+    if (session != nullptr) {
+      if (SSL_set_session(ssl, session) != 1) ERR_clear_error();
+      SSL_SESSION_free(session);  // the SSL holds its own reference
+    }
+    cmd.ssl = ssl;
+  }
   cmd.id = w->engine->NextId();
   cmd.fd = sock;
-  cmd.ssl = ssl;
   if (addr != nullptr) {
     cmd.has_addr = true;
     cmd.addr = *addr;
@@ -383,7 +390,8 @@ napi_value StartConnection(napi_env env, RelayWrap *w, Command::Kind kind, int64
   w->engine->CountOpened();
   if (!w->engine->Post(cmd)) {
     w->engine->CountClosedUnstarted();
-    SSL_free(ssl);
+    SSL_free(cmd.ssl);
+    SSL_CTX_free(cmd.ctx);
     close(sock);
     return ThrowPlain(env, "the relay is stopped");
   }

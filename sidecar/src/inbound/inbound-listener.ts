@@ -29,6 +29,7 @@ import type { SidecarMetrics } from '../metrics/sidecar-metrics';
 import type { ConnectionTracker, TrackedConnection } from '../proxy/connection-tracker';
 import { handshakeErrorCode, verifyCode, type NativeDataPath, type RelayContext } from '../proxy/native-relay';
 import { bindServer } from '../proxy/bind-server';
+import { isSlot, type HandshakeSlot, type PendingHandshakes } from './pending-handshakes';
 
 /** Where an inbound listener listens and where it forwards. */
 export interface InboundSpec {
@@ -55,8 +56,10 @@ export interface InboundDeps {
   appHost?: string;
   /** PERMISSIVE: how long to wait for a client's first bytes. Default 1000 ms. */
   detectTimeoutMs?: number;
-  /** How long a TLS handshake may take. Default 10 s. */
+  /** How long a TLS handshake may take, counted from the accept. Default 10 s. */
   handshakeTimeoutMs?: number;
+  /** The process-wide cap on connections not yet judged (see pending-handshakes.ts). */
+  pending: PendingHandshakes;
 }
 
 /** What we know about the downstream of a connection. */
@@ -126,15 +129,26 @@ export class InboundListener {
     if (!snap.peerAuth || !snap.authz) return this.refuse(socket, 'not_ready', 'no policy received yet');
     const mode: PeerAuthMode = snap.peerAuth.portModes[this.spec.appPort] ?? snap.peerAuth.mode;
     if (mode === 'DISABLE') return this.accepted(socket, snap, undefined, undefined);
-    if (mode === 'STRICT') return this.handshake(socket, snap);
-    this.sniff(socket, snap);
+    // Everything that may become a handshake holds a slot until it is judged;
+    // past the cap the connection is closed before any TLS work.
+    const slot = this.deps.pending.take();
+    if (!isSlot(slot)) {
+      if (slot.firstOfBurst) {
+        this.deps.logger.warn('inbound connections refused: too many handshakes pending', { port: this.boundPort, limit: this.deps.pending.limit });
+      }
+      return this.refuse(socket, 'handshake_limit');
+    }
+    const deadline = Date.now() + (this.deps.handshakeTimeoutMs ?? 10_000);
+    if (mode === 'STRICT') return this.handshake(socket, snap, slot, deadline);
+    this.sniff(socket, snap, slot, deadline);
   }
 
-  private sniff(socket: Socket, snap: SidecarSnapshot): void {
+  private sniff(socket: Socket, snap: SidecarSnapshot, slot: HandshakeSlot, deadline: number): void {
     let seen: Buffer = Buffer.alloc(0);
     const timer = setTimeout(() => {
       socket.off('data', onData);
       socket.pause();
+      slot.release();
       this.accepted(socket, snap, undefined, undefined);
     }, this.deps.detectTimeoutMs ?? 1000);
     const onData = (chunk: Buffer): void => {
@@ -143,28 +157,85 @@ export class InboundListener {
       if (kind === 'need-more') return;
       clearTimeout(timer);
       socket.off('data', onData);
+      socket.off('close', onClose);
       socket.pause();
       socket.unshift(seen);
-      if (kind === 'tls') this.handshake(socket, snap, true);
-      else this.accepted(socket, snap, undefined, undefined);
+      if (kind === 'tls') return this.handshake(socket, snap, slot, deadline, true);
+      slot.release();
+      this.accepted(socket, snap, undefined, undefined);
+    };
+    const onClose = (): void => {
+      clearTimeout(timer);
+      slot.release();
     };
     socket.on('data', onData);
-    socket.once('close', () => clearTimeout(timer));
+    socket.once('close', onClose);
     socket.resume();
   }
 
-  private handshake(socket: Socket, snap: SidecarSnapshot, sniffed = false): void {
-    const { metrics, clock } = this.deps;
+  /**
+   * Node path: waits for the client's first bytes before any TLS object
+   * exists (an idle connection then costs a socket, not an SSL and its
+   * buffers, which OpenSSL would also allocate on the peer's FIN), then puts
+   * them back for `then`. A connection that ends or times out first is
+   * refused and counted here.
+   */
+  private firstBytes(socket: Socket, slot: HandshakeSlot, deadline: number, then: () => void): void {
+    const timer = setTimeout(() => {
+      cleanup();
+      slot.release();
+      this.deps.metrics.handshakes.inc({ direction: 'inbound', result: 'error' });
+      this.refuse(socket, 'handshake_timeout', 'no bytes from the client');
+    }, Math.max(0, deadline - Date.now()));
+    const onData = (chunk: Buffer): void => {
+      cleanup();
+      socket.pause();
+      socket.unshift(chunk);
+      then();
+    };
+    const onClose = (): void => {
+      cleanup();
+      slot.release();
+      this.deps.metrics.handshakes.inc({ direction: 'inbound', result: 'error' });
+      this.deps.metrics.refuse('inbound', 'handshake_failed');
+    };
+    const cleanup = (): void => {
+      clearTimeout(timer);
+      socket.off('data', onData);
+      socket.off('close', onClose);
+    };
+    socket.on('data', onData);
+    socket.once('close', onClose);
+    socket.resume();
+  }
+
+  private handshake(socket: Socket, snap: SidecarSnapshot, slot: HandshakeSlot, deadline: number, sniffed = false): void {
+    const { clock } = this.deps;
     const creds = snap.credentials;
     if (!creds || !snap.bundle || clock().getTime() >= creds.notAfter.getTime()) {
+      slot.release();
       return this.refuse(socket, 'no_valid_svid', 'we hold no valid SVID: failing closed');
     }
     // The engine connects to the app by address, so a named app host stays on the Node path.
     const native = this.spec.http || isIP(this.deps.appHost ?? '127.0.0.1') === 0 ? undefined : this.deps.native;
     const nctx = native?.serverContext();
-    if (native && nctx && !sniffed && this.handshakeNative(socket, native, nctx)) return;
+    if (native && nctx && !sniffed && this.handshakeNative(socket, native, nctx, slot, deadline)) return;
+    if (!this.deps.serverContext()) return this.refuseNoContext(socket, slot);
+    if (!sniffed) return this.firstBytes(socket, slot, deadline, () => this.handshakeNode(socket, slot, deadline));
+    this.handshakeNode(socket, slot, deadline);
+  }
+
+  /** No TLS context for the current credentials and bundle (a rebuild failed): refused on either path. */
+  private refuseNoContext(socket: Socket, slot: HandshakeSlot): void {
+    slot.release();
+    this.refuse(socket, 'no_tls_context', 'no TLS context for the current credentials and trust bundle: failing closed');
+  }
+
+  /** The Node path's handshake (node:tls), the client's first bytes already read and put back. */
+  private handshakeNode(socket: Socket, slot: HandshakeSlot, deadline: number): void {
+    const { metrics } = this.deps;
     const ctx = this.deps.serverContext();
-    if (!ctx) return this.refuse(socket, 'no_valid_svid', 'no TLS context for our credentials: failing closed');
+    if (!ctx) return this.refuseNoContext(socket, slot);
     // rejectUnauthorized stays off so that every refusal is ours, with its
     // reason; nothing reaches the application before the checks below pass.
     const tls = new TLSSocket(socket, {
@@ -179,10 +250,11 @@ export class InboundListener {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
+      slot.release();
       metrics.handshakes.inc({ direction: 'inbound', result: 'error' });
       this.refuse(tls, reason, detail);
     };
-    const timer = setTimeout(() => fail('handshake_timeout'), this.deps.handshakeTimeoutMs ?? 10_000);
+    const timer = setTimeout(() => fail('handshake_timeout'), Math.max(0, deadline - Date.now()));
     // TLSSocket reports server-side handshake failures on '_tlsError' (an
     // 'error' is only emitted once control is released to the caller).
     tls.on('_tlsError', (err: Error & { code?: string }) => {
@@ -208,6 +280,7 @@ export class InboundListener {
       if (!judged.ok) return fail(judged.reason, judged.detail);
       settled = true;
       clearTimeout(timer);
+      slot.release();
       metrics.handshakes.inc({ direction: 'inbound', result: 'ok' });
       this.accepted(tls, judged.snap, judged.peer, socket);
     });
@@ -252,7 +325,7 @@ export class InboundListener {
    * app. Returns false (the socket untouched) when the socket cannot be
    * handed over; the caller then takes the Node path.
    */
-  private handshakeNative(socket: Socket, native: NativeDataPath, ctx: RelayContext): boolean {
+  private handshakeNative(socket: Socket, native: NativeDataPath, ctx: RelayContext, slot: HandshakeSlot, deadline: number): boolean {
     const { metrics, logger } = this.deps;
     const relay = native.relay;
     const sourceIp = socket.remoteAddress;
@@ -264,6 +337,7 @@ export class InboundListener {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
+      slot.release();
       metrics.handshakes.inc({ direction: 'inbound', result: 'error' });
       metrics.refuse('inbound', reason);
       logger.debug('inbound connection refused', { port: this.boundPort, reason, detail, remote: sourceIp });
@@ -281,6 +355,7 @@ export class InboundListener {
         if (!judged.ok) return fail(judged.reason, judged.detail);
         settled = true;
         clearTimeout(timer);
+        slot.release();
         metrics.handshakes.inc({ direction: 'inbound', result: 'ok' });
         const d = decide(this.deps.authorize, judged.snap.authz?.policies ?? [], this.deps.workload, {
           principal: judged.peer.principal,
@@ -312,7 +387,7 @@ export class InboundListener {
     });
     if (handedOver === undefined) return false;
     id = handedOver;
-    timer = setTimeout(() => fail('handshake_timeout'), this.deps.handshakeTimeoutMs ?? 10_000);
+    timer = setTimeout(() => fail('handshake_timeout'), Math.max(0, deadline - Date.now()));
     return true;
   }
 

@@ -24,8 +24,16 @@ export class SidecarMetrics {
   readonly certExpiry: Gauge;
   readonly controlPlaneConnected: Gauge;
   readonly ready: Gauge;
+  readonly pendingHandshakes: Gauge;
 
-  constructor(opts: { certExpirySeconds: () => number | undefined; ready: () => boolean; controlPlaneConnected?: () => boolean | undefined; processMetrics?: boolean }) {
+  constructor(opts: {
+    certExpirySeconds: () => number | undefined;
+    ready: () => boolean;
+    controlPlaneConnected?: () => boolean | undefined;
+    processMetrics?: boolean;
+    /** Read at scrape time: inbound connections accepted and not yet judged. */
+    pendingHandshakes?: () => number;
+  }) {
     const registry = this.registry;
     this.connections = new Counter({ name: 'trellis_connections_total', help: 'Connections accepted, by direction', labelNames: ['direction'], registry });
     this.activeConnections = new Gauge({ name: 'trellis_connections_active', help: 'Connections open now, by direction', labelNames: ['direction'], registry });
@@ -57,6 +65,14 @@ export class SidecarMetrics {
       registry,
       collect() {
         this.set(opts.ready() ? 1 : 0);
+      },
+    });
+    this.pendingHandshakes = new Gauge({
+      name: 'trellis_handshakes_pending',
+      help: 'Inbound connections accepted and not yet judged (waiting for bytes, in the TLS handshake or awaiting the verdict)',
+      registry,
+      collect() {
+        this.set(opts.pendingHandshakes?.() ?? 0);
       },
     });
     if (opts.processMetrics !== false) registerProcessMetrics(this.registry, 'trellis_process_');

@@ -197,9 +197,10 @@ export class OutboundListener {
     // The context of the path in use marks the credentials' generation: the
     // session cache is only good within one (node:tls's is built on first use).
     const epoch = this.deps.native?.clientContext() ?? this.deps.clientContext();
-    if (!snap.credentials || !snap.bundle || !epoch || clock().getTime() >= snap.credentials.notAfter.getTime()) {
+    if (!snap.credentials || !snap.bundle || clock().getTime() >= snap.credentials.notAfter.getTime()) {
       return this.refuse(app, 'no_valid_svid', 'we hold no valid SVID: failing closed');
     }
+    if (!epoch) return this.refuse(app, 'no_tls_context', 'no TLS context for the current credentials and trust bundle: failing closed');
     if (epoch !== this.sessionEpoch) {
       this.sessions.clear();
       this.sessionEpoch = epoch;
@@ -243,7 +244,7 @@ export class OutboundListener {
       if (this.dialNative(app, snap, epoch, pick, attemptsLeft, { native, nctx, host, port, dest, offered })) return;
     }
     const ctx = this.deps.clientContext();
-    if (!ctx) return this.refuse(app, 'no_valid_svid', 'no TLS context for our credentials: failing closed');
+    if (!ctx) return this.refuse(app, 'no_tls_context', 'no TLS context for the current credentials and trust bundle: failing closed');
     const direct = directRead();
     // `onread` is honoured by tls.connect (it builds the socket) though the typings omit it.
     const tls: TLSSocket = tlsConnect({
