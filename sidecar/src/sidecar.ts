@@ -2,7 +2,8 @@
  * The sidecar assembled: state, listeners, admin, drain. The discovery
  * client and the IdentityManager feed the SidecarState from outside; this
  * class only reacts to it (new TLS contexts on credential or bundle change,
- * closing revoked connections) and serves traffic with it.
+ * closing revoked connections, closing every mTLS connection when our own
+ * certificate expires with no replacement) and serves traffic with it.
  */
 import type { Server } from 'node:http';
 import type { Logger } from '@trellis/shared';
@@ -18,6 +19,10 @@ import { SidecarError } from './errors';
 import { PendingHandshakes } from './inbound/pending-handshakes';
 import { HeapShrinker } from './proxy/shrink-heap';
 import { nativeRelay, nativeRelayUnavailable, type NativeDataPath, type NativeRelay } from './proxy/native-relay';
+import type { Credentials } from './state/sidecar-state';
+
+/** The longest delay setTimeout takes as given (longer ones fire at once). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** What a sidecar runs. */
 export interface SidecarOptions {
@@ -79,6 +84,8 @@ export class Sidecar {
   private readonly relay: NativeRelay | null;
   /** The TLS contexts of both data paths for the current credentials and bundle. */
   private readonly tls: TlsMaterial;
+  /** Fires when the current certificate expires. */
+  private expiryTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly options: SidecarOptions,
@@ -105,6 +112,7 @@ export class Sidecar {
     this.tls.update(this.state.current(), true);
     this.state.onChange((snap, changed) => {
       if (changed.includes('credentials') || changed.includes('bundle')) this.tls.update(snap, changed.includes('bundle'));
+      if (changed.includes('credentials')) this.watchExpiry(snap.credentials);
       if (changed.includes('revocations')) {
         const n = this.tracker.closeRevoked(snap.revocations);
         for (const direction of ['inbound', 'outbound'] as const) {
@@ -179,6 +187,8 @@ export class Sidecar {
 
   /** Stops accepting, waits up to `drainMs` for open connections, then closes the rest and the admin server. */
   async stop(drainMs = this.options.drainMs ?? 5000): Promise<void> {
+    if (this.expiryTimer) clearTimeout(this.expiryTimer);
+    this.expiryTimer = undefined;
     await Promise.all([...this.inbound, ...this.outbound].map((l) => l.stopAccepting().catch(() => undefined)));
     await this.tracker.drain(drainMs);
     this.shrinker.stop();
@@ -186,6 +196,37 @@ export class Sidecar {
       this.adminServer.closeAllConnections();
       await new Promise<void>((r) => this.adminServer!.close(() => r()));
     }
+  }
+
+  /** Arms the expiry check for `creds` (the current certificate), replacing the previous one's. */
+  private watchExpiry(creds: Credentials | undefined): void {
+    if (this.expiryTimer) clearTimeout(this.expiryTimer);
+    this.expiryTimer = undefined;
+    if (!creds) return;
+    const left = creds.notAfter.getTime() - this.clock().getTime();
+    this.expiryTimer = setTimeout(() => this.ownCertificateExpired(creds), Math.min(MAX_TIMER_MS, Math.max(0, left) + 1));
+    this.expiryTimer.unref();
+  }
+
+  /**
+   * Our certificate expired and nothing replaced it: new connections are
+   * already refused (the listeners check the expiry), and the open ones it
+   * secured are closed now, as a revocation closes a revoked peer's. Fails
+   * closed: an expired identity carries no more traffic.
+   */
+  private ownCertificateExpired(creds: Credentials): void {
+    if (this.state.current().credentials !== creds) return;
+    if (this.clock().getTime() < creds.notAfter.getTime()) return this.watchExpiry(creds);
+    const n = this.tracker.closeMutualTls();
+    for (const direction of ['inbound', 'outbound'] as const) {
+      if (n[direction] > 0) this.metrics.refusals.inc({ direction, reason: 'no_valid_svid' }, n[direction]);
+    }
+    this.deps.logger.error('our certificate expired with no replacement: closed every open mTLS connection, failing closed', {
+      serial: creds.serialHex,
+      notAfter: creds.notAfter.toISOString(),
+      inbound: n.inbound,
+      outbound: n.outbound,
+    });
   }
 
   /** The JSON served on /config_dump. Never includes a private key. */
