@@ -5,12 +5,27 @@
  * server by its exact SPIFFE ID against the current trust bundle (never by
  * hostname). First contact authenticates with a bearer token (re-read through
  * `getToken()` at every connect); once the sidecar holds an unexpired SVID,
- * connections authenticate with it over mTLS instead. A join token attests
- * one issuance, so a CSR while the open stream was token-authenticated moves
- * to a new stream authenticated with the SVID first. On any failure it
- * reconnects with jittered exponential backoff (cap 30 s) across all
- * addresses and re-subscribes, telling the server the versions it holds so an
- * unchanged config is not re-sent.
+ * connections authenticate with it over mTLS instead. On any failure it
+ * reconnects with jittered exponential backoff (cap 30 s, 5 s while it holds
+ * no valid SVID and so serves nothing) across all addresses and
+ * re-subscribes, telling the server the versions it holds so an unchanged
+ * config is not re-sent.
+ *
+ * A stream is only as good as the credential that opened it: a join token
+ * attests one issuance, and a stream opened with an SVID cannot renew once
+ * that SVID expired. So each new SVID (`credentialsChanged()`) moves the
+ * client to a stream authenticated with it, make-before-break: the new
+ * stream opens, and only once the control plane accepted it does the old
+ * one say goodbye (half-close), so the sidecar stays connected and its
+ * endpoints stay published throughout. `stop()` says goodbye the same way,
+ * which tells the control plane to withdraw our endpoints at once; a
+ * stream that is merely lost keeps them for the control plane's grace period.
+ *
+ * When a join token is refused as spent or expired and no SVID is left to
+ * open a stream with, nothing this process holds can ever authenticate
+ * again: `onCredentialsExhausted` listeners are told (the runner exits so
+ * its supervisor restarts it with a fresh token). A Kubernetes token is
+ * rotated in place by kubelet, so its refusals are retried.
  *
  * Resources are handed to the handler registered for their type; a handler
  * that returns accepts them (ACK), one that throws rejects them (NACK with the
@@ -30,6 +45,7 @@ import {
   TRUST_BUNDLE_TYPE_URL,
   typeShortName,
   TrellisError,
+  isJoinToken,
   isSpiffeId,
   parseSpiffeId,
   type Logger,
@@ -81,6 +97,12 @@ export interface DiscoveryClientOptions {
   endpointNames?: string[];
 }
 
+/** Why no credential is left: the control plane's refusal of our join token. */
+export interface CredentialsExhaustedInfo {
+  serverCode: string;
+  message: string;
+}
+
 /** How a stream ended. */
 export interface StreamEndInfo {
   grpcCode: number;
@@ -126,6 +148,22 @@ const CONTROL_PLANE_SERVERNAME = 'trellis-control-plane';
 const STREAM_PATH = `/${DISCOVERY_SERVICE}/StreamResources`;
 /** The longest `trellis-retry-after-ms` hint honoured (5 min). */
 const MAX_RETRY_HINT_MS = 300_000;
+/** The reconnect cap while the sidecar holds no valid SVID: it serves nothing until it is back. */
+const NOT_SERVING_MAX_BACKOFF_MS = 5_000;
+/** How long a goodbye waits for the control plane to finish its half of the stream. */
+const GOODBYE_TIMEOUT_MS = 1_000;
+/** The control plane's refusals of a join token that no retry of it can overcome. */
+const SPENT_TOKEN_CODES: ReadonlySet<string> = new Set(['TRELLIS_CP_TOKEN_SPENT', 'TRELLIS_CP_TOKEN_EXPIRED']);
+
+/**
+ * The reconnect backoff: `configured`, capped at 5 s while the sidecar holds
+ * no valid SVID (`serving` false). Such a sidecar refuses all traffic, so it
+ * must not sleep up to 30 s after the control plane is back. Pure.
+ */
+export function reconnectBackoff(configured: BackoffOptions, serving: boolean): BackoffOptions {
+  if (serving || configured.maxMs <= NOT_SERVING_MAX_BACKOFF_MS) return configured;
+  return { initialMs: Math.min(configured.initialMs, NOT_SERVING_MAX_BACKOFF_MS), maxMs: NOT_SERVING_MAX_BACKOFF_MS };
+}
 
 /** One long-lived, self-healing discovery stream. */
 export class DiscoveryClient {
@@ -137,6 +175,14 @@ export class DiscoveryClient {
   private call: Call | null = null;
   /** How the open call authenticated. */
   private callAuth: 'token' | 'svid' | null = null;
+  /** Whether the open call's token was a join token. */
+  private callJoinToken = false;
+  /** Expiry of the SVID that opened the open call (epoch ms; 0 for a token). */
+  private callNotAfterMs = 0;
+  /** A stream opened with a newer SVID to take over from `call` once the control plane accepts it. */
+  private successor: { call: Call; address: string; notAfterMs: number } | null = null;
+  private rollTimer: NodeJS.Timeout | null = null;
+  private rollAttempt = 0;
   private addressIndex = 0;
   private attempt = 0;
   private retryHintMs = 0;
@@ -154,6 +200,7 @@ export class DiscoveryClient {
   private readonly backoff: BackoffOptions;
   private readonly connectListeners = new Set<(connected: boolean) => void>();
   private readonly endListeners = new Set<(e: StreamEndInfo) => void>();
+  private readonly exhaustedListeners = new Set<(e: CredentialsExhaustedInfo) => void>();
 
   constructor(private readonly opts: DiscoveryClientOptions) {
     if (opts.addresses.length === 0) throw new DiscoveryError(DiscoveryErrorCode.BAD_OPTIONS, 'addresses: at least one control-plane address is required');
@@ -184,6 +231,27 @@ export class DiscoveryClient {
     return () => this.endListeners.delete(listener);
   }
 
+  /**
+   * Called when the control plane refused our join token as spent or expired
+   * and we hold no SVID that could open a stream instead: no credential is
+   * left. The client keeps retrying (the token file may be replaced); the
+   * listener decides whether to give up.
+   */
+  onCredentialsExhausted(listener: (e: CredentialsExhaustedInfo) => void): () => void {
+    this.exhaustedListeners.add(listener);
+    return () => this.exhaustedListeners.delete(listener);
+  }
+
+  /**
+   * Tells the client a new SVID was installed: the open stream moves to one
+   * authenticated with it (make-before-break), so the stream never outlives
+   * the credential that opened it.
+   */
+  credentialsChanged(): void {
+    this.rollAttempt = 0;
+    this.roll();
+  }
+
   /** Opens the stream (and keeps it open until stop()). */
   start(): void {
     if (!this.stopped) return;
@@ -191,16 +259,21 @@ export class DiscoveryClient {
     this.connect();
   }
 
-  /** Closes the stream and rejects a pending SVID request. */
-  stop(): void {
+  /**
+   * Closes the stream with a goodbye (half-close), so the control plane
+   * withdraws our endpoints at once, and rejects a pending SVID request.
+   * Resolves when the goodbye was answered (at most 1 s).
+   */
+  stop(): Promise<void> {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
-    this.teardown();
+    const bye = this.teardown(true);
     if (this.pendingCsr) {
       this.pendingCsr.reject(new DiscoveryError(DiscoveryErrorCode.STOPPED, 'discovery client stopped'));
       this.pendingCsr = null;
     }
+    return bye;
   }
 
   /**
@@ -216,15 +289,12 @@ export class DiscoveryClient {
       if (!this.call) return;
       if (this.callAuth === 'token' && this.usableCredentials() !== null) {
         // The control plane refuses a second CSR on a join-token stream (TRELLIS_CP_TOKEN_STREAM_SPENT):
-        // renew on a new stream proven by the SVID; connect() sends the pending CSR there.
+        // renew on a new stream proven by the SVID; it sends the pending CSR when it takes over.
         this.opts.logger.info('renewing over mTLS: moving off the token-authenticated stream', {});
-        this.teardown();
-        if (this.timer) clearTimeout(this.timer);
-        this.timer = null;
-        this.connect();
+        this.roll();
         return;
       }
-      this.write({ type_url: SVID_TYPE_URL, version_info: this.accepted.get(SVID_TYPE_URL) ?? '', response_nonce: '', csr: csrDer });
+      this.write(this.call, { type_url: SVID_TYPE_URL, version_info: this.accepted.get(SVID_TYPE_URL) ?? '', response_nonce: '', csr: csrDer });
     });
   }
 
@@ -253,87 +323,163 @@ export class DiscoveryClient {
 
   private connect(): void {
     if (this.stopped) return;
-    const address = this.opts.addresses[this.addressIndex % this.opts.addresses.length]!;
-    this.addressIndex++;
+    const address = this.nextAddress();
     const creds = this.usableCredentials();
-    const useMtls = creds !== null;
-    const start = async (): Promise<void> => {
-      const metadata: Record<string, string> = {};
-      if (!useMtls) metadata['authorization'] = `Bearer ${await this.opts.getToken()}`;
-      if (this.stopped) return;
-      const expected = this.opts.controlPlaneSpiffeId;
-      let first = true;
-      const call: Call = new GrpcBidiCall(
-        {
-          address,
-          path: STREAM_PATH,
-          tls: {
-            caPem: this.rootsPem,
-            ...(useMtls ? { keyPem: creds!.keyPem, certPem: creds!.chainPem } : {}),
-            servername: CONTROL_PLANE_SERVERNAME,
-            // Replaces hostname checks: the control plane is known by its SPIFFE ID alone.
-            checkServerIdentity: (_host, cert) => {
-              const uris = (cert.subjectaltname ?? '').split(/,\s*/).filter((s) => s.startsWith('URI:')).map((s) => s.slice(4));
-              if (uris.length === 1 && uris[0] === expected) return undefined;
-              this.serverMismatch = uris.join(',') || 'no SPIFFE ID';
-              return new DiscoveryError(DiscoveryErrorCode.SERVER_IDENTITY, `control plane presented ${uris.join(',') || 'no SPIFFE ID'}, expected ${expected}`);
-            },
-          },
-          metadata,
-          maxReceiveMessageBytes: MAX_RECEIVE_MESSAGE_BYTES,
-          keepaliveMs: KEEPALIVE_MS,
-          keepaliveTimeoutMs: KEEPALIVE_TIMEOUT_MS,
-          connectTimeoutMs: CONNECT_TIMEOUT_MS,
-        },
-        {
-          onMetadata: () => {
-            if (this.call !== call) return;
-            this.connectedAddress = address;
-            for (const l of this.connectListeners) l(true);
-          },
-          onMessage: (buf) => {
-            if (this.call !== call) return;
-            let res: WireResponse;
-            try {
-              res = decodeDiscoveryResponse(buf);
-            } catch (err) {
-              // A message we cannot parse: end this stream as grpc-js did (INTERNAL) and reconnect.
-              call.cancel();
-              this.onStreamEnd(call, { code: GrpcStatus.INTERNAL, details: `failed to parse a DiscoveryResponse: ${(err as Error).message}`, metadata: {} });
-              return;
-            }
-            this.attempt = 0;
-            this.retryHintMs = 0;
-            this.reportedMismatch = null;
-            this.chain = this.chain.then(() => this.onResponse(call, res)).catch((err) => this.opts.logger.error('discovery response handling failed', { error: err }));
-          },
-          onStatus: (status) => this.onStreamEnd(call, status),
-        },
-      );
-      this.call = call;
-      this.callAuth = useMtls ? 'svid' : 'token';
-      // Subscribe: node in the first request, the version we hold for each type.
-      for (const t of this.handlers.keys()) {
-        const req: DiscoveryRequestInit = {
-          type_url: t,
-          version_info: this.accepted.get(t) ?? '',
-          response_nonce: '',
-          resource_names: t === 'type.trellis.dev/trellis.v1.Endpoints' ? this.opts.endpointNames ?? [] : [],
-        };
-        if (first) req.node = this.wireNode();
-        first = false;
-        this.write(req);
-      }
-      const svidReq: DiscoveryRequestInit = { type_url: SVID_TYPE_URL, version_info: this.accepted.get(SVID_TYPE_URL) ?? '', response_nonce: '' };
-      if (first) svidReq.node = this.wireNode();
-      if (this.pendingCsr) svidReq.csr = this.pendingCsr.csr;
-      this.write(svidReq);
-      this.opts.logger.info('discovery stream opened', { address, auth: useMtls ? 'svid' : 'token' });
-    };
-    start().catch((err) => {
+    this.openCall(address, creds, false).catch((err) => {
       this.opts.logger.warn('discovery connect failed', { address, error: err });
       this.scheduleReconnect();
     });
+  }
+
+  private nextAddress(): string {
+    const address = this.opts.addresses[this.addressIndex % this.opts.addresses.length]!;
+    this.addressIndex++;
+    return address;
+  }
+
+  /**
+   * Moves to a stream authenticated with the newest SVID when the open one
+   * was opened with a token or an older SVID: the new stream is opened
+   * beside the old, which says goodbye once the new one is accepted.
+   */
+  private roll(): void {
+    if (this.stopped || !this.call || this.successor || this.rollTimer) return;
+    const creds = this.usableCredentials();
+    if (!creds) return;
+    if (this.callAuth === 'svid' && this.callNotAfterMs >= creds.notAfter.getTime()) return;
+    const address = this.connectedAddress ?? this.nextAddress();
+    this.openCall(address, creds, true).catch((err) => {
+      this.opts.logger.warn('discovery stream with the new certificate failed to open; keeping the current one', { address, error: err });
+      this.retryRoll();
+    });
+  }
+
+  /** Tries the roll again after a backoff (the current stream carries on meanwhile). */
+  private retryRoll(): void {
+    if (this.stopped || this.rollTimer) return;
+    const delay = backoffDelayMs(this.rollAttempt++, this.backoff, this.random());
+    this.rollTimer = setTimeout(() => {
+      this.rollTimer = null;
+      this.roll();
+    }, delay);
+    this.rollTimer.unref();
+  }
+
+  /**
+   * Opens a stream to `address`, authenticated by `creds` (mTLS) or else the
+   * token. A successor stream (make-before-break) becomes the open one only
+   * when the control plane accepts it; until then the open stream carries on.
+   */
+  private async openCall(address: string, creds: ClientCredentials | null, successor: boolean): Promise<void> {
+    const useMtls = creds !== null;
+    const metadata: Record<string, string> = {};
+    let joinToken = false;
+    if (!useMtls) {
+      const token = await this.opts.getToken();
+      joinToken = isJoinToken(token);
+      metadata['authorization'] = `Bearer ${token}`;
+    }
+    if (this.stopped) return;
+    const expected = this.opts.controlPlaneSpiffeId;
+    let first = true;
+    const call: Call = new GrpcBidiCall(
+      {
+        address,
+        path: STREAM_PATH,
+        tls: {
+          caPem: this.rootsPem,
+          ...(useMtls ? { keyPem: creds.keyPem, certPem: creds.chainPem } : {}),
+          servername: CONTROL_PLANE_SERVERNAME,
+          // Replaces hostname checks: the control plane is known by its SPIFFE ID alone.
+          checkServerIdentity: (_host, cert) => {
+            const uris = (cert.subjectaltname ?? '').split(/,\s*/).filter((s) => s.startsWith('URI:')).map((s) => s.slice(4));
+            if (uris.length === 1 && uris[0] === expected) return undefined;
+            this.serverMismatch = uris.join(',') || 'no SPIFFE ID';
+            return new DiscoveryError(DiscoveryErrorCode.SERVER_IDENTITY, `control plane presented ${uris.join(',') || 'no SPIFFE ID'}, expected ${expected}`);
+          },
+        },
+        metadata,
+        maxReceiveMessageBytes: MAX_RECEIVE_MESSAGE_BYTES,
+        keepaliveMs: KEEPALIVE_MS,
+        keepaliveTimeoutMs: KEEPALIVE_TIMEOUT_MS,
+        connectTimeoutMs: CONNECT_TIMEOUT_MS,
+      },
+      {
+        onMetadata: () => {
+          if (this.successor?.call === call) return this.takeOver(this.successor);
+          if (this.call !== call) return;
+          this.connectedAddress = address;
+          for (const l of this.connectListeners) l(true);
+        },
+        onMessage: (buf) => {
+          if (this.call !== call) return;
+          let res: WireResponse;
+          try {
+            res = decodeDiscoveryResponse(buf);
+          } catch (err) {
+            // A message we cannot parse: end this stream as grpc-js did (INTERNAL) and reconnect.
+            call.cancel();
+            this.onStreamEnd(call, { code: GrpcStatus.INTERNAL, details: `failed to parse a DiscoveryResponse: ${(err as Error).message}`, metadata: {} });
+            return;
+          }
+          this.attempt = 0;
+          this.retryHintMs = 0;
+          this.reportedMismatch = null;
+          this.chain = this.chain.then(() => this.onResponse(call, res)).catch((err) => this.opts.logger.error('discovery response handling failed', { error: err }));
+        },
+        onStatus: (status) => this.onStreamEnd(call, status),
+      },
+    );
+    if (successor) {
+      this.successor = { call, address, notAfterMs: creds!.notAfter.getTime() };
+    } else {
+      this.call = call;
+      this.callAuth = useMtls ? 'svid' : 'token';
+      this.callJoinToken = joinToken;
+      this.callNotAfterMs = useMtls ? creds.notAfter.getTime() : 0;
+    }
+    // Subscribe: node in the first request, the version we hold for each type.
+    for (const t of this.handlers.keys()) {
+      const req: DiscoveryRequestInit = {
+        type_url: t,
+        version_info: this.accepted.get(t) ?? '',
+        response_nonce: '',
+        resource_names: t === 'type.trellis.dev/trellis.v1.Endpoints' ? this.opts.endpointNames ?? [] : [],
+      };
+      if (first) req.node = this.wireNode();
+      first = false;
+      this.write(call, req);
+    }
+    const svidReq: DiscoveryRequestInit = { type_url: SVID_TYPE_URL, version_info: this.accepted.get(SVID_TYPE_URL) ?? '', response_nonce: '' };
+    if (first) svidReq.node = this.wireNode();
+    // A successor gets the pending CSR when it takes over (takeOver), not twice while both are open.
+    if (this.pendingCsr && !successor) svidReq.csr = this.pendingCsr.csr;
+    this.write(call, svidReq);
+    this.opts.logger.info(successor ? 'discovery stream opening with the new certificate' : 'discovery stream opened', { address, auth: useMtls ? 'svid' : 'token' });
+  }
+
+  /**
+   * The successor was accepted: it becomes the open stream and the old one
+   * says goodbye, so the control plane never sees this sidecar gone. A CSR
+   * still pending on the old stream is sent again here (its answer there
+   * would never be read).
+   */
+  private takeOver(next: { call: Call; address: string; notAfterMs: number }): void {
+    const old = this.call;
+    const wasConnected = this.connectedAddress !== null;
+    this.successor = null;
+    this.call = next.call;
+    this.callAuth = 'svid';
+    this.callJoinToken = false;
+    this.callNotAfterMs = next.notAfterMs;
+    this.connectedAddress = next.address;
+    this.rollAttempt = 0;
+    void old?.close(GOODBYE_TIMEOUT_MS);
+    if (!wasConnected) for (const l of this.connectListeners) l(true);
+    if (this.pendingCsr) this.write(next.call, { type_url: SVID_TYPE_URL, version_info: this.accepted.get(SVID_TYPE_URL) ?? '', response_nonce: '', csr: this.pendingCsr.csr });
+    this.opts.logger.info('discovery stream renewed with the new certificate', { address: next.address, notAfter: new Date(next.notAfterMs).toISOString() });
+    // A certificate newer still may have arrived meanwhile.
+    this.roll();
   }
 
   private wireNode(): NonNullable<DiscoveryRequestInit['node']> {
@@ -341,9 +487,10 @@ export class DiscoveryClient {
     return { spiffe_id: n.spiffeId, namespace: n.namespace, labels: n.labels, service: n.service, inbound_ports: n.inboundPorts, address: n.address ?? '' };
   }
 
-  private write(req: DiscoveryRequestInit): void {
+  /** Writes on `call`: the stream a reply belongs to, never whichever stream is open by the time it is sent. */
+  private write(call: Call | null, req: DiscoveryRequestInit): void {
     try {
-      this.call?.write(encodeDiscoveryRequest(req));
+      call?.write(encodeDiscoveryRequest(req));
     } catch (err) {
       this.opts.logger.warn('discovery write failed', { error: err });
     }
@@ -353,7 +500,7 @@ export class DiscoveryClient {
     if (this.call !== call) return;
     const t = res.type_url;
     if (!isKnownTypeUrl(t)) {
-      this.nack(t, res, `unknown type_url ${t}`);
+      this.nack(call, t, res, `unknown type_url ${t}`);
       return;
     }
     if (t === SVID_TYPE_URL) {
@@ -363,10 +510,10 @@ export class DiscoveryClient {
         svid = decodeResource(SVID_TYPE_URL, res.resources[0]!.body);
         if (svid.spiffeId !== this.opts.node.spiffeId) throw new Error(`SVID is for ${svid.spiffeId}, expected ${this.opts.node.spiffeId}`);
       } catch (err) {
-        this.nack(t, res, (err as Error).message);
+        this.nack(call, t, res, (err as Error).message);
         return;
       }
-      this.ack(t, res);
+      this.ack(call, t, res);
       const p = this.pendingCsr;
       this.pendingCsr = null;
       p?.resolve(svid);
@@ -374,7 +521,7 @@ export class DiscoveryClient {
     }
     const handler = this.handlers.get(t);
     if (!handler) {
-      this.nack(t, res, `not subscribed to ${t}`);
+      this.nack(call, t, res, `not subscribed to ${t}`);
       return;
     }
     try {
@@ -385,25 +532,25 @@ export class DiscoveryClient {
         this.rootsPem = (decoded[0]!.body as ResourceBodies[typeof TRUST_BUNDLE_TYPE_URL]).rootsPem.join('\n');
       }
     } catch (err) {
-      this.nack(t, res, err instanceof TrellisError ? `${err.message} [${err.code}]` : (err as Error).message);
+      this.nack(call, t, res, err instanceof TrellisError ? `${err.message} [${err.code}]` : (err as Error).message);
       return;
     }
-    this.ack(t, res);
+    this.ack(call, t, res);
   }
 
-  private ack(t: TypeUrl, res: WireResponse): void {
+  private ack(call: Call, t: TypeUrl, res: WireResponse): void {
     this.accepted.set(t, res.version_info);
     if (this.states.has(t)) this.states.set(t, { state: 'ACKED', acceptedVersion: res.version_info, lastError: null, updatedAt: new Date(this.now()).toISOString() });
-    this.write({ type_url: t, version_info: res.version_info, response_nonce: res.nonce, resource_names: this.namesFor(t) });
+    this.write(call, { type_url: t, version_info: res.version_info, response_nonce: res.nonce, resource_names: this.namesFor(t) });
   }
 
-  private nack(t: string, res: WireResponse, message: string): void {
+  private nack(call: Call, t: string, res: WireResponse, message: string): void {
     this.opts.logger.warn('discovery update rejected', { type: typeShortName(t), version: res.version_info, error: message });
     if (isKnownTypeUrl(t)) {
       const prev = this.states.get(t);
       if (prev) this.states.set(t, { ...prev, state: 'NACKED', lastError: message });
     }
-    this.write({
+    this.write(call, {
       type_url: t,
       version_info: isKnownTypeUrl(t) ? this.accepted.get(t) ?? '' : '',
       response_nonce: res.nonce,
@@ -418,6 +565,18 @@ export class DiscoveryClient {
 
   /** `status` null: the server ended the stream with OK, which this long-lived stream treats as UNAVAILABLE. */
   private onStreamEnd(call: Call, status: CallStatus | null): void {
+    if (this.successor?.call === call) {
+      // The new stream was refused or failed: the open one carries on, and the move is tried again.
+      this.successor = null;
+      this.serverMismatch = null;
+      this.opts.logger.warn('discovery stream with the new certificate ended before it was accepted; keeping the current one', {
+        grpcCode: grpcStatusName(status?.code ?? GrpcStatus.UNAVAILABLE),
+        serverCode: status?.metadata['trellis-error-code'] ?? null,
+        message: status?.details,
+      });
+      this.retryRoll();
+      return;
+    }
     if (this.call !== call) return;
     const err = status === null || status.code === GrpcStatus.OK ? null : status;
     const code = err?.code ?? GrpcStatus.UNAVAILABLE;
@@ -447,8 +606,12 @@ export class DiscoveryClient {
       this.pendingCsr = null;
       p.reject(new DiscoveryError(DiscoveryErrorCode.REFUSED, `control plane refused the CSR: ${err?.details ?? grpcStatusName(code)}`, { grpcCode: code, serverCode }));
     }
+    const spentJoinToken = this.callAuth === 'token' && this.callJoinToken && serverCode !== null && SPENT_TOKEN_CODES.has(serverCode);
     this.teardown();
     this.scheduleReconnect();
+    if (spentJoinToken && !this.stopped && this.usableCredentials() === null) {
+      for (const l of this.exhaustedListeners) l({ serverCode: serverCode!, message: err?.details ?? '' });
+    }
   }
 
   /**
@@ -477,19 +640,35 @@ export class DiscoveryClient {
     return null;
   }
 
-  private teardown(): void {
+  /** Drops the open stream (and a successor): cancelled, or with `goodbye` closed with a half-close (resolves when answered). */
+  private teardown(goodbye = false): Promise<void> {
     const call = this.call;
     const wasConnected = this.connectedAddress !== null;
     this.call = null;
     this.callAuth = null;
+    this.callJoinToken = false;
+    this.callNotAfterMs = 0;
     this.connectedAddress = null;
-    call?.cancel();
+    this.successor?.call.cancel();
+    this.successor = null;
+    if (this.rollTimer) clearTimeout(this.rollTimer);
+    this.rollTimer = null;
+    let closed: Promise<void> = Promise.resolve();
+    if (goodbye && call) closed = call.close(GOODBYE_TIMEOUT_MS);
+    else call?.cancel();
     if (wasConnected) for (const l of this.connectListeners) l(false);
+    return closed;
+  }
+
+  /** True while we hold an SVID that has not expired (the sidecar can serve). */
+  private serving(): boolean {
+    const creds = this.opts.getCredentials?.() ?? null;
+    return creds !== null && creds.notAfter.getTime() > this.now();
   }
 
   private scheduleReconnect(): void {
     if (this.stopped || this.timer) return;
-    const delay = Math.max(this.retryHintMs, backoffDelayMs(this.attempt, this.backoff, this.random()));
+    const delay = Math.max(this.retryHintMs, backoffDelayMs(this.attempt, reconnectBackoff(this.backoff, this.serving()), this.random()));
     this.attempt++;
     this.timer = setTimeout(() => {
       this.timer = null;
