@@ -112,6 +112,10 @@ export const commands: Command[] = [
   --auth-timeout 10s         close a connection none of whose streams authenticated within this
   --allow-invalid-policies   serve the valid policy files even if some fail validation at start
                              (default: not ready and no policy served until every file validates)
+  --endpoint-grace 30s       keep a lost discovery stream's endpoints listed this long (its sidecar may be
+                             reconnecting); a sidecar that says goodbye is withdrawn at once; 0s: never keep
+  --endpoints-settle 10s     after a start, hold endpoint lists back until every sidecar with a live
+                             certificate has reconnected, at most this long (0s: never hold)
   --log-level info
 Logs JSON lines to stderr; prints {"msg":"control plane ready",...} when serving.
 SIGTERM drains: streams end with UNAVAILABLE so sidecars fail over, then it exits.`,
@@ -144,6 +148,8 @@ SIGTERM drains: streams end with UNAVAILABLE so sidecars fail over, then it exit
       'max-connections': { type: 'string' },
       'auth-timeout': { type: 'string' },
       'allow-invalid-policies': { type: 'boolean' },
+      'endpoint-grace': { type: 'string' },
+      'endpoints-settle': { type: 'string' },
       'log-level': { type: 'string' },
     },
     async run(ctx) {
@@ -179,6 +185,8 @@ SIGTERM drains: streams end with UNAVAILABLE so sidecars fail over, then it exit
         maxConnections: intFlag(ctx, 'max-connections'),
         authTimeout: optionalString(ctx, 'auth-timeout'),
         allowInvalidPolicies: flag(ctx, 'allow-invalid-policies') ? true : undefined,
+        endpointGrace: optionalString(ctx, 'endpoint-grace'),
+        endpointsSettle: optionalString(ctx, 'endpoints-settle'),
       });
       const logger = createLogger({ component: 'control-plane', sink: ctx.stderr, level: cfg.logLevel });
       const caLogger = logger.child({ component: 'ca' });
@@ -212,6 +220,8 @@ SIGTERM drains: streams end with UNAVAILABLE so sidecars fail over, then it exit
           maxStreamsPerIdentity: cfg.maxStreamsPerIdentity,
           maxConnections: cfg.maxConnections,
           authTimeoutMs: cfg.authTimeoutMs,
+          endpointGraceMs: cfg.endpointGraceMs,
+          endpointsSettleMs: cfg.endpointsSettleMs,
           revocationsFile: cfg.revocationsFile ?? undefined,
           federationFile: cfg.federationFile ?? undefined,
           refreshMs: 1000,

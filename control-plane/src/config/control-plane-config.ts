@@ -11,6 +11,7 @@ import { DEFAULT_PATH_NORMALIZATION, isSpiffeId, parseDuration, PATH_NORMALIZATI
 import { ControlPlaneError, ControlPlaneErrorCode } from '../errors/control-plane-error';
 import { DEFAULT_CONNECTION_LIMITS } from '../discovery/connection-guard';
 import { DEFAULT_MAX_STREAMS_PER_IDENTITY } from '../discovery/stream-quota';
+import { DEFAULT_ENDPOINT_GRACE_MS, DEFAULT_ENDPOINTS_SETTLE_MS } from '../discovery/discovery-service';
 
 /** Settings as they may appear in the file or flags (all optional here). */
 export interface ControlPlaneConfigInput {
@@ -53,6 +54,10 @@ export interface ControlPlaneConfigInput {
   authTimeout?: string;
   /** Serve the valid policy files even when some fail validation at first load (fails open; off by default). */
   allowInvalidPolicies?: boolean;
+  /** How long a lost discovery stream's endpoints stay listed (0s: withdrawn at once). */
+  endpointGrace?: string;
+  /** The longest a just-started control plane holds endpoint lists back for the sidecars it expects (0s: never). */
+  endpointsSettle?: string;
 }
 
 /** The resolved configuration. */
@@ -94,6 +99,8 @@ export interface ControlPlaneConfig {
   readonly maxConnections: number;
   readonly authTimeoutMs: number;
   readonly allowInvalidPolicies: boolean;
+  readonly endpointGraceMs: number;
+  readonly endpointsSettleMs: number;
 }
 
 const HOST_PORT = '^(\\[[0-9a-fA-F:.]+\\]|[A-Za-z0-9.-]+):[0-9]{1,5}$';
@@ -147,6 +154,8 @@ const SCHEMA = {
     maxConnections: { type: 'integer', minimum: 1, maximum: 1000000 },
     authTimeout: { type: 'string', pattern: DURATION },
     allowInvalidPolicies: { type: 'boolean' },
+    endpointGrace: { type: 'string', pattern: DURATION },
+    endpointsSettle: { type: 'string', pattern: DURATION },
   },
 } as const;
 
@@ -236,6 +245,10 @@ export function resolveConfig(file: ControlPlaneConfigInput, flags: ControlPlane
   const debounce = dur(merged.pushDebounce, 'pushDebounce', 100);
   const authTimeout = dur(merged.authTimeout, 'authTimeout', DEFAULT_CONNECTION_LIMITS.authTimeoutMs);
   if (authTimeout < 100 || authTimeout > 600_000) problems.push('config: /authTimeout: must be between 100ms and 10m');
+  const endpointGrace = dur(merged.endpointGrace, 'endpointGrace', DEFAULT_ENDPOINT_GRACE_MS);
+  if (endpointGrace > 3600_000) problems.push('config: /endpointGrace: must be at most 1h');
+  const endpointsSettle = dur(merged.endpointsSettle, 'endpointsSettle', DEFAULT_ENDPOINTS_SETTLE_MS);
+  if (endpointsSettle > 600_000) problems.push('config: /endpointsSettle: must be at most 10m');
   if (problems.length > 0) throw invalid(problems);
   const k = merged.kubernetes;
   return Object.freeze({
@@ -263,6 +276,8 @@ export function resolveConfig(file: ControlPlaneConfigInput, flags: ControlPlane
     maxConnections: merged.maxConnections ?? DEFAULT_CONNECTION_LIMITS.maxConnections,
     authTimeoutMs: authTimeout,
     allowInvalidPolicies: merged.allowInvalidPolicies ?? false,
+    endpointGraceMs: endpointGrace,
+    endpointsSettleMs: endpointsSettle,
   });
 }
 

@@ -3,6 +3,16 @@
  * (bundle, policy, revocations, endpoints), the connected sessions and the
  * debounced pushes. A change marks its type dirty; after the debounce window
  * every session recomputes that type and sends only if its version changed.
+ *
+ * Endpoints do not flicker: a lost stream's endpoints stay listed for
+ * `endpointGraceMs` (proxy-registry.ts), and a control plane that has just
+ * started holds endpoint lists back until every sidecar it expects has a
+ * stream again, or `endpointsSettleMs` passed. The sidecars it expects are
+ * those holding an unexpired SVID issued under a recorded attestation
+ * (`expectedSidecars`, read from the CA dir at start); with none expected it
+ * holds nothing back. Without the hold, the first sidecar to reconnect would
+ * be pushed a list without the services that had not yet, and would
+ * withdraw them.
  */
 import {
   AUTHORIZATION_POLICIES_TYPE_URL,
@@ -28,6 +38,10 @@ import { StreamSession, type SessionDeps, type StreamTransport } from './stream-
 
 /** Sessions refreshed per event-loop turn during a push. */
 const FLUSH_BATCH = 250;
+/** How long a lost stream's endpoints stay listed by default (see docs/cli/control-plane.md). */
+export const DEFAULT_ENDPOINT_GRACE_MS = 30_000;
+/** The longest a just-started control plane holds endpoint lists back by default. */
+export const DEFAULT_ENDPOINTS_SETTLE_MS = 10_000;
 
 /** Settings and collaborators of the discovery service. */
 export interface DiscoveryServiceDeps extends Omit<SessionDeps, 'builder' | 'snapshot' | 'onNodeKnown' | 'onClosed' | 'reissue' | 'random' | 'quota'> {
@@ -38,6 +52,12 @@ export interface DiscoveryServiceDeps extends Omit<SessionDeps, 'builder' | 'sna
   policy: PolicySource;
   initialBundle: TrustBundleResource;
   debounceMs: number;
+  /** How long a lost stream's endpoints stay listed (default DEFAULT_ENDPOINT_GRACE_MS; 0: withdrawn at once). */
+  endpointGraceMs?: number;
+  /** The longest endpoint lists are held back after start (default DEFAULT_ENDPOINTS_SETTLE_MS; 0: never). */
+  endpointsSettleMs?: number;
+  /** The SPIFFE IDs of the sidecars expected back after a restart; the hold ends once each has a stream. */
+  expectedSidecars?: ReadonlySet<string>;
 }
 
 /** Sessions, snapshot and pushes, independent of gRPC. */
@@ -54,9 +74,15 @@ export class DiscoveryService {
   private draining = false;
   private readonly sessionDeps: SessionDeps;
   private readonly reissueBook: ReissueBook;
+  private readonly graceMs: number;
+  private lingerTimer: NodeJS.Timeout | null = null;
+  /** Identities still awaited while endpoint lists are held back; null once the hold ended. */
+  private awaited: Set<string> | null = null;
+  private settleTimer: NodeJS.Timeout | null = null;
 
   constructor(private readonly deps: DiscoveryServiceDeps) {
     this.bundle = deps.initialBundle;
+    this.graceMs = deps.endpointGraceMs ?? DEFAULT_ENDPOINT_GRACE_MS;
     this.reissueBook = new ReissueBook(deps.svidTtlSeconds * 1000);
     this.debouncer = new PushDebouncer(deps.debounceMs, (types) => this.flush(types));
     this.unsubscribePolicy = deps.policy.subscribe(() => {
@@ -74,12 +100,31 @@ export class DiscoveryService {
       onNodeKnown: (s) => {
         if (this.registry.add(s)) this.endpointsChanged();
         deps.metrics.connectedSidecars.set(this.registry.size);
+        if (this.awaited && s.peer) {
+          this.awaited.delete(s.peer.spiffeId);
+          if (this.awaited.size === 0) this.endHold('every expected sidecar has a stream');
+        }
       },
       onClosed: (s) => {
-        if (this.registry.remove(s)) this.endpointsChanged();
+        const lingerUntil = this.graceMs > 0 && s.lingers && !this.draining ? deps.nowMs() + this.graceMs : undefined;
+        if (this.registry.remove(s, lingerUntil)) this.endpointsChanged();
+        if (lingerUntil !== undefined) this.armLingerTimer();
         deps.metrics.connectedSidecars.set(this.registry.size);
       },
+      holdEndpoints: () => this.awaited !== null,
     };
+    const settleMs = deps.endpointsSettleMs ?? DEFAULT_ENDPOINTS_SETTLE_MS;
+    if (settleMs > 0 && deps.expectedSidecars && deps.expectedSidecars.size > 0) {
+      this.awaited = new Set(deps.expectedSidecars);
+      this.settleTimer = setTimeout(() => this.endHold(`${settleMs} ms passed`), settleMs);
+      this.settleTimer.unref();
+      deps.logger.info('holding endpoint lists back until the sidecars with live certificates reconnect', { expected: this.awaited.size, atMostMs: settleMs });
+    }
+  }
+
+  /** True while endpoint lists are held back after start. */
+  get holdingEndpoints(): boolean {
+    return this.awaited !== null;
   }
 
   /** Starts a session for a new stream; refused with UNAVAILABLE while draining. */
@@ -151,6 +196,8 @@ export class DiscoveryService {
     this.revokedIds = new Set(next.spiffeIds);
     this.snap = null;
     this.debouncer.mark(REVOCATIONS_TYPE_URL);
+    // A revoked identity's endpoints do not linger either (fail closed).
+    if (this.registry.dropRevoked((serial, id) => this.isRevoked(serial, id))) this.endpointsChanged();
     for (const s of this.registry.all()) {
       const p = s.peer;
       if (!p) continue;
@@ -168,6 +215,8 @@ export class DiscoveryService {
   drain(): void {
     this.draining = true;
     this.debouncer.stop();
+    for (const t of [this.lingerTimer, this.settleTimer]) if (t) clearTimeout(t);
+    this.lingerTimer = this.settleTimer = null;
     for (const s of this.registry.all()) s.fail(new ControlPlaneError(ControlPlaneErrorCode.SHUTTING_DOWN, 'control plane is shutting down; use another replica'));
   }
 
@@ -180,6 +229,32 @@ export class DiscoveryService {
   private endpointsChanged(): void {
     this.snap = null;
     this.debouncer.mark(ENDPOINTS_TYPE_URL);
+  }
+
+  /** Ends the start-up hold: every session gets the endpoints it does not hold yet. */
+  private endHold(why: string): void {
+    if (this.awaited === null) return;
+    const missing = [...this.awaited].sort();
+    this.awaited = null;
+    if (this.settleTimer) clearTimeout(this.settleTimer);
+    this.settleTimer = null;
+    this.deps.logger.info('pushing endpoint lists', { why, ...(missing.length > 0 ? { notBack: missing.slice(0, 20), notBackCount: missing.length } : {}) });
+    this.endpointsChanged();
+  }
+
+  /** Sets the timer for the next end of a grace period. */
+  private armLingerTimer(): void {
+    if (this.draining) return;
+    const next = this.registry.nextLingerExpiryMs();
+    if (this.lingerTimer) clearTimeout(this.lingerTimer);
+    this.lingerTimer = null;
+    if (next === null) return;
+    this.lingerTimer = setTimeout(() => {
+      this.lingerTimer = null;
+      if (this.registry.expireLingering(this.deps.nowMs())) this.endpointsChanged();
+      this.armLingerTimer();
+    }, Math.max(0, next - this.deps.nowMs()) + 1);
+    this.lingerTimer.unref();
   }
 
   /**
