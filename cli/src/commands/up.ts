@@ -13,6 +13,12 @@ import { runScenario } from '../up/scenario';
 import { collectStatus, renderStatus } from '../up/status-view';
 import { terminalSink } from '../up/terminal-log';
 
+/** Resolves once `signal` is aborted, at once if it already is (a listener added after the abort never fires). */
+function aborted(signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return Promise.resolve();
+  return new Promise<void>((r) => signal.addEventListener('abort', () => r(), { once: true }));
+}
+
 const DEFAULT_CONFIG = join(__dirname, '..', '..', '..', '..', 'examples', 'mesh.yaml');
 const TRELLIS_BIN = join(__dirname, '..', '..', '..', 'bin', 'trellis.js');
 
@@ -31,6 +37,9 @@ export const commands: Command[] = [
       '--verbose          interleave every child log line on the terminal, prefixed with [workload/process];',
       '                   without it the terminal shows warnings and errors only, and each child logs to',
       '                   DIR/logs/<workload>-<process>.log (paths printed at start)',
+      'A child that dies is restarted with backoff (0.5 s doubling to 10 s, starting over after 20 s ready);',
+      'a sidecar that exits 75 (no credential left) is restarted at once with a fresh join token.',
+      'Ctrl-C (SIGINT/SIGTERM) stops every child (SIGKILL after 5 s); a second one kills them at once and exits 130.',
     ].join('\n'),
     options: {
       config: { type: 'string' },
@@ -62,7 +71,11 @@ export const commands: Command[] = [
       let code = 0;
       let timer: NodeJS.Timeout | undefined;
       try {
-        await runner.start(ctx.stopSignal);
+        // A signal at any moment stops everything: during the start, the scenario, the first status, or later.
+        await runner.start(ctx.stopSignal).catch((err: unknown) => {
+          if (!ctx.stopSignal.aborted) throw err;
+        });
+        if (ctx.stopSignal.aborted) return code;
         ctx.stdout.write(`trellis up: mesh "${file}" is running (${config.workloads.length} workloads, trust domain ${config.trustDomain})\n`);
         if (flag(ctx, 'scenario')) {
           const results = await runScenario(config, { out: ctx.stdout, signal: ctx.stopSignal, admin: runner.adminTarget() });
@@ -76,9 +89,9 @@ export const commands: Command[] = [
             ctx.stdout.write(renderStatus(await collectStatus(config, now), now));
           };
           await show();
-          if (statusEvery > 0) timer = setInterval(() => void show(), statusEvery * 1000);
-          ctx.stdout.write('press Ctrl-C to stop\n');
-          await new Promise<void>((r) => ctx.stopSignal.addEventListener('abort', () => r(), { once: true }));
+          if (statusEvery > 0 && !ctx.stopSignal.aborted) timer = setInterval(() => void show(), statusEvery * 1000);
+          if (!ctx.stopSignal.aborted) ctx.stdout.write('press Ctrl-C to stop\n');
+          await aborted(ctx.stopSignal);
         }
       } finally {
         if (timer) clearInterval(timer);
