@@ -185,12 +185,18 @@ export class Sidecar {
     });
   }
 
-  /** Stops accepting, waits up to `drainMs` for open connections, then closes the rest and the admin server. */
+  /**
+   * Stops accepting, waits up to `drainMs` for the connections accepted
+   * before that to finish their handshakes and then for every open
+   * connection, then closes the rest and the admin server.
+   */
   async stop(drainMs = this.options.drainMs ?? 5000): Promise<void> {
     if (this.expiryTimer) clearTimeout(this.expiryTimer);
     this.expiryTimer = undefined;
+    const deadline = Date.now() + drainMs;
     await Promise.all([...this.inbound, ...this.outbound].map((l) => l.stopAccepting().catch(() => undefined)));
-    await this.tracker.drain(drainMs);
+    await this.pendingHandshakes.whenNone(drainMs);
+    await this.tracker.drain(Math.max(0, deadline - Date.now()));
     this.shrinker.stop();
     if (this.adminServer) {
       this.adminServer.closeAllConnections();

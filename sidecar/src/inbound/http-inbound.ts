@@ -211,7 +211,10 @@ export class HttpInbound {
       st.quietTimer = undefined;
       res.once('close', () => {
         st.inFlight.delete(res);
-        if (this.draining && st.inFlight.size === 0) req.socket.end();
+        // A response sent with `connection: close` closes its connection itself. One whose headers went
+        // out before the drain promised keep-alive: its client may reuse the connection at once, so it
+        // is closed only once quiet, and the request it may still carry is answered with `connection: close`.
+        if (this.draining && st.inFlight.size === 0) this.closeWhenQuiet(req.socket, st);
       });
     }
     if (this.draining) res.shouldKeepAlive = false;
