@@ -32,24 +32,15 @@
  * previously accepted version and the error). The private key is only ever
  * used here as the TLS client key, via `getCredentials()`.
  */
-import { X509Certificate } from 'node:crypto';
 import {
   decodeDiscoveryResponse,
-  decodeResource,
   DISCOVERY_SERVICE,
   encodeDiscoveryRequest,
+  isJoinToken,
+  SVID_TYPE_URL,
   type DiscoveryRequestInit,
   type DiscoveryResponseMessage,
-  isKnownTypeUrl,
-  SVID_TYPE_URL,
-  TRUST_BUNDLE_TYPE_URL,
-  typeShortName,
-  TrellisError,
-  isJoinToken,
-  isSpiffeId,
-  parseSpiffeId,
   type Logger,
-  type ResourceBodies,
   type SvidResource,
   type TypeUrl,
 } from '@trellis/shared';
@@ -57,24 +48,12 @@ import { backoffDelayMs, DEFAULT_BACKOFF, type BackoffOptions } from './backoff'
 import { DiscoveryError, DiscoveryErrorCode } from './discovery-error';
 import { GrpcBidiCall } from './grpc-bidi-call';
 import { GrpcStatus, grpcStatusName, type CallStatus } from './grpc-status';
+import { identityMismatch } from './identity-mismatch';
+import { ResourceSync, type ClientTypeState, type DiscoveryNode, type ResourceHandler } from './resource-sync';
+import { credentialsExhausted, reconnectBackoff, shouldMoveStream, streamCredentials, type ClientCredentials, type StreamAuth } from './stream-credentials';
 
-/** What the sidecar says about itself (identity is proven separately). */
-export interface DiscoveryNode {
-  spiffeId: string;
-  namespace: string;
-  labels: Record<string, string>;
-  service: string;
-  inboundPorts: number[];
-  /** Address callers should use; empty = the address the control plane sees. */
-  address?: string;
-}
-
-/** The sidecar's current SVID, for mTLS renewals. */
-export interface ClientCredentials {
-  keyPem: string;
-  chainPem: string;
-  notAfter: Date;
-}
+export type { DiscoveryNode, ReceivedResource, ResourceHandler, ClientTypeState } from './resource-sync';
+export type { ClientCredentials } from './stream-credentials';
 
 /** Options of a DiscoveryClient. */
 export interface DiscoveryClientOptions {
@@ -111,24 +90,6 @@ export interface StreamEndInfo {
   retryAfterMs: number;
 }
 
-/** A resource handed to a handler. */
-export interface ReceivedResource<T extends TypeUrl> {
-  name: string;
-  body: ResourceBodies[T];
-}
-
-/** Accepts (returns) or rejects (throws) a new version of one type. */
-export type ResourceHandler<T extends TypeUrl> = (resources: ReadonlyArray<ReceivedResource<T>>, version: string) => void | Promise<void>;
-
-/** The client's per-type view, for the sidecar's admin page and metrics. */
-export interface ClientTypeState {
-  state: 'NOT_RECEIVED' | 'ACKED' | 'NACKED';
-  acceptedVersion: string | null;
-  lastError: string | null;
-  /** ISO-8601 time of the last accepted update. */
-  updatedAt: string | null;
-}
-
 interface PendingCsr {
   csr: Buffer;
   resolve(v: SvidResource): void;
@@ -148,37 +109,17 @@ const CONTROL_PLANE_SERVERNAME = 'trellis-control-plane';
 const STREAM_PATH = `/${DISCOVERY_SERVICE}/StreamResources`;
 /** The longest `trellis-retry-after-ms` hint honoured (5 min). */
 const MAX_RETRY_HINT_MS = 300_000;
-/** The reconnect cap while the sidecar holds no valid SVID: it serves nothing until it is back. */
-const NOT_SERVING_MAX_BACKOFF_MS = 5_000;
 /** How long a goodbye waits for the control plane to finish its half of the stream. */
 const GOODBYE_TIMEOUT_MS = 1_000;
-/** The control plane's refusals of a join token that no retry of it can overcome. */
-const SPENT_TOKEN_CODES: ReadonlySet<string> = new Set(['TRELLIS_CP_TOKEN_SPENT', 'TRELLIS_CP_TOKEN_EXPIRED']);
-
-/**
- * The reconnect backoff: `configured`, capped at 5 s while the sidecar holds
- * no valid SVID (`serving` false). Such a sidecar refuses all traffic, so it
- * must not sleep up to 30 s after the control plane is back. Pure.
- */
-export function reconnectBackoff(configured: BackoffOptions, serving: boolean): BackoffOptions {
-  if (serving || configured.maxMs <= NOT_SERVING_MAX_BACKOFF_MS) return configured;
-  return { initialMs: Math.min(configured.initialMs, NOT_SERVING_MAX_BACKOFF_MS), maxMs: NOT_SERVING_MAX_BACKOFF_MS };
-}
 
 /** One long-lived, self-healing discovery stream. */
 export class DiscoveryClient {
-  private readonly handlers = new Map<TypeUrl, ResourceHandler<TypeUrl>>();
-  private readonly accepted = new Map<TypeUrl, string>();
-  private readonly states = new Map<TypeUrl, ClientTypeState>();
+  private readonly sync: ResourceSync;
   private rootsPem: string;
   private pendingCsr: PendingCsr | null = null;
   private call: Call | null = null;
   /** How the open call authenticated. */
-  private callAuth: 'token' | 'svid' | null = null;
-  /** Whether the open call's token was a join token. */
-  private callJoinToken = false;
-  /** Expiry of the SVID that opened the open call (epoch ms; 0 for a token). */
-  private callNotAfterMs = 0;
+  private callAuth: StreamAuth | null = null;
   /** A stream opened with a newer SVID to take over from `call` once the control plane accepts it. */
   private successor: { call: Call; address: string; notAfterMs: number } | null = null;
   private rollTimer: NodeJS.Timeout | null = null;
@@ -206,6 +147,7 @@ export class DiscoveryClient {
     if (opts.addresses.length === 0) throw new DiscoveryError(DiscoveryErrorCode.BAD_OPTIONS, 'addresses: at least one control-plane address is required');
     if (!opts.bootstrapBundlePem.includes('BEGIN CERTIFICATE')) throw new DiscoveryError(DiscoveryErrorCode.BAD_OPTIONS, 'bootstrapBundlePem: no PEM certificate');
     this.rootsPem = opts.bootstrapBundlePem;
+    this.sync = new ResourceSync({ node: opts.node, endpointNames: opts.endpointNames, logger: opts.logger, now: () => this.now() });
     this.now = opts.clock ?? Date.now;
     this.random = opts.random ?? Math.random;
     this.backoff = opts.backoff ?? DEFAULT_BACKOFF;
@@ -214,8 +156,7 @@ export class DiscoveryClient {
   /** Registers the handler for one type (and subscribes to it); call before start(). */
   on<T extends TypeUrl>(typeUrl: T, handler: ResourceHandler<T>): this {
     if (typeUrl === SVID_TYPE_URL) throw new DiscoveryError(DiscoveryErrorCode.BAD_OPTIONS, 'SVIDs are obtained with requestSvid(), not a handler');
-    this.handlers.set(typeUrl, handler as unknown as ResourceHandler<TypeUrl>);
-    this.states.set(typeUrl, { state: 'NOT_RECEIVED', acceptedVersion: null, lastError: null, updatedAt: null });
+    this.sync.on(typeUrl, handler as unknown as ResourceHandler<TypeUrl>);
     return this;
   }
 
@@ -287,28 +228,25 @@ export class DiscoveryClient {
     return new Promise<SvidResource>((resolve, reject) => {
       this.pendingCsr = { csr: csrDer, resolve, reject };
       if (!this.call) return;
-      if (this.callAuth === 'token' && this.usableCredentials() !== null) {
+      if (this.callAuth?.kind === 'token' && this.usableCredentials() !== null) {
         // The control plane refuses a second CSR on a join-token stream (TRELLIS_CP_TOKEN_STREAM_SPENT):
         // renew on a new stream proven by the SVID; it sends the pending CSR when it takes over.
         this.opts.logger.info('renewing over mTLS: moving off the token-authenticated stream', {});
         this.roll();
         return;
       }
-      this.write(this.call, { type_url: SVID_TYPE_URL, version_info: this.accepted.get(SVID_TYPE_URL) ?? '', response_nonce: '', csr: csrDer });
+      this.write(this.call, this.sync.svidRequest(csrDer));
     });
   }
 
   /** The SVID to authenticate a new stream with, when it has more than 5 s left. */
   private usableCredentials(): ClientCredentials | null {
-    const creds = this.opts.getCredentials?.() ?? null;
-    return creds !== null && creds.notAfter.getTime() > this.now() + 5_000 ? creds : null;
+    return streamCredentials(this.opts.getCredentials?.() ?? null, this.now());
   }
 
   /** Per-type sync state, keyed by short type name. */
   syncState(): Record<string, ClientTypeState> {
-    const out: Record<string, ClientTypeState> = {};
-    for (const [t, s] of this.states) out[typeShortName(t)] = { ...s };
-    return out;
+    return this.sync.syncState();
   }
 
   /** Whether a stream is open, to which address, and the last failure. */
@@ -343,10 +281,9 @@ export class DiscoveryClient {
    * beside the old, which says goodbye once the new one is accepted.
    */
   private roll(): void {
-    if (this.stopped || !this.call || this.successor || this.rollTimer) return;
+    if (this.stopped || !this.call || !this.callAuth || this.successor || this.rollTimer) return;
     const creds = this.usableCredentials();
-    if (!creds) return;
-    if (this.callAuth === 'svid' && this.callNotAfterMs >= creds.notAfter.getTime()) return;
+    if (!creds || !shouldMoveStream(this.callAuth, creds)) return;
     const address = this.connectedAddress ?? this.nextAddress();
     this.openCall(address, creds, true).catch((err) => {
       this.opts.logger.warn('discovery stream with the new certificate failed to open; keeping the current one', { address, error: err });
@@ -381,7 +318,6 @@ export class DiscoveryClient {
     }
     if (this.stopped) return;
     const expected = this.opts.controlPlaneSpiffeId;
-    let first = true;
     const call: Call = new GrpcBidiCall(
       {
         address,
@@ -434,27 +370,10 @@ export class DiscoveryClient {
       this.successor = { call, address, notAfterMs: creds!.notAfter.getTime() };
     } else {
       this.call = call;
-      this.callAuth = useMtls ? 'svid' : 'token';
-      this.callJoinToken = joinToken;
-      this.callNotAfterMs = useMtls ? creds.notAfter.getTime() : 0;
+      this.callAuth = useMtls ? { kind: 'svid', notAfterMs: creds.notAfter.getTime() } : { kind: 'token', joinToken };
     }
-    // Subscribe: node in the first request, the version we hold for each type.
-    for (const t of this.handlers.keys()) {
-      const req: DiscoveryRequestInit = {
-        type_url: t,
-        version_info: this.accepted.get(t) ?? '',
-        response_nonce: '',
-        resource_names: t === 'type.trellis.dev/trellis.v1.Endpoints' ? this.opts.endpointNames ?? [] : [],
-      };
-      if (first) req.node = this.wireNode();
-      first = false;
-      this.write(call, req);
-    }
-    const svidReq: DiscoveryRequestInit = { type_url: SVID_TYPE_URL, version_info: this.accepted.get(SVID_TYPE_URL) ?? '', response_nonce: '' };
-    if (first) svidReq.node = this.wireNode();
-    // A successor gets the pending CSR when it takes over (takeOver), not twice while both are open.
-    if (this.pendingCsr && !successor) svidReq.csr = this.pendingCsr.csr;
-    this.write(call, svidReq);
+    // Subscribe with the versions we hold. A successor gets the pending CSR when it takes over (takeOver), not twice while both are open.
+    for (const req of this.sync.subscriptions(this.pendingCsr && !successor ? this.pendingCsr.csr : undefined)) this.write(call, req);
     this.opts.logger.info(successor ? 'discovery stream opening with the new certificate' : 'discovery stream opened', { address, auth: useMtls ? 'svid' : 'token' });
   }
 
@@ -469,22 +388,15 @@ export class DiscoveryClient {
     const wasConnected = this.connectedAddress !== null;
     this.successor = null;
     this.call = next.call;
-    this.callAuth = 'svid';
-    this.callJoinToken = false;
-    this.callNotAfterMs = next.notAfterMs;
+    this.callAuth = { kind: 'svid', notAfterMs: next.notAfterMs };
     this.connectedAddress = next.address;
     this.rollAttempt = 0;
     void old?.close(GOODBYE_TIMEOUT_MS);
     if (!wasConnected) for (const l of this.connectListeners) l(true);
-    if (this.pendingCsr) this.write(next.call, { type_url: SVID_TYPE_URL, version_info: this.accepted.get(SVID_TYPE_URL) ?? '', response_nonce: '', csr: this.pendingCsr.csr });
+    if (this.pendingCsr) this.write(next.call, this.sync.svidRequest(this.pendingCsr.csr));
     this.opts.logger.info('discovery stream renewed with the new certificate', { address: next.address, notAfter: new Date(next.notAfterMs).toISOString() });
     // A certificate newer still may have arrived meanwhile.
     this.roll();
-  }
-
-  private wireNode(): NonNullable<DiscoveryRequestInit['node']> {
-    const n = this.opts.node;
-    return { spiffe_id: n.spiffeId, namespace: n.namespace, labels: n.labels, service: n.service, inbound_ports: n.inboundPorts, address: n.address ?? '' };
   }
 
   /** Writes on `call`: the stream a reply belongs to, never whichever stream is open by the time it is sent. */
@@ -498,69 +410,13 @@ export class DiscoveryClient {
 
   private async onResponse(call: Call, res: WireResponse): Promise<void> {
     if (this.call !== call) return;
-    const t = res.type_url;
-    if (!isKnownTypeUrl(t)) {
-      this.nack(call, t, res, `unknown type_url ${t}`);
-      return;
-    }
-    if (t === SVID_TYPE_URL) {
-      let svid: SvidResource;
-      try {
-        if (res.resources.length !== 1) throw new Error(`expected 1 SVID, got ${res.resources.length}`);
-        svid = decodeResource(SVID_TYPE_URL, res.resources[0]!.body);
-        if (svid.spiffeId !== this.opts.node.spiffeId) throw new Error(`SVID is for ${svid.spiffeId}, expected ${this.opts.node.spiffeId}`);
-      } catch (err) {
-        this.nack(call, t, res, (err as Error).message);
-        return;
-      }
-      this.ack(call, t, res);
+    const accepted = await this.sync.handle(res, (reply) => this.write(call, reply));
+    if (accepted.bundleRootsPem !== undefined) this.rootsPem = accepted.bundleRootsPem;
+    if (accepted.svid) {
       const p = this.pendingCsr;
       this.pendingCsr = null;
-      p?.resolve(svid);
-      return;
+      p?.resolve(accepted.svid);
     }
-    const handler = this.handlers.get(t);
-    if (!handler) {
-      this.nack(call, t, res, `not subscribed to ${t}`);
-      return;
-    }
-    try {
-      const decoded = res.resources.map((r) => ({ name: r.name, body: decodeResource(t, r.body) }));
-      if (t === TRUST_BUNDLE_TYPE_URL) checkBundle(decoded as ReadonlyArray<ReceivedResource<typeof TRUST_BUNDLE_TYPE_URL>>);
-      await handler(decoded, res.version_info);
-      if (t === TRUST_BUNDLE_TYPE_URL) {
-        this.rootsPem = (decoded[0]!.body as ResourceBodies[typeof TRUST_BUNDLE_TYPE_URL]).rootsPem.join('\n');
-      }
-    } catch (err) {
-      this.nack(call, t, res, err instanceof TrellisError ? `${err.message} [${err.code}]` : (err as Error).message);
-      return;
-    }
-    this.ack(call, t, res);
-  }
-
-  private ack(call: Call, t: TypeUrl, res: WireResponse): void {
-    this.accepted.set(t, res.version_info);
-    if (this.states.has(t)) this.states.set(t, { state: 'ACKED', acceptedVersion: res.version_info, lastError: null, updatedAt: new Date(this.now()).toISOString() });
-    this.write(call, { type_url: t, version_info: res.version_info, response_nonce: res.nonce, resource_names: this.namesFor(t) });
-  }
-
-  private nack(call: Call, t: string, res: WireResponse, message: string): void {
-    this.opts.logger.warn('discovery update rejected', { type: typeShortName(t), version: res.version_info, error: message });
-    if (isKnownTypeUrl(t)) {
-      const prev = this.states.get(t);
-      if (prev) this.states.set(t, { ...prev, state: 'NACKED', lastError: message });
-    }
-    this.write(call, {
-      type_url: t,
-      version_info: isKnownTypeUrl(t) ? this.accepted.get(t) ?? '' : '',
-      response_nonce: res.nonce,
-      resource_names: isKnownTypeUrl(t) ? this.namesFor(t) : [],
-      error_detail: { code: GrpcStatus.INVALID_ARGUMENT, message: message.slice(0, 4000) },
-    });
-  }
-
-  private namesFor(t: TypeUrl): string[] {
-    return t === 'type.trellis.dev/trellis.v1.Endpoints' ? this.opts.endpointNames ?? [] : [];
   }
 
   /** `status` null: the server ended the stream with OK, which this long-lived stream treats as UNAVAILABLE. */
@@ -586,7 +442,7 @@ export class DiscoveryClient {
     // Bounded: an absurd hint would park the sidecar for days, and past 2^31 ms setTimeout fires at once (a reconnect storm).
     this.retryHintMs = Number.isFinite(retry) && retry > 0 ? Math.min(retry, MAX_RETRY_HINT_MS) : 0;
     for (const l of this.endListeners) l({ ...this.lastStreamError, retryAfterMs: this.retryHintMs });
-    const mismatch = this.identityMismatch(serverCode, err?.details ?? '');
+    const mismatch = identityMismatch(this.opts.controlPlaneSpiffeId, this.opts.node, this.serverMismatch, serverCode, err?.details ?? '');
     this.serverMismatch = null;
     if (this.stopped) {
       // nothing to report
@@ -606,38 +462,12 @@ export class DiscoveryClient {
       this.pendingCsr = null;
       p.reject(new DiscoveryError(DiscoveryErrorCode.REFUSED, `control plane refused the CSR: ${err?.details ?? grpcStatusName(code)}`, { grpcCode: code, serverCode }));
     }
-    const spentJoinToken = this.callAuth === 'token' && this.callJoinToken && serverCode !== null && SPENT_TOKEN_CODES.has(serverCode);
+    const ended = this.callAuth;
     this.teardown();
     this.scheduleReconnect();
-    if (spentJoinToken && !this.stopped && this.usableCredentials() === null) {
+    if (ended && !this.stopped && credentialsExhausted(ended, serverCode, this.usableCredentials())) {
       for (const l of this.exhaustedListeners) l({ serverCode: serverCode!, message: err?.details ?? '' });
     }
-  }
-
-  /**
-   * A failure that means our identity settings contradict the control plane or our token, with the
-   * fix; null for any other failure. The control plane is expected by its SPIFFE ID, and issues only
-   * the identity the token authenticates, so retrying cannot fix either.
-   */
-  private identityMismatch(serverCode: string | null, details: string): { code: string; message: string; fix: string } | null {
-    const expected = this.opts.controlPlaneSpiffeId;
-    if (this.serverMismatch !== null) {
-      const presented = this.serverMismatch;
-      const theirs = isSpiffeId(presented) ? parseSpiffeId(presented).trustDomain : null;
-      const ours = isSpiffeId(expected) ? parseSpiffeId(expected).trustDomain : null;
-      const fix = theirs !== null && theirs !== ours
-        ? `the control plane serves trust domain ${theirs}: start the sidecar with --trust-domain ${theirs}, or without --trust-domain and --spiffe-id when its token is a join token (the token names the identity)`
-        : `start the sidecar with --control-plane-id ${presented} if that is the control plane you mean to trust`;
-      return { code: DiscoveryErrorCode.SERVER_IDENTITY, message: `the control plane presented ${presented}, but this sidecar expects ${expected} (from --trust-domain or --control-plane-id)`, fix };
-    }
-    if (serverCode === 'TRELLIS_CP_IDENTITY_MISMATCH') {
-      return {
-        code: serverCode,
-        message: `the control plane refused our identity settings: ${details} (this sidecar announced ${this.opts.node.spiffeId}, namespace ${this.opts.node.namespace})`,
-        fix: 'the token decides the identity: drop --spiffe-id, --trust-domain, --namespace and --service-account so the sidecar takes them from its join token, or give it a token for the identity you meant',
-      };
-    }
-    return null;
   }
 
   /** Drops the open stream (and a successor): cancelled, or with `goodbye` closed with a half-close (resolves when answered). */
@@ -646,8 +476,6 @@ export class DiscoveryClient {
     const wasConnected = this.connectedAddress !== null;
     this.call = null;
     this.callAuth = null;
-    this.callJoinToken = false;
-    this.callNotAfterMs = 0;
     this.connectedAddress = null;
     this.successor?.call.cancel();
     this.successor = null;
@@ -675,18 +503,4 @@ export class DiscoveryClient {
       this.connect();
     }, delay);
   }
-}
-
-/** Every root in a bundle must parse as a CA certificate; else the update is rejected and the old bundle kept. */
-function checkBundle(resources: ReadonlyArray<ReceivedResource<typeof TRUST_BUNDLE_TYPE_URL>>): void {
-  if (resources.length !== 1) throw new Error(`expected one trust bundle, got ${resources.length}`);
-  resources[0]!.body.rootsPem.forEach((pem, i) => {
-    let c: X509Certificate;
-    try {
-      c = new X509Certificate(pem);
-    } catch (err) {
-      throw new Error(`rootsPem[${i}]: not a certificate: ${(err as Error).message}`);
-    }
-    if (!c.ca) throw new Error(`rootsPem[${i}]: not a CA certificate`);
-  });
 }

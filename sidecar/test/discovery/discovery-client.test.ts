@@ -8,7 +8,7 @@ import * as grpc from '@grpc/grpc-js';
 import { encodeResource, PEER_AUTHENTICATION_TYPE_URL, silentLogger, TRUST_BUNDLE_TYPE_URL } from '@trellis/shared';
 import { TestCa } from '@trellis/testkit';
 import { backoffDelayMs } from '../../src/discovery/backoff';
-import { DiscoveryClient, reconnectBackoff, type ClientCredentials, type DiscoveryClientOptions, type StreamEndInfo } from '../../src/discovery/discovery-client';
+import { DiscoveryClient, type ClientCredentials, type DiscoveryClientOptions, type StreamEndInfo } from '../../src/discovery/discovery-client';
 import { DiscoveryError } from '../../src/discovery/discovery-error';
 import { discoveryServiceDefinition } from '../helpers/discovery-service';
 
@@ -330,13 +330,6 @@ describe('DiscoveryClient', function () {
     k8s.on(TRUST_BUNDLE_TYPE_URL, () => undefined).start();
     await waitFor(() => ends.length >= 3, 'three refusals');
     expect(exhausted).to.deep.equal([]);
-  });
-
-  it('retries at most every 5 s while it holds no valid certificate (it serves nothing meanwhile), on its own cap otherwise', () => {
-    const cap = { initialMs: 250, maxMs: 30_000 };
-    expect(reconnectBackoff(cap, false)).to.deep.equal({ initialMs: 250, maxMs: 5_000 });
-    expect(reconnectBackoff(cap, true)).to.deep.equal(cap);
-    expect(reconnectBackoff({ initialMs: 20, maxMs: 100 }, false)).to.deep.equal({ initialMs: 20, maxMs: 100 });
   });
 
   it('reconnects and re-subscribes with the version it accepted after the server ends the stream', async () => {
