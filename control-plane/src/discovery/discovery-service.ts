@@ -122,10 +122,6 @@ export class DiscoveryService {
     }
   }
 
-  /** True while endpoint lists are held back after start. */
-  get holdingEndpoints(): boolean {
-    return this.awaited !== null;
-  }
 
   /** Starts a session for a new stream; refused with UNAVAILABLE while draining. */
   openStream(transport: StreamTransport, creds: StreamCredentials): StreamSession | null {

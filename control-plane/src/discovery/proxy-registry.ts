@@ -77,13 +77,6 @@ export class ProxyRegistry {
     return next;
   }
 
-  /** The SPIFFE IDs with a registered (node known) session. */
-  connectedIdentities(): Set<string> {
-    const ids = new Set<string>();
-    for (const s of this.sessions.values()) if (s.peer) ids.add(s.peer.spiffeId);
-    return ids;
-  }
-
   /** Connected sessions. */
   get size(): number {
     return this.sessions.size;

@@ -69,11 +69,4 @@ describe('ProxyRegistry endpoints of streams that come and go', () => {
     expect(r.dropRevoked((serial, id) => serial === 'bb' || id === CART)).to.equal(true);
     expect(listed(r, 'cart')).to.deep.equal([]);
   });
-
-  it('Should name the identities with a stream, for a control plane waiting for the sidecars it expects', () => {
-    const r = new ProxyRegistry();
-    r.add(session('cart', CART, []));
-    r.add(session('web', 'spiffe://td/ns/shop/sa/web', []));
-    expect([...r.connectedIdentities()].sort()).to.deep.equal([CART, 'spiffe://td/ns/shop/sa/web']);
-  });
 });

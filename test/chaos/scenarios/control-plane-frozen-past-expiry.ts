@@ -34,9 +34,13 @@ export const controlPlaneFrozenPastExpiry: Scenario = {
         process.kill(cp, 'SIGCONT');
       }
       const resumedAt = Date.now();
-      const back = await until(() => load.recoveredAt(resumedAt) !== null, 60_000);
+      // Recovered: both sidecars ready again (a valid identity) and traffic flowing. Traffic alone is not
+      // enough: keep-alive connections opened before the expiry would carry it on an expired identity.
+      const readyAgain = await until(async () => (await ready(mesh.admin.frontend)) && (await ready(mesh.admin.payments)), 60_000, 100);
+      const readyAt = readyAgain ? Date.now() : null;
+      const back = readyAt !== null && (await until(() => load.recoveredAt(readyAt) !== null, 30_000));
       await sleep(3000);
-      const recovered = back ? load.recoveredAt(resumedAt)! : null;
+      const recovered = back ? Math.max(readyAt!, load.recoveredAt(resumedAt)!) : null;
       const end = Date.now();
       const all = load.count(frozenAt, end);
       const restarts = (mesh.output().match(/no credential left; restarting it at once/g) ?? []).length;
@@ -49,6 +53,7 @@ export const controlPlaneFrozenPastExpiry: Scenario = {
         details: {
           frozenMs: resumedAt - frozenAt,
           bothExpiredAfterMs: expiredAt - frozenAt,
+          bothReadyAgainAfterResumeMs: readyAt === null ? null : readyAt - resumedAt,
           servedAfterExpiry: load.count(expiredAt + 500, resumedAt).sent - load.count(expiredAt + 500, resumedAt).failed,
           failedWhileFrozen: load.count(frozenAt, resumedAt).failed,
           failedAfterResume: load.count(resumedAt, end).failed,
