@@ -9,7 +9,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Server as HttpsServer } from 'node:https';
 import { parse as parseYaml } from 'yaml';
-import type { Logger, MtlsMode, RevocationsResource, TrustBundleResource } from '@trellis/shared';
+import { DEFAULT_KEY_EXCHANGE, type KeyExchangePolicy, type Logger, type MtlsMode, type RevocationsResource, type TrustBundleResource } from '@trellis/shared';
 import { startAdminServer } from './admin/admin-server';
 import { defaultAdminSpiffeId } from './admin/admin-access';
 import { lifecycleRoutes, type RootRotationAuth } from './admin/lifecycle-routes';
@@ -67,6 +67,15 @@ export interface ControlPlaneOptions {
    * the new root; default a quarter of the SVID TTL, at most 60 s.
    */
   rootSwitchRenewWindowMs?: number;
+  /**
+   * The key-exchange policy of the discovery and admin listeners (default
+   * prefer). Under `require` a classical-only client is refused at its
+   * ClientHello. The TLS groups themselves come from the process's default
+   * (`tls.DEFAULT_ECDH_CURVE`, which `trellis control-plane` sets from the
+   * same policy) on the discovery port, grpc-js taking no groups option, and
+   * from this policy on the admin port.
+   */
+  keyExchange?: KeyExchangePolicy;
 }
 
 /** Collaborators. */
@@ -95,6 +104,7 @@ export async function startControlPlane(opts: ControlPlaneOptions, deps: Control
   const log = deps.logger;
   const td = deps.authority.trustDomain;
   const spiffeId = controlPlaneSpiffeId(td);
+  const keyExchange = opts.keyExchange ?? DEFAULT_KEY_EXCHANGE;
   const limiter = new SigningLimiter(opts.signing, nowMs);
   const metrics = createControlPlaneMetrics({ collectExpiry: deps.caExpiry, signingDepth: () => limiter.depth, nowMs });
   const joinTokens = new JoinTokenStore(opts.caDir);
@@ -173,6 +183,13 @@ export async function startControlPlane(opts: ControlPlaneOptions, deps: Control
       metrics.connections.set({ state: 'authenticated' }, authenticated);
       metrics.connections.set({ state: 'unauthenticated' }, unauthenticated);
     },
+  }, {
+    policy: keyExchange,
+    onHandshake: (group) => metrics.handshakes.inc({ listener: 'discovery', group, result: 'ok' }),
+    onRefused: (reason) => {
+      metrics.connectionsRefused.inc({ reason });
+      metrics.handshakes.inc({ listener: 'discovery', group: 'unknown', result: reason });
+    },
   });
   let ready = true;
   // Not ready while no policy may be served (a policy file failed validation at first load): fail closed.
@@ -183,6 +200,7 @@ export async function startControlPlane(opts: ControlPlaneOptions, deps: Control
     proxies: () => service.registry.statuses(),
     policies: () => deps.policy.status(),
     tls,
+    keyExchange: { policy: keyExchange, onHandshake: (group, result) => metrics.handshakes.inc({ listener: 'admin', group, result }) },
     access: {
       trustDomain: td,
       allow: opts.adminAllow ?? [defaultAdminSpiffeId(td)],

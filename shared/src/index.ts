@@ -94,3 +94,18 @@ export { verifyX509Svid } from './identity/x509-svid-verify';
 export type { X509SvidVerification, X509SvidVerifyOptions, TrustBundleSet } from './identity/x509-svid-verify';
 export { RENEWAL_TYPE_URL } from './protocol/type-urls';
 export type { RenewalResource } from './protocol/resources';
+export { readClientHello, MAX_CLIENT_HELLO_BYTES } from './tls/client-hello';
+export type { ClientHelloFacts, ClientHelloRead } from './tls/client-hello';
+export {
+  DEFAULT_KEY_EXCHANGE,
+  GROUP_CODEPOINTS,
+  groupName,
+  groupOfCodepoint,
+  groupsList,
+  HYBRID_GROUP,
+  isHybridGroup,
+  isKeyExchangePolicy,
+  KEY_EXCHANGE_POLICIES,
+  selectGroup,
+} from './tls/key-exchange';
+export type { GroupSelection, KeyExchangePolicy } from './tls/key-exchange';

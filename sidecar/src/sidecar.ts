@@ -104,7 +104,7 @@ export class Sidecar {
     this.tls = new TlsMaterial({ logger: deps.logger, relay: this.relay, factory: deps.tlsFactory });
     this.tls.update(this.state.current(), true);
     this.state.onChange((snap, changed) => {
-      if (changed.includes('credentials') || changed.includes('bundle')) this.tls.update(snap, changed.includes('bundle'));
+      if (changed.includes('credentials') || changed.includes('bundle') || (changed.includes('peerAuth') && this.tls.keyExchangeChanged(snap))) this.tls.update(snap, changed.includes('bundle'));
       if (changed.includes('revocations')) {
         const n = this.tracker.closeRevoked(snap.revocations);
         for (const direction of ['inbound', 'outbound'] as const) {
@@ -124,6 +124,7 @@ export class Sidecar {
           authorize: deps.authorize,
           workload: options.workload,
           serverContext: () => this.tls.nodeServer(),
+          keyExchange: () => this.tls.keyExchange,
           detectTimeoutMs: options.detectTimeoutMs,
           handshakeTimeoutMs: options.handshakeTimeoutMs,
           pending: this.pendingHandshakes,
@@ -208,6 +209,7 @@ export class Sidecar {
       },
       workload: this.options.workload,
       openConnections: this.tracker.size,
+      keyExchange: { policy: this.tls.keyExchange, ...this.tracker.view(100) },
       ...(this.deps.extraDump?.() ?? {}),
     };
   }

@@ -25,7 +25,7 @@ import {
   type ControlPlaneConfigInput,
   type KubernetesTokenSettings,
 } from '@trellis/control-plane';
-import { createLogger, UsageError, type Logger, type MtlsMode, type PathNormalization } from '@trellis/shared';
+import { createLogger, groupsList, UsageError, type KeyExchangePolicy, type Logger, type MtlsMode, type PathNormalization } from '@trellis/shared';
 import type { Command, CommandContext } from '../command';
 import { flag, optionalString, stringList } from '../flags';
 
@@ -89,6 +89,9 @@ export const commands: Command[] = [
   --default-mtls-mode MODE   STRICT (default), PERMISSIVE or DISABLE when no policy decides
   --path-normalization MODE  how sidecars normalize HTTP paths before AuthorizationPolicy (and forward them):
                              BASE (default), MERGE_SLASHES, DECODE_AND_MERGE_SLASHES or NONE, as Istio's meshConfig
+  --key-exchange POLICY      mTLS key exchange on every hop: prefer (default; X25519MLKEM768 first, then
+                             X25519 and P-256), require (hybrid only; classical handshakes refused and counted)
+                             or off (classical only); pushed to every sidecar
   --k8s-issuer URL           accept Kubernetes ServiceAccount tokens from this issuer
   --k8s-audience trellis     audience those tokens must carry
   --k8s-jwks FILE            the issuer's public keys (JWKS JSON), read once (offline)
@@ -128,6 +131,7 @@ SIGTERM drains: streams end with UNAVAILABLE so sidecars fail over, then it exit
       'svid-ttl': { type: 'string' },
       'default-mtls-mode': { type: 'string' },
       'path-normalization': { type: 'string' },
+      'key-exchange': { type: 'string' },
       'k8s-issuer': { type: 'string' },
       'k8s-audience': { type: 'string' },
       'k8s-jwks': { type: 'string' },
@@ -168,6 +172,7 @@ SIGTERM drains: streams end with UNAVAILABLE so sidecars fail over, then it exit
         svidTtl: optionalString(ctx, 'svid-ttl'),
         defaultMtlsMode: optionalString(ctx, 'default-mtls-mode') as MtlsMode | undefined,
         pathNormalization: optionalString(ctx, 'path-normalization') as PathNormalization | undefined,
+        keyExchange: optionalString(ctx, 'key-exchange') as KeyExchangePolicy | undefined,
         kubernetes: k8sIssuer || k8sJwks || k8sAudience || k8sFromApi || k8sMinRefresh ? { issuer: k8sIssuer, jwksFile: k8sJwks, audience: k8sAudience, jwksFromApiServer: k8sFromApi, jwksMinRefresh: k8sMinRefresh } : undefined,
         kubeconfig: pathFlag(ctx, 'kubeconfig'),
         signing: concurrency !== undefined || maxQueue !== undefined ? { concurrency, maxQueue } : undefined,
@@ -194,7 +199,11 @@ SIGTERM drains: streams end with UNAVAILABLE so sidecars fail over, then it exit
       );
       if (cfg.allowInvalidPolicies) logger.warn('--allow-invalid-policies: policy files that fail validation at start are skipped and the rest served; a workload whose only ALLOW policy is in such a file is allowed everything', {});
       await store.start();
-      const policy = policyStoreSource(store, { rootNamespace: cfg.rootNamespace, defaultMode: cfg.defaultMtlsMode, pathNormalization: cfg.pathNormalization });
+      const policy = policyStoreSource(store, { rootNamespace: cfg.rootNamespace, defaultMode: cfg.defaultMtlsMode, pathNormalization: cfg.pathNormalization, keyExchange: cfg.keyExchange });
+      // grpc-js takes no groups option, so the discovery port's groups are this process's default. Under
+      // `require` the default stays the prefer list (the process's own clients, such as the Kubernetes API
+      // client, still reach classical servers); the listeners' ClientHello gate refuses classical clients.
+      setDefaultEcdhCurve(groupsList(cfg.keyExchange === 'off' ? 'off' : 'prefer'));
       const running = await startControlPlane(
         {
           caDir: cfg.caDir,
@@ -215,6 +224,7 @@ SIGTERM drains: streams end with UNAVAILABLE so sidecars fail over, then it exit
           revocationsFile: cfg.revocationsFile ?? undefined,
           federationFile: cfg.federationFile ?? undefined,
           refreshMs: 1000,
+          keyExchange: cfg.keyExchange,
         },
         {
           authority: ca,
@@ -241,3 +251,14 @@ SIGTERM drains: streams end with UNAVAILABLE so sidecars fail over, then it exit
     },
   },
 ];
+
+/**
+ * Sets node:tls's process-wide default groups (`tls.DEFAULT_ECDH_CURVE`,
+ * used by every context made without `ecdhCurve`). Through require(): a
+ * TypeScript namespace import is a copy, and assigning to it would change
+ * nothing.
+ */
+function setDefaultEcdhCurve(groups: string): void {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  (require('node:tls') as { DEFAULT_ECDH_CURVE: string }).DEFAULT_ECDH_CURVE = groups;
+}

@@ -104,6 +104,7 @@ export class MeshRunner {
         '--admin', cp.admin,
         '--svid-ttl', this.config.svidTtl,
         ...(cp.pathNormalization ? ['--path-normalization', cp.pathNormalization] : []),
+        ...(cp.keyExchange ? ['--key-exchange', cp.keyExchange] : []),
       ],
     });
     const admin = this.adminTarget();

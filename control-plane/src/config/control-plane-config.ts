@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import Ajv from 'ajv';
 import { parse as parseYaml } from 'yaml';
-import { DEFAULT_PATH_NORMALIZATION, isSpiffeId, parseDuration, PATH_NORMALIZATIONS, type MtlsMode, type LogLevel, type PathNormalization } from '@trellis/shared';
+import { DEFAULT_KEY_EXCHANGE, DEFAULT_PATH_NORMALIZATION, isSpiffeId, KEY_EXCHANGE_POLICIES, type KeyExchangePolicy, parseDuration, PATH_NORMALIZATIONS, type MtlsMode, type LogLevel, type PathNormalization } from '@trellis/shared';
 import { ControlPlaneError, ControlPlaneErrorCode } from '../errors/control-plane-error';
 import { DEFAULT_CONNECTION_LIMITS } from '../discovery/connection-guard';
 import { DEFAULT_MAX_STREAMS_PER_IDENTITY } from '../discovery/stream-quota';
@@ -29,6 +29,8 @@ export interface ControlPlaneConfigInput {
   defaultMtlsMode?: MtlsMode;
   /** Istio's meshConfig.pathNormalization.normalization, pushed to every sidecar. */
   pathNormalization?: PathNormalization;
+  /** The key-exchange policy of every mTLS hop (prefer, require, off), pushed to every sidecar. */
+  keyExchange?: KeyExchangePolicy;
   rootNamespace?: string;
   /**
    * Kubernetes ServiceAccount tokens: the issuer's keys from `jwksFile`
@@ -70,6 +72,7 @@ export interface ControlPlaneConfig {
   readonly defaultMtlsMode: MtlsMode;
   /** How sidecars normalize request paths before AuthorizationPolicy (default BASE, as Istio). */
   readonly pathNormalization: PathNormalization;
+  readonly keyExchange: KeyExchangePolicy;
   readonly rootNamespace: string;
   readonly kubernetes: {
     /** null: take the issuer the API server's discovery names. */
@@ -115,6 +118,7 @@ const SCHEMA = {
     svidTtl: { type: 'string', pattern: DURATION },
     defaultMtlsMode: { enum: ['STRICT', 'PERMISSIVE', 'DISABLE'] },
     pathNormalization: { enum: [...PATH_NORMALIZATIONS] },
+    keyExchange: { enum: [...KEY_EXCHANGE_POLICIES] },
     rootNamespace: { type: 'string', minLength: 1 },
     kubernetes: {
       type: 'object',
@@ -250,6 +254,7 @@ export function resolveConfig(file: ControlPlaneConfigInput, flags: ControlPlane
     svidTtlSeconds: Math.round(svidTtlMs / 1000),
     defaultMtlsMode: merged.defaultMtlsMode ?? 'STRICT',
     pathNormalization: merged.pathNormalization ?? DEFAULT_PATH_NORMALIZATION,
+    keyExchange: merged.keyExchange ?? DEFAULT_KEY_EXCHANGE,
     rootNamespace: merged.rootNamespace ?? 'trellis-system',
     kubernetes: k ? Object.freeze({ issuer: k.issuer ?? null, audience: k.audience ?? 'trellis', jwksFile: k.jwksFile ?? null, jwksFromApiServer: k.jwksFromApiServer === true, jwksMinRefreshMs }) : null,
     kubeconfig: merged.kubeconfig ?? null,

@@ -5,13 +5,13 @@
  * memoisation keys on the set's identity; none until the store's first
  * complete load (PolicyStore.servable()).
  */
-import type { EffectiveMtlsMode, PathNormalization, PolicySet } from '@trellis/shared';
+import type { PolicySet } from '@trellis/shared';
 import type { PolicyStore } from '../policy/policy-store';
 import type { PolicySource, PolicyView } from './policy-source';
-import { policyViewFromSet } from './policy-view';
+import { policyViewFromSet, type MeshPolicyOptions } from './policy-view';
 
 /** A PolicySource backed by a started PolicyStore; close() closes the store. */
-export function policyStoreSource(store: PolicyStore, opts: { rootNamespace: string; defaultMode: EffectiveMtlsMode; pathNormalization?: PathNormalization }): PolicySource {
+export function policyStoreSource(store: PolicyStore, opts: MeshPolicyOptions): PolicySource {
   let set: PolicySet | null = null;
   let view: PolicyView | null = null;
   return {
