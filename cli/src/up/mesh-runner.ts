@@ -104,6 +104,8 @@ export class MeshRunner {
         '--admin', cp.admin,
         '--svid-ttl', this.config.svidTtl,
         ...(cp.pathNormalization ? ['--path-normalization', cp.pathNormalization] : []),
+        // Local mode is the policy dir only, even when `trellis up` itself runs in a pod.
+        '--no-policy-crds', '--no-root-cert-configmaps',
       ],
     });
     const admin = this.adminTarget();
