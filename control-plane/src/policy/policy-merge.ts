@@ -6,7 +6,7 @@
  * files by name, `security.trellis.dev` before `security.istio.io`, the
  * policy dir before the API server. Pure.
  */
-import { POLICY_CODES, type Policy } from '@trellis/shared';
+import { POLICY_CODES, policyObjectName, type Policy } from '@trellis/shared';
 
 /** One policy and where it came from (a file name, `AuthorizationPolicy shop/web`, ...). */
 export interface PolicyEntry {
@@ -22,7 +22,7 @@ export interface MergedPolicies {
 
 /** `Kind namespace/name`: what two origins must not both define. */
 export function policyIdentity(p: Policy): string {
-  return `${p.kind} ${p.metadata.namespace}/${p.metadata.name}`;
+  return policyObjectName(p.kind, p.metadata.namespace, p.metadata.name);
 }
 
 /** Keeps the first definition of each kind/namespace/name; reports the others. */

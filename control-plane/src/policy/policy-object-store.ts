@@ -36,6 +36,7 @@ import {
   DEFAULT_ROOT_NAMESPACE,
   formatIssue,
   parsePolicyObject,
+  policyObjectName,
   policySetFingerprint,
   POLICY_CODES,
   type Logger,
@@ -152,7 +153,7 @@ export function policyObjectRef(obj: PolicyObject): PolicyObjectRef | null {
 
 /** `Kind namespace/name`, the name an object's issues carry where a file's would carry its path. */
 export function policyObjectSource(ref: PolicyObjectRef): string {
-  return `${ref.kind} ${ref.namespace}/${ref.name}`;
+  return policyObjectName(ref.kind, ref.namespace, ref.name);
 }
 
 /** The fields whose change needs a new verdict: what parsePolicyObject reads. */
