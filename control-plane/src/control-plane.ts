@@ -94,6 +94,8 @@ export interface RunningControlPlane {
   readonly adminPort: number;
   readonly metrics: ControlPlaneMetrics;
   readonly service: DiscoveryService;
+  /** Calls `listener` with each new trust bundle the refresh loop serves (a root rotation step); returns an unsubscribe function. */
+  onTrustBundleChange(listener: (bundle: TrustBundleResource) => void): () => void;
   /** Ends streams with UNAVAILABLE, stops servers (waiting up to `graceMs`), releases watchers. */
   stop(graceMs?: number): Promise<void>;
 }
@@ -246,6 +248,7 @@ export async function startControlPlane(opts: ControlPlaneOptions, deps: Control
     auditLifecycle(opts.caDir, 'reissue.ordered', new Date(nowMs()), { reason: 'root-rotation', target: 'all', windowMs, sidecars: r.sidecars });
   };
 
+  const bundleListeners = new Set<(b: TrustBundleResource) => void>();
   let refreshing = false;
   const refresh = setInterval(() => {
     if (refreshing) return;
@@ -264,6 +267,7 @@ export async function startControlPlane(opts: ControlPlaneOptions, deps: Control
           initial = b;
           service.setBundle(b);
           log.info('trust bundle changed', { roots: b.rootsPem.length, federatedTrustDomains: federatedCount() });
+          for (const l of bundleListeners) l(b);
         }
         if (deps.authority.refresh) await deps.authority.refresh();
         checkRootSwitch();
@@ -282,7 +286,7 @@ export async function startControlPlane(opts: ControlPlaneOptions, deps: Control
   let unsubscribeReady = (): void => undefined;
   if (policyReady()) log.info('control plane ready', where);
   else {
-    log.error('control plane started but NOT ready: a policy file failed validation; no policy is served until every file validates (see /debug/policies)', { ...where, policies: deps.policy.status() });
+    log.error('control plane started but NOT ready: no policy is served until every policy (file, or object on the API server) has been read and validates (see /debug/policies)', { ...where, policies: deps.policy.status() });
     unsubscribeReady = deps.policy.subscribe(() => {
       if (!policyReady()) return;
       unsubscribeReady();
@@ -297,6 +301,10 @@ export async function startControlPlane(opts: ControlPlaneOptions, deps: Control
     adminPort: admin.port,
     metrics,
     service,
+    onTrustBundleChange(listener) {
+      bundleListeners.add(listener);
+      return () => bundleListeners.delete(listener);
+    },
     stop(graceMs = 5000) {
       if (stopped) return stopped;
       stopped = (async () => {

@@ -1,12 +1,17 @@
 /**
  * `trellis control-plane`: runs the control plane until SIGINT/SIGTERM.
  * Wiring only: config from file + flags, the CA from --ca-dir, policies from
- * --policy-dir, then @trellis/control-plane's startControlPlane.
+ * --policy-dir (and the API server's policy objects when there is one), then
+ * @trellis/control-plane's startControlPlane, and the controllers that keep
+ * the trust-bundle ConfigMaps current.
  */
+import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { KubeClient } from '@trellis/kubernetes';
+import { hostname } from 'node:os';
+import { KubeClient, kubeConfigAvailable } from '@trellis/kubernetes';
 import { resolve } from 'node:path';
 import {
+  ControlPlaneControllers,
   ControlPlaneError,
   ControlPlaneErrorCode,
   discoverOidcTokenKeys,
@@ -17,6 +22,7 @@ import {
   registerLifecycleGauges,
   startLifecycleManager,
   PolicyStore,
+  policySetSource,
   policyStoreSource,
   readConfigFile,
   resolveConfig,
@@ -113,8 +119,15 @@ export const commands: Command[] = [
                              replicas sharing a ServiceAccount share its identity: raise it to cover them
   --max-connections 10000    open discovery connections; beyond, new ones are closed at once
   --auth-timeout 10s         close a connection none of whose streams authenticated within this
-  --allow-invalid-policies   serve the valid policy files even if some fail validation at start
-                             (default: not ready and no policy served until every file validates)
+  --allow-invalid-policies   serve the valid policies even if some fail validation at start
+                             (default: not ready and no policy served until every file and object validates)
+  --no-policy-crds           do not read PeerAuthentication/AuthorizationPolicy objects from the API server
+                             (security.trellis.dev/v1, and security.istio.io v1/v1beta1 when installed); by
+                             default they are read, beside --policy-dir, whenever --kubeconfig is given or the
+                             control plane runs in a pod (config policyCrds; true makes the API server required)
+  --no-root-cert-configmaps  do not keep ConfigMap trellis-ca-root-cert (the roots) current in every namespace;
+                             same default (config rootCertConfigMaps). The Lease trellis-control-plane in
+                             $POD_NAMESPACE (default trellis-system) picks the one replica that writes
   --log-level info
 Logs JSON lines to stderr; prints {"msg":"control plane ready",...} when serving.
 SIGTERM drains: streams end with UNAVAILABLE so sidecars fail over, then it exits.`,
@@ -148,6 +161,8 @@ SIGTERM drains: streams end with UNAVAILABLE so sidecars fail over, then it exit
       'max-connections': { type: 'string' },
       'auth-timeout': { type: 'string' },
       'allow-invalid-policies': { type: 'boolean' },
+      'no-policy-crds': { type: 'boolean' },
+      'no-root-cert-configmaps': { type: 'boolean' },
       'log-level': { type: 'string' },
     },
     async run(ctx) {
@@ -184,6 +199,8 @@ SIGTERM drains: streams end with UNAVAILABLE so sidecars fail over, then it exit
         maxConnections: intFlag(ctx, 'max-connections'),
         authTimeout: optionalString(ctx, 'auth-timeout'),
         allowInvalidPolicies: flag(ctx, 'allow-invalid-policies') ? true : undefined,
+        policyCrds: flag(ctx, 'no-policy-crds') ? false : undefined,
+        rootCertConfigMaps: flag(ctx, 'no-root-cert-configmaps') ? false : undefined,
       });
       const logger = createLogger({ component: 'control-plane', sink: ctx.stderr, level: cfg.logLevel });
       const caLogger = logger.child({ component: 'ca' });
@@ -199,7 +216,21 @@ SIGTERM drains: streams end with UNAVAILABLE so sidecars fail over, then it exit
       );
       if (cfg.allowInvalidPolicies) logger.warn('--allow-invalid-policies: policy files that fail validation at start are skipped and the rest served; a workload whose only ALLOW policy is in such a file is allowed everything', {});
       await store.start();
-      const policy = policyStoreSource(store, { rootNamespace: cfg.rootNamespace, defaultMode: cfg.defaultMtlsMode, pathNormalization: cfg.pathNormalization, keyExchange: cfg.keyExchange });
+      // The API server's policies and trust-bundle ConfigMaps: on whenever there is an API server to reach, unless turned off.
+      const onApiServer = (v: boolean | null): boolean => v ?? kubeConfigAvailable({ kubeconfig: cfg.kubeconfig ?? undefined, env: ctx.env });
+      const controllers = onApiServer(cfg.policyCrds) || onApiServer(cfg.rootCertConfigMaps)
+        ? new ControlPlaneControllers(
+            { leaseNamespace: ctx.env.POD_NAMESPACE ?? 'trellis-system', identity: `${ctx.env.POD_NAME ?? hostname()}-${randomBytes(3).toString('hex')}`, rootNamespace: cfg.rootNamespace, allowInvalidPolicies: cfg.allowInvalidPolicies },
+            { client: await KubeClient.connect(cfg.kubeconfig !== null ? { kubeconfig: cfg.kubeconfig } : {}), logger: logger.child({ component: 'kubernetes' }) },
+          )
+        : null;
+      const crds = controllers && onApiServer(cfg.policyCrds) ? controllers.startPolicies() : null;
+      // Usually the first list takes a moment: wait a little so the control plane starts ready.
+      if (crds) await Promise.race([crds.synced(), new Promise((r) => setTimeout(r, 5000).unref())]);
+      const viewOptions = { rootNamespace: cfg.rootNamespace, defaultMode: cfg.defaultMtlsMode, pathNormalization: cfg.pathNormalization, keyExchange: cfg.keyExchange };
+      const policy = crds
+        ? policySetSource([{ name: 'dir', provider: store }, { name: 'kubernetes', provider: crds }], viewOptions, { logger: logger.child({ component: 'policy' }) })
+        : policyStoreSource(store, viewOptions);
       // grpc-js takes no groups option, so the discovery port's groups are this process's default. Under
       // `require` the default stays the prefer list (the process's own clients, such as the Kubernetes API
       // client, still reach classical servers); the listeners' ClientHello gate refuses classical clients.
@@ -233,6 +264,11 @@ SIGTERM drains: streams end with UNAVAILABLE so sidecars fail over, then it exit
           caExpiry: () => ca.expiry(),
         },
       );
+      if (controllers && onApiServer(cfg.rootCertConfigMaps)) {
+        controllers.startRootCerts(() => running.service.currentBundle().rootsPem);
+        running.onTrustBundleChange(() => controllers.rootsChanged());
+      }
+      controllers?.elect();
       // CA lifecycle: intermediate rotation when due, a started root rotation advanced on observed ACKs, trellis_lifecycle_* gauges.
       registerLifecycleGauges(running.metrics.registry, cfg.caDir);
       const lifecycle = startLifecycleManager(
@@ -245,6 +281,7 @@ SIGTERM drains: streams end with UNAVAILABLE so sidecars fail over, then it exit
       });
       logger.info('control plane draining', { signal: String(ctx.stopSignal.reason ?? '') });
       lifecycle.stop();
+      await controllers?.stop();
       await running.stop(5000);
       ca.close();
       return 0;

@@ -55,6 +55,15 @@ export interface ControlPlaneConfigInput {
   authTimeout?: string;
   /** Serve the valid policy files even when some fail validation at first load (fails open; off by default). */
   allowInvalidPolicies?: boolean;
+  /**
+   * Read PeerAuthentication/AuthorizationPolicy objects from the API server
+   * (security.trellis.dev/v1; security.istio.io v1/v1beta1 when installed)
+   * besides the policy dir. Default: on when a kubeconfig is given or the
+   * control plane runs in a pod; false turns it off, true requires it.
+   */
+  policyCrds?: boolean;
+  /** Keep ConfigMap trellis-ca-root-cert current in every namespace. Default as policyCrds. */
+  rootCertConfigMaps?: boolean;
 }
 
 /** The resolved configuration. */
@@ -97,6 +106,10 @@ export interface ControlPlaneConfig {
   readonly maxConnections: number;
   readonly authTimeoutMs: number;
   readonly allowInvalidPolicies: boolean;
+  /** true/false as configured; null: on when there is an API server to reach (kubeconfig, or in a pod). */
+  readonly policyCrds: boolean | null;
+  /** As policyCrds, for the trust-bundle ConfigMaps. */
+  readonly rootCertConfigMaps: boolean | null;
 }
 
 const HOST_PORT = '^(\\[[0-9a-fA-F:.]+\\]|[A-Za-z0-9.-]+):[0-9]{1,5}$';
@@ -151,6 +164,8 @@ const SCHEMA = {
     maxConnections: { type: 'integer', minimum: 1, maximum: 1000000 },
     authTimeout: { type: 'string', pattern: DURATION },
     allowInvalidPolicies: { type: 'boolean' },
+    policyCrds: { type: 'boolean' },
+    rootCertConfigMaps: { type: 'boolean' },
   },
 } as const;
 
@@ -268,6 +283,8 @@ export function resolveConfig(file: ControlPlaneConfigInput, flags: ControlPlane
     maxConnections: merged.maxConnections ?? DEFAULT_CONNECTION_LIMITS.maxConnections,
     authTimeoutMs: authTimeout,
     allowInvalidPolicies: merged.allowInvalidPolicies ?? false,
+    policyCrds: merged.policyCrds ?? null,
+    rootCertConfigMaps: merged.rootCertConfigMaps ?? null,
   });
 }
 
