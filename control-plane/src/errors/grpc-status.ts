@@ -46,6 +46,8 @@ const BY_CODE: Readonly<Record<string, status>> = Object.freeze({
   TRELLIS_CA_TTL_OUT_OF_RANGE: status.INVALID_ARGUMENT,
   TRELLIS_CA_BAD_REQUEST: status.INVALID_ARGUMENT,
   TRELLIS_CA_INTERMEDIATE_EXPIRED: status.UNAVAILABLE,
+  // The audit record could not be made durable (a full disk): nothing was issued; the sidecar retries.
+  TRELLIS_CA_AUDIT_WRITE_FAILED: status.UNAVAILABLE,
   // The reloading CA refuses revoked identities (control-plane/src/lifecycle).
   TRELLIS_LIFECYCLE_REVOKED: status.PERMISSION_DENIED,
 });
