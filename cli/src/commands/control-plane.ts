@@ -20,6 +20,7 @@ import {
   openReloadingAuthority,
   proxiesFromAdmin,
   registerLifecycleGauges,
+  remoteProxies,
   startLifecycleManager,
   PolicyStore,
   policySetSource,
@@ -273,7 +274,8 @@ SIGTERM drains: streams end with UNAVAILABLE so sidecars fail over, then it exit
       registerLifecycleGauges(running.metrics.registry, cfg.caDir);
       const lifecycle = startLifecycleManager(
         { caDir: cfg.caDir, rootDir: pathFlag(ctx, 'root-dir') },
-        { authority: ca, logger: logger.child({ component: 'lifecycle' }), proxies: () => proxiesFromAdmin({ proxies: running.service.registry.statuses() }) },
+        // Every replica's sidecars: a rotation step waits for the ACKs of those connected to the others too.
+        { authority: ca, logger: logger.child({ component: 'lifecycle' }), proxies: () => [...(proxiesFromAdmin({ proxies: running.service.registry.statuses() }) ?? []), ...remoteProxies(running.replicas())] },
       );
       await new Promise<void>((r) => {
         if (ctx.stopSignal.aborted) r();

@@ -9,12 +9,13 @@
  */
 import { readCaCertificate } from '../ca/ca-chain';
 import { pemCertificates } from '../ca/pem';
-import { liftInCaDir, revokeInCaDir } from '../lifecycle/revocation-store';
+import { withRevocation } from '../lifecycle/revocation-store';
+import { liftRevocation, pruneRevocations, type RevocationList } from '../lifecycle/revocation-list';
+import type { SharedDocument } from '../state/shared-document';
 import { caStatusView } from '../lifecycle/ca-status';
 import { auditLifecycle } from '../lifecycle/lifecycle-audit';
 import { readCurrentIntermediate } from '../lifecycle/intermediate-slots';
 import { LifecycleError, LifecycleErrorCode } from '../lifecycle/lifecycle-error';
-import { withLifecycleLock } from '../lifecycle/lifecycle-lock';
 import type { ObservedProxy } from '../lifecycle/root-rotation';
 import { prepareRootRotation, readBundleRoots, startRootRotation, stepRootRotation, type RootRotationMaterial } from '../lifecycle/root-rotation-driver';
 import { verifyRootRotationProof } from '../lifecycle/root-rotation-proof';
@@ -39,10 +40,12 @@ export interface LifecycleRouteDeps {
   rootRotationAuth?: RootRotationAuth;
   /** The connected sidecars and the bundle version each ACKed. */
   proxies(): readonly ObservedProxy[];
-  /** Re-reads the revocation list now, so a revocation is pushed at once instead of on the next refresh. */
+  /** The revocation list every replica shares (the CA dir's file, or the API server's ConfigMap). */
+  revocations: SharedDocument<RevocationList>;
+  /** Pushes the list now, so a revocation reaches this replica's sidecars at once (the others follow the shared list). */
   revocationsChanged(): void;
-  /** Asks the matching sidecars to renew with fresh keys, spread over `windowMs`; returns how many were asked. Absent: 404. */
-  reissue?(target: { all: true } | { spiffeId: string }, windowMs: number): { sidecars: number; renewBy: { earliest: string | null; latest: string | null } };
+  /** Asks the matching sidecars (of every replica) to renew with fresh keys, spread over `windowMs`; returns how many here were asked. Absent: 404. */
+  reissue?(target: { all: true } | { spiffeId: string }, windowMs: number): Promise<{ sidecars: number; renewBy: { earliest: string | null; latest: string | null } }>;
 }
 
 /** Who is asking: the SPIFFE ID the admin server authenticated. */
@@ -69,7 +72,10 @@ export function lifecycleRoutes(deps: LifecycleRouteDeps): AdminRoute[] {
         onlyFields(b, ['spiffeId', 'serial', 'reason']);
         const target = revocationTargetOf(b);
         const reason = optional(b, 'reason');
-        const { entry } = await withLifecycleLock(deps.caDir, () => revokeInCaDir(deps.caDir, target, { now: deps.clock(), reason }), { waitMs: LOCK_WAIT_MS });
+        const now = deps.clock();
+        const list = await deps.revocations.update((l) => withRevocation(l, target, { now, reason, caDir: deps.caDir }));
+        const entry = list.entries[list.entries.length - 1]!;
+        auditLifecycle(deps.caDir, 'revocation.added', now, { kind: entry.kind, value: entry.value, reason: entry.reason, expiresAt: entry.expiresAt });
         deps.revocationsChanged();
         return { revoked: entry };
       },
@@ -80,7 +86,9 @@ export function lifecycleRoutes(deps: LifecycleRouteDeps): AdminRoute[] {
       handle: async (b) => {
         onlyFields(b, ['spiffeId', 'serial']);
         const target = revocationTargetOf(b);
-        await withLifecycleLock(deps.caDir, () => liftInCaDir(deps.caDir, target, { now: deps.clock() }), { waitMs: LOCK_WAIT_MS });
+        const now = deps.clock();
+        await deps.revocations.update((l) => liftRevocation(pruneRevocations(l, now), target));
+        auditLifecycle(deps.caDir, 'revocation.lifted', now, { value: target.spiffeId ?? target.serial ?? null });
         deps.revocationsChanged();
         return { lifted: target.spiffeId ?? target.serial };
       },

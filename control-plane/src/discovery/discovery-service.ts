@@ -12,6 +12,7 @@ import {
   RENEWAL_TYPE_URL,
   REVOCATIONS_TYPE_URL,
   TRUST_BUNDLE_TYPE_URL,
+  type EndpointsResource,
   type RevocationsResource,
   type TrustBundleResource,
   type TypeUrl,
@@ -21,7 +22,8 @@ import { ControlPlaneError, ControlPlaneErrorCode } from '../errors/control-plan
 import type { PolicySource } from './policy-source';
 import { ProxyRegistry } from './proxy-registry';
 import { PushDebouncer } from './push-debouncer';
-import { ReissueBook } from './reissue-orders';
+import { ReissueBook, type ReissueOrder } from './reissue-orders';
+import { mergedEndpoints, type ReplicaReport } from '../state/replica-report';
 import { ResourceBuilder, type DiscoverySnapshot } from './resource-builder';
 import { DEFAULT_MAX_STREAMS_PER_IDENTITY, StreamQuota } from './stream-quota';
 import { StreamSession, type SessionDeps, type StreamTransport } from './stream-session';
@@ -38,6 +40,8 @@ export interface DiscoveryServiceDeps extends Omit<SessionDeps, 'builder' | 'sna
   policy: PolicySource;
   initialBundle: TrustBundleResource;
   debounceMs: number;
+  /** Told when a session that serves endpoints joins or leaves (the replica report is republished). */
+  onSessionsChanged?(): void;
 }
 
 /** Sessions, snapshot and pushes, independent of gRPC. */
@@ -54,6 +58,9 @@ export class DiscoveryService {
   private draining = false;
   private readonly sessionDeps: SessionDeps;
   private readonly reissueBook: ReissueBook;
+  /** The other replicas' reports (their sidecars' endpoints), merged into ours. */
+  private peers: readonly ReplicaReport[] = [];
+  private merged: { local: ReadonlyMap<string, EndpointsResource>; peers: readonly ReplicaReport[]; map: ReadonlyMap<string, EndpointsResource> } | null = null;
 
   constructor(private readonly deps: DiscoveryServiceDeps) {
     this.bundle = deps.initialBundle;
@@ -74,10 +81,12 @@ export class DiscoveryService {
       onNodeKnown: (s) => {
         if (this.registry.add(s)) this.endpointsChanged();
         deps.metrics.connectedSidecars.set(this.registry.size);
+        deps.onSessionsChanged?.();
       },
       onClosed: (s) => {
         if (this.registry.remove(s)) this.endpointsChanged();
         deps.metrics.connectedSidecars.set(this.registry.size);
+        deps.onSessionsChanged?.();
       },
     };
   }
@@ -98,7 +107,7 @@ export class DiscoveryService {
         bundle: this.bundle,
         policy: this.deps.policy.current(),
         revocations: this.revocations,
-        endpoints: this.registry.endpoints(),
+        endpoints: this.endpoints(),
       });
     }
     return this.snap;
@@ -110,7 +119,7 @@ export class DiscoveryService {
    * are told after the debounce, later ones when they subscribe. Returns how
    * many connected sidecars were asked and the spread of their deadlines.
    */
-  reissue(target: { all: true } | { spiffeId: string }, windowMs: number, reason: 'reissue' | 'root-rotation' = 'reissue'): { sidecars: number; renewBy: { earliest: string | null; latest: string | null } } {
+  reissue(target: { all: true } | { spiffeId: string }, windowMs: number, reason: 'reissue' | 'root-rotation' = 'reissue'): { sidecars: number; renewBy: { earliest: string | null; latest: string | null }; order: ReissueOrder } {
     const order = this.reissueBook.order({ nowMs: this.deps.nowMs(), windowMs, spiffeId: 'spiffeId' in target ? target.spiffeId : null, reason });
     const deadlines: string[] = [];
     for (const s of this.registry.all()) {
@@ -119,7 +128,25 @@ export class DiscoveryService {
     }
     deadlines.sort();
     this.debouncer.mark(RENEWAL_TYPE_URL);
-    return { sidecars: deadlines.length, renewBy: { earliest: deadlines[0] ?? null, latest: deadlines[deadlines.length - 1] ?? null } };
+    return { sidecars: deadlines.length, renewBy: { earliest: deadlines[0] ?? null, latest: deadlines[deadlines.length - 1] ?? null }, order };
+  }
+
+  /** Our sessions' endpoints merged with the other replicas', rebuilt only when either changed. */
+  private endpoints(): ReadonlyMap<string, EndpointsResource> {
+    const local = this.registry.endpoints();
+    if (this.merged?.local !== local || this.merged.peers !== this.peers) this.merged = { local, peers: this.peers, map: mergedEndpoints(local, this.peers) };
+    return this.merged.map;
+  }
+
+  /** Takes over re-issue orders made through another replica; their sidecars here are told. */
+  adoptReissueOrders(orders: readonly ReissueOrder[]): void {
+    if (this.reissueBook.adopt(orders, this.deps.nowMs()) > 0) this.debouncer.mark(RENEWAL_TYPE_URL);
+  }
+
+  /** The other replicas' reports: their sidecars' endpoints are served beside ours. */
+  setPeers(peers: readonly ReplicaReport[]): void {
+    this.peers = peers;
+    this.endpointsChanged();
   }
 
   /** Replaces the trust bundle; pushes only when its content changed. */
