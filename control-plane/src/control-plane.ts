@@ -98,6 +98,8 @@ export interface ControlPlaneDeps {
    * (fileSharedState). Closed with the control plane.
    */
   shared?: SharedState;
+  /** Runs a lifecycle step from the admin API and commits it to the shared CA state (kubernetes/ca-secret-sync.ts); default: runs it. */
+  runStep?<T>(step: () => Promise<T>): Promise<T>;
 }
 
 /** A started control plane. */
@@ -276,6 +278,7 @@ export async function startControlPlane(opts: ControlPlaneOptions, deps: Control
       caDir: opts.caDir,
       clock: () => new Date(nowMs()),
       rootRotationAuth: opts.rootRotationAuth,
+      runStep: deps.runStep ? (step) => deps.runStep!(step) : undefined,
       proxies: () => [...(proxiesFromAdmin({ proxies: service.registry.statuses() }) ?? []), ...remoteProxiesOf(heartbeat.liveOthers())],
       revocations: revocationState,
       revocationsChanged: applyRevocations,

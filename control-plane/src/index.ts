@@ -136,3 +136,8 @@ export type { TokenUses } from './auth/token-uses';
 export { REISSUE_ORDERS_FILE, reissueOrdersCodec } from './discovery/reissue-orders';
 export type { ReissueOrder } from './discovery/reissue-orders';
 export { revocationCodec, revocationDocument } from './lifecycle/revocation-store';
+export { CaSecretSync, CA_SECRET, MIRRORED_CA_FILES, readMirroredFiles, applyMirroredFiles } from './kubernetes/ca-secret-sync';
+export { ConfigMapDocument } from './kubernetes/config-map-document';
+export type { ConfigMapDocumentOptions } from './kubernetes/config-map-document';
+export { KubeTokenUses, tokenUseName, TOKEN_USE_LABEL } from './kubernetes/kube-token-uses';
+export { startKubeSharedState, SHARED_STATE_OBJECTS } from './kubernetes/kube-shared-state';

@@ -44,6 +44,8 @@ export interface LifecycleRouteDeps {
   revocations: SharedDocument<RevocationList>;
   /** Pushes the list now, so a revocation reaches this replica's sidecars at once (the others follow the shared list). */
   revocationsChanged(): void;
+  /** Runs a lifecycle step and commits what it changed to the shared CA state (the Secret on Kubernetes); default: runs it. */
+  runStep?<T>(step: () => Promise<T>): Promise<T>;
   /** Asks the matching sidecars (of every replica) to renew with fresh keys, spread over `windowMs`; returns how many here were asked. Absent: 404. */
   reissue?(target: { all: true } | { spiffeId: string }, windowMs: number): Promise<{ sidecars: number; renewBy: { earliest: string | null; latest: string | null } }>;
 }
@@ -63,6 +65,7 @@ export interface AdminRoute {
 /** The lifecycle routes over `deps`. */
 export function lifecycleRoutes(deps: LifecycleRouteDeps): AdminRoute[] {
   const rootAuth: RootRotationAuth = deps.rootRotationAuth ?? 'root-key';
+  const runStep = <T>(step: () => Promise<T>): Promise<T> => (deps.runStep ? deps.runStep(step) : step());
   const routes: AdminRoute[] = [
     { method: 'GET', path: '/lifecycle/status', handle: () => caStatusView(deps.caDir, deps.proxies(), deps.clock()) },
     {
@@ -98,7 +101,7 @@ export function lifecycleRoutes(deps: LifecycleRouteDeps): AdminRoute[] {
       path: '/lifecycle/rotate-root/prepare',
       handle: async (b) => {
         onlyFields(b, []);
-        const p = await prepareRootRotation(deps.caDir, { lockWaitMs: LOCK_WAIT_MS });
+        const p = await runStep(() => prepareRootRotation(deps.caDir, { lockWaitMs: LOCK_WAIT_MS }));
         return { trustDomain: p.trustDomain, csrPem: p.csrPem, rootProof: rootAuth === 'root-key' ? 'required' : 'optional' };
       },
     },
@@ -126,13 +129,13 @@ export function lifecycleRoutes(deps: LifecycleRouteDeps): AdminRoute[] {
             const trustDomain = readCurrentIntermediate(deps.caDir).trustDomain;
             provedBy = (await verifyRootRotationProof(proof, material, { roots, trustDomain, now })).facts.subjectText;
           }
-          await startRootRotation(deps.caDir, { material, now, reloadGraceSeconds: grace, lockWaitMs: LOCK_WAIT_MS });
+          await runStep(() => startRootRotation(deps.caDir, { material, now, reloadGraceSeconds: grace, lockWaitMs: LOCK_WAIT_MS }));
           auditLifecycle(deps.caDir, 'root-rotation.authorized', now, { by: ctx.identity, proof: provedBy ?? 'admin identity only' });
           started = true;
         } else if (!state || state.phase === 'done') {
           throw new AdminError(AdminErrorCode.BAD_BODY, 'no root rotation is running: start one with newRootPem and intermediatePem (trellis ca rotate-root --admin ADDR --root-dir NEW_ROOT_DIR)', { field: 'newRootPem' });
         }
-        const step = await stepRootRotation(deps.caDir, deps.proxies(), deps.clock(), { lockWaitMs: LOCK_WAIT_MS });
+        const step = await runStep(() => stepRootRotation(deps.caDir, deps.proxies(), deps.clock(), { lockWaitMs: LOCK_WAIT_MS }));
         return {
           started,
           phase: step.state.phase,

@@ -1,9 +1,11 @@
 /**
  * Keeps this replica's report current in the shared document of reports
- * (replica-report.ts) and follows the other replicas': publishes on every
- * change of its endpoints (after a short debounce) and on a heartbeat,
- * re-reads the document often (a file) or as it is pushed (a ConfigMap
- * watch), and hands the live others to the control plane. A replica that
+ * (replica-report.ts) and follows the other replicas': looks at its own
+ * sidecars often (every `checkMs`) and publishes when what it would report
+ * changed (endpoints, sidecars, bundle ACKs), at once after a session joins
+ * or leaves, and on a heartbeat otherwise; re-reads the document as often
+ * (a file) or as it is pushed (a ConfigMap watch), and hands the live others
+ * to the control plane. A replica that
  * stops cleanly withdraws its report; one that dies is dropped once its
  * heartbeat is stale (at once on the same machine, by its pid).
  */
@@ -21,8 +23,10 @@ export interface ReplicaHeartbeatOptions {
   replica?: string;
   /** How often the report is rewritten (default 2 s). */
   heartbeatMs?: number;
-  /** How often the document is re-read (default 500 ms; a watched document needs none: 0). */
-  pollMs?: number;
+  /** How often this replica's own report is recomputed, and a file document re-read (default 500 ms). */
+  checkMs?: number;
+  /** Re-read the document on every check (a file); a watched document is pushed (false). Default true. */
+  poll?: boolean;
   /** A report older than this is from a replica that is gone (default 3 heartbeats). */
   staleMs?: number;
   /** Publish endpoints (false on Kubernetes, where EndpointSlices are the registry). Default true. */
@@ -59,6 +63,11 @@ export class ReplicaHeartbeat {
   private timers: NodeJS.Timeout[] = [];
   private debounce: NodeJS.Timeout | null = null;
   private lastOthers = '';
+  /** What was last published, without its time, and when. */
+  private lastReport = '';
+  private lastPublishMs = 0;
+  /** A publish is waiting to run: another adds nothing (it reads the state when it runs). */
+  private queued = false;
   private others: readonly ReplicaReport[] = [];
   private publishing: Promise<void> = Promise.resolve();
   private failed = false;
@@ -78,18 +87,13 @@ export class ReplicaHeartbeat {
   start(): void {
     this.unsubscribe = this.deps.doc.subscribe(() => this.follow());
     void this.publish();
-    const beat = setInterval(() => void this.publish(), this.heartbeatMs);
-    beat.unref();
-    this.timers.push(beat);
-    const poll = this.opts.pollMs ?? 500;
-    if (poll > 0) {
-      const t = setInterval(() => {
-        void this.deps.doc.refresh().catch(() => undefined);
-        this.follow();
-      }, poll);
-      t.unref();
-      this.timers.push(t);
-    }
+    const t = setInterval(() => {
+      if (this.opts.poll !== false) void this.deps.doc.refresh().catch(() => undefined);
+      this.follow();
+      if (this.now() - this.lastPublishMs >= this.heartbeatMs || this.content(this.report()) !== this.lastReport) void this.publish();
+    }, this.opts.checkMs ?? 500);
+    t.unref();
+    this.timers.push(t);
   }
 
   /** This replica's endpoints or sidecars changed: publish soon. */
@@ -138,12 +142,21 @@ export class ReplicaHeartbeat {
     });
   }
 
+  private content(r: ReplicaReport): string {
+    return canonicalJson({ endpoints: r.endpoints, sidecars: r.sidecars, bundleAcks: r.bundleAcks });
+  }
+
   private publish(): Promise<void> {
-    if (this.stopped) return this.publishing;
+    if (this.stopped || this.queued) return this.publishing;
+    this.queued = true;
     this.publishing = this.publishing.then(async () => {
+      this.queued = false;
       if (this.stopped) return;
+      const report = this.report();
+      this.lastPublishMs = this.now();
       try {
-        await this.deps.doc.update((set) => withReport(set, this.report(), this.now(), Math.max(this.staleMs * 10, 60_000)));
+        await this.deps.doc.update((set) => withReport(set, report, this.now(), Math.max(this.staleMs * 10, 60_000)));
+        this.lastReport = this.content(report);
         this.deps.health?.record('replica-report', null);
         if (this.failed) this.deps.logger.info('replica report written again', { replica: this.replica });
         this.failed = false;

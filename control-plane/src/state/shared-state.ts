@@ -44,7 +44,7 @@ export function fileSharedState(caDir: string, o: { clock: () => Date; onError?(
     reissueOrders,
     replicas,
     tokenUses: new JoinTokenStore(caDir),
-    heartbeat: { heartbeatMs: 2000, pollMs: 500, endpoints: true },
+    heartbeat: { heartbeatMs: 2000, checkMs: 500, poll: true, endpoints: true },
     close() {
       revocations.close();
       reissueOrders.close();
