@@ -129,15 +129,16 @@ export async function startControlPlane(opts: ControlPlaneOptions, deps: Control
   const limiter = new SigningLimiter(opts.signing, nowMs);
   const metrics = createControlPlaneMetrics({ collectExpiry: deps.caExpiry, signingDepth: () => limiter.depth, nowMs });
   const joinTokens = new JoinTokenStore(opts.caDir);
+  const shared = deps.shared ?? fileSharedState(opts.caDir, { clock: () => new Date(nowMs()), onError: (what, err) => log.error(`${what} not reloaded; keeping the last good`, { error: err }) });
   const storage = new StorageHealth(opts.caDir, {
     registry: metrics.registry,
     nowMs,
+    sharedBackend: shared.backend,
     onChange: (failing) => {
       if (failing.length > 0) log.error('control plane NOT ready: its state cannot be written (issuance and state changes fail until it can)', { failing });
       else log.info('state writable again: ready', {});
     },
   });
-  const shared = deps.shared ?? fileSharedState(opts.caDir, { clock: () => new Date(nowMs()), onError: (what, err) => log.error(`${what} not reloaded; keeping the last good`, { error: err }) });
   const authority = observedAuthority(deps.authority, storage);
   const revocationState = observedDocument(shared.revocations, 'revocations', storage);
   const reissueOrders = observedDocument(shared.reissueOrders, 'reissue-orders', storage);

@@ -36,6 +36,8 @@ const BY_CODE: Readonly<Record<string, status>> = Object.freeze({
   TRELLIS_CP_REQUEST_FLOOD: status.RESOURCE_EXHAUSTED,
   TRELLIS_CP_MESSAGE_TOO_LARGE: status.RESOURCE_EXHAUSTED,
   TRELLIS_CP_SHUTTING_DOWN: status.UNAVAILABLE,
+  // The use of a join token could not be recorded (a full disk, the API server down): nothing was spent; retry.
+  TRELLIS_CP_JOIN_TOKEN_STORE: status.UNAVAILABLE,
   // The CA's own refusals (control-plane/src/ca/ca-error.ts).
   TRELLIS_CA_CSR_IDENTITY_MISMATCH: status.PERMISSION_DENIED,
   TRELLIS_CA_BAD_SPIFFE_ID: status.PERMISSION_DENIED,

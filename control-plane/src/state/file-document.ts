@@ -5,6 +5,7 @@
  * process on the same directory (replicas, the CLI) sees the same document.
  */
 import { readFileSync, statSync } from 'node:fs';
+import { ControlPlaneError, ControlPlaneErrorCode } from '../errors/control-plane-error';
 import { withFileLockSync } from './file-lock';
 import { writeFileAtomic } from './atomic-file';
 import type { DocumentCodec, SharedDocument } from './shared-document';
@@ -74,11 +75,26 @@ export class FileDocument<T> implements SharedDocument<T> {
 
   /** {@link update}, synchronously (for the CLI). */
   updateSync(change: (doc: T) => T): T {
-    const next = withFileLockSync(this.opts.lockPath ?? `${this.path}.lock`, () => {
-      const doc = change(readDocumentFile(this.path, this.codec));
-      writeFileAtomic(this.path, this.codec.format(doc), this.opts.mode ?? 0o644);
-      return doc;
-    }, { waitMs: this.opts.lockWaitMs ?? 5000, busy: this.opts.busy ?? ((owner) => new Error(`${this.path} is locked by ${owner === null ? 'another process' : `pid ${owner}`}`)) });
+    // What `change` throws (a refused change) passes as it is; a failed lock or write becomes STATE_WRITE_FAILED.
+    let refused: { err: unknown } | null = null;
+    let next: T;
+    try {
+      next = withFileLockSync(this.opts.lockPath ?? `${this.path}.lock`, () => {
+        let doc: T;
+        try {
+          doc = change(readDocumentFile(this.path, this.codec));
+        } catch (err) {
+          refused = { err };
+          throw err;
+        }
+        writeFileAtomic(this.path, this.codec.format(doc), this.opts.mode ?? 0o644);
+        return doc;
+      }, { waitMs: this.opts.lockWaitMs ?? 5000, busy: this.opts.busy ?? ((owner) => Object.assign(new Error(`locked by ${owner === null ? 'another process' : `pid ${owner}`}`), { code: 'LOCKED' })) });
+    } catch (err) {
+      if (refused) throw (refused as { err: unknown }).err;
+      const reason = (err as NodeJS.ErrnoException).code ?? 'error';
+      throw new ControlPlaneError(ControlPlaneErrorCode.STATE_WRITE_FAILED, `${this.path}: not written (${reason}): ${(err as Error).message}; the previous content stays`, { file: this.path, reason }, { cause: err });
+    }
     this.reread();
     return next;
   }

@@ -4,10 +4,13 @@
  * the last write of each either worked or failed with a reason. While one
  * fails, the control plane is not ready and says why on /readyz and in
  * `trellis_state_writable{store}` / `trellis_state_write_failures_total`.
- * Nothing latches: the next successful write of a store clears it, and a
+ * Nothing latches: the next successful write of a store clears it; a
  * probe (a small file written, fsynced and removed in the CA dir, once per
- * refresh while something fails) clears the file stores as soon as space is
- * back, so readiness returns by itself.
+ * refresh while something fails) clears the stores kept in the CA dir as
+ * soon as space is back; and a replica report written (every few seconds)
+ * clears the stores kept where it is kept (the CA dir, or the API server),
+ * so readiness returns by itself, even for a store written only on demand
+ * (a revocation refused once).
  */
 import { rmSync, statfsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -20,9 +23,13 @@ import { writeFileAtomic } from './atomic-file';
 export type StateStore = 'audit' | 'join-token-uses' | 'attestations' | 'revocations' | 'reissue-orders' | 'replica-report';
 
 const STORES: readonly StateStore[] = ['audit', 'join-token-uses', 'attestations', 'revocations', 'reissue-orders', 'replica-report'];
+/** Stores always kept in the CA dir. */
+const CA_DIR_STORES: readonly StateStore[] = ['audit', 'attestations'];
+/** Stores kept where the shared state is (the CA dir, or the API server). */
+const SHARED_STORES: readonly StateStore[] = ['join-token-uses', 'revocations', 'reissue-orders', 'replica-report'];
 
 /** Error codes that mean "this store could not be written" (not a refusal of the request). */
-const WRITE_FAILURE_CODES = new Set(['TRELLIS_CA_AUDIT_WRITE_FAILED', 'TRELLIS_CP_JOIN_TOKEN_STORE', 'TRELLIS_CP_ATTESTATION_STORE']);
+const WRITE_FAILURE_CODES = new Set(['TRELLIS_CA_AUDIT_WRITE_FAILED', 'TRELLIS_CP_JOIN_TOKEN_STORE', 'TRELLIS_CP_ATTESTATION_STORE', 'TRELLIS_CP_STATE_WRITE_FAILED']);
 
 /** One failing store. */
 export interface FailingStore {
@@ -52,7 +59,7 @@ export class StorageHealth {
   constructor(
     /** The CA dir: where the probe writes, and whose free space is reported. */
     private readonly dir: string,
-    private readonly deps: { nowMs?: () => number; registry?: Registry; onChange?(failing: readonly FailingStore[]): void } = {},
+    private readonly deps: { nowMs?: () => number; registry?: Registry; onChange?(failing: readonly FailingStore[]): void; sharedBackend?: 'ca-dir' | 'api-server' } = {},
   ) {
     const registers = deps.registry ? [deps.registry] : [];
     this.failures = deps.registry ? new PromCounter({ name: 'trellis_state_write_failures_total', help: 'State writes that failed (nothing of them kept), by store (audit, join-token-uses, attestations, revocations, reissue-orders, replica-report) and reason (ENOSPC, EROFS, ...).', labelNames: ['store', 'reason'], registers }) : null;
@@ -88,7 +95,11 @@ export class StorageHealth {
   /** Records the outcome of one write of `store`: null when it worked. */
   record(store: StateStore, err: Error | null): void {
     if (err === null) {
-      if (this.failing.delete(store)) this.deps.onChange?.(this.current());
+      // A replica report written proves its backend writable: the stores kept there are too.
+      const cleared = store === 'replica-report' ? [...SHARED_STORES, ...((this.deps.sharedBackend ?? 'ca-dir') === 'ca-dir' ? CA_DIR_STORES : [])] : [store];
+      let changed = false;
+      for (const s of cleared) changed = this.failing.delete(s) || changed;
+      if (changed) this.deps.onChange?.(this.current());
       return;
     }
     const reason = reasonOf(err);
@@ -124,7 +135,10 @@ export class StorageHealth {
     } finally {
       rmSync(path, { force: true });
     }
-    for (const s of ['audit', 'join-token-uses', 'attestations'] as const) this.record(s, null);
+    const cleared = (this.deps.sharedBackend ?? 'ca-dir') === 'ca-dir' ? STORES : CA_DIR_STORES;
+    let changed = false;
+    for (const s of cleared) changed = this.failing.delete(s) || changed;
+    if (changed) this.deps.onChange?.(this.current());
   }
 }
 
