@@ -296,7 +296,7 @@ SIGTERM drains: streams end with UNAVAILABLE so sidecars fail over, then it exit
       }
       controllers?.elect();
       // CA lifecycle: intermediate rotation when due, a started root rotation advanced on observed ACKs, trellis_lifecycle_* gauges.
-      registerLifecycleGauges(running.metrics.registry, cfg.caDir);
+      registerLifecycleGauges(running.metrics.registry, cfg.caDir, () => new Date(), shared ? () => shared.revocations.current() : undefined);
       const lifecycle = startLifecycleManager(
         { caDir: cfg.caDir, rootDir: pathFlag(ctx, 'root-dir') },
         // Every replica's sidecars: a rotation step waits for the ACKs of those connected to the others too.

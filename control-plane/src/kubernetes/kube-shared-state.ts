@@ -44,8 +44,18 @@ export async function startKubeSharedState(
   const docs = [revocations, reissueOrders, replicas];
   for (const d of docs) d.start();
   tokenUses.start();
-  const timeout = opts.syncTimeoutMs ?? 10_000;
-  const synced = await Promise.race([Promise.all(docs.map((d) => d.synced())).then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), timeout).unref())]);
+  let timeout = opts.syncTimeoutMs ?? 10_000;
+  // Refused outright (RBAC): say how to fix it, and do not wait for watches that cannot succeed.
+  try {
+    await deps.client.getOrNull(`/api/v1/namespaces/${encodeURIComponent(opts.namespace)}/configmaps/${SHARED_STATE_OBJECTS.revocations}`);
+  } catch (err) {
+    deps.logger.error(`the shared state on the API server cannot be read (${(err as { code?: string }).code ?? 'error'}): grant the control plane's Role in ${opts.namespace} (deploy/rbac.yaml), or run with --no-shared-state; until then state writes fail and the control plane is not ready`, { error: err });
+    timeout = 0;
+  }
+  // A timer that holds the process open: the watches' own retry timers do not (a refused list retries on an unref'd timer).
+  let timer: NodeJS.Timeout | undefined;
+  const synced = timeout === 0 || (await Promise.race([Promise.all(docs.map((d) => d.synced())).then(() => true), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), timeout)))]));
+  clearTimeout(timer);
   // Not fatal: the watches keep trying, and a revocation list that could not be read yet is empty only until they do.
   if (!synced) deps.logger.error(`the shared state on the API server was not read within ${timeout} ms; serving what is known and retrying`, { namespace: opts.namespace });
   const heartbeatMs = opts.heartbeatMs ?? 5000;
