@@ -9,6 +9,8 @@ import { Agent, request } from 'node:http';
 export interface RequestOutcome {
   readonly at: number;
   readonly ok: boolean;
+  /** Why it failed: the HTTP status, or the error's code. */
+  readonly why?: string;
 }
 
 /** A stream of requests to `127.0.0.1:port`. */
@@ -24,16 +26,16 @@ export class RequestStream {
     this.running = true;
     this.loop = (async () => {
       while (this.running) {
-        const ok = await new Promise<boolean>((resolve) => {
+        const why = await new Promise<string | null>((resolve) => {
           const req = request({ host: '127.0.0.1', port: this.port, path: '/', agent: this.agent, timeout: 2000 }, (res) => {
             res.resume();
-            res.on('end', () => resolve(res.statusCode === 200));
+            res.on('end', () => resolve(res.statusCode === 200 ? null : `HTTP ${res.statusCode}`));
           });
-          req.on('timeout', () => req.destroy(new Error('timeout')));
-          req.on('error', () => resolve(false));
+          req.on('timeout', () => req.destroy(Object.assign(new Error('timeout'), { code: 'TIMEOUT' })));
+          req.on('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message));
           req.end();
         });
-        this.outcomes.push({ at: Date.now(), ok });
+        this.outcomes.push(why === null ? { at: Date.now(), ok: true } : { at: Date.now(), ok: false, why });
         await new Promise((r) => setTimeout(r, this.intervalMs));
       }
     })();
@@ -50,6 +52,13 @@ export class RequestStream {
   count(from = 0): { sent: number; failed: number } {
     const after = this.outcomes.filter((o) => o.at >= from);
     return { sent: after.length, failed: after.filter((o) => !o.ok).length };
+  }
+
+  /** Why the requests from `from` on failed, and how many each time. */
+  reasons(from = 0): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const o of this.outcomes) if (o.at >= from && !o.ok) out[o.why ?? '?'] = (out[o.why ?? '?'] ?? 0) + 1;
+    return out;
   }
 
   /** The last failure at or after `from`, or null. */

@@ -8,6 +8,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
 import { freePort, httpGet, makeTmpDir, ProcessGroup, trellisSync, waitFor } from '@trellis/testkit';
 
@@ -82,6 +83,19 @@ export async function startStateMesh(o: { caDir?: string; replicas?: number; ext
       tmp.cleanup();
     },
   };
+}
+
+/** The control plane's /readyz status (its admin port speaks HTTPS; this path needs no client certificate). */
+export function controlPlaneReadyz(adminPort: number): Promise<number> {
+  return new Promise((resolve) => {
+    const req = httpsRequest({ host: '127.0.0.1', port: adminPort, path: '/readyz', rejectUnauthorized: false, agent: false, timeout: 2000 }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', () => resolve(0));
+    req.end();
+  });
 }
 
 /** How many times `p` logged `msg` (a JSON log line's "msg") since character `from` of its log. */

@@ -8,10 +8,10 @@
  */
 import { closeSync, openSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { httpGet, mountTmpfs, TMPFS, trellisSync } from '@trellis/testkit';
+import { mountTmpfs, TMPFS, trellisSync } from '@trellis/testkit';
 import { sleep, until, type FaultRow, type Scenario } from '../fault-row';
 import { RequestStream } from '../request-stream';
-import { logged, startStateMesh } from '../state-mesh';
+import { controlPlaneReadyz, logged, startStateMesh } from '../state-mesh';
 
 function fill(file: string): void {
   const fd = openSync(file, 'w');
@@ -48,21 +48,22 @@ export const diskFull: Scenario = {
       const cp = mesh.controlPlanes[0]!;
       const sidecars = [mesh.sidecars.web, mesh.sidecars.cart];
       const filler = join(fs.dir, 'filler');
-      const marks = sidecars.map((s) => mesh.group.log(s).length);
       const cpMark = mesh.group.log(cp).length;
       const fullAt = Date.now();
       fill(filler);
       await sleep(10_000);
-      const readyWhileFull = (await httpGet(mesh.cpAdmin[0]!, '/readyz')).status;
-      const refusedRenewals = sidecars.reduce((n, s, i) => n + logged(mesh, s, 'SVID renewal failed; keeping the current certificate', marks[i]), 0);
+      const readyWhileFull = await controlPlaneReadyz(mesh.cpAdmin[0]!);
+      const refusedRenewals = mesh.group.log(cp).slice(cpMark).split('\n').filter((l) => l.includes('"msg":"svid refused"') && l.includes('TRELLIS_CA_AUDIT_WRITE_FAILED')).length;
       const issuedWhileFull = logged(mesh, cp, 'svid issued', cpMark);
       rmSync(filler);
       const freedAt = Date.now();
       const afterMarks = sidecars.map((s) => mesh.group.log(s).length);
-      const renewed = await until(() => sidecars.every((s, i) => logged(mesh, s, 'SVID installed', afterMarks[i]) > 0), 60_000, 50);
+      let readyAt = 0;
+      const [renewed, ready] = await Promise.all([
+        until(() => sidecars.every((s, i) => logged(mesh, s, 'SVID installed', afterMarks[i]) > 0), 60_000, 50),
+        until(async () => (await controlPlaneReadyz(mesh.cpAdmin[0]!)) === 200, 10_000, 50).then((ok) => ((readyAt = Date.now()), ok)),
+      ]);
       const renewedAt = Date.now();
-      const ready = await until(async () => (await httpGet(mesh.cpAdmin[0]!, '/readyz')).status === 200, 10_000, 50);
-      const readyAt = Date.now();
       await sleep(2000);
       const verify = trellisSync(['audit', 'verify', '--ca-dir', mesh.caDir, '-o', 'json']);
       const audit = JSON.parse(verify.stdout || '{}') as { ok?: boolean; records?: number; problem?: unknown };
@@ -73,7 +74,7 @@ export const diskFull: Scenario = {
         requests: counts,
         timeToRecoverMs: renewed ? renewedAt - freedAt : null,
         lost: audit.ok ? (counts.failed === 0 ? 'nothing: no request failed, no certificate went out without its audit record, no record torn' : `${counts.failed} requests`) : `the audit log does not verify: ${JSON.stringify(audit.problem)}`,
-        details: { fullForMs: freedAt - fullAt, renewalsRefusedWhileFull: refusedRenewals, svidsIssuedWhileFull: issuedWhileFull, readyzWhileFull: readyWhileFull, readyAgainMs: ready ? readyAt - freedAt : null, auditRecords: audit.records ?? null },
+        details: { failureReasons: load.reasons(fullAt), fullForMs: freedAt - fullAt, issuancesRefusedWhileFull: refusedRenewals, svidsIssuedWhileFull: issuedWhileFull, readyzWhileFull: readyWhileFull, readyAgainMs: ready ? readyAt - freedAt : null, auditRecords: audit.records ?? null },
       };
     } finally {
       await load.stop();

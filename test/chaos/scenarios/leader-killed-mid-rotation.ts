@@ -89,6 +89,8 @@ export const leaderKilledMidRotation: Scenario = {
       const done = await until(() => phaseOf() === 'done', 150_000, 500);
       const doneAt = Date.now();
       const steps = (p: typeof leader): string[] => group.log(p).split('\n').filter((l) => l.includes('"msg":"root rotation advanced"')).map((l) => (JSON.parse(l) as { applied: string }).applied);
+      // The commit is seen on the API server a moment before its step is logged.
+      if (done) await until(() => steps(survivor).includes('drop-old-root'), 5000, 50);
       const counts = load.count(killedAt);
       const leaderSteps = steps(leader);
       const survivorSteps = steps(survivor);
@@ -100,7 +102,7 @@ export const leaderKilledMidRotation: Scenario = {
         requests: counts,
         timeToRecoverMs: tookLease ? leaseAt - killedAt : null,
         lost: done && once && counts.failed === 0 ? 'nothing: the rotation finished on the other replica, each step taken once, no request failed' : `rotation ${done ? 'finished' : 'NOT finished'}; steps ${JSON.stringify({ leaderSteps, survivorSteps })}; ${counts.failed} requests failed`,
-        details: { phaseAtKill, newLeaderAfterMs: tookLease ? leaseAt - killedAt : null, rotationDoneAfterKillMs: done ? doneAt - killedAt : null, stepsByKilledLeader: leaderSteps, stepsBySurvivor: survivorSteps },
+        details: { failureReasons: load.reasons(killedAt), phaseAtKill, newLeaderAfterMs: tookLease ? leaseAt - killedAt : null, rotationDoneAfterKillMs: done ? doneAt - killedAt : null, stepsByKilledLeader: leaderSteps, stepsBySurvivor: survivorSteps },
       };
     } finally {
       await load?.stop();

@@ -32,7 +32,7 @@ export const replicaKilled: Scenario = {
         requests: counts,
         timeToRecoverMs: counts.failed === 0 ? 0 : last === null ? null : last - killedAt,
         lost: counts.failed === 0 ? 'nothing' : `${counts.failed} requests`,
-        details: { requestsBeforeTheKill: before, cartFailedOverToAMs: failedOver ? failedOverAt - killedAt : null },
+        details: { failureReasons: load.reasons(killedAt), requestsBeforeTheKill: before, cartFailedOverToAMs: failedOver ? failedOverAt - killedAt : null },
       };
     } finally {
       await load.stop();
