@@ -6,7 +6,9 @@
  * Pure: `detectApiFeatures` (discovery → features), `decideLease`.
  * I/O: `KubeClient` (kubeconfig or in-cluster, JSON requests, server-side
  * apply), `fetchDiscoveryFacts`, `startInformer` (list + watch with
- * bookmarks, relist on 410, restart with backoff), `LeaderElector` (Lease).
+ * bookmarks, relist on 410, restart with backoff), `startRegistryInformers`
+ * (the Pods, Services and EndpointSlices the control plane's registry reads),
+ * `LeaderElector` (Lease).
  */
 export { KubernetesError, KubernetesErrorCode, codeForStatus } from './errors/kubernetes-error';
 export type { KubernetesErrorCodeValue } from './errors/kubernetes-error';
@@ -20,6 +22,8 @@ export type { ApiFeatures, DiscoveryFacts } from './discovery/api-features';
 export { fetchDiscoveryFacts } from './discovery/fetch-discovery';
 export { startInformer } from './informer/resource-informer';
 export type { ResourceInformer, InformerOptions, InformerEvent } from './informer/resource-informer';
+export { startRegistryInformers, REGISTRY_PATHS } from './informer/registry-informers';
+export type { RegistryInformers } from './informer/registry-informers';
 export { decideLease, microTime } from './lease/lease-decision';
 export type { LeaseRecord, LeaseDecision, LeaseObservation } from './lease/lease-decision';
 export { LeaderElector } from './lease/leader-elector';

@@ -15,7 +15,7 @@ const problems = (k: Record<string, unknown>): string[] => {
 describe('control plane config: Kubernetes token keys', () => {
   it('Should take the issuer and keys from the API server with jwksFromApiServer, the issuer optional', () => {
     const cfg = resolveConfig({}, { ...base, kubernetes: { jwksFromApiServer: true, jwksMinRefresh: '5s' }, kubeconfig: '/k' });
-    expect(cfg.kubernetes).to.deep.equal({ issuer: null, audience: 'trellis', jwksFile: null, jwksFromApiServer: true, jwksMinRefreshMs: 5000 });
+    expect(cfg.kubernetes).to.deep.equal({ issuer: null, audience: 'trellis', jwksFile: null, jwksFromApiServer: true, jwksMinRefreshMs: 5000, registry: false });
     expect(cfg.kubeconfig).to.equal('/k');
   });
 
