@@ -360,7 +360,7 @@ export class StreamSession {
           pod: pod ? `${pod.namespace}/${pod.name}` : undefined,
           reasons: v.ignored,
           claimed: { service: (n.service ?? '').slice(0, 253), labels: Object.keys(n.labels ?? {}).length, ports: (n.inbound_ports ?? []).slice(0, 16) },
-          pod_facts: pod ? { services: pod.services, labels: pod.labels, ports: pod.inboundPorts } : undefined,
+          podFacts: pod ? { services: pod.services, labels: pod.labels, ports: pod.inboundPorts } : undefined,
           peer: this.transport.peerHost,
         });
       }

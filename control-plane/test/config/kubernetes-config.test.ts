@@ -28,4 +28,11 @@ describe('control plane config: Kubernetes token keys', () => {
     expect(problems({ jwksFile: '/j.json', jwksFromApiServer: true, issuer: 'https://i' })[0]).to.match(/either jwksFile .* or jwksFromApiServer/);
     expect(problems({ issuer: 'https://i' })[0]).to.match(/the issuer's keys are needed/);
   });
+
+  it('Should take the registry from the API server only beside a key source for the tokens it attests', () => {
+    expect(resolveConfig({}, { ...base, kubernetes: { jwksFromApiServer: true, registry: true } }).kubernetes?.registry).to.equal(true);
+    expect(resolveConfig({}, { ...base, kubernetes: { jwksFromApiServer: true } }).kubernetes?.registry).to.equal(false);
+    expect(problems({ registry: true })[0]).to.match(/the issuer's keys are needed/);
+    expect(problems({ jwksFromApiServer: true, registry: 'yes' })[0]).to.match(/\/kubernetes\/registry: must be boolean/);
+  });
 });
