@@ -9,7 +9,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Server as HttpsServer } from 'node:https';
 import { parse as parseYaml } from 'yaml';
-import type { Logger, MtlsMode, RevocationsResource, TrustBundleResource } from '@trellis/shared';
+import { DEFAULT_KEY_EXCHANGE, type KeyExchangePolicy, type Logger, type MtlsMode, type RevocationsResource, type TrustBundleResource } from '@trellis/shared';
 import { startAdminServer } from './admin/admin-server';
 import { defaultAdminSpiffeId } from './admin/admin-access';
 import { lifecycleRoutes, type RootRotationAuth } from './admin/lifecycle-routes';
@@ -68,6 +68,15 @@ export interface ControlPlaneOptions {
    * the new root; default a quarter of the SVID TTL, at most 60 s.
    */
   rootSwitchRenewWindowMs?: number;
+  /**
+   * The key-exchange policy of the discovery and admin listeners (default
+   * prefer). Under `require` a classical-only client is refused at its
+   * ClientHello. The TLS groups themselves come from the process's default
+   * (`tls.DEFAULT_ECDH_CURVE`, which `trellis control-plane` sets from the
+   * same policy) on the discovery port, grpc-js taking no groups option, and
+   * from this policy on the admin port.
+   */
+  keyExchange?: KeyExchangePolicy;
 }
 
 /** Collaborators. */
@@ -93,6 +102,8 @@ export interface RunningControlPlane {
   readonly adminPort: number;
   readonly metrics: ControlPlaneMetrics;
   readonly service: DiscoveryService;
+  /** Calls `listener` with each new trust bundle the refresh loop serves (a root rotation step); returns an unsubscribe function. */
+  onTrustBundleChange(listener: (bundle: TrustBundleResource) => void): () => void;
   /** Ends streams with UNAVAILABLE, stops servers (waiting up to `graceMs`), releases watchers. */
   stop(graceMs?: number): Promise<void>;
 }
@@ -103,6 +114,7 @@ export async function startControlPlane(opts: ControlPlaneOptions, deps: Control
   const log = deps.logger;
   const td = deps.authority.trustDomain;
   const spiffeId = controlPlaneSpiffeId(td);
+  const keyExchange = opts.keyExchange ?? DEFAULT_KEY_EXCHANGE;
   const limiter = new SigningLimiter(opts.signing, nowMs);
   const metrics = createControlPlaneMetrics({ collectExpiry: deps.caExpiry, signingDepth: () => limiter.depth, nowMs });
   const joinTokens = new JoinTokenStore(opts.caDir);
@@ -183,6 +195,13 @@ export async function startControlPlane(opts: ControlPlaneOptions, deps: Control
       metrics.connections.set({ state: 'authenticated' }, authenticated);
       metrics.connections.set({ state: 'unauthenticated' }, unauthenticated);
     },
+  }, {
+    policy: keyExchange,
+    onHandshake: (group) => metrics.handshakes.inc({ listener: 'discovery', group, result: 'ok' }),
+    onRefused: (reason) => {
+      metrics.connectionsRefused.inc({ reason });
+      metrics.handshakes.inc({ listener: 'discovery', group: 'unknown', result: reason });
+    },
   });
   let ready = true;
   // Not ready while no policy may be served (a policy file failed validation at first load): fail closed.
@@ -195,6 +214,7 @@ export async function startControlPlane(opts: ControlPlaneOptions, deps: Control
     proxies: () => service.registry.statuses(),
     policies: () => deps.policy.status(),
     tls,
+    keyExchange: { policy: keyExchange, onHandshake: (group, result) => metrics.handshakes.inc({ listener: 'admin', group, result }) },
     access: {
       trustDomain: td,
       allow: opts.adminAllow ?? [defaultAdminSpiffeId(td)],
@@ -240,6 +260,7 @@ export async function startControlPlane(opts: ControlPlaneOptions, deps: Control
     auditLifecycle(opts.caDir, 'reissue.ordered', new Date(nowMs()), { reason: 'root-rotation', target: 'all', windowMs, sidecars: r.sidecars });
   };
 
+  const bundleListeners = new Set<(b: TrustBundleResource) => void>();
   let refreshing = false;
   const refresh = setInterval(() => {
     if (refreshing) return;
@@ -258,6 +279,7 @@ export async function startControlPlane(opts: ControlPlaneOptions, deps: Control
           initial = b;
           service.setBundle(b);
           log.info('trust bundle changed', { roots: b.rootsPem.length, federatedTrustDomains: federatedCount() });
+          for (const l of bundleListeners) l(b);
         }
         if (deps.authority.refresh) await deps.authority.refresh();
         checkRootSwitch();
@@ -279,7 +301,7 @@ export async function startControlPlane(opts: ControlPlaneOptions, deps: Control
   };
   if (policyReady() && registryReady()) log.info('control plane ready', where);
   else {
-    if (!policyReady()) log.error('control plane started but NOT ready: a policy file failed validation; no policy is served until every file validates (see /debug/policies)', { ...where, policies: deps.policy.status() });
+    if (!policyReady()) log.error('control plane started but NOT ready: no policy is served until every policy (file, or object on the API server) has been read and validates (see /debug/policies)', { ...where, policies: deps.policy.status() });
     else log.warn('control plane started but NOT ready: waiting for the first list of Pods, Services and EndpointSlices from the Kubernetes API server', where);
     const announce = (): void => {
       if (!policyReady() || !registryReady() || unsubscribes.length === 0) return;
@@ -297,6 +319,10 @@ export async function startControlPlane(opts: ControlPlaneOptions, deps: Control
     adminPort: admin.port,
     metrics,
     service,
+    onTrustBundleChange(listener) {
+      bundleListeners.add(listener);
+      return () => bundleListeners.delete(listener);
+    },
     stop(graceMs = 5000) {
       if (stopped) return stopped;
       stopped = (async () => {

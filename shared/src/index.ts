@@ -86,7 +86,7 @@ export type { SvidErrorCodeValue, SvidVerdict, SigningCertVerdict, SvidRejection
 export { JOIN_TOKEN_PREFIX, isJoinToken, joinTokenSpiffeId } from './identity/join-token-format';
 export { parseX509SvidPem } from './identity/x509-svid-pem';
 export type { X509SvidMaterial } from './identity/x509-svid-pem';
-export { createTrustBundle, parsePemBundle, parseSpiffeBundle, formatPemBundle, formatSpiffeBundle } from './x509/trust-bundle';
+export { createTrustBundle, parsePemBundle, parseSpiffeBundle, formatPemBundle, formatSpiffeBundle, ROOT_CERT_CONFIGMAP } from './x509/trust-bundle';
 export type { TrustBundle, TrustBundleOptions, JwtAuthority, IgnoredBundleEntry } from './x509/trust-bundle';
 export { compileSpiffeIdMatcher } from './identity/spiffe-id-matcher';
 export type { SpiffeIdMatcherSpec, SpiffeIdMatcher, SpiffeIdMatch } from './identity/spiffe-id-matcher';
@@ -96,3 +96,18 @@ export { verifyX509Svid } from './identity/x509-svid-verify';
 export type { X509SvidVerification, X509SvidVerifyOptions, TrustBundleSet } from './identity/x509-svid-verify';
 export { RENEWAL_TYPE_URL } from './protocol/type-urls';
 export type { RenewalResource } from './protocol/resources';
+export { readClientHello, MAX_CLIENT_HELLO_BYTES } from './tls/client-hello';
+export type { ClientHelloFacts, ClientHelloRead } from './tls/client-hello';
+export {
+  DEFAULT_KEY_EXCHANGE,
+  GROUP_CODEPOINTS,
+  groupName,
+  groupOfCodepoint,
+  groupsList,
+  HYBRID_GROUP,
+  isHybridGroup,
+  isKeyExchangePolicy,
+  KEY_EXCHANGE_POLICIES,
+  selectGroup,
+} from './tls/key-exchange';
+export type { GroupSelection, KeyExchangePolicy } from './tls/key-exchange';

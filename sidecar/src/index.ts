@@ -1,6 +1,8 @@
 /** @trellis/sidecar public API. */
 export { SidecarError } from './errors';
 export type { SidecarErrorCode } from './errors';
+export { TlsMaterial, DEFAULT_TLS_CONTEXT_FACTORY } from './state/tls-material';
+export type { TlsContextFactory, TlsMaterialDeps } from './state/tls-material';
 export { SidecarState, readiness, makeCredentials, makeTrustBundle, makeRevocations, splitPem } from './state/sidecar-state';
 export type {
   Credentials,
@@ -26,6 +28,8 @@ export type { IdentityManagerDeps, IssuedChain } from './identity/identity-manag
 export { classifyFirstBytes } from './inbound/tls-detect';
 export type { FirstBytes } from './inbound/tls-detect';
 export { InboundListener } from './inbound/inbound-listener';
+export { PendingHandshakes, DEFAULT_MAX_PENDING_HANDSHAKES, isSlot } from './inbound/pending-handshakes';
+export type { HandshakeSlot, CapacityRefusal } from './inbound/pending-handshakes';
 export type { InboundSpec, InboundDeps } from './inbound/inbound-listener';
 export { ambiguousRequestHeaders, downstreamHeaders, upstreamHeaders } from './inbound/http-forwarder';
 export type { Forward, HttpForwarder } from './inbound/http-forwarder';
@@ -36,6 +40,8 @@ export type { OutboundSpec, OutboundTarget, OutboundDeps } from './outbound/outb
 export { SidecarMetrics } from './metrics/sidecar-metrics';
 export type { Direction } from './metrics/sidecar-metrics';
 export { ConnectionTracker } from './proxy/connection-tracker';
+export { HeapShrinker } from './proxy/shrink-heap';
+export type { HeapShrinkerDeps } from './proxy/shrink-heap';
 export type { TrackedConnection } from './proxy/connection-tracker';
 export { splice } from './proxy/splice';
 export { decide, sharedAuthorizer, policiesFromWire } from './policy/authorizer';

@@ -5,7 +5,7 @@
  * drained after `stopSignal` (SIGTERM/SIGINT) or POST /quitquitquit.
  */
 import { readFile } from 'node:fs/promises';
-import { isLoopbackHost, type Logger } from '@trellis/shared';
+import { DEFAULT_KEY_EXCHANGE, isLoopbackHost, type KeyExchangePolicy, type Logger } from '@trellis/shared';
 import { SidecarError } from './errors';
 import { Sidecar } from './sidecar';
 import { startHealthServer } from './admin/health-server';
@@ -33,6 +33,8 @@ export interface DiscoveryRuntimeOptions {
   controlPlaneSpiffeId: string;
   logger: Logger;
   endpointNames?: string[];
+  /** The key-exchange policy for the control-plane connection. */
+  getKeyExchange?(): KeyExchangePolicy;
 }
 
 /** Collaborators of runSidecar. */
@@ -68,6 +70,7 @@ export async function runSidecar(config: SidecarConfig, deps: RunSidecarDeps): P
       workload: { namespace: config.namespace, labels: config.labels },
       drainMs: config.drainMs,
       detectTimeoutMs: config.detectTimeoutMs,
+      maxPendingHandshakes: config.maxPendingHandshakes,
       dataPath: config.dataPath,
     },
     {
@@ -116,6 +119,8 @@ export async function runSidecar(config: SidecarConfig, deps: RunSidecarDeps): P
       address: config.podIp,
     },
     controlPlaneSpiffeId: config.controlPlaneSpiffeId,
+    // The control-plane hop follows the pushed key-exchange policy too (prefer until one arrives).
+    getKeyExchange: () => sidecar.state.current().peerAuth?.keyExchange ?? DEFAULT_KEY_EXCHANGE,
     logger: logger.child({ component: 'discovery' }),
   });
   wireDiscovery(discovery, sidecar.state, { logger });

@@ -4,8 +4,6 @@
  * class only reacts to it (new TLS contexts on credential or bundle change,
  * closing revoked connections) and serves traffic with it.
  */
-import { constants as tlsConstants, randomBytes } from 'node:crypto';
-import { createSecureContext, type SecureContext } from 'node:tls';
 import type { Server } from 'node:http';
 import type { Logger } from '@trellis/shared';
 import { startAdminServer } from './admin/admin-server';
@@ -13,11 +11,13 @@ import { InboundListener, type InboundSpec } from './inbound/inbound-listener';
 import { OutboundListener, type OutboundSpec } from './outbound/outbound-listener';
 import { SidecarMetrics } from './metrics/sidecar-metrics';
 import { ConnectionTracker } from './proxy/connection-tracker';
-import { readiness, SidecarState, type SidecarSnapshot } from './state/sidecar-state';
-import { federationInForce } from './state/peer-trust';
+import { readiness, SidecarState } from './state/sidecar-state';
+import { TlsMaterial, type TlsContextFactory } from './state/tls-material';
 import type { Authorizer, Workload } from './policy/authorizer';
 import { SidecarError } from './errors';
-import { nativeRelay, nativeRelayUnavailable, type NativeDataPath, type NativeRelay, type RelayContext } from './proxy/native-relay';
+import { PendingHandshakes } from './inbound/pending-handshakes';
+import { HeapShrinker } from './proxy/shrink-heap';
+import { nativeRelay, nativeRelayUnavailable, type NativeDataPath, type NativeRelay } from './proxy/native-relay';
 
 /** What a sidecar runs. */
 export interface SidecarOptions {
@@ -36,6 +36,10 @@ export interface SidecarOptions {
    * built), `node` (node:tls), or `auto` (native when built). Default `auto`.
    */
   dataPath?: DataPath;
+  /** The cap on inbound connections not yet judged, across all inbound listeners. Default DEFAULT_MAX_PENDING_HANDSHAKES (1024). */
+  maxPendingHandshakes?: number;
+  /** How long an inbound connection may take from accept to a judged handshake. Default 10 s. */
+  handshakeTimeoutMs?: number;
 }
 
 /** See SidecarOptions.dataPath. */
@@ -55,6 +59,8 @@ export interface SidecarDeps {
   controlPlaneConnected?: () => boolean | undefined;
   /** Include Node process metrics in /stats. Default true. */
   processMetrics?: boolean;
+  /** How TLS contexts are built (tests substitute one that fails). Default: node:tls and the native relay. */
+  tlsFactory?: TlsContextFactory;
 }
 
 /** A running sidecar. */
@@ -62,19 +68,17 @@ export class Sidecar {
   readonly state: SidecarState;
   readonly metrics: SidecarMetrics;
   readonly tracker: ConnectionTracker;
+  /** Inbound connections accepted and not yet judged (the cap is shared by every inbound listener). */
+  readonly pendingHandshakes: PendingHandshakes;
+  private readonly shrinker: HeapShrinker;
   readonly inbound: InboundListener[] = [];
   readonly outbound: OutboundListener[] = [];
   private adminServer: Server | undefined;
   private adminPort = 0;
-  private serverCtx: SecureContext | undefined;
-  private clientCtx: SecureContext | undefined;
-  private ticketKeys = randomBytes(48);
   private readonly clock: () => Date;
   private readonly relay: NativeRelay | null;
-  private nativeServerCtx: RelayContext | undefined;
-  private nativeClientCtx: RelayContext | undefined;
-  /** node:tls's contexts are behind the current credentials or bundle (native path: they are built on first use). */
-  private nodeContextsStale = false;
+  /** The TLS contexts of both data paths for the current credentials and bundle. */
+  private readonly tls: TlsMaterial;
 
   constructor(
     private readonly options: SidecarOptions,
@@ -82,7 +86,11 @@ export class Sidecar {
   ) {
     this.clock = deps.clock ?? (() => new Date());
     this.state = deps.state ?? new SidecarState();
+    this.shrinker = new HeapShrinker({ logger: deps.logger });
+    // A flood that hit the cap leaves its memory in V8's heap: give it back once it is over.
+    this.pendingHandshakes = new PendingHandshakes(options.maxPendingHandshakes, () => this.shrinker.request());
     this.metrics = new SidecarMetrics({
+      pendingHandshakes: () => this.pendingHandshakes.size,
       certExpirySeconds: () => {
         const c = this.state.current().credentials;
         return c ? (c.notAfter.getTime() - this.clock().getTime()) / 1000 : undefined;
@@ -93,15 +101,10 @@ export class Sidecar {
     });
     this.tracker = new ConnectionTracker((direction, delta) => this.metrics.activeConnections.inc({ direction }, delta));
     this.relay = pickDataPath(options.dataPath ?? 'auto');
-    this.rebuildContexts(this.state.current());
+    this.tls = new TlsMaterial({ logger: deps.logger, relay: this.relay, factory: deps.tlsFactory });
+    this.tls.update(this.state.current(), true);
     this.state.onChange((snap, changed) => {
-      if (changed.includes('bundle')) {
-        // A resumed session skips chain verification; new ticket keys make
-        // sure no session made under the old bundle (perhaps with a root
-        // just removed) can be resumed.
-        this.ticketKeys = randomBytes(48);
-      }
-      if (changed.includes('credentials') || changed.includes('bundle')) this.rebuildContexts(snap);
+      if (changed.includes('credentials') || changed.includes('bundle') || (changed.includes('peerAuth') && this.tls.keyExchangeChanged(snap))) this.tls.update(snap, changed.includes('bundle'));
       if (changed.includes('revocations')) {
         const n = this.tracker.closeRevoked(snap.revocations);
         for (const direction of ['inbound', 'outbound'] as const) {
@@ -111,7 +114,7 @@ export class Sidecar {
       }
     });
     const native: NativeDataPath | undefined = this.relay
-      ? { relay: this.relay, serverContext: () => this.nativeServerCtx, clientContext: () => this.nativeClientCtx }
+      ? { relay: this.relay, serverContext: () => this.tls.nativeServer(), clientContext: () => this.tls.nativeClient() }
       : undefined;
     const common = { state: this.state, metrics: this.metrics, logger: deps.logger, clock: this.clock, tracker: this.tracker, native };
     for (const spec of options.inbound) {
@@ -120,12 +123,15 @@ export class Sidecar {
           ...common,
           authorize: deps.authorize,
           workload: options.workload,
-          serverContext: () => this.nodeContext('server'),
+          serverContext: () => this.tls.nodeServer(),
+          keyExchange: () => this.tls.keyExchange,
           detectTimeoutMs: options.detectTimeoutMs,
+          handshakeTimeoutMs: options.handshakeTimeoutMs,
+          pending: this.pendingHandshakes,
         }),
       );
     }
-    for (const spec of options.outbound) this.outbound.push(new OutboundListener(spec, { ...common, clientContext: () => this.nodeContext('client') }));
+    for (const spec of options.outbound) this.outbound.push(new OutboundListener(spec, { ...common, clientContext: () => this.tls.nodeClient() }));
   }
 
   /** The data path carrying STRICT TCP ports and outbound connections to IP addresses. */
@@ -133,9 +139,12 @@ export class Sidecar {
     return this.relay ? 'native' : 'node';
   }
 
-  /** Ready = a valid SVID, a bundle and a policy. */
+  /** Ready = a valid SVID, a bundle and a policy, and TLS contexts built from them. */
   readiness(): { ready: boolean; reason: string } {
-    return readiness(this.state.current(), this.clock());
+    const r = readiness(this.state.current(), this.clock());
+    const failure = this.tls.failure;
+    if (r.ready && failure !== undefined) return { ready: false, reason: `no TLS context for the current credentials and trust bundle: ${failure}` };
+    return r;
   }
 
   /** The admin port actually bound (0 when none). */
@@ -173,6 +182,7 @@ export class Sidecar {
   async stop(drainMs = this.options.drainMs ?? 5000): Promise<void> {
     await Promise.all([...this.inbound, ...this.outbound].map((l) => l.stopAccepting().catch(() => undefined)));
     await this.tracker.drain(drainMs);
+    this.shrinker.stop();
     if (this.adminServer) {
       this.adminServer.closeAllConnections();
       await new Promise<void>((r) => this.adminServer!.close(() => r()));
@@ -199,74 +209,9 @@ export class Sidecar {
       },
       workload: this.options.workload,
       openConnections: this.tracker.size,
+      keyExchange: { policy: this.tls.keyExchange, ...this.tracker.view(100) },
       ...(this.deps.extraDump?.() ?? {}),
     };
-  }
-
-  /**
-   * New TLS contexts for new credentials or a new bundle. With the native
-   * relay its contexts are built at once (which also proves OpenSSL takes
-   * the new key and chain) and node:tls's on first use: each costs ~0.6 MB,
-   * and a sidecar whose ports are all STRICT TCP never needs them.
-   */
-  private rebuildContexts(snap: SidecarSnapshot): void {
-    if (!snap.credentials || !snap.bundle) return;
-    if (!this.relay) {
-      this.buildNodeContexts(snap);
-      return;
-    }
-    this.nodeContextsStale = true;
-    const c = snap.credentials;
-    try {
-      // Fresh contexts also mean fresh ticket keys: no session made under an
-      // older bundle or identity resumes on the native path.
-      const pems = { chainPem: c.chainPem, keyPem: c.keyPem, caPem: snap.bundle.rootsPem.join('\n') };
-      // A resumed session shows the server only the client's leaf, and
-      // federation needs the intermediates presented with it to insist on a
-      // root of the peer's own trust domain: no resumption while it is in force.
-      const server = this.relay.context({ server: true, ...pems, resumption: !federationInForce(snap) });
-      const client = this.relay.context({ server: false, ...pems });
-      this.nativeServerCtx?.release();
-      this.nativeClientCtx?.release();
-      this.nativeServerCtx = server;
-      this.nativeClientCtx = client;
-    } catch (err) {
-      // Keeping the previous contexts would keep trusting the previous bundle:
-      // drop them, and the listeners take the Node path (whose contexts are
-      // built from the same snapshot, or refuse).
-      this.nativeServerCtx?.release();
-      this.nativeClientCtx?.release();
-      this.nativeServerCtx = undefined;
-      this.nativeClientCtx = undefined;
-      this.deps.logger.error('cannot build native TLS contexts; using the Node data path', { error: err, serial: c.serialHex });
-    }
-  }
-
-  /** node:tls's context of `kind` for the current credentials and bundle (built now if they changed since). */
-  private nodeContext(kind: 'server' | 'client'): SecureContext | undefined {
-    if (this.nodeContextsStale) {
-      this.nodeContextsStale = false;
-      this.buildNodeContexts(this.state.current());
-    }
-    return kind === 'server' ? this.serverCtx : this.clientCtx;
-  }
-
-  private buildNodeContexts(snap: SidecarSnapshot): void {
-    const c = snap.credentials;
-    const b = snap.bundle;
-    if (!c || !b) return;
-    try {
-      const base = { key: c.keyPem, cert: c.chainPem, ca: [...b.rootsPem], minVersion: 'TLSv1.2' as const };
-      // A session ID context is required for resumption when client certificates are requested.
-      // No tickets while federation is in force: a resumed session shows only the client's leaf,
-      // and federation needs the intermediates presented with it (see rebuildContexts).
-      const noTickets = federationInForce(snap) ? { secureOptions: tlsConstants.SSL_OP_NO_TICKET } : {};
-      this.serverCtx = createSecureContext({ ...base, ...noTickets, ticketKeys: this.ticketKeys, sessionIdContext: 'trellis-inbound' });
-      this.clientCtx = createSecureContext(base);
-    } catch (err) {
-      // The state validated the parts; should OpenSSL still refuse them, keep the last good contexts.
-      this.deps.logger.error('cannot build TLS contexts; keeping the previous ones', { error: err, serial: c.serialHex });
-    }
   }
 }
 

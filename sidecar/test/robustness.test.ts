@@ -86,7 +86,7 @@ for (const dataPath of dataPaths()) describe(`A sidecar out of file descriptors 
     const client = await ca.issueLeaf(`spiffe://${TD}/ns/shop/sa/web`);
     const echo = await startEchoApp();
     // A real process with a real limit: 64 descriptors, of which node itself uses ~25.
-    const child = spawn('bash', ['-c', `ulimit -n 64 && exec "${process.execPath}" "${join(__dirname, 'helpers', 'fd-limited-sidecar.js')}"`], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn('bash', ['-c', `ulimit -n 64 && exec "${process.execPath}" "${join(__dirname, 'helpers', 'sidecar-process.js')}"`], { stdio: ['pipe', 'pipe', 'pipe'] });
     let stderr = '';
     child.stderr!.on('data', (d: Buffer) => (stderr += String(d)));
     let exited: number | null | undefined;

@@ -118,6 +118,17 @@ describe('Sidecar configuration', () => {
     });
   });
 
+  it('Should default the pending handshake cap to 1024 and refuse one that is not a positive whole number, naming its source', () => {
+    expect(parseSidecarConfig({ flags: BASE, env: {} }).maxPendingHandshakes).to.equal(1024);
+    expect(parseSidecarConfig({ flags: { ...BASE, 'max-pending-handshakes': '64' }, env: { TRELLIS_MAX_PENDING_HANDSHAKES: '512' } }).maxPendingHandshakes).to.equal(64);
+    expect(parseSidecarConfig({ flags: BASE, env: { TRELLIS_MAX_PENDING_HANDSHAKES: '512' } }).maxPendingHandshakes).to.equal(512);
+    for (const bad of ['0', '-1', '1.5', 'lots']) {
+      const found = problems(() => parseSidecarConfig({ flags: BASE, env: { TRELLIS_MAX_PENDING_HANDSHAKES: bad } }));
+      expect(found, bad).to.have.length(1);
+      expect(found[0]).to.contain('TRELLIS_MAX_PENDING_HANDSHAKES').and.contain(`"${bad}"`);
+    }
+  });
+
   it('Should take the namespace from the downward-API variable injection sets', () => {
     const { namespace, ...rest } = BASE;
     void namespace;

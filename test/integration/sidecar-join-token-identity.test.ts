@@ -33,7 +33,7 @@ describe('trellis sidecar identity from a join token (real control plane and sid
   let cpAddress = '';
 
   const newToken = (id: string): string => {
-    const t = trellisSync(['token', 'create', '--ca-dir', f('ca'), '--spiffe-id', id, '--uses', '5']);
+    const t = trellisSync(['token', 'create', '--ca-dir', f('ca'), '--spiffe-id', id, '--uses', '5', '--service', 'frontend']);
     expect(t.status, t.stderr).to.equal(0);
     const file = f(`token-${Math.random().toString(16).slice(2)}`);
     writeFileSync(file, t.stdout.trim() + '\n', { mode: 0o600 });

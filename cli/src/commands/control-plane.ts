@@ -1,12 +1,17 @@
 /**
  * `trellis control-plane`: runs the control plane until SIGINT/SIGTERM.
  * Wiring only: config from file + flags, the CA from --ca-dir, policies from
- * --policy-dir, then @trellis/control-plane's startControlPlane.
+ * --policy-dir (and the API server's policy objects when there is one), then
+ * @trellis/control-plane's startControlPlane, and the controllers that keep
+ * the trust-bundle ConfigMaps current.
  */
+import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { KubeClient, startRegistryInformers, type RegistryInformers } from '@trellis/kubernetes';
+import { hostname } from 'node:os';
+import { KubeClient, kubeConfigAvailable, startRegistryInformers, type RegistryInformers } from '@trellis/kubernetes';
 import { resolve } from 'node:path';
 import {
+  ControlPlaneControllers,
   ControlPlaneError,
   ControlPlaneErrorCode,
   discoverOidcTokenKeys,
@@ -19,6 +24,7 @@ import {
   registerLifecycleGauges,
   startLifecycleManager,
   PolicyStore,
+  policySetSource,
   policyStoreSource,
   readConfigFile,
   resolveConfig,
@@ -27,7 +33,7 @@ import {
   type ControlPlaneConfigInput,
   type KubernetesTokenSettings,
 } from '@trellis/control-plane';
-import { createLogger, UsageError, type Logger, type MtlsMode, type PathNormalization } from '@trellis/shared';
+import { createLogger, groupsList, UsageError, type KeyExchangePolicy, type Logger, type MtlsMode, type PathNormalization } from '@trellis/shared';
 import type { Command, CommandContext } from '../command';
 import { flag, optionalString, stringList } from '../flags';
 
@@ -91,6 +97,9 @@ export const commands: Command[] = [
   --default-mtls-mode MODE   STRICT (default), PERMISSIVE or DISABLE when no policy decides
   --path-normalization MODE  how sidecars normalize HTTP paths before AuthorizationPolicy (and forward them):
                              BASE (default), MERGE_SLASHES, DECODE_AND_MERGE_SLASHES or NONE, as Istio's meshConfig
+  --key-exchange POLICY      mTLS key exchange on every hop: prefer (default; X25519MLKEM768 first, then
+                             X25519 and P-256), require (hybrid only; classical handshakes refused and counted)
+                             or off (classical only); pushed to every sidecar
   --k8s-issuer URL           accept Kubernetes ServiceAccount tokens from this issuer
   --k8s-audience trellis     audience those tokens must carry
   --k8s-jwks FILE            the issuer's public keys (JWKS JSON), read once (offline)
@@ -117,8 +126,15 @@ export const commands: Command[] = [
                              replicas sharing a ServiceAccount share its identity: raise it to cover them
   --max-connections 10000    open discovery connections; beyond, new ones are closed at once
   --auth-timeout 10s         close a connection none of whose streams authenticated within this
-  --allow-invalid-policies   serve the valid policy files even if some fail validation at start
-                             (default: not ready and no policy served until every file validates)
+  --allow-invalid-policies   serve the valid policies even if some fail validation at start
+                             (default: not ready and no policy served until every file and object validates)
+  --no-policy-crds           do not read PeerAuthentication/AuthorizationPolicy objects from the API server
+                             (security.trellis.dev/v1, and security.istio.io v1/v1beta1 when installed); by
+                             default they are read, beside --policy-dir, whenever --kubeconfig is given or the
+                             control plane runs in a pod (config policyCrds; true makes the API server required)
+  --no-root-cert-configmaps  do not keep ConfigMap trellis-ca-root-cert (the roots) current in every namespace;
+                             same default (config rootCertConfigMaps). The Lease trellis-control-plane in
+                             $POD_NAMESPACE (default trellis-system) picks the one replica that writes
   --log-level info
 Logs JSON lines to stderr; prints {"msg":"control plane ready",...} when serving.
 SIGTERM drains: streams end with UNAVAILABLE so sidecars fail over, then it exits.`,
@@ -135,6 +151,7 @@ SIGTERM drains: streams end with UNAVAILABLE so sidecars fail over, then it exit
       'svid-ttl': { type: 'string' },
       'default-mtls-mode': { type: 'string' },
       'path-normalization': { type: 'string' },
+      'key-exchange': { type: 'string' },
       'k8s-issuer': { type: 'string' },
       'k8s-audience': { type: 'string' },
       'k8s-jwks': { type: 'string' },
@@ -152,6 +169,8 @@ SIGTERM drains: streams end with UNAVAILABLE so sidecars fail over, then it exit
       'max-connections': { type: 'string' },
       'auth-timeout': { type: 'string' },
       'allow-invalid-policies': { type: 'boolean' },
+      'no-policy-crds': { type: 'boolean' },
+      'no-root-cert-configmaps': { type: 'boolean' },
       'log-level': { type: 'string' },
     },
     async run(ctx) {
@@ -177,6 +196,7 @@ SIGTERM drains: streams end with UNAVAILABLE so sidecars fail over, then it exit
         svidTtl: optionalString(ctx, 'svid-ttl'),
         defaultMtlsMode: optionalString(ctx, 'default-mtls-mode') as MtlsMode | undefined,
         pathNormalization: optionalString(ctx, 'path-normalization') as PathNormalization | undefined,
+        keyExchange: optionalString(ctx, 'key-exchange') as KeyExchangePolicy | undefined,
         kubernetes: k8sIssuer || k8sJwks || k8sAudience || k8sFromApi || k8sMinRefresh || k8sRegistry ? { issuer: k8sIssuer, jwksFile: k8sJwks, audience: k8sAudience, jwksFromApiServer: k8sFromApi, jwksMinRefresh: k8sMinRefresh, registry: k8sRegistry } : undefined,
         kubeconfig: pathFlag(ctx, 'kubeconfig'),
         signing: concurrency !== undefined || maxQueue !== undefined ? { concurrency, maxQueue } : undefined,
@@ -188,6 +208,8 @@ SIGTERM drains: streams end with UNAVAILABLE so sidecars fail over, then it exit
         maxConnections: intFlag(ctx, 'max-connections'),
         authTimeout: optionalString(ctx, 'auth-timeout'),
         allowInvalidPolicies: flag(ctx, 'allow-invalid-policies') ? true : undefined,
+        policyCrds: flag(ctx, 'no-policy-crds') ? false : undefined,
+        rootCertConfigMaps: flag(ctx, 'no-root-cert-configmaps') ? false : undefined,
       });
       const logger = createLogger({ component: 'control-plane', sink: ctx.stderr, level: cfg.logLevel });
       const caLogger = logger.child({ component: 'ca' });
@@ -214,7 +236,27 @@ SIGTERM drains: streams end with UNAVAILABLE so sidecars fail over, then it exit
       );
       if (cfg.allowInvalidPolicies) logger.warn('--allow-invalid-policies: policy files that fail validation at start are skipped and the rest served; a workload whose only ALLOW policy is in such a file is allowed everything', {});
       await store.start();
-      const policy = policyStoreSource(store, { rootNamespace: cfg.rootNamespace, defaultMode: cfg.defaultMtlsMode, pathNormalization: cfg.pathNormalization });
+      // The API server's policies and trust-bundle ConfigMaps: on whenever there is an API server to reach, unless turned off.
+      const onApiServer = (v: boolean | null): boolean => v ?? kubeConfigAvailable({ kubeconfig: cfg.kubeconfig ?? undefined, env: ctx.env });
+      const controllers = onApiServer(cfg.policyCrds) || onApiServer(cfg.rootCertConfigMaps)
+        ? new ControlPlaneControllers(
+            { leaseNamespace: ctx.env.POD_NAMESPACE ?? 'trellis-system', identity: `${ctx.env.POD_NAME ?? hostname()}-${randomBytes(3).toString('hex')}`, rootNamespace: cfg.rootNamespace, allowInvalidPolicies: cfg.allowInvalidPolicies },
+            { client: await KubeClient.connect(cfg.kubeconfig !== null ? { kubeconfig: cfg.kubeconfig } : {}), logger: logger.child({ component: 'kubernetes' }) },
+          )
+        : null;
+      const crds = controllers && onApiServer(cfg.policyCrds) ? controllers.startPolicies() : null;
+      // Usually the first list takes a moment: wait a little so the control plane starts ready. The timer
+      // keeps the process alive: with the API server unreachable nothing else does yet (the watches'
+      // retry timers are unref'd), and the process would exit 0 before it ever listens.
+      if (crds) await Promise.race([crds.synced(), new Promise((r) => setTimeout(r, 5000))]);
+      const viewOptions = { rootNamespace: cfg.rootNamespace, defaultMode: cfg.defaultMtlsMode, pathNormalization: cfg.pathNormalization, keyExchange: cfg.keyExchange };
+      const policy = crds
+        ? policySetSource([{ name: 'dir', provider: store }, { name: 'kubernetes', provider: crds }], viewOptions, { logger: logger.child({ component: 'policy' }) })
+        : policyStoreSource(store, viewOptions);
+      // grpc-js takes no groups option, so the discovery port's groups are this process's default. Under
+      // `require` the default stays the prefer list (the process's own clients, such as the Kubernetes API
+      // client, still reach classical servers); the listeners' ClientHello gate refuses classical clients.
+      setDefaultEcdhCurve(groupsList(cfg.keyExchange === 'off' ? 'off' : 'prefer'));
       const running = await startControlPlane(
         {
           caDir: cfg.caDir,
@@ -235,6 +277,7 @@ SIGTERM drains: streams end with UNAVAILABLE so sidecars fail over, then it exit
           revocationsFile: cfg.revocationsFile ?? undefined,
           federationFile: cfg.federationFile ?? undefined,
           refreshMs: 1000,
+          keyExchange: cfg.keyExchange,
         },
         {
           authority: ca,
@@ -245,6 +288,11 @@ SIGTERM drains: streams end with UNAVAILABLE so sidecars fail over, then it exit
         },
       );
       if (kubernetesRegistry) registerKubernetesRegistryGauges(running.metrics.registry, kubernetesRegistry, () => informers!.listCounts());
+      if (controllers && onApiServer(cfg.rootCertConfigMaps)) {
+        controllers.startRootCerts(() => running.service.currentBundle().rootsPem);
+        running.onTrustBundleChange(() => controllers.rootsChanged());
+      }
+      controllers?.elect();
       // CA lifecycle: intermediate rotation when due, a started root rotation advanced on observed ACKs, trellis_lifecycle_* gauges.
       registerLifecycleGauges(running.metrics.registry, cfg.caDir);
       const lifecycle = startLifecycleManager(
@@ -257,6 +305,7 @@ SIGTERM drains: streams end with UNAVAILABLE so sidecars fail over, then it exit
       });
       logger.info('control plane draining', { signal: String(ctx.stopSignal.reason ?? '') });
       lifecycle.stop();
+      await controllers?.stop();
       await running.stop(5000);
       await informers?.stop();
       ca.close();
@@ -264,3 +313,14 @@ SIGTERM drains: streams end with UNAVAILABLE so sidecars fail over, then it exit
     },
   },
 ];
+
+/**
+ * Sets node:tls's process-wide default groups (`tls.DEFAULT_ECDH_CURVE`,
+ * used by every context made without `ecdhCurve`). Through require(): a
+ * TypeScript namespace import is a copy, and assigning to it would change
+ * nothing.
+ */
+function setDefaultEcdhCurve(groups: string): void {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  (require('node:tls') as { DEFAULT_ECDH_CURVE: string }).DEFAULT_ECDH_CURVE = groups;
+}

@@ -19,7 +19,7 @@ export const commands: Command[] = [
 upper case with _ for -, e.g. TRELLIS_CONTROL_PLANE, TRELLIS_INBOUND="15006=8080/http,15007=9090")
 or from the YAML file given by --config / TRELLIS_CONFIG (camelCase keys: controlPlane, caBundle,
 tokenFile, namespace, service, serviceAccount, trustDomain, spiffeId, labels, inbound, outbound,
-admin, adminAllowRemote, drain, detectTimeout, rotateAt, rotateJitter, logLevel). Flags win over the environment,
+admin, adminAllowRemote, drain, detectTimeout, maxPendingHandshakes, rotateAt, rotateJitter, logLevel). Flags win over the environment,
 which wins over the file.
 
   --control-plane ADDR,...  control-plane replicas (HOST:PORT), tried in turn with backoff
@@ -46,6 +46,9 @@ which wins over the file.
                             (forwarded to the probes in TRELLIS_APP_PROBES); env TRELLIS_HEALTH_LISTEN
   --drain DURATION          how long SIGTERM waits for open connections (default 5s)
   --detect-timeout DUR      PERMISSIVE: wait for client bytes this long (default 1s)
+  --max-pending-handshakes N
+                            inbound connections not yet judged, beyond which new ones are
+                            closed at once and counted (default 1024)
   --data-path PATH          auto (default: the native relay when built), native, node
   --rotate-at F             renew at this fraction of the lifetime (default 0.5)
   --rotate-jitter F         +/- this fraction of the lifetime (default 0.1)
@@ -69,6 +72,7 @@ which wins over the file.
       health: { type: 'string' },
       drain: { type: 'string' },
       'detect-timeout': { type: 'string' },
+      'max-pending-handshakes': { type: 'string' },
       'data-path': { type: 'string' },
       'rotate-at': { type: 'string' },
       'rotate-jitter': { type: 'string' },

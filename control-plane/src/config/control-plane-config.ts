@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import Ajv from 'ajv';
 import { parse as parseYaml } from 'yaml';
-import { DEFAULT_PATH_NORMALIZATION, isSpiffeId, parseDuration, PATH_NORMALIZATIONS, type MtlsMode, type LogLevel, type PathNormalization } from '@trellis/shared';
+import { DEFAULT_KEY_EXCHANGE, DEFAULT_PATH_NORMALIZATION, isSpiffeId, KEY_EXCHANGE_POLICIES, type KeyExchangePolicy, parseDuration, PATH_NORMALIZATIONS, type MtlsMode, type LogLevel, type PathNormalization } from '@trellis/shared';
 import { ControlPlaneError, ControlPlaneErrorCode } from '../errors/control-plane-error';
 import { DEFAULT_CONNECTION_LIMITS } from '../discovery/connection-guard';
 import { DEFAULT_MAX_STREAMS_PER_IDENTITY } from '../discovery/stream-quota';
@@ -29,6 +29,8 @@ export interface ControlPlaneConfigInput {
   defaultMtlsMode?: MtlsMode;
   /** Istio's meshConfig.pathNormalization.normalization, pushed to every sidecar. */
   pathNormalization?: PathNormalization;
+  /** The key-exchange policy of every mTLS hop (prefer, require, off), pushed to every sidecar. */
+  keyExchange?: KeyExchangePolicy;
   rootNamespace?: string;
   /**
    * Kubernetes ServiceAccount tokens: the issuer's keys from `jwksFile`
@@ -55,6 +57,15 @@ export interface ControlPlaneConfigInput {
   authTimeout?: string;
   /** Serve the valid policy files even when some fail validation at first load (fails open; off by default). */
   allowInvalidPolicies?: boolean;
+  /**
+   * Read PeerAuthentication/AuthorizationPolicy objects from the API server
+   * (security.trellis.dev/v1; security.istio.io v1/v1beta1 when installed)
+   * besides the policy dir. Default: on when a kubeconfig is given or the
+   * control plane runs in a pod; false turns it off, true requires it.
+   */
+  policyCrds?: boolean;
+  /** Keep ConfigMap trellis-ca-root-cert current in every namespace. Default as policyCrds. */
+  rootCertConfigMaps?: boolean;
 }
 
 /** The resolved configuration. */
@@ -72,6 +83,7 @@ export interface ControlPlaneConfig {
   readonly defaultMtlsMode: MtlsMode;
   /** How sidecars normalize request paths before AuthorizationPolicy (default BASE, as Istio). */
   readonly pathNormalization: PathNormalization;
+  readonly keyExchange: KeyExchangePolicy;
   readonly rootNamespace: string;
   readonly kubernetes: {
     /** null: take the issuer the API server's discovery names. */
@@ -98,6 +110,10 @@ export interface ControlPlaneConfig {
   readonly maxConnections: number;
   readonly authTimeoutMs: number;
   readonly allowInvalidPolicies: boolean;
+  /** true/false as configured; null: on when there is an API server to reach (kubeconfig, or in a pod). */
+  readonly policyCrds: boolean | null;
+  /** As policyCrds, for the trust-bundle ConfigMaps. */
+  readonly rootCertConfigMaps: boolean | null;
 }
 
 const HOST_PORT = '^(\\[[0-9a-fA-F:.]+\\]|[A-Za-z0-9.-]+):[0-9]{1,5}$';
@@ -119,6 +135,7 @@ const SCHEMA = {
     svidTtl: { type: 'string', pattern: DURATION },
     defaultMtlsMode: { enum: ['STRICT', 'PERMISSIVE', 'DISABLE'] },
     pathNormalization: { enum: [...PATH_NORMALIZATIONS] },
+    keyExchange: { enum: [...KEY_EXCHANGE_POLICIES] },
     rootNamespace: { type: 'string', minLength: 1 },
     kubernetes: {
       type: 'object',
@@ -152,6 +169,8 @@ const SCHEMA = {
     maxConnections: { type: 'integer', minimum: 1, maximum: 1000000 },
     authTimeout: { type: 'string', pattern: DURATION },
     allowInvalidPolicies: { type: 'boolean' },
+    policyCrds: { type: 'boolean' },
+    rootCertConfigMaps: { type: 'boolean' },
   },
 } as const;
 
@@ -255,6 +274,7 @@ export function resolveConfig(file: ControlPlaneConfigInput, flags: ControlPlane
     svidTtlSeconds: Math.round(svidTtlMs / 1000),
     defaultMtlsMode: merged.defaultMtlsMode ?? 'STRICT',
     pathNormalization: merged.pathNormalization ?? DEFAULT_PATH_NORMALIZATION,
+    keyExchange: merged.keyExchange ?? DEFAULT_KEY_EXCHANGE,
     rootNamespace: merged.rootNamespace ?? 'trellis-system',
     kubernetes: k ? Object.freeze({ issuer: k.issuer ?? null, audience: k.audience ?? 'trellis', jwksFile: k.jwksFile ?? null, jwksFromApiServer: k.jwksFromApiServer === true, jwksMinRefreshMs, registry: k.registry === true }) : null,
     kubeconfig: merged.kubeconfig ?? null,
@@ -268,6 +288,8 @@ export function resolveConfig(file: ControlPlaneConfigInput, flags: ControlPlane
     maxConnections: merged.maxConnections ?? DEFAULT_CONNECTION_LIMITS.maxConnections,
     authTimeoutMs: authTimeout,
     allowInvalidPolicies: merged.allowInvalidPolicies ?? false,
+    policyCrds: merged.policyCrds ?? null,
+    rootCertConfigMaps: merged.rootCertConfigMaps ?? null,
   });
 }
 

@@ -20,6 +20,8 @@ export interface ControlPlaneMetrics {
   attestationIgnored: Counter<'reason'>;
   /** Connections closed by the server before or instead of serving them, by why. */
   connectionsRefused: Counter<'reason'>;
+  /** TLS handshakes on the control plane's listeners, by listener (discovery, admin), key-exchange group and result. */
+  handshakes: Counter<'listener' | 'group' | 'result'>;
   /** Open gRPC connections (TLS/HTTP/2 sessions), by whether one of their streams has authenticated. */
   connections: Gauge<'state'>;
   signingQueueDepth: Gauge<string>;
@@ -66,8 +68,14 @@ export function createControlPlaneMetrics(opts: {
     }),
     connectionsRefused: new Counter({
       name: 'trellis_connections_refused_total',
-      help: 'Discovery connections closed by the server: over the connection limit (limit) or not authenticated in time (auth_timeout).',
+      help: 'Discovery connections closed by the server: over the connection limit (limit), not authenticated in time (auth_timeout), or refused at their ClientHello under the require key-exchange policy (kex_not_hybrid, bad_client_hello).',
       labelNames: ['reason'],
+      registers,
+    }),
+    handshakes: new Counter({
+      name: 'trellis_handshakes_total',
+      help: 'TLS handshakes on the discovery (counted when the connection first authenticates) and admin listeners, by key-exchange group and result (ok, or refused: kex_not_hybrid, bad_client_hello).',
+      labelNames: ['listener', 'group', 'result'],
       registers,
     }),
     connections: new Gauge({ name: 'trellis_connections', help: 'Open discovery connections, by state (authenticated, unauthenticated).', labelNames: ['state'], registers }),

@@ -41,6 +41,7 @@ import {
   type PolicyIssue,
   type PolicySet,
 } from '@trellis/shared';
+import { mergePolicies } from './policy-merge';
 
 /** The file-system calls the store makes; tests may wrap them, production uses node:fs. */
 export interface PolicyFs {
@@ -421,21 +422,8 @@ export class PolicyStore extends EventEmitter<{ change: [PolicySet]; rejected: [
 
   /** Builds the set from every file's good policies; a kind/namespace/name defined by two files is kept from the first file (sorted by name) only. */
   private publish(): boolean {
-    const seen = new Map<string, string>();
-    const all: Policy[] = [];
-    const duplicates: string[] = [];
-    for (const [name, state] of [...this.files.entries()].sort(([a], [b]) => (a < b ? -1 : 1))) {
-      for (const p of state.good) {
-        const key = `${p.kind}/${p.metadata.namespace}/${p.metadata.name}`;
-        const owner = seen.get(key);
-        if (owner !== undefined) {
-          duplicates.push(`${p.kind} ${p.metadata.namespace}/${p.metadata.name} is defined in ${owner} and ${name}; ${name} is ignored [${POLICY_CODES.DUPLICATE}]`);
-          continue;
-        }
-        seen.set(key, name);
-        all.push(p);
-      }
-    }
+    const files = [...this.files.entries()].sort(([a], [b]) => (a < b ? -1 : 1));
+    const { policies: all, duplicates } = mergePolicies(files.flatMap(([name, state]) => state.good.map((policy) => ({ origin: name, policy }))));
     if (duplicates.join('\n') !== this.duplicates.join('\n')) {
       for (const d of duplicates) this.deps.logger.warn('policy defined in two files; the first file wins', { issue: d, code: POLICY_CODES.DUPLICATE });
     }

@@ -36,3 +36,11 @@ describe('control plane config: Kubernetes token keys', () => {
     expect(problems({ jwksFromApiServer: true, registry: 'yes' })[0]).to.match(/\/kubernetes\/registry: must be boolean/);
   });
 });
+
+describe('control plane config: policies and trust bundle on the API server', () => {
+  it('Should leave both to detection by default (on when there is an API server), let a flag turn them off and the file require them', () => {
+    expect(resolveConfig({}, base)).to.deep.include({ policyCrds: null, rootCertConfigMaps: null });
+    expect(resolveConfig({ policyCrds: true, rootCertConfigMaps: true }, { ...base, rootCertConfigMaps: false })).to.deep.include({ policyCrds: true, rootCertConfigMaps: false });
+    expect(() => resolveConfig({}, { ...base, policyCrds: 'yes' as never })).to.throw(/\/policyCrds: must be boolean/);
+  });
+});

@@ -70,6 +70,18 @@ uint64_t TlsBytes(SSL *ssl, bool in) {
   return in ? BIO_number_read(bio) : BIO_number_written(bio);
 }
 
+// The key-exchange group the handshake used, by OpenSSL's name ("X25519MLKEM768", "x25519",
+// "secp256r1"); empty when there was none. SSL_get0_group_name names provider groups such as the
+// hybrids too (OpenSSL 3.2+); older headers (the fuzz build's system OpenSSL) use the NID.
+std::string NegotiatedGroup(SSL *ssl) {
+#if OPENSSL_VERSION_NUMBER >= 0x30200000L
+  const char *name = SSL_get0_group_name(ssl);
+#else
+  const char *name = SSL_group_to_name(ssl, SSL_get_negotiated_group(ssl));
+#endif
+  return name != nullptr ? name : "";
+}
+
 void Close(Conn &c, bool has_error, const std::string &error) {
   c.engine->Destroy(&c, has_error, error);
 }
@@ -96,6 +108,7 @@ void ReportHandshake(Conn &c) {
   ev->resumed = SSL_session_reused(c.ssl) == 1;
   const char *version = SSL_get_version(c.ssl);
   ev->protocol = version != nullptr ? version : "";
+  ev->group = NegotiatedGroup(c.ssl);
   STACK_OF(X509) *chain = SSL_get_peer_cert_chain(c.ssl);
   if (c.server) {
     // The server-side chain leaves out the leaf; a resumed session keeps only the leaf.
@@ -127,6 +140,9 @@ void ReportHandshake(Conn &c) {
 bool UpdateInterest(Conn &c) {
   uint32_t tls = 0, plain = 0;
   switch (c.phase) {
+    case Conn::kAwaitingBytes:
+      tls = EPOLLIN;
+      break;
     case Conn::kTcpConnecting:
       tls = EPOLLOUT;
       break;
@@ -184,6 +200,36 @@ void BeginHandshake(Conn &c) {
   }
   c.phase = Conn::kHandshaking;
   Handshake(c);
+}
+
+// kAwaitingBytes: the peer's first bytes (or its FIN) arrived. Only now is
+// the SSL object made and the handshake begun, so a flood of idle
+// connections holds no OpenSSL state.
+void FirstBytes(Conn &c) {
+  unsigned char probe;
+  ssize_t n;
+  do {
+    n = recv(c.tls_fd, &probe, 1, MSG_PEEK | MSG_DONTWAIT);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+    c.tls_in = false;
+    return;
+  }
+  if (n <= 0) {
+    // Gone before saying anything: no SSL was ever needed.
+    FailHandshake(c, n == 0 ? "EOF" : ErrnoName(errno));
+    return;
+  }
+  c.ssl = SSL_new(c.ctx);
+  SSL_CTX_free(c.ctx);  // the SSL holds its own reference
+  c.ctx = nullptr;
+  if (c.ssl == nullptr) {
+    FailHandshake(c, TakeSslError("out of memory"));
+    return;
+  }
+  SSL_set_app_data(c.ssl, &c);
+  SSL_set_accept_state(c.ssl);
+  BeginHandshake(c);
 }
 
 // tls -> plain. False when the connection was closed.
@@ -480,12 +526,12 @@ int OpenAndConnect(const Address &addr, bool *in_progress, int *err) {
 }  // namespace
 
 void ConnStart(Conn &c, bool has_addr, const Address &addr) {
-  SSL_set_app_data(c.ssl, &c);
   if (c.server) {
-    SSL_set_accept_state(c.ssl);
-    BeginHandshake(c);
+    c.phase = Conn::kAwaitingBytes;
+    UpdateInterest(c);
     return;
   }
+  SSL_set_app_data(c.ssl, &c);
   SSL_set_connect_state(c.ssl);
   if (!has_addr) {
     FailHandshake(c, "EINVAL");
@@ -517,6 +563,9 @@ void ConnOnEvent(Conn &c, bool tls_side, uint32_t events) {
     c.plain_out = c.plain_out || writable;
   }
   switch (c.phase) {
+    case Conn::kAwaitingBytes:
+      if (tls_side) FirstBytes(c);
+      break;
     case Conn::kTcpConnecting:
       if (tls_side) FinishTcpConnect(c);
       break;

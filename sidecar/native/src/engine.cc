@@ -1,6 +1,9 @@
 #include "engine.h"
 
 #include <errno.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -14,6 +17,20 @@ namespace {
 constexpr size_t kScratchSize = 64 * 1024;
 constexpr int kMaxEvents = 256;
 constexpr uint64_t kWakeTag = 0;
+// After connections closed, how long the loop must sit idle before it hands
+// freed memory back to the kernel, and how many closes force it anyway.
+constexpr int kTrimIdleMs = 1000;
+constexpr int64_t kTrimEvery = 8192;
+
+// glibc keeps what a burst of connections freed (SSL objects, handshake and
+// record buffers, in this thread's arena and the JS thread's) as free heap:
+// resident forever unless trimmed. malloc_trim walks every arena, so it runs
+// only when the loop is idle or after many closes, never per connection.
+void TrimHeap() {
+#if defined(__GLIBC__)
+  malloc_trim(0);
+#endif
+}
 
 uint64_t Tag(int64_t id, bool tls_side) { return (static_cast<uint64_t>(id) << 1) | (tls_side ? 1 : 0); }
 
@@ -123,7 +140,9 @@ void Engine::Destroy(Conn *c, bool has_error, const std::string &error) {
   if (c->tls_fd >= 0) close(c->tls_fd);
   if (c->plain_fd >= 0) close(c->plain_fd);
   if (c->ssl != nullptr) SSL_free(c->ssl);
+  if (c->ctx != nullptr) SSL_CTX_free(c->ctx);
   conns_.erase(c->id);
+  ++closed_since_trim_;
   delete c;
   --open_;
   Emit(ev);
@@ -137,6 +156,7 @@ void Engine::Handle(Command &cmd) {
       c->engine = this;
       c->id = cmd.id;
       c->ssl = cmd.ssl;
+      c->ctx = cmd.ctx;
       c->server = cmd.kind == Command::kAccept;
       if (c->server) c->tls_fd = cmd.fd; else c->plain_fd = cmd.fd;
       conns_[c->id] = c;
@@ -181,10 +201,20 @@ void Engine::Run() {
   epoll_event events[kMaxEvents];
   bool stop = false;
   while (!stop) {
-    int n = epoll_wait(epfd_, events, kMaxEvents, again_.empty() ? -1 : 0);
+    if (closed_since_trim_ >= kTrimEvery) {
+      TrimHeap();
+      closed_since_trim_ = 0;
+    }
+    int wait_ms = !again_.empty() ? 0 : (closed_since_trim_ > 0 ? kTrimIdleMs : -1);
+    int n = epoll_wait(epfd_, events, kMaxEvents, wait_ms);
     if (n < 0) {
       if (errno == EINTR) continue;
       break;  // the set is unusable: close everything below rather than spin
+    }
+    if (n == 0 && wait_ms == kTrimIdleMs) {
+      TrimHeap();
+      closed_since_trim_ = 0;
+      continue;
     }
     for (int i = 0; i < n; i++) {
       uint64_t tag = events[i].data.u64;

@@ -27,6 +27,7 @@ struct Event {
   long verify_error = 0;
   bool resumed = false;
   std::string protocol;
+  std::string group;  // the negotiated key-exchange group (OpenSSL's name)
   std::string error;  // handshake failure, or closed error
   bool has_error = false;
   std::string session;  // DER of the SSL_SESSION
@@ -45,7 +46,8 @@ struct Command {
   enum Kind { kAccept, kConnect, kAllow, kClose, kStop } kind = kClose;
   int64_t id = 0;
   int fd = -1;           // accept: the TLS socket; connect: the plain socket
-  SSL *ssl = nullptr;    // accept/connect
+  SSL *ssl = nullptr;    // connect: made on the JS thread (it may carry a session to offer)
+  SSL_CTX *ctx = nullptr;  // accept: one reference, the SSL is made when the peer's first bytes arrive
   bool has_addr = false;
   Address addr;          // connect: TLS peer; allow: the app
 };
@@ -101,6 +103,9 @@ class Engine {
   std::unordered_map<int64_t, Conn *> conns_;
   std::vector<unsigned char> scratch_;
   std::vector<int64_t> again_;
+  // Connections closed since memory was last handed back to the kernel
+  // (see Run: a burst of handshakes leaves freed heap the allocator keeps).
+  int64_t closed_since_trim_ = 0;
 };
 
 }  // namespace trellis_relay

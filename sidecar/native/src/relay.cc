@@ -148,6 +148,7 @@ napi_value EventObject(napi_env env, const Event &ev) {
         SetNamed(env, obj, "verifyError", Num(env, static_cast<double>(ev.verify_error)));
         SetNamed(env, obj, "resumed", Bool(env, ev.resumed));
         SetNamed(env, obj, "protocol", Str(env, ev.protocol));
+        SetNamed(env, obj, "group", Str(env, ev.group));
       } else {
         SetNamed(env, obj, "error", Str(env, ev.error));
         SetNamed(env, obj, "verifyError", Num(env, static_cast<double>(ev.verify_error)));
@@ -298,6 +299,10 @@ napi_value MakeContext(napi_env env, napi_callback_info info) {
     if (napi_typeof(env, v, &t) != napi_ok || (t != napi_boolean && t != napi_undefined)) return ThrowType(env, "resumption must be a boolean when given");
     if (t == napi_boolean) napi_get_value_bool(env, v, &opts.resumption);
   }
+  if (GetField(env, argv[0], "groups", &v)) {
+    if (napi_typeof(env, v, &t) != napi_ok || (t != napi_string && t != napi_undefined)) return ThrowType(env, "groups must be a string when given");
+    if (t == napi_string && !GetString(env, v, &opts.groups)) return ThrowType(env, "groups must be a string when given");
+  }
   if (!GetField(env, argv[0], "chainPem", &v) || !GetString(env, v, &opts.chain_pem)) return ThrowType(env, "chainPem must be a string");
   if (!GetField(env, argv[0], "caPem", &v) || !GetString(env, v, &opts.ca_pem)) return ThrowType(env, "caPem must be a string");
   if (!GetField(env, argv[0], "keyPem", &v) || !GetString(env, v, &opts.key_pem)) {
@@ -361,21 +366,28 @@ napi_value StartConnection(napi_env env, RelayWrap *w, Command::Kind kind, int64
     SSL_SESSION_free(session);
     return ThrowPlain(env, std::string(fd_name) + ": " + ErrnoName(errno));
   }
-  SSL *ssl = SSL_new(ctx);
-  if (ssl == nullptr) {
-    SSL_SESSION_free(session);
-    close(sock);
-    return ThrowPlain(env, "SSL_new: " + TakeSslReason("out of memory"));
-  }
-  if (session != nullptr) {
-    if (SSL_set_session(ssl, session) != 1) ERR_clear_error();
-    SSL_SESSION_free(session);  // the SSL holds its own reference
-  }
   Command cmd;
   cmd.kind = kind;
+  if (kind == Command::kAccept) {
+    // The loop makes the SSL when the peer's first bytes arrive (see
+    // kAwaitingBytes); until then the connection holds this reference only.
+    SSL_CTX_up_ref(ctx);
+    cmd.ctx = ctx;
+  } else {
+    SSL *ssl = SSL_new(ctx);
+    if (ssl == nullptr) {
+      SSL_SESSION_free(session);
+      close(sock);
+      return ThrowPlain(env, "SSL_new: " + TakeSslReason("out of memory"));
+    }
+    if (session != nullptr) {
+      if (SSL_set_session(ssl, session) != 1) ERR_clear_error();
+      SSL_SESSION_free(session);  // the SSL holds its own reference
+    }
+    cmd.ssl = ssl;
+  }
   cmd.id = w->engine->NextId();
   cmd.fd = sock;
-  cmd.ssl = ssl;
   if (addr != nullptr) {
     cmd.has_addr = true;
     cmd.addr = *addr;
@@ -383,7 +395,8 @@ napi_value StartConnection(napi_env env, RelayWrap *w, Command::Kind kind, int64
   w->engine->CountOpened();
   if (!w->engine->Post(cmd)) {
     w->engine->CountClosedUnstarted();
-    SSL_free(ssl);
+    SSL_free(cmd.ssl);
+    SSL_CTX_free(cmd.ctx);
     close(sock);
     return ThrowPlain(env, "the relay is stopped");
   }

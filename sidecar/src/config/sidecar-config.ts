@@ -11,6 +11,7 @@ import type { InboundSpec } from '../inbound/inbound-listener';
 import type { OutboundSpec } from '../outbound/outbound-listener';
 import type { RotationPolicy } from '../identity/next-rotation';
 import { parseAppProbes, type AppProbe } from '../admin/health-server';
+import { DEFAULT_MAX_PENDING_HANDSHAKES } from '../inbound/pending-handshakes';
 
 /** Everything the sidecar process needs, validated. */
 export interface SidecarConfig {
@@ -40,6 +41,8 @@ export interface SidecarConfig {
   readonly appProbes: Readonly<Record<string, AppProbe>>;
   readonly drainMs: number;
   readonly detectTimeoutMs: number;
+  /** The cap on inbound connections not yet judged (see pending-handshakes.ts). */
+  readonly maxPendingHandshakes: number;
   /** Which data path carries STRICT TCP ports and outbound connections (see SidecarOptions.dataPath). */
   readonly dataPath: 'auto' | 'native' | 'node';
   readonly rotation: RotationPolicy;
@@ -69,6 +72,7 @@ export const SETTINGS = [
   { flag: 'health', env: 'TRELLIS_HEALTH_LISTEN', key: 'health' },
   { flag: 'drain', env: 'TRELLIS_DRAIN', key: 'drain' },
   { flag: 'detect-timeout', env: 'TRELLIS_DETECT_TIMEOUT', key: 'detectTimeout' },
+  { flag: 'max-pending-handshakes', env: 'TRELLIS_MAX_PENDING_HANDSHAKES', key: 'maxPendingHandshakes' },
   { flag: 'data-path', env: 'TRELLIS_DATA_PATH', key: 'dataPath' },
   { flag: 'rotate-at', env: 'TRELLIS_ROTATE_AT', key: 'rotateAt' },
   { flag: 'rotate-jitter', env: 'TRELLIS_ROTATE_JITTER', key: 'rotateJitter' },
@@ -246,6 +250,12 @@ export function parseSidecarConfig(src: ConfigSources): SidecarConfig {
   };
   const drainMs = duration('drain', 5000);
   const detectTimeoutMs = duration('detect-timeout', 1000);
+  let maxPendingHandshakes = DEFAULT_MAX_PENDING_HANDSHAKES;
+  const pendingRaw = get('max-pending-handshakes') as string | undefined;
+  if (pendingRaw !== undefined) {
+    if (/^\d{1,9}$/.test(pendingRaw) && Number(pendingRaw) >= 1) maxPendingHandshakes = Number(pendingRaw);
+    else problems.push(`${label('max-pending-handshakes')}: "${pendingRaw}" must be a whole number of connections, at least 1`);
+  }
   const fraction = (flag: string, dflt: number, min: number, max: number): number => {
     const v = get(flag) as string | undefined;
     if (v === undefined) return dflt;
@@ -287,6 +297,7 @@ export function parseSidecarConfig(src: ConfigSources): SidecarConfig {
     appProbes: Object.freeze(appProbes),
     drainMs,
     detectTimeoutMs,
+    maxPendingHandshakes,
     dataPath,
     rotation: Object.freeze(rotation),
     podIp: src.env.TRELLIS_POD_IP || undefined,

@@ -32,6 +32,10 @@ import {
   TrellisError,
   isSpiffeId,
   parseSpiffeId,
+  DEFAULT_KEY_EXCHANGE,
+  groupName,
+  groupsList,
+  type KeyExchangePolicy,
   type Logger,
   type ResourceBodies,
   type SvidResource,
@@ -79,6 +83,8 @@ export interface DiscoveryClientOptions {
   backoff?: BackoffOptions;
   /** Endpoints wanted (service names); empty = all. */
   endpointNames?: string[];
+  /** The key-exchange policy to connect with (the pushed one; prefer until there is one). */
+  getKeyExchange?(): KeyExchangePolicy;
 }
 
 /** How a stream ended. */
@@ -144,6 +150,8 @@ export class DiscoveryClient {
   private timer: NodeJS.Timeout | null = null;
   private chain: Promise<void> = Promise.resolve();
   private connectedAddress: string | null = null;
+  /** The key-exchange group of the open stream's connection. */
+  private connectedGroup: string | null = null;
   private lastStreamError: { grpcCode: number; serverCode: string | null; message: string } | null = null;
   /** What the control plane presented when it was not the expected SPIFFE ID (set by the TLS check). */
   private serverMismatch: string | null = null;
@@ -242,8 +250,9 @@ export class DiscoveryClient {
   }
 
   /** Whether a stream is open, to which address, and the last failure. */
-  connection(): { connected: boolean; address: string | null; lastError: { grpcCode: number; serverCode: string | null; message: string } | null } {
-    return { connected: this.call !== null && this.connectedAddress !== null, address: this.connectedAddress, lastError: this.lastStreamError };
+  connection(): { connected: boolean; address: string | null; group: string | null; lastError: { grpcCode: number; serverCode: string | null; message: string } | null } {
+    const connected = this.call !== null && this.connectedAddress !== null;
+    return { connected, address: this.connectedAddress, group: connected ? this.connectedGroup : null, lastError: this.lastStreamError };
   }
 
   /** The roots currently trusted for the control plane (bootstrap, then the latest accepted bundle). */
@@ -271,6 +280,7 @@ export class DiscoveryClient {
             caPem: this.rootsPem,
             ...(useMtls ? { keyPem: creds!.keyPem, certPem: creds!.chainPem } : {}),
             servername: CONTROL_PLANE_SERVERNAME,
+            ecdhCurve: groupsList(this.opts.getKeyExchange?.() ?? DEFAULT_KEY_EXCHANGE),
             // Replaces hostname checks: the control plane is known by its SPIFFE ID alone.
             checkServerIdentity: (_host, cert) => {
               const uris = (cert.subjectaltname ?? '').split(/,\s*/).filter((s) => s.startsWith('URI:')).map((s) => s.slice(4));
@@ -289,6 +299,7 @@ export class DiscoveryClient {
           onMetadata: () => {
             if (this.call !== call) return;
             this.connectedAddress = address;
+            this.connectedGroup = groupName(call.group);
             for (const l of this.connectListeners) l(true);
           },
           onMessage: (buf) => {

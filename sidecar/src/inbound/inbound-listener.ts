@@ -15,7 +15,7 @@
  */
 import { createServer as createNetServer, connect as netConnect, isIP, type Server, type Socket } from 'node:net';
 import { TLSSocket, type SecureContext } from 'node:tls';
-import type { Logger } from '@trellis/shared';
+import { groupName, readClientHello, selectGroup, type KeyExchangePolicy, type Logger } from '@trellis/shared';
 import { classifyFirstBytes } from './tls-detect';
 import { HttpInbound } from './http-inbound';
 import { leafFacts } from '../identity/leaf-facts';
@@ -29,6 +29,7 @@ import type { SidecarMetrics } from '../metrics/sidecar-metrics';
 import type { ConnectionTracker, TrackedConnection } from '../proxy/connection-tracker';
 import { handshakeErrorCode, verifyCode, type NativeDataPath, type RelayContext } from '../proxy/native-relay';
 import { bindServer } from '../proxy/bind-server';
+import { isSlot, type HandshakeSlot, type PendingHandshakes } from './pending-handshakes';
 
 /** Where an inbound listener listens and where it forwards. */
 export interface InboundSpec {
@@ -49,14 +50,18 @@ export interface InboundDeps {
   tracker: ConnectionTracker;
   /** The TLS server context for the current snapshot (undefined: none yet). */
   serverContext(): SecureContext | undefined;
+  /** The key-exchange policy the current contexts use (the Node path names the group from it). */
+  keyExchange?(): KeyExchangePolicy;
   /** The native data path, when loaded: STRICT TCP ports use it. */
   native?: NativeDataPath;
   /** Our SPIFFE ID for XFCC `By=`. */
   appHost?: string;
   /** PERMISSIVE: how long to wait for a client's first bytes. Default 1000 ms. */
   detectTimeoutMs?: number;
-  /** How long a TLS handshake may take. Default 10 s. */
+  /** How long a TLS handshake may take, counted from the accept. Default 10 s. */
   handshakeTimeoutMs?: number;
+  /** The process-wide cap on connections not yet judged (see pending-handshakes.ts). */
+  pending: PendingHandshakes;
 }
 
 /** What we know about the downstream of a connection. */
@@ -64,6 +69,8 @@ interface PeerInfo {
   principal?: string;
   serialHex?: string;
   certSha256?: string;
+  /** The key-exchange group of its handshake. */
+  group?: string;
   tracked: TrackedConnection;
 }
 
@@ -126,15 +133,26 @@ export class InboundListener {
     if (!snap.peerAuth || !snap.authz) return this.refuse(socket, 'not_ready', 'no policy received yet');
     const mode: PeerAuthMode = snap.peerAuth.portModes[this.spec.appPort] ?? snap.peerAuth.mode;
     if (mode === 'DISABLE') return this.accepted(socket, snap, undefined, undefined);
-    if (mode === 'STRICT') return this.handshake(socket, snap);
-    this.sniff(socket, snap);
+    // Everything that may become a handshake holds a slot until it is judged;
+    // past the cap the connection is closed before any TLS work.
+    const slot = this.deps.pending.take();
+    if (!isSlot(slot)) {
+      if (slot.firstOfBurst) {
+        this.deps.logger.warn('inbound connections refused: too many handshakes pending', { port: this.boundPort, limit: this.deps.pending.limit });
+      }
+      return this.refuse(socket, 'handshake_limit');
+    }
+    const deadline = Date.now() + (this.deps.handshakeTimeoutMs ?? 10_000);
+    if (mode === 'STRICT') return this.handshake(socket, snap, slot, deadline);
+    this.sniff(socket, snap, slot, deadline);
   }
 
-  private sniff(socket: Socket, snap: SidecarSnapshot): void {
+  private sniff(socket: Socket, snap: SidecarSnapshot, slot: HandshakeSlot, deadline: number): void {
     let seen: Buffer = Buffer.alloc(0);
     const timer = setTimeout(() => {
       socket.off('data', onData);
       socket.pause();
+      slot.release();
       this.accepted(socket, snap, undefined, undefined);
     }, this.deps.detectTimeoutMs ?? 1000);
     const onData = (chunk: Buffer): void => {
@@ -143,28 +161,100 @@ export class InboundListener {
       if (kind === 'need-more') return;
       clearTimeout(timer);
       socket.off('data', onData);
+      socket.off('close', onClose);
       socket.pause();
       socket.unshift(seen);
-      if (kind === 'tls') this.handshake(socket, snap, true);
-      else this.accepted(socket, snap, undefined, undefined);
+      if (kind === 'tls') return this.handshake(socket, snap, slot, deadline, true);
+      slot.release();
+      this.accepted(socket, snap, undefined, undefined);
+    };
+    const onClose = (): void => {
+      clearTimeout(timer);
+      slot.release();
     };
     socket.on('data', onData);
-    socket.once('close', () => clearTimeout(timer));
+    socket.once('close', onClose);
     socket.resume();
   }
 
-  private handshake(socket: Socket, snap: SidecarSnapshot, sniffed = false): void {
-    const { metrics, clock } = this.deps;
+  /**
+   * Node path: reads the client's ClientHello before any TLS object exists
+   * (an idle connection then costs a socket, not an SSL and its buffers,
+   * which OpenSSL would also allocate on the peer's FIN), names the group
+   * the handshake will use (node:tls says so on client sockets only) and,
+   * under the `require` key-exchange policy, refuses a client that cannot do
+   * X25519MLKEM768 before any TLS work. The bytes go back for `then`. A
+   * connection that ends or times out first is refused and counted here.
+   */
+  private clientHello(socket: Socket, slot: HandshakeSlot, deadline: number, then: (group: string) => void): void {
+    const policy = this.deps.keyExchange?.() ?? 'prefer';
+    let seen: Buffer = Buffer.alloc(0);
+    const refuse = (reason: string, detail: string): void => {
+      cleanup();
+      slot.release();
+      this.deps.metrics.handshakes.inc({ direction: 'inbound', result: 'error', group: 'unknown' });
+      this.refuse(socket, reason, detail);
+    };
+    const timer = setTimeout(() => refuse('handshake_timeout', seen.length === 0 ? 'no bytes from the client' : 'no complete ClientHello'), Math.max(0, deadline - Date.now()));
+    const onData = (chunk: Buffer): void => {
+      seen = seen.length === 0 ? chunk : Buffer.concat([seen, chunk]);
+      const read = readClientHello(seen);
+      if (read.status === 'incomplete') return;
+      cleanup();
+      socket.pause();
+      socket.unshift(seen);
+      if (read.status === 'invalid') return then('unknown'); // node:tls refuses it with the right alert
+      const chosen = selectGroup(read.hello, policy);
+      if (!chosen.ok && chosen.reason === 'not_hybrid') {
+        slot.release();
+        this.deps.metrics.handshakes.inc({ direction: 'inbound', result: 'error', group: 'unknown' });
+        return this.refuse(socket, 'kex_not_hybrid', 'the client cannot do X25519MLKEM768 and the key-exchange policy is require');
+      }
+      then(chosen.ok ? chosen.group : 'unknown');
+    };
+    const onClose = (): void => {
+      cleanup();
+      slot.release();
+      this.deps.metrics.handshakes.inc({ direction: 'inbound', result: 'error', group: 'unknown' });
+      this.deps.metrics.refuse('inbound', 'handshake_failed');
+    };
+    const cleanup = (): void => {
+      clearTimeout(timer);
+      socket.off('data', onData);
+      socket.off('close', onClose);
+    };
+    socket.on('data', onData);
+    socket.once('close', onClose);
+    socket.resume();
+  }
+
+  private handshake(socket: Socket, snap: SidecarSnapshot, slot: HandshakeSlot, deadline: number, sniffed = false): void {
+    const { clock } = this.deps;
     const creds = snap.credentials;
     if (!creds || !snap.bundle || clock().getTime() >= creds.notAfter.getTime()) {
+      slot.release();
       return this.refuse(socket, 'no_valid_svid', 'we hold no valid SVID: failing closed');
     }
     // The engine connects to the app by address, so a named app host stays on the Node path.
     const native = this.spec.http || isIP(this.deps.appHost ?? '127.0.0.1') === 0 ? undefined : this.deps.native;
     const nctx = native?.serverContext();
-    if (native && nctx && !sniffed && this.handshakeNative(socket, native, nctx)) return;
+    if (native && nctx && !sniffed && this.handshakeNative(socket, native, nctx, slot, deadline)) return;
+    if (!this.deps.serverContext()) return this.refuseNoContext(socket, slot);
+    // A sniffed connection's bytes were put back: the ClientHello is read again from its start.
+    this.clientHello(socket, slot, deadline, (group) => this.handshakeNode(socket, slot, deadline, group));
+  }
+
+  /** No TLS context for the current credentials and bundle (a rebuild failed): refused on either path. */
+  private refuseNoContext(socket: Socket, slot: HandshakeSlot): void {
+    slot.release();
+    this.refuse(socket, 'no_tls_context', 'no TLS context for the current credentials and trust bundle: failing closed');
+  }
+
+  /** The Node path's handshake (node:tls), the client's ClientHello already read and put back; `group` is the one it will use. */
+  private handshakeNode(socket: Socket, slot: HandshakeSlot, deadline: number, group: string): void {
+    const { metrics } = this.deps;
     const ctx = this.deps.serverContext();
-    if (!ctx) return this.refuse(socket, 'no_valid_svid', 'no TLS context for our credentials: failing closed');
+    if (!ctx) return this.refuseNoContext(socket, slot);
     // rejectUnauthorized stays off so that every refusal is ours, with its
     // reason; nothing reaches the application before the checks below pass.
     const tls = new TLSSocket(socket, {
@@ -179,10 +269,11 @@ export class InboundListener {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
-      metrics.handshakes.inc({ direction: 'inbound', result: 'error' });
+      slot.release();
+      metrics.handshakes.inc({ direction: 'inbound', result: 'error', group: 'unknown' });
       this.refuse(tls, reason, detail);
     };
-    const timer = setTimeout(() => fail('handshake_timeout'), this.deps.handshakeTimeoutMs ?? 10_000);
+    const timer = setTimeout(() => fail('handshake_timeout'), Math.max(0, deadline - Date.now()));
     // TLSSocket reports server-side handshake failures on '_tlsError' (an
     // 'error' is only emitted once control is released to the caller).
     tls.on('_tlsError', (err: Error & { code?: string }) => {
@@ -208,8 +299,9 @@ export class InboundListener {
       if (!judged.ok) return fail(judged.reason, judged.detail);
       settled = true;
       clearTimeout(timer);
-      metrics.handshakes.inc({ direction: 'inbound', result: 'ok' });
-      this.accepted(tls, judged.snap, judged.peer, socket);
+      slot.release();
+      metrics.handshakes.inc({ direction: 'inbound', result: 'ok', group });
+      this.accepted(tls, judged.snap, { ...judged.peer, group }, socket);
     });
   }
 
@@ -252,7 +344,7 @@ export class InboundListener {
    * app. Returns false (the socket untouched) when the socket cannot be
    * handed over; the caller then takes the Node path.
    */
-  private handshakeNative(socket: Socket, native: NativeDataPath, ctx: RelayContext): boolean {
+  private handshakeNative(socket: Socket, native: NativeDataPath, ctx: RelayContext, slot: HandshakeSlot, deadline: number): boolean {
     const { metrics, logger } = this.deps;
     const relay = native.relay;
     const sourceIp = socket.remoteAddress;
@@ -264,7 +356,8 @@ export class InboundListener {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
-      metrics.handshakes.inc({ direction: 'inbound', result: 'error' });
+      slot.release();
+      metrics.handshakes.inc({ direction: 'inbound', result: 'error', group: 'unknown' });
       metrics.refuse('inbound', reason);
       logger.debug('inbound connection refused', { port: this.boundPort, reason, detail, remote: sourceIp });
       relay.close(id);
@@ -274,14 +367,16 @@ export class InboundListener {
         if (settled) return;
         if (!ev.ok) {
           const code = verifyCode(ev.verifyError) ?? handshakeErrorCode(ev.error);
-          return fail(handshakeRefusal(code), ev.error);
+          return fail(handshakeRefusal(code, this.deps.keyExchange?.() ?? 'prefer'), ev.error);
         }
         const presented = ev.chain.slice(1);
         const judged = this.judgeClient(ev.chain[0], verifyCode(ev.verifyError), () => presented);
         if (!judged.ok) return fail(judged.reason, judged.detail);
         settled = true;
         clearTimeout(timer);
-        metrics.handshakes.inc({ direction: 'inbound', result: 'ok' });
+        slot.release();
+        const group = groupName(ev.group);
+        metrics.handshakes.inc({ direction: 'inbound', result: 'ok', group });
         const d = decide(this.deps.authorize, judged.snap.authz?.policies ?? [], this.deps.workload, {
           principal: judged.peer.principal,
           sourceIp,
@@ -297,6 +392,7 @@ export class InboundListener {
           direction: 'inbound',
           spiffeId: judged.peer.principal,
           serialHex: judged.peer.serialHex,
+          group,
           sockets: [{ destroy: () => relay.close(id) }],
         });
         if (!relay.allow(id, this.deps.appHost ?? '127.0.0.1', this.spec.appPort)) metrics.refuse('inbound', 'app_unreachable');
@@ -312,13 +408,13 @@ export class InboundListener {
     });
     if (handedOver === undefined) return false;
     id = handedOver;
-    timer = setTimeout(() => fail('handshake_timeout'), this.deps.handshakeTimeoutMs ?? 10_000);
+    timer = setTimeout(() => fail('handshake_timeout'), Math.max(0, deadline - Date.now()));
     return true;
   }
 
   /** The peer passed authentication (or is plaintext); now authorization and forwarding. */
   private accepted(conn: Socket | TLSSocket, snap: SidecarSnapshot, peer: Omit<PeerInfo, 'tracked'> | undefined, raw: Socket | undefined): void {
-    const tracked = this.deps.tracker.add({ direction: 'inbound', spiffeId: peer?.principal, serialHex: peer?.serialHex, sockets: raw ? [conn, raw] : [conn] });
+    const tracked = this.deps.tracker.add({ direction: 'inbound', spiffeId: peer?.principal, serialHex: peer?.serialHex, group: peer?.group, sockets: raw ? [conn, raw] : [conn] });
     conn.once('close', () => {
       this.deps.tracker.remove(tracked);
       const rx = (raw ?? conn).bytesRead;
@@ -365,8 +461,12 @@ function verifyError(tls: TLSSocket): string | undefined {
   return err ? (err.code ?? err.message) : undefined;
 }
 
-function handshakeRefusal(code: string | undefined): PeerRefusal | string {
+function handshakeRefusal(code: string | undefined, keyExchange: KeyExchangePolicy = 'prefer'): PeerRefusal | string {
   switch (code) {
+    // Our groups and the client's have nothing in common: under require, that is a classical-only client.
+    case 'ERR_SSL_NO_SUITABLE_KEY_SHARE':
+    case 'ERR_SSL_NO_SHARED_CIPHER':
+      return keyExchange === 'require' ? 'kex_not_hybrid' : 'handshake_failed';
     case 'ERR_SSL_PEER_DID_NOT_RETURN_A_CERTIFICATE':
       return 'no_certificate';
     case 'CERT_HAS_EXPIRED':

@@ -18,19 +18,32 @@ export class SidecarMetrics {
   readonly connections: Counter<'direction'>;
   readonly activeConnections: Gauge<'direction'>;
   readonly bytes: Counter<'direction' | 'flow'>;
-  readonly handshakes: Counter<'direction' | 'result'>;
+  readonly handshakes: Counter<'direction' | 'result' | 'group'>;
   readonly refusals: Counter<'direction' | 'reason'>;
   readonly rotations: Counter<'result'>;
   readonly certExpiry: Gauge;
   readonly controlPlaneConnected: Gauge;
   readonly ready: Gauge;
+  readonly pendingHandshakes: Gauge;
 
-  constructor(opts: { certExpirySeconds: () => number | undefined; ready: () => boolean; controlPlaneConnected?: () => boolean | undefined; processMetrics?: boolean }) {
+  constructor(opts: {
+    certExpirySeconds: () => number | undefined;
+    ready: () => boolean;
+    controlPlaneConnected?: () => boolean | undefined;
+    processMetrics?: boolean;
+    /** Read at scrape time: inbound connections accepted and not yet judged. */
+    pendingHandshakes?: () => number;
+  }) {
     const registry = this.registry;
     this.connections = new Counter({ name: 'trellis_connections_total', help: 'Connections accepted, by direction', labelNames: ['direction'], registry });
     this.activeConnections = new Gauge({ name: 'trellis_connections_active', help: 'Connections open now, by direction', labelNames: ['direction'], registry });
     this.bytes = new Counter({ name: 'trellis_bytes_total', help: 'Bytes proxied, by direction and flow (rx: from the downstream peer, tx: to it)', labelNames: ['direction', 'flow'], registry });
-    this.handshakes = new Counter({ name: 'trellis_handshakes_total', help: 'TLS handshakes, by direction and result', labelNames: ['direction', 'result'], registry });
+    this.handshakes = new Counter({
+      name: 'trellis_handshakes_total',
+      help: 'TLS handshakes, by direction, result (ok, resumed, error) and the key-exchange group negotiated (unknown when none was)',
+      labelNames: ['direction', 'result', 'group'],
+      registry,
+    });
     this.refusals = new Counter({ name: 'trellis_refusals_total', help: 'Connections or requests refused, by direction and reason', labelNames: ['direction', 'reason'], registry });
     this.rotations = new Counter({ name: 'trellis_certificate_rotations_total', help: 'SVID rotations, by result', labelNames: ['result'], registry });
     this.certExpiry = new Gauge({
@@ -57,6 +70,14 @@ export class SidecarMetrics {
       registry,
       collect() {
         this.set(opts.ready() ? 1 : 0);
+      },
+    });
+    this.pendingHandshakes = new Gauge({
+      name: 'trellis_handshakes_pending',
+      help: 'Inbound connections accepted and not yet judged (waiting for bytes, in the TLS handshake or awaiting the verdict)',
+      registry,
+      collect() {
+        this.set(opts.pendingHandshakes?.() ?? 0);
       },
     });
     if (opts.processMetrics !== false) registerProcessMetrics(this.registry, 'trellis_process_');

@@ -11,7 +11,7 @@
  */
 import { createServer as createNetServer, isIP, type Server, type Socket } from 'node:net';
 import { connect as tlsConnect, type ConnectionOptions, type SecureContext, type TLSSocket } from 'node:tls';
-import type { Logger } from '@trellis/shared';
+import { groupName, type Logger } from '@trellis/shared';
 import { leafFacts } from '../identity/leaf-facts';
 import { splitWorkloadSpiffeId, verifyPeer, type PeerVerdict } from '../identity/peer-verifier';
 import { splice } from '../proxy/splice';
@@ -197,9 +197,10 @@ export class OutboundListener {
     // The context of the path in use marks the credentials' generation: the
     // session cache is only good within one (node:tls's is built on first use).
     const epoch = this.deps.native?.clientContext() ?? this.deps.clientContext();
-    if (!snap.credentials || !snap.bundle || !epoch || clock().getTime() >= snap.credentials.notAfter.getTime()) {
+    if (!snap.credentials || !snap.bundle || clock().getTime() >= snap.credentials.notAfter.getTime()) {
       return this.refuse(app, 'no_valid_svid', 'we hold no valid SVID: failing closed');
     }
+    if (!epoch) return this.refuse(app, 'no_tls_context', 'no TLS context for the current credentials and trust bundle: failing closed');
     if (epoch !== this.sessionEpoch) {
       this.sessions.clear();
       this.sessionEpoch = epoch;
@@ -243,7 +244,7 @@ export class OutboundListener {
       if (this.dialNative(app, snap, epoch, pick, attemptsLeft, { native, nctx, host, port, dest, offered })) return;
     }
     const ctx = this.deps.clientContext();
-    if (!ctx) return this.refuse(app, 'no_valid_svid', 'no TLS context for our credentials: failing closed');
+    if (!ctx) return this.refuse(app, 'no_tls_context', 'no TLS context for the current credentials and trust bundle: failing closed');
     const direct = directRead();
     // `onread` is honoured by tls.connect (it builds the socket) though the typings omit it.
     const tls: TLSSocket = tlsConnect({
@@ -273,7 +274,7 @@ export class OutboundListener {
     tls.once('error', (err: Error & { code?: string }) => {
       clearTimeout(timer);
       if (secured) return;
-      metrics.handshakes.inc({ direction: 'outbound', result: 'error' });
+      metrics.handshakes.inc({ direction: 'outbound', result: 'error', group: 'unknown' });
       this.sessions.delete(dest.address);
       const unreachable = UNREACHABLE.has(err.code ?? '');
       if (unreachable && attemptsLeft > 1) {
@@ -309,16 +310,18 @@ export class OutboundListener {
       const verdict = judged.verdict;
       verified = judged.verified;
       if (!verdict.ok) {
-        metrics.handshakes.inc({ direction: 'outbound', result: 'error' });
+        metrics.handshakes.inc({ direction: 'outbound', result: 'error', group: 'unknown' });
         this.sessions.delete(dest.address);
         this.refuse(app, verdict.reason, verdict.detail);
         tls.destroy();
         return;
       }
-      metrics.handshakes.inc({ direction: 'outbound', result: tls.isSessionReused() ? 'resumed' : 'ok' });
+      // node:tls names the group on the client side (a resumed TLS 1.3 session does a fresh key exchange too).
+      const group = groupName((tls.getEphemeralKeyInfo() as { name?: string } | null)?.name);
+      metrics.handshakes.inc({ direction: 'outbound', result: tls.isSessionReused() ? 'resumed' : 'ok', group });
       remember();
       tls.on('error', () => tls.destroy());
-      const tracked = this.deps.tracker.add({ direction: 'outbound', spiffeId: verdict.spiffeId, serialHex: verdict.serialHex, sockets: [app, tls] });
+      const tracked = this.deps.tracker.add({ direction: 'outbound', spiffeId: verdict.spiffeId, serialHex: verdict.serialHex, group, sockets: [app, tls] });
       app.once('close', () => {
         this.deps.tracker.remove(tracked);
         metrics.bytes.inc({ direction: 'outbound', flow: 'rx' }, app.bytesRead);
@@ -374,7 +377,7 @@ export class OutboundListener {
         settled = true;
         clearTimeout(timer);
         if (!ev.ok) {
-          metrics.handshakes.inc({ direction: 'outbound', result: 'error' });
+          metrics.handshakes.inc({ direction: 'outbound', result: 'error', group: 'unknown' });
           this.sessions.delete(address);
           const unreachable = UNREACHABLE.has(ev.error);
           if (unreachable && attemptsLeft > 1) {
@@ -397,15 +400,16 @@ export class OutboundListener {
         });
         const verdict = judged.verdict;
         if (!verdict.ok) {
-          metrics.handshakes.inc({ direction: 'outbound', result: 'error' });
+          metrics.handshakes.inc({ direction: 'outbound', result: 'error', group: 'unknown' });
           this.sessions.delete(address);
           relay.close(id);
           return this.refuse(app, verdict.reason, verdict.detail);
         }
         verified = judged.verified;
-        metrics.handshakes.inc({ direction: 'outbound', result: ev.resumed ? 'resumed' : 'ok' });
+        const group = groupName(ev.group);
+        metrics.handshakes.inc({ direction: 'outbound', result: ev.resumed ? 'resumed' : 'ok', group });
         remember();
-        tracked = this.deps.tracker.add({ direction: 'outbound', spiffeId: verdict.spiffeId, serialHex: verdict.serialHex, sockets: [{ destroy: () => relay.close(id) }] });
+        tracked = this.deps.tracker.add({ direction: 'outbound', spiffeId: verdict.spiffeId, serialHex: verdict.serialHex, group, sockets: [{ destroy: () => relay.close(id) }] });
         relay.allow(id);
         // The engine relays on its own copy of the descriptor; ours goes.
         app.destroy();
@@ -414,7 +418,7 @@ export class OutboundListener {
         if (!settled) {
           settled = true;
           clearTimeout(timer);
-          metrics.handshakes.inc({ direction: 'outbound', result: 'error' });
+          metrics.handshakes.inc({ direction: 'outbound', result: 'error', group: 'unknown' });
           this.refuse(app, 'handshake_failed', ev.error ?? 'closed during the handshake');
         }
         if (!tracked) return;

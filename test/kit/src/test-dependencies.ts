@@ -109,3 +109,34 @@ export const OPENSSL = optionalDependency({
     return undefined;
   },
 });
+
+/**
+ * A system Node.js older than 24 (Debian's or the machine's own), as a
+ * classical-only TLS peer (its OpenSSL 3.0 cannot do X25519MLKEM768) and to
+ * show the CLI re-running itself on the pinned runtime. Not required in CI:
+ * a machine may simply not have one.
+ */
+export const LEGACY_NODE = optionalDependency({
+  name: 'a Node.js older than 24',
+  requireEnv: 'TRELLIS_REQUIRE_LEGACY_NODE',
+  probe() {
+    return legacyNodePath() === null ? 'no Node.js older than 24 at /usr/bin/node or /usr/local/bin/node (any older system Node serves)' : undefined;
+  },
+});
+
+let legacyNode: string | null | undefined;
+
+/** The path of a system node older than 24, or null. Probed once. */
+export function legacyNodePath(): string | null {
+  if (legacyNode !== undefined) return legacyNode;
+  legacyNode = null;
+  for (const candidate of ['/usr/bin/node', '/usr/local/bin/node']) {
+    if (!existsSync(candidate)) continue;
+    const r = spawnSync(candidate, ['-p', 'process.versions.node'], { encoding: 'utf8' });
+    if (r.status === 0 && Number(r.stdout.split('.')[0]) < 24) {
+      legacyNode = candidate;
+      break;
+    }
+  }
+  return legacyNode;
+}
