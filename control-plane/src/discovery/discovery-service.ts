@@ -3,6 +3,11 @@
  * (bundle, policy, revocations, endpoints), the connected sessions and the
  * debounced pushes. A change marks its type dirty; after the debounce window
  * every session recomputes that type and sends only if its version changed.
+ *
+ * Endpoints come from one registry source: the Kubernetes API server when
+ * one is given, else the connected sessions. With the API server, the pods
+ * behind pod-attested streams are followed too: a relabelled pod gets the
+ * policies its new labels select, a deleted pod's streams end.
  */
 import {
   AUTHORIZATION_POLICIES_TYPE_URL,
@@ -18,6 +23,9 @@ import {
 } from '@trellis/shared';
 import type { StreamCredentials } from '../auth/authenticator';
 import { ControlPlaneError, ControlPlaneErrorCode } from '../errors/control-plane-error';
+import type { RegistrySource } from '../registry/registry-source';
+import { SessionRegistrySource } from '../registry/session-registry-source';
+import { boundPodKey } from '../registry/pod-facts';
 import type { PolicySource } from './policy-source';
 import { ProxyRegistry } from './proxy-registry';
 import { PushDebouncer } from './push-debouncer';
@@ -38,6 +46,8 @@ export interface DiscoveryServiceDeps extends Omit<SessionDeps, 'builder' | 'sna
   policy: PolicySource;
   initialBundle: TrustBundleResource;
   debounceMs: number;
+  /** Where endpoints come from (the Kubernetes API server); absent: the connected sessions. */
+  registrySource?: RegistrySource;
 }
 
 /** Sessions, snapshot and pushes, independent of gRPC. */
@@ -54,9 +64,19 @@ export class DiscoveryService {
   private draining = false;
   private readonly sessionDeps: SessionDeps;
   private readonly reissueBook: ReissueBook;
+  private readonly source: RegistrySource;
+  private readonly sessionSource: SessionRegistrySource | null;
+  private readonly unsubscribeSource: () => void;
+  private readonly unsubscribePods: () => void;
+  /** Pod-attested sessions by `namespace/name` of their pod. */
+  private readonly byPod = new Map<string, Set<StreamSession>>();
 
   constructor(private readonly deps: DiscoveryServiceDeps) {
     this.bundle = deps.initialBundle;
+    this.sessionSource = deps.registrySource ? null : new SessionRegistrySource(this.registry);
+    this.source = deps.registrySource ?? this.sessionSource!;
+    this.unsubscribeSource = this.source.subscribe(() => this.endpointsChanged());
+    this.unsubscribePods = deps.pods?.subscribePods((key) => this.podChanged(key)) ?? ((): void => undefined);
     this.reissueBook = new ReissueBook(deps.svidTtlSeconds * 1000);
     this.debouncer = new PushDebouncer(deps.debounceMs, (types) => this.flush(types));
     this.unsubscribePolicy = deps.policy.subscribe(() => {
@@ -72,11 +92,25 @@ export class DiscoveryService {
       random: deps.random ?? Math.random,
       quota: new StreamQuota(deps.maxStreamsPerIdentity ?? DEFAULT_MAX_STREAMS_PER_IDENTITY),
       onNodeKnown: (s) => {
-        if (this.registry.add(s)) this.endpointsChanged();
+        if (this.registry.add(s)) this.sessionSource?.changed();
+        const pod = s.peer?.attestation.pod;
+        if (pod) {
+          const key = boundPodKey(pod);
+          let set = this.byPod.get(key);
+          if (!set) this.byPod.set(key, (set = new Set()));
+          set.add(s);
+        }
         deps.metrics.connectedSidecars.set(this.registry.size);
       },
       onClosed: (s) => {
-        if (this.registry.remove(s)) this.endpointsChanged();
+        if (this.registry.remove(s)) this.sessionSource?.changed();
+        const pod = s.peer?.attestation.pod;
+        if (pod) {
+          const key = boundPodKey(pod);
+          const set = this.byPod.get(key);
+          set?.delete(s);
+          if (set && set.size === 0) this.byPod.delete(key);
+        }
         deps.metrics.connectedSidecars.set(this.registry.size);
       },
     };
@@ -98,7 +132,7 @@ export class DiscoveryService {
         bundle: this.bundle,
         policy: this.deps.policy.current(),
         revocations: this.revocations,
-        endpoints: this.registry.endpoints(),
+        endpoints: this.source.view(),
       });
     }
     return this.snap;
@@ -175,6 +209,15 @@ export class DiscoveryService {
   close(): void {
     this.drain();
     this.unsubscribePolicy();
+    this.unsubscribeSource();
+    this.unsubscribePods();
+  }
+
+  /** A pod changed on the API server: its sessions follow it (new labels, or the end when it is gone). */
+  private podChanged(key: string): void {
+    const sessions = this.byPod.get(key);
+    if (!sessions) return;
+    for (const s of [...sessions]) s.podChanged();
   }
 
   private endpointsChanged(): void {
