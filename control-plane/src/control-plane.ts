@@ -38,6 +38,7 @@ import { observedAuthority, StorageHealth } from './state/storage-health';
 import { ReplicaHeartbeat } from './state/replica-heartbeat';
 import { remoteProxies as remoteProxiesOf, type ReplicaReport } from './state/replica-report';
 import { FederationWatcher } from './lifecycle/federation-source';
+import type { KubernetesRegistry } from './registry/kubernetes-registry';
 
 /** Resolved settings (after config file and flags are merged and validated). */
 export interface ControlPlaneOptions {
@@ -100,6 +101,13 @@ export interface ControlPlaneDeps {
   shared?: SharedState;
   /** Runs a lifecycle step from the admin API and commits it to the shared CA state (kubernetes/ca-secret-sync.ts); default: runs it. */
   runStep?<T>(step: () => Promise<T>): Promise<T>;
+  /**
+   * The registry from the Kubernetes API server (`--k8s-registry`): endpoints
+   * from EndpointSlices, Kubernetes workloads attested by their pod. Absent:
+   * the connected sessions are the registry (local mode). Not ready until it
+   * has synced.
+   */
+  kubernetesRegistry?: KubernetesRegistry;
 }
 
 /** A started control plane. */
@@ -173,7 +181,9 @@ export async function startControlPlane(opts: ControlPlaneOptions, deps: Control
   await renewOwn();
 
   const service = new DiscoveryService({
-    auth: { trustDomain: td, kubernetes, joinTokens, tokenUses: observedTokenUses(shared.tokenUses, storage), isRevoked: () => false, attestations: new FileAttestationStore(opts.caDir, log) },
+    auth: { trustDomain: td, kubernetes, joinTokens, tokenUses: observedTokenUses(shared.tokenUses, storage), isRevoked: () => false, attestations: new FileAttestationStore(opts.caDir, log), pods: deps.kubernetesRegistry },
+    registrySource: deps.kubernetesRegistry,
+    pods: deps.kubernetesRegistry,
     maxStreamsPerIdentity: opts.maxStreamsPerIdentity,
     authority,
     limiter,
@@ -259,9 +269,15 @@ export async function startControlPlane(opts: ControlPlaneOptions, deps: Control
   let ready = true;
   // Not ready while no policy may be served (a policy file failed validation at first load): fail closed.
   const policyReady = (): boolean => deps.policy.current() !== null;
+  // Nor before the Kubernetes registry has listed the cluster once (its sidecars are told to retry meanwhile).
+  const registryReady = (): boolean => deps.kubernetesRegistry?.hasSynced() ?? true;
   const admin: { server: HttpsServer; port: number } = await startAdminServer(opts.admin, {
-    ready: () => ready && policyReady() && storage.current().length === 0,
-    notReadyReasons: () => [...(policyReady() ? [] : ['no policy is served until every policy validates (see /debug/policies)']), ...storage.reasons()],
+    ready: () => ready && policyReady() && registryReady() && storage.current().length === 0,
+    notReadyReasons: () => [
+      ...(policyReady() ? [] : ['no policy is served until every policy validates (see /debug/policies)']),
+      ...(registryReady() ? [] : ['the Kubernetes registry has not listed the cluster yet']),
+      ...storage.reasons(),
+    ],
     metrics: metrics.registry,
     proxies: () => service.registry.statuses(),
     policies: () => deps.policy.status(),
@@ -353,15 +369,21 @@ export async function startControlPlane(opts: ControlPlaneOptions, deps: Control
   refresh.unref();
 
   const where = { listen: `${hostPart(opts.listen)}:${grpcServer.port}`, admin: `${hostPart(opts.admin)}:${admin.port}`, adminAllow: opts.adminAllow ?? [defaultAdminSpiffeId(td)], spiffeId, trustDomain: td, federatedTrustDomains: Object.keys(federation?.current ?? {}) };
-  let unsubscribeReady = (): void => undefined;
-  if (policyReady()) log.info('control plane ready', where);
+  const unsubscribes: Array<() => void> = [];
+  const unsubscribeReady = (): void => {
+    for (const u of unsubscribes.splice(0)) u();
+  };
+  if (policyReady() && registryReady()) log.info('control plane ready', where);
   else {
-    log.error('control plane started but NOT ready: no policy is served until every policy (file, or object on the API server) has been read and validates (see /debug/policies)', { ...where, policies: deps.policy.status() });
-    unsubscribeReady = deps.policy.subscribe(() => {
-      if (!policyReady()) return;
+    if (!policyReady()) log.error('control plane started but NOT ready: no policy is served until every policy (file, or object on the API server) has been read and validates (see /debug/policies)', { ...where, policies: deps.policy.status() });
+    else log.warn('control plane started but NOT ready: waiting for the first list of Pods, Services and EndpointSlices from the Kubernetes API server', where);
+    const announce = (): void => {
+      if (!policyReady() || !registryReady() || unsubscribes.length === 0) return;
       unsubscribeReady();
       log.info('control plane ready', where);
-    });
+    };
+    unsubscribes.push(deps.policy.subscribe(announce));
+    if (deps.kubernetesRegistry) unsubscribes.push(deps.kubernetesRegistry.subscribe(announce));
   }
 
   let stopped: Promise<void> | null = null;

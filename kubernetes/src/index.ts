@@ -6,8 +6,10 @@
  * Pure: `detectApiFeatures` (discovery → features), `decideLease`.
  * I/O: `KubeClient` (kubeconfig or in-cluster, JSON requests, server-side
  * apply), `fetchDiscoveryFacts`, `startInformer` (list + watch with
- * bookmarks, relist on 410, restart with backoff), `LeaderElector` (Lease),
- * `ReconcileQueue` (a controller's deduplicating, retrying work queue).
+ * bookmarks, relist on 410, restart with backoff), `startRegistryInformers`
+ * (the Pods, Services and EndpointSlices the control plane's registry reads),
+ * `LeaderElector` (Lease), `ReconcileQueue` (a controller's deduplicating,
+ * retrying work queue).
  */
 export { KubernetesError, KubernetesErrorCode, codeForStatus } from './errors/kubernetes-error';
 export type { KubernetesErrorCodeValue } from './errors/kubernetes-error';
@@ -22,6 +24,8 @@ export { fetchDiscoveryFacts, fetchServedResources } from './discovery/fetch-dis
 export type { ServedResource } from './discovery/fetch-discovery';
 export { startInformer } from './informer/resource-informer';
 export type { ResourceInformer, InformerOptions, InformerEvent } from './informer/resource-informer';
+export { startRegistryInformers, REGISTRY_PATHS } from './informer/registry-informers';
+export type { RegistryInformers } from './informer/registry-informers';
 export { decideLease, microTime } from './lease/lease-decision';
 export type { LeaseRecord, LeaseDecision, LeaseObservation } from './lease/lease-decision';
 export { LeaderElector } from './lease/leader-elector';

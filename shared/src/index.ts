@@ -34,6 +34,8 @@ export type {
   EndpointsResource, Endpoint, MtlsMode, ResourceBodies,
 } from './protocol/resources';
 export { AckTracker } from './protocol/ack-tracker';
+export { INJECTION_STATUS_ANNOTATION, parseInjectionStatus } from './protocol/injection-status';
+export type { InjectionStatus, ParsedInjectionStatus } from './protocol/injection-status';
 export {
   decodeDiscoveryRequest,
   decodeDiscoveryResponse,

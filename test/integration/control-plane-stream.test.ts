@@ -78,7 +78,7 @@ describe('control plane discovery stream (real process, real gRPC/TLS)', functio
     const p = (await proxy(`spiffe://${TD}/ns/shop/sa/web`))!;
     expect(p.certificateExpiry).to.equal(s.creds!.notAfter.toISOString());
     expect(s.bodies.get('endpoints')).to.deep.equal([{ service: 'web', endpoints: [{ address: '127.0.0.1:8080', spiffeId: `spiffe://${TD}/ns/shop/sa/web` }] }]);
-    expect(s.bodies.get('peer_authn')).to.deep.equal([{ mode: 'STRICT', portModes: {} }]);
+    expect(s.bodies.get('peer_authn')).to.deep.equal([{ mode: 'STRICT', portModes: {}, keyExchange: 'prefer' }]);
 
     const r = trellisSync(['proxy-status', '--admin', cp.admin], { env: cp.adminEnv });
     expect(r.status, r.stderr).to.equal(0);

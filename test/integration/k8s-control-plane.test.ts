@@ -268,7 +268,7 @@ spec:
     const meaning = (m: Obj): Obj => ({ kind: m.kind, name: m.metadata.name, namespace: m.metadata.namespace, spec: m.spec });
     expect(authz(httpbin).map(meaning)).to.deep.equal(policiesToJSON(selectAuthorizationPolicies(set, w, { rootNamespace: 'trellis-system' })).map(meaning));
     const expected = resolvePeerAuthentication(set, w, { rootNamespace: 'trellis-system', defaultMode: 'PERMISSIVE' });
-    expect(httpbin.bodies.get('peer_authn')?.[0]).to.deep.equal({ mode: expected.mode, portModes: Object.fromEntries(Object.entries(expected.portModes).map(([p, m]) => [String(p), m])) });
+    expect(httpbin.bodies.get('peer_authn')?.[0]).to.deep.equal({ mode: expected.mode, portModes: Object.fromEntries(Object.entries(expected.portModes).map(([p, m]) => [String(p), m])), keyExchange: 'prefer' });
 
     // Their verdict goes on Istio's status subresource too, under a condition type istiod never writes.
     await waitFor(() => condition(getJson(['authorizationpolicies.security.istio.io', '-n', 'default', 'authorization-policy']), 'TrellisAccepted')?.status === 'True', 'TrellisAccepted=True');

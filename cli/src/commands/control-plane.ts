@@ -10,7 +10,7 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { KubeClient, kubeConfigAvailable } from '@trellis/kubernetes';
+import { KubeClient, kubeConfigAvailable, startRegistryInformers, type RegistryInformers } from '@trellis/kubernetes';
 import { resolve } from 'node:path';
 import {
   CaSecretSync,
@@ -18,10 +18,12 @@ import {
   ControlPlaneError,
   ControlPlaneErrorCode,
   discoverOidcTokenKeys,
+  KubernetesRegistry,
   loadCertificateAuthority,
   parseJwks,
   openReloadingAuthority,
   proxiesFromAdmin,
+  registerKubernetesRegistryGauges,
   registerLifecycleGauges,
   remoteProxies,
   startLifecycleManager,
@@ -61,7 +63,7 @@ function pathFlag(ctx: CommandContext, name: string): string | undefined {
  * The token verifier's settings: keys from the JWKS file, or the issuer and
  * keys from the API server's OIDC discovery (refetched on an unknown kid).
  */
-async function kubernetesTokenSettings(cfg: ControlPlaneConfig, logger: Logger): Promise<KubernetesTokenSettings> {
+async function kubernetesTokenSettings(cfg: ControlPlaneConfig, logger: Logger, kube: () => Promise<KubeClient>): Promise<KubernetesTokenSettings> {
   const k = cfg.kubernetes!;
   if (k.jwksFile !== null) {
     let jwks: unknown;
@@ -72,7 +74,7 @@ async function kubernetesTokenSettings(cfg: ControlPlaneConfig, logger: Logger):
     }
     return { issuer: k.issuer!, audience: k.audience, jwks: parseJwks(jwks, k.jwksFile) };
   }
-  const client = await KubeClient.connect(cfg.kubeconfig !== null ? { kubeconfig: cfg.kubeconfig } : {});
+  const client = await kube();
   const keys = await discoverOidcTokenKeys({ fetchJson: (path) => client.request('GET', path, { accept: 'application/json, application/jwk-set+json' }), logger: logger.child({ component: 'k8s-token-keys' }), minRefreshIntervalMs: k.jwksMinRefreshMs });
   if (k.issuer !== null && k.issuer !== keys.issuer) {
     throw new ControlPlaneError(ControlPlaneErrorCode.CONFIG_INVALID, `--k8s-issuer ${k.issuer} is not the issuer the API server names (${keys.issuer}); its tokens would never verify`);
@@ -110,6 +112,11 @@ export const commands: Command[] = [
                              with our own credentials, and refetch them (at most every 30 s) when a
                              token names an unknown key: key rotations need no restart
   --k8s-jwks-min-refresh 30s least time between two such refetches
+  --k8s-registry             the registry from the API server: endpoints from EndpointSlices (the pods'
+                             sidecar listeners, their ServiceAccounts' SPIFFE IDs), and each sidecar served by
+                             the pod its token is bound to (its labels select policies; what it announces is
+                             ignored when it disagrees); a deleted pod's stream ends and its token is refused.
+                             Watches Pods, Services, EndpointSlices (list/watch RBAC); not ready until listed
   --kubeconfig FILE          how to reach the API server (default: the pod's in-cluster config)
   --signing-concurrency 4    CSRs signed at once
   --signing-queue 20000      CSRs allowed to wait; beyond, RESOURCE_EXHAUSTED with a retry hint
@@ -161,6 +168,7 @@ SIGTERM drains: streams end with UNAVAILABLE so sidecars fail over, then it exit
       'k8s-jwks': { type: 'string' },
       'k8s-jwks-from-api': { type: 'boolean' },
       'k8s-jwks-min-refresh': { type: 'string' },
+      'k8s-registry': { type: 'boolean' },
       kubeconfig: { type: 'string' },
       'signing-concurrency': { type: 'string' },
       'signing-queue': { type: 'string' },
@@ -186,6 +194,7 @@ SIGTERM drains: streams end with UNAVAILABLE so sidecars fail over, then it exit
       const k8sAudience = optionalString(ctx, 'k8s-audience');
       const k8sFromApi = flag(ctx, 'k8s-jwks-from-api') || undefined;
       const k8sMinRefresh = optionalString(ctx, 'k8s-jwks-min-refresh');
+      const k8sRegistry = flag(ctx, 'k8s-registry') || undefined;
       const concurrency = intFlag(ctx, 'signing-concurrency');
       const maxQueue = intFlag(ctx, 'signing-queue');
       const cfg = resolveConfig(fromFile, {
@@ -201,7 +210,7 @@ SIGTERM drains: streams end with UNAVAILABLE so sidecars fail over, then it exit
         defaultMtlsMode: optionalString(ctx, 'default-mtls-mode') as MtlsMode | undefined,
         pathNormalization: optionalString(ctx, 'path-normalization') as PathNormalization | undefined,
         keyExchange: optionalString(ctx, 'key-exchange') as KeyExchangePolicy | undefined,
-        kubernetes: k8sIssuer || k8sJwks || k8sAudience || k8sFromApi || k8sMinRefresh ? { issuer: k8sIssuer, jwksFile: k8sJwks, audience: k8sAudience, jwksFromApiServer: k8sFromApi, jwksMinRefresh: k8sMinRefresh } : undefined,
+        kubernetes: k8sIssuer || k8sJwks || k8sAudience || k8sFromApi || k8sMinRefresh || k8sRegistry ? { issuer: k8sIssuer, jwksFile: k8sJwks, audience: k8sAudience, jwksFromApiServer: k8sFromApi, jwksMinRefresh: k8sMinRefresh, registry: k8sRegistry } : undefined,
         kubeconfig: pathFlag(ctx, 'kubeconfig'),
         signing: concurrency !== undefined || maxQueue !== undefined ? { concurrency, maxQueue } : undefined,
         revocationsFile: pathFlag(ctx, 'revocations'),
@@ -222,7 +231,9 @@ SIGTERM drains: streams end with UNAVAILABLE so sidecars fail over, then it exit
       // The API server's policies, trust-bundle ConfigMaps and shared state: on whenever there is an API server to reach, unless turned off.
       const onApiServer = (v: boolean | null): boolean => v ?? kubeConfigAvailable({ kubeconfig: cfg.kubeconfig ?? undefined, env: ctx.env });
       const namespace = ctx.env.POD_NAMESPACE ?? 'trellis-system';
-      const client = onApiServer(cfg.policyCrds) || onApiServer(cfg.rootCertConfigMaps) || onApiServer(cfg.sharedState) ? await KubeClient.connect(cfg.kubeconfig !== null ? { kubeconfig: cfg.kubeconfig } : {}) : null;
+      let connecting: Promise<KubeClient> | undefined;
+      const kube = (): Promise<KubeClient> => (connecting ??= KubeClient.connect(cfg.kubeconfig !== null ? { kubeconfig: cfg.kubeconfig } : {}));
+      const client = onApiServer(cfg.policyCrds) || onApiServer(cfg.rootCertConfigMaps) || onApiServer(cfg.sharedState) ? await kube() : null;
       // One Lease elects the replica that does singleton work: status and ConfigMap writes, CA rotation steps.
       const controllers = client
         ? new ControlPlaneControllers(
@@ -241,7 +252,16 @@ SIGTERM drains: streams end with UNAVAILABLE so sidecars fail over, then it exit
       if (cfg.trustDomain && cfg.trustDomain !== ca.trustDomain) {
         throw new ControlPlaneError(ControlPlaneErrorCode.CONFIG_INVALID, `trust domain ${cfg.trustDomain} does not match the CA in ${cfg.caDir} (${ca.trustDomain})`);
       }
-      const kubernetes = cfg.kubernetes ? await kubernetesTokenSettings(cfg, logger) : undefined;
+      const kubernetes = cfg.kubernetes ? await kubernetesTokenSettings(cfg, logger, kube) : undefined;
+      // The registry from the API server: its watches start now and retry on their own while it is unreachable.
+      let informers: RegistryInformers | undefined;
+      let kubernetesRegistry: KubernetesRegistry | undefined;
+      if (kubernetes && cfg.kubernetes?.registry) {
+        const registryLogger = logger.child({ component: 'k8s-registry' });
+        informers = startRegistryInformers(await kube(), { logger: registryLogger });
+        kubernetesRegistry = new KubernetesRegistry({ pods: informers.pods, services: informers.services, endpointSlices: informers.endpointSlices, trustDomain: ca.trustDomain, logger: registryLogger });
+        kubernetes.pods = kubernetesRegistry;
+      }
       const store = new PolicyStore(
         { dir: cfg.policyDir, rootNamespace: cfg.rootNamespace, allowInvalidAtStart: cfg.allowInvalidPolicies },
         { logger: logger.child({ component: 'policy' }), now: () => new Date() },
@@ -249,8 +269,10 @@ SIGTERM drains: streams end with UNAVAILABLE so sidecars fail over, then it exit
       if (cfg.allowInvalidPolicies) logger.warn('--allow-invalid-policies: policy files that fail validation at start are skipped and the rest served; a workload whose only ALLOW policy is in such a file is allowed everything', {});
       await store.start();
       const crds = controllers && onApiServer(cfg.policyCrds) ? controllers.startPolicies() : null;
-      // Usually the first list takes a moment: wait a little so the control plane starts ready.
-      if (crds) await Promise.race([crds.synced(), new Promise((r) => setTimeout(r, 5000).unref())]);
+      // Usually the first list takes a moment: wait a little so the control plane starts ready. The timer
+      // keeps the process alive: with the API server unreachable nothing else does yet (the watches'
+      // retry timers are unref'd), and the process would exit 0 before it ever listens.
+      if (crds) await Promise.race([crds.synced(), new Promise((r) => setTimeout(r, 5000))]);
       const viewOptions = { rootNamespace: cfg.rootNamespace, defaultMode: cfg.defaultMtlsMode, pathNormalization: cfg.pathNormalization, keyExchange: cfg.keyExchange };
       const policy = crds
         ? policySetSource([{ name: 'dir', provider: store }, { name: 'kubernetes', provider: crds }], viewOptions, { logger: logger.child({ component: 'policy' }) })
@@ -288,8 +310,10 @@ SIGTERM drains: streams end with UNAVAILABLE so sidecars fail over, then it exit
           caExpiry: () => ca.expiry(),
           shared,
           runStep: caSync ? (step) => caSync.step(step) : undefined,
+          kubernetesRegistry,
         },
       );
+      if (kubernetesRegistry) registerKubernetesRegistryGauges(running.metrics.registry, kubernetesRegistry, () => informers!.listCounts());
       if (controllers && onApiServer(cfg.rootCertConfigMaps)) {
         controllers.startRootCerts(() => running.service.currentBundle().rootsPem);
         running.onTrustBundleChange(() => controllers.rootsChanged());
@@ -318,6 +342,7 @@ SIGTERM drains: streams end with UNAVAILABLE so sidecars fail over, then it exit
       await controllers?.stop();
       await running.stop(5000);
       await caSync?.stop();
+      await informers?.stop();
       ca.close();
       return 0;
     },

@@ -36,8 +36,10 @@ export interface ControlPlaneConfigInput {
    * Kubernetes ServiceAccount tokens: the issuer's keys from `jwksFile`
    * (offline; `issuer` required), or from the API server's OIDC discovery
    * (`jwksFromApiServer`; `issuer` defaults to the discovered one).
+   * `registry`: endpoints and pod attestation from the API server (Pods,
+   * Services, EndpointSlices) instead of the connected sessions.
    */
-  kubernetes?: { issuer?: string; audience?: string; jwksFile?: string; jwksFromApiServer?: boolean; jwksMinRefresh?: string };
+  kubernetes?: { issuer?: string; audience?: string; jwksFile?: string; jwksFromApiServer?: boolean; jwksMinRefresh?: string; registry?: boolean };
   /** The API server connection for everything read from it; absent: in-cluster config. */
   kubeconfig?: string;
   signing?: { concurrency?: number; maxQueue?: number };
@@ -100,6 +102,8 @@ export interface ControlPlaneConfig {
     readonly jwksFromApiServer: boolean;
     /** Least time between two key refetches from the API server (default 30 s). */
     readonly jwksMinRefreshMs: number;
+    /** The registry (endpoints, pod attestation) comes from the API server (`--k8s-registry`). */
+    readonly registry: boolean;
   } | null;
   /** A kubeconfig file; null: the in-cluster config when something needs the API server. */
   readonly kubeconfig: string | null;
@@ -153,6 +157,7 @@ const SCHEMA = {
         jwksFile: { type: 'string', minLength: 1 },
         jwksFromApiServer: { type: 'boolean' },
         jwksMinRefresh: { type: 'string', pattern: DURATION },
+        registry: { type: 'boolean' },
       },
       // Where the issuer's keys come from is part of the block: a file that sets kubernetes without it is incomplete.
       anyOf: [{ properties: { jwksFile: true }, required: ['jwksFile'] }, { properties: { jwksFromApiServer: true }, required: ['jwksFromApiServer'] }],
@@ -286,7 +291,7 @@ export function resolveConfig(file: ControlPlaneConfigInput, flags: ControlPlane
     pathNormalization: merged.pathNormalization ?? DEFAULT_PATH_NORMALIZATION,
     keyExchange: merged.keyExchange ?? DEFAULT_KEY_EXCHANGE,
     rootNamespace: merged.rootNamespace ?? 'trellis-system',
-    kubernetes: k ? Object.freeze({ issuer: k.issuer ?? null, audience: k.audience ?? 'trellis', jwksFile: k.jwksFile ?? null, jwksFromApiServer: k.jwksFromApiServer === true, jwksMinRefreshMs }) : null,
+    kubernetes: k ? Object.freeze({ issuer: k.issuer ?? null, audience: k.audience ?? 'trellis', jwksFile: k.jwksFile ?? null, jwksFromApiServer: k.jwksFromApiServer === true, jwksMinRefreshMs, registry: k.registry === true }) : null,
     kubeconfig: merged.kubeconfig ?? null,
     signing: Object.freeze({ concurrency: merged.signing?.concurrency ?? 4, maxQueue: merged.signing?.maxQueue ?? 20_000 }),
     revocationsFile: merged.revocationsFile ?? null,

@@ -3,6 +3,11 @@
  * (bundle, policy, revocations, endpoints), the connected sessions and the
  * debounced pushes. A change marks its type dirty; after the debounce window
  * every session recomputes that type and sends only if its version changed.
+ *
+ * Endpoints come from one registry source: the Kubernetes API server when
+ * one is given, else the connected sessions. With the API server, the pods
+ * behind pod-attested streams are followed too: a relabelled pod gets the
+ * policies its new labels select, a deleted pod's streams end.
  */
 import {
   AUTHORIZATION_POLICIES_TYPE_URL,
@@ -12,18 +17,20 @@ import {
   RENEWAL_TYPE_URL,
   REVOCATIONS_TYPE_URL,
   TRUST_BUNDLE_TYPE_URL,
-  type EndpointsResource,
   type RevocationsResource,
   type TrustBundleResource,
   type TypeUrl,
 } from '@trellis/shared';
 import type { StreamCredentials } from '../auth/authenticator';
 import { ControlPlaneError, ControlPlaneErrorCode } from '../errors/control-plane-error';
+import type { RegistrySource } from '../registry/registry-source';
+import { SessionRegistrySource } from '../registry/session-registry-source';
+import { boundPodKey } from '../registry/pod-facts';
 import type { PolicySource } from './policy-source';
 import { ProxyRegistry } from './proxy-registry';
 import { PushDebouncer } from './push-debouncer';
 import { ReissueBook, type ReissueOrder } from './reissue-orders';
-import { mergedEndpoints, type ReplicaReport } from '../state/replica-report';
+import type { ReplicaReport } from '../state/replica-report';
 import { ResourceBuilder, type DiscoverySnapshot } from './resource-builder';
 import { DEFAULT_MAX_STREAMS_PER_IDENTITY, StreamQuota } from './stream-quota';
 import { StreamSession, type SessionDeps, type StreamTransport } from './stream-session';
@@ -40,6 +47,8 @@ export interface DiscoveryServiceDeps extends Omit<SessionDeps, 'builder' | 'sna
   policy: PolicySource;
   initialBundle: TrustBundleResource;
   debounceMs: number;
+  /** Where endpoints come from (the Kubernetes API server); absent: the connected sessions. */
+  registrySource?: RegistrySource;
   /** Told when a session that serves endpoints joins or leaves (the replica report is republished). */
   onSessionsChanged?(): void;
 }
@@ -58,12 +67,19 @@ export class DiscoveryService {
   private draining = false;
   private readonly sessionDeps: SessionDeps;
   private readonly reissueBook: ReissueBook;
-  /** The other replicas' reports (their sidecars' endpoints), merged into ours. */
-  private peers: readonly ReplicaReport[] = [];
-  private merged: { local: ReadonlyMap<string, EndpointsResource>; peers: readonly ReplicaReport[]; map: ReadonlyMap<string, EndpointsResource> } | null = null;
+  private readonly source: RegistrySource;
+  private readonly sessionSource: SessionRegistrySource | null;
+  private readonly unsubscribeSource: () => void;
+  private readonly unsubscribePods: () => void;
+  /** Pod-attested sessions by `namespace/name` of their pod. */
+  private readonly byPod = new Map<string, Set<StreamSession>>();
 
   constructor(private readonly deps: DiscoveryServiceDeps) {
     this.bundle = deps.initialBundle;
+    this.sessionSource = deps.registrySource ? null : new SessionRegistrySource(this.registry);
+    this.source = deps.registrySource ?? this.sessionSource!;
+    this.unsubscribeSource = this.source.subscribe(() => this.endpointsChanged());
+    this.unsubscribePods = deps.pods?.subscribePods((key) => this.podChanged(key)) ?? ((): void => undefined);
     this.reissueBook = new ReissueBook(deps.svidTtlSeconds * 1000);
     this.debouncer = new PushDebouncer(deps.debounceMs, (types) => this.flush(types));
     this.unsubscribePolicy = deps.policy.subscribe(() => {
@@ -79,12 +95,26 @@ export class DiscoveryService {
       random: deps.random ?? Math.random,
       quota: new StreamQuota(deps.maxStreamsPerIdentity ?? DEFAULT_MAX_STREAMS_PER_IDENTITY),
       onNodeKnown: (s) => {
-        if (this.registry.add(s)) this.endpointsChanged();
+        if (this.registry.add(s)) this.sessionSource?.changed();
+        const pod = s.peer?.attestation.pod;
+        if (pod) {
+          const key = boundPodKey(pod);
+          let set = this.byPod.get(key);
+          if (!set) this.byPod.set(key, (set = new Set()));
+          set.add(s);
+        }
         deps.metrics.connectedSidecars.set(this.registry.size);
         deps.onSessionsChanged?.();
       },
       onClosed: (s) => {
-        if (this.registry.remove(s)) this.endpointsChanged();
+        if (this.registry.remove(s)) this.sessionSource?.changed();
+        const pod = s.peer?.attestation.pod;
+        if (pod) {
+          const key = boundPodKey(pod);
+          const set = this.byPod.get(key);
+          set?.delete(s);
+          if (set && set.size === 0) this.byPod.delete(key);
+        }
         deps.metrics.connectedSidecars.set(this.registry.size);
         deps.onSessionsChanged?.();
       },
@@ -107,7 +137,7 @@ export class DiscoveryService {
         bundle: this.bundle,
         policy: this.deps.policy.current(),
         revocations: this.revocations,
-        endpoints: this.endpoints(),
+        endpoints: this.source.view(),
       });
     }
     return this.snap;
@@ -131,22 +161,18 @@ export class DiscoveryService {
     return { sidecars: deadlines.length, renewBy: { earliest: deadlines[0] ?? null, latest: deadlines[deadlines.length - 1] ?? null }, order };
   }
 
-  /** Our sessions' endpoints merged with the other replicas', rebuilt only when either changed. */
-  private endpoints(): ReadonlyMap<string, EndpointsResource> {
-    const local = this.registry.endpoints();
-    if (this.merged?.local !== local || this.merged.peers !== this.peers) this.merged = { local, peers: this.peers, map: mergedEndpoints(local, this.peers) };
-    return this.merged.map;
-  }
-
   /** Takes over re-issue orders made through another replica; their sidecars here are told. */
   adoptReissueOrders(orders: readonly ReissueOrder[]): void {
     if (this.reissueBook.adopt(orders, this.deps.nowMs()) > 0) this.debouncer.mark(RENEWAL_TYPE_URL);
   }
 
-  /** The other replicas' reports: their sidecars' endpoints are served beside ours. */
+  /**
+   * The other replicas' reports: in local mode (the sessions are the
+   * registry) their sidecars' endpoints are served beside ours. With the
+   * Kubernetes registry the API server already lists every replica's pods.
+   */
   setPeers(peers: readonly ReplicaReport[]): void {
-    this.peers = peers;
-    this.endpointsChanged();
+    this.sessionSource?.setPeers(peers);
   }
 
   /** Replaces the trust bundle; pushes only when its content changed. */
@@ -202,6 +228,15 @@ export class DiscoveryService {
   close(): void {
     this.drain();
     this.unsubscribePolicy();
+    this.unsubscribeSource();
+    this.unsubscribePods();
+  }
+
+  /** A pod changed on the API server: its sessions follow it (new labels, or the end when it is gone). */
+  private podChanged(key: string): void {
+    const sessions = this.byPod.get(key);
+    if (!sessions) return;
+    for (const s of [...sessions]) s.podChanged();
   }
 
   private endpointsChanged(): void {

@@ -1,7 +1,8 @@
 /**
  * One sidecar's discovery stream: authenticate once, take one of the
  * identity's stream slots, judge the node against what is attested for the
- * identity (attestation/node-claims.ts), validate every request, sign CSRs
+ * identity (attestation/node-claims.ts; for a pod-attested stream, against
+ * that pod on the API server, which it then follows), validate every request, sign CSRs
  * under the signing limiter (one per join-token stream), send the current
  * state of each subscribed type, and track ACK/NACK per type. Any protocol
  * violation ends this stream alone with a precise status; the server and
@@ -10,6 +11,8 @@
 import {
   AckTracker,
   ALL_TYPE_URLS,
+  AUTHORIZATION_POLICIES_TYPE_URL,
+  PEER_AUTHENTICATION_TYPE_URL,
   encodeResource,
   isKnownTypeUrl,
   RENEWAL_TYPE_URL,
@@ -20,6 +23,7 @@ import {
   TrellisError,
   type Endpoint,
   type Logger,
+  type NodeMessage,
   type RenewalResource,
   type SvidResource,
   type TypeSyncSnapshot,
@@ -27,7 +31,9 @@ import {
 } from '@trellis/shared';
 import type { AuthenticatedPeer } from '../auth/authenticated-peer';
 import { authenticate, type AuthenticatorDeps, type StreamCredentials } from '../auth/authenticator';
-import { judgeNode, type SessionNode } from '../attestation/node-claims';
+import { judgeNode, podNode, type SessionNode } from '../attestation/node-claims';
+import { sameLabels } from '../attestation/workload-metadata';
+import type { PodDirectory, PodFacts } from '../registry/pod-facts';
 import { ControlPlaneError, ControlPlaneErrorCode } from '../errors/control-plane-error';
 import type { SigningLimiter } from '../issuance/signing-limiter';
 import type { SvidAuthority } from '../issuance/svid-authority';
@@ -73,6 +79,8 @@ export interface SessionDeps {
   random(): number;
   /** Open streams per identity and their cap. */
   quota: StreamQuota;
+  /** The API server's pods, when the control plane reads them: pod-attested streams are judged by and follow their pod. */
+  pods?: PodDirectory;
 }
 
 /** One proxy as /debug/proxies shows it. */
@@ -83,6 +91,8 @@ export interface ProxyStatus {
   namespace: string | null;
   service: string | null;
   address: string | null;
+  /** `namespace/name` of the pod the stream is attested by (Kubernetes), else null. */
+  pod: string | null;
   connectedAt: string;
   certificateExpiry: string | null;
   types: Record<string, TypeSyncSnapshot>;
@@ -213,6 +223,31 @@ export class StreamSession {
     return renewalFor(this.deps.reissue.live(now), { spiffeId: peer.spiffeId, issuedAtMs }, jitter, now);
   }
 
+  /**
+   * The pod this stream is attested by changed on the API server: a pod that
+   * is gone ends the stream (TOKEN_POD_GONE: its credential is refused from
+   * now on); new labels are taken and the policies they select pushed.
+   */
+  podChanged(): void {
+    const bound = this.peer?.attestation.pod;
+    if (this.closed || !this.node || !bound || !this.deps.pods) return;
+    const facts = this.deps.pods.lookup(bound, this.deps.nowMs());
+    if (facts === 'unknown') return;
+    if (facts === 'gone') {
+      this.logInfo('pod gone: ending its stream', { event: 'audit', spiffeId: this.peer!.spiffeId, pod: `${bound.namespace}/${bound.name}` });
+      this.fail(new ControlPlaneError(ControlPlaneErrorCode.TOKEN_POD_GONE, `pod ${bound.namespace}/${bound.name} no longer exists`));
+      return;
+    }
+    const next = podNode(this.peer!.attestation, facts);
+    if (sameLabels(next.labels, this.node.labels) && next.address === this.node.address) return;
+    const relabelled = !sameLabels(next.labels, this.node.labels);
+    this.node = next;
+    if (relabelled) {
+      this.logInfo('pod relabelled: policies follow its labels', { spiffeId: this.peer!.spiffeId, pod: `${bound.namespace}/${bound.name}`, labels: next.labels });
+      this.refresh(new Set([PEER_AUTHENTICATION_TYPE_URL, AUTHORIZATION_POLICIES_TYPE_URL]));
+    }
+  }
+
   /** The endpoints this sidecar serves: its attested service, at the address its stream comes from, on the attested ports it announced. */
   servedEndpoints(): Endpoint[] {
     if (!this.node || !this.peer || this.node.service === '') return [];
@@ -232,6 +267,7 @@ export class StreamSession {
       namespace: this.node?.namespace ?? null,
       service: this.node?.service || null,
       address: this.node ? this.node.address : null,
+      pod: this.peer?.attestation.pod ? `${this.peer.attestation.pod.namespace}/${this.peer.attestation.pod.name}` : null,
       connectedAt: this.connectedAt.toISOString(),
       certificateExpiry: certExpiry ? certExpiry.toISOString() : null,
       types,
@@ -312,8 +348,24 @@ export class StreamSession {
 
   /** The node this stream will be served as, judged against the attestation; a refusal is counted and audited. */
   private validateNode(req: WireRequest, peer: AuthenticatedPeer): SessionNode {
-    const v = judgeNode(req.node, peer.attestation, this.transport.peerHost);
-    if (v.ok) return v.node;
+    const pod = this.attestedPod(peer);
+    const v = judgeNode(req.node, peer.attestation, this.transport.peerHost, pod);
+    if (v.ok) {
+      for (const reason of v.ignored) this.deps.metrics.attestationIgnored.inc({ reason });
+      if (v.ignored.length > 0) {
+        const n: Partial<NodeMessage> = req.node ?? {};
+        this.logWarn('node claim ignored: the pod on the API server decides', {
+          event: 'audit',
+          spiffeId: peer.spiffeId,
+          pod: pod ? `${pod.namespace}/${pod.name}` : undefined,
+          reasons: v.ignored,
+          claimed: { service: (n.service ?? '').slice(0, 253), labels: Object.keys(n.labels ?? {}).length, ports: (n.inbound_ports ?? []).slice(0, 16) },
+          podFacts: pod ? { services: pod.services, labels: pod.labels, ports: pod.inboundPorts } : undefined,
+          peer: this.transport.peerHost,
+        });
+      }
+      return v.node;
+    }
     const err = new ControlPlaneError(v.code, v.message, v.reason ? { reason: v.reason } : {});
     if (v.code === ControlPlaneErrorCode.ATTESTATION_MISMATCH || v.code === ControlPlaneErrorCode.IDENTITY_MISMATCH) {
       if (v.reason) this.deps.metrics.attestationRefusals.inc({ reason: v.reason });
@@ -329,6 +381,24 @@ export class StreamSession {
       });
     }
     throw err;
+  }
+
+  /**
+   * The facts of the pod the stream is attested by, from the API server; null
+   * when it is not pod-attested or this control plane does not read pods
+   * (then it counts as the identity alone). A pod the directory cannot
+   * answer for yet ends the stream with a retry hint; one that is gone ends
+   * it for good (fails closed).
+   */
+  private attestedPod(peer: AuthenticatedPeer): PodFacts | null {
+    const bound = peer.attestation.pod;
+    if (!bound || !this.deps.pods) return null;
+    const facts = this.deps.pods.lookup(bound, this.deps.nowMs());
+    if (facts === 'unknown') {
+      throw new ControlPlaneError(ControlPlaneErrorCode.REGISTRY_NOT_SYNCED, 'the control plane has not read the pods from the Kubernetes API server yet; retry', { retryAfterMs: 2000 });
+    }
+    if (facts === 'gone') throw new ControlPlaneError(ControlPlaneErrorCode.TOKEN_POD_GONE, `pod ${bound.namespace}/${bound.name} no longer exists`);
+    return facts;
   }
 
   private async issueSvid(csr: Buffer, peer: AuthenticatedPeer): Promise<void> {

@@ -16,6 +16,8 @@ export interface ControlPlaneMetrics {
   streamErrors: Counter<'code'>;
   /** Nodes refused because a claim disagreed with the attestation, by which claim. */
   attestationRefusals: Counter<'reason'>;
+  /** Node claims that disagreed with the pod's facts on the API server and were ignored, by which claim. */
+  attestationIgnored: Counter<'reason'>;
   /** Connections closed by the server before or instead of serving them, by why. */
   connectionsRefused: Counter<'reason'>;
   /** TLS handshakes on the control plane's listeners, by listener (discovery, admin), key-exchange group and result. */
@@ -55,6 +57,12 @@ export function createControlPlaneMetrics(opts: {
     attestationRefusals: new Counter({
       name: 'trellis_attestation_refusals_total',
       help: 'Discovery streams refused because the node claimed what its attestation does not say, by claim (service, labels, ports, address, namespace).',
+      labelNames: ['reason'],
+      registers,
+    }),
+    attestationIgnored: new Counter({
+      name: 'trellis_attestation_ignored_claims_total',
+      help: 'Node claims of Kubernetes sidecars that disagreed with their pod on the API server and were ignored (the pod decides), by claim (service, labels, ports).',
       labelNames: ['reason'],
       registers,
     }),
