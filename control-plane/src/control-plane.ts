@@ -1,12 +1,14 @@
 /**
  * Wires a running control plane: its own SVID, the discovery service behind
  * gRPC/TLS, the admin server, and the watchers that keep the trust bundle,
- * revocations and the server certificate current. Everything it serves comes
- * from disk (CA dir, policy dir, join-token records), so a restarted replica
- * or a second one on the same dirs serves the same versions.
+ * revocations and the server certificate current. What it serves comes from
+ * the CA dir, the policy dir and the state shared with the other replicas
+ * (state/shared-state.ts: the CA dir's files, or the API server), so a
+ * restarted replica or a second one serves the same versions, and replicas
+ * tell each other their sidecars' endpoints (a mesh spread over them is one
+ * mesh). Not ready, and saying why, while its state cannot be written.
  */
 import { readFileSync, statSync } from 'node:fs';
-import { join } from 'node:path';
 import type { Server as HttpsServer } from 'node:https';
 import { parse as parseYaml } from 'yaml';
 import { DEFAULT_KEY_EXCHANGE, type KeyExchangePolicy, type Logger, type MtlsMode, type RevocationsResource, type TrustBundleResource } from '@trellis/shared';
@@ -30,6 +32,11 @@ import { MutableCertificateProvider } from './tls/mutable-certificate-provider';
 import { controlPlaneSpiffeId, createKeyAndCsr, shouldRotate } from './tls/server-identity';
 import { loadRevocationStore } from './lifecycle/revocation-store';
 import { revocationsResource } from './lifecycle/revocation-list';
+import { withOrder } from './discovery/reissue-orders';
+import { fileSharedState, observedDocument, observedTokenUses, type SharedState } from './state/shared-state';
+import { observedAuthority, StorageHealth } from './state/storage-health';
+import { ReplicaHeartbeat } from './state/replica-heartbeat';
+import { remoteProxies as remoteProxiesOf, type ReplicaReport } from './state/replica-report';
 import { FederationWatcher } from './lifecycle/federation-source';
 import type { KubernetesRegistry } from './registry/kubernetes-registry';
 
@@ -87,6 +94,14 @@ export interface ControlPlaneDeps {
   nowMs?: () => number;
   caExpiry?: () => CaExpiry;
   /**
+   * The state shared with the other replicas (revocations, join-token uses,
+   * re-issue orders, replica reports); default the CA dir's files
+   * (fileSharedState). Closed with the control plane.
+   */
+  shared?: SharedState;
+  /** Runs a lifecycle step from the admin API and commits it to the shared CA state (kubernetes/ca-secret-sync.ts); default: runs it. */
+  runStep?<T>(step: () => Promise<T>): Promise<T>;
+  /**
    * The registry from the Kubernetes API server (`--k8s-registry`): endpoints
    * from EndpointSlices, Kubernetes workloads attested by their pod. Absent:
    * the connected sessions are the registry (local mode). Not ready until it
@@ -102,6 +117,10 @@ export interface RunningControlPlane {
   readonly adminPort: number;
   readonly metrics: ControlPlaneMetrics;
   readonly service: DiscoveryService;
+  /** Where the state shared with other replicas lives, and whether it can be written. */
+  readonly storage: StorageHealth;
+  /** The other live replicas as they last reported (their sidecars, the bundle versions they ACKed). */
+  replicas(): readonly ReplicaReport[];
   /** Calls `listener` with each new trust bundle the refresh loop serves (a root rotation step); returns an unsubscribe function. */
   onTrustBundleChange(listener: (bundle: TrustBundleResource) => void): () => void;
   /** Ends streams with UNAVAILABLE, stops servers (waiting up to `graceMs`), releases watchers. */
@@ -118,6 +137,19 @@ export async function startControlPlane(opts: ControlPlaneOptions, deps: Control
   const limiter = new SigningLimiter(opts.signing, nowMs);
   const metrics = createControlPlaneMetrics({ collectExpiry: deps.caExpiry, signingDepth: () => limiter.depth, nowMs });
   const joinTokens = new JoinTokenStore(opts.caDir);
+  const shared = deps.shared ?? fileSharedState(opts.caDir, { clock: () => new Date(nowMs()), onError: (what, err) => log.error(`${what} not reloaded; keeping the last good`, { error: err }) });
+  const storage = new StorageHealth(opts.caDir, {
+    registry: metrics.registry,
+    nowMs,
+    sharedBackend: shared.backend,
+    onChange: (failing) => {
+      if (failing.length > 0) log.error('control plane NOT ready: its state cannot be written (issuance and state changes fail until it can)', { failing });
+      else log.info('state writable again: ready', {});
+    },
+  });
+  const authority = observedAuthority(deps.authority, storage);
+  const revocationState = observedDocument(shared.revocations, 'revocations', storage);
+  const reissueOrders = observedDocument(shared.reissueOrders, 'reissue-orders', storage);
   const kubernetes = opts.kubernetes ? createKubernetesTokenVerifier(opts.kubernetes, td) : undefined;
 
   // Federated roots travel in the bundle resource for sidecars only; our own
@@ -139,7 +171,7 @@ export async function startControlPlane(opts: ControlPlaneOptions, deps: Control
   let ownNotAfter = new Date(0);
   const renewOwn = async (): Promise<void> => {
     const { keyPem, csrDer } = await createKeyAndCsr(spiffeId);
-    const issued = await deps.authority.issue({ csr: csrDer, spiffeId, ttlSeconds: opts.svidTtlSeconds, requester: 'control-plane' });
+    const issued = await authority.issue({ csr: csrDer, spiffeId, ttlSeconds: opts.svidTtlSeconds, requester: 'control-plane' });
     tls.setIdentity(issued.chainPem, keyPem);
     ownNotBefore = new Date(issued.notBefore);
     ownInstalledAt = nowMs();
@@ -149,11 +181,11 @@ export async function startControlPlane(opts: ControlPlaneOptions, deps: Control
   await renewOwn();
 
   const service = new DiscoveryService({
-    auth: { trustDomain: td, kubernetes, joinTokens, isRevoked: () => false, attestations: new FileAttestationStore(opts.caDir, log), pods: deps.kubernetesRegistry },
+    auth: { trustDomain: td, kubernetes, joinTokens, tokenUses: observedTokenUses(shared.tokenUses, storage), isRevoked: () => false, attestations: new FileAttestationStore(opts.caDir, log), pods: deps.kubernetesRegistry },
     registrySource: deps.kubernetesRegistry,
     pods: deps.kubernetesRegistry,
     maxStreamsPerIdentity: opts.maxStreamsPerIdentity,
-    authority: deps.authority,
+    authority,
     limiter,
     metrics,
     logger: log,
@@ -163,11 +195,23 @@ export async function startControlPlane(opts: ControlPlaneOptions, deps: Control
     policy: deps.policy,
     initialBundle: Object.freeze(initial),
     debounceMs: opts.debounceMs,
+    onSessionsChanged: () => heartbeat.changed(),
   });
 
+  // The shared list (the CA dir's revocations.json, or the API server's): pushed on every change, from any replica.
+  const applyRevocations = (): void => {
+    const before = service.snapshot().revocations;
+    service.setRevocations(revocationsResource(revocationState.current(), new Date(nowMs())));
+    if (service.snapshot().revocations !== before) log.info('revocations loaded', { backend: shared.backend, ...countOf(service.snapshot().revocations) });
+  };
+  const unsubscribeRevocations = opts.revocationsFile ? () => undefined : revocationState.subscribe(() => applyRevocations());
   let revocationsStamp = '';
   const loadRevocations = (): void => {
-    const file = opts.revocationsFile ?? join(opts.caDir, 'revocations.json');
+    if (!opts.revocationsFile) {
+      void revocationState.refresh().then(applyRevocations, (err: unknown) => log.error('revocations not reloaded; keeping the last good list', { error: err }));
+      return;
+    }
+    const file = opts.revocationsFile;
     try {
       let stamp = 'absent';
       try {
@@ -185,7 +229,26 @@ export async function startControlPlane(opts: ControlPlaneOptions, deps: Control
       log.error('revocations not reloaded; keeping the last good list', { file, error: err });
     }
   };
-  loadRevocations();
+  if (opts.revocationsFile) loadRevocations();
+  else applyRevocations();
+
+  // Re-issue orders made through another replica reach the sidecars connected here.
+  const unsubscribeOrders = reissueOrders.subscribe((orders) => service.adoptReissueOrders(orders));
+  service.adoptReissueOrders(reissueOrders.current());
+
+  // Every replica reports its sidecars' endpoints and bundle ACKs, and serves the others' endpoints beside its own.
+  const heartbeat = new ReplicaHeartbeat(shared.heartbeat, {
+    doc: shared.replicas,
+    local: () => ({ endpoints: service.registry.endpoints(), proxies: proxiesFromAdmin({ proxies: service.registry.statuses() }) ?? [] }),
+    onOthers: (others) => {
+      service.setPeers(others);
+      log.info('other replicas', { replicas: others.map((r) => ({ replica: r.replica, sidecars: r.sidecars, services: r.endpoints.length })) });
+    },
+    logger: log.child({ component: 'replicas' }),
+    health: storage,
+    nowMs,
+  });
+  heartbeat.start();
 
   const grpcServer: GrpcDiscoveryServer = await startGrpcDiscoveryServer(service, tls, opts.listen, (code) => metrics.streamErrors.inc({ code }), {
     maxConnections: opts.maxConnections ?? DEFAULT_CONNECTION_LIMITS.maxConnections,
@@ -209,7 +272,12 @@ export async function startControlPlane(opts: ControlPlaneOptions, deps: Control
   // Nor before the Kubernetes registry has listed the cluster once (its sidecars are told to retry meanwhile).
   const registryReady = (): boolean => deps.kubernetesRegistry?.hasSynced() ?? true;
   const admin: { server: HttpsServer; port: number } = await startAdminServer(opts.admin, {
-    ready: () => ready && policyReady() && registryReady(),
+    ready: () => ready && policyReady() && registryReady() && storage.current().length === 0,
+    notReadyReasons: () => [
+      ...(policyReady() ? [] : ['no policy is served until every policy validates (see /debug/policies)']),
+      ...(registryReady() ? [] : ['the Kubernetes registry has not listed the cluster yet']),
+      ...storage.reasons(),
+    ],
     metrics: metrics.registry,
     proxies: () => service.registry.statuses(),
     policies: () => deps.policy.status(),
@@ -227,13 +295,17 @@ export async function startControlPlane(opts: ControlPlaneOptions, deps: Control
       caDir: opts.caDir,
       clock: () => new Date(nowMs()),
       rootRotationAuth: opts.rootRotationAuth,
-      proxies: () => proxiesFromAdmin({ proxies: service.registry.statuses() }) ?? [],
-      revocationsChanged: loadRevocations,
-      reissue: (target, windowMs) => {
-        const r = service.reissue(target, windowMs);
+      runStep: deps.runStep ? (step) => deps.runStep!(step) : undefined,
+      proxies: () => [...(proxiesFromAdmin({ proxies: service.registry.statuses() }) ?? []), ...remoteProxiesOf(heartbeat.liveOthers())],
+      revocations: revocationState,
+      revocationsChanged: applyRevocations,
+      reissue: async (target, windowMs) => {
+        const { order, ...r } = service.reissue(target, windowMs);
         const who = 'spiffeId' in target ? target.spiffeId : 'all';
         log.info('forced re-issue ordered', { event: 'audit', target: who, windowMs, sidecars: r.sidecars });
         auditLifecycle(opts.caDir, 'reissue.ordered', new Date(nowMs()), { reason: 'reissue', target: who, windowMs, sidecars: r.sidecars });
+        // Every other replica's sidecars too: the order is shared (a failed write is reported; this replica's sidecars are already asked).
+        await reissueOrders.update((orders) => withOrder(orders, order, nowMs()));
         return r;
       },
     }),
@@ -284,6 +356,8 @@ export async function startControlPlane(opts: ControlPlaneOptions, deps: Control
         if (deps.authority.refresh) await deps.authority.refresh();
         checkRootSwitch();
         loadRevocations();
+        void reissueOrders.refresh().catch(() => undefined);
+        storage.probe();
         if (shouldRotate(nowMs(), ownNotBefore, ownNotAfter, ownInstalledAt)) await renewOwn();
       } catch (err) {
         log.error('refresh failed; serving the previous state', { error: err });
@@ -319,6 +393,8 @@ export async function startControlPlane(opts: ControlPlaneOptions, deps: Control
     adminPort: admin.port,
     metrics,
     service,
+    storage,
+    replicas: () => heartbeat.liveOthers(),
     onTrustBundleChange(listener) {
       bundleListeners.add(listener);
       return () => bundleListeners.delete(listener);
@@ -329,6 +405,10 @@ export async function startControlPlane(opts: ControlPlaneOptions, deps: Control
         ready = false;
         clearInterval(refresh);
         unsubscribeReady();
+        unsubscribeRevocations();
+        unsubscribeOrders();
+        // Withdraw our report first: the other replicas stop serving our sidecars' endpoints as they leave.
+        await heartbeat.stop();
         service.close();
         await grpcServer.stop(graceMs);
         await new Promise<void>((r) => {
@@ -336,6 +416,7 @@ export async function startControlPlane(opts: ControlPlaneOptions, deps: Control
           admin.server.closeAllConnections();
         });
         deps.policy.close();
+        shared.close();
         log.info('control plane stopped', {});
       })();
       return stopped;

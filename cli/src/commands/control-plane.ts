@@ -1,9 +1,11 @@
 /**
  * `trellis control-plane`: runs the control plane until SIGINT/SIGTERM.
  * Wiring only: config from file + flags, the CA from --ca-dir, policies from
- * --policy-dir (and the API server's policy objects when there is one), then
- * @trellis/control-plane's startControlPlane, and the controllers that keep
- * the trust-bundle ConfigMaps current.
+ * --policy-dir (and the API server's policy objects when there is one), the
+ * state replicas share (the API server's when there is one, else the CA
+ * dir's), then @trellis/control-plane's startControlPlane, the controllers
+ * that keep the trust-bundle ConfigMaps current, and the CA lifecycle,
+ * driven by the one replica that holds the Lease.
  */
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -11,6 +13,7 @@ import { hostname } from 'node:os';
 import { KubeClient, kubeConfigAvailable, startRegistryInformers, type RegistryInformers } from '@trellis/kubernetes';
 import { resolve } from 'node:path';
 import {
+  CaSecretSync,
   ControlPlaneControllers,
   ControlPlaneError,
   ControlPlaneErrorCode,
@@ -22,6 +25,7 @@ import {
   proxiesFromAdmin,
   registerKubernetesRegistryGauges,
   registerLifecycleGauges,
+  remoteProxies,
   startLifecycleManager,
   PolicyStore,
   policySetSource,
@@ -29,6 +33,7 @@ import {
   readConfigFile,
   resolveConfig,
   startControlPlane,
+  startKubeSharedState,
   type ControlPlaneConfig,
   type ControlPlaneConfigInput,
   type KubernetesTokenSettings,
@@ -135,6 +140,12 @@ export const commands: Command[] = [
   --no-root-cert-configmaps  do not keep ConfigMap trellis-ca-root-cert (the roots) current in every namespace;
                              same default (config rootCertConfigMaps). The Lease trellis-control-plane in
                              $POD_NAMESPACE (default trellis-system) picks the one replica that writes
+  --no-shared-state          keep the state replicas share in the CA dir instead of on the API server: the
+                             revocation list, join-token uses, re-issue orders, the replicas' reports and the
+                             CA's rotation state (Secret trellis-ca). Same default (config sharedState). Without
+                             an API server, replicas on one CA dir share it through files there
+  --leader-lease 15s         the Lease's duration: a dead leader's singleton work (CA rotation steps, status and
+                             ConfigMap writes) moves to another replica within it (config leaderLease)
   --log-level info
 Logs JSON lines to stderr; prints {"msg":"control plane ready",...} when serving.
 SIGTERM drains: streams end with UNAVAILABLE so sidecars fail over, then it exits.`,
@@ -171,6 +182,8 @@ SIGTERM drains: streams end with UNAVAILABLE so sidecars fail over, then it exit
       'allow-invalid-policies': { type: 'boolean' },
       'no-policy-crds': { type: 'boolean' },
       'no-root-cert-configmaps': { type: 'boolean' },
+      'no-shared-state': { type: 'boolean' },
+      'leader-lease': { type: 'string' },
       'log-level': { type: 'string' },
     },
     async run(ctx) {
@@ -210,16 +223,35 @@ SIGTERM drains: streams end with UNAVAILABLE so sidecars fail over, then it exit
         allowInvalidPolicies: flag(ctx, 'allow-invalid-policies') ? true : undefined,
         policyCrds: flag(ctx, 'no-policy-crds') ? false : undefined,
         rootCertConfigMaps: flag(ctx, 'no-root-cert-configmaps') ? false : undefined,
+        sharedState: flag(ctx, 'no-shared-state') ? false : undefined,
+        leaderLease: optionalString(ctx, 'leader-lease'),
       });
       const logger = createLogger({ component: 'control-plane', sink: ctx.stderr, level: cfg.logLevel });
       const caLogger = logger.child({ component: 'ca' });
+      // The API server's policies, trust-bundle ConfigMaps and shared state: on whenever there is an API server to reach, unless turned off.
+      const onApiServer = (v: boolean | null): boolean => v ?? kubeConfigAvailable({ kubeconfig: cfg.kubeconfig ?? undefined, env: ctx.env });
+      const namespace = ctx.env.POD_NAMESPACE ?? 'trellis-system';
+      let connecting: Promise<KubeClient> | undefined;
+      const kube = (): Promise<KubeClient> => (connecting ??= KubeClient.connect(cfg.kubeconfig !== null ? { kubeconfig: cfg.kubeconfig } : {}));
+      const client = onApiServer(cfg.policyCrds) || onApiServer(cfg.rootCertConfigMaps) || onApiServer(cfg.sharedState) ? await kube() : null;
+      // One Lease elects the replica that does singleton work: status and ConfigMap writes, CA rotation steps.
+      const controllers = client
+        ? new ControlPlaneControllers(
+            { leaseNamespace: namespace, identity: `${ctx.env.POD_NAME ?? hostname()}-${randomBytes(3).toString('hex')}`, rootNamespace: cfg.rootNamespace, allowInvalidPolicies: cfg.allowInvalidPolicies, leaseDurationMs: cfg.leaderLeaseMs },
+            { client, logger: logger.child({ component: 'kubernetes' }) },
+          )
+        : null;
+      const sharedOnApi = client !== null && onApiServer(cfg.sharedState);
+      const shared = sharedOnApi ? await startKubeSharedState({ namespace }, { client: client!, logger: logger.child({ component: 'kubernetes' }), clock: () => new Date(), isLeader: () => controllers!.isLeader() }) : undefined;
+      // The CA dir follows Secret trellis-ca before the CA is loaded from it; lifecycle steps are committed there.
+      const caSync = sharedOnApi ? new CaSecretSync({ namespace, caDir: cfg.caDir }, { client: client!, logger: logger.child({ component: 'ca-sync' }) }) : null;
+      await caSync?.start();
+      logger.info('shared state', { backend: shared ? 'api-server' : 'ca-dir', namespace: shared ? namespace : undefined, caSecret: caSync?.isActive() ?? false });
       // Follows the CA dir: an activated intermediate or a rotated root is picked up (and pushed) without a restart.
-      const ca = await openReloadingAuthority(cfg.caDir, { load: (dir) => loadCertificateAuthority(dir, { logger: caLogger }), logger: caLogger });
+      const ca = await openReloadingAuthority(cfg.caDir, { load: (dir) => loadCertificateAuthority(dir, { logger: caLogger }), logger: caLogger, revocations: shared ? () => shared.revocations.current() : undefined });
       if (cfg.trustDomain && cfg.trustDomain !== ca.trustDomain) {
         throw new ControlPlaneError(ControlPlaneErrorCode.CONFIG_INVALID, `trust domain ${cfg.trustDomain} does not match the CA in ${cfg.caDir} (${ca.trustDomain})`);
       }
-      let client: Promise<KubeClient> | undefined;
-      const kube = (): Promise<KubeClient> => (client ??= KubeClient.connect(cfg.kubeconfig !== null ? { kubeconfig: cfg.kubeconfig } : {}));
       const kubernetes = cfg.kubernetes ? await kubernetesTokenSettings(cfg, logger, kube) : undefined;
       // The registry from the API server: its watches start now and retry on their own while it is unreachable.
       let informers: RegistryInformers | undefined;
@@ -236,14 +268,6 @@ SIGTERM drains: streams end with UNAVAILABLE so sidecars fail over, then it exit
       );
       if (cfg.allowInvalidPolicies) logger.warn('--allow-invalid-policies: policy files that fail validation at start are skipped and the rest served; a workload whose only ALLOW policy is in such a file is allowed everything', {});
       await store.start();
-      // The API server's policies and trust-bundle ConfigMaps: on whenever there is an API server to reach, unless turned off.
-      const onApiServer = (v: boolean | null): boolean => v ?? kubeConfigAvailable({ kubeconfig: cfg.kubeconfig ?? undefined, env: ctx.env });
-      const controllers = onApiServer(cfg.policyCrds) || onApiServer(cfg.rootCertConfigMaps)
-        ? new ControlPlaneControllers(
-            { leaseNamespace: ctx.env.POD_NAMESPACE ?? 'trellis-system', identity: `${ctx.env.POD_NAME ?? hostname()}-${randomBytes(3).toString('hex')}`, rootNamespace: cfg.rootNamespace, allowInvalidPolicies: cfg.allowInvalidPolicies },
-            { client: await KubeClient.connect(cfg.kubeconfig !== null ? { kubeconfig: cfg.kubeconfig } : {}), logger: logger.child({ component: 'kubernetes' }) },
-          )
-        : null;
       const crds = controllers && onApiServer(cfg.policyCrds) ? controllers.startPolicies() : null;
       // Usually the first list takes a moment: wait a little so the control plane starts ready. The timer
       // keeps the process alive: with the API server unreachable nothing else does yet (the watches'
@@ -284,6 +308,8 @@ SIGTERM drains: streams end with UNAVAILABLE so sidecars fail over, then it exit
           policy,
           logger,
           caExpiry: () => ca.expiry(),
+          shared,
+          runStep: caSync ? (step) => caSync.step(step) : undefined,
           kubernetesRegistry,
         },
       );
@@ -294,10 +320,18 @@ SIGTERM drains: streams end with UNAVAILABLE so sidecars fail over, then it exit
       }
       controllers?.elect();
       // CA lifecycle: intermediate rotation when due, a started root rotation advanced on observed ACKs, trellis_lifecycle_* gauges.
-      registerLifecycleGauges(running.metrics.registry, cfg.caDir);
+      registerLifecycleGauges(running.metrics.registry, cfg.caDir, () => new Date(), shared ? () => shared.revocations.current() : undefined);
       const lifecycle = startLifecycleManager(
         { caDir: cfg.caDir, rootDir: pathFlag(ctx, 'root-dir') },
-        { authority: ca, logger: logger.child({ component: 'lifecycle' }), proxies: () => proxiesFromAdmin({ proxies: running.service.registry.statuses() }) },
+        // Every replica's sidecars: a rotation step waits for the ACKs of those connected to the others too.
+        {
+          authority: ca,
+          logger: logger.child({ component: 'lifecycle' }),
+          proxies: () => [...(proxiesFromAdmin({ proxies: running.service.registry.statuses() }) ?? []), ...remoteProxies(running.replicas())],
+          // On Kubernetes only the Lease holder steps, and each step is committed to Secret trellis-ca.
+          isLeader: controllers && shared ? () => controllers.isLeader() : undefined,
+          runStep: caSync ? (step) => caSync.step(step) : undefined,
+        },
       );
       await new Promise<void>((r) => {
         if (ctx.stopSignal.aborted) r();
@@ -307,6 +341,7 @@ SIGTERM drains: streams end with UNAVAILABLE so sidecars fail over, then it exit
       lifecycle.stop();
       await controllers?.stop();
       await running.stop(5000);
+      await caSync?.stop();
       await informers?.stop();
       ca.close();
       return 0;

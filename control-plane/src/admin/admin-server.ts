@@ -50,6 +50,8 @@ export interface AdminAccessSettings {
 /** What the admin server reads from the running control plane. */
 export interface AdminSources {
   ready(): boolean;
+  /** Why the control plane is not ready, for the /readyz body (e.g. the CA dir cannot be written). */
+  notReadyReasons?(): readonly string[];
   metrics: Registry;
   proxies(): unknown;
   policies(): unknown;
@@ -152,7 +154,7 @@ export async function startAdminServer(listen: string, src: AdminSources): Promi
       case '/healthz':
         return json(200, { status: 'ok' });
       case '/readyz':
-        return src.ready() ? json(200, { status: 'ready' }) : json(503, { status: 'not ready' });
+        return src.ready() ? json(200, { status: 'ready' }) : json(503, { status: 'not ready', reasons: src.notReadyReasons?.() ?? [] });
       case '/metrics':
         src.metrics.metrics().then(
           (text) => {

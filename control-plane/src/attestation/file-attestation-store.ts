@@ -2,17 +2,18 @@
  * The AttestationStore of one CA dir: `<ca-dir>/attestations/<serial>.json`
  * (0600, in a 0700 dir), one file per SVID issued under an attestation that
  * vouches for more than the identity (a join token's metadata, or the pod a
- * Kubernetes token was bound to), written whole (temp file + rename) so
+ * Kubernetes token was bound to), written whole (temp file, fsync, rename) so
  * a reader never sees half a record. Replicas sharing the CA dir, and a
  * restarted control plane, read each other's records. Records are immutable,
  * so they are cached once read; expired ones are swept (files and cache) at
  * most once an hour.
  */
-import { mkdirSync, readdirSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from '@trellis/shared';
 import { ControlPlaneError, ControlPlaneErrorCode } from '../errors/control-plane-error';
 import { normalSerial } from '../discovery/reissue-orders';
+import { writeFileAtomic } from '../state/atomic-file';
 import type { AttestationStore } from './attestation-store';
 import { isKubernetesNamespace } from '@trellis/shared';
 import { attestsMetadata, fromJoinToken, fromKubernetesPod, type WorkloadAttestation } from './workload-attestation';
@@ -52,10 +53,7 @@ export class FileAttestationStore implements AttestationStore {
           notAfter: new Date(notAfterMs).toISOString(),
         };
     try {
-      mkdirSync(this.dir, { recursive: true, mode: 0o700 });
-      const tmp = `${file}.${process.pid}.tmp`;
-      writeFileSync(tmp, JSON.stringify(record) + '\n', { mode: 0o600 });
-      renameSync(tmp, file);
+      writeFileAtomic(file, JSON.stringify(record) + '\n', 0o600);
     } catch (err) {
       throw new ControlPlaneError(ControlPlaneErrorCode.ATTESTATION_STORE, `${file}: ${(err as Error).message}`, { file }, { cause: err });
     }

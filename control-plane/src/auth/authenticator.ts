@@ -22,6 +22,7 @@ import { isJoinToken, verifyJoinToken } from './join-token';
 import type { JoinTokenStore } from './join-token-store';
 import type { KubernetesTokenVerifier } from './kubernetes-token';
 import type { PodLiveness } from './token-keys';
+import type { TokenUses } from './token-uses';
 
 /** The parts of a TLS peer certificate the authenticator reads (node:tls PeerCertificate). */
 export interface PeerCertificateView {
@@ -37,6 +38,8 @@ export interface AuthenticatorDeps {
   /** Absent when Kubernetes tokens are not configured. */
   kubernetes?: KubernetesTokenVerifier;
   joinTokens: JoinTokenStore;
+  /** Where token uses are recorded (the API server with replicas); default `joinTokens` (the CA dir). */
+  tokenUses?: TokenUses;
   /** True when a serial (lower-case hex) or SPIFFE ID has been revoked. */
   isRevoked(serialHex: string, spiffeId: string): boolean;
   /** Attestations of issued SVIDs; absent: a certificate attests its identity alone. */
@@ -61,7 +64,7 @@ export async function authenticate(deps: AuthenticatorDeps, creds: StreamCredent
     if (!deps.joinTokens.hasKey()) throw new ControlPlaneError(C.TOKEN_BAD_SIGNATURE, 'join tokens are not enabled on this control plane (no key)');
     const claims = await verifyJoinToken(deps.joinTokens.key(false), token, nowMs, deps.trustDomain);
     if (deps.isRevoked('', claims.spiffeId)) throw new ControlPlaneError(C.CERT_REJECTED, `${claims.spiffeId} is revoked`);
-    const use = deps.joinTokens.consume(claims.tokenId, claims.uses);
+    const use = await (deps.tokenUses ?? deps.joinTokens).consume(claims.tokenId, claims.uses, claims.expiresAtMs);
     return {
       spiffeId: claims.spiffeId,
       method: 'join-token',

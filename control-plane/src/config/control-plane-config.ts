@@ -66,6 +66,14 @@ export interface ControlPlaneConfigInput {
   policyCrds?: boolean;
   /** Keep ConfigMap trellis-ca-root-cert current in every namespace. Default as policyCrds. */
   rootCertConfigMaps?: boolean;
+  /**
+   * Keep the state replicas share (revocations, join-token uses, re-issue
+   * orders, replica reports, the CA's rotation state) on the API server.
+   * Default as policyCrds; false keeps it in the CA dir.
+   */
+  sharedState?: boolean;
+  /** The Lease that elects the replica doing singleton work (default 15s, client-go's). */
+  leaderLease?: string;
 }
 
 /** The resolved configuration. */
@@ -114,6 +122,9 @@ export interface ControlPlaneConfig {
   readonly policyCrds: boolean | null;
   /** As policyCrds, for the trust-bundle ConfigMaps. */
   readonly rootCertConfigMaps: boolean | null;
+  /** As policyCrds, for the state the replicas share. */
+  readonly sharedState: boolean | null;
+  readonly leaderLeaseMs: number;
 }
 
 const HOST_PORT = '^(\\[[0-9a-fA-F:.]+\\]|[A-Za-z0-9.-]+):[0-9]{1,5}$';
@@ -171,6 +182,8 @@ const SCHEMA = {
     allowInvalidPolicies: { type: 'boolean' },
     policyCrds: { type: 'boolean' },
     rootCertConfigMaps: { type: 'boolean' },
+    sharedState: { type: 'boolean' },
+    leaderLease: { type: 'string', pattern: DURATION },
   },
 } as const;
 
@@ -260,6 +273,8 @@ export function resolveConfig(file: ControlPlaneConfigInput, flags: ControlPlane
   const debounce = dur(merged.pushDebounce, 'pushDebounce', 100);
   const authTimeout = dur(merged.authTimeout, 'authTimeout', DEFAULT_CONNECTION_LIMITS.authTimeoutMs);
   if (authTimeout < 100 || authTimeout > 600_000) problems.push('config: /authTimeout: must be between 100ms and 10m');
+  const leaderLease = dur(merged.leaderLease, 'leaderLease', 15_000);
+  if (leaderLease < 1500 || leaderLease > 300_000) problems.push('config: /leaderLease: must be between 1.5s and 5m');
   if (problems.length > 0) throw invalid(problems);
   const k = merged.kubernetes;
   return Object.freeze({
@@ -290,6 +305,8 @@ export function resolveConfig(file: ControlPlaneConfigInput, flags: ControlPlane
     allowInvalidPolicies: merged.allowInvalidPolicies ?? false,
     policyCrds: merged.policyCrds ?? null,
     rootCertConfigMaps: merged.rootCertConfigMaps ?? null,
+    sharedState: merged.sharedState ?? null,
+    leaderLeaseMs: leaderLease,
   });
 }
 

@@ -29,7 +29,8 @@ import { boundPodKey } from '../registry/pod-facts';
 import type { PolicySource } from './policy-source';
 import { ProxyRegistry } from './proxy-registry';
 import { PushDebouncer } from './push-debouncer';
-import { ReissueBook } from './reissue-orders';
+import { ReissueBook, type ReissueOrder } from './reissue-orders';
+import type { ReplicaReport } from '../state/replica-report';
 import { ResourceBuilder, type DiscoverySnapshot } from './resource-builder';
 import { DEFAULT_MAX_STREAMS_PER_IDENTITY, StreamQuota } from './stream-quota';
 import { StreamSession, type SessionDeps, type StreamTransport } from './stream-session';
@@ -48,6 +49,8 @@ export interface DiscoveryServiceDeps extends Omit<SessionDeps, 'builder' | 'sna
   debounceMs: number;
   /** Where endpoints come from (the Kubernetes API server); absent: the connected sessions. */
   registrySource?: RegistrySource;
+  /** Told when a session that serves endpoints joins or leaves (the replica report is republished). */
+  onSessionsChanged?(): void;
 }
 
 /** Sessions, snapshot and pushes, independent of gRPC. */
@@ -101,6 +104,7 @@ export class DiscoveryService {
           set.add(s);
         }
         deps.metrics.connectedSidecars.set(this.registry.size);
+        deps.onSessionsChanged?.();
       },
       onClosed: (s) => {
         if (this.registry.remove(s)) this.sessionSource?.changed();
@@ -112,6 +116,7 @@ export class DiscoveryService {
           if (set && set.size === 0) this.byPod.delete(key);
         }
         deps.metrics.connectedSidecars.set(this.registry.size);
+        deps.onSessionsChanged?.();
       },
     };
   }
@@ -144,7 +149,7 @@ export class DiscoveryService {
    * are told after the debounce, later ones when they subscribe. Returns how
    * many connected sidecars were asked and the spread of their deadlines.
    */
-  reissue(target: { all: true } | { spiffeId: string }, windowMs: number, reason: 'reissue' | 'root-rotation' = 'reissue'): { sidecars: number; renewBy: { earliest: string | null; latest: string | null } } {
+  reissue(target: { all: true } | { spiffeId: string }, windowMs: number, reason: 'reissue' | 'root-rotation' = 'reissue'): { sidecars: number; renewBy: { earliest: string | null; latest: string | null }; order: ReissueOrder } {
     const order = this.reissueBook.order({ nowMs: this.deps.nowMs(), windowMs, spiffeId: 'spiffeId' in target ? target.spiffeId : null, reason });
     const deadlines: string[] = [];
     for (const s of this.registry.all()) {
@@ -153,7 +158,21 @@ export class DiscoveryService {
     }
     deadlines.sort();
     this.debouncer.mark(RENEWAL_TYPE_URL);
-    return { sidecars: deadlines.length, renewBy: { earliest: deadlines[0] ?? null, latest: deadlines[deadlines.length - 1] ?? null } };
+    return { sidecars: deadlines.length, renewBy: { earliest: deadlines[0] ?? null, latest: deadlines[deadlines.length - 1] ?? null }, order };
+  }
+
+  /** Takes over re-issue orders made through another replica; their sidecars here are told. */
+  adoptReissueOrders(orders: readonly ReissueOrder[]): void {
+    if (this.reissueBook.adopt(orders, this.deps.nowMs()) > 0) this.debouncer.mark(RENEWAL_TYPE_URL);
+  }
+
+  /**
+   * The other replicas' reports: in local mode (the sessions are the
+   * registry) their sidecars' endpoints are served beside ours. With the
+   * Kubernetes registry the API server already lists every replica's pods.
+   */
+  setPeers(peers: readonly ReplicaReport[]): void {
+    this.sessionSource?.setPeers(peers);
   }
 
   /** Replaces the trust bundle; pushes only when its content changed. */

@@ -438,7 +438,21 @@ export class StreamSession {
       const code = codeOf(err);
       this.deps.metrics.svidsRefused.inc({ reason: code });
       this.logWarn('svid refused', { event: 'audit', spiffeId: peer.spiffeId, authMethod: peer.method, error: err, ...peer.audit });
+      // No SVID went out for this join-token use (a full disk, an overload): give the use back, so the
+      // workload's retry with the same token is not refused as spent.
+      if (peer.method === 'join-token' && this.svidIssuedAtMs === null) await this.releaseTokenUse(peer);
       throw err;
+    }
+  }
+
+  private async releaseTokenUse(peer: AuthenticatedPeer): Promise<void> {
+    const { tokenId, use } = peer.audit as { tokenId?: unknown; use?: unknown };
+    if (typeof tokenId !== 'string' || typeof use !== 'number') return;
+    try {
+      await (this.deps.auth.tokenUses ?? this.deps.auth.joinTokens).release(tokenId, use);
+      this.logInfo('join token use given back: no SVID was handed out for it', { event: 'audit', spiffeId: peer.spiffeId, tokenId, use });
+    } catch (err) {
+      this.logWarn('join token use could not be given back; it stays spent', { event: 'audit', spiffeId: peer.spiffeId, tokenId, use, error: err });
     }
   }
 

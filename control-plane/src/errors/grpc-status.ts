@@ -38,6 +38,8 @@ const BY_CODE: Readonly<Record<string, status>> = Object.freeze({
   TRELLIS_CP_REQUEST_FLOOD: status.RESOURCE_EXHAUSTED,
   TRELLIS_CP_MESSAGE_TOO_LARGE: status.RESOURCE_EXHAUSTED,
   TRELLIS_CP_SHUTTING_DOWN: status.UNAVAILABLE,
+  // The use of a join token could not be recorded (a full disk, the API server down): nothing was spent; retry.
+  TRELLIS_CP_JOIN_TOKEN_STORE: status.UNAVAILABLE,
   // The CA's own refusals (control-plane/src/ca/ca-error.ts).
   TRELLIS_CA_CSR_IDENTITY_MISMATCH: status.PERMISSION_DENIED,
   TRELLIS_CA_BAD_SPIFFE_ID: status.PERMISSION_DENIED,
@@ -48,6 +50,8 @@ const BY_CODE: Readonly<Record<string, status>> = Object.freeze({
   TRELLIS_CA_TTL_OUT_OF_RANGE: status.INVALID_ARGUMENT,
   TRELLIS_CA_BAD_REQUEST: status.INVALID_ARGUMENT,
   TRELLIS_CA_INTERMEDIATE_EXPIRED: status.UNAVAILABLE,
+  // The audit record could not be made durable (a full disk): nothing was issued; the sidecar retries.
+  TRELLIS_CA_AUDIT_WRITE_FAILED: status.UNAVAILABLE,
   // The reloading CA refuses revoked identities (control-plane/src/lifecycle).
   TRELLIS_LIFECYCLE_REVOKED: status.PERMISSION_DENIED,
 });

@@ -7,7 +7,8 @@
  */
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { REPO_ROOT } from './cli-runner';
 import { optionalDependency } from './optional-dependency';
@@ -139,4 +140,40 @@ export function legacyNodePath(): string | null {
     }
   }
   return legacyNode;
+}
+
+/**
+ * Mounting a small tmpfs (root, and a kernel and container that allow
+ * `mount -t tmpfs`): a real full disk for the durability suites.
+ */
+export const TMPFS = optionalDependency({
+  name: 'mounting a tmpfs',
+  requireEnv: 'TRELLIS_REQUIRE_TMPFS',
+  probe() {
+    if (process.platform !== 'linux') return `tmpfs mounts need Linux (this is ${process.platform})`;
+    if (typeof process.getuid === 'function' && process.getuid() !== 0) return 'not running as root (mount -t tmpfs needs it; run the suite as root)';
+    const dir = mkdtempSync(join(tmpdir(), 'trellis-tmpfs-probe-'));
+    try {
+      const m = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', dir], { encoding: 'utf8' });
+      if (m.status !== 0) return `the OS refused "mount -t tmpfs": ${(m.stderr || String(m.error)).trim()}`;
+      spawnSync('umount', [dir]);
+      return undefined;
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  },
+});
+
+/** A tmpfs of `size` (e.g. `1m`) mounted on a new temp dir; `unmount()` lazily unmounts and removes it. Needs {@link TMPFS}. */
+export function mountTmpfs(size: string): { dir: string; unmount(): void } {
+  const dir = mkdtempSync(join(tmpdir(), 'trellis-tmpfs-'));
+  const m = spawnSync('mount', ['-t', 'tmpfs', '-o', `size=${size},mode=0755`, 'tmpfs', dir], { encoding: 'utf8' });
+  if (m.status !== 0) throw new Error(`mount -t tmpfs ${dir} failed: ${m.stderr.trim()}`);
+  return {
+    dir,
+    unmount() {
+      spawnSync('umount', ['-l', dir]);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
 }
