@@ -114,8 +114,10 @@ export type { AdminCredentials, IssuedAdminCredentials } from './admin/admin-cre
 export { decideAdminRequest, defaultAdminSpiffeId, PUBLIC_PATHS } from './admin/admin-access';
 export type { AdminDecision, AdminRequestFacts, AdminAccessPolicy } from './admin/admin-access';
 export { acceptedAdminHosts, isAcceptedHost } from './admin/admin-host';
+export type { AcceptedHosts } from './admin/admin-host';
 export type { RootRotationAuth } from './admin/lifecycle-routes';
 export { httpStatusOf } from './admin/admin-status';
+export { splitHostPort } from './admin/admin-server';
 export { caStatusView } from './lifecycle/ca-status';
 export type { CaStatusView } from './lifecycle/ca-status';
 export { ControlPlaneControllers, CONTROL_PLANE_LEASE } from './kubernetes/control-plane-controllers';
