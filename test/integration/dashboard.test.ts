@@ -133,7 +133,7 @@ describe('the live mesh dashboard (trellis up: real control plane, sidecars and 
       const { chromium } = require('playwright-core') as typeof import('playwright-core');
       // launch() gives every run a fresh temporary profile (--user-data-dir) of its own.
       browser = await chromium.launch({ executablePath: CHROMIUM_PATH, headless: true, args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'] });
-      context = await browser.newContext({ viewport: { width: 1400, height: 1000 } });
+      context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
       page = await context.newPage();
       page.on('pageerror', (e) => pageErrors.push(e.message));
       const res = await page.goto(url);
@@ -188,6 +188,11 @@ describe('the live mesh dashboard (trellis up: real control plane, sidecars and 
         const text = (await problem.textContent()) ?? '';
         expect(text).to.match(/zz-broken\.yaml:5:\d+: /);
         expect(text).to.contain('action');
+        // The screenshot: every part of the page showing something (the denied edge still selected).
+        const shot = join(tmp.dir, 'dashboard.png');
+        const png = await page.screenshot({ path: shot, fullPage: true });
+        expect(png.subarray(0, 8).toString('hex')).to.equal('89504e470d0a1a0a');
+        if (process.env.TRELLIS_DASHBOARD_SCREENSHOT) writeFileSync(process.env.TRELLIS_DASHBOARD_SCREENSHOT, png);
         writeFileSync(file, 'apiVersion: security.trellis.dev/v1\nkind: AuthorizationPolicy\nmetadata: { name: broken, namespace: shop }\nspec:\n  selector: { matchLabels: { app: nobody } }\n  action: ALLOW\n');
         await page.waitForSelector('#policies-ok');
         expect(await page.$$('#policies li.problem')).to.have.length(0);
@@ -251,10 +256,6 @@ describe('the live mesh dashboard (trellis up: real control plane, sidecars and 
       await page.click(`${edge} .edge-label`);
       await page.waitForSelector('#edge-detail li[data-reason="revoked"]');
       expect(pageErrors).to.deep.equal([]);
-      const shot = join(tmp.dir, 'dashboard.png');
-      const png = await page.screenshot({ path: shot, fullPage: true });
-      expect(png.subarray(0, 8).toString('hex')).to.equal('89504e470d0a1a0a');
-      if (process.env.TRELLIS_DASHBOARD_SCREENSHOT) writeFileSync(process.env.TRELLIS_DASHBOARD_SCREENSHOT, png);
     });
   });
 });
