@@ -15,7 +15,7 @@ import type { ChildProcess } from 'node:child_process';
 import WebSocket from 'ws';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { adminRequest, loadAdminCredentials, type AdminTarget, type AuditEventPage, type MeshView } from '@trellis/control-plane';
-import { CHROMIUM, CHROMIUM_PATH, describeWith, makeTmpDir, REPO_ROOT, trellisSpawn, waitFor } from '@trellis/testkit';
+import { CHROMIUM, CHROMIUM_PATH, describeWith, makeTmpDir, REPO_ROOT, trellisSpawn, trellisSync, waitFor } from '@trellis/testkit';
 import { meshWithFreePorts } from './mesh-on-free-ports';
 
 const id = (sa: string): string => `spiffe://trellis.local/ns/shop/sa/${sa}`;
@@ -120,6 +120,38 @@ describe('the live mesh dashboard (trellis up: real control plane, sidecars and 
     const events = await adminRequest<AuditEventPage>(admin, 'GET', '/debug/events?since=0&limit=500');
     const issuedTo = new Set(events.events.filter((e) => e.action === 'svid.issued').map((e) => e.spiffeId));
     for (const who of [FRONTEND, PAYMENTS, LEDGER]) expect(issuedTo, `an issuance event for ${who}`).to.include(who);
+  });
+
+  it('Should run on its own as trellis dashboard with the admin credentials, refuse a non-loopback address, and stop on Ctrl-C', async () => {
+    const creds = join(stateDir, 'admin');
+    const refused = trellisSync(['dashboard', '--admin', admin.address, '--admin-credentials', creds, '--listen', '0.0.0.0:0']);
+    expect(refused.status).to.equal(1);
+    expect(refused.stderr).to.contain('[TRELLIS_DASHBOARD_NOT_LOOPBACK]');
+    const child = trellisSpawn(['dashboard', '--admin', admin.address, '--admin-credentials', creds, '--listen', '127.0.0.1:0']);
+    let text = '';
+    child.stdout!.on('data', (d: Buffer) => (text += d.toString()));
+    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    try {
+      await waitFor('the dashboard URL', () => /trellis dashboard: http:\/\/127\.0\.0\.1:\d+\/\?token=[0-9a-f]{32}/.test(text));
+      const own = new URL(/trellis dashboard: (\S+)/.exec(text)![1]!);
+      expect((await httpGet(Number(own.port), `/${own.search}`)).status).to.equal(303);
+      // A page gets the mesh from the control plane through it.
+      const hello = await new Promise<{ type: string; mesh: MeshView | null }>((resolve, reject) => {
+        const ws = new WebSocket(`ws://${own.host}/ws${own.search}`, { headers: { origin: own.origin } });
+        ws.on('message', (d) => {
+          const m = JSON.parse(String(d)) as { type: string; mesh: MeshView | null };
+          if (m.type === 'hello' && m.mesh === null) return;
+          ws.close();
+          resolve(m.type === 'mesh' ? { type: 'hello', mesh: (m as unknown as { sections: MeshView }).sections } : m);
+        });
+        ws.on('error', reject);
+      });
+      expect(hello.mesh!.workloads.map((w) => w.spiffeId)).to.include(PAYMENTS);
+      child.kill('SIGINT');
+      expect(await exited).to.equal(0);
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL');
+    }
   });
 
   describeWith(CHROMIUM, 'in a real browser', function () {

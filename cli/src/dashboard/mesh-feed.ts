@@ -34,6 +34,8 @@ export class MeshFeed {
   private readonly listeners = new Set<(m: ServerMessage) => void>();
   private stopped = true;
   private timer: NodeJS.Timeout | undefined;
+  /** Abandons the requests in flight on stop(): a long poll must not hold the process for its 20 s. */
+  private inFlight = new AbortController();
   private readonly request: typeof adminRequest;
 
   constructor(private readonly deps: MeshFeedDeps) {
@@ -55,6 +57,7 @@ export class MeshFeed {
   start(): void {
     if (!this.stopped) return;
     this.stopped = false;
+    this.inFlight = new AbortController();
     void this.pollMesh();
     void this.pollEvents();
   }
@@ -62,6 +65,7 @@ export class MeshFeed {
   stop(): void {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
+    this.inFlight.abort();
   }
 
   private emit(m: ServerMessage): void {
@@ -79,12 +83,14 @@ export class MeshFeed {
   private async pollMesh(): Promise<void> {
     if (this.stopped) return;
     try {
-      const next = await this.request<MeshView>(this.deps.admin, 'GET', '/debug/mesh', undefined, 5000);
+      const next = await this.request<MeshView>(this.deps.admin, 'GET', '/debug/mesh', undefined, 5000, this.inFlight.signal);
+      if (this.stopped) return;
       this.setLink(true, null);
       const sections = changedSections(this.mesh, next);
       this.mesh = next;
       if (sections) this.emit({ type: 'mesh', generatedAt: next.generatedAt, sections });
     } catch (err) {
+      if (this.stopped) return;
       this.setLink(false, (err as Error).message);
     }
     if (!this.stopped) {
@@ -96,7 +102,8 @@ export class MeshFeed {
   private async pollEvents(): Promise<void> {
     while (!this.stopped) {
       try {
-        const page = await this.request<AuditEventPage>(this.deps.admin, 'GET', `/debug/events?since=${this.since}&wait=${EVENTS_WAIT_MS}&limit=200`, undefined, EVENTS_WAIT_MS + 10_000);
+        const page = await this.request<AuditEventPage>(this.deps.admin, 'GET', `/debug/events?since=${this.since}&wait=${EVENTS_WAIT_MS}&limit=200`, undefined, EVENTS_WAIT_MS + 10_000, this.inFlight.signal);
+        if (this.stopped) return;
         // A restarted control plane counts from 1 again: start over from its oldest.
         if (page.next < this.since) {
           this.since = 0;
