@@ -134,20 +134,32 @@ function syncOf(v: TypeSyncSnapshot): WorkloadView['sync'][string] {
 }
 
 /**
- * The problems in a policy source's status (policy-store.ts's shape, which
- * the CRD source shares): each rejected source's errors, the directory's own
- * error, and policies defined twice. Reads defensively: a status of another
- * shape has no problems to show.
+ * The problems in a policy source's status: each rejected file's errors
+ * (policy-store.ts) or rejected object's (policy-object-store.ts, the API
+ * server's policies), the directory's own error, policies defined twice,
+ * and the same for each source of a merged status (`sources`). Reads
+ * defensively: a status of another shape has no problems to show.
  */
 export function policyProblems(status: unknown): MeshView['policies'] {
-  const st = (status ?? {}) as { servable?: unknown; version?: unknown; dirError?: unknown; duplicates?: unknown; files?: unknown };
+  const st = (status ?? {}) as { servable?: unknown; version?: unknown };
   const problems: PolicyProblem[] = [];
-  if (typeof st.dirError === 'string' && st.dirError !== '') problems.push({ source: '(policy directory)', message: st.dirError, lastGoodKept: true });
-  for (const f of Array.isArray(st.files) ? (st.files as unknown[]) : []) {
-    const file = f as { file?: unknown; state?: unknown; errors?: unknown; lastGoodAt?: unknown };
-    if (file.state !== 'rejected' || typeof file.file !== 'string') continue;
-    for (const m of Array.isArray(file.errors) ? file.errors : []) if (typeof m === 'string') problems.push({ source: file.file, message: m, lastGoodKept: typeof file.lastGoodAt === 'string' });
-  }
-  for (const d of Array.isArray(st.duplicates) ? (st.duplicates as unknown[]) : []) if (typeof d === 'string') problems.push({ source: '(duplicates)', message: d, lastGoodKept: true });
+  collectProblems(status, problems, 0);
   return { servable: typeof st.servable === 'boolean' ? st.servable : null, version: typeof st.version === 'string' ? st.version : null, problems };
+}
+
+function collectProblems(status: unknown, out: PolicyProblem[], depth: number): void {
+  if (status === null || typeof status !== 'object' || depth > 2) return;
+  const st = status as { dirError?: unknown; duplicates?: unknown; files?: unknown; objects?: unknown; sources?: unknown };
+  const messages = (v: unknown): string[] => (Array.isArray(v) ? v.filter((m): m is string => typeof m === 'string') : []);
+  if (typeof st.dirError === 'string' && st.dirError !== '') out.push({ source: '(policy directory)', message: st.dirError, lastGoodKept: true });
+  for (const f of Array.isArray(st.files) ? (st.files as Array<Record<string, unknown>>) : []) {
+    if (f?.['state'] !== 'rejected' || typeof f['file'] !== 'string') continue;
+    for (const m of messages(f['errors'])) out.push({ source: f['file'], message: m, lastGoodKept: typeof f['lastGoodAt'] === 'string' });
+  }
+  for (const o of Array.isArray(st.objects) ? (st.objects as Array<Record<string, unknown>>) : []) {
+    if (o?.['state'] !== 'rejected' || typeof o['object'] !== 'string') continue;
+    for (const m of messages(o['errors'])) out.push({ source: o['object'], message: m, lastGoodKept: typeof o['inForceGeneration'] === 'number' });
+  }
+  for (const d of messages(st.duplicates)) out.push({ source: '(duplicates)', message: d, lastGoodKept: true });
+  if (st.sources && typeof st.sources === 'object') for (const sub of Object.values(st.sources as Record<string, unknown>)) collectProblems(sub, out, depth + 1);
 }

@@ -51,4 +51,14 @@ describe('mesh view (GET /debug/mesh)', () => {
     expect(p).to.deep.equal({ servable: true, version: 'abc', problems: [{ source: '/p/broken.yaml', message: '/p/broken.yaml:5:11: document 0: spec.action: must be one of ALLOW, DENY [TRELLIS_POLICY_SCHEMA]', lastGoodKept: false }] });
     expect(policyProblems({ source: 'static' }).problems).to.deep.equal([]);
   });
+
+  it('Should list rejected API-server objects too, and the problems of every source of a merged status', () => {
+    const objects = { servable: true, version: 'o', duplicates: [], objects: [{ object: 'AuthorizationPolicy shop/deny', state: 'rejected', inForceGeneration: 1, errors: ['AuthorizationPolicy shop/deny: spec.action: bad [TRELLIS_POLICY_SCHEMA]'] }, { object: 'AuthorizationPolicy shop/ok', state: 'valid', inForceGeneration: 2, errors: [] }] };
+    const files = { servable: true, version: 'f', dirError: null, duplicates: [], files: [{ file: 'x.yaml', state: 'rejected', lastGoodAt: '2030-01-01T00:00:00.000Z', errors: ['x.yaml:1:1: y [Z]'] }] };
+    expect(policyProblems({ servable: true, duplicates: ['AuthorizationPolicy shop/a in files and crds'], sources: { files, crds: objects } }).problems).to.deep.equal([
+      { source: '(duplicates)', message: 'AuthorizationPolicy shop/a in files and crds', lastGoodKept: true },
+      { source: 'x.yaml', message: 'x.yaml:1:1: y [Z]', lastGoodKept: true },
+      { source: 'AuthorizationPolicy shop/deny', message: 'AuthorizationPolicy shop/deny: spec.action: bad [TRELLIS_POLICY_SCHEMA]', lastGoodKept: true },
+    ]);
+  });
 });
