@@ -54,4 +54,27 @@ describe('dashboard mesh feed', () => {
     feed.stop();
     expect(signals.every((s) => s.aborted)).to.equal(true);
   });
+
+  it('Should poll only while a page is open', async () => {
+    let requests = 0;
+    const request = ((_t: AdminTarget, _m: string, path: string, _b?: unknown, _ms?: number, signal?: AbortSignal): Promise<unknown> => {
+      requests++;
+      if (path === '/debug/mesh') return Promise.resolve(view(['a'], String(requests)));
+      return new Promise((_resolve, reject) => signal!.addEventListener('abort', () => reject(new Error('abandoned'))));
+    }) as unknown as typeof import('@trellis/control-plane').adminRequest;
+    const feed = new MeshFeed({ admin, logger: silentLogger, request, intervalMs: 1 });
+    feed.start();
+    await new Promise((r) => setTimeout(r, 30));
+    expect(requests).to.equal(0);
+    const unsubscribe = feed.subscribe(() => undefined);
+    await until(() => requests > 3);
+    unsubscribe();
+    await new Promise((r) => setTimeout(r, 10));
+    const paused = requests;
+    await new Promise((r) => setTimeout(r, 30));
+    expect(requests).to.equal(paused);
+    feed.subscribe(() => undefined);
+    await until(() => requests > paused + 2);
+    feed.stop();
+  });
 });

@@ -4,7 +4,9 @@
  * `GET /debug/events`, both with the operator's admin credentials over
  * mTLS (the browser never holds them), and tells subscribers what changed.
  * It keeps the last answer and the last events only to greet a new page;
- * what the page shows is always the control plane's own view.
+ * what the page shows is always the control plane's own view. It polls only
+ * while a page is open: a dashboard nobody looks at costs the control plane
+ * nothing.
  */
 import { adminRequest, type AdminTarget, type AuditEvent, type AuditEventPage, type MeshView } from '@trellis/control-plane';
 import type { Logger } from '@trellis/shared';
@@ -32,7 +34,11 @@ export class MeshFeed {
   private since = 0;
   private link: ControlPlaneLink;
   private readonly listeners = new Set<(m: ServerMessage) => void>();
-  private stopped = true;
+  /** Between start() and stop(). */
+  private enabled = false;
+  /** Polling now (enabled and someone listening); a new generation ends the loops of the previous one. */
+  private generation = 0;
+  private polling = false;
   private timer: NodeJS.Timeout | undefined;
   /** Abandons the requests in flight on stop(): a long poll must not hold the process for its 20 s. */
   private inFlight = new AbortController();
@@ -48,22 +54,41 @@ export class MeshFeed {
     return { type: 'hello', mesh: this.mesh, events: [...this.recent], link: this.link };
   }
 
-  /** Calls `listener` with every message; returns an unsubscribe function. */
+  /** Calls `listener` with every message, polling while there is one; returns an unsubscribe function. */
   subscribe(listener: (m: ServerMessage) => void): () => void {
     this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
+    this.resume();
+    return () => {
+      this.listeners.delete(listener);
+      if (this.listeners.size === 0) this.pause();
+    };
   }
 
+  /** Polls from now on whenever a page is open. */
   start(): void {
-    if (!this.stopped) return;
-    this.stopped = false;
-    this.inFlight = new AbortController();
-    void this.pollMesh();
-    void this.pollEvents();
+    this.enabled = true;
+    this.resume();
   }
 
+  /** Stops polling and abandons the requests in flight. */
   stop(): void {
-    this.stopped = true;
+    this.enabled = false;
+    this.pause();
+  }
+
+  private resume(): void {
+    if (!this.enabled || this.polling || this.listeners.size === 0) return;
+    this.polling = true;
+    this.generation++;
+    this.inFlight = new AbortController();
+    void this.pollMesh(this.generation);
+    void this.pollEvents(this.generation);
+  }
+
+  private pause(): void {
+    if (!this.polling) return;
+    this.polling = false;
+    this.generation++;
     if (this.timer) clearTimeout(this.timer);
     this.inFlight.abort();
   }
@@ -80,30 +105,30 @@ export class MeshFeed {
     this.emit({ type: 'link', link: this.link });
   }
 
-  private async pollMesh(): Promise<void> {
-    if (this.stopped) return;
+  private async pollMesh(gen: number): Promise<void> {
+    if (gen !== this.generation) return;
     try {
       const next = await this.request<MeshView>(this.deps.admin, 'GET', '/debug/mesh', undefined, 5000, this.inFlight.signal);
-      if (this.stopped) return;
+      if (gen !== this.generation) return;
       this.setLink(true, null);
       const sections = changedSections(this.mesh, next);
       this.mesh = next;
       if (sections) this.emit({ type: 'mesh', generatedAt: next.generatedAt, sections });
     } catch (err) {
-      if (this.stopped) return;
+      if (gen !== this.generation) return;
       this.setLink(false, (err as Error).message);
     }
-    if (!this.stopped) {
-      this.timer = setTimeout(() => void this.pollMesh(), this.deps.intervalMs ?? 400);
+    if (gen === this.generation) {
+      this.timer = setTimeout(() => void this.pollMesh(gen), this.deps.intervalMs ?? 400);
       this.timer.unref();
     }
   }
 
-  private async pollEvents(): Promise<void> {
-    while (!this.stopped) {
+  private async pollEvents(gen: number): Promise<void> {
+    while (gen === this.generation) {
       try {
         const page = await this.request<AuditEventPage>(this.deps.admin, 'GET', `/debug/events?since=${this.since}&wait=${EVENTS_WAIT_MS}&limit=200`, undefined, EVENTS_WAIT_MS + 10_000, this.inFlight.signal);
-        if (this.stopped) return;
+        if (gen !== this.generation) return;
         // A restarted control plane counts from 1 again: start over from its oldest.
         if (page.next < this.since) {
           this.since = 0;
