@@ -9,10 +9,18 @@
  * mesh). Not ready, and saying why, while its state cannot be written.
  */
 import { readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Server as HttpsServer } from 'node:https';
 import { parse as parseYaml } from 'yaml';
 import { DEFAULT_KEY_EXCHANGE, type KeyExchangePolicy, type Logger, type MtlsMode, type RevocationsResource, type TrustBundleResource } from '@trellis/shared';
 import { startAdminServer } from './admin/admin-server';
+import { meshView } from './admin/mesh-view';
+import { observabilityRoutes } from './admin/observability-routes';
+import { caStatusView } from './lifecycle/ca-status';
+import { CA_FILES } from './ca/ca-dir';
+import { AuditFeed, tapAuditLog } from './observability/audit-feed';
+import { AuditTrailFollower } from './observability/audit-trail-follower';
+import { reportRefusalEvents } from './observability/report-refusal-events';
 import { defaultAdminSpiffeId } from './admin/admin-access';
 import { lifecycleRoutes, type RootRotationAuth } from './admin/lifecycle-routes';
 import { proxiesFromAdmin } from './lifecycle/root-rotation-driver';
@@ -121,6 +129,8 @@ export interface RunningControlPlane {
   readonly storage: StorageHealth;
   /** The other live replicas as they last reported (their sidecars, the bundle versions they ACKed). */
   replicas(): readonly ReplicaReport[];
+  /** The recent audit events (GET /debug/events). */
+  readonly events: AuditFeed;
   /** Calls `listener` with each new trust bundle the refresh loop serves (a root rotation step); returns an unsubscribe function. */
   onTrustBundleChange(listener: (bundle: TrustBundleResource) => void): () => void;
   /** Ends streams with UNAVAILABLE, stops servers (waiting up to `graceMs`), releases watchers. */
@@ -130,7 +140,10 @@ export interface RunningControlPlane {
 /** Starts the control plane; the returned promise resolves once it is ready. */
 export async function startControlPlane(opts: ControlPlaneOptions, deps: ControlPlaneDeps): Promise<RunningControlPlane> {
   const nowMs = deps.nowMs ?? Date.now;
-  const log = deps.logger;
+  // The audit feed: the refusals this process logs as audit lines, the CA's audit trail, and the refusals sidecars report.
+  const events = new AuditFeed();
+  const log = tapAuditLog(deps.logger, events, () => new Date(nowMs()));
+  const trail = new AuditTrailFollower(join(opts.caDir, CA_FILES.auditLog), events, log);
   const td = deps.authority.trustDomain;
   const spiffeId = controlPlaneSpiffeId(td);
   const keyExchange = opts.keyExchange ?? DEFAULT_KEY_EXCHANGE;
@@ -196,6 +209,9 @@ export async function startControlPlane(opts: ControlPlaneOptions, deps: Control
     initialBundle: Object.freeze(initial),
     debounceMs: opts.debounceMs,
     onSessionsChanged: () => heartbeat.changed(),
+    onReport: (s, previous, report) => {
+      for (const e of reportRefusalEvents(s.peer?.spiffeId ?? '', previous, report, new Date(nowMs()))) events.record(e);
+    },
   });
 
   // The shared list (the CA dir's revocations.json, or the API server's): pushed on every change, from any replica.
@@ -291,7 +307,20 @@ export async function startControlPlane(opts: ControlPlaneOptions, deps: Control
       now: () => new Date(nowMs()),
     },
     logger: log.child({ component: 'admin' }),
-    routes: lifecycleRoutes({
+    routes: [...observabilityRoutes({
+      feed: events,
+      mesh: () => {
+        const now = new Date(nowMs());
+        let ca: ReturnType<typeof caStatusView> | { error: string };
+        try {
+          ca = caStatusView(opts.caDir, proxiesFromAdmin({ proxies: service.registry.statuses() }) ?? [], now);
+        } catch (err) {
+          ca = { error: (err as Error).message };
+        }
+        const proxies = service.registry.all().map((s) => ({ status: s.status(), report: s.report() })).sort((a, b) => (a.status.spiffeId ?? '').localeCompare(b.status.spiffeId ?? '') || a.status.id - b.status.id);
+        return meshView({ now, trustDomain: td, proxies, policies: deps.policy.status(), ca, revocations: service.snapshot().revocations, latestEvent: events.latest });
+      },
+    }), ...lifecycleRoutes({
       caDir: opts.caDir,
       clock: () => new Date(nowMs()),
       rootRotationAuth: opts.rootRotationAuth,
@@ -308,7 +337,7 @@ export async function startControlPlane(opts: ControlPlaneOptions, deps: Control
         await reissueOrders.update((orders) => withOrder(orders, order, nowMs()));
         return r;
       },
-    }),
+    })],
   });
 
   // A root rotation's switch (phase 2), by whoever made it (the lifecycle timer, the admin API, a
@@ -386,6 +415,7 @@ export async function startControlPlane(opts: ControlPlaneOptions, deps: Control
     if (deps.kubernetesRegistry) unsubscribes.push(deps.kubernetesRegistry.subscribe(announce));
   }
 
+  trail.start();
   let stopped: Promise<void> | null = null;
   return {
     spiffeId,
@@ -395,6 +425,7 @@ export async function startControlPlane(opts: ControlPlaneOptions, deps: Control
     service,
     storage,
     replicas: () => heartbeat.liveOthers(),
+    events,
     onTrustBundleChange(listener) {
       bundleListeners.add(listener);
       return () => bundleListeners.delete(listener);
@@ -404,6 +435,7 @@ export async function startControlPlane(opts: ControlPlaneOptions, deps: Control
       stopped = (async () => {
         ready = false;
         clearInterval(refresh);
+        trail.stop();
         unsubscribeReady();
         unsubscribeRevocations();
         unsubscribeOrders();

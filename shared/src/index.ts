@@ -58,6 +58,8 @@ export type {
   ResourceMessage,
 } from './protocol/discovery-messages';
 export { BAD_MESSAGE_CODE } from './protocol/protobuf-wire';
+export { BAD_REPORT_CODE, decodeSidecarReport, encodeSidecarReport, fitSidecarReport, OTHER_PEERS, SIDECAR_REPORT_LIMITS, UNAUTHENTICATED_PEER } from './protocol/sidecar-report';
+export type { CallDirection, ReportedCalls, ReportedCertificate, ReportedRefusal, ReportedWorkload, SidecarReport } from './protocol/sidecar-report';
 export type { SyncState, RequestVerdict, TypeSyncSnapshot } from './protocol/ack-tracker';
 export { PROTO_ROOT, DISCOVERY_PROTO_FILE, DISCOVERY_SERVICE } from './protocol/proto-path';
 export * as der from './x509/der';

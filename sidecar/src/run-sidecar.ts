@@ -12,6 +12,7 @@ import { startHealthServer } from './admin/health-server';
 import { IdentityManager } from './identity/identity-manager';
 import { sharedAuthorizer } from './policy/authorizer';
 import { wireDiscovery, type DiscoverySource } from './control/discovery-wiring';
+import { ReportLoop } from './control/report-loop';
 import type { SidecarConfig } from './config/sidecar-config';
 
 /** The discovery client as the runner uses it. */
@@ -21,6 +22,8 @@ export interface DiscoveryRuntime extends DiscoverySource {
   requestSvid(csrDer: Buffer): Promise<{ chainPem: string }>;
   syncState(): Record<string, unknown>;
   connection(): unknown;
+  /** Sends a sidecar report on the open stream (absent: reports are not sent). */
+  sendReport?(body: Buffer): boolean;
 }
 
 /** What the discovery client is built from. */
@@ -135,6 +138,11 @@ export async function runSidecar(config: SidecarConfig, deps: RunSidecarDeps): P
     // Forced re-issue (trellis ca reissue, root rotation): renew with a fresh key by the pushed deadline.
     renewHints: discovery,
   });
+  const sendReport = discovery.sendReport?.bind(discovery);
+  const reports = sendReport
+    ? new ReportLoop({ sink: { sendReport, onConnectionChange: (l) => discovery!.onConnectionChange(l) }, build: () => sidecar.report(identity.nextRenewalAt()) })
+    : undefined;
+  reports?.start();
   let wasReady = false;
   const readyWatch = setInterval(() => {
     const r = sidecar.readiness();
@@ -155,6 +163,7 @@ export async function runSidecar(config: SidecarConfig, deps: RunSidecarDeps): P
   stopping = true;
   logger.info('draining', { drainMs: config.drainMs, open: sidecar.tracker.size });
   clearInterval(readyWatch);
+  reports?.stop();
   identity.stop();
   await sidecar.stop(config.drainMs);
   discovery.stop();

@@ -5,7 +5,7 @@
  * closing revoked connections) and serves traffic with it.
  */
 import type { Server } from 'node:http';
-import type { Logger } from '@trellis/shared';
+import { fitSidecarReport, SIDECAR_REPORT_LIMITS, type Logger, type ReportedCertificate, type SidecarReport } from '@trellis/shared';
 import { startAdminServer } from './admin/admin-server';
 import { InboundListener, type InboundSpec } from './inbound/inbound-listener';
 import { OutboundListener, type OutboundSpec } from './outbound/outbound-listener';
@@ -79,6 +79,8 @@ export class Sidecar {
   private readonly relay: NativeRelay | null;
   /** The TLS contexts of both data paths for the current credentials and bundle. */
   private readonly tls: TlsMaterial;
+  /** The certificates installed, newest first (at most SIDECAR_REPORT_LIMITS.maxRotations). */
+  private installed: ReportedCertificate[] = [];
 
   constructor(
     private readonly options: SidecarOptions,
@@ -104,6 +106,11 @@ export class Sidecar {
     this.tls = new TlsMaterial({ logger: deps.logger, relay: this.relay, factory: deps.tlsFactory });
     this.tls.update(this.state.current(), true);
     this.state.onChange((snap, changed) => {
+      const creds = snap.credentials;
+      if (changed.includes('credentials') && creds && creds.serialHex !== this.installed[0]?.serial) {
+        const entry = { serial: creds.serialHex, notBefore: creds.notBefore.toISOString(), notAfter: creds.notAfter.toISOString(), installedAt: this.clock().toISOString() };
+        this.installed = [entry, ...this.installed].slice(0, SIDECAR_REPORT_LIMITS.maxRotations);
+      }
       if (changed.includes('credentials') || changed.includes('bundle') || (changed.includes('peerAuth') && this.tls.keyExchangeChanged(snap))) this.tls.update(snap, changed.includes('bundle'));
       if (changed.includes('revocations')) {
         const n = this.tracker.closeRevoked(snap.revocations);
@@ -187,6 +194,27 @@ export class Sidecar {
       this.adminServer.closeAllConnections();
       await new Promise<void>((r) => this.adminServer!.close(() => r()));
     }
+  }
+
+  /**
+   * The sidecar report (shared/src/protocol/sidecar-report.ts) at this
+   * moment: the call ledger's window totals, readiness, data path, the
+   * certificates installed and `renewAt`, the identity manager's next
+   * renewal; fitted to the report's size bound.
+   */
+  report(renewAt: Date | null): SidecarReport {
+    const r = this.readiness();
+    return fitSidecarReport({
+      windowSeconds: this.metrics.calls.windowSeconds,
+      calls: this.metrics.calls.snapshot(this.clock().getTime()),
+      workload: {
+        ready: r.ready,
+        readyReason: r.reason.slice(0, SIDECAR_REPORT_LIMITS.maxDetail),
+        dataPath: this.dataPath,
+        renewAt: renewAt ? renewAt.toISOString() : null,
+        rotations: [...this.installed],
+      },
+    });
   }
 
   /** The JSON served on /config_dump. Never includes a private key. */

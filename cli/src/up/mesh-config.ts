@@ -53,6 +53,8 @@ export interface MeshConfig {
    * control plane, which pushes them to every sidecar; absent: BASE and prefer.
    */
   readonly controlPlane: { readonly listen: string; readonly admin: string; readonly pathNormalization?: PathNormalization; readonly keyExchange?: KeyExchangePolicy };
+  /** Where `trellis up` serves the live dashboard (loopback; default 127.0.0.1:15080). */
+  readonly dashboard: string;
   readonly workloads: readonly WorkloadConfig[];
 }
 
@@ -96,6 +98,7 @@ const SCHEMA = {
       additionalProperties: false,
       properties: { listen: ADDR, admin: ADDR, pathNormalization: { enum: [...PATH_NORMALIZATIONS] }, keyExchange: { enum: [...KEY_EXCHANGE_POLICIES] } },
     },
+    dashboard: ADDR,
     workloads: {
       type: 'array',
       minItems: 1,
@@ -188,6 +191,8 @@ export function parseMeshConfig(text: string, file: string, resolvePath: (p: str
   };
   claim(portOf(cp.listen), 'controlPlane.listen', ['controlPlane', 'listen']);
   claim(portOf(cp.admin), 'controlPlane.admin', ['controlPlane', 'admin']);
+  const dashboard = raw.dashboard ?? '127.0.0.1:15080';
+  claim(portOf(dashboard), 'dashboard', ['dashboard']);
   const names = new Set<string>();
   raw.workloads.forEach((w, i) => {
     const base = ['workloads', String(i)];
@@ -208,6 +213,7 @@ export function parseMeshConfig(text: string, file: string, resolvePath: (p: str
     policyDir: resolvePath(raw.policyDir),
     svidTtl: raw.svidTtl ?? '1h',
     controlPlane: cp,
+    dashboard,
     workloads: raw.workloads.map((w) => ({
       name: w.name,
       namespace: w.namespace,
@@ -227,6 +233,7 @@ interface RawMesh {
   policyDir: string;
   svidTtl?: string;
   controlPlane?: { listen?: string; admin?: string; pathNormalization?: PathNormalization; keyExchange?: KeyExchangePolicy };
+  dashboard?: string;
   workloads: Array<{
     name: string;
     namespace: string;

@@ -20,7 +20,7 @@ import { decideAdminRequest, PUBLIC_PATHS, type AdminDecision, type AdminRequest
 import { AdminError, AdminErrorCode } from './admin-error';
 import { acceptedAdminHosts } from './admin-host';
 import { errorBody, httpStatusOf } from './admin-status';
-import type { AdminRoute } from './lifecycle-routes';
+import type { AdminRequestContext, AdminRoute } from './lifecycle-routes';
 
 /** The largest request body the admin API reads. */
 const MAX_BODY_BYTES = 64 * 1024;
@@ -149,7 +149,8 @@ export async function startAdminServer(listen: string, src: AdminSources): Promi
       src.logger.warn('admin request refused', { method: req.method, path, code: decision.code, reason: decision.reason, spiffeId: (decision.details['spiffeId'] as string | undefined) ?? null, remote: socket.remoteAddress ?? null });
       return fail(new AdminError(decision.code, decision.reason, { ...decision.details }));
     }
-    if (decision.identity !== null) src.logger.info('admin request', { method: req.method, path, spiffeId: decision.identity });
+    // Reads (a dashboard polls twice a second) at debug; every state change at info.
+    if (decision.identity !== null) src.logger[req.method === 'POST' ? 'info' : 'debug']('admin request', { method: req.method, path, spiffeId: decision.identity });
     switch (path) {
       case '/healthz':
         return json(200, { status: 'ok' });
@@ -169,7 +170,7 @@ export async function startAdminServer(listen: string, src: AdminSources): Promi
       case '/debug/policies':
         return json(200, src.policies());
       default:
-        return serveRoute(route as AdminRoute, req, res, json, decision.identity ?? '');
+        return serveRoute(route as AdminRoute, req, res, json, { identity: decision.identity ?? '', query: new URLSearchParams((req.url ?? '').split('?')[1] ?? '') });
     }
   });
   src.tls.onUpdate(() => {
@@ -224,7 +225,7 @@ function builtIn(path: string): AdminRoute | null {
 }
 
 /** Reads the JSON body (POST), runs the route, and answers its result or its mapped error. */
-function serveRoute(route: AdminRoute, req: IncomingMessage, res: ServerResponse, json: (code: number, body: unknown) => void, identity: string): void {
+function serveRoute(route: AdminRoute, req: IncomingMessage, res: ServerResponse, json: (code: number, body: unknown) => void, ctx: AdminRequestContext): void {
   const fail = (err: unknown): void => json(httpStatusOf(err), errorBody(err));
   const chunks: Buffer[] = [];
   let size = 0;
@@ -248,7 +249,7 @@ function serveRoute(route: AdminRoute, req: IncomingMessage, res: ServerResponse
         }
       }
       if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new AdminError(AdminErrorCode.BAD_BODY, 'request body must be a JSON object', { field: '' });
-      return route.handle(body as Record<string, unknown>, { identity });
+      return route.handle(body as Record<string, unknown>, ctx);
     })().then((out) => json(200, out), fail);
   });
 }

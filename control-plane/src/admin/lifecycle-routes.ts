@@ -50,9 +50,10 @@ export interface LifecycleRouteDeps {
   reissue?(target: { all: true } | { spiffeId: string }, windowMs: number): Promise<{ sidecars: number; renewBy: { earliest: string | null; latest: string | null } }>;
 }
 
-/** Who is asking: the SPIFFE ID the admin server authenticated. */
+/** Who is asking: the SPIFFE ID the admin server authenticated; and the request's query parameters. */
 export interface AdminRequestContext {
   identity: string;
+  query?: URLSearchParams;
 }
 
 /** A route: method, path, and what it does with the parsed body. */

@@ -34,6 +34,8 @@ import { PROTO_LOADER_OPTIONS, type WireRequest, type WireResponse } from './wir
  * while the nodes were read and refused (test/bench/discovery-flood.bench.ts).
  */
 export const MAX_MESSAGE_BYTES = 64 * 1024;
+/** The response header that tells a sidecar this control plane takes sidecar reports. */
+export const REPORTS_HEADER = 'trellis-reports';
 /** Concurrent streams one connection may open (a sidecar opens one). */
 export const MAX_STREAMS_PER_CONNECTION = 16;
 
@@ -109,7 +111,11 @@ export async function startGrpcDiscoveryServer(
           if (guard.authenticated(peer)) kex.onHandshake(groups.get(peer) ?? 'unknown');
         },
         accepted: () => {
-          if (!ended) call.sendMetadata(new grpc.Metadata());
+          if (ended) return;
+          // Says this control plane takes sidecar reports (DiscoveryRequest.report): a sidecar sends none otherwise.
+          const md = new grpc.Metadata();
+          md.set(REPORTS_HEADER, '1');
+          call.sendMetadata(md);
         },
         send: (res: WireResponse) => {
           if (!ended) call.write(res);

@@ -19,12 +19,14 @@ import {
   SINGLETON_RESOURCE_NAME,
   SVID_TYPE_URL,
   contentVersion,
+  decodeSidecarReport,
   typeShortName,
   TrellisError,
   type Endpoint,
   type Logger,
   type NodeMessage,
   type RenewalResource,
+  type SidecarReport,
   type SvidResource,
   type TypeSyncSnapshot,
   type TypeUrl,
@@ -81,6 +83,8 @@ export interface SessionDeps {
   quota: StreamQuota;
   /** The API server's pods, when the control plane reads them: pod-attested streams are judged by and follow their pod. */
   pods?: PodDirectory;
+  /** Called with each report a stream takes, and the one it replaces (null for the stream's first). */
+  onReport?(session: StreamSession, previous: SidecarReport | null, report: SidecarReport): void;
 }
 
 /** One proxy as /debug/proxies shows it. */
@@ -90,13 +94,27 @@ export interface ProxyStatus {
   authMethod: string | null;
   namespace: string | null;
   service: string | null;
+  /** The attested labels (what its policies select on). */
+  labels: Record<string, string>;
   address: string | null;
   /** `namespace/name` of the pod the stream is attested by (Kubernetes), else null. */
   pod: string | null;
   connectedAt: string;
   certificateExpiry: string | null;
+  /** The serial (lower-case hex) of the certificate last issued on this stream, else of the one it authenticated with. */
+  certificateSerial: string | null;
   types: Record<string, TypeSyncSnapshot>;
 }
+
+/** The last sidecar report of a stream, as the control plane took it. */
+export interface ReceivedReport {
+  /** When it arrived (our clock). */
+  readonly receivedAt: Date;
+  readonly report: SidecarReport;
+}
+
+/** The shortest time between two reports a stream is held to; a sooner one is dropped (the next carries the same totals). */
+export const MIN_REPORT_INTERVAL_MS = 200;
 
 const MAX_CSR_BYTES = 16 * 1024;
 /** Requests a stream may have waiting; a sidecar needs a handful (one per type), so more is a flood. */
@@ -111,6 +129,9 @@ export class StreamSession {
   private readonly trackers = new Map<TypeUrl, AckTracker>();
   private readonly subscriptions = new Map<TypeUrl, readonly string[]>();
   private svidNotAfter: Date | null = null;
+  private svidSerial: string | null = null;
+  /** The sidecar's last report, replaced whole by each new one. */
+  private lastReport: ReceivedReport | null = null;
   /** True while this stream holds one of its identity's slots in the quota. */
   private holdsSlot = false;
   /** When an SVID was last issued on this stream (our clock). */
@@ -255,6 +276,11 @@ export class StreamSession {
     return this.node.inboundPorts.map((p) => ({ address: host.includes(':') ? `[${host}]:${p}` : `${host}:${p}`, spiffeId: this.peer!.spiffeId }));
   }
 
+  /** The sidecar's last report (attributed to this stream's authenticated identity), or null. */
+  report(): ReceivedReport | null {
+    return this.lastReport;
+  }
+
   /** The per-type state, for /debug/proxies. */
   status(): ProxyStatus {
     const types: Record<string, TypeSyncSnapshot> = {};
@@ -266,10 +292,12 @@ export class StreamSession {
       authMethod: this.peer?.method ?? null,
       namespace: this.node?.namespace ?? null,
       service: this.node?.service || null,
+      labels: { ...(this.node?.labels ?? {}) },
       address: this.node ? this.node.address : null,
       pod: this.peer?.attestation.pod ? `${this.peer.attestation.pod.namespace}/${this.peer.attestation.pod.name}` : null,
       connectedAt: this.connectedAt.toISOString(),
       certificateExpiry: certExpiry ? certExpiry.toISOString() : null,
+      certificateSerial: this.svidSerial ?? (this.peer?.method === 'svid' && typeof this.peer.audit['serialHex'] === 'string' ? (this.peer.audit['serialHex'] as string) : null),
       types,
     };
   }
@@ -309,6 +337,7 @@ export class StreamSession {
       this.node = this.validateNode(req, peer);
       this.deps.onNodeKnown(this);
     }
+    if (req.report && req.report.length > 0) return this.takeReport(req.report);
     const typeUrl = req.type_url;
     if (!isKnownTypeUrl(typeUrl)) throw new ControlPlaneError(C.UNKNOWN_TYPE, `unknown type_url "${String(typeUrl).slice(0, 200)}"`, { typeUrl: String(typeUrl).slice(0, 200) });
 
@@ -344,6 +373,33 @@ export class StreamSession {
     this.subscriptions.set(typeUrl, names);
     if (typeUrl === SVID_TYPE_URL) return;
     if (verdict.kind === 'subscribe' || !before || before.join(',') !== names.join(',')) this.push(typeUrl);
+  }
+
+  /**
+   * Takes a sidecar report: decoded strictly within its bounds (a malformed
+   * or oversized one ends the stream with TRELLIS_CP_BAD_REPORT, as any
+   * protocol violation does), then kept whole as this stream's last report.
+   * It is this stream's authenticated identity's report: nothing in it
+   * names its source. One sooner than MIN_REPORT_INTERVAL_MS after the last
+   * is dropped and counted.
+   */
+  private takeReport(body: Buffer): void {
+    const now = this.deps.nowMs();
+    if (this.lastReport && now - this.lastReport.receivedAt.getTime() < MIN_REPORT_INTERVAL_MS) {
+      this.deps.metrics.reports.inc({ result: 'dropped' });
+      return;
+    }
+    let report: SidecarReport;
+    try {
+      report = decodeSidecarReport(body);
+    } catch (err) {
+      this.deps.metrics.reports.inc({ result: 'refused' });
+      throw new ControlPlaneError(ControlPlaneErrorCode.BAD_REPORT, (err as Error).message, { field: (err as TrellisError).details?.['field'] ?? '' });
+    }
+    const previous = this.lastReport?.report ?? null;
+    this.lastReport = Object.freeze({ receivedAt: new Date(now), report });
+    this.deps.metrics.reports.inc({ result: 'accepted' });
+    this.deps.onReport?.(this, previous, report);
   }
 
   /** The node this stream will be served as, judged against the attestation; a refusal is counted and audited. */
@@ -426,6 +482,7 @@ export class StreamSession {
         notAfter: new Date(issued.notAfter).toISOString(),
       };
       this.svidNotAfter = new Date(issued.notAfter);
+      this.svidSerial = issued.serialHex.toLowerCase();
       this.svidIssuedAtMs = this.deps.nowMs();
       this.deps.reissue.noteIssued(issued.serialHex, this.svidIssuedAtMs);
       this.deps.metrics.svidsIssued.inc({ method: peer.method });

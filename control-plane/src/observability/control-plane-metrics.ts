@@ -24,6 +24,8 @@ export interface ControlPlaneMetrics {
   handshakes: Counter<'listener' | 'group' | 'result'>;
   /** Open gRPC connections (TLS/HTTP/2 sessions), by whether one of their streams has authenticated. */
   connections: Gauge<'state'>;
+  /** Sidecar reports on discovery streams, by result (accepted, dropped: too soon after the last, refused: malformed). */
+  reports: Counter<'result'>;
   signingQueueDepth: Gauge<string>;
   intermediateExpiry: Gauge<string>;
   rootExpiry: Gauge<string>;
@@ -79,6 +81,12 @@ export function createControlPlaneMetrics(opts: {
       registers,
     }),
     connections: new Gauge({ name: 'trellis_connections', help: 'Open discovery connections, by state (authenticated, unauthenticated).', labelNames: ['state'], registers }),
+    reports: new Counter({
+      name: 'trellis_sidecar_reports_total',
+      help: 'Sidecar reports received on discovery streams, by result (accepted; dropped: sooner than 200 ms after the last; refused: malformed or over its bounds, the stream ended).',
+      labelNames: ['result'],
+      registers,
+    }),
     signingQueueDepth: new Gauge({
       name: 'trellis_signing_queue_depth',
       help: 'CSR signings running or waiting.',

@@ -130,6 +130,8 @@ const CONNECT_TIMEOUT_MS = 20_000;
 /** SNI sent to the control plane (it is verified by SPIFFE ID, not by name). */
 const CONTROL_PLANE_SERVERNAME = 'trellis-control-plane';
 const STREAM_PATH = `/${DISCOVERY_SERVICE}/StreamResources`;
+/** The response header by which a control plane says it takes sidecar reports. */
+const REPORTS_HEADER = 'trellis-reports';
 /** The longest `trellis-retry-after-ms` hint honoured (5 min). */
 const MAX_RETRY_HINT_MS = 300_000;
 
@@ -153,6 +155,8 @@ export class DiscoveryClient {
   /** The key-exchange group of the open stream's connection. */
   private connectedGroup: string | null = null;
   private lastStreamError: { grpcCode: number; serverCode: string | null; message: string } | null = null;
+  /** True when the open stream's response headers said the control plane takes sidecar reports (`trellis-reports: 1`). */
+  private reportsAccepted = false;
   /** What the control plane presented when it was not the expected SPIFFE ID (set by the TLS check). */
   private serverMismatch: string | null = null;
   /** The identity mismatch last reported at error level; repeats go to debug until a stream works again. */
@@ -255,6 +259,17 @@ export class DiscoveryClient {
     return { connected, address: this.connectedAddress, group: connected ? this.connectedGroup : null, lastError: this.lastStreamError };
   }
 
+  /**
+   * Sends a sidecar report (shared/src/protocol/sidecar-report.ts) on the open
+   * stream; false when there is none or its control plane did not say it
+   * takes reports (one that predates them would end the stream).
+   */
+  sendReport(body: Buffer): boolean {
+    if (!this.call || this.connectedAddress === null || !this.reportsAccepted) return false;
+    this.write({ report: body });
+    return true;
+  }
+
   /** The roots currently trusted for the control plane (bootstrap, then the latest accepted bundle). */
   trustedRootsPem(): string {
     return this.rootsPem;
@@ -296,8 +311,9 @@ export class DiscoveryClient {
           connectTimeoutMs: CONNECT_TIMEOUT_MS,
         },
         {
-          onMetadata: () => {
+          onMetadata: (headers) => {
             if (this.call !== call) return;
+            this.reportsAccepted = headers[REPORTS_HEADER] === '1';
             this.connectedAddress = address;
             this.connectedGroup = groupName(call.group);
             for (const l of this.connectListeners) l(true);
@@ -494,6 +510,7 @@ export class DiscoveryClient {
     this.call = null;
     this.callAuth = null;
     this.connectedAddress = null;
+    this.reportsAccepted = false;
     call?.cancel();
     if (wasConnected) for (const l of this.connectListeners) l(false);
   }

@@ -15,7 +15,7 @@
  */
 import { createServer as createNetServer, connect as netConnect, isIP, type Server, type Socket } from 'node:net';
 import { TLSSocket, type SecureContext } from 'node:tls';
-import { groupName, readClientHello, selectGroup, type KeyExchangePolicy, type Logger } from '@trellis/shared';
+import { groupName, isSpiffeId, readClientHello, selectGroup, type KeyExchangePolicy, type Logger } from '@trellis/shared';
 import { classifyFirstBytes } from './tls-detect';
 import { HttpInbound } from './http-inbound';
 import { leafFacts } from '../identity/leaf-facts';
@@ -119,8 +119,8 @@ export class InboundListener {
    * (the TLSSocket once one wraps the TCP socket, since the TLS layer owns the
    * TCP handle from then on).
    */
-  private refuse(socket: Socket | TLSSocket, reason: PeerRefusal | string, detail?: string): void {
-    this.deps.metrics.refuse('inbound', reason);
+  private refuse(socket: Socket | TLSSocket, reason: PeerRefusal | string, detail?: string, peer?: string): void {
+    this.deps.metrics.refuse('inbound', reason, peer, detail);
     this.deps.logger.debug('inbound connection refused', { port: this.boundPort, reason, detail, remote: socket.remoteAddress });
     socket.destroy();
   }
@@ -265,13 +265,13 @@ export class InboundListener {
     });
     let failure: string | undefined;
     let settled = false;
-    const fail = (reason: string, detail?: string): void => {
+    const fail = (reason: string, detail?: string, peer?: string): void => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
       slot.release();
       metrics.handshakes.inc({ direction: 'inbound', result: 'error', group: 'unknown' });
-      this.refuse(tls, reason, detail);
+      this.refuse(tls, reason, detail, peer);
     };
     const timer = setTimeout(() => fail('handshake_timeout'), Math.max(0, deadline - Date.now()));
     // TLSSocket reports server-side handshake failures on '_tlsError' (an
@@ -296,7 +296,7 @@ export class InboundListener {
         leaf = undefined;
       }
       const judged = this.judgeClient(leaf, verifyError(tls), () => presented);
-      if (!judged.ok) return fail(judged.reason, judged.detail);
+      if (!judged.ok) return fail(judged.reason, judged.detail, judged.peer);
       settled = true;
       clearTimeout(timer);
       slot.release();
@@ -315,7 +315,7 @@ export class InboundListener {
     leafDer: Buffer | undefined,
     chainError: string | undefined,
     presented: () => readonly Buffer[],
-  ): { ok: true; snap: SidecarSnapshot; peer: Omit<PeerInfo, 'tracked'> } | { ok: false; reason: string; detail?: string } {
+  ): { ok: true; snap: SidecarSnapshot; peer: Omit<PeerInfo, 'tracked'> } | { ok: false; reason: string; detail?: string; peer?: string } {
     if (!leafDer) return { ok: false, reason: 'no_certificate', detail: 'the peer presented no certificate' };
     if (chainError !== undefined) {
       const reason = handshakeRefusal(chainError);
@@ -326,14 +326,17 @@ export class InboundListener {
     if (!trustDomain) return { ok: false, reason: 'no_valid_svid', detail: 'we hold no valid SVID: failing closed' };
     let verdict;
     let sha256: string | undefined;
+    // Whom a refusal is counted against: the leaf's one URI SAN, which the CA vouched for since the chain verified.
+    let claimed: string | undefined;
     try {
       const facts = leafFacts(leafDer);
       sha256 = facts.sha256;
+      claimed = facts.uris.length === 1 && isSpiffeId(facts.uris[0]) ? facts.uris[0] : undefined;
       verdict = verifyPeer(facts, peerTrust(now, trustDomain, this.deps.clock(), presented));
     } catch (err) {
       verdict = { ok: false as const, reason: 'not_svid' as const, detail: (err as Error).message };
     }
-    if (!verdict.ok) return { ok: false, reason: verdict.reason, detail: verdict.detail };
+    if (!verdict.ok) return { ok: false, reason: verdict.reason, detail: verdict.detail, peer: verdict.reason === 'untrusted_chain' ? undefined : claimed };
     return { ok: true, snap: now, peer: { principal: verdict.spiffeId, serialHex: verdict.serialHex, certSha256: sha256 } };
   }
 
@@ -352,13 +355,13 @@ export class InboundListener {
     let tracked: TrackedConnection | undefined;
     let timer: NodeJS.Timeout | undefined;
     let id = 0;
-    const fail = (reason: string, detail?: string): void => {
+    const fail = (reason: string, detail?: string, peer?: string): void => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
       slot.release();
       metrics.handshakes.inc({ direction: 'inbound', result: 'error', group: 'unknown' });
-      metrics.refuse('inbound', reason);
+      metrics.refuse('inbound', reason, peer, detail);
       logger.debug('inbound connection refused', { port: this.boundPort, reason, detail, remote: sourceIp });
       relay.close(id);
     };
@@ -371,7 +374,7 @@ export class InboundListener {
         }
         const presented = ev.chain.slice(1);
         const judged = this.judgeClient(ev.chain[0], verifyCode(ev.verifyError), () => presented);
-        if (!judged.ok) return fail(judged.reason, judged.detail);
+        if (!judged.ok) return fail(judged.reason, judged.detail, judged.peer);
         settled = true;
         clearTimeout(timer);
         slot.release();
@@ -384,10 +387,11 @@ export class InboundListener {
         });
         if (d.decision !== 'ALLOW') {
           logger.info('inbound connection denied by policy', { port: this.boundPort, principal: judged.peer.principal, reason: d.reason, policy: d.policy });
-          metrics.refuse('inbound', 'authz_denied');
+          metrics.refuse('inbound', 'authz_denied', judged.peer.principal, d.reason);
           relay.close(id);
           return;
         }
+        metrics.allow('inbound', judged.peer.principal);
         tracked = this.deps.tracker.add({
           direction: 'inbound',
           spiffeId: judged.peer.principal,
@@ -434,9 +438,10 @@ export class InboundListener {
     });
     if (d.decision !== 'ALLOW') {
       this.deps.logger.info('inbound connection denied by policy', { port: this.boundPort, principal: peer?.principal, reason: d.reason, policy: d.policy });
-      this.refuse(conn, 'authz_denied', d.reason);
+      this.refuse(conn, 'authz_denied', d.reason, peer?.principal);
       return;
     }
+    this.deps.metrics.allow('inbound', peer?.principal);
     const direct = directRead();
     const app = netConnect({ host: this.deps.appHost ?? '127.0.0.1', port: this.spec.appPort, allowHalfOpen: true, noDelay: true, onread: direct.onread });
     tracked.sockets.push(app);

@@ -6,6 +6,8 @@
  * registry (metric-registry.ts) rather than prom-client, which cost the
  * sidecar ~12 MB resident; names, labels and HELP/TYPE lines are unchanged.
  */
+import { UNAUTHENTICATED_PEER } from '@trellis/shared';
+import { CallLedger } from './call-ledger';
 import { Counter, Gauge, MetricRegistry } from './metric-registry';
 import { registerProcessMetrics } from './process-metrics';
 
@@ -25,6 +27,9 @@ export class SidecarMetrics {
   readonly controlPlaneConnected: Gauge;
   readonly ready: Gauge;
   readonly pendingHandshakes: Gauge;
+  /** Calls allowed and refused per peer over the report window (the sidecar report's calls). */
+  readonly calls: CallLedger;
+  private readonly now: () => number;
 
   constructor(opts: {
     certExpirySeconds: () => number | undefined;
@@ -33,8 +38,13 @@ export class SidecarMetrics {
     processMetrics?: boolean;
     /** Read at scrape time: inbound connections accepted and not yet judged. */
     pendingHandshakes?: () => number;
+    /** The clock of the call ledger (epoch ms). Default Date.now. */
+    now?: () => number;
+    calls?: CallLedger;
   }) {
     const registry = this.registry;
+    this.now = opts.now ?? Date.now;
+    this.calls = opts.calls ?? new CallLedger();
     this.connections = new Counter({ name: 'trellis_connections_total', help: 'Connections accepted, by direction', labelNames: ['direction'], registry });
     this.activeConnections = new Gauge({ name: 'trellis_connections_active', help: 'Connections open now, by direction', labelNames: ['direction'], registry });
     this.bytes = new Counter({ name: 'trellis_bytes_total', help: 'Bytes proxied, by direction and flow (rx: from the downstream peer, tx: to it)', labelNames: ['direction', 'flow'], registry });
@@ -83,8 +93,18 @@ export class SidecarMetrics {
     if (opts.processMetrics !== false) registerProcessMetrics(this.registry, 'trellis_process_');
   }
 
-  /** Records a refusal with its reason. */
-  refuse(direction: Direction, reason: string): void {
+  /**
+   * Records a refusal with its reason, and in the call ledger against
+   * `peer`: its SPIFFE ID when proven (for a refused certificate, when its
+   * chain verified), else '' (unauthenticated or unknown).
+   */
+  refuse(direction: Direction, reason: string, peer: string = UNAUTHENTICATED_PEER, detail = ''): void {
     this.refusals.inc({ direction, reason });
+    this.calls.refused(this.now(), direction, peer, reason, detail);
+  }
+
+  /** Records a call let through (a connection on a TCP port, a request on an HTTP port) in the call ledger. */
+  allow(direction: Direction, peer: string = UNAUTHENTICATED_PEER): void {
+    this.calls.allowed(this.now(), direction, peer);
   }
 }

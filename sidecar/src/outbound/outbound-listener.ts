@@ -183,8 +183,9 @@ export class OutboundListener {
     return Promise.resolve();
   }
 
-  private refuse(app: Socket, reason: string, detail?: string): void {
-    this.deps.metrics.refuse('outbound', reason);
+  /** Counts and logs a refusal (against `peer`, the identity we meant to reach, when known) and closes the app's connection. */
+  private refuse(app: Socket, reason: string, detail?: string, peer?: string): void {
+    this.deps.metrics.refuse('outbound', reason, peer, detail);
     this.deps.logger.info('outbound connection refused', { port: this.boundPort, reason, detail });
     app.destroy();
   }
@@ -312,10 +313,11 @@ export class OutboundListener {
       if (!verdict.ok) {
         metrics.handshakes.inc({ direction: 'outbound', result: 'error', group: 'unknown' });
         this.sessions.delete(dest.address);
-        this.refuse(app, verdict.reason, verdict.detail);
+        this.refuse(app, verdict.reason, verdict.detail, intended(dest.spiffeIds));
         tls.destroy();
         return;
       }
+      metrics.allow('outbound', verdict.spiffeId);
       // node:tls names the group on the client side (a resumed TLS 1.3 session does a fresh key exchange too).
       const group = groupName((tls.getEphemeralKeyInfo() as { name?: string } | null)?.name);
       metrics.handshakes.inc({ direction: 'outbound', result: tls.isSessionReused() ? 'resumed' : 'ok', group });
@@ -403,8 +405,9 @@ export class OutboundListener {
           metrics.handshakes.inc({ direction: 'outbound', result: 'error', group: 'unknown' });
           this.sessions.delete(address);
           relay.close(id);
-          return this.refuse(app, verdict.reason, verdict.detail);
+          return this.refuse(app, verdict.reason, verdict.detail, intended(d.dest.spiffeIds));
         }
+        metrics.allow('outbound', verdict.spiffeId);
         verified = judged.verified;
         const group = groupName(ev.group);
         metrics.handshakes.inc({ direction: 'outbound', result: ev.resumed ? 'resumed' : 'ok', group });
@@ -439,4 +442,9 @@ export class OutboundListener {
     // not read, so Node sees no 'close'): the relay starts and ends at once.
     return true;
   }
+}
+
+/** The identity a refused outbound call was meant for: the destination's one identity, else unknown (''). */
+function intended(spiffeIds: readonly string[]): string | undefined {
+  return spiffeIds.length === 1 ? spiffeIds[0] : undefined;
 }

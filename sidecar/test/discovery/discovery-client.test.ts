@@ -283,6 +283,30 @@ describe('DiscoveryClient', function () {
     expect(seen.tokens).to.deep.equal([]);
   });
 
+  it('sends a sidecar report only on a stream whose control plane said it takes them (trellis-reports: 1)', async () => {
+    const withReports = await fakeControlPlane(ca, CP_ID, {
+      onCall: (call) => {
+        const md = new grpc.Metadata();
+        md.set('trellis-reports', '1');
+        call.sendMetadata(md);
+      },
+    });
+    const older = await fakeControlPlane(ca, CP_ID, { onCall: (call) => call.sendMetadata(new grpc.Metadata()) });
+    cleanups.push(() => withReports.server.forceShutdown(), () => older.server.forceShutdown());
+    const body = Buffer.from('{"windowSeconds":300}');
+    for (const [cp, takes] of [[withReports, true], [older, false]] as const) {
+      const c = client(cp.address, ca.root.pem);
+      let connected = false;
+      c.onConnectionChange((up) => (connected = up));
+      c.on(TRUST_BUNDLE_TYPE_URL, () => undefined).start();
+      await waitFor(() => connected, 'the stream to open');
+      expect(c.sendReport(body)).to.equal(takes);
+      if (takes) await waitFor(() => cp.seen.requests.some((r) => Buffer.isBuffer(r['report']) && (r['report'] as Buffer).equals(body)), 'the report');
+      else expect(cp.seen.requests.filter((r) => (r['report'] as Buffer).length > 0)).to.deep.equal([]);
+      c.stop();
+    }
+  });
+
   it('backs off exponentially with jitter up to the cap', () => {
     const o = { initialMs: 250, maxMs: 30_000 };
     expect(backoffDelayMs(0, o, 0)).to.equal(125);

@@ -111,6 +111,28 @@ export const OPENSSL = optionalDependency({
   },
 });
 
+/** Where Debian's `chromium` package puts the browser (`TRELLIS_CHROMIUM` overrides). */
+export const CHROMIUM_PATH = process.env.TRELLIS_CHROMIUM ?? '/usr/bin/chromium';
+
+/**
+ * Chromium for the tests that drive the dashboard in a real browser, through
+ * playwright-core (which downloads no browser of its own): Debian's package,
+ * headless. `.ci/run` installs it with apt.
+ */
+export const CHROMIUM = optionalDependency({
+  name: 'Chromium',
+  requireEnv: 'TRELLIS_REQUIRE_CHROMIUM',
+  probe() {
+    if (!existsSync(CHROMIUM_PATH)) return `${CHROMIUM_PATH} not found (apt-get install -y chromium, or set TRELLIS_CHROMIUM)`;
+    try {
+      require.resolve('playwright-core');
+    } catch {
+      return 'playwright-core is not installed (npm ci installs it)';
+    }
+    return undefined;
+  },
+});
+
 /**
  * A system Node.js older than 24 (Debian's or the machine's own), as a
  * classical-only TLS peer (its OpenSSL 3.0 cannot do X25519MLKEM768) and to
