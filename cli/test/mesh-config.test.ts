@@ -77,6 +77,14 @@ describe('trellis up mesh file', () => {
     expect(issues[0]!.message).to.contain('DECODE_AND_MERGE_SLASHES');
   });
 
+  it('Should take the control plane\'s key-exchange policy, and name the field of a bad one', () => {
+    const mesh = (v: string): string => `trustDomain: td\npolicyDir: p\ncontrolPlane: { keyExchange: ${v} }\nworkloads:\n  - { name: a, namespace: ns, admin: "127.0.0.1:1", app: { builtin: echo, port: 2 } }\n`;
+    expect(parse(mesh('require')).controlPlane.keyExchange).to.equal('require');
+    const issues = issuesOf(mesh('always'));
+    expect(issues.map((i) => [i.path, i.line])).to.deep.equal([['controlPlane.keyExchange', 3]]);
+    expect(issues[0]!.message).to.contain('prefer');
+  });
+
   it('Should report a YAML syntax error with its position', () => {
     const issues = issuesOf('trustDomain: td\nworkloads: [\n');
     expect(issues[0]!.line).to.be.greaterThan(1);

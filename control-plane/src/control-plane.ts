@@ -1,16 +1,26 @@
 /**
  * Wires a running control plane: its own SVID, the discovery service behind
  * gRPC/TLS, the admin server, and the watchers that keep the trust bundle,
- * revocations and the server certificate current. Everything it serves comes
- * from disk (CA dir, policy dir, join-token records), so a restarted replica
- * or a second one on the same dirs serves the same versions.
+ * revocations and the server certificate current. What it serves comes from
+ * the CA dir, the policy dir and the state shared with the other replicas
+ * (state/shared-state.ts: the CA dir's files, or the API server), so a
+ * restarted replica or a second one serves the same versions, and replicas
+ * tell each other their sidecars' endpoints (a mesh spread over them is one
+ * mesh). Not ready, and saying why, while its state cannot be written.
  */
 import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Server as HttpsServer } from 'node:https';
 import { parse as parseYaml } from 'yaml';
-import type { Logger, MtlsMode, RevocationsResource, TrustBundleResource } from '@trellis/shared';
+import { DEFAULT_KEY_EXCHANGE, type KeyExchangePolicy, type Logger, type MtlsMode, type RevocationsResource, type TrustBundleResource } from '@trellis/shared';
 import { startAdminServer } from './admin/admin-server';
+import { meshView } from './admin/mesh-view';
+import { observabilityRoutes } from './admin/observability-routes';
+import { caStatusView } from './lifecycle/ca-status';
+import { CA_FILES } from './ca/ca-dir';
+import { AuditFeed, tapAuditLog } from './observability/audit-feed';
+import { AuditTrailFollower } from './observability/audit-trail-follower';
+import { reportRefusalEvents } from './observability/report-refusal-events';
 import { defaultAdminSpiffeId } from './admin/admin-access';
 import { lifecycleRoutes, type RootRotationAuth } from './admin/lifecycle-routes';
 import { proxiesFromAdmin } from './lifecycle/root-rotation-driver';
@@ -30,7 +40,13 @@ import { MutableCertificateProvider } from './tls/mutable-certificate-provider';
 import { controlPlaneSpiffeId, createKeyAndCsr, shouldRotate } from './tls/server-identity';
 import { loadRevocationStore } from './lifecycle/revocation-store';
 import { revocationsResource } from './lifecycle/revocation-list';
+import { withOrder } from './discovery/reissue-orders';
+import { fileSharedState, observedDocument, observedTokenUses, type SharedState } from './state/shared-state';
+import { observedAuthority, StorageHealth } from './state/storage-health';
+import { ReplicaHeartbeat } from './state/replica-heartbeat';
+import { remoteProxies as remoteProxiesOf, type ReplicaReport } from './state/replica-report';
 import { FederationWatcher } from './lifecycle/federation-source';
+import type { KubernetesRegistry } from './registry/kubernetes-registry';
 
 /** Resolved settings (after config file and flags are merged and validated). */
 export interface ControlPlaneOptions {
@@ -71,6 +87,15 @@ export interface ControlPlaneOptions {
    * the new root; default a quarter of the SVID TTL, at most 60 s.
    */
   rootSwitchRenewWindowMs?: number;
+  /**
+   * The key-exchange policy of the discovery and admin listeners (default
+   * prefer). Under `require` a classical-only client is refused at its
+   * ClientHello. The TLS groups themselves come from the process's default
+   * (`tls.DEFAULT_ECDH_CURVE`, which `trellis control-plane` sets from the
+   * same policy) on the discovery port, grpc-js taking no groups option, and
+   * from this policy on the admin port.
+   */
+  keyExchange?: KeyExchangePolicy;
 }
 
 /** Collaborators. */
@@ -80,6 +105,21 @@ export interface ControlPlaneDeps {
   logger: Logger;
   nowMs?: () => number;
   caExpiry?: () => CaExpiry;
+  /**
+   * The state shared with the other replicas (revocations, join-token uses,
+   * re-issue orders, replica reports); default the CA dir's files
+   * (fileSharedState). Closed with the control plane.
+   */
+  shared?: SharedState;
+  /** Runs a lifecycle step from the admin API and commits it to the shared CA state (kubernetes/ca-secret-sync.ts); default: runs it. */
+  runStep?<T>(step: () => Promise<T>): Promise<T>;
+  /**
+   * The registry from the Kubernetes API server (`--k8s-registry`): endpoints
+   * from EndpointSlices, Kubernetes workloads attested by their pod. Absent:
+   * the connected sessions are the registry (local mode). Not ready until it
+   * has synced.
+   */
+  kubernetesRegistry?: KubernetesRegistry;
 }
 
 /** A started control plane. */
@@ -89,6 +129,14 @@ export interface RunningControlPlane {
   readonly adminPort: number;
   readonly metrics: ControlPlaneMetrics;
   readonly service: DiscoveryService;
+  /** Where the state shared with other replicas lives, and whether it can be written. */
+  readonly storage: StorageHealth;
+  /** The other live replicas as they last reported (their sidecars, the bundle versions they ACKed). */
+  replicas(): readonly ReplicaReport[];
+  /** The recent audit events (GET /debug/events). */
+  readonly events: AuditFeed;
+  /** Calls `listener` with each new trust bundle the refresh loop serves (a root rotation step); returns an unsubscribe function. */
+  onTrustBundleChange(listener: (bundle: TrustBundleResource) => void): () => void;
   /** Ends streams with UNAVAILABLE, stops servers (waiting up to `graceMs`), releases watchers. */
   stop(graceMs?: number): Promise<void>;
 }
@@ -96,12 +144,29 @@ export interface RunningControlPlane {
 /** Starts the control plane; the returned promise resolves once it is ready. */
 export async function startControlPlane(opts: ControlPlaneOptions, deps: ControlPlaneDeps): Promise<RunningControlPlane> {
   const nowMs = deps.nowMs ?? Date.now;
-  const log = deps.logger;
+  // The audit feed: the refusals this process logs as audit lines, the CA's audit trail, and the refusals sidecars report.
+  const events = new AuditFeed();
+  const log = tapAuditLog(deps.logger, events, () => new Date(nowMs()));
+  const trail = new AuditTrailFollower(join(opts.caDir, CA_FILES.auditLog), events, log);
   const td = deps.authority.trustDomain;
   const spiffeId = controlPlaneSpiffeId(td);
+  const keyExchange = opts.keyExchange ?? DEFAULT_KEY_EXCHANGE;
   const limiter = new SigningLimiter(opts.signing, nowMs);
   const metrics = createControlPlaneMetrics({ collectExpiry: deps.caExpiry, signingDepth: () => limiter.depth, nowMs });
   const joinTokens = new JoinTokenStore(opts.caDir);
+  const shared = deps.shared ?? fileSharedState(opts.caDir, { clock: () => new Date(nowMs()), onError: (what, err) => log.error(`${what} not reloaded; keeping the last good`, { error: err }) });
+  const storage = new StorageHealth(opts.caDir, {
+    registry: metrics.registry,
+    nowMs,
+    sharedBackend: shared.backend,
+    onChange: (failing) => {
+      if (failing.length > 0) log.error('control plane NOT ready: its state cannot be written (issuance and state changes fail until it can)', { failing });
+      else log.info('state writable again: ready', {});
+    },
+  });
+  const authority = observedAuthority(deps.authority, storage);
+  const revocationState = observedDocument(shared.revocations, 'revocations', storage);
+  const reissueOrders = observedDocument(shared.reissueOrders, 'reissue-orders', storage);
   const kubernetes = opts.kubernetes ? createKubernetesTokenVerifier(opts.kubernetes, td) : undefined;
 
   // Federated roots travel in the bundle resource for sidecars only; our own
@@ -123,7 +188,7 @@ export async function startControlPlane(opts: ControlPlaneOptions, deps: Control
   let ownNotAfter = new Date(0);
   const renewOwn = async (): Promise<void> => {
     const { keyPem, csrDer } = await createKeyAndCsr(spiffeId);
-    const issued = await deps.authority.issue({ csr: csrDer, spiffeId, ttlSeconds: opts.svidTtlSeconds, requester: 'control-plane' });
+    const issued = await authority.issue({ csr: csrDer, spiffeId, ttlSeconds: opts.svidTtlSeconds, requester: 'control-plane' });
     tls.setIdentity(issued.chainPem, keyPem);
     ownNotBefore = new Date(issued.notBefore);
     ownInstalledAt = nowMs();
@@ -134,13 +199,15 @@ export async function startControlPlane(opts: ControlPlaneOptions, deps: Control
 
   const attestations = new FileAttestationStore(opts.caDir, log);
   const service = new DiscoveryService({
-    auth: { trustDomain: td, kubernetes, joinTokens, isRevoked: () => false, attestations },
+    auth: { trustDomain: td, kubernetes, joinTokens, tokenUses: observedTokenUses(shared.tokenUses, storage), isRevoked: () => false, attestations, pods: deps.kubernetesRegistry },
+    registrySource: deps.kubernetesRegistry,
+    pods: deps.kubernetesRegistry,
     endpointGraceMs: opts.endpointGraceMs,
     endpointsSettleMs: opts.endpointsSettleMs,
     // Sidecars holding a live SVID issued under a recorded attestation: after a restart, they are the ones coming back.
     expectedSidecars: attestations.liveIdentities(nowMs()),
     maxStreamsPerIdentity: opts.maxStreamsPerIdentity,
-    authority: deps.authority,
+    authority,
     limiter,
     metrics,
     logger: log,
@@ -150,11 +217,26 @@ export async function startControlPlane(opts: ControlPlaneOptions, deps: Control
     policy: deps.policy,
     initialBundle: Object.freeze(initial),
     debounceMs: opts.debounceMs,
+    onSessionsChanged: () => heartbeat.changed(),
+    onReport: (s, previous, report) => {
+      for (const e of reportRefusalEvents(s.peer?.spiffeId ?? '', previous, report, new Date(nowMs()))) events.record(e);
+    },
   });
 
+  // The shared list (the CA dir's revocations.json, or the API server's): pushed on every change, from any replica.
+  const applyRevocations = (): void => {
+    const before = service.snapshot().revocations;
+    service.setRevocations(revocationsResource(revocationState.current(), new Date(nowMs())));
+    if (service.snapshot().revocations !== before) log.info('revocations loaded', { backend: shared.backend, ...countOf(service.snapshot().revocations) });
+  };
+  const unsubscribeRevocations = opts.revocationsFile ? () => undefined : revocationState.subscribe(() => applyRevocations());
   let revocationsStamp = '';
   const loadRevocations = (): void => {
-    const file = opts.revocationsFile ?? join(opts.caDir, 'revocations.json');
+    if (!opts.revocationsFile) {
+      void revocationState.refresh().then(applyRevocations, (err: unknown) => log.error('revocations not reloaded; keeping the last good list', { error: err }));
+      return;
+    }
+    const file = opts.revocationsFile;
     try {
       let stamp = 'absent';
       try {
@@ -172,7 +254,26 @@ export async function startControlPlane(opts: ControlPlaneOptions, deps: Control
       log.error('revocations not reloaded; keeping the last good list', { file, error: err });
     }
   };
-  loadRevocations();
+  if (opts.revocationsFile) loadRevocations();
+  else applyRevocations();
+
+  // Re-issue orders made through another replica reach the sidecars connected here.
+  const unsubscribeOrders = reissueOrders.subscribe((orders) => service.adoptReissueOrders(orders));
+  service.adoptReissueOrders(reissueOrders.current());
+
+  // Every replica reports its sidecars' endpoints and bundle ACKs, and serves the others' endpoints beside its own.
+  const heartbeat = new ReplicaHeartbeat(shared.heartbeat, {
+    doc: shared.replicas,
+    local: () => ({ endpoints: service.registry.endpoints(), proxies: proxiesFromAdmin({ proxies: service.registry.statuses() }) ?? [] }),
+    onOthers: (others) => {
+      service.setPeers(others);
+      log.info('other replicas', { replicas: others.map((r) => ({ replica: r.replica, sidecars: r.sidecars, services: r.endpoints.length })) });
+    },
+    logger: log.child({ component: 'replicas' }),
+    health: storage,
+    nowMs,
+  });
+  heartbeat.start();
 
   const grpcServer: GrpcDiscoveryServer = await startGrpcDiscoveryServer(service, tls, opts.listen, (code) => metrics.streamErrors.inc({ code }), {
     maxConnections: opts.maxConnections ?? DEFAULT_CONNECTION_LIMITS.maxConnections,
@@ -182,16 +283,31 @@ export async function startControlPlane(opts: ControlPlaneOptions, deps: Control
       metrics.connections.set({ state: 'authenticated' }, authenticated);
       metrics.connections.set({ state: 'unauthenticated' }, unauthenticated);
     },
+  }, {
+    policy: keyExchange,
+    onHandshake: (group) => metrics.handshakes.inc({ listener: 'discovery', group, result: 'ok' }),
+    onRefused: (reason) => {
+      metrics.connectionsRefused.inc({ reason });
+      metrics.handshakes.inc({ listener: 'discovery', group: 'unknown', result: reason });
+    },
   });
   let ready = true;
   // Not ready while no policy may be served (a policy file failed validation at first load): fail closed.
   const policyReady = (): boolean => deps.policy.current() !== null;
+  // Nor before the Kubernetes registry has listed the cluster once (its sidecars are told to retry meanwhile).
+  const registryReady = (): boolean => deps.kubernetesRegistry?.hasSynced() ?? true;
   const admin: { server: HttpsServer; port: number } = await startAdminServer(opts.admin, {
-    ready: () => ready && policyReady(),
+    ready: () => ready && policyReady() && registryReady() && storage.current().length === 0,
+    notReadyReasons: () => [
+      ...(policyReady() ? [] : ['no policy is served until every policy validates (see /debug/policies)']),
+      ...(registryReady() ? [] : ['the Kubernetes registry has not listed the cluster yet']),
+      ...storage.reasons(),
+    ],
     metrics: metrics.registry,
     proxies: () => service.registry.statuses(),
     policies: () => deps.policy.status(),
     tls,
+    keyExchange: { policy: keyExchange, onHandshake: (group, result) => metrics.handshakes.inc({ listener: 'admin', group, result }) },
     access: {
       trustDomain: td,
       allow: opts.adminAllow ?? [defaultAdminSpiffeId(td)],
@@ -200,20 +316,37 @@ export async function startControlPlane(opts: ControlPlaneOptions, deps: Control
       now: () => new Date(nowMs()),
     },
     logger: log.child({ component: 'admin' }),
-    routes: lifecycleRoutes({
+    routes: [...observabilityRoutes({
+      feed: events,
+      mesh: () => {
+        const now = new Date(nowMs());
+        let ca: ReturnType<typeof caStatusView> | { error: string };
+        try {
+          ca = caStatusView(opts.caDir, proxiesFromAdmin({ proxies: service.registry.statuses() }) ?? [], now);
+        } catch (err) {
+          ca = { error: (err as Error).message };
+        }
+        const proxies = service.registry.all().map((s) => ({ status: s.status(), report: s.report() })).sort((a, b) => (a.status.spiffeId ?? '').localeCompare(b.status.spiffeId ?? '') || a.status.id - b.status.id);
+        return meshView({ now, trustDomain: td, proxies, policies: deps.policy.status(), ca, revocations: service.snapshot().revocations, latestEvent: events.latest });
+      },
+    }), ...lifecycleRoutes({
       caDir: opts.caDir,
       clock: () => new Date(nowMs()),
       rootRotationAuth: opts.rootRotationAuth,
-      proxies: () => proxiesFromAdmin({ proxies: service.registry.statuses() }) ?? [],
-      revocationsChanged: loadRevocations,
-      reissue: (target, windowMs) => {
-        const r = service.reissue(target, windowMs);
+      runStep: deps.runStep ? (step) => deps.runStep!(step) : undefined,
+      proxies: () => [...(proxiesFromAdmin({ proxies: service.registry.statuses() }) ?? []), ...remoteProxiesOf(heartbeat.liveOthers())],
+      revocations: revocationState,
+      revocationsChanged: applyRevocations,
+      reissue: async (target, windowMs) => {
+        const { order, ...r } = service.reissue(target, windowMs);
         const who = 'spiffeId' in target ? target.spiffeId : 'all';
         log.info('forced re-issue ordered', { event: 'audit', target: who, windowMs, sidecars: r.sidecars });
         auditLifecycle(opts.caDir, 'reissue.ordered', new Date(nowMs()), { reason: 'reissue', target: who, windowMs, sidecars: r.sidecars });
+        // Every other replica's sidecars too: the order is shared (a failed write is reported; this replica's sidecars are already asked).
+        await reissueOrders.update((orders) => withOrder(orders, order, nowMs()));
         return r;
       },
-    }),
+    })],
   });
 
   // A root rotation's switch (phase 2), by whoever made it (the lifecycle timer, the admin API, a
@@ -237,6 +370,7 @@ export async function startControlPlane(opts: ControlPlaneOptions, deps: Control
     auditLifecycle(opts.caDir, 'reissue.ordered', new Date(nowMs()), { reason: 'root-rotation', target: 'all', windowMs, sidecars: r.sidecars });
   };
 
+  const bundleListeners = new Set<(b: TrustBundleResource) => void>();
   let refreshing = false;
   const refresh = setInterval(() => {
     if (refreshing) return;
@@ -255,10 +389,13 @@ export async function startControlPlane(opts: ControlPlaneOptions, deps: Control
           initial = b;
           service.setBundle(b);
           log.info('trust bundle changed', { roots: b.rootsPem.length, federatedTrustDomains: federatedCount() });
+          for (const l of bundleListeners) l(b);
         }
         if (deps.authority.refresh) await deps.authority.refresh();
         checkRootSwitch();
         loadRevocations();
+        void reissueOrders.refresh().catch(() => undefined);
+        storage.probe();
         if (shouldRotate(nowMs(), ownNotBefore, ownNotAfter, ownInstalledAt)) await renewOwn();
       } catch (err) {
         log.error('refresh failed; serving the previous state', { error: err });
@@ -270,17 +407,24 @@ export async function startControlPlane(opts: ControlPlaneOptions, deps: Control
   refresh.unref();
 
   const where = { listen: `${hostPart(opts.listen)}:${grpcServer.port}`, admin: `${hostPart(opts.admin)}:${admin.port}`, adminAllow: opts.adminAllow ?? [defaultAdminSpiffeId(td)], spiffeId, trustDomain: td, federatedTrustDomains: Object.keys(federation?.current ?? {}) };
-  let unsubscribeReady = (): void => undefined;
-  if (policyReady()) log.info('control plane ready', where);
+  const unsubscribes: Array<() => void> = [];
+  const unsubscribeReady = (): void => {
+    for (const u of unsubscribes.splice(0)) u();
+  };
+  if (policyReady() && registryReady()) log.info('control plane ready', where);
   else {
-    log.error('control plane started but NOT ready: a policy file failed validation; no policy is served until every file validates (see /debug/policies)', { ...where, policies: deps.policy.status() });
-    unsubscribeReady = deps.policy.subscribe(() => {
-      if (!policyReady()) return;
+    if (!policyReady()) log.error('control plane started but NOT ready: no policy is served until every policy (file, or object on the API server) has been read and validates (see /debug/policies)', { ...where, policies: deps.policy.status() });
+    else log.warn('control plane started but NOT ready: waiting for the first list of Pods, Services and EndpointSlices from the Kubernetes API server', where);
+    const announce = (): void => {
+      if (!policyReady() || !registryReady() || unsubscribes.length === 0) return;
       unsubscribeReady();
       log.info('control plane ready', where);
-    });
+    };
+    unsubscribes.push(deps.policy.subscribe(announce));
+    if (deps.kubernetesRegistry) unsubscribes.push(deps.kubernetesRegistry.subscribe(announce));
   }
 
+  trail.start();
   let stopped: Promise<void> | null = null;
   return {
     spiffeId,
@@ -288,12 +432,24 @@ export async function startControlPlane(opts: ControlPlaneOptions, deps: Control
     adminPort: admin.port,
     metrics,
     service,
+    storage,
+    replicas: () => heartbeat.liveOthers(),
+    events,
+    onTrustBundleChange(listener) {
+      bundleListeners.add(listener);
+      return () => bundleListeners.delete(listener);
+    },
     stop(graceMs = 5000) {
       if (stopped) return stopped;
       stopped = (async () => {
         ready = false;
         clearInterval(refresh);
+        trail.stop();
         unsubscribeReady();
+        unsubscribeRevocations();
+        unsubscribeOrders();
+        // Withdraw our report first: the other replicas stop serving our sidecars' endpoints as they leave.
+        await heartbeat.stop();
         service.close();
         await grpcServer.stop(graceMs);
         await new Promise<void>((r) => {
@@ -301,6 +457,7 @@ export async function startControlPlane(opts: ControlPlaneOptions, deps: Control
           admin.server.closeAllConnections();
         });
         deps.policy.close();
+        shared.close();
         log.info('control plane stopped', {});
       })();
       return stopped;

@@ -34,6 +34,8 @@ export type {
   EndpointsResource, Endpoint, MtlsMode, ResourceBodies,
 } from './protocol/resources';
 export { AckTracker } from './protocol/ack-tracker';
+export { INJECTION_STATUS_ANNOTATION, parseInjectionStatus } from './protocol/injection-status';
+export type { InjectionStatus, ParsedInjectionStatus } from './protocol/injection-status';
 export {
   decodeDiscoveryRequest,
   decodeDiscoveryResponse,
@@ -56,6 +58,8 @@ export type {
   ResourceMessage,
 } from './protocol/discovery-messages';
 export { BAD_MESSAGE_CODE } from './protocol/protobuf-wire';
+export { BAD_REPORT_CODE, decodeSidecarReport, encodeSidecarReport, fitSidecarReport, OTHER_PEERS, SIDECAR_REPORT_LIMITS, UNAUTHENTICATED_PEER } from './protocol/sidecar-report';
+export type { CallDirection, ReportedCalls, ReportedCertificate, ReportedRefusal, ReportedWorkload, SidecarReport } from './protocol/sidecar-report';
 export type { SyncState, RequestVerdict, TypeSyncSnapshot } from './protocol/ack-tracker';
 export { PROTO_ROOT, DISCOVERY_PROTO_FILE, DISCOVERY_SERVICE } from './protocol/proto-path';
 export * as der from './x509/der';
@@ -85,7 +89,7 @@ export type { SvidErrorCodeValue, SvidVerdict, SigningCertVerdict, SvidRejection
 export { JOIN_TOKEN_PREFIX, isJoinToken, joinTokenSpiffeId } from './identity/join-token-format';
 export { parseX509SvidPem } from './identity/x509-svid-pem';
 export type { X509SvidMaterial } from './identity/x509-svid-pem';
-export { createTrustBundle, parsePemBundle, parseSpiffeBundle, formatPemBundle, formatSpiffeBundle } from './x509/trust-bundle';
+export { createTrustBundle, parsePemBundle, parseSpiffeBundle, formatPemBundle, formatSpiffeBundle, ROOT_CERT_CONFIGMAP } from './x509/trust-bundle';
 export type { TrustBundle, TrustBundleOptions, JwtAuthority, IgnoredBundleEntry } from './x509/trust-bundle';
 export { compileSpiffeIdMatcher } from './identity/spiffe-id-matcher';
 export type { SpiffeIdMatcherSpec, SpiffeIdMatcher, SpiffeIdMatch } from './identity/spiffe-id-matcher';
@@ -95,3 +99,18 @@ export { verifyX509Svid } from './identity/x509-svid-verify';
 export type { X509SvidVerification, X509SvidVerifyOptions, TrustBundleSet } from './identity/x509-svid-verify';
 export { RENEWAL_TYPE_URL } from './protocol/type-urls';
 export type { RenewalResource } from './protocol/resources';
+export { readClientHello, MAX_CLIENT_HELLO_BYTES } from './tls/client-hello';
+export type { ClientHelloFacts, ClientHelloRead } from './tls/client-hello';
+export {
+  DEFAULT_KEY_EXCHANGE,
+  GROUP_CODEPOINTS,
+  groupName,
+  groupOfCodepoint,
+  groupsList,
+  HYBRID_GROUP,
+  isHybridGroup,
+  isKeyExchangePolicy,
+  KEY_EXCHANGE_POLICIES,
+  selectGroup,
+} from './tls/key-exchange';
+export type { GroupSelection, KeyExchangePolicy } from './tls/key-exchange';

@@ -20,7 +20,9 @@ export type RelayEvent =
       verifyError: number;
       resumed: boolean;
       /** SSL_get_version(), e.g. 'TLSv1.3'. */
-      protocol: string }
+      protocol: string;
+      /** The negotiated key-exchange group by OpenSSL's name (SSL_get0_group_name: 'X25519MLKEM768', 'x25519', 'secp256r1'); '' when none. */
+      group: string }
   /** The handshake (or, for connectTls, the TCP connect) failed. A 'closed' event follows. */
   | { kind: 'handshake'; id: number; ok: false;
       /** 'ECONNREFUSED' / 'ECONNRESET' / 'EHOSTUNREACH' / 'ETIMEDOUT' / other errno names for socket errors,
@@ -45,7 +47,8 @@ export declare class Relay {
   /**
    * Builds a TLS context. server=true: requests a client certificate (SSL_VERIFY_PEER, no FAIL_IF_NO_PEER_CERT),
    * server-side session cache with a session id context, TLS 1.3 tickets on. server=false: verifies the server (SSL_VERIFY_PEER).
-   * Both: min TLS 1.2, max TLS 1.3, OpenSSL default ciphers/groups, the verify callback ACCEPTS whatever the
+   * Both: min TLS 1.2, max TLS 1.3, OpenSSL default ciphers, groups from `groups` (an OpenSSL groups list,
+   * SSL_CTX_set1_groups_list, e.g. 'X25519MLKEM768/X25519:P-256'; absent: OpenSSL's default), the verify callback ACCEPTS whatever the
    * chain verdict is (preverify result is recorded and reported as verifyError; TS refuses), chainPem = leaf then
    * intermediates (all are sent), keyPem = PKCS#8 or SEC1 EC key, caPem = one or more roots concatenated
    * (all go into the X509_STORE). read_ahead on; SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS.
@@ -56,7 +59,7 @@ export declare class Relay {
    * (the sidecar turns it off on server contexts while federation is in force, since a resumed session shows
    * only the leaf and federation needs the presented intermediates).
    */
-  context(opts: { server: boolean; chainPem: string; keyPem: string; caPem: string; resumption?: boolean }): RelayContext;
+  context(opts: { server: boolean; chainPem: string; keyPem: string; caPem: string; resumption?: boolean; groups?: string }): RelayContext;
   /** Inbound. Takes a dup() of `fd` (an accepted TCP socket; the caller closes its own copy afterwards) and starts the server handshake
    *  when the peer's first bytes arrive: until then the connection holds no SSL object or buffer (a peer that closes first gets
    *  handshake error 'EOF'). Returns the connection id (> 0). */

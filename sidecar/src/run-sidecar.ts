@@ -8,13 +8,14 @@
  * with a fresh join token).
  */
 import { readFile } from 'node:fs/promises';
-import { isLoopbackHost, NO_CREDENTIAL_EXIT_CODE, type Logger } from '@trellis/shared';
+import { DEFAULT_KEY_EXCHANGE, isLoopbackHost, NO_CREDENTIAL_EXIT_CODE, type KeyExchangePolicy, type Logger } from '@trellis/shared';
 import { SidecarError } from './errors';
 import { Sidecar } from './sidecar';
 import { startHealthServer } from './admin/health-server';
 import { IdentityManager } from './identity/identity-manager';
 import { sharedAuthorizer } from './policy/authorizer';
 import { wireDiscovery, type DiscoverySource } from './control/discovery-wiring';
+import { ReportLoop } from './control/report-loop';
 import type { SidecarConfig } from './config/sidecar-config';
 
 /** The discovery client as the runner uses it. */
@@ -29,6 +30,8 @@ export interface DiscoveryRuntime extends DiscoverySource {
   requestSvid(csrDer: Buffer): Promise<{ chainPem: string }>;
   syncState(): Record<string, unknown>;
   connection(): unknown;
+  /** Sends a sidecar report on the open stream (absent: reports are not sent). */
+  sendReport?(body: Buffer): boolean;
 }
 
 /** What the discovery client is built from. */
@@ -41,6 +44,8 @@ export interface DiscoveryRuntimeOptions {
   controlPlaneSpiffeId: string;
   logger: Logger;
   endpointNames?: string[];
+  /** The key-exchange policy for the control-plane connection. */
+  getKeyExchange?(): KeyExchangePolicy;
 }
 
 /** Collaborators of runSidecar. */
@@ -125,6 +130,8 @@ export async function runSidecar(config: SidecarConfig, deps: RunSidecarDeps): P
       address: config.podIp,
     },
     controlPlaneSpiffeId: config.controlPlaneSpiffeId,
+    // The control-plane hop follows the pushed key-exchange policy too (prefer until one arrives).
+    getKeyExchange: () => sidecar.state.current().peerAuth?.keyExchange ?? DEFAULT_KEY_EXCHANGE,
     logger: logger.child({ component: 'discovery' }),
   });
   wireDiscovery(discovery, sidecar.state, { logger });
@@ -156,6 +163,11 @@ export async function runSidecar(config: SidecarConfig, deps: RunSidecarDeps): P
     // Forced re-issue (trellis ca reissue, root rotation): renew with a fresh key by the pushed deadline.
     renewHints: discovery,
   });
+  const sendReport = discovery.sendReport?.bind(discovery);
+  const reports = sendReport
+    ? new ReportLoop({ sink: { sendReport, onConnectionChange: (l) => discovery!.onConnectionChange(l) }, build: () => sidecar.report(identity.nextRenewalAt()) })
+    : undefined;
+  reports?.start();
   let wasReady = false;
   const readyWatch = setInterval(() => {
     const r = sidecar.readiness();
@@ -175,6 +187,7 @@ export async function runSidecar(config: SidecarConfig, deps: RunSidecarDeps): P
   stopping = true;
   logger.info('draining', { drainMs: config.drainMs, open: sidecar.tracker.size });
   clearInterval(readyWatch);
+  reports?.stop();
   identity.stop();
   await sidecar.stop(config.drainMs);
   // Last, with a goodbye: the control plane withdraws our endpoints at once (a lost stream keeps them for a grace period).

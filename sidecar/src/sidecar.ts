@@ -6,7 +6,7 @@
  * certificate expires with no replacement) and serves traffic with it.
  */
 import type { Server } from 'node:http';
-import type { Logger } from '@trellis/shared';
+import { fitSidecarReport, SIDECAR_REPORT_LIMITS, type Logger, type ReportedCertificate, type SidecarReport } from '@trellis/shared';
 import { startAdminServer } from './admin/admin-server';
 import { InboundListener, type InboundSpec } from './inbound/inbound-listener';
 import { OutboundListener, type OutboundSpec } from './outbound/outbound-listener';
@@ -86,6 +86,8 @@ export class Sidecar {
   private readonly tls: TlsMaterial;
   /** Fires when the current certificate expires. */
   private expiryTimer: NodeJS.Timeout | undefined;
+  /** The certificates installed, newest first (at most SIDECAR_REPORT_LIMITS.maxRotations). */
+  private installed: ReportedCertificate[] = [];
 
   constructor(
     private readonly options: SidecarOptions,
@@ -111,7 +113,12 @@ export class Sidecar {
     this.tls = new TlsMaterial({ logger: deps.logger, relay: this.relay, factory: deps.tlsFactory });
     this.tls.update(this.state.current(), true);
     this.state.onChange((snap, changed) => {
-      if (changed.includes('credentials') || changed.includes('bundle')) this.tls.update(snap, changed.includes('bundle'));
+      const creds = snap.credentials;
+      if (changed.includes('credentials') && creds && creds.serialHex !== this.installed[0]?.serial) {
+        const entry = { serial: creds.serialHex, notBefore: creds.notBefore.toISOString(), notAfter: creds.notAfter.toISOString(), installedAt: this.clock().toISOString() };
+        this.installed = [entry, ...this.installed].slice(0, SIDECAR_REPORT_LIMITS.maxRotations);
+      }
+      if (changed.includes('credentials') || changed.includes('bundle') || (changed.includes('peerAuth') && this.tls.keyExchangeChanged(snap))) this.tls.update(snap, changed.includes('bundle'));
       if (changed.includes('credentials')) this.watchExpiry(snap.credentials);
       if (changed.includes('revocations')) {
         const n = this.tracker.closeRevoked(snap.revocations);
@@ -132,6 +139,7 @@ export class Sidecar {
           authorize: deps.authorize,
           workload: options.workload,
           serverContext: () => this.tls.nodeServer(),
+          keyExchange: () => this.tls.keyExchange,
           detectTimeoutMs: options.detectTimeoutMs,
           handshakeTimeoutMs: options.handshakeTimeoutMs,
           pending: this.pendingHandshakes,
@@ -235,6 +243,27 @@ export class Sidecar {
     });
   }
 
+  /**
+   * The sidecar report (shared/src/protocol/sidecar-report.ts) at this
+   * moment: the call ledger's window totals, readiness, data path, the
+   * certificates installed and `renewAt`, the identity manager's next
+   * renewal; fitted to the report's size bound.
+   */
+  report(renewAt: Date | null): SidecarReport {
+    const r = this.readiness();
+    return fitSidecarReport({
+      windowSeconds: this.metrics.calls.windowSeconds,
+      calls: this.metrics.calls.snapshot(this.clock().getTime()),
+      workload: {
+        ready: r.ready,
+        readyReason: r.reason.slice(0, SIDECAR_REPORT_LIMITS.maxDetail),
+        dataPath: this.dataPath,
+        renewAt: renewAt ? renewAt.toISOString() : null,
+        rotations: [...this.installed],
+      },
+    });
+  }
+
   /** The JSON served on /config_dump. Never includes a private key. */
   configDump(): Record<string, unknown> {
     const s = this.state.current();
@@ -255,6 +284,7 @@ export class Sidecar {
       },
       workload: this.options.workload,
       openConnections: this.tracker.size,
+      keyExchange: { policy: this.tls.keyExchange, ...this.tracker.view(100) },
       ...(this.deps.extraDump?.() ?? {}),
     };
   }

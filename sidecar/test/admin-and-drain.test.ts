@@ -60,7 +60,7 @@ for (const dataPath of dataPaths()) describe(`Admin endpoint and drain [${dataPa
     expect(r.type).to.contain('text/plain');
     expect(r.body).to.match(/^trellis_connections_total\{direction="inbound"\} [1-9]/m);
     expect(r.body).to.match(/^trellis_refusals_total\{direction="inbound",reason="no_certificate"\} 1$/m);
-    expect(r.body).to.match(/^trellis_handshakes_total\{direction="inbound",result="ok"\} [1-9]/m);
+    expect(r.body).to.match(/^trellis_handshakes_total\{direction="inbound",result="ok",group="X25519MLKEM768"\} [1-9]/m);
     expect(r.body).to.match(/^trellis_certificate_expiry_seconds \d+/m);
     expect(r.body).to.match(/^trellis_bytes_total\{direction="inbound",flow="rx"\} [1-9]/m);
     expect(r.body).to.match(/^trellis_ready 1$/m);
@@ -72,7 +72,7 @@ for (const dataPath of dataPaths()) describe(`Admin endpoint and drain [${dataPa
     expect(dump.identity.spiffeId).to.equal(`spiffe://${TD}/ns/shop/sa/cart`);
     expect(dump.identity.serial).to.match(/^[0-9a-f]+$/);
     expect(dump.bundle.fingerprints[0]).to.match(/^[0-9a-f]{64}$/);
-    expect(dump).to.have.keys(['ready', 'identity', 'bundle', 'peerAuthentication', 'authorizationPolicies', 'pathNormalization', 'revocations', 'endpoints', 'dataPath', 'listeners', 'workload', 'openConnections']);
+    expect(dump).to.have.keys(['ready', 'identity', 'bundle', 'peerAuthentication', 'authorizationPolicies', 'pathNormalization', 'revocations', 'endpoints', 'dataPath', 'listeners', 'workload', 'openConnections', 'keyExchange']);
     expect(dump.pathNormalization, 'the path normalization in force, BASE when none was pushed').to.equal('BASE');
     expect(r.body).to.not.contain('PRIVATE KEY');
     expect(r.body).to.not.contain(sidecar.state.current().credentials!.keyPem.split('\n')[1]!);

@@ -71,9 +71,17 @@ describe('Discovery resources into the sidecar state', () => {
     expect(state.current().bundle).to.equal(good);
   });
 
-  it('Should turn string port keys into per-port modes', async () => {
+  it('Should turn string port keys into per-port modes, and take prefer as the key exchange when none is pushed', async () => {
     await fake.push(PEER_AUTHENTICATION_TYPE_URL, [{ mode: 'STRICT', portModes: { '8080': 'PERMISSIVE' } }]);
-    expect(state.current().peerAuth).to.deep.equal({ mode: 'STRICT', portModes: { 8080: 'PERMISSIVE' } });
+    expect(state.current().peerAuth).to.deep.equal({ mode: 'STRICT', portModes: { 8080: 'PERMISSIVE' }, keyExchange: 'prefer' });
+  });
+
+  it('Should apply the pushed key-exchange policy, and NACK an unknown one, keeping the previous', async () => {
+    await fake.push(PEER_AUTHENTICATION_TYPE_URL, [{ mode: 'STRICT', portModes: {}, keyExchange: 'require' }]);
+    expect(state.current().peerAuth?.keyExchange).to.equal('require');
+    const before = state.current().peerAuth;
+    expect(await codeOf(fake.push(PEER_AUTHENTICATION_TYPE_URL, [{ mode: 'STRICT', portModes: {}, keyExchange: 'sometimes' }]))).to.equal('TRELLIS_SIDECAR_BAD_PEER_AUTH');
+    expect(state.current().peerAuth).to.equal(before);
   });
 
   it('Should validate pushed AuthorizationPolicies and NACK an invalid set whole, keeping the previous one', async () => {

@@ -18,6 +18,10 @@
  * of the slice holds an SVID and its first authz version, then reads
  * {"policyWrittenAt":ms} and prints {"phase":"converged","accepted_at":[...]}
  * once every sidecar has accepted an authz version newer than the one it had.
+ * For repeated measurements, {"arm":true} takes every sidecar's current authz
+ * version as the baseline and answers {"phase":"armed"}; the next
+ * {"phase":"converged","accepted_at":[...]} comes once every sidecar has
+ * accepted (ACKed) a version other than that baseline.
  *
  * mode "bare" (the platform floor, against bare-grpc-server.js): the same
  * connection pattern and the same node:http2 client transport: all connect at once, each
@@ -69,16 +73,18 @@ const simCpuS = (): number => {
 };
 const stops: Array<() => void> = [];
 let onPolicyWritten: (writtenAt: number) => void = () => undefined;
+let onArm: () => void = () => undefined;
 out({ phase: 'ready' });
 
 createInterface({ input: process.stdin }).on('line', (line) => {
-  const msg = JSON.parse(line) as { go?: boolean; policyWrittenAt?: number; stop?: boolean };
+  const msg = JSON.parse(line) as { go?: boolean; policyWrittenAt?: number; arm?: boolean; stop?: boolean };
   if (msg.go) {
     cpuAtStart = process.cpuUsage();
     if (cfg.mode === 'bare') runBare();
     else runTrellis();
   }
   if (msg.policyWrittenAt !== undefined) onPolicyWritten(msg.policyWrittenAt);
+  if (msg.arm) onArm();
   if (msg.stop) {
     for (const s of stops) s();
     process.exit(0);
@@ -90,7 +96,7 @@ function runTrellis(): void {
   const errorsByCode: Record<string, number> = {};
   let certified = 0;
   const authzVersions: string[][] = [];
-  const acceptedAt: number[] = [];
+  let acceptedAt: number[] = [];
   let baselineVersions: string[] | null = null;
   let reported = false;
   const checkConverged = (): void => {
@@ -105,6 +111,12 @@ function runTrellis(): void {
       if (authzVersions[i]!.length > 1) acceptedAt[i] = Date.now();
     }
     checkConverged();
+  };
+  onArm = () => {
+    baselineVersions = authzVersions.map((v) => v[v.length - 1]!);
+    acceptedAt = [];
+    reported = false;
+    out({ phase: 'armed' });
   };
 
   for (let i = 0; i < cfg.sidecars; i++) {

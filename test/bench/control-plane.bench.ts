@@ -22,16 +22,15 @@ import { generateKeyPairSync } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { request as httpsRequest } from 'node:https';
 import { createInterface } from 'node:readline';
-import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { loadCertificateAuthority } from '@trellis/control-plane';
 import { buildCsr } from '@trellis/sidecar';
 import { freePort, makeTmpDir, TRELLIS_BIN, trellisSync } from '@trellis/testkit';
 import { stringFlag } from './bench-flags';
+import { BENCH_ISSUER, BENCH_TD, mintBenchTokens, publicGet, startFleet } from './simulated-fleet';
 
-const TD = 'bench.example';
-const ISSUER = 'https://kubernetes.default.svc';
+const TD = BENCH_TD;
+const ISSUER = BENCH_ISSUER;
 
 function cpuSeconds(pid: number): number {
   const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
@@ -68,19 +67,6 @@ function wantsHeapSnapshot(): boolean {
   return /--heapsnapshot-signal=SIGUSR2/.test(process.env.BENCH_CP_NODE_ARGS ?? '');
 }
 
-/** GETs a public path (/readyz, /metrics) of the admin HTTPS port, trusting the mesh roots in `caPem`. */
-function publicGet(adminPort: number, path: string, caPem: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = httpsRequest({ host: '127.0.0.1', port: adminPort, path, agent: false, ca: caPem, checkServerIdentity: () => undefined }, (res) => {
-      let body = '';
-      res.setEncoding('utf8').on('data', (d: string) => (body += d));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}
-
 /** trellis_discovery_pushes_total{type="authz"} from the control plane's metrics. */
 async function authzPushes(adminPort: number, caPem: string): Promise<number> {
   const text = (await publicGet(adminPort, '/metrics', caPem)).body;
@@ -92,65 +78,6 @@ function mergeCounts(parts: Array<Record<string, number>>): Record<string, numbe
   const out: Record<string, number> = {};
   for (const p of parts) for (const [k, v] of Object.entries(p)) out[k] = (out[k] ?? 0) + v;
   return out;
-}
-
-/** Simulator processes sharing a fleet of `n` sidecars. */
-interface Fleet {
-  /** Starts every sidecar of every slice at once; returns the Date.now() it did. */
-  go(): number;
-  /** Every slice's JSON line of `phase`. */
-  all(phase: string): Promise<Array<Record<string, unknown>>>;
-  send(msg: unknown): void;
-  stop(): Promise<void>;
-}
-
-/** Spawns `procs` simulators with consecutive slices of `n` and waits until each has made its keys. */
-async function startFleet(procs: number, n: number, base: Record<string, unknown>): Promise<Fleet> {
-  const sims: Array<{ child: ChildProcess; next: (phase: string) => Promise<Record<string, any>> }> = [];
-  for (let p = 0; p < procs; p++) {
-    const first = Math.floor((p * n) / procs);
-    const count = Math.floor(((p + 1) * n) / procs) - first;
-    // BENCH_SIM_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=DIR") profiles the simulators.
-    const simArgs = (process.env.BENCH_SIM_NODE_ARGS ?? '').split(' ').filter(Boolean);
-    const child = spawn(process.execPath, [...simArgs, '--max-old-space-size=8192', join(__dirname, 'control-plane-simulator.js'), JSON.stringify({ ...base, first, sidecars: count })], {
-      stdio: ['pipe', 'pipe', 'inherit'],
-    });
-    sims.push({ child, next: phases(child) });
-  }
-  await Promise.all(sims.map((s) => s.next('ready')));
-  const send = (msg: unknown): void => {
-    for (const s of sims) s.child.stdin!.write(JSON.stringify(msg) + '\n');
-  };
-  return {
-    go: () => {
-      const at = Date.now();
-      send({ go: true });
-      return at;
-    },
-    all: (phase) => Promise.all(sims.map((s) => s.next(phase))),
-    send,
-    stop: async () => {
-      send({ stop: true });
-      await Promise.all(sims.map((s) => (s.child.exitCode === null ? new Promise((r) => s.child.once('exit', r)) : undefined)));
-    },
-  };
-}
-
-/** Waits for the simulator's JSON line of a given phase. */
-function phases(sim: ChildProcess): (phase: string) => Promise<Record<string, any>> {
-  const lines = createInterface({ input: sim.stdout! });
-  return (phase) =>
-    new Promise((resolve, reject) => {
-      const onLine = (l: string): void => {
-        const m = JSON.parse(l) as Record<string, any> & { phase: string };
-        if (m.phase === phase) {
-          lines.off('line', onLine);
-          resolve(m);
-        }
-      };
-      lines.on('line', onLine);
-      sim.once('exit', (code) => reject(new Error(`simulator exited ${code} before ${phase}`)));
-    });
 }
 
 /**
@@ -220,23 +147,8 @@ export async function run(flags: string[]): Promise<Record<string, unknown>> {
     mkdirSync(policyDir);
     const init = trellisSync(['ca', 'init', '--dir', caDir, '--trust-domain', TD]);
     if (init.status !== 0) throw new Error(init.stderr);
-    const { privateKey, publicKey } = await generateKeyPair('ES256');
-    writeFileSync(join(tmp.dir, 'jwks.json'), JSON.stringify({ keys: [{ ...(await exportJWK(publicKey)), kid: 'k1', alg: 'ES256', use: 'sig' }] }));
     const accounts = Math.min(100, n);
-    const now = Math.floor(Date.now() / 1000);
-    const tokens: string[] = [];
-    for (let i = 0; i < accounts; i++) {
-      tokens.push(
-        await new SignJWT({ 'kubernetes.io': { namespace: 'bench', serviceaccount: { name: `sa-${i}`, uid: `uid-${i}` }, pod: { name: `pod-${i}`, uid: `pod-uid-${i}` } } })
-          .setProtectedHeader({ alg: 'ES256', kid: 'k1' })
-          .setIssuer(ISSUER)
-          .setSubject(`system:serviceaccount:bench:sa-${i}`)
-          .setAudience('trellis')
-          .setIssuedAt(now)
-          .setExpirationTime(now + 3600)
-          .sign(privateKey),
-      );
-    }
+    const tokens = await mintBenchTokens(join(tmp.dir, 'jwks.json'), accounts);
     const port = await freePort();
     const adminPort = await freePort();
     // BENCH_CP_NODE_ARGS (e.g. "--cpu-prof") profiles the control plane process; with

@@ -78,7 +78,7 @@ describe('control plane discovery stream (real process, real gRPC/TLS)', functio
     const p = (await proxy(`spiffe://${TD}/ns/shop/sa/web`))!;
     expect(p.certificateExpiry).to.equal(s.creds!.notAfter.toISOString());
     expect(s.bodies.get('endpoints')).to.deep.equal([{ service: 'web', endpoints: [{ address: '127.0.0.1:8080', spiffeId: `spiffe://${TD}/ns/shop/sa/web` }] }]);
-    expect(s.bodies.get('peer_authn')).to.deep.equal([{ mode: 'STRICT', portModes: {} }]);
+    expect(s.bodies.get('peer_authn')).to.deep.equal([{ mode: 'STRICT', portModes: {}, keyExchange: 'prefer' }]);
 
     const r = trellisSync(['proxy-status', '--admin', cp.admin], { env: cp.adminEnv });
     expect(r.status, r.stderr).to.equal(0);
@@ -159,6 +159,11 @@ describe('control plane discovery stream (real process, real gRPC/TLS)', functio
       ['a NACK for a nonce never sent', (c, id) => c.write({ node: { spiffe_id: id }, type_url: AUTHORIZATION_POLICIES_TYPE_URL, response_nonce: 'zz99', error_detail: { code: 3, message: 'x' } }), grpc.status.INVALID_ARGUMENT, 'TRELLIS_CP_UNKNOWN_NONCE'],
       ['a malformed CSR', (c, id) => c.write({ node: { spiffe_id: id }, type_url: SVID_TYPE_URL, csr: Buffer.from('30820102deadbeef', 'hex') }), grpc.status.INVALID_ARGUMENT, 'TRELLIS_CA_BAD_DER'],
       ['a first request without node', (c) => c.write({ type_url: AUTHORIZATION_POLICIES_TYPE_URL }), grpc.status.INVALID_ARGUMENT, 'TRELLIS_CP_BAD_REQUEST'],
+      ['a sidecar report that is not the documented JSON', (c, id) => c.write({ node: { spiffe_id: id }, report: Buffer.from('{"calls":') }), grpc.status.INVALID_ARGUMENT, 'TRELLIS_CP_BAD_REPORT'],
+      ['a sidecar report over its bounds (129 call entries)', (c, id) => {
+        const calls = Array.from({ length: 129 }, (_, i) => ({ peer: `spiffe://${TD}/w/${i}`, direction: 'inbound', allowed: 1, refused: [] }));
+        c.write({ node: { spiffe_id: id }, report: Buffer.from(JSON.stringify({ windowSeconds: 300, calls, workload: { ready: true, readyReason: '', dataPath: 'node', renewAt: null, rotations: [] } })) });
+      }, grpc.status.INVALID_ARGUMENT, 'TRELLIS_CP_BAD_REPORT'],
       ['a message over 64 KiB', (c, id) => c.write({ node: { spiffe_id: id }, type_url: SVID_TYPE_URL, csr: Buffer.alloc(64 * 1024 + 10, 1) }), grpc.status.RESOURCE_EXHAUSTED, 'TRELLIS_CP_MESSAGE_TOO_LARGE'],
       // Each CSR waits for a signing slot (at least one event-loop turn), so a burst of 200 arrives faster than it is served.
       ['more than 64 requests waiting at once', (c, id) => {

@@ -144,7 +144,8 @@ describe('trellis install on a real API server', function () {
   });
 
   it('Should remove everything with trellis uninstall, webhooks first, and keep the CRDs unless --purge', async () => {
-    procs.killAll();
+    // A dying injector must not renew its Lease or rewrite its Secret after the uninstall deleted them.
+    await procs.killAllAndWait();
     const r = trellisSync(['uninstall', '--kubeconfig', k8s.kubeconfig], { timeoutMs: 120_000 });
     expect(r.status, r.stderr).to.equal(0);
     const lines = r.stdout.split('\n');

@@ -9,14 +9,13 @@ import { expect } from 'chai';
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { optionalDependency, REPO_ROOT, skipUnless, trellisSync } from '@trellis/testkit';
+import { LEGACY_NODE, legacyNodePath, optionalDependency, REPO_ROOT, skipUnless, trellisSync } from '@trellis/testkit';
 
 const PKG = JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { optionalDependencies: Record<string, string>; engines: { node: string } };
 const PINNED = PKG.optionalDependencies[`node-${process.platform}-${process.arch}`];
 const PINNED_BIN = join(REPO_ROOT, 'node_modules', `node-${process.platform}-${process.arch}`, 'bin', 'node');
 const BIN = join(REPO_ROOT, 'cli', 'bin', 'trellis.js');
 
-/** A system node older than 24 (Debian's, or the machine's), if there is one. */
 /** The Node runtime package.json pins for this platform, installed by npm ci; CI requires it (TRELLIS_REQUIRE_PINNED_NODE=1). */
 const PINNED_NODE = optionalDependency({
   name: 'the pinned Node runtime',
@@ -28,15 +27,6 @@ const PINNED_NODE = optionalDependency({
         ? `node-${process.platform}-${process.arch} is not installed; run npm ci`
         : undefined,
 });
-
-function olderSystemNode(): string | null {
-  for (const candidate of ['/usr/bin/node', '/usr/local/bin/node']) {
-    if (!existsSync(candidate)) continue;
-    const r = spawnSync(candidate, ['-p', 'process.versions.node'], { encoding: 'utf8' });
-    if (r.status === 0 && Number(r.stdout.split('.')[0]) < 24) return candidate;
-  }
-  return null;
-}
 
 describe('The Node.js runtime', function () {
   it('Should run the test suite on the Node.js 24 the project pins, with OpenSSL 3.5 or later', function () {
@@ -57,11 +47,9 @@ describe('The Node.js runtime', function () {
   describe('started by an older system node', function () {
     let old: string | null;
     before(function () {
-      old = olderSystemNode();
-      if (!old || !existsSync(PINNED_BIN)) {
-        console.log('      skipping: needs a system node older than 24 and the pinned runtime (npm ci) to show the re-run');
-        this.skip();
-      }
+      skipUnless(this, LEGACY_NODE);
+      skipUnless(this, PINNED_NODE);
+      old = legacyNodePath();
     });
 
     it('Should re-run itself on the pinned runtime, with its arguments and exit status', function () {

@@ -177,7 +177,7 @@ describe('trellis sidecar with a real control plane (real processes, real gRPC a
     expect(await serial(port.webAdmin!)).to.not.equal(serialsBefore[0]);
     expect(await serial(port.cartAdmin!)).to.not.equal(serialsBefore[1]);
     expect(ok).to.be.greaterThan(20);
-    expect(await stat(port.webAdmin!, 'trellis_handshakes_total{direction="outbound",result="resumed"}')).to.be.greaterThan(0);
+    expect(await stat(port.webAdmin!, 'trellis_handshakes_total{direction="outbound",result="resumed",group="X25519MLKEM768"}')).to.be.greaterThan(0);
   });
 
   it('Should answer 403 when the pushed AuthorizationPolicy does not allow the method', async () => {

@@ -8,23 +8,7 @@ import { cpSync, existsSync, readdirSync, readFileSync, statSync, writeFileSync 
 import { connect as netConnect } from 'node:net';
 import { join } from 'node:path';
 import { addressInUse, makeTmpDir, REPO_ROOT, reservePorts, trellisSpawn, trellisSync, type CliResult } from '@trellis/testkit';
-
-const PORT_FIELD = /(port: |appPort: |127\.0\.0\.1:)(\d{4,5})\b/g;
-
-/**
- * Writes `dest`: the mesh file `src` with each of its fixed ports replaced by
- * a reserved free one, so two suites (or a developer's own `npm start`) can
- * run side by side. The reservation is held until the caller releases it,
- * right before `trellis up` starts.
- */
-async function meshWithFreePorts(src: string, dest: string): Promise<{ release(): Promise<void>; ports: Map<number, number> }> {
-  const text = readFileSync(src, 'utf8');
-  const fixed = [...new Set([...text.matchAll(PORT_FIELD)].map((m) => Number(m[2])))];
-  const r = await reservePorts(fixed.length);
-  const ports = new Map(fixed.map((p, i) => [p, r.ports[i]!]));
-  writeFileSync(dest, text.replace(PORT_FIELD, (_, k: string, p: string) => `${k}${ports.get(Number(p))}`));
-  return { release: r.release, ports };
-}
+import { meshWithFreePorts, PORT_FIELD } from './mesh-on-free-ports';
 
 /** Every child log under `stateDir/logs`, concatenated. */
 function childLogs(stateDir: string): string {

@@ -1,31 +1,44 @@
 /**
  * `trellis control-plane`: runs the control plane until SIGINT/SIGTERM.
  * Wiring only: config from file + flags, the CA from --ca-dir, policies from
- * --policy-dir, then @trellis/control-plane's startControlPlane.
+ * --policy-dir (and the API server's policy objects when there is one), the
+ * state replicas share (the API server's when there is one, else the CA
+ * dir's), then @trellis/control-plane's startControlPlane, the controllers
+ * that keep the trust-bundle ConfigMaps current, and the CA lifecycle,
+ * driven by the one replica that holds the Lease.
  */
+import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { KubeClient } from '@trellis/kubernetes';
+import { hostname } from 'node:os';
+import { KubeClient, kubeConfigAvailable, startRegistryInformers, type RegistryInformers } from '@trellis/kubernetes';
 import { resolve } from 'node:path';
 import {
+  CaSecretSync,
+  ControlPlaneControllers,
   ControlPlaneError,
   ControlPlaneErrorCode,
   discoverOidcTokenKeys,
+  KubernetesRegistry,
   loadCertificateAuthority,
   parseJwks,
   openReloadingAuthority,
   proxiesFromAdmin,
+  registerKubernetesRegistryGauges,
   registerLifecycleGauges,
+  remoteProxies,
   startLifecycleManager,
   PolicyStore,
+  policySetSource,
   policyStoreSource,
   readConfigFile,
   resolveConfig,
   startControlPlane,
+  startKubeSharedState,
   type ControlPlaneConfig,
   type ControlPlaneConfigInput,
   type KubernetesTokenSettings,
 } from '@trellis/control-plane';
-import { createLogger, UsageError, type Logger, type MtlsMode, type PathNormalization } from '@trellis/shared';
+import { createLogger, groupsList, UsageError, type KeyExchangePolicy, type Logger, type MtlsMode, type PathNormalization } from '@trellis/shared';
 import type { Command, CommandContext } from '../command';
 import { flag, optionalString, stringList } from '../flags';
 
@@ -50,7 +63,7 @@ function pathFlag(ctx: CommandContext, name: string): string | undefined {
  * The token verifier's settings: keys from the JWKS file, or the issuer and
  * keys from the API server's OIDC discovery (refetched on an unknown kid).
  */
-async function kubernetesTokenSettings(cfg: ControlPlaneConfig, logger: Logger): Promise<KubernetesTokenSettings> {
+async function kubernetesTokenSettings(cfg: ControlPlaneConfig, logger: Logger, kube: () => Promise<KubeClient>): Promise<KubernetesTokenSettings> {
   const k = cfg.kubernetes!;
   if (k.jwksFile !== null) {
     let jwks: unknown;
@@ -61,7 +74,7 @@ async function kubernetesTokenSettings(cfg: ControlPlaneConfig, logger: Logger):
     }
     return { issuer: k.issuer!, audience: k.audience, jwks: parseJwks(jwks, k.jwksFile) };
   }
-  const client = await KubeClient.connect(cfg.kubeconfig !== null ? { kubeconfig: cfg.kubeconfig } : {});
+  const client = await kube();
   const keys = await discoverOidcTokenKeys({ fetchJson: (path) => client.request('GET', path, { accept: 'application/json, application/jwk-set+json' }), logger: logger.child({ component: 'k8s-token-keys' }), minRefreshIntervalMs: k.jwksMinRefreshMs });
   if (k.issuer !== null && k.issuer !== keys.issuer) {
     throw new ControlPlaneError(ControlPlaneErrorCode.CONFIG_INVALID, `--k8s-issuer ${k.issuer} is not the issuer the API server names (${keys.issuer}); its tokens would never verify`);
@@ -89,6 +102,9 @@ export const commands: Command[] = [
   --default-mtls-mode MODE   STRICT (default), PERMISSIVE or DISABLE when no policy decides
   --path-normalization MODE  how sidecars normalize HTTP paths before AuthorizationPolicy (and forward them):
                              BASE (default), MERGE_SLASHES, DECODE_AND_MERGE_SLASHES or NONE, as Istio's meshConfig
+  --key-exchange POLICY      mTLS key exchange on every hop: prefer (default; X25519MLKEM768 first, then
+                             X25519 and P-256), require (hybrid only; classical handshakes refused and counted)
+                             or off (classical only); pushed to every sidecar
   --k8s-issuer URL           accept Kubernetes ServiceAccount tokens from this issuer
   --k8s-audience trellis     audience those tokens must carry
   --k8s-jwks FILE            the issuer's public keys (JWKS JSON), read once (offline)
@@ -96,6 +112,11 @@ export const commands: Command[] = [
                              with our own credentials, and refetch them (at most every 30 s) when a
                              token names an unknown key: key rotations need no restart
   --k8s-jwks-min-refresh 30s least time between two such refetches
+  --k8s-registry             the registry from the API server: endpoints from EndpointSlices (the pods'
+                             sidecar listeners, their ServiceAccounts' SPIFFE IDs), and each sidecar served by
+                             the pod its token is bound to (its labels select policies; what it announces is
+                             ignored when it disagrees); a deleted pod's stream ends and its token is refused.
+                             Watches Pods, Services, EndpointSlices (list/watch RBAC); not ready until listed
   --kubeconfig FILE          how to reach the API server (default: the pod's in-cluster config)
   --signing-concurrency 4    CSRs signed at once
   --signing-queue 20000      CSRs allowed to wait; beyond, RESOURCE_EXHAUSTED with a retry hint
@@ -110,8 +131,21 @@ export const commands: Command[] = [
                              replicas sharing a ServiceAccount share its identity: raise it to cover them
   --max-connections 10000    open discovery connections; beyond, new ones are closed at once
   --auth-timeout 10s         close a connection none of whose streams authenticated within this
-  --allow-invalid-policies   serve the valid policy files even if some fail validation at start
-                             (default: not ready and no policy served until every file validates)
+  --allow-invalid-policies   serve the valid policies even if some fail validation at start
+                             (default: not ready and no policy served until every file and object validates)
+  --no-policy-crds           do not read PeerAuthentication/AuthorizationPolicy objects from the API server
+                             (security.trellis.dev/v1, and security.istio.io v1/v1beta1 when installed); by
+                             default they are read, beside --policy-dir, whenever --kubeconfig is given or the
+                             control plane runs in a pod (config policyCrds; true makes the API server required)
+  --no-root-cert-configmaps  do not keep ConfigMap trellis-ca-root-cert (the roots) current in every namespace;
+                             same default (config rootCertConfigMaps). The Lease trellis-control-plane in
+                             $POD_NAMESPACE (default trellis-system) picks the one replica that writes
+  --no-shared-state          keep the state replicas share in the CA dir instead of on the API server: the
+                             revocation list, join-token uses, re-issue orders, the replicas' reports and the
+                             CA's rotation state (Secret trellis-ca). Same default (config sharedState). Without
+                             an API server, replicas on one CA dir share it through files there
+  --leader-lease 15s         the Lease's duration: a dead leader's singleton work (CA rotation steps, status and
+                             ConfigMap writes) moves to another replica within it (config leaderLease)
   --endpoint-grace 30s       keep a lost discovery stream's endpoints listed this long (its sidecar may be
                              reconnecting); a sidecar that says goodbye is withdrawn at once; 0s: never keep
   --endpoints-settle 10s     after a start, hold endpoint lists back until every sidecar with a live
@@ -132,11 +166,13 @@ SIGTERM drains: streams end with UNAVAILABLE so sidecars fail over, then it exit
       'svid-ttl': { type: 'string' },
       'default-mtls-mode': { type: 'string' },
       'path-normalization': { type: 'string' },
+      'key-exchange': { type: 'string' },
       'k8s-issuer': { type: 'string' },
       'k8s-audience': { type: 'string' },
       'k8s-jwks': { type: 'string' },
       'k8s-jwks-from-api': { type: 'boolean' },
       'k8s-jwks-min-refresh': { type: 'string' },
+      'k8s-registry': { type: 'boolean' },
       kubeconfig: { type: 'string' },
       'signing-concurrency': { type: 'string' },
       'signing-queue': { type: 'string' },
@@ -150,6 +186,10 @@ SIGTERM drains: streams end with UNAVAILABLE so sidecars fail over, then it exit
       'allow-invalid-policies': { type: 'boolean' },
       'endpoint-grace': { type: 'string' },
       'endpoints-settle': { type: 'string' },
+      'no-policy-crds': { type: 'boolean' },
+      'no-root-cert-configmaps': { type: 'boolean' },
+      'no-shared-state': { type: 'boolean' },
+      'leader-lease': { type: 'string' },
       'log-level': { type: 'string' },
     },
     async run(ctx) {
@@ -160,6 +200,7 @@ SIGTERM drains: streams end with UNAVAILABLE so sidecars fail over, then it exit
       const k8sAudience = optionalString(ctx, 'k8s-audience');
       const k8sFromApi = flag(ctx, 'k8s-jwks-from-api') || undefined;
       const k8sMinRefresh = optionalString(ctx, 'k8s-jwks-min-refresh');
+      const k8sRegistry = flag(ctx, 'k8s-registry') || undefined;
       const concurrency = intFlag(ctx, 'signing-concurrency');
       const maxQueue = intFlag(ctx, 'signing-queue');
       const cfg = resolveConfig(fromFile, {
@@ -174,7 +215,8 @@ SIGTERM drains: streams end with UNAVAILABLE so sidecars fail over, then it exit
         svidTtl: optionalString(ctx, 'svid-ttl'),
         defaultMtlsMode: optionalString(ctx, 'default-mtls-mode') as MtlsMode | undefined,
         pathNormalization: optionalString(ctx, 'path-normalization') as PathNormalization | undefined,
-        kubernetes: k8sIssuer || k8sJwks || k8sAudience || k8sFromApi || k8sMinRefresh ? { issuer: k8sIssuer, jwksFile: k8sJwks, audience: k8sAudience, jwksFromApiServer: k8sFromApi, jwksMinRefresh: k8sMinRefresh } : undefined,
+        keyExchange: optionalString(ctx, 'key-exchange') as KeyExchangePolicy | undefined,
+        kubernetes: k8sIssuer || k8sJwks || k8sAudience || k8sFromApi || k8sMinRefresh || k8sRegistry ? { issuer: k8sIssuer, jwksFile: k8sJwks, audience: k8sAudience, jwksFromApiServer: k8sFromApi, jwksMinRefresh: k8sMinRefresh, registry: k8sRegistry } : undefined,
         kubeconfig: pathFlag(ctx, 'kubeconfig'),
         signing: concurrency !== undefined || maxQueue !== undefined ? { concurrency, maxQueue } : undefined,
         revocationsFile: pathFlag(ctx, 'revocations'),
@@ -187,22 +229,66 @@ SIGTERM drains: streams end with UNAVAILABLE so sidecars fail over, then it exit
         allowInvalidPolicies: flag(ctx, 'allow-invalid-policies') ? true : undefined,
         endpointGrace: optionalString(ctx, 'endpoint-grace'),
         endpointsSettle: optionalString(ctx, 'endpoints-settle'),
+        policyCrds: flag(ctx, 'no-policy-crds') ? false : undefined,
+        rootCertConfigMaps: flag(ctx, 'no-root-cert-configmaps') ? false : undefined,
+        sharedState: flag(ctx, 'no-shared-state') ? false : undefined,
+        leaderLease: optionalString(ctx, 'leader-lease'),
       });
       const logger = createLogger({ component: 'control-plane', sink: ctx.stderr, level: cfg.logLevel });
       const caLogger = logger.child({ component: 'ca' });
+      // The API server's policies, trust-bundle ConfigMaps and shared state: on whenever there is an API server to reach, unless turned off.
+      const onApiServer = (v: boolean | null): boolean => v ?? kubeConfigAvailable({ kubeconfig: cfg.kubeconfig ?? undefined, env: ctx.env });
+      const namespace = ctx.env.POD_NAMESPACE ?? 'trellis-system';
+      let connecting: Promise<KubeClient> | undefined;
+      const kube = (): Promise<KubeClient> => (connecting ??= KubeClient.connect(cfg.kubeconfig !== null ? { kubeconfig: cfg.kubeconfig } : {}));
+      const client = onApiServer(cfg.policyCrds) || onApiServer(cfg.rootCertConfigMaps) || onApiServer(cfg.sharedState) ? await kube() : null;
+      // One Lease elects the replica that does singleton work: status and ConfigMap writes, CA rotation steps.
+      const controllers = client
+        ? new ControlPlaneControllers(
+            { leaseNamespace: namespace, identity: `${ctx.env.POD_NAME ?? hostname()}-${randomBytes(3).toString('hex')}`, rootNamespace: cfg.rootNamespace, allowInvalidPolicies: cfg.allowInvalidPolicies, leaseDurationMs: cfg.leaderLeaseMs },
+            { client, logger: logger.child({ component: 'kubernetes' }) },
+          )
+        : null;
+      const sharedOnApi = client !== null && onApiServer(cfg.sharedState);
+      const shared = sharedOnApi ? await startKubeSharedState({ namespace }, { client: client!, logger: logger.child({ component: 'kubernetes' }), clock: () => new Date(), isLeader: () => controllers!.isLeader() }) : undefined;
+      // The CA dir follows Secret trellis-ca before the CA is loaded from it; lifecycle steps are committed there.
+      const caSync = sharedOnApi ? new CaSecretSync({ namespace, caDir: cfg.caDir }, { client: client!, logger: logger.child({ component: 'ca-sync' }) }) : null;
+      await caSync?.start();
+      logger.info('shared state', { backend: shared ? 'api-server' : 'ca-dir', namespace: shared ? namespace : undefined, caSecret: caSync?.isActive() ?? false });
       // Follows the CA dir: an activated intermediate or a rotated root is picked up (and pushed) without a restart.
-      const ca = await openReloadingAuthority(cfg.caDir, { load: (dir) => loadCertificateAuthority(dir, { logger: caLogger }), logger: caLogger });
+      const ca = await openReloadingAuthority(cfg.caDir, { load: (dir) => loadCertificateAuthority(dir, { logger: caLogger }), logger: caLogger, revocations: shared ? () => shared.revocations.current() : undefined });
       if (cfg.trustDomain && cfg.trustDomain !== ca.trustDomain) {
         throw new ControlPlaneError(ControlPlaneErrorCode.CONFIG_INVALID, `trust domain ${cfg.trustDomain} does not match the CA in ${cfg.caDir} (${ca.trustDomain})`);
       }
-      const kubernetes = cfg.kubernetes ? await kubernetesTokenSettings(cfg, logger) : undefined;
+      const kubernetes = cfg.kubernetes ? await kubernetesTokenSettings(cfg, logger, kube) : undefined;
+      // The registry from the API server: its watches start now and retry on their own while it is unreachable.
+      let informers: RegistryInformers | undefined;
+      let kubernetesRegistry: KubernetesRegistry | undefined;
+      if (kubernetes && cfg.kubernetes?.registry) {
+        const registryLogger = logger.child({ component: 'k8s-registry' });
+        informers = startRegistryInformers(await kube(), { logger: registryLogger });
+        kubernetesRegistry = new KubernetesRegistry({ pods: informers.pods, services: informers.services, endpointSlices: informers.endpointSlices, trustDomain: ca.trustDomain, logger: registryLogger });
+        kubernetes.pods = kubernetesRegistry;
+      }
       const store = new PolicyStore(
         { dir: cfg.policyDir, rootNamespace: cfg.rootNamespace, allowInvalidAtStart: cfg.allowInvalidPolicies },
         { logger: logger.child({ component: 'policy' }), now: () => new Date() },
       );
       if (cfg.allowInvalidPolicies) logger.warn('--allow-invalid-policies: policy files that fail validation at start are skipped and the rest served; a workload whose only ALLOW policy is in such a file is allowed everything', {});
       await store.start();
-      const policy = policyStoreSource(store, { rootNamespace: cfg.rootNamespace, defaultMode: cfg.defaultMtlsMode, pathNormalization: cfg.pathNormalization });
+      const crds = controllers && onApiServer(cfg.policyCrds) ? controllers.startPolicies() : null;
+      // Usually the first list takes a moment: wait a little so the control plane starts ready. The timer
+      // keeps the process alive: with the API server unreachable nothing else does yet (the watches'
+      // retry timers are unref'd), and the process would exit 0 before it ever listens.
+      if (crds) await Promise.race([crds.synced(), new Promise((r) => setTimeout(r, 5000))]);
+      const viewOptions = { rootNamespace: cfg.rootNamespace, defaultMode: cfg.defaultMtlsMode, pathNormalization: cfg.pathNormalization, keyExchange: cfg.keyExchange };
+      const policy = crds
+        ? policySetSource([{ name: 'dir', provider: store }, { name: 'kubernetes', provider: crds }], viewOptions, { logger: logger.child({ component: 'policy' }) })
+        : policyStoreSource(store, viewOptions);
+      // grpc-js takes no groups option, so the discovery port's groups are this process's default. Under
+      // `require` the default stays the prefer list (the process's own clients, such as the Kubernetes API
+      // client, still reach classical servers); the listeners' ClientHello gate refuses classical clients.
+      setDefaultEcdhCurve(groupsList(cfg.keyExchange === 'off' ? 'off' : 'prefer'));
       const running = await startControlPlane(
         {
           caDir: cfg.caDir,
@@ -225,19 +311,37 @@ SIGTERM drains: streams end with UNAVAILABLE so sidecars fail over, then it exit
           revocationsFile: cfg.revocationsFile ?? undefined,
           federationFile: cfg.federationFile ?? undefined,
           refreshMs: 1000,
+          keyExchange: cfg.keyExchange,
         },
         {
           authority: ca,
           policy,
           logger,
           caExpiry: () => ca.expiry(),
+          shared,
+          runStep: caSync ? (step) => caSync.step(step) : undefined,
+          kubernetesRegistry,
         },
       );
+      if (kubernetesRegistry) registerKubernetesRegistryGauges(running.metrics.registry, kubernetesRegistry, () => informers!.listCounts());
+      if (controllers && onApiServer(cfg.rootCertConfigMaps)) {
+        controllers.startRootCerts(() => running.service.currentBundle().rootsPem);
+        running.onTrustBundleChange(() => controllers.rootsChanged());
+      }
+      controllers?.elect();
       // CA lifecycle: intermediate rotation when due, a started root rotation advanced on observed ACKs, trellis_lifecycle_* gauges.
-      registerLifecycleGauges(running.metrics.registry, cfg.caDir);
+      registerLifecycleGauges(running.metrics.registry, cfg.caDir, () => new Date(), shared ? () => shared.revocations.current() : undefined);
       const lifecycle = startLifecycleManager(
         { caDir: cfg.caDir, rootDir: pathFlag(ctx, 'root-dir') },
-        { authority: ca, logger: logger.child({ component: 'lifecycle' }), proxies: () => proxiesFromAdmin({ proxies: running.service.registry.statuses() }) },
+        // Every replica's sidecars: a rotation step waits for the ACKs of those connected to the others too.
+        {
+          authority: ca,
+          logger: logger.child({ component: 'lifecycle' }),
+          proxies: () => [...(proxiesFromAdmin({ proxies: running.service.registry.statuses() }) ?? []), ...remoteProxies(running.replicas())],
+          // On Kubernetes only the Lease holder steps, and each step is committed to Secret trellis-ca.
+          isLeader: controllers && shared ? () => controllers.isLeader() : undefined,
+          runStep: caSync ? (step) => caSync.step(step) : undefined,
+        },
       );
       await new Promise<void>((r) => {
         if (ctx.stopSignal.aborted) r();
@@ -245,9 +349,23 @@ SIGTERM drains: streams end with UNAVAILABLE so sidecars fail over, then it exit
       });
       logger.info('control plane draining', { signal: String(ctx.stopSignal.reason ?? '') });
       lifecycle.stop();
+      await controllers?.stop();
       await running.stop(5000);
+      await caSync?.stop();
+      await informers?.stop();
       ca.close();
       return 0;
     },
   },
 ];
+
+/**
+ * Sets node:tls's process-wide default groups (`tls.DEFAULT_ECDH_CURVE`,
+ * used by every context made without `ecdhCurve`). Through require(): a
+ * TypeScript namespace import is a copy, and assigning to it would change
+ * nothing.
+ */
+function setDefaultEcdhCurve(groups: string): void {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  (require('node:tls') as { DEFAULT_ECDH_CURVE: string }).DEFAULT_ECDH_CURVE = groups;
+}

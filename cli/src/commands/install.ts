@@ -187,12 +187,10 @@ used); on a first install one of them is required.`,
       if (!flag(ctx, 'no-wait')) ready = await waitReady(ctx, client, timeoutMs);
       ctx.stdout.write(
         [
-          'Next:',
-          '  1. Put the trust bundle in each mesh namespace (the sidecars\' first trust anchor):',
-          `     kubectl -n NS create configmap trellis-ca-root-cert --from-file=root-cert.pem=CA_DIR/${CA_FILES.rootCert}`,
-          '  2. Turn injection on and restart the workloads:',
+          'Next (the control plane publishes the trust bundle, ConfigMap trellis-ca-root-cert, in every namespace itself):',
+          '  1. Turn injection on and restart the workloads:',
           '     kubectl label namespace NS trellis-injection=enabled && kubectl -n NS rollout restart deploy',
-          `  3. Policies: kubectl apply -f POLICY.yaml (checked by the policy webhook, as trellis validate does)`,
+          `  2. Policies: kubectl apply -f POLICY.yaml (checked by the policy webhook, as trellis validate does; kubectl get ap shows Accepted)`,
           `  Remove it all with: trellis uninstall`,
           '',
         ].join('\n'),
@@ -206,7 +204,9 @@ used); on a first install one of them is required.`,
     usage: 'trellis uninstall [--kubeconfig FILE] [--purge]',
     description: `Deletes the webhook configurations first (so pod creation never waits on a vanishing
 injector), then the control plane, injector, RBAC, Secrets (trellis-ca, trellis-injector-tls),
-the injector's Lease and the trellis-system namespace.
+the injector's and the control plane's Leases and the trellis-system namespace. The
+trellis-ca-root-cert ConfigMaps the control plane wrote in each namespace are left (they hold
+only public roots).
 
   --kubeconfig FILE   the cluster (default $KUBECONFIG, else the in-cluster config)
   --purge             also delete the policy CRDs, and with them every PeerAuthentication and
@@ -222,6 +222,7 @@ the injector's Lease and the trellis-system namespace.
         { apiVersion: 'v1', kind: 'Secret', metadata: { name: CA_SECRET_NAME, namespace: NAMESPACE } },
         { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'trellis-injector-tls', namespace: NAMESPACE } },
         { apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name: 'trellis-injector', namespace: NAMESPACE } },
+        { apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name: 'trellis-control-plane', namespace: NAMESPACE } },
       ];
       // Reverse apply order: webhooks first, the namespace last.
       const ordered = [...objects, ...extra].filter((o) => flag(ctx, 'purge') || o.kind !== 'CustomResourceDefinition').reverse();

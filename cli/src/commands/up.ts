@@ -12,6 +12,8 @@ import { MeshRunner } from '../up/mesh-runner';
 import { runScenario } from '../up/scenario';
 import { collectStatus, renderStatus } from '../up/status-view';
 import { terminalSink } from '../up/terminal-log';
+import { startDashboard, type RunningDashboard } from '../dashboard/dashboard-server';
+import { MeshFeed } from '../dashboard/mesh-feed';
 
 /** Resolves once `signal` is aborted, at once if it already is (a listener added after the abort never fires). */
 function aborted(signal: AbortSignal): Promise<void> {
@@ -26,7 +28,7 @@ export const commands: Command[] = [
   {
     name: 'up',
     summary: 'Run a whole local mesh (CA, control plane, sidecars, apps) from one YAML file',
-    usage: 'trellis up [--config FILE] [--state-dir .trellis] [--scenario] [--once] [--status-every 10s] [--verbose]',
+    usage: 'trellis up [--config FILE] [--state-dir .trellis] [--scenario] [--once] [--status-every 10s] [--verbose] [--dashboard ADDR | --no-dashboard]',
     description: [
       '--config FILE      the mesh file (default: the bundled examples/mesh.yaml)',
       '--state-dir DIR    where the CA, tokens and logs live (default .trellis); the CA is created once and reused;',
@@ -37,6 +39,9 @@ export const commands: Command[] = [
       '--verbose          interleave every child log line on the terminal, prefixed with [workload/process];',
       '                   without it the terminal shows warnings and errors only, and each child logs to',
       '                   DIR/logs/<workload>-<process>.log (paths printed at start)',
+      '--dashboard ADDR   where the live dashboard listens (default: the mesh file\'s dashboard, 127.0.0.1:15080);',
+      '                   its URL, with a one-time token, is printed once the mesh is up (see trellis dashboard)',
+      '--no-dashboard     do not start the dashboard',
       'A child that dies is restarted with backoff (0.5 s doubling to 10 s, starting over after 20 s ready);',
       'a sidecar that exits 75 (no credential left) is restarted at once with a fresh join token.',
       'Ctrl-C (SIGINT/SIGTERM) stops every child (SIGKILL after 5 s); a second one kills them at once and exits 130.',
@@ -48,6 +53,8 @@ export const commands: Command[] = [
       once: { type: 'boolean' },
       'status-every': { type: 'string' },
       verbose: { type: 'boolean' },
+      dashboard: { type: 'string' },
+      'no-dashboard': { type: 'boolean' },
     },
     async run(ctx) {
       const file = resolve(ctx.cwd, optionalString(ctx, 'config') ?? DEFAULT_CONFIG);
@@ -70,6 +77,7 @@ export const commands: Command[] = [
       }
       let code = 0;
       let timer: NodeJS.Timeout | undefined;
+      let dashboard: RunningDashboard | undefined;
       try {
         // A signal at any moment stops everything: during the start, the scenario, the first status, or later.
         await runner.start(ctx.stopSignal).catch((err: unknown) => {
@@ -77,6 +85,15 @@ export const commands: Command[] = [
         });
         if (ctx.stopSignal.aborted) return code;
         ctx.stdout.write(`trellis up: mesh "${file}" is running (${config.workloads.length} workloads, trust domain ${config.trustDomain})\n`);
+        if (!flag(ctx, 'no-dashboard')) {
+          // The mesh runs without it when its port is taken: a warning, not a failure.
+          const feed = new MeshFeed({ admin: runner.adminTarget(), logger });
+          dashboard = await startDashboard({ listen: optionalString(ctx, 'dashboard') ?? config.dashboard }, { feed, logger }).catch((err: Error) => {
+            logger.warn('dashboard not started; the mesh runs without it', { error: err });
+            return undefined;
+          });
+          if (dashboard) ctx.stdout.write(`trellis up: dashboard ${dashboard.url}\n`);
+        }
         if (flag(ctx, 'scenario')) {
           const results = await runScenario(config, { out: ctx.stdout, signal: ctx.stopSignal, admin: runner.adminTarget() });
           const passed = results.filter((r) => r.ok).length;
@@ -95,6 +112,7 @@ export const commands: Command[] = [
         }
       } finally {
         if (timer) clearInterval(timer);
+        await dashboard?.stop();
         await runner.stop();
         ctx.stdout.write('trellis up: stopped every child\n');
       }

@@ -8,7 +8,7 @@
 import { Ajv, type ErrorObject } from 'ajv';
 import { LineCounter, parseDocument, isMap, isSeq, isPair, isScalar, type Node } from 'yaml';
 import { workloadMetadataProblems } from '@trellis/control-plane';
-import { PATH_NORMALIZATIONS, TrellisError, type PathNormalization } from '@trellis/shared';
+import { KEY_EXCHANGE_POLICIES, PATH_NORMALIZATIONS, TrellisError, type KeyExchangePolicy, type PathNormalization } from '@trellis/shared';
 
 /** The app a workload runs: a command, or the built-in echo/HTTP app. */
 export type WorkloadApp =
@@ -48,8 +48,13 @@ export interface MeshConfig {
   /** Policy dir, resolved relative to the mesh file. */
   readonly policyDir: string;
   readonly svidTtl: string;
-  /** `pathNormalization` (Istio's names) is passed to the control plane, which pushes it to every sidecar; absent: BASE. */
-  readonly controlPlane: { readonly listen: string; readonly admin: string; readonly pathNormalization?: PathNormalization };
+  /**
+   * `pathNormalization` (Istio's names) and `keyExchange` (prefer, require, off) are passed to the
+   * control plane, which pushes them to every sidecar; absent: BASE and prefer.
+   */
+  readonly controlPlane: { readonly listen: string; readonly admin: string; readonly pathNormalization?: PathNormalization; readonly keyExchange?: KeyExchangePolicy };
+  /** Where `trellis up` serves the live dashboard (loopback; default 127.0.0.1:15080). */
+  readonly dashboard: string;
   readonly workloads: readonly WorkloadConfig[];
 }
 
@@ -91,8 +96,9 @@ const SCHEMA = {
     controlPlane: {
       type: 'object',
       additionalProperties: false,
-      properties: { listen: ADDR, admin: ADDR, pathNormalization: { enum: [...PATH_NORMALIZATIONS] } },
+      properties: { listen: ADDR, admin: ADDR, pathNormalization: { enum: [...PATH_NORMALIZATIONS] }, keyExchange: { enum: [...KEY_EXCHANGE_POLICIES] } },
     },
+    dashboard: ADDR,
     workloads: {
       type: 'array',
       minItems: 1,
@@ -181,9 +187,12 @@ export function parseMeshConfig(text: string, file: string, resolvePath: (p: str
     listen: raw.controlPlane?.listen ?? '127.0.0.1:15012',
     admin: raw.controlPlane?.admin ?? '127.0.0.1:15014',
     ...(raw.controlPlane?.pathNormalization ? { pathNormalization: raw.controlPlane.pathNormalization } : {}),
+    ...(raw.controlPlane?.keyExchange ? { keyExchange: raw.controlPlane.keyExchange } : {}),
   };
   claim(portOf(cp.listen), 'controlPlane.listen', ['controlPlane', 'listen']);
   claim(portOf(cp.admin), 'controlPlane.admin', ['controlPlane', 'admin']);
+  const dashboard = raw.dashboard ?? '127.0.0.1:15080';
+  claim(portOf(dashboard), 'dashboard', ['dashboard']);
   const names = new Set<string>();
   raw.workloads.forEach((w, i) => {
     const base = ['workloads', String(i)];
@@ -204,6 +213,7 @@ export function parseMeshConfig(text: string, file: string, resolvePath: (p: str
     policyDir: resolvePath(raw.policyDir),
     svidTtl: raw.svidTtl ?? '1h',
     controlPlane: cp,
+    dashboard,
     workloads: raw.workloads.map((w) => ({
       name: w.name,
       namespace: w.namespace,
@@ -222,7 +232,8 @@ interface RawMesh {
   trustDomain: string;
   policyDir: string;
   svidTtl?: string;
-  controlPlane?: { listen?: string; admin?: string; pathNormalization?: PathNormalization };
+  controlPlane?: { listen?: string; admin?: string; pathNormalization?: PathNormalization; keyExchange?: KeyExchangePolicy };
+  dashboard?: string;
   workloads: Array<{
     name: string;
     namespace: string;

@@ -104,6 +104,9 @@ export class MeshRunner {
         '--admin', cp.admin,
         '--svid-ttl', this.config.svidTtl,
         ...(cp.pathNormalization ? ['--path-normalization', cp.pathNormalization] : []),
+        ...(cp.keyExchange ? ['--key-exchange', cp.keyExchange] : []),
+        // Local mode is the policy dir only, even when `trellis up` itself runs in a pod.
+        '--no-policy-crds', '--no-root-cert-configmaps',
       ],
       ready: () => adminRequest(this.adminTarget(), 'GET', '/readyz', undefined, 1000).then(() => true, () => false),
     });

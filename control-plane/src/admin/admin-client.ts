@@ -27,8 +27,8 @@ export interface AdminTarget {
 
 const TLS_TRUST_ERRORS = new Set(['UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'SELF_SIGNED_CERT_IN_CHAIN', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'CERT_HAS_EXPIRED', 'CERT_SIGNATURE_FAILURE']);
 
-/** Sends `method path` with `body` as JSON to the target; resolves with the parsed 2xx answer. */
-export function adminRequest<T>(target: AdminTarget, method: 'GET' | 'POST', path: string, body?: unknown, timeoutMs = 30_000): Promise<T> {
+/** Sends `method path` with `body` as JSON to the target; resolves with the parsed 2xx answer. `signal` abandons it (UNREACHABLE). */
+export function adminRequest<T>(target: AdminTarget, method: 'GET' | 'POST', path: string, body?: unknown, timeoutMs = 30_000, signal?: AbortSignal): Promise<T> {
   const addr = target.address;
   const m = /^\[([^\]]+)\]:(\d+)$/.exec(addr) ?? /^([^:/]+):(\d+)$/.exec(addr.replace(/^https?:\/\//, '').replace(/\/$/, ''));
   if (!m) return Promise.reject(new AdminError(AdminErrorCode.UNREACHABLE, `admin address "${addr}" is not host:port`, { addr }));
@@ -77,6 +77,12 @@ export function adminRequest<T>(target: AdminTarget, method: 'GET' | 'POST', pat
       },
     );
     req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
+    if (signal) {
+      const abort = (): void => void req.destroy(new Error('abandoned'));
+      if (signal.aborted) abort();
+      else signal.addEventListener('abort', abort, { once: true });
+      req.once('close', () => signal.removeEventListener('abort', abort));
+    }
     req.on('error', (err) => {
       if (err instanceof AdminError) return reject(err);
       const code = (err as NodeJS.ErrnoException).code ?? '';

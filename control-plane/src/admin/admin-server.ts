@@ -11,17 +11,21 @@
  */
 import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { Registry } from 'prom-client';
-import { parseCertificates, parsePemBundle, type CertificateFacts, type Logger, type TrustBundle } from '@trellis/shared';
+import { DEFAULT_KEY_EXCHANGE, groupsList, parseCertificates, parsePemBundle, type CertificateFacts, type KeyExchangePolicy, type Logger, type TrustBundle } from '@trellis/shared';
+import { gateClientHello } from '../tls/client-hello-gate';
 import { decideAdminRequest, PUBLIC_PATHS, type AdminDecision, type AdminRequestFacts } from './admin-access';
 import { AdminError, AdminErrorCode } from './admin-error';
 import { acceptedAdminHosts } from './admin-host';
 import { errorBody, httpStatusOf } from './admin-status';
-import type { AdminRoute } from './lifecycle-routes';
+import type { AdminRequestContext, AdminRoute } from './lifecycle-routes';
 
 /** The largest request body the admin API reads. */
 const MAX_BODY_BYTES = 64 * 1024;
+/** How long a new connection may take to send its ClientHello. */
+const ADMIN_HELLO_TIMEOUT_MS = 10_000;
 
 /** The TLS material the admin server serves and trusts (the control plane's MutableCertificateProvider). */
 export interface AdminTlsMaterial {
@@ -46,6 +50,8 @@ export interface AdminAccessSettings {
 /** What the admin server reads from the running control plane. */
 export interface AdminSources {
   ready(): boolean;
+  /** Why the control plane is not ready, for the /readyz body (e.g. the CA dir cannot be written). */
+  notReadyReasons?(): readonly string[];
   metrics: Registry;
   proxies(): unknown;
   policies(): unknown;
@@ -54,6 +60,8 @@ export interface AdminSources {
   tls: AdminTlsMaterial;
   access: AdminAccessSettings;
   logger: Logger;
+  /** The key-exchange policy (default prefer) and where handshakes are counted. */
+  keyExchange?: { policy: KeyExchangePolicy; onHandshake(group: string, result: string): void };
 }
 
 /**
@@ -115,7 +123,9 @@ export async function startAdminServer(listen: string, src: AdminSources): Promi
     return decideAdminRequest(facts, { trustBundle: trustBundle(src.tls.current()!.ca), allow, hosts, isRevoked: src.access.isRevoked, now: src.access.now() });
   };
 
-  const server = createServer({ ...material, requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.2' }, (req, res) => {
+  const kex = src.keyExchange ?? { policy: DEFAULT_KEY_EXCHANGE, onHandshake: () => undefined };
+  const tlsOptions = { minVersion: 'TLSv1.2' as const, ecdhCurve: groupsList(kex.policy) };
+  const server = createServer({ ...material, requestCert: true, rejectUnauthorized: false, ...tlsOptions }, (req, res) => {
     const path = (req.url ?? '/').split('?')[0]!;
     const socket = req.socket as TLSSocket;
     const json = (code: number, body: unknown): void => {
@@ -139,12 +149,13 @@ export async function startAdminServer(listen: string, src: AdminSources): Promi
       src.logger.warn('admin request refused', { method: req.method, path, code: decision.code, reason: decision.reason, spiffeId: (decision.details['spiffeId'] as string | undefined) ?? null, remote: socket.remoteAddress ?? null });
       return fail(new AdminError(decision.code, decision.reason, { ...decision.details }));
     }
-    if (decision.identity !== null) src.logger.info('admin request', { method: req.method, path, spiffeId: decision.identity });
+    // Reads (a dashboard polls twice a second) at debug; every state change at info.
+    if (decision.identity !== null) src.logger[req.method === 'POST' ? 'info' : 'debug']('admin request', { method: req.method, path, spiffeId: decision.identity });
     switch (path) {
       case '/healthz':
         return json(200, { status: 'ok' });
       case '/readyz':
-        return src.ready() ? json(200, { status: 'ready' }) : json(503, { status: 'not ready' });
+        return src.ready() ? json(200, { status: 'ready' }) : json(503, { status: 'not ready', reasons: src.notReadyReasons?.() ?? [] });
       case '/metrics':
         src.metrics.metrics().then(
           (text) => {
@@ -159,14 +170,40 @@ export async function startAdminServer(listen: string, src: AdminSources): Promi
       case '/debug/policies':
         return json(200, src.policies());
       default:
-        return serveRoute(route as AdminRoute, req, res, json, decision.identity ?? '');
+        return serveRoute(route as AdminRoute, req, res, json, { identity: decision.identity ?? '', query: new URLSearchParams((req.url ?? '').split('?')[1] ?? '') });
     }
   });
   src.tls.onUpdate(() => {
     const m = src.tls.current();
     // A swap keeps the requestCert/rejectUnauthorized server options; only the context changes.
-    if (m) server.setSecureContext({ ...m, minVersion: 'TLSv1.2' });
+    if (m) server.setSecureContext({ ...m, ...tlsOptions });
   });
+  // Every connection passes the key-exchange gate before the TLS server sees it: the group it
+  // will negotiate is named (node:tls does not say on the server side), and under `require` a
+  // classical-only client is refused and counted. The TLS server's own connection listeners run
+  // after the gate, on the same socket with its first bytes put back.
+  const groups = new Map<string, string>();
+  const peerKey = (s: { remoteAddress?: string; remotePort?: number }): string => `${s.remoteAddress}:${s.remotePort}`;
+  const tlsListeners = server.listeners('connection') as Array<(socket: Socket) => void>;
+  server.removeAllListeners('connection');
+  server.on('connection', (socket: Socket) => {
+    socket.on('error', () => socket.destroy());
+    gateClientHello(socket, kex.policy, ADMIN_HELLO_TIMEOUT_MS, (v) => {
+      if (!v.ok) {
+        if (v.reason === 'kex_not_hybrid' || v.reason === 'bad_client_hello') {
+          kex.onHandshake('unknown', v.reason);
+          src.logger.info('admin connection refused at its ClientHello', { reason: v.reason, detail: v.detail, remote: socket.remoteAddress ?? null });
+        }
+        socket.destroy();
+        return;
+      }
+      const key = peerKey(socket);
+      groups.set(key, v.group);
+      socket.once('close', () => groups.delete(key));
+      for (const l of tlsListeners) l.call(server, socket);
+    });
+  });
+  server.on('secureConnection', (tls: TLSSocket) => kex.onHandshake(groups.get(peerKey(tls)) ?? 'unknown', 'ok'));
   // A TLS failure (a plain-HTTP client, a bad handshake) ends that connection only.
   server.on('tlsClientError', (err) => src.logger.debug('admin TLS handshake failed', { error: err.message }));
   const bound = await new Promise<number>((resolve, reject) => {
@@ -188,7 +225,7 @@ function builtIn(path: string): AdminRoute | null {
 }
 
 /** Reads the JSON body (POST), runs the route, and answers its result or its mapped error. */
-function serveRoute(route: AdminRoute, req: IncomingMessage, res: ServerResponse, json: (code: number, body: unknown) => void, identity: string): void {
+function serveRoute(route: AdminRoute, req: IncomingMessage, res: ServerResponse, json: (code: number, body: unknown) => void, ctx: AdminRequestContext): void {
   const fail = (err: unknown): void => json(httpStatusOf(err), errorBody(err));
   const chunks: Buffer[] = [];
   let size = 0;
@@ -212,7 +249,7 @@ function serveRoute(route: AdminRoute, req: IncomingMessage, res: ServerResponse
         }
       }
       if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new AdminError(AdminErrorCode.BAD_BODY, 'request body must be a JSON object', { field: '' });
-      return route.handle(body as Record<string, unknown>, { identity });
+      return route.handle(body as Record<string, unknown>, ctx);
     })().then((out) => json(200, out), fail);
   });
 }

@@ -28,6 +28,9 @@ const STATUS: Readonly<Record<string, number>> = Object.freeze({
   [LifecycleErrorCode.BAD_ROTATION_MATERIAL]: 422,
   [LifecycleErrorCode.BAD_FEDERATION]: 500,
   [LifecycleErrorCode.BAD_STATE]: 500,
+  // The state could not be written (a full disk, the API server unreachable): retry later.
+  TRELLIS_CP_STATE_WRITE_FAILED: 503,
+  TRELLIS_CA_AUDIT_WRITE_FAILED: 503,
 });
 
 /** The HTTP status for `err` (500 for anything unexpected). */

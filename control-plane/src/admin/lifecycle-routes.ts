@@ -9,12 +9,13 @@
  */
 import { readCaCertificate } from '../ca/ca-chain';
 import { pemCertificates } from '../ca/pem';
-import { liftInCaDir, revokeInCaDir } from '../lifecycle/revocation-store';
+import { withRevocation } from '../lifecycle/revocation-store';
+import { liftRevocation, pruneRevocations, type RevocationList } from '../lifecycle/revocation-list';
+import type { SharedDocument } from '../state/shared-document';
 import { caStatusView } from '../lifecycle/ca-status';
 import { auditLifecycle } from '../lifecycle/lifecycle-audit';
 import { readCurrentIntermediate } from '../lifecycle/intermediate-slots';
 import { LifecycleError, LifecycleErrorCode } from '../lifecycle/lifecycle-error';
-import { withLifecycleLock } from '../lifecycle/lifecycle-lock';
 import type { ObservedProxy } from '../lifecycle/root-rotation';
 import { prepareRootRotation, readBundleRoots, startRootRotation, stepRootRotation, type RootRotationMaterial } from '../lifecycle/root-rotation-driver';
 import { verifyRootRotationProof } from '../lifecycle/root-rotation-proof';
@@ -39,15 +40,20 @@ export interface LifecycleRouteDeps {
   rootRotationAuth?: RootRotationAuth;
   /** The connected sidecars and the bundle version each ACKed. */
   proxies(): readonly ObservedProxy[];
-  /** Re-reads the revocation list now, so a revocation is pushed at once instead of on the next refresh. */
+  /** The revocation list every replica shares (the CA dir's file, or the API server's ConfigMap). */
+  revocations: SharedDocument<RevocationList>;
+  /** Pushes the list now, so a revocation reaches this replica's sidecars at once (the others follow the shared list). */
   revocationsChanged(): void;
-  /** Asks the matching sidecars to renew with fresh keys, spread over `windowMs`; returns how many were asked. Absent: 404. */
-  reissue?(target: { all: true } | { spiffeId: string }, windowMs: number): { sidecars: number; renewBy: { earliest: string | null; latest: string | null } };
+  /** Runs a lifecycle step and commits what it changed to the shared CA state (the Secret on Kubernetes); default: runs it. */
+  runStep?<T>(step: () => Promise<T>): Promise<T>;
+  /** Asks the matching sidecars (of every replica) to renew with fresh keys, spread over `windowMs`; returns how many here were asked. Absent: 404. */
+  reissue?(target: { all: true } | { spiffeId: string }, windowMs: number): Promise<{ sidecars: number; renewBy: { earliest: string | null; latest: string | null } }>;
 }
 
-/** Who is asking: the SPIFFE ID the admin server authenticated. */
+/** Who is asking: the SPIFFE ID the admin server authenticated; and the request's query parameters. */
 export interface AdminRequestContext {
   identity: string;
+  query?: URLSearchParams;
 }
 
 /** A route: method, path, and what it does with the parsed body. */
@@ -60,6 +66,7 @@ export interface AdminRoute {
 /** The lifecycle routes over `deps`. */
 export function lifecycleRoutes(deps: LifecycleRouteDeps): AdminRoute[] {
   const rootAuth: RootRotationAuth = deps.rootRotationAuth ?? 'root-key';
+  const runStep = <T>(step: () => Promise<T>): Promise<T> => (deps.runStep ? deps.runStep(step) : step());
   const routes: AdminRoute[] = [
     { method: 'GET', path: '/lifecycle/status', handle: () => caStatusView(deps.caDir, deps.proxies(), deps.clock()) },
     {
@@ -69,7 +76,10 @@ export function lifecycleRoutes(deps: LifecycleRouteDeps): AdminRoute[] {
         onlyFields(b, ['spiffeId', 'serial', 'reason']);
         const target = revocationTargetOf(b);
         const reason = optional(b, 'reason');
-        const { entry } = await withLifecycleLock(deps.caDir, () => revokeInCaDir(deps.caDir, target, { now: deps.clock(), reason }), { waitMs: LOCK_WAIT_MS });
+        const now = deps.clock();
+        const list = await deps.revocations.update((l) => withRevocation(l, target, { now, reason, caDir: deps.caDir }));
+        const entry = list.entries[list.entries.length - 1]!;
+        auditLifecycle(deps.caDir, 'revocation.added', now, { kind: entry.kind, value: entry.value, reason: entry.reason, expiresAt: entry.expiresAt });
         deps.revocationsChanged();
         return { revoked: entry };
       },
@@ -80,7 +90,9 @@ export function lifecycleRoutes(deps: LifecycleRouteDeps): AdminRoute[] {
       handle: async (b) => {
         onlyFields(b, ['spiffeId', 'serial']);
         const target = revocationTargetOf(b);
-        await withLifecycleLock(deps.caDir, () => liftInCaDir(deps.caDir, target, { now: deps.clock() }), { waitMs: LOCK_WAIT_MS });
+        const now = deps.clock();
+        await deps.revocations.update((l) => liftRevocation(pruneRevocations(l, now), target));
+        auditLifecycle(deps.caDir, 'revocation.lifted', now, { value: target.spiffeId ?? target.serial ?? null });
         deps.revocationsChanged();
         return { lifted: target.spiffeId ?? target.serial };
       },
@@ -90,7 +102,7 @@ export function lifecycleRoutes(deps: LifecycleRouteDeps): AdminRoute[] {
       path: '/lifecycle/rotate-root/prepare',
       handle: async (b) => {
         onlyFields(b, []);
-        const p = await prepareRootRotation(deps.caDir, { lockWaitMs: LOCK_WAIT_MS });
+        const p = await runStep(() => prepareRootRotation(deps.caDir, { lockWaitMs: LOCK_WAIT_MS }));
         return { trustDomain: p.trustDomain, csrPem: p.csrPem, rootProof: rootAuth === 'root-key' ? 'required' : 'optional' };
       },
     },
@@ -118,13 +130,13 @@ export function lifecycleRoutes(deps: LifecycleRouteDeps): AdminRoute[] {
             const trustDomain = readCurrentIntermediate(deps.caDir).trustDomain;
             provedBy = (await verifyRootRotationProof(proof, material, { roots, trustDomain, now })).facts.subjectText;
           }
-          await startRootRotation(deps.caDir, { material, now, reloadGraceSeconds: grace, lockWaitMs: LOCK_WAIT_MS });
+          await runStep(() => startRootRotation(deps.caDir, { material, now, reloadGraceSeconds: grace, lockWaitMs: LOCK_WAIT_MS }));
           auditLifecycle(deps.caDir, 'root-rotation.authorized', now, { by: ctx.identity, proof: provedBy ?? 'admin identity only' });
           started = true;
         } else if (!state || state.phase === 'done') {
           throw new AdminError(AdminErrorCode.BAD_BODY, 'no root rotation is running: start one with newRootPem and intermediatePem (trellis ca rotate-root --admin ADDR --root-dir NEW_ROOT_DIR)', { field: 'newRootPem' });
         }
-        const step = await stepRootRotation(deps.caDir, deps.proxies(), deps.clock(), { lockWaitMs: LOCK_WAIT_MS });
+        const step = await runStep(() => stepRootRotation(deps.caDir, deps.proxies(), deps.clock(), { lockWaitMs: LOCK_WAIT_MS }));
         return {
           started,
           phase: step.state.phase,

@@ -1,19 +1,22 @@
 /**
  * The AttestationStore of one CA dir: `<ca-dir>/attestations/<serial>.json`
  * (0600, in a 0700 dir), one file per SVID issued under an attestation that
- * vouches for more than the identity, written whole (temp file + rename) so
+ * vouches for more than the identity (a join token's metadata, or the pod a
+ * Kubernetes token was bound to), written whole (temp file, fsync, rename) so
  * a reader never sees half a record. Replicas sharing the CA dir, and a
  * restarted control plane, read each other's records. Records are immutable,
  * so they are cached once read; expired ones are swept (files and cache) at
  * most once an hour.
  */
-import { mkdirSync, readdirSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from '@trellis/shared';
 import { ControlPlaneError, ControlPlaneErrorCode } from '../errors/control-plane-error';
 import { normalSerial } from '../discovery/reissue-orders';
+import { writeFileAtomic } from '../state/atomic-file';
 import type { AttestationStore } from './attestation-store';
-import { attestsMetadata, fromJoinToken, type WorkloadAttestation } from './workload-attestation';
+import { isKubernetesNamespace } from '@trellis/shared';
+import { attestsMetadata, fromJoinToken, fromKubernetesPod, type WorkloadAttestation } from './workload-attestation';
 import { workloadMetadataProblems } from './workload-metadata';
 
 const SWEEP_EVERY_MS = 3600_000;
@@ -39,19 +42,18 @@ export class FileAttestationStore implements AttestationStore {
     const serial = fileSerial(serialHex);
     if (serial === null) throw new ControlPlaneError(ControlPlaneErrorCode.ATTESTATION_STORE, `serial "${serialHex.slice(0, 64)}" is not hex`);
     const file = join(this.dir, `${serial}.json`);
-    const record = {
-      spiffeId: attestation.spiffeId,
-      source: attestation.source,
-      service: attestation.workload.service,
-      labels: attestation.workload.labels,
-      inboundPorts: attestation.workload.inboundPorts,
-      notAfter: new Date(notAfterMs).toISOString(),
-    };
+    const record = attestation.pod
+      ? { spiffeId: attestation.spiffeId, source: attestation.source, pod: attestation.pod, notAfter: new Date(notAfterMs).toISOString() }
+      : {
+          spiffeId: attestation.spiffeId,
+          source: attestation.source,
+          service: attestation.workload.service,
+          labels: attestation.workload.labels,
+          inboundPorts: attestation.workload.inboundPorts,
+          notAfter: new Date(notAfterMs).toISOString(),
+        };
     try {
-      mkdirSync(this.dir, { recursive: true, mode: 0o700 });
-      const tmp = `${file}.${process.pid}.tmp`;
-      writeFileSync(tmp, JSON.stringify(record) + '\n', { mode: 0o600 });
-      renameSync(tmp, file);
+      writeFileAtomic(file, JSON.stringify(record) + '\n', 0o600);
     } catch (err) {
       throw new ControlPlaneError(ControlPlaneErrorCode.ATTESTATION_STORE, `${file}: ${(err as Error).message}`, { file }, { cause: err });
     }
@@ -106,8 +108,15 @@ export class FileAttestationStore implements AttestationStore {
       return null;
     }
     try {
-      const r = JSON.parse(text) as { spiffeId?: unknown; source?: unknown; service?: unknown; labels?: unknown; inboundPorts?: unknown; notAfter?: unknown };
+      const r = JSON.parse(text) as { spiffeId?: unknown; source?: unknown; service?: unknown; labels?: unknown; inboundPorts?: unknown; pod?: unknown; notAfter?: unknown };
       const notAfterMs = Date.parse(String(r.notAfter));
+      if (r.source === 'kubernetes-pod') {
+        const pod = (r.pod ?? {}) as { namespace?: unknown; name?: unknown; uid?: unknown };
+        if (typeof r.spiffeId !== 'string' || typeof pod.namespace !== 'string' || !isKubernetesNamespace(pod.namespace) || typeof pod.name !== 'string' || !/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/.test(pod.name) || typeof pod.uid !== 'string' || pod.uid === '' || !Number.isFinite(notAfterMs)) {
+          throw new Error('missing or mistyped fields');
+        }
+        return { attestation: fromKubernetesPod(r.spiffeId, { namespace: pod.namespace, name: pod.name, uid: pod.uid }), notAfterMs };
+      }
       const workload = { service: r.service as string, labels: r.labels as Record<string, string>, inboundPorts: r.inboundPorts as number[] };
       if (typeof r.spiffeId !== 'string' || r.source !== 'join-token' || typeof workload.service !== 'string' || !Array.isArray(workload.inboundPorts) || !workload.labels || typeof workload.labels !== 'object' || !Number.isFinite(notAfterMs)) {
         throw new Error('missing or mistyped fields');

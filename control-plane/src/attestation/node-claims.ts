@@ -12,9 +12,21 @@
  * cannot publish an address it does not connect from (Istio takes the pod IP
  * from the API server for the same reason). A node is bounded in size before
  * anything else is looked at.
+ *
+ * A stream attested by its Kubernetes pod (`kubernetes-pod`) is served by
+ * that pod's facts from the API server, whatever its node says: its labels
+ * (policies select on them, and follow them when the pod is relabelled), no
+ * endpoints of its own (the API server's EndpointSlices publish the pod),
+ * and its pod IP. A service, labels or ports claim that disagrees with the
+ * pod is ignored, not refused (the injector derives the claims from the pod
+ * at admission: a relabelled pod, or an `app` label that is not a Service
+ * name, must not cut a legitimate sidecar off), and reported in `ignored`;
+ * an address that is not the pod's IP, another namespace or another
+ * ServiceAccount are refused, as they can only be wrong.
  */
-import type { NodeMessage } from '@trellis/shared';
+import { parseKubernetesSpiffeId, type NodeMessage } from '@trellis/shared';
 import { ControlPlaneErrorCode } from '../errors/control-plane-error';
+import type { PodFacts } from '../registry/pod-facts';
 import { describeSource, type WorkloadAttestation } from './workload-attestation';
 import { sameLabels, WORKLOAD_METADATA_LIMITS as LIMITS } from './workload-metadata';
 
@@ -34,7 +46,12 @@ export type ClaimReason = 'service' | 'labels' | 'ports' | 'address' | 'namespac
 
 /** The verdict on one node. */
 export type NodeVerdict =
-  | { readonly ok: true; readonly node: SessionNode }
+  | {
+      readonly ok: true;
+      readonly node: SessionNode;
+      /** Claims that disagreed with the pod and were ignored (only for `kubernetes-pod`; else empty). */
+      readonly ignored: readonly ClaimReason[];
+    }
   | {
       readonly ok: false;
       readonly code: typeof ControlPlaneErrorCode.BAD_REQUEST | typeof ControlPlaneErrorCode.NODE_TOO_LARGE | typeof ControlPlaneErrorCode.IDENTITY_MISMATCH | typeof ControlPlaneErrorCode.ATTESTATION_MISMATCH;
@@ -43,8 +60,13 @@ export type NodeVerdict =
       readonly message: string;
     };
 
-/** Judges `n` for the stream authenticated as `attested.spiffeId`, seen coming from `peerHost`. */
-export function judgeNode(n: Partial<NodeMessage> | null | undefined, attested: WorkloadAttestation, peerHost: string): NodeVerdict {
+/**
+ * Judges `n` for the stream authenticated as `attested.spiffeId`, seen coming
+ * from `peerHost`. For a `kubernetes-pod` attestation, `pod` is that pod's
+ * facts from the API server; without them the attestation counts as the
+ * identity alone (fail closed).
+ */
+export function judgeNode(n: Partial<NodeMessage> | null | undefined, attested: WorkloadAttestation, peerHost: string, pod?: PodFacts | null): NodeVerdict {
   const C = ControlPlaneErrorCode;
   if (!n) return { ok: false, code: C.BAD_REQUEST, message: 'the first request on a stream must carry node' };
   const tooLarge = sizeProblem(n);
@@ -68,6 +90,7 @@ export function judgeNode(n: Partial<NodeMessage> | null | undefined, attested: 
     if (attested.namespace !== '') return { ok: false, code: C.IDENTITY_MISMATCH, message: `node.namespace ${namespace.slice(0, 100)} is not the identity's namespace ${attested.namespace}` };
     return mismatch('namespace', `namespace claims "${namespace.slice(0, 100)}" for an identity that names no namespace`);
   }
+  if (attested.source === 'kubernetes-pod' && pod) return judgePodNode(n, attested, pod, mismatch);
   const w = attested.workload;
   const service = n.service ?? '';
   if (service !== '' && service !== w.service) return mismatch('service', `service claims "${service.slice(0, 253)}"${w.service ? ` (attested: "${w.service}")` : ' (no service attested)'}`);
@@ -88,7 +111,44 @@ export function judgeNode(n: Partial<NodeMessage> | null | undefined, attested: 
       inboundPorts: Object.freeze([...new Set(ports)]),
       address: seen,
     }),
+    ignored: [],
   };
+}
+
+/**
+ * The node a pod-attested stream is served as: the pod's labels and IP, and
+ * no service or ports of its own (the API server publishes the pod's
+ * endpoints). Used when the stream opens and again when the pod changes.
+ */
+export function podNode(attested: WorkloadAttestation, pod: PodFacts): SessionNode {
+  return Object.freeze({
+    spiffeId: attested.spiffeId,
+    namespace: attested.namespace,
+    labels: pod.labels,
+    service: '',
+    inboundPorts: Object.freeze([]),
+    address: pod.ips[0] ?? '',
+  });
+}
+
+/** The kubernetes-pod half of judgeNode (identity and namespace claims already checked). */
+function judgePodNode(n: Partial<NodeMessage>, attested: WorkloadAttestation, pod: PodFacts, mismatch: (reason: ClaimReason, what: string) => NodeVerdict): NodeVerdict {
+  const C = ControlPlaneErrorCode;
+  const k8s = parseKubernetesSpiffeId(attested.spiffeId);
+  if (!k8s || k8s.namespace !== pod.namespace || k8s.serviceAccount !== pod.serviceAccount) {
+    return { ok: false, code: C.IDENTITY_MISMATCH, message: `pod ${pod.namespace}/${pod.name} runs as ServiceAccount ${pod.serviceAccount}, not as ${attested.spiffeId}` };
+  }
+  const address = n.address ?? '';
+  if (address !== '' && pod.ips.length > 0 && !pod.ips.map(normalHost).includes(normalHost(address))) {
+    return mismatch('address', `address claims ${address.slice(0, 100)} but pod ${pod.namespace}/${pod.name} has IP ${pod.ips.join(',')}`);
+  }
+  const ignored: ClaimReason[] = [];
+  const service = n.service ?? '';
+  if (service !== '' && !pod.services.some((s) => s === service || `${s}.${pod.namespace}` === service)) ignored.push('service');
+  const labels = n.labels ?? {};
+  if (Object.keys(labels).length > 0 && !sameLabels(labels, pod.labels)) ignored.push('labels');
+  if ((n.inbound_ports ?? []).some((p) => !pod.inboundPorts.includes(p))) ignored.push('ports');
+  return { ok: true, node: podNode(attested, pod), ignored };
 }
 
 /** The first bound `n` breaks (WORKLOAD_METADATA_LIMITS), or null. Counts before it sums, so a huge map costs one pass. */

@@ -7,8 +7,11 @@
  * domain, a revoked or expired credential, all throw UNAUTHENTICATED errors.
  *
  * The peer also carries what is attested about the workload: a join token's
- * claims; for a certificate, the attestation its SVID was issued under
- * (recalled from `deps.attestations`), else the identity alone.
+ * claims, or a Kubernetes token's bound pod; for a certificate, the
+ * attestation its SVID was issued under (recalled from `deps.attestations`),
+ * else the identity alone. A certificate issued under a pod's token is
+ * refused once that pod is gone (TOKEN_POD_GONE), as the token would be; it
+ * attests its identity alone when this control plane does not read pods.
  */
 import { parseSpiffeId } from '@trellis/shared';
 import { ControlPlaneError, ControlPlaneErrorCode } from '../errors/control-plane-error';
@@ -18,6 +21,8 @@ import type { AuthenticatedPeer } from './authenticated-peer';
 import { isJoinToken, verifyJoinToken } from './join-token';
 import type { JoinTokenStore } from './join-token-store';
 import type { KubernetesTokenVerifier } from './kubernetes-token';
+import type { PodLiveness } from './token-keys';
+import type { TokenUses } from './token-uses';
 
 /** The parts of a TLS peer certificate the authenticator reads (node:tls PeerCertificate). */
 export interface PeerCertificateView {
@@ -33,10 +38,14 @@ export interface AuthenticatorDeps {
   /** Absent when Kubernetes tokens are not configured. */
   kubernetes?: KubernetesTokenVerifier;
   joinTokens: JoinTokenStore;
+  /** Where token uses are recorded (the API server with replicas); default `joinTokens` (the CA dir). */
+  tokenUses?: TokenUses;
   /** True when a serial (lower-case hex) or SPIFFE ID has been revoked. */
   isRevoked(serialHex: string, spiffeId: string): boolean;
   /** Attestations of issued SVIDs; absent: a certificate attests its identity alone. */
   attestations?: AttestationStore;
+  /** The API server's pods (the Kubernetes registry), when this control plane reads them. */
+  pods?: PodLiveness;
 }
 
 /** What arrived with the stream. */
@@ -55,7 +64,7 @@ export async function authenticate(deps: AuthenticatorDeps, creds: StreamCredent
     if (!deps.joinTokens.hasKey()) throw new ControlPlaneError(C.TOKEN_BAD_SIGNATURE, 'join tokens are not enabled on this control plane (no key)');
     const claims = await verifyJoinToken(deps.joinTokens.key(false), token, nowMs, deps.trustDomain);
     if (deps.isRevoked('', claims.spiffeId)) throw new ControlPlaneError(C.CERT_REJECTED, `${claims.spiffeId} is revoked`);
-    const use = deps.joinTokens.consume(claims.tokenId, claims.uses);
+    const use = await (deps.tokenUses ?? deps.joinTokens).consume(claims.tokenId, claims.uses, claims.expiresAtMs);
     return {
       spiffeId: claims.spiffeId,
       method: 'join-token',
@@ -90,6 +99,13 @@ function fromCertificate(deps: AuthenticatorDeps, cert: PeerCertificateView, now
   if (!(notAfter > nowMs)) throw new ControlPlaneError(C.CREDENTIAL_EXPIRED, `client certificate expired at ${cert.valid_to}`);
   const serialHex = cert.serialNumber.toLowerCase().replace(/^0+(?=.)/, '');
   if (deps.isRevoked(serialHex, spiffeId)) throw new ControlPlaneError(C.CERT_REJECTED, `client certificate ${serialHex} for ${spiffeId} is revoked`);
-  const attestation = deps.attestations?.recall(serialHex, spiffeId, nowMs) ?? identityOnly(spiffeId);
-  return { spiffeId, method: 'svid', expiresAtMs: notAfter, audit: { serialHex }, attestation };
+  let attestation = deps.attestations?.recall(serialHex, spiffeId, nowMs) ?? identityOnly(spiffeId);
+  const pod = attestation.pod;
+  if (pod) {
+    if (!deps.pods) attestation = identityOnly(spiffeId);
+    else if (deps.pods.podStatus(pod) === 'gone') {
+      throw new ControlPlaneError(C.TOKEN_POD_GONE, `client certificate ${serialHex} was issued to pod ${pod.namespace}/${pod.name}, which no longer exists`);
+    }
+  }
+  return { spiffeId, method: 'svid', expiresAtMs: notAfter, audit: { serialHex, ...(pod ? { podName: pod.name, podUid: pod.uid } : {}) }, attestation };
 }

@@ -6,15 +6,17 @@
  * not in the current keys makes the key source refetch (rate-limited) once
  * before it is refused, so the API server's key rotations need no restart.
  * `system:serviceaccount:NS:SA` becomes `spiffe://<td>/ns/NS/sa/SA`.
- * The token attests that identity (and so its namespace) and nothing more:
- * a service or labels need the API server's word on the pod (the registry
- * from the API server); until a caller supplies it such claims are refused.
+ * With the API-server registry (`pods`), a token bound to a pod (the
+ * `kubernetes.io.pod` claim with its uid, as every kubelet-projected token
+ * is) attests that pod: its labels and Services then come from the API
+ * server, and a token bound to a pod that is gone is refused. Otherwise the
+ * token attests the identity (and so its namespace) and nothing more.
  * Fails closed: any doubt is an UNAUTHENTICATED error carrying the reason.
  */
 import { errors as joseErrors, importJWK, jwtVerify, type JSONWebKeySet, type JWTHeaderParameters, type JWTPayload, type KeyLike } from 'jose';
 import { kubernetesSpiffeId } from '@trellis/shared';
 import { ControlPlaneError, ControlPlaneErrorCode } from '../errors/control-plane-error';
-import { identityOnly } from '../attestation/workload-attestation';
+import { fromKubernetesPod, identityOnly } from '../attestation/workload-attestation';
 import type { AuthenticatedPeer } from './authenticated-peer';
 import { staticTokenKeys, type PodLiveness, type TokenKeySource } from './token-keys';
 
@@ -26,7 +28,11 @@ export interface KubernetesTokenSettings {
   jwks?: JSONWebKeySet;
   /** Where the keys come from (wins over `jwks`); e.g. the API server's OIDC discovery. */
   keys?: TokenKeySource;
-  /** When given, a token bound to a pod this says is gone is refused (TOKEN_POD_GONE). */
+  /**
+   * The API server's pods (the registry). When given, a token bound to a pod
+   * this says is gone is refused (TOKEN_POD_GONE), and one bound to a pod
+   * attests that pod (`kubernetes-pod`).
+   */
   pods?: PodLiveness;
   /** Allowed clock skew in seconds (default 30). */
   clockToleranceSeconds?: number;
@@ -88,7 +94,7 @@ export function createKubernetesTokenVerifier(settings: KubernetesTokenSettings,
         podUid: k8s.pod?.uid,
         tokenId: payload.jti,
       },
-      attestation: identityOnly(spiffeId),
+      attestation: settings.pods && k8s.pod?.name && k8s.pod.uid ? fromKubernetesPod(spiffeId, { namespace, name: k8s.pod.name, uid: k8s.pod.uid }) : identityOnly(spiffeId),
     };
   };
 }

@@ -10,10 +10,10 @@
  * renames only after every temp file is complete, so a failure never leaves
  * a half-written file behind.
  */
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
-import { randomBytes } from 'node:crypto';
+import { readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { CaError, CaErrorCode } from './ca-error';
+import { writeFilesAtomic } from '../state/atomic-file';
 
 /** File names inside a CA dir. */
 export const CA_FILES = Object.freeze({
@@ -77,40 +77,13 @@ export function readCaFiles(dir: string, names: string[]): Map<string, string> {
 }
 
 /**
- * Writes every file atomically: all temp files first (fsynced, with their
- * final mode from creation), then the renames. On any failure before the
- * renames, the temp files are removed and nothing in `dir` has changed.
+ * Writes every file atomically (state/atomic-file.ts): all temp files first
+ * (fsynced, with their final mode from creation), then the renames. On any
+ * failure before the renames nothing in `dir` has changed.
  */
 export function writeCaFiles(dir: string, files: CaFileWrite[]): void {
   requireCaDir(dir);
-  const staged: Array<{ tmp: string; target: string }> = [];
-  try {
-    for (const f of files) {
-      const tmp = join(dir, `.${f.name}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
-      staged.push({ tmp, target: join(dir, f.name) });
-      const fd = openSync(tmp, 'wx', f.mode);
-      try {
-        writeSync(fd, typeof f.contents === 'string' ? Buffer.from(f.contents, 'utf8') : f.contents);
-        fsyncSync(fd);
-      } finally {
-        closeSync(fd);
-      }
-    }
-  } catch (err) {
-    for (const s of staged) rmSync(s.tmp, { force: true });
-    throw err;
-  }
-  for (const s of staged) renameSync(s.tmp, s.target);
-  try {
-    const dfd = openSync(dir, 'r');
-    try {
-      fsyncSync(dfd);
-    } finally {
-      closeSync(dfd);
-    }
-  } catch {
-    // Directory fsync is best effort (not supported on every file system).
-  }
+  writeFilesAtomic(dir, files);
 }
 
 /** Removes `name` from `dir` if present. */

@@ -39,6 +39,10 @@ export const CaErrorCode = Object.freeze({
   SELF_CHECK_FAILED: 'TRELLIS_CA_SELF_CHECK_FAILED',
   /** A request field is missing or of the wrong type (e.g. no requester). */
   BAD_REQUEST: 'TRELLIS_CA_BAD_REQUEST',
+  /** The audit record of an issuance could not be written and flushed (a full or read-only disk, the log locked): nothing was issued. */
+  AUDIT_WRITE_FAILED: 'TRELLIS_CA_AUDIT_WRITE_FAILED',
+  /** `trellis audit verify` found a record that is incomplete, edited, or out of the hash chain. */
+  AUDIT_CHAIN_BROKEN: 'TRELLIS_CA_AUDIT_CHAIN_BROKEN',
 });
 
 /** One of the {@link CaErrorCode} values. */

@@ -5,11 +5,12 @@
  * chain and the root bundle; the root key is not needed). `issue()` is the
  * hot path: validate the request, parse and check the CSR, decide the
  * validity, fill the pre-encoded template, sign, re-check what was signed,
- * append the audit line. The `trellis ca sign` command and the control
+ * append the audit line and flush it to disk before returning. The `trellis ca sign` command and the control
  * plane's gRPC service both call it.
  */
 import { generateKeyPairSync, randomFillSync, verify as cryptoVerify, type KeyObject } from 'node:crypto';
 import { channel } from 'node:diagnostics_channel';
+import { closeSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseSpiffeId, silentLogger, SpiffeIdError, type Logger } from '@trellis/shared';
 import { openAuditLog, type AuditSink } from './audit-log';
@@ -68,8 +69,10 @@ export interface CertificateAuthorityDeps {
   logger?: Logger;
   /** Signs with the intermediate key; default: the file-backed `intermediate.key`. An HSM signer plugs in here. */
   signer?: Signer;
-  /** Audit sink; default: append to `audit.log` in the CA dir. */
+  /** Audit sink; default: the hash-chained `audit.log` in the CA dir. */
   audit?: AuditSink;
+  /** Told after each audit write (null: durable; else the error): storage health and metrics. Ignored with `audit`. */
+  onAuditWrite?(err: Error | null): void;
   /**
    * Also verify the signature of every issued certificate with the
    * intermediate's public key (on top of the structural re-check). Default
@@ -150,7 +153,9 @@ export class CertificateAuthority {
    * Issues an X.509-SVID for `req.spiffeId`. Fails closed with a CaError:
    * BAD_REQUEST, BAD_SPIFFE_ID (invalid, other trust domain, or no path),
    * TTL_OUT_OF_RANGE, BAD_PEM/BAD_DER, UNSUPPORTED_KEY, BAD_CSR_SIGNATURE,
-   * CSR_IDENTITY_MISMATCH, INTERMEDIATE_EXPIRED, SELF_CHECK_FAILED.
+   * CSR_IDENTITY_MISMATCH, INTERMEDIATE_EXPIRED, SELF_CHECK_FAILED, and
+   * AUDIT_WRITE_FAILED when its audit record could not be made durable (the
+   * certificate is then discarded: nothing is returned without its record).
    */
   async issue(req: IssueRequest): Promise<IssuedSvid> {
     if (typeof req.requester !== 'string' || req.requester === '') {
@@ -192,7 +197,8 @@ export class CertificateAuthority {
     });
 
     const serialHex = serialToHex(serial);
-    this.audit.append({
+    // Durable before it is handed out: a record that cannot be written and flushed fails the issuance (AUDIT_WRITE_FAILED).
+    await this.audit.append({
       time: this.clock().toISOString(),
       serial: serialHex,
       spiffeId,
@@ -332,7 +338,9 @@ export async function loadCertificateAuthority(dir: string, deps: CertificateAut
     throw new CaError(CaErrorCode.CHAIN_INVALID, `the intermediate's URI SAN ${tdUris[0]} must be the bare trust domain ID`, { dir });
   }
 
-  const audit = deps.audit ?? openAuditLog(join(dir, CA_FILES.auditLog));
+  // The log exists from load on (0640), as before any issuance: an unwritable CA dir fails here, not on the first request.
+  if (!deps.audit) closeSync(openSync(join(dir, CA_FILES.auditLog), 'a', 0o640));
+  const audit = deps.audit ?? openAuditLog(join(dir, CA_FILES.auditLog), { onWrite: deps.onAuditWrite, onRepair: (bytes) => logger.warn('audit log ended in an incomplete record (an interrupted write; nothing was issued for it): cut off', { file: join(dir, CA_FILES.auditLog), bytes }) });
   const nativeVerify = deps.nativeVerify === undefined ? defaultNativeEcdsaVerify() : deps.nativeVerify;
   const ca = new CertificateAuthority(td.trustDomain, intermediate, chain.slice(1), roots, signer, audit, clock, logger, deps.verifyEverySignature ? signer.publicKey : undefined, nativeVerify);
   try {

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import Ajv from 'ajv';
 import { parse as parseYaml } from 'yaml';
-import { DEFAULT_PATH_NORMALIZATION, isSpiffeId, parseDuration, PATH_NORMALIZATIONS, type MtlsMode, type LogLevel, type PathNormalization } from '@trellis/shared';
+import { DEFAULT_KEY_EXCHANGE, DEFAULT_PATH_NORMALIZATION, isSpiffeId, KEY_EXCHANGE_POLICIES, type KeyExchangePolicy, parseDuration, PATH_NORMALIZATIONS, type MtlsMode, type LogLevel, type PathNormalization } from '@trellis/shared';
 import { ControlPlaneError, ControlPlaneErrorCode } from '../errors/control-plane-error';
 import { DEFAULT_CONNECTION_LIMITS } from '../discovery/connection-guard';
 import { DEFAULT_MAX_STREAMS_PER_IDENTITY } from '../discovery/stream-quota';
@@ -30,13 +30,17 @@ export interface ControlPlaneConfigInput {
   defaultMtlsMode?: MtlsMode;
   /** Istio's meshConfig.pathNormalization.normalization, pushed to every sidecar. */
   pathNormalization?: PathNormalization;
+  /** The key-exchange policy of every mTLS hop (prefer, require, off), pushed to every sidecar. */
+  keyExchange?: KeyExchangePolicy;
   rootNamespace?: string;
   /**
    * Kubernetes ServiceAccount tokens: the issuer's keys from `jwksFile`
    * (offline; `issuer` required), or from the API server's OIDC discovery
    * (`jwksFromApiServer`; `issuer` defaults to the discovered one).
+   * `registry`: endpoints and pod attestation from the API server (Pods,
+   * Services, EndpointSlices) instead of the connected sessions.
    */
-  kubernetes?: { issuer?: string; audience?: string; jwksFile?: string; jwksFromApiServer?: boolean; jwksMinRefresh?: string };
+  kubernetes?: { issuer?: string; audience?: string; jwksFile?: string; jwksFromApiServer?: boolean; jwksMinRefresh?: string; registry?: boolean };
   /** The API server connection for everything read from it; absent: in-cluster config. */
   kubeconfig?: string;
   signing?: { concurrency?: number; maxQueue?: number };
@@ -58,6 +62,23 @@ export interface ControlPlaneConfigInput {
   endpointGrace?: string;
   /** The longest a just-started control plane holds endpoint lists back for the sidecars it expects (0s: never). */
   endpointsSettle?: string;
+  /**
+   * Read PeerAuthentication/AuthorizationPolicy objects from the API server
+   * (security.trellis.dev/v1; security.istio.io v1/v1beta1 when installed)
+   * besides the policy dir. Default: on when a kubeconfig is given or the
+   * control plane runs in a pod; false turns it off, true requires it.
+   */
+  policyCrds?: boolean;
+  /** Keep ConfigMap trellis-ca-root-cert current in every namespace. Default as policyCrds. */
+  rootCertConfigMaps?: boolean;
+  /**
+   * Keep the state replicas share (revocations, join-token uses, re-issue
+   * orders, replica reports, the CA's rotation state) on the API server.
+   * Default as policyCrds; false keeps it in the CA dir.
+   */
+  sharedState?: boolean;
+  /** The Lease that elects the replica doing singleton work (default 15s, client-go's). */
+  leaderLease?: string;
 }
 
 /** The resolved configuration. */
@@ -75,6 +96,7 @@ export interface ControlPlaneConfig {
   readonly defaultMtlsMode: MtlsMode;
   /** How sidecars normalize request paths before AuthorizationPolicy (default BASE, as Istio). */
   readonly pathNormalization: PathNormalization;
+  readonly keyExchange: KeyExchangePolicy;
   readonly rootNamespace: string;
   readonly kubernetes: {
     /** null: take the issuer the API server's discovery names. */
@@ -85,6 +107,8 @@ export interface ControlPlaneConfig {
     readonly jwksFromApiServer: boolean;
     /** Least time between two key refetches from the API server (default 30 s). */
     readonly jwksMinRefreshMs: number;
+    /** The registry (endpoints, pod attestation) comes from the API server (`--k8s-registry`). */
+    readonly registry: boolean;
   } | null;
   /** A kubeconfig file; null: the in-cluster config when something needs the API server. */
   readonly kubeconfig: string | null;
@@ -101,6 +125,13 @@ export interface ControlPlaneConfig {
   readonly allowInvalidPolicies: boolean;
   readonly endpointGraceMs: number;
   readonly endpointsSettleMs: number;
+  /** true/false as configured; null: on when there is an API server to reach (kubeconfig, or in a pod). */
+  readonly policyCrds: boolean | null;
+  /** As policyCrds, for the trust-bundle ConfigMaps. */
+  readonly rootCertConfigMaps: boolean | null;
+  /** As policyCrds, for the state the replicas share. */
+  readonly sharedState: boolean | null;
+  readonly leaderLeaseMs: number;
 }
 
 const HOST_PORT = '^(\\[[0-9a-fA-F:.]+\\]|[A-Za-z0-9.-]+):[0-9]{1,5}$';
@@ -122,6 +153,7 @@ const SCHEMA = {
     svidTtl: { type: 'string', pattern: DURATION },
     defaultMtlsMode: { enum: ['STRICT', 'PERMISSIVE', 'DISABLE'] },
     pathNormalization: { enum: [...PATH_NORMALIZATIONS] },
+    keyExchange: { enum: [...KEY_EXCHANGE_POLICIES] },
     rootNamespace: { type: 'string', minLength: 1 },
     kubernetes: {
       type: 'object',
@@ -132,6 +164,7 @@ const SCHEMA = {
         jwksFile: { type: 'string', minLength: 1 },
         jwksFromApiServer: { type: 'boolean' },
         jwksMinRefresh: { type: 'string', pattern: DURATION },
+        registry: { type: 'boolean' },
       },
       // Where the issuer's keys come from is part of the block: a file that sets kubernetes without it is incomplete.
       anyOf: [{ properties: { jwksFile: true }, required: ['jwksFile'] }, { properties: { jwksFromApiServer: true }, required: ['jwksFromApiServer'] }],
@@ -156,6 +189,10 @@ const SCHEMA = {
     allowInvalidPolicies: { type: 'boolean' },
     endpointGrace: { type: 'string', pattern: DURATION },
     endpointsSettle: { type: 'string', pattern: DURATION },
+    policyCrds: { type: 'boolean' },
+    rootCertConfigMaps: { type: 'boolean' },
+    sharedState: { type: 'boolean' },
+    leaderLease: { type: 'string', pattern: DURATION },
   },
 } as const;
 
@@ -249,6 +286,8 @@ export function resolveConfig(file: ControlPlaneConfigInput, flags: ControlPlane
   if (endpointGrace > 3600_000) problems.push('config: /endpointGrace: must be at most 1h');
   const endpointsSettle = dur(merged.endpointsSettle, 'endpointsSettle', DEFAULT_ENDPOINTS_SETTLE_MS);
   if (endpointsSettle > 600_000) problems.push('config: /endpointsSettle: must be at most 10m');
+  const leaderLease = dur(merged.leaderLease, 'leaderLease', 15_000);
+  if (leaderLease < 1500 || leaderLease > 300_000) problems.push('config: /leaderLease: must be between 1.5s and 5m');
   if (problems.length > 0) throw invalid(problems);
   const k = merged.kubernetes;
   return Object.freeze({
@@ -263,8 +302,9 @@ export function resolveConfig(file: ControlPlaneConfigInput, flags: ControlPlane
     svidTtlSeconds: Math.round(svidTtlMs / 1000),
     defaultMtlsMode: merged.defaultMtlsMode ?? 'STRICT',
     pathNormalization: merged.pathNormalization ?? DEFAULT_PATH_NORMALIZATION,
+    keyExchange: merged.keyExchange ?? DEFAULT_KEY_EXCHANGE,
     rootNamespace: merged.rootNamespace ?? 'trellis-system',
-    kubernetes: k ? Object.freeze({ issuer: k.issuer ?? null, audience: k.audience ?? 'trellis', jwksFile: k.jwksFile ?? null, jwksFromApiServer: k.jwksFromApiServer === true, jwksMinRefreshMs }) : null,
+    kubernetes: k ? Object.freeze({ issuer: k.issuer ?? null, audience: k.audience ?? 'trellis', jwksFile: k.jwksFile ?? null, jwksFromApiServer: k.jwksFromApiServer === true, jwksMinRefreshMs, registry: k.registry === true }) : null,
     kubeconfig: merged.kubeconfig ?? null,
     signing: Object.freeze({ concurrency: merged.signing?.concurrency ?? 4, maxQueue: merged.signing?.maxQueue ?? 20_000 }),
     revocationsFile: merged.revocationsFile ?? null,
@@ -278,6 +318,10 @@ export function resolveConfig(file: ControlPlaneConfigInput, flags: ControlPlane
     allowInvalidPolicies: merged.allowInvalidPolicies ?? false,
     endpointGraceMs: endpointGrace,
     endpointsSettleMs: endpointsSettle,
+    policyCrds: merged.policyCrds ?? null,
+    rootCertConfigMaps: merged.rootCertConfigMaps ?? null,
+    sharedState: merged.sharedState ?? null,
+    leaderLeaseMs: leaderLease,
   });
 }
 

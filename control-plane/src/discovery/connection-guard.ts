@@ -87,15 +87,16 @@ export class ConnectionGuard {
     this.inject(socket);
   }
 
-  /** A stream on the connection `peer` (grpc-js `call.getPeer()`) authenticated: stop its clock. */
-  authenticated(peer: string): void {
+  /** A stream on the connection `peer` (grpc-js `call.getPeer()`) authenticated: stop its clock. True the first time for that connection. */
+  authenticated(peer: string): boolean {
     const t = this.open.get(peer);
-    if (!t || t.authenticated) return;
+    if (!t || t.authenticated) return false;
     if (t.timer) clearTimeout(t.timer);
     t.timer = null;
     t.authenticated = true;
     this.authenticatedCount++;
     this.report();
+    return true;
   }
 
   /** Open connections. */

@@ -4,6 +4,11 @@
  * debounced pushes. A change marks its type dirty; after the debounce window
  * every session recomputes that type and sends only if its version changed.
  *
+ * Endpoints come from one registry source: the Kubernetes API server when
+ * one is given, else the connected sessions. With the API server, the pods
+ * behind pod-attested streams are followed too: a relabelled pod gets the
+ * policies its new labels select, a deleted pod's streams end.
+ *
  * Endpoints do not flicker: a lost stream's endpoints stay listed for
  * `endpointGraceMs` (proxy-registry.ts), and a control plane that has just
  * started holds endpoint lists back until every sidecar it expects has a
@@ -28,10 +33,14 @@ import {
 } from '@trellis/shared';
 import type { StreamCredentials } from '../auth/authenticator';
 import { ControlPlaneError, ControlPlaneErrorCode } from '../errors/control-plane-error';
+import type { RegistrySource } from '../registry/registry-source';
+import { SessionRegistrySource } from '../registry/session-registry-source';
+import { boundPodKey } from '../registry/pod-facts';
 import type { PolicySource } from './policy-source';
 import { ProxyRegistry } from './proxy-registry';
 import { PushDebouncer } from './push-debouncer';
-import { ReissueBook } from './reissue-orders';
+import { ReissueBook, type ReissueOrder } from './reissue-orders';
+import type { ReplicaReport } from '../state/replica-report';
 import { ResourceBuilder, type DiscoverySnapshot } from './resource-builder';
 import { DEFAULT_MAX_STREAMS_PER_IDENTITY, StreamQuota } from './stream-quota';
 import { StreamSession, type SessionDeps, type StreamTransport } from './stream-session';
@@ -52,6 +61,10 @@ export interface DiscoveryServiceDeps extends Omit<SessionDeps, 'builder' | 'sna
   policy: PolicySource;
   initialBundle: TrustBundleResource;
   debounceMs: number;
+  /** Where endpoints come from (the Kubernetes API server); absent: the connected sessions. */
+  registrySource?: RegistrySource;
+  /** Told when a session that serves endpoints joins or leaves (the replica report is republished). */
+  onSessionsChanged?(): void;
   /** How long a lost stream's endpoints stay listed (default DEFAULT_ENDPOINT_GRACE_MS; 0: withdrawn at once). */
   endpointGraceMs?: number;
   /** The longest endpoint lists are held back after start (default DEFAULT_ENDPOINTS_SETTLE_MS; 0: never). */
@@ -79,10 +92,20 @@ export class DiscoveryService {
   /** Identities still awaited while endpoint lists are held back; null once the hold ended. */
   private awaited: Set<string> | null = null;
   private settleTimer: NodeJS.Timeout | null = null;
+  private readonly source: RegistrySource;
+  private readonly sessionSource: SessionRegistrySource | null;
+  private readonly unsubscribeSource: () => void;
+  private readonly unsubscribePods: () => void;
+  /** Pod-attested sessions by `namespace/name` of their pod. */
+  private readonly byPod = new Map<string, Set<StreamSession>>();
 
   constructor(private readonly deps: DiscoveryServiceDeps) {
     this.bundle = deps.initialBundle;
     this.graceMs = deps.endpointGraceMs ?? DEFAULT_ENDPOINT_GRACE_MS;
+    this.sessionSource = deps.registrySource ? null : new SessionRegistrySource(this.registry);
+    this.source = deps.registrySource ?? this.sessionSource!;
+    this.unsubscribeSource = this.source.subscribe(() => this.endpointsChanged());
+    this.unsubscribePods = deps.pods?.subscribePods((key) => this.podChanged(key)) ?? ((): void => undefined);
     this.reissueBook = new ReissueBook(deps.svidTtlSeconds * 1000);
     this.debouncer = new PushDebouncer(deps.debounceMs, (types) => this.flush(types));
     this.unsubscribePolicy = deps.policy.subscribe(() => {
@@ -98,22 +121,40 @@ export class DiscoveryService {
       random: deps.random ?? Math.random,
       quota: new StreamQuota(deps.maxStreamsPerIdentity ?? DEFAULT_MAX_STREAMS_PER_IDENTITY),
       onNodeKnown: (s) => {
-        if (this.registry.add(s)) this.endpointsChanged();
+        if (this.registry.add(s)) this.sessionSource?.changed();
+        const pod = s.peer?.attestation.pod;
+        if (pod) {
+          const key = boundPodKey(pod);
+          let set = this.byPod.get(key);
+          if (!set) this.byPod.set(key, (set = new Set()));
+          set.add(s);
+        }
         deps.metrics.connectedSidecars.set(this.registry.size);
         if (this.awaited && s.peer) {
           this.awaited.delete(s.peer.spiffeId);
           if (this.awaited.size === 0) this.endHold('every expected sidecar has a stream');
         }
+        deps.onSessionsChanged?.();
       },
       onClosed: (s) => {
         const lingerUntil = this.graceMs > 0 && s.lingers && !this.draining ? deps.nowMs() + this.graceMs : undefined;
-        if (this.registry.remove(s, lingerUntil)) this.endpointsChanged();
+        if (this.registry.remove(s, lingerUntil)) this.sessionSource?.changed();
         if (lingerUntil !== undefined) this.armLingerTimer();
+        const pod = s.peer?.attestation.pod;
+        if (pod) {
+          const key = boundPodKey(pod);
+          const set = this.byPod.get(key);
+          set?.delete(s);
+          if (set && set.size === 0) this.byPod.delete(key);
+        }
         deps.metrics.connectedSidecars.set(this.registry.size);
+        deps.onSessionsChanged?.();
       },
       holdEndpoints: () => this.awaited !== null,
     };
-    const settleMs = deps.endpointsSettleMs ?? DEFAULT_ENDPOINTS_SETTLE_MS;
+    // With the Kubernetes registry the API server lists every pod whether or not its sidecar is back, and the
+    // control plane is not ready before that registry has synced: no partial list to hold back.
+    const settleMs = deps.registrySource ? 0 : (deps.endpointsSettleMs ?? DEFAULT_ENDPOINTS_SETTLE_MS);
     if (settleMs > 0 && deps.expectedSidecars && deps.expectedSidecars.size > 0) {
       this.awaited = new Set(deps.expectedSidecars);
       this.settleTimer = setTimeout(() => this.endHold(`${settleMs} ms passed`), settleMs);
@@ -139,7 +180,7 @@ export class DiscoveryService {
         bundle: this.bundle,
         policy: this.deps.policy.current(),
         revocations: this.revocations,
-        endpoints: this.registry.endpoints(),
+        endpoints: this.source.view(),
       });
     }
     return this.snap;
@@ -151,7 +192,7 @@ export class DiscoveryService {
    * are told after the debounce, later ones when they subscribe. Returns how
    * many connected sidecars were asked and the spread of their deadlines.
    */
-  reissue(target: { all: true } | { spiffeId: string }, windowMs: number, reason: 'reissue' | 'root-rotation' = 'reissue'): { sidecars: number; renewBy: { earliest: string | null; latest: string | null } } {
+  reissue(target: { all: true } | { spiffeId: string }, windowMs: number, reason: 'reissue' | 'root-rotation' = 'reissue'): { sidecars: number; renewBy: { earliest: string | null; latest: string | null }; order: ReissueOrder } {
     const order = this.reissueBook.order({ nowMs: this.deps.nowMs(), windowMs, spiffeId: 'spiffeId' in target ? target.spiffeId : null, reason });
     const deadlines: string[] = [];
     for (const s of this.registry.all()) {
@@ -160,7 +201,21 @@ export class DiscoveryService {
     }
     deadlines.sort();
     this.debouncer.mark(RENEWAL_TYPE_URL);
-    return { sidecars: deadlines.length, renewBy: { earliest: deadlines[0] ?? null, latest: deadlines[deadlines.length - 1] ?? null } };
+    return { sidecars: deadlines.length, renewBy: { earliest: deadlines[0] ?? null, latest: deadlines[deadlines.length - 1] ?? null }, order };
+  }
+
+  /** Takes over re-issue orders made through another replica; their sidecars here are told. */
+  adoptReissueOrders(orders: readonly ReissueOrder[]): void {
+    if (this.reissueBook.adopt(orders, this.deps.nowMs()) > 0) this.debouncer.mark(RENEWAL_TYPE_URL);
+  }
+
+  /**
+   * The other replicas' reports: in local mode (the sessions are the
+   * registry) their sidecars' endpoints are served beside ours. With the
+   * Kubernetes registry the API server already lists every replica's pods.
+   */
+  setPeers(peers: readonly ReplicaReport[]): void {
+    this.sessionSource?.setPeers(peers);
   }
 
   /** Replaces the trust bundle; pushes only when its content changed. */
@@ -193,7 +248,7 @@ export class DiscoveryService {
     this.snap = null;
     this.debouncer.mark(REVOCATIONS_TYPE_URL);
     // A revoked identity's endpoints do not linger either (fail closed).
-    if (this.registry.dropRevoked((serial, id) => this.isRevoked(serial, id))) this.endpointsChanged();
+    if (this.registry.dropRevoked((serial, id) => this.isRevoked(serial, id))) this.sessionsEndpointsChanged();
     for (const s of this.registry.all()) {
       const p = s.peer;
       if (!p) continue;
@@ -220,11 +275,26 @@ export class DiscoveryService {
   close(): void {
     this.drain();
     this.unsubscribePolicy();
+    this.unsubscribeSource();
+    this.unsubscribePods();
+  }
+
+  /** A pod changed on the API server: its sessions follow it (new labels, or the end when it is gone). */
+  private podChanged(key: string): void {
+    const sessions = this.byPod.get(key);
+    if (!sessions) return;
+    for (const s of [...sessions]) s.podChanged();
   }
 
   private endpointsChanged(): void {
     this.snap = null;
     this.debouncer.mark(ENDPOINTS_TYPE_URL);
+  }
+
+  /** The sessions' endpoints changed without a session joining or leaving (a grace period ended, a revocation). */
+  private sessionsEndpointsChanged(): void {
+    this.sessionSource?.changed();
+    this.deps.onSessionsChanged?.();
   }
 
   /** Ends the start-up hold: every session gets the endpoints it does not hold yet. */
@@ -247,7 +317,7 @@ export class DiscoveryService {
     if (next === null) return;
     this.lingerTimer = setTimeout(() => {
       this.lingerTimer = null;
-      if (this.registry.expireLingering(this.deps.nowMs())) this.endpointsChanged();
+      if (this.registry.expireLingering(this.deps.nowMs())) this.sessionsEndpointsChanged();
       this.armLingerTimer();
     }, Math.max(0, next - this.deps.nowMs()) + 1);
     this.lingerTimer.unref();

@@ -7,19 +7,22 @@
  *
  * The TCP listener is ours, not grpc-js's: each accepted socket passes the
  * ConnectionGuard (connection cap, authentication deadline) and is then
- * injected into grpc-js, which runs TLS and HTTP/2 on it. At most
+ * injected into grpc-js, which runs TLS and HTTP/2 on it, once its
+ * ClientHello passed the key-exchange gate (which names the group and, under
+ * `require`, refuses a classical-only client). At most
  * MAX_STREAMS_PER_CONNECTION streams may be open on one connection
  * (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS): a sidecar uses one.
  */
 import { createServer, type Server as NetServer } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
-import { DISCOVERY_PROTO_FILE, PROTO_ROOT } from '@trellis/shared';
+import { DEFAULT_KEY_EXCHANGE, DISCOVERY_PROTO_FILE, PROTO_ROOT, type KeyExchangePolicy } from '@trellis/shared';
 import type { PeerCertificateView, StreamCredentials } from '../auth/authenticator';
 import { toGrpcStatus } from '../errors/grpc-status';
 import { ConnectionGuard, type ConnectionGuardDeps, type ConnectionGuardOptions } from './connection-guard';
 import type { DiscoveryService } from './discovery-service';
 import type { MutableCertificateProvider } from '../tls/mutable-certificate-provider';
+import { gateClientHello } from '../tls/client-hello-gate';
 import { transportRefusalInterceptor } from './transport-refusals';
 import { PROTO_LOADER_OPTIONS, type WireRequest, type WireResponse } from './wire-types';
 
@@ -31,6 +34,8 @@ import { PROTO_LOADER_OPTIONS, type WireRequest, type WireResponse } from './wir
  * while the nodes were read and refused (test/bench/discovery-flood.bench.ts).
  */
 export const MAX_MESSAGE_BYTES = 64 * 1024;
+/** The response header that tells a sidecar this control plane takes sidecar reports. */
+export const REPORTS_HEADER = 'trellis-reports';
 /** Concurrent streams one connection may open (a sidecar opens one). */
 export const MAX_STREAMS_PER_CONNECTION = 16;
 
@@ -50,6 +55,15 @@ export function loadDiscoveryService(): grpc.ServiceDefinition {
   return pkg.trellis.discovery.v1.Discovery.service;
 }
 
+/** How the discovery listener gates key exchange (see tls/client-hello-gate.ts). */
+export interface DiscoveryKeyExchange {
+  readonly policy: KeyExchangePolicy;
+  /** A connection's first stream authenticated, after a handshake in `group`. */
+  onHandshake(group: string): void;
+  /** A connection refused at its ClientHello (`kex_not_hybrid`, `bad_client_hello`). */
+  onRefused(reason: string): void;
+}
+
 /** Starts the gRPC server on `listen` (host:port) behind the connection guard; resolves once listening. */
 export async function startGrpcDiscoveryServer(
   service: DiscoveryService,
@@ -57,6 +71,7 @@ export async function startGrpcDiscoveryServer(
   listen: string,
   onStreamError: (code: string) => void,
   limits: ConnectionGuardOptions & ConnectionGuardDeps,
+  kex: DiscoveryKeyExchange = { policy: DEFAULT_KEY_EXCHANGE, onHandshake: () => undefined, onRefused: () => undefined },
 ): Promise<GrpcDiscoveryServer> {
   const server = new grpc.Server({
     // First, so it sees the statuses grpc-js sends on its own (see transport-refusals.ts).
@@ -70,7 +85,21 @@ export async function startGrpcDiscoveryServer(
   });
   const creds = grpc.experimental.createCertificateProviderServerCredentials(tls, tls, false);
   const injector = server.createConnectionInjector(creds);
-  const guard = new ConnectionGuard(limits, limits, (socket) => injector.injectConnection(socket));
+  // The group each open connection's handshake used, by grpc-js's peer string.
+  const groups = new Map<string, string>();
+  const guard = new ConnectionGuard(limits, limits, (socket) => {
+    gateClientHello(socket, kex.policy, limits.authTimeoutMs, (v) => {
+      if (!v.ok) {
+        if (v.reason === 'kex_not_hybrid' || v.reason === 'bad_client_hello') kex.onRefused(v.reason);
+        socket.destroy();
+        return;
+      }
+      const peer = `${socket.remoteAddress}:${socket.remotePort}`;
+      groups.set(peer, v.group);
+      socket.once('close', () => groups.delete(peer));
+      injector.injectConnection(socket);
+    });
+  });
   server.addService(loadDiscoveryService(), {
     StreamResources: (call: grpc.ServerDuplexStream<WireRequest, WireResponse>) => {
       const peer = call.getPeer();
@@ -78,9 +107,15 @@ export async function startGrpcDiscoveryServer(
       let ended = false;
       const transport = {
         peerHost,
-        authenticated: () => guard.authenticated(peer),
+        authenticated: () => {
+          if (guard.authenticated(peer)) kex.onHandshake(groups.get(peer) ?? 'unknown');
+        },
         accepted: () => {
-          if (!ended) call.sendMetadata(new grpc.Metadata());
+          if (ended) return;
+          // Says this control plane takes sidecar reports (DiscoveryRequest.report): a sidecar sends none otherwise.
+          const md = new grpc.Metadata();
+          md.set(REPORTS_HEADER, '1');
+          call.sendMetadata(md);
         },
         send: (res: WireResponse) => {
           if (!ended) call.write(res);

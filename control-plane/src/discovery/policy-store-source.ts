@@ -1,31 +1,17 @@
 /**
  * Adapts the policy engineer's PolicyStore (control-plane/src/policy: loads,
  * watches, keeps the last good content per file) to the discovery layer's
- * PolicySource. One PolicyView per published PolicySet, so resource
- * memoisation keys on the set's identity; none until the store's first
- * complete load (PolicyStore.servable()).
+ * PolicySource: the policy dir alone, as `trellis up` and a control plane
+ * without an API server run it. None until the store's first complete load
+ * (PolicyStore.servable()). With the API server's policies too, see
+ * policy-set-source.ts.
  */
-import type { EffectiveMtlsMode, PathNormalization, PolicySet } from '@trellis/shared';
 import type { PolicyStore } from '../policy/policy-store';
-import type { PolicySource, PolicyView } from './policy-source';
-import { policyViewFromSet } from './policy-view';
+import type { PolicySource } from './policy-source';
+import { policySetSource } from './policy-set-source';
+import type { MeshPolicyOptions } from './policy-view';
 
 /** A PolicySource backed by a started PolicyStore; close() closes the store. */
-export function policyStoreSource(store: PolicyStore, opts: { rootNamespace: string; defaultMode: EffectiveMtlsMode; pathNormalization?: PathNormalization }): PolicySource {
-  let set: PolicySet | null = null;
-  let view: PolicyView | null = null;
-  return {
-    current() {
-      if (!store.servable()) return null;
-      const s = store.current();
-      if (s !== set || !view) {
-        set = s;
-        view = policyViewFromSet(s, opts);
-      }
-      return view;
-    },
-    subscribe: (listener) => store.subscribe(() => listener()),
-    status: () => store.status(),
-    close: () => store.close(),
-  };
+export function policyStoreSource(store: PolicyStore, opts: MeshPolicyOptions): PolicySource {
+  return policySetSource([{ name: 'dir', provider: store }], opts);
 }

@@ -5,10 +5,14 @@
  * `orderedAtMs` renews with a fresh key at a jittered instant inside
  * `windowMs`, so the CA is not stormed. The decision is pure (time, jitter
  * and what is known of the sidecar's certificate are inputs); the book only
- * remembers orders and when each serial was issued, in memory: a restarted
- * control plane forgets pending orders (sidecars keep their own schedule).
+ * remembers orders and when each serial was issued, in memory. Orders made
+ * through the admin API are also shared with every replica (a shared
+ * document: `reissue-orders.json` in the CA dir, or a ConfigMap), so a
+ * sidecar connected to another replica, or one that restarted, is asked too.
  */
+import { randomInt } from 'node:crypto';
 import type { RenewalResource } from '@trellis/shared';
+import type { DocumentCodec } from '../state/shared-document';
 
 /** One re-issue order. */
 export interface ReissueOrder {
@@ -58,19 +62,59 @@ export function normalSerial(hex: string): string {
   return hex.toLowerCase().replace(/:/g, '').replace(/^0+(?=.)/, '');
 }
 
+/** File name of the shared orders inside the CA dir. */
+export const REISSUE_ORDERS_FILE = 'reissue-orders.json';
+
+/**
+ * The shared orders as a document: `{version: 1, orders: [...]}`. A bad
+ * entry fails the whole read (the last good list stays in force).
+ */
+export const reissueOrdersCodec: DocumentCodec<readonly ReissueOrder[]> = Object.freeze({
+  empty: Object.freeze([]) as readonly ReissueOrder[],
+  parse(text: string, source: string): readonly ReissueOrder[] {
+    const doc = JSON.parse(text) as { version?: unknown; orders?: unknown };
+    if (doc?.version !== 1 || !Array.isArray(doc.orders)) throw new Error(`${source}: expected {"version": 1, "orders": [...]}`);
+    return Object.freeze(doc.orders.map((o: Record<string, unknown>, i: number) => {
+      const num = (k: string): number => {
+        if (typeof o[k] !== 'number' || !Number.isFinite(o[k])) throw new Error(`${source}: orders[${i}].${k} must be a number`);
+        return o[k] as number;
+      };
+      if (o['spiffeId'] !== null && typeof o['spiffeId'] !== 'string') throw new Error(`${source}: orders[${i}].spiffeId must be a SPIFFE ID or null`);
+      if (o['reason'] !== 'reissue' && o['reason'] !== 'root-rotation') throw new Error(`${source}: orders[${i}].reason must be reissue or root-rotation`);
+      return Object.freeze({ id: num('id'), orderedAtMs: num('orderedAtMs'), windowMs: num('windowMs'), spiffeId: o['spiffeId'] as string | null, reason: o['reason'], untilMs: num('untilMs') });
+    }));
+  },
+  format: (orders: readonly ReissueOrder[]): string => JSON.stringify({ version: 1, orders }, null, 2) + '\n',
+});
+
+/** `orders` plus `order`, without the ones moot at `nowMs` (shared documents stay small). */
+export function withOrder(orders: readonly ReissueOrder[], order: ReissueOrder, nowMs: number): readonly ReissueOrder[] {
+  return Object.freeze([...orders.filter((o) => o.id !== order.id && nowMs < o.untilMs), order]);
+}
+
 /** The live orders and the issuance times of serials issued while any order is live. */
 export class ReissueBook {
   private orders: ReissueOrder[] = [];
   private readonly issued = new Map<string, number>();
-  private nextId = 1;
 
   constructor(private readonly svidTtlMs: number) {}
 
-  /** Records an order; returns it. */
+  /** Records an order (with an id unique across replicas); returns it. */
   order(o: { nowMs: number; windowMs: number; spiffeId: string | null; reason: ReissueOrder['reason'] }): ReissueOrder {
-    const order: ReissueOrder = Object.freeze({ id: this.nextId++, orderedAtMs: o.nowMs, windowMs: o.windowMs, spiffeId: o.spiffeId, reason: o.reason, untilMs: o.nowMs + o.windowMs + this.svidTtlMs });
+    const order: ReissueOrder = Object.freeze({ id: randomInt(1, 2 ** 47), orderedAtMs: o.nowMs, windowMs: o.windowMs, spiffeId: o.spiffeId, reason: o.reason, untilMs: o.nowMs + o.windowMs + this.svidTtlMs });
     this.orders.push(order);
     return order;
+  }
+
+  /** Takes over orders another replica made (known ids are skipped); returns how many were new. */
+  adopt(orders: readonly ReissueOrder[], nowMs: number): number {
+    let added = 0;
+    for (const o of orders) {
+      if (nowMs >= o.untilMs || this.orders.some((x) => x.id === o.id)) continue;
+      this.orders.push(o);
+      added++;
+    }
+    return added;
   }
 
   /** Remembers that `serialHex` was issued at `nowMs` (only while an order is live: nothing else needs it). */

@@ -13,10 +13,10 @@ import {
   REVOCATIONS_TYPE_URL,
   SINGLETON_RESOURCE_NAME,
   TRUST_BUNDLE_TYPE_URL,
-  type EndpointsResource,
   type RevocationsResource,
   type TrustBundleResource,
 } from '@trellis/shared';
+import type { EndpointsView } from '../registry/registry-source';
 import type { PolicyView, WorkloadFacts } from './policy-source';
 
 /** Everything resources are computed from; each part is replaced whole on change. */
@@ -25,8 +25,8 @@ export interface DiscoverySnapshot {
   /** Null while no policy may be served (see PolicySource.current). */
   readonly policy: PolicyView | null;
   readonly revocations: RevocationsResource;
-  /** service name → endpoints, learned from connected sidecars. */
-  readonly endpoints: ReadonlyMap<string, EndpointsResource>;
+  /** Resource name → endpoints per namespace, from the registry source (sessions, or the Kubernetes API server). */
+  readonly endpoints: EndpointsView;
 }
 
 /** A computed resource set and its version. */
@@ -58,15 +58,17 @@ export class ResourceBuilder {
         return policy && this.memo(policy, `pa|${workloadKey(w)}`, () => one(policy.peerAuthentication(w)));
       case AUTHORIZATION_POLICIES_TYPE_URL:
         return policy && this.memo(policy, `az|${workloadKey(w)}`, () => one(policy.authorizationPolicies(w)));
-      case ENDPOINTS_TYPE_URL:
-        return this.memo(snap.endpoints, `ep|${names.join(',')}`, () => {
-          const wanted = names.length === 0 ? [...snap.endpoints.keys()] : names;
+      case ENDPOINTS_TYPE_URL: {
+        const endpoints = snap.endpoints.forNamespace(w.namespace);
+        return this.memo(endpoints, `ep|${names.join(',')}`, () => {
+          const wanted = names.length === 0 ? [...endpoints.keys()] : names;
           const resources = wanted
-            .filter((n) => snap.endpoints.has(n))
+            .filter((n) => endpoints.has(n))
             .sort()
-            .map((n) => ({ name: n, body: snap.endpoints.get(n) as unknown }));
+            .map((n) => ({ name: n, body: endpoints.get(n) as unknown }));
           return built(contentVersion(resources), resources);
         });
+      }
       default:
         throw new Error(`no builder for ${typeUrl}`);
     }

@@ -1,7 +1,8 @@
 /**
  * One sidecar's discovery stream: authenticate once, take one of the
  * identity's stream slots, judge the node against what is attested for the
- * identity (attestation/node-claims.ts), validate every request, sign CSRs
+ * identity (attestation/node-claims.ts; for a pod-attested stream, against
+ * that pod on the API server, which it then follows), validate every request, sign CSRs
  * under the signing limiter (one per join-token stream), send the current
  * state of each subscribed type, and track ACK/NACK per type. Any protocol
  * violation ends this stream alone with a precise status; the server and
@@ -10,6 +11,8 @@
 import {
   AckTracker,
   ALL_TYPE_URLS,
+  AUTHORIZATION_POLICIES_TYPE_URL,
+  PEER_AUTHENTICATION_TYPE_URL,
   encodeResource,
   isKnownTypeUrl,
   RENEWAL_TYPE_URL,
@@ -17,18 +20,23 @@ import {
   SVID_TYPE_URL,
   contentVersion,
   ENDPOINTS_TYPE_URL,
+  decodeSidecarReport,
   typeShortName,
   TrellisError,
   type Endpoint,
   type Logger,
+  type NodeMessage,
   type RenewalResource,
+  type SidecarReport,
   type SvidResource,
   type TypeSyncSnapshot,
   type TypeUrl,
 } from '@trellis/shared';
 import type { AuthenticatedPeer } from '../auth/authenticated-peer';
 import { authenticate, type AuthenticatorDeps, type StreamCredentials } from '../auth/authenticator';
-import { judgeNode, type SessionNode } from '../attestation/node-claims';
+import { judgeNode, podNode, type SessionNode } from '../attestation/node-claims';
+import { sameLabels } from '../attestation/workload-metadata';
+import type { PodDirectory, PodFacts } from '../registry/pod-facts';
 import { ControlPlaneError, ControlPlaneErrorCode } from '../errors/control-plane-error';
 import type { SigningLimiter } from '../issuance/signing-limiter';
 import type { SvidAuthority } from '../issuance/svid-authority';
@@ -76,6 +84,10 @@ export interface SessionDeps {
   random(): number;
   /** Open streams per identity and their cap. */
   quota: StreamQuota;
+  /** The API server's pods, when the control plane reads them: pod-attested streams are judged by and follow their pod. */
+  pods?: PodDirectory;
+  /** Called with each report a stream takes, and the one it replaces (null for the stream's first). */
+  onReport?(session: StreamSession, previous: SidecarReport | null, report: SidecarReport): void;
 }
 
 /** One proxy as /debug/proxies shows it. */
@@ -85,11 +97,27 @@ export interface ProxyStatus {
   authMethod: string | null;
   namespace: string | null;
   service: string | null;
+  /** The attested labels (what its policies select on). */
+  labels: Record<string, string>;
   address: string | null;
+  /** `namespace/name` of the pod the stream is attested by (Kubernetes), else null. */
+  pod: string | null;
   connectedAt: string;
   certificateExpiry: string | null;
+  /** The serial (lower-case hex) of the certificate last issued on this stream, else of the one it authenticated with. */
+  certificateSerial: string | null;
   types: Record<string, TypeSyncSnapshot>;
 }
+
+/** The last sidecar report of a stream, as the control plane took it. */
+export interface ReceivedReport {
+  /** When it arrived (our clock). */
+  readonly receivedAt: Date;
+  readonly report: SidecarReport;
+}
+
+/** The shortest time between two reports a stream is held to; a sooner one is dropped (the next carries the same totals). */
+export const MIN_REPORT_INTERVAL_MS = 200;
 
 const MAX_CSR_BYTES = 16 * 1024;
 /** Requests a stream may have waiting; a sidecar needs a handful (one per type), so more is a flood. */
@@ -104,6 +132,9 @@ export class StreamSession {
   private readonly trackers = new Map<TypeUrl, AckTracker>();
   private readonly subscriptions = new Map<TypeUrl, readonly string[]>();
   private svidNotAfter: Date | null = null;
+  private svidSerial: string | null = null;
+  /** The sidecar's last report, replaced whole by each new one. */
+  private lastReport: ReceivedReport | null = null;
   /** True while this stream holds one of its identity's slots in the quota. */
   private holdsSlot = false;
   /** When an SVID was last issued on this stream (our clock). */
@@ -237,11 +268,41 @@ export class StreamSession {
     return renewalFor(this.deps.reissue.live(now), { spiffeId: peer.spiffeId, issuedAtMs }, jitter, now);
   }
 
+  /**
+   * The pod this stream is attested by changed on the API server: a pod that
+   * is gone ends the stream (TOKEN_POD_GONE: its credential is refused from
+   * now on); new labels are taken and the policies they select pushed.
+   */
+  podChanged(): void {
+    const bound = this.peer?.attestation.pod;
+    if (this.closed || !this.node || !bound || !this.deps.pods) return;
+    const facts = this.deps.pods.lookup(bound, this.deps.nowMs());
+    if (facts === 'unknown') return;
+    if (facts === 'gone') {
+      this.logInfo('pod gone: ending its stream', { event: 'audit', spiffeId: this.peer!.spiffeId, pod: `${bound.namespace}/${bound.name}` });
+      this.fail(new ControlPlaneError(ControlPlaneErrorCode.TOKEN_POD_GONE, `pod ${bound.namespace}/${bound.name} no longer exists`));
+      return;
+    }
+    const next = podNode(this.peer!.attestation, facts);
+    if (sameLabels(next.labels, this.node.labels) && next.address === this.node.address) return;
+    const relabelled = !sameLabels(next.labels, this.node.labels);
+    this.node = next;
+    if (relabelled) {
+      this.logInfo('pod relabelled: policies follow its labels', { spiffeId: this.peer!.spiffeId, pod: `${bound.namespace}/${bound.name}`, labels: next.labels });
+      this.refresh(new Set([PEER_AUTHENTICATION_TYPE_URL, AUTHORIZATION_POLICIES_TYPE_URL]));
+    }
+  }
+
   /** The endpoints this sidecar serves: its attested service, at the address its stream comes from, on the attested ports it announced. */
   servedEndpoints(): Endpoint[] {
     if (!this.node || !this.peer || this.node.service === '') return [];
     const host = this.node.address;
     return this.node.inboundPorts.map((p) => ({ address: host.includes(':') ? `[${host}]:${p}` : `${host}:${p}`, spiffeId: this.peer!.spiffeId }));
+  }
+
+  /** The sidecar's last report (attributed to this stream's authenticated identity), or null. */
+  report(): ReceivedReport | null {
+    return this.lastReport;
   }
 
   /** The per-type state, for /debug/proxies. */
@@ -255,9 +316,12 @@ export class StreamSession {
       authMethod: this.peer?.method ?? null,
       namespace: this.node?.namespace ?? null,
       service: this.node?.service || null,
+      labels: { ...(this.node?.labels ?? {}) },
       address: this.node ? this.node.address : null,
+      pod: this.peer?.attestation.pod ? `${this.peer.attestation.pod.namespace}/${this.peer.attestation.pod.name}` : null,
       connectedAt: this.connectedAt.toISOString(),
       certificateExpiry: certExpiry ? certExpiry.toISOString() : null,
+      certificateSerial: this.svidSerial ?? (this.peer?.method === 'svid' && typeof this.peer.audit['serialHex'] === 'string' ? (this.peer.audit['serialHex'] as string) : null),
       types,
     };
   }
@@ -297,6 +361,7 @@ export class StreamSession {
       this.node = this.validateNode(req, peer);
       this.deps.onNodeKnown(this);
     }
+    if (req.report && req.report.length > 0) return this.takeReport(req.report);
     const typeUrl = req.type_url;
     if (!isKnownTypeUrl(typeUrl)) throw new ControlPlaneError(C.UNKNOWN_TYPE, `unknown type_url "${String(typeUrl).slice(0, 200)}"`, { typeUrl: String(typeUrl).slice(0, 200) });
 
@@ -334,10 +399,53 @@ export class StreamSession {
     if (verdict.kind === 'subscribe' || !before || before.join(',') !== names.join(',')) this.push(typeUrl);
   }
 
+  /**
+   * Takes a sidecar report: decoded strictly within its bounds (a malformed
+   * or oversized one ends the stream with TRELLIS_CP_BAD_REPORT, as any
+   * protocol violation does), then kept whole as this stream's last report.
+   * It is this stream's authenticated identity's report: nothing in it
+   * names its source. One sooner than MIN_REPORT_INTERVAL_MS after the last
+   * is dropped and counted.
+   */
+  private takeReport(body: Buffer): void {
+    const now = this.deps.nowMs();
+    if (this.lastReport && now - this.lastReport.receivedAt.getTime() < MIN_REPORT_INTERVAL_MS) {
+      this.deps.metrics.reports.inc({ result: 'dropped' });
+      return;
+    }
+    let report: SidecarReport;
+    try {
+      report = decodeSidecarReport(body);
+    } catch (err) {
+      this.deps.metrics.reports.inc({ result: 'refused' });
+      throw new ControlPlaneError(ControlPlaneErrorCode.BAD_REPORT, (err as Error).message, { field: (err as TrellisError).details?.['field'] ?? '' });
+    }
+    const previous = this.lastReport?.report ?? null;
+    this.lastReport = Object.freeze({ receivedAt: new Date(now), report });
+    this.deps.metrics.reports.inc({ result: 'accepted' });
+    this.deps.onReport?.(this, previous, report);
+  }
+
   /** The node this stream will be served as, judged against the attestation; a refusal is counted and audited. */
   private validateNode(req: WireRequest, peer: AuthenticatedPeer): SessionNode {
-    const v = judgeNode(req.node, peer.attestation, this.transport.peerHost);
-    if (v.ok) return v.node;
+    const pod = this.attestedPod(peer);
+    const v = judgeNode(req.node, peer.attestation, this.transport.peerHost, pod);
+    if (v.ok) {
+      for (const reason of v.ignored) this.deps.metrics.attestationIgnored.inc({ reason });
+      if (v.ignored.length > 0) {
+        const n: Partial<NodeMessage> = req.node ?? {};
+        this.logWarn('node claim ignored: the pod on the API server decides', {
+          event: 'audit',
+          spiffeId: peer.spiffeId,
+          pod: pod ? `${pod.namespace}/${pod.name}` : undefined,
+          reasons: v.ignored,
+          claimed: { service: (n.service ?? '').slice(0, 253), labels: Object.keys(n.labels ?? {}).length, ports: (n.inbound_ports ?? []).slice(0, 16) },
+          podFacts: pod ? { services: pod.services, labels: pod.labels, ports: pod.inboundPorts } : undefined,
+          peer: this.transport.peerHost,
+        });
+      }
+      return v.node;
+    }
     const err = new ControlPlaneError(v.code, v.message, v.reason ? { reason: v.reason } : {});
     if (v.code === ControlPlaneErrorCode.ATTESTATION_MISMATCH || v.code === ControlPlaneErrorCode.IDENTITY_MISMATCH) {
       if (v.reason) this.deps.metrics.attestationRefusals.inc({ reason: v.reason });
@@ -353,6 +461,24 @@ export class StreamSession {
       });
     }
     throw err;
+  }
+
+  /**
+   * The facts of the pod the stream is attested by, from the API server; null
+   * when it is not pod-attested or this control plane does not read pods
+   * (then it counts as the identity alone). A pod the directory cannot
+   * answer for yet ends the stream with a retry hint; one that is gone ends
+   * it for good (fails closed).
+   */
+  private attestedPod(peer: AuthenticatedPeer): PodFacts | null {
+    const bound = peer.attestation.pod;
+    if (!bound || !this.deps.pods) return null;
+    const facts = this.deps.pods.lookup(bound, this.deps.nowMs());
+    if (facts === 'unknown') {
+      throw new ControlPlaneError(ControlPlaneErrorCode.REGISTRY_NOT_SYNCED, 'the control plane has not read the pods from the Kubernetes API server yet; retry', { retryAfterMs: 2000 });
+    }
+    if (facts === 'gone') throw new ControlPlaneError(ControlPlaneErrorCode.TOKEN_POD_GONE, `pod ${bound.namespace}/${bound.name} no longer exists`);
+    return facts;
   }
 
   private async issueSvid(csr: Buffer, peer: AuthenticatedPeer): Promise<void> {
@@ -380,6 +506,7 @@ export class StreamSession {
         notAfter: new Date(issued.notAfter).toISOString(),
       };
       this.svidNotAfter = new Date(issued.notAfter);
+      this.svidSerial = issued.serialHex.toLowerCase();
       this.svidIssuedAtMs = this.deps.nowMs();
       this.deps.reissue.noteIssued(issued.serialHex, this.svidIssuedAtMs);
       this.deps.metrics.svidsIssued.inc({ method: peer.method });
@@ -392,7 +519,21 @@ export class StreamSession {
       const code = codeOf(err);
       this.deps.metrics.svidsRefused.inc({ reason: code });
       this.logWarn('svid refused', { event: 'audit', spiffeId: peer.spiffeId, authMethod: peer.method, error: err, ...peer.audit });
+      // No SVID went out for this join-token use (a full disk, an overload): give the use back, so the
+      // workload's retry with the same token is not refused as spent.
+      if (peer.method === 'join-token' && this.svidIssuedAtMs === null) await this.releaseTokenUse(peer);
       throw err;
+    }
+  }
+
+  private async releaseTokenUse(peer: AuthenticatedPeer): Promise<void> {
+    const { tokenId, use } = peer.audit as { tokenId?: unknown; use?: unknown };
+    if (typeof tokenId !== 'string' || typeof use !== 'number') return;
+    try {
+      await (this.deps.auth.tokenUses ?? this.deps.auth.joinTokens).release(tokenId, use);
+      this.logInfo('join token use given back: no SVID was handed out for it', { event: 'audit', spiffeId: peer.spiffeId, tokenId, use });
+    } catch (err) {
+      this.logWarn('join token use could not be given back; it stays spent', { event: 'audit', spiffeId: peer.spiffeId, tokenId, use, error: err });
     }
   }
 

@@ -18,6 +18,8 @@ const BY_CODE: Readonly<Record<string, status>> = Object.freeze({
   TRELLIS_CP_TOKEN_SPENT: status.UNAUTHENTICATED,
   TRELLIS_CP_KUBERNETES_AUTH_DISABLED: status.UNAUTHENTICATED,
   TRELLIS_CP_TOKEN_POD_GONE: status.UNAUTHENTICATED,
+  // Not yet synced with the API server: retry (the sidecar does, after trellis-retry-after-ms).
+  TRELLIS_CP_REGISTRY_NOT_SYNCED: status.UNAVAILABLE,
   TRELLIS_CP_CERT_REJECTED: status.UNAUTHENTICATED,
   TRELLIS_CP_CREDENTIAL_EXPIRED: status.UNAUTHENTICATED,
   TRELLIS_CP_IDENTITY_MISMATCH: status.PERMISSION_DENIED,
@@ -32,10 +34,13 @@ const BY_CODE: Readonly<Record<string, status>> = Object.freeze({
   TRELLIS_CP_UNKNOWN_TYPE: status.INVALID_ARGUMENT,
   TRELLIS_CP_UNKNOWN_NONCE: status.INVALID_ARGUMENT,
   TRELLIS_CP_BAD_REQUEST: status.INVALID_ARGUMENT,
+  TRELLIS_CP_BAD_REPORT: status.INVALID_ARGUMENT,
   TRELLIS_CP_IDLE_STREAM: status.DEADLINE_EXCEEDED,
   TRELLIS_CP_REQUEST_FLOOD: status.RESOURCE_EXHAUSTED,
   TRELLIS_CP_MESSAGE_TOO_LARGE: status.RESOURCE_EXHAUSTED,
   TRELLIS_CP_SHUTTING_DOWN: status.UNAVAILABLE,
+  // The use of a join token could not be recorded (a full disk, the API server down): nothing was spent; retry.
+  TRELLIS_CP_JOIN_TOKEN_STORE: status.UNAVAILABLE,
   // The CA's own refusals (control-plane/src/ca/ca-error.ts).
   TRELLIS_CA_CSR_IDENTITY_MISMATCH: status.PERMISSION_DENIED,
   TRELLIS_CA_BAD_SPIFFE_ID: status.PERMISSION_DENIED,
@@ -46,6 +51,8 @@ const BY_CODE: Readonly<Record<string, status>> = Object.freeze({
   TRELLIS_CA_TTL_OUT_OF_RANGE: status.INVALID_ARGUMENT,
   TRELLIS_CA_BAD_REQUEST: status.INVALID_ARGUMENT,
   TRELLIS_CA_INTERMEDIATE_EXPIRED: status.UNAVAILABLE,
+  // The audit record could not be made durable (a full disk): nothing was issued; the sidecar retries.
+  TRELLIS_CA_AUDIT_WRITE_FAILED: status.UNAVAILABLE,
   // The reloading CA refuses revoked identities (control-plane/src/lifecycle).
   TRELLIS_LIFECYCLE_REVOKED: status.PERMISSION_DENIED,
 });

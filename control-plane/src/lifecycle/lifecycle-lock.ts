@@ -2,53 +2,21 @@
  * One lifecycle step at a time per CA dir, across processes: the control
  * plane's timer and an operator's `trellis ca rotate-root` must not both
  * switch intermediates. The lock is `.lifecycle.lock` holding the owner's
- * pid, created with O_EXCL; a lock whose owner is gone is taken over.
+ * pid (state/file-lock.ts); a lock whose owner is gone is taken over.
  */
-import { openSync, closeSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
+import { tryLockFile, unlockFile } from '../state/file-lock';
 import { LifecycleError, LifecycleErrorCode } from './lifecycle-error';
 
 /** File name of the lock inside the CA dir. */
 export const LIFECYCLE_LOCK_FILE = '.lifecycle.lock';
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-function acquire(path: string): boolean {
-  try {
-    const fd = openSync(path, 'wx', 0o600);
-    try {
-      writeSync(fd, String(process.pid));
-    } finally {
-      closeSync(fd);
-    }
-    return true;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-    return false;
-  }
-}
-
 function tryLock(path: string, caDir: string): void {
-  if (acquire(path)) return;
-  let owner = NaN;
-  try {
-    owner = Number(readFileSync(path, 'utf8').trim());
-  } catch {
-    owner = NaN;
-  }
-  if (Number.isInteger(owner) && owner > 0 && owner !== process.pid && alive(owner)) {
-    throw new LifecycleError(LifecycleErrorCode.ROTATION_CONFLICT, `another lifecycle step is running on ${caDir} (pid ${owner}); try again`, { pid: owner });
-  }
-  if (owner === process.pid) throw new LifecycleError(LifecycleErrorCode.ROTATION_CONFLICT, `a lifecycle step is already running on ${caDir} in this process`, {});
-  rmSync(path, { force: true });
-  if (!acquire(path)) throw new LifecycleError(LifecycleErrorCode.ROTATION_CONFLICT, `another lifecycle step took the lock on ${caDir}; try again`, {});
+  const r = tryLockFile(path);
+  if (r.acquired) return;
+  if (r.owner === process.pid) throw new LifecycleError(LifecycleErrorCode.ROTATION_CONFLICT, `a lifecycle step is already running on ${caDir} in this process`, {});
+  if (r.owner !== null) throw new LifecycleError(LifecycleErrorCode.ROTATION_CONFLICT, `another lifecycle step is running on ${caDir} (pid ${r.owner}); try again`, { pid: r.owner });
+  throw new LifecycleError(LifecycleErrorCode.ROTATION_CONFLICT, `another lifecycle step took the lock on ${caDir}; try again`, {});
 }
 
 /**
@@ -71,6 +39,6 @@ export async function withLifecycleLock<T>(caDir: string, fn: () => Promise<T> |
   try {
     return await fn();
   } finally {
-    rmSync(path, { force: true });
+    unlockFile(path);
   }
 }

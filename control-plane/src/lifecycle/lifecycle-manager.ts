@@ -5,6 +5,12 @@
  * decisions are the pure functions of this folder; this file only calls
  * them on a timer and logs what happened. A failing step is logged and
  * retried on the next tick; it never stops the control plane.
+ *
+ * With several replicas, only the one that leads (the Lease holder on
+ * Kubernetes) takes steps, and each step runs through `runStep`, which
+ * commits what it changed to the shared CA state (the Secret) with
+ * optimistic concurrency: a new leader decides from the last committed
+ * state, so no step is lost or taken twice.
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -38,8 +44,12 @@ export interface LifecycleManagerDeps {
   authority: ReloadingAuthority;
   logger: Logger;
   clock?: () => Date;
-  /** The connected sidecars and the bundle version each ACKed; null when unknown. */
+  /** The connected sidecars (of every replica) and the bundle version each ACKed; null when unknown. */
   proxies?: () => readonly ObservedProxy[] | null;
+  /** True while this replica drives the singleton work; default always (one replica, or replicas on one CA dir under its lock). */
+  isLeader?: () => boolean;
+  /** Runs one step and commits what it changed to the shared CA state; default: runs it (the CA dir is the state). */
+  runStep?: <T>(step: () => Promise<T>) => Promise<T>;
 }
 
 /** A running manager. */
@@ -100,18 +110,26 @@ export function startLifecycleManager(o: LifecycleManagerOptions, deps: Lifecycl
   const rotationStep = async (now: Date): Promise<boolean> => {
     const state = loadRootRotationState(o.caDir);
     if (!state || state.phase === 'done') return false;
-    const step = await stepRootRotation(o.caDir, deps.proxies ? deps.proxies() : null, now);
+    const step = await runStep(() => stepRootRotation(o.caDir, deps.proxies ? deps.proxies() : null, now));
     if (step.applied !== 'none') log.info('root rotation advanced', { phase: step.state.phase, applied: step.applied });
     else if (step.decision.waitingFor !== lastWaiting) log.info('root rotation waiting', { phase: step.state.phase, waitingFor: step.decision.waitingFor });
     lastWaiting = step.decision.waitingFor;
     return step.applied !== 'none';
   };
 
+  const runStep = deps.runStep ?? (<T>(step: () => Promise<T>): Promise<T> => step());
+  let leading: boolean | null = null;
   const tick = (): Promise<void> => {
     if (running) return running;
     running = (async () => {
       const now = clock();
-      for (const [what, step] of [['intermediate rotation', (n: Date) => withLifecycleLock(o.caDir, () => intermediateStep(n))], ['root rotation', rotationStep]] as const) {
+      const leader = deps.isLeader ? deps.isLeader() : true;
+      if (leader !== leading) {
+        if (leading !== null || !leader) log.info(leader ? 'leading the CA lifecycle: rotation steps are taken here' : 'not leading: CA lifecycle steps are taken by the leader', {});
+        leading = leader;
+      }
+      const steps = leader ? ([['intermediate rotation', (n: Date) => runStep(() => withLifecycleLock(o.caDir, () => intermediateStep(n)))], ['root rotation', rotationStep]] as const) : [];
+      for (const [what, step] of steps) {
         try {
           await step(now);
         } catch (err) {

@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { Gauge, type Registry } from 'prom-client';
 import { buildCheckReport, caDirCheckItems } from './check-report';
 import { readIntermediateSlots } from './intermediate-slots';
+import type { RevocationList } from './revocation-list';
 import { loadRevocationStore, REVOCATIONS_FILE } from './revocation-store';
 import { loadRootRotationState } from './root-rotation-store';
 
@@ -20,7 +21,7 @@ const NEXT = { empty: 0, prepared: 1, signed: 2 } as const;
 const PHASE = { bundle: 1, renew: 2, done: 3 } as const;
 
 /** Registers the lifecycle gauges on `registry`; a CA dir that cannot be read leaves them unset rather than failing the scrape. */
-export function registerLifecycleGauges(registry: Registry, caDir: string, clock: () => Date = () => new Date()): void {
+export function registerLifecycleGauges(registry: Registry, caDir: string, clock: () => Date = () => new Date(), revocationList?: () => RevocationList): void {
   const remaining = new Gauge({ name: 'trellis_lifecycle_certificate_remaining_seconds', help: 'Seconds until each CA certificate expires', labelNames: ['kind', 'name'], registers: [registry], collect: () => collect() });
   const status = new Gauge({ name: 'trellis_lifecycle_certificate_status', help: 'Expiry status per CA certificate: 0 ok, 1 warn, 2 critical, 3 expired', labelNames: ['kind', 'name'], registers: [registry], collect: () => collect() });
   const next = new Gauge({ name: 'trellis_lifecycle_next_intermediate_state', help: 'Next intermediate: 0 none, 1 prepared (waiting to be signed), 2 signed', registers: [registry], collect: () => collect() });
@@ -45,7 +46,8 @@ export function registerLifecycleGauges(registry: Registry, caDir: string, clock
       next.set(NEXT[readIntermediateSlots(caDir).nextState]);
       const rot = loadRootRotationState(caDir);
       phase.set(rot ? PHASE[rot.phase] : 0);
-      const list = loadRevocationStore(join(caDir, REVOCATIONS_FILE));
+      // The list the replicas share (the API server's), or the CA dir's file.
+      const list = revocationList ? revocationList() : loadRevocationStore(join(caDir, REVOCATIONS_FILE));
       revocations.set({ kind: 'spiffeId' }, list.entries.filter((e) => e.kind === 'spiffeId').length);
       revocations.set({ kind: 'serial' }, list.entries.filter((e) => e.kind === 'serial').length);
     } catch {

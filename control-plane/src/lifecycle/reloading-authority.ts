@@ -26,6 +26,8 @@ export interface ReloadingAuthorityDeps {
   clock?: () => Date;
   /** How long a replaced CA stays open for issuances already in flight. */
   closeDelayMs?: number;
+  /** The revocation list shared by the replicas (the API server's); default the CA dir's revocations.json. */
+  revocations?: () => RevocationList;
 }
 
 const WATCHED = [CA_FILES.intermediateCert, CA_FILES.chain, CA_FILES.rootCert, CA_FILES.intermediateKey];
@@ -84,7 +86,7 @@ export class ReloadingAuthority {
    * the revocation list (until lifted): fails closed.
    */
   async issue(req: IssueRequest): Promise<IssuedSvid> {
-    const refusal = isRenewalRefused(this.revocations, req.spiffeId);
+    const refusal = isRenewalRefused(this.deps.revocations ? this.deps.revocations() : this.revocations, req.spiffeId);
     if (refusal.refused) throw new LifecycleError(LifecycleErrorCode.REVOKED, `${req.spiffeId} is revoked (${refusal.reason}); lift it with "trellis revoke --lift" first`, { spiffeId: req.spiffeId });
     return this.ca.issue(req);
   }
@@ -137,6 +139,7 @@ export class ReloadingAuthority {
   }
 
   private loadRevocations(): void {
+    if (this.deps.revocations) return;
     const path = join(this.caDir, REVOCATIONS_FILE);
     const stamp = stampOf(this.caDir, [REVOCATIONS_FILE]);
     if (stamp === this.revStamp) return;

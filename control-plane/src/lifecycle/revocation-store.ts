@@ -1,8 +1,10 @@
 /**
  * The revocation list on disk: `revocations.json` in the CA dir, written
- * atomically. Besides the entries it carries the `serials` and `spiffeIds`
- * the sidecars must refuse, so the control plane's `--revocations FILE`
- * watcher reads it as it is.
+ * atomically under a lock file (a shared document, state/file-document.ts,
+ * as every replica and `trellis revoke` see it). Besides the entries it
+ * carries the `serials` and `spiffeIds` the sidecars must refuse, so the
+ * control plane's `--revocations FILE` watcher reads it as it is. On
+ * Kubernetes the same document lives in a ConfigMap instead.
  */
 import { readFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
@@ -10,6 +12,8 @@ import { CA_FILES, writeCaFiles } from '../ca/ca-dir';
 import { readAuditLog } from './audit-index';
 import { auditLifecycle } from './lifecycle-audit';
 import { LifecycleError, LifecycleErrorCode } from './lifecycle-error';
+import { FileDocument } from '../state/file-document';
+import type { DocumentCodec } from '../state/shared-document';
 import { addRevocation, EMPTY_REVOCATIONS, liftRevocation, pruneRevocations, revocationsResource, type RevocationEntry, type RevocationList } from './revocation-list';
 
 /** File name of the store inside the CA dir. */
@@ -55,18 +59,39 @@ export function loadRevocationStore(path: string): RevocationList {
   return parseRevocationStore(text, path);
 }
 
-/** Writes the store atomically (temp file + rename), with the push view computed at `now`. */
-export function saveRevocationStore(path: string, list: RevocationList, now: Date): void {
+/** The stored form: the entries, and the push view (`serials`, `spiffeIds`) computed at `now`. */
+export function formatRevocationStore(list: RevocationList, now: Date): string {
   const view = revocationsResource(list, now);
-  const doc = { version: 1, updatedAt: now.toISOString(), serials: view.serials, spiffeIds: view.spiffeIds, entries: list.entries };
-  writeCaFiles(dirname(path), [{ name: basename(path), contents: JSON.stringify(doc, null, 2) + '\n', mode: 0o644 }]);
+  return JSON.stringify({ version: 1, updatedAt: now.toISOString(), serials: view.serials, spiffeIds: view.spiffeIds, entries: list.entries }, null, 2) + '\n';
+}
+
+/** Writes the store atomically (temp file, fsync, rename), with the push view computed at `now`. */
+export function saveRevocationStore(path: string, list: RevocationList, now: Date): void {
+  writeCaFiles(dirname(path), [{ name: basename(path), contents: formatRevocationStore(list, now), mode: 0o644 }]);
+}
+
+/** How the list is stored (the file, or a ConfigMap key): the push view is computed at `clock()` on every write. */
+export function revocationCodec(clock: () => Date): DocumentCodec<RevocationList> {
+  return {
+    empty: EMPTY_REVOCATIONS,
+    parse: parseRevocationStore,
+    format: (list) => formatRevocationStore(list, clock()),
+  };
+}
+
+/** The CA dir's list as a shared document (every process on the dir: the replicas, `trellis revoke`). */
+export function revocationDocument(caDir: string, clock: () => Date, onError?: (err: Error) => void): FileDocument<RevocationList> {
+  return new FileDocument(join(caDir, REVOCATIONS_FILE), revocationCodec(clock), { onError, lockWaitMs: 10_000 });
+}
+
+/** Adds a revocation to `list` (pruned first) as `revoke` does; the entry is the last of the result. */
+export function withRevocation(list: RevocationList, target: { spiffeId?: string; serial?: string }, o: { now: Date; reason?: string; caDir: string }): RevocationList {
+  return addRevocation(pruneRevocations(list, o.now), target, { now: o.now, reason: o.reason, audit: readAuditLog(join(o.caDir, CA_FILES.auditLog)) });
 }
 
 /** Revokes in the CA dir's store (pruned first), writes it and the audit line; returns the new list and its entry. */
 export function revokeInCaDir(caDir: string, target: { spiffeId?: string; serial?: string }, o: { now: Date; reason?: string }): { list: RevocationList; entry: RevocationEntry } {
-  const path = join(caDir, REVOCATIONS_FILE);
-  const list = addRevocation(pruneRevocations(loadRevocationStore(path), o.now), target, { now: o.now, reason: o.reason, audit: readAuditLog(join(caDir, CA_FILES.auditLog)) });
-  saveRevocationStore(path, list, o.now);
+  const list = revocationDocument(caDir, () => o.now).updateSync((l) => withRevocation(l, target, { ...o, caDir }));
   const entry = list.entries[list.entries.length - 1]!;
   auditLifecycle(caDir, 'revocation.added', o.now, { kind: entry.kind, value: entry.value, reason: entry.reason, expiresAt: entry.expiresAt });
   return { list, entry };
@@ -74,9 +99,7 @@ export function revokeInCaDir(caDir: string, target: { spiffeId?: string; serial
 
 /** Lifts an entry in the CA dir's store (NOT_REVOKED when absent), writes it and the audit line. */
 export function liftInCaDir(caDir: string, target: { spiffeId?: string; serial?: string }, o: { now: Date }): RevocationList {
-  const path = join(caDir, REVOCATIONS_FILE);
-  const list = liftRevocation(pruneRevocations(loadRevocationStore(path), o.now), target);
-  saveRevocationStore(path, list, o.now);
+  const list = revocationDocument(caDir, () => o.now).updateSync((l) => liftRevocation(pruneRevocations(l, o.now), target));
   auditLifecycle(caDir, 'revocation.lifted', o.now, { value: target.spiffeId ?? target.serial ?? null });
   return list;
 }

@@ -16,10 +16,16 @@ export interface ControlPlaneMetrics {
   streamErrors: Counter<'code'>;
   /** Nodes refused because a claim disagreed with the attestation, by which claim. */
   attestationRefusals: Counter<'reason'>;
+  /** Node claims that disagreed with the pod's facts on the API server and were ignored, by which claim. */
+  attestationIgnored: Counter<'reason'>;
   /** Connections closed by the server before or instead of serving them, by why. */
   connectionsRefused: Counter<'reason'>;
+  /** TLS handshakes on the control plane's listeners, by listener (discovery, admin), key-exchange group and result. */
+  handshakes: Counter<'listener' | 'group' | 'result'>;
   /** Open gRPC connections (TLS/HTTP/2 sessions), by whether one of their streams has authenticated. */
   connections: Gauge<'state'>;
+  /** Sidecar reports on discovery streams, by result (accepted, dropped: too soon after the last, refused: malformed). */
+  reports: Counter<'result'>;
   signingQueueDepth: Gauge<string>;
   intermediateExpiry: Gauge<string>;
   rootExpiry: Gauge<string>;
@@ -56,13 +62,31 @@ export function createControlPlaneMetrics(opts: {
       labelNames: ['reason'],
       registers,
     }),
-    connectionsRefused: new Counter({
-      name: 'trellis_connections_refused_total',
-      help: 'Discovery connections closed by the server: over the connection limit (limit) or not authenticated in time (auth_timeout).',
+    attestationIgnored: new Counter({
+      name: 'trellis_attestation_ignored_claims_total',
+      help: 'Node claims of Kubernetes sidecars that disagreed with their pod on the API server and were ignored (the pod decides), by claim (service, labels, ports).',
       labelNames: ['reason'],
       registers,
     }),
+    connectionsRefused: new Counter({
+      name: 'trellis_connections_refused_total',
+      help: 'Discovery connections closed by the server: over the connection limit (limit), not authenticated in time (auth_timeout), or refused at their ClientHello under the require key-exchange policy (kex_not_hybrid, bad_client_hello).',
+      labelNames: ['reason'],
+      registers,
+    }),
+    handshakes: new Counter({
+      name: 'trellis_handshakes_total',
+      help: 'TLS handshakes on the discovery (counted when the connection first authenticates) and admin listeners, by key-exchange group and result (ok, or refused: kex_not_hybrid, bad_client_hello).',
+      labelNames: ['listener', 'group', 'result'],
+      registers,
+    }),
     connections: new Gauge({ name: 'trellis_connections', help: 'Open discovery connections, by state (authenticated, unauthenticated).', labelNames: ['state'], registers }),
+    reports: new Counter({
+      name: 'trellis_sidecar_reports_total',
+      help: 'Sidecar reports received on discovery streams, by result (accepted; dropped: sooner than 200 ms after the last; refused: malformed or over its bounds, the stream ended).',
+      labelNames: ['result'],
+      registers,
+    }),
     signingQueueDepth: new Gauge({
       name: 'trellis_signing_queue_depth',
       help: 'CSR signings running or waiting.',

@@ -24,6 +24,17 @@
  * A `change` event (and every `subscribe` listener) fires only when the
  * effective content changed: rewriting a file with the same policies, or
  * editing a comment, does not wake the discovery streams.
+ *
+ * A file is never half-read. Writers that rename a complete file into place
+ * (editors, `kubectl`'s ConfigMap volumes, `mv`) are atomic by themselves;
+ * a writer that truncates and rewrites in place (`cp`, `cat >`, a slow
+ * pipe) is not, and a prefix of a policy file can be a valid, different
+ * policy (the first of two documents, a rule list cut short). So new content
+ * is taken only once the file has been still for `settleMs` (its size,
+ * mtime and inode the same before and after the read, and its mtime at least
+ * that old); until then the last good content stays in force. A writer that
+ * pauses longer than `settleMs` in the middle of a write defeats this:
+ * rename into place instead (docs/policy.md).
  */
 import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
@@ -41,6 +52,7 @@ import {
   type PolicyIssue,
   type PolicySet,
 } from '@trellis/shared';
+import { mergePolicies } from './policy-merge';
 
 /** The file-system calls the store makes; tests may wrap them, production uses node:fs. */
 export interface PolicyFs {
@@ -48,8 +60,17 @@ export interface PolicyFs {
   readFile(path: string): Promise<string>;
   /** Modification time, used as "first seen" for undated policies. */
   mtime(path: string): Promise<Date>;
+  /** Size, mtime and inode, to tell a file being written from a settled one; without it, content is taken as read. */
+  stat?(path: string): Promise<FileStamp>;
   /** Calls `onEvent` on any change in `dir`; returns a closer. May throw (no watch support). */
   watch(dir: string, onEvent: () => void, onError: (err: Error) => void): { close(): void };
+}
+
+/** What tells one version of a file from the next. */
+export interface FileStamp {
+  readonly size: number;
+  readonly mtimeMs: number;
+  readonly ino: number;
 }
 
 /** Counters the store reports; wire them to prom-client in the control plane. */
@@ -67,6 +88,8 @@ export interface PolicyStoreDeps {
   now: () => Date;
   fs?: PolicyFs;
   metrics?: PolicyStoreMetrics;
+  /** The wall clock that file mtimes are compared with (default Date.now). */
+  wallClockMs?: () => number;
   /** Timers, injectable so tests can drive them. */
   timers?: { setTimeout: typeof setTimeout; clearTimeout: typeof clearTimeout; setInterval: typeof setInterval; clearInterval: typeof clearInterval };
 }
@@ -82,6 +105,8 @@ export interface PolicyStoreOptions {
   rescanIntervalMs?: number;
   /** Serve the valid files even when some fail validation at first load (default false: serve nothing until all validate). */
   allowInvalidAtStart?: boolean;
+  /** How long a changed file must be still before its new content is read (default 100 ms). */
+  settleMs?: number;
 }
 
 /** One file in `status()`. */
@@ -133,6 +158,10 @@ export const nodePolicyFs: PolicyFs = {
   readdir: (dir) => nodeFs.promises.readdir(dir),
   readFile: (path) => nodeFs.promises.readFile(path, 'utf8'),
   mtime: async (path) => (await nodeFs.promises.stat(path)).mtime,
+  stat: async (path) => {
+    const st = await nodeFs.promises.stat(path);
+    return { size: st.size, mtimeMs: st.mtimeMs, ino: st.ino };
+  },
   watch(dir, onEvent, onError) {
     const w = nodeFs.watch(dir, { persistent: false }, () => onEvent());
     w.on('error', onError);
@@ -384,6 +413,22 @@ export class PolicyStore extends EventEmitter<{ change: [PolicySet]; rejected: [
       return;
     }
     if (text === prev.text) return;
+    let settled: string | null;
+    try {
+      settled = await this.settledText(path, text);
+    } catch {
+      // Gone or unreadable while settling (an editor's rename): the next scan settles it.
+      this.schedule();
+      return;
+    }
+    if (settled === null) {
+      // Still being written after several settle windows: keep what is in force, look again soon.
+      log.warn('policy file keeps changing; its last good content stays in force until it is still', { file: path, settleMs: this.opts.settleMs ?? 100 });
+      this.schedule();
+      return;
+    }
+    text = settled;
+    if (text === prev.text) return;
     prev.text = text;
     let parsed: ReturnType<typeof parsePolicyFile>;
     try {
@@ -407,6 +452,33 @@ export class PolicyStore extends EventEmitter<{ change: [PolicySet]; rejected: [
     prev.rejected = null;
   }
 
+  /**
+   * The content of `path` once it is settled: unchanged (size, mtime, inode)
+   * across the read and last modified at least `settleMs` ago, waiting out
+   * the rest of that window when it was modified more recently. `first` (a
+   * read made without that check) is returned as is only when the file
+   * system cannot stat. Null when it kept changing for 20 windows.
+   */
+  private async settledText(path: string, first: string): Promise<string | null> {
+    const stat = this.fs.stat?.bind(this.fs);
+    if (!stat) return first;
+    const settle = this.opts.settleMs ?? 100;
+    const wall = this.deps.wallClockMs ?? Date.now;
+    for (let round = 0; round < 20; round++) {
+      const before = await stat(path);
+      const sleep = (): Promise<void> => new Promise((r) => this.timers().setTimeout(r, settle));
+      // Modified within the window (or stamped in the future, where age says nothing): it must stay still for one window.
+      if (wall() - before.mtimeMs < settle) {
+        await sleep();
+        const still = await stat(path);
+        if (!sameStamp(still, before)) continue;
+      }
+      const text = await this.fs.readFile(path);
+      if (sameStamp(await stat(path), before)) return text;
+    }
+    return null;
+  }
+
   private reject(name: string, state: FileState, errors: PolicyIssue[], path: string): void {
     state.rejected = { at: this.deps.now(), errors };
     this.deps.logger.error(state.lastGoodAt ? 'policy file rejected; its last good version stays in force' : 'policy file rejected; it has no good version yet', {
@@ -421,21 +493,8 @@ export class PolicyStore extends EventEmitter<{ change: [PolicySet]; rejected: [
 
   /** Builds the set from every file's good policies; a kind/namespace/name defined by two files is kept from the first file (sorted by name) only. */
   private publish(): boolean {
-    const seen = new Map<string, string>();
-    const all: Policy[] = [];
-    const duplicates: string[] = [];
-    for (const [name, state] of [...this.files.entries()].sort(([a], [b]) => (a < b ? -1 : 1))) {
-      for (const p of state.good) {
-        const key = `${p.kind}/${p.metadata.namespace}/${p.metadata.name}`;
-        const owner = seen.get(key);
-        if (owner !== undefined) {
-          duplicates.push(`${p.kind} ${p.metadata.namespace}/${p.metadata.name} is defined in ${owner} and ${name}; ${name} is ignored [${POLICY_CODES.DUPLICATE}]`);
-          continue;
-        }
-        seen.set(key, name);
-        all.push(p);
-      }
-    }
+    const files = [...this.files.entries()].sort(([a], [b]) => (a < b ? -1 : 1));
+    const { policies: all, duplicates } = mergePolicies(files.flatMap(([name, state]) => state.good.map((policy) => ({ origin: name, policy }))));
     if (duplicates.join('\n') !== this.duplicates.join('\n')) {
       for (const d of duplicates) this.deps.logger.warn('policy defined in two files; the first file wins', { issue: d, code: POLICY_CODES.DUPLICATE });
     }
@@ -450,6 +509,10 @@ export class PolicyStore extends EventEmitter<{ change: [PolicySet]; rejected: [
     this.emit('change', set);
     return true;
   }
+}
+
+function sameStamp(a: FileStamp, b: FileStamp): boolean {
+  return a.size === b.size && a.mtimeMs === b.mtimeMs && a.ino === b.ino;
 }
 
 function sha256(s: string): string {

@@ -2,9 +2,10 @@ import { expect } from 'chai';
 import { statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { makeTmpDir } from '@trellis/testkit';
-import { judgeNode } from '../../src/attestation/node-claims';
+import { judgeNode, type NodeVerdict } from '../../src/attestation/node-claims';
 import { FileAttestationStore } from '../../src/attestation/file-attestation-store';
-import { fromJoinToken, identityOnly } from '../../src/attestation/workload-attestation';
+import { fromJoinToken, fromKubernetesPod, identityOnly } from '../../src/attestation/workload-attestation';
+import type { PodFacts } from '../../src/registry/pod-facts';
 import { workloadMetadataProblems } from '../../src/attestation/workload-metadata';
 import { createJoinToken, verifyJoinToken } from '../../src/auth/join-token';
 
@@ -37,6 +38,7 @@ describe('node claims against the attestation (pure)', () => {
     expect(v).to.deep.equal({
       ok: true,
       node: { spiffeId: ID, namespace: 'shop', labels: { app: 'payments', tier: 'backend' }, service: 'payments', inboundPorts: [8443], address: '10.0.0.5' },
+      ignored: [],
     });
   });
 
@@ -45,7 +47,7 @@ describe('node claims against the attestation (pure)', () => {
     expect(v.ok).to.equal(true);
   });
 
-  it('Should refuse any service, label or port from an identity-only attestation (a Kubernetes token today)', () => {
+  it('Should refuse any service, label or port from an identity-only attestation (a Kubernetes token without the API-server registry)', () => {
     const k8s = identityOnly(ID);
     for (const node of [{ service: 'payments' }, { labels: { app: 'payments' } }, { inbound_ports: [8080] }]) {
       expect(judgeNode({ spiffe_id: ID, ...node }, k8s, '10.0.0.5')).to.include({ ok: false, code: 'TRELLIS_CP_ATTESTATION_MISMATCH' });
@@ -61,6 +63,49 @@ describe('node claims against the attestation (pure)', () => {
   it('Should refuse an oversized node before comparing anything', () => {
     const labels = Object.fromEntries(Array.from({ length: 1000 }, (_, i) => [`k${i}`, 'v']));
     expect(judgeNode({ spiffe_id: 'spiffe://example.org/ns/other/sa/x', labels }, attested, '10.0.0.5')).to.include({ ok: false, code: 'TRELLIS_CP_NODE_TOO_LARGE' });
+  });
+});
+
+describe('node claims of a sidecar attested by its Kubernetes pod (pure)', () => {
+  const byPod = fromKubernetesPod(ID, { namespace: 'shop', name: 'payments-1', uid: 'u1' });
+  const facts: PodFacts = Object.freeze({
+    namespace: 'shop', name: 'payments-1', uid: 'u1', serviceAccount: 'payments', ips: ['10.0.0.5'], labels: { app: 'payments', tier: 'backend' }, inboundPorts: [15100], services: ['payments'],
+  });
+  const judge = (node: Record<string, unknown>, pod: PodFacts = facts): NodeVerdict => judgeNode({ spiffe_id: ID, namespace: 'shop', ...node }, byPod, '127.0.0.1', pod);
+
+  it('Should serve the pod\'s labels and IP from the API server and publish nothing of its own, whatever the stream\'s peer address', () => {
+    expect(judge({ service: 'payments', labels: { tier: 'backend', app: 'payments' }, inbound_ports: [15100], address: '10.0.0.5' })).to.deep.equal({
+      ok: true,
+      node: { spiffeId: ID, namespace: 'shop', labels: { app: 'payments', tier: 'backend' }, service: '', inboundPorts: [], address: '10.0.0.5' },
+      ignored: [],
+    });
+    expect(judge({ service: 'payments.shop' })).to.deep.include({ ignored: [] });
+  });
+
+  it('Should ignore, and report, a service the pod is not behind, labels it does not carry and ports it has no listener for', () => {
+    const v = judge({ service: 'ledger', labels: { app: 'payments', admin: 'true' }, inbound_ports: [15100, 9999] });
+    expect(v.ok).to.equal(true);
+    if (!v.ok) return;
+    expect(v.ignored).to.deep.equal(['service', 'labels', 'ports']);
+    expect(v.node.labels, 'policies select on the pod\'s labels').to.deep.equal({ app: 'payments', tier: 'backend' });
+    expect(v.node.service).to.equal('');
+  });
+
+  const refused: Array<[string, Record<string, unknown>, PodFacts, string, string | undefined]> = [
+    ['an address that is not the pod\'s IP', { address: '10.0.0.99' }, facts, 'TRELLIS_CP_ATTESTATION_MISMATCH', 'address'],
+    ['another namespace', { namespace: 'finance' }, facts, 'TRELLIS_CP_IDENTITY_MISMATCH', undefined],
+    ['a pod that runs as another ServiceAccount than the identity', {}, { ...facts, serviceAccount: 'ledger' }, 'TRELLIS_CP_IDENTITY_MISMATCH', undefined],
+  ];
+  for (const [what, node, pod, code, reason] of refused) {
+    it(`Should refuse ${what} with ${code}`, () => {
+      const v = judge(node, pod);
+      expect(v).to.include({ ok: false, code });
+      if (!v.ok) expect(v.reason).to.equal(reason);
+    });
+  }
+
+  it('Should count as the identity alone without the pod\'s facts (fail closed)', () => {
+    expect(judgeNode({ spiffe_id: ID, labels: { app: 'payments' } }, byPod, '10.0.0.5', null)).to.include({ ok: false, code: 'TRELLIS_CP_ATTESTATION_MISMATCH' });
   });
 });
 
@@ -121,6 +166,20 @@ describe('FileAttestationStore', () => {
       store.remember('ab', attested, now + 60_000, now);
       writeFileSync(join(dir, 'attestations', 'cd.json'), '{"spiffeId": 1}');
       expect(new FileAttestationStore(dir).recall('cd', ID, now)).to.equal(null);
+    } finally {
+      cleanup();
+    }
+  });
+
+  it('Should carry the pod a Kubernetes token was bound to forward to the SVIDs issued under it', () => {
+    const { dir, cleanup } = makeTmpDir();
+    try {
+      const now = Date.now();
+      const byPod = fromKubernetesPod(ID, { namespace: 'shop', name: 'payments-1', uid: '7d3c-uid' });
+      new FileAttestationStore(dir).remember('ef', byPod, now + 60_000, now);
+      expect(new FileAttestationStore(dir).recall('ef', ID, now)).to.deep.equal(byPod);
+      writeFileSync(join(dir, 'attestations', 'ee.json'), JSON.stringify({ spiffeId: ID, source: 'kubernetes-pod', pod: { namespace: 'shop', name: '../x', uid: 'u' }, notAfter: new Date(now + 60_000).toISOString() }));
+      expect(new FileAttestationStore(dir).recall('ee', ID, now), 'a record with a bad pod name attests nothing').to.equal(null);
     } finally {
       cleanup();
     }

@@ -114,4 +114,16 @@ describe('Kubernetes token keys', () => {
     const err = await verify(t, NOW).then(() => null, (e: unknown) => e);
     expect((err as ControlPlaneError).code).to.equal('TRELLIS_CP_TOKEN_POD_GONE');
   });
+
+  it('Should attest the bound pod with the API-server registry, and the identity alone without it or without a pod claim', async () => {
+    const k1 = await key('k1');
+    const keys = staticTokenKeys({ keys: [k1.jwk] });
+    const pods: PodLiveness = { podStatus: () => 'alive' };
+    const withRegistry = createKubernetesTokenVerifier({ issuer: ISSUER, audience: 'trellis', keys, pods }, 'cluster.local');
+    const without = createKubernetesTokenVerifier({ issuer: ISSUER, audience: 'trellis', keys }, 'cluster.local');
+    const bound = await token(k1, { name: 'cart-1', uid: 'pod-uid' });
+    expect((await withRegistry(bound, NOW)).attestation).to.deep.equal({ spiffeId: 'spiffe://cluster.local/ns/shop/sa/cart', source: 'kubernetes-pod', namespace: 'shop', workload: { service: '', labels: {}, inboundPorts: [] }, pod: { namespace: 'shop', name: 'cart-1', uid: 'pod-uid' } });
+    expect((await without(bound, NOW)).attestation.source).to.equal('identity-only');
+    expect((await withRegistry(await token(k1), NOW)).attestation.source, 'a token bound to no pod').to.equal('identity-only');
+  });
 });

@@ -203,7 +203,7 @@ describe('Certificate authority issuance', function () {
     expect(lines).to.have.length(before + 1);
     const rec = JSON.parse(lines[lines.length - 1]!);
     expect(rec).to.include({ serial: svid.serialHex, spiffeId: ID, notAfter: svid.notAfter.toISOString(), keyType: 'ec-p256', requester: 'pod:default/web' });
-    expect(Object.keys(rec).sort()).to.deep.equal(['keyType', 'notAfter', 'requester', 'serial', 'spiffeId', 'time']);
+    expect(Object.keys(rec).sort()).to.deep.equal(['hash', 'keyType', 'notAfter', 'prev', 'requester', 'serial', 'spiffeId', 'time']);
     expect(lines.join('\n')).not.to.contain('BEGIN');
   });
 

@@ -6,6 +6,7 @@ import { makeTmpDir } from '@trellis/testkit';
 import { readConfigFile, resolveConfig } from '../../src/config/control-plane-config';
 import { policyViewFromSet } from '../../src/discovery/policy-view';
 import { ResourceBuilder, type DiscoverySnapshot } from '../../src/discovery/resource-builder';
+import { fixedEndpointsView } from '../../src/registry/registry-source';
 
 const DIRS = { caDir: '/ca', policyDir: '/pol' };
 
@@ -41,7 +42,7 @@ describe('The mesh-wide path normalization on the control plane', () => {
       bundle: { trustDomain: 'example.org', rootsPem: ['x'] },
       policy: policyViewFromSet(set, { rootNamespace: 'trellis-system', defaultMode: 'STRICT', ...(pathNormalization ? { pathNormalization } : {}) }),
       revocations: { serials: [], spiffeIds: [] },
-      endpoints: new Map(),
+      endpoints: fixedEndpointsView(new Map()),
     });
     const builder = new ResourceBuilder();
     const base = builder.build(AUTHORIZATION_POLICIES_TYPE_URL, w, [], snap())!;

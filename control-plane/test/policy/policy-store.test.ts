@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { chmodSync, mkdirSync, renameSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, mkdirSync, openSync, renameSync, rmSync, utimesSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { createLogger, POLICY_CODES, type PolicySet } from '@trellis/shared';
 import { makeTmpDir } from '@trellis/testkit';
@@ -25,7 +25,7 @@ function harness(opts: Partial<PolicyStoreOptions> = {}, fs = nodePolicyFs): Har
   const rejected: string[] = [];
   const changes: PolicySet[] = [];
   const logger = createLogger({ component: 'policy', level: 'debug', sink: { write: (l: string) => logs.push(JSON.parse(l) as Record<string, unknown>) }, now: () => NOW });
-  const store = new PolicyStore({ dir: tmp.dir, rescanIntervalMs: 0, debounceMs: 20, ...opts }, { logger, now: () => NOW, fs, metrics: { fileRejected: (f) => rejected.push(f) } });
+  const store = new PolicyStore({ dir: tmp.dir, rescanIntervalMs: 0, debounceMs: 20, settleMs: 20, ...opts }, { logger, now: () => NOW, fs, metrics: { fileRejected: (f) => rejected.push(f) } });
   store.on('change', (s) => changes.push(s));
   return { dir: tmp.dir, store, logs, rejected, changes, cleanup: () => { store.close(); tmp.cleanup(); } };
 }
@@ -308,5 +308,64 @@ describe('PolicyStore', () => {
       expect(warn, 'a warning naming the risk').to.not.equal(undefined);
       expect(warn!['rejected']).to.deep.equal(['bad.yaml']);
     });
+  });
+});
+
+describe('PolicyStore reading files that are being written', () => {
+  let h: Harness;
+  afterEach(() => h.cleanup());
+
+  const docs = (...names: string[]): string => [pa('p', 'STRICT'), ...names.map(ap)].join('---\n');
+  const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+  /** Rescans every 5 ms while `write` runs (a watch event or the periodic rescan may come at any moment), then once more. */
+  async function rescanDuring(write: () => Promise<void>): Promise<void> {
+    let writing = true;
+    const done = write().finally(() => (writing = false));
+    while (writing) {
+      await h.store.reload();
+      await sleep(5);
+    }
+    await done;
+    await h.store.reload();
+  }
+
+  it('Should never load the prefix of a file a slow writer truncates and rewrites in place', async () => {
+    h = harness({ settleMs: 100 });
+    const file = join(h.dir, 'mesh.yaml');
+    writeFileSync(file, docs('d1', 'd2'));
+    utimesSync(file, new Date(Date.now() - 60_000), new Date(Date.now() - 60_000));
+    await h.store.start();
+    expect(names(h.store.current())).to.deep.equal(['d1', 'd2', 'p']);
+    // Each chunk ends a YAML document, so every prefix is a valid policy file, just not this one.
+    const chunks = [pa('p', 'STRICT') + '---\n', ap('d1') + '---\n', ap('d3')];
+    await rescanDuring(async () => {
+      const fd = openSync(file, 'w');
+      for (const c of chunks) {
+        writeSync(fd, c);
+        await sleep(30);
+      }
+      closeSync(fd);
+    });
+    const seen = h.changes.map(names);
+    expect(seen, 'every set ever served').to.deep.equal([['d1', 'd2', 'p'], ['d1', 'd3', 'p']]);
+  });
+
+  it('Should take a file renamed into place whole, with no prefix in between', async () => {
+    h = harness({ settleMs: 100 });
+    const file = join(h.dir, 'mesh.yaml');
+    writeFileSync(file, docs('d1', 'd2'));
+    await h.store.start();
+    await rescanDuring(async () => {
+      const tmpFile = join(h.dir, '.mesh.yaml.tmp');
+      const fd = openSync(tmpFile, 'w');
+      for (const c of [pa('p', 'STRICT') + '---\n', ap('d1') + '---\n', ap('d3')]) {
+        writeSync(fd, c);
+        await sleep(30);
+      }
+      closeSync(fd);
+      renameSync(tmpFile, file);
+    });
+    expect(h.changes.map(names)).to.deep.equal([['d1', 'd2', 'p'], ['d1', 'd3', 'p']]);
   });
 });

@@ -7,6 +7,7 @@
  * silently fall back to a default).
  */
 import { parse as parseYaml } from 'yaml';
+import { ROOT_CERT_CONFIGMAP } from '@trellis/shared';
 import { InjectorError } from '../errors/injector-error';
 
 /** Kubernetes resource quantities for the sidecar (strings as Kubernetes writes them). */
@@ -49,8 +50,8 @@ export const DEFAULT_INJECTOR_CONFIG: InjectorConfig = deepFreeze({
   imagePullPolicy: 'IfNotPresent',
   controlPlane: 'trellis-control-plane.trellis-system.svc:15012',
   trustDomain: 'cluster.local',
-  caBundleConfigMap: 'trellis-ca-root-cert',
-  caBundleKey: 'root-cert.pem',
+  caBundleConfigMap: ROOT_CERT_CONFIGMAP.name,
+  caBundleKey: ROOT_CERT_CONFIGMAP.key,
   nativeSidecar: false,
   proxyUid: 1337,
   inboundPortBase: 15100,

@@ -2,6 +2,7 @@
  * The pod labels and annotations the injector reads, and parsers for their
  * values. A malformed value is an error naming the annotation, never a guess.
  */
+import { INJECTION_STATUS_ANNOTATION } from '@trellis/shared';
 import { InjectorError } from '../errors/injector-error';
 
 /** Pod label or annotation: "true" | "false". The label wins over the annotation. */
@@ -14,8 +15,8 @@ export const UPSTREAMS_ANNOTATION = 'sidecar.trellis.dev/upstreams';
 export const EXCLUDE_INBOUND_ANNOTATION = 'sidecar.trellis.dev/excludeInboundPorts';
 /** Annotation: "true"/"false" overrides the config's nativeSidecar for this pod (e.g. "true" for Jobs). */
 export const NATIVE_SIDECAR_ANNOTATION = 'sidecar.trellis.dev/nativeSidecar';
-/** Annotation written by the injector: what it added (JSON). Its presence means "already injected". */
-export const STATUS_ANNOTATION = 'sidecar.trellis.dev/status';
+/** Annotation written by the injector: what it added (JSON). Its presence means "already injected". The control plane reads it too (shared). */
+export const STATUS_ANNOTATION = INJECTION_STATUS_ANNOTATION;
 /** Namespace label the webhook's namespaceSelector matches. */
 export const NAMESPACE_LABEL = 'trellis-injection';
 /** Tells kubectl which container `logs`/`exec` pick when none is named. */

@@ -7,6 +7,7 @@
  * `initContainers`, `volumes`, `metadata` and `metadata.annotations` when they
  * are absent, so it always applies to the pod it was computed from.
  */
+import type { InjectionStatus } from '@trellis/shared';
 import type { InjectorConfig } from '../config/injector-config';
 import {
   DEFAULT_CONTAINER_ANNOTATION,
@@ -25,15 +26,8 @@ import { planInboundPorts, type InboundPort } from './port-plan';
 import { planProbeRewrites, type AppProbe } from './probe-rewrite';
 import { INIT_CONTAINER_NAME, SIDECAR_CONTAINER_NAME, initContainer, sidecarContainer, sidecarVolumes } from './sidecar-template';
 
-/** What the status annotation records (JSON). */
-export interface InjectionStatus {
-  version: 1;
-  initContainers: string[];
-  containers: string[];
-  volumes: string[];
-  /** App port → sidecar listener port. */
-  inbound: Record<string, number>;
-}
+/** What the status annotation records (JSON); its shape is shared with the control plane, which reads it. */
+export type { InjectionStatus };
 
 /** The result: the patch (empty when not injected) and why. */
 export interface InjectionResult {

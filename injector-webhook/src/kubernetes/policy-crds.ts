@@ -8,6 +8,11 @@
  * unknown fields of a structural schema instead); `propertyNames.pattern`
  * becomes a CEL rule on the map keys; `$id`/`$schema`/`title` are dropped.
  *
+ * `status` has a schema: the conditions the control plane writes (type
+ * `Accepted`, reason `Valid` or `Invalid`, the text `trellis validate`
+ * prints, observedGeneration), served through the status subresource so a
+ * status write never touches spec and a spec write never clears status.
+ *
  * Some of the validator's semantic rules are added as CEL rules where a
  * structural schema can say them (PeerAuthentication: portLevelMtls keys are
  * ports 1-65535, and portLevelMtls needs a selector with labels). CEL runs
@@ -53,6 +58,31 @@ export function toStructuralSchema(node: JsonSchema): JsonSchema {
   return out;
 }
 
+/** The status the control plane writes: metav1.Condition entries, keyed by type. */
+export const POLICY_STATUS_SCHEMA: JsonSchema = Object.freeze({
+  type: 'object',
+  description: 'What the Trellis control plane found: condition Accepted (reason Valid, or Invalid with the same text trellis validate prints).',
+  properties: {
+    conditions: {
+      type: 'array',
+      'x-kubernetes-list-type': 'map',
+      'x-kubernetes-list-map-keys': ['type'],
+      items: {
+        type: 'object',
+        required: ['type', 'status', 'reason', 'message', 'lastTransitionTime'],
+        properties: {
+          type: { type: 'string', maxLength: 316 },
+          status: { type: 'string', enum: ['True', 'False', 'Unknown'] },
+          reason: { type: 'string', maxLength: 1024 },
+          message: { type: 'string', maxLength: 32768 },
+          observedGeneration: { type: 'integer', format: 'int64', minimum: 0 },
+          lastTransitionTime: { type: 'string', format: 'date-time' },
+        },
+      },
+    },
+  },
+}) as JsonSchema;
+
 /** Names of one CRD. */
 export interface CrdNames {
   kind: string;
@@ -83,6 +113,7 @@ export function policyCrd(schema: JsonSchema, names: CrdNames): Record<string, u
           subresources: { status: {} },
           additionalPrinterColumns: [
             ...names.columns.map(([name, jsonPath]) => ({ name, type: 'string', jsonPath })),
+            { name: 'Accepted', type: 'string', jsonPath: '.status.conditions[?(@.type=="Accepted")].status' },
             { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
           ],
           schema: {
@@ -94,7 +125,7 @@ export function policyCrd(schema: JsonSchema, names: CrdNames): Record<string, u
                 kind: { type: 'string' },
                 metadata: { type: 'object' },
                 spec,
-                status: { type: 'object', 'x-kubernetes-preserve-unknown-fields': true },
+                status: JSON.parse(JSON.stringify(POLICY_STATUS_SCHEMA)) as JsonSchema,
               },
             },
           },

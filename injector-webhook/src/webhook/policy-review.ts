@@ -13,7 +13,7 @@
  * 422 Invalid). Warnings are passed to kubectl as admission warnings. DELETE
  * and other kinds are allowed untouched. Pure.
  */
-import { formatIssue, parsePolicyObject, DEFAULT_ROOT_NAMESPACE } from '@trellis/shared';
+import { formatIssue, formatRejection, parsePolicyObject, policyObjectName, DEFAULT_ROOT_NAMESPACE } from '@trellis/shared';
 import { isObject } from '../inject/pod-shape';
 import { ADMISSION_API_VERSION, admissionRequest, type ReviewOutcome, type AdmissionResponse } from './admission-review';
 
@@ -56,12 +56,12 @@ export function reviewPolicyAdmission(body: unknown, opts: PolicyReviewOptions):
     const meta = isObject(obj.metadata) ? obj.metadata : {};
     if (meta.namespace === undefined) obj.metadata = { ...meta, namespace };
   }
-  const source = `${String(kind.kind)} ${namespace ?? 'default'}/${name ?? '?'}`;
+  const source = policyObjectName(String(kind.kind), namespace ?? 'default', name ?? '?');
   const parsed = parsePolicyObject(obj, source, { firstSeen: opts.now, rootNamespace: opts.rootNamespace ?? DEFAULT_ROOT_NAMESPACE });
   const errors = parsed.issues.filter((i) => i.severity === 'error');
   const warnings = parsed.issues.filter((i) => i.severity === 'warning').map(formatIssue);
   if (errors.length > 0) {
-    const message = `trellis: ${errors.length === 1 ? 'the policy is invalid' : `${errors.length} problems`}: ${errors.map(formatIssue).join('; ')}`;
+    const message = `trellis: ${formatRejection(errors)}`;
     return answer({ allowed: false, status: { code: 422, reason: 'Invalid', message }, ...(warnings.length ? { warnings } : {}) }, 'denied', errors[0]!.code);
   }
   return answer({ allowed: true, ...(warnings.length ? { warnings } : {}) }, 'validated', 'valid');

@@ -50,6 +50,17 @@ export interface KubeRequestOptions {
 
 let loaded: Promise<ClientNodeModule> | undefined;
 
+/**
+ * True when `KubeClient.connect(opts)` has a configuration to load: a
+ * kubeconfig was given, or the process runs in a pod (KUBERNETES_SERVICE_HOST
+ * and _PORT set and the ServiceAccount token mounted). Features that follow
+ * the API server "when there is one" decide with this, without connecting.
+ */
+export function kubeConfigAvailable(opts: Pick<KubeConnectOptions, 'kubeconfig' | 'env'> = {}): boolean {
+  const env = opts.env ?? process.env;
+  return opts.kubeconfig !== undefined || Boolean(env.KUBERNETES_SERVICE_HOST && env.KUBERNETES_SERVICE_PORT && existsSync(IN_CLUSTER_TOKEN_FILE));
+}
+
 /** Loads `@kubernetes/client-node` once (ESM, dynamic import). */
 export function loadClientNode(): Promise<ClientNodeModule> {
   loaded ??= import('@kubernetes/client-node');
@@ -83,7 +94,7 @@ export class KubeClient {
       } catch (err) {
         throw new KubernetesError(KubernetesErrorCode.BAD_CONFIG, `${opts.kubeconfig}: not a usable kubeconfig: ${(err as Error).message}`, { file: opts.kubeconfig }, { cause: err });
       }
-    } else if (env.KUBERNETES_SERVICE_HOST && env.KUBERNETES_SERVICE_PORT && existsSync(IN_CLUSTER_TOKEN_FILE)) {
+    } else if (kubeConfigAvailable({ env })) {
       kc.loadFromCluster();
     } else {
       throw new KubernetesError(KubernetesErrorCode.NO_CONFIG, 'no kubeconfig given and not running in a pod (KUBERNETES_SERVICE_HOST unset or no ServiceAccount token): pass --kubeconfig FILE');

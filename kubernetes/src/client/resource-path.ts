@@ -28,6 +28,7 @@ export const KNOWN_KINDS: Readonly<Record<string, { plural: string; namespaced: 
   PeerAuthentication: { plural: 'peerauthentications', namespaced: true },
   AuthorizationPolicy: { plural: 'authorizationpolicies', namespaced: true },
   EndpointSlice: { plural: 'endpointslices', namespaced: true },
+  Event: { plural: 'events', namespaced: true },
 });
 
 /** `/api/v1` or `/apis/GROUP/VERSION`. */

@@ -1,7 +1,7 @@
 /** Policy manifests (Istio-compatible PeerAuthentication and AuthorizationPolicy) and their pure decisions. */
-export { parsePolicyFile, parsePolicyObject, DEFAULT_ROOT_NAMESPACE, deepFreeze } from './parse-policy-file';
+export { parsePolicyFile, parsePolicyObject, policyObjectName, DEFAULT_ROOT_NAMESPACE, deepFreeze } from './parse-policy-file';
 export type { ParsePolicyOptions, ParsedPolicyFile } from './parse-policy-file';
-export { PolicyError, POLICY_CODES, formatIssue } from './policy-error';
+export { PolicyError, POLICY_CODES, formatIssue, formatRejection } from './policy-error';
 export type { PolicyCode } from './policy-error';
 export { POLICY_API_VERSIONS } from './policy-types';
 export type {

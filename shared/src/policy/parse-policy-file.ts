@@ -171,10 +171,19 @@ export function parsePolicyObject(value: unknown, source: string, opts: ParsePol
   return { policies: [normalise(doc, source, -1, opts.firstSeen)], issues };
 }
 
+/**
+ * `Kind namespace/name`: how a policy is named in issues and logs, and what
+ * stands in for the file name of a policy checked as an API object (the
+ * admission webhook, the control plane's CRD source).
+ */
+export function policyObjectName(kind: string, namespace: string, name: string): string {
+  return `${kind} ${namespace}/${name}`;
+}
+
 function describe(value: Obj): string | undefined {
   const m = isObj(value['metadata']) ? value['metadata'] : {};
   if (typeof value['kind'] !== 'string' || typeof m['name'] !== 'string') return undefined;
-  return `${value['kind']} ${typeof m['namespace'] === 'string' ? m['namespace'] : 'default'}/${m['name']}`;
+  return policyObjectName(value['kind'], typeof m['namespace'] === 'string' ? m['namespace'] : 'default', m['name']);
 }
 
 function checkDocument(value: Obj, root: string): RawIssue[] {

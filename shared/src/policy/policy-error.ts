@@ -66,3 +66,14 @@ export function formatIssue(issue: PolicyIssue): string {
   const sev = issue.severity === 'warning' ? ' warning:' : '';
   return `${where}:${doc}${sev}${path} ${issue.message} [${issue.code}]`;
 }
+
+/**
+ * The one-line verdict on an object whose errors refuse it:
+ * `the policy is invalid: <issue>` or `N problems: <issue>; <issue>`, each
+ * issue as `formatIssue` prints it. The validating webhook's denial and the
+ * control plane's status condition and Event say exactly this, so
+ * `kubectl apply`, `kubectl describe` and `trellis validate` read the same.
+ */
+export function formatRejection(errors: readonly PolicyIssue[]): string {
+  return `${errors.length === 1 ? 'the policy is invalid' : `${errors.length} problems`}: ${errors.map(formatIssue).join('; ')}`;
+}

@@ -1,7 +1,8 @@
 /**
  * Hand-written protobuf codec for the five messages of
  * `trellis.discovery.v1` (shared/proto/trellis/discovery/v1/discovery.proto):
- * Node, ErrorDetail, DiscoveryRequest, Resource, DiscoveryResponse.
+ * Node, ErrorDetail, DiscoveryRequest (with its optional sidecar report),
+ * Resource, DiscoveryResponse.
  *
  * Decoded values have exactly the shape @grpc/proto-loader gives with the
  * control plane's options (`keepCase`, `defaults: true`): snake_case fields,
@@ -42,6 +43,8 @@ export interface DiscoveryRequestMessage {
   resource_names: string[];
   error_detail: ErrorDetailMessage | null;
   csr: Buffer;
+  /** A sidecar report (JSON, see sidecar-report.ts); empty on every other request. */
+  report: Buffer;
 }
 
 /** One named resource of a response. */
@@ -104,6 +107,7 @@ export function encodeDiscoveryRequest(r: DiscoveryRequestInit): Buffer {
   for (const name of r.resource_names ?? []) w.string(5, name);
   if (r.error_detail) w.bytes(6, encodeErrorDetail(r.error_detail));
   if (r.csr && r.csr.length > 0) w.bytes(7, r.csr);
+  if (r.report && r.report.length > 0) w.bytes(8, r.report);
   return w.finish();
 }
 
@@ -140,10 +144,10 @@ export function decodeErrorDetail(buf: Uint8Array): ErrorDetailMessage {
 /** Decodes a DiscoveryRequest. */
 export function decodeDiscoveryRequest(buf: Uint8Array): DiscoveryRequestMessage {
   const r = new ProtoReader(buf, 'DiscoveryRequest');
-  const out: DiscoveryRequestMessage = { node: null, type_url: '', version_info: '', response_nonce: '', resource_names: [], error_detail: null, csr: Buffer.alloc(0) };
+  const out: DiscoveryRequestMessage = { node: null, type_url: '', version_info: '', response_nonce: '', resource_names: [], error_detail: null, csr: Buffer.alloc(0), report: Buffer.alloc(0) };
   while (r.more()) {
     const { field, wireType } = r.key();
-    if (wireType !== WireType.LEN || field > 7) {
+    if (wireType !== WireType.LEN || field > 8) {
       r.skip(wireType, field);
       continue;
     }
@@ -168,6 +172,9 @@ export function decodeDiscoveryRequest(buf: Uint8Array): DiscoveryRequestMessage
         break;
       case 7:
         out.csr = r.bytes('csr');
+        break;
+      case 8:
+        out.report = r.bytes('report');
         break;
     }
   }

@@ -5,6 +5,7 @@
  */
 import { TrellisError } from '../errors/trellis-error';
 import { isPathNormalization, PATH_NORMALIZATIONS, type PathNormalization } from '../policy/path-normalization';
+import { isKeyExchangePolicy, KEY_EXCHANGE_POLICIES, type KeyExchangePolicy } from '../tls/key-exchange';
 import {
   AUTHORIZATION_POLICIES_TYPE_URL,
   ENDPOINTS_TYPE_URL,
@@ -49,6 +50,12 @@ export interface PeerAuthenticationResource {
   mode: MtlsMode;
   /** Per-port overrides, keyed by port number as a string. */
   portModes: Record<string, MtlsMode>;
+  /**
+   * The mesh-wide key-exchange policy for mTLS (absent: `prefer`, so a
+   * control plane that predates the field leaves sidecars offering the
+   * hybrid group first, never `off` by accident).
+   */
+  keyExchange?: KeyExchangePolicy;
 }
 
 /**
@@ -154,6 +161,7 @@ export function decodeResource<T extends TypeUrl>(typeUrl: T, body: Uint8Array |
         if (!/^\d+$/.test(port)) throw bad(typeUrl, `portModes.${port}`, 'not a port number');
         if (!MODES.includes(mode as string)) throw bad(typeUrl, `portModes.${port}`, `must be one of ${MODES.join(', ')}`);
       }
+      if (o.keyExchange !== undefined && !isKeyExchangePolicy(o.keyExchange)) throw bad(typeUrl, 'keyExchange', `must be one of ${KEY_EXCHANGE_POLICIES.join(', ')}`);
       break;
     }
     case AUTHORIZATION_POLICIES_TYPE_URL:

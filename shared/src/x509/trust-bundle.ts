@@ -26,6 +26,14 @@ import { spkiDer } from './public-key';
 import { derToPem, pemToDer } from './pem';
 import { X509Error, X509ErrorCode, type X509ErrorCodeValue } from './x509-error';
 
+/**
+ * Where the mesh's roots are published in each namespace of a cluster (as
+ * Istio's `istio-ca-root-cert` / `root-cert.pem`): the control plane keeps
+ * the ConfigMap current, the injector mounts it as the sidecar's first trust
+ * anchor. Named once here so the writer and the reader cannot drift.
+ */
+export const ROOT_CERT_CONFIGMAP = Object.freeze({ name: 'trellis-ca-root-cert', key: 'root-cert.pem' });
+
 /** A JWT-SVID signing key of the trust domain. */
 export interface JwtAuthority {
   readonly keyId: string;

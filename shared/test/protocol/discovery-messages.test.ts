@@ -58,6 +58,7 @@ const request: fc.Arbitrary<DiscoveryRequestMessage> = fc.record({
   resource_names: fc.array(text, { maxLength: 4 }),
   error_detail: fc.option(errorDetail, { nil: null }),
   csr: bytes,
+  report: bytes,
 });
 const response: fc.Arbitrary<DiscoveryResponseMessage> = fc.record({
   type_url: text,

@@ -70,6 +70,18 @@ uint64_t TlsBytes(SSL *ssl, bool in) {
   return in ? BIO_number_read(bio) : BIO_number_written(bio);
 }
 
+// The key-exchange group the handshake used, by OpenSSL's name ("X25519MLKEM768", "x25519",
+// "secp256r1"); empty when there was none. SSL_get0_group_name names provider groups such as the
+// hybrids too (OpenSSL 3.2+); older headers (the fuzz build's system OpenSSL) use the NID.
+std::string NegotiatedGroup(SSL *ssl) {
+#if OPENSSL_VERSION_NUMBER >= 0x30200000L
+  const char *name = SSL_get0_group_name(ssl);
+#else
+  const char *name = SSL_group_to_name(ssl, SSL_get_negotiated_group(ssl));
+#endif
+  return name != nullptr ? name : "";
+}
+
 void Close(Conn &c, bool has_error, const std::string &error) {
   c.engine->Destroy(&c, has_error, error);
 }
@@ -96,6 +108,7 @@ void ReportHandshake(Conn &c) {
   ev->resumed = SSL_session_reused(c.ssl) == 1;
   const char *version = SSL_get_version(c.ssl);
   ev->protocol = version != nullptr ? version : "";
+  ev->group = NegotiatedGroup(c.ssl);
   STACK_OF(X509) *chain = SSL_get_peer_cert_chain(c.ssl);
   if (c.server) {
     // The server-side chain leaves out the leaf; a resumed session keeps only the leaf.

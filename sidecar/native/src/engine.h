@@ -27,6 +27,7 @@ struct Event {
   long verify_error = 0;
   bool resumed = false;
   std::string protocol;
+  std::string group;  // the negotiated key-exchange group (OpenSSL's name)
   std::string error;  // handshake failure, or closed error
   bool has_error = false;
   std::string session;  // DER of the SSL_SESSION

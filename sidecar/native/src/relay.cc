@@ -148,6 +148,7 @@ napi_value EventObject(napi_env env, const Event &ev) {
         SetNamed(env, obj, "verifyError", Num(env, static_cast<double>(ev.verify_error)));
         SetNamed(env, obj, "resumed", Bool(env, ev.resumed));
         SetNamed(env, obj, "protocol", Str(env, ev.protocol));
+        SetNamed(env, obj, "group", Str(env, ev.group));
       } else {
         SetNamed(env, obj, "error", Str(env, ev.error));
         SetNamed(env, obj, "verifyError", Num(env, static_cast<double>(ev.verify_error)));
@@ -297,6 +298,10 @@ napi_value MakeContext(napi_env env, napi_callback_info info) {
   if (GetField(env, argv[0], "resumption", &v)) {
     if (napi_typeof(env, v, &t) != napi_ok || (t != napi_boolean && t != napi_undefined)) return ThrowType(env, "resumption must be a boolean when given");
     if (t == napi_boolean) napi_get_value_bool(env, v, &opts.resumption);
+  }
+  if (GetField(env, argv[0], "groups", &v)) {
+    if (napi_typeof(env, v, &t) != napi_ok || (t != napi_string && t != napi_undefined)) return ThrowType(env, "groups must be a string when given");
+    if (t == napi_string && !GetString(env, v, &opts.groups)) return ThrowType(env, "groups must be a string when given");
   }
   if (!GetField(env, argv[0], "chainPem", &v) || !GetString(env, v, &opts.chain_pem)) return ThrowType(env, "chainPem must be a string");
   if (!GetField(env, argv[0], "caPem", &v) || !GetString(env, v, &opts.ca_pem)) return ThrowType(env, "caPem must be a string");

@@ -109,6 +109,11 @@ SSL_CTX *BuildContext(ContextOptions &opts, NewSessionCallback on_session, std::
     // No renegotiation (so SSL_write rarely needs to read); a FIN without
     // close_notify ends the direction as an orderly EOF (the spec counts it so).
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_IGNORE_UNEXPECTED_EOF);
+    // The key-exchange policy: X25519MLKEM768 first (or alone, or not at all), as node:tls's ecdhCurve.
+    if (!opts.groups.empty() && SSL_CTX_set1_groups_list(ctx, opts.groups.c_str()) != 1) {
+      *error = "groups: " + TakeSslReason("groups list refused") + " (" + opts.groups + ")";
+      break;
+    }
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
     SSL_CTX_set_read_ahead(ctx, 1);
     // One read() takes up to four full records (RELEASE_BUFFERS frees it on idle connections).

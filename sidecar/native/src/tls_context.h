@@ -12,6 +12,8 @@ struct ContextOptions {
   std::string chain_pem;
   std::string key_pem;  // wiped by BuildContext
   std::string ca_pem;
+  /** The OpenSSL groups list (the key-exchange policy); empty: OpenSSL's default. */
+  std::string groups;
 };
 
 /** Called on the loop thread when a client connection receives a session it could resume later. */

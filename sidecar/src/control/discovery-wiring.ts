@@ -6,6 +6,7 @@
  */
 import {
   AUTHORIZATION_POLICIES_TYPE_URL,
+  DEFAULT_KEY_EXCHANGE,
   DEFAULT_PATH_NORMALIZATION,
   ENDPOINTS_TYPE_URL,
   PEER_AUTHENTICATION_TYPE_URL,
@@ -36,8 +37,10 @@ export function wireDiscovery(client: DiscoverySource, state: SidecarState, deps
     const body = single(resources, 'peer authentication');
     const portModes: Record<number, PeerAuthMode> = {};
     for (const [port, mode] of Object.entries(body.portModes ?? {})) portModes[Number(port)] = mode;
-    state.update({ peerAuth: { mode: body.mode, portModes } });
-    logger.info('peer authentication applied', { version, mode: body.mode, portModes });
+    // A control plane that predates the field sends none: prefer, never off by accident.
+    const keyExchange = body.keyExchange ?? DEFAULT_KEY_EXCHANGE;
+    state.update({ peerAuth: { mode: body.mode, portModes, keyExchange } });
+    logger.info('peer authentication applied', { version, mode: body.mode, portModes, keyExchange });
   });
   client.on(AUTHORIZATION_POLICIES_TYPE_URL, (resources, version) => {
     const body = single(resources, 'authorization policies');

@@ -40,6 +40,10 @@ import {
   SVID_TYPE_URL,
   type DiscoveryRequestInit,
   type DiscoveryResponseMessage,
+  DEFAULT_KEY_EXCHANGE,
+  groupName,
+  groupsList,
+  type KeyExchangePolicy,
   type Logger,
   type SvidResource,
   type TypeUrl,
@@ -74,6 +78,8 @@ export interface DiscoveryClientOptions {
   backoff?: BackoffOptions;
   /** Endpoints wanted (service names); empty = all. */
   endpointNames?: string[];
+  /** The key-exchange policy to connect with (the pushed one; prefer until there is one). */
+  getKeyExchange?(): KeyExchangePolicy;
 }
 
 /** Why no credential is left: the control plane's refusal of our join token. */
@@ -107,6 +113,8 @@ const CONNECT_TIMEOUT_MS = 20_000;
 /** SNI sent to the control plane (it is verified by SPIFFE ID, not by name). */
 const CONTROL_PLANE_SERVERNAME = 'trellis-control-plane';
 const STREAM_PATH = `/${DISCOVERY_SERVICE}/StreamResources`;
+/** The response header by which a control plane says it takes sidecar reports. */
+const REPORTS_HEADER = 'trellis-reports';
 /** The longest `trellis-retry-after-ms` hint honoured (5 min). */
 const MAX_RETRY_HINT_MS = 300_000;
 /** How long a goodbye waits for the control plane to finish its half of the stream. */
@@ -131,7 +139,13 @@ export class DiscoveryClient {
   private timer: NodeJS.Timeout | null = null;
   private chain: Promise<void> = Promise.resolve();
   private connectedAddress: string | null = null;
+  /** The key-exchange group of the open stream's connection. */
+  private connectedGroup: string | null = null;
   private lastStreamError: { grpcCode: number; serverCode: string | null; message: string } | null = null;
+  /** True when the open stream's response headers said the control plane takes sidecar reports (`trellis-reports: 1`). */
+  private reportsAccepted = false;
+  /** The last report sent on the open stream: the stream that takes over from it carries it too. */
+  private lastReport: Buffer | null = null;
   /** What the control plane presented when it was not the expected SPIFFE ID (set by the TLS check). */
   private serverMismatch: string | null = null;
   /** The identity mismatch last reported at error level; repeats go to debug until a stream works again. */
@@ -250,8 +264,21 @@ export class DiscoveryClient {
   }
 
   /** Whether a stream is open, to which address, and the last failure. */
-  connection(): { connected: boolean; address: string | null; lastError: { grpcCode: number; serverCode: string | null; message: string } | null } {
-    return { connected: this.call !== null && this.connectedAddress !== null, address: this.connectedAddress, lastError: this.lastStreamError };
+  connection(): { connected: boolean; address: string | null; group: string | null; lastError: { grpcCode: number; serverCode: string | null; message: string } | null } {
+    const connected = this.call !== null && this.connectedAddress !== null;
+    return { connected, address: this.connectedAddress, group: connected ? this.connectedGroup : null, lastError: this.lastStreamError };
+  }
+
+  /**
+   * Sends a sidecar report (shared/src/protocol/sidecar-report.ts) on the open
+   * stream; false when there is none or its control plane did not say it
+   * takes reports (one that predates them would end the stream).
+   */
+  sendReport(body: Buffer): boolean {
+    if (!this.call || this.connectedAddress === null || !this.reportsAccepted) return false;
+    this.write(this.call, { report: body });
+    this.lastReport = body;
+    return true;
   }
 
   /** The roots currently trusted for the control plane (bootstrap, then the latest accepted bundle). */
@@ -326,6 +353,7 @@ export class DiscoveryClient {
           caPem: this.rootsPem,
           ...(useMtls ? { keyPem: creds.keyPem, certPem: creds.chainPem } : {}),
           servername: CONTROL_PLANE_SERVERNAME,
+          ecdhCurve: groupsList(this.opts.getKeyExchange?.() ?? DEFAULT_KEY_EXCHANGE),
           // Replaces hostname checks: the control plane is known by its SPIFFE ID alone.
           checkServerIdentity: (_host, cert) => {
             const uris = (cert.subjectaltname ?? '').split(/,\s*/).filter((s) => s.startsWith('URI:')).map((s) => s.slice(4));
@@ -341,10 +369,12 @@ export class DiscoveryClient {
         connectTimeoutMs: CONNECT_TIMEOUT_MS,
       },
       {
-        onMetadata: () => {
-          if (this.successor?.call === call) return this.takeOver(this.successor);
+        onMetadata: (headers) => {
+          if (this.successor?.call === call) return this.takeOver(this.successor, headers[REPORTS_HEADER] === '1');
           if (this.call !== call) return;
+          this.reportsAccepted = headers[REPORTS_HEADER] === '1';
           this.connectedAddress = address;
+          this.connectedGroup = groupName(call.group);
           for (const l of this.connectListeners) l(true);
         },
         onMessage: (buf) => {
@@ -381,19 +411,24 @@ export class DiscoveryClient {
    * The successor was accepted: it becomes the open stream and the old one
    * says goodbye, so the control plane never sees this sidecar gone. A CSR
    * still pending on the old stream is sent again here (its answer there
-   * would never be read).
+   * would never be read), and so is the last report (the control plane
+   * keeps one per stream; the report loop sends only changes).
    */
-  private takeOver(next: { call: Call; address: string; notAfterMs: number }): void {
+  private takeOver(next: { call: Call; address: string; notAfterMs: number }, takesReports: boolean): void {
     const old = this.call;
     const wasConnected = this.connectedAddress !== null;
     this.successor = null;
     this.call = next.call;
     this.callAuth = { kind: 'svid', notAfterMs: next.notAfterMs };
     this.connectedAddress = next.address;
+    this.connectedGroup = groupName(next.call.group);
+    this.reportsAccepted = takesReports;
     this.rollAttempt = 0;
     void old?.close(GOODBYE_TIMEOUT_MS);
     if (!wasConnected) for (const l of this.connectListeners) l(true);
     if (this.pendingCsr) this.write(next.call, this.sync.svidRequest(this.pendingCsr.csr));
+    if (this.lastReport && takesReports) this.write(next.call, { report: this.lastReport });
+    else this.lastReport = null;
     this.opts.logger.info('discovery stream renewed with the new certificate', { address: next.address, notAfter: new Date(next.notAfterMs).toISOString() });
     // A certificate newer still may have arrived meanwhile.
     this.roll();
@@ -477,6 +512,8 @@ export class DiscoveryClient {
     this.call = null;
     this.callAuth = null;
     this.connectedAddress = null;
+    this.reportsAccepted = false;
+    this.lastReport = null;
     this.successor?.call.cancel();
     this.successor = null;
     if (this.rollTimer) clearTimeout(this.rollTimer);

@@ -30,6 +30,8 @@ export interface CallTls {
   servername: string;
   /** Replaces the hostname check; return an Error to refuse the server. */
   checkServerIdentity(host: string, cert: PeerCertificate): Error | undefined;
+  /** The OpenSSL groups to offer, in order (the key-exchange policy); absent: node:tls's default. */
+  ecdhCurve?: string;
 }
 
 /** Options of one call. */
@@ -100,6 +102,7 @@ export class GrpcBidiCall {
       ...(t.certPem !== undefined && t.keyPem !== undefined ? { cert: t.certPem, key: t.keyPem } : {}),
       servername: t.servername,
       checkServerIdentity: t.checkServerIdentity,
+      ...(t.ecdhCurve !== undefined ? { ecdhCurve: t.ecdhCurve } : {}),
       settings: { enablePush: false },
     });
     this.connectTimer = setTimeout(() => this.fail(GrpcStatus.UNAVAILABLE, `connect to ${opts.address} timed out after ${opts.connectTimeoutMs} ms`), opts.connectTimeoutMs);
@@ -155,6 +158,13 @@ export class GrpcBidiCall {
       stream.resume();
       stream.end();
     });
+  }
+
+  /** The key-exchange group of the TLS connection, once connected (OpenSSL's name), else undefined. */
+  get group(): string | undefined {
+    const socket = this.session.socket as { getEphemeralKeyInfo?(): { name?: string } | object | null } | undefined;
+    const info = socket?.getEphemeralKeyInfo?.() as { name?: string } | null | undefined;
+    return info?.name;
   }
 
   private onConnect(): void {

@@ -106,6 +106,12 @@ export class IdentityManager {
     return this.inFlight;
   }
 
+  /** When the next renewal is due: the earlier of our own schedule and the control plane's request; null when none is set. */
+  nextRenewalAt(): Date | null {
+    if (this.stopped || (this.ownAtMs === null && this.requestedAtMs === null)) return null;
+    return new Date(Math.min(this.ownAtMs ?? Infinity, this.requestedAtMs ?? Infinity));
+  }
+
   /** Cancels timers; the current credentials stay in the state. */
   stop(): void {
     this.stopped = true;

@@ -170,10 +170,11 @@ export class HttpInbound {
         })
       : { decision: 'DENY', reason: 'connection state lost' };
     if (decision.decision !== 'ALLOW') {
-      this.deps.metrics.refuse('inbound', 'authz_denied');
+      this.deps.metrics.refuse('inbound', 'authz_denied', peer?.principal, decision.reason);
       this.deps.logger.info('inbound request denied by policy', { port: this.deps.listenerPort(), principal: peer?.principal, method: req.method, path: view.path, reason: decision.reason });
       return { ok: false, status: 403, body: DENIED_BODY, close: false };
     }
+    this.deps.metrics.allow('inbound', peer?.principal);
     const ours = snap.credentials?.spiffeId;
     const xfcc = peer?.principal ? `By=${ours ?? ''};Hash=${peer.certSha256 ?? ''};URI=${peer.principal}` : undefined;
     return { ok: true, view, xfcc };

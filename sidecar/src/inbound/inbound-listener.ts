@@ -15,7 +15,7 @@
  */
 import { createServer as createNetServer, connect as netConnect, isIP, type Server, type Socket } from 'node:net';
 import { TLSSocket, type SecureContext } from 'node:tls';
-import type { Logger } from '@trellis/shared';
+import { groupName, isSpiffeId, readClientHello, selectGroup, type KeyExchangePolicy, type Logger } from '@trellis/shared';
 import { classifyFirstBytes } from './tls-detect';
 import { HttpInbound } from './http-inbound';
 import { leafFacts } from '../identity/leaf-facts';
@@ -50,6 +50,8 @@ export interface InboundDeps {
   tracker: ConnectionTracker;
   /** The TLS server context for the current snapshot (undefined: none yet). */
   serverContext(): SecureContext | undefined;
+  /** The key-exchange policy the current contexts use (the Node path names the group from it). */
+  keyExchange?(): KeyExchangePolicy;
   /** The native data path, when loaded: STRICT TCP ports use it. */
   native?: NativeDataPath;
   /** Our SPIFFE ID for XFCC `By=`. */
@@ -67,6 +69,8 @@ interface PeerInfo {
   principal?: string;
   serialHex?: string;
   certSha256?: string;
+  /** The key-exchange group of its handshake. */
+  group?: string;
   tracked: TrackedConnection;
 }
 
@@ -115,8 +119,8 @@ export class InboundListener {
    * (the TLSSocket once one wraps the TCP socket, since the TLS layer owns the
    * TCP handle from then on).
    */
-  private refuse(socket: Socket | TLSSocket, reason: PeerRefusal | string, detail?: string): void {
-    this.deps.metrics.refuse('inbound', reason);
+  private refuse(socket: Socket | TLSSocket, reason: PeerRefusal | string, detail?: string, peer?: string): void {
+    this.deps.metrics.refuse('inbound', reason, peer, detail);
     this.deps.logger.debug('inbound connection refused', { port: this.boundPort, reason, detail, remote: socket.remoteAddress });
     socket.destroy();
   }
@@ -174,29 +178,44 @@ export class InboundListener {
   }
 
   /**
-   * Node path: waits for the client's first bytes before any TLS object
-   * exists (an idle connection then costs a socket, not an SSL and its
-   * buffers, which OpenSSL would also allocate on the peer's FIN), then puts
-   * them back for `then`. A connection that ends or times out first is
-   * refused and counted here.
+   * Node path: reads the client's ClientHello before any TLS object exists
+   * (an idle connection then costs a socket, not an SSL and its buffers,
+   * which OpenSSL would also allocate on the peer's FIN), names the group
+   * the handshake will use (node:tls says so on client sockets only) and,
+   * under the `require` key-exchange policy, refuses a client that cannot do
+   * X25519MLKEM768 before any TLS work. The bytes go back for `then`. A
+   * connection that ends or times out first is refused and counted here.
    */
-  private firstBytes(socket: Socket, slot: HandshakeSlot, deadline: number, then: () => void): void {
-    const timer = setTimeout(() => {
+  private clientHello(socket: Socket, slot: HandshakeSlot, deadline: number, then: (group: string) => void): void {
+    const policy = this.deps.keyExchange?.() ?? 'prefer';
+    let seen: Buffer = Buffer.alloc(0);
+    const refuse = (reason: string, detail: string): void => {
       cleanup();
       slot.release();
-      this.deps.metrics.handshakes.inc({ direction: 'inbound', result: 'error' });
-      this.refuse(socket, 'handshake_timeout', 'no bytes from the client');
-    }, Math.max(0, deadline - Date.now()));
+      this.deps.metrics.handshakes.inc({ direction: 'inbound', result: 'error', group: 'unknown' });
+      this.refuse(socket, reason, detail);
+    };
+    const timer = setTimeout(() => refuse('handshake_timeout', seen.length === 0 ? 'no bytes from the client' : 'no complete ClientHello'), Math.max(0, deadline - Date.now()));
     const onData = (chunk: Buffer): void => {
+      seen = seen.length === 0 ? chunk : Buffer.concat([seen, chunk]);
+      const read = readClientHello(seen);
+      if (read.status === 'incomplete') return;
       cleanup();
       socket.pause();
-      socket.unshift(chunk);
-      then();
+      socket.unshift(seen);
+      if (read.status === 'invalid') return then('unknown'); // node:tls refuses it with the right alert
+      const chosen = selectGroup(read.hello, policy);
+      if (!chosen.ok && chosen.reason === 'not_hybrid') {
+        slot.release();
+        this.deps.metrics.handshakes.inc({ direction: 'inbound', result: 'error', group: 'unknown' });
+        return this.refuse(socket, 'kex_not_hybrid', 'the client cannot do X25519MLKEM768 and the key-exchange policy is require');
+      }
+      then(chosen.ok ? chosen.group : 'unknown');
     };
     const onClose = (): void => {
       cleanup();
       slot.release();
-      this.deps.metrics.handshakes.inc({ direction: 'inbound', result: 'error' });
+      this.deps.metrics.handshakes.inc({ direction: 'inbound', result: 'error', group: 'unknown' });
       this.deps.metrics.refuse('inbound', 'handshake_failed');
     };
     const cleanup = (): void => {
@@ -221,8 +240,8 @@ export class InboundListener {
     const nctx = native?.serverContext();
     if (native && nctx && !sniffed && this.handshakeNative(socket, native, nctx, slot, deadline)) return;
     if (!this.deps.serverContext()) return this.refuseNoContext(socket, slot);
-    if (!sniffed) return this.firstBytes(socket, slot, deadline, () => this.handshakeNode(socket, slot, deadline));
-    this.handshakeNode(socket, slot, deadline);
+    // A sniffed connection's bytes were put back: the ClientHello is read again from its start.
+    this.clientHello(socket, slot, deadline, (group) => this.handshakeNode(socket, slot, deadline, group));
   }
 
   /** No TLS context for the current credentials and bundle (a rebuild failed): refused on either path. */
@@ -231,8 +250,8 @@ export class InboundListener {
     this.refuse(socket, 'no_tls_context', 'no TLS context for the current credentials and trust bundle: failing closed');
   }
 
-  /** The Node path's handshake (node:tls), the client's first bytes already read and put back. */
-  private handshakeNode(socket: Socket, slot: HandshakeSlot, deadline: number): void {
+  /** The Node path's handshake (node:tls), the client's ClientHello already read and put back; `group` is the one it will use. */
+  private handshakeNode(socket: Socket, slot: HandshakeSlot, deadline: number, group: string): void {
     const { metrics } = this.deps;
     const ctx = this.deps.serverContext();
     if (!ctx) return this.refuseNoContext(socket, slot);
@@ -246,13 +265,13 @@ export class InboundListener {
     });
     let failure: string | undefined;
     let settled = false;
-    const fail = (reason: string, detail?: string): void => {
+    const fail = (reason: string, detail?: string, peer?: string): void => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
       slot.release();
-      metrics.handshakes.inc({ direction: 'inbound', result: 'error' });
-      this.refuse(tls, reason, detail);
+      metrics.handshakes.inc({ direction: 'inbound', result: 'error', group: 'unknown' });
+      this.refuse(tls, reason, detail, peer);
     };
     const timer = setTimeout(() => fail('handshake_timeout'), Math.max(0, deadline - Date.now()));
     // TLSSocket reports server-side handshake failures on '_tlsError' (an
@@ -277,12 +296,12 @@ export class InboundListener {
         leaf = undefined;
       }
       const judged = this.judgeClient(leaf, verifyError(tls), () => presented);
-      if (!judged.ok) return fail(judged.reason, judged.detail);
+      if (!judged.ok) return fail(judged.reason, judged.detail, judged.peer);
       settled = true;
       clearTimeout(timer);
       slot.release();
-      metrics.handshakes.inc({ direction: 'inbound', result: 'ok' });
-      this.accepted(tls, judged.snap, judged.peer, socket);
+      metrics.handshakes.inc({ direction: 'inbound', result: 'ok', group });
+      this.accepted(tls, judged.snap, { ...judged.peer, group }, socket);
     });
   }
 
@@ -296,7 +315,7 @@ export class InboundListener {
     leafDer: Buffer | undefined,
     chainError: string | undefined,
     presented: () => readonly Buffer[],
-  ): { ok: true; snap: SidecarSnapshot; peer: Omit<PeerInfo, 'tracked'> } | { ok: false; reason: string; detail?: string } {
+  ): { ok: true; snap: SidecarSnapshot; peer: Omit<PeerInfo, 'tracked'> } | { ok: false; reason: string; detail?: string; peer?: string } {
     if (!leafDer) return { ok: false, reason: 'no_certificate', detail: 'the peer presented no certificate' };
     if (chainError !== undefined) {
       const reason = handshakeRefusal(chainError);
@@ -307,14 +326,17 @@ export class InboundListener {
     if (!trustDomain) return { ok: false, reason: 'no_valid_svid', detail: 'we hold no valid SVID: failing closed' };
     let verdict;
     let sha256: string | undefined;
+    // Whom a refusal is counted against: the leaf's one URI SAN, which the CA vouched for since the chain verified.
+    let claimed: string | undefined;
     try {
       const facts = leafFacts(leafDer);
       sha256 = facts.sha256;
+      claimed = facts.uris.length === 1 && isSpiffeId(facts.uris[0]) ? facts.uris[0] : undefined;
       verdict = verifyPeer(facts, peerTrust(now, trustDomain, this.deps.clock(), presented));
     } catch (err) {
       verdict = { ok: false as const, reason: 'not_svid' as const, detail: (err as Error).message };
     }
-    if (!verdict.ok) return { ok: false, reason: verdict.reason, detail: verdict.detail };
+    if (!verdict.ok) return { ok: false, reason: verdict.reason, detail: verdict.detail, peer: verdict.reason === 'untrusted_chain' ? undefined : claimed };
     return { ok: true, snap: now, peer: { principal: verdict.spiffeId, serialHex: verdict.serialHex, certSha256: sha256 } };
   }
 
@@ -333,13 +355,13 @@ export class InboundListener {
     let tracked: TrackedConnection | undefined;
     let timer: NodeJS.Timeout | undefined;
     let id = 0;
-    const fail = (reason: string, detail?: string): void => {
+    const fail = (reason: string, detail?: string, peer?: string): void => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
       slot.release();
-      metrics.handshakes.inc({ direction: 'inbound', result: 'error' });
-      metrics.refuse('inbound', reason);
+      metrics.handshakes.inc({ direction: 'inbound', result: 'error', group: 'unknown' });
+      metrics.refuse('inbound', reason, peer, detail);
       logger.debug('inbound connection refused', { port: this.boundPort, reason, detail, remote: sourceIp });
       relay.close(id);
     };
@@ -348,15 +370,16 @@ export class InboundListener {
         if (settled) return;
         if (!ev.ok) {
           const code = verifyCode(ev.verifyError) ?? handshakeErrorCode(ev.error);
-          return fail(handshakeRefusal(code), ev.error);
+          return fail(handshakeRefusal(code, this.deps.keyExchange?.() ?? 'prefer'), ev.error);
         }
         const presented = ev.chain.slice(1);
         const judged = this.judgeClient(ev.chain[0], verifyCode(ev.verifyError), () => presented);
-        if (!judged.ok) return fail(judged.reason, judged.detail);
+        if (!judged.ok) return fail(judged.reason, judged.detail, judged.peer);
         settled = true;
         clearTimeout(timer);
         slot.release();
-        metrics.handshakes.inc({ direction: 'inbound', result: 'ok' });
+        const group = groupName(ev.group);
+        metrics.handshakes.inc({ direction: 'inbound', result: 'ok', group });
         const d = decide(this.deps.authorize, judged.snap.authz?.policies ?? [], this.deps.workload, {
           principal: judged.peer.principal,
           sourceIp,
@@ -364,14 +387,16 @@ export class InboundListener {
         });
         if (d.decision !== 'ALLOW') {
           logger.info('inbound connection denied by policy', { port: this.boundPort, principal: judged.peer.principal, reason: d.reason, policy: d.policy });
-          metrics.refuse('inbound', 'authz_denied');
+          metrics.refuse('inbound', 'authz_denied', judged.peer.principal, d.reason);
           relay.close(id);
           return;
         }
+        metrics.allow('inbound', judged.peer.principal);
         tracked = this.deps.tracker.add({
           direction: 'inbound',
           spiffeId: judged.peer.principal,
           serialHex: judged.peer.serialHex,
+          group,
           sockets: [{ destroy: () => relay.close(id) }],
         });
         if (!relay.allow(id, this.deps.appHost ?? '127.0.0.1', this.spec.appPort)) metrics.refuse('inbound', 'app_unreachable');
@@ -393,7 +418,7 @@ export class InboundListener {
 
   /** The peer passed authentication (or is plaintext); now authorization and forwarding. */
   private accepted(conn: Socket | TLSSocket, snap: SidecarSnapshot, peer: Omit<PeerInfo, 'tracked'> | undefined, raw: Socket | undefined): void {
-    const tracked = this.deps.tracker.add({ direction: 'inbound', spiffeId: peer?.principal, serialHex: peer?.serialHex, sockets: raw ? [conn, raw] : [conn] });
+    const tracked = this.deps.tracker.add({ direction: 'inbound', spiffeId: peer?.principal, serialHex: peer?.serialHex, group: peer?.group, sockets: raw ? [conn, raw] : [conn] });
     conn.once('close', () => {
       this.deps.tracker.remove(tracked);
       const rx = (raw ?? conn).bytesRead;
@@ -413,9 +438,10 @@ export class InboundListener {
     });
     if (d.decision !== 'ALLOW') {
       this.deps.logger.info('inbound connection denied by policy', { port: this.boundPort, principal: peer?.principal, reason: d.reason, policy: d.policy });
-      this.refuse(conn, 'authz_denied', d.reason);
+      this.refuse(conn, 'authz_denied', d.reason, peer?.principal);
       return;
     }
+    this.deps.metrics.allow('inbound', peer?.principal);
     const direct = directRead();
     const app = netConnect({ host: this.deps.appHost ?? '127.0.0.1', port: this.spec.appPort, allowHalfOpen: true, noDelay: true, onread: direct.onread });
     tracked.sockets.push(app);
@@ -440,8 +466,12 @@ function verifyError(tls: TLSSocket): string | undefined {
   return err ? (err.code ?? err.message) : undefined;
 }
 
-function handshakeRefusal(code: string | undefined): PeerRefusal | string {
+function handshakeRefusal(code: string | undefined, keyExchange: KeyExchangePolicy = 'prefer'): PeerRefusal | string {
   switch (code) {
+    // Our groups and the client's have nothing in common: under require, that is a classical-only client.
+    case 'ERR_SSL_NO_SUITABLE_KEY_SHARE':
+    case 'ERR_SSL_NO_SHARED_CIPHER':
+      return keyExchange === 'require' ? 'kex_not_hybrid' : 'handshake_failed';
     case 'ERR_SSL_PEER_DID_NOT_RETURN_A_CERTIFICATE':
       return 'no_certificate';
     case 'CERT_HAS_EXPIRED':

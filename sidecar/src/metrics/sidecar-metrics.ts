@@ -6,6 +6,8 @@
  * registry (metric-registry.ts) rather than prom-client, which cost the
  * sidecar ~12 MB resident; names, labels and HELP/TYPE lines are unchanged.
  */
+import { UNAUTHENTICATED_PEER } from '@trellis/shared';
+import { CallLedger } from './call-ledger';
 import { Counter, Gauge, MetricRegistry } from './metric-registry';
 import { registerProcessMetrics } from './process-metrics';
 
@@ -18,13 +20,16 @@ export class SidecarMetrics {
   readonly connections: Counter<'direction'>;
   readonly activeConnections: Gauge<'direction'>;
   readonly bytes: Counter<'direction' | 'flow'>;
-  readonly handshakes: Counter<'direction' | 'result'>;
+  readonly handshakes: Counter<'direction' | 'result' | 'group'>;
   readonly refusals: Counter<'direction' | 'reason'>;
   readonly rotations: Counter<'result'>;
   readonly certExpiry: Gauge;
   readonly controlPlaneConnected: Gauge;
   readonly ready: Gauge;
   readonly pendingHandshakes: Gauge;
+  /** Calls allowed and refused per peer over the report window (the sidecar report's calls). */
+  readonly calls: CallLedger;
+  private readonly now: () => number;
 
   constructor(opts: {
     certExpirySeconds: () => number | undefined;
@@ -33,12 +38,22 @@ export class SidecarMetrics {
     processMetrics?: boolean;
     /** Read at scrape time: inbound connections accepted and not yet judged. */
     pendingHandshakes?: () => number;
+    /** The clock of the call ledger (epoch ms). Default Date.now. */
+    now?: () => number;
+    calls?: CallLedger;
   }) {
     const registry = this.registry;
+    this.now = opts.now ?? Date.now;
+    this.calls = opts.calls ?? new CallLedger();
     this.connections = new Counter({ name: 'trellis_connections_total', help: 'Connections accepted, by direction', labelNames: ['direction'], registry });
     this.activeConnections = new Gauge({ name: 'trellis_connections_active', help: 'Connections open now, by direction', labelNames: ['direction'], registry });
     this.bytes = new Counter({ name: 'trellis_bytes_total', help: 'Bytes proxied, by direction and flow (rx: from the downstream peer, tx: to it)', labelNames: ['direction', 'flow'], registry });
-    this.handshakes = new Counter({ name: 'trellis_handshakes_total', help: 'TLS handshakes, by direction and result', labelNames: ['direction', 'result'], registry });
+    this.handshakes = new Counter({
+      name: 'trellis_handshakes_total',
+      help: 'TLS handshakes, by direction, result (ok, resumed, error) and the key-exchange group negotiated (unknown when none was)',
+      labelNames: ['direction', 'result', 'group'],
+      registry,
+    });
     this.refusals = new Counter({ name: 'trellis_refusals_total', help: 'Connections or requests refused, by direction and reason', labelNames: ['direction', 'reason'], registry });
     this.rotations = new Counter({ name: 'trellis_certificate_rotations_total', help: 'SVID rotations, by result', labelNames: ['result'], registry });
     this.certExpiry = new Gauge({
@@ -78,8 +93,18 @@ export class SidecarMetrics {
     if (opts.processMetrics !== false) registerProcessMetrics(this.registry, 'trellis_process_');
   }
 
-  /** Records a refusal with its reason. */
-  refuse(direction: Direction, reason: string): void {
+  /**
+   * Records a refusal with its reason, and in the call ledger against
+   * `peer`: its SPIFFE ID when proven (for a refused certificate, when its
+   * chain verified), else '' (unauthenticated or unknown).
+   */
+  refuse(direction: Direction, reason: string, peer: string = UNAUTHENTICATED_PEER, detail = ''): void {
     this.refusals.inc({ direction, reason });
+    this.calls.refused(this.now(), direction, peer, reason, detail);
+  }
+
+  /** Records a call let through (a connection on a TCP port, a request on an HTTP port) in the call ledger. */
+  allow(direction: Direction, peer: string = UNAUTHENTICATED_PEER): void {
+    this.calls.allowed(this.now(), direction, peer);
   }
 }

@@ -11,7 +11,7 @@
  */
 import { createServer as createNetServer, isIP, type Server, type Socket } from 'node:net';
 import { connect as tlsConnect, type ConnectionOptions, type SecureContext, type TLSSocket } from 'node:tls';
-import type { Logger } from '@trellis/shared';
+import { groupName, type Logger } from '@trellis/shared';
 import { leafFacts } from '../identity/leaf-facts';
 import { splitWorkloadSpiffeId, verifyPeer, type PeerVerdict } from '../identity/peer-verifier';
 import { splice } from '../proxy/splice';
@@ -183,8 +183,9 @@ export class OutboundListener {
     return Promise.resolve();
   }
 
-  private refuse(app: Socket, reason: string, detail?: string): void {
-    this.deps.metrics.refuse('outbound', reason);
+  /** Counts and logs a refusal (against `peer`, the identity we meant to reach, when known) and closes the app's connection. */
+  private refuse(app: Socket, reason: string, detail?: string, peer?: string): void {
+    this.deps.metrics.refuse('outbound', reason, peer, detail);
     this.deps.logger.info('outbound connection refused', { port: this.boundPort, reason, detail });
     app.destroy();
   }
@@ -274,7 +275,7 @@ export class OutboundListener {
     tls.once('error', (err: Error & { code?: string }) => {
       clearTimeout(timer);
       if (secured) return;
-      metrics.handshakes.inc({ direction: 'outbound', result: 'error' });
+      metrics.handshakes.inc({ direction: 'outbound', result: 'error', group: 'unknown' });
       this.sessions.delete(dest.address);
       const unreachable = UNREACHABLE.has(err.code ?? '');
       if (unreachable && attemptsLeft > 1) {
@@ -310,16 +311,19 @@ export class OutboundListener {
       const verdict = judged.verdict;
       verified = judged.verified;
       if (!verdict.ok) {
-        metrics.handshakes.inc({ direction: 'outbound', result: 'error' });
+        metrics.handshakes.inc({ direction: 'outbound', result: 'error', group: 'unknown' });
         this.sessions.delete(dest.address);
-        this.refuse(app, verdict.reason, verdict.detail);
+        this.refuse(app, verdict.reason, verdict.detail, intended(dest.spiffeIds));
         tls.destroy();
         return;
       }
-      metrics.handshakes.inc({ direction: 'outbound', result: tls.isSessionReused() ? 'resumed' : 'ok' });
+      metrics.allow('outbound', verdict.spiffeId);
+      // node:tls names the group on the client side (a resumed TLS 1.3 session does a fresh key exchange too).
+      const group = groupName((tls.getEphemeralKeyInfo() as { name?: string } | null)?.name);
+      metrics.handshakes.inc({ direction: 'outbound', result: tls.isSessionReused() ? 'resumed' : 'ok', group });
       remember();
       tls.on('error', () => tls.destroy());
-      const tracked = this.deps.tracker.add({ direction: 'outbound', spiffeId: verdict.spiffeId, serialHex: verdict.serialHex, sockets: [app, tls] });
+      const tracked = this.deps.tracker.add({ direction: 'outbound', spiffeId: verdict.spiffeId, serialHex: verdict.serialHex, group, sockets: [app, tls] });
       app.once('close', () => {
         this.deps.tracker.remove(tracked);
         metrics.bytes.inc({ direction: 'outbound', flow: 'rx' }, app.bytesRead);
@@ -375,7 +379,7 @@ export class OutboundListener {
         settled = true;
         clearTimeout(timer);
         if (!ev.ok) {
-          metrics.handshakes.inc({ direction: 'outbound', result: 'error' });
+          metrics.handshakes.inc({ direction: 'outbound', result: 'error', group: 'unknown' });
           this.sessions.delete(address);
           const unreachable = UNREACHABLE.has(ev.error);
           if (unreachable && attemptsLeft > 1) {
@@ -398,15 +402,17 @@ export class OutboundListener {
         });
         const verdict = judged.verdict;
         if (!verdict.ok) {
-          metrics.handshakes.inc({ direction: 'outbound', result: 'error' });
+          metrics.handshakes.inc({ direction: 'outbound', result: 'error', group: 'unknown' });
           this.sessions.delete(address);
           relay.close(id);
-          return this.refuse(app, verdict.reason, verdict.detail);
+          return this.refuse(app, verdict.reason, verdict.detail, intended(d.dest.spiffeIds));
         }
+        metrics.allow('outbound', verdict.spiffeId);
         verified = judged.verified;
-        metrics.handshakes.inc({ direction: 'outbound', result: ev.resumed ? 'resumed' : 'ok' });
+        const group = groupName(ev.group);
+        metrics.handshakes.inc({ direction: 'outbound', result: ev.resumed ? 'resumed' : 'ok', group });
         remember();
-        tracked = this.deps.tracker.add({ direction: 'outbound', spiffeId: verdict.spiffeId, serialHex: verdict.serialHex, sockets: [{ destroy: () => relay.close(id) }] });
+        tracked = this.deps.tracker.add({ direction: 'outbound', spiffeId: verdict.spiffeId, serialHex: verdict.serialHex, group, sockets: [{ destroy: () => relay.close(id) }] });
         relay.allow(id);
         // The engine relays on its own copy of the descriptor; ours goes.
         app.destroy();
@@ -415,7 +421,7 @@ export class OutboundListener {
         if (!settled) {
           settled = true;
           clearTimeout(timer);
-          metrics.handshakes.inc({ direction: 'outbound', result: 'error' });
+          metrics.handshakes.inc({ direction: 'outbound', result: 'error', group: 'unknown' });
           this.refuse(app, 'handshake_failed', ev.error ?? 'closed during the handshake');
         }
         if (!tracked) return;
@@ -436,4 +442,9 @@ export class OutboundListener {
     // not read, so Node sees no 'close'): the relay starts and ends at once.
     return true;
   }
+}
+
+/** The identity a refused outbound call was meant for: the destination's one identity, else unknown (''). */
+function intended(spiffeIds: readonly string[]): string | undefined {
+  return spiffeIds.length === 1 ? spiffeIds[0] : undefined;
 }

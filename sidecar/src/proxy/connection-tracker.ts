@@ -17,7 +17,16 @@ export interface TrackedConnection {
   /** The peer's SPIFFE ID (inbound: the client; outbound: the server). */
   readonly spiffeId?: string;
   readonly serialHex?: string;
+  /** The key-exchange group its TLS handshake used (absent for plaintext). */
+  readonly group?: string;
   readonly sockets: Closable[];
+}
+
+/** One open connection as /config_dump shows it. */
+export interface OpenConnectionView {
+  readonly direction: Direction;
+  readonly peer: string | null;
+  readonly group: string | null;
 }
 
 /** The set of open connections. */
@@ -45,6 +54,18 @@ export class ConnectionTracker {
   /** How many are open. */
   get size(): number {
     return this.open.size;
+  }
+
+  /** The open connections (at most `limit`, oldest first) and how many use each key-exchange group. */
+  view(limit: number): { byGroup: Record<string, number>; connections: OpenConnectionView[] } {
+    const byGroup: Record<string, number> = {};
+    const connections: OpenConnectionView[] = [];
+    for (const t of this.open) {
+      const g = t.group ?? 'plaintext';
+      byGroup[g] = (byGroup[g] ?? 0) + 1;
+      if (connections.length < limit) connections.push({ direction: t.direction, peer: t.spiffeId ?? null, group: t.group ?? null });
+    }
+    return { byGroup, connections };
   }
 
   /** Destroys every connection whose peer is on `revocations`; returns how many, by direction. */

@@ -9,7 +9,7 @@
  * connection never sees half an update.
  */
 import { X509Certificate, createHash, createPublicKey } from 'node:crypto';
-import { DEFAULT_PATH_NORMALIZATION, isPathNormalization, parseCertificate, parseTrustDomain, PATH_NORMALIZATIONS, validateLeafSvid, type CertificateFacts, type PathNormalization } from '@trellis/shared';
+import { DEFAULT_KEY_EXCHANGE, DEFAULT_PATH_NORMALIZATION, isKeyExchangePolicy, isPathNormalization, KEY_EXCHANGE_POLICIES, type KeyExchangePolicy, parseCertificate, parseTrustDomain, PATH_NORMALIZATIONS, validateLeafSvid, type CertificateFacts, type PathNormalization } from '@trellis/shared';
 import { SidecarError } from '../errors';
 import { leafFacts, normaliseSerial } from '../identity/leaf-facts';
 import { splitWorkloadSpiffeId } from '../identity/peer-verifier';
@@ -51,6 +51,8 @@ export interface TrustBundle {
 export interface PeerAuthentication {
   readonly mode: PeerAuthMode;
   readonly portModes: Readonly<Record<number, PeerAuthMode>>;
+  /** The mesh-wide key-exchange policy; absent in an update means prefer, and a snapshot always holds one. */
+  readonly keyExchange?: KeyExchangePolicy;
 }
 
 /** The AuthorizationPolicies that apply to this workload, as plain JSON data, and how request paths are normalized before them. */
@@ -306,7 +308,11 @@ function checkPeerAuth(p: PeerAuthentication): PeerAuthentication {
     }
     portModes[port] = v;
   }
-  return Object.freeze({ mode: p.mode, portModes: Object.freeze(portModes) });
+  const keyExchange = p.keyExchange ?? DEFAULT_KEY_EXCHANGE;
+  if (!isKeyExchangePolicy(keyExchange)) {
+    throw new SidecarError('TRELLIS_SIDECAR_BAD_PEER_AUTH', `key exchange must be one of ${KEY_EXCHANGE_POLICIES.join(', ')}`, { field: 'peerAuth.keyExchange' });
+  }
+  return Object.freeze({ mode: p.mode, portModes: Object.freeze(portModes), keyExchange });
 }
 
 function checkRevocations(r: RevocationList): RevocationList {

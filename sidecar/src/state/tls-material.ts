@@ -1,7 +1,7 @@
 /**
  * The TLS material holder: the contexts both data paths handshake with,
- * built from one snapshot's credentials and trust bundle and replaced as a
- * unit (ghostunnel's certloader, one pair of certificate and trust store for
+ * built from one snapshot's credentials, trust bundle and key-exchange policy
+ * (the groups both paths offer and accept) and replaced as a unit (ghostunnel's certloader, one pair of certificate and trust store for
  * client and server alike).
  *
  * One rule for a rebuild that fails, on both paths: the previous contexts
@@ -18,7 +18,7 @@
  */
 import { constants as tlsConstants, randomBytes } from 'node:crypto';
 import { createSecureContext, type SecureContext, type SecureContextOptions } from 'node:tls';
-import type { Logger } from '@trellis/shared';
+import { DEFAULT_KEY_EXCHANGE, groupsList, type KeyExchangePolicy, type Logger } from '@trellis/shared';
 import type { ContextOptions, NativeRelay, RelayContext } from '../proxy/native-relay';
 import { federationInForce } from './peer-trust';
 import type { SidecarSnapshot } from './sidecar-state';
@@ -43,9 +43,10 @@ export interface TlsMaterialDeps {
   factory?: TlsContextFactory;
 }
 
-/** The contexts of one (credentials, bundle) pair. */
+/** The contexts of one (credentials, bundle, key-exchange policy) triple. */
 interface Generation {
   readonly snap: SidecarSnapshot;
+  readonly keyExchange: KeyExchangePolicy;
   nativeServer?: RelayContext;
   nativeClient?: RelayContext;
   nodeServer?: SecureContext;
@@ -79,7 +80,7 @@ export class TlsMaterial {
     }
     this.drop();
     if (!snap.credentials || !snap.bundle) return;
-    const gen: Generation = { snap };
+    const gen: Generation = { snap, keyExchange: keyExchangeOf(snap) };
     this.gen = gen;
     if (this.deps.relay) this.buildNative(gen, this.deps.relay);
     else this.buildNode(gen);
@@ -105,6 +106,16 @@ export class TlsMaterial {
     return this.node()?.nodeClient;
   }
 
+  /** The key-exchange policy the current contexts were built with (prefer before any). */
+  get keyExchange(): KeyExchangePolicy {
+    return this.gen?.keyExchange ?? DEFAULT_KEY_EXCHANGE;
+  }
+
+  /** True when `snap`'s key-exchange policy is not the one the current contexts use: they must be rebuilt. */
+  keyExchangeChanged(snap: SidecarSnapshot): boolean {
+    return this.gen !== undefined && keyExchangeOf(snap) !== this.gen.keyExchange;
+  }
+
   /** Why there is no context for the current material (undefined when it built, or before any credentials). */
   get failure(): string | undefined {
     return this.gen?.failed;
@@ -120,7 +131,7 @@ export class TlsMaterial {
   private buildNative(gen: Generation, relay: NativeRelay): void {
     const c = gen.snap.credentials!;
     try {
-      const pems = { chainPem: c.chainPem, keyPem: c.keyPem, caPem: gen.snap.bundle!.rootsPem.join('\n') };
+      const pems = { chainPem: c.chainPem, keyPem: c.keyPem, caPem: gen.snap.bundle!.rootsPem.join('\n'), groups: groupsList(gen.keyExchange) };
       // Fresh contexts also mean fresh ticket keys: no session made under an
       // older bundle or identity resumes on the native path. A resumed
       // session shows the server only the client's leaf, and federation needs
@@ -136,7 +147,7 @@ export class TlsMaterial {
   private buildNode(gen: Generation): void {
     const c = gen.snap.credentials!;
     try {
-      const base = { key: c.keyPem, cert: c.chainPem, ca: [...gen.snap.bundle!.rootsPem], minVersion: 'TLSv1.2' as const };
+      const base = { key: c.keyPem, cert: c.chainPem, ca: [...gen.snap.bundle!.rootsPem], minVersion: 'TLSv1.2' as const, ecdhCurve: groupsList(gen.keyExchange) };
       // A session ID context is required for resumption when client certificates are requested.
       // No tickets while federation is in force (see buildNative).
       const noTickets = federationInForce(gen.snap) ? { secureOptions: tlsConstants.SSL_OP_NO_TICKET } : {};
@@ -173,4 +184,9 @@ export class TlsMaterial {
     gen.nativeServer = undefined;
     gen.nativeClient = undefined;
   }
+}
+
+/** The key-exchange policy a snapshot asks for: the pushed one, prefer until there is one. */
+function keyExchangeOf(snap: SidecarSnapshot): KeyExchangePolicy {
+  return snap.peerAuth?.keyExchange ?? DEFAULT_KEY_EXCHANGE;
 }

@@ -400,6 +400,62 @@ describe('DiscoveryClient', function () {
     expect(seen.tokens).to.deep.equal([]);
   });
 
+  it('sends a sidecar report only on a stream whose control plane said it takes them (trellis-reports: 1)', async () => {
+    const withReports = await fakeControlPlane(ca, CP_ID, {
+      onCall: (call) => {
+        const md = new grpc.Metadata();
+        md.set('trellis-reports', '1');
+        call.sendMetadata(md);
+      },
+    });
+    const older = await fakeControlPlane(ca, CP_ID, { onCall: (call) => call.sendMetadata(new grpc.Metadata()) });
+    cleanups.push(() => withReports.server.forceShutdown(), () => older.server.forceShutdown());
+    const body = Buffer.from('{"windowSeconds":300}');
+    for (const [cp, takes] of [[withReports, true], [older, false]] as const) {
+      const c = client(cp.address, ca.root.pem);
+      let connected = false;
+      c.onConnectionChange((up) => (connected = up));
+      c.on(TRUST_BUNDLE_TYPE_URL, () => undefined).start();
+      await waitFor(() => connected, 'the stream to open');
+      expect(c.sendReport(body)).to.equal(takes);
+      if (takes) await waitFor(() => cp.seen.requests.some((r) => Buffer.isBuffer(r['report']) && (r['report'] as Buffer).equals(body)), 'the report');
+      else expect(cp.seen.requests.filter((r) => (r['report'] as Buffer).length > 0)).to.deep.equal([]);
+      c.stop();
+    }
+  });
+
+  it('carries the last report to the stream that takes over with a new certificate, so the control plane never loses the sidecar\'s report', async () => {
+    const reportsPerCall: Buffer[][] = [];
+    const cp = await fakeControlPlane(ca, CP_ID, {
+      onCall: (call) => {
+        const mine: Buffer[] = [];
+        reportsPerCall.push(mine);
+        const md = new grpc.Metadata();
+        md.set('trellis-reports', '1');
+        call.sendMetadata(md);
+        call.on('data', (r: Record<string, unknown>) => {
+          if (Buffer.isBuffer(r['report']) && (r['report'] as Buffer).length > 0) mine.push(r['report'] as Buffer);
+        });
+        call.on('end', () => call.end());
+      },
+    });
+    cleanups.push(() => cp.server.forceShutdown());
+    let creds: ClientCredentials | null = null;
+    const c = client(cp.address, ca.root.pem, { getCredentials: () => creds });
+    c.on(TRUST_BUNDLE_TYPE_URL, () => undefined).start();
+    await waitFor(() => c.connection().connected, 'the token-authenticated stream');
+    const body = Buffer.from('{"windowSeconds":300}');
+    expect(c.sendReport(body)).to.equal(true);
+    await waitFor(() => reportsPerCall[0]?.length === 1, 'the report on the first stream');
+    const leaf = await ca.issueLeaf('spiffe://example.org/ns/shop/sa/web');
+    creds = { keyPem: leaf.key.keyPem, chainPem: leaf.chainPem, notAfter: new Date(Date.now() + 3_600_000) };
+    c.credentialsChanged();
+    await waitFor(() => reportsPerCall[1]?.length === 1, 'the report on the stream that took over');
+    expect(reportsPerCall[1]![0]!.equals(body)).to.equal(true);
+    expect(reportsPerCall[0], 'sent once on the old stream').to.have.length(1);
+    await c.stop();
+  });
+
   it('backs off exponentially with jitter up to the cap', () => {
     const o = { initialMs: 250, maxMs: 30_000 };
     expect(backoffDelayMs(0, o, 0)).to.equal(125);

@@ -8,7 +8,7 @@ export type { PortReservation } from './free-port';
 export { trellisSync, trellisSpawn, REPO_ROOT, TRELLIS_BIN } from './cli-runner';
 export { optionalDependency, describeWith, itWith, skipUnless } from './optional-dependency';
 export type { OptionalDependency, OptionalDependencySpec } from './optional-dependency';
-export { CORPORA, CORPORA_DIR, corpusPath, readCorpusJson, readCorpusFile, SOFTHSM, SOFTHSM_MODULE, NETNS, KUBECTL, OPENSSL } from './test-dependencies';
+export { CORPORA, CORPORA_DIR, corpusPath, readCorpusJson, readCorpusFile, SOFTHSM, SOFTHSM_MODULE, NETNS, KUBECTL, OPENSSL, LEGACY_NODE, legacyNodePath, TMPFS, mountTmpfs, CHROMIUM, CHROMIUM_PATH } from './test-dependencies';
 export type { CliResult } from './cli-runner';
 export { TestCa, generateTestKey, nodeCert } from './test-ca';
 export type { TestCert, TestKeyPair, LeafOptions } from './test-ca';

@@ -58,6 +58,13 @@ export interface KubeApiServer {
    */
   restart(opts?: { rotateServiceAccountKey?: boolean }): Promise<void>;
   /**
+   * Crashes the API server (and stops etcd and the controller manager),
+   * keeping data, PKI and ports, so clients see it unreachable until `up()`.
+   */
+  down(): Promise<void>;
+  /** Starts what `down()` stopped, on the same ports, data and PKI; resolves once /readyz is ok. */
+  up(): Promise<void>;
+  /**
    * Starts the optional Kubernetes 1.36 CRD server (apiextensions-apiserver,
    * built by ../shared/k8s/build-apiext-1.36.sh) beside this server, sharing
    * its etcd and authn; resolves to its kubeconfig (no /api: use `--raw`), or
@@ -150,6 +157,16 @@ export async function startKubeApiServer(opts: StartKubeApiServerOptions = {}): 
     const r = spawnSync('kubectl', args, { env: { ...process.env, KUBECONFIG: kubeconfig }, input: o.input, encoding: 'utf8', timeout: o.timeoutMs ?? 60_000 });
     return { status: r.status ?? -1, stdout: r.stdout ?? '', stderr: (r.stderr ?? '') + (r.error ? String(r.error) : '') };
   };
+  const down = (): void => {
+    // A crash, not a graceful stop: kube-apiserver drains open watches for seconds before it exits,
+    // and a client must survive a crash anyway.
+    try {
+      process.kill(Number(readFileSync(join(runDir, 'kube-apiserver.pid'), 'utf8').trim()), 'SIGKILL');
+    } catch {
+      // already gone
+    }
+    stopProcesses();
+  };
   let stopped = false;
   return {
     runDir,
@@ -170,15 +187,14 @@ export async function startKubeApiServer(opts: StartKubeApiServerOptions = {}): 
       return join(runDir, 'apiext.kubeconfig');
     },
     async restart(o = {}) {
-      // A crash, not a graceful stop: kube-apiserver drains open watches for seconds before it exits,
-      // and a client must survive a crash anyway.
-      try {
-        process.kill(Number(readFileSync(join(runDir, 'kube-apiserver.pid'), 'utf8').trim()), 'SIGKILL');
-      } catch {
-        // already gone
-      }
-      stopProcesses();
+      down();
       if (o.rotateServiceAccountKey) rotateServiceAccountKey(pkiDir);
+      start();
+    },
+    async down() {
+      down();
+    },
+    async up() {
       start();
     },
     async stop() {

@@ -41,4 +41,12 @@ export class ProcessGroup {
   killAll(): void {
     for (const p of this.procs) if (p.exitCode === null) p.kill('SIGKILL');
   }
+
+  /** SIGKILLs every process still running and resolves once all have exited (nothing they do can land after). */
+  async killAllAndWait(): Promise<void> {
+    const running = this.procs.filter((p) => p.exitCode === null && p.signalCode === null);
+    const exited = running.map((p) => new Promise<void>((r) => p.once('exit', () => r())));
+    this.killAll();
+    await Promise.all(exited);
+  }
 }

@@ -7,7 +7,8 @@
  */
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { REPO_ROOT } from './cli-runner';
 import { optionalDependency } from './optional-dependency';
@@ -109,3 +110,92 @@ export const OPENSSL = optionalDependency({
     return undefined;
   },
 });
+
+/** Where Debian's `chromium` package puts the browser (`TRELLIS_CHROMIUM` overrides). */
+export const CHROMIUM_PATH = process.env.TRELLIS_CHROMIUM ?? '/usr/bin/chromium';
+
+/**
+ * Chromium for the tests that drive the dashboard in a real browser, through
+ * playwright-core (which downloads no browser of its own): Debian's package,
+ * headless. `.ci/run` installs it with apt.
+ */
+export const CHROMIUM = optionalDependency({
+  name: 'Chromium',
+  requireEnv: 'TRELLIS_REQUIRE_CHROMIUM',
+  probe() {
+    if (!existsSync(CHROMIUM_PATH)) return `${CHROMIUM_PATH} not found (apt-get install -y chromium, or set TRELLIS_CHROMIUM)`;
+    try {
+      require.resolve('playwright-core');
+    } catch {
+      return 'playwright-core is not installed (npm ci installs it)';
+    }
+    return undefined;
+  },
+});
+
+/**
+ * A system Node.js older than 24 (Debian's or the machine's own), as a
+ * classical-only TLS peer (its OpenSSL 3.0 cannot do X25519MLKEM768) and to
+ * show the CLI re-running itself on the pinned runtime. Not required in CI:
+ * a machine may simply not have one.
+ */
+export const LEGACY_NODE = optionalDependency({
+  name: 'a Node.js older than 24',
+  requireEnv: 'TRELLIS_REQUIRE_LEGACY_NODE',
+  probe() {
+    return legacyNodePath() === null ? 'no Node.js older than 24 at /usr/bin/node or /usr/local/bin/node (any older system Node serves)' : undefined;
+  },
+});
+
+let legacyNode: string | null | undefined;
+
+/** The path of a system node older than 24, or null. Probed once. */
+export function legacyNodePath(): string | null {
+  if (legacyNode !== undefined) return legacyNode;
+  legacyNode = null;
+  for (const candidate of ['/usr/bin/node', '/usr/local/bin/node']) {
+    if (!existsSync(candidate)) continue;
+    const r = spawnSync(candidate, ['-p', 'process.versions.node'], { encoding: 'utf8' });
+    if (r.status === 0 && Number(r.stdout.split('.')[0]) < 24) {
+      legacyNode = candidate;
+      break;
+    }
+  }
+  return legacyNode;
+}
+
+/**
+ * Mounting a small tmpfs (root, and a kernel and container that allow
+ * `mount -t tmpfs`): a real full disk for the durability suites.
+ */
+export const TMPFS = optionalDependency({
+  name: 'mounting a tmpfs',
+  requireEnv: 'TRELLIS_REQUIRE_TMPFS',
+  probe() {
+    if (process.platform !== 'linux') return `tmpfs mounts need Linux (this is ${process.platform})`;
+    if (typeof process.getuid === 'function' && process.getuid() !== 0) return 'not running as root (mount -t tmpfs needs it; run the suite as root)';
+    const dir = mkdtempSync(join(tmpdir(), 'trellis-tmpfs-probe-'));
+    try {
+      const m = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', dir], { encoding: 'utf8' });
+      if (m.status !== 0) return `the OS refused "mount -t tmpfs": ${(m.stderr || String(m.error)).trim()}`;
+      spawnSync('umount', [dir]);
+      return undefined;
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  },
+});
+
+/** A tmpfs of `size` (e.g. `1m`) mounted on a new temp dir; `unmount()` lazily unmounts and removes it. Needs {@link TMPFS}. */
+export function mountTmpfs(size: string): { dir: string; unmount(): void } {
+  const dir = mkdtempSync(join(tmpdir(), 'trellis-tmpfs-'));
+  const m = spawnSync('mount', ['-t', 'tmpfs', '-o', `size=${size},mode=0755`, 'tmpfs', dir], { encoding: 'utf8' });
+  if (m.status !== 0) throw new Error(`mount -t tmpfs ${dir} failed: ${m.stderr.trim()}`);
+  return {
+    dir,
+    unmount() {
+      spawnSync('umount', ['-l', dir]);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
