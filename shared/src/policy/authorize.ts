@@ -21,9 +21,21 @@
  */
 import { parseKubernetesSpiffeId, parseSpiffeId } from '../identity/spiffe-id';
 import { encodeAuthorizationPolicies } from './authz-wire';
-import { CompiledAuthorizationPolicy, matchesAnyString, matchesString, type CompiledOperation, type CompiledRule, type CompiledSource, type HostMatcher, type PrincipalMatcher } from './compiled-policy';
+import type { ServiceAccountWire } from './authz-wire';
+import {
+  CompiledAuthorizationPolicy,
+  matchesAnyString,
+  matchesString,
+  type CompiledIpBlock,
+  type CompiledOperation,
+  type CompiledRule,
+  type CompiledSource,
+  type HostMatcher,
+  type PrincipalMatcher,
+  type StringMatcher,
+} from './compiled-policy';
 import { canonicalHost, type CanonicalHost } from './host-match';
-import { parseIp, type IpAddress, type IpBlock } from './ip-block';
+import { parseIp, type IpAddress } from './ip-block';
 import { isPolicySet, labelsMatch, type PolicyRef, type PolicySet } from './policy-set';
 import type { AuthorizationPolicy, Policy, PolicyWorkload } from './policy-types';
 
@@ -116,7 +128,7 @@ export function authorizeCompiled(list: readonly CompiledAuthorizationPolicy[], 
     request,
     peer: parsePeer(request.principal),
     tds,
-    ip: request.sourceIp === undefined ? undefined : (parseIp(request.sourceIp) ?? null),
+    ip: request.sourceIp === undefined ? undefined : requestIp(request.sourceIp),
     ...(request.http ? { http: { method: request.http.method, path: withoutQuery(request.http.path), host: canonicalHost(request.http.host ?? '') } } : {}),
   };
   let anyDryRun = false;
@@ -150,7 +162,7 @@ interface Ctx {
   peer?: Peer;
   tds: Set<string>;
   /** undefined: no source IP; null: one that does not parse (in no block). */
-  ip?: IpAddress | null;
+  ip?: RequestIp | null;
   http?: { method: string; path: string; host: CanonicalHost };
 }
 
@@ -165,6 +177,17 @@ function parsePeer(principal: string | undefined): Peer | undefined {
   }
   const k8s = parseKubernetesSpiffeId(id);
   return { id: id.trustDomain + id.path, td: id.trustDomain, ...(k8s ? { namespace: k8s.namespace, serviceAccount: k8s.serviceAccount } : {}) };
+}
+
+/** The request's address, with its IPv4 value as a plain number too. */
+interface RequestIp extends IpAddress {
+  readonly v4: number;
+}
+
+function requestIp(text: string): RequestIp | null {
+  const a = parseIp(text);
+  if (!a) return null;
+  return { ...a, v4: a.family === 4 ? Number(a.value) : 0 };
 }
 
 /** The path without its query or fragment: Istio never matches on them (a caller such as `policy explain` may pass one). */
@@ -211,61 +234,95 @@ function firstMatchingRule(p: CompiledAuthorizationPolicy, ctx: Ctx): number | u
 }
 
 function ruleMatches(rule: CompiledRule, ctx: Ctx, denyLike: boolean): boolean {
-  const fromOk = !rule.from || rule.from.some((s) => sourceMatches(s, ctx, denyLike));
-  if (!fromOk) return false;
-  return !rule.to || rule.to.some((o) => operationMatches(o, ctx, denyLike));
+  if (rule.from) {
+    let ok = false;
+    for (const s of rule.from) {
+      if (sourceMatches(s, ctx, denyLike)) {
+        ok = true;
+        break;
+      }
+    }
+    if (!ok) return false;
+  }
+  if (!rule.to) return true;
+  for (const o of rule.to) if (operationMatches(o, ctx, denyLike)) return true;
+  return false;
+}
+
+/** What one identity entry says about the peer: it matches, it does not, or it cannot be told. */
+const enum Hit {
+  No,
+  Yes,
+  Unknown,
 }
 
 /**
  * One identity list: `denyLike` when there is no peer, or when no entry
  * matched and some could not be checked; otherwise whether any entry
- * matched (negated for the not* fields).
+ * matched (negated for the not* fields). Plain loops: this runs per request.
  */
-function peerList<T>(list: readonly T[], negate: boolean, peer: Peer | undefined, denyLike: boolean, test: (v: T, peer: Peer) => boolean | undefined): boolean {
+function peerList(kind: 0 | 1 | 2, list: readonly (PrincipalMatcher | StringMatcher | ServiceAccountWire)[], negate: boolean, ctx: Ctx, denyLike: boolean): boolean {
+  const peer = ctx.peer;
   if (!peer) return denyLike;
   let hit = false;
   let unknown = false;
   for (const v of list) {
-    const h = test(v, peer);
-    if (h === true) {
+    const h = kind === 0 ? (principalMatches(v as PrincipalMatcher, peer, ctx) ? Hit.Yes : Hit.No) : kind === 1 ? namespaceHit(v as StringMatcher, peer) : serviceAccountHit(v as ServiceAccountWire, peer, ctx);
+    if (h === Hit.Yes) {
       hit = true;
       break;
     }
-    if (h === undefined) unknown = true;
+    if (h === Hit.Unknown) unknown = true;
   }
   if (!hit && unknown) return denyLike;
   return negate ? !hit : hit;
 }
+
+const PRINCIPALS = 0;
+const NAMESPACES = 1;
+const SERVICE_ACCOUNTS = 2;
 
 /**
  * A condition on an attribute the request lacks is `denyLike`: true for
  * DENY/AUDIT (fail closed), false for ALLOW.
  */
 function sourceMatches(s: CompiledSource, ctx: Ctx, denyLike: boolean): boolean {
-  const peer = ctx.peer;
-  const principal = (m: PrincipalMatcher, pr: Peer): boolean => principalMatches(m, pr, ctx);
-  const namespace = (m: Parameters<typeof matchesString>[0], pr: Peer): boolean | undefined => (pr.namespace === undefined ? undefined : matchesString(m, pr.namespace));
-  const sa = (e: { namespace: string; name: string }, pr: Peer): boolean | undefined => serviceAccountMatches(e, pr, ctx);
-  if (s.principals && !peerList(s.principals, false, peer, denyLike, principal)) return false;
-  if (s.notPrincipals && !peerList(s.notPrincipals, true, peer, denyLike, principal)) return false;
-  if (s.namespaces && !peerList(s.namespaces, false, peer, denyLike, namespace)) return false;
-  if (s.notNamespaces && !peerList(s.notNamespaces, true, peer, denyLike, namespace)) return false;
-  if (s.serviceAccounts && !peerList(s.serviceAccounts, false, peer, denyLike, sa)) return false;
-  if (s.notServiceAccounts && !peerList(s.notServiceAccounts, true, peer, denyLike, sa)) return false;
+  if (s.principals && !peerList(PRINCIPALS, s.principals, false, ctx, denyLike)) return false;
+  if (s.notPrincipals && !peerList(PRINCIPALS, s.notPrincipals, true, ctx, denyLike)) return false;
+  if (s.namespaces && !peerList(NAMESPACES, s.namespaces, false, ctx, denyLike)) return false;
+  if (s.notNamespaces && !peerList(NAMESPACES, s.notNamespaces, true, ctx, denyLike)) return false;
+  if (s.serviceAccounts && !peerList(SERVICE_ACCOUNTS, s.serviceAccounts, false, ctx, denyLike)) return false;
+  if (s.notServiceAccounts && !peerList(SERVICE_ACCOUNTS, s.notServiceAccounts, true, ctx, denyLike)) return false;
   if (s.ipBlocks && !(ctx.ip === undefined ? denyLike : inAnyBlock(ctx.ip, s.ipBlocks))) return false;
   if (s.notIpBlocks && !(ctx.ip === undefined ? denyLike : !inAnyBlock(ctx.ip, s.notIpBlocks))) return false;
   return true;
 }
 
 /** A malformed address (null) is in no block. */
-function inAnyBlock(ip: IpAddress | null, blocks: readonly IpBlock[]): boolean {
+function inAnyBlock(ip: RequestIp | null, blocks: readonly CompiledIpBlock[]): boolean {
   if (ip === null) return false;
   for (const b of blocks) {
     if (b.family !== ip.family) continue;
-    const bits = BigInt((b.family === 4 ? 32 : 128) - b.prefix);
+    if (b.family === 4) {
+      // IPv4 in plain numbers (BigInt shifts cost more than the rest of a decision).
+      if (((ip.v4 & b.v4Mask) >>> 0) === b.v4Network) return true;
+      continue;
+    }
+    const bits = BigInt(128 - b.prefix);
     if ((ip.value >> bits) << bits === b.network) return true;
   }
   return false;
+}
+
+function namespaceHit(m: StringMatcher, peer: Peer): Hit {
+  if (peer.namespace === undefined) return Hit.Unknown;
+  return matchesString(m, peer.namespace) ? Hit.Yes : Hit.No;
+}
+
+/** Unknown (cannot tell) when the trust domain is not configured or the ID is not ns/sa shaped. */
+function serviceAccountHit(entry: ServiceAccountWire, peer: Peer, ctx: Ctx): Hit {
+  if (ctx.tds.size === 0 || peer.namespace === undefined) return Hit.Unknown;
+  return ctx.tds.has(peer.td) && peer.namespace === entry.namespace && peer.serviceAccount === entry.name ? Hit.Yes : Hit.No;
 }
 
 function principalMatches(m: PrincipalMatcher, peer: Peer, ctx: Ctx): boolean {
@@ -273,12 +330,6 @@ function principalMatches(m: PrincipalMatcher, peer: Peer, ctx: Ctx): boolean {
   // Trust-domain aliases: a principal named in the local trust domain or an alias matches the same path in any of them.
   if (m.aliasTrustDomain === undefined || !ctx.tds.has(m.aliasTrustDomain) || !ctx.tds.has(peer.td)) return false;
   return matchesString({ kind: m.kind, value: peer.td + m.aliasRest! }, peer.id);
-}
-
-/** Undefined (cannot tell) when the trust domain is not configured or the ID is not ns/sa shaped. */
-function serviceAccountMatches(entry: { namespace: string; name: string }, peer: Peer, ctx: Ctx): boolean | undefined {
-  if (ctx.tds.size === 0 || peer.namespace === undefined) return undefined;
-  return ctx.tds.has(peer.td) && peer.namespace === entry.namespace && peer.serviceAccount === entry.name;
 }
 
 function hostMatchesCompiled(h: HostMatcher, got: CanonicalHost): boolean {

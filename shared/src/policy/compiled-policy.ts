@@ -37,6 +37,12 @@ export interface HostMatcher {
   readonly port?: string;
 }
 
+/** A parsed CIDR block with its IPv4 network and mask as plain numbers (0 for IPv6). */
+export interface CompiledIpBlock extends IpBlock {
+  readonly v4Network: number;
+  readonly v4Mask: number;
+}
+
 /** A compiled source; `hasPeerFields` says whether it has identity conditions (for reasons). */
 export interface CompiledSource {
   readonly principals?: readonly PrincipalMatcher[];
@@ -45,8 +51,8 @@ export interface CompiledSource {
   readonly notNamespaces?: readonly StringMatcher[];
   readonly serviceAccounts?: readonly ServiceAccountWire[];
   readonly notServiceAccounts?: readonly ServiceAccountWire[];
-  readonly ipBlocks?: readonly IpBlock[];
-  readonly notIpBlocks?: readonly IpBlock[];
+  readonly ipBlocks?: readonly CompiledIpBlock[];
+  readonly notIpBlocks?: readonly CompiledIpBlock[];
   readonly hasPeerFields: boolean;
 }
 
@@ -147,10 +153,12 @@ function list<T, U>(v: readonly T[] | undefined, f: (x: T) => U): readonly U[] |
   return v ? Object.freeze(v.map(f)) : undefined;
 }
 
-function block(text: string): IpBlock {
-  const b = parseIpBlock(text);
+function block(text: string): CompiledIpBlock {
   // The decoder refused malformed blocks; this guards the encoder's callers and fails closed (no address is in it).
-  return b ?? { family: 4, network: -1n, prefix: 32 };
+  const b = parseIpBlock(text) ?? { family: 6 as const, network: -1n, prefix: 128 };
+  if (b.family === 6) return Object.freeze({ ...b, v4Network: 0, v4Mask: 0 });
+  const mask = b.prefix === 0 ? 0 : (0xffffffff << (32 - b.prefix)) >>> 0;
+  return Object.freeze({ ...b, v4Network: Number(b.network), v4Mask: mask });
 }
 
 function compileSource(s: SourceWire): CompiledSource {

@@ -30,7 +30,7 @@ export { AUTHZ_WIRE_VERSION, encodeAuthorizationPolicies, stringMatch } from './
 export type { AuthzWirePolicy, HostMatchWire, OperationWire, RuleWire, ServiceAccountWire, SourceWire, StringMatchWire } from './authz-wire';
 export { decodeAuthorizationPolicies } from './authz-wire-decoder';
 export { CompiledAuthorizationPolicy, compileStringMatch, matchesString, matchesAnyString } from './compiled-policy';
-export type { CompiledOperation, CompiledRule, CompiledSource, HostMatcher, PrincipalMatcher, StringMatcher, StringMatchKind } from './compiled-policy';
+export type { CompiledIpBlock, CompiledOperation, CompiledRule, CompiledSource, HostMatcher, PrincipalMatcher, StringMatcher, StringMatchKind } from './compiled-policy';
 export type { PolicyManifest } from './policy-wire';
 export { matchString } from './string-match';
 export { ipInBlock, parseIp, parseIpBlock } from './ip-block';
