@@ -68,6 +68,7 @@ export type { DerErrorCodeValue, Tlv, BitString } from './x509/der';
 export * from './policy';
 export { parseDuration, parseDurationSeconds, formatDuration, DurationError } from './util/duration';
 export { isLoopbackHost } from './util/loopback-host';
+export { NO_CREDENTIAL_EXIT_CODE } from './util/exit-codes';
 export { backoffDelayMs, DEFAULT_BACKOFF } from './util/backoff';
 export type { BackoffOptions } from './util/backoff';
 export { X509Error, X509ErrorCode } from './x509/x509-error';

@@ -104,11 +104,10 @@ which wins over the file.
       }
       const abs = (p: string): string => resolve(ctx.cwd, p);
       const logger = createLogger({ component: 'sidecar', sink: ctx.stderr, level: config.logLevel as LogLevel }, { spiffeId: config.spiffeId });
-      await runSidecar(
+      return runSidecar(
         { ...config, caBundleFile: abs(config.caBundleFile), tokenFile: abs(config.tokenFile) },
         { logger, stopSignal: ctx.stopSignal, createDiscovery: (o) => new DiscoveryClient(o) },
       );
-      return 0;
     },
   },
 ];
