@@ -180,6 +180,28 @@ describe('Kubernetes adapters on a real API server', function () {
       await waitFor('the follower to lead', () => follower.isLeader(), 2500, 50);
     });
 
+    it('Should renew the lease it holds with one update per retry period, reading it only to decide again', async () => {
+      const counted = await KubeClient.connect({ kubeconfig: k8s.kubeconfig });
+      const calls: string[] = [];
+      const request = counted.request.bind(counted);
+      counted.request = ((method: string, path: string, opts?: Parameters<KubeClient['request']>[2]) => {
+        if (path.includes('/leases/renewing')) calls.push(method);
+        return request(method, path, opts);
+      }) as KubeClient['request'];
+      const e = new LeaderElector({ namespace: 'default', name: 'renewing', identity: 'me', leaseDurationMs: 3000, renewDeadlineMs: 2000, retryPeriodMs: 200 }, { client: counted, logger: silentLogger });
+      electors.push(e);
+      e.start();
+      await waitFor('leadership', () => e.isLeader(), 10_000);
+      const from = calls.length;
+      await waitFor('five renewals', () => calls.slice(from).filter((m) => m === 'PUT').length >= 5, 10_000, 50);
+      expect(calls.slice(from).filter((m) => m !== 'PUT'), 'no read between renewals').to.deep.equal([]);
+      // Another writer: the next renewal gets 409, and only then is the lease read, and lost.
+      k8s.kubectlOk(['-n', 'default', 'patch', 'lease', 'renewing', '--type=merge', '-p', '{"spec":{"holderIdentity":"thief","leaseDurationSeconds":60}}']);
+      await waitFor('leadership lost', () => !e.isLeader(), 5_000, 50);
+      expect(calls.slice(from)).to.include('GET');
+      await e.stop();
+    });
+
     it('Should stop leading when another writer takes the lease', async () => {
       const e = new LeaderElector({ namespace: 'default', name: 'stolen', identity: 'me', leaseDurationMs: 3000, renewDeadlineMs: 2000, retryPeriodMs: 300 }, { client, logger: silentLogger });
       electors.push(e);
