@@ -25,7 +25,7 @@ import type { ChildProcess } from 'node:child_process';
 import { cpSync, mkdirSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
-import { freePort, httpGet, makeTmpDir, ProcessGroup, REPO_ROOT, requireKubeApiServer, startKubeApiServer, waitFor, type KubeApiServer } from '@trellis/testkit';
+import { freePort, httpGet, makeTmpDir, ProcessGroup, REPO_ROOT, requireKubeApiServer, startKubeApiServer, trellisSync, waitFor, type KubeApiServer } from '@trellis/testkit';
 import { adminGet, FakeSidecar, initCa, startControlPlaneProcess, TD, type ControlPlaneProcess } from './control-plane-harness';
 
 const ISSUER = 'https://kubernetes.default.svc.cluster.local';
@@ -218,6 +218,21 @@ describe('The registry from a real Kubernetes API server (1.20, EndpointSlice v1
     const body = JSON.parse(r.body) as { who: string; xfcc: string };
     expect(body.who).to.equal('payments');
     expect(body.xfcc).to.match(new RegExp(`^By=${id('payments')};Hash=[0-9a-f]{64};URI=${id('web')}$`));
+  });
+
+  it('Should give payments\' sidecar on replica B a new SVID when a re-issue is ordered through replica A (trellis ca reissue --admin)', async () => {
+    const identity = async (adminPort: number): Promise<{ serial: string; spiffeId: string }> => (JSON.parse((await httpGet(adminPort, '/config_dump')).body) as { identity: { serial: string; spiffeId: string } }).identity;
+    const before = await identity(port.paymentsAdmin!);
+    expect(before.spiffeId).to.equal(id('payments'));
+    const r = trellisSync(['ca', 'reissue', '--admin', cp.admin, '--spiffe-id', id('payments'), '--window', '0s', '-o', 'json'], { env: cp.adminEnv });
+    expect(r.status, r.stderr).to.equal(0);
+    // The order is shared (ConfigMap trellis-reissue-orders): replica B, which holds payments' stream, carries it out.
+    const orders = JSON.parse(JSON.parse(kubectl(['-n', 'trellis-system', 'get', 'configmap', 'trellis-reissue-orders', '-o', 'json'])).data['reissue-orders.json']) as unknown;
+    expect(JSON.stringify(orders)).to.contain(id('payments'));
+    await waitFor('payments\' sidecar (on replica B) to present a new serial', async () => (await identity(port.paymentsAdmin!)).serial !== before.serial, 30_000);
+    expect((await identity(port.paymentsAdmin!)).spiffeId).to.equal(id('payments'));
+    expect(cpB.logs.some((l) => l.includes('"msg":"stream authenticated"') && l.includes(id('payments'))), 'the SVID came from replica B').to.equal(true);
+    await waitFor('web to reach payments on its new SVID', async () => (await viaWeb()).status === 200);
   });
 
   it('Should never publish a pod that is not behind Service payments, whatever its sidecar claims, and count the ignored claim', async () => {
