@@ -172,11 +172,13 @@ describe('trellis install on a real API server', function () {
 
   it('Should keep caBundle when the manifests are applied again with kubectl, and the second kubectl apply is unchanged', () => {
     const bundles = caBundles();
-    const dry = trellisSync(['install', '--dry-run', '-o', 'yaml', '--kubeconfig', k8s.kubeconfig]);
+    // The same manifests install applied (its CA, so its trust domain).
+    const dry = trellisSync(['install', '--dry-run', '-o', 'yaml', '--kubeconfig', k8s.kubeconfig, '--ca-dir', caOut]);
     const file = join(tmp.dir, 'manifests.yaml');
     writeFileSync(file, dry.stdout);
     const first = k8s.kubectl(['apply', '-f', file]);
     expect(first.status, first.stderr).to.equal(0);
+    expect(first.stdout.split('\n').filter((l) => l !== '' && !/ unchanged$/.test(l)), 'kubectl finds nothing install did not already apply').to.deep.equal([]);
     expect(caBundles()).to.deep.equal(bundles);
     const second = k8s.kubectlOk(['apply', '-f', file]);
     expect(second.split('\n').filter((l) => l !== '' && !/ unchanged$/.test(l))).to.deep.equal([]);

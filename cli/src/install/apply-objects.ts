@@ -22,13 +22,40 @@ export function describeObject(o: KubeObject): string {
   return `${o.kind}/${objectRef(o)}`;
 }
 
+/** The annotation `kubectl apply` (client side) keeps its last applied object in. */
+export const LAST_APPLIED_ANNOTATION = 'kubectl.kubernetes.io/last-applied-configuration';
+
+/** JSON with every object's keys sorted and HTML characters escaped, as Go encodes the maps kubectl holds. */
+function sortedJson(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(sortedJson).join(',')}]`;
+  if (v !== null && typeof v === 'object') {
+    const o = v as Record<string, unknown>;
+    return `{${Object.keys(o).sort().filter((k) => o[k] !== undefined).map((k) => `${JSON.stringify(k)}:${sortedJson(o[k])}`).join(',')}}`;
+  }
+  // Go's encoder escapes these for HTML; the annotation must match byte for byte.
+  return JSON.stringify(v).replace(/[<>&\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
+/**
+ * `o` with the annotation `kubectl apply` would write for the same manifest,
+ * so that applying install's manifests with kubectl afterwards (the
+ * documented `kubectl apply -f`) finds nothing to change.
+ */
+export function withLastApplied(o: KubeObject): KubeObject {
+  const annotations = { ...((o.metadata as { annotations?: Record<string, string> } | undefined)?.annotations ?? {}) };
+  delete annotations[LAST_APPLIED_ANNOTATION];
+  // kubectl sets the annotation on its copy and takes it out of what it encodes, leaving `annotations: {}` when it was the only one.
+  const bare = { ...o, metadata: { ...o.metadata, annotations } } as KubeObject;
+  return { ...bare, metadata: { ...bare.metadata, annotations: { ...annotations, [LAST_APPLIED_ANNOTATION]: sortedJson(bare) + '\n' } } } as KubeObject;
+}
+
 /** Applies `objects` in order; resolves to one result each. */
 export async function applyObjects(client: KubeClient, objects: readonly KubeObject[]): Promise<ApplyResult[]> {
   const out: ApplyResult[] = [];
   for (const o of objects) {
     const path = objectPath(o);
     const before = await client.getOrNull(path);
-    const after = await client.apply(path, o, FIELD_MANAGER);
+    const after = await client.apply(path, withLastApplied(o), FIELD_MANAGER);
     const result = before === null ? 'created' : before.metadata?.resourceVersion === after.metadata?.resourceVersion ? 'unchanged' : 'configured';
     out.push({ ref: describeObject(o), result });
   }
