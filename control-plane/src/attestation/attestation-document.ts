@@ -4,8 +4,8 @@
  * Kubernetes API server, in one key of one ConfigMap, through the same
  * SharedDocument machinery as the revocation list. Bounded: every change
  * drops the records whose SVID has expired, and a document that would
- * outgrow what a ConfigMap holds is refused (the SVID is then not handed
- * out: fail closed) rather than written.
+ * outgrow what a ConfigMap holds is refused rather than written (its
+ * records then stay on the replica that issued them, shared-attestation-store.ts).
  */
 import { ControlPlaneError, ControlPlaneErrorCode } from '../errors/control-plane-error';
 import type { DocumentCodec } from '../state/shared-document';
@@ -66,8 +66,8 @@ export const attestationSetCodec: DocumentCodec<AttestationSet> = Object.freeze(
 
 /**
  * `doc` with `added` recorded and every record expired at `nowMs` dropped
- * (pure). Throws TRELLIS_CP_ATTESTATION_STORE when the result would be over
- * `maxBytes` formatted: nothing is written then.
+ * (pure). Throws TRELLIS_CP_ATTESTATION_STORE (reason TOO_LARGE) when the
+ * result would be over `maxBytes` formatted: nothing is written then.
  */
 export function withAttestations(doc: AttestationSet, added: ReadonlyArray<{ serial: string; entry: AttestationEntry }>, nowMs: number, maxBytes = MAX_ATTESTATION_DOCUMENT_BYTES): AttestationSet {
   const records = new Map<string, AttestationEntry>();
@@ -78,7 +78,7 @@ export function withAttestations(doc: AttestationSet, added: ReadonlyArray<{ ser
   if (bytes > maxBytes) {
     throw new ControlPlaneError(
       ControlPlaneErrorCode.ATTESTATION_STORE,
-      `the shared attestation records would be ${bytes} bytes (${records.size} live SVIDs), over the ${maxBytes} a ConfigMap holds; the SVID is not handed out (shorten --svid-ttl, or run fewer attested workloads per control plane)`,
+      `the shared attestation records would be ${bytes} bytes (${records.size} live SVIDs), over the ${maxBytes} a ConfigMap holds; kept on this replica only (about 4,000 live attested SVIDs fit: docs/kubernetes.md, State shared by the replicas)`,
       { reason: 'TOO_LARGE', bytes, records: records.size },
     );
   }

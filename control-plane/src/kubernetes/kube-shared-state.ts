@@ -19,6 +19,7 @@
 import type { KubeClient } from '@trellis/kubernetes';
 import type { Logger } from '@trellis/shared';
 import { attestationSetCodec } from '../attestation/attestation-document';
+import { FileAttestationStore } from '../attestation/file-attestation-store';
 import { SharedAttestationStore } from '../attestation/shared-attestation-store';
 import { reissueOrdersCodec } from '../discovery/reissue-orders';
 import { revocationCodec } from '../lifecycle/revocation-store';
@@ -37,7 +38,7 @@ export const SHARED_STATE_OBJECTS = Object.freeze({
 
 /** The shared state on the API server, started and read once (up to `syncTimeoutMs`, default 10 s). */
 export async function startKubeSharedState(
-  opts: { namespace: string; syncTimeoutMs?: number; heartbeatMs?: number },
+  opts: { namespace: string; syncTimeoutMs?: number; heartbeatMs?: number; /** This replica's CA dir: attestation records are written there first. */ caDir: string },
   deps: { client: KubeClient; logger: Logger; clock: () => Date; isLeader(): boolean },
 ): Promise<SharedState> {
   const doc = <T>(name: string, key: string, codec: ConstructorParameters<typeof ConfigMapDocument<T>>[1]): ConfigMapDocument<T> =>
@@ -65,7 +66,8 @@ export async function startKubeSharedState(
   // Not fatal: the watches keep trying, and a revocation list that could not be read yet is empty only until they do.
   if (!synced) deps.logger.error(`the shared state on the API server was not read within ${timeout} ms; serving what is known and retrying`, { namespace: opts.namespace });
   const heartbeatMs = opts.heartbeatMs ?? 5000;
-  const attestations = new SharedAttestationStore(attestationDoc, { logger: deps.logger.child({ component: 'attestations' }) });
+  const attestationLog = deps.logger.child({ component: 'attestations' });
+  const attestations = new SharedAttestationStore(attestationDoc, { local: new FileAttestationStore(opts.caDir, attestationLog), logger: attestationLog });
   return {
     backend: 'api-server',
     revocations,
