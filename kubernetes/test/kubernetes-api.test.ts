@@ -133,15 +133,19 @@ describe('Kubernetes adapters on a real API server', function () {
       expect((informer.get('later', 'inf') as { data?: Record<string, string> }).data).to.deep.equal({ a: '2' });
     });
 
-    it('Should recover by itself when the API server restarts, and see what changed after', async () => {
+    it('Should relist after 410 Gone when the restarted API server no longer has its resourceVersion, and see what changed after', async () => {
       const listsBefore = informer.listCount();
+      // A write the informer does not watch (a Secret) moves etcd past the informer's resourceVersion.
+      // The restarted API server's watch cache starts at etcd's current revision, so the informer's
+      // watch, resumed from its older resourceVersion, gets 410 Gone ("too old resource version"),
+      // and only a new list brings it back.
+      k8s.kubectlOk(['-n', 'inf', 'create', 'secret', 'generic', 'moves-etcd-on', '--from-literal=a=1']);
       await k8s.restart();
       k8s.kubectlOk(['-n', 'inf', 'create', 'configmap', 'after-restart', '--from-literal=a=1']);
       k8s.kubectlOk(['-n', 'inf', 'delete', 'configmap', 'later']);
       await waitFor('the informer to catch up after the restart', () => informer.get('after-restart', 'inf') !== undefined && informer.get('later', 'inf') === undefined, 30_000, 200);
       expect(seen).to.include('delete later');
-      // Resumed from its resourceVersion or relisted after 410 Gone; either way it is current.
-      expect(informer.listCount()).to.be.at.least(listsBefore);
+      expect(informer.listCount(), 'listed again after the 410').to.be.greaterThan(listsBefore);
     });
   });
 
@@ -174,6 +178,28 @@ describe('Kubernetes adapters on a real API server', function () {
       await leader.stop();
       // Released: the follower takes over within a retry period or two, not after the 3 s duration.
       await waitFor('the follower to lead', () => follower.isLeader(), 2500, 50);
+    });
+
+    it('Should renew the lease it holds with one update per retry period, reading it only to decide again', async () => {
+      const counted = await KubeClient.connect({ kubeconfig: k8s.kubeconfig });
+      const calls: string[] = [];
+      const request = counted.request.bind(counted);
+      counted.request = ((method: string, path: string, opts?: Parameters<KubeClient['request']>[2]) => {
+        if (path.includes('/leases/renewing')) calls.push(method);
+        return request(method, path, opts);
+      }) as KubeClient['request'];
+      const e = new LeaderElector({ namespace: 'default', name: 'renewing', identity: 'me', leaseDurationMs: 3000, renewDeadlineMs: 2000, retryPeriodMs: 200 }, { client: counted, logger: silentLogger });
+      electors.push(e);
+      e.start();
+      await waitFor('leadership', () => e.isLeader(), 10_000);
+      const from = calls.length;
+      await waitFor('five renewals', () => calls.slice(from).filter((m) => m === 'PUT').length >= 5, 10_000, 50);
+      expect(calls.slice(from).filter((m) => m !== 'PUT'), 'no read between renewals').to.deep.equal([]);
+      // Another writer: the next renewal gets 409, and only then is the lease read, and lost.
+      k8s.kubectlOk(['-n', 'default', 'patch', 'lease', 'renewing', '--type=merge', '-p', '{"spec":{"holderIdentity":"thief","leaseDurationSeconds":60}}']);
+      await waitFor('leadership lost', () => !e.isLeader(), 5_000, 50);
+      expect(calls.slice(from)).to.include('GET');
+      await e.stop();
     });
 
     it('Should stop leading when another writer takes the lease', async () => {

@@ -4,7 +4,9 @@
  * its manifests against `kubectl kustomize deploy/`. There is no kubelet:
  * Deployments never become ready, so installs run with --no-wait and the
  * injector runs as a local process with its own ServiceAccount's token,
- * which also proves its RBAC is enough.
+ * which also proves its RBAC is enough. Nothing routes a Service here, so to
+ * admit a pod the webhooks are pointed at that process by url (as
+ * k8s-injector-tls.test.ts does), after the install re-run.
  */
 import { expect } from 'chai';
 import { spawnSync } from 'node:child_process';
@@ -55,6 +57,7 @@ describe('trellis install on a real API server', function () {
   const caOut = join(tmp.dir, 'ca');
   let k8s: KubeApiServer;
   let installed: Obj[] = [];
+  let injectorPort = 0;
 
   const install = (args: string[]): { status: number; stdout: string; stderr: string } =>
     trellisSync(['install', '--kubeconfig', k8s.kubeconfig, '--no-wait', ...args], { timeoutMs: 120_000 });
@@ -120,7 +123,9 @@ describe('trellis install on a real API server', function () {
     const token = k8s.kubectlOk(['-n', 'trellis-system', 'create', 'token', 'trellis-injector', '--duration', '1h']).trim();
     const kubeconfig = join(tmp.dir, 'injector.kubeconfig');
     writeFileSync(kubeconfig, `apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: "${k8s.server}", certificate-authority: "${join(k8s.pkiDir, 'ca.crt')}"}}]\nusers: [{name: u, user: {token: "${token}"}}]\ncontexts: [{name: c, context: {cluster: c, user: u}}]\ncurrent-context: c\n`);
-    procs.spawn(['injector', '--listen', `127.0.0.1:${await freePort()}`, '--cert-secret', 'trellis-injector-tls', '--kubeconfig', kubeconfig, '--refresh-interval', '1s', '--lease-duration', '3s', '--config', join(REPO_ROOT, 'deploy', 'injector-config.yaml')]);
+    injectorPort = await freePort();
+    // --ip-san: later the webhooks are pointed at it by url (the API server here cannot dial a Service).
+    procs.spawn(['injector', '--listen', `127.0.0.1:${injectorPort}`, '--ip-san', '127.0.0.1', '--cert-secret', 'trellis-injector-tls', '--kubeconfig', kubeconfig, '--refresh-interval', '1s', '--lease-duration', '3s', '--config', join(REPO_ROOT, 'deploy', 'injector-config.yaml')]);
     await waitFor('the injector to publish caBundle', () => caBundles().every((b) => b !== ''), 30_000, 250);
     const can = (verb: string, what: string): boolean => k8s.kubectl(['auth', 'can-i', verb, what, '--as', 'system:serviceaccount:trellis-system:trellis-injector', '-n', 'trellis-system']).stdout.trim() === 'yes';
     expect(can('get', 'secrets/trellis-injector-tls')).to.equal(true);
@@ -128,6 +133,41 @@ describe('trellis install on a real API server', function () {
     expect(can('list', 'secrets')).to.equal(false);
     expect(can('update', 'mutatingwebhookconfigurations/some-other')).to.equal(false);
     expect(k8s.kubectl(['auth', 'can-i', 'get', '/openid/v1/jwks', '--as', 'system:serviceaccount:trellis-system:trellis-control-plane']).stdout.trim(), 'the control plane reads the token keys').to.equal('yes');
+  });
+
+  it('Should admit a pod through the webhooks after install runs again, with caBundle and the injector\'s certificate kept', async () => {
+    const bundles = caBundles();
+    const r = install([]);
+    expect(r.status, r.stderr).to.equal(0);
+    expect(r.stdout).to.match(/, 0 changed,/);
+    expect(caBundles(), 'the re-run left the injector\'s caBundle').to.deep.equal(bundles);
+    // As k8s-injector-tls does: the webhooks pointed at the injector by url, since no Service routes
+    // here; put back afterwards, as installed.
+    const kinds = ['mutatingwebhookconfiguration/trellis-sidecar-injector', 'validatingwebhookconfiguration/trellis-policy-validator'];
+    const services = new Map<string, Obj[]>();
+    for (const kind of kinds) {
+      const hooks = (JSON.parse(k8s.kubectlOk(['get', kind, '-o', 'json'])) as Obj).webhooks as Obj[];
+      services.set(kind, hooks.map((w) => w.clientConfig.service as Obj));
+      const ops = hooks.flatMap((w, i) => [
+        { op: 'remove', path: `/webhooks/${i}/clientConfig/service` },
+        { op: 'add', path: `/webhooks/${i}/clientConfig/url`, value: `https://127.0.0.1:${injectorPort}${w.clientConfig.service.path}` },
+      ]);
+      k8s.kubectlOk(['patch', kind, '--type=json', '-p', JSON.stringify(ops)]);
+    }
+    try {
+      k8s.kubectlOk(['create', 'namespace', 'shop']);
+      k8s.kubectlOk(['label', 'namespace', 'shop', 'trellis-injection=enabled']);
+      k8s.kubectlOk(['-n', 'shop', 'create', 'serviceaccount', 'default']); // no controller manager here to make it
+      const pod = { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'web-1', namespace: 'shop', labels: { app: 'web' } }, spec: { automountServiceAccountToken: false, containers: [{ name: 'web', image: 'web:1', ports: [{ containerPort: 8080 }] }] } };
+      const created = k8s.kubectl(['create', '-o', 'json', '-f', '-'], { input: JSON.stringify(pod) });
+      expect(created.status, created.stderr).to.equal(0);
+      expect((JSON.parse(created.stdout) as Obj).metadata.annotations['sidecar.trellis.dev/status'], 'injected by the webhook').to.be.a('string');
+    } finally {
+      for (const kind of kinds) {
+        const ops = services.get(kind)!.flatMap((service, i) => [{ op: 'remove', path: `/webhooks/${i}/clientConfig/url` }, { op: 'add', path: `/webhooks/${i}/clientConfig/service`, value: service }]);
+        k8s.kubectlOk(['patch', kind, '--type=json', '-p', JSON.stringify(ops)]);
+      }
+    }
   });
 
   it('Should keep caBundle when the manifests are applied again with kubectl, and the second kubectl apply is unchanged', () => {

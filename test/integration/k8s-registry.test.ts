@@ -9,6 +9,12 @@
  * TokenRequest token bound to that pod, its listener on the pod IP (127.0.0.x:
  * all of 127/8 is loopback).
  *
+ * Two control-plane replicas, A and B, run as deploy/control-plane.yaml runs
+ * them (`--k8s-registry --k8s-jwks-from-api`; policy CRDs, root-cert
+ * ConfigMaps, the Lease and the shared state on the API server; each with its
+ * own copy of Secret trellis-ca), and the sidecars are spread over them:
+ * payments' on B, web's and rogue's on A.
+ *
  * The sidecars' discovery streams reach the control plane from 127.0.0.1, not
  * from their pod IPs: a Kubernetes sidecar is tied to its pod by the token's
  * bound pod claim (checked against the pod watch), and the address published
@@ -16,10 +22,10 @@
  */
 import { expect } from 'chai';
 import type { ChildProcess } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
-import { freePort, httpGet, makeTmpDir, ProcessGroup, REPO_ROOT, requireKubeApiServer, startKubeApiServer, waitFor, type KubeApiServer } from '@trellis/testkit';
+import { freePort, httpGet, makeTmpDir, ProcessGroup, REPO_ROOT, requireKubeApiServer, startKubeApiServer, trellisSync, waitFor, type KubeApiServer } from '@trellis/testkit';
 import { adminGet, FakeSidecar, initCa, startControlPlaneProcess, TD, type ControlPlaneProcess } from './control-plane-harness';
 
 const ISSUER = 'https://kubernetes.default.svc.cluster.local';
@@ -66,8 +72,12 @@ describe('The registry from a real Kubernetes API server (1.20, EndpointSlice v1
   const fakes: FakeSidecar[] = [];
   const apps: Server[] = [];
   let k8s: KubeApiServer;
+  /** Replica A: web's and rogue's sidecars. */
   let cp: ControlPlaneProcess;
-  let replicaB: ControlPlaneProcess | undefined;
+  /** Replica B: payments' sidecar. */
+  let cpB: ControlPlaneProcess;
+  /** A third replica, started while the API server is down. */
+  let replicaC: ControlPlaneProcess | undefined;
   let kubeconfig: string;
   const port: Record<string, number> = {};
   const sidecars: Record<string, ChildProcess> = {};
@@ -98,9 +108,9 @@ describe('The registry from a real Kubernetes API server (1.20, EndpointSlice v1
     })]);
   };
   /** Runs the pod's sidecar as `trellis sidecar` with the flags injection gives it and a token bound to the pod. */
-  const startSidecar = (p: PodSpec, o: { service: string; labels: string; inbound?: string; outbound?: string; admin: number }): ChildProcess => {
+  const startSidecar = (p: PodSpec, o: { service: string; labels: string; inbound?: string; outbound?: string; admin: number; on: ControlPlaneProcess }): ChildProcess => {
     writeFileSync(f(`${p.name}.token`), tokenFor(p) + '\n', { mode: 0o600 });
-    const args = ['sidecar', '--control-plane', cp.address, '--ca-bundle', f('ca/root.pem'), '--token-file', f(`${p.name}.token`), '--trust-domain', TD,
+    const args = ['sidecar', '--control-plane', o.on.address, '--ca-bundle', f('ca/root.pem'), '--token-file', f(`${p.name}.token`), '--trust-domain', TD,
       '--namespace', 'shop', '--service-account', p.sa, '--service', o.service, '--labels', o.labels, '--admin', `127.0.0.1:${o.admin}`, '--drain', '1s'];
     if (o.inbound) args.push('--inbound', o.inbound);
     if (o.outbound) args.push('--outbound', o.outbound);
@@ -153,22 +163,32 @@ describe('The registry from a real Kubernetes API server (1.20, EndpointSlice v1
     initCa(f('ca'));
     mkdirSync(f('policies'));
     writeFileSync(f('policies/shop.yaml'), POLICIES);
-    cp = await startControlPlaneProcess(f('ca'), f('policies'), ['--k8s-jwks-from-api', '--kubeconfig', kubeconfig, '--k8s-registry', '--trust-domain', TD]);
+    // What trellis install leaves: the policy CRDs and Secret trellis-ca, which each replica's init container copies into its own CA dir.
+    // 1.20 knows no x-kubernetes-validations (CEL, 1.25+): kubectl's client-side check refuses the field, the server drops it.
+    kubectl(['apply', '--validate=false', '-f', join(REPO_ROOT, 'deploy', 'crds')]);
+    const caFiles: Record<string, string> = { 'root.pem': 'root.pem', 'intermediate.pem': 'intermediate.pem', 'intermediate.key': 'intermediate.key', 'chain.pem': 'chain.pem' };
+    kubectl(['-n', 'trellis-system', 'create', 'secret', 'generic', 'trellis-ca', ...Object.entries(caFiles).map(([k, p]) => `--from-file=${k}=${f(`ca/${p}`)}`)]);
+    // deploy/control-plane.yaml's flags; policy CRDs, root-cert ConfigMaps and the shared state are on by default with an API server.
+    const deployed = ['--kubeconfig', kubeconfig, '--k8s-audience', 'trellis', '--k8s-jwks-from-api', '--k8s-registry', '--trust-domain', TD];
+    [cp, cpB] = await Promise.all(['a', 'b'].map((r) => {
+      cpSync(f('ca'), f(`ca-${r}`), { recursive: true });
+      return startControlPlaneProcess(f(`ca-${r}`), f('policies'), deployed);
+    }));
 
     const paymentsApp = await app('payments');
     const rogueApp = await app('rogue');
     // Each sidecar announces what the injector derived at admission. rogue claims Service payments,
     // whose selector its pod does not match.
-    startSidecar(pods['payments-1']!, { service: 'payments', labels: 'app=payments', inbound: `127.0.0.2:${port.paymentsIn}=${paymentsApp}/http`, admin: port.paymentsAdmin! });
-    startSidecar(pods['web-1']!, { service: 'web', labels: 'app=web', outbound: `127.0.0.1:${port.webOut}=payments:9001`, admin: port.webAdmin! });
-    startSidecar(pods['rogue-1']!, { service: 'payments', labels: 'app=payments', inbound: `127.0.0.4:${port.rogueIn}=${rogueApp}/http`, admin: port.rogueAdmin! });
+    startSidecar(pods['payments-1']!, { service: 'payments', labels: 'app=payments', inbound: `127.0.0.2:${port.paymentsIn}=${paymentsApp}/http`, admin: port.paymentsAdmin!, on: cpB });
+    startSidecar(pods['web-1']!, { service: 'web', labels: 'app=web', outbound: `127.0.0.1:${port.webOut}=payments:9001`, admin: port.webAdmin!, on: cp });
+    startSidecar(pods['rogue-1']!, { service: 'payments', labels: 'app=payments', inbound: `127.0.0.4:${port.rogueIn}=${rogueApp}/http`, admin: port.rogueAdmin!, on: cp });
     await waitFor('the three sidecars ready', async () => (await dump(port.paymentsAdmin!)).ready.ready && (await dump(port.webAdmin!)).ready.ready && (await dump(port.rogueAdmin!)).ready.ready, 60_000);
   });
 
   afterEach(function () {
     if (this.currentTest?.state === 'failed') {
       group.dumpLogs(30);
-      process.stderr.write(`--- control plane\n${cp?.logs.slice(-40).join('\n')}\n--- replica B\n${replicaB?.logs.slice(-20).join('\n') ?? ''}\n`);
+      process.stderr.write(`--- replica A\n${cp?.logs.slice(-40).join('\n')}\n--- replica B\n${cpB?.logs.slice(-40).join('\n')}\n--- replica C\n${replicaC?.logs.slice(-20).join('\n') ?? ''}\n`);
     }
   });
 
@@ -176,14 +196,19 @@ describe('The registry from a real Kubernetes API server (1.20, EndpointSlice v1
     for (const s of fakes) s.stop();
     group.killAll();
     await cp?.stop();
-    await replicaB?.stop();
+    await cpB?.stop();
+    await replicaC?.stop();
     for (const s of apps) await new Promise<void>((r) => s.close(() => r()));
     await k8s?.stop();
     tmp.cleanup();
   });
 
-  it('Should carry web\'s calls to payments over mTLS to the pod behind Service payments, at its pod IP and sidecar listener from the API server', async () => {
-    expect(cp.logs.some((l) => l.includes('watching EndpointSlices') && l.includes('discovery.k8s.io/v1beta1')), 'the EndpointSlice version comes from discovery').to.equal(true);
+  it('Should carry web\'s calls (its sidecar on replica A) to payments (its sidecar on replica B) over mTLS, at the pod IP and sidecar listener from the API server', async () => {
+    for (const r of [cp, cpB]) expect(r.logs.some((l) => l.includes('watching EndpointSlices') && l.includes('discovery.k8s.io/v1beta1')), 'the EndpointSlice version comes from discovery').to.equal(true);
+    // Each sidecar's stream is on the replica it was given.
+    expect(cpB.logs.some((l) => l.includes('stream authenticated') && l.includes(id('payments')))).to.equal(true);
+    expect(cp.logs.some((l) => l.includes('stream authenticated') && l.includes(id('payments'))), 'payments is not on A').to.equal(false);
+    expect(cp.logs.some((l) => l.includes('stream authenticated') && l.includes(id('web')))).to.equal(true);
     await waitFor('payments in web\'s endpoints', async () => (await dump(port.webAdmin!)).endpoints['payments:9001'] !== undefined);
     const eps = (await dump(port.webAdmin!)).endpoints;
     expect(eps['payments:9001']).to.deep.equal({ addresses: [`127.0.0.2:${port.paymentsIn}`], spiffeIds: [id('payments')] });
@@ -193,6 +218,21 @@ describe('The registry from a real Kubernetes API server (1.20, EndpointSlice v1
     const body = JSON.parse(r.body) as { who: string; xfcc: string };
     expect(body.who).to.equal('payments');
     expect(body.xfcc).to.match(new RegExp(`^By=${id('payments')};Hash=[0-9a-f]{64};URI=${id('web')}$`));
+  });
+
+  it('Should give payments\' sidecar on replica B a new SVID when a re-issue is ordered through replica A (trellis ca reissue --admin)', async () => {
+    const identity = async (adminPort: number): Promise<{ serial: string; spiffeId: string }> => (JSON.parse((await httpGet(adminPort, '/config_dump')).body) as { identity: { serial: string; spiffeId: string } }).identity;
+    const before = await identity(port.paymentsAdmin!);
+    expect(before.spiffeId).to.equal(id('payments'));
+    const r = trellisSync(['ca', 'reissue', '--admin', cp.admin, '--spiffe-id', id('payments'), '--window', '0s', '-o', 'json'], { env: cp.adminEnv });
+    expect(r.status, r.stderr).to.equal(0);
+    // The order is shared (ConfigMap trellis-reissue-orders): replica B, which holds payments' stream, carries it out.
+    const orders = JSON.parse(JSON.parse(kubectl(['-n', 'trellis-system', 'get', 'configmap', 'trellis-reissue-orders', '-o', 'json'])).data['reissue-orders.json']) as unknown;
+    expect(JSON.stringify(orders)).to.contain(id('payments'));
+    await waitFor('payments\' sidecar (on replica B) to present a new serial', async () => (await identity(port.paymentsAdmin!)).serial !== before.serial, 30_000);
+    expect((await identity(port.paymentsAdmin!)).spiffeId).to.equal(id('payments'));
+    expect(cpB.logs.some((l) => l.includes('"msg":"stream authenticated"') && l.includes(id('payments'))), 'the SVID came from replica B').to.equal(true);
+    await waitFor('web to reach payments on its new SVID', async () => (await viaWeb()).status === 200);
   });
 
   it('Should never publish a pod that is not behind Service payments, whatever its sidecar claims, and count the ignored claim', async () => {
@@ -205,13 +245,13 @@ describe('The registry from a real Kubernetes API server (1.20, EndpointSlice v1
   });
 
   it('Should select policies by the pod\'s labels on the API server and follow a relabel without a reconnect', async () => {
-    const streamsBefore = cp.logs.filter((l) => l.includes('stream authenticated') && l.includes(id('payments'))).length;
+    const streamsBefore = cpB.logs.filter((l) => l.includes('stream authenticated') && l.includes(id('payments'))).length;
     kubectl(['-n', 'shop', 'label', 'pod', 'payments-1', 'quarantine=true']);
     await waitFor('the DENY policy selecting quarantine=true to apply to payments', async () => (await viaWeb()).status === 403);
-    expect(cp.logs.some((l) => l.includes('pod relabelled') && l.includes('shop/payments-1'))).to.equal(true);
+    expect(cpB.logs.some((l) => l.includes('pod relabelled') && l.includes('shop/payments-1')), 'pushed by replica B, which holds payments\' stream').to.equal(true);
     kubectl(['-n', 'shop', 'label', 'pod', 'payments-1', 'quarantine-']);
     await waitFor('payments allowed again', async () => (await viaWeb()).status === 200);
-    expect(cp.logs.filter((l) => l.includes('stream authenticated') && l.includes(id('payments'))).length, 'no new stream: the pod change was pushed').to.equal(streamsBefore);
+    expect(cpB.logs.filter((l) => l.includes('stream authenticated') && l.includes(id('payments'))).length, 'no new stream: the pod change was pushed').to.equal(streamsBefore);
   });
 
   it('Should end the stream of a deleted pod\'s sidecar and refuse its token and its certificate from then on', async () => {
@@ -244,20 +284,20 @@ describe('The registry from a real Kubernetes API server (1.20, EndpointSlice v1
     expect((await renewing.start().rotate()).subjectAltName, 'a renewal over mTLS while the API server is down').to.equal(`URI:${id('payments')}`);
     renewing.stop();
     // A replica that starts now cannot list the cluster: not ready, and pod-attested sidecars are told to retry.
-    replicaB = await startControlPlaneProcess(f('ca'), f('policies'), ['--k8s-issuer', ISSUER, '--k8s-jwks', f('jwks.json'), '--kubeconfig', kubeconfig, '--k8s-registry', '--trust-domain', TD], undefined, 'control plane started but NOT ready');
-    expect((await adminGet(replicaB, '/readyz')).status).to.equal(503);
-    const onB = new FakeSidecar({ addresses: [replicaB.address], caDir: f('ca'), spiffeId: id('payments'), namespace: 'shop', token: () => tokenForB });
+    replicaC = await startControlPlaneProcess(f('ca'), f('policies'), ['--k8s-issuer', ISSUER, '--k8s-jwks', f('jwks.json'), '--kubeconfig', kubeconfig, '--k8s-registry', '--trust-domain', TD], undefined, 'control plane started but NOT ready');
+    expect((await adminGet(replicaC, '/readyz')).status).to.equal(503);
+    const onB = new FakeSidecar({ addresses: [replicaC.address], caDir: f('ca'), spiffeId: id('payments'), namespace: 'shop', token: () => tokenForB });
     fakes.push(onB);
     onB.start();
     const svid = onB.rotate();
-    await waitFor('replica B to tell the sidecar to retry', () => onB.ends.length > 0);
+    await waitFor('replica C to tell the sidecar to retry', () => onB.ends.length > 0);
     expect(onB.ends[0]).to.include({ serverCode: 'TRELLIS_CP_REGISTRY_NOT_SYNCED', retryAfterMs: 2000 });
     expect((await viaWeb()).status, 'still serving').to.equal(200);
 
     await k8s.up();
-    // The SVID the sidecar kept asking for is issued once replica B has listed the cluster.
+    // The SVID the sidecar kept asking for is issued once replica C has listed the cluster.
     expect((await svid).subjectAltName).to.equal(`URI:${id('payments')}`);
-    await waitFor('replica B ready', async () => (await adminGet(replicaB!, '/readyz')).status === 200, 60_000);
+    await waitFor('replica C ready', async () => (await adminGet(replicaC!, '/readyz')).status === 200, 60_000);
     // A change made after the restart reaches both replicas' views: the watches resumed (or relisted).
     createPod({ name: 'payments-2', sa: 'payments', ip: '127.0.0.5', labels: { app: 'payments' }, inbound: { 8080: port.paymentsIn! } });
     const both = [`127.0.0.2:${port.paymentsIn}`, `127.0.0.5:${port.paymentsIn}`];

@@ -223,7 +223,7 @@ describe('The key-exchange policy off (real control plane and sidecars)', functi
       const t = trellisSync(['token', 'create', '--ca-dir', f('ca'), '--spiffe-id', `spiffe://${TD}/ns/shop/sa/${name}`, ...extra]);
       writeFileSync(f(`${name}.token`), t.stdout.trim() + '\n', { mode: 0o600 });
     }
-    const echo = createServer((s: Socket) => s.pipe(s));
+    const echo = createServer((s: Socket) => s.on('error', () => s.destroy()).pipe(s));
     await new Promise<void>((r) => echo.listen(0, '127.0.0.1', () => r()));
     await release();
     const cp = group.spawn(['control-plane', '--ca-dir', f('ca'), '--policy-dir', f('policies'), '--key-exchange', 'off', '--listen', `127.0.0.1:${cpPort}`, '--admin', `127.0.0.1:${cpAdmin}`]);
@@ -232,19 +232,36 @@ describe('The key-exchange policy off (real control plane and sidecars)', functi
     group.spawn([...common, '--token-file', f('cart.token'), '--service', 'cart', '--inbound', `127.0.0.1:${cartIn}=${(echo.address() as { port: number }).port}`, '--admin', `127.0.0.1:${cartAdmin}`]);
     group.spawn([...common, '--token-file', f('web.token'), '--service', 'web', '--outbound', `${webOut}=127.0.0.1:${cartIn}#spiffe://${TD}/ns/shop/sa/cart`, '--admin', '127.0.0.1:0']);
     await waitFor('cart ready', async () => (await httpGet(cartAdmin, '/ready')).status === 200, 30_000);
-    const conn = netConnect(webOut, '127.0.0.1');
+    // web's sidecar may still be fetching its certificate and cart's endpoint: it closes a connection
+    // it cannot carry yet, so each try opens its own (errors handled) and the first echo ends the wait.
+    let conn: Socket | undefined;
     await waitFor('an echo through the pair', () =>
       new Promise<boolean>((resolve) => {
-        conn.once('data', () => resolve(true));
-        conn.write('x');
-        setTimeout(() => resolve(false), 1000);
+        const c = netConnect(webOut, '127.0.0.1');
+        let settled = false;
+        const fail = (): void => {
+          if (settled) return;
+          settled = true;
+          c.destroy();
+          resolve(false);
+        };
+        c.on('error', fail);
+        c.once('close', fail);
+        c.once('data', () => {
+          if (settled) return;
+          settled = true;
+          conn = c;
+          resolve(true);
+        });
+        c.write('x');
+        setTimeout(fail, 1000);
       }),
     );
     const dump = JSON.parse((await httpGet(cartAdmin, '/config_dump')).body) as { keyExchange: { policy: string; byGroup: Record<string, number> }; controlPlane: { connection: { group: string } } };
     expect(dump.keyExchange.policy).to.equal('off');
     expect(dump.keyExchange.byGroup).to.deep.equal({ X25519: 1 });
     expect(dump.controlPlane.connection.group).to.equal('X25519');
-    conn.destroy();
+    conn!.destroy();
     await new Promise<void>((r) => echo.close(() => r()));
   });
 });

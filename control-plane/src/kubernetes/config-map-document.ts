@@ -6,7 +6,10 @@
  * by any replica reaches every other within the watch's latency; written
  * with a create, or an update guarded by the resourceVersion it was read
  * at, retried on 409 with the change applied again to the newer document
- * (optimistic concurrency, as client-go's RetryOnConflict).
+ * (optimistic concurrency, as client-go's RetryOnConflict). The first try
+ * starts from the object as last seen (the watch, or our own write), as a
+ * controller updates from its informer's cache: a write is one request, and
+ * a read only follows a conflict.
  */
 import { KubernetesError, KubernetesErrorCode, startInformer, type KubeClient, type KubeObject, type ResourceInformer } from '@trellis/kubernetes';
 import type { Logger } from '@trellis/shared';
@@ -32,6 +35,8 @@ interface ConfigMap extends KubeObject {
 export class ConfigMapDocument<T> implements SharedDocument<T> {
   private doc: T;
   private rv = '';
+  /** The object as last seen (watch or our write), undefined until the watch listed: the first try of an update starts from it. */
+  private seen: ConfigMap | null | undefined;
   private informer: ResourceInformer<ConfigMap> | null = null;
   private readonly listeners = new Set<(doc: T) => void>();
 
@@ -69,7 +74,7 @@ export class ConfigMapDocument<T> implements SharedDocument<T> {
     const path = `/api/v1/namespaces/${encodeURIComponent(this.opts.namespace)}/configmaps`;
     const source = `ConfigMap ${this.opts.namespace}/${this.opts.name}`;
     for (let attempt = 0; ; attempt++) {
-      const cm = await this.deps.client.getOrNull<ConfigMap>(`${path}/${encodeURIComponent(this.opts.name)}`);
+      const cm = attempt === 0 && this.seen !== undefined ? this.seen : await this.deps.client.getOrNull<ConfigMap>(`${path}/${encodeURIComponent(this.opts.name)}`);
       const text = cm?.data?.[this.opts.key];
       const next = change(text === undefined ? this.codec.empty : this.codec.parse(text, `${source} key ${this.opts.key}`));
       const data = { ...(cm?.data ?? {}), [this.opts.key]: this.codec.format(next) };
@@ -101,6 +106,7 @@ export class ConfigMapDocument<T> implements SharedDocument<T> {
     const rv = cm?.metadata?.resourceVersion ?? '';
     if (cm && rv === this.rv) return;
     if (cm && this.rv !== '' && olderVersion(rv, this.rv)) return;
+    this.seen = cm;
     const text = cm?.data?.[this.opts.key];
     let doc: T;
     try {

@@ -3,7 +3,10 @@
  * for the rule). Every `retryPeriodMs` it reads the Lease and renews,
  * acquires or follows; writes are updates guarded by the resourceVersion it
  * read, so of two candidates racing for a free lease exactly one wins (the
- * other gets 409 and follows). A leader that cannot renew within
+ * other gets 409 and follows). A leader whose lease is still valid renews
+ * without reading first: it updates the object its last write returned, and
+ * only if that fails (409: someone else wrote) reads and decides again, as
+ * client-go's fast path does; a renewal is one request, not two. A leader that cannot renew within
  * `renewDeadlineMs` stops leading before its lease can expire elsewhere.
  * On stop, a leader releases the lease (empty holder) so a successor need
  * not wait out the duration, as client-go's ReleaseOnCancel does.
@@ -54,6 +57,8 @@ export class LeaderElector {
   private lastRecordJson = '';
   private observedAtMs = 0;
   private lastRenewMs = 0;
+  /** The Lease as our last successful write returned it (the leader's renewals start from it). */
+  private held: LeaseObject | null = null;
   private running: Promise<void> = Promise.resolve();
   private readonly leaseDurationMs: number;
   private readonly renewDeadlineMs: number;
@@ -128,9 +133,32 @@ export class LeaderElector {
     }
   }
 
+  /** The leader's renewal of the Lease it wrote last, without a read; false when that fails (the caller reads and decides). */
+  private async renewHeld(now: number): Promise<boolean> {
+    const held = this.held;
+    if (!this.leader || !held?.spec || now - this.lastRenewMs >= this.leaseDurationMs) return false;
+    try {
+      this.wrote((await this.deps.client.replace(this.path(), { ...held, spec: { ...held.spec, renewTime: microTime(now) } })) as LeaseObject, now);
+      return true;
+    } catch (err) {
+      if (!(err instanceof KubernetesError && err.code === KubernetesErrorCode.CONFLICT)) this.deps.logger.warn('lease renewal failed; reading the lease', { lease: this.opts.name, error: err });
+      this.held = null;
+      return false;
+    }
+  }
+
+  private wrote(lease: LeaseObject, now: number): void {
+    this.held = lease;
+    this.lastRecordJson = JSON.stringify(lease.spec ?? null);
+    this.observedAtMs = now;
+    this.lastRenewMs = now;
+    this.setLeader(true);
+  }
+
   private async attempt(): Promise<void> {
     if (this.stopped) return;
     const now = this.now();
+    if (await this.renewHeld(now)) return;
     try {
       const lease = await this.read();
       const json = JSON.stringify(lease?.spec ?? null);
@@ -150,18 +178,15 @@ export class LeaderElector {
         renewTime: microTime(now),
         leaseTransitions: d.action === 'acquire' ? d.leaseTransitions : (lease?.spec?.leaseTransitions ?? 0),
       };
-      if (!lease) {
-        await this.deps.client.create(`/apis/coordination.k8s.io/v1/namespaces/${encodeURIComponent(this.opts.namespace)}/leases`, {
-          apiVersion: 'coordination.k8s.io/v1',
-          kind: 'Lease',
-          metadata: { name: this.opts.name, namespace: this.opts.namespace },
-          spec: { ...spec, leaseTransitions: 0 },
-        });
-      } else {
-        await this.deps.client.replace(this.path(), { ...lease, spec });
-      }
-      this.lastRenewMs = now;
-      this.setLeader(true);
+      const written = !lease
+        ? await this.deps.client.create(`/apis/coordination.k8s.io/v1/namespaces/${encodeURIComponent(this.opts.namespace)}/leases`, {
+            apiVersion: 'coordination.k8s.io/v1',
+            kind: 'Lease',
+            metadata: { name: this.opts.name, namespace: this.opts.namespace },
+            spec: { ...spec, leaseTransitions: 0 },
+          })
+        : await this.deps.client.replace(this.path(), { ...lease, spec });
+      this.wrote(written as LeaseObject, now);
     } catch (err) {
       // 409: another candidate wrote first (it leads); anything else: we could not renew.
       if (!(err instanceof KubernetesError && err.code === KubernetesErrorCode.CONFLICT)) {
