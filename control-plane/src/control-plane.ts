@@ -30,7 +30,6 @@ import { JoinTokenStore } from './auth/join-token-store';
 import { createKubernetesTokenVerifier, type KubernetesTokenSettings } from './auth/kubernetes-token';
 import { DiscoveryService } from './discovery/discovery-service';
 import { startGrpcDiscoveryServer, type GrpcDiscoveryServer } from './discovery/grpc-discovery-server';
-import { FileAttestationStore } from './attestation/file-attestation-store';
 import { DEFAULT_CONNECTION_LIMITS } from './discovery/connection-guard';
 import type { PolicySource } from './discovery/policy-source';
 import { SigningLimiter } from './issuance/signing-limiter';
@@ -154,7 +153,7 @@ export async function startControlPlane(opts: ControlPlaneOptions, deps: Control
   const limiter = new SigningLimiter(opts.signing, nowMs);
   const metrics = createControlPlaneMetrics({ collectExpiry: deps.caExpiry, signingDepth: () => limiter.depth, nowMs });
   const joinTokens = new JoinTokenStore(opts.caDir);
-  const shared = deps.shared ?? fileSharedState(opts.caDir, { clock: () => new Date(nowMs()), onError: (what, err) => log.error(`${what} not reloaded; keeping the last good`, { error: err }) });
+  const shared = deps.shared ?? fileSharedState(opts.caDir, { clock: () => new Date(nowMs()), logger: log, onError: (what, err) => log.error(`${what} not reloaded; keeping the last good`, { error: err }) });
   const storage = new StorageHealth(opts.caDir, {
     registry: metrics.registry,
     nowMs,
@@ -197,7 +196,7 @@ export async function startControlPlane(opts: ControlPlaneOptions, deps: Control
   };
   await renewOwn();
 
-  const attestations = new FileAttestationStore(opts.caDir, log);
+  const attestations = shared.attestations;
   const service = new DiscoveryService({
     auth: { trustDomain: td, kubernetes, joinTokens, tokenUses: observedTokenUses(shared.tokenUses, storage), isRevoked: () => false, attestations, pods: deps.kubernetesRegistry },
     registrySource: deps.kubernetesRegistry,

@@ -12,9 +12,14 @@
  * - the replica holding the Lease drives a root rotation; killed in the
  *   middle (SIGKILL), the other takes the Lease and finishes the pending
  *   step from the state committed to Secret trellis-ca: the switch happens
- *   once, on the new leader.
+ *   once, on the new leader;
+ * - a sidecar whose join token attested a service, labels and ports on
+ *   the leader renews its SVID on another replica after the leader is
+ *   killed: what the token attested is a shared record (a watched
+ *   ConfigMap), not a file in the dead replica's CA dir.
  */
 import { expect } from 'chai';
+import { X509Certificate } from 'node:crypto';
 import { cpSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { REPO_ROOT, makeTmpDir, requireKubeApiServer, startKubeApiServer, trellisSync, type KubeApiServer } from '@trellis/testkit';
@@ -156,5 +161,39 @@ describe('control-plane replicas sharing their state through a real API server',
     expect(switchLines(), 'switched once, by the new leader').to.have.length(1);
     // Its CA dir follows what it committed; the dead leader's copy is left behind.
     expect(readFileSync(join(tmp.dir, 'ca-' + (follower === replicas[0] ? 'a' : 'b'), 'intermediate.pem'), 'utf8')).to.equal(after['intermediate.pem']);
+  });
+
+  it('Should renew on another replica, with what its join token attested, the SVID a sidecar got from the leader before the leader was killed', async () => {
+    const leader = leaderOf() ?? replicas.find((p) => p.child.exitCode === null && p.child.signalCode === null)!;
+    const leaderDir = join(tmp.dir, `ca-${replicas.indexOf(leader) === 0 ? 'a' : 'b'}`);
+    // A fresh replica, started as the Deployment starts one (its own copy of the CA dir, kept equal to the Secret).
+    cpSync(leaderDir, join(tmp.dir, 'ca-c'), { recursive: true });
+    const c = await startControlPlaneProcess(join(tmp.dir, 'ca-c'), policyDir, ['--kubeconfig', kubeconfig, '--leader-lease', '3s', '--root-rotation-auth', 'admin-identity', '--no-policy-crds', '--no-root-cert-configmaps']);
+    replicas.push(c);
+    const id = `spiffe://${TD}/ns/shop/sa/cart`;
+    const token = joinToken(caDir, id, ['--service', 'cart', '--ports', '8443', '--labels', 'app=cart,track=stable']);
+    // The leader's CA dir holds the current roots (the previous test rotated them).
+    const cart = new FakeSidecar({ addresses: [leader.address, c.address], caDir: leaderDir, spiffeId: id, token: () => token, namespace: 'shop', service: 'cart', labels: { app: 'cart', track: 'stable' }, inboundPorts: [8443] });
+    sidecars.push(cart);
+    cart.start();
+    const first = await cart.rotate();
+    await waitFor(() => cart.last('bundle') !== undefined, 'the sidecar to be synced on the leader');
+
+    await leader.stop('SIGKILL');
+    // Its stream moves to replica C, authenticated by the SVID, and renews there: C must know what the token attested.
+    let renewed: X509Certificate | Error | undefined;
+    void cart.rotate().then((x) => (renewed = x), (err: Error) => (renewed = err));
+    await waitFor(() => renewed !== undefined || cart.ends.some((e) => e.serverCode === 'TRELLIS_CP_ATTESTATION_MISMATCH'), 'the renewal on replica C', 20_000);
+    expect(cart.ends.map((e) => e.serverCode), 'replica C refused the attested claims').to.not.include('TRELLIS_CP_ATTESTATION_MISMATCH');
+    if (!(renewed instanceof X509Certificate)) throw renewed!;
+    expect(renewed.serialNumber).to.not.equal(first.serialNumber);
+    const renewedSerial = renewed.serialNumber.toLowerCase().replace(/^0+(?=.)/, '');
+    expect(c.logs.some((l) => l.includes('"msg":"svid issued"') && l.toLowerCase().includes(renewedSerial)), 'renewed by replica C').to.equal(true);
+    // The renewal carries the attestation forward, in the shared record, for the next replica to die.
+    const records = JSON.parse(getJson(['-n', 'trellis-system', 'configmap', 'trellis-attestations'])!.data['attestations.json']).records as Obj;
+    const serial = (x: { serialNumber: string }): string => x.serialNumber.toLowerCase().replace(/^0+(?=.)/, '');
+    expect(records[serial(renewed)]).to.deep.include({ spiffeId: id, source: 'join-token', service: 'cart', labels: { app: 'cart', track: 'stable' }, inboundPorts: [8443] });
+    expect(records[serial(first)]?.service, 'the first SVID\'s record, written by the dead leader').to.equal('cart');
+    cart.stop();
   });
 });

@@ -250,7 +250,7 @@ SIGTERM drains: streams end with UNAVAILABLE so sidecars fail over, then it exit
           )
         : null;
       const sharedOnApi = client !== null && onApiServer(cfg.sharedState);
-      const shared = sharedOnApi ? await startKubeSharedState({ namespace }, { client: client!, logger: logger.child({ component: 'kubernetes' }), clock: () => new Date(), isLeader: () => controllers!.isLeader() }) : undefined;
+      const shared = sharedOnApi ? await startKubeSharedState({ namespace, caDir: cfg.caDir }, { client: client!, logger: logger.child({ component: 'kubernetes' }), clock: () => new Date(), isLeader: () => controllers!.isLeader() }) : undefined;
       // The CA dir follows Secret trellis-ca before the CA is loaded from it; lifecycle steps are committed there.
       const caSync = sharedOnApi ? new CaSecretSync({ namespace, caDir: cfg.caDir }, { client: client!, logger: logger.child({ component: 'ca-sync' }) }) : null;
       await caSync?.start();

@@ -8,10 +8,12 @@
  * certificate with no record attests its identity alone (fail closed).
  *
  * Keyed by serial rather than SPIFFE ID so two workloads sharing an identity
- * but attested differently (two tokens) each keep their own. The file store
- * (file-attestation-store.ts) shares records between replicas and restarts
- * through the CA dir, as join-token uses are; a Kubernetes API-server source
- * can implement the same interface.
+ * but attested differently (two tokens) each keep their own. Records are
+ * part of the state replicas share (state/shared-state.ts): files of the CA
+ * dir (file-attestation-store.ts) where replicas share the dir, a watched
+ * document on the Kubernetes API server (shared-attestation-store.ts) where
+ * each replica has its own copy of it; otherwise a sidecar attested on one
+ * replica could not renew on another.
  */
 import type { WorkloadAttestation } from './workload-attestation';
 
@@ -21,13 +23,25 @@ export interface AttestationStore {
    * Remembers that SVID `serialHex`, valid until `notAfterMs`, was issued
    * under `attestation`. Throws (TRELLIS_CP_ATTESTATION_STORE) when it cannot:
    * the caller must then not hand out the SVID, whose renewals would lose it.
+   * A store that writes remotely resolves once the record is written: await
+   * it before handing the SVID out.
    */
-  remember(serialHex: string, attestation: WorkloadAttestation, notAfterMs: number, nowMs: number): void;
+  remember(serialHex: string, attestation: WorkloadAttestation, notAfterMs: number, nowMs: number): void | Promise<void>;
   /**
    * What SVID `serialHex` of `spiffeId` was issued under, or null when
    * nothing is recorded, the record is for another identity, or it expired.
    */
   recall(serialHex: string, spiffeId: string, nowMs: number): WorkloadAttestation | null;
+}
+
+/** The records replicas share: a store that can also list who holds a live attested SVID. */
+export interface AttestationRecords extends AttestationStore {
+  /**
+   * The SPIFFE IDs of every record whose SVID has not expired at `nowMs`:
+   * the sidecars that may still be running with such an SVID (a restarted
+   * control plane expects them back). Unreadable records are left out.
+   */
+  liveIdentities(nowMs: number): Set<string>;
 }
 
 /** A store that remembers nothing: every certificate attests its identity alone. */

@@ -12,24 +12,17 @@ import { readdirSync, readFileSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from '@trellis/shared';
 import { ControlPlaneError, ControlPlaneErrorCode } from '../errors/control-plane-error';
-import { normalSerial } from '../discovery/reissue-orders';
 import { writeFileAtomic } from '../state/atomic-file';
-import type { AttestationStore } from './attestation-store';
-import { isKubernetesNamespace } from '@trellis/shared';
-import { attestsMetadata, fromJoinToken, fromKubernetesPod, type WorkloadAttestation } from './workload-attestation';
-import { workloadMetadataProblems } from './workload-metadata';
+import { attestationRecordJson, attestationSerial, parseAttestationRecord, type AttestationEntry } from './attestation-record';
+import type { AttestationRecords } from './attestation-store';
+import { attestsMetadata, type WorkloadAttestation } from './workload-attestation';
 
 const SWEEP_EVERY_MS = 3600_000;
 
-interface Entry {
-  attestation: WorkloadAttestation;
-  notAfterMs: number;
-}
-
 /** Attestations of issued SVIDs, in the CA dir. */
-export class FileAttestationStore implements AttestationStore {
+export class FileAttestationStore implements AttestationRecords {
   private readonly dir: string;
-  private readonly cache = new Map<string, Entry>();
+  private readonly cache = new Map<string, AttestationEntry>();
   private lastSweepMs = 0;
 
   constructor(caDir: string, private readonly logger?: Logger) {
@@ -39,19 +32,10 @@ export class FileAttestationStore implements AttestationStore {
   /** Writes the record (only when it attests more than the identity: recalling nothing means the same). */
   remember(serialHex: string, attestation: WorkloadAttestation, notAfterMs: number, nowMs: number): void {
     if (!attestsMetadata(attestation)) return;
-    const serial = fileSerial(serialHex);
+    const serial = attestationSerial(serialHex);
     if (serial === null) throw new ControlPlaneError(ControlPlaneErrorCode.ATTESTATION_STORE, `serial "${serialHex.slice(0, 64)}" is not hex`);
     const file = join(this.dir, `${serial}.json`);
-    const record = attestation.pod
-      ? { spiffeId: attestation.spiffeId, source: attestation.source, pod: attestation.pod, notAfter: new Date(notAfterMs).toISOString() }
-      : {
-          spiffeId: attestation.spiffeId,
-          source: attestation.source,
-          service: attestation.workload.service,
-          labels: attestation.workload.labels,
-          inboundPorts: attestation.workload.inboundPorts,
-          notAfter: new Date(notAfterMs).toISOString(),
-        };
+    const record = attestationRecordJson({ attestation, notAfterMs });
     try {
       writeFileAtomic(file, JSON.stringify(record) + '\n', 0o600);
     } catch (err) {
@@ -63,7 +47,7 @@ export class FileAttestationStore implements AttestationStore {
 
   /** Reads the record (cache, then disk); a record that does not parse is logged and treated as absent (fail closed). */
   recall(serialHex: string, spiffeId: string, nowMs: number): WorkloadAttestation | null {
-    const serial = fileSerial(serialHex);
+    const serial = attestationSerial(serialHex);
     if (serial === null) return null;
     let entry = this.cache.get(serial) ?? null;
     if (!entry) {
@@ -98,7 +82,7 @@ export class FileAttestationStore implements AttestationStore {
     return ids;
   }
 
-  private read(serial: string): Entry | null {
+  private read(serial: string): AttestationEntry | null {
     const file = join(this.dir, `${serial}.json`);
     let text: string;
     try {
@@ -108,22 +92,7 @@ export class FileAttestationStore implements AttestationStore {
       return null;
     }
     try {
-      const r = JSON.parse(text) as { spiffeId?: unknown; source?: unknown; service?: unknown; labels?: unknown; inboundPorts?: unknown; pod?: unknown; notAfter?: unknown };
-      const notAfterMs = Date.parse(String(r.notAfter));
-      if (r.source === 'kubernetes-pod') {
-        const pod = (r.pod ?? {}) as { namespace?: unknown; name?: unknown; uid?: unknown };
-        if (typeof r.spiffeId !== 'string' || typeof pod.namespace !== 'string' || !isKubernetesNamespace(pod.namespace) || typeof pod.name !== 'string' || !/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/.test(pod.name) || typeof pod.uid !== 'string' || pod.uid === '' || !Number.isFinite(notAfterMs)) {
-          throw new Error('missing or mistyped fields');
-        }
-        return { attestation: fromKubernetesPod(r.spiffeId, { namespace: pod.namespace, name: pod.name, uid: pod.uid }), notAfterMs };
-      }
-      const workload = { service: r.service as string, labels: r.labels as Record<string, string>, inboundPorts: r.inboundPorts as number[] };
-      if (typeof r.spiffeId !== 'string' || r.source !== 'join-token' || typeof workload.service !== 'string' || !Array.isArray(workload.inboundPorts) || !workload.labels || typeof workload.labels !== 'object' || !Number.isFinite(notAfterMs)) {
-        throw new Error('missing or mistyped fields');
-      }
-      const problems = workloadMetadataProblems(workload);
-      if (problems.length > 0) throw new Error(problems.join('; '));
-      return { attestation: fromJoinToken(r.spiffeId, workload), notAfterMs };
+      return parseAttestationRecord(JSON.parse(text));
     } catch (err) {
       this.logger?.error('attestation record does not parse; attesting the identity alone', { file, error: err });
       return null;
@@ -151,10 +120,4 @@ export class FileAttestationStore implements AttestationStore {
       }
     }
   }
-}
-
-/** The serial as a file name: normalised hex, or null (never a path). */
-function fileSerial(serialHex: string): string | null {
-  const s = normalSerial(serialHex);
-  return /^[0-9a-f]{1,40}$/.test(s) ? s : null;
 }

@@ -497,7 +497,7 @@ export class StreamSession {
       );
       if (this.closed) return;
       // Renewals authenticate with this SVID: they must find what it was issued under.
-      this.deps.auth.attestations?.remember(issued.serialHex, peer.attestation, new Date(issued.notAfter).getTime(), this.deps.nowMs());
+      await this.deps.auth.attestations?.remember(issued.serialHex, peer.attestation, new Date(issued.notAfter).getTime(), this.deps.nowMs());
       const body: SvidResource = {
         spiffeId: issued.spiffeId,
         chainPem: issued.chainPem,

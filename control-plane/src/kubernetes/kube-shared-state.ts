@@ -5,6 +5,8 @@
  * - ConfigMap `trellis-revocations` (key `revocations.json`): the
  *   revocation list, the same document as the CA dir's file;
  * - ConfigMap `trellis-reissue-orders` (key `reissue-orders.json`);
+ * - ConfigMap `trellis-attestations` (key `attestations.json`): what each
+ *   live attested SVID was issued under (attestation/attestation-document.ts);
  * - ConfigMap `trellis-control-plane-replicas` (key `replicas.json`): each
  *   replica's report (its sidecars' bundle ACKs; no endpoints, the API
  *   server's EndpointSlices are the registry here);
@@ -16,6 +18,9 @@
  */
 import type { KubeClient } from '@trellis/kubernetes';
 import type { Logger } from '@trellis/shared';
+import { attestationSetCodec } from '../attestation/attestation-document';
+import { FileAttestationStore } from '../attestation/file-attestation-store';
+import { SharedAttestationStore } from '../attestation/shared-attestation-store';
 import { reissueOrdersCodec } from '../discovery/reissue-orders';
 import { revocationCodec } from '../lifecycle/revocation-store';
 import { replicaSetCodec } from '../state/replica-report';
@@ -28,11 +33,12 @@ export const SHARED_STATE_OBJECTS = Object.freeze({
   revocations: 'trellis-revocations',
   reissueOrders: 'trellis-reissue-orders',
   replicas: 'trellis-control-plane-replicas',
+  attestations: 'trellis-attestations',
 });
 
 /** The shared state on the API server, started and read once (up to `syncTimeoutMs`, default 10 s). */
 export async function startKubeSharedState(
-  opts: { namespace: string; syncTimeoutMs?: number; heartbeatMs?: number },
+  opts: { namespace: string; syncTimeoutMs?: number; heartbeatMs?: number; /** This replica's CA dir: attestation records are written there first. */ caDir: string },
   deps: { client: KubeClient; logger: Logger; clock: () => Date; isLeader(): boolean },
 ): Promise<SharedState> {
   const doc = <T>(name: string, key: string, codec: ConstructorParameters<typeof ConfigMapDocument<T>>[1]): ConfigMapDocument<T> =>
@@ -40,8 +46,9 @@ export async function startKubeSharedState(
   const revocations = doc(SHARED_STATE_OBJECTS.revocations, 'revocations.json', revocationCodec(deps.clock));
   const reissueOrders = doc(SHARED_STATE_OBJECTS.reissueOrders, 'reissue-orders.json', reissueOrdersCodec);
   const replicas = doc(SHARED_STATE_OBJECTS.replicas, 'replicas.json', replicaSetCodec);
+  const attestationDoc = doc(SHARED_STATE_OBJECTS.attestations, 'attestations.json', attestationSetCodec);
   const tokenUses = new KubeTokenUses({ namespace: opts.namespace }, { client: deps.client, logger: deps.logger.child({ component: 'join-token-uses' }), isLeader: deps.isLeader });
-  const docs = [revocations, reissueOrders, replicas];
+  const docs = [revocations, reissueOrders, replicas, attestationDoc];
   for (const d of docs) d.start();
   tokenUses.start();
   let timeout = opts.syncTimeoutMs ?? 10_000;
@@ -59,15 +66,19 @@ export async function startKubeSharedState(
   // Not fatal: the watches keep trying, and a revocation list that could not be read yet is empty only until they do.
   if (!synced) deps.logger.error(`the shared state on the API server was not read within ${timeout} ms; serving what is known and retrying`, { namespace: opts.namespace });
   const heartbeatMs = opts.heartbeatMs ?? 5000;
+  const attestationLog = deps.logger.child({ component: 'attestations' });
+  const attestations = new SharedAttestationStore(attestationDoc, { local: new FileAttestationStore(opts.caDir, attestationLog), logger: attestationLog });
   return {
     backend: 'api-server',
     revocations,
     reissueOrders,
     replicas,
     tokenUses,
+    attestations,
     heartbeat: { heartbeatMs, staleMs: heartbeatMs * 3, checkMs: 500, poll: false, endpoints: false },
     close() {
       tokenUses.stop();
+      attestations.close();
       for (const d of docs) d.close();
     },
   };

@@ -1,14 +1,17 @@
 /**
  * Everything replicas of one control plane share, in one place: the
- * revocation list, join-token uses, re-issue orders and the replicas'
- * reports (endpoints and bundle ACKs). Local mode keeps them in the CA dir
+ * revocation list, join-token uses, what each attested SVID was issued
+ * under (so a sidecar attested on one replica renews on any other),
+ * re-issue orders and the replicas' reports (endpoints and bundle ACKs). Local mode keeps them in the CA dir
  * (this file's {@link fileSharedState}), where replicas sharing the dir see
  * each other's; with a Kubernetes API server they live there instead
  * (kubernetes/kube-shared-state.ts). `trellis control-plane` picks one: the
  * API server when there is one, as for the policy CRDs.
  */
 import { join } from 'node:path';
-import type { TrellisError } from '@trellis/shared';
+import type { Logger, TrellisError } from '@trellis/shared';
+import type { AttestationRecords } from '../attestation/attestation-store';
+import { FileAttestationStore } from '../attestation/file-attestation-store';
 import { JoinTokenStore } from '../auth/join-token-store';
 import type { TokenUses } from '../auth/token-uses';
 import { REISSUE_ORDERS_FILE, reissueOrdersCodec, type ReissueOrder } from '../discovery/reissue-orders';
@@ -28,13 +31,15 @@ export interface SharedState {
   readonly reissueOrders: SharedDocument<readonly ReissueOrder[]>;
   readonly replicas: SharedDocument<ReplicaSet>;
   readonly tokenUses: TokenUses;
+  /** What each SVID issued under an attestation was issued under (renewals recall it). */
+  readonly attestations: AttestationRecords;
   /** How the replica reports are kept (files: endpoints and a fast poll; the API server: watched, no endpoints). */
   readonly heartbeat: ReplicaHeartbeatOptions;
   close(): void;
 }
 
 /** The CA dir as the shared state: every process on the dir reads and writes the same files. */
-export function fileSharedState(caDir: string, o: { clock: () => Date; onError?(what: string, err: Error): void }): SharedState {
+export function fileSharedState(caDir: string, o: { clock: () => Date; onError?(what: string, err: Error): void; logger?: Logger }): SharedState {
   const revocations = revocationDocument(caDir, o.clock, (err) => o.onError?.('revocations', err));
   const reissueOrders = new FileDocument(join(caDir, REISSUE_ORDERS_FILE), reissueOrdersCodec, { onError: (err) => o.onError?.('re-issue orders', err) });
   const replicas = new FileDocument(join(caDir, REPLICAS_FILE), replicaSetCodec, { onError: (err) => o.onError?.('replica reports', err) });
@@ -44,6 +49,7 @@ export function fileSharedState(caDir: string, o: { clock: () => Date; onError?(
     reissueOrders,
     replicas,
     tokenUses: new JoinTokenStore(caDir),
+    attestations: new FileAttestationStore(caDir, o.logger),
     heartbeat: { heartbeatMs: 2000, checkMs: 500, poll: true, endpoints: true },
     close() {
       revocations.close();

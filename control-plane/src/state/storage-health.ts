@@ -24,9 +24,9 @@ export type StateStore = 'audit' | 'join-token-uses' | 'attestations' | 'revocat
 
 const STORES: readonly StateStore[] = ['audit', 'join-token-uses', 'attestations', 'revocations', 'reissue-orders', 'replica-report'];
 /** Stores always kept in the CA dir. */
-const CA_DIR_STORES: readonly StateStore[] = ['audit', 'attestations'];
+const CA_DIR_STORES: readonly StateStore[] = ['audit'];
 /** Stores kept where the shared state is (the CA dir, or the API server). */
-const SHARED_STORES: readonly StateStore[] = ['join-token-uses', 'revocations', 'reissue-orders', 'replica-report'];
+const SHARED_STORES: readonly StateStore[] = ['join-token-uses', 'attestations', 'revocations', 'reissue-orders', 'replica-report'];
 
 /** Error codes that mean "this store could not be written" (not a refusal of the request). */
 const WRITE_FAILURE_CODES = new Set(['TRELLIS_CA_AUDIT_WRITE_FAILED', 'TRELLIS_CP_JOIN_TOKEN_STORE', 'TRELLIS_CP_ATTESTATION_STORE', 'TRELLIS_CP_STATE_WRITE_FAILED']);
