@@ -28,39 +28,13 @@ import { createServer as createHttpServer, ServerResponse, STATUS_CODES, type In
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
-import { DEFAULT_PATH_NORMALIZATION, type Logger } from '@trellis/shared';
 import { ambiguousRequestHeaders, forwardHttpRequest, type Forward, type HttpForwarder } from './http-forwarder';
-import { readRequestTarget, type RequestView } from './request-target';
-import { decide, type Authorizer, type AuthzDecision, type Workload } from '../policy/authorizer';
+import { badRequest, gateRequest, type Gate, type GateDeps, type GateRefusal, type HttpPeer } from './request-gate';
 import { splice, type ProxySocket } from '../proxy/splice';
-import type { SidecarState } from '../state/sidecar-state';
-import type { SidecarMetrics } from '../metrics/sidecar-metrics';
-
-/** What authentication established about a connection's peer; empty for plaintext. */
-export interface HttpPeer {
-  /** The peer's SPIFFE ID (mTLS only). */
-  readonly principal?: string;
-  /** SHA-256 of the peer's leaf, hex, for XFCC `Hash=`. */
-  readonly certSha256?: string;
-}
 
 /** Collaborators of an HttpInbound. */
-export interface HttpInboundDeps {
-  state: SidecarState;
-  metrics: SidecarMetrics;
-  logger: Logger;
-  authorize: Authorizer;
-  workload: Workload;
-  appHost: string;
-  appPort: number;
-  /** The listener's bound port, for logs. */
-  listenerPort(): number;
-}
-
-/** The outcome of the checks every request goes through before it may reach the app. */
-type Gate = { readonly ok: true; readonly view: RequestView; readonly xfcc: string | undefined } | { readonly ok: false; readonly status: 400 | 403; readonly body: string; readonly close: boolean };
-
-const DENIED_BODY = 'RBAC: access denied\n';
+export type HttpInboundDeps = GateDeps;
+export type { HttpPeer };
 
 /** HTTP serving for one /http inbound port: `serve()` each authenticated connection. */
 export class HttpInbound {
@@ -100,47 +74,14 @@ export class HttpInbound {
     for (const [conn, st] of this.conns) if (st.inFlight === 0) conn.end();
   }
 
-  /**
-   * The checks before the app: headers that read one way only, one view of
-   * the target (400 otherwise, closing the connection), then
-   * AuthorizationPolicy on that view (403). Reads the snapshot once, so the
-   * path normalization and the policies are of one version.
-   */
+  /** The shared checks (request-gate.ts) on an HTTP/1.1 request. */
   private gate(req: IncomingMessage): Gate {
-    const ambiguous = ambiguousRequestHeaders(req.rawHeaders);
-    if (ambiguous !== undefined) return this.badRequest(req, 'bad_request', ambiguous);
-    const snap = this.deps.state.current();
-    const view = readRequestTarget(req.method ?? 'GET', req.url ?? '/', req.headers.host, snap.authz?.pathNormalization ?? DEFAULT_PATH_NORMALIZATION);
-    if (!view.ok) return this.badRequest(req, view.reason, view.detail);
     const peer = this.peers.get(req.socket) ?? this.peers.get((req.socket as unknown as { _parent?: object })._parent ?? {});
-    const decision: AuthzDecision = peer
-      ? decide(this.deps.authorize, snap.authz?.policies ?? [], this.deps.workload, {
-          principal: peer.principal,
-          sourceIp: req.socket.remoteAddress,
-          port: this.deps.appPort,
-          http: { method: req.method ?? 'GET', path: view.path, host: view.host },
-        })
-      : { decision: 'DENY', reason: 'connection state lost' };
-    if (decision.decision !== 'ALLOW') {
-      this.deps.metrics.refuse('inbound', 'authz_denied', peer?.principal, decision.reason);
-      this.deps.logger.info('inbound request denied by policy', { port: this.deps.listenerPort(), principal: peer?.principal, method: req.method, path: view.path, reason: decision.reason });
-      return { ok: false, status: 403, body: DENIED_BODY, close: false };
-    }
-    this.deps.metrics.allow('inbound', peer?.principal);
-    const ours = snap.credentials?.spiffeId;
-    const xfcc = peer?.principal ? `By=${ours ?? ''};Hash=${peer.certSha256 ?? ''};URI=${peer.principal}` : undefined;
-    return { ok: true, view, xfcc };
-  }
-
-  /** A 400 that closes the connection: the framing or the target is in doubt, so nothing after it is read. */
-  private badRequest(req: IncomingMessage, reason: string, detail: string): Gate {
-    this.deps.metrics.refuse('inbound', reason);
-    this.deps.logger.info('inbound request refused', { port: this.deps.listenerPort(), method: req.method, path: req.url, reason, detail });
-    return { ok: false, status: 400, body: `bad request: ${detail}\n`, close: true };
+    return gateRequest(this.deps, { method: req.method ?? 'GET', url: req.url ?? '/', host: req.headers.host, peer, sourceIp: req.socket.remoteAddress, ambiguous: ambiguousRequestHeaders(req.rawHeaders) });
   }
 
   /** Writes a refusal: byte-correct (content-length), `connection: close` when it closes. */
-  private refuse(res: ServerResponse, g: Extract<Gate, { ok: false }>): void {
+  private refuse(res: ServerResponse, g: GateRefusal): void {
     if (g.close || this.draining) res.shouldKeepAlive = false;
     res.writeHead(g.status, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(g.body), ...(g.close ? { connection: 'close' } : {}) });
     res.end(g.body);
@@ -225,14 +166,14 @@ export class HttpInbound {
       this.server.emit('connection', socket);
     });
     if (hasBody(req)) {
-      this.refuse(res, this.badRequest(req, 'bad_request', 'an Upgrade request with a body') as Extract<Gate, { ok: false }>);
+      this.refuse(res, badRequest(this.deps, { method: req.method ?? 'GET', url: req.url ?? '/' }, 'bad_request', 'an Upgrade request with a body'));
       return;
     }
     const offer = upgradeOffer(req.headers.upgrade);
     if (offer.kind === 'refused') {
       this.deps.metrics.refuse('inbound', 'upgrade_refused');
       this.deps.logger.info('inbound upgrade refused', { port: this.deps.listenerPort(), upgrade: req.headers.upgrade });
-      this.refuse(res, { ok: false, status: 403, body: `upgrade refused: only websocket is carried\n`, close: false });
+      this.refuse(res, { ok: false, status: 403, body: `upgrade refused: only websocket is carried\n`, close: false, denied: false });
       return;
     }
     const g = this.gate(req);

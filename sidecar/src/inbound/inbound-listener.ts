@@ -17,7 +17,7 @@ import { createServer as createNetServer, connect as netConnect, isIP, type Serv
 import { TLSSocket, type SecureContext } from 'node:tls';
 import { groupName, isSpiffeId, readClientHello, selectGroup, type KeyExchangePolicy, type Logger } from '@trellis/shared';
 import { classifyFirstBytes } from './tls-detect';
-import { HttpInbound } from './http-inbound';
+import { HTTP_ALPN, HttpPort } from './http-port';
 import { leafFacts } from '../identity/leaf-facts';
 import { verifyPeer, type PeerRefusal } from '../identity/peer-verifier';
 import { decide, type Authorizer, type Workload } from '../policy/authorizer';
@@ -78,7 +78,7 @@ interface PeerInfo {
 export class InboundListener {
   private readonly server: Server;
   /** Present on `/http` ports: per-request authorization and forwarding. */
-  private readonly http?: HttpInbound;
+  private readonly http?: HttpPort;
   private boundPort = 0;
 
   constructor(
@@ -88,7 +88,7 @@ export class InboundListener {
     this.server = createNetServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true }, (s) => this.onConnection(s));
     if (spec.http) {
       const { state, metrics, logger, authorize, workload } = deps;
-      this.http = new HttpInbound({ state, metrics, logger, authorize, workload, appHost: deps.appHost ?? '127.0.0.1', appPort: spec.appPort, listenerPort: () => this.boundPort });
+      this.http = new HttpPort({ state, metrics, logger, authorize, workload, appHost: deps.appHost ?? '127.0.0.1', appPort: spec.appPort, listenerPort: () => this.boundPort });
     }
   }
 
@@ -262,6 +262,8 @@ export class InboundListener {
       secureContext: ctx,
       requestCert: true,
       rejectUnauthorized: false,
+      // `/http` ports offer HTTP/2 first (http-port.ts); TCP ports take no part in the app's protocol choice.
+      ...(this.spec.http ? { ALPNProtocols: [...HTTP_ALPN] } : {}),
     });
     let failure: string | undefined;
     let settled = false;
@@ -428,7 +430,6 @@ export class InboundListener {
     });
     if (this.http) {
       this.http.serve(conn, peer && { principal: peer.principal, certSha256: peer.certSha256 });
-      conn.resume();
       return;
     }
     const d = decide(this.deps.authorize, snap.authz?.policies ?? [], this.deps.workload, {

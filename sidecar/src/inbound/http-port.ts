@@ -1,0 +1,59 @@
+/**
+ * An `/http` inbound port's protocol choice: after authentication, a
+ * connection is HTTP/2 when TLS negotiated `h2` by ALPN (we offer `h2`,
+ * `http/1.1`, in that order, as Envoy does) or, in plaintext, when it opens
+ * with the HTTP/2 preface (h2c with prior knowledge); anything else is
+ * HTTP/1.1. Both protocols are served by their own server (h2-inbound.ts,
+ * http-inbound.ts) through the one request gate.
+ */
+import type { Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import { HttpInbound } from './http-inbound';
+import { H2Inbound } from './h2-inbound';
+import type { GateDeps, HttpPeer } from './request-gate';
+import { classifyHttpPreface } from '../http/h2-preface';
+
+/** The ALPN protocols an `/http` inbound port offers, most preferred first. */
+export const HTTP_ALPN: readonly string[] = Object.freeze(['h2', 'http/1.1']);
+
+/** HTTP serving for one /http inbound port, HTTP/1.1 and HTTP/2. */
+export class HttpPort {
+  private readonly h1: HttpInbound;
+  private readonly h2: H2Inbound;
+
+  constructor(deps: GateDeps) {
+    this.h1 = new HttpInbound(deps);
+    this.h2 = new H2Inbound(deps);
+  }
+
+  /** Serves `conn` (paused), whose authentication established `peer` (undefined: plaintext). */
+  serve(conn: Socket | TLSSocket, peer: HttpPeer | undefined): void {
+    const alpn = (conn as TLSSocket).alpnProtocol;
+    if (alpn === 'h2') return this.h2.serve(conn, peer);
+    if (alpn !== undefined && alpn !== null) return this.startH1(conn, peer);
+    let seen: Buffer = Buffer.alloc(0);
+    const onData = (chunk: Buffer): void => {
+      seen = seen.length === 0 ? chunk : Buffer.concat([seen, chunk]);
+      const kind = classifyHttpPreface(seen);
+      if (kind === 'need-more') return;
+      conn.off('data', onData);
+      conn.pause();
+      conn.unshift(seen);
+      if (kind === 'h2') this.h2.serve(conn, peer);
+      else this.startH1(conn, peer);
+    };
+    conn.on('data', onData);
+    conn.resume();
+  }
+
+  /** HTTP clients learn to go elsewhere (see HttpInbound.drain and H2Inbound.drain). */
+  drain(): void {
+    this.h1.drain();
+    this.h2.drain();
+  }
+
+  private startH1(conn: Socket | TLSSocket, peer: HttpPeer | undefined): void {
+    this.h1.serve(conn, peer);
+    conn.resume();
+  }
+}
