@@ -212,7 +212,7 @@ for (const dataPath of nativeRelay() ? (['native', 'node'] as const) : (['node']
     const c = new EchoClient(`127.0.0.1:${out.grpc}`, grpc.credentials.createInsecure(), { 'grpc.max_receive_message_length': 16 << 20, 'grpc.max_send_message_length': 16 << 20 });
     try {
       const ok = await unary(c, 'Unary', Buffer.from('ping'));
-      expect(ok.err).to.equal(null);
+      expect(ok.err, String(ok.err?.details)).to.equal(null);
       expect(ok.res!.toString()).to.equal('ping');
       expect(ok.trailers!.get('x-echo-length')).to.deep.equal(['4']);
       expect(grpcXfcc).to.match(new RegExp(`^By=${SERVER};Hash=[0-9a-f]{64};URI=${CLIENT}$`));

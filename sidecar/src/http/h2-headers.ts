@@ -54,6 +54,14 @@ export function ambiguousH2Headers(raw: readonly string[]): string | undefined {
   return undefined;
 }
 
+/** True when the request says it takes trailers (`te` lists `trailers`, RFC 9110 §10.1.4). */
+export function takesTrailers(raw: readonly string[]): boolean {
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    if (raw[i]!.toLowerCase() === 'te' && raw[i + 1]!.split(',').some((t) => t.trim().toLowerCase() === 'trailers')) return true;
+  }
+  return false;
+}
+
 /** The host an HTTP/2 request names: `:authority`, else `host`. */
 export function h2Host(raw: readonly string[]): string | undefined {
   return rawValue(raw, ':authority') ?? rawValue(raw, 'host');
@@ -81,9 +89,10 @@ export function h2RequestHeaders(raw: readonly string[], method: string, target:
   for (let i = 0; i + 1 < plain.length; i += 2) {
     const name = plain[i]!.toLowerCase();
     if (name.startsWith(':') || H2_FORBIDDEN.has(name)) continue;
-    if (name === 'te' && plain[i + 1]!.toLowerCase() !== 'trailers') continue;
     add(out, name, plain[i + 1]!);
   }
+  // `te` is hop-by-hop, but `te: trailers` is what HTTP/2 lets through (and gRPC requires end to end).
+  if (takesTrailers(raw)) out.te = 'trailers';
   if (xfcc !== undefined) out['x-forwarded-client-cert'] = xfcc;
   return out;
 }

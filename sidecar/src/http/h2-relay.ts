@@ -15,6 +15,17 @@ import { h1ResponseFromH2, h2ResponseFromH1, h2ResponseFromH2 } from './h2-heade
 
 const { NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR, NGHTTP2_NO_ERROR, NGHTTP2_FLAG_END_STREAM } = constants;
 
+/** True when a stream's HEADERS frame ended it (`flags` of a 'stream' event): a request without a body. */
+export function endedWithHeaders(flags: number): boolean {
+  return (flags & NGHTTP2_FLAG_END_STREAM) !== 0;
+}
+
+/** True when an HTTP/1.1 request announces no body (no `Transfer-Encoding`, no non-zero `Content-Length`). */
+export function h1WithoutBody(req: IncomingMessage): boolean {
+  const cl = req.headers['content-length'];
+  return req.headers['transfer-encoding'] === undefined && (cl === undefined || cl.trim() === '0');
+}
+
 /** What to answer on the downstream hop when the upstream fails before any response. */
 export interface UpstreamFailure {
   /** The headers of the answer (a 502, or gRPC UNAVAILABLE for a gRPC request). */
@@ -46,10 +57,18 @@ function failDown(down: ServerHttp2Stream, failure: UpstreamFailure): void {
   }
 }
 
-/** HTTP/2 → HTTP/2: `down` (our server stream) relayed to `up` (our client stream, already requested). */
-export function relayH2ToH2(down: ServerHttp2Stream, up: ClientHttp2Stream, failure: UpstreamFailure): void {
+/**
+ * HTTP/2 → HTTP/2: `down` (our server stream) relayed to `up` (our client
+ * stream, already requested). Trailers are passed when the client said it
+ * takes them (`te: trailers`, which every gRPC client sends; RFC 9110
+ * §6.5.1): holding every stream open for trailers that may never come
+ * costs a frame and a callback per request.
+ */
+export function relayH2ToH2(down: ServerHttp2Stream, up: ClientHttp2Stream, failure: UpstreamFailure, trailersWanted = true): void {
   let trailers: OutgoingHttpHeaders = {};
-  down.pipe(up);
+  // A request that ended with its headers was requested with endStream (no body to pipe, no empty DATA frame).
+  if (up.writable) down.pipe(up);
+  else down.resume();
   up.on('response', (_h, flags: number, raw: string[]) => {
     const headers = h2ResponseFromH2(raw);
     if (down.destroyed || down.closed) return;
@@ -58,7 +77,7 @@ export function relayH2ToH2(down: ServerHttp2Stream, up: ClientHttp2Stream, fail
       down.respond(headers, { endStream: true });
       return;
     }
-    down.respond(headers, { waitForTrailers: true });
+    down.respond(headers, { waitForTrailers: trailersWanted });
     up.pipe(down);
   });
   up.on('trailers', (_t, _flags: number, raw: string[]) => {
@@ -74,8 +93,11 @@ export function relayH2ToH2(down: ServerHttp2Stream, up: ClientHttp2Stream, fail
       else down.close(up.rstCode);
     }
   });
+  // The client went away (or reset) before the answer was through: cancel upstream too. After a complete
+  // answer the upstream stream is done already, and a cancel would only cost a frame and an error object.
   down.on('close', () => {
-    if (!up.closed && !up.destroyed) up.close(down.rstCode !== undefined && down.rstCode !== NGHTTP2_NO_ERROR ? down.rstCode : NGHTTP2_CANCEL);
+    const aborted = down.rstCode !== undefined && down.rstCode !== NGHTTP2_NO_ERROR;
+    if (!up.closed && !up.destroyed && (aborted || !up.readableEnded)) up.close(aborted ? down.rstCode : NGHTTP2_CANCEL);
   });
 }
 
@@ -104,7 +126,8 @@ export function relayH2ToH1(down: ServerHttp2Stream, up: ClientRequest, failure:
  * ask for them with `TE: trailers`).
  */
 export function relayH1ToH2(req: IncomingMessage, res: ServerResponse, up: ClientHttp2Stream, onError: () => void): void {
-  req.pipe(up);
+  if (up.writable) req.pipe(up);
+  else req.resume();
   up.on('response', (_h, _flags: number, raw: string[]) => {
     const status = Number(raw[raw.indexOf(':status') + 1] ?? 502);
     res.writeHead(status, h1ResponseFromH2(raw));

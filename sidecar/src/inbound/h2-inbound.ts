@@ -21,8 +21,8 @@ import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { gateRequest, type GateDeps, type HttpPeer } from './request-gate';
 import { AppH2c, H2_SESSION_WINDOW, H2_SETTINGS } from '../http/app-h2c';
-import { GRPC_DENIED, GRPC_UNAVAILABLE, ambiguousH2Headers, h1RequestHeaders, h2Host, h2RequestHeaders, isGrpc, rawValue } from '../http/h2-headers';
-import { answer, relayH2ToH1, relayH2ToH2, type UpstreamFailure } from '../http/h2-relay';
+import { GRPC_DENIED, GRPC_UNAVAILABLE, ambiguousH2Headers, h1RequestHeaders, h2Host, h2RequestHeaders, isGrpc, rawValue, takesTrailers } from '../http/h2-headers';
+import { answer, endedWithHeaders, relayH2ToH1, relayH2ToH2, type UpstreamFailure } from '../http/h2-relay';
 
 /** HTTP/2 serving for one /http inbound port: `serve()` each authenticated connection that speaks HTTP/2. */
 export class H2Inbound {
@@ -39,7 +39,7 @@ export class H2Inbound {
     this.app = new AppH2c(deps.appHost, deps.appPort);
     this.server = createH2Server({ settings: H2_SETTINGS, maxSessionMemory: 64 });
     this.server.on('session', (s: Http2Session) => this.onSession(s));
-    this.server.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, _flags: number, raw: string[]) => this.onStream(stream, headers, raw));
+    this.server.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, flags: number, raw: string[]) => this.onStream(stream, headers, raw, endedWithHeaders(flags)));
   }
 
   /** Serves HTTP/2 on `conn` (ALPN `h2`, or the h2c preface seen and put back); `peer` as authentication established it. */
@@ -71,7 +71,7 @@ export class H2Inbound {
     if (this.draining) session.close();
   }
 
-  private onStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, raw: string[]): void {
+  private onStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, raw: string[], bodyless: boolean): void {
     stream.on('error', () => undefined);
     const method = rawValue(raw, ':method') ?? 'GET';
     const url = rawValue(raw, ':path') ?? '';
@@ -103,13 +103,13 @@ export class H2Inbound {
       if (p.kind === 'h2') {
         let up;
         try {
-          up = p.session.request(h2RequestHeaders(raw, method, g.view.target, authority, g.xfcc), { endStream: false, waitForTrailers: false });
+          up = p.session.request(h2RequestHeaders(raw, method, g.view.target, authority, g.xfcc), { endStream: bodyless });
         } catch {
           failure.onError();
           answer(stream, failure.headers, failure.body);
           return;
         }
-        relayH2ToH2(stream, up, failure);
+        relayH2ToH2(stream, up, failure, takesTrailers(raw));
         return;
       }
       const up = httpRequest({ host: this.deps.appHost, port: this.deps.appPort, method, path: g.view.target, headers: h1RequestHeaders(raw, authority, g.xfcc), agent: this.agent });

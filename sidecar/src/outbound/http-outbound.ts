@@ -17,9 +17,9 @@ import type { Socket } from 'node:net';
 import type { Logger } from '@trellis/shared';
 import type { SidecarMetrics } from '../metrics/sidecar-metrics';
 import { H2_SESSION_WINDOW, H2_SETTINGS } from '../http/app-h2c';
-import { GRPC_UNAVAILABLE, h2Host, h2RequestHeaders, isGrpc, rawValue } from '../http/h2-headers';
+import { GRPC_UNAVAILABLE, h2Host, h2RequestHeaders, isGrpc, rawValue, takesTrailers } from '../http/h2-headers';
 import { classifyHttpPreface } from '../http/h2-preface';
-import { answer, relayH1ToH2, relayH2ToH2, type UpstreamFailure } from '../http/h2-relay';
+import { answer, endedWithHeaders, h1WithoutBody, relayH1ToH2, relayH2ToH2, type UpstreamFailure } from '../http/h2-relay';
 import type { H2SessionPool, PooledSession } from './h2-session-pool';
 
 /** Collaborators of an HttpOutbound. */
@@ -47,7 +47,7 @@ export class HttpOutbound {
       s.on('error', () => s.destroy());
       s.once('connect', () => s.setLocalWindowSize(H2_SESSION_WINDOW));
     });
-    this.h2.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, _flags: number, raw: string[]) => this.onH2(stream, headers, raw));
+    this.h2.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, flags: number, raw: string[]) => this.onH2(stream, headers, raw, endedWithHeaders(flags)));
   }
 
   /** Serves the app connection `app` (paused). */
@@ -81,7 +81,7 @@ export class HttpOutbound {
     this.deps.logger.info('outbound request refused', { port: this.deps.listenerPort(), reason: r.reason, detail: r.detail });
   }
 
-  private onH2(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, raw: string[]): void {
+  private onH2(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, raw: string[], bodyless: boolean): void {
     stream.on('error', () => undefined);
     const grpc = isGrpc(headers['content-type']);
     const failure: UpstreamFailure = {
@@ -99,13 +99,13 @@ export class HttpOutbound {
       }
       let up;
       try {
-        up = p.session.request(h2RequestHeaders(raw, rawValue(raw, ':method') ?? 'GET', rawValue(raw, ':path') ?? '/', h2Host(raw), undefined, 'https'));
+        up = p.session.request(h2RequestHeaders(raw, rawValue(raw, ':method') ?? 'GET', rawValue(raw, ':path') ?? '/', h2Host(raw), undefined, 'https'), { endStream: bodyless });
       } catch {
         failure.onError();
         answer(stream, failure.headers, failure.body);
         return;
       }
-      relayH2ToH2(stream, up, failure);
+      relayH2ToH2(stream, up, failure, takesTrailers(raw));
     });
   }
 
@@ -123,7 +123,7 @@ export class HttpOutbound {
       }
       let up;
       try {
-        up = p.session.request(h2RequestHeaders(req.rawHeaders, req.method ?? 'GET', path, authority, undefined, 'https'));
+        up = p.session.request(h2RequestHeaders(req.rawHeaders, req.method ?? 'GET', path, authority, undefined, 'https'), { endStream: h1WithoutBody(req) });
       } catch {
         res.destroy();
         return;
