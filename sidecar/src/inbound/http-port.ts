@@ -12,6 +12,7 @@ import { HttpInbound } from './http-inbound';
 import { H2Inbound } from './h2-inbound';
 import type { GateDeps, HttpPeer } from './request-gate';
 import { classifyHttpPreface } from '../http/h2-preface';
+import { readFirstBytes } from '../proxy/first-bytes';
 
 /** The ALPN protocols an `/http` inbound port offers, most preferred first. */
 export const HTTP_ALPN: readonly string[] = Object.freeze(['h2', 'http/1.1']);
@@ -31,19 +32,7 @@ export class HttpPort {
     const alpn = (conn as TLSSocket).alpnProtocol;
     if (alpn === 'h2') return this.h2.serve(conn, peer);
     if (alpn !== undefined && alpn !== null) return this.startH1(conn, peer);
-    let seen: Buffer = Buffer.alloc(0);
-    const onData = (chunk: Buffer): void => {
-      seen = seen.length === 0 ? chunk : Buffer.concat([seen, chunk]);
-      const kind = classifyHttpPreface(seen);
-      if (kind === 'need-more') return;
-      conn.off('data', onData);
-      conn.pause();
-      conn.unshift(seen);
-      if (kind === 'h2') this.h2.serve(conn, peer);
-      else this.startH1(conn, peer);
-    };
-    conn.on('data', onData);
-    conn.resume();
+    readFirstBytes(conn, classifyHttpPreface, (kind) => (kind === 'h2' ? this.h2.serve(conn, peer) : this.startH1(conn, peer)));
   }
 
   /** HTTP clients learn to go elsewhere (see HttpInbound.drain and H2Inbound.drain). */

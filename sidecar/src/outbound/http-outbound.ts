@@ -19,6 +19,7 @@ import type { SidecarMetrics } from '../metrics/sidecar-metrics';
 import { H2_SESSION_WINDOW, H2_SETTINGS } from '../http/app-h2c';
 import { GRPC_UNAVAILABLE, h2Host, h2RequestHeaders, isGrpc, rawValue, takesTrailers } from '../http/h2-headers';
 import { classifyHttpPreface } from '../http/h2-preface';
+import { readFirstBytes } from '../proxy/first-bytes';
 import { answer, endedWithHeaders, h1WithoutBody, relayH1ToH2, relayH2ToH2, type UpstreamFailure } from '../http/h2-relay';
 import type { H2SessionPool, PooledSession } from './h2-session-pool';
 
@@ -52,23 +53,14 @@ export class HttpOutbound {
 
   /** Serves the app connection `app` (paused). */
   serve(app: Socket): void {
-    let seen: Buffer = Buffer.alloc(0);
-    const onData = (chunk: Buffer): void => {
-      seen = seen.length === 0 ? chunk : Buffer.concat([seen, chunk]);
-      const kind = classifyHttpPreface(seen);
-      if (kind === 'need-more') return;
-      app.off('data', onData);
-      app.pause();
-      app.unshift(seen);
+    readFirstBytes(app, classifyHttpPreface, (kind) => {
       if (kind === 'h2') {
         this.h2.emit('connection', app);
         return;
       }
       this.h1.emit('connection', app);
       app.resume();
-    };
-    app.on('data', onData);
-    app.resume();
+    });
   }
 
   /** GOAWAY to the app's HTTP/2 connections; the pool is closed by its owner. */
