@@ -1,7 +1,7 @@
 /**
  * Issue #15: HTTP/2 and gRPC on `/http` ports, end to end through a pair of
  * real sidecars (client side: an `/http` outbound listener pooling HTTP/2
- * mTLS; server side: an `/http` inbound port) with real clients: curl
+ * mTLS for h2c and passing HTTP/1.1 as bytes; server side: an `/http` inbound port) with real clients: curl
  * (`--http2-prior-knowledge`, `--http2`, HTTP/1.1), nghttp, h2load, a grpc-js
  * client and server, and node:http2 as an independent peer. Apps: an h2c
  * node:http2 app, a grpc-js server, and an HTTP/1.1-only app (translation).
@@ -164,7 +164,7 @@ for (const dataPath of nativeRelay() ? (['native', 'node'] as const) : (['node']
     tmp.cleanup();
   });
 
-  it('Should carry h2c and HTTP/1.1 from the app over one pooled h2 mTLS connection, judging the normalized path and rewriting XFCC', async () => {
+  it('Should carry the app\'s h2c streams over one pooled h2 mTLS connection and its HTTP/1.1 as bytes, judging the normalized path and rewriting XFCC', async () => {
     const xfcc = new RegExp(`^By=${SERVER};Hash=[0-9a-f]{64};URI=${CLIENT}$`);
     const h2c = await run('curl', ['-s', '--http2-prior-knowledge', '--path-as-is', '-H', `x-forwarded-client-cert: ${FORGED}`, '-w', '\n%{http_code} %{http_version}', `http://127.0.0.1:${out.h2}/x/../echo`]);
     expect(h2c.out).to.match(/"path":"\/echo"[\s\S]*\n200 2$/);
@@ -179,14 +179,17 @@ for (const dataPath of nativeRelay() ? (['native', 'node'] as const) : (['node']
     expect(ng.out).to.match(/:status: 200/);
     const load = await run('h2load', ['-n', '400', '-c', '4', '-m', '16', `http://127.0.0.1:${out.h2}/load`]);
     expect(load.out, load.out + load.err).to.match(/400 succeeded, 0 failed/);
-    // Every request of every app connection went over one HTTP/2 connection to the server's sidecar.
+    // Every h2c request of every app connection went over one HTTP/2 connection to the server's sidecar.
     expect(client.tracker.view(10).connections.filter((c) => c.direction === 'outbound' && c.peer === SERVER)).to.have.length(1);
   });
 
-  it('Should negotiate h2 by ALPN with mTLS clients, and translate to an HTTP/1.1-only app', async () => {
+  it('Should negotiate h2 or HTTP/1.1 by ALPN with mTLS clients, and translate between them and the protocol the app speaks', async () => {
     const tls = ['--cacert', pem.ca, '--cert', pem.cert, '--key', pem.key, '-k'];
     const alpn = await run('curl', ['-s', '--http2', ...tls, '-w', '\n%{http_code} %{http_version}', `https://127.0.0.1:${inb.h2}/alpn`]);
     expect(alpn.out).to.match(/"path":"\/alpn"[\s\S]*\n200 2$/);
+    // A client that offers only http/1.1 is served HTTP/1.1, and its request reaches the h2c-only app as HTTP/2.
+    const old = await run('curl', ['-s', '--http1.1', ...tls, '-w', '\n%{http_code} %{http_version}', `https://127.0.0.1:${inb.h2}/old`]);
+    expect(old.out).to.match(/"path":"\/old"[\s\S]*\n200 1.1$/);
     // node:http2 as an independent client, to the HTTP/1.1-only app: h2 in, HTTP/1.1 out, h2 back.
     const c = await ca.issueLeaf(CLIENT);
     const session = h2Connect(`https://127.0.0.1:${inb.h1}`, { ca: ca.root.pem, key: c.key.keyPem, cert: c.chainPem, checkServerIdentity: () => undefined });

@@ -21,6 +21,8 @@ export const H2_SETTINGS: SecureClientSessionOptions['settings'] = Object.freeze
 /** How much a session window may grow to (all streams of one connection). */
 export const H2_SESSION_WINDOW = 8 << 20;
 
+const H1: AppProtocol = Object.freeze({ kind: 'h1' });
+
 /** One h2c session to the app, reopened when it closes. */
 export class AppH2c {
   private current: { session: ClientHttp2Session; ready: Promise<AppProtocol> } | undefined;
@@ -35,7 +37,7 @@ export class AppH2c {
 
   /** The app's protocol (and session), probing it when unknown. */
   get(): Promise<AppProtocol> | AppProtocol {
-    if (this.now() < this.h1Until) return { kind: 'h1' };
+    if (this.now() < this.h1Until) return H1;
     const c = this.current;
     if (c && !c.session.closed && !c.session.destroyed) return c.ready;
     this.current = this.open();
@@ -61,7 +63,7 @@ export class AppH2c {
       const notH2 = (err?: Error & { code?: string }): void => {
         if (connected) {
           this.h1Until = this.now() + this.recheckMs;
-          resolve({ kind: 'h1' });
+          resolve(H1);
         } else {
           resolve({ kind: 'unreachable', detail: err?.code ?? err?.message ?? 'closed' });
         }

@@ -10,7 +10,7 @@
  * mark, whatever the sender has left to send.
  */
 import { constants, type ClientHttp2Stream, type OutgoingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
-import type { IncomingMessage, ServerResponse, ClientRequest } from 'node:http';
+import type { IncomingMessage, ClientRequest, ServerResponse } from 'node:http';
 import { h1ResponseFromH2, h2ResponseFromH1, h2ResponseFromH2 } from './h2-headers';
 
 const { NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR, NGHTTP2_NO_ERROR, NGHTTP2_FLAG_END_STREAM } = constants;
@@ -18,12 +18,6 @@ const { NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR, NGHTTP2_NO_ERROR, NGHTTP2_FLAG_E
 /** True when a stream's HEADERS frame ended it (`flags` of a 'stream' event): a request without a body. */
 export function endedWithHeaders(flags: number): boolean {
   return (flags & NGHTTP2_FLAG_END_STREAM) !== 0;
-}
-
-/** True when an HTTP/1.1 request announces no body (no `Transfer-Encoding`, no non-zero `Content-Length`). */
-export function h1WithoutBody(req: IncomingMessage): boolean {
-  const cl = req.headers['content-length'];
-  return req.headers['transfer-encoding'] === undefined && (cl === undefined || cl.trim() === '0');
 }
 
 /** What to answer on the downstream hop when the upstream fails before any response. */
@@ -121,9 +115,9 @@ export function relayH2ToH1(down: ServerHttp2Stream, up: ClientRequest, failure:
 }
 
 /**
- * HTTP/1.1 → HTTP/2: `req`/`res` (an app's HTTP/1.1 exchange) relayed to
- * `up`. HTTP/2 trailers are not passed to an HTTP/1.1 client (it did not
- * ask for them with `TE: trailers`).
+ * HTTP/1.1 → HTTP/2: `req`/`res` (an HTTP/1.1 exchange) relayed to `up`, a
+ * stream to an app that speaks h2c. HTTP/2 trailers are not passed to an
+ * HTTP/1.1 client (it did not ask for them with `TE: trailers`).
  */
 export function relayH1ToH2(req: IncomingMessage, res: ServerResponse, up: ClientHttp2Stream, onError: () => void): void {
   if (up.writable) req.pipe(up);
@@ -151,4 +145,10 @@ export function relayH1ToH2(req: IncomingMessage, res: ServerResponse, up: Clien
   res.on('close', () => {
     if (!res.writableFinished && !up.closed) up.close(NGHTTP2_CANCEL);
   });
+}
+
+/** True when an HTTP/1.1 request announces no body (no `Transfer-Encoding`, no non-zero `Content-Length`). */
+export function h1WithoutBody(req: IncomingMessage): boolean {
+  const cl = req.headers['content-length'];
+  return req.headers['transfer-encoding'] === undefined && (cl === undefined || cl.trim() === '0');
 }

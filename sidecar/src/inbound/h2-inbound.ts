@@ -35,8 +35,11 @@ export class H2Inbound {
   private handing: HttpPeer | undefined;
   private draining = false;
 
-  constructor(private readonly deps: GateDeps) {
-    this.app = new AppH2c(deps.appHost, deps.appPort);
+  constructor(
+    private readonly deps: GateDeps,
+    app: AppH2c,
+  ) {
+    this.app = app;
     this.server = createH2Server({ settings: H2_SETTINGS, maxSessionMemory: 64 });
     this.server.on('session', (s: Http2Session) => this.onSession(s));
     this.server.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, flags: number, raw: string[]) => this.onStream(stream, headers, raw, endedWithHeaders(flags)));
@@ -59,7 +62,6 @@ export class H2Inbound {
   drain(): void {
     this.draining = true;
     for (const s of this.sessions) s.close();
-    this.app.close();
   }
 
   private onSession(session: Http2Session): void {

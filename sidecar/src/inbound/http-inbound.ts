@@ -31,6 +31,11 @@ import type { TLSSocket } from 'node:tls';
 import { ambiguousRequestHeaders, forwardHttpRequest, type Forward, type HttpForwarder } from './http-forwarder';
 import { badRequest, gateRequest, type Gate, type GateDeps, type GateRefusal, type HttpPeer } from './request-gate';
 import { splice, type ProxySocket } from '../proxy/splice';
+import type { AppH2c, AppProtocol } from '../http/app-h2c';
+import { h2RequestHeaders } from '../http/h2-headers';
+import { h1WithoutBody, relayH1ToH2 } from '../http/h2-relay';
+
+const H1: AppProtocol = Object.freeze({ kind: 'h1' });
 
 /** Collaborators of an HttpInbound. */
 export type HttpInboundDeps = GateDeps;
@@ -47,7 +52,10 @@ export class HttpInbound {
   /** Sockets that already carry our error guard (an upgrade may be answered many times on one connection). */
   private readonly guarded = new WeakSet<Duplex>();
 
-  constructor(private readonly deps: HttpInboundDeps) {
+  constructor(
+    private readonly deps: HttpInboundDeps,
+    private readonly app: AppH2c,
+  ) {
     this.forwarder = forwardHttpRequest({ appHost: deps.appHost, appPort: deps.appPort });
     this.server = createHttpServer({ keepAliveTimeout: 60_000, noDelay: true }, (req, res) => this.onRequest(req, res));
     this.server.on('clientError', (err: Error & { code?: string }, socket: Duplex) => this.onClientError(err, socket));
@@ -107,7 +115,24 @@ export class HttpInbound {
       });
     }
     if (this.draining) res.shouldKeepAlive = false;
-    this.forwarder(req, res, fwd, () => this.deps.metrics.refuse('inbound', 'app_unreachable'));
+    const unreachable = (): void => this.deps.metrics.refuse('inbound', 'app_unreachable');
+    // An app that speaks h2c (app-h2c.ts) gets HTTP/1.1 requests as HTTP/2 streams, since an h2c-only
+    // app (a gRPC server) would refuse HTTP/1.1; an Upgrade stays HTTP/1.1 (it has no HTTP/2 form here).
+    const go = (p: AppProtocol): void => {
+      if (p.kind !== 'h2' || fwd.upgrade) return this.forwarder(req, res, fwd, unreachable);
+      let up;
+      try {
+        const authority = req.headers.host ?? fwd.host ?? `${this.deps.appHost}:${this.deps.appPort}`;
+        up = p.session.request(h2RequestHeaders(req.rawHeaders, req.method ?? 'GET', fwd.target, authority, fwd.xfcc), { endStream: h1WithoutBody(req) });
+      } catch {
+        return this.forwarder(req, res, fwd, unreachable);
+      }
+      relayH1ToH2(req, res, up, unreachable);
+    };
+    if (fwd.upgrade) return go(H1);
+    const p = this.app.get();
+    if (p instanceof Promise) void p.then(go);
+    else go(p);
   }
 
   /**

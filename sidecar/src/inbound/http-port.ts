@@ -4,13 +4,16 @@
  * `http/1.1`, in that order, as Envoy does) or, in plaintext, when it opens
  * with the HTTP/2 preface (h2c with prior knowledge); anything else is
  * HTTP/1.1. Both protocols are served by their own server (h2-inbound.ts,
- * http-inbound.ts) through the one request gate.
+ * http-inbound.ts) through the one request gate, and reach the app in the
+ * protocol it speaks (app-h2c.ts): an h2c app gets every request as HTTP/2
+ * (but WebSocket upgrades), an HTTP/1.1 app every request as HTTP/1.1.
  */
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { HttpInbound } from './http-inbound';
 import { H2Inbound } from './h2-inbound';
 import type { GateDeps, HttpPeer } from './request-gate';
+import { AppH2c } from '../http/app-h2c';
 import { classifyHttpPreface } from '../http/h2-preface';
 import { readFirstBytes } from '../proxy/first-bytes';
 
@@ -21,10 +24,13 @@ export const HTTP_ALPN: readonly string[] = Object.freeze(['h2', 'http/1.1']);
 export class HttpPort {
   private readonly h1: HttpInbound;
   private readonly h2: H2Inbound;
+  /** The app's protocol, learned once for both servers. */
+  private readonly app: AppH2c;
 
   constructor(deps: GateDeps) {
-    this.h1 = new HttpInbound(deps);
-    this.h2 = new H2Inbound(deps);
+    this.app = new AppH2c(deps.appHost, deps.appPort);
+    this.h1 = new HttpInbound(deps, this.app);
+    this.h2 = new H2Inbound(deps, this.app);
   }
 
   /** Serves `conn` (paused), whose authentication established `peer` (undefined: plaintext). */
@@ -39,6 +45,7 @@ export class HttpPort {
   drain(): void {
     this.h1.drain();
     this.h2.drain();
+    this.app.close();
   }
 
   private startH1(conn: Socket | TLSSocket, peer: HttpPeer | undefined): void {

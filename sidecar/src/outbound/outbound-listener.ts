@@ -65,6 +65,8 @@ export class OutboundListener {
   private sessionEpoch: object | undefined;
   private rr = 0;
   private boundPort = 0;
+  /** App connections whose first bytes were read (an `/http` listener's HTTP/1.1 ones): Node path, no ticket. */
+  private readonly sniffed = new WeakSet<Socket>();
   /** Present on `/http` listeners: requests over pooled HTTP/2 sessions. */
   private readonly http?: { readonly pool: H2SessionPool; readonly app: HttpOutbound };
 
@@ -75,7 +77,7 @@ export class OutboundListener {
     this.server = createNetServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true }, (s) => this.onConnection(s));
     if (spec.http) {
       const pool = new H2SessionPool(spec.target, deps);
-      this.http = { pool, app: new HttpOutbound({ metrics: deps.metrics, logger: deps.logger, pool, listenerPort: () => this.boundPort }) };
+      this.http = { pool, app: new HttpOutbound({ metrics: deps.metrics, logger: deps.logger, pool, listenerPort: () => this.boundPort, passThrough: (app) => this.connect(app, true) }) };
     }
   }
 
@@ -110,10 +112,22 @@ export class OutboundListener {
   }
 
   private onConnection(app: Socket): void {
-    const { metrics, clock } = this.deps;
+    const { metrics } = this.deps;
     metrics.connections.inc({ direction: 'outbound' });
     app.on('error', () => app.destroy());
     if (this.http) return this.http.app.serve(app);
+    this.connect(app);
+  }
+
+  /**
+   * Byte forwarding over one mTLS connection for `app`. An `/http` listener
+   * hands its HTTP/1.1 connections here (`sniffed`: their first bytes were
+   * read and put back, so they stay on the Node path, which reads them first;
+   * the native relay would take the descriptor without them).
+   */
+  private connect(app: Socket, sniffed = false): void {
+    if (sniffed) this.sniffed.add(app);
+    const clock = this.deps.clock;
     const snap = this.deps.state.current();
     // The context of the path in use marks the credentials' generation: the
     // session cache is only good within one (node:tls's is built on first use).
@@ -157,11 +171,11 @@ export class OutboundListener {
     const ticketUsable = cachedSession !== undefined && cachedSession.peer.notAfter.getTime() > clock().getTime() + 1000;
     if (cachedSession && !ticketUsable) this.sessions.delete(dest.address);
     // The session offered, if any: a resumed handshake is judged by the identity stored with that very ticket.
-    const offered = ticketUsable ? cachedSession : undefined;
+    const offered = ticketUsable && !this.sniffed.has(app) ? cachedSession : undefined;
     const native = this.deps.native;
     const nctx = native?.clientContext();
     // Literal addresses only (the engine does not resolve names), and no IPv6 zone ids.
-    if (native && nctx && isIP(host) !== 0 && !host.includes('%')) {
+    if (native && nctx && isIP(host) !== 0 && !host.includes('%') && !this.sniffed.has(app)) {
       if (this.dialNative(app, snap, epoch, pick, attemptsLeft, { native, nctx, host, port, dest, offered })) return;
     }
     const ctx = this.deps.clientContext();

@@ -2,6 +2,7 @@
  * The `l7` part of `npm run bench -- dataplane` (issue #15): HTTP through
  * `/http` listeners, side by side in one run.
  *   http1  wrk → app (direct) | client sidecar /http outbound ═h2 mTLS═ server sidecar /http inbound → app
+ *          | the same with a byte-forwarding outbound (`trellis_tcp_outbound`: HTTP/1.1 over one mTLS connection per app connection)
  *          | haproxy `mode http` pair (HTTP/1.1 between them, haproxy's default), both proxies with one
  *          path rule and one header rewrite (Trellis: an AuthorizationPolicy with one path, and XFCC)
  *   http2  h2load (-c4 -m32) → h2c app | the Trellis pair | haproxy with `proto h2` on every hop
@@ -152,10 +153,14 @@ export async function runL7(d: L7Input): Promise<Record<string, unknown>> {
     ...d.client,
     rootsPem: [d.ca.root.pem],
     inbound: [],
-    outbound: serverIn.map((p) => ({ host: '127.0.0.1', port: 0, http: true, target: { kind: 'explicit', address: `127.0.0.1:${p}`, spiffeId: SERVER_ID } })),
+    outbound: [
+      ...serverIn.map((p) => ({ host: '127.0.0.1', port: 0, http: true, target: { kind: 'explicit', address: `127.0.0.1:${p}`, spiffeId: SERVER_ID } })),
+      // The HTTP/1.1 app's requests also through a byte-forwarding outbound (no /http): one mTLS connection per app connection.
+      { host: '127.0.0.1', port: 0, target: { kind: 'explicit', address: `127.0.0.1:${serverIn[0]!}`, spiffeId: SERVER_ID } },
+    ],
   });
   d.children.push(client.child);
-  const [outH1, outH2, outGrpc] = client.info.outbound as [number, number, number];
+  const [outH1, outH2, outGrpc, outH1Tcp] = client.info.outbound as [number, number, number, number];
   const trellisPids = [server.child.pid, client.child.pid];
   await new Promise((r) => setTimeout(r, 300));
   const idle = { server: rssMb(server.child.pid), client: rssMb(client.child.pid) };
@@ -198,6 +203,7 @@ export async function runL7(d: L7Input): Promise<Record<string, unknown>> {
     [
       { name: 'direct', pids: [], load: (s) => wrk(d.h1AppPort, s) },
       { name: 'trellis', pids: trellisPids, load: (s) => wrk(outH1, s) },
+      { name: 'trellis_tcp_outbound', pids: trellisPids, load: (s) => wrk(outH1Tcp, s) },
       ...(haproxy ? [{ name: 'haproxy', pids: haproxy.pids, load: (s: number) => wrk(haproxy!.h1, s) }] : []),
     ],
     seconds,
@@ -237,7 +243,12 @@ export async function runL7(d: L7Input): Promise<Record<string, unknown>> {
     p99: Math.round((r.trellis!.p99_ms / r.direct!.p99_ms) * 100) / 100,
   });
   return {
-    http1: { tool: 'wrk -t1 -c32', ...http1, trellis_vs_haproxy: versus(http1.trellis!, http1.haproxy) },
+    http1: {
+      tool: 'wrk -t1 -c32',
+      ...http1,
+      trellis_vs_haproxy: versus(http1.trellis!, http1.haproxy),
+      trellis_tcp_outbound_vs_haproxy: versus(http1.trellis_tcp_outbound!, http1.haproxy),
+    },
     http2: { tool: 'h2load -c4 -m32', ...http2, trellis_vs_haproxy: versus(http2.trellis!, http2.haproxy) },
     grpc_unary: { tool: 'grpc-js, 32 calls in flight, 64 B', ...grpcUnary, trellis_vs_direct: vsDirect(grpcUnary) },
     grpc_streaming: { tool: 'grpc-js, 8 bidi ping-pong streams, 64 B', ...grpcStream, trellis_vs_direct: vsDirect(grpcStream) },
