@@ -3,7 +3,8 @@
  * HTTP/2 stream: request body one way, status, headers, body and trailers
  * the other, and a reset on either side ended on the other (a client that
  * cancels, a gRPC deadline, an app that resets). Bodies go through
- * `pipe()`, whose backpressure is HTTP/2 flow control here: when the
+ * http-forwarder.ts's `forwardBody` (pipe()'s backpressure at a fraction of
+ * its listeners), and that backpressure is HTTP/2 flow control here: when the
  * reader stops, the writable side fills to its high-water mark, the
  * source is paused and stops granting window to its sender, so what we
  * buffer per stream is bounded by the stream window plus one high-water
@@ -12,6 +13,7 @@
 import { constants, type ClientHttp2Stream, type OutgoingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import type { IncomingMessage, ClientRequest, ServerResponse } from 'node:http';
 import { h1ResponseFromH2, h2ResponseFromH1, h2ResponseFromH2 } from './h2-headers';
+import { forwardBody } from '../inbound/http-forwarder';
 
 const { NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR, NGHTTP2_NO_ERROR, NGHTTP2_FLAG_END_STREAM } = constants;
 
@@ -61,7 +63,7 @@ function failDown(down: ServerHttp2Stream, failure: UpstreamFailure): void {
 export function relayH2ToH2(down: ServerHttp2Stream, up: ClientHttp2Stream, failure: UpstreamFailure, trailersWanted = true): void {
   let trailers: OutgoingHttpHeaders = {};
   // A request that ended with its headers was requested with endStream (no body to pipe, no empty DATA frame).
-  if (up.writable) down.pipe(up);
+  if (up.writable) forwardBody(down, up);
   else down.resume();
   up.on('response', (_h, flags: number, raw: string[]) => {
     const headers = h2ResponseFromH2(raw);
@@ -72,7 +74,7 @@ export function relayH2ToH2(down: ServerHttp2Stream, up: ClientHttp2Stream, fail
       return;
     }
     down.respond(headers, { waitForTrailers: trailersWanted });
-    up.pipe(down);
+    forwardBody(up, down);
   });
   up.on('trailers', (_t, _flags: number, raw: string[]) => {
     trailers = h2ResponseFromH2(raw);
@@ -97,7 +99,7 @@ export function relayH2ToH2(down: ServerHttp2Stream, up: ClientHttp2Stream, fail
 
 /** HTTP/2 → HTTP/1.1: `down` relayed to `up`, an HTTP/1.1 request already made (its headers translated). */
 export function relayH2ToH1(down: ServerHttp2Stream, up: ClientRequest, failure: UpstreamFailure): void {
-  down.pipe(up);
+  forwardBody(down, up);
   up.on('response', (res: IncomingMessage) => {
     res.on('error', () => down.close(NGHTTP2_INTERNAL_ERROR));
     if (down.destroyed || down.closed) {
@@ -105,7 +107,7 @@ export function relayH2ToH1(down: ServerHttp2Stream, up: ClientRequest, failure:
       return;
     }
     down.respond(h2ResponseFromH1(res.statusCode ?? 502, res.rawHeaders));
-    res.pipe(down);
+    forwardBody(res, down);
   });
   up.on('error', () => failDown(down, failure));
   down.on('error', () => undefined);
@@ -120,12 +122,12 @@ export function relayH2ToH1(down: ServerHttp2Stream, up: ClientRequest, failure:
  * HTTP/1.1 client (it did not ask for them with `TE: trailers`).
  */
 export function relayH1ToH2(req: IncomingMessage, res: ServerResponse, up: ClientHttp2Stream, onError: () => void): void {
-  if (up.writable) req.pipe(up);
+  if (up.writable) forwardBody(req, up);
   else req.resume();
   up.on('response', (_h, _flags: number, raw: string[]) => {
     const status = Number(raw[raw.indexOf(':status') + 1] ?? 502);
     res.writeHead(status, h1ResponseFromH2(raw));
-    up.pipe(res);
+    forwardBody(up, res);
   });
   const fail = (): void => {
     if (res.headersSent) {
