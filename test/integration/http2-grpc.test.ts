@@ -175,6 +175,9 @@ for (const dataPath of nativeRelay() ? (['native', 'node'] as const) : (['node']
     expect(seen.at(-1)!.xfcc).to.match(xfcc);
     const denied = await run('curl', ['-s', '--http2-prior-knowledge', '-w', '\n%{http_code}', `http://127.0.0.1:${out.h2}/admin`]);
     expect(denied.out).to.equal('RBAC: access denied\n\n403');
+    // A path that cannot be read one way is refused on its stream (the dot segment would reach /admin).
+    const bad = await run('curl', ['-s', '--http2-prior-knowledge', '--path-as-is', '-w', '\n%{http_code}', `http://127.0.0.1:${out.h2}/x/%00/../admin`]);
+    expect(bad.out).to.match(/^bad request: .*\n\n400$/);
     const ng = await run('nghttp', ['-v', `http://127.0.0.1:${out.h2}/nghttp`]);
     expect(ng.out).to.match(/:status: 200/);
     const load = await run('h2load', ['-n', '400', '-c', '4', '-m', '16', `http://127.0.0.1:${out.h2}/load`]);

@@ -1,5 +1,5 @@
 /**
- * One `--outbound [HOST:]LOCAL_PORT=SERVICE[:PORT]` (or `=ADDR#SPIFFE_ID`)
+ * One `--outbound [HOST:]LOCAL_PORT=SERVICE[:PORT][/http]` (or `=ADDR[/http]#SPIFFE_ID`)
  * listener: plaintext from the application on localhost, mTLS to the
  * destination with our SVID. The server is authenticated by its SPIFFE ID
  * against the identities the control plane lists for the service (or the
