@@ -10,7 +10,7 @@
  * and refuse to guess from the port number). The verdict is kept for
  * `recheckMs`, then the app is probed again.
  */
-import { connect as h2Connect, type ClientHttp2Session, type SecureClientSessionOptions } from 'node:http2';
+import { connect as h2Connect, type ClientHttp2Session, type Http2Session, type SecureClientSessionOptions } from 'node:http2';
 
 /** What the app speaks, with the session to use when it is HTTP/2. */
 export type AppProtocol = { readonly kind: 'h2'; readonly session: ClientHttp2Session } | { readonly kind: 'h1' } | { readonly kind: 'unreachable'; readonly detail: string };
@@ -20,6 +20,21 @@ export const H2_SETTINGS: SecureClientSessionOptions['settings'] = Object.freeze
 
 /** How much a session window may grow to (all streams of one connection). */
 export const H2_SESSION_WINDOW = 8 << 20;
+
+/**
+ * An HTTP/2 connection with no frames for this long gets GOAWAY (its open
+ * streams may finish; a client opens a new connection for new ones), so
+ * idle connections do not pile up. Envoy's default is an hour; ours is
+ * shorter because a sidecar's memory is paid in every pod.
+ */
+export const H2_IDLE_MS = 5 * 60_000;
+
+/** Gives `session` the idle rule (see H2_IDLE_MS) and the larger session window once it is up. */
+export function tuneSession(session: Http2Session): void {
+  session.setTimeout(H2_IDLE_MS, () => session.close());
+  if (session.connecting === false && !session.destroyed) session.setLocalWindowSize(H2_SESSION_WINDOW);
+  else session.once('connect', () => session.setLocalWindowSize(H2_SESSION_WINDOW));
+}
 
 const H1: AppProtocol = Object.freeze({ kind: 'h1' });
 
@@ -57,8 +72,8 @@ export class AppH2c {
     const ready = new Promise<AppProtocol>((resolve) => {
       session.once('connect', () => {
         connected = true;
-        session.setLocalWindowSize(H2_SESSION_WINDOW);
       });
+      tuneSession(session);
       session.once('remoteSettings', () => resolve({ kind: 'h2', session }));
       const notH2 = (err?: Error & { code?: string }): void => {
         if (connected) {

@@ -20,7 +20,7 @@ import { Agent, request as httpRequest } from 'node:http';
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { gateRequest, type GateDeps, type HttpPeer } from './request-gate';
-import { AppH2c, H2_SESSION_WINDOW, H2_SETTINGS } from '../http/app-h2c';
+import { AppH2c, H2_SETTINGS, tuneSession } from '../http/app-h2c';
 import { GRPC_DENIED, GRPC_UNAVAILABLE, ambiguousH2Headers, h1RequestHeaders, h2Host, h2RequestHeaders, isGrpc, rawValue, takesTrailers } from '../http/h2-headers';
 import { answer, endedWithHeaders, relayH2ToH1, relayH2ToH2, type UpstreamFailure } from '../http/h2-relay';
 
@@ -69,7 +69,7 @@ export class H2Inbound {
     this.sessions.add(session);
     session.once('close', () => this.sessions.delete(session));
     session.on('error', () => session.destroy());
-    session.once('connect', () => session.setLocalWindowSize(H2_SESSION_WINDOW));
+    tuneSession(session);
     if (this.draining) session.close();
   }
 

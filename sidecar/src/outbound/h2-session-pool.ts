@@ -20,7 +20,7 @@ import type { SidecarSnapshot, SidecarState } from '../state/sidecar-state';
 import { federationInForce, presentedIntermediates } from '../state/peer-trust';
 import type { SidecarMetrics } from '../metrics/sidecar-metrics';
 import type { ConnectionTracker } from '../proxy/connection-tracker';
-import { H2_SESSION_WINDOW, H2_SETTINGS } from '../http/app-h2c';
+import { H2_SETTINGS, tuneSession } from '../http/app-h2c';
 import { judgeServer, resolveTarget, splitHostPort, UNREACHABLE } from './server-verdict';
 import type { OutboundTarget } from './outbound-listener';
 
@@ -123,7 +123,7 @@ export class H2SessionPool {
         metrics.allow('outbound', verdict.spiffeId);
         const session = h2Connect(`https://${address}`, { createConnection: () => tls, settings: H2_SETTINGS, maxSessionMemory: 64 });
         session.on('error', () => session.destroy());
-        session.once('connect', () => session.setLocalWindowSize(H2_SESSION_WINDOW));
+        tuneSession(session);
         const tracked = this.deps.tracker.add({ direction: 'outbound', spiffeId: verdict.spiffeId, serialHex: verdict.serialHex, group, sockets: [{ destroy: () => session.destroy() }, tls] });
         session.once('close', () => {
           this.deps.tracker.remove(tracked);

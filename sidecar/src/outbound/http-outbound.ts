@@ -19,7 +19,7 @@ import { createServer as createH2Server, type Http2Server, type Http2Session, ty
 import type { Socket } from 'node:net';
 import type { Logger } from '@trellis/shared';
 import type { SidecarMetrics } from '../metrics/sidecar-metrics';
-import { H2_SESSION_WINDOW, H2_SETTINGS } from '../http/app-h2c';
+import { H2_SETTINGS, tuneSession } from '../http/app-h2c';
 import { GRPC_UNAVAILABLE, h2Host, h2RequestHeaders, isGrpc, rawValue, takesTrailers } from '../http/h2-headers';
 import { classifyHttpPreface } from '../http/h2-preface';
 import { readFirstBytes } from '../proxy/first-bytes';
@@ -48,7 +48,7 @@ export class HttpOutbound {
       this.sessions.add(s);
       s.once('close', () => this.sessions.delete(s));
       s.on('error', () => s.destroy());
-      s.once('connect', () => s.setLocalWindowSize(H2_SESSION_WINDOW));
+      tuneSession(s);
     });
     this.h2.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, flags: number, raw: string[]) => this.onH2(stream, headers, raw, endedWithHeaders(flags)));
   }
