@@ -133,7 +133,8 @@ for (const dataPath of nativeRelay() ? (['native', 'node'] as const) : (['node']
       deps,
     );
     const s = await ca.issueLeaf(SERVER);
-    server.state.update({ credentials: makeCredentials(s.key.keyPem, s.chainPem), bundle: makeTrustBundle(ca.root.pem), peerAuth: { mode: 'STRICT', portModes: {} }, authz: { policies: policiesFromWire(POLICIES) } });
+    // The HTTP/1.1-only app's port is PERMISSIVE: plaintext h2c from outside the mesh is served too.
+    server.state.update({ credentials: makeCredentials(s.key.keyPem, s.chainPem), bundle: makeTrustBundle(ca.root.pem), peerAuth: { mode: 'STRICT', portModes: { [appPorts.h1]: 'PERMISSIVE' } }, authz: { policies: policiesFromWire(POLICIES) } });
     await server.start();
     (['h2', 'grpc', 'h1'] as const).forEach((k, i) => (inb[k] = server.inbound[i]!.port));
     client = new Sidecar(
@@ -209,6 +210,10 @@ for (const dataPath of nativeRelay() ? (['native', 'node'] as const) : (['node']
     expect(res).to.deep.equal({ status: 200, body: 'h1 /via-h2', alpn: 'h2' });
     expect(seen.at(-1)!.proto).to.equal('h1/1.1');
     expect(seen.at(-1)!.xfcc).to.match(new RegExp(`URI=${CLIENT}$`));
+    // Plaintext h2c with prior knowledge on a PERMISSIVE port: HTTP/2 in, HTTP/1.1 to the app, no XFCC (no peer identity).
+    const plain = await run('curl', ['-s', '--http2-prior-knowledge', '-H', `x-forwarded-client-cert: ${FORGED}`, '-w', ' %{http_code} %{http_version}', `http://127.0.0.1:${inb.h1}/plain-h2c`]);
+    expect(plain.out).to.equal('h1 /plain-h2c 200 2');
+    expect(seen.at(-1)).to.deep.equal({ proto: 'h1/1.1', path: '/plain-h2c', xfcc: undefined });
     // And an HTTP/1.1 app client through the pair (HTTP/1.1 → h2 → HTTP/1.1).
     const h1 = await run('curl', ['-s', '-w', ' %{http_code}', `http://127.0.0.1:${out.h1}/plain`]);
     expect(h1.out).to.equal('h1 /plain 200');
