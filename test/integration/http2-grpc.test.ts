@@ -79,6 +79,8 @@ for (const dataPath of nativeRelay() ? (['native', 'node'] as const) : (['node']
   const out: Record<'h2' | 'grpc' | 'h1', number> = { h2: 0, grpc: 0, h1: 0 };
   const inb: Record<'h2' | 'grpc' | 'h1', number> = { h2: 0, grpc: 0, h1: 0 };
   const pem = { key: '', cert: '', ca: '' };
+  /** A byte-forwarding outbound (no /http) to the h2c app's /http port. */
+  let tcpOut = 0;
 
   before(async () => {
     ca = await TestCa.create(TD);
@@ -140,7 +142,10 @@ for (const dataPath of nativeRelay() ? (['native', 'node'] as const) : (['node']
     client = new Sidecar(
       {
         inbound: [],
-        outbound: (['h2', 'grpc', 'h1'] as const).map((k) => ({ host: '127.0.0.1', port: 0, http: true, target: { kind: 'explicit' as const, address: `127.0.0.1:${inb[k]}`, spiffeId: SERVER } })),
+        outbound: [
+          ...(['h2', 'grpc', 'h1'] as const).map((k) => ({ host: '127.0.0.1', port: 0, http: true, target: { kind: 'explicit' as const, address: `127.0.0.1:${inb[k]}`, spiffeId: SERVER } })),
+          { host: '127.0.0.1', port: 0, target: { kind: 'explicit' as const, address: `127.0.0.1:${inb.h2}`, spiffeId: SERVER } },
+        ],
         dataPath,
         workload: { namespace: 'shop', labels: { app: 'client' } },
       },
@@ -154,6 +159,7 @@ for (const dataPath of nativeRelay() ? (['native', 'node'] as const) : (['node']
     client.state.update({ credentials: makeCredentials(c.key.keyPem, c.chainPem), bundle: makeTrustBundle(ca.root.pem) });
     await client.start();
     (['h2', 'grpc', 'h1'] as const).forEach((k, i) => (out[k] = client.outbound[i]!.port));
+    tcpOut = client.outbound[3]!.port;
   });
 
   after(async () => {
@@ -191,6 +197,10 @@ for (const dataPath of nativeRelay() ? (['native', 'node'] as const) : (['node']
     const tls = ['--cacert', pem.ca, '--cert', pem.cert, '--key', pem.key, '-k'];
     const alpn = await run('curl', ['-s', '--http2', ...tls, '-w', '\n%{http_code} %{http_version}', `https://127.0.0.1:${inb.h2}/alpn`]);
     expect(alpn.out).to.match(/"path":"\/alpn"[\s\S]*\n200 2$/);
+    // An app's h2c through a byte-forwarding outbound (TLS without ALPN): HTTP/2 by its preface.
+    const noAlpn = await run('curl', ['-s', '--http2-prior-knowledge', '-w', '\n%{http_code} %{http_version}', `http://127.0.0.1:${tcpOut}/no-alpn`]);
+    expect(noAlpn.out).to.match(/"path":"\/no-alpn"[\s\S]*\n200 2$/);
+    expect(seen.at(-1)!.xfcc).to.match(new RegExp(`URI=${CLIENT}$`));
     // A client that offers only http/1.1 is served HTTP/1.1, and its request reaches the h2c-only app as HTTP/2.
     const old = await run('curl', ['-s', '--http1.1', ...tls, '-w', '\n%{http_code} %{http_version}', `https://127.0.0.1:${inb.h2}/old`]);
     expect(old.out).to.match(/"path":"\/old"[\s\S]*\n200 1.1$/);

@@ -50,6 +50,9 @@ export class H2Inbound {
     // node:http2 waits for 'secureConnect' on a TLSSocket still marked connecting; a server socket we
     // handshook ourselves never emits it (node:tls clears the mark itself only for its own servers).
     (conn as TLSSocket & { secureConnecting?: boolean }).secureConnecting = false;
+    // node:http2 turns away a TLS connection whose ALPN chose nothing (an "unknown protocol"); one that
+    // opened with the HTTP/2 preface is HTTP/2 by prior knowledge, so it is marked as ALPN would have.
+    if ((conn as TLSSocket).alpnProtocol === false) (conn as TLSSocket & { alpnProtocol: string }).alpnProtocol = 'h2';
     this.handing = peer ?? {};
     try {
       this.server.emit('connection', conn);

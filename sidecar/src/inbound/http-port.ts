@@ -1,8 +1,9 @@
 /**
  * An `/http` inbound port's protocol choice: after authentication, a
  * connection is HTTP/2 when TLS negotiated `h2` by ALPN (we offer `h2`,
- * `http/1.1`, in that order, as Envoy does) or, in plaintext, when it opens
- * with the HTTP/2 preface (h2c with prior knowledge); anything else is
+ * `http/1.1`, in that order, as Envoy does) or, in plaintext or TLS without
+ * ALPN (what a byte-forwarding outbound carrying an app's h2c sends), when
+ * it opens with the HTTP/2 preface (prior knowledge); anything else is
  * HTTP/1.1. Both protocols are served by their own server (h2-inbound.ts,
  * http-inbound.ts) through the one request gate, and reach the app in the
  * protocol it speaks (app-h2c.ts): an h2c app gets every request as HTTP/2
@@ -37,7 +38,8 @@ export class HttpPort {
   serve(conn: Socket | TLSSocket, peer: HttpPeer | undefined): void {
     const alpn = (conn as TLSSocket).alpnProtocol;
     if (alpn === 'h2') return this.h2.serve(conn, peer);
-    if (alpn !== undefined && alpn !== null) return this.startH1(conn, peer);
+    if (alpn === 'http/1.1') return this.startH1(conn, peer);
+    // Plaintext, or TLS without ALPN (a byte-forwarding outbound carrying an app's h2c): the preface decides.
     readFirstBytes(conn, classifyHttpPreface, (kind) => (kind === 'h2' ? this.h2.serve(conn, peer) : this.startH1(conn, peer)));
   }
 

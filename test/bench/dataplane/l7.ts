@@ -5,7 +5,8 @@
  *          | the same with a byte-forwarding outbound (`trellis_tcp_outbound`: HTTP/1.1 over one mTLS connection per app connection)
  *          | haproxy `mode http` pair (HTTP/1.1 between them, haproxy's default), both proxies with one
  *          path rule and one header rewrite (Trellis: an AuthorizationPolicy with one path, and XFCC)
- *   http2  h2load (-c4 -m32) → h2c app | the Trellis pair | haproxy with `proto h2` on every hop
+ *   http2  h2load (-c4 -m32) → h2c app | the Trellis pair (and with a byte-forwarding outbound) | haproxy with
+ *          `proto h2` on every hop
  *   grpc   a grpc-js client process (unary: 32 calls in flight; streaming: 8 ping-pong bidi streams)
  *          → grpc-js server | the Trellis pair
  * Each path is loaded in interleaved rounds (A, B, C, A, B, C) so that noise
@@ -155,12 +156,13 @@ export async function runL7(d: L7Input): Promise<Record<string, unknown>> {
     inbound: [],
     outbound: [
       ...serverIn.map((p) => ({ host: '127.0.0.1', port: 0, http: true, target: { kind: 'explicit', address: `127.0.0.1:${p}`, spiffeId: SERVER_ID } })),
-      // The HTTP/1.1 app's requests also through a byte-forwarding outbound (no /http): one mTLS connection per app connection.
+      // The same requests also through byte-forwarding outbounds (no /http): one mTLS connection per app connection.
       { host: '127.0.0.1', port: 0, target: { kind: 'explicit', address: `127.0.0.1:${serverIn[0]!}`, spiffeId: SERVER_ID } },
+      { host: '127.0.0.1', port: 0, target: { kind: 'explicit', address: `127.0.0.1:${serverIn[1]!}`, spiffeId: SERVER_ID } },
     ],
   });
   d.children.push(client.child);
-  const [outH1, outH2, outGrpc, outH1Tcp] = client.info.outbound as [number, number, number, number];
+  const [outH1, outH2, outGrpc, outH1Tcp, outH2Tcp] = client.info.outbound as [number, number, number, number, number];
   const trellisPids = [server.child.pid, client.child.pid];
   await new Promise((r) => setTimeout(r, 300));
   const idle = { server: rssMb(server.child.pid), client: rssMb(client.child.pid) };
@@ -220,6 +222,7 @@ export async function runL7(d: L7Input): Promise<Record<string, unknown>> {
           return h2load(d.dir, outH2, s).finally(() => clearTimeout(t));
         },
       },
+      { name: 'trellis_tcp_outbound', pids: trellisPids, load: (s) => h2load(d.dir, outH2Tcp, s) },
       ...(haproxy ? [{ name: 'haproxy', pids: haproxy.pids, load: (s: number) => h2load(d.dir, haproxy!.h2, s) }] : []),
     ],
     seconds,
@@ -249,7 +252,12 @@ export async function runL7(d: L7Input): Promise<Record<string, unknown>> {
       trellis_vs_haproxy: versus(http1.trellis!, http1.haproxy),
       trellis_tcp_outbound_vs_haproxy: versus(http1.trellis_tcp_outbound!, http1.haproxy),
     },
-    http2: { tool: 'h2load -c4 -m32', ...http2, trellis_vs_haproxy: versus(http2.trellis!, http2.haproxy) },
+    http2: {
+      tool: 'h2load -c4 -m32',
+      ...http2,
+      trellis_vs_haproxy: versus(http2.trellis!, http2.haproxy),
+      trellis_tcp_outbound_vs_haproxy: versus(http2.trellis_tcp_outbound!, http2.haproxy),
+    },
     grpc_unary: { tool: 'grpc-js, 32 calls in flight, 64 B', ...grpcUnary, trellis_vs_direct: vsDirect(grpcUnary) },
     grpc_streaming: { tool: 'grpc-js, 8 bidi ping-pong streams, 64 B', ...grpcStream, trellis_vs_direct: vsDirect(grpcStream) },
     rss_mb: { idle, under_h2_load: underLoad },
