@@ -23,6 +23,6 @@ export function runSidecarCli(options: RunOptions): Promise<number> {
 
 // The same library the command runs, for the dataplane benchmark's sidecar
 // processes, so that what it measures is what `trellis sidecar` loads.
-export { Sidecar, makeCredentials, makeTrustBundle, sharedAuthorizer } from '@trellis/sidecar';
+export { Sidecar, makeCredentials, makeTrustBundle, policiesFromWire, sharedAuthorizer } from '@trellis/sidecar';
 export type { InboundSpec, OutboundSpec } from '@trellis/sidecar';
 export { silentLogger } from '@trellis/shared';

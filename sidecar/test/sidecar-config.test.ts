@@ -167,6 +167,8 @@ describe('Sidecar configuration', () => {
     ['0.0.0.0:15101=ledger.finance:9002', { host: '0.0.0.0', port: 15101, target: { kind: 'service', service: 'ledger.finance', port: 9002 } }],
     ['15101=10.0.0.1:443#not-spiffe', '"not-spiffe" is not a SPIFFE ID'],
     ['15101=:443#spiffe://td/ns/a/sa/b', 'explicit target ":443" must be HOST:PORT'],
+    ['15101=payments:9001/http', { host: '127.0.0.1', port: 15101, target: { kind: 'service', service: 'payments', port: 9001 }, http: true }],
+    ['15101=10.0.0.1:443/http#spiffe://td/ns/a/sa/b', { host: '127.0.0.1', port: 15101, target: { kind: 'explicit', address: '10.0.0.1:443', spiffeId: 'spiffe://td/ns/a/sa/b' }, http: true }],
   ];
   for (const [spec, want] of outboundCases) {
     it(`Should read --outbound ${spec} as ${typeof want === 'string' ? 'an error' : 'a listener'}`, () => {

@@ -18,17 +18,21 @@
  * off as ratios. Both proxy pairs run in TCP mode with the same TestCa
  * certificates and verify the peer against the same root.
  *
+ * Then the `l7` object (dataplane/l7.ts): HTTP/1.1, HTTP/2 and gRPC through
+ * `/http` listeners against haproxy in `mode http` and direct.
+ *
  * Flags: --duration=SECONDS (default 8), --connections=N (default 32),
- * --bulk-mb=N (default 256).
+ * --bulk-mb=N (default 256), --l7-only (only the `l7` object).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
-import { readFileSync } from 'node:fs';
 import { connect as netConnect } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { join } from 'node:path';
 import { TestCa, freePort, makeTmpDir, trellisSpawn } from '@trellis/testkit';
 import { measureIdleRssWithPolicies } from './dataplane/idle-rss-with-policies';
+import { cpuTimes, median, rssMb, startJsonChild } from './dataplane/bench-process';
+import { runL7 } from './dataplane/l7';
 
 interface CannonResult {
   requests: { average: number; total: number };
@@ -43,39 +47,6 @@ const autocannon = require('autocannon') as (opts: Record<string, unknown>) => P
 function flagValue(flags: string[], name: string, dflt: number): number {
   const f = flags.find((x) => x.startsWith(`--${name}=`));
   return f ? Number(f.slice(name.length + 3)) : dflt;
-}
-
-function startJsonChild(cmd: string, args: string[], input?: string, env: NodeJS.ProcessEnv = {}): Promise<{ child: ChildProcess; info: Record<string, unknown> }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'inherit'], env: { ...process.env, ...env } });
-    let out = '';
-    child.stdout!.setEncoding('utf8').on('data', (d: string) => {
-      out += d;
-      const nl = out.indexOf('\n');
-      if (nl >= 0) resolve({ child, info: JSON.parse(out.slice(0, nl)) as Record<string, unknown> });
-    });
-    child.on('error', reject);
-    child.on('exit', (code) => reject(new Error(`${args[0] ?? cmd} exited with ${code} before it was ready`)));
-    child.stdin!.end(input ?? '');
-  });
-}
-
-function rssMb(pid: number | undefined): number {
-  if (!pid) return NaN;
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Math.round((Number(m[1]) / 1024) * 10) / 10 : NaN;
-}
-
-/** CPU time a process has used in user space and in the kernel, in ms (from /proc, clock ticks of 10 ms). */
-function cpuTimes(pid: number | undefined): { user: number; sys: number } {
-  if (!pid) return { user: NaN, sys: NaN };
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return { user: Number(fields[11]) * 10, sys: Number(fields[12]) * 10 };
-}
-
-/** The middle value (the upper one of an even count). */
-function median(xs: number[]): number {
-  return [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
 }
 
 /** One load path: where to send requests and which proxy processes to charge CPU to (server side first, then client side). */
@@ -177,6 +148,7 @@ export async function run(flags: string[]): Promise<Record<string, unknown>> {
   const seconds = flagValue(flags, 'duration', 8);
   const connections = flagValue(flags, 'connections', 32);
   const bulkMb = flagValue(flags, 'bulk-mb', 256);
+  const l7Only = flags.includes('--l7-only');
   const tmp = makeTmpDir('trellis-bench-dataplane-');
   const children: ChildProcess[] = [];
   const notes: string[] = [];
@@ -189,6 +161,9 @@ export async function run(flags: string[]): Promise<Record<string, unknown>> {
     children.push(app.child);
     const appPort = app.info.http as number;
     const bulkPort = app.info.bulk as number;
+    const l7 = (): Promise<Record<string, unknown>> =>
+      runL7({ ca, server: { keyPem: serverLeaf.key.keyPem, chainPem: serverLeaf.chainPem }, client: { keyPem: clientLeaf.key.keyPem, chainPem: clientLeaf.chainPem }, h1AppPort: appPort, dir: tmp.dir, children, seconds, notes });
+    if (l7Only) return { l7: await l7(), ...(notes.length ? { notes } : {}) };
 
     // The Trellis pair, on the data path `auto` picks (the native relay when built),
     // and a second pair on the Node path for comparison.
@@ -326,6 +301,7 @@ export async function run(flags: string[]): Promise<Record<string, unknown>> {
       rss_idle_with_policies_mb: withPolicies.idle_after_push_mb,
       rss_with_policies_after_traffic_mb: withPolicies.after_traffic_mb,
       load: { tool: 'autocannon', connections, seconds, mode: 'tcp' },
+      l7: await l7(),
       ...(notes.length ? { notes } : {}),
     };
   } finally {

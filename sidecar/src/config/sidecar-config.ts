@@ -350,21 +350,30 @@ export function parseInboundSpec(s: string): InboundSpec | string {
   return Object.freeze({ host: listen.host, port: listen.port, appPort, http: m[2] !== undefined });
 }
 
-/** `[HOST:]LOCAL_PORT=SERVICE[:PORT]` or `=ADDR#SPIFFE_ID` → an OutboundSpec, or the reason. Host defaults to 127.0.0.1. */
+/**
+ * `[HOST:]LOCAL_PORT=SERVICE[:PORT][/http]` or `=ADDR[/http]#SPIFFE_ID` → an
+ * OutboundSpec, or the reason. Host defaults to 127.0.0.1. `/http` carries
+ * the app's HTTP/1.1 and h2c requests over pooled HTTP/2 (http-outbound.ts).
+ */
 export function parseOutboundSpec(s: string): OutboundSpec | string {
   const eq = s.indexOf('=');
-  if (eq < 0) return 'expected [HOST:]LOCAL_PORT=SERVICE[:PORT] or [HOST:]LOCAL_PORT=ADDR#SPIFFE_ID';
+  if (eq < 0) return 'expected [HOST:]LOCAL_PORT=SERVICE[:PORT][/http] or [HOST:]LOCAL_PORT=ADDR[/http]#SPIFFE_ID';
   const listen = parseHostPort(s.slice(0, eq), '127.0.0.1');
   if (typeof listen === 'string') return `listen address: ${listen}`;
-  const target = s.slice(eq + 1);
+  let target = s.slice(eq + 1);
   const hash = target.indexOf('#');
+  const head = hash >= 0 ? target.slice(0, hash) : target;
+  const http = head.endsWith('/http');
+  if (http) target = head.slice(0, -'/http'.length) + (hash >= 0 ? target.slice(hash) : '');
+  const withHttp = <T extends object>(spec: T): T => Object.freeze(http ? { ...spec, http: true } : spec);
   if (hash >= 0) {
-    const addr = target.slice(0, hash);
-    const id = target.slice(hash + 1);
+    const h = target.indexOf('#');
+    const addr = target.slice(0, h);
+    const id = target.slice(h + 1);
     const hp = parseHostPort(addr, '');
     if (typeof hp === 'string' || hp.host === '') return `explicit target "${addr}" must be HOST:PORT`;
     if (!isSpiffeId(id)) return `"${id}" is not a SPIFFE ID`;
-    return Object.freeze({ host: listen.host, port: listen.port, target: Object.freeze({ kind: 'explicit' as const, address: addr, spiffeId: id }) });
+    return withHttp({ host: listen.host, port: listen.port, target: Object.freeze({ kind: 'explicit' as const, address: addr, spiffeId: id }) });
   }
   const m = /^([a-z0-9]([-a-z0-9.]*[a-z0-9])?)(?::(\d+))?$/.exec(target);
   if (!m) return `"${target}" is not SERVICE[:PORT] (a DNS-style service name)`;
@@ -373,5 +382,5 @@ export function parseOutboundSpec(s: string): OutboundSpec | string {
     port = parsePort(m[3]);
     if (port === undefined || port === 0) return `port ${m[3]} is out of range`;
   }
-  return Object.freeze({ host: listen.host, port: listen.port, target: Object.freeze(port === undefined ? { kind: 'service' as const, service: m[1]! } : { kind: 'service' as const, service: m[1]!, port }) });
+  return withHttp({ host: listen.host, port: listen.port, target: Object.freeze(port === undefined ? { kind: 'service' as const, service: m[1]! } : { kind: 'service' as const, service: m[1]!, port }) });
 }

@@ -118,7 +118,7 @@ export function downstreamHeaders(rawHeaders: readonly string[]): string[] {
  * keeps reading and dropping, so an app that answers early (413) and closes
  * does not cut the client's connection before it reads that answer.
  */
-function forwardBody(src: Readable, dst: Writable, stopWhenSinkCloses = false): void {
+export function forwardBody(src: Readable, dst: Writable, stopWhenSinkCloses = false): void {
   const resume = (): void => {
     src.resume();
   };

@@ -37,39 +37,18 @@ import { createServer as createHttpServer, ServerResponse, STATUS_CODES, type In
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
-import { DEFAULT_PATH_NORMALIZATION, type Logger } from '@trellis/shared';
 import { ambiguousRequestHeaders, forwardHttpRequest, type Forward, type HttpForwarder } from './http-forwarder';
-import { readRequestTarget, type RequestView } from './request-target';
-import { decide, type Authorizer, type AuthzDecision, type Workload } from '../policy/authorizer';
+import { badRequest, gateRequest, type Gate, type GateDeps, type GateRefusal, type HttpPeer } from './request-gate';
 import { splice, type ProxySocket } from '../proxy/splice';
-import type { SidecarState } from '../state/sidecar-state';
-import type { SidecarMetrics } from '../metrics/sidecar-metrics';
+import type { AppH2c, AppProtocol } from '../http/app-h2c';
+import { h2RequestHeaders } from '../http/h2-headers';
+import { h1WithoutBody, relayH1ToH2 } from '../http/h2-relay';
 
-/** What authentication established about a connection's peer; empty for plaintext. */
-export interface HttpPeer {
-  /** The peer's SPIFFE ID (mTLS only). */
-  readonly principal?: string;
-  /** SHA-256 of the peer's leaf, hex, for XFCC `Hash=`. */
-  readonly certSha256?: string;
-}
+const H1: AppProtocol = Object.freeze({ kind: 'h1' });
 
 /** Collaborators of an HttpInbound. */
-export interface HttpInboundDeps {
-  state: SidecarState;
-  metrics: SidecarMetrics;
-  logger: Logger;
-  authorize: Authorizer;
-  workload: Workload;
-  appHost: string;
-  appPort: number;
-  /** The listener's bound port, for logs. */
-  listenerPort(): number;
-}
-
-/** The outcome of the checks every request goes through before it may reach the app. */
-type Gate = { readonly ok: true; readonly view: RequestView; readonly xfcc: string | undefined } | { readonly ok: false; readonly status: 400 | 403; readonly body: string; readonly close: boolean };
-
-const DENIED_BODY = 'RBAC: access denied\n';
+export type HttpInboundDeps = GateDeps;
+export type { HttpPeer };
 
 /**
  * How long a keep-alive connection must have been quiet during a drain
@@ -96,7 +75,10 @@ export class HttpInbound {
   /** Sockets that already carry our error guard (an upgrade may be answered many times on one connection). */
   private readonly guarded = new WeakSet<Duplex>();
 
-  constructor(private readonly deps: HttpInboundDeps) {
+  constructor(
+    private readonly deps: HttpInboundDeps,
+    private readonly app: AppH2c,
+  ) {
     this.forwarder = forwardHttpRequest({ appHost: deps.appHost, appPort: deps.appPort });
     this.server = createHttpServer({ keepAliveTimeout: 60_000, noDelay: true }, (req, res) => this.onRequest(req, res));
     this.server.on('clientError', (err: Error & { code?: string }, socket: Duplex) => this.onClientError(err, socket));
@@ -148,47 +130,14 @@ export class HttpInbound {
     st.quietTimer.unref();
   }
 
-  /**
-   * The checks before the app: headers that read one way only, one view of
-   * the target (400 otherwise, closing the connection), then
-   * AuthorizationPolicy on that view (403). Reads the snapshot once, so the
-   * path normalization and the policies are of one version.
-   */
+  /** The shared checks (request-gate.ts) on an HTTP/1.1 request. */
   private gate(req: IncomingMessage): Gate {
-    const ambiguous = ambiguousRequestHeaders(req.rawHeaders);
-    if (ambiguous !== undefined) return this.badRequest(req, 'bad_request', ambiguous);
-    const snap = this.deps.state.current();
-    const view = readRequestTarget(req.method ?? 'GET', req.url ?? '/', req.headers.host, snap.authz?.pathNormalization ?? DEFAULT_PATH_NORMALIZATION);
-    if (!view.ok) return this.badRequest(req, view.reason, view.detail);
     const peer = this.peers.get(req.socket) ?? this.peers.get((req.socket as unknown as { _parent?: object })._parent ?? {});
-    const decision: AuthzDecision = peer
-      ? decide(this.deps.authorize, snap.authz?.policies ?? [], this.deps.workload, {
-          principal: peer.principal,
-          sourceIp: req.socket.remoteAddress,
-          port: this.deps.appPort,
-          http: { method: req.method ?? 'GET', path: view.path, host: view.host },
-        })
-      : { decision: 'DENY', reason: 'connection state lost' };
-    if (decision.decision !== 'ALLOW') {
-      this.deps.metrics.refuse('inbound', 'authz_denied', peer?.principal, decision.reason);
-      this.deps.logger.info('inbound request denied by policy', { port: this.deps.listenerPort(), principal: peer?.principal, method: req.method, path: view.path, reason: decision.reason });
-      return { ok: false, status: 403, body: DENIED_BODY, close: false };
-    }
-    this.deps.metrics.allow('inbound', peer?.principal);
-    const ours = snap.credentials?.spiffeId;
-    const xfcc = peer?.principal ? `By=${ours ?? ''};Hash=${peer.certSha256 ?? ''};URI=${peer.principal}` : undefined;
-    return { ok: true, view, xfcc };
-  }
-
-  /** A 400 that closes the connection: the framing or the target is in doubt, so nothing after it is read. */
-  private badRequest(req: IncomingMessage, reason: string, detail: string): Gate {
-    this.deps.metrics.refuse('inbound', reason);
-    this.deps.logger.info('inbound request refused', { port: this.deps.listenerPort(), method: req.method, path: req.url, reason, detail });
-    return { ok: false, status: 400, body: `bad request: ${detail}\n`, close: true };
+    return gateRequest(this.deps, { method: req.method ?? 'GET', url: req.url ?? '/', host: req.headers.host, peer, sourceIp: req.socket.remoteAddress, ambiguous: ambiguousRequestHeaders(req.rawHeaders) });
   }
 
   /** Writes a refusal: byte-correct (content-length), `connection: close` when it closes. */
-  private refuse(res: ServerResponse, g: Extract<Gate, { ok: false }>): void {
+  private refuse(res: ServerResponse, g: GateRefusal): void {
     if (g.close || this.draining) res.shouldKeepAlive = false;
     res.writeHead(g.status, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(g.body), ...(g.close ? { connection: 'close' } : {}) });
     res.end(g.body);
@@ -219,7 +168,24 @@ export class HttpInbound {
       });
     }
     if (this.draining) res.shouldKeepAlive = false;
-    this.forwarder(req, res, fwd, () => this.deps.metrics.refuse('inbound', 'app_unreachable'));
+    const unreachable = (): void => this.deps.metrics.refuse('inbound', 'app_unreachable');
+    // An app that speaks h2c (app-h2c.ts) gets HTTP/1.1 requests as HTTP/2 streams, since an h2c-only
+    // app (a gRPC server) would refuse HTTP/1.1; an Upgrade stays HTTP/1.1 (it has no HTTP/2 form here).
+    const go = (p: AppProtocol): void => {
+      if (p.kind !== 'h2' || fwd.upgrade) return this.forwarder(req, res, fwd, unreachable);
+      let up;
+      try {
+        const authority = req.headers.host ?? fwd.host ?? `${this.deps.appHost}:${this.deps.appPort}`;
+        up = p.session.request(h2RequestHeaders(req.rawHeaders, req.method ?? 'GET', fwd.target, authority, fwd.xfcc), { endStream: h1WithoutBody(req) });
+      } catch {
+        return this.forwarder(req, res, fwd, unreachable);
+      }
+      relayH1ToH2(req, res, up, unreachable);
+    };
+    if (fwd.upgrade) return go(H1);
+    const p = this.app.get();
+    if (p instanceof Promise) void p.then(go);
+    else go(p);
   }
 
   /**
@@ -278,14 +244,14 @@ export class HttpInbound {
       this.server.emit('connection', socket);
     });
     if (hasBody(req)) {
-      this.refuse(res, this.badRequest(req, 'bad_request', 'an Upgrade request with a body') as Extract<Gate, { ok: false }>);
+      this.refuse(res, badRequest(this.deps, { method: req.method ?? 'GET', url: req.url ?? '/' }, 'bad_request', 'an Upgrade request with a body'));
       return;
     }
     const offer = upgradeOffer(req.headers.upgrade);
     if (offer.kind === 'refused') {
       this.deps.metrics.refuse('inbound', 'upgrade_refused');
       this.deps.logger.info('inbound upgrade refused', { port: this.deps.listenerPort(), upgrade: req.headers.upgrade });
-      this.refuse(res, { ok: false, status: 403, body: `upgrade refused: only websocket is carried\n`, close: false });
+      this.refuse(res, { ok: false, status: 403, body: `upgrade refused: only websocket is carried\n`, close: false, denied: false });
       return;
     }
     const g = this.gate(req);

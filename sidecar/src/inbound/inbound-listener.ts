@@ -15,16 +15,17 @@
  */
 import { createServer as createNetServer, connect as netConnect, isIP, type Server, type Socket } from 'node:net';
 import { TLSSocket, type SecureContext } from 'node:tls';
-import { groupName, isSpiffeId, readClientHello, selectGroup, type KeyExchangePolicy, type Logger } from '@trellis/shared';
+import { groupName, type KeyExchangePolicy, type Logger } from '@trellis/shared';
+import { readClientHelloFirst } from './client-hello-gate';
 import { classifyFirstBytes } from './tls-detect';
-import { HttpInbound } from './http-inbound';
-import { leafFacts } from '../identity/leaf-facts';
-import { verifyPeer, type PeerRefusal } from '../identity/peer-verifier';
+import { handshakeRefusal, judgeClient, verifyError } from './client-verdict';
+import { HTTP_ALPN, HttpPort } from './http-port';
+import type { PeerRefusal } from '../identity/peer-verifier';
 import { decide, type Authorizer, type Workload } from '../policy/authorizer';
 import { splice } from '../proxy/splice';
 import { adoptDirectRead, directRead } from '../proxy/direct-read';
 import type { PeerAuthMode, SidecarSnapshot, SidecarState } from '../state/sidecar-state';
-import { federationInForce, peerTrust, presentedIntermediates } from '../state/peer-trust';
+import { federationInForce, presentedIntermediates } from '../state/peer-trust';
 import type { SidecarMetrics } from '../metrics/sidecar-metrics';
 import type { ConnectionTracker, TrackedConnection } from '../proxy/connection-tracker';
 import { handshakeErrorCode, verifyCode, type NativeDataPath, type RelayContext } from '../proxy/native-relay';
@@ -78,7 +79,7 @@ interface PeerInfo {
 export class InboundListener {
   private readonly server: Server;
   /** Present on `/http` ports: per-request authorization and forwarding. */
-  private readonly http?: HttpInbound;
+  private readonly http?: HttpPort;
   private boundPort = 0;
 
   constructor(
@@ -88,7 +89,7 @@ export class InboundListener {
     this.server = createNetServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true }, (s) => this.onConnection(s));
     if (spec.http) {
       const { state, metrics, logger, authorize, workload } = deps;
-      this.http = new HttpInbound({ state, metrics, logger, authorize, workload, appHost: deps.appHost ?? '127.0.0.1', appPort: spec.appPort, listenerPort: () => this.boundPort });
+      this.http = new HttpPort({ state, metrics, logger, authorize, workload, appHost: deps.appHost ?? '127.0.0.1', appPort: spec.appPort, listenerPort: () => this.boundPort });
     }
   }
 
@@ -177,55 +178,18 @@ export class InboundListener {
     socket.resume();
   }
 
-  /**
-   * Node path: reads the client's ClientHello before any TLS object exists
-   * (an idle connection then costs a socket, not an SSL and its buffers,
-   * which OpenSSL would also allocate on the peer's FIN), names the group
-   * the handshake will use (node:tls says so on client sockets only) and,
-   * under the `require` key-exchange policy, refuses a client that cannot do
-   * X25519MLKEM768 before any TLS work. The bytes go back for `then`. A
-   * connection that ends or times out first is refused and counted here.
-   */
+  /** Node path: the ClientHello read first (client-hello-gate.ts); a refusal there is counted here. */
   private clientHello(socket: Socket, slot: HandshakeSlot, deadline: number, then: (group: string) => void): void {
-    const policy = this.deps.keyExchange?.() ?? 'prefer';
-    let seen: Buffer = Buffer.alloc(0);
-    const refuse = (reason: string, detail: string): void => {
-      cleanup();
+    const failed = (reason: string, detail?: string): void => {
       slot.release();
       this.deps.metrics.handshakes.inc({ direction: 'inbound', result: 'error', group: 'unknown' });
+      if (detail === undefined) {
+        this.deps.metrics.refuse('inbound', reason);
+        return;
+      }
       this.refuse(socket, reason, detail);
     };
-    const timer = setTimeout(() => refuse('handshake_timeout', seen.length === 0 ? 'no bytes from the client' : 'no complete ClientHello'), Math.max(0, deadline - Date.now()));
-    const onData = (chunk: Buffer): void => {
-      seen = seen.length === 0 ? chunk : Buffer.concat([seen, chunk]);
-      const read = readClientHello(seen);
-      if (read.status === 'incomplete') return;
-      cleanup();
-      socket.pause();
-      socket.unshift(seen);
-      if (read.status === 'invalid') return then('unknown'); // node:tls refuses it with the right alert
-      const chosen = selectGroup(read.hello, policy);
-      if (!chosen.ok && chosen.reason === 'not_hybrid') {
-        slot.release();
-        this.deps.metrics.handshakes.inc({ direction: 'inbound', result: 'error', group: 'unknown' });
-        return this.refuse(socket, 'kex_not_hybrid', 'the client cannot do X25519MLKEM768 and the key-exchange policy is require');
-      }
-      then(chosen.ok ? chosen.group : 'unknown');
-    };
-    const onClose = (): void => {
-      cleanup();
-      slot.release();
-      this.deps.metrics.handshakes.inc({ direction: 'inbound', result: 'error', group: 'unknown' });
-      this.deps.metrics.refuse('inbound', 'handshake_failed');
-    };
-    const cleanup = (): void => {
-      clearTimeout(timer);
-      socket.off('data', onData);
-      socket.off('close', onClose);
-    };
-    socket.on('data', onData);
-    socket.once('close', onClose);
-    socket.resume();
+    readClientHelloFirst(socket, deadline, this.deps.keyExchange?.() ?? 'prefer', { then, failed });
   }
 
   private handshake(socket: Socket, snap: SidecarSnapshot, slot: HandshakeSlot, deadline: number, sniffed = false): void {
@@ -262,6 +226,8 @@ export class InboundListener {
       secureContext: ctx,
       requestCert: true,
       rejectUnauthorized: false,
+      // `/http` ports offer HTTP/2 first (http-port.ts); TCP ports take no part in the app's protocol choice.
+      ...(this.spec.http ? { ALPNProtocols: [...HTTP_ALPN] } : {}),
     });
     let failure: string | undefined;
     let settled = false;
@@ -295,7 +261,7 @@ export class InboundListener {
       } catch {
         leaf = undefined;
       }
-      const judged = this.judgeClient(leaf, verifyError(tls), () => presented);
+      const judged = judgeClient(this.deps, leaf, verifyError(tls), () => presented);
       if (!judged.ok) return fail(judged.reason, judged.detail, judged.peer);
       settled = true;
       clearTimeout(timer);
@@ -303,41 +269,6 @@ export class InboundListener {
       metrics.handshakes.inc({ direction: 'inbound', result: 'ok', group });
       this.accepted(tls, judged.snap, { ...judged.peer, group }, socket);
     });
-  }
-
-  /**
-   * The checks after a server handshake, on either data path: a leaf was
-   * presented, OpenSSL verified the chain against our bundle, and the leaf
-   * is a valid, unrevoked SVID of a trust domain we accept. Reads the state
-   * again, since a revocation may have landed during the handshake.
-   */
-  private judgeClient(
-    leafDer: Buffer | undefined,
-    chainError: string | undefined,
-    presented: () => readonly Buffer[],
-  ): { ok: true; snap: SidecarSnapshot; peer: Omit<PeerInfo, 'tracked'> } | { ok: false; reason: string; detail?: string; peer?: string } {
-    if (!leafDer) return { ok: false, reason: 'no_certificate', detail: 'the peer presented no certificate' };
-    if (chainError !== undefined) {
-      const reason = handshakeRefusal(chainError);
-      return { ok: false, reason: reason === 'handshake_failed' ? 'untrusted_chain' : reason, detail: chainError };
-    }
-    const now = this.deps.state.current();
-    const trustDomain = now.credentials?.trustDomain;
-    if (!trustDomain) return { ok: false, reason: 'no_valid_svid', detail: 'we hold no valid SVID: failing closed' };
-    let verdict;
-    let sha256: string | undefined;
-    // Whom a refusal is counted against: the leaf's one URI SAN, which the CA vouched for since the chain verified.
-    let claimed: string | undefined;
-    try {
-      const facts = leafFacts(leafDer);
-      sha256 = facts.sha256;
-      claimed = facts.uris.length === 1 && isSpiffeId(facts.uris[0]) ? facts.uris[0] : undefined;
-      verdict = verifyPeer(facts, peerTrust(now, trustDomain, this.deps.clock(), presented));
-    } catch (err) {
-      verdict = { ok: false as const, reason: 'not_svid' as const, detail: (err as Error).message };
-    }
-    if (!verdict.ok) return { ok: false, reason: verdict.reason, detail: verdict.detail, peer: verdict.reason === 'untrusted_chain' ? undefined : claimed };
-    return { ok: true, snap: now, peer: { principal: verdict.spiffeId, serialHex: verdict.serialHex, certSha256: sha256 } };
   }
 
   /**
@@ -373,7 +304,7 @@ export class InboundListener {
           return fail(handshakeRefusal(code, this.deps.keyExchange?.() ?? 'prefer'), ev.error);
         }
         const presented = ev.chain.slice(1);
-        const judged = this.judgeClient(ev.chain[0], verifyCode(ev.verifyError), () => presented);
+        const judged = judgeClient(this.deps, ev.chain[0], verifyCode(ev.verifyError), () => presented);
         if (!judged.ok) return fail(judged.reason, judged.detail, judged.peer);
         settled = true;
         clearTimeout(timer);
@@ -428,7 +359,6 @@ export class InboundListener {
     });
     if (this.http) {
       this.http.serve(conn, peer && { principal: peer.principal, certSha256: peer.certSha256 });
-      conn.resume();
       return;
     }
     const d = decide(this.deps.authorize, snap.authz?.policies ?? [], this.deps.workload, {
@@ -451,41 +381,5 @@ export class InboundListener {
     const connDirect = adoptDirectRead(conn);
     conn.resume();
     splice(conn, app, undefined, { aDirect: connDirect, bDirect: direct });
-  }
-}
-
-/**
- * OpenSSL's verdict on the peer chain against our bundle: undefined when it
- * verified, else the error code. A TLSSocket made outside a tls.Server does
- * not fill in `authorized`, so ask the handle the way tls.Server does.
- */
-function verifyError(tls: TLSSocket): string | undefined {
-  const handle = (tls as unknown as { _handle?: { verifyError(): (Error & { code?: string }) | null } })._handle;
-  if (!handle) return 'NO_TLS_HANDLE';
-  const err = handle.verifyError();
-  return err ? (err.code ?? err.message) : undefined;
-}
-
-function handshakeRefusal(code: string | undefined, keyExchange: KeyExchangePolicy = 'prefer'): PeerRefusal | string {
-  switch (code) {
-    // Our groups and the client's have nothing in common: under require, that is a classical-only client.
-    case 'ERR_SSL_NO_SUITABLE_KEY_SHARE':
-    case 'ERR_SSL_NO_SHARED_CIPHER':
-      return keyExchange === 'require' ? 'kex_not_hybrid' : 'handshake_failed';
-    case 'ERR_SSL_PEER_DID_NOT_RETURN_A_CERTIFICATE':
-      return 'no_certificate';
-    case 'CERT_HAS_EXPIRED':
-    case 'CERT_NOT_YET_VALID':
-      return 'expired';
-    case 'UNABLE_TO_VERIFY_LEAF_SIGNATURE':
-    case 'UNABLE_TO_GET_ISSUER_CERT':
-    case 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY':
-    case 'SELF_SIGNED_CERT_IN_CHAIN':
-    case 'DEPTH_ZERO_SELF_SIGNED_CERT':
-    case 'CERT_SIGNATURE_FAILURE':
-    case 'ERR_SSL_TLSV1_ALERT_UNKNOWN_CA':
-      return 'untrusted_chain';
-    default:
-      return 'handshake_failed';
   }
 }

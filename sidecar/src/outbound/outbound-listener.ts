@@ -1,5 +1,5 @@
 /**
- * One `--outbound [HOST:]LOCAL_PORT=SERVICE[:PORT]` (or `=ADDR#SPIFFE_ID`)
+ * One `--outbound [HOST:]LOCAL_PORT=SERVICE[:PORT][/http]` (or `=ADDR[/http]#SPIFFE_ID`)
  * listener: plaintext from the application on localhost, mTLS to the
  * destination with our SVID. The server is authenticated by its SPIFFE ID
  * against the identities the control plane lists for the service (or the
@@ -12,16 +12,18 @@
 import { createServer as createNetServer, isIP, type Server, type Socket } from 'node:net';
 import { connect as tlsConnect, type ConnectionOptions, type SecureContext, type TLSSocket } from 'node:tls';
 import { groupName, type Logger } from '@trellis/shared';
-import { leafFacts } from '../identity/leaf-facts';
-import { splitWorkloadSpiffeId, verifyPeer, type PeerVerdict } from '../identity/peer-verifier';
 import { splice } from '../proxy/splice';
 import { adoptDirectRead, directRead } from '../proxy/direct-read';
 import type { SidecarSnapshot, SidecarState } from '../state/sidecar-state';
-import { federationInForce, peerTrust, presentedIntermediates } from '../state/peer-trust';
+export { resolveTarget } from './server-verdict';
+import { federationInForce, presentedIntermediates } from '../state/peer-trust';
+import { judgeServer, resolveTarget, splitHostPort, UNREACHABLE, type VerifiedServer } from './server-verdict';
 import type { SidecarMetrics } from '../metrics/sidecar-metrics';
 import type { ConnectionTracker, TrackedConnection } from '../proxy/connection-tracker';
 import { bindServer } from '../proxy/bind-server';
 import { verifyCode, type NativeDataPath, type RelayContext } from '../proxy/native-relay';
+import { H2SessionPool } from './h2-session-pool';
+import { HttpOutbound } from './http-outbound';
 
 /** The destination of an outbound listener. */
 export type OutboundTarget =
@@ -33,6 +35,8 @@ export interface OutboundSpec {
   readonly host: string;
   readonly port: number;
   readonly target: OutboundTarget;
+  /** `/http`: requests (HTTP/1.1 or h2c) go over one multiplexed HTTP/2 mTLS connection per endpoint (http-outbound.ts). */
+  readonly http?: boolean;
 }
 
 /** Collaborators of an OutboundListener. */
@@ -49,99 +53,6 @@ export interface OutboundDeps {
   connectTimeoutMs?: number;
 }
 
-/** Picks the address and allowed identities for a target from a snapshot. Pure. */
-export function resolveTarget(
-  target: OutboundTarget,
-  snap: SidecarSnapshot,
-  pick: number,
-): { address: string; spiffeIds: readonly string[] } | { error: string } {
-  if (target.kind === 'explicit') return { address: target.address, spiffeIds: [target.spiffeId] };
-  const keys = target.port !== undefined ? [`${target.service}:${target.port}`, target.service] : [target.service];
-  for (const k of keys) {
-    const e = snap.endpoints[k];
-    if (!e || e.addresses.length === 0) continue;
-    if (e.spiffeIds.length === 0) return { error: `service "${k}" lists no identities` };
-    let address = e.addresses[pick % e.addresses.length]!;
-    if (k === target.service && target.port !== undefined) address = address.replace(/:\d+$/, `:${target.port}`);
-    return { address, spiffeIds: e.spiffeIds };
-  }
-  return { error: `no endpoints for service "${keys[0]}"` };
-}
-
-/** Re-checks an identity verified earlier against today's revocations and its expiry. Fails closed. */
-function verifyResumed(peer: VerifiedServer, snap: SidecarSnapshot, now: Date): PeerVerdict {
-  if (now.getTime() > peer.notAfter.getTime()) return { ok: false, reason: 'expired', detail: 'the resumed session belongs to an expired certificate' };
-  if (snap.revocations.serials.has(peer.serialHex) || snap.revocations.spiffeIds.has(peer.spiffeId)) {
-    return { ok: false, reason: 'revoked', detail: `${peer.spiffeId} is revoked` };
-  }
-  const parts = splitWorkloadSpiffeId(peer.spiffeId);
-  return { ok: true, spiffeId: peer.spiffeId, trustDomain: parts?.trustDomain ?? '', serialHex: peer.serialHex };
-}
-
-/** A peer verdict, or a valid server that is not one the destination may have. */
-type ServerVerdict = PeerVerdict | { ok: false; reason: 'wrong_server_identity'; detail: string };
-
-/** What a client handshake showed of the server, on either data path. */
-interface ServerEvidence {
-  /** The leaf, DER (absent: none shown, as on a resumed TLS 1.3 session). */
-  leafDer: Buffer | undefined;
-  /** OpenSSL's complaint about the chain (undefined: it verified against the bundle). */
-  chainError: string | undefined;
-  /** The certificates after the leaf, DER (used with federation). */
-  presented: readonly Buffer[];
-  /** The identity verified when the resumed session was made (set only for a resumed session without a leaf). */
-  resumedPeer: VerifiedServer | undefined;
-  snap: SidecarSnapshot;
-  trustDomain: string;
-  now: Date;
-  /** The SPIFFE IDs the destination may have. */
-  allowed: readonly string[];
-}
-
-/**
- * The server check of an outbound connection: a valid, unrevoked SVID
- * chaining to the bundle (or the identity verified when a resumed session
- * was made, checked again against today's revocations), and one of the
- * identities the destination may have. Pure.
- */
-function judgeServer(e: ServerEvidence): { verdict: ServerVerdict; verified: VerifiedServer | undefined } {
-  let verdict: ServerVerdict;
-  let verified: VerifiedServer | undefined;
-  try {
-    if (e.resumedPeer) {
-      verdict = verifyResumed(e.resumedPeer, e.snap, e.now);
-      if (verdict.ok) verified = e.resumedPeer;
-    } else {
-      const facts = e.leafDer ? leafFacts(e.leafDer) : undefined;
-      verdict = verifyPeer(facts, peerTrust(e.snap, e.trustDomain, e.now, () => e.presented));
-      if (verdict.ok && facts) verified = { spiffeId: verdict.spiffeId, serialHex: verdict.serialHex, notAfter: facts.notAfter };
-    }
-  } catch (err) {
-    verdict = { ok: false, reason: 'not_svid', detail: (err as Error).message };
-  }
-  if (e.chainError !== undefined) verdict = { ok: false, reason: 'untrusted_chain', detail: e.chainError };
-  if (verdict.ok && !e.allowed.includes(verdict.spiffeId)) {
-    verdict = { ok: false, reason: 'wrong_server_identity', detail: `${verdict.spiffeId} is not one of ${e.allowed.join(', ')}` };
-  }
-  return { verdict, verified: verdict.ok ? verified : undefined };
-}
-
-/** A server identity verified on a full handshake. */
-interface VerifiedServer {
-  spiffeId: string;
-  serialHex: string;
-  notAfter: Date;
-}
-
-/** Errors that mean the endpoint is not there (try another), not that it misbehaved. */
-const UNREACHABLE = new Set(['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ETIMEDOUT']);
-
-function splitHostPort(address: string): { host: string; port: number } {
-  const i = address.lastIndexOf(':');
-  const host = address.slice(0, i).replace(/^\[(.*)\]$/, '$1');
-  return { host, port: Number(address.slice(i + 1)) };
-}
-
 /** An outbound listener; `start()` binds it. */
 export class OutboundListener {
   private readonly server: Server;
@@ -154,12 +65,20 @@ export class OutboundListener {
   private sessionEpoch: object | undefined;
   private rr = 0;
   private boundPort = 0;
+  /** App connections whose first bytes were read (an `/http` listener's HTTP/1.1 ones): Node path, no ticket. */
+  private readonly sniffed = new WeakSet<Socket>();
+  /** Present on `/http` listeners: requests over pooled HTTP/2 sessions. */
+  private readonly http?: { readonly pool: H2SessionPool; readonly app: HttpOutbound };
 
   constructor(
     readonly spec: OutboundSpec,
     private readonly deps: OutboundDeps,
   ) {
     this.server = createNetServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true }, (s) => this.onConnection(s));
+    if (spec.http) {
+      const pool = new H2SessionPool(spec.target, deps);
+      this.http = { pool, app: new HttpOutbound({ metrics: deps.metrics, logger: deps.logger, pool, listenerPort: () => this.boundPort, passThrough: (app) => this.connect(app, true) }) };
+    }
   }
 
   /** The port actually bound. */
@@ -180,6 +99,8 @@ export class OutboundListener {
     // close() stops listening at once; its callback would also wait for every
     // open connection, which is the drain's job, not this one's.
     if (this.server.listening) this.server.close();
+    this.http?.app.drain();
+    this.http?.pool.close();
     return Promise.resolve();
   }
 
@@ -191,9 +112,22 @@ export class OutboundListener {
   }
 
   private onConnection(app: Socket): void {
-    const { metrics, clock } = this.deps;
+    const { metrics } = this.deps;
     metrics.connections.inc({ direction: 'outbound' });
     app.on('error', () => app.destroy());
+    if (this.http) return this.http.app.serve(app);
+    this.connect(app);
+  }
+
+  /**
+   * Byte forwarding over one mTLS connection for `app`. An `/http` listener
+   * hands its HTTP/1.1 connections here (`sniffed`: their first bytes were
+   * read and put back, so they stay on the Node path, which reads them first;
+   * the native relay would take the descriptor without them).
+   */
+  private connect(app: Socket, sniffed = false): void {
+    if (sniffed) this.sniffed.add(app);
+    const clock = this.deps.clock;
     const snap = this.deps.state.current();
     // The context of the path in use marks the credentials' generation: the
     // session cache is only good within one (node:tls's is built on first use).
@@ -237,11 +171,11 @@ export class OutboundListener {
     const ticketUsable = cachedSession !== undefined && cachedSession.peer.notAfter.getTime() > clock().getTime() + 1000;
     if (cachedSession && !ticketUsable) this.sessions.delete(dest.address);
     // The session offered, if any: a resumed handshake is judged by the identity stored with that very ticket.
-    const offered = ticketUsable ? cachedSession : undefined;
+    const offered = ticketUsable && !this.sniffed.has(app) ? cachedSession : undefined;
     const native = this.deps.native;
     const nctx = native?.clientContext();
     // Literal addresses only (the engine does not resolve names), and no IPv6 zone ids.
-    if (native && nctx && isIP(host) !== 0 && !host.includes('%')) {
+    if (native && nctx && isIP(host) !== 0 && !host.includes('%') && !this.sniffed.has(app)) {
       if (this.dialNative(app, snap, epoch, pick, attemptsLeft, { native, nctx, host, port, dest, offered })) return;
     }
     const ctx = this.deps.clientContext();

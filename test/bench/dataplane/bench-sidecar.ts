@@ -17,9 +17,9 @@ import type { InboundSpec, OutboundSpec } from '@trellis/sidecar';
  * packages' dist folders instead costs ~4 MB more at start-up.
  */
 // eslint-disable-next-line @typescript-eslint/no-require-imports
-const { Sidecar, makeCredentials, makeTrustBundle, sharedAuthorizer, silentLogger } = require(join(__dirname, '..', '..', '..', '..', 'cli', 'dist', 'trellis-sidecar.js')) as Pick<
+const { Sidecar, makeCredentials, makeTrustBundle, policiesFromWire, sharedAuthorizer, silentLogger } = require(join(__dirname, '..', '..', '..', '..', 'cli', 'dist', 'trellis-sidecar.js')) as Pick<
   typeof SidecarLib,
-  'Sidecar' | 'makeCredentials' | 'makeTrustBundle' | 'sharedAuthorizer'
+  'Sidecar' | 'makeCredentials' | 'makeTrustBundle' | 'policiesFromWire' | 'sharedAuthorizer'
 > & { silentLogger: Logger };
 
 interface Input {
@@ -29,6 +29,8 @@ interface Input {
   inbound: InboundSpec[];
   outbound: OutboundSpec[];
   dataPath?: 'auto' | 'native' | 'node';
+  /** AuthorizationPolicies in wire form (none: allow all). */
+  policies?: unknown; // the compiled AuthorizationPolicies body, as a control plane pushes it
 }
 
 async function main(): Promise<void> {
@@ -43,7 +45,7 @@ async function main(): Promise<void> {
     credentials: makeCredentials(input.keyPem, input.chainPem),
     bundle: makeTrustBundle(input.rootsPem),
     peerAuth: { mode: 'STRICT', portModes: {} },
-    authz: { policies: [] },
+    authz: { policies: input.policies ? policiesFromWire(input.policies) : [] },
   });
   await sidecar.start();
   const dataPath = sidecar.dataPath;

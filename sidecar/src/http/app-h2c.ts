@@ -1,0 +1,94 @@
+/**
+ * The application side of HTTP/2 on an `/http` inbound port: one h2c
+ * (prior knowledge) connection to the app, multiplexing every HTTP/2
+ * request, as Envoy does with an HTTP/2 upstream cluster. Whether the app
+ * speaks h2c is learned, not configured: a connection that closes or
+ * fails before the app's SETTINGS frame, after it accepted the TCP
+ * connection, is an HTTP/1.1-only app (its parser refused the preface),
+ * and HTTP/2 requests are then translated to HTTP/1.1 for it (Istio gets
+ * the same from the Service port's protocol; we have no such declaration
+ * and refuse to guess from the port number). The verdict is kept for
+ * `recheckMs`, then the app is probed again.
+ */
+import { connect as h2Connect, type ClientHttp2Session, type Http2Session, type SecureClientSessionOptions } from 'node:http2';
+
+/** What the app speaks, with the session to use when it is HTTP/2. */
+export type AppProtocol = { readonly kind: 'h2'; readonly session: ClientHttp2Session } | { readonly kind: 'h1' } | { readonly kind: 'unreachable'; readonly detail: string };
+
+/** Session settings for our hops: a larger window than the 64 KiB default, so one stream is not held to one window per round trip. */
+export const H2_SETTINGS: SecureClientSessionOptions['settings'] = Object.freeze({ initialWindowSize: 1 << 20, enablePush: false });
+
+/** How much a session window may grow to (all streams of one connection). */
+export const H2_SESSION_WINDOW = 8 << 20;
+
+/**
+ * An HTTP/2 connection with no frames for this long gets GOAWAY (its open
+ * streams may finish; a client opens a new connection for new ones), so
+ * idle connections do not pile up. Envoy's default is an hour; ours is
+ * shorter because a sidecar's memory is paid in every pod.
+ */
+export const H2_IDLE_MS = 5 * 60_000;
+
+/** Gives `session` the idle rule (see H2_IDLE_MS) and the larger session window once it is up. */
+export function tuneSession(session: Http2Session): void {
+  session.setTimeout(H2_IDLE_MS, () => session.close());
+  if (session.connecting === false && !session.destroyed) session.setLocalWindowSize(H2_SESSION_WINDOW);
+  else session.once('connect', () => session.setLocalWindowSize(H2_SESSION_WINDOW));
+}
+
+const H1: AppProtocol = Object.freeze({ kind: 'h1' });
+
+/** One h2c session to the app, reopened when it closes. */
+export class AppH2c {
+  private current: { session: ClientHttp2Session; ready: Promise<AppProtocol> } | undefined;
+  private h1Until = 0;
+
+  constructor(
+    private readonly host: string,
+    private readonly port: number,
+    private readonly now: () => number = Date.now,
+    private readonly recheckMs = 60_000,
+  ) {}
+
+  /** The app's protocol (and session), probing it when unknown. */
+  get(): Promise<AppProtocol> | AppProtocol {
+    if (this.now() < this.h1Until) return H1;
+    const c = this.current;
+    if (c && !c.session.closed && !c.session.destroyed) return c.ready;
+    this.current = this.open();
+    return this.current.ready;
+  }
+
+  /** Closes the session (streams in flight finish). */
+  close(): void {
+    this.current?.session.close();
+    this.current = undefined;
+  }
+
+  private open(): { session: ClientHttp2Session; ready: Promise<AppProtocol> } {
+    const host = this.host.includes(':') ? `[${this.host}]` : this.host;
+    const session = h2Connect(`http://${host}:${this.port}`, { settings: H2_SETTINGS, maxSessionMemory: 64 });
+    let connected = false;
+    const ready = new Promise<AppProtocol>((resolve) => {
+      session.once('connect', () => {
+        connected = true;
+      });
+      tuneSession(session);
+      session.once('remoteSettings', () => resolve({ kind: 'h2', session }));
+      const notH2 = (err?: Error & { code?: string }): void => {
+        if (connected) {
+          this.h1Until = this.now() + this.recheckMs;
+          resolve(H1);
+        } else {
+          resolve({ kind: 'unreachable', detail: err?.code ?? err?.message ?? 'closed' });
+        }
+      };
+      session.once('error', notH2);
+      session.once('close', () => notH2());
+    });
+    session.on('error', () => undefined);
+    // The app's idle connection does not keep the process alive.
+    session.unref();
+    return { session, ready };
+  }
+}

@@ -1,0 +1,38 @@
+/** Child processes of the dataplane benchmark and what /proc says about them. */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+
+/** Starts a child that prints one JSON line when ready; resolves with it. */
+export function startJsonChild(cmd: string, args: string[], input?: string, env: NodeJS.ProcessEnv = {}): Promise<{ child: ChildProcess; info: Record<string, unknown> }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'inherit'], env: { ...process.env, ...env } });
+    let out = '';
+    child.stdout!.setEncoding('utf8').on('data', (d: string) => {
+      out += d;
+      const nl = out.indexOf('\n');
+      if (nl >= 0) resolve({ child, info: JSON.parse(out.slice(0, nl)) as Record<string, unknown> });
+    });
+    child.on('error', reject);
+    child.on('exit', (code) => reject(new Error(`${args[0] ?? cmd} exited with ${code} before it was ready`)));
+    child.stdin!.end(input ?? '');
+  });
+}
+
+/** A process's resident set, MB (one decimal). */
+export function rssMb(pid: number | undefined): number {
+  if (!pid) return NaN;
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Math.round((Number(m[1]) / 1024) * 10) / 10 : NaN;
+}
+
+/** CPU time a process has used in user space and in the kernel, in ms (from /proc, clock ticks of 10 ms). */
+export function cpuTimes(pid: number | undefined): { user: number; sys: number } {
+  if (!pid) return { user: NaN, sys: NaN };
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return { user: Number(fields[11]) * 10, sys: Number(fields[12]) * 10 };
+}
+
+/** The middle value (the upper one of an even count). */
+export function median(xs: number[]): number {
+  return [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
+}
