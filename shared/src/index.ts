@@ -85,6 +85,8 @@ export {
   assertLeafSvid, assertSigningCertificate, assertSvidChain,
 } from './identity/x509-svid';
 export type { SvidErrorCodeValue, SvidVerdict, SigningCertVerdict, SvidRejection, SvidCheckOptions } from './identity/x509-svid';
+export { splitSubjectAltNameText, uriSansOfPeerCertificate, spiffeIdOfUriSans, trustDomainOfCaUriSans } from './identity/uri-san';
+export type { PeerCertificateSans, UriSanRefusal, UriSanSpiffeId } from './identity/uri-san';
 export { JOIN_TOKEN_PREFIX, isJoinToken, joinTokenSpiffeId } from './identity/join-token-format';
 export { parseX509SvidPem } from './identity/x509-svid-pem';
 export type { X509SvidMaterial } from './identity/x509-svid-pem';

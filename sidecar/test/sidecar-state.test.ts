@@ -51,6 +51,19 @@ describe('SidecarState', () => {
     }
   });
 
+  it('Should refuse endpoint and revoked identities that the SPIFFE-ID spec forbids, as the shared parser does', () => {
+    const st = new SidecarState();
+    const forbidden = ['spiffe://td/ns/a/sa/b%41', 'spiffe://td/ns/a/sa/~b', 'spiffe://td/ns/a/sa/b:c', "spiffe://td/ns/a/sa/b'c", 'spiffe://td/ns/a/sa/b;c', 'spiffe://td/ns/a/sa/b@c'];
+    for (const id of forbidden) {
+      expect(codeOf(() => st.update({ endpoints: { web: { addresses: ['a:1'], spiffeIds: [id] } } })), id).to.equal('TRELLIS_SIDECAR_BAD_ENDPOINTS');
+      expect(codeOf(() => st.update({ revocations: { serials: new Set(), spiffeIds: new Set([id]) } })), id).to.equal('TRELLIS_SIDECAR_BAD_REVOCATIONS');
+    }
+    for (const id of ['spiffe://Td/ns/a/sa/b', 'spiffe://td/ns/a/sa/b/', 'spiffe://td/ns//sa/b']) {
+      expect(codeOf(() => st.update({ revocations: { serials: new Set(), spiffeIds: new Set([id]) } })), id).to.equal('TRELLIS_SIDECAR_BAD_REVOCATIONS');
+    }
+    st.update({ endpoints: { web: { addresses: ['a:1'], spiffeIds: ['spiffe://td/ns/a/sa/b.c_d-E'] } }, revocations: { serials: new Set(), spiffeIds: new Set(['spiffe://td/ns/a/sa/b']) } });
+  });
+
   it('Should refuse credentials whose leaf was not issued for the key', async () => {
     const a = await ca.issueLeaf(ID);
     const b = await ca.issueLeaf(ID);

@@ -10,6 +10,7 @@
  */
 import { request } from 'node:https';
 import type { PeerCertificate } from 'node:tls';
+import { uriSansOfPeerCertificate } from '@trellis/shared';
 import { controlPlaneSpiffeId } from '../tls/server-identity';
 import type { AdminCredentials } from './admin-credentials';
 import { AdminError, AdminErrorCode } from './admin-error';
@@ -51,7 +52,7 @@ export function adminRequest<T>(target: AdminTarget, method: 'GET' | 'POST', pat
         minVersion: 'TLSv1.2',
         // Replaces hostname checks: the control plane is known by its SPIFFE ID alone.
         checkServerIdentity: (_host: string, cert: PeerCertificate) => {
-          const uris = (cert.subjectaltname ?? '').split(/,\s*/).filter((s) => s.startsWith('URI:')).map((s) => s.slice(4));
+          const uris = uriSansOfPeerCertificate(cert);
           if (uris.length === 1 && uris[0] === expected) return undefined;
           return new AdminError(AdminErrorCode.UNREACHABLE, `${addr} presented ${uris.join(', ') || 'no SPIFFE ID'}, not the control plane ${expected}`, { addr });
         },

@@ -11,7 +11,7 @@ import { createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, we
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import * as x509 from '@peculiar/x509';
-import { parseTrustDomain, SpiffeIdError } from '@trellis/shared';
+import { parseTrustDomain, SpiffeIdError, trustDomainOfCaUriSans } from '@trellis/shared';
 import { CaError, CaErrorCode } from './ca-error';
 import { certificateHasKey, readCaCertificate, verifyCaChain } from './ca-chain';
 import { CA_FILES, caFileExists, readCaFiles, requireCaDir, writeCaFiles, type CaFileWrite } from './ca-dir';
@@ -204,11 +204,9 @@ export function installIntermediate(dir: string, publicKey: KeyObject, keyName: 
   const uppers = chain.filter((c) => !c.selfSigned && !c.der.equals(intermediate.der));
   const now = (opts.clock ?? (() => new Date()))();
   verifyCaChain(intermediate, uppers, roots, now);
-  const tdUris = intermediate.facts.subjectAltName.uris.filter((u) => u.startsWith('spiffe://'));
-  if (tdUris.length !== 1) {
-    throw new CaError(CaErrorCode.CHAIN_INVALID, `${certSource} must carry exactly one URI SAN spiffe://<trust-domain>, found ${tdUris.length}`, { file: certSource });
-  }
-  const trustDomain = checkTrustDomain(tdUris[0]!.slice('spiffe://'.length), CaErrorCode.CHAIN_INVALID);
+  const td = trustDomainOfCaUriSans(intermediate.facts.subjectAltName.uris, certSource);
+  if (!td.ok) throw new CaError(CaErrorCode.CHAIN_INVALID, td.reason, { file: certSource });
+  const trustDomain = td.trustDomain;
   const writes: CaFileWrite[] = [
     { name: CA_FILES.intermediateCert, contents: intermediate.pem, mode: 0o644 },
     { name: CA_FILES.chain, contents: [intermediate, ...uppers].map((c) => c.pem).join(''), mode: 0o644 },

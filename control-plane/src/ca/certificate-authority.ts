@@ -12,7 +12,7 @@ import { generateKeyPairSync, randomFillSync, verify as cryptoVerify, type KeyOb
 import { channel } from 'node:diagnostics_channel';
 import { closeSync, openSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseSpiffeId, silentLogger, SpiffeIdError, type Logger } from '@trellis/shared';
+import { parseSpiffeId, silentLogger, SpiffeIdError, trustDomainOfCaUriSans, type Logger } from '@trellis/shared';
 import { openAuditLog, type AuditSink } from './audit-log';
 import { CaError, CaErrorCode } from './ca-error';
 import { readCaCertificate, verifyCaChain, certificateHasKey, type CaCertificate } from './ca-chain';
@@ -324,19 +324,8 @@ export async function loadCertificateAuthority(dir: string, deps: CertificateAut
   }
   verifyCaChain(intermediate, chain.slice(1), roots, now);
 
-  const tdUris = intermediate.facts.subjectAltName.uris.filter((u) => u.startsWith('spiffe://'));
-  if (tdUris.length !== 1) {
-    throw new CaError(CaErrorCode.CHAIN_INVALID, `the intermediate must carry exactly one URI SAN spiffe://<trust-domain>, found ${tdUris.length}`, { dir });
-  }
-  let td;
-  try {
-    td = parseSpiffeId(tdUris[0]!);
-  } catch (err) {
-    throw new CaError(CaErrorCode.CHAIN_INVALID, `the intermediate's URI SAN ${tdUris[0]} is not a valid SPIFFE ID`, { dir }, { cause: err });
-  }
-  if (td.path !== '') {
-    throw new CaError(CaErrorCode.CHAIN_INVALID, `the intermediate's URI SAN ${tdUris[0]} must be the bare trust domain ID`, { dir });
-  }
+  const td = trustDomainOfCaUriSans(intermediate.facts.subjectAltName.uris, 'the intermediate');
+  if (!td.ok) throw new CaError(CaErrorCode.CHAIN_INVALID, td.reason, { dir });
 
   // The log exists from load on (0640), as before any issuance: an unwritable CA dir fails here, not on the first request.
   if (!deps.audit) closeSync(openSync(join(dir, CA_FILES.auditLog), 'a', 0o640));

@@ -9,7 +9,7 @@
 import 'reflect-metadata';
 import { createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, webcrypto, X509Certificate, type KeyObject } from 'node:crypto';
 import * as x509 from '@peculiar/x509';
-import { parseTrustDomain } from '@trellis/shared';
+import { parseTrustDomain, trustDomainOfCaUriSans } from '@trellis/shared';
 import { describeKey, generationParams, type CaKeyType } from '../ca/key-types';
 import { pemBlock, toPem } from '../ca/pem';
 import { LifecycleError, LifecycleErrorCode } from './lifecycle-error';
@@ -164,13 +164,9 @@ export async function signIntermediateCsr(root: RootSigner, csrPem: string, o: {
   if (!valid) throw bad('the CSR signature does not verify');
   const san = csr.extensions.find((e): e is x509.SubjectAlternativeNameExtension => e instanceof x509.SubjectAlternativeNameExtension);
   const uris = (san?.names.items ?? []).filter((n) => n.type === 'url').map((n) => n.value);
-  if (uris.length !== 1 || !uris[0]!.startsWith('spiffe://')) throw bad(`expected exactly one URI SAN spiffe://<trust-domain>, found ${uris.length === 0 ? 'none' : uris.join(', ')}`);
-  let td: string;
-  try {
-    td = parseTrustDomain(uris[0]!.slice('spiffe://'.length));
-  } catch (err) {
-    throw bad(`URI SAN ${uris[0]} is not a bare trust domain ID`, err);
-  }
+  const tdOfCsr = trustDomainOfCaUriSans(uris, 'the requested');
+  if (!tdOfCsr.ok) throw bad(tdOfCsr.reason);
+  const td = tdOfCsr.trustDomain;
   if (o.expectTrustDomain !== undefined && td !== o.expectTrustDomain) throw bad(`asks for trust domain ${td}, expected ${o.expectTrustDomain}`);
 
   const rootCert = new x509.X509Certificate(pemBlock(root.certPem, ['CERTIFICATE'], 'root certificate'));

@@ -15,7 +15,8 @@
 import { TrellisError } from '../errors/trellis-error';
 import type { CertificateFacts } from '../x509/certificate-facts';
 import { Oid } from '../x509/oids';
-import { SpiffeIdError, parseSpiffeId, type SpiffeId } from './spiffe-id';
+import type { SpiffeId } from './spiffe-id';
+import { spiffeIdOfUriSans } from './uri-san';
 
 /** Every code an {@link SvidError} or rejected verdict can carry. Stable; documented in docs/errors.md. */
 export const SvidErrorCode = Object.freeze({
@@ -124,20 +125,17 @@ function reject(code: SvidErrorCodeValue, rule: string, reason: string, extra: {
   return Object.freeze({ ok: false as const, code, rule, reason, ...extra });
 }
 
-/** The single URI SAN as a SPIFFE ID, or a rejection; `required` false lets "no URI" pass as undefined. */
+/** The single URI SAN as a SPIFFE ID (uri-san.ts), or a rejection; `required` false lets "no URI" pass as undefined. */
 function uriSanId(cert: CertificateFacts, who: string, required: boolean): SpiffeId | undefined | SvidRejection {
-  const uris = cert.subjectAltName.uris;
-  if (uris.length === 0) {
-    return required ? reject(SvidErrorCode.NO_URI_SAN, 'X509-SVID 2', `${who} certificate contains no URI SAN, so it has no SPIFFE ID`) : undefined;
-  }
-  if (uris.length > 1) {
-    return reject(SvidErrorCode.MULTIPLE_URI_SANS, 'X509-SVID 2, 5.2', `${who} certificate has ${uris.length} URI SANs; an X.509-SVID must have exactly one`);
-  }
-  try {
-    return parseSpiffeId(uris[0]!);
-  } catch (err) {
-    const cause = err instanceof SpiffeIdError ? err.code : undefined;
-    return reject(SvidErrorCode.BAD_SPIFFE_ID, 'X509-SVID 2; SPIFFE-ID 2', `${who} certificate URI SAN is not a valid SPIFFE ID: ${(err as Error).message}`, cause ? { cause } : {});
+  const v = spiffeIdOfUriSans(cert.subjectAltName.uris, who);
+  if (v.ok) return v.spiffeId;
+  switch (v.refusal) {
+    case 'no_uri_san':
+      return required ? reject(SvidErrorCode.NO_URI_SAN, 'X509-SVID 2', v.reason) : undefined;
+    case 'multiple_uri_sans':
+      return reject(SvidErrorCode.MULTIPLE_URI_SANS, 'X509-SVID 2, 5.2', v.reason);
+    default:
+      return reject(SvidErrorCode.BAD_SPIFFE_ID, 'X509-SVID 2; SPIFFE-ID 2', v.reason, v.cause ? { cause: v.cause } : {});
   }
 }
 

@@ -10,7 +10,7 @@
  * our workloads, nor for a third domain's). Pure: the time and the
  * revocation list are inputs.
  */
-import { SvidErrorCode, validateLeafSvid, verifyCertificatePath, type CertificateFacts } from '@trellis/shared';
+import { createTrustBundle, parseSpiffeId, SvidErrorCode, validateLeafSvid, verifyX509Svid, type CertificateFacts } from '@trellis/shared';
 import type { LeafFacts } from './leaf-facts';
 import type { RevocationList } from '../state/sidecar-state';
 
@@ -39,18 +39,20 @@ export interface PeerContext {
   };
 }
 
-const SPIFFE_ID = /^spiffe:\/\/([a-z0-9._-]+)(\/[A-Za-z0-9._~!$&'()*+,;=:@%-]+(?:\/[A-Za-z0-9._~!$&'()*+,;=:@%-]+)*)$/;
-
 /**
  * Splits a SPIFFE ID of a workload (non-empty path) into trust domain and
- * path, or returns undefined when it is not one. Rejects dot segments.
+ * path, or returns undefined when it is not one. The shared parser decides
+ * (SPIFFE-ID spec: no `%`, `~`, `:` or other characters outside
+ * `[A-Za-z0-9._-]` in the path); nothing here re-reads the string.
  */
 export function splitWorkloadSpiffeId(id: string): { trustDomain: string; path: string } | undefined {
-  const m = SPIFFE_ID.exec(id);
-  if (!m) return undefined;
-  const path = m[2]!;
-  if (path.split('/').some((seg) => seg === '.' || seg === '..')) return undefined;
-  return { trustDomain: m[1]!, path };
+  let parsed;
+  try {
+    parsed = parseSpiffeId(id);
+  } catch {
+    return undefined;
+  }
+  return parsed.path === '' ? undefined : { trustDomain: parsed.trustDomain, path: parsed.path };
 }
 
 /**
@@ -73,8 +75,9 @@ export function verifyPeer(leaf: LeafFacts | undefined, ctx: PeerContext): PeerV
   if (ctx.anchors) {
     const roots = ctx.anchors.byTrustDomain.get(trustDomain);
     if (!roots || roots.length === 0) return { ok: false, reason: 'foreign_trust_domain', detail: `no roots for trust domain "${trustDomain}"` };
-    const path = verifyCertificatePath(leaf.facts, ctx.anchors.intermediates, roots, { now: ctx.now });
-    if (!path.ok) return { ok: false, reason: 'untrusted_chain', detail: `not chained to a root of ${trustDomain}: ${path.code}: ${path.reason}` };
+    // The shared X.509-SVID verifier (profile of the presented chain, then a path to this trust domain's roots only).
+    const full = verifyX509Svid([leaf.facts, ...ctx.anchors.intermediates], createTrustBundle(trustDomain, roots), { now: ctx.now });
+    if (!full.ok) return { ok: false, reason: 'untrusted_chain', detail: `not chained to a root of ${trustDomain}: ${full.code}: ${full.reason}` };
   }
   if (ctx.revocations.serials.has(leaf.serialHex)) {
     return { ok: false, reason: 'revoked', detail: `serial ${leaf.serialHex} is revoked` };

@@ -9,7 +9,7 @@
  * connection never sees half an update.
  */
 import { X509Certificate, createHash, createPublicKey } from 'node:crypto';
-import { DEFAULT_KEY_EXCHANGE, DEFAULT_PATH_NORMALIZATION, isKeyExchangePolicy, isPathNormalization, KEY_EXCHANGE_POLICIES, type KeyExchangePolicy, parseCertificate, parseTrustDomain, PATH_NORMALIZATIONS, validateLeafSvid, type CertificateFacts, type PathNormalization } from '@trellis/shared';
+import { DEFAULT_KEY_EXCHANGE, DEFAULT_PATH_NORMALIZATION, isKeyExchangePolicy, isSpiffeId, isPathNormalization, KEY_EXCHANGE_POLICIES, type KeyExchangePolicy, parseCertificate, parseTrustDomain, PATH_NORMALIZATIONS, validateLeafSvid, type CertificateFacts, type PathNormalization } from '@trellis/shared';
 import { SidecarError } from '../errors';
 import { leafFacts, normaliseSerial } from '../identity/leaf-facts';
 import { splitWorkloadSpiffeId } from '../identity/peer-verifier';
@@ -327,7 +327,7 @@ function checkRevocations(r: RevocationList): RevocationList {
     serials.add(normaliseSerial(s));
   }
   for (const id of r.spiffeIds) {
-    if (typeof id !== 'string' || !id.startsWith('spiffe://')) {
+    if (!isSpiffeId(id)) {
       throw new SidecarError('TRELLIS_SIDECAR_BAD_REVOCATIONS', `revoked identity "${String(id)}" is not a SPIFFE ID`, { field: 'revocations.spiffeIds' });
     }
   }
