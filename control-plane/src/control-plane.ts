@@ -12,7 +12,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Server as HttpsServer } from 'node:https';
 import { parse as parseYaml } from 'yaml';
-import { DEFAULT_KEY_EXCHANGE, type KeyExchangePolicy, type Logger, type MtlsMode, type RevocationsResource, type TrustBundleResource } from '@trellis/shared';
+import { DEFAULT_KEY_EXCHANGE, normaliseSerial, type KeyExchangePolicy, type Logger, type MtlsMode, type RevocationsResource, type TrustBundleResource } from '@trellis/shared';
 import { startAdminServer } from './admin/admin-server';
 import { meshView } from './admin/mesh-view';
 import { observabilityRoutes } from './admin/observability-routes';
@@ -470,7 +470,8 @@ export function parseRevocations(text: string, file: string, now: Date = new Dat
     return a.map((x) => String(x));
   };
   if (typeof v !== 'object' || Array.isArray(v)) throw new Error(`${file}: must be a mapping with serials and spiffeIds`);
-  return { serials: list('serials').map((s) => s.toLowerCase().replace(/:/g, '')), spiffeIds: list('spiffeIds') };
+  // The one serial form (shared x509/serial.ts): the control plane and the sidecars compare what they push in it.
+  return { serials: list('serials').map((s) => normaliseSerial(s)), spiffeIds: list('spiffeIds') };
 }
 
 function countOf(r: RevocationsResource): { serials: number; spiffeIds: number } {

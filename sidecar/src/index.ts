@@ -16,7 +16,7 @@ export type {
   SnapshotUpdate,
   SnapshotPart,
 } from './state/sidecar-state';
-export { leafFacts, normaliseSerial } from './identity/leaf-facts';
+export { leafFacts } from './identity/leaf-facts';
 export type { LeafFacts } from './identity/leaf-facts';
 export { verifyPeer, splitWorkloadSpiffeId } from './identity/peer-verifier';
 export type { PeerVerdict, PeerRefusal, PeerContext } from './identity/peer-verifier';

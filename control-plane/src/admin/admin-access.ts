@@ -18,8 +18,7 @@
  * Fails closed throughout: anything not positively allowed is refused with
  * its code and reason.
  */
-import { Oid, verifyX509Svid, type CertificateFacts, type TrustBundle } from '@trellis/shared';
-import { normaliseSerial } from '../lifecycle/revocation-list';
+import { normaliseSerial, Oid, verifyX509Svid, type CertificateFacts, type TrustBundle } from '@trellis/shared';
 import { AdminErrorCode, type AdminErrorCodeValue } from './admin-error';
 import { isAcceptedHost, type AcceptedHosts } from './admin-host';
 

@@ -10,9 +10,8 @@
  */
 import { readdirSync, readFileSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Logger } from '@trellis/shared';
+import { normaliseSerial, type Logger } from '@trellis/shared';
 import { ControlPlaneError, ControlPlaneErrorCode } from '../errors/control-plane-error';
-import { normalSerial } from '../discovery/reissue-orders';
 import { writeFileAtomic } from '../state/atomic-file';
 import type { AttestationStore } from './attestation-store';
 import { isKubernetesNamespace } from '@trellis/shared';
@@ -135,6 +134,9 @@ export class FileAttestationStore implements AttestationStore {
 
 /** The serial as a file name: normalised hex, or null (never a path). */
 function fileSerial(serialHex: string): string | null {
-  const s = normalSerial(serialHex);
-  return /^[0-9a-f]{1,40}$/.test(s) ? s : null;
+  try {
+    return normaliseSerial(serialHex);
+  } catch {
+    return null;
+  }
 }

@@ -13,7 +13,7 @@
  * refused once that pod is gone (TOKEN_POD_GONE), as the token would be; it
  * attests its identity alone when this control plane does not read pods.
  */
-import { spiffeIdOfUriSans, uriSansOfPeerCertificate } from '@trellis/shared';
+import { normaliseSerial, spiffeIdOfUriSans, uriSansOfPeerCertificate } from '@trellis/shared';
 import { ControlPlaneError, ControlPlaneErrorCode } from '../errors/control-plane-error';
 import type { AttestationStore } from '../attestation/attestation-store';
 import { fromJoinToken, identityOnly } from '../attestation/workload-attestation';
@@ -89,7 +89,12 @@ function fromCertificate(deps: AuthenticatorDeps, cert: PeerCertificateView, now
   if (td !== deps.trustDomain) throw new ControlPlaneError(C.CERT_REJECTED, `client certificate is for trust domain ${td}, not ${deps.trustDomain}`);
   const notAfter = Date.parse(cert.valid_to);
   if (!(notAfter > nowMs)) throw new ControlPlaneError(C.CREDENTIAL_EXPIRED, `client certificate expired at ${cert.valid_to}`);
-  const serialHex = cert.serialNumber.toLowerCase().replace(/^0+(?=.)/, '');
+  let serialHex: string;
+  try {
+    serialHex = normaliseSerial(cert.serialNumber);
+  } catch {
+    throw new ControlPlaneError(C.CERT_REJECTED, 'client certificate has an unreadable serial');
+  }
   if (deps.isRevoked(serialHex, spiffeId)) throw new ControlPlaneError(C.CERT_REJECTED, `client certificate ${serialHex} for ${spiffeId} is revoked`);
   let attestation = deps.attestations?.recall(serialHex, spiffeId, nowMs) ?? identityOnly(spiffeId);
   const pod = attestation.pod;

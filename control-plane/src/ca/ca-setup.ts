@@ -7,11 +7,11 @@
  * issuance uses the pre-encoded template in svid-template.ts.
  */
 import 'reflect-metadata';
-import { createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, webcrypto, type KeyObject } from 'node:crypto';
+import { createPrivateKey, createPublicKey, generateKeyPairSync, webcrypto, type KeyObject } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import * as x509 from '@peculiar/x509';
-import { parseTrustDomain, SpiffeIdError, trustDomainOfCaUriSans } from '@trellis/shared';
+import { parseTrustDomain, randomSerialHex, SpiffeIdError, trustDomainOfCaUriSans } from '@trellis/shared';
 import { CaError, CaErrorCode } from './ca-error';
 import { certificateHasKey, readCaCertificate, verifyCaChain } from './ca-chain';
 import { CA_FILES, caFileExists, readCaFiles, requireCaDir, writeCaFiles, type CaFileWrite } from './ca-dir';
@@ -67,7 +67,7 @@ export async function initCertificateAuthority(dir: string, opts: InitOptions = 
   const intKey = await generateKey(keyType);
   const alg = signingAlgorithm(keyType);
   const root = await x509.X509CertificateGenerator.createSelfSigned({
-    serialNumber: serialHex(),
+    serialNumber: randomSerialHex(),
     name: [{ CN: [`Trellis Root CA ${trustDomain}`] }, { O: ['Trellis'] }],
     notBefore,
     notAfter: rootNotAfter,
@@ -80,7 +80,7 @@ export async function initCertificateAuthority(dir: string, opts: InitOptions = 
     ],
   });
   const intermediate = await x509.X509CertificateGenerator.create({
-    serialNumber: serialHex(),
+    serialNumber: randomSerialHex(),
     subject: [{ CN: [`Trellis Intermediate CA ${trustDomain}`] }, { O: ['Trellis'] }],
     issuer: root.subject,
     notBefore,
@@ -274,10 +274,4 @@ async function generateKey(t: CaKeyType): Promise<{ pem: string; web: webcrypto.
   const privateKey = await webcrypto.subtle.importKey('pkcs8', pkcs8, alg, false, ['sign']);
   const publicKey = await webcrypto.subtle.importKey('spki', spki, alg, true, ['verify']);
   return { pem: toPem(pkcs8, 'PRIVATE KEY'), web: { privateKey, publicKey } as webcrypto.CryptoKeyPair };
-}
-
-function serialHex(): string {
-  const b = randomBytes(16);
-  b[0] = (b[0]! & 0x7f) | 0x01;
-  return b.toString('hex');
 }

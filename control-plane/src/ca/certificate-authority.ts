@@ -12,7 +12,7 @@ import { generateKeyPairSync, randomFillSync, verify as cryptoVerify, type KeyOb
 import { channel } from 'node:diagnostics_channel';
 import { closeSync, openSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseSpiffeId, silentLogger, SpiffeIdError, trustDomainOfCaUriSans, type Logger } from '@trellis/shared';
+import { normaliseSerial, parseSpiffeId, randomSerial, silentLogger, SpiffeIdError, trustDomainOfCaUriSans, type Logger } from '@trellis/shared';
 import { openAuditLog, type AuditSink } from './audit-log';
 import { CaError, CaErrorCode } from './ca-error';
 import { readCaCertificate, verifyCaChain, certificateHasKey, type CaCertificate } from './ca-chain';
@@ -196,7 +196,7 @@ export class CertificateAuthority {
       issuerPublicKey: this.verifyKey,
     });
 
-    const serialHex = serialToHex(serial);
+    const serialHex = normaliseSerial(serial.toString('hex'));
     // Durable before it is handed out: a record that cannot be written and flushed fails the issuance (AUDIT_WRITE_FAILED).
     await this.audit.append({
       time: this.clock().toISOString(),
@@ -271,16 +271,17 @@ export class CertificateAuthority {
     return id.toString();
   }
 
+  /** The shared serial generator, fed from a pool of random bytes refilled 256 serials at a time (issuance is hot). */
   private nextSerial(): Buffer {
-    for (;;) {
+    return randomSerial(() => {
       if (this.serialNext >= this.serialPool.length) {
         randomFillSync(this.serialPool);
         this.serialNext = 0;
       }
-      const s = Buffer.from(this.serialPool.subarray(this.serialNext, this.serialNext + 16));
+      const s = this.serialPool.subarray(this.serialNext, this.serialNext + 16);
       this.serialNext += 16;
-      if (s.some((b) => b !== 0)) return s;
-    }
+      return s;
+    });
   }
 }
 
@@ -358,12 +359,6 @@ async function probeSigner(signer: Signer): Promise<void> {
     ok = false;
   }
   if (!ok) throw new CaError(CaErrorCode.KEY_MISMATCH, 'the signer produced a signature its own public key does not verify', {});
-}
-
-function serialToHex(serial: Buffer): string {
-  let i = 0;
-  while (i < serial.length - 1 && serial[i] === 0) i++;
-  return serial.toString('hex', i);
 }
 
 const DNS_NAME = /^(?=.{1,253}$)([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*$/;

@@ -7,9 +7,9 @@
  * Not the hot path, so @peculiar/x509 builds the structures.
  */
 import 'reflect-metadata';
-import { createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, webcrypto, X509Certificate, type KeyObject } from 'node:crypto';
+import { createPrivateKey, createPublicKey, generateKeyPairSync, webcrypto, X509Certificate, type KeyObject } from 'node:crypto';
 import * as x509 from '@peculiar/x509';
-import { parseTrustDomain, trustDomainOfCaUriSans } from '@trellis/shared';
+import { parseTrustDomain, randomSerialHex, trustDomainOfCaUriSans } from '@trellis/shared';
 import { describeKey, generationParams, type CaKeyType } from '../ca/key-types';
 import { pemBlock, toPem } from '../ca/pem';
 import { LifecycleError, LifecycleErrorCode } from './lifecycle-error';
@@ -63,12 +63,6 @@ function signingAlgorithm(keyType: string): { name: string; hash: string } {
   return { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' };
 }
 
-/** 128-bit positive random serial, hex. */
-export function randomSerialHex(): string {
-  const b = randomBytes(16);
-  b[0] = (b[0]! & 0x7f) | 0x01;
-  return b.toString('hex');
-}
 
 function checkSignedBy(certDer: ArrayBuffer, issuer: KeyObject, what: string): string {
   const cert = new X509Certificate(Buffer.from(certDer));

@@ -28,6 +28,7 @@ import {
 } from './der';
 import { NAME_ATTRIBUTE_SHORT, Oid, SIGNATURE_ALGORITHMS } from './oids';
 import { X509Error, X509ErrorCode } from './x509-error';
+import { normaliseSerial } from './serial';
 
 /** `ec-p256`, `ec-p384`, `ec-p521`, `rsa-<modulus bits>`, `ed25519`, or `other`. */
 export type KeyType = 'ec-p256' | 'ec-p384' | 'ec-p521' | `rsa-${number}` | 'ed25519' | 'other';
@@ -96,7 +97,7 @@ export interface CertificateFacts {
   readonly version: number;
   /** Serial magnitude bytes without sign padding. */
   readonly serial: Buffer;
-  /** Serial as lowercase hex without sign padding (e.g. `7a3f00…`). */
+  /** Serial in the one printed form, {@link normaliseSerial}'s: lower-case hex, no leading zeros (e.g. `7a3f00…`). */
   readonly serialHex: string;
   readonly notBefore: Date;
   readonly notAfter: Date;
@@ -458,7 +459,7 @@ export function parseCertificate(der: Buffer): CertificateFacts {
       tbs: der.subarray(tbsT.offset, tbsT.end),
       version,
       serial,
-      serialHex: serial.toString('hex'),
+      serialHex: normaliseSerial(serial.toString('hex')),
       notBefore,
       notAfter,
       issuer: der.subarray(issuerT.offset, issuerT.end),

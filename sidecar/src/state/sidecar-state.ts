@@ -9,9 +9,9 @@
  * connection never sees half an update.
  */
 import { X509Certificate, createHash, createPublicKey } from 'node:crypto';
-import { DEFAULT_KEY_EXCHANGE, DEFAULT_PATH_NORMALIZATION, isKeyExchangePolicy, isSpiffeId, isPathNormalization, KEY_EXCHANGE_POLICIES, type KeyExchangePolicy, parseCertificate, parseTrustDomain, PATH_NORMALIZATIONS, validateLeafSvid, type CertificateFacts, type PathNormalization } from '@trellis/shared';
+import { DEFAULT_KEY_EXCHANGE, DEFAULT_PATH_NORMALIZATION, isKeyExchangePolicy, isSpiffeId, normaliseSerial, isPathNormalization, KEY_EXCHANGE_POLICIES, type KeyExchangePolicy, parseCertificate, parseTrustDomain, PATH_NORMALIZATIONS, validateLeafSvid, type CertificateFacts, type PathNormalization } from '@trellis/shared';
 import { SidecarError } from '../errors';
-import { leafFacts, normaliseSerial } from '../identity/leaf-facts';
+import { leafFacts } from '../identity/leaf-facts';
 import { splitWorkloadSpiffeId } from '../identity/peer-verifier';
 
 /** Istio's PeerAuthentication mTLS modes. */
@@ -321,10 +321,11 @@ function checkRevocations(r: RevocationList): RevocationList {
   }
   const serials = new Set<string>();
   for (const s of r.serials) {
-    if (typeof s !== 'string' || !/^[0-9a-fA-F:]+$/.test(s)) {
+    try {
+      serials.add(normaliseSerial(s));
+    } catch {
       throw new SidecarError('TRELLIS_SIDECAR_BAD_REVOCATIONS', `revoked serial "${String(s)}" is not hex`, { field: 'revocations.serials' });
     }
-    serials.add(normaliseSerial(s));
   }
   for (const id of r.spiffeIds) {
     if (!isSpiffeId(id)) {
