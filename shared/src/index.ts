@@ -15,7 +15,6 @@ export {
   formatSpiffeId,
   spiffeIdFromParts,
   trustDomainSpiffeId,
-  isMemberOf,
   kubernetesSpiffeId,
   parseKubernetesSpiffeId,
   isKubernetesNamespace,
@@ -83,7 +82,7 @@ export type {
 } from './x509/certificate-facts';
 export {
   SvidError, SvidErrorCode, validateLeafSvid, validateSigningCertificate, validateSvidChain,
-  assertLeafSvid, assertSigningCertificate, assertSvidChain,
+  assertSvidChain,
 } from './identity/x509-svid';
 export type { SvidErrorCodeValue, SvidVerdict, SigningCertVerdict, SvidRejection, SvidCheckOptions } from './identity/x509-svid';
 export { splitSubjectAltNameText, uriSansOfPeerCertificate, spiffeIdOfUriSans, trustDomainOfCaUriSans } from './identity/uri-san';
@@ -93,8 +92,6 @@ export { parseX509SvidPem } from './identity/x509-svid-pem';
 export type { X509SvidMaterial } from './identity/x509-svid-pem';
 export { createTrustBundle, parsePemBundle, parseSpiffeBundle, formatPemBundle, formatSpiffeBundle, ROOT_CERT_CONFIGMAP } from './x509/trust-bundle';
 export type { TrustBundle, TrustBundleOptions, JwtAuthority, IgnoredBundleEntry } from './x509/trust-bundle';
-export { compileSpiffeIdMatcher } from './identity/spiffe-id-matcher';
-export type { SpiffeIdMatcherSpec, SpiffeIdMatcher, SpiffeIdMatch } from './identity/spiffe-id-matcher';
 export { verifyCertificatePath, PathErrorCode } from './x509/path-validation';
 export type { PathValidationOptions, PathVerdict, PathErrorCodeValue } from './x509/path-validation';
 export { verifyX509Svid } from './identity/x509-svid-verify';

@@ -16,7 +16,7 @@ import { CaError, CaErrorCode } from './ca-error';
 import { certificateHasKey, readCaCertificate, verifyCaChain } from './ca-chain';
 import { CA_FILES, caFileExists, readCaFiles, requireCaDir, writeCaFiles, type CaFileWrite } from './ca-dir';
 import { CA_KEY_TYPES, describeKey, generationParams, type CaKeyType } from './key-types';
-import { pemBlock, pemCertificates, toPem } from './pem';
+import { pemCertificates, toPem } from './pem';
 
 const DAY_MS = 86_400_000;
 
@@ -219,12 +219,6 @@ export function installIntermediate(dir: string, publicKey: KeyObject, keyName: 
     rootNotAfter: new Date(Math.min(...roots.map((r) => r.facts.notAfter.getTime()))),
     files: writes.map((w) => w.name),
   };
-}
-
-/** Reads the CSR written by {@link writeIntermediateCsr} (DER). */
-export function readIntermediateCsr(dir: string): Buffer {
-  const files = readCaFiles(dir, [CA_FILES.intermediateCsr]);
-  return pemBlock(files.get(CA_FILES.intermediateCsr)!, ['CERTIFICATE REQUEST'], join(dir, CA_FILES.intermediateCsr));
 }
 
 function refuseExisting(dir: string, force: boolean | undefined, names: string[]): void {

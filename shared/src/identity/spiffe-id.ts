@@ -304,11 +304,6 @@ export function trustDomainSpiffeId(trustDomain: string): SpiffeId {
   return spiffeIdFromParts(trustDomain, '');
 }
 
-/** True when `id` belongs to `trustDomain` (exact, case-sensitive comparison). */
-export function isMemberOf(id: SpiffeId, trustDomain: string): boolean {
-  return id.trustDomain === trustDomain;
-}
-
 // RFC 1123 label (Kubernetes namespaces): 1-63 of [a-z0-9-], alphanumeric at both ends.
 const K8S_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 // RFC 1123 subdomain (Kubernetes object names such as service accounts): dot-separated labels, <= 253.

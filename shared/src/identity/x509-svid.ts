@@ -269,20 +269,6 @@ function toError(v: SvidRejection): SvidError {
   return new SvidError(v.code, v.reason, { rule: v.rule, ...(v.index !== undefined ? { index: v.index } : {}), ...(v.cause ? { cause: v.cause } : {}) });
 }
 
-/** {@link validateLeafSvid} that returns the SPIFFE ID or throws {@link SvidError}. */
-export function assertLeafSvid(cert: CertificateFacts, opts: SvidCheckOptions = {}): SpiffeId {
-  const v = validateLeafSvid(cert, opts);
-  if (!v.ok) throw toError(v);
-  return v.spiffeId;
-}
-
-/** {@link validateSigningCertificate} that throws {@link SvidError}. */
-export function assertSigningCertificate(cert: CertificateFacts, opts: SvidCheckOptions = {}): SpiffeId | undefined {
-  const v = validateSigningCertificate(cert, opts);
-  if (!v.ok) throw toError(v);
-  return v.spiffeId;
-}
-
 /** {@link validateSvidChain} that returns the leaf's SPIFFE ID or throws {@link SvidError}. */
 export function assertSvidChain(leaf: CertificateFacts, intermediates: readonly CertificateFacts[], opts: SvidCheckOptions = {}): SpiffeId {
   const v = validateSvidChain(leaf, intermediates, opts);
