@@ -12,7 +12,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Server as HttpsServer } from 'node:https';
 import { parse as parseYaml } from 'yaml';
-import { DEFAULT_KEY_EXCHANGE, normaliseSerial, type KeyExchangePolicy, type Logger, type MtlsMode, type RevocationsResource, type TrustBundleResource } from '@trellis/shared';
+import { DEFAULT_KEY_EXCHANGE, formatHostPort, normaliseSerial, parseHostPort, type KeyExchangePolicy, type Logger, type MtlsMode, type RevocationsResource, type TrustBundleResource } from '@trellis/shared';
 import { startAdminServer } from './admin/admin-server';
 import { meshView } from './admin/mesh-view';
 import { observabilityRoutes } from './admin/observability-routes';
@@ -478,7 +478,8 @@ function countOf(r: RevocationsResource): { serials: number; spiffeIds: number }
   return { serials: r.serials.length, spiffeIds: r.spiffeIds.length };
 }
 
-function hostPart(hostPort: string): string {
-  const i = hostPort.lastIndexOf(':');
-  return i > 0 ? hostPort.slice(0, i) : hostPort;
+/** The host of a listen address as written (brackets kept for IPv6), for printing beside the bound port. */
+function hostPart(address: string): string {
+  const hp = parseHostPort(address);
+  return typeof hp === 'string' ? address : formatHostPort(hp.host, 0).replace(/:0$/, '');
 }

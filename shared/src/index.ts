@@ -67,6 +67,8 @@ export type { DerErrorCodeValue, Tlv, BitString } from './x509/der';
 export * from './policy';
 export { parseDuration, parseDurationSeconds, formatDuration, DurationError } from './util/duration';
 export { isLoopbackHost } from './util/loopback-host';
+export { parseHostPort, parsePort, formatHostPort } from './net/host-port';
+export type { HostPort, HostPortOptions } from './net/host-port';
 export { backoffDelayMs, DEFAULT_BACKOFF } from './util/backoff';
 export type { BackoffOptions } from './util/backoff';
 export { X509Error, X509ErrorCode } from './x509/x509-error';

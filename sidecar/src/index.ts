@@ -54,7 +54,7 @@ export { Sidecar } from './sidecar';
 export type { SidecarOptions, SidecarDeps, DataPath } from './sidecar';
 export { nativeRelay, nativeRelayUnavailable, verifyCode, handshakeErrorCode } from './proxy/native-relay';
 export type { NativeRelay, NativeDataPath, RelayContext, RelayEvent } from './proxy/native-relay';
-export { parseSidecarConfig, parseInboundSpec, parseOutboundSpec, parseHostPort, SETTINGS as SIDECAR_SETTINGS } from './config/sidecar-config';
+export { parseSidecarConfig, parseInboundSpec, parseOutboundSpec, SETTINGS as SIDECAR_SETTINGS } from './config/sidecar-config';
 export type { SidecarConfig, ConfigSources } from './config/sidecar-config';
 export { wireDiscovery } from './control/discovery-wiring';
 export type { DiscoverySource } from './control/discovery-wiring';

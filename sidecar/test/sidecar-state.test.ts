@@ -43,6 +43,8 @@ describe('SidecarState', () => {
       ['a root that does not parse', () => st.update({ bundle: { rootsPem: [ca.root.pem, 'junk'], fingerprints: [] } }), 'TRELLIS_SIDECAR_BAD_BUNDLE'],
       ['a non-hex revoked serial', () => st.update({ revocations: { serials: new Set(['zz']), spiffeIds: new Set() } }), 'TRELLIS_SIDECAR_BAD_REVOCATIONS'],
       ['an endpoint without a port', () => st.update({ endpoints: { web: { addresses: ['10.0.0.1'], spiffeIds: [ID] } } }), 'TRELLIS_SIDECAR_BAD_ENDPOINTS'],
+      ['an endpoint port above 65535', () => st.update({ endpoints: { web: { addresses: ['10.0.0.1:99999'], spiffeIds: [ID] } } }), 'TRELLIS_SIDECAR_BAD_ENDPOINTS'],
+      ['an endpoint host with a slash', () => st.update({ endpoints: { web: { addresses: ['10.0.0.1/8:80'], spiffeIds: [ID] } } }), 'TRELLIS_SIDECAR_BAD_ENDPOINTS'],
       ['a valid part next to a bad one', () => st.update({ peerAuth: { mode: 'DISABLE', portModes: {} }, endpoints: { web: { addresses: ['a:1'], spiffeIds: ['not-spiffe'] } } }), 'TRELLIS_SIDECAR_BAD_ENDPOINTS'],
     ];
     for (const [what, fn, code] of bad) {

@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { join } from 'node:path';
-import { UsageError, createLogger, parseDuration, parseDurationSeconds } from '@trellis/shared';
+import { UsageError, createLogger, parseHostPort, parseDuration, parseDurationSeconds } from '@trellis/shared';
 import { KubeClient, detectApiFeatures, fetchDiscoveryFacts } from '@trellis/kubernetes';
 import { CA_FILES, loadCertificateAuthority } from '@trellis/control-plane';
 import { FileCertSource, InjectorError, IssuedCertSource, startSelfManagedTls, startWebhookServer, type CertSource } from '@trellis/injector-webhook';
@@ -12,10 +12,9 @@ import { loadInjectorConfig } from './inject';
 
 /** Splits `HOST:PORT` (IPv6 in brackets); a usage error naming `flagName` otherwise. */
 export function parseListen(value: string, flagName: string): { host: string; port: number } {
-  const m = /^(\[[^\]]+\]|[^:]+):([0-9]{1,5})$/.exec(value);
-  const port = m ? Number(m[2]) : NaN;
-  if (!m || port > 65535) throw new UsageError(`--${flagName} must be HOST:PORT, got "${value}"`, { flag: flagName });
-  return { host: m[1]!.replace(/^\[|\]$/g, ''), port };
+  const hp = parseHostPort(value);
+  if (typeof hp === 'string') throw new UsageError(`--${flagName} must be HOST:PORT, got "${value}" (${hp})`, { flag: flagName });
+  return hp;
 }
 
 /** The DNS names the API server dials for the webhook Service (and checks). */

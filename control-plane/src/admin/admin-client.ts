@@ -10,7 +10,7 @@
  */
 import { request } from 'node:https';
 import type { PeerCertificate } from 'node:tls';
-import { uriSansOfPeerCertificate } from '@trellis/shared';
+import { parseHostPort, uriSansOfPeerCertificate } from '@trellis/shared';
 import { controlPlaneSpiffeId } from '../tls/server-identity';
 import type { AdminCredentials } from './admin-credentials';
 import { AdminError, AdminErrorCode } from './admin-error';
@@ -31,16 +31,16 @@ const TLS_TRUST_ERRORS = new Set(['UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'SELF_SIGNE
 /** Sends `method path` with `body` as JSON to the target; resolves with the parsed 2xx answer. `signal` abandons it (UNREACHABLE). */
 export function adminRequest<T>(target: AdminTarget, method: 'GET' | 'POST', path: string, body?: unknown, timeoutMs = 30_000, signal?: AbortSignal): Promise<T> {
   const addr = target.address;
-  const m = /^\[([^\]]+)\]:(\d+)$/.exec(addr) ?? /^([^:/]+):(\d+)$/.exec(addr.replace(/^https?:\/\//, '').replace(/\/$/, ''));
-  if (!m) return Promise.reject(new AdminError(AdminErrorCode.UNREACHABLE, `admin address "${addr}" is not host:port`, { addr }));
+  const hp = parseHostPort(addr.replace(/^https?:\/\//, '').replace(/\/$/, ''));
+  if (typeof hp === 'string') return Promise.reject(new AdminError(AdminErrorCode.UNREACHABLE, `admin address "${addr}" is not host:port`, { addr }));
   const creds = target.credentials;
   const expected = target.serverSpiffeId ?? controlPlaneSpiffeId(creds.trustDomain);
   const payload = method === 'POST' ? Buffer.from(JSON.stringify(body ?? {})) : undefined;
   return new Promise<T>((resolve, reject) => {
     const req = request(
       {
-        host: m[1],
-        port: Number(m[2]),
+        host: hp.host,
+        port: hp.port,
         path,
         method,
         timeout: timeoutMs,

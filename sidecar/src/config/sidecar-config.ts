@@ -5,7 +5,7 @@
  * config file. Every problem is collected with its source and field before
  * anything starts, and reported together.
  */
-import { isLoopbackHost, isSpiffeId, joinTokenSpiffeId, kubernetesSpiffeId, parseDuration, parseKubernetesSpiffeId, parseSpiffeId } from '@trellis/shared';
+import { isLoopbackHost, isSpiffeId, parseHostPort, parsePort, joinTokenSpiffeId, kubernetesSpiffeId, parseDuration, parseKubernetesSpiffeId, parseSpiffeId } from '@trellis/shared';
 import { SidecarError } from '../errors';
 import type { InboundSpec } from '../inbound/inbound-listener';
 import type { OutboundSpec } from '../outbound/outbound-listener';
@@ -216,7 +216,7 @@ export function parseSidecarConfig(src: ConfigSources): SidecarConfig {
   let admin: SidecarConfig['admin'];
   const adminRaw = get('admin') as string | undefined;
   if (adminRaw !== undefined) {
-    const hp = parseHostPort(adminRaw, '127.0.0.1');
+    const hp = parseHostPort(adminRaw, { defaultHost: '127.0.0.1' });
     if (typeof hp === 'string') problems.push(`${label('admin')}: "${adminRaw}": ${hp}`);
     // Fails closed: /config_dump and POST /quitquitquit answer anyone who can connect (as Envoy's admin does).
     else if (!isLoopbackHost(hp.host) && !allowRemoteAdmin(src, fileValues)) {
@@ -227,7 +227,7 @@ export function parseSidecarConfig(src: ConfigSources): SidecarConfig {
   let health: SidecarConfig['health'];
   const healthRaw = get('health') as string | undefined;
   if (healthRaw !== undefined) {
-    const hp = parseHostPort(healthRaw, '0.0.0.0');
+    const hp = parseHostPort(healthRaw, { defaultHost: '0.0.0.0' });
     if (typeof hp === 'string') problems.push(`${label('health')}: "${healthRaw}": ${hp}`);
     else health = hp;
   }
@@ -321,26 +321,11 @@ function splitList(s: string): string[] {
     .filter((x) => x !== '');
 }
 
-function parsePort(s: string): number | undefined {
-  if (!/^\d{1,5}$/.test(s)) return undefined;
-  const n = Number(s);
-  return n <= 65535 ? n : undefined;
-}
-
-/** `[HOST:]PORT` → host and port, or the reason it is not. */
-export function parseHostPort(s: string, defaultHost: string): { host: string; port: number } | string {
-  const m = /^(?:(\[[0-9a-fA-F:.]+\]|[^:\s[\]]+):)?(\d+)$/.exec(s);
-  if (!m) return 'expected [HOST:]PORT';
-  const port = parsePort(m[2]!);
-  if (port === undefined) return `port ${m[2]} is out of range`;
-  return { host: (m[1] ?? defaultHost).replace(/^\[(.*)\]$/, '$1'), port };
-}
-
 /** `[HOST:]PORT=APP_PORT[/http]` → an InboundSpec, or the reason it is not one. Host defaults to 0.0.0.0. */
 export function parseInboundSpec(s: string): InboundSpec | string {
   const eq = s.indexOf('=');
   if (eq < 0) return 'expected [HOST:]PORT=APP_PORT[/http]';
-  const listen = parseHostPort(s.slice(0, eq), '0.0.0.0');
+  const listen = parseHostPort(s.slice(0, eq), { defaultHost: '0.0.0.0' });
   if (typeof listen === 'string') return `listen address: ${listen}`;
   const m = /^(\d+)(\/http)?$/.exec(s.slice(eq + 1));
   if (!m) return 'the application side must be APP_PORT or APP_PORT/http';
@@ -353,15 +338,15 @@ export function parseInboundSpec(s: string): InboundSpec | string {
 export function parseOutboundSpec(s: string): OutboundSpec | string {
   const eq = s.indexOf('=');
   if (eq < 0) return 'expected [HOST:]LOCAL_PORT=SERVICE[:PORT] or [HOST:]LOCAL_PORT=ADDR#SPIFFE_ID';
-  const listen = parseHostPort(s.slice(0, eq), '127.0.0.1');
+  const listen = parseHostPort(s.slice(0, eq), { defaultHost: '127.0.0.1' });
   if (typeof listen === 'string') return `listen address: ${listen}`;
   const target = s.slice(eq + 1);
   const hash = target.indexOf('#');
   if (hash >= 0) {
     const addr = target.slice(0, hash);
     const id = target.slice(hash + 1);
-    const hp = parseHostPort(addr, '');
-    if (typeof hp === 'string' || hp.host === '') return `explicit target "${addr}" must be HOST:PORT`;
+    const hp = parseHostPort(addr);
+    if (typeof hp === 'string') return `explicit target "${addr}" must be HOST:PORT`;
     if (!isSpiffeId(id)) return `"${id}" is not a SPIFFE ID`;
     return Object.freeze({ host: listen.host, port: listen.port, target: Object.freeze({ kind: 'explicit' as const, address: addr, spiffeId: id }) });
   }

@@ -9,7 +9,7 @@
  * connection never sees half an update.
  */
 import { X509Certificate, createHash, createPublicKey } from 'node:crypto';
-import { DEFAULT_KEY_EXCHANGE, DEFAULT_PATH_NORMALIZATION, isKeyExchangePolicy, isSpiffeId, normaliseSerial, isPathNormalization, KEY_EXCHANGE_POLICIES, type KeyExchangePolicy, parseCertificate, parseTrustDomain, PATH_NORMALIZATIONS, validateLeafSvid, type CertificateFacts, type PathNormalization } from '@trellis/shared';
+import { DEFAULT_KEY_EXCHANGE, DEFAULT_PATH_NORMALIZATION, isKeyExchangePolicy, isSpiffeId, normaliseSerial, parseHostPort, isPathNormalization, KEY_EXCHANGE_POLICIES, type KeyExchangePolicy, parseCertificate, parseTrustDomain, PATH_NORMALIZATIONS, validateLeafSvid, type CertificateFacts, type PathNormalization } from '@trellis/shared';
 import { SidecarError } from '../errors';
 import { leafFacts } from '../identity/leaf-facts';
 import { splitWorkloadSpiffeId } from '../identity/peer-verifier';
@@ -343,7 +343,7 @@ function checkEndpoints(e: Record<string, ServiceEndpoints>): Readonly<Record<st
       throw new SidecarError('TRELLIS_SIDECAR_BAD_ENDPOINTS', `service "${name}" needs addresses and spiffeIds lists`, { field: `endpoints.${name}` });
     }
     v.addresses.forEach((a, i) => {
-      if (typeof a !== 'string' || !/^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/.test(a)) {
+      if (typeof a !== 'string' || typeof parseHostPort(a) === 'string') {
         throw new SidecarError('TRELLIS_SIDECAR_BAD_ENDPOINTS', `address "${String(a)}" is not host:port`, { field: `endpoints.${name}.addresses[${i}]` });
       }
     });
