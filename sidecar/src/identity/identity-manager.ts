@@ -38,6 +38,8 @@ export interface IdentityManagerDeps {
   issue(csrDer: Buffer): Promise<IssuedChain>;
   logger: Logger;
   clock: () => Date;
+  /** Where renewal, retry and expiry timers run (Node's by default; tests pass the test kit's FakeClock). */
+  timers?: IdentityTimers;
   random?: () => number;
   /** The SPIFFE ID we expect; put in the CSR's URI SAN when given. */
   spiffeId?: string;
@@ -51,10 +53,22 @@ export interface IdentityManagerDeps {
   onRotation?: (result: 'ok' | 'error', creds?: Credentials) => void;
 }
 
+/** The timers the manager uses, in the shape of Node's setTimeout/clearTimeout. */
+export interface IdentityTimers {
+  setTimeout(fn: () => void, ms: number): { unref?(): unknown };
+  clearTimeout(handle: unknown): void;
+}
+
+const NODE_TIMERS: IdentityTimers = {
+  setTimeout: (fn, ms) => setTimeout(fn, ms),
+  clearTimeout: (handle) => clearTimeout(handle as NodeJS.Timeout),
+};
+
 /** Keeps a valid SVID in the state. */
 export class IdentityManager {
-  private timer: NodeJS.Timeout | undefined;
-  private expiryTimer: NodeJS.Timeout | undefined;
+  private timer: ReturnType<IdentityTimers['setTimeout']> | undefined;
+  private expiryTimer: ReturnType<IdentityTimers['setTimeout']> | undefined;
+  private readonly timers: IdentityTimers;
   private stopped = false;
   private attempt = 0;
   private inFlight: Promise<Credentials> | undefined;
@@ -63,6 +77,7 @@ export class IdentityManager {
   private requestedAtMs: number | null = null;
 
   constructor(private readonly deps: IdentityManagerDeps) {
+    this.timers = deps.timers ?? NODE_TIMERS;
     deps.renewHints?.on(RENEWAL_TYPE_URL, (resources) => {
       if (resources.length !== 1) throw new SidecarError('TRELLIS_SIDECAR_ISSUE_FAILED', `expected exactly one renewal resource, got ${resources.length}`, {});
       this.renewalRequested(resources[0]!.body);
@@ -91,7 +106,7 @@ export class IdentityManager {
         if (this.stopped) throw err;
         const delay = retryDelay(this.attempt++, this.random());
         this.deps.logger.warn('first SVID issuance failed; retrying', { error: err, retryInMs: delay });
-        await new Promise((r) => setTimeout(r, delay).unref());
+        await new Promise<void>((r) => this.timers.setTimeout(r, delay).unref?.());
       }
     }
   }
@@ -115,8 +130,8 @@ export class IdentityManager {
   /** Cancels timers; the current credentials stay in the state. */
   stop(): void {
     this.stopped = true;
-    if (this.timer) clearTimeout(this.timer);
-    if (this.expiryTimer) clearTimeout(this.expiryTimer);
+    if (this.timer) this.timers.clearTimeout(this.timer);
+    if (this.expiryTimer) this.timers.clearTimeout(this.expiryTimer);
   }
 
   private random(): number {
@@ -165,9 +180,9 @@ export class IdentityManager {
     this.ownAtMs = now.getTime() + delay;
     this.requestedAtMs = null;
     this.arm();
-    if (this.expiryTimer) clearTimeout(this.expiryTimer);
-    this.expiryTimer = setTimeout(() => this.checkExpiry(creds), Math.min(MAX_TIMER_MS, Math.max(0, creds.notAfter.getTime() - now.getTime()) + 1));
-    this.expiryTimer.unref();
+    if (this.expiryTimer) this.timers.clearTimeout(this.expiryTimer);
+    this.expiryTimer = this.timers.setTimeout(() => this.checkExpiry(creds), Math.min(MAX_TIMER_MS, Math.max(0, creds.notAfter.getTime() - now.getTime()) + 1));
+    this.expiryTimer.unref?.();
   }
 
   private scheduleRetry(): void {
@@ -185,11 +200,11 @@ export class IdentityManager {
   }
 
   private setTimer(ms: number): void {
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = setTimeout(() => {
+    if (this.timer) this.timers.clearTimeout(this.timer);
+    this.timer = this.timers.setTimeout(() => {
       this.rotateNow().catch(() => undefined);
     }, Math.min(MAX_TIMER_MS, Math.max(0, ms)));
-    this.timer.unref();
+    this.timer.unref?.();
   }
 
   private checkExpiry(creds: Credentials): void {
