@@ -51,6 +51,7 @@ export { staticPolicySource } from './discovery/policy-source';
 export type { PolicySource, PolicyView, WorkloadFacts } from './discovery/policy-source';
 export { policyViewFromSet } from './discovery/policy-view';
 export type { ProxyStatus } from './discovery/stream-session';
+export { loadDiscoveryService } from './discovery/grpc-discovery-server';
 export { controlPlaneSpiffeId, shouldRotate } from './tls/server-identity';
 export { SigningLimiter } from './issuance/signing-limiter';
 export type { SvidAuthority, IssuedSvid as AuthorityIssuedSvid } from './issuance/svid-authority';

@@ -61,3 +61,6 @@ export type { DiscoverySource } from './control/discovery-wiring';
 export { runSidecar } from './run-sidecar';
 export type { RunSidecarDeps, DiscoveryRuntime, DiscoveryRuntimeOptions } from './run-sidecar';
 export { DiscoveryClient } from './discovery/discovery-client';
+export type { ClientCredentials } from './discovery/discovery-client';
+export { GrpcBidiCall } from './discovery/grpc-bidi-call';
+export { DiscoveryError, DiscoveryErrorCode } from './discovery/discovery-error';

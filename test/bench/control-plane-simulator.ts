@@ -37,8 +37,8 @@ import { generateKeyPairSync } from 'node:crypto';
 import { createInterface } from 'node:readline';
 import { AUTHORIZATION_POLICIES_TYPE_URL, DISCOVERY_SERVICE, encodeDiscoveryRequest, silentLogger, SVID_TYPE_URL } from '@trellis/shared';
 import { buildCsr } from '@trellis/sidecar';
-import { DiscoveryClient } from '@trellis/sidecar/dist/src/discovery/discovery-client';
-import { GrpcBidiCall } from '@trellis/sidecar/dist/src/discovery/grpc-bidi-call';
+import { DiscoveryClient } from '@trellis/sidecar';
+import { GrpcBidiCall } from '@trellis/sidecar';
 
 interface Config {
   mode: 'trellis' | 'bare';

@@ -7,7 +7,7 @@ import { expect } from 'chai';
 import { mkdirSync, writeFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { exportJWK, generateKeyPair, SignJWT, type KeyLike } from 'jose';
-import { DiscoveryError } from '@trellis/sidecar/dist/src/discovery/discovery-error';
+import { DiscoveryError } from '@trellis/sidecar';
 import { makeTmpDir, openssl, hasOpenssl, OPENSSL, skipUnless } from '@trellis/testkit';
 import { generateKeyPairSync } from 'node:crypto';
 import { SVID_TYPE_URL } from '@trellis/shared';

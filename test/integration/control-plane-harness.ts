@@ -12,8 +12,8 @@ import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { ALL_TYPE_URLS, createLogger, silentLogger, SVID_TYPE_URL, typeShortName, type TypeUrl, type Logger } from '@trellis/shared';
 import { buildCsr } from '@trellis/sidecar';
-import { DiscoveryClient, type ClientCredentials } from '@trellis/sidecar/dist/src/discovery/discovery-client';
-import { loadDiscoveryService } from '@trellis/control-plane/dist/src/discovery/grpc-discovery-server';
+import { DiscoveryClient, type ClientCredentials } from '@trellis/sidecar';
+import { loadDiscoveryService } from '@trellis/control-plane';
 import { adminRequest, loadAdminCredentials } from '@trellis/control-plane';
 import { freePort, trellisSpawn, trellisSync } from '@trellis/testkit';
 
