@@ -12,7 +12,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Server as HttpsServer } from 'node:https';
 import { parse as parseYaml } from 'yaml';
-import { DEFAULT_KEY_EXCHANGE, formatHostPort, normaliseSerial, parseHostPort, type KeyExchangePolicy, type Logger, type MtlsMode, type RevocationsResource, type TrustBundleResource } from '@trellis/shared';
+import { DEFAULT_KEY_EXCHANGE, formatHostPort, normaliseSerial, parseHostPort, type KeyExchangePolicy, type Logger, type EffectiveMtlsMode, type RevocationsResource, type TrustBundleResource } from '@trellis/shared';
 import { startAdminServer } from './admin/admin-server';
 import { meshView } from './admin/mesh-view';
 import { observabilityRoutes } from './admin/observability-routes';
@@ -61,7 +61,7 @@ export interface ControlPlaneOptions {
   /** Who may start a root rotation over the admin API (default `root-key`). */
   rootRotationAuth?: RootRotationAuth;
   svidTtlSeconds: number;
-  defaultMtlsMode: MtlsMode;
+  defaultMtlsMode: EffectiveMtlsMode;
   kubernetes?: KubernetesTokenSettings;
   signing: { concurrency: number; maxQueue: number };
   idleStreamTimeoutMs: number;

@@ -27,7 +27,7 @@ export {
 } from './protocol/type-urls';
 export type { TypeUrl } from './protocol/type-urls';
 export { canonicalJson, contentVersion } from './protocol/content-version';
-export { decodeResource, encodeResource, ProtocolError, SINGLETON_RESOURCE_NAME } from './protocol/resources';
+export { decodeResource, encodeResource, ProtocolError, SINGLETON_RESOURCE_NAME, MTLS_MODES, isMtlsMode, checkPeerAuthentication } from './protocol/resources';
 export type {
   SvidResource, TrustBundleResource, PeerAuthenticationResource, AuthorizationPoliciesResource, RevocationsResource,
   EndpointsResource, Endpoint, MtlsMode, ResourceBodies,

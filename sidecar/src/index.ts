@@ -6,7 +6,7 @@ export type { TlsContextFactory, TlsMaterialDeps } from './state/tls-material';
 export { SidecarState, readiness, makeCredentials, makeTrustBundle, makeRevocations, splitPem } from './state/sidecar-state';
 export type {
   Credentials,
-  TrustBundle,
+  TrustAnchors,
   PeerAuthMode,
   PeerAuthentication,
   AuthorizationState,

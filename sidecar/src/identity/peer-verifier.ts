@@ -10,7 +10,7 @@
  * our workloads, nor for a third domain's). Pure: the time and the
  * revocation list are inputs.
  */
-import { createTrustBundle, parseSpiffeId, SvidErrorCode, validateLeafSvid, verifyX509Svid, type CertificateFacts } from '@trellis/shared';
+import { parseSpiffeId, SvidErrorCode, validateLeafSvid, verifyX509Svid, type CertificateFacts, type TrustBundle } from '@trellis/shared';
 import type { LeafFacts } from './leaf-facts';
 import type { RevocationList } from '../state/sidecar-state';
 
@@ -34,7 +34,7 @@ export interface PeerContext {
    * then reach a root of the leaf's own trust domain.
    */
   readonly anchors?: {
-    readonly byTrustDomain: ReadonlyMap<string, readonly CertificateFacts[]>;
+    readonly byTrustDomain: ReadonlyMap<string, TrustBundle>;
     readonly intermediates: readonly CertificateFacts[];
   };
 }
@@ -73,10 +73,10 @@ export function verifyPeer(leaf: LeafFacts | undefined, ctx: PeerContext): PeerV
     return { ok: false, reason: 'foreign_trust_domain', detail: `trust domain "${trustDomain}" is neither ours nor federated` };
   }
   if (ctx.anchors) {
-    const roots = ctx.anchors.byTrustDomain.get(trustDomain);
-    if (!roots || roots.length === 0) return { ok: false, reason: 'foreign_trust_domain', detail: `no roots for trust domain "${trustDomain}"` };
-    // The shared X.509-SVID verifier (profile of the presented chain, then a path to this trust domain's roots only).
-    const full = verifyX509Svid([leaf.facts, ...ctx.anchors.intermediates], createTrustBundle(trustDomain, roots), { now: ctx.now });
+    const bundle = ctx.anchors.byTrustDomain.get(trustDomain);
+    if (!bundle || bundle.x509Authorities.length === 0) return { ok: false, reason: 'foreign_trust_domain', detail: `no roots for trust domain "${trustDomain}"` };
+    // The shared X.509-SVID verifier: the presented chain's profile, then a path to this trust domain's roots only.
+    const full = verifyX509Svid([leaf.facts, ...ctx.anchors.intermediates], ctx.anchors.byTrustDomain, { now: ctx.now });
     if (!full.ok) return { ok: false, reason: 'untrusted_chain', detail: `not chained to a root of ${trustDomain}: ${full.code}: ${full.reason}` };
   }
   if (ctx.revocations.serials.has(leaf.serialHex)) {
