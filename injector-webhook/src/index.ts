@@ -70,7 +70,7 @@ export type { WebhookServer, WebhookServerDeps } from './webhook/webhook-server'
 export { toStructuralSchema, policyCrd, policyCrds, PEER_AUTHENTICATION_RULES, MAX_PORT_LEVEL_MTLS } from './kubernetes/policy-crds';
 export type { JsonSchema, CrdNames } from './kubernetes/policy-crds';
 export { IssuedCertSource, buildCsr, renewalDelayMs } from './webhook/issued-cert-source';
-export type { IssuedCertSourceDeps, IssuedChain } from './webhook/issued-cert-source';
+export type { IssuedCertSourceDeps } from './webhook/issued-cert-source';
 export { makeWebhookCa, issueServingCert, servingCertDecision } from './kubernetes/webhook-certificates';
 export type { PemPair, ServingCertDecision, CertWindows } from './kubernetes/webhook-certificates';
 export { SecretCertSource } from './kubernetes/secret-cert-source';

@@ -24,7 +24,7 @@ export { nextRotation, retryDelay, DEFAULT_ROTATION } from './identity/next-rota
 export type { RotationPolicy } from './identity/next-rotation';
 export { buildCsr } from './identity/csr-builder';
 export { IdentityManager } from './identity/identity-manager';
-export type { IdentityManagerDeps, IssuedChain } from './identity/identity-manager';
+export type { IdentityManagerDeps, IdentityTimers } from './identity/identity-manager';
 export { classifyFirstBytes } from './inbound/tls-detect';
 export type { FirstBytes } from './inbound/tls-detect';
 export { InboundListener } from './inbound/inbound-listener';

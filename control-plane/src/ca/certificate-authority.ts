@@ -23,6 +23,7 @@ import { defaultNativeEcdsaVerify, type NativeEcdsaVerify } from './native-ecdsa
 import { subjectPublicKeyBits } from './key-types';
 import { checkIssuedSvid, type ExpectedSvid } from './issued-check';
 import { readBackIssuedSvid } from './issued-readback';
+import type { IssuedSvid as AuthorityIssuedSvid } from '../issuance/svid-authority';
 import { pemCertificates, toPem } from './pem';
 import { createFileSigner, type Signer } from './signer';
 import { checkCsrIdentity, svidValidity } from './svid-profile';
@@ -47,17 +48,9 @@ export interface IssueRequest {
   dnsNames?: readonly string[];
 }
 
-/** A freshly issued X.509-SVID. */
-export interface IssuedSvid {
-  /** Lowercase hex of the serial number. */
-  serialHex: string;
-  spiffeId: string;
-  notBefore: Date;
-  notAfter: Date;
+/** A freshly issued X.509-SVID: what every SvidAuthority returns, plus the DER and the key type. */
+export interface IssuedSvid extends AuthorityIssuedSvid {
   leafDer: Buffer;
-  leafPem: string;
-  /** Leaf, then the intermediate (and any intermediates above it), PEM. */
-  chainPem: string;
   /** Leaf key type: `ec-p256`, `ec-p384` or `rsa-<bits>`. */
   keyType: string;
 }

@@ -9,20 +9,14 @@
  * at all.
  */
 import { generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
-import { der, type Logger } from '@trellis/shared';
+import { der, type Logger, type SvidResource } from '@trellis/shared';
 import { InjectorError } from '../errors/injector-error';
 import { validateServingPair, type CertSource, type ServingPair } from './serving-cert';
-
-/** What the CA hands back for a CSR. */
-export interface IssuedChain {
-  /** Leaf first, then intermediates. */
-  chainPem: string;
-}
 
 /** Collaborators of the issued source. Timers are injected so tests drive them. */
 export interface IssuedCertSourceDeps {
   /** Issues a certificate for the DER CSR. */
-  issue(csrDer: Buffer): Promise<IssuedChain>;
+  issue(csrDer: Buffer): Promise<Pick<SvidResource, 'chainPem'>>;
   logger: Logger;
   clock?: () => Date;
   setTimer?: (fn: () => void, ms: number) => { cancel(): void };
@@ -121,7 +115,7 @@ export class IssuedCertSource implements CertSource {
 
 async function issueOnce(deps: IssuedCertSourceDeps): Promise<ServingPair> {
   const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-  let chain: IssuedChain;
+  let chain: Pick<SvidResource, 'chainPem'>;
   try {
     chain = await deps.issue(buildCsr(privateKey, publicKey));
   } catch (err) {

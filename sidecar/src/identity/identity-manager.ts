@@ -15,7 +15,7 @@
  */
 import { generateKeyPair, type KeyObject } from 'node:crypto';
 import { promisify } from 'node:util';
-import { RENEWAL_TYPE_URL, type Logger, type RenewalResource } from '@trellis/shared';
+import { RENEWAL_TYPE_URL, type Logger, type RenewalResource, type SvidResource } from '@trellis/shared';
 import { SidecarError } from '../errors';
 import { makeCredentials, type Credentials, type SidecarState } from '../state/sidecar-state';
 import { buildCsr } from './csr-builder';
@@ -26,16 +26,11 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 /** The shortest time between installing an SVID and renewing it, so a misconfiguration cannot renew in a tight loop. */
 const MIN_ROTATION_MS = 1000;
 
-/** What the issuer returns: the chain for our CSR, leaf first. */
-export interface IssuedChain {
-  chainPem: string;
-}
-
 /** Collaborators of the IdentityManager. */
 export interface IdentityManagerDeps {
   state: SidecarState;
   /** Sends the CSR to the CA (the discovery client's `requestSvid`). */
-  issue(csrDer: Buffer): Promise<IssuedChain>;
+  issue(csrDer: Buffer): Promise<Pick<SvidResource, 'chainPem'>>;
   logger: Logger;
   clock: () => Date;
   /** Where renewal, retry and expiry timers run (Node's by default; tests pass the test kit's FakeClock). */
