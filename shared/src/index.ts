@@ -79,9 +79,11 @@ export { samePublicKey, spkiDer } from './x509/public-key';
 export type { PemBlock } from './x509/pem';
 export { Oid } from './x509/oids';
 export { parseCertificate, parseCertificates } from './x509/certificate-facts';
-export type {
-  CertificateFacts, KeyType, BasicConstraintsFacts, KeyUsageFacts, ExtKeyUsageFacts, SubjectAltNameFacts, ExtensionFacts,
-} from './x509/certificate-facts';
+export type { CertificateFacts } from './x509/certificate-facts';
+export { readExtensions, summariseExtensions } from './x509/extensions';
+export type { BasicConstraintsFacts, KeyUsageFacts, ExtKeyUsageFacts, SubjectAltNameFacts, ExtensionFacts, ExtensionSummary } from './x509/extensions';
+export { spkiKeyType } from './x509/spki';
+export type { KeyType } from './x509/spki';
 export {
   SvidError, SvidErrorCode, validateLeafSvid, validateSigningCertificate, validateSvidChain,
   assertSvidChain,
