@@ -83,6 +83,10 @@ export type { CertificateFacts } from './x509/certificate-facts';
 export { readExtensions, summariseExtensions } from './x509/extensions';
 export type { BasicConstraintsFacts, KeyUsageFacts, ExtKeyUsageFacts, SubjectAltNameFacts, ExtensionFacts, ExtensionSummary } from './x509/extensions';
 export { spkiKeyType } from './x509/spki';
+export {
+  buildWorkloadCsr, encodeCertificationRequest, encodeCertificationRequestInfo, encodeExtension, intermediateCaExtensions, uriSanExtension, ECDSA_WITH_SHA256_DER,
+} from './x509/certification-request';
+export type { CertificationRequestContent } from './x509/certification-request';
 export type { KeyType } from './x509/spki';
 export {
   SvidError, SvidErrorCode, validateLeafSvid, validateSigningCertificate, validateSvidChain,

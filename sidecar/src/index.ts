@@ -22,7 +22,6 @@ export { verifyPeer, splitWorkloadSpiffeId } from './identity/peer-verifier';
 export type { PeerVerdict, PeerRefusal, PeerContext } from './identity/peer-verifier';
 export { nextRotation, retryDelay, DEFAULT_ROTATION } from './identity/next-rotation';
 export type { RotationPolicy } from './identity/next-rotation';
-export { buildCsr } from './identity/csr-builder';
 export { IdentityManager } from './identity/identity-manager';
 export type { IdentityManagerDeps, IdentityTimers } from './identity/identity-manager';
 export { classifyFirstBytes } from './inbound/tls-detect';

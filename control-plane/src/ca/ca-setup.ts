@@ -17,6 +17,8 @@ import { certificateHasKey, readCaCertificate, verifyCaChain } from './ca-chain'
 import { CA_FILES, caFileExists, readCaFiles, requireCaDir, writeCaFiles, type CaFileWrite } from './ca-dir';
 import { CA_KEY_TYPES, describeKey, generationParams, type CaKeyType } from './key-types';
 import { pemCertificates, toPem } from './pem';
+import { createIntermediateCsr } from './intermediate-csr';
+import { createFileSigner } from './signer';
 
 const DAY_MS = 86_400_000;
 
@@ -129,17 +131,7 @@ export async function writeIntermediateCsr(dir: string, opts: IntermediateCsrOpt
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   refuseExisting(dir, opts.force, [CA_FILES.intermediateCert, CA_FILES.intermediateKey]);
   const key = await generateKey(keyType);
-  const csr = await x509.Pkcs10CertificateRequestGenerator.create({
-    name: [{ CN: [`Trellis Intermediate CA ${trustDomain}`] }, { O: ['Trellis'] }],
-    keys: key.web,
-    signingAlgorithm: signingAlgorithm(keyType),
-    extensions: [
-      new x509.BasicConstraintsExtension(true, 0, true),
-      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
-      new x509.SubjectAlternativeNameExtension([{ type: 'url', value: `spiffe://${trustDomain}` }]),
-    ],
-  });
-  const csrPem = toPem(Buffer.from(csr.rawData), 'CERTIFICATE REQUEST');
+  const csrPem = toPem(await createIntermediateCsr(createFileSigner(key.pem), trustDomain), 'CERTIFICATE REQUEST');
   writeCaFiles(dir, [
     { name: CA_FILES.intermediateKey, contents: key.pem, mode: 0o600 },
     { name: CA_FILES.intermediateCsr, contents: csrPem, mode: 0o644 },

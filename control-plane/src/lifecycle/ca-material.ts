@@ -13,6 +13,10 @@ import { parseTrustDomain, randomSerialHex, trustDomainOfCaUriSans } from '@trel
 import { describeKey, generationParams, type CaKeyType } from '../ca/key-types';
 import { pemBlock, toPem } from '../ca/pem';
 import { LifecycleError, LifecycleErrorCode } from './lifecycle-error';
+import { createIntermediateCsr as buildIntermediateCsr } from '../ca/intermediate-csr';
+import { createFileSigner } from '../ca/signer';
+import { CaError, CaErrorCode } from '../ca/ca-error';
+import { parseCsr, type ParsedCsr } from '../ca/csr';
 
 const DAY_MS = 86_400_000;
 
@@ -104,17 +108,7 @@ export async function createRootCertificate(o: RootOptions): Promise<string> {
 /** A CSR for a Trellis intermediate (CA:true pathLen 0, URI SAN `spiffe://<td>`), PEM. */
 export async function createIntermediateCsr(trustDomain: string, key: CaKeyPair, label?: string): Promise<string> {
   const td = parseTrustDomain(trustDomain);
-  const csr = await x509.Pkcs10CertificateRequestGenerator.create({
-    name: [{ CN: [label ? `Trellis Intermediate CA ${td} ${label}` : `Trellis Intermediate CA ${td}`] }, { O: ['Trellis'] }],
-    keys: key.web,
-    signingAlgorithm: signingAlgorithm(key.keyType),
-    extensions: [
-      new x509.BasicConstraintsExtension(true, 0, true),
-      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
-      new x509.SubjectAlternativeNameExtension([{ type: 'url', value: `spiffe://${td}` }]),
-    ],
-  });
-  return toPem(Buffer.from(csr.rawData), 'CERTIFICATE REQUEST');
+  return toPem(await buildIntermediateCsr(createFileSigner(key.pem), td, label), 'CERTIFICATE REQUEST');
 }
 
 /** What {@link signIntermediateCsr} needs from the root. */
@@ -143,22 +137,15 @@ export async function signIntermediateCsr(root: RootSigner, csrPem: string, o: {
   const source = o.source ?? 'CSR';
   const bad = (msg: string, cause?: unknown): LifecycleError =>
     new LifecycleError(LifecycleErrorCode.BAD_INTERMEDIATE_CSR, `${source}: ${msg}`, { file: source }, cause ? { cause } : undefined);
-  let csr: x509.Pkcs10CertificateRequest;
+  // The CA's one CSR reader (ca/csr.ts): signature, key profile and requested extensions, as for every SVID request.
+  let csr: ParsedCsr;
   try {
-    csr = new x509.Pkcs10CertificateRequest(pemBlock(csrPem, ['CERTIFICATE REQUEST', 'NEW CERTIFICATE REQUEST'], source));
+    csr = parseCsr(csrPem, source);
   } catch (err) {
-    throw bad(`not a PKCS#10 certificate request (${(err as Error).message})`, err);
+    if (err instanceof CaError && err.code === CaErrorCode.BAD_CSR_SIGNATURE) throw bad('the CSR signature does not verify', err);
+    throw bad(`not a usable PKCS#10 certificate request (${(err as Error).message})`, err);
   }
-  let valid = false;
-  try {
-    valid = await csr.verify();
-  } catch {
-    valid = false;
-  }
-  if (!valid) throw bad('the CSR signature does not verify');
-  const san = csr.extensions.find((e): e is x509.SubjectAlternativeNameExtension => e instanceof x509.SubjectAlternativeNameExtension);
-  const uris = (san?.names.items ?? []).filter((n) => n.type === 'url').map((n) => n.value);
-  const tdOfCsr = trustDomainOfCaUriSans(uris, 'the requested');
+  const tdOfCsr = trustDomainOfCaUriSans(csr.uris, 'the requested');
   if (!tdOfCsr.ok) throw bad(tdOfCsr.reason);
   const td = tdOfCsr.trustDomain;
   if (o.expectTrustDomain !== undefined && td !== o.expectTrustDomain) throw bad(`asks for trust domain ${td}, expected ${o.expectTrustDomain}`);
@@ -170,18 +157,18 @@ export async function signIntermediateCsr(root: RootSigner, csrPem: string, o: {
   if (notAfter <= o.now) throw new LifecycleError(LifecycleErrorCode.ROOT_UNAVAILABLE, `the root expired at ${rootCert.notAfter.toISOString()}`, {});
   const cert = await x509.X509CertificateGenerator.create({
     serialNumber: randomSerialHex(),
-    subject: csr.subjectName,
+    subject: new x509.Name(csr.subjectDer),
     issuer: rootCert.subjectName,
     notBefore,
     notAfter,
-    publicKey: await csr.publicKey.export(),
+    publicKey: csr.spkiDer,
     signingKey: root.key.web.privateKey,
     signingAlgorithm: signingAlgorithm(root.key.keyType),
     extensions: [
       new x509.BasicConstraintsExtension(true, 0, true),
       new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
       new x509.SubjectAlternativeNameExtension([{ type: 'url', value: `spiffe://${td}` }]),
-      await x509.SubjectKeyIdentifierExtension.create(await csr.publicKey.export()),
+      await x509.SubjectKeyIdentifierExtension.create(csr.spkiDer),
       await x509.AuthorityKeyIdentifierExtension.create(rootCert),
     ],
   });

@@ -39,7 +39,7 @@ export function renewalDelayMs(now: Date, notBefore: Date, notAfter: Date, fract
  * A PKCS#10 CSR (DER) with an empty subject and no extensions for `key`,
  * signed ECDSA-SHA256: the CA decides every name in the certificate.
  */
-export function buildCsr(privateKey: KeyObject, publicKey: KeyObject): Buffer {
+export function buildWorkloadCsr(privateKey: KeyObject, publicKey: KeyObject): Buffer {
   const spki = publicKey.export({ type: 'spki', format: 'der' });
   const info = der.sequence(der.integer(0), der.sequence(), spki, der.contextImplicit(0, Buffer.alloc(0), true));
   const signature = sign('sha256', info, privateKey);
@@ -117,7 +117,7 @@ async function issueOnce(deps: IssuedCertSourceDeps): Promise<ServingPair> {
   const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
   let chain: Pick<SvidResource, 'chainPem'>;
   try {
-    chain = await deps.issue(buildCsr(privateKey, publicKey));
+    chain = await deps.issue(buildWorkloadCsr(privateKey, publicKey));
   } catch (err) {
     throw new InjectorError('TRELLIS_INJECTOR_BAD_CERT', `the CA refused to issue the serving certificate: ${(err as Error).message}`, {}, { cause: err });
   }

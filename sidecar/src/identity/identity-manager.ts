@@ -15,10 +15,9 @@
  */
 import { generateKeyPair, type KeyObject } from 'node:crypto';
 import { promisify } from 'node:util';
-import { RENEWAL_TYPE_URL, type Logger, type RenewalResource, type SvidResource } from '@trellis/shared';
+import { buildWorkloadCsr, RENEWAL_TYPE_URL, type Logger, type RenewalResource, type SvidResource } from '@trellis/shared';
 import { SidecarError } from '../errors';
 import { makeCredentials, type Credentials, type SidecarState } from '../state/sidecar-state';
-import { buildCsr } from './csr-builder';
 import { DEFAULT_ROTATION, nextRotation, retryDelay, type RotationPolicy } from './next-rotation';
 
 const generateKeyPairAsync = promisify(generateKeyPair);
@@ -138,7 +137,7 @@ export class IdentityManager {
     let creds: Credentials;
     try {
       const { privateKey, publicKey } = (await generateKeyPairAsync('ec', { namedCurve: 'P-256' })) as { privateKey: KeyObject; publicKey: KeyObject };
-      const csr = buildCsr(privateKey, publicKey.export({ type: 'spki', format: 'der' }), this.deps.spiffeId);
+      const csr = buildWorkloadCsr(privateKey, publicKey.export({ type: 'spki', format: 'der' }), this.deps.spiffeId);
       const issued = await this.deps.issue(csr);
       creds = makeCredentials(privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, issued.chainPem);
       if (this.deps.spiffeId !== undefined && creds.spiffeId !== this.deps.spiffeId) {
