@@ -8,7 +8,8 @@
  * tell each other their sidecars' endpoints (a mesh spread over them is one
  * mesh). Not ready, and saying why, while its state cannot be written.
  */
-import { readFileSync, statSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
+import { fileStamp } from './state/file-stamp';
 import { join } from 'node:path';
 import type { Server as HttpsServer } from 'node:https';
 import { parse as parseYaml } from 'yaml';
@@ -229,13 +230,8 @@ export async function startControlPlane(opts: ControlPlaneOptions, deps: Control
     }
     const file = opts.revocationsFile;
     try {
-      let stamp = 'absent';
-      try {
-        const st = statSync(file);
-        stamp = `${st.mtimeMs}:${st.size}:${st.ino}`;
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-      }
+      const stamp = fileStamp(file);
+      if (stamp.startsWith('error:')) throw new Error(`${file}: cannot be read (${stamp.slice(6)})`);
       if (stamp === revocationsStamp) return;
       revocationsStamp = stamp;
       service.setRevocations(stamp === 'absent' ? { serials: [], spiffeIds: [] } : parseRevocations(readFileSync(file, 'utf8'), file, new Date(nowMs())));

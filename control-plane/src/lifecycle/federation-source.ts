@@ -6,7 +6,8 @@
  * damaged bundle) keeps the last good set, as policies do, so a half-written
  * file never drops a partner's roots mid-traffic nor adds a wrong one.
  */
-import { statSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
+import { fileStamp } from '../state/file-stamp';
 import { formatPemBundle } from '@trellis/shared';
 import { LifecycleError, LifecycleErrorCode } from './lifecycle-error';
 import { loadFederatedBundle, parseFederationConfig } from './federation';
@@ -42,7 +43,7 @@ export function loadFederatedRoots(file: string, localTrustDomain: string): Fede
 
 /** A change stamp of the config and its bundle files: what to compare to know whether to re-read. */
 export function federationStamp(file: string, bundleFiles: readonly string[]): string {
-  return [file, ...bundleFiles].map(stampOf).join('|');
+  return [file, ...bundleFiles].map(fileStamp).join('|');
 }
 
 /** What the watcher reports after a check. */
@@ -101,14 +102,6 @@ export class FederationWatcher {
   }
 }
 
-function stampOf(path: string): string {
-  try {
-    const st = statSync(path);
-    return `${st.mtimeMs}:${st.size}:${st.ino}`;
-  } catch {
-    return 'absent';
-  }
-}
 
 function splitPemBlocks(text: string): string[] {
   return (text.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) ?? []).map((b) => b + '\n');
