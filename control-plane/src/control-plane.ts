@@ -12,8 +12,7 @@ import { readFileSync } from 'node:fs';
 import { fileStamp } from './state/file-stamp';
 import { join } from 'node:path';
 import type { Server as HttpsServer } from 'node:https';
-import { parse as parseYaml } from 'yaml';
-import { DEFAULT_KEY_EXCHANGE, formatHostPort, normaliseSerial, parseHostPort, type KeyExchangePolicy, type Logger, type EffectiveMtlsMode, type RevocationsResource, type TrustBundleResource } from '@trellis/shared';
+import { DEFAULT_KEY_EXCHANGE, formatHostPort, parseHostPort, type KeyExchangePolicy, type Logger, type EffectiveMtlsMode, type RevocationsResource, type TrustBundleResource } from '@trellis/shared';
 import { startAdminServer } from './admin/admin-server';
 import { meshView } from './admin/mesh-view';
 import { observabilityRoutes } from './admin/observability-routes';
@@ -39,7 +38,7 @@ import type { CaExpiry, SvidAuthority } from './issuance/svid-authority';
 import { createControlPlaneMetrics, type ControlPlaneMetrics } from './observability/control-plane-metrics';
 import { MutableCertificateProvider } from './tls/mutable-certificate-provider';
 import { controlPlaneSpiffeId, createKeyAndCsr, shouldRotate } from './tls/server-identity';
-import { loadRevocationStore } from './lifecycle/revocation-store';
+import { parseRevocations } from './lifecycle/revocations-file';
 import { revocationsResource } from './lifecycle/revocation-list';
 import { withOrder } from './discovery/reissue-orders';
 import { fileSharedState, observedDocument, observedTokenUses, type SharedState } from './state/shared-state';
@@ -450,24 +449,6 @@ export async function startControlPlane(opts: ControlPlaneOptions, deps: Control
       return stopped;
     },
   };
-}
-
-/**
- * Parses a revocation list file: the CA dir's `revocations.json` as `trellis
- * revoke` writes it (`{entries: [...]}`; serial entries drop out once their
- * certificate expired), or a plain YAML/JSON `{serials: [hex], spiffeIds: [id]}`.
- */
-export function parseRevocations(text: string, file: string, now: Date = new Date()): RevocationsResource {
-  const v = (parseYaml(text) ?? {}) as Record<string, unknown>;
-  if (v && typeof v === 'object' && 'entries' in v) return revocationsResource(loadRevocationStore(file), now);
-  const list = (k: string): string[] => {
-    const a = v[k] ?? [];
-    if (!Array.isArray(a) || a.some((x) => typeof x !== 'string' && typeof x !== 'number')) throw new Error(`${file}: ${k} must be a list of strings`);
-    return a.map((x) => String(x));
-  };
-  if (typeof v !== 'object' || Array.isArray(v)) throw new Error(`${file}: must be a mapping with serials and spiffeIds`);
-  // The one serial form (shared x509/serial.ts): the control plane and the sidecars compare what they push in it.
-  return { serials: list('serials').map((s) => normaliseSerial(s)), spiffeIds: list('spiffeIds') };
 }
 
 function countOf(r: RevocationsResource): { serials: number; spiffeIds: number } {

@@ -3,7 +3,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { hasErrorCode } from '@trellis/shared';
 import { makeTmpDir } from '@trellis/testkit';
-import { parseRevocations } from '../../src/control-plane';
+import { parseRevocations } from '../../src/lifecycle/revocations-file';
 import { parseAuditLog } from '../../src/lifecycle/audit-index';
 import {
   addRevocation, EMPTY_REVOCATIONS, isRenewalRefused, liftRevocation, pruneRevocations, revocationsResource, revocationTarget,
