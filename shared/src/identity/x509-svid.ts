@@ -71,12 +71,7 @@ export const SvidErrorCode = Object.freeze({
 export type SvidErrorCodeValue = (typeof SvidErrorCode)[keyof typeof SvidErrorCode];
 
 /** An X.509-SVID that breaks the profile; `details` carries `rule` (spec section) and `index` in a chain. */
-export class SvidError extends TrellisError {
-  declare readonly code: SvidErrorCodeValue;
-  constructor(code: SvidErrorCodeValue, message: string, details: Record<string, unknown> = {}, options?: { cause?: unknown }) {
-    super(code, message, details, options);
-  }
-}
+export class SvidError extends TrellisError<SvidErrorCodeValue> {}
 
 /** A rejection: the code, the rule's spec section and a sentence naming it. */
 export interface SvidRejection {

@@ -47,9 +47,4 @@ export const X509ErrorCode = Object.freeze({
 export type X509ErrorCodeValue = (typeof X509ErrorCode)[keyof typeof X509ErrorCode];
 
 /** A PEM, certificate or bundle input that cannot be read; `details` names where. */
-export class X509Error extends TrellisError {
-  declare readonly code: X509ErrorCodeValue;
-  constructor(code: X509ErrorCodeValue, message: string, details: Record<string, unknown> = {}, options?: { cause?: unknown }) {
-    super(code, message, details, options);
-  }
-}
+export class X509Error extends TrellisError<X509ErrorCodeValue> {}
