@@ -53,7 +53,7 @@ export type { PolicySource, PolicyView, WorkloadFacts } from './discovery/policy
 export { policyViewFromSet } from './discovery/policy-view';
 export type { ProxyStatus } from './discovery/stream-session';
 export { loadDiscoveryService } from './discovery/grpc-discovery-server';
-export { controlPlaneSpiffeId, shouldRotate } from './tls/server-identity';
+export { shouldRotate } from './tls/server-identity';
 export { SigningLimiter } from './issuance/signing-limiter';
 export type { SvidAuthority, IssuedSvid as AuthorityIssuedSvid } from './issuance/svid-authority';
 export * from './policy';
@@ -116,7 +116,7 @@ export { adminRequest } from './admin/admin-client';
 export type { AdminTarget } from './admin/admin-client';
 export { issueAdminCredentials, loadAdminCredentials, ADMIN_CREDENTIAL_FILES, DEFAULT_ADMIN_CREDENTIAL_TTL_SECONDS } from './admin/admin-credentials';
 export type { AdminCredentials, IssuedAdminCredentials } from './admin/admin-credentials';
-export { decideAdminRequest, defaultAdminSpiffeId, PUBLIC_PATHS } from './admin/admin-access';
+export { decideAdminRequest, PUBLIC_PATHS } from './admin/admin-access';
 export type { AdminDecision, AdminRequestFacts, AdminAccessPolicy } from './admin/admin-access';
 export { acceptedAdminHosts, isAcceptedHost } from './admin/admin-host';
 export type { AcceptedHosts } from './admin/admin-host';

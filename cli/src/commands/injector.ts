@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { join } from 'node:path';
-import { UsageError, createLogger, parseHostPort, parseDuration, parseDurationSeconds } from '@trellis/shared';
+import { UsageError, createLogger, injectorSpiffeId, parseHostPort, parseDuration, parseDurationSeconds } from '@trellis/shared';
 import { KubeClient, detectApiFeatures, fetchDiscoveryFacts } from '@trellis/kubernetes';
 import { CA_FILES, loadCertificateAuthority } from '@trellis/control-plane';
 import { FileCertSource, InjectorError, IssuedCertSource, startSelfManagedTls, startWebhookServer, type CertSource } from '@trellis/injector-webhook';
@@ -51,7 +51,7 @@ async function certSource(ctx: CommandContext, logger: ReturnType<typeof createL
   if (caDir !== undefined) {
     const ttlSeconds = parseDurationSeconds(optionalString(ctx, 'cert-ttl') ?? '24h', 'cert-ttl');
     const ca = await loadCertificateAuthority(resolve(ctx.cwd, caDir), { logger: logger.child({ component: 'ca' }) });
-    const spiffeId = optionalString(ctx, 'spiffe-id') ?? `spiffe://${ca.trustDomain}/ns/trellis-system/sa/trellis-injector`;
+    const spiffeId = optionalString(ctx, 'spiffe-id') ?? injectorSpiffeId(ca.trustDomain);
     // The API server dials the webhook Service by DNS name and checks it, so the serving certificate carries those names too.
     const given = stringList(ctx, 'dns-name');
     const dnsNames = given.length > 0 ? given : SERVICE_DNS_NAMES;

@@ -23,6 +23,7 @@ import {
   UsageError,
   type EffectiveMtlsMode,
   isMtlsMode,
+  parseSpiffeId,
   MTLS_MODES,
   type Policy,
   type PolicyIssue,
@@ -171,7 +172,13 @@ ruleIndex and what decided the mode. Exit 0 whatever the decision.`,
       const labels = labelsFlag(ctx, 'labels');
       const port = parsePort(ctx);
       const principal = optionalString(ctx, 'principal');
-      if (principal !== undefined && !/^spiffe:\/\/[^/]+/.test(principal)) throw new UsageError(`--principal must be a full SPIFFE ID (spiffe://trust-domain/ns/NS/sa/SA), got "${principal}"`, { flag: 'principal' });
+      if (principal !== undefined) {
+        try {
+          parseSpiffeId(principal);
+        } catch (err) {
+          throw new UsageError(`--principal must be a full SPIFFE ID (spiffe://trust-domain/ns/NS/sa/SA), got "${principal}": ${(err as Error).message}`, { flag: 'principal' });
+        }
+      }
       const sourceIp = optionalString(ctx, 'source-ip');
       if (sourceIp !== undefined && !parseIp(sourceIp)) throw new UsageError(`--source-ip must be an IPv4 or IPv6 address, got "${sourceIp}"`, { flag: 'source-ip' });
       const method = optionalString(ctx, 'method');

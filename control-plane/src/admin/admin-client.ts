@@ -10,8 +10,7 @@
  */
 import { request } from 'node:https';
 import type { PeerCertificate } from 'node:tls';
-import { parseHostPort, uriSansOfPeerCertificate } from '@trellis/shared';
-import { controlPlaneSpiffeId } from '../tls/server-identity';
+import { controlPlaneSpiffeId, parseHostPort, uriSansOfPeerCertificate } from '@trellis/shared';
 import type { AdminCredentials } from './admin-credentials';
 import { AdminError, AdminErrorCode } from './admin-error';
 

@@ -9,11 +9,6 @@ import { buildWorkloadCsr } from '@trellis/shared';
 
 const generateKeyPairAsync = promisify(generateKeyPair);
 
-/** The control plane's SPIFFE ID in `trustDomain`. */
-export function controlPlaneSpiffeId(trustDomain: string): string {
-  return `spiffe://${trustDomain}/ns/trellis-system/sa/trellis-control-plane`;
-}
-
 /**
  * True once half of the certificate's usable lifetime has passed (fails towards rotating).
  * The window starts at `installedAtMs` when that is later than notBefore: the CA back-dates

@@ -5,7 +5,7 @@
  * config file. Every problem is collected with its source and field before
  * anything starts, and reported together.
  */
-import { isLoopbackHost, isSpiffeId, parseHostPort, parsePort, joinTokenSpiffeId, kubernetesSpiffeId, parseDuration, parseKubernetesSpiffeId, parseSpiffeId } from '@trellis/shared';
+import { controlPlaneSpiffeId as wellKnownControlPlaneId, isLoopbackHost, isSpiffeId, parseHostPort, parsePort, joinTokenSpiffeId, kubernetesSpiffeId, parseDuration, parseKubernetesSpiffeId, parseSpiffeId } from '@trellis/shared';
 import { SidecarError } from '../errors';
 import type { InboundSpec } from '../inbound/inbound-listener';
 import type { OutboundSpec } from '../outbound/outbound-listener';
@@ -188,8 +188,15 @@ export function parseSidecarConfig(src: ConfigSources): SidecarConfig {
       problems.push(`cannot form our SPIFFE ID from trust domain "${trustDomain}", namespace "${namespace}", service account "${serviceAccount}": ${(err as Error).message}`);
     }
   }
-  const controlPlaneSpiffeId = (get('control-plane-id') as string | undefined) ?? `spiffe://${trustDomain}/ns/trellis-system/sa/trellis-control-plane`;
-  if (!isSpiffeId(controlPlaneSpiffeId)) problems.push(`${label('control-plane-id')}: "${controlPlaneSpiffeId}" is not a SPIFFE ID`);
+  let controlPlaneId = get('control-plane-id') as string | undefined;
+  if (controlPlaneId === undefined) {
+    try {
+      controlPlaneId = wellKnownControlPlaneId(trustDomain);
+    } catch (err) {
+      controlPlaneId = '';
+      problems.push(`${label('control-plane-id')}: cannot form the control plane's SPIFFE ID from trust domain "${trustDomain}": ${(err as Error).message}`);
+    }
+  } else if (!isSpiffeId(controlPlaneId)) problems.push(`${label('control-plane-id')}: "${controlPlaneId}" is not a SPIFFE ID`);
 
   const labels: Record<string, string> = {};
   for (const kv of (get('labels') as string[] | undefined) ?? []) {
@@ -288,7 +295,7 @@ export function parseSidecarConfig(src: ConfigSources): SidecarConfig {
     trustDomain,
     spiffeId: spiffeId!,
     spiffeIdSource,
-    controlPlaneSpiffeId,
+    controlPlaneSpiffeId: controlPlaneId,
     labels: Object.freeze(labels),
     inbound: Object.freeze(inbound),
     outbound: Object.freeze(outbound),
