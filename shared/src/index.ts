@@ -93,8 +93,8 @@ export {
   assertSvidChain,
 } from './identity/x509-svid';
 export type { SvidErrorCodeValue, SvidVerdict, SigningCertVerdict, SvidRejection, SvidCheckOptions } from './identity/x509-svid';
-export { splitSubjectAltNameText, uriSansOfPeerCertificate, spiffeIdOfUriSans, trustDomainOfCaUriSans } from './identity/uri-san';
-export type { PeerCertificateSans, UriSanRefusal, UriSanSpiffeId } from './identity/uri-san';
+export { splitSubjectAltNameText, uriSansOfPeerCertificate, peerCertificateChainDer, spiffeIdOfUriSans, trustDomainOfCaUriSans } from './identity/uri-san';
+export type { PeerCertificateChain, PeerCertificateSans, UriSanRefusal, UriSanSpiffeId } from './identity/uri-san';
 export { TRELLIS_NAMESPACE, controlPlaneSpiffeId, defaultAdminSpiffeId, injectorSpiffeId } from './identity/well-known-ids';
 export { JOIN_TOKEN_PREFIX, isJoinToken, joinTokenSpiffeId } from './identity/join-token-format';
 export { parseX509SvidPem } from './identity/x509-svid-pem';

@@ -10,7 +10,7 @@
  */
 import { request } from 'node:https';
 import type { PeerCertificate } from 'node:tls';
-import { controlPlaneSpiffeId, parseHostPort, uriSansOfPeerCertificate } from '@trellis/shared';
+import { controlPlaneSpiffeId, createTrustBundle, Oid, parseCertificates, parseHostPort, peerCertificateChainDer, pemToDer, uriSansOfPeerCertificate, verifyX509Svid } from '@trellis/shared';
 import type { AdminCredentials } from './admin-credentials';
 import { AdminError, AdminErrorCode } from './admin-error';
 
@@ -49,11 +49,15 @@ export function adminRequest<T>(target: AdminTarget, method: 'GET' | 'POST', pat
         key: creds.keyPem,
         ca: [creds.bundlePem, ...(target.extraRootsPem ?? [])],
         minVersion: 'TLSv1.2',
-        // Replaces hostname checks: the control plane is known by its SPIFFE ID alone.
+        // Replaces hostname checks: the control plane is known by its SPIFFE ID alone, on an
+        // X.509-SVID the shared verifier accepts (the one workloads and the CA use).
         checkServerIdentity: (_host: string, cert: PeerCertificate) => {
           const uris = uriSansOfPeerCertificate(cert);
-          if (uris.length === 1 && uris[0] === expected) return undefined;
-          return new AdminError(AdminErrorCode.UNREACHABLE, `${addr} presented ${uris.join(', ') || 'no SPIFFE ID'}, not the control plane ${expected}`, { addr });
+          if (uris.length !== 1 || uris[0] !== expected) {
+            return new AdminError(AdminErrorCode.UNREACHABLE, `${addr} presented ${uris.join(', ') || 'no SPIFFE ID'}, not the control plane ${expected}`, { addr });
+          }
+          const why = serverSvidProblem(cert, creds.trustDomain, [creds.bundlePem, ...(target.extraRootsPem ?? [])]);
+          return why === undefined ? undefined : new AdminError(AdminErrorCode.UNREACHABLE, `${addr} presented ${expected} on a certificate that is not a valid X.509-SVID: ${why}`, { addr });
         },
       },
       (res) => {
@@ -91,4 +95,16 @@ export function adminRequest<T>(target: AdminTarget, method: 'GET' | 'POST', pat
     });
     req.end(payload);
   });
+}
+
+/** Why the server's certificate chain is not an X.509-SVID of `trustDomain` under `rootsPem` for serverAuth now, or undefined. Fails closed. */
+function serverSvidProblem(cert: PeerCertificate, trustDomain: string, rootsPem: readonly string[]): string | undefined {
+  try {
+    const chain = parseCertificates(peerCertificateChainDer(cert));
+    const roots = parseCertificates(rootsPem.flatMap((p) => pemToDer(p)));
+    const verdict = verifyX509Svid(chain, createTrustBundle(trustDomain, roots), { now: new Date(), requiredEku: Oid.serverAuth });
+    return verdict.ok ? undefined : `${verdict.code}: ${verdict.reason}`;
+  } catch (err) {
+    return (err as Error).message;
+  }
 }

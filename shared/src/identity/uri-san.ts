@@ -21,6 +21,28 @@ export interface PeerCertificateSans {
   readonly subjectaltname?: string | undefined;
 }
 
+/** A node:tls detailed PeerCertificate (`getPeerCertificate(true)`, or what `checkServerIdentity` receives). */
+export interface PeerCertificateChain {
+  readonly raw?: Buffer;
+  readonly issuerCertificate?: PeerCertificateChain;
+}
+
+/**
+ * The DER certificates of a detailed node:tls peer certificate, leaf first,
+ * following `issuerCertificate` until it ends or repeats (a self-signed root
+ * points at itself); at most `max`. Feed it to parseCertificates and the
+ * shared X.509-SVID verifier.
+ */
+export function peerCertificateChainDer(cert: PeerCertificateChain, max = 10): Buffer[] {
+  const out: Buffer[] = [];
+  const seen = new Set<PeerCertificateChain>();
+  for (let c: PeerCertificateChain | undefined = cert; c && c.raw && !seen.has(c) && out.length < max; c = c.issuerCertificate) {
+    seen.add(c);
+    out.push(c.raw);
+  }
+  return out;
+}
+
 // A JSON string at the start of the text, as Node writes quoted values (lib/tls.js).
 const JSON_STRING = /^"(?:[^"\\\u0000-\u001f]|\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4}))*"/;
 
