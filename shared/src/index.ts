@@ -73,7 +73,7 @@ export { backoffDelayMs, DEFAULT_BACKOFF } from './util/backoff';
 export type { BackoffOptions } from './util/backoff';
 export { X509Error, X509ErrorCode } from './x509/x509-error';
 export type { X509ErrorCodeValue } from './x509/x509-error';
-export { pemBlocks, pemToDer, derToPem } from './x509/pem';
+export { pemBlocks, pemToDer, derToPem, certificatePems } from './x509/pem';
 export { normaliseSerial, randomSerial, randomSerialHex, MAX_SERIAL_HEX_DIGITS } from './x509/serial';
 export { samePublicKey, spkiDer } from './x509/public-key';
 export type { PemBlock } from './x509/pem';

@@ -3,7 +3,7 @@ export { SidecarError } from './errors';
 export type { SidecarErrorCode } from './errors';
 export { TlsMaterial, DEFAULT_TLS_CONTEXT_FACTORY } from './state/tls-material';
 export type { TlsContextFactory, TlsMaterialDeps } from './state/tls-material';
-export { SidecarState, readiness, makeCredentials, makeTrustBundle, makeRevocations, splitPem } from './state/sidecar-state';
+export { SidecarState, readiness, makeCredentials, makeTrustBundle, makeRevocations } from './state/sidecar-state';
 export type {
   Credentials,
   TrustAnchors,

@@ -11,12 +11,12 @@ import { createPrivateKey, createPublicKey, generateKeyPairSync, webcrypto, type
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import * as x509 from '@peculiar/x509';
-import { parseTrustDomain, randomSerialHex, SpiffeIdError, trustDomainOfCaUriSans } from '@trellis/shared';
+import { parseTrustDomain, randomSerialHex, SpiffeIdError, trustDomainOfCaUriSans, derToPem } from '@trellis/shared';
 import { CaError, CaErrorCode } from './ca-error';
 import { certificateHasKey, readCaCertificate, verifyCaChain } from './ca-chain';
 import { CA_FILES, caFileExists, readCaFiles, requireCaDir, writeCaFiles, type CaFileWrite } from './ca-dir';
 import { CA_KEY_TYPES, describeKey, generationParams, type CaKeyType } from './key-types';
-import { pemCertificates, toPem } from './pem';
+import { pemCertificates } from './pem';
 import { createIntermediateCsr } from './intermediate-csr';
 import { createFileSigner } from './signer';
 
@@ -98,8 +98,8 @@ export async function initCertificateAuthority(dir: string, opts: InitOptions = 
       await x509.AuthorityKeyIdentifierExtension.create(root),
     ],
   });
-  const rootPem = toPem(Buffer.from(root.rawData), 'CERTIFICATE');
-  const intPem = toPem(Buffer.from(intermediate.rawData), 'CERTIFICATE');
+  const rootPem = derToPem(Buffer.from(root.rawData), 'CERTIFICATE');
+  const intPem = derToPem(Buffer.from(intermediate.rawData), 'CERTIFICATE');
   const files: CaFileWrite[] = [
     { name: CA_FILES.rootKey, contents: rootKey.pem, mode: 0o600 },
     { name: CA_FILES.intermediateKey, contents: intKey.pem, mode: 0o600 },
@@ -131,7 +131,7 @@ export async function writeIntermediateCsr(dir: string, opts: IntermediateCsrOpt
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   refuseExisting(dir, opts.force, [CA_FILES.intermediateCert, CA_FILES.intermediateKey]);
   const key = await generateKey(keyType);
-  const csrPem = toPem(await createIntermediateCsr(createFileSigner(key.pem), trustDomain), 'CERTIFICATE REQUEST');
+  const csrPem = derToPem(await createIntermediateCsr(createFileSigner(key.pem), trustDomain), 'CERTIFICATE REQUEST');
   writeCaFiles(dir, [
     { name: CA_FILES.intermediateKey, contents: key.pem, mode: 0o600 },
     { name: CA_FILES.intermediateCsr, contents: csrPem, mode: 0o644 },
@@ -259,5 +259,5 @@ async function generateKey(t: CaKeyType): Promise<{ pem: string; web: webcrypto.
   const alg = p.kind === 'ec' ? { name: 'ECDSA', namedCurve: p.namedCurve } : { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' };
   const privateKey = await webcrypto.subtle.importKey('pkcs8', pkcs8, alg, false, ['sign']);
   const publicKey = await webcrypto.subtle.importKey('spki', spki, alg, true, ['verify']);
-  return { pem: toPem(pkcs8, 'PRIVATE KEY'), web: { privateKey, publicKey } as webcrypto.CryptoKeyPair };
+  return { pem: derToPem(pkcs8, 'PRIVATE KEY'), web: { privateKey, publicKey } as webcrypto.CryptoKeyPair };
 }

@@ -12,7 +12,7 @@ import { generateKeyPairSync, randomFillSync, verify as cryptoVerify, type KeyOb
 import { channel } from 'node:diagnostics_channel';
 import { closeSync, openSync } from 'node:fs';
 import { join } from 'node:path';
-import { normaliseSerial, parseSpiffeId, randomSerial, silentLogger, SpiffeIdError, trustDomainOfCaUriSans, type Logger } from '@trellis/shared';
+import { normaliseSerial, parseSpiffeId, randomSerial, silentLogger, SpiffeIdError, trustDomainOfCaUriSans, type Logger, derToPem } from '@trellis/shared';
 import { openAuditLog, type AuditSink } from './audit-log';
 import { CaError, CaErrorCode } from './ca-error';
 import { readCaCertificate, verifyCaChain, certificateHasKey, type CaCertificate } from './ca-chain';
@@ -24,7 +24,7 @@ import { subjectPublicKeyBits } from './key-types';
 import { checkIssuedSvid, type ExpectedSvid } from './issued-check';
 import { readBackIssuedSvid } from './issued-readback';
 import type { IssuedSvid as AuthorityIssuedSvid } from '../issuance/svid-authority';
-import { pemCertificates, toPem } from './pem';
+import { pemCertificates } from './pem';
 import { createFileSigner, type Signer } from './signer';
 import { checkCsrIdentity, svidValidity } from './svid-profile';
 import { SvidTemplate } from './svid-template';
@@ -200,7 +200,7 @@ export class CertificateAuthority {
       requester: req.requester,
     });
     if (issuedChannel.hasSubscribers) issuedChannel.publish({ serial: serialHex, spiffeId, notAfter: validity.notAfter, keyType: csr.keyType, requester: req.requester });
-    const leafPem = toPem(leafDer, 'CERTIFICATE');
+    const leafPem = derToPem(leafDer, 'CERTIFICATE');
     return { serialHex, spiffeId, notBefore: validity.notBefore, notAfter: validity.notAfter, leafDer, leafPem, chainPem: leafPem + this.chainTail, keyType: csr.keyType };
   }
 

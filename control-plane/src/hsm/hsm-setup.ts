@@ -7,12 +7,13 @@
  * signs, then `ca import`); the only difference is that no `intermediate.key`
  * ever exists.
  */
+import { derToPem } from '@trellis/shared';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { CaError, CaErrorCode } from '../ca/ca-error';
 import { CA_FILES, caFileExists, requireCaDir, writeCaFiles } from '../ca/ca-dir';
-import { toPem } from '../ca/pem';
+
 import { checkTrustDomain, installIntermediate } from '../ca/ca-setup';
 import { HsmError, HsmErrorCode } from './hsm-error';
 import { createIntermediateCsr } from '../ca/intermediate-csr';
@@ -90,7 +91,7 @@ export async function writeHsmIntermediateCsr(caDir: string, signer: Pkcs11Signe
     }
     throw err;
   }
-  const csrPem = toPem(der, 'CERTIFICATE REQUEST');
+  const csrPem = derToPem(der, 'CERTIFICATE REQUEST');
   writeCaFiles(caDir, [{ name: CA_FILES.intermediateCsr, contents: csrPem, mode: 0o644 }]);
   return { csrPem, file: join(caDir, CA_FILES.intermediateCsr) };
 }

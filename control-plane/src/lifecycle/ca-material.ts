@@ -9,9 +9,9 @@
 import 'reflect-metadata';
 import { createPrivateKey, createPublicKey, generateKeyPairSync, webcrypto, X509Certificate, type KeyObject } from 'node:crypto';
 import * as x509 from '@peculiar/x509';
-import { parseTrustDomain, randomSerialHex, trustDomainOfCaUriSans } from '@trellis/shared';
+import { parseTrustDomain, randomSerialHex, trustDomainOfCaUriSans, derToPem } from '@trellis/shared';
 import { describeKey, generationParams, type CaKeyType } from '../ca/key-types';
-import { pemBlock, toPem } from '../ca/pem';
+import { pemBlock } from '../ca/pem';
 import { LifecycleError, LifecycleErrorCode } from './lifecycle-error';
 import { createIntermediateCsr as buildIntermediateCsr } from '../ca/intermediate-csr';
 import { createFileSigner } from '../ca/signer';
@@ -51,7 +51,7 @@ export async function importPrivateKey(pem: string, source: string): Promise<CaK
   const spki = publicKey.export({ type: 'spki', format: 'der' });
   const privateKey = await webcrypto.subtle.importKey('pkcs8', pkcs8, alg, false, ['sign']);
   const pub = await webcrypto.subtle.importKey('spki', spki, alg, true, ['verify']);
-  return { pem: toPem(pkcs8, 'PRIVATE KEY'), keyType, web: { privateKey, publicKey: pub } as webcrypto.CryptoKeyPair, publicKey };
+  return { pem: derToPem(pkcs8, 'PRIVATE KEY'), keyType, web: { privateKey, publicKey: pub } as webcrypto.CryptoKeyPair, publicKey };
 }
 
 function webAlgorithm(key: KeyObject): { name: string; namedCurve?: string; hash?: string } {
@@ -67,11 +67,10 @@ function signingAlgorithm(keyType: string): { name: string; hash: string } {
   return { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' };
 }
 
-
 function checkSignedBy(certDer: ArrayBuffer, issuer: KeyObject, what: string): string {
   const cert = new X509Certificate(Buffer.from(certDer));
   if (!cert.verify(issuer)) throw new LifecycleError(LifecycleErrorCode.ROOT_UNAVAILABLE, `${what}: the freshly signed certificate does not verify with the signing key`, {});
-  return toPem(Buffer.from(certDer), 'CERTIFICATE');
+  return derToPem(Buffer.from(certDer), 'CERTIFICATE');
 }
 
 /** Options for {@link createRootCertificate}. */
@@ -108,7 +107,7 @@ export async function createRootCertificate(o: RootOptions): Promise<string> {
 /** A CSR for a Trellis intermediate (CA:true pathLen 0, URI SAN `spiffe://<td>`), PEM. */
 export async function createIntermediateCsr(trustDomain: string, key: CaKeyPair, label?: string): Promise<string> {
   const td = parseTrustDomain(trustDomain);
-  return toPem(await buildIntermediateCsr(createFileSigner(key.pem), td, label), 'CERTIFICATE REQUEST');
+  return derToPem(await buildIntermediateCsr(createFileSigner(key.pem), td, label), 'CERTIFICATE REQUEST');
 }
 
 /** What {@link signIntermediateCsr} needs from the root. */

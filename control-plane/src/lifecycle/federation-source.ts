@@ -8,7 +8,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { fileStamp } from '../state/file-stamp';
-import { formatPemBundle } from '@trellis/shared';
+import { derToPem } from '@trellis/shared';
 import { LifecycleError, LifecycleErrorCode } from './lifecycle-error';
 import { loadFederatedBundle, parseFederationConfig } from './federation';
 
@@ -36,7 +36,7 @@ export function loadFederatedRoots(file: string, localTrustDomain: string): Fede
         throw new LifecycleError(LifecycleErrorCode.BAD_FEDERATION, `${entry.bundleFile}: authority ${i} of ${entry.trustDomain} is not a CA certificate`, { file: entry.bundleFile, field: `x509Authorities[${i}]` });
       }
     });
-    out[entry.trustDomain] = Object.freeze(splitPemBlocks(formatPemBundle(bundle)));
+    out[entry.trustDomain] = Object.freeze(bundle.x509Authorities.map((c) => derToPem(c.der)));
   }
   return Object.freeze(out);
 }
@@ -100,9 +100,4 @@ export class FederationWatcher {
       return { changed: false, error: err as Error };
     }
   }
-}
-
-
-function splitPemBlocks(text: string): string[] {
-  return (text.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) ?? []).map((b) => b + '\n');
 }

@@ -9,7 +9,7 @@
  * connection never sees half an update.
  */
 import { X509Certificate, createHash, createPublicKey } from 'node:crypto';
-import { checkPeerAuthentication, createTrustBundle, type TrustBundle, DEFAULT_KEY_EXCHANGE, DEFAULT_PATH_NORMALIZATION, type EffectiveMtlsMode, type PeerAuthenticationResource, isSpiffeId, normaliseSerial, pemToDer, parseHostPort, isPathNormalization, parseCertificate, parseTrustDomain, PATH_NORMALIZATIONS, validateLeafSvid, type CertificateFacts, type PathNormalization } from '@trellis/shared';
+import { checkPeerAuthentication, createTrustBundle, type TrustBundle, DEFAULT_KEY_EXCHANGE, DEFAULT_PATH_NORMALIZATION, type EffectiveMtlsMode, type PeerAuthenticationResource, isSpiffeId, normaliseSerial, pemToDer, certificatePems, parseHostPort, isPathNormalization, parseCertificate, parseTrustDomain, PATH_NORMALIZATIONS, validateLeafSvid, type CertificateFacts, type PathNormalization } from '@trellis/shared';
 import { SidecarError } from '../errors';
 import { leafFacts } from '../identity/leaf-facts';
 import { splitWorkloadSpiffeId } from '../identity/peer-verifier';
@@ -177,7 +177,7 @@ export function readiness(s: SidecarSnapshot, now: Date): { ready: boolean; reas
  * that the leaf is an SVID and belongs to this key.
  */
 export function makeCredentials(keyPem: string, chainPem: string): Credentials {
-  const certs = splitPem(chainPem);
+  const certs = certificatePemsOf(chainPem, 'TRELLIS_SIDECAR_BAD_CREDENTIALS', 'chain');
   if (certs.length === 0) throw new SidecarError('TRELLIS_SIDECAR_BAD_CREDENTIALS', 'the certificate chain holds no PEM certificate', { field: 'chain' });
   let leaf: X509Certificate;
   try {
@@ -211,7 +211,7 @@ export function makeCredentials(keyPem: string, chainPem: string): Credentials {
 
 /** Builds a TrustAnchors from PEM roots (one string with several blocks, or a list). */
 export function makeTrustBundle(roots: string | readonly string[]): TrustAnchors {
-  const pems = (typeof roots === 'string' ? [roots] : roots).flatMap(splitPem);
+  const pems = (typeof roots === 'string' ? [roots] : roots).flatMap((r, i) => certificatePemsOf(r, 'TRELLIS_SIDECAR_BAD_BUNDLE', `bundle.roots[${i}]`));
   return checkBundle({ rootsPem: pems, fingerprints: [] });
 }
 
@@ -222,7 +222,7 @@ export function makeTrustBundle(roots: string | readonly string[]): TrustAnchors
  * a federated entry is empty or names our own trust domain.
  */
 export function makeFederatedTrustBundle(trustDomain: string, ownRoots: readonly string[], federated: Readonly<Record<string, readonly string[]>> = {}): TrustAnchors {
-  const own = checkBundle({ rootsPem: ownRoots.flatMap(splitPem), fingerprints: [] });
+  const own = checkBundle({ rootsPem: ownRoots.flatMap((r, i) => certificatePemsOf(r, 'TRELLIS_SIDECAR_BAD_BUNDLE', `bundle.${trustDomain}[${i}]`)), fingerprints: [] });
   const byTd = new Map<string, TrustBundle>([[trustDomain, createTrustBundle(trustDomain, own.rootsPem.map((p, i) => parseRoot(p, `bundle.${trustDomain}[${i}]`)))]]);
   const all = [...own.rootsPem];
   for (const [td, roots] of Object.entries(federated)) {
@@ -233,7 +233,7 @@ export function makeFederatedTrustBundle(trustDomain: string, ownRoots: readonly
       throw new SidecarError('TRELLIS_SIDECAR_BAD_BUNDLE', `federated trust domain "${td}" is not a trust domain: ${(err as Error).message}`, { field });
     }
     if (td === trustDomain) throw new SidecarError('TRELLIS_SIDECAR_BAD_BUNDLE', `federated trust domain "${td}" is our own`, { field });
-    const pems = roots.flatMap(splitPem);
+    const pems = roots.flatMap((r, i) => certificatePemsOf(r, 'TRELLIS_SIDECAR_BAD_BUNDLE', `${field}[${i}]`));
     if (pems.length === 0) throw new SidecarError('TRELLIS_SIDECAR_BAD_BUNDLE', `the federated bundle of ${td} holds no root certificate`, { field });
     checkBundle({ rootsPem: pems, fingerprints: [] }, field);
     byTd.set(td, createTrustBundle(td, pems.map((p, i) => parseRoot(p, `${field}[${i}]`))));
@@ -258,9 +258,16 @@ export function makeRevocations(serials: readonly string[] = [], spiffeIds: read
   return checkRevocations({ serials: new Set(serials), spiffeIds: new Set(spiffeIds) });
 }
 
-/** Splits PEM text into its CERTIFICATE blocks, each ending in a newline. */
-export function splitPem(text: string): string[] {
-  return (text.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) ?? []).map((b) => b + '\n');
+/**
+ * The CERTIFICATE blocks of PEM text, one PEM each (the shared PEM reader);
+ * text that is not PEM, or a broken block, is `code` naming `field`.
+ */
+function certificatePemsOf(text: string, code: 'TRELLIS_SIDECAR_BAD_BUNDLE' | 'TRELLIS_SIDECAR_BAD_CREDENTIALS', field: string): string[] {
+  try {
+    return certificatePems(text, field);
+  } catch (err) {
+    throw new SidecarError(code, `${field}: ${(err as Error).message}`, { field });
+  }
 }
 
 function checkCredentials(c: Credentials): Credentials {
