@@ -71,6 +71,10 @@ export interface ControlPlaneOptions {
   maxConnections?: number;
   /** A connection none of whose streams authenticated within this is closed (default 10 s). */
   authTimeoutMs?: number;
+  /** How long a lost discovery stream's endpoints stay listed (default 30 s). */
+  endpointGraceMs?: number;
+  /** The longest endpoint lists are held back after start for the sidecars expected back (default 10 s). */
+  endpointsSettleMs?: number;
   /** Revocation list to watch and push; default `<caDir>/revocations.json` (as written by `trellis revoke`). */
   revocationsFile?: string;
   /** The federatesWith config whose bundles are pushed to sidecars (watched); none: no federation. */
@@ -192,10 +196,15 @@ export async function startControlPlane(opts: ControlPlaneOptions, deps: Control
   };
   await renewOwn();
 
+  const attestations = new FileAttestationStore(opts.caDir, log);
   const service = new DiscoveryService({
-    auth: { trustDomain: td, kubernetes, joinTokens, tokenUses: observedTokenUses(shared.tokenUses, storage), isRevoked: () => false, attestations: new FileAttestationStore(opts.caDir, log), pods: deps.kubernetesRegistry },
+    auth: { trustDomain: td, kubernetes, joinTokens, tokenUses: observedTokenUses(shared.tokenUses, storage), isRevoked: () => false, attestations, pods: deps.kubernetesRegistry },
     registrySource: deps.kubernetesRegistry,
     pods: deps.kubernetesRegistry,
+    endpointGraceMs: opts.endpointGraceMs,
+    endpointsSettleMs: opts.endpointsSettleMs,
+    // Sidecars holding a live SVID issued under a recorded attestation: after a restart, they are the ones coming back.
+    expectedSidecars: attestations.liveIdentities(nowMs()),
     maxStreamsPerIdentity: opts.maxStreamsPerIdentity,
     authority,
     limiter,

@@ -69,6 +69,7 @@ export { parseDuration, parseDurationSeconds, formatDuration, DurationError } fr
 export { isLoopbackHost } from './util/loopback-host';
 export { parseHostPort, parsePort, formatHostPort } from './net/host-port';
 export type { HostPort, HostPortOptions } from './net/host-port';
+export { NO_CREDENTIAL_EXIT_CODE } from './util/exit-codes';
 export { backoffDelayMs, DEFAULT_BACKOFF } from './util/backoff';
 export type { BackoffOptions } from './util/backoff';
 export { X509Error, X509ErrorCode } from './x509/x509-error';

@@ -16,7 +16,8 @@ export type SidecarErrorCode =
   | 'TRELLIS_SIDECAR_KEY_MISMATCH'
   | 'TRELLIS_SIDECAR_ISSUE_FAILED'
   | 'TRELLIS_SIDECAR_LISTEN_FAILED'
-  | 'TRELLIS_SIDECAR_NATIVE_RELAY_MISSING';
+  | 'TRELLIS_SIDECAR_NATIVE_RELAY_MISSING'
+  | 'TRELLIS_SIDECAR_NO_CREDENTIAL';
 
 /** An error raised by the sidecar; `code` says exactly what went wrong. */
 export class SidecarError extends TrellisError {

@@ -1,11 +1,14 @@
 /**
  * Runs a sidecar process from a validated SidecarConfig: listeners and admin
  * first (they refuse traffic until ready), then the discovery stream and the
- * IdentityManager, which fill the state. Resolves when the sidecar has
- * drained after `stopSignal` (SIGTERM/SIGINT) or POST /quitquitquit.
+ * IdentityManager, which fill the state. Resolves with the process's exit
+ * code when the sidecar has drained after `stopSignal` (SIGTERM/SIGINT) or
+ * POST /quitquitquit (0), or after it found no credential left to
+ * authenticate with (NO_CREDENTIAL_EXIT_CODE: its supervisor must restart it
+ * with a fresh join token).
  */
 import { readFile } from 'node:fs/promises';
-import { DEFAULT_KEY_EXCHANGE, isLoopbackHost, type KeyExchangePolicy, type Logger } from '@trellis/shared';
+import { DEFAULT_KEY_EXCHANGE, isLoopbackHost, NO_CREDENTIAL_EXIT_CODE, type KeyExchangePolicy, type Logger } from '@trellis/shared';
 import { SidecarError } from './errors';
 import { Sidecar } from './sidecar';
 import { startHealthServer } from './admin/health-server';
@@ -18,7 +21,12 @@ import type { SidecarConfig } from './config/sidecar-config';
 /** The discovery client as the runner uses it. */
 export interface DiscoveryRuntime extends DiscoverySource {
   start(): void;
-  stop(): void;
+  /** Closes the stream with a goodbye; resolves when it was answered. */
+  stop(): Promise<void> | void;
+  /** A new SVID was installed: move the stream to it. */
+  credentialsChanged?(): void;
+  /** Called when no credential is left to open a stream with. */
+  onCredentialsExhausted?(listener: (e: { serverCode: string; message: string }) => void): unknown;
   requestSvid(csrDer: Buffer): Promise<{ chainPem: string }>;
   syncState(): Record<string, unknown>;
   connection(): unknown;
@@ -48,8 +56,8 @@ export interface RunSidecarDeps {
   clock?: () => Date;
 }
 
-/** Starts everything and resolves after the drain. */
-export async function runSidecar(config: SidecarConfig, deps: RunSidecarDeps): Promise<void> {
+/** Starts everything and resolves with the exit code after the drain. */
+export async function runSidecar(config: SidecarConfig, deps: RunSidecarDeps): Promise<number> {
   const { logger } = deps;
   const clock = deps.clock ?? (() => new Date());
   let bootstrap: string;
@@ -127,6 +135,23 @@ export async function runSidecar(config: SidecarConfig, deps: RunSidecarDeps): P
     logger: logger.child({ component: 'discovery' }),
   });
   wireDiscovery(discovery, sidecar.state, { logger });
+  // Every new SVID moves the discovery stream to one authenticated with it, before the old one's credential runs out.
+  sidecar.state.onChange((_snap, changed) => {
+    if (changed.includes('credentials')) discovery?.credentialsChanged?.();
+  });
+  let exitCode = 0;
+  let stopping = false;
+  discovery.onCredentialsExhausted?.((e) => {
+    if (stopping || exitCode !== 0) return;
+    exitCode = NO_CREDENTIAL_EXIT_CODE;
+    logger.error('no usable credential left: no valid SVID to renew with, and the control plane refused our join token; exiting so that our supervisor restarts us with a fresh token', {
+      code: 'TRELLIS_SIDECAR_NO_CREDENTIAL',
+      serverCode: e.serverCode,
+      exitCode,
+      fix: 'restart the sidecar with a new join token (trellis token create); trellis up does this by itself, a Kubernetes token re-attests without a restart',
+    });
+    quit();
+  });
   const identity = new IdentityManager({
     state: sidecar.state,
     issue: (csr) => discovery!.requestSvid(csr),
@@ -154,7 +179,6 @@ export async function runSidecar(config: SidecarConfig, deps: RunSidecarDeps): P
   }, 250);
   readyWatch.unref();
   discovery.start();
-  let stopping = false;
   identity.start().catch((err) => {
     if (!stopping) logger.error('identity manager stopped', { error: err });
   });
@@ -166,10 +190,12 @@ export async function runSidecar(config: SidecarConfig, deps: RunSidecarDeps): P
   reports?.stop();
   identity.stop();
   await sidecar.stop(config.drainMs);
-  discovery.stop();
+  // Last, with a goodbye: the control plane withdraws our endpoints at once (a lost stream keeps them for a grace period).
+  await discovery.stop();
   if (health) {
     health.server.closeAllConnections();
     await new Promise<void>((r) => health.server.close(() => r()));
   }
-  logger.info('sidecar stopped');
+  logger.info('sidecar stopped', { exitCode });
+  return exitCode;
 }

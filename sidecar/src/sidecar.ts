@@ -2,7 +2,8 @@
  * The sidecar assembled: state, listeners, admin, drain. The discovery
  * client and the IdentityManager feed the SidecarState from outside; this
  * class only reacts to it (new TLS contexts on credential or bundle change,
- * closing revoked connections) and serves traffic with it.
+ * closing revoked connections, closing every mTLS connection when our own
+ * certificate expires with no replacement) and serves traffic with it.
  */
 import type { Server } from 'node:http';
 import { fitSidecarReport, SIDECAR_REPORT_LIMITS, type Logger, type ReportedCertificate, type SidecarReport } from '@trellis/shared';
@@ -18,6 +19,10 @@ import { SidecarError } from './errors';
 import { PendingHandshakes } from './inbound/pending-handshakes';
 import { HeapShrinker } from './proxy/shrink-heap';
 import { nativeRelay, nativeRelayUnavailable, type NativeDataPath, type NativeRelay } from './proxy/native-relay';
+import type { Credentials } from './state/sidecar-state';
+
+/** The longest delay setTimeout takes as given (longer ones fire at once). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** What a sidecar runs. */
 export interface SidecarOptions {
@@ -79,6 +84,8 @@ export class Sidecar {
   private readonly relay: NativeRelay | null;
   /** The TLS contexts of both data paths for the current credentials and bundle. */
   private readonly tls: TlsMaterial;
+  /** Fires when the current certificate expires. */
+  private expiryTimer: NodeJS.Timeout | undefined;
   /** The certificates installed, newest first (at most SIDECAR_REPORT_LIMITS.maxRotations). */
   private installed: ReportedCertificate[] = [];
 
@@ -112,6 +119,7 @@ export class Sidecar {
         this.installed = [entry, ...this.installed].slice(0, SIDECAR_REPORT_LIMITS.maxRotations);
       }
       if (changed.includes('credentials') || changed.includes('bundle') || (changed.includes('peerAuth') && this.tls.keyExchangeChanged(snap))) this.tls.update(snap, changed.includes('bundle'));
+      if (changed.includes('credentials')) this.watchExpiry(snap.credentials);
       if (changed.includes('revocations')) {
         const n = this.tracker.closeRevoked(snap.revocations);
         for (const direction of ['inbound', 'outbound'] as const) {
@@ -185,15 +193,54 @@ export class Sidecar {
     });
   }
 
-  /** Stops accepting, waits up to `drainMs` for open connections, then closes the rest and the admin server. */
+  /**
+   * Stops accepting, waits up to `drainMs` for the connections accepted
+   * before that to finish their handshakes and then for every open
+   * connection, then closes the rest and the admin server.
+   */
   async stop(drainMs = this.options.drainMs ?? 5000): Promise<void> {
+    if (this.expiryTimer) clearTimeout(this.expiryTimer);
+    this.expiryTimer = undefined;
+    const deadline = Date.now() + drainMs;
     await Promise.all([...this.inbound, ...this.outbound].map((l) => l.stopAccepting().catch(() => undefined)));
-    await this.tracker.drain(drainMs);
+    await this.pendingHandshakes.whenNone(drainMs);
+    await this.tracker.drain(Math.max(0, deadline - Date.now()));
     this.shrinker.stop();
     if (this.adminServer) {
       this.adminServer.closeAllConnections();
       await new Promise<void>((r) => this.adminServer!.close(() => r()));
     }
+  }
+
+  /** Arms the expiry check for `creds` (the current certificate), replacing the previous one's. */
+  private watchExpiry(creds: Credentials | undefined): void {
+    if (this.expiryTimer) clearTimeout(this.expiryTimer);
+    this.expiryTimer = undefined;
+    if (!creds) return;
+    const left = creds.notAfter.getTime() - this.clock().getTime();
+    this.expiryTimer = setTimeout(() => this.ownCertificateExpired(creds), Math.min(MAX_TIMER_MS, Math.max(0, left) + 1));
+    this.expiryTimer.unref();
+  }
+
+  /**
+   * Our certificate expired and nothing replaced it: new connections are
+   * already refused (the listeners check the expiry), and the open ones it
+   * secured are closed now, as a revocation closes a revoked peer's. Fails
+   * closed: an expired identity carries no more traffic.
+   */
+  private ownCertificateExpired(creds: Credentials): void {
+    if (this.state.current().credentials !== creds) return;
+    if (this.clock().getTime() < creds.notAfter.getTime()) return this.watchExpiry(creds);
+    const n = this.tracker.closeMutualTls();
+    for (const direction of ['inbound', 'outbound'] as const) {
+      if (n[direction] > 0) this.metrics.refusals.inc({ direction, reason: 'no_valid_svid' }, n[direction]);
+    }
+    this.deps.logger.error('our certificate expired with no replacement: closed every open mTLS connection, failing closed', {
+      serial: creds.serialHex,
+      notAfter: creds.notAfter.toISOString(),
+      inbound: n.inbound,
+      outbound: n.outbound,
+    });
   }
 
   /**

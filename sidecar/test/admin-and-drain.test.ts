@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import { connect as tlsConnect } from 'node:tls';
-import { request } from 'node:http';
+import { createServer, request, type IncomingHttpHeaders } from 'node:http';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { TestCa } from '@trellis/testkit';
 import { dataPaths, Sidecar, sharedAuthorizer, silentAuthz } from './helpers/harness';
 import { bundleOf, credentialsFrom, startEchoApp, startHttpApp, tlsExchange } from './helpers/fixture';
@@ -109,7 +110,7 @@ for (const dataPath of dataPaths()) describe(`Admin endpoint and drain [${dataPa
 for (const dataPath of dataPaths()) describe(`Drain on /http ports [${dataPath}]`, function () {
   this.timeout(20_000);
 
-  it('Should close idle keep-alive HTTP connections at once when draining instead of waiting out the drain time', async () => {
+  it('Should close idle keep-alive HTTP connections once quiet when draining instead of waiting out the drain time', async () => {
     const ca = await TestCa.create(TD);
     const app = await startHttpApp();
     const sc = new Sidecar(
@@ -135,5 +136,85 @@ for (const dataPath of dataPaths()) describe(`Drain on /http ports [${dataPath}]
       s.destroy();
       await app.close();
     }
+  });
+});
+
+/** An app that answers after `?delay=MS` (default at once). */
+async function startDelayingApp(): Promise<{ port: number; close(): Promise<void> }> {
+  const server = createServer((req, res) => {
+    const delay = Number(new URL(req.url ?? '/', 'http://x').searchParams.get('delay') ?? 0);
+    req.resume();
+    setTimeout(() => res.writeHead(200, { 'content-type': 'text/plain', 'content-length': 2 }).end('ok'), delay);
+  });
+  server.keepAliveTimeout = 60_000;
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  return {
+    port: (server.address() as { port: number }).port,
+    close: () => {
+      server.closeAllConnections();
+      return new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+}
+
+for (const dataPath of dataPaths()) describe(`Drain without lost requests on /http ports [${dataPath}]`, function () {
+  this.timeout(20_000);
+  let ca: TestCa;
+  let app: Awaited<ReturnType<typeof startDelayingApp>>;
+  let sc: Sidecar;
+  let agent: HttpsAgent;
+
+  beforeEach(async () => {
+    ca = await TestCa.create(TD);
+    app = await startDelayingApp();
+    sc = new Sidecar(
+      { inbound: [{ host: '127.0.0.1', port: 0, appPort: app.port, http: true }], outbound: [], dataPath, workload: { namespace: 'shop', labels: {} } },
+      { logger: silentAuthz.logger, authorize: sharedAuthorizer(), processMetrics: false },
+    );
+    sc.state.update({ credentials: await credentialsFrom(ca, `spiffe://${TD}/ns/shop/sa/cart`), bundle: bundleOf(ca), peerAuth: { mode: 'STRICT', portModes: {} }, authz: { policies: [] } });
+    await sc.start();
+    const client = await ca.issueLeaf(`spiffe://${TD}/ns/shop/sa/web`);
+    // One keep-alive connection, reused by every request.
+    agent = new HttpsAgent({ keepAlive: true, maxSockets: 1, ca: ca.root.pem, key: client.key.keyPem, cert: client.chainPem, checkServerIdentity: () => undefined });
+  });
+
+  afterEach(async () => {
+    agent.destroy();
+    await sc.stop(0);
+    await app.close();
+  });
+
+  function get(path: string): Promise<{ status: number; headers: IncomingHttpHeaders; reused: boolean }> {
+    return new Promise((resolve, reject) => {
+      const req = httpsRequest({ host: '127.0.0.1', port: sc.inbound[0]!.port, path, agent }, (res) => {
+        res.resume();
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, reused: req.reusedSocket }));
+      });
+      req.on('error', reject);
+      req.end();
+    });
+  }
+
+  it('Should serve a request that arrives on a keep-alive connection during the drain, answering it with connection: close', async () => {
+    expect((await get('/first')).status).to.equal(200);
+    const stopping = sc.stop(600_000);
+    const during = await get('/during-the-drain');
+    expect(during.reused, 'sent on the open keep-alive connection').to.equal(true);
+    expect(during.status).to.equal(200);
+    expect(during.headers.connection).to.equal('close');
+    // The drain then ends as the connection closes, long before its 600 s.
+    await stopping;
+    expect(sc.tracker.size).to.equal(0);
+  });
+
+  it('Should let a request in flight when the drain starts finish, answering it with connection: close', async () => {
+    expect((await get('/first')).status).to.equal(200);
+    const slow = get('/slow?delay=400');
+    await new Promise((r) => setTimeout(r, 100));
+    const stopping = sc.stop(600_000);
+    const r = await slow;
+    expect(r.status).to.equal(200);
+    expect(r.headers.connection, 'the client learns not to reuse the connection').to.equal('close');
+    await stopping;
   });
 });

@@ -2,6 +2,7 @@ import { expect } from 'chai';
 import { TestCa } from '@trellis/testkit';
 import {
   AUTHORIZATION_POLICIES_TYPE_URL,
+  AUTHZ_WIRE_VERSION,
   ENDPOINTS_TYPE_URL,
   PEER_AUTHENTICATION_TYPE_URL,
   REVOCATIONS_TYPE_URL,
@@ -84,13 +85,13 @@ describe('Discovery resources into the sidecar state', () => {
     expect(state.current().peerAuth).to.equal(before);
   });
 
-  it('Should validate pushed AuthorizationPolicies and NACK an invalid set whole, keeping the previous one', async () => {
-    const valid = { apiVersion: 'security.istio.io/v1', kind: 'AuthorizationPolicy', metadata: { name: 'a', namespace: 'shop', creationTimestamp: '2026-01-01T00:00:00Z' }, spec: { action: 'DENY', rules: [{}] } };
-    await fake.push(AUTHORIZATION_POLICIES_TYPE_URL, [{ policies: [valid] }]);
+  it('Should decode pushed compiled AuthorizationPolicies and NACK an invalid set whole, keeping the previous one', async () => {
+    const valid = { namespace: 'shop', name: 'a', creationTimestamp: '2026-01-01T00:00:00Z', action: 'DENY', dryRun: false, rules: [{}] };
+    await fake.push(AUTHORIZATION_POLICIES_TYPE_URL, [{ wireVersion: AUTHZ_WIRE_VERSION, policies: [valid] }]);
     const before = state.current().authz!;
     expect(before.policies).to.have.length(1);
-    const invalid = { ...valid, metadata: { ...valid.metadata, name: 'b' }, spec: { action: 'MAYBE' } };
-    expect(await codeOf(fake.push(AUTHORIZATION_POLICIES_TYPE_URL, [{ policies: [valid, invalid] }]))).to.equal('TRELLIS_POLICY_WIRE');
+    const invalid = { ...valid, name: 'b', action: 'MAYBE' };
+    expect(await codeOf(fake.push(AUTHORIZATION_POLICIES_TYPE_URL, [{ wireVersion: AUTHZ_WIRE_VERSION, policies: [valid, invalid] }]))).to.equal('TRELLIS_POLICY_WIRE_FIELD');
     expect(state.current().authz).to.equal(before);
   });
 

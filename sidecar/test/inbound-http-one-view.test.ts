@@ -10,7 +10,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { TestCa, type TestCert } from '@trellis/testkit';
-import { dataPaths, policiesFromWire, sharedAuthorizer, Sidecar, silentAuthz } from './helpers/harness';
+import { dataPaths, policiesFromManifests, sharedAuthorizer, Sidecar, silentAuthz } from './helpers/harness';
 import { bundleOf, credentialsFrom, runTool } from './helpers/fixture';
 import { parseResponses, rawExchange, startNaiveHttpApp, startSwitchingApp, type SeenRequest, type WireResponse } from './helpers/http-wire';
 
@@ -80,7 +80,7 @@ for (const dataPath of dataPaths()) describe(`HTTP requests are authorized on th
       credentials: await credentialsFrom(ca, SERVER_ID),
       bundle: bundleOf(ca),
       peerAuth: { mode: 'STRICT', portModes: { [permissiveApp.port]: 'PERMISSIVE' } },
-      authz: { policies: policiesFromWire(POLICIES) },
+      authz: { policies: policiesFromManifests(POLICIES) },
     });
     await sidecar.start();
     [strictPort, permissivePort, switchingPort] = sidecar.inbound.map((l) => l.port) as [number, number, number];

@@ -3,7 +3,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { TestCa, makeTmpDir } from '@trellis/testkit';
 import { createLogger } from '@trellis/shared';
-import { dataPaths, Sidecar, makeCredentials, policiesFromWire, sharedAuthorizer, silentAuthz } from './helpers/harness';
+import { dataPaths, Sidecar, makeCredentials, policiesFromManifests, sharedAuthorizer, silentAuthz } from './helpers/harness';
 import { bundleOf, runTool, startEchoApp, startHttpApp } from './helpers/fixture';
 
 const TD = 'cluster.local';
@@ -63,7 +63,7 @@ for (const dataPath of dataPaths()) describe(`Independent clients of an inbound 
       credentials: makeCredentials(serverLeaf.key.keyPem, serverLeaf.chainPem),
       bundle: bundleOf(ca),
       peerAuth: { mode: 'STRICT', portModes: {} },
-      authz: { policies: policiesFromWire([ALLOW_WEB_HELLO]) },
+      authz: { policies: policiesFromManifests([ALLOW_WEB_HELLO]) },
     });
     await sidecar.start();
     [httpPort, tcpPort] = sidecar.inbound.map((l) => l.port) as [number, number];
@@ -123,7 +123,7 @@ for (const dataPath of dataPaths()) describe(`Independent clients of an inbound 
   it('Should forward openssl s_client traffic once a policy allows the TCP port', async () => {
     const allowTcp = { ...ALLOW_WEB_HELLO, metadata: { ...ALLOW_WEB_HELLO.metadata, name: 'web-tcp' }, spec: { action: 'ALLOW', rules: [{ from: [{ source: { principals: [`${TD}/ns/shop/sa/web`] } }] }] } };
     const prev = sidecar.state.current().authz!;
-    sidecar.state.update({ authz: { policies: policiesFromWire([ALLOW_WEB_HELLO, allowTcp]) } });
+    sidecar.state.update({ authz: { policies: policiesFromManifests([ALLOW_WEB_HELLO, allowTcp]) } });
     try {
       const r = await openssl(['s_client', '-connect', `127.0.0.1:${tcpPort}`, '-cert', f('web.pem'), '-cert_chain', f('web.pem'), '-key', f('web.key'), '-CAfile', f('root.pem'), '-verify_return_error', '-quiet'], 'ping\n');
       expect(r.stdout).to.contain('echo:ping');

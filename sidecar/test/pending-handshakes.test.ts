@@ -58,4 +58,21 @@ describe('The pending handshake cap', () => {
     expect(new PendingHandshakes().limit).to.equal(DEFAULT_MAX_PENDING_HANDSHAKES).and.equal(1024);
     for (const bad of [0, -1, 1.5, Number.NaN]) expect(() => new PendingHandshakes(bad), String(bad)).to.throw(RangeError);
   });
+
+  it('Should tell a drain once no connection is pending any more, or when its time is up', async () => {
+    const p = new PendingHandshakes(4);
+    await p.whenNone(10_000);
+    const a = p.take() as { release(): void };
+    const b = p.take() as { release(): void };
+    let done = false;
+    const waiting = p.whenNone(10_000).then(() => (done = true));
+    a.release();
+    await new Promise((r) => setImmediate(r));
+    expect(done, 'one still pending').to.equal(false);
+    b.release();
+    await waiting;
+    p.take();
+    await p.whenNone(50);
+    expect(p.size, 'it gave up waiting with one still pending').to.equal(1);
+  });
 });

@@ -28,6 +28,7 @@ import { connect as netConnect } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { join } from 'node:path';
 import { TestCa, freePort, makeTmpDir, trellisSpawn } from '@trellis/testkit';
+import { measureIdleRssWithPolicies } from './dataplane/idle-rss-with-policies';
 
 interface CannonResult {
   requests: { average: number; total: number };
@@ -302,6 +303,9 @@ export async function run(flags: string[]): Promise<Record<string, unknown>> {
       binaryIdle = rssMb(bin.pid);
     }
 
+    // The real binary again, this time with a real control plane that pushed it 20 AuthorizationPolicies (issue 15).
+    const withPolicies = await measureIdleRssWithPolicies({ policyCount: 20 });
+
     return {
       data_path: pair.dataPath,
       direct,
@@ -319,6 +323,8 @@ export async function run(flags: string[]): Promise<Record<string, unknown>> {
       reference: { bulk_mb_s_direct: bulkDirect, bulk_mb_s_haproxy: bulkHaproxy, bulk_mb_s_haproxy_cold: cold[2] ?? null, handshakes_per_s_haproxy: hpsHaproxy },
       idle_rss_mb: Math.max(idle.server, idle.client),
       rss_mb: { idle, loaded, trellis_binary_idle: binaryIdle },
+      rss_idle_with_policies_mb: withPolicies.idle_after_push_mb,
+      rss_with_policies_after_traffic_mb: withPolicies.after_traffic_mb,
       load: { tool: 'autocannon', connections, seconds, mode: 'tcp' },
       ...(notes.length ? { notes } : {}),
     };

@@ -4,14 +4,33 @@
  * JSON line per scenario as it ends, then the whole fault table as one JSON
  * document: each fault, requests sent and failed, time to recover, what was
  * lost. Exits 1 if a scenario could not run. Nothing leaves loopback. A
- * scenario is a `Scenario` (fault-row.ts) in scenarios/, listed below.
+ * scenario is a `Scenario` (fault-row.ts) in scenarios/, listed below: the
+ * recovery and drain faults run a `trellis up` mesh (local-mesh.ts), the
+ * shared-state faults control-plane replicas on one CA dir (state-mesh.ts);
+ * both measure with one request generator (steady-load.ts).
  */
 import type { FaultRow, Scenario } from './fault-row';
+import { controlPlaneFrozenPastExpiry } from './scenarios/control-plane-frozen-past-expiry';
+import { controlPlaneRestart } from './scenarios/control-plane-restart';
+import { crashLoop } from './scenarios/crash-loop';
 import { diskFull } from './scenarios/disk-full';
+import { drainWithSecondInstance } from './scenarios/drain-with-second-instance';
 import { leaderKilledMidRotation } from './scenarios/leader-killed-mid-rotation';
 import { replicaKilled } from './scenarios/replica-killed';
+import { signalAfterReady } from './scenarios/signal-after-ready';
+import { streamRenewals } from './scenarios/stream-renewals';
 
-const SCENARIOS: readonly Scenario[] = [diskFull, replicaKilled, leaderKilledMidRotation];
+const SCENARIOS: readonly Scenario[] = [
+  drainWithSecondInstance,
+  controlPlaneRestart,
+  signalAfterReady,
+  crashLoop,
+  streamRenewals,
+  controlPlaneFrozenPastExpiry,
+  diskFull,
+  replicaKilled,
+  leaderKilledMidRotation,
+];
 
 async function main(): Promise<number> {
   const names = process.argv.slice(2);

@@ -97,8 +97,8 @@ describe('attested workload metadata (real control plane, real gRPC/TLS)', funct
 
     const quiet = sidecar(id, ['--labels', 'app=cart']);
     await waitFor(() => quiet.last('authz') !== undefined, 'authz to arrive');
-    const policies = quiet.bodies.get('authz') as Array<{ policies: Array<{ metadata: { name: string } }> }>;
-    expect(policies[0]!.policies.map((p) => p.metadata.name)).to.deep.equal(['cart-allow']);
+    const policies = quiet.bodies.get('authz') as Array<{ policies: Array<{ name: string }> }>;
+    expect(policies[0]!.policies.map((p) => p.name)).to.deep.equal(['cart-allow']);
     quiet.stop();
   });
 

@@ -198,6 +198,8 @@ export class FakeSidecar {
   /** short type name → every version received (accepted or not). */
   readonly received = new Map<string, string[]>();
   readonly bodies = new Map<string, unknown[]>();
+  /** short type name → the resources of every update received, in order. */
+  readonly updates = new Map<string, unknown[][]>();
   creds: (ClientCredentials & { serialHex: string }) | null = null;
   connects = 0;
   /** Every stream end the client saw, in order. */
@@ -228,6 +230,7 @@ export class FakeSidecar {
       this.client.on(t as Exclude<TypeUrl, typeof SVID_TYPE_URL>, (resources, version) => {
         const short = typeShortName(t);
         push(this.received, short, version);
+        this.updates.set(short, [...(this.updates.get(short) ?? []), resources.map((r) => r.body)]);
         const why = o.reject?.(short, version);
         if (why) throw new Error(why);
         push(this.accepted, short, version);
@@ -256,6 +259,8 @@ export class FakeSidecar {
     const svid = await this.client.requestSvid(csr);
     const leaf = new X509Certificate(svid.chainPem);
     this.creds = { keyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, chainPem: svid.chainPem, notAfter: new Date(svid.notAfter), serialHex: svid.serialHex };
+    // As the sidecar's runner does on every install: move the stream to the new certificate.
+    this.client.credentialsChanged();
     return leaf;
   }
 

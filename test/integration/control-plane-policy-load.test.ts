@@ -73,8 +73,8 @@ describe('policy dir at first load (real process, fails closed)', function () {
     writeFileSync(join(dir, 'broken.yaml'), allowWeb.replace('name: web-allow', 'name: web-allow-2'));
     await waitFor(async () => (await readyz(cp)) === 200, 'readyz 200 once every file validates', 20_000);
     await waitFor(() => s.last('authz') !== undefined, 'the policies to be served');
-    const policies = s.bodies.get('authz') as Array<{ policies: Array<{ metadata: { name: string } }> }>;
-    expect(policies[0]!.policies.map((p) => p.metadata.name).sort()).to.deep.equal(['web-allow', 'web-allow-2']);
+    const policies = s.bodies.get('authz') as Array<{ policies: Array<{ name: string }> }>;
+    expect(policies[0]!.policies.map((p) => p.name).sort()).to.deep.equal(['web-allow', 'web-allow-2']);
     expect(cp.logs.some((l) => l.includes('"control plane ready"'))).to.equal(true);
     s.stop();
   });
@@ -96,8 +96,8 @@ describe('policy dir at first load (real process, fails closed)', function () {
     expect(cp.logs.some((l) => l.includes('"level":"warn"') && l.includes('--allow-invalid-policies') && l.includes('allowed everything'))).to.equal(true);
     const s = web(cp, 'web-allowed');
     await waitFor(() => s.last('authz') !== undefined, 'the valid policies');
-    const policies = s.bodies.get('authz') as Array<{ policies: Array<{ metadata: { name: string } }> }>;
-    expect(policies[0]!.policies.map((p) => p.metadata.name)).to.deep.equal(['web-allow']);
+    const policies = s.bodies.get('authz') as Array<{ policies: Array<{ name: string }> }>;
+    expect(policies[0]!.policies.map((p) => p.name)).to.deep.equal(['web-allow']);
     s.stop();
   });
 });

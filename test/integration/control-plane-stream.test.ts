@@ -127,8 +127,8 @@ describe('control plane discovery stream (real process, real gRPC/TLS)', functio
     expect(web.count('authz')).to.equal(1);
     expect(other.count('authz')).to.equal(1);
     expect(cart.count('peer_authn')).to.equal(1);
-    const policies = cart.bodies.get('authz') as Array<{ policies: Array<{ metadata: { name: string } }> }>;
-    expect(policies[0]!.policies.map((p) => p.metadata.name)).to.deep.equal(['cart-allow']);
+    const policies = cart.bodies.get('authz') as Array<{ policies: Array<{ name: string }> }>;
+    expect(policies[0]!.policies.map((p) => p.name)).to.deep.equal(['cart-allow']);
     for (const s of [cart, web, other]) s.stop();
   });
 

@@ -7,10 +7,10 @@
  * with one line where Chromium is missing and is required in CI.
  */
 import { expect } from 'chai';
-import { cpSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import WebSocket from 'ws';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
@@ -201,6 +201,37 @@ describe('the live mesh dashboard (trellis up: real control plane, sidecars and 
       expect(cp).to.include((await serial())[0]);
     });
 
+    it('Should draw each certificate\'s countdown against its lifetime with the renewal point, its rotations newest first, and each resource type\'s ACKed version', async () => {
+      const row = `tr[data-spiffe-id="${FRONTEND}"]`;
+      await page.waitForSelector(`${row} .life .life-renew`);
+      const view = (await mesh()).workloads.find((w) => w.spiffeId === FRONTEND)!;
+      const life = await page.$eval(`${row} .life`, (e) => ({ ...(e as unknown as { dataset: Record<string, string> }).dataset }));
+      const [from, renew, to] = [life['notBefore'], life['renewAt'], life['notAfter']].map((t) => Date.parse(t ?? ''));
+      expect(from, 'the renewal point lies inside the lifetime').to.be.below(renew!);
+      expect(renew).to.be.below(to!);
+      expect(to! - from!, 'one-minute certificates').to.be.at.most(120_000);
+      // The countdown counts down to the certificate's notAfter, as a number of seconds left.
+      const left = await page.$eval(`${row} .countdown`, (e) => e.textContent ?? '');
+      expect(left).to.match(/^\d+s$/);
+      expect(Number(left.slice(0, -1))).to.be.at.most(Math.ceil((to! - from!) / 1000));
+      // Rotations newest first: the current one is the served certificate (the previous test rotated it). One read of the row, one render.
+      const shown = await page.$eval(row, (tr) => ({
+        serial: tr.querySelector('[data-field="serial"]')?.textContent ?? '',
+        rotations: [...tr.querySelectorAll('ol.rotations li')].map((e) => ({ current: e.className === 'current', text: e.textContent ?? '' })),
+      }));
+      expect(shown.rotations.length, 'the reissue of the previous test is in the history').to.be.at.least(2);
+      expect(shown.rotations[0]!.current).to.equal(true);
+      expect(shown.rotations[0]!.text).to.contain(shown.serial.slice(0, 8));
+      expect(shown.rotations[1]!.text).to.not.contain(shown.serial.slice(0, 8));
+      // One chip per resource type sent, in the state and at the version the control plane has for it
+      // (svid left out of the version check: a one-minute certificate may renew between the two reads).
+      const chips = await page.$$eval(`${row} .sync`, (els) => els.map((e) => ({ type: e.getAttribute('data-type'), state: e.getAttribute('data-state'), title: e.getAttribute('title') })));
+      const sent = Object.entries(view.sync).filter(([, v]) => v.state !== 'NOT_SENT');
+      expect(chips.map((c) => c.type).sort()).to.deep.equal(sent.map(([t]) => t).sort());
+      for (const [type, v] of sent.filter(([t, x]) => x.state === 'SYNCED' && t !== 'svid')) expect(chips.find((c) => c.type === type), type).to.deep.include({ state: 'SYNCED', title: `ACKED ${v.ackedVersion}` });
+      expect(chips.map((c) => c.type)).to.include.members(['bundle', 'svid', 'authz']);
+    });
+
     it('Should draw a denied call as a refused edge, with its reason on hover and on click', async () => {
       expect((await httpGet(ports.get(19002)!)).status).to.equal(403);
       const edge = `g.edge.refused[data-from="${FRONTEND}"][data-to="${LEDGER}"]`;
@@ -226,7 +257,10 @@ describe('the live mesh dashboard (trellis up: real control plane, sidecars and 
         const shot = join(tmp.dir, 'dashboard.png');
         const png = await page.screenshot({ path: shot, fullPage: true });
         expect(png.subarray(0, 8).toString('hex')).to.equal('89504e470d0a1a0a');
-        if (process.env.TRELLIS_DASHBOARD_SCREENSHOT) writeFileSync(process.env.TRELLIS_DASHBOARD_SCREENSHOT, png);
+        // Kept after the run (the tmp dir is not): TRELLIS_DASHBOARD_SCREENSHOT, or test/dist/artifacts/dashboard.png.
+        const keep = process.env.TRELLIS_DASHBOARD_SCREENSHOT ?? join(REPO_ROOT, 'test', 'dist', 'artifacts', 'dashboard.png');
+        mkdirSync(dirname(keep), { recursive: true });
+        writeFileSync(keep, png);
         writeFileSync(file, 'apiVersion: security.trellis.dev/v1\nkind: AuthorizationPolicy\nmetadata: { name: broken, namespace: shop }\nspec:\n  selector: { matchLabels: { app: nobody } }\n  action: ALLOW\n');
         await page.waitForSelector('#policies-ok');
         expect(await page.$$('#policies li.problem')).to.have.length(0);

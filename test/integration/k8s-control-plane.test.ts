@@ -19,7 +19,7 @@
 import { expect } from 'chai';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { buildPolicySet, parsePolicyFile, policiesToJSON, resolvePeerAuthentication, selectAuthorizationPolicies } from '@trellis/shared';
+import { buildPolicySet, encodeAuthorizationPolicies, parsePolicyFile, resolvePeerAuthentication, selectAuthorizationPolicies } from '@trellis/shared';
 import { REPO_ROOT, corpusPath, makeTmpDir, requireKubeApiServer, startKubeApiServer, trellisSync, type KubeApiServer } from '@trellis/testkit';
 import { adminGet, adminJson, FakeSidecar, initCa, joinToken, startControlPlaneProcess, TD, waitFor, type ControlPlaneProcess } from './control-plane-harness';
 
@@ -106,7 +106,7 @@ describe('the control plane on a real API server: policies from CRDs, trust-bund
     return s.start();
   }
   const authz = (s: FakeSidecar): Obj[] => ((s.bodies.get('authz')?.[0] as Obj | undefined)?.policies as Obj[] | undefined) ?? [];
-  const served = (s: FakeSidecar, name: string): Obj | undefined => authz(s).find((p) => p.metadata.name === name);
+  const served = (s: FakeSidecar, name: string): Obj | undefined => authz(s).find((p) => p.name === name);
 
   /** What `trellis validate` prints for `yaml`, reduced to what an object can repeat: field path, reason, code. */
   function validateErrors(yaml: string, name: string): string[] {
@@ -165,14 +165,14 @@ describe('the control plane on a real API server: policies from CRDs, trust-bund
     await waitFor(() => served(web, 'from-file') !== undefined, 'the policy dir\'s policy');
     apply(allowWeb(`${TD}/ns/shop/sa/frontend`));
     await waitFor(() => served(web, 'allow-web') !== undefined, 'the applied policy to reach the sidecar');
-    expect(served(web, 'allow-web')!.spec.rules[0].from[0].source.principals).to.deep.equal([`${TD}/ns/shop/sa/frontend`]);
+    expect(served(web, 'allow-web')!.rules[0].from[0].principals).to.deep.equal([{ exact: `${TD}/ns/shop/sa/frontend` }]);
     expect(served(web, 'from-file'), 'the policy dir and the CRDs are served together').to.not.equal(undefined);
     await waitFor(() => condition(getJson(['authorizationpolicies.security.trellis.dev', '-n', 'shop', 'allow-web']), 'Accepted')?.status === 'True', 'Accepted=True');
     const accepted = condition(getJson(['authorizationpolicies.security.trellis.dev', '-n', 'shop', 'allow-web']), 'Accepted')!;
     expect(accepted).to.include({ reason: 'Valid', observedGeneration: 1 });
 
     apply(allowWeb(`${TD}/ns/shop/sa/cart`));
-    await waitFor(() => served(web, 'allow-web')?.spec.rules[0].from[0].source.principals[0] === `${TD}/ns/shop/sa/cart`, 'the edit to be pushed');
+    await waitFor(() => served(web, 'allow-web')?.rules[0].from[0].principals[0].exact === `${TD}/ns/shop/sa/cart`, 'the edit to be pushed');
     await waitFor(() => condition(getJson(['authorizationpolicies.security.trellis.dev', '-n', 'shop', 'allow-web']), 'Accepted')?.observedGeneration === 2, 'the status to follow the edit');
 
     kubectl(['-n', 'shop', 'delete', 'authorizationpolicies.security.trellis.dev', 'allow-web']);
@@ -201,7 +201,7 @@ describe('the control plane on a real API server: policies from CRDs, trust-bund
     // The sidecar keeps the good version: no push took it away.
     await new Promise((r) => setTimeout(r, 500));
     expect(web.count('authz')).to.equal(pushes);
-    expect(served(web, 'allow-web')!.spec).to.deep.include({ action: 'ALLOW' });
+    expect(served(web, 'allow-web')!).to.deep.include({ action: 'ALLOW' });
     const debug = await adminJson<Obj>(leader, '/debug/policies');
     expect(debug.servable).to.equal(true);
     expect((debug.sources.kubernetes.objects as Obj[]).find((o) => o.object === 'AuthorizationPolicy shop/allow-web')).to.deep.include({ state: 'rejected', inForceGeneration: goodGeneration });
@@ -216,7 +216,7 @@ describe('the control plane on a real API server: policies from CRDs, trust-bund
 
     apply(allowWeb(`${TD}/ns/shop/sa/cart`));
     await waitFor(() => condition(get(), 'Accepted')?.status === 'True', 'Accepted=True again');
-    await waitFor(() => served(web, 'allow-web')?.spec.rules[0].from[0].source.principals[0] === `${TD}/ns/shop/sa/cart`, 'the fixed version to be pushed');
+    await waitFor(() => served(web, 'allow-web')?.rules[0].from[0].principals[0].exact === `${TD}/ns/shop/sa/cart`, 'the fixed version to be pushed');
     await waitFor(() => events('shop', 'allow-web', 'PolicyValid').length === 1, 'the Normal Event');
     kubectl(['-n', 'shop', 'delete', 'authorizationpolicies.security.trellis.dev', 'allow-web']);
   });
@@ -256,7 +256,7 @@ spec:
     await waitFor(() => (web.bodies.get('peer_authn')?.[0] as Obj | undefined)?.mode === 'PERMISSIVE', 'the default mode before the mesh-wide policy');
     for (const y of [pa, ap, mesh]) apply(y);
 
-    await waitFor(() => authz(httpbin).some((p) => p.metadata.name === 'authorization-policy'), 'the v1beta1 AuthorizationPolicy');
+    await waitFor(() => authz(httpbin).some((p) => p.name === 'authorization-policy'), 'the v1beta1 AuthorizationPolicy');
     await waitFor(() => (httpbin.bodies.get('peer_authn')?.[0] as Obj | undefined)?.portModes?.['8080'] === 'STRICT', 'the v1 PeerAuthentication');
     await waitFor(() => (web.bodies.get('peer_authn')?.[0] as Obj | undefined)?.mode === 'STRICT', 'the mesh-wide policy in the root namespace');
 
@@ -265,8 +265,9 @@ spec:
     expect(file.issues.filter((i) => i.severity === 'error')).to.deep.equal([]);
     const set = buildPolicySet(file.policies);
     const w = { namespace: 'default', labels: { app: 'httpbin', version: 'v1' } };
-    const meaning = (m: Obj): Obj => ({ kind: m.kind, name: m.metadata.name, namespace: m.metadata.namespace, spec: m.spec });
-    expect(authz(httpbin).map(meaning)).to.deep.equal(policiesToJSON(selectAuthorizationPolicies(set, w, { rootNamespace: 'trellis-system' })).map(meaning));
+    // Everything but the creation time (the API server's, not the file's) means the same.
+    const meaning = ({ creationTimestamp: _t, ...m }: Obj): Obj => m;
+    expect(authz(httpbin).map(meaning)).to.deep.equal(encodeAuthorizationPolicies(selectAuthorizationPolicies(set, w, { rootNamespace: 'trellis-system' })).map((p) => meaning(JSON.parse(JSON.stringify(p)) as Obj)));
     const expected = resolvePeerAuthentication(set, w, { rootNamespace: 'trellis-system', defaultMode: 'PERMISSIVE' });
     expect(httpbin.bodies.get('peer_authn')?.[0]).to.deep.equal({ mode: expected.mode, portModes: Object.fromEntries(Object.entries(expected.portModes).map(([p, m]) => [String(p), m])), keyExchange: 'prefer' });
 

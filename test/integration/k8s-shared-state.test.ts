@@ -150,8 +150,10 @@ describe('control-plane replicas sharing their state through a real API server',
     expect(state.startedAt, 'the rotation the old leader started').to.equal(JSON.parse(started['root-rotation.json']!).startedAt);
     expect(after['intermediate.pem'], 'the switch made the prepared intermediate current').to.equal(started['next.intermediate.pem']);
     expect(after['root.pem']).to.contain(readFileSync(join(tmp.dir, 'new-root', 'root.pem'), 'utf8').trim());
-    const switched = follower.logs.filter((l) => l.includes('"msg":"root rotation advanced"') && l.includes('"applied":"switch-intermediate"'));
-    expect(switched, 'switched once, by the new leader').to.have.length(1);
+    // The step is committed to the Secret before the replica logs it: wait for the line, then count.
+    const switchLines = (): string[] => follower.logs.filter((l) => l.includes('"msg":"root rotation advanced"') && l.includes('"applied":"switch-intermediate"'));
+    await waitFor(() => switchLines().length > 0, 'the new leader to log its switch');
+    expect(switchLines(), 'switched once, by the new leader').to.have.length(1);
     // Its CA dir follows what it committed; the dead leader's copy is left behind.
     expect(readFileSync(join(tmp.dir, 'ca-' + (follower === replicas[0] ? 'a' : 'b'), 'intermediate.pem'), 'utf8')).to.equal(after['intermediate.pem']);
   });

@@ -9,6 +9,7 @@
 import { expect } from 'chai';
 import type { ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
+import { NO_CREDENTIAL_EXIT_CODE } from '@trellis/shared';
 import { join } from 'node:path';
 import { httpGet, makeTmpDir, ProcessGroup, trellisSync, waitFor } from '@trellis/testkit';
 
@@ -32,8 +33,8 @@ describe('trellis sidecar identity from a join token (real control plane and sid
   const group = new ProcessGroup(tmp.dir);
   let cpAddress = '';
 
-  const newToken = (id: string): string => {
-    const t = trellisSync(['token', 'create', '--ca-dir', f('ca'), '--spiffe-id', id, '--uses', '5', '--service', 'frontend']);
+  const newToken = (id: string, uses = 5): string => {
+    const t = trellisSync(['token', 'create', '--ca-dir', f('ca'), '--spiffe-id', id, '--uses', String(uses), '--service', 'frontend']);
     expect(t.status, t.stderr).to.equal(0);
     const file = f(`token-${Math.random().toString(16).slice(2)}`);
     writeFileSync(file, t.stdout.trim() + '\n', { mode: 0o600 });
@@ -103,4 +104,24 @@ describe('trellis sidecar identity from a join token (real control plane and sid
     const gaps = opened.slice(1).map((t, i) => t - opened[i]!);
     expect(gaps[gaps.length - 1]!, `gaps ${gaps.join(',')}`).to.be.greaterThan(gaps[0]!);
   });
+
+  it('Should exit with its own code, saying so at error level, when its join token is spent and it holds no certificate, rather than retry forever', async () => {
+    const token = newToken(FRONTEND, 1);
+    const first = sidecar(['--token-file', token, '--service', 'frontend']);
+    await waitFor('the first sidecar ready', () => group.log(first).includes('"msg":"sidecar ready"'), 30_000);
+    first.kill('SIGTERM');
+    expect(await exitOf(first)).to.equal(0);
+    // A restart with the same single-use token: the SVID it bought died with the process.
+    const again = sidecar(['--token-file', token, '--service', 'frontend']);
+    const code = await Promise.race([exitOf(again), new Promise<string>((r) => setTimeout(() => r('still running after 20 s'), 20_000))]);
+    expect(code, group.log(again).slice(-2000)).to.equal(NO_CREDENTIAL_EXIT_CODE);
+    const errors = lines(group.log(again)).filter((l) => l.level === 'error');
+    expect(errors.map((l) => l['code'])).to.deep.equal(['TRELLIS_SIDECAR_NO_CREDENTIAL']);
+    expect(errors[0]!['serverCode']).to.equal('TRELLIS_CP_TOKEN_SPENT');
+    expect(String(errors[0]!['fix'])).to.contain('join token');
+  });
 });
+
+function exitOf(p: ChildProcess): Promise<number | null> {
+  return p.exitCode !== null ? Promise.resolve(p.exitCode) : new Promise((r) => p.once('exit', (code) => r(code)));
+}

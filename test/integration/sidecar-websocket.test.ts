@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import WebSocket, { WebSocketServer } from 'ws';
-import { silentLogger } from '@trellis/shared';
+import { AUTHZ_WIRE_VERSION, encodeAuthorizationPolicies, policiesFromJSON, silentLogger, type AuthorizationPolicy } from '@trellis/shared';
 import { Sidecar, makeCredentials, makeTrustBundle, policiesFromWire, sharedAuthorizer } from '@trellis/sidecar';
 import { TestCa } from '@trellis/testkit';
 
@@ -36,14 +36,20 @@ describe('WebSocket through an /http inbound port (real ws client and server, re
       bundle: makeTrustBundle(ca.root.pem),
       peerAuth: { mode: 'STRICT', portModes: {} },
       authz: {
-        policies: policiesFromWire([
-          {
-            apiVersion: 'security.istio.io/v1',
-            kind: 'AuthorizationPolicy',
-            metadata: { name: 'chat', namespace: 'shop', creationTimestamp: '2026-01-01T00:00:00Z' },
-            spec: { action: 'ALLOW', rules: [{ from: [{ source: { principals: [`${TD}/ns/shop/sa/web`] } }], to: [{ operation: { paths: ['/ws'] } }] }] },
-          },
-        ]),
+        // Validated and compiled as the control plane does, then decoded by the sidecar's decoder.
+        policies: policiesFromWire({
+          wireVersion: AUTHZ_WIRE_VERSION,
+          policies: encodeAuthorizationPolicies(
+            policiesFromJSON([
+              {
+                apiVersion: 'security.istio.io/v1',
+                kind: 'AuthorizationPolicy',
+                metadata: { name: 'chat', namespace: 'shop', creationTimestamp: '2026-01-01T00:00:00Z' },
+                spec: { action: 'ALLOW', rules: [{ from: [{ source: { principals: [`${TD}/ns/shop/sa/web`] } }], to: [{ operation: { paths: ['/ws'] } }] }] },
+              },
+            ]) as AuthorizationPolicy[],
+          ),
+        }),
       },
     });
     await sidecar.start();

@@ -5,8 +5,9 @@
 import { expect } from 'chai';
 import { spawnSync } from 'node:child_process';
 import { cpSync, existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { connect as netConnect } from 'node:net';
 import { join } from 'node:path';
-import { addressInUse, makeTmpDir, REPO_ROOT, trellisSpawn, trellisSync, type CliResult } from '@trellis/testkit';
+import { addressInUse, makeTmpDir, REPO_ROOT, reservePorts, trellisSpawn, trellisSync, type CliResult } from '@trellis/testkit';
 import { meshWithFreePorts, PORT_FIELD } from './mesh-on-free-ports';
 
 /** Every child log under `stateDir/logs`, concatenated. */
@@ -159,3 +160,115 @@ describe('trellis up (real binary, real children)', function () {
     expect(existsSync(join(tmp.dir, 'state3'))).to.equal(false);
   });
 });
+
+/** PIDs of the direct children of `pid`. */
+function childrenOf(pid: number): number[] {
+  const r = spawnSync('ps', ['-o', 'pid=', '--ppid', String(pid)], { encoding: 'utf8' });
+  return r.stdout.split('\n').map((l) => Number(l.trim())).filter((n) => n > 0);
+}
+
+/** True while `pid` runs (a zombie waiting to be reaped has already died). */
+function alive(pid: number): boolean {
+  try {
+    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return false;
+  }
+}
+
+describe('trellis up and signals (real binary, a one-workload mesh)', function () {
+  this.timeout(120_000);
+  let tmp: ReturnType<typeof makeTmpDir>;
+
+  before(() => {
+    tmp = makeTmpDir('trellis-up-signals-');
+    cpSync(join(REPO_ROOT, 'examples', 'policies'), join(tmp.dir, 'policies'), { recursive: true });
+  });
+  after(() => tmp.cleanup());
+
+  /** Starts `trellis up` on a fresh one-workload mesh; resolves once `ready` shows on stdout, with its children's PIDs. */
+  async function up(name: string, ready: RegExp, onReady?: (child: ReturnType<typeof trellisSpawn>) => void): Promise<{ child: ReturnType<typeof trellisSpawn>; exited: Promise<number | null>; children: number[]; out: () => string; controlPlanePort: number }> {
+    const r = await reservePorts(5);
+    const [cp, admin, app, inbound, sidecarAdmin] = r.ports;
+    const file = join(tmp.dir, `${name}.yaml`);
+    writeFileSync(file, [
+      'trustDomain: trellis.local',
+      'policyDir: ./policies',
+      'svidTtl: 1m',
+      `controlPlane: { listen: 127.0.0.1:${cp}, admin: 127.0.0.1:${admin} }`,
+      'workloads:',
+      '  - name: solo',
+      '    namespace: shop',
+      '    serviceAccount: solo',
+      '    labels: { app: solo }',
+      `    app: { builtin: echo, port: ${app} }`,
+      '    inbound:',
+      `      - { port: ${inbound}, appPort: ${app}, protocol: http }`,
+      `    admin: 127.0.0.1:${sidecarAdmin}`,
+      '',
+    ].join('\n'));
+    await r.release();
+    const child = trellisSpawn(['up', '--config', file, '--state-dir', join(tmp.dir, `state-${name}`), '--status-every', '1']);
+    let out = '';
+    let err = '';
+    let fired = false;
+    let children: number[] = [];
+    // `onReady` runs in the same turn the line arrives, not on the next poll.
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (!fired && ready.test(out)) {
+        fired = true;
+        onReady?.(child);
+        // Read right after the signal is sent: it takes the process longer than this to act on it.
+        children = childrenOf(child.pid!);
+      }
+    });
+    child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    await waitFor(() => out, ready, 90_000).catch((e: Error) => {
+      child.kill('SIGKILL');
+      throw new Error(`${e.message}\n--- stderr ---\n${err.slice(-3000)}`);
+    });
+    return { child, exited, children, out: () => out, controlPlanePort: cp! };
+  }
+
+  /** After a failure: `trellis up` and the children it left. */
+  function killAll(u: { child: ReturnType<typeof trellisSpawn>; children: number[] }): void {
+    u.child.kill('SIGKILL');
+    for (const pid of u.children.filter(alive)) process.kill(pid, 'SIGKILL');
+  }
+
+  function within(p: Promise<number | null>, ms: number): Promise<number | null | 'still running'> {
+    return Promise.race([p, new Promise<'still running'>((r) => setTimeout(() => r('still running'), ms))]);
+  }
+
+  it('Should stop every child and exit 0 on one SIGTERM that arrives the moment the mesh is ready', async () => {
+    // The signal lands while the first status table is being read from the sidecars.
+    const u = await up('one-signal', /is running/, (child) => child.kill('SIGTERM'));
+    expect(u.children.length, 'control plane, app and sidecar').to.equal(3);
+    const code = await within(u.exited, 30_000);
+    if (code === 'still running') killAll(u);
+    expect(code, u.out()).to.equal(0);
+    expect(u.out()).to.contain('trellis up: stopped every child');
+    expect(u.children.filter(alive), 'no child may outlive trellis up').to.deep.equal([]);
+  });
+
+  it('Should kill every child at once and exit 130 on a second signal', async () => {
+    const u = await up('two-signals', /press Ctrl-C to stop/);
+    // A connection that never speaks TLS holds the control plane's graceful drain for its 5 s grace:
+    // the children are still stopping when the second signal comes, and only a SIGKILL ends them at once.
+    const idle = netConnect({ host: '127.0.0.1', port: u.controlPlanePort });
+    idle.on('error', () => undefined);
+    await new Promise<void>((r) => idle.once('connect', () => r()));
+    // Two different signals (the kernel merges a pending repeat of the same one), before the first stop can finish.
+    u.child.kill('SIGTERM');
+    u.child.kill('SIGINT');
+    const code = await within(u.exited, 30_000);
+    if (code === 'still running') killAll(u);
+    expect(code).to.equal(130);
+    await new Promise((r) => setTimeout(r, 300));
+    idle.destroy();
+    expect(u.children.filter(alive), 'no child may outlive trellis up').to.deep.equal([]);
+  });
+});
+

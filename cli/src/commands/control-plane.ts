@@ -146,6 +146,10 @@ export const commands: Command[] = [
                              an API server, replicas on one CA dir share it through files there
   --leader-lease 15s         the Lease's duration: a dead leader's singleton work (CA rotation steps, status and
                              ConfigMap writes) moves to another replica within it (config leaderLease)
+  --endpoint-grace 30s       keep a lost discovery stream's endpoints listed this long (its sidecar may be
+                             reconnecting); a sidecar that says goodbye is withdrawn at once; 0s: never keep
+  --endpoints-settle 10s     after a start, hold endpoint lists back until every sidecar with a live
+                             certificate has reconnected, at most this long (0s: never hold)
   --log-level info
 Logs JSON lines to stderr; prints {"msg":"control plane ready",...} when serving.
 SIGTERM drains: streams end with UNAVAILABLE so sidecars fail over, then it exits.`,
@@ -180,6 +184,8 @@ SIGTERM drains: streams end with UNAVAILABLE so sidecars fail over, then it exit
       'max-connections': { type: 'string' },
       'auth-timeout': { type: 'string' },
       'allow-invalid-policies': { type: 'boolean' },
+      'endpoint-grace': { type: 'string' },
+      'endpoints-settle': { type: 'string' },
       'no-policy-crds': { type: 'boolean' },
       'no-root-cert-configmaps': { type: 'boolean' },
       'no-shared-state': { type: 'boolean' },
@@ -221,6 +227,8 @@ SIGTERM drains: streams end with UNAVAILABLE so sidecars fail over, then it exit
         maxConnections: intFlag(ctx, 'max-connections'),
         authTimeout: optionalString(ctx, 'auth-timeout'),
         allowInvalidPolicies: flag(ctx, 'allow-invalid-policies') ? true : undefined,
+        endpointGrace: optionalString(ctx, 'endpoint-grace'),
+        endpointsSettle: optionalString(ctx, 'endpoints-settle'),
         policyCrds: flag(ctx, 'no-policy-crds') ? false : undefined,
         rootCertConfigMaps: flag(ctx, 'no-root-cert-configmaps') ? false : undefined,
         sharedState: flag(ctx, 'no-shared-state') ? false : undefined,
@@ -298,6 +306,8 @@ SIGTERM drains: streams end with UNAVAILABLE so sidecars fail over, then it exit
           maxStreamsPerIdentity: cfg.maxStreamsPerIdentity,
           maxConnections: cfg.maxConnections,
           authTimeoutMs: cfg.authTimeoutMs,
+          endpointGraceMs: cfg.endpointGraceMs,
+          endpointsSettleMs: cfg.endpointsSettleMs,
           revocationsFile: cfg.revocationsFile ?? undefined,
           federationFile: cfg.federationFile ?? undefined,
           refreshMs: 1000,

@@ -12,7 +12,7 @@ import { KubeClient, detectApiFeatures, fetchDiscoveryFacts, type ApiFeatures, t
 import { UsageError, parseCertificate, parseDuration, pemToDer, trustDomainOfCaUriSans } from '@trellis/shared';
 import type { Command, CommandContext } from '../command';
 import { flag, optionalString } from '../flags';
-import { applyObjects, deleteObjects, type ApplyResult } from '../install/apply-objects';
+import { applyObjects, deleteObjects, waitGone, type ApplyResult } from '../install/apply-objects';
 import { DEFAULT_DEPLOY_DIR, readDeployManifests } from '../install/deploy-manifests';
 import { CA_SECRET_NAME, DEFAULT_TRUST_DOMAIN, installPlan } from '../install/install-plan';
 
@@ -231,6 +231,9 @@ only public roots).
       const ns = ordered.filter((o) => o.kind === 'Namespace');
       const results = [...(await deleteObjects(client, webhooks)), ...(await deleteObjects(client, rest)), ...(await deleteObjects(client, ns))];
       printResults(ctx, results);
+      // A purged CRD is Terminating until its objects are gone; wait for it, as kubectl delete does.
+      const stuck = await waitGone(client, ordered.filter((o) => o.kind === 'CustomResourceDefinition'), 60_000);
+      for (const ref of stuck) ctx.stderr.write(`trellis uninstall: ${ref} is still terminating after 60s (the API server removes its objects first)\n`);
       ctx.stdout.write(`trellis uninstall: ${results.filter((r) => r.result === 'deleted').length} objects deleted${flag(ctx, 'purge') ? '' : '; the policy CRDs and policies are kept (--purge deletes them)'}\n`);
       return 0;
     },

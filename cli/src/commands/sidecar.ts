@@ -17,7 +17,7 @@ export const commands: Command[] = [
       '                [--admin 127.0.0.1:15000] [--drain 5s] [--config FILE]',
     description: `Every flag can also come from an environment variable (TRELLIS_ + the flag name in
 upper case with _ for -, e.g. TRELLIS_CONTROL_PLANE, TRELLIS_INBOUND="15006=8080/http,15007=9090")
-or from the YAML file given by --config / TRELLIS_CONFIG (camelCase keys: controlPlane, caBundle,
+or from the file given by --config / TRELLIS_CONFIG (YAML; JSON when it ends in .json; camelCase keys: controlPlane, caBundle,
 tokenFile, namespace, service, serviceAccount, trustDomain, spiffeId, labels, inbound, outbound,
 admin, adminAllowRemote, drain, detectTimeout, maxPendingHandshakes, rotateAt, rotateJitter, logLevel). Flags win over the environment,
 which wins over the file.
@@ -104,11 +104,10 @@ which wins over the file.
       }
       const abs = (p: string): string => resolve(ctx.cwd, p);
       const logger = createLogger({ component: 'sidecar', sink: ctx.stderr, level: config.logLevel as LogLevel }, { spiffeId: config.spiffeId });
-      await runSidecar(
+      return runSidecar(
         { ...config, caBundleFile: abs(config.caBundleFile), tokenFile: abs(config.tokenFile) },
         { logger, stopSignal: ctx.stopSignal, createDiscovery: (o) => new DiscoveryClient(o) },
       );
-      return 0;
     },
   },
 ];

@@ -15,6 +15,12 @@ import { terminalSink } from '../up/terminal-log';
 import { startDashboard, type RunningDashboard } from '../dashboard/dashboard-server';
 import { MeshFeed } from '../dashboard/mesh-feed';
 
+/** Resolves once `signal` is aborted, at once if it already is (a listener added after the abort never fires). */
+function aborted(signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return Promise.resolve();
+  return new Promise<void>((r) => signal.addEventListener('abort', () => r(), { once: true }));
+}
+
 const DEFAULT_CONFIG = join(__dirname, '..', '..', '..', '..', 'examples', 'mesh.yaml');
 const TRELLIS_BIN = join(__dirname, '..', '..', '..', 'bin', 'trellis.js');
 
@@ -36,6 +42,9 @@ export const commands: Command[] = [
       '--dashboard ADDR   where the live dashboard listens (default: the mesh file\'s dashboard, 127.0.0.1:15080);',
       '                   its URL, with a one-time token, is printed once the mesh is up (see trellis dashboard)',
       '--no-dashboard     do not start the dashboard',
+      'A child that dies is restarted with backoff (0.5 s doubling to 10 s, starting over after 20 s ready);',
+      'a sidecar that exits 75 (no credential left) is restarted at once with a fresh join token.',
+      'Ctrl-C (SIGINT/SIGTERM) stops every child (SIGKILL after 5 s); a second one kills them at once and exits 130.',
     ].join('\n'),
     options: {
       config: { type: 'string' },
@@ -70,7 +79,11 @@ export const commands: Command[] = [
       let timer: NodeJS.Timeout | undefined;
       let dashboard: RunningDashboard | undefined;
       try {
-        await runner.start(ctx.stopSignal);
+        // A signal at any moment stops everything: during the start, the scenario, the first status, or later.
+        await runner.start(ctx.stopSignal).catch((err: unknown) => {
+          if (!ctx.stopSignal.aborted) throw err;
+        });
+        if (ctx.stopSignal.aborted) return code;
         ctx.stdout.write(`trellis up: mesh "${file}" is running (${config.workloads.length} workloads, trust domain ${config.trustDomain})\n`);
         if (!flag(ctx, 'no-dashboard')) {
           // The mesh runs without it when its port is taken: a warning, not a failure.
@@ -93,9 +106,9 @@ export const commands: Command[] = [
             ctx.stdout.write(renderStatus(await collectStatus(config, now), now));
           };
           await show();
-          if (statusEvery > 0) timer = setInterval(() => void show(), statusEvery * 1000);
-          ctx.stdout.write('press Ctrl-C to stop\n');
-          await new Promise<void>((r) => ctx.stopSignal.addEventListener('abort', () => r(), { once: true }));
+          if (statusEvery > 0 && !ctx.stopSignal.aborted) timer = setInterval(() => void show(), statusEvery * 1000);
+          if (!ctx.stopSignal.aborted) ctx.stdout.write('press Ctrl-C to stop\n');
+          await aborted(ctx.stopSignal);
         }
       } finally {
         if (timer) clearInterval(timer);

@@ -50,3 +50,20 @@ export async function deleteObjects(client: KubeClient, objects: readonly KubeOb
   }
   return out;
 }
+
+/**
+ * Waits until none of `objects` exists any more, as `kubectl delete` does: a
+ * deleted CRD stays (Terminating) until the API server has removed every
+ * object of its kinds, and an install run in that window would fail.
+ * Resolves to the refs of the objects still present at `timeoutMs`.
+ */
+export async function waitGone(client: KubeClient, objects: readonly KubeObject[], timeoutMs: number, sleep: (ms: number) => Promise<void> = (ms) => new Promise((r) => setTimeout(r, ms))): Promise<string[]> {
+  const deadline = Date.now() + timeoutMs;
+  let left = [...objects];
+  for (;;) {
+    const present = await Promise.all(left.map(async (o) => ((await client.getOrNull(objectPath(o))) === null ? null : o)));
+    left = present.filter((o): o is KubeObject => o !== null);
+    if (left.length === 0 || Date.now() >= deadline) return left.map(describeObject);
+    await sleep(250);
+  }
+}

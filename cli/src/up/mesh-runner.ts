@@ -11,7 +11,7 @@ import { adminRequest, loadAdminCredentials, PolicyStore, type AdminTarget } fro
 import { kubernetesSpiffeId, silentLogger, TrellisError, type Logger } from '@trellis/shared';
 import type { MeshConfig, WorkloadConfig } from './mesh-config';
 import { childLogFile, Supervisor } from './supervisor';
-import { pollUntil, waitReady } from './admin-client';
+import { httpGet, pollUntil, waitReady } from './admin-client';
 
 export interface MeshRunnerDeps {
   logger: Logger;
@@ -108,6 +108,7 @@ export class MeshRunner {
         // Local mode is the policy dir only, even when `trellis up` itself runs in a pod.
         '--no-policy-crds', '--no-root-cert-configmaps',
       ],
+      ready: () => adminRequest(this.adminTarget(), 'GET', '/readyz', undefined, 1000).then(() => true, () => false),
     });
     const admin = this.adminTarget();
     await pollUntil(`${cp.admin}/readyz`, () => adminRequest(admin, 'GET', '/readyz', undefined, 1000).then(() => true as const), 30_000, signal);
@@ -194,6 +195,13 @@ export class MeshRunner {
     ];
     for (const p of w.inbound) args.push('--inbound', `127.0.0.1:${p.port}=${p.appPort}${p.http ? '/http' : ''}`);
     for (const p of w.outbound) args.push('--outbound', `127.0.0.1:${p.port}=${p.service}`);
-    this.supervisor.start({ name: `${w.name}/sidecar`, command: process.execPath, args, prepare: () => this.issueToken(w) });
+    this.supervisor.start({
+      name: `${w.name}/sidecar`,
+      command: process.execPath,
+      args,
+      // A fresh single-use token at every (re)start: a sidecar that exits for want of credentials (75) is restarted with one at once.
+      prepare: () => this.issueToken(w),
+      ready: () => httpGet(w.admin, '/ready', 1000).then((r) => r.status === 200, () => false),
+    });
   }
 }

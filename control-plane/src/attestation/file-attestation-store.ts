@@ -77,6 +77,26 @@ export class FileAttestationStore implements AttestationStore {
     return entry.attestation;
   }
 
+  /**
+   * The SPIFFE IDs of every record whose SVID has not expired at `nowMs`:
+   * the sidecars that may still be running with such an SVID (a restarted
+   * control plane expects them back). Unreadable records are left out.
+   */
+  liveIdentities(nowMs: number): Set<string> {
+    const ids = new Set<string>();
+    let names: string[];
+    try {
+      names = readdirSync(this.dir).filter((n) => n.endsWith('.json'));
+    } catch {
+      return ids;
+    }
+    for (const name of names) {
+      const e = this.read(name.slice(0, -'.json'.length));
+      if (e && e.notAfterMs > nowMs) ids.add(e.attestation.spiffeId);
+    }
+    return ids;
+  }
+
   private read(serial: string): Entry | null {
     const file = join(this.dir, `${serial}.json`);
     let text: string;

@@ -11,6 +11,7 @@ import { DEFAULT_KEY_EXCHANGE, DEFAULT_PATH_NORMALIZATION, isSpiffeId, KEY_EXCHA
 import { ControlPlaneError, ControlPlaneErrorCode } from '../errors/control-plane-error';
 import { DEFAULT_CONNECTION_LIMITS } from '../discovery/connection-guard';
 import { DEFAULT_MAX_STREAMS_PER_IDENTITY } from '../discovery/stream-quota';
+import { DEFAULT_ENDPOINT_GRACE_MS, DEFAULT_ENDPOINTS_SETTLE_MS } from '../discovery/discovery-service';
 
 /** Settings as they may appear in the file or flags (all optional here). */
 export interface ControlPlaneConfigInput {
@@ -57,6 +58,10 @@ export interface ControlPlaneConfigInput {
   authTimeout?: string;
   /** Serve the valid policy files even when some fail validation at first load (fails open; off by default). */
   allowInvalidPolicies?: boolean;
+  /** How long a lost discovery stream's endpoints stay listed (0s: withdrawn at once). */
+  endpointGrace?: string;
+  /** The longest a just-started control plane holds endpoint lists back for the sidecars it expects (0s: never). */
+  endpointsSettle?: string;
   /**
    * Read PeerAuthentication/AuthorizationPolicy objects from the API server
    * (security.trellis.dev/v1; security.istio.io v1/v1beta1 when installed)
@@ -118,6 +123,8 @@ export interface ControlPlaneConfig {
   readonly maxConnections: number;
   readonly authTimeoutMs: number;
   readonly allowInvalidPolicies: boolean;
+  readonly endpointGraceMs: number;
+  readonly endpointsSettleMs: number;
   /** true/false as configured; null: on when there is an API server to reach (kubeconfig, or in a pod). */
   readonly policyCrds: boolean | null;
   /** As policyCrds, for the trust-bundle ConfigMaps. */
@@ -180,6 +187,8 @@ const SCHEMA = {
     maxConnections: { type: 'integer', minimum: 1, maximum: 1000000 },
     authTimeout: { type: 'string', pattern: DURATION },
     allowInvalidPolicies: { type: 'boolean' },
+    endpointGrace: { type: 'string', pattern: DURATION },
+    endpointsSettle: { type: 'string', pattern: DURATION },
     policyCrds: { type: 'boolean' },
     rootCertConfigMaps: { type: 'boolean' },
     sharedState: { type: 'boolean' },
@@ -273,6 +282,10 @@ export function resolveConfig(file: ControlPlaneConfigInput, flags: ControlPlane
   const debounce = dur(merged.pushDebounce, 'pushDebounce', 100);
   const authTimeout = dur(merged.authTimeout, 'authTimeout', DEFAULT_CONNECTION_LIMITS.authTimeoutMs);
   if (authTimeout < 100 || authTimeout > 600_000) problems.push('config: /authTimeout: must be between 100ms and 10m');
+  const endpointGrace = dur(merged.endpointGrace, 'endpointGrace', DEFAULT_ENDPOINT_GRACE_MS);
+  if (endpointGrace > 3600_000) problems.push('config: /endpointGrace: must be at most 1h');
+  const endpointsSettle = dur(merged.endpointsSettle, 'endpointsSettle', DEFAULT_ENDPOINTS_SETTLE_MS);
+  if (endpointsSettle > 600_000) problems.push('config: /endpointsSettle: must be at most 10m');
   const leaderLease = dur(merged.leaderLease, 'leaderLease', 15_000);
   if (leaderLease < 1500 || leaderLease > 300_000) problems.push('config: /leaderLease: must be between 1.5s and 5m');
   if (problems.length > 0) throw invalid(problems);
@@ -303,6 +316,8 @@ export function resolveConfig(file: ControlPlaneConfigInput, flags: ControlPlane
     maxConnections: merged.maxConnections ?? DEFAULT_CONNECTION_LIMITS.maxConnections,
     authTimeoutMs: authTimeout,
     allowInvalidPolicies: merged.allowInvalidPolicies ?? false,
+    endpointGraceMs: endpointGrace,
+    endpointsSettleMs: endpointsSettle,
     policyCrds: merged.policyCrds ?? null,
     rootCertConfigMaps: merged.rootCertConfigMaps ?? null,
     sharedState: merged.sharedState ?? null,

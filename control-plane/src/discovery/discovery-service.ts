@@ -8,6 +8,16 @@
  * one is given, else the connected sessions. With the API server, the pods
  * behind pod-attested streams are followed too: a relabelled pod gets the
  * policies its new labels select, a deleted pod's streams end.
+ *
+ * Endpoints do not flicker: a lost stream's endpoints stay listed for
+ * `endpointGraceMs` (proxy-registry.ts), and a control plane that has just
+ * started holds endpoint lists back until every sidecar it expects has a
+ * stream again, or `endpointsSettleMs` passed. The sidecars it expects are
+ * those holding an unexpired SVID issued under a recorded attestation
+ * (`expectedSidecars`, read from the CA dir at start); with none expected it
+ * holds nothing back. Without the hold, the first sidecar to reconnect would
+ * be pushed a list without the services that had not yet, and would
+ * withdraw them.
  */
 import {
   AUTHORIZATION_POLICIES_TYPE_URL,
@@ -37,6 +47,10 @@ import { StreamSession, type SessionDeps, type StreamTransport } from './stream-
 
 /** Sessions refreshed per event-loop turn during a push. */
 const FLUSH_BATCH = 250;
+/** How long a lost stream's endpoints stay listed by default (see docs/cli/control-plane.md). */
+export const DEFAULT_ENDPOINT_GRACE_MS = 30_000;
+/** The longest a just-started control plane holds endpoint lists back by default. */
+export const DEFAULT_ENDPOINTS_SETTLE_MS = 10_000;
 
 /** Settings and collaborators of the discovery service. */
 export interface DiscoveryServiceDeps extends Omit<SessionDeps, 'builder' | 'snapshot' | 'onNodeKnown' | 'onClosed' | 'reissue' | 'random' | 'quota'> {
@@ -51,6 +65,12 @@ export interface DiscoveryServiceDeps extends Omit<SessionDeps, 'builder' | 'sna
   registrySource?: RegistrySource;
   /** Told when a session that serves endpoints joins or leaves (the replica report is republished). */
   onSessionsChanged?(): void;
+  /** How long a lost stream's endpoints stay listed (default DEFAULT_ENDPOINT_GRACE_MS; 0: withdrawn at once). */
+  endpointGraceMs?: number;
+  /** The longest endpoint lists are held back after start (default DEFAULT_ENDPOINTS_SETTLE_MS; 0: never). */
+  endpointsSettleMs?: number;
+  /** The SPIFFE IDs of the sidecars expected back after a restart; the hold ends once each has a stream. */
+  expectedSidecars?: ReadonlySet<string>;
 }
 
 /** Sessions, snapshot and pushes, independent of gRPC. */
@@ -67,6 +87,11 @@ export class DiscoveryService {
   private draining = false;
   private readonly sessionDeps: SessionDeps;
   private readonly reissueBook: ReissueBook;
+  private readonly graceMs: number;
+  private lingerTimer: NodeJS.Timeout | null = null;
+  /** Identities still awaited while endpoint lists are held back; null once the hold ended. */
+  private awaited: Set<string> | null = null;
+  private settleTimer: NodeJS.Timeout | null = null;
   private readonly source: RegistrySource;
   private readonly sessionSource: SessionRegistrySource | null;
   private readonly unsubscribeSource: () => void;
@@ -76,6 +101,7 @@ export class DiscoveryService {
 
   constructor(private readonly deps: DiscoveryServiceDeps) {
     this.bundle = deps.initialBundle;
+    this.graceMs = deps.endpointGraceMs ?? DEFAULT_ENDPOINT_GRACE_MS;
     this.sessionSource = deps.registrySource ? null : new SessionRegistrySource(this.registry);
     this.source = deps.registrySource ?? this.sessionSource!;
     this.unsubscribeSource = this.source.subscribe(() => this.endpointsChanged());
@@ -104,10 +130,16 @@ export class DiscoveryService {
           set.add(s);
         }
         deps.metrics.connectedSidecars.set(this.registry.size);
+        if (this.awaited && s.peer) {
+          this.awaited.delete(s.peer.spiffeId);
+          if (this.awaited.size === 0) this.endHold('every expected sidecar has a stream');
+        }
         deps.onSessionsChanged?.();
       },
       onClosed: (s) => {
-        if (this.registry.remove(s)) this.sessionSource?.changed();
+        const lingerUntil = this.graceMs > 0 && s.lingers && !this.draining ? deps.nowMs() + this.graceMs : undefined;
+        if (this.registry.remove(s, lingerUntil)) this.sessionSource?.changed();
+        if (lingerUntil !== undefined) this.armLingerTimer();
         const pod = s.peer?.attestation.pod;
         if (pod) {
           const key = boundPodKey(pod);
@@ -118,8 +150,19 @@ export class DiscoveryService {
         deps.metrics.connectedSidecars.set(this.registry.size);
         deps.onSessionsChanged?.();
       },
+      holdEndpoints: () => this.awaited !== null,
     };
+    // With the Kubernetes registry the API server lists every pod whether or not its sidecar is back, and the
+    // control plane is not ready before that registry has synced: no partial list to hold back.
+    const settleMs = deps.registrySource ? 0 : (deps.endpointsSettleMs ?? DEFAULT_ENDPOINTS_SETTLE_MS);
+    if (settleMs > 0 && deps.expectedSidecars && deps.expectedSidecars.size > 0) {
+      this.awaited = new Set(deps.expectedSidecars);
+      this.settleTimer = setTimeout(() => this.endHold(`${settleMs} ms passed`), settleMs);
+      this.settleTimer.unref();
+      deps.logger.info('holding endpoint lists back until the sidecars with live certificates reconnect', { expected: this.awaited.size, atMostMs: settleMs });
+    }
   }
+
 
   /** Starts a session for a new stream; refused with UNAVAILABLE while draining. */
   openStream(transport: StreamTransport, creds: StreamCredentials): StreamSession | null {
@@ -204,6 +247,8 @@ export class DiscoveryService {
     this.revokedIds = new Set(next.spiffeIds);
     this.snap = null;
     this.debouncer.mark(REVOCATIONS_TYPE_URL);
+    // A revoked identity's endpoints do not linger either (fail closed).
+    if (this.registry.dropRevoked((serial, id) => this.isRevoked(serial, id))) this.sessionsEndpointsChanged();
     for (const s of this.registry.all()) {
       const p = s.peer;
       if (!p) continue;
@@ -221,6 +266,8 @@ export class DiscoveryService {
   drain(): void {
     this.draining = true;
     this.debouncer.stop();
+    for (const t of [this.lingerTimer, this.settleTimer]) if (t) clearTimeout(t);
+    this.lingerTimer = this.settleTimer = null;
     for (const s of this.registry.all()) s.fail(new ControlPlaneError(ControlPlaneErrorCode.SHUTTING_DOWN, 'control plane is shutting down; use another replica'));
   }
 
@@ -242,6 +289,38 @@ export class DiscoveryService {
   private endpointsChanged(): void {
     this.snap = null;
     this.debouncer.mark(ENDPOINTS_TYPE_URL);
+  }
+
+  /** The sessions' endpoints changed without a session joining or leaving (a grace period ended, a revocation). */
+  private sessionsEndpointsChanged(): void {
+    this.sessionSource?.changed();
+    this.deps.onSessionsChanged?.();
+  }
+
+  /** Ends the start-up hold: every session gets the endpoints it does not hold yet. */
+  private endHold(why: string): void {
+    if (this.awaited === null) return;
+    const missing = [...this.awaited].sort();
+    this.awaited = null;
+    if (this.settleTimer) clearTimeout(this.settleTimer);
+    this.settleTimer = null;
+    this.deps.logger.info('pushing endpoint lists', { why, ...(missing.length > 0 ? { notBack: missing.slice(0, 20), notBackCount: missing.length } : {}) });
+    this.endpointsChanged();
+  }
+
+  /** Sets the timer for the next end of a grace period. */
+  private armLingerTimer(): void {
+    if (this.draining) return;
+    const next = this.registry.nextLingerExpiryMs();
+    if (this.lingerTimer) clearTimeout(this.lingerTimer);
+    this.lingerTimer = null;
+    if (next === null) return;
+    this.lingerTimer = setTimeout(() => {
+      this.lingerTimer = null;
+      if (this.registry.expireLingering(this.deps.nowMs())) this.sessionsEndpointsChanged();
+      this.armLingerTimer();
+    }, Math.max(0, next - this.deps.nowMs()) + 1);
+    this.lingerTimer.unref();
   }
 
   /**

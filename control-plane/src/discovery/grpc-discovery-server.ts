@@ -135,12 +135,15 @@ export async function startGrpcDiscoveryServer(
       const session = service.openStream(transport, creds);
       if (!session) return;
       call.on('data', (req: WireRequest) => session.onRequest(req));
-      call.on('end', () => session.onPeerGone());
-      call.on('cancelled', () => session.onPeerGone());
+      // A half-close is the sidecar's goodbye (it is leaving); a cancel or a dropped connection is a loss.
+      // node:http2 also ends the request half of a stream whose connection dropped, and grpc-js reports
+      // that close as 'cancelled' a tick later: an 'end' is a goodbye only if the call is still open then.
+      call.on('end', () => setImmediate(() => session.onPeerGone(call.cancelled ? 'lost' : 'goodbye')));
+      call.on('cancelled', () => session.onPeerGone('lost'));
       call.on('error', () => {
         // Our own refusals come back here as well (transport.end emits them); either way the session is over.
         ended = true;
-        session.onPeerGone();
+        session.onPeerGone('lost');
       });
     },
   });

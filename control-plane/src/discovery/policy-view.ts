@@ -1,14 +1,15 @@
 /**
  * Adapts a shared PolicySet to the discovery layer's PolicyView: the
- * effective PeerAuthentication and the selecting AuthorizationPolicies (as
- * wire JSON the sidecar re-validates with `policiesFromJSON`), with the
+ * effective PeerAuthentication and the selecting AuthorizationPolicies (in
+ * the compiled wire form the sidecar decodes without a schema engine), with the
  * mesh-wide path normalization the sidecar applies before them and the
  * mesh-wide key-exchange policy its mTLS uses.
  */
 import {
+  AUTHZ_WIRE_VERSION,
   DEFAULT_KEY_EXCHANGE,
   DEFAULT_PATH_NORMALIZATION,
-  policiesToJSON,
+  encodeAuthorizationPolicies,
   resolvePeerAuthentication,
   selectAuthorizationPolicies,
   type EffectiveMtlsMode,
@@ -38,8 +39,8 @@ export function policyViewFromSet(set: PolicySet, opts: MeshPolicyOptions): Poli
       return { mode: r.mode, portModes, keyExchange: opts.keyExchange ?? DEFAULT_KEY_EXCHANGE };
     },
     authorizationPolicies(w) {
-      const policies = policiesToJSON(selectAuthorizationPolicies(set, { namespace: w.namespace, labels: w.labels }, { rootNamespace: opts.rootNamespace }));
-      return { policies, pathNormalization: opts.pathNormalization ?? DEFAULT_PATH_NORMALIZATION };
+      const policies = encodeAuthorizationPolicies(selectAuthorizationPolicies(set, { namespace: w.namespace, labels: w.labels }, { rootNamespace: opts.rootNamespace }));
+      return { wireVersion: AUTHZ_WIRE_VERSION, policies, pathNormalization: opts.pathNormalization ?? DEFAULT_PATH_NORMALIZATION };
     },
   };
 }

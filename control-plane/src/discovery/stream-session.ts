@@ -19,6 +19,7 @@ import {
   SINGLETON_RESOURCE_NAME,
   SVID_TYPE_URL,
   contentVersion,
+  ENDPOINTS_TYPE_URL,
   decodeSidecarReport,
   typeShortName,
   TrellisError,
@@ -75,6 +76,8 @@ export interface SessionDeps {
   /** Called once the node is known (registers endpoints) and on close. */
   onNodeKnown(session: StreamSession): void;
   onClosed(session: StreamSession): void;
+  /** True while endpoint lists are held back (a control plane that just started, see discovery-service.ts). */
+  holdEndpoints?(): boolean;
   /** Live re-issue orders and what this control plane issued while they are live. */
   reissue: Pick<ReissueBook, 'live' | 'issuedAt' | 'noteIssued'>;
   /** [0, 1): each sidecar's place inside a re-issue window. */
@@ -141,6 +144,8 @@ export class StreamSession {
   private nonceCounter = 0;
   private pending = 0;
   private closed = false;
+  /** How the stream ended: the sidecar said goodbye, it was lost, or we refused it (with our code). */
+  private ending: { by: 'goodbye' | 'lost' } | { by: 'refused'; code: string } | null = null;
   private chain: Promise<void>;
   private idleTimer: NodeJS.Timeout | null;
   private readonly connectedAt: Date;
@@ -178,6 +183,19 @@ export class StreamSession {
     return this.closed;
   }
 
+  /**
+   * Whether this ended stream's endpoints should outlive it for a grace
+   * period: yes when it was lost or reset, since its sidecar may still be
+   * serving and about to reconnect; no when the sidecar said goodbye (it is
+   * draining or gone) or its credential was refused (fail closed).
+   */
+  get lingers(): boolean {
+    const e = this.ending;
+    if (e === null) return false;
+    if (e.by === 'refused') return e.code !== ControlPlaneErrorCode.CERT_REJECTED;
+    return e.by === 'lost';
+  }
+
   /** Queues one request; requests are handled strictly in order. */
   onRequest(req: WireRequest): void {
     if (this.idleTimer) {
@@ -196,10 +214,15 @@ export class StreamSession {
       });
   }
 
-  /** The sidecar half-closed or cancelled: forget it. */
-  onPeerGone(): void {
+  /**
+   * The sidecar is gone: `goodbye` when it half-closed the stream (it is
+   * leaving: its endpoints go at once), `lost` when the stream was
+   * cancelled or its connection dropped (they may linger).
+   */
+  onPeerGone(how: 'goodbye' | 'lost' = 'lost'): void {
     if (this.closed) return;
     this.closed = true;
+    this.ending = { by: how };
     this.cleanup();
     this.transport.end(null);
   }
@@ -208,6 +231,7 @@ export class StreamSession {
   fail(err: unknown): void {
     if (this.closed) return;
     this.closed = true;
+    this.ending = { by: 'refused', code: err === null ? 'OK' : codeOf(err) };
     if (err !== null) {
       this.deps.metrics.streamErrors.inc({ code: codeOf(err) });
       this.logInfo('stream ended', { error: err, spiffeId: this.peer?.spiffeId });
@@ -520,6 +544,8 @@ export class StreamSession {
       if (this.tracker(t).shouldSend(version)) this.send(t, version, [{ name: SINGLETON_RESOURCE_NAME, body: encodeResource(body) }]);
       return;
     }
+    // Held back while a just-started control plane waits for the sidecars it expects: a partial list would withdraw the rest.
+    if (t === ENDPOINTS_TYPE_URL && this.deps.holdEndpoints?.()) return;
     const node = this.node!;
     const built = this.deps.builder.build(t, node, this.subscriptions.get(t) ?? [], this.deps.snapshot());
     if (built && this.tracker(t).shouldSend(built.version)) this.send(t, built.version, built.wire);

@@ -29,22 +29,9 @@
  * `security.trellis.dev` only (policy-merge.ts). A change event fires only
  * when the effective content changed (or the store became servable).
  */
-import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import {
-  buildPolicySet,
-  DEFAULT_ROOT_NAMESPACE,
-  formatIssue,
-  parsePolicyObject,
-  policyObjectName,
-  policySetFingerprint,
-  POLICY_CODES,
-  type Logger,
-  type Policy,
-  type PolicyIssue,
-  type PolicySet,
-} from '@trellis/shared';
-import { mergePolicies } from './policy-merge';
+import { DEFAULT_ROOT_NAMESPACE, formatIssue, parsePolicyObject, policyObjectName, POLICY_CODES, type Logger, type Policy, type PolicyIssue, type PolicySet } from '@trellis/shared';
+import { PolicySetPublisher } from './policy-set-publisher';
 
 /** A policy object as the API server sends it (only the fields read here are typed). */
 export interface PolicyObject {
@@ -167,12 +154,8 @@ export class PolicyObjectStore extends EventEmitter<{ change: [PolicySet] }> {
   private readonly objects = new Map<string, ObjectState>();
   private readonly root: string;
   private readonly groupRank: ReadonlyMap<string, number>;
-  private set: PolicySet = buildPolicySet([]);
-  private fingerprint = policySetFingerprint(this.set);
-  private versionHash = sha256(this.fingerprint);
-  private duplicates: string[] = [];
+  private readonly published: PolicySetPublisher;
   private synced = false;
-  private complete = false;
   private dirty = false;
 
   constructor(
@@ -182,6 +165,12 @@ export class PolicyObjectStore extends EventEmitter<{ change: [PolicySet] }> {
     super();
     this.root = opts.rootNamespace ?? DEFAULT_ROOT_NAMESPACE;
     this.groupRank = new Map((opts.groupOrder ?? DEFAULT_GROUP_ORDER).map((g, i) => [g, i]));
+    this.published = new PolicySetPublisher(deps, {
+      updated: 'API-server policies updated',
+      duplicate: 'policy defined in two API groups; security.trellis.dev wins',
+      allValid: 'every policy object validated: API-server policies are served',
+      servedAnyway: 'serving API-server policies although some failed validation at first load (allowInvalidAtStart): a workload whose only ALLOW policy is in a rejected object is allowed everything',
+    });
   }
 
   /**
@@ -279,12 +268,12 @@ export class PolicyObjectStore extends EventEmitter<{ change: [PolicySet] }> {
 
   /** The PolicySet in force (frozen; replaced whole on change). Empty until synced. */
   current(): PolicySet {
-    return this.set;
+    return this.published.current();
   }
 
   /** True once synced and every object then present validated (or allowInvalidAtStart); stays true. */
   servable(): boolean {
-    return this.complete;
+    return this.published.servable();
   }
 
   /** True once every collection was listed once. */
@@ -301,18 +290,19 @@ export class PolicyObjectStore extends EventEmitter<{ change: [PolicySet] }> {
   /** Everything an operator needs to see why an object's policy is or is not in force. */
   status(): PolicyObjectStoreStatus {
     const states = [...this.objects.values()].sort((a, b) => (policyObjectKey(a.ref) < policyObjectKey(b.ref) ? -1 : 1));
+    const set = this.published.current();
     return {
       synced: this.synced,
-      servable: this.complete,
+      servable: this.published.servable(),
       rootNamespace: this.root,
-      version: this.versionHash,
+      version: this.published.version(),
       counts: {
         objects: states.length,
         rejected: states.filter((s) => s.verdict.state === 'rejected').length,
-        peerAuthentications: this.set.peerAuthentications.length,
-        authorizationPolicies: this.set.authorizationPolicies.length,
+        peerAuthentications: set.peerAuthentications.length,
+        authorizationPolicies: set.authorizationPolicies.length,
       },
-      duplicates: [...this.duplicates],
+      duplicates: this.published.duplicates(),
       objects: states
         .filter((s) => s.verdict.state === 'rejected' || s.verdict.warnings.length > 0)
         .map((s) => ({
@@ -338,21 +328,13 @@ export class PolicyObjectStore extends EventEmitter<{ change: [PolicySet] }> {
     if (!this.synced) return;
     const becameServable = this.markComplete();
     const changed = this.publish();
-    if (becameServable && !changed) this.emit('change', this.set);
+    if (becameServable && !changed) this.emit('change', this.current());
   }
 
-  /** Records the first complete load; true when this call made the store servable. */
+  /** Records the first complete load (policy-set-publisher.ts); true when this call made the store servable. */
   private markComplete(): boolean {
-    if (this.complete) return false;
     const rejected = [...this.objects.values()].filter((s) => s.verdict.state === 'rejected').map((s) => policyObjectSource(s.ref));
-    if (rejected.length > 0 && this.opts.allowInvalidAtStart !== true) return false;
-    this.complete = true;
-    if (rejected.length > 0) {
-      this.deps.logger.warn('serving API-server policies although some failed validation at first load (allowInvalidAtStart): a workload whose only ALLOW policy is in a rejected object is allowed everything', { rejected });
-    } else {
-      this.deps.logger.info('every policy object validated: API-server policies are served', { objects: this.objects.size });
-    }
-    return true;
+    return this.published.markComplete(rejected.length === 0 || this.opts.allowInvalidAtStart === true, { rejected }, { objects: this.objects.size });
   }
 
   private publish(): boolean {
@@ -362,23 +344,8 @@ export class PolicyObjectStore extends EventEmitter<{ change: [PolicySet] }> {
     const states = [...this.objects.values()]
       .filter((s) => s.good !== null)
       .sort((a, b) => rank(a.ref.group) - rank(b.ref.group) || (policyObjectKey(a.ref) < policyObjectKey(b.ref) ? -1 : 1));
-    const { policies, duplicates } = mergePolicies(states.map((s) => ({ origin: `${policyObjectSource(s.ref)} (${s.apiVersion})`, policy: s.good! })));
-    if (duplicates.join('\n') !== this.duplicates.join('\n')) {
-      for (const d of duplicates) this.deps.logger.warn('policy defined in two API groups; security.trellis.dev wins', { issue: d, code: POLICY_CODES.DUPLICATE });
-    }
-    this.duplicates = duplicates;
-    const set = buildPolicySet(policies);
-    const fp = policySetFingerprint(set);
-    if (fp === this.fingerprint) return false;
-    this.set = set;
-    this.fingerprint = fp;
-    this.versionHash = sha256(fp);
-    this.deps.logger.info('API-server policies updated', { version: this.versionHash.slice(0, 12), peerAuthentications: set.peerAuthentications.length, authorizationPolicies: set.authorizationPolicies.length });
-    this.emit('change', set);
-    return true;
+    const changed = this.published.publish(states.map((s) => ({ origin: `${policyObjectSource(s.ref)} (${s.apiVersion})`, policy: s.good! })));
+    if (changed) this.emit('change', this.current());
+    return changed;
   }
-}
-
-function sha256(s: string): string {
-  return createHash('sha256').update(s).digest('hex');
 }

@@ -4,74 +4,35 @@
  * periodic rescan because fs.watch misses events on some file systems and
  * volume mounts), and publishes one immutable PolicySet.
  *
- * First load fails closed: until one scan has read the directory and every
- * file in it validated, `servable()` is false and the control plane serves no
- * policy and reports not ready. Otherwise a file holding the only ALLOW
- * policy for a workload, rejected at start, would leave that workload with
- * no ALLOW policy: allow-all. `allowInvalidAtStart` opts out (the valid files
- * are served at once; the operator accepts that risk).
- *
- * After that, per-file last-good semantics: a file whose new content has any error is
- * rejected whole and its previous good policies stay in force; the rejection
- * is logged, counted through `deps.metrics`, and shown by `status()` (served as
- * /debug/policies). Nothing is lost by a bad edit. Deleting a file does
- * remove its policies: that is an explicit operator action.
+ * First load fails closed (policy-set-publisher.ts): until one scan read the
+ * directory and every file validated, nothing is served and the control
+ * plane is not ready, or a rejected file holding a workload's only ALLOW
+ * would leave it allow-all (`allowInvalidAtStart` opts out). After that, a
+ * file whose new content has any error is rejected whole and its previous
+ * good policies stay in force (logged, counted through `deps.metrics`, shown
+ * by `status()` as /debug/policies). Deleting a file removes its policies.
  *
  * A policy without `metadata.creationTimestamp` is dated by when its file was
  * first seen: the file's mtime at the first scan that found it, remembered for
  * the life of the store so later edits do not change its conflict order.
  *
- * A `change` event (and every `subscribe` listener) fires only when the
- * effective content changed: rewriting a file with the same policies, or
- * editing a comment, does not wake the discovery streams.
+ * A `change` event fires only when the effective content changed (an edited
+ * comment does not wake the discovery streams).
  *
- * A file is never half-read. Writers that rename a complete file into place
- * (editors, `kubectl`'s ConfigMap volumes, `mv`) are atomic by themselves;
- * a writer that truncates and rewrites in place (`cp`, `cat >`, a slow
- * pipe) is not, and a prefix of a policy file can be a valid, different
- * policy (the first of two documents, a rule list cut short). So new content
- * is taken only once the file has been still for `settleMs` (its size,
- * mtime and inode the same before and after the read, and its mtime at least
- * that old); until then the last good content stays in force. A writer that
- * pauses longer than `settleMs` in the middle of a write defeats this:
- * rename into place instead (docs/policy.md).
+ * A file is never half-read: new content is taken only once the file has
+ * been still for `settleMs` (policy-file-reader.ts); until then the last good
+ * content stays in force. A writer that pauses longer than that in the
+ * middle of a write defeats this: rename into place instead (docs/policy.md).
+ *
+ * What it publishes, and the first-load and duplicate rules, are the one
+ * model both stores share (policy-set-publisher.ts); this file is the
+ * directory side: scanning, watching, per-file last good content.
  */
-import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import * as nodeFs from 'node:fs';
 import { join } from 'node:path';
-import {
-  buildPolicySet,
-  DEFAULT_ROOT_NAMESPACE,
-  formatIssue,
-  parsePolicyFile,
-  policySetFingerprint,
-  POLICY_CODES,
-  type Logger,
-  type Policy,
-  type PolicyIssue,
-  type PolicySet,
-} from '@trellis/shared';
-import { mergePolicies } from './policy-merge';
-
-/** The file-system calls the store makes; tests may wrap them, production uses node:fs. */
-export interface PolicyFs {
-  readdir(dir: string): Promise<string[]>;
-  readFile(path: string): Promise<string>;
-  /** Modification time, used as "first seen" for undated policies. */
-  mtime(path: string): Promise<Date>;
-  /** Size, mtime and inode, to tell a file being written from a settled one; without it, content is taken as read. */
-  stat?(path: string): Promise<FileStamp>;
-  /** Calls `onEvent` on any change in `dir`; returns a closer. May throw (no watch support). */
-  watch(dir: string, onEvent: () => void, onError: (err: Error) => void): { close(): void };
-}
-
-/** What tells one version of a file from the next. */
-export interface FileStamp {
-  readonly size: number;
-  readonly mtimeMs: number;
-  readonly ino: number;
-}
+import { DEFAULT_ROOT_NAMESPACE, formatIssue, parsePolicyFile, POLICY_CODES, type Logger, type Policy, type PolicyIssue, type PolicySet } from '@trellis/shared';
+import { nodePolicyFs, readSettled, type PolicyFs } from './policy-file-reader';
+import { PolicySetPublisher } from './policy-set-publisher';
 
 /** Counters the store reports; wire them to prom-client in the control plane. */
 export interface PolicyStoreMetrics {
@@ -153,42 +114,22 @@ interface FileState {
 
 const POLICY_FILE = /\.(ya?ml|json)$/;
 
-/** Node's fs, behind PolicyFs. */
-export const nodePolicyFs: PolicyFs = {
-  readdir: (dir) => nodeFs.promises.readdir(dir),
-  readFile: (path) => nodeFs.promises.readFile(path, 'utf8'),
-  mtime: async (path) => (await nodeFs.promises.stat(path)).mtime,
-  stat: async (path) => {
-    const st = await nodeFs.promises.stat(path);
-    return { size: st.size, mtimeMs: st.mtimeMs, ino: st.ino };
-  },
-  watch(dir, onEvent, onError) {
-    const w = nodeFs.watch(dir, { persistent: false }, () => onEvent());
-    w.on('error', onError);
-    return { close: () => w.close() };
-  },
-};
-
 /** The policy directory, loaded and watched. Create, `await start()`, read `current()`, `close()` at shutdown. */
 export class PolicyStore extends EventEmitter<{ change: [PolicySet]; rejected: [string, readonly PolicyIssue[]] }> {
   private readonly fs: PolicyFs;
   private readonly root: string;
   private readonly files = new Map<string, FileState>();
-  private set: PolicySet = buildPolicySet([]);
-  private fingerprint = policySetFingerprint(this.set);
-  private versionHash = sha256(this.fingerprint);
+  private readonly published: PolicySetPublisher;
   private lastScanAt: Date | null = null;
   private dirError: string | null = null;
   private watcher: { close(): void } | null = null;
   private debounce: ReturnType<typeof setTimeout> | null = null;
   private interval: ReturnType<typeof setInterval> | null = null;
   private scanning: Promise<boolean> | null = null;
-  private duplicates: string[] = [];
   private rescanRequested = false;
   private closed = false;
   private started = false;
   private watchError: string | null = null;
-  private complete = false;
 
   constructor(
     private readonly opts: PolicyStoreOptions,
@@ -197,6 +138,16 @@ export class PolicyStore extends EventEmitter<{ change: [PolicySet]; rejected: [
     super();
     this.fs = deps.fs ?? nodePolicyFs;
     this.root = opts.rootNamespace ?? DEFAULT_ROOT_NAMESPACE;
+    this.published = new PolicySetPublisher(
+      deps,
+      {
+        updated: 'policies updated',
+        duplicate: 'policy defined in two files; the first file wins',
+        allValid: 'every policy file validated: policies are served',
+        servedAnyway: 'serving policies although some failed validation at first load (allowInvalidAtStart): a workload whose only ALLOW policy is in a rejected file is allowed everything',
+      },
+      { dir: opts.dir },
+    );
   }
 
   /** Loads the directory once, then starts watching. Resolves after the first load. */
@@ -230,7 +181,7 @@ export class PolicyStore extends EventEmitter<{ change: [PolicySet]; rejected: [
 
   /** The PolicySet in force (frozen; replaced whole on change). */
   current(): PolicySet {
-    return this.set;
+    return this.published.current();
   }
 
   /**
@@ -239,12 +190,12 @@ export class PolicyStore extends EventEmitter<{ change: [PolicySet]; rejected: [
    * keep their file's last good content. Until then nothing may be served.
    */
   servable(): boolean {
-    return this.complete;
+    return this.published.servable();
   }
 
   /** Content version of `current()`. */
   version(): string {
-    return this.versionHash;
+    return this.published.version();
   }
 
   /** Calls `listener` with each new PolicySet; returns an unsubscribe function. */
@@ -276,16 +227,17 @@ export class PolicyStore extends EventEmitter<{ change: [PolicySet]; rejected: [
   /** Everything an operator needs to see why a policy is or is not in force. */
   status(): PolicyStoreStatus {
     const files = [...this.files.entries()].sort(([a], [b]) => (a < b ? -1 : 1));
+    const set = this.published.current();
     return {
       dir: this.opts.dir,
       rootNamespace: this.root,
-      version: this.versionHash,
+      version: this.published.version(),
       lastScanAt: this.lastScanAt?.toISOString() ?? null,
       dirError: this.dirError,
       watching: this.watcher !== null,
-      servable: this.complete,
-      duplicates: [...this.duplicates],
-      counts: { peerAuthentications: this.set.peerAuthentications.length, authorizationPolicies: this.set.authorizationPolicies.length },
+      servable: this.published.servable(),
+      duplicates: this.published.duplicates(),
+      counts: { peerAuthentications: set.peerAuthentications.length, authorizationPolicies: set.authorizationPolicies.length },
       files: files.map(([file, s]) => ({
         file,
         state: s.rejected ? 'rejected' : 'ok',
@@ -347,7 +299,7 @@ export class PolicyStore extends EventEmitter<{ change: [PolicySet]; rejected: [
       this.dirError = msg;
       this.lastScanAt = this.deps.now();
       const nowServable = this.markComplete(this.opts.allowInvalidAtStart === true) && !firstScan;
-      if (nowServable) this.emit('change', this.set);
+      if (nowServable) this.emit('change', this.current());
       this.deps.metrics?.reloaded?.(nowServable);
       return nowServable;
     }
@@ -362,7 +314,7 @@ export class PolicyStore extends EventEmitter<{ change: [PolicySet]; rejected: [
     const nowServable = this.markComplete(allValid || this.opts.allowInvalidAtStart === true);
     let changed = this.publish();
     if (nowServable && !changed && !firstScan) {
-      this.emit('change', this.set);
+      this.emit('change', this.current());
       changed = true;
     }
     this.ensureWatch();
@@ -370,21 +322,10 @@ export class PolicyStore extends EventEmitter<{ change: [PolicySet]; rejected: [
     return changed;
   }
 
-  /** Records the first complete load; true when this call made the store servable. */
+  /** Records the first complete load (policy-set-publisher.ts); true when this call made the store servable. */
   private markComplete(ok: boolean): boolean {
-    if (this.complete || !ok) return false;
-    this.complete = true;
     const rejected = [...this.files.entries()].filter(([, f]) => f.rejected !== null).map(([n]) => n);
-    if (rejected.length > 0 || this.dirError) {
-      this.deps.logger.warn('serving policies although some failed validation at first load (allowInvalidAtStart): a workload whose only ALLOW policy is in a rejected file is allowed everything', {
-        dir: this.opts.dir,
-        rejected,
-        dirError: this.dirError,
-      });
-    } else {
-      this.deps.logger.info('every policy file validated: policies are served', { dir: this.opts.dir, files: this.files.size });
-    }
-    return true;
+    return this.published.markComplete(ok, { rejected, dirError: this.dirError }, { files: this.files.size });
   }
 
   private async scanFile(name: string): Promise<void> {
@@ -452,31 +393,9 @@ export class PolicyStore extends EventEmitter<{ change: [PolicySet]; rejected: [
     prev.rejected = null;
   }
 
-  /**
-   * The content of `path` once it is settled: unchanged (size, mtime, inode)
-   * across the read and last modified at least `settleMs` ago, waiting out
-   * the rest of that window when it was modified more recently. `first` (a
-   * read made without that check) is returned as is only when the file
-   * system cannot stat. Null when it kept changing for 20 windows.
-   */
-  private async settledText(path: string, first: string): Promise<string | null> {
-    const stat = this.fs.stat?.bind(this.fs);
-    if (!stat) return first;
-    const settle = this.opts.settleMs ?? 100;
-    const wall = this.deps.wallClockMs ?? Date.now;
-    for (let round = 0; round < 20; round++) {
-      const before = await stat(path);
-      const sleep = (): Promise<void> => new Promise((r) => this.timers().setTimeout(r, settle));
-      // Modified within the window (or stamped in the future, where age says nothing): it must stay still for one window.
-      if (wall() - before.mtimeMs < settle) {
-        await sleep();
-        const still = await stat(path);
-        if (!sameStamp(still, before)) continue;
-      }
-      const text = await this.fs.readFile(path);
-      if (sameStamp(await stat(path), before)) return text;
-    }
-    return null;
+  /** The content of `path` once it is settled (policy-file-reader.ts), or null when it kept changing. */
+  private settledText(path: string, first: string): Promise<string | null> {
+    return readSettled(this.fs, path, first, { settleMs: this.opts.settleMs ?? 100, wallClockMs: this.deps.wallClockMs ?? Date.now, setTimeout: this.timers().setTimeout });
   }
 
   private reject(name: string, state: FileState, errors: PolicyIssue[], path: string): void {
@@ -494,27 +413,8 @@ export class PolicyStore extends EventEmitter<{ change: [PolicySet]; rejected: [
   /** Builds the set from every file's good policies; a kind/namespace/name defined by two files is kept from the first file (sorted by name) only. */
   private publish(): boolean {
     const files = [...this.files.entries()].sort(([a], [b]) => (a < b ? -1 : 1));
-    const { policies: all, duplicates } = mergePolicies(files.flatMap(([name, state]) => state.good.map((policy) => ({ origin: name, policy }))));
-    if (duplicates.join('\n') !== this.duplicates.join('\n')) {
-      for (const d of duplicates) this.deps.logger.warn('policy defined in two files; the first file wins', { issue: d, code: POLICY_CODES.DUPLICATE });
-    }
-    this.duplicates = duplicates;
-    const set = buildPolicySet(all);
-    const fp = policySetFingerprint(set);
-    if (fp === this.fingerprint) return false;
-    this.set = set;
-    this.fingerprint = fp;
-    this.versionHash = sha256(fp);
-    this.deps.logger.info('policies updated', { dir: this.opts.dir, version: this.versionHash.slice(0, 12), peerAuthentications: set.peerAuthentications.length, authorizationPolicies: set.authorizationPolicies.length });
-    this.emit('change', set);
-    return true;
+    const changed = this.published.publish(files.flatMap(([name, state]) => state.good.map((policy) => ({ origin: name, policy }))));
+    if (changed) this.emit('change', this.current());
+    return changed;
   }
-}
-
-function sameStamp(a: FileStamp, b: FileStamp): boolean {
-  return a.size === b.size && a.mtimeMs === b.mtimeMs && a.ino === b.ino;
-}
-
-function sha256(s: string): string {
-  return createHash('sha256').update(s).digest('hex');
 }

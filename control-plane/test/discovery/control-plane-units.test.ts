@@ -53,6 +53,14 @@ describe('control-plane config', () => {
     expect(() => resolveConfig({}, { caDir: '/ca', policyDir: '/p', maxStreamsPerIdentity: 0 })).to.throw(/maxStreamsPerIdentity/);
   });
 
+  it('Should keep a lost stream\'s endpoints 30 s and hold endpoint lists at most 10 s after a start by default, 0s turning either off', () => {
+    expect(resolveConfig({}, { caDir: '/ca', policyDir: '/p' })).to.include({ endpointGraceMs: 30_000, endpointsSettleMs: 10_000 });
+    expect(resolveConfig({ endpointGrace: '2m' }, { caDir: '/ca', policyDir: '/p', endpointsSettle: '0s' })).to.include({ endpointGraceMs: 120_000, endpointsSettleMs: 0 });
+    expect(() => resolveConfig({}, { caDir: '/ca', policyDir: '/p', endpointGrace: '2h', endpointsSettle: 'soon' }))
+      .to.throw()
+      .that.satisfies((e: { details: { problems: string[] } }) => e.details.problems.some((p) => p.includes('/endpointGrace')) && e.details.problems.some((p) => p.includes('/endpointsSettle')));
+  });
+
   it('requires the CA and policy dirs and an SVID TTL within 1m..24h', () => {
     expect(() => resolveConfig({}, { svidTtl: '48h' }))
       .to.throw()

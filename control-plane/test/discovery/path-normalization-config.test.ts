@@ -47,8 +47,8 @@ describe('The mesh-wide path normalization on the control plane', () => {
     const builder = new ResourceBuilder();
     const base = builder.build(AUTHORIZATION_POLICIES_TYPE_URL, w, [], snap())!;
     const merge = builder.build(AUTHORIZATION_POLICIES_TYPE_URL, w, [], snap('MERGE_SLASHES'))!;
-    expect(decodeResource(AUTHORIZATION_POLICIES_TYPE_URL, base.wire[0]!.body)).to.deep.equal({ policies: [], pathNormalization: 'BASE' });
-    expect(decodeResource(AUTHORIZATION_POLICIES_TYPE_URL, merge.wire[0]!.body)).to.deep.equal({ policies: [], pathNormalization: 'MERGE_SLASHES' });
+    expect(decodeResource(AUTHORIZATION_POLICIES_TYPE_URL, base.wire[0]!.body)).to.deep.equal({ wireVersion: 1, policies: [], pathNormalization: 'BASE' });
+    expect(decodeResource(AUTHORIZATION_POLICIES_TYPE_URL, merge.wire[0]!.body)).to.deep.equal({ wireVersion: 1, policies: [], pathNormalization: 'MERGE_SLASHES' });
     expect(merge.version, 'a change of option is a new version, so it is pushed').to.not.equal(base.version);
   });
 });

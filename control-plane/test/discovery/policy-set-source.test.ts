@@ -42,7 +42,7 @@ const allow = (name: string, ns: string): string => `apiVersion: security.trelli
 const deny = (name: string, ns: string): string => `apiVersion: security.trellis.dev/v1\nkind: AuthorizationPolicy\nmetadata:\n  name: ${name}\n  namespace: ${ns}\nspec:\n  action: DENY\n  rules: [{}]\n`;
 const opts = { rootNamespace: 'trellis-system', defaultMode: 'STRICT' as const };
 const served = (src: ReturnType<typeof policySetSource>, ns: string): string[] =>
-  (src.current()!.authorizationPolicies({ namespace: ns, labels: {} }).policies as Array<{ metadata: { name: string }; spec: { action: string } }>).map((p) => `${p.metadata.name}:${p.spec.action}`).sort();
+  (src.current()!.authorizationPolicies({ namespace: ns, labels: {} }).policies as Array<{ name: string; action: string }>).map((p) => `${p.name}:${p.action}`).sort();
 
 describe('policySetSource (the policy dir and the API server, one readiness rule)', () => {
   it('Should serve nothing until every source is servable, then both together', () => {

@@ -19,13 +19,18 @@ export type {
   PolicyMetadata,
   PolicyWorkload,
 } from './policy-types';
-export { buildPolicySet, isPolicySet, labelsMatch, policySetFingerprint, byAge } from './policy-set';
+export { buildPolicySet, isPolicySet, labelsMatch, policySetFingerprint, byAge, creationOrder } from './policy-set';
 export type { PolicySet, PolicyRef } from './policy-set';
 export { effectivePeerAuthentication, resolvePeerAuthentication, peerAuthenticationLevels, modeForPort } from './peer-authentication';
 export type { EffectivePeerAuthentication, PeerAuthenticationOptions, PeerAuthenticationScope, ResolvedPeerAuthentication } from './peer-authentication';
-export { authorize, selectAuthorizationPolicies } from './authorize';
+export { authorize, authorizeCompiled, compileAuthorizationPolicies, selectAuthorizationPolicies } from './authorize';
 export type { AuthorizeOptions, AuthzDecision, AuthzMatch, AuthzReasonCode, AuthzRequest } from './authorize';
 export { policiesFromJSON, policiesToJSON, policyToManifest } from './policy-wire';
+export { AUTHZ_WIRE_VERSION, encodeAuthorizationPolicies, stringMatch } from './authz-wire';
+export type { AuthzWirePolicy, HostMatchWire, OperationWire, RuleWire, ServiceAccountWire, SourceWire, StringMatchWire } from './authz-wire';
+export { decodeAuthorizationPolicies } from './authz-wire-decoder';
+export { CompiledAuthorizationPolicy, compileStringMatch, matchesString, matchesAnyString } from './compiled-policy';
+export type { CompiledIpBlock, CompiledOperation, CompiledRule, CompiledSource, HostMatcher, PrincipalMatcher, StringMatcher, StringMatchKind } from './compiled-policy';
 export type { PolicyManifest } from './policy-wire';
 export { matchString } from './string-match';
 export { ipInBlock, parseIp, parseIpBlock } from './ip-block';

@@ -33,8 +33,14 @@ export const POLICY_CODES = Object.freeze({
   DUPLICATE: 'TRELLIS_POLICY_DUPLICATE',
   /** A file could not be read. */
   FILE: 'TRELLIS_POLICY_FILE',
-  /** Serialised policies received over the wire are malformed. */
+  /** Policy manifests given as JSON (`policiesFromJSON`, tests and tools) are malformed. */
   WIRE: 'TRELLIS_POLICY_WIRE',
+  /** Compiled AuthorizationPolicies from the control plane carry no or an unsupported `wireVersion` (the sidecar NACKs and keeps its set). */
+  WIRE_VERSION: 'TRELLIS_POLICY_WIRE_VERSION',
+  /** A field of the compiled AuthorizationPolicies is missing, unknown, of the wrong type or out of range (the sidecar NACKs and keeps its set). */
+  WIRE_FIELD: 'TRELLIS_POLICY_WIRE_FIELD',
+  /** Compiled AuthorizationPolicies are not in creation order, or name one policy twice (the sidecar NACKs and keeps its set). */
+  WIRE_ORDER: 'TRELLIS_POLICY_WIRE_ORDER',
   /** Warning: a selector policy in the root namespace (PeerAuthentication) is ignored. */
   IGNORED_SELECTOR: 'TRELLIS_POLICY_IGNORED_SELECTOR',
   /** Warning: a selector with no labels selects every workload of the namespace. */

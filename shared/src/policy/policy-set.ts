@@ -33,11 +33,16 @@ export function isPolicySet(value: unknown): value is PolicySet {
  * namespace then name so the order never depends on file-read order.
  */
 export function byAge(a: Policy, b: Policy): number {
-  const ta = Date.parse(a.metadata.creationTimestamp);
-  const tb = Date.parse(b.metadata.creationTimestamp);
+  return creationOrder(a.metadata, b.metadata);
+}
+
+/** The order of {@link byAge} on the three fields it reads; the compiled wire form is checked against it. */
+export function creationOrder(a: { readonly creationTimestamp: string; readonly namespace: string; readonly name: string }, b: { readonly creationTimestamp: string; readonly namespace: string; readonly name: string }): number {
+  const ta = Date.parse(a.creationTimestamp);
+  const tb = Date.parse(b.creationTimestamp);
   if (ta !== tb) return ta - tb;
-  if (a.metadata.namespace !== b.metadata.namespace) return a.metadata.namespace < b.metadata.namespace ? -1 : 1;
-  return a.metadata.name < b.metadata.name ? -1 : a.metadata.name > b.metadata.name ? 1 : 0;
+  if (a.namespace !== b.namespace) return a.namespace < b.namespace ? -1 : 1;
+  return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
 }
 
 /** The reference used in decisions. */

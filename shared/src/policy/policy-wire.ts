@@ -1,9 +1,10 @@
 /**
- * The wire form of policies: the control plane sends a sidecar the policies
- * that apply to it, and the sidecar must be able to trust nothing it was not
- * able to validate. The wire form is the manifest form (JSON), so the sidecar
- * re-runs the same validation as `trellis validate`; the creation timestamp
- * travels with it, so conflict order survives the trip.
+ * Policies as JSON manifests: a normalised policy back to its Istio-shaped
+ * manifest, and JSON manifests through the full validation of `trellis
+ * validate` (YAML, JSON Schema, semantics), with the creation timestamp kept
+ * so conflict order survives the trip. For tools and tests: the control
+ * plane does NOT send this form to sidecars (it sends the compiled form of
+ * authz-wire.ts, which a sidecar decodes without yaml or ajv).
  */
 import { parsePolicyFile } from './parse-policy-file';
 import { formatIssue, POLICY_CODES, PolicyError } from './policy-error';
@@ -49,9 +50,9 @@ export function policiesToJSON(policies: readonly Policy[]): PolicyManifest[] {
 }
 
 /**
- * JSON from the wire → validated, frozen policies. Throws PolicyError
- * TRELLIS_POLICY_WIRE listing every problem when anything is invalid: a
- * sidecar keeps its previous policies rather than run on half a set.
+ * JSON manifests → validated, frozen policies (loads yaml and ajv). Throws
+ * PolicyError TRELLIS_POLICY_WIRE listing every problem when anything is
+ * invalid, or a policy has no creationTimestamp: all or nothing.
  */
 export function policiesFromJSON(data: unknown, origin = '<wire>'): Policy[] {
   if (!Array.isArray(data)) throw new PolicyError(POLICY_CODES.WIRE, `${origin}: policies must be a JSON array`);

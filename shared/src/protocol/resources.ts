@@ -75,12 +75,16 @@ export interface PeerAuthenticationResource {
 }
 
 /**
- * The AuthorizationPolicies selecting one workload, as JSON the policy engine
- * evaluates, and the mesh-wide path normalization applied before them
+ * The AuthorizationPolicies selecting one workload, in their compiled wire
+ * form (policy/authz-wire.ts, oldest first; the sidecar's decoder checks
+ * every field), and the mesh-wide path normalization applied before them
  * (Istio's meshConfig.pathNormalization; absent: BASE, so a control plane
  * that predates the field never leaves a sidecar on NONE).
  */
 export interface AuthorizationPoliciesResource {
+  /** The version of the compiled form (AUTHZ_WIRE_VERSION); may be absent only with an empty list. */
+  wireVersion?: number;
+  /** Compiled policies (AuthzWirePolicy); typed loosely because the decoder, not the type, vouches for them. */
   policies: unknown[];
   pathNormalization?: PathNormalization;
 }

@@ -84,7 +84,7 @@ export interface ConfigSources {
   /** Parsed flags (node:util parseArgs values). */
   flags: Record<string, string | boolean | Array<string | boolean> | undefined>;
   env: NodeJS.ProcessEnv;
-  /** The YAML config file, when --config / TRELLIS_CONFIG was given. */
+  /** The config file (YAML, or JSON when its name ends in `.json`), when --config / TRELLIS_CONFIG was given. */
   file?: { path: string; text: string };
   /**
    * Reads the token file (trimmed), or undefined when it cannot be read. A
@@ -103,15 +103,16 @@ export function parseSidecarConfig(src: ConfigSources): SidecarConfig {
   let fileValues: Record<string, unknown> = {};
   if (src.file) {
     try {
-      // Required only when a config file is given: it costs an idle sidecar memory otherwise.
+      // A `.json` file is read with JSON.parse; yaml is required only for a YAML file, since
+      // it costs an idle sidecar several MB of resident memory for the rest of its life.
       // eslint-disable-next-line @typescript-eslint/no-require-imports
-      const doc = (require('yaml') as typeof import('yaml')).parse(src.file.text) as unknown;
-      if (doc !== null && doc !== undefined && (typeof doc !== 'object' || Array.isArray(doc))) problems.push(`${src.file.path}: the config file must be a YAML mapping`);
+      const doc = (/\.json$/i.test(src.file.path) ? JSON.parse(src.file.text) : (require('yaml') as typeof import('yaml')).parse(src.file.text)) as unknown;
+      if (doc !== null && doc !== undefined && (typeof doc !== 'object' || Array.isArray(doc))) problems.push(`${src.file.path}: the config file must be a mapping`);
       else fileValues = (doc ?? {}) as Record<string, unknown>;
       const known = new Set<string>(SETTINGS.map((s) => s.key));
       for (const k of Object.keys(fileValues)) if (!known.has(k)) problems.push(`${src.file.path}: unknown field "${k}" (known: ${[...known].join(', ')})`);
     } catch (err) {
-      problems.push(`${src.file.path}: not valid YAML: ${(err as Error).message.split('\n')[0]}`);
+      problems.push(`${src.file.path}: not valid ${/\.json$/i.test(src.file.path) ? 'JSON' : 'YAML'}: ${(err as Error).message.split('\n')[0]}`);
     }
   }
   const where = new Map<string, string>();

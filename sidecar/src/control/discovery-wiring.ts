@@ -43,7 +43,7 @@ export function wireDiscovery(client: DiscoverySource, state: SidecarState, deps
   });
   client.on(AUTHORIZATION_POLICIES_TYPE_URL, (resources, version) => {
     const body = single(resources, 'authorization policies');
-    const policies = policiesFromWire(body.policies);
+    const policies = policiesFromWire(body);
     // A control plane that predates the field sends none: BASE, never NONE by accident.
     const pathNormalization = body.pathNormalization ?? DEFAULT_PATH_NORMALIZATION;
     state.update({ authz: { policies, pathNormalization } });

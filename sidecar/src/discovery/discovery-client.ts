@@ -5,39 +5,46 @@
  * server by its exact SPIFFE ID against the current trust bundle (never by
  * hostname). First contact authenticates with a bearer token (re-read through
  * `getToken()` at every connect); once the sidecar holds an unexpired SVID,
- * connections authenticate with it over mTLS instead. A join token attests
- * one issuance, so a CSR while the open stream was token-authenticated moves
- * to a new stream authenticated with the SVID first. On any failure it
- * reconnects with jittered exponential backoff (cap 30 s) across all
- * addresses and re-subscribes, telling the server the versions it holds so an
- * unchanged config is not re-sent.
+ * connections authenticate with it over mTLS instead. On any failure it
+ * reconnects with jittered exponential backoff (cap 30 s, 5 s while it holds
+ * no valid SVID and so serves nothing) across all addresses and
+ * re-subscribes, telling the server the versions it holds so an unchanged
+ * config is not re-sent.
+ *
+ * A stream is only as good as the credential that opened it: a join token
+ * attests one issuance, and a stream opened with an SVID cannot renew once
+ * that SVID expired. So each new SVID (`credentialsChanged()`) moves the
+ * client to a stream authenticated with it, make-before-break: the new
+ * stream opens, and only once the control plane accepted it does the old
+ * one say goodbye (half-close), so the sidecar stays connected and its
+ * endpoints stay published throughout. `stop()` says goodbye the same way,
+ * which tells the control plane to withdraw our endpoints at once; a
+ * stream that is merely lost keeps them for the control plane's grace period.
+ *
+ * When a join token is refused as spent or expired and no SVID is left to
+ * open a stream with, nothing this process holds can ever authenticate
+ * again: `onCredentialsExhausted` listeners are told (the runner exits so
+ * its supervisor restarts it with a fresh token). A Kubernetes token is
+ * rotated in place by kubelet, so its refusals are retried.
  *
  * Resources are handed to the handler registered for their type; a handler
  * that returns accepts them (ACK), one that throws rejects them (NACK with the
  * previously accepted version and the error). The private key is only ever
  * used here as the TLS client key, via `getCredentials()`.
  */
-import { X509Certificate } from 'node:crypto';
 import {
   decodeDiscoveryResponse,
-  decodeResource,
   DISCOVERY_SERVICE,
   encodeDiscoveryRequest,
+  isJoinToken,
+  SVID_TYPE_URL,
   type DiscoveryRequestInit,
   type DiscoveryResponseMessage,
-  isKnownTypeUrl,
-  SVID_TYPE_URL,
-  TRUST_BUNDLE_TYPE_URL,
-  typeShortName,
-  TrellisError,
-  isSpiffeId,
-  parseSpiffeId,
   DEFAULT_KEY_EXCHANGE,
   groupName,
   groupsList,
   type KeyExchangePolicy,
   type Logger,
-  type ResourceBodies,
   type SvidResource,
   type TypeUrl,
 } from '@trellis/shared';
@@ -45,24 +52,12 @@ import { backoffDelayMs, DEFAULT_BACKOFF, type BackoffOptions } from './backoff'
 import { DiscoveryError, DiscoveryErrorCode } from './discovery-error';
 import { GrpcBidiCall } from './grpc-bidi-call';
 import { GrpcStatus, grpcStatusName, type CallStatus } from './grpc-status';
+import { identityMismatch } from './identity-mismatch';
+import { ResourceSync, type ClientTypeState, type DiscoveryNode, type ResourceHandler } from './resource-sync';
+import { credentialsExhausted, reconnectBackoff, shouldMoveStream, streamCredentials, type ClientCredentials, type StreamAuth } from './stream-credentials';
 
-/** What the sidecar says about itself (identity is proven separately). */
-export interface DiscoveryNode {
-  spiffeId: string;
-  namespace: string;
-  labels: Record<string, string>;
-  service: string;
-  inboundPorts: number[];
-  /** Address callers should use; empty = the address the control plane sees. */
-  address?: string;
-}
-
-/** The sidecar's current SVID, for mTLS renewals. */
-export interface ClientCredentials {
-  keyPem: string;
-  chainPem: string;
-  notAfter: Date;
-}
+export type { DiscoveryNode, ReceivedResource, ResourceHandler, ClientTypeState } from './resource-sync';
+export type { ClientCredentials } from './stream-credentials';
 
 /** Options of a DiscoveryClient. */
 export interface DiscoveryClientOptions {
@@ -87,30 +82,18 @@ export interface DiscoveryClientOptions {
   getKeyExchange?(): KeyExchangePolicy;
 }
 
+/** Why no credential is left: the control plane's refusal of our join token. */
+export interface CredentialsExhaustedInfo {
+  serverCode: string;
+  message: string;
+}
+
 /** How a stream ended. */
 export interface StreamEndInfo {
   grpcCode: number;
   serverCode: string | null;
   message: string;
   retryAfterMs: number;
-}
-
-/** A resource handed to a handler. */
-export interface ReceivedResource<T extends TypeUrl> {
-  name: string;
-  body: ResourceBodies[T];
-}
-
-/** Accepts (returns) or rejects (throws) a new version of one type. */
-export type ResourceHandler<T extends TypeUrl> = (resources: ReadonlyArray<ReceivedResource<T>>, version: string) => void | Promise<void>;
-
-/** The client's per-type view, for the sidecar's admin page and metrics. */
-export interface ClientTypeState {
-  state: 'NOT_RECEIVED' | 'ACKED' | 'NACKED';
-  acceptedVersion: string | null;
-  lastError: string | null;
-  /** ISO-8601 time of the last accepted update. */
-  updatedAt: string | null;
 }
 
 interface PendingCsr {
@@ -134,17 +117,21 @@ const STREAM_PATH = `/${DISCOVERY_SERVICE}/StreamResources`;
 const REPORTS_HEADER = 'trellis-reports';
 /** The longest `trellis-retry-after-ms` hint honoured (5 min). */
 const MAX_RETRY_HINT_MS = 300_000;
+/** How long a goodbye waits for the control plane to finish its half of the stream. */
+const GOODBYE_TIMEOUT_MS = 1_000;
 
 /** One long-lived, self-healing discovery stream. */
 export class DiscoveryClient {
-  private readonly handlers = new Map<TypeUrl, ResourceHandler<TypeUrl>>();
-  private readonly accepted = new Map<TypeUrl, string>();
-  private readonly states = new Map<TypeUrl, ClientTypeState>();
+  private readonly sync: ResourceSync;
   private rootsPem: string;
   private pendingCsr: PendingCsr | null = null;
   private call: Call | null = null;
   /** How the open call authenticated. */
-  private callAuth: 'token' | 'svid' | null = null;
+  private callAuth: StreamAuth | null = null;
+  /** A stream opened with a newer SVID to take over from `call` once the control plane accepts it. */
+  private successor: { call: Call; address: string; notAfterMs: number } | null = null;
+  private rollTimer: NodeJS.Timeout | null = null;
+  private rollAttempt = 0;
   private addressIndex = 0;
   private attempt = 0;
   private retryHintMs = 0;
@@ -157,6 +144,8 @@ export class DiscoveryClient {
   private lastStreamError: { grpcCode: number; serverCode: string | null; message: string } | null = null;
   /** True when the open stream's response headers said the control plane takes sidecar reports (`trellis-reports: 1`). */
   private reportsAccepted = false;
+  /** The last report sent on the open stream: the stream that takes over from it carries it too. */
+  private lastReport: Buffer | null = null;
   /** What the control plane presented when it was not the expected SPIFFE ID (set by the TLS check). */
   private serverMismatch: string | null = null;
   /** The identity mismatch last reported at error level; repeats go to debug until a stream works again. */
@@ -166,11 +155,13 @@ export class DiscoveryClient {
   private readonly backoff: BackoffOptions;
   private readonly connectListeners = new Set<(connected: boolean) => void>();
   private readonly endListeners = new Set<(e: StreamEndInfo) => void>();
+  private readonly exhaustedListeners = new Set<(e: CredentialsExhaustedInfo) => void>();
 
   constructor(private readonly opts: DiscoveryClientOptions) {
     if (opts.addresses.length === 0) throw new DiscoveryError(DiscoveryErrorCode.BAD_OPTIONS, 'addresses: at least one control-plane address is required');
     if (!opts.bootstrapBundlePem.includes('BEGIN CERTIFICATE')) throw new DiscoveryError(DiscoveryErrorCode.BAD_OPTIONS, 'bootstrapBundlePem: no PEM certificate');
     this.rootsPem = opts.bootstrapBundlePem;
+    this.sync = new ResourceSync({ node: opts.node, endpointNames: opts.endpointNames, logger: opts.logger, now: () => this.now() });
     this.now = opts.clock ?? Date.now;
     this.random = opts.random ?? Math.random;
     this.backoff = opts.backoff ?? DEFAULT_BACKOFF;
@@ -179,8 +170,7 @@ export class DiscoveryClient {
   /** Registers the handler for one type (and subscribes to it); call before start(). */
   on<T extends TypeUrl>(typeUrl: T, handler: ResourceHandler<T>): this {
     if (typeUrl === SVID_TYPE_URL) throw new DiscoveryError(DiscoveryErrorCode.BAD_OPTIONS, 'SVIDs are obtained with requestSvid(), not a handler');
-    this.handlers.set(typeUrl, handler as unknown as ResourceHandler<TypeUrl>);
-    this.states.set(typeUrl, { state: 'NOT_RECEIVED', acceptedVersion: null, lastError: null, updatedAt: null });
+    this.sync.on(typeUrl, handler as unknown as ResourceHandler<TypeUrl>);
     return this;
   }
 
@@ -196,6 +186,27 @@ export class DiscoveryClient {
     return () => this.endListeners.delete(listener);
   }
 
+  /**
+   * Called when the control plane refused our join token as spent or expired
+   * and we hold no SVID that could open a stream instead: no credential is
+   * left. The client keeps retrying (the token file may be replaced); the
+   * listener decides whether to give up.
+   */
+  onCredentialsExhausted(listener: (e: CredentialsExhaustedInfo) => void): () => void {
+    this.exhaustedListeners.add(listener);
+    return () => this.exhaustedListeners.delete(listener);
+  }
+
+  /**
+   * Tells the client a new SVID was installed: the open stream moves to one
+   * authenticated with it (make-before-break), so the stream never outlives
+   * the credential that opened it.
+   */
+  credentialsChanged(): void {
+    this.rollAttempt = 0;
+    this.roll();
+  }
+
   /** Opens the stream (and keeps it open until stop()). */
   start(): void {
     if (!this.stopped) return;
@@ -203,16 +214,21 @@ export class DiscoveryClient {
     this.connect();
   }
 
-  /** Closes the stream and rejects a pending SVID request. */
-  stop(): void {
+  /**
+   * Closes the stream with a goodbye (half-close), so the control plane
+   * withdraws our endpoints at once, and rejects a pending SVID request.
+   * Resolves when the goodbye was answered (at most 1 s).
+   */
+  stop(): Promise<void> {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
-    this.teardown();
+    const bye = this.teardown(true);
     if (this.pendingCsr) {
       this.pendingCsr.reject(new DiscoveryError(DiscoveryErrorCode.STOPPED, 'discovery client stopped'));
       this.pendingCsr = null;
     }
+    return bye;
   }
 
   /**
@@ -226,31 +242,25 @@ export class DiscoveryClient {
     return new Promise<SvidResource>((resolve, reject) => {
       this.pendingCsr = { csr: csrDer, resolve, reject };
       if (!this.call) return;
-      if (this.callAuth === 'token' && this.usableCredentials() !== null) {
+      if (this.callAuth?.kind === 'token' && this.usableCredentials() !== null) {
         // The control plane refuses a second CSR on a join-token stream (TRELLIS_CP_TOKEN_STREAM_SPENT):
-        // renew on a new stream proven by the SVID; connect() sends the pending CSR there.
+        // renew on a new stream proven by the SVID; it sends the pending CSR when it takes over.
         this.opts.logger.info('renewing over mTLS: moving off the token-authenticated stream', {});
-        this.teardown();
-        if (this.timer) clearTimeout(this.timer);
-        this.timer = null;
-        this.connect();
+        this.roll();
         return;
       }
-      this.write({ type_url: SVID_TYPE_URL, version_info: this.accepted.get(SVID_TYPE_URL) ?? '', response_nonce: '', csr: csrDer });
+      this.write(this.call, this.sync.svidRequest(csrDer));
     });
   }
 
   /** The SVID to authenticate a new stream with, when it has more than 5 s left. */
   private usableCredentials(): ClientCredentials | null {
-    const creds = this.opts.getCredentials?.() ?? null;
-    return creds !== null && creds.notAfter.getTime() > this.now() + 5_000 ? creds : null;
+    return streamCredentials(this.opts.getCredentials?.() ?? null, this.now());
   }
 
   /** Per-type sync state, keyed by short type name. */
   syncState(): Record<string, ClientTypeState> {
-    const out: Record<string, ClientTypeState> = {};
-    for (const [t, s] of this.states) out[typeShortName(t)] = { ...s };
-    return out;
+    return this.sync.syncState();
   }
 
   /** Whether a stream is open, to which address, and the last failure. */
@@ -266,7 +276,8 @@ export class DiscoveryClient {
    */
   sendReport(body: Buffer): boolean {
     if (!this.call || this.connectedAddress === null || !this.reportsAccepted) return false;
-    this.write({ report: body });
+    this.write(this.call, { report: body });
+    this.lastReport = body;
     return true;
   }
 
@@ -277,100 +288,156 @@ export class DiscoveryClient {
 
   private connect(): void {
     if (this.stopped) return;
-    const address = this.opts.addresses[this.addressIndex % this.opts.addresses.length]!;
-    this.addressIndex++;
+    const address = this.nextAddress();
     const creds = this.usableCredentials();
-    const useMtls = creds !== null;
-    const start = async (): Promise<void> => {
-      const metadata: Record<string, string> = {};
-      if (!useMtls) metadata['authorization'] = `Bearer ${await this.opts.getToken()}`;
-      if (this.stopped) return;
-      const expected = this.opts.controlPlaneSpiffeId;
-      let first = true;
-      const call: Call = new GrpcBidiCall(
-        {
-          address,
-          path: STREAM_PATH,
-          tls: {
-            caPem: this.rootsPem,
-            ...(useMtls ? { keyPem: creds!.keyPem, certPem: creds!.chainPem } : {}),
-            servername: CONTROL_PLANE_SERVERNAME,
-            ecdhCurve: groupsList(this.opts.getKeyExchange?.() ?? DEFAULT_KEY_EXCHANGE),
-            // Replaces hostname checks: the control plane is known by its SPIFFE ID alone.
-            checkServerIdentity: (_host, cert) => {
-              const uris = (cert.subjectaltname ?? '').split(/,\s*/).filter((s) => s.startsWith('URI:')).map((s) => s.slice(4));
-              if (uris.length === 1 && uris[0] === expected) return undefined;
-              this.serverMismatch = uris.join(',') || 'no SPIFFE ID';
-              return new DiscoveryError(DiscoveryErrorCode.SERVER_IDENTITY, `control plane presented ${uris.join(',') || 'no SPIFFE ID'}, expected ${expected}`);
-            },
-          },
-          metadata,
-          maxReceiveMessageBytes: MAX_RECEIVE_MESSAGE_BYTES,
-          keepaliveMs: KEEPALIVE_MS,
-          keepaliveTimeoutMs: KEEPALIVE_TIMEOUT_MS,
-          connectTimeoutMs: CONNECT_TIMEOUT_MS,
-        },
-        {
-          onMetadata: (headers) => {
-            if (this.call !== call) return;
-            this.reportsAccepted = headers[REPORTS_HEADER] === '1';
-            this.connectedAddress = address;
-            this.connectedGroup = groupName(call.group);
-            for (const l of this.connectListeners) l(true);
-          },
-          onMessage: (buf) => {
-            if (this.call !== call) return;
-            let res: WireResponse;
-            try {
-              res = decodeDiscoveryResponse(buf);
-            } catch (err) {
-              // A message we cannot parse: end this stream as grpc-js did (INTERNAL) and reconnect.
-              call.cancel();
-              this.onStreamEnd(call, { code: GrpcStatus.INTERNAL, details: `failed to parse a DiscoveryResponse: ${(err as Error).message}`, metadata: {} });
-              return;
-            }
-            this.attempt = 0;
-            this.retryHintMs = 0;
-            this.reportedMismatch = null;
-            this.chain = this.chain.then(() => this.onResponse(call, res)).catch((err) => this.opts.logger.error('discovery response handling failed', { error: err }));
-          },
-          onStatus: (status) => this.onStreamEnd(call, status),
-        },
-      );
-      this.call = call;
-      this.callAuth = useMtls ? 'svid' : 'token';
-      // Subscribe: node in the first request, the version we hold for each type.
-      for (const t of this.handlers.keys()) {
-        const req: DiscoveryRequestInit = {
-          type_url: t,
-          version_info: this.accepted.get(t) ?? '',
-          response_nonce: '',
-          resource_names: t === 'type.trellis.dev/trellis.v1.Endpoints' ? this.opts.endpointNames ?? [] : [],
-        };
-        if (first) req.node = this.wireNode();
-        first = false;
-        this.write(req);
-      }
-      const svidReq: DiscoveryRequestInit = { type_url: SVID_TYPE_URL, version_info: this.accepted.get(SVID_TYPE_URL) ?? '', response_nonce: '' };
-      if (first) svidReq.node = this.wireNode();
-      if (this.pendingCsr) svidReq.csr = this.pendingCsr.csr;
-      this.write(svidReq);
-      this.opts.logger.info('discovery stream opened', { address, auth: useMtls ? 'svid' : 'token' });
-    };
-    start().catch((err) => {
+    this.openCall(address, creds, false).catch((err) => {
       this.opts.logger.warn('discovery connect failed', { address, error: err });
       this.scheduleReconnect();
     });
   }
 
-  private wireNode(): NonNullable<DiscoveryRequestInit['node']> {
-    const n = this.opts.node;
-    return { spiffe_id: n.spiffeId, namespace: n.namespace, labels: n.labels, service: n.service, inbound_ports: n.inboundPorts, address: n.address ?? '' };
+  private nextAddress(): string {
+    const address = this.opts.addresses[this.addressIndex % this.opts.addresses.length]!;
+    this.addressIndex++;
+    return address;
   }
 
-  private write(req: DiscoveryRequestInit): void {
+  /**
+   * Moves to a stream authenticated with the newest SVID when the open one
+   * was opened with a token or an older SVID: the new stream is opened
+   * beside the old, which says goodbye once the new one is accepted.
+   */
+  private roll(): void {
+    if (this.stopped || !this.call || !this.callAuth || this.successor || this.rollTimer) return;
+    const creds = this.usableCredentials();
+    if (!creds || !shouldMoveStream(this.callAuth, creds)) return;
+    const address = this.connectedAddress ?? this.nextAddress();
+    this.openCall(address, creds, true).catch((err) => {
+      this.opts.logger.warn('discovery stream with the new certificate failed to open; keeping the current one', { address, error: err });
+      this.retryRoll();
+    });
+  }
+
+  /** Tries the roll again after a backoff (the current stream carries on meanwhile). */
+  private retryRoll(): void {
+    if (this.stopped || this.rollTimer) return;
+    const delay = backoffDelayMs(this.rollAttempt++, this.backoff, this.random());
+    this.rollTimer = setTimeout(() => {
+      this.rollTimer = null;
+      this.roll();
+    }, delay);
+    this.rollTimer.unref();
+  }
+
+  /**
+   * Opens a stream to `address`, authenticated by `creds` (mTLS) or else the
+   * token. A successor stream (make-before-break) becomes the open one only
+   * when the control plane accepts it; until then the open stream carries on.
+   */
+  private async openCall(address: string, creds: ClientCredentials | null, successor: boolean): Promise<void> {
+    const useMtls = creds !== null;
+    const metadata: Record<string, string> = {};
+    let joinToken = false;
+    if (!useMtls) {
+      const token = await this.opts.getToken();
+      joinToken = isJoinToken(token);
+      metadata['authorization'] = `Bearer ${token}`;
+    }
+    if (this.stopped) return;
+    const expected = this.opts.controlPlaneSpiffeId;
+    const call: Call = new GrpcBidiCall(
+      {
+        address,
+        path: STREAM_PATH,
+        tls: {
+          caPem: this.rootsPem,
+          ...(useMtls ? { keyPem: creds.keyPem, certPem: creds.chainPem } : {}),
+          servername: CONTROL_PLANE_SERVERNAME,
+          ecdhCurve: groupsList(this.opts.getKeyExchange?.() ?? DEFAULT_KEY_EXCHANGE),
+          // Replaces hostname checks: the control plane is known by its SPIFFE ID alone.
+          checkServerIdentity: (_host, cert) => {
+            const uris = (cert.subjectaltname ?? '').split(/,\s*/).filter((s) => s.startsWith('URI:')).map((s) => s.slice(4));
+            if (uris.length === 1 && uris[0] === expected) return undefined;
+            this.serverMismatch = uris.join(',') || 'no SPIFFE ID';
+            return new DiscoveryError(DiscoveryErrorCode.SERVER_IDENTITY, `control plane presented ${uris.join(',') || 'no SPIFFE ID'}, expected ${expected}`);
+          },
+        },
+        metadata,
+        maxReceiveMessageBytes: MAX_RECEIVE_MESSAGE_BYTES,
+        keepaliveMs: KEEPALIVE_MS,
+        keepaliveTimeoutMs: KEEPALIVE_TIMEOUT_MS,
+        connectTimeoutMs: CONNECT_TIMEOUT_MS,
+      },
+      {
+        onMetadata: (headers) => {
+          if (this.successor?.call === call) return this.takeOver(this.successor, headers[REPORTS_HEADER] === '1');
+          if (this.call !== call) return;
+          this.reportsAccepted = headers[REPORTS_HEADER] === '1';
+          this.connectedAddress = address;
+          this.connectedGroup = groupName(call.group);
+          for (const l of this.connectListeners) l(true);
+        },
+        onMessage: (buf) => {
+          if (this.call !== call) return;
+          let res: WireResponse;
+          try {
+            res = decodeDiscoveryResponse(buf);
+          } catch (err) {
+            // A message we cannot parse: end this stream as grpc-js did (INTERNAL) and reconnect.
+            call.cancel();
+            this.onStreamEnd(call, { code: GrpcStatus.INTERNAL, details: `failed to parse a DiscoveryResponse: ${(err as Error).message}`, metadata: {} });
+            return;
+          }
+          this.attempt = 0;
+          this.retryHintMs = 0;
+          this.reportedMismatch = null;
+          this.chain = this.chain.then(() => this.onResponse(call, res)).catch((err) => this.opts.logger.error('discovery response handling failed', { error: err }));
+        },
+        onStatus: (status) => this.onStreamEnd(call, status),
+      },
+    );
+    if (successor) {
+      this.successor = { call, address, notAfterMs: creds!.notAfter.getTime() };
+    } else {
+      this.call = call;
+      this.callAuth = useMtls ? { kind: 'svid', notAfterMs: creds.notAfter.getTime() } : { kind: 'token', joinToken };
+    }
+    // Subscribe with the versions we hold. A successor gets the pending CSR when it takes over (takeOver), not twice while both are open.
+    for (const req of this.sync.subscriptions(this.pendingCsr && !successor ? this.pendingCsr.csr : undefined)) this.write(call, req);
+    this.opts.logger.info(successor ? 'discovery stream opening with the new certificate' : 'discovery stream opened', { address, auth: useMtls ? 'svid' : 'token' });
+  }
+
+  /**
+   * The successor was accepted: it becomes the open stream and the old one
+   * says goodbye, so the control plane never sees this sidecar gone. A CSR
+   * still pending on the old stream is sent again here (its answer there
+   * would never be read), and so is the last report (the control plane
+   * keeps one per stream; the report loop sends only changes).
+   */
+  private takeOver(next: { call: Call; address: string; notAfterMs: number }, takesReports: boolean): void {
+    const old = this.call;
+    const wasConnected = this.connectedAddress !== null;
+    this.successor = null;
+    this.call = next.call;
+    this.callAuth = { kind: 'svid', notAfterMs: next.notAfterMs };
+    this.connectedAddress = next.address;
+    this.connectedGroup = groupName(next.call.group);
+    this.reportsAccepted = takesReports;
+    this.rollAttempt = 0;
+    void old?.close(GOODBYE_TIMEOUT_MS);
+    if (!wasConnected) for (const l of this.connectListeners) l(true);
+    if (this.pendingCsr) this.write(next.call, this.sync.svidRequest(this.pendingCsr.csr));
+    if (this.lastReport && takesReports) this.write(next.call, { report: this.lastReport });
+    else this.lastReport = null;
+    this.opts.logger.info('discovery stream renewed with the new certificate', { address: next.address, notAfter: new Date(next.notAfterMs).toISOString() });
+    // A certificate newer still may have arrived meanwhile.
+    this.roll();
+  }
+
+  /** Writes on `call`: the stream a reply belongs to, never whichever stream is open by the time it is sent. */
+  private write(call: Call | null, req: DiscoveryRequestInit): void {
     try {
-      this.call?.write(encodeDiscoveryRequest(req));
+      call?.write(encodeDiscoveryRequest(req));
     } catch (err) {
       this.opts.logger.warn('discovery write failed', { error: err });
     }
@@ -378,73 +445,29 @@ export class DiscoveryClient {
 
   private async onResponse(call: Call, res: WireResponse): Promise<void> {
     if (this.call !== call) return;
-    const t = res.type_url;
-    if (!isKnownTypeUrl(t)) {
-      this.nack(t, res, `unknown type_url ${t}`);
-      return;
-    }
-    if (t === SVID_TYPE_URL) {
-      let svid: SvidResource;
-      try {
-        if (res.resources.length !== 1) throw new Error(`expected 1 SVID, got ${res.resources.length}`);
-        svid = decodeResource(SVID_TYPE_URL, res.resources[0]!.body);
-        if (svid.spiffeId !== this.opts.node.spiffeId) throw new Error(`SVID is for ${svid.spiffeId}, expected ${this.opts.node.spiffeId}`);
-      } catch (err) {
-        this.nack(t, res, (err as Error).message);
-        return;
-      }
-      this.ack(t, res);
+    const accepted = await this.sync.handle(res, (reply) => this.write(call, reply));
+    if (accepted.bundleRootsPem !== undefined) this.rootsPem = accepted.bundleRootsPem;
+    if (accepted.svid) {
       const p = this.pendingCsr;
       this.pendingCsr = null;
-      p?.resolve(svid);
-      return;
+      p?.resolve(accepted.svid);
     }
-    const handler = this.handlers.get(t);
-    if (!handler) {
-      this.nack(t, res, `not subscribed to ${t}`);
-      return;
-    }
-    try {
-      const decoded = res.resources.map((r) => ({ name: r.name, body: decodeResource(t, r.body) }));
-      if (t === TRUST_BUNDLE_TYPE_URL) checkBundle(decoded as ReadonlyArray<ReceivedResource<typeof TRUST_BUNDLE_TYPE_URL>>);
-      await handler(decoded, res.version_info);
-      if (t === TRUST_BUNDLE_TYPE_URL) {
-        this.rootsPem = (decoded[0]!.body as ResourceBodies[typeof TRUST_BUNDLE_TYPE_URL]).rootsPem.join('\n');
-      }
-    } catch (err) {
-      this.nack(t, res, err instanceof TrellisError ? `${err.message} [${err.code}]` : (err as Error).message);
-      return;
-    }
-    this.ack(t, res);
-  }
-
-  private ack(t: TypeUrl, res: WireResponse): void {
-    this.accepted.set(t, res.version_info);
-    if (this.states.has(t)) this.states.set(t, { state: 'ACKED', acceptedVersion: res.version_info, lastError: null, updatedAt: new Date(this.now()).toISOString() });
-    this.write({ type_url: t, version_info: res.version_info, response_nonce: res.nonce, resource_names: this.namesFor(t) });
-  }
-
-  private nack(t: string, res: WireResponse, message: string): void {
-    this.opts.logger.warn('discovery update rejected', { type: typeShortName(t), version: res.version_info, error: message });
-    if (isKnownTypeUrl(t)) {
-      const prev = this.states.get(t);
-      if (prev) this.states.set(t, { ...prev, state: 'NACKED', lastError: message });
-    }
-    this.write({
-      type_url: t,
-      version_info: isKnownTypeUrl(t) ? this.accepted.get(t) ?? '' : '',
-      response_nonce: res.nonce,
-      resource_names: isKnownTypeUrl(t) ? this.namesFor(t) : [],
-      error_detail: { code: GrpcStatus.INVALID_ARGUMENT, message: message.slice(0, 4000) },
-    });
-  }
-
-  private namesFor(t: TypeUrl): string[] {
-    return t === 'type.trellis.dev/trellis.v1.Endpoints' ? this.opts.endpointNames ?? [] : [];
   }
 
   /** `status` null: the server ended the stream with OK, which this long-lived stream treats as UNAVAILABLE. */
   private onStreamEnd(call: Call, status: CallStatus | null): void {
+    if (this.successor?.call === call) {
+      // The new stream was refused or failed: the open one carries on, and the move is tried again.
+      this.successor = null;
+      this.serverMismatch = null;
+      this.opts.logger.warn('discovery stream with the new certificate ended before it was accepted; keeping the current one', {
+        grpcCode: grpcStatusName(status?.code ?? GrpcStatus.UNAVAILABLE),
+        serverCode: status?.metadata['trellis-error-code'] ?? null,
+        message: status?.details,
+      });
+      this.retryRoll();
+      return;
+    }
     if (this.call !== call) return;
     const err = status === null || status.code === GrpcStatus.OK ? null : status;
     const code = err?.code ?? GrpcStatus.UNAVAILABLE;
@@ -454,7 +477,7 @@ export class DiscoveryClient {
     // Bounded: an absurd hint would park the sidecar for days, and past 2^31 ms setTimeout fires at once (a reconnect storm).
     this.retryHintMs = Number.isFinite(retry) && retry > 0 ? Math.min(retry, MAX_RETRY_HINT_MS) : 0;
     for (const l of this.endListeners) l({ ...this.lastStreamError, retryAfterMs: this.retryHintMs });
-    const mismatch = this.identityMismatch(serverCode, err?.details ?? '');
+    const mismatch = identityMismatch(this.opts.controlPlaneSpiffeId, this.opts.node, this.serverMismatch, serverCode, err?.details ?? '');
     this.serverMismatch = null;
     if (this.stopped) {
       // nothing to report
@@ -474,68 +497,47 @@ export class DiscoveryClient {
       this.pendingCsr = null;
       p.reject(new DiscoveryError(DiscoveryErrorCode.REFUSED, `control plane refused the CSR: ${err?.details ?? grpcStatusName(code)}`, { grpcCode: code, serverCode }));
     }
+    const ended = this.callAuth;
     this.teardown();
     this.scheduleReconnect();
+    if (ended && !this.stopped && credentialsExhausted(ended, serverCode, this.usableCredentials())) {
+      for (const l of this.exhaustedListeners) l({ serverCode: serverCode!, message: err?.details ?? '' });
+    }
   }
 
-  /**
-   * A failure that means our identity settings contradict the control plane or our token, with the
-   * fix; null for any other failure. The control plane is expected by its SPIFFE ID, and issues only
-   * the identity the token authenticates, so retrying cannot fix either.
-   */
-  private identityMismatch(serverCode: string | null, details: string): { code: string; message: string; fix: string } | null {
-    const expected = this.opts.controlPlaneSpiffeId;
-    if (this.serverMismatch !== null) {
-      const presented = this.serverMismatch;
-      const theirs = isSpiffeId(presented) ? parseSpiffeId(presented).trustDomain : null;
-      const ours = isSpiffeId(expected) ? parseSpiffeId(expected).trustDomain : null;
-      const fix = theirs !== null && theirs !== ours
-        ? `the control plane serves trust domain ${theirs}: start the sidecar with --trust-domain ${theirs}, or without --trust-domain and --spiffe-id when its token is a join token (the token names the identity)`
-        : `start the sidecar with --control-plane-id ${presented} if that is the control plane you mean to trust`;
-      return { code: DiscoveryErrorCode.SERVER_IDENTITY, message: `the control plane presented ${presented}, but this sidecar expects ${expected} (from --trust-domain or --control-plane-id)`, fix };
-    }
-    if (serverCode === 'TRELLIS_CP_IDENTITY_MISMATCH') {
-      return {
-        code: serverCode,
-        message: `the control plane refused our identity settings: ${details} (this sidecar announced ${this.opts.node.spiffeId}, namespace ${this.opts.node.namespace})`,
-        fix: 'the token decides the identity: drop --spiffe-id, --trust-domain, --namespace and --service-account so the sidecar takes them from its join token, or give it a token for the identity you meant',
-      };
-    }
-    return null;
-  }
-
-  private teardown(): void {
+  /** Drops the open stream (and a successor): cancelled, or with `goodbye` closed with a half-close (resolves when answered). */
+  private teardown(goodbye = false): Promise<void> {
     const call = this.call;
     const wasConnected = this.connectedAddress !== null;
     this.call = null;
     this.callAuth = null;
     this.connectedAddress = null;
     this.reportsAccepted = false;
-    call?.cancel();
+    this.lastReport = null;
+    this.successor?.call.cancel();
+    this.successor = null;
+    if (this.rollTimer) clearTimeout(this.rollTimer);
+    this.rollTimer = null;
+    let closed: Promise<void> = Promise.resolve();
+    if (goodbye && call) closed = call.close(GOODBYE_TIMEOUT_MS);
+    else call?.cancel();
     if (wasConnected) for (const l of this.connectListeners) l(false);
+    return closed;
+  }
+
+  /** True while we hold an SVID that has not expired (the sidecar can serve). */
+  private serving(): boolean {
+    const creds = this.opts.getCredentials?.() ?? null;
+    return creds !== null && creds.notAfter.getTime() > this.now();
   }
 
   private scheduleReconnect(): void {
     if (this.stopped || this.timer) return;
-    const delay = Math.max(this.retryHintMs, backoffDelayMs(this.attempt, this.backoff, this.random()));
+    const delay = Math.max(this.retryHintMs, backoffDelayMs(this.attempt, reconnectBackoff(this.backoff, this.serving()), this.random()));
     this.attempt++;
     this.timer = setTimeout(() => {
       this.timer = null;
       this.connect();
     }, delay);
   }
-}
-
-/** Every root in a bundle must parse as a CA certificate; else the update is rejected and the old bundle kept. */
-function checkBundle(resources: ReadonlyArray<ReceivedResource<typeof TRUST_BUNDLE_TYPE_URL>>): void {
-  if (resources.length !== 1) throw new Error(`expected one trust bundle, got ${resources.length}`);
-  resources[0]!.body.rootsPem.forEach((pem, i) => {
-    let c: X509Certificate;
-    try {
-      c = new X509Certificate(pem);
-    } catch (err) {
-      throw new Error(`rootsPem[${i}]: not a certificate: ${(err as Error).message}`);
-    }
-    if (!c.ca) throw new Error(`rootsPem[${i}]: not a CA certificate`);
-  });
 }

@@ -130,6 +130,36 @@ export class GrpcBidiCall {
     this.cleanup();
   }
 
+  /**
+   * Says goodbye: ends our half of the call (END_STREAM), which the server
+   * reads as a client that is done rather than one that was lost, waits up
+   * to `timeoutMs` for the server to finish its half, then closes the
+   * connection (resetting the stream if it is still open). No status is
+   * reported. A call not yet open is simply closed.
+   */
+  close(timeoutMs = 1000): Promise<void> {
+    if (this.done) return Promise.resolve();
+    this.done = true;
+    const stream = this.stream;
+    if (!stream || stream.closed || stream.destroyed) {
+      this.cleanup();
+      return Promise.resolve();
+    }
+    this.stopTimers();
+    return new Promise<void>((resolve) => {
+      const finish = (): void => {
+        clearTimeout(timer);
+        this.cleanup();
+        resolve();
+      };
+      const timer = setTimeout(finish, timeoutMs);
+      stream.once('close', finish);
+      // The server's last messages and trailers still arrive; nothing reads them any more.
+      stream.resume();
+      stream.end();
+    });
+  }
+
   /** The key-exchange group of the TLS connection, once connected (OpenSSL's name), else undefined. */
   get group(): string | undefined {
     const socket = this.session.socket as { getEphemeralKeyInfo?(): { name?: string } | object | null } | undefined;
@@ -253,11 +283,15 @@ export class GrpcBidiCall {
     this.listener.onStatus(status);
   }
 
-  /** Stops timers, resets our half of the stream with `rstCode` and closes the connection. */
-  private cleanup(rstCode: number = NGHTTP2_CANCEL): void {
+  private stopTimers(): void {
     for (const t of [this.connectTimer, this.pingTimer]) if (t) clearTimeout(t);
     if (this.keepaliveTimer) clearInterval(this.keepaliveTimer);
     this.connectTimer = this.pingTimer = this.keepaliveTimer = null;
+  }
+
+  /** Stops timers, resets our half of the stream with `rstCode` and closes the connection. */
+  private cleanup(rstCode: number = NGHTTP2_CANCEL): void {
+    this.stopTimers();
     const stream = this.stream;
     if (stream && !stream.closed) stream.close(rstCode);
     if (!this.session.destroyed) {

@@ -22,7 +22,16 @@
  * Fails closed: an unknown connection, a request that cannot be read as one
  * view, or a DENY never reaches the app; each refusal is counted with its
  * reason (`bad_request`, `bad_path`, `bad_host`, `authz_denied`,
- * `upgrade_refused`) and every 400 closes the connection.
+ * `upgrade_refused`) and every 400 closes the connection. *
+ * Draining (as Envoy drains HTTP/1.1): nothing new is accepted (the
+ * listener closed), every request in flight finishes, every response not
+ * yet started says `connection: close`, and a request that arrives on an
+ * open keep-alive connection during the drain is served and answered with
+ * `connection: close`, so its client reconnects elsewhere instead of losing
+ * a request to a connection closed under it. A connection that stays quiet
+ * (no request, no byte) for DRAIN_QUIET_CLOSE_MS is closed then, so idle
+ * clients do not hold the drain to its end. (These ports speak HTTP/1.1
+ * only, so there is no HTTP/2 GOAWAY to send.)
  */
 import { createServer as createHttpServer, ServerResponse, STATUS_CODES, type IncomingMessage, type Server as HttpServer } from 'node:http';
 import type { Socket } from 'node:net';
@@ -62,13 +71,27 @@ type Gate = { readonly ok: true; readonly view: RequestView; readonly xfcc: stri
 
 const DENIED_BODY = 'RBAC: access denied\n';
 
+/**
+ * How long a keep-alive connection must have been quiet during a drain
+ * before it is closed. Closing one at the instant a drain starts loses the
+ * request its client was sending at that instant; a connection quiet this
+ * long is most likely one its client is not using.
+ */
+export const DRAIN_QUIET_CLOSE_MS = 1000;
+
+/** One served connection: its responses in flight, and the drain's timer for closing it when quiet. */
+interface ConnState {
+  readonly inFlight: Set<ServerResponse>;
+  quietTimer: NodeJS.Timeout | undefined;
+}
+
 /** HTTP serving for one /http inbound port: `serve()` each authenticated connection. */
 export class HttpInbound {
   private readonly server: HttpServer;
   private readonly forwarder: HttpForwarder;
   private readonly peers = new WeakMap<object, HttpPeer>();
   /** Open connections and their requests in flight, for the drain. */
-  private readonly conns = new Map<Duplex, { inFlight: number }>();
+  private readonly conns = new Map<Duplex, ConnState>();
   private draining = false;
   /** Sockets that already carry our error guard (an upgrade may be answered many times on one connection). */
   private readonly guarded = new WeakSet<Duplex>();
@@ -85,19 +108,44 @@ export class HttpInbound {
   /** Serves HTTP on `conn`, whose peer authentication established `peer` (undefined: plaintext). */
   serve(conn: Socket | TLSSocket, peer: HttpPeer | undefined): void {
     this.peers.set(conn, peer ?? {});
-    this.conns.set(conn, { inFlight: 0 });
-    conn.once('close', () => this.conns.delete(conn));
+    const st: ConnState = { inFlight: new Set(), quietTimer: undefined };
+    this.conns.set(conn, st);
+    conn.once('close', () => {
+      if (st.quietTimer) clearTimeout(st.quietTimer);
+      this.conns.delete(conn);
+    });
+    if (this.draining) this.closeWhenQuiet(conn, st);
     this.server.emit('connection', conn);
   }
 
   /**
-   * HTTP clients learn to go elsewhere: idle keep-alive connections are
-   * closed now, busy ones after their current response. (The http.Server
-   * cannot do it: it never accepted these connections itself.)
+   * HTTP clients learn to go elsewhere: every response not yet started, and
+   * every one to a request that arrives from now on, says `connection:
+   * close` and its connection is closed after it; a connection with nothing
+   * in flight is closed once it has been quiet for DRAIN_QUIET_CLOSE_MS.
+   * (The http.Server cannot do it: it never accepted these connections itself.)
    */
   drain(): void {
+    if (this.draining) return;
     this.draining = true;
-    for (const [conn, st] of this.conns) if (st.inFlight === 0) conn.end();
+    for (const [conn, st] of this.conns) {
+      for (const res of st.inFlight) if (!res.headersSent) res.shouldKeepAlive = false;
+      if (st.inFlight.size === 0) this.closeWhenQuiet(conn, st);
+    }
+  }
+
+  /** Closes `conn` after DRAIN_QUIET_CLOSE_MS with no request and no byte from its client; a request in between cancels it. */
+  private closeWhenQuiet(conn: Duplex, st: ConnState): void {
+    if (st.quietTimer) clearTimeout(st.quietTimer);
+    const seen = bytesReadOf(conn);
+    st.quietTimer = setTimeout(() => {
+      st.quietTimer = undefined;
+      if (st.inFlight.size > 0 || conn.destroyed) return;
+      // Bytes arrived that are not a request yet (one on its way): wait for it, it will be answered.
+      if (bytesReadOf(conn) !== seen) return this.closeWhenQuiet(conn, st);
+      conn.end();
+    }, DRAIN_QUIET_CLOSE_MS);
+    st.quietTimer.unref();
   }
 
   /**
@@ -159,10 +207,15 @@ export class HttpInbound {
   private forward(req: IncomingMessage, res: ServerResponse, fwd: Forward): void {
     const st = this.conns.get(req.socket);
     if (st) {
-      st.inFlight++;
+      st.inFlight.add(res);
+      if (st.quietTimer) clearTimeout(st.quietTimer);
+      st.quietTimer = undefined;
       res.once('close', () => {
-        st.inFlight--;
-        if (this.draining && st.inFlight === 0) req.socket.end();
+        st.inFlight.delete(res);
+        // A response sent with `connection: close` closes its connection itself. One whose headers went
+        // out before the drain promised keep-alive: its client may reuse the connection at once, so it
+        // is closed only once quiet, and the request it may still carry is answered with `connection: close`.
+        if (this.draining && st.inFlight.size === 0) this.closeWhenQuiet(req.socket, st);
       });
     }
     if (this.draining) res.shouldKeepAlive = false;
@@ -264,6 +317,11 @@ export class HttpInbound {
       },
     });
   }
+}
+
+/** Bytes read so far on `conn` (a socket, plain or TLS). */
+function bytesReadOf(conn: Duplex): number {
+  return (conn as Partial<Socket>).bytesRead ?? 0;
 }
 
 /** Whether the client wants the connection kept after this response (RFC 9112 §9.3). */

@@ -37,6 +37,7 @@ export interface CapacityRefusal {
 export class PendingHandshakes {
   private pending = 0;
   private full = false;
+  private readonly noneWaiters: Array<() => void> = [];
 
   /**
    * Throws RangeError unless `limit` is a positive integer. `onBurstEnd`
@@ -53,6 +54,28 @@ export class PendingHandshakes {
   /** Connections holding a slot now. */
   get size(): number {
     return this.pending;
+  }
+
+  /**
+   * Resolves once no connection holds a slot, or after `timeoutMs`. A drain
+   * waits for these: a client may already be sending its request on a
+   * connection whose handshake the sidecar has not finished judging (a TLS
+   * 1.3 client is done half a round trip before the server).
+   */
+  whenNone(timeoutMs: number): Promise<void> {
+    if (this.pending === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        resolve();
+      };
+      const timer = setTimeout(() => {
+        const i = this.noneWaiters.indexOf(done);
+        if (i >= 0) this.noneWaiters.splice(i, 1);
+        resolve();
+      }, timeoutMs);
+      this.noneWaiters.push(done);
+    });
   }
 
   /**
@@ -73,6 +96,7 @@ export class PendingHandshakes {
         if (!held) return;
         held = false;
         this.pending--;
+        if (this.pending === 0) for (const w of this.noneWaiters.splice(0)) w();
         if (this.full && this.pending <= this.limit / 2) {
           this.full = false;
           this.onBurstEnd?.();

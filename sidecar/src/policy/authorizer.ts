@@ -1,10 +1,14 @@
 /**
  * The AuthorizationPolicy decision as the data plane sees it. The evaluation
- * itself is shared code (`authorize` in @trellis/shared's policy module); the
- * sidecar calls it through this type so listeners stay independent of how
- * policies are represented.
+ * itself is shared code (`authorizeCompiled` in @trellis/shared's policy
+ * module); the sidecar calls it through this type so listeners stay
+ * independent of how policies are represented.
+ *
+ * Policies arrive compiled (the control plane validated the manifests) and
+ * are decoded by a hand-written checker that builds the matchers once per
+ * push: nothing here loads yaml or ajv.
  */
-import { authorize, policiesFromJSON, type Policy } from '@trellis/shared';
+import { authorizeCompiled, CompiledAuthorizationPolicy, decodeAuthorizationPolicies } from '@trellis/shared';
 
 /** The workload this sidecar fronts. */
 export interface Workload {
@@ -49,22 +53,32 @@ export function decide(authorizer: Authorizer, policies: readonly object[], work
 }
 
 /**
- * The production authorizer: the shared Istio-compatible `authorize`, over
- * policies already validated with `policiesFromJSON` (see `policiesFromWire`).
- * `trustDomain` lets `serviceAccounts`-style rules match only in our domain.
+ * The production authorizer: the shared Istio-compatible evaluation over the
+ * compiled policies `policiesFromWire` built. `trustDomain` lets
+ * `serviceAccounts`-style rules match only in our domain. Anything in the
+ * list that is not a compiled policy makes it throw, which `decide` turns
+ * into a DENY (fail closed).
  */
 export function sharedAuthorizer(opts: { trustDomain?: () => string | undefined } = {}): Authorizer {
-  return (policies, workload, request) => {
-    const d = authorize(policies as readonly Policy[], workload, request, { trustDomain: opts.trustDomain?.() });
+  return (policies, _workload, request) => {
+    const d = authorizeCompiled(compiled(policies), request, { trustDomain: opts.trustDomain?.() });
     return { decision: d.decision, reason: `${d.code}: ${d.reason}`, policy: d.policy ? { namespace: d.policy.namespace, name: d.policy.name } : undefined, ruleIndex: d.ruleIndex };
   };
 }
 
+function compiled(policies: readonly object[]): readonly CompiledAuthorizationPolicy[] {
+  for (const p of policies) if (!(p instanceof CompiledAuthorizationPolicy)) throw new Error('a policy in force is not a compiled AuthorizationPolicy');
+  return policies as readonly CompiledAuthorizationPolicy[];
+}
+
 /**
- * Policies from the wire (Istio-shaped JSON manifests) → validated, frozen
- * policies for the state. Throws PolicyError `TRELLIS_POLICY_WIRE` on any
- * invalid one, so the caller keeps the previous set.
+ * The AuthorizationPolicies resource body from the control plane
+ * (`{wireVersion, policies}`, the compiled wire form) → compiled policies
+ * for the state, their matchers built once. Throws PolicyError
+ * `TRELLIS_POLICY_WIRE_VERSION`, `TRELLIS_POLICY_WIRE_FIELD` or
+ * `TRELLIS_POLICY_WIRE_ORDER` naming the field on anything malformed, so the
+ * discovery client NACKs and the previous set stays in force.
  */
-export function policiesFromWire(data: unknown, origin = 'control plane'): object[] {
-  return policiesFromJSON(data, origin).filter((p) => p.kind === 'AuthorizationPolicy');
+export function policiesFromWire(body: unknown, origin = 'control plane'): object[] {
+  return decodeAuthorizationPolicies(body, origin);
 }

@@ -1,6 +1,7 @@
 /**
  * The open proxied connections, so that a revocation can close those of the
- * revoked identity and a drain can wait for (then cut) the rest.
+ * revoked identity, the expiry of our own certificate those it secured, and
+ * a drain can wait for (then cut) the rest.
  */
 import type { Direction } from '../metrics/sidecar-metrics';
 import type { RevocationList } from '../state/sidecar-state';
@@ -69,10 +70,24 @@ export class ConnectionTracker {
 
   /** Destroys every connection whose peer is on `revocations`; returns how many, by direction. */
   closeRevoked(revocations: RevocationList): Record<Direction, number> {
+    return this.closeWhere((t) => (t.serialHex !== undefined && revocations.serials.has(t.serialHex)) || (t.spiffeId !== undefined && revocations.spiffeIds.has(t.spiffeId)));
+  }
+
+  /**
+   * Destroys every connection our certificate secured: every outbound one,
+   * and every inbound one whose peer proved an identity (plaintext ones on
+   * PERMISSIVE or DISABLE ports carry none and stay). For when that
+   * certificate expired with no replacement: failing closed covers open
+   * connections too. Returns how many, by direction.
+   */
+  closeMutualTls(): Record<Direction, number> {
+    return this.closeWhere((t) => t.direction === 'outbound' || t.spiffeId !== undefined);
+  }
+
+  private closeWhere(hit: (t: TrackedConnection) => boolean): Record<Direction, number> {
     const n: Record<Direction, number> = { inbound: 0, outbound: 0 };
     for (const t of [...this.open]) {
-      const hit = (t.serialHex !== undefined && revocations.serials.has(t.serialHex)) || (t.spiffeId !== undefined && revocations.spiffeIds.has(t.spiffeId));
-      if (!hit) continue;
+      if (!hit(t)) continue;
       n[t.direction]++;
       for (const s of t.sockets) s.destroy();
       this.remove(t);

@@ -8,7 +8,7 @@ import * as grpc from '@grpc/grpc-js';
 import { encodeResource, PEER_AUTHENTICATION_TYPE_URL, silentLogger, TRUST_BUNDLE_TYPE_URL } from '@trellis/shared';
 import { TestCa } from '@trellis/testkit';
 import { backoffDelayMs } from '../../src/discovery/backoff';
-import { DiscoveryClient, type DiscoveryClientOptions, type StreamEndInfo } from '../../src/discovery/discovery-client';
+import { DiscoveryClient, type ClientCredentials, type DiscoveryClientOptions, type StreamEndInfo } from '../../src/discovery/discovery-client';
 import { DiscoveryError } from '../../src/discovery/discovery-error';
 import { discoveryServiceDefinition } from '../helpers/discovery-service';
 
@@ -204,15 +204,132 @@ describe('DiscoveryClient', function () {
     expect(seen.peerUris).to.deep.equal(['URI:spiffe://example.org/ns/shop/sa/web']);
   });
 
-  it('cancels its stream on stop(), so the server sees the call cancelled', async () => {
+  it('ends its stream on stop() with a goodbye (half-close), so the server sees the call end rather than a lost connection', async () => {
+    // grpc-js reports 'cancelled' whenever a stream closes; a goodbye is an 'end' before it.
+    const events: string[] = [];
+    const { server, address } = await fakeControlPlane(ca, CP_ID, {
+      onCall: (call) => {
+        call.sendMetadata(new grpc.Metadata());
+        call.on('end', () => {
+          events.push('end');
+          call.end();
+        });
+        call.on('cancelled', () => events.push('closed'));
+      },
+    });
+    cleanups.push(() => server.forceShutdown());
+    const c = client(address, ca.root.pem);
+    c.on(TRUST_BUNDLE_TYPE_URL, () => undefined).start();
+    await waitFor(() => c.connection().connected, 'the connection');
+    await c.stop();
+    await waitFor(() => events.includes('closed'), 'the server to see the call closed');
+    expect(events, 'the server saw the client end its half first').to.deep.equal(['end', 'closed']);
+    expect(c.connection().connected).to.equal(false);
+  });
+
+  it('still closes the connection on stop() when the server never answers the goodbye', async () => {
     const { server, address, seen } = await fakeControlPlane(ca, CP_ID, { onCall: (call) => call.sendMetadata(new grpc.Metadata()) });
     cleanups.push(() => server.forceShutdown());
     const c = client(address, ca.root.pem);
     c.on(TRUST_BUNDLE_TYPE_URL, () => undefined).start();
     await waitFor(() => c.connection().connected, 'the connection');
-    c.stop();
-    await waitFor(() => seen.cancelled === 1, 'the server to see the cancellation');
-    expect(c.connection().connected).to.equal(false);
+    await c.stop();
+    await waitFor(() => seen.cancelled === 1, 'the server to see the call closed');
+  });
+
+  it('moves to a stream authenticated by each new certificate before it says goodbye on the old one, staying connected throughout', async () => {
+    const order: string[] = [];
+    const { server, address, seen } = await fakeControlPlane(ca, CP_ID, {
+      onCall: (call) => {
+        const i = order.filter((e) => e.startsWith('open')).length;
+        order.push(`open ${i}`);
+        call.sendMetadata(new grpc.Metadata());
+        let said = false;
+        call.on('end', () => {
+          said = true;
+          order.push(`end ${i}`);
+          call.end();
+        });
+        // grpc-js reports 'cancelled' whenever a stream closes: only one without a goodbye first is a loss.
+        call.on('cancelled', () => {
+          if (!said) order.push(`lost ${i}`);
+        });
+      },
+    });
+    cleanups.push(() => server.forceShutdown());
+    let creds: ClientCredentials | null = null;
+    const connected: boolean[] = [];
+    const c = client(address, ca.root.pem, { getCredentials: () => creds });
+    c.onConnectionChange((up) => connected.push(up));
+    c.on(TRUST_BUNDLE_TYPE_URL, () => undefined).start();
+    await waitFor(() => c.connection().connected, 'the token-authenticated stream');
+    const first = await ca.issueLeaf('spiffe://example.org/ns/shop/sa/web');
+    creds = { keyPem: first.key.keyPem, chainPem: first.chainPem, notAfter: new Date(Date.now() + 3_600_000) };
+    c.credentialsChanged();
+    await waitFor(() => order.includes('end 0'), 'the goodbye on the token-authenticated stream');
+    // A credential that is not newer than the stream's own changes nothing.
+    c.credentialsChanged();
+    const second = await ca.issueLeaf('spiffe://example.org/ns/shop/sa/web');
+    creds = { keyPem: second.key.keyPem, chainPem: second.chainPem, notAfter: new Date(Date.now() + 7_200_000) };
+    c.credentialsChanged();
+    await waitFor(() => order.includes('end 1'), 'the goodbye on the first mTLS stream');
+    expect(order).to.deep.equal(['open 0', 'open 1', 'end 0', 'open 2', 'end 1']);
+    expect(seen.tokens, 'the new streams authenticate with the certificate, not the token').to.deep.equal(['Bearer secret-token', '', '']);
+    expect(connected, 'never disconnected').to.deep.equal([true]);
+    expect(c.connection().connected).to.equal(true);
+  });
+
+  it('re-sends a CSR pending on the old stream on the stream that takes over', async () => {
+    const csrsPerCall: number[] = [];
+    const { server, address } = await fakeControlPlane(ca, CP_ID, {
+      onCall: (call) => {
+        const i = csrsPerCall.push(0) - 1;
+        call.sendMetadata(new grpc.Metadata());
+        call.on('data', (r: Record<string, unknown>) => {
+          if ((r['csr'] as Buffer | undefined)?.length) csrsPerCall[i]!++;
+        });
+        call.on('end', () => call.end());
+      },
+    });
+    cleanups.push(() => server.forceShutdown());
+    let creds: ClientCredentials | null = null;
+    const c = client(address, ca.root.pem, { getCredentials: () => creds });
+    c.on(TRUST_BUNDLE_TYPE_URL, () => undefined).start();
+    await waitFor(() => c.connection().connected, 'the token-authenticated stream');
+    void c.requestSvid(Buffer.from([0x30, 0x00])).catch(() => undefined);
+    await waitFor(() => csrsPerCall[0] === 1, 'the CSR on the first stream');
+    const leaf = await ca.issueLeaf('spiffe://example.org/ns/shop/sa/web');
+    creds = { keyPem: leaf.key.keyPem, chainPem: leaf.chainPem, notAfter: new Date(Date.now() + 3_600_000) };
+    c.credentialsChanged();
+    await waitFor(() => csrsPerCall[1] === 1, 'the CSR again on the new stream');
+  });
+
+  it('reports that no credential is left when a join token is refused as spent and no certificate can open a stream', async () => {
+    const { server, address } = await fakeControlPlane(ca, CP_ID, {
+      onCall: (call) => call.emit('error', refusal(grpc.status.UNAUTHENTICATED, 'join token already used 1/1 times [TRELLIS_CP_TOKEN_SPENT]', 'TRELLIS_CP_TOKEN_SPENT')),
+    });
+    cleanups.push(() => server.forceShutdown());
+    const exhausted: string[] = [];
+    const c = client(address, ca.root.pem, { getToken: async () => 'tj1.aaa.bbb.ccc' });
+    c.onCredentialsExhausted((e) => exhausted.push(e.serverCode));
+    c.on(TRUST_BUNDLE_TYPE_URL, () => undefined).start();
+    await waitFor(() => exhausted.length >= 1, 'the report');
+    expect(exhausted[0]).to.equal('TRELLIS_CP_TOKEN_SPENT');
+  });
+
+  it('does not report credentials exhausted for a refused Kubernetes token (kubelet rotates it) or while its certificate is still valid', async () => {
+    const { server, address } = await fakeControlPlane(ca, CP_ID, {
+      onCall: (call) => call.emit('error', refusal(grpc.status.UNAUTHENTICATED, 'token expired [TRELLIS_CP_TOKEN_EXPIRED]', 'TRELLIS_CP_TOKEN_EXPIRED')),
+    });
+    cleanups.push(() => server.forceShutdown());
+    const exhausted: string[] = [];
+    const ends: string[] = [];
+    const k8s = client(address, ca.root.pem, { getToken: async () => 'eyJhbGciOiJSUzI1NiJ9.e30.sig' });
+    k8s.onCredentialsExhausted((e) => exhausted.push(e.serverCode));
+    k8s.onStreamEnded((e) => ends.push(e.serverCode ?? ''));
+    k8s.on(TRUST_BUNDLE_TYPE_URL, () => undefined).start();
+    await waitFor(() => ends.length >= 3, 'three refusals');
+    expect(exhausted).to.deep.equal([]);
   });
 
   it('reconnects and re-subscribes with the version it accepted after the server ends the stream', async () => {
@@ -305,6 +422,38 @@ describe('DiscoveryClient', function () {
       else expect(cp.seen.requests.filter((r) => (r['report'] as Buffer).length > 0)).to.deep.equal([]);
       c.stop();
     }
+  });
+
+  it('carries the last report to the stream that takes over with a new certificate, so the control plane never loses the sidecar\'s report', async () => {
+    const reportsPerCall: Buffer[][] = [];
+    const cp = await fakeControlPlane(ca, CP_ID, {
+      onCall: (call) => {
+        const mine: Buffer[] = [];
+        reportsPerCall.push(mine);
+        const md = new grpc.Metadata();
+        md.set('trellis-reports', '1');
+        call.sendMetadata(md);
+        call.on('data', (r: Record<string, unknown>) => {
+          if (Buffer.isBuffer(r['report']) && (r['report'] as Buffer).length > 0) mine.push(r['report'] as Buffer);
+        });
+        call.on('end', () => call.end());
+      },
+    });
+    cleanups.push(() => cp.server.forceShutdown());
+    let creds: ClientCredentials | null = null;
+    const c = client(cp.address, ca.root.pem, { getCredentials: () => creds });
+    c.on(TRUST_BUNDLE_TYPE_URL, () => undefined).start();
+    await waitFor(() => c.connection().connected, 'the token-authenticated stream');
+    const body = Buffer.from('{"windowSeconds":300}');
+    expect(c.sendReport(body)).to.equal(true);
+    await waitFor(() => reportsPerCall[0]?.length === 1, 'the report on the first stream');
+    const leaf = await ca.issueLeaf('spiffe://example.org/ns/shop/sa/web');
+    creds = { keyPem: leaf.key.keyPem, chainPem: leaf.chainPem, notAfter: new Date(Date.now() + 3_600_000) };
+    c.credentialsChanged();
+    await waitFor(() => reportsPerCall[1]?.length === 1, 'the report on the stream that took over');
+    expect(reportsPerCall[1]![0]!.equals(body)).to.equal(true);
+    expect(reportsPerCall[0], 'sent once on the old stream').to.have.length(1);
+    await c.stop();
   });
 
   it('backs off exponentially with jitter up to the cap', () => {

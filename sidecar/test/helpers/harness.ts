@@ -1,6 +1,17 @@
 /** Re-exports for tests plus a silent logger bundle. */
-import { silentLogger } from '@trellis/shared';
+import { AUTHZ_WIRE_VERSION, encodeAuthorizationPolicies, policiesFromJSON, silentLogger, type AuthorizationPolicy } from '@trellis/shared';
+import { policiesFromWire } from '../../src/index';
 export * from '../../src/index';
+
+/**
+ * Istio-shaped manifests (JSON, as tests write them) → what a sidecar holds:
+ * validated as the control plane validates them, compiled to the wire form,
+ * then decoded by the sidecar's own decoder.
+ */
+export function policiesFromManifests(manifests: unknown[]): object[] {
+  const ap = policiesFromJSON(manifests, 'test manifests').filter((p): p is AuthorizationPolicy => p.kind === 'AuthorizationPolicy');
+  return policiesFromWire(JSON.parse(JSON.stringify({ wireVersion: AUTHZ_WIRE_VERSION, policies: encodeAuthorizationPolicies(ap) })));
+}
 
 /** Collaborators that stay quiet in tests. */
 export const silentAuthz = { logger: silentLogger };

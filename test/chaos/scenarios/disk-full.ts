@@ -10,7 +10,7 @@ import { closeSync, openSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { mountTmpfs, TMPFS, trellisSync } from '@trellis/testkit';
 import { sleep, until, type FaultRow, type Scenario } from '../fault-row';
-import { RequestStream } from '../request-stream';
+import { SteadyLoad } from '../steady-load';
 import { controlPlaneReadyz, logged, startStateMesh } from '../state-mesh';
 
 function fill(file: string): void {
@@ -42,7 +42,7 @@ export const diskFull: Scenario = {
       fs.unmount();
       throw err;
     });
-    const load = new RequestStream(mesh.webToCart).start();
+    const load = new SteadyLoad(mesh.webToCart, { concurrency: 1 }).start();
     try {
       await sleep(3000);
       const cp = mesh.controlPlanes[0]!;

@@ -12,7 +12,7 @@ import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import { freePort, httpGet, kubeApiServerAvailability, makeTmpDir, ProcessGroup, REPO_ROOT, startKubeApiServer, trellisSync, waitFor } from '@trellis/testkit';
 import { until, type FaultRow, type Scenario } from '../fault-row';
-import { RequestStream } from '../request-stream';
+import { SteadyLoad } from '../steady-load';
 
 const TD = 'cluster.local';
 const CART = `spiffe://${TD}/ns/shop/sa/cart`;
@@ -28,7 +28,7 @@ export const leaderKilledMidRotation: Scenario = {
     const group = new ProcessGroup(tmp.dir, 200_000);
     const k8s = await startKubeApiServer({ noControllerManager: true });
     let app: Server | null = null;
-    let load: RequestStream | null = null;
+    let load: SteadyLoad | null = null;
     try {
       const kubectl = (args: string[]): string => k8s.kubectlOk(args);
       kubectl(['create', 'namespace', 'trellis-system']);
@@ -68,7 +68,7 @@ export const leaderKilledMidRotation: Scenario = {
       group.spawn(['sidecar', ...common, ...both(1 - li), '--token-file', cartToken, '--service', 'cart', '--service-account', 'cart', '--inbound', `127.0.0.1:${cartIn}=${appPort}/http`, '--admin', `127.0.0.1:${cartAdmin}`]);
       group.spawn(['sidecar', ...common, ...both(li), '--token-file', webToken, '--service', 'web', '--service-account', 'web', '--outbound', `${webOut}=127.0.0.1:${cartIn}#${CART}`, '--admin', `127.0.0.1:${webAdmin}`]);
       await waitFor('web to reach cart', async () => (await httpGet(webOut, '/')).status === 200, 30_000);
-      load = new RequestStream(webOut).start();
+      load = new SteadyLoad(webOut, { concurrency: 1 }).start();
       const creds = f('admin');
       if (trellisSync(['admin', 'credentials', '--ca-dir', f(`ca-${li}`), '--out', creds, '--ttl', '10m']).status !== 0) throw new Error('admin credentials failed');
       const start = trellisSync(['ca', 'rotate-root', '--admin', `127.0.0.1:${cpAdmin[li]}`, '--root-dir', f('new-root'), '--reload-grace', '1s', '-o', 'json'], { env: { ...process.env, TRELLIS_ADMIN_CREDENTIALS: creds } });

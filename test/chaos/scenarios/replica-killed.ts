@@ -6,7 +6,7 @@
  * (its pid is gone), and web keeps reaching cart.
  */
 import { sleep, until, type FaultRow, type Scenario } from '../fault-row';
-import { RequestStream } from '../request-stream';
+import { SteadyLoad } from '../steady-load';
 import { startStateMesh } from '../state-mesh';
 
 export const replicaKilled: Scenario = {
@@ -14,7 +14,7 @@ export const replicaKilled: Scenario = {
   summary: 'two replicas on one CA dir, web on A and cart on B; SIGKILL replica B under traffic',
   async run(): Promise<FaultRow> {
     const mesh = await startStateMesh({ replicas: 2 });
-    const load = new RequestStream(mesh.webToCart).start();
+    const load = new SteadyLoad(mesh.webToCart, { concurrency: 1 }).start();
     try {
       await sleep(3000);
       const before = load.count(0);

@@ -1,0 +1,35 @@
+/**
+ * `npm run bench -- sidecar-rss [--runs=N] [--policies=N] [--repo=DIR]`: the
+ * resident memory of a real sidecar after a real control plane pushed it a
+ * policy set (default 20 AuthorizationPolicies), idle and after a burst of
+ * requests has stopped, over several runs (default 3) with their median.
+ * The dataplane benchmark reports one such run as `rss_idle_with_policies_mb`;
+ * this one is cheap enough to repeat, and `--repo` measures another checkout
+ * (for example main) with the same harness.
+ */
+import { measureIdleRssWithPolicies, type IdleRssWithPolicies } from './dataplane/idle-rss-with-policies';
+
+function flag(flags: string[], name: string): string | undefined {
+  return flags.find((x) => x.startsWith(`--${name}=`))?.slice(name.length + 3);
+}
+
+function median(xs: number[]): number {
+  return [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+}
+
+/** The benchmark entry point. */
+export async function run(flags: string[]): Promise<Record<string, unknown>> {
+  const runs = Number(flag(flags, 'runs') ?? 3);
+  const policyCount = Number(flag(flags, 'policies') ?? 20);
+  const repoRoot = flag(flags, 'repo');
+  const samples: IdleRssWithPolicies[] = [];
+  for (let i = 0; i < runs; i++) samples.push(await measureIdleRssWithPolicies({ policyCount, ...(repoRoot ? { repoRoot } : {}) }));
+  return {
+    policies: policyCount,
+    runs,
+    ...(repoRoot ? { repo: repoRoot } : {}),
+    rss_idle_with_policies_mb: median(samples.map((s) => s.idle_after_push_mb)),
+    rss_after_traffic_mb: median(samples.map((s) => s.after_traffic_mb)),
+    samples: samples.map((s) => ({ idle: s.idle_after_push_mb, after_traffic: s.after_traffic_mb })),
+  };
+}
