@@ -104,7 +104,7 @@ export { createTrustBundle, parsePemBundle, parseSpiffeBundle, formatPemBundle, 
 export type { TrustBundle, TrustBundleOptions, JwtAuthority, IgnoredBundleEntry } from './x509/trust-bundle';
 export { verifyCertificatePath, PathErrorCode } from './x509/path-validation';
 export type { PathValidationOptions, PathVerdict, PathErrorCodeValue } from './x509/path-validation';
-export { verifyX509Svid } from './identity/x509-svid-verify';
+export { verifyX509Svid, verifyPeerCertificateSvid } from './identity/x509-svid-verify';
 export type { X509SvidVerification, X509SvidVerifyOptions, TrustBundleSet } from './identity/x509-svid-verify';
 export { RENEWAL_TYPE_URL } from './protocol/type-urls';
 export type { RenewalResource } from './protocol/resources';

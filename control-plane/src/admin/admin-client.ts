@@ -10,7 +10,7 @@
  */
 import { request } from 'node:https';
 import type { PeerCertificate } from 'node:tls';
-import { controlPlaneSpiffeId, createTrustBundle, Oid, parseCertificates, parseHostPort, peerCertificateChainDer, pemToDer, uriSansOfPeerCertificate, verifyX509Svid } from '@trellis/shared';
+import { controlPlaneSpiffeId, Oid, parseHostPort, uriSansOfPeerCertificate, verifyPeerCertificateSvid } from '@trellis/shared';
 import type { AdminCredentials } from './admin-credentials';
 import { AdminError, AdminErrorCode } from './admin-error';
 
@@ -56,8 +56,8 @@ export function adminRequest<T>(target: AdminTarget, method: 'GET' | 'POST', pat
           if (uris.length !== 1 || uris[0] !== expected) {
             return new AdminError(AdminErrorCode.UNREACHABLE, `${addr} presented ${uris.join(', ') || 'no SPIFFE ID'}, not the control plane ${expected}`, { addr });
           }
-          const why = serverSvidProblem(cert, creds.trustDomain, [creds.bundlePem, ...(target.extraRootsPem ?? [])]);
-          return why === undefined ? undefined : new AdminError(AdminErrorCode.UNREACHABLE, `${addr} presented ${expected} on a certificate that is not a valid X.509-SVID: ${why}`, { addr });
+          const svid = verifyPeerCertificateSvid(cert, creds.trustDomain, [creds.bundlePem, ...(target.extraRootsPem ?? [])], { now: new Date(), requiredEku: Oid.serverAuth });
+          return svid.ok ? undefined : new AdminError(AdminErrorCode.UNREACHABLE, `${addr} presented ${expected} on a certificate that is not a valid X.509-SVID: ${svid.code}: ${svid.reason}`, { addr });
         },
       },
       (res) => {
@@ -95,16 +95,4 @@ export function adminRequest<T>(target: AdminTarget, method: 'GET' | 'POST', pat
     });
     req.end(payload);
   });
-}
-
-/** Why the server's certificate chain is not an X.509-SVID of `trustDomain` under `rootsPem` for serverAuth now, or undefined. Fails closed. */
-function serverSvidProblem(cert: PeerCertificate, trustDomain: string, rootsPem: readonly string[]): string | undefined {
-  try {
-    const chain = parseCertificates(peerCertificateChainDer(cert));
-    const roots = parseCertificates(rootsPem.flatMap((p) => pemToDer(p)));
-    const verdict = verifyX509Svid(chain, createTrustBundle(trustDomain, roots), { now: new Date(), requiredEku: Oid.serverAuth });
-    return verdict.ok ? undefined : `${verdict.code}: ${verdict.reason}`;
-  } catch (err) {
-    return (err as Error).message;
-  }
 }

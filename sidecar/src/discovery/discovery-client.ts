@@ -37,9 +37,17 @@ import {
   DISCOVERY_SERVICE,
   encodeDiscoveryRequest,
   isJoinToken,
+  isSpiffeId,
+  Oid,
+  parseSpiffeId,
   SVID_TYPE_URL,
+  uriSansOfPeerCertificate,
+  verifyPeerCertificateSvid,
   type DiscoveryRequestInit,
   type DiscoveryResponseMessage,
+  backoffDelayMs,
+  DEFAULT_BACKOFF,
+  type BackoffOptions,
   DEFAULT_KEY_EXCHANGE,
   groupName,
   groupsList,
@@ -48,7 +56,7 @@ import {
   type SvidResource,
   type TypeUrl,
 } from '@trellis/shared';
-import { backoffDelayMs, DEFAULT_BACKOFF, type BackoffOptions } from './backoff';
+
 import { DiscoveryError, DiscoveryErrorCode } from './discovery-error';
 import { GrpcBidiCall } from './grpc-bidi-call';
 import { GrpcStatus, grpcStatusName, type CallStatus } from './grpc-status';
@@ -345,6 +353,7 @@ export class DiscoveryClient {
     }
     if (this.stopped) return;
     const expected = this.opts.controlPlaneSpiffeId;
+    const expectedTrustDomain = isSpiffeId(expected) ? parseSpiffeId(expected).trustDomain : '';
     const call: Call = new GrpcBidiCall(
       {
         address,
@@ -354,12 +363,17 @@ export class DiscoveryClient {
           ...(useMtls ? { keyPem: creds.keyPem, certPem: creds.chainPem } : {}),
           servername: CONTROL_PLANE_SERVERNAME,
           ecdhCurve: groupsList(this.opts.getKeyExchange?.() ?? DEFAULT_KEY_EXCHANGE),
-          // Replaces hostname checks: the control plane is known by its SPIFFE ID alone.
+          // Replaces hostname checks: the control plane is known by its SPIFFE ID alone, on an
+          // X.509-SVID the shared verifier accepts (as the CLI's admin client checks it).
           checkServerIdentity: (_host, cert) => {
-            const uris = (cert.subjectaltname ?? '').split(/,\s*/).filter((s) => s.startsWith('URI:')).map((s) => s.slice(4));
-            if (uris.length === 1 && uris[0] === expected) return undefined;
-            this.serverMismatch = uris.join(',') || 'no SPIFFE ID';
-            return new DiscoveryError(DiscoveryErrorCode.SERVER_IDENTITY, `control plane presented ${uris.join(',') || 'no SPIFFE ID'}, expected ${expected}`);
+            const uris = uriSansOfPeerCertificate(cert);
+            if (uris.length !== 1 || uris[0] !== expected) {
+              this.serverMismatch = uris.join(',') || 'no SPIFFE ID';
+              return new DiscoveryError(DiscoveryErrorCode.SERVER_IDENTITY, `control plane presented ${uris.join(',') || 'no SPIFFE ID'}, expected ${expected}`);
+            }
+            const svid = verifyPeerCertificateSvid(cert, expectedTrustDomain, [this.rootsPem], { now: new Date(this.now()), requiredEku: Oid.serverAuth });
+            if (svid.ok) return undefined;
+            return new DiscoveryError(DiscoveryErrorCode.SERVER_IDENTITY, `control plane presented ${expected} on a certificate that is not a valid X.509-SVID: ${svid.code}: ${svid.reason}`);
           },
         },
         metadata,
