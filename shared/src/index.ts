@@ -30,7 +30,7 @@ export { canonicalJson, contentVersion } from './protocol/content-version';
 export { decodeResource, encodeResource, ProtocolError, SINGLETON_RESOURCE_NAME, MTLS_MODES, isMtlsMode, checkPeerAuthentication } from './protocol/resources';
 export type {
   SvidResource, TrustBundleResource, PeerAuthenticationResource, AuthorizationPoliciesResource, RevocationsResource,
-  EndpointsResource, Endpoint, MtlsMode, ResourceBodies,
+  EndpointsResource, Endpoint, ResourceBodies,
 } from './protocol/resources';
 export { AckTracker } from './protocol/ack-tracker';
 export { INJECTION_STATUS_ANNOTATION, parseInjectionStatus } from './protocol/injection-status';

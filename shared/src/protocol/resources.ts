@@ -53,12 +53,6 @@ export function isMtlsMode(v: unknown): v is EffectiveMtlsMode {
 }
 
 /**
- * The mTLS mode. One model: an alias of the policy's EffectiveMtlsMode, kept
- * under this name while control-plane/src/discovery still spells it so.
- */
-export type MtlsMode = EffectiveMtlsMode;
-
-/**
  * The effective PeerAuthentication for one workload: the one model of it,
  * pushed as is and held as is (frozen) in the sidecar's state.
  */
