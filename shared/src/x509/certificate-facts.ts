@@ -25,14 +25,14 @@ import {
   type Tlv,
 } from './der';
 import { SIGNATURE_ALGORITHMS } from './oids';
-import { readExtensions, summariseExtensions, type BasicConstraintsFacts, type ExtensionFacts, type ExtKeyUsageFacts, type KeyUsageFacts, type SubjectAltNameFacts } from './extensions';
+import { readExtensions, summariseExtensions, type ExtensionFacts, type ExtensionSummary } from './extensions';
 import { nameText } from './name';
 import { spkiKeyType, type KeyType } from './spki';
 import { X509Error, X509ErrorCode } from './x509-error';
 import { normaliseSerial } from './serial';
 
-/** What {@link parseCertificate} reads out of a certificate. Frozen. */
-export interface CertificateFacts {
+/** What {@link parseCertificate} reads out of a certificate, the extensions' facts included. Frozen. */
+export interface CertificateFacts extends ExtensionSummary {
   /** The whole certificate DER (the input). */
   readonly der: Buffer;
   /** The tbsCertificate DER, i.e. the signed bytes. */
@@ -58,12 +58,6 @@ export interface CertificateFacts {
   readonly spki: Buffer;
   readonly publicKeyAlgorithm: string;
   readonly keyType: KeyType;
-  readonly basicConstraints: BasicConstraintsFacts;
-  readonly keyUsage: KeyUsageFacts;
-  readonly extKeyUsage: ExtKeyUsageFacts;
-  readonly subjectAltName: SubjectAltNameFacts;
-  readonly subjectKeyId: Buffer | undefined;
-  readonly authorityKeyId: Buffer | undefined;
   /** Every extension, in order. */
   readonly extensions: readonly ExtensionFacts[];
   /** OIDs of the extensions marked critical. */
