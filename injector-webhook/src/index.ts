@@ -69,7 +69,7 @@ export { MAX_BODY_BYTES, startWebhookServer } from './webhook/webhook-server';
 export type { WebhookServer, WebhookServerDeps } from './webhook/webhook-server';
 export { toStructuralSchema, policyCrd, policyCrds, PEER_AUTHENTICATION_RULES, MAX_PORT_LEVEL_MTLS } from './kubernetes/policy-crds';
 export type { JsonSchema, CrdNames } from './kubernetes/policy-crds';
-export { IssuedCertSource, buildWorkloadCsr, renewalDelayMs } from './webhook/issued-cert-source';
+export { IssuedCertSource, renewalDelayMs } from './webhook/issued-cert-source';
 export type { IssuedCertSourceDeps } from './webhook/issued-cert-source';
 export { makeWebhookCa, issueServingCert, servingCertDecision } from './kubernetes/webhook-certificates';
 export type { PemPair, ServingCertDecision, CertWindows } from './kubernetes/webhook-certificates';
