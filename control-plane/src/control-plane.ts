@@ -8,11 +8,11 @@
  * tell each other their sidecars' endpoints (a mesh spread over them is one
  * mesh). Not ready, and saying why, while its state cannot be written.
  */
-import { readFileSync, statSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
+import { fileStamp } from './state/file-stamp';
 import { join } from 'node:path';
 import type { Server as HttpsServer } from 'node:https';
-import { parse as parseYaml } from 'yaml';
-import { DEFAULT_KEY_EXCHANGE, type KeyExchangePolicy, type Logger, type MtlsMode, type RevocationsResource, type TrustBundleResource } from '@trellis/shared';
+import { controlPlaneSpiffeId, DEFAULT_KEY_EXCHANGE, defaultAdminSpiffeId, formatHostPort, parseHostPort, type KeyExchangePolicy, type Logger, type EffectiveMtlsMode, type RevocationsResource, type TrustBundleResource } from '@trellis/shared';
 import { startAdminServer } from './admin/admin-server';
 import { meshView } from './admin/mesh-view';
 import { observabilityRoutes } from './admin/observability-routes';
@@ -21,7 +21,6 @@ import { CA_FILES } from './ca/ca-dir';
 import { AuditFeed, tapAuditLog } from './observability/audit-feed';
 import { AuditTrailFollower } from './observability/audit-trail-follower';
 import { reportRefusalEvents } from './observability/report-refusal-events';
-import { defaultAdminSpiffeId } from './admin/admin-access';
 import { lifecycleRoutes, type RootRotationAuth } from './admin/lifecycle-routes';
 import { proxiesFromAdmin } from './lifecycle/root-rotation-driver';
 import { loadRootRotationState } from './lifecycle/root-rotation-store';
@@ -36,8 +35,8 @@ import { SigningLimiter } from './issuance/signing-limiter';
 import type { CaExpiry, SvidAuthority } from './issuance/svid-authority';
 import { createControlPlaneMetrics, type ControlPlaneMetrics } from './observability/control-plane-metrics';
 import { MutableCertificateProvider } from './tls/mutable-certificate-provider';
-import { controlPlaneSpiffeId, createKeyAndCsr, shouldRotate } from './tls/server-identity';
-import { loadRevocationStore } from './lifecycle/revocation-store';
+import { createKeyAndCsr, shouldRotate } from './tls/server-identity';
+import { parseRevocations } from './lifecycle/revocations-file';
 import { revocationsResource } from './lifecycle/revocation-list';
 import { withOrder } from './discovery/reissue-orders';
 import { fileSharedState, observedDocument, observedTokenUses, type SharedState } from './state/shared-state';
@@ -60,7 +59,7 @@ export interface ControlPlaneOptions {
   /** Who may start a root rotation over the admin API (default `root-key`). */
   rootRotationAuth?: RootRotationAuth;
   svidTtlSeconds: number;
-  defaultMtlsMode: MtlsMode;
+  defaultMtlsMode: EffectiveMtlsMode;
   kubernetes?: KubernetesTokenSettings;
   signing: { concurrency: number; maxQueue: number };
   idleStreamTimeoutMs: number;
@@ -237,13 +236,8 @@ export async function startControlPlane(opts: ControlPlaneOptions, deps: Control
     }
     const file = opts.revocationsFile;
     try {
-      let stamp = 'absent';
-      try {
-        const st = statSync(file);
-        stamp = `${st.mtimeMs}:${st.size}:${st.ino}`;
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-      }
+      const stamp = fileStamp(file);
+      if (stamp.startsWith('error:')) throw new Error(`${file}: cannot be read (${stamp.slice(6)})`);
       if (stamp === revocationsStamp) return;
       revocationsStamp = stamp;
       service.setRevocations(stamp === 'absent' ? { serials: [], spiffeIds: [] } : parseRevocations(readFileSync(file, 'utf8'), file, new Date(nowMs())));
@@ -464,28 +458,12 @@ export async function startControlPlane(opts: ControlPlaneOptions, deps: Control
   };
 }
 
-/**
- * Parses a revocation list file: the CA dir's `revocations.json` as `trellis
- * revoke` writes it (`{entries: [...]}`; serial entries drop out once their
- * certificate expired), or a plain YAML/JSON `{serials: [hex], spiffeIds: [id]}`.
- */
-export function parseRevocations(text: string, file: string, now: Date = new Date()): RevocationsResource {
-  const v = (parseYaml(text) ?? {}) as Record<string, unknown>;
-  if (v && typeof v === 'object' && 'entries' in v) return revocationsResource(loadRevocationStore(file), now);
-  const list = (k: string): string[] => {
-    const a = v[k] ?? [];
-    if (!Array.isArray(a) || a.some((x) => typeof x !== 'string' && typeof x !== 'number')) throw new Error(`${file}: ${k} must be a list of strings`);
-    return a.map((x) => String(x));
-  };
-  if (typeof v !== 'object' || Array.isArray(v)) throw new Error(`${file}: must be a mapping with serials and spiffeIds`);
-  return { serials: list('serials').map((s) => s.toLowerCase().replace(/:/g, '')), spiffeIds: list('spiffeIds') };
-}
-
 function countOf(r: RevocationsResource): { serials: number; spiffeIds: number } {
   return { serials: r.serials.length, spiffeIds: r.spiffeIds.length };
 }
 
-function hostPart(hostPort: string): string {
-  const i = hostPort.lastIndexOf(':');
-  return i > 0 ? hostPort.slice(0, i) : hostPort;
+/** The host of a listen address as written (brackets kept for IPv6), for printing beside the bound port. */
+function hostPart(address: string): string {
+  const hp = parseHostPort(address);
+  return typeof hp === 'string' ? address : formatHostPort(hp.host, 0).replace(/:0$/, '');
 }

@@ -15,7 +15,6 @@ export {
   formatSpiffeId,
   spiffeIdFromParts,
   trustDomainSpiffeId,
-  isMemberOf,
   kubernetesSpiffeId,
   parseKubernetesSpiffeId,
   isKubernetesNamespace,
@@ -28,10 +27,10 @@ export {
 } from './protocol/type-urls';
 export type { TypeUrl } from './protocol/type-urls';
 export { canonicalJson, contentVersion } from './protocol/content-version';
-export { decodeResource, encodeResource, ProtocolError, SINGLETON_RESOURCE_NAME } from './protocol/resources';
+export { decodeResource, encodeResource, ProtocolError, SINGLETON_RESOURCE_NAME, MTLS_MODES, isMtlsMode, checkPeerAuthentication } from './protocol/resources';
 export type {
   SvidResource, TrustBundleResource, PeerAuthenticationResource, AuthorizationPoliciesResource, RevocationsResource,
-  EndpointsResource, Endpoint, MtlsMode, ResourceBodies,
+  EndpointsResource, Endpoint, ResourceBodies,
 } from './protocol/resources';
 export { AckTracker } from './protocol/ack-tracker';
 export { INJECTION_STATUS_ANNOTATION, parseInjectionStatus } from './protocol/injection-status';
@@ -68,34 +67,44 @@ export type { DerErrorCodeValue, Tlv, BitString } from './x509/der';
 export * from './policy';
 export { parseDuration, parseDurationSeconds, formatDuration, DurationError } from './util/duration';
 export { isLoopbackHost } from './util/loopback-host';
+export { parseHostPort, parsePort, formatHostPort } from './net/host-port';
+export type { HostPort, HostPortOptions } from './net/host-port';
 export { NO_CREDENTIAL_EXIT_CODE } from './util/exit-codes';
 export { backoffDelayMs, DEFAULT_BACKOFF } from './util/backoff';
 export type { BackoffOptions } from './util/backoff';
 export { X509Error, X509ErrorCode } from './x509/x509-error';
 export type { X509ErrorCodeValue } from './x509/x509-error';
-export { pemBlocks, pemToDer, derToPem } from './x509/pem';
+export { pemBlocks, pemToDer, derToPem, certificatePems } from './x509/pem';
+export { normaliseSerial, randomSerial, randomSerialHex, MAX_SERIAL_HEX_DIGITS } from './x509/serial';
 export { samePublicKey, spkiDer } from './x509/public-key';
 export type { PemBlock } from './x509/pem';
 export { Oid } from './x509/oids';
 export { parseCertificate, parseCertificates } from './x509/certificate-facts';
-export type {
-  CertificateFacts, KeyType, BasicConstraintsFacts, KeyUsageFacts, ExtKeyUsageFacts, SubjectAltNameFacts, ExtensionFacts,
-} from './x509/certificate-facts';
+export type { CertificateFacts } from './x509/certificate-facts';
+export { readExtensions, summariseExtensions } from './x509/extensions';
+export type { BasicConstraintsFacts, KeyUsageFacts, ExtKeyUsageFacts, SubjectAltNameFacts, ExtensionFacts, ExtensionSummary } from './x509/extensions';
+export { spkiKeyType } from './x509/spki';
+export {
+  buildWorkloadCsr, encodeCertificationRequest, encodeCertificationRequestInfo, encodeExtension, intermediateCaExtensions, uriSanExtension, ECDSA_WITH_SHA256_DER,
+} from './x509/certification-request';
+export type { CertificationRequestContent } from './x509/certification-request';
+export type { KeyType } from './x509/spki';
 export {
   SvidError, SvidErrorCode, validateLeafSvid, validateSigningCertificate, validateSvidChain,
-  assertLeafSvid, assertSigningCertificate, assertSvidChain,
+  assertSvidChain,
 } from './identity/x509-svid';
 export type { SvidErrorCodeValue, SvidVerdict, SigningCertVerdict, SvidRejection, SvidCheckOptions } from './identity/x509-svid';
+export { splitSubjectAltNameText, uriSansOfPeerCertificate, peerCertificateChainDer, spiffeIdOfUriSans, trustDomainOfCaUriSans } from './identity/uri-san';
+export type { PeerCertificateChain, PeerCertificateSans, UriSanRefusal, UriSanSpiffeId } from './identity/uri-san';
+export { TRELLIS_NAMESPACE, controlPlaneSpiffeId, defaultAdminSpiffeId, injectorSpiffeId } from './identity/well-known-ids';
 export { JOIN_TOKEN_PREFIX, isJoinToken, joinTokenSpiffeId } from './identity/join-token-format';
 export { parseX509SvidPem } from './identity/x509-svid-pem';
 export type { X509SvidMaterial } from './identity/x509-svid-pem';
 export { createTrustBundle, parsePemBundle, parseSpiffeBundle, formatPemBundle, formatSpiffeBundle, ROOT_CERT_CONFIGMAP } from './x509/trust-bundle';
 export type { TrustBundle, TrustBundleOptions, JwtAuthority, IgnoredBundleEntry } from './x509/trust-bundle';
-export { compileSpiffeIdMatcher } from './identity/spiffe-id-matcher';
-export type { SpiffeIdMatcherSpec, SpiffeIdMatcher, SpiffeIdMatch } from './identity/spiffe-id-matcher';
 export { verifyCertificatePath, PathErrorCode } from './x509/path-validation';
 export type { PathValidationOptions, PathVerdict, PathErrorCodeValue } from './x509/path-validation';
-export { verifyX509Svid } from './identity/x509-svid-verify';
+export { verifyX509Svid, verifyPeerCertificateSvid } from './identity/x509-svid-verify';
 export type { X509SvidVerification, X509SvidVerifyOptions, TrustBundleSet } from './identity/x509-svid-verify';
 export { RENEWAL_TYPE_URL } from './protocol/type-urls';
 export type { RenewalResource } from './protocol/resources';

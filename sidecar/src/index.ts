@@ -3,10 +3,10 @@ export { SidecarError } from './errors';
 export type { SidecarErrorCode } from './errors';
 export { TlsMaterial, DEFAULT_TLS_CONTEXT_FACTORY } from './state/tls-material';
 export type { TlsContextFactory, TlsMaterialDeps } from './state/tls-material';
-export { SidecarState, readiness, makeCredentials, makeTrustBundle, makeRevocations, splitPem } from './state/sidecar-state';
+export { SidecarState, readiness, makeCredentials, makeTrustBundle, makeRevocations } from './state/sidecar-state';
 export type {
   Credentials,
-  TrustBundle,
+  TrustAnchors,
   PeerAuthMode,
   PeerAuthentication,
   AuthorizationState,
@@ -16,15 +16,14 @@ export type {
   SnapshotUpdate,
   SnapshotPart,
 } from './state/sidecar-state';
-export { leafFacts, normaliseSerial } from './identity/leaf-facts';
+export { leafFacts } from './identity/leaf-facts';
 export type { LeafFacts } from './identity/leaf-facts';
 export { verifyPeer, splitWorkloadSpiffeId } from './identity/peer-verifier';
 export type { PeerVerdict, PeerRefusal, PeerContext } from './identity/peer-verifier';
 export { nextRotation, retryDelay, DEFAULT_ROTATION } from './identity/next-rotation';
 export type { RotationPolicy } from './identity/next-rotation';
-export { buildCsr } from './identity/csr-builder';
 export { IdentityManager } from './identity/identity-manager';
-export type { IdentityManagerDeps, IssuedChain } from './identity/identity-manager';
+export type { IdentityManagerDeps, IdentityTimers } from './identity/identity-manager';
 export { classifyFirstBytes } from './inbound/tls-detect';
 export type { FirstBytes } from './inbound/tls-detect';
 export { InboundListener } from './inbound/inbound-listener';
@@ -60,10 +59,13 @@ export { Sidecar } from './sidecar';
 export type { SidecarOptions, SidecarDeps, DataPath } from './sidecar';
 export { nativeRelay, nativeRelayUnavailable, verifyCode, handshakeErrorCode } from './proxy/native-relay';
 export type { NativeRelay, NativeDataPath, RelayContext, RelayEvent } from './proxy/native-relay';
-export { parseSidecarConfig, parseInboundSpec, parseOutboundSpec, parseHostPort, SETTINGS as SIDECAR_SETTINGS } from './config/sidecar-config';
+export { parseSidecarConfig, parseInboundSpec, parseOutboundSpec, SETTINGS as SIDECAR_SETTINGS } from './config/sidecar-config';
 export type { SidecarConfig, ConfigSources } from './config/sidecar-config';
 export { wireDiscovery } from './control/discovery-wiring';
 export type { DiscoverySource } from './control/discovery-wiring';
 export { runSidecar } from './run-sidecar';
 export type { RunSidecarDeps, DiscoveryRuntime, DiscoveryRuntimeOptions } from './run-sidecar';
 export { DiscoveryClient } from './discovery/discovery-client';
+export type { ClientCredentials } from './discovery/discovery-client';
+export { GrpcBidiCall } from './discovery/grpc-bidi-call';
+export { DiscoveryError, DiscoveryErrorCode } from './discovery/discovery-error';

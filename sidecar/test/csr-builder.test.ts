@@ -1,12 +1,12 @@
 import { expect } from 'chai';
 import { generateKeyPairSync } from 'node:crypto';
 import { openssl } from '@trellis/testkit';
-import { buildCsr } from './helpers/harness';
+import { buildWorkloadCsr } from '@trellis/shared';
 
 describe('CSR builder', () => {
   it('Should produce a CSR that openssl verifies, with our key and the URI SAN asked for', () => {
     const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-    const der = buildCsr(privateKey, publicKey.export({ type: 'spki', format: 'der' }), 'spiffe://cluster.local/ns/shop/sa/web');
+    const der = buildWorkloadCsr(privateKey, publicKey.export({ type: 'spki', format: 'der' }), 'spiffe://cluster.local/ns/shop/sa/web');
     const r = openssl(['req', '-inform', 'DER', '-verify', '-noout', '-text'], der);
     expect(r.status, r.stderr).to.equal(0);
     expect(r.stdout + r.stderr).to.match(/verify OK|Certificate request self-signature verify OK/);
@@ -18,7 +18,7 @@ describe('CSR builder', () => {
 
   it('Should omit the extension request when no SPIFFE ID is given', () => {
     const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-    const der = buildCsr(privateKey, publicKey.export({ type: 'spki', format: 'der' }));
+    const der = buildWorkloadCsr(privateKey, publicKey.export({ type: 'spki', format: 'der' }));
     const r = openssl(['req', '-inform', 'DER', '-verify', '-noout', '-text'], der);
     expect(r.status, r.stderr).to.equal(0);
     expect(r.stdout).to.not.contain('URI:');

@@ -203,7 +203,7 @@ describe('Federated roots from the discovery stream into the sidecar state', () 
     expect(b.rootsPem).to.have.length(2);
     expect(b.rootsPem[0]).to.contain(caA.root.pem.split('\n')[1]!);
     expect([...b.byTrustDomain!.keys()]).to.deep.equal([A, B]);
-    expect(b.byTrustDomain!.get(B)![0]!.subjectText).to.contain(B);
+    expect(b.byTrustDomain!.get(B)!.x509Authorities[0]!.subjectText).to.contain(B);
   });
 
   it('Should refuse (NACK) a federated entry naming our own trust domain or an empty one, keeping the previous bundle', () => {

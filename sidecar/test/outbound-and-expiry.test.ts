@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { connect as tlsConnect } from 'node:tls';
-import { TestCa, freePort } from '@trellis/testkit';
+import { FakeClock, TestCa, freePort } from '@trellis/testkit';
 import { dataPaths, IdentityManager, Sidecar, makeTrustBundle, sharedAuthorizer, silentAuthz } from './helpers/harness';
 import { bundleOf, credentialsFrom, httpGet, signCsr, startHttpApp, tlsExchange, tcpExchange, startEchoApp } from './helpers/fixture';
 
@@ -12,8 +12,8 @@ async function refusals(sc: Sidecar, reason: string): Promise<number> {
   return (await sc.metrics.refusals.get()).values.filter((v) => v.labels.reason === reason).reduce((a, v) => a + v.value, 0);
 }
 
-function sidecar(opts: ConstructorParameters<typeof Sidecar>[0]): Sidecar {
-  return new Sidecar(opts, { logger: silentAuthz.logger, authorize: sharedAuthorizer(), processMetrics: false });
+function sidecar(opts: ConstructorParameters<typeof Sidecar>[0], clock?: () => Date): Sidecar {
+  return new Sidecar(opts, { logger: silentAuthz.logger, authorize: sharedAuthorizer(), processMetrics: false, ...(clock ? { clock } : {}) });
 }
 
 for (const dataPath of dataPaths()) describe(`Outbound by service endpoints [${dataPath}]`, function () {
@@ -108,18 +108,23 @@ for (const dataPath of dataPaths()) describe(`Trust bundle updates and certifica
   it('Should keep serving while renewal fails, then fail closed (not ready, inbound refused) once the certificate expires', async () => {
     const ca = await TestCa.create(TD);
     const app = await startEchoApp();
-    const sc = sidecar({ inbound: [{ host: '127.0.0.1', port: 0, appPort: app.port, http: false }], outbound: [], dataPath, workload: { namespace: 'shop', labels: {} } });
+    // Expiry on the test kit's fake clock: the sidecar, the identity manager and its timers all read it, so nothing sleeps.
+    const clock = new FakeClock(new Date());
+    const sc = sidecar({ inbound: [{ host: '127.0.0.1', port: 0, appPort: app.port, http: false }], outbound: [], dataPath, workload: { namespace: 'shop', labels: {} } }, clock.now);
     sc.state.update({ bundle: bundleOf(ca), peerAuth: { mode: 'STRICT', portModes: {} }, authz: { policies: [] } });
     let controlPlaneUp = true;
+    let issued = 0;
     const errors: string[] = [];
     const im = new IdentityManager({
       state: sc.state,
       issue: async (csr) => {
         if (!controlPlaneUp) throw new Error('control plane unreachable');
-        return signCsr(ca, csr, 2500);
+        // The first SVID is short-lived; the one after the outage is not, so wall-clock time spent by the test cannot expire it.
+        return signCsr(ca, csr, issued++ === 0 ? 2500 : 600_000);
       },
       logger: { ...silentAuthz.logger, error: (msg: string) => errors.push(msg), child: () => silentAuthz.logger } as typeof silentAuthz.logger,
-      clock: () => new Date(),
+      clock: clock.now,
+      timers: clock,
       spiffeId: CART,
     });
     await im.start();
@@ -130,7 +135,10 @@ for (const dataPath of dataPaths()) describe(`Trust bundle updates and certifica
       const client = await ca.issueLeaf(WEB);
       expect((await tlsExchange(port, { client, ca: ca.root.pem, payload: 'still' })).data).to.equal('echo:still');
       expect(sc.readiness().ready).to.equal(true);
-      await new Promise((r) => setTimeout(r, 2700));
+      const first = sc.state.current().credentials!;
+      clock.advance(1000);
+      expect(sc.readiness().ready, 'still inside the lifetime').to.equal(true);
+      clock.set(new Date(first.notAfter.getTime() + 1));
       expect(sc.readiness().ready).to.equal(false);
       const before = await refusals(sc, 'no_valid_svid');
       expect((await tlsExchange(port, { client, ca: ca.root.pem, payload: 'late' })).data).to.equal('');

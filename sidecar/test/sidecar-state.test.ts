@@ -43,12 +43,27 @@ describe('SidecarState', () => {
       ['a root that does not parse', () => st.update({ bundle: { rootsPem: [ca.root.pem, 'junk'], fingerprints: [] } }), 'TRELLIS_SIDECAR_BAD_BUNDLE'],
       ['a non-hex revoked serial', () => st.update({ revocations: { serials: new Set(['zz']), spiffeIds: new Set() } }), 'TRELLIS_SIDECAR_BAD_REVOCATIONS'],
       ['an endpoint without a port', () => st.update({ endpoints: { web: { addresses: ['10.0.0.1'], spiffeIds: [ID] } } }), 'TRELLIS_SIDECAR_BAD_ENDPOINTS'],
+      ['an endpoint port above 65535', () => st.update({ endpoints: { web: { addresses: ['10.0.0.1:99999'], spiffeIds: [ID] } } }), 'TRELLIS_SIDECAR_BAD_ENDPOINTS'],
+      ['an endpoint host with a slash', () => st.update({ endpoints: { web: { addresses: ['10.0.0.1/8:80'], spiffeIds: [ID] } } }), 'TRELLIS_SIDECAR_BAD_ENDPOINTS'],
       ['a valid part next to a bad one', () => st.update({ peerAuth: { mode: 'DISABLE', portModes: {} }, endpoints: { web: { addresses: ['a:1'], spiffeIds: ['not-spiffe'] } } }), 'TRELLIS_SIDECAR_BAD_ENDPOINTS'],
     ];
     for (const [what, fn, code] of bad) {
       expect(codeOf(fn), what).to.equal(code);
       expect(st.current(), what).to.equal(good);
     }
+  });
+
+  it('Should refuse endpoint and revoked identities that the SPIFFE-ID spec forbids, as the shared parser does', () => {
+    const st = new SidecarState();
+    const forbidden = ['spiffe://td/ns/a/sa/b%41', 'spiffe://td/ns/a/sa/~b', 'spiffe://td/ns/a/sa/b:c', "spiffe://td/ns/a/sa/b'c", 'spiffe://td/ns/a/sa/b;c', 'spiffe://td/ns/a/sa/b@c'];
+    for (const id of forbidden) {
+      expect(codeOf(() => st.update({ endpoints: { web: { addresses: ['a:1'], spiffeIds: [id] } } })), id).to.equal('TRELLIS_SIDECAR_BAD_ENDPOINTS');
+      expect(codeOf(() => st.update({ revocations: { serials: new Set(), spiffeIds: new Set([id]) } })), id).to.equal('TRELLIS_SIDECAR_BAD_REVOCATIONS');
+    }
+    for (const id of ['spiffe://Td/ns/a/sa/b', 'spiffe://td/ns/a/sa/b/', 'spiffe://td/ns//sa/b']) {
+      expect(codeOf(() => st.update({ revocations: { serials: new Set(), spiffeIds: new Set([id]) } })), id).to.equal('TRELLIS_SIDECAR_BAD_REVOCATIONS');
+    }
+    st.update({ endpoints: { web: { addresses: ['a:1'], spiffeIds: ['spiffe://td/ns/a/sa/b.c_d-E'] } }, revocations: { serials: new Set(), spiffeIds: new Set(['spiffe://td/ns/a/sa/b']) } });
   });
 
   it('Should refuse credentials whose leaf was not issued for the key', async () => {

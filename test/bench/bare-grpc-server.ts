@@ -14,7 +14,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { SVID_TYPE_URL } from '@trellis/shared';
-import { loadDiscoveryService } from '@trellis/control-plane/dist/src/discovery/grpc-discovery-server';
+import { loadDiscoveryService } from '@trellis/control-plane';
 
 interface Config {
   certFile: string;

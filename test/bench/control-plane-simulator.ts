@@ -36,9 +36,9 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { createInterface } from 'node:readline';
 import { AUTHORIZATION_POLICIES_TYPE_URL, DISCOVERY_SERVICE, encodeDiscoveryRequest, silentLogger, SVID_TYPE_URL } from '@trellis/shared';
-import { buildCsr } from '@trellis/sidecar';
-import { DiscoveryClient } from '@trellis/sidecar/dist/src/discovery/discovery-client';
-import { GrpcBidiCall } from '@trellis/sidecar/dist/src/discovery/grpc-bidi-call';
+import { buildWorkloadCsr } from '@trellis/shared';
+import { DiscoveryClient } from '@trellis/sidecar';
+import { GrpcBidiCall } from '@trellis/sidecar';
 
 interface Config {
   mode: 'trellis' | 'bare';
@@ -64,7 +64,7 @@ const identity = (i: number): { spiffeId: string; token: string } => ({
 const csrs: Buffer[] = [];
 for (let i = 0; i < (cfg.mode === 'bare' ? 1 : cfg.sidecars); i++) {
   const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-  csrs.push(buildCsr(privateKey, publicKey.export({ type: 'spki', format: 'der' }) as Buffer, identity(i).spiffeId));
+  csrs.push(buildWorkloadCsr(privateKey, publicKey.export({ type: 'spki', format: 'der' }) as Buffer, identity(i).spiffeId));
 }
 let cpuAtStart = process.cpuUsage();
 const simCpuS = (): number => {

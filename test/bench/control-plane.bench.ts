@@ -24,7 +24,7 @@ import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'n
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { loadCertificateAuthority } from '@trellis/control-plane';
-import { buildCsr } from '@trellis/sidecar';
+import { buildWorkloadCsr } from '@trellis/shared';
 import { freePort, makeTmpDir, TRELLIS_BIN, trellisSync } from '@trellis/testkit';
 import { stringFlag } from './bench-flags';
 import { BENCH_ISSUER, BENCH_TD, mintBenchTokens, publicGet, startFleet } from './simulated-fleet';
@@ -89,7 +89,7 @@ async function reference(dir: string, caDir: string, n: number, procs: number, t
   const spiffeId = `spiffe://${TD}/ns/trellis-system/sa/trellis-control-plane`;
   const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
   const ca = await loadCertificateAuthority(caDir);
-  const issued = await ca.issue({ csr: buildCsr(privateKey, publicKey.export({ type: 'spki', format: 'der' }) as Buffer, spiffeId), spiffeId, ttlSeconds: 3600, requester: 'bench' });
+  const issued = await ca.issue({ csr: buildWorkloadCsr(privateKey, publicKey.export({ type: 'spki', format: 'der' }) as Buffer, spiffeId), spiffeId, ttlSeconds: 3600, requester: 'bench' });
   const files = { certFile: join(dir, 'bare-chain.pem'), keyFile: join(dir, 'bare-key.pem'), caFile: join(caDir, 'root.pem') };
   writeFileSync(files.certFile, issued.chainPem);
   writeFileSync(files.keyFile, privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });

@@ -23,7 +23,7 @@ import { connect } from 'node:net';
 import { join } from 'node:path';
 import { mkdirSync } from 'node:fs';
 import { AUTHORIZATION_POLICIES_TYPE_URL, DISCOVERY_SERVICE, encodeDiscoveryRequest } from '@trellis/shared';
-import { GrpcBidiCall } from '@trellis/sidecar/dist/src/discovery/grpc-bidi-call';
+import { GrpcBidiCall } from '@trellis/sidecar';
 import { makeTmpDir } from '@trellis/testkit';
 import { CP_ID, FakeSidecar, initCa, joinToken, startControlPlaneProcess, TD } from '../integration/control-plane-harness';
 import { numberFlag, stringFlag } from './bench-flags';

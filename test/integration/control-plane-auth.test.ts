@@ -7,17 +7,17 @@ import { expect } from 'chai';
 import { mkdirSync, writeFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { exportJWK, generateKeyPair, SignJWT, type KeyLike } from 'jose';
-import { DiscoveryError } from '@trellis/sidecar/dist/src/discovery/discovery-error';
+import { DiscoveryError } from '@trellis/sidecar';
 import { makeTmpDir, openssl, hasOpenssl, OPENSSL, skipUnless } from '@trellis/testkit';
 import { generateKeyPairSync } from 'node:crypto';
 import { SVID_TYPE_URL } from '@trellis/shared';
-import { buildCsr } from '@trellis/sidecar';
+import { buildWorkloadCsr } from '@trellis/shared';
 import { FakeSidecar, initCa, joinToken, rawStream, startControlPlaneProcess, waitFor, TD, type ControlPlaneProcess } from './control-plane-harness';
 import { createJoinToken, JoinTokenStore } from '@trellis/control-plane';
 
 function csrFor(spiffeId: string): Buffer {
   const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-  return buildCsr(privateKey, publicKey.export({ type: 'spki', format: 'der' }) as Buffer, spiffeId);
+  return buildWorkloadCsr(privateKey, publicKey.export({ type: 'spki', format: 'der' }) as Buffer, spiffeId);
 }
 
 const ISSUER = 'https://kubernetes.default.svc.cluster.local';

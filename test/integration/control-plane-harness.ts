@@ -11,9 +11,9 @@ import { request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { ALL_TYPE_URLS, createLogger, silentLogger, SVID_TYPE_URL, typeShortName, type TypeUrl, type Logger } from '@trellis/shared';
-import { buildCsr } from '@trellis/sidecar';
-import { DiscoveryClient, type ClientCredentials } from '@trellis/sidecar/dist/src/discovery/discovery-client';
-import { loadDiscoveryService } from '@trellis/control-plane/dist/src/discovery/grpc-discovery-server';
+import { buildWorkloadCsr } from '@trellis/shared';
+import { DiscoveryClient, type ClientCredentials } from '@trellis/sidecar';
+import { loadDiscoveryService } from '@trellis/control-plane';
 import { adminRequest, loadAdminCredentials } from '@trellis/control-plane';
 import { freePort, trellisSpawn, trellisSync } from '@trellis/testkit';
 
@@ -255,7 +255,7 @@ export class FakeSidecar {
   /** Generates a key, sends a CSR for `uri` (default: own ID), keeps the result for mTLS. */
   async rotate(uri: string | null = this.o.spiffeId): Promise<X509Certificate> {
     const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-    const csr = buildCsr(privateKey, publicKey.export({ type: 'spki', format: 'der' }) as Buffer, uri ?? undefined);
+    const csr = buildWorkloadCsr(privateKey, publicKey.export({ type: 'spki', format: 'der' }) as Buffer, uri ?? undefined);
     const svid = await this.client.requestSvid(csr);
     const leaf = new X509Certificate(svid.chainPem);
     this.creds = { keyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, chainPem: svid.chainPem, notAfter: new Date(svid.notAfter), serialHex: svid.serialHex };

@@ -10,7 +10,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { AUTHORIZATION_POLICIES_TYPE_URL, SVID_TYPE_URL } from '@trellis/shared';
-import { buildCsr } from '@trellis/sidecar';
+import { buildWorkloadCsr } from '@trellis/shared';
 import { makeTmpDir, trellisSync } from '@trellis/testkit';
 import { adminGet, adminJson, FakeSidecar, initCa, joinToken, rawStream, startControlPlaneProcess, waitFor, TD, type ControlPlaneProcess } from './control-plane-harness';
 
@@ -238,7 +238,7 @@ describe('control plane discovery stream (real process, real gRPC/TLS)', functio
 
 function validCsr(spiffeId: string): Buffer {
   const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-  return buildCsr(privateKey, publicKey.export({ type: 'spki', format: 'der' }) as Buffer, spiffeId);
+  return buildWorkloadCsr(privateKey, publicKey.export({ type: 'spki', format: 'der' }) as Buffer, spiffeId);
 }
 
 function authz(name: string, ns: string, selector: string): string {

@@ -13,7 +13,7 @@ import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, stat
 import { join } from 'node:path';
 import { makeTmpDir, mountTmpfs, skipUnless, TMPFS, trellisSync } from '@trellis/testkit';
 import { adminGet, adminRaw, FakeSidecar, initCa, joinToken, metricValue, startControlPlaneProcess, TD, waitFor, type ControlPlaneProcess } from './control-plane-harness';
-import { buildCsr } from '@trellis/sidecar';
+import { buildWorkloadCsr } from '@trellis/shared';
 import { generateKeyPairSync } from 'node:crypto';
 
 /** Writes zeros to `file` until the file system refuses (ENOSPC); returns the bytes written. */
@@ -98,7 +98,7 @@ describe('the control plane on a full disk (a real tmpfs)', function () {
     const key = generateKeyPairSync('ec', { namedCurve: 'P-256' });
     const csrFile = join(tmp.dir, 'cli.csr');
     const { writeFileSync } = await import('node:fs');
-    writeFileSync(csrFile, buildCsr(key.privateKey, key.publicKey.export({ type: 'spki', format: 'der' }) as Buffer, `spiffe://${TD}/ns/shop/sa/cli`));
+    writeFileSync(csrFile, buildWorkloadCsr(key.privateKey, key.publicKey.export({ type: 'spki', format: 'der' }) as Buffer, `spiffe://${TD}/ns/shop/sa/cli`));
     const sign = trellisSync(['ca', 'sign', '--dir', caDir, '--csr', csrFile, '--spiffe-id', `spiffe://${TD}/ns/shop/sa/cli`]);
     expect(sign.status).to.equal(1);
     expect(sign.stdout).to.not.contain('BEGIN CERTIFICATE');

@@ -2,9 +2,9 @@ import { expect } from 'chai';
 import { generateKeyPairSync, X509Certificate } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { silentLogger } from '@trellis/shared';
+import { buildWorkloadCsr, silentLogger } from '@trellis/shared';
 import { initCertificateAuthority, loadCertificateAuthority, type CertificateAuthority } from '@trellis/control-plane';
-import { IssuedCertSource, buildCsr, renewalDelayMs, type ServingPair } from '@trellis/injector-webhook';
+import { IssuedCertSource, renewalDelayMs, type ServingPair } from '@trellis/injector-webhook';
 import { freePort, makeTmpDir, openssl, trellisSpawn, trellisSync } from '@trellis/testkit';
 
 describe('injector serving certificate from a Trellis CA dir', function () {
@@ -26,7 +26,7 @@ describe('injector serving certificate from a Trellis CA dir', function () {
   it('builds a CSR that openssl verifies', () => {
     const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
     const file = join(tmp.dir, 'req.der');
-    writeFileSync(file, buildCsr(privateKey, publicKey));
+    writeFileSync(file, buildWorkloadCsr(privateKey, publicKey.export({ type: 'spki', format: 'der' })));
     const r = openssl(['req', '-inform', 'DER', '-in', file, '-noout', '-verify']);
     expect(r.status, r.stderr).to.equal(0);
     expect(r.stdout + r.stderr).to.match(/verify OK/i);

@@ -208,6 +208,12 @@ describe('trellis policy explain (real binary)', function () {
     expect(trellisSync(['policy', 'explain', '--policy-dir', dir, '--namespace', 'foo', '--port', '0']).status, 'port 0').to.equal(2);
     expect(trellisSync(['policy', 'explain', '--policy-dir', dir, '--namespace', 'foo', '--port', '80', '--labels', 'app']).status, 'bad labels').to.equal(2);
     expect(trellisSync(['policy', 'explain', '--policy-dir', dir, '--namespace', 'foo', '--port', '80', '--principal', 'cluster.local/ns/a/sa/b']).status, 'principal without scheme').to.equal(2);
+    // Parsed by the shared SPIFFE ID parser: a principal no SVID could ever carry is a usage error, not a silent non-match.
+    for (const bad of ['spiffe://cluster.local/ns/a/sa/b%41', 'spiffe://Cluster.local/ns/a/sa/b', 'spiffe://cluster.local/ns/a/sa/b/']) {
+      const r = trellisSync(['policy', 'explain', '--policy-dir', dir, '--namespace', 'foo', '--port', '80', '--principal', bad]);
+      expect(r.status, bad).to.equal(2);
+      expect(r.stderr, bad).to.contain('--principal');
+    }
     const missing = trellisSync(['policy', 'explain', '--policy-dir', join(tmp.dir, 'nope'), '--namespace', 'foo', '--port', '80']);
     expect(missing.status).to.equal(1);
     expect(missing.stderr).to.contain('[TRELLIS_POLICY_FILE]');

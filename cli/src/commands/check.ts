@@ -10,7 +10,7 @@ import { connect } from 'node:tls';
 import { X509Certificate } from 'node:crypto';
 import { join, resolve } from 'node:path';
 import { adminRequest, buildCheckReport, caDirCheckItems, CA_FILES, checkExitCode, DEFAULT_THRESHOLDS, humanSeconds, loadFederatedBundle, parseFederationConfig, readAuditLog, readIntermediateSlots, type CheckSubject } from '@trellis/control-plane';
-import { UsageError } from '@trellis/shared';
+import { parseHostPort, UsageError } from '@trellis/shared';
 import { ADMIN_CREDENTIALS_OPTION, adminTarget } from '../admin-target';
 import type { Command, CommandContext } from '../command';
 import { optionalString, outputFormat, stringList } from '../flags';
@@ -19,11 +19,10 @@ const DAY = 86_400;
 
 /** Reads the certificate a TLS server presents at host:port (no trust decision is made on it). */
 function servingCertificate(addr: string, timeoutMs = 5000): Promise<X509Certificate> {
-  const i = addr.lastIndexOf(':');
-  if (i <= 0) return Promise.reject(new UsageError(`"${addr}" is not host:port`, {}));
-  const host = addr.slice(0, i).replace(/^\[|\]$/g, '');
+  const hp = parseHostPort(addr);
+  if (typeof hp === 'string') return Promise.reject(new UsageError(`"${addr}" is not host:port (${hp})`, {}));
   return new Promise((res, rej) => {
-    const s = connect({ host, port: Number(addr.slice(i + 1)), rejectUnauthorized: false, ALPNProtocols: ['h2', 'http/1.1'], timeout: timeoutMs }, () => {
+    const s = connect({ host: hp.host, port: hp.port, rejectUnauthorized: false, ALPNProtocols: ['h2', 'http/1.1'], timeout: timeoutMs }, () => {
       const c = s.getPeerX509Certificate();
       s.destroy();
       if (c) res(c);

@@ -38,7 +38,7 @@ import {
   type ControlPlaneConfigInput,
   type KubernetesTokenSettings,
 } from '@trellis/control-plane';
-import { createLogger, groupsList, UsageError, type KeyExchangePolicy, type Logger, type MtlsMode, type PathNormalization } from '@trellis/shared';
+import { createLogger, groupsList, UsageError, type KeyExchangePolicy, type Logger, type EffectiveMtlsMode, type PathNormalization } from '@trellis/shared';
 import type { Command, CommandContext } from '../command';
 import { flag, optionalString, stringList } from '../flags';
 
@@ -213,7 +213,7 @@ SIGTERM drains: streams end with UNAVAILABLE so sidecars fail over, then it exit
         rootRotationAuth: optionalString(ctx, 'root-rotation-auth') as ControlPlaneConfigInput['rootRotationAuth'],
         trustDomain: optionalString(ctx, 'trust-domain'),
         svidTtl: optionalString(ctx, 'svid-ttl'),
-        defaultMtlsMode: optionalString(ctx, 'default-mtls-mode') as MtlsMode | undefined,
+        defaultMtlsMode: optionalString(ctx, 'default-mtls-mode') as EffectiveMtlsMode | undefined,
         pathNormalization: optionalString(ctx, 'path-normalization') as PathNormalization | undefined,
         keyExchange: optionalString(ctx, 'key-exchange') as KeyExchangePolicy | undefined,
         kubernetes: k8sIssuer || k8sJwks || k8sAudience || k8sFromApi || k8sMinRefresh || k8sRegistry ? { issuer: k8sIssuer, jwksFile: k8sJwks, audience: k8sAudience, jwksFromApiServer: k8sFromApi, jwksMinRefresh: k8sMinRefresh, registry: k8sRegistry } : undefined,

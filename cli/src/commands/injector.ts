@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { join } from 'node:path';
-import { UsageError, createLogger, parseDuration, parseDurationSeconds } from '@trellis/shared';
+import { UsageError, createLogger, injectorSpiffeId, parseHostPort, parseDuration, parseDurationSeconds } from '@trellis/shared';
 import { KubeClient, detectApiFeatures, fetchDiscoveryFacts } from '@trellis/kubernetes';
 import { CA_FILES, loadCertificateAuthority } from '@trellis/control-plane';
 import { FileCertSource, InjectorError, IssuedCertSource, startSelfManagedTls, startWebhookServer, type CertSource } from '@trellis/injector-webhook';
@@ -12,10 +12,9 @@ import { loadInjectorConfig } from './inject';
 
 /** Splits `HOST:PORT` (IPv6 in brackets); a usage error naming `flagName` otherwise. */
 export function parseListen(value: string, flagName: string): { host: string; port: number } {
-  const m = /^(\[[^\]]+\]|[^:]+):([0-9]{1,5})$/.exec(value);
-  const port = m ? Number(m[2]) : NaN;
-  if (!m || port > 65535) throw new UsageError(`--${flagName} must be HOST:PORT, got "${value}"`, { flag: flagName });
-  return { host: m[1]!.replace(/^\[|\]$/g, ''), port };
+  const hp = parseHostPort(value);
+  if (typeof hp === 'string') throw new UsageError(`--${flagName} must be HOST:PORT, got "${value}" (${hp})`, { flag: flagName });
+  return hp;
 }
 
 /** The DNS names the API server dials for the webhook Service (and checks). */
@@ -52,7 +51,7 @@ async function certSource(ctx: CommandContext, logger: ReturnType<typeof createL
   if (caDir !== undefined) {
     const ttlSeconds = parseDurationSeconds(optionalString(ctx, 'cert-ttl') ?? '24h', 'cert-ttl');
     const ca = await loadCertificateAuthority(resolve(ctx.cwd, caDir), { logger: logger.child({ component: 'ca' }) });
-    const spiffeId = optionalString(ctx, 'spiffe-id') ?? `spiffe://${ca.trustDomain}/ns/trellis-system/sa/trellis-injector`;
+    const spiffeId = optionalString(ctx, 'spiffe-id') ?? injectorSpiffeId(ca.trustDomain);
     // The API server dials the webhook Service by DNS name and checks it, so the serving certificate carries those names too.
     const given = stringList(ctx, 'dns-name');
     const dnsNames = given.length > 0 ? given : SERVICE_DNS_NAMES;

@@ -4,13 +4,12 @@
  * adapted by install/install-plan.ts (pure) to the options and to what the
  * API server supports, and applied by install/apply-objects.ts.
  */
-import { X509Certificate } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { stringify } from 'yaml';
 import { CA_FILES, initCertificateAuthority } from '@trellis/control-plane';
 import { KubeClient, detectApiFeatures, fetchDiscoveryFacts, type ApiFeatures, type KubeObject } from '@trellis/kubernetes';
-import { UsageError, parseDuration } from '@trellis/shared';
+import { UsageError, parseCertificate, parseDuration, pemToDer, trustDomainOfCaUriSans } from '@trellis/shared';
 import type { Command, CommandContext } from '../command';
 import { flag, optionalString } from '../flags';
 import { applyObjects, deleteObjects, waitGone, type ApplyResult } from '../install/apply-objects';
@@ -23,9 +22,10 @@ const CA_SECRET_FILES = [CA_FILES.intermediateCert, CA_FILES.intermediateKey, CA
 
 /** The trust domain an intermediate certificate is for (its `spiffe://TD` URI SAN). */
 function trustDomainOf(intermediatePem: string, source: string): string {
-  const m = /URI:spiffe:\/\/([^,/\s]+)/.exec(new X509Certificate(intermediatePem).subjectAltName ?? '');
-  if (!m) throw new UsageError(`${source}: the intermediate names no spiffe://TRUST-DOMAIN; is this a Trellis CA?`, { file: source });
-  return m[1]!;
+  const [der] = pemToDer(intermediatePem, 'CERTIFICATE', source);
+  const td = der ? trustDomainOfCaUriSans(parseCertificate(der).subjectAltName.uris, 'the intermediate') : undefined;
+  if (!td?.ok) throw new UsageError(`${source}: the intermediate names no spiffe://TRUST-DOMAIN${td ? ` (${td.reason})` : ''}; is this a Trellis CA?`, { file: source });
+  return td.trustDomain;
 }
 
 /** The CA files to put in the Secret, from --ca-dir or a CA made with --generate-ca (root key stays local). */

@@ -22,13 +22,15 @@ import {
   silentLogger,
   UsageError,
   type EffectiveMtlsMode,
+  isMtlsMode,
+  parseSpiffeId,
+  MTLS_MODES,
   type Policy,
   type PolicyIssue,
 } from '@trellis/shared';
 import type { Command, CommandContext } from '../command';
 import { labelsFlag, optionalString, outputFormat, requiredString } from '../flags';
 
-const MODES: readonly EffectiveMtlsMode[] = ['STRICT', 'PERMISSIVE', 'DISABLE'];
 
 function rootNamespace(ctx: CommandContext): string {
   return optionalString(ctx, 'root-namespace') ?? DEFAULT_ROOT_NAMESPACE;
@@ -170,7 +172,13 @@ ruleIndex and what decided the mode. Exit 0 whatever the decision.`,
       const labels = labelsFlag(ctx, 'labels');
       const port = parsePort(ctx);
       const principal = optionalString(ctx, 'principal');
-      if (principal !== undefined && !/^spiffe:\/\/[^/]+/.test(principal)) throw new UsageError(`--principal must be a full SPIFFE ID (spiffe://trust-domain/ns/NS/sa/SA), got "${principal}"`, { flag: 'principal' });
+      if (principal !== undefined) {
+        try {
+          parseSpiffeId(principal);
+        } catch (err) {
+          throw new UsageError(`--principal must be a full SPIFFE ID (spiffe://trust-domain/ns/NS/sa/SA), got "${principal}": ${(err as Error).message}`, { flag: 'principal' });
+        }
+      }
       const sourceIp = optionalString(ctx, 'source-ip');
       if (sourceIp !== undefined && !parseIp(sourceIp)) throw new UsageError(`--source-ip must be an IPv4 or IPv6 address, got "${sourceIp}"`, { flag: 'source-ip' });
       const method = optionalString(ctx, 'method');
@@ -186,7 +194,7 @@ ruleIndex and what decided the mode. Exit 0 whatever the decision.`,
       const normalized = path === undefined ? undefined : normalizePath(q < 0 ? path : path.slice(0, q), pathMode);
       const judgedPath = normalized?.ok ? normalized.path + (q < 0 ? '' : path!.slice(q)) : path;
       const defaultMode = (optionalString(ctx, 'default-mode') ?? 'STRICT').toUpperCase() as EffectiveMtlsMode;
-      if (!MODES.includes(defaultMode)) throw new UsageError(`--default-mode must be one of ${MODES.join(', ')}`, { flag: 'default-mode' });
+      if (!isMtlsMode(defaultMode)) throw new UsageError(`--default-mode must be one of ${MTLS_MODES.join(', ')}`, { flag: 'default-mode' });
       try {
         if (!statSync(dir).isDirectory()) throw new Error('not a directory');
       } catch (err) {

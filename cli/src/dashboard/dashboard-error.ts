@@ -16,8 +16,4 @@ export const DashboardErrorCode = Object.freeze({
 export type DashboardErrorCodeValue = (typeof DashboardErrorCode)[keyof typeof DashboardErrorCode];
 
 /** A dashboard that cannot start as asked. */
-export class DashboardError extends TrellisError {
-  constructor(code: DashboardErrorCodeValue, message: string, details: Record<string, unknown> = {}, options?: { cause?: unknown }) {
-    super(code, message, details, options);
-  }
-}
+export class DashboardError extends TrellisError<DashboardErrorCodeValue> {}

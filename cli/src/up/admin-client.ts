@@ -5,6 +5,7 @@
  * reached through @trellis/control-plane's adminRequest, the one client.
  */
 import { request } from 'node:http';
+import { parseHostPort } from '@trellis/shared';
 
 export interface HttpReply {
   status: number;
@@ -13,9 +14,10 @@ export interface HttpReply {
 
 /** GET http://ADDR/PATH with a timeout; rejects on connection errors. */
 export function httpGet(addr: string, path: string, timeoutMs = 2000): Promise<HttpReply> {
-  const colon = addr.lastIndexOf(':');
+  const hp = parseHostPort(addr);
+  if (typeof hp === 'string') return Promise.reject(new Error(`admin address "${addr}": ${hp}`));
   return new Promise((resolve, reject) => {
-    const req = request({ host: addr.slice(0, colon), port: Number(addr.slice(colon + 1)), path, method: 'GET', timeout: timeoutMs, agent: false }, (res) => {
+    const req = request({ host: hp.host, port: hp.port, path, method: 'GET', timeout: timeoutMs, agent: false }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));

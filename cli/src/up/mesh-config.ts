@@ -8,7 +8,7 @@
 import { Ajv, type ErrorObject } from 'ajv';
 import { LineCounter, parseDocument, isMap, isSeq, isPair, isScalar, type Node } from 'yaml';
 import { workloadMetadataProblems } from '@trellis/control-plane';
-import { KEY_EXCHANGE_POLICIES, PATH_NORMALIZATIONS, TrellisError, type KeyExchangePolicy, type PathNormalization } from '@trellis/shared';
+import { KEY_EXCHANGE_POLICIES, parseHostPort, PATH_NORMALIZATIONS, TrellisError, type KeyExchangePolicy, type PathNormalization } from '@trellis/shared';
 
 /** The app a workload runs: a command, or the built-in echo/HTTP app. */
 export type WorkloadApp =
@@ -248,7 +248,8 @@ interface RawMesh {
 }
 
 function portOf(addr: string): number {
-  return Number(addr.slice(addr.lastIndexOf(':') + 1));
+  const hp = parseHostPort(addr);
+  return typeof hp === 'string' ? NaN : hp.port;
 }
 
 function describe(err: ErrorObject): string {

@@ -8,7 +8,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { adminRequest, loadAdminCredentials, PolicyStore, type AdminTarget } from '@trellis/control-plane';
-import { silentLogger, TrellisError, type Logger } from '@trellis/shared';
+import { kubernetesSpiffeId, silentLogger, TrellisError, type Logger } from '@trellis/shared';
 import type { MeshConfig, WorkloadConfig } from './mesh-config';
 import { childLogFile, Supervisor } from './supervisor';
 import { httpGet, pollUntil, waitReady } from './admin-client';
@@ -30,7 +30,7 @@ export function statePaths(stateDir: string): { caDir: string; rootPem: string; 
 
 /** The SPIFFE ID a workload of the mesh file gets. */
 export function workloadSpiffeId(trustDomain: string, w: WorkloadConfig): string {
-  return `spiffe://${trustDomain}/ns/${w.namespace}/sa/${w.serviceAccount}`;
+  return kubernetesSpiffeId(trustDomain, w.namespace, w.serviceAccount).toString();
 }
 
 /**

@@ -18,15 +18,9 @@
  * Fails closed throughout: anything not positively allowed is refused with
  * its code and reason.
  */
-import { Oid, verifyX509Svid, type CertificateFacts, type TrustBundle } from '@trellis/shared';
-import { normaliseSerial } from '../lifecycle/revocation-list';
+import { normaliseSerial, Oid, verifyX509Svid, type CertificateFacts, type TrustBundle } from '@trellis/shared';
 import { AdminErrorCode, type AdminErrorCodeValue } from './admin-error';
 import { isAcceptedHost, type AcceptedHosts } from './admin-host';
-
-/** The admin identity the control plane allows by default, and `trellis admin credentials` issues. */
-export function defaultAdminSpiffeId(trustDomain: string): string {
-  return `spiffe://${trustDomain}/ns/trellis-system/sa/trellis-admin`;
-}
 
 /** Paths anyone may GET: liveness, readiness, Prometheus metrics. */
 export const PUBLIC_PATHS: readonly string[] = Object.freeze(['/healthz', '/readyz', '/metrics']);

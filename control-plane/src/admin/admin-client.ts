@@ -10,7 +10,7 @@
  */
 import { request } from 'node:https';
 import type { PeerCertificate } from 'node:tls';
-import { controlPlaneSpiffeId } from '../tls/server-identity';
+import { controlPlaneSpiffeId, Oid, parseHostPort, uriSansOfPeerCertificate, verifyPeerCertificateSvid } from '@trellis/shared';
 import type { AdminCredentials } from './admin-credentials';
 import { AdminError, AdminErrorCode } from './admin-error';
 
@@ -30,16 +30,16 @@ const TLS_TRUST_ERRORS = new Set(['UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'SELF_SIGNE
 /** Sends `method path` with `body` as JSON to the target; resolves with the parsed 2xx answer. `signal` abandons it (UNREACHABLE). */
 export function adminRequest<T>(target: AdminTarget, method: 'GET' | 'POST', path: string, body?: unknown, timeoutMs = 30_000, signal?: AbortSignal): Promise<T> {
   const addr = target.address;
-  const m = /^\[([^\]]+)\]:(\d+)$/.exec(addr) ?? /^([^:/]+):(\d+)$/.exec(addr.replace(/^https?:\/\//, '').replace(/\/$/, ''));
-  if (!m) return Promise.reject(new AdminError(AdminErrorCode.UNREACHABLE, `admin address "${addr}" is not host:port`, { addr }));
+  const hp = parseHostPort(addr.replace(/^https?:\/\//, '').replace(/\/$/, ''));
+  if (typeof hp === 'string') return Promise.reject(new AdminError(AdminErrorCode.UNREACHABLE, `admin address "${addr}" is not host:port`, { addr }));
   const creds = target.credentials;
   const expected = target.serverSpiffeId ?? controlPlaneSpiffeId(creds.trustDomain);
   const payload = method === 'POST' ? Buffer.from(JSON.stringify(body ?? {})) : undefined;
   return new Promise<T>((resolve, reject) => {
     const req = request(
       {
-        host: m[1],
-        port: Number(m[2]),
+        host: hp.host,
+        port: hp.port,
         path,
         method,
         timeout: timeoutMs,
@@ -49,11 +49,15 @@ export function adminRequest<T>(target: AdminTarget, method: 'GET' | 'POST', pat
         key: creds.keyPem,
         ca: [creds.bundlePem, ...(target.extraRootsPem ?? [])],
         minVersion: 'TLSv1.2',
-        // Replaces hostname checks: the control plane is known by its SPIFFE ID alone.
+        // Replaces hostname checks: the control plane is known by its SPIFFE ID alone, on an
+        // X.509-SVID the shared verifier accepts (the one workloads and the CA use).
         checkServerIdentity: (_host: string, cert: PeerCertificate) => {
-          const uris = (cert.subjectaltname ?? '').split(/,\s*/).filter((s) => s.startsWith('URI:')).map((s) => s.slice(4));
-          if (uris.length === 1 && uris[0] === expected) return undefined;
-          return new AdminError(AdminErrorCode.UNREACHABLE, `${addr} presented ${uris.join(', ') || 'no SPIFFE ID'}, not the control plane ${expected}`, { addr });
+          const uris = uriSansOfPeerCertificate(cert);
+          if (uris.length !== 1 || uris[0] !== expected) {
+            return new AdminError(AdminErrorCode.UNREACHABLE, `${addr} presented ${uris.join(', ') || 'no SPIFFE ID'}, not the control plane ${expected}`, { addr });
+          }
+          const svid = verifyPeerCertificateSvid(cert, creds.trustDomain, [creds.bundlePem, ...(target.extraRootsPem ?? [])], { now: new Date(), requiredEku: Oid.serverAuth });
+          return svid.ok ? undefined : new AdminError(AdminErrorCode.UNREACHABLE, `${addr} presented ${expected} on a certificate that is not a valid X.509-SVID: ${svid.code}: ${svid.reason}`, { addr });
         },
       },
       (res) => {

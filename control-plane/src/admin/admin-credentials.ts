@@ -14,12 +14,11 @@
  */
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseX509SvidPem, TrellisError } from '@trellis/shared';
+import { defaultAdminSpiffeId, parseX509SvidPem, TrellisError } from '@trellis/shared';
 import { loadCertificateAuthority } from '../ca/certificate-authority';
 import { writeCaFiles } from '../ca/ca-dir';
 import type { Signer } from '../ca/signer';
 import { createKeyAndCsr } from '../tls/server-identity';
-import { defaultAdminSpiffeId } from './admin-access';
 import { AdminError, AdminErrorCode } from './admin-error';
 
 /** File names inside a credentials dir. */

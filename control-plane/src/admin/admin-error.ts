@@ -40,9 +40,4 @@ export const AdminErrorCode = Object.freeze({
 export type AdminErrorCodeValue = (typeof AdminErrorCode)[keyof typeof AdminErrorCode];
 
 /** An error of the admin API; `code` says exactly what went wrong. */
-export class AdminError extends TrellisError {
-  declare readonly code: AdminErrorCodeValue;
-  constructor(code: AdminErrorCodeValue, message: string, details: Record<string, unknown> = {}, options?: { cause?: unknown }) {
-    super(code, message, details, options);
-  }
-}
+export class AdminError extends TrellisError<AdminErrorCodeValue> {}

@@ -14,7 +14,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { Registry } from 'prom-client';
-import { DEFAULT_KEY_EXCHANGE, groupsList, parseCertificates, parsePemBundle, type CertificateFacts, type KeyExchangePolicy, type Logger, type TrustBundle } from '@trellis/shared';
+import { DEFAULT_KEY_EXCHANGE, groupsList, parseHostPort, parseCertificates, parsePemBundle, type CertificateFacts, type KeyExchangePolicy, type Logger, type TrustBundle } from '@trellis/shared';
 import { gateClientHello } from '../tls/client-hello-gate';
 import { decideAdminRequest, PUBLIC_PATHS, type AdminDecision, type AdminRequestFacts } from './admin-access';
 import { AdminError, AdminErrorCode } from './admin-error';
@@ -254,9 +254,9 @@ function serveRoute(route: AdminRoute, req: IncomingMessage, res: ServerResponse
   });
 }
 
-/** Splits "host:port" (IPv6 as "[::1]:port"). */
+/** Splits "host:port" (IPv6 as "[::1]:port") with the shared parser; throws naming the address otherwise. */
 export function splitHostPort(s: string): { host: string; port: number } {
-  const m = /^\[([^\]]+)\]:(\d+)$/.exec(s) ?? /^([^:]+):(\d+)$/.exec(s);
-  if (!m) throw new Error(`"${s}" is not host:port`);
-  return { host: m[1]!, port: Number(m[2]) };
+  const hp = parseHostPort(s);
+  if (typeof hp === 'string') throw new Error(`"${s}" is not host:port: ${hp}`);
+  return hp;
 }

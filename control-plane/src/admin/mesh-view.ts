@@ -8,9 +8,8 @@
  * `trellis validate` prints them, the CA's status and the revocations in
  * force, and the newest audit event's sequence number. Pure.
  */
-import type { ReportedCertificate, RevocationsResource, TypeSyncSnapshot } from '@trellis/shared';
+import { normaliseSerial, type ReportedCertificate, type RevocationsResource, type TypeSyncSnapshot } from '@trellis/shared';
 import type { CaStatusView } from '../lifecycle/ca-status';
-import { normaliseSerial } from '../lifecycle/revocation-list';
 import type { ProxyStatus, ReceivedReport } from '../discovery/stream-session';
 import { serviceGraph, type ServiceGraph } from '../observability/service-graph';
 

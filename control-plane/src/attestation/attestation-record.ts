@@ -7,9 +7,9 @@
  * (the caller treats it as absent: fail closed).
  */
 import { isKubernetesNamespace } from '@trellis/shared';
-import { normalSerial } from '../discovery/reissue-orders';
 import { fromJoinToken, fromKubernetesPod, type WorkloadAttestation } from './workload-attestation';
 import { workloadMetadataProblems } from './workload-metadata';
+import { normaliseSerial } from '@trellis/shared';
 
 /** One remembered attestation: what it vouches for and when its SVID expires. */
 export interface AttestationEntry {
@@ -24,8 +24,11 @@ export type AttestationRecordJson =
 
 /** The serial as a record key (and file name): normalised lower-case hex of at most 20 bytes, or null (never a path). */
 export function attestationSerial(serialHex: string): string | null {
-  const s = normalSerial(serialHex);
-  return /^[0-9a-f]{1,40}$/.test(s) ? s : null;
+  try {
+    return normaliseSerial(serialHex);
+  } catch {
+    return null; // not a serial: never a key, never a path
+  }
 }
 
 /** The stored form of `entry`. */

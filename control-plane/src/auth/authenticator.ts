@@ -13,7 +13,7 @@
  * refused once that pod is gone (TOKEN_POD_GONE), as the token would be; it
  * attests its identity alone when this control plane does not read pods.
  */
-import { parseSpiffeId } from '@trellis/shared';
+import { normaliseSerial, spiffeIdOfUriSans, uriSansOfPeerCertificate } from '@trellis/shared';
 import { ControlPlaneError, ControlPlaneErrorCode } from '../errors/control-plane-error';
 import type { AttestationStore } from '../attestation/attestation-store';
 import { fromJoinToken, identityOnly } from '../attestation/workload-attestation';
@@ -82,22 +82,19 @@ export async function authenticate(deps: AuthenticatorDeps, creds: StreamCredent
 /** The SPIFFE ID of a chain-verified client certificate, with checks of its own. */
 function fromCertificate(deps: AuthenticatorDeps, cert: PeerCertificateView, nowMs: number): AuthenticatedPeer {
   const C = ControlPlaneErrorCode;
-  const uris = (cert.subjectaltname ?? '')
-    .split(/,\s*/)
-    .filter((s) => s.startsWith('URI:'))
-    .map((s) => s.slice(4));
-  if (uris.length !== 1) throw new ControlPlaneError(C.CERT_REJECTED, `client certificate must carry exactly one URI SAN, has ${uris.length}`);
-  const spiffeId = uris[0]!;
-  let td: string;
-  try {
-    td = parseSpiffeId(spiffeId).trustDomain;
-  } catch {
-    throw new ControlPlaneError(C.CERT_REJECTED, 'client certificate URI SAN is not a SPIFFE ID');
-  }
+  const id = spiffeIdOfUriSans(uriSansOfPeerCertificate(cert), 'client');
+  if (!id.ok) throw new ControlPlaneError(C.CERT_REJECTED, id.reason);
+  const spiffeId = id.spiffeId.toString();
+  const td = id.spiffeId.trustDomain;
   if (td !== deps.trustDomain) throw new ControlPlaneError(C.CERT_REJECTED, `client certificate is for trust domain ${td}, not ${deps.trustDomain}`);
   const notAfter = Date.parse(cert.valid_to);
   if (!(notAfter > nowMs)) throw new ControlPlaneError(C.CREDENTIAL_EXPIRED, `client certificate expired at ${cert.valid_to}`);
-  const serialHex = cert.serialNumber.toLowerCase().replace(/^0+(?=.)/, '');
+  let serialHex: string;
+  try {
+    serialHex = normaliseSerial(cert.serialNumber);
+  } catch {
+    throw new ControlPlaneError(C.CERT_REJECTED, 'client certificate has an unreadable serial');
+  }
   if (deps.isRevoked(serialHex, spiffeId)) throw new ControlPlaneError(C.CERT_REJECTED, `client certificate ${serialHex} for ${spiffeId} is revoked`);
   let attestation = deps.attestations?.recall(serialHex, spiffeId, nowMs) ?? identityOnly(spiffeId);
   const pod = attestation.pod;

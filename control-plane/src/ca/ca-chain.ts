@@ -4,10 +4,9 @@
  * importing an intermediate signed by an enterprise root.
  */
 import { createHash, X509Certificate, type KeyObject } from 'node:crypto';
-import { parseCertificate, samePublicKey, TrellisError, type CertificateFacts } from '@trellis/shared';
+import { parseCertificate, samePublicKey, TrellisError, type CertificateFacts, derToPem } from '@trellis/shared';
 import { CaError, CaErrorCode } from './ca-error';
 import { subjectPublicKeyBits } from './key-types';
-import { toPem } from './pem';
 
 /** A CA certificate with the facts the CA needs about it. */
 export interface CaCertificate {
@@ -37,7 +36,7 @@ export function readCaCertificate(der: Buffer, source: string): CaCertificate {
   }
   const keyId = facts.subjectKeyId ?? createHash('sha1').update(subjectPublicKeyBits(facts.spki)).digest();
   const selfSigned = facts.issuer.equals(facts.subject) && safeVerify(x509, x509.publicKey);
-  return { der, pem: toPem(der, 'CERTIFICATE'), facts, fields: facts, uris: facts.subjectAltName.uris, x509, keyId, selfSigned };
+  return { der, pem: derToPem(der, 'CERTIFICATE'), facts, fields: facts, uris: facts.subjectAltName.uris, x509, keyId, selfSigned };
 }
 
 /**

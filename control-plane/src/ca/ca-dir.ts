@@ -10,7 +10,7 @@
  * renames only after every temp file is complete, so a failure never leaves
  * a half-written file behind.
  */
-import { readFileSync, rmSync, statSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { CaError, CaErrorCode } from './ca-error';
 import { writeFilesAtomic } from '../state/atomic-file';
@@ -86,7 +86,3 @@ export function writeCaFiles(dir: string, files: CaFileWrite[]): void {
   writeFilesAtomic(dir, files);
 }
 
-/** Removes `name` from `dir` if present. */
-export function removeCaFile(dir: string, name: string): void {
-  rmSync(join(dir, name), { force: true });
-}

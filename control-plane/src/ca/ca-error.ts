@@ -49,9 +49,4 @@ export const CaErrorCode = Object.freeze({
 export type CaErrorCodeValue = (typeof CaErrorCode)[keyof typeof CaErrorCode];
 
 /** An error raised by the certificate authority; `code` says exactly what went wrong. */
-export class CaError extends TrellisError {
-  declare readonly code: CaErrorCodeValue;
-  constructor(code: CaErrorCodeValue, message: string, details: Record<string, unknown> = {}, options?: { cause?: unknown }) {
-    super(code, message, details, options);
-  }
-}
+export class CaError extends TrellisError<CaErrorCodeValue> {}

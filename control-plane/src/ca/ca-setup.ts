@@ -7,16 +7,18 @@
  * issuance uses the pre-encoded template in svid-template.ts.
  */
 import 'reflect-metadata';
-import { createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, webcrypto, type KeyObject } from 'node:crypto';
+import { createPrivateKey, createPublicKey, generateKeyPairSync, webcrypto, type KeyObject } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import * as x509 from '@peculiar/x509';
-import { parseTrustDomain, SpiffeIdError } from '@trellis/shared';
+import { parseTrustDomain, randomSerialHex, SpiffeIdError, trustDomainOfCaUriSans, derToPem } from '@trellis/shared';
 import { CaError, CaErrorCode } from './ca-error';
 import { certificateHasKey, readCaCertificate, verifyCaChain } from './ca-chain';
 import { CA_FILES, caFileExists, readCaFiles, requireCaDir, writeCaFiles, type CaFileWrite } from './ca-dir';
 import { CA_KEY_TYPES, describeKey, generationParams, type CaKeyType } from './key-types';
-import { pemBlock, pemCertificates, toPem } from './pem';
+import { pemCertificates } from './pem';
+import { createIntermediateCsr } from './intermediate-csr';
+import { createFileSigner } from './signer';
 
 const DAY_MS = 86_400_000;
 
@@ -67,7 +69,7 @@ export async function initCertificateAuthority(dir: string, opts: InitOptions = 
   const intKey = await generateKey(keyType);
   const alg = signingAlgorithm(keyType);
   const root = await x509.X509CertificateGenerator.createSelfSigned({
-    serialNumber: serialHex(),
+    serialNumber: randomSerialHex(),
     name: [{ CN: [`Trellis Root CA ${trustDomain}`] }, { O: ['Trellis'] }],
     notBefore,
     notAfter: rootNotAfter,
@@ -80,7 +82,7 @@ export async function initCertificateAuthority(dir: string, opts: InitOptions = 
     ],
   });
   const intermediate = await x509.X509CertificateGenerator.create({
-    serialNumber: serialHex(),
+    serialNumber: randomSerialHex(),
     subject: [{ CN: [`Trellis Intermediate CA ${trustDomain}`] }, { O: ['Trellis'] }],
     issuer: root.subject,
     notBefore,
@@ -96,8 +98,8 @@ export async function initCertificateAuthority(dir: string, opts: InitOptions = 
       await x509.AuthorityKeyIdentifierExtension.create(root),
     ],
   });
-  const rootPem = toPem(Buffer.from(root.rawData), 'CERTIFICATE');
-  const intPem = toPem(Buffer.from(intermediate.rawData), 'CERTIFICATE');
+  const rootPem = derToPem(Buffer.from(root.rawData), 'CERTIFICATE');
+  const intPem = derToPem(Buffer.from(intermediate.rawData), 'CERTIFICATE');
   const files: CaFileWrite[] = [
     { name: CA_FILES.rootKey, contents: rootKey.pem, mode: 0o600 },
     { name: CA_FILES.intermediateKey, contents: intKey.pem, mode: 0o600 },
@@ -129,17 +131,7 @@ export async function writeIntermediateCsr(dir: string, opts: IntermediateCsrOpt
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   refuseExisting(dir, opts.force, [CA_FILES.intermediateCert, CA_FILES.intermediateKey]);
   const key = await generateKey(keyType);
-  const csr = await x509.Pkcs10CertificateRequestGenerator.create({
-    name: [{ CN: [`Trellis Intermediate CA ${trustDomain}`] }, { O: ['Trellis'] }],
-    keys: key.web,
-    signingAlgorithm: signingAlgorithm(keyType),
-    extensions: [
-      new x509.BasicConstraintsExtension(true, 0, true),
-      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
-      new x509.SubjectAlternativeNameExtension([{ type: 'url', value: `spiffe://${trustDomain}` }]),
-    ],
-  });
-  const csrPem = toPem(Buffer.from(csr.rawData), 'CERTIFICATE REQUEST');
+  const csrPem = derToPem(await createIntermediateCsr(createFileSigner(key.pem), trustDomain), 'CERTIFICATE REQUEST');
   writeCaFiles(dir, [
     { name: CA_FILES.intermediateKey, contents: key.pem, mode: 0o600 },
     { name: CA_FILES.intermediateCsr, contents: csrPem, mode: 0o644 },
@@ -204,11 +196,9 @@ export function installIntermediate(dir: string, publicKey: KeyObject, keyName: 
   const uppers = chain.filter((c) => !c.selfSigned && !c.der.equals(intermediate.der));
   const now = (opts.clock ?? (() => new Date()))();
   verifyCaChain(intermediate, uppers, roots, now);
-  const tdUris = intermediate.facts.subjectAltName.uris.filter((u) => u.startsWith('spiffe://'));
-  if (tdUris.length !== 1) {
-    throw new CaError(CaErrorCode.CHAIN_INVALID, `${certSource} must carry exactly one URI SAN spiffe://<trust-domain>, found ${tdUris.length}`, { file: certSource });
-  }
-  const trustDomain = checkTrustDomain(tdUris[0]!.slice('spiffe://'.length), CaErrorCode.CHAIN_INVALID);
+  const td = trustDomainOfCaUriSans(intermediate.facts.subjectAltName.uris, certSource);
+  if (!td.ok) throw new CaError(CaErrorCode.CHAIN_INVALID, td.reason, { file: certSource });
+  const trustDomain = td.trustDomain;
   const writes: CaFileWrite[] = [
     { name: CA_FILES.intermediateCert, contents: intermediate.pem, mode: 0o644 },
     { name: CA_FILES.chain, contents: [intermediate, ...uppers].map((c) => c.pem).join(''), mode: 0o644 },
@@ -221,12 +211,6 @@ export function installIntermediate(dir: string, publicKey: KeyObject, keyName: 
     rootNotAfter: new Date(Math.min(...roots.map((r) => r.facts.notAfter.getTime()))),
     files: writes.map((w) => w.name),
   };
-}
-
-/** Reads the CSR written by {@link writeIntermediateCsr} (DER). */
-export function readIntermediateCsr(dir: string): Buffer {
-  const files = readCaFiles(dir, [CA_FILES.intermediateCsr]);
-  return pemBlock(files.get(CA_FILES.intermediateCsr)!, ['CERTIFICATE REQUEST'], join(dir, CA_FILES.intermediateCsr));
 }
 
 function refuseExisting(dir: string, force: boolean | undefined, names: string[]): void {
@@ -275,11 +259,5 @@ async function generateKey(t: CaKeyType): Promise<{ pem: string; web: webcrypto.
   const alg = p.kind === 'ec' ? { name: 'ECDSA', namedCurve: p.namedCurve } : { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' };
   const privateKey = await webcrypto.subtle.importKey('pkcs8', pkcs8, alg, false, ['sign']);
   const publicKey = await webcrypto.subtle.importKey('spki', spki, alg, true, ['verify']);
-  return { pem: toPem(pkcs8, 'PRIVATE KEY'), web: { privateKey, publicKey } as webcrypto.CryptoKeyPair };
-}
-
-function serialHex(): string {
-  const b = randomBytes(16);
-  b[0] = (b[0]! & 0x7f) | 0x01;
-  return b.toString('hex');
+  return { pem: derToPem(pkcs8, 'PRIVATE KEY'), web: { privateKey, publicKey } as webcrypto.CryptoKeyPair };
 }

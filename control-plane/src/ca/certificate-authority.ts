@@ -12,7 +12,7 @@ import { generateKeyPairSync, randomFillSync, verify as cryptoVerify, type KeyOb
 import { channel } from 'node:diagnostics_channel';
 import { closeSync, openSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseSpiffeId, silentLogger, SpiffeIdError, type Logger } from '@trellis/shared';
+import { normaliseSerial, parseSpiffeId, randomSerial, silentLogger, SpiffeIdError, trustDomainOfCaUriSans, type Logger, derToPem } from '@trellis/shared';
 import { openAuditLog, type AuditSink } from './audit-log';
 import { CaError, CaErrorCode } from './ca-error';
 import { readCaCertificate, verifyCaChain, certificateHasKey, type CaCertificate } from './ca-chain';
@@ -23,7 +23,8 @@ import { defaultNativeEcdsaVerify, type NativeEcdsaVerify } from './native-ecdsa
 import { subjectPublicKeyBits } from './key-types';
 import { checkIssuedSvid, type ExpectedSvid } from './issued-check';
 import { readBackIssuedSvid } from './issued-readback';
-import { pemCertificates, toPem } from './pem';
+import type { IssuedSvid as AuthorityIssuedSvid } from '../issuance/svid-authority';
+import { pemCertificates } from './pem';
 import { createFileSigner, type Signer } from './signer';
 import { checkCsrIdentity, svidValidity } from './svid-profile';
 import { SvidTemplate } from './svid-template';
@@ -47,17 +48,9 @@ export interface IssueRequest {
   dnsNames?: readonly string[];
 }
 
-/** A freshly issued X.509-SVID. */
-export interface IssuedSvid {
-  /** Lowercase hex of the serial number. */
-  serialHex: string;
-  spiffeId: string;
-  notBefore: Date;
-  notAfter: Date;
+/** A freshly issued X.509-SVID: what every SvidAuthority returns, plus the DER and the key type. */
+export interface IssuedSvid extends AuthorityIssuedSvid {
   leafDer: Buffer;
-  leafPem: string;
-  /** Leaf, then the intermediate (and any intermediates above it), PEM. */
-  chainPem: string;
   /** Leaf key type: `ec-p256`, `ec-p384` or `rsa-<bits>`. */
   keyType: string;
 }
@@ -196,7 +189,7 @@ export class CertificateAuthority {
       issuerPublicKey: this.verifyKey,
     });
 
-    const serialHex = serialToHex(serial);
+    const serialHex = normaliseSerial(serial.toString('hex'));
     // Durable before it is handed out: a record that cannot be written and flushed fails the issuance (AUDIT_WRITE_FAILED).
     await this.audit.append({
       time: this.clock().toISOString(),
@@ -207,7 +200,7 @@ export class CertificateAuthority {
       requester: req.requester,
     });
     if (issuedChannel.hasSubscribers) issuedChannel.publish({ serial: serialHex, spiffeId, notAfter: validity.notAfter, keyType: csr.keyType, requester: req.requester });
-    const leafPem = toPem(leafDer, 'CERTIFICATE');
+    const leafPem = derToPem(leafDer, 'CERTIFICATE');
     return { serialHex, spiffeId, notBefore: validity.notBefore, notAfter: validity.notAfter, leafDer, leafPem, chainPem: leafPem + this.chainTail, keyType: csr.keyType };
   }
 
@@ -271,16 +264,17 @@ export class CertificateAuthority {
     return id.toString();
   }
 
+  /** The shared serial generator, fed from a pool of random bytes refilled 256 serials at a time (issuance is hot). */
   private nextSerial(): Buffer {
-    for (;;) {
+    return randomSerial(() => {
       if (this.serialNext >= this.serialPool.length) {
         randomFillSync(this.serialPool);
         this.serialNext = 0;
       }
-      const s = Buffer.from(this.serialPool.subarray(this.serialNext, this.serialNext + 16));
+      const s = this.serialPool.subarray(this.serialNext, this.serialNext + 16);
       this.serialNext += 16;
-      if (s.some((b) => b !== 0)) return s;
-    }
+      return s;
+    });
   }
 }
 
@@ -324,19 +318,8 @@ export async function loadCertificateAuthority(dir: string, deps: CertificateAut
   }
   verifyCaChain(intermediate, chain.slice(1), roots, now);
 
-  const tdUris = intermediate.facts.subjectAltName.uris.filter((u) => u.startsWith('spiffe://'));
-  if (tdUris.length !== 1) {
-    throw new CaError(CaErrorCode.CHAIN_INVALID, `the intermediate must carry exactly one URI SAN spiffe://<trust-domain>, found ${tdUris.length}`, { dir });
-  }
-  let td;
-  try {
-    td = parseSpiffeId(tdUris[0]!);
-  } catch (err) {
-    throw new CaError(CaErrorCode.CHAIN_INVALID, `the intermediate's URI SAN ${tdUris[0]} is not a valid SPIFFE ID`, { dir }, { cause: err });
-  }
-  if (td.path !== '') {
-    throw new CaError(CaErrorCode.CHAIN_INVALID, `the intermediate's URI SAN ${tdUris[0]} must be the bare trust domain ID`, { dir });
-  }
+  const td = trustDomainOfCaUriSans(intermediate.facts.subjectAltName.uris, 'the intermediate');
+  if (!td.ok) throw new CaError(CaErrorCode.CHAIN_INVALID, td.reason, { dir });
 
   // The log exists from load on (0640), as before any issuance: an unwritable CA dir fails here, not on the first request.
   if (!deps.audit) closeSync(openSync(join(dir, CA_FILES.auditLog), 'a', 0o640));
@@ -369,12 +352,6 @@ async function probeSigner(signer: Signer): Promise<void> {
     ok = false;
   }
   if (!ok) throw new CaError(CaErrorCode.KEY_MISMATCH, 'the signer produced a signature its own public key does not verify', {});
-}
-
-function serialToHex(serial: Buffer): string {
-  let i = 0;
-  while (i < serial.length - 1 && serial[i] === 0) i++;
-  return serial.toString('hex', i);
 }
 
 const DNS_NAME = /^(?=.{1,253}$)([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*$/;

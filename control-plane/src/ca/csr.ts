@@ -11,7 +11,7 @@
  * told to authorize and uses the CSR's names only to refuse a mismatch.
  */
 import { verify as cryptoVerify, type KeyObject } from 'node:crypto';
-import { der, DerError, DerErrorCode } from '@trellis/shared';
+import { der, DerError, DerErrorCode, readExtensions, summariseExtensions, X509Error, X509ErrorCode, type ExtensionFacts } from '@trellis/shared';
 import { CaError, CaErrorCode } from './ca-error';
 import { describeKey, ecPointOfSpki, publicKeyFromSpki, SIGNATURE_ALGORITHMS } from './key-types';
 import { defaultNativeEcdsaVerify, NATIVE_HASH, type NativeEcdsaVerify } from './native-ecdsa';
@@ -21,6 +21,8 @@ import { pemBlock } from './pem';
 export interface ParsedCsr {
   /** SubjectPublicKeyInfo DER, copied byte for byte into the certificate. */
   spkiDer: Buffer;
+  /** The subject Name DER as requested (a workload's is empty; an intermediate's names it). */
+  subjectDer: Buffer;
   /** The key as a KeyObject; built on first access (the native path never needs one). */
   publicKey: KeyObject;
   /** `ec-p256`, `ec-p384` or `rsa-<bits>`. */
@@ -34,8 +36,6 @@ export interface ParsedCsr {
 }
 
 const EXTENSION_REQUEST = '1.2.840.113549.1.9.14';
-const SUBJECT_ALT_NAME = '2.5.29.17';
-const BASIC_CONSTRAINTS = '2.5.29.19';
 const CSR_LABELS = ['CERTIFICATE REQUEST', 'NEW CERTIFICATE REQUEST'] as const;
 
 /** How {@link parseCsr} checks signatures. */
@@ -62,6 +62,9 @@ export function parseCsr(input: Buffer | string, source = 'CSR', options: CsrVer
     if (err instanceof DerError) {
       throw new CaError(CaErrorCode.BAD_DER, `${source}: malformed DER (${err.message})`, { field: err.details.field ?? source, derCode: err.code }, { cause: err });
     }
+    if (err instanceof X509Error) {
+      throw new CaError(CaErrorCode.BAD_DER, `${source}: ${err.message}`, { field: (err.details.extension as string | undefined) ?? source, derCode: err.code }, { cause: err });
+    }
     throw err;
   }
   const algorithm = SIGNATURE_ALGORITHMS[fields.signatureAlgorithmOid];
@@ -81,6 +84,7 @@ export function parseCsr(input: Buffer | string, source = 'CSR', options: CsrVer
     let key: KeyObject | undefined;
     return {
       spkiDer,
+      subjectDer: fields.subjectDer,
       get publicKey(): KeyObject {
         return (key ??= publicKeyFromSpki(spkiDer));
       },
@@ -108,7 +112,7 @@ export function parseCsr(input: Buffer | string, source = 'CSR', options: CsrVer
     ok = false;
   }
   if (!ok) throw new CaError(CaErrorCode.BAD_CSR_SIGNATURE, `${source}: the CSR's signature does not verify with the key it carries`, { field: `${source} signature` });
-  return { spkiDer: fields.spkiDer, publicKey, keyType, uris: fields.uris, requestsCa: fields.requestsCa, signatureAlgorithm: algorithm.name };
+  return { spkiDer: fields.spkiDer, subjectDer: fields.subjectDer, publicKey, keyType, uris: fields.uris, requestsCa: fields.requestsCa, signatureAlgorithm: algorithm.name };
 }
 
 function nativeVerdict(native: NativeEcdsaVerify, ...args: Parameters<NativeEcdsaVerify>): -1 | 0 | 1 | undefined {
@@ -123,6 +127,7 @@ function nativeVerdict(native: NativeEcdsaVerify, ...args: Parameters<NativeEcds
 interface CsrFields {
   signedDer: Buffer;
   spkiDer: Buffer;
+  subjectDer: Buffer;
   uris: string[];
   requestsCa: boolean;
   signatureAlgorithmOid: string;
@@ -142,8 +147,7 @@ function readCsrFields(buf: Buffer, source: string): CsrFields {
   const subject = der.expectTlv(buf, version.end, 0x30, 'subject', cri.end);
   const spki = der.expectTlv(buf, subject.end, 0x30, 'subjectPKInfo', cri.end);
 
-  const uris: string[] = [];
-  let requestsCa = false;
+  const requested: ExtensionFacts[] = [];
   if (spki.end < cri.end) {
     const attrs = der.expectTlv(buf, spki.end, 0xa0, 'attributes', cri.end);
     der.forEachChild(buf, attrs, (attr) => {
@@ -153,23 +157,24 @@ function readCsrFields(buf: Buffer, source: string): CsrFields {
       const values = der.expectTlv(buf, type.end, 0x31, 'extensionRequest', attr.end);
       der.forEachChild(buf, values, (exts) => {
         if (exts.tag !== 0x30) throw new DerError(DerErrorCode.UNEXPECTED_TAG, 'DER: extensionRequest value is not a SEQUENCE', { field: 'extensionRequest', offset: exts.offset });
-        der.forEachChild(buf, exts, (ext) => {
-          const id = der.expectTlv(buf, ext.start, 0x06, 'requested extension id', ext.end);
-          let v = der.readTlv(buf, id.end, ext.end);
-          if (v.tag === 0x01) v = der.readTlv(buf, v.end, ext.end);
-          if (v.tag !== 0x04) throw new DerError(DerErrorCode.UNEXPECTED_TAG, 'DER: extnValue is not an OCTET STRING', { field: 'requested extension', offset: v.offset });
-          const oid = der.decodeOid(buf, id);
-          if (oid === SUBJECT_ALT_NAME) readUris(buf, v.start, v.end, uris);
-          else if (oid === BASIC_CONSTRAINTS) requestsCa = readCaFlag(buf, v.start, v.end) || requestsCa;
-        });
+        // The one extension reader, as for certificates: an extension twice or a malformed SAN is refused, not merged or skipped.
+        requested.push(...readExtensions(buf, exts, 'certificate request'));
       });
     });
   }
 
+  if (requested.some((a, i) => requested.findIndex((b) => b.oid === a.oid) !== i)) {
+    const twice = requested.find((a, i) => requested.findIndex((b) => b.oid === a.oid) !== i)!.oid;
+    throw new X509Error(X509ErrorCode.DUPLICATE_EXTENSION, `certificate request has extension ${twice} twice (RFC 5280 4.2)`, { extension: twice });
+  }
+  const asked = summariseExtensions(requested, 'certificate request');
+  const uris = [...asked.subjectAltName.uris];
+  const requestsCa = asked.basicConstraints.ca;
   const algOid = der.expectTlv(buf, alg.start, 0x06, 'signature algorithm', alg.end);
   return {
     signedDer: der.encoded(buf, cri),
     spkiDer: der.encoded(buf, spki),
+    subjectDer: der.encoded(buf, subject),
     uris,
     requestsCa,
     signatureAlgorithmOid: der.decodeOid(buf, algOid),
@@ -182,19 +187,4 @@ function toDer(input: Buffer | string, source: string): Buffer {
   const text = typeof input === 'string' ? input : input.toString('latin1');
   if (text.length === 0) throw new CaError(CaErrorCode.BAD_PEM, `${source}: empty input`, { file: source });
   return pemBlock(text, CSR_LABELS, source);
-}
-
-function readUris(buf: Buffer, start: number, end: number, out: string[]): void {
-  const names = der.expectTlv(buf, start, 0x30, 'subjectAltName', end);
-  if (names.end !== end) throw new DerError(DerErrorCode.TRAILING_DATA, 'DER: data after subjectAltName', { field: 'subjectAltName', offset: names.end });
-  der.forEachChild(buf, names, (n) => {
-    if (n.tag === 0x86) out.push(buf.toString('utf8', n.start, n.end));
-  });
-}
-
-function readCaFlag(buf: Buffer, start: number, end: number): boolean {
-  const bc = der.expectTlv(buf, start, 0x30, 'basicConstraints', end);
-  if (bc.start === bc.end) return false;
-  const first = der.readTlv(buf, bc.start, bc.end);
-  return first.tag === 0x01 && der.decodeBoolean(buf, first);
 }

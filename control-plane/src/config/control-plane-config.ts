@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import Ajv from 'ajv';
 import { parse as parseYaml } from 'yaml';
-import { DEFAULT_KEY_EXCHANGE, DEFAULT_PATH_NORMALIZATION, isSpiffeId, KEY_EXCHANGE_POLICIES, type KeyExchangePolicy, parseDuration, PATH_NORMALIZATIONS, type MtlsMode, type LogLevel, type PathNormalization } from '@trellis/shared';
+import { DEFAULT_KEY_EXCHANGE, DEFAULT_PATH_NORMALIZATION, isSpiffeId, KEY_EXCHANGE_POLICIES, type KeyExchangePolicy, parseDuration, PATH_NORMALIZATIONS, type EffectiveMtlsMode, MTLS_MODES, type LogLevel, type PathNormalization } from '@trellis/shared';
 import { ControlPlaneError, ControlPlaneErrorCode } from '../errors/control-plane-error';
 import { DEFAULT_CONNECTION_LIMITS } from '../discovery/connection-guard';
 import { DEFAULT_MAX_STREAMS_PER_IDENTITY } from '../discovery/stream-quota';
@@ -27,7 +27,7 @@ export interface ControlPlaneConfigInput {
   /** Who may start a root rotation over the admin API: `root-key` (default) or `admin-identity`. */
   rootRotationAuth?: 'root-key' | 'admin-identity';
   svidTtl?: string;
-  defaultMtlsMode?: MtlsMode;
+  defaultMtlsMode?: EffectiveMtlsMode;
   /** Istio's meshConfig.pathNormalization.normalization, pushed to every sidecar. */
   pathNormalization?: PathNormalization;
   /** The key-exchange policy of every mTLS hop (prefer, require, off), pushed to every sidecar. */
@@ -93,7 +93,7 @@ export interface ControlPlaneConfig {
   readonly adminHosts: readonly string[];
   readonly rootRotationAuth: 'root-key' | 'admin-identity';
   readonly svidTtlSeconds: number;
-  readonly defaultMtlsMode: MtlsMode;
+  readonly defaultMtlsMode: EffectiveMtlsMode;
   /** How sidecars normalize request paths before AuthorizationPolicy (default BASE, as Istio). */
   readonly pathNormalization: PathNormalization;
   readonly keyExchange: KeyExchangePolicy;
@@ -151,7 +151,7 @@ const SCHEMA = {
     adminHosts: { type: 'array', items: { type: 'string', pattern: ADMIN_HOST } },
     rootRotationAuth: { enum: ['root-key', 'admin-identity'] },
     svidTtl: { type: 'string', pattern: DURATION },
-    defaultMtlsMode: { enum: ['STRICT', 'PERMISSIVE', 'DISABLE'] },
+    defaultMtlsMode: { enum: [...MTLS_MODES] },
     pathNormalization: { enum: [...PATH_NORMALIZATIONS] },
     keyExchange: { enum: [...KEY_EXCHANGE_POLICIES] },
     rootNamespace: { type: 'string', minLength: 1 },

@@ -20,6 +20,7 @@
  * withdraw them.
  */
 import {
+  normaliseSerial,
   AUTHORIZATION_POLICIES_TYPE_URL,
   canonicalJson,
   ENDPOINTS_TYPE_URL,
@@ -240,7 +241,7 @@ export class DiscoveryService {
    * certificate or identity are ended at once (fail closed).
    */
   setRevocations(r: RevocationsResource): void {
-    const next = Object.freeze({ serials: [...new Set(r.serials.map((s) => s.toLowerCase()))].sort(), spiffeIds: [...new Set(r.spiffeIds)].sort() });
+    const next = Object.freeze({ serials: [...new Set(r.serials.map(serialKey))].sort(), spiffeIds: [...new Set(r.spiffeIds)].sort() });
     if (canonicalJson(next) === canonicalJson(this.revocations)) return;
     this.revocations = next;
     this.revokedSerials = new Set(next.serials);
@@ -259,7 +260,7 @@ export class DiscoveryService {
 
   /** True when the serial or SPIFFE ID is on the revocation list. */
   isRevoked(serialHex: string, spiffeId: string): boolean {
-    return (serialHex !== '' && this.revokedSerials.has(serialHex.toLowerCase())) || this.revokedIds.has(spiffeId);
+    return (serialHex !== '' && this.revokedSerials.has(serialKey(serialHex))) || this.revokedIds.has(spiffeId);
   }
 
   /** Stops accepting streams and ends every open one with UNAVAILABLE so sidecars fail over. */
@@ -337,5 +338,14 @@ export class DiscoveryService {
       if (end < sessions.length && !this.draining) setImmediate(() => step(end));
     };
     step(0);
+  }
+}
+
+/** A serial in the one serial form (shared x509/serial.ts); text that is no serial is kept as is and so matches none. */
+function serialKey(hex: string): string {
+  try {
+    return normaliseSerial(hex);
+  } catch {
+    return hex;
   }
 }

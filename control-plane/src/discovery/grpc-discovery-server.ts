@@ -16,7 +16,7 @@
 import { createServer, type Server as NetServer } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
-import { DEFAULT_KEY_EXCHANGE, DISCOVERY_PROTO_FILE, PROTO_ROOT, type KeyExchangePolicy } from '@trellis/shared';
+import { DEFAULT_KEY_EXCHANGE, DISCOVERY_PROTO_FILE, parseHostPort, PROTO_ROOT, type KeyExchangePolicy } from '@trellis/shared';
 import type { PeerCertificateView, StreamCredentials } from '../auth/authenticator';
 import { toGrpcStatus } from '../errors/grpc-status';
 import { ConnectionGuard, type ConnectionGuardDeps, type ConnectionGuardOptions } from './connection-guard';
@@ -196,18 +196,16 @@ function bearer(md: grpc.Metadata): string | undefined {
   return m ? m[1] : undefined;
 }
 
-/** `host:port` or `[v6]:port` as net.listen wants it. */
+/** `host:port` or `[v6]:port` as net.listen wants it (the shared parser). */
 function splitListen(listen: string): { host: string; port: number } {
-  const m = /^\[([^\]]+)\]:(\d+)$/.exec(listen) ?? /^([^:]+):(\d+)$/.exec(listen);
-  if (!m) throw new Error(`listen address "${listen}" is not HOST:PORT`);
-  return { host: m[1]!, port: Number(m[2]) };
+  const hp = parseHostPort(listen);
+  if (typeof hp === 'string') throw new Error(`listen address "${listen}" is not HOST:PORT: ${hp}`);
+  return hp;
 }
 
 function hostOf(peer: string): string {
   // "ipv4:127.0.0.1:1234", "ipv6:[::1]:1234" or "127.0.0.1:1234"
   const p = peer.replace(/^ipv[46]:/, '');
-  const m6 = /^\[([^\]]+)\]:\d+$/.exec(p);
-  if (m6) return m6[1]!;
-  const i = p.lastIndexOf(':');
-  return i > 0 ? p.slice(0, i) : p;
+  const hp = parseHostPort(p);
+  return typeof hp === 'string' ? p : hp.host;
 }

@@ -4,7 +4,7 @@
  * PeerAuthentication and the AuthorizationPolicies that select it, from an
  * immutable snapshot replaced whole on every change.
  */
-import type { AuthorizationPoliciesResource, MtlsMode, PeerAuthenticationResource } from '@trellis/shared';
+import type { AuthorizationPoliciesResource, EffectiveMtlsMode, PeerAuthenticationResource } from '@trellis/shared';
 
 /** The workload facts policies select on: namespace and labels only, as Istio's selectors. */
 export interface WorkloadFacts {
@@ -35,7 +35,7 @@ export interface PolicySource {
 }
 
 /** A policy source with no policies: every workload gets `defaultMode` and no authorization policies. */
-export function staticPolicySource(defaultMode: MtlsMode): PolicySource & { replace(view: PolicyView): void } {
+export function staticPolicySource(defaultMode: EffectiveMtlsMode): PolicySource & { replace(view: PolicyView): void } {
   const empty: PolicyView = {
     peerAuthentication: () => ({ mode: defaultMode, portModes: {} }),
     authorizationPolicies: () => ({ policies: [] }),

@@ -11,7 +11,7 @@
  * sidecar connected to another replica, or one that restarted, is asked too.
  */
 import { randomInt } from 'node:crypto';
-import type { RenewalResource } from '@trellis/shared';
+import { normaliseSerial, type RenewalResource } from '@trellis/shared';
 import type { DocumentCodec } from '../state/shared-document';
 
 /** One re-issue order. */
@@ -57,9 +57,13 @@ export function renewalFor(orders: readonly ReissueOrder[], held: HeldCertificat
   return Object.freeze({ renewBy: new Date(best.at).toISOString(), orderedAt: new Date(best.order.orderedAtMs).toISOString(), reason: best.order.reason });
 }
 
-/** Normalises a hex serial for comparison (lower case, no colons, no leading zeros). */
-export function normalSerial(hex: string): string {
-  return hex.toLowerCase().replace(/:/g, '').replace(/^0+(?=.)/, '');
+/** A serial as a map key: the one serial form (shared x509/serial.ts); text that is no serial is kept as is and so matches none. */
+function serialKey(hex: string): string {
+  try {
+    return normaliseSerial(hex);
+  } catch {
+    return hex;
+  }
 }
 
 /** File name of the shared orders inside the CA dir. */
@@ -120,12 +124,12 @@ export class ReissueBook {
   /** Remembers that `serialHex` was issued at `nowMs` (only while an order is live: nothing else needs it). */
   noteIssued(serialHex: string, nowMs: number): void {
     this.prune(nowMs);
-    if (this.orders.length > 0) this.issued.set(normalSerial(serialHex), nowMs);
+    if (this.orders.length > 0) this.issued.set(serialKey(serialHex), nowMs);
   }
 
   /** When `serialHex` was issued, if this control plane issued it while an order was live. */
   issuedAt(serialHex: string): number | null {
-    return this.issued.get(normalSerial(serialHex)) ?? null;
+    return this.issued.get(serialKey(serialHex)) ?? null;
   }
 
   /** The live orders. */

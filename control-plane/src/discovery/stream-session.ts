@@ -506,7 +506,7 @@ export class StreamSession {
         notAfter: new Date(issued.notAfter).toISOString(),
       };
       this.svidNotAfter = new Date(issued.notAfter);
-      this.svidSerial = issued.serialHex.toLowerCase();
+      this.svidSerial = issued.serialHex; // already in the one serial form (the CA writes it)
       this.svidIssuedAtMs = this.deps.nowMs();
       this.deps.reissue.noteIssued(issued.serialHex, this.svidIssuedAtMs);
       this.deps.metrics.svidsIssued.inc({ method: peer.method });

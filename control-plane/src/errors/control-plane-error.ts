@@ -47,8 +47,4 @@ export const ControlPlaneErrorCode = Object.freeze({
 export type ControlPlaneErrorCodeValue = (typeof ControlPlaneErrorCode)[keyof typeof ControlPlaneErrorCode];
 
 /** A refusal or failure raised by the control plane on purpose. */
-export class ControlPlaneError extends TrellisError {
-  constructor(code: ControlPlaneErrorCodeValue, message: string, details: Record<string, unknown> = {}, options?: { cause?: unknown }) {
-    super(code, message, details, options);
-  }
-}
+export class ControlPlaneError extends TrellisError<ControlPlaneErrorCodeValue> {}

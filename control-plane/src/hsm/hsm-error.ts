@@ -47,9 +47,4 @@ export const HsmErrorCode = Object.freeze({
 export type HsmErrorCodeValue = (typeof HsmErrorCode)[keyof typeof HsmErrorCode];
 
 /** An error raised by the HSM signer; `code` says exactly what went wrong. */
-export class HsmError extends TrellisError {
-  declare readonly code: HsmErrorCodeValue;
-  constructor(code: HsmErrorCodeValue, message: string, details: Record<string, unknown> = {}, options?: { cause?: unknown }) {
-    super(code, message, details, options);
-  }
-}
+export class HsmError extends TrellisError<HsmErrorCodeValue> {}

@@ -7,15 +7,16 @@
  * signs, then `ca import`); the only difference is that no `intermediate.key`
  * ever exists.
  */
+import { derToPem } from '@trellis/shared';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { CaErrorCode } from '../ca/ca-error';
+import { CaError, CaErrorCode } from '../ca/ca-error';
 import { CA_FILES, caFileExists, requireCaDir, writeCaFiles } from '../ca/ca-dir';
-import { toPem } from '../ca/pem';
+
 import { checkTrustDomain, installIntermediate } from '../ca/ca-setup';
 import { HsmError, HsmErrorCode } from './hsm-error';
-import { createIntermediateCsr } from './intermediate-csr';
+import { createIntermediateCsr } from '../ca/intermediate-csr';
 import { acquirePkcs11Module, requirePkcs11Binding } from './pkcs11-module';
 import { findSlot, generateTokenKeyPair, keyLabelExists, openUserSession, readTokenPublicKey } from './pkcs11-token';
 import type { Pkcs11Signer, Pkcs11SignerDeps } from './pkcs11-signer';
@@ -81,8 +82,16 @@ export function generateHsmKey(caDir: string, config: Pkcs11SignerConfig, opts: 
 export async function writeHsmIntermediateCsr(caDir: string, signer: Pkcs11Signer, trustDomain: string): Promise<{ csrPem: string; file: string }> {
   const td = checkTrustDomain(trustDomain, CaErrorCode.BAD_SPIFFE_ID);
   requireCaDir(caDir);
-  const der = await createIntermediateCsr(signer, td);
-  const csrPem = toPem(der, 'CERTIFICATE REQUEST');
+  let der: Buffer;
+  try {
+    der = await createIntermediateCsr(signer, td);
+  } catch (err) {
+    if (err instanceof CaError && err.code === CaErrorCode.KEY_MISMATCH) {
+      throw new HsmError(HsmErrorCode.SIGN_FAILED, 'the CSR signature made by the token does not verify with the token\'s public key', {}, { cause: err });
+    }
+    throw err;
+  }
+  const csrPem = derToPem(der, 'CERTIFICATE REQUEST');
   writeCaFiles(caDir, [{ name: CA_FILES.intermediateCsr, contents: csrPem, mode: 0o644 }]);
   return { csrPem, file: join(caDir, CA_FILES.intermediateCsr) };
 }

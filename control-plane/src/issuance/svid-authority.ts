@@ -4,8 +4,9 @@
  * `CertificateAuthority` satisfies this structurally; tests may pass their own.
  */
 
-/** The result of one signing, as the CA returns it. */
+/** The result of one signing, as the CA returns it: the one model of an issued SVID in the control plane. */
 export interface IssuedSvid {
+  /** The serial in the one form (shared x509/serial.ts). */
   serialHex: string;
   spiffeId: string;
   notBefore: Date;

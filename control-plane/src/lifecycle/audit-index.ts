@@ -6,6 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import type { AuditRecord } from '../ca/audit-log';
+import { normaliseSerial } from '@trellis/shared';
 
 /** The issuance records that parsed, and how many lines did not (lifecycle event lines are neither). */
 export interface AuditIndex {
@@ -52,7 +53,7 @@ export function latestNotAfter(index: AuditIndex, match: { spiffeId?: string; se
   let latest: number | null = null;
   for (const r of index.records) {
     if (match.spiffeId !== undefined && r.spiffeId !== match.spiffeId) continue;
-    if (match.serial !== undefined && r.serial.toLowerCase().replace(/^0+(?=.)/, '') !== match.serial) continue;
+    if (match.serial !== undefined && serialOf(r.serial) !== match.serial) continue;
     const t = Date.parse(r.notAfter);
     if (latest === null || t > latest) latest = t;
   }
@@ -74,4 +75,13 @@ export function unexpiredIssuedBefore(index: AuditIndex, before: Date, now: Date
     if (last === null || t > last) last = t;
   }
   return { count, lastNotAfter: last === null ? null : new Date(last) };
+}
+
+/** A logged serial in the normal form, or null when the record's serial is not one (it then matches nothing). */
+function serialOf(s: string): string | null {
+  try {
+    return normaliseSerial(s);
+  } catch {
+    return null;
+  }
 }

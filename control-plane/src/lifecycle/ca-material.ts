@@ -7,12 +7,16 @@
  * Not the hot path, so @peculiar/x509 builds the structures.
  */
 import 'reflect-metadata';
-import { createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, webcrypto, X509Certificate, type KeyObject } from 'node:crypto';
+import { createPrivateKey, createPublicKey, generateKeyPairSync, webcrypto, X509Certificate, type KeyObject } from 'node:crypto';
 import * as x509 from '@peculiar/x509';
-import { parseTrustDomain } from '@trellis/shared';
+import { parseTrustDomain, randomSerialHex, trustDomainOfCaUriSans, derToPem } from '@trellis/shared';
 import { describeKey, generationParams, type CaKeyType } from '../ca/key-types';
-import { pemBlock, toPem } from '../ca/pem';
+import { pemBlock } from '../ca/pem';
 import { LifecycleError, LifecycleErrorCode } from './lifecycle-error';
+import { createIntermediateCsr as buildIntermediateCsr } from '../ca/intermediate-csr';
+import { createFileSigner } from '../ca/signer';
+import { CaError, CaErrorCode } from '../ca/ca-error';
+import { parseCsr, type ParsedCsr } from '../ca/csr';
 
 const DAY_MS = 86_400_000;
 
@@ -47,7 +51,7 @@ export async function importPrivateKey(pem: string, source: string): Promise<CaK
   const spki = publicKey.export({ type: 'spki', format: 'der' });
   const privateKey = await webcrypto.subtle.importKey('pkcs8', pkcs8, alg, false, ['sign']);
   const pub = await webcrypto.subtle.importKey('spki', spki, alg, true, ['verify']);
-  return { pem: toPem(pkcs8, 'PRIVATE KEY'), keyType, web: { privateKey, publicKey: pub } as webcrypto.CryptoKeyPair, publicKey };
+  return { pem: derToPem(pkcs8, 'PRIVATE KEY'), keyType, web: { privateKey, publicKey: pub } as webcrypto.CryptoKeyPair, publicKey };
 }
 
 function webAlgorithm(key: KeyObject): { name: string; namedCurve?: string; hash?: string } {
@@ -63,17 +67,10 @@ function signingAlgorithm(keyType: string): { name: string; hash: string } {
   return { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' };
 }
 
-/** 128-bit positive random serial, hex. */
-export function randomSerialHex(): string {
-  const b = randomBytes(16);
-  b[0] = (b[0]! & 0x7f) | 0x01;
-  return b.toString('hex');
-}
-
 function checkSignedBy(certDer: ArrayBuffer, issuer: KeyObject, what: string): string {
   const cert = new X509Certificate(Buffer.from(certDer));
   if (!cert.verify(issuer)) throw new LifecycleError(LifecycleErrorCode.ROOT_UNAVAILABLE, `${what}: the freshly signed certificate does not verify with the signing key`, {});
-  return toPem(Buffer.from(certDer), 'CERTIFICATE');
+  return derToPem(Buffer.from(certDer), 'CERTIFICATE');
 }
 
 /** Options for {@link createRootCertificate}. */
@@ -110,17 +107,7 @@ export async function createRootCertificate(o: RootOptions): Promise<string> {
 /** A CSR for a Trellis intermediate (CA:true pathLen 0, URI SAN `spiffe://<td>`), PEM. */
 export async function createIntermediateCsr(trustDomain: string, key: CaKeyPair, label?: string): Promise<string> {
   const td = parseTrustDomain(trustDomain);
-  const csr = await x509.Pkcs10CertificateRequestGenerator.create({
-    name: [{ CN: [label ? `Trellis Intermediate CA ${td} ${label}` : `Trellis Intermediate CA ${td}`] }, { O: ['Trellis'] }],
-    keys: key.web,
-    signingAlgorithm: signingAlgorithm(key.keyType),
-    extensions: [
-      new x509.BasicConstraintsExtension(true, 0, true),
-      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
-      new x509.SubjectAlternativeNameExtension([{ type: 'url', value: `spiffe://${td}` }]),
-    ],
-  });
-  return toPem(Buffer.from(csr.rawData), 'CERTIFICATE REQUEST');
+  return derToPem(await buildIntermediateCsr(createFileSigner(key.pem), td, label), 'CERTIFICATE REQUEST');
 }
 
 /** What {@link signIntermediateCsr} needs from the root. */
@@ -149,28 +136,17 @@ export async function signIntermediateCsr(root: RootSigner, csrPem: string, o: {
   const source = o.source ?? 'CSR';
   const bad = (msg: string, cause?: unknown): LifecycleError =>
     new LifecycleError(LifecycleErrorCode.BAD_INTERMEDIATE_CSR, `${source}: ${msg}`, { file: source }, cause ? { cause } : undefined);
-  let csr: x509.Pkcs10CertificateRequest;
+  // The CA's one CSR reader (ca/csr.ts): signature, key profile and requested extensions, as for every SVID request.
+  let csr: ParsedCsr;
   try {
-    csr = new x509.Pkcs10CertificateRequest(pemBlock(csrPem, ['CERTIFICATE REQUEST', 'NEW CERTIFICATE REQUEST'], source));
+    csr = parseCsr(csrPem, source);
   } catch (err) {
-    throw bad(`not a PKCS#10 certificate request (${(err as Error).message})`, err);
+    if (err instanceof CaError && err.code === CaErrorCode.BAD_CSR_SIGNATURE) throw bad('the CSR signature does not verify', err);
+    throw bad(`not a usable PKCS#10 certificate request (${(err as Error).message})`, err);
   }
-  let valid = false;
-  try {
-    valid = await csr.verify();
-  } catch {
-    valid = false;
-  }
-  if (!valid) throw bad('the CSR signature does not verify');
-  const san = csr.extensions.find((e): e is x509.SubjectAlternativeNameExtension => e instanceof x509.SubjectAlternativeNameExtension);
-  const uris = (san?.names.items ?? []).filter((n) => n.type === 'url').map((n) => n.value);
-  if (uris.length !== 1 || !uris[0]!.startsWith('spiffe://')) throw bad(`expected exactly one URI SAN spiffe://<trust-domain>, found ${uris.length === 0 ? 'none' : uris.join(', ')}`);
-  let td: string;
-  try {
-    td = parseTrustDomain(uris[0]!.slice('spiffe://'.length));
-  } catch (err) {
-    throw bad(`URI SAN ${uris[0]} is not a bare trust domain ID`, err);
-  }
+  const tdOfCsr = trustDomainOfCaUriSans(csr.uris, 'the requested');
+  if (!tdOfCsr.ok) throw bad(tdOfCsr.reason);
+  const td = tdOfCsr.trustDomain;
   if (o.expectTrustDomain !== undefined && td !== o.expectTrustDomain) throw bad(`asks for trust domain ${td}, expected ${o.expectTrustDomain}`);
 
   const rootCert = new x509.X509Certificate(pemBlock(root.certPem, ['CERTIFICATE'], 'root certificate'));
@@ -180,18 +156,18 @@ export async function signIntermediateCsr(root: RootSigner, csrPem: string, o: {
   if (notAfter <= o.now) throw new LifecycleError(LifecycleErrorCode.ROOT_UNAVAILABLE, `the root expired at ${rootCert.notAfter.toISOString()}`, {});
   const cert = await x509.X509CertificateGenerator.create({
     serialNumber: randomSerialHex(),
-    subject: csr.subjectName,
+    subject: new x509.Name(csr.subjectDer),
     issuer: rootCert.subjectName,
     notBefore,
     notAfter,
-    publicKey: await csr.publicKey.export(),
+    publicKey: csr.spkiDer,
     signingKey: root.key.web.privateKey,
     signingAlgorithm: signingAlgorithm(root.key.keyType),
     extensions: [
       new x509.BasicConstraintsExtension(true, 0, true),
       new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
       new x509.SubjectAlternativeNameExtension([{ type: 'url', value: `spiffe://${td}` }]),
-      await x509.SubjectKeyIdentifierExtension.create(await csr.publicKey.export()),
+      await x509.SubjectKeyIdentifierExtension.create(csr.spkiDer),
       await x509.AuthorityKeyIdentifierExtension.create(rootCert),
     ],
   });

@@ -6,8 +6,9 @@
  * damaged bundle) keeps the last good set, as policies do, so a half-written
  * file never drops a partner's roots mid-traffic nor adds a wrong one.
  */
-import { statSync, readFileSync } from 'node:fs';
-import { formatPemBundle } from '@trellis/shared';
+import { readFileSync } from 'node:fs';
+import { fileStamp } from '../state/file-stamp';
+import { derToPem } from '@trellis/shared';
 import { LifecycleError, LifecycleErrorCode } from './lifecycle-error';
 import { loadFederatedBundle, parseFederationConfig } from './federation';
 
@@ -35,14 +36,14 @@ export function loadFederatedRoots(file: string, localTrustDomain: string): Fede
         throw new LifecycleError(LifecycleErrorCode.BAD_FEDERATION, `${entry.bundleFile}: authority ${i} of ${entry.trustDomain} is not a CA certificate`, { file: entry.bundleFile, field: `x509Authorities[${i}]` });
       }
     });
-    out[entry.trustDomain] = Object.freeze(splitPemBlocks(formatPemBundle(bundle)));
+    out[entry.trustDomain] = Object.freeze(bundle.x509Authorities.map((c) => derToPem(c.der)));
   }
   return Object.freeze(out);
 }
 
 /** A change stamp of the config and its bundle files: what to compare to know whether to re-read. */
 export function federationStamp(file: string, bundleFiles: readonly string[]): string {
-  return [file, ...bundleFiles].map(stampOf).join('|');
+  return [file, ...bundleFiles].map(fileStamp).join('|');
 }
 
 /** What the watcher reports after a check. */
@@ -99,17 +100,4 @@ export class FederationWatcher {
       return { changed: false, error: err as Error };
     }
   }
-}
-
-function stampOf(path: string): string {
-  try {
-    const st = statSync(path);
-    return `${st.mtimeMs}:${st.size}:${st.ino}`;
-  } catch {
-    return 'absent';
-  }
-}
-
-function splitPemBlocks(text: string): string[] {
-  return (text.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) ?? []).map((b) => b + '\n');
 }

@@ -12,7 +12,7 @@
 import { createPrivateKey, createPublicKey } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { samePublicKey } from '@trellis/shared';
+import { samePublicKey, trustDomainOfCaUriSans } from '@trellis/shared';
 import { readCaCertificate, verifyCaChain, type CaCertificate } from '../ca/ca-chain';
 import { CA_FILES, readCaFiles, writeCaFiles } from '../ca/ca-dir';
 import { CaError, CaErrorCode } from '../ca/ca-error';
@@ -55,9 +55,9 @@ function readCert(path: string): CaCertificate {
 }
 
 function trustDomainOf(cert: CaCertificate, source: string): string {
-  const uris = cert.facts.subjectAltName.uris.filter((u) => u.startsWith('spiffe://'));
-  if (uris.length !== 1) throw new CaError(CaErrorCode.CHAIN_INVALID, `${source} must carry exactly one URI SAN spiffe://<trust-domain>, found ${uris.length}`, { file: source });
-  return uris[0]!.slice('spiffe://'.length);
+  const td = trustDomainOfCaUriSans(cert.facts.subjectAltName.uris, source);
+  if (!td.ok) throw new CaError(CaErrorCode.CHAIN_INVALID, td.reason, { file: source });
+  return td.trustDomain;
 }
 
 /** Reads the current intermediate and the roots of `caDir`. */

@@ -41,9 +41,4 @@ export const LifecycleErrorCode = Object.freeze({
 export type LifecycleErrorCodeValue = (typeof LifecycleErrorCode)[keyof typeof LifecycleErrorCode];
 
 /** An error raised by the CA lifecycle; `code` says exactly what went wrong. */
-export class LifecycleError extends TrellisError {
-  declare readonly code: LifecycleErrorCodeValue;
-  constructor(code: LifecycleErrorCodeValue, message: string, details: Record<string, unknown> = {}, options?: { cause?: unknown }) {
-    super(code, message, details, options);
-  }
-}
+export class LifecycleError extends TrellisError<LifecycleErrorCodeValue> {}

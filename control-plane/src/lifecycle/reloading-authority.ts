@@ -9,7 +9,7 @@
  * It also refuses to issue for a SPIFFE ID on the revocation list until the
  * entry is lifted (fail closed: an unreadable list keeps the last good one).
  */
-import { statSync } from 'node:fs';
+import { fileStamp } from '../state/file-stamp';
 import { join } from 'node:path';
 import type { Logger } from '@trellis/shared';
 import { CA_FILES } from '../ca/ca-dir';
@@ -33,16 +33,7 @@ export interface ReloadingAuthorityDeps {
 const WATCHED = [CA_FILES.intermediateCert, CA_FILES.chain, CA_FILES.rootCert, CA_FILES.intermediateKey];
 
 function stampOf(dir: string, names: readonly string[]): string {
-  return names
-    .map((n) => {
-      try {
-        const s = statSync(join(dir, n));
-        return `${n}:${s.mtimeMs}:${s.size}:${s.ino}`;
-      } catch {
-        return `${n}:-`;
-      }
-    })
-    .join('|');
+  return names.map((n) => `${n}:${fileStamp(join(dir, n))}`).join('|');
 }
 
 /** A CA that follows its directory. Create with {@link openReloadingAuthority}. */

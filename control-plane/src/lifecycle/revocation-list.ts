@@ -10,7 +10,7 @@
  * identity itself is distrusted, and dropping it when today's leaves
  * expire would let a leaf issued tomorrow through (fail closed).
  */
-import { parseSpiffeId, SpiffeIdError, type RevocationsResource } from '@trellis/shared';
+import { normaliseSerial, parseSpiffeId, SpiffeIdError, X509Error, type RevocationsResource } from '@trellis/shared';
 import { latestNotAfter, type AuditIndex } from './audit-index';
 import { LifecycleError, LifecycleErrorCode } from './lifecycle-error';
 
@@ -36,20 +36,19 @@ export interface RevocationList {
 /** The empty list. */
 export const EMPTY_REVOCATIONS: RevocationList = Object.freeze({ entries: Object.freeze([]) });
 
-/** Normalises a serial (`0A:1b` → `a1b`); BAD_REVOCATION unless it is hex. */
-export function normaliseSerial(input: string): string {
-  const s = input.trim().toLowerCase().replace(/:/g, '').replace(/^0x/, '');
-  if (!/^[0-9a-f]+$/.test(s) || s.length > 40) throw new LifecycleError(LifecycleErrorCode.BAD_REVOCATION, `serial "${input}" is not a hex certificate serial (up to 20 bytes)`, { field: 'serial' });
-  const t = s.replace(/^0+(?=.)/, '');
-  return t;
-}
-
 /** Checks and normalises what to revoke. */
 export function revocationTarget(t: { spiffeId?: string; serial?: string }): { kind: RevocationKind; value: string } {
   if ((t.spiffeId === undefined) === (t.serial === undefined)) {
     throw new LifecycleError(LifecycleErrorCode.BAD_REVOCATION, 'name exactly one of a SPIFFE ID or a serial', { field: 'target' });
   }
-  if (t.serial !== undefined) return { kind: 'serial', value: normaliseSerial(t.serial) };
+  if (t.serial !== undefined) {
+    try {
+      return { kind: 'serial', value: normaliseSerial(t.serial) };
+    } catch (err) {
+      if (err instanceof X509Error) throw new LifecycleError(LifecycleErrorCode.BAD_REVOCATION, `serial "${t.serial}" is not a hex certificate serial (up to 20 bytes)`, { field: 'serial' }, { cause: err });
+      throw err;
+    }
+  }
   try {
     const id = parseSpiffeId(t.spiffeId!);
     if (id.path === '') throw new LifecycleError(LifecycleErrorCode.BAD_REVOCATION, `"${t.spiffeId}" names a whole trust domain; revoke a workload ID`, { field: 'spiffeId' });

@@ -10,10 +10,10 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { contentVersion, SINGLETON_RESOURCE_NAME } from '@trellis/shared';
+import { contentVersion, SINGLETON_RESOURCE_NAME, derToPem } from '@trellis/shared';
 import { readCaCertificate, verifyCaChain, type CaCertificate } from '../ca/ca-chain';
 import { CA_FILES, writeCaFiles } from '../ca/ca-dir';
-import { pemCertificates, toPem } from '../ca/pem';
+import { pemCertificates } from '../ca/pem';
 import { readAuditLog, unexpiredIssuedBefore } from './audit-index';
 import { signIntermediateCsr, type RootSigner } from './ca-material';
 import { activateNextIntermediate, installNextIntermediate, prepareNextIntermediate, readCurrentIntermediate, readIntermediateSlots } from './intermediate-slots';
@@ -33,7 +33,7 @@ export function bundleVersion(trustDomain: string, rootsPem: readonly string[]):
 /** The roots of `caDir/root.pem`, each re-encoded as the CA serves it. */
 export function readBundleRoots(caDir: string): string[] {
   const path = join(caDir, CA_FILES.rootCert);
-  return pemCertificates(readFileSync(path, 'utf8'), path).map((d) => toPem(d, 'CERTIFICATE'));
+  return pemCertificates(readFileSync(path, 'utf8'), path).map((d) => derToPem(d, 'CERTIFICATE'));
 }
 
 /**
@@ -65,7 +65,7 @@ export async function prepareRootRotation(caDir: string, o: { lockWaitMs?: numbe
  */
 export async function signRootRotationCsr(newRoot: RootSigner, csrPem: string, o: { trustDomain: string; now: Date; validityDays?: number }): Promise<RootRotationMaterial> {
   const signed = await signIntermediateCsr(newRoot, csrPem, { now: o.now, validityDays: o.validityDays, source: 'next intermediate CSR', expectTrustDomain: o.trustDomain });
-  return Object.freeze({ newRootPem: toPem(pemCertificates(newRoot.certPem, 'new root')[0]!, 'CERTIFICATE'), intermediatePem: signed.certPem });
+  return Object.freeze({ newRootPem: derToPem(pemCertificates(newRoot.certPem, 'new root')[0]!, 'CERTIFICATE'), intermediatePem: signed.certPem });
 }
 
 /** Options of {@link startRootRotation}. */

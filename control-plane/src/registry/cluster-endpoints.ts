@@ -26,7 +26,7 @@
  * `NAME:PORT`), as DNS resolves `payments` to `payments.NS` inside NS
  * (`namespaceView`).
  */
-import { kubernetesSpiffeId, type Endpoint, type EndpointsResource } from '@trellis/shared';
+import { formatHostPort, kubernetesSpiffeId, type Endpoint, type EndpointsResource } from '@trellis/shared';
 import { objectKey, type ClusterPod, type ClusterService, type ClusterSlice } from './cluster-objects';
 
 /** The objects read so far, by `namespace/name`. */
@@ -34,11 +34,6 @@ export interface ClusterIndex {
   readonly pods: ReadonlyMap<string, ClusterPod>;
   readonly services: ReadonlyMap<string, ClusterService>;
   readonly slices: Iterable<ClusterSlice>;
-}
-
-/** `host:port`, with brackets for IPv6. */
-export function hostPort(host: string, port: number): string {
-  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
 /** The pod an endpoint may be published for, or null (see the rules above). */
@@ -84,7 +79,7 @@ export function clusterEndpoints(index: ClusterIndex, trustDomain: string): Read
           if (!byPort) found.set(key, (byPort = new Map()));
           let eps = byPort.get(servicePort.port);
           if (!eps) byPort.set(servicePort.port, (eps = new Map()));
-          const ep = { address: hostPort(address, listen), spiffeId };
+          const ep = { address: formatHostPort(address, listen), spiffeId };
           eps.set(`${ep.address}|${spiffeId}`, ep);
         }
       }

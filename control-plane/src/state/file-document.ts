@@ -4,20 +4,12 @@
  * (state/file-lock.ts) with an atomic write (state/atomic-file.ts). Every
  * process on the same directory (replicas, the CLI) sees the same document.
  */
-import { readFileSync, statSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
+import { fileStamp } from './file-stamp';
 import { ControlPlaneError, ControlPlaneErrorCode } from '../errors/control-plane-error';
 import { withFileLockSync } from './file-lock';
 import { writeFileAtomic } from './atomic-file';
 import type { DocumentCodec, SharedDocument } from './shared-document';
-
-function stampOf(path: string): string {
-  try {
-    const st = statSync(path);
-    return `${st.mtimeMs}:${st.size}:${st.ino}`;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'absent' : `error:${(err as NodeJS.ErrnoException).code ?? 'unknown'}`;
-  }
-}
 
 /** Reads `path` with `codec`; the empty document when it does not exist. */
 export function readDocumentFile<T>(path: string, codec: DocumentCodec<T>): T {
@@ -109,7 +101,7 @@ export class FileDocument<T> implements SharedDocument<T> {
   }
 
   private reread(): boolean {
-    const stamp = stampOf(this.path);
+    const stamp = fileStamp(this.path);
     if (stamp === this.stamp) return false;
     this.stamp = stamp;
     try {

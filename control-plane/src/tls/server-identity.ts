@@ -3,16 +3,11 @@
  * a fresh key and CSR, signed by the CA it holds, rotated at half its lifetime
  * like any workload's. The key stays in this process (memory only).
  */
-import 'reflect-metadata';
-import { webcrypto } from 'node:crypto';
-import * as x509 from '@peculiar/x509';
+import { generateKeyPair } from 'node:crypto';
+import { promisify } from 'node:util';
+import { buildWorkloadCsr } from '@trellis/shared';
 
-x509.cryptoProvider.set(webcrypto as never);
-
-/** The control plane's SPIFFE ID in `trustDomain`. */
-export function controlPlaneSpiffeId(trustDomain: string): string {
-  return `spiffe://${trustDomain}/ns/trellis-system/sa/trellis-control-plane`;
-}
+const generateKeyPairAsync = promisify(generateKeyPair);
 
 /**
  * True once half of the certificate's usable lifetime has passed (fails towards rotating).
@@ -27,15 +22,9 @@ export function shouldRotate(nowMs: number, notBefore: Date, notAfter: Date, ins
   return nowMs >= nb + (na - nb) / 2;
 }
 
-/** A new P-256 key and a DER CSR carrying `spiffeId` as its only URI SAN. */
+/** A new P-256 key and a DER CSR carrying `spiffeId` as its only URI SAN (the shared workload CSR, as every sidecar sends). */
 export async function createKeyAndCsr(spiffeId: string): Promise<{ keyPem: string; csrDer: Buffer }> {
-  const alg = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
-  const keys = (await webcrypto.subtle.generateKey(alg, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
-  const csr = await x509.Pkcs10CertificateRequestGenerator.create({
-    keys: keys as never,
-    signingAlgorithm: alg,
-    extensions: [new x509.SubjectAlternativeNameExtension([{ type: 'url', value: spiffeId }])],
-  });
-  const pkcs8 = await webcrypto.subtle.exportKey('pkcs8', keys.privateKey as webcrypto.CryptoKey);
-  return { keyPem: x509.PemConverter.encode(pkcs8, 'PRIVATE KEY'), csrDer: Buffer.from(csr.rawData) };
+  const { privateKey, publicKey } = await generateKeyPairAsync('ec', { namedCurve: 'P-256' });
+  const csrDer = buildWorkloadCsr(privateKey, publicKey.export({ type: 'spki', format: 'der' }), spiffeId);
+  return { keyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, csrDer };
 }

@@ -1,7 +1,8 @@
 import { expect } from 'chai';
 import { createTrustBundle, parseCertificate, pemToDer, type CertificateFacts } from '@trellis/shared';
 import { TestCa } from '@trellis/testkit';
-import { decideAdminRequest, defaultAdminSpiffeId, type AdminAccessPolicy, type AdminRequestFacts } from '../../src/admin/admin-access';
+import { defaultAdminSpiffeId } from '@trellis/shared';
+import { decideAdminRequest, type AdminAccessPolicy, type AdminRequestFacts } from '../../src/admin/admin-access';
 import { acceptedAdminHosts, isAcceptedHost } from '../../src/admin/admin-host';
 
 const TD = 'example.org';

@@ -19,6 +19,8 @@ export interface CsrOptions {
   uris?: string[];
   dnsNames?: string[];
   ca?: boolean;
+  /** Request the subjectAltName extension a second time, holding these URIs (RFC 5280 4.2 forbids it). */
+  secondSanUris?: string[];
 }
 
 export interface TestCsr {
@@ -58,6 +60,7 @@ export async function makeCsr(opts: CsrOptions = {}): Promise<TestCsr> {
   ];
   if (names.length > 0) extensions.push(new x509.SubjectAlternativeNameExtension(names));
   if (opts.ca) extensions.push(new x509.BasicConstraintsExtension(true, undefined, true));
+  if (opts.secondSanUris) extensions.push(new x509.SubjectAlternativeNameExtension(opts.secondSanUris.map((u) => ({ type: 'url' as const, value: u }))));
   const csr = await x509.Pkcs10CertificateRequestGenerator.create({ name: 'CN=workload', keys, signingAlgorithm: a.sign, extensions });
   const pkcs8 = await webcrypto.subtle.exportKey('pkcs8', keys.privateKey);
   return {

@@ -42,6 +42,12 @@ describe('CSR parsing on the issuance path', () => {
     expect(parseCsr(csr.der).uris).to.deep.equal(['spiffe://example.org/a', 'spiffe://example.org/b']);
   });
 
+  it('Should refuse a CSR that requests the subjectAltName extension twice, as a certificate with it twice is refused (TRELLIS_CA_BAD_DER)', async () => {
+    // Read by the same extension reader as certificates: the two lists are not merged into one request.
+    const csr = await makeCsr({ uris: ['spiffe://example.org/a'], secondSanUris: ['spiffe://example.org/admin'] });
+    expect(codeOf(() => parseCsr(csr.der))).to.equal('TRELLIS_CA_BAD_DER');
+  });
+
   it('Should notice a CSR that asks for CA:true', async () => {
     const csr = await makeCsr({ ca: true });
     expect(parseCsr(csr.der).requestsCa).to.equal(true);

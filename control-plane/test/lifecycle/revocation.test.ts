@@ -3,10 +3,10 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { hasErrorCode } from '@trellis/shared';
 import { makeTmpDir } from '@trellis/testkit';
-import { parseRevocations } from '../../src/control-plane';
+import { parseRevocations } from '../../src/lifecycle/revocations-file';
 import { parseAuditLog } from '../../src/lifecycle/audit-index';
 import {
-  addRevocation, EMPTY_REVOCATIONS, isRenewalRefused, liftRevocation, normaliseSerial, pruneRevocations, revocationsResource,
+  addRevocation, EMPTY_REVOCATIONS, isRenewalRefused, liftRevocation, pruneRevocations, revocationsResource, revocationTarget,
 } from '../../src/lifecycle/revocation-list';
 import { loadRevocationStore, saveRevocationStore } from '../../src/lifecycle/revocation-store';
 
@@ -34,9 +34,15 @@ describe('revocation list', () => {
   });
 
   it('normalises serials the way openssl prints them', () => {
-    expect(normaliseSerial('00:AA:01')).to.equal('aa01');
-    expect(normaliseSerial('0xAA01')).to.equal('aa01');
-    expect(() => normaliseSerial('zz')).to.throw().that.satisfies((e: unknown) => hasErrorCode(e, 'TRELLIS_LIFECYCLE_BAD_REVOCATION'));
+    expect(revocationTarget({ serial: '00:AA:01' })).to.deep.equal({ kind: 'serial', value: 'aa01' });
+    expect(revocationTarget({ serial: '0xAA01' })).to.deep.equal({ kind: 'serial', value: 'aa01' });
+    expect(() => revocationTarget({ serial: 'zz' })).to.throw().that.satisfies((e: unknown) => hasErrorCode(e, 'TRELLIS_LIFECYCLE_BAD_REVOCATION'));
+  });
+
+  it('Should push the serials of a plain revocations file in the one serial form, leading zeros and separators dropped', () => {
+    // The control plane compares a presented serial without its leading zeros; a listed "00:0A:0B" must still match it.
+    expect(parseRevocations('serials: ["00:0A:0B", "0x0C", "DD EE"]\nspiffeIds: []\n', 'revocations.yaml').serials).to.deep.equal(['a0b', 'c', 'ddee']);
+    expect(() => parseRevocations('serials: ["not-hex"]\n', 'revocations.yaml')).to.throw().that.satisfies((e: unknown) => hasErrorCode(e, 'TRELLIS_X509_BAD_SERIAL'));
   });
 
   it('finds the expiry of a serial whose first byte is below 0x10, however the target is written', () => {

@@ -16,9 +16,4 @@ export type InjectorErrorCode =
   | 'TRELLIS_INJECTOR_IPTABLES_FAILED';
 
 /** An error from the injector family; `code` says exactly what went wrong. */
-export class InjectorError extends TrellisError {
-  declare readonly code: InjectorErrorCode;
-  constructor(code: InjectorErrorCode, message: string, details: Record<string, unknown> = {}, options?: { cause?: unknown }) {
-    super(code, message, details, options);
-  }
-}
+export class InjectorError extends TrellisError<InjectorErrorCode> {}

@@ -2,7 +2,7 @@
  * The pod labels and annotations the injector reads, and parsers for their
  * values. A malformed value is an error naming the annotation, never a guess.
  */
-import { INJECTION_STATUS_ANNOTATION } from '@trellis/shared';
+import { INJECTION_STATUS_ANNOTATION, parsePort as sharedParsePort } from '@trellis/shared';
 import { InjectorError } from '../errors/injector-error';
 
 /** Pod label or annotation: "true" | "false". The label wins over the annotation. */
@@ -89,8 +89,8 @@ export function parseBooleanAnnotation(annotation: string, value: string | undef
   throw new InjectorError('TRELLIS_INJECTOR_BAD_ANNOTATION', `annotation ${annotation}: "${value}" must be "true" or "false"`, { annotation, value });
 }
 
+/** A port from 1 to 65535 (the shared parser's rule, without the listener's 0). */
 function parsePort(s: string): number | undefined {
-  if (!/^[0-9]{1,5}$/.test(s)) return undefined;
-  const n = Number(s);
-  return n >= 1 && n <= 65535 ? n : undefined;
+  const n = sharedParsePort(s);
+  return n === undefined || n === 0 ? undefined : n;
 }

@@ -9,8 +9,9 @@
  * time a parameter.
  */
 import 'reflect-metadata';
-import { X509Certificate, generateKeyPairSync, randomBytes, webcrypto } from 'node:crypto';
+import { X509Certificate, generateKeyPairSync, webcrypto } from 'node:crypto';
 import * as x509 from '@peculiar/x509';
+import { randomSerialHex } from '@trellis/shared';
 import { InjectorError } from '../errors/injector-error';
 
 x509.cryptoProvider.set(webcrypto as never);
@@ -32,12 +33,6 @@ async function newKey(): Promise<{ pem: string; web: webcrypto.CryptoKeyPair }> 
   return { pem: pair.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(), web: { privateKey, publicKey } as webcrypto.CryptoKeyPair };
 }
 
-function serialHex(): string {
-  const b = randomBytes(16);
-  b[0] = (b[0]! & 0x7f) | 0x01;
-  return b.toString('hex');
-}
-
 function pem(raw: ArrayBuffer): string {
   return `-----BEGIN CERTIFICATE-----\n${Buffer.from(raw).toString('base64').replace(/(.{64})/g, '$1\n').replace(/\n$/, '')}\n-----END CERTIFICATE-----\n`;
 }
@@ -52,7 +47,7 @@ export async function makeWebhookCa(now: Date, validityMs: number): Promise<PemP
   const key = await newKey();
   const notBefore = backdated(now, validityMs);
   const cert = await x509.X509CertificateGenerator.createSelfSigned({
-    serialNumber: serialHex(),
+    serialNumber: randomSerialHex(),
     name: [{ CN: [`trellis-injector-ca ${now.toISOString()}`] }, { O: ['Trellis'] }],
     notBefore,
     notAfter: new Date(now.getTime() + validityMs),
@@ -83,7 +78,7 @@ export async function issueServingCert(ca: PemPair, opts: { dnsNames: readonly s
   const wanted = opts.now.getTime() + opts.validityMs;
   const notAfter = new Date(Math.min(wanted, caCert.notAfter.getTime()));
   const cert = await x509.X509CertificateGenerator.create({
-    serialNumber: serialHex(),
+    serialNumber: randomSerialHex(),
     subject: [{ CN: [opts.dnsNames[0] ?? 'trellis-injector'] }],
     issuer: caCert.subject,
     notBefore,

@@ -8,21 +8,15 @@
  * the current certificate keeps serving: the state is replaced whole or not
  * at all.
  */
-import { generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
-import { der, type Logger } from '@trellis/shared';
+import { generateKeyPairSync } from 'node:crypto';
+import { buildWorkloadCsr, type Logger, type SvidResource } from '@trellis/shared';
 import { InjectorError } from '../errors/injector-error';
 import { validateServingPair, type CertSource, type ServingPair } from './serving-cert';
-
-/** What the CA hands back for a CSR. */
-export interface IssuedChain {
-  /** Leaf first, then intermediates. */
-  chainPem: string;
-}
 
 /** Collaborators of the issued source. Timers are injected so tests drive them. */
 export interface IssuedCertSourceDeps {
   /** Issues a certificate for the DER CSR. */
-  issue(csrDer: Buffer): Promise<IssuedChain>;
+  issue(csrDer: Buffer): Promise<Pick<SvidResource, 'chainPem'>>;
   logger: Logger;
   clock?: () => Date;
   setTimer?: (fn: () => void, ms: number) => { cancel(): void };
@@ -39,17 +33,6 @@ export interface IssuedCertSourceDeps {
 export function renewalDelayMs(now: Date, notBefore: Date, notAfter: Date, fraction = 0.5): number {
   const at = notBefore.getTime() + fraction * (notAfter.getTime() - notBefore.getTime());
   return Math.max(0, Math.floor(at - now.getTime()));
-}
-
-/**
- * A PKCS#10 CSR (DER) with an empty subject and no extensions for `key`,
- * signed ECDSA-SHA256: the CA decides every name in the certificate.
- */
-export function buildCsr(privateKey: KeyObject, publicKey: KeyObject): Buffer {
-  const spki = publicKey.export({ type: 'spki', format: 'der' });
-  const info = der.sequence(der.integer(0), der.sequence(), spki, der.contextImplicit(0, Buffer.alloc(0), true));
-  const signature = sign('sha256', info, privateKey);
-  return der.sequence(info, der.sequence(der.oid('1.2.840.10045.4.3.2')), der.bitString(signature));
 }
 
 /** Serving pair issued by the CA, renewed on a timer. Create with {@link IssuedCertSource.start}. */
@@ -121,9 +104,10 @@ export class IssuedCertSource implements CertSource {
 
 async function issueOnce(deps: IssuedCertSourceDeps): Promise<ServingPair> {
   const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-  let chain: IssuedChain;
+  let chain: Pick<SvidResource, 'chainPem'>;
   try {
-    chain = await deps.issue(buildCsr(privateKey, publicKey));
+    // The shared workload CSR with no URI SAN: the CA decides every name in the certificate.
+    chain = await deps.issue(buildWorkloadCsr(privateKey, publicKey.export({ type: 'spki', format: 'der' })));
   } catch (err) {
     throw new InjectorError('TRELLIS_INJECTOR_BAD_CERT', `the CA refused to issue the serving certificate: ${(err as Error).message}`, {}, { cause: err });
   }

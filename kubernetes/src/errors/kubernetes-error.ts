@@ -28,12 +28,7 @@ export const KubernetesErrorCode = {
 export type KubernetesErrorCodeValue = (typeof KubernetesErrorCode)[keyof typeof KubernetesErrorCode];
 
 /** An error from the Kubernetes adapters; `code` says what went wrong. */
-export class KubernetesError extends TrellisError {
-  declare readonly code: KubernetesErrorCodeValue;
-  constructor(code: KubernetesErrorCodeValue, message: string, details: Record<string, unknown> = {}, options?: { cause?: unknown }) {
-    super(code, message, details, options);
-  }
-}
+export class KubernetesError extends TrellisError<KubernetesErrorCodeValue> {}
 
 /** The code for an HTTP status the API server answered with. */
 export function codeForStatus(status: number): KubernetesErrorCodeValue {

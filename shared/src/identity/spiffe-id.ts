@@ -77,12 +77,7 @@ export const SpiffeIdErrorCode = Object.freeze({
 export type SpiffeIdErrorCodeValue = (typeof SpiffeIdErrorCode)[keyof typeof SpiffeIdErrorCode];
 
 /** A SPIFFE ID (or trust domain, or path) that breaks a rule of the spec. */
-export class SpiffeIdError extends TrellisError {
-  declare readonly code: SpiffeIdErrorCodeValue;
-  constructor(code: SpiffeIdErrorCodeValue, message: string, details: Record<string, unknown> = {}) {
-    super(code, message, details);
-  }
-}
+export class SpiffeIdError extends TrellisError<SpiffeIdErrorCodeValue> {}
 
 /** The maximum length of a SPIFFE ID in bytes (UTF-8), per issue 2 / SPIFFE-ID 2.3. */
 export const MAX_SPIFFE_ID_BYTES = 2048;
@@ -302,11 +297,6 @@ export function spiffeIdFromParts(trustDomain: string, path: string): SpiffeId {
 /** The SPIFFE ID of a trust domain itself (`spiffe://<td>`, empty path), as used in CA certificates. */
 export function trustDomainSpiffeId(trustDomain: string): SpiffeId {
   return spiffeIdFromParts(trustDomain, '');
-}
-
-/** True when `id` belongs to `trustDomain` (exact, case-sensitive comparison). */
-export function isMemberOf(id: SpiffeId, trustDomain: string): boolean {
-  return id.trustDomain === trustDomain;
 }
 
 // RFC 1123 label (Kubernetes namespaces): 1-63 of [a-z0-9-], alphanumeric at both ends.

@@ -6,9 +6,12 @@
  * Pure (node:crypto for signatures) and fail closed: an empty bundle trusts
  * nothing, an unknown trust domain is refused, the time is a parameter.
  */
-import type { CertificateFacts } from '../x509/certificate-facts';
+import { parseCertificates, type CertificateFacts } from '../x509/certificate-facts';
+import { pemToDer } from '../x509/pem';
+import { X509Error, X509ErrorCode, type X509ErrorCodeValue } from '../x509/x509-error';
+import { peerCertificateChainDer, type PeerCertificateChain } from './uri-san';
 import { verifyCertificatePath, type PathErrorCodeValue } from '../x509/path-validation';
-import type { TrustBundle } from '../x509/trust-bundle';
+import { createTrustBundle, type TrustBundle } from '../x509/trust-bundle';
 import type { SpiffeId } from './spiffe-id';
 import { SvidErrorCode, validateSvidChain, type SvidErrorCodeValue } from './x509-svid';
 
@@ -20,7 +23,8 @@ export type X509SvidVerification =
   | { readonly ok: true; readonly spiffeId: SpiffeId; readonly path: readonly CertificateFacts[] }
   | {
       readonly ok: false;
-      readonly code: SvidErrorCodeValue | PathErrorCodeValue;
+      /** A profile, path or (for an unreadable peer chain) X.509 code. */
+      readonly code: SvidErrorCodeValue | PathErrorCodeValue | X509ErrorCodeValue;
       readonly reason: string;
       /** Spec section, for profile rejections. */
       readonly rule?: string;
@@ -70,4 +74,24 @@ export function verifyX509Svid(chain: readonly CertificateFacts[], bundles: Trus
   });
   if (!path.ok) return path;
   return Object.freeze({ ok: true as const, spiffeId: profile.spiffeId, path: path.path });
+}
+
+/**
+ * {@link verifyX509Svid} for a TLS peer as node:tls hands it over (a detailed
+ * PeerCertificate, in `checkServerIdentity` or from `getPeerCertificate(true)`),
+ * against `rootsPem` as the bundle of `trustDomain`. Anything unreadable is a
+ * rejection with code `TRELLIS_X509_MALFORMED_CERTIFICATE` (or the PEM code),
+ * never an exception: fails closed.
+ */
+export function verifyPeerCertificateSvid(cert: PeerCertificateChain, trustDomain: string, rootsPem: readonly string[], opts: X509SvidVerifyOptions): X509SvidVerification {
+  let chain: CertificateFacts[];
+  let bundle: TrustBundle;
+  try {
+    chain = parseCertificates(peerCertificateChainDer(cert));
+    bundle = createTrustBundle(trustDomain, parseCertificates(rootsPem.flatMap((p) => pemToDer(p))));
+  } catch (err) {
+    const code: X509ErrorCodeValue = err instanceof X509Error ? err.code : X509ErrorCode.MALFORMED_CERTIFICATE;
+    return Object.freeze({ ok: false as const, code, reason: (err as Error).message });
+  }
+  return verifyX509Svid(chain, bundle, opts);
 }

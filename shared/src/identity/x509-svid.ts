@@ -15,7 +15,8 @@
 import { TrellisError } from '../errors/trellis-error';
 import type { CertificateFacts } from '../x509/certificate-facts';
 import { Oid } from '../x509/oids';
-import { SpiffeIdError, parseSpiffeId, type SpiffeId } from './spiffe-id';
+import type { SpiffeId } from './spiffe-id';
+import { spiffeIdOfUriSans } from './uri-san';
 
 /** Every code an {@link SvidError} or rejected verdict can carry. Stable; documented in docs/errors.md. */
 export const SvidErrorCode = Object.freeze({
@@ -70,12 +71,7 @@ export const SvidErrorCode = Object.freeze({
 export type SvidErrorCodeValue = (typeof SvidErrorCode)[keyof typeof SvidErrorCode];
 
 /** An X.509-SVID that breaks the profile; `details` carries `rule` (spec section) and `index` in a chain. */
-export class SvidError extends TrellisError {
-  declare readonly code: SvidErrorCodeValue;
-  constructor(code: SvidErrorCodeValue, message: string, details: Record<string, unknown> = {}, options?: { cause?: unknown }) {
-    super(code, message, details, options);
-  }
-}
+export class SvidError extends TrellisError<SvidErrorCodeValue> {}
 
 /** A rejection: the code, the rule's spec section and a sentence naming it. */
 export interface SvidRejection {
@@ -124,20 +120,17 @@ function reject(code: SvidErrorCodeValue, rule: string, reason: string, extra: {
   return Object.freeze({ ok: false as const, code, rule, reason, ...extra });
 }
 
-/** The single URI SAN as a SPIFFE ID, or a rejection; `required` false lets "no URI" pass as undefined. */
+/** The single URI SAN as a SPIFFE ID (uri-san.ts), or a rejection; `required` false lets "no URI" pass as undefined. */
 function uriSanId(cert: CertificateFacts, who: string, required: boolean): SpiffeId | undefined | SvidRejection {
-  const uris = cert.subjectAltName.uris;
-  if (uris.length === 0) {
-    return required ? reject(SvidErrorCode.NO_URI_SAN, 'X509-SVID 2', `${who} certificate contains no URI SAN, so it has no SPIFFE ID`) : undefined;
-  }
-  if (uris.length > 1) {
-    return reject(SvidErrorCode.MULTIPLE_URI_SANS, 'X509-SVID 2, 5.2', `${who} certificate has ${uris.length} URI SANs; an X.509-SVID must have exactly one`);
-  }
-  try {
-    return parseSpiffeId(uris[0]!);
-  } catch (err) {
-    const cause = err instanceof SpiffeIdError ? err.code : undefined;
-    return reject(SvidErrorCode.BAD_SPIFFE_ID, 'X509-SVID 2; SPIFFE-ID 2', `${who} certificate URI SAN is not a valid SPIFFE ID: ${(err as Error).message}`, cause ? { cause } : {});
+  const v = spiffeIdOfUriSans(cert.subjectAltName.uris, who);
+  if (v.ok) return v.spiffeId;
+  switch (v.refusal) {
+    case 'no_uri_san':
+      return required ? reject(SvidErrorCode.NO_URI_SAN, 'X509-SVID 2', v.reason) : undefined;
+    case 'multiple_uri_sans':
+      return reject(SvidErrorCode.MULTIPLE_URI_SANS, 'X509-SVID 2, 5.2', v.reason);
+    default:
+      return reject(SvidErrorCode.BAD_SPIFFE_ID, 'X509-SVID 2; SPIFFE-ID 2', v.reason, v.cause ? { cause: v.cause } : {});
   }
 }
 
@@ -269,20 +262,6 @@ export function validateSvidChain(leaf: CertificateFacts, intermediates: readonl
 
 function toError(v: SvidRejection): SvidError {
   return new SvidError(v.code, v.reason, { rule: v.rule, ...(v.index !== undefined ? { index: v.index } : {}), ...(v.cause ? { cause: v.cause } : {}) });
-}
-
-/** {@link validateLeafSvid} that returns the SPIFFE ID or throws {@link SvidError}. */
-export function assertLeafSvid(cert: CertificateFacts, opts: SvidCheckOptions = {}): SpiffeId {
-  const v = validateLeafSvid(cert, opts);
-  if (!v.ok) throw toError(v);
-  return v.spiffeId;
-}
-
-/** {@link validateSigningCertificate} that throws {@link SvidError}. */
-export function assertSigningCertificate(cert: CertificateFacts, opts: SvidCheckOptions = {}): SpiffeId | undefined {
-  const v = validateSigningCertificate(cert, opts);
-  if (!v.ok) throw toError(v);
-  return v.spiffeId;
 }
 
 /** {@link validateSvidChain} that returns the leaf's SPIFFE ID or throws {@link SvidError}. */

@@ -6,6 +6,8 @@
 import { TrellisError } from '../errors/trellis-error';
 import { isPathNormalization, PATH_NORMALIZATIONS, type PathNormalization } from '../policy/path-normalization';
 import { isKeyExchangePolicy, KEY_EXCHANGE_POLICIES, type KeyExchangePolicy } from '../tls/key-exchange';
+import type { EffectiveMtlsMode } from '../policy/policy-types';
+import { parsePort } from '../net/host-port';
 import {
   AUTHORIZATION_POLICIES_TYPE_URL,
   ENDPOINTS_TYPE_URL,
@@ -42,14 +44,22 @@ export interface TrustBundleResource {
   federatedRootsPem?: Record<string, string[]>;
 }
 
-/** mTLS mode names, as in Istio's PeerAuthentication. */
-export type MtlsMode = 'STRICT' | 'PERMISSIVE' | 'DISABLE';
+/** The mTLS modes a workload can be in (Istio's PeerAuthentication, UNSET resolved): the policy model's EffectiveMtlsMode. */
+export const MTLS_MODES: readonly EffectiveMtlsMode[] = Object.freeze(['STRICT', 'PERMISSIVE', 'DISABLE'] as const);
 
-/** The effective PeerAuthentication for one workload. */
+/** True when `v` is one of {@link MTLS_MODES}. */
+export function isMtlsMode(v: unknown): v is EffectiveMtlsMode {
+  return (MTLS_MODES as readonly unknown[]).includes(v);
+}
+
+/**
+ * The effective PeerAuthentication for one workload: the one model of it,
+ * pushed as is and held as is (frozen) in the sidecar's state.
+ */
 export interface PeerAuthenticationResource {
-  mode: MtlsMode;
-  /** Per-port overrides, keyed by port number as a string. */
-  portModes: Record<string, MtlsMode>;
+  mode: EffectiveMtlsMode;
+  /** Per-port overrides, keyed by port number (1-65535) as a string. */
+  portModes: Record<string, EffectiveMtlsMode>;
   /**
    * The mesh-wide key-exchange policy for mTLS (absent: `prefer`, so a
    * control plane that predates the field leaves sidecars offering the
@@ -126,7 +136,24 @@ export class ProtocolError extends TrellisError {}
 /** Fixed resource names for the single-resource types. */
 export const SINGLETON_RESOURCE_NAME = 'default';
 
-const MODES: readonly string[] = ['STRICT', 'PERMISSIVE', 'DISABLE'];
+/**
+ * Checks a PeerAuthentication body (pushed or built locally) and returns it;
+ * throws ProtocolError `TRELLIS_PROTOCOL_BAD_RESOURCE` with `details.field`
+ * naming the first bad field. The one rule for modes and ports.
+ */
+export function checkPeerAuthentication(v: unknown): PeerAuthenticationResource {
+  const typeUrl = PEER_AUTHENTICATION_TYPE_URL;
+  const o = obj(typeUrl, v, '');
+  if (!isMtlsMode(o.mode)) throw bad(typeUrl, 'mode', `must be one of ${MTLS_MODES.join(', ')}`);
+  const pm = obj(typeUrl, o.portModes ?? {}, 'portModes');
+  for (const [port, mode] of Object.entries(pm)) {
+    const n = parsePort(port);
+    if (n === undefined || n === 0) throw bad(typeUrl, `portModes.${port}`, 'not a TCP port (1-65535)');
+    if (!isMtlsMode(mode)) throw bad(typeUrl, `portModes.${port}`, `must be one of ${MTLS_MODES.join(', ')}`);
+  }
+  if (o.keyExchange !== undefined && !isKeyExchangePolicy(o.keyExchange)) throw bad(typeUrl, 'keyExchange', `must be one of ${KEY_EXCHANGE_POLICIES.join(', ')}`);
+  return o as unknown as PeerAuthenticationResource;
+}
 
 /**
  * Parses and checks one resource body; throws ProtocolError
@@ -158,16 +185,10 @@ export function decodeResource<T extends TypeUrl>(typeUrl: T, body: Uint8Array |
         }
       }
       break;
-    case PEER_AUTHENTICATION_TYPE_URL: {
-      if (!MODES.includes(o.mode as string)) throw bad(typeUrl, 'mode', `must be one of ${MODES.join(', ')}`);
-      const pm = obj(typeUrl, o.portModes, 'portModes');
-      for (const [port, mode] of Object.entries(pm)) {
-        if (!/^\d+$/.test(port)) throw bad(typeUrl, `portModes.${port}`, 'not a port number');
-        if (!MODES.includes(mode as string)) throw bad(typeUrl, `portModes.${port}`, `must be one of ${MODES.join(', ')}`);
-      }
-      if (o.keyExchange !== undefined && !isKeyExchangePolicy(o.keyExchange)) throw bad(typeUrl, 'keyExchange', `must be one of ${KEY_EXCHANGE_POLICIES.join(', ')}`);
+    case PEER_AUTHENTICATION_TYPE_URL:
+      obj(typeUrl, o.portModes, 'portModes');
+      checkPeerAuthentication(o);
       break;
-    }
     case AUTHORIZATION_POLICIES_TYPE_URL:
       if (!Array.isArray(o.policies)) throw bad(typeUrl, 'policies', 'must be an array');
       if (o.pathNormalization !== undefined && !isPathNormalization(o.pathNormalization)) throw bad(typeUrl, 'pathNormalization', `must be one of ${PATH_NORMALIZATIONS.join(', ')}`);

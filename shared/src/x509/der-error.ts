@@ -46,9 +46,4 @@ export type DerErrorCodeValue = (typeof DerErrorCode)[keyof typeof DerErrorCode]
  * Malformed or non-DER input (reader) or an unencodable value (writer).
  * `details.offset` is the byte offset of the offending TLV when known.
  */
-export class DerError extends TrellisError {
-  declare readonly code: DerErrorCodeValue;
-  constructor(code: DerErrorCodeValue, message: string, details: Record<string, unknown> = {}) {
-    super(code, message, details);
-  }
-}
+export class DerError extends TrellisError<DerErrorCodeValue> {}

@@ -105,3 +105,13 @@ export function derToPem(der: Uint8Array, label = 'CERTIFICATE'): string {
   for (let i = 0; i < b64.length; i += 64) body += b64.slice(i, i + 64) + '\n';
   return `-----BEGIN ${label}-----\n${body}-----END ${label}-----\n`;
 }
+
+/**
+ * Every CERTIFICATE block of `input` as its own PEM (re-encoded: 64-column
+ * lines, final newline), in order; other blocks are skipped. For handing a
+ * chain or a bundle to a TLS stack one certificate at a time. Same errors as
+ * {@link pemBlocks}.
+ */
+export function certificatePems(input: string | Buffer, source = 'input'): string[] {
+  return pemToDer(input, 'CERTIFICATE', source).map((der) => derToPem(der));
+}

@@ -37,6 +37,8 @@ export const X509ErrorCode = Object.freeze({
   BUNDLE_MISSING_KID: 'TRELLIS_X509_BUNDLE_MISSING_KID',
   /** Two `jwt-svid` entries with the same `kid`. */
   BUNDLE_DUPLICATE_KID: 'TRELLIS_X509_BUNDLE_DUPLICATE_KID',
+  /** A certificate serial that is not hex, or longer than 20 octets (RFC 5280 4.1.2.2). */
+  BAD_SERIAL: 'TRELLIS_X509_BAD_SERIAL',
   /** An entry carrying private key parameters (`d`, `p`, ...): never publish or accept those. */
   BUNDLE_PRIVATE_KEY: 'TRELLIS_X509_BUNDLE_PRIVATE_KEY',
 });
@@ -45,9 +47,4 @@ export const X509ErrorCode = Object.freeze({
 export type X509ErrorCodeValue = (typeof X509ErrorCode)[keyof typeof X509ErrorCode];
 
 /** A PEM, certificate or bundle input that cannot be read; `details` names where. */
-export class X509Error extends TrellisError {
-  declare readonly code: X509ErrorCodeValue;
-  constructor(code: X509ErrorCodeValue, message: string, details: Record<string, unknown> = {}, options?: { cause?: unknown }) {
-    super(code, message, details, options);
-  }
-}
+export class X509Error extends TrellisError<X509ErrorCodeValue> {}

@@ -33,6 +33,8 @@ describe('resource decoding', () => {
   const bad: Array<[string, string, unknown]> = [
     ['an unknown mTLS mode', PEER_AUTHENTICATION_TYPE_URL, { mode: 'LOOSE', portModes: {} }],
     ['a non-numeric port', PEER_AUTHENTICATION_TYPE_URL, { mode: 'STRICT', portModes: { http: 'STRICT' } }],
+    ['a port above 65535, which the sidecar could never listen on (NACKed, not dropped later)', PEER_AUTHENTICATION_TYPE_URL, { mode: 'STRICT', portModes: { '70000': 'STRICT' } }],
+    ['port 0', PEER_AUTHENTICATION_TYPE_URL, { mode: 'STRICT', portModes: { '0': 'STRICT' } }],
     ['an empty bundle', TRUST_BUNDLE_TYPE_URL, { trustDomain: 'example.org', rootsPem: [] }],
     ['a bundle root that is not a string', TRUST_BUNDLE_TYPE_URL, { trustDomain: 'example.org', rootsPem: [42] }],
     ['a path normalization Istio does not name', AUTHORIZATION_POLICIES_TYPE_URL, { policies: [], pathNormalization: 'base' }],

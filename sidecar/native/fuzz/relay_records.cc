@@ -1,5 +1,5 @@
 // libFuzzer target for the relay's handling of TLS bytes: the real engine
-// (loop thread, epoll, the connection state machine of conn.cc and the
+// (loop thread, epoll, the connection state machine of conn.cc, handshake.cc and pump.cc, and the
 // contexts of tls_context.cc; only the N-API glue of relay.cc is left out)
 // serving one inbound connection per input over a socketpair, as
 // acceptTls does, with a real TLS client on the other end.

@@ -5,7 +5,7 @@
  * config file. Every problem is collected with its source and field before
  * anything starts, and reported together.
  */
-import { isLoopbackHost, isSpiffeId, joinTokenSpiffeId, kubernetesSpiffeId, parseDuration, parseKubernetesSpiffeId, parseSpiffeId } from '@trellis/shared';
+import { controlPlaneSpiffeId as wellKnownControlPlaneId, isLoopbackHost, isSpiffeId, parseHostPort, parsePort, joinTokenSpiffeId, kubernetesSpiffeId, parseDuration, parseKubernetesSpiffeId, parseSpiffeId } from '@trellis/shared';
 import { SidecarError } from '../errors';
 import type { InboundSpec } from '../inbound/inbound-listener';
 import type { OutboundSpec } from '../outbound/outbound-listener';
@@ -189,8 +189,15 @@ export function parseSidecarConfig(src: ConfigSources): SidecarConfig {
       problems.push(`cannot form our SPIFFE ID from trust domain "${trustDomain}", namespace "${namespace}", service account "${serviceAccount}": ${(err as Error).message}`);
     }
   }
-  const controlPlaneSpiffeId = (get('control-plane-id') as string | undefined) ?? `spiffe://${trustDomain}/ns/trellis-system/sa/trellis-control-plane`;
-  if (!isSpiffeId(controlPlaneSpiffeId)) problems.push(`${label('control-plane-id')}: "${controlPlaneSpiffeId}" is not a SPIFFE ID`);
+  let controlPlaneId = get('control-plane-id') as string | undefined;
+  if (controlPlaneId === undefined) {
+    try {
+      controlPlaneId = wellKnownControlPlaneId(trustDomain);
+    } catch (err) {
+      controlPlaneId = '';
+      problems.push(`${label('control-plane-id')}: cannot form the control plane's SPIFFE ID from trust domain "${trustDomain}": ${(err as Error).message}`);
+    }
+  } else if (!isSpiffeId(controlPlaneId)) problems.push(`${label('control-plane-id')}: "${controlPlaneId}" is not a SPIFFE ID`);
 
   const labels: Record<string, string> = {};
   for (const kv of (get('labels') as string[] | undefined) ?? []) {
@@ -217,7 +224,7 @@ export function parseSidecarConfig(src: ConfigSources): SidecarConfig {
   let admin: SidecarConfig['admin'];
   const adminRaw = get('admin') as string | undefined;
   if (adminRaw !== undefined) {
-    const hp = parseHostPort(adminRaw, '127.0.0.1');
+    const hp = parseHostPort(adminRaw, { defaultHost: '127.0.0.1' });
     if (typeof hp === 'string') problems.push(`${label('admin')}: "${adminRaw}": ${hp}`);
     // Fails closed: /config_dump and POST /quitquitquit answer anyone who can connect (as Envoy's admin does).
     else if (!isLoopbackHost(hp.host) && !allowRemoteAdmin(src, fileValues)) {
@@ -228,7 +235,7 @@ export function parseSidecarConfig(src: ConfigSources): SidecarConfig {
   let health: SidecarConfig['health'];
   const healthRaw = get('health') as string | undefined;
   if (healthRaw !== undefined) {
-    const hp = parseHostPort(healthRaw, '0.0.0.0');
+    const hp = parseHostPort(healthRaw, { defaultHost: '0.0.0.0' });
     if (typeof hp === 'string') problems.push(`${label('health')}: "${healthRaw}": ${hp}`);
     else health = hp;
   }
@@ -289,7 +296,7 @@ export function parseSidecarConfig(src: ConfigSources): SidecarConfig {
     trustDomain,
     spiffeId: spiffeId!,
     spiffeIdSource,
-    controlPlaneSpiffeId,
+    controlPlaneSpiffeId: controlPlaneId,
     labels: Object.freeze(labels),
     inbound: Object.freeze(inbound),
     outbound: Object.freeze(outbound),
@@ -322,26 +329,11 @@ function splitList(s: string): string[] {
     .filter((x) => x !== '');
 }
 
-function parsePort(s: string): number | undefined {
-  if (!/^\d{1,5}$/.test(s)) return undefined;
-  const n = Number(s);
-  return n <= 65535 ? n : undefined;
-}
-
-/** `[HOST:]PORT` → host and port, or the reason it is not. */
-export function parseHostPort(s: string, defaultHost: string): { host: string; port: number } | string {
-  const m = /^(?:(\[[0-9a-fA-F:.]+\]|[^:\s[\]]+):)?(\d+)$/.exec(s);
-  if (!m) return 'expected [HOST:]PORT';
-  const port = parsePort(m[2]!);
-  if (port === undefined) return `port ${m[2]} is out of range`;
-  return { host: (m[1] ?? defaultHost).replace(/^\[(.*)\]$/, '$1'), port };
-}
-
 /** `[HOST:]PORT=APP_PORT[/http]` → an InboundSpec, or the reason it is not one. Host defaults to 0.0.0.0. */
 export function parseInboundSpec(s: string): InboundSpec | string {
   const eq = s.indexOf('=');
   if (eq < 0) return 'expected [HOST:]PORT=APP_PORT[/http]';
-  const listen = parseHostPort(s.slice(0, eq), '0.0.0.0');
+  const listen = parseHostPort(s.slice(0, eq), { defaultHost: '0.0.0.0' });
   if (typeof listen === 'string') return `listen address: ${listen}`;
   const m = /^(\d+)(\/http)?$/.exec(s.slice(eq + 1));
   if (!m) return 'the application side must be APP_PORT or APP_PORT/http';
@@ -358,7 +350,7 @@ export function parseInboundSpec(s: string): InboundSpec | string {
 export function parseOutboundSpec(s: string): OutboundSpec | string {
   const eq = s.indexOf('=');
   if (eq < 0) return 'expected [HOST:]LOCAL_PORT=SERVICE[:PORT][/http] or [HOST:]LOCAL_PORT=ADDR[/http]#SPIFFE_ID';
-  const listen = parseHostPort(s.slice(0, eq), '127.0.0.1');
+  const listen = parseHostPort(s.slice(0, eq), { defaultHost: '127.0.0.1' });
   if (typeof listen === 'string') return `listen address: ${listen}`;
   let target = s.slice(eq + 1);
   const hash = target.indexOf('#');
@@ -367,11 +359,12 @@ export function parseOutboundSpec(s: string): OutboundSpec | string {
   if (http) target = head.slice(0, -'/http'.length) + (hash >= 0 ? target.slice(hash) : '');
   const withHttp = <T extends object>(spec: T): T => Object.freeze(http ? { ...spec, http: true } : spec);
   if (hash >= 0) {
+    // `target` lost its `/http`: find the `#` again.
     const h = target.indexOf('#');
     const addr = target.slice(0, h);
     const id = target.slice(h + 1);
-    const hp = parseHostPort(addr, '');
-    if (typeof hp === 'string' || hp.host === '') return `explicit target "${addr}" must be HOST:PORT`;
+    const hp = parseHostPort(addr);
+    if (typeof hp === 'string') return `explicit target "${addr}" must be HOST:PORT`;
     if (!isSpiffeId(id)) return `"${id}" is not a SPIFFE ID`;
     return withHttp({ host: listen.host, port: listen.port, target: Object.freeze({ kind: 'explicit' as const, address: addr, spiffeId: id }) });
   }

@@ -17,7 +17,7 @@ import {
   type TypeUrl,
 } from '@trellis/shared';
 import { policiesFromWire } from '../policy/authorizer';
-import { makeFederatedTrustBundle, makeRevocations, type PeerAuthMode, type ServiceEndpoints, type SidecarState } from '../state/sidecar-state';
+import { makeFederatedTrustBundle, makeRevocations, type ServiceEndpoints, type SidecarState } from '../state/sidecar-state';
 
 /** The part of the discovery client this adapter uses. */
 export interface DiscoverySource {
@@ -35,8 +35,7 @@ export function wireDiscovery(client: DiscoverySource, state: SidecarState, deps
   });
   client.on(PEER_AUTHENTICATION_TYPE_URL, (resources, version) => {
     const body = single(resources, 'peer authentication');
-    const portModes: Record<number, PeerAuthMode> = {};
-    for (const [port, mode] of Object.entries(body.portModes ?? {})) portModes[Number(port)] = mode;
+    const portModes = body.portModes ?? {};
     // A control plane that predates the field sends none: prefer, never off by accident.
     const keyExchange = body.keyExchange ?? DEFAULT_KEY_EXCHANGE;
     state.update({ peerAuth: { mode: body.mode, portModes, keyExchange } });

@@ -34,67 +34,32 @@
  */
 import {
   decodeDiscoveryResponse,
-  DISCOVERY_SERVICE,
   encodeDiscoveryRequest,
   isJoinToken,
   SVID_TYPE_URL,
   type DiscoveryRequestInit,
   type DiscoveryResponseMessage,
+  backoffDelayMs,
+  DEFAULT_BACKOFF,
+  type BackoffOptions,
   DEFAULT_KEY_EXCHANGE,
   groupName,
-  groupsList,
-  type KeyExchangePolicy,
-  type Logger,
   type SvidResource,
   type TypeUrl,
 } from '@trellis/shared';
-import { backoffDelayMs, DEFAULT_BACKOFF, type BackoffOptions } from './backoff';
+
 import { DiscoveryError, DiscoveryErrorCode } from './discovery-error';
-import { GrpcBidiCall } from './grpc-bidi-call';
+import type { GrpcBidiCall } from './grpc-bidi-call';
+import { controlPlaneTls, openControlPlaneCall, REPORTS_HEADER } from './control-plane-call';
+import type { CredentialsExhaustedInfo, DiscoveryClientOptions, StreamEndInfo } from './discovery-client-options';
 import { GrpcStatus, grpcStatusName, type CallStatus } from './grpc-status';
 import { identityMismatch } from './identity-mismatch';
-import { ResourceSync, type ClientTypeState, type DiscoveryNode, type ResourceHandler } from './resource-sync';
+import { ResourceSync, type ClientTypeState, type ResourceHandler } from './resource-sync';
 import { credentialsExhausted, reconnectBackoff, shouldMoveStream, streamCredentials, type ClientCredentials, type StreamAuth } from './stream-credentials';
 
 export type { DiscoveryNode, ReceivedResource, ResourceHandler, ClientTypeState } from './resource-sync';
 export type { ClientCredentials } from './stream-credentials';
-
-/** Options of a DiscoveryClient. */
-export interface DiscoveryClientOptions {
-  /** host:port of every control-plane replica; tried in turn. */
-  addresses: string[];
-  /** Roots to trust before the first bundle arrives (PEM). */
-  bootstrapBundlePem: string;
-  /** The bearer token for first contact, re-read at each use. */
-  getToken(): Promise<string>;
-  /** The current SVID and key, or null before the first one. */
-  getCredentials?(): ClientCredentials | null;
-  node: DiscoveryNode;
-  /** `spiffe://<td>/ns/trellis-system/sa/trellis-control-plane`. */
-  controlPlaneSpiffeId: string;
-  logger: Logger;
-  clock?: () => number;
-  random?: () => number;
-  backoff?: BackoffOptions;
-  /** Endpoints wanted (service names); empty = all. */
-  endpointNames?: string[];
-  /** The key-exchange policy to connect with (the pushed one; prefer until there is one). */
-  getKeyExchange?(): KeyExchangePolicy;
-}
-
-/** Why no credential is left: the control plane's refusal of our join token. */
-export interface CredentialsExhaustedInfo {
-  serverCode: string;
-  message: string;
-}
-
-/** How a stream ended. */
-export interface StreamEndInfo {
-  grpcCode: number;
-  serverCode: string | null;
-  message: string;
-  retryAfterMs: number;
-}
+export type { CredentialsExhaustedInfo, DiscoveryClientOptions, StreamEndInfo } from './discovery-client-options';
 
 interface PendingCsr {
   csr: Buffer;
@@ -105,16 +70,6 @@ interface PendingCsr {
 type WireResponse = DiscoveryResponseMessage;
 type Call = GrpcBidiCall;
 
-/** Transport settings, as the grpc-js channel had them. */
-const MAX_RECEIVE_MESSAGE_BYTES = 16 * 1024 * 1024;
-const KEEPALIVE_MS = 30_000;
-const KEEPALIVE_TIMEOUT_MS = 20_000;
-const CONNECT_TIMEOUT_MS = 20_000;
-/** SNI sent to the control plane (it is verified by SPIFFE ID, not by name). */
-const CONTROL_PLANE_SERVERNAME = 'trellis-control-plane';
-const STREAM_PATH = `/${DISCOVERY_SERVICE}/StreamResources`;
-/** The response header by which a control plane says it takes sidecar reports. */
-const REPORTS_HEADER = 'trellis-reports';
 /** The longest `trellis-retry-after-ms` hint honoured (5 min). */
 const MAX_RETRY_HINT_MS = 300_000;
 /** How long a goodbye waits for the control plane to finish its half of the stream. */
@@ -345,29 +300,17 @@ export class DiscoveryClient {
     }
     if (this.stopped) return;
     const expected = this.opts.controlPlaneSpiffeId;
-    const call: Call = new GrpcBidiCall(
-      {
-        address,
-        path: STREAM_PATH,
-        tls: {
-          caPem: this.rootsPem,
-          ...(useMtls ? { keyPem: creds.keyPem, certPem: creds.chainPem } : {}),
-          servername: CONTROL_PLANE_SERVERNAME,
-          ecdhCurve: groupsList(this.opts.getKeyExchange?.() ?? DEFAULT_KEY_EXCHANGE),
-          // Replaces hostname checks: the control plane is known by its SPIFFE ID alone.
-          checkServerIdentity: (_host, cert) => {
-            const uris = (cert.subjectaltname ?? '').split(/,\s*/).filter((s) => s.startsWith('URI:')).map((s) => s.slice(4));
-            if (uris.length === 1 && uris[0] === expected) return undefined;
-            this.serverMismatch = uris.join(',') || 'no SPIFFE ID';
-            return new DiscoveryError(DiscoveryErrorCode.SERVER_IDENTITY, `control plane presented ${uris.join(',') || 'no SPIFFE ID'}, expected ${expected}`);
-          },
-        },
-        metadata,
-        maxReceiveMessageBytes: MAX_RECEIVE_MESSAGE_BYTES,
-        keepaliveMs: KEEPALIVE_MS,
-        keepaliveTimeoutMs: KEEPALIVE_TIMEOUT_MS,
-        connectTimeoutMs: CONNECT_TIMEOUT_MS,
-      },
+    const call: Call = openControlPlaneCall(
+      address,
+      controlPlaneTls({
+        rootsPem: this.rootsPem,
+        credentials: useMtls ? creds : null,
+        expectedSpiffeId: expected,
+        keyExchange: this.opts.getKeyExchange?.() ?? DEFAULT_KEY_EXCHANGE,
+        now: () => new Date(this.now()),
+        onWrongIdentity: (presented) => (this.serverMismatch = presented),
+      }),
+      metadata,
       {
         onMetadata: (headers) => {
           if (this.successor?.call === call) return this.takeOver(this.successor, headers[REPORTS_HEADER] === '1');

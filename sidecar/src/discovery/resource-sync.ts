@@ -7,7 +7,7 @@
  * force and the error). Knows nothing of the transport: replies go through
  * the `reply` callback of the stream the response came on.
  */
-import { X509Certificate } from 'node:crypto';
+import { makeFederatedTrustBundle } from '../state/sidecar-state';
 import {
   decodeResource,
   ENDPOINTS_TYPE_URL,
@@ -174,16 +174,14 @@ export class ResourceSync {
   }
 }
 
-/** Every root in a bundle must parse as a CA certificate; else the update is rejected and the old bundle kept. */
+/**
+ * A trust bundle is checked by the sidecar state's one rule before it is
+ * ACKed or used to verify the control plane: every root, ours and each
+ * federated trust domain's, a CA certificate; else the update is rejected
+ * (TRELLIS_SIDECAR_BAD_BUNDLE) and the old bundle kept.
+ */
 function checkBundle(resources: ReadonlyArray<ReceivedResource<typeof TRUST_BUNDLE_TYPE_URL>>): void {
   if (resources.length !== 1) throw new Error(`expected one trust bundle, got ${resources.length}`);
-  resources[0]!.body.rootsPem.forEach((pem, i) => {
-    let c: X509Certificate;
-    try {
-      c = new X509Certificate(pem);
-    } catch (err) {
-      throw new Error(`rootsPem[${i}]: not a certificate: ${(err as Error).message}`);
-    }
-    if (!c.ca) throw new Error(`rootsPem[${i}]: not a CA certificate`);
-  });
+  const body = resources[0]!.body;
+  makeFederatedTrustBundle(body.trustDomain, body.rootsPem, body.federatedRootsPem ?? {});
 }

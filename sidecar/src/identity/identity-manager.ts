@@ -15,10 +15,9 @@
  */
 import { generateKeyPair, type KeyObject } from 'node:crypto';
 import { promisify } from 'node:util';
-import { RENEWAL_TYPE_URL, type Logger, type RenewalResource } from '@trellis/shared';
+import { buildWorkloadCsr, RENEWAL_TYPE_URL, type Logger, type RenewalResource, type SvidResource } from '@trellis/shared';
 import { SidecarError } from '../errors';
 import { makeCredentials, type Credentials, type SidecarState } from '../state/sidecar-state';
-import { buildCsr } from './csr-builder';
 import { DEFAULT_ROTATION, nextRotation, retryDelay, type RotationPolicy } from './next-rotation';
 
 const generateKeyPairAsync = promisify(generateKeyPair);
@@ -26,18 +25,15 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 /** The shortest time between installing an SVID and renewing it, so a misconfiguration cannot renew in a tight loop. */
 const MIN_ROTATION_MS = 1000;
 
-/** What the issuer returns: the chain for our CSR, leaf first. */
-export interface IssuedChain {
-  chainPem: string;
-}
-
 /** Collaborators of the IdentityManager. */
 export interface IdentityManagerDeps {
   state: SidecarState;
   /** Sends the CSR to the CA (the discovery client's `requestSvid`). */
-  issue(csrDer: Buffer): Promise<IssuedChain>;
+  issue(csrDer: Buffer): Promise<Pick<SvidResource, 'chainPem'>>;
   logger: Logger;
   clock: () => Date;
+  /** Where renewal, retry and expiry timers run (Node's by default; tests pass the test kit's FakeClock). */
+  timers?: IdentityTimers;
   random?: () => number;
   /** The SPIFFE ID we expect; put in the CSR's URI SAN when given. */
   spiffeId?: string;
@@ -51,10 +47,22 @@ export interface IdentityManagerDeps {
   onRotation?: (result: 'ok' | 'error', creds?: Credentials) => void;
 }
 
+/** The timers the manager uses, in the shape of Node's setTimeout/clearTimeout. */
+export interface IdentityTimers {
+  setTimeout(fn: () => void, ms: number): { unref?(): unknown };
+  clearTimeout(handle: unknown): void;
+}
+
+const NODE_TIMERS: IdentityTimers = {
+  setTimeout: (fn, ms) => setTimeout(fn, ms),
+  clearTimeout: (handle) => clearTimeout(handle as NodeJS.Timeout),
+};
+
 /** Keeps a valid SVID in the state. */
 export class IdentityManager {
-  private timer: NodeJS.Timeout | undefined;
-  private expiryTimer: NodeJS.Timeout | undefined;
+  private timer: ReturnType<IdentityTimers['setTimeout']> | undefined;
+  private expiryTimer: ReturnType<IdentityTimers['setTimeout']> | undefined;
+  private readonly timers: IdentityTimers;
   private stopped = false;
   private attempt = 0;
   private inFlight: Promise<Credentials> | undefined;
@@ -63,6 +71,7 @@ export class IdentityManager {
   private requestedAtMs: number | null = null;
 
   constructor(private readonly deps: IdentityManagerDeps) {
+    this.timers = deps.timers ?? NODE_TIMERS;
     deps.renewHints?.on(RENEWAL_TYPE_URL, (resources) => {
       if (resources.length !== 1) throw new SidecarError('TRELLIS_SIDECAR_ISSUE_FAILED', `expected exactly one renewal resource, got ${resources.length}`, {});
       this.renewalRequested(resources[0]!.body);
@@ -91,7 +100,7 @@ export class IdentityManager {
         if (this.stopped) throw err;
         const delay = retryDelay(this.attempt++, this.random());
         this.deps.logger.warn('first SVID issuance failed; retrying', { error: err, retryInMs: delay });
-        await new Promise((r) => setTimeout(r, delay).unref());
+        await new Promise<void>((r) => this.timers.setTimeout(r, delay).unref?.());
       }
     }
   }
@@ -115,8 +124,8 @@ export class IdentityManager {
   /** Cancels timers; the current credentials stay in the state. */
   stop(): void {
     this.stopped = true;
-    if (this.timer) clearTimeout(this.timer);
-    if (this.expiryTimer) clearTimeout(this.expiryTimer);
+    if (this.timer) this.timers.clearTimeout(this.timer);
+    if (this.expiryTimer) this.timers.clearTimeout(this.expiryTimer);
   }
 
   private random(): number {
@@ -128,7 +137,7 @@ export class IdentityManager {
     let creds: Credentials;
     try {
       const { privateKey, publicKey } = (await generateKeyPairAsync('ec', { namedCurve: 'P-256' })) as { privateKey: KeyObject; publicKey: KeyObject };
-      const csr = buildCsr(privateKey, publicKey.export({ type: 'spki', format: 'der' }), this.deps.spiffeId);
+      const csr = buildWorkloadCsr(privateKey, publicKey.export({ type: 'spki', format: 'der' }), this.deps.spiffeId);
       const issued = await this.deps.issue(csr);
       creds = makeCredentials(privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, issued.chainPem);
       if (this.deps.spiffeId !== undefined && creds.spiffeId !== this.deps.spiffeId) {
@@ -165,9 +174,9 @@ export class IdentityManager {
     this.ownAtMs = now.getTime() + delay;
     this.requestedAtMs = null;
     this.arm();
-    if (this.expiryTimer) clearTimeout(this.expiryTimer);
-    this.expiryTimer = setTimeout(() => this.checkExpiry(creds), Math.min(MAX_TIMER_MS, Math.max(0, creds.notAfter.getTime() - now.getTime()) + 1));
-    this.expiryTimer.unref();
+    if (this.expiryTimer) this.timers.clearTimeout(this.expiryTimer);
+    this.expiryTimer = this.timers.setTimeout(() => this.checkExpiry(creds), Math.min(MAX_TIMER_MS, Math.max(0, creds.notAfter.getTime() - now.getTime()) + 1));
+    this.expiryTimer.unref?.();
   }
 
   private scheduleRetry(): void {
@@ -185,11 +194,11 @@ export class IdentityManager {
   }
 
   private setTimer(ms: number): void {
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = setTimeout(() => {
+    if (this.timer) this.timers.clearTimeout(this.timer);
+    this.timer = this.timers.setTimeout(() => {
       this.rotateNow().catch(() => undefined);
     }, Math.min(MAX_TIMER_MS, Math.max(0, ms)));
-    this.timer.unref();
+    this.timer.unref?.();
   }
 
   private checkExpiry(creds: Credentials): void {

@@ -21,18 +21,12 @@ export interface LeafFacts {
   readonly facts: CertificateFacts;
 }
 
-/** Normalises a serial to lower-case hex without colons or leading zeros. */
-export function normaliseSerial(serial: string): string {
-  const s = serial.replace(/[:\s]/g, '').toLowerCase().replace(/^0+/, '');
-  return s === '' ? '0' : s;
-}
-
 /** Parses `der` (or an already-parsed certificate) into LeafFacts. Throws on bad DER. */
 export function leafFacts(input: Buffer | X509Certificate): LeafFacts {
   const der = input instanceof X509Certificate ? input.raw : input;
   const facts = parseCertificate(der);
   return Object.freeze({
-    serialHex: normaliseSerial(facts.serialHex),
+    serialHex: facts.serialHex,
     uris: facts.subjectAltName.uris,
     ca: facts.basicConstraints.ca,
     notBefore: facts.notBefore,

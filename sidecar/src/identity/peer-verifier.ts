@@ -10,7 +10,7 @@
  * our workloads, nor for a third domain's). Pure: the time and the
  * revocation list are inputs.
  */
-import { SvidErrorCode, validateLeafSvid, verifyCertificatePath, type CertificateFacts } from '@trellis/shared';
+import { parseSpiffeId, SvidErrorCode, validateLeafSvid, verifyX509Svid, type CertificateFacts, type TrustBundle } from '@trellis/shared';
 import type { LeafFacts } from './leaf-facts';
 import type { RevocationList } from '../state/sidecar-state';
 
@@ -34,23 +34,25 @@ export interface PeerContext {
    * then reach a root of the leaf's own trust domain.
    */
   readonly anchors?: {
-    readonly byTrustDomain: ReadonlyMap<string, readonly CertificateFacts[]>;
+    readonly byTrustDomain: ReadonlyMap<string, TrustBundle>;
     readonly intermediates: readonly CertificateFacts[];
   };
 }
 
-const SPIFFE_ID = /^spiffe:\/\/([a-z0-9._-]+)(\/[A-Za-z0-9._~!$&'()*+,;=:@%-]+(?:\/[A-Za-z0-9._~!$&'()*+,;=:@%-]+)*)$/;
-
 /**
  * Splits a SPIFFE ID of a workload (non-empty path) into trust domain and
- * path, or returns undefined when it is not one. Rejects dot segments.
+ * path, or returns undefined when it is not one. The shared parser decides
+ * (SPIFFE-ID spec: no `%`, `~`, `:` or other characters outside
+ * `[A-Za-z0-9._-]` in the path); nothing here re-reads the string.
  */
 export function splitWorkloadSpiffeId(id: string): { trustDomain: string; path: string } | undefined {
-  const m = SPIFFE_ID.exec(id);
-  if (!m) return undefined;
-  const path = m[2]!;
-  if (path.split('/').some((seg) => seg === '.' || seg === '..')) return undefined;
-  return { trustDomain: m[1]!, path };
+  let parsed;
+  try {
+    parsed = parseSpiffeId(id);
+  } catch {
+    return undefined;
+  }
+  return parsed.path === '' ? undefined : { trustDomain: parsed.trustDomain, path: parsed.path };
 }
 
 /**
@@ -71,10 +73,11 @@ export function verifyPeer(leaf: LeafFacts | undefined, ctx: PeerContext): PeerV
     return { ok: false, reason: 'foreign_trust_domain', detail: `trust domain "${trustDomain}" is neither ours nor federated` };
   }
   if (ctx.anchors) {
-    const roots = ctx.anchors.byTrustDomain.get(trustDomain);
-    if (!roots || roots.length === 0) return { ok: false, reason: 'foreign_trust_domain', detail: `no roots for trust domain "${trustDomain}"` };
-    const path = verifyCertificatePath(leaf.facts, ctx.anchors.intermediates, roots, { now: ctx.now });
-    if (!path.ok) return { ok: false, reason: 'untrusted_chain', detail: `not chained to a root of ${trustDomain}: ${path.code}: ${path.reason}` };
+    const bundle = ctx.anchors.byTrustDomain.get(trustDomain);
+    if (!bundle || bundle.x509Authorities.length === 0) return { ok: false, reason: 'foreign_trust_domain', detail: `no roots for trust domain "${trustDomain}"` };
+    // The shared X.509-SVID verifier: the presented chain's profile, then a path to this trust domain's roots only.
+    const full = verifyX509Svid([leaf.facts, ...ctx.anchors.intermediates], ctx.anchors.byTrustDomain, { now: ctx.now });
+    if (!full.ok) return { ok: false, reason: 'untrusted_chain', detail: `not chained to a root of ${trustDomain}: ${full.code}: ${full.reason}` };
   }
   if (ctx.revocations.serials.has(leaf.serialHex)) {
     return { ok: false, reason: 'revoked', detail: `serial ${leaf.serialHex} is revoked` };

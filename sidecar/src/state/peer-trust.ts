@@ -6,7 +6,7 @@
  * so `verifyPeer` can insist on a root of the peer's own trust domain.
  */
 import type { TLSSocket } from 'node:tls';
-import { parseCertificate, type CertificateFacts } from '@trellis/shared';
+import { parseCertificate, peerCertificateChainDer, type CertificateFacts, type PeerCertificateChain } from '@trellis/shared';
 import type { PeerContext } from '../identity/peer-verifier';
 import type { SidecarSnapshot } from './sidecar-state';
 
@@ -41,15 +41,6 @@ export function federationInForce(snap: SidecarSnapshot): boolean {
  * `getPeerX509Certificate()`: once that ran, Node returns the leaf alone.
  */
 export function presentedIntermediates(tls: TLSSocket): Buffer[] {
-  const out: Buffer[] = [];
-  let c = tls.getPeerCertificate(true) as { raw?: Buffer; issuerCertificate?: unknown } | undefined;
-  const seen = new Set<unknown>();
-  while (c && c.raw && !seen.has(c) && out.length < 10) {
-    seen.add(c);
-    const next = c.issuerCertificate as { raw?: Buffer; issuerCertificate?: unknown } | undefined;
-    if (!next || next === c) break;
-    if (next.raw) out.push(next.raw);
-    c = next;
-  }
-  return out;
+  const peer = tls.getPeerCertificate(true) as PeerCertificateChain | undefined;
+  return peer ? peerCertificateChainDer(peer, 11).slice(1) : [];
 }

@@ -9,13 +9,13 @@
  * connection never sees half an update.
  */
 import { X509Certificate, createHash, createPublicKey } from 'node:crypto';
-import { DEFAULT_KEY_EXCHANGE, DEFAULT_PATH_NORMALIZATION, isKeyExchangePolicy, isPathNormalization, KEY_EXCHANGE_POLICIES, type KeyExchangePolicy, parseCertificate, parseTrustDomain, PATH_NORMALIZATIONS, validateLeafSvid, type CertificateFacts, type PathNormalization } from '@trellis/shared';
+import { checkPeerAuthentication, createTrustBundle, type TrustBundle, DEFAULT_KEY_EXCHANGE, DEFAULT_PATH_NORMALIZATION, type EffectiveMtlsMode, type PeerAuthenticationResource, isSpiffeId, normaliseSerial, pemToDer, certificatePems, parseHostPort, isPathNormalization, parseCertificate, parseTrustDomain, PATH_NORMALIZATIONS, validateLeafSvid, type CertificateFacts, type PathNormalization } from '@trellis/shared';
 import { SidecarError } from '../errors';
-import { leafFacts, normaliseSerial } from '../identity/leaf-facts';
+import { leafFacts } from '../identity/leaf-facts';
 import { splitWorkloadSpiffeId } from '../identity/peer-verifier';
 
-/** Istio's PeerAuthentication mTLS modes. */
-export type PeerAuthMode = 'STRICT' | 'PERMISSIVE' | 'DISABLE';
+/** The mTLS mode: the shared model (EffectiveMtlsMode), under the name the inbound listener imports. */
+export type PeerAuthMode = EffectiveMtlsMode;
 
 /** Our SVID: the private key stays in this process and is never logged or dumped. */
 export interface Credentials {
@@ -37,23 +37,22 @@ export interface Credentials {
  * each federated trust domain's), and `byTrustDomain` says which roots belong
  * to which trust domain: a peer must chain to a root of its OWN trust domain.
  */
-export interface TrustBundle {
+export interface TrustAnchors {
   readonly rootsPem: readonly string[];
   /** SHA-256 fingerprints of the roots, lower-case hex, same order. */
   readonly fingerprints: readonly string[];
   /** Our trust domain, when the bundle names it (bundles from the control plane do). */
   readonly trustDomain?: string;
-  /** Parsed roots per trust domain (ours and each federated one); absent for a bootstrap bundle. */
-  readonly byTrustDomain?: ReadonlyMap<string, readonly CertificateFacts[]>;
+  /** The trust bundle of each trust domain (ours and each federated one; the shared model); absent for a bootstrap bundle. */
+  readonly byTrustDomain?: ReadonlyMap<string, TrustBundle>;
 }
 
-/** The effective PeerAuthentication for this workload: a default and per-port overrides. */
-export interface PeerAuthentication {
-  readonly mode: PeerAuthMode;
-  readonly portModes: Readonly<Record<number, PeerAuthMode>>;
-  /** The mesh-wide key-exchange policy; absent in an update means prefer, and a snapshot always holds one. */
-  readonly keyExchange?: KeyExchangePolicy;
-}
+/**
+ * The effective PeerAuthentication for this workload: the pushed resource
+ * itself (shared model), frozen. `keyExchange` absent in an update means
+ * prefer, and a snapshot always holds one.
+ */
+export type PeerAuthentication = Readonly<Omit<PeerAuthenticationResource, 'portModes'>> & { readonly portModes: Readonly<Record<string, EffectiveMtlsMode>> };
 
 /** The AuthorizationPolicies that apply to this workload, as plain JSON data, and how request paths are normalized before them. */
 export interface AuthorizationState {
@@ -80,7 +79,7 @@ export interface ServiceEndpoints {
 export interface SidecarSnapshot {
   readonly version: number;
   readonly credentials?: Credentials;
-  readonly bundle?: TrustBundle;
+  readonly bundle?: TrustAnchors;
   readonly peerAuth?: PeerAuthentication;
   readonly authz?: AuthorizationState;
   readonly revocations: RevocationList;
@@ -91,7 +90,7 @@ export interface SidecarSnapshot {
 /** The parts an update may replace; each is validated and replaced whole. */
 export interface SnapshotUpdate {
   credentials?: Credentials;
-  bundle?: TrustBundle;
+  bundle?: TrustAnchors;
   peerAuth?: PeerAuthentication;
   authz?: AuthorizationState;
   revocations?: RevocationList;
@@ -102,7 +101,6 @@ export interface SnapshotUpdate {
 export type SnapshotPart = keyof SnapshotUpdate;
 
 const EMPTY_REVOCATIONS: RevocationList = Object.freeze({ serials: new Set<string>(), spiffeIds: new Set<string>() });
-const MODES: readonly PeerAuthMode[] = ['STRICT', 'PERMISSIVE', 'DISABLE'];
 
 /** The atomic holder. One per sidecar, passed in through `deps`. */
 export class SidecarState {
@@ -179,7 +177,7 @@ export function readiness(s: SidecarSnapshot, now: Date): { ready: boolean; reas
  * that the leaf is an SVID and belongs to this key.
  */
 export function makeCredentials(keyPem: string, chainPem: string): Credentials {
-  const certs = splitPem(chainPem);
+  const certs = certificatePemsOf(chainPem, 'TRELLIS_SIDECAR_BAD_CREDENTIALS', 'chain');
   if (certs.length === 0) throw new SidecarError('TRELLIS_SIDECAR_BAD_CREDENTIALS', 'the certificate chain holds no PEM certificate', { field: 'chain' });
   let leaf: X509Certificate;
   try {
@@ -211,21 +209,21 @@ export function makeCredentials(keyPem: string, chainPem: string): Credentials {
   });
 }
 
-/** Builds a TrustBundle from PEM roots (one string with several blocks, or a list). */
-export function makeTrustBundle(roots: string | readonly string[]): TrustBundle {
-  const pems = (typeof roots === 'string' ? [roots] : roots).flatMap(splitPem);
+/** Builds a TrustAnchors from PEM roots (one string with several blocks, or a list). */
+export function makeTrustBundle(roots: string | readonly string[]): TrustAnchors {
+  const pems = (typeof roots === 'string' ? [roots] : roots).flatMap((r, i) => certificatePemsOf(r, 'TRELLIS_SIDECAR_BAD_BUNDLE', `bundle.roots[${i}]`));
   return checkBundle({ rootsPem: pems, fingerprints: [] });
 }
 
 /**
- * Builds a TrustBundle from our trust domain's roots and the roots of each
+ * Builds a TrustAnchors from our trust domain's roots and the roots of each
  * trust domain we federate with. Throws TRELLIS_SIDECAR_BAD_BUNDLE naming
  * the trust domain and root when one does not parse or is not a CA, and when
  * a federated entry is empty or names our own trust domain.
  */
-export function makeFederatedTrustBundle(trustDomain: string, ownRoots: readonly string[], federated: Readonly<Record<string, readonly string[]>> = {}): TrustBundle {
-  const own = checkBundle({ rootsPem: ownRoots.flatMap(splitPem), fingerprints: [] });
-  const byTd = new Map<string, readonly CertificateFacts[]>([[trustDomain, own.rootsPem.map((p, i) => parseRoot(p, `bundle.${trustDomain}[${i}]`))]]);
+export function makeFederatedTrustBundle(trustDomain: string, ownRoots: readonly string[], federated: Readonly<Record<string, readonly string[]>> = {}): TrustAnchors {
+  const own = checkBundle({ rootsPem: ownRoots.flatMap((r, i) => certificatePemsOf(r, 'TRELLIS_SIDECAR_BAD_BUNDLE', `bundle.${trustDomain}[${i}]`)), fingerprints: [] });
+  const byTd = new Map<string, TrustBundle>([[trustDomain, createTrustBundle(trustDomain, own.rootsPem.map((p, i) => parseRoot(p, `bundle.${trustDomain}[${i}]`)))]]);
   const all = [...own.rootsPem];
   for (const [td, roots] of Object.entries(federated)) {
     const field = `bundle.federated.${td}`;
@@ -235,10 +233,10 @@ export function makeFederatedTrustBundle(trustDomain: string, ownRoots: readonly
       throw new SidecarError('TRELLIS_SIDECAR_BAD_BUNDLE', `federated trust domain "${td}" is not a trust domain: ${(err as Error).message}`, { field });
     }
     if (td === trustDomain) throw new SidecarError('TRELLIS_SIDECAR_BAD_BUNDLE', `federated trust domain "${td}" is our own`, { field });
-    const pems = roots.flatMap(splitPem);
+    const pems = roots.flatMap((r, i) => certificatePemsOf(r, 'TRELLIS_SIDECAR_BAD_BUNDLE', `${field}[${i}]`));
     if (pems.length === 0) throw new SidecarError('TRELLIS_SIDECAR_BAD_BUNDLE', `the federated bundle of ${td} holds no root certificate`, { field });
     checkBundle({ rootsPem: pems, fingerprints: [] }, field);
-    byTd.set(td, pems.map((p, i) => parseRoot(p, `${field}[${i}]`)));
+    byTd.set(td, createTrustBundle(td, pems.map((p, i) => parseRoot(p, `${field}[${i}]`))));
     all.push(...pems);
   }
   const checked = checkBundle({ rootsPem: all, fingerprints: [] });
@@ -247,7 +245,9 @@ export function makeFederatedTrustBundle(trustDomain: string, ownRoots: readonly
 
 function parseRoot(pem: string, field: string): CertificateFacts {
   try {
-    return parseCertificate(Buffer.from(pem.replace(/-----[A-Z ]+-----/g, '').replace(/\s+/g, ''), 'base64'));
+    const [der] = pemToDer(pem, 'CERTIFICATE', field);
+    if (!der) throw new Error('no CERTIFICATE block');
+    return parseCertificate(der);
   } catch (err) {
     throw new SidecarError('TRELLIS_SIDECAR_BAD_BUNDLE', `${field} does not parse: ${(err as Error).message}`, { field });
   }
@@ -258,9 +258,16 @@ export function makeRevocations(serials: readonly string[] = [], spiffeIds: read
   return checkRevocations({ serials: new Set(serials), spiffeIds: new Set(spiffeIds) });
 }
 
-/** Splits PEM text into its CERTIFICATE blocks, each ending in a newline. */
-export function splitPem(text: string): string[] {
-  return (text.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) ?? []).map((b) => b + '\n');
+/**
+ * The CERTIFICATE blocks of PEM text, one PEM each (the shared PEM reader);
+ * text that is not PEM, or a broken block, is `code` naming `field`.
+ */
+function certificatePemsOf(text: string, code: 'TRELLIS_SIDECAR_BAD_BUNDLE' | 'TRELLIS_SIDECAR_BAD_CREDENTIALS', field: string): string[] {
+  try {
+    return certificatePems(text, field);
+  } catch (err) {
+    throw new SidecarError(code, `${field}: ${(err as Error).message}`, { field });
+  }
 }
 
 function checkCredentials(c: Credentials): Credentials {
@@ -270,7 +277,7 @@ function checkCredentials(c: Credentials): Credentials {
   return c;
 }
 
-function checkBundle(b: TrustBundle, where = 'bundle.roots'): TrustBundle {
+function checkBundle(b: TrustAnchors, where = 'bundle.roots'): TrustAnchors {
   if (!b || !Array.isArray(b.rootsPem) || b.rootsPem.length === 0) {
     throw new SidecarError('TRELLIS_SIDECAR_BAD_BUNDLE', 'the trust bundle holds no root certificate', { field: where });
   }
@@ -294,25 +301,14 @@ function checkBundle(b: TrustBundle, where = 'bundle.roots'): TrustBundle {
 }
 
 function checkPeerAuth(p: PeerAuthentication): PeerAuthentication {
-  if (!p || !MODES.includes(p.mode)) {
-    throw new SidecarError('TRELLIS_SIDECAR_BAD_PEER_AUTH', `peer authentication mode must be one of ${MODES.join(', ')}`, { field: 'peerAuth.mode' });
+  let body: PeerAuthenticationResource;
+  try {
+    body = checkPeerAuthentication(p);
+  } catch (err) {
+    const field = (err as { details?: { field?: string } }).details?.field;
+    throw new SidecarError('TRELLIS_SIDECAR_BAD_PEER_AUTH', `peer authentication: ${(err as Error).message}`, { field: `peerAuth${field ? '.' + field : ''}` });
   }
-  const portModes: Record<number, PeerAuthMode> = {};
-  for (const [k, v] of Object.entries(p.portModes ?? {})) {
-    const port = Number(k);
-    if (!Number.isInteger(port) || port < 1 || port > 65535) {
-      throw new SidecarError('TRELLIS_SIDECAR_BAD_PEER_AUTH', `port "${k}" is not a TCP port`, { field: `peerAuth.portModes.${k}` });
-    }
-    if (!MODES.includes(v)) {
-      throw new SidecarError('TRELLIS_SIDECAR_BAD_PEER_AUTH', `mode for port ${k} must be one of ${MODES.join(', ')}`, { field: `peerAuth.portModes.${k}` });
-    }
-    portModes[port] = v;
-  }
-  const keyExchange = p.keyExchange ?? DEFAULT_KEY_EXCHANGE;
-  if (!isKeyExchangePolicy(keyExchange)) {
-    throw new SidecarError('TRELLIS_SIDECAR_BAD_PEER_AUTH', `key exchange must be one of ${KEY_EXCHANGE_POLICIES.join(', ')}`, { field: 'peerAuth.keyExchange' });
-  }
-  return Object.freeze({ mode: p.mode, portModes: Object.freeze(portModes), keyExchange });
+  return Object.freeze({ mode: body.mode, portModes: Object.freeze({ ...body.portModes }), keyExchange: body.keyExchange ?? DEFAULT_KEY_EXCHANGE });
 }
 
 function checkRevocations(r: RevocationList): RevocationList {
@@ -321,13 +317,14 @@ function checkRevocations(r: RevocationList): RevocationList {
   }
   const serials = new Set<string>();
   for (const s of r.serials) {
-    if (typeof s !== 'string' || !/^[0-9a-fA-F:]+$/.test(s)) {
+    try {
+      serials.add(normaliseSerial(s));
+    } catch {
       throw new SidecarError('TRELLIS_SIDECAR_BAD_REVOCATIONS', `revoked serial "${String(s)}" is not hex`, { field: 'revocations.serials' });
     }
-    serials.add(normaliseSerial(s));
   }
   for (const id of r.spiffeIds) {
-    if (typeof id !== 'string' || !id.startsWith('spiffe://')) {
+    if (!isSpiffeId(id)) {
       throw new SidecarError('TRELLIS_SIDECAR_BAD_REVOCATIONS', `revoked identity "${String(id)}" is not a SPIFFE ID`, { field: 'revocations.spiffeIds' });
     }
   }
@@ -342,7 +339,7 @@ function checkEndpoints(e: Record<string, ServiceEndpoints>): Readonly<Record<st
       throw new SidecarError('TRELLIS_SIDECAR_BAD_ENDPOINTS', `service "${name}" needs addresses and spiffeIds lists`, { field: `endpoints.${name}` });
     }
     v.addresses.forEach((a, i) => {
-      if (typeof a !== 'string' || !/^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/.test(a)) {
+      if (typeof a !== 'string' || typeof parseHostPort(a) === 'string') {
         throw new SidecarError('TRELLIS_SIDECAR_BAD_ENDPOINTS', `address "${String(a)}" is not host:port`, { field: `endpoints.${name}.addresses[${i}]` });
       }
     });

@@ -7,7 +7,7 @@ import { expect } from 'chai';
 import * as grpc from '@grpc/grpc-js';
 import { encodeResource, PEER_AUTHENTICATION_TYPE_URL, silentLogger, TRUST_BUNDLE_TYPE_URL } from '@trellis/shared';
 import { TestCa } from '@trellis/testkit';
-import { backoffDelayMs } from '../../src/discovery/backoff';
+import { backoffDelayMs } from '@trellis/shared';
 import { DiscoveryClient, type ClientCredentials, type DiscoveryClientOptions, type StreamEndInfo } from '../../src/discovery/discovery-client';
 import { DiscoveryError } from '../../src/discovery/discovery-error';
 import { discoveryServiceDefinition } from '../helpers/discovery-service';

@@ -4,7 +4,8 @@
  * forward to, and clients that talk real TLS.
  */
 import 'reflect-metadata';
-import { webcrypto, randomBytes } from 'node:crypto';
+import { webcrypto } from 'node:crypto';
+import { randomSerialHex } from '@trellis/shared';
 import { spawn } from 'node:child_process';
 import { createServer as createNetServer, connect as netConnect, type Server as NetServer, type Socket } from 'node:net';
 import { createServer as createHttpServer, type Server as HttpServer, request as httpRequest } from 'node:http';
@@ -35,11 +36,10 @@ export async function signCsr(ca: TestCa, csrDer: Buffer, ttlMs: number, spiffeI
   const uri = spiffeId ?? san?.names.items.find((n) => n.type === 'url')?.value;
   if (!uri) throw new Error('CSR has no URI SAN');
   const publicKey = await csr.publicKey.export(EC, ['verify']);
-  const serial = randomBytes(16);
-  serial[0] = serial[0]! & 0x7f;
+  const serial = randomSerialHex();
   const now = Date.now();
   const cert = await x509.X509CertificateGenerator.create({
-    serialNumber: serial.toString('hex'),
+    serialNumber: serial,
     subject: '',
     issuer: ca.intermediate.cert.subject,
     notBefore: new Date(now - 1000),
@@ -54,7 +54,7 @@ export async function signCsr(ca: TestCa, csrDer: Buffer, ttlMs: number, spiffeI
       new x509.SubjectAlternativeNameExtension([{ type: 'url', value: uri }], true),
     ],
   });
-  return { chainPem: cert.toString('pem') + '\n' + ca.intermediate.pem + '\n', serialHex: serial.toString('hex').replace(/^0+/, '') };
+  return { chainPem: cert.toString('pem') + '\n' + ca.intermediate.pem + '\n', serialHex: serial };
 }
 
 /** An HTTP app answering `{"path","method","xfcc"}` as JSON. */

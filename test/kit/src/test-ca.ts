@@ -6,8 +6,9 @@
  * missing URI SAN, expired). Keys are generated at run time, never committed.
  */
 import 'reflect-metadata';
-import { webcrypto, randomBytes, X509Certificate as NodeX509 } from 'node:crypto';
+import { webcrypto, X509Certificate as NodeX509 } from 'node:crypto';
 import * as x509 from '@peculiar/x509';
+import { randomSerialHex } from '@trellis/shared';
 
 x509.cryptoProvider.set(webcrypto as never);
 
@@ -44,11 +45,6 @@ export async function generateTestKey(): Promise<TestKeyPair> {
   return { keys, keyPem: x509.PemConverter.encode(pkcs8, 'PRIVATE KEY') };
 }
 
-function serial(): string {
-  const b = randomBytes(16);
-  b[0] = b[0]! & 0x7f;
-  return b.toString('hex');
-}
 
 /** A root + intermediate + leaf factory for one trust domain. */
 export class TestCa {
@@ -63,7 +59,7 @@ export class TestCa {
     const nb = opts.notBefore ?? new Date(Date.now() - 3600_000);
     const rootKey = await generateTestKey();
     const rootCert = await x509.X509CertificateGenerator.createSelfSigned({
-      serialNumber: serial(),
+      serialNumber: randomSerialHex(),
       name: `CN=Test Root ${trustDomain}, O=Trellis Test`,
       notBefore: nb,
       notAfter: new Date(nb.getTime() + 10 * 365 * 86400_000),
@@ -78,7 +74,7 @@ export class TestCa {
     const root: TestCert = { cert: rootCert, pem: rootCert.toString('pem'), key: rootKey };
     const intKey = await generateTestKey();
     const intCert = await x509.X509CertificateGenerator.create({
-      serialNumber: serial(),
+      serialNumber: randomSerialHex(),
       subject: `CN=Test Intermediate ${trustDomain}, O=Trellis Test`,
       issuer: rootCert.subject,
       notBefore: nb,
@@ -115,7 +111,7 @@ export class TestCa {
     ];
     if (names.length > 0) extensions.push(new x509.SubjectAlternativeNameExtension(names, true));
     const cert = await x509.X509CertificateGenerator.create({
-      serialNumber: opts.serial ?? serial(),
+      serialNumber: opts.serial ?? randomSerialHex(),
       subject: '',
       issuer: this.intermediate.cert.subject,
       notBefore: nb,
