@@ -109,6 +109,14 @@ for (const dataPath of nativeRelay() ? (['native', 'node'] as const) : (['node']
         pump();
         return;
       }
+      if (path === '/slow') {
+        setTimeout(() => {
+          if (stream.destroyed) return;
+          stream.respond({ ':status': 200 });
+          stream.end('slow done');
+        }, 400);
+        return;
+      }
       stream.respond({ ':status': 200, 'content-type': 'application/json' });
       stream.end(JSON.stringify({ path, authority: headers[':authority'] }));
     });
@@ -317,5 +325,47 @@ for (const dataPath of nativeRelay() ? (['native', 'node'] as const) : (['node']
     expect(err.code).to.be.oneOf([grpc.status.UNAVAILABLE, grpc.status.INTERNAL, grpc.status.CANCELLED]);
     server.state.update({ revocations: makeRevocations() });
     c.close();
+  });
+
+  it('Should drain an h2 connection with GOAWAY: the stream in flight finishes, the client is told to go elsewhere, and nothing new is accepted', async () => {
+    // A sidecar of its own for the h2c app, since a drain ends it.
+    const drainer = new Sidecar(
+      { inbound: [{ host: '127.0.0.1', port: 0, appPort: (h2App.address() as { port: number }).port, http: true }], outbound: [], dataPath, workload: { namespace: 'shop', labels: { app: 'server' } } },
+      { logger: silentLogger, authorize: sharedAuthorizer({ trustDomain: () => TD }), processMetrics: false },
+    );
+    const s = await ca.issueLeaf(SERVER);
+    drainer.state.update({ credentials: makeCredentials(s.key.keyPem, s.chainPem), bundle: makeTrustBundle(ca.root.pem), peerAuth: { mode: 'STRICT', portModes: {} }, authz: { policies: policiesFromWire(compiled(POLICIES)) } });
+    await drainer.start();
+    const port = drainer.inbound[0]!.port;
+    const c = await ca.issueLeaf(CLIENT);
+    const session = h2Connect(`https://127.0.0.1:${port}`, { ca: ca.root.pem, key: c.key.keyPem, cert: c.chainPem, checkServerIdentity: () => undefined });
+    session.on('error', () => undefined);
+    const goaway = new Promise<number>((resolve) => session.once('goaway', (code: number) => resolve(code)));
+    const get = (path: string): Promise<{ status: number; body: string }> =>
+      new Promise((resolve, reject) => {
+        const r = session.request({ ':path': path });
+        let status = 0;
+        let body = '';
+        r.on('response', (h) => (status = Number(h[':status'])));
+        r.setEncoding('utf8').on('data', (d: string) => (body += d));
+        r.on('end', () => resolve({ status, body }));
+        r.on('error', reject);
+      });
+    expect(await get('/echo')).to.deep.include({ status: 200 });
+    const inFlight = get('/slow');
+    await waitFor('the slow request to reach the app', () => seen.some((x) => x.path === '/slow'));
+    const stopped = drainer.stop(5_000);
+    expect(await goaway, 'GOAWAY with NO_ERROR').to.equal(0);
+    expect(await inFlight, 'the stream in flight when the drain began').to.deep.equal({ status: 200, body: 'slow done' });
+    await stopped;
+    // Gone: a new connection is refused.
+    const again = h2Connect(`https://127.0.0.1:${port}`, { ca: ca.root.pem, key: c.key.keyPem, cert: c.chainPem, checkServerIdentity: () => undefined });
+    const refused = await new Promise<string>((resolve) => {
+      again.once('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message));
+      again.once('connect', () => resolve('connected'));
+    });
+    again.destroy();
+    session.destroy();
+    expect(refused).to.equal('ECONNREFUSED');
   });
 });
