@@ -15,13 +15,13 @@
  */
 import { connect as h2Connect, type ClientHttp2Session } from 'node:http2';
 import { connect as tlsConnect, type SecureContext, type TLSSocket } from 'node:tls';
-import { groupName, type Logger } from '@trellis/shared';
+import { groupName, parseHostPort, type Logger } from '@trellis/shared';
 import type { SidecarSnapshot, SidecarState } from '../state/sidecar-state';
 import { federationInForce, presentedIntermediates } from '../state/peer-trust';
 import type { SidecarMetrics } from '../metrics/sidecar-metrics';
 import type { ConnectionTracker } from '../proxy/connection-tracker';
 import { H2_SETTINGS, tuneSession } from '../http/app-h2c';
-import { judgeServer, resolveTarget, splitHostPort, UNREACHABLE } from './server-verdict';
+import { judgeServer, resolveTarget, UNREACHABLE } from './server-verdict';
 import type { OutboundTarget } from './outbound-listener';
 
 /** Collaborators of a pool. */
@@ -91,7 +91,10 @@ export class H2SessionPool {
 
   private dial(address: string, allowed: readonly string[], snap: SidecarSnapshot, ctx: SecureContext): Promise<PooledSession> {
     const { metrics, clock } = this.deps;
-    const { host, port } = splitHostPort(address);
+    // The shared parser; addresses were checked when the snapshot was taken, so a failure here still fails closed.
+    const hp = parseHostPort(address);
+    if (typeof hp === 'string') return Promise.resolve({ ok: false, reason: 'no_endpoint', detail: `"${address}": ${hp}` });
+    const { host, port } = hp;
     return new Promise((resolve) => {
       const tls: TLSSocket = tlsConnect({ host, port, secureContext: ctx, minVersion: 'TLSv1.2', ALPNProtocols: ['h2'], checkServerIdentity: () => undefined });
       const fail = (reason: string, detail: string): void => {
