@@ -15,7 +15,7 @@
  */
 import { createServer as createNetServer, connect as netConnect, isIP, type Server, type Socket } from 'node:net';
 import { TLSSocket, type SecureContext } from 'node:tls';
-import { groupName, type KeyExchangePolicy, type Logger } from '@trellis/shared';
+import { groupName, type EffectiveMtlsMode, type KeyExchangePolicy, type Logger } from '@trellis/shared';
 import { readClientHelloFirst } from './client-hello-gate';
 import { classifyFirstBytes } from './tls-detect';
 import { handshakeRefusal, judgeClient, verifyError } from './client-verdict';
@@ -24,7 +24,7 @@ import type { PeerRefusal } from '../identity/peer-verifier';
 import { decide, type Authorizer, type Workload } from '../policy/authorizer';
 import { splice } from '../proxy/splice';
 import { adoptDirectRead, directRead } from '../proxy/direct-read';
-import type { PeerAuthMode, SidecarSnapshot, SidecarState } from '../state/sidecar-state';
+import type { SidecarSnapshot, SidecarState } from '../state/sidecar-state';
 import { federationInForce, presentedIntermediates } from '../state/peer-trust';
 import type { SidecarMetrics } from '../metrics/sidecar-metrics';
 import type { ConnectionTracker, TrackedConnection } from '../proxy/connection-tracker';
@@ -132,7 +132,7 @@ export class InboundListener {
     socket.on('error', () => socket.destroy());
     const snap = this.deps.state.current();
     if (!snap.peerAuth || !snap.authz) return this.refuse(socket, 'not_ready', 'no policy received yet');
-    const mode: PeerAuthMode = snap.peerAuth.portModes[this.spec.appPort] ?? snap.peerAuth.mode;
+    const mode: EffectiveMtlsMode = snap.peerAuth.portModes[this.spec.appPort] ?? snap.peerAuth.mode;
     if (mode === 'DISABLE') return this.accepted(socket, snap, undefined, undefined);
     // Everything that may become a handshake holds a slot until it is judged;
     // past the cap the connection is closed before any TLS work.
