@@ -14,6 +14,7 @@ import {
   AUTHORIZATION_POLICIES_TYPE_URL,
   PEER_AUTHENTICATION_TYPE_URL,
   encodeResource,
+  formatHostPort,
   isKnownTypeUrl,
   RENEWAL_TYPE_URL,
   SINGLETON_RESOURCE_NAME,
@@ -285,7 +286,7 @@ export class StreamSession {
   servedEndpoints(): Endpoint[] {
     if (!this.node || !this.peer || this.node.service === '') return [];
     const host = this.node.address;
-    return this.node.inboundPorts.map((p) => ({ address: host.includes(':') ? `[${host}]:${p}` : `${host}:${p}`, spiffeId: this.peer!.spiffeId }));
+    return this.node.inboundPorts.map((p) => ({ address: formatHostPort(host, p), spiffeId: this.peer!.spiffeId }));
   }
 
   /** The sidecar's last report (attributed to this stream's authenticated identity), or null. */
