@@ -25,7 +25,7 @@ import { decide, type Authorizer, type Workload } from '../policy/authorizer';
 import { splice } from '../proxy/splice';
 import { adoptDirectRead, directRead } from '../proxy/direct-read';
 import type { SidecarSnapshot, SidecarState } from '../state/sidecar-state';
-import { federationInForce, presentedIntermediates } from '../state/peer-trust';
+import { peerCertificates } from '../state/peer-trust';
 import type { SidecarMetrics } from '../metrics/sidecar-metrics';
 import type { ConnectionTracker, TrackedConnection } from '../proxy/connection-tracker';
 import { handshakeErrorCode, verifyCode, type NativeDataPath, type RelayContext } from '../proxy/native-relay';
@@ -253,15 +253,8 @@ export class InboundListener {
     tls.once('close', () => fail(handshakeRefusal(failure), failure ?? 'closed during the handshake'));
     tls.once('secure', () => {
       if (settled) return;
-      // The presented chain first: Node returns only the leaf once getPeerX509Certificate ran.
-      const presented = federationInForce(this.deps.state.current()) ? presentedIntermediates(tls) : [];
-      let leaf: Buffer | undefined;
-      try {
-        leaf = tls.getPeerX509Certificate()?.raw;
-      } catch {
-        leaf = undefined;
-      }
-      const judged = judgeClient(this.deps, leaf, verifyError(tls), () => presented);
+      const { presented, leafDer } = peerCertificates(tls, this.deps.state.current());
+      const judged = judgeClient(this.deps, leafDer, verifyError(tls), () => presented);
       if (!judged.ok) return fail(judged.reason, judged.detail, judged.peer);
       settled = true;
       clearTimeout(timer);

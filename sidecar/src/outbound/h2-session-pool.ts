@@ -17,7 +17,7 @@ import { connect as h2Connect, type ClientHttp2Session } from 'node:http2';
 import { connect as tlsConnect, type SecureContext, type TLSSocket } from 'node:tls';
 import { groupName, parseHostPort, type Logger } from '@trellis/shared';
 import type { SidecarSnapshot, SidecarState } from '../state/sidecar-state';
-import { federationInForce, presentedIntermediates } from '../state/peer-trust';
+import { peerCertificates } from '../state/peer-trust';
 import type { SidecarMetrics } from '../metrics/sidecar-metrics';
 import type { ConnectionTracker } from '../proxy/connection-tracker';
 import { H2_SETTINGS, tuneSession } from '../http/app-h2c';
@@ -110,15 +110,8 @@ export class H2SessionPool {
         tls.removeAllListeners('error');
         tls.on('error', () => tls.destroy());
         const now = this.deps.state.current();
-        let cert;
-        let presented: Buffer[] = [];
-        try {
-          presented = federationInForce(now) ? presentedIntermediates(tls) : [];
-          cert = tls.getPeerX509Certificate();
-        } catch {
-          cert = undefined;
-        }
-        const { verdict } = judgeServer({ leafDer: cert?.raw, chainError: tls.authorized ? undefined : String(tls.authorizationError), presented, resumedPeer: undefined, snap: now, trustDomain: snap.credentials!.trustDomain, now: clock(), allowed });
+        const { presented, leafDer } = peerCertificates(tls, now);
+        const { verdict } = judgeServer({ leafDer, chainError: tls.authorized ? undefined : String(tls.authorizationError), presented, resumedPeer: undefined, snap: now, trustDomain: snap.credentials!.trustDomain, now: clock(), allowed });
         if (!verdict.ok) return fail(verdict.reason, verdict.detail);
         if (tls.alpnProtocol !== 'h2') return fail('upstream_not_h2', `${address} did not negotiate h2 (ALPN: ${String(tls.alpnProtocol)})`);
         const group = groupName((tls.getEphemeralKeyInfo() as { name?: string } | null)?.name);

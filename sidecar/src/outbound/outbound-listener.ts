@@ -16,7 +16,7 @@ import { splice } from '../proxy/splice';
 import { adoptDirectRead, directRead } from '../proxy/direct-read';
 import type { SidecarSnapshot, SidecarState } from '../state/sidecar-state';
 export { resolveTarget } from './server-verdict';
-import { federationInForce, presentedIntermediates } from '../state/peer-trust';
+import { peerCertificates } from '../state/peer-trust';
 import { judgeServer, resolveTarget, UNREACHABLE, type VerifiedServer } from './server-verdict';
 import type { SidecarMetrics } from '../metrics/sidecar-metrics';
 import type { ConnectionTracker, TrackedConnection } from '../proxy/connection-tracker';
@@ -225,18 +225,10 @@ export class OutboundListener {
       clearTimeout(timer);
       secured = true;
       const now = this.deps.state.current();
-      let cert;
-      let presented: Buffer[] = [];
-      try {
-        // The presented chain first: Node returns only the leaf once getPeerX509Certificate ran.
-        presented = federationInForce(now) ? presentedIntermediates(tls) : [];
-        cert = tls.getPeerX509Certificate();
-      } catch {
-        cert = undefined;
-      }
-      const resumed = tls.isSessionReused() && !cert && offered !== undefined;
+      const { presented, leafDer } = peerCertificates(tls, now);
+      const resumed = tls.isSessionReused() && !leafDer && offered !== undefined;
       const judged = judgeServer({
-        leafDer: cert?.raw,
+        leafDer,
         chainError: tls.authorized ? undefined : String(tls.authorizationError),
         presented,
         resumedPeer: resumed ? offered.peer : undefined,
