@@ -15,25 +15,15 @@
  */
 import { connect as h2Connect, type ClientHttp2Session } from 'node:http2';
 import { connect as tlsConnect, type SecureContext, type TLSSocket } from 'node:tls';
-import { groupName, parseHostPort, type Logger } from '@trellis/shared';
-import type { SidecarSnapshot, SidecarState } from '../state/sidecar-state';
+import { groupName, parseHostPort } from '@trellis/shared';
+import type { SidecarSnapshot } from '../state/sidecar-state';
 import { peerCertificates } from '../state/peer-trust';
-import type { SidecarMetrics } from '../metrics/sidecar-metrics';
-import type { ConnectionTracker } from '../proxy/connection-tracker';
 import { H2_SETTINGS, tuneSession } from '../http/app-h2c';
 import { judgeServer, resolveTarget, UNREACHABLE } from './server-verdict';
-import type { OutboundTarget } from './outbound-listener';
+import type { OutboundDeps, OutboundTarget } from './outbound-listener';
 
-/** Collaborators of a pool. */
-export interface H2PoolDeps {
-  state: SidecarState;
-  metrics: SidecarMetrics;
-  logger: Logger;
-  clock: () => Date;
-  tracker: ConnectionTracker;
-  clientContext(): SecureContext | undefined;
-  connectTimeoutMs?: number;
-}
+/** Collaborators of a pool: its outbound listener's, less the native data path (HTTP/2 runs on Node). */
+export type H2PoolDeps = Omit<OutboundDeps, 'native'>;
 
 /** A session to use, or why there is none (a refusal reason, counted by the caller). */
 export type PooledSession = { readonly ok: true; readonly session: ClientHttp2Session } | { readonly ok: false; readonly reason: string; readonly detail: string };
