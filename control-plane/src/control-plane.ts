@@ -8,11 +8,9 @@
  * tell each other their sidecars' endpoints (a mesh spread over them is one
  * mesh). Not ready, and saying why, while its state cannot be written.
  */
-import { readFileSync } from 'node:fs';
-import { fileStamp } from './state/file-stamp';
 import { join } from 'node:path';
 import type { Server as HttpsServer } from 'node:https';
-import { controlPlaneSpiffeId, DEFAULT_KEY_EXCHANGE, defaultAdminSpiffeId, formatHostPort, parseHostPort, type KeyExchangePolicy, type Logger, type EffectiveMtlsMode, type RevocationsResource, type TrustBundleResource } from '@trellis/shared';
+import { controlPlaneSpiffeId, DEFAULT_KEY_EXCHANGE, defaultAdminSpiffeId, formatHostPort, parseHostPort, type KeyExchangePolicy, type Logger, type EffectiveMtlsMode, type TrustBundleResource } from '@trellis/shared';
 import { startAdminServer } from './admin/admin-server';
 import { meshView } from './admin/mesh-view';
 import { observabilityRoutes } from './admin/observability-routes';
@@ -36,8 +34,7 @@ import type { CaExpiry, SvidAuthority } from './issuance/svid-authority';
 import { createControlPlaneMetrics, type ControlPlaneMetrics } from './observability/control-plane-metrics';
 import { MutableCertificateProvider } from './tls/mutable-certificate-provider';
 import { createKeyAndCsr, shouldRotate } from './tls/server-identity';
-import { parseRevocations } from './lifecycle/revocations-file';
-import { revocationsResource } from './lifecycle/revocation-list';
+import { startRevocationFeed } from './lifecycle/revocation-feed';
 import { withOrder } from './discovery/reissue-orders';
 import { fileSharedState, observedDocument, observedTokenUses, type SharedState } from './state/shared-state';
 import { observedAuthority, StorageHealth } from './state/storage-health';
@@ -221,34 +218,15 @@ export async function startControlPlane(opts: ControlPlaneOptions, deps: Control
     },
   });
 
-  // The shared list (the CA dir's revocations.json, or the API server's): pushed on every change, from any replica.
-  const applyRevocations = (): void => {
-    const before = service.snapshot().revocations;
-    service.setRevocations(revocationsResource(revocationState.current(), new Date(nowMs())));
-    if (service.snapshot().revocations !== before) log.info('revocations loaded', { backend: shared.backend, ...countOf(service.snapshot().revocations) });
-  };
-  const unsubscribeRevocations = opts.revocationsFile ? () => undefined : revocationState.subscribe(() => applyRevocations());
-  let revocationsStamp = '';
-  const loadRevocations = (): void => {
-    if (!opts.revocationsFile) {
-      void revocationState.refresh().then(applyRevocations, (err: unknown) => log.error('revocations not reloaded; keeping the last good list', { error: err }));
-      return;
-    }
-    const file = opts.revocationsFile;
-    try {
-      const stamp = fileStamp(file);
-      if (stamp.startsWith('error:')) throw new Error(`${file}: cannot be read (${stamp.slice(6)})`);
-      if (stamp === revocationsStamp) return;
-      revocationsStamp = stamp;
-      service.setRevocations(stamp === 'absent' ? { serials: [], spiffeIds: [] } : parseRevocations(readFileSync(file, 'utf8'), file, new Date(nowMs())));
-      log.info('revocations loaded', { file, ...countOf(service.snapshot().revocations) });
-    } catch (err) {
-      // Keep the last good list: a half-written file must not un-revoke anything.
-      log.error('revocations not reloaded; keeping the last good list', { file, error: err });
-    }
-  };
-  if (opts.revocationsFile) loadRevocations();
-  else applyRevocations();
+  // Revocations (lifecycle/revocation-feed.ts): a watched file, or the list shared by the replicas.
+  const revocations = startRevocationFeed({
+    file: opts.revocationsFile,
+    shared: revocationState,
+    backend: shared.backend,
+    target: { current: () => service.snapshot().revocations, set: (r) => service.setRevocations(r) },
+    nowMs,
+    logger: log,
+  });
 
   // Re-issue orders made through another replica reach the sidecars connected here.
   const unsubscribeOrders = reissueOrders.subscribe((orders) => service.adoptReissueOrders(orders));
@@ -329,7 +307,7 @@ export async function startControlPlane(opts: ControlPlaneOptions, deps: Control
       runStep: deps.runStep ? (step) => deps.runStep!(step) : undefined,
       proxies: () => [...(proxiesFromAdmin({ proxies: service.registry.statuses() }) ?? []), ...remoteProxiesOf(heartbeat.liveOthers())],
       revocations: revocationState,
-      revocationsChanged: applyRevocations,
+      revocationsChanged: revocations.apply,
       reissue: async (target, windowMs) => {
         const { order, ...r } = service.reissue(target, windowMs);
         const who = 'spiffeId' in target ? target.spiffeId : 'all';
@@ -386,7 +364,7 @@ export async function startControlPlane(opts: ControlPlaneOptions, deps: Control
         }
         if (deps.authority.refresh) await deps.authority.refresh();
         checkRootSwitch();
-        loadRevocations();
+        revocations.refresh();
         void reissueOrders.refresh().catch(() => undefined);
         storage.probe();
         if (shouldRotate(nowMs(), ownNotBefore, ownNotAfter, ownInstalledAt)) await renewOwn();
@@ -439,7 +417,7 @@ export async function startControlPlane(opts: ControlPlaneOptions, deps: Control
         clearInterval(refresh);
         trail.stop();
         unsubscribeReady();
-        unsubscribeRevocations();
+        revocations.close();
         unsubscribeOrders();
         // Withdraw our report first: the other replicas stop serving our sidecars' endpoints as they leave.
         await heartbeat.stop();
@@ -456,10 +434,6 @@ export async function startControlPlane(opts: ControlPlaneOptions, deps: Control
       return stopped;
     },
   };
-}
-
-function countOf(r: RevocationsResource): { serials: number; spiffeIds: number } {
-  return { serials: r.serials.length, spiffeIds: r.spiffeIds.length };
 }
 
 /** The host of a listen address as written (brackets kept for IPv6), for printing beside the bound port. */

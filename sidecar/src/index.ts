@@ -7,7 +7,6 @@ export { SidecarState, readiness, makeCredentials, makeTrustBundle, makeRevocati
 export type {
   Credentials,
   TrustAnchors,
-  PeerAuthMode,
   PeerAuthentication,
   AuthorizationState,
   RevocationList,

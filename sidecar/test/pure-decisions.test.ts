@@ -41,6 +41,12 @@ describe('resolveTarget (outbound destination and allowed identities)', () => {
     expect(resolveTarget({ kind: 'service', service: 'payments', port: 8443 }, snap, 0)).to.deep.equal({ address: '10.0.0.1:8443', spiffeIds: ['spiffe://td/ns/pay/sa/api'] });
   });
 
+  it('Should keep an IPv6 endpoint in brackets when it uses the port asked for', () => {
+    const v6 = new SidecarState();
+    v6.update({ endpoints: { cart: { addresses: ['[fd00::7]:9001'], spiffeIds: ['spiffe://td/ns/shop/sa/cart'] } } });
+    expect(resolveTarget({ kind: 'service', service: 'cart', port: 8443 }, v6.current(), 0)).to.deep.equal({ address: '[fd00::7]:8443', spiffeIds: ['spiffe://td/ns/shop/sa/cart'] });
+  });
+
   it('Should fail closed for an unknown or empty service', () => {
     expect(resolveTarget({ kind: 'service', service: 'nope' }, snap, 0)).to.have.property('error');
     expect(resolveTarget({ kind: 'service', service: 'empty' }, snap, 0)).to.have.property('error');

@@ -14,7 +14,7 @@ import type { Duplex } from 'node:stream';
 import { join } from 'node:path';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { acceptedAdminHosts, splitHostPort } from '@trellis/control-plane';
-import { isLoopbackHost, type Logger } from '@trellis/shared';
+import { formatHostPort, isLoopbackHost, type Logger } from '@trellis/shared';
 import { decideDashboardRequest, newDashboardToken, TOKEN_COOKIE } from './dashboard-access';
 import { DashboardError, DashboardErrorCode } from './dashboard-error';
 import type { MeshFeed } from './mesh-feed';
@@ -177,8 +177,7 @@ export async function startDashboard(opts: DashboardOptions, deps: { feed: MeshF
     });
   });
   hosts = acceptedAdminHosts(host, bound);
-  const shown = host.includes(':') ? `[${host}]` : host;
-  const origin = `http://${shown}:${bound}`;
+  const origin = `http://${formatHostPort(host, bound)}`;
   deps.feed.start();
   return {
     url: `${origin}/?token=${token}`,

@@ -10,7 +10,8 @@
  */
 import { normaliseSerial, type ReportedCertificate, type RevocationsResource, type TypeSyncSnapshot } from '@trellis/shared';
 import type { CaStatusView } from '../lifecycle/ca-status';
-import type { ProxyStatus, ReceivedReport } from '../discovery/stream-session';
+import type { ReceivedReport } from '../discovery/received-report';
+import type { ProxyStatus } from '../discovery/stream-session';
 import { serviceGraph, type ServiceGraph } from '../observability/service-graph';
 
 /** One connected sidecar. */

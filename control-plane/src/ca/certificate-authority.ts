@@ -175,19 +175,7 @@ export class CertificateAuthority {
     const signed = this.signer.sign(tbs);
     const signature = signed instanceof Promise ? await signed : signed;
     const leafDer = this.template.encodeCertificate(tbs, signature);
-    readBackIssuedSvid(leafDer, {
-      serial,
-      spiffeId,
-      dnsNames,
-      trustDomain: this.trustDomain,
-      notBefore: validity.notBefore,
-      notAfter: validity.notAfter,
-      spkiDer: csr.spkiDer,
-      issuerDer: this.intermediate.facts.subject,
-      issuerKeyId: this.intermediate.keyId,
-      algorithm: this.signer.algorithm,
-      issuerPublicKey: this.verifyKey,
-    });
+    readBackIssuedSvid(leafDer, { ...this.expected(serial, spiffeId, dnsNames, validity, csr.spkiDer), issuerPublicKey: this.verifyKey });
 
     const serialHex = normaliseSerial(serial.toString('hex'));
     // Durable before it is handed out: a record that cannot be written and flushed fails the issuance (AUDIT_WRITE_FAILED).
@@ -220,21 +208,26 @@ export class CertificateAuthority {
       const spiffeId = `spiffe://${this.trustDomain}/trellis/template-probe`;
       const tbs = this.template.encodeTbs({ serial, notBefore: validity.notBefore, notAfter: validity.notAfter, spkiDer, publicKeyBits: subjectPublicKeyBits(spkiDer), spiffeId, dnsNames, rsa: false });
       const probe = this.template.encodeCertificate(tbs, Buffer.alloc(8));
-      const want: ExpectedSvid = {
-        serial,
-        spiffeId,
-        dnsNames,
-        trustDomain: this.trustDomain,
-        notBefore: validity.notBefore,
-        notAfter: validity.notAfter,
-        spkiDer,
-        issuerDer: this.intermediate.facts.subject,
-        issuerKeyId: this.intermediate.keyId,
-        algorithm: this.signer.algorithm,
-      };
+      const want = this.expected(serial, spiffeId, dnsNames, validity, spkiDer);
       checkIssuedSvid(probe, want);
       readBackIssuedSvid(probe, want);
     }
+  }
+
+  /** What a certificate this CA issues for these values must say (checked before it is handed out). */
+  private expected(serial: Buffer, spiffeId: string, dnsNames: readonly string[] | undefined, validity: { notBefore: Date; notAfter: Date }, spkiDer: Buffer): ExpectedSvid {
+    return {
+      serial,
+      spiffeId,
+      dnsNames,
+      trustDomain: this.trustDomain,
+      notBefore: validity.notBefore,
+      notAfter: validity.notAfter,
+      spkiDer,
+      issuerDer: this.intermediate.facts.subject,
+      issuerKeyId: this.intermediate.keyId,
+      algorithm: this.signer.algorithm,
+    };
   }
 
   /** Releases the audit log. */

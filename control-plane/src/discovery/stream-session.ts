@@ -2,11 +2,11 @@
  * One sidecar's discovery stream: authenticate once, take one of the
  * identity's stream slots, judge the node against what is attested for the
  * identity (attestation/node-claims.ts; for a pod-attested stream, against
- * that pod on the API server, which it then follows), validate every request, sign CSRs
- * under the signing limiter (one per join-token stream), send the current
- * state of each subscribed type, and track ACK/NACK per type. Any protocol
- * violation ends this stream alone with a precise status; the server and
- * other streams go on.
+ * that pod on the API server, which it then follows; node-admission.ts), validate every request, sign CSRs
+ * under the signing limiter (one per join-token stream; stream-issuance.ts), take the sidecar's
+ * reports (received-report.ts), send the current state of each subscribed type, and track
+ * ACK/NACK per type. Any protocol violation ends this stream alone with a precise status;
+ * the server and other streams go on.
  */
 import {
   AckTracker,
@@ -14,35 +14,35 @@ import {
   AUTHORIZATION_POLICIES_TYPE_URL,
   PEER_AUTHENTICATION_TYPE_URL,
   encodeResource,
+  formatHostPort,
   isKnownTypeUrl,
   RENEWAL_TYPE_URL,
   SINGLETON_RESOURCE_NAME,
   SVID_TYPE_URL,
   contentVersion,
   ENDPOINTS_TYPE_URL,
-  decodeSidecarReport,
   typeShortName,
-  TrellisError,
   type Endpoint,
   type Logger,
-  type NodeMessage,
   type RenewalResource,
   type SidecarReport,
-  type SvidResource,
   type TypeSyncSnapshot,
   type TypeUrl,
 } from '@trellis/shared';
 import type { AuthenticatedPeer } from '../auth/authenticated-peer';
 import { authenticate, type AuthenticatorDeps, type StreamCredentials } from '../auth/authenticator';
-import { judgeNode, podNode, type SessionNode } from '../attestation/node-claims';
+import { podNode, type SessionNode } from '../attestation/node-claims';
 import { sameLabels } from '../attestation/workload-metadata';
-import type { PodDirectory, PodFacts } from '../registry/pod-facts';
-import { ControlPlaneError, ControlPlaneErrorCode } from '../errors/control-plane-error';
+import type { PodDirectory } from '../registry/pod-facts';
+import { ControlPlaneError, ControlPlaneErrorCode, errorCodeOf } from '../errors/control-plane-error';
 import type { SigningLimiter } from '../issuance/signing-limiter';
 import type { SvidAuthority } from '../issuance/svid-authority';
 import type { ControlPlaneMetrics } from '../observability/control-plane-metrics';
+import { admitNode } from './node-admission';
+import { receiveReport, type ReceivedReport } from './received-report';
 import { renewalFor, type ReissueBook } from './reissue-orders';
 import type { DiscoverySnapshot, ResourceBuilder } from './resource-builder';
+import { issueOnStream } from './stream-issuance';
 import type { StreamQuota } from './stream-quota';
 import type { WireRequest, WireResponse } from './wire-types';
 
@@ -109,17 +109,6 @@ export interface ProxyStatus {
   types: Record<string, TypeSyncSnapshot>;
 }
 
-/** The last sidecar report of a stream, as the control plane took it. */
-export interface ReceivedReport {
-  /** When it arrived (our clock). */
-  readonly receivedAt: Date;
-  readonly report: SidecarReport;
-}
-
-/** The shortest time between two reports a stream is held to; a sooner one is dropped (the next carries the same totals). */
-export const MIN_REPORT_INTERVAL_MS = 200;
-
-const MAX_CSR_BYTES = 16 * 1024;
 /** Requests a stream may have waiting; a sidecar needs a handful (one per type), so more is a flood. */
 const MAX_PENDING_REQUESTS = 64;
 let nextSessionId = 1;
@@ -171,7 +160,7 @@ export class StreamSession {
         this.logInfo('stream authenticated', { spiffeId: peer.spiffeId, authMethod: peer.method, ...peer.audit, event: 'audit' });
       },
       (err) => {
-        this.deps.metrics.svidsRefused.inc({ reason: codeOf(err) });
+        this.deps.metrics.svidsRefused.inc({ reason: errorCodeOf(err) });
         this.logWarn('stream authentication refused', { error: err, peer: transport.peerHost, event: 'audit' });
         this.fail(err);
       },
@@ -231,9 +220,9 @@ export class StreamSession {
   fail(err: unknown): void {
     if (this.closed) return;
     this.closed = true;
-    this.ending = { by: 'refused', code: err === null ? 'OK' : codeOf(err) };
+    this.ending = { by: 'refused', code: err === null ? 'OK' : errorCodeOf(err) };
     if (err !== null) {
-      this.deps.metrics.streamErrors.inc({ code: codeOf(err) });
+      this.deps.metrics.streamErrors.inc({ code: errorCodeOf(err) });
       this.logInfo('stream ended', { error: err, spiffeId: this.peer?.spiffeId });
     }
     this.cleanup();
@@ -297,7 +286,7 @@ export class StreamSession {
   servedEndpoints(): Endpoint[] {
     if (!this.node || !this.peer || this.node.service === '') return [];
     const host = this.node.address;
-    return this.node.inboundPorts.map((p) => ({ address: host.includes(':') ? `[${host}]:${p}` : `${host}:${p}`, spiffeId: this.peer!.spiffeId }));
+    return this.node.inboundPorts.map((p) => ({ address: formatHostPort(host, p), spiffeId: this.peer!.spiffeId }));
   }
 
   /** The sidecar's last report (attributed to this stream's authenticated identity), or null. */
@@ -358,7 +347,7 @@ export class StreamSession {
     const peer = this.peer;
     if (!peer) return; // authentication failed; the stream is ending
     if (!this.node) {
-      this.node = this.validateNode(req, peer);
+      this.node = admitNode(this.deps, { id: this.id, peerHost: this.transport.peerHost }, req.node, peer);
       this.deps.onNodeKnown(this);
     }
     if (req.report && req.report.length > 0) return this.takeReport(req.report);
@@ -399,142 +388,28 @@ export class StreamSession {
     if (verdict.kind === 'subscribe' || !before || before.join(',') !== names.join(',')) this.push(typeUrl);
   }
 
-  /**
-   * Takes a sidecar report: decoded strictly within its bounds (a malformed
-   * or oversized one ends the stream with TRELLIS_CP_BAD_REPORT, as any
-   * protocol violation does), then kept whole as this stream's last report.
-   * It is this stream's authenticated identity's report: nothing in it
-   * names its source. One sooner than MIN_REPORT_INTERVAL_MS after the last
-   * is dropped and counted.
-   */
+  /** Takes a sidecar report (received-report.ts) as this stream's last one. */
   private takeReport(body: Buffer): void {
-    const now = this.deps.nowMs();
-    if (this.lastReport && now - this.lastReport.receivedAt.getTime() < MIN_REPORT_INTERVAL_MS) {
-      this.deps.metrics.reports.inc({ result: 'dropped' });
-      return;
-    }
-    let report: SidecarReport;
-    try {
-      report = decodeSidecarReport(body);
-    } catch (err) {
-      this.deps.metrics.reports.inc({ result: 'refused' });
-      throw new ControlPlaneError(ControlPlaneErrorCode.BAD_REPORT, (err as Error).message, { field: (err as TrellisError).details?.['field'] ?? '' });
-    }
     const previous = this.lastReport?.report ?? null;
-    this.lastReport = Object.freeze({ receivedAt: new Date(now), report });
-    this.deps.metrics.reports.inc({ result: 'accepted' });
-    this.deps.onReport?.(this, previous, report);
+    const taken = receiveReport(this.lastReport, body, this.deps.nowMs(), this.deps.metrics);
+    if (!taken) return;
+    this.lastReport = taken;
+    this.deps.onReport?.(this, previous, taken.report);
   }
 
-  /** The node this stream will be served as, judged against the attestation; a refusal is counted and audited. */
-  private validateNode(req: WireRequest, peer: AuthenticatedPeer): SessionNode {
-    const pod = this.attestedPod(peer);
-    const v = judgeNode(req.node, peer.attestation, this.transport.peerHost, pod);
-    if (v.ok) {
-      for (const reason of v.ignored) this.deps.metrics.attestationIgnored.inc({ reason });
-      if (v.ignored.length > 0) {
-        const n: Partial<NodeMessage> = req.node ?? {};
-        this.logWarn('node claim ignored: the pod on the API server decides', {
-          event: 'audit',
-          spiffeId: peer.spiffeId,
-          pod: pod ? `${pod.namespace}/${pod.name}` : undefined,
-          reasons: v.ignored,
-          claimed: { service: (n.service ?? '').slice(0, 253), labels: Object.keys(n.labels ?? {}).length, ports: (n.inbound_ports ?? []).slice(0, 16) },
-          podFacts: pod ? { services: pod.services, labels: pod.labels, ports: pod.inboundPorts } : undefined,
-          peer: this.transport.peerHost,
-        });
-      }
-      return v.node;
-    }
-    const err = new ControlPlaneError(v.code, v.message, v.reason ? { reason: v.reason } : {});
-    if (v.code === ControlPlaneErrorCode.ATTESTATION_MISMATCH || v.code === ControlPlaneErrorCode.IDENTITY_MISMATCH) {
-      if (v.reason) this.deps.metrics.attestationRefusals.inc({ reason: v.reason });
-      this.logWarn('node claim refused', {
-        event: 'audit',
-        spiffeId: peer.spiffeId,
-        authMethod: peer.method,
-        attestedBy: peer.attestation.source,
-        reason: v.reason ?? 'identity',
-        code: v.code,
-        detail: v.message.slice(0, 1000),
-        peer: this.transport.peerHost,
-      });
-    }
-    throw err;
-  }
-
-  /**
-   * The facts of the pod the stream is attested by, from the API server; null
-   * when it is not pod-attested or this control plane does not read pods
-   * (then it counts as the identity alone). A pod the directory cannot
-   * answer for yet ends the stream with a retry hint; one that is gone ends
-   * it for good (fails closed).
-   */
-  private attestedPod(peer: AuthenticatedPeer): PodFacts | null {
-    const bound = peer.attestation.pod;
-    if (!bound || !this.deps.pods) return null;
-    const facts = this.deps.pods.lookup(bound, this.deps.nowMs());
-    if (facts === 'unknown') {
-      throw new ControlPlaneError(ControlPlaneErrorCode.REGISTRY_NOT_SYNCED, 'the control plane has not read the pods from the Kubernetes API server yet; retry', { retryAfterMs: 2000 });
-    }
-    if (facts === 'gone') throw new ControlPlaneError(ControlPlaneErrorCode.TOKEN_POD_GONE, `pod ${bound.namespace}/${bound.name} no longer exists`);
-    return facts;
-  }
-
+  /** Issues an SVID for `csr` (stream-issuance.ts) and sends it, then the renewal it answers. */
   private async issueSvid(csr: Buffer, peer: AuthenticatedPeer): Promise<void> {
-    const C = ControlPlaneErrorCode;
-    try {
-      if (this.deps.nowMs() >= peer.expiresAtMs) {
-        throw new ControlPlaneError(C.CREDENTIAL_EXPIRED, `the ${peer.method} that opened this stream has expired; reconnect with the current SVID`);
-      }
-      // A join token attests one issuance: later keys are proven with the SVID it bought, over mTLS.
-      if (peer.method === 'join-token' && this.svidIssuedAtMs !== null) {
-        throw new ControlPlaneError(C.TOKEN_STREAM_SPENT, 'this join-token stream already obtained its SVID; renew on a new stream authenticated with that SVID (mTLS)');
-      }
-      if (csr.length > MAX_CSR_BYTES) throw new ControlPlaneError(C.CSR_MALFORMED, `CSR is ${csr.length} bytes, over ${MAX_CSR_BYTES}`);
-      const issued = await this.deps.limiter.run(() =>
-        this.deps.authority.issue({ csr, spiffeId: peer.spiffeId, ttlSeconds: this.deps.svidTtlSeconds, requester: `discovery/${peer.method}` }),
-      );
-      if (this.closed) return;
-      // Renewals authenticate with this SVID: they must find what it was issued under.
-      await this.deps.auth.attestations?.remember(issued.serialHex, peer.attestation, new Date(issued.notAfter).getTime(), this.deps.nowMs());
-      const body: SvidResource = {
-        spiffeId: issued.spiffeId,
-        chainPem: issued.chainPem,
-        serialHex: issued.serialHex,
-        notBefore: new Date(issued.notBefore).toISOString(),
-        notAfter: new Date(issued.notAfter).toISOString(),
-      };
-      this.svidNotAfter = new Date(issued.notAfter);
-      this.svidSerial = issued.serialHex; // already in the one serial form (the CA writes it)
-      this.svidIssuedAtMs = this.deps.nowMs();
-      this.deps.reissue.noteIssued(issued.serialHex, this.svidIssuedAtMs);
-      this.deps.metrics.svidsIssued.inc({ method: peer.method });
-      this.logInfo('svid issued', { event: 'audit', spiffeId: body.spiffeId, serial: body.serialHex, notAfter: body.notAfter, authMethod: peer.method, ...peer.audit });
-      const resources = [{ name: SINGLETON_RESOURCE_NAME, body }];
-      this.send(SVID_TYPE_URL, contentVersion(resources), [{ name: SINGLETON_RESOURCE_NAME, body: encodeResource(body) }]);
-      // A fresh key answers any pending re-issue order: say so after the SVID.
-      if (this.subscriptions.has(RENEWAL_TYPE_URL)) this.push(RENEWAL_TYPE_URL);
-    } catch (err) {
-      const code = codeOf(err);
-      this.deps.metrics.svidsRefused.inc({ reason: code });
-      this.logWarn('svid refused', { event: 'audit', spiffeId: peer.spiffeId, authMethod: peer.method, error: err, ...peer.audit });
-      // No SVID went out for this join-token use (a full disk, an overload): give the use back, so the
-      // workload's retry with the same token is not refused as spent.
-      if (peer.method === 'join-token' && this.svidIssuedAtMs === null) await this.releaseTokenUse(peer);
-      throw err;
-    }
-  }
-
-  private async releaseTokenUse(peer: AuthenticatedPeer): Promise<void> {
-    const { tokenId, use } = peer.audit as { tokenId?: unknown; use?: unknown };
-    if (typeof tokenId !== 'string' || typeof use !== 'number') return;
-    try {
-      await (this.deps.auth.tokenUses ?? this.deps.auth.joinTokens).release(tokenId, use);
-      this.logInfo('join token use given back: no SVID was handed out for it', { event: 'audit', spiffeId: peer.spiffeId, tokenId, use });
-    } catch (err) {
-      this.logWarn('join token use could not be given back; it stays spent', { event: 'audit', spiffeId: peer.spiffeId, tokenId, use, error: err });
-    }
+    const stream = { id: this.id, isClosed: () => this.closed, alreadyIssued: this.svidIssuedAtMs !== null };
+    const issued = await issueOnStream(this.deps, stream, csr, peer);
+    if (!issued) return;
+    const body = issued.svid;
+    this.svidNotAfter = new Date(body.notAfter);
+    this.svidSerial = body.serialHex;
+    this.svidIssuedAtMs = issued.issuedAtMs;
+    const resources = [{ name: SINGLETON_RESOURCE_NAME, body }];
+    this.send(SVID_TYPE_URL, contentVersion(resources), [{ name: SINGLETON_RESOURCE_NAME, body: encodeResource(body) }]);
+    // A fresh key answers any pending re-issue order: say so after the SVID.
+    if (this.subscriptions.has(RENEWAL_TYPE_URL)) this.push(RENEWAL_TYPE_URL);
   }
 
   private push(t: TypeUrl): void {
@@ -564,9 +439,4 @@ export class StreamSession {
     const v = parseInt(n, 36);
     return v >= 1 && v <= this.nonceCounter;
   }
-}
-
-function codeOf(err: unknown): string {
-  if (err instanceof TrellisError) return err.code;
-  return 'TRELLIS_CP_INTERNAL';
 }

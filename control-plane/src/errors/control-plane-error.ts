@@ -48,3 +48,8 @@ export type ControlPlaneErrorCodeValue = (typeof ControlPlaneErrorCode)[keyof ty
 
 /** A refusal or failure raised by the control plane on purpose. */
 export class ControlPlaneError extends TrellisError<ControlPlaneErrorCodeValue> {}
+
+/** The code a thrown value is counted and reported under: its own for a Trellis error, `TRELLIS_CP_INTERNAL` for anything else. */
+export function errorCodeOf(err: unknown): string {
+  return err instanceof TrellisError ? err.code : 'TRELLIS_CP_INTERNAL';
+}

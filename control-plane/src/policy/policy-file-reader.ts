@@ -6,6 +6,9 @@
  * only once the file has been still for `settleMs` (see policy-store.ts).
  */
 import * as nodeFs from 'node:fs';
+import { sameStamp, stampOf, type FileStamp } from '../state/file-stamp';
+
+export type { FileStamp } from '../state/file-stamp';
 
 /** The file-system calls the store makes; tests may wrap them, production uses node:fs. */
 export interface PolicyFs {
@@ -19,22 +22,12 @@ export interface PolicyFs {
   watch(dir: string, onEvent: () => void, onError: (err: Error) => void): { close(): void };
 }
 
-/** What tells one version of a file from the next. */
-export interface FileStamp {
-  readonly size: number;
-  readonly mtimeMs: number;
-  readonly ino: number;
-}
-
 /** Node's fs, behind PolicyFs. */
 export const nodePolicyFs: PolicyFs = {
   readdir: (dir) => nodeFs.promises.readdir(dir),
   readFile: (path) => nodeFs.promises.readFile(path, 'utf8'),
   mtime: async (path) => (await nodeFs.promises.stat(path)).mtime,
-  stat: async (path) => {
-    const st = await nodeFs.promises.stat(path);
-    return { size: st.size, mtimeMs: st.mtimeMs, ino: st.ino };
-  },
+  stat: async (path) => stampOf(await nodeFs.promises.stat(path)),
   watch(dir, onEvent, onError) {
     const w = nodeFs.watch(dir, { persistent: false }, () => onEvent());
     w.on('error', onError);
@@ -74,8 +67,4 @@ export async function readSettled(fs: PolicyFs, path: string, first: string, opt
     if (sameStamp(await stat(path), before)) return text;
   }
   return null;
-}
-
-function sameStamp(a: FileStamp, b: FileStamp): boolean {
-  return a.size === b.size && a.mtimeMs === b.mtimeMs && a.ino === b.ino;
 }

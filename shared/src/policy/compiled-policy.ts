@@ -10,6 +10,7 @@
  * serialises to it (`toJSON`), so `/config_dump` shows what was pushed.
  */
 import type { AuthzWirePolicy, HostMatchWire, OperationWire, RuleWire, ServiceAccountWire, SourceWire, StringMatchWire } from './authz-wire';
+import { parseSpiffeId, parseTrustDomain } from '../identity/spiffe-id';
 import { parseIpBlock, type IpBlock } from './ip-block';
 import type { PolicyRef } from './policy-set';
 import type { AuthzAction } from './policy-types';
@@ -133,9 +134,30 @@ export function compileStringMatch(w: StringMatchWire): StringMatcher {
 function compilePrincipal(w: StringMatchWire): PrincipalMatcher {
   const m = compileStringMatch(w);
   // A principal naming its trust domain (`td/ns/x/sa/y`, `td/ns/x*`) also matches the same path in an alias of it.
-  const slash = m.kind === 'exact' || m.kind === 'prefix' ? m.value.indexOf('/') : -1;
-  if (slash <= 0) return m;
-  return Object.freeze({ ...m, aliasTrustDomain: m.value.slice(0, slash), aliasRest: m.value.slice(slash) });
+  const named = principalTrustDomain(m);
+  return named ? Object.freeze({ ...m, aliasTrustDomain: named.trustDomain, aliasRest: named.rest }) : m;
+}
+
+/**
+ * The trust domain an exact or prefix principal names, read by the shared
+ * SPIFFE ID parser. Istio writes a principal as a SPIFFE ID without
+ * `spiffe://` (`cluster.local/ns/x/sa/y`): an exact one must be a whole
+ * workload ID; a prefix may end mid-path, so only its trust domain (before
+ * the first `/`) is checked. Anything else names no trust domain and gets
+ * no alias (it can still match literally).
+ */
+function principalTrustDomain(m: StringMatcher): { trustDomain: string; rest: string } | undefined {
+  try {
+    if (m.kind === 'exact') {
+      const id = parseSpiffeId(`spiffe://${m.value}`);
+      return id.path === '' ? undefined : { trustDomain: id.trustDomain, rest: id.path };
+    }
+    if (m.kind !== 'prefix') return undefined;
+    const slash = m.value.indexOf('/');
+    return slash <= 0 ? undefined : { trustDomain: parseTrustDomain(m.value.slice(0, slash)), rest: m.value.slice(slash) };
+  } catch {
+    return undefined;
+  }
 }
 
 function compileHost(w: HostMatchWire): HostMatcher {

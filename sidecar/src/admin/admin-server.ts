@@ -5,6 +5,7 @@
  * for Jobs).
  */
 import { createServer, type Server } from 'node:http';
+import { bindServer } from '../proxy/bind-server';
 
 /** What the admin server reads from the sidecar. */
 export interface AdminSource {
@@ -43,13 +44,6 @@ export async function startAdminServer(host: string, port: number, src: AdminSou
     }
     send(404, 'text/plain', 'not found: try /ready, /stats, /config_dump, POST /quitquitquit\n');
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const a = server.address();
-  return { server, port: typeof a === 'object' && a ? a.port : port };
+  // An accept error once listening (EMFILE) must not take the sidecar down (bind-server.ts); the server accepts again once it can.
+  return { server, port: await bindServer(server, port, host, () => undefined) };
 }

@@ -9,6 +9,7 @@
  */
 import { createServer, request as httpRequest, type Server } from 'node:http';
 import { request as httpsRequest } from 'node:https';
+import { bindServer } from '../proxy/bind-server';
 
 /** An application probe as the injector records it. */
 export interface AppProbe {
@@ -54,15 +55,8 @@ export async function startHealthServer(
     });
     up.end();
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const a = server.address();
-  return { server, port: typeof a === 'object' && a ? a.port : port };
+  // An accept error once listening (EMFILE) must not take the sidecar down (bind-server.ts); the server accepts again once it can.
+  return { server, port: await bindServer(server, port, host, () => undefined) };
 }
 
 /** Parses `TRELLIS_APP_PROBES` (JSON object keyed by `/app-health/...` path); returns the probes or the problems. Pure. */

@@ -11,6 +11,7 @@
  * `recheckMs`, then the app is probed again.
  */
 import { connect as h2Connect, type ClientHttp2Session, type Http2Session, type SecureClientSessionOptions } from 'node:http2';
+import { formatHostPort } from '@trellis/shared';
 
 /** What the app speaks, with the session to use when it is HTTP/2. */
 export type AppProtocol = { readonly kind: 'h2'; readonly session: ClientHttp2Session } | { readonly kind: 'h1' } | { readonly kind: 'unreachable'; readonly detail: string };
@@ -66,8 +67,7 @@ export class AppH2c {
   }
 
   private open(): { session: ClientHttp2Session; ready: Promise<AppProtocol> } {
-    const host = this.host.includes(':') ? `[${this.host}]` : this.host;
-    const session = h2Connect(`http://${host}:${this.port}`, { settings: H2_SETTINGS, maxSessionMemory: 64 });
+    const session = h2Connect(`http://${formatHostPort(this.host, this.port)}`, { settings: H2_SETTINGS, maxSessionMemory: 64 });
     let connected = false;
     const ready = new Promise<AppProtocol>((resolve) => {
       session.once('connect', () => {

@@ -15,7 +15,7 @@
  */
 import { createServer as createNetServer, connect as netConnect, isIP, type Server, type Socket } from 'node:net';
 import { TLSSocket, type SecureContext } from 'node:tls';
-import { groupName, type KeyExchangePolicy, type Logger } from '@trellis/shared';
+import { groupName, type EffectiveMtlsMode, type KeyExchangePolicy, type Logger } from '@trellis/shared';
 import { readClientHelloFirst } from './client-hello-gate';
 import { classifyFirstBytes } from './tls-detect';
 import { handshakeRefusal, judgeClient, verifyError } from './client-verdict';
@@ -24,8 +24,8 @@ import type { PeerRefusal } from '../identity/peer-verifier';
 import { decide, type Authorizer, type Workload } from '../policy/authorizer';
 import { splice } from '../proxy/splice';
 import { adoptDirectRead, directRead } from '../proxy/direct-read';
-import type { PeerAuthMode, SidecarSnapshot, SidecarState } from '../state/sidecar-state';
-import { federationInForce, presentedIntermediates } from '../state/peer-trust';
+import type { SidecarSnapshot, SidecarState } from '../state/sidecar-state';
+import { peerCertificates } from '../state/peer-trust';
 import type { SidecarMetrics } from '../metrics/sidecar-metrics';
 import type { ConnectionTracker, TrackedConnection } from '../proxy/connection-tracker';
 import { handshakeErrorCode, verifyCode, type NativeDataPath, type RelayContext } from '../proxy/native-relay';
@@ -132,7 +132,7 @@ export class InboundListener {
     socket.on('error', () => socket.destroy());
     const snap = this.deps.state.current();
     if (!snap.peerAuth || !snap.authz) return this.refuse(socket, 'not_ready', 'no policy received yet');
-    const mode: PeerAuthMode = snap.peerAuth.portModes[this.spec.appPort] ?? snap.peerAuth.mode;
+    const mode: EffectiveMtlsMode = snap.peerAuth.portModes[this.spec.appPort] ?? snap.peerAuth.mode;
     if (mode === 'DISABLE') return this.accepted(socket, snap, undefined, undefined);
     // Everything that may become a handshake holds a slot until it is judged;
     // past the cap the connection is closed before any TLS work.
@@ -253,15 +253,8 @@ export class InboundListener {
     tls.once('close', () => fail(handshakeRefusal(failure), failure ?? 'closed during the handshake'));
     tls.once('secure', () => {
       if (settled) return;
-      // The presented chain first: Node returns only the leaf once getPeerX509Certificate ran.
-      const presented = federationInForce(this.deps.state.current()) ? presentedIntermediates(tls) : [];
-      let leaf: Buffer | undefined;
-      try {
-        leaf = tls.getPeerX509Certificate()?.raw;
-      } catch {
-        leaf = undefined;
-      }
-      const judged = judgeClient(this.deps, leaf, verifyError(tls), () => presented);
+      const { presented, leafDer } = peerCertificates(tls, this.deps.state.current());
+      const judged = judgeClient(this.deps, leafDer, verifyError(tls), () => presented);
       if (!judged.ok) return fail(judged.reason, judged.detail, judged.peer);
       settled = true;
       clearTimeout(timer);

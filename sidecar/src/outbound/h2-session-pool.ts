@@ -15,25 +15,15 @@
  */
 import { connect as h2Connect, type ClientHttp2Session } from 'node:http2';
 import { connect as tlsConnect, type SecureContext, type TLSSocket } from 'node:tls';
-import { groupName, type Logger } from '@trellis/shared';
-import type { SidecarSnapshot, SidecarState } from '../state/sidecar-state';
-import { federationInForce, presentedIntermediates } from '../state/peer-trust';
-import type { SidecarMetrics } from '../metrics/sidecar-metrics';
-import type { ConnectionTracker } from '../proxy/connection-tracker';
+import { groupName, parseHostPort } from '@trellis/shared';
+import type { SidecarSnapshot } from '../state/sidecar-state';
+import { peerCertificates } from '../state/peer-trust';
 import { H2_SETTINGS, tuneSession } from '../http/app-h2c';
-import { judgeServer, resolveTarget, splitHostPort, UNREACHABLE } from './server-verdict';
-import type { OutboundTarget } from './outbound-listener';
+import { judgeServer, resolveTarget, UNREACHABLE } from './server-verdict';
+import type { OutboundDeps, OutboundTarget } from './outbound-listener';
 
-/** Collaborators of a pool. */
-export interface H2PoolDeps {
-  state: SidecarState;
-  metrics: SidecarMetrics;
-  logger: Logger;
-  clock: () => Date;
-  tracker: ConnectionTracker;
-  clientContext(): SecureContext | undefined;
-  connectTimeoutMs?: number;
-}
+/** Collaborators of a pool: its outbound listener's, less the native data path (HTTP/2 runs on Node). */
+export type H2PoolDeps = Omit<OutboundDeps, 'native'>;
 
 /** A session to use, or why there is none (a refusal reason, counted by the caller). */
 export type PooledSession = { readonly ok: true; readonly session: ClientHttp2Session } | { readonly ok: false; readonly reason: string; readonly detail: string };
@@ -91,7 +81,10 @@ export class H2SessionPool {
 
   private dial(address: string, allowed: readonly string[], snap: SidecarSnapshot, ctx: SecureContext): Promise<PooledSession> {
     const { metrics, clock } = this.deps;
-    const { host, port } = splitHostPort(address);
+    // The shared parser; addresses were checked when the snapshot was taken, so a failure here still fails closed.
+    const hp = parseHostPort(address);
+    if (typeof hp === 'string') return Promise.resolve({ ok: false, reason: 'no_endpoint', detail: `"${address}": ${hp}` });
+    const { host, port } = hp;
     return new Promise((resolve) => {
       const tls: TLSSocket = tlsConnect({ host, port, secureContext: ctx, minVersion: 'TLSv1.2', ALPNProtocols: ['h2'], checkServerIdentity: () => undefined });
       const fail = (reason: string, detail: string): void => {
@@ -107,15 +100,8 @@ export class H2SessionPool {
         tls.removeAllListeners('error');
         tls.on('error', () => tls.destroy());
         const now = this.deps.state.current();
-        let cert;
-        let presented: Buffer[] = [];
-        try {
-          presented = federationInForce(now) ? presentedIntermediates(tls) : [];
-          cert = tls.getPeerX509Certificate();
-        } catch {
-          cert = undefined;
-        }
-        const { verdict } = judgeServer({ leafDer: cert?.raw, chainError: tls.authorized ? undefined : String(tls.authorizationError), presented, resumedPeer: undefined, snap: now, trustDomain: snap.credentials!.trustDomain, now: clock(), allowed });
+        const { presented, leafDer } = peerCertificates(tls, now);
+        const { verdict } = judgeServer({ leafDer, chainError: tls.authorized ? undefined : String(tls.authorizationError), presented, resumedPeer: undefined, snap: now, trustDomain: snap.credentials!.trustDomain, now: clock(), allowed });
         if (!verdict.ok) return fail(verdict.reason, verdict.detail);
         if (tls.alpnProtocol !== 'h2') return fail('upstream_not_h2', `${address} did not negotiate h2 (ALPN: ${String(tls.alpnProtocol)})`);
         const group = groupName((tls.getEphemeralKeyInfo() as { name?: string } | null)?.name);

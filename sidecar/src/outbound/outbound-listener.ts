@@ -11,13 +11,13 @@
  */
 import { createServer as createNetServer, isIP, type Server, type Socket } from 'node:net';
 import { connect as tlsConnect, type ConnectionOptions, type SecureContext, type TLSSocket } from 'node:tls';
-import { groupName, type Logger } from '@trellis/shared';
+import { groupName, parseHostPort, type Logger } from '@trellis/shared';
 import { splice } from '../proxy/splice';
 import { adoptDirectRead, directRead } from '../proxy/direct-read';
 import type { SidecarSnapshot, SidecarState } from '../state/sidecar-state';
 export { resolveTarget } from './server-verdict';
-import { federationInForce, presentedIntermediates } from '../state/peer-trust';
-import { judgeServer, resolveTarget, splitHostPort, UNREACHABLE, type VerifiedServer } from './server-verdict';
+import { peerCertificates } from '../state/peer-trust';
+import { judgeServer, resolveTarget, UNREACHABLE, type VerifiedServer } from './server-verdict';
 import type { SidecarMetrics } from '../metrics/sidecar-metrics';
 import type { ConnectionTracker, TrackedConnection } from '../proxy/connection-tracker';
 import { bindServer } from '../proxy/bind-server';
@@ -162,7 +162,10 @@ export class OutboundListener {
     if (app.destroyed) return;
     const dest = resolveTarget(this.spec.target, snap, pick);
     if ('error' in dest) return this.refuse(app, 'no_endpoint', dest.error);
-    const { host, port } = splitHostPort(dest.address);
+    // The shared parser; addresses were checked when the snapshot was taken, so a failure here still fails closed.
+    const hp = parseHostPort(dest.address);
+    if (typeof hp === 'string') return this.refuse(app, 'no_endpoint', `"${dest.address}": ${hp}`);
+    const { host, port } = hp;
     // Offer a ticket only while the server certificate it was verified with is
     // still valid (with a second to spare): resuming past that would have to be
     // refused as expired, failing a request a full handshake would carry.
@@ -222,18 +225,10 @@ export class OutboundListener {
       clearTimeout(timer);
       secured = true;
       const now = this.deps.state.current();
-      let cert;
-      let presented: Buffer[] = [];
-      try {
-        // The presented chain first: Node returns only the leaf once getPeerX509Certificate ran.
-        presented = federationInForce(now) ? presentedIntermediates(tls) : [];
-        cert = tls.getPeerX509Certificate();
-      } catch {
-        cert = undefined;
-      }
-      const resumed = tls.isSessionReused() && !cert && offered !== undefined;
+      const { presented, leafDer } = peerCertificates(tls, now);
+      const resumed = tls.isSessionReused() && !leafDer && offered !== undefined;
       const judged = judgeServer({
-        leafDer: cert?.raw,
+        leafDer,
         chainError: tls.authorized ? undefined : String(tls.authorizationError),
         presented,
         resumedPeer: resumed ? offered.peer : undefined,

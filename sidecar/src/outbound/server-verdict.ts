@@ -5,6 +5,7 @@
  * one of those identities). Shared by the byte-forwarding outbound listener
  * and the HTTP/2 session pool. Pure.
  */
+import { formatHostPort, parseHostPort } from '@trellis/shared';
 import { leafFacts } from '../identity/leaf-facts';
 import { splitWorkloadSpiffeId, verifyPeer, type PeerVerdict } from '../identity/peer-verifier';
 import type { SidecarSnapshot } from '../state/sidecar-state';
@@ -24,7 +25,11 @@ export function resolveTarget(
     if (!e || e.addresses.length === 0) continue;
     if (e.spiffeIds.length === 0) return { error: `service "${k}" lists no identities` };
     let address = e.addresses[pick % e.addresses.length]!;
-    if (k === target.service && target.port !== undefined) address = address.replace(/:\d+$/, `:${target.port}`);
+    if (k === target.service && target.port !== undefined) {
+      const hp = parseHostPort(address);
+      if (typeof hp === 'string') return { error: `endpoint "${address}" of service "${k}": ${hp}` };
+      address = formatHostPort(hp.host, target.port);
+    }
     return { address, spiffeIds: e.spiffeIds };
   }
   return { error: `no endpoints for service "${keys[0]}"` };
@@ -98,9 +103,3 @@ export interface VerifiedServer {
 /** Errors that mean the endpoint is not there (try another), not that it misbehaved. */
 export const UNREACHABLE = new Set(['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ETIMEDOUT']);
 
-/** `HOST:PORT` (`[v6]:PORT`) → host and port. */
-export function splitHostPort(address: string): { host: string; port: number } {
-  const i = address.lastIndexOf(':');
-  const host = address.slice(0, i).replace(/^\[(.*)\]$/, '$1');
-  return { host, port: Number(address.slice(i + 1)) };
-}

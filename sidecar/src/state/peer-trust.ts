@@ -44,3 +44,22 @@ export function presentedIntermediates(tls: TLSSocket): Buffer[] {
   const peer = tls.getPeerCertificate(true) as PeerCertificateChain | undefined;
   return peer ? peerCertificateChainDer(peer, 11).slice(1) : [];
 }
+
+/**
+ * What a TLS peer showed after the handshake, for either data path: the
+ * certificates after its leaf (only when federation is in force; read
+ * first, see presentedIntermediates) and its leaf, DER. A leaf Node cannot
+ * hand over is undefined, which the verdict refuses (fails closed).
+ */
+export function peerCertificates(tls: TLSSocket, snap: SidecarSnapshot): { presented: Buffer[]; leafDer: Buffer | undefined } {
+  let presented: Buffer[] = [];
+  let leafDer: Buffer | undefined;
+  try {
+    // The presented chain first: Node returns only the leaf once getPeerX509Certificate ran.
+    presented = federationInForce(snap) ? presentedIntermediates(tls) : [];
+    leafDer = tls.getPeerX509Certificate()?.raw;
+  } catch {
+    leafDer = undefined;
+  }
+  return { presented, leafDer };
+}

@@ -14,9 +14,6 @@ import { SidecarError } from '../errors';
 import { leafFacts } from '../identity/leaf-facts';
 import { splitWorkloadSpiffeId } from '../identity/peer-verifier';
 
-/** The mTLS mode: the shared model (EffectiveMtlsMode), under the name the inbound listener imports. */
-export type PeerAuthMode = EffectiveMtlsMode;
-
 /** Our SVID: the private key stays in this process and is never logged or dumped. */
 export interface Credentials {
   /** PKCS#8 PEM of the private key, in memory only. */
