@@ -11,7 +11,7 @@ import { adminRequest, loadAdminCredentials, PolicyStore, type AdminTarget } fro
 import { kubernetesSpiffeId, silentLogger, TrellisError, type Logger } from '@trellis/shared';
 import type { MeshConfig, WorkloadConfig } from './mesh-config';
 import { childLogFile, Supervisor } from './supervisor';
-import { httpGet, pollUntil, waitReady } from './admin-client';
+import { getJson, httpGet, pollUntil, waitReady } from './admin-client';
 
 export interface MeshRunnerDeps {
   logger: Logger;
@@ -116,6 +116,19 @@ export class MeshRunner {
 
     for (const w of this.config.workloads) this.startWorkload(w);
     await Promise.all(this.config.workloads.map((w) => waitReady(w.admin, '/ready', 60_000, signal)));
+    // Ready is about a sidecar's own identity; routable also needs the endpoints of what it calls. Until
+    // the control plane's first endpoint push lands, a call to such a service is closed unanswered.
+    // Only services this mesh serves are waited for, and a wait that runs out is a warning, not a failure.
+    const served = new Set(this.config.workloads.map((w) => w.service));
+    await Promise.all(
+      this.config.workloads.map((w) => {
+        const services = [...new Set(w.outbound.map((o) => o.service).filter((svc) => served.has(svc)))];
+        return pollUntil(`${w.name}'s endpoints of ${services.join(', ')}`, () => knowsEndpoints(w.admin, services), 30_000, signal).catch((err: Error) => {
+          if (signal?.aborted) throw err;
+          this.deps.logger.warn('a sidecar has no endpoint yet for a service it calls', { workload: w.name, error: err.message });
+        });
+      }),
+    );
     this.deps.logger.info('mesh ready', { workloads: this.config.workloads.map((w) => w.name) });
   }
 
@@ -204,4 +217,12 @@ export class MeshRunner {
       ready: () => httpGet(w.admin, '/ready', 1000).then((r) => r.status === 200, () => false),
     });
   }
+}
+
+/** True once the sidecar at `admin` holds at least one endpoint of every one of `services`, else what it lacks. */
+async function knowsEndpoints(admin: string, services: readonly string[]): Promise<true | string> {
+  if (services.length === 0) return true;
+  const dump = await getJson<{ endpoints?: Record<string, { addresses?: readonly string[] }> }>(admin, '/config_dump');
+  const missing = services.filter((svc) => !dump?.endpoints?.[svc]?.addresses?.length);
+  return missing.length === 0 ? true : `no endpoint yet for ${missing.join(', ')}`;
 }
