@@ -5,7 +5,9 @@
  * that changes nothing leaves the object's resourceVersion as it was, which
  * is how a re-run reports `unchanged`.
  */
+import { canonicalJson } from '@trellis/shared';
 import { KubernetesError, KubernetesErrorCode, objectPath, objectRef, type KubeClient, type KubeObject } from '@trellis/kubernetes';
+import { pollUntil } from '../up/admin-client';
 
 /** What happened to one object. */
 export interface ApplyResult {
@@ -25,15 +27,9 @@ export function describeObject(o: KubeObject): string {
 /** The annotation `kubectl apply` (client side) keeps its last applied object in. */
 export const LAST_APPLIED_ANNOTATION = 'kubectl.kubernetes.io/last-applied-configuration';
 
-/** JSON with every object's keys sorted and HTML characters escaped, as Go encodes the maps kubectl holds. */
-function sortedJson(v: unknown): string {
-  if (Array.isArray(v)) return `[${v.map(sortedJson).join(',')}]`;
-  if (v !== null && typeof v === 'object') {
-    const o = v as Record<string, unknown>;
-    return `{${Object.keys(o).sort().filter((k) => o[k] !== undefined).map((k) => `${JSON.stringify(k)}:${sortedJson(o[k])}`).join(',')}}`;
-  }
-  // Go's encoder escapes these for HTML; the annotation must match byte for byte.
-  return JSON.stringify(v).replace(/[<>&\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+/** The project's canonical JSON (keys sorted) with the characters Go's encoder escapes for HTML: the annotation must match kubectl's byte for byte. */
+function goJson(v: unknown): string {
+  return canonicalJson(v).replace(/[<>&\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
 /**
@@ -46,7 +42,7 @@ export function withLastApplied(o: KubeObject): KubeObject {
   delete annotations[LAST_APPLIED_ANNOTATION];
   // kubectl sets the annotation on its copy and takes it out of what it encodes, leaving `annotations: {}` when it was the only one.
   const bare = { ...o, metadata: { ...o.metadata, annotations } } as KubeObject;
-  return { ...bare, metadata: { ...bare.metadata, annotations: { ...annotations, [LAST_APPLIED_ANNOTATION]: sortedJson(bare) + '\n' } } } as KubeObject;
+  return { ...bare, metadata: { ...bare.metadata, annotations: { ...annotations, [LAST_APPLIED_ANNOTATION]: goJson(bare) + '\n' } } } as KubeObject;
 }
 
 /** Applies `objects` in order; resolves to one result each. */
@@ -84,13 +80,13 @@ export async function deleteObjects(client: KubeClient, objects: readonly KubeOb
  * object of its kinds, and an install run in that window would fail.
  * Resolves to the refs of the objects still present at `timeoutMs`.
  */
-export async function waitGone(client: KubeClient, objects: readonly KubeObject[], timeoutMs: number, sleep: (ms: number) => Promise<void> = (ms) => new Promise((r) => setTimeout(r, ms))): Promise<string[]> {
-  const deadline = Date.now() + timeoutMs;
+export async function waitGone(client: KubeClient, objects: readonly KubeObject[], timeoutMs: number): Promise<string[]> {
   let left = [...objects];
-  for (;;) {
+  const gone = async (): Promise<true | string> => {
     const present = await Promise.all(left.map(async (o) => ((await client.getOrNull(objectPath(o))) === null ? null : o)));
     left = present.filter((o): o is KubeObject => o !== null);
-    if (left.length === 0 || Date.now() >= deadline) return left.map(describeObject);
-    await sleep(250);
-  }
+    return left.length === 0 ? true : `${left.length} still present`;
+  };
+  await pollUntil('deleted objects to be gone', gone, timeoutMs).catch(() => undefined);
+  return left.map(describeObject);
 }
