@@ -203,7 +203,8 @@ describe('the live mesh dashboard (trellis up: real control plane, sidecars and 
 
     it('Should draw each certificate\'s countdown against its lifetime with the renewal point, its rotations newest first, and each resource type\'s ACKed version', async () => {
       const row = `tr[data-spiffe-id="${FRONTEND}"]`;
-      await page.waitForSelector(`${row} .life .life-renew`);
+      // Attached, not visible: the table is redrawn on every change, and the check is on its content.
+      await page.waitForSelector(`${row} .life .life-renew`, { state: 'attached', timeout: 60_000 });
       const view = (await mesh()).workloads.find((w) => w.spiffeId === FRONTEND)!;
       const life = await page.$eval(`${row} .life`, (e) => ({ ...(e as unknown as { dataset: Record<string, string> }).dataset }));
       const [from, renew, to] = [life['notBefore'], life['renewAt'], life['notAfter']].map((t) => Date.parse(t ?? ''));

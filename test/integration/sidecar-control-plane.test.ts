@@ -138,6 +138,8 @@ describe('trellis sidecar with a real control plane (real processes, real gRPC a
     const rogue = group.spawn(['sidecar', '--control-plane', `127.0.0.1:${port.cp}`, '--ca-bundle', f('ca/root.pem'), '--namespace', 'shop', '--token-file', f('rogue.token'),
       '--service', 'cart', '--service-account', 'rogue', '--inbound', `127.0.0.1:${rogueIn}=${port.app}/http`, '--admin', `127.0.0.1:${rogueAdmin}`]);
     await waitFor('the control plane to refuse the rogue', async () => group.log(cp).split('\n').some((l) => l.includes('"node claim refused"') && l.includes(rogueId) && l.includes('"reason":"service"')));
+    // The rogue's own log line comes through its pipe after the control plane's: wait for it, then check it.
+    await waitFor('the rogue to log the refusal', async () => group.log(rogue).includes('TRELLIS_CP_ATTESTATION_MISMATCH'));
     expect(group.log(rogue)).to.contain('TRELLIS_CP_ATTESTATION_MISMATCH');
     expect((await get(rogueAdmin, '/ready')).status, 'the rogue never gets an identity').to.equal(503);
     const dump = JSON.parse((await get(port.webAdmin!, '/config_dump')).body) as { endpoints: Record<string, { addresses: string[] }> };
