@@ -84,7 +84,11 @@ describe('two control-plane replicas on one CA dir serve one mesh (real processe
       '--outbound', `${port.webOut}=cart`, '--admin', `127.0.0.1:${port.webAdmin}`]);
     const ready = async (p: number): Promise<boolean> => (await httpGet(p, '/ready')).status === 200;
     await waitFor('both sidecars ready', async () => (await ready(port.cartAdmin!)) && (await ready(port.webAdmin!)));
-    const replicas = JSON.parse(readFileSync(f('ca/replicas.json'), 'utf8')) as { replicas: Record<string, { endpoints: Array<{ service: string }> }> };
+    type Reports = { replicas: Record<string, { endpoints: Array<{ service: string }> }> };
+    const reports = (): Reports => JSON.parse(readFileSync(f('ca/replicas.json'), 'utf8')) as Reports;
+    // Replica B writes its report after the sidecar's stream is up: wait for a report naming cart, then check them all.
+    await waitFor('a replica to report cart', async () => Object.values(reports().replicas).some((r) => r.endpoints.some((e) => e.service === 'cart')));
+    const replicas = reports();
     expect(Object.keys(replicas.replicas)).to.have.length(2);
     expect(Object.values(replicas.replicas).flatMap((r) => r.endpoints.map((e) => e.service))).to.deep.equal(['cart'], 'cart is reported by the replica it is connected to');
 
