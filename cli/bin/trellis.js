@@ -28,7 +28,18 @@ function main() {
     });
   }
   runCli({ argv, stopSignal: controller.signal }).then(
-    (code) => { process.exitCode = code; },
-    (err) => { process.stderr.write(`trellis: ${err && err.message ? err.message : err}\n`); process.exitCode = 1; },
+    (code) => { process.exitCode = code; lingerGuard(controller.signal); },
+    (err) => { process.stderr.write(`trellis: ${err && err.message ? err.message : err}\n`); process.exitCode = 1; lingerGuard(controller.signal); },
   );
+}
+
+// A command told to stop has finished its shutdown; whatever it left open (a
+// keep-alive socket, a retry timer of a library) must not keep the process
+// alive. Normally the process has exited before this timer (unref'd) fires.
+function lingerGuard(stopSignal) {
+  if (!stopSignal.aborted) return;
+  setTimeout(() => {
+    process.stderr.write(`trellis: exiting with handles still open: ${process.getActiveResourcesInfo().join(', ')}\n`);
+    process.exit();
+  }, 2000).unref();
 }

@@ -65,6 +65,9 @@ export interface ControlPlaneProcess {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
+/** How long stop() waits for the process to exit after its signal. */
+const STOP_TIMEOUT_MS = 20_000;
+
 /**
  * Starts the control plane and resolves once it logs `readyLine` (default
  * "control plane ready"; a control plane that is serving but not ready logs
@@ -107,8 +110,18 @@ export async function startControlPlaneProcess(
     adminEnv: { TRELLIS_ADMIN_CREDENTIALS: creds },
     logs,
     stop: async (signal = 'SIGTERM') => {
-      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
-      return exited;
+      if (child.exitCode !== null || child.signalCode !== null) return exited;
+      child.kill(signal);
+      // A control plane must exit within its drain (5 s) and a few seconds of clean-up. One that does
+      // not is a failure that names itself, with its last log lines, rather than a hook timeout.
+      let timer: NodeJS.Timeout | undefined;
+      const hung = new Promise<'hung'>((r) => (timer = setTimeout(() => r('hung'), STOP_TIMEOUT_MS)));
+      const code = await Promise.race([exited, hung]);
+      clearTimeout(timer);
+      if (code !== 'hung') return code;
+      child.kill('SIGKILL');
+      await exited;
+      throw new Error(`control plane did not exit within ${STOP_TIMEOUT_MS / 1000} s of ${signal}; its last log lines:\n${logs.slice(-40).join('\n')}`);
     },
   };
 }

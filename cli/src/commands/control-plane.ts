@@ -41,6 +41,10 @@ import {
 import { createLogger, groupsList, UsageError, type KeyExchangePolicy, type Logger, type EffectiveMtlsMode, type PathNormalization } from '@trellis/shared';
 import type { Command, CommandContext } from '../command';
 import { flag, optionalString, stringList } from '../flags';
+import { runShutdownSteps } from '../shutdown-steps';
+
+/** How long a stopping control plane may take in all: the 5 s drain and the API server calls around it. */
+const SHUTDOWN_DEADLINE_MS = 15_000;
 
 function intFlag(ctx: CommandContext, name: string): number | undefined {
   const v = optionalString(ctx, name);
@@ -348,13 +352,22 @@ SIGTERM drains: streams end with UNAVAILABLE so sidecars fail over, then it exit
         else ctx.stopSignal.addEventListener('abort', () => r(), { once: true });
       });
       logger.info('control plane draining', { signal: String(ctx.stopSignal.reason ?? '') });
-      lifecycle.stop();
-      await controllers?.stop();
-      await running.stop(5000);
-      await caSync?.stop();
-      await informers?.stop();
-      ca.close();
-      return 0;
+      // The drain takes up to 5 s; the API server calls around it (lease release, report withdrawal) are
+      // bounded by the client's request timeout, and the whole is bounded by the deadline.
+      const outcome = await runShutdownSteps(
+        [
+          { name: 'lifecycle', run: () => lifecycle.stop() },
+          { name: 'controllers (lease release)', run: () => controllers?.stop() },
+          { name: 'drain (streams, replica report, admin API)', run: () => running.stop(5000) },
+          { name: 'CA Secret sync', run: () => caSync?.stop() },
+          { name: 'registry informers', run: () => informers?.stop() },
+          { name: 'CA', run: () => ca.close() },
+        ],
+        SHUTDOWN_DEADLINE_MS,
+        logger,
+      );
+      logger.info('control plane exiting', { clean: outcome.done });
+      return outcome.done ? 0 : 1;
     },
   },
 ];
