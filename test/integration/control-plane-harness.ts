@@ -118,7 +118,12 @@ export async function startControlPlaneProcess(
       const hung = new Promise<'hung'>((r) => (timer = setTimeout(() => r('hung'), STOP_TIMEOUT_MS)));
       const code = await Promise.race([exited, hung]);
       clearTimeout(timer);
-      if (code !== 'hung') return code;
+      if (code !== 'hung') {
+        // Bounded by its deadline, but a step that had to be abandoned is a defect worth seeing in CI's output.
+        const stuck = logs.find((l) => l.includes('shutdown did not finish'));
+        if (stuck) process.stderr.write(`control plane ${port}: ${stuck}\n`);
+        return code;
+      }
       child.kill('SIGKILL');
       await exited;
       throw new Error(`control plane did not exit within ${STOP_TIMEOUT_MS / 1000} s of ${signal}; its last log lines:\n${logs.slice(-40).join('\n')}`);

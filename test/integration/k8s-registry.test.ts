@@ -198,7 +198,12 @@ describe('The registry from a real Kubernetes API server (1.20, EndpointSlice v1
     await cp?.stop();
     await cpB?.stop();
     await replicaC?.stop();
-    for (const s of apps) await new Promise<void>((r) => s.close(() => r()));
+    for (const s of apps) {
+      await new Promise<void>((r) => {
+        s.close(() => r());
+        s.closeAllConnections();
+      });
+    }
     await k8s?.stop();
     tmp.cleanup();
   });
