@@ -186,6 +186,19 @@ describe('forced re-issue over the admin API (real control plane process, real m
     expect(a.renewals.slice(asksA).filter((x) => x.renewBy !== null), 'the other identity was not asked').to.deep.equal([]);
   });
 
+  it('refuses a reissue without a target, with both targets, or with a bad window, naming the flag or field', async () => {
+    expect(trellisSync(['ca', 'reissue', '--admin', cp.admin], { env: cp.adminEnv }).status).to.equal(2);
+    expect(trellisSync(['ca', 'reissue', '--admin', cp.admin, '--all', '--spiffe-id', `spiffe://${TD}/x`], { env: cp.adminEnv }).status).to.equal(2);
+    expect(trellisSync(['ca', 'reissue', '--admin', cp.admin, '--all', '--window', 'soon'], { env: cp.adminEnv }).status).to.equal(2);
+    for (const body of ['{}', '{"all": "yes"}', '{"all": true, "windowSeconds": -1}', '{"all": true, "spiffeId": "spiffe://example.org/x"}']) {
+      const res = await adminRaw(cp, '/lifecycle/reissue', body);
+      expect(res.status, body).to.equal(400);
+      expect(res.body.error?.code, body).to.equal('TRELLIS_ADMIN_BAD_BODY');
+    }
+  });
+
+  // Last: the root switches, and the admin credentials written at the start (bundle.pem holds the old
+  // root only) no longer verify the control plane once it serves under the new one (docs/ca-lifecycle.md).
   it('asks every sidecar to renew onto the new root when a root rotation switches (phase 2), long before their own schedule', async () => {
     const [a, b] = ids as [Identity, Identity];
     const before = [a.installed.length, b.installed.length];
@@ -203,14 +216,4 @@ describe('forced re-issue over the admin API (real control plane process, real m
     }
   });
 
-  it('refuses a reissue without a target, with both targets, or with a bad window, naming the flag or field', async () => {
-    expect(trellisSync(['ca', 'reissue', '--admin', cp.admin], { env: cp.adminEnv }).status).to.equal(2);
-    expect(trellisSync(['ca', 'reissue', '--admin', cp.admin, '--all', '--spiffe-id', `spiffe://${TD}/x`], { env: cp.adminEnv }).status).to.equal(2);
-    expect(trellisSync(['ca', 'reissue', '--admin', cp.admin, '--all', '--window', 'soon'], { env: cp.adminEnv }).status).to.equal(2);
-    for (const body of ['{}', '{"all": "yes"}', '{"all": true, "windowSeconds": -1}', '{"all": true, "spiffeId": "spiffe://example.org/x"}']) {
-      const res = await adminRaw(cp, '/lifecycle/reissue', body);
-      expect(res.status, body).to.equal(400);
-      expect(res.body.error?.code, body).to.equal('TRELLIS_ADMIN_BAD_BODY');
-    }
-  });
 });
