@@ -29,7 +29,7 @@ export { InboundListener } from './inbound/inbound-listener';
 export { PendingHandshakes, DEFAULT_MAX_PENDING_HANDSHAKES, isSlot } from './inbound/pending-handshakes';
 export type { HandshakeSlot, CapacityRefusal } from './inbound/pending-handshakes';
 export type { InboundSpec, InboundDeps } from './inbound/inbound-listener';
-export { ambiguousRequestHeaders, downstreamHeaders, upstreamHeaders } from './inbound/http-forwarder';
+export { ambiguousRequestHeaders, downstreamHeaders, downstreamTrailers, upstreamHeaders } from './inbound/http-forwarder';
 export type { Forward, HttpForwarder } from './inbound/http-forwarder';
 export { readRequestTarget } from './inbound/request-target';
 export { gateRequest, DENIED_BODY } from './inbound/request-gate';

@@ -9,7 +9,7 @@
 import { expect } from 'chai';
 import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
-import { createServer as createH1Server, type IncomingHttpHeaders as H1Headers, type Server as H1Server } from 'node:http';
+import { createServer as createH1Server, request as h1Request, type IncomingHttpHeaders as H1Headers, type OutgoingHttpHeaders as H1OutHeaders, type Server as H1Server } from 'node:http';
 import { connect as h2Connect, createServer as createH2Server, type Http2Server, type IncomingHttpHeaders } from 'node:http2';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -61,6 +61,20 @@ function run(cmd: string, args: string[]): Promise<{ code: number; out: string; 
   });
 }
 
+/** An HTTP/1.1 GET with Node's client: status, body and the chunked trailers it read. */
+function h1Get(port: number, path: string, headers: H1OutHeaders = {}): Promise<{ status: number; body: string; trailers: Record<string, string | undefined> }> {
+  return new Promise((resolve, reject) => {
+    const req = h1Request({ host: '127.0.0.1', port, path, headers, agent: false }, (res) => {
+      let body = '';
+      res.setEncoding('utf8').on('data', (d: string) => (body += d));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body, trailers: { ...res.trailers } }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
 function unary(c: EchoClient, method: string, body: Buffer, opts: grpc.CallOptions = {}): Promise<{ err: grpc.ServiceError | null; res?: Buffer; trailers?: grpc.Metadata }> {
   return new Promise((resolve) => {
     let trailers: grpc.Metadata | undefined;
@@ -109,6 +123,12 @@ for (const dataPath of nativeRelay() ? (['native', 'node'] as const) : (['node']
         pump();
         return;
       }
+      if (path === '/trailers') {
+        stream.respond({ ':status': 200, 'content-type': 'text/plain' }, { waitForTrailers: true });
+        stream.on('wantTrailers', () => stream.sendTrailers({ 'x-checksum': 'h2-sum', 'x-rows': '3' }));
+        stream.end('h2 body');
+        return;
+      }
       if (path === '/slow') {
         setTimeout(() => {
           if (stream.destroyed) return;
@@ -123,6 +143,13 @@ for (const dataPath of nativeRelay() ? (['native', 'node'] as const) : (['node']
     await new Promise<void>((r) => h2App.listen(0, '127.0.0.1', () => r()));
     h1App = createH1Server((req, res) => {
       seen.push({ proto: `h1/${req.httpVersion}`, path: req.url!, xfcc: (req.headers as H1Headers)['x-forwarded-client-cert'] as string | undefined });
+      if (req.url === '/trailers') {
+        res.writeHead(200, { 'content-type': 'text/plain', trailer: 'x-checksum' });
+        res.write('h1 body');
+        res.addTrailers({ 'x-checksum': 'h1-sum' });
+        res.end();
+        return;
+      }
       res.writeHead(200, { 'content-type': 'text/plain', connection: 'keep-alive' });
       res.end(`h1 ${req.url}`);
     });
@@ -242,6 +269,15 @@ for (const dataPath of nativeRelay() ? (['native', 'node'] as const) : (['node']
     // And an HTTP/1.1 app client through the pair (HTTP/1.1 → h2 → HTTP/1.1).
     const h1 = await run('curl', ['-s', '-w', ' %{http_code}', `http://127.0.0.1:${out.h1}/plain`]);
     expect(h1.out).to.equal('h1 /plain 200');
+  });
+
+  it('Should pass the app\'s trailers (HTTP/2 or chunked HTTP/1.1) to an HTTP/1.1 client that sent TE: trailers, as chunked trailers, and drop them for one that did not', async () => {
+    // Through the pair: HTTP/1.1 bytes to the server's /http port, then h2c to the h2 app, HTTP/1.1 to the other.
+    expect(await h1Get(out.h2, '/trailers', { te: 'trailers' })).to.deep.equal({ status: 200, body: 'h2 body', trailers: { 'x-checksum': 'h2-sum', 'x-rows': '3' } });
+    expect(await h1Get(out.h1, '/trailers', { te: 'trailers' })).to.deep.equal({ status: 200, body: 'h1 body', trailers: { 'x-checksum': 'h1-sum' } });
+    // RFC 9110 §6.5.1: a recipient may discard trailers; a client that did not ask for them gets none.
+    expect(await h1Get(out.h2, '/trailers')).to.deep.equal({ status: 200, body: 'h2 body', trailers: {} });
+    expect(await h1Get(out.h1, '/trailers')).to.deep.equal({ status: 200, body: 'h1 body', trailers: {} });
   });
 
   it('Should carry gRPC unary calls with trailers, bidi streams, deadlines and 8 MB messages, and deny with status 7', async () => {

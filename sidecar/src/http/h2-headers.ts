@@ -9,7 +9,9 @@
  * the protocol on either side. Pure.
  */
 import type { OutgoingHttpHeaders } from 'node:http2';
-import { downstreamHeaders, upstreamHeaders } from '../inbound/http-forwarder';
+import { downstreamHeaders, takesTrailers, upstreamHeaders } from '../inbound/http-forwarder';
+
+export { takesTrailers };
 
 /** Headers HTTP/2 may not carry (RFC 9113 §8.2.2); `te` is allowed as `trailers` only. */
 const H2_FORBIDDEN = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'http2-settings', 'host']);
@@ -52,14 +54,6 @@ export function ambiguousH2Headers(raw: readonly string[]): string | undefined {
   const host = rawValue(raw, 'host');
   if (authority !== undefined && host !== undefined && authority.toLowerCase() !== host.toLowerCase()) return ':authority and host name different hosts';
   return undefined;
-}
-
-/** True when the request says it takes trailers (`te` lists `trailers`, RFC 9110 §10.1.4). */
-export function takesTrailers(raw: readonly string[]): boolean {
-  for (let i = 0; i + 1 < raw.length; i += 2) {
-    if (raw[i]!.toLowerCase() === 'te' && raw[i + 1]!.split(',').some((t) => t.trim().toLowerCase() === 'trailers')) return true;
-  }
-  return false;
 }
 
 /** The host an HTTP/2 request names: `:authority`, else `host`. */

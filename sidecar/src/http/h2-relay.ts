@@ -13,7 +13,7 @@
 import { constants, type ClientHttp2Stream, type OutgoingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import type { IncomingMessage, ClientRequest, ServerResponse } from 'node:http';
 import { h1ResponseFromH2, h2ResponseFromH1, h2ResponseFromH2 } from './h2-headers';
-import { forwardBody } from '../inbound/http-forwarder';
+import { forwardBody, passTrailers, takesTrailers } from '../inbound/http-forwarder';
 
 const { NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR, NGHTTP2_NO_ERROR, NGHTTP2_FLAG_END_STREAM } = constants;
 
@@ -118,8 +118,10 @@ export function relayH2ToH1(down: ServerHttp2Stream, up: ClientRequest, failure:
 
 /**
  * HTTP/1.1 → HTTP/2: `req`/`res` (an HTTP/1.1 exchange) relayed to `up`, a
- * stream to an app that speaks h2c. HTTP/2 trailers are not passed to an
- * HTTP/1.1 client (it did not ask for them with `TE: trailers`).
+ * stream to an app that speaks h2c. The app's HTTP/2 trailers reach an
+ * HTTP/1.1 client that sent `TE: trailers` as chunked trailers (RFC 9112
+ * §7.1.2), as Envoy does when its downstream takes trailers; for any other
+ * client they are dropped (RFC 9110 §6.5.1).
  */
 export function relayH1ToH2(req: IncomingMessage, res: ServerResponse, up: ClientHttp2Stream, onError: () => void): void {
   if (up.writable) forwardBody(req, up);
@@ -129,6 +131,8 @@ export function relayH1ToH2(req: IncomingMessage, res: ServerResponse, up: Clien
     res.writeHead(status, h1ResponseFromH2(raw));
     forwardBody(up, res);
   });
+  // 'trailers' comes before the stream's 'end', on which forwardBody ends `res`.
+  if (takesTrailers(req.rawHeaders)) up.on('trailers', (_t, _flags: number, raw: string[]) => passTrailers(res, raw));
   const fail = (): void => {
     if (res.headersSent) {
       res.destroy();
