@@ -405,3 +405,102 @@ for (const dataPath of nativeRelay() ? (['native', 'node'] as const) : (['node']
     expect(refused).to.equal('ECONNREFUSED');
   });
 });
+
+/** An HTTP/1.1-only app that counts what its parser refused (an HTTP/2 preface, say), and what it served. */
+async function h1OnlyApp(port = 0): Promise<{ server: H1Server; port: number; refused: string[]; served: string[] }> {
+  const refused: string[] = [];
+  const served: string[] = [];
+  const server = createH1Server((req, res) => {
+    served.push(req.url!);
+    res.writeHead(200, { 'content-type': 'text/plain' });
+    res.end(`h1 ${req.url}`);
+  });
+  server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+    refused.push(err.code ?? err.message);
+    socket.destroy();
+  });
+  await new Promise<void>((r) => server.listen(port, '127.0.0.1', () => r()));
+  return { server, port: (server.address() as { port: number }).port, refused, served };
+}
+
+/** Stops an app as a process exit would: its port stops accepting and its connections close. */
+async function stopApp(server: H1Server | Http2Server): Promise<void> {
+  await new Promise<void>((r) => {
+    server.close(() => r());
+    (server as H1Server).closeAllConnections?.();
+  });
+}
+
+for (const dataPath of nativeRelay() ? (['native', 'node'] as const) : (['node'] as const)) describe(`The app's protocol behind an /http inbound port, learned once per app process [${dataPath}]`, function () {
+  this.timeout(30_000);
+  let ca: TestCa;
+  let sidecar: Sidecar;
+  /** How far the sidecar's clock is ahead of the wall clock. */
+  let ahead = 0;
+
+  before(async () => {
+    ca = await TestCa.create(TD);
+  });
+
+  after(async () => {
+    await sidecar?.stop(0);
+  });
+
+  it('Should probe an HTTP/1.1-only app for h2c once, however much time passes, and again only after the app restarts', async () => {
+    const first = await h1OnlyApp();
+    const appPort = first.port;
+    sidecar = new Sidecar(
+      { inbound: [{ host: '127.0.0.1', port: 0, appPort, http: true }], outbound: [], dataPath, workload: { namespace: 'shop', labels: { app: 'server' } } },
+      { logger: silentLogger, authorize: sharedAuthorizer({ trustDomain: () => TD }), processMetrics: false, clock: () => new Date(Date.now() + ahead) },
+    );
+    const s = await ca.issueLeaf(SERVER);
+    // PERMISSIVE: plaintext HTTP/1.1 from a local client reaches the app through the port's HTTP server.
+    sidecar.state.update({ credentials: makeCredentials(s.key.keyPem, s.chainPem), bundle: makeTrustBundle(ca.root.pem), peerAuth: { mode: 'PERMISSIVE', portModes: {} }, authz: { policies: policiesFromWire(compiled([])) } });
+    await sidecar.start();
+    const port = sidecar.inbound[0]!.port;
+    const get = async (path: string): Promise<string> => {
+      const r = await h1Get(port, path);
+      return `${r.status} ${r.body}`;
+    };
+
+    for (let i = 0; i < 3; i++) expect(await get(`/a${i}`)).to.equal(`200 h1 /a${i}`);
+    expect(first.refused, 'one h2c probe, refused by the app\'s HTTP/1.1 parser').to.deep.equal(['HPE_PAUSED_H2_UPGRADE']);
+    // The sidecar's clock runs past 60 s, the old re-probe interval, twice: the answer is kept.
+    for (const step of [61_000, 61_000]) {
+      ahead += step;
+      for (let i = 0; i < 3; i++) expect(await get(`/b${i}`)).to.equal(`200 h1 /b${i}`);
+    }
+    expect(first.refused, 'no second probe of the same app process').to.deep.equal(['HPE_PAUSED_H2_UPGRADE']);
+
+    // The app restarts: its port stops accepting (one request fails), then a new HTTP/1.1 process gets one probe.
+    await stopApp(first.server);
+    expect(await get('/down')).to.match(/^502 /);
+    const second = await h1OnlyApp(appPort);
+    try {
+      for (let i = 0; i < 3; i++) expect(await get(`/c${i}`)).to.equal(`200 h1 /c${i}`);
+      ahead += 61_000;
+      expect(await get('/c-later')).to.equal('200 h1 /c-later');
+      expect(second.refused, 'the restarted app is probed once').to.deep.equal(['HPE_PAUSED_H2_UPGRADE']);
+    } finally {
+      await stopApp(second.server);
+    }
+
+    // It comes back speaking h2c: the probe after the failure finds it, and requests reach it as HTTP/2.
+    expect(await get('/down-again')).to.match(/^502 /);
+    const h2 = createH2Server();
+    const seenH2: string[] = [];
+    h2.on('stream', (stream, headers: IncomingHttpHeaders) => {
+      seenH2.push(String(headers[':path']));
+      stream.respond({ ':status': 200 });
+      stream.end(`h2 ${headers[':path']}`);
+    });
+    await new Promise<void>((r) => h2.listen(appPort, '127.0.0.1', () => r()));
+    try {
+      expect(await get('/d')).to.equal('200 h2 /d');
+      expect(seenH2).to.deep.equal(['/d']);
+    } finally {
+      await sidecar.stop(0);
+      await stopApp(h2);
+    }
+  });
+});

@@ -94,7 +94,11 @@ export class H2Inbound {
     const failure: UpstreamFailure = {
       headers: grpc ? GRPC_UNAVAILABLE : { ':status': 502 },
       body: grpc ? '' : 'upstream connect error\n',
-      onError: () => this.deps.metrics.refuse('inbound', 'app_unreachable'),
+      // A failed connection may be an app that restarted: its protocol is learned again (app-h2c.ts).
+      onError: () => {
+        this.deps.metrics.refuse('inbound', 'app_unreachable');
+        this.app.failed();
+      },
     };
     const authority = g.view.addHost ?? host ?? `${this.deps.appHost}:${this.deps.appPort}`;
     const forward = (p: Awaited<ReturnType<AppH2c['get']>>): void => {
