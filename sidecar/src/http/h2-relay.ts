@@ -10,7 +10,8 @@
  * buffer per stream is bounded by the stream window plus one high-water
  * mark, whatever the sender has left to send.
  */
-import { constants, type ClientHttp2Stream, type OutgoingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
+import { constants, type ClientHttp2Stream, type Http2Stream, type OutgoingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
+import { addAbortSignal } from 'node:stream';
 import type { IncomingMessage, ClientRequest, ServerResponse } from 'node:http';
 import { h1ResponseFromH2, h2ResponseFromH1, h2ResponseFromH2 } from './h2-headers';
 import { forwardBody, passTrailers, takesTrailers } from '../inbound/http-forwarder';
@@ -20,6 +21,23 @@ const { NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR, NGHTTP2_NO_ERROR, NGHTTP2_FLAG_E
 /** True when a stream's HEADERS frame ended it (`flags` of a 'stream' event): a request without a body. */
 export function endedWithHeaders(flags: number): boolean {
   return (flags & NGHTTP2_FLAG_END_STREAM) !== 0;
+}
+
+/**
+ * Resets `stream` with RST_STREAM, so its peer reads it as cut. Node's
+ * `close(code)` on a stream whose own side is still open ends that side
+ * first (an END_STREAM), and when the peer's side has ended too (any
+ * request with its body sent) the stream is then closed and the reset never
+ * leaves: the peer would read a cut answer as a whole one. Destroying the
+ * stream resets it without ending it: with an AbortError (attached through
+ * `addAbortSignal`) as CANCEL, with any other error as INTERNAL_ERROR. Once
+ * our side has ended, `close(code)` sends the reset with `code` itself.
+ */
+export function resetStream(stream: Http2Stream, code: number): void {
+  if (stream.destroyed || stream.closed) return;
+  if (stream.writableEnded) stream.close(code);
+  else if (code === NGHTTP2_CANCEL) addAbortSignal(AbortSignal.abort(), stream);
+  else stream.destroy(new Error(`stream reset (HTTP/2 error ${code})`));
 }
 
 /** What to answer on the downstream hop when the upstream fails before any response. */
@@ -49,7 +67,7 @@ function failDown(down: ServerHttp2Stream, failure: UpstreamFailure): void {
     failure.onError();
     answer(down, failure.headers, failure.body);
   } else {
-    down.close(NGHTTP2_INTERNAL_ERROR);
+    resetStream(down, NGHTTP2_INTERNAL_ERROR);
   }
 }
 
@@ -63,7 +81,7 @@ function failDown(down: ServerHttp2Stream, failure: UpstreamFailure): void {
 export function relayH2ToH2(down: ServerHttp2Stream, up: ClientHttp2Stream, failure: UpstreamFailure, trailersWanted = true): void {
   let trailers: OutgoingHttpHeaders = {};
   // A request that ended with its headers was requested with endStream (no body to pipe, no empty DATA frame).
-  if (up.writable) forwardBody(down, up);
+  if (up.writable) forwardBody(down, up, false, () => resetStream(up, NGHTTP2_CANCEL));
   else down.resume();
   up.on('response', (_h, flags: number, raw: string[]) => {
     const headers = h2ResponseFromH2(raw);
@@ -74,7 +92,7 @@ export function relayH2ToH2(down: ServerHttp2Stream, up: ClientHttp2Stream, fail
       return;
     }
     down.respond(headers, { waitForTrailers: trailersWanted });
-    forwardBody(up, down);
+    forwardBody(up, down, false, () => resetStream(down, NGHTTP2_INTERNAL_ERROR));
   });
   up.on('trailers', (_t, _flags: number, raw: string[]) => {
     trailers = h2ResponseFromH2(raw);
@@ -84,24 +102,24 @@ export function relayH2ToH2(down: ServerHttp2Stream, up: ClientHttp2Stream, fail
   up.on('error', () => failDown(down, failure));
   down.on('error', () => undefined);
   up.on('close', () => {
-    if (up.rstCode !== undefined && up.rstCode !== NGHTTP2_NO_ERROR && !down.closed && !down.destroyed) {
-      if (!down.headersSent) failDown(down, failure);
-      else down.close(up.rstCode);
-    }
+    if (down.closed || down.destroyed) return;
+    // Closed before any answer, however (a reset, or its session destroyed with code 0): the prepared failure.
+    if (!down.headersSent) failDown(down, failure);
+    else if (up.rstCode !== undefined && up.rstCode !== NGHTTP2_NO_ERROR) resetStream(down, up.rstCode);
   });
   // The client went away (or reset) before the answer was through: cancel upstream too. After a complete
   // answer the upstream stream is done already, and a cancel would only cost a frame and an error object.
   down.on('close', () => {
     const aborted = down.rstCode !== undefined && down.rstCode !== NGHTTP2_NO_ERROR;
-    if (!up.closed && !up.destroyed && (aborted || !up.readableEnded)) up.close(aborted ? down.rstCode : NGHTTP2_CANCEL);
+    if (!up.closed && !up.destroyed && (aborted || !up.readableEnded)) resetStream(up, aborted ? down.rstCode : NGHTTP2_CANCEL);
   });
 }
 
 /** HTTP/2 → HTTP/1.1: `down` relayed to `up`, an HTTP/1.1 request already made (its headers translated). */
 export function relayH2ToH1(down: ServerHttp2Stream, up: ClientRequest, failure: UpstreamFailure): void {
-  forwardBody(down, up);
+  forwardBody(down, up, false, () => up.destroy());
   up.on('response', (res: IncomingMessage) => {
-    res.on('error', () => down.close(NGHTTP2_INTERNAL_ERROR));
+    res.on('error', () => resetStream(down, NGHTTP2_INTERNAL_ERROR));
     if (down.destroyed || down.closed) {
       res.destroy();
       return;
@@ -129,7 +147,8 @@ export function relayH1ToH2(req: IncomingMessage, res: ServerResponse, up: Clien
   up.on('response', (_h, _flags: number, raw: string[]) => {
     const status = Number(raw[raw.indexOf(':status') + 1] ?? 502);
     res.writeHead(status, h1ResponseFromH2(raw));
-    forwardBody(up, res);
+    // A cut answer loses its last chunk: the client sees the connection end mid-body, not a whole response.
+    forwardBody(up, res, false, () => res.destroy());
   });
   // 'trailers' comes before the stream's 'end', on which forwardBody ends `res`.
   if (takesTrailers(req.rawHeaders)) up.on('trailers', (_t, _flags: number, raw: string[]) => passTrailers(res, raw));
@@ -145,11 +164,12 @@ export function relayH1ToH2(req: IncomingMessage, res: ServerResponse, up: Clien
   };
   up.on('error', fail);
   up.on('close', () => {
-    if (up.rstCode !== undefined && up.rstCode !== NGHTTP2_NO_ERROR && !res.writableFinished) fail();
+    if (res.writableFinished) return;
+    if (!res.headersSent || (up.rstCode !== undefined && up.rstCode !== NGHTTP2_NO_ERROR)) fail();
   });
-  req.on('error', () => up.close(NGHTTP2_CANCEL));
+  req.on('error', () => resetStream(up, NGHTTP2_CANCEL));
   res.on('close', () => {
-    if (!res.writableFinished && !up.closed) up.close(NGHTTP2_CANCEL);
+    if (!res.writableFinished) resetStream(up, NGHTTP2_CANCEL);
   });
 }
 

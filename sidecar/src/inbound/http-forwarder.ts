@@ -164,8 +164,15 @@ export function downstreamHeaders(rawHeaders: readonly string[]): string[] {
  * left must not keep the app connection busy forever. The request direction
  * keeps reading and dropping, so an app that answers early (413) and closes
  * does not cut the client's connection before it reads that answer.
+ *
+ * `onCut` is for HTTP/2 sources: node:http2 ends the readable side of every
+ * open stream of a session that is destroyed (its connection died, or was
+ * closed for a revocation) with an ordinary 'end', as if its sender had sent
+ * END_STREAM; only the stream being destroyed already tells the two apart.
+ * Such an end calls `onCut` (which resets the other hop) instead of ending
+ * `dst`, so a cut body is never passed on as a whole one.
  */
-export function forwardBody(src: Readable, dst: Writable, stopWhenSinkCloses = false): void {
+export function forwardBody(src: Readable, dst: Writable, stopWhenSinkCloses = false, onCut?: () => void): void {
   const resume = (): void => {
     src.resume();
   };
@@ -175,7 +182,10 @@ export function forwardBody(src: Readable, dst: Writable, stopWhenSinkCloses = f
       dst.once('drain', resume);
     }
   });
-  src.once('end', () => dst.end());
+  src.once('end', () => {
+    if (onCut && src.destroyed) onCut();
+    else dst.end();
+  });
   if (stopWhenSinkCloses) {
     dst.once('close', () => {
       if (!dst.writableFinished && !src.readableEnded) src.destroy();
