@@ -34,7 +34,7 @@ export type { Forward, HttpForwarder } from './inbound/http-forwarder';
 export { readRequestTarget } from './inbound/request-target';
 export { gateRequest, DENIED_BODY } from './inbound/request-gate';
 export type { Gate, GateDeps, GateInput, GateRefusal, HttpPeer } from './inbound/request-gate';
-export { ambiguousH2Headers, h1RequestHeaders, h2RequestHeaders, h2ResponseFromH1, h2ResponseFromH2, isGrpc, takesTrailers, GRPC_DENIED } from './http/h2-headers';
+export { ambiguousH2Headers, h1RequestHeaders, h2RequestHeaders, h2ResponseFromH1, h2ResponseFromH2, h2TrailersFromH1, isGrpc, takesTrailers, GRPC_DENIED } from './http/h2-headers';
 export { classifyHttpPreface, H2_PREFACE } from './http/h2-preface';
 export type { HttpFirstBytes } from './http/h2-preface';
 export type { RequestView, RequestRefusal } from './inbound/request-target';

@@ -3,7 +3,7 @@
  * and the h2c preface check: pure functions, table-driven.
  */
 import { expect } from 'chai';
-import { ambiguousH2Headers, classifyHttpPreface, downstreamTrailers, h1RequestHeaders, h2RequestHeaders, h2ResponseFromH1, isGrpc, takesTrailers } from '../src/index';
+import { ambiguousH2Headers, classifyHttpPreface, downstreamTrailers, h1RequestHeaders, h2RequestHeaders, h2ResponseFromH1, h2TrailersFromH1, isGrpc, takesTrailers } from '../src/index';
 
 describe('HTTP/2 header translation', () => {
   const ambiguous: Array<[string[], string | undefined]> = [
@@ -54,6 +54,8 @@ describe('HTTP/2 header translation', () => {
       ['X-Checksum', 'abc'],
       ['x-rows', '3'],
     ]);
+    // As HTTP/2 trailers: lower-case names, repeats kept.
+    expect(h2TrailersFromH1(['X-Checksum', 'abc', 'Content-Length', '5', 'X-Tag', 'a', 'x-tag', 'b'])).to.deep.equal({ 'x-checksum': 'abc', 'x-tag': ['a', 'b'] });
   });
 
   const prefaces: Array<[string, string]> = [

@@ -271,13 +271,34 @@ for (const dataPath of nativeRelay() ? (['native', 'node'] as const) : (['node']
     expect(h1.out).to.equal('h1 /plain 200');
   });
 
-  it('Should pass the app\'s trailers (HTTP/2 or chunked HTTP/1.1) to an HTTP/1.1 client that sent TE: trailers, as chunked trailers, and drop them for one that did not', async () => {
+  it('Should pass the app\'s trailers (HTTP/2 or chunked HTTP/1.1) to an HTTP/1.1 client that sent TE: trailers, as chunked trailers, and to an HTTP/2 one that takes them, and drop them for one that did not', async () => {
     // Through the pair: HTTP/1.1 bytes to the server's /http port, then h2c to the h2 app, HTTP/1.1 to the other.
     expect(await h1Get(out.h2, '/trailers', { te: 'trailers' })).to.deep.equal({ status: 200, body: 'h2 body', trailers: { 'x-checksum': 'h2-sum', 'x-rows': '3' } });
     expect(await h1Get(out.h1, '/trailers', { te: 'trailers' })).to.deep.equal({ status: 200, body: 'h1 body', trailers: { 'x-checksum': 'h1-sum' } });
     // RFC 9110 §6.5.1: a recipient may discard trailers; a client that did not ask for them gets none.
     expect(await h1Get(out.h2, '/trailers')).to.deep.equal({ status: 200, body: 'h2 body', trailers: {} });
     expect(await h1Get(out.h1, '/trailers')).to.deep.equal({ status: 200, body: 'h1 body', trailers: {} });
+    // And the other way round: an HTTP/2 client (node:http2, mTLS) that takes trailers gets the HTTP/1.1 app's chunked trailers as HTTP/2 trailers.
+    const c = await ca.issueLeaf(CLIENT);
+    const session = h2Connect(`https://127.0.0.1:${inb.h1}`, { ca: ca.root.pem, key: c.key.keyPem, cert: c.chainPem, checkServerIdentity: () => undefined });
+    try {
+      const viaH2 = (te: boolean): Promise<{ status: number; body: string; trailers: Record<string, unknown> }> =>
+        new Promise((resolve, reject) => {
+          const r = session.request({ ':path': '/trailers', ...(te ? { te: 'trailers' } : {}) });
+          let status = 0;
+          let body = '';
+          let trailers: Record<string, unknown> = {};
+          r.on('response', (h) => (status = Number(h[':status'])));
+          r.on('trailers', (t) => (trailers = Object.fromEntries(Object.entries(t))));
+          r.setEncoding('utf8').on('data', (d: string) => (body += d));
+          r.on('end', () => resolve({ status, body, trailers }));
+          r.on('error', reject);
+        });
+      expect(await viaH2(true)).to.deep.equal({ status: 200, body: 'h1 body', trailers: { 'x-checksum': 'h1-sum' } });
+      expect(await viaH2(false)).to.deep.equal({ status: 200, body: 'h1 body', trailers: {} });
+    } finally {
+      session.close();
+    }
   });
 
   it('Should carry gRPC unary calls with trailers, bidi streams, deadlines and 8 MB messages, and deny with status 7', async () => {

@@ -9,7 +9,7 @@
  * the protocol on either side. Pure.
  */
 import type { OutgoingHttpHeaders } from 'node:http2';
-import { downstreamHeaders, takesTrailers, upstreamHeaders } from '../inbound/http-forwarder';
+import { downstreamHeaders, downstreamTrailers, takesTrailers, upstreamHeaders } from '../inbound/http-forwarder';
 
 export { takesTrailers };
 
@@ -129,6 +129,17 @@ export function h2ResponseFromH2(raw: readonly string[]): OutgoingHttpHeaders {
     if (name === ':status') out[':status'] = Number(raw[i + 1]);
     else add(out, name, raw[i + 1]!);
   }
+  return out;
+}
+
+/**
+ * An HTTP/1.1 app's chunked trailers (raw list) as HTTP/2 trailers: names
+ * in lower case (RFC 9113 §8.2.1), without the fields a trailer may not
+ * carry (http-forwarder.ts's `downstreamTrailers`). Pure.
+ */
+export function h2TrailersFromH1(raw: readonly string[]): OutgoingHttpHeaders {
+  const out: OutgoingHttpHeaders = {};
+  for (const [name, value] of downstreamTrailers(raw)) add(out, name.toLowerCase(), value);
   return out;
 }
 

@@ -123,7 +123,7 @@ export class H2Inbound {
       }
       const up = httpRequest({ host: this.deps.appHost, port: this.deps.appPort, method, path: g.view.target, headers: h1RequestHeaders(raw, authority, g.xfcc), agent: this.agent });
       up.setNoDelay(true);
-      relayH2ToH1(stream, up, failure);
+      relayH2ToH1(stream, up, failure, takesTrailers(raw));
     };
     const p = this.app.get();
     if (p instanceof Promise) void p.then(forward);
