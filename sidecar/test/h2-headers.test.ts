@@ -3,7 +3,7 @@
  * and the h2c preface check: pure functions, table-driven.
  */
 import { expect } from 'chai';
-import { ambiguousH2Headers, classifyHttpPreface, h1RequestHeaders, h2RequestHeaders, h2ResponseFromH1, isGrpc, takesTrailers } from '../src/index';
+import { ambiguousH2Headers, classifyHttpPreface, downstreamTrailers, h1RequestHeaders, h2RequestHeaders, h2ResponseFromH1, h2TrailersFromH1, isGrpc, takesTrailers } from '../src/index';
 
 describe('HTTP/2 header translation', () => {
   const ambiguous: Array<[string[], string | undefined]> = [
@@ -45,6 +45,17 @@ describe('HTTP/2 header translation', () => {
   it('Should take trailers only when te lists them, and know gRPC by its content type', () => {
     expect([takesTrailers(['te', 'trailers']), takesTrailers(['TE', 'gzip, trailers']), takesTrailers(['te', 'gzip']), takesTrailers([])]).to.deep.equal([true, true, false, false]);
     expect([isGrpc('application/grpc'), isGrpc('application/grpc+proto'), isGrpc('application/grpc-web'), isGrpc('application/json'), isGrpc(undefined)]).to.deep.equal([true, true, false, false, false]);
+  });
+
+  it('Should pass trailers to an HTTP/1.1 client without pseudo-headers or the framing, routing and connection fields a trailer may not carry', () => {
+    const raw = [':status', '200', 'grpc-status', '0', 'X-Checksum', 'abc', 'content-length', '5', 'Transfer-Encoding', 'chunked', 'connection', 'close', 'host', 'evil', 'trailer', 'x', 'te', 'trailers', 'x-rows', '3'];
+    expect(downstreamTrailers(raw)).to.deep.equal([
+      ['grpc-status', '0'],
+      ['X-Checksum', 'abc'],
+      ['x-rows', '3'],
+    ]);
+    // As HTTP/2 trailers: lower-case names, repeats kept.
+    expect(h2TrailersFromH1(['X-Checksum', 'abc', 'Content-Length', '5', 'X-Tag', 'a', 'x-tag', 'b'])).to.deep.equal({ 'x-checksum': 'abc', 'x-tag': ['a', 'b'] });
   });
 
   const prefaces: Array<[string, string]> = [

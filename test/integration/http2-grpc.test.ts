@@ -9,7 +9,7 @@
 import { expect } from 'chai';
 import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
-import { createServer as createH1Server, type IncomingHttpHeaders as H1Headers, type Server as H1Server } from 'node:http';
+import { createServer as createH1Server, request as h1Request, type IncomingHttpHeaders as H1Headers, type OutgoingHttpHeaders as H1OutHeaders, type Server as H1Server } from 'node:http';
 import { connect as h2Connect, createServer as createH2Server, type Http2Server, type IncomingHttpHeaders } from 'node:http2';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -61,6 +61,20 @@ function run(cmd: string, args: string[]): Promise<{ code: number; out: string; 
   });
 }
 
+/** An HTTP/1.1 GET with Node's client: status, body and the chunked trailers it read. */
+function h1Get(port: number, path: string, headers: H1OutHeaders = {}): Promise<{ status: number; body: string; trailers: Record<string, string | undefined> }> {
+  return new Promise((resolve, reject) => {
+    const req = h1Request({ host: '127.0.0.1', port, path, headers, agent: false }, (res) => {
+      let body = '';
+      res.setEncoding('utf8').on('data', (d: string) => (body += d));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body, trailers: { ...res.trailers } }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
 function unary(c: EchoClient, method: string, body: Buffer, opts: grpc.CallOptions = {}): Promise<{ err: grpc.ServiceError | null; res?: Buffer; trailers?: grpc.Metadata }> {
   return new Promise((resolve) => {
     let trailers: grpc.Metadata | undefined;
@@ -109,6 +123,12 @@ for (const dataPath of nativeRelay() ? (['native', 'node'] as const) : (['node']
         pump();
         return;
       }
+      if (path === '/trailers') {
+        stream.respond({ ':status': 200, 'content-type': 'text/plain' }, { waitForTrailers: true });
+        stream.on('wantTrailers', () => stream.sendTrailers({ 'x-checksum': 'h2-sum', 'x-rows': '3' }));
+        stream.end('h2 body');
+        return;
+      }
       if (path === '/slow') {
         setTimeout(() => {
           if (stream.destroyed) return;
@@ -123,6 +143,13 @@ for (const dataPath of nativeRelay() ? (['native', 'node'] as const) : (['node']
     await new Promise<void>((r) => h2App.listen(0, '127.0.0.1', () => r()));
     h1App = createH1Server((req, res) => {
       seen.push({ proto: `h1/${req.httpVersion}`, path: req.url!, xfcc: (req.headers as H1Headers)['x-forwarded-client-cert'] as string | undefined });
+      if (req.url === '/trailers') {
+        res.writeHead(200, { 'content-type': 'text/plain', trailer: 'x-checksum' });
+        res.write('h1 body');
+        res.addTrailers({ 'x-checksum': 'h1-sum' });
+        res.end();
+        return;
+      }
       res.writeHead(200, { 'content-type': 'text/plain', connection: 'keep-alive' });
       res.end(`h1 ${req.url}`);
     });
@@ -242,6 +269,36 @@ for (const dataPath of nativeRelay() ? (['native', 'node'] as const) : (['node']
     // And an HTTP/1.1 app client through the pair (HTTP/1.1 → h2 → HTTP/1.1).
     const h1 = await run('curl', ['-s', '-w', ' %{http_code}', `http://127.0.0.1:${out.h1}/plain`]);
     expect(h1.out).to.equal('h1 /plain 200');
+  });
+
+  it('Should pass the app\'s trailers (HTTP/2 or chunked HTTP/1.1) to an HTTP/1.1 client that sent TE: trailers, as chunked trailers, and to an HTTP/2 one that takes them, and drop them for one that did not', async () => {
+    // Through the pair: HTTP/1.1 bytes to the server's /http port, then h2c to the h2 app, HTTP/1.1 to the other.
+    expect(await h1Get(out.h2, '/trailers', { te: 'trailers' })).to.deep.equal({ status: 200, body: 'h2 body', trailers: { 'x-checksum': 'h2-sum', 'x-rows': '3' } });
+    expect(await h1Get(out.h1, '/trailers', { te: 'trailers' })).to.deep.equal({ status: 200, body: 'h1 body', trailers: { 'x-checksum': 'h1-sum' } });
+    // RFC 9110 §6.5.1: a recipient may discard trailers; a client that did not ask for them gets none.
+    expect(await h1Get(out.h2, '/trailers')).to.deep.equal({ status: 200, body: 'h2 body', trailers: {} });
+    expect(await h1Get(out.h1, '/trailers')).to.deep.equal({ status: 200, body: 'h1 body', trailers: {} });
+    // And the other way round: an HTTP/2 client (node:http2, mTLS) that takes trailers gets the HTTP/1.1 app's chunked trailers as HTTP/2 trailers.
+    const c = await ca.issueLeaf(CLIENT);
+    const session = h2Connect(`https://127.0.0.1:${inb.h1}`, { ca: ca.root.pem, key: c.key.keyPem, cert: c.chainPem, checkServerIdentity: () => undefined });
+    try {
+      const viaH2 = (te: boolean): Promise<{ status: number; body: string; trailers: Record<string, unknown> }> =>
+        new Promise((resolve, reject) => {
+          const r = session.request({ ':path': '/trailers', ...(te ? { te: 'trailers' } : {}) });
+          let status = 0;
+          let body = '';
+          let trailers: Record<string, unknown> = {};
+          r.on('response', (h) => (status = Number(h[':status'])));
+          r.on('trailers', (t) => (trailers = Object.fromEntries(Object.entries(t))));
+          r.setEncoding('utf8').on('data', (d: string) => (body += d));
+          r.on('end', () => resolve({ status, body, trailers }));
+          r.on('error', reject);
+        });
+      expect(await viaH2(true)).to.deep.equal({ status: 200, body: 'h1 body', trailers: { 'x-checksum': 'h1-sum' } });
+      expect(await viaH2(false)).to.deep.equal({ status: 200, body: 'h1 body', trailers: {} });
+    } finally {
+      session.close();
+    }
   });
 
   it('Should carry gRPC unary calls with trailers, bidi streams, deadlines and 8 MB messages, and deny with status 7', async () => {
@@ -367,5 +424,104 @@ for (const dataPath of nativeRelay() ? (['native', 'node'] as const) : (['node']
     again.destroy();
     session.destroy();
     expect(refused).to.equal('ECONNREFUSED');
+  });
+});
+
+/** An HTTP/1.1-only app that counts what its parser refused (an HTTP/2 preface, say), and what it served. */
+async function h1OnlyApp(port = 0): Promise<{ server: H1Server; port: number; refused: string[]; served: string[] }> {
+  const refused: string[] = [];
+  const served: string[] = [];
+  const server = createH1Server((req, res) => {
+    served.push(req.url!);
+    res.writeHead(200, { 'content-type': 'text/plain' });
+    res.end(`h1 ${req.url}`);
+  });
+  server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+    refused.push(err.code ?? err.message);
+    socket.destroy();
+  });
+  await new Promise<void>((r) => server.listen(port, '127.0.0.1', () => r()));
+  return { server, port: (server.address() as { port: number }).port, refused, served };
+}
+
+/** Stops an app as a process exit would: its port stops accepting and its connections close. */
+async function stopApp(server: H1Server | Http2Server): Promise<void> {
+  await new Promise<void>((r) => {
+    server.close(() => r());
+    (server as H1Server).closeAllConnections?.();
+  });
+}
+
+for (const dataPath of nativeRelay() ? (['native', 'node'] as const) : (['node'] as const)) describe(`The app's protocol behind an /http inbound port, learned once per app process [${dataPath}]`, function () {
+  this.timeout(30_000);
+  let ca: TestCa;
+  let sidecar: Sidecar;
+  /** How far the sidecar's clock is ahead of the wall clock. */
+  let ahead = 0;
+
+  before(async () => {
+    ca = await TestCa.create(TD);
+  });
+
+  after(async () => {
+    await sidecar?.stop(0);
+  });
+
+  it('Should probe an HTTP/1.1-only app for h2c once, however much time passes, and again only after the app restarts', async () => {
+    const first = await h1OnlyApp();
+    const appPort = first.port;
+    sidecar = new Sidecar(
+      { inbound: [{ host: '127.0.0.1', port: 0, appPort, http: true }], outbound: [], dataPath, workload: { namespace: 'shop', labels: { app: 'server' } } },
+      { logger: silentLogger, authorize: sharedAuthorizer({ trustDomain: () => TD }), processMetrics: false, clock: () => new Date(Date.now() + ahead) },
+    );
+    const s = await ca.issueLeaf(SERVER);
+    // PERMISSIVE: plaintext HTTP/1.1 from a local client reaches the app through the port's HTTP server.
+    sidecar.state.update({ credentials: makeCredentials(s.key.keyPem, s.chainPem), bundle: makeTrustBundle(ca.root.pem), peerAuth: { mode: 'PERMISSIVE', portModes: {} }, authz: { policies: policiesFromWire(compiled([])) } });
+    await sidecar.start();
+    const port = sidecar.inbound[0]!.port;
+    const get = async (path: string): Promise<string> => {
+      const r = await h1Get(port, path);
+      return `${r.status} ${r.body}`;
+    };
+
+    for (let i = 0; i < 3; i++) expect(await get(`/a${i}`)).to.equal(`200 h1 /a${i}`);
+    expect(first.refused, 'one h2c probe, refused by the app\'s HTTP/1.1 parser').to.deep.equal(['HPE_PAUSED_H2_UPGRADE']);
+    // The sidecar's clock runs past 60 s, the old re-probe interval, twice: the answer is kept.
+    for (const step of [61_000, 61_000]) {
+      ahead += step;
+      for (let i = 0; i < 3; i++) expect(await get(`/b${i}`)).to.equal(`200 h1 /b${i}`);
+    }
+    expect(first.refused, 'no second probe of the same app process').to.deep.equal(['HPE_PAUSED_H2_UPGRADE']);
+
+    // The app restarts: its port stops accepting (one request fails), then a new HTTP/1.1 process gets one probe.
+    await stopApp(first.server);
+    expect(await get('/down')).to.match(/^502 /);
+    const second = await h1OnlyApp(appPort);
+    try {
+      for (let i = 0; i < 3; i++) expect(await get(`/c${i}`)).to.equal(`200 h1 /c${i}`);
+      ahead += 61_000;
+      expect(await get('/c-later')).to.equal('200 h1 /c-later');
+      expect(second.refused, 'the restarted app is probed once').to.deep.equal(['HPE_PAUSED_H2_UPGRADE']);
+    } finally {
+      await stopApp(second.server);
+    }
+
+    // It comes back speaking h2c: the probe after the failure finds it, and requests reach it as HTTP/2.
+    expect(await get('/down-again')).to.match(/^502 /);
+    const h2 = createH2Server();
+    const seenH2: string[] = [];
+    h2.on('stream', (stream, headers: IncomingHttpHeaders) => {
+      seenH2.push(String(headers[':path']));
+      stream.respond({ ':status': 200 });
+      stream.end(`h2 ${headers[':path']}`);
+    });
+    await new Promise<void>((r) => h2.listen(appPort, '127.0.0.1', () => r()));
+    try {
+      expect(await get('/d')).to.equal('200 h2 /d');
+      expect(seenH2).to.deep.equal(['/d']);
+    } finally {
+      await sidecar.stop(0);
+      await stopApp(h2);
+    }
   });
 });

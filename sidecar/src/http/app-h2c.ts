@@ -7,8 +7,16 @@
  * connection, is an HTTP/1.1-only app (its parser refused the preface),
  * and HTTP/2 requests are then translated to HTTP/1.1 for it (Istio gets
  * the same from the Service port's protocol; we have no such declaration
- * and refuse to guess from the port number). The verdict is kept for
- * `recheckMs`, then the app is probed again.
+ * and refuse to guess from the port number).
+ *
+ * The answer belongs to the app process: it is kept until a connection to
+ * the app fails (`failed()`: its port stopped accepting, or a connection
+ * was reset, as when the app restarts), and the next request probes again.
+ * Time alone never triggers a probe: the probe is an HTTP/2 preface, which
+ * an HTTP/1.1 app reads as a malformed request (and may log as a 400), so
+ * repeating it on a timer would put one in the app's log forever. An h2c
+ * app's answer lives as long as its session: a closed session is reopened
+ * by the next request, which is the same preface, welcome to that app.
  */
 import { connect as h2Connect, type ClientHttp2Session, type Http2Session, type SecureClientSessionOptions } from 'node:http2';
 import { formatHostPort } from '@trellis/shared';
@@ -42,22 +50,30 @@ const H1: AppProtocol = Object.freeze({ kind: 'h1' });
 /** One h2c session to the app, reopened when it closes. */
 export class AppH2c {
   private current: { session: ClientHttp2Session; ready: Promise<AppProtocol> } | undefined;
-  private h1Until = 0;
+  /** The app process answered the probe as an HTTP/1.1-only app. */
+  private h1 = false;
 
   constructor(
     private readonly host: string,
     private readonly port: number,
-    private readonly now: () => number = Date.now,
-    private readonly recheckMs = 60_000,
   ) {}
 
   /** The app's protocol (and session), probing it when unknown. */
   get(): Promise<AppProtocol> | AppProtocol {
-    if (this.now() < this.h1Until) return H1;
+    if (this.h1) return H1;
     const c = this.current;
     if (c && !c.session.closed && !c.session.destroyed) return c.ready;
     this.current = this.open();
     return this.current.ready;
+  }
+
+  /**
+   * A connection to the app failed (refused, reset, closed mid-exchange):
+   * the app may have restarted, maybe speaking another protocol, so the
+   * next request probes it again.
+   */
+  failed(): void {
+    this.h1 = false;
   }
 
   /** Closes the session (streams in flight finish). */
@@ -77,7 +93,7 @@ export class AppH2c {
       session.once('remoteSettings', () => resolve({ kind: 'h2', session }));
       const notH2 = (err?: Error & { code?: string }): void => {
         if (connected) {
-          this.h1Until = this.now() + this.recheckMs;
+          this.h1 = true;
           resolve(H1);
         } else {
           resolve({ kind: 'unreachable', detail: err?.code ?? err?.message ?? 'closed' });

@@ -9,7 +9,9 @@
  * the protocol on either side. Pure.
  */
 import type { OutgoingHttpHeaders } from 'node:http2';
-import { downstreamHeaders, upstreamHeaders } from '../inbound/http-forwarder';
+import { downstreamHeaders, downstreamTrailers, takesTrailers, upstreamHeaders } from '../inbound/http-forwarder';
+
+export { takesTrailers };
 
 /** Headers HTTP/2 may not carry (RFC 9113 §8.2.2); `te` is allowed as `trailers` only. */
 const H2_FORBIDDEN = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'http2-settings', 'host']);
@@ -52,14 +54,6 @@ export function ambiguousH2Headers(raw: readonly string[]): string | undefined {
   const host = rawValue(raw, 'host');
   if (authority !== undefined && host !== undefined && authority.toLowerCase() !== host.toLowerCase()) return ':authority and host name different hosts';
   return undefined;
-}
-
-/** True when the request says it takes trailers (`te` lists `trailers`, RFC 9110 §10.1.4). */
-export function takesTrailers(raw: readonly string[]): boolean {
-  for (let i = 0; i + 1 < raw.length; i += 2) {
-    if (raw[i]!.toLowerCase() === 'te' && raw[i + 1]!.split(',').some((t) => t.trim().toLowerCase() === 'trailers')) return true;
-  }
-  return false;
 }
 
 /** The host an HTTP/2 request names: `:authority`, else `host`. */
@@ -135,6 +129,17 @@ export function h2ResponseFromH2(raw: readonly string[]): OutgoingHttpHeaders {
     if (name === ':status') out[':status'] = Number(raw[i + 1]);
     else add(out, name, raw[i + 1]!);
   }
+  return out;
+}
+
+/**
+ * An HTTP/1.1 app's chunked trailers (raw list) as HTTP/2 trailers: names
+ * in lower case (RFC 9113 §8.2.1), without the fields a trailer may not
+ * carry (http-forwarder.ts's `downstreamTrailers`). Pure.
+ */
+export function h2TrailersFromH1(raw: readonly string[]): OutgoingHttpHeaders {
+  const out: OutgoingHttpHeaders = {};
+  for (const [name, value] of downstreamTrailers(raw)) add(out, name.toLowerCase(), value);
   return out;
 }
 

@@ -10,16 +10,34 @@
  * buffer per stream is bounded by the stream window plus one high-water
  * mark, whatever the sender has left to send.
  */
-import { constants, type ClientHttp2Stream, type OutgoingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
+import { constants, type ClientHttp2Stream, type Http2Stream, type OutgoingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
+import { addAbortSignal } from 'node:stream';
 import type { IncomingMessage, ClientRequest, ServerResponse } from 'node:http';
-import { h1ResponseFromH2, h2ResponseFromH1, h2ResponseFromH2 } from './h2-headers';
-import { forwardBody } from '../inbound/http-forwarder';
+import { h1ResponseFromH2, h2ResponseFromH1, h2ResponseFromH2, h2TrailersFromH1 } from './h2-headers';
+import { forwardBody, passTrailers, takesTrailers } from '../inbound/http-forwarder';
 
 const { NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR, NGHTTP2_NO_ERROR, NGHTTP2_FLAG_END_STREAM } = constants;
 
 /** True when a stream's HEADERS frame ended it (`flags` of a 'stream' event): a request without a body. */
 export function endedWithHeaders(flags: number): boolean {
   return (flags & NGHTTP2_FLAG_END_STREAM) !== 0;
+}
+
+/**
+ * Resets `stream` with RST_STREAM, so its peer reads it as cut. Node's
+ * `close(code)` on a stream whose own side is still open ends that side
+ * first (an END_STREAM), and when the peer's side has ended too (any
+ * request with its body sent) the stream is then closed and the reset never
+ * leaves: the peer would read a cut answer as a whole one. Destroying the
+ * stream resets it without ending it: with an AbortError (attached through
+ * `addAbortSignal`) as CANCEL, with any other error as INTERNAL_ERROR. Once
+ * our side has ended, `close(code)` sends the reset with `code` itself.
+ */
+export function resetStream(stream: Http2Stream, code: number): void {
+  if (stream.destroyed || stream.closed) return;
+  if (stream.writableEnded) stream.close(code);
+  else if (code === NGHTTP2_CANCEL) addAbortSignal(AbortSignal.abort(), stream);
+  else stream.destroy(new Error(`stream reset (HTTP/2 error ${code})`));
 }
 
 /** What to answer on the downstream hop when the upstream fails before any response. */
@@ -49,7 +67,7 @@ function failDown(down: ServerHttp2Stream, failure: UpstreamFailure): void {
     failure.onError();
     answer(down, failure.headers, failure.body);
   } else {
-    down.close(NGHTTP2_INTERNAL_ERROR);
+    resetStream(down, NGHTTP2_INTERNAL_ERROR);
   }
 }
 
@@ -63,7 +81,7 @@ function failDown(down: ServerHttp2Stream, failure: UpstreamFailure): void {
 export function relayH2ToH2(down: ServerHttp2Stream, up: ClientHttp2Stream, failure: UpstreamFailure, trailersWanted = true): void {
   let trailers: OutgoingHttpHeaders = {};
   // A request that ended with its headers was requested with endStream (no body to pipe, no empty DATA frame).
-  if (up.writable) forwardBody(down, up);
+  if (up.writable) forwardBody(down, up, false, () => resetStream(up, NGHTTP2_CANCEL));
   else down.resume();
   up.on('response', (_h, flags: number, raw: string[]) => {
     const headers = h2ResponseFromH2(raw);
@@ -74,7 +92,7 @@ export function relayH2ToH2(down: ServerHttp2Stream, up: ClientHttp2Stream, fail
       return;
     }
     down.respond(headers, { waitForTrailers: trailersWanted });
-    forwardBody(up, down);
+    forwardBody(up, down, false, () => resetStream(down, NGHTTP2_INTERNAL_ERROR));
   });
   up.on('trailers', (_t, _flags: number, raw: string[]) => {
     trailers = h2ResponseFromH2(raw);
@@ -84,29 +102,36 @@ export function relayH2ToH2(down: ServerHttp2Stream, up: ClientHttp2Stream, fail
   up.on('error', () => failDown(down, failure));
   down.on('error', () => undefined);
   up.on('close', () => {
-    if (up.rstCode !== undefined && up.rstCode !== NGHTTP2_NO_ERROR && !down.closed && !down.destroyed) {
-      if (!down.headersSent) failDown(down, failure);
-      else down.close(up.rstCode);
-    }
+    if (down.closed || down.destroyed) return;
+    // Closed before any answer, however (a reset, or its session destroyed with code 0): the prepared failure.
+    if (!down.headersSent) failDown(down, failure);
+    else if (up.rstCode !== undefined && up.rstCode !== NGHTTP2_NO_ERROR) resetStream(down, up.rstCode);
   });
   // The client went away (or reset) before the answer was through: cancel upstream too. After a complete
   // answer the upstream stream is done already, and a cancel would only cost a frame and an error object.
   down.on('close', () => {
     const aborted = down.rstCode !== undefined && down.rstCode !== NGHTTP2_NO_ERROR;
-    if (!up.closed && !up.destroyed && (aborted || !up.readableEnded)) up.close(aborted ? down.rstCode : NGHTTP2_CANCEL);
+    if (!up.closed && !up.destroyed && (aborted || !up.readableEnded)) resetStream(up, aborted ? down.rstCode : NGHTTP2_CANCEL);
   });
 }
 
-/** HTTP/2 → HTTP/1.1: `down` relayed to `up`, an HTTP/1.1 request already made (its headers translated). */
-export function relayH2ToH1(down: ServerHttp2Stream, up: ClientRequest, failure: UpstreamFailure): void {
-  forwardBody(down, up);
+/**
+ * HTTP/2 → HTTP/1.1: `down` relayed to `up`, an HTTP/1.1 request already
+ * made (its headers translated). The app's chunked trailers go back as
+ * HTTP/2 trailers when the client takes them (`trailersWanted`, its `te:
+ * trailers`), as in relayH2ToH2.
+ */
+export function relayH2ToH1(down: ServerHttp2Stream, up: ClientRequest, failure: UpstreamFailure, trailersWanted = false): void {
+  forwardBody(down, up, false, () => up.destroy());
   up.on('response', (res: IncomingMessage) => {
-    res.on('error', () => down.close(NGHTTP2_INTERNAL_ERROR));
+    res.on('error', () => resetStream(down, NGHTTP2_INTERNAL_ERROR));
     if (down.destroyed || down.closed) {
       res.destroy();
       return;
     }
-    down.respond(h2ResponseFromH1(res.statusCode ?? 502, res.rawHeaders));
+    down.respond(h2ResponseFromH1(res.statusCode ?? 502, res.rawHeaders), { waitForTrailers: trailersWanted });
+    // Asked for once the body has ended (forwardBody ends `down` on the response's 'end'), when the trailers are in.
+    if (trailersWanted) down.once('wantTrailers', () => down.sendTrailers(h2TrailersFromH1(res.rawTrailers)));
     forwardBody(res, down);
   });
   up.on('error', () => failDown(down, failure));
@@ -118,8 +143,10 @@ export function relayH2ToH1(down: ServerHttp2Stream, up: ClientRequest, failure:
 
 /**
  * HTTP/1.1 → HTTP/2: `req`/`res` (an HTTP/1.1 exchange) relayed to `up`, a
- * stream to an app that speaks h2c. HTTP/2 trailers are not passed to an
- * HTTP/1.1 client (it did not ask for them with `TE: trailers`).
+ * stream to an app that speaks h2c. The app's HTTP/2 trailers reach an
+ * HTTP/1.1 client that sent `TE: trailers` as chunked trailers (RFC 9112
+ * §7.1.2), as Envoy does when its downstream takes trailers; for any other
+ * client they are dropped (RFC 9110 §6.5.1).
  */
 export function relayH1ToH2(req: IncomingMessage, res: ServerResponse, up: ClientHttp2Stream, onError: () => void): void {
   if (up.writable) forwardBody(req, up);
@@ -127,8 +154,11 @@ export function relayH1ToH2(req: IncomingMessage, res: ServerResponse, up: Clien
   up.on('response', (_h, _flags: number, raw: string[]) => {
     const status = Number(raw[raw.indexOf(':status') + 1] ?? 502);
     res.writeHead(status, h1ResponseFromH2(raw));
-    forwardBody(up, res);
+    // A cut answer loses its last chunk: the client sees the connection end mid-body, not a whole response.
+    forwardBody(up, res, false, () => res.destroy());
   });
+  // 'trailers' comes before the stream's 'end', on which forwardBody ends `res`.
+  if (takesTrailers(req.rawHeaders)) up.on('trailers', (_t, _flags: number, raw: string[]) => passTrailers(res, raw));
   const fail = (): void => {
     if (res.headersSent) {
       res.destroy();
@@ -141,11 +171,12 @@ export function relayH1ToH2(req: IncomingMessage, res: ServerResponse, up: Clien
   };
   up.on('error', fail);
   up.on('close', () => {
-    if (up.rstCode !== undefined && up.rstCode !== NGHTTP2_NO_ERROR && !res.writableFinished) fail();
+    if (res.writableFinished) return;
+    if (!res.headersSent || (up.rstCode !== undefined && up.rstCode !== NGHTTP2_NO_ERROR)) fail();
   });
-  req.on('error', () => up.close(NGHTTP2_CANCEL));
+  req.on('error', () => resetStream(up, NGHTTP2_CANCEL));
   res.on('close', () => {
-    if (!res.writableFinished && !up.closed) up.close(NGHTTP2_CANCEL);
+    if (!res.writableFinished) resetStream(up, NGHTTP2_CANCEL);
   });
 }
 

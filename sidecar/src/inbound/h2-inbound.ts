@@ -94,7 +94,11 @@ export class H2Inbound {
     const failure: UpstreamFailure = {
       headers: grpc ? GRPC_UNAVAILABLE : { ':status': 502 },
       body: grpc ? '' : 'upstream connect error\n',
-      onError: () => this.deps.metrics.refuse('inbound', 'app_unreachable'),
+      // A failed connection may be an app that restarted: its protocol is learned again (app-h2c.ts).
+      onError: () => {
+        this.deps.metrics.refuse('inbound', 'app_unreachable');
+        this.app.failed();
+      },
     };
     const authority = g.view.addHost ?? host ?? `${this.deps.appHost}:${this.deps.appPort}`;
     const forward = (p: Awaited<ReturnType<AppH2c['get']>>): void => {
@@ -119,7 +123,7 @@ export class H2Inbound {
       }
       const up = httpRequest({ host: this.deps.appHost, port: this.deps.appPort, method, path: g.view.target, headers: h1RequestHeaders(raw, authority, g.xfcc), agent: this.agent });
       up.setNoDelay(true);
-      relayH2ToH1(stream, up, failure);
+      relayH2ToH1(stream, up, failure, takesTrailers(raw));
     };
     const p = this.app.get();
     if (p instanceof Promise) void p.then(forward);

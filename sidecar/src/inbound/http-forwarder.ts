@@ -97,6 +97,53 @@ export function upstreamHeaders(rawHeaders: readonly string[], xfcc: string | un
   return out;
 }
 
+/** True when the request says it takes trailers (`te` lists `trailers`, RFC 9110 §10.1.4); `raw` from either protocol. Pure. */
+export function takesTrailers(raw: readonly string[]): boolean {
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    if (raw[i]!.toLowerCase() === 'te' && raw[i + 1]!.split(',').some((t) => t.trim().toLowerCase() === 'trailers')) return true;
+  }
+  return false;
+}
+
+/**
+ * Fields a trailer section may not carry on to an HTTP/1.1 client (RFC 9110
+ * §6.5.1: framing, routing and connection control belong in the header
+ * section), besides pseudo-headers.
+ */
+const TRAILER_DROPPED = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'content-length', 'host']);
+
+/**
+ * The app's trailers (HTTP/2 trailers or HTTP/1.1 chunked trailers, raw
+ * `[name, value, ...]`) as the `[name, value]` pairs of an HTTP/1.1 chunked
+ * trailer section (RFC 9112 §7.1.2), without pseudo-headers and the fields
+ * a trailer may not carry. Pure.
+ */
+export function downstreamTrailers(raw: readonly string[]): Array<[string, string]> {
+  const out: Array<[string, string]> = [];
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const name = raw[i]!;
+    if (name.startsWith(':') || TRAILER_DROPPED.has(name.toLowerCase())) continue;
+    out.push([name, raw[i + 1]!]);
+  }
+  return out;
+}
+
+/**
+ * Writes the app's trailers `raw` on an HTTP/1.1 response, before it ends.
+ * Node sends them only when the response is chunked (the app gave no
+ * `Content-Length`), as Envoy's HTTP/1 codec does; with a length they are
+ * dropped, which RFC 9110 §6.5.1 allows a recipient.
+ */
+export function passTrailers(res: ServerResponse, raw: readonly string[]): void {
+  const t = downstreamTrailers(raw);
+  if (t.length === 0 || res.writableEnded) return;
+  try {
+    res.addTrailers(t);
+  } catch {
+    // A field Node refuses to write (its own checks are stricter than the parser's) is dropped, not sent broken.
+  }
+}
+
 /** The app's response headers passed to the client, in `rawHeaders` form, without its connection management. Pure. */
 export function downstreamHeaders(rawHeaders: readonly string[]): string[] {
   const out: string[] = [];
@@ -117,8 +164,15 @@ export function downstreamHeaders(rawHeaders: readonly string[]): string[] {
  * left must not keep the app connection busy forever. The request direction
  * keeps reading and dropping, so an app that answers early (413) and closes
  * does not cut the client's connection before it reads that answer.
+ *
+ * `onCut` is for HTTP/2 sources: node:http2 ends the readable side of every
+ * open stream of a session that is destroyed (its connection died, or was
+ * closed for a revocation) with an ordinary 'end', as if its sender had sent
+ * END_STREAM; only the stream being destroyed already tells the two apart.
+ * Such an end calls `onCut` (which resets the other hop) instead of ending
+ * `dst`, so a cut body is never passed on as a whole one.
  */
-export function forwardBody(src: Readable, dst: Writable, stopWhenSinkCloses = false): void {
+export function forwardBody(src: Readable, dst: Writable, stopWhenSinkCloses = false, onCut?: () => void): void {
   const resume = (): void => {
     src.resume();
   };
@@ -128,7 +182,10 @@ export function forwardBody(src: Readable, dst: Writable, stopWhenSinkCloses = f
       dst.once('drain', resume);
     }
   });
-  src.once('end', () => dst.end());
+  src.once('end', () => {
+    if (onCut && src.destroyed) onCut();
+    else dst.end();
+  });
   if (stopWhenSinkCloses) {
     dst.once('close', () => {
       if (!dst.writableFinished && !src.readableEnded) src.destroy();
@@ -145,6 +202,9 @@ export function forwardHttpRequest(opts: { appHost: string; appPort: number }): 
       { host: opts.appHost, port: opts.appPort, method: req.method, path: fwd.target, headers: upstreamHeaders(req.rawHeaders, fwd.xfcc, fwd.host ?? defaultHost, fwd.upgrade?.protocol), agent },
       (upRes) => {
         res.writeHead(upRes.statusCode ?? 502, upRes.statusMessage, downstreamHeaders(upRes.rawHeaders));
+        // Chunked trailers go to a client that said it takes them (`TE: trailers`), registered before
+        // forwardBody's 'end' listener ends the response; to any other client they are dropped (RFC 9110 §6.5.1).
+        if (takesTrailers(req.rawHeaders)) upRes.once('end', () => passTrailers(res, upRes.rawTrailers));
         forwardBody(upRes, res, true);
       },
     );

@@ -168,7 +168,11 @@ export class HttpInbound {
       });
     }
     if (this.draining) res.shouldKeepAlive = false;
-    const unreachable = (): void => this.deps.metrics.refuse('inbound', 'app_unreachable');
+    // A failed connection may be an app that restarted: its protocol is learned again (app-h2c.ts).
+    const unreachable = (): void => {
+      this.deps.metrics.refuse('inbound', 'app_unreachable');
+      this.app.failed();
+    };
     // An app that speaks h2c (app-h2c.ts) gets HTTP/1.1 requests as HTTP/2 streams, since an h2c-only
     // app (a gRPC server) would refuse HTTP/1.1; an Upgrade stays HTTP/1.1 (it has no HTTP/2 form here).
     const go = (p: AppProtocol): void => {
