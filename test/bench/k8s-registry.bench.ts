@@ -195,9 +195,9 @@ export async function run(args: string[]): Promise<Record<string, unknown>> {
         controlPlaneRssMb: Math.round(rss),
       };
     } finally {
-      // Stopped as the kubelet stops a pod: SIGTERM, then SIGKILL after a grace period. Needed here:
-      // with a plain-http:// API server URL (this proxy) the control plane logs "control plane stopped"
-      // but its process does not exit (over https it exits at once).
+      // Stopped as the kubelet stops a pod: SIGTERM, then SIGKILL after a grace period. With a plain
+      // http:// API server URL (this proxy) the client library leaves its watch sockets open after
+      // the informers stop; the CLI exits 2 s after the command returns and names them.
       const killer = setTimeout(() => cp.child.kill('SIGKILL'), 15_000);
       await cp.stop();
       clearTimeout(killer);
