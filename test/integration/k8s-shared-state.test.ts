@@ -19,8 +19,9 @@
  *   ConfigMap per SVID), not a file in the dead replica's CA dir;
  * - a record that cannot be written (the Role without create) is counted
  *   and makes the replica not ready until a retry lands;
- * - at scale (in process): 3,000 identities' records written through one
- *   replica are read on the other, one object each, and the records the
+ * - attestation records in process: 3,000 identities' records written
+ *   through one replica are read on the other, one object each; a record is
+ *   never overwritten; the leader deletes expired ones; and the records the
  *   previous version kept in one ConfigMap are still honoured.
  */
 import { expect } from 'chai';
@@ -248,10 +249,11 @@ describe('control-plane replicas sharing their state through a real API server',
     ledger.stop();
   });
 
-  describe('at scale, two replicas in process (the classes `trellis control-plane` runs, with its ServiceAccount and RBAC)', () => {
+  describe('attestation records on the API server, replicas in process (the classes `trellis control-plane` runs, with its ServiceAccount and RBAC)', () => {
     const IDENTITIES = 3000;
     const states: SharedState[] = [];
     const writers: KubeAttestationRecords[] = [];
+    const clients: KubeClient[] = [];
     const client = (): Promise<KubeClient> => KubeClient.connect({ kubeconfig });
     const replica = async (name: string): Promise<SharedState> => {
       const dir = join(tmp.dir, `scale-${name}`);
@@ -298,9 +300,36 @@ describe('control-plane replicas sharing their state through a real API server',
       for (let i = 0; i < IDENTITIES; i++) expect(b.attestations.recall(serial(i), id(i), now), `record ${i} on replica B`).to.deep.equal(attestation(i));
       expect(b.attestations.recall(serial(1), id(2), now), 'never for another identity').to.equal(null);
       expect(b.attestations.liveIdentities(now).size).to.be.at.least(IDENTITIES);
-      const names = k8s.kubectlOk(['-n', 'trellis-system', 'get', 'configmaps', '-l', 'trellis.dev/attestation-record=true', '-o', 'name']).split('\n').filter((l) => l.includes('trellis-attestation-7'));
+      const names = k8s.kubectlOk(['-n', 'trellis-system', 'get', 'configmaps', '-l', 'trellis.dev/attestation-record=true', '-o', 'name']).split('\n').filter((l) => l.endsWith('5a'.repeat(12)));
       expect(names, 'one object per SVID').to.have.length(IDENTITIES);
       expect(getJson(['-n', 'trellis-system', 'configmap', firstName])!.metadata.resourceVersion, 'the first record, untouched by the writes after it').to.equal(firstVersion);
+    });
+
+    it('Should take a record written again with the same content as written, refuse one of other content, and have the leader alone delete the records of expired SVIDs', async () => {
+      const now = Date.now();
+      const writer = (leader: boolean): KubeAttestationRecords => {
+        const r = new KubeAttestationRecords({ namespace: 'trellis-system' }, { client: clients[0]!, logger: silentLogger, isLeader: () => leader });
+        writers.push(r);
+        r.start();
+        return r;
+      };
+      clients.push(await client());
+      const [follower, leader] = [writer(false), writer(true)];
+      await Promise.all([follower.synced(), leader.synced()]);
+      const entry = (service: string, notAfterMs: number): { attestation: WorkloadAttestation; notAfterMs: number } => ({ attestation: fromJoinToken(`spiffe://${TD}/ns/shop/sa/gc`, { service, labels: {}, inboundPorts: [] }), notAfterMs });
+      await follower.add('6e01', entry('gc', now + 3600_000));
+      await follower.add('6e01', entry('gc', now + 3600_000)); // a retry whose first answer was lost
+      let refused: unknown;
+      await follower.add('6e01', entry('other', now + 3600_000)).catch((err: unknown) => (refused = err));
+      expect(refused).to.include({ code: 'TRELLIS_CP_ATTESTATION_STORE' }).and.to.have.nested.property('details.reason', 'CONFLICT');
+      await follower.add('6e02', entry('gc', now + 1000));
+      await waitFor(() => leader.get('6e02') !== null && leader.get('6e01') !== null, 'the leader to see both records');
+      expect(await follower.sweep(), 'a follower deletes nothing').to.equal(0);
+      await new Promise((r) => setTimeout(r, 1100));
+      expect(await leader.sweep(), 'the expired record, once').to.equal(1);
+      await waitFor(() => follower.get('6e02') === null, 'the deletion to reach the other replica');
+      expect(getJson(['-n', 'trellis-system', 'configmap', 'trellis-attestation-6e02'])).to.equal(null);
+      expect(follower.get('6e01')?.attestation.workload.service, 'the live one stays').to.equal('gc');
     });
 
     it('Should honour on an upgraded replica the records the previous version kept in ConfigMap trellis-attestations, until they expire', async () => {
