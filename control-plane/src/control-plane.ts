@@ -36,7 +36,7 @@ import { MutableCertificateProvider } from './tls/mutable-certificate-provider';
 import { createKeyAndCsr, shouldRotate } from './tls/server-identity';
 import { startRevocationFeed } from './lifecycle/revocation-feed';
 import { withOrder } from './discovery/reissue-orders';
-import { fileSharedState, observedDocument, observedTokenUses, type SharedState } from './state/shared-state';
+import { fileSharedState, observedAttestations, observedDocument, observedTokenUses, type SharedState } from './state/shared-state';
 import { observedAuthority, StorageHealth } from './state/storage-health';
 import { ReplicaHeartbeat } from './state/replica-heartbeat';
 import { remoteProxies as remoteProxiesOf, type ReplicaReport } from './state/replica-report';
@@ -192,7 +192,7 @@ export async function startControlPlane(opts: ControlPlaneOptions, deps: Control
   };
   await renewOwn();
 
-  const attestations = shared.attestations;
+  const attestations = observedAttestations(shared.attestations, storage);
   const service = new DiscoveryService({
     auth: { trustDomain: td, kubernetes, joinTokens, tokenUses: observedTokenUses(shared.tokenUses, storage), isRevoked: () => false, attestations, pods: deps.kubernetesRegistry },
     registrySource: deps.kubernetesRegistry,

@@ -15,15 +15,24 @@
  *   once, on the new leader;
  * - a sidecar whose join token attested a service, labels and ports on
  *   the leader renews its SVID on another replica after the leader is
- *   killed: what the token attested is a shared record (a watched
- *   ConfigMap), not a file in the dead replica's CA dir.
+ *   killed: what the token attested is a shared record (one watched
+ *   ConfigMap per SVID), not a file in the dead replica's CA dir;
+ * - a record that cannot be written (the Role without create) is counted
+ *   and makes the replica not ready until a retry lands;
+ * - attestation records in process: 3,000 identities' records written
+ *   through one replica are read on the other, one object each; a record is
+ *   never overwritten; the leader deletes expired ones; and the records the
+ *   previous version kept in one ConfigMap are still honoured.
  */
 import { expect } from 'chai';
 import { X509Certificate } from 'node:crypto';
 import { cpSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { fromJoinToken, KubeAttestationRecords, startKubeSharedState, type SharedState, type WorkloadAttestation } from '@trellis/control-plane';
+import { KubeClient } from '@trellis/kubernetes';
+import { silentLogger } from '@trellis/shared';
 import { REPO_ROOT, makeTmpDir, requireKubeApiServer, startKubeApiServer, trellisSync, type KubeApiServer } from '@trellis/testkit';
-import { adminRaw, FakeSidecar, initCa, joinToken, startControlPlaneProcess, TD, waitFor, type ControlPlaneProcess } from './control-plane-harness';
+import { adminGet, adminRaw, FakeSidecar, initCa, joinToken, metricValue, startControlPlaneProcess, TD, waitFor, type ControlPlaneProcess } from './control-plane-harness';
 
 type Obj = Record<string, any>;
 
@@ -189,11 +198,152 @@ describe('control-plane replicas sharing their state through a real API server',
     expect(renewed.serialNumber).to.not.equal(first.serialNumber);
     const renewedSerial = renewed.serialNumber.toLowerCase().replace(/^0+(?=.)/, '');
     expect(c.logs.some((l) => l.includes('"msg":"svid issued"') && l.toLowerCase().includes(renewedSerial)), 'renewed by replica C').to.equal(true);
-    // The renewal carries the attestation forward, in the shared record, for the next replica to die.
-    const records = JSON.parse(getJson(['-n', 'trellis-system', 'configmap', 'trellis-attestations'])!.data['attestations.json']).records as Obj;
-    const serial = (x: { serialNumber: string }): string => x.serialNumber.toLowerCase().replace(/^0+(?=.)/, '');
-    expect(records[serial(renewed)]).to.deep.include({ spiffeId: id, source: 'join-token', service: 'cart', labels: { app: 'cart', track: 'stable' }, inboundPorts: [8443] });
-    expect(records[serial(first)]?.service, 'the first SVID\'s record, written by the dead leader').to.equal('cart');
+    // The renewal carries the attestation forward, in the shared record (one object per SVID), for the next replica to die.
+    const record = (x: { serialNumber: string }): Obj | undefined => {
+      const cm = getJson(['-n', 'trellis-system', 'configmap', `trellis-attestation-${x.serialNumber.toLowerCase().replace(/^0+(?=.)/, '')}`]);
+      return cm ? (JSON.parse(cm.data['record.json']) as Obj) : undefined;
+    };
+    expect(record(renewed)).to.deep.include({ spiffeId: id, source: 'join-token', service: 'cart', labels: { app: 'cart', track: 'stable' }, inboundPorts: [8443] });
+    expect(record(first)?.service, 'the first SVID\'s record, written by the dead leader').to.equal('cart');
     cart.stop();
+  });
+
+  it('Should count attestation records it cannot write and be not ready, naming them, while the Role lacks create, then be ready again by itself once it has it; the SVIDs still go out', async () => {
+    const live = replicas.filter((p) => p.child.exitCode === null && p.child.signalCode === null);
+    const r = live.at(-1)!;
+    const rDir = join(tmp.dir, `ca-${'abc'[replicas.indexOf(r)]}`);
+    const id = `spiffe://${TD}/ns/shop/sa/ledger`;
+    const token = joinToken(caDir, id, ['--service', 'ledger', '--ports', '9443']);
+    const ledger = new FakeSidecar({ addresses: [r.address], caDir: rDir, spiffeId: id, token: () => token, namespace: 'shop', service: 'ledger', inboundPorts: [9443] });
+    sidecars.push(ledger);
+    ledger.start();
+    await ledger.rotate();
+    expect((await adminGet(r, '/readyz')).status).to.equal(200);
+    const failures = (): Promise<number> => metricValue(r, 'trellis_state_write_failures_total', 'store="attestations",reason="TRELLIS_K8S_FORBIDDEN"');
+    const before = await failures();
+    // The Role as shipped, without create on ConfigMaps, and without the ClusterRole (which grants it too, for the
+    // trust-bundle ConfigMaps these replicas do not write): the attestation record of a renewal cannot be written.
+    const rbac = readFileSync(join(REPO_ROOT, 'deploy', 'rbac.yaml'), 'utf8');
+    const role = rbac.split(/^---$/m).find((d) => /kind: Role\n/.test(d) && d.includes('name: trellis-control-plane\n'))!;
+    const noCreate = role.replace('verbs: ["create", "list", "watch", "delete"]', 'verbs: ["list", "watch", "delete"]');
+    expect(noCreate, 'the Role\'s ConfigMap rule').to.not.equal(role);
+    kubectl(['apply', '-f', '-'], noCreate);
+    kubectl(['delete', 'clusterrolebinding', 'trellis-control-plane']);
+    try {
+      await waitFor(() => k8s.kubectl(['auth', 'can-i', 'create', 'configmaps', '--as', 'system:serviceaccount:trellis-system:trellis-control-plane', '-n', 'trellis-system']).stdout.trim() === 'no', 'the Role to lose create');
+      const renewed = await ledger.rotate();
+      expect(renewed.subjectAltName, 'the SVID goes out: a replica without the record attests the identity alone').to.include(id);
+      await waitFor(async () => (await failures()) > before, 'the failed write to be counted');
+      const ready = await adminGet(r, '/readyz');
+      expect(ready.status).to.equal(503);
+      expect(ready.body).to.match(/attestations.*FORBIDDEN/);
+      expect(await metricValue(r, 'trellis_state_writable', 'store="attestations"')).to.equal(0);
+    } finally {
+      kubectl(['apply', '-f', join(REPO_ROOT, 'deploy', 'rbac.yaml')]);
+    }
+    // The background retry lands (backoff of at most a few seconds after so short a failure) and clears it.
+    await waitFor(async () => (await adminGet(r, '/readyz')).status === 200, 'ready again once a write lands', 40_000);
+    expect(await metricValue(r, 'trellis_state_writable', 'store="attestations"')).to.equal(1);
+    const records = getJson(['-n', 'trellis-system', 'configmaps', '-l', 'trellis.dev/attestation-record=true'])!.items as Obj[];
+    expect(records.filter((o) => JSON.parse(o.data['record.json']).spiffeId === id), 'both SVIDs\' records, the second written by the retry').to.have.length(2);
+    ledger.stop();
+  });
+
+  describe('attestation records on the API server, replicas in process (the classes `trellis control-plane` runs, with its ServiceAccount and RBAC)', () => {
+    const IDENTITIES = 3000;
+    const states: SharedState[] = [];
+    const writers: KubeAttestationRecords[] = [];
+    const clients: KubeClient[] = [];
+    const client = (): Promise<KubeClient> => KubeClient.connect({ kubeconfig });
+    const replica = async (name: string): Promise<SharedState> => {
+      const dir = join(tmp.dir, `scale-${name}`);
+      mkdirSync(dir);
+      const state = await startKubeSharedState({ namespace: 'trellis-system', caDir: dir, syncTimeoutMs: 20_000 }, { client: await client(), logger: silentLogger, clock: () => new Date(), isLeader: () => false });
+      states.push(state);
+      return state;
+    };
+    after(() => {
+      for (const s of states) s.close();
+      for (const w of writers) w.stop();
+      k8s?.kubectl(['-n', 'trellis-system', 'delete', 'configmaps', '-l', 'trellis.dev/attestation-record=true', '--wait=false']);
+    });
+
+    it(`Should keep the records of ${IDENTITIES} attested identities written through one replica readable on the other, one object each, none rewritten by a later write`, async function () {
+      this.timeout(120_000); // ~25 s on an idle 2-core machine (the API server's creates); more when the machine is shared
+      // Replica A's shared writes (what its store does after the CA-dir write, which is left out: 3,000 fsyncs are not what is tested here); replica B as `trellis control-plane` wires it.
+      const a = new KubeAttestationRecords({ namespace: 'trellis-system' }, { client: await client(), logger: silentLogger, isLeader: () => false });
+      writers.push(a);
+      a.start();
+      const b = await replica('b');
+      const now = Date.now();
+      const serial = (i: number): string => `7${i.toString(16).padStart(6, '0')}${'5a'.repeat(12)}`;
+      const id = (i: number): string => `spiffe://${TD}/ns/shop/sa/w${i}`;
+      // Labels as a Deployment's pods carry them: about 340 bytes a record, so 3,000 outgrow the one ConfigMap the previous version wrote.
+      const attestation = (i: number): WorkloadAttestation =>
+        fromJoinToken(id(i), { service: `svc-${i}`, labels: { 'app.kubernetes.io/name': `svc-${i}`, 'app.kubernetes.io/part-of': 'shop', 'app.kubernetes.io/version': '1.4.2', 'pod-template-hash': '7d9f8c6b5' }, inboundPorts: [8443] });
+      await a.add(serial(0), { attestation: attestation(0), notAfterMs: now + 3600_000 });
+      const firstName = `trellis-attestation-${serial(0)}`;
+      const firstVersion = getJson(['-n', 'trellis-system', 'configmap', firstName])!.metadata.resourceVersion as string;
+      let next = 1;
+      await Promise.all(Array.from({ length: 16 }, async () => {
+        while (next < IDENTITIES) {
+          const i = next++;
+          await a.add(serial(i), { attestation: attestation(i), notAfterMs: now + 3600_000 });
+        }
+      }));
+      const seen = (): number => {
+        let n = 0;
+        for (let i = 0; i < IDENTITIES; i++) if (b.attestations.recall(serial(i), id(i), now) !== null) n++;
+        return n;
+      };
+      await waitFor(() => seen() === IDENTITIES, `replica B to see ${IDENTITIES} records`, 30_000);
+      for (let i = 0; i < IDENTITIES; i++) expect(b.attestations.recall(serial(i), id(i), now), `record ${i} on replica B`).to.deep.equal(attestation(i));
+      expect(b.attestations.recall(serial(1), id(2), now), 'never for another identity').to.equal(null);
+      expect(b.attestations.liveIdentities(now).size).to.be.at.least(IDENTITIES);
+      const names = k8s.kubectlOk(['-n', 'trellis-system', 'get', 'configmaps', '-l', 'trellis.dev/attestation-record=true', '-o', 'name']).split('\n').filter((l) => l.endsWith('5a'.repeat(12)));
+      expect(names, 'one object per SVID').to.have.length(IDENTITIES);
+      expect(getJson(['-n', 'trellis-system', 'configmap', firstName])!.metadata.resourceVersion, 'the first record, untouched by the writes after it').to.equal(firstVersion);
+    });
+
+    it('Should take a record written again with the same content as written, refuse one of other content, and have the leader alone delete the records of expired SVIDs', async () => {
+      const now = Date.now();
+      const writer = (leader: boolean): KubeAttestationRecords => {
+        const r = new KubeAttestationRecords({ namespace: 'trellis-system' }, { client: clients[0]!, logger: silentLogger, isLeader: () => leader });
+        writers.push(r);
+        r.start();
+        return r;
+      };
+      clients.push(await client());
+      const [follower, leader] = [writer(false), writer(true)];
+      await Promise.all([follower.synced(), leader.synced()]);
+      const entry = (service: string, notAfterMs: number): { attestation: WorkloadAttestation; notAfterMs: number } => ({ attestation: fromJoinToken(`spiffe://${TD}/ns/shop/sa/gc`, { service, labels: {}, inboundPorts: [] }), notAfterMs });
+      await follower.add('6e01', entry('gc', now + 3600_000));
+      await follower.add('6e01', entry('gc', now + 3600_000)); // a retry whose first answer was lost
+      let refused: unknown;
+      await follower.add('6e01', entry('other', now + 3600_000)).catch((err: unknown) => (refused = err));
+      expect(refused).to.include({ code: 'TRELLIS_CP_ATTESTATION_STORE' }).and.to.have.nested.property('details.reason', 'CONFLICT');
+      await follower.add('6e02', entry('gc', now + 1000));
+      await waitFor(() => leader.get('6e02') !== null && leader.get('6e01') !== null, 'the leader to see both records');
+      expect(await follower.sweep(), 'a follower deletes nothing').to.equal(0);
+      await new Promise((r) => setTimeout(r, 1100));
+      expect(await leader.sweep(), 'the expired record, once').to.equal(1);
+      await waitFor(() => follower.get('6e02') === null, 'the deletion to reach the other replica');
+      expect(getJson(['-n', 'trellis-system', 'configmap', 'trellis-attestation-6e02'])).to.equal(null);
+      expect(follower.get('6e01')?.attestation.workload.service, 'the live one stays').to.equal('gc');
+    });
+
+    it('Should honour on an upgraded replica the records the previous version kept in ConfigMap trellis-attestations, until they expire', async () => {
+      const b = states[0] ?? (await replica('legacy'));
+      const now = Date.now();
+      const id = `spiffe://${TD}/ns/shop/sa/old`;
+      const record = (notAfterMs: number): Obj => ({ spiffeId: id, source: 'join-token', service: 'old', labels: { app: 'old' }, inboundPorts: [7443], notAfter: new Date(notAfterMs).toISOString() });
+      // As the previous version wrote it: every record in one document.
+      kubectl(['-n', 'trellis-system', 'create', 'configmap', 'trellis-attestations', `--from-literal=attestations.json=${JSON.stringify({ version: 1, records: { '6f01': record(now + 3600_000), '6f02': record(now - 1000) } })}`]);
+      await waitFor(() => b.attestations.recall('6f01', id, now) !== null, 'the upgraded replica to read the old document');
+      expect(b.attestations.recall('6f01', id, now)).to.deep.equal(fromJoinToken(id, { service: 'old', labels: { app: 'old' }, inboundPorts: [7443] }));
+      expect(b.attestations.recall('6f02', id, now), 'an expired one attests nothing').to.equal(null);
+      expect(b.attestations.recall('6f01', id, now + 3600_000)).to.equal(null);
+      expect(b.attestations.liveIdentities(now).has(id)).to.equal(true);
+    });
   });
 });

@@ -1,13 +1,14 @@
 /**
- * The attestation records as one shared document (`{version: 1, records:
- * {<serial>: record}}`, compact JSON): the form replicas share on the
- * Kubernetes API server, in one key of one ConfigMap, through the same
- * SharedDocument machinery as the revocation list. Bounded: every change
- * drops the records whose SVID has expired, and a document that would
- * outgrow what a ConfigMap holds is refused rather than written (its
- * records then stay on the replica that issued them, shared-attestation-store.ts).
+ * The attestation records as one document (`{version: 1, records:
+ * {<serial>: record}}`): the form the previous version shared on the
+ * Kubernetes API server, in key `attestations.json` of ConfigMap
+ * `trellis-attestations`. One object held every record, so it capped the
+ * mesh at what a ConfigMap holds (1 MiB, about 4,000 live attested SVIDs)
+ * and each issuance rewrote all of them; records are now one object each
+ * (attestation-record-collection.ts). This document is still read, never
+ * written, so an upgraded control plane honours the records the previous
+ * version wrote until they expire.
  */
-import { ControlPlaneError, ControlPlaneErrorCode } from '../errors/control-plane-error';
 import type { DocumentCodec } from '../state/shared-document';
 import { attestationRecordJson, attestationSerial, parseAttestationRecord, type AttestationEntry } from './attestation-record';
 
@@ -17,13 +18,6 @@ export interface AttestationSet {
   /** Records of the stored text that did not parse (`<serial>: <reason>`): left out, they attest nothing, and dropped by the next change. */
   readonly rejected: readonly string[];
 }
-
-/**
- * The largest document written, in bytes: a ConfigMap's data may hold 1 MiB
- * (1,048,576 bytes); the rest is left for the key and headroom. At about
- * 250 bytes a record, some 4,000 live attested SVIDs.
- */
-export const MAX_ATTESTATION_DOCUMENT_BYTES = 1_000_000;
 
 const EMPTY: AttestationSet = Object.freeze({ records: new Map<string, AttestationEntry>(), rejected: Object.freeze([]) as readonly string[] });
 
@@ -63,27 +57,6 @@ export const attestationSetCodec: DocumentCodec<AttestationSet> = Object.freeze(
     return JSON.stringify({ version: 1, records }) + '\n';
   },
 });
-
-/**
- * `doc` with `added` recorded and every record expired at `nowMs` dropped
- * (pure). Throws TRELLIS_CP_ATTESTATION_STORE (reason TOO_LARGE) when the
- * result would be over `maxBytes` formatted: nothing is written then.
- */
-export function withAttestations(doc: AttestationSet, added: ReadonlyArray<{ serial: string; entry: AttestationEntry }>, nowMs: number, maxBytes = MAX_ATTESTATION_DOCUMENT_BYTES): AttestationSet {
-  const records = new Map<string, AttestationEntry>();
-  for (const [serial, entry] of doc.records) if (entry.notAfterMs > nowMs) records.set(serial, entry);
-  for (const a of added) if (a.entry.notAfterMs > nowMs) records.set(a.serial, a.entry);
-  const next: AttestationSet = Object.freeze({ records, rejected: Object.freeze([]) as readonly string[] });
-  const bytes = Buffer.byteLength(attestationSetCodec.format(next));
-  if (bytes > maxBytes) {
-    throw new ControlPlaneError(
-      ControlPlaneErrorCode.ATTESTATION_STORE,
-      `the shared attestation records would be ${bytes} bytes (${records.size} live SVIDs), over the ${maxBytes} a ConfigMap holds; kept on this replica only (about 4,000 live attested SVIDs fit: docs/kubernetes.md, State shared by the replicas)`,
-      { reason: 'TOO_LARGE', bytes, records: records.size },
-    );
-  }
-  return next;
-}
 
 /** The record of `serial` in `doc` while its SVID is live at `nowMs`, or null. */
 export function lookupAttestation(doc: AttestationSet, serial: string, nowMs: number): AttestationEntry | null {

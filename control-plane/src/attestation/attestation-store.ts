@@ -11,9 +11,9 @@
  * but attested differently (two tokens) each keep their own. Records are
  * part of the state replicas share (state/shared-state.ts): files of the CA
  * dir (file-attestation-store.ts) where replicas share the dir, a watched
- * document on the Kubernetes API server (shared-attestation-store.ts) where
- * each replica has its own copy of it; otherwise a sidecar attested on one
- * replica could not renew on another.
+ * collection of one object per record on the Kubernetes API server
+ * (shared-attestation-store.ts) where each replica has its own CA dir;
+ * otherwise a sidecar attested on one replica could not renew on another.
  */
 import type { WorkloadAttestation } from './workload-attestation';
 
@@ -42,6 +42,13 @@ export interface AttestationRecords extends AttestationStore {
    * control plane expects them back). Unreadable records are left out.
    */
   liveIdentities(nowMs: number): Set<string>;
+  /**
+   * For a store that also writes outside `remember` (a shared copy retried in
+   * the background): tells `listener` the outcome of each such write (null:
+   * written), so the control plane is not ready while they fail. Returns the
+   * unsubscribe. A store without it reports through `remember` alone.
+   */
+  onWriteOutcome?(listener: (err: Error | null) => void): () => void;
 }
 
 /** A store that remembers nothing: every certificate attests its identity alone. */

@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import type { Logger, TrellisError } from '@trellis/shared';
 import type { AttestationRecords } from '../attestation/attestation-store';
 import { FileAttestationStore } from '../attestation/file-attestation-store';
+import { attestsMetadata } from '../attestation/workload-attestation';
 import { JoinTokenStore } from '../auth/join-token-store';
 import type { TokenUses } from '../auth/token-uses';
 import { REISSUE_ORDERS_FILE, reissueOrdersCodec, type ReissueOrder } from '../discovery/reissue-orders';
@@ -77,6 +78,30 @@ export function observedDocument<T>(doc: SharedDocument<T>, store: StateStore, h
         throw err;
       }
     },
+  };
+}
+
+/**
+ * The attestation records with the outcome of each write observed as store
+ * `attestations`: a record `remember` could not write (TRELLIS_CP_ATTESTATION_STORE)
+ * marks it failing. A store that also writes in the background (the shared
+ * copy on the API server) reports those outcomes itself, and only they clear
+ * it: a record kept locally while the shared write fails is not "written".
+ */
+export function observedAttestations(records: AttestationRecords, health: StorageHealth): AttestationRecords {
+  records.onWriteOutcome?.((err) => health.record('attestations', err));
+  return {
+    async remember(serialHex, attestation, notAfterMs, nowMs) {
+      try {
+        await records.remember(serialHex, attestation, notAfterMs, nowMs);
+        if (!records.onWriteOutcome && attestsMetadata(attestation)) health.record('attestations', null); // identity-only: nothing was written
+      } catch (err) {
+        if ((err as Partial<TrellisError>).code === 'TRELLIS_CP_ATTESTATION_STORE') health.record('attestations', err as Error);
+        throw err;
+      }
+    },
+    recall: (serialHex, spiffeId, nowMs) => records.recall(serialHex, spiffeId, nowMs),
+    liveIdentities: (nowMs) => records.liveIdentities(nowMs),
   };
 }
 

@@ -10,7 +10,9 @@
  * soon as space is back; and a replica report written (every few seconds)
  * clears the stores kept where it is kept (the CA dir, or the API server),
  * so readiness returns by itself, even for a store written only on demand
- * (a revocation refused once).
+ * (a revocation refused once). On the API server the attestation records
+ * are the exception: their store retries in the background and reports
+ * each outcome, so only a record written clears them.
  */
 import { rmSync, statfsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -95,8 +97,10 @@ export class StorageHealth {
   /** Records the outcome of one write of `store`: null when it worked. */
   record(store: StateStore, err: Error | null): void {
     if (err === null) {
-      // A replica report written proves its backend writable: the stores kept there are too.
-      const cleared = store === 'replica-report' ? [...SHARED_STORES, ...((this.deps.sharedBackend ?? 'ca-dir') === 'ca-dir' ? CA_DIR_STORES : [])] : [store];
+      // A replica report written proves its backend writable: the stores kept there are too. Not, on the API
+      // server, the attestation records: objects of their own (other RBAC), whose store retries until a write lands and says so.
+      const onFiles = (this.deps.sharedBackend ?? 'ca-dir') === 'ca-dir';
+      const cleared = store === 'replica-report' ? [...SHARED_STORES.filter((s) => onFiles || s !== 'attestations'), ...(onFiles ? CA_DIR_STORES : [])] : [store];
       let changed = false;
       for (const s of cleared) changed = this.failing.delete(s) || changed;
       if (changed) this.deps.onChange?.(this.current());
