@@ -1,5 +1,6 @@
 import { expect } from 'chai';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { createServer as createNetServer, connect as netConnect, type AddressInfo, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { silentLogger } from '@trellis/shared';
 import { requireKubeApiServer, startKubeApiServer, waitFor, type KubeApiServer } from '@trellis/testkit';
@@ -106,6 +107,71 @@ describe('Kubernetes adapters on a real API server', function () {
     await client.replace('/api/v1/namespaces/default/configmaps/conflict', { ...cm, data: { a: '2' } });
     const err = await client.replace('/api/v1/namespaces/default/configmaps/conflict', { ...cm, data: { a: '3' } }).then(() => null, (e: unknown) => e);
     expect((err as KubernetesError).code).to.equal('TRELLIS_K8S_CONFLICT');
+  });
+
+  it('Should send consecutive requests over one kept-alive connection, not a TCP and TLS handshake each', async () => {
+    // A plain TCP forwarder in front of the real API server counts the connections clients open.
+    let connections = 0;
+    const open = new Set<Socket>();
+    const target = new URL(k8s.server);
+    const forwarder = createNetServer((down) => {
+      connections++;
+      open.add(down);
+      const up = netConnect(Number(target.port), target.hostname);
+      down.pipe(up).pipe(down);
+      up.on('error', () => down.destroy());
+      down.on('error', () => up.destroy());
+    });
+    await new Promise<void>((r) => forwarder.listen(0, '127.0.0.1', () => r()));
+    const kubeconfig = join(k8s.runDir, 'forwarded.kubeconfig');
+    writeFileSync(kubeconfig, readFileSync(k8s.kubeconfig, 'utf8').replace(k8s.server, `https://127.0.0.1:${(forwarder.address() as AddressInfo).port}`));
+    const forwarded = await KubeClient.connect({ kubeconfig });
+    try {
+      for (let i = 0; i < 10; i++) expect(await forwarded.getOrNull('/api/v1/namespaces/default/configmaps/nope')).to.equal(null);
+      await forwarded.create('/api/v1/namespaces/default/configmaps', { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'kept-alive' } });
+      expect(connections, 'connections for 11 sequential requests').to.equal(1);
+    } finally {
+      forwarded.close();
+      for (const sock of open) sock.destroy();
+      await new Promise<void>((r) => forwarder.close(() => r()));
+    }
+  });
+
+  it('Should send a request again on a new connection when the kept-alive one is reset as it is reused', async () => {
+    // Once armed, the forwarder resets the first connection when the client next sends on it (its second
+    // request), as a server that closed an idle connection at that moment would: the request never reached it.
+    let connections = 0;
+    let armed = false;
+    const open = new Set<Socket>();
+    const target = new URL(k8s.server);
+    const forwarder = createNetServer((down) => {
+      const n = ++connections;
+      open.add(down);
+      const up = netConnect(Number(target.port), target.hostname);
+      up.on('data', (d: Buffer) => down.write(d));
+      down.on('data', (d: Buffer) => {
+        if (n === 1 && armed) down.resetAndDestroy();
+        else up.write(d);
+      });
+      up.on('error', () => down.destroy());
+      down.on('error', () => up.destroy());
+      down.on('close', () => up.destroy());
+    });
+    await new Promise<void>((r) => forwarder.listen(0, '127.0.0.1', () => r()));
+    const kubeconfig = join(k8s.runDir, 'resetting.kubeconfig');
+    writeFileSync(kubeconfig, readFileSync(k8s.kubeconfig, 'utf8').replace(k8s.server, `https://127.0.0.1:${(forwarder.address() as AddressInfo).port}`));
+    const resetting = await KubeClient.connect({ kubeconfig });
+    try {
+      expect(await resetting.getOrNull('/api/v1/namespaces/default/configmaps/nope')).to.equal(null);
+      // The first answer is in: the client sends nothing more on that connection until its next request.
+      armed = true;
+      expect(await resetting.getOrNull('/api/v1/namespaces/default/configmaps/nope'), 'the second GET, sent again').to.equal(null);
+      expect(connections).to.equal(2);
+    } finally {
+      resetting.close();
+      for (const sock of open) sock.destroy();
+      await new Promise<void>((r) => forwarder.close(() => r()));
+    }
   });
 
   describe('informer', () => {

@@ -13,8 +13,9 @@
  * (require() of ESM needs 20.19+), and keeps it out of every process that
  * never talks to an API server.
  */
-import { request as httpsRequest, type RequestOptions } from 'node:https';
-import { request as httpRequest } from 'node:http';
+import { Agent as HttpsAgent, request as httpsRequest, type AgentOptions, type RequestOptions } from 'node:https';
+import { Agent as HttpAgent, request as httpRequest } from 'node:http';
+import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import type * as ClientNode from '@kubernetes/client-node' with { 'resolution-mode': 'import' };
 import { KubernetesError, KubernetesErrorCode, codeForStatus } from '../errors/kubernetes-error';
@@ -50,6 +51,9 @@ export interface KubeRequestOptions {
 
 let loaded: Promise<ClientNodeModule> | undefined;
 
+/** Rejects a request whose kept-alive connection was reset before it was sent (see request()). */
+const RETRY_ON_NEW_CONNECTION = Symbol('retry on a new connection');
+
 /**
  * True when `KubeClient.connect(opts)` has a configuration to load: a
  * kubeconfig was given, or the process runs in a pod (KUBERNETES_SERVICE_HOST
@@ -69,6 +73,8 @@ export function loadClientNode(): Promise<ClientNodeModule> {
 
 /** A connection to one API server. */
 export class KubeClient {
+  private agent: { key: string; agent: HttpAgent | HttpsAgent } | undefined;
+
   private constructor(
     /** The library's config (for its ListWatch and typed APIs). */
     readonly config: ClientNode.KubeConfig,
@@ -121,19 +127,27 @@ export class KubeClient {
       },
     };
     await this.config.applyToHTTPSOptions(options);
+    options.agent = this.keepAliveAgent(url.protocol, options.agent as HttpsAgent | undefined);
     const what = `${method} ${url.pathname}`;
-    const { status, text } = await new Promise<{ status: number; text: string }>((resolve, reject) => {
-      const req = (url.protocol === 'http:' ? httpRequest : httpsRequest)(url, options, (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
-        res.on('error', reject);
+    const send = (mayRetry: boolean): Promise<{ status: number; text: string }> =>
+      new Promise((resolve, reject) => {
+        const req = (url.protocol === 'http:' ? httpRequest : httpsRequest)(url, options, (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
+          res.on('error', reject);
+        });
+        req.setTimeout(this.timeoutMs, () => req.destroy(new Error(`no answer within ${this.timeoutMs} ms`)));
+        req.on('error', (err: NodeJS.ErrnoException) => {
+          // A kept-alive connection the server closed as we reused it: the request never reached it.
+          // Sent again once on a fresh connection, unless it creates something (POST), as Node's docs advise.
+          if (mayRetry && req.reusedSocket && err.code === 'ECONNRESET' && method !== 'POST') reject(RETRY_ON_NEW_CONNECTION);
+          else reject(new KubernetesError(KubernetesErrorCode.UNREACHABLE, `${what}: API server ${this.server} unreachable: ${err.message}`, { server: this.server }, { cause: err }));
+        });
+        if (body !== undefined) req.write(body);
+        req.end();
       });
-      req.setTimeout(this.timeoutMs, () => req.destroy(new Error(`no answer within ${this.timeoutMs} ms`)));
-      req.on('error', (err) => reject(new KubernetesError(KubernetesErrorCode.UNREACHABLE, `${what}: API server ${this.server} unreachable: ${err.message}`, { server: this.server }, { cause: err })));
-      if (body !== undefined) req.write(body);
-      req.end();
-    });
+    const { status, text } = await send(true).catch((err: unknown) => (err === RETRY_ON_NEW_CONNECTION ? send(false) : Promise.reject(err)));
     let parsed: unknown;
     try {
       parsed = text === '' ? undefined : JSON.parse(text);
@@ -152,6 +166,33 @@ export class KubeClient {
       throw new KubernetesError(KubernetesErrorCode.BAD_RESPONSE, `${what}: answer is not JSON`, { status, path: url.pathname });
     }
     return parsed as T;
+  }
+
+  /**
+   * One keep-alive agent for this client's requests. The library makes a new
+   * agent for every request, so each one paid a TCP and TLS handshake (and
+   * the API server one more connection); its TLS settings (CA, client
+   * certificate, server name) are kept, and a change in them (a rotated
+   * client certificate) replaces the agent. Idle sockets do not keep the
+   * process alive (node:http unrefs them).
+   */
+  private keepAliveAgent(protocol: string, made: HttpsAgent | undefined): HttpAgent | HttpsAgent {
+    const tls: AgentOptions = (made as (HttpsAgent & { options?: AgentOptions }) | undefined)?.options ?? {};
+    const h = createHash('sha256').update(`${protocol} ${String(tls.rejectUnauthorized)} ${tls.servername ?? ''}`);
+    for (const part of [tls.ca, tls.cert, tls.key, tls.pfx, tls.passphrase]) h.update('\0').update(part === undefined ? '' : Array.isArray(part) ? part.map(String).join('\0') : String(part));
+    const key = h.digest('hex');
+    if (this.agent?.key === key) return this.agent.agent;
+    this.agent?.agent.destroy();
+    const common = { keepAlive: true, maxSockets: 16, timeout: 60_000 };
+    const agent = protocol === 'http:' ? new HttpAgent(common) : new HttpsAgent({ ...tls, ...common });
+    this.agent = { key, agent };
+    return agent;
+  }
+
+  /** Closes the keep-alive connections (watches are the informers' to stop). */
+  close(): void {
+    this.agent?.agent.destroy();
+    this.agent = undefined;
   }
 
   /** GET, or null on 404. */
