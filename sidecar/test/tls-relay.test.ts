@@ -498,7 +498,8 @@ describeWith(NATIVE_RELAY, 'Native TLS relay engine (@trellis/tls-relay)', funct
     const child = spawn('openssl', ['s_client', '-connect', `127.0.0.1:${lis.port}`, '-cert', join(tmp.dir, 'leaf.pem'), '-cert_chain', join(tmp.dir, 'chain.pem'), '-key', join(tmp.dir, 'key.pem'), '-CAfile', join(tmp.dir, 'ca.pem'), '-quiet', '-verify_return_error'], { stdio: ['pipe', 'pipe', 'pipe'] });
     let out = '';
     child.stdout.on('data', (c: Buffer) => (out += c.toString()));
-    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    // 'close', not 'exit': 'exit' can come before the last of stdout (the app's answer checked below) has been read.
+    const exited = new Promise<number | null>((r) => child.once('close', (code) => r(code)));
     cleanups.push(() => child.kill());
     const id = await lis.nextId();
     cleanups.push(() => h.relay.close(id));

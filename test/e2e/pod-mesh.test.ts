@@ -71,6 +71,17 @@ describeWith(NETNS, 'pods in network namespaces (real iptables, sidecars and con
     logs[`${sa}/sidecar`] = '';
     sidecar.stderr!.on('data', (d: Buffer) => (logs[`${sa}/sidecar`] += d.toString()));
     await eventually(`${sa} sidecar ready`, 60_000, async () => (await httpGet(15000, '/ready', { host: pod.ip })).status === 200);
+    // Ready says the sidecar holds an identity, not that what the tests call through it is there yet:
+    // the app starts beside it (loopback in the pod is not redirected, so this reaches the app itself),
+    // and an outbound needs the control plane's endpoint push for its service, which lands a moment later.
+    if (opts.inbound) await eventually(`${sa} app listening`, 30_000, () => net.execSync(pod, 'curl', ['-s', '--max-time', '2', '-o', '/dev/null', `http://127.0.0.1:${APP_PORT}/`]).status === 0);
+    if (opts.outboundTo) {
+      const service = opts.outboundTo;
+      await eventually(`${sa} to know an endpoint of ${service}`, 60_000, async () => {
+        const dump = JSON.parse((await httpGet(15000, '/config_dump', { host: pod.ip })).body) as { endpoints?: Record<string, { addresses: string[] }> };
+        return (dump.endpoints?.[service]?.addresses.length ?? 0) > 0;
+      });
+    }
   };
 
   /** curl inside `pod`; returns the HTTP status (0 when no HTTP answer) and body. */

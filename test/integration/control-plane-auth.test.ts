@@ -181,7 +181,10 @@ describe('control plane workload authentication (real process, real gRPC/TLS)', 
     raw.client.close();
     expect({ code: st.code, serverCode: st.serverCode }).to.deep.equal({ code: 9, serverCode: 'TRELLIS_CP_TOKEN_STREAM_SPENT' });
     expect(responses).to.have.length(1);
-    expect(cp.logs.some((l) => l.includes('"svid refused"') && l.includes(id) && l.includes('TRELLIS_CP_TOKEN_STREAM_SPENT'))).to.equal(true);
+    // The refusal's log line comes through the control plane's stderr pipe, read on its own schedule: wait for it, then check it.
+    const refusedLine = (): boolean => cp.logs.some((l) => l.includes('"svid refused"') && l.includes(id) && l.includes('TRELLIS_CP_TOKEN_STREAM_SPENT'));
+    await waitFor(refusedLine, 'the refusal in the log');
+    expect(refusedLine()).to.equal(true);
   });
 
   it('Should renew over a new mTLS stream when the stream it holds was opened with a join token', async () => {

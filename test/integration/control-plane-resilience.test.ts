@@ -46,6 +46,18 @@ describe('control plane restart, replicas and overload (real processes)', functi
     return p;
   }
 
+  /**
+   * Whether `cp` shows `id` on exactly one stream, authenticated by its SVID, with every type SYNCED.
+   * rotate() resolves when the SVID arrives; the sidecar then moves to a stream opened with it,
+   * subscribing with the versions it holds at that moment, and an update that reached the old stream
+   * meanwhile (its own endpoint, pushed after a debounce) is sent once more on the new one. Counting
+   * pushes is only meaningful once that move is over.
+   */
+  async function settled(cp: ControlPlaneProcess, id: string): Promise<boolean> {
+    const streams = (await adminJson<{ proxies: Array<{ spiffeId: string; authMethod: string; types: Record<string, { state: string }> }> }>(cp, '/debug/proxies')).proxies.filter((x) => x.spiffeId === id);
+    return streams.length === 1 && streams[0]!.authMethod === 'svid' && TYPES.every((t) => streams[0]!.types[t]?.state === 'SYNCED');
+  }
+
   function counts(s: FakeSidecar): number[] {
     return TYPES.map((t) => s.count(t));
   }
@@ -59,6 +71,7 @@ describe('control plane restart, replicas and overload (real processes)', functi
     s.start();
     await s.rotate();
     await waitFor(() => TYPES.every((t) => s.last(t) !== undefined), 'the initial sync');
+    await waitFor(() => settled(cp, id), 'the sidecar settled on its SVID stream');
     const before = counts(s);
     const connectsBefore = s.connects;
 
@@ -89,6 +102,7 @@ describe('control plane restart, replicas and overload (real processes)', functi
     s.start();
     await s.rotate();
     await waitFor(() => TYPES.every((t) => s.last(t) !== undefined), 'the initial sync');
+    await waitFor(() => settled(a, id), 'the sidecar settled on its SVID stream');
     expect(s.client.connection().address).to.equal(a.address);
     const before = counts(s);
 

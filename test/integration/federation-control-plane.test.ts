@@ -21,7 +21,8 @@ function runControlPlane(args: string[], cwd: string): Promise<{ status: number 
       }
     });
     const timer = setTimeout(() => p.kill('SIGKILL'), 20_000);
-    p.once('exit', (status) => {
+    // 'close', not 'exit': 'exit' can come before the last of stderr (the refusal checked) has been read.
+    p.once('close', (status) => {
       clearTimeout(timer);
       resolve({ status, stderr, ready });
     });

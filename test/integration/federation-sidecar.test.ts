@@ -164,6 +164,8 @@ describe('Federation end to end: trellis control-plane --federation and a trelli
     const before = await refusals('untrusted_chain');
     const r = await mtlsGet(port.cartIn!, clients.stranger!, rootA);
     expect(r).to.have.property('error');
+    // Counted by the sidecar process when it handles the failed handshake, read here over its admin port: wait for the count, then check it.
+    await waitFor('the refusal to be counted', async () => (await refusals('untrusted_chain')) >= before + 1);
     expect(await refusals('untrusted_chain')).to.equal(before + 1);
   });
 
@@ -182,6 +184,8 @@ describe('Federation end to end: trellis control-plane --federation and a trelli
     const before = await refusals('foreign_trust_domain');
     const r = await mtlsGet(port.cartIn!, clients.stranger!, rootA);
     expect(r).to.have.property('error');
+    // Counted by the sidecar process when it handles the failed handshake, read here over its admin port: wait for the count, then check it.
+    await waitFor('the refusal to be counted', async () => (await refusals('foreign_trust_domain')) >= before + 1);
     expect(await refusals('foreign_trust_domain')).to.equal(before + 1);
     expect(await mtlsGet(port.cartIn!, clients.partner!, rootA)).to.have.property('status', 200);
   });

@@ -250,6 +250,11 @@ describe('The registry from a real Kubernetes API server (1.20, EndpointSlice v1
   });
 
   it('Should select policies by the pod\'s labels on the API server and follow a relabel without a reconnect', async () => {
+    // Each SVID install (the re-issue two tests back included) moves the sidecar to a new stream a moment
+    // later, which replica B logs as one more authenticated stream: count from after the move, so the
+    // only stream that could appear below is one the relabel caused.
+    const paymentsLog = (): string => group.log(sidecars['payments-1']!);
+    await waitFor('payments on a stream opened with its newest SVID', () => paymentsLog().lastIndexOf('"msg":"discovery stream renewed with the new certificate"') > paymentsLog().lastIndexOf('"msg":"SVID installed"'), 30_000);
     const streamsBefore = cpB.logs.filter((l) => l.includes('stream authenticated') && l.includes(id('payments'))).length;
     kubectl(['-n', 'shop', 'label', 'pod', 'payments-1', 'quarantine=true']);
     await waitFor('the DENY policy selecting quarantine=true to apply to payments', async () => (await viaWeb()).status === 403);

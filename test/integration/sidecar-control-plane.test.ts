@@ -27,8 +27,14 @@ spec:
     to: [{operation: {methods: ["GET"]}}]
 `;
 
+/**
+ * Resolves with `p`'s exit code once it has exited and its stderr has ended: 'exit' can come before the
+ * last lines it logged have been read from the pipe, and the tests check those lines.
+ */
 function exited(p: ChildProcess): Promise<number | null> {
-  return p.exitCode !== null ? Promise.resolve(p.exitCode) : new Promise((r) => p.once('exit', (code) => r(code)));
+  const code = p.exitCode !== null ? Promise.resolve(p.exitCode) : new Promise<number | null>((r) => p.once('exit', (c) => r(c)));
+  const ended = !p.stderr || p.stderr.readableEnded ? Promise.resolve() : new Promise<void>((r) => p.stderr!.once('end', () => r()));
+  return Promise.all([code, ended]).then(([c]) => c);
 }
 
 describe('trellis sidecar with a real control plane (real processes, real gRPC and mTLS over loopback)', function () {

@@ -122,6 +122,12 @@ describe('trellis sidecar identity from a join token (real control plane and sid
   });
 });
 
+/**
+ * Resolves with `p`'s exit code once it has exited and its stderr has ended: 'exit' can come before the
+ * last lines it logged (the error checked below) have been read from the pipe.
+ */
 function exitOf(p: ChildProcess): Promise<number | null> {
-  return p.exitCode !== null ? Promise.resolve(p.exitCode) : new Promise((r) => p.once('exit', (code) => r(code)));
+  const code = p.exitCode !== null ? Promise.resolve(p.exitCode) : new Promise<number | null>((r) => p.once('exit', (c) => r(c)));
+  const ended = !p.stderr || p.stderr.readableEnded ? Promise.resolve() : new Promise<void>((r) => p.stderr!.once('end', () => r()));
+  return Promise.all([code, ended]).then(([c]) => c);
 }
