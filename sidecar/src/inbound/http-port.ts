@@ -1,10 +1,10 @@
 /**
  * An HTTP inbound port's protocol choice (any suffix, inbound-protocol.ts):
- * after authentication, a connection is HTTP/2 when TLS negotiated `h2` by ALPN (we offer `h2`,
- * `http/1.1`, in that order, as Envoy does) or, in plaintext or TLS without
- * ALPN (what a byte-forwarding outbound carrying an app's h2c sends), when
- * it opens with the HTTP/2 preface (prior knowledge); anything else is
- * HTTP/1.1. Both protocols are served by their own server (h2-inbound.ts,
+ * after authentication, a connection is HTTP/2 when TLS negotiated `h2` by
+ * ALPN (we offer `h2`, `http/1.1`, in that order, as Envoy does) or, in
+ * plaintext or TLS without ALPN (what a byte-forwarding outbound carrying an
+ * app's h2c sends), when it opens with the HTTP/2 preface (prior knowledge);
+ * anything else is HTTP/1.1. Both protocols are served by their own server (h2-inbound.ts,
  * http-inbound.ts) through the one request gate, and reach the app in the
  * protocol it speaks, probed or declared (app-h2c.ts): an h2c app gets every
  * request as HTTP/2 (but WebSocket upgrades), an HTTP/1.1 app every request
