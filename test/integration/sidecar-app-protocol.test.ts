@@ -221,6 +221,16 @@ for (const dataPath of dataPaths()) describe(`An app protocol declared on the in
     });
   }
 
+  it('Should say each port\'s declared protocol in /config_dump', () => {
+    const inbound = (sidecar.configDump().listeners as { inbound: Array<{ appPort: number; http: boolean; protocol?: string }> }).inbound;
+    expect(inbound.map((l) => [l.http, l.protocol])).to.deep.equal([
+      [true, 'http1'],
+      [true, 'grpc'],
+      [true, 'h2c'],
+      [true, 'grpc'],
+    ]);
+  });
+
   it('Should serve HTTP/2 and HTTP/1.1 clients on /http1, and WebSocket, and never send the HTTP/1.1 app an h2 preface', async () => {
     const session = h2Session(ports.http1);
     try {
