@@ -35,6 +35,8 @@ export { asPodLike } from './inject/pod-shape';
 export type { PodLike, Container, ContainerPort, Probe, ObjectMeta } from './inject/pod-shape';
 export { planInboundPorts } from './inject/port-plan';
 export type { InboundPort } from './inject/port-plan';
+export { portProtocol } from './inject/port-protocol';
+export type { PortProtocol } from './inject/port-protocol';
 export { planProbeRewrites, PROBE_KINDS } from './inject/probe-rewrite';
 export type { AppProbe, ProbeRewrite } from './inject/probe-rewrite';
 export {

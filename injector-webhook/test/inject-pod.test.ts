@@ -218,6 +218,44 @@ describe('injectPod', () => {
 });
 
 describe('inbound port plan', () => {
+  it('declares each port\'s protocol from its name prefix as Istio does: grpc → /grpc, http2 → /h2c, http → /http, anything else TCP', () => {
+    const p = pod({
+      spec: {
+        containers: [
+          { name: 'api', image: 'a', ports: [{ name: 'grpc-api', containerPort: 9000 }, { name: 'http2-x', containerPort: 9001 }, { name: 'http-web', containerPort: 8080 }, { name: 'metrics', containerPort: 9102 }] },
+        ],
+      },
+    });
+    const args: string[] = sidecarOf(injected(p)).args;
+    const inbound = args.filter((_, i) => args[i - 1] === '--inbound');
+    expect(inbound).to.deep.equal(['15100=8080/http', '15101=9000/grpc', '15102=9001/h2c', '15103=9102']);
+  });
+
+  const protocolCases: Array<[string, { name?: string; appProtocol?: string }, 'http' | 'h2c' | 'grpc' | undefined]> = [
+    ['a port named exactly grpc', { name: 'grpc' }, 'grpc'],
+    ['a port named grpc-web-ui (Istio: gRPC-Web, carried over HTTP/2)', { name: 'grpc-web-ui' }, 'grpc'],
+    ['a port named GRPC-Api (the prefix is not case sensitive)', { name: 'GRPC-Api' }, 'grpc'],
+    ['a port named http2', { name: 'http2' }, 'h2c'],
+    ['a port named h2c-internal', { name: 'h2c-internal' }, 'h2c'],
+    ['a port named http', { name: 'http' }, 'http'],
+    ['a port named httpx (a prefix must end at "-")', { name: 'httpx' }, undefined],
+    ['a port named grpcish (a prefix must end at "-")', { name: 'grpcish' }, undefined],
+    ['a port named tcp-grpc (the first token decides)', { name: 'tcp-grpc' }, undefined],
+    ['a port named https (TLS the app terminates: bytes)', { name: 'https' }, undefined],
+    ['an unnamed port', {}, undefined],
+    ['appProtocol grpc on a port named http-x (appProtocol wins)', { name: 'http-x', appProtocol: 'grpc' }, 'grpc'],
+    ['appProtocol kubernetes.io/h2c', { name: 'web', appProtocol: 'kubernetes.io/h2c' }, 'h2c'],
+    ['appProtocol http on an unnamed port', { appProtocol: 'http' }, 'http'],
+    ['appProtocol kubernetes.io/ws (WebSocket over cleartext)', { appProtocol: 'kubernetes.io/ws' }, 'http'],
+  ];
+  for (const [what, port, want] of protocolCases) {
+    it(`passes ${want ? `/${want}` : 'TCP'} for ${what}`, () => {
+      const plan = planInboundPorts([{ name: 'a', ports: [{ containerPort: 8080, ...port }] }], DEFAULT_INJECTOR_CONFIG);
+      expect(plan).to.have.length(1);
+      expect(plan[0]!.protocol).to.equal(want ?? 'tcp');
+    });
+  }
+
   it('skips listener ports that an app already uses', () => {
     const plan = planInboundPorts([{ name: 'a', ports: [{ containerPort: 80 }, { containerPort: 15100 }] }], DEFAULT_INJECTOR_CONFIG);
     expect(plan.map((p) => [p.appPort, p.listenPort])).to.deep.equal([[80, 15101], [15100, 15102]]);

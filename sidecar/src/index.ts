@@ -29,6 +29,8 @@ export { InboundListener } from './inbound/inbound-listener';
 export { PendingHandshakes, DEFAULT_MAX_PENDING_HANDSHAKES, isSlot } from './inbound/pending-handshakes';
 export type { HandshakeSlot, CapacityRefusal } from './inbound/pending-handshakes';
 export type { InboundSpec, InboundDeps } from './inbound/inbound-listener';
+export { INBOUND_PROTOCOLS } from './inbound/inbound-protocol';
+export type { InboundProtocol, DeclaredAppProtocol } from './inbound/inbound-protocol';
 export { ambiguousRequestHeaders, downstreamHeaders, downstreamTrailers, upstreamHeaders } from './inbound/http-forwarder';
 export type { Forward, HttpForwarder } from './inbound/http-forwarder';
 export { readRequestTarget } from './inbound/request-target';

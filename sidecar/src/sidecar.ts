@@ -9,6 +9,7 @@ import type { Server } from 'node:http';
 import { fitSidecarReport, SIDECAR_REPORT_LIMITS, type Logger, type ReportedCertificate, type SidecarReport } from '@trellis/shared';
 import { startAdminServer } from './admin/admin-server';
 import { InboundListener, type InboundSpec } from './inbound/inbound-listener';
+import { inboundSuffix } from './inbound/inbound-protocol';
 import { OutboundListener, type OutboundSpec } from './outbound/outbound-listener';
 import { SidecarMetrics } from './metrics/sidecar-metrics';
 import { ConnectionTracker } from './proxy/connection-tracker';
@@ -187,7 +188,7 @@ export class Sidecar {
       this.adminPort = a.port;
     }
     this.deps.logger.info('sidecar listening', {
-      inbound: this.inbound.map((l) => `${l.spec.host}:${l.port}=${l.spec.appPort}${l.spec.http ? '/http' : ''}`),
+      inbound: this.inbound.map((l) => `${l.spec.host}:${l.port}=${l.spec.appPort}${inboundSuffix(l.spec)}`),
       outbound: this.outbound.map((l) => `${l.spec.host}:${l.port}`),
       admin: this.options.admin ? `${this.options.admin.host}:${this.adminPort}` : undefined,
     });
@@ -279,7 +280,7 @@ export class Sidecar {
       endpoints: s.endpoints,
       dataPath: this.dataPath,
       listeners: {
-        inbound: this.inbound.map((l) => ({ address: `${l.spec.host}:${l.port}`, appPort: l.spec.appPort, http: l.spec.http })),
+        inbound: this.inbound.map((l) => ({ address: `${l.spec.host}:${l.port}`, appPort: l.spec.appPort, http: l.spec.http, ...(l.spec.http ? { protocol: l.spec.appProtocol ?? 'http' } : {}) })),
         outbound: this.outbound.map((l) => ({ address: `${l.spec.host}:${l.port}`, target: l.spec.target })),
       },
       workload: this.options.workload,

@@ -152,7 +152,14 @@ describe('Sidecar configuration', () => {
   const inboundCases: Array<[string, unknown]> = [
     ['15006=8080', { host: '0.0.0.0', port: 15006, appPort: 8080, http: false }],
     ['[::1]:15006=8080/http', { host: '::1', port: 15006, appPort: 8080, http: true }],
-    ['15006', 'expected [HOST:]PORT=APP_PORT[/http]'],
+    ['15006=50051/grpc', { host: '0.0.0.0', port: 15006, appPort: 50051, http: true, appProtocol: 'grpc' }],
+    ['15006=8081/h2c', { host: '0.0.0.0', port: 15006, appPort: 8081, http: true, appProtocol: 'h2c' }],
+    ['127.0.0.1:15006=8080/http1', { host: '127.0.0.1', port: 15006, appPort: 8080, http: true, appProtocol: 'http1' }],
+    ['15006', 'expected [HOST:]PORT=APP_PORT[/PROTOCOL] (PROTOCOL: http, h2c, grpc or http1)'],
+    ['15006=8080/http2', 'unknown application protocol "http2": PROTOCOL must be http, h2c, grpc or http1 (no suffix: TCP)'],
+    ['15006=8080/HTTP', 'unknown application protocol "HTTP": PROTOCOL must be http, h2c, grpc or http1 (no suffix: TCP)'],
+    ['15006=8080/', 'unknown application protocol "": PROTOCOL must be http, h2c, grpc or http1 (no suffix: TCP)'],
+    ['15006=http', 'the application side must be APP_PORT[/PROTOCOL] (PROTOCOL: http, h2c, grpc or http1)'],
     ['15006=0', 'application port 0 is out of range'],
     ['99999=80', 'listen address: port 99999 is out of range'],
   ];
@@ -161,6 +168,12 @@ describe('Sidecar configuration', () => {
       expect(parseInboundSpec(spec)).to.deep.equal(want);
     });
   }
+
+  it('Should name the source and the allowed protocols of a bad inbound suffix', () => {
+    const found = problems(() => parseSidecarConfig({ flags: BASE, env: { TRELLIS_INBOUND: '15006=8080/http,15007=9090/grcp' } }));
+    expect(found).to.have.length(1);
+    expect(found[0]).to.match(/^\$TRELLIS_INBOUND: "15007=9090\/grcp": unknown application protocol "grcp": PROTOCOL must be http, h2c, grpc or http1/);
+  });
 
   const outboundCases: Array<[string, unknown]> = [
     ['15101=payments', { host: '127.0.0.1', port: 15101, target: { kind: 'service', service: 'payments' } }],

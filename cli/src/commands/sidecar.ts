@@ -13,7 +13,7 @@ export const commands: Command[] = [
     usage:
       'trellis sidecar --control-plane ADDR[,ADDR...] --ca-bundle FILE --token-file FILE --service NAME\n' +
       '                [--namespace NS] [--service-account SA] [--trust-domain TD] [--spiffe-id ID] [--labels k=v,...]\n' +
-      '                [--inbound [HOST:]PORT=APP_PORT[/http] ...] [--outbound [HOST:]LOCAL_PORT=SERVICE[:PORT][/http] | =ADDR[/http]#SPIFFE_ID ...]\n' +
+      '                [--inbound [HOST:]PORT=APP_PORT[/PROTOCOL] ...] [--outbound [HOST:]LOCAL_PORT=SERVICE[:PORT][/http] | =ADDR[/http]#SPIFFE_ID ...]\n' +
       '                [--admin 127.0.0.1:15000] [--drain 5s] [--config FILE]',
     description: `Every flag can also come from an environment variable (TRELLIS_ + the flag name in
 upper case with _ for -, e.g. TRELLIS_CONTROL_PLANE, TRELLIS_INBOUND="15006=8080/http,15007=9090")
@@ -36,7 +36,8 @@ which wins over the file.
   --trust-domain TD         default: our SPIFFE ID's, else cluster.local; the control plane is
                             expected as spiffe://TD/ns/trellis-system/sa/trellis-control-plane
                             (--control-plane-id overrides)
-  --inbound SPEC            [HOST:]PORT=APP_PORT[/http]; host defaults to 0.0.0.0
+  --inbound SPEC            [HOST:]PORT=APP_PORT[/PROTOCOL]; host defaults to 0.0.0.0; no PROTOCOL: TCP;
+                            http (the app's HTTP version probed), h2c or grpc (HTTP/2 to the app), http1
   --outbound SPEC           [HOST:]LOCAL_PORT=SERVICE[:PORT][/http] or =ADDR[/http]#SPIFFE_ID; host 127.0.0.1;
                             /http: h2c requests over one pooled HTTP/2 mTLS connection per endpoint
   --admin HOST:PORT         /ready, /stats, /config_dump, POST /quitquitquit; no authentication, so

@@ -49,7 +49,7 @@ export function sidecarArgs(config: InjectorConfig, inputs: SidecarInputs): stri
   ];
   const labels = Object.keys(inputs.labels).sort().map((k) => `${k}=${inputs.labels[k]}`);
   if (labels.length > 0) args.push('--labels', labels.join(','));
-  for (const p of inputs.inbound) args.push('--inbound', `${p.listenPort}=${p.appPort}${p.http ? '/http' : ''}`);
+  for (const p of inputs.inbound) args.push('--inbound', `${p.listenPort}=${p.appPort}${p.protocol === 'tcp' ? '' : `/${p.protocol}`}`);
   for (const u of inputs.upstreams) args.push('--outbound', `127.0.0.1:${u.localPort}=${u.service}:${u.port}`);
   args.push('--admin', `127.0.0.1:${config.adminPort}`);
   return args;

@@ -12,6 +12,7 @@ import type { OutboundSpec } from '../outbound/outbound-listener';
 import type { RotationPolicy } from '../identity/next-rotation';
 import { parseAppProbes, type AppProbe } from '../admin/health-server';
 import { DEFAULT_MAX_PENDING_HANDSHAKES } from '../inbound/pending-handshakes';
+import { INBOUND_PROTOCOL_LIST, isInboundProtocol } from '../inbound/inbound-protocol';
 
 /** Everything the sidecar process needs, validated. */
 export interface SidecarConfig {
@@ -329,17 +330,24 @@ function splitList(s: string): string[] {
     .filter((x) => x !== '');
 }
 
-/** `[HOST:]PORT=APP_PORT[/http]` → an InboundSpec, or the reason it is not one. Host defaults to 0.0.0.0. */
+/**
+ * `[HOST:]PORT=APP_PORT[/PROTOCOL]` → an InboundSpec, or the reason it is
+ * not one. Host defaults to 0.0.0.0; PROTOCOL is `http`, `h2c`, `grpc` or
+ * `http1` (inbound-protocol.ts), and none is a TCP port.
+ */
 export function parseInboundSpec(s: string): InboundSpec | string {
   const eq = s.indexOf('=');
-  if (eq < 0) return 'expected [HOST:]PORT=APP_PORT[/http]';
+  if (eq < 0) return `expected [HOST:]PORT=APP_PORT[/PROTOCOL] (PROTOCOL: ${INBOUND_PROTOCOL_LIST})`;
   const listen = parseHostPort(s.slice(0, eq), { defaultHost: '0.0.0.0' });
   if (typeof listen === 'string') return `listen address: ${listen}`;
-  const m = /^(\d+)(\/http)?$/.exec(s.slice(eq + 1));
-  if (!m) return 'the application side must be APP_PORT or APP_PORT/http';
+  const m = /^(\d+)(?:\/(.*))?$/.exec(s.slice(eq + 1));
+  if (!m) return `the application side must be APP_PORT[/PROTOCOL] (PROTOCOL: ${INBOUND_PROTOCOL_LIST})`;
   const appPort = parsePort(m[1]!);
   if (appPort === undefined || appPort === 0) return `application port ${m[1]} is out of range`;
-  return Object.freeze({ host: listen.host, port: listen.port, appPort, http: m[2] !== undefined });
+  const protocol = m[2];
+  if (protocol === undefined) return Object.freeze({ host: listen.host, port: listen.port, appPort, http: false });
+  if (!isInboundProtocol(protocol)) return `unknown application protocol "${protocol}": PROTOCOL must be ${INBOUND_PROTOCOL_LIST} (no suffix: TCP)`;
+  return Object.freeze({ host: listen.host, port: listen.port, appPort, http: true, ...(protocol === 'http' ? {} : { appProtocol: protocol }) });
 }
 
 /**

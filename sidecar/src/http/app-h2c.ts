@@ -1,25 +1,32 @@
 /**
- * The application side of HTTP/2 on an `/http` inbound port: one h2c
- * (prior knowledge) connection to the app, multiplexing every HTTP/2
- * request, as Envoy does with an HTTP/2 upstream cluster. Whether the app
- * speaks h2c is learned, not configured: a connection that closes or
- * fails before the app's SETTINGS frame, after it accepted the TCP
- * connection, is an HTTP/1.1-only app (its parser refused the preface),
- * and HTTP/2 requests are then translated to HTTP/1.1 for it (Istio gets
- * the same from the Service port's protocol; we have no such declaration
- * and refuse to guess from the port number).
+ * The application side of HTTP/2 on an HTTP inbound port: one h2c (prior
+ * knowledge) connection to the app, multiplexing every HTTP/2 request, as
+ * Envoy does with an HTTP/2 upstream cluster.
  *
- * The answer belongs to the app process: it is kept until a connection to
- * the app fails (`failed()`: its port stopped accepting, or a connection
- * was reset, as when the app restarts), and the next request probes again.
- * Time alone never triggers a probe: the probe is an HTTP/2 preface, which
- * an HTTP/1.1 app reads as a malformed request (and may log as a 400), so
- * repeating it on a timer would put one in the app's log forever. An h2c
- * app's answer lives as long as its session: a closed session is reopened
- * by the next request, which is the same preface, welcome to that app.
+ * The inbound spec may declare what the app speaks (`/h2c` or `/grpc`: h2c,
+ * `/http1`: HTTP/1.1; inbound-protocol.ts), as Istio reads it from a
+ * Service port's name or `appProtocol` and Envoy from its upstream protocol
+ * options: then nothing is probed, and a connection that fails is only a
+ * failed connection. Under `/http` it is learned: a connection that closes
+ * or fails before the app's SETTINGS frame, after it accepted the TCP
+ * connection, is an HTTP/1.1-only app (its parser refused the preface), and
+ * HTTP/2 requests are then translated to HTTP/1.1 for it.
+ *
+ * A learned answer belongs to the app process: it is kept until a
+ * connection to the app fails (`failed()`: its port stopped accepting, or a
+ * connection was reset, as when the app restarts), and the next request
+ * probes again. Time alone never triggers a probe: the probe is an HTTP/2
+ * preface, which an HTTP/1.1 app reads as a malformed request (and may log
+ * as a 400), so repeating it on a timer would put one in the app's log
+ * forever. An h2c app's answer lives as long as its session: a closed
+ * session is reopened by the next request, which is the same preface,
+ * welcome to that app.
  */
 import { connect as h2Connect, type ClientHttp2Session, type Http2Session, type SecureClientSessionOptions } from 'node:http2';
 import { formatHostPort } from '@trellis/shared';
+
+/** How an HTTP port reaches its app: `probe` learns h2c or HTTP/1.1 (`/http`); `h2c` and `http1` are declared. */
+export type AppHttpVersion = 'probe' | 'h2c' | 'http1';
 
 /** What the app speaks, with the session to use when it is HTTP/2. */
 export type AppProtocol = { readonly kind: 'h2'; readonly session: ClientHttp2Session } | { readonly kind: 'h1' } | { readonly kind: 'unreachable'; readonly detail: string };
@@ -47,18 +54,21 @@ export function tuneSession(session: Http2Session): void {
 
 const H1: AppProtocol = Object.freeze({ kind: 'h1' });
 
-/** One h2c session to the app, reopened when it closes. */
+/** One h2c session to the app, reopened when it closes; or the answer that the app speaks HTTP/1.1. */
 export class AppH2c {
   private current: { session: ClientHttp2Session; ready: Promise<AppProtocol> } | undefined;
-  /** The app process answered the probe as an HTTP/1.1-only app. */
-  private h1 = false;
+  /** The app speaks HTTP/1.1 only: declared (`http1`), or its process answered the probe so. */
+  private h1: boolean;
 
   constructor(
     private readonly host: string,
     private readonly port: number,
-  ) {}
+    private readonly version: AppHttpVersion = 'probe',
+  ) {
+    this.h1 = version === 'http1';
+  }
 
-  /** The app's protocol (and session), probing it when unknown. */
+  /** The app's protocol (and session), probing it when unknown; an app declared HTTP/1.1 is never sent a preface. */
   get(): Promise<AppProtocol> | AppProtocol {
     if (this.h1) return H1;
     const c = this.current;
@@ -73,7 +83,8 @@ export class AppH2c {
    * next request probes it again.
    */
   failed(): void {
-    this.h1 = false;
+    // A declared protocol is not a guess: it stays.
+    if (this.version === 'probe') this.h1 = false;
   }
 
   /** Closes the session (streams in flight finish). */
@@ -92,11 +103,12 @@ export class AppH2c {
       tuneSession(session);
       session.once('remoteSettings', () => resolve({ kind: 'h2', session }));
       const notH2 = (err?: Error & { code?: string }): void => {
-        if (connected) {
+        // Only a probe concludes HTTP/1.1; an app declared h2c that closes before SETTINGS failed this connection.
+        if (connected && this.version === 'probe') {
           this.h1 = true;
           resolve(H1);
         } else {
-          resolve({ kind: 'unreachable', detail: err?.code ?? err?.message ?? 'closed' });
+          resolve({ kind: 'unreachable', detail: err?.code ?? err?.message ?? (connected ? 'closed before its SETTINGS frame' : 'closed') });
         }
       };
       session.once('error', notH2);

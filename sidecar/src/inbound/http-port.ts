@@ -1,20 +1,21 @@
 /**
- * An `/http` inbound port's protocol choice: after authentication, a
- * connection is HTTP/2 when TLS negotiated `h2` by ALPN (we offer `h2`,
- * `http/1.1`, in that order, as Envoy does) or, in plaintext or TLS without
- * ALPN (what a byte-forwarding outbound carrying an app's h2c sends), when
- * it opens with the HTTP/2 preface (prior knowledge); anything else is
- * HTTP/1.1. Both protocols are served by their own server (h2-inbound.ts,
+ * An HTTP inbound port's protocol choice (any suffix, inbound-protocol.ts):
+ * after authentication, a connection is HTTP/2 when TLS negotiated `h2` by
+ * ALPN (we offer `h2`, `http/1.1`, in that order, as Envoy does) or, in
+ * plaintext or TLS without ALPN (what a byte-forwarding outbound carrying an
+ * app's h2c sends), when it opens with the HTTP/2 preface (prior knowledge);
+ * anything else is HTTP/1.1. Both protocols are served by their own server (h2-inbound.ts,
  * http-inbound.ts) through the one request gate, and reach the app in the
- * protocol it speaks (app-h2c.ts): an h2c app gets every request as HTTP/2
- * (but WebSocket upgrades), an HTTP/1.1 app every request as HTTP/1.1.
+ * protocol it speaks, probed or declared (app-h2c.ts): an h2c app gets every
+ * request as HTTP/2 (but WebSocket upgrades), an HTTP/1.1 app every request
+ * as HTTP/1.1.
  */
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { HttpInbound } from './http-inbound';
 import { H2Inbound } from './h2-inbound';
 import type { GateDeps, HttpPeer } from './request-gate';
-import { AppH2c } from '../http/app-h2c';
+import { AppH2c, type AppHttpVersion } from '../http/app-h2c';
 import { classifyHttpPreface } from '../http/h2-preface';
 import { readFirstBytes } from '../proxy/first-bytes';
 
@@ -28,8 +29,9 @@ export class HttpPort {
   /** The app's protocol, learned once for both servers. */
   private readonly app: AppH2c;
 
-  constructor(deps: GateDeps) {
-    this.app = new AppH2c(deps.appHost, deps.appPort);
+  /** `version`: how the app is reached, probed (`/http`) or declared (inbound-protocol.ts). */
+  constructor(deps: GateDeps, version: AppHttpVersion = 'probe') {
+    this.app = new AppH2c(deps.appHost, deps.appPort, version);
     this.h1 = new HttpInbound(deps, this.app);
     this.h2 = new H2Inbound(deps, this.app);
   }

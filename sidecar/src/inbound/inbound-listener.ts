@@ -1,5 +1,6 @@
 /**
- * One `--inbound [HOST:]PORT=APP_PORT[/http]` listener.
+ * One `--inbound [HOST:]PORT=APP_PORT[/PROTOCOL]` listener (PROTOCOL:
+ * inbound-protocol.ts; any of them makes an HTTP port).
  *
  * Per connection it reads the snapshot once and enforces the effective
  * PeerAuthentication mode for the application port: STRICT terminates mTLS,
@@ -20,6 +21,7 @@ import { readClientHelloFirst } from './client-hello-gate';
 import { classifyFirstBytes } from './tls-detect';
 import { handshakeRefusal, judgeClient, verifyError } from './client-verdict';
 import { HTTP_ALPN, HttpPort } from './http-port';
+import { appHttpVersion, type DeclaredAppProtocol } from './inbound-protocol';
 import type { PeerRefusal } from '../identity/peer-verifier';
 import { decide, type Authorizer, type Workload } from '../policy/authorizer';
 import { splice } from '../proxy/splice';
@@ -37,7 +39,14 @@ export interface InboundSpec {
   readonly host: string;
   readonly port: number;
   readonly appPort: number;
+  /** An HTTP port (any suffix): per-request authorization and XFCC, HTTP/1.1 and HTTP/2 from clients. */
   readonly http: boolean;
+  /**
+   * On an HTTP port, the protocol declared for the app (`/h2c`, `/grpc`:
+   * h2c with prior knowledge; `/http1`: HTTP/1.1); absent (`/http`): learned
+   * by an h2c probe (inbound-protocol.ts). Ignored on a TCP port.
+   */
+  readonly appProtocol?: DeclaredAppProtocol;
 }
 
 /** Collaborators of an InboundListener. */
@@ -89,7 +98,7 @@ export class InboundListener {
     this.server = createNetServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true }, (s) => this.onConnection(s));
     if (spec.http) {
       const { state, metrics, logger, authorize, workload } = deps;
-      this.http = new HttpPort({ state, metrics, logger, authorize, workload, appHost: deps.appHost ?? '127.0.0.1', appPort: spec.appPort, listenerPort: () => this.boundPort });
+      this.http = new HttpPort({ state, metrics, logger, authorize, workload, appHost: deps.appHost ?? '127.0.0.1', appPort: spec.appPort, listenerPort: () => this.boundPort }, appHttpVersion(spec.appProtocol));
     }
   }
 
