@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseMeshConfig, MeshConfigError } from '../src/up/mesh-config';
-import { tokenArgs } from '../src/up/mesh-runner';
+import { inboundArg, tokenArgs } from '../src/up/mesh-runner';
 
 const EXAMPLE = join(__dirname, '..', '..', '..', 'examples', 'mesh.yaml');
 const parse = (text: string) => parseMeshConfig(text, 'mesh.yaml', (p) => resolve('/base', p));
@@ -26,7 +26,7 @@ describe('trellis up mesh file', () => {
     expect(cfg.svidTtl).to.equal('1m');
     expect(cfg.workloads.map((w) => w.name)).to.deep.equal(['frontend', 'payments', 'ledger']);
     const payments = cfg.workloads[1]!;
-    expect(payments.inbound).to.deep.equal([{ port: 17001, appPort: 18081, http: true }]);
+    expect(payments.inbound).to.deep.equal([{ port: 17001, appPort: 18081, protocol: 'http' }]);
     expect(payments.outbound).to.deep.equal([{ port: 19101, service: 'ledger' }]);
     expect(Object.isFrozen(payments.labels)).to.equal(true);
   });
@@ -48,6 +48,36 @@ describe('trellis up mesh file', () => {
     expect(byPath['workloads.0.colour']?.message).to.contain('unknown field "colour"');
     expect(byPath['workloads.0.colour']?.line).to.equal(8);
     expect(byPath['workloads.0.colour']?.column).to.equal(5);
+  });
+
+  it('Should take each inbound protocol the sidecar does, pass it as the --inbound suffix, and refuse another naming the choices', () => {
+    const mesh = (protocols: string[]): string =>
+      [
+        'trustDomain: td',
+        'policyDir: ./p',
+        'workloads:',
+        '  - name: api',
+        '    namespace: ns',
+        '    admin: 127.0.0.1:15100',
+        '    app: { builtin: echo, port: 18000 }',
+        '    inbound:',
+        ...protocols.map((p, i) => `      - { port: ${17000 + i}, appPort: ${18000 + i}${p === '' ? '' : `, protocol: ${p}`} }`),
+      ].join('\n');
+    const w = parse(mesh(['', 'tcp', 'http', 'h2c', 'grpc', 'http1'])).workloads[0]!;
+    expect(w.inbound.map((p) => p.protocol)).to.deep.equal(['tcp', 'tcp', 'http', 'h2c', 'grpc', 'http1']);
+    expect(w.inbound.map(inboundArg)).to.deep.equal([
+      '127.0.0.1:17000=18000',
+      '127.0.0.1:17001=18001',
+      '127.0.0.1:17002=18002/http',
+      '127.0.0.1:17003=18003/h2c',
+      '127.0.0.1:17004=18004/grpc',
+      '127.0.0.1:17005=18005/http1',
+    ]);
+    const issues = issuesOf(mesh(['http2']));
+    const bad = issues.find((i) => i.path === 'workloads.0.inbound.0.protocol');
+    expect(bad, JSON.stringify(issues)).to.not.equal(undefined);
+    expect(bad!.line).to.equal(9);
+    for (const p of ['tcp', 'http', 'h2c', 'grpc', 'http1']) expect(bad!.message).to.contain(p);
   });
 
   it('Should refuse two listeners on the same port', () => {

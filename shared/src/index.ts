@@ -33,6 +33,8 @@ export type {
   EndpointsResource, Endpoint, ResourceBodies,
 } from './protocol/resources';
 export { AckTracker } from './protocol/ack-tracker';
+export { INBOUND_PROTOCOLS, INBOUND_PROTOCOL_LIST, isInboundProtocol } from './protocol/inbound-protocol';
+export type { InboundProtocol } from './protocol/inbound-protocol';
 export { INJECTION_STATUS_ANNOTATION, parseInjectionStatus } from './protocol/injection-status';
 export type { InjectionStatus, ParsedInjectionStatus } from './protocol/injection-status';
 export {

@@ -8,7 +8,7 @@
 import { Ajv, type ErrorObject } from 'ajv';
 import { LineCounter, parseDocument, isMap, isSeq, isPair, isScalar, type Node } from 'yaml';
 import { workloadMetadataProblems } from '@trellis/control-plane';
-import { KEY_EXCHANGE_POLICIES, parseHostPort, PATH_NORMALIZATIONS, TrellisError, type KeyExchangePolicy, type PathNormalization } from '@trellis/shared';
+import { INBOUND_PROTOCOLS, KEY_EXCHANGE_POLICIES, parseHostPort, PATH_NORMALIZATIONS, TrellisError, type InboundProtocol, type KeyExchangePolicy, type PathNormalization } from '@trellis/shared';
 
 /** The app a workload runs: a command, or the built-in echo/HTTP app. */
 export type WorkloadApp =
@@ -19,7 +19,8 @@ export type WorkloadApp =
 export interface InboundPort {
   readonly port: number;
   readonly appPort: number;
-  readonly http: boolean;
+  /** `tcp` (bytes), or an HTTP port with the app's protocol as the sidecar's `--inbound` suffix names it. */
+  readonly protocol: 'tcp' | InboundProtocol;
 }
 
 /** An outbound listener: the app calls 127.0.0.1:`port`, the sidecar dials `service` over mTLS. */
@@ -130,7 +131,7 @@ const SCHEMA = {
               type: 'object',
               additionalProperties: false,
               required: ['port', 'appPort'],
-              properties: { port: PORT, appPort: PORT, protocol: { enum: ['tcp', 'http'] } },
+              properties: { port: PORT, appPort: PORT, protocol: { enum: ['tcp', ...INBOUND_PROTOCOLS] } },
             },
           },
           outbound: {
@@ -221,7 +222,7 @@ export function parseMeshConfig(text: string, file: string, resolvePath: (p: str
       service: w.service ?? w.name,
       labels: { app: w.name, ...(w.labels ?? {}) },
       app: w.app.builtin ? { kind: 'builtin' as const, port: w.app.port } : { kind: 'command' as const, command: w.app.command ?? [], port: w.app.port },
-      inbound: (w.inbound ?? []).map((p) => ({ port: p.port, appPort: p.appPort, http: p.protocol === 'http' })),
+      inbound: (w.inbound ?? []).map((p) => ({ port: p.port, appPort: p.appPort, protocol: p.protocol ?? 'tcp' })),
       outbound: (w.outbound ?? []).map((p) => ({ port: p.port, service: p.service })),
       admin: w.admin,
     })),
@@ -242,7 +243,7 @@ interface RawMesh {
     labels?: Record<string, string>;
     admin: string;
     app: { builtin?: 'echo'; command?: string[]; port: number };
-    inbound?: Array<{ port: number; appPort: number; protocol?: 'tcp' | 'http' }>;
+    inbound?: Array<{ port: number; appPort: number; protocol?: 'tcp' | InboundProtocol }>;
     outbound?: Array<{ port: number; service: string }>;
   }>;
 }

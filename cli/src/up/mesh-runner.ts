@@ -9,7 +9,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { adminRequest, loadAdminCredentials, PolicyStore, type AdminTarget } from '@trellis/control-plane';
 import { kubernetesSpiffeId, silentLogger, TrellisError, type Logger } from '@trellis/shared';
-import type { MeshConfig, WorkloadConfig } from './mesh-config';
+import type { InboundPort, MeshConfig, WorkloadConfig } from './mesh-config';
 import { childLogFile, Supervisor } from './supervisor';
 import { getJson, httpGet, pollUntil, waitReady } from './admin-client';
 
@@ -54,6 +54,11 @@ export async function checkPolicyDir(dir: string): Promise<void> {
   } finally {
     store.close();
   }
+}
+
+/** The sidecar's `--inbound` value for a mesh file's inbound port: `127.0.0.1:PORT=APP_PORT[/PROTOCOL]`. Pure. */
+export function inboundArg(p: InboundPort): string {
+  return `127.0.0.1:${p.port}=${p.appPort}${p.protocol === 'tcp' ? '' : `/${p.protocol}`}`;
 }
 
 /** The `trellis token create` arguments for `w`: its identity and what it is known by. */
@@ -206,7 +211,7 @@ export class MeshRunner {
       '--labels', Object.entries(w.labels).map(([k, v]) => `${k}=${v}`).join(','),
       '--admin', w.admin,
     ];
-    for (const p of w.inbound) args.push('--inbound', `127.0.0.1:${p.port}=${p.appPort}${p.http ? '/http' : ''}`);
+    for (const p of w.inbound) args.push('--inbound', inboundArg(p));
     for (const p of w.outbound) args.push('--outbound', `127.0.0.1:${p.port}=${p.service}`);
     this.supervisor.start({
       name: `${w.name}/sidecar`,

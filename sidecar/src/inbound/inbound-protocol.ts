@@ -13,24 +13,13 @@
  *
  * No suffix is a TCP port: bytes, authorized per connection.
  */
+import type { InboundProtocol } from '@trellis/shared';
 import type { AppHttpVersion } from '../http/app-h2c';
 
-/** The suffixes an inbound spec takes, in the order messages and docs list them. */
-export const INBOUND_PROTOCOLS = Object.freeze(['http', 'h2c', 'grpc', 'http1'] as const);
-
-/** An inbound spec's suffix. */
-export type InboundProtocol = (typeof INBOUND_PROTOCOLS)[number];
+export { INBOUND_PROTOCOLS, INBOUND_PROTOCOL_LIST, isInboundProtocol, type InboundProtocol } from '@trellis/shared';
 
 /** A suffix that declares the app's HTTP version (everything but `http`, which probes). */
 export type DeclaredAppProtocol = Exclude<InboundProtocol, 'http'>;
-
-/** The allowed suffixes as a message lists them: `http, h2c, grpc or http1`. */
-export const INBOUND_PROTOCOL_LIST = `${INBOUND_PROTOCOLS.slice(0, -1).join(', ')} or ${INBOUND_PROTOCOLS.at(-1)!}`;
-
-/** True when `s` is one of INBOUND_PROTOCOLS (case-sensitive, as every suffix is written). */
-export function isInboundProtocol(s: string): s is InboundProtocol {
-  return (INBOUND_PROTOCOLS as readonly string[]).includes(s);
-}
 
 /** How an HTTP port with declared protocol `declared` (undefined: `/http`) reaches its app. Pure. */
 export function appHttpVersion(declared: DeclaredAppProtocol | undefined): AppHttpVersion {
