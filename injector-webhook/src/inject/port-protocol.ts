@@ -22,10 +22,11 @@
  * Kubernetes' ContainerPort has no `appProtocol` (a Service port has); it is
  * read when a manifest carries it, as `trellis inject` may be given.
  */
+import type { InboundProtocol } from '@trellis/shared';
 import type { ContainerPort } from './pod-shape';
 
-/** What a port is passed to the sidecar as: an `--inbound` suffix, or `tcp` for none. */
-export type PortProtocol = 'tcp' | 'http' | 'h2c' | 'grpc';
+/** What a port is passed to the sidecar as: an `--inbound` suffix (no port name yields `http1`), or `tcp` for none. */
+export type PortProtocol = 'tcp' | Exclude<InboundProtocol, 'http1'>;
 
 /** The protocol of `port` (Istio's explicit protocol selection, above). Pure. */
 export function portProtocol(port: Pick<ContainerPort, 'name' | 'appProtocol'>): PortProtocol {
