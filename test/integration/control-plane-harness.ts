@@ -84,7 +84,8 @@ export async function startControlPlaneProcess(
   const adminPort = ports?.adminPort ?? (await freePort());
   const child = trellisSpawn(['control-plane', '--ca-dir', caDir, '--policy-dir', policyDir, '--listen', `127.0.0.1:${port}`, '--admin', `127.0.0.1:${adminPort}`, ...extra]);
   const logs: string[] = [];
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  // 'close', not 'exit': by then every line it wrote to stderr has been read into `logs`.
+  const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
   await new Promise<void>((resolve, reject) => {
     let buf = '';
     child.stderr!.on('data', (d: Buffer) => {
@@ -97,7 +98,7 @@ export async function startControlPlaneProcess(
         if (line.includes(readyLine)) resolve();
       }
     });
-    child.on('exit', (code) => reject(new Error(`control plane exited ${code}: ${logs.join('\n')}`)));
+    child.on('close', (code) => reject(new Error(`control plane exited ${code}: ${logs.join('\n')}`)));
   });
   const creds = adminCredentials(caDir);
   return {
