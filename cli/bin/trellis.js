@@ -20,26 +20,37 @@ function main() {
 
   const controller = new AbortController();
   let signals = 0;
+  let settled = false;
   for (const sig of ['SIGINT', 'SIGTERM']) {
     process.on(sig, () => {
       signals += 1;
-      if (signals > 1) process.exit(130);
+      // A second signal, or one after the command has returned (nothing is listening for it any more).
+      if (signals > 1 || settled) process.exit(130);
       controller.abort(sig);
     });
   }
-  runCli({ argv, stopSignal: controller.signal }).then(
-    (code) => { process.exitCode = code; lingerGuard(controller.signal); },
-    (err) => { process.stderr.write(`trellis: ${err && err.message ? err.message : err}\n`); process.exitCode = 1; lingerGuard(controller.signal); },
-  );
+  const done = (code) => {
+    settled = true;
+    process.exitCode = code;
+    if (controller.signal.aborted || code !== 0) lingerGuard();
+  };
+  runCli({ argv, stopSignal: controller.signal }).then(done, (err) => {
+    process.stderr.write(`trellis: ${err && err.message ? err.message : err}\n`);
+    done(1);
+  });
 }
 
-// A command told to stop has finished its shutdown; whatever it left open (a
-// keep-alive socket, a retry timer of a library) must not keep the process
-// alive. Normally the process has exited before this timer (unref'd) fires.
-function lingerGuard(stopSignal) {
-  if (!stopSignal.aborted) return;
-  setTimeout(() => {
+// A command that was told to stop, or that failed, has returned: whatever it
+// left open (a server a failed start had already bound, a keep-alive socket,
+// a library's retry timer) must not keep the process alive, or a supervisor
+// waits on a process that does nothing (a control plane whose admin port was
+// taken stayed up, deaf to SIGTERM). Normally the process has exited before
+// this timer (unref'd) fires; output still being written is waited for.
+function lingerGuard() {
+  const check = () => {
+    if (process.stdout.writableLength > 0 || process.stderr.writableLength > 0) return setTimeout(check, 500).unref();
     process.stderr.write(`trellis: exiting with handles still open: ${process.getActiveResourcesInfo().join(', ')}\n`);
     process.exit();
-  }, 2000).unref();
+  };
+  setTimeout(check, 2000).unref();
 }

@@ -8,6 +8,7 @@
  * tell each other their sidecars' endpoints (a mesh spread over them is one
  * mesh). Not ready, and saying why, while its state cannot be written.
  */
+import { ControlPlaneError, ControlPlaneErrorCode } from './errors/control-plane-error';
 import { join } from 'node:path';
 import type { Server as HttpsServer } from 'node:https';
 import { controlPlaneSpiffeId, DEFAULT_KEY_EXCHANGE, defaultAdminSpiffeId, formatHostPort, parseHostPort, type KeyExchangePolicy, type Logger, type EffectiveMtlsMode, type TrustBundleResource } from '@trellis/shared';
@@ -246,6 +247,20 @@ export async function startControlPlane(opts: ControlPlaneOptions, deps: Control
   });
   heartbeat.start();
 
+  // A listener that cannot bind (its port taken) fails the start; what was started before it stops, so
+  // nothing is left running in a process whose start failed (it stayed up, deaf to SIGTERM).
+  const listenFailed = (flag: 'listen' | 'admin', what: string, address: string) => (err: unknown): ControlPlaneError => {
+    const e = err as NodeJS.ErrnoException;
+    return new ControlPlaneError(ControlPlaneErrorCode.LISTEN_FAILED, `cannot listen on ${address} (--${flag}, ${what}): ${e.code ?? e.message}`, { flag, address, reason: e.code ?? null }, { cause: err });
+  };
+  const undoStart = async (err: unknown): Promise<never> => {
+    revocations.close();
+    unsubscribeOrders();
+    await heartbeat.stop();
+    service.close();
+    shared.close();
+    throw err;
+  };
   const grpcServer: GrpcDiscoveryServer = await startGrpcDiscoveryServer(service, tls, opts.listen, (code) => metrics.streamErrors.inc({ code }), {
     maxConnections: opts.maxConnections ?? DEFAULT_CONNECTION_LIMITS.maxConnections,
     authTimeoutMs: opts.authTimeoutMs ?? DEFAULT_CONNECTION_LIMITS.authTimeoutMs,
@@ -261,7 +276,7 @@ export async function startControlPlane(opts: ControlPlaneOptions, deps: Control
       metrics.connectionsRefused.inc({ reason });
       metrics.handshakes.inc({ listener: 'discovery', group: 'unknown', result: reason });
     },
-  });
+  }).catch((err: unknown) => undoStart(listenFailed('listen', 'the discovery port', opts.listen)(err)));
   let ready = true;
   // Not ready while no policy may be served (a policy file failed validation at first load): fail closed.
   const policyReady = (): boolean => deps.policy.current() !== null;
@@ -318,6 +333,9 @@ export async function startControlPlane(opts: ControlPlaneOptions, deps: Control
         return r;
       },
     })],
+  }).catch(async (err: unknown) => {
+    await grpcServer.stop(0);
+    return undoStart(listenFailed('admin', 'the admin API', opts.admin)(err));
   });
 
   // A root rotation's switch (phase 2), by whoever made it (the lifecycle timer, the admin API, a

@@ -65,6 +65,12 @@ export interface ControlPlaneProcess {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
+/** How long an admin request waits for its answer: a hung admin port fails the test that asked, naming it. */
+const ADMIN_REQUEST_TIMEOUT_MS = 10_000;
+
+/** How long a start waits for the ready line (a start takes about a second; CI's machine is loaded). */
+const START_TIMEOUT_MS = 30_000;
+
 /** How long stop() waits for the process to exit after its signal. */
 const STOP_TIMEOUT_MS = 20_000;
 
@@ -87,6 +93,11 @@ export async function startControlPlaneProcess(
   // 'close', not 'exit': by then every line it wrote to stderr has been read into `logs`.
   const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
   await new Promise<void>((resolve, reject) => {
+    // A control plane that never says it started fails the test that started it, with what it said.
+    const late = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`control plane did not log ${readyLine} within ${START_TIMEOUT_MS / 1000} s; its last log lines:\n${logs.slice(-40).join('\n')}`));
+    }, START_TIMEOUT_MS);
     let buf = '';
     child.stderr!.on('data', (d: Buffer) => {
       buf += d.toString();
@@ -95,10 +106,16 @@ export async function startControlPlaneProcess(
         const line = buf.slice(0, i);
         buf = buf.slice(i + 1);
         logs.push(line);
-        if (line.includes(readyLine)) resolve();
+        if (line.includes(readyLine)) {
+          clearTimeout(late);
+          resolve();
+        }
       }
     });
-    child.on('close', (code) => reject(new Error(`control plane exited ${code}: ${logs.join('\n')}`)));
+    child.on('close', (code) => {
+      clearTimeout(late);
+      reject(new Error(`control plane exited ${code}: ${logs.join('\n')}`));
+    });
   });
   const creds = adminCredentials(caDir);
   return {
@@ -155,6 +172,7 @@ export function adminGet(cp: ControlPlaneProcess, path: string): Promise<{ statu
       res.setEncoding('utf8').on('data', (d: string) => (body += d));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
     });
+    req.setTimeout(ADMIN_REQUEST_TIMEOUT_MS, () => req.destroy(new Error(`GET ${path} on the admin port ${cp.adminPort}: no answer within ${ADMIN_REQUEST_TIMEOUT_MS / 1000} s`)));
     req.on('error', reject);
     req.end();
   });
@@ -174,6 +192,7 @@ export function adminRaw(cp: ControlPlaneProcess, path: string, body: string, o:
       res.setEncoding('utf8').on('data', (d: string) => (text += d));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) as never }));
     });
+    req.setTimeout(ADMIN_REQUEST_TIMEOUT_MS, () => req.destroy(new Error(`${method} ${path} on the admin port ${cp.adminPort}: no answer within ${ADMIN_REQUEST_TIMEOUT_MS / 1000} s`)));
     req.on('error', reject);
     req.end(method === 'GET' ? undefined : body);
   });

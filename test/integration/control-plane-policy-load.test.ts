@@ -47,6 +47,10 @@ describe('policy dir at first load (real process, fails closed)', function () {
     initCa(caDir);
   });
 
+  afterEach(function () {
+    if (this.currentTest?.state === 'failed') for (const cp of running) process.stderr.write(`--- control plane ${cp.admin}\n${cp.logs.slice(-30).join('\n')}\n`);
+  });
+
   after(async () => {
     for (const s of sidecars) s.stop();
     for (const cp of running) await cp.stop();
