@@ -177,12 +177,17 @@ export class Sidecar {
       throw new SidecarError('TRELLIS_SIDECAR_LISTEN_FAILED', `cannot listen: ${(err as Error).message}`, {}, { cause: err });
     }
     if (this.options.admin) {
-      const a = await startAdminServer(this.options.admin.host, this.options.admin.port, {
+      const { host, port } = this.options.admin;
+      const a = await startAdminServer(host, port, {
         readiness: () => this.readiness(),
         metricsText: () => this.metrics.registry.metrics(),
         metricsContentType: this.metrics.registry.contentType,
         configDump: () => this.configDump(),
         quit: () => this.deps.onQuit?.(),
+      }).catch(async (err: unknown) => {
+        // The listeners are bound already: close them, or the process stays up serving without an admin port.
+        await this.stop(0);
+        throw new SidecarError('TRELLIS_SIDECAR_LISTEN_FAILED', `cannot listen on the admin port ${host}:${port} (--admin): ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { address: `${host}:${port}` }, { cause: err });
       });
       this.adminServer = a.server;
       this.adminPort = a.port;
