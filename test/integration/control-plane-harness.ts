@@ -15,7 +15,7 @@ import { buildWorkloadCsr } from '@trellis/shared';
 import { DiscoveryClient, type ClientCredentials } from '@trellis/sidecar';
 import { loadDiscoveryService } from '@trellis/control-plane';
 import { adminRequest, loadAdminCredentials } from '@trellis/control-plane';
-import { freePort, trellisSpawn, trellisSync } from '@trellis/testkit';
+import { trellisSpawn, trellisSync } from '@trellis/testkit';
 
 /** The trust domain every test uses. */
 export const TD = 'example.org';
@@ -86,8 +86,10 @@ export async function startControlPlaneProcess(
   ports?: { port: number; adminPort: number },
   readyLine = '"control plane ready"',
 ): Promise<ControlPlaneProcess> {
-  const port = ports?.port ?? (await freePort());
-  const adminPort = ports?.adminPort ?? (await freePort());
+  // Without given ports it binds port 0 and says which it got in its ready line: a free port picked
+  // here could be taken by another suite's process before the control plane binds it.
+  let port = ports?.port ?? 0;
+  let adminPort = ports?.adminPort ?? 0;
   const child = trellisSpawn(['control-plane', '--ca-dir', caDir, '--policy-dir', policyDir, '--listen', `127.0.0.1:${port}`, '--admin', `127.0.0.1:${adminPort}`, ...extra]);
   const logs: string[] = [];
   // 'close', not 'exit': by then every line it wrote to stderr has been read into `logs`.
@@ -108,6 +110,11 @@ export async function startControlPlaneProcess(
         logs.push(line);
         if (line.includes(readyLine)) {
           clearTimeout(late);
+          const bound = JSON.parse(line) as { listen?: string; admin?: string };
+          const portOf = (a: string | undefined): number => Number(/:(\d+)$/.exec(a ?? '')?.[1] ?? NaN);
+          port = portOf(bound.listen);
+          adminPort = portOf(bound.admin);
+          if (!Number.isInteger(port) || !Number.isInteger(adminPort)) reject(new Error(`the ready line names no listen and admin address: ${line}`));
           resolve();
         }
       }
