@@ -17,6 +17,7 @@ import { silentLogger } from '@trellis/shared';
 import { Sidecar, makeCredentials, nativeRelay, makeRevocations, makeTrustBundle, policiesFromWire, sharedAuthorizer } from '@trellis/sidecar';
 import { makeTmpDir, TestCa, waitFor } from '@trellis/testkit';
 import { AUTHZ_WIRE_VERSION, encodeAuthorizationPolicies, policiesFromJSON, type AuthorizationPolicy } from '@trellis/shared';
+import { chat, ECHO_SERVICE, EchoClient, unary } from './grpc-echo';
 
 /** The AuthorizationPolicies body a control plane pushes for these manifests (compiled wire form). */
 function compiled(manifests: unknown[]): unknown {
@@ -39,15 +40,6 @@ const POLICIES = [
   },
 ];
 
-const raw = { requestSerialize: (b: Buffer) => b, requestDeserialize: (b: Buffer) => b, responseSerialize: (b: Buffer) => b, responseDeserialize: (b: Buffer) => b };
-const SERVICE: grpc.ServiceDefinition = {
-  Unary: { path: '/trellis.test.Echo/Unary', requestStream: false, responseStream: false, ...raw },
-  Chat: { path: '/trellis.test.Echo/Chat', requestStream: true, responseStream: true, ...raw },
-  Slow: { path: '/trellis.test.Echo/Slow', requestStream: false, responseStream: false, ...raw },
-  Reset: { path: '/trellis.test.Admin/Reset', requestStream: false, responseStream: false, ...raw },
-};
-type EchoClient = grpc.Client & Record<string, (...a: unknown[]) => unknown>;
-const EchoClient = grpc.makeGenericClientConstructor(SERVICE, 'Echo') as unknown as new (addr: string, creds: grpc.ChannelCredentials, opts?: object) => EchoClient;
 
 /** Runs a tool; resolves its exit code, stdout and stderr. */
 function run(cmd: string, args: string[]): Promise<{ code: number; out: string; err: string }> {
@@ -75,13 +67,6 @@ function h1Get(port: number, path: string, headers: H1OutHeaders = {}): Promise<
   });
 }
 
-function unary(c: EchoClient, method: string, body: Buffer, opts: grpc.CallOptions = {}): Promise<{ err: grpc.ServiceError | null; res?: Buffer; trailers?: grpc.Metadata }> {
-  return new Promise((resolve) => {
-    let trailers: grpc.Metadata | undefined;
-    const call = c[method]!(body, new grpc.Metadata(), opts, (err: grpc.ServiceError | null, res?: Buffer) => setImmediate(() => resolve({ err, res, trailers }))) as grpc.ClientUnaryCall;
-    call.on('status', (s: grpc.StatusObject) => (trailers = s.metadata));
-  });
-}
 
 // `/http` ports are served in TypeScript on both data paths; the pair runs on each to show the relay does not get in the way.
 for (const dataPath of nativeRelay() ? (['native', 'node'] as const) : (['node'] as const)) describe(`HTTP/2 and gRPC through an /http sidecar pair (real clients, real mTLS) [${dataPath}]`, function () {
@@ -155,7 +140,7 @@ for (const dataPath of nativeRelay() ? (['native', 'node'] as const) : (['node']
     });
     await new Promise<void>((r) => h1App.listen(0, '127.0.0.1', () => r()));
     grpcApp = new grpc.Server({ 'grpc.max_receive_message_length': 16 << 20, 'grpc.max_send_message_length': 16 << 20 });
-    grpcApp.addService(SERVICE, {
+    grpcApp.addService(ECHO_SERVICE, {
       Unary: (call: grpc.ServerUnaryCall<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>) => {
         grpcXfcc = call.metadata.get('x-forwarded-client-cert')[0] as string | undefined;
         const trailer = new grpc.Metadata();
@@ -318,16 +303,7 @@ for (const dataPath of nativeRelay() ? (['native', 'node'] as const) : (['node']
       expect(denied.err!.details).to.equal('RBAC: access denied');
       const late = await unary(c, 'Slow', Buffer.from('x'), { deadline: Date.now() + 300 });
       expect(late.err!.code).to.equal(grpc.status.DEADLINE_EXCEEDED);
-      const chat = c.Chat!() as grpc.ClientDuplexStream<Buffer, Buffer>;
-      const got: string[] = [];
-      const done = new Promise<void>((resolve, reject) => {
-        chat.on('data', (m: Buffer) => got.push(m.toString()));
-        chat.on('end', resolve);
-        chat.on('error', reject);
-      });
-      for (let i = 0; i < 50; i++) chat.write(Buffer.from(`m${i}`));
-      chat.end();
-      await done;
+      const got = await chat(c, 50);
       expect(got).to.deep.equal(Array.from({ length: 50 }, (_, i) => `echo:m${i}`));
     } finally {
       c.close();

@@ -16,6 +16,7 @@ import { WebSocket, WebSocketServer } from 'ws';
 import { AUTHZ_WIRE_VERSION, encodeAuthorizationPolicies, policiesFromJSON, silentLogger, type AuthorizationPolicy } from '@trellis/shared';
 import { Sidecar, makeCredentials, makeTrustBundle, nativeRelay, parseInboundSpec, policiesFromWire, sharedAuthorizer, type InboundSpec } from '@trellis/sidecar';
 import { TestCa } from '@trellis/testkit';
+import { chat, ECHO_SERVICE, EchoClient, unary } from './grpc-echo';
 
 const TD = 'cluster.local';
 const SERVER = `spiffe://${TD}/ns/shop/sa/server`;
@@ -42,15 +43,6 @@ function dataPaths(): Array<'native' | 'node'> {
   return process.env.TRELLIS_DATA_PATH === 'node' || !nativeRelay() ? ['node'] : ['native', 'node'];
 }
 
-const raw = { requestSerialize: (b: Buffer) => b, requestDeserialize: (b: Buffer) => b, responseSerialize: (b: Buffer) => b, responseDeserialize: (b: Buffer) => b };
-const SERVICE: grpc.ServiceDefinition = {
-  Unary: { path: '/trellis.test.Echo/Unary', requestStream: false, responseStream: false, ...raw },
-  Count: { path: '/trellis.test.Echo/Count', requestStream: false, responseStream: true, ...raw },
-  Chat: { path: '/trellis.test.Echo/Chat', requestStream: true, responseStream: true, ...raw },
-  Reset: { path: '/trellis.test.Admin/Reset', requestStream: false, responseStream: false, ...raw },
-};
-type EchoClient = grpc.Client & Record<string, (...a: unknown[]) => unknown>;
-const EchoClient = grpc.makeGenericClientConstructor(SERVICE, 'Echo') as unknown as new (addr: string, creds: grpc.ChannelCredentials, opts?: object) => EchoClient;
 
 /** A TCP counter in front of an app: every connection the sidecar opens, and the first bytes it sent on it. */
 interface ConnectionCounter {
@@ -86,11 +78,6 @@ async function countConnections(appPort: number, drop = 0): Promise<ConnectionCo
   return { server, port: (server.address() as { port: number }).port, connections };
 }
 
-function unary(c: EchoClient, method: string, body: Buffer): Promise<{ err: grpc.ServiceError | null; res?: Buffer }> {
-  return new Promise((resolve) => {
-    c[method]!(body, (err: grpc.ServiceError | null, res?: Buffer) => setImmediate(() => resolve({ err, res })));
-  });
-}
 
 for (const dataPath of dataPaths()) describe(`An app protocol declared on the inbound spec instead of probed [${dataPath}]`, function () {
   this.timeout(30_000);
@@ -129,7 +116,7 @@ for (const dataPath of dataPaths()) describe(`An app protocol declared on the in
     await new Promise<void>((r) => h1App.listen(0, '127.0.0.1', () => r()));
 
     grpcApp = new grpc.Server();
-    grpcApp.addService(SERVICE, {
+    grpcApp.addService(ECHO_SERVICE, {
       Unary: (call: grpc.ServerUnaryCall<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>) => {
         grpcCalls.push(`Unary ${call.request.toString()}`);
         cb(null, call.request);
@@ -277,16 +264,7 @@ for (const dataPath of dataPaths()) describe(`An app protocol declared on the in
         call.on('error', reject);
       });
       expect(counted).to.deep.equal(['n0', 'n1', 'n2', 'n3', 'n4']);
-      const chat = c.Chat!() as grpc.ClientDuplexStream<Buffer, Buffer>;
-      const got: string[] = [];
-      const done = new Promise<void>((resolve, reject) => {
-        chat.on('data', (m: Buffer) => got.push(m.toString()));
-        chat.on('end', resolve);
-        chat.on('error', reject);
-      });
-      for (let i = 0; i < 10; i++) chat.write(Buffer.from(`m${i}`));
-      chat.end();
-      await done;
+      const got = await chat(c, 10);
       expect(got).to.deep.equal(Array.from({ length: 10 }, (_, i) => `echo:m${i}`));
       const denied = await unary(c, 'Reset', Buffer.from('x'));
       expect(denied.err!.code).to.equal(grpc.status.PERMISSION_DENIED);
