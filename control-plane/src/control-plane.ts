@@ -8,7 +8,6 @@
  * tell each other their sidecars' endpoints (a mesh spread over them is one
  * mesh). Not ready, and saying why, while its state cannot be written.
  */
-import { ControlPlaneError, ControlPlaneErrorCode } from './errors/control-plane-error';
 import { join } from 'node:path';
 import type { Server as HttpsServer } from 'node:https';
 import { controlPlaneSpiffeId, DEFAULT_KEY_EXCHANGE, defaultAdminSpiffeId, formatHostPort, parseHostPort, type KeyExchangePolicy, type Logger, type EffectiveMtlsMode, type TrustBundleResource } from '@trellis/shared';
@@ -37,6 +36,7 @@ import { MutableCertificateProvider } from './tls/mutable-certificate-provider';
 import { createKeyAndCsr, shouldRotate } from './tls/server-identity';
 import { startRevocationFeed } from './lifecycle/revocation-feed';
 import { withOrder } from './discovery/reissue-orders';
+import { ControlPlaneError, ControlPlaneErrorCode } from './errors/control-plane-error';
 import { fileSharedState, observedAttestations, observedDocument, observedTokenUses, type SharedState } from './state/shared-state';
 import { observedAuthority, StorageHealth } from './state/storage-health';
 import { ReplicaHeartbeat } from './state/replica-heartbeat';
