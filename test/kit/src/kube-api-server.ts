@@ -16,6 +16,7 @@
 import { spawnSync } from 'node:child_process';
 import { createPublicKey, generateKeyPairSync } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { get as httpsGet } from 'node:https';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { REPO_ROOT } from './cli-runner';
@@ -128,6 +129,7 @@ export async function startKubeApiServer(opts: StartKubeApiServerOptions = {}): 
   const tmp = makeTmpDir('trellis-k8s-');
   const runDir = join(tmp.dir, 'run');
   const ports = { ETCD_PORT: await freePort(), ETCD_PEER_PORT: await freePort(), APISERVER_PORT: await freePort(), KCM_PORT: await freePort() };
+  const withKcm = !opts.noControllerManager && existsSync(join(a.bin, 'kube-controller-manager'));
   const env: NodeJS.ProcessEnv = {
     ...process.env,
     ...Object.fromEntries(Object.entries(ports).map(([k, v]) => [k, String(v)])),
@@ -147,9 +149,37 @@ export async function startKubeApiServer(opts: StartKubeApiServerOptions = {}): 
   const stopProcesses = (): void => {
     spawnSync('bash', [join(a.scripts, 'stop-apiserver.sh'), runDir], { encoding: 'utf8', timeout: 60_000 });
   };
+  // The script starts the controller manager in the background and does not wait for it. Wait until it
+  // serves /healthz (the EndpointSlices tests rely on come from it); one that died (its port taken by
+  // another suite's process between freePort() and its bind) is started again, on a new port.
+  const kcmHealthy = async (): Promise<'ok' | 'dead' | 'slow'> => {
+    const pidFile = join(runDir, 'kube-controller-manager.pid');
+    const end = Date.now() + 60_000;
+    while (Date.now() < end) {
+      try {
+        process.kill(Number(readFileSync(pidFile, 'utf8').trim()), 0);
+      } catch {
+        return 'dead';
+      }
+      if ((await httpsStatus(Number(env.KCM_PORT), '/healthz')) === 200) return 'ok';
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    return 'slow';
+  };
   try {
     start();
+    for (let attempt = 1; withKcm; attempt++) {
+      const kcm = await kcmHealthy();
+      if (kcm === 'ok') break;
+      const logFile = join(runDir, 'kube-controller-manager.log');
+      const log = existsSync(logFile) ? readFileSync(logFile, 'utf8').trim().split('\n').slice(-5).join('\n') : '';
+      if (attempt >= 3) throw new Error(`kube-controller-manager is ${kcm === 'dead' ? 'not running' : 'not healthy after 60 s'}; its log ends:\n${log}`);
+      stopProcesses();
+      env.KCM_PORT = String(await freePort());
+      start();
+    }
   } catch (err) {
+    stopProcesses();
     tmp.cleanup();
     throw err;
   }
@@ -217,4 +247,16 @@ function rotateServiceAccountKey(pkiDir: string): void {
   const newPub = createPublicKey(privateKey).export({ type: 'spki', format: 'pem' }).toString();
   writeFileSync(join(pkiDir, 'sa.key'), privateKey.export({ type: 'pkcs1', format: 'pem' }).toString(), { mode: 0o600 });
   writeFileSync(join(pkiDir, 'sa.pub'), newPub + oldPub);
+}
+
+/** The status of an HTTPS GET on loopback (a self-signed server: only reachability and status are read), or 0. */
+function httpsStatus(port: number, path: string): Promise<number> {
+  return new Promise((resolve) => {
+    const req = httpsGet({ host: '127.0.0.1', port, path, rejectUnauthorized: false, timeout: 2000 }, (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
+    req.on('timeout', () => req.destroy());
+    req.on('error', () => resolve(0));
+  });
 }
