@@ -624,7 +624,11 @@ describeWith(NATIVE_RELAY, 'Native TLS relay engine (@trellis/tls-relay)', funct
     // Loose on purpose: RSS moves in steps of several MB (malloc arenas, the
     // server session cache filling to 1024, the clients' own TLS state); a
     // leaked 32 KiB relay buffer per connection would still fail this.
-    expect(rss1 - rss0).to.be.lessThan(48 * MB);
+    // Not in the AddressSanitizer run (npm run sanitize): ASan keeps freed
+    // memory in its quarantine (256 MB by default) to catch use after free,
+    // so 1,500 freed relay buffers there look exactly like 1,500 leaked ones
+    // (CI saw +64 MB). The plain run of this same test in the suite checks it.
+    if (process.env.TRELLIS_NATIVE_BUILD !== 'sanitize') expect(rss1 - rss0).to.be.lessThan(48 * MB);
   });
 
   it('Should close every connection on stop() and refuse new ones', async () => {
