@@ -204,7 +204,11 @@ describe('the live mesh dashboard (trellis up: real control plane, sidecars and 
     it('Should draw each certificate\'s countdown against its lifetime with the renewal point, its rotations newest first, and each resource type\'s ACKed version', async () => {
       const row = `tr[data-spiffe-id="${FRONTEND}"]`;
       // Attached, not visible: the table is redrawn on every change, and the check is on its content.
-      await page.waitForSelector(`${row} .life .life-renew`, { state: 'attached', timeout: 60_000 });
+      await page.waitForSelector(`${row} .life .life-renew`, { state: 'attached', timeout: 60_000 }).catch(async (err: Error) => {
+        // Seen once in CI: say what the control plane served for frontend meanwhile (its certificate and the rotations its sidecar reported).
+        const w = (await mesh()).workloads.filter((x) => x.spiffeId === FRONTEND).map((x) => ({ id: x.id, certificate: x.certificate, rotations: x.rotations }));
+        throw new Error(`${err.message}\n/debug/mesh for frontend: ${JSON.stringify(w)}`);
+      });
       const view = (await mesh()).workloads.find((w) => w.spiffeId === FRONTEND)!;
       const life = await page.$eval(`${row} .life`, (e) => ({ ...(e as unknown as { dataset: Record<string, string> }).dataset }));
       const [from, renew, to] = [life['notBefore'], life['renewAt'], life['notAfter']].map((t) => Date.parse(t ?? ''));
