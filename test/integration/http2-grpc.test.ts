@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { silentLogger } from '@trellis/shared';
 import { Sidecar, makeCredentials, nativeRelay, makeRevocations, makeTrustBundle, policiesFromWire, sharedAuthorizer } from '@trellis/sidecar';
-import { makeTmpDir, TestCa, waitFor } from '@trellis/testkit';
+import { h2Get, makeTmpDir, TestCa, waitFor } from '@trellis/testkit';
 import { AUTHZ_WIRE_VERSION, encodeAuthorizationPolicies, policiesFromJSON, type AuthorizationPolicy } from '@trellis/shared';
 import { chat, ECHO_SERVICE, EchoClient, unary } from './grpc-echo';
 
@@ -374,16 +374,7 @@ for (const dataPath of nativeRelay() ? (['native', 'node'] as const) : (['node']
     const session = h2Connect(`https://127.0.0.1:${port}`, { ca: ca.root.pem, key: c.key.keyPem, cert: c.chainPem, checkServerIdentity: () => undefined });
     session.on('error', () => undefined);
     const goaway = new Promise<number>((resolve) => session.once('goaway', (code: number) => resolve(code)));
-    const get = (path: string): Promise<{ status: number; body: string }> =>
-      new Promise((resolve, reject) => {
-        const r = session.request({ ':path': path });
-        let status = 0;
-        let body = '';
-        r.on('response', (h) => (status = Number(h[':status'])));
-        r.setEncoding('utf8').on('data', (d: string) => (body += d));
-        r.on('end', () => resolve({ status, body }));
-        r.on('error', reject);
-      });
+    const get = (path: string): Promise<{ status: number; body: string }> => h2Get(session, path);
     expect(await get('/echo')).to.deep.include({ status: 200 });
     const inFlight = get('/slow');
     await waitFor('the slow request to reach the app', () => seen.some((x) => x.path === '/slow'));

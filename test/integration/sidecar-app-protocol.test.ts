@@ -15,7 +15,7 @@ import * as grpc from '@grpc/grpc-js';
 import { WebSocket, WebSocketServer } from 'ws';
 import { AUTHZ_WIRE_VERSION, encodeAuthorizationPolicies, policiesFromJSON, silentLogger, type AuthorizationPolicy } from '@trellis/shared';
 import { Sidecar, makeCredentials, makeTrustBundle, nativeRelay, parseInboundSpec, policiesFromWire, sharedAuthorizer, type InboundSpec } from '@trellis/sidecar';
-import { TestCa } from '@trellis/testkit';
+import { h2Get, TestCa } from '@trellis/testkit';
 import { chat, ECHO_SERVICE, EchoClient, unary } from './grpc-echo';
 
 const TD = 'cluster.local';
@@ -182,17 +182,6 @@ for (const dataPath of dataPaths()) describe(`An app protocol declared on the in
     return session;
   }
 
-  function h2Get(session: ClientHttp2Session, path: string): Promise<{ status: number; body: string }> {
-    return new Promise((resolve, reject) => {
-      const r = session.request({ ':path': path });
-      let status = 0;
-      let body = '';
-      r.on('response', (h) => (status = Number(h[':status'])));
-      r.setEncoding('utf8').on('data', (d: string) => (body += d));
-      r.on('end', () => resolve({ status, body }));
-      r.on('error', reject);
-    });
-  }
 
   /** An mTLS HTTP/1.1 GET (node:https offers no ALPN: the sidecar reads no h2 preface and serves HTTP/1.1). */
   function h1Get(port: number, path: string): Promise<{ status: number; body: string; version: string }> {

@@ -10,9 +10,10 @@
  */
 import { expect } from 'chai';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { connect as h2Connect, constants, createServer as createH2Server, type ClientHttp2Session, type Http2Server } from 'node:http2';
+import { connect as h2Connect, constants, createServer as createH2Server, type Http2Server } from 'node:http2';
 import { join } from 'node:path';
-import { freePort, httpGet, makeTmpDir, ProcessGroup, trellisSync, waitFor } from '@trellis/testkit';
+import { freePort, h2Get, httpGet, makeTmpDir, ProcessGroup, trellisSync, waitFor } from '@trellis/testkit';
+import { joinToken } from './control-plane-harness';
 
 const TD = 'cluster.local';
 const WEB = `spiffe://${TD}/ns/shop/sa/web`;
@@ -20,19 +21,6 @@ const WEB = `spiffe://${TD}/ns/shop/sa/web`;
 /** Which data paths the real binary is run on: the Node path always, the native relay unless the suite runs on the Node path only. */
 function dataPaths(): Array<'auto' | 'node'> {
   return process.env.TRELLIS_DATA_PATH === 'node' ? ['node'] : ['auto', 'node'];
-}
-
-/** One request on `session`: status and body once it ends, or how it ended otherwise. */
-function call(session: ClientHttp2Session, path: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const r = session.request({ ':path': path }, { endStream: true });
-    let status = 0;
-    let body = '';
-    r.on('response', (h) => (status = Number(h[':status'])));
-    r.setEncoding('utf8').on('data', (d: string) => (body += d));
-    r.on('end', () => resolve({ status, body }));
-    r.on('error', reject);
-  });
 }
 
 describe('A revoked server and the client sidecar\'s pooled h2 connection (real control plane and sidecars)', function () {
@@ -65,10 +53,9 @@ describe('A revoked server and the client sidecar\'s pooled h2 connection (real 
     tmp.cleanup();
   });
 
+  /** A single-use join token for `id`, written to a file for --token-file. */
   function token(name: string, id: string, extra: string[]): string {
-    const t = trellisSync(['token', 'create', '--ca-dir', f('ca'), '--spiffe-id', id, '--uses', '1', ...extra]);
-    expect(t.status, t.stderr).to.equal(0);
-    writeFileSync(f(`${name}.token`), t.stdout.trim() + '\n', { mode: 0o600 });
+    writeFileSync(f(`${name}.token`), joinToken(f('ca'), id, ['--uses', '1', ...extra]) + '\n', { mode: 0o600 });
     return f(`${name}.token`);
   }
 
@@ -101,7 +88,7 @@ describe('A revoked server and the client sidecar\'s pooled h2 connection (real 
       const session = h2Connect(`http://127.0.0.1:${outbound}`);
       session.on('error', () => undefined);
       try {
-        expect(await call(session, '/before')).to.deep.equal({ status: 200, body: 'cart /before' });
+        expect(await h2Get(session, '/before')).to.deep.equal({ status: 200, body: 'cart /before' });
         // A stream open on the pooled connection, its answer started.
         const open = session.request({ ':path': '/stream' });
         open.on('error', () => undefined);
@@ -122,7 +109,7 @@ describe('A revoked server and the client sidecar\'s pooled h2 connection (real 
 
         // New calls on the app's same connection to its sidecar: refused, and none reaches the revoked server.
         const servedBefore = served.length;
-        for (let i = 0; i < 3; i++) expect(await call(session, `/after${i}`)).to.deep.include({ status: 502 });
+        for (let i = 0; i < 3; i++) expect(await h2Get(session, `/after${i}`)).to.deep.include({ status: 502 });
         expect(served.slice(servedBefore), 'requests the revoked server received').to.deep.equal([]);
         const stats = (await httpGet(webAdmin, '/stats')).body;
         expect(Number(/^trellis_refusals_total\{direction="outbound",reason="revoked"\} (\S+)$/m.exec(stats)?.[1] ?? 0), 'outbound refusals counted as revoked').to.be.at.least(3);

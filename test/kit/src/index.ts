@@ -13,7 +13,7 @@ export type { CliResult } from './cli-runner';
 export { TestCa, generateTestKey, nodeCert } from './test-ca';
 export type { TestCert, TestKeyPair, LeafOptions } from './test-ca';
 export { waitFor } from './wait-for';
-export { httpGet } from './http-get';
+export { h2Get, httpGet } from './http-get';
 export { ProcessGroup } from './process-group';
 export type { HttpGetOptions } from './http-get';
 export { startKubeApiServer, requireKubeApiServer, kubeApiServerAvailability } from './kube-api-server';
