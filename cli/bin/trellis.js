@@ -6,13 +6,17 @@
 const path = require('node:path');
 const fs = require('node:fs');
 const { ensureRuntime } = require('./node-runtime');
+const { boundSidecarYoungGeneration } = require('./young-generation');
 
 function entry(argv) {
   const bundle = path.join(__dirname, '..', 'dist', 'trellis-sidecar.js');
   if (argv[0] === 'sidecar' && fs.existsSync(bundle)) return require(bundle).runSidecarCli;
   return require('../dist/src/main').runCli;
 }
-if (ensureRuntime()) main();
+if (ensureRuntime()) {
+  boundSidecarYoungGeneration();
+  main();
+}
 
 function main() {
   const argv = process.argv.slice(2);

@@ -31,7 +31,7 @@ import { connect as tlsConnect } from 'node:tls';
 import { join } from 'node:path';
 import { TestCa, freePort, makeTmpDir, trellisSpawn } from '@trellis/testkit';
 import { measureIdleRssWithPolicies } from './dataplane/idle-rss-with-policies';
-import { cpuTimes, median, rssMb, startJsonChild } from './dataplane/bench-process';
+import { cpuTimes, median, rssMb, sidecarNodeArgs, startJsonChild } from './dataplane/bench-process';
 import { runL7 } from './dataplane/l7';
 
 interface CannonResult {
@@ -170,7 +170,7 @@ export async function run(flags: string[]): Promise<Record<string, unknown>> {
     const startPair = async (dataPath: 'auto' | 'node'): Promise<{ server: ChildProcess; client: ChildProcess; dataPath: string; serverIn: number; out: [number, number, number] }> => {
       const server = await startJsonChild(
         process.execPath,
-        [join(__dirname, 'dataplane', 'bench-sidecar.js')],
+        [...sidecarNodeArgs(), join(__dirname, 'dataplane', 'bench-sidecar.js')],
         JSON.stringify({
           keyPem: serverLeaf.key.keyPem,
           chainPem: serverLeaf.chainPem,
@@ -189,7 +189,7 @@ export async function run(flags: string[]): Promise<Record<string, unknown>> {
       const target = (port: number): Record<string, unknown> => ({ host: '127.0.0.1', port: 0, target: { kind: 'explicit', address: `127.0.0.1:${port}`, spiffeId: 'spiffe://bench.local/ns/bench/sa/server' } });
       const client = await startJsonChild(
         process.execPath,
-        [join(__dirname, 'dataplane', 'bench-sidecar.js')],
+        [...sidecarNodeArgs(), join(__dirname, 'dataplane', 'bench-sidecar.js')],
         JSON.stringify({ keyPem: clientLeaf.key.keyPem, chainPem: clientLeaf.chainPem, rootsPem: [ca.root.pem], dataPath, inbound: [], outbound: [target(serverIn), target(serverBulkIn), target(serverHttpIn)] }),
       );
       children.push(client.child);

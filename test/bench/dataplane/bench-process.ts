@@ -1,6 +1,8 @@
 /** Child processes of the dataplane benchmark and what /proc says about them. */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { REPO_ROOT } from '@trellis/testkit';
 
 /** Starts a child that prints one JSON line when ready; resolves with it. */
 export function startJsonChild(cmd: string, args: string[], input?: string, env: NodeJS.ProcessEnv = {}): Promise<{ child: ChildProcess; info: Record<string, unknown> }> {
@@ -16,6 +18,17 @@ export function startJsonChild(cmd: string, args: string[], input?: string, env:
     child.on('exit', (code) => reject(new Error(`${args[0] ?? cmd} exited with ${code} before it was ready`)));
     child.stdin!.end(input ?? '');
   });
+}
+
+/**
+ * The node arguments `trellis sidecar` re-executes itself with (the bounded
+ * young generation of cli/bin/young-generation.js), so that a benchmark's
+ * sidecar process has the memory a pod's has.
+ */
+export function sidecarNodeArgs(): string[] {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const yg = require(join(REPO_ROOT, 'cli', 'bin', 'young-generation.js')) as { youngGenerationReexec(argv: string[], execArgv: string[], nodeOptions: string | undefined, hasExecve: boolean): string[] | null };
+  return yg.youngGenerationReexec(['sidecar'], [], process.env.NODE_OPTIONS, true) ?? [];
 }
 
 /** A process's resident set, MB (one decimal). */

@@ -18,7 +18,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { AUTHZ_WIRE_VERSION, encodeAuthorizationPolicies, policiesFromJSON, type AuthorizationPolicy } from '@trellis/shared';
 import { freePort, type TestCa } from '@trellis/testkit';
-import { cpuTimes, median, rssMb, startJsonChild } from './bench-process';
+import { cpuTimes, median, rssMb, sidecarNodeArgs, startJsonChild } from './bench-process';
 
 /** What the dataplane benchmark hands over. */
 export interface L7Input {
@@ -144,7 +144,7 @@ export async function runL7(d: L7Input): Promise<Record<string, unknown>> {
   // Sent as the control plane pushes it: compiled (the sidecar decodes it without a schema engine).
   const authz = policiesFromJSON(manifests, 'bench').filter((p): p is AuthorizationPolicy => p.kind === 'AuthorizationPolicy');
   const policies = { wireVersion: AUTHZ_WIRE_VERSION, policies: encodeAuthorizationPolicies(authz) };
-  const sidecar = (input: object): Promise<{ child: ChildProcess; info: Record<string, unknown> }> => startJsonChild(process.execPath, [join(__dirname, 'bench-sidecar.js')], JSON.stringify(input));
+  const sidecar = (input: object): Promise<{ child: ChildProcess; info: Record<string, unknown> }> => startJsonChild(process.execPath, [...sidecarNodeArgs(), join(__dirname, 'bench-sidecar.js')], JSON.stringify(input));
   const server = await sidecar({
     ...d.server,
     rootsPem: [d.ca.root.pem],
