@@ -34,8 +34,9 @@ describe('HTTP/2 header translation', () => {
     });
   });
 
-  it('Should translate an HTTP/2 request to HTTP/1.1 with Host from :authority and without pseudo-headers or client XFCC', () => {
-    expect(h1RequestHeaders([':method', 'GET', ':path', '/x', ':authority', 'svc:80', 'accept', '*/*', 'x-forwarded-client-cert', 'forged', 'te', 'trailers'], 'svc:80', 'ours')).to.deep.equal(['accept', '*/*', 'host', 'svc:80', 'x-forwarded-client-cert', 'ours']);
+  it('Should translate an HTTP/2 request to HTTP/1.1 with Host from :authority and without pseudo-headers or client XFCC, asking the app for trailers only when the client takes them', () => {
+    expect(h1RequestHeaders([':method', 'GET', ':path', '/x', ':authority', 'svc:80', 'accept', '*/*', 'x-forwarded-client-cert', 'forged', 'te', 'trailers'], 'svc:80', 'ours')).to.deep.equal(['accept', '*/*', 'host', 'svc:80', 'x-forwarded-client-cert', 'ours', 'te', 'trailers', 'connection', 'te']);
+    expect(h1RequestHeaders([':method', 'GET', ':path', '/x', ':authority', 'svc:80', 'te', 'gzip'], 'svc:80', 'ours')).to.deep.equal(['host', 'svc:80', 'x-forwarded-client-cert', 'ours']);
   });
 
   it('Should drop the headers HTTP/2 forbids from an HTTP/1.1 answer, and those its Connection header lists', () => {

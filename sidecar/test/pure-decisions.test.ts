@@ -79,6 +79,13 @@ describe('upstreamHeaders (what the app receives on /http ports)', () => {
     expect(upstreamHeaders(['Host', 'cart', 'Accept', 'a', 'Accept', 'b'], undefined)).to.deep.equal(['Host', 'cart', 'Accept', 'a', 'Accept', 'b']);
   });
 
+  it('Should pass te only as te: trailers, with its connection option, and only when the client listed trailers', () => {
+    expect(upstreamHeaders(['Host', 'cart', 'TE', 'gzip, trailers'], undefined)).to.deep.equal(['Host', 'cart', 'te', 'trailers', 'connection', 'te']);
+    expect(upstreamHeaders(['Host', 'cart', 'te', 'gzip'], undefined)).to.deep.equal(['Host', 'cart']);
+    expect(upstreamHeaders(['Host', 'cart', 'te', 'trailers'], undefined, undefined, 'websocket')).to.deep.equal(['Host', 'cart', 'te', 'trailers', 'upgrade', 'websocket', 'connection', 'upgrade, te']);
+    expect(upstreamHeaders(['Host', 'cart'], undefined, undefined, 'websocket')).to.deep.equal(['Host', 'cart', 'upgrade', 'websocket', 'connection', 'upgrade']);
+  });
+
   it('Should add the given host only when the client sent none', () => {
     expect(upstreamHeaders(['Accept', 'a'], undefined, '127.0.0.1:8080')).to.deep.equal(['Accept', 'a', 'host', '127.0.0.1:8080']);
     expect(upstreamHeaders(['HOST', 'cart'], undefined, '127.0.0.1:8080')).to.deep.equal(['HOST', 'cart']);

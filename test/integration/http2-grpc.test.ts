@@ -129,9 +129,11 @@ for (const dataPath of nativeRelay() ? (['native', 'node'] as const) : (['node']
     h1App = createH1Server((req, res) => {
       seen.push({ proto: `h1/${req.httpVersion}`, path: req.url!, xfcc: (req.headers as H1Headers)['x-forwarded-client-cert'] as string | undefined });
       if (req.url === '/trailers') {
-        res.writeHead(200, { 'content-type': 'text/plain', trailer: 'x-checksum' });
+        // Like an app that honours TE (RFC 9110 §10.1.4): trailers only for a request that said it takes them.
+        const asked = /(^|,)\s*trailers\s*(,|$)/i.test(String((req.headers as H1Headers).te ?? ''));
+        res.writeHead(200, { 'content-type': 'text/plain', ...(asked ? { trailer: 'x-checksum' } : {}) });
         res.write('h1 body');
-        res.addTrailers({ 'x-checksum': 'h1-sum' });
+        if (asked) res.addTrailers({ 'x-checksum': 'h1-sum' });
         res.end();
         return;
       }

@@ -94,8 +94,8 @@ export function h2RequestHeaders(raw: readonly string[], method: string, target:
 /**
  * The raw header list of an HTTP/2 request forwarded over HTTP/1.1: no
  * pseudo-headers, `Host` from `:authority`, then http-forwarder.ts's rules
- * (hop-by-hop and client XFCC out, ours in). `te: trailers` is dropped: an
- * HTTP/1.1 app is not asked for trailers.
+ * (hop-by-hop and client XFCC out, ours in, `te: trailers` kept for a
+ * client that takes trailers).
  */
 export function h1RequestHeaders(raw: readonly string[], authority: string | undefined, xfcc: string | undefined): string[] {
   return upstreamHeaders(withoutPseudo(raw, true), xfcc, authority);

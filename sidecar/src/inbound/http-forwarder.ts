@@ -76,7 +76,10 @@ function connectionListed(rawHeaders: readonly string[]): Set<string> | undefine
  * (the fixed set and any the client's `Connection` header names) and every
  * client-sent XFCC (any letter case) removed, ours added; `host` (when given)
  * is added if the client sent none; with `upgrade`, `upgrade: <it>` and
- * `connection: upgrade` are added back (the only hop-by-hop pair we pass). Pure.
+ * `connection: upgrade` are added back. `te` goes as `te: trailers` when the
+ * client listed `trailers`, with the `te` connection option RFC 9110 §10.1.4
+ * asks for, and is dropped otherwise (Envoy's TE sanitizing): the sidecar
+ * passes the app's trailers on to such a client, so the app may send them. Pure.
  */
 export function upstreamHeaders(rawHeaders: readonly string[], xfcc: string | undefined, host?: string, upgrade?: string): string[] {
   const out: string[] = [];
@@ -93,7 +96,10 @@ export function upstreamHeaders(rawHeaders: readonly string[], xfcc: string | un
   }
   if (!sawHost && host !== undefined) out.push('host', host);
   if (xfcc !== undefined) out.push('x-forwarded-client-cert', xfcc);
-  if (upgrade !== undefined) out.push('upgrade', upgrade, 'connection', 'upgrade');
+  const trailers = takesTrailers(rawHeaders);
+  if (trailers) out.push('te', 'trailers');
+  if (upgrade !== undefined) out.push('upgrade', upgrade);
+  if (upgrade !== undefined || trailers) out.push('connection', upgrade !== undefined && trailers ? 'upgrade, te' : upgrade !== undefined ? 'upgrade' : 'te');
   return out;
 }
 
