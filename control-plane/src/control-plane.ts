@@ -155,6 +155,7 @@ export async function startControlPlane(opts: ControlPlaneOptions, deps: Control
     registry: metrics.registry,
     nowMs,
     sharedBackend: shared.backend,
+    probes: shared.tokenUses.probe ? { 'join-token-uses': () => shared.tokenUses.probe!() } : {},
     onChange: (failing) => {
       if (failing.length > 0) log.error('control plane NOT ready: its state cannot be written (issuance and state changes fail until it can)', { failing });
       else log.info('state writable again: ready', {});

@@ -249,6 +249,61 @@ describe('control-plane replicas sharing their state through a real API server',
     ledger.stop();
   });
 
+  it('Should be not ready while join-token uses cannot be recorded, through every replica report it writes meanwhile, and ready again by itself once they can', async () => {
+    const live = replicas.filter((p) => p.child.exitCode === null && p.child.signalCode === null);
+    const r = live.at(-1)!;
+    const rDir = join(tmp.dir, `ca-${'abc'[replicas.indexOf(r)]}`);
+    await waitFor(async () => (await adminGet(r, '/readyz')).status === 200, 'the replica to be ready', 40_000);
+    const failures = (): Promise<number> => metricValue(r, 'trellis_state_write_failures_total', 'store="join-token-uses",reason="TRELLIS_K8S_FORBIDDEN"');
+    const before = await failures();
+    // The time of r's own last heartbeat in the shared replica reports (its entry carries its pid).
+    const ownReportAt = (): string | undefined => {
+      const text = getJson(['-n', 'trellis-system', 'configmap', 'trellis-control-plane-replicas'])?.data?.['replicas.json'] as string | undefined;
+      const set = (JSON.parse(text ?? '{}') as { replicas?: Record<string, { pid: number; at: string }> }).replicas ?? {};
+      return Object.values(set).find((e) => e.pid === r.child.pid)?.at;
+    };
+    const id = `spiffe://${TD}/ns/shop/sa/newcomer`;
+    const token = joinToken(caDir, id);
+    const newcomer = new FakeSidecar({ addresses: [r.address], caDir: rDir, spiffeId: id, token: () => token, namespace: 'shop' });
+    sidecars.push(newcomer);
+    // The Role without create on ConfigMaps (and no ClusterRole): a use cannot be recorded, while the replica
+    // report, an update of its own ConfigMap, still can.
+    const rbac = readFileSync(join(REPO_ROOT, 'deploy', 'rbac.yaml'), 'utf8');
+    const role = rbac.split(/^---$/m).find((d) => /kind: Role\n/.test(d) && d.includes('name: trellis-control-plane\n'))!;
+    const noCreate = role.replace('verbs: ["create", "list", "watch", "delete"]', 'verbs: ["list", "watch", "delete"]');
+    expect(noCreate, 'the Role\'s ConfigMap rule').to.not.equal(role);
+    kubectl(['apply', '-f', '-'], noCreate);
+    kubectl(['delete', 'clusterrolebinding', 'trellis-control-plane']);
+    try {
+      await waitFor(() => k8s.kubectl(['auth', 'can-i', 'create', 'configmaps', '--as', 'system:serviceaccount:trellis-system:trellis-control-plane', '-n', 'trellis-system']).stdout.trim() === 'no', 'the Role to lose create');
+      newcomer.start();
+      await waitFor(async () => (await failures()) > before, 'the refused use to be counted');
+      // One refusal is enough: no retry may mark the store failing again behind a report that cleared it.
+      newcomer.stop();
+      expect(newcomer.creds, 'no SVID without a recorded use').to.equal(null);
+      expect(ownReportAt(), "this replica's entry in the shared replica reports").to.be.a('string');
+      // Two reports of its own written after the failure: neither makes the replica ready.
+      for (let i = 0; i < 2; i++) {
+        const at = ownReportAt();
+        await waitFor(() => ownReportAt() !== at, 'a replica report of its own written after the failure', 30_000);
+      }
+      const ready = await adminGet(r, '/readyz');
+      expect(ready.status, ready.body).to.equal(503);
+      expect(ready.body).to.match(/join-token-uses.*FORBIDDEN/);
+      expect(await metricValue(r, 'trellis_state_writable', 'store="join-token-uses"')).to.equal(0);
+    } finally {
+      kubectl(['apply', '-f', join(REPO_ROOT, 'deploy', 'rbac.yaml')]);
+    }
+    // The probe (a use record created and deleted, as a join would) works again on a refresh: ready, with no join needed.
+    await waitFor(async () => (await adminGet(r, '/readyz')).status === 200, 'ready again once a use can be recorded', 40_000);
+    expect(await metricValue(r, 'trellis_state_writable', 'store="join-token-uses"')).to.equal(1);
+    const leftovers = (getJson(['-n', 'trellis-system', 'configmaps', '-l', 'trellis.dev/join-token-use=true'])!.items as Obj[]).filter((o) => String(o.metadata.name).includes('-probe-'));
+    expect(leftovers.map((o) => o.metadata.name), 'probe records are deleted').to.deep.equal([]);
+    newcomer.start();
+    expect((await newcomer.rotate()).subjectAltName).to.include(id);
+    newcomer.stop();
+  });
+
   describe('attestation records on the API server, replicas in process (the classes `trellis control-plane` runs, with its ServiceAccount and RBAC)', () => {
     const IDENTITIES = 3000;
     const states: SharedState[] = [];

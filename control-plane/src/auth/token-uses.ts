@@ -23,4 +23,12 @@ export interface TokenUses {
    * issuance failed), so the workload may try again with the same token.
    */
   release(tokenId: string, use: number): Promise<void>;
+  /**
+   * Where a use's record is an object of its own (the API server), proves
+   * that one could be written now, taking no use: resolves when a probe
+   * record was created (and removed), rejects with
+   * TRELLIS_CP_JOIN_TOKEN_STORE otherwise. Absent where the CA dir's own
+   * probe already says it (files).
+   */
+  probe?(): Promise<void>;
 }

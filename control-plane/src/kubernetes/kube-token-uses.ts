@@ -8,6 +8,7 @@
  * The replica holding the Lease deletes the records of expired tokens (the
  * `trellis.dev/expires-at` annotation) every few minutes.
  */
+import { randomBytes } from 'node:crypto';
 import { KubernetesError, KubernetesErrorCode, type KubeClient, type KubeList, type KubeObject } from '@trellis/kubernetes';
 import type { Logger } from '@trellis/shared';
 import type { TokenUses } from '../auth/token-uses';
@@ -66,6 +67,32 @@ export class KubeTokenUses implements TokenUses {
       await this.deps.client.delete(`${this.collection()}/${encodeURIComponent(name)}`);
     } catch (err) {
       throw new ControlPlaneError(ControlPlaneErrorCode.JOIN_TOKEN_STORE, `join token use ${name} could not be given back: ${(err as Error).message}`, { object: name }, { cause: err });
+    }
+  }
+
+  /**
+   * Creates and deletes a probe record (`trellis-join-token-use-probe-<hex>`,
+   * labelled like a use and already expired, so a probe whose delete failed
+   * is swept): the same create a join needs, with the same RBAC, quota and
+   * admission, taking no use of any token.
+   */
+  async probe(): Promise<void> {
+    const name = `trellis-join-token-use-probe-${randomBytes(6).toString('hex')}`;
+    const now = new Date((this.deps.nowMs ?? Date.now)()).toISOString();
+    try {
+      await this.deps.client.create(this.collection(), {
+        apiVersion: 'v1',
+        kind: 'ConfigMap',
+        metadata: { name, namespace: this.opts.namespace, labels: { 'app.kubernetes.io/part-of': 'trellis', [TOKEN_USE_LABEL]: 'true' }, annotations: { [EXPIRES_ANNOTATION]: now } },
+        data: { probe: 'true' },
+      });
+    } catch (err) {
+      throw new ControlPlaneError(ControlPlaneErrorCode.JOIN_TOKEN_STORE, `join token uses cannot be recorded on the API server (probe ${name}): ${(err as Error).message}`, { object: name, reason: (err as { code?: string }).code ?? 'error' }, { cause: err });
+    }
+    try {
+      await this.deps.client.delete(`${this.collection()}/${encodeURIComponent(name)}`);
+    } catch (err) {
+      this.deps.logger.warn('join-token use probe record not deleted; the leader sweeps it', { object: name, error: err });
     }
   }
 

@@ -8,11 +8,16 @@
  * probe (a small file written, fsynced and removed in the CA dir, once per
  * refresh while something fails) clears the stores kept in the CA dir as
  * soon as space is back; and a replica report written (every few seconds)
- * clears the stores kept where it is kept (the CA dir, or the API server),
- * so readiness returns by itself, even for a store written only on demand
- * (a revocation refused once). On the API server the attestation records
- * are the exception: their store retries in the background and reports
- * each outcome, so only a record written clears them.
+ * clears the stores kept where it is kept, so readiness returns by itself,
+ * even for a store written only on demand (a revocation refused once). On
+ * the API server a replica report (an update of one ConfigMap) vouches only
+ * for the other documents updated the same way (revocations, re-issue
+ * orders): attestation records and join-token uses are objects created one
+ * per record, which RBAC, a quota or an admission webhook can refuse while
+ * updates pass. The attestation store retries in the background and reports
+ * each outcome; join-token uses are cleared by a probe record created and
+ * deleted the way a join would (`probes`), tried on each refresh while they
+ * fail.
  */
 import { rmSync, statfsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -29,6 +34,8 @@ const STORES: readonly StateStore[] = ['audit', 'join-token-uses', 'attestations
 const CA_DIR_STORES: readonly StateStore[] = ['audit'];
 /** Stores kept where the shared state is (the CA dir, or the API server). */
 const SHARED_STORES: readonly StateStore[] = ['join-token-uses', 'attestations', 'revocations', 'reissue-orders', 'replica-report'];
+/** On the API server, the stores a written replica report vouches for: documents updated as it is. */
+const API_SERVER_DOCUMENT_STORES: readonly StateStore[] = ['revocations', 'reissue-orders', 'replica-report'];
 
 /** Error codes that mean "this store could not be written" (not a refusal of the request). */
 const WRITE_FAILURE_CODES = new Set(['TRELLIS_CA_AUDIT_WRITE_FAILED', 'TRELLIS_CP_JOIN_TOKEN_STORE', 'TRELLIS_CP_ATTESTATION_STORE', 'TRELLIS_CP_STATE_WRITE_FAILED']);
@@ -61,7 +68,14 @@ export class StorageHealth {
   constructor(
     /** The CA dir: where the probe writes, and whose free space is reported. */
     private readonly dir: string,
-    private readonly deps: { nowMs?: () => number; registry?: Registry; onChange?(failing: readonly FailingStore[]): void; sharedBackend?: 'ca-dir' | 'api-server' } = {},
+    private readonly deps: {
+      nowMs?: () => number;
+      registry?: Registry;
+      onChange?(failing: readonly FailingStore[]): void;
+      sharedBackend?: 'ca-dir' | 'api-server';
+      /** Per store, a write that takes nothing (resolves when the store can be written again); tried by probe() while it fails. */
+      probes?: Partial<Record<StateStore, () => Promise<void>>>;
+    } = {},
   ) {
     const registers = deps.registry ? [deps.registry] : [];
     this.failures = deps.registry ? new PromCounter({ name: 'trellis_state_write_failures_total', help: 'State writes that failed (nothing of them kept), by store (audit, join-token-uses, attestations, revocations, reissue-orders, replica-report) and reason (ENOSPC, EROFS, ...).', labelNames: ['store', 'reason'], registers }) : null;
@@ -97,10 +111,10 @@ export class StorageHealth {
   /** Records the outcome of one write of `store`: null when it worked. */
   record(store: StateStore, err: Error | null): void {
     if (err === null) {
-      // A replica report written proves its backend writable: the stores kept there are too. Not, on the API
-      // server, the attestation records: objects of their own (other RBAC), whose store retries until a write lands and says so.
+      // A replica report written proves its backend writable: the stores kept there are too. On the API server only
+      // the documents updated as it is: attestation records and token uses are objects created one each (see above).
       const onFiles = (this.deps.sharedBackend ?? 'ca-dir') === 'ca-dir';
-      const cleared = store === 'replica-report' ? [...SHARED_STORES.filter((s) => onFiles || s !== 'attestations'), ...(onFiles ? CA_DIR_STORES : [])] : [store];
+      const cleared = store === 'replica-report' ? (onFiles ? [...SHARED_STORES, ...CA_DIR_STORES] : API_SERVER_DOCUMENT_STORES) : [store];
       let changed = false;
       for (const s of cleared) changed = this.failing.delete(s) || changed;
       if (changed) this.deps.onChange?.(this.current());
@@ -131,6 +145,7 @@ export class StorageHealth {
    */
   probe(): void {
     if (this.failing.size === 0) return;
+    this.probeStores();
     const path = join(this.dir, `.storage-probe-${process.pid}`);
     try {
       writeFileAtomic(path, Buffer.alloc(4096), 0o600);
@@ -143,6 +158,24 @@ export class StorageHealth {
     let changed = false;
     for (const s of cleared) changed = this.failing.delete(s) || changed;
     if (changed) this.deps.onChange?.(this.current());
+  }
+
+  private readonly probing = new Set<StateStore>();
+
+  /** Starts the probe of each failing store that has one (one at a time per store); a probe that works clears its store. */
+  private probeStores(): void {
+    for (const store of this.failing.keys()) {
+      const probe = this.deps.probes?.[store];
+      if (!probe || this.probing.has(store)) continue;
+      this.probing.add(store);
+      probe().then(
+        () => {
+          this.probing.delete(store);
+          if (this.failing.delete(store)) this.deps.onChange?.(this.current());
+        },
+        () => this.probing.delete(store), // still failing: the store stays as its last real write left it
+      );
+    }
   }
 }
 
