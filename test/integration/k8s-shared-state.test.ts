@@ -57,6 +57,24 @@ describe('control-plane replicas sharing their state through a real API server',
     sidecars.push(s);
     return s.start();
   };
+  /**
+   * Runs `body` while the control plane's Role, as shipped, lacks create on ConfigMaps and the ClusterRole
+   * (which grants it too, for trust-bundle ConfigMaps these replicas do not write) is unbound; then restores both.
+   */
+  const withoutConfigMapCreate = async (body: () => Promise<void>): Promise<void> => {
+    const rbac = readFileSync(join(REPO_ROOT, 'deploy', 'rbac.yaml'), 'utf8');
+    const role = rbac.split(/^---$/m).find((d) => /kind: Role\n/.test(d) && d.includes('name: trellis-control-plane\n'))!;
+    const noCreate = role.replace('verbs: ["create", "list", "watch", "delete"]', 'verbs: ["list", "watch", "delete"]');
+    expect(noCreate, 'the Role\'s ConfigMap rule').to.not.equal(role);
+    kubectl(['apply', '-f', '-'], noCreate);
+    kubectl(['delete', 'clusterrolebinding', 'trellis-control-plane']);
+    try {
+      await waitFor(() => k8s.kubectl(['auth', 'can-i', 'create', 'configmaps', '--as', 'system:serviceaccount:trellis-system:trellis-control-plane', '-n', 'trellis-system']).stdout.trim() === 'no', 'the Role to lose create');
+      await body();
+    } finally {
+      kubectl(['apply', '-f', join(REPO_ROOT, 'deploy', 'rbac.yaml')]);
+    }
+  };
   const leaderOf = (): ControlPlaneProcess | undefined => replicas.find((p) => p.child.exitCode === null && p.child.signalCode === null && p.logs.some((l) => l.includes('"msg":"became leader"')) && !p.logs.some((l) => l.includes('"msg":"stopped leading"')));
 
   before(async function () {
@@ -221,16 +239,8 @@ describe('control-plane replicas sharing their state through a real API server',
     expect((await adminGet(r, '/readyz')).status).to.equal(200);
     const failures = (): Promise<number> => metricValue(r, 'trellis_state_write_failures_total', 'store="attestations",reason="TRELLIS_K8S_FORBIDDEN"');
     const before = await failures();
-    // The Role as shipped, without create on ConfigMaps, and without the ClusterRole (which grants it too, for the
-    // trust-bundle ConfigMaps these replicas do not write): the attestation record of a renewal cannot be written.
-    const rbac = readFileSync(join(REPO_ROOT, 'deploy', 'rbac.yaml'), 'utf8');
-    const role = rbac.split(/^---$/m).find((d) => /kind: Role\n/.test(d) && d.includes('name: trellis-control-plane\n'))!;
-    const noCreate = role.replace('verbs: ["create", "list", "watch", "delete"]', 'verbs: ["list", "watch", "delete"]');
-    expect(noCreate, 'the Role\'s ConfigMap rule').to.not.equal(role);
-    kubectl(['apply', '-f', '-'], noCreate);
-    kubectl(['delete', 'clusterrolebinding', 'trellis-control-plane']);
-    try {
-      await waitFor(() => k8s.kubectl(['auth', 'can-i', 'create', 'configmaps', '--as', 'system:serviceaccount:trellis-system:trellis-control-plane', '-n', 'trellis-system']).stdout.trim() === 'no', 'the Role to lose create');
+    // Without create on ConfigMaps the attestation record of a renewal cannot be written.
+    await withoutConfigMapCreate(async () => {
       const renewed = await ledger.rotate();
       expect(renewed.subjectAltName, 'the SVID goes out: a replica without the record attests the identity alone').to.include(id);
       await waitFor(async () => (await failures()) > before, 'the failed write to be counted');
@@ -238,9 +248,7 @@ describe('control-plane replicas sharing their state through a real API server',
       expect(ready.status).to.equal(503);
       expect(ready.body).to.match(/attestations.*FORBIDDEN/);
       expect(await metricValue(r, 'trellis_state_writable', 'store="attestations"')).to.equal(0);
-    } finally {
-      kubectl(['apply', '-f', join(REPO_ROOT, 'deploy', 'rbac.yaml')]);
-    }
+    });
     // The background retry lands (backoff of at most a few seconds after so short a failure) and clears it.
     await waitFor(async () => (await adminGet(r, '/readyz')).status === 200, 'ready again once a write lands', 40_000);
     expect(await metricValue(r, 'trellis_state_writable', 'store="attestations"')).to.equal(1);
@@ -266,16 +274,9 @@ describe('control-plane replicas sharing their state through a real API server',
     const token = joinToken(caDir, id);
     const newcomer = new FakeSidecar({ addresses: [r.address], caDir: rDir, spiffeId: id, token: () => token, namespace: 'shop' });
     sidecars.push(newcomer);
-    // The Role without create on ConfigMaps (and no ClusterRole): a use cannot be recorded, while the replica
-    // report, an update of its own ConfigMap, still can.
-    const rbac = readFileSync(join(REPO_ROOT, 'deploy', 'rbac.yaml'), 'utf8');
-    const role = rbac.split(/^---$/m).find((d) => /kind: Role\n/.test(d) && d.includes('name: trellis-control-plane\n'))!;
-    const noCreate = role.replace('verbs: ["create", "list", "watch", "delete"]', 'verbs: ["list", "watch", "delete"]');
-    expect(noCreate, 'the Role\'s ConfigMap rule').to.not.equal(role);
-    kubectl(['apply', '-f', '-'], noCreate);
-    kubectl(['delete', 'clusterrolebinding', 'trellis-control-plane']);
-    try {
-      await waitFor(() => k8s.kubectl(['auth', 'can-i', 'create', 'configmaps', '--as', 'system:serviceaccount:trellis-system:trellis-control-plane', '-n', 'trellis-system']).stdout.trim() === 'no', 'the Role to lose create');
+    // Without create on ConfigMaps a use cannot be recorded, while the replica report, an update of its own
+    // ConfigMap, still can.
+    await withoutConfigMapCreate(async () => {
       newcomer.start();
       await waitFor(async () => (await failures()) > before, 'the refused use to be counted');
       // One refusal is enough: no retry may mark the store failing again behind a report that cleared it.
@@ -291,9 +292,7 @@ describe('control-plane replicas sharing their state through a real API server',
       expect(ready.status, ready.body).to.equal(503);
       expect(ready.body).to.match(/join-token-uses.*FORBIDDEN/);
       expect(await metricValue(r, 'trellis_state_writable', 'store="join-token-uses"')).to.equal(0);
-    } finally {
-      kubectl(['apply', '-f', join(REPO_ROOT, 'deploy', 'rbac.yaml')]);
-    }
+    });
     // The probe (a use record created and deleted, as a join would) works again on a refresh: ready, with no join needed.
     await waitFor(async () => (await adminGet(r, '/readyz')).status === 200, 'ready again once a use can be recorded', 40_000);
     expect(await metricValue(r, 'trellis_state_writable', 'store="join-token-uses"')).to.equal(1);
