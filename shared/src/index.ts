@@ -125,3 +125,4 @@ export {
   selectGroup,
 } from './tls/key-exchange';
 export type { GroupSelection, KeyExchangePolicy } from './tls/key-exchange';
+export { SSL_OP_NO_RX_CERTIFICATE_COMPRESSION, SSL_OP_NO_TX_CERTIFICATE_COMPRESSION, withoutCertificateCompression } from './tls/certificate-compression';

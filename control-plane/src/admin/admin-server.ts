@@ -14,7 +14,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { Registry } from 'prom-client';
-import { DEFAULT_KEY_EXCHANGE, groupsList, parseHostPort, parseCertificates, parsePemBundle, type CertificateFacts, type KeyExchangePolicy, type Logger, type TrustBundle } from '@trellis/shared';
+import { DEFAULT_KEY_EXCHANGE, groupsList, withoutCertificateCompression, parseHostPort, parseCertificates, parsePemBundle, type CertificateFacts, type KeyExchangePolicy, type Logger, type TrustBundle } from '@trellis/shared';
 import { gateClientHello } from '../tls/client-hello-gate';
 import { decideAdminRequest, PUBLIC_PATHS, type AdminDecision, type AdminRequestFacts } from './admin-access';
 import { AdminError, AdminErrorCode } from './admin-error';
@@ -124,7 +124,7 @@ export async function startAdminServer(listen: string, src: AdminSources): Promi
   };
 
   const kex = src.keyExchange ?? { policy: DEFAULT_KEY_EXCHANGE, onHandshake: () => undefined };
-  const tlsOptions = { minVersion: 'TLSv1.2' as const, ecdhCurve: groupsList(kex.policy) };
+  const tlsOptions = { minVersion: 'TLSv1.2' as const, ecdhCurve: groupsList(kex.policy), secureOptions: withoutCertificateCompression() };
   const server = createServer({ ...material, requestCert: true, rejectUnauthorized: false, ...tlsOptions }, (req, res) => {
     const path = (req.url ?? '/').split('?')[0]!;
     const socket = req.socket as TLSSocket;

@@ -15,6 +15,7 @@
  */
 import * as http2 from 'node:http2';
 import type { PeerCertificate } from 'node:tls';
+import { withoutCertificateCompression } from '@trellis/shared';
 import { frameMessage, MessageDeframer } from './grpc-framing';
 import { GrpcStatus, statusFromHttp, statusFromRstCode, statusFromTrailers, type CallStatus } from './grpc-status';
 import { DiscoveryError, DiscoveryErrorCode } from './discovery-error';
@@ -103,6 +104,7 @@ export class GrpcBidiCall {
       servername: t.servername,
       checkServerIdentity: t.checkServerIdentity,
       ...(t.ecdhCurve !== undefined ? { ecdhCurve: t.ecdhCurve } : {}),
+      secureOptions: withoutCertificateCompression(),
       settings: { enablePush: false },
     });
     this.connectTimer = setTimeout(() => this.fail(GrpcStatus.UNAVAILABLE, `connect to ${opts.address} timed out after ${opts.connectTimeoutMs} ms`), opts.connectTimeoutMs);

@@ -18,7 +18,7 @@
  */
 import { constants as tlsConstants, randomBytes } from 'node:crypto';
 import { createSecureContext, type SecureContext, type SecureContextOptions } from 'node:tls';
-import { DEFAULT_KEY_EXCHANGE, groupsList, type KeyExchangePolicy, type Logger } from '@trellis/shared';
+import { DEFAULT_KEY_EXCHANGE, groupsList, withoutCertificateCompression, type KeyExchangePolicy, type Logger } from '@trellis/shared';
 import type { ContextOptions, NativeRelay, RelayContext } from '../proxy/native-relay';
 import { federationInForce } from './peer-trust';
 import type { SidecarSnapshot } from './sidecar-state';
@@ -147,10 +147,11 @@ export class TlsMaterial {
   private buildNode(gen: Generation): void {
     const c = gen.snap.credentials!;
     try {
-      const base = { key: c.keyPem, cert: c.chainPem, ca: [...gen.snap.bundle!.rootsPem], minVersion: 'TLSv1.2' as const, ecdhCurve: groupsList(gen.keyExchange) };
+      // No certificate compression (certificate-compression.ts in @trellis/shared), as on the native path.
+      const base = { key: c.keyPem, cert: c.chainPem, ca: [...gen.snap.bundle!.rootsPem], minVersion: 'TLSv1.2' as const, ecdhCurve: groupsList(gen.keyExchange), secureOptions: withoutCertificateCompression() };
       // A session ID context is required for resumption when client certificates are requested.
       // No tickets while federation is in force (see buildNative).
-      const noTickets = federationInForce(gen.snap) ? { secureOptions: tlsConstants.SSL_OP_NO_TICKET } : {};
+      const noTickets = federationInForce(gen.snap) ? { secureOptions: withoutCertificateCompression(tlsConstants.SSL_OP_NO_TICKET) } : {};
       const server = this.factory.node({ ...base, ...noTickets, ticketKeys: this.ticketKeys, sessionIdContext: 'trellis-inbound' });
       const client = this.factory.node(base);
       gen.nodeServer = server;
