@@ -9,7 +9,9 @@
  *   haproxy  autocannon → client haproxy ═mTLS═ server haproxy → app  (Debian haproxy, one thread each)
  * plus single-stream bulk throughput through the Trellis pair (median of
  * three interleaved runs after a cold one, which is reported too), new mTLS
- * handshakes per second against the server sidecar, and each sidecar's idle
+ * handshakes per second against the server sidecar (with the client's default
+ * groups, so X25519MLKEM768 with the sidecar and X25519 with haproxy's OpenSSL
+ * 3.0, and again with X25519 alone on both: `_x25519`), and each sidecar's idle
  * and loaded RSS, the same Trellis pair through an /http listener
  * (`trellis_http_port`: per-request authorization and XFCC) (plus the idle RSS of the real `trellis sidecar` binary,
  * which also loads every other CLI command); the same bulk and handshake
@@ -122,12 +124,13 @@ function bulk(port: number): Promise<number> {
   });
 }
 
-async function handshakesPerSecond(port: number, client: { key: string; cert: string; ca: string }, seconds: number, parallel = 8): Promise<number> {
+/** New mTLS handshakes per second; `ecdhCurve` limits the groups the client offers (default: node:tls's, the hybrid first). */
+async function handshakesPerSecond(port: number, client: { key: string; cert: string; ca: string }, seconds: number, ecdhCurve?: string, parallel = 8): Promise<number> {
   let done = 0;
   const deadline = Date.now() + seconds * 1000;
   const one = (): Promise<void> =>
     new Promise((resolve) => {
-      const s = tlsConnect({ host: '127.0.0.1', port, key: client.key, cert: client.cert, ca: client.ca, checkServerIdentity: () => undefined });
+      const s = tlsConnect({ host: '127.0.0.1', port, key: client.key, cert: client.cert, ca: client.ca, checkServerIdentity: () => undefined, ...(ecdhCurve ? { ecdhCurve } : {}) });
       s.on('secureConnect', () => {
         done++;
         s.destroy();
@@ -264,6 +267,10 @@ export async function run(flags: string[]): Promise<Record<string, unknown>> {
     const clientCreds = { key: clientLeaf.key.keyPem, cert: clientLeaf.chainPem, ca: ca.root.pem };
     const hps = await handshakesPerSecond(serverIn, clientCreds, 3);
     const hpsHaproxy = haproxyServerPort !== undefined ? await handshakesPerSecond(haproxyServerPort, clientCreds, 3) : null;
+    // The same with the client offering X25519 alone: Debian's haproxy (OpenSSL 3.0) cannot do the post-quantum hybrid
+    // the sidecar picks by default (X25519MLKEM768), so this pair compares the same key exchange.
+    const hpsX25519 = await handshakesPerSecond(serverIn, clientCreds, 3, 'X25519');
+    const hpsHaproxyX25519 = haproxyServerPort !== undefined ? await handshakesPerSecond(haproxyServerPort, clientCreds, 3, 'X25519') : null;
 
     // The real `trellis sidecar` binary, idle (no control plane reachable): what a pod pays.
     let binaryIdle = NaN;
@@ -294,8 +301,9 @@ export async function run(flags: string[]): Promise<Record<string, unknown>> {
         haproxy?.proxy_cpu_ms_per_1k_req && trellis.proxy_cpu_ms_per_1k_req ? Math.round((trellis.proxy_cpu_ms_per_1k_req / haproxy.proxy_cpu_ms_per_1k_req) * 100) / 100 : null,
       bulk_mb_s: bulkMbS,
       handshakes_per_s: hps,
+      handshakes_per_s_x25519: hpsX25519,
       bulk_mb_s_cold: cold[0],
-      reference: { bulk_mb_s_direct: bulkDirect, bulk_mb_s_haproxy: bulkHaproxy, bulk_mb_s_haproxy_cold: cold[2] ?? null, handshakes_per_s_haproxy: hpsHaproxy },
+      reference: { bulk_mb_s_direct: bulkDirect, bulk_mb_s_haproxy: bulkHaproxy, bulk_mb_s_haproxy_cold: cold[2] ?? null, handshakes_per_s_haproxy: hpsHaproxy, handshakes_per_s_haproxy_x25519: hpsHaproxyX25519 },
       idle_rss_mb: Math.max(idle.server, idle.client),
       rss_mb: { idle, loaded, trellis_binary_idle: binaryIdle },
       rss_idle_with_policies_mb: withPolicies.idle_after_push_mb,
