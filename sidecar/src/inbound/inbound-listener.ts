@@ -260,6 +260,11 @@ export class InboundListener {
       else tls.destroy();
     });
     tls.once('close', () => fail(handshakeRefusal(failure), failure ?? 'closed during the handshake'));
+    // A client that closes its side before we have finished the handshake (one that closes the moment its
+    // own side is done, without close_notify) gets only an 'end' here: node:tls emits no 'secure', 'error' or
+    // 'close', so without this the connection held its pending slot until the deadline (and 1,024 such
+    // clients within it closed the port to everyone). Nothing more can come over it: refuse it now.
+    tls.once('end', () => fail(handshakeRefusal(failure), failure ?? 'the client closed its side during the handshake'));
     tls.once('secure', () => {
       if (settled) return;
       const { presented, leafDer } = peerCertificates(tls, this.deps.state.current());

@@ -1,0 +1,68 @@
+/**
+ * Clients that close the moment their side of the handshake is done (a TLS
+ * health check, a benchmark, a client killed mid-connect) must not hold the
+ * inbound port's pending-handshake slots until the handshake deadline: on
+ * the Node path node:tls then reported only an 'end', and 1,024 such clients
+ * within the deadline (10 s) had every later client refused with
+ * `handshake_limit`.
+ */
+import { expect } from 'chai';
+import { connect as tlsConnect } from 'node:tls';
+import { silentLogger } from '@trellis/shared';
+import { TestCa, waitFor } from '@trellis/testkit';
+import { dataPaths, Sidecar, sharedAuthorizer } from './helpers/harness';
+import { bundleOf, credentialsFrom, startEchoApp, tlsExchange } from './helpers/fixture';
+
+const TD = 'cluster.local';
+const CAP = 4;
+
+for (const dataPath of dataPaths()) describe(`Clients that close as soon as their handshake is done [${dataPath}]`, function () {
+  this.timeout(30_000);
+
+  it(`Should give their pending slots back at once, so that ${CAP * 5} of them against a cap of ${CAP} leave the port open to the next client`, async () => {
+    const ca = await TestCa.create(TD);
+    const app = await startEchoApp();
+    const sc = new Sidecar(
+      {
+        inbound: [{ host: '127.0.0.1', port: 0, appPort: app.port, http: false }],
+        outbound: [],
+        dataPath,
+        workload: { namespace: 'shop', labels: {} },
+        maxPendingHandshakes: CAP,
+        // Far beyond the test: a slot held until the deadline cannot come back while it runs.
+        handshakeTimeoutMs: 120_000,
+      },
+      { logger: silentLogger, authorize: sharedAuthorizer(), processMetrics: false },
+    );
+    sc.state.update({ credentials: await credentialsFrom(ca, `spiffe://${TD}/ns/shop/sa/web`), bundle: bundleOf(ca), peerAuth: { mode: 'STRICT', portModes: {} }, authz: { policies: [] } });
+    await sc.start();
+    try {
+      const port = sc.inbound[0]!.port;
+      const client = await ca.issueLeaf(`spiffe://${TD}/ns/shop/sa/checker`);
+      const pending = async (): Promise<number> => (await sc.metrics.registry.metrics()).match(/^trellis_handshakes_pending (\d+)/m)?.[1] as unknown as number;
+      let handshakes = 0;
+      for (let i = 0; i < CAP * 5; i++) {
+        // One at a time, each closed (FIN, no close_notify) the moment its own side is done.
+        await new Promise<void>((resolve) => {
+          const s = tlsConnect({ host: '127.0.0.1', port, key: client.key.keyPem, cert: client.chainPem, ca: ca.root.pem, checkServerIdentity: () => undefined });
+          s.on('secureConnect', () => {
+            handshakes++;
+            s.destroy();
+            resolve();
+          });
+          s.on('error', () => resolve());
+        });
+        // Never more than a cap's worth in flight: wait for the earlier ones to be let go.
+        await waitFor(`fewer than ${CAP} handshakes pending`, async () => Number(await pending()) < CAP);
+      }
+      expect(handshakes, 'each client finished its side of the handshake').to.equal(CAP * 5);
+      await waitFor('no handshake pending', async () => Number(await pending()) === 0);
+      const r = await tlsExchange(port, { client, ca: ca.root.pem, payload: 'still open' });
+      expect(r.data, r.error).to.equal('echo:still open');
+      expect(await sc.metrics.registry.metrics()).to.not.match(/reason="handshake_limit"/);
+    } finally {
+      await sc.stop(0);
+      await app.close();
+    }
+  });
+});
