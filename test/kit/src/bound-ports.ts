@@ -130,5 +130,7 @@ function parseLine(line: string): Record<string, unknown> {
 }
 
 function describe(child: ChildProcess): string {
-  return `\`trellis ${child.spawnargs.slice(2, 3).join(' ')}\` (pid ${child.pid})`;
+  const [, script, command] = child.spawnargs;
+  const what = script?.endsWith('trellis.js') ? `trellis ${command}` : child.spawnfile;
+  return `\`${what}\` (pid ${child.pid})`;
 }
