@@ -7,7 +7,7 @@ import { expect } from 'chai';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
-import { controlPlanePorts, controlPlanePortsOf, httpGet, makeTmpDir, portOf, ProcessGroup, sidecarPorts, sidecarPortsOf, stderrLine } from '@trellis/testkit';
+import { controlPlanePorts, controlPlanePortsOf, httpGet, injectorPort, injectorPortOf, makeTmpDir, outputLine, portOf, ProcessGroup, sidecarPorts, sidecarPortsOf } from '@trellis/testkit';
 import { initCa } from './control-plane-harness';
 
 function accepts(port: number): Promise<boolean> {
@@ -62,11 +62,17 @@ describe('The ports a trellis process bound from port 0 (real processes)', funct
     expect((await httpGet(ports.admin!, '/ready')).status).to.equal(503);
   });
 
+  it('Should read the port an injector bound from the line it prints on stdout, and it serves TLS there', async () => {
+    const injector = group.spawn(['injector', '--ca-dir', join(tmp.dir, 'ca'), '--listen', '127.0.0.1:0']);
+    const port = await injectorPort(injector);
+    expect(await accepts(port)).to.equal(true);
+  });
+
   it('Should fail naming the process and its last lines when it exits before logging the line', async () => {
     const sidecar = group.spawn(['sidecar', '--service', 'web', '--control-plane', '127.0.0.1:1', '--ca-bundle', join(tmp.dir, 'no-such-bundle.pem'), '--token-file', join(tmp.dir, 'token'),
       '--trust-domain', 'example.org', '--namespace', 'shop', '--service-account', 'web', '--admin', '127.0.0.1:0']);
-    const err = await stderrLine(sidecar, '"msg":"sidecar listening"').then(() => undefined, (e: Error) => e);
-    expect(err?.message).to.match(/^`trellis sidecar` \(pid \d+\) exited \(\d+\) before logging "msg":"sidecar listening"; its last lines:\n/);
+    const err = await outputLine(sidecar, '"msg":"sidecar listening"').then(() => undefined, (e: Error) => e);
+    expect(err?.message).to.match(/^`trellis sidecar` \(pid \d+\) exited \(\d+\) before printing "msg":"sidecar listening" on stderr; its last lines there:\n/);
     expect(err?.message).to.contain('no-such-bundle.pem');
   });
 
@@ -77,5 +83,7 @@ describe('The ports a trellis process bound from port 0 (real processes)', funct
     expect(sidecarPortsOf('{"msg":"sidecar listening","inbound":["127.0.0.1:20001=8080/http"],"outbound":[]}')).to.deep.equal({ inbound: [20001], outbound: [], admin: undefined });
     expect(() => controlPlanePortsOf('{"msg":"control plane ready"}')).to.throw('names no listen and admin address');
     expect(() => sidecarPortsOf('sidecar listening')).to.throw('not a JSON log line');
+    expect(injectorPortOf('injector listening on https://[::1]:15017/inject')).to.equal(15017);
+    expect(() => injectorPortOf('injector ready')).to.throw("not the injector's listening line");
   });
 });

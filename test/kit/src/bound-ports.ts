@@ -4,9 +4,10 @@
  * A port picked free by the test and handed to a child process can be taken
  * by another process before the child binds it (free-port.ts). Where the
  * process can be told port 0, it picks the port itself, and it says which in
- * one JSON log line on stderr: the control plane's ready line (`listen`,
- * `admin`), the sidecar's `"sidecar listening"` line (`inbound`, `outbound`,
- * `admin`). This is the one place that reads those lines.
+ * one line: the control plane's ready line on stderr (`listen`, `admin`), the
+ * sidecar's `"sidecar listening"` line on stderr (`inbound`, `outbound`,
+ * `admin`), the injector's `injector listening on https://HOST:PORT/inject`
+ * on stdout. This is the one place that reads those lines.
  */
 import type { ChildProcess } from 'node:child_process';
 import { StringDecoder } from 'node:string_decoder';
@@ -45,6 +46,13 @@ export function controlPlanePortsOf(line: string): ControlPlanePorts {
   return { listen: portOf(o.listen), admin: portOf(o.admin) };
 }
 
+/** The port in the injector's `injector listening on https://HOST:PORT/inject` line. */
+export function injectorPortOf(line: string): number {
+  const m = /injector listening on https:\/\/(\S+?)\/inject\b/.exec(line);
+  if (!m) throw new Error(`not the injector's listening line: ${line}`);
+  return portOf(m[1]!);
+}
+
 /** The ports in a sidecar's `"sidecar listening"` line (an inbound entry reads `host:port=appPort/suffix`). */
 export function sidecarPortsOf(line: string): SidecarPorts {
   const o = parseLine(line);
@@ -57,22 +65,31 @@ export function sidecarPortsOf(line: string): SidecarPorts {
   return { inbound: list('inbound'), outbound: list('outbound'), admin: typeof o.admin === 'string' ? portOf(o.admin) : undefined };
 }
 
+/** Where to look for a line, and for how long. */
+export interface OutputLineOptions {
+  /** Default stderr (the JSON log). */
+  readonly stream?: 'stderr' | 'stdout';
+  readonly timeoutMs?: number;
+}
+
 /**
- * Resolves with the first stderr line of `child` that contains `marker`.
- * Call it in the same turn as the spawn (before any `await`): lines read
- * before it is called are not seen. Rejects with the process's last lines
- * when the process ends first or `timeoutMs` passes.
+ * Resolves with the first line of `child`'s stderr (or stdout) that contains
+ * `marker`. Call it in the same turn as the spawn (before any `await`): lines
+ * read before it is called are not seen. Rejects with the stream's last lines
+ * when the process ends first or the timeout passes.
  */
-export function stderrLine(child: ChildProcess, marker: string, timeoutMs = DEFAULT_TIMEOUT_MS): Promise<string> {
-  const stderr = child.stderr;
-  if (!stderr) return Promise.reject(new Error('the process was started without a stderr pipe'));
+export function outputLine(child: ChildProcess, marker: string, opts: OutputLineOptions = {}): Promise<string> {
+  const name = opts.stream ?? 'stderr';
+  const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  const stream = child[name];
+  if (!stream) return Promise.reject(new Error(`the process was started without a ${name} pipe`));
   return new Promise((resolve, reject) => {
     const seen: string[] = [];
     const decoder = new StringDecoder('utf8');
     let buf = '';
     const done = (): void => {
       clearTimeout(timer);
-      stderr.off('data', onData);
+      stream.off('data', onData);
       child.off('close', onClose);
     };
     const onData = (d: Buffer | string): void => {
@@ -91,13 +108,13 @@ export function stderrLine(child: ChildProcess, marker: string, timeoutMs = DEFA
     };
     const onClose = (code: number | null, signal: NodeJS.Signals | null): void => {
       done();
-      reject(new Error(`${describe(child)} exited (${code ?? signal}) before logging ${marker}; its last lines:\n${[...seen, buf].join('\n')}`));
+      reject(new Error(`${describe(child)} exited (${code ?? signal}) before printing ${marker} on ${name}; its last lines there:\n${[...seen, buf].join('\n')}`));
     };
     const timer = setTimeout(() => {
       done();
-      reject(new Error(`${describe(child)} did not log ${marker} within ${timeoutMs / 1000} s; its last lines:\n${seen.join('\n')}`));
+      reject(new Error(`${describe(child)} did not print ${marker} on ${name} within ${timeoutMs / 1000} s; its last lines there:\n${seen.join('\n')}`));
     }, timeoutMs);
-    stderr.on('data', onData);
+    stream.on('data', onData);
     child.on('close', onClose);
   });
 }
@@ -107,7 +124,7 @@ export function stderrLine(child: ChildProcess, marker: string, timeoutMs = DEFA
  * logs `readyLine` (default: ready). Call it in the same turn as the spawn.
  */
 export async function controlPlanePorts(child: ChildProcess, readyLine = '"control plane ready"', timeoutMs = DEFAULT_TIMEOUT_MS): Promise<ControlPlanePorts> {
-  return controlPlanePortsOf(await stderrLine(child, readyLine, timeoutMs));
+  return controlPlanePortsOf(await outputLine(child, readyLine, { timeoutMs }));
 }
 
 /**
@@ -116,7 +133,12 @@ export async function controlPlanePorts(child: ChildProcess, readyLine = '"contr
  * Call it in the same turn as the spawn.
  */
 export async function sidecarPorts(child: ChildProcess, timeoutMs = DEFAULT_TIMEOUT_MS): Promise<SidecarPorts> {
-  return sidecarPortsOf(await stderrLine(child, '"msg":"sidecar listening"', timeoutMs));
+  return sidecarPortsOf(await outputLine(child, '"msg":"sidecar listening"', { timeoutMs }));
+}
+
+/** The port a `trellis injector` started with `--listen HOST:0` bound, once it prints it. Call it in the same turn as the spawn. */
+export async function injectorPort(child: ChildProcess, timeoutMs = DEFAULT_TIMEOUT_MS): Promise<number> {
+  return injectorPortOf(await outputLine(child, 'injector listening on', { stream: 'stdout', timeoutMs }));
 }
 
 function parseLine(line: string): Record<string, unknown> {
