@@ -10,7 +10,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
-import { freePort, httpGet, makeTmpDir, ProcessGroup, trellisSync, waitFor } from '@trellis/testkit';
+import { controlPlanePorts, freePort, httpGet, makeTmpDir, ProcessGroup, sidecarPorts, trellisSync, waitFor, type ControlPlanePorts } from '@trellis/testkit';
 
 const TD = 'cluster.local';
 const POLICIES = `apiVersion: security.istio.io/v1
@@ -51,13 +51,18 @@ export async function startStateMesh(o: { caDir?: string; replicas?: number; ext
   const cp: number[] = [];
   const cpAdmin: number[] = [];
   const controlPlanes: ChildProcess[] = [];
+  // Port 0 wherever the process says what it bound (a port picked free here could be taken before the child binds it).
+  const bound: Array<Promise<ControlPlanePorts>> = [];
   for (let i = 0; i < n; i++) {
-    cp.push(await freePort());
-    cpAdmin.push(await freePort());
-    controlPlanes.push(group.spawn(['control-plane', '--ca-dir', caDir, '--policy-dir', f('policies'), '--svid-ttl', '1m', '--listen', `127.0.0.1:${cp[i]}`, '--admin', `127.0.0.1:${cpAdmin[i]}`, ...(o.extraArgs ?? [])]));
+    controlPlanes.push(group.spawn(['control-plane', '--ca-dir', caDir, '--policy-dir', f('policies'), '--svid-ttl', '1m', '--listen', '127.0.0.1:0', '--admin', '127.0.0.1:0', ...(o.extraArgs ?? [])]));
+    bound.push(controlPlanePorts(controlPlanes[i]!));
   }
-  await waitFor('the control planes', () => controlPlanes.every((p) => group.log(p).includes('control plane ready')), 30_000);
-  const [cartIn, cartAdmin, webOut, webAdmin] = [await freePort(), await freePort(), await freePort(), await freePort()];
+  for (const b of await Promise.all(bound)) {
+    cp.push(b.listen);
+    cpAdmin.push(b.admin);
+  }
+  // cart's inbound port is published by its join token, so it is picked before the start.
+  const cartIn = await freePort();
   const token = (name: string, extra: string[]): string => {
     const t = trellisSync(['token', 'create', '--ca-dir', caDir, '--spiffe-id', `spiffe://${TD}/ns/shop/sa/${name}`, '--uses', '5', ...extra]);
     if (t.status !== 0) throw new Error(`token create failed: ${t.stderr}`);
@@ -66,8 +71,11 @@ export async function startStateMesh(o: { caDir?: string; replicas?: number; ext
   };
   const common = ['--ca-bundle', join(caDir, 'root.pem'), '--namespace', 'shop', '--rotate-at', '0.05', '--rotate-jitter', '0.01'];
   const addr = (i: number): string[] => ['--control-plane', `127.0.0.1:${cp[i]}`];
-  const cart = group.spawn(['sidecar', ...common, ...addr(n - 1), ...(n > 1 ? addr(0) : []), '--token-file', token('cart', ['--service', 'cart', '--ports', String(cartIn)]), '--service', 'cart', '--service-account', 'cart', '--inbound', `127.0.0.1:${cartIn}=${appPort}/http`, '--admin', `127.0.0.1:${cartAdmin}`]);
-  const web = group.spawn(['sidecar', ...common, ...addr(0), '--token-file', token('web', ['--service', 'web']), '--service', 'web', '--service-account', 'web', '--outbound', `${webOut}=cart`, '--admin', `127.0.0.1:${webAdmin}`]);
+  const cart = group.spawn(['sidecar', ...common, ...addr(n - 1), ...(n > 1 ? addr(0) : []), '--token-file', token('cart', ['--service', 'cart', '--ports', String(cartIn)]), '--service', 'cart', '--service-account', 'cart', '--inbound', `127.0.0.1:${cartIn}=${appPort}/http`, '--admin', '127.0.0.1:0']);
+  const cartBound = sidecarPorts(cart);
+  const web = group.spawn(['sidecar', ...common, ...addr(0), '--token-file', token('web', ['--service', 'web']), '--service', 'web', '--service-account', 'web', '--outbound', '127.0.0.1:0=cart', '--admin', '127.0.0.1:0']);
+  const [cartPorts, webPorts] = await Promise.all([cartBound, sidecarPorts(web)]);
+  const [cartAdmin, webOut, webAdmin] = [cartPorts.admin!, webPorts.outbound[0]!, webPorts.admin!];
   await waitFor('both sidecars ready', async () => (await httpGet(cartAdmin, '/ready')).status === 200 && (await httpGet(webAdmin, '/ready')).status === 200, 30_000);
   await waitFor('web to reach cart', async () => (await httpGet(webOut, '/')).status === 200, 30_000);
   return {

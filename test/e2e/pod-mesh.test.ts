@@ -8,7 +8,7 @@ import { expect } from 'chai';
 import { spawnSync, type ChildProcess } from 'node:child_process';
 import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describeWith, freePort, makeTmpDir, NETNS, TRELLIS_BIN, trellisSpawn, trellisSync, httpGet, waitFor } from '@trellis/testkit';
+import { controlPlanePorts, describeWith, makeTmpDir, NETNS, TRELLIS_BIN, trellisSpawn, trellisSync, httpGet, waitFor } from '@trellis/testkit';
 import { PodNetwork, type Pod } from '../src/netns/pod-network';
 
 const TD = 'e2e.local';
@@ -44,9 +44,12 @@ describeWith(NETNS, 'pods in network namespaces (real iptables, sidecars and con
   let policyDir = '';
 
   const startControlPlane = async (): Promise<void> => {
-    cp = trellisSpawn(['control-plane', '--ca-dir', caDir, '--policy-dir', policyDir, '--listen', cpAddr, '--admin', cpAdmin, '--revocations', join(caDir, 'revocations.json')]);
+    // Port 0: it says in its ready line which ports it bound (a port picked free here could be taken before it binds).
+    cp = trellisSpawn(['control-plane', '--ca-dir', caDir, '--policy-dir', policyDir, '--listen', `${net.hostIp}:0`, '--admin', '127.0.0.1:0', '--revocations', join(caDir, 'revocations.json')]);
     cp.stderr!.on('data', (d: Buffer) => (cpLog += d.toString()));
-    await eventually('control plane ready', 30_000, () => cpLog.includes('"msg":"control plane ready"'));
+    const bound = await controlPlanePorts(cp);
+    cpAddr = `${net.hostIp}:${bound.listen}`;
+    cpAdmin = `127.0.0.1:${bound.admin}`;
   };
 
   /** In `pod`: the init step, then the app and the sidecar, as injection lays them out. */
@@ -104,8 +107,6 @@ describeWith(NETNS, 'pods in network namespaces (real iptables, sidecars and con
     net = new PodNetwork(`10.231.${100 + Math.floor(Math.random() * 100)}`);
     net.create();
     for (const name of ['client', 'auditor', 'server', 'rogue']) pods[name] = net.addPod(name);
-    cpAddr = `${net.hostIp}:${await freePort(net.hostIp)}`;
-    cpAdmin = `127.0.0.1:${await freePort()}`;
     await startControlPlane();
     await startPod(pods.server!, 'server', { inbound: true });
     await startPod(pods.client!, 'client', { outboundTo: 'server' });

@@ -15,7 +15,7 @@ import { buildWorkloadCsr } from '@trellis/shared';
 import { DiscoveryClient, type ClientCredentials } from '@trellis/sidecar';
 import { loadDiscoveryService } from '@trellis/control-plane';
 import { adminRequest, loadAdminCredentials } from '@trellis/control-plane';
-import { trellisSpawn, trellisSync } from '@trellis/testkit';
+import { controlPlanePortsOf, trellisSpawn, trellisSync } from '@trellis/testkit';
 
 /** The trust domain every test uses. */
 export const TD = 'example.org';
@@ -110,12 +110,12 @@ export async function startControlPlaneProcess(
         logs.push(line);
         if (line.includes(readyLine)) {
           clearTimeout(late);
-          const bound = JSON.parse(line) as { listen?: string; admin?: string };
-          const portOf = (a: string | undefined): number => Number(/:(\d+)$/.exec(a ?? '')?.[1] ?? NaN);
-          port = portOf(bound.listen);
-          adminPort = portOf(bound.admin);
-          if (!Number.isInteger(port) || !Number.isInteger(adminPort)) reject(new Error(`the ready line names no listen and admin address: ${line}`));
-          resolve();
+          try {
+            ({ listen: port, admin: adminPort } = controlPlanePortsOf(line));
+            resolve();
+          } catch (err) {
+            reject(err as Error);
+          }
         }
       }
     });

@@ -12,7 +12,7 @@ import type { ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
-import { freePort, httpGet, makeTmpDir, ProcessGroup, trellisSync, waitFor } from '@trellis/testkit';
+import { controlPlanePorts, freePort, httpGet, makeTmpDir, ProcessGroup, sidecarPorts, trellisSync, waitFor } from '@trellis/testkit';
 
 const TD = 'cluster.local';
 const CART = `spiffe://${TD}/ns/shop/sa/cart`;
@@ -43,11 +43,15 @@ describe('two control-plane replicas on one CA dir serve one mesh (real processe
   let a: ChildProcess;
   let b: ChildProcess;
 
-  const replica = (name: 'a' | 'b'): ChildProcess =>
-    group.spawn(['control-plane', '--ca-dir', f('ca'), '--policy-dir', f('policies'), '--listen', `127.0.0.1:${port[name]}`, '--admin', `127.0.0.1:${port[`${name}Admin`]}`]);
+  // Port 0 wherever the process says what it bound (a port picked free here could be taken before the child binds it).
+  const replica = (name: 'a' | 'b'): { child: ChildProcess; ready: Promise<void> } => {
+    const child = group.spawn(['control-plane', '--ca-dir', f('ca'), '--policy-dir', f('policies'), '--listen', '127.0.0.1:0', '--admin', '127.0.0.1:0']);
+    return { child, ready: controlPlanePorts(child).then((p) => void ([port[name], port[`${name}Admin`]] = [p.listen, p.admin])) };
+  };
 
   before(async () => {
-    for (const k of ['a', 'aAdmin', 'b', 'bAdmin', 'cartIn', 'cartAdmin', 'webOut', 'webAdmin']) port[k] = await freePort();
+    // cart's inbound port is published by its join token, so it is picked before the start.
+    port.cartIn = await freePort();
     expect(trellisSync(['ca', 'init', '--dir', f('ca'), '--trust-domain', TD]).status).to.equal(0);
     const attested: Record<string, string[]> = { cart: ['--service', 'cart', '--labels', 'app=cart', '--ports', String(port.cartIn)], web: ['--service', 'web', '--labels', 'app=web'] };
     for (const [name, id] of [['cart', CART], ['web', WEB]] as const) {
@@ -60,9 +64,9 @@ describe('two control-plane replicas on one CA dir serve one mesh (real processe
     app = createServer((_req, res) => res.end('cart'));
     await new Promise<void>((r) => app.listen(0, '127.0.0.1', () => r()));
     port.app = (app.address() as { port: number }).port;
-    a = replica('a');
-    b = replica('b');
-    await waitFor('both replicas', () => group.log(a).includes('control plane ready') && group.log(b).includes('control plane ready'));
+    const [ra, rb] = [replica('a'), replica('b')];
+    [a, b] = [ra.child, rb.child];
+    await Promise.all([ra.ready, rb.ready]);
   });
 
   afterEach(function () {
@@ -78,10 +82,12 @@ describe('two control-plane replicas on one CA dir serve one mesh (real processe
   it('Should let the web sidecar on replica A reach cart, whose sidecar is on replica B, by service name', async () => {
     const common = ['--ca-bundle', f('ca/root.pem'), '--namespace', 'shop'];
     // cart knows replica B first (A only to fail over to); web knows replica A alone.
-    group.spawn(['sidecar', ...common, '--control-plane', `127.0.0.1:${port.b}`, '--control-plane', `127.0.0.1:${port.a}`, '--token-file', f('cart.token'), '--service', 'cart', '--service-account', 'cart', '--labels', 'app=cart',
-      '--inbound', `127.0.0.1:${port.cartIn}=${port.app}/http`, '--admin', `127.0.0.1:${port.cartAdmin}`]);
-    group.spawn(['sidecar', ...common, '--control-plane', `127.0.0.1:${port.a}`, '--token-file', f('web.token'), '--service', 'web', '--service-account', 'web', '--labels', 'app=web',
-      '--outbound', `${port.webOut}=cart`, '--admin', `127.0.0.1:${port.webAdmin}`]);
+    const cart = group.spawn(['sidecar', ...common, '--control-plane', `127.0.0.1:${port.b}`, '--control-plane', `127.0.0.1:${port.a}`, '--token-file', f('cart.token'), '--service', 'cart', '--service-account', 'cart', '--labels', 'app=cart',
+      '--inbound', `127.0.0.1:${port.cartIn}=${port.app}/http`, '--admin', '127.0.0.1:0']);
+    const web = group.spawn(['sidecar', ...common, '--control-plane', `127.0.0.1:${port.a}`, '--token-file', f('web.token'), '--service', 'web', '--service-account', 'web', '--labels', 'app=web',
+      '--outbound', '0=cart', '--admin', '127.0.0.1:0']);
+    const [cartPorts, webPorts] = await Promise.all([sidecarPorts(cart), sidecarPorts(web)]);
+    [port.cartAdmin, port.webOut, port.webAdmin] = [cartPorts.admin!, webPorts.outbound[0]!, webPorts.admin!];
     const ready = async (p: number): Promise<boolean> => (await httpGet(p, '/ready')).status === 200;
     await waitFor('both sidecars ready', async () => (await ready(port.cartAdmin!)) && (await ready(port.webAdmin!)));
     type Reports = { replicas: Record<string, { endpoints: Array<{ service: string }> }> };

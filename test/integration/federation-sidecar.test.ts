@@ -5,7 +5,7 @@ import { createServer, type Server } from 'node:http';
 import { createServer as createHttpsServer, request as httpsRequest, type Server as HttpsServer } from 'node:https';
 import { join } from 'node:path';
 import type { TLSSocket } from 'node:tls';
-import { freePort, makeTmpDir, ProcessGroup, openssl, trellisSync, httpGet, waitFor } from '@trellis/testkit';
+import { controlPlanePorts, freePort, makeTmpDir, ProcessGroup, openssl, sidecarPorts, trellisSync, httpGet, waitFor } from '@trellis/testkit';
 
 const get = (port: number, path: string) => httpGet(port, path);
 
@@ -79,7 +79,8 @@ describe('Federation end to end: trellis control-plane --federation and a trelli
   };
 
   before(async () => {
-    for (const k of ['cp', 'cpAdmin', 'cartIn', 'cartAdmin', 'cartOut']) port[k] = await freePort();
+    // cart's inbound port is published by its join token, so it is picked before the start; the rest are bound from port 0.
+    port.cartIn = await freePort();
     for (const [dir, td] of [['caA', A], ['caB', B], ['caC', C]] as const) {
       const init = trellisSync(['ca', 'init', '--dir', f(dir), '--trust-domain', td]);
       expect(init.status, init.stderr).to.equal(0);
@@ -115,12 +116,14 @@ describe('Federation end to end: trellis control-plane --federation and a trelli
     port.partner = (partnerServer.address() as { port: number }).port;
 
     cp = group.spawn(['control-plane', '--ca-dir', f('caA'), '--policy-dir', f('policies'), '--federation', f('federation.yaml'),
-      '--listen', `127.0.0.1:${port.cp}`, '--admin', `127.0.0.1:${port.cpAdmin}`]);
-    await waitFor('the control plane', async () => group.log(cp).includes('control plane ready'));
-    group.spawn(['sidecar', '--control-plane', `127.0.0.1:${port.cp}`, '--ca-bundle', f('caA/root.pem'), '--token-file', f('cart.token'),
+      '--listen', '127.0.0.1:0', '--admin', '127.0.0.1:0']);
+    ({ listen: port.cp, admin: port.cpAdmin } = await controlPlanePorts(cp));
+    const cart = group.spawn(['sidecar', '--control-plane', `127.0.0.1:${port.cp}`, '--ca-bundle', f('caA/root.pem'), '--token-file', f('cart.token'),
       '--trust-domain', A, '--namespace', 'shop', '--service', 'cart', '--service-account', 'cart', '--labels', 'app=cart',
-      '--inbound', `127.0.0.1:${port.cartIn}=${port.app}/http`, '--outbound', `${port.cartOut}=127.0.0.1:${port.partner}#${PARTNER_API}`, '--admin', `127.0.0.1:${port.cartAdmin}`]);
+      '--inbound', `127.0.0.1:${port.cartIn}=${port.app}/http`, '--outbound', `0=127.0.0.1:${port.partner}#${PARTNER_API}`, '--admin', '127.0.0.1:0']);
     try {
+      const bound = await sidecarPorts(cart);
+      [port.cartOut, port.cartAdmin] = [bound.outbound[0]!, bound.admin!];
       await waitFor('the sidecar ready', async () => (await get(port.cartAdmin!, '/ready')).status === 200);
       await waitFor('the federated bundle at the sidecar', async () => (await rootCount()) === 2);
     } catch (err) {

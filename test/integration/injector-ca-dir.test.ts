@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { buildWorkloadCsr, silentLogger } from '@trellis/shared';
 import { initCertificateAuthority, loadCertificateAuthority, type CertificateAuthority } from '@trellis/control-plane';
 import { IssuedCertSource, renewalDelayMs, type ServingPair } from '@trellis/injector-webhook';
-import { freePort, makeTmpDir, openssl, trellisSpawn, trellisSync } from '@trellis/testkit';
+import { injectorPort, makeTmpDir, openssl, trellisSpawn, trellisSync } from '@trellis/testkit';
 
 describe('injector serving certificate from a Trellis CA dir', function () {
   this.timeout(30_000);
@@ -72,14 +72,13 @@ describe('injector serving certificate from a Trellis CA dir', function () {
   });
 
   it('serves, from the real binary, a chain that openssl verifies against the CA root', async () => {
-    const port = await freePort();
-    const child = trellisSpawn(['injector', '--ca-dir', caDir, '--listen', `127.0.0.1:${port}`]);
+    // Port 0: it prints the port it bound (a port picked free here could be taken before it binds).
+    const child = trellisSpawn(['injector', '--ca-dir', caDir, '--listen', '127.0.0.1:0']);
     try {
-      await new Promise<void>((resolve, reject) => {
-        let err = '';
-        child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-        child.stdout!.on('data', (d: Buffer) => d.toString().includes('listening') && resolve());
-        child.on('exit', (code) => reject(new Error(`exited ${code}: ${err}`)));
+      let err = '';
+      child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+      const port = await injectorPort(child).catch((e: Error) => {
+        throw new Error(`${e.message}\n--- stderr ---\n${err}`);
       });
       // -verify_hostname: the API server checks the Service DNS name, not the SPIFFE ID.
       const r = openssl(['s_client', '-connect', `127.0.0.1:${port}`, '-CAfile', join(caDir, 'root.pem'), '-verify_hostname', 'trellis-injector.trellis-system.svc', '-verify_return_error', '-showcerts'], '');

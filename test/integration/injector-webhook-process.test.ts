@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { applyPatch } from 'fast-json-patch';
 import { parseAllDocuments } from 'yaml';
 import { decodePatch } from '@trellis/injector-webhook';
-import { TestCa, freePort, makeTmpDir, trellisSpawn, trellisSync } from '@trellis/testkit';
+import { TestCa, injectorPort, makeTmpDir, trellisSpawn, trellisSync } from '@trellis/testkit';
 
 type Obj = Record<string, any>;
 
@@ -78,16 +78,11 @@ describe('trellis injector (real process, real HTTPS, curl as the client)', func
     ca = await TestCa.create('injector.test');
     writeFileSync(caFile, ca.root.pem);
     await writePair();
-    port = await freePort();
-    child = trellisSpawn(['injector', '--listen', `127.0.0.1:${port}`, '--cert', certFile, '--key', keyFile], { env: { ...process.env, TRELLIS_INJECTOR_RELOAD_MS: '100' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    // Port 0: it prints the port it bound (a port picked free here could be taken before it binds).
+    child = trellisSpawn(['injector', '--listen', '127.0.0.1:0', '--cert', certFile, '--key', keyFile], { env: { ...process.env, TRELLIS_INJECTOR_RELOAD_MS: '100' }, stdio: ['ignore', 'pipe', 'pipe'] });
     child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-    await new Promise<void>((resolve, reject) => {
-      let out = '';
-      child!.stdout!.on('data', (d: Buffer) => {
-        out += d.toString();
-        if (out.includes('listening')) resolve();
-      });
-      child!.on('exit', (code) => reject(new Error(`injector exited ${code}: ${stderr}`)));
+    port = await injectorPort(child).catch((err: Error) => {
+      throw new Error(`${err.message}\n--- stderr ---\n${stderr}`);
     });
   });
 

@@ -14,7 +14,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:tls';
 import { join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import { ProcessGroup, REPO_ROOT, freePort, makeTmpDir, requireKubeApiServer, startKubeApiServer, waitFor, type KubeApiServer } from '@trellis/testkit';
+import { ProcessGroup, REPO_ROOT, injectorPort, makeTmpDir, requireKubeApiServer, startKubeApiServer, waitFor, type KubeApiServer } from '@trellis/testkit';
 
 type Obj = Record<string, any>;
 
@@ -58,22 +58,24 @@ describe('injector certificates and caBundle on a real API server', function () 
     k8s.kubectlOk(['label', 'namespace', 'shop', 'trellis-injection=enabled']);
     k8s.kubectlOk(['-n', 'shop', 'create', 'serviceaccount', 'default']); // no controller manager here to make it
     k8s.kubectlOk(['apply', '--validate=false', '-f', join(REPO_ROOT, 'deploy', 'crds')]);
-    ports.push(await freePort(), await freePort());
+    // Port 0: each injector prints the port it bound (a port picked free here could be taken before it binds). The
+    // webhooks are applied once injector 0's port is known; the leader publishes caBundle every round, so it finds them.
+    for (const i of [0, 1]) {
+      injectors.push(
+        procs.spawn([
+          'injector', '--listen', '127.0.0.1:0', '--cert-secret', 'trellis-injector-tls', '--namespace', 'trellis-system', '--kubeconfig', k8s.kubeconfig,
+          '--ip-san', '127.0.0.1', '--identity', `injector-${i}`, '--cert-ttl', '12s', '--refresh-interval', '1s', '--lease-duration', '3s',
+          '--config', join(REPO_ROOT, 'deploy', 'injector-config.yaml'),
+        ]),
+      );
+    }
+    ports.push(...(await Promise.all(injectors.map((p) => injectorPort(p)))));
     // The shipped webhook configurations, pointed at injector 0 by url instead of the Service; no caBundle, as shipped.
     const docs = ['mutating-webhook.yaml', 'validating-webhook.yaml'].map((f) => parseYaml(readFileSync(join(REPO_ROOT, 'deploy', f), 'utf8')) as Obj);
     for (const d of docs) for (const w of d.webhooks) w.clientConfig = { url: `https://127.0.0.1:${ports[0]}${w.clientConfig.service.path}` };
     manifests = join(tmp.dir, 'webhooks.json');
     writeFileSync(manifests, JSON.stringify({ apiVersion: 'v1', kind: 'List', items: docs }));
     k8s.kubectlOk(['apply', '-f', manifests]);
-    for (const [i, port] of ports.entries()) {
-      injectors.push(
-        procs.spawn([
-          'injector', '--listen', `127.0.0.1:${port}`, '--cert-secret', 'trellis-injector-tls', '--namespace', 'trellis-system', '--kubeconfig', k8s.kubeconfig,
-          '--ip-san', '127.0.0.1', '--identity', `injector-${i}`, '--cert-ttl', '12s', '--refresh-interval', '1s', '--lease-duration', '3s',
-          '--config', join(REPO_ROOT, 'deploy', 'injector-config.yaml'),
-        ]),
-      );
-    }
     await waitFor('both injectors to serve', async () => (await Promise.all(ports.map(servedSerial))).length === 2, 30_000, 200);
   });
   afterEach(function () {

@@ -14,7 +14,7 @@ import { existsSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import { KubeClient, objectPath } from '@trellis/kubernetes';
-import { ProcessGroup, REPO_ROOT, freePort, makeTmpDir, requireKubeApiServer, startKubeApiServer, trellisSync, waitFor, type KubeApiServer } from '@trellis/testkit';
+import { ProcessGroup, REPO_ROOT, injectorPort as readInjectorPort, makeTmpDir, requireKubeApiServer, startKubeApiServer, trellisSync, waitFor, type KubeApiServer } from '@trellis/testkit';
 
 type Obj = Record<string, any>;
 const key = (o: Obj): string => `${o.kind}/${o.metadata.namespace ?? ''}/${o.metadata.name}`;
@@ -123,9 +123,10 @@ describe('trellis install on a real API server', function () {
     const token = k8s.kubectlOk(['-n', 'trellis-system', 'create', 'token', 'trellis-injector', '--duration', '1h']).trim();
     const kubeconfig = join(tmp.dir, 'injector.kubeconfig');
     writeFileSync(kubeconfig, `apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: "${k8s.server}", certificate-authority: "${join(k8s.pkiDir, 'ca.crt')}"}}]\nusers: [{name: u, user: {token: "${token}"}}]\ncontexts: [{name: c, context: {cluster: c, user: u}}]\ncurrent-context: c\n`);
-    injectorPort = await freePort();
-    // --ip-san: later the webhooks are pointed at it by url (the API server here cannot dial a Service).
-    procs.spawn(['injector', '--listen', `127.0.0.1:${injectorPort}`, '--ip-san', '127.0.0.1', '--cert-secret', 'trellis-injector-tls', '--kubeconfig', kubeconfig, '--refresh-interval', '1s', '--lease-duration', '3s', '--config', join(REPO_ROOT, 'deploy', 'injector-config.yaml')]);
+    // --ip-san: later the webhooks are pointed at it by url (the API server here cannot dial a Service). Port 0: it
+    // prints the port it bound (a port picked free here could be taken before it binds).
+    const injector = procs.spawn(['injector', '--listen', '127.0.0.1:0', '--ip-san', '127.0.0.1', '--cert-secret', 'trellis-injector-tls', '--kubeconfig', kubeconfig, '--refresh-interval', '1s', '--lease-duration', '3s', '--config', join(REPO_ROOT, 'deploy', 'injector-config.yaml')]);
+    injectorPort = await readInjectorPort(injector);
     await waitFor('the injector to publish caBundle', () => caBundles().every((b) => b !== ''), 30_000, 250);
     const can = (verb: string, what: string): boolean => k8s.kubectl(['auth', 'can-i', verb, what, '--as', 'system:serviceaccount:trellis-system:trellis-injector', '-n', 'trellis-system']).stdout.trim() === 'yes';
     expect(can('get', 'secrets/trellis-injector-tls')).to.equal(true);

@@ -25,7 +25,7 @@ import type { ChildProcess } from 'node:child_process';
 import { cpSync, mkdirSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
-import { freePort, httpGet, makeTmpDir, ProcessGroup, REPO_ROOT, requireKubeApiServer, startKubeApiServer, trellisSync, waitFor, type KubeApiServer } from '@trellis/testkit';
+import { freePort, httpGet, makeTmpDir, ProcessGroup, REPO_ROOT, requireKubeApiServer, sidecarPorts, startKubeApiServer, trellisSync, waitFor, type KubeApiServer } from '@trellis/testkit';
 import { adminGet, FakeSidecar, initCa, startControlPlaneProcess, TD, type ControlPlaneProcess } from './control-plane-harness';
 
 const ISSUER = 'https://kubernetes.default.svc.cluster.local';
@@ -108,10 +108,11 @@ describe('The registry from a real Kubernetes API server (1.20, EndpointSlice v1
     })]);
   };
   /** Runs the pod's sidecar as `trellis sidecar` with the flags injection gives it and a token bound to the pod. */
-  const startSidecar = (p: PodSpec, o: { service: string; labels: string; inbound?: string; outbound?: string; admin: number; on: ControlPlaneProcess }): ChildProcess => {
+  /** Its admin (and any outbound) port bound from port 0: read them back with sidecarPorts. */
+  const startSidecar = (p: PodSpec, o: { service: string; labels: string; inbound?: string; outbound?: string; on: ControlPlaneProcess }): ChildProcess => {
     writeFileSync(f(`${p.name}.token`), tokenFor(p) + '\n', { mode: 0o600 });
     const args = ['sidecar', '--control-plane', o.on.address, '--ca-bundle', f('ca/root.pem'), '--token-file', f(`${p.name}.token`), '--trust-domain', TD,
-      '--namespace', 'shop', '--service-account', p.sa, '--service', o.service, '--labels', o.labels, '--admin', `127.0.0.1:${o.admin}`, '--drain', '1s'];
+      '--namespace', 'shop', '--service-account', p.sa, '--service', o.service, '--labels', o.labels, '--admin', '127.0.0.1:0', '--drain', '1s'];
     if (o.inbound) args.push('--inbound', o.inbound);
     if (o.outbound) args.push('--outbound', o.outbound);
     const proc = group.spawn(args, { ...process.env, TRELLIS_POD_IP: p.ip });
@@ -139,7 +140,8 @@ describe('The registry from a real Kubernetes API server (1.20, EndpointSlice v1
     this.timeout(180_000);
     requireKubeApiServer(this, 'the Kubernetes registry tests');
     k8s = await startKubeApiServer();
-    for (const k of ['paymentsIn', 'rogueIn', 'webOut', 'paymentsAdmin', 'webAdmin', 'rogueAdmin']) port[k] = await freePort();
+    // The inbound ports are in the pods' specs, so they are picked before the start; admin and outbound ports are bound from port 0.
+    for (const k of ['paymentsIn', 'rogueIn']) port[k] = await freePort();
     // The control plane's own identity and RBAC, exactly as deploy/rbac.yaml grants them.
     kubectl(['create', 'namespace', 'trellis-system']);
     kubectl(['apply', '-f', join(REPO_ROOT, 'deploy', 'rbac.yaml')]);
@@ -179,9 +181,12 @@ describe('The registry from a real Kubernetes API server (1.20, EndpointSlice v1
     const rogueApp = await app('rogue');
     // Each sidecar announces what the injector derived at admission. rogue claims Service payments,
     // whose selector its pod does not match.
-    startSidecar(pods['payments-1']!, { service: 'payments', labels: 'app=payments', inbound: `127.0.0.2:${port.paymentsIn}=${paymentsApp}/http`, admin: port.paymentsAdmin!, on: cpB });
-    startSidecar(pods['web-1']!, { service: 'web', labels: 'app=web', outbound: `127.0.0.1:${port.webOut}=payments:9001`, admin: port.webAdmin!, on: cp });
-    startSidecar(pods['rogue-1']!, { service: 'payments', labels: 'app=payments', inbound: `127.0.0.4:${port.rogueIn}=${rogueApp}/http`, admin: port.rogueAdmin!, on: cp });
+    const [payments, web, rogue] = await Promise.all([
+      sidecarPorts(startSidecar(pods['payments-1']!, { service: 'payments', labels: 'app=payments', inbound: `127.0.0.2:${port.paymentsIn}=${paymentsApp}/http`, on: cpB })),
+      sidecarPorts(startSidecar(pods['web-1']!, { service: 'web', labels: 'app=web', outbound: '127.0.0.1:0=payments:9001', on: cp })),
+      sidecarPorts(startSidecar(pods['rogue-1']!, { service: 'payments', labels: 'app=payments', inbound: `127.0.0.4:${port.rogueIn}=${rogueApp}/http`, on: cp })),
+    ]);
+    [port.paymentsAdmin, port.webOut, port.webAdmin, port.rogueAdmin] = [payments.admin!, web.outbound[0]!, web.admin!, rogue.admin!];
     await waitFor('the three sidecars ready', async () => (await dump(port.paymentsAdmin!)).ready.ready && (await dump(port.webAdmin!)).ready.ready && (await dump(port.rogueAdmin!)).ready.ready, 60_000);
   });
 

@@ -12,7 +12,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { createServer, connect as netConnect, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { adminGet, type ControlPlaneProcess } from './control-plane-harness';
-import { httpGet, LEGACY_NODE, legacyNodePath, makeTmpDir, OPENSSL, openssl, ProcessGroup, reservePorts, skipUnless, trellisSync, waitFor } from '@trellis/testkit';
+import { controlPlanePorts, httpGet, LEGACY_NODE, legacyNodePath, makeTmpDir, OPENSSL, openssl, ProcessGroup, reservePorts, sidecarPorts, skipUnless, trellisSync, waitFor } from '@trellis/testkit';
 
 const TD = 'example.org';
 const CART = (path: string): string => `spiffe://${TD}/ns/shop/sa/cart-${path}`;
@@ -62,7 +62,9 @@ for (const policy of ['prefer', 'require'] as const) {
 
     before(async function () {
       skipUnless(this, OPENSSL);
-      const names = ['cp', 'cpAdmin', ...PATHS.flatMap((p) => [`cartIn-${p}`, `cartAdmin-${p}`, `webOut-${p}`, `webAdmin-${p}`])];
+      // The carts' inbound ports are published by their join tokens, so they are reserved before the start; every other
+      // port is bound from port 0 and read back from the process's log line.
+      const names = PATHS.map((p) => `cartIn-${p}`);
       const reserved = await reservePorts(names.length);
       names.forEach((n, i) => (port[n] = reserved.ports[i]!));
       expect(trellisSync(['ca', 'init', '--dir', f('ca'), '--trust-domain', TD]).status).to.equal(0);
@@ -77,10 +79,11 @@ for (const policy of ['prefer', 'require'] as const) {
       writeFileSync(f('peer.pem'), signed.stdout);
       echo = createServer((s: Socket) => s.pipe(s));
       await new Promise<void>((r) => echo.listen(0, '127.0.0.1', () => r()));
-      await reserved.release();
-      cp = group.spawn(['control-plane', '--ca-dir', f('ca'), '--policy-dir', f('policies'), '--key-exchange', policy, '--listen', `127.0.0.1:${port.cp}`, '--admin', `127.0.0.1:${port.cpAdmin}`]);
-      await waitFor('the control plane', async () => group.log(cp).includes('control plane ready'));
+      cp = group.spawn(['control-plane', '--ca-dir', f('ca'), '--policy-dir', f('policies'), '--key-exchange', policy, '--listen', '127.0.0.1:0', '--admin', '127.0.0.1:0']);
+      ({ listen: port.cp, admin: port.cpAdmin } = await controlPlanePorts(cp));
       const echoPort = (echo.address() as { port: number }).port;
+      const bound: Array<Promise<void>> = [];
+      await reserved.release();
       for (const path of PATHS) {
         for (const [name, id, extra] of [
           [`cart-${path}`, CART(path), ['--service', `cart-${path}`, '--ports', String(port[`cartIn-${path}`])]],
@@ -91,15 +94,17 @@ for (const policy of ['prefer', 'require'] as const) {
           writeFileSync(f(`${name}.token`), t.stdout.trim() + '\n', { mode: 0o600 });
         }
         const common = ['sidecar', '--control-plane', `127.0.0.1:${port.cp}`, '--ca-bundle', f('ca/root.pem'), '--data-path', path, '--drain', '0s'];
-        group.spawn([...common, '--token-file', f(`cart-${path}.token`), '--service', `cart-${path}`, '--inbound', `127.0.0.1:${port[`cartIn-${path}`]}=${echoPort}`, '--admin', `127.0.0.1:${port[`cartAdmin-${path}`]}`]);
+        const cart = group.spawn([...common, '--token-file', f(`cart-${path}.token`), '--service', `cart-${path}`, '--inbound', `127.0.0.1:${port[`cartIn-${path}`]}=${echoPort}`, '--admin', '127.0.0.1:0']);
+        bound.push(sidecarPorts(cart).then((b) => void (port[`cartAdmin-${path}`] = b.admin!)));
         // Each web sidecar calls the cart on the other data path.
         const other = OTHER[path];
-        group.spawn([...common, '--token-file', f(`web-${path}.token`), '--service', `web-${path}`, '--outbound', `${port[`webOut-${path}`]}=127.0.0.1:${port[`cartIn-${other}`]}#${CART(other)}`, '--admin', `127.0.0.1:${port[`webAdmin-${path}`]}`]);
+        const web = group.spawn([...common, '--token-file', f(`web-${path}.token`), '--service', `web-${path}`, '--outbound', `127.0.0.1:0=127.0.0.1:${port[`cartIn-${other}`]}#${CART(other)}`, '--admin', '127.0.0.1:0']);
+        bound.push(sidecarPorts(web).then((b) => void ([port[`webOut-${path}`], port[`webAdmin-${path}`]] = [b.outbound[0]!, b.admin!])));
       }
-      await waitFor('every sidecar ready', async () => {
+      await Promise.all(bound).then(() => waitFor('every sidecar ready', async () => {
         for (const path of PATHS) for (const a of [`cartAdmin-${path}`, `webAdmin-${path}`]) if ((await httpGet(port[a]!, '/ready')).status !== 200) return false;
         return true;
-      }, 30_000).catch((err: unknown) => {
+      }, 30_000)).catch((err: unknown) => {
         group.dumpLogs(20);
         throw err;
       });
@@ -214,8 +219,9 @@ describe('The key-exchange policy off (real control plane and sidecars)', functi
   });
 
   it('Should negotiate X25519 between sidecars and with the control plane, never the hybrid', async function () {
-    const { ports, release } = await reservePorts(5);
-    const [cpPort, cpAdmin, cartIn, cartAdmin, webOut] = ports as [number, number, number, number, number];
+    // cart's inbound port is published by its join token, so it is reserved before the start; the rest are bound from port 0.
+    const { ports, release } = await reservePorts(1);
+    const cartIn = ports[0]!;
     expect(trellisSync(['ca', 'init', '--dir', f('ca'), '--trust-domain', TD]).status).to.equal(0);
     mkdirSync(f('policies'));
     writeFileSync(f('policies/mesh.yaml'), POLICIES);
@@ -225,12 +231,13 @@ describe('The key-exchange policy off (real control plane and sidecars)', functi
     }
     const echo = createServer((s: Socket) => s.on('error', () => s.destroy()).pipe(s));
     await new Promise<void>((r) => echo.listen(0, '127.0.0.1', () => r()));
-    await release();
-    const cp = group.spawn(['control-plane', '--ca-dir', f('ca'), '--policy-dir', f('policies'), '--key-exchange', 'off', '--listen', `127.0.0.1:${cpPort}`, '--admin', `127.0.0.1:${cpAdmin}`]);
-    await waitFor('the control plane', async () => group.log(cp).includes('control plane ready'));
+    const cp = group.spawn(['control-plane', '--ca-dir', f('ca'), '--policy-dir', f('policies'), '--key-exchange', 'off', '--listen', '127.0.0.1:0', '--admin', '127.0.0.1:0']);
+    const cpPort = (await controlPlanePorts(cp)).listen;
     const common = ['sidecar', '--control-plane', `127.0.0.1:${cpPort}`, '--ca-bundle', f('ca/root.pem'), '--drain', '0s'];
-    group.spawn([...common, '--token-file', f('cart.token'), '--service', 'cart', '--inbound', `127.0.0.1:${cartIn}=${(echo.address() as { port: number }).port}`, '--admin', `127.0.0.1:${cartAdmin}`]);
-    group.spawn([...common, '--token-file', f('web.token'), '--service', 'web', '--outbound', `${webOut}=127.0.0.1:${cartIn}#spiffe://${TD}/ns/shop/sa/cart`, '--admin', '127.0.0.1:0']);
+    await release();
+    const cart = group.spawn([...common, '--token-file', f('cart.token'), '--service', 'cart', '--inbound', `127.0.0.1:${cartIn}=${(echo.address() as { port: number }).port}`, '--admin', '127.0.0.1:0']);
+    const web = group.spawn([...common, '--token-file', f('web.token'), '--service', 'web', '--outbound', `127.0.0.1:0=127.0.0.1:${cartIn}#spiffe://${TD}/ns/shop/sa/cart`, '--admin', '127.0.0.1:0']);
+    const [cartAdmin, webOut] = await Promise.all([sidecarPorts(cart).then((b) => b.admin!), sidecarPorts(web).then((b) => b.outbound[0]!)]);
     await waitFor('cart ready', async () => (await httpGet(cartAdmin, '/ready')).status === 200, 30_000);
     // web's sidecar may still be fetching its certificate and cart's endpoint: it closes a connection
     // it cannot carry yet, so each try opens its own (errors handled) and the first echo ends the wait.

@@ -15,7 +15,7 @@ import { createServer, type Server } from 'node:http';
 import { connect } from 'node:tls';
 import { join } from 'node:path';
 import { loadRootRotationState } from '@trellis/control-plane';
-import { freePort, makeTmpDir, ProcessGroup, trellisSync, httpGet, waitFor } from '@trellis/testkit';
+import { freePort, makeTmpDir, ProcessGroup, sidecarPorts, trellisSync, httpGet, waitFor } from '@trellis/testkit';
 
 const get = (port: number, path: string) => httpGet(port, path);
 
@@ -60,7 +60,9 @@ describe('root rotation with real control plane and sidecar processes under traf
   const ready = async (adminPort: number): Promise<boolean> => (await get(adminPort, '/ready')).status === 200;
 
   before(async () => {
-    for (const k of ['cp', 'cpAdmin', 'cartIn', 'cartAdmin', 'webOut', 'webAdmin']) port[k] = await freePort();
+    // The control plane is restarted on its ports, and cart's inbound port is published by its join token: those are
+    // picked before the start. The sidecars' admin and outbound ports are bound from port 0 and read back.
+    for (const k of ['cp', 'cpAdmin', 'cartIn']) port[k] = await freePort();
     expect(trellisSync(['ca', 'init', '--dir', f('ca'), '--trust-domain', TD]).status).to.equal(0);
     // Each token attests what its sidecar announces: its service and, for cart, its inbound listener.
     const attested: Record<string, string[]> = { cart: ['--service', 'cart', '--ports', String(port.cartIn)], web: ['--service', 'web'] };
@@ -76,8 +78,10 @@ describe('root rotation with real control plane and sidecar processes under traf
     cp = await startControlPlane();
     // One-minute SVIDs renewed at 5% ± 1% of their lifetime.
     const common = ['--control-plane', `127.0.0.1:${port.cp}`, '--ca-bundle', f('ca/root.pem'), '--namespace', 'shop', '--rotate-at', '0.05', '--rotate-jitter', '0.01'];
-    group.spawn(['sidecar', ...common, '--token-file', f('cart.token'), '--service', 'cart', '--service-account', 'cart', '--inbound', `127.0.0.1:${port.cartIn}=${port.app}`, '--admin', `127.0.0.1:${port.cartAdmin}`]);
-    group.spawn(['sidecar', ...common, '--token-file', f('web.token'), '--service', 'web', '--service-account', 'web', '--outbound', `${port.webOut}=127.0.0.1:${port.cartIn}#${CART}`, '--admin', `127.0.0.1:${port.webAdmin}`]);
+    const cart = group.spawn(['sidecar', ...common, '--token-file', f('cart.token'), '--service', 'cart', '--service-account', 'cart', '--inbound', `127.0.0.1:${port.cartIn}=${port.app}`, '--admin', '127.0.0.1:0']);
+    const web = group.spawn(['sidecar', ...common, '--token-file', f('web.token'), '--service', 'web', '--service-account', 'web', '--outbound', `0=127.0.0.1:${port.cartIn}#${CART}`, '--admin', '127.0.0.1:0']);
+    const [cartPorts, webPorts] = await Promise.all([sidecarPorts(cart), sidecarPorts(web)]);
+    [port.cartAdmin, port.webOut, port.webAdmin] = [cartPorts.admin!, webPorts.outbound[0]!, webPorts.admin!];
     await waitFor('both sidecars ready', async () => (await ready(port.cartAdmin!)) && (await ready(port.webAdmin!)));
   });
 

@@ -9,7 +9,7 @@ import { expect } from 'chai';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { Agent, createServer, type Server } from 'node:http';
 import { join } from 'node:path';
-import { freePort, makeTmpDir, ProcessGroup, trellisSync, httpGet, waitFor } from '@trellis/testkit';
+import { controlPlanePorts, freePort, makeTmpDir, ProcessGroup, sidecarPorts, trellisSync, httpGet, waitFor } from '@trellis/testkit';
 
 const get = (port: number, path: string, agent: Agent | false = false): Promise<number> => httpGet(port, path, { agent }).then((r) => r.status);
 
@@ -45,7 +45,8 @@ describe('trellis revoke --admin with real control plane and sidecar processes',
   });
 
   before(async () => {
-    for (const k of ['cp', 'cpAdmin', 'cartIn', 'cartAdmin', 'webOut', 'webAdmin']) port[k] = await freePort();
+    // cart's inbound port is published by its join token, so it is picked before the start; the rest are bound from port 0.
+    port.cartIn = await freePort();
     expect(trellisSync(['ca', 'init', '--dir', f('ca'), '--trust-domain', TD]).status).to.equal(0);
     // Each token attests what its sidecar announces: service, labels and, for cart, its inbound listener.
     const attested: Record<string, string[]> = { cart: ['--service', 'cart', '--labels', 'app=cart', '--ports', String(port.cartIn)], web: ['--service', 'web', '--labels', 'app=web'] };
@@ -60,13 +61,15 @@ describe('trellis revoke --admin with real control plane and sidecar processes',
     app = createServer((_req, res) => res.end('ok'));
     await new Promise<void>((r) => app.listen(0, '127.0.0.1', () => r()));
     port.app = (app.address() as { port: number }).port;
-    const cp = group.spawn(['control-plane', '--ca-dir', f('ca'), '--policy-dir', f('policies'), '--listen', `127.0.0.1:${port.cp}`, '--admin', `127.0.0.1:${port.cpAdmin}`]);
-    await waitFor('the control plane', async () => group.log(cp).includes('control plane ready'));
+    const cp = group.spawn(['control-plane', '--ca-dir', f('ca'), '--policy-dir', f('policies'), '--listen', '127.0.0.1:0', '--admin', '127.0.0.1:0']);
+    ({ listen: port.cp, admin: port.cpAdmin } = await controlPlanePorts(cp));
     const common = ['--control-plane', `127.0.0.1:${port.cp}`, '--ca-bundle', f('ca/root.pem'), '--namespace', 'shop', '--drain', '1s'];
-    group.spawn(['sidecar', ...common, '--token-file', f('cart.token'), '--service', 'cart', '--service-account', 'cart', '--labels', 'app=cart',
-      '--inbound', `127.0.0.1:${port.cartIn}=${port.app}/http`, '--admin', `127.0.0.1:${port.cartAdmin}`]);
-    group.spawn(['sidecar', ...common, '--token-file', f('web.token'), '--service', 'web', '--service-account', 'web', '--labels', 'app=web',
-      '--outbound', `${port.webOut}=127.0.0.1:${port.cartIn}#${CART}`, '--admin', `127.0.0.1:${port.webAdmin}`]);
+    const cart = group.spawn(['sidecar', ...common, '--token-file', f('cart.token'), '--service', 'cart', '--service-account', 'cart', '--labels', 'app=cart',
+      '--inbound', `127.0.0.1:${port.cartIn}=${port.app}/http`, '--admin', '127.0.0.1:0']);
+    const web = group.spawn(['sidecar', ...common, '--token-file', f('web.token'), '--service', 'web', '--service-account', 'web', '--labels', 'app=web',
+      '--outbound', `0=127.0.0.1:${port.cartIn}#${CART}`, '--admin', '127.0.0.1:0']);
+    const [cartPorts, webPorts] = await Promise.all([sidecarPorts(cart), sidecarPorts(web)]);
+    [port.cartAdmin, port.webOut, port.webAdmin] = [cartPorts.admin!, webPorts.outbound[0]!, webPorts.admin!];
     await waitFor('both sidecars ready', async () => (await ready(port.cartAdmin!)) && (await ready(port.webAdmin!)));
   });
 

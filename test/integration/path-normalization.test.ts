@@ -11,7 +11,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import { spawn } from 'node:child_process';
-import { freePort, httpGet, makeTmpDir, ProcessGroup, trellisSync, waitFor } from '@trellis/testkit';
+import { controlPlanePorts, freePort, httpGet, makeTmpDir, ProcessGroup, sidecarPorts, trellisSync, waitFor } from '@trellis/testkit';
 
 const TD = 'cluster.local';
 const CART = `spiffe://${TD}/ns/shop/sa/cart`;
@@ -51,7 +51,8 @@ describe('Path normalization from the control plane to the sidecar (real process
   const port: Record<string, number> = {};
 
   before(async () => {
-    for (const k of ['cp', 'cpAdmin', 'cartIn', 'cartAdmin']) port[k] = await freePort();
+    // cart's inbound port is published by its join token, so it is picked before the start; the rest are bound from port 0.
+    port.cartIn = await freePort();
     const init = trellisSync(['ca', 'init', '--dir', f('ca'), '--trust-domain', TD]);
     expect(init.status, init.stderr).to.equal(0);
     const t = trellisSync(['token', 'create', '--ca-dir', f('ca'), '--spiffe-id', CART, '--uses', '5', '--service', 'cart', '--labels', 'app=cart', '--ports', String(port.cartIn)]);
@@ -67,13 +68,14 @@ describe('Path normalization from the control plane to the sidecar (real process
     });
     await new Promise<void>((r) => app.listen(0, '127.0.0.1', () => r()));
     port.app = (app.address() as { port: number }).port;
-    cp = group.spawn(['control-plane', '--config', f('cp.yaml'), '--ca-dir', f('ca'), '--policy-dir', f('policies'), '--listen', `127.0.0.1:${port.cp}`, '--admin', `127.0.0.1:${port.cpAdmin}`]);
-    await waitFor('the control plane', async () => group.log(cp).includes('control plane ready'));
-    group.spawn([
+    cp = group.spawn(['control-plane', '--config', f('cp.yaml'), '--ca-dir', f('ca'), '--policy-dir', f('policies'), '--listen', '127.0.0.1:0', '--admin', '127.0.0.1:0']);
+    port.cp = (await controlPlanePorts(cp)).listen;
+    const cart = group.spawn([
       'sidecar', '--control-plane', `127.0.0.1:${port.cp}`, '--ca-bundle', f('ca/root.pem'), '--namespace', 'shop', '--token-file', f('cart.token'),
       '--service', 'cart', '--service-account', 'cart', '--labels', 'app=cart',
-      '--inbound', `127.0.0.1:${port.cartIn}=${port.app}/http`, '--admin', `127.0.0.1:${port.cartAdmin}`,
+      '--inbound', `127.0.0.1:${port.cartIn}=${port.app}/http`, '--admin', '127.0.0.1:0',
     ]);
+    port.cartAdmin = (await sidecarPorts(cart)).admin!;
     await waitFor('the sidecar ready', async () => (await httpGet(port.cartAdmin!, '/ready')).status === 200);
   });
 

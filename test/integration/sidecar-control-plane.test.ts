@@ -3,7 +3,7 @@ import type { ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { Agent, createServer, request, type Server } from 'node:http';
 import { join } from 'node:path';
-import { freePort, makeTmpDir, ProcessGroup, trellisSync, httpGet, waitFor } from '@trellis/testkit';
+import { freePort, makeTmpDir, ProcessGroup, sidecarPorts, trellisSync, httpGet, waitFor } from '@trellis/testkit';
 
 const get = (port: number, path: string) => httpGet(port, path);
 
@@ -48,7 +48,7 @@ describe('trellis sidecar with a real control plane (real processes, real gRPC a
   const port: Record<string, number> = {};
 
   const startControlPlane = (): ChildProcess =>
-    group.spawn(['control-plane', '--ca-dir', f('ca'), '--policy-dir', f('policies'), '--revocations', f('revocations.yaml'), '--svid-ttl', '1m', '--listen', `127.0.0.1:${port.cp}`, '--admin', `127.0.0.1:${port.cpAdmin}`]);
+    group.spawn(['control-plane', '--ca-dir', f('ca'), '--policy-dir', f('policies'), '--revocations', f('revocations.yaml'), '--svid-ttl', '1m', '--listen', `127.0.0.1:${port.cp}`, '--admin', '127.0.0.1:0']);
   const ready = async (adminPort: number): Promise<boolean> => (await get(adminPort, '/ready')).status === 200;
   const stat = async (adminPort: number, name: string): Promise<number> => {
     const m = new RegExp(`^${name} (\\S+)$`, 'm').exec((await get(adminPort, '/stats')).body);
@@ -56,7 +56,9 @@ describe('trellis sidecar with a real control plane (real processes, real gRPC a
   };
 
   before(async () => {
-    for (const k of ['cp', 'cpAdmin', 'cartIn', 'cartAdmin', 'webOut', 'webSvc', 'webAdmin']) port[k] = await freePort();
+    // The control plane is restarted on its discovery port, and cart's inbound port is published by its join token: those
+    // are picked before the start. Every other port is bound from port 0 and read back from the process's log line.
+    for (const k of ['cp', 'cartIn']) port[k] = await freePort();
     const init = trellisSync(['ca', 'init', '--dir', f('ca'), '--trust-domain', TD]);
     expect(init.status, init.stderr).to.equal(0);
     // Each token attests what its sidecar announces: service, labels and, for cart, its inbound listener.
@@ -82,16 +84,19 @@ describe('trellis sidecar with a real control plane (real processes, real gRPC a
     // 1-minute SVIDs renewed at 5% ± 1% of their lifetime: a rotation every ~3 s.
     const common = ['--control-plane', `127.0.0.1:${port.cp}`, '--ca-bundle', f('ca/root.pem'), '--namespace', 'shop', '--drain', '2s', '--rotate-at', '0.05', '--rotate-jitter', '0.01'];
     cartSidecar = group.spawn(['sidecar', ...common, '--token-file', f('cart.token'), '--service', 'cart', '--service-account', 'cart', '--labels', 'app=cart',
-      '--inbound', `127.0.0.1:${port.cartIn}=${port.app}/http`, '--admin', `127.0.0.1:${port.cartAdmin}`]);
+      '--inbound', `127.0.0.1:${port.cartIn}=${port.app}/http`, '--admin', '127.0.0.1:0']);
+    const cartPorts = sidecarPorts(cartSidecar);
     // The web sidecar takes its settings from the environment, as injection may pass them.
-    group.spawn(['sidecar', ...common, '--service', 'web'], {
+    const web = group.spawn(['sidecar', ...common, '--service', 'web'], {
       ...process.env,
       TRELLIS_TOKEN_FILE: f('web.token'),
       TRELLIS_SERVICE_ACCOUNT: 'web',
       TRELLIS_LABELS: 'app=web',
-      TRELLIS_OUTBOUND: `${port.webOut}=127.0.0.1:${port.cartIn}#${CART},${port.webSvc}=cart`,
-      TRELLIS_ADMIN: `127.0.0.1:${port.webAdmin}`,
+      TRELLIS_OUTBOUND: `127.0.0.1:0=127.0.0.1:${port.cartIn}#${CART},127.0.0.1:0=cart`,
+      TRELLIS_ADMIN: '127.0.0.1:0',
     });
+    const [cartBound, webBound] = await Promise.all([cartPorts, sidecarPorts(web)]);
+    [port.cartAdmin, port.webOut, port.webSvc, port.webAdmin] = [cartBound.admin!, webBound.outbound[0]!, webBound.outbound[1]!, webBound.admin!];
     await waitFor('both sidecars ready', async () => (await ready(port.cartAdmin!)) && (await ready(port.webAdmin!)));
   });
 
@@ -136,13 +141,13 @@ describe('trellis sidecar with a real control plane (real processes, real gRPC a
 
   it('Should refuse a rogue sidecar whose token attests another service when it announces cart, so web only ever reaches the real cart', async () => {
     const rogueIn = await freePort();
-    const rogueAdmin = await freePort();
     const rogueId = `spiffe://${TD}/ns/shop/sa/rogue`;
     const t = trellisSync(['token', 'create', '--ca-dir', f('ca'), '--spiffe-id', rogueId, '--uses', '5', '--service', 'ledger', '--ports', String(rogueIn)]);
     expect(t.status, t.stderr).to.equal(0);
     writeFileSync(f('rogue.token'), t.stdout.trim() + '\n', { mode: 0o600 });
     const rogue = group.spawn(['sidecar', '--control-plane', `127.0.0.1:${port.cp}`, '--ca-bundle', f('ca/root.pem'), '--namespace', 'shop', '--token-file', f('rogue.token'),
-      '--service', 'cart', '--service-account', 'rogue', '--inbound', `127.0.0.1:${rogueIn}=${port.app}/http`, '--admin', `127.0.0.1:${rogueAdmin}`]);
+      '--service', 'cart', '--service-account', 'rogue', '--inbound', `127.0.0.1:${rogueIn}=${port.app}/http`, '--admin', '127.0.0.1:0']);
+    const rogueAdmin = (await sidecarPorts(rogue)).admin!;
     await waitFor('the control plane to refuse the rogue', async () => group.log(cp).split('\n').some((l) => l.includes('"node claim refused"') && l.includes(rogueId) && l.includes('"reason":"service"')));
     // The rogue's own log line comes through its pipe after the control plane's: wait for it, then check it.
     await waitFor('the rogue to log the refusal', async () => group.log(rogue).includes('TRELLIS_CP_ATTESTATION_MISMATCH'));
@@ -267,12 +272,12 @@ describe('trellis sidecar with a real control plane (real processes, real gRPC a
 
   it('Should reach the control plane behind a dead first address in --control-plane', async () => {
     const dead = await freePort();
-    const adminPort = await freePort();
     const t = trellisSync(['token', 'create', '--ca-dir', f('ca'), '--spiffe-id', `spiffe://${TD}/ns/shop/sa/batch`, '--service', 'batch']);
     expect(t.status, t.stderr).to.equal(0);
     writeFileSync(f('batch.token'), t.stdout.trim() + '\n', { mode: 0o600 });
     const batch = group.spawn(['sidecar', '--control-plane', `127.0.0.1:${dead},127.0.0.1:${port.cp}`, '--ca-bundle', f('ca/root.pem'), '--token-file', f('batch.token'),
-      '--namespace', 'shop', '--service', 'batch', '--service-account', 'batch', '--admin', `127.0.0.1:${adminPort}`]);
+      '--namespace', 'shop', '--service', 'batch', '--service-account', 'batch', '--admin', '127.0.0.1:0']);
+    const adminPort = (await sidecarPorts(batch)).admin!;
     await waitFor('the batch sidecar to get ready', () => ready(adminPort), 40_000);
     batch.kill('SIGTERM');
     expect(await exited(batch)).to.equal(0);

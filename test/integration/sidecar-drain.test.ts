@@ -10,7 +10,7 @@ import type { ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { Agent, createServer, request, type Server } from 'node:http';
 import { join } from 'node:path';
-import { freePort, httpGet, makeTmpDir, ProcessGroup, trellisSync, waitFor } from '@trellis/testkit';
+import { controlPlanePorts, freePort, httpGet, makeTmpDir, ProcessGroup, sidecarPorts, trellisSync, waitFor } from '@trellis/testkit';
 
 const TD = 'cluster.local';
 const CART = `spiffe://${TD}/ns/shop/sa/cart`;
@@ -49,10 +49,9 @@ for (const dataPath of dataPaths()) describe(`Draining a server sidecar under st
     const init = trellisSync(['ca', 'init', '--dir', f('ca'), '--trust-domain', TD]);
     expect(init.status, init.stderr).to.equal(0);
     mkdirSync(f('policies'));
-    const cpPort = await freePort();
-    const cp = group.spawn(['control-plane', '--ca-dir', f('ca'), '--policy-dir', f('policies'), '--listen', `127.0.0.1:${cpPort}`, '--admin', '127.0.0.1:0']);
-    await waitFor('the control plane', () => group.log(cp).includes('control plane ready'));
-    cpAddress = `127.0.0.1:${cpPort}`;
+    // Port 0 everywhere the process says what it bound (a port picked free here could be taken before the child binds it).
+    const cp = group.spawn(['control-plane', '--ca-dir', f('ca'), '--policy-dir', f('policies'), '--listen', '127.0.0.1:0', '--admin', '127.0.0.1:0']);
+    cpAddress = `127.0.0.1:${(await controlPlanePorts(cp)).listen}`;
   });
 
   afterEach(function () {
@@ -79,20 +78,21 @@ for (const dataPath of dataPaths()) describe(`Draining a server sidecar under st
   async function cart(name: string): Promise<{ sidecar: ChildProcess; admin: number }> {
     const a = await app(name);
     apps.push(a.server);
+    // The inbound port is published by the join token, so it is picked before the start.
     const inbound = await freePort();
-    const admin = await freePort();
     const sidecar = group.spawn(['sidecar', '--control-plane', cpAddress, '--ca-bundle', f('ca/root.pem'), '--token-file', token(name, CART, ['--service', 'cart', '--ports', String(inbound)]),
-      '--service', 'cart', '--inbound', `127.0.0.1:${inbound}=${a.port}/http`, '--admin', `127.0.0.1:${admin}`, '--drain', '5s', '--data-path', dataPath]);
+      '--service', 'cart', '--inbound', `127.0.0.1:${inbound}=${a.port}/http`, '--admin', '127.0.0.1:0', '--drain', '5s', '--data-path', dataPath]);
+    const admin = (await sidecarPorts(sidecar)).admin!;
     await waitFor(`${name} ready`, async () => (await httpGet(admin, '/ready')).status === 200, 30_000);
     return { sidecar, admin };
   }
 
   it('Should fail no request while one instance drains and the other takes over', async () => {
     const a = await cart('cart-a');
-    const outbound = await freePort();
-    const webAdmin = await freePort();
-    group.spawn(['sidecar', '--control-plane', cpAddress, '--ca-bundle', f('ca/root.pem'), '--token-file', token('web', WEB, ['--service', 'web']), '--service', 'web',
-      '--outbound', `127.0.0.1:${outbound}=cart`, '--admin', `127.0.0.1:${webAdmin}`, '--data-path', dataPath]);
+    const web = group.spawn(['sidecar', '--control-plane', cpAddress, '--ca-bundle', f('ca/root.pem'), '--token-file', token('web', WEB, ['--service', 'web']), '--service', 'web',
+      '--outbound', '127.0.0.1:0=cart', '--admin', '127.0.0.1:0', '--data-path', dataPath]);
+    const webPorts = await sidecarPorts(web);
+    const [outbound, webAdmin] = [webPorts.outbound[0]!, webPorts.admin!];
     await waitFor('web ready', async () => (await httpGet(webAdmin, '/ready')).status === 200, 30_000);
 
     // Steady traffic: four keep-alive clients, each sending its next request as soon as the last is answered.

@@ -12,7 +12,7 @@ import { expect } from 'chai';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { connect as h2Connect, constants, createServer as createH2Server, type Http2Server } from 'node:http2';
 import { join } from 'node:path';
-import { freePort, h2Get, httpGet, makeTmpDir, ProcessGroup, trellisSync, waitFor } from '@trellis/testkit';
+import { controlPlanePorts, freePort, h2Get, httpGet, makeTmpDir, ProcessGroup, sidecarPorts, trellisSync, waitFor } from '@trellis/testkit';
 import { joinToken } from './control-plane-harness';
 
 const TD = 'cluster.local';
@@ -37,10 +37,9 @@ describe('A revoked server and the client sidecar\'s pooled h2 connection (real 
     expect(init.status, init.stderr).to.equal(0);
     mkdirSync(f('policies'));
     writeFileSync(f('revocations.yaml'), 'serials: []\nspiffeIds: []\n');
-    const cpPort = await freePort();
-    const cp = group.spawn(['control-plane', '--ca-dir', f('ca'), '--policy-dir', f('policies'), '--revocations', f('revocations.yaml'), '--listen', `127.0.0.1:${cpPort}`, '--admin', '127.0.0.1:0']);
-    await waitFor('the control plane', () => group.log(cp).includes('control plane ready'));
-    cpAddress = `127.0.0.1:${cpPort}`;
+    // Port 0 everywhere the process says what it bound (a port picked free here could be taken before the child binds it).
+    const cp = group.spawn(['control-plane', '--ca-dir', f('ca'), '--policy-dir', f('policies'), '--revocations', f('revocations.yaml'), '--listen', '127.0.0.1:0', '--admin', '127.0.0.1:0']);
+    cpAddress = `127.0.0.1:${(await controlPlanePorts(cp)).listen}`;
   });
 
   afterEach(function () {
@@ -77,12 +76,16 @@ describe('A revoked server and the client sidecar\'s pooled h2 connection (real 
       await new Promise<void>((r) => app.listen(0, '127.0.0.1', () => r()));
       const appPort = (app.address() as { port: number }).port;
 
-      const [inbound, cartAdmin, outbound, webAdmin] = [await freePort(), await freePort(), await freePort(), await freePort()];
-      group.spawn(['sidecar', '--control-plane', cpAddress, '--ca-bundle', f('ca/root.pem'), '--token-file', token(`cart-${dataPath}`, server, ['--service', `cart-${dataPath}`, '--ports', String(inbound)]),
-        '--service', `cart-${dataPath}`, '--service-account', `cart-${dataPath}`, '--inbound', `127.0.0.1:${inbound}=${appPort}/http`, '--admin', `127.0.0.1:${cartAdmin}`, '--data-path', dataPath]);
+      // The inbound port is published by the join token, so it is picked before the start.
+      const inbound = await freePort();
+      const cart = group.spawn(['sidecar', '--control-plane', cpAddress, '--ca-bundle', f('ca/root.pem'), '--token-file', token(`cart-${dataPath}`, server, ['--service', `cart-${dataPath}`, '--ports', String(inbound)]),
+        '--service', `cart-${dataPath}`, '--service-account', `cart-${dataPath}`, '--inbound', `127.0.0.1:${inbound}=${appPort}/http`, '--admin', '127.0.0.1:0', '--data-path', dataPath]);
+      const cartAdmin = (await sidecarPorts(cart)).admin!;
       // The client's outbound names the server by address and identity, so only the pool's own checks stand between it and the server.
-      group.spawn(['sidecar', '--control-plane', cpAddress, '--ca-bundle', f('ca/root.pem'), '--token-file', token(`web-${dataPath}`, WEB, ['--service', 'web']),
-        '--service', 'web', '--service-account', 'web', '--outbound', `127.0.0.1:${outbound}=127.0.0.1:${inbound}/http#${server}`, '--admin', `127.0.0.1:${webAdmin}`, '--data-path', dataPath]);
+      const web = group.spawn(['sidecar', '--control-plane', cpAddress, '--ca-bundle', f('ca/root.pem'), '--token-file', token(`web-${dataPath}`, WEB, ['--service', 'web']),
+        '--service', 'web', '--service-account', 'web', '--outbound', `127.0.0.1:0=127.0.0.1:${inbound}/http#${server}`, '--admin', '127.0.0.1:0', '--data-path', dataPath]);
+      const webPorts = await sidecarPorts(web);
+      const [outbound, webAdmin] = [webPorts.outbound[0]!, webPorts.admin!];
       await waitFor('both sidecars ready', async () => (await httpGet(cartAdmin, '/ready')).status === 200 && (await httpGet(webAdmin, '/ready')).status === 200, 30_000);
 
       const session = h2Connect(`http://127.0.0.1:${outbound}`);

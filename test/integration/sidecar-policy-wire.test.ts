@@ -10,7 +10,7 @@ import { expect } from 'chai';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { freePort, httpGet, makeTmpDir, ProcessGroup, REPO_ROOT, trellisSync, waitFor } from '@trellis/testkit';
+import { controlPlanePorts, freePort, httpGet, makeTmpDir, ProcessGroup, REPO_ROOT, sidecarPorts, trellisSync, waitFor } from '@trellis/testkit';
 import { benchPolicySet } from '../bench/dataplane/idle-rss-with-policies';
 
 const TD = 'cluster.local';
@@ -41,7 +41,8 @@ describe('trellis sidecar with compiled policies from a real control plane', fun
   });
 
   it('Should enforce a pushed 20-policy set without ever loading yaml or ajv', async () => {
-    const [cpPort, cpAdmin, inPort, admin] = [await freePort(), await freePort(), await freePort(), await freePort()];
+    // The inbound port is published by the join token, so it is picked before the start; the others are bound from port 0.
+    const inPort = await freePort();
     expect(trellisSync(['ca', 'init', '--dir', f('ca'), '--trust-domain', TD]).status).to.equal(0);
     const token = trellisSync(['token', 'create', '--ca-dir', f('ca'), '--spiffe-id', `spiffe://${TD}/ns/bench/sa/bench`, '--service', 'bench', '--labels', 'app=bench', '--ports', String(inPort)]);
     expect(token.status, token.stderr).to.equal(0);
@@ -49,19 +50,22 @@ describe('trellis sidecar with compiled policies from a real control plane', fun
     mkdirSync(f('policies'));
     writeFileSync(f('policies/bench.yaml'), benchPolicySet(20));
     writeFileSync(f('revocations.yaml'), 'serials: []\nspiffeIds: []\n');
-    const cp = group.spawn(['control-plane', '--ca-dir', f('ca'), '--policy-dir', f('policies'), '--revocations', f('revocations.yaml'), '--listen', `127.0.0.1:${cpPort}`, '--admin', `127.0.0.1:${cpAdmin}`]);
-    await waitFor('the control plane', async () => group.log(cp).includes('control plane ready'));
+    const cp = group.spawn(['control-plane', '--ca-dir', f('ca'), '--policy-dir', f('policies'), '--revocations', f('revocations.yaml'), '--listen', '127.0.0.1:0', '--admin', '127.0.0.1:0']);
+    const cpPort = (await controlPlanePorts(cp)).listen;
 
     // A JSON config file: the sidecar reads it without the YAML library.
     writeFileSync(
       f('sidecar.json'),
-      JSON.stringify({ controlPlane: `127.0.0.1:${cpPort}`, caBundle: f('ca/root.pem'), tokenFile: f('token'), namespace: 'bench', service: 'bench', serviceAccount: 'bench', labels: 'app=bench', inbound: `127.0.0.1:${inPort}=${await freePort()}/http`, admin: `127.0.0.1:${admin}` }),
+      JSON.stringify({ controlPlane: `127.0.0.1:${cpPort}`, caBundle: f('ca/root.pem'), tokenFile: f('token'), namespace: 'bench', service: 'bench', serviceAccount: 'bench', labels: 'app=bench', inbound: `127.0.0.1:${inPort}=${await freePort()}/http`, admin: '127.0.0.1:0' }),
     );
     probe = spawn(process.execPath, ['-e', PROBE, f('sidecar.json')], { cwd: tmp.dir, stdio: ['pipe', 'pipe', 'pipe'] });
     probe.stderr!.setEncoding('utf8').on('data', (d: string) => (probeLog += d));
+    const bound = sidecarPorts(probe);
     const reports: string[] = [];
     probe.stdout!.setEncoding('utf8').on('data', (d: string) => reports.push(...d.split('\n').filter(Boolean)));
+    let admin = 0;
     try {
+      admin = (await bound).admin!;
       await waitFor('the sidecar to apply 20 policies', async () => probeLog.split('\n').some((l) => l.includes('authorization policies applied') && l.includes('"count":20')));
       await waitFor('the sidecar to be ready', async () => (await httpGet(admin, '/ready')).status === 200);
     } catch (err) {

@@ -7,7 +7,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
-import { freePort, httpGet, makeTmpDir, ProcessGroup, trellisSync } from '@trellis/testkit';
+import { controlPlanePorts, freePort, httpGet, makeTmpDir, ProcessGroup, sidecarPorts, trellisSync } from '@trellis/testkit';
 import { sleep, until, type FaultRow, type Scenario } from '../fault-row';
 import { SteadyLoad } from '../steady-load';
 
@@ -25,19 +25,20 @@ export const drainWithSecondInstance: Scenario = {
     try {
       if (trellisSync(['ca', 'init', '--dir', f('ca'), '--trust-domain', TD]).status !== 0) throw new Error('ca init failed');
       mkdirSync(f('policies'));
-      const cpPort = await freePort();
-      const cp = group.spawn(['control-plane', '--ca-dir', f('ca'), '--policy-dir', f('policies'), '--listen', `127.0.0.1:${cpPort}`, '--admin', '127.0.0.1:0']);
-      if (!(await until(() => group.log(cp).includes('control plane ready'), 30_000))) throw new Error('control plane not ready');
+      // Port 0 wherever the process says what it bound (a port picked free here could be taken before the child binds it).
+      const cp = group.spawn(['control-plane', '--ca-dir', f('ca'), '--policy-dir', f('policies'), '--listen', '127.0.0.1:0', '--admin', '127.0.0.1:0']);
+      const cpPort = (await controlPlanePorts(cp)).listen;
       const token = (name: string, id: string, extra: string[]): string => {
         const t = trellisSync(['token', 'create', '--ca-dir', f('ca'), '--spiffe-id', id, '--uses', '1', ...extra]);
         writeFileSync(f(`${name}.token`), t.stdout.trim() + '\n', { mode: 0o600 });
         return f(`${name}.token`);
       };
-      const sidecar = async (name: string, args: string[]): Promise<{ admin: number; proc: ReturnType<ProcessGroup['spawn']> }> => {
-        const admin = await freePort();
-        const proc = group.spawn(['sidecar', '--control-plane', `127.0.0.1:${cpPort}`, '--ca-bundle', f('ca/root.pem'), '--admin', `127.0.0.1:${admin}`, ...args]);
+      const sidecar = async (name: string, args: string[]): Promise<{ admin: number; outbound: readonly number[]; proc: ReturnType<ProcessGroup['spawn']> }> => {
+        const proc = group.spawn(['sidecar', '--control-plane', `127.0.0.1:${cpPort}`, '--ca-bundle', f('ca/root.pem'), '--admin', '127.0.0.1:0', ...args]);
+        const { admin: bound, outbound } = await sidecarPorts(proc);
+        const admin = bound!;
         if (!(await until(async () => (await httpGet(admin, '/ready', { timeoutMs: 1000 })).status === 200, 30_000))) throw new Error(`${name} not ready`);
-        return { admin, proc };
+        return { admin, outbound, proc };
       };
       const cart = async (name: string): Promise<ReturnType<typeof sidecar>> => {
         const server = createServer((req, res) => {
@@ -47,14 +48,15 @@ export const drainWithSecondInstance: Scenario = {
         server.keepAliveTimeout = 60_000;
         await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
         apps.push(server);
+        // The inbound port is published by the join token, so it is picked before the start.
         const inbound = await freePort();
         return sidecar(name, ['--token-file', token(name, `spiffe://${TD}/ns/shop/sa/cart`, ['--service', 'cart', '--ports', String(inbound)]), '--service', 'cart',
           '--inbound', `127.0.0.1:${inbound}=${(server.address() as { port: number }).port}/http`, '--drain', '5s']);
       };
       const a = await cart('cart-a');
       const b = await cart('cart-b');
-      const outbound = await freePort();
-      const web = await sidecar('web', ['--token-file', token('web', `spiffe://${TD}/ns/shop/sa/web`, ['--service', 'web']), '--service', 'web', '--outbound', `127.0.0.1:${outbound}=cart`]);
+      const web = await sidecar('web', ['--token-file', token('web', `spiffe://${TD}/ns/shop/sa/web`, ['--service', 'web']), '--service', 'web', '--outbound', '127.0.0.1:0=cart']);
+      const outbound = web.outbound[0]!;
       await until(async () => {
         const dump = JSON.parse((await httpGet(web.admin, '/config_dump')).body) as { endpoints: Record<string, { addresses: string[] }> };
         return (dump.endpoints['cart']?.addresses.length ?? 0) === 2;

@@ -10,7 +10,7 @@
 import { cpSync, mkdirSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
-import { freePort, httpGet, kubeApiServerAvailability, makeTmpDir, ProcessGroup, REPO_ROOT, startKubeApiServer, trellisSync, waitFor } from '@trellis/testkit';
+import { controlPlanePorts, freePort, httpGet, kubeApiServerAvailability, makeTmpDir, ProcessGroup, REPO_ROOT, sidecarPorts, startKubeApiServer, trellisSync, waitFor } from '@trellis/testkit';
 import { until, type FaultRow, type Scenario } from '../fault-row';
 import { SteadyLoad } from '../steady-load';
 
@@ -36,7 +36,9 @@ export const leaderKilledMidRotation: Scenario = {
       const saToken = kubectl(['-n', 'trellis-system', 'create', 'token', 'trellis-control-plane', '--duration', '1h']).trim();
       writeFileSync(f('kubeconfig'), `apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: "${k8s.server}", certificate-authority: "${join(k8s.pkiDir, 'ca.crt')}"}}]\nusers: [{name: u, user: {token: "${saToken}"}}]\ncontexts: [{name: c, context: {cluster: c, user: u}}]\ncurrent-context: c\n`);
       if (trellisSync(['ca', 'init', '--dir', f('ca'), '--trust-domain', TD]).status !== 0) throw new Error('ca init failed');
-      const [cartIn, cartAdmin, webOut, webAdmin] = [await freePort(), await freePort(), await freePort(), await freePort()];
+      // cart's inbound port is published by its join token, so it is picked before the start; every other port is bound
+      // from port 0 and read back from the process's log line (a port picked free here could be taken before the child binds it).
+      const cartIn = await freePort();
       const token = (name: string, extra: string[]): string => {
         const t = trellisSync(['token', 'create', '--ca-dir', f('ca'), '--spiffe-id', `spiffe://${TD}/ns/shop/sa/${name}`, '--uses', '5', ...extra]);
         writeFileSync(f(`${name}.token`), t.stdout.trim() + '\n', { mode: 0o600 });
@@ -46,16 +48,11 @@ export const leaderKilledMidRotation: Scenario = {
       const webToken = token('web', ['--service', 'web']);
       kubectl(['-n', 'trellis-system', 'create', 'secret', 'generic', 'trellis-ca', ...['root.pem', 'intermediate.pem', 'intermediate.key', 'chain.pem'].map((n) => `--from-file=${n}=${f(`ca/${n}`)}`), `--from-file=join-tokens.hmac.key=${f('ca/join-tokens/hmac.key')}`]);
       mkdirSync(f('policies'));
-      const cp: number[] = [];
-      const cpAdmin: number[] = [];
       const planes = [0, 1].map((i) => i);
-      for (const i of planes) {
-        cp.push(await freePort());
-        cpAdmin.push(await freePort());
-        cpSync(f('ca'), f(`ca-${i}`), { recursive: true });
-      }
-      const procs = planes.map((i) => group.spawn(['control-plane', '--ca-dir', f(`ca-${i}`), '--policy-dir', f('policies'), '--kubeconfig', f('kubeconfig'), '--svid-ttl', '1m', '--leader-lease', '3s', '--root-rotation-auth', 'admin-identity', '--no-policy-crds', '--no-root-cert-configmaps', '--listen', `127.0.0.1:${cp[i]}`, '--admin', `127.0.0.1:${cpAdmin[i]}`]));
-      await waitFor('both replicas', () => procs.every((p) => group.log(p).includes('control plane ready')), 30_000);
+      for (const i of planes) cpSync(f('ca'), f(`ca-${i}`), { recursive: true });
+      const procs = planes.map((i) => group.spawn(['control-plane', '--ca-dir', f(`ca-${i}`), '--policy-dir', f('policies'), '--kubeconfig', f('kubeconfig'), '--svid-ttl', '1m', '--leader-lease', '3s', '--root-rotation-auth', 'admin-identity', '--no-policy-crds', '--no-root-cert-configmaps', '--listen', '127.0.0.1:0', '--admin', '127.0.0.1:0']));
+      const bound = await Promise.all(procs.map((p) => controlPlanePorts(p)));
+      const [cp, cpAdmin] = [bound.map((b) => b.listen), bound.map((b) => b.admin)];
       await waitFor('a leader', () => procs.some((p) => group.log(p).includes('"msg":"became leader"')), 20_000);
       const li = procs.findIndex((p) => group.log(p).includes('"msg":"became leader"'));
       const leader = procs[li]!;
@@ -65,8 +62,9 @@ export const leaderKilledMidRotation: Scenario = {
       const appPort = (app.address() as { port: number }).port;
       const common = ['--ca-bundle', f('ca/root.pem'), '--namespace', 'shop', '--rotate-at', '0.05', '--rotate-jitter', '0.01'];
       const both = (first: number): string[] => ['--control-plane', `127.0.0.1:${cp[first]}`, '--control-plane', `127.0.0.1:${cp[1 - first]}`];
-      group.spawn(['sidecar', ...common, ...both(1 - li), '--token-file', cartToken, '--service', 'cart', '--service-account', 'cart', '--inbound', `127.0.0.1:${cartIn}=${appPort}/http`, '--admin', `127.0.0.1:${cartAdmin}`]);
-      group.spawn(['sidecar', ...common, ...both(li), '--token-file', webToken, '--service', 'web', '--service-account', 'web', '--outbound', `${webOut}=127.0.0.1:${cartIn}#${CART}`, '--admin', `127.0.0.1:${webAdmin}`]);
+      group.spawn(['sidecar', ...common, ...both(1 - li), '--token-file', cartToken, '--service', 'cart', '--service-account', 'cart', '--inbound', `127.0.0.1:${cartIn}=${appPort}/http`, '--admin', '127.0.0.1:0']);
+      const web = group.spawn(['sidecar', ...common, ...both(li), '--token-file', webToken, '--service', 'web', '--service-account', 'web', '--outbound', `127.0.0.1:0=127.0.0.1:${cartIn}#${CART}`, '--admin', '127.0.0.1:0']);
+      const webOut = (await sidecarPorts(web)).outbound[0]!;
       await waitFor('web to reach cart', async () => (await httpGet(webOut, '/')).status === 200, 30_000);
       load = new SteadyLoad(webOut, { concurrency: 1 }).start();
       const creds = f('admin');

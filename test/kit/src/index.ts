@@ -5,6 +5,8 @@ export { openssl, hasOpenssl } from './openssl';
 export type { OpensslResult } from './openssl';
 export { freePort, reservePorts, addressInUse } from './free-port';
 export type { PortReservation } from './free-port';
+export { controlPlanePorts, controlPlanePortsOf, injectorPort, injectorPortOf, outputLine, portOf, sidecarPorts, sidecarPortsOf } from './bound-ports';
+export type { ControlPlanePorts, OutputLineOptions, SidecarPorts } from './bound-ports';
 export { trellisSync, trellisSpawn, REPO_ROOT, TRELLIS_BIN } from './cli-runner';
 export { optionalDependency, describeWith, itWith, skipUnless } from './optional-dependency';
 export type { OptionalDependency, OptionalDependencySpec } from './optional-dependency';

@@ -15,12 +15,12 @@
  */
 import { spawnSync } from 'node:child_process';
 import { createPublicKey, generateKeyPairSync } from 'node:crypto';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { get as httpsGet } from 'node:https';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { REPO_ROOT } from './cli-runner';
-import { freePort } from './free-port';
+import { addressInUse, freePort } from './free-port';
 import { makeTmpDir } from './tmp-dir';
 
 /** Where the scripts and binaries are, or why the server cannot run here. */
@@ -146,6 +146,21 @@ export async function startKubeApiServer(opts: StartKubeApiServerOptions = {}): 
       throw new Error(`start-apiserver.sh failed (exit ${r.status}): ${(r.stdout + r.stderr).trim().split('\n').slice(-15).join('\n')}`);
     }
   };
+  // etcd and kube-apiserver cannot be told port 0 and say what they bound, so their ports are picked here. Should
+  // another process take one before they bind it (their log says so), they are started once more on fresh ports,
+  // with a fresh etcd data dir (its member is recorded with the old peer URL).
+  const firstStart = async (): Promise<void> => {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return start();
+      } catch (err) {
+        const logs = ['etcd.log', 'kube-apiserver.log'].map((n) => join(runDir, n)).filter((p) => existsSync(p)).map((p) => readFileSync(p, 'utf8')).join('\n');
+        if (attempt >= 2 || !addressInUse(logs)) throw err;
+        rmSync(join(runDir, 'etcd-data'), { recursive: true, force: true });
+        for (const k of ['ETCD_PORT', 'ETCD_PEER_PORT', 'APISERVER_PORT'] as const) env[k] = String(await freePort());
+      }
+    }
+  };
   const stopProcesses = (): void => {
     spawnSync('bash', [join(a.scripts, 'stop-apiserver.sh'), runDir], { encoding: 'utf8', timeout: 60_000 });
   };
@@ -167,7 +182,7 @@ export async function startKubeApiServer(opts: StartKubeApiServerOptions = {}): 
     return 'slow';
   };
   try {
-    start();
+    await firstStart();
     for (let attempt = 1; withKcm; attempt++) {
       const kcm = await kcmHealthy();
       if (kcm === 'ok') break;
@@ -201,7 +216,7 @@ export async function startKubeApiServer(opts: StartKubeApiServerOptions = {}): 
   return {
     runDir,
     kubeconfig,
-    server: `https://127.0.0.1:${ports.APISERVER_PORT}`,
+    server: `https://127.0.0.1:${env.APISERVER_PORT}`,
     pkiDir,
     version: a.version,
     kubectl,
