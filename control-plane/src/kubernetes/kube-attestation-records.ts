@@ -10,7 +10,7 @@
  * few minutes, from that cache, as kube-token-uses.ts does for token uses,
  * and as Kubernetes' own CSR cleaner does for CertificateSigningRequests.
  */
-import { KubernetesError, KubernetesErrorCode, startInformer, type KubeClient, type KubeList, type KubeObject, type ResourceInformer } from '@trellis/kubernetes';
+import { collectionPath, KubernetesError, KubernetesErrorCode, startInformer, type KubeClient, type KubeList, type KubeObject, type ResourceInformer } from '@trellis/kubernetes';
 import type { Logger } from '@trellis/shared';
 import { attestationRecordJson, attestationSerial, parseAttestationRecord, type AttestationEntry } from '../attestation/attestation-record';
 import type { AttestationRecordCollection } from '../attestation/attestation-record-collection';
@@ -45,7 +45,7 @@ export class KubeAttestationRecords implements AttestationRecordCollection {
   ) {}
 
   private collection(): string {
-    return `/api/v1/namespaces/${encodeURIComponent(this.opts.namespace)}/configmaps`;
+    return collectionPath('v1', 'ConfigMap', this.opts.namespace);
   }
 
   /** Starts the watch, and the sweep of expired records (which only the leader runs). */

@@ -9,7 +9,7 @@
  * `trellis.dev/expires-at` annotation) every few minutes.
  */
 import { randomBytes } from 'node:crypto';
-import { KubernetesError, KubernetesErrorCode, type KubeClient, type KubeList, type KubeObject } from '@trellis/kubernetes';
+import { collectionPath, KubernetesError, KubernetesErrorCode, type KubeClient, type KubeList, type KubeObject } from '@trellis/kubernetes';
 import type { Logger } from '@trellis/shared';
 import type { TokenUses } from '../auth/token-uses';
 import { ControlPlaneError, ControlPlaneErrorCode } from '../errors/control-plane-error';
@@ -33,7 +33,7 @@ export class KubeTokenUses implements TokenUses {
   ) {}
 
   private collection(): string {
-    return `/api/v1/namespaces/${encodeURIComponent(this.opts.namespace)}/configmaps`;
+    return collectionPath('v1', 'ConfigMap', this.opts.namespace);
   }
 
   async consume(tokenId: string, uses: number, expiresAtMs: number): Promise<number> {
