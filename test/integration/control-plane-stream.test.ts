@@ -9,7 +9,7 @@ import { generateKeyPairSync } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { AUTHORIZATION_POLICIES_TYPE_URL, SVID_TYPE_URL } from '@trellis/shared';
+import { AUTHORIZATION_POLICIES_TYPE_URL, encodeSidecarReport, SVID_TYPE_URL } from '@trellis/shared';
 import { buildWorkloadCsr } from '@trellis/shared';
 import { makeTmpDir, trellisSync } from '@trellis/testkit';
 import { adminGet, adminJson, FakeSidecar, initCa, joinToken, rawStream, startControlPlaneProcess, waitFor, TD, type ControlPlaneProcess } from './control-plane-harness';
@@ -150,6 +150,31 @@ describe('control plane discovery stream (real process, real gRPC/TLS)', functio
     expect(await metric(cp, 'trellis_svids_issued_total', 'method="svid"')).to.equal(before + 1);
     await waitFor(async () => (await proxy(id))?.authMethod === 'svid', 'the stream to show svid auth');
     second.stop();
+  });
+
+  it('takes the last of reports sent back to back: one sooner than 200 ms after the last is held, not lost', async () => {
+    // A sidecar sends a report only when it changed, so after a burst (a stream that took over re-sends
+    // the last report, and the one naming the new certificate follows at once) it may send nothing for
+    // minutes: the last of the burst must land without a further report to carry it.
+    const id = `spiffe://${TD}/ns/shop/sa/reporter`;
+    const s = sidecar('reporter', 'shop', {});
+    await s.rotate();
+    const report = (reason: string): Buffer =>
+      encodeSidecarReport({ windowSeconds: 300, calls: [], workload: { ready: false, readyReason: reason, dataPath: 'node', renewAt: null, rotations: [] } });
+    const shown = async (): Promise<string | null | undefined> =>
+      (await adminJson<{ workloads: Array<{ spiffeId: string | null; readyReason: string | null }> }>(cp, '/debug/mesh')).workloads.find((w) => w.spiffeId === id)?.readyReason;
+    await waitFor(() => s.client.sendReport(report('first')), 'a stream that takes reports');
+    await waitFor(async () => (await shown()) === 'first', 'the first report on /debug/mesh');
+    const dropped = await metric(cp, 'trellis_sidecar_reports_total', 'result="dropped"');
+    expect(s.client.sendReport(report('second'))).to.equal(true);
+    expect(s.client.sendReport(report('third'))).to.equal(true);
+    expect(s.client.sendReport(report('fourth'))).to.equal(true);
+    await waitFor(async () => (await shown()) === 'fourth', 'the last report of the burst on /debug/mesh, with nothing sent after it');
+    // At most one report is held at a time: those it replaced were dropped, never taken after a newer one.
+    expect(await metric(cp, 'trellis_sidecar_reports_total', 'result="dropped"')).to.be.at.least(dropped + 1);
+    await new Promise((r) => setTimeout(r, 400));
+    expect(await shown()).to.equal('fourth');
+    s.stop();
   });
 
   describe('bad input on the wire', () => {

@@ -39,7 +39,7 @@ import type { SigningLimiter } from '../issuance/signing-limiter';
 import type { SvidAuthority } from '../issuance/svid-authority';
 import type { ControlPlaneMetrics } from '../observability/control-plane-metrics';
 import { admitNode } from './node-admission';
-import { receiveReport, type ReceivedReport } from './received-report';
+import { reportWaitMs, takeReport, type ReceivedReport } from './received-report';
 import { renewalFor, type ReissueBook } from './reissue-orders';
 import type { DiscoverySnapshot, ResourceBuilder } from './resource-builder';
 import { issueOnStream } from './stream-issuance';
@@ -124,6 +124,9 @@ export class StreamSession {
   private svidSerial: string | null = null;
   /** The sidecar's last report, replaced whole by each new one. */
   private lastReport: ReceivedReport | null = null;
+  /** A report that came sooner than the interval allows, taken when `reportTimer` fires (received-report.ts). */
+  private heldReport: Buffer | null = null;
+  private reportTimer: NodeJS.Timeout | null = null;
   /** True while this stream holds one of its identity's slots in the quota. */
   private holdsSlot = false;
   /** When an SVID was last issued on this stream (our clock). */
@@ -328,6 +331,9 @@ export class StreamSession {
   private cleanup(): void {
     if (this.idleTimer) clearTimeout(this.idleTimer);
     this.idleTimer = null;
+    if (this.reportTimer) clearTimeout(this.reportTimer);
+    this.reportTimer = null;
+    this.heldReport = null;
     if (this.holdsSlot && this.peer) this.deps.quota.release(this.peer.spiffeId);
     this.holdsSlot = false;
     this.deps.onClosed(this);
@@ -350,7 +356,7 @@ export class StreamSession {
       this.node = admitNode(this.deps, { id: this.id, peerHost: this.transport.peerHost }, req.node, peer);
       this.deps.onNodeKnown(this);
     }
-    if (req.report && req.report.length > 0) return this.takeReport(req.report);
+    if (req.report && req.report.length > 0) return this.receiveReport(req.report);
     const typeUrl = req.type_url;
     if (!isKnownTypeUrl(typeUrl)) throw new ControlPlaneError(C.UNKNOWN_TYPE, `unknown type_url "${String(typeUrl).slice(0, 200)}"`, { typeUrl: String(typeUrl).slice(0, 200) });
 
@@ -388,13 +394,39 @@ export class StreamSession {
     if (verdict.kind === 'subscribe' || !before || before.join(',') !== names.join(',')) this.push(typeUrl);
   }
 
-  /** Takes a sidecar report (received-report.ts) as this stream's last one. */
-  private takeReport(body: Buffer): void {
+  /**
+   * Takes a sidecar report (received-report.ts) as this stream's last one,
+   * or holds it until the stream's report interval is over (a newer one
+   * replaces it meanwhile): the last report a sidecar sends always lands.
+   */
+  private receiveReport(body: Buffer): void {
+    if (this.reportTimer) {
+      if (this.heldReport) this.deps.metrics.reports.inc({ result: 'dropped' });
+      this.heldReport = body;
+      return;
+    }
+    const wait = reportWaitMs(this.lastReport, this.deps.nowMs());
+    if (wait === 0) return this.applyReport(body);
+    this.heldReport = body;
+    this.reportTimer = setTimeout(() => {
+      this.reportTimer = null;
+      const held = this.heldReport;
+      this.heldReport = null;
+      if (!held || this.closed) return;
+      // At once, not behind the request chain: every request still queued there came after this report.
+      try {
+        this.applyReport(held);
+      } catch (err) {
+        this.fail(err);
+      }
+    }, wait);
+    this.reportTimer.unref();
+  }
+
+  private applyReport(body: Buffer): void {
     const previous = this.lastReport?.report ?? null;
-    const taken = receiveReport(this.lastReport, body, this.deps.nowMs(), this.deps.metrics);
-    if (!taken) return;
-    this.lastReport = taken;
-    this.deps.onReport?.(this, previous, taken.report);
+    this.lastReport = takeReport(body, this.deps.nowMs(), this.deps.metrics);
+    this.deps.onReport?.(this, previous, this.lastReport.report);
   }
 
   /** Issues an SVID for `csr` (stream-issuance.ts) and sends it, then the renewal it answers. */

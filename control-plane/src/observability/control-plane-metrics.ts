@@ -24,7 +24,7 @@ export interface ControlPlaneMetrics {
   handshakes: Counter<'listener' | 'group' | 'result'>;
   /** Open gRPC connections (TLS/HTTP/2 sessions), by whether one of their streams has authenticated. */
   connections: Gauge<'state'>;
-  /** Sidecar reports on discovery streams, by result (accepted, dropped: too soon after the last, refused: malformed). */
+  /** Sidecar reports on discovery streams, by result (accepted; dropped: a held report replaced by a newer one before it was taken; refused: malformed). */
   reports: Counter<'result'>;
   signingQueueDepth: Gauge<string>;
   intermediateExpiry: Gauge<string>;
@@ -83,7 +83,7 @@ export function createControlPlaneMetrics(opts: {
     connections: new Gauge({ name: 'trellis_connections', help: 'Open discovery connections, by state (authenticated, unauthenticated).', labelNames: ['state'], registers }),
     reports: new Counter({
       name: 'trellis_sidecar_reports_total',
-      help: 'Sidecar reports received on discovery streams, by result (accepted; dropped: sooner than 200 ms after the last; refused: malformed or over its bounds, the stream ended).',
+      help: 'Sidecar reports received on discovery streams, by result (accepted; dropped: held for the 200 ms between two reports and replaced by a newer one meanwhile; refused: malformed or over its bounds, the stream ended).',
       labelNames: ['result'],
       registers,
     }),
