@@ -126,7 +126,8 @@ export async function runSidecar(config: SidecarConfig, deps: RunSidecarDeps): P
       // Announce the ports that accept mTLS (our listeners): peers can always dial those. In a pod
       // with the iptables redirect, dialing an app port lands on the same listener, and an outbound
       // SERVICE:PORT substitutes that port; without a redirect (trellis up) only the listener is safe.
-      inboundPorts: config.inbound.map((l) => l.port),
+      // The ports as bound (the listeners are up by now): a listener configured on port 0 announces the one it got.
+      inboundPorts: sidecar.inbound.map((l) => l.port),
       address: config.podIp,
     },
     controlPlaneSpiffeId: config.controlPlaneSpiffeId,

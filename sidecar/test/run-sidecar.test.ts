@@ -1,5 +1,6 @@
 import { expect } from 'chai';
 import { writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { TestCa, makeTmpDir } from '@trellis/testkit';
 import { silentLogger } from '@trellis/shared';
@@ -43,6 +44,17 @@ describe('runSidecar wiring', function () {
     expect(await seen.opts!.getToken()).to.equal('rotated-by-kubelet');
     expect(seen.opts!.node).to.deep.include({ spiffeId: 'spiffe://cluster.local/ns/shop/sa/cart', namespace: 'shop', service: 'cart', address: '10.1.2.3' });
     expect(seen.opts!.node.labels).to.deep.equal({ app: 'cart' });
+    // The inbound listener was configured on port 0: the node announces the port it bound, which peers can dial.
+    const [announced] = seen.opts!.node.inboundPorts;
+    expect(announced).to.be.above(0);
+    expect(seen.opts!.node.inboundPorts).to.have.length(1);
+    await new Promise<void>((resolve, reject) => {
+      const s = connect(announced!, '127.0.0.1', () => {
+        s.destroy();
+        resolve();
+      });
+      s.once('error', reject);
+    });
     expect(seen.opts!.controlPlaneSpiffeId).to.equal('spiffe://cluster.local/ns/trellis-system/sa/trellis-control-plane');
     expect(seen.opts!.bootstrapBundlePem).to.equal(ca.root.pem);
     expect(seen.opts!.getCredentials()).to.equal(null);
