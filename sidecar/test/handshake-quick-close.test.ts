@@ -4,9 +4,12 @@
  * inbound port's pending-handshake slots until the handshake deadline: on
  * the Node path node:tls then reported only an 'end', and 1,024 such clients
  * within the deadline (10 s) had every later client refused with
- * `handshake_limit`.
+ * `handshake_limit`. The same held for a port probe that connects and
+ * closes without a byte. Both are counted as `client_closed`: nothing was
+ * refused from the client's side.
  */
 import { expect } from 'chai';
+import { connect as netConnect } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { silentLogger } from '@trellis/shared';
 import { TestCa, waitFor } from '@trellis/testkit';
@@ -14,6 +17,13 @@ import { dataPaths, Sidecar, sharedAuthorizer } from './helpers/harness';
 import { bundleOf, credentialsFrom, startEchoApp, tlsExchange } from './helpers/fixture';
 
 const TD = 'cluster.local';
+
+/** trellis_refusals_total for inbound `reason`. */
+async function refusals(sc: Sidecar, reason: string): Promise<number> {
+  const m = await sc.metrics.refusals.get();
+  return m.values.filter((v) => v.labels.direction === 'inbound' && v.labels.reason === reason).reduce((a, v) => a + v.value, 0);
+}
+
 const CAP = 4;
 
 for (const dataPath of dataPaths()) describe(`Clients that close as soon as their handshake is done [${dataPath}]`, function () {
@@ -60,6 +70,18 @@ for (const dataPath of dataPaths()) describe(`Clients that close as soon as thei
       const r = await tlsExchange(port, { client, ca: ca.root.pem, payload: 'still open' });
       expect(r.data, r.error).to.equal('echo:still open');
       expect(await sc.metrics.registry.metrics()).to.not.match(/reason="handshake_limit"/);
+      // Nothing was refused from the client's side: counted as clients that closed, not as failed handshakes.
+      expect(await refusals(sc, 'client_closed'), 'clients that closed during our side of the handshake').to.be.above(0);
+      expect(await refusals(sc, 'handshake_failed')).to.equal(0);
+      // A port probe (connect, then close without a byte) is one too.
+      const before = await refusals(sc, 'client_closed');
+      await new Promise<void>((resolve, reject) => {
+        const probe = netConnect(port, '127.0.0.1', () => probe.end());
+        probe.on('close', () => resolve());
+        probe.on('error', reject);
+      });
+      await waitFor('the probe counted as client_closed', async () => (await refusals(sc, 'client_closed')) === before + 1);
+      expect(await refusals(sc, 'handshake_failed')).to.equal(0);
     } finally {
       await sc.stop(0);
       await app.close();

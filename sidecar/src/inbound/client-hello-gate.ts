@@ -24,15 +24,24 @@ export function readClientHelloFirst(socket: Socket, deadline: number, policy: K
   const cleanup = (): void => {
     clearTimeout(timer);
     socket.off('close', onClose);
+    socket.off('end', onEnd);
     stop();
   };
   const timer = setTimeout(() => {
     cleanup();
     out.failed('handshake_timeout', bytes === 0 ? 'no bytes from the client' : 'no complete ClientHello');
   }, Math.max(0, deadline - Date.now()));
-  const onClose = (): void => {
+  // Closed before a whole ClientHello: by the client (a port probe, a health check) unless the socket failed.
+  const onClose = (hadError: boolean): void => {
     cleanup();
-    out.failed('handshake_failed');
+    out.failed(hadError ? 'handshake_failed' : 'client_closed');
+  };
+  // The listener's sockets are half-open: a client's FIN is an 'end', and no 'close' follows until we close
+  // our side. Nothing more can come: refuse it now (with a detail, so the socket is closed), or a port probe
+  // would hold its pending slot until the deadline.
+  const onEnd = (): void => {
+    cleanup();
+    out.failed('client_closed', bytes === 0 ? 'the client closed without sending a byte' : 'the client closed before its ClientHello was complete');
   };
   const stop = readFirstBytes(
     socket,
@@ -50,4 +59,5 @@ export function readClientHelloFirst(socket: Socket, deadline: number, policy: K
     },
   );
   socket.once('close', onClose);
+  socket.once('end', onEnd);
 }

@@ -67,6 +67,9 @@ export function verifyError(tls: TLSSocket): string | undefined {
   return err ? (err.code ?? err.message) : undefined;
 }
 
+/** The failure code of a handshake the client ended by closing its side, with no alert or error (the relay's word for it too). */
+export const CLIENT_CLOSED = 'EOF';
+
 /** A handshake failure code as a refusal reason (`require` makes a no-shared-group failure `kex_not_hybrid`). */
 export function handshakeRefusal(code: string | undefined, keyExchange: KeyExchangePolicy = 'prefer'): PeerRefusal | string {
   switch (code) {
@@ -87,6 +90,10 @@ export function handshakeRefusal(code: string | undefined, keyExchange: KeyExcha
     case 'CERT_SIGNATURE_FAILURE':
     case 'ERR_SSL_TLSV1_ALERT_UNKNOWN_CA':
       return 'untrusted_chain';
+    // The client closed its side (FIN, no alert) before our side of the handshake was done: a TLS health
+    // check, a port probe, a client that closes the moment its own side is done. Nothing was refused.
+    case CLIENT_CLOSED:
+      return 'client_closed';
     default:
       return 'handshake_failed';
   }

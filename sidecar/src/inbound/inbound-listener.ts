@@ -19,7 +19,7 @@ import { TLSSocket, type SecureContext } from 'node:tls';
 import { groupName, type EffectiveMtlsMode, type KeyExchangePolicy, type Logger } from '@trellis/shared';
 import { readClientHelloFirst } from './client-hello-gate';
 import { classifyFirstBytes } from './tls-detect';
-import { handshakeRefusal, judgeClient, verifyError } from './client-verdict';
+import { CLIENT_CLOSED, handshakeRefusal, judgeClient, verifyError } from './client-verdict';
 import { HTTP_ALPN, HttpPort } from './http-port';
 import { appHttpVersion, type DeclaredAppProtocol } from './inbound-protocol';
 import type { PeerRefusal } from '../identity/peer-verifier';
@@ -259,12 +259,12 @@ export class InboundListener {
       if (!settled) fail(handshakeRefusal(failure), failure);
       else tls.destroy();
     });
-    tls.once('close', () => fail(handshakeRefusal(failure), failure ?? 'closed during the handshake'));
+    tls.once('close', (hadError: boolean) => fail(handshakeRefusal(failure ?? (hadError ? undefined : CLIENT_CLOSED)), failure ?? 'closed during the handshake'));
     // A client that closes its side before we have finished the handshake (one that closes the moment its
     // own side is done, without close_notify) gets only an 'end' here: node:tls emits no 'secure', 'error' or
     // 'close', so without this the connection held its pending slot until the deadline (and 1,024 such
     // clients within it closed the port to everyone). Nothing more can come over it: refuse it now.
-    tls.once('end', () => fail(handshakeRefusal(failure), failure ?? 'the client closed its side during the handshake'));
+    tls.once('end', () => fail(handshakeRefusal(failure ?? CLIENT_CLOSED), failure ?? 'the client closed its side during the handshake'));
     tls.once('secure', () => {
       if (settled) return;
       const { presented, leafDer } = peerCertificates(tls, this.deps.state.current());
@@ -340,7 +340,7 @@ export class InboundListener {
         if (!relay.allow(id, this.deps.appHost ?? '127.0.0.1', this.spec.appPort)) metrics.refuse('inbound', 'app_unreachable');
       },
       onClosed: (ev) => {
-        fail('handshake_failed', ev.error ?? 'closed during the handshake');
+        fail(ev.error === CLIENT_CLOSED ? 'client_closed' : 'handshake_failed', ev.error ?? 'closed during the handshake');
         if (!tracked) return;
         this.deps.tracker.remove(tracked);
         metrics.bytes.inc({ direction: 'inbound', flow: 'rx' }, ev.tlsIn);
