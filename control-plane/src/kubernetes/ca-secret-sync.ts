@@ -22,7 +22,7 @@
  */
 import { existsSync, mkdirSync, readFileSync, rmdirSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { KubernetesError, KubernetesErrorCode, startInformer, type KubeClient, type KubeObject, type ResourceInformer } from '@trellis/kubernetes';
+import { collectionPath, KubernetesError, KubernetesErrorCode, startInformer, type KubeClient, type KubeObject, type ResourceInformer } from '@trellis/kubernetes';
 import type { Logger } from '@trellis/shared';
 import { CA_FILES } from '../ca/ca-dir';
 import { SIGNER_CONFIG_FILE } from '../hsm/signer-config';
@@ -107,7 +107,7 @@ export class CaSecretSync {
   ) {}
 
   private path(): string {
-    return `/api/v1/namespaces/${encodeURIComponent(this.opts.namespace)}/secrets/${encodeURIComponent(this.opts.name ?? CA_SECRET)}`;
+    return `${collectionPath('v1', 'Secret', this.opts.namespace)}/${encodeURIComponent(this.opts.name ?? CA_SECRET)}`;
   }
 
   /** True when lifecycle steps are committed to the Secret (it exists and we may write it). */
@@ -139,7 +139,7 @@ export class CaSecretSync {
     }
     await this.adopt(secret);
     this.active = true;
-    this.informer = startInformer<Secret>(this.deps.client, `/api/v1/namespaces/${encodeURIComponent(this.opts.namespace)}/secrets`, { fieldSelector: `metadata.name=${this.opts.name ?? CA_SECRET}`, logger: this.deps.logger });
+    this.informer = startInformer<Secret>(this.deps.client, collectionPath('v1', 'Secret', this.opts.namespace), { fieldSelector: `metadata.name=${this.opts.name ?? CA_SECRET}`, logger: this.deps.logger });
     const onChange = (s: Secret): void => {
       this.chain = this.chain.then(() => this.adopt(s)).catch((err) => this.deps.logger.error('CA dir not updated from the Secret; trying again on its next change', { error: err }));
     };

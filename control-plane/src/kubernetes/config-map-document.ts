@@ -11,7 +11,7 @@
  * controller updates from its informer's cache: a write is one request, and
  * a read only follows a conflict.
  */
-import { KubernetesError, KubernetesErrorCode, startInformer, type KubeClient, type KubeObject, type ResourceInformer } from '@trellis/kubernetes';
+import { collectionPath, KubernetesError, KubernetesErrorCode, startInformer, type KubeClient, type KubeObject, type ResourceInformer } from '@trellis/kubernetes';
 import type { Logger } from '@trellis/shared';
 import type { DocumentCodec, SharedDocument } from '../state/shared-document';
 
@@ -50,8 +50,7 @@ export class ConfigMapDocument<T> implements SharedDocument<T> {
 
   /** Starts the watch. */
   start(): void {
-    const ns = encodeURIComponent(this.opts.namespace);
-    this.informer = startInformer<ConfigMap>(this.deps.client, `/api/v1/namespaces/${ns}/configmaps`, { fieldSelector: `metadata.name=${this.opts.name}`, logger: this.deps.logger });
+    this.informer = startInformer<ConfigMap>(this.deps.client, collectionPath('v1', 'ConfigMap', this.opts.namespace), { fieldSelector: `metadata.name=${this.opts.name}`, logger: this.deps.logger });
     this.informer.on('add', (o) => this.observe(o));
     this.informer.on('update', (o) => this.observe(o));
     this.informer.on('delete', () => this.observe(null));
@@ -71,7 +70,7 @@ export class ConfigMapDocument<T> implements SharedDocument<T> {
   }
 
   async update(change: (doc: T) => T): Promise<T> {
-    const path = `/api/v1/namespaces/${encodeURIComponent(this.opts.namespace)}/configmaps`;
+    const path = collectionPath('v1', 'ConfigMap', this.opts.namespace);
     const source = `ConfigMap ${this.opts.namespace}/${this.opts.name}`;
     for (let attempt = 0; ; attempt++) {
       const cm = attempt === 0 && this.seen !== undefined ? this.seen : await this.deps.client.getOrNull<ConfigMap>(`${path}/${encodeURIComponent(this.opts.name)}`);

@@ -24,6 +24,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import {
+  collectionPath,
   fetchServedResources,
   objectPath,
   ReconcileQueue,
@@ -281,7 +282,7 @@ export class CrdPolicySource implements PolicySetProvider {
     const about = { apiVersion: obj.apiVersion!, kind, name, namespace, uid: obj.metadata?.['uid'] as string | undefined, resourceVersion: obj.metadata?.['resourceVersion'] as string | undefined };
     const suffix = `${Date.now().toString(16)}${randomBytes(2).toString('hex')}`;
     try {
-      await this.deps.client.create(`/api/v1/namespaces/${encodeURIComponent(namespace)}/events`, policyEvent(about, ev, cond.message, this.now(), suffix));
+      await this.deps.client.create(collectionPath('v1', 'Event', namespace), policyEvent(about, ev, cond.message, this.now(), suffix));
     } catch (err) {
       // Events are best effort (as client-go's recorder): the condition already says it.
       this.deps.logger.warn('policy Event not written', { object: policyObjectSource(ref), reason: ev.reason, error: err });

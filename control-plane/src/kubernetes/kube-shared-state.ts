@@ -18,7 +18,7 @@
  * revocation) reaches every other within the watch's latency, and written
  * with resourceVersion preconditions, retried on conflict.
  */
-import type { KubeClient } from '@trellis/kubernetes';
+import { collectionPath, type KubeClient } from '@trellis/kubernetes';
 import type { Logger } from '@trellis/shared';
 import { attestationSetCodec } from '../attestation/attestation-document';
 import { FileAttestationStore } from '../attestation/file-attestation-store';
@@ -62,7 +62,7 @@ export async function startKubeSharedState(
   let timeout = opts.syncTimeoutMs ?? 10_000;
   // Refused outright (RBAC): say how to fix it, and do not wait for watches that cannot succeed.
   try {
-    await deps.client.getOrNull(`/api/v1/namespaces/${encodeURIComponent(opts.namespace)}/configmaps/${SHARED_STATE_OBJECTS.revocations}`);
+    await deps.client.getOrNull(`${collectionPath('v1', 'ConfigMap', opts.namespace)}/${SHARED_STATE_OBJECTS.revocations}`);
   } catch (err) {
     deps.logger.error(`the shared state on the API server cannot be read (${(err as { code?: string }).code ?? 'error'}): grant the control plane's Role in ${opts.namespace} (deploy/rbac.yaml), or run with --no-shared-state; until then state writes fail and the control plane is not ready`, { error: err });
     timeout = 0;

@@ -13,7 +13,7 @@
  * replica that holds the control plane's Lease writes (`isLeader`); on
  * becoming leader it checks every namespace once.
  */
-import { KubernetesError, KubernetesErrorCode, objectPath, ReconcileQueue, startInformer, type KubeClient, type KubeObject, type ResourceInformer } from '@trellis/kubernetes';
+import { collectionPath, KubernetesError, KubernetesErrorCode, objectPath, ReconcileQueue, startInformer, type KubeClient, type KubeObject, type ResourceInformer } from '@trellis/kubernetes';
 import { ROOT_CERT_CONFIGMAP, type Logger } from '@trellis/shared';
 import { publishesRootCert, rootCertChange, rootCertPem } from './root-cert-configmap';
 
@@ -99,7 +99,7 @@ export class RootCertPublisher {
     const change = rootCertChange(namespace, this.configMaps.get(ROOT_CERT_CONFIGMAP.name, namespace), rootCertPem(roots));
     if (change.action === 'none') return;
     try {
-      if (change.action === 'create') await this.deps.client.create(`/api/v1/namespaces/${encodeURIComponent(namespace)}/configmaps`, change.object);
+      if (change.action === 'create') await this.deps.client.create(collectionPath('v1', 'ConfigMap', namespace), change.object);
       else await this.deps.client.replace(objectPath(change.object), change.object);
     } catch (err) {
       // A namespace being deleted refuses new objects; its deletion event ends the matter.
