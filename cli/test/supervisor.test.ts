@@ -5,6 +5,9 @@
  */
 import { expect } from 'chai';
 import { NO_CREDENTIAL_EXIT_CODE, silentLogger } from '@trellis/shared';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { restartDelayMs, RESTART_BACKOFF, Supervisor, type ChildSpec } from '../src/up/supervisor';
 
@@ -78,5 +81,26 @@ describe('trellis up supervisor restarts', function () {
     const st = s.status()[0]!;
     // The first exit restarted at once (no crash counted); the next ones, never ready in between, back off.
     expect(st.crashes).to.equal(st.restarts - 1);
+  });
+
+  it('Should stop a stopLast child (the control plane) only once every other child has exited', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'trellis-supervisor-'));
+    try {
+      // Each writes when it got SIGTERM and when it exits; the sidecar drains for 300 ms in between.
+      const script = (name: string, drainMs: number): string =>
+        `const fs = require('fs'), f = (w) => fs.writeFileSync(${JSON.stringify(join(dir, name))} + '.' + w, String(Date.now()));` +
+        `process.on('SIGTERM', () => { f('term'); setTimeout(() => { f('exit'); process.exit(0); }, ${drainMs}); }); setInterval(() => {}, 1000);`;
+      const at = (name: string, what: string): number => Number(readFileSync(join(dir, `${name}.${what}`), 'utf8'));
+      const s = supervisor();
+      s.start({ name: 'control-plane', command: process.execPath, args: ['-e', script('cp', 0)], stopLast: true });
+      s.start({ name: 'shop/sidecar', command: process.execPath, args: ['-e', script('sidecar', 300)] });
+      await until(() => s.status().every((c) => c.running), 'both children running');
+      // The handlers are installed once the script ran: give it a moment past spawn.
+      await new Promise((r) => setTimeout(r, 300));
+      await s.stop();
+      expect(at('cp', 'term'), 'the control plane signalled only after the sidecar exited').to.be.at.least(at('sidecar', 'exit'));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -114,6 +114,8 @@ export class MeshRunner {
         '--no-policy-crds', '--no-root-cert-configmaps',
       ],
       ready: () => adminRequest(this.adminTarget(), 'GET', '/readyz', undefined, 1000).then(() => true, () => false),
+      // Its sidecars stop first and say goodbye; stopped together, each warned that it lost the control plane.
+      stopLast: true,
     });
     const admin = this.adminTarget();
     await pollUntil(`${cp.admin}/readyz`, () => adminRequest(admin, 'GET', '/readyz', undefined, 1000).then(() => true as const), 30_000, signal);

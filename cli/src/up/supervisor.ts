@@ -58,6 +58,12 @@ export interface ChildSpec {
   prepare?: () => void;
   /** Whether the running child is ready (probed every second until it is stable); absent: ready while running. */
   ready?: () => Promise<boolean>;
+  /**
+   * On stop(), signalled only once every other child has exited: the control
+   * plane, so that its sidecars say goodbye to it instead of each seeing it go
+   * (and warning that it did).
+   */
+  stopLast?: boolean;
 }
 
 export interface SupervisorDeps {
@@ -146,21 +152,29 @@ export class Supervisor {
     this.children.get(name)?.child?.kill('SIGKILL');
   }
 
-  /** Stops every child: SIGTERM, then SIGKILL after the grace period. Resolves when all have exited. */
+  /**
+   * Stops every child: SIGTERM, then SIGKILL after the grace period; those
+   * marked `stopLast` once the others have exited. Resolves when all have.
+   */
   async stop(): Promise<void> {
     this.stopping = true;
     const killAfter = this.deps.killAfterMs ?? 5000;
-    const waits: Promise<void>[] = [];
     for (const e of this.children.values()) {
       if (e.timer) clearTimeout(e.timer);
       if (e.probe) clearTimeout(e.probe);
-      const child = e.child;
-      if (!child || child.exitCode !== null || child.signalCode !== null) continue;
-      child.kill('SIGTERM');
-      const hard = setTimeout(() => child.kill('SIGKILL'), killAfter);
-      waits.push(e.exited.then(() => clearTimeout(hard)));
     }
-    await Promise.all(waits);
+    const all = [...this.children.values()];
+    for (const phase of [all.filter((e) => !e.spec.stopLast), all.filter((e) => e.spec.stopLast)]) {
+      const waits: Promise<void>[] = [];
+      for (const e of phase) {
+        const child = e.child;
+        if (!child || child.exitCode !== null || child.signalCode !== null) continue;
+        child.kill('SIGTERM');
+        const hard = setTimeout(() => child.kill('SIGKILL'), killAfter);
+        waits.push(e.exited.then(() => clearTimeout(hard)));
+      }
+      await Promise.all(waits);
+    }
     process.off('exit', this.killOnExit);
     await Promise.all([...this.children.values()].map((e) => (e.log ? new Promise<void>((r) => e.log!.end(() => r())) : undefined)));
   }
