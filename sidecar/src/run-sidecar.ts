@@ -135,13 +135,13 @@ export async function runSidecar(config: SidecarConfig, deps: RunSidecarDeps): P
     getKeyExchange: () => sidecar.state.current().peerAuth?.keyExchange ?? DEFAULT_KEY_EXCHANGE,
     logger: logger.child({ component: 'discovery' }),
   });
-  wireDiscovery(discovery, sidecar.state, { logger });
+  let stopping = false;
+  wireDiscovery(discovery, sidecar.state, { logger, stopping: () => stopping });
   // Every new SVID moves the discovery stream to one authenticated with it, before the old one's credential runs out.
   sidecar.state.onChange((_snap, changed) => {
     if (changed.includes('credentials')) discovery?.credentialsChanged?.();
   });
   let exitCode = 0;
-  let stopping = false;
   discovery.onCredentialsExhausted?.((e) => {
     if (stopping || exitCode !== 0) return;
     exitCode = NO_CREDENTIAL_EXIT_CODE;

@@ -7,6 +7,7 @@ import {
   PEER_AUTHENTICATION_TYPE_URL,
   REVOCATIONS_TYPE_URL,
   TRUST_BUNDLE_TYPE_URL,
+  createLogger,
   silentLogger,
   type ResourceBodies,
   type TypeUrl,
@@ -54,6 +55,19 @@ describe('Discovery resources into the sidecar state', () => {
     state = new SidecarState();
     fake = new FakeDiscovery();
     wireDiscovery(fake, state, { logger: silentLogger });
+  });
+
+  it('Should warn when the control plane goes away, and only say so quietly when the sidecar is closing the stream itself', () => {
+    const lines: Array<{ level: string; msg: string }> = [];
+    const logger = createLogger({ component: 'sidecar', sink: { write: (l: string) => void lines.push(JSON.parse(l) as { level: string; msg: string }) } });
+    let stopping = false;
+    const f = new FakeDiscovery();
+    wireDiscovery(f, new SidecarState(), { logger, stopping: () => stopping });
+    f.connection!(false);
+    expect(lines.map((l) => l.level)).to.deep.equal(['warn']);
+    stopping = true;
+    f.connection!(false);
+    expect(lines[1]).to.deep.include({ level: 'info', msg: 'control plane stream closed: the sidecar is stopping' });
   });
 
   it('Should register a handler for every resource type the sidecar consumes', () => {

@@ -26,7 +26,11 @@ export interface DiscoverySource {
 }
 
 /** Registers one handler per resource type, feeding `state`. */
-export function wireDiscovery(client: DiscoverySource, state: SidecarState, deps: { logger: Logger; onConnectionChange?: (connected: boolean) => void }): void {
+export function wireDiscovery(
+  client: DiscoverySource,
+  state: SidecarState,
+  deps: { logger: Logger; onConnectionChange?: (connected: boolean) => void; /** True once the sidecar is stopping: its own goodbye is no loss to warn of. */ stopping?: () => boolean },
+): void {
   const { logger } = deps;
   client.on(TRUST_BUNDLE_TYPE_URL, (resources, version) => {
     const body = single(resources, 'trust bundle');
@@ -65,6 +69,7 @@ export function wireDiscovery(client: DiscoverySource, state: SidecarState, deps
   client.onConnectionChange((connected) => {
     deps.onConnectionChange?.(connected);
     if (connected) logger.info('control plane connected');
+    else if (deps.stopping?.()) logger.info('control plane stream closed: the sidecar is stopping');
     else logger.warn('control plane disconnected; serving with the current certificate, bundle and policy');
   });
 }
