@@ -308,6 +308,8 @@ export async function run(flags: string[]): Promise<Record<string, unknown>> {
       rss_mb: { idle, loaded, trellis_binary_idle: binaryIdle },
       rss_idle_with_policies_mb: withPolicies.idle_after_push_mb,
       rss_with_policies_after_traffic_mb: withPolicies.after_traffic_mb,
+      // The idle figure by kind: node binary pages (shared by every sidecar on a node) and each sidecar's own.
+      rss_idle_with_policies_by_kind_mb: withPolicies.idle_breakdown_mb,
       load: { tool: 'autocannon', connections, seconds, mode: 'tcp' },
       l7: await l7(),
       ...(notes.length ? { notes } : {}),

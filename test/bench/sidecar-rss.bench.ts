@@ -5,7 +5,8 @@
  * requests has stopped, over several runs (default 3) with their median.
  * The dataplane benchmark reports one such run as `rss_idle_with_policies_mb`;
  * this one is cheap enough to repeat, and `--repo` measures another checkout
- * (for example main) with the same harness.
+ * (for example main) with the same harness. The idle RSS is also split by
+ * kind (`idle_file_mb`, `idle_anon_mb`; see dataplane/bench-process.ts).
  */
 import { measureIdleRssWithPolicies, type IdleRssWithPolicies } from './dataplane/idle-rss-with-policies';
 
@@ -30,6 +31,10 @@ export async function run(flags: string[]): Promise<Record<string, unknown>> {
     ...(repoRoot ? { repo: repoRoot } : {}),
     rss_idle_with_policies_mb: median(samples.map((s) => s.idle_after_push_mb)),
     rss_after_traffic_mb: median(samples.map((s) => s.after_traffic_mb)),
-    samples: samples.map((s) => ({ idle: s.idle_after_push_mb, after_traffic: s.after_traffic_mb })),
+    // The idle RSS by kind: `file` is mostly the node binary's pages, shared by every sidecar on a node
+    // that runs the same image; `anon` is what each sidecar adds on its own.
+    idle_file_mb: median(samples.map((s) => s.idle_breakdown_mb.file)),
+    idle_anon_mb: median(samples.map((s) => s.idle_breakdown_mb.anon)),
+    samples: samples.map((s) => ({ idle: s.idle_after_push_mb, after_traffic: s.after_traffic_mb, idle_breakdown: s.idle_breakdown_mb })),
   };
 }

@@ -38,6 +38,31 @@ export function rssMb(pid: number | undefined): number {
   return m ? Math.round((Number(m[1]) / 1024) * 10) / 10 : NaN;
 }
 
+/**
+ * A process's resident memory by kind, MB (one decimal), from
+ * /proc/PID/smaps_rollup: `rss` as VmRSS counts it; `file` the pages mapped
+ * from files (the node binary's code and data above all: clean, shared by
+ * every process that runs the same binary from the same image, and given
+ * back by the kernel under pressure); `anon` the memory no other process can
+ * share (V8's heap, malloc, buffers); `pss` each page divided among the
+ * processes that map it.
+ */
+export function memoryMb(pid: number | undefined): { rss: number; file: number; anon: number; pss: number } {
+  const none = { rss: NaN, file: NaN, anon: NaN, pss: NaN };
+  if (!pid) return none;
+  let text: string;
+  try {
+    text = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
+  } catch {
+    return none;
+  }
+  const kb = (field: string): number => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(text)?.[1] ?? NaN);
+  const mb = (k: number): number => Math.round((k / 1024) * 10) / 10;
+  const rss = kb('Rss');
+  const anon = kb('Anonymous');
+  return { rss: mb(rss), file: mb(rss - anon), anon: mb(anon), pss: mb(kb('Pss')) };
+}
+
 /** CPU time a process has used in user space and in the kernel, in ms (from /proc, clock ticks of 10 ms). */
 export function cpuTimes(pid: number | undefined): { user: number; sys: number } {
   if (!pid) return { user: NaN, sys: NaN };

@@ -15,10 +15,11 @@
  * `sidecar-rss` benchmark).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { createServer, request, type Server } from 'node:http';
 import { join } from 'node:path';
 import { freePort, makeTmpDir, REPO_ROOT } from '@trellis/testkit';
+import { memoryMb, rssMb } from './bench-process';
 
 /** What one measurement reports. */
 export interface IdleRssWithPolicies {
@@ -26,6 +27,8 @@ export interface IdleRssWithPolicies {
   readonly idle_after_push_mb: number;
   /** VmRSS (MB) a few seconds after a burst of requests evaluated against the set stopped. */
   readonly after_traffic_mb: number;
+  /** The idle RSS by kind (bench-process.ts memoryMb): file-backed pages (the node binary), anonymous, PSS. */
+  readonly idle_breakdown_mb: { rss: number; file: number; anon: number; pss: number };
   readonly policies: number;
   readonly requests: number;
 }
@@ -69,12 +72,6 @@ spec:
 `);
   }
   return docs.join('---\n');
-}
-
-function rssMb(pid: number | undefined): number {
-  if (!pid) return NaN;
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Math.round((Number(m[1]) / 1024) * 10) / 10 : NaN;
 }
 
 function waitForLine(text: () => string, needle: (s: string) => boolean, what: string, ms = 30_000): Promise<void> {
@@ -142,6 +139,7 @@ export async function measureIdleRssWithPolicies(opts: IdleRssOptions = {}): Pro
     await waitForLine(sidecar.log, (s) => s.split('\n').some((l) => l.includes('authorization policies applied') && l.includes(`"count":${count}`)), `the sidecar to apply ${count} policies`);
     await new Promise((r) => setTimeout(r, settle));
     const idle = rssMb(sidecar.child.pid);
+    const breakdown = memoryMb(sidecar.child.pid);
 
     const n = opts.requests ?? 300;
     const statuses = new Map<number, number>();
@@ -152,7 +150,7 @@ export async function measureIdleRssWithPolicies(opts: IdleRssOptions = {}): Pro
     if (!statuses.has(200) || (count > 0 && !statuses.has(403))) throw new Error(`the burst should see both allowed and denied requests, saw ${JSON.stringify([...statuses])}`);
     await new Promise((r) => setTimeout(r, settle));
     const after = rssMb(sidecar.child.pid);
-    return { idle_after_push_mb: idle, after_traffic_mb: after, policies: count, requests: n };
+    return { idle_after_push_mb: idle, after_traffic_mb: after, idle_breakdown_mb: breakdown, policies: count, requests: n };
   } finally {
     for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
     await new Promise<void>((r) => (app ? app.close(() => r()) : r()));
