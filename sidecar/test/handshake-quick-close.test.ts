@@ -14,7 +14,7 @@ import { connect as tlsConnect } from 'node:tls';
 import { silentLogger } from '@trellis/shared';
 import { TestCa, waitFor } from '@trellis/testkit';
 import { dataPaths, Sidecar, sharedAuthorizer } from './helpers/harness';
-import { bundleOf, credentialsFrom, startEchoApp, tlsExchange } from './helpers/fixture';
+import { bundleOf, credentialsFrom, startEchoApp, tcpExchange, tlsExchange } from './helpers/fixture';
 
 const TD = 'cluster.local';
 
@@ -82,6 +82,45 @@ for (const dataPath of dataPaths()) describe(`Clients that close as soon as thei
       });
       await waitFor('the probe counted as client_closed', async () => (await refusals(sc, 'client_closed')) === before + 1);
       expect(await refusals(sc, 'handshake_failed')).to.equal(0);
+    } finally {
+      await sc.stop(0);
+      await app.close();
+    }
+  });
+  it(`Should give a PERMISSIVE port's slot back at once to a client that closes before its first bytes, ${CAP * 5} times against a cap of ${CAP}`, async () => {
+    const app = await startEchoApp();
+    const ca = await TestCa.create(TD);
+    const sc = new Sidecar(
+      {
+        inbound: [{ host: '127.0.0.1', port: 0, appPort: app.port, http: false }],
+        outbound: [],
+        dataPath,
+        workload: { namespace: 'shop', labels: {} },
+        maxPendingHandshakes: CAP,
+        // Far beyond the test: a slot held until the detection timeout cannot come back while it runs.
+        detectTimeoutMs: 120_000,
+      },
+      { logger: silentLogger, authorize: sharedAuthorizer(), processMetrics: false },
+    );
+    sc.state.update({ credentials: await credentialsFrom(ca, `spiffe://${TD}/ns/shop/sa/web`), bundle: bundleOf(ca), peerAuth: { mode: 'PERMISSIVE', portModes: {} }, authz: { policies: [] } });
+    await sc.start();
+    try {
+      const port = sc.inbound[0]!.port;
+      const pending = async (): Promise<number> => Number((await sc.metrics.registry.metrics()).match(/^trellis_handshakes_pending (\d+)/m)?.[1]);
+      for (let i = 0; i < CAP * 5; i++) {
+        // A TCP probe, or a client that sent part of a TLS record header (not enough to classify) and closed.
+        await new Promise<void>((resolve, reject) => {
+          const probe = netConnect(port, '127.0.0.1', () => (i % 2 === 0 ? probe.end() : probe.end(Buffer.from([0x16, 0x03]))));
+          probe.on('close', () => resolve());
+          probe.on('error', reject);
+        });
+        await waitFor(`fewer than ${CAP} connections pending`, async () => (await pending()) < CAP);
+      }
+      await waitFor('no connection pending', async () => (await pending()) === 0);
+      expect(await refusals(sc, 'client_closed')).to.equal(CAP * 5);
+      expect(await refusals(sc, 'handshake_limit')).to.equal(0);
+      // The port still serves plaintext (PERMISSIVE) to the next client.
+      expect((await tcpExchange(port, 'still open')).data).to.equal('echo:still open');
     } finally {
       await sc.stop(0);
       await app.close();

@@ -161,6 +161,7 @@ export class InboundListener {
     let seen: Buffer = Buffer.alloc(0);
     const timer = setTimeout(() => {
       socket.off('data', onData);
+      socket.off('end', onEnd);
       socket.pause();
       slot.release();
       this.accepted(socket, snap, undefined, undefined);
@@ -172,6 +173,7 @@ export class InboundListener {
       clearTimeout(timer);
       socket.off('data', onData);
       socket.off('close', onClose);
+      socket.off('end', onEnd);
       socket.pause();
       socket.unshift(seen);
       if (kind === 'tls') return this.handshake(socket, snap, slot, deadline, true);
@@ -180,10 +182,22 @@ export class InboundListener {
     };
     const onClose = (): void => {
       clearTimeout(timer);
+      socket.off('end', onEnd);
       slot.release();
+    };
+    // The client sent FIN before its first bytes could be told apart (a TCP probe, or a partial TLS
+    // record): the sockets are half-open, so no 'close' follows, and the slot was held until the
+    // detection timeout. Nothing more will come and nothing can be put back after the end: close it now.
+    const onEnd = (): void => {
+      clearTimeout(timer);
+      socket.off('data', onData);
+      socket.off('close', onClose);
+      slot.release();
+      this.refuse(socket, 'client_closed', seen.length === 0 ? 'the client closed without sending a byte' : 'the client closed before its first bytes could be classified');
     };
     socket.on('data', onData);
     socket.once('close', onClose);
+    socket.once('end', onEnd);
     socket.resume();
   }
 
