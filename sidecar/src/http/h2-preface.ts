@@ -8,6 +8,13 @@
 /** The client connection preface of HTTP/2. */
 export const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
 
+/**
+ * How long a connection may stay a proper prefix of the preface before it is
+ * taken as HTTP/1.1 (or passed through): the preface is one packet from any
+ * real client, and a peer that stops part-way must not hold its socket forever.
+ */
+export const PREFACE_WAIT_MS = 10_000;
+
 /** What the first bytes of a plaintext HTTP connection are. */
 export type HttpFirstBytes = 'h2' | 'http/1.1' | 'need-more';
 

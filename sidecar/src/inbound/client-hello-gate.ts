@@ -24,7 +24,6 @@ export function readClientHelloFirst(socket: Socket, deadline: number, policy: K
   const cleanup = (): void => {
     clearTimeout(timer);
     socket.off('close', onClose);
-    socket.off('end', onEnd);
     stop();
   };
   const timer = setTimeout(() => {
@@ -36,9 +35,9 @@ export function readClientHelloFirst(socket: Socket, deadline: number, policy: K
     cleanup();
     out.failed(hadError ? 'handshake_failed' : 'client_closed');
   };
-  // The listener's sockets are half-open: a client's FIN is an 'end', and no 'close' follows until we close
-  // our side. Nothing more can come: refuse it now (with a detail, so the socket is closed), or a port probe
-  // would hold its pending slot until the deadline.
+  // The listener's sockets are half-open: a client's FIN is an 'end' (first-bytes.ts), and no 'close' follows
+  // until we close our side. Nothing more can come: refuse it now (with a detail, so the socket is closed), or
+  // a port probe would hold its pending slot until the deadline.
   const onEnd = (): void => {
     cleanup();
     out.failed('client_closed', bytes === 0 ? 'the client closed without sending a byte' : 'the client closed before its ClientHello was complete');
@@ -57,7 +56,7 @@ export function readClientHelloFirst(socket: Socket, deadline: number, policy: K
       if (!chosen.ok && chosen.reason === 'not_hybrid') return out.failed('kex_not_hybrid', 'the client cannot do X25519MLKEM768 and the key-exchange policy is require');
       out.then(chosen.ok ? chosen.group : 'unknown');
     },
+    { onEnd },
   );
   socket.once('close', onClose);
-  socket.once('end', onEnd);
 }

@@ -16,7 +16,7 @@ import { HttpInbound } from './http-inbound';
 import { H2Inbound } from './h2-inbound';
 import type { GateDeps, HttpPeer } from './request-gate';
 import { AppH2c, type AppHttpVersion } from '../http/app-h2c';
-import { classifyHttpPreface } from '../http/h2-preface';
+import { classifyHttpPreface, PREFACE_WAIT_MS } from '../http/h2-preface';
 import { readFirstBytes } from '../proxy/first-bytes';
 
 /** The ALPN protocols an `/http` inbound port offers, most preferred first. */
@@ -42,7 +42,8 @@ export class HttpPort {
     if (alpn === 'h2') return this.h2.serve(conn, peer);
     if (alpn === 'http/1.1') return this.startH1(conn, peer);
     // Plaintext, or TLS without ALPN (a byte-forwarding outbound carrying an app's h2c): the preface decides.
-    readFirstBytes(conn, classifyHttpPreface, (kind) => (kind === 'h2' ? this.h2.serve(conn, peer) : this.startH1(conn, peer)));
+    // A client that stops part-way through what could be the preface goes to HTTP/1.1, whose parser and timeouts take it from there.
+    readFirstBytes(conn, classifyHttpPreface, (kind) => (kind === 'h2' ? this.h2.serve(conn, peer) : this.startH1(conn, peer)), { timeoutMs: PREFACE_WAIT_MS, fallback: 'http/1.1' });
   }
 
   /** HTTP clients learn to go elsewhere (see HttpInbound.drain and H2Inbound.drain). */

@@ -21,7 +21,7 @@ import type { Logger } from '@trellis/shared';
 import type { SidecarMetrics } from '../metrics/sidecar-metrics';
 import { H2_SETTINGS, tuneSession } from '../http/app-h2c';
 import { GRPC_UNAVAILABLE, h2Host, h2RequestHeaders, isGrpc, rawValue, takesTrailers } from '../http/h2-headers';
-import { classifyHttpPreface } from '../http/h2-preface';
+import { classifyHttpPreface, PREFACE_WAIT_MS } from '../http/h2-preface';
 import { readFirstBytes } from '../proxy/first-bytes';
 import { answer, endedWithHeaders, relayH2ToH2, type UpstreamFailure } from '../http/h2-relay';
 import type { H2SessionPool, PooledSession } from './h2-session-pool';
@@ -55,13 +55,19 @@ export class HttpOutbound {
 
   /** Serves the app connection `app` (paused). */
   serve(app: Socket): void {
-    readFirstBytes(app, classifyHttpPreface, (kind) => {
-      if (kind === 'h2') {
-        this.h2.emit('connection', app);
-        return;
-      }
-      this.deps.passThrough(app);
-    });
+    // An app that stops part-way through what could be the preface is passed through as bytes.
+    readFirstBytes(
+      app,
+      classifyHttpPreface,
+      (kind) => {
+        if (kind === 'h2') {
+          this.h2.emit('connection', app);
+          return;
+        }
+        this.deps.passThrough(app);
+      },
+      { timeoutMs: PREFACE_WAIT_MS, fallback: 'http/1.1' },
+    );
   }
 
   /** GOAWAY to the app's HTTP/2 connections; the pool is closed by its owner. */
