@@ -131,6 +131,39 @@ for (const dataPath of dataPaths()) describe(`/http ports close a connection tha
     expect(await closesAfterFin(port, 'PRI * HT'), 'part of the preface').to.equal(true);
   });
 
+  it('Should close an h2c connection whose client sends its preface and SETTINGS, then FIN', async () => {
+    const hello = 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n' + '\x00\x00\x00\x04\x00\x00\x00\x00\x00';
+    expect(await closesAfterFin(server.inbound[0]!.port, hello), 'inbound (PERMISSIVE)').to.equal(true);
+    expect(await closesAfterFin(client.outbound[0]!.port, hello), 'outbound').to.equal(true);
+  });
+
+  it('Should still answer a request an h2c client sent before its FIN, then close', async () => {
+    // GET / with :authority localhost, END_STREAM | END_HEADERS on stream 1 (HPACK: static entries and one literal).
+    const block = Buffer.concat([Buffer.from([0x82, 0x86, 0x84, 0x41, 0x09]), Buffer.from('localhost')]);
+    const headers = Buffer.concat([Buffer.from([0, 0, block.length, 0x01, 0x05, 0, 0, 0, 1]), block]);
+    const hello = Buffer.concat([Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'), Buffer.from([0, 0, 0, 0x04, 0, 0, 0, 0, 0]), headers]);
+    const got = await new Promise<{ answered: boolean; closed: boolean }>((resolve) => {
+      let buf = Buffer.alloc(0);
+      const s = connect(server.inbound[0]!.port, '127.0.0.1', () => s.end(hello));
+      const timer = setTimeout(() => {
+        s.destroy();
+        resolve({ answered: answered(), closed: false });
+      }, 10_000);
+      s.on('data', (d: Buffer) => (buf = Buffer.concat([buf, d])));
+      s.on('error', () => undefined);
+      s.on('close', () => {
+        clearTimeout(timer);
+        resolve({ answered: answered(), closed: true });
+      });
+      // A HEADERS frame (type 1) on stream 1 among the frames the sidecar sent.
+      function answered(): boolean {
+        for (let i = 0; i + 9 <= buf.length; i += 9 + buf.readUIntBE(i, 3)) if (buf[i + 3] === 0x01 && buf.readUInt32BE(i + 5) === 1) return true;
+        return false;
+      }
+    });
+    expect(got).to.deep.equal({ answered: true, closed: true });
+  });
+
   it('Should close a plaintext inbound connection (PERMISSIVE) that ends part-way through the HTTP/2 preface', async () => {
     expect(await closesAfterFin(server.inbound[0]!.port, 'PRI * HTTP/2')).to.equal(true);
   });

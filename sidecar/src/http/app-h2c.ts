@@ -23,6 +23,7 @@
  * welcome to that app.
  */
 import { connect as h2Connect, type ClientHttp2Session, type Http2Session, type SecureClientSessionOptions } from 'node:http2';
+import type { Socket } from 'node:net';
 import { formatHostPort } from '@trellis/shared';
 
 /** How an HTTP port reaches its app: `probe` learns h2c or HTTP/1.1 (`/http`); `h2c` and `http1` are declared. */
@@ -44,6 +45,40 @@ export const H2_SESSION_WINDOW = 8 << 20;
  * shorter because a sidecar's memory is paid in every pod.
  */
 export const H2_IDLE_MS = 5 * 60_000;
+
+/** How long a session whose peer sent FIN may take to finish its open streams before it is destroyed. */
+export const H2_PEER_GONE_GRACE_MS = 10_000;
+
+/**
+ * Hands `conn` to the HTTP/2 `server` (its 'session' event fires at once)
+ * and ends the session when the peer half-closes the connection: our
+ * sockets are half-open, and node:http2 does not watch for the peer's FIN,
+ * so a client that sent FIN (HTTP/2 has no half-close of its own) would
+ * keep its session, and its descriptor, until the idle timeout. The session
+ * gets GOAWAY and closes once its open streams are answered, or after
+ * H2_PEER_GONE_GRACE_MS. Returns the session.
+ */
+export function serveH2Connection(server: { emit(event: 'connection', conn: Socket): boolean; once(event: 'session', l: (s: Http2Session) => void): unknown; off(event: 'session', l: (s: Http2Session) => void): unknown }, conn: Socket): Http2Session | undefined {
+  let session: Http2Session | undefined;
+  const grab = (s: Http2Session): void => {
+    session = s;
+  };
+  server.once('session', grab);
+  try {
+    server.emit('connection', conn);
+  } finally {
+    server.off('session', grab);
+  }
+  const s = session;
+  if (s) {
+    conn.once('end', () => {
+      if (s.closed || s.destroyed) return;
+      s.close();
+      setTimeout(() => s.destroy(), H2_PEER_GONE_GRACE_MS).unref();
+    });
+  }
+  return s;
+}
 
 /** Gives `session` the idle rule (see H2_IDLE_MS) and the larger session window once it is up. */
 export function tuneSession(session: Http2Session): void {

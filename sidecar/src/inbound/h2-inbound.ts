@@ -20,7 +20,7 @@ import { Agent, request as httpRequest } from 'node:http';
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { gateRequest, type GateDeps, type HttpPeer } from './request-gate';
-import { AppH2c, H2_SETTINGS, tuneSession } from '../http/app-h2c';
+import { AppH2c, H2_SETTINGS, serveH2Connection, tuneSession } from '../http/app-h2c';
 import { GRPC_DENIED, GRPC_UNAVAILABLE, ambiguousH2Headers, h1RequestHeaders, h2Host, h2RequestHeaders, isGrpc, rawValue, takesTrailers } from '../http/h2-headers';
 import { answer, endedWithHeaders, relayH2ToH1, relayH2ToH2, type UpstreamFailure } from '../http/h2-relay';
 
@@ -55,7 +55,7 @@ export class H2Inbound {
     if ((conn as TLSSocket).alpnProtocol === false) (conn as TLSSocket & { alpnProtocol: string }).alpnProtocol = 'h2';
     this.handing = peer ?? {};
     try {
-      this.server.emit('connection', conn);
+      serveH2Connection(this.server, conn);
     } finally {
       this.handing = undefined;
     }

@@ -19,7 +19,7 @@ import { createServer as createH2Server, type Http2Server, type Http2Session, ty
 import type { Socket } from 'node:net';
 import type { Logger } from '@trellis/shared';
 import type { SidecarMetrics } from '../metrics/sidecar-metrics';
-import { H2_SETTINGS, tuneSession } from '../http/app-h2c';
+import { H2_SETTINGS, serveH2Connection, tuneSession } from '../http/app-h2c';
 import { GRPC_UNAVAILABLE, h2Host, h2RequestHeaders, isGrpc, rawValue, takesTrailers } from '../http/h2-headers';
 import { classifyHttpPreface, PREFACE_WAIT_MS } from '../http/h2-preface';
 import { readFirstBytes } from '../proxy/first-bytes';
@@ -61,7 +61,7 @@ export class HttpOutbound {
       classifyHttpPreface,
       (kind) => {
         if (kind === 'h2') {
-          this.h2.emit('connection', app);
+          serveH2Connection(this.h2, app);
           return;
         }
         this.deps.passThrough(app);
