@@ -13,7 +13,7 @@ import { connect as netConnect } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { silentLogger } from '@trellis/shared';
 import { TestCa, waitFor } from '@trellis/testkit';
-import { dataPaths, Sidecar, sharedAuthorizer } from './helpers/harness';
+import { dataPaths, Sidecar, sharedAuthorizer, type DataPath } from './helpers/harness';
 import { bundleOf, credentialsFrom, startEchoApp, tcpExchange, tlsExchange } from './helpers/fixture';
 
 const TD = 'cluster.local';
@@ -26,30 +26,48 @@ async function refusals(sc: Sidecar, reason: string): Promise<number> {
 
 const CAP = 4;
 
+/**
+ * A started sidecar with one TCP inbound port to an echo app, `mode` for
+ * every port, at most CAP handshakes pending, and the handshake deadline and
+ * detection timeout far beyond the test: a slot held until either cannot
+ * come back while it runs.
+ */
+async function startSidecar(dataPath: DataPath, mode: 'STRICT' | 'PERMISSIVE'): Promise<{ sc: Sidecar; ca: TestCa; port: number; pending(): Promise<number>; close(): Promise<void> }> {
+  const ca = await TestCa.create(TD);
+  const app = await startEchoApp();
+  const sc = new Sidecar(
+    {
+      inbound: [{ host: '127.0.0.1', port: 0, appPort: app.port, http: false }],
+      outbound: [],
+      dataPath,
+      workload: { namespace: 'shop', labels: {} },
+      maxPendingHandshakes: CAP,
+      handshakeTimeoutMs: 120_000,
+      detectTimeoutMs: 120_000,
+    },
+    { logger: silentLogger, authorize: sharedAuthorizer(), processMetrics: false },
+  );
+  sc.state.update({ credentials: await credentialsFrom(ca, `spiffe://${TD}/ns/shop/sa/web`), bundle: bundleOf(ca), peerAuth: { mode, portModes: {} }, authz: { policies: [] } });
+  await sc.start();
+  return {
+    sc,
+    ca,
+    port: sc.inbound[0]!.port,
+    pending: async () => Number((await sc.metrics.registry.metrics()).match(/^trellis_handshakes_pending (\d+)/m)?.[1]),
+    close: async () => {
+      await sc.stop(0);
+      await app.close();
+    },
+  };
+}
+
 for (const dataPath of dataPaths()) describe(`Clients that close as soon as their handshake is done [${dataPath}]`, function () {
   this.timeout(30_000);
 
   it(`Should give their pending slots back at once, so that ${CAP * 5} of them against a cap of ${CAP} leave the port open to the next client`, async () => {
-    const ca = await TestCa.create(TD);
-    const app = await startEchoApp();
-    const sc = new Sidecar(
-      {
-        inbound: [{ host: '127.0.0.1', port: 0, appPort: app.port, http: false }],
-        outbound: [],
-        dataPath,
-        workload: { namespace: 'shop', labels: {} },
-        maxPendingHandshakes: CAP,
-        // Far beyond the test: a slot held until the deadline cannot come back while it runs.
-        handshakeTimeoutMs: 120_000,
-      },
-      { logger: silentLogger, authorize: sharedAuthorizer(), processMetrics: false },
-    );
-    sc.state.update({ credentials: await credentialsFrom(ca, `spiffe://${TD}/ns/shop/sa/web`), bundle: bundleOf(ca), peerAuth: { mode: 'STRICT', portModes: {} }, authz: { policies: [] } });
-    await sc.start();
+    const { sc, ca, port, pending, close } = await startSidecar(dataPath, 'STRICT');
     try {
-      const port = sc.inbound[0]!.port;
       const client = await ca.issueLeaf(`spiffe://${TD}/ns/shop/sa/checker`);
-      const pending = async (): Promise<number> => (await sc.metrics.registry.metrics()).match(/^trellis_handshakes_pending (\d+)/m)?.[1] as unknown as number;
       let handshakes = 0;
       for (let i = 0; i < CAP * 5; i++) {
         // One at a time, each closed (FIN, no close_notify) the moment its own side is done.
@@ -63,10 +81,10 @@ for (const dataPath of dataPaths()) describe(`Clients that close as soon as thei
           s.on('error', () => resolve());
         });
         // Never more than a cap's worth in flight: wait for the earlier ones to be let go.
-        await waitFor(`fewer than ${CAP} handshakes pending`, async () => Number(await pending()) < CAP);
+        await waitFor(`fewer than ${CAP} handshakes pending`, async () => (await pending()) < CAP);
       }
       expect(handshakes, 'each client finished its side of the handshake').to.equal(CAP * 5);
-      await waitFor('no handshake pending', async () => Number(await pending()) === 0);
+      await waitFor('no handshake pending', async () => (await pending()) === 0);
       const r = await tlsExchange(port, { client, ca: ca.root.pem, payload: 'still open' });
       expect(r.data, r.error).to.equal('echo:still open');
       expect(await sc.metrics.registry.metrics()).to.not.match(/reason="handshake_limit"/);
@@ -83,30 +101,12 @@ for (const dataPath of dataPaths()) describe(`Clients that close as soon as thei
       await waitFor('the probe counted as client_closed', async () => (await refusals(sc, 'client_closed')) === before + 1);
       expect(await refusals(sc, 'handshake_failed')).to.equal(0);
     } finally {
-      await sc.stop(0);
-      await app.close();
+      await close();
     }
   });
   it(`Should give a PERMISSIVE port's slot back at once to a client that closes before its first bytes, ${CAP * 5} times against a cap of ${CAP}`, async () => {
-    const app = await startEchoApp();
-    const ca = await TestCa.create(TD);
-    const sc = new Sidecar(
-      {
-        inbound: [{ host: '127.0.0.1', port: 0, appPort: app.port, http: false }],
-        outbound: [],
-        dataPath,
-        workload: { namespace: 'shop', labels: {} },
-        maxPendingHandshakes: CAP,
-        // Far beyond the test: a slot held until the detection timeout cannot come back while it runs.
-        detectTimeoutMs: 120_000,
-      },
-      { logger: silentLogger, authorize: sharedAuthorizer(), processMetrics: false },
-    );
-    sc.state.update({ credentials: await credentialsFrom(ca, `spiffe://${TD}/ns/shop/sa/web`), bundle: bundleOf(ca), peerAuth: { mode: 'PERMISSIVE', portModes: {} }, authz: { policies: [] } });
-    await sc.start();
+    const { sc, port, pending, close } = await startSidecar(dataPath, 'PERMISSIVE');
     try {
-      const port = sc.inbound[0]!.port;
-      const pending = async (): Promise<number> => Number((await sc.metrics.registry.metrics()).match(/^trellis_handshakes_pending (\d+)/m)?.[1]);
       for (let i = 0; i < CAP * 5; i++) {
         // A TCP probe, or a client that sent part of a TLS record header (not enough to classify) and closed.
         await new Promise<void>((resolve, reject) => {
@@ -122,8 +122,7 @@ for (const dataPath of dataPaths()) describe(`Clients that close as soon as thei
       // The port still serves plaintext (PERMISSIVE) to the next client.
       expect((await tcpExchange(port, 'still open')).data).to.equal('echo:still open');
     } finally {
-      await sc.stop(0);
-      await app.close();
+      await close();
     }
   });
 });
