@@ -29,10 +29,10 @@ const CAP = 4;
 /**
  * A started sidecar with one TCP inbound port to an echo app, `mode` for
  * every port, at most CAP handshakes pending, and the handshake deadline and
- * detection timeout far beyond the test: a slot held until either cannot
- * come back while it runs.
+ * (unless given) the detection timeout far beyond the test: a slot held
+ * until either cannot come back while it runs.
  */
-async function startSidecar(dataPath: DataPath, mode: 'STRICT' | 'PERMISSIVE'): Promise<{ sc: Sidecar; ca: TestCa; port: number; pending(): Promise<number>; close(): Promise<void> }> {
+async function startSidecar(dataPath: DataPath, mode: 'STRICT' | 'PERMISSIVE', detectTimeoutMs = 120_000): Promise<{ sc: Sidecar; ca: TestCa; port: number; pending(): Promise<number>; close(): Promise<void> }> {
   const ca = await TestCa.create(TD);
   const app = await startEchoApp();
   const sc = new Sidecar(
@@ -43,7 +43,7 @@ async function startSidecar(dataPath: DataPath, mode: 'STRICT' | 'PERMISSIVE'): 
       workload: { namespace: 'shop', labels: {} },
       maxPendingHandshakes: CAP,
       handshakeTimeoutMs: 120_000,
-      detectTimeoutMs: 120_000,
+      detectTimeoutMs,
     },
     { logger: silentLogger, authorize: sharedAuthorizer(), processMetrics: false },
   );
@@ -121,6 +121,25 @@ for (const dataPath of dataPaths()) describe(`Clients that close as soon as thei
       expect(await refusals(sc, 'handshake_limit')).to.equal(0);
       // The port still serves plaintext (PERMISSIVE) to the next client.
       expect((await tcpExchange(port, 'still open')).data).to.equal('echo:still open');
+    } finally {
+      await close();
+    }
+  });
+  it('Should pass on, after the detection timeout, the first byte of a plaintext client on a PERMISSIVE port even when it looked like the start of TLS', async () => {
+    // 0x16 is how a TLS record starts: alone it cannot be told apart, so the detection timeout decides (plaintext).
+    const { port, close } = await startSidecar(dataPath, 'PERMISSIVE', 200);
+    try {
+      const got = await new Promise<Buffer>((resolve) => {
+        const chunks: Buffer[] = [];
+        const s = netConnect(port, '127.0.0.1', () => {
+          s.write(Buffer.from([0x16]));
+          setTimeout(() => s.end('x'), 600);
+        });
+        s.on('data', (d: Buffer) => chunks.push(d));
+        s.on('error', () => resolve(Buffer.concat(chunks)));
+        s.on('close', () => resolve(Buffer.concat(chunks)));
+      });
+      expect(got.toString('latin1').replace(/echo:/g, '')).to.equal('\x16x');
     } finally {
       await close();
     }

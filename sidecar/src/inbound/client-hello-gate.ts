@@ -38,9 +38,9 @@ export function readClientHelloFirst(socket: Socket, deadline: number, policy: K
   // The listener's sockets are half-open: a client's FIN is an 'end' (first-bytes.ts), and no 'close' follows
   // until we close our side. Nothing more can come: refuse it now (with a detail, so the socket is closed), or
   // a port probe would hold its pending slot until the deadline.
-  const onEnd = (): void => {
+  const onEnd = (seen: Buffer): void => {
     cleanup();
-    out.failed('client_closed', bytes === 0 ? 'the client closed without sending a byte' : 'the client closed before its ClientHello was complete');
+    out.failed('client_closed', seen.length === 0 ? 'the client closed without sending a byte' : 'the client closed before its ClientHello was complete');
   };
   const stop = readFirstBytes(
     socket,

@@ -26,6 +26,7 @@ import type { PeerRefusal } from '../identity/peer-verifier';
 import { decide, type Authorizer, type Workload } from '../policy/authorizer';
 import { splice } from '../proxy/splice';
 import { adoptDirectRead, directRead } from '../proxy/direct-read';
+import { readFirstBytes } from '../proxy/first-bytes';
 import type { SidecarSnapshot, SidecarState } from '../state/sidecar-state';
 import { peerCertificates } from '../state/peer-trust';
 import type { SidecarMetrics } from '../metrics/sidecar-metrics';
@@ -157,48 +158,37 @@ export class InboundListener {
     this.sniff(socket, snap, slot, deadline);
   }
 
+  /**
+   * PERMISSIVE: the first bytes tell TLS (handshake) from plaintext (passed
+   * on); bytes that cannot tell by the detection timeout (nothing yet, or a
+   * lone 0x16) are plaintext, put back whole. A client that sends FIN before
+   * they tell is closed at once (first-bytes.ts: the sockets are half-open).
+   */
   private sniff(socket: Socket, snap: SidecarSnapshot, slot: HandshakeSlot, deadline: number): void {
-    let seen: Buffer = Buffer.alloc(0);
-    const timer = setTimeout(() => {
-      socket.off('data', onData);
-      socket.off('end', onEnd);
-      socket.pause();
-      slot.release();
-      this.accepted(socket, snap, undefined, undefined);
-    }, this.deps.detectTimeoutMs ?? 1000);
-    const onData = (chunk: Buffer): void => {
-      seen = seen.length === 0 ? chunk : Buffer.concat([seen, chunk]);
-      const kind = classifyFirstBytes(seen);
-      if (kind === 'need-more') return;
-      clearTimeout(timer);
-      socket.off('data', onData);
-      socket.off('close', onClose);
-      socket.off('end', onEnd);
-      socket.pause();
-      socket.unshift(seen);
-      if (kind === 'tls') return this.handshake(socket, snap, slot, deadline, true);
-      slot.release();
-      this.accepted(socket, snap, undefined, undefined);
-    };
     const onClose = (): void => {
-      clearTimeout(timer);
-      socket.off('end', onEnd);
+      stop();
       slot.release();
     };
-    // The client sent FIN before its first bytes could be told apart (a TCP probe, or a partial TLS
-    // record): the sockets are half-open, so no 'close' follows, and the slot was held until the
-    // detection timeout. Nothing more will come and nothing can be put back after the end: close it now.
-    const onEnd = (): void => {
-      clearTimeout(timer);
-      socket.off('data', onData);
-      socket.off('close', onClose);
-      slot.release();
-      this.refuse(socket, 'client_closed', seen.length === 0 ? 'the client closed without sending a byte' : 'the client closed before its first bytes could be classified');
-    };
-    socket.on('data', onData);
+    const stop = readFirstBytes(
+      socket,
+      classifyFirstBytes,
+      (kind) => {
+        socket.off('close', onClose);
+        if (kind === 'tls') return this.handshake(socket, snap, slot, deadline, true);
+        slot.release();
+        this.accepted(socket, snap, undefined, undefined);
+      },
+      {
+        timeoutMs: this.deps.detectTimeoutMs ?? 1000,
+        fallback: 'plaintext',
+        onEnd: (seen) => {
+          socket.off('close', onClose);
+          slot.release();
+          this.refuse(socket, 'client_closed', seen.length === 0 ? 'the client closed without sending a byte' : 'the client closed before its first bytes could be classified');
+        },
+      },
+    );
     socket.once('close', onClose);
-    socket.once('end', onEnd);
-    socket.resume();
   }
 
   /** Node path: the ClientHello read first (client-hello-gate.ts); a refusal there is counted here. */

@@ -13,8 +13,8 @@ import type { Socket } from 'node:net';
 
 /** What to do when the bytes never tell. */
 export interface FirstBytesOptions<T> {
-  /** The peer sent FIN before the bytes told: called instead of closing the socket. */
-  onEnd?: () => void;
+  /** The peer sent FIN before the bytes told: called (with the bytes seen) instead of closing the socket. */
+  onEnd?: (seen: Buffer) => void;
   /** With `fallback`: after this many ms without an answer, the bytes seen are put back and `then(fallback)` called. */
   timeoutMs?: number;
   fallback?: T;
@@ -37,7 +37,7 @@ export function readFirstBytes<T>(socket: Socket, classify: (seen: Buffer) => T 
   };
   const decide = (kind: T): void => {
     stop();
-    socket.unshift(seen);
+    if (seen.length > 0) socket.unshift(seen);
     then(kind, seen);
   };
   const onData = (chunk: Buffer): void => {
@@ -48,7 +48,7 @@ export function readFirstBytes<T>(socket: Socket, classify: (seen: Buffer) => T 
   // Nothing can be put back after the end: the connection is over before it said what it is.
   const onEnd = (): void => {
     stop();
-    if (opts.onEnd) opts.onEnd();
+    if (opts.onEnd) opts.onEnd(seen);
     else socket.destroy();
   };
   socket.on('data', onData);
