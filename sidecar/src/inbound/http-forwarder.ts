@@ -12,6 +12,7 @@
 import { Agent, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Readable, Writable } from 'node:stream';
+import { AppConnectionPool } from './app-connection-pool';
 
 /** What is sent to the app for one request, besides the client's end-to-end headers and body. */
 export interface Forward {
@@ -199,8 +200,153 @@ export function forwardBody(src: Readable, dst: Writable, stopWhenSinkCloses = f
   }
 }
 
-/** Makes a forwarder to `appHost:appPort` with its own connection pool. */
+/** A request-target or header value Node's client would refuse to send: CR, LF, NUL and other controls, or a space in the target. */
+const UNSENDABLE_TARGET = /[^\u0021-\u00ff]/;
+const UNSENDABLE_VALUE = /[^\t\u0020-\u007e\u0080-\u00ff]/;
+
+/**
+ * The request head sent to the app (latin1, as node:http writes it), or
+ * undefined when a part of it could not be sent as one line: the target
+ * and our own values are checked, the client's were checked by the parser
+ * that read them. Pure.
+ */
+export function requestHead(method: string, target: string, rawHeaders: readonly string[]): string | undefined {
+  if (UNSENDABLE_TARGET.test(target)) return undefined;
+  let head = `${method} ${target} HTTP/1.1\r\n`;
+  for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
+    const value = rawHeaders[i + 1]!;
+    if (UNSENDABLE_VALUE.test(value)) return undefined;
+    head += `${rawHeaders[i]!}: ${value}\r\n`;
+  }
+  return `${head}\r\n`;
+}
+
+/** True when the request's body is chunked (llhttp admits a request Transfer-Encoding only when it ends in chunked). Pure. */
+function chunkedBody(rawHeaders: readonly string[]): boolean {
+  for (let i = 0; i < rawHeaders.length; i += 2) if (rawHeaders[i]!.toLowerCase() === 'transfer-encoding') return true;
+  return false;
+}
+
+const LAST_CHUNK = Buffer.from('0\r\n\r\n', 'latin1');
+
+/**
+ * Makes a forwarder to `appHost:appPort` with its own connection pool.
+ * Requests go over pooled raw connections (app-connection-pool.ts): the head
+ * written as one string, the body as it comes (chunked bodies chunked
+ * again, as node:http's client does), the answer read with llhttp. An
+ * Upgrade offer goes through node:http's client, whose 'upgrade' handling
+ * hands over the app's socket.
+ */
 export function forwardHttpRequest(opts: { appHost: string; appPort: number }): HttpForwarder {
+  const pool = new AppConnectionPool(opts.appHost, opts.appPort);
+  const upgrades = forwardUpgrade(opts);
+  const defaultHost = `${opts.appHost}:${opts.appPort}`;
+  return (req, res, fwd, onUpstreamError) => {
+    if (fwd.upgrade) return upgrades(req, res, fwd, onUpstreamError);
+    const head = requestHead(req.method ?? 'GET', fwd.target, upstreamHeaders(req.rawHeaders, fwd.xfcc, fwd.host ?? defaultHost));
+    // The app failed before it answered: 502, counted (the caller learns the app's protocol again);
+    // after it began to answer, the client's connection is cut so that a cut body never passes as whole.
+    const upstreamFailed = (): void => {
+      if (res.headersSent) return void res.destroy();
+      onUpstreamError();
+      answerPlain(res, 502, 'upstream connect error\n');
+    };
+    if (head === undefined) {
+      // Not reached through Node's parser, which refuses such bytes; checked because a bad line here would split the request.
+      req.resume();
+      return answerPlain(res, 400, 'bad request\n');
+    }
+    const conn = pool.take();
+    const app = conn.socket;
+    const chunked = chunkedBody(req.rawHeaders);
+    const trailers = takesTrailers(req.rawHeaders);
+    let requestDone = false;
+    let responseDone = false;
+    let keepAlive = false;
+    let over = false;
+    /** The exchange is over for this request: the connection goes back to the pool only if both sides finished cleanly. */
+    const finish = (reusable: boolean): void => {
+      if (over) return;
+      over = true;
+      pool.give(conn, reusable);
+    };
+    const resumeApp = (): void => {
+      app.resume();
+    };
+    const resumeReq = (): void => {
+      req.resume();
+    };
+    conn.begin(
+      {
+        head(status, statusMessage, rawHeaders, appKeepsAlive) {
+          keepAlive = appKeepsAlive;
+          res.writeHead(status, statusMessage, downstreamHeaders(rawHeaders));
+          return false;
+        },
+        body(chunk) {
+          if (!res.write(chunk) && !res.destroyed) {
+            app.pause();
+            res.once('drain', resumeApp);
+          }
+        },
+        complete(rawTrailers) {
+          responseDone = true;
+          // Chunked trailers go to a client that said it takes them (`TE: trailers`); to any other they are dropped (RFC 9110 §6.5.1).
+          if (trailers) passTrailers(res, rawTrailers);
+          res.end();
+          // An app that answered before the whole request body arrived has the rest still to read: not reused.
+          if (requestDone) finish(keepAlive);
+          else finish(false);
+        },
+        failed() {
+          if (over) return;
+          finish(false);
+          upstreamFailed();
+        },
+        drain: resumeReq,
+      },
+      req.method === 'HEAD',
+    );
+    app.write(head, 'latin1');
+    // A client that goes away mid-request, or whose response stopped part-way, ends this exchange only.
+    const dropUpstream = (): void => {
+      if (over) return;
+      finish(false);
+    };
+    req.on('error', dropUpstream);
+    res.on('error', dropUpstream);
+    res.once('close', () => {
+      if (!res.writableFinished) dropUpstream();
+    });
+    req.on('data', (chunk: Buffer) => {
+      // Once the answer is complete the rest of the body is read and dropped (the client's connection stays usable).
+      if (over || chunk.length === 0) return;
+      const ok = chunked ? writeChunk(app, chunk) : app.write(chunk);
+      if (!ok) req.pause();
+    });
+    req.once('end', () => {
+      requestDone = true;
+      if (over) return;
+      if (chunked) app.write(LAST_CHUNK);
+      if (responseDone) finish(keepAlive);
+    });
+  };
+}
+
+function answerPlain(res: ServerResponse, status: number, body: string): void {
+  res.writeHead(status, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body) });
+  res.end(body);
+}
+
+/** Writes `chunk` as one chunk of a chunked body; false when the socket asks to wait. */
+function writeChunk(app: Socket, chunk: Buffer): boolean {
+  app.write(`${chunk.length.toString(16)}\r\n`, 'latin1');
+  app.write(chunk);
+  return app.write('\r\n', 'latin1');
+}
+
+/** The node:http client forwarder, for requests that offer an Upgrade. */
+function forwardUpgrade(opts: { appHost: string; appPort: number }): HttpForwarder {
   const agent = new Agent({ keepAlive: true, maxFreeSockets: 256, scheduling: 'lifo' });
   const defaultHost = `${opts.appHost}:${opts.appPort}`;
   return (req, res, fwd, onUpstreamError) => {

@@ -1,0 +1,361 @@
+/**
+ * The `/http` inbound forwarder on real sockets: a node:http server in
+ * front (as HttpInbound runs it), the forwarder, and an app that is either
+ * a node:http server or a raw TCP server writing exact bytes. It checks the
+ * HTTP/1.1 framing the forwarder owns since it reads the app's answers with
+ * llhttp on its own pooled connections: bodies both ways (length, chunked,
+ * to the end of the connection), HEAD, 204, 1xx, trailers, an early
+ * answer, an app that resets or answers garbage, backpressure, and which
+ * connections are reused.
+ */
+import { expect } from 'chai';
+import { request as httpRequest, Agent, createServer as createHttpServer, type IncomingMessage, type Server as HttpServer } from 'node:http';
+import { connect as netConnect, createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
+import { forwardHttpRequest, requestHead } from '../src/inbound/http-forwarder';
+
+
+interface Front {
+  port: number;
+  errors: number;
+  close(): Promise<void>;
+}
+
+/** A node:http server that forwards every request to the app on `appPort`, with `xfcc`. */
+async function front(appPort: number): Promise<Front> {
+  const forward = forwardHttpRequest({ appHost: '127.0.0.1', appPort });
+  const state = { errors: 0 };
+  const srv: HttpServer = createHttpServer((req, res) => forward(req, res, { target: req.url ?? '/', xfcc: 'By=spiffe://td/ns/a/sa/server;URI=spiffe://td/ns/b/sa/client' }, () => state.errors++));
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
+  return {
+    port: (srv.address() as { port: number }).port,
+    get errors() {
+      return state.errors;
+    },
+    close: () =>
+      new Promise<void>((r) => {
+        srv.closeAllConnections();
+        srv.close(() => r());
+      }),
+  };
+}
+
+/** A node:http app counting its connections; `handler` answers. */
+async function httpApp(handler: (req: IncomingMessage, res: import('node:http').ServerResponse) => void): Promise<{ port: number; connections: number; close(): Promise<void> }> {
+  const state = { connections: 0 };
+  const srv = createHttpServer(handler);
+  srv.on('connection', () => state.connections++);
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
+  return {
+    port: (srv.address() as { port: number }).port,
+    get connections() {
+      return state.connections;
+    },
+    close: () =>
+      new Promise<void>((r) => {
+        srv.closeAllConnections();
+        srv.close(() => r());
+      }),
+  };
+}
+
+/** A raw TCP app: `onRequest` is called with the socket and the bytes read so far each time a request head is complete. */
+async function rawApp(onHead: (s: Socket, head: string, n: number) => void): Promise<{ port: number; connections: number; close(): Promise<void> }> {
+  const state = { connections: 0 };
+  const sockets = new Set<Socket>();
+  const srv: NetServer = createNetServer((s) => {
+    state.connections++;
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+    s.on('error', () => undefined);
+    let buf = '';
+    let n = 0;
+    s.on('data', (d: Buffer) => {
+      buf += d.toString('latin1');
+      let i;
+      while ((i = buf.indexOf('\r\n\r\n')) >= 0) {
+        const head = buf.slice(0, i);
+        buf = buf.slice(i + 4);
+        onHead(s, head, n++);
+      }
+    });
+  });
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
+  return {
+    port: (srv.address() as { port: number }).port,
+    get connections() {
+      return state.connections;
+    },
+    close: () =>
+      new Promise<void>((r) => {
+        for (const s of sockets) s.destroy();
+        srv.close(() => r());
+      }),
+  };
+}
+
+interface Reply {
+  status: number;
+  headers: IncomingMessage['headers'];
+  trailers: Record<string, string | undefined>;
+  body: Buffer;
+}
+
+/** One request with node:http's client over `agent` (keep-alive), body optional. */
+function send(port: number, agent: Agent, opts: { method?: string; path?: string; headers?: Record<string, string>; body?: Buffer | Buffer[] } = {}): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest({ host: '127.0.0.1', port, agent, method: opts.method ?? 'GET', path: opts.path ?? '/', headers: opts.headers }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, trailers: res.trailers, body: Buffer.concat(chunks) }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    const body = opts.body;
+    if (Array.isArray(body)) for (const b of body) req.write(b);
+    else if (body) req.write(body);
+    req.end();
+  });
+}
+
+describe('The /http inbound forwarder (real sockets, llhttp on pooled app connections)', () => {
+  const closers: Array<() => Promise<void> | void> = [];
+  afterEach(async () => {
+    for (const c of closers.splice(0).reverse()) await c();
+  });
+
+  it('Should reuse one app connection for sequential requests, send our XFCC only, and drop hop-by-hop headers both ways', async () => {
+    const seen: IncomingMessage['headers'][] = [];
+    const app = await httpApp((req, res) => {
+      seen.push(req.headers);
+      res.writeHead(200, { 'content-type': 'text/plain', 'x-app': 'yes', connection: 'x-resp-hop', 'x-resp-hop': 'drop-me' });
+      res.end(`hello ${req.url}`);
+    });
+    const f = await front(app.port);
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    closers.push(app.close, f.close, () => agent.destroy());
+    for (let i = 0; i < 5; i++) {
+      const r = await send(f.port, agent, { path: `/p${i}?q=${i}`, headers: { 'x-forwarded-client-cert': 'By=forged', 'x-hop': 'drop-me', connection: 'x-hop' } });
+      expect(r.status).to.equal(200);
+      expect(r.body.toString()).to.equal(`hello /p${i}?q=${i}`);
+      expect(r.headers['x-app']).to.equal('yes');
+      expect(r.headers['x-resp-hop']).to.equal(undefined);
+    }
+    expect(app.connections).to.equal(1);
+    for (const h of seen) {
+      expect(h['x-forwarded-client-cert']).to.equal('By=spiffe://td/ns/a/sa/server;URI=spiffe://td/ns/b/sa/client');
+      expect(h['x-hop']).to.equal(undefined);
+    }
+  });
+
+  it('Should carry a chunked request body and a 4 MiB Content-Length body byte-exactly, each framed as sent', async () => {
+    const got: Array<{ te?: string; cl?: string; body: Buffer }> = [];
+    const app = await httpApp((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        got.push({ te: req.headers['transfer-encoding'], cl: req.headers['content-length'], body: Buffer.concat(chunks) });
+        res.end('ok');
+      });
+    });
+    const f = await front(app.port);
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    closers.push(app.close, f.close, () => agent.destroy());
+    const parts = [Buffer.from('first,'), Buffer.alloc(70000, 0x61), Buffer.from(',last')];
+    expect((await send(f.port, agent, { method: 'POST', headers: { 'transfer-encoding': 'chunked' }, body: parts })).status).to.equal(200);
+    const big = Buffer.alloc(4 * 1024 * 1024);
+    for (let i = 0; i < big.length; i++) big[i] = (i * 7) & 0xff;
+    expect((await send(f.port, agent, { method: 'PUT', headers: { 'content-length': String(big.length) }, body: big })).status).to.equal(200);
+    expect(got[0]!.te).to.equal('chunked');
+    expect(got[0]!.body.equals(Buffer.concat(parts))).to.equal(true);
+    expect(got[1]!.cl).to.equal(String(big.length));
+    expect(got[1]!.body.equals(big)).to.equal(true);
+    expect(app.connections).to.equal(1);
+  });
+
+  it('Should answer HEAD and 204 without a body and keep using the connection after them', async () => {
+    const app = await httpApp((req, res) => {
+      if (req.url === '/none') {
+        res.writeHead(204);
+        res.end();
+        return;
+      }
+      res.writeHead(200, { 'content-length': '11' });
+      res.end(req.method === 'HEAD' ? undefined : 'hello world');
+    });
+    const f = await front(app.port);
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    closers.push(app.close, f.close, () => agent.destroy());
+    const head = await send(f.port, agent, { method: 'HEAD' });
+    expect(head.status).to.equal(200);
+    expect(head.headers['content-length']).to.equal('11');
+    expect(head.body.length).to.equal(0);
+    expect((await send(f.port, agent, { path: '/none' })).status).to.equal(204);
+    const get = await send(f.port, agent);
+    expect(get.body.toString()).to.equal('hello world');
+    expect(app.connections).to.equal(1);
+  });
+
+  it('Should drop the app\'s 1xx answers, pass its trailers to a client that takes them only, and read a body that runs to the connection\'s end', async () => {
+    const app = await rawApp((s, head) => {
+      const path = head.split(' ')[1];
+      if (path === '/continue') {
+        s.write('HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nlink: </a.css>\r\n\r\n');
+        s.write('HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\ndone');
+      } else if (path === '/trailers') {
+        s.write('HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ntrailer: x-sum\r\n\r\n3\r\nabc\r\n0\r\nx-sum: 42\r\n\r\n');
+      } else {
+        s.end('HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\nuntil the end');
+      }
+    });
+    const f = await front(app.port);
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    closers.push(app.close, f.close, () => agent.destroy());
+    const c = await send(f.port, agent, { path: '/continue' });
+    expect([c.status, c.body.toString()]).to.deep.equal([200, 'done']);
+    const t = await send(f.port, agent, { path: '/trailers', headers: { te: 'trailers' } });
+    expect([t.status, t.body.toString(), t.trailers['x-sum']]).to.deep.equal([200, 'abc', '42']);
+    const noTe = await send(f.port, agent, { path: '/trailers' });
+    expect([noTe.body.toString(), noTe.trailers['x-sum']]).to.deep.equal(['abc', undefined]);
+    const eof = await send(f.port, agent, { path: '/eof' });
+    expect([eof.status, eof.body.toString()]).to.deep.equal([200, 'until the end']);
+    // The three framed answers shared one connection; the one read to its end closed it, and the next request opens another.
+    expect(app.connections).to.equal(1);
+    expect((await send(f.port, agent, { path: '/continue' })).body.toString()).to.equal('done');
+    expect(app.connections).to.equal(2);
+    expect(f.errors).to.equal(0);
+  });
+
+  it('Should answer 502 to garbage or a reset before the answer, cut the client off after a reset mid-answer, and serve the next request', async () => {
+    const app = await rawApp((s, head) => {
+      const path = head.split(' ')[1];
+      if (path === '/garbage') s.write('SSH-2.0-OpenSSH_9.2\r\n\r\n');
+      else if (path === '/reset') s.resetAndDestroy();
+      else if (path === '/cut') {
+        s.write('HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly part');
+        setTimeout(() => s.resetAndDestroy(), 50);
+      } else s.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok');
+    });
+    const f = await front(app.port);
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    closers.push(app.close, f.close, () => agent.destroy());
+    const g = await send(f.port, agent, { path: '/garbage' });
+    expect([g.status, g.body.toString()]).to.deep.equal([502, 'upstream connect error\n']);
+    expect((await send(f.port, agent, { path: '/reset' })).status).to.equal(502);
+    const cut = await send(f.port, agent, { path: '/cut' }).then(
+      () => 'completed',
+      (err: Error & { code?: string }) => err.code ?? err.message,
+    );
+    expect(cut).to.not.equal('completed');
+    expect((await send(f.port, agent, { path: '/fine' })).body.toString()).to.equal('ok');
+    expect(f.errors).to.equal(2, 'the garbage and the reset before an answer are counted; the cut answer is not');
+  });
+
+  it('Should pass an early answer on, keep the client\'s connection usable, and not reuse the app connection that still had body to read', async () => {
+    const app = await httpApp((req, res) => {
+      if (req.url === '/upload') {
+        res.writeHead(413, { 'content-length': '8' });
+        res.end('too big\n');
+        return;
+      }
+      req.resume();
+      req.on('end', () => res.end('ok'));
+    });
+    const f = await front(app.port);
+    closers.push(app.close, f.close);
+    // The rest of the body is sent only once the answer is in: the app connection is then mid-request.
+    const client = netConnect(f.port, '127.0.0.1');
+    closers.push(() => void client.destroy());
+    let got = '';
+    const until = (text: string): Promise<void> =>
+      new Promise((resolve) => {
+        const check = (): void => {
+          if (got.includes(text)) {
+            client.off('data', onData);
+            resolve();
+          }
+        };
+        const onData = (d: Buffer): void => {
+          got += d.toString('latin1');
+          check();
+        };
+        client.on('data', onData);
+        check();
+      });
+    client.write('POST /upload HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\n\r\nabc');
+    await until('too big\n');
+    expect(got).to.match(/^HTTP\/1\.1 413 /);
+    client.write('defghijGET /next HTTP/1.1\r\nhost: x\r\n\r\n');
+    await until('\r\n\r\nok');
+    expect(got.slice(got.indexOf('too big\n'))).to.match(/^too big\nHTTP\/1\.1 200 /);
+    expect(app.connections).to.equal(2);
+    expect(f.errors).to.equal(0);
+  });
+
+  it('Should hold the app back while the client does not read (no unbounded buffering), and deliver every byte once it does', async () => {
+    const total = 64 * 1024 * 1024;
+    let appWritten = 0;
+    const app = await httpApp((_req, res) => {
+      res.writeHead(200, { 'content-length': String(total) });
+      const chunk = Buffer.alloc(64 * 1024, 0x62);
+      const pump = (): void => {
+        while (appWritten < total) {
+          appWritten += chunk.length;
+          if (!res.write(chunk)) return void res.once('drain', pump);
+        }
+        res.end();
+      };
+      pump();
+    });
+    const f = await front(app.port);
+    closers.push(app.close, f.close);
+    const client = netConnect(f.port, '127.0.0.1');
+    closers.push(() => void client.destroy());
+    client.write('GET /big HTTP/1.1\r\nhost: x\r\n\r\n');
+    let received = 0;
+    client.once('data', (d: Buffer) => {
+      received += d.length;
+      client.pause();
+    });
+    await new Promise((r) => setTimeout(r, 1500));
+    // Socket buffers on three hops hold a few MiB at most; without backpressure the whole 64 MiB is read from the app.
+    expect(appWritten).to.be.below(24 * 1024 * 1024);
+    client.on('data', (d: Buffer) => (received += d.length));
+    client.resume();
+    await new Promise<void>((resolve) => {
+      const check = setInterval(() => {
+        if (received >= total) {
+          clearInterval(check);
+          resolve();
+        }
+      }, 20);
+    });
+    expect(appWritten).to.equal(total);
+  });
+
+  it('Should open a new app connection when an idle one was closed by the app, instead of failing the request', async () => {
+    const app = await rawApp((s) => {
+      s.end('HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok');
+    });
+    const f = await front(app.port);
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    closers.push(app.close, f.close, () => agent.destroy());
+    expect((await send(f.port, agent)).body.toString()).to.equal('ok');
+    await new Promise((r) => setTimeout(r, 100));
+    expect((await send(f.port, agent)).body.toString()).to.equal('ok');
+    expect(app.connections).to.equal(2);
+    expect(f.errors).to.equal(0);
+  });
+});
+
+describe('requestHead (pure)', () => {
+  it('Should write one request line and the headers as given, in latin1 form', () => {
+    expect(requestHead('GET', '/a?b=%20', ['host', 'x', 'x-v', 'caf\u00e9'])).to.equal('GET /a?b=%20 HTTP/1.1\r\nhost: x\r\nx-v: caf\u00e9\r\n\r\n');
+  });
+  it('Should refuse a target or a value that would not stay one line', () => {
+    expect(requestHead('GET', '/a b', [])).to.equal(undefined);
+    expect(requestHead('GET', '/a\r\nx: y', [])).to.equal(undefined);
+    expect(requestHead('GET', '/a', ['host', 'x\r\nx-evil: 1'])).to.equal(undefined);
+    expect(requestHead('GET', '/a', ['host', 'x\u0000'])).to.equal(undefined);
+  });
+});
+
