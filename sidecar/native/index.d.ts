@@ -65,8 +65,10 @@ export declare class Relay {
    *  handshake error 'EOF'). Returns the connection id (> 0). */
   acceptTls(fd: number, ctx: RelayContext): number;
   /** Outbound. Takes a dup() of `plainFd` (the app's accepted socket; the caller keeps its own copy until it decides), connects to host:port
-   *  (IPv4 or IPv6 literal only; throw TypeError otherwise), client handshake (SNI not set), optionally offering `session`. */
-  connectTls(plainFd: number, host: string, port: number, ctx: RelayContext, session: Buffer | null): number;
+   *  (IPv4 or IPv6 literal only; throw TypeError otherwise), client handshake (SNI not set), optionally offering `session`.
+   *  `firstBytes` (at most 1 MiB, else TypeError): bytes the app sent that the caller already read off its socket; they are sent
+   *  before anything read from `plainFd` once the relay starts, and counted in plainIn. */
+  connectTls(plainFd: number, host: string, port: number, ctx: RelayContext, session: Buffer | null, firstBytes?: Buffer | null): number;
   /** After a successful 'handshake'. Inbound (acceptTls): connect to appHost:appPort (literal IP) non-blocking, then relay;
    *  connect failure → 'closed' with error 'app_connect:<ERRNO>'. Outbound (connectTls): relay at once (arguments ignored). */
   allow(id: number, appHost?: string, appPort?: number): void;

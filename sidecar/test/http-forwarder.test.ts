@@ -11,8 +11,15 @@
 import { expect } from 'chai';
 import { request as httpRequest, Agent, createServer as createHttpServer, type IncomingMessage, type Server as HttpServer } from 'node:http';
 import { connect as netConnect, createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
+import { silentLogger } from '@trellis/shared';
+import { TestCa } from '@trellis/testkit';
 import { forwardHttpRequest, requestHead } from '../src/inbound/http-forwarder';
+import { nativeRelay } from '../src/proxy/native-relay';
+import { readFirstBytes } from '../src/proxy/first-bytes';
+import { dataPaths, sharedAuthorizer, Sidecar } from './helpers/harness';
+import { bundleOf, credentialsFrom } from './helpers/fixture';
 
+const TD = 'cluster.local';
 
 interface Front {
   port: number;
@@ -359,3 +366,97 @@ describe('requestHead (pure)', () => {
   });
 });
 
+for (const dataPath of dataPaths()) describe(`An HTTP/1.1 app connection through an /http sidecar pair [${dataPath}]`, function () {
+  this.timeout(30_000);
+  const closers: Array<() => Promise<void> | void> = [];
+  after(async () => {
+    for (const c of closers.splice(0).reverse()) await c();
+  });
+
+  it('Should carry bytes that arrive in pieces, the first ones read to tell the protocol, whole and in order (native: over the engine)', async () => {
+    const ca = await TestCa.create(TD);
+    const app = await httpApp((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => res.end(`${req.method} ${req.url} ${Buffer.concat(chunks).toString()} xfcc=${req.headers['x-forwarded-client-cert'] ? 'yes' : 'no'}`));
+    });
+    closers.push(app.close);
+    const server = new Sidecar(
+      { inbound: [{ host: '127.0.0.1', port: 0, appPort: app.port, http: true }], outbound: [], dataPath, workload: { namespace: 'shop', labels: {} } },
+      { logger: silentLogger, authorize: sharedAuthorizer(), processMetrics: false },
+    );
+    server.state.update({ credentials: await credentialsFrom(ca, `spiffe://${TD}/ns/shop/sa/cart`), bundle: bundleOf(ca), peerAuth: { mode: 'STRICT', portModes: {} }, authz: { policies: [] } });
+    await server.start();
+    closers.push(() => server.stop(0));
+    const client = new Sidecar(
+      {
+        inbound: [],
+        outbound: [{ host: '127.0.0.1', port: 0, http: true, target: { kind: 'explicit', address: `127.0.0.1:${server.inbound[0]!.port}`, spiffeId: `spiffe://${TD}/ns/shop/sa/cart` } }],
+        dataPath,
+        workload: { namespace: 'shop', labels: {} },
+      },
+      { logger: silentLogger, authorize: sharedAuthorizer(), processMetrics: false },
+    );
+    client.state.update({ credentials: await credentialsFrom(ca, `spiffe://${TD}/ns/shop/sa/web`), bundle: bundleOf(ca), peerAuth: { mode: 'STRICT', portModes: {} }, authz: { policies: [] } });
+    await client.start();
+    closers.push(() => client.stop(0));
+
+    const engineBefore = nativeRelay()?.size ?? 0;
+    const s = netConnect(client.outbound[0]!.port, '127.0.0.1');
+    closers.push(() => void s.destroy());
+    let got = '';
+    s.on('data', (d: Buffer) => (got += d.toString('latin1')));
+    const pause = (): Promise<void> => new Promise((r) => setTimeout(r, 40));
+    await new Promise<void>((r) => s.once('connect', () => r()));
+    s.write('P');
+    await pause();
+    s.write('OST /a HTTP/1.1\r\nhost: cart\r\ncontent-length: 5\r\n\r\nhe');
+    await pause();
+    s.write('llo');
+    s.write('GET /b HTTP/1.1\r\nhost: cart\r\n\r\n');
+    for (let i = 0; i < 200 && !got.includes('GET /b'); i++) await pause();
+    const bodies = got.split(/HTTP\/1\.1 200 OK\r\n[\s\S]*?\r\n\r\n/).filter((b) => b !== '');
+    expect(bodies).to.deep.equal(['POST /a hello xfcc=yes', 'GET /b  xfcc=yes']);
+    if (dataPath === 'native') expect(nativeRelay()!.size, 'the outbound connection is held by the engine').to.be.greaterThan(engineBefore);
+  });
+});
+
+describe('Handing an app connection that was read from to the native relay', function () {
+  const relay = nativeRelay();
+  before(function () {
+    if (!relay) this.skip();
+  });
+
+  it('Should stop Node reading the socket, so that bytes the app sends during the handshake wait for the engine, after the bytes already read', async () => {
+    const ca = await TestCa.create(TD);
+    const leaf = await ca.issueLeaf(`spiffe://${TD}/ns/shop/sa/web`);
+    const ctx = relay!.context({ server: false, chainPem: leaf.chainPem, keyPem: leaf.key.keyPem, caPem: ca.root.pem });
+    // An upstream that takes the TCP connection and never answers the ClientHello: the handshake stays pending.
+    const upstream = createNetServer((s) => s.on('error', () => undefined));
+    await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', () => r()));
+    const front = createNetServer({ pauseOnConnect: true, allowHalfOpen: true });
+    await new Promise<void>((r) => front.listen(0, '127.0.0.1', () => r()));
+    const accepted = new Promise<Socket>((r) => front.once('connection', r));
+    const client = netConnect((front.address() as { port: number }).port, '127.0.0.1');
+    const app = await accepted;
+    let id: number | undefined;
+    try {
+      // As an /http listener does: read until the bytes tell, then pause with them put back.
+      const told = new Promise<void>((r) => readFirstBytes(app, (seen) => (seen.length >= 4 ? 'h1' : 'need-more'), () => r()));
+      client.write('GET / HTTP/1.1\r\n');
+      await told;
+      id = relay!.connectTls(app, '127.0.0.1', (upstream.address() as { port: number }).port, ctx, null, { onHandshake: () => undefined, onClosed: () => undefined });
+      expect(id).to.be.a('number');
+      const held = app.readableLength;
+      client.write('host: cart\r\n\r\n');
+      await new Promise((r) => setTimeout(r, 200));
+      expect(app.readableLength, 'the later bytes stay in the kernel for the engine').to.equal(held);
+    } finally {
+      if (id !== undefined) relay!.close(id);
+      client.destroy();
+      app.destroy();
+      front.close();
+      upstream.close();
+    }
+  });
+});

@@ -257,13 +257,13 @@ describeWith(NATIVE_RELAY, 'Native TLS relay engine (@trellis/tls-relay)', funct
   }
 
   /** The app-facing side of an outbound relay: a plaintext client whose accepted socket goes to connectTls. */
-  async function outbound(upstreamPort: number, session: Buffer | null): Promise<{ id: number; client: Socket; done: () => void; server: Server }> {
+  async function outbound(upstreamPort: number, session: Buffer | null, firstBytes?: Buffer): Promise<{ id: number; client: Socket; done: () => void; server: Server }> {
     let accepted: Socket | undefined;
     let id = 0;
     const server = createServer({ pauseOnConnect: true }, (sock) => {
       accepted = sock;
       const fd = (sock as unknown as { _handle: { fd: number } })._handle.fd;
-      id = h.relay.connectTls(fd, '127.0.0.1', upstreamPort, clientCtx, session);
+      id = h.relay.connectTls(fd, '127.0.0.1', upstreamPort, clientCtx, session, firstBytes);
     });
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     const client = netConnect((server.address() as AddressInfo).port, '127.0.0.1');
@@ -302,6 +302,20 @@ describeWith(NATIVE_RELAY, 'Native TLS relay engine (@trellis/tls-relay)', funct
     second.client.end('again');
     expect((await reply2).toString()).to.equal('pong:again');
     expect((await h.next(second.id, 'closed')).error).to.equal(null);
+  });
+
+  it('Should send the first bytes it was given before what it reads from the app, and count them in plainIn', async () => {
+    const up = await tlsUpstream();
+    cleanups.push(() => closeServer(up.server));
+    const o = await outbound(up.port, null, Buffer.from('pi'));
+    cleanups.push(() => closeServer(o.server));
+    await h.handshakeOk(o.id);
+    h.relay.allow(o.id);
+    o.done();
+    const reply = readAll(o.client);
+    o.client.end('ng');
+    expect((await reply).toString()).to.equal('pong:ping');
+    expect((await h.next(o.id, 'closed')).plainIn).to.equal(4);
   });
 
   it('Should pass an inbound half-close through: the TLS client ends its writes and still gets the reply', async () => {
@@ -569,6 +583,8 @@ describeWith(NATIVE_RELAY, 'Native TLS relay engine (@trellis/tls-relay)', funct
       expect(() => h.relay.acceptTls(1.5, serverCtx)).to.throw(TypeError);
       expect(() => h.relay.connectTls(0, 'localhost', 443, clientCtx, null)).to.throw(TypeError);
       expect(() => h.relay.connectTls(0, '127.0.0.1', 0, clientCtx, null)).to.throw(TypeError);
+      expect(() => h.relay.connectTls(0, '127.0.0.1', 443, clientCtx, null, 'GET ' as unknown as Buffer)).to.throw(TypeError, /firstBytes/);
+      expect(() => h.relay.connectTls(0, '127.0.0.1', 443, clientCtx, null, Buffer.alloc(2 * MB))).to.throw(TypeError, /firstBytes/);
       expect(() => h.relay.allow(1, 'example.com', 80)).to.throw(TypeError);
     });
   });

@@ -159,6 +159,11 @@ void Engine::Handle(Command &cmd) {
       c->ctx = cmd.ctx;
       c->server = cmd.kind == Command::kAccept;
       if (c->server) c->tls_fd = cmd.fd; else c->plain_fd = cmd.fd;
+      if (!cmd.first_bytes.empty()) {
+        // Owed to the TLS side like any bytes read from the app; nothing is written before the relay starts.
+        c->to_tls.Assign(reinterpret_cast<const unsigned char *>(cmd.first_bytes.data()), cmd.first_bytes.size());
+        c->plain_in_bytes = cmd.first_bytes.size();
+      }
       conns_[c->id] = c;
       ConnStart(*c, cmd.has_addr, cmd.addr);
       break;

@@ -50,6 +50,7 @@ struct Command {
   SSL_CTX *ctx = nullptr;  // accept: one reference, the SSL is made when the peer's first bytes arrive
   bool has_addr = false;
   Address addr;          // connect: TLS peer; allow: the app
+  std::string first_bytes;  // connect: app bytes JS already read, sent first once relaying
 };
 
 struct Conn;

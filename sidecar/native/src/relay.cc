@@ -360,7 +360,7 @@ napi_value IdValue(napi_env env, int64_t id) { return Num(env, static_cast<doubl
 // this takes), and the command that hands both to the loop. Returns the id,
 // or throws (naming `fd_name` when the descriptor cannot be taken).
 napi_value StartConnection(napi_env env, RelayWrap *w, Command::Kind kind, int64_t fd, const char *fd_name, SSL_CTX *ctx, SSL_SESSION *session,
-                           const Address *addr) {
+                           const Address *addr, std::string first_bytes = std::string()) {
   int sock = TakeSocket(fd);
   if (sock < 0) {
     SSL_SESSION_free(session);
@@ -388,6 +388,7 @@ napi_value StartConnection(napi_env env, RelayWrap *w, Command::Kind kind, int64
   }
   cmd.id = w->engine->NextId();
   cmd.fd = sock;
+  cmd.first_bytes = std::move(first_bytes);
   if (addr != nullptr) {
     cmd.has_addr = true;
     cmd.addr = *addr;
@@ -417,9 +418,13 @@ napi_value AcceptTls(napi_env env, napi_callback_info info) {
   return StartConnection(env, w, Command::kAccept, fd, "fd", h->ctx, nullptr, nullptr);
 }
 
+// Bytes the app sent that JS already read (an /http listener reads them to
+// tell HTTP/2 from HTTP/1.1); more than this and the Node path takes over.
+constexpr size_t kMaxFirstBytes = 1 << 20;
+
 napi_value ConnectTls(napi_env env, napi_callback_info info) {
-  size_t argc = 5;
-  napi_value argv[5];
+  size_t argc = 6;
+  napi_value argv[6];
   RelayWrap *w = ThisRelay(env, info, &argc, argv);
   if (w == nullptr) return nullptr;
   int64_t fd, port;
@@ -447,11 +452,26 @@ napi_value ConnectTls(napi_env env, napi_callback_info info) {
       ERR_clear_error();  // a bad session is ignored: a full handshake follows
     }
   }
+  std::string first_bytes;
+  if (argc >= 6) {
+    napi_valuetype t;
+    napi_typeof(env, argv[5], &t);
+    if (t != napi_null && t != napi_undefined) {
+      bool is_buffer = false;
+      void *data = nullptr;
+      size_t len = 0;
+      if (napi_is_buffer(env, argv[5], &is_buffer) != napi_ok || !is_buffer || napi_get_buffer_info(env, argv[5], &data, &len) != napi_ok || len > kMaxFirstBytes) {
+        SSL_SESSION_free(session);
+        return ThrowType(env, "firstBytes must be a Buffer of at most 1 MiB, or null");
+      }
+      first_bytes.assign(static_cast<const char *>(data), len);
+    }
+  }
   if (w->stopped) {
     SSL_SESSION_free(session);
     return ThrowPlain(env, "the relay is stopped");
   }
-  return StartConnection(env, w, Command::kConnect, fd, "plainFd", h->ctx, session, &addr);
+  return StartConnection(env, w, Command::kConnect, fd, "plainFd", h->ctx, session, &addr, std::move(first_bytes));
 }
 
 napi_value Allow(napi_env env, napi_callback_info info) {

@@ -122,8 +122,8 @@ export class OutboundListener {
   /**
    * Byte forwarding over one mTLS connection for `app`. An `/http` listener
    * hands its HTTP/1.1 connections here (`sniffed`: their first bytes were
-   * read and put back, so they stay on the Node path, which reads them first;
-   * the native relay would take the descriptor without them).
+   * read and put back; the native relay is given a copy of them to send
+   * first, the Node path reads them from the socket).
    */
   private connect(app: Socket, sniffed = false): void {
     if (sniffed) this.sniffed.add(app);
@@ -174,13 +174,15 @@ export class OutboundListener {
     const ticketUsable = cachedSession !== undefined && cachedSession.peer.notAfter.getTime() > clock().getTime() + 1000;
     if (cachedSession && !ticketUsable) this.sessions.delete(dest.address);
     // The session offered, if any: a resumed handshake is judged by the identity stored with that very ticket.
-    const offered = ticketUsable && !this.sniffed.has(app) ? cachedSession : undefined;
+    // The tickets held are the native relay's (the epoch is its context): node:tls is offered none for a sniffed connection.
+    const offered = ticketUsable ? cachedSession : undefined;
     const native = this.deps.native;
     const nctx = native?.clientContext();
     // Literal addresses only (the engine does not resolve names), and no IPv6 zone ids.
-    if (native && nctx && isIP(host) !== 0 && !host.includes('%') && !this.sniffed.has(app)) {
+    if (native && nctx && isIP(host) !== 0 && !host.includes('%')) {
       if (this.dialNative(app, snap, epoch, pick, attemptsLeft, { native, nctx, host, port, dest, offered })) return;
     }
+    const nodeOffered = this.sniffed.has(app) ? undefined : offered;
     const ctx = this.deps.clientContext();
     if (!ctx) return this.refuse(app, 'no_tls_context', 'no TLS context for the current credentials and trust bundle: failing closed');
     const direct = directRead();
@@ -191,7 +193,7 @@ export class OutboundListener {
       onread: direct.onread,
       secureContext: ctx,
       minVersion: 'TLSv1.2',
-      session: offered?.ticket,
+      session: nodeOffered?.ticket,
       // The server is checked by SPIFFE ID after the handshake, never by hostname.
       checkServerIdentity: () => undefined,
     } as ConnectionOptions);
@@ -226,12 +228,12 @@ export class OutboundListener {
       secured = true;
       const now = this.deps.state.current();
       const { presented, leafDer } = peerCertificates(tls, now);
-      const resumed = tls.isSessionReused() && !leafDer && offered !== undefined;
+      const resumed = tls.isSessionReused() && !leafDer && nodeOffered !== undefined;
       const judged = judgeServer({
         leafDer,
         chainError: tls.authorized ? undefined : String(tls.authorizationError),
         presented,
-        resumedPeer: resumed ? offered.peer : undefined,
+        resumedPeer: resumed ? nodeOffered.peer : undefined,
         snap: now,
         trustDomain: snap.credentials!.trustDomain,
         now: clock(),

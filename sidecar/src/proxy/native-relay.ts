@@ -85,14 +85,17 @@ export class NativeRelay {
    * Opens mTLS to host:port for the application's socket `app`. The engine
    * works on its own copy of the descriptor; `app` stays open so that a
    * failed attempt can be retried elsewhere, and is to be destroyed by the
-   * caller once it calls `allow` (or refuses).
+   * caller once it calls `allow` (or refuses). Bytes the app sent that were
+   * already read off `app` (and put back) go first: the engine copies them
+   * and leaves `app`'s buffer as it was, for a retry or the Node path.
    */
   connectTls(app: Socket, host: string, port: number, ctx: RelayContext, session: Buffer | null, h: RelayHandlers): number | undefined {
     const fd = socketFd(app);
     if (fd === undefined) return undefined;
+    const first = bufferedBytes(app);
     let id: number;
     try {
-      id = this.engine.connectTls(fd, host, port, ctx, session);
+      id = this.engine.connectTls(fd, host, port, ctx, session, first);
     } catch {
       // As in acceptTls (and an address form the engine does not take): the Node path.
       return undefined;
@@ -224,4 +227,28 @@ export function verifyCode(n: number): string | undefined {
 export function handshakeErrorCode(error: string): string {
   if (!error.startsWith('SSL:')) return error;
   return `ERR_SSL_${error.slice(4).trim().toUpperCase().replace(/[^A-Z0-9]+/g, '_')}`;
+}
+
+/**
+ * What `socket` holds read and not yet consumed (bytes put back with
+ * unshift), left in place; null when nothing. A socket that was read from
+ * (paused after its first bytes) is stopped reading first: pause() alone
+ * leaves libuv reading until the buffer is full, and every byte it took
+ * from the kernel would be a byte the engine's copy of the descriptor
+ * never sees. The handle is marked as reading while the buffer is copied
+ * (read() would otherwise start it again) and as stopped afterwards, so
+ * that a later resume() (the Node path, after a failed dial) reads again.
+ */
+function bufferedBytes(socket: Socket): Buffer | null {
+  const handle = (socket as unknown as { _handle?: { reading?: boolean; readStop?: () => number } | null })._handle;
+  if (handle?.reading && handle.readStop) handle.readStop();
+  if (socket.readableLength === 0) {
+    if (handle) handle.reading = false;
+    return null;
+  }
+  if (handle) handle.reading = true;
+  const held = socket.read() as Buffer | null;
+  if (held !== null) socket.unshift(held);
+  if (handle) handle.reading = false;
+  return held;
 }
