@@ -152,4 +152,15 @@ describe('authorize', () => {
     expect(authorize(list, web, tcp(SLEEP)).code).to.equal('NO_ALLOW_MATCHED');
     expect(authorize(buildPolicySet([]), web, tcp(SLEEP)).code).to.equal('NO_ALLOW_POLICY');
   });
+
+  it('judges each principal and source address on its own after more distinct ones than its parse table holds', () => {
+    const set = policySet(ap('ns-and-ip', '{rules: [{from: [{source: {namespaces: [bar], ipBlocks: ["10.0.0.0/8"]}}]}]}'));
+    const decide = (principal: string, ip: string): string => authorize(set, web, tcp(principal, 8080, ip), { rootNamespace: ROOT }).decision;
+    expect(decide(SLEEP, '10.1.2.3')).to.equal('ALLOW');
+    for (let i = 0; i < 5000; i++) expect(decide(`spiffe://cluster.local/ns/n${i}/sa/s`, `192.168.${i >> 8}.${i & 255}`)).to.equal('DENY');
+    expect(decide(SLEEP, '10.1.2.3')).to.equal('ALLOW');
+    expect(decide(SLEEP, '192.168.0.1')).to.equal('DENY');
+    expect(decide(OTHER, '10.1.2.3')).to.equal('DENY');
+    expect(decide('spiffe://cluster.local/ns/bar/sa/x/extra', '10.1.2.3'), 'not a Kubernetes identity: no namespace').to.equal('DENY');
+  });
 });
