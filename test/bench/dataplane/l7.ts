@@ -1,7 +1,7 @@
 /**
  * The `l7` part of `npm run bench -- dataplane` (issue #15): HTTP through
  * `/http` listeners, side by side in one run.
- *   http1  wrk → app (direct) | client sidecar /http outbound ═h2 mTLS═ server sidecar /http inbound → app
+ *   http1  wrk → app (direct) | client sidecar /http outbound ═mTLS (the app's HTTP/1.1 bytes)═ server sidecar /http inbound → app
  *          | the same with a byte-forwarding outbound (`trellis_tcp_outbound`: HTTP/1.1 over one mTLS connection per app connection)
  *          | haproxy `mode http` pair (HTTP/1.1 between them, haproxy's default), both proxies with one
  *          path rule and one header rewrite (Trellis: an AuthorizationPolicy with one path, and XFCC)
