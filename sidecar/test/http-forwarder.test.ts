@@ -11,6 +11,7 @@
 import { expect } from 'chai';
 import { request as httpRequest, Agent, createServer as createHttpServer, type IncomingMessage, type Server as HttpServer } from 'node:http';
 import { connect as netConnect, createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
+import { connect as http2Connect, constants as http2Constants, type ClientHttp2Session } from 'node:http2';
 import { silentLogger } from '@trellis/shared';
 import { TestCa } from '@trellis/testkit';
 import { forwardHttpRequest, requestHead } from '../src/inbound/http-forwarder';
@@ -458,5 +459,134 @@ describe('Handing an app connection that was read from to the native relay', fun
       front.close();
       upstream.close();
     }
+  });
+});
+
+for (const dataPath of dataPaths()) describe(`HTTP/2 clients of an /http port whose app speaks HTTP/1.1 only (pooled connections) [${dataPath}]`, function () {
+  this.timeout(30_000);
+  const closers: Array<() => Promise<void> | void> = [];
+  afterEach(async () => {
+    for (const c of closers.splice(0).reverse()) await c();
+  });
+
+  /** A sidecar whose PERMISSIVE /http port serves h2c clients in front of `appPort`. */
+  async function sidecarFor(appPort: number): Promise<number> {
+    const ca = await TestCa.create(TD);
+    const server = new Sidecar(
+      { inbound: [{ host: '127.0.0.1', port: 0, appPort, http: true }], outbound: [], dataPath, workload: { namespace: 'shop', labels: {} } },
+      { logger: silentLogger, authorize: sharedAuthorizer(), processMetrics: false },
+    );
+    server.state.update({ credentials: await credentialsFrom(ca, `spiffe://${TD}/ns/shop/sa/cart`), bundle: bundleOf(ca), peerAuth: { mode: 'PERMISSIVE', portModes: {} }, authz: { policies: [] } });
+    await server.start();
+    closers.push(() => server.stop(0));
+    return server.inbound[0]!.port;
+  }
+
+  /** One h2c request; resolves with status, body, trailers, or the stream's error code. */
+  function h2(session: ClientHttp2Session, headers: Record<string, string>, body?: Buffer[], opts: { cutAfterBody?: boolean } = {}): Promise<{ status?: number; body: string; trailers: Record<string, unknown>; error?: string }> {
+    return new Promise((resolve) => {
+      const s = session.request(headers, { endStream: body === undefined });
+      const chunks: Buffer[] = [];
+      let status: number | undefined;
+      let trailers: Record<string, unknown> = {};
+      s.on('response', (h) => (status = Number(h[':status'])));
+      s.on('trailers', (t) => (trailers = t));
+      s.on('data', (c: Buffer) => chunks.push(c));
+      s.on('end', () => resolve({ status, body: Buffer.concat(chunks).toString(), trailers }));
+      s.on('error', (err: Error & { code?: string }) => resolve({ status, body: Buffer.concat(chunks).toString(), trailers, error: err.code ?? err.message }));
+      if (body) {
+        for (const b of body) s.write(b);
+        if (!opts.cutAfterBody) s.end();
+      }
+    });
+  }
+
+  it('Should carry bodies with and without a length, answers with trailers to a client that takes them, and reuse the app connection', async () => {
+    const seen: Array<{ method: string; te?: string; cl?: string; body: string }> = [];
+    const app = await httpApp((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        seen.push({ method: req.method!, te: req.headers['transfer-encoding'], cl: req.headers['content-length'], body: Buffer.concat(chunks).toString() });
+        if (req.url === '/trailers') {
+          res.writeHead(200, { trailer: 'x-sum' });
+          res.write('abc');
+          res.addTrailers({ 'x-sum': '42' });
+          res.end();
+          return;
+        }
+        res.end(`got ${Buffer.concat(chunks).length}`);
+      });
+    });
+    closers.push(app.close);
+    const port = await sidecarFor(app.port);
+    const session = http2Connect(`http://127.0.0.1:${port}`);
+    closers.push(() => void session.destroy());
+    expect((await h2(session, { ':method': 'GET', ':path': '/' })).body).to.equal('got 0');
+    expect((await h2(session, { ':method': 'POST', ':path': '/', 'content-length': '11' }, [Buffer.from('hello'), Buffer.from(' world')])).body).to.equal('got 11');
+    expect((await h2(session, { ':method': 'POST', ':path': '/' }, [Buffer.from('no'), Buffer.from(' length')])).body).to.equal('got 9');
+    const t = await h2(session, { ':method': 'GET', ':path': '/trailers', te: 'trailers' });
+    expect([t.status, t.body, t.trailers['x-sum']]).to.deep.equal([200, 'abc', '42']);
+    expect(seen.map((x) => [x.method, x.te, x.cl, x.body])).to.deep.equal([
+      ['GET', undefined, undefined, ''],
+      ['POST', undefined, '11', 'hello world'],
+      ['POST', 'chunked', undefined, 'no length'],
+      ['GET', undefined, undefined, ''],
+    ]);
+    // The sidecar's one h2c probe (it learns that the app speaks HTTP/1.1), then one pooled connection for every request.
+    expect(app.connections).to.equal(2);
+  });
+
+  it('Should never pass a request body cut by a lost client connection or a reset on as a whole one', async () => {
+    const outcomes: string[] = [];
+    const app = await httpApp((req) => {
+      let n = 0;
+      req.on('data', (c: Buffer) => (n += c.length));
+      req.on('end', () => outcomes.push(`end after ${n}`));
+      req.on('close', () => outcomes.push(req.complete ? 'complete' : 'cut'));
+    });
+    closers.push(app.close);
+    const port = await sidecarFor(app.port);
+    // A reset is tried with a length only: node's client ends its side (END_STREAM) before it resets, which
+    // completes a body that has no length, as far as HTTP/2 can tell; with one, nghttp2 sees it short.
+    const cases = [
+      { how: 'connection lost', headers: { ':method': 'POST', ':path': '/', 'content-length': '100' } },
+      { how: 'connection lost', headers: { ':method': 'POST', ':path': '/' } },
+      { how: 'stream reset', headers: { ':method': 'POST', ':path': '/', 'content-length': '100' } },
+    ];
+    for (const c of cases) {
+      const session = http2Connect(`http://127.0.0.1:${port}`);
+      session.on('error', () => undefined);
+      const s = session.request(c.headers);
+      s.on('error', () => undefined);
+      s.write('part of the body');
+      await new Promise((r) => setTimeout(r, 200));
+      if (c.how === 'stream reset') s.close(http2Constants.NGHTTP2_CANCEL);
+      else session.destroy();
+      for (let i = 0; i < 100 && outcomes.length < 1; i++) await new Promise((r) => setTimeout(r, 20));
+      session.destroy();
+      expect(outcomes, `${c.how}, ${JSON.stringify(c.headers)}`).to.deep.equal(['cut']);
+      outcomes.length = 0;
+    }
+  });
+
+  it('Should answer 502 when the app fails before answering, and reset the stream when it fails part-way', async () => {
+    const app = await rawApp((s, head) => {
+      const path = head.split(' ')[1];
+      if (path === '/reset') s.resetAndDestroy();
+      else {
+        s.write('HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly part');
+        setTimeout(() => s.resetAndDestroy(), 50);
+      }
+    });
+    closers.push(app.close);
+    const port = await sidecarFor(app.port);
+    const session = http2Connect(`http://127.0.0.1:${port}`);
+    closers.push(() => void session.destroy());
+    const before = await h2(session, { ':method': 'GET', ':path': '/reset' });
+    expect([before.status, before.body]).to.deep.equal([502, 'upstream connect error\n']);
+    const cut = await h2(session, { ':method': 'GET', ':path': '/cut' });
+    expect(cut.status).to.equal(200);
+    expect(cut.error, 'a cut answer is a reset stream, never a whole one').to.be.a('string');
   });
 });

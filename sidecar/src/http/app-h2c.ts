@@ -22,7 +22,7 @@
  * session is reopened by the next request, which is the same preface,
  * welcome to that app.
  */
-import { connect as h2Connect, type ClientHttp2Session, type Http2Session, type SecureClientSessionOptions } from 'node:http2';
+import { connect as h2Connect, constants, type ClientHttp2Session, type Http2Session, type Http2Stream, type SecureClientSessionOptions } from 'node:http2';
 import type { Socket } from 'node:net';
 import { formatHostPort } from '@trellis/shared';
 
@@ -56,7 +56,9 @@ export const H2_PEER_GONE_GRACE_MS = 10_000;
  * so a client that sent FIN (HTTP/2 has no half-close of its own) would
  * keep its session, and its descriptor, until the idle timeout. The session
  * gets GOAWAY and closes once its open streams are answered, or after
- * H2_PEER_GONE_GRACE_MS. Returns the session.
+ * H2_PEER_GONE_GRACE_MS; a stream whose request had not ended (its body
+ * still coming) is reset at once, since no more of it can arrive. Returns
+ * the session.
  */
 export function serveH2Connection(server: { emit(event: 'connection', conn: Socket): boolean; once(event: 'session', l: (s: Http2Session) => void): unknown; off(event: 'session', l: (s: Http2Session) => void): unknown }, conn: Socket): Http2Session | undefined {
   let session: Http2Session | undefined;
@@ -71,9 +73,19 @@ export function serveH2Connection(server: { emit(event: 'connection', conn: Sock
   }
   const s = session;
   if (s) {
+    // Streams still open towards us: after the peer's FIN nothing more can arrive on them.
+    const open = new Set<Http2Stream>();
+    s.on('stream', (st: Http2Stream) => {
+      open.add(st);
+      st.once('close', () => open.delete(st));
+    });
     conn.once('end', () => {
-      if (s.closed || s.destroyed) return;
-      s.close();
+      if (s.destroyed) return;
+      // Closed already: a client that sends GOAWAY before its FIN (node's session.destroy() does) has node close the session.
+      if (!s.closed) s.close();
+      // A request whose body had not ended can never end now: it is reset at once, so its app
+      // connection is let go instead of waiting out the grace with a body that stops short.
+      for (const st of open) if (!st.destroyed && !st.closed && !st.state.remoteClose) st.close(constants.NGHTTP2_CANCEL);
       setTimeout(() => s.destroy(), H2_PEER_GONE_GRACE_MS).unref();
     });
   }

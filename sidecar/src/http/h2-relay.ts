@@ -12,8 +12,8 @@
  */
 import { constants, type ClientHttp2Stream, type Http2Stream, type OutgoingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import { addAbortSignal } from 'node:stream';
-import type { IncomingMessage, ClientRequest, ServerResponse } from 'node:http';
-import { h1ResponseFromH2, h2ResponseFromH1, h2ResponseFromH2, h2TrailersFromH1 } from './h2-headers';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { h1ResponseFromH2, h2ResponseFromH2 } from './h2-headers';
 import { forwardBody, passTrailers, takesTrailers } from '../inbound/http-forwarder';
 
 const { NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR, NGHTTP2_NO_ERROR, NGHTTP2_FLAG_END_STREAM } = constants;
@@ -61,7 +61,7 @@ export function answer(down: ServerHttp2Stream, headers: OutgoingHttpHeaders, bo
 }
 
 /** Fails the downstream hop after an upstream error: the prepared answer, or a reset once a response has started. */
-function failDown(down: ServerHttp2Stream, failure: UpstreamFailure): void {
+export function failDown(down: ServerHttp2Stream, failure: UpstreamFailure): void {
   if (down.destroyed || down.closed) return;
   if (!down.headersSent) {
     failure.onError();
@@ -112,32 +112,6 @@ export function relayH2ToH2(down: ServerHttp2Stream, up: ClientHttp2Stream, fail
   down.on('close', () => {
     const aborted = down.rstCode !== undefined && down.rstCode !== NGHTTP2_NO_ERROR;
     if (!up.closed && !up.destroyed && (aborted || !up.readableEnded)) resetStream(up, aborted ? down.rstCode : NGHTTP2_CANCEL);
-  });
-}
-
-/**
- * HTTP/2 → HTTP/1.1: `down` relayed to `up`, an HTTP/1.1 request already
- * made (its headers translated). The app's chunked trailers go back as
- * HTTP/2 trailers when the client takes them (`trailersWanted`, its `te:
- * trailers`), as in relayH2ToH2.
- */
-export function relayH2ToH1(down: ServerHttp2Stream, up: ClientRequest, failure: UpstreamFailure, trailersWanted = false): void {
-  forwardBody(down, up, false, () => up.destroy());
-  up.on('response', (res: IncomingMessage) => {
-    res.on('error', () => resetStream(down, NGHTTP2_INTERNAL_ERROR));
-    if (down.destroyed || down.closed) {
-      res.destroy();
-      return;
-    }
-    down.respond(h2ResponseFromH1(res.statusCode ?? 502, res.rawHeaders), { waitForTrailers: trailersWanted });
-    // Asked for once the body has ended (forwardBody ends `down` on the response's 'end'), when the trailers are in.
-    if (trailersWanted) down.once('wantTrailers', () => down.sendTrailers(h2TrailersFromH1(res.rawTrailers)));
-    forwardBody(res, down);
-  });
-  up.on('error', () => failDown(down, failure));
-  down.on('error', () => undefined);
-  down.on('close', () => {
-    if (!down.writableFinished) up.destroy();
   });
 }
 

@@ -16,13 +16,15 @@
  * gRPC UNAVAILABLE (14). Fails closed as the gate does.
  */
 import { createServer as createH2Server, type Http2Server, type Http2Session, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
-import { Agent, request as httpRequest } from 'node:http';
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { gateRequest, type GateDeps, type HttpPeer } from './request-gate';
+import { AppConnectionPool } from './app-connection-pool';
+import { exchangeWithApp } from './app-exchange';
+import { requestHead } from './http-forwarder';
 import { AppH2c, H2_SETTINGS, serveH2Connection, tuneSession } from '../http/app-h2c';
-import { GRPC_DENIED, GRPC_UNAVAILABLE, ambiguousH2Headers, h1RequestHeaders, h2Host, h2RequestHeaders, isGrpc, rawValue, takesTrailers } from '../http/h2-headers';
-import { answer, endedWithHeaders, relayH2ToH1, relayH2ToH2, type UpstreamFailure } from '../http/h2-relay';
+import { GRPC_DENIED, GRPC_UNAVAILABLE, ambiguousH2Headers, h1RequestHeaders, h2Host, h2RequestHeaders, h2ResponseFromH1, h2TrailersFromH1, isGrpc, rawValue, takesTrailers } from '../http/h2-headers';
+import { answer, endedWithHeaders, failDown, relayH2ToH2, type UpstreamFailure } from '../http/h2-relay';
 
 /** HTTP/2 serving for one /http inbound port: `serve()` each authenticated connection that speaks HTTP/2. */
 export class H2Inbound {
@@ -30,7 +32,8 @@ export class H2Inbound {
   private readonly peers = new WeakMap<Http2Session, HttpPeer>();
   private readonly sessions = new Set<Http2Session>();
   private readonly app: AppH2c;
-  private readonly agent = new Agent({ keepAlive: true, maxFreeSockets: 256, scheduling: 'lifo' });
+  /** Connections to an app that speaks HTTP/1.1 only (app-connection-pool.ts). */
+  private readonly pool: AppConnectionPool;
   /** The peer of the connection being handed to the server (its 'session' event fires synchronously). */
   private handing: HttpPeer | undefined;
   private draining = false;
@@ -40,6 +43,7 @@ export class H2Inbound {
     app: AppH2c,
   ) {
     this.app = app;
+    this.pool = new AppConnectionPool(deps.appHost, deps.appPort);
     this.server = createH2Server({ settings: H2_SETTINGS, maxSessionMemory: 64 });
     this.server.on('session', (s: Http2Session) => this.onSession(s));
     this.server.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, flags: number, raw: string[]) => this.onStream(stream, headers, raw, endedWithHeaders(flags)));
@@ -121,12 +125,46 @@ export class H2Inbound {
         relayH2ToH2(stream, up, failure, takesTrailers(raw));
         return;
       }
-      const up = httpRequest({ host: this.deps.appHost, port: this.deps.appPort, method, path: g.view.target, headers: h1RequestHeaders(raw, authority, g.xfcc), agent: this.agent });
-      up.setNoDelay(true);
-      relayH2ToH1(stream, up, failure, takesTrailers(raw));
+      this.toHttp1(stream, raw, method, g.view.target, h1RequestHeaders(raw, authority, g.xfcc), bodyless, failure);
     };
     const p = this.app.get();
     if (p instanceof Promise) void p.then(forward);
     else forward(p);
+  }
+
+  /**
+   * The stream to an app that speaks HTTP/1.1 only, over the pooled
+   * connections (app-exchange.ts). A body without `content-length` goes
+   * chunked. The app's chunked trailers go back as HTTP/2 trailers when the
+   * client takes them (its `te: trailers`), as in relayH2ToH2.
+   */
+  private toHttp1(stream: ServerHttp2Stream, raw: string[], method: string, target: string, headers: string[], bodyless: boolean, failure: UpstreamFailure): void {
+    const length = rawValue(raw, 'content-length') !== undefined;
+    const body = bodyless ? 'none' : length ? 'length' : 'chunked';
+    const head = requestHead(method, target, body === 'chunked' ? [...headers, 'transfer-encoding', 'chunked'] : headers);
+    if (head === undefined) {
+      answer(stream, { ':status': 400 }, 'bad request\n');
+      stream.resume();
+      return;
+    }
+    const trailersWanted = takesTrailers(raw);
+    const drop = exchangeWithApp(
+      this.pool,
+      { head, method, body, source: stream },
+      {
+        head: (status, _message, rawHeaders) => void stream.respond(h2ResponseFromH1(status, rawHeaders), { waitForTrailers: trailersWanted }),
+        write: (chunk) => stream.write(chunk) || stream.destroyed,
+        onDrain: (resume) => void stream.once('drain', resume),
+        end: (trailers) => {
+          // Asked for once the body has ended, when the trailers are in.
+          if (trailersWanted) stream.once('wantTrailers', () => stream.sendTrailers(h2TrailersFromH1(trailers)));
+          stream.end();
+        },
+        failed: () => failDown(stream, failure),
+      },
+    );
+    // The client went away (or reset) before the answer was through: the app connection goes too. (A reset
+    // stream's writableFinished is true, so it cannot tell; the exchange knows whether it is over.)
+    stream.once('close', drop);
   }
 }

@@ -13,6 +13,7 @@ import { Agent, request as httpRequest, type IncomingMessage, type ServerRespons
 import type { Socket } from 'node:net';
 import type { Readable, Writable } from 'node:stream';
 import { AppConnectionPool } from './app-connection-pool';
+import { exchangeWithApp } from './app-exchange';
 
 /** What is sent to the app for one request, besides the client's end-to-end headers and body. */
 export interface Forward {
@@ -227,8 +228,6 @@ function chunkedBody(rawHeaders: readonly string[]): boolean {
   return false;
 }
 
-const LAST_CHUNK = Buffer.from('0\r\n\r\n', 'latin1');
-
 /**
  * Makes a forwarder to `appHost:appPort` with its own connection pool.
  * Requests go over pooled raw connections (app-connection-pool.ts): the head
@@ -256,79 +255,27 @@ export function forwardHttpRequest(opts: { appHost: string; appPort: number }): 
       req.resume();
       return answerPlain(res, 400, 'bad request\n');
     }
-    const conn = pool.take();
-    const app = conn.socket;
-    const chunked = chunkedBody(req.rawHeaders);
     const trailers = takesTrailers(req.rawHeaders);
-    let requestDone = false;
-    let responseDone = false;
-    let keepAlive = false;
-    let over = false;
-    /** The exchange is over for this request: the connection goes back to the pool only if both sides finished cleanly. */
-    const finish = (reusable: boolean): void => {
-      if (over) return;
-      over = true;
-      pool.give(conn, reusable);
-    };
-    const resumeApp = (): void => {
-      app.resume();
-    };
-    const resumeReq = (): void => {
-      req.resume();
-    };
-    conn.begin(
+    const dropUpstream = exchangeWithApp(
+      pool,
+      { head, method: req.method ?? 'GET', body: chunkedBody(req.rawHeaders) ? 'chunked' : 'length', source: req },
       {
-        head(status, statusMessage, rawHeaders, appKeepsAlive) {
-          keepAlive = appKeepsAlive;
-          res.writeHead(status, statusMessage, downstreamHeaders(rawHeaders));
-          return false;
-        },
-        body(chunk) {
-          if (!res.write(chunk) && !res.destroyed) {
-            app.pause();
-            res.once('drain', resumeApp);
-          }
-        },
-        complete(rawTrailers) {
-          responseDone = true;
+        head: (status, statusMessage, rawHeaders) => void res.writeHead(status, statusMessage, downstreamHeaders(rawHeaders)),
+        write: (chunk) => res.write(chunk) || res.destroyed,
+        onDrain: (resume) => void res.once('drain', resume),
+        end: (rawTrailers) => {
           // Chunked trailers go to a client that said it takes them (`TE: trailers`); to any other they are dropped (RFC 9110 §6.5.1).
           if (trailers) passTrailers(res, rawTrailers);
           res.end();
-          // An app that answered before the whole request body arrived has the rest still to read: not reused.
-          if (requestDone) finish(keepAlive);
-          else finish(false);
         },
-        failed() {
-          if (over) return;
-          finish(false);
-          upstreamFailed();
-        },
-        drain: resumeReq,
+        failed: upstreamFailed,
       },
-      req.method === 'HEAD',
     );
-    app.write(head, 'latin1');
     // A client that goes away mid-request, or whose response stopped part-way, ends this exchange only.
-    const dropUpstream = (): void => {
-      if (over) return;
-      finish(false);
-    };
     req.on('error', dropUpstream);
     res.on('error', dropUpstream);
     res.once('close', () => {
       if (!res.writableFinished) dropUpstream();
-    });
-    req.on('data', (chunk: Buffer) => {
-      // Once the answer is complete the rest of the body is read and dropped (the client's connection stays usable).
-      if (over || chunk.length === 0) return;
-      const ok = chunked ? writeChunk(app, chunk) : app.write(chunk);
-      if (!ok) req.pause();
-    });
-    req.once('end', () => {
-      requestDone = true;
-      if (over) return;
-      if (chunked) app.write(LAST_CHUNK);
-      if (responseDone) finish(keepAlive);
     });
   };
 }
@@ -338,12 +285,6 @@ function answerPlain(res: ServerResponse, status: number, body: string): void {
   res.end(body);
 }
 
-/** Writes `chunk` as one chunk of a chunked body; false when the socket asks to wait. */
-function writeChunk(app: Socket, chunk: Buffer): boolean {
-  app.write(`${chunk.length.toString(16)}\r\n`, 'latin1');
-  app.write(chunk);
-  return app.write('\r\n', 'latin1');
-}
 
 /** The node:http client forwarder, for requests that offer an Upgrade. */
 function forwardUpgrade(opts: { appHost: string; appPort: number }): HttpForwarder {
