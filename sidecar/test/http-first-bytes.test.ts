@@ -8,10 +8,10 @@
  */
 import { expect } from 'chai';
 import { connect, createServer, type Socket } from 'node:net';
-import { silentLogger } from '@trellis/shared';
 import { TestCa } from '@trellis/testkit';
-import { dataPaths, sharedAuthorizer, Sidecar } from './helpers/harness';
-import { bundleOf, credentialsFrom, startEchoApp } from './helpers/fixture';
+import { dataPaths, type Sidecar } from './helpers/harness';
+import { httpClientSidecar, httpServerSidecar } from './helpers/http-pair';
+import { startEchoApp } from './helpers/fixture';
 import { readFirstBytes } from '../src/proxy/first-bytes';
 
 const TD = 'cluster.local';
@@ -100,23 +100,8 @@ for (const dataPath of dataPaths()) describe(`/http ports close a connection tha
   before(async () => {
     const ca = await TestCa.create(TD);
     app = await startEchoApp();
-    server = new Sidecar(
-      { inbound: [{ host: '127.0.0.1', port: 0, appPort: app.port, http: true }], outbound: [], dataPath, workload: { namespace: 'shop', labels: {} }, detectTimeoutMs: 200 },
-      { logger: silentLogger, authorize: sharedAuthorizer(), processMetrics: false },
-    );
-    server.state.update({ credentials: await credentialsFrom(ca, `spiffe://${TD}/ns/shop/sa/cart`), bundle: bundleOf(ca), peerAuth: { mode: 'PERMISSIVE', portModes: {} }, authz: { policies: [] } });
-    await server.start();
-    client = new Sidecar(
-      {
-        inbound: [],
-        outbound: [{ host: '127.0.0.1', port: 0, http: true, target: { kind: 'explicit', address: `127.0.0.1:${server.inbound[0]!.port}`, spiffeId: `spiffe://${TD}/ns/shop/sa/cart` } }],
-        dataPath,
-        workload: { namespace: 'shop', labels: {} },
-      },
-      { logger: silentLogger, authorize: sharedAuthorizer(), processMetrics: false },
-    );
-    client.state.update({ credentials: await credentialsFrom(ca, `spiffe://${TD}/ns/shop/sa/web`), bundle: bundleOf(ca), peerAuth: { mode: 'STRICT', portModes: {} }, authz: { policies: [] } });
-    await client.start();
+    server = await httpServerSidecar(ca, app.port, dataPath, { mode: 'PERMISSIVE', detectTimeoutMs: 200 });
+    client = await httpClientSidecar(ca, server, dataPath);
   });
 
   after(async () => {

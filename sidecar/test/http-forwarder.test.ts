@@ -12,13 +12,12 @@ import { expect } from 'chai';
 import { request as httpRequest, Agent, createServer as createHttpServer, type IncomingMessage, type Server as HttpServer } from 'node:http';
 import { connect as netConnect, createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
 import { connect as http2Connect, constants as http2Constants, type ClientHttp2Session } from 'node:http2';
-import { silentLogger } from '@trellis/shared';
 import { TestCa } from '@trellis/testkit';
 import { forwardHttpRequest, requestHead } from '../src/inbound/http-forwarder';
 import { nativeRelay } from '../src/proxy/native-relay';
 import { readFirstBytes } from '../src/proxy/first-bytes';
-import { dataPaths, sharedAuthorizer, Sidecar } from './helpers/harness';
-import { bundleOf, credentialsFrom } from './helpers/fixture';
+import { dataPaths } from './helpers/harness';
+import { httpClientSidecar, httpServerSidecar } from './helpers/http-pair';
 
 const TD = 'cluster.local';
 
@@ -28,17 +27,11 @@ interface Front {
   close(): Promise<void>;
 }
 
-/** A node:http server that forwards every request to the app on `appPort`, with `xfcc`. */
-async function front(appPort: number): Promise<Front> {
-  const forward = forwardHttpRequest({ appHost: '127.0.0.1', appPort });
-  const state = { errors: 0 };
-  const srv: HttpServer = createHttpServer((req, res) => forward(req, res, { target: req.url ?? '/', xfcc: 'By=spiffe://td/ns/a/sa/server;URI=spiffe://td/ns/b/sa/client' }, () => state.errors++));
+/** Listens on a loopback port; `close` cuts open connections first. */
+async function listening(srv: HttpServer): Promise<{ port: number; close(): Promise<void> }> {
   await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
   return {
     port: (srv.address() as { port: number }).port,
-    get errors() {
-      return state.errors;
-    },
     close: () =>
       new Promise<void>((r) => {
         srv.closeAllConnections();
@@ -47,22 +40,33 @@ async function front(appPort: number): Promise<Front> {
   };
 }
 
+/** A node:http server that forwards every request to the app on `appPort`, with `xfcc`; `errors` counts upstream failures. */
+async function front(appPort: number): Promise<Front> {
+  const forward = forwardHttpRequest({ appHost: '127.0.0.1', appPort });
+  const state = { errors: 0 };
+  const srv: HttpServer = createHttpServer((req, res) => forward(req, res, { target: req.url ?? '/', xfcc: 'By=spiffe://td/ns/a/sa/server;URI=spiffe://td/ns/b/sa/client' }, () => state.errors++));
+  const l = await listening(srv);
+  return {
+    port: l.port,
+    get errors() {
+      return state.errors;
+    },
+    close: l.close,
+  };
+}
+
 /** A node:http app counting its connections; `handler` answers. */
 async function httpApp(handler: (req: IncomingMessage, res: import('node:http').ServerResponse) => void): Promise<{ port: number; connections: number; close(): Promise<void> }> {
   const state = { connections: 0 };
   const srv = createHttpServer(handler);
   srv.on('connection', () => state.connections++);
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
+  const l = await listening(srv);
   return {
-    port: (srv.address() as { port: number }).port,
+    port: l.port,
     get connections() {
       return state.connections;
     },
-    close: () =>
-      new Promise<void>((r) => {
-        srv.closeAllConnections();
-        srv.close(() => r());
-      }),
+    close: l.close,
   };
 }
 
@@ -382,24 +386,9 @@ for (const dataPath of dataPaths()) describe(`An HTTP/1.1 app connection through
       req.on('end', () => res.end(`${req.method} ${req.url} ${Buffer.concat(chunks).toString()} xfcc=${req.headers['x-forwarded-client-cert'] ? 'yes' : 'no'}`));
     });
     closers.push(app.close);
-    const server = new Sidecar(
-      { inbound: [{ host: '127.0.0.1', port: 0, appPort: app.port, http: true }], outbound: [], dataPath, workload: { namespace: 'shop', labels: {} } },
-      { logger: silentLogger, authorize: sharedAuthorizer(), processMetrics: false },
-    );
-    server.state.update({ credentials: await credentialsFrom(ca, `spiffe://${TD}/ns/shop/sa/cart`), bundle: bundleOf(ca), peerAuth: { mode: 'STRICT', portModes: {} }, authz: { policies: [] } });
-    await server.start();
+    const server = await httpServerSidecar(ca, app.port, dataPath);
     closers.push(() => server.stop(0));
-    const client = new Sidecar(
-      {
-        inbound: [],
-        outbound: [{ host: '127.0.0.1', port: 0, http: true, target: { kind: 'explicit', address: `127.0.0.1:${server.inbound[0]!.port}`, spiffeId: `spiffe://${TD}/ns/shop/sa/cart` } }],
-        dataPath,
-        workload: { namespace: 'shop', labels: {} },
-      },
-      { logger: silentLogger, authorize: sharedAuthorizer(), processMetrics: false },
-    );
-    client.state.update({ credentials: await credentialsFrom(ca, `spiffe://${TD}/ns/shop/sa/web`), bundle: bundleOf(ca), peerAuth: { mode: 'STRICT', portModes: {} }, authz: { policies: [] } });
-    await client.start();
+    const client = await httpClientSidecar(ca, server, dataPath);
     closers.push(() => client.stop(0));
 
     const engineBefore = nativeRelay()?.size ?? 0;
@@ -471,13 +460,7 @@ for (const dataPath of dataPaths()) describe(`HTTP/2 clients of an /http port wh
 
   /** A sidecar whose PERMISSIVE /http port serves h2c clients in front of `appPort`. */
   async function sidecarFor(appPort: number): Promise<number> {
-    const ca = await TestCa.create(TD);
-    const server = new Sidecar(
-      { inbound: [{ host: '127.0.0.1', port: 0, appPort, http: true }], outbound: [], dataPath, workload: { namespace: 'shop', labels: {} } },
-      { logger: silentLogger, authorize: sharedAuthorizer(), processMetrics: false },
-    );
-    server.state.update({ credentials: await credentialsFrom(ca, `spiffe://${TD}/ns/shop/sa/cart`), bundle: bundleOf(ca), peerAuth: { mode: 'PERMISSIVE', portModes: {} }, authz: { policies: [] } });
-    await server.start();
+    const server = await httpServerSidecar(await TestCa.create(TD), appPort, dataPath, { mode: 'PERMISSIVE' });
     closers.push(() => server.stop(0));
     return server.inbound[0]!.port;
   }
