@@ -12,7 +12,7 @@ import { expect } from 'chai';
 import { request as httpRequest, Agent, createServer as createHttpServer, type IncomingMessage, type Server as HttpServer } from 'node:http';
 import { connect as netConnect, createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
 import { connect as http2Connect, constants as http2Constants, type ClientHttp2Session } from 'node:http2';
-import { TestCa } from '@trellis/testkit';
+import { TestCa, describeWith, optionalDependency } from '@trellis/testkit';
 import { forwardHttpRequest, requestHead } from '../src/inbound/http-forwarder';
 import { nativeRelay } from '../src/proxy/native-relay';
 import { readFirstBytes } from '../src/proxy/first-bytes';
@@ -411,11 +411,15 @@ for (const dataPath of dataPaths()) describe(`An HTTP/1.1 app connection through
   });
 });
 
-describe('Handing an app connection that was read from to the native relay', function () {
+/** The native relay engine; CI requires it (TRELLIS_REQUIRE_NATIVE_RELAY=1). */
+const NATIVE_RELAY = optionalDependency({
+  name: 'the native relay engine',
+  requireEnv: 'TRELLIS_REQUIRE_NATIVE_RELAY',
+  probe: () => (nativeRelay() !== null ? undefined : 'the native relay did not load (npm ci builds it when g++, make and python3 are installed)'),
+});
+
+describeWith(NATIVE_RELAY, 'Handing an app connection that was read from to the native relay', function () {
   const relay = nativeRelay();
-  before(function () {
-    if (!relay) this.skip();
-  });
 
   it('Should stop Node reading the socket, so that bytes the app sends during the handshake wait for the engine, after the bytes already read', async () => {
     const ca = await TestCa.create(TD);
