@@ -237,10 +237,11 @@ describe('The /http inbound forwarder (real sockets, llhttp on pooled app connec
     expect(f.errors).to.equal(0);
   });
 
-  it('Should answer 502 to garbage or a reset before the answer, cut the client off after a reset mid-answer, and serve the next request', async () => {
+  it('Should answer 502 to garbage, a reset or a 101 before the answer, cut the client off after a reset mid-answer, and serve the next request', async () => {
     const app = await rawApp((s, head) => {
       const path = head.split(' ')[1];
       if (path === '/garbage') s.write('SSH-2.0-OpenSSH_9.2\r\n\r\n');
+      else if (path === '/switch') s.write('HTTP/1.1 101 Switching Protocols\r\nupgrade: x\r\nconnection: upgrade\r\n\r\n');
       else if (path === '/reset') s.resetAndDestroy();
       else if (path === '/cut') {
         s.write('HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly part');
@@ -253,13 +254,14 @@ describe('The /http inbound forwarder (real sockets, llhttp on pooled app connec
     const g = await send(f.port, agent, { path: '/garbage' });
     expect([g.status, g.body.toString()]).to.deep.equal([502, 'upstream connect error\n']);
     expect((await send(f.port, agent, { path: '/reset' })).status).to.equal(502);
+    expect((await send(f.port, agent, { path: '/switch' })).status, 'a 101 to a request that offered no upgrade').to.equal(502);
     const cut = await send(f.port, agent, { path: '/cut' }).then(
       () => 'completed',
       (err: Error & { code?: string }) => err.code ?? err.message,
     );
     expect(cut).to.not.equal('completed');
     expect((await send(f.port, agent, { path: '/fine' })).body.toString()).to.equal('ok');
-    expect(f.errors).to.equal(2, 'the garbage and the reset before an answer are counted; the cut answer is not');
+    expect(f.errors).to.equal(3, 'the garbage, the reset and the 101 before an answer are counted; the cut answer is not');
   });
 
   it('Should pass an early answer on, keep the client\'s connection usable, and not reuse the app connection that still had body to read', async () => {

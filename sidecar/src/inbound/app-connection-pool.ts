@@ -90,7 +90,10 @@ export class AppConnectionPool {
   /** An idle connection (most recently used first), or a new one. */
   take(): AppConnection {
     for (let c = this.idle.pop(); c; c = this.idle.pop()) {
-      if (!c.usable) continue;
+      if (!c.usable) {
+        c.socket.destroy();
+        continue;
+      }
       c.socket.ref();
       return c;
     }

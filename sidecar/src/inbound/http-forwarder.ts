@@ -271,12 +271,11 @@ export function forwardHttpRequest(opts: { appHost: string; appPort: number }): 
         failed: upstreamFailed,
       },
     );
-    // A client that goes away mid-request, or whose response stopped part-way, ends this exchange only.
+    // A client that goes away mid-request, or whose response stopped part-way, ends this exchange only
+    // (after a complete answer the exchange is over and this does nothing).
     req.on('error', dropUpstream);
     res.on('error', dropUpstream);
-    res.once('close', () => {
-      if (!res.writableFinished) dropUpstream();
-    });
+    res.once('close', dropUpstream);
   };
 }
 
@@ -284,7 +283,6 @@ function answerPlain(res: ServerResponse, status: number, body: string): void {
   res.writeHead(status, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body) });
   res.end(body);
 }
-
 
 /** The node:http client forwarder, for requests that offer an Upgrade. */
 function forwardUpgrade(opts: { appHost: string; appPort: number }): HttpForwarder {
