@@ -559,6 +559,35 @@ for (const dataPath of dataPaths()) describe(`HTTP/2 clients of an /http port wh
     }
   });
 
+  it('Should let a client finish sending a large body the app answered early without reading', async () => {
+    // An app that reads nothing, so that the body backs up to the client, and answers after a while.
+    const sockets = new Set<Socket>();
+    const app = createNetServer({ pauseOnConnect: true }, (sock) => {
+      sockets.add(sock);
+      sock.on('error', () => undefined);
+      setTimeout(() => sock.write('HTTP/1.1 413 Payload Too Large\r\ncontent-length: 8\r\n\r\ntoo big\n'), 300);
+    });
+    await new Promise<void>((r) => app.listen(0, '127.0.0.1', () => r()));
+    closers.push(() => {
+      for (const sock of sockets) sock.destroy();
+      app.close();
+    });
+    const port = await sidecarFor((app.address() as { port: number }).port);
+    const session = http2Connect(`http://127.0.0.1:${port}`);
+    closers.push(() => void session.destroy());
+    const s = session.request({ ':method': 'POST', ':path': '/upload', 'content-length': String(8 * 1024 * 1024) });
+    s.on('error', () => undefined);
+    const answered = new Promise<number>((r) => s.once('response', (h) => r(Number(h[':status']))));
+    const closed = new Promise<boolean>((r) => {
+      s.once('close', () => r(true));
+      setTimeout(() => r(false), 10_000);
+    });
+    s.end(Buffer.alloc(8 * 1024 * 1024, 1));
+    s.resume();
+    expect(await answered).to.equal(413);
+    expect(await closed, 'the request stream completes: its body is read and dropped').to.equal(true);
+  });
+
   it('Should answer 502 when the app fails before answering, and reset the stream when it fails part-way', async () => {
     const app = await rawApp((s, head) => {
       const path = head.split(' ')[1];

@@ -55,6 +55,9 @@ export function exchangeWithApp(pool: AppConnectionPool, req: AppRequest, sink: 
     if (over) return;
     over = true;
     pool.give(conn, reusable);
+    // A body still coming is read and dropped: paused for an app that no longer reads it, it would hold
+    // the client's request (an HTTP/2 stream's window) open for good.
+    if (!requestDone) source.resume();
   };
   const resumeApp = (): void => {
     app.resume();
