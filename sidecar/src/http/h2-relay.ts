@@ -14,7 +14,7 @@ import { constants, type ClientHttp2Stream, type Http2Stream, type OutgoingHttpH
 import { addAbortSignal } from 'node:stream';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { h1ResponseFromH2, h2ResponseFromH2 } from './h2-headers';
-import { forwardBody, passTrailers, takesTrailers } from '../inbound/http-forwarder';
+import { answerUpstreamFailure, forwardBody, passTrailers, takesTrailers } from '../inbound/http-forwarder';
 
 const { NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR, NGHTTP2_NO_ERROR, NGHTTP2_FLAG_END_STREAM } = constants;
 
@@ -134,14 +134,8 @@ export function relayH1ToH2(req: IncomingMessage, res: ServerResponse, up: Clien
   // 'trailers' comes before the stream's 'end', on which forwardBody ends `res`.
   if (takesTrailers(req.rawHeaders)) up.on('trailers', (_t, _flags: number, raw: string[]) => passTrailers(res, raw));
   const fail = (): void => {
-    if (res.headersSent) {
-      res.destroy();
-      return;
-    }
-    onError();
-    const body = 'upstream connect error\n';
-    res.writeHead(502, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body) });
-    res.end(body);
+    if (!res.headersSent) onError();
+    answerUpstreamFailure(res);
   };
   up.on('error', fail);
   up.on('close', () => {

@@ -246,9 +246,8 @@ export function forwardHttpRequest(opts: { appHost: string; appPort: number }): 
     // The app failed before it answered: 502, counted (the caller learns the app's protocol again);
     // after it began to answer, the client's connection is cut so that a cut body never passes as whole.
     const upstreamFailed = (): void => {
-      if (res.headersSent) return void res.destroy();
-      onUpstreamError();
-      answerPlain(res, 502, 'upstream connect error\n');
+      if (!res.headersSent) onUpstreamError();
+      answerUpstreamFailure(res);
     };
     if (head === undefined) {
       // Not reached through Node's parser, which refuses such bytes; checked because a bad line here would split the request.
@@ -277,6 +276,16 @@ export function forwardHttpRequest(opts: { appHost: string; appPort: number }): 
     res.on('error', dropUpstream);
     res.once('close', dropUpstream);
   };
+}
+
+/**
+ * Ends `res` after the app failed: a byte-correct 502 before anything was
+ * sent, else the client's connection is cut, so that a cut answer never
+ * passes as a whole one.
+ */
+export function answerUpstreamFailure(res: ServerResponse): void {
+  if (res.headersSent) res.destroy();
+  else answerPlain(res, 502, 'upstream connect error\n');
 }
 
 function answerPlain(res: ServerResponse, status: number, body: string): void {
@@ -319,13 +328,7 @@ function forwardUpgrade(opts: { appHost: string; appPort: number }): HttpForward
     up.on('error', () => {
       if (clientGone) return;
       onUpstreamError();
-      if (!res.headersSent) {
-        const body = 'upstream connect error\n';
-        res.writeHead(502, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body) });
-        res.end(body);
-      } else {
-        res.destroy();
-      }
+      answerUpstreamFailure(res);
     });
     forwardBody(req, up);
   };
