@@ -15,28 +15,7 @@
  * reader offered an upgrade.
  */
 
-/** llhttp's parser as `_http_common` exposes it (the subset used here). */
-interface LlhttpParser {
-  initialize(type: number, resource: object, maxHeaderSize: number, lenientFlags: number): void;
-  execute(data: Buffer): number | Error;
-  finish(): undefined | Error;
-  remove(): void;
-  free(): void;
-  [callback: number]: unknown;
-}
-
-interface LlhttpParserClass {
-  new (): LlhttpParser;
-  readonly RESPONSE: number;
-  readonly kOnHeaders: number;
-  readonly kOnHeadersComplete: number;
-  readonly kOnBody: number;
-  readonly kOnMessageComplete: number;
-  readonly kOnExecute: number;
-  readonly kLenientNone: number;
-}
-
-const { HTTPParser } = process.getBuiltinModule('_http_common') as unknown as { HTTPParser: LlhttpParserClass };
+import { HTTPParser, HEAD_NO_BODY, HEAD_READ_BODY } from './llhttp';
 
 /** What a reader tells about the one response it is reading. */
 export interface ResponseHandlers {
@@ -74,12 +53,12 @@ export class H1ResponseReader {
       if (status >= 100 && status < 200) {
         if (status === 101) throw new ResponseReadError('the app switched protocols on a request that offered no upgrade');
         this.informational = true;
-        return 1;
+        return HEAD_NO_BODY;
       }
       this.informational = false;
       const h = this.handlers;
       if (!h) throw new ResponseReadError('the app sent a response to no request');
-      return h.head(status, statusMessage, raw, keepAlive) || this.headRequest ? 1 : 0;
+      return h.head(status, statusMessage, raw, keepAlive) || this.headRequest ? HEAD_NO_BODY : HEAD_READ_BODY;
     };
     p[HTTPParser.kOnBody] = (chunk: Buffer) => {
       this.handlers?.body(chunk);
