@@ -11,8 +11,20 @@
  * connection is closed instead, so the app sees a cut request, not a whole
  * one.
  */
-import type { Readable } from 'node:stream';
 import type { AppConnectionPool } from './app-connection-pool';
+
+/**
+ * A request body as the exchange reads it: a Readable (an HTTP/1.1
+ * IncomingMessage, an HTTP/2 stream) or the inbound's own llhttp body
+ * (h1-connection.ts). `aborted`: the client went away before its end.
+ */
+export interface BodySource {
+  on(event: 'data', listener: (chunk: Buffer) => void): unknown;
+  once(event: 'end' | 'aborted', listener: () => void): unknown;
+  pause(): unknown;
+  resume(): unknown;
+  readonly destroyed: boolean;
+}
 
 /** What the app is sent. */
 export interface AppRequest {
@@ -22,7 +34,7 @@ export interface AppRequest {
   /** `none`: no body follows; `length`: the body as read (the head carries its Content-Length); `chunked`: chunked again. */
   readonly body: 'none' | 'length' | 'chunked';
   /** The client's body, paused or flowing; read to its end even when the app answered first. */
-  readonly source: Readable;
+  readonly source: BodySource;
 }
 
 /** Where the app's answer goes. */

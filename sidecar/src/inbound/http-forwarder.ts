@@ -223,26 +223,36 @@ export function requestHead(method: string, target: string, rawHeaders: readonly
 }
 
 /** True when the request's body is chunked (llhttp admits a request Transfer-Encoding only when it ends in chunked). Pure. */
-function chunkedBody(rawHeaders: readonly string[]): boolean {
+export function chunkedBody(rawHeaders: readonly string[]): boolean {
   for (let i = 0; i < rawHeaders.length; i += 2) if (rawHeaders[i]!.toLowerCase() === 'transfer-encoding') return true;
   return false;
 }
 
 /**
- * Makes a forwarder to `appHost:appPort` with its own connection pool.
+ * The head sent to the app for a request read as `method` and `rawHeaders`
+ * and judged as `fwd` (see requestHead; undefined when it cannot be sent),
+ * `defaultHost` going as `Host` when neither the client nor `fwd` gave one. Pure.
+ */
+export function appRequestHead(method: string, rawHeaders: readonly string[], fwd: Forward, defaultHost: string): string | undefined {
+  return requestHead(method, fwd.target, upstreamHeaders(rawHeaders, fwd.xfcc, fwd.host ?? defaultHost));
+}
+
+/**
+ * Makes a forwarder to `appHost:appPort` with its own connection pool (or
+ * `pool`, shared with the inbound's own HTTP/1.1 reader, h1-connection.ts).
  * Requests go over pooled raw connections (app-connection-pool.ts): the head
  * written as one string, the body as it comes (chunked bodies chunked
  * again, as node:http's client does), the answer read with llhttp. An
  * Upgrade offer goes through node:http's client, whose 'upgrade' handling
  * hands over the app's socket.
  */
-export function forwardHttpRequest(opts: { appHost: string; appPort: number }): HttpForwarder {
-  const pool = new AppConnectionPool(opts.appHost, opts.appPort);
+export function forwardHttpRequest(opts: { appHost: string; appPort: number; pool?: AppConnectionPool }): HttpForwarder {
+  const pool = opts.pool ?? new AppConnectionPool(opts.appHost, opts.appPort);
   const upgrades = forwardUpgrade(opts);
   const defaultHost = `${opts.appHost}:${opts.appPort}`;
   return (req, res, fwd, onUpstreamError) => {
     if (fwd.upgrade) return upgrades(req, res, fwd, onUpstreamError);
-    const head = requestHead(req.method ?? 'GET', fwd.target, upstreamHeaders(req.rawHeaders, fwd.xfcc, fwd.host ?? defaultHost));
+    const head = appRequestHead(req.method ?? 'GET', req.rawHeaders, fwd, defaultHost);
     // The app failed before it answered: 502, counted (the caller learns the app's protocol again);
     // after it began to answer, the client's connection is cut so that a cut body never passes as whole.
     const upstreamFailed = (): void => {

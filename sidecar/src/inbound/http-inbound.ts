@@ -5,6 +5,13 @@
  * checked), authorized on that view and forwarded as that view, with the
  * XFCC we vouch for: policy and application judge the same request.
  *
+ * Two readers share that gate and the app's connection pool. A connection
+ * to an app that speaks HTTP/1.1 is read with llhttp by h1-connection.ts,
+ * which writes the answers itself (node:http's per-request objects were the
+ * largest cost left on this path); node:http's server reads connections to
+ * an h2c app, and takes over a connection at the first request that reader
+ * does not serve (an Upgrade, `Expect`, HTTP/1.0, pipelining, ...).
+ *
  * Upgrade (RFC 9110 §7.8). Node hands a request carrying `Connection:
  * upgrade` over as a bare socket. It goes through the same checks, is
  * offered to the app, and only a `101 Switching Protocols` from the app
@@ -22,7 +29,8 @@
  * Fails closed: an unknown connection, a request that cannot be read as one
  * view, or a DENY never reaches the app; each refusal is counted with its
  * reason (`bad_request`, `bad_path`, `bad_host`, `authz_denied`,
- * `upgrade_refused`) and every 400 closes the connection. *
+ * `upgrade_refused`) and every 400 closes the connection.
+ *
  * Draining (as Envoy drains HTTP/1.1): nothing new is accepted (the
  * listener closed), every request in flight finishes, every response not
  * yet started says `connection: close`, and a request that arrives on an
@@ -30,15 +38,18 @@
  * `connection: close`, so its client reconnects elsewhere instead of losing
  * a request to a connection closed under it. A connection that stays quiet
  * (no request, no byte) for DRAIN_QUIET_CLOSE_MS is closed then, so idle
- * clients do not hold the drain to its end. (These ports speak HTTP/1.1
- * only, so there is no HTTP/2 GOAWAY to send.)
+ * clients do not hold the drain to its end. (HTTP/2 connections of the
+ * same port drain with GOAWAY, in h2-inbound.ts.)
  */
 import { createServer as createHttpServer, ServerResponse, STATUS_CODES, type IncomingMessage, type Server as HttpServer } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
-import { ambiguousRequestHeaders, forwardHttpRequest, type Forward, type HttpForwarder } from './http-forwarder';
+import { ambiguousRequestHeaders, appRequestHead, chunkedBody, forwardHttpRequest, type Forward, type HttpForwarder } from './http-forwarder';
 import { badRequest, gateRequest, type Gate, type GateDeps, type GateRefusal, type HttpPeer } from './request-gate';
+import { AppConnectionPool } from './app-connection-pool';
+import { exchangeWithApp } from './app-exchange';
+import { H1Connection, H1Sweeper, type H1ConnectionDeps } from './h1-connection';
 import { splice, type ProxySocket } from '../proxy/splice';
 import type { AppH2c, AppProtocol } from '../http/app-h2c';
 import { h2RequestHeaders } from '../http/h2-headers';
@@ -62,12 +73,17 @@ export const DRAIN_QUIET_CLOSE_MS = 1000;
 interface ConnState {
   readonly inFlight: Set<ServerResponse>;
   quietTimer: NodeJS.Timeout | undefined;
+  /** Present while the connection is read by h1-connection.ts rather than node:http's server. */
+  lean?: H1Connection;
 }
 
 /** HTTP serving for one /http inbound port: `serve()` each authenticated connection. */
 export class HttpInbound {
   private readonly server: HttpServer;
   private readonly forwarder: HttpForwarder;
+  /** The app connections of both HTTP/1.1 readers (node:http's server and h1-connection.ts). */
+  private readonly pool: AppConnectionPool;
+  private readonly sweeper = new H1Sweeper();
   private readonly peers = new WeakMap<object, HttpPeer>();
   /** Open connections and their requests in flight, for the drain. */
   private readonly conns = new Map<Duplex, ConnState>();
@@ -79,7 +95,8 @@ export class HttpInbound {
     private readonly deps: HttpInboundDeps,
     private readonly app: AppH2c,
   ) {
-    this.forwarder = forwardHttpRequest({ appHost: deps.appHost, appPort: deps.appPort });
+    this.pool = new AppConnectionPool(deps.appHost, deps.appPort);
+    this.forwarder = forwardHttpRequest({ appHost: deps.appHost, appPort: deps.appPort, pool: this.pool });
     this.server = createHttpServer({ keepAliveTimeout: 60_000, noDelay: true }, (req, res) => this.onRequest(req, res));
     this.server.on('clientError', (err: Error & { code?: string }, socket: Duplex) => this.onClientError(err, socket));
     this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket, head));
@@ -87,7 +104,7 @@ export class HttpInbound {
     (this.server as HttpServer & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
   }
 
-  /** Serves HTTP on `conn`, whose peer authentication established `peer` (undefined: plaintext). */
+  /** Serves HTTP on `conn` (paused; resumed here), whose peer authentication established `peer` (undefined: plaintext). */
   serve(conn: Socket | TLSSocket, peer: HttpPeer | undefined): void {
     this.peers.set(conn, peer ?? {});
     const st: ConnState = { inFlight: new Set(), quietTimer: undefined };
@@ -97,7 +114,53 @@ export class HttpInbound {
       this.conns.delete(conn);
     });
     if (this.draining) this.closeWhenQuiet(conn, st);
-    this.server.emit('connection', conn);
+    // An app that speaks HTTP/1.1: requests are read with llhttp here, and only what that reader does
+    // not serve goes to node:http's server (h1-connection.ts). While the app's protocol is being
+    // probed the connection waits for the answer (it is not read meanwhile).
+    const app = this.app.get();
+    if (!(app instanceof Promise)) return this.start(conn, peer, st, app);
+    void app.then((p) => {
+      if (!conn.destroyed) this.start(conn, peer, st, p);
+    });
+  }
+
+  private start(conn: Socket | TLSSocket, peer: HttpPeer | undefined, st: ConnState, app: AppProtocol): void {
+    if (app.kind === 'h1') st.lean = new H1Connection(conn, this.leanDeps(conn, peer ?? {}, st), this.sweeper);
+    else this.server.emit('connection', conn);
+    conn.resume();
+  }
+
+  /** True when the app is known, now, to speak HTTP/1.1 (an h2c app, or one being probed, is served by node:http's server). */
+  private appIsH1(): boolean {
+    const p = this.app.get();
+    return !(p instanceof Promise) && p.kind === 'h1';
+  }
+
+  /** What h1-connection.ts needs for `conn`: the same gate, exchange and counting as node:http's side. */
+  private leanDeps(conn: Socket | TLSSocket, peer: HttpPeer, st: ConnState): H1ConnectionDeps {
+    const defaultHost = `${this.deps.appHost}:${this.deps.appPort}`;
+    return {
+      servable: () => this.appIsH1(),
+      gate: (r) => gateRequest(this.deps, { method: r.method, url: r.url, host: r.host, peer, sourceIp: conn.remoteAddress, ambiguous: ambiguousRequestHeaders(r.rawHeaders) }),
+      forward: (r, g, body, sink) => {
+        const head = appRequestHead(r.method, r.rawHeaders, { target: g.view.target, xfcc: g.xfcc, host: g.view.addHost }, defaultHost);
+        if (head === undefined) return undefined;
+        return exchangeWithApp(this.pool, { head, method: r.method, body: chunkedBody(r.rawHeaders) ? 'chunked' : 'length', source: body }, sink);
+      },
+      upstreamFailed: () => {
+        this.deps.metrics.refuse('inbound', 'app_unreachable');
+        this.app.failed();
+      },
+      clientError: (status, code) => this.countClientError(status, code),
+      handOver: (bytes) => {
+        st.lean = undefined;
+        conn.unshift(bytes);
+        this.server.emit('connection', conn);
+        conn.resume();
+      },
+      idleWhileDraining: () => this.closeWhenQuiet(conn, st),
+      draining: () => this.draining,
+    };
   }
 
   /**
@@ -111,6 +174,10 @@ export class HttpInbound {
     if (this.draining) return;
     this.draining = true;
     for (const [conn, st] of this.conns) {
+      if (st.lean) {
+        st.lean.drain();
+        continue;
+      }
       for (const res of st.inFlight) if (!res.headersSent) res.shouldKeepAlive = false;
       if (st.inFlight.size === 0) this.closeWhenQuiet(conn, st);
     }
@@ -122,7 +189,7 @@ export class HttpInbound {
     const seen = bytesReadOf(conn);
     st.quietTimer = setTimeout(() => {
       st.quietTimer = undefined;
-      if (st.inFlight.size > 0 || conn.destroyed) return;
+      if (st.inFlight.size > 0 || st.lean?.busy || conn.destroyed) return;
       // Bytes arrived that are not a request yet (one on its way): wait for it, it will be answered.
       if (bytesReadOf(conn) !== seen) return this.closeWhenQuiet(conn, st);
       conn.end();
@@ -205,12 +272,17 @@ export class HttpInbound {
       return;
     }
     const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
-    const reason = status === 408 ? 'request_timeout' : 'bad_request';
-    this.deps.metrics.refuse('inbound', reason);
-    this.deps.logger.info('inbound request refused', { port: this.deps.listenerPort(), reason, detail: err.code ?? err.message });
+    this.countClientError(status, err.code ?? err.message);
     const body = `${STATUS_CODES[status]!.toLowerCase()}: ${err.code ?? 'malformed HTTP'}\n`;
     socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
     socket.once('finish', () => socket.destroy());
+  }
+
+  /** Counts and logs a request that could not be read (status 400 or 431) or timed out (408). */
+  private countClientError(status: number, detail: string): void {
+    const reason = status === 408 ? 'request_timeout' : 'bad_request';
+    this.deps.metrics.refuse('inbound', reason);
+    this.deps.logger.info('inbound request refused', { port: this.deps.listenerPort(), reason, detail });
   }
 
   private onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {

@@ -55,6 +55,5 @@ export class HttpPort {
 
   private startH1(conn: Socket | TLSSocket, peer: HttpPeer | undefined): void {
     this.h1.serve(conn, peer);
-    conn.resume();
   }
 }
