@@ -33,7 +33,7 @@ import { connect as tlsConnect } from 'node:tls';
 import { join } from 'node:path';
 import { TestCa, freePort, makeTmpDir, trellisSpawn } from '@trellis/testkit';
 import { measureIdleRssWithPolicies } from './dataplane/idle-rss-with-policies';
-import { cpuTimes, median, rssMb, sidecarNodeArgs, startJsonChild } from './dataplane/bench-process';
+import { cpuTimes, median, rssMb, runtimeFloorMb, sidecarNodeArgs, startJsonChild } from './dataplane/bench-process';
 import { runL7 } from './dataplane/l7';
 
 interface CannonResult {
@@ -310,6 +310,8 @@ export async function run(flags: string[]): Promise<Record<string, unknown>> {
       rss_with_policies_after_traffic_mb: withPolicies.after_traffic_mb,
       // The idle figure by kind: node binary pages (shared by every sidecar on a node) and each sidecar's own.
       rss_idle_with_policies_by_kind_mb: withPolicies.idle_breakdown_mb,
+      // What the node binary alone holds: an empty process, with one TLS context, and with node:http and node:http2 too.
+      rss_runtime_floor_mb: runtimeFloorMb(),
       load: { tool: 'autocannon', connections, seconds, mode: 'tcp' },
       l7: await l7(),
       ...(notes.length ? { notes } : {}),

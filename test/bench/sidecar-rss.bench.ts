@@ -6,9 +6,13 @@
  * The dataplane benchmark reports one such run as `rss_idle_with_policies_mb`;
  * this one is cheap enough to repeat, and `--repo` measures another checkout
  * (for example main) with the same harness. The idle RSS is also split by
- * kind (`idle_file_mb`, `idle_anon_mb`; see dataplane/bench-process.ts).
+ * kind (`idle_file_mb`, `idle_anon_mb`; see dataplane/bench-process.ts),
+ * beside the floor of the runtime itself (`runtime_floor_mb`: bare node
+ * processes with a TLS context and the HTTP modules, which no sidecar on
+ * this runtime can go below).
  */
 import { measureIdleRssWithPolicies, type IdleRssWithPolicies } from './dataplane/idle-rss-with-policies';
+import { runtimeFloorMb } from './dataplane/bench-process';
 
 function flag(flags: string[], name: string): string | undefined {
   return flags.find((x) => x.startsWith(`--${name}=`))?.slice(name.length + 3);
@@ -35,6 +39,8 @@ export async function run(flags: string[]): Promise<Record<string, unknown>> {
     // that runs the same image; `anon` is what each sidecar adds on its own.
     idle_file_mb: median(samples.map((s) => s.idle_breakdown_mb.file)),
     idle_anon_mb: median(samples.map((s) => s.idle_breakdown_mb.anon)),
+    // Bare processes of the same node binary: empty, with one TLS context, and with node:http and node:http2 as well.
+    runtime_floor_mb: runtimeFloorMb(),
     samples: samples.map((s) => ({ idle: s.idle_after_push_mb, after_traffic: s.after_traffic_mb, idle_breakdown: s.idle_breakdown_mb })),
   };
 }

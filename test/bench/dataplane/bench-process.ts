@@ -1,5 +1,5 @@
 /** Child processes of the dataplane benchmark and what /proc says about them. */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { REPO_ROOT } from '@trellis/testkit';
@@ -73,4 +73,37 @@ export function cpuTimes(pid: number | undefined): { user: number; sys: number }
 /** The middle value (the upper one of an even count). */
 export function median(xs: number[]): number {
   return [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
+}
+
+/** What a Node process of this runtime holds before any sidecar code: the floor under the sidecar's RSS (MB). */
+export interface RuntimeFloor {
+  /** An empty process. */
+  readonly empty: number;
+  /** With one TLS context (what any mTLS endpoint needs). */
+  readonly tls_context: number;
+  /** With a TLS context and node:http and node:http2 loaded (the discovery stream and the `/http` ports need both). */
+  readonly tls_http: number;
+}
+
+const FLOOR_SCRIPT = `
+const step = Number(process.argv[1]);
+if (step >= 1) require('node:tls').createSecureContext({});
+if (step >= 2) { require('node:http'); require('node:http2'); }
+setTimeout(() => {
+  const m = /VmRSS:\\s+(\\d+) kB/.exec(require('node:fs').readFileSync('/proc/self/status', 'utf8'));
+  process.stdout.write(String(m ? Number(m[1]) : NaN));
+}, 500);
+`;
+
+/**
+ * VmRSS of bare processes of the node binary the sidecar runs on, with the
+ * sidecar's node arguments, after the same settling pause for each step:
+ * the floor a Node sidecar cannot go below, reported beside its own RSS.
+ */
+export function runtimeFloorMb(): RuntimeFloor {
+  const at = (step: number): number => {
+    const r = spawnSync(process.execPath, [...sidecarNodeArgs(), '-e', FLOOR_SCRIPT, String(step)], { encoding: 'utf8', timeout: 10_000 });
+    return Math.round((Number(r.stdout) / 1024) * 10) / 10;
+  };
+  return { empty: at(0), tls_context: at(1), tls_http: at(2) };
 }
