@@ -33,6 +33,8 @@ interface Harness {
   servable: boolean;
   draining: boolean;
   answer: Answer;
+  /** Replaces the recording forward (which reads the whole body, then answers with `answer`). */
+  forwardHook?: (req: H1Request, body: BodySource, sink: AnswerSink) => void;
   close(): Promise<void>;
 }
 
@@ -64,6 +66,10 @@ async function harness(limits?: H1Timeouts): Promise<Harness> {
       },
       forward: (r, _g, body: BodySource, sink) => {
         h.seen.push(r);
+        if (h.forwardHook) {
+          h.forwardHook(r, body, sink);
+          return () => undefined;
+        }
         const chunks: Buffer[] = [];
         body.on('data', (c) => chunks.push(c));
         let over = false;
@@ -275,6 +281,19 @@ describe('The inbound HTTP/1.1 reader (llhttp, no node:http server)', function (
     const r2 = await exchange(h.port, [plain]);
     expect(r2.data).to.equal(`HANDED ${plain.length}\n`);
     expect(h.handedOver[1]!.toString('latin1')).to.equal(plain);
+  });
+
+  it('Should read the next request after an exchange that paused the body and ended without resuming it', async () => {
+    // As the pooled exchange does when the app stops reading: pause on the body, and the answer comes anyway.
+    h.answer = ok;
+    const pausingForward = (r: H1Request, body: BodySource, sink: AnswerSink): void => {
+      body.on('data', () => body.pause());
+      body.once('end', () => ok(r, Buffer.alloc(3), sink));
+    };
+    h.forwardHook = pausingForward;
+    const r = await exchange(h.port, ['POST /p HTTP/1.1\r\nHost: s\r\nContent-Length: 3\r\n\r\nabc', 'GET /next HTTP/1.1\r\nHost: s\r\nConnection: close\r\n\r\n'], { ms: 3000 });
+    expect(responses(r.data).map((x) => x.body)).to.deep.equal(['POST /p 3', 'GET /next 3']);
+    expect(r.closed).to.equal(true);
   });
 
   it('Should answer 400 and close on bytes llhttp refuses, and 431 on a head that is too large', async () => {

@@ -352,6 +352,9 @@ export class H1Connection {
   private afterAnswer(ex: Exchange): void {
     if (this.cur === ex) this.cur = undefined;
     if (this.handOverBytes) return this.handOver();
+    // The exchange may have paused the body for an app that stopped reading, and finished (the app
+    // answered) before that app read again: the connection is read again for the next request.
+    if (!this.stopped) this.conn.resume();
     if (this.deps.draining()) this.deps.idleWhileDraining();
   }
 
