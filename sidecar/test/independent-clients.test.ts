@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { TestCa, makeTmpDir } from '@trellis/testkit';
 import { createLogger } from '@trellis/shared';
@@ -92,6 +92,23 @@ for (const dataPath of dataPaths()) describe(`Independent clients of an inbound 
     expect(code).to.equal('200');
     const json = JSON.parse(body!) as { xfcc: string };
     expect(json.xfcc).to.match(new RegExp(`^By=${SERVER_ID};Hash=[0-9a-f]{64};URI=${CLIENT_ID}$`));
+  });
+
+  it('Should keep curl on one connection across an allowed request, a denied one and a chunked upload, judging each', async () => {
+    writeFileSync(f('upload.bin'), Buffer.alloc(100_000, 'u'));
+    const tls = ['--cert', f('web.pem'), '--key', f('web.key'), '--cacert', f('root.pem')];
+    const r = await curl([
+      ...tls, '-o', '/dev/null', '-w', '%{http_code} %{num_connects}\\n', ...url('/hello'),
+      '--next', ...tls, '-o', '/dev/null', '-w', '%{http_code} %{num_connects}\\n', ...url('/admin'),
+      '--next', ...tls, '-X', 'GET', '-H', 'Transfer-Encoding: chunked', '--data-binary', `@${f('upload.bin')}`, '-o', f('upload.out'), '-w', '%{http_code} %{num_connects}\\n', ...url('/hello/upload'),
+    ]);
+    expect(r.status, r.stderr).to.equal(0);
+    // One TLS connection for all three (num_connects 0 on reuse), each request judged on its own.
+    expect(r.stdout.trim().split('\n')).to.deep.equal(['200 1', '403 0', '200 0']);
+    const echoed = JSON.parse(readFileSync(f('upload.out'), 'utf8')) as { path: string; body: string; xfcc: string };
+    expect(echoed.path).to.equal('/hello/upload');
+    expect(echoed.body.length).to.equal(100_000);
+    expect(echoed.xfcc).to.match(new RegExp(`URI=${CLIENT_ID}$`));
   });
 
   it('Should answer curl 403 on a path the ALLOW policy does not cover', async () => {
