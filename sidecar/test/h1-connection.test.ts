@@ -385,6 +385,66 @@ describe('The inbound HTTP/1.1 reader’s timeouts', function () {
   });
 });
 
+describe('The inbound HTTP/1.1 reader under malformed and cut input', function () {
+  this.timeout(30_000);
+  let h: Harness;
+  before(async () => {
+    h = await harness();
+  });
+  after(() => h.close());
+
+  /** A small seeded generator, so that a failure can be replayed. */
+  function prng(seed: number): () => number {
+    let x = seed >>> 0 || 1;
+    return () => {
+      x ^= x << 13;
+      x ^= x >>> 17;
+      x ^= x << 5;
+      return (x >>> 0) / 0x100000000;
+    };
+  }
+
+  function randomRequest(rnd: () => number): string[] {
+    const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)]!;
+    const method = pick(['GET', 'POST', 'HEAD', 'PUT', 'CONNECT', 'OPTIONS', 'G\x00T', 'BREW']);
+    const target = pick(['/', '/deny', '/bad', '/a?b=c', '*', 'http://x/y', '/%', '/\x7f', '/a b', '']);
+    const version = pick(['HTTP/1.1', 'HTTP/1.1', 'HTTP/1.0', 'HTTP/2.0', 'HTTP/1.1x']);
+    const headers: string[] = [];
+    for (let i = Math.floor(rnd() * 5); i > 0; i--) {
+      headers.push(
+        pick(['Host: s', 'Host: s', 'Host: t', 'Content-Length: 3', 'Content-Length: -1', 'Content-Length: 99999999999999999999', 'Transfer-Encoding: chunked', 'Transfer-Encoding: gzip', 'Expect: 100-continue', 'Connection: close', 'Connection: upgrade', 'Upgrade: websocket', 'TE: trailers', 'X-A:\tv', ' folded: x', 'Bad Name: y', 'X-B: \x01']),
+      );
+    }
+    const body = pick(['', 'abc', '3\r\nabc\r\n0\r\n\r\n', 'zz\r\n', '0\r\nX-T: 1\r\n\r\n', 'GET / HTTP/1.1\r\nHost: s\r\n\r\n']);
+    const whole = `${method} ${target} ${version}\r\n${headers.join('\r\n')}${headers.length ? '\r\n' : ''}\r\n${body}`;
+    // Cut anywhere, and in pieces anywhere.
+    const cut = rnd() < 0.3 ? whole.slice(0, Math.floor(rnd() * whole.length)) : whole;
+    const pieces: string[] = [];
+    for (let i = 0; i < cut.length; ) {
+      const n = 1 + Math.floor(rnd() * 40);
+      pieces.push(cut.slice(i, i + n));
+      i += n;
+    }
+    return pieces;
+  }
+
+  it('Should answer every connection with well-framed responses or close it, never throw, and keep serving', async () => {
+    const rnd = prng(20261207);
+    const cases = Array.from({ length: 240 }, () => ({ pieces: randomRequest(rnd), end: rnd() < 0.5 }));
+    for (let i = 0; i < cases.length; i += 40) {
+      const batch = cases.slice(i, i + 40);
+      const results = await Promise.all(batch.map((c) => exchange(h.port, c.pieces, { end: c.end, ms: 800 })));
+      results.forEach((r, j) => {
+        const what = JSON.stringify(batch[j]!.pieces.join(''));
+        // Either nothing, or bytes that begin as a response (ours) or as what the stand-in for node:http writes.
+        if (r.data !== '') expect(r.data, what).to.match(/^(HTTP\/1\.1 \d{3} |HANDED \d+\n)/);
+      });
+    }
+    const after = await exchange(h.port, ['GET /still HTTP/1.1\r\nHost: s\r\nConnection: close\r\n\r\n']);
+    expect(responses(after.data).map((x) => x.body)).to.deep.equal(['GET /still 0']);
+  });
+});
+
 describe('rebuildHead', () => {
   it('Should write a head back as its request line and header lines', () => {
     expect(rebuildHead('GET', '/a?b', 1, 0, ['Host', 'x', 'X-Y', 'a b'])).to.equal('GET /a?b HTTP/1.0\r\nHost: x\r\nX-Y: a b\r\n\r\n');
