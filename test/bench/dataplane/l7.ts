@@ -40,6 +40,8 @@ interface Sample {
 }
 interface PathResult extends Sample {
   proxy_cpu_ms_per_1k_req?: number;
+  /** The same CPU by process (server side, then client side) and by kind, ms per 1,000 requests: where the cost is. */
+  proxy_cpu_split?: { server: { user: number; sys: number }; client: { user: number; sys: number } };
 }
 interface Path {
   name: string;
@@ -102,14 +104,18 @@ async function grpcLoad(port: number, mode: 'unary' | 'stream', seconds: number)
 /** Loads `paths` in interleaved rounds; rps summed over rounds, p99 the median of the rounds'. */
 async function interleaved(paths: Path[], seconds: number): Promise<Record<string, PathResult>> {
   for (const p of paths) await p.load(1);
-  const acc = paths.map(() => ({ requests: 0, secs: 0, cpu: 0, p99: [] as number[], errors: 0 }));
+  const acc = paths.map((p) => ({ requests: 0, secs: 0, cpu: 0, byPid: p.pids.map(() => ({ user: 0, sys: 0 })), p99: [] as number[], errors: 0 }));
   const per = Math.max(1, Math.round(seconds / ROUNDS));
   for (let r = 0; r < ROUNDS; r++) {
     for (let i = 0; i < paths.length; i++) {
       const p = paths[i]!;
       const before = p.pids.map(cpuTimes);
       const s = await p.load(per);
-      p.pids.map(cpuTimes).forEach((t, j) => (acc[i]!.cpu += t.user + t.sys - before[j]!.user - before[j]!.sys));
+      p.pids.map(cpuTimes).forEach((t, j) => {
+        acc[i]!.cpu += t.user + t.sys - before[j]!.user - before[j]!.sys;
+        acc[i]!.byPid[j]!.user += t.user - before[j]!.user;
+        acc[i]!.byPid[j]!.sys += t.sys - before[j]!.sys;
+      });
       acc[i]!.requests += s.rps * per;
       acc[i]!.secs += per;
       acc[i]!.p99.push(s.p99_ms);
@@ -120,7 +126,12 @@ async function interleaved(paths: Path[], seconds: number): Promise<Record<strin
   paths.forEach((p, i) => {
     const a = acc[i]!;
     out[p.name] = { rps: Math.round(a.requests / a.secs), p99_ms: median(a.p99), errors: a.errors };
-    if (p.pids.length > 0 && a.requests > 0) out[p.name]!.proxy_cpu_ms_per_1k_req = Math.round((a.cpu / (a.requests / 1000)) * 100) / 100;
+    const per1k = (ms: number): number => Math.round((ms / (a.requests / 1000)) * 100) / 100;
+    if (p.pids.length > 0 && a.requests > 0) out[p.name]!.proxy_cpu_ms_per_1k_req = per1k(a.cpu);
+    if (p.pids.length === 2 && a.requests > 0) {
+      const [sv, cl] = a.byPid as [{ user: number; sys: number }, { user: number; sys: number }];
+      out[p.name]!.proxy_cpu_split = { server: { user: per1k(sv.user), sys: per1k(sv.sys) }, client: { user: per1k(cl.user), sys: per1k(cl.sys) } };
+    }
   });
   return out;
 }
