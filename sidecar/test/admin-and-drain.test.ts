@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import { createServer as createNetServer, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { createServer, request, type IncomingHttpHeaders } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
@@ -135,6 +136,62 @@ for (const dataPath of dataPaths()) describe(`Drain on /http ports [${dataPath}]
     } finally {
       s.destroy();
       await app.close();
+    }
+  });
+});
+
+for (const dataPath of dataPaths()) describe(`Drain while the app's protocol is still being learned [${dataPath}]`, function () {
+  this.timeout(20_000);
+
+  it('Should answer a request that arrived before the probe of the app ended, though the drain began meanwhile', async () => {
+    // The first connection to the app is the sidecar's h2c probe: held 1.5 s, then closed, so the app is
+    // learned as HTTP/1.1 only then; every later connection is served as HTTP/1.1.
+    const http1 = createServer((req, res) => {
+      req.resume();
+      res.writeHead(200, { 'content-type': 'text/plain', 'content-length': 2 }).end('ok');
+    });
+    let probes = 0;
+    const appConns = new Set<Socket>();
+    const appServer = createNetServer((c) => {
+      appConns.add(c);
+      c.once('close', () => appConns.delete(c));
+      if (probes++ === 0) {
+        c.on('error', () => undefined);
+        setTimeout(() => c.destroy(), 1500);
+        return;
+      }
+      http1.emit('connection', c);
+    });
+    await new Promise<void>((r) => appServer.listen(0, '127.0.0.1', () => r()));
+    const appPort = (appServer.address() as { port: number }).port;
+    const ca = await TestCa.create(TD);
+    const sc = new Sidecar(
+      { inbound: [{ host: '127.0.0.1', port: 0, appPort, http: true }], outbound: [], dataPath, workload: { namespace: 'shop', labels: {} } },
+      { logger: silentAuthz.logger, authorize: sharedAuthorizer(), processMetrics: false },
+    );
+    sc.state.update({ credentials: await credentialsFrom(ca, `spiffe://${TD}/ns/shop/sa/cart`), bundle: bundleOf(ca), peerAuth: { mode: 'STRICT', portModes: {} }, authz: { policies: [] } });
+    await sc.start();
+    const client = await ca.issueLeaf(`spiffe://${TD}/ns/shop/sa/web`);
+    const s = tlsConnect({ host: '127.0.0.1', port: sc.inbound[0]!.port, ca: ca.root.pem, key: client.key.keyPem, cert: client.chainPem, checkServerIdentity: () => undefined, ALPNProtocols: ['http/1.1'] });
+    try {
+      await new Promise<void>((r) => s.once('secureConnect', () => r()));
+      let data = '';
+      s.on('data', (d: Buffer) => (data += d.toString()));
+      const closed = new Promise<void>((r) => s.once('close', () => r()));
+      s.write('GET /early HTTP/1.1\r\nHost: cart\r\n\r\n');
+      await new Promise((r) => setTimeout(r, 100));
+      // The drain's quiet-close (1 s) would end the connection before the probe (1.5 s) lets it be read.
+      const stopping = sc.stop(600_000);
+      await closed;
+      expect(data).to.match(/^HTTP\/1\.1 200 OK\r\n/);
+      expect(data).to.match(/\r\nConnection: close\r\n/i);
+      await stopping;
+    } finally {
+      s.destroy();
+      await sc.stop(0);
+      // The sidecar's idle keep-alive connection to the app would hold close() for the app's 5 s keep-alive timeout.
+      for (const c of appConns) c.destroy();
+      await new Promise<void>((r) => appServer.close(() => r()));
     }
   });
 });

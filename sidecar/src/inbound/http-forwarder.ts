@@ -13,7 +13,7 @@ import { Agent, request as httpRequest, type IncomingMessage, type ServerRespons
 import type { Socket } from 'node:net';
 import type { Readable, Writable } from 'node:stream';
 import { AppConnectionPool } from './app-connection-pool';
-import { exchangeWithApp } from './app-exchange';
+import { exchangeWithApp, type AnswerSink, type BodySource } from './app-exchange';
 
 /** What is sent to the app for one request, besides the client's end-to-end headers and body. */
 export interface Forward {
@@ -223,18 +223,23 @@ export function requestHead(method: string, target: string, rawHeaders: readonly
 }
 
 /** True when the request's body is chunked (llhttp admits a request Transfer-Encoding only when it ends in chunked). Pure. */
-export function chunkedBody(rawHeaders: readonly string[]): boolean {
+function chunkedBody(rawHeaders: readonly string[]): boolean {
   for (let i = 0; i < rawHeaders.length; i += 2) if (rawHeaders[i]!.toLowerCase() === 'transfer-encoding') return true;
   return false;
 }
 
 /**
- * The head sent to the app for a request read as `method` and `rawHeaders`
- * and judged as `fwd` (see requestHead; undefined when it cannot be sent),
- * `defaultHost` going as `Host` when neither the client nor `fwd` gave one. Pure.
+ * Starts the exchange of one HTTP/1.1 request (read as `method` and
+ * `rawHeaders`, judged as `fwd`) with the app over `pool`, for either
+ * reader of the inbound (node:http's server here, h1-connection.ts):
+ * `defaultHost` goes as `Host` when neither the client nor `fwd` gave one.
+ * Returns what to call when the client went away, or undefined, with
+ * nothing sent, when the head could not be sent as one (see requestHead).
  */
-export function appRequestHead(method: string, rawHeaders: readonly string[], fwd: Forward, defaultHost: string): string | undefined {
-  return requestHead(method, fwd.target, upstreamHeaders(rawHeaders, fwd.xfcc, fwd.host ?? defaultHost));
+export function exchangeHttp1(pool: AppConnectionPool, defaultHost: string, method: string, rawHeaders: readonly string[], fwd: Forward, source: BodySource, sink: AnswerSink): (() => void) | undefined {
+  const head = requestHead(method, fwd.target, upstreamHeaders(rawHeaders, fwd.xfcc, fwd.host ?? defaultHost));
+  if (head === undefined) return undefined;
+  return exchangeWithApp(pool, { head, method, body: chunkedBody(rawHeaders) ? 'chunked' : 'length', source }, sink);
 }
 
 /**
@@ -252,34 +257,29 @@ export function forwardHttpRequest(opts: { appHost: string; appPort: number; poo
   const defaultHost = `${opts.appHost}:${opts.appPort}`;
   return (req, res, fwd, onUpstreamError) => {
     if (fwd.upgrade) return upgrades(req, res, fwd, onUpstreamError);
-    const head = appRequestHead(req.method ?? 'GET', req.rawHeaders, fwd, defaultHost);
     // The app failed before it answered: 502, counted (the caller learns the app's protocol again);
     // after it began to answer, the client's connection is cut so that a cut body never passes as whole.
     const upstreamFailed = (): void => {
       if (!res.headersSent) onUpstreamError();
       answerUpstreamFailure(res);
     };
-    if (head === undefined) {
+    const trailers = takesTrailers(req.rawHeaders);
+    const dropUpstream = exchangeHttp1(pool, defaultHost, req.method ?? 'GET', req.rawHeaders, fwd, req, {
+      head: (status, statusMessage, rawHeaders) => void res.writeHead(status, statusMessage, downstreamHeaders(rawHeaders)),
+      write: (chunk) => res.write(chunk) || res.destroyed,
+      onDrain: (resume) => void res.once('drain', resume),
+      end: (rawTrailers) => {
+        // Chunked trailers go to a client that said it takes them (`TE: trailers`); to any other they are dropped (RFC 9110 §6.5.1).
+        if (trailers) passTrailers(res, rawTrailers);
+        res.end();
+      },
+      failed: upstreamFailed,
+    });
+    if (dropUpstream === undefined) {
       // Not reached through Node's parser, which refuses such bytes; checked because a bad line here would split the request.
       req.resume();
       return answerPlain(res, 400, 'bad request\n');
     }
-    const trailers = takesTrailers(req.rawHeaders);
-    const dropUpstream = exchangeWithApp(
-      pool,
-      { head, method: req.method ?? 'GET', body: chunkedBody(req.rawHeaders) ? 'chunked' : 'length', source: req },
-      {
-        head: (status, statusMessage, rawHeaders) => void res.writeHead(status, statusMessage, downstreamHeaders(rawHeaders)),
-        write: (chunk) => res.write(chunk) || res.destroyed,
-        onDrain: (resume) => void res.once('drain', resume),
-        end: (rawTrailers) => {
-          // Chunked trailers go to a client that said it takes them (`TE: trailers`); to any other they are dropped (RFC 9110 §6.5.1).
-          if (trailers) passTrailers(res, rawTrailers);
-          res.end();
-        },
-        failed: upstreamFailed,
-      },
-    );
     // A client that goes away mid-request, or whose response stopped part-way, ends this exchange only
     // (after a complete answer the exchange is over and this does nothing).
     req.on('error', dropUpstream);

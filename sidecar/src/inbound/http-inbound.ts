@@ -45,10 +45,9 @@ import { createServer as createHttpServer, ServerResponse, STATUS_CODES, type In
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
-import { ambiguousRequestHeaders, appRequestHead, chunkedBody, forwardHttpRequest, type Forward, type HttpForwarder } from './http-forwarder';
+import { ambiguousRequestHeaders, exchangeHttp1, forwardHttpRequest, type Forward, type HttpForwarder } from './http-forwarder';
 import { badRequest, gateRequest, type Gate, type GateDeps, type GateRefusal, type HttpPeer } from './request-gate';
 import { AppConnectionPool } from './app-connection-pool';
-import { exchangeWithApp } from './app-exchange';
 import { H1Connection, H1Sweeper, type H1ConnectionDeps } from './h1-connection';
 import { splice, type ProxySocket } from '../proxy/splice';
 import type { AppH2c, AppProtocol } from '../http/app-h2c';
@@ -75,6 +74,8 @@ interface ConnState {
   quietTimer: NodeJS.Timeout | undefined;
   /** Present while the connection is read by h1-connection.ts rather than node:http's server. */
   lean?: H1Connection;
+  /** False while the connection waits for the app's protocol (not read yet). */
+  started: boolean;
 }
 
 /** HTTP serving for one /http inbound port: `serve()` each authenticated connection. */
@@ -107,7 +108,7 @@ export class HttpInbound {
   /** Serves HTTP on `conn` (paused; resumed here), whose peer authentication established `peer` (undefined: plaintext). */
   serve(conn: Socket | TLSSocket, peer: HttpPeer | undefined): void {
     this.peers.set(conn, peer ?? {});
-    const st: ConnState = { inFlight: new Set(), quietTimer: undefined };
+    const st: ConnState = { inFlight: new Set(), quietTimer: undefined, started: false };
     this.conns.set(conn, st);
     conn.once('close', () => {
       if (st.quietTimer) clearTimeout(st.quietTimer);
@@ -125,6 +126,7 @@ export class HttpInbound {
   }
 
   private start(conn: Socket | TLSSocket, peer: HttpPeer | undefined, st: ConnState, app: AppProtocol): void {
+    st.started = true;
     if (app.kind === 'h1') st.lean = new H1Connection(conn, this.leanDeps(conn, peer ?? {}, st), this.sweeper);
     else this.server.emit('connection', conn);
     conn.resume();
@@ -142,11 +144,7 @@ export class HttpInbound {
     return {
       servable: () => this.appIsH1(),
       gate: (r) => gateRequest(this.deps, { method: r.method, url: r.url, host: r.host, peer, sourceIp: conn.remoteAddress, ambiguous: ambiguousRequestHeaders(r.rawHeaders) }),
-      forward: (r, g, body, sink) => {
-        const head = appRequestHead(r.method, r.rawHeaders, { target: g.view.target, xfcc: g.xfcc, host: g.view.addHost }, defaultHost);
-        if (head === undefined) return undefined;
-        return exchangeWithApp(this.pool, { head, method: r.method, body: chunkedBody(r.rawHeaders) ? 'chunked' : 'length', source: body }, sink);
-      },
+      forward: (r, g, body, sink) => exchangeHttp1(this.pool, defaultHost, r.method, r.rawHeaders, { target: g.view.target, xfcc: g.xfcc, host: g.view.addHost }, body, sink),
       upstreamFailed: () => {
         this.deps.metrics.refuse('inbound', 'app_unreachable');
         this.app.failed();
@@ -190,6 +188,8 @@ export class HttpInbound {
     st.quietTimer = setTimeout(() => {
       st.quietTimer = undefined;
       if (st.inFlight.size > 0 || st.lean?.busy || conn.destroyed) return;
+      // Not read yet (the app's protocol is being learned): a request may be waiting in it.
+      if (!st.started) return this.closeWhenQuiet(conn, st);
       // Bytes arrived that are not a request yet (one on its way): wait for it, it will be answered.
       if (bytesReadOf(conn) !== seen) return this.closeWhenQuiet(conn, st);
       conn.end();

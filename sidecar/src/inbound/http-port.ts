@@ -40,10 +40,10 @@ export class HttpPort {
   serve(conn: Socket | TLSSocket, peer: HttpPeer | undefined): void {
     const alpn = (conn as TLSSocket).alpnProtocol;
     if (alpn === 'h2') return this.h2.serve(conn, peer);
-    if (alpn === 'http/1.1') return this.startH1(conn, peer);
+    if (alpn === 'http/1.1') return this.h1.serve(conn, peer);
     // Plaintext, or TLS without ALPN (a byte-forwarding outbound carrying an app's h2c): the preface decides.
     // A client that stops part-way through what could be the preface goes to HTTP/1.1, whose parser and timeouts take it from there.
-    readFirstBytes(conn, classifyHttpPreface, (kind) => (kind === 'h2' ? this.h2.serve(conn, peer) : this.startH1(conn, peer)), { timeoutMs: PREFACE_WAIT_MS, fallback: 'http/1.1' });
+    readFirstBytes(conn, classifyHttpPreface, (kind) => (kind === 'h2' ? this.h2.serve(conn, peer) : this.h1.serve(conn, peer)), { timeoutMs: PREFACE_WAIT_MS, fallback: 'http/1.1' });
   }
 
   /** HTTP clients learn to go elsewhere (see HttpInbound.drain and H2Inbound.drain). */
@@ -51,9 +51,5 @@ export class HttpPort {
     this.h1.drain();
     this.h2.drain();
     this.app.close();
-  }
-
-  private startH1(conn: Socket | TLSSocket, peer: HttpPeer | undefined): void {
-    this.h1.serve(conn, peer);
   }
 }
