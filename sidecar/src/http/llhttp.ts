@@ -2,7 +2,7 @@
  * llhttp, the HTTP/1.1 parser the node binary carries and node:http runs on,
  * reached through `_http_common` as node:http reaches it. Only the subset
  * the sidecar uses is typed here: the inbound's request side
- * (h1-request-connection.ts) and the app-side response reader
+ * (h1-connection.ts) and the app-side response reader
  * (h1-response-reader.ts) both parse strictly, with no lenient flags.
  */
 

@@ -19,7 +19,7 @@ import { createServer as createH2Server, type Http2Server, type Http2Session, ty
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { gateRequest, type GateDeps, type HttpPeer } from './request-gate';
-import { AppConnectionPool } from './app-connection-pool';
+import type { AppConnectionPool } from './app-connection-pool';
 import { exchangeWithApp } from './app-exchange';
 import { requestHead } from './http-forwarder';
 import { AppH2c, H2_SETTINGS, serveH2Connection, tuneSession } from '../http/app-h2c';
@@ -32,18 +32,17 @@ export class H2Inbound {
   private readonly peers = new WeakMap<Http2Session, HttpPeer>();
   private readonly sessions = new Set<Http2Session>();
   private readonly app: AppH2c;
-  /** Connections to an app that speaks HTTP/1.1 only (app-connection-pool.ts). */
-  private readonly pool: AppConnectionPool;
   /** The peer of the connection being handed to the server (its 'session' event fires synchronously). */
   private handing: HttpPeer | undefined;
   private draining = false;
 
+  /** `pool`: the port's connections to an app that speaks HTTP/1.1 only (app-connection-pool.ts), shared with http-inbound.ts. */
   constructor(
     private readonly deps: GateDeps,
     app: AppH2c,
+    private readonly pool: AppConnectionPool,
   ) {
     this.app = app;
-    this.pool = new AppConnectionPool(deps.appHost, deps.appPort);
     this.server = createH2Server({ settings: H2_SETTINGS, maxSessionMemory: 64 });
     this.server.on('session', (s: Http2Session) => this.onSession(s));
     this.server.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, flags: number, raw: string[]) => this.onStream(stream, headers, raw, endedWithHeaders(flags)));

@@ -47,7 +47,7 @@ import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import { ambiguousRequestHeaders, exchangeHttp1, forwardHttpRequest, type Forward, type HttpForwarder } from './http-forwarder';
 import { badRequest, gateRequest, type Gate, type GateDeps, type GateRefusal, type HttpPeer } from './request-gate';
-import { AppConnectionPool } from './app-connection-pool';
+import type { AppConnectionPool } from './app-connection-pool';
 import { H1Connection, H1Sweeper, type H1ConnectionDeps } from './h1-connection';
 import { splice, type ProxySocket } from '../proxy/splice';
 import type { AppH2c, AppProtocol } from '../http/app-h2c';
@@ -82,8 +82,6 @@ interface ConnState {
 export class HttpInbound {
   private readonly server: HttpServer;
   private readonly forwarder: HttpForwarder;
-  /** The app connections of both HTTP/1.1 readers (node:http's server and h1-connection.ts). */
-  private readonly pool: AppConnectionPool;
   private readonly sweeper = new H1Sweeper();
   private readonly peers = new WeakMap<object, HttpPeer>();
   /** Open connections and their requests in flight, for the drain. */
@@ -92,11 +90,12 @@ export class HttpInbound {
   /** Sockets that already carry our error guard (an upgrade may be answered many times on one connection). */
   private readonly guarded = new WeakSet<Duplex>();
 
+  /** `pool`: the port's HTTP/1.1 connections to its app, shared by both readers here and by h2-inbound.ts. */
   constructor(
     private readonly deps: HttpInboundDeps,
     private readonly app: AppH2c,
+    private readonly pool: AppConnectionPool,
   ) {
-    this.pool = new AppConnectionPool(deps.appHost, deps.appPort);
     this.forwarder = forwardHttpRequest({ appHost: deps.appHost, appPort: deps.appPort, pool: this.pool });
     this.server = createHttpServer({ keepAliveTimeout: 60_000, noDelay: true }, (req, res) => this.onRequest(req, res));
     this.server.on('clientError', (err: Error & { code?: string }, socket: Duplex) => this.onClientError(err, socket));

@@ -14,6 +14,7 @@ import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { HttpInbound } from './http-inbound';
 import { H2Inbound } from './h2-inbound';
+import { AppConnectionPool } from './app-connection-pool';
 import type { GateDeps, HttpPeer } from './request-gate';
 import { AppH2c, type AppHttpVersion } from '../http/app-h2c';
 import { classifyHttpPreface, PREFACE_WAIT_MS } from '../http/h2-preface';
@@ -32,8 +33,10 @@ export class HttpPort {
   /** `version`: how the app is reached, probed (`/http`) or declared (inbound-protocol.ts). */
   constructor(deps: GateDeps, version: AppHttpVersion = 'probe') {
     this.app = new AppH2c(deps.appHost, deps.appPort, version);
-    this.h1 = new HttpInbound(deps, this.app);
-    this.h2 = new H2Inbound(deps, this.app);
+    // One pool of HTTP/1.1 connections to the app for both protocols' requests.
+    const pool = new AppConnectionPool(deps.appHost, deps.appPort);
+    this.h1 = new HttpInbound(deps, this.app, pool);
+    this.h2 = new H2Inbound(deps, this.app, pool);
   }
 
   /** Serves `conn` (paused), whose authentication established `peer` (undefined: plaintext). */
